@@ -1,0 +1,3 @@
+"""Stratus: an OpenStack-compatible infrastructure cloud."""
+
+__version__ = "0.1.0"

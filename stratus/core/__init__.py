@@ -1,0 +1,1 @@
+"""Pieces every Stratus service stands on: config, db, web, auth, policy, tracing."""

@@ -1,0 +1,131 @@
+"""Configuration: one TOML file plus ``STRATUS_*`` environment variables.
+
+Precedence, highest first: keyword arguments, environment (``STRATUS_PORT``,
+``STRATUS_IDENTITY__BCRYPT_ROUNDS`` for nested keys), the TOML file named by
+``STRATUS_CONFIG_FILE`` (default ``/etc/stratus/stratus.toml`` when it exists), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("/etc/stratus/stratus.toml")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "stratus"
+
+
+class IdentitySettings(BaseModel):
+    #: bcrypt cost factor for stored passwords; Keystone's default is 12.
+    bcrypt_rounds: int = Field(12, ge=4, le=31)
+    #: Token lifetime in seconds.
+    token_expiration: int = Field(3600, ge=60)
+    #: How long past expiry a token may still be used together with a valid service token.
+    allow_expired_window: int = Field(172800, ge=0)
+    #: Fernet key repository; default ``<data_dir>/fernet-keys``.
+    key_repository: Path | None = None
+    #: Keys kept by rotation: one staged, one primary, the rest secondary.
+    max_active_keys: int = Field(3, ge=2)
+    database_url: str | None = None
+
+
+class AuthSettings(BaseModel):
+    """How non-identity APIs validate tokens."""
+
+    #: Identity endpoint (``http://h:p/identity/v3``); unset means in-process validation.
+    identity_url: str | None = None
+    #: Credentials this service uses to validate tokens over REST.
+    service_username: str = "admin"
+    service_password: SecretStr | None = None
+    service_project: str = "admin"
+    service_domain: str = "Default"
+    #: Seconds a validated token stays cached (never past its expiry).
+    cache_ttl: int = Field(300, ge=0)
+    cache_size: int = Field(10000, ge=0)
+
+
+class TracingSettings(BaseModel):
+    enabled: bool = True
+    #: OTLP/HTTP traces endpoint; unset keeps spans in-process only.
+    otlp_endpoint: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STRATUS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: URL clients reach this cloud at; default ``http://<host>:<port>``.
+    public_url: str | None = None
+    region: str = "RegionOne"
+    #: Database for every service that has no URL of its own; default SQLite files.
+    database_url: str | None = None
+    log_level: str = "INFO"
+    #: Largest request body a JSON API accepts, in bytes.
+    max_request_body_size: int = 1024 * 1024
+    #: YAML file of policy rules overriding the in-code defaults.
+    policy_file: Path | None = None
+    admin_password: SecretStr | None = None
+
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = Path(os.environ.get("STRATUS_CONFIG_FILE", DEFAULT_CONFIG_FILE))
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def database_url_for(self, service: str, override: str | None = None) -> str:
+        """The SQLAlchemy URL of a service's database."""
+        if override:
+            return override
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / (service + '.db')}"
+
+    @property
+    def key_repository(self) -> Path:
+        return self.identity.key_repository or self.data_dir / "fernet-keys"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,148 @@
+"""Database access: SQLAlchemy 2 async engines and per-service Alembic histories.
+
+Each service owns a declarative base and a migration history; the history's version table
+is named after the service (``alembic_version_identity``) so several services can share
+one PostgreSQL database without sharing tables. SQLite databases run in WAL mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+LOG = logging.getLogger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as naive UTC and always returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """One service's database: an async engine, a session factory and its migrations."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.url.get_backend_name() == "sqlite":
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.url.get_backend_name() == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def backend(self) -> str:
+        return self.url.get_backend_name()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success and rolls back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def upgrade(self, script_location: str, version_table: str, revision: str = "head") -> None:
+        """Run a service's Alembic history up to ``revision``."""
+
+        def run(connection: Connection) -> None:
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", script_location)
+            cfg.attributes["connection"] = connection
+            cfg.attributes["version_table"] = version_table
+            command.upgrade(cfg, revision)
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(run)
+
+    async def current_revision(self, version_table: str) -> str | None:
+        def read(connection: Connection) -> str | None:
+            from alembic.runtime.migration import MigrationContext
+
+            ctx = MigrationContext.configure(
+                connection, opts={"version_table": version_table}
+            )
+            return ctx.get_current_revision()
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def run_migrations_online(context: Any, target_metadata: Any) -> None:
+    """Body of each service's ``env.py``: migrate on the connection handed in by ``upgrade``.
+
+    Alembic's command line is supported too: without a connection an engine is made from
+    the ``sqlalchemy.url`` option.
+    """
+    config = context.config
+    version_table = config.attributes.get("version_table") or config.get_main_option(
+        "version_table"
+    )
+    connection = config.attributes.get("connection")
+
+    def configure_and_run(conn: Connection) -> None:
+        context.configure(
+            connection=conn,
+            target_metadata=target_metadata,
+            version_table=version_table,
+            render_as_batch=conn.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if connection is not None:
+        configure_and_run(connection)
+        return
+
+    async def standalone() -> None:
+        engine = create_async_engine(config.get_main_option("sqlalchemy.url"))
+        async with engine.begin() as conn:
+            await conn.run_sync(configure_and_run)
+        await engine.dispose()
+
+    asyncio.run(standalone())

@@ -1,0 +1,39 @@
+"""Outgoing HTTP between services: one span per call, request id passed along.
+
+Each call carries ``X-OpenStack-Request-ID`` with the current request id, so the service
+called records it as the global request id of its own request, as Nova and Neutron do.
+"""
+
+from __future__ import annotations
+
+import httpx
+from opentelemetry.trace import SpanKind
+
+from stratus.core import tracing
+from stratus.core.context import current_request_id
+
+
+class TracingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request_id = current_request_id()
+        if request_id and "x-openstack-request-id" not in request.headers:
+            request.headers["X-OpenStack-Request-ID"] = request_id
+        with tracing.span(
+            f"HTTP {request.method}",
+            kind=SpanKind.CLIENT,
+            **{"http.method": request.method, "http.url": str(request.url.copy_with(query=None))},
+        ) as current:
+            response = await self.inner.handle_async_request(request)
+            current.set_attribute("http.status_code", response.status_code)
+            return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def service_http_client(timeout: float = 30.0,
+                        transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=TracingTransport(transport), timeout=timeout)

@@ -1,0 +1,193 @@
+"""Policy: named rules, defaults in code per service, overridable by a YAML file.
+
+Rules use oslo.policy's check language, so operators can reuse what they know:
+
+* ``@`` always passes, ``!`` never does, ``""`` passes;
+* ``role:admin`` passes when the caller holds the role;
+* ``rule:name`` evaluates another named rule;
+* ``field:%(target.path)s`` passes when the caller's ``field`` equals the target's value;
+  ``field:literal`` compares with a constant (``system_scope:all``, ``is_admin:True``);
+* ``and``, ``or``, ``not`` and parentheses combine checks.
+
+We parse this small language here rather than depend on oslo.policy, which brings
+oslo.config's global option registry and several other libraries with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stratus.core.exceptions import Forbidden
+
+LOG = logging.getLogger(__name__)
+
+Check = Callable[[Mapping[str, Any], Mapping[str, Any], "Enforcer"], bool]
+
+_TOKEN_RE = re.compile(r"\(|\)|[^\s()]+")
+_SUBST_RE = re.compile(r"%\(([^)]+)\)s")
+
+
+class PolicySyntaxError(ValueError):
+    pass
+
+
+def _lookup(target: Mapping[str, Any], path: str) -> Any:
+    if path in target:
+        return target[path]
+    value: Any = target
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _leaf(text: str) -> Check:
+    if text in ("@", ""):
+        return lambda creds, target, enforcer: True
+    if text == "!":
+        return lambda creds, target, enforcer: False
+    kind, sep, match = text.partition(":")
+    if not sep:
+        raise PolicySyntaxError(f"not a check: {text!r}")
+    if kind == "rule":
+        return lambda creds, target, enforcer: enforcer.check(match, target, creds)
+    if kind == "role":
+        wanted = match.lower()
+
+        def role_check(creds: Mapping[str, Any], target: Mapping[str, Any], _: Enforcer) -> bool:
+            if _SUBST_RE.fullmatch(wanted):
+                role = _lookup(target, _SUBST_RE.fullmatch(wanted).group(1))  # type: ignore[union-attr]
+                return role is not None and str(role).lower() in _roles(creds)
+            return wanted in _roles(creds)
+
+        return role_check
+
+    def generic(creds: Mapping[str, Any], target: Mapping[str, Any], _: Enforcer) -> bool:
+        subst = _SUBST_RE.fullmatch(match)
+        if subst:
+            expected = _lookup(target, subst.group(1))
+            if expected is None:
+                return False
+        else:
+            expected = match.strip("'\"")
+        actual = _lookup(creds, kind)
+        if actual is None:
+            return False
+        if isinstance(actual, bool):
+            return str(actual).lower() == str(expected).lower()
+        return str(actual) == str(expected)
+
+    return generic
+
+
+def _roles(creds: Mapping[str, Any]) -> set[str]:
+    return {str(r).lower() for r in creds.get("roles") or ()}
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _TOKEN_RE.findall(text)
+        self.pos = 0
+
+    def parse(self) -> Check:
+        if not self.tokens:
+            return _leaf("")
+        check = self._or()
+        if self.pos != len(self.tokens):
+            raise PolicySyntaxError(f"unexpected {self.tokens[self.pos]!r}")
+        return check
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _take(self) -> str:
+        token = self._peek()
+        if token is None:
+            raise PolicySyntaxError("rule ends too early")
+        self.pos += 1
+        return token
+
+    def _or(self) -> Check:
+        checks = [self._and()]
+        while self._peek() == "or":
+            self._take()
+            checks.append(self._and())
+        if len(checks) == 1:
+            return checks[0]
+        return lambda c, t, e: any(check(c, t, e) for check in checks)
+
+    def _and(self) -> Check:
+        checks = [self._not()]
+        while self._peek() == "and":
+            self._take()
+            checks.append(self._not())
+        if len(checks) == 1:
+            return checks[0]
+        return lambda c, t, e: all(check(c, t, e) for check in checks)
+
+    def _not(self) -> Check:
+        if self._peek() == "not":
+            self._take()
+            inner = self._not()
+            return lambda c, t, e: not inner(c, t, e)
+        return self._atom()
+
+    def _atom(self) -> Check:
+        token = self._take()
+        if token == "(":
+            inner = self._or()
+            if self._take() != ")":
+                raise PolicySyntaxError("missing ')'")
+            return inner
+        if token in (")", "and", "or"):
+            raise PolicySyntaxError(f"unexpected {token!r}")
+        return _leaf(token)
+
+
+def parse_rule(text: str) -> Check:
+    return _Parser(text).parse()
+
+
+@dataclass(frozen=True)
+class RuleDefault:
+    name: str
+    check_str: str
+    description: str = ""
+
+
+class Enforcer:
+    """Evaluates named rules: the service's defaults, overridden by the policy file."""
+
+    def __init__(self, defaults: list[RuleDefault], policy_file: Path | None = None) -> None:
+        self.defaults = {rule.name: rule for rule in defaults}
+        texts = {rule.name: rule.check_str for rule in defaults}
+        if policy_file is not None and policy_file.is_file():
+            overrides = yaml.safe_load(policy_file.read_text()) or {}
+            if not isinstance(overrides, dict):
+                raise PolicySyntaxError(f"{policy_file}: expected a mapping of rule names")
+            texts.update({str(k): str(v) for k, v in overrides.items()})
+        self._rules = {name: parse_rule(text) for name, text in texts.items()}
+        self._texts = texts
+
+    def rule_text(self, name: str) -> str | None:
+        return self._texts.get(name)
+
+    def check(self, name: str, target: Mapping[str, Any], creds: Mapping[str, Any]) -> bool:
+        rule = self._rules.get(name)
+        if rule is None:
+            LOG.warning("policy rule %s is not defined; denying", name)
+            return False
+        return rule(creds, target, self)
+
+    def enforce(self, name: str, target: Mapping[str, Any], creds: Mapping[str, Any]) -> None:
+        """Raise ``Forbidden`` unless the rule passes."""
+        if not self.check(name, target, creds):
+            raise Forbidden(f"You are not authorized to perform the requested action: {name}.")

@@ -1,0 +1,60 @@
+"""Tracing: one span per API request and per outgoing call, each carrying the request id.
+
+Spans go through OpenTelemetry. Without an OTLP endpoint they stay in-process (tests attach
+an in-memory exporter); with one they are exported in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.trace import Span, SpanKind
+
+from stratus.core.context import current_request_id
+
+REQUEST_ID_ATTRIBUTE = "openstack.request_id"
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(service_name: str = "stratus", otlp_endpoint: str | None = None) -> TracerProvider:
+    """Install the process's tracer provider once; later calls return the same one."""
+    global _provider
+    if _provider is not None:
+        return _provider
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if otlp_endpoint:
+        # Imported lazily: the exporter is an optional dependency.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+            OTLPSpanExporter,
+        )
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    setup_tracing().add_span_processor(processor)
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("stratus")
+
+
+@contextmanager
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[Span]:
+    """A span stamped with the current request id."""
+    request_id = current_request_id()
+    if request_id:
+        attributes.setdefault(REQUEST_ID_ATTRIBUTE, request_id)
+    clean = {k: v for k, v in attributes.items() if v is not None}
+    with tracer().start_as_current_span(name, kind=kind, attributes=clean) as current:
+        yield current

@@ -1,0 +1,86 @@
+"""The app factory every API uses, so each one answers errors, ids and limits alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRouter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from stratus.core.exceptions import StratusError
+from stratus.core.web.errors import ErrorStyle
+from stratus.core.web.middleware import BodySizeLimitMiddleware, RequestMiddleware
+
+LOG = logging.getLogger(__name__)
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    """A one-line, human account of what is wrong with the request."""
+    parts = []
+    for error in exc.errors():
+        kind = error.get("type", "")
+        location = [str(p) for p in error.get("loc", ()) if p != "body"]
+        if kind == "json_invalid":
+            return "Malformed request body: the body is not valid JSON."
+        where = ".".join(location) or "body"
+        parts.append(f"Invalid input for field '{where}': {error.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "Invalid request."
+
+
+def create_app(
+    *,
+    service: str,
+    style: ErrorStyle,
+    routers: Sequence[APIRouter] = (),
+    max_body_size: int = 1024 * 1024,
+    body_limit_exempt: Iterable[str] = (),
+    extra_request_id_headers: Iterable[str] = (),
+    state: dict[str, Any] | None = None,
+) -> FastAPI:
+    """Build one API's ASGI app.
+
+    ``style`` decides the error body format for every error the app answers, including
+    framework ones (unknown route, wrong method, invalid JSON, body too large).
+    """
+    app = FastAPI(
+        title=f"Stratus {service}",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    for key, value in (state or {}).items():
+        setattr(app.state, key, value)
+    app.state.error_style = style
+
+    @app.exception_handler(StratusError)
+    async def _domain_error(_: Request, exc: StratusError) -> Response:
+        if exc.status >= 500:
+            LOG.error("%s: %s", type(exc).__name__, exc.message)
+        return style.response(exc.status, exc.message, title=exc.title,
+                              type_name=type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return style.response(400, describe_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = "The resource could not be found."
+        return style.response(exc.status_code, message, headers=exc.headers)
+
+    for router in routers:
+        app.include_router(router)
+
+    app.add_middleware(BodySizeLimitMiddleware, limit=max_body_size, style=style,
+                       exempt_paths=tuple(body_limit_exempt))
+    app.add_middleware(RequestMiddleware, style=style, service=service,
+                       extra_request_id_headers=tuple(extra_request_id_headers))
+    return app

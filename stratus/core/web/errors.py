@@ -1,0 +1,64 @@
+"""OpenStack error bodies, one style per API family.
+
+Identity: ``{"error": {"code", "title", "message"}}``. Compute and block storage:
+``{"badRequest": {"message", "code"}}`` (the key names the error kind). Network:
+``{"NeutronError": {"type", "message", "detail"}}``.
+"""
+
+from __future__ import annotations
+
+import enum
+from http import HTTPStatus
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+_COMPUTE_KEYS = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    406: "notAcceptable",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    429: "overLimit",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+
+class ErrorStyle(enum.Enum):
+    IDENTITY = "identity"
+    COMPUTE = "compute"
+    NETWORK = "network"
+    PLAIN = "plain"
+
+    def body(self, status: int, message: str, *, title: str | None = None,
+             type_name: str | None = None) -> dict[str, Any]:
+        phrase = title or _phrase(status)
+        if self is ErrorStyle.IDENTITY:
+            return {"error": {"code": status, "title": phrase, "message": message}}
+        if self is ErrorStyle.COMPUTE:
+            key = _COMPUTE_KEYS.get(status, "computeFault")
+            return {key: {"message": message, "code": status}}
+        if self is ErrorStyle.NETWORK:
+            return {"NeutronError": {"type": type_name or phrase.replace(" ", ""),
+                                     "message": message, "detail": ""}}
+        return {"code": status, "title": phrase, "message": message}
+
+    def response(self, status: int, message: str, *, title: str | None = None,
+                 type_name: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(
+            self.body(status, message, title=title, type_name=type_name),
+            status_code=status,
+            headers=headers,
+        )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,129 @@
+"""ASGI middleware every API runs behind.
+
+``RequestMiddleware`` gives each request its ``req-<uuid>`` id (echoed in
+``x-openstack-request-id``), opens its span, logs one line per request, and turns any
+unhandled exception into a 500 in the API's error style. ``BodySizeLimitMiddleware``
+refuses bodies larger than the configured limit with a 413, whether or not they are chunked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stratus.core import tracing
+from stratus.core.context import (
+    generate_request_id,
+    is_request_id,
+    reset_request_id,
+    set_request_id,
+)
+from stratus.core.web.errors import ErrorStyle
+
+LOG = logging.getLogger("stratus.web")
+
+REQUEST_ID_HEADER = b"x-openstack-request-id"
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, style: ErrorStyle, service: str,
+                 extra_request_id_headers: Iterable[str] = ()) -> None:
+        self.app = app
+        self.style = style
+        self.service = service
+        self.extra_headers = [h.lower().encode() for h in extra_request_id_headers]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = generate_request_id()
+        incoming = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
+        global_request_id = incoming if is_request_id(incoming) else None
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["global_request_id"] = global_request_id
+        token = set_request_id(request_id)
+        method = scope["method"]
+        path = scope.get("root_path", "") + scope["path"]
+        started = time.perf_counter()
+        status_holder = {"status": 500, "sent": False}
+        id_headers = [(REQUEST_ID_HEADER, request_id.encode())] + [
+            (h, request_id.encode()) for h in self.extra_headers
+        ]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["sent"] = True
+                message["headers"] = list(message.get("headers", [])) + id_headers
+            await send(message)
+
+        try:
+            with tracing.span(
+                f"{self.service} {method}",
+                kind=SpanKind.SERVER,
+                **{"http.method": method, "http.target": path,
+                   "openstack.global_request_id": global_request_id},
+            ) as current:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception as exc:
+                    LOG.exception("unhandled error in %s %s", method, path)
+                    current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    if status_holder["sent"]:
+                        raise
+                    response = self.style.response(
+                        500, "An unexpected error prevented the server from fulfilling "
+                             "your request."
+                    )
+                    await response(scope, receive, send_with_id)
+                current.set_attribute("http.status_code", status_holder["status"])
+        finally:
+            LOG.info(
+                "%s %s status: %s time: %.4f",
+                method, path, status_holder["status"], time.perf_counter() - started,
+            )
+            reset_request_id(token)
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, limit: int, style: ErrorStyle,
+                 exempt_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        self.limit = limit
+        self.style = style
+        self.exempt = tuple(exempt_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.exempt and scope["path"].endswith(self.exempt)):
+            await self.app(scope, receive, send)
+            return
+        message = f"Request is too large. The limit is {self.limit} bytes."
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.limit:
+                    await self.style.response(413, message)(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, limited_receive, send)

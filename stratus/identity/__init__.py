@@ -1,0 +1,1 @@
+"""Identity service (Keystone v3 compatible): users, projects, roles, tokens, catalog."""
