@@ -30,7 +30,9 @@ LOG = logging.getLogger(__name__)
 
 Check = Callable[[Mapping[str, Any], Mapping[str, Any], "Enforcer"], bool]
 
-_TOKEN_RE = re.compile(r"\(|\)|[^\s()]+")
+# A token is "(", ")" or a run of other non-space characters; the parentheses of a
+# ``%(target.path)s`` substitution belong to the run and do not group.
+_TOKEN_RE = re.compile(r"\(|\)|(?:%\([^()\s]+\)s|[^\s()])+")
 _SUBST_RE = re.compile(r"%\(([^)]+)\)s")
 
 
@@ -61,10 +63,12 @@ def _leaf(text: str) -> Check:
         return lambda creds, target, enforcer: enforcer.check(match, target, creds)
     if kind == "role":
         wanted = match.lower()
+        # The substitution path is looked up as written; only role names are case-blind.
+        role_subst = _SUBST_RE.fullmatch(match)
 
         def role_check(creds: Mapping[str, Any], target: Mapping[str, Any], _: Enforcer) -> bool:
-            if _SUBST_RE.fullmatch(wanted):
-                role = _lookup(target, _SUBST_RE.fullmatch(wanted).group(1))  # type: ignore[union-attr]
+            if role_subst:
+                role = _lookup(target, role_subst.group(1))
                 return role is not None and str(role).lower() in _roles(creds)
             return wanted in _roles(creds)
 

@@ -92,6 +92,17 @@ class Role(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class ImpliedRole(Base):
+    """Holding the prior role implies holding the implied one (admin → member → reader)."""
+
+    __tablename__ = "implied_role"
+
+    prior_role_id: Mapped[str] = mapped_column(
+        ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
+    implied_role_id: Mapped[str] = mapped_column(
+        ForeignKey("role.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Assignment(Base):
     """A role granted to an actor (user or group) on a target (project, domain, system)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +20,15 @@ from stratus.core.web.middleware import BodySizeLimitMiddleware, RequestMiddlewa
 LOG = logging.getLogger(__name__)
 
 
+def api_root(request: Request) -> str:
+    """The URL this API is mounted at, as the client reached it (``http://h:8080/identity``).
+
+    Starlette keeps the full path in ``scope["path"]`` and the mount point in
+    ``scope["root_path"]``, so the root is the request URL cut back to ``root_path``.
+    """
+    return str(request.url.replace(path=request.scope.get("root_path", ""), query=""))
+
+
 def describe_validation_error(exc: RequestValidationError) -> str:
     """A one-line, human account of what is wrong with the request."""
     parts = []
@@ -30,6 +40,18 @@ def describe_validation_error(exc: RequestValidationError) -> str:
         where = ".".join(location) or "body"
         parts.append(f"Invalid input for field '{where}': {error.get('msg', 'invalid value')}")
     return "; ".join(parts) or "Invalid request."
+
+
+def _fastapi_options() -> dict[str, Any]:
+    """FastAPI's own options we depend on.
+
+    FastAPI 0.16x traces every request natively, with a SERVER span of its own that lacks
+    the request id. ``RequestMiddleware`` already opens the one SERVER span per request, so
+    the native one is turned off where it exists (older FastAPI has no such option).
+    """
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False}}
+    return {}
 
 
 def create_app(
@@ -53,6 +75,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
+        **_fastapi_options(),
     )
     for key, value in (state or {}).items():
         setattr(app.state, key, value)

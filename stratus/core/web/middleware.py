@@ -51,7 +51,7 @@ class RequestMiddleware:
         scope["state"]["global_request_id"] = global_request_id
         token = set_request_id(request_id)
         method = scope["method"]
-        path = scope.get("root_path", "") + scope["path"]
+        path = scope["path"]
         started = time.perf_counter()
         status_holder = {"status": 500, "sent": False}
         id_headers = [(REQUEST_ID_HEADER, request_id.encode())] + [

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 01:48:40.281379
+Create Date: 2026-11-22 01:50:43.676610
 """
 
 from collections.abc import Sequence
@@ -118,6 +118,13 @@ def upgrade() -> None:
     with op.batch_alter_table('group', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_group_domain_id'), ['domain_id'], unique=False)
 
+    op.create_table('implied_role',
+    sa.Column('prior_role_id', sa.String(length=64), nullable=False),
+    sa.Column('implied_role_id', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['implied_role_id'], ['role.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['prior_role_id'], ['role.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('prior_role_id', 'implied_role_id')
+    )
     op.create_table('project',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
@@ -204,6 +211,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_project_domain_id'))
 
     op.drop_table('project')
+    op.drop_table('implied_role')
     with op.batch_alter_table('group', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_group_domain_id'))
 

@@ -1,0 +1,164 @@
+"""``stratus``: the operator's command.
+
+``stratus up`` runs the whole cloud in one process; ``stratus serve UNIT`` runs one unit;
+``stratus db upgrade`` and ``stratus bootstrap`` prepare databases and the first admin;
+``stratus identity rotate-keys`` rotates the Fernet keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from stratus.core.config import Settings
+from stratus.core.logging import setup_logging
+from stratus.core.tracing import setup_tracing
+
+app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+db_app = typer.Typer(help="Databases.", no_args_is_help=True)
+identity_app = typer.Typer(help="Identity service administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(identity_app, name="identity")
+
+console = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Where databases, keys and clouds.yaml live "
+                       "[default: $STRATUS_DATA_DIR or ~/.local/share/stratus].")]
+Host = Annotated[str | None, typer.Option(
+    "--host", help="Address to listen on [default: $STRATUS_HOST or 127.0.0.1].")]
+Port = Annotated[int | None, typer.Option(
+    "--port", help="Port to listen on [default: $STRATUS_PORT or 8080].")]
+
+
+def _settings(data_dir: Path | None = None, host: str | None = None,
+              port: int | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir.resolve()
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = Settings(**overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(settings.log_level)
+    if settings.tracing.enabled:
+        setup_tracing("stratus", settings.tracing.otlp_endpoint)
+    return settings
+
+
+async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> None:
+    import uvicorn
+
+    from stratus.units import Stack, admin_password, root_app, run_bootstrap, write_clouds_yaml
+
+    stack = Stack(settings)
+    try:
+        if bootstrap:
+            await run_bootstrap(stack)
+        asgi = await root_app(stack, names)
+        config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
+                                lifespan="off", access_log=False, server_header=False)
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            if bootstrap:
+                clouds = write_clouds_yaml(settings, admin_password(settings))
+                console.print(f"[bold green]Stratus is up[/] at {settings.base_url} "
+                              f"(units: {', '.join(names)})")
+                console.print(f"Identity: {settings.base_url}/identity/v3")
+                print(f"export OS_CLIENT_CONFIG_FILE={clouds}", flush=True)
+                console.print("Then: openstack --os-cloud stratus token issue")
+            else:
+                console.print(f"[bold green]{', '.join(names)}[/] serving at {settings.base_url}")
+        await serving
+    finally:
+        await stack.aclose()
+
+
+@app.command()
+def up(data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
+    """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
+    from stratus.units import UNITS
+
+    settings = _settings(data_dir, host, port)
+    asyncio.run(_serve(settings, list(UNITS), bootstrap=True))
+
+
+@app.command()
+def serve(unit: Annotated[str, typer.Argument(help="The unit to run, e.g. identity-api.")],
+          data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
+    """Run one unit in this process."""
+    from stratus.units import UNITS
+
+    if unit not in UNITS:
+        console.print(f"[red]Unknown unit {unit!r}.[/] Units: {', '.join(UNITS)}")
+        raise typer.Exit(2)
+    settings = _settings(data_dir, host, port)
+    asyncio.run(_serve(settings, [unit], bootstrap=False))
+
+
+@app.command()
+def bootstrap(data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
+    """Create the Default domain, admin project and user, roles and the catalog; idempotent."""
+    from stratus.units import Stack, run_bootstrap, write_clouds_yaml
+    from stratus.units import admin_password as password_of
+
+    settings = _settings(data_dir, host, port)
+
+    async def run() -> None:
+        stack = Stack(settings)
+        try:
+            await run_bootstrap(stack)
+        finally:
+            await stack.aclose()
+
+    asyncio.run(run())
+    clouds = write_clouds_yaml(settings, password_of(settings))
+    console.print(f"Bootstrapped. Credentials for the cloud 'stratus' are in {clouds}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Bring every service's database schema up to date."""
+    from stratus.identity.service import SCRIPT_LOCATION, VERSION_TABLE, IdentityRuntime
+
+    settings = _settings(data_dir)
+
+    async def run() -> None:
+        runtime = IdentityRuntime(settings)
+        try:
+            await runtime.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE)
+            revision = await runtime.db.current_revision(VERSION_TABLE)
+        finally:
+            await runtime.stop()
+        console.print(f"identity: at revision {revision}")
+
+    asyncio.run(run())
+
+
+@identity_app.command("rotate-keys")
+def rotate_keys(data_dir: DataDir = None) -> None:
+    """Rotate the Fernet keys: promote the staged key, stage a new one, prune the oldest."""
+    from stratus.identity.fernet import KeyRepository
+
+    settings = _settings(data_dir)
+    repo = KeyRepository(settings.key_repository, settings.identity.max_active_keys)
+    repo.initialize()
+    primary = repo.rotate()
+    keys = sorted(int(p.name) for p in settings.key_repository.iterdir() if p.name.isdigit())
+    console.print(f"Primary key is now {primary}; keys on disk: {keys}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,152 @@
+"""``/v3/auth``: issue, validate and revoke tokens; what the caller's token can reach."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from stratus.core.exceptions import ValidationError
+from stratus.identity.api import views
+from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
+from stratus.identity.api.schemas import AuthBody, AuthRequestBody, DomainRef
+from stratus.identity.api.schemas import UserRef as UserRefBody
+from stratus.identity.authentication import (
+    AppCredentialCredentials,
+    AuthRequest,
+    PasswordCredentials,
+    Scope,
+    UserRef,
+)
+
+router = APIRouter(prefix="/v3/auth")
+
+Flag = Annotated[str | None, Query()]
+SubjectToken = Annotated[str, Header(alias="X-Subject-Token")]
+
+
+def _truthy(value: str | None) -> bool:
+    """Keystone's query flags: present and not "0"/"false" means yes (``?nocatalog``)."""
+    return value is not None and value.lower() not in ("0", "false", "no")
+
+
+def _user_ref(body: UserRefBody) -> UserRef:
+    domain = body.domain or DomainRef()
+    if body.id is None and (body.name is None or (domain.id is None and domain.name is None)):
+        raise ValidationError("Invalid input for field 'identity/password/user': give the "
+                              "user's id, or its name and domain.")
+    return UserRef(id=body.id, name=body.name, domain_id=domain.id, domain_name=domain.name)
+
+
+def _scope(auth: AuthBody) -> Scope:
+    scope = auth.scope
+    if scope is None:
+        return Scope()
+    if scope == "unscoped":
+        return Scope(kind="unscoped")
+    given = [k for k in ("project", "domain", "system") if getattr(scope, k) is not None]
+    if len(given) > 1:
+        raise ValidationError("Specify one of domain, project or system as the scope.")
+    if scope.project is not None:
+        p = scope.project
+        domain = p.domain or DomainRef()
+        if p.id is None and (p.name is None or (domain.id is None and domain.name is None)):
+            raise ValidationError("Invalid input for field 'scope/project': give the project's "
+                                  "id, or its name and domain.")
+        return Scope(kind="project", id=p.id, name=p.name, domain_id=domain.id,
+                     domain_name=domain.name)
+    if scope.domain is not None:
+        if scope.domain.id is None and scope.domain.name is None:
+            raise ValidationError("Invalid input for field 'scope/domain': give an id or name.")
+        return Scope(kind="domain", id=scope.domain.id, name=scope.domain.name)
+    if scope.system is not None:
+        if not scope.system.all:
+            raise ValidationError("Only the system scope 'all' is supported.")
+        return Scope(kind="system")
+    return Scope(kind="unscoped")
+
+
+def to_auth_request(body: AuthRequestBody) -> AuthRequest:
+    identity = body.auth.identity
+    request = AuthRequest(methods=list(identity.methods), scope=_scope(body.auth))
+    if identity.password is not None:
+        if identity.password.user.password is None:
+            raise ValidationError("Invalid input for field 'identity/password/user/password': "
+                                  "a password is required.")
+        request.password = PasswordCredentials(user=_user_ref(identity.password.user),
+                                               password=identity.password.user.password)
+    if identity.token is not None:
+        request.token = identity.token.id
+    if identity.application_credential is not None:
+        ac = identity.application_credential
+        request.application_credential = AppCredentialCredentials(
+            secret=ac.secret, id=ac.id, name=ac.name,
+            user=_user_ref(ac.user) if ac.user is not None else None)
+    return request
+
+
+@router.post("/tokens", status_code=201)
+async def issue_token(body: AuthRequestBody, svc: Service, nocatalog: Flag = None) -> JSONResponse:
+    issued = await svc.auth.authenticate(to_auth_request(body),
+                                         include_catalog=not _truthy(nocatalog))
+    return JSONResponse({"token": issued.body}, status_code=201,
+                        headers={"X-Subject-Token": issued.token})
+
+
+@router.get("/tokens")
+async def validate_token(svc: Service, authorize: Authorize, subject: SubjectToken,
+                         nocatalog: Flag = None, allow_expired: Flag = None) -> JSONResponse:
+    _, body = await svc.auth.validate(subject, allow_expired=_truthy(allow_expired),
+                                      include_catalog=not _truthy(nocatalog))
+    authorize("identity:validate_token", {"token": {"user_id": body["user"]["id"]}})
+    return JSONResponse({"token": body}, headers={"X-Subject-Token": subject})
+
+
+@router.head("/tokens")
+async def check_token(svc: Service, authorize: Authorize, subject: SubjectToken,
+                      allow_expired: Flag = None) -> Response:
+    payload = await svc.auth.validate_payload(subject, allow_expired=_truthy(allow_expired))
+    authorize("identity:check_token", {"token": {"user_id": payload.user_id}})
+    await svc.auth.validate(subject, allow_expired=_truthy(allow_expired), include_catalog=False)
+    return Response(status_code=200, headers={"X-Subject-Token": subject})
+
+
+@router.delete("/tokens", status_code=204)
+async def revoke_token(svc: Service, authorize: Authorize, subject: SubjectToken) -> Response:
+    payload = await svc.auth.validate_payload(subject)
+    authorize("identity:revoke_token", {"token": {"user_id": payload.user_id}})
+    await svc.auth.revoke(subject)
+    return Response(status_code=204)
+
+
+@router.get("/catalog")
+async def catalog(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
+    return {"catalog": await svc.catalog.catalog(context.project_id),
+            "links": {"self": f"{base}/v3/auth/catalog", "previous": None, "next": None}}
+
+
+@router.get("/projects")
+async def auth_projects(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
+    assert context.user_id is not None
+    ids = await svc.assignments.project_ids_for_user(context.user_id)
+    projects = await svc.resources.list_projects(ids=ids, enabled=True)
+    return views.collection("projects", [views.project(p, base) for p in projects],
+                            base, "auth/projects")
+
+
+@router.get("/domains")
+async def auth_domains(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
+    assert context.user_id is not None
+    ids = set(await svc.assignments.domain_ids_for_user(context.user_id))
+    domains = [d for d in await svc.resources.list_domains(enabled=True) if d.id in ids]
+    return views.collection("domains", [views.domain(d, base) for d in domains],
+                            base, "auth/domains")
+
+
+@router.get("/system")
+async def auth_system(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
+    assert context.user_id is not None
+    system = [{"all": True}] if await svc.assignments.has_system_role(context.user_id) else []
+    return {"system": system,
+            "links": {"self": f"{base}/v3/auth/system", "previous": None, "next": None}}

@@ -1,0 +1,232 @@
+"""``/v3/roles``, role grants on projects, domains and the system, and ``/v3/role_assignments``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from stratus.core.exceptions import NotFound, ValidationError
+from stratus.identity.api import views
+from stratus.identity.api.common import bool_filter, split_known, text
+from stratus.identity.api.deps import Authorize, BaseURL, Service
+from stratus.identity.api.schemas import RoleCreateBody, RoleUpdateBody
+from stratus.identity.assignments import SYSTEM_TARGET, RoleAssignment
+from stratus.identity.service import IdentityService
+
+router = APIRouter(prefix="/v3")
+
+Q = Annotated[str | None, Query()]
+
+
+@router.get("/roles")
+async def list_roles(svc: Service, authorize: Authorize, base: BaseURL, name: Q = None,
+                     domain_id: Q = None) -> dict[str, Any]:
+    authorize("identity:list_roles")
+    roles = await svc.assignments.list_roles(name=name, domain_id=domain_id)
+    return views.collection("roles", [views.role(r, base) for r in roles], base, "roles")
+
+
+@router.post("/roles", status_code=201)
+async def create_role(body: RoleCreateBody, svc: Service, authorize: Authorize,
+                      base: BaseURL) -> dict[str, Any]:
+    authorize("identity:create_role")
+    r = body.role
+    _, extra = split_known(r.changes(), ("name", "domain_id", "description", "options"))
+    role = await svc.assignments.create_role(name=r.name, description=text(r.description),
+                                             domain_id=r.domain_id, extra=extra)
+    return {"role": views.role(role, base)}
+
+
+@router.get("/roles/{role_id}")
+async def get_role(role_id: str, svc: Service, authorize: Authorize,
+                   base: BaseURL) -> dict[str, Any]:
+    authorize("identity:get_role")
+    return {"role": views.role(await svc.assignments.get_role(role_id), base)}
+
+
+@router.patch("/roles/{role_id}")
+async def update_role(role_id: str, body: RoleUpdateBody, svc: Service, authorize: Authorize,
+                      base: BaseURL) -> dict[str, Any]:
+    authorize("identity:update_role")
+    changes = body.role.changes()
+    changes.pop("options", None)
+    if "description" in changes:
+        changes["description"] = text(changes["description"])
+    return {"role": views.role(await svc.assignments.update_role(role_id, changes), base)}
+
+
+@router.delete("/roles/{role_id}", status_code=204)
+async def delete_role(role_id: str, svc: Service, authorize: Authorize) -> Response:
+    authorize("identity:delete_role")
+    await svc.assignments.delete_role(role_id)
+    return Response(status_code=204)
+
+
+# Grants: the same four operations on every (target, actor) pair. -------------------------
+
+def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
+                      inherited: bool = False, suffix: str = "") -> None:
+    collection = f"{prefix}/{actor_type}s/{{actor_id}}/roles"
+    one = f"{collection}/{{role_id}}{suffix}"
+
+    def target_of(target_id: str | None) -> str:
+        if target_type == "system" or target_id is None:
+            return SYSTEM_TARGET
+        return target_id
+
+    async def put(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
+                  target_id: str | None = None) -> Response:
+        authorize("identity:create_grant")
+        await svc.assignments.grant(actor_type, actor_id, target_type, target_of(target_id),
+                                    role_id, inherited=inherited)
+        return Response(status_code=204)
+
+    async def check(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
+                    target_id: str | None = None) -> Response:
+        authorize("identity:check_grant")
+        await svc.assignments.check_grant(actor_type, actor_id, target_type,
+                                          target_of(target_id), role_id, inherited=inherited)
+        return Response(status_code=204)
+
+    async def delete(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
+                     target_id: str | None = None) -> Response:
+        authorize("identity:revoke_grant")
+        await svc.assignments.revoke_grant(actor_type, actor_id, target_type,
+                                           target_of(target_id), role_id, inherited=inherited)
+        return Response(status_code=204)
+
+    async def listing(svc: Service, authorize: Authorize, base: BaseURL, actor_id: str,
+                      target_id: str | None = None) -> dict[str, Any]:
+        authorize("identity:list_grants")
+        roles = await svc.assignments.list_grants(actor_type, actor_id, target_type,
+                                                  target_of(target_id), inherited=inherited)
+        path = collection.replace("{target_id}", target_of(target_id)).replace(
+            "{actor_id}", actor_id).lstrip("/")
+        return views.collection("roles", [views.role(r, base) for r in roles], base, path)
+
+    router.add_api_route(one, put, methods=["PUT"], status_code=204)
+    router.add_api_route(one, check, methods=["HEAD", "GET"], status_code=204)
+    router.add_api_route(one, delete, methods=["DELETE"], status_code=204)
+    if not suffix:
+        router.add_api_route(collection, listing, methods=["GET"])
+
+
+for _actor in ("user", "group"):
+    _add_grant_routes("/projects/{target_id}", "project", _actor)
+    _add_grant_routes("/domains/{target_id}", "domain", _actor)
+    _add_grant_routes("/system", "system", _actor)
+    _add_grant_routes("/OS-INHERIT/domains/{target_id}", "domain", _actor, inherited=True,
+                      suffix="/inherited_to_projects")
+    _add_grant_routes("/OS-INHERIT/projects/{target_id}", "project", _actor, inherited=True,
+                      suffix="/inherited_to_projects")
+
+
+# GET /v3/role_assignments -----------------------------------------------------------------
+
+@router.get("/role_assignments")
+async def list_role_assignments(
+    svc: Service, authorize: Authorize, base: BaseURL,
+    user_id: Annotated[str | None, Query(alias="user.id")] = None,
+    group_id: Annotated[str | None, Query(alias="group.id")] = None,
+    role_id: Annotated[str | None, Query(alias="role.id")] = None,
+    project_id: Annotated[str | None, Query(alias="scope.project.id")] = None,
+    domain_id: Annotated[str | None, Query(alias="scope.domain.id")] = None,
+    system: Annotated[str | None, Query(alias="scope.system")] = None,
+    inherited_to: Annotated[str | None, Query(alias="scope.OS-INHERIT:inherited_to")] = None,
+    effective: Q = None,
+    include_names: Q = None,
+    include_subtree: Q = None,
+) -> dict[str, Any]:
+    authorize("identity:list_role_assignments", {"user": {"id": user_id}})
+    is_effective = bool_filter("effective", effective) or False
+    if is_effective and group_id:
+        raise ValidationError("Combining effective and group filter will always result in an "
+                              "empty list.")
+    if inherited_to is not None and inherited_to != "projects":
+        raise ValidationError("scope.OS-INHERIT:inherited_to only accepts 'projects'.")
+    project_ids = [project_id] if project_id else None
+    if project_id and bool_filter("include_subtree", include_subtree):
+        project_ids = [project_id, *await _subtree(svc, project_id)]
+    found: list[RoleAssignment] = []
+    for pid in project_ids or [None]:
+        found.extend(await svc.assignments.list_assignments(
+            user_id=user_id, group_id=group_id, role_id=role_id, project_id=pid,
+            domain_id=domain_id, system=bool_filter("scope.system", system) or False,
+            inherited=True if inherited_to else None, effective=is_effective))
+    names = _Names(svc) if bool_filter("include_names", include_names) else None
+    entries = [await _entry(a, base, names) for a in found]
+    return {"role_assignments": [e for e in entries if e is not None],
+            "links": {"self": f"{base}/v3/role_assignments", "previous": None, "next": None}}
+
+
+async def _subtree(svc: IdentityService, project_id: str) -> list[str]:
+    out, frontier = [], [project_id]
+    while frontier:
+        children = await svc.resources.list_projects(parent_id=frontier.pop())
+        out.extend(c.id for c in children)
+        frontier.extend(c.id for c in children)
+    return out
+
+
+class _Names:
+    """Looks up the names ``include_names`` adds, once per id."""
+
+    def __init__(self, svc: IdentityService) -> None:
+        self.svc = svc
+        self.cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def _domain(self, domain_id: str) -> dict[str, Any]:
+        key = ("domain", domain_id)
+        if key not in self.cache:
+            domain = await self.svc.resources.get_domain(domain_id)
+            self.cache[key] = {"id": domain.id, "name": domain.name}
+        return self.cache[key]
+
+    async def ref(self, kind: str, id_: str) -> dict[str, Any]:
+        key = (kind, id_)
+        if key in self.cache:
+            return self.cache[key]
+        if kind == "domain":
+            return await self._domain(id_)
+        if kind == "role":
+            role = await self.svc.assignments.get_role(id_)
+            ref: dict[str, Any] = {"id": role.id, "name": role.name}
+            if role.domain_id:
+                ref["domain"] = await self._domain(role.domain_id)
+        else:
+            getter = {"user": self.svc.users.get_user, "group": self.svc.users.get_group,
+                      "project": self.svc.resources.get_project}[kind]
+            row: Any = await getter(id_)
+            ref = {"id": row.id, "name": row.name, "domain": await self._domain(row.domain_id)}
+        self.cache[key] = ref
+        return ref
+
+
+async def _entry(a: RoleAssignment, base: str, names: _Names | None) -> dict[str, Any] | None:
+    actor_type = a.via_group_id and "group" or a.actor_type
+    actor_id = a.via_group_id or a.actor_id
+    if a.scope_type == "system":
+        link = f"{base}/v3/system/{actor_type}s/{actor_id}/roles/{a.role_id}"
+    elif a.inherited:
+        link = (f"{base}/v3/OS-INHERIT/{a.scope_type}s/{a.scope_id}/{actor_type}s/{actor_id}"
+                f"/roles/{a.role_id}/inherited_to_projects")
+    else:
+        link = f"{base}/v3/{a.scope_type}s/{a.scope_id}/{actor_type}s/{actor_id}/roles/{a.role_id}"
+    links = {"assignment": link}
+    if a.via_group_id:
+        links["membership"] = f"{base}/v3/groups/{a.via_group_id}/users/{a.actor_id}"
+    try:
+        role = await names.ref("role", a.role_id) if names else {"id": a.role_id}
+        actor = await names.ref(a.actor_type, a.actor_id) if names else {"id": a.actor_id}
+        if a.scope_type == "system":
+            scope: dict[str, Any] = {"system": {"all": True}}
+        else:
+            target = (await names.ref(a.scope_type, a.scope_id) if names
+                      else {"id": a.scope_id})
+            scope = {a.scope_type: target}
+    except NotFound:
+        return None  # deleted while we listed
+    if a.inherited:
+        scope["OS-INHERIT:inherited_to"] = "projects"
+    return {"role": role, a.actor_type: actor, "scope": scope, "links": links}

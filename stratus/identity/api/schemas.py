@@ -1,0 +1,301 @@
+"""Request bodies of the Identity v3 API, validated strictly as Keystone's JSON schemas do.
+
+Resources accept extra attributes (Keystone keeps them and returns them); the auth request
+does not, so an unknown scope or a mistyped key is a 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _Extensible(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    def changes(self) -> dict[str, Any]:
+        """Fields the client actually sent, extras included."""
+        return self.model_dump(exclude_unset=True)
+
+
+def _name(required: bool = True) -> Any:
+    if required:
+        return Field(min_length=1, max_length=255)
+    return Field(default=None, min_length=1, max_length=255)
+
+
+# Authentication ---------------------------------------------------------------------------
+
+class DomainRef(_Strict):
+    id: str | None = None
+    name: str | None = None
+
+
+class UserRef(_Strict):
+    id: str | None = None
+    name: str | None = None
+    domain: DomainRef | None = None
+    password: str | None = Field(default=None, repr=False)
+
+
+class PasswordMethod(_Strict):
+    user: UserRef
+
+
+class TokenMethod(_Strict):
+    id: str = Field(repr=False)
+
+
+class AppCredentialMethod(_Strict):
+    id: str | None = None
+    name: str | None = None
+    secret: str = Field(repr=False)
+    user: UserRef | None = None
+
+
+class Identity(_Strict):
+    methods: list[str] = Field(min_length=1)
+    password: PasswordMethod | None = None
+    token: TokenMethod | None = None
+    application_credential: AppCredentialMethod | None = None
+
+
+class ProjectScope(_Strict):
+    id: str | None = None
+    name: str | None = None
+    domain: DomainRef | None = None
+
+
+class SystemScope(_Strict):
+    all: bool
+
+
+class ScopeBody(_Strict):
+    project: ProjectScope | None = None
+    domain: DomainRef | None = None
+    system: SystemScope | None = None
+
+
+class AuthBody(_Strict):
+    identity: Identity
+    scope: ScopeBody | Literal["unscoped"] | None = None
+
+
+class AuthRequestBody(_Strict):
+    auth: AuthBody
+
+
+# Resources --------------------------------------------------------------------------------
+
+class DomainCreate(_Extensible):
+    name: str = _name()
+    description: str | None = None
+    enabled: bool = True
+    id: str | None = None
+
+
+class DomainUpdate(_Extensible):
+    name: str | None = _name(required=False)
+    description: str | None = None
+    enabled: bool | None = None
+
+
+class ProjectCreate(_Extensible):
+    name: str = Field(min_length=1, max_length=64)
+    domain_id: str | None = None
+    parent_id: str | None = None
+    description: str | None = None
+    enabled: bool = True
+    is_domain: bool = False
+    tags: list[str] = Field(default_factory=list)
+
+
+class ProjectUpdate(_Extensible):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    description: str | None = None
+    enabled: bool | None = None
+    tags: list[str] | None = None
+
+
+class UserCreate(_Extensible):
+    name: str = _name()
+    domain_id: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    enabled: bool = True
+    default_project_id: str | None = None
+    description: str | None = None
+
+
+class UserUpdate(_Extensible):
+    name: str | None = _name(required=False)
+    password: str | None = Field(default=None, repr=False)
+    enabled: bool | None = None
+    default_project_id: str | None = None
+    description: str | None = None
+
+
+class PasswordChange(_Strict):
+    password: str = Field(repr=False)
+    original_password: str = Field(repr=False)
+
+
+class GroupCreate(_Extensible):
+    name: str = Field(min_length=1, max_length=64)
+    domain_id: str | None = None
+    description: str | None = None
+
+
+class GroupUpdate(_Extensible):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    description: str | None = None
+
+
+class RoleCreate(_Extensible):
+    name: str = _name()
+    domain_id: str | None = None
+    description: str | None = None
+    options: dict[str, Any] | None = None
+
+
+class RoleUpdate(_Extensible):
+    name: str | None = _name(required=False)
+    description: str | None = None
+    options: dict[str, Any] | None = None
+
+
+class RegionCreate(_Extensible):
+    id: str | None = None
+    description: str | None = None
+    parent_region_id: str | None = None
+
+
+class RegionUpdate(_Extensible):
+    description: str | None = None
+    parent_region_id: str | None = None
+
+
+class ServiceCreate(_Extensible):
+    type: str = _name()
+    name: str | None = None
+    description: str | None = None
+    enabled: bool = True
+
+
+class ServiceUpdate(_Extensible):
+    type: str | None = _name(required=False)
+    name: str | None = None
+    description: str | None = None
+    enabled: bool | None = None
+
+
+class EndpointCreate(_Extensible):
+    service_id: str
+    interface: str
+    url: str = Field(min_length=1)
+    region_id: str | None = None
+    region: str | None = None
+    enabled: bool = True
+
+
+class EndpointUpdate(_Extensible):
+    service_id: str | None = None
+    interface: str | None = None
+    url: str | None = Field(default=None, min_length=1)
+    region_id: str | None = None
+    region: str | None = None
+    enabled: bool | None = None
+
+
+class RoleRef(_Strict):
+    id: str | None = None
+    name: str | None = None
+    domain_id: str | None = None
+
+
+class AppCredentialCreate(_Strict):
+    name: str = _name()
+    description: str | None = None
+    secret: str | None = Field(default=None, repr=False)
+    expires_at: str | None = None
+    roles: list[RoleRef] | None = None
+    unrestricted: bool = False
+    access_rules: list[dict[str, Any]] | None = None
+
+
+# Envelopes: each request body wraps the resource under its singular name.
+
+class DomainCreateBody(_Strict):
+    domain: DomainCreate
+
+
+class DomainUpdateBody(_Strict):
+    domain: DomainUpdate
+
+
+class ProjectCreateBody(_Strict):
+    project: ProjectCreate
+
+
+class ProjectUpdateBody(_Strict):
+    project: ProjectUpdate
+
+
+class UserCreateBody(_Strict):
+    user: UserCreate
+
+
+class UserUpdateBody(_Strict):
+    user: UserUpdate
+
+
+class PasswordChangeBody(_Strict):
+    user: PasswordChange
+
+
+class GroupCreateBody(_Strict):
+    group: GroupCreate
+
+
+class GroupUpdateBody(_Strict):
+    group: GroupUpdate
+
+
+class RoleCreateBody(_Strict):
+    role: RoleCreate
+
+
+class RoleUpdateBody(_Strict):
+    role: RoleUpdate
+
+
+class RegionCreateBody(_Strict):
+    region: RegionCreate
+
+
+class RegionUpdateBody(_Strict):
+    region: RegionUpdate
+
+
+class ServiceCreateBody(_Strict):
+    service: ServiceCreate
+
+
+class ServiceUpdateBody(_Strict):
+    service: ServiceUpdate
+
+
+class EndpointCreateBody(_Strict):
+    endpoint: EndpointCreate
+
+
+class EndpointUpdateBody(_Strict):
+    endpoint: EndpointUpdate
+
+
+class AppCredentialCreateBody(_Strict):
+    application_credential: AppCredentialCreate

@@ -1,0 +1,93 @@
+"""First-start bootstrap: the Default domain, the admin project and user, roles, catalog.
+
+Safe to run again: it creates what is missing, re-points catalog endpoints at the URLs
+given, and resets the admin password only when the one given no longer matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from stratus.core.exceptions import NotFound
+from stratus.identity.catalog import INTERFACES
+from stratus.identity.models import Domain, Endpoint, Project, Region, Role, Service, User
+from stratus.identity.passwords import verify_secret
+from stratus.identity.resources import DEFAULT_DOMAIN_ID
+from stratus.identity.service import IdentityService
+
+LOG = logging.getLogger(__name__)
+
+#: Each role implies the next, as Keystone's bootstrap sets them up.
+ROLE_CHAIN = ("admin", "member", "reader")
+EXTRA_ROLES = ("service",)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    type: str
+    name: str
+    url: str
+
+
+async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
+                    catalog: list[CatalogEntry]) -> None:
+    session = svc.session
+    if await session.get(Domain, DEFAULT_DOMAIN_ID) is None:
+        await svc.resources.create_domain(name="Default", domain_id=DEFAULT_DOMAIN_ID,
+                                          description="The default domain")
+    roles: dict[str, Role] = {}
+    for name in (*ROLE_CHAIN, *EXTRA_ROLES):
+        try:
+            roles[name] = await svc.assignments.find_role(name=name)
+        except NotFound:
+            roles[name] = await svc.assignments.create_role(name=name)
+    for prior, implied in zip(ROLE_CHAIN, ROLE_CHAIN[1:], strict=False):
+        await svc.assignments.add_implied_role(roles[prior].id, roles[implied].id)
+
+    projects = {}
+    for name, description in (("admin", "Bootstrap project for the cloud's administrators"),
+                              ("service", "Project of the cloud's own services")):
+        project = await session.scalar(select(Project).where(
+            Project.name == name, Project.domain_id == DEFAULT_DOMAIN_ID))
+        projects[name] = project or await svc.resources.create_project(
+            name=name, domain_id=DEFAULT_DOMAIN_ID, description=description)
+
+    admin = await session.scalar(select(User).where(
+        User.name == "admin", User.domain_id == DEFAULT_DOMAIN_ID))
+    if admin is None:
+        admin = await svc.users.create_user(name="admin", domain_id=DEFAULT_DOMAIN_ID,
+                                            password=admin_password,
+                                            default_project_id=projects["admin"].id)
+        LOG.info("created the admin user")
+    elif not await verify_secret(admin_password, admin.password_hash):
+        await svc.users.update_user(admin.id, {"password": admin_password, "enabled": True})
+        LOG.info("reset the admin user's password to the configured one")
+    await svc.assignments.grant("user", admin.id, "project", projects["admin"].id,
+                                roles["admin"].id)
+    await svc.assignments.grant("user", admin.id, "system", "system", roles["admin"].id)
+
+    if await session.get(Region, region) is None:
+        await svc.catalog.create_region(region_id=region)
+    for entry in catalog:
+        await ensure_endpoints(svc, entry, region)
+
+
+async def ensure_endpoints(svc: IdentityService, entry: CatalogEntry, region: str) -> None:
+    """One service of ``entry.type`` with a public, internal and admin endpoint at its URL."""
+    session = svc.session
+    service = await session.scalar(select(Service).where(Service.type == entry.type))
+    if service is None:
+        service = await svc.catalog.create_service(type=entry.type, name=entry.name)
+    for interface in INTERFACES:
+        endpoint = await session.scalar(select(Endpoint).where(
+            Endpoint.service_id == service.id, Endpoint.interface == interface,
+            Endpoint.region_id == region))
+        if endpoint is None:
+            await svc.catalog.create_endpoint(service_id=service.id, interface=interface,
+                                              url=entry.url, region_id=region)
+        elif endpoint.url != entry.url:
+            endpoint.url = entry.url
+    await session.flush()

@@ -1,0 +1,172 @@
+"""The units Stratus runs and how they are put together, one process or many.
+
+Every unit is an ASGI app mounted under its path prefix (``/identity`` and, as services
+arrive, ``/compute``, ``/image`` ...), registered in the catalog at that prefix. ``stratus
+up`` runs them all in one process behind one port; ``stratus serve UNIT`` runs one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from stratus.core.auth import CachingValidator, RemoteTokenValidator, TokenValidator
+from stratus.core.config import Settings
+from stratus.identity.bootstrap import CatalogEntry, bootstrap
+from stratus.identity.service import IdentityRuntime
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Stack:
+    """What the units of one process share while it runs."""
+
+    settings: Settings
+    exits: AsyncExitStack = field(default_factory=AsyncExitStack)
+    identity: IdentityRuntime | None = None
+    validator: TokenValidator | None = None
+
+    async def start_identity(self) -> IdentityRuntime:
+        if self.identity is None:
+            runtime = IdentityRuntime(self.settings)
+            await runtime.start()
+            self.exits.push_async_callback(runtime.stop)
+            self.identity = runtime
+        return self.identity
+
+    def token_validator(self) -> TokenValidator:
+        """In-process validation when identity runs here, else REST to ``auth.identity_url``."""
+        if self.validator is not None:
+            return self.validator
+        auth = self.settings.auth
+        inner: TokenValidator
+        if self.identity is not None:
+            inner = self.identity
+        elif auth.identity_url:
+            remote = RemoteTokenValidator(
+                auth.identity_url, username=auth.service_username,
+                password=auth.service_password.get_secret_value() if auth.service_password
+                else "", project=auth.service_project, domain=auth.service_domain)
+            self.exits.push_async_callback(remote.aclose)
+            inner = remote
+        else:
+            raise RuntimeError("identity is not in this process and auth.identity_url is unset")
+        cache = CachingValidator(inner, ttl=auth.cache_ttl, size=auth.cache_size)
+        if self.identity is not None:
+            self.identity.revocation_listeners.append(cache.invalidate)
+        self.validator = cache
+        return cache
+
+    async def aclose(self) -> None:
+        await self.exits.aclose()
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    prefix: str
+    build: Callable[[Stack], Awaitable[ASGIApp]]
+    #: (service type, service name, path after the prefix) registered in the catalog.
+    catalog: tuple[str, str, str] | None = None
+
+    def catalog_entry(self, base_url: str) -> CatalogEntry | None:
+        if self.catalog is None:
+            return None
+        kind, name, suffix = self.catalog
+        return CatalogEntry(type=kind, name=name, url=f"{base_url}{self.prefix}{suffix}")
+
+
+async def _build_identity(stack: Stack) -> ASGIApp:
+    from stratus.identity.api import create_identity_app
+
+    runtime = await stack.start_identity()
+    return create_identity_app(runtime, stack.token_validator())
+
+
+UNITS: dict[str, Unit] = {
+    unit.name: unit
+    for unit in (
+        Unit("identity-api", "/identity", _build_identity, ("identity", "keystone", "/v3")),
+    )
+}
+
+
+def catalog_entries(settings: Settings) -> list[CatalogEntry]:
+    return [e for u in UNITS.values() if (e := u.catalog_entry(settings.base_url)) is not None]
+
+
+def admin_password(settings: Settings) -> str:
+    """``STRATUS_ADMIN_PASSWORD``, else the one generated on first start (kept 0600)."""
+    if settings.admin_password is not None:
+        return settings.admin_password.get_secret_value()
+    path = settings.data_dir / "admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(18)
+    _write_private(path, password + "\n")
+    return password
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.replace(tmp, path)
+
+
+def write_clouds_yaml(settings: Settings, password: str) -> Path:
+    """``<data_dir>/clouds.yaml`` for the cloud named ``stratus`` (mode 0600: it holds a password)."""
+    clouds: dict[str, Any] = {"clouds": {"stratus": {
+        "auth": {
+            "auth_url": f"{settings.base_url}/identity/v3",
+            "username": "admin",
+            "password": password,
+            "project_name": "admin",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        },
+        "region_name": settings.region,
+        "interface": "public",
+        "identity_api_version": 3,
+    }}}
+    path = settings.data_dir / "clouds.yaml"
+    _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
+    return path
+
+
+async def run_bootstrap(stack: Stack) -> None:
+    runtime = await stack.start_identity()
+    async with runtime.service() as svc:
+        await bootstrap(svc, admin_password=admin_password(stack.settings),
+                        region=stack.settings.region, catalog=catalog_entries(stack.settings))
+
+
+async def root_app(stack: Stack, names: list[str]) -> Starlette:
+    """One ASGI app with each named unit mounted at its prefix."""
+    mounts: list[Route | Mount] = []
+    endpoints = []
+    for name in names:
+        unit = UNITS[name]
+        mounts.append(Mount(unit.prefix, app=await unit.build(stack)))
+        endpoints.append({"unit": unit.name, "path": unit.prefix})
+
+    async def index(_: Request) -> JSONResponse:
+        return JSONResponse({"stratus": {"units": endpoints}})
+
+    return Starlette(routes=[Route("/", index), *mounts])
