@@ -1,0 +1,210 @@
+"""Database: per-service Alembic histories, SQLite pragmas, UTC timestamps — on real backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import JSON, Column, ForeignKey, Integer, MetaData, Table, inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from stratus.core.db import Database, UTCDateTime
+
+IDENTITY_MIGRATIONS = "stratus.identity:migrations"
+IDENTITY_VERSION_TABLE = "alembic_version_identity"
+IDENTITY_TABLES = {
+    "domain", "project", "user", "group", "user_group_membership", "role", "assignment",
+    "region", "service", "endpoint", "revocation_event", "application_credential",
+}
+
+
+def identity_head() -> str:
+    cfg = Config()
+    cfg.set_main_option("script_location", IDENTITY_MIGRATIONS)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[Database]:
+    db = Database(db_url)
+    yield db
+    await db.dispose()
+
+
+async def insert_row(db: Database, table_name: str, **values: Any) -> None:
+    """Insert one row, filling every required column not given with a plain value of its type.
+
+    Keeps these tests independent of the identity schema's exact columns.
+    """
+
+    def fill(sync: Connection) -> None:
+        table = Table(table_name, MetaData(), autoload_with=sync)
+        row = dict(values)
+        for column in table.columns:
+            if column.name in row or column.nullable or column.server_default is not None:
+                continue
+            if column.autoincrement is True:
+                continue
+            python_type = _python_type(column.type)
+            row[column.name] = {str: f"x-{column.name}", bool: True, int: 0, dict: {},
+                                list: [], dt.datetime: dt.datetime(2024, 1, 1)}[python_type]
+        sync.execute(table.insert().values(**row))
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(fill)
+
+
+def _python_type(column_type: Any) -> type:
+    if isinstance(column_type, JSON):
+        return dict
+    try:
+        python_type: type = column_type.python_type
+        return python_type
+    except NotImplementedError:
+        return str
+
+
+async def table_names(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def test_upgrade_creates_identity_schema(database: Database) -> None:
+    assert await database.current_revision(IDENTITY_VERSION_TABLE) is None
+    assert not IDENTITY_TABLES & await table_names(database)
+
+    await database.upgrade(IDENTITY_MIGRATIONS, IDENTITY_VERSION_TABLE)
+
+    tables = await table_names(database)
+    assert tables >= IDENTITY_TABLES
+    assert IDENTITY_VERSION_TABLE in tables
+    # the history's version table is named after the service, never Alembic's shared default
+    assert "alembic_version" not in tables
+    assert await database.current_revision(IDENTITY_VERSION_TABLE) == identity_head()
+
+
+async def test_upgrade_twice_is_a_noop(database: Database) -> None:
+    await database.upgrade(IDENTITY_MIGRATIONS, IDENTITY_VERSION_TABLE)
+    await insert_row(database, "domain", id="d-test", name="TestDomain")
+    tables_before = await table_names(database)
+
+    await database.upgrade(IDENTITY_MIGRATIONS, IDENTITY_VERSION_TABLE)
+
+    assert await table_names(database) == tables_before
+    assert await database.current_revision(IDENTITY_VERSION_TABLE) == identity_head()
+    async with database.session() as session:
+        versions = (await session.execute(
+            text(f"SELECT version_num FROM {IDENTITY_VERSION_TABLE}"))).scalars().all()
+        names = (await session.execute(
+            text("SELECT name FROM domain WHERE id = 'd-test'"))).scalars().all()
+    assert versions == [identity_head()]
+    assert names == ["TestDomain"]
+
+
+# UTCDateTime ------------------------------------------------------------------------------
+
+metadata = MetaData()
+stamps = Table("stamps", metadata,
+               Column("id", Integer, primary_key=True),
+               Column("at", UTCDateTime, nullable=True))
+
+
+@pytest.fixture
+async def stamps_db(database: Database) -> Database:
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    return database
+
+
+async def test_utc_datetime_round_trips_aware_values(stamps_db: Database) -> None:
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    local = dt.datetime(2024, 5, 17, 14, 30, 15, 123456, tzinfo=plus_two)
+    utc = dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+    async with stamps_db.session() as session:
+        await session.execute(stamps.insert(), [{"id": 1, "at": local}, {"id": 2, "at": utc},
+                                                 {"id": 3, "at": None}])
+    async with stamps_db.session() as session:
+        rows = {row.id: row.at for row in await session.execute(select(stamps.c.id, stamps.c.at))}
+    assert rows[1] == local                      # the same instant...
+    assert rows[1].tzinfo == dt.UTC              # ...returned in UTC
+    assert rows[1].hour == 12 and rows[1].microsecond == 123456
+    assert rows[2] == utc and rows[2].tzinfo == dt.UTC
+    assert rows[3] is None
+
+
+async def test_utc_datetime_stored_as_naive_utc(stamps_db: Database) -> None:
+    local = dt.datetime(2024, 5, 17, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    async with stamps_db.session() as session:
+        await session.execute(stamps.insert(), [{"id": 1, "at": local}])
+        raw = (await session.execute(text("SELECT at FROM stamps WHERE id = 1"))).scalar_one()
+    if isinstance(raw, str):  # SQLite hands back text when the type is not applied
+        raw = dt.datetime.fromisoformat(raw)
+    assert raw.tzinfo is None
+    assert raw == dt.datetime(2024, 5, 17, 19, 30)
+
+
+async def test_utc_datetime_rejects_naive_values(stamps_db: Database) -> None:
+    with pytest.raises(StatementError) as info:
+        async with stamps_db.session() as session:
+            await session.execute(stamps.insert(), [{"id": 1, "at": dt.datetime(2024, 1, 1)}])
+    assert isinstance(info.value.orig, ValueError)
+    assert "naive" in str(info.value.orig)
+    async with stamps_db.session() as session:
+        count = (await session.execute(select(stamps.c.id))).all()
+    assert count == []
+
+
+async def test_session_rolls_back_on_error(stamps_db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with stamps_db.session() as session:
+            await session.execute(stamps.insert(), [{"id": 1, "at": None}])
+            raise RuntimeError("abort")
+    async with stamps_db.session() as session:
+        await session.execute(stamps.insert(), [{"id": 2, "at": None}])
+    async with stamps_db.session() as session:
+        ids = (await session.execute(select(stamps.c.id))).scalars().all()
+    assert ids == [2]
+
+
+# SQLite specifics (no PostgreSQL variant: these are properties of the SQLite set-up) ------
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "wal.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        assert db.backend == "sqlite"
+        async with db.engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+            busy_timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
+        assert mode.lower() == "wal"
+        assert foreign_keys == 1
+        assert busy_timeout == 5000
+        assert path.is_file()  # the parent directories were created
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_enforces_foreign_keys(tmp_path: Path) -> None:
+    fk_metadata = MetaData()
+    Table("parent", fk_metadata, Column("id", Integer, primary_key=True))
+    child = Table("child", fk_metadata, Column("id", Integer, primary_key=True),
+                  Column("parent_id", Integer, ForeignKey("parent.id"), nullable=False))
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'fk.db'}")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(fk_metadata.create_all)
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            async with db.session() as session:
+                await session.execute(child.insert(), [{"id": 1, "parent_id": 42}])
+    finally:
+        await db.dispose()
