@@ -131,7 +131,7 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def write_clouds_yaml(settings: Settings, password: str) -> Path:
-    """``<data_dir>/clouds.yaml`` for the cloud named ``stratus`` (mode 0600: it holds a password)."""
+    """Write ``<data_dir>/clouds.yaml`` for the cloud ``stratus``; 0600, as it holds a password."""
     clouds: dict[str, Any] = {"clouds": {"stratus": {
         "auth": {
             "auth_url": f"{settings.base_url}/identity/v3",

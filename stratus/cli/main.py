@@ -8,11 +8,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvicorn
 from rich.console import Console
 
 from stratus.core.config import Settings
@@ -54,9 +58,24 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
     return settings
 
 
-async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> None:
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: we stop it ourselves, then clean up and exit 0.
 
+    (uvicorn re-raises SIGTERM after shutting down, which would kill the process before the
+    databases are closed.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_stop(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
+        self.should_exit = True
+
+
+async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> None:
     from stratus.units import Stack, admin_password, root_app, run_bootstrap, write_clouds_yaml
 
     stack = Stack(settings)
@@ -66,9 +85,12 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> No
         asgi = await root_app(stack, names)
         config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
                                 lifespan="off", access_log=False, server_header=False)
-        server = uvicorn.Server(config)
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_stop)
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         if server.started:
             if bootstrap:

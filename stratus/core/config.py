@@ -84,9 +84,9 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     admin_password: SecretStr | None = None
 
-    identity: IdentitySettings = Field(default_factory=IdentitySettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    identity: IdentitySettings = IdentitySettings()
+    auth: AuthSettings = AuthSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -17,7 +17,12 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.types import TypeDecorator
 
 LOG = logging.getLogger(__name__)
@@ -81,7 +86,8 @@ class Database:
         async with self.sessionmaker() as session, session.begin():
             yield session
 
-    async def upgrade(self, script_location: str, version_table: str, revision: str = "head") -> None:
+    async def upgrade(self, script_location: str, version_table: str,
+                      revision: str = "head") -> None:
         """Run a service's Alembic history up to ``revision``."""
 
         def run(connection: Connection) -> None:

@@ -22,7 +22,8 @@ REQUEST_ID_ATTRIBUTE = "openstack.request_id"
 _provider: TracerProvider | None = None
 
 
-def setup_tracing(service_name: str = "stratus", otlp_endpoint: str | None = None) -> TracerProvider:
+def setup_tracing(service_name: str = "stratus",
+                  otlp_endpoint: str | None = None) -> TracerProvider:
     """Install the process's tracer provider once; later calls return the same one."""
     global _provider
     if _provider is not None:
@@ -30,7 +31,7 @@ def setup_tracing(service_name: str = "stratus", otlp_endpoint: str | None = Non
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if otlp_endpoint:
         # Imported lazily: the exporter is an optional dependency.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter,
         )
         from opentelemetry.sdk.trace.export import BatchSpanProcessor

@@ -57,7 +57,8 @@ class AssignmentManager:
     async def find_role(self, *, role_id: str | None = None, name: str | None = None) -> Role:
         if role_id:
             return await self.get_role(role_id)
-        role = await self.session.scalar(select(Role).where(Role.name == name, Role.domain_id == ""))
+        role = await self.session.scalar(
+            select(Role).where(Role.name == name, Role.domain_id == ""))
         if role is None:
             raise NotFound(f"Could not find role: {name}.")
         return role

@@ -53,7 +53,8 @@ class AppCredentialCredentials:
 
 @dataclass
 class Scope:
-    kind: str | None = None  # None: default project if any; else "project"/"domain"/"system"/"unscoped"
+    #: "project", "domain", "system" or "unscoped"; None means the default project, if usable.
+    kind: str | None = None
     id: str | None = None
     name: str | None = None
     domain_id: str | None = None
@@ -93,7 +94,8 @@ class Authenticator:
 
     # Issue --------------------------------------------------------------------------------
 
-    async def authenticate(self, request: AuthRequest, *, include_catalog: bool = True) -> IssuedToken:
+    async def authenticate(self, request: AuthRequest, *,
+                           include_catalog: bool = True) -> IssuedToken:
         if not request.methods:
             raise ValidationError("Invalid input for field 'identity/methods': no method given.")
         for method in request.methods:
@@ -221,9 +223,9 @@ class Authenticator:
             payload.system = "all"
         elif kind is None and user.default_project_id:
             # Keystone's rule: scope to the default project when it is usable, else unscoped.
-            project = await self.session.get(Project, user.default_project_id)
-            if project is not None and project.enabled:
-                payload.project_id = project.id
+            default = await self.session.get(Project, user.default_project_id)
+            if default is not None and default.enabled:
+                payload.project_id = default.id
                 if not await self._roles(payload, None):
                     payload.project_id = None
         if payload.scope_kind and not await self._roles(payload, app_cred):

@@ -6,6 +6,7 @@ given, and resets the admin password only when the one given no longer matches.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
             roles[name] = await svc.assignments.find_role(name=name)
         except NotFound:
             roles[name] = await svc.assignments.create_role(name=name)
-    for prior, implied in zip(ROLE_CHAIN, ROLE_CHAIN[1:], strict=False):
+    for prior, implied in itertools.pairwise(ROLE_CHAIN):
         await svc.assignments.add_implied_role(roles[prior].id, roles[implied].id)
 
     projects = {}

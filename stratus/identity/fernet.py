@@ -60,7 +60,10 @@ class KeyRepository:
             return True
 
     def rotate(self) -> int:
-        """Promote the staged key, stage a new one, prune old secondaries; the new primary's index."""
+        """Promote the staged key, stage a new one, prune old secondaries.
+
+        Returns the new primary key's index.
+        """
         with self._lock:
             keys = self._keys()
             if 0 not in keys:

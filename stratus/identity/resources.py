@@ -89,7 +89,8 @@ class ResourceManager:
         # Children first, so no project is deleted before its sub-projects.
         for project in sorted(projects, key=lambda p: p.parent_id is None):
             await self._delete_project_row(project)
-        for user in list(await self.session.scalars(select(User).where(User.domain_id == domain_id))):
+        users = await self.session.scalars(select(User).where(User.domain_id == domain_id))
+        for user in list(users):
             await self.svc.users.delete_user(user.id)
         for group in list(await self.session.scalars(
                 select(Group).where(Group.domain_id == domain_id))):

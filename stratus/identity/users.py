@@ -123,7 +123,8 @@ class UserManager:
 
     async def delete_user(self, user_id: str) -> None:
         user = await self.get_user(user_id)
-        await self.session.execute(delete(GroupMembership).where(GroupMembership.user_id == user_id))
+        await self.session.execute(
+            delete(GroupMembership).where(GroupMembership.user_id == user_id))
         await self.session.execute(delete(Assignment).where(Assignment.actor_id == user_id))
         await self.session.execute(
             delete(ApplicationCredential).where(ApplicationCredential.user_id == user_id))

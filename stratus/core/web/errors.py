@@ -8,6 +8,7 @@ Identity: ``{"error": {"code", "title", "message"}}``. Compute and block storage
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -49,7 +50,8 @@ class ErrorStyle(enum.Enum):
         return {"code": status, "title": phrase, "message": message}
 
     def response(self, status: int, message: str, *, title: str | None = None,
-                 type_name: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+                 type_name: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> JSONResponse:
         return JSONResponse(
             self.body(status, message, title=title, type_name=type_name),
             status_code=status,

@@ -52,7 +52,7 @@ async def listing(user_id: str, svc: Service, authorize: Authorize, base: BaseUR
                   name: Annotated[str | None, Query()] = None) -> dict[str, Any]:
     authorize("identity:list_application_credentials", {"user_id": user_id})
     await svc.users.get_user(user_id)
-    creds = await svc.app_credentials.list(user_id, name=name)
+    creds = await svc.app_credentials.list_for_user(user_id, name=name)
     items = [views.application_credential(c, await svc.app_credentials.roles(c), base)
              for c in creds]
     return views.collection("application_credentials", items, base,

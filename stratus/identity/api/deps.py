@@ -27,7 +27,8 @@ async def service(request: Request) -> AsyncIterator[IdentityService]:
             yield svc
     except IntegrityError as exc:
         # Two requests raced past our duplicate checks; the database caught the second.
-        raise Conflict("Conflict occurred attempting to store the resource: duplicate entry.") from exc
+        raise Conflict("Conflict occurred attempting to store the resource: "
+                       "duplicate entry.") from exc
 
 
 Service = Annotated[IdentityService, Depends(service, scope="function")]

@@ -145,11 +145,11 @@ async def list_role_assignments(
                               "empty list.")
     if inherited_to is not None and inherited_to != "projects":
         raise ValidationError("scope.OS-INHERIT:inherited_to only accepts 'projects'.")
-    project_ids = [project_id] if project_id else None
+    project_ids: list[str | None] = [project_id]
     if project_id and bool_filter("include_subtree", include_subtree):
-        project_ids = [project_id, *await _subtree(svc, project_id)]
+        project_ids.extend(await _subtree(svc, project_id))
     found: list[RoleAssignment] = []
-    for pid in project_ids or [None]:
+    for pid in project_ids:
         found.extend(await svc.assignments.list_assignments(
             user_id=user_id, group_id=group_id, role_id=role_id, project_id=pid,
             domain_id=domain_id, system=bool_filter("scope.system", system) or False,
@@ -161,7 +161,8 @@ async def list_role_assignments(
 
 
 async def _subtree(svc: IdentityService, project_id: str) -> list[str]:
-    out, frontier = [], [project_id]
+    out: list[str] = []
+    frontier = [project_id]
     while frontier:
         children = await svc.resources.list_projects(parent_id=frontier.pop())
         out.extend(c.id for c in children)
@@ -204,7 +205,7 @@ class _Names:
 
 
 async def _entry(a: RoleAssignment, base: str, names: _Names | None) -> dict[str, Any] | None:
-    actor_type = a.via_group_id and "group" or a.actor_type
+    actor_type = (a.via_group_id and "group") or a.actor_type
     actor_id = a.via_group_id or a.actor_id
     if a.scope_type == "system":
         link = f"{base}/v3/system/{actor_type}s/{actor_id}/roles/{a.role_id}"

@@ -1,0 +1,111 @@
+"""Run a real ``stratus`` process and the real ``openstack`` CLI against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cloud:
+    """A ``stratus up`` (or ``stratus serve``) subprocess with its data directory."""
+
+    data_dir: Path
+    port: int
+    env: dict[str, str]
+    args: list[str] = field(default_factory=lambda: ["up"])
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.url}/identity/v3"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.data_dir / "clouds.yaml"
+
+    def start(self, timeout: float = 30) -> None:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.port}.log"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "stratus"), *self.args, "--data-dir", str(self.data_dir),
+             "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"stratus exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.auth_url}", timeout=1).status_code == 200:
+                    # `up` writes clouds.yaml once serving; wait for it too.
+                    if self.args[0] != "up" or self.clouds_yaml.exists():
+                        return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"stratus did not come up in {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+                raise
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def openstack(self, *args: str, cloud: bool = True, env: dict[str, str] | None = None,
+                  check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the real ``openstack`` CLI (as admin via clouds.yaml unless ``cloud=False``)."""
+        run_env = {k: v for k, v in self.env.items() if not k.startswith("OS_")}
+        if cloud:
+            run_env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
+        run_env.update(env or {})
+        command = [str(BIN / "openstack"), *(["--os-cloud", "stratus"] if cloud else []), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=run_env,
+                                timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"openstack {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def openstack_json(self, *args: str, **kwargs: Any) -> Any:
+        return json.loads(self.openstack(*args, "-f", "json", **kwargs).stdout)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "OS_"))}
+    env.update({"STRATUS_IDENTITY__BCRYPT_ROUNDS": "4", "STRATUS_CONFIG_FILE": "/nonexistent",
+                "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
