@@ -71,7 +71,8 @@ class AppCredentialManager:
             raise NotFound(f"Could not find Application Credential: {name}.")
         return cred
 
-    async def list_for_user(self, user_id: str, *, name: str | None = None) -> list[ApplicationCredential]:
+    async def list_for_user(self, user_id: str, *,
+                            name: str | None = None) -> list[ApplicationCredential]:
         query = select(ApplicationCredential).where(
             ApplicationCredential.user_id == user_id).order_by(ApplicationCredential.name)
         if name is not None:
