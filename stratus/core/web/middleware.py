@@ -87,8 +87,9 @@ class RequestMiddleware:
                 current.set_attribute("http.status_code", status_holder["status"])
         finally:
             LOG.info(
-                "%s %s status: %s time: %.4f",
+                "%s %s status: %s time: %.4f%s",
                 method, path, status_holder["status"], time.perf_counter() - started,
+                f" global: {global_request_id}" if global_request_id else "",
             )
             reset_request_id(token)
 
