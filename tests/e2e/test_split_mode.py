@@ -66,18 +66,19 @@ async def api(identity: Cloud) -> AsyncIterator[httpx.AsyncClient]:
     await app.state.token_validator.inner.aclose()
 
 
-def password_token(identity: Cloud) -> tuple[str, dict[str, Any]]:
-    response = httpx.post(f"{identity.auth_url}/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+async def password_token(identity: Cloud) -> tuple[str, dict[str, Any]]:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{identity.auth_url}/auth/tokens", json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
     assert response.status_code == 201, response.text
     return response.headers["X-Subject-Token"], response.json()["token"]
 
 
 async def test_remote_validation_follows_identity(identity: Cloud,
                                                   api: httpx.AsyncClient) -> None:
-    token, body = password_token(identity)
+    token, body = await password_token(identity)
 
     response = await api.get("/whoami", headers={"X-Auth-Token": token})
     assert response.status_code == 200, response.text
@@ -94,15 +95,16 @@ async def test_remote_validation_follows_identity(identity: Cloud,
     garbage = await api.get("/whoami", headers={"X-Auth-Token": "not-a-token"})
     assert garbage.status_code == 401
 
-    revoke = httpx.delete(f"{identity.auth_url}/auth/tokens",
-                          headers={"X-Auth-Token": token, "X-Subject-Token": token})
+    async with httpx.AsyncClient() as client:
+        revoke = await client.delete(f"{identity.auth_url}/auth/tokens",
+                                     headers={"X-Auth-Token": token, "X-Subject-Token": token})
     assert revoke.status_code == 204
     assert (await api.get("/whoami", headers={"X-Auth-Token": token})).status_code == 401
 
 
 async def test_service_token_admits_an_expired_user_token(identity: Cloud,
                                                           api: httpx.AsyncClient) -> None:
-    service_token, body = password_token(identity)
+    service_token, body = await password_token(identity)
     keys = KeyRepository(identity.data_dir / "fernet-keys")
     now = dt.datetime.now(dt.UTC)
     expired = TokenFormatter(keys).encode(TokenPayload(
@@ -124,7 +126,7 @@ async def test_service_token_admits_an_expired_user_token(identity: Cloud,
 
 
 async def test_identity_down_is_a_clear_503(identity: Cloud, api: httpx.AsyncClient) -> None:
-    token, _ = password_token(identity)
+    token, _ = await password_token(identity)
     assert identity.stop() == 0
     response = await api.get("/whoami", headers={"X-Auth-Token": token})
     assert response.status_code == 503

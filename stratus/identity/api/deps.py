@@ -43,7 +43,11 @@ class Policy:
         self.context = context
 
     def __call__(self, rule: str, target: dict[str, Any] | None = None) -> None:
-        self.enforcer.enforce(rule, target or {}, self.context.policy_credentials())
+        # Rules name target attributes both ways, as Keystone's do: ``%(user_id)s`` and
+        # ``%(target.user.id)s``; the enforcer resolves the latter under a "target" key.
+        target = target or {}
+        self.enforcer.enforce(rule, {**target, "target": target},
+                              self.context.policy_credentials())
 
 
 def policy(request: Request, context: Context) -> Policy:
