@@ -8,8 +8,6 @@ event names matches the token. Events older than the longest a token can live ar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,15 +15,17 @@ from stratus.core.db import utcnow
 from stratus.identity.models import RevocationEvent
 from stratus.identity.tokens import TokenPayload
 
-RevocationListener = Callable[[], None]
-
-
 class RevocationLog:
-    def __init__(self, session: AsyncSession, listeners: list[RevocationListener],
-                 retention: dt.timedelta) -> None:
+    """Records revocation events within one transaction.
+
+    ``changed`` tells the owner of the transaction to flush token caches once it commits;
+    flushing earlier would let a concurrent request re-cache a token from the old state.
+    """
+
+    def __init__(self, session: AsyncSession, retention: dt.timedelta) -> None:
         self.session = session
-        self.listeners = listeners
         self.retention = retention
+        self.changed = False
 
     async def revoke(self, *, user_id: str | None = None, project_id: str | None = None,
                      domain_id: str | None = None, audit_id: str | None = None,
@@ -42,9 +42,8 @@ class RevocationLog:
         self.notify()
 
     def notify(self) -> None:
-        """Tell in-process token caches that some token may no longer be valid."""
-        for listener in self.listeners:
-            listener()
+        """Some token may no longer be valid: caches are to be flushed after commit."""
+        self.changed = True
 
     async def is_revoked(self, payload: TokenPayload, *, user_domain_id: str | None,
                          project_domain_id: str | None) -> bool:

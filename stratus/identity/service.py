@@ -57,7 +57,11 @@ class IdentityRuntime:
     async def service(self) -> AsyncIterator[IdentityService]:
         """A service bound to one transaction: committed on success, rolled back on error."""
         async with self.db.session() as session:
-            yield IdentityService(self, session)
+            svc = IdentityService(self, session)
+            yield svc
+        if svc.revocations.changed:
+            for listener in self.revocation_listeners:
+                listener()
 
     async def validate(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         """In-process ``TokenValidator``: the token body, or ``NotFound``."""
@@ -72,8 +76,7 @@ class IdentityService:
     def __init__(self, runtime: IdentityRuntime, session: AsyncSession) -> None:
         self.runtime = runtime
         self.session = session
-        self.revocations = RevocationLog(session, runtime.revocation_listeners,
-                                         runtime.revocation_retention)
+        self.revocations = RevocationLog(session, runtime.revocation_retention)
         self.resources = ResourceManager(self)
         self.users = UserManager(self)
         self.assignments = AssignmentManager(self)
