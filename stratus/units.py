@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from stratus.core.auth import CachingValidator, RemoteTokenValidator, TokenValidator
+from stratus.core.auth import CachingValidator, TokenValidator
 from stratus.core.config import Settings
 from stratus.identity.bootstrap import CatalogEntry, bootstrap
 from stratus.identity.service import IdentityRuntime
@@ -57,6 +57,8 @@ class Stack:
         if self.identity is not None:
             inner = self.identity
         elif auth.identity_url:
+            from stratus.core.auth_remote import RemoteTokenValidator
+
             remote = RemoteTokenValidator(
                 auth.identity_url, username=auth.service_username,
                 password=auth.service_password.get_secret_value() if auth.service_password
@@ -153,7 +155,10 @@ def write_clouds_yaml(settings: Settings, password: str) -> Path:
 async def run_bootstrap(stack: Stack) -> None:
     runtime = await stack.start_identity()
     async with runtime.service() as svc:
+        # A password given in the configuration wins over the stored one; a generated one
+        # is ours, so there is nothing to check.
         await bootstrap(svc, admin_password=admin_password(stack.settings),
+                        enforce_password=stack.settings.admin_password is not None,
                         region=stack.settings.region, catalog=catalog_entries(stack.settings))
 
 

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -87,8 +87,16 @@ class Database:
             yield session
 
     async def upgrade(self, script_location: str, version_table: str,
-                      revision: str = "head") -> None:
-        """Run a service's Alembic history up to ``revision``."""
+                      revision: str = "head", *, known_head: str | None = None) -> None:
+        """Run a service's Alembic history up to ``revision``.
+
+        With ``known_head`` (the service's newest revision, kept beside its migrations), a
+        database already there is recognised with one query, without loading Alembic: this
+        keeps it off every start-up's critical path.
+        """
+        if known_head is not None and revision == "head":
+            if await self._stored_revision(version_table) == known_head:
+                return
 
         def run(connection: Connection) -> None:
             from alembic import command
@@ -102,6 +110,16 @@ class Database:
 
         async with self.engine.begin() as conn:
             await conn.run_sync(run)
+
+    async def _stored_revision(self, version_table: str) -> str | None:
+        def read(connection: Connection) -> str | None:
+            if not inspect(connection).has_table(version_table):
+                return None
+            rows = connection.execute(text(f"SELECT version_num FROM {version_table}")).all()
+            return rows[0][0] if len(rows) == 1 else None
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(read)
 
     async def current_revision(self, version_table: str) -> str | None:
         def read(connection: Connection) -> str | None:

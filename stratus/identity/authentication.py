@@ -15,7 +15,7 @@ from stratus.core.db import utcnow
 from stratus.core.exceptions import NotFound, Unauthorized, ValidationError
 from stratus.identity.models import ApplicationCredential, Domain, Project, Role, User
 from stratus.identity.passwords import verify_secret
-from stratus.identity.tokens import TokenDecodeError, TokenPayload, new_audit_id
+from stratus.identity.tokens import METHODS, TokenDecodeError, TokenPayload, new_audit_id
 
 if TYPE_CHECKING:
     from stratus.identity.service import IdentityService
@@ -119,9 +119,9 @@ class Authenticator:
         if any(s.user.id != user.id for s in subjects):
             raise Unauthorized("The credentials given identify different users.")
         await self._check_user_enabled(user)
-        methods: list[str] = []
-        for subject in subjects:
-            methods.extend(m for m in subject.methods if m not in methods)
+        # In the order a token's method bits decode to, so validation shows the same list.
+        used = {m for subject in subjects for m in subject.methods}
+        methods = [m for m in METHODS if m in used]
         app_cred = next((s.app_cred for s in subjects if s.app_cred), None)
         chain = next((s.audit_chain_id for s in subjects if s.audit_chain_id), None)
 

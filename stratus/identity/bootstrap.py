@@ -1,7 +1,7 @@
 """First-start bootstrap: the Default domain, the admin project and user, roles, catalog.
 
 Safe to run again: it creates what is missing, re-points catalog endpoints at the URLs
-given, and resets the admin password only when the one given no longer matches.
+given, and resets the admin password when the one configured no longer matches.
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ class CatalogEntry:
 
 
 async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
-                    catalog: list[CatalogEntry]) -> None:
+                    catalog: list[CatalogEntry], enforce_password: bool = True) -> None:
+    """Create what is missing.
+
+    ``enforce_password`` resets an existing admin's password when it no longer matches;
+    callers that generated the password themselves skip that bcrypt check on every start.
+    """
     session = svc.session
     if await session.get(Domain, DEFAULT_DOMAIN_ID) is None:
         await svc.resources.create_domain(name="Default", domain_id=DEFAULT_DOMAIN_ID,
@@ -63,7 +68,7 @@ async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
                                             password=admin_password,
                                             default_project_id=projects["admin"].id)
         LOG.info("created the admin user")
-    elif not await verify_secret(admin_password, admin.password_hash):
+    elif enforce_password and not await verify_secret(admin_password, admin.password_hash):
         await svc.users.update_user(admin.id, {"password": admin_password, "enabled": True})
         LOG.info("reset the admin user's password to the configured one")
     await svc.assignments.grant("user", admin.id, "project", projects["admin"].id,

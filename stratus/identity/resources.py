@@ -86,8 +86,16 @@ class ResourceManager:
             raise Forbidden("Cannot delete a domain that is enabled, please disable it first.")
         projects = list(await self.session.scalars(
             select(Project).where(Project.domain_id == domain_id)))
-        # Children first, so no project is deleted before its sub-projects.
-        for project in sorted(projects, key=lambda p: p.parent_id is None):
+        parents = {p.id: p.parent_id for p in projects}
+
+        def depth(project: Project) -> int:
+            level, parent = 0, project.parent_id
+            while parent:
+                level, parent = level + 1, parents.get(parent)
+            return level
+
+        # Deepest first, so no project is deleted before its sub-projects.
+        for project in sorted(projects, key=depth, reverse=True):
             await self._delete_project_row(project)
         users = await self.session.scalars(select(User).where(User.domain_id == domain_id))
         for user in list(users):

@@ -8,12 +8,14 @@ event names matches the token. Events older than the longest a token can live ar
 from __future__ import annotations
 
 import datetime as dt
+
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
 from stratus.identity.models import RevocationEvent
 from stratus.identity.tokens import TokenPayload
+
 
 class RevocationLog:
     """Records revocation events within one transaction.

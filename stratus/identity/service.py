@@ -17,6 +17,7 @@ from stratus.identity.assignments import AssignmentManager
 from stratus.identity.authentication import Authenticator
 from stratus.identity.catalog import CatalogManager
 from stratus.identity.fernet import KeyRepository
+from stratus.identity.migrations import HEAD
 from stratus.identity.policy import RULES
 from stratus.identity.resources import ResourceManager
 from stratus.identity.revocation import RevocationLog
@@ -47,7 +48,7 @@ class IdentityRuntime:
 
     async def start(self) -> None:
         """Bring the schema to head and make sure a Fernet key repository exists."""
-        await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE)
+        await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
         self.keys.initialize()
 
     async def stop(self) -> None:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends
 
-from stratus.core.auth import CachingValidator, RemoteTokenValidator, require_context
+from stratus.core.auth import CachingValidator, require_context
+from stratus.core.auth_remote import RemoteTokenValidator
 from stratus.core.context import RequestContext
 from stratus.core.web import ErrorStyle, create_app
 from stratus.identity.fernet import KeyRepository

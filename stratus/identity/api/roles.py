@@ -145,6 +145,8 @@ async def list_role_assignments(
                               "empty list.")
     if inherited_to is not None and inherited_to != "projects":
         raise ValidationError("scope.OS-INHERIT:inherited_to only accepts 'projects'.")
+    # Keystone's (and openstackclient's) value is "all"; a boolean is accepted too.
+    system_only = system == "all" or bool(bool_filter("scope.system", system))
     project_ids: list[str | None] = [project_id]
     if project_id and bool_filter("include_subtree", include_subtree):
         project_ids.extend(await _subtree(svc, project_id))
@@ -152,7 +154,7 @@ async def list_role_assignments(
     for pid in project_ids:
         found.extend(await svc.assignments.list_assignments(
             user_id=user_id, group_id=group_id, role_id=role_id, project_id=pid,
-            domain_id=domain_id, system=bool_filter("scope.system", system) or False,
+            domain_id=domain_id, system=system_only,
             inherited=True if inherited_to else None, effective=is_effective))
     names = _Names(svc) if bool_filter("include_names", include_names) else None
     entries = [await _entry(a, base, names) for a in found]

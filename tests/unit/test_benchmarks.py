@@ -1,0 +1,122 @@
+"""The benchmark runner: scenario discovery, options and the shape of its one JSON object.
+
+Only the plumbing is tested, with a trivial in-process scenario; figures are never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import benchmarks
+from benchmarks import Goal, Result, latency_metrics, percentile
+
+TOP_LEVEL_KEYS = {"scenario", "environment", "parameters", "metrics", "goals"}
+PACKAGES = {"stratus", "fastapi", "sqlalchemy", "uvicorn", "cryptography", "bcrypt"}
+
+
+def _tiny_scenario() -> types.ModuleType:
+    module = types.ModuleType("benchmarks.tiny")
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--n", type=int, default=3)
+
+    async def run(args: argparse.Namespace) -> Result:
+        latencies = [0.001 * (i + 1) for i in range(args.n)]
+        metrics = latency_metrics("op", latencies, sum(latencies), "ms")
+        metrics["errors"] = 0
+        return Result(
+            metrics=metrics,
+            goals=[Goal("op_ops_per_s", 1.0, ">=", "always met here"),
+                   Goal("errors", 0, "=="),
+                   Goal("not_measured", 1.0, "<=")],
+            backends={"database": "none", "bcrypt_rounds": 4},
+        )
+
+    module.DESCRIPTION = "a trivial in-process scenario"  # type: ignore[attr-defined]
+    module.add_arguments = add_arguments  # type: ignore[attr-defined]
+    module.run = run  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = _tiny_scenario()
+    monkeypatch.setitem(sys.modules, "benchmarks.tiny", module)
+    return module
+
+
+def test_runner_prints_one_json_object(tiny: types.ModuleType, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results" / "tiny.json"
+    assert benchmarks.main(["tiny", "--n", "5", "--json-out", str(out)]) == 0
+    document = json.loads(capsys.readouterr().out)  # the whole of stdout is one object
+    assert json.loads(out.read_text()) == document
+
+    assert set(document) == TOP_LEVEL_KEYS
+    assert document["scenario"] == "tiny"
+    assert document["parameters"] == {"n": 5}
+
+    env = document["environment"]
+    assert {"machine", "python", "backends", "packages"} <= set(env)
+    assert {"cpu_model", "logical_cpus", "ram_gb", "kernel"} <= set(env["machine"])
+    assert env["python"]["version"].count(".") == 2
+    assert env["backends"] == {"database": "none", "bcrypt_rounds": 4}
+    assert PACKAGES <= set(env["packages"])
+    assert env["packages"]["stratus"]
+
+    metrics = document["metrics"]
+    assert set(metrics) == {"op_ops_per_s", "op_p50_ms", "op_p99_ms", "errors"}
+    assert all(isinstance(v, int | float) for v in metrics.values())
+
+    goals = document["goals"]
+    assert set(goals) == {"op_ops_per_s", "errors", "not_measured"}
+    for goal in goals.values():
+        assert {"target", "comparison", "met"} <= set(goal)
+        assert isinstance(goal["met"], bool)
+    assert goals["op_ops_per_s"] == {"target": 1.0, "comparison": ">=", "met": True,
+                                     "note": "always met here"}
+    assert goals["errors"]["met"] is True
+    assert goals["not_measured"]["met"] is False  # a goal without its metric is not met
+
+
+def test_list_names_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    names = benchmarks.scenario_names()
+    assert {"identity", "startup"} <= set(names)
+    assert not [n for n in names if n.startswith("_")]
+    assert benchmarks.main(["--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == names
+
+
+def test_unknown_scenario_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert benchmarks.main(["no_such_scenario"]) == 2
+    assert "no scenario" in capsys.readouterr().err
+    assert benchmarks.main(["_cloud"]) == 2
+
+
+@pytest.mark.parametrize("name", ["identity", "startup"])
+def test_scenarios_default_to_keystones_bcrypt_rounds(name: str) -> None:
+    scenario = benchmarks.load(name)
+    parser = argparse.ArgumentParser()
+    scenario.add_arguments(parser)
+    assert parser.parse_args([]).bcrypt_rounds == 12
+    assert parser.parse_args(["--bcrypt-rounds", "4"]).bcrypt_rounds == 4
+
+
+def test_statistics_and_goals() -> None:
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([1.0, 2.0], 50) == 1.5
+    assert percentile([5.0], 99) == 5.0
+    metrics = latency_metrics("x", [0.001, 0.002, 0.003, 0.004], 0.5, "us")
+    assert metrics["x_ops_per_s"] == 8.0
+    assert metrics["x_p50_us"] == pytest.approx(2500.0)
+    assert Goal("m", 5, ">=").met(5) and not Goal("m", 5, ">=").met(4.9)
+    assert Goal("m", 2, "<=").met(1.5) and not Goal("m", 2, "<=").met(2.1)
+    assert Goal("m", 0, "==").met(0) and not Goal("m", 0, "==").met(1)
+    assert not Goal("m", 0, ">=").met(None) and not Goal("m", 0, ">=").met(float("nan"))
