@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stratus.core.db import utcnow
 from stratus.core.exceptions import NotFound, Unauthorized, ValidationError
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from stratus.identity.service import IdentityService
 
 LOG = logging.getLogger(__name__)
+
+_Row = TypeVar("_Row")
 
 SUPPORTED_METHODS = ("password", "token", "application_credential")
 
@@ -91,6 +93,16 @@ class Authenticator:
         self.svc = svc
         self.session = svc.session
         self.runtime = svc.runtime
+        # Rows read in this transaction, held so each is loaded once: the session's identity
+        # map only keeps rows something else still refers to.
+        self._rows: dict[tuple[type[Any], str], Any] = {}
+
+    async def _row(self, model: type[_Row], row_id: str) -> _Row | None:
+        key = (model, row_id)
+        if key not in self._rows:
+            self._rows[key] = await self.session.get(model, row_id)
+        row: _Row | None = self._rows[key]
+        return row
 
     # Issue --------------------------------------------------------------------------------
 
@@ -190,7 +202,7 @@ class Authenticator:
                         expires_at=cred.expires_at, app_cred=cred)
 
     async def _check_user_enabled(self, user: User) -> None:
-        domain = await self.session.get(Domain, user.domain_id)
+        domain = await self._row(Domain, user.domain_id)
         if not user.enabled or domain is None or not domain.enabled:
             raise Unauthorized("The user is disabled.")
 
@@ -223,7 +235,7 @@ class Authenticator:
             payload.system = "all"
         elif kind is None and user.default_project_id:
             # Keystone's rule: scope to the default project when it is usable, else unscoped.
-            default = await self.session.get(Project, user.default_project_id)
+            default = await self._row(Project, user.default_project_id)
             if default is not None and default.enabled:
                 payload.project_id = default.id
                 if not await self._roles(payload, None):
@@ -240,13 +252,13 @@ class Authenticator:
             raise Unauthorized(f"Could not find project: {scope.id or scope.name}.") from exc
 
     async def _get_project_or_401(self, project_id: str) -> Project:
-        project = await self.session.get(Project, project_id)
+        project = await self._row(Project, project_id)
         if project is None:
             raise Unauthorized(f"Could not find project: {project_id}.")
         return project
 
     async def _check_project(self, project: Project) -> None:
-        domain = await self.session.get(Domain, project.domain_id)
+        domain = await self._row(Domain, project.domain_id)
         if not project.enabled or domain is None or not domain.enabled:
             raise Unauthorized(f"Project {project.id} is disabled.")
 
@@ -254,7 +266,7 @@ class Authenticator:
                      app_cred: ApplicationCredential | None) -> list[Role]:
         assignments = self.svc.assignments
         if payload.project_id:
-            project = await self.session.get(Project, payload.project_id)
+            project = await self._row(Project, payload.project_id)
             if project is None:
                 return []
             roles = await assignments.effective_roles(payload.user_id, project=project)
@@ -283,12 +295,12 @@ class Authenticator:
             window = dt.timedelta(seconds=self.runtime.settings.identity.allow_expired_window)
             if not allow_expired or payload.expires_at + window <= now:
                 raise not_found
-        user = await self.session.get(User, payload.user_id)
+        user = await self._row(User, payload.user_id)
         if user is None or not user.enabled:
             raise not_found
         project = None
         if payload.project_id:
-            project = await self.session.get(Project, payload.project_id)
+            project = await self._row(Project, payload.project_id)
             if project is None:
                 raise not_found
         if await self.svc.revocations.is_revoked(
@@ -301,13 +313,15 @@ class Authenticator:
                        include_catalog: bool = True) -> tuple[TokenPayload, dict[str, Any]]:
         """The payload and body of a valid token; NotFound otherwise."""
         payload = await self.validate_payload(token, allow_expired=allow_expired)
-        user = await self.svc.users.get_user(payload.user_id)
+        user = await self._row(User, payload.user_id)
+        if user is None:
+            raise NotFound("Could not find token.")
         try:
             await self._check_user_enabled(user)
             if payload.project_id:
                 await self._check_project(await self._get_project_or_401(payload.project_id))
             if payload.domain_id:
-                domain = await self.session.get(Domain, payload.domain_id)
+                domain = await self._row(Domain, payload.domain_id)
                 if domain is None or not domain.enabled:
                     raise Unauthorized()
         except Unauthorized as exc:
@@ -324,7 +338,7 @@ class Authenticator:
     # Token body ---------------------------------------------------------------------------
 
     async def _domain_ref(self, domain_id: str) -> dict[str, str]:
-        domain = await self.session.get(Domain, domain_id)
+        domain = await self._row(Domain, domain_id)
         return {"id": domain_id, "name": domain.name if domain else domain_id}
 
     async def _body(self, payload: TokenPayload, user: User, *,
@@ -344,14 +358,16 @@ class Authenticator:
             return body
         app_cred = None
         if payload.app_cred_id:
-            app_cred = await self.session.get(ApplicationCredential, payload.app_cred_id)
+            app_cred = await self._row(ApplicationCredential, payload.app_cred_id)
             if app_cred is None or (app_cred.expires_at is not None
                                     and app_cred.expires_at <= utcnow()):
                 raise NotFound("Could not find token.")
             body["application_credential"] = {
                 "id": app_cred.id, "name": app_cred.name, "restricted": not app_cred.unrestricted}
         if payload.project_id:
-            project = await self.svc.resources.get_project(payload.project_id)
+            project = await self._row(Project, payload.project_id)
+            if project is None:
+                raise NotFound("Could not find token.")
             body["project"] = {"id": project.id, "name": project.name,
                                "domain": await self._domain_ref(project.domain_id)}
             body["is_domain"] = False
