@@ -39,6 +39,10 @@ class RoleAssignment:
     inherited: bool = False
     #: For effective assignments held through a group, the group.
     via_group_id: str | None = None
+    #: For effective assignments of an implied role, the role that implies it ...
+    prior_role_id: str | None = None
+    #: ... and the role actually granted, at the head of the chain.
+    granted_role_id: str | None = None
 
 
 class AssignmentManager:
@@ -117,11 +121,7 @@ class AssignmentManager:
             await self.session.flush()
 
     async def _expand_implied(self, role_ids: set[str]) -> set[str]:
-        rules = (await self.session.execute(
-            select(ImpliedRole.prior_role_id, ImpliedRole.implied_role_id))).all()
-        implied: dict[str, set[str]] = {}
-        for prior, target in rules:
-            implied.setdefault(prior, set()).add(target)
+        implied = await self._implications()
         result, frontier = set(role_ids), list(role_ids)
         while frontier:
             for target in implied.get(frontier.pop(), ()):
@@ -273,7 +273,7 @@ class AssignmentManager:
                                effective: bool = False) -> list[RoleAssignment]:
         A = Assignment
         query = select(A)
-        if role_id:
+        if role_id and not effective:  # effective listings filter after implied roles
             query = query.where(A.role_id == role_id)
         if inherited is not None:
             query = query.where(A.inherited.is_(inherited))
@@ -288,6 +288,8 @@ class AssignmentManager:
             assignments = await self._effective(assignments)
         result = []
         for a in assignments:
+            if role_id and a.role_id != role_id:
+                continue
             if user_id and not (a.actor_type == "user" and a.actor_id == user_id):
                 continue
             if group_id and not (a.actor_type == "group" and a.actor_id == group_id):
@@ -302,7 +304,8 @@ class AssignmentManager:
         return result
 
     async def _effective(self, assignments: list[RoleAssignment]) -> list[RoleAssignment]:
-        """Groups expanded into their members, inherited grants onto the projects below."""
+        """Groups expanded into their members, inherited grants onto the projects below,
+        and implied roles added (each naming the role that implies it)."""
         members: dict[str, list[str]] = {}
         for user, group in (await self.session.execute(
                 select(GroupMembership.user_id, GroupMembership.group_id))).all():
@@ -346,4 +349,32 @@ class AssignmentManager:
                 if key not in seen:
                     seen.add(key)
                     result.append(e)
+        return self._add_implied(result, await self._implications())
+
+    async def _implications(self) -> dict[str, list[str]]:
+        implied: dict[str, list[str]] = {}
+        for prior, target in (await self.session.execute(
+                select(ImpliedRole.prior_role_id, ImpliedRole.implied_role_id))).all():
+            implied.setdefault(prior, []).append(target)
+        return implied
+
+    @staticmethod
+    def _add_implied(assignments: list[RoleAssignment],
+                     implied: dict[str, list[str]]) -> list[RoleAssignment]:
+        result = list(assignments)
+        seen = {(a.role_id, a.actor_id, a.scope_type, a.scope_id) for a in assignments}
+        frontier = list(assignments)
+        while frontier:
+            a = frontier.pop(0)
+            for role_id in implied.get(a.role_id, ()):
+                key = (role_id, a.actor_id, a.scope_type, a.scope_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                derived = RoleAssignment(role_id, a.actor_type, a.actor_id, a.scope_type,
+                                         a.scope_id, a.inherited, a.via_group_id,
+                                         prior_role_id=a.role_id,
+                                         granted_role_id=a.granted_role_id or a.role_id)
+                result.append(derived)
+                frontier.append(derived)
         return result

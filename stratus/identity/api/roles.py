@@ -209,14 +209,18 @@ class _Names:
 async def _entry(a: RoleAssignment, base: str, names: _Names | None) -> dict[str, Any] | None:
     actor_type = (a.via_group_id and "group") or a.actor_type
     actor_id = a.via_group_id or a.actor_id
+    granted = a.granted_role_id or a.role_id
     if a.scope_type == "system":
-        link = f"{base}/v3/system/{actor_type}s/{actor_id}/roles/{a.role_id}"
+        link = f"{base}/v3/system/{actor_type}s/{actor_id}/roles/{granted}"
     elif a.inherited:
         link = (f"{base}/v3/OS-INHERIT/{a.scope_type}s/{a.scope_id}/{actor_type}s/{actor_id}"
-                f"/roles/{a.role_id}/inherited_to_projects")
+                f"/roles/{granted}/inherited_to_projects")
     else:
-        link = f"{base}/v3/{a.scope_type}s/{a.scope_id}/{actor_type}s/{actor_id}/roles/{a.role_id}"
+        link = (f"{base}/v3/{a.scope_type}s/{a.scope_id}/{actor_type}s/{actor_id}"
+                f"/roles/{granted}")
     links = {"assignment": link}
+    if a.prior_role_id:
+        links["prior_role"] = f"{base}/v3/roles/{a.prior_role_id}"
     if a.via_group_id:
         links["membership"] = f"{base}/v3/groups/{a.via_group_id}/users/{a.actor_id}"
     try:

@@ -172,11 +172,21 @@ async def test_role_assignments_filters_effective_and_names(cloud: Cloud) -> Non
     system = await assignments(**{"scope.system": "all"})
     assert [shape(e) for e in system] == [(admin, f"user:{cloud.admin_user_id}", "system", "all")]
 
-    # Effective: the group's grant appears as the user's, with the membership that gives it.
+    # Effective: the group's grant appears as the user's, with the membership that gives it,
+    # and every implied role (admin → member → reader) appears, naming the role implying it.
     effective = await assignments(effective="true", **{"user.id": user["id"]})
     assert sorted(map(shape, effective)) == sorted([
-        (member, u, "project", p1["id"]), (admin, u, "domain", "default"),
-        (reader, u, "project", p2["id"])])
+        (member, u, "project", p1["id"]), (reader, u, "project", p1["id"]),
+        (admin, u, "domain", "default"), (member, u, "domain", "default"),
+        (reader, u, "domain", "default"), (reader, u, "project", p2["id"])])
+    (implied_reader,) = [e for e in effective if e["role"]["id"] == reader
+                         and e["scope"].get("project", {}).get("id") == p1["id"]]
+    assert implied_reader["links"] == {
+        "assignment": f"{API}/projects/{p1['id']}/users/{user['id']}/roles/{member}",
+        "prior_role": f"{API}/roles/{member}"}
+    only_readers = await assignments(effective="true", **{"user.id": user["id"],
+                                                          "role.id": reader})
+    assert len(only_readers) == 3
     (via_group,) = [e for e in effective if e["scope"].get("project", {}).get("id") == p2["id"]]
     assert via_group["links"] == {
         "assignment": f"{API}/projects/{p2['id']}/groups/{group['id']}/roles/{reader}",
