@@ -92,6 +92,16 @@ class Unit:
         return CatalogEntry(type=kind, name=name, url=f"{base_url}{self.prefix}{suffix}")
 
 
+async def _build_compute(stack: Stack) -> ASGIApp:
+    from stratus.compute.api import create_compute_app
+    from stratus.compute.service import ComputeRuntime
+
+    runtime = ComputeRuntime(stack.settings)
+    await runtime.start()
+    stack.exits.push_async_callback(runtime.stop)
+    return create_compute_app(runtime, stack.token_validator())
+
+
 async def _build_identity(stack: Stack) -> ASGIApp:
     from stratus.identity.api import create_identity_app
 
@@ -99,10 +109,22 @@ async def _build_identity(stack: Stack) -> ASGIApp:
     return create_identity_app(runtime, stack.token_validator())
 
 
+async def _build_image(stack: Stack) -> ASGIApp:
+    from stratus.image.api import create_image_app
+    from stratus.image.service import ImageRuntime
+
+    runtime = ImageRuntime(stack.settings)
+    await runtime.start()
+    stack.exits.push_async_callback(runtime.stop)
+    return create_image_app(runtime, stack.token_validator())
+
+
 UNITS: dict[str, Unit] = {
     unit.name: unit
     for unit in (
         Unit("identity-api", "/identity", _build_identity, ("identity", "keystone", "/v3")),
+        Unit("image-api", "/image", _build_image, ("image", "glance", "")),
+        Unit("compute-api", "/compute", _build_compute, ("compute", "nova", "/v2.1")),
     )
 }
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from stratus.core.context import RequestContext
 from stratus.core.exceptions import Forbidden
 
 LOG = logging.getLogger(__name__)
@@ -195,3 +196,13 @@ class Enforcer:
         """Raise ``Forbidden`` unless the rule passes."""
         if not self.check(name, target, creds):
             raise Forbidden(f"You are not authorized to perform the requested action: {name}.")
+
+    def authorize(self, name: str, target: Mapping[str, Any] | None,
+                  context: RequestContext) -> None:
+        """``enforce`` for an API caller.
+
+        Rules name target attributes both ways, as OpenStack's do: ``%(user_id)s`` and
+        ``%(target.user.id)s``; the target is offered flat and under a "target" key.
+        """
+        flat = dict(target or {})
+        self.enforce(name, {**flat, "target": flat}, context.policy_credentials())

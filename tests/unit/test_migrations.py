@@ -1,14 +1,20 @@
 """Each service's recorded head revision matches its Alembic history."""
 
+import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from stratus.compute import migrations as compute_migrations
+from stratus.compute.service import SCRIPT_LOCATION as COMPUTE_SCRIPTS
 from stratus.identity import migrations as identity_migrations
-from stratus.identity.service import SCRIPT_LOCATION
+from stratus.identity.service import SCRIPT_LOCATION as IDENTITY_SCRIPTS
 
 
-def test_identity_head_is_recorded() -> None:
+@pytest.mark.parametrize(("location", "head"), [
+    (IDENTITY_SCRIPTS, identity_migrations.HEAD),
+    (COMPUTE_SCRIPTS, compute_migrations.HEAD),
+])
+def test_head_is_recorded(location: str, head: str) -> None:
     config = Config()
-    config.set_main_option("script_location", SCRIPT_LOCATION)
-    heads = ScriptDirectory.from_config(config).get_heads()
-    assert heads == [identity_migrations.HEAD]
+    config.set_main_option("script_location", location)
+    assert ScriptDirectory.from_config(config).get_heads() == [head]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from stratus.core.exceptions import StratusError
 from stratus.core.web.errors import ErrorStyle
+from stratus.core.web.microversions import MicroversionMiddleware, VersionRange
 from stratus.core.web.middleware import BodySizeLimitMiddleware, RequestMiddleware
 
 LOG = logging.getLogger(__name__)
@@ -62,12 +63,14 @@ def create_app(
     max_body_size: int = 1024 * 1024,
     body_limit_exempt: Iterable[str] = (),
     extra_request_id_headers: Iterable[str] = (),
+    versions: VersionRange | None = None,
     state: dict[str, Any] | None = None,
 ) -> FastAPI:
     """Build one API's ASGI app.
 
     ``style`` decides the error body format for every error the app answers, including
     framework ones (unknown route, wrong method, invalid JSON, body too large).
+    ``versions`` turns on microversion negotiation (Compute, Block Storage).
     """
     app = FastAPI(
         title=f"Stratus {service}",
@@ -102,6 +105,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
+    if versions is not None:
+        app.add_middleware(MicroversionMiddleware, versions=versions, style=style)
     app.add_middleware(BodySizeLimitMiddleware, limit=max_body_size, style=style,
                        exempt_paths=tuple(body_limit_exempt))
     app.add_middleware(RequestMiddleware, style=style, service=service,

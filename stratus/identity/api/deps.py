@@ -43,11 +43,7 @@ class Policy:
         self.context = context
 
     def __call__(self, rule: str, target: dict[str, Any] | None = None) -> None:
-        # Rules name target attributes both ways, as Keystone's do: ``%(user_id)s`` and
-        # ``%(target.user.id)s``; the enforcer resolves the latter under a "target" key.
-        target = target or {}
-        self.enforcer.enforce(rule, {**target, "target": target},
-                              self.context.policy_credentials())
+        self.enforcer.authorize(rule, target, self.context)
 
 
 def policy(request: Request, context: Context) -> Policy:

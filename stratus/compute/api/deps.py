@@ -1,0 +1,73 @@
+"""Request-scoped dependencies of compute's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
+
+from stratus.compute.service import ComputeRuntime, ComputeService
+from stratus.core.auth import require_context
+from stratus.core.context import RequestContext
+from stratus.core.exceptions import Conflict
+from stratus.core.web.app import api_root
+from stratus.core.web.microversions import APIVersion, api_version
+
+
+def runtime(request: Request) -> ComputeRuntime:
+    rt: ComputeRuntime = request.app.state.compute
+    return rt
+
+
+async def service(request: Request) -> AsyncIterator[ComputeService]:
+    """One transaction per request, committed before the response is sent."""
+    try:
+        async with runtime(request).service() as svc:
+            yield svc
+    except IntegrityError as exc:
+        raise Conflict("The request conflicts with a concurrent change.") from exc
+
+
+Service = Annotated[ComputeService, Depends(service, scope="function")]
+Context = Annotated[RequestContext, Depends(require_context)]
+Version = Annotated[APIVersion, Depends(api_version)]
+
+
+class Policy:
+    def __init__(self, request: Request, context: RequestContext) -> None:
+        self.enforcer = runtime(request).enforcer
+        self.context = context
+
+    def __call__(self, rule: str, target: dict[str, Any] | None = None) -> None:
+        self.enforcer.authorize(rule, target, self.context)
+
+    def allows(self, rule: str, target: dict[str, Any] | None = None) -> bool:
+        flat = dict(target or {})
+        return self.enforcer.check(rule, {**flat, "target": flat},
+                                   self.context.policy_credentials())
+
+
+def policy(request: Request, context: Context) -> Policy:
+    return Policy(request, context)
+
+
+Authorize = Annotated[Policy, Depends(policy)]
+
+
+class Links:
+    """Nova's two link forms: ``self`` under ``/v2.1`` and ``bookmark`` without it."""
+
+    def __init__(self, request: Request) -> None:
+        self.root = api_root(request)
+
+    def pair(self, path: str) -> list[dict[str, str]]:
+        return [{"rel": "self", "href": f"{self.root}/v2.1/{path}"},
+                {"rel": "bookmark", "href": f"{self.root}/{path}"}]
+
+    def url(self, path: str) -> str:
+        return f"{self.root}/v2.1/{path}"
+
+
+URLs = Annotated[Links, Depends(Links)]

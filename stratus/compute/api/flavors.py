@@ -1,0 +1,218 @@
+"""``/flavors``: sizes, their extra specs, and who may use a private one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from stratus.compute.api import views
+from stratus.compute.api.deps import Authorize, Context, Service, URLs, Version
+from stratus.compute.api.schemas import (
+    ExtraSpecsBody,
+    FlavorActionBody,
+    FlavorCreateBody,
+    FlavorUpdateBody,
+)
+from stratus.compute.flavors import FlavorQuery
+from stratus.core.exceptions import BadRequest, NotFound, ValidationError
+
+router = APIRouter(prefix="/v2.1/flavors")
+
+Q = Annotated[str | None, Query()]
+
+
+def _is_public(value: str | None, admin: bool) -> bool | None:
+    """Nova's ``is_public`` filter: true, false, or "none" (all, for admins)."""
+    if value is None:
+        return True
+    lowered = value.strip().lower()
+    if lowered == "none":
+        return None
+    if lowered in ("1", "t", "true", "on", "y", "yes"):
+        return True
+    if lowered in ("0", "f", "false", "off", "n", "no"):
+        return False
+    raise ValidationError(f"Invalid is_public filter [{value}]")
+
+
+def _int(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ValidationError(f"Invalid {name} value: {value!r} is not an integer.") from exc
+    if number < 0:
+        raise ValidationError(f"Invalid {name} value: it must be >= 0.")
+    return number
+
+
+async def _listing(svc: Service, context: Context, is_public: str | None,
+                   min_ram: str | None, min_disk: str | None, sort_key: str | None,
+                   sort_dir: str | None, limit: str | None, marker: str | None) -> list[Any]:
+    query = FlavorQuery(is_public=_is_public(is_public, context.is_admin),
+                        min_ram=_int("minRam", min_ram), min_disk=_int("minDisk", min_disk),
+                        sort_key=sort_key or "flavorid", sort_dir=sort_dir or "asc",
+                        limit=_int("limit", limit), marker=marker)
+    return await svc.flavors.list_flavors(query, project_id=context.project_id,
+                                          admin=context.is_admin)
+
+
+def _next_link(urls: URLs, flavors: list[Any], limit: str | None,
+               detail: bool) -> list[dict[str, str]]:
+    if limit is None or not flavors or len(flavors) < int(limit):
+        return []
+    path = "flavors/detail" if detail else "flavors"
+    return [{"rel": "next", "href": urls.url(f"{path}?limit={limit}&marker={flavors[-1].id}")}]
+
+
+@router.get("")
+async def list_flavors(svc: Service, context: Context, authorize: Authorize, urls: URLs,
+                       version: Version, is_public: Q = None,
+                       min_ram: Annotated[str | None, Query(alias="minRam")] = None,
+                       min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
+                       sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
+                       marker: Q = None) -> dict[str, Any]:
+    authorize("os_compute_api:flavors:list")
+    flavors = await _listing(svc, context, is_public, min_ram, min_disk, sort_key, sort_dir,
+                             limit, marker)
+    body: dict[str, Any] = {"flavors": [views.flavor_brief(f, urls, version) for f in flavors]}
+    if links := _next_link(urls, flavors, limit, detail=False):
+        body["flavors_links"] = links
+    return body
+
+
+@router.get("/detail")
+async def list_flavors_detail(svc: Service, context: Context, authorize: Authorize,
+                              urls: URLs, version: Version, is_public: Q = None,
+                              min_ram: Annotated[str | None, Query(alias="minRam")] = None,
+                              min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
+                              sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
+                              marker: Q = None) -> dict[str, Any]:
+    authorize("os_compute_api:flavors:list")
+    flavors = await _listing(svc, context, is_public, min_ram, min_disk, sort_key, sort_dir,
+                             limit, marker)
+    specs = authorize.allows("os_compute_api:os-flavor-extra-specs:index")
+    body: dict[str, Any] = {
+        "flavors": [views.flavor(f, urls, version, extra_specs=specs) for f in flavors]}
+    if links := _next_link(urls, flavors, limit, detail=True):
+        body["flavors_links"] = links
+    return body
+
+
+@router.get("/{flavor_id}")
+async def show_flavor(flavor_id: str, svc: Service, context: Context, authorize: Authorize,
+                      urls: URLs, version: Version) -> dict[str, Any]:
+    authorize("os_compute_api:flavors:show")
+    flavor = await svc.flavors.get(flavor_id, project_id=context.project_id,
+                                   admin=context.is_admin)
+    specs = authorize.allows("os_compute_api:os-flavor-extra-specs:index")
+    return {"flavor": views.flavor(flavor, urls, version, extra_specs=specs)}
+
+
+@router.post("")
+async def create_flavor(body: FlavorCreateBody, svc: Service, authorize: Authorize,
+                        urls: URLs, version: Version) -> dict[str, Any]:
+    authorize("os_compute_api:os-flavor-manage:create")
+    f = body.flavor
+    if f.description is not None and not version.at_least("2.55"):
+        raise BadRequest("Invalid input for field 'description': flavor descriptions need "
+                         "microversion 2.55 or later.")
+    flavor = await svc.flavors.create(
+        name=f.name, vcpus=f.vcpus, ram=f.ram, disk=f.disk, flavor_id=f.id, swap=f.swap,
+        ephemeral=f.ephemeral, rxtx_factor=f.rxtx_factor, is_public=f.is_public,
+        description=f.description)
+    return {"flavor": views.flavor(flavor, urls, version, extra_specs=True)}
+
+
+@router.put("/{flavor_id}")
+async def update_flavor(flavor_id: str, body: FlavorUpdateBody, svc: Service,
+                        authorize: Authorize, urls: URLs, version: Version) -> dict[str, Any]:
+    if not version.at_least("2.55"):
+        raise NotFound("The resource could not be found.")  # no such route before 2.55
+    authorize("os_compute_api:os-flavor-manage:update")
+    flavor = await svc.flavors.update_description(flavor_id, body.flavor.description)
+    return {"flavor": views.flavor(flavor, urls, version, extra_specs=True)}
+
+
+@router.delete("/{flavor_id}", status_code=202)
+async def delete_flavor(flavor_id: str, svc: Service, authorize: Authorize) -> Response:
+    authorize("os_compute_api:os-flavor-manage:delete")
+    await svc.flavors.delete(flavor_id)
+    return Response(status_code=202)
+
+
+# Extra specs ------------------------------------------------------------------------------
+
+@router.get("/{flavor_id}/os-extra_specs")
+async def list_extra_specs(flavor_id: str, svc: Service, context: Context,
+                           authorize: Authorize) -> dict[str, Any]:
+    authorize("os_compute_api:os-flavor-extra-specs:index")
+    flavor = await svc.flavors.get(flavor_id, project_id=context.project_id,
+                                   admin=context.is_admin)
+    return {"extra_specs": dict(flavor.extra_specs or {})}
+
+
+@router.post("/{flavor_id}/os-extra_specs")
+async def create_extra_specs(flavor_id: str, body: ExtraSpecsBody, svc: Service,
+                             authorize: Authorize) -> dict[str, Any]:
+    authorize("os_compute_api:os-flavor-extra-specs:create")
+    return {"extra_specs": await svc.flavors.set_extra_specs(flavor_id, body.extra_specs)}
+
+
+@router.get("/{flavor_id}/os-extra_specs/{key}")
+async def show_extra_spec(flavor_id: str, key: str, svc: Service, context: Context,
+                          authorize: Authorize) -> dict[str, Any]:
+    authorize("os_compute_api:os-flavor-extra-specs:show")
+    flavor = await svc.flavors.get(flavor_id, project_id=context.project_id,
+                                   admin=context.is_admin)
+    specs = flavor.extra_specs or {}
+    if key not in specs:
+        raise NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
+    return {key: specs[key]}
+
+
+@router.put("/{flavor_id}/os-extra_specs/{key}")
+async def update_extra_spec(flavor_id: str, key: str, body: dict[str, str], svc: Service,
+                            authorize: Authorize) -> dict[str, Any]:
+    authorize("os_compute_api:os-flavor-extra-specs:update")
+    if list(body) != [key]:
+        raise BadRequest("The request body must hold exactly the key named in the URI.")
+    specs = await svc.flavors.set_extra_specs(flavor_id, {key: body[key]})
+    return {key: specs[key]}
+
+
+@router.delete("/{flavor_id}/os-extra_specs/{key}")
+async def delete_extra_spec(flavor_id: str, key: str, svc: Service,
+                            authorize: Authorize) -> Response:
+    authorize("os_compute_api:os-flavor-extra-specs:delete")
+    await svc.flavors.delete_extra_spec(flavor_id, key)
+    return Response(status_code=200)
+
+
+# Access to private flavors ----------------------------------------------------------------
+
+def _access(flavor_id: str, projects: list[str]) -> dict[str, Any]:
+    return {"flavor_access": [{"flavor_id": flavor_id, "tenant_id": p} for p in projects]}
+
+
+@router.get("/{flavor_id}/os-flavor-access")
+async def list_access(flavor_id: str, svc: Service, authorize: Authorize) -> dict[str, Any]:
+    authorize("os_compute_api:os-flavor-access")
+    return _access(flavor_id, await svc.flavors.access_list(flavor_id))
+
+
+@router.post("/{flavor_id}/action")
+async def flavor_action(flavor_id: str, body: FlavorActionBody, svc: Service,
+                        authorize: Authorize) -> dict[str, Any]:
+    if body.add_tenant_access is not None:
+        authorize("os_compute_api:os-flavor-access:add_tenant_access")
+        projects = await svc.flavors.add_access(flavor_id, body.add_tenant_access.tenant)
+    elif body.remove_tenant_access is not None:
+        authorize("os_compute_api:os-flavor-access:remove_tenant_access")
+        projects = await svc.flavors.remove_access(flavor_id, body.remove_tenant_access.tenant)
+    else:
+        raise BadRequest("The action is not known: use addTenantAccess or "
+                         "removeTenantAccess.")
+    return _access(flavor_id, projects)

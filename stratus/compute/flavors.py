@@ -1,0 +1,177 @@
+"""Flavors: sizes a server can be built with, public or shared with chosen projects."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, or_, select
+
+from stratus.compute.models import Flavor, FlavorAccess
+from stratus.core.exceptions import Conflict, NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from stratus.compute.service import ComputeService
+
+#: Nova's classic flavors, seeded on first start: (id, name, vcpus, ram MiB, disk GiB).
+DEFAULT_FLAVORS = (
+    ("1", "m1.tiny", 1, 512, 1),
+    ("2", "m1.small", 1, 2048, 20),
+    ("3", "m1.medium", 2, 4096, 40),
+    ("4", "m1.large", 4, 8192, 80),
+    ("5", "m1.xlarge", 8, 16384, 160),
+)
+
+SORT_KEYS = {"flavorid": Flavor.id, "id": Flavor.id, "name": Flavor.name,
+             "memory_mb": Flavor.ram, "ram": Flavor.ram, "vcpus": Flavor.vcpus,
+             "root_gb": Flavor.disk, "disk": Flavor.disk, "swap": Flavor.swap,
+             "ephemeral_gb": Flavor.ephemeral, "rxtx_factor": Flavor.rxtx_factor,
+             "created_at": Flavor.created_at}
+
+
+@dataclass(frozen=True)
+class FlavorQuery:
+    #: True: public only; False: private only; None: all the caller may see.
+    is_public: bool | None = True
+    min_ram: int | None = None
+    min_disk: int | None = None
+    sort_key: str = "flavorid"
+    sort_dir: str = "asc"
+    limit: int | None = None
+    marker: str | None = None
+
+
+class FlavorManager:
+    def __init__(self, svc: ComputeService) -> None:
+        self.svc = svc
+        self.session = svc.session
+
+    async def seed_defaults(self) -> None:
+        if await self.session.scalar(select(Flavor.id).limit(1)) is not None:
+            return
+        for flavor_id, name, vcpus, ram, disk in DEFAULT_FLAVORS:
+            self.session.add(Flavor(id=flavor_id, name=name, vcpus=vcpus, ram=ram, disk=disk,
+                                    extra_specs={}))
+        await self.session.flush()
+
+    async def _accessible(self, flavor: Flavor, project_id: str | None, admin: bool) -> bool:
+        if flavor.is_public or admin:
+            return True
+        return project_id is not None and await self.session.get(
+            FlavorAccess, (flavor.id, project_id)) is not None
+
+    async def get(self, flavor_id: str, *, project_id: str | None = None,
+                  admin: bool = True) -> Flavor:
+        flavor = await self.session.get(Flavor, flavor_id)
+        if flavor is None or not await self._accessible(flavor, project_id, admin):
+            raise NotFound(f"Flavor {flavor_id} could not be found.")
+        return flavor
+
+    async def list_flavors(self, query: FlavorQuery, *, project_id: str | None,
+                   admin: bool) -> list[Flavor]:
+        column = SORT_KEYS.get(query.sort_key)
+        if column is None:
+            raise ValidationError(f"Invalid sort_key {query.sort_key!r}.")
+        if query.sort_dir not in ("asc", "desc"):
+            raise ValidationError(f"Invalid sort_dir {query.sort_dir!r}: use asc or desc.")
+        stmt = select(Flavor).where(Flavor.disabled.is_(False))
+        shared = select(FlavorAccess.flavor_id).where(FlavorAccess.project_id == project_id)
+        if query.is_public is True:
+            stmt = stmt.where(Flavor.is_public.is_(True))
+        elif query.is_public is False:
+            stmt = stmt.where(Flavor.is_public.is_(False))
+            if not admin:
+                stmt = stmt.where(Flavor.id.in_(shared))
+        elif not admin:
+            stmt = stmt.where(or_(Flavor.is_public.is_(True), Flavor.id.in_(shared)))
+        if query.min_ram is not None:
+            stmt = stmt.where(Flavor.ram >= query.min_ram)
+        if query.min_disk is not None:
+            stmt = stmt.where(Flavor.disk >= query.min_disk)
+        ordering = column.desc() if query.sort_dir == "desc" else column.asc()
+        flavors = list(await self.session.scalars(stmt.order_by(ordering, Flavor.id.asc())))
+        if query.marker is not None:
+            ids = [f.id for f in flavors]
+            if query.marker not in ids:
+                raise ValidationError(f"marker [{query.marker}] not found")
+            flavors = flavors[ids.index(query.marker) + 1:]
+        if query.limit is not None:
+            flavors = flavors[:query.limit]
+        return flavors
+
+    async def create(self, *, name: str, vcpus: int, ram: int, disk: int,
+                     flavor_id: str | None = None, swap: int = 0, ephemeral: int = 0,
+                     rxtx_factor: float = 1.0, is_public: bool = True,
+                     description: str | None = None) -> Flavor:
+        flavor_id = flavor_id or str(uuid.uuid4())
+        if await self.session.scalar(select(Flavor.id).where(Flavor.name == name)):
+            raise Conflict(f"Flavor with name {name} already exists.")
+        if await self.session.get(Flavor, flavor_id) is not None:
+            raise Conflict(f"Flavor with ID {flavor_id} already exists.")
+        flavor = Flavor(id=flavor_id, name=name, vcpus=vcpus, ram=ram, disk=disk, swap=swap,
+                        ephemeral=ephemeral, rxtx_factor=rxtx_factor, is_public=is_public,
+                        description=description, extra_specs={})
+        self.session.add(flavor)
+        await self.session.flush()
+        return flavor
+
+    async def update_description(self, flavor_id: str, description: str | None) -> Flavor:
+        flavor = await self.get(flavor_id)
+        flavor.description = description
+        await self.session.flush()
+        return flavor
+
+    async def delete(self, flavor_id: str) -> None:
+        flavor = await self.get(flavor_id)
+        await self.session.execute(delete(FlavorAccess).where(FlavorAccess.flavor_id == flavor_id))
+        await self.session.delete(flavor)
+        await self.session.flush()
+
+    # Extra specs --------------------------------------------------------------------------
+
+    async def set_extra_specs(self, flavor_id: str, specs: dict[str, str]) -> dict[str, str]:
+        flavor = await self.get(flavor_id)
+        flavor.extra_specs = {**(flavor.extra_specs or {}), **specs}
+        await self.session.flush()
+        return dict(flavor.extra_specs)
+
+    async def delete_extra_spec(self, flavor_id: str, key: str) -> None:
+        flavor = await self.get(flavor_id)
+        specs = dict(flavor.extra_specs or {})
+        if key not in specs:
+            raise NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
+        del specs[key]
+        flavor.extra_specs = specs
+        await self.session.flush()
+
+    # Access to private flavors ------------------------------------------------------------
+
+    async def access_list(self, flavor_id: str) -> list[str]:
+        flavor = await self.get(flavor_id)
+        if flavor.is_public:
+            raise NotFound("Access list not available for public flavors.")
+        return list(await self.session.scalars(select(FlavorAccess.project_id).where(
+            FlavorAccess.flavor_id == flavor_id).order_by(FlavorAccess.project_id)))
+
+    async def add_access(self, flavor_id: str, project_id: str) -> list[str]:
+        flavor = await self.get(flavor_id)
+        if flavor.is_public:
+            raise Conflict("Can not add access to a public flavor.")
+        if await self.session.get(FlavorAccess, (flavor_id, project_id)) is not None:
+            raise Conflict(f"Flavor access already exists for flavor {flavor_id} and project "
+                           f"{project_id} combination.")
+        self.session.add(FlavorAccess(flavor_id=flavor_id, project_id=project_id))
+        await self.session.flush()
+        return await self.access_list(flavor_id)
+
+    async def remove_access(self, flavor_id: str, project_id: str) -> list[str]:
+        await self.get(flavor_id)
+        access = await self.session.get(FlavorAccess, (flavor_id, project_id))
+        if access is None:
+            raise NotFound(f"Flavor access not found for {flavor_id} / {project_id} "
+                           f"combination.")
+        await self.session.delete(access)
+        await self.session.flush()
+        return await self.access_list(flavor_id)
+

@@ -1,0 +1,28 @@
+"""Compute's default policy, after Nova's defaults (project scope, enforce_scope off)."""
+
+from stratus.core.policy import RuleDefault
+
+ADMIN = "rule:admin_api"
+ANY = "@"
+
+RULES = [
+    RuleDefault("admin_api", "role:admin or is_admin:True"),
+    RuleDefault("admin_or_owner", "rule:admin_api or user_id:%(user_id)s"),
+    RuleDefault("os_compute_api:flavors:list", ANY),
+    RuleDefault("os_compute_api:flavors:show", ANY),
+    RuleDefault("os_compute_api:os-flavor-manage:create", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-manage:update", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-manage:delete", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-extra-specs:index", ANY),
+    RuleDefault("os_compute_api:os-flavor-extra-specs:show", ANY),
+    RuleDefault("os_compute_api:os-flavor-extra-specs:create", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-extra-specs:update", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-extra-specs:delete", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-access", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-access:add_tenant_access", ADMIN),
+    RuleDefault("os_compute_api:os-flavor-access:remove_tenant_access", ADMIN),
+    RuleDefault("os_compute_api:os-keypairs:index", "rule:admin_or_owner"),
+    RuleDefault("os_compute_api:os-keypairs:show", "rule:admin_or_owner"),
+    RuleDefault("os_compute_api:os-keypairs:create", "rule:admin_or_owner"),
+    RuleDefault("os_compute_api:os-keypairs:delete", "rule:admin_or_owner"),
+]

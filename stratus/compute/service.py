@@ -1,0 +1,52 @@
+"""Compute's domain layer: the process-wide runtime and the per-transaction service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stratus.compute.flavors import FlavorManager
+from stratus.compute.keypairs import KeyPairManager
+from stratus.compute.migrations import HEAD
+from stratus.compute.policy import RULES
+from stratus.core.config import Settings
+from stratus.core.db import Database
+from stratus.core.policy import Enforcer
+
+SCRIPT_LOCATION = "stratus.compute:migrations"
+VERSION_TABLE = "alembic_version_compute"
+
+
+class ComputeRuntime:
+    """What compute-api keeps for the life of the process."""
+
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.database_url_for("compute"))
+        self.enforcer = Enforcer(RULES, settings.policy_file)
+
+    async def start(self) -> None:
+        """Bring the schema to head and seed the default flavors on a new database."""
+        await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
+        async with self.service() as svc:
+            await svc.flavors.seed_defaults()
+
+    async def stop(self) -> None:
+        await self.db.dispose()
+
+    @asynccontextmanager
+    async def service(self) -> AsyncIterator[ComputeService]:
+        async with self.db.session() as session:
+            yield ComputeService(self, session)
+
+
+class ComputeService:
+    """Compute's operations within one database transaction."""
+
+    def __init__(self, runtime: ComputeRuntime, session: AsyncSession) -> None:
+        self.runtime = runtime
+        self.session = session
+        self.flavors = FlavorManager(self)
+        self.keypairs = KeyPairManager(self)

@@ -1,0 +1,90 @@
+"""Identity and compute-api over HTTP, built by ``stratus.units`` as ``stratus up`` builds them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stratus.core.config import Settings
+from stratus.units import Stack, root_app, run_bootstrap
+
+ADMIN_PASSWORD = "compute-tests-admin-pw"
+ROOT = "http://test"
+
+
+def auth_body(name: str, password: str, project: str) -> dict[str, Any]:
+    return {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": name, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+
+
+@dataclass
+class ComputeCloud:
+    client: httpx.AsyncClient
+    admin_token: str
+
+    def headers(self, token: str | None = None, version: str | None = None) -> dict[str, str]:
+        headers = {"X-Auth-Token": token or self.admin_token}
+        if version is not None:
+            headers["OpenStack-API-Version"] = f"compute {version}"
+        return headers
+
+    async def compute(self, method: str, path: str, *, token: str | None = None,
+                      version: str | None = None, headers: dict[str, str] | None = None,
+                      **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, f"/compute/v2.1{path}",
+                                         headers={**self.headers(token, version),
+                                                  **(headers or {})}, **kwargs)
+
+    async def token(self, name: str, password: str, project: str) -> str:
+        response = await self.client.post("/identity/v3/auth/tokens",
+                                          json=auth_body(name, password, project))
+        assert response.status_code == 201, response.text
+        return response.headers["X-Subject-Token"]
+
+    async def member(self, name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """A user with ``member`` on a project of its own: (token, user, project)."""
+        admin = {"X-Auth-Token": self.admin_token}
+        project = (await self.client.post("/identity/v3/projects", headers=admin, json={
+            "project": {"name": f"{name}-project"}})).json()["project"]
+        user = (await self.client.post("/identity/v3/users", headers=admin, json={
+            "user": {"name": name, "password": f"{name}-pw-1234"}})).json()["user"]
+        roles = (await self.client.get("/identity/v3/roles?name=member",
+                                       headers=admin)).json()["roles"]
+        grant = await self.client.put(f"/identity/v3/projects/{project['id']}/users/"
+                                      f"{user['id']}/roles/{roles[0]['id']}", headers=admin)
+        assert grant.status_code == 204
+        return await self.token(name, f"{name}-pw-1234", project["name"]), user, project
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[ComputeCloud]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4})
+    stack = Stack(settings)
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, ["identity-api", "compute-api"])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=ROOT) as client:
+            instance = ComputeCloud(client, "")
+            instance.admin_token = await instance.token("admin", ADMIN_PASSWORD, "admin")
+            yield instance
+    finally:
+        await stack.aclose()
+
+
+def assert_compute_error(response: httpx.Response, status: int, key: str) -> str:
+    """Nova's error body: ``{"<kind>": {"message", "code"}}``."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert list(body) == [key], body
+    assert body[key]["code"] == status
+    assert body[key]["message"]
+    return str(body[key]["message"])

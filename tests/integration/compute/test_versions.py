@@ -1,0 +1,57 @@
+"""Compute's version discovery and microversion negotiation."""
+
+from __future__ import annotations
+
+from tests.integration.compute.conftest import ROOT, ComputeCloud, assert_compute_error
+
+
+async def test_discovery_documents_are_served_without_a_token(cloud: ComputeCloud) -> None:
+    listing = await cloud.client.get("/compute/")
+    assert listing.status_code == 200
+    (v21,) = listing.json()["versions"]
+    assert v21["id"] == "v2.1" and v21["status"] == "CURRENT"
+    assert (v21["min_version"], v21["version"]) == ("2.1", "2.96")
+    assert v21["links"] == [{"rel": "self", "href": f"{ROOT}/compute/v2.1/"}]
+    for path in ("/compute/v2.1", "/compute/v2.1/"):
+        version = (await cloud.client.get(path)).json()["version"]
+        assert version["version"] == "2.96"
+        assert version["links"] == [{"rel": "self", "href": f"{ROOT}/compute/v2.1/"}]
+
+
+async def test_microversion_negotiation(cloud: ComputeCloud) -> None:
+    plain = await cloud.compute("GET", "/flavors")
+    assert plain.headers["OpenStack-API-Version"] == "compute 2.1"
+    assert plain.headers["X-OpenStack-Nova-API-Version"] == "2.1"
+    assert "OpenStack-API-Version" in plain.headers["Vary"]
+    assert plain.headers["x-compute-request-id"] == plain.headers["x-openstack-request-id"]
+
+    latest = await cloud.compute("GET", "/flavors", version="latest")
+    assert latest.headers["X-OpenStack-Nova-API-Version"] == "2.96"
+
+    legacy = await cloud.client.get("/compute/v2.1/flavors", headers={
+        "X-Auth-Token": cloud.admin_token, "X-OpenStack-Nova-API-Version": "2.55"})
+    assert legacy.headers["OpenStack-API-Version"] == "compute 2.55"
+    # The standard header wins when both are sent (as the SDK sends both).
+    both = await cloud.client.get("/compute/v2.1/flavors", headers={
+        "X-Auth-Token": cloud.admin_token, "X-OpenStack-Nova-API-Version": "2.55",
+        "OpenStack-API-Version": "compute 2.61"})
+    assert both.headers["X-OpenStack-Nova-API-Version"] == "2.61"
+
+    too_new = await cloud.compute("GET", "/flavors", version="2.97")
+    assert "not supported" in assert_compute_error(too_new, 406, "notAcceptable")
+    too_old = await cloud.compute("GET", "/flavors", version="2.0")
+    assert_compute_error(too_old, 406, "notAcceptable")
+    garbage = await cloud.compute("GET", "/flavors", version="two")
+    assert_compute_error(garbage, 400, "badRequest")
+    # Another service's version in the standard header is not ours to honour.
+    other = await cloud.client.get("/compute/v2.1/flavors", headers={
+        "X-Auth-Token": cloud.admin_token, "OpenStack-API-Version": "volume 3.71"})
+    assert other.headers["OpenStack-API-Version"] == "compute 2.1"
+
+
+async def test_errors_are_novas_shape(cloud: ComputeCloud) -> None:
+    assert_compute_error(await cloud.client.get("/compute/v2.1/flavors"), 401, "unauthorized")
+    assert_compute_error(await cloud.compute("GET", "/no-such"), 404, "itemNotFound")
+    malformed = await cloud.compute("POST", "/flavors", content=b"{nope",
+                                    headers={"Content-Type": "application/json"})
+    assert_compute_error(malformed, 400, "badRequest")
