@@ -1,0 +1,1 @@
+"""The scheduler: host states, filters, weighers and atomic resource claims."""

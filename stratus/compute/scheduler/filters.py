@@ -1,0 +1,89 @@
+"""Host filters: each keeps the hosts that can take the request.
+
+A filter is a named predicate over (host, request). Filters that a request cannot be
+affected by (no zone asked, no server group, ...) are skipped for it, so a decision over
+thousands of hosts only pays for what applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stratus.compute.scheduler.host_state import HostState
+from stratus.compute.scheduler.request_spec import RequestSpec
+
+Predicate = Callable[[HostState, RequestSpec], bool]
+Applies = Callable[[RequestSpec], bool]
+
+
+@dataclass(frozen=True)
+class HostFilter:
+    name: str
+    passes: Predicate
+    applies: Applies = lambda spec: True
+
+
+def _compute(host: HostState, spec: RequestSpec) -> bool:
+    return host.enabled and host.up and host.host not in spec.ignore_hosts
+
+
+def _zone(host: HostState, spec: RequestSpec) -> bool:
+    return host.zone == spec.availability_zone
+
+
+def _resources(host: HostState, spec: RequestSpec) -> bool:
+    return host.fits(spec.flavor.resources)
+
+
+def _image_properties(host: HostState, spec: RequestSpec) -> bool:
+    props = spec.image_properties
+    arch = props.get("hw_architecture") or props.get("architecture")
+    if arch and arch != host.cpu_arch:
+        return False
+    hv_type = props.get("img_hv_type") or props.get("hypervisor_type")
+    return not (hv_type and hv_type != host.hypervisor_type)
+
+
+def _affinity(host: HostState, spec: RequestSpec) -> bool:
+    return not spec.group_hosts or host.host in spec.group_hosts
+
+
+def _anti_affinity(host: HostState, spec: RequestSpec) -> bool:
+    return host.host not in spec.group_hosts
+
+
+def _aggregate_extra_specs(host: HostState, spec: RequestSpec) -> bool:
+    for key, wanted in spec.flavor.extra_specs.items():
+        scope, _, name = key.partition(":")
+        if scope != "aggregate_instance_extra_specs":
+            continue
+        if host.aggregate_metadata.get(name) != wanted:
+            return False
+    return True
+
+
+FILTERS: dict[str, HostFilter] = {f.name: f for f in (
+    HostFilter("ComputeFilter", _compute),
+    HostFilter("AvailabilityZoneFilter", _zone, lambda s: bool(s.availability_zone)),
+    HostFilter("ResourceFilter", _resources),
+    HostFilter("ImagePropertiesFilter", _image_properties,
+               lambda s: any(k in s.image_properties for k in (
+                   "hw_architecture", "architecture", "img_hv_type", "hypervisor_type"))),
+    HostFilter("ServerGroupAffinityFilter", _affinity,
+               lambda s: s.group_policy == "affinity"),
+    HostFilter("ServerGroupAntiAffinityFilter", _anti_affinity,
+               lambda s: s.group_policy == "anti-affinity"),
+    HostFilter("AggregateInstanceExtraSpecsFilter", _aggregate_extra_specs,
+               lambda s: any(k.startswith("aggregate_instance_extra_specs:")
+                             for k in s.flavor.extra_specs)),
+)}
+
+DEFAULT_FILTERS = tuple(FILTERS)
+
+
+def resolve(names: tuple[str, ...] | list[str]) -> list[HostFilter]:
+    unknown = [n for n in names if n not in FILTERS]
+    if unknown:
+        raise ValueError(f"unknown scheduler filters: {', '.join(unknown)}")
+    return [FILTERS[n] for n in names]

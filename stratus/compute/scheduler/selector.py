@@ -1,0 +1,135 @@
+"""Choosing hosts: filter, weigh, pick, and claim on the database.
+
+``select_hosts`` is the pure decision over an in-memory view of the hosts.
+``HostSelector`` keeps that view, claims the chosen host's resources atomically, and
+moves on to the next best host when a claim loses a race or no longer fits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import OperationalError
+
+from stratus.compute.scheduler.filters import DEFAULT_FILTERS, HostFilter, resolve
+from stratus.compute.scheduler.host_state import HostState, load_host_states
+from stratus.compute.scheduler.placement import ClaimConflict, InsufficientResources, Placement
+from stratus.compute.scheduler.request_spec import RequestSpec
+from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
+from stratus.core.db import Database
+
+LOG = logging.getLogger(__name__)
+
+
+class NoValidHost(Exception):
+    """No host can take the request; the message says which filter removed how many."""
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    filters: tuple[str, ...] = DEFAULT_FILTERS
+    weigher_multipliers: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_MULTIPLIERS))
+    #: Pick at random among this many best hosts, so parallel schedulers collide less.
+    host_subset_size: int = 1
+    #: Other hosts kept, in order, for a reschedule after a failed build.
+    max_alternates: int = 3
+    #: A host whose last heartbeat is older than this (seconds) is down.
+    service_down_time: float = 60.0
+    #: How long the in-memory host view is trusted before it is reloaded (seconds).
+    refresh_interval: float = 10.0
+    max_claim_attempts: int = 10
+
+
+def explain(hosts: list[HostState], spec: RequestSpec, filters: list[HostFilter]) -> str:
+    remaining = hosts
+    steps = []
+    for host_filter in filters:
+        kept = [h for h in remaining if host_filter.passes(h, spec)]
+        if len(kept) != len(remaining):
+            steps.append(f"{host_filter.name} removed {len(remaining) - len(kept)} of "
+                         f"{len(remaining)} hosts")
+        remaining = kept
+    detail = "; ".join(steps) if steps else "there are no compute hosts"
+    return f"No valid host was found. There are not enough hosts available: {detail}."
+
+
+def select_hosts(hosts: list[HostState], spec: RequestSpec, options: SchedulerOptions,
+                 rng: random.Random | None = None) -> list[HostState]:
+    """The chosen host first, then up to ``max_alternates`` others, best first."""
+    filters = [f for f in resolve(options.filters) if f.applies(spec)]
+    candidates = hosts
+    for host_filter in filters:  # one pass per filter: the early ones shrink the rest
+        passes = host_filter.passes
+        candidates = [h for h in candidates if passes(h, spec)]
+    if not candidates:
+        raise NoValidHost(explain(hosts, spec, filters))
+    wanted = max(1, options.host_subset_size) + options.max_alternates
+    ranked = [h for _, h in weigh(candidates, spec, options.weigher_multipliers, best=wanted)]
+    subset = ranked[:max(1, options.host_subset_size)]
+    chosen = (rng or random).choice(subset) if len(subset) > 1 else subset[0]
+    alternates = [h for h in ranked if h is not chosen][:options.max_alternates]
+    return [chosen, *alternates]
+
+
+class HostSelector:
+    """Selects and claims hosts for builds; one per scheduler process."""
+
+    def __init__(self, db: Database, options: SchedulerOptions | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.options = options or SchedulerOptions()
+        self.rng = rng or random.Random()
+        self._hosts: dict[str, HostState] = {}
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self.db.session() as session:
+            states = await load_host_states(session, down_after=self.options.service_down_time)
+        self._hosts = {h.host: h for h in states}
+        self._loaded_at = time.monotonic()
+
+    async def _reload(self, host: str) -> None:
+        async with self.db.session() as session:
+            states = await load_host_states(session, down_after=self.options.service_down_time,
+                                            hosts=[host])
+        if states:
+            self._hosts[host] = states[0]
+        else:
+            self._hosts.pop(host, None)
+
+    async def select_and_claim(self, spec: RequestSpec) -> list[str]:
+        """Claim resources for the instance on the best host that takes them.
+
+        Returns the host claimed on, then the alternates. Raises ``NoValidHost`` when no
+        host can take the request.
+        """
+        resources = spec.flavor.resources
+        tried: set[str] = set()
+        for _ in range(self.options.max_claim_attempts):
+            # Decide under the lock and count the claim in the shared view at once, so
+            # concurrent decisions see it; the database claim itself runs unlocked.
+            async with self._lock:
+                if time.monotonic() - self._loaded_at > self.options.refresh_interval:
+                    await self.refresh()
+                hosts = [h for h in self._hosts.values() if h.host not in tried]
+                ordered = select_hosts(hosts, spec, self.options, self.rng)
+                chosen = ordered[0]
+                chosen.consume(resources)
+            try:
+                async with self.db.session() as session:
+                    await Placement(session).claim(spec.instance_uuid, chosen.provider_uuid,
+                                                   resources)
+            except (ClaimConflict, InsufficientResources, OperationalError) as exc:
+                LOG.info("claim on %s failed (%s); trying again", chosen.host, exc)
+                await self._reload(chosen.host)
+                if isinstance(exc, InsufficientResources):
+                    tried.add(chosen.host)
+                continue
+            return [chosen.host, *(h.host for h in ordered[1:])]
+        raise NoValidHost("No valid host was found: every claim attempt conflicted.")

@@ -1,0 +1,111 @@
+"""Claims against the database: capacity, atomicity, and several schedulers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from stratus.compute.migrations import HEAD
+from stratus.compute.models import Allocation, ComputeServiceRecord
+from stratus.compute.scheduler.host_state import COMPUTE_BINARY
+from stratus.compute.scheduler.placement import (
+    DISK_GB,
+    MEMORY_MB,
+    VCPU,
+    InsufficientResources,
+    InventorySpec,
+    Placement,
+)
+from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
+from stratus.compute.scheduler.selector import HostSelector, NoValidHost, SchedulerOptions
+from stratus.compute.service import SCRIPT_LOCATION, VERSION_TABLE
+from stratus.core.db import Database, utcnow
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    await database.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
+    yield database
+    await database.dispose()
+
+
+async def add_host(db: Database, name: str, *, vcpus: int = 4, ram: int = 4096,
+                   disk: int = 40, cpu_ratio: float = 1.0) -> str:
+    provider = str(uuid.uuid4())
+    async with db.session() as session:
+        await Placement(session).ensure_provider(provider, name, {
+            VCPU: InventorySpec(vcpus, allocation_ratio=cpu_ratio),
+            MEMORY_MB: InventorySpec(ram, reserved=0),
+            DISK_GB: InventorySpec(disk)})
+        session.add(ComputeServiceRecord(uuid=str(uuid.uuid4()), host=name,
+                                         binary=COMPUTE_BINARY, topic=f"compute.{name}",
+                                         last_seen_up=utcnow()))
+    return provider
+
+
+async def test_claim_checks_capacity_and_free_releases(db: Database) -> None:
+    provider = await add_host(db, "h1", vcpus=2, cpu_ratio=2.0)
+    async with db.session() as session:
+        placement = Placement(session)
+        for i in range(4):  # 2 VCPU x ratio 2.0 = 4
+            await placement.claim(f"vm-{i}", provider, {VCPU: 1, MEMORY_MB: 512})
+        with pytest.raises(InsufficientResources):
+            await placement.claim("vm-5", provider, {VCPU: 1})
+        with pytest.raises(InsufficientResources):
+            await placement.claim("vm-6", provider, {MEMORY_MB: 8192})
+        assert await placement.usage(provider) == {VCPU: 4, MEMORY_MB: 2048}
+    async with db.session() as session:
+        assert await Placement(session).free("vm-0") == [provider]
+        assert await Placement(session).allocations_of("vm-1") == {
+            provider: {VCPU: 1, MEMORY_MB: 512}}
+    async with db.session() as session:
+        await Placement(session).claim("vm-5", provider, {VCPU: 1})
+
+
+async def test_parallel_schedulers_never_overcommit(db: Database) -> None:
+    hosts = {await add_host(db, f"host-{i}", vcpus=4, ram=4096, disk=40): f"host-{i}"
+             for i in range(5)}
+    flavor = FlavorSpec(vcpus=1, memory_mb=1024, root_gb=5)  # 4 fit per host by RAM and CPU
+    schedulers = [HostSelector(db, SchedulerOptions(host_subset_size=2)) for _ in range(2)]
+
+    async def boot(n: int) -> str | None:
+        spec = RequestSpec(instance_uuid=f"vm-{n}", project_id="p", flavor=flavor)
+        try:
+            return (await schedulers[n % 2].select_and_claim(spec))[0]
+        except NoValidHost:
+            return None
+
+    results = await asyncio.gather(*(boot(n) for n in range(30)))
+    placed = [r for r in results if r is not None]
+    assert len(placed) == 20  # 5 hosts x 4: every slot used, never more
+    async with db.session() as session:
+        rows = (await session.execute(
+            select(Allocation.provider_uuid, Allocation.resource_class,
+                   func.sum(Allocation.used))
+            .group_by(Allocation.provider_uuid, Allocation.resource_class))).all()
+    for provider, rc, used in rows:
+        limit = {VCPU: 4, MEMORY_MB: 4096, DISK_GB: 40}[rc]
+        assert used <= limit, (hosts[provider], rc, used)
+    assert {hosts[p] for p, _, _ in rows} == set(hosts.values())
+
+
+async def test_down_or_disabled_hosts_get_nothing(db: Database) -> None:
+    await add_host(db, "up")
+    await add_host(db, "stale")
+    await add_host(db, "off")
+    async with db.session() as session:
+        services = {s.host: s for s in await session.scalars(select(ComputeServiceRecord))}
+        services["stale"].last_seen_up = utcnow().replace(year=2000)
+        services["off"].disabled = True
+    selector = HostSelector(db)
+    flavor = FlavorSpec(vcpus=1, memory_mb=1, root_gb=0)
+    chosen = {(await selector.select_and_claim(RequestSpec(f"vm-{n}", "p", flavor)))[0]
+              for n in range(4)}
+    assert chosen == {"up"}
+    with pytest.raises(NoValidHost, match="ResourceFilter removed 1 of 1"):
+        await selector.select_and_claim(RequestSpec("vm-full", "p", flavor))
