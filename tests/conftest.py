@@ -117,3 +117,60 @@ def span_exporter(_session_span_exporter: InMemorySpanExporter) -> Iterator[InMe
     _session_span_exporter.clear()
     yield _session_span_exporter
     _session_span_exporter.clear()
+
+
+# Message bus ------------------------------------------------------------------------------
+
+DEFAULT_RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
+
+
+async def rabbitmqctl(*args: str) -> str:
+    """Run the local ``rabbitmqctl``; its output, or an AssertionError saying why it failed."""
+    import asyncio
+
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, (
+        f"rabbitmqctl {' '.join(args)} failed ({process.returncode}): {err.decode()[-500:]}")
+    return out.decode()
+
+
+@pytest.fixture(params=[
+    pytest.param("memory", id="memory"),
+    pytest.param("rabbit", id="rabbit", marks=pytest.mark.rabbitmq),
+])
+async def bus_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """URL of a fresh, empty bus: a uniquely named in-process broker, or a new virtual host
+    on the machine's RabbitMQ (made and deleted with the local ``rabbitmqctl``)."""
+    if request.param == "memory":
+        yield f"memory://test-{uuid.uuid4().hex[:12]}"
+        return
+
+    import asyncio
+    import shutil
+
+    from stratus.core.bus.url import TransportURL
+
+    base = os.environ.get("STRATUS_TEST_RABBIT_URL", DEFAULT_RABBIT_URL)
+    parsed = TransportURL.parse(base)
+    host = parsed.hosts[0]
+    unreachable: str | None = None
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.host, host.port), 5)
+        writer.close()
+    except (OSError, TimeoutError) as exc:
+        unreachable = f"RabbitMQ at {parsed} is unreachable: {exc!r}"
+    if unreachable is None and shutil.which("rabbitmqctl") is None:
+        unreachable = "rabbitmqctl is not installed (needed to make a virtual host per test)"
+    if unreachable is not None:
+        backend_unavailable(unreachable)
+    vhost = f"stratus-test-{uuid.uuid4().hex[:12]}"
+    await rabbitmqctl("add_vhost", vhost)
+    try:
+        await rabbitmqctl("set_permissions", "-p", vhost, host.username or "guest",
+                          ".*", ".*", ".*")
+        credentials = f"{host.username or 'guest'}:{host.password or 'guest'}"
+        yield f"rabbit://{credentials}@{host.host}:{host.port}/{vhost}"
+    finally:
+        await rabbitmqctl("delete_vhost", vhost)

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     region: str = "RegionOne"
     #: Database for every service that has no URL of its own; default SQLite files.
     database_url: str | None = None
+    #: Message bus between units: ``memory://`` (in-process, one event loop; the default) or
+    #: ``rabbit://user:pass@host:5672[,host2:5672]/vhost`` (see ``stratus.core.bus.url``).
+    bus_url: str = "memory://"
     log_level: str = "INFO"
     #: Largest request body a JSON API accepts, in bytes.
     max_request_body_size: int = 1024 * 1024

@@ -1,0 +1,298 @@
+"""The receiving side: :class:`RPCServer` runs a manager's allow-listed methods.
+
+A server for ``Target(topic, server=host)`` consumes the topic's cast and call queues
+(competing with the topic's other servers), its own ``topic.host`` cast and call queues, and
+the topic's fanouts. Each delivery is handled in its own task, at most ``prefetch`` at a time
+per queue.
+
+Contracts:
+
+* The handler runs with the sender's context: same request id (also set as the current request
+  id, so log lines show it) and one span per handled message carrying it.
+* A cast is acknowledged only after its handler returned. A handler that raises gets the
+  message again (``delivery_count`` + 1) until ``max_attempts`` deliveries; then the message
+  goes to the topic's dead-letter queue and an error naming its request id is logged. Messages
+  that can never succeed (invalid envelope or arguments, unknown method, unsupported version)
+  go there at once.
+* A call is answered with the result or with the error's type and message (the traceback
+  stays in this server's log), then acknowledged. Calls whose caller stopped waiting are
+  skipped.
+* A fanout whose handler raises is logged and not redelivered.
+* Within one server, a message id already handled successfully is acknowledged without
+  running the handler again (redeliveries after a lost ack, duplicates from a sender's retry
+  after a lost confirm). Across servers the bus is at-least-once: handlers are idempotent.
+* ``stop()`` stops taking messages, waits for in-flight handlers (``drain_timeout``), then
+  gives back what is unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+
+from stratus.core.bus.dispatcher import Dispatcher
+from stratus.core.bus.envelope import (
+    Request,
+    decode_request,
+    describe,
+    encode_error,
+    encode_result,
+)
+from stratus.core.bus.errors import (
+    InvalidMessage,
+    InvalidTarget,
+    MessagingError,
+    UnknownMethod,
+    UnsupportedVersion,
+)
+from stratus.core.bus.target import Target
+from stratus.core.bus.transport.base import Incoming, QueueSpec, Subscription, Transport
+from stratus.core.context import RequestContext, reset_request_id, set_request_id
+from stratus.core.exceptions import StratusError
+from stratus.core.tracing import span
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PREFETCH = 32
+#: Message ids remembered for duplicate suppression.
+DEFAULT_DEDUPE_WINDOW = 10_000
+
+#: Errors of the sender: retrying the same message cannot succeed.
+_NEVER_RETRY = (InvalidMessage, UnknownMethod, UnsupportedVersion)
+
+
+class RPCServer:
+    """Serves ``methods`` of ``manager`` on ``target`` (see the module's contracts)."""
+
+    def __init__(self, transport: Transport, target: Target, manager: object,
+                 methods: Iterable[str], *, prefetch: int = DEFAULT_PREFETCH,
+                 dedupe_window: int = DEFAULT_DEDUPE_WINDOW) -> None:
+        if target.fanout:
+            raise InvalidTarget("a server listens on a topic (and server), not a fanout")
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self.transport = transport
+        self.target = target
+        self.dispatcher = Dispatcher(manager, methods, version=target.version)
+        self.prefetch = prefetch
+        self._dedupe_window = dedupe_window
+        self._recent: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
+        self._subscriptions: list[Subscription] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def inflight(self) -> int:
+        """Messages being handled right now."""
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        topic, server = self.target.topic, self.target.server
+        queues = [QueueSpec.cast(topic), QueueSpec.call(topic)]
+        if server is not None:
+            queues += [QueueSpec.cast(topic, server), QueueSpec.call(topic, server)]
+        try:
+            for queue in queues:
+                self._subscriptions.append(await self.transport.subscribe(
+                    queue, self._on_message, prefetch=self.prefetch))
+            self._subscriptions.append(await self.transport.subscribe_fanout(
+                topic, self._on_message, prefetch=self.prefetch))
+        except BaseException:
+            await self._close_subscriptions()
+            raise
+        self._running = True
+        LOG.info("bus: serving %s (%s) on %s", self.target,
+                 ", ".join(self.dispatcher.endpoints), self.transport.url)
+
+    async def stop(self, *, drain_timeout: float = 30.0) -> None:
+        """Stop taking messages; let in-flight handlers finish (up to ``drain_timeout``
+        seconds, after which they are cancelled and their messages go back to the queue)."""
+        self._running = False
+        for subscription in self._subscriptions:
+            try:
+                await subscription.cancel()
+            except MessagingError as exc:
+                LOG.debug("bus: cancel failed: %s", exc)
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=drain_timeout)
+            if pending:
+                LOG.warning("bus: %d handler(s) of %s still running after %.1fs; cancelled, "
+                            "their messages go back to the queue", len(pending), self.target,
+                            drain_timeout)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self._close_subscriptions()
+
+    async def _close_subscriptions(self) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            try:
+                await subscription.close()
+            except MessagingError as exc:
+                LOG.debug("bus: closing a subscription failed: %s", exc)
+
+    async def __aenter__(self) -> RPCServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # Handling -------------------------------------------------------------------------------
+
+    def _on_message(self, incoming: Incoming) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(incoming))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, incoming: Incoming) -> None:
+        try:
+            request = decode_request(incoming.body)
+        except InvalidMessage as exc:
+            if incoming.queue.kind == "call":
+                LOG.error("bus: invalid call on %s dropped: %s", incoming.queue.name, exc)
+                await self._answer_invalid(incoming.body, exc)
+            else:
+                LOG.error("bus: invalid message on %s sent to the dead-letter queue: %s",
+                          incoming.queue.name, exc)
+            await _settle(incoming.reject)
+            return
+        ctx = request.context.to_context()
+        token = set_request_id(ctx.request_id)
+        try:
+            if request.kind == "call":
+                await self._handle_call(request, ctx, incoming)
+            else:
+                await self._handle_cast(request, ctx, incoming)
+        finally:
+            reset_request_id(token)
+
+    async def _answer_invalid(self, body: bytes, exc: InvalidMessage) -> None:
+        """Tell the caller of an invalid call why, when the message says who it is."""
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(doc, dict):
+            return
+        msg_id, reply_to = doc.get("id"), doc.get("reply_to")
+        if isinstance(msg_id, str) and isinstance(reply_to, str) and msg_id and reply_to:
+            await self.transport.send_reply(
+                reply_to, encode_error(msg_id, type(exc).__name__, str(exc)), msg_id=msg_id)
+
+    async def _run(self, request: Request, ctx: RequestContext, queue: str) -> Any:
+        attributes: dict[str, Any] = {
+            "openstack.global_request_id": ctx.global_request_id,
+            "messaging.system": self.transport.system,
+            "messaging.destination.name": queue,
+            "messaging.message.id": request.id,
+            "messaging.operation": "process",
+        }
+        parent = otel_context.attach(propagate.extract(request.trace)) if request.trace \
+            else None
+        try:
+            with span(f"bus.{request.kind} {self.target.topic}.{request.method}",
+                      SpanKind.CONSUMER, **attributes):
+                return await self.dispatcher.dispatch(request, ctx)
+        finally:
+            if parent is not None:
+                otel_context.detach(parent)
+
+    async def _handle_call(self, request: Request, ctx: RequestContext,
+                           incoming: Incoming) -> None:
+        if request.expires is not None and request.expires < time.time():
+            LOG.info("bus: skipping %s: its caller stopped waiting", describe(request))
+            await _settle(incoming.ack)
+            return
+        try:
+            body = encode_result(request.id, await self._run(request, ctx,
+                                                             incoming.queue.name))
+        except Exception as exc:
+            _log_failure(request, exc, "answered with an error")
+            body = encode_error(request.id, type(exc).__name__, str(exc))
+        if request.reply_to:
+            await self.transport.send_reply(request.reply_to, body, msg_id=request.id)
+        await _settle(incoming.ack)
+
+    async def _handle_cast(self, request: Request, ctx: RequestContext,
+                           incoming: Incoming) -> None:
+        prior = self._recent.get(request.id)
+        if prior is not None:
+            handled = await asyncio.shield(prior) if not prior.done() else prior.result()
+            if handled:
+                LOG.info("bus: %s was already handled here; acknowledged without running it "
+                         "again", describe(request))
+                await _settle(incoming.ack)
+                return
+        marker: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._remember(request.id, marker)
+        try:
+            await self._run(request, ctx, incoming.queue.name)
+        except _NEVER_RETRY as exc:
+            marker.set_result(False)
+            LOG.error("bus: %s cannot be handled (%s: %s); sent to the dead-letter queue",
+                      describe(request), type(exc).__name__, exc)
+            await _settle(incoming.reject)
+        except Exception as exc:
+            marker.set_result(False)
+            await self._failed(request, incoming, exc)
+        else:
+            marker.set_result(True)
+            await _settle(incoming.ack)
+        finally:
+            if not marker.done():  # cancelled (stop): the message goes back to the queue
+                marker.set_result(False)
+
+    async def _failed(self, request: Request, incoming: Incoming, exc: Exception) -> None:
+        attempt = incoming.delivery_count + 1
+        limit = self.transport.options.max_attempts
+        if request.kind == "fanout":
+            _log_failure(request, exc, "not redelivered (fanout)")
+            await _settle(incoming.ack)
+        elif attempt >= limit:
+            _log_failure(request, exc, f"sent to the dead-letter queue after {attempt} "
+                                       "attempts", level=logging.ERROR)
+            await _settle(incoming.reject)
+        else:
+            _log_failure(request, exc, f"attempt {attempt} of {limit}; requeued")
+            await _settle(incoming.requeue)
+
+    def _remember(self, msg_id: str, marker: asyncio.Future[bool]) -> None:
+        recent = self._recent
+        recent[msg_id] = marker
+        recent.move_to_end(msg_id)
+        while len(recent) > self._dedupe_window:
+            recent.popitem(last=False)
+
+
+async def _settle(action: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await action()
+    except MessagingError as exc:
+        LOG.info("bus: %s", exc)
+
+
+def _log_failure(request: Request, exc: Exception, outcome: str,
+                 level: int = logging.WARNING) -> None:
+    """One line per failure; the traceback too unless it is an expected domain error."""
+    expected = isinstance(exc, StratusError | MessagingError)
+    LOG.log(level, "bus: %s failed: %s: %s; %s", describe(request), type(exc).__name__, exc,
+            outcome, exc_info=None if expected else exc)
