@@ -1,0 +1,1 @@
+"""Hypervisor drivers behind one interface: ``fake`` (scale and tests) and ``libvirt``."""

@@ -1,0 +1,115 @@
+"""The contract every hypervisor driver meets; the compute agent knows nothing else of them.
+
+All methods are coroutines. ``destroy`` is idempotent (destroying a guest that is gone is
+not an error), so deletes and clean-ups after failed builds can always be retried.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class PowerState(enum.IntEnum):
+    """Nova's power states, as the API reports them (2 and 5 are unused)."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    PAUSED = 3
+    SHUTDOWN = 4
+    CRASHED = 6
+    SUSPENDED = 7
+
+
+class VirtError(Exception):
+    """A driver operation failed; the message is safe to show as an instance fault."""
+
+
+class GuestNotFound(VirtError):
+    pass
+
+
+class HypervisorUnavailable(VirtError):
+    pass
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """Everything a driver needs to create one guest."""
+
+    uuid: str
+    name: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    image_path: Path | None = None
+    network_info: list[dict[str, Any]] = field(default_factory=list)
+    block_devices: list[dict[str, Any]] = field(default_factory=list)
+    #: For a config drive or injection; the metadata service serves the same.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostResources:
+    """What a host offers, reported as the inventories of its resource provider."""
+
+    hostname: str
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    hypervisor_type: str
+    hypervisor_version: int
+    cpu_arch: str = "x86_64"
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    power_state: PowerState
+    vcpus: int
+    memory_mb: int
+
+
+class VirtDriver(abc.ABC):
+    #: The name the driver is chosen by in configuration (``fake``, ``libvirt``).
+    name: str
+
+    async def init_host(self, host: str) -> None:  # noqa: B027 - optional hook
+        """Prepare the hypervisor connection; raise ``HypervisorUnavailable`` if unusable."""
+
+    async def cleanup_host(self) -> None:  # noqa: B027 - optional hook
+        """Release connections when the agent stops."""
+
+    @abc.abstractmethod
+    async def get_available_resource(self) -> HostResources: ...
+
+    @abc.abstractmethod
+    async def list_guests(self) -> list[str]:
+        """The uuids of every guest the hypervisor has, whatever the database says."""
+
+    @abc.abstractmethod
+    async def spawn(self, guest: GuestSpec) -> None:
+        """Create and start the guest; on failure nothing of it is left behind."""
+
+    @abc.abstractmethod
+    async def destroy(self, uuid: str) -> None:
+        """Stop and remove the guest and its local files; no error if it is gone."""
+
+    @abc.abstractmethod
+    async def power_off(self, uuid: str, grace_period: float = 60.0) -> None:
+        """Shut the guest down, giving it ``grace_period`` seconds before pulling the plug."""
+
+    @abc.abstractmethod
+    async def power_on(self, uuid: str) -> None: ...
+
+    @abc.abstractmethod
+    async def reboot(self, uuid: str, *, hard: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def get_info(self, uuid: str) -> GuestInfo:
+        """The guest's state; ``GuestNotFound`` if the hypervisor has no such guest."""
+
+    @abc.abstractmethod
+    async def get_console_output(self, uuid: str) -> str: ...

@@ -1,0 +1,143 @@
+"""A hypervisor that keeps its guests in memory.
+
+It behaves like a real one where the compute agent can tell: guests have power states and
+a console log, capacity runs out, operations take time (``latency``), and any operation can
+be made to fail on demand (``fail_next``), so failed builds and reschedules can be tested
+and benchmarked at scale without a single VM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from stratus.compute.virt.driver import (
+    GuestInfo,
+    GuestNotFound,
+    GuestSpec,
+    HostResources,
+    PowerState,
+    VirtDriver,
+    VirtError,
+)
+
+OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot")
+
+
+@dataclass(frozen=True)
+class FakeDriverOptions:
+    vcpus: int = 64
+    memory_mb: int = 262144
+    local_gb: int = 4000
+    #: Seconds each operation takes: one figure for all, or per operation name.
+    latency: float | dict[str, float] = 0.0
+
+    def delay(self, operation: str) -> float:
+        if isinstance(self.latency, dict):
+            return self.latency.get(operation, 0.0)
+        return self.latency
+
+
+@dataclass
+class _Guest:
+    spec: GuestSpec
+    power_state: PowerState
+    console: list[str] = field(default_factory=list)
+
+    def log(self, line: str) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+        self.console.append(f"[{stamp}] {line}")
+
+
+class FakeDriver(VirtDriver):
+    name = "fake"
+
+    def __init__(self, options: FakeDriverOptions | None = None) -> None:
+        self.options = options or FakeDriverOptions()
+        self.host = "fake-host"
+        self._guests: dict[str, _Guest] = {}
+        self._failures: dict[str, list[str]] = defaultdict(list)
+        #: Operations performed, in order: (operation, uuid). Tests read it.
+        self.calls: list[tuple[str, str]] = []
+
+    def fail_next(self, operation: str, message: str = "injected failure",
+                  times: int = 1) -> None:
+        """Make the next ``times`` calls of ``operation`` raise ``VirtError(message)``."""
+        if operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}")
+        self._failures[operation].extend([message] * times)
+
+    async def _step(self, operation: str, uuid: str) -> None:
+        self.calls.append((operation, uuid))
+        delay = self.options.delay(operation)
+        if delay:
+            await asyncio.sleep(delay)
+        if self._failures[operation]:
+            raise VirtError(self._failures[operation].pop(0))
+
+    def _guest(self, uuid: str) -> _Guest:
+        guest = self._guests.get(uuid)
+        if guest is None:
+            raise GuestNotFound(f"Guest {uuid} not found on {self.host}.")
+        return guest
+
+    async def init_host(self, host: str) -> None:
+        self.host = host
+
+    async def get_available_resource(self) -> HostResources:
+        return HostResources(hostname=self.host, vcpus=self.options.vcpus,
+                             memory_mb=self.options.memory_mb, local_gb=self.options.local_gb,
+                             hypervisor_type="fake", hypervisor_version=1000)
+
+    async def list_guests(self) -> list[str]:
+        return list(self._guests)
+
+    async def spawn(self, guest: GuestSpec) -> None:
+        await self._step("spawn", guest.uuid)
+        if guest.uuid in self._guests:
+            raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
+        used_ram = sum(g.spec.memory_mb for g in self._guests.values())
+        if used_ram + guest.memory_mb > self.options.memory_mb:
+            raise VirtError(f"Not enough memory on {self.host} for {guest.name}.")
+        created = _Guest(guest, PowerState.RUNNING)
+        created.log(f"Booting {guest.name} ({guest.vcpus} vCPU, {guest.memory_mb} MB)")
+        for vif in guest.network_info:
+            created.log(f"eth: {vif.get('address', '?')} {vif.get('ip', '')}".rstrip())
+        created.log(f"{guest.name} login:")
+        self._guests[guest.uuid] = created
+
+    async def destroy(self, uuid: str) -> None:
+        await self._step("destroy", uuid)
+        self._guests.pop(uuid, None)
+
+    async def power_off(self, uuid: str, grace_period: float = 60.0) -> None:
+        await self._step("power_off", uuid)
+        guest = self._guest(uuid)
+        guest.power_state = PowerState.SHUTDOWN
+        guest.log("Power down.")
+
+    async def power_on(self, uuid: str) -> None:
+        await self._step("power_on", uuid)
+        guest = self._guest(uuid)
+        guest.power_state = PowerState.RUNNING
+        guest.log(f"Booting {guest.spec.name}")
+
+    async def reboot(self, uuid: str, *, hard: bool) -> None:
+        await self._step("reboot", uuid)
+        guest = self._guest(uuid)
+        guest.power_state = PowerState.RUNNING
+        guest.log("Reset (hard reboot)." if hard else "Restarting system.")
+
+    async def get_info(self, uuid: str) -> GuestInfo:
+        guest = self._guest(uuid)
+        return GuestInfo(power_state=guest.power_state, vcpus=guest.spec.vcpus,
+                         memory_mb=guest.spec.memory_mb)
+
+    async def get_console_output(self, uuid: str) -> str:
+        return "\n".join(self._guest(uuid).console) + "\n"
+
+    def crash(self, uuid: str) -> None:
+        """Make a guest die on its own, as a real one can (for power-state sync tests)."""
+        self._guest(uuid).power_state = PowerState.CRASHED

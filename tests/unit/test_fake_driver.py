@@ -1,0 +1,82 @@
+"""The fake virt driver, tested as a driver: the contract the compute agent relies on."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtError
+from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
+
+
+def guest(uuid: str = "g-1", memory_mb: int = 512) -> GuestSpec:
+    return GuestSpec(uuid=uuid, name=f"vm-{uuid}", vcpus=1, memory_mb=memory_mb, root_gb=1,
+                     network_info=[{"address": "fa:16:3e:00:00:01", "ip": "10.0.0.5"}])
+
+
+async def test_life_cycle() -> None:
+    driver = FakeDriver()
+    await driver.init_host("compute-1")
+    resources = await driver.get_available_resource()
+    assert (resources.hostname, resources.hypervisor_type) == ("compute-1", "fake")
+
+    await driver.spawn(guest())
+    assert await driver.list_guests() == ["g-1"]
+    assert (await driver.get_info("g-1")).power_state is PowerState.RUNNING
+    console = await driver.get_console_output("g-1")
+    assert "Booting vm-g-1" in console and "10.0.0.5" in console
+
+    await driver.power_off("g-1")
+    assert (await driver.get_info("g-1")).power_state is PowerState.SHUTDOWN
+    await driver.power_on("g-1")
+    await driver.reboot("g-1", hard=True)
+    assert (await driver.get_info("g-1")).power_state is PowerState.RUNNING
+    assert "Reset (hard reboot)." in await driver.get_console_output("g-1")
+
+    await driver.destroy("g-1")
+    await driver.destroy("g-1")  # idempotent
+    assert await driver.list_guests() == []
+    with pytest.raises(GuestNotFound):
+        await driver.get_info("g-1")
+    assert [op for op, _ in driver.calls] == ["spawn", "power_off", "power_on", "reboot",
+                                              "destroy", "destroy"]
+
+
+async def test_injected_failures_leave_nothing_behind() -> None:
+    driver = FakeDriver()
+    driver.fail_next("spawn", "disk on fire", times=2)
+    for _ in range(2):
+        with pytest.raises(VirtError, match="disk on fire"):
+            await driver.spawn(guest())
+    assert await driver.list_guests() == []
+    await driver.spawn(guest())  # the third works
+    with pytest.raises(ValueError):
+        driver.fail_next("teleport")
+
+
+async def test_capacity_runs_out() -> None:
+    driver = FakeDriver(FakeDriverOptions(memory_mb=1024))
+    await driver.spawn(guest("a", memory_mb=768))
+    with pytest.raises(VirtError, match="Not enough memory"):
+        await driver.spawn(guest("b", memory_mb=512))
+    with pytest.raises(VirtError, match="already exists"):
+        await driver.spawn(guest("a", memory_mb=1))
+
+
+async def test_latency_per_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr("stratus.compute.virt.fake.driver.asyncio.sleep", record)
+    driver = FakeDriver(FakeDriverOptions(latency={"spawn": 0.25}))
+    await driver.spawn(guest())
+    await driver.destroy("g-1")
+    assert slept == [0.25]  # spawn waits as configured; destroy has no latency
+
+
+async def test_crash_is_seen_as_a_power_state() -> None:
+    driver = FakeDriver()
+    await driver.spawn(guest())
+    driver.crash("g-1")
+    assert (await driver.get_info("g-1")).power_state is PowerState.CRASHED
