@@ -62,6 +62,36 @@ class TracingSettings(BaseModel):
     otlp_endpoint: str | None = None
 
 
+class ImageSettings(BaseModel):
+    """The image service (Glance v2 compatible). Sizes are in bytes; ``None`` is unlimited."""
+
+    database_url: str | None = None
+    #: Where image data lives: ``file`` (under ``filesystem_store_datadir``).
+    store: str = "file"
+    #: Directory of the ``file`` store; default ``<data_dir>/images``.
+    filesystem_store_datadir: Path | None = None
+    disk_formats: list[str] = Field(default_factory=lambda: [
+        "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"])
+    container_formats: list[str] = Field(default_factory=lambda: [
+        "ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"])
+    #: Largest image one upload may store (Glance's ``image_size_cap``, 1 TiB).
+    image_size_cap: int = Field(1 << 40, ge=0)
+    #: Per project: how many images it may own, and their total stored size.
+    quota_image_count: int | None = Field(None, ge=0)
+    quota_image_size_total: int | None = Field(None, ge=0)
+    quota_image_properties: int = Field(128, ge=0)
+    quota_image_tags: int = Field(128, ge=0)
+    quota_image_members: int = Field(128, ge=0)
+    #: Default and largest page of ``GET /v2/images``.
+    limit_default: int = Field(25, ge=1)
+    limit_max: int = Field(1000, ge=1)
+    #: ``qemu-img`` reads ``virtual_size`` and checks that the data is in its ``disk_format``.
+    qemu_img: str = "qemu-img"
+    require_format_match: bool = True
+    #: Staged upload data older than this at start-up is left over from a crash; removed.
+    stale_upload_seconds: int = Field(3600, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STRATUS_",
@@ -90,6 +120,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     auth: AuthSettings = AuthSettings()
     tracing: TracingSettings = TracingSettings()
+    image: ImageSettings = ImageSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""The compute agent: one per host; builds instances with the virt driver."""

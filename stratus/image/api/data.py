@@ -1,0 +1,85 @@
+"""``/v2/images/{id}/file``: streaming upload and download of image data.
+
+Neither direction holds the body in memory: the upload is fed chunk by chunk to the store (the
+app's JSON body-size limit does not apply to this route), the download is read from the store
+chunk by chunk. Downloads carry ``Content-MD5`` (the image's checksum, as Glance sends it) and
+answer single ``Range`` requests with ``206``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
+
+from stratus.core.exceptions import UnsupportedMediaType
+from stratus.image.api.deps import CallerDep, Runtime
+from stratus.image.service import ByteRange, RangeNotSatisfiable
+
+LOG = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v2")
+
+UPLOAD_PATH_SUFFIX = "/file"
+_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def parse_range(header: str | None) -> ByteRange | None:
+    """One ``bytes=`` range; None when absent or not understood (the whole data is sent)."""
+    if not header:
+        return None
+    match = _RANGE_RE.match(header)
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first = int(match.group(1)) if match.group(1) else None
+    last = int(match.group(2)) if match.group(2) else None
+    if first is not None and last is not None and last < first:
+        return None
+    return ByteRange(first, last)
+
+
+@router.put("/images/{image_id}/file", status_code=204)
+async def upload(image_id: str, request: Request, runtime: Runtime,
+                 caller: CallerDep) -> Response:
+    media_type = request.headers.get("content-type", "application/octet-stream")
+    if media_type.split(";")[0].strip().lower() != "application/octet-stream":
+        raise UnsupportedMediaType(f"Unsupported Content-Type {media_type!r} for image data; "
+                                   "use application/octet-stream.")
+    declared: int | None = None
+    if "chunked" not in request.headers.get("transfer-encoding", "").lower():
+        length = request.headers.get("content-length")
+        declared = int(length) if length and length.isdigit() else None
+    try:
+        await runtime.upload(caller, image_id, request.stream(), declared)
+    except ClientDisconnect:
+        LOG.info("client went away while uploading image %s; upload discarded", image_id)
+        return Response(status_code=400)
+    return Response(status_code=204)
+
+
+@router.get("/images/{image_id}/file")
+async def download(image_id: str, request: Request, runtime: Runtime,
+                   caller: CallerDep) -> Response:
+    try:
+        data = await runtime.open_data(caller, image_id, parse_range(request.headers.get("range")))
+    except RangeNotSatisfiable as exc:
+        style = request.app.state.error_style
+        return style.response(416, exc.message, title=exc.title,
+                              headers={"Content-Range": f"bytes */{exc.size}"})
+    if data is None:
+        return Response(status_code=204)
+    headers = {"Content-Length": str(data.length), "Accept-Ranges": "bytes"}
+    status = 200
+    if data.partial:
+        status = 206
+        headers["Content-Range"] = (f"bytes {data.offset}-{data.offset + data.length - 1}"
+                                    f"/{data.size}")
+    elif data.checksum:
+        headers["Content-MD5"] = data.checksum
+    return StreamingResponse(data.reader.chunks(), status_code=status, headers=headers,
+                             media_type="application/octet-stream",
+                             background=BackgroundTask(data.reader.aclose))

@@ -1,0 +1,52 @@
+"""Response bodies, shaped as Glance's: bare objects, relative links, ``Z`` timestamps."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from stratus.image.models import Image, ImageMember
+
+
+def timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image(img: Image) -> dict[str, Any]:
+    body: dict[str, Any] = {p.name: p.value for p in img.properties}
+    body.update({
+        "id": img.id,
+        "name": img.name,
+        "status": img.status,
+        "visibility": img.visibility,
+        "protected": img.protected,
+        "os_hidden": img.os_hidden,
+        "checksum": img.checksum,
+        "os_hash_algo": img.os_hash_algo,
+        "os_hash_value": img.os_hash_value,
+        "owner": img.owner,
+        "size": img.size,
+        "virtual_size": img.virtual_size,
+        "min_ram": img.min_ram,
+        "min_disk": img.min_disk,
+        "disk_format": img.disk_format,
+        "container_format": img.container_format,
+        "created_at": timestamp(img.created_at),
+        "updated_at": timestamp(img.updated_at),
+        "tags": sorted(t.value for t in img.tags),
+        "self": f"/v2/images/{img.id}",
+        "file": f"/v2/images/{img.id}/file",
+        "schema": "/v2/schemas/image",
+    })
+    return body
+
+
+def member(m: ImageMember) -> dict[str, Any]:
+    return {
+        "created_at": timestamp(m.created_at),
+        "updated_at": timestamp(m.updated_at),
+        "image_id": m.image_id,
+        "member_id": m.member,
+        "schema": "/v2/schemas/member",
+        "status": m.status,
+    }

@@ -1,0 +1,91 @@
+"""The image service's tables. No other service reads them; they ask the Image API."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from stratus.core.db import UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    __tablename__ = "image"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255), index=True)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(30), index=True)
+    visibility: Mapped[str] = mapped_column(String(20), index=True)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    os_hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    disk_format: Mapped[str | None] = mapped_column(String(20))
+    container_format: Mapped[str | None] = mapped_column(String(20))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(String(32))
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64))
+    os_hash_value: Mapped[str | None] = mapped_column(String(128), index=True)
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    #: Where the store keeps the data (never shown to API clients).
+    location: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    properties: Mapped[list[ImageProperty]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
+    tags: Mapped[list[ImageTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
+    members: Mapped[list[ImageMember]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise")
+
+
+class ImageProperty(Base):
+    """A free-form property (``hw_*``, ``os_*``, anything a client sets)."""
+
+    __tablename__ = "image_property"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ImageTag(Base):
+    __tablename__ = "image_tag"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class ImageMember(Base):
+    """A project an image is shared with, and whether it accepted."""
+
+    __tablename__ = "image_member"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    member: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProjectLock(Base):
+    """One row per project that owns images: locked while its quota is checked and changed.
+
+    Creating an image and finishing an upload take this row's lock first, so concurrent
+    requests of one project cannot together pass a quota each would pass alone.
+    """
+
+    __tablename__ = "image_project_lock"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)

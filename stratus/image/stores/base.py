@@ -1,0 +1,108 @@
+"""The store interface: where image data lives.
+
+A store keeps each image's bytes as one object named by an opaque *location* string the store
+hands out. Writing is staged: ``Store.writer()`` starts a temporary object that nobody can read,
+``StoreWriter.commit()`` makes it visible in one atomic step and returns its location, and
+``StoreWriter.abort()`` removes every trace of it. This maps onto each backend's own atomic
+publish:
+
+* ``file``: a temporary file under the store's staging directory, ``fsync`` then ``rename``;
+* S3-compatible object storage: a multipart upload, ``CompleteMultipartUpload`` /
+  ``AbortMultipartUpload`` (an object is invisible until completed);
+* Ceph RBD: an RBD image under a temporary name, then rename and snapshot (as Glance does).
+
+Reading is ranged (``open(location, offset, length)``) so the API can answer ``Range``
+requests without reading what it does not send.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from stratus.core.exceptions import NotFound, PayloadTooLarge
+
+#: Bytes per read when streaming an object out.
+READ_CHUNK = 1024 * 1024
+
+
+class StoreFull(PayloadTooLarge):
+    """The store has no room left for the data."""
+
+
+class ObjectMissing(NotFound):
+    """The location names no object (deleted behind our back, or never committed)."""
+
+
+class StoreWriter(abc.ABC):
+    """One staged object being written. Not visible to readers until ``commit``."""
+
+    @property
+    def local_path(self) -> Path | None:
+        """A local file holding the data written so far, if the store has one (``file``).
+
+        Inspection (``qemu-img info``) runs on it before commit; remote stores answer None.
+        """
+        return None
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; raises ``StoreFull`` when the store has no room."""
+
+    @abc.abstractmethod
+    async def commit(self) -> str:
+        """Make the object durable and visible, atomically; returns its location."""
+
+    @abc.abstractmethod
+    async def abort(self) -> None:
+        """Remove the staged object and anything committed by this writer; idempotent."""
+
+
+class ObjectReader(abc.ABC):
+    """An opened object (or a range of it), read in chunks."""
+
+    #: Size of the whole object in bytes.
+    size: int
+
+    @abc.abstractmethod
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The requested range, in order."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release what the reader holds; idempotent."""
+
+
+class Store(abc.ABC):
+    #: Scheme of the locations this store hands out (``file``, ``s3``, ``rbd``).
+    scheme: str
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect or create what the store needs; remove staged data left by a crash."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abc.abstractmethod
+    async def writer(self, image_id: str) -> StoreWriter:
+        """Begin a staged object for ``image_id``."""
+
+    @abc.abstractmethod
+    async def open(self, location: str, offset: int = 0, length: int | None = None,
+                   chunk_size: int = READ_CHUNK) -> ObjectReader:
+        """Open ``length`` bytes (all to the end when None) from ``offset``.
+
+        Raises ``ObjectMissing`` when there is no such object.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, location: str) -> None:
+        """Remove the object; no error when it is already gone."""
+
+    @abc.abstractmethod
+    async def exists(self, location: str) -> bool:
+        """Whether the object is there."""
+
+    def owns(self, location: str) -> bool:
+        return location.startswith(f"{self.scheme}:")

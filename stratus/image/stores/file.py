@@ -1,0 +1,204 @@
+"""The ``file`` store: one file per image under a directory (default ``<data_dir>/images``).
+
+Uploads are written to ``<dir>/.staging/<image id>.<random>`` (same file system), then
+``fsync``-ed and renamed to ``<dir>/<image id>``, and the directory is ``fsync``-ed: a reader
+sees either no file or the whole one. Locations are ``file:<image id>``, relative to the
+directory, so the data directory can be moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from stratus.image.stores.base import (
+    READ_CHUNK,
+    ObjectMissing,
+    ObjectReader,
+    Store,
+    StoreFull,
+    StoreWriter,
+)
+
+LOG = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
+STAGING = ".staging"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileWriter(StoreWriter):
+    def __init__(self, store: FileStore, image_id: str) -> None:
+        self.store = store
+        self.image_id = image_id
+        self.staged = store.staging / f"{image_id}.{secrets.token_hex(8)}"
+        self.final: Path | None = None
+        self._file: int | None = None
+
+    @property
+    def local_path(self) -> Path | None:
+        return self.staged if self._file is not None or self.staged.exists() else None
+
+    def _open(self) -> None:
+        self._file = os.open(self.staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o600)
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None, "writer is closed"
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._file, view)
+                view = view[written:]
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull("Image storage media is full.") from exc
+            raise
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self._write, data)
+
+    def _commit(self) -> str:
+        assert self._file is not None, "writer is closed"
+        os.fsync(self._file)
+        os.close(self._file)
+        self._file = None
+        final = self.store.path_of(self.image_id)
+        os.replace(self.staged, final)
+        self.final = final
+        _fsync_dir(self.store.directory)
+        return f"file:{self.image_id}"
+
+    async def commit(self) -> str:
+        return await asyncio.to_thread(self._commit)
+
+    def _abort(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._file)
+            self._file = None
+        for path in (self.staged, self.final):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    async def abort(self) -> None:
+        await asyncio.to_thread(self._abort)
+
+
+class FileReader(ObjectReader):
+    def __init__(self, fd: int, size: int, offset: int, length: int, chunk_size: int) -> None:
+        self._fd: int | None = fd
+        self.size = size
+        self.offset = offset
+        self.length = length
+        self.chunk_size = chunk_size
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        position, remaining = self.offset, self.length
+        try:
+            while remaining > 0:
+                fd = self._fd
+                if fd is None:
+                    return
+                data = await asyncio.to_thread(os.pread, fd, min(self.chunk_size, remaining),
+                                               position)
+                if not data:
+                    raise OSError(f"object ended {remaining} bytes early")
+                position += len(data)
+                remaining -= len(data)
+                yield data
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class FileStore(Store):
+    scheme = "file"
+
+    def __init__(self, directory: Path, *, stale_upload_seconds: float = 3600) -> None:
+        self.directory = directory
+        self.staging = directory / STAGING
+        self.stale_upload_seconds = stale_upload_seconds
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._start)
+
+    def _start(self) -> None:
+        self.staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+        removed = self.sweep_staging(self.stale_upload_seconds)
+        if removed:
+            LOG.info("removed %d staged upload(s) left over from an earlier run", removed)
+
+    def sweep_staging(self, older_than: float) -> int:
+        """Remove staged uploads not written to for ``older_than`` seconds (crash leftovers)."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in self.staging.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime <= cutoff:
+                    entry.unlink()
+                    removed += 1
+        return removed
+
+    def path_of(self, name: str) -> Path:
+        if not _NAME_RE.match(name):
+            raise ObjectMissing(f"Not a file store object name: {name!r}")
+        return self.directory / name
+
+    def _path(self, location: str) -> Path:
+        if not self.owns(location):
+            raise ObjectMissing(f"Location {location!r} is not in the file store.")
+        return self.path_of(location.partition(":")[2])
+
+    async def writer(self, image_id: str) -> StoreWriter:
+        writer = FileWriter(self, image_id)
+        await asyncio.to_thread(writer._open)
+        return writer
+
+    async def open(self, location: str, offset: int = 0, length: int | None = None,
+                   chunk_size: int = READ_CHUNK) -> ObjectReader:
+        path = self._path(location)
+
+        def opened() -> tuple[int, int]:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError as exc:
+                raise ObjectMissing(f"Image data at {location} is missing.") from exc
+            return fd, os.fstat(fd).st_size
+
+        fd, size = await asyncio.to_thread(opened)
+        if length is None:
+            length = max(0, size - offset)
+        return FileReader(fd, size, offset, min(length, max(0, size - offset)), chunk_size)
+
+    async def delete(self, location: str) -> None:
+        path = self._path(location)
+
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+        await asyncio.to_thread(remove)
+
+    async def exists(self, location: str) -> bool:
+        return await asyncio.to_thread(self._path(location).exists)
