@@ -22,7 +22,8 @@ from stratus.core.db import UTCDateTime, utcnow
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, dict[str, str]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, dict[str, str]: JSON, list[str]: JSON,
+                           list[Any]: JSON}
 
 
 class Flavor(Base):
@@ -70,7 +71,7 @@ class KeyPair(Base):
 class ComputeServiceRecord(Base):
     """One running unit (``nova-compute``, ``nova-scheduler``, ...) and its heartbeat."""
 
-    __tablename__ = "service"
+    __tablename__ = "compute_service"
     __table_args__ = (UniqueConstraint("host", "binary"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -126,3 +127,130 @@ class Allocation(Base):
         ForeignKey("resource_provider.uuid", ondelete="CASCADE"), primary_key=True)
     resource_class: Mapped[str] = mapped_column(String(32), primary_key=True)
     used: Mapped[int] = mapped_column(Integer)
+
+
+class Instance(Base):
+    """A server. Deleted servers keep their row (``deleted_at`` set) for ``changes-since``."""
+
+    __tablename__ = "instance"
+    __table_args__ = (
+        Index("ix_instance_project_deleted", "project_id", "deleted_at"),
+        Index("ix_instance_host", "host"),
+    )
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    display_description: Mapped[str | None] = mapped_column(Text)
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    reservation_id: Mapped[str] = mapped_column(String(64), index=True)
+    launch_index: Mapped[int] = mapped_column(Integer, default=0)
+    image_ref: Mapped[str] = mapped_column(String(255), default="")
+    flavor_id: Mapped[str] = mapped_column(String(255))
+    #: The flavor as it was at boot (name, vcpus, ram, disk, ephemeral, swap, extra_specs).
+    flavor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    key_name: Mapped[str | None] = mapped_column(String(255))
+    key_data: Mapped[str | None] = mapped_column(Text)
+    user_data: Mapped[str | None] = mapped_column(Text)
+    server_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    availability_zone: Mapped[str | None] = mapped_column(String(255))
+    #: As requested: ``"auto"``, ``"none"`` or a list of {uuid, port, fixed_ip}.
+    requested_networks: Mapped[Any] = mapped_column(JSON, nullable=True)
+    security_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Network info as the network service bound it (addresses, MACs, network names).
+    network_info: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    config_drive: Mapped[str] = mapped_column(String(8), default="")
+    access_ip_v4: Mapped[str | None] = mapped_column(String(64))
+    access_ip_v6: Mapped[str | None] = mapped_column(String(64))
+    vm_state: Mapped[str] = mapped_column(String(32))
+    task_state: Mapped[str | None] = mapped_column(String(64))
+    power_state: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255))
+    node: Mapped[str | None] = mapped_column(String(255))
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    locked_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class InstanceFault(Base):
+    __tablename__ = "instance_fault"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(
+        ForeignKey("instance.uuid", ondelete="CASCADE"), index=True)
+    code: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text, default="")
+    host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InstanceAction(Base):
+    """One API request that acted on a server (``os-instance-actions``)."""
+
+    __tablename__ = "instance_action"
+    __table_args__ = (UniqueConstraint("instance_uuid", "request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(String(255))
+    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class InstanceActionEvent(Base):
+    """One step of an action (``compute__do_build_and_run_instance``, ...)."""
+
+    __tablename__ = "instance_action_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("instance_action.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[str | None] = mapped_column(Text)
+    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServerGroup(Base):
+    __tablename__ = "server_group"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServerGroupMember(Base):
+    __tablename__ = "server_group_member"
+
+    group_uuid: Mapped[str] = mapped_column(
+        ForeignKey("server_group.uuid", ondelete="CASCADE"), primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+
+
+class QuotaLimit(Base):
+    """A project's override of a default quota (``os-quota-sets``)."""
+
+    __tablename__ = "quota_limit"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

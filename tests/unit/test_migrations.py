@@ -18,3 +18,13 @@ def test_head_is_recorded(location: str, head: str) -> None:
     config = Config()
     config.set_main_option("script_location", location)
     assert ScriptDirectory.from_config(config).get_heads() == [head]
+
+
+def test_services_can_share_one_database() -> None:
+    """With one ``database_url`` for every service, no two services may own a table name."""
+    from stratus.compute.models import Base as ComputeBase
+    from stratus.identity.models import Base as IdentityBase
+
+    identity = set(IdentityBase.metadata.tables)
+    compute = set(ComputeBase.metadata.tables)
+    assert not identity & compute
