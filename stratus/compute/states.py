@@ -1,0 +1,63 @@
+"""Instance states as Nova names them, and the API ``status`` they show as."""
+
+from __future__ import annotations
+
+# vm_state: what the instance is.
+ACTIVE = "active"
+BUILDING = "building"
+PAUSED = "paused"
+SUSPENDED = "suspended"
+STOPPED = "stopped"
+RESCUED = "rescued"
+RESIZED = "resized"
+SOFT_DELETED = "soft-delete"
+DELETED = "deleted"
+ERROR = "error"
+SHELVED = "shelved"
+SHELVED_OFFLOADED = "shelved_offloaded"
+
+# task_state: what is being done to it.
+SCHEDULING = "scheduling"
+NETWORKING = "networking"
+BLOCK_DEVICE_MAPPING = "block_device_mapping"
+SPAWNING = "spawning"
+POWERING_OFF = "powering-off"
+POWERING_ON = "powering-on"
+REBOOTING = "rebooting"
+REBOOT_PENDING = "reboot_pending"
+REBOOT_STARTED = "reboot_started"
+REBOOTING_HARD = "rebooting_hard"
+REBOOT_PENDING_HARD = "reboot_pending_hard"
+REBOOT_STARTED_HARD = "reboot_started_hard"
+DELETING = "deleting"
+
+_SOFT_REBOOT = {REBOOTING, REBOOT_PENDING, REBOOT_STARTED}
+_HARD_REBOOT = {REBOOTING_HARD, REBOOT_PENDING_HARD, REBOOT_STARTED_HARD}
+
+_DEFAULT_STATUS = {
+    BUILDING: "BUILD", ACTIVE: "ACTIVE", STOPPED: "SHUTOFF", RESIZED: "VERIFY_RESIZE",
+    PAUSED: "PAUSED", SUSPENDED: "SUSPENDED", RESCUED: "RESCUE", ERROR: "ERROR",
+    DELETED: "DELETED", SOFT_DELETED: "SOFT_DELETED", SHELVED: "SHELVED",
+    SHELVED_OFFLOADED: "SHELVED_OFFLOADED",
+}
+
+
+def status(vm_state: str, task_state: str | None) -> str:
+    """The API's ``status`` for a (vm_state, task_state) pair; ``UNKNOWN`` if unmapped."""
+    task = task_state or ""
+    if vm_state in (ACTIVE, STOPPED, ERROR) and task.startswith("rebuild"):
+        return "REBUILD"
+    if vm_state in (ACTIVE, STOPPED) and task.startswith("resize"):
+        return "RESIZE"
+    if vm_state == ACTIVE:
+        if task in _SOFT_REBOOT:
+            return "REBOOT"
+        if task in _HARD_REBOOT:
+            return "HARD_REBOOT"
+        if task == "updating_password":
+            return "PASSWORD"
+        if task == "migrating":
+            return "MIGRATING"
+    if vm_state == RESIZED and task == "resize_reverting":
+        return "REVERT_RESIZE"
+    return _DEFAULT_STATUS.get(vm_state, "UNKNOWN")
