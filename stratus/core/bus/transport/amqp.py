@@ -105,6 +105,18 @@ def queue_declaration(spec: QueueSpec, options: TransportOptions) -> dict[str, A
     return {"durable": False, "exclusive": True, "auto_delete": True}
 
 
+async def _open_channel(connection: AbstractConnection, *,
+                        confirms: bool = False) -> AbstractChannel:
+    """A new channel; ConnectionError when the connection is (being) closed (aiormq says so
+    with a bare RuntimeError)."""
+    if connection.is_closed:
+        raise ConnectionError("connection closed")
+    try:
+        return await connection.channel(publisher_confirms=confirms)
+    except RuntimeError as exc:
+        raise ConnectionError(str(exc)) from exc
+
+
 class _Link:
     """One connection to one node and the channels the transport uses on it."""
 
@@ -125,7 +137,7 @@ class _Link:
         async with self._lock:
             channel = self._channels.get(role)
             if channel is None or channel.is_closed:
-                channel = await self.connection.channel(publisher_confirms=confirms)
+                channel = await _open_channel(self.connection, confirms=confirms)
                 self._channels[role] = channel
             return channel
 
@@ -215,7 +227,7 @@ class _AmqpSubscription(Subscription):
         self.cancelled = False
 
     async def attach(self, link: _Link) -> None:
-        channel = await link.connection.channel(publisher_confirms=False)
+        channel = await _open_channel(link.connection)
         try:
             raw = await channel.get_underlay_channel()
             no_ack = False
@@ -312,6 +324,8 @@ class AmqpTransport(Transport):
         self._subscriptions: list[_AmqpSubscription] = []
         self._reply: _AmqpSubscription | None = None
         self._reply_lock = asyncio.Lock()
+        #: Connections established so far (the first one included).
+        self.connections_made = 0
 
     # Connection life cycle ------------------------------------------------------------------
 
@@ -399,6 +413,7 @@ class AmqpTransport(Transport):
             self._link = link
             link.connection.close_callbacks.add(
                 lambda _sender, exc, link=link: self._on_connection_lost(link, exc))
+            self.connections_made += 1
             self._connected.set()
             LOG.info("bus: connected to RabbitMQ %s (vhost %s)", link.host,
                      self.url.virtual_host)
@@ -555,7 +570,7 @@ class AmqpTransport(Transport):
     async def pending(self, queue: str) -> int:
         loop = asyncio.get_running_loop()
         link = await self._wait_link(loop.time() + self.options.send_timeout, "pending")
-        channel = await link.connection.channel(publisher_confirms=False)
+        channel = await _open_channel(link.connection)
         try:
             declared = await channel.declare_queue(queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:

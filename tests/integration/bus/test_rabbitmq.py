@@ -1,0 +1,238 @@
+"""What only RabbitMQ can show: connections closed by the broker, the broker restarted, a
+consumer process killed with SIGKILL, several nodes in the URL.
+
+Every test that stops the broker starts it again in a ``finally``: the broker is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from stratus.core.bus import (
+    BusUnavailable,
+    DeliveryFailed,
+    RPCClient,
+    RPCServer,
+    Target,
+    Transport,
+    get_transport,
+)
+from stratus.core.bus.url import TransportURL
+from stratus.core.context import RequestContext
+from tests.conftest import rabbitmqctl
+from tests.integration.bus.conftest import Recorder, context, eventually
+
+pytestmark = pytest.mark.rabbitmq
+
+#: Fast reconnection; casts may wait out a broker restart.
+OPTIONS = {"reconnect_min": 0.05, "reconnect_max": 0.5, "send_timeout": 60}
+
+
+def _vhost(url: str) -> str:
+    return TransportURL.parse(url).virtual_host
+
+
+@contextlib.asynccontextmanager
+async def started(url: str, **options: object) -> AsyncIterator[Transport]:
+    transport = get_transport(url, **{**OPTIONS, **options})
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+async def broker_running() -> None:
+    """Start the RabbitMQ app if it is stopped, and wait until it serves."""
+    status = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "start_app", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    await status.wait()
+    await rabbitmqctl("await_startup")
+
+
+class Idempotent:
+    """Applies each sequence number once, however often it is delivered."""
+
+    def __init__(self) -> None:
+        self.applied: set[int] = set()
+        self.invocations: Counter[int] = Counter()
+
+    async def apply(self, ctx: RequestContext, seq: int) -> None:
+        self.invocations[seq] += 1
+        self.applied.add(seq)
+
+
+class Stream:
+    """What a stream of casts went through."""
+
+    def __init__(self) -> None:
+        self.manager = Idempotent()
+        self.slowest_cast = 0.0
+        self.connections_made: list[int] = []
+
+
+async def stream_through(url: str, disrupt: Callable[[], Awaitable[None]],
+                         count: int = 600) -> Stream:
+    """Cast ``count`` messages at a steady pace, calling ``disrupt`` a quarter of the way
+    into the stream; return once every message was handled."""
+    stream = Stream()
+    manager = stream.manager
+    async with started(url) as server_transport, started(url) as client_transport:
+        server = RPCServer(server_transport, Target("stream"), manager, ["apply"])
+        await server.start()
+        client = RPCClient(client_transport, Target("stream"))
+        ctx = context()
+        gate = asyncio.Semaphore(20)
+        failures: list[BaseException] = []
+
+        async def cast(seq: int) -> None:
+            async with gate:
+                began = time.monotonic()
+                try:
+                    await client.cast(ctx, "apply", seq=seq)
+                except Exception as exc:
+                    failures.append(exc)
+                stream.slowest_cast = max(stream.slowest_cast, time.monotonic() - began)
+
+        async def produce() -> None:
+            tasks = []
+            for seq in range(count):
+                tasks.append(asyncio.create_task(cast(seq)))
+                await asyncio.sleep(0.002)
+            await asyncio.gather(*tasks)
+
+        producer = asyncio.create_task(produce())
+        await eventually(lambda: len(manager.applied) >= count // 4, within=30)
+        await disrupt()
+        await asyncio.wait_for(producer, 90)
+        assert not failures, f"casts failed: {failures[:3]}"
+        await eventually(lambda: len(manager.applied) == count, within=60,
+                         message=f"all {count} casts handled")
+        await asyncio.sleep(0.3)
+        await server.stop(drain_timeout=5)
+        for transport in (server_transport, client_transport):
+            stream.connections_made.append(getattr(transport, "connections_made", 0))
+    return stream
+
+
+async def test_connections_closed_by_the_broker_during_a_stream_of_casts(
+        rabbit_url: str) -> None:
+    async def close_all() -> None:
+        await rabbitmqctl("close_all_connections", "--vhost", _vhost(rabbit_url),
+                          "stratus test: forced close")
+
+    stream = await stream_through(rabbit_url, close_all)
+    assert stream.connections_made == [2, 2], "both processes reconnected once"
+    assert stream.manager.applied == set(range(600))
+    assert max(stream.manager.invocations.values()) == 1, "no message handled twice"
+
+
+async def test_broker_restart_during_a_stream_of_casts(rabbit_url: str) -> None:
+    async def restart() -> None:
+        try:
+            await rabbitmqctl("stop_app")
+            await asyncio.sleep(1.0)  # casts made now wait for the broker
+        finally:
+            await broker_running()
+
+    try:
+        stream = await stream_through(rabbit_url, restart)
+    finally:
+        await broker_running()
+    assert stream.connections_made == [2, 2], "both processes reconnected once"
+    assert stream.slowest_cast > 1.0, "some casts waited for the broker to come back"
+    assert stream.manager.applied == set(range(600))
+    assert max(stream.manager.invocations.values()) == 1, "no message handled twice"
+
+
+async def test_cast_during_a_long_outage_fails_clearly_and_the_bus_recovers(
+        rabbit_url: str) -> None:
+    manager = Recorder()
+    async with started(rabbit_url) as server_transport, started(rabbit_url) as transport:
+        server = RPCServer(server_transport, Target("outage"), manager, Recorder.METHODS)
+        await server.start()
+        client = RPCClient(transport, Target("outage"), send_timeout=1.0)
+        await client.cast(context(), "record", item="before")
+        try:
+            await rabbitmqctl("stop_app")
+            began = time.monotonic()
+            with pytest.raises(DeliveryFailed, match=r"not confirmed|unreachable"):
+                await client.cast(context(), "record", item="during")
+            assert time.monotonic() - began < 5
+        finally:
+            await broker_running()
+        # Senders and consumers resume by themselves.
+        await client.prepare(send_timeout=30).cast(context(), "record", item="after")
+        await eventually(lambda: manager.items["after"] == 1, within=30)
+        assert manager.items["before"] == 1 and manager.items["during"] == 0
+        await server.stop()
+
+
+async def test_consumer_process_killed_mid_handler_does_not_lose_its_message(
+        rabbit_url: str) -> None:
+    child = f"""
+import asyncio, sys
+sys.path.insert(0, {os.getcwd()!r})
+from stratus.core.bus import RPCServer, Target, get_transport
+
+class Stuck:
+    async def block(self, ctx, item: int = 0) -> None:
+        print("handling", flush=True)
+        await asyncio.Event().wait()
+
+async def main():
+    transport = get_transport(sys.argv[1])
+    await transport.start()
+    await RPCServer(transport, Target("fragile"), Stuck(), ["block"]).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", child, rabbit_url, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+        async with started(rabbit_url) as transport:
+            await RPCClient(transport, Target("fragile")).cast(context(), "block", item=3)
+            assert await asyncio.wait_for(process.stdout.readline(), 10) == b"handling\n"
+            survivor = Recorder()
+            survivor.release.set()
+            async with RPCServer(transport, Target("fragile"), survivor, Recorder.METHODS):
+                await asyncio.sleep(0.2)
+                assert survivor.finished == 0, "the child holds the message"
+                os.kill(process.pid, signal.SIGKILL)
+                await eventually(lambda: survivor.items[3] == 1, within=10,
+                                 message="redelivery after the consumer died")
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_several_nodes_in_the_url_are_tried_in_turn(rabbit_url: str) -> None:
+    parsed = TransportURL.parse(rabbit_url)
+    good = parsed.hosts[0]
+    url = (f"rabbit://{good.username}:{good.password}@127.0.0.1:1,{good.host}:{good.port}"
+           f"/{parsed.virtual_host}")
+    manager = Recorder()
+    async with started(url) as transport:
+        async with RPCServer(transport, Target("cluster"), manager, Recorder.METHODS):
+            assert await RPCClient(transport, Target("cluster")).call(context(), "add",
+                                                                      a=1) == 2
+
+    with pytest.raises(BusUnavailable, match=r"127\.0\.0\.1:1"):
+        async with started(f"rabbit://guest:guest@127.0.0.1:1/{parsed.virtual_host}",
+                           connect_timeout=0.5):
+            pass
