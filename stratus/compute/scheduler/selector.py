@@ -11,12 +11,14 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 from sqlalchemy.exc import OperationalError
 
 from stratus.compute.scheduler.filters import DEFAULT_FILTERS, HostFilter, resolve
 from stratus.compute.scheduler.host_state import HostState, load_host_states
+from stratus.compute.scheduler.host_view import HostView
 from stratus.compute.scheduler.placement import ClaimConflict, InsufficientResources, Placement
 from stratus.compute.scheduler.request_spec import RequestSpec
 from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
@@ -58,18 +60,27 @@ def explain(hosts: list[HostState], spec: RequestSpec, filters: list[HostFilter]
     return f"No valid host was found. There are not enough hosts available: {detail}."
 
 
-def select_hosts(hosts: list[HostState], spec: RequestSpec, options: SchedulerOptions,
+def select_hosts(hosts: HostView | list[HostState], spec: RequestSpec,
+                 options: SchedulerOptions,
                  rng: random.Random | None = None) -> list[HostState]:
     """The chosen host first, then up to ``max_alternates`` others, best first."""
+    view = hosts if isinstance(hosts, HostView) else HostView(hosts)
     filters = [f for f in resolve(options.filters) if f.applies(spec)]
-    candidates = hosts
-    for host_filter in filters:  # one pass per filter: the early ones shrink the rest
-        passes = host_filter.passes
-        candidates = [h for h in candidates if passes(h, spec)]
+    mask = np.ones(len(view), dtype=bool)
+    per_host = []
+    for host_filter in filters:
+        if host_filter.mask is not None:
+            mask &= host_filter.mask(view, spec)
+        else:
+            per_host.append(host_filter.passes)
+    candidates = [int(i) for i in np.flatnonzero(mask)]
+    for passes in per_host:
+        candidates = [i for i in candidates if passes(view.hosts[i], spec)]
     if not candidates:
-        raise NoValidHost(explain(hosts, spec, filters))
+        raise NoValidHost(explain(view.hosts, spec, filters))
     wanted = max(1, options.host_subset_size) + options.max_alternates
-    ranked = [h for _, h in weigh(candidates, spec, options.weigher_multipliers, best=wanted)]
+    ranked = [view.hosts[i] for i in weigh(view, candidates, spec,
+                                           options.weigher_multipliers, best=wanted)]
     subset = ranked[:max(1, options.host_subset_size)]
     chosen = (rng or random).choice(subset) if len(subset) > 1 else subset[0]
     alternates = [h for h in ranked if h is not chosen][:options.max_alternates]
@@ -84,14 +95,14 @@ class HostSelector:
         self.db = db
         self.options = options or SchedulerOptions()
         self.rng = rng or random.Random()
-        self._hosts: dict[str, HostState] = {}
+        self._view = HostView([])
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
         async with self.db.session() as session:
             states = await load_host_states(session, down_after=self.options.service_down_time)
-        self._hosts = {h.host: h for h in states}
+        self._view = HostView(states)
         self._loaded_at = time.monotonic()
 
     async def _reload(self, host: str) -> None:
@@ -99,9 +110,9 @@ class HostSelector:
             states = await load_host_states(session, down_after=self.options.service_down_time,
                                             hosts=[host])
         if states:
-            self._hosts[host] = states[0]
+            self._view.replace(states[0])
         else:
-            self._hosts.pop(host, None)
+            self._view.remove(host)
 
     async def select_and_claim(self, spec: RequestSpec) -> list[str]:
         """Claim resources for the instance on the best host that takes them.
@@ -117,10 +128,10 @@ class HostSelector:
             async with self._lock:
                 if time.monotonic() - self._loaded_at > self.options.refresh_interval:
                     await self.refresh()
-                hosts = [h for h in self._hosts.values() if h.host not in tried]
-                ordered = select_hosts(hosts, spec, self.options, self.rng)
+                attempt = replace(spec, ignore_hosts=spec.ignore_hosts | tried)
+                ordered = select_hosts(self._view, attempt, self.options, self.rng)
                 chosen = ordered[0]
-                chosen.consume(resources)
+                self._view.consume(chosen, resources)
             try:
                 async with self.db.session() as session:
                     await Placement(session).claim(spec.instance_uuid, chosen.provider_uuid,

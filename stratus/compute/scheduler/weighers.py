@@ -1,27 +1,32 @@
 """Weighers: rank the hosts that passed the filters.
 
-Each weigher scores every host, the scores are scaled to 0..1 across the candidates and
+Each weigher scores every candidate, the scores are scaled to 0..1 across the candidates and
 multiplied by the weigher's multiplier; the host with the highest sum wins. A positive
-multiplier spreads instances (most free first), a negative one packs them.
+multiplier spreads instances (most free first), a negative one packs them. Resource
+weighers read a ``HostView`` column; the others score host by host.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from stratus.compute.scheduler.host_state import HostState
+from stratus.compute.scheduler.host_view import Floats, HostView
 from stratus.compute.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.request_spec import RequestSpec
 
 Score = Callable[[HostState, RequestSpec], float]
+Column = Callable[[HostView], Floats]
 
 
 @dataclass(frozen=True)
 class Weigher:
     name: str
     score: Score
+    column: Column | None = None
 
 
 def _soft_affinity(host: HostState, spec: RequestSpec) -> float:
@@ -32,10 +37,14 @@ def _soft_affinity(host: HostState, spec: RequestSpec) -> float:
     return 0.0
 
 
+def _free(rc: str) -> tuple[Score, Column]:
+    return (lambda h, s: h.available.get(rc, 0.0)), (lambda view: view.available[rc])
+
+
 WEIGHERS: dict[str, Weigher] = {w.name: w for w in (
-    Weigher("RAMWeigher", lambda h, s: h.available.get(MEMORY_MB, 0.0)),
-    Weigher("CPUWeigher", lambda h, s: h.available.get(VCPU, 0.0)),
-    Weigher("DiskWeigher", lambda h, s: h.available.get(DISK_GB, 0.0)),
+    Weigher("RAMWeigher", *_free(MEMORY_MB)),
+    Weigher("CPUWeigher", *_free(VCPU)),
+    Weigher("DiskWeigher", *_free(DISK_GB)),
     Weigher("ServerGroupSoftAffinityWeigher", _soft_affinity),
 )}
 
@@ -43,23 +52,23 @@ DEFAULT_MULTIPLIERS = {"RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0,
                        "ServerGroupSoftAffinityWeigher": 1.0}
 
 
-def weigh(hosts: list[HostState], spec: RequestSpec, multipliers: dict[str, float],
-          best: int | None = None) -> list[tuple[float, HostState]]:
-    """(total weight, host), best first: every host, or only the ``best`` few."""
-    totals = [0.0] * len(hosts)
+def weigh(view: HostView, candidates: Sequence[int], spec: RequestSpec,
+          multipliers: dict[str, float], best: int | None = None) -> list[int]:
+    """Indexes into ``view`` of the best candidates, best first (ties keep view order)."""
+    idx = np.asarray(candidates, dtype=np.int64)
+    totals = np.zeros(len(idx))
     for name, multiplier in multipliers.items():
         if not multiplier:
             continue
-        score = WEIGHERS[name].score
-        raw = [score(h, spec) for h in hosts]
-        low, high = min(raw), max(raw)
-        if high == low:
-            continue  # no difference between hosts: nothing to rank on
-        span = high - low
-        for i, value in enumerate(raw):
-            totals[i] += multiplier * (value - low) / span
-    if best is None:
-        order = sorted(range(len(hosts)), key=totals.__getitem__, reverse=True)
-    else:
-        order = heapq.nlargest(best, range(len(hosts)), key=totals.__getitem__)
-    return [(totals[i], hosts[i]) for i in order]
+        weigher = WEIGHERS[name]
+        if weigher.column is not None:
+            raw = weigher.column(view)[idx]
+        else:
+            raw = np.array([weigher.score(view.hosts[i], spec) for i in idx], dtype=float)
+        low, high = raw.min(), raw.max()
+        if high > low:  # equal scores rank nothing
+            totals += multiplier * (raw - low) / (high - low)
+    order = np.argsort(-totals, kind="stable")
+    if best is not None:
+        order = order[:best]
+    return [int(idx[j]) for j in order]
