@@ -1,9 +1,10 @@
 """Scheduler decision time: filter and weigh N in-memory hosts for one request.
 
 Measures ``select_hosts`` on a ``HostView`` (the per-request decision, the part that grows
-with the number of hosts) with every default filter and weigher active, over 100, 1,000 and 10,000 hosts
-with varied free resources, zones and a few disabled or down hosts. The database claim that
-follows a decision touches one host and does not grow with N; it is not measured here.
+with the number of hosts) with every default filter and weigher active, over 100, 1,000
+and 10,000 hosts with varied free resources, zones and a few disabled or down hosts. The
+database claim that follows a decision touches one host and does not grow with N; it is
+not measured here.
 """
 
 from __future__ import annotations
