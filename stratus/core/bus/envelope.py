@@ -28,7 +28,7 @@ Contracts:
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -47,7 +47,8 @@ Kind = Literal["cast", "call", "fanout"]
 
 
 def new_message_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits."""
+    return os.urandom(16).hex()
 
 
 class WireContext(BaseModel):

@@ -19,8 +19,9 @@ from stratus.core.bus import (
     Target,
 )
 from stratus.core.bus.target import dead_letter_queue
+from stratus.core.context import reset_request_id, set_request_id
 from stratus.core.logging import RequestIdFilter
-from stratus.core.tracing import REQUEST_ID_ATTRIBUTE
+from stratus.core.tracing import REQUEST_ID_ATTRIBUTE, span
 from tests.integration.bus.conftest import (
     Recorder,
     Thing,
@@ -177,7 +178,7 @@ async def test_context_and_request_id_arrive_intact(
                   domain_id="default", roles=["admin", "member"], service_roles=["service"],
                   auth_token="user-token-1234", service_token="service-token-5678")
 
-    seen = await client.call(ctx, "whoami")
+    seen = await client.call(ctx, "whoami")  # outside any span: the handler's span only
     assert seen == {
         "request_id": ctx.request_id,
         "global_request_id": ctx.global_request_id,
@@ -191,13 +192,25 @@ async def test_context_and_request_id_arrive_intact(
         "service_token": "service-token-5678",
         "server": "host-a",
     }
+    spans = span_exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["bus.call ctx.whoami"]
+    assert spans[0].attributes is not None
+    assert spans[0].attributes[REQUEST_ID_ATTRIBUTE] == ctx.request_id
+    assert spans[0].attributes["openstack.global_request_id"] == ctx.global_request_id
+    span_exporter.clear()
 
     caplog.handler.addFilter(RequestIdFilter())
-    with caplog.at_level(logging.WARNING, logger="stratus.core.bus"):
-        await client.cast(ctx, "record", item="x")
-        await eventually(lambda: manager.items["x"] == 1)
-        with pytest.raises(RemoteError):
-            await client.call(ctx, "fail", message="boom")
+    token = set_request_id(ctx.request_id)
+    try:
+        with caplog.at_level(logging.WARNING, logger="stratus.core.bus"), \
+                span("an API request") as request_span:
+            await client.call(ctx, "whoami")
+            await client.cast(ctx, "record", item="x")
+            await eventually(lambda: manager.items["x"] == 1)
+            with pytest.raises(RemoteError):
+                await client.call(ctx, "fail", message="boom")
+    finally:
+        reset_request_id(token)
     received = manager.contexts[-1]
     assert (received.request_id, received.global_request_id) == (ctx.request_id,
                                                                  ctx.global_request_id)
@@ -205,18 +218,14 @@ async def test_context_and_request_id_arrive_intact(
     failure = [r for r in caplog.records if "boom" in r.getMessage()]
     assert failure and failure[0].request_id == ctx.request_id  # type: ignore[attr-defined]
 
+    # Inside a request's span, sender and handler spans join the request's trace.
     spans = span_exporter.get_finished_spans()
-    handled = [s for s in spans if s.name == "bus.call ctx.whoami"]
-    assert handled, [s.name for s in spans]
-    assert handled[0].attributes is not None
-    assert handled[0].attributes[REQUEST_ID_ATTRIBUTE] == ctx.request_id
-    assert handled[0].attributes["openstack.global_request_id"] == ctx.global_request_id
-    sent = [s for s in spans if s.name == "bus.call ctx.whoami" and s is not handled[0]]
-    assert sent and all(s.context.trace_id == handled[0].context.trace_id for s in sent)
-    casts = [s for s in spans if s.name == "bus.cast ctx.record"]
-    assert len(casts) == 2  # the sender's and the handler's, one trace
-    assert casts[0].context.trace_id == casts[1].context.trace_id
+    names = Counter(s.name for s in spans)
+    assert names == Counter({"bus.call ctx.whoami": 2, "bus.cast ctx.record": 2,
+                             "bus.call ctx.fail": 2, "an API request": 1}), names
+    trace_id = request_span.get_span_context().trace_id
     for item in spans:
+        assert item.context.trace_id == trace_id
         assert item.attributes is not None
         assert item.attributes.get(REQUEST_ID_ATTRIBUTE) == ctx.request_id
 

@@ -31,7 +31,7 @@ import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -125,6 +125,7 @@ class _Link:
         self.host = host
         self.declared: set[str] = set()
         self._channels: dict[str, AbstractChannel] = {}
+        self._raw: dict[str, aiormq.Channel] = {}
         self._lock = asyncio.Lock()
         self._declare_lock = asyncio.Lock()
 
@@ -141,8 +142,16 @@ class _Link:
                 self._channels[role] = channel
             return channel
 
-    async def raw(self, role: str, *, confirms: bool = False) -> aiormq.abc.AbstractChannel:
-        return await (await self.channel(role, confirms=confirms)).get_underlay_channel()
+    async def raw(self, role: str, *, confirms: bool = False) -> aiormq.Channel:
+        """The aiormq channel under :meth:`channel`."""
+        raw = await (await self.channel(role, confirms=confirms)).get_underlay_channel()
+        self._raw[role] = cast(aiormq.Channel, raw)
+        return self._raw[role]
+
+    def ready(self, role: str) -> aiormq.Channel | None:
+        """The open aiormq channel for ``role``, if there is one (no waiting)."""
+        raw = self._raw.get(role)
+        return raw if raw is not None and not raw.is_closed else None
 
     async def declare(self, spec: QueueSpec, options: TransportOptions) -> None:
         if spec.name in self.declared:
@@ -483,7 +492,7 @@ class AmqpTransport(Transport):
                 result = await channel.basic_publish(
                     body, exchange=exchange, routing_key=routing_key, properties=properties,
                     mandatory=confirm and not exchange,
-                    timeout=max(0.001, deadline - loop.time()))
+                    timeout=max(0.001, deadline - loop.time()), wait=False)
                 if confirm and not isinstance(result, Basic.Ack):
                     link.declared.discard(routing_key)
                     raise _Unroutable(f"{routing_key} did not route")
@@ -501,14 +510,31 @@ class AmqpTransport(Transport):
 
     async def send(self, queue: QueueSpec, body: bytes, *, msg_id: str,
                    ttl: float | None = None, give_up_after: float | None = None) -> None:
-        cast = queue.kind == "cast"
+        is_cast = queue.kind == "cast"
         properties = Basic.Properties(
             message_id=msg_id, content_type="application/json",
-            delivery_mode=2 if cast else 1,
+            delivery_mode=2 if is_cast else 1,
             expiration=str(max(1, int(ttl * 1000))) if ttl is not None else None)
+        # Fast path: connected, queue declared, channel open. Any trouble: the slow path below
+        # (which waits for the connection and retries until the deadline).
+        link = self._link
+        channel = link.ready("confirm" if is_cast else "fast") if link is not None else None
+        if channel is not None and link is not None and queue.name in link.declared:
+            try:
+                result = await channel.basic_publish(
+                    body, routing_key=queue.name, properties=properties, mandatory=is_cast,
+                    timeout=give_up_after or self.options.send_timeout, wait=False)
+                if not is_cast or isinstance(result, Basic.Ack):
+                    return
+                link.declared.discard(queue.name)
+            except _PERMANENT as exc:
+                raise MessagingError(f"message {msg_id} to {queue.name}: RabbitMQ refused: "
+                                     f"{exc}") from None
+            except _RETRY_SEND:
+                pass
         await self._publish(
             what=f"message {msg_id} to {queue.name}", exchange="", routing_key=queue.name,
-            body=body, properties=properties, confirm=cast, give_up_after=give_up_after,
+            body=body, properties=properties, confirm=is_cast, give_up_after=give_up_after,
             prepare=lambda link: link.declare(queue, self.options))
 
     async def send_fanout(self, topic: str, body: bytes, *, msg_id: str,

@@ -228,6 +228,8 @@ class MemoryTransport(Transport):
         self._consumers: list[_Consumer] = []
         self._exclusive: list[_Queue] = []
         self._reply_address: str | None = None
+        #: Queues this transport sent to, by name (skips the declaration check per message).
+        self._declared: dict[str, tuple[QueueSpec, _Queue]] = {}
 
     async def start(self) -> None:
         if self._broker is None:
@@ -246,6 +248,7 @@ class MemoryTransport(Transport):
             consumer.release()
         self._consumers.clear()
         self._exclusive.clear()
+        self._declared.clear()
         if self._reply_address is not None:
             broker.replies.pop(self._reply_address, None)
             self._reply_address = None
@@ -260,7 +263,11 @@ class MemoryTransport(Transport):
     async def send(self, queue: QueueSpec, body: bytes, *, msg_id: str,
                    ttl: float | None = None, give_up_after: float | None = None) -> None:
         expires = time.monotonic() + ttl if ttl is not None else None
-        self._live().declare(queue, self.options).put(_Message(body, msg_id, expires))
+        known = self._declared.get(queue.name)
+        if known is None or known[0] is not queue or self._broker is None:
+            known = self._declared[queue.name] = (queue, self._live().declare(queue,
+                                                                             self.options))
+        known[1].put(_Message(body, msg_id, expires))
 
     async def send_fanout(self, topic: str, body: bytes, *, msg_id: str,
                           give_up_after: float | None = None) -> None:
