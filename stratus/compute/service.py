@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.flavors import FlavorManager
+from stratus.compute.instances import InstanceManager
 from stratus.compute.keypairs import KeyPairManager
 from stratus.compute.migrations import HEAD
 from stratus.compute.policy import RULES
@@ -50,3 +51,4 @@ class ComputeService:
         self.session = session
         self.flavors = FlavorManager(self)
         self.keypairs = KeyPairManager(self)
+        self.instances = InstanceManager(self)

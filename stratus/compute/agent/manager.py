@@ -1,0 +1,231 @@
+"""The compute agent: one per host, building and running guests through its virt driver.
+
+It never touches the database: it reads instances from the conductor and sends changes
+back, each naming the task state it expects, so a delete that began meanwhile stops a
+build cleanly. A failed build destroys what it made and hands the instance back to the
+conductor, which reschedules it to an alternate host or sets ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from stratus.compute import states
+from stratus.compute.objects import Fault, HostReport, InstanceRecord, InstanceUpdate
+from stratus.compute.rpcapi import ConductorAPI
+from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtDriver
+from stratus.core.bus import RemoteError
+from stratus.core.context import RequestContext
+from stratus.core.db import utcnow
+
+LOG = logging.getLogger(__name__)
+
+BUILD_EVENT = "compute__do_build_and_run_instance"
+
+
+class BuildCancelled(Exception):
+    """The instance left the expected task state (it is being deleted)."""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    zone: str = "nova"
+    report_interval: float = 10.0
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mb: int = 512
+
+
+class ComputeAgentManager:
+    METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
+               "start_instance", "reboot_instance", "get_console_output")
+
+    def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
+                 options: AgentOptions | None = None) -> None:
+        self.host = host
+        self.driver = driver
+        self.conductor = conductor
+        self.options = options or AgentOptions()
+        self._periodic: asyncio.Task[None] | None = None
+
+    # Life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the driver, report in, reconcile guests, then report periodically."""
+        await self.driver.init_host(self.host)
+        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
+        expected = await self.report(ctx)
+        for uuid in set(await self.driver.list_guests()) - set(expected):
+            LOG.warning("guest %s runs on %s but no instance here owns it", uuid, self.host)
+        self._periodic = asyncio.create_task(self._report_forever(), name=f"report-{self.host}")
+
+    async def stop(self) -> None:
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+        await self.driver.cleanup_host()
+
+    async def report(self, ctx: RequestContext) -> list[str]:
+        resources = await self.driver.get_available_resource()
+        o = self.options
+        return await self.conductor.host_report(ctx, HostReport(
+            host=self.host, zone=o.zone, hypervisor_type=resources.hypervisor_type,
+            hypervisor_version=resources.hypervisor_version, cpu_arch=resources.cpu_arch,
+            vcpus=resources.vcpus, memory_mb=resources.memory_mb,
+            local_gb=resources.local_gb, cpu_allocation_ratio=o.cpu_allocation_ratio,
+            ram_allocation_ratio=o.ram_allocation_ratio,
+            disk_allocation_ratio=o.disk_allocation_ratio,
+            reserved_host_memory_mb=o.reserved_host_memory_mb,
+            running_guests=await self.driver.list_guests()))
+
+    async def _report_forever(self) -> None:
+        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
+        while True:
+            await asyncio.sleep(self.options.report_interval)
+            try:
+                await self.report(ctx)
+            except Exception:
+                LOG.exception("heartbeat from %s failed; will try again", self.host)
+
+    # Helpers ------------------------------------------------------------------------------
+
+    async def _update(self, ctx: RequestContext, uuid: str, update: InstanceUpdate,
+                      expected: list[str | None]) -> InstanceRecord:
+        try:
+            return await self.conductor.instance_update(ctx, uuid, update, expected)
+        except RemoteError as exc:
+            if exc.exc_type == "UnexpectedTaskState":
+                raise BuildCancelled(exc.message) from exc
+            raise
+
+    async def _event(self, ctx: RequestContext, uuid: str, event: str, *, finished: bool,
+                     result: str | None = None, details: str | None = None) -> None:
+        await self.conductor.action_event(ctx, uuid, event, host=self.host, finished=finished,
+                                          result=result, details=details)
+
+    # Build --------------------------------------------------------------------------------
+
+    async def build_and_run_instance(self, ctx: RequestContext, instance_uuid: str,
+                                     alternates: list[str], attempt: int = 1) -> None:
+        instance = await self.conductor.instance_get(ctx, instance_uuid)
+        if instance.deleted or instance.task_state == states.DELETING:
+            return
+        if instance.vm_state == states.ACTIVE:
+            return  # a redelivered build of an instance already built: nothing to do
+        await self._event(ctx, instance_uuid, BUILD_EVENT, finished=False)
+        try:
+            await self._build(ctx, instance)
+        except BuildCancelled:
+            LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
+                     self.host)
+            await self._destroy_quietly(instance_uuid)
+            await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
+                              details="cancelled: the instance is being deleted")
+            return
+        except Exception as exc:
+            LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
+            await self._destroy_quietly(instance_uuid)
+            await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
+                              details=str(exc))
+            await self.conductor.build_failed(ctx, instance_uuid, self.host,
+                                              Fault(code=500, message=str(exc) or
+                                                    type(exc).__name__),
+                                              alternates, attempt)
+            return
+        await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Success")
+
+    async def _build(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+        uuid = instance.uuid
+        await self._update(ctx, uuid, InstanceUpdate(clear_task_state=True),
+                           [states.SCHEDULING, None])
+        await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
+        network_info: list[dict[str, object]] = []  # the network service plugs in here
+        await self._update(ctx, uuid, InstanceUpdate(
+            task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
+            [states.NETWORKING])
+        await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
+                           [states.BLOCK_DEVICE_MAPPING])
+        flavor = instance.flavor
+        await self.driver.spawn(GuestSpec(
+            uuid=uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
+            root_gb=flavor.disk, network_info=network_info,
+            metadata={"hostname": instance.hostname, **instance.metadata}))
+        info = await self.driver.get_info(uuid)
+        await self._update(ctx, uuid, InstanceUpdate(
+            vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
+            launched_at=utcnow(), progress=100), [states.SPAWNING])
+
+    async def _destroy_quietly(self, uuid: str) -> None:
+        try:
+            await self.driver.destroy(uuid)
+        except Exception:
+            LOG.exception("could not remove guest %s from %s", uuid, self.host)
+
+    # Other actions ------------------------------------------------------------------------
+
+    async def terminate_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=False)
+        await self.driver.destroy(instance_uuid)
+        await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=True,
+                          result="Success")
+        await self.conductor.instance_destroyed(ctx, instance_uuid, self.host)
+
+    async def _power_action(self, ctx: RequestContext, uuid: str, event: str,
+                            expected: str, final_vm_state: str) -> None:
+        await self._event(ctx, uuid, event, finished=False)
+        try:
+            if event == "compute_stop_instance":
+                await self.driver.power_off(uuid)
+            else:
+                await self.driver.power_on(uuid)
+            info = await self.driver.get_info(uuid)
+        except Exception as exc:
+            await self._event(ctx, uuid, event, finished=True, result="Error", details=str(exc))
+            await self.conductor.instance_update(ctx, uuid, InstanceUpdate(
+                clear_task_state=True), [expected])
+            raise
+        await self.conductor.instance_update(ctx, uuid, InstanceUpdate(
+            vm_state=final_vm_state, power_state=int(info.power_state), clear_task_state=True),
+            [expected])
+        await self._event(ctx, uuid, event, finished=True, result="Success")
+
+    async def stop_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        await self._power_action(ctx, instance_uuid, "compute_stop_instance",
+                                 states.POWERING_OFF, states.STOPPED)
+
+    async def start_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        await self._power_action(ctx, instance_uuid, "compute_start_instance",
+                                 states.POWERING_ON, states.ACTIVE)
+
+    async def reboot_instance(self, ctx: RequestContext, instance_uuid: str,
+                              hard: bool) -> None:
+        pending, started, requested = (
+            (states.REBOOT_PENDING_HARD, states.REBOOT_STARTED_HARD, states.REBOOTING_HARD)
+            if hard else (states.REBOOT_PENDING, states.REBOOT_STARTED, states.REBOOTING))
+        await self._event(ctx, instance_uuid, "compute_reboot_instance", finished=False)
+        await self.conductor.instance_update(ctx, instance_uuid,
+                                             InstanceUpdate(task_state=pending), [requested])
+        await self.conductor.instance_update(ctx, instance_uuid,
+                                             InstanceUpdate(task_state=started), [pending])
+        try:
+            await self.driver.reboot(instance_uuid, hard=hard)
+            power = (await self.driver.get_info(instance_uuid)).power_state
+        except GuestNotFound:
+            power = PowerState.NOSTATE
+        await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+            vm_state=states.ACTIVE, power_state=int(power), clear_task_state=True), [started])
+        await self._event(ctx, instance_uuid, "compute_reboot_instance", finished=True,
+                          result="Success")
+
+    async def get_console_output(self, ctx: RequestContext, instance_uuid: str,
+                                 length: int | None = None) -> str:
+        output = await self.driver.get_console_output(instance_uuid)
+        if length is None:
+            return output
+        # Nova's rule: the last ``length`` pieces of the log split on newlines.
+        return "\n".join(output.split("\n")[-length:]) if length > 0 else ""

@@ -1,0 +1,239 @@
+"""Instances in compute's database: their life from the boot request to deletion.
+
+State changes from compute hosts arrive through the conductor and name the task states
+they expect; an instance that has moved on (a delete began, say) refuses the change with
+``UnexpectedTaskState``, which is how a build learns it was cancelled.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from stratus.compute import states
+from stratus.compute.models import (
+    Flavor,
+    Instance,
+    InstanceAction,
+    InstanceActionEvent,
+    InstanceFault,
+)
+from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceUpdate
+from stratus.core.context import RequestContext
+from stratus.core.db import utcnow
+from stratus.core.exceptions import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from stratus.compute.service import ComputeService
+
+
+class UnexpectedTaskState(Conflict):
+    """The instance is not in the task state the caller expected."""
+
+
+def flavor_info(flavor: Flavor) -> FlavorInfo:
+    return FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram,
+                      disk=flavor.disk, ephemeral=flavor.ephemeral, swap=flavor.swap,
+                      extra_specs=dict(flavor.extra_specs or {}))
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    name: str
+    image_ref: str
+    flavor: Flavor
+    key_name: str | None = None
+    key_data: str | None = None
+    user_data: str | None = None
+    metadata: dict[str, str] | None = None
+    availability_zone: str | None = None
+    requested_networks: Any = None
+    security_groups: tuple[str, ...] = ("default",)
+    description: str | None = None
+    access_ip_v4: str | None = None
+    access_ip_v6: str | None = None
+    config_drive: str = ""
+    tags: tuple[str, ...] = ()
+
+
+def hostname_of(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
+    return cleaned[:63] or "server"
+
+
+class InstanceManager:
+    def __init__(self, svc: ComputeService) -> None:
+        self.svc = svc
+        self.session = svc.session
+
+    async def create(self, ctx: RequestContext, spec: NewInstance,
+                     count: int = 1) -> list[Instance]:
+        """Rows for ``count`` instances of one request, building and scheduling."""
+        assert ctx.project_id is not None and ctx.user_id is not None
+        reservation = f"r-{uuidlib.uuid4().hex[:8]}"
+        created = []
+        for index in range(count):
+            name = spec.name if count == 1 else f"{spec.name}-{index + 1}"
+            instance = Instance(
+                uuid=str(uuidlib.uuid4()), display_name=name,
+                display_description=spec.description, hostname=hostname_of(name),
+                project_id=ctx.project_id, user_id=ctx.user_id, reservation_id=reservation,
+                launch_index=index, image_ref=spec.image_ref, flavor_id=spec.flavor.id,
+                flavor=flavor_info(spec.flavor).model_dump(), key_name=spec.key_name,
+                key_data=spec.key_data, user_data=spec.user_data,
+                server_metadata=dict(spec.metadata or {}), tags=list(spec.tags),
+                availability_zone=spec.availability_zone,
+                requested_networks=spec.requested_networks,
+                security_groups=list(spec.security_groups), network_info=[],
+                config_drive=spec.config_drive, access_ip_v4=spec.access_ip_v4,
+                access_ip_v6=spec.access_ip_v6, vm_state=states.BUILDING,
+                task_state=states.SCHEDULING, power_state=0, progress=0)
+            self.session.add(instance)
+            created.append(instance)
+        await self.session.flush()
+        for instance in created:
+            await self.start_action(ctx, instance.uuid, "create")
+        return created
+
+    async def get(self, instance_uuid: str, *, project_id: str | None = None,
+                  include_deleted: bool = False) -> Instance:
+        instance = await self.session.get(Instance, instance_uuid)
+        if (instance is None or (instance.deleted_at is not None and not include_deleted)
+                or (project_id is not None and instance.project_id != project_id)):
+            raise NotFound(f"Instance {instance_uuid} could not be found.")
+        return instance
+
+    async def fault_of(self, instance_uuid: str) -> InstanceFault | None:
+        fault: InstanceFault | None = await self.session.scalar(
+            select(InstanceFault).where(InstanceFault.instance_uuid == instance_uuid)
+            .order_by(InstanceFault.id.desc()).limit(1))
+        return fault
+
+    async def faults_of(self, uuids: list[str]) -> dict[str, InstanceFault]:
+        latest: dict[str, InstanceFault] = {}
+        if not uuids:
+            return latest
+        for fault in await self.session.scalars(
+                select(InstanceFault).where(InstanceFault.instance_uuid.in_(uuids))
+                .order_by(InstanceFault.id)):
+            latest[fault.instance_uuid] = fault
+        return latest
+
+    async def update(self, instance_uuid: str, update: InstanceUpdate,
+                     expected_task_state: list[str | None] | None = None) -> Instance:
+        instance = await self.get(instance_uuid, include_deleted=True)
+        if expected_task_state is not None and instance.task_state not in expected_task_state:
+            raise UnexpectedTaskState(
+                f"Instance {instance_uuid} is in task state {instance.task_state}, not one "
+                f"of {expected_task_state}.")
+        for field in ("vm_state", "power_state", "host", "node", "progress", "launched_at",
+                      "network_info"):
+            value = getattr(update, field)
+            if value is not None:
+                setattr(instance, field, value)
+        if update.task_state is not None or update.clear_task_state:
+            instance.task_state = update.task_state
+        instance.updated_at = utcnow()
+        await self.session.flush()
+        return instance
+
+    async def add_fault(self, instance_uuid: str, *, code: int, message: str,
+                        details: str = "", host: str | None = None) -> None:
+        self.session.add(InstanceFault(instance_uuid=instance_uuid, code=code,
+                                       message=message[:255], details=details, host=host))
+        await self.session.flush()
+
+    async def set_error(self, instance_uuid: str, *, message: str, code: int = 500,
+                        details: str = "", host: str | None = None) -> None:
+        await self.update(instance_uuid, InstanceUpdate(vm_state=states.ERROR,
+                                                        clear_task_state=True))
+        await self.add_fault(instance_uuid, code=code, message=message, details=details,
+                             host=host)
+
+    async def soft_delete(self, instance_uuid: str) -> None:
+        instance = await self.get(instance_uuid, include_deleted=True)
+        now = utcnow()
+        instance.vm_state, instance.task_state = states.DELETED, None
+        instance.terminated_at = instance.terminated_at or now
+        instance.deleted_at = instance.deleted_at or now
+        instance.updated_at = now
+        await self.session.flush()
+
+    async def on_host(self, host: str) -> list[str]:
+        return list(await self.session.scalars(select(Instance.uuid).where(
+            Instance.host == host, Instance.deleted_at.is_(None))))
+
+    def record(self, instance: Instance) -> InstanceRecord:
+        return InstanceRecord(
+            uuid=instance.uuid, name=instance.display_name, hostname=instance.hostname,
+            project_id=instance.project_id, user_id=instance.user_id,
+            flavor=FlavorInfo.model_validate(instance.flavor), image_ref=instance.image_ref,
+            key_data=instance.key_data, user_data=instance.user_data,
+            metadata=dict(instance.server_metadata or {}),
+            requested_networks=instance.requested_networks, vm_state=instance.vm_state,
+            task_state=instance.task_state, power_state=instance.power_state,
+            host=instance.host, deleted=instance.deleted_at is not None)
+
+    # Instance actions ---------------------------------------------------------------------
+
+    async def start_action(self, ctx: RequestContext, instance_uuid: str,
+                           action: str) -> InstanceAction:
+        assert ctx.project_id is not None and ctx.user_id is not None
+        row = InstanceAction(instance_uuid=instance_uuid, request_id=ctx.request_id,
+                             action=action, project_id=ctx.project_id, user_id=ctx.user_id)
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def action_for(self, instance_uuid: str, request_id: str) -> InstanceAction | None:
+        action: InstanceAction | None = await self.session.scalar(select(InstanceAction).where(
+            InstanceAction.instance_uuid == instance_uuid,
+            InstanceAction.request_id == request_id))
+        return action
+
+    async def latest_action(self, instance_uuid: str) -> InstanceAction | None:
+        action: InstanceAction | None = await self.session.scalar(
+            select(InstanceAction).where(InstanceAction.instance_uuid == instance_uuid)
+            .order_by(InstanceAction.id.desc()).limit(1))
+        return action
+
+    async def record_event(self, instance_uuid: str, request_id: str | None, event: str, *,
+                           host: str | None, finished: bool, result: str | None = None,
+                           details: str | None = None) -> None:
+        """Start an event, or finish the started one of the same name."""
+        action = None
+        if request_id:
+            action = await self.action_for(instance_uuid, request_id)
+        action = action or await self.latest_action(instance_uuid)
+        if action is None:
+            return
+        now = utcnow()
+        if not finished:
+            self.session.add(InstanceActionEvent(action_id=action.id, event=event, host=host,
+                                                 start_time=now))
+        else:
+            row = await self.session.scalar(select(InstanceActionEvent).where(
+                InstanceActionEvent.action_id == action.id, InstanceActionEvent.event == event,
+                InstanceActionEvent.finish_time.is_(None)))
+            if row is None:
+                row = InstanceActionEvent(action_id=action.id, event=event, host=host,
+                                          start_time=now)
+                self.session.add(row)
+            row.finish_time, row.result, row.details = now, result, details
+            if result == "Error":
+                action.message = "Error"
+        action.updated_at = now
+        await self.session.flush()
+
+    async def finish_action(self, instance_uuid: str, request_id: str | None,
+                            message: str | None = None) -> None:
+        action = await self.action_for(instance_uuid, request_id) if request_id else None
+        action = action or await self.latest_action(instance_uuid)
+        if action is not None:
+            action.finish_time = utcnow()
+            action.message = message or action.message
+            await self.session.flush()
+

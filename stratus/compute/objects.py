@@ -1,0 +1,98 @@
+"""What compute's units send each other over the bus (validated on receipt).
+
+The compute agent never reads the database: the conductor hands it an ``InstanceRecord``
+and applies the ``InstanceUpdate`` it sends back, checking the task state it expects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FlavorInfo(_Message):
+    id: str
+    name: str
+    vcpus: int
+    ram: int
+    disk: int
+    ephemeral: int = 0
+    swap: int = 0
+    extra_specs: dict[str, str] = Field(default_factory=dict)
+
+
+class BuildRequest(_Message):
+    """compute-api → scheduler: place and build these instances (one boot request)."""
+
+    instance_uuids: list[str]
+    project_id: str
+    flavor: FlavorInfo
+    image_properties: dict[str, str] = Field(default_factory=dict)
+    availability_zone: str | None = None
+    group_uuid: str | None = None
+
+
+class InstanceRecord(_Message):
+    """Everything a compute host needs to build or act on one instance."""
+
+    uuid: str
+    name: str
+    hostname: str
+    project_id: str
+    user_id: str
+    flavor: FlavorInfo
+    image_ref: str
+    key_data: str | None = None
+    user_data: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    requested_networks: Any = None
+    vm_state: str
+    task_state: str | None = None
+    power_state: int = 0
+    host: str | None = None
+    deleted: bool = False
+
+
+class InstanceUpdate(_Message):
+    """Fields a compute host may change; unset ones are left alone."""
+
+    vm_state: str | None = None
+    task_state: str | None = None
+    power_state: int | None = None
+    host: str | None = None
+    node: str | None = None
+    progress: int | None = None
+    launched_at: dt.datetime | None = None
+    network_info: list[dict[str, Any]] | None = None
+    #: Set task_state to None explicitly (None above means "leave it").
+    clear_task_state: bool = False
+
+
+class Fault(_Message):
+    code: int = 500
+    message: str
+    details: str = ""
+
+
+class HostReport(_Message):
+    """A compute host's heartbeat and inventory (periodic, and on start)."""
+
+    host: str
+    zone: str = "nova"
+    hypervisor_type: str
+    hypervisor_version: int
+    cpu_arch: str = "x86_64"
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mb: int = 512
+    running_guests: list[str] = Field(default_factory=list)

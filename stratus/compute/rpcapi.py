@@ -1,0 +1,104 @@
+"""Typed bus clients of compute's units: scheduler, conductor and compute agents.
+
+Each class here is the only way other code talks to that unit; its manager serves the same
+method names (``stratus/compute/{scheduler,conductor,agent}/manager.py``).
+"""
+
+from __future__ import annotations
+
+from stratus.compute.objects import (
+    BuildRequest,
+    Fault,
+    HostReport,
+    InstanceRecord,
+    InstanceUpdate,
+)
+from stratus.core.bus import RPCAPI
+from stratus.core.context import RequestContext
+
+SCHEDULER_TOPIC = "scheduler"
+CONDUCTOR_TOPIC = "conductor"
+COMPUTE_TOPIC = "compute"
+
+
+class SchedulerAPI(RPCAPI):
+    TOPIC = SCHEDULER_TOPIC
+
+    async def schedule_and_build(self, ctx: RequestContext, request: BuildRequest) -> None:
+        """Place each instance, claim its resources and start its build (fire and forget)."""
+        await self.client.cast(ctx, "schedule_and_build", request=request)
+
+
+class ConductorAPI(RPCAPI):
+    TOPIC = CONDUCTOR_TOPIC
+
+    async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
+        return self.result(InstanceRecord, await self.client.call(
+            ctx, "instance_get", instance_uuid=instance_uuid))
+
+    async def instance_update(self, ctx: RequestContext, instance_uuid: str,
+                              update: InstanceUpdate,
+                              expected_task_state: list[str | None] | None = None,
+                              ) -> InstanceRecord:
+        """Apply ``update``; fails with ``UnexpectedTaskState`` when the instance is no longer
+        in one of the expected task states (for example, it is being deleted)."""
+        return self.result(InstanceRecord, await self.client.call(
+            ctx, "instance_update", instance_uuid=instance_uuid, update=update,
+            expected_task_state=expected_task_state))
+
+    async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str, *,
+                           host: str, finished: bool, result: str | None = None,
+                           details: str | None = None) -> None:
+        await self.client.call(ctx, "action_event", instance_uuid=instance_uuid, event=event,
+                               host=host, finished=finished, result=result, details=details)
+
+    async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
+                           fault: Fault, alternates: list[str], attempt: int) -> None:
+        """The build failed on ``host``: free its claim, then reschedule or set ERROR."""
+        await self.client.cast(ctx, "build_failed", instance_uuid=instance_uuid, host=host,
+                               fault=fault, alternates=alternates, attempt=attempt)
+
+    async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
+                                 host: str) -> None:
+        """The host removed the guest: free the claim and finish the delete."""
+        await self.client.call(ctx, "instance_destroyed", instance_uuid=instance_uuid,
+                               host=host)
+
+    async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
+        """Heartbeat and inventory; returns the uuids of instances the database puts on the
+        host that are not deleted (for the agent's reconciliation)."""
+        return self.result(list[str], await self.client.call(ctx, "host_report",
+                                                             report=report))
+
+
+class ComputeAgentAPI(RPCAPI):
+    TOPIC = COMPUTE_TOPIC
+
+    async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                     alternates: list[str], attempt: int = 1) -> None:
+        await self.client.prepare(server=host).cast(
+            ctx, "build_and_run_instance", instance_uuid=instance_uuid, alternates=alternates,
+            attempt=attempt)
+
+    async def terminate_instance(self, ctx: RequestContext, host: str,
+                                 instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "terminate_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def stop_instance(self, ctx: RequestContext, host: str, instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "stop_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def start_instance(self, ctx: RequestContext, host: str, instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "start_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def reboot_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                              hard: bool) -> None:
+        await self.client.prepare(server=host).cast(ctx, "reboot_instance",
+                                                    instance_uuid=instance_uuid, hard=hard)
+
+    async def get_console_output(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                 length: int | None = None) -> str:
+        return self.result(str, await self.client.prepare(server=host).call(
+            ctx, "get_console_output", instance_uuid=instance_uuid, length=length))
