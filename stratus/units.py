@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from starlette.applications import Starlette
@@ -24,9 +25,16 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from stratus.core.auth import CachingValidator, TokenValidator
+from stratus.core.bus.transport.base import Transport
 from stratus.core.config import Settings
 from stratus.identity.bootstrap import CatalogEntry, bootstrap
 from stratus.identity.service import IdentityRuntime
+
+if TYPE_CHECKING:
+    import httpx
+
+    from stratus.compute.agent.manager import ComputeAgentManager
+    from stratus.compute.service import ComputeRuntime
 
 LOG = logging.getLogger(__name__)
 
@@ -39,6 +47,41 @@ class Stack:
     exits: AsyncExitStack = field(default_factory=AsyncExitStack)
     identity: IdentityRuntime | None = None
     validator: TokenValidator | None = None
+    compute: ComputeRuntime | None = None
+    bus: Transport | None = None
+    #: HTTP transport for calls between services; None means real HTTP (tests route them
+    #: to the in-process app instead).
+    http_transport: httpx.AsyncBaseTransport | None = None
+    #: The compute agents running in this process.
+    agents: list[ComputeAgentManager] = field(default_factory=list)
+
+    async def start_compute(self) -> ComputeRuntime:
+        if self.compute is None:
+            from stratus.compute.service import ComputeRuntime
+
+            runtime = ComputeRuntime(self.settings)
+            await runtime.start()
+            self.exits.push_async_callback(runtime.stop)
+            self.compute = runtime
+        return self.compute
+
+    async def transport(self) -> Transport:
+        """The message bus of this process (``settings.bus_url``), started once."""
+        if self.bus is None:
+            from stratus.core.bus import get_transport
+
+            bus = get_transport(self.settings.bus_url)
+            await bus.start()
+            self.exits.push_async_callback(bus.close)
+            self.bus = bus
+        return self.bus
+
+    def http_client(self) -> httpx.AsyncClient:
+        from stratus.core.http import service_http_client
+
+        client = service_http_client(transport=self.http_transport)
+        self.exits.push_async_callback(client.aclose)
+        return client
 
     async def start_identity(self) -> IdentityRuntime:
         if self.identity is None:
@@ -80,26 +123,94 @@ class Stack:
 @dataclass(frozen=True)
 class Unit:
     name: str
-    prefix: str
-    build: Callable[[Stack], Awaitable[ASGIApp]]
+    #: Path the unit's API is mounted at; None for units that only serve the bus.
+    prefix: str | None
+    #: Starts the unit (its stop is registered on the stack); returns its API, if any.
+    build: Callable[[Stack], Awaitable[ASGIApp | None]]
     #: (service type, service name, path after the prefix) registered in the catalog.
     catalog: tuple[str, str, str] | None = None
 
     def catalog_entry(self, base_url: str) -> CatalogEntry | None:
-        if self.catalog is None:
+        if self.catalog is None or self.prefix is None:
             return None
         kind, name, suffix = self.catalog
         return CatalogEntry(type=kind, name=name, url=f"{base_url}{self.prefix}{suffix}")
 
 
+async def _serve(stack: Stack, topic: str, server: str | None, manager: Any,
+                 methods: tuple[str, ...]) -> None:
+    from stratus.core.bus import RPCServer, Target
+
+    rpc = RPCServer(await stack.transport(), Target(topic, server=server), manager, methods)
+    await rpc.start()
+    stack.exits.push_async_callback(rpc.stop)
+
+
 async def _build_compute(stack: Stack) -> ASGIApp:
     from stratus.compute.api import create_compute_app
-    from stratus.compute.service import ComputeRuntime
+    from stratus.compute.image_client import ImageClient
+    from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 
-    runtime = ComputeRuntime(stack.settings)
-    await runtime.start()
-    stack.exits.push_async_callback(runtime.stop)
-    return create_compute_app(runtime, stack.token_validator())
+    runtime = await stack.start_compute()
+    bus = await stack.transport()
+    return create_compute_app(runtime, stack.token_validator(), scheduler_api=SchedulerAPI(bus),
+                              agent_api=ComputeAgentAPI(bus),
+                              image_client=ImageClient(stack.http_client()))
+
+
+async def _build_scheduler(stack: Stack) -> None:
+    from stratus.compute.rpcapi import SCHEDULER_TOPIC, ComputeAgentAPI
+    from stratus.compute.scheduler.manager import SchedulerManager
+    from stratus.compute.scheduler.selector import HostSelector, SchedulerOptions
+
+    runtime = await stack.start_compute()
+    options = stack.settings.compute
+    selector = HostSelector(runtime.db, SchedulerOptions(
+        host_subset_size=options.host_subset_size,
+        service_down_time=options.service_down_time,
+        refresh_interval=options.report_interval))
+    manager = SchedulerManager(runtime, selector, ComputeAgentAPI(await stack.transport()))
+    await _serve(stack, SCHEDULER_TOPIC, None, manager, manager.METHODS)
+
+
+async def _build_conductor(stack: Stack) -> None:
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.rpcapi import CONDUCTOR_TOPIC, ComputeAgentAPI
+
+    runtime = await stack.start_compute()
+    manager = ConductorManager(runtime, ComputeAgentAPI(await stack.transport()))
+    await _serve(stack, CONDUCTOR_TOPIC, None, manager, manager.METHODS)
+
+
+def compute_hosts(settings: Settings) -> list[str]:
+    """The hosts this process's compute agents run as: ``host``, ``host-2``, ..."""
+    base = settings.compute.host or socket.gethostname()
+    return [base if i == 0 else f"{base}-{i + 1}" for i in range(settings.compute.fake_hosts)]
+
+
+async def _build_compute_agent(stack: Stack) -> None:
+    from stratus.compute.agent.manager import AgentOptions, ComputeAgentManager
+    from stratus.compute.rpcapi import COMPUTE_TOPIC, ConductorAPI
+    from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
+
+    settings = stack.settings.compute
+    if settings.virt_driver != "fake":
+        raise RuntimeError(f"virt driver {settings.virt_driver!r} is not available; use fake")
+    bus = await stack.transport()
+    options = AgentOptions(report_interval=settings.report_interval,
+                           cpu_allocation_ratio=settings.cpu_allocation_ratio,
+                           ram_allocation_ratio=settings.ram_allocation_ratio,
+                           disk_allocation_ratio=settings.disk_allocation_ratio,
+                           reserved_host_memory_mb=settings.reserved_host_memory_mb)
+    for host in compute_hosts(stack.settings):
+        driver = FakeDriver(FakeDriverOptions(vcpus=settings.fake_vcpus,
+                                              memory_mb=settings.fake_memory_mb,
+                                              local_gb=settings.fake_local_gb))
+        agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options)
+        await _serve(stack, COMPUTE_TOPIC, host, agent, agent.METHODS)
+        await agent.start()
+        stack.exits.push_async_callback(agent.stop)
+        stack.agents.append(agent)
 
 
 async def _build_identity(stack: Stack) -> ASGIApp:
@@ -125,6 +236,9 @@ UNITS: dict[str, Unit] = {
         Unit("identity-api", "/identity", _build_identity, ("identity", "keystone", "/v3")),
         Unit("image-api", "/image", _build_image, ("image", "glance", "")),
         Unit("compute-api", "/compute", _build_compute, ("compute", "nova", "/v2.1")),
+        Unit("conductor", None, _build_conductor),
+        Unit("scheduler", None, _build_scheduler),
+        Unit("compute-agent", None, _build_compute_agent),
     )
 }
 
@@ -190,7 +304,9 @@ async def root_app(stack: Stack, names: list[str]) -> Starlette:
     endpoints = []
     for name in names:
         unit = UNITS[name]
-        mounts.append(Mount(unit.prefix, app=await unit.build(stack)))
+        app = await unit.build(stack)
+        if app is not None and unit.prefix is not None:
+            mounts.append(Mount(unit.prefix, app=app))
         endpoints.append({"unit": unit.name, "path": unit.prefix})
 
     async def index(_: Request) -> JSONResponse:

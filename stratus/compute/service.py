@@ -12,6 +12,7 @@ from stratus.compute.instances import InstanceManager
 from stratus.compute.keypairs import KeyPairManager
 from stratus.compute.migrations import HEAD
 from stratus.compute.policy import RULES
+from stratus.compute.quotas import QuotaManager
 from stratus.core.config import Settings
 from stratus.core.db import Database
 from stratus.core.policy import Enforcer
@@ -52,3 +53,4 @@ class ComputeService:
         self.flavors = FlavorManager(self)
         self.keypairs = KeyPairManager(self)
         self.instances = InstanceManager(self)
+        self.quotas = QuotaManager(self)

@@ -92,6 +92,31 @@ class ImageSettings(BaseModel):
     stale_upload_seconds: int = Field(3600, ge=0)
 
 
+class ComputeSettings(BaseModel):
+    """The compute service's units: scheduler, conductor and compute agents."""
+
+    database_url: str | None = None
+    #: Hypervisor driver of this process's compute agents: ``fake`` (libvirt comes next).
+    virt_driver: str = "fake"
+    #: Compute agents the all-in-one runs, each a fake host (``<host>-<n>`` beyond the first).
+    fake_hosts: int = Field(1, ge=0)
+    #: This host's name; default the machine's.
+    host: str | None = None
+    #: Fake driver capacity per host.
+    fake_vcpus: int = Field(64, ge=1)
+    fake_memory_mb: int = Field(262144, ge=1)
+    fake_local_gb: int = Field(4000, ge=1)
+    #: Seconds between a compute agent's heartbeats, and after which a silent one is down.
+    report_interval: float = Field(10.0, gt=0)
+    service_down_time: float = Field(60.0, gt=0)
+    cpu_allocation_ratio: float = Field(16.0, gt=0)
+    ram_allocation_ratio: float = Field(1.5, gt=0)
+    disk_allocation_ratio: float = Field(1.0, gt=0)
+    reserved_host_memory_mb: int = Field(512, ge=0)
+    #: Pick among this many best hosts at random (spreads parallel schedulers).
+    host_subset_size: int = Field(1, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STRATUS_",
@@ -121,6 +146,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     tracing: TracingSettings = TracingSettings()
     image: ImageSettings = ImageSettings()
+    compute: ComputeSettings = ComputeSettings()
 
     @classmethod
     def settings_customise_sources(

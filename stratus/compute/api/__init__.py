@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from stratus.compute.api import flavors, keypairs, versions
+from stratus.compute.api import flavors, keypairs, servers, versions
+from stratus.compute.image_client import ImageClient
+from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.service import ComputeRuntime
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
@@ -15,13 +17,17 @@ VERSIONS = VersionRange("compute", APIVersion(2, 1), APIVersion(2, 96),
                         legacy_header="X-OpenStack-Nova-API-Version")
 
 
-def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> FastAPI:
+def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator, *,
+                       scheduler_api: SchedulerAPI, agent_api: ComputeAgentAPI,
+                       image_client: ImageClient) -> FastAPI:
     return create_app(
         service="compute",
         style=ErrorStyle.COMPUTE,
-        routers=[versions.router, flavors.router, keypairs.router],
+        routers=[versions.router, flavors.router, keypairs.router, servers.router],
         max_body_size=runtime.settings.max_request_body_size,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,
-        state={"compute": runtime, "token_validator": validator, "versions": VERSIONS},
+        state={"compute": runtime, "token_validator": validator, "versions": VERSIONS,
+               "scheduler_api": scheduler_api, "agent_api": agent_api,
+               "image_client": image_client},
     )

@@ -1,0 +1,96 @@
+"""Per-project quotas on instances, cores and RAM, checked without races.
+
+The check and the rows it allows are made in one transaction that holds a per-project lock:
+an advisory transaction lock on PostgreSQL (``lock_project``), and around the whole
+transaction an asyncio lock per project on SQLite, whose databases belong to one process
+(``local_project_lock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, text
+
+from stratus.compute.models import Instance, KeyPair, QuotaLimit
+from stratus.core.exceptions import Forbidden
+
+if TYPE_CHECKING:
+    from stratus.compute.service import ComputeService
+
+DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "key_pairs": 100,
+            "server_groups": 10, "server_group_members": 10, "metadata_items": 128}
+
+_local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+class QuotaExceeded(Forbidden):
+    pass
+
+
+@asynccontextmanager
+async def local_project_lock(project_id: str) -> AsyncIterator[None]:
+    """In-process lock for a project's quota; wrap the whole transaction in it (SQLite)."""
+    async with _local_locks[project_id]:
+        yield
+
+
+class QuotaManager:
+    def __init__(self, svc: ComputeService) -> None:
+        self.svc = svc
+        self.session = svc.session
+
+    async def limits(self, project_id: str) -> dict[str, int]:
+        limits = dict(DEFAULTS)
+        for row in await self.session.scalars(
+                select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
+            limits[row.resource] = row.hard_limit
+        return limits
+
+    async def set_limits(self, project_id: str, changes: dict[str, int]) -> dict[str, int]:
+        for resource, value in changes.items():
+            row = await self.session.get(QuotaLimit, (project_id, resource))
+            if row is None:
+                self.session.add(QuotaLimit(project_id=project_id, resource=resource,
+                                            hard_limit=value))
+            else:
+                row.hard_limit = value
+        await self.session.flush()
+        return await self.limits(project_id)
+
+    async def usage(self, project_id: str) -> dict[str, int]:
+        instances, cores, ram = 0, 0, 0
+        for (flavor,) in (await self.session.execute(select(Instance.flavor).where(
+                Instance.project_id == project_id, Instance.deleted_at.is_(None)))).all():
+            instances += 1
+            cores += int(flavor.get("vcpus", 0))
+            ram += int(flavor.get("ram", 0))
+        return {"instances": instances, "cores": cores, "ram": ram}
+
+    async def key_pairs_of(self, user_id: str) -> int:
+        return int(await self.session.scalar(
+            select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id)) or 0)
+
+    async def lock_project(self, project_id: str) -> None:
+        """On PostgreSQL, hold the project's quota lock until this transaction ends."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            key = zlib.crc32(f"stratus-quota:{project_id}".encode())
+            await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    async def check_instances(self, project_id: str, count: int, vcpus: int,
+                              ram: int) -> None:
+        """Raise ``QuotaExceeded`` unless ``count`` more such instances fit the quota."""
+        limits = await self.limits(project_id)
+        used = await self.usage(project_id)
+        wanted = {"instances": count, "cores": count * vcpus, "ram": count * ram}
+        for resource, amount in wanted.items():
+            limit = limits[resource]
+            if limit >= 0 and used[resource] + amount > limit:
+                raise QuotaExceeded(
+                    f"Quota exceeded for {resource}: Requested {amount}, but already used "
+                    f"{used[resource]} of {limit} {resource}")

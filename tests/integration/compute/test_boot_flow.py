@@ -1,0 +1,228 @@
+"""The launch flow in one process: compute-api → scheduler → compute agent ↔ conductor.
+
+Everything is real except the hypervisor (the fake driver): the memory bus, the identity,
+image and compute APIs over HTTP, the database (SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stratus.compute.scheduler.placement import Placement
+from stratus.compute.virt.fake import FakeDriver
+from stratus.core.config import Settings
+from stratus.units import Stack, root_app, run_bootstrap
+from tests.integration.compute.conftest import (
+    ADMIN_PASSWORD,
+    ROOT,
+    assert_compute_error,
+    auth_body,
+)
+
+UNITS = ["identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent"]
+
+
+class LateASGITransport(httpx.AsyncBaseTransport):
+    """Routes service-to-service HTTP into the app, which exists only after the units."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+
+
+@dataclass
+class Cloud:
+    client: httpx.AsyncClient
+    token: str
+    stack: Stack
+
+    def headers(self, version: str | None = "2.96") -> dict[str, str]:
+        headers = {"X-Auth-Token": self.token}
+        if version:
+            headers["OpenStack-API-Version"] = f"compute {version}"
+        return headers
+
+    async def compute(self, method: str, path: str, version: str | None = "2.96",
+                      **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, f"/compute/v2.1{path}",
+                                         headers=self.headers(version), **kwargs)
+
+    async def wait_for(self, server_id: str, status: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 20
+        while True:
+            response = await self.compute("GET", f"/servers/{server_id}")
+            if status == "DELETED" and response.status_code == 404:
+                return {}
+            server: dict[str, Any] = response.json()["server"]
+            if server["status"] == status:
+                return server
+            assert time.monotonic() < deadline, f"{server_id} stuck in {server['status']}"
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        compute={"fake_hosts": 3, "host": "node", "fake_memory_mb": 4096,
+                                 "fake_vcpus": 4, "reserved_host_memory_mb": 0,
+                                 "ram_allocation_ratio": 1.0, "cpu_allocation_ratio": 1.0})
+    transport = LateASGITransport()
+    stack = Stack(settings, http_transport=transport)
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, UNITS)
+        transport.app = app
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=ROOT) as client:
+            response = await client.post("/identity/v3/auth/tokens",
+                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
+            yield Cloud(client, response.headers["X-Subject-Token"], stack)
+    finally:
+        await stack.aclose()
+
+
+async def upload_image(cloud: Cloud) -> str:
+    created = await cloud.client.post("/image/v2/images", headers=cloud.headers(None), json={
+        "name": "tiny", "disk_format": "raw", "container_format": "bare"})
+    assert created.status_code == 201, created.text
+    image_id: str = created.json()["id"]
+    upload = await cloud.client.put(f"/image/v2/images/{image_id}/file",
+                                    headers={**cloud.headers(None),
+                                             "Content-Type": "application/octet-stream"},
+                                    content=b"\0" * 4096)
+    assert upload.status_code == 204, upload.text
+    return image_id
+
+
+def boot_body(image_id: str, name: str = "vm", flavor: str = "1", **extra: Any) -> dict[str, Any]:
+    return {"server": {"name": name, "imageRef": image_id, "flavorRef": flavor,
+                       "networks": "none", "min_count": 1, "max_count": 1,
+                       "block_device_mapping_v2": [{
+                           "uuid": image_id, "boot_index": 0, "source_type": "image",
+                           "destination_type": "local", "delete_on_termination": True}],
+                       **extra}}
+
+
+async def test_boot_to_active_then_stop_start_reboot_console_delete(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id))
+    assert created.status_code == 202, created.text
+    body = created.json()["server"]
+    assert set(body) == {"id", "links", "OS-DCF:diskConfig", "security_groups", "adminPass"}
+    server_id = body["id"]
+    assert created.headers["Location"].endswith(f"/servers/{server_id}")
+
+    server = await cloud.wait_for(server_id, "ACTIVE")
+    assert server["OS-EXT-STS:vm_state"] == "active"
+    assert server["OS-EXT-STS:task_state"] is None
+    assert server["OS-EXT-STS:power_state"] == 1
+    assert server["OS-EXT-SRV-ATTR:host"].startswith("node")
+    assert server["flavor"]["original_name"] == "m1.tiny"  # embedded from 2.47
+    assert server["image"]["id"] == image_id
+    assert server["OS-SRV-USG:launched_at"] is not None
+
+    old = (await cloud.compute("GET", f"/servers/{server_id}", version=None)).json()["server"]
+    assert old["flavor"] == {"id": "1", "links": [
+        {"rel": "bookmark", "href": f"{ROOT}/compute/flavors/1"}]}
+    for newer in ("locked", "description", "tags", "server_groups", "host_status"):
+        assert newer not in old
+
+    console = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                  json={"os-getConsoleOutput": {"length": 2}})
+    assert console.status_code == 200
+    assert len(console.json()["output"].split("\n")) == 2
+
+    assert (await cloud.compute("POST", f"/servers/{server_id}/action",
+                                json={"os-stop": None})).status_code == 202
+    stopped = await cloud.wait_for(server_id, "SHUTOFF")
+    assert stopped["OS-EXT-STS:power_state"] == 4
+    again = await cloud.compute("POST", f"/servers/{server_id}/action", json={"os-stop": None})
+    assert_compute_error(again, 409, "conflictingRequest")
+    assert (await cloud.compute("POST", f"/servers/{server_id}/action",
+                                json={"os-start": None})).status_code == 202
+    await cloud.wait_for(server_id, "ACTIVE")
+    assert (await cloud.compute("POST", f"/servers/{server_id}/action",
+                                json={"reboot": {"type": "HARD"}})).status_code == 202
+    await cloud.wait_for(server_id, "ACTIVE")
+
+    actions = (await cloud.compute("GET", f"/servers/{server_id}/os-instance-actions")).json()
+    assert [a["action"] for a in actions["instanceActions"]] == [
+        "reboot", "start", "stop", "create"]
+    create_request = actions["instanceActions"][-1]["request_id"]
+    create = (await cloud.compute(
+        "GET", f"/servers/{server_id}/os-instance-actions/{create_request}")).json()
+    events = {e["event"]: e["result"] for e in create["instanceAction"]["events"]}
+    assert events == {"conductor_schedule_and_build_instances": "Success",
+                      "compute__do_build_and_run_instance": "Success"}
+
+    deleted = await cloud.compute("DELETE", f"/servers/{server_id}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    await cloud.wait_for(server_id, "DELETED")
+
+
+async def test_no_valid_host_is_an_error_with_a_fault(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, flavor="4"))
+    server = await cloud.wait_for(created.json()["server"]["id"], "ERROR")
+    assert server["OS-EXT-STS:task_state"] is None
+    assert "ResourceFilter removed 3 of 3 hosts" in server["fault"]["message"]
+    assert server["fault"]["code"] == 500
+
+
+async def test_failed_build_is_rescheduled_to_an_alternate(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    drivers = {agent.host: agent.driver for agent in cloud.stack.agents}
+    assert len(drivers) == 3
+    for driver in drivers.values():
+        assert isinstance(driver, FakeDriver)
+        driver.fail_next("spawn", "disk on fire")
+    # Every host fails once: the first attempt and the rescheduled ones all fail...
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="a"))
+    failed = await cloud.wait_for(created.json()["server"]["id"], "ERROR")
+    assert "disk on fire" in failed["fault"]["message"]
+    tried = [host for host, d in drivers.items() if ("spawn", failed["id"]) in d.calls]
+    assert len(tried) == 3  # first host plus two alternates: MAX_ATTEMPTS
+    # ... and no claim is left behind by the three failed attempts.
+    async with cloud.stack.compute.db.session() as session:  # type: ignore[union-attr]
+        assert await Placement(session).allocations_of(failed["id"]) == {}
+
+    # Now every host works again: a build that fails once lands on an alternate.
+    next(iter(drivers.values())).fail_next("spawn", "flaky")
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="b"))
+    server = await cloud.wait_for(created.json()["server"]["id"], "ACTIVE")
+    spawned_on = [h for h, d in drivers.items() if ("spawn", server["id"]) in d.calls]
+    assert server["OS-EXT-SRV-ATTR:host"] == spawned_on[-1]
+
+
+async def test_quota_and_bad_input(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    too_many = await cloud.compute("POST", "/servers", json=boot_body(
+        image_id, min_count=11, max_count=11))
+    assert "Quota exceeded for instances" in assert_compute_error(too_many, 403, "forbidden")
+    listed = (await cloud.compute("GET", "/servers")).json()["servers"]
+    assert listed == []  # nothing was created
+    bad_flavor = await cloud.compute("POST", "/servers", json=boot_body(image_id, flavor="99"))
+    assert_compute_error(bad_flavor, 400, "badRequest")
+    bad_image = await cloud.compute("POST", "/servers", json=boot_body(
+        "00000000-0000-0000-0000-000000000000"))
+    assert_compute_error(bad_image, 400, "badRequest")
+    no_networks = boot_body(image_id)
+    del no_networks["server"]["networks"]
+    assert_compute_error(await cloud.compute("POST", "/servers", json=no_networks), 400,
+                         "badRequest")
+    bad_key = await cloud.compute("POST", "/servers", json=boot_body(image_id, key_name="nope"))
+    assert_compute_error(bad_key, 400, "badRequest")
+    bad_user_data = await cloud.compute("POST", "/servers", json=boot_body(
+        image_id, user_data="not base64!"))
+    assert_compute_error(bad_user_data, 400, "badRequest")
