@@ -108,11 +108,24 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> No
 
 
 @app.command()
-def up(data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
+def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
+       virt_driver: Annotated[str | None, typer.Option(
+           "--virt-driver", help="Hypervisor driver of the compute agents [default: fake].")
+       ] = None,
+       fake_hosts: Annotated[int | None, typer.Option(
+           "--fake-hosts", min=0, help="How many fake compute hosts to run [default: 1].")
+       ] = None) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
     from stratus.units import UNITS
 
     settings = _settings(data_dir, host, port)
+    if virt_driver is not None:
+        settings.compute.virt_driver = virt_driver
+    if fake_hosts is not None:
+        settings.compute.fake_hosts = fake_hosts
+    if settings.compute.virt_driver == "fake":
+        console.print(f"Compute: the fake virt driver, {settings.compute.fake_hosts} host(s) "
+                      "(no real guests; the libvirt driver is not built yet)")
     asyncio.run(_serve(settings, list(UNITS), bootstrap=True))
 
 

@@ -26,7 +26,8 @@ class ComputeRuntime:
 
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
-        self.db = db or Database(settings.database_url_for("compute"))
+        self.db = db or Database(settings.database_url_for("compute",
+                                                           settings.compute.database_url))
         self.enforcer = Enforcer(RULES, settings.policy_file)
 
     async def start(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from stratus.compute.api import flavors, keypairs, servers, versions
+from stratus.compute.api import flavors, hosts, keypairs, quotas, servers, versions
 from stratus.compute.image_client import ImageClient
 from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.service import ComputeRuntime
@@ -23,7 +23,8 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator, *,
     return create_app(
         service="compute",
         style=ErrorStyle.COMPUTE,
-        routers=[versions.router, flavors.router, keypairs.router, servers.router],
+        routers=[versions.router, flavors.router, keypairs.router, servers.router,
+                 hosts.router, quotas.router],
         max_body_size=runtime.settings.max_request_body_size,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,

@@ -1,0 +1,127 @@
+"""``/limits`` and ``/os-quota-sets``: what a project may use, and what it uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from stratus.compute.api.deps import Authorize, Context, Service, Version
+from stratus.compute.models import ServerGroup
+from stratus.compute.quotas import DEFAULTS
+from stratus.core.exceptions import BadRequest
+from stratus.core.web.microversions import APIVersion
+
+router = APIRouter(prefix="/v2.1")
+
+#: Quotas Nova still shows before the microversions that dropped them (2.36, 2.57).
+_LEGACY_236 = {"fixed_ips": -1, "floating_ips": 10, "security_group_rules": 20,
+               "security_groups": 10, "networks": -1}
+_LEGACY_257 = {"injected_file_content_bytes": 10240, "injected_file_path_bytes": 255,
+               "injected_files": 5}
+
+
+def _quota_set(project_id: str, limits: dict[str, int], version: APIVersion) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": project_id}
+    for key in ("instances", "cores", "ram", "key_pairs", "metadata_items", "server_groups",
+                "server_group_members"):
+        body[key] = limits[key]
+    if not version.at_least("2.36"):
+        body.update(_LEGACY_236)
+    if not version.at_least("2.57"):
+        body.update(_LEGACY_257)
+    return body
+
+
+@router.get("/limits")
+async def limits(svc: Service, context: Context, version: Version) -> dict[str, Any]:
+    assert context.project_id is not None and context.user_id is not None
+    quota = await svc.quotas.limits(context.project_id)
+    used = await svc.quotas.usage(context.project_id)
+    groups = int(await svc.session.scalar(select(func.count()).select_from(ServerGroup).where(
+        ServerGroup.project_id == context.project_id)) or 0)
+    absolute: dict[str, Any] = {
+        "maxTotalInstances": quota["instances"], "maxTotalCores": quota["cores"],
+        "maxTotalRAMSize": quota["ram"], "maxTotalKeypairs": quota["key_pairs"],
+        "maxServerMeta": quota["metadata_items"], "maxServerGroups": quota["server_groups"],
+        "maxServerGroupMembers": quota["server_group_members"],
+        "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
+        "totalRAMUsed": used["ram"], "totalServerGroupsUsed": groups,
+    }
+    if not version.at_least("2.36"):
+        absolute.update({"maxTotalFloatingIps": 10, "totalFloatingIpsUsed": 0,
+                         "maxSecurityGroups": 10, "totalSecurityGroupsUsed": 0,
+                         "maxSecurityGroupRules": 20})
+    if not version.at_least("2.39"):
+        absolute["maxImageMeta"] = 128
+    if not version.at_least("2.57"):
+        absolute.update({"maxPersonality": 5, "maxPersonalitySize": 10240})
+    return {"limits": {"rate": [], "absolute": absolute}}
+
+
+@router.get("/os-quota-sets/{project_id}")
+async def show_quota(project_id: str, svc: Service, authorize: Authorize,
+                     version: Version) -> dict[str, Any]:
+    authorize("os_compute_api:os-quota-sets:show", {"project_id": project_id})
+    return {"quota_set": _quota_set(project_id, await svc.quotas.limits(project_id), version)}
+
+
+@router.get("/os-quota-sets/{project_id}/detail")
+async def show_quota_detail(project_id: str, svc: Service, authorize: Authorize,
+                            version: Version) -> dict[str, Any]:
+    authorize("os_compute_api:os-quota-sets:detail", {"project_id": project_id})
+    limits = await svc.quotas.limits(project_id)
+    used = await svc.quotas.usage(project_id)
+    used["key_pairs"] = 0
+    body: dict[str, Any] = {"id": project_id}
+    for key, value in _quota_set(project_id, limits, version).items():
+        if key != "id":
+            body[key] = {"limit": value, "in_use": used.get(key, 0), "reserved": 0}
+    return {"quota_set": body}
+
+
+@router.get("/os-quota-sets/{project_id}/defaults")
+async def show_defaults(project_id: str, authorize: Authorize,
+                        version: Version) -> dict[str, Any]:
+    authorize("os_compute_api:os-quota-sets:defaults")
+    return {"quota_set": _quota_set(project_id, dict(DEFAULTS), version)}
+
+
+class QuotaUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    instances: int | None = Field(default=None, ge=-1)
+    cores: int | None = Field(default=None, ge=-1)
+    ram: int | None = Field(default=None, ge=-1)
+    key_pairs: int | None = Field(default=None, ge=-1)
+    metadata_items: int | None = Field(default=None, ge=-1)
+    server_groups: int | None = Field(default=None, ge=-1)
+    server_group_members: int | None = Field(default=None, ge=-1)
+    force: bool = False
+
+
+class QuotaUpdateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    quota_set: QuotaUpdate
+
+
+@router.put("/os-quota-sets/{project_id}")
+async def update_quota(project_id: str, body: QuotaUpdateBody, svc: Service,
+                       authorize: Authorize, version: Version) -> dict[str, Any]:
+    authorize("os_compute_api:os-quota-sets:update", {"project_id": project_id})
+    changes = body.quota_set.model_dump(exclude_none=True, exclude={"force"})
+    if not changes:
+        raise BadRequest("No quota to update was given.")
+    if not body.quota_set.force:
+        used = await svc.quotas.usage(project_id)
+        for key, value in changes.items():
+            if value >= 0 and used.get(key, 0) > value:
+                raise BadRequest(f"Quota limit {value} for {key} must be greater than or "
+                                 f"equal to already used and reserved {used[key]}.")
+    limits = await svc.quotas.set_limits(project_id, changes)
+    quota_set = _quota_set(project_id, limits, version)
+    quota_set.pop("id")
+    return {"quota_set": quota_set}
