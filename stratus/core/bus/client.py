@@ -146,6 +146,15 @@ class RPCClient:
             await self.transport.send_fanout(self.target.topic, body, msg_id=msg_id,
                                              give_up_after=self.send_timeout)
 
+    async def _reply_address(self, deadline: float) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(self.transport.reply_address(),
+                                          max(0.001, deadline - loop.time()))
+        except TimeoutError:
+            raise MessagingTimeout(f"no reply queue within {self.timeout:g}s: the broker "
+                                   "is unreachable") from None
+
     async def call(self, ctx: RequestContext, method: str, /, **kwargs: Any) -> Any:
         """Run ``method(**kwargs)`` on one server and return its result (JSON types)."""
         if self.target.fanout:
@@ -157,8 +166,8 @@ class RPCClient:
         msg_id = new_message_id()
         with _sender_span(f"bus.call {self.target}.{method}", SpanKind.CLIENT,
                           lambda: self._span_attributes(ctx, msg_id)):
-            reply_to = await transport.reply_address()
-            body = self._encode("call", msg_id, ctx, method, kwargs, reply_to=reply_to,
+            body = self._encode("call", msg_id, ctx, method, kwargs,
+                                reply_to=await self._reply_address(deadline),
                                 expires=time.time() + timeout)
             future = transport.expect_reply(msg_id)
             try:

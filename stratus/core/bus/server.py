@@ -167,12 +167,17 @@ class RPCServer:
         try:
             request = decode_request(incoming.body)
         except InvalidMessage as exc:
+            doc = _peek(incoming.body)
+            context = doc.get("context")
+            request_id = context.get("request_id") if isinstance(context, dict) else None
+            named = f" (request {request_id})" if isinstance(request_id, str) else ""
             if incoming.queue.kind == "call":
-                LOG.error("bus: invalid call on %s dropped: %s", incoming.queue.name, exc)
-                await self._answer_invalid(incoming.body, exc)
+                LOG.error("bus: invalid call on %s%s dropped: %s", incoming.queue.name,
+                          named, exc)
+                await self._answer_invalid(doc, exc)
             else:
-                LOG.error("bus: invalid message on %s sent to the dead-letter queue: %s",
-                          incoming.queue.name, exc)
+                LOG.error("bus: invalid message on %s%s sent to the dead-letter queue: %s",
+                          incoming.queue.name, named, exc)
             await _settle(incoming.reject)
             return
         ctx = request.context.to_context()
@@ -185,14 +190,8 @@ class RPCServer:
         finally:
             reset_request_id(token)
 
-    async def _answer_invalid(self, body: bytes, exc: InvalidMessage) -> None:
+    async def _answer_invalid(self, doc: dict[str, Any], exc: InvalidMessage) -> None:
         """Tell the caller of an invalid call why, when the message says who it is."""
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return
-        if not isinstance(doc, dict):
-            return
         msg_id, reply_to = doc.get("id"), doc.get("reply_to")
         if isinstance(msg_id, str) and isinstance(reply_to, str) and msg_id and reply_to:
             await self.transport.send_reply(
@@ -281,6 +280,15 @@ class RPCServer:
         recent.move_to_end(msg_id)
         while len(recent) > self._dedupe_window:
             recent.popitem(last=False)
+
+
+def _peek(body: bytes) -> dict[str, Any]:
+    """What can be read of an invalid message (to name its request and caller), or {}."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 async def _settle(action: Callable[[], Awaitable[None]]) -> None:
