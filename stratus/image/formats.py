@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def check_qcow2_header(head: bytes) -> int | None:
+    """The virtual size a qcow2 header records; refuses backing and external data files."""
+    if len(head) < 32:
+        raise FormatMismatch("Image data is too short to be a qcow2 image.")
+    version = struct.unpack_from(">I", head, 4)[0]
+    backing_offset = struct.unpack_from(">Q", head, 8)[0]
+    if backing_offset:
+        raise FormatMismatch("Images with a backing file are refused.")
+    if version >= 3 and len(head) >= 80:
+        incompatible = struct.unpack_from(">Q", head, 72)[0]
+        if incompatible & 0x4:
+            raise FormatMismatch("qcow2 images with an external data file are refused.")
+    size: int = struct.unpack_from(">Q", head, 24)[0]
+    return size
+
+
 @dataclass(frozen=True)
 class Inspection:
     virtual_size: int | None
@@ -79,9 +96,6 @@ class Inspector:
             # The data is the disk: its virtual size is its size, as Glance records it
             # (qemu-img would round a raw file up to whole 512-byte sectors).
             return Inspection(size)
-        qemu_format = QEMU_FORMATS.get(disk_format)
-        if qemu_format is None or path is None or self.qemu_img is None:
-            return Inspection(None)
         if disk_format in HEADERED and found != disk_format:
             if self.require_match:
                 raise FormatMismatch(f"Image data is not in the declared disk_format "
@@ -91,6 +105,11 @@ class Inspector:
             # A text descriptor names extent files elsewhere: reading it reads those.
             raise FormatMismatch("VMDK images must be a single sparse file (monolithicSparse "
                                  "or streamOptimized); descriptor files are refused.")
+        header_size = check_qcow2_header(head) if disk_format == "qcow2" else None
+        qemu_format = QEMU_FORMATS.get(disk_format)
+        if qemu_format is None or path is None or self.qemu_img is None:
+            # No qemu-img here (or no local copy, for remote stores): what the header says.
+            return Inspection(header_size)
         info = await self._qemu_img_info(path, qemu_format)
         self._check_safe(info, disk_format)
         virtual = info.get("virtual-size")

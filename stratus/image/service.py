@@ -356,6 +356,7 @@ class ImageRuntime:
             if declared_size is not None and digest.size != declared_size:
                 raise BadRequest(f"Received {digest.size} bytes, but Content-Length declared "
                                  f"{declared_size}.")
+            await writer.written()
             inspection = await self.inspector.inspect(writer.local_path, disk_format,
                                                       digest.size, digest.head)
             location = await writer.commit()

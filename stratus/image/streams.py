@@ -1,15 +1,19 @@
 """Image data on its way into a store: counted, hashed and written while it streams.
 
-``DataSink`` gathers incoming chunks into batches of ``BATCH`` bytes and hands each batch to
-worker threads: MD5, SHA-512 and the store write run at the same time (hashlib releases the
-GIL on large buffers), while the event loop already receives the next batch. At most two
-batches are held at once, so memory stays bounded whatever the image size.
+``DataSink`` gathers incoming chunks into batches of ``BATCH`` bytes. Each batch goes to
+three independent consumers, each working through its own short queue in a worker thread:
+MD5, SHA-512 and the store write. They run at the same time (hashlib releases the GIL on
+large buffers) and none waits for the others, while the event loop already receives the next
+batch; a full queue makes ``feed`` wait, which in turn stops reading from the client. So
+memory stays bounded (about ``(QUEUE_DEPTH + 2) * BATCH``) whatever the image size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from stratus.core.exceptions import PayloadTooLarge
@@ -17,6 +21,7 @@ from stratus.image.formats import HEAD_SIZE
 from stratus.image.stores.base import StoreWriter
 
 BATCH = 4 * 1024 * 1024
+QUEUE_DEPTH = 1
 HASH_ALGO = "sha512"
 
 
@@ -33,6 +38,36 @@ class Digest:
     head: bytes
 
 
+class _Consumer:
+    """Feeds batches, in order, to one step (a hash update or the store write)."""
+
+    def __init__(self, step: Callable[[bytes], Awaitable[None]]) -> None:
+        self.step = step
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_DEPTH)
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while (batch := await self.queue.get()) is not None:
+            await self.step(batch)
+
+    async def put(self, batch: bytes | None) -> None:
+        if self.task.done():
+            self.task.result()  # raises the step's error
+            raise RuntimeError("consumer stopped")  # pragma: no cover
+        put = asyncio.ensure_future(self.queue.put(batch))
+        done, _ = await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            self.task.result()
+
+
+def _threaded(update: Callable[[bytes], object]) -> Callable[[bytes], Awaitable[None]]:
+    async def step(batch: bytes) -> None:
+        await asyncio.to_thread(update, batch)
+
+    return step
+
+
 class DataSink:
     def __init__(self, writer: StoreWriter, *, limit: int | None = None,
                  limit_message: str = "") -> None:
@@ -45,7 +80,7 @@ class DataSink:
         self._hash = hashlib.new(HASH_ALGO)
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._inflight: asyncio.Task[None] | None = None
+        self._consumers: list[_Consumer] | None = None
 
     async def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -64,33 +99,32 @@ class DataSink:
         batch = b"".join(self._pending)
         self._pending.clear()
         self._pending_size = 0
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            await inflight
-        self._inflight = asyncio.create_task(self._process(batch))
-
-    async def _process(self, batch: bytes) -> None:
-        await asyncio.gather(asyncio.to_thread(self._md5.update, batch),
-                             asyncio.to_thread(self._hash.update, batch),
-                             self.writer.write(batch))
+        if self._consumers is None:
+            self._consumers = [_Consumer(_threaded(self._md5.update)),
+                               _Consumer(_threaded(self._hash.update)),
+                               _Consumer(self.writer.write)]
+        for consumer in self._consumers:
+            await consumer.put(batch)
 
     async def finish(self) -> Digest:
         """Write what is left and return the size and digests of everything fed."""
         if self._pending:
             await self._dispatch()
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            await inflight
+        for consumer in self._consumers or ():
+            await consumer.put(None)
+        for consumer in self._consumers or ():
+            await consumer.task
+        self._consumers = None
         return Digest(size=self.size, checksum=self._md5.hexdigest(),
                       os_hash_algo=HASH_ALGO, os_hash_value=self._hash.hexdigest(),
                       head=bytes(self.head))
 
     async def discard(self) -> None:
-        """Wait for any batch still being written (so an abort then removes everything)."""
-        inflight, self._inflight = self._inflight, None
+        """Stop the consumers, waiting for any batch being written (an abort follows)."""
+        consumers, self._consumers = self._consumers or [], None
         self._pending.clear()
-        if inflight is not None:
-            try:
-                await inflight
-            except Exception:
-                pass  # the upload is failing anyway; the abort follows
+        for consumer in consumers:
+            consumer.task.cancel()
+        for consumer in consumers:
+            with contextlib.suppress(BaseException):
+                await consumer.task

@@ -50,6 +50,9 @@ class StoreWriter(abc.ABC):
     async def write(self, data: bytes) -> None:
         """Append ``data``; raises ``StoreFull`` when the store has no room."""
 
+    async def written(self) -> None:  # noqa: B027 - optional hook
+        """All data has been written: make it readable at ``local_path`` for inspection."""
+
     @abc.abstractmethod
     async def commit(self) -> str:
         """Make the object durable and visible, atomically; returns its location."""

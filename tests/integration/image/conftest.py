@@ -8,6 +8,7 @@ transport. ``make_cloud(**image_settings)`` builds one with other image settings
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp
 from stratus.core.config import Settings
 from stratus.image.service import ImageRuntime
 from stratus.units import Stack, root_app, run_bootstrap
+from tests.conftest import backend_unavailable
 
 ADMIN_PASSWORD = "Adm1n-Pa55-image-tests"
 PUBLIC_URL = "http://test"
@@ -51,8 +53,15 @@ def assert_error(response: httpx.Response, status: int) -> str:
     return str(body["message"])
 
 
+def require_qemu_img() -> None:
+    """Skip without qemu-img (Debian: qemu-utils); under CI=true that is a failure."""
+    if shutil.which("qemu-img") is None:
+        backend_unavailable("qemu-img is not installed (apt-get install qemu-utils)")
+
+
 def qcow2_bytes(tmp_path: Path, size: str = "64M", backing: Path | None = None) -> bytes:
     """A real qcow2 image made by qemu-img (CI installs qemu-utils)."""
+    require_qemu_img()
     path = tmp_path / f"disk-{size}-{'b' if backing else 'n'}.qcow2"
     command = ["qemu-img", "create", "-f", "qcow2"]
     if backing is not None:

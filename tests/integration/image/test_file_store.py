@@ -13,8 +13,8 @@ ID = "0b5f0e6e-5a4c-4f0e-9a57-5f8d6f1e2a11"
 
 
 async def read_all(store: FileStore, location: str, offset: int = 0,
-                   length: int | None = None) -> bytes:
-    reader = await store.open(location, offset, length, chunk_size=3)
+                   length: int | None = None, chunk_size: int = 3) -> bytes:
+    reader = await store.open(location, offset, length, chunk_size=chunk_size)
     return b"".join([chunk async for chunk in reader.chunks()])
 
 
@@ -63,3 +63,22 @@ async def test_locations_cannot_escape_the_store(tmp_path: Path) -> None:
     for location in ("file:../../etc/passwd", "file:/etc/passwd", "s3:bucket/key", "file:"):
         with pytest.raises(ObjectMissing):
             await store.open(location)
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+async def test_unaligned_sizes_arrive_whole(tmp_path: Path, direct_io: bool) -> None:
+    import os
+
+    from stratus.image.stores.file import ALIGN, DIRECT_BUFFER
+
+    store = FileStore(tmp_path / "images", direct_io=direct_io)
+    await store.start()
+    data = os.urandom(DIRECT_BUFFER * 2 + 3 * ALIGN + 77)
+    writer = await store.writer(ID)
+    for piece in (data[:5], data[5:ALIGN + 1], data[ALIGN + 1:DIRECT_BUFFER + 9],
+                  data[DIRECT_BUFFER + 9:]):
+        await writer.write(piece)
+    await writer.written()
+    assert writer.local_path is not None and writer.local_path.read_bytes() == data
+    location = await writer.commit()
+    assert await read_all(store, location, chunk_size=1 << 20) == data
