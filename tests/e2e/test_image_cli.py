@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.integration.image.conftest import require_qemu_img
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +78,7 @@ def make_member(cloud: Cloud, token: str, project: str, user: str,
 
 
 def test_image_session_with_the_real_cli(cloud: Cloud, tmp_path: Path) -> None:
+    require_qemu_img()
     disk = tmp_path / "cirros.qcow2"
     subprocess.run(["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True,
                    capture_output=True)

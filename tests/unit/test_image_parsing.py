@@ -92,3 +92,25 @@ def test_sniff_disk_formats() -> None:
     assert sniff(b"conectix") == "vhd"
     assert sniff(b"\0" * 0x40 + b"\x7f\x10\xda\xbe") == "vdi"
     assert sniff(b"\0" * 512) is None
+
+
+async def test_inspector_without_qemu_img_reads_the_qcow2_header() -> None:
+    import struct
+
+    from stratus.image.formats import FormatMismatch, Inspector
+
+    inspector = Inspector("no-such-qemu-img-binary")
+    assert inspector.qemu_img is None
+    header = bytearray(512)
+    header[0:4] = b"QFI\xfb"
+    struct.pack_into(">IQ", header, 4, 3, 0)
+    struct.pack_into(">Q", header, 24, 64 * 1024 * 1024)
+    assert (await inspector.inspect(None, "qcow2", 512, bytes(header))).virtual_size == \
+        64 * 1024 * 1024
+    assert (await inspector.inspect(None, "raw", 77, b"\0" * 77)).virtual_size == 77
+    backed = bytearray(header)
+    struct.pack_into(">Q", backed, 8, 512)
+    for bad, disk_format in ((bytes(backed), "qcow2"), (b"\0" * 512, "qcow2"),
+                             (bytes(header), "raw"), (b"# Disk DescriptorFile\n", "vmdk")):
+        with pytest.raises(FormatMismatch):
+            await inspector.inspect(None, disk_format, len(bad), bad)
