@@ -177,8 +177,22 @@ def db_upgrade(data_dir: DataDir = None) -> None:
         finally:
             await runtime.stop()
         console.print(f"identity: at revision {revision}")
+        await _upgrade_image(settings)
 
     asyncio.run(run())
+
+
+async def _upgrade_image(settings: Settings) -> None:
+    from stratus.core.db import Database
+    from stratus.image.service import SCRIPT_LOCATION, VERSION_TABLE
+
+    db = Database(settings.database_url_for("image", settings.image.database_url))
+    try:
+        await db.upgrade(SCRIPT_LOCATION, VERSION_TABLE)
+        revision = await db.current_revision(VERSION_TABLE)
+    finally:
+        await db.dispose()
+    console.print(f"image: at revision {revision}")
 
 
 @identity_app.command("rotate-keys")

@@ -18,6 +18,8 @@ def test_db_upgrade_reports_the_head_revision(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "identity: at revision 0001" in result.stderr
     assert (tmp_path / "identity.db").exists()
+    assert "image: at revision 0001" in result.stderr
+    assert (tmp_path / "image.db").exists()
 
 
 def test_rotate_keys(tmp_path: Path) -> None:

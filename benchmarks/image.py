@@ -1,0 +1,357 @@
+"""Image data: upload and download MB/s of a 1 GiB file through ``stratus up``, beside a copy.
+
+A source file of ``--size-mib`` MiB is written (random data, fsync-ed) in a scratch directory
+that also holds the server's data dir, so every path reads and writes the same disk:
+
+* *copy*: ``shutil.copyfile`` of the source (``sendfile`` in the kernel, as ``cp`` does),
+  then ``fsync`` of the copy;
+* *upload*: ``PUT /image/v2/images/{id}/file`` streaming the source file (``Content-Length``
+  sent, as ``openstack image create --file`` does) until the ``204``: the server hashes (MD5
+  and SHA-512) while it writes, ``fsync``-s and renames into place;
+* *download*: ``GET .../file`` streamed into a file on the same disk, then ``fsync``-ed
+  (``openstack image save``); checked against ``Content-MD5`` after the clock stops.
+
+The HTTP client is ``curl`` when installed (``--client curl``; a C client, so the figures are
+the server's), else httpx in this process (``--client httpx``: then the client's own CPU
+counts too). Each figure is the median of ``--repeats`` rounds; the ratios are
+``upload / copy`` and ``download / copy``. ``hash_floor_mb_per_s`` is MD5 and SHA-512 of the
+same data computed at once on two threads, in memory: no upload that records both hashes can
+beat it on this machine, so ``upload_over_hash_floor`` says how close the upload comes. The
+server's peak resident memory growth during each transfer (the kernel's ``VmHWM`` after a
+reset through ``/proc/PID/clear_refs``) is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import Goal, Result
+from benchmarks._cloud import StratusUp, database_info, issue_token, scratch_database
+
+DESCRIPTION = ("image upload and download MB/s of a 1 GiB file through stratus up, against "
+               "a plain file copy on the same disk")
+
+MiB = 1024 * 1024
+RATIO_GOAL = 0.5
+RSS_GROWTH_GOAL_MIB = 64.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size-mib", type=int, default=1024,
+                        help="size of the image file in MiB (default 1024)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of copy, upload and download; figures are medians "
+                             "(default 3)")
+    parser.add_argument("--bcrypt-rounds", type=int, default=12,
+                        help="bcrypt cost for stored passwords (default 12, as Keystone)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="directory for the files and the server's data dir (default: "
+                             "the system's temporary directory)")
+    parser.add_argument("--client", choices=("curl", "httpx"),
+                        default="curl" if shutil.which("curl") else "httpx",
+                        help="HTTP client for the transfers (default: curl when installed)")
+    parser.add_argument("--database-url", default=None,
+                        help="PostgreSQL server URL: a fresh database there; default SQLite "
+                             "in the data dir")
+
+
+def _progress(message: str) -> None:
+    print(f"[image] {message}", file=sys.stderr, flush=True)
+
+
+def _write_source(path: Path, size: int) -> None:
+    block = os.urandom(MiB)
+    with path.open("wb") as handle:
+        for _ in range(size // MiB):
+            handle.write(block)
+        handle.write(block[:size % MiB])
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _copy(source: Path, target: Path) -> float:
+    started = time.perf_counter()
+    shutil.copyfile(source, target)
+    with target.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    return time.perf_counter() - started
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb", buffering=0) as handle:
+        while block := handle.read(4 * MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Peak:
+    """The server's peak RSS growth over a transfer (kernel high-water mark, reset first)."""
+
+    def __init__(self, pid: int) -> None:
+        self.status = Path(f"/proc/{pid}/status")
+        self.clear_refs = Path(f"/proc/{pid}/clear_refs")
+        self.start = 0
+        self.reset = False
+
+    def _field(self, name: str) -> int:
+        for line in self.status.read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self) -> _Peak:
+        try:
+            self.clear_refs.write_text("5")
+            self.reset = True
+        except OSError:  # not ours to reset: the figure would be meaningless
+            self.reset = False
+        self.start = self._field("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    @property
+    def growth_mib(self) -> float:
+        if not self.reset:
+            return math.nan
+        return (self._field("VmHWM") - self.start) / MiB
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _CurlTransfer:
+    """Transfers with the curl command (headers from a file: no token on a command line)."""
+
+    def __init__(self, work: Path, headers: dict[str, str]) -> None:
+        self.header_file = work / "curl-headers"
+        self.header_file.write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
+        self.header_file.chmod(0o600)
+
+    async def _curl(self, *args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "-H", f"@{self.header_file}", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"curl failed: {err.decode(errors='replace')}")
+        return out.decode()
+
+    async def upload(self, url: str, source: Path, size: int) -> None:
+        status = await self._curl("-X", "PUT", "-T", str(source), "-H", "Expect:",
+                                  "-H", "Content-Type: application/octet-stream",
+                                  "-o", os.devnull, "-w", "%{http_code}", url)
+        if status != "204":
+            raise RuntimeError(f"upload answered {status}")
+
+    async def download(self, url: str, target: Path) -> str | None:
+        dump = self.header_file.with_name("curl-response-headers")
+        status = await self._curl("-o", str(target), "-D", str(dump), "-w", "%{http_code}",
+                                  url)
+        if status != "200":
+            raise RuntimeError(f"download answered {status}")
+        for line in dump.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-md5":
+                return value.strip()
+        return None
+
+
+class _HttpxTransfer:
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    async def upload(self, url: str, source: Path, size: int) -> None:
+        response = await self.client.put(
+            url, content=_file_chunks(source),
+            headers={**self.headers, "Content-Type": "application/octet-stream",
+                     "Content-Length": str(size)})
+        if response.status_code != 204:
+            raise RuntimeError(f"upload answered {response.status_code}: "
+                               f"{response.text[:300]}")
+
+    async def download(self, url: str, target: Path) -> str | None:
+        handle = await asyncio.to_thread(target.open, "wb", buffering=0)
+        try:
+            async with self.client.stream("GET", url, headers=self.headers) as download:
+                download.raise_for_status()
+                async for chunk in download.aiter_raw(4 * MiB):
+                    await asyncio.to_thread(handle.write, chunk)
+                return download.headers.get("content-md5")
+        finally:
+            handle.close()
+
+
+def _hash_floor(source: Path, size: int) -> float:
+    """MB/s of MD5 and SHA-512 over ``size`` bytes at once on two threads (data in memory)."""
+    import threading
+
+    with source.open("rb") as handle:
+        block = handle.read(4 * MiB)
+    count = size // len(block)
+
+    def run(name: str) -> None:
+        digest = hashlib.new(name)
+        for _ in range(count):
+            digest.update(block)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("md5", "sha512")]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count * len(block) / 1e6 / (time.perf_counter() - started)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(path.open, "rb", buffering=0)
+    try:
+        while chunk := await asyncio.to_thread(handle.read, 4 * MiB):
+            yield chunk
+    finally:
+        handle.close()
+
+
+async def _round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
+                 source: Path, work: Path, size: int, client_kind: str) -> dict[str, float]:
+    images = f"{cloud.base_url}/image/v2/images"
+    created = await client.post(images, headers=headers, json={
+        "name": "bench", "disk_format": "raw", "container_format": "bare"})
+    created.raise_for_status()
+    image_id = created.json()["id"]
+    copy_s = await asyncio.to_thread(_copy, source, work / "copy.bin")
+    (work / "copy.bin").unlink()
+
+    url = f"{images}/{image_id}/file"
+    target = work / "download.bin"
+    transfer = _CurlTransfer(work, headers) if client_kind == "curl" else \
+        _HttpxTransfer(client, headers)
+    with _Peak(cloud.pid) as upload_peak:
+        started = time.perf_counter()
+        await transfer.upload(url, source, size)
+        upload_s = time.perf_counter() - started
+    with _Peak(cloud.pid) as download_peak:
+        started = time.perf_counter()
+        content_md5 = await transfer.download(url, target)
+        await asyncio.to_thread(_fsync_path, target)
+        download_s = time.perf_counter() - started
+    received = target.stat().st_size
+    if received != size or await asyncio.to_thread(_md5_of, target) != content_md5:
+        raise RuntimeError(f"download is wrong: {received} bytes, Content-MD5 {content_md5}")
+    target.unlink()
+    (await client.delete(f"{images}/{image_id}", headers=headers)).raise_for_status()
+    mb = size / 1e6
+    figures = {
+        "copy_mb_per_s": mb / copy_s,
+        "upload_mb_per_s": mb / upload_s,
+        "download_mb_per_s": mb / download_s,
+        "upload_peak_rss_growth_mib": upload_peak.growth_mib,
+        "download_peak_rss_growth_mib": download_peak.growth_mib,
+        "hash_floor_mb_per_s": await asyncio.to_thread(_hash_floor, source, size),
+    }
+    figures["upload_over_copy"] = copy_s / upload_s
+    figures["download_over_copy"] = copy_s / download_s
+    figures["upload_over_hash_floor"] = figures["upload_mb_per_s"] / figures[
+        "hash_floor_mb_per_s"]
+    return figures
+
+
+async def run(args: argparse.Namespace) -> Result:
+    size = args.size_mib * MiB
+    rounds: list[dict[str, float]] = []
+    backends: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="stratus-bench-image-", dir=args.work_dir) as tmp:
+        work = Path(tmp)
+        source = work / "source.bin"
+        _progress(f"writing a {args.size_mib} MiB source file in {work}")
+        await asyncio.to_thread(_write_source, source, size)
+        async with scratch_database(args.database_url) as database_url:
+            cloud = StratusUp(work / "data", bcrypt_rounds=args.bcrypt_rounds,
+                              database_url=database_url)
+            async with cloud, httpx.AsyncClient(timeout=600) as client:
+                password = cloud.admin_password()
+                assert password is not None
+                token = await issue_token(client, cloud.identity_url, password)
+                headers = {"X-Auth-Token": token}
+                for i in range(args.repeats):
+                    figures = await _round(cloud, client, headers, source, work, size,
+                                           args.client)
+                    _progress(f"round {i + 1}/{args.repeats}: copy "
+                              f"{figures['copy_mb_per_s']:.0f} MB/s, upload "
+                              f"{figures['upload_mb_per_s']:.0f} MB/s, download "
+                              f"{figures['download_mb_per_s']:.0f} MB/s")
+                    rounds.append(figures)
+            backends = await database_info(database_url, work / "data" / "image.db")
+        backends["filesystem"] = _filesystem(work)
+    metrics: dict[str, float] = {}
+    for name in ("copy_mb_per_s", "upload_mb_per_s", "download_mb_per_s",
+                 "hash_floor_mb_per_s"):
+        metrics[name] = statistics.median(r[name] for r in rounds)
+    for name in ("upload_over_copy", "download_over_copy", "upload_over_hash_floor"):
+        metrics[name] = statistics.median(r[name] for r in rounds)
+    for name in ("upload_peak_rss_growth_mib", "download_peak_rss_growth_mib"):
+        metrics[name] = max(r[name] for r in rounds)
+    backends.update({"image_store": "file", "bcrypt_rounds": args.bcrypt_rounds,
+                     "client": _client_version(args.client),
+                     "http_server": "uvicorn, one process (stratus up)"})
+    return Result(
+        metrics=metrics,
+        goals=[
+            Goal("upload_over_copy", RATIO_GOAL, ">=",
+                 "upload (hashing MD5 + SHA-512, fsync) vs copyfile + fsync, same disk"),
+            Goal("download_over_copy", RATIO_GOAL, ">=",
+                 "download into a file + fsync vs copyfile + fsync, same disk"),
+            Goal("upload_peak_rss_growth_mib", RSS_GROWTH_GOAL_MIB, "<=",
+                 "server process, largest over the rounds"),
+            Goal("download_peak_rss_growth_mib", RSS_GROWTH_GOAL_MIB, "<=",
+                 "server process, largest over the rounds"),
+        ],
+        backends=backends,
+    )
+
+
+def _client_version(kind: str) -> str:
+    if kind == "httpx":
+        return f"httpx {httpx.__version__} (in the benchmark process)"
+    import subprocess
+
+    first = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
+    return first.splitlines()[0] if first else "curl"
+
+
+def _filesystem(path: Path) -> dict[str, Any]:
+    """The file system the run wrote to (type and device), from /proc/mounts."""
+    best: tuple[str, str, str] | None = None
+    resolved = str(path.resolve())
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, kind = line.split()[:3]
+            inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+            if inside and (best is None or len(mount) > len(best[1])):
+                best = (device, mount, kind)
+    except OSError:
+        return {}
+    return {"device": best[0], "mount": best[1], "type": best[2]} if best else {}
