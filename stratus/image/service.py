@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -338,9 +338,11 @@ class ImageRuntime:
             limit, reason = await svc.upload_limit(image)
             if declared_size is not None and declared_size > limit:
                 raise TooLarge(reason)
-            image.status = "saving"
-            image.updated_at = utcnow()
             owner, disk_format = image.owner, image.disk_format
+            # Compare and set: of two uploads racing here, only one gets the image.
+            if not await svc.transition(image_id, "queued", "saving"):
+                raise Conflict(f"Image {image_id} is no longer 'queued'; another upload "
+                               "got there first.")
 
         writer = None
         try:
@@ -392,10 +394,7 @@ class ImageRuntime:
 
     async def _restore_queued(self, image_id: str) -> None:
         async with self.service() as svc:
-            image = await svc.session.get(Image, image_id)
-            if image is not None and image.status == "saving":
-                image.status = "queued"
-                image.updated_at = utcnow()
+            await svc.transition(image_id, "saving", "queued")
 
     # Data out -----------------------------------------------------------------------------
 
@@ -470,6 +469,15 @@ class ImageService:
             index_elements=[table.c.project_id],
             set_={"generation": table.c.generation + 1})
         await self.session.execute(stmt)
+
+    async def transition(self, image_id: str, before: str, after: str) -> bool:
+        """Move the image from status ``before`` to ``after``, atomically; False if not in
+        ``before`` (any more)."""
+        result: Any = await self.session.execute(
+            update(Image).where(Image.id == image_id, Image.status == before)
+            .values(status=after, updated_at=utcnow())
+            .execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)
 
     async def stored_bytes(self, project_id: str, *, excluding: str | None = None) -> int:
         query = select(func.coalesce(func.sum(Image.size), 0)).where(

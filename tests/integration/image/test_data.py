@@ -270,3 +270,19 @@ async def test_stale_staged_uploads_are_removed_at_start(tmp_path: Path) -> None
     await store.start()
     assert sorted(p.name for p in store.staging.iterdir()) == ["new.abc"]
     assert Settings().image.stale_upload_seconds == 3600
+
+
+async def test_two_uploads_racing_for_one_image(cloud: ImageCloud) -> None:
+    image = await cloud.create()
+    first, second = os.urandom(2 * MiB), os.urandom(2 * MiB)
+    results = await asyncio.gather(cloud.upload(image["id"], chunked(first)),
+                                   cloud.upload(image["id"], chunked(second)))
+    assert sorted(r.status_code for r in results) == [204, 409], [r.text for r in results]
+    winner = first if results[0].status_code == 204 else second
+    shown = await cloud.show(image["id"])
+    assert shown["status"] == "active"
+    assert shown["checksum"] == hashlib.md5(winner).hexdigest()
+    download = await cloud.client.get(f"{IMAGE}/images/{image['id']}/file",
+                                      headers=cloud.admin.headers)
+    assert download.content == winner
+    assert [p.name for p in cloud.stored_files()] == [image["id"]]
