@@ -345,6 +345,7 @@ class ImageRuntime:
                                "got there first.")
 
         writer = None
+        location: str | None = None
         try:
             writer = await self.store.writer(image_id)
             sink = DataSink(writer, limit=limit, limit_message=reason)
@@ -364,11 +365,24 @@ class ImageRuntime:
             location = await writer.commit()
             await self._activate(image_id, owner, digest, inspection, location)
         except BaseException as exc:
+            if location is not None and await self._published(image_id, location):
+                raise  # cancelled after the image went active: its data stays
             if writer is not None:
                 await _quietly(writer.abort(), "removing the staged data of %s", image_id)
             if not isinstance(exc, Gone):
                 await _quietly(self._restore_queued(image_id), "requeueing %s", image_id)
             raise
+
+    async def _published(self, image_id: str, location: str) -> bool:
+        """Whether the image went active with this data (True when that cannot be told:
+        better an orphaned file than an active image without its data)."""
+        try:
+            async with self.service() as svc:
+                image = await svc.session.get(Image, image_id)
+                return image is not None and image.location == location
+        except Exception:
+            LOG.exception("could not tell whether image %s was published", image_id)
+            return True
 
     async def _activate(self, image_id: str, owner: str | None, digest: Digest,
                         inspection: Inspection, location: str) -> None:

@@ -286,3 +286,31 @@ async def test_two_uploads_racing_for_one_image(cloud: ImageCloud) -> None:
                                       headers=cloud.admin.headers)
     assert download.content == winner
     assert [p.name for p in cloud.stored_files()] == [image["id"]]
+
+
+async def test_cancelled_after_publishing_keeps_the_data(cloud: ImageCloud,
+                                                         monkeypatch: Any) -> None:
+    from stratus.core.auth import context_from_token
+
+    image = await cloud.create()
+    body = await cloud.stack.token_validator().validate(cloud.admin.token)
+    caller = cloud.runtime.caller(context_from_token(body, request_id="req-test",
+                                                     global_request_id=None))
+    activate = cloud.runtime._activate
+
+    async def activate_then_cancelled(*args: Any) -> None:
+        await activate(*args)
+        raise asyncio.CancelledError  # e.g. a forced shutdown right after the commit
+
+    monkeypatch.setattr(cloud.runtime, "_activate", activate_then_cancelled)
+    try:
+        await cloud.runtime.upload(caller, image["id"], chunked(b"kept" * 1000))
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the upload was not cancelled")
+    shown = await cloud.show(image["id"])
+    assert shown["status"] == "active" and shown["size"] == 4000
+    download = await cloud.client.get(f"{IMAGE}/images/{image['id']}/file",
+                                      headers=cloud.admin.headers)
+    assert download.content == b"kept" * 1000
