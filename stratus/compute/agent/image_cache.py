@@ -120,7 +120,11 @@ class ImageCache:
             async with lock:
                 if not await self._is_valid(path, expected):
                     await self._download(image_id, headers, path, expected)
-                await asyncio.to_thread(self._touch, path)
+                try:
+                    await asyncio.to_thread(self._touch, path)
+                except FileNotFoundError:  # evicted just now, by a sweep already under way
+                    await self._download(image_id, headers, path, expected)
+                    await asyncio.to_thread(self._touch, path)
             return path
         finally:
             self._busy[image_id] -= 1
@@ -244,12 +248,12 @@ class ImageCache:
 
         ``need`` bytes are made room for (a download about to start). Returns the ids removed.
         """
-        return await asyncio.to_thread(self._evict, set(keep), need)
+        # Read here, in the event loop: fetches change ``_busy`` while the thread runs.
+        return await asyncio.to_thread(self._evict, set(keep) | set(self._busy), need)
 
-    def _evict(self, keep: set[str], need: int) -> list[str]:
+    def _evict(self, protected: set[str], need: int) -> list[str]:
         now = time.time()
         removed: list[str] = []
-        protected = keep | set(self._busy)
         entries = self.entries()
         for entry in list(entries):
             if entry.image_id in protected:
