@@ -7,6 +7,8 @@ up`` runs them all in one process behind one port; ``stratus serve UNIT`` runs o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -178,8 +180,19 @@ async def _build_conductor(stack: Stack) -> None:
     from stratus.compute.rpcapi import CONDUCTOR_TOPIC, ComputeAgentAPI
 
     runtime = await stack.start_compute()
-    manager = ConductorManager(runtime, ComputeAgentAPI(await stack.transport()))
+    options = stack.settings.compute
+    manager = ConductorManager(runtime, ComputeAgentAPI(await stack.transport()),
+                               service_down_time=options.service_down_time)
     await _serve(stack, CONDUCTOR_TOPIC, None, manager, manager.METHODS)
+    watchdog = asyncio.create_task(manager.run_watchdog(options.report_interval),
+                                   name="conductor-watchdog")
+
+    async def stop_watchdog() -> None:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+
+    stack.exits.push_async_callback(stop_watchdog)
 
 
 def compute_hosts(settings: Settings) -> list[str]:

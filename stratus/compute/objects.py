@@ -11,6 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Builds tried in all (first host and alternates) before an instance goes to ERROR;
+#: ``attempt`` in the build messages counts towards it.
+MAX_BUILD_ATTEMPTS = 3
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")

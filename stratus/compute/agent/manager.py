@@ -14,7 +14,13 @@ import logging
 from dataclasses import dataclass
 
 from stratus.compute import states
-from stratus.compute.objects import Fault, HostReport, InstanceRecord, InstanceUpdate
+from stratus.compute.objects import (
+    MAX_BUILD_ATTEMPTS,
+    Fault,
+    HostReport,
+    InstanceRecord,
+    InstanceUpdate,
+)
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtDriver
 from stratus.core.bus import RemoteError
@@ -59,8 +65,7 @@ class ComputeAgentManager:
         await self.driver.init_host(self.host)
         ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
         expected = await self.report(ctx)
-        for uuid in set(await self.driver.list_guests()) - set(expected):
-            LOG.warning("guest %s runs on %s but no instance here owns it", uuid, self.host)
+        await self.reconcile(ctx, expected)
         self._periodic = asyncio.create_task(self._report_forever(), name=f"report-{self.host}")
 
     async def stop(self) -> None:
@@ -69,6 +74,20 @@ class ComputeAgentManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
         await self.driver.cleanup_host()
+
+    async def reconcile(self, ctx: RequestContext, expected: list[str]) -> None:
+        """After a restart: finish deletes and fail builds this host left half done."""
+        for uuid in set(await self.driver.list_guests()) - set(expected):
+            LOG.warning("guest %s runs on %s but no instance here owns it", uuid, self.host)
+        for uuid in expected:
+            instance = await self.conductor.instance_get(ctx, uuid)
+            if instance.task_state == states.DELETING:
+                await self.terminate_instance(ctx, uuid)
+            elif instance.vm_state == states.BUILDING:
+                await self._destroy_quietly(uuid)
+                await self.conductor.build_failed(ctx, uuid, self.host, Fault(
+                    message=f"The build was interrupted by a restart of {self.host}."),
+                    alternates=[], attempt=MAX_BUILD_ATTEMPTS)
 
     async def report(self, ctx: RequestContext) -> list[str]:
         resources = await self.driver.get_available_resource()

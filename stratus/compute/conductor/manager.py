@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid as uuidlib
 
 from sqlalchemy import select
 
 from stratus.compute import states
-from stratus.compute.models import ComputeServiceRecord
-from stratus.compute.objects import Fault, HostReport, InstanceRecord, InstanceUpdate
+from stratus.compute.models import ComputeServiceRecord, Instance
+from stratus.compute.objects import (
+    MAX_BUILD_ATTEMPTS,
+    Fault,
+    HostReport,
+    InstanceRecord,
+    InstanceUpdate,
+)
 from stratus.compute.rpcapi import ComputeAgentAPI
-from stratus.compute.scheduler.host_state import COMPUTE_BINARY
+from stratus.compute.scheduler.host_state import COMPUTE_BINARY, is_up
 from stratus.compute.scheduler.placement import (
     DISK_GB,
     MEMORY_MB,
@@ -28,10 +35,6 @@ from stratus.core.db import utcnow
 
 LOG = logging.getLogger(__name__)
 
-#: Builds tried in all, on the first host and alternates, before the instance goes to ERROR.
-MAX_ATTEMPTS = 3
-
-
 def provider_uuid(host: str) -> str:
     """A host's resource provider id: stable, so restarts and several conductors agree."""
     return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"stratus:compute-node:{host}"))
@@ -41,9 +44,59 @@ class ConductorManager:
     METHODS = ("instance_get", "instance_update", "action_event", "build_failed",
                "instance_destroyed", "host_report")
 
-    def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI) -> None:
+    def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
+                 service_down_time: float = 60.0) -> None:
         self.runtime = runtime
         self.agents = agents
+        self.service_down_time = service_down_time
+
+    async def recover_orphans(self) -> list[str]:
+        """Finish what hosts that went down left: builds go to ERROR, deletes complete.
+
+        Runs periodically (``run_watchdog``); every conductor may run it, each change is
+        guarded by the instance's current state. Returns the instances it settled.
+        """
+        settled: list[str] = []
+        async with self.runtime.service() as svc:
+            services = await svc.session.scalars(select(ComputeServiceRecord).where(
+                ComputeServiceRecord.binary == COMPUTE_BINARY))
+            down = [s.host for s in services
+                    if not is_up(s.last_seen_up, s.forced_down, self.service_down_time)]
+            if not down:
+                return settled
+            stranded = list(await svc.session.scalars(select(Instance).where(
+                Instance.host.in_(down), Instance.deleted_at.is_(None),
+                (Instance.vm_state == states.BUILDING)
+                | (Instance.task_state == states.DELETING))))
+        for instance in stranded:
+            async with self.runtime.service() as svc:
+                row = await svc.instances.get(instance.uuid, include_deleted=True)
+                if row.deleted_at is not None or row.host not in down:
+                    continue
+                await Placement(svc.session).free(row.uuid)
+                if row.task_state == states.DELETING:
+                    await svc.instances.soft_delete(row.uuid)
+                elif row.vm_state == states.BUILDING:
+                    await svc.instances.set_error(
+                        row.uuid, code=500, host=row.host,
+                        message=f"Compute host {row.host} stopped responding while building "
+                                f"the instance.")
+                    await svc.instances.finish_action(row.uuid, None, "Error")
+                else:
+                    continue
+                settled.append(row.uuid)
+        if settled:
+            LOG.warning("settled %d instance(s) left by compute hosts that are down: %s",
+                        len(settled), ", ".join(settled))
+        return settled
+
+    async def run_watchdog(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.recover_orphans()
+            except Exception:
+                LOG.exception("the conductor's watchdog failed; will try again")
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
         async with self.runtime.service() as svc:
@@ -81,7 +134,7 @@ class ConductorManager:
                           root_gb=flavor["disk"], ephemeral_gb=flavor.get("ephemeral", 0),
                           swap_mb=flavor.get("swap", 0))
         remaining = list(alternates)
-        while remaining and attempt < MAX_ATTEMPTS:
+        while remaining and attempt < MAX_BUILD_ATTEMPTS:
             candidate = remaining.pop(0)
             try:
                 async with self.runtime.service() as svc:

@@ -192,7 +192,7 @@ async def test_failed_build_is_rescheduled_to_an_alternate(cloud: Cloud) -> None
     failed = await cloud.wait_for(created.json()["server"]["id"], "ERROR")
     assert "disk on fire" in failed["fault"]["message"]
     tried = [host for host, d in drivers.items() if ("spawn", failed["id"]) in d.calls]
-    assert len(tried) == 3  # first host plus two alternates: MAX_ATTEMPTS
+    assert len(tried) == 3  # first host plus two alternates: MAX_BUILD_ATTEMPTS
     # ... and no claim is left behind by the three failed attempts.
     async with cloud.stack.compute.db.session() as session:  # type: ignore[union-attr]
         assert await Placement(session).allocations_of(failed["id"]) == {}
@@ -226,3 +226,69 @@ async def test_quota_and_bad_input(cloud: Cloud) -> None:
     bad_user_data = await cloud.compute("POST", "/servers", json=boot_body(
         image_id, user_data="not base64!"))
     assert_compute_error(bad_user_data, 400, "badRequest")
+
+
+async def test_a_host_that_dies_mid_build_leaves_nothing_stuck(cloud: Cloud) -> None:
+    """Builds on a host that stops answering end in ERROR with their claims freed; a
+    restarted agent fails the builds it had in flight."""
+    from sqlalchemy import select
+
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.models import ComputeServiceRecord
+    from stratus.compute.rpcapi import ComputeAgentAPI
+    from stratus.core.context import RequestContext
+
+    image_id = await upload_image(cloud)
+    # The first host's driver takes "forever" to spawn: the host dies mid-build.
+    victim = cloud.stack.agents[0]
+    assert isinstance(victim.driver, FakeDriver)
+    gate = asyncio.Event()
+    original_spawn = victim.driver.spawn
+
+    async def hanging_spawn(guest: Any) -> None:
+        await gate.wait()
+        await original_spawn(guest)
+
+    victim.driver.spawn = hanging_spawn  # type: ignore[method-assign]
+    for other in cloud.stack.agents[1:]:  # the others are full, so the victim gets it
+        other.driver.fail_next("spawn", "full", times=5)  # type: ignore[attr-defined]
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, "doomed"))
+    servers = [created.json()["server"]["id"]]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    deadline = time.monotonic() + 10
+    while True:  # wait until the victim has one of them spawning
+        spawning = [s for s in servers if (await cloud.compute("GET", f"/servers/{s}")).json()[
+            "server"]["OS-EXT-STS:task_state"] == "spawning"]
+        if spawning:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    (stuck,) = spawning[:1]
+
+    # Its heartbeats stop: the conductor's watchdog settles what it left.
+    async with runtime.db.session() as session:
+        service = await session.scalar(select(ComputeServiceRecord).where(
+            ComputeServiceRecord.host == victim.host))
+        assert service is not None
+        service.last_seen_up = service.last_seen_up.replace(year=2001)  # type: ignore[union-attr]
+    watchdog = ConductorManager(runtime, ComputeAgentAPI(await cloud.stack.transport()),
+                                service_down_time=60)
+    assert stuck in await watchdog.recover_orphans()
+    failed = await cloud.wait_for(stuck, "ERROR")
+    assert "stopped responding" in failed["fault"]["message"]
+    async with runtime.db.session() as session:
+        assert await Placement(session).allocations_of(stuck) == {}
+    assert await watchdog.recover_orphans() == []  # nothing more to do
+    gate.set()
+
+    # A restarted agent reconciles: a build it had in flight fails cleanly. (The row is
+    # put back in the state a crash mid-build leaves it in.)
+    ctx = RequestContext(user_id="test", project_id="service", roles=["service"])
+    async with runtime.service() as svc:
+        row = await svc.instances.get(stuck, include_deleted=True)
+        row.vm_state, row.task_state, row.host = "building", "spawning", victim.host
+    await victim.reconcile(ctx, [stuck])
+    again = await cloud.wait_for(stuck, "ERROR")
+    assert "interrupted by a restart" in again["fault"]["message"]
+    assert stuck not in await victim.driver.list_guests()
