@@ -76,13 +76,23 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> None:
-    from stratus.units import Stack, admin_password, root_app, run_bootstrap, write_clouds_yaml
+    from stratus.units import (
+        UNITS,
+        Stack,
+        admin_password,
+        root_app,
+        run_bootstrap,
+        write_clouds_yaml,
+    )
 
     stack = Stack(settings)
     try:
         if bootstrap:
             await run_bootstrap(stack)
         asgi = await root_app(stack, names)
+        if all(UNITS[name].prefix is None for name in names):
+            await _serve_bus_only(names)
+            return
         config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
                                 lifespan="off", access_log=False, server_header=False)
         server = _Server(config)
@@ -105,6 +115,16 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> No
         await serving
     finally:
         await stack.aclose()
+
+
+async def _serve_bus_only(names: list[str]) -> None:
+    """Units with no API (scheduler, conductor, compute-agent) serve the bus until signalled."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    console.print(f"[bold green]{', '.join(names)}[/] serving on the bus")
+    await stop.wait()
 
 
 @app.command()
@@ -130,16 +150,18 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
 
 
 @app.command()
-def serve(unit: Annotated[str, typer.Argument(help="The unit to run, e.g. identity-api.")],
+def serve(units: Annotated[list[str], typer.Argument(
+              help="The units to run, e.g. identity-api, or scheduler conductor.")],
           data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
-    """Run one unit in this process."""
+    """Run some units in this process (split mode: set bus_url and database_url)."""
     from stratus.units import UNITS
 
-    if unit not in UNITS:
-        console.print(f"[red]Unknown unit {unit!r}.[/] Units: {', '.join(UNITS)}")
+    unknown = [u for u in units if u not in UNITS]
+    if unknown:
+        console.print(f"[red]Unknown unit {unknown[0]!r}.[/] Units: {', '.join(UNITS)}")
         raise typer.Exit(2)
     settings = _settings(data_dir, host, port)
-    asyncio.run(_serve(settings, [unit], bootstrap=False))
+    asyncio.run(_serve(settings, list(dict.fromkeys(units)), bootstrap=False))
 
 
 @app.command()
@@ -165,34 +187,31 @@ def bootstrap(data_dir: DataDir = None, host: Host = None, port: Port = None) ->
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Bring every service's database schema up to date."""
-    from stratus.identity.service import SCRIPT_LOCATION, VERSION_TABLE, IdentityRuntime
+    from stratus.compute import service as compute
+    from stratus.core.db import Database
+    from stratus.identity import service as identity
+    from stratus.image import service as image
 
     settings = _settings(data_dir)
+    histories = [
+        ("identity", settings.identity.database_url, identity.SCRIPT_LOCATION,
+         identity.VERSION_TABLE),
+        ("image", settings.image.database_url, image.SCRIPT_LOCATION, image.VERSION_TABLE),
+        ("compute", settings.compute.database_url, compute.SCRIPT_LOCATION,
+         compute.VERSION_TABLE),
+    ]
 
     async def run() -> None:
-        runtime = IdentityRuntime(settings)
-        try:
-            await runtime.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE)
-            revision = await runtime.db.current_revision(VERSION_TABLE)
-        finally:
-            await runtime.stop()
-        console.print(f"identity: at revision {revision}")
-        await _upgrade_image(settings)
+        for name, override, scripts, table in histories:
+            db = Database(settings.database_url_for(name, override))
+            try:
+                await db.upgrade(scripts, table)
+                revision = await db.current_revision(table)
+            finally:
+                await db.dispose()
+            console.print(f"{name}: at revision {revision}")
 
     asyncio.run(run())
-
-
-async def _upgrade_image(settings: Settings) -> None:
-    from stratus.core.db import Database
-    from stratus.image.service import SCRIPT_LOCATION, VERSION_TABLE
-
-    db = Database(settings.database_url_for("image", settings.image.database_url))
-    try:
-        await db.upgrade(SCRIPT_LOCATION, VERSION_TABLE)
-        revision = await db.current_revision(VERSION_TABLE)
-    finally:
-        await db.dispose()
-    console.print(f"image: at revision {revision}")
 
 
 @identity_app.command("rotate-keys")

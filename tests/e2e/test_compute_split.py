@@ -1,0 +1,181 @@
+"""Split mode: the compute units as separate processes on RabbitMQ and PostgreSQL.
+
+The APIs (identity, image, compute-api) run in one process; two schedulers, two conductors
+and three compute agents (fake driver) each run in their own, talking over a fresh
+RabbitMQ virtual host, all on one fresh PostgreSQL database. A scheduler and a conductor
+are killed half way: the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.cloud import BIN, Cloud, base_env, free_port
+
+pytestmark = pytest.mark.e2e
+
+ADMIN_PASSWORD = "split-compute-admin-pw"
+
+
+class Fleet:
+    """The bus-only processes, killed at the end whatever happens."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, unit: str, **env: str) -> None:
+        log = (self.data_dir.parent / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [str(BIN / "stratus"), "serve", unit, "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, env={**self.env, **env},
+            start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def alive(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is None]
+
+
+@pytest.fixture
+async def split(tmp_path: Path, db_url: str, rabbit_url: str) -> AsyncIterator[
+        tuple[Cloud, Fleet]]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = base_env(STRATUS_DATABASE_URL=db_url, STRATUS_BUS_URL=rabbit_url,
+                   STRATUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                   STRATUS_COMPUTE__REPORT_INTERVAL="1")
+    for command in (["db", "upgrade"], ["bootstrap", "--port", str(port)]):
+        await asyncio.to_thread(
+            subprocess.run, [str(BIN / "stratus"), *command, "--data-dir", str(data_dir)],
+            env=env, check=True, capture_output=True, timeout=120)
+    api = Cloud(data_dir, port, env, args=["serve", "identity-api", "image-api",
+                                           "compute-api"])
+    fleet = Fleet(data_dir, env)
+    await asyncio.to_thread(api.start)
+    try:
+        for n in (1, 2):
+            fleet.start(f"scheduler-{n}", "scheduler")
+            fleet.start(f"conductor-{n}", "conductor")
+        for n in (1, 2, 3):
+            fleet.start(f"agent-{n}", "compute-agent", STRATUS_COMPUTE__HOST=f"split-{n}",
+                        STRATUS_COMPUTE__FAKE_HOSTS="1")
+        yield api, fleet
+    finally:
+        await asyncio.to_thread(fleet.stop_all)
+        await asyncio.to_thread(api.stop)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> None:
+    api, fleet = split
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        token = await login(client)
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
+        await wait_until(lambda: hypervisors_up(client, headers), 3)
+        image_id = await upload(client, token)
+
+        first = await boot(client, headers, image_id, "one", 4)
+        hosts = {s["OS-EXT-SRV-ATTR:host"] for s in await wait_all(client, headers, first)}
+        assert hosts <= {"split-1", "split-2", "split-3"} and len(hosts) >= 2
+
+        fleet.kill("scheduler-1")
+        fleet.kill("conductor-1")
+        second = await boot(client, headers, image_id, "two", 4)
+        await wait_all(client, headers, second)
+
+        for server_id in first + second:
+            response = await client.delete(f"/compute/v2.1/servers/{server_id}", headers=headers)
+            assert response.status_code == 204
+        await wait_until(lambda: servers_left(client, headers), 0)
+        assert sorted(fleet.alive()) == ["agent-1", "agent-2", "agent-3", "conductor-2",
+                                         "scheduler-2"]
+
+
+async def login(client: httpx.AsyncClient) -> str:
+    response = await client.post("/identity/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    assert response.status_code == 201, response.text
+    return response.headers["X-Subject-Token"]
+
+
+async def upload(client: httpx.AsyncClient, token: str) -> str:
+    headers = {"X-Auth-Token": token}
+    image = (await client.post("/image/v2/images", headers=headers, json={
+        "name": "tiny", "disk_format": "raw", "container_format": "bare"})).json()
+    response = await client.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 4096,
+                                headers={**headers, "Content-Type": "application/octet-stream"})
+    assert response.status_code == 204
+    return str(image["id"])
+
+
+async def boot(client: httpx.AsyncClient, headers: dict[str, str], image_id: str,
+               name: str, count: int) -> list[str]:
+    response = await client.post("/compute/v2.1/servers", headers=headers, json={"server": {
+        "name": name, "imageRef": image_id, "flavorRef": "1", "networks": "none",
+        "min_count": count, "max_count": count, "return_reservation_id": True}})
+    assert response.status_code == 202, response.text
+    reservation = response.json()["reservation_id"]
+    listed = await client.get(f"/compute/v2.1/servers?reservation_id={reservation}",
+                              headers=headers)
+    ids = [s["id"] for s in listed.json()["servers"]]
+    assert len(ids) == count
+    return ids
+
+
+async def wait_all(client: httpx.AsyncClient, headers: dict[str, str],
+                   ids: list[str]) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while True:
+        servers = [(await client.get(f"/compute/v2.1/servers/{i}", headers=headers)).json()[
+            "server"] for i in ids]
+        statuses = {s["status"] for s in servers}
+        assert "ERROR" not in statuses, [s.get("fault") for s in servers]
+        if statuses == {"ACTIVE"}:
+            return servers
+        assert time.monotonic() < deadline, statuses
+        await asyncio.sleep(0.2)
+
+
+async def hypervisors_up(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    response = await client.get("/compute/v2.1/os-hypervisors", headers=headers)
+    return sum(h["state"] == "up" for h in response.json()["hypervisors"])
+
+
+async def servers_left(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    response = await client.get("/compute/v2.1/servers", headers=headers)
+    return len(response.json()["servers"])
+
+
+async def wait_until(probe: Any, expected: int) -> None:
+    deadline = time.monotonic() + 60
+    while (value := await probe()) != expected:
+        assert time.monotonic() < deadline, f"still {value}, waiting for {expected}"
+        await asyncio.sleep(0.2)
