@@ -82,3 +82,23 @@ async def test_unaligned_sizes_arrive_whole(tmp_path: Path, direct_io: bool) -> 
     assert writer.local_path is not None and writer.local_path.read_bytes() == data
     location = await writer.commit()
     assert await read_all(store, location, chunk_size=1 << 20) == data
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+async def test_ranged_reads_at_any_offset(tmp_path: Path, direct_io: bool) -> None:
+    import os
+
+    store = FileStore(tmp_path / "images", direct_io=direct_io)
+    await store.start()
+    data = os.urandom(3 * 4096 + 1234)
+    writer = await store.writer(ID)
+    await writer.write(data)
+    location = await writer.commit()
+    for offset, length, chunk in ((0, None, 4096), (1, 5000, 777), (4095, 2, 1),
+                                  (8191, 4096 + 1000, 4096), (len(data) - 1, None, 10)):
+        expected = data[offset:] if length is None else data[offset:offset + length]
+        assert await read_all(store, location, offset, length, chunk_size=chunk) == expected
+    reader = await store.open(location, 0, None, chunk_size=4096)
+    first = await anext(aiter(reader.chunks()))
+    assert first == data[:4096]
+    await reader.aclose()  # closed half way: the file is released
