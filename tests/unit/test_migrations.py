@@ -24,7 +24,11 @@ def test_services_can_share_one_database() -> None:
     """With one ``database_url`` for every service, no two services may own a table name."""
     from stratus.compute.models import Base as ComputeBase
     from stratus.identity.models import Base as IdentityBase
+    from stratus.image.models import Base as ImageBase
 
-    identity = set(IdentityBase.metadata.tables)
-    compute = set(ComputeBase.metadata.tables)
-    assert not identity & compute
+    owners: dict[str, str] = {}
+    for service, base in (("identity", IdentityBase), ("image", ImageBase),
+                          ("compute", ComputeBase)):
+        for table in base.metadata.tables:
+            assert table not in owners, f"{service} and {owners[table]} both own {table}"
+            owners[table] = service
