@@ -197,12 +197,18 @@ class Enforcer:
         if not self.check(name, target, creds):
             raise Forbidden(f"You are not authorized to perform the requested action: {name}.")
 
-    def authorize(self, name: str, target: Mapping[str, Any] | None,
-                  context: RequestContext) -> None:
-        """``enforce`` for an API caller.
+    def allowed(self, name: str, target: Mapping[str, Any] | None,
+                context: RequestContext) -> bool:
+        """``check`` for an API caller.
 
         Rules name target attributes both ways, as OpenStack's do: ``%(user_id)s`` and
         ``%(target.user.id)s``; the target is offered flat and under a "target" key.
         """
         flat = dict(target or {})
-        self.enforce(name, {**flat, "target": flat}, context.policy_credentials())
+        return self.check(name, {**flat, "target": flat}, context.policy_credentials())
+
+    def authorize(self, name: str, target: Mapping[str, Any] | None,
+                  context: RequestContext) -> None:
+        """``enforce`` for an API caller (see ``allowed``)."""
+        if not self.allowed(name, target, context):
+            raise Forbidden(f"You are not authorized to perform the requested action: {name}.")

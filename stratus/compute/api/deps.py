@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import IntegrityError
 
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import Conflict
 from stratus.core.web.app import api_root
+from stratus.core.web.deps import Authorizer, duplicates_as_conflict
 from stratus.core.web.microversions import APIVersion, api_version
 
 
@@ -23,11 +22,9 @@ def runtime(request: Request) -> ComputeRuntime:
 
 async def service(request: Request) -> AsyncIterator[ComputeService]:
     """One transaction per request, committed before the response is sent."""
-    try:
-        async with runtime(request).service() as svc:
-            yield svc
-    except IntegrityError as exc:
-        raise Conflict("The request conflicts with a concurrent change.") from exc
+    async with duplicates_as_conflict("The request conflicts with a concurrent change."), \
+            runtime(request).service() as svc:
+        yield svc
 
 
 Service = Annotated[ComputeService, Depends(service, scope="function")]
@@ -35,25 +32,11 @@ Context = Annotated[RequestContext, Depends(require_context)]
 Version = Annotated[APIVersion, Depends(api_version)]
 
 
-class Policy:
-    def __init__(self, request: Request, context: RequestContext) -> None:
-        self.enforcer = runtime(request).enforcer
-        self.context = context
-
-    def __call__(self, rule: str, target: dict[str, Any] | None = None) -> None:
-        self.enforcer.authorize(rule, target, self.context)
-
-    def allows(self, rule: str, target: dict[str, Any] | None = None) -> bool:
-        flat = dict(target or {})
-        return self.enforcer.check(rule, {**flat, "target": flat},
-                                   self.context.policy_credentials())
+def policy(request: Request, context: Context) -> Authorizer:
+    return Authorizer(runtime(request).enforcer, context)
 
 
-def policy(request: Request, context: Context) -> Policy:
-    return Policy(request, context)
-
-
-Authorize = Annotated[Policy, Depends(policy)]
+Authorize = Annotated[Authorizer, Depends(policy)]
 
 
 class Links:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import IntegrityError
 
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import Conflict
 from stratus.core.web.app import api_root
+from stratus.core.web.deps import Authorizer, duplicates_as_conflict
 from stratus.identity.service import IdentityRuntime, IdentityService
 
 
@@ -22,35 +21,20 @@ def runtime(request: Request) -> IdentityRuntime:
 
 async def service(request: Request) -> AsyncIterator[IdentityService]:
     """One transaction per request, committed before the response is sent."""
-    try:
-        async with runtime(request).service() as svc:
-            yield svc
-    except IntegrityError as exc:
-        # Two requests raced past our duplicate checks; the database caught the second.
-        raise Conflict("Conflict occurred attempting to store the resource: "
-                       "duplicate entry.") from exc
+    async with duplicates_as_conflict("Conflict occurred attempting to store the resource: "
+                                      "duplicate entry."), runtime(request).service() as svc:
+        yield svc
 
 
 Service = Annotated[IdentityService, Depends(service, scope="function")]
 Context = Annotated[RequestContext, Depends(require_context)]
 
 
-class Policy:
-    """``policy("identity:get_user", target)``: raises Forbidden unless the caller may."""
-
-    def __init__(self, request: Request, context: RequestContext) -> None:
-        self.enforcer = runtime(request).enforcer
-        self.context = context
-
-    def __call__(self, rule: str, target: dict[str, Any] | None = None) -> None:
-        self.enforcer.authorize(rule, target, self.context)
+def policy(request: Request, context: Context) -> Authorizer:
+    return Authorizer(runtime(request).enforcer, context)
 
 
-def policy(request: Request, context: Context) -> Policy:
-    return Policy(request, context)
-
-
-Authorize = Annotated[Policy, Depends(policy)]
+Authorize = Annotated[Authorizer, Depends(policy)]
 
 
 def base_url(request: Request) -> str:
