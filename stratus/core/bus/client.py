@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -47,23 +48,45 @@ _UNSET: Any = object()
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
 
 
-def _trace_carrier() -> dict[str, str] | None:
+def _carrier() -> dict[str, str] | None:
     """W3C trace headers of the current span, so the server's span joins the same trace."""
-    if not trace.get_current_span().get_span_context().is_valid:
-        return None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier or None
 
 
-def _sender_span(name: str, kind: SpanKind,
-                 attributes: Callable[[], dict[str, Any]]) -> AbstractContextManager[Any]:
-    """The sender's span, as a child of the caller's span. Outside any recorded span (a
-    periodic task, a benchmark loop) no sender span is made: it would start a trace of its
-    own, and costs more than the cast. The handler's span is always recorded."""
-    if not trace.get_current_span().is_recording():
-        return nullcontext()
-    return span(name, kind, **attributes())
+@contextmanager
+def _traced(name: str, kind: SpanKind, attributes: dict[str, Any]) -> Iterator[Any]:
+    with span(name, kind, **attributes):
+        yield _carrier()
+
+
+_UNTRACED: AbstractContextManager[Any] = nullcontext(None)
+
+
+def _sending(name: str, kind: SpanKind,
+             attributes: Callable[[], dict[str, Any]]) -> AbstractContextManager[Any]:
+    """Enter to get the trace headers the message carries (or None).
+
+    Inside a recorded span (an API request) the sender gets a span of its own, a child of
+    the caller's, and the message carries it. Outside any recorded span (a periodic task, a
+    benchmark loop) no sender span is made: it would start a trace of its own and cost more
+    than the cast. The handler's span is always recorded.
+    """
+    current = trace.get_current_span()
+    if current.is_recording():
+        return _traced(name, kind, attributes())
+    if current.get_span_context().is_valid:
+        return nullcontext(_carrier())
+    return _UNTRACED
+
+
+@lru_cache(maxsize=4096)
+def _checked_method(method: str) -> str:
+    if not _METHOD.fullmatch(method):
+        raise ValueError(f"{method!r} cannot be a bus method (letters, digits and '_', "
+                         "starting with a letter)")
+    return method
 
 
 class RPCClient:
@@ -103,16 +126,13 @@ class RPCClient:
             send_timeout=self.send_timeout if send_timeout is _UNSET else send_timeout)
 
     def _encode(self, kind: Kind, msg_id: str, ctx: RequestContext, method: str,
-                args: dict[str, Any], **extra: Any) -> bytes:
+                args: dict[str, Any], carrier: dict[str, str] | None, **extra: Any) -> bytes:
         if not isinstance(ctx, RequestContext):
             raise TypeError(f"the first argument of {kind} must be a RequestContext, "
                             f"not {type(ctx).__name__}")
-        if not _METHOD.fullmatch(method):
-            raise ValueError(f"{method!r} cannot be a bus method (letters, digits and '_', "
-                             "starting with a letter)")
-        return encode_request(kind=kind, msg_id=msg_id, method=method,
+        return encode_request(kind=kind, msg_id=msg_id, method=_checked_method(method),
                               version=self.target.version, args=args, context=ctx,
-                              trace=_trace_carrier(), **extra)
+                              trace=carrier, **extra)
 
     def _span_attributes(self, ctx: RequestContext, msg_id: str) -> dict[str, Any]:
         return {REQUEST_ID_ATTRIBUTE: ctx.request_id,
@@ -128,9 +148,9 @@ class RPCClient:
             await self._fanout(ctx, method, kwargs)
             return
         msg_id = new_message_id()
-        with _sender_span(f"bus.cast {self.target}.{method}", SpanKind.PRODUCER,
-                          lambda: self._span_attributes(ctx, msg_id)):
-            body = self._encode("cast", msg_id, ctx, method, kwargs)
+        with _sending(f"bus.cast {self.target}.{method}", SpanKind.PRODUCER,
+                      lambda: self._span_attributes(ctx, msg_id)) as carrier:
+            body = self._encode("cast", msg_id, ctx, method, kwargs, carrier)
             await self.transport.send(self._cast_queue, body, msg_id=msg_id,
                                       give_up_after=self.send_timeout)
 
@@ -140,9 +160,9 @@ class RPCClient:
 
     async def _fanout(self, ctx: RequestContext, method: str, kwargs: dict[str, Any]) -> None:
         msg_id = new_message_id()
-        with _sender_span(f"bus.fanout {self.target.topic}.{method}", SpanKind.PRODUCER,
-                          lambda: self._span_attributes(ctx, msg_id)):
-            body = self._encode("fanout", msg_id, ctx, method, kwargs)
+        with _sending(f"bus.fanout {self.target.topic}.{method}", SpanKind.PRODUCER,
+                      lambda: self._span_attributes(ctx, msg_id)) as carrier:
+            body = self._encode("fanout", msg_id, ctx, method, kwargs, carrier)
             await self.transport.send_fanout(self.target.topic, body, msg_id=msg_id,
                                              give_up_after=self.send_timeout)
 
@@ -164,9 +184,9 @@ class RPCClient:
         timeout = self.timeout
         deadline = loop.time() + timeout
         msg_id = new_message_id()
-        with _sender_span(f"bus.call {self.target}.{method}", SpanKind.CLIENT,
-                          lambda: self._span_attributes(ctx, msg_id)):
-            body = self._encode("call", msg_id, ctx, method, kwargs,
+        with _sending(f"bus.call {self.target}.{method}", SpanKind.CLIENT,
+                      lambda: self._span_attributes(ctx, msg_id)) as carrier:
+            body = self._encode("call", msg_id, ctx, method, kwargs, carrier,
                                 reply_to=await self._reply_address(deadline),
                                 expires=time.time() + timeout)
             future = transport.expect_reply(msg_id)

@@ -94,27 +94,21 @@ class WireContext(BaseModel):
 
 
 def context_to_wire(ctx: RequestContext) -> dict[str, Any]:
-    """The JSON form of a context; tokens only when present. Not for logging."""
-    wire: dict[str, Any] = {
-        "request_id": ctx.request_id,
-        "global_request_id": ctx.global_request_id,
-        "user_id": ctx.user_id,
-        "user_name": ctx.user_name,
-        "user_domain_id": ctx.user_domain_id,
-        "project_id": ctx.project_id,
-        "project_name": ctx.project_name,
-        "project_domain_id": ctx.project_domain_id,
-        "domain_id": ctx.domain_id,
-        "system_scope": ctx.system_scope,
-        "roles": ctx.roles,
-        "service_roles": ctx.service_roles,
-        "service_user_id": ctx.service_user_id,
-    }
-    if ctx.auth_token:
-        wire["auth_token"] = ctx.auth_token
-    if ctx.service_token:
-        wire["service_token"] = ctx.service_token
+    """The JSON form of a context (fields that are set; tokens only when present). Not for
+    logging."""
+    wire: dict[str, Any] = {"request_id": ctx.request_id}
+    for name in _OPTIONAL_CONTEXT_FIELDS:
+        value = getattr(ctx, name)
+        if value:
+            wire[name] = value
     return wire
+
+
+_OPTIONAL_CONTEXT_FIELDS = (
+    "global_request_id", "user_id", "user_name", "user_domain_id", "project_id",
+    "project_name", "project_domain_id", "domain_id", "system_scope", "roles",
+    "service_roles", "service_user_id", "auth_token", "service_token",
+)
 
 
 class Request(BaseModel):

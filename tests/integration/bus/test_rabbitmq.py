@@ -33,6 +33,8 @@ from tests.integration.bus.conftest import Recorder, context, eventually
 
 pytestmark = pytest.mark.rabbitmq
 
+#: Casts per stream.
+COUNT = 1000
 #: Fast reconnection; casts may wait out a broker restart.
 OPTIONS = {"reconnect_min": 0.05, "reconnect_max": 0.5, "send_timeout": 60}
 
@@ -82,9 +84,9 @@ class Stream:
 
 
 async def stream_through(url: str, disrupt: Callable[[], Awaitable[None]],
-                         count: int = 600) -> Stream:
-    """Cast ``count`` messages at a steady pace, calling ``disrupt`` a quarter of the way
-    into the stream; return once every message was handled."""
+                         count: int = COUNT) -> Stream:
+    """Cast ``count`` messages at a steady pace (about 3 s), calling ``disrupt`` once a fifth
+    of them went out; return once every message was handled."""
     stream = Stream()
     manager = stream.manager
     async with started(url) as server_transport, started(url) as client_transport:
@@ -104,15 +106,19 @@ async def stream_through(url: str, disrupt: Callable[[], Awaitable[None]],
                     failures.append(exc)
                 stream.slowest_cast = max(stream.slowest_cast, time.monotonic() - began)
 
+        queued: list[int] = []
+
         async def produce() -> None:
             tasks = []
             for seq in range(count):
                 tasks.append(asyncio.create_task(cast(seq)))
-                await asyncio.sleep(0.002)
+                queued.append(seq)
+                await asyncio.sleep(0.003)
             await asyncio.gather(*tasks)
 
         producer = asyncio.create_task(produce())
-        await eventually(lambda: len(manager.applied) >= count // 4, within=30)
+        await eventually(lambda: len(queued) >= count // 5 and len(manager.applied) > 0,
+                         within=30)
         await disrupt()
         await asyncio.wait_for(producer, 90)
         assert not failures, f"casts failed: {failures[:3]}"
@@ -133,7 +139,7 @@ async def test_connections_closed_by_the_broker_during_a_stream_of_casts(
 
     stream = await stream_through(rabbit_url, close_all)
     assert stream.connections_made == [2, 2], "both processes reconnected once"
-    assert stream.manager.applied == set(range(600))
+    assert stream.manager.applied == set(range(COUNT))
     assert max(stream.manager.invocations.values()) == 1, "no message handled twice"
 
 
@@ -151,7 +157,7 @@ async def test_broker_restart_during_a_stream_of_casts(rabbit_url: str) -> None:
         await broker_running()
     assert stream.connections_made == [2, 2], "both processes reconnected once"
     assert stream.slowest_cast > 1.0, "some casts waited for the broker to come back"
-    assert stream.manager.applied == set(range(600))
+    assert stream.manager.applied == set(range(COUNT))
     assert max(stream.manager.invocations.values()) == 1, "no message handled twice"
 
 
