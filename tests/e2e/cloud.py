@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,25 @@ def base_env(**extra: str) -> dict[str, str]:
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def running_cloud(tmp_path: Path, db_url: str | None = None,
+                  **env: str) -> Iterator[Cloud]:
+    """A started ``stratus up`` on a fresh data dir (on ``db_url`` unless it is SQLite)."""
+    run_env = base_env(**env)
+    if db_url is not None and not db_url.startswith("sqlite"):
+        run_env["STRATUS_DATABASE_URL"] = db_url
+    instance = Cloud(tmp_path / "data", free_port(), run_env)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def user_env(cloud: Cloud, user: str, password: str, project: str) -> dict[str, str]:
+    """``OS_*`` variables that log the CLI in as ``user`` on ``project``."""
+    return {"OS_AUTH_URL": cloud.auth_url, "OS_USERNAME": user, "OS_PASSWORD": password,
+            "OS_PROJECT_NAME": project, "OS_USER_DOMAIN_NAME": "Default",
+            "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3"}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.cloud import Cloud, running_cloud
 
 pytestmark = pytest.mark.e2e
 
@@ -22,13 +22,9 @@ pytestmark = pytest.mark.e2e
 def cloud(tmp_path: Path) -> Iterator[Cloud]:
     # SQLite only: the same flow runs on PostgreSQL in tests/integration/compute, and each
     # CLI invocation here costs a second of client start-up.
-    env = base_env(STRATUS_COMPUTE__FAKE_HOSTS="2", STRATUS_COMPUTE__HOST="fake")
-    instance = Cloud(tmp_path / "data", free_port(), env)
-    instance.start()
-    try:
+    with running_cloud(tmp_path, STRATUS_COMPUTE__FAKE_HOSTS="2",
+                       STRATUS_COMPUTE__HOST="fake") as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def wait_status(cloud: Cloud, name: str, status: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.cloud import Cloud, running_cloud, user_env
 from tests.integration.image.conftest import require_qemu_img
 
 pytestmark = pytest.mark.e2e
@@ -27,21 +27,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def cloud(tmp_path: Path, db_url: str) -> Iterator[Cloud]:
-    env = base_env()
-    if not db_url.startswith("sqlite"):
-        env["STRATUS_DATABASE_URL"] = db_url
-    instance = Cloud(tmp_path / "data", free_port(), env)
-    instance.start()
-    try:
+    with running_cloud(tmp_path, db_url) as instance:
         yield instance
-    finally:
-        instance.stop()
-
-
-def user_env(cloud: Cloud, user: str, password: str, project: str) -> dict[str, str]:
-    return {"OS_AUTH_URL": cloud.auth_url, "OS_USERNAME": user, "OS_PASSWORD": password,
-            "OS_PROJECT_NAME": project, "OS_USER_DOMAIN_NAME": "Default",
-            "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3"}
 
 
 def store_files(cloud: Cloud) -> list[Path]:

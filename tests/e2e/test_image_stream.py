@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.cloud import Cloud, running_cloud
 from tests.e2e.test_image_cli import admin_token
 
 pytestmark = pytest.mark.e2e
@@ -74,15 +74,8 @@ class PeakRSS:
 
 @pytest.fixture
 def cloud(tmp_path: Path, db_url: str) -> Iterator[Cloud]:
-    env = base_env()
-    if not db_url.startswith("sqlite"):
-        env["STRATUS_DATABASE_URL"] = db_url
-    instance = Cloud(tmp_path / "data", free_port(), env)
-    instance.start()
-    try:
+    with running_cloud(tmp_path, db_url) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def generated(total: int, block: bytes, md5: hashlib._Hash) -> Iterator[bytes]:

@@ -12,28 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.cloud import Cloud, base_env, free_port, running_cloud, user_env
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def cloud(tmp_path: Path, db_url: str) -> Iterator[Cloud]:
-    env = base_env()
-    if not db_url.startswith("sqlite"):
-        env["STRATUS_DATABASE_URL"] = db_url
-    instance = Cloud(tmp_path / "data", free_port(), env)
-    instance.start()
-    try:
+    with running_cloud(tmp_path, db_url) as instance:
         yield instance
-    finally:
-        instance.stop()
-
-
-def user_env(cloud: Cloud, user: str, password: str, project: str) -> dict[str, str]:
-    return {"OS_AUTH_URL": cloud.auth_url, "OS_USERNAME": user, "OS_PASSWORD": password,
-            "OS_PROJECT_NAME": project, "OS_USER_DOMAIN_NAME": "Default",
-            "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3"}
 
 
 def validate(cloud: Cloud, admin_token: str, token: str) -> httpx.Response:
