@@ -136,8 +136,11 @@ async def _one_repeat(url: str, name: str, casts: int, concurrency: int, calls: 
         sink = Sink()
         sink.expected = casts + warm
         await _casts(client, warm, concurrency)
+        cpu_before = time.process_time()
         latencies, elapsed = await _casts(client, casts, concurrency)
+        cpu = time.process_time() - cpu_before
         metrics = latency_metrics(f"{name}_cast", latencies, elapsed, "ms")
+        metrics[f"{name}_cast_cpu_us"] = cpu / casts * 1e6
 
         server = RPCServer(receiver, Target(topic), sink, ["noop", "echo"])
         began = time.perf_counter()
