@@ -21,6 +21,10 @@ from sqlalchemy.engine import URL, make_url
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
+# Unset, the driver is chosen by what the machine has (libvirt here): tests run the fake
+# driver unless they ask for libvirt, so what they exercise does not depend on the machine.
+os.environ.setdefault("STRATUS_COMPUTE__VIRT_DRIVER", "fake")
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")

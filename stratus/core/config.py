@@ -96,8 +96,20 @@ class ComputeSettings(BaseModel):
     """The compute service's units: scheduler, conductor and compute agents."""
 
     database_url: str | None = None
-    #: Hypervisor driver of this process's compute agents: ``fake`` (libvirt comes next).
-    virt_driver: str = "fake"
+    #: Hypervisor driver of this process's compute agents: ``fake``, ``libvirt``, or unset:
+    #: ``stratus up``/``serve`` then pick libvirt where it is usable (libvirt-python, QEMU, a
+    #: libvirtd that answers or starts), else fake, and say so; a stack embedded in a
+    #: program runs fake.
+    virt_driver: str | None = Field(None, pattern="^(fake|libvirt)$")
+    #: libvirt: the connection, and ``kvm``/``qemu`` (unset: kvm only where it really works).
+    libvirt_uri: str = "qemu:///system"
+    virt_type: str | None = Field(None, pattern="^(kvm|qemu)$")
+    #: libvirt: guests' disks and console logs; default ``<data_dir>/instances``.
+    instances_path: Path | None = None
+    #: Base images fetched from the image service; default ``<data_dir>/image-cache``.
+    image_cache_path: Path | None = None
+    #: Seconds a guest gets to power off on ACPI before it is destroyed (stop, soft reboot).
+    shutdown_timeout: float = Field(60.0, ge=0)
     #: Compute agents the all-in-one runs, each a fake host (``<host>-<n>`` beyond the first).
     fake_hosts: int = Field(1, ge=0)
     #: This host's name; default the machine's.
@@ -109,12 +121,93 @@ class ComputeSettings(BaseModel):
     #: Seconds between a compute agent's heartbeats, and after which a silent one is down.
     report_interval: float = Field(10.0, gt=0)
     service_down_time: float = Field(60.0, gt=0)
+    #: Seconds between a compute agent's comparisons of database and hypervisor power states.
+    sync_power_state_interval: float = Field(600.0, gt=0)
     cpu_allocation_ratio: float = Field(16.0, gt=0)
     ram_allocation_ratio: float = Field(1.5, gt=0)
     disk_allocation_ratio: float = Field(1.0, gt=0)
     reserved_host_memory_mb: int = Field(512, ge=0)
     #: Pick among this many best hosts at random (spreads parallel schedulers).
     host_subset_size: int = Field(1, ge=1)
+    #: Seconds compute-api waits for a host to attach or detach a volume; past it the
+    #: volume's reservation is given back (a dead host never leaves it ``attaching``).
+    volume_attach_timeout: float = Field(60.0, gt=0)
+
+
+class NetworkSettings(BaseModel):
+    """The network service (Network v2.0) and its agents."""
+
+    database_url: str | None = None
+    #: ``linuxbridge`` (dnsmasq DHCP agent, Linux-bridge L2 agent, metadata proxy) or ``noop``
+    #: (IPAM and API only, no kernel work); unset picks linuxbridge when this process runs as
+    #: root with dnsmasq available, else noop (said on start-up).
+    backend: str | None = None
+    #: MTU of new networks.
+    default_mtu: int = Field(1500, ge=68)
+    #: VXLAN network identifiers handed to networks when several hosts join them.
+    vxlan_vni_min: int = Field(1, ge=1)
+    vxlan_vni_max: int = Field(1000, ge=1)
+    #: The address this host's VXLAN tunnels use; unset means flat networks on one host.
+    tunnel_ip: str | None = None
+    #: ``stratus up`` creates this network (and a subnet) for the admin project on first start.
+    default_network_name: str = "private"
+    default_subnet_cidr: str = "10.0.0.0/24"
+    #: DNS domain dnsmasq gives guests, and the lease time it hands out (seconds).
+    dns_domain: str = "openstacklocal"
+    dhcp_lease_duration: int = Field(86400, ge=120)
+    #: Where agents keep dnsmasq's files; default ``<data_dir>/dhcp``.
+    dhcp_state_dir: Path | None = None
+    dnsmasq: str = "dnsmasq"
+    #: Seconds between agent heartbeats, and after which a silent agent is shown down.
+    agent_report_interval: float = Field(10.0, gt=0)
+    agent_down_time: float = Field(75.0, gt=0)
+    #: Seconds a compute host waits for ``network-vif-plugged`` before failing the build.
+    vif_plugging_timeout: float = Field(300.0, gt=0)
+    #: Default per-project quotas (Neutron's defaults; -1 is unlimited).
+    quota_network: int = -1
+    quota_subnet: int = -1
+    quota_port: int = -1
+    quota_security_group: int = 10
+    quota_security_group_rule: int = 100
+
+
+class VolumeSettings(BaseModel):
+    """The block storage service (Block Storage v3): volume-api and volume-managers."""
+
+    database_url: str | None = None
+    #: Where volumes live: ``file`` (raw files made with ``qemu-img``).
+    backend: str = Field("file", pattern="^(file)$")
+    #: The file backend's directory; default ``<data_dir>/volumes``.
+    volumes_dir: Path | None = None
+    #: This volume-manager's host name; default the machine's.
+    host: str | None = None
+    qemu_img: str = "qemu-img"
+    #: Volume type new volumes get when none is asked for (made on first start).
+    default_volume_type: str = "__DEFAULT__"
+    availability_zone: str = "nova"
+    #: Seconds between a volume-manager's heartbeats, and after which a silent one is down.
+    report_interval: float = Field(10.0, gt=0)
+    service_down_time: float = Field(60.0, gt=0)
+    #: Default per-project quotas (-1 is unlimited).
+    quota_volumes: int = Field(10, ge=-1)
+    quota_snapshots: int = Field(10, ge=-1)
+    quota_gigabytes: int = Field(1000, ge=-1)
+    quota_per_volume_gigabytes: int = Field(-1, ge=-1)
+    #: Default and largest page of volume and snapshot lists.
+    limit_max: int = Field(1000, ge=1)
+
+
+class MetadataSettings(BaseModel):
+    """The metadata path: proxies in each network's DHCP namespace, and metadata-api."""
+
+    #: Key of the ``X-Instance-ID-Signature`` HMAC shared by proxy and metadata-api; unset
+    #: means one generated on first start and kept (0600) in ``<data_dir>/metadata-secret``.
+    shared_secret: SecretStr | None = None
+    #: Where proxies forward to; default ``<public url>/metadata``.
+    url: str | None = None
+    #: Domain appended to instance hostnames in the metadata (``vm1.novalocal``); empty
+    #: for none.
+    dhcp_domain: str = "novalocal"
 
 
 class Settings(BaseSettings):
@@ -147,6 +240,9 @@ class Settings(BaseSettings):
     tracing: TracingSettings = TracingSettings()
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
+    network: NetworkSettings = NetworkSettings()
+    metadata: MetadataSettings = MetadataSettings()
+    volume: VolumeSettings = VolumeSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -181,6 +277,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / (service + '.db')}"
+
+    @property
+    def metadata_url(self) -> str:
+        return (self.metadata.url or f"{self.base_url}/metadata").rstrip("/")
+
+    @property
+    def dhcp_state_dir(self) -> Path:
+        return self.network.dhcp_state_dir or self.data_dir / "dhcp"
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.volume.volumes_dir or self.data_dir / "volumes"
 
     @property
     def key_repository(self) -> Path:

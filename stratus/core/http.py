@@ -12,8 +12,16 @@ from opentelemetry.trace import SpanKind
 from stratus.core import tracing
 from stratus.core.context import current_request_id
 
+#: Methods safe to send again when a pooled connection turns out to be closed.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What a keep-alive connection the server closed at the moment we reused it raises.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
 
 class TracingTransport(httpx.AsyncBaseTransport):
+    """Adds the request id and a span; sends a safe request once more when the server closed
+    the pooled connection just as it was reused (a race with its keep-alive timeout)."""
+
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.inner = inner or httpx.AsyncHTTPTransport()
 
@@ -26,7 +34,12 @@ class TracingTransport(httpx.AsyncBaseTransport):
             kind=SpanKind.CLIENT,
             **{"http.method": request.method, "http.url": str(request.url.copy_with(query=None))},
         ) as current:
-            response = await self.inner.handle_async_request(request)
+            try:
+                response = await self.inner.handle_async_request(request)
+            except _STALE_CONNECTION:
+                if request.method not in _IDEMPOTENT:
+                    raise
+                response = await self.inner.handle_async_request(request)
             current.set_attribute("http.status_code", response.status_code)
             return response
 
