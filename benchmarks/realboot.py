@@ -1,0 +1,300 @@
+"""Real boots: the test guest through the whole cloud, against the same guest under plain QEMU.
+
+The cloud: one ``stratus up`` with the libvirt driver and the linuxbridge network backend
+(dnsmasq, metadata proxy). The test guest is published, one warm-up boot fills the host's
+image cache, then ``--boots`` boots are made one at a time on the ``private`` network:
+
+* ``active``: from the client's clock just before ``POST /servers`` to the ``finish_time`` of
+  the successful build event (the host finishes it with the instance ACTIVE);
+* ``init``, ``net``, ``metadata``, ``guest``: from the POST to the moment each marker line
+  (``STRATUS-INIT``, ``STRATUS-NET``, ``STRATUS-METADATA ok``, ``STRATUS-GUEST``) reaches
+  the guest's console log file (virtlogd's), polled every 20 ms on this machine.
+
+The control, one boot after each of the cloud's (so both see the same load on a shared
+machine): the same image (a fresh overlay each time), the same vCPUs, memory, machine type
+and accelerator, booted by hand with ``qemu-system-x86_64`` on a tap in a bridge of its own,
+with dnsmasq and a static HTTP server on 169.254.169.254 in a namespace (option 121 as the
+cloud sends it): ``control_*`` are from the QEMU launch to the same markers in its serial
+file. ``metadata_behind_control_s`` = p50 metadata (cloud) - p50 metadata (control): what the
+cloud costs on top of the hypervisor's boot. ``virt_type`` is stated in the backends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import Goal, Result, percentile
+from benchmarks._cloud import StratusUp, issue_token
+from benchmarks.boot import BUILD_EVENT, MICROVERSION, _epoch
+
+DESCRIPTION = ("Real guests under libvirt: POST to ACTIVE and to the guest's console markers "
+               "(DHCP, metadata), against plain QEMU booting the same image")
+
+API = "/compute/v2.1"
+MARKERS = {"init": "STRATUS-INIT", "net": "STRATUS-NET", "metadata": "STRATUS-METADATA ok",
+           "guest": "STRATUS-GUEST"}
+ACTIVE_GOAL_S = 1.0
+METADATA_BEHIND_GOAL_S = 1.5
+FLAVOR = "1"  # m1.tiny
+CONTROL_NS = "stratus-bench-ctl"
+CONTROL_BRIDGE = "sbctlbr0"
+CONTROL_TAP = "sbctltap0"
+CONTROL_VETH = ("sbctlv0", "sbctlv1")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--boots", type=int, default=3, help="boots measured (default 3)")
+    parser.add_argument("--timeout", type=float, default=180,
+                        help="seconds a boot may take to show every marker (default 180)")
+    parser.add_argument("--memory-mb", type=int, default=512,
+                        help="control guest memory; the cloud uses m1.tiny (512 MB)")
+
+
+async def _watch_markers(path: Path, started: float, within: float) -> dict[str, float]:
+    """Seconds from ``started`` (epoch) until each marker first appears in ``path``."""
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + within
+    while len(seen) < len(MARKERS) and time.monotonic() < deadline:
+        try:
+            text = await asyncio.to_thread(path.read_text, errors="replace")
+        except FileNotFoundError:
+            text = ""
+        now = time.time()
+        for key, marker in MARKERS.items():
+            if key not in seen and marker in text:
+                seen[key] = now - started
+        await asyncio.sleep(0.02)
+    missing = [m for k, m in MARKERS.items() if k not in seen]
+    if missing:
+        tail = text[-1500:] if text else "(empty)"
+        raise RuntimeError(f"markers {missing} not on {path} within {within:.0f} s:\n{tail}")
+    return seen
+
+
+# The cloud --------------------------------------------------------------------------------
+
+
+async def _cloud_boots(args: argparse.Namespace, work: Path, image: Path,
+                       between: Callable[[int], Awaitable[None]],
+                       ) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """The cloud's boots; ``between(n)`` runs after counted boot ``n`` (a control boot, so
+    both see the same load on a shared machine)."""
+    from stratus.guest_image.upload import publish
+
+    data = work / "cloud"
+    env = {"STRATUS_COMPUTE__VIRT_DRIVER": "libvirt", "STRATUS_NETWORK__BACKEND": "linuxbridge",
+           "STRATUS_CONFIG_FILE": "/nonexistent"}
+    found: dict[str, list[float]] = {"active": [], **{k: [] for k in MARKERS}}
+    async with StratusUp(data, bcrypt_rounds=4, env=env) as cloud, httpx.AsyncClient(
+            base_url=cloud.base_url, timeout=60) as client:
+        password = cloud.admin_password()
+        assert password is not None
+        image_id = await publish(cloud.identity_url, "admin", password, image, client=client)
+        token = await issue_token(client, cloud.identity_url, password)
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": MICROVERSION}
+        networks = (await client.get("/network/v2.0/networks", headers=headers,
+                                     params={"name": "private"})).json()["networks"]
+        if not networks:
+            raise RuntimeError("the cloud has no network named private")
+        body = {"server": {"imageRef": image_id, "flavorRef": FLAVOR,
+                           "networks": [{"uuid": networks[0]["id"]}]}}
+        hypervisors = (await client.get(f"{API}/os-hypervisors/detail",
+                                        headers=headers)).json()["hypervisors"]
+        for n in range(args.boots + 1):  # the first one warms the image cache up
+            body["server"]["name"] = f"realboot-{n}"
+            posted = time.time()
+            response = await client.post(f"{API}/servers", headers=headers, json=body)
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /servers answered {response.status_code}: "
+                                   f"{response.text[:300]}")
+            server_id = response.json()["server"]["id"]
+            console = data / "instances" / server_id / "console.log"
+            try:
+                markers = await _watch_markers(console, posted, args.timeout)
+                active = await _recorded_active(client, headers, server_id)
+            finally:
+                await client.delete(f"{API}/servers/{server_id}", headers=headers)
+                await _gone(client, headers, server_id)
+            if n == 0:
+                continue
+            found["active"].append(active - posted)
+            for key, seconds in markers.items():
+                found[key].append(seconds)
+            await between(n - 1)
+    return found, {"hypervisor_type": hypervisors[0]["hypervisor_type"] if hypervisors
+                   else None}
+
+
+async def _recorded_active(client: httpx.AsyncClient, headers: dict[str, str],
+                           server_id: str) -> float:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        server = (await client.get(f"{API}/servers/{server_id}", headers=headers)).json()
+        if server["server"]["status"] == "ERROR":
+            raise RuntimeError(f"boot failed: {server['server'].get('fault')}")
+        if server["server"]["status"] == "ACTIVE":
+            break
+        await asyncio.sleep(0.05)
+    actions = (await client.get(f"{API}/servers/{server_id}/os-instance-actions",
+                                headers=headers)).json()["instanceActions"]
+    create = next(a for a in actions if a["action"] == "create")
+    events = (await client.get(
+        f"{API}/servers/{server_id}/os-instance-actions/{create['request_id']}",
+        headers=headers)).json()["instanceAction"]["events"]
+    return max(_epoch(e["finish_time"]) for e in events
+               if e["event"] == BUILD_EVENT and e["result"] == "Success")
+
+
+async def _gone(client: httpx.AsyncClient, headers: dict[str, str], server_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (await client.get(f"{API}/servers/{server_id}", headers=headers)).status_code == 404:
+            return
+        await asyncio.sleep(0.1)
+
+
+# The control ------------------------------------------------------------------------------
+
+
+def _sh(*argv: str, check: bool = True) -> None:
+    subprocess.run(argv, check=check, capture_output=True)
+
+
+def _control_network_up(work: Path) -> list[subprocess.Popen[bytes]]:
+    """A bridge with the guest's tap and a namespace serving DHCP and metadata, as the
+    cloud's network does (dnsmasq; option 121 to 169.254.169.254 via the DHCP address)."""
+    _control_network_down()
+    ns_exec = ["ip", "netns", "exec", CONTROL_NS]
+    _sh("ip", "netns", "add", CONTROL_NS)
+    _sh("ip", "link", "add", CONTROL_BRIDGE, "type", "bridge")
+    _sh("ip", "link", "set", CONTROL_BRIDGE, "up")
+    _sh("ip", "tuntap", "add", "dev", CONTROL_TAP, "mode", "tap")
+    _sh("ip", "link", "set", CONTROL_TAP, "master", CONTROL_BRIDGE, "up")
+    _sh("ip", "link", "add", CONTROL_VETH[0], "type", "veth", "peer", "name", CONTROL_VETH[1])
+    _sh("ip", "link", "set", CONTROL_VETH[0], "master", CONTROL_BRIDGE, "up")
+    _sh("ip", "link", "set", CONTROL_VETH[1], "netns", CONTROL_NS)
+    _sh(*ns_exec, "ip", "addr", "add", "10.253.0.2/24", "dev", CONTROL_VETH[1])
+    _sh(*ns_exec, "ip", "addr", "add", "169.254.169.254/32", "dev", CONTROL_VETH[1])
+    _sh(*ns_exec, "ip", "link", "set", CONTROL_VETH[1], "up")
+    _sh(*ns_exec, "ip", "link", "set", "lo", "up")
+    meta = work / "www" / "openstack" / "latest"
+    meta.mkdir(parents=True)
+    (meta / "meta_data.json").write_text(json.dumps({
+        "uuid": "00000000-0000-4000-8000-00000000c0c0", "hostname": "control",
+        "name": "control", "launch_index": 0, "availability_zone": "nova"}))
+    dnsmasq = subprocess.Popen([
+        *ns_exec, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+        f"--pid-file={work / 'dnsmasq.pid'}", f"--dhcp-leasefile={work / 'leases'}",
+        "--bind-interfaces", f"--interface={CONTROL_VETH[1]}",
+        "--dhcp-range=10.253.0.10,10.253.0.100,255.255.255.0,1h",
+        "--dhcp-option=option:router,10.253.0.1",
+        "--dhcp-option=option:classless-static-route,169.254.169.254/32,10.253.0.2,"
+        "0.0.0.0/0,10.253.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    http = subprocess.Popen([*ns_exec, "python3", "-m", "http.server", "--bind",
+                             "169.254.169.254", "--directory", str(work / "www"), "80"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return [dnsmasq, http]
+
+
+def _control_network_down(processes: list[subprocess.Popen[bytes]] | None = None) -> None:
+    for process in processes or []:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for device in (CONTROL_TAP, CONTROL_VETH[0], CONTROL_BRIDGE):
+        _sh("ip", "link", "del", device, check=False)
+    _sh("ip", "netns", "del", CONTROL_NS, check=False)
+
+
+async def _control_boot(args: argparse.Namespace, control: Path, image: Path,
+                        virt_type: str, n: int) -> dict[str, float]:
+    overlay = control / f"disk-{n}.qcow2"
+    serial = control / f"serial-{n}.log"
+    await asyncio.to_thread(subprocess.run, [
+        "qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "qcow2",
+        str(overlay), "1G"], check=True)
+    started = time.time()
+    accel = "kvm" if virt_type == "kvm" else "tcg"
+    qemu = await asyncio.create_subprocess_exec(
+        "qemu-system-x86_64", "-machine", f"pc,accel={accel}",
+        "-m", str(args.memory_mb), "-smp", "1", "-nodefaults", "-display", "none",
+        "-serial", f"file:{serial}",
+        "-drive", f"file={overlay},if=virtio,format=qcow2",
+        "-netdev", f"tap,id=n0,ifname={CONTROL_TAP},script=no,downscript=no",
+        "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        return await _watch_markers(serial, started, args.timeout)
+    finally:
+        qemu.kill()
+        await qemu.wait()
+
+
+# Scenario ---------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> Result:
+    from stratus.compute.virt.libvirt import host
+    from stratus.guest_image import ensure_image
+
+    reason = host.usable()
+    if reason is not None:
+        raise RuntimeError(f"libvirt is not usable here: {reason}")
+    virt_type = host.virt_type()
+    cache = Path(os.environ.get("STRATUS_TEST_CACHE")
+                 or Path.home() / ".cache" / "stratus-tests") / "guest-image"
+    image = await asyncio.to_thread(ensure_image, cache)
+    if shutil.which("dnsmasq") is None:
+        raise RuntimeError("dnsmasq is not installed")
+    control: dict[str, list[float]] = {k: [] for k in MARKERS}
+    with tempfile.TemporaryDirectory(prefix="stratus-realboot-") as tmp:
+        work = Path(tmp)
+        control_dir = work / "control"
+        control_dir.mkdir()
+
+        async def control_boot(n: int) -> None:
+            for key, seconds in (await _control_boot(args, control_dir, image, virt_type,
+                                                     n)).items():
+                control[key].append(seconds)
+
+        servers = _control_network_up(control_dir)
+        try:
+            cloud, seen = await _cloud_boots(args, work, image, control_boot)
+        finally:
+            _control_network_down(servers)
+    metrics: dict[str, float] = {}
+    for key, values in cloud.items():
+        metrics[f"{key}_p50_s"] = percentile(values, 50)
+        metrics[f"{key}_max_s"] = max(values)
+    for key, values in control.items():
+        metrics[f"control_{key}_p50_s"] = percentile(values, 50)
+    metrics["metadata_behind_control_s"] = (metrics["metadata_p50_s"]
+                                            - metrics["control_metadata_p50_s"])
+    metrics["boots"] = float(args.boots)
+    goals = [
+        Goal("active_p50_s", ACTIVE_GOAL_S, "<=", "POST to ACTIVE, image cached"),
+        Goal("metadata_behind_control_s", METADATA_BEHIND_GOAL_S, "<=",
+             "metadata fetched no later than this after the plain-QEMU control"),
+    ]
+    return Result(metrics=metrics, goals=goals, backends={
+        "virt_driver": "libvirt", "virt_type": virt_type, **seen,
+        "network_backend": "linuxbridge", "guest_image": image.name,
+        "flavor": "m1.tiny (1 vCPU, 512 MB)"})

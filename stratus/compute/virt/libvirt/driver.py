@@ -1,0 +1,451 @@
+"""Real guests: QEMU (KVM where the hardware allows, TCG otherwise) through libvirt.
+
+Contracts beyond ``VirtDriver``'s:
+
+- Every guest is a persistent libvirt domain named ``instance-<uuid>`` whose ``<metadata>``
+  carries a ``stratus:instance`` element naming the instances directory; ``list_guests``
+  reports exactly those of this directory (other deployments on the machine are not ours),
+  so a new driver (the agent restarted) adopts the domains that kept running meanwhile.
+- Its files live in ``<instances_dir>/<uuid>/``: ``disk`` (a qcow2 overlay, grown to the
+  flavor's root disk, on ``base``: a hard link to the image cache's file, so eviction from
+  the cache never pulls a guest's base from under it) and ``console.log`` (the serial port,
+  written by virtlogd, what ``get_console_output`` returns). ``destroy`` removes the domain
+  and that directory; a failed ``spawn`` does the same before raising.
+- QEMU runs as root for our domains (a static DAC label with relabelling off), so libvirt
+  never chowns the shared base images (a second guest's stop would hand them back) and
+  instance files may live under a private data directory.
+- NICs are the taps the l2-agent made (``<interface type='ethernet'>``, ``managed='no'``):
+  never QEMU user networking, never libvirt's networks.
+
+libvirt-python blocks, so each call runs in a worker thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from stratus.compute.virt.driver import (
+    GuestInfo,
+    GuestNotFound,
+    GuestSpec,
+    HostResources,
+    HypervisorUnavailable,
+    PowerState,
+    VirtDriver,
+    VirtError,
+)
+from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.compute.virt.libvirt.guest_xml import domain_xml, volume_file, volume_xml
+
+LOG = logging.getLogger(__name__)
+
+DOMAIN_PREFIX = "instance-"
+METADATA_NS = "https://stratus.dev/xmlns/libvirt/instance/1.0"
+#: What ``get_console_output`` returns at most: the end of the log, as Nova does.
+MAX_CONSOLE_BYTES = 100 * 1024
+_GIB = 1024**3
+
+
+def _power_state(libvirt: Any, state: int) -> PowerState:
+    return {
+        libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,
+        libvirt.VIR_DOMAIN_RUNNING: PowerState.RUNNING,
+        libvirt.VIR_DOMAIN_BLOCKED: PowerState.RUNNING,
+        libvirt.VIR_DOMAIN_PAUSED: PowerState.PAUSED,
+        libvirt.VIR_DOMAIN_SHUTDOWN: PowerState.RUNNING,  # still shutting down
+        libvirt.VIR_DOMAIN_SHUTOFF: PowerState.SHUTDOWN,
+        libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
+        libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.SUSPENDED,
+    }.get(state, PowerState.NOSTATE)
+
+
+class LibvirtDriver(VirtDriver):
+    name = "libvirt"
+    needs_image_file = True
+
+    def __init__(self, instances_dir: Path, *, uri: str = libvirt_host.DEFAULT_URI,
+                 virt_type: str | None = None, run_dir: Path | None = None,
+                 start_daemons: bool = True, shutdown_timeout: float = 60.0) -> None:
+        """``virt_type`` None picks ``kvm`` when it really works, else ``qemu`` (TCG);
+        ``run_dir`` holds the daemons' pid files and logs when we start them;
+        ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one."""
+        self.instances_dir = instances_dir
+        self.uri = uri
+        self.virt_type = virt_type
+        self.run_dir = run_dir or instances_dir.parent / "libvirt-run"
+        self.start_daemons = start_daemons
+        self.shutdown_timeout = shutdown_timeout
+        self.host = os.uname().nodename
+        self._conn: Any = None
+        self._libvirt: Any = None
+        #: Base images already inspected: (path, inode, size, mtime_ns, declared format) →
+        #: qemu-img's description. A base file never changes in place (the image cache
+        #: renames new data in), so each is read and checked once per process.
+        self._inspected: dict[tuple[str, int, int, int, str | None], dict[str, Any]] = {}
+
+    # Connection ---------------------------------------------------------------------------
+
+    async def init_host(self, host: str) -> None:
+        self.host = host
+        if self._conn is not None:
+            return  # already connected (init_host may be called again)
+        try:
+            self._libvirt = libvirt_host.libvirt_module()
+        except ImportError as exc:
+            raise HypervisorUnavailable("libvirt-python is not installed") from exc
+        try:
+            if self.start_daemons:
+                await asyncio.to_thread(libvirt_host.ensure_daemons, self.run_dir, self.uri)
+            self._conn = await asyncio.to_thread(self._libvirt.open, self.uri)
+        except (libvirt_host.DaemonError, self._libvirt.libvirtError) as exc:
+            raise HypervisorUnavailable(f"libvirt is not usable: {exc}") from exc
+        if self.virt_type is None:
+            self.virt_type = await asyncio.to_thread(libvirt_host.virt_type)
+        await asyncio.to_thread(self.instances_dir.mkdir, parents=True, exist_ok=True)
+        LOG.info("libvirt driver on %s: %s, virt_type=%s (%s)", host, self.uri, self.virt_type,
+                 "hardware virtualisation" if self.virt_type == "kvm"
+                 else "QEMU TCG emulation: no usable KVM here")
+
+    async def cleanup_host(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(conn.close)
+
+    def _c(self) -> Any:
+        if self._conn is None:
+            raise HypervisorUnavailable("the libvirt driver is not connected (init_host)")
+        return self._conn
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        """Run a blocking libvirt call in a thread; libvirt errors become VirtError."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except self._libvirt.libvirtError as exc:
+            raise VirtError(str(exc)) from exc
+
+    def _lookup(self, uuid: str) -> Any:
+        try:
+            return self._c().lookupByUUIDString(uuid)
+        except self._libvirt.libvirtError as exc:
+            if exc.get_error_code() == self._libvirt.VIR_ERR_NO_DOMAIN:
+                raise GuestNotFound(f"Guest {uuid} not found on {self.host}.") from exc
+            raise VirtError(str(exc)) from exc
+
+    async def _domain(self, uuid: str) -> Any:
+        return await asyncio.to_thread(self._lookup, uuid)
+
+    def instance_dir(self, uuid: str) -> Path:
+        return self.instances_dir / uuid
+
+    def console_log(self, uuid: str) -> Path:
+        return self.instance_dir(uuid) / "console.log"
+
+    # Host ---------------------------------------------------------------------------------
+
+    async def get_available_resource(self) -> HostResources:
+        conn = self._c()
+        info = await self._call(conn.getInfo)
+        version = await self._call(conn.getVersion)
+        disk = await asyncio.to_thread(shutil.disk_usage, self.instances_dir)
+        return HostResources(hostname=self.host, vcpus=int(info[2]), memory_mb=int(info[1]),
+                             local_gb=max(1, disk.total // _GIB), hypervisor_type="QEMU",
+                             hypervisor_version=int(version), cpu_arch=str(info[0]))
+
+    def _ours(self) -> list[str]:
+        found = []
+        for dom in self._c().listAllDomains(0):
+            if not dom.name().startswith(DOMAIN_PREFIX):
+                continue
+            try:
+                meta = dom.metadata(self._libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+            except self._libvirt.libvirtError:
+                continue  # a name like ours, but not a domain we defined
+            # libvirt hands the element back without its namespace.
+            element = ET.fromstring(meta)
+            owner = element.findtext("instances") or element.findtext(
+                f"{{{METADATA_NS}}}instances")
+            if owner is not None and owner != str(self.instances_dir):
+                continue  # another deployment's guest on this machine
+            found.append(dom.UUIDString())
+        return found
+
+    async def list_guests(self) -> list[str]:
+        return list(await self._call(self._ours))
+
+    # Spawn --------------------------------------------------------------------------------
+
+    async def spawn(self, guest: GuestSpec) -> None:
+        root_volume = next((d["connection_info"] for d in guest.block_devices
+                            if d.get("mountpoint") == "/dev/vda"), None)
+        if guest.image_path is None and root_volume is None:
+            raise VirtError(f"No image file or root volume for {guest.name}: the libvirt "
+                            "driver boots from a local copy of the image or from a volume.")
+        try:
+            await self._domain(guest.uuid)
+        except GuestNotFound:
+            pass
+        else:
+            raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
+        directory = self.instance_dir(guest.uuid)
+        try:
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
+        except FileExistsError as exc:
+            raise VirtError(f"Instance directory of {guest.uuid} exists already on "
+                            f"{self.host}.") from exc
+        try:
+            if root_volume is not None:  # boot from volume: the volume itself is vda
+                disk, disk_format = volume_file(root_volume)
+            else:
+                disk = await asyncio.to_thread(self._create_overlay, guest, directory)
+                disk_format = "qcow2"
+            xml = domain_xml(guest, virt_type=self.virt_type or "qemu",
+                             domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
+                             disk_format=disk_format,
+                             console_log=self.console_log(guest.uuid),
+                             metadata_ns=METADATA_NS, host=self.host,
+                             instances_dir=self.instances_dir)
+            await self._call(self._define_and_start, xml)
+        except BaseException:
+            try:
+                await self._remove(guest.uuid)
+            except Exception:  # the spawn's own error is the one to report
+                LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
+            raise
+        LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
+
+    def _define_and_start(self, xml: str) -> None:
+        dom = self._c().defineXML(xml)
+        try:
+            dom.create()
+        except self._libvirt.libvirtError:
+            with contextlib.suppress(self._libvirt.libvirtError):
+                dom.undefine()
+            raise
+
+    def _create_overlay(self, guest: GuestSpec, directory: Path) -> Path:
+        assert guest.image_path is not None
+        base = guest.image_path.resolve()
+        info = self._inspect(base, guest.image_format)
+        fmt = str(info.get("format", ""))
+        if guest.image_format and guest.image_format != fmt:
+            raise VirtError(f"Image of {guest.name} is said to be {guest.image_format} but its "
+                            f"data is {fmt or 'unreadable'}.")
+        if fmt not in ("qcow2", "raw"):
+            raise VirtError(f"Image format {fmt!r} cannot be booted here (qcow2 or raw).")
+        if info.get("backing-filename") or info.get("full-backing-filename"):
+            raise VirtError(f"Image of {guest.name} refers to a backing file; refused.")
+        # QEMU would still run it, read-only under the overlay, and the guest would never
+        # boot: say so now, as the build's fault.
+        if ((info.get("format-specific") or {}).get("data") or {}).get("corrupt"):
+            raise VirtError(f"Image of {guest.name} is marked corrupt in its qcow2 header; "
+                            "it cannot be booted.")
+        virtual = int(info.get("virtual-size", 0))
+        wanted = guest.root_gb * _GIB
+        if wanted and wanted < virtual:
+            raise VirtError(f"The flavor's root disk ({guest.root_gb} GB) is smaller than the "
+                            f"image ({virtual / _GIB:.1f} GB).")
+        # The overlay's backing file is a hard link in the instance's own directory: the
+        # image cache may evict or replace its file, the guest keeps its base all the same.
+        backing = directory / "base"
+        try:
+            os.link(base, backing)
+        except OSError:  # another file system: the cache's file it is
+            backing = base
+        disk = directory / "disk"
+        args = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt,
+                str(disk)]
+        if wanted > virtual:
+            args.append(str(wanted))
+        _run_tool(args, f"Could not create the disk of {guest.name}")
+        return disk
+
+    def _inspect(self, base: Path, declared: str | None) -> dict[str, Any]:
+        try:
+            st = base.stat()
+        except FileNotFoundError as exc:
+            raise VirtError(f"Image file {base.name} is missing on this host.") from exc
+        key = (str(base), st.st_ino, st.st_size, st.st_mtime_ns, declared)
+        info = self._inspected.get(key)
+        if info is None:
+            info = _qemu_img_info(base, declared)
+            self._inspected[key] = info
+        return info
+
+    # Destroy ------------------------------------------------------------------------------
+
+    async def destroy(self, uuid: str) -> None:
+        await self._remove(uuid)
+
+    async def _remove(self, uuid: str) -> None:
+        await self._call(self._undefine, uuid)
+        directory = self.instance_dir(uuid)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    def _undefine(self, uuid: str) -> None:
+        libvirt = self._libvirt
+        try:
+            dom = self._lookup(uuid)
+        except GuestNotFound:
+            return
+        try:
+            if dom.isActive():
+                dom.destroy()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_OPERATION_INVALID,
+                                            libvirt.VIR_ERR_NO_DOMAIN):
+                raise
+        try:
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+
+    # Power --------------------------------------------------------------------------------
+
+    async def _state(self, dom: Any) -> int:
+        state, _reason = await self._call(dom.state)
+        return int(state)
+
+    async def _shutdown(self, dom: Any, grace_period: float) -> bool:
+        """ACPI power-off; True if the guest went off by itself within the grace period,
+        False if it had to be destroyed (plug pulled)."""
+        libvirt = self._libvirt
+        if await self._state(dom) == libvirt.VIR_DOMAIN_SHUTOFF:
+            return True
+        if grace_period > 0:
+            deadline = time.monotonic() + grace_period
+            with contextlib.suppress(VirtError):
+                await self._call(dom.shutdown)
+            while time.monotonic() < deadline:
+                if await self._state(dom) == libvirt.VIR_DOMAIN_SHUTOFF:
+                    return True
+                await asyncio.sleep(0.2)
+        with contextlib.suppress(VirtError):
+            await self._call(dom.destroy)
+        return False
+
+    async def power_off(self, uuid: str, grace_period: float | None = None) -> None:
+        if grace_period is None:
+            grace_period = self.shutdown_timeout
+        dom = await self._domain(uuid)
+        clean = await self._shutdown(dom, grace_period)
+        if not clean and grace_period > 0:
+            LOG.info("guest %s did not power off within %.0f s: pulled the plug", uuid,
+                     grace_period)
+        if await self._state(dom) != self._libvirt.VIR_DOMAIN_SHUTOFF:
+            raise VirtError(f"Guest {uuid} could not be powered off.")
+
+    async def power_on(self, uuid: str) -> None:
+        dom = await self._domain(uuid)
+        if await self._state(dom) in (self._libvirt.VIR_DOMAIN_SHUTOFF,
+                                      self._libvirt.VIR_DOMAIN_CRASHED):
+            await self._call(dom.create)
+
+    async def reboot(self, uuid: str, *, hard: bool) -> None:
+        """Hard: pull the plug and start again. Soft: ACPI power-off within
+        ``shutdown_timeout``, then start; a guest that ignores it is rebooted hard."""
+        dom = await self._domain(uuid)
+        if not hard and await self._shutdown(dom, self.shutdown_timeout):
+            await self._call(dom.create)
+            return
+        if await self._state(dom) != self._libvirt.VIR_DOMAIN_SHUTOFF:
+            await self._call(dom.destroy)
+        await self._call(dom.create)
+
+    # Info ---------------------------------------------------------------------------------
+
+    async def get_info(self, uuid: str) -> GuestInfo:
+        dom = await self._domain(uuid)
+        state, _max_mem, mem_kib, vcpus, _cpu_time = await self._call(dom.info)
+        return GuestInfo(power_state=_power_state(self._libvirt, int(state)), vcpus=int(vcpus),
+                         memory_mb=int(mem_kib) // 1024)
+
+    async def get_console_output(self, uuid: str) -> str:
+        await self._domain(uuid)
+        return await asyncio.to_thread(_tail, self.console_log(uuid), MAX_CONSOLE_BYTES)
+
+    # Volumes ------------------------------------------------------------------------------
+
+    async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
+                            mountpoint: str) -> None:
+        dom = await self._domain(uuid)
+        xml = volume_xml(connection_info, mountpoint)
+        await self._call(dom.attachDeviceFlags, xml, await self._device_flags(dom))
+
+    async def detach_volume(self, uuid: str, connection_info: dict[str, Any],
+                            mountpoint: str) -> None:
+        try:
+            dom = await self._domain(uuid)
+        except GuestNotFound:
+            return
+        target = mountpoint.rsplit("/", 1)[-1]
+        current = ET.fromstring(await self._call(dom.XMLDesc, 0))
+        for disk in current.iterfind("./devices/disk"):
+            node = disk.find("target")
+            if node is not None and node.get("dev") == target:
+                await self._call(dom.detachDeviceFlags, ET.tostring(disk, encoding="unicode"),
+                                 await self._device_flags(dom))
+                return
+
+    async def _device_flags(self, dom: Any) -> int:
+        libvirt = self._libvirt
+        flags = int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        if await self._call(dom.isActive):
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        return flags
+
+
+def _run_tool(args: list[str], what: str) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
+    except FileNotFoundError as exc:
+        raise VirtError(f"{what}: {args[0]} is not installed.") from exc
+    if done.returncode != 0:
+        raise VirtError(f"{what}: {done.stderr.strip()[-300:] or 'qemu-img failed'}")
+    return done.stdout
+
+
+def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:
+    """What qemu-img reads in the image (read as ``declared`` when the image service says)."""
+    if not path.is_file():
+        raise VirtError(f"Image file {path.name} is missing on this host.")
+    args = ["qemu-img", "info", "--output=json"]
+    if declared in ("qcow2", "raw"):
+        args += ["-f", declared]
+    out = _run_tool([*args, str(path)], "The image is not a usable disk image")
+    try:
+        info: dict[str, Any] = json.loads(out)
+    except ValueError as exc:
+        raise VirtError("qemu-img gave no readable description of the image.") from exc
+    if declared == "qcow2":
+        # A readable header is not enough: the tables must hold together too.
+        check = subprocess.run(["qemu-img", "check", "-q", "-f", "qcow2", str(path)],
+                               capture_output=True, text=True, check=False, timeout=120)
+        if check.returncode not in (0, 3):  # 3: leaked clusters only, harmless
+            raise VirtError("The image is a damaged qcow2 file: "
+                            f"{check.stderr.strip()[-200:] or 'qemu-img check failed'}")
+    return info
+
+
+def _tail(path: Path, limit: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - limit))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    return data.decode("utf-8", errors="replace")

@@ -1,0 +1,204 @@
+"""The machine side of the libvirt driver: the daemons, the connection, the virt type.
+
+This machine (and CI) has no systemd, so ``ensure_daemons`` starts ``virtlogd`` and
+``libvirtd`` itself when they do not answer: daemonised, in the host's
+network namespace (through ``nsenter`` on PID 1's when we run inside another one, so guests'
+taps and libvirt's own sockets live where the l2-agent made them), pid files and logs under
+``run_dir``. It then waits for libvirt to answer (the first start probes QEMU, ~10-15 s) and
+makes sure libvirt's ``default`` NAT network is neither active nor autostarted: guests only
+ever get the taps the network service made for them.
+
+Everything here blocks; the driver calls it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_URI = "qemu:///system"
+VIRTLOGD_SOCKET = "/run/libvirt/virtlogd-sock"
+#: ioctl numbers of /dev/kvm (linux/kvm.h): _IO(0xAE, 0x00) and _IO(0xAE, 0x01).
+_KVM_GET_API_VERSION = 0xAE00
+_KVM_CREATE_VM = 0xAE01
+
+
+class DaemonError(Exception):
+    """libvirtd (or virtlogd) could not be reached or started."""
+
+
+def libvirt_module() -> Any:
+    """The ``libvirt`` binding, with its stderr error printer silenced (we raise instead)."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def usable() -> str | None:
+    """Why the libvirt driver cannot run here, or None when it can (nothing is started)."""
+    try:
+        libvirt_module()
+    except ImportError:
+        return "libvirt-python is not installed"
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed"
+    if shutil.which("libvirtd") is None and not Path("/run/libvirt/libvirt-sock").exists():
+        return "libvirtd is not installed"
+    return None
+
+
+def kvm_usable() -> bool:
+    """True when hardware virtualisation really works: CPU flag AND a VM can be created."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    if " vmx" not in flags and " svm" not in flags:
+        return False
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if fcntl.ioctl(fd, _KVM_GET_API_VERSION, 0) != 12:
+            return False
+        vm = fcntl.ioctl(fd, _KVM_CREATE_VM, 0)
+        os.close(vm)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def virt_type() -> str:
+    return "kvm" if kvm_usable() else "qemu"
+
+
+def _answers(uri: str) -> bool:
+    libvirt = libvirt_module()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return False
+    try:
+        conn.getVersion()
+        return True
+    except libvirt.libvirtError:
+        return False
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
+def _in_host_netns() -> bool:
+    try:
+        return os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+    except OSError:
+        return True  # cannot tell (no access to PID 1): assume we are
+
+
+def _start(argv: list[str], log_file: Path, env_log_var: str) -> None:
+    env = dict(os.environ)
+    # libvirt's own logging: warnings and errors into our file, not the console.
+    env[env_log_var] = f"3:file:{log_file}"
+    if not _in_host_netns():
+        argv = ["nsenter", "-t", "1", "-n", "--", *argv]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
+                          timeout=60)
+    if done.returncode != 0:
+        raise DaemonError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+
+
+def _virtlogd_answers() -> bool:
+    """True if something accepts connections on virtlogd's socket.
+
+    The socket file alone proves nothing: a virtlogd that died leaves it behind, and libvirtd
+    then fails every domain start with "Connection refused".
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(VIRTLOGD_SOCKET)
+        except OSError:
+            return False
+    return True
+
+
+def _ensure_virtlogd(run_dir: Path) -> bool:
+    if _virtlogd_answers():
+        return False
+    if shutil.which("virtlogd") is None:
+        raise DaemonError("virtlogd is not installed (Debian: libvirt-daemon-system)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    LOG.info("virtlogd does not answer at %s: starting it", VIRTLOGD_SOCKET)
+    _start(["virtlogd", "-d", "-p", str(run_dir / "virtlogd.pid")],
+           run_dir / "virtlogd.log", "VIRTLOGD_LOG_OUTPUTS")
+    deadline = time.monotonic() + 10.0
+    while not _virtlogd_answers():
+        if time.monotonic() > deadline:
+            raise DaemonError(f"virtlogd started but {VIRTLOGD_SOCKET} did not answer; see "
+                              f"{run_dir / 'virtlogd.log'}")
+        time.sleep(0.05)
+    return True
+
+
+def ensure_daemons(run_dir: Path, uri: str = DEFAULT_URI, timeout: float = 90.0) -> bool:
+    """Make ``uri`` answer, starting virtlogd and libvirtd if needed; True if we started one.
+
+    virtlogd is checked on its own: libvirtd may answer while virtlogd is gone, and every
+    guest's serial console goes through it.
+    """
+    if _answers(uri):
+        started = uri == DEFAULT_URI and _ensure_virtlogd(run_dir)
+        disable_default_network(uri)
+        return started
+    if uri != DEFAULT_URI:
+        raise DaemonError(f"libvirt at {uri} does not answer (only {DEFAULT_URI} is started "
+                          "on demand)")
+    for daemon in ("virtlogd", "libvirtd"):
+        if shutil.which(daemon) is None:
+            raise DaemonError(f"{daemon} is not installed (Debian: libvirt-daemon-system)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    LOG.info("libvirt does not answer at %s: starting libvirtd", uri)
+    _ensure_virtlogd(run_dir)
+    _start(["libvirtd", "-d", "-p", str(run_dir / "libvirtd.pid")],
+           run_dir / "libvirtd.log", "LIBVIRT_LOG_OUTPUTS")
+    deadline = time.monotonic() + timeout
+    while not _answers(uri):
+        if time.monotonic() > deadline:
+            raise DaemonError(f"libvirtd started but {uri} did not answer within {timeout:.0f} "
+                              f"s; see {run_dir / 'libvirtd.log'}")
+        time.sleep(0.25)
+    LOG.info("libvirtd answers at %s", uri)
+    disable_default_network(uri)
+    return True
+
+
+def disable_default_network(uri: str = DEFAULT_URI) -> None:
+    """libvirt's ``default`` NAT network must not run: guests use our taps only."""
+    libvirt = libvirt_module()
+    conn = libvirt.open(uri)
+    try:
+        try:
+            net = conn.networkLookupByName("default")
+        except libvirt.libvirtError:
+            return
+        if net.autostart():
+            net.setAutostart(0)
+        if net.isActive():
+            LOG.warning("stopping libvirt's default network: Stratus guests do not use it")
+            net.destroy()
+    finally:
+        conn.close()

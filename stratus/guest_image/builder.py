@@ -1,0 +1,276 @@
+"""Build the project's test guest: a small bootable qcow2 from two Debian packages.
+
+``build(cache_dir)`` returns the path of ``stratus-test-guest-<key>.qcow2`` under
+``cache_dir``, building it only when no image with the same key exists. The key hashes the
+exact package versions (``linux-image-<abi>-cloud-amd64``, ``busybox-static``, as the
+machine's apt sources offer them) and the guest's scripts, so a kernel update or an init
+change gives a new image and anything else reuses the cached one.
+
+How (root, no package is installed on the host):
+
+1. ``apt-get download`` the two packages from the configured Debian mirror; ``dpkg-deb -x``
+   them into a scratch directory.
+2. The kernel's virtio modules and their dependencies (read from each module's ``depends=``
+   modinfo field; the package carries no ``modules.dep``, that is made by depmod at install),
+   busybox and the guest's init (``scripts.py``) go into a gzip'd newc initramfs written
+   here; the guest runs from it and never mounts a root file system.
+3. ``mke2fs -d`` makes an ext2 file system holding ``/boot`` (kernel, initramfs,
+   ``extlinux.conf``) filling the whole disk; ``extlinux --install`` (which needs it mounted:
+   a loop mount for a moment) writes its boot sector at the start of the disk, so SeaBIOS
+   boots it from a virtio disk like any cloud image.
+4. ``qemu-img convert`` to qcow2, renamed into place once complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stratus.guest_image import scripts
+
+LOG = logging.getLogger(__name__)
+
+KERNEL_META = "linux-image-cloud-amd64"
+BUSYBOX = "busybox-static"
+IMAGE_NAME = "stratus-test-guest"
+#: Modules the guest loads, in this order after their dependencies: virtio disk and NIC
+#: (the cloud kernel has them as modules), then the ACPI button for soft power-off.
+MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+           "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk",
+           "button", "evdev")
+DISK_MB = 64
+_DEPENDS_RE = re.compile(rb"(?:^|\x00)depends=([^\x00]*)\x00")
+
+
+class GuestImageError(Exception):
+    """The test guest could not be built; the message says which step failed."""
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}={self.version}"
+
+
+def _run(*args: str | Path, cwd: Path | None = None) -> str:
+    try:
+        done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True,
+                              text=True, check=False)
+    except FileNotFoundError as exc:
+        raise GuestImageError(f"{args[0]} is not installed") from exc
+    if done.returncode != 0:
+        raise GuestImageError(f"{' '.join(str(a) for a in args[:3])} failed "
+                              f"({done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def _candidate(name: str) -> tuple[str, str]:
+    """(version, Depends) of the package apt would install."""
+    out = _run("apt-cache", "show", "--no-all-versions", name)
+    version = depends = ""
+    for line in out.splitlines():
+        if line.startswith("Version:"):
+            version = line.split(":", 1)[1].strip()
+        elif line.startswith("Depends:"):
+            depends = line.split(":", 1)[1].strip()
+    if not version:
+        raise GuestImageError(f"apt knows no version of {name}; run apt-get update")
+    return version, depends
+
+
+def resolve_packages() -> list[Package]:
+    """The exact packages the image is built from (the kernel behind the meta-package)."""
+    _, depends = _candidate(KERNEL_META)
+    kernel = next((d.split()[0] for d in depends.split(",")
+                   if d.strip().startswith("linux-image-")), None)
+    if kernel is None:
+        raise GuestImageError(f"{KERNEL_META} depends on no linux-image package")
+    return [Package(kernel, _candidate(kernel)[0]), Package(BUSYBOX, _candidate(BUSYBOX)[0])]
+
+
+def cache_key(packages: Iterable[Package]) -> str:
+    digest = hashlib.sha256()
+    for package in packages:
+        digest.update(package.spec.encode() + b"\n")
+    for text in (scripts.INIT, scripts.UDHCPC_SCRIPT, scripts.POWEROFF,
+                 scripts.EXTLINUX_CONF, " ".join(MODULES), str(DISK_MB)):
+        digest.update(text.encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
+def image_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / f"{IMAGE_NAME}-{key}.qcow2"
+
+
+def cached_image(cache_dir: Path) -> Path | None:
+    """The newest image already built in ``cache_dir``, without asking apt."""
+    found = sorted(cache_dir.glob(f"{IMAGE_NAME}-*.qcow2"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def build(cache_dir: Path, *, output: Path | None = None, force: bool = False) -> Path:
+    """Build (or reuse) the test guest; returns its qcow2 (``output`` gets a copy)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    packages = resolve_packages()
+    target = image_path(cache_dir, cache_key(packages))
+    if force or not target.exists():
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=".build-", dir=cache_dir) as tmp:
+            _build_into(Path(tmp), packages, target)
+        LOG.info("built %s in %.1f s from %s", target.name, time.monotonic() - started,
+                 ", ".join(p.spec for p in packages))
+    if output is not None and output.resolve() != target.resolve():
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, output)
+        return output
+    return target
+
+
+def _build_into(work: Path, packages: list[Package], target: Path) -> None:
+    debs = work / "debs"
+    root = work / "root"
+    debs.mkdir()
+    # The sandbox user (_apt) cannot write into our scratch directory; we are root anyway.
+    _run("apt-get", "download", "-q", "-o", "APT::Sandbox::User=root",
+         *(p.spec for p in packages), cwd=debs)
+    for deb in sorted(debs.glob("*.deb")):
+        _run("dpkg-deb", "-x", deb, root)
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise GuestImageError("the kernel package holds no /boot/vmlinuz-*")
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    modules = _module_closure(root / "lib" / "modules" / release / "kernel", MODULES)
+    busybox = root / "bin" / "busybox"
+    if not busybox.exists():
+        raise GuestImageError("busybox-static holds no /bin/busybox")
+
+    disk = work / "disk"
+    (disk / "boot").mkdir(parents=True)
+    shutil.copyfile(kernels[-1], disk / "boot" / "vmlinuz")
+    (disk / "boot" / "initrd.img").write_bytes(_initramfs(busybox, modules))
+    (disk / "boot" / "extlinux.conf").write_text(scripts.EXTLINUX_CONF)
+    raw = work / "disk.raw"
+    _run("mke2fs", "-q", "-F", "-t", "ext2", "-L", IMAGE_NAME, "-d", disk, raw,
+         f"{DISK_MB}M")
+    _install_extlinux(raw, work / "mnt")
+    partial = target.with_name(f".partial-{target.name}")
+    try:
+        _run("qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, partial)
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _install_extlinux(raw: Path, mountpoint: Path) -> None:
+    mountpoint.mkdir()
+    _run("mount", "-o", "loop", raw, mountpoint)
+    try:
+        _run("extlinux", "--install", mountpoint / "boot")
+    finally:
+        _run("umount", mountpoint)
+
+
+def _module_closure(kernel_dir: Path, wanted: Iterable[str]) -> list[tuple[str, Path]]:
+    """``wanted`` and their dependencies as (name, file), each after what it depends on."""
+    index = {p.name.removesuffix(".ko").replace("-", "_"): p
+             for p in kernel_dir.rglob("*.ko")}
+    ordered: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in seen:
+            return
+        if name in chain:
+            raise GuestImageError(f"module dependency loop: {' -> '.join((*chain, name))}")
+        path = index.get(name)
+        if path is None:
+            raise GuestImageError(f"kernel module {name} not found in {kernel_dir.name}")
+        match = _DEPENDS_RE.search(path.read_bytes())
+        for dep in (match.group(1).decode().split(",") if match else []):
+            if dep:
+                visit(dep.replace("-", "_"), (*chain, name))
+        seen.add(name)
+        ordered.append((name, path))
+
+    for name in wanted:
+        visit(name, ())
+    return ordered
+
+
+class _Cpio:
+    """A gzip'd newc archive (what the kernel unpacks as initramfs), written in memory."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.inode = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0),
+               nlink: int = 1) -> None:
+        encoded = name.encode() + b"\0"
+        fields = (self.inode, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1],
+                  len(encoded), 0)
+        self.inode += 1
+        header = b"070701" + b"".join(b"%08X" % f for f in fields)
+        self.buffer.write(header + encoded)
+        self.buffer.write(b"\0" * (-(len(header) + len(encoded)) % 4))
+        self.buffer.write(data)
+        self.buffer.write(b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, 0o040755, nlink=2)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, 0o100000 | mode, data)
+
+    def chardev(self, name: str, major: int, minor: int) -> None:
+        self._entry(name, 0o020600, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return gzip.compress(self.buffer.getvalue(), compresslevel=6, mtime=0)
+
+
+def _initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
+    archive = _Cpio()
+    for directory in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib",
+                      "lib/modules", "proc", "run", "sys", "tmp", "mnt", "root"):
+        archive.directory(directory)
+    # The console must exist before devtmpfs is mounted, or init's first output is lost.
+    archive.chardev("dev/console", 5, 1)
+    archive.file("bin/busybox", busybox.read_bytes(), 0o755)
+    archive.file("init", scripts.INIT.encode(), 0o755)
+    archive.file("etc/udhcpc.script", scripts.UDHCPC_SCRIPT.encode(), 0o755)
+    archive.file(scripts.POWEROFF_PATH, scripts.POWEROFF.encode(), 0o755)
+    archive.file("etc/hostname", b"stratus-guest\n")
+    for name, path in modules:
+        archive.file(f"lib/modules/{name}.ko", path.read_bytes())
+    archive.file("etc/modules-order", "\n".join(n for n, _ in modules).encode() + b"\n")
+    return archive.finish()
+
+
+def ensure_image(cache_dir: Path) -> Path:
+    """The cached image if any, else a fresh build (for tests and ``--with-test-image``)."""
+    try:
+        return build(cache_dir)
+    except GuestImageError as exc:
+        existing = cached_image(cache_dir)
+        if existing is None:
+            raise
+        LOG.warning("cannot build the test guest (%s); using %s", exc, existing.name)
+        return existing

@@ -1,0 +1,201 @@
+"""The libvirt driver on the machine's real libvirtd and QEMU, booting the project's test guest.
+
+One guest at a time, under TCG here (KVM where the machine has it); each test cleans up after
+itself and checks that nothing (domain, overlay, console log, directory) is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtError
+from stratus.compute.virt.libvirt import LibvirtDriver
+from stratus.compute.virt.libvirt import host as libvirt_host
+from tests.realvm import guest_image, libvirt_ready, wait_console
+
+pytestmark = pytest.mark.realvm
+
+
+@pytest.fixture
+async def driver(tmp_path: Path) -> AsyncIterator[LibvirtDriver]:
+    libvirt_ready()
+    instance = LibvirtDriver(tmp_path / "instances", run_dir=tmp_path / "run")
+    await instance.init_host("realvm-host")
+    made: list[str] = []
+    instance.made = made  # type: ignore[attr-defined]
+    try:
+        yield instance
+    finally:
+        for uuid_ in made:
+            await instance.destroy(uuid_)
+        await instance.cleanup_host()
+
+
+def spec(driver: LibvirtDriver, image: Path, **kwargs: object) -> GuestSpec:
+    guest = GuestSpec(**{"uuid": str(uuid.uuid4()), "name": "realvm-guest", "vcpus": 1,
+                         "memory_mb": 256, "root_gb": 1, "image_path": image,
+                         "image_format": "qcow2", **kwargs})  # type: ignore[arg-type]
+    driver.made.append(guest.uuid)  # type: ignore[attr-defined]
+    return guest
+
+
+def domain_names() -> set[str]:
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        return {d.name() for d in conn.listAllDomains(0)}
+    finally:
+        conn.close()
+
+
+async def test_guest_life_cycle_and_adoption_by_a_new_driver(driver: LibvirtDriver,
+                                                              tmp_path: Path) -> None:
+    image = guest_image()
+    guest = spec(driver, image)
+    await driver.spawn(guest)
+    directory = driver.instance_dir(guest.uuid)
+    assert (directory / "disk").is_file() and (directory / "console.log").exists()
+
+    def console() -> asyncio.Future[str]:
+        return asyncio.ensure_future(driver.get_console_output(guest.uuid))
+
+    text = await wait_console(console, r"^STRATUS-READY")
+    # SMBIOS as cloud-init's OpenStack data source expects it, serial = the instance.
+    assert 'STRATUS-INIT uptime=' in text
+    assert f'product="OpenStack Nova" serial={guest.uuid}' in text
+    assert f"uuid={guest.uuid}" in text
+    assert "STRATUS-NET none" in text  # no NIC: no QEMU user networking sneaked in
+    assert "STRATUS-DISK name=vda size=1073741824" in text  # the overlay, grown to root_gb
+    info = await driver.get_info(guest.uuid)
+    assert (info.power_state, info.vcpus, info.memory_mb) == (PowerState.RUNNING, 1, 256)
+
+    # The disk is an overlay on the cached base image (hard-linked into the instance's
+    # directory, so evicting it from the cache cannot pull it from under the guest).
+    assert (directory / "base").stat().st_ino == image.stat().st_ino
+    backing = await asyncio.create_subprocess_exec(
+        "qemu-img", "info", "-U", "--output=json", str(directory / "disk"),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await backing.communicate()
+    assert json.loads(out)["backing-filename"] == str(directory / "base")
+
+    # The agent restarts: a new driver finds the running domain and drives it.
+    adopted = LibvirtDriver(driver.instances_dir, run_dir=tmp_path / "run")
+    await adopted.init_host("realvm-host")
+    try:
+        assert guest.uuid in await adopted.list_guests()
+        assert (await adopted.get_info(guest.uuid)).power_state == PowerState.RUNNING
+        assert "STRATUS-READY" in await adopted.get_console_output(guest.uuid)
+
+        # Soft power off: the guest sees the ACPI power button and powers itself off.
+        await adopted.power_off(guest.uuid, grace_period=30)
+        assert (await adopted.get_info(guest.uuid)).power_state == PowerState.SHUTDOWN
+        assert "STRATUS-POWEROFF" in await adopted.get_console_output(guest.uuid)
+    finally:
+        await adopted.cleanup_host()
+
+    await driver.power_on(guest.uuid)
+    assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    await wait_console(console, r"^STRATUS-READY", count=2)  # the log is appended to
+
+    # A volume attached live appears in the guest as a hot-plugged virtio disk.
+    volume = tmp_path / "volume.raw"
+    volume.write_bytes(b"\0" * (8 * 1024 * 1024))
+    connection = {"driver_volume_type": "file", "data": {"path": str(volume)}}
+    await driver.attach_volume(guest.uuid, connection, "/dev/vdb")
+    await wait_console(console, r"^STRATUS-DISK-ADDED name=vdb size=8388608")
+    await driver.detach_volume(guest.uuid, connection, "/dev/vdb")
+    await wait_console(console, r"^STRATUS-DISK-REMOVED name=vdb")
+
+    await driver.reboot(guest.uuid, hard=True)
+    assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    await wait_console(console, r"^STRATUS-READY", count=3)
+
+    # Soft: the guest powers itself off on ACPI, and is started again.
+    await driver.reboot(guest.uuid, hard=False)
+    assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    text = await wait_console(console, r"^STRATUS-INIT", count=4)
+    assert text.count("STRATUS-POWEROFF") == 2
+
+    # No grace: the plug is pulled at once.
+    await driver.power_off(guest.uuid, grace_period=0)
+    assert (await driver.get_info(guest.uuid)).power_state == PowerState.SHUTDOWN
+
+    await driver.destroy(guest.uuid)
+    assert guest.uuid not in await driver.list_guests()
+    assert f"instance-{guest.uuid}" not in domain_names()
+    assert not directory.exists()
+    with pytest.raises(GuestNotFound):
+        await driver.get_info(guest.uuid)
+    await driver.destroy(guest.uuid)  # idempotent
+
+
+async def test_domain_definition(driver: LibvirtDriver, tmp_path: Path) -> None:
+    """What libvirt holds for a guest: our marker, sysinfo, disk, console log, root DAC."""
+    guest = spec(driver, guest_image(), vcpus=2, memory_mb=192)
+    await driver.spawn(guest)
+    # Another deployment on the same machine (its own instances directory) does not own it.
+    other = LibvirtDriver(tmp_path / "other-instances", run_dir=tmp_path / "run")
+    await other.init_host("other-host")
+    try:
+        assert guest.uuid not in await other.list_guests()
+        assert guest.uuid in await driver.list_guests()
+    finally:
+        await other.cleanup_host()
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        dom = ET.fromstring(conn.lookupByUUIDString(guest.uuid).XMLDesc(0))
+    finally:
+        conn.close()
+    assert dom.get("type") == driver.virt_type == ("kvm" if libvirt_host.kvm_usable()
+                                                   else "qemu")
+    assert dom.findtext("name") == f"instance-{guest.uuid}"
+    assert dom.findtext("vcpu") == "2"
+    assert dom.find("memory") is not None and dom.findtext("memory") == str(192 * 1024)
+    entries = {e.get("name"): e.text for e in dom.iterfind("./sysinfo/system/entry")}
+    assert entries["product"] == "OpenStack Nova"
+    assert entries["serial"] == guest.uuid
+    assert entries["manufacturer"]
+    assert dom.find("./devices/interface") is None
+    log = dom.find("./devices/serial/log")
+    assert log is not None and log.get("file") == str(driver.console_log(guest.uuid))
+    assert dom.find("./devices/disk/source").get("file") == str(  # type: ignore[union-attr]
+        driver.instance_dir(guest.uuid) / "disk")
+    await driver.destroy(guest.uuid)
+
+
+async def test_corrupt_image_fails_cleanly(driver: LibvirtDriver, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.qcow2"
+    garbage.write_bytes(b"QFI\xfb" + bytes(range(256)) * 64)
+    raw = tmp_path / "plain.raw"
+    raw.write_bytes(b"\0" * 65536)
+    before = domain_names()
+    for image, fmt, words in ((garbage, "qcow2", "not a usable disk image"),
+                              (raw, "qcow2", "not a usable disk image"),
+                              (tmp_path / "missing", "qcow2", "missing")):
+        guest = spec(driver, image, image_format=fmt)
+        with pytest.raises(VirtError, match=words):
+            await driver.spawn(guest)
+        assert not driver.instance_dir(guest.uuid).exists()
+        assert guest.uuid not in await driver.list_guests()
+    assert domain_names() == before
+
+
+async def test_spawn_without_image_file_or_twice(driver: LibvirtDriver) -> None:
+    with pytest.raises(VirtError, match="No image file"):
+        await driver.spawn(GuestSpec(uuid=str(uuid.uuid4()), name="x", vcpus=1,
+                                     memory_mb=128, root_gb=1))
+    guest = spec(driver, guest_image())
+    await driver.spawn(guest)
+    with pytest.raises(VirtError, match="already exists"):
+        await driver.spawn(guest)
+    # The failed second spawn did not remove the first guest's files.
+    assert (driver.instance_dir(guest.uuid) / "disk").is_file()
+    assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING

@@ -1,0 +1,137 @@
+"""Domain and device XML of the libvirt driver, and the test guest's initramfs pieces."""
+
+from __future__ import annotations
+
+import gzip
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from stratus.compute.virt.driver import GuestSpec, VirtError
+from stratus.compute.virt.libvirt.guest_xml import domain_xml, volume_xml
+from stratus.guest_image import builder
+
+UUID = "6f1c1a43-7a0b-4f47-a3a5-0d6c3c51a0e1"
+NS = "https://stratus.dev/xmlns/libvirt/instance/1.0"
+
+
+def make(network_info: list[dict[str, object]] | None = None,
+         virt_type: str = "qemu") -> ET.Element:
+    guest = GuestSpec(uuid=UUID, name="web <1>", vcpus=2, memory_mb=768, root_gb=5,
+                      image_path=Path("/cache/img"), network_info=network_info or [])
+    return ET.fromstring(domain_xml(guest, virt_type=virt_type, domain_name=f"instance-{UUID}",
+                                    disk_path=Path("/inst/disk"),
+                                    console_log=Path("/inst/console.log"),
+                                    metadata_ns=NS, host="node1"))
+
+
+def test_domain_identity_size_and_smbios() -> None:
+    dom = make()
+    assert dom.get("type") == "qemu"
+    assert dom.findtext("name") == f"instance-{UUID}"
+    assert dom.findtext("uuid") == UUID
+    assert dom.findtext("title") == "web <1>"  # escaped, not injected
+    assert dom.findtext("vcpu") == "2"
+    memory = dom.find("memory")
+    assert memory is not None and (memory.text, memory.get("unit")) == ("768", "MiB")
+    entries = {e.get("name"): e.text for e in dom.iterfind("./sysinfo/system/entry")}
+    assert entries["product"] == "OpenStack Nova"
+    assert entries["serial"] == UUID and entries["uuid"] == UUID
+    assert entries["manufacturer"]
+    smbios = dom.find("./os/smbios")
+    assert smbios is not None and smbios.get("mode") == "sysinfo"
+    assert dom.find(f"./metadata/{{{NS}}}instance/{{{NS}}}name") is not None
+    assert dom.find("./features/acpi") is not None
+    assert dom.find("cpu") is None  # TCG: QEMU's default model
+    assert make(virt_type="kvm").find("cpu").get("mode") == "host-passthrough"  # type: ignore[union-attr]
+
+
+def test_disk_console_and_no_user_networking() -> None:
+    dom = make()
+    disk = dom.find("./devices/disk")
+    assert disk is not None
+    assert disk.find("source").get("file") == "/inst/disk"  # type: ignore[union-attr]
+    assert disk.find("target").attrib == {"dev": "vda", "bus": "virtio"}  # type: ignore[union-attr]
+    assert disk.find("driver").get("type") == "qcow2"  # type: ignore[union-attr]
+    log = dom.find("./devices/serial/log")
+    assert log is not None and log.attrib == {"file": "/inst/console.log", "append": "on"}
+    assert dom.find("./devices/interface") is None
+    seclabel = dom.find("seclabel")
+    assert seclabel is not None and seclabel.get("relabel") == "no"
+    assert seclabel.findtext("label") == "+0:+0"
+
+
+def test_tap_interfaces() -> None:
+    dom = make([{"id": "p1", "address": "fa:16:3e:00:00:01", "devname": "tapp1",
+                 "bridge": "brq1", "mtu": 1450, "type": "bridge"}])
+    iface = dom.find("./devices/interface")
+    assert iface is not None and iface.get("type") == "ethernet"
+    assert iface.find("mac").get("address") == "fa:16:3e:00:00:01"  # type: ignore[union-attr]
+    assert iface.find("target").attrib == {"dev": "tapp1", "managed": "no"}  # type: ignore[union-attr]
+    assert iface.find("model").get("type") == "virtio"  # type: ignore[union-attr]
+    assert iface.find("mtu").get("size") == "1450"  # type: ignore[union-attr]
+    assert all(i.get("type") != "user" for i in dom.iterfind("./devices/interface"))
+    with pytest.raises(VirtError, match="without a tap"):
+        make([{"id": "p2", "address": "fa:16:3e:00:00:02", "devname": ""}])
+    with pytest.raises(VirtError, match="without a tap"):
+        make([{"id": "p3", "address": "fa:16:3e:00:00:03", "devname": "x", "type": "vhostuser"}])
+
+
+def test_volume_xml() -> None:
+    disk = ET.fromstring(volume_xml({"driver_volume_type": "file",
+                                     "data": {"path": "/v/vol1", "volume_id": "vol-1"}},
+                                    "/dev/vdb"))
+    assert disk.find("source").get("file") == "/v/vol1"  # type: ignore[union-attr]
+    assert disk.find("target").attrib == {"dev": "vdb", "bus": "virtio"}  # type: ignore[union-attr]
+    assert disk.find("driver").get("type") == "raw"  # type: ignore[union-attr]
+    assert disk.findtext("serial") == "vol-1"
+    flat = ET.fromstring(volume_xml({"driver_volume_type": "file", "path": "/v/x",
+                                     "format": "qcow2"}, "vdc"))
+    assert flat.find("driver").get("type") == "qcow2"  # type: ignore[union-attr]
+    for info, mountpoint, words in (({"driver_volume_type": "iscsi"}, "/dev/vdb", "iscsi"),
+                                    ({"driver_volume_type": "file"}, "/dev/vdb", "no file"),
+                                    ({"driver_volume_type": "file", "path": "/v"}, "/dev/sda",
+                                     "virtio disk")):
+        with pytest.raises(VirtError, match=words):
+            volume_xml(info, mountpoint)
+
+
+def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:
+    kernel = tmp_path / "kernel"
+    (kernel / "drivers").mkdir(parents=True)
+    # depends= as the kernel's modinfo section stores it (NUL-separated strings).
+    (kernel / "drivers" / "a.ko").write_bytes(b"\x7fELF\x00license=GPL\x00depends=b,c-d\x00")
+    (kernel / "drivers" / "b.ko").write_bytes(b"\x00depends=c_d\x00")
+    (kernel / "drivers" / "c-d.ko").write_bytes(b"\x00depends=\x00")
+    order = [name for name, _ in builder._module_closure(kernel, ["a"])]
+    assert order == ["c_d", "b", "a"]
+    with pytest.raises(builder.GuestImageError, match="not found"):
+        builder._module_closure(kernel, ["nope"])
+
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"#!busybox")
+    archive = gzip.decompress(builder._initramfs(busybox, [("a", kernel / "drivers" / "a.ko")]))
+    names = []
+    offset = 0
+    while offset < len(archive):
+        header = archive[offset:offset + 110]
+        assert header[:6] == b"070701"
+        size, namesize = int(header[54:62], 16), int(header[94:102], 16)
+        name = archive[offset + 110:offset + 110 + namesize - 1].decode()
+        names.append(name)
+        offset += 110 + namesize
+        offset += -offset % 4
+        offset += size + (-size % 4)
+        if name == "TRAILER!!!":
+            break
+    assert {"init", "bin/busybox", "dev/console", "lib/modules/a.ko", "etc/modules-order",
+            "etc/udhcpc.script", "etc/acpi/PWRF/00000080"} <= set(names)
+    assert names[-1] == "TRAILER!!!"
+
+
+def test_cache_key_follows_packages() -> None:
+    one = [builder.Package("linux-image-x", "1"), builder.Package("busybox-static", "1")]
+    two = [builder.Package("linux-image-x", "2"), builder.Package("busybox-static", "1")]
+    assert builder.cache_key(one) == builder.cache_key(list(one))
+    assert builder.cache_key(one) != builder.cache_key(two)
