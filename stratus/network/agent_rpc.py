@@ -1,0 +1,72 @@
+"""network-api's bus server for its agents: every method of ``NetworkServerAPI``.
+
+Served on the topic ``network`` (``NETWORK_TOPIC``) by each network-api process. Each method
+runs in its own transaction; what it changes is told to the backend after the commit, as
+for API requests (``NetworkRuntime.service``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from stratus.core.context import RequestContext
+from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.service import NetworkRuntime
+
+LOG = logging.getLogger(__name__)
+
+
+class NetworkServerManager:
+    """The server side of ``stratus.network.rpcapi.NetworkServerAPI`` (same method names)."""
+
+    METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
+               "release_dhcp_port", "get_device_details", "get_bound_ports",
+               "update_device_up", "update_device_down")
+
+    def __init__(self, runtime: NetworkRuntime) -> None:
+        self.runtime = runtime
+
+    async def report_state(self, ctx: RequestContext, state: AgentState) -> None:
+        async with self.runtime.service() as svc:
+            await svc.report_state(state)
+
+    async def get_active_networks(self, ctx: RequestContext, host: str) -> list[NetworkInfo]:
+        async with self.runtime.service(write=False) as svc:
+            return await svc.active_networks()
+
+    async def get_network(self, ctx: RequestContext, network_id: str) -> NetworkInfo | None:
+        async with self.runtime.service(write=False) as svc:
+            return await svc.network_info_by_id(network_id)
+
+    async def ensure_dhcp_port(self, ctx: RequestContext, network_id: str,
+                               host: str) -> PortInfo:
+        async with self.runtime.service() as svc:
+            return await svc.ensure_dhcp_port(network_id, host)
+
+    async def release_dhcp_port(self, ctx: RequestContext, network_id: str,
+                                host: str) -> None:
+        async with self.runtime.service() as svc:
+            await svc.release_dhcp_port(network_id, host)
+
+    async def get_device_details(self, ctx: RequestContext, port_id: str,
+                                 host: str) -> DeviceDetails | None:
+        from stratus.network.models import Port
+
+        async with self.runtime.service(write=False) as svc:
+            port = await svc.session.get(Port, port_id)
+            if port is None:
+                return None
+            return await svc.device_details(port)
+
+    async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
+        async with self.runtime.service(write=False) as svc:
+            return await svc.bound_ports(host)
+
+    async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
+        async with self.runtime.service() as svc:
+            if await svc.set_port_status(port_id, host, up=True) is None:
+                LOG.info("device up for port %s, which no longer exists", port_id)
+
+    async def update_device_down(self, ctx: RequestContext, port_id: str, host: str) -> None:
+        async with self.runtime.service() as svc:
+            await svc.set_port_status(port_id, host, up=False)

@@ -1,0 +1,381 @@
+"""One dnsmasq per network: its files (pure functions of the network snapshot) and its process.
+
+Files, in ``<dhcp_state_dir>/<network id>/``:
+
+* ``host``: one ``dhcp-host`` line per fixed IPv4 address of a port (MAC, tag, IP, hostname);
+* ``opts``: per-subnet options (router, DNS servers, MTU, classless static routes 121/249);
+* ``leases``, ``pid``, ``dnsmasq.log``: dnsmasq's own.
+
+``host`` and ``opts`` are re-read on SIGHUP; a change of the command line (a subnet added or
+removed) needs a restart. Addresses are static: dnsmasq answers only MACs it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network, ip_network
+from pathlib import Path
+
+from stratus.network.agents import linux
+from stratus.network.objects import (
+    DHCP_DEVICE_OWNER,
+    METADATA_ADDRESS,
+    NetworkInfo,
+    PortInfo,
+    SubnetInfo,
+)
+
+LOG = logging.getLogger(__name__)
+
+_HOSTNAME_OK = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def dhcp_subnets(network: NetworkInfo) -> list[SubnetInfo]:
+    """The subnets dnsmasq serves: IPv4 with DHCP enabled."""
+    return [s for s in network.subnets if s.enable_dhcp and s.ip_version == 4]
+
+
+def subnet_tag(subnet: SubnetInfo) -> str:
+    return f"subnet-{subnet.id}"
+
+
+def port_hostname(port: PortInfo, address: str) -> str:
+    """The port's ``hostname`` when it is a valid DNS label, else ``host-<ip with dashes>``."""
+    name = port.hostname.strip().lower()
+    if _HOSTNAME_OK.match(name):
+        return name
+    return "host-" + address.replace(".", "-").replace(":", "-")
+
+
+def hosts_file(network: NetworkInfo, dhcp_port_id: str) -> str:
+    """``<mac>,set:port-<id>,<ip>,<hostname>`` for each fixed IP of each port on a served
+    subnet, except the DHCP port's own; sorted, so the same ports give the same bytes."""
+    served = {s.id for s in dhcp_subnets(network)}
+    lines = []
+    for port in network.ports:
+        if port.id == dhcp_port_id or port.device_owner == DHCP_DEVICE_OWNER:
+            continue
+        for fixed in port.fixed_ips:
+            if fixed.subnet_id in served:
+                lines.append(f"{port.mac_address.lower()},set:port-{port.id},"
+                             f"{fixed.ip_address},{port_hostname(port, fixed.ip_address)}")
+    return "".join(line + "\n" for line in sorted(lines))
+
+
+def _static_routes(subnet: SubnetInfo, dhcp_address: str | None) -> list[tuple[str, str]]:
+    """(destination, next hop) pairs for options 121/249: the metadata address via the DHCP
+    port, the subnet's host routes, then the default route via the gateway (a client that
+    gets option 121 ignores option 3, so the default route must be in it too)."""
+    routes: list[tuple[str, str]] = []
+    if dhcp_address is not None:
+        routes.append((f"{METADATA_ADDRESS}/32", dhcp_address))
+    has_default = False
+    for route in subnet.host_routes:
+        destination = ip_network(route.destination, strict=False)
+        if destination.version != 4:
+            continue
+        if destination.prefixlen == 0:
+            has_default = True
+        if destination == IPv4Network(f"{METADATA_ADDRESS}/32"):
+            continue
+        routes.append((str(destination), route.nexthop))
+    if subnet.gateway_ip and not has_default:
+        routes.append(("0.0.0.0/0", subnet.gateway_ip))
+    return routes
+
+
+def opts_file(network: NetworkInfo, dhcp_port: PortInfo) -> str:
+    """``tag:subnet-<id>,<option>,<value>`` lines for every served subnet."""
+    by_subnet = {f.subnet_id: f.ip_address for f in dhcp_port.fixed_ips}
+    lines = []
+    for subnet in dhcp_subnets(network):
+        tag = f"tag:{subnet_tag(subnet)}"
+        if subnet.gateway_ip:
+            lines.append(f"{tag},option:router,{subnet.gateway_ip}")
+        else:
+            lines.append(f"{tag},option:router")  # an empty option: no router
+        if subnet.dns_nameservers:
+            lines.append(f"{tag},option:dns-server,{','.join(subnet.dns_nameservers)}")
+        lines.append(f"{tag},option:mtu,{network.mtu}")
+        routes = _static_routes(subnet, by_subnet.get(subnet.id))
+        if routes:
+            pairs = ",".join(f"{dst},{hop}" for dst, hop in routes)
+            lines.append(f"{tag},option:classless-static-route,{pairs}")
+            lines.append(f"{tag},249,{pairs}")  # the same, for older Windows clients
+    return "".join(line + "\n" for line in lines)
+
+
+def interface_addresses(network: NetworkInfo, dhcp_port: PortInfo) -> list[str]:
+    """The DHCP port's addresses in CIDR form (prefix of their subnet), plus the metadata
+    address the proxy listens on."""
+    cidrs = {s.id: ip_network(s.cidr) for s in network.subnets}
+    addresses = []
+    for fixed in dhcp_port.fixed_ips:
+        subnet = cidrs.get(fixed.subnet_id)
+        if subnet is not None and subnet.version == 4:
+            addresses.append(f"{fixed.ip_address}/{subnet.prefixlen}")
+    addresses.append(f"{METADATA_ADDRESS}/32")
+    return addresses
+
+
+@dataclass(frozen=True)
+class DnsmasqOptions:
+    binary: str = "dnsmasq"
+    domain: str = "openstacklocal"
+    lease_seconds: int = 86400
+
+
+def command(options: DnsmasqOptions, directory: Path, interface: str,
+            network: NetworkInfo) -> list[str]:
+    """dnsmasq's command line: DHCP only (DNS off), bound to the DHCP port's device, one
+    static range per served subnet."""
+    args = [
+        options.binary, "--keep-in-foreground", "--conf-file=/dev/null", "--no-hosts",
+        "--no-resolv", "--port=0", "--bind-interfaces", f"--interface={interface}",
+        "--except-interface=lo", "--dhcp-authoritative",
+        # Root, because the state directory may sit under a private (0700) data directory
+        # that dnsmasq's usual unprivileged user could not read after it drops privileges.
+        "--user=root", "--group=root",
+        f"--pid-file={directory / 'pid'}",
+        f"--dhcp-hostsfile={directory / 'host'}",
+        f"--dhcp-optsfile={directory / 'opts'}",
+        f"--dhcp-leasefile={directory / 'leases'}",
+        f"--log-facility={directory / 'dnsmasq.log'}",
+        f"--domain={options.domain}",
+    ]
+    size = 0
+    for subnet in sorted(dhcp_subnets(network), key=lambda s: s.id):
+        net = ip_network(subnet.cidr)
+        size += net.num_addresses
+        args.append(f"--dhcp-range=set:{subnet_tag(subnet)},{net.network_address},static,"
+                    f"{net.netmask},{options.lease_seconds}s")
+    args.append(f"--dhcp-lease-max={max(size, 16)}")
+    return args
+
+
+def write_if_changed(path: Path, content: str) -> bool:
+    """Replace ``path`` atomically when its content differs; True when it changed."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == content:
+            return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(content)
+    os.replace(tmp, path)
+    return True
+
+
+def stale_leases(network: NetworkInfo, before: NetworkInfo) -> set[tuple[str, str]]:
+    """(MAC, address) pairs ``before`` handed out that ``network`` no longer does (a port
+    deleted, or its address or MAC changed)."""
+    def pairs(net: NetworkInfo) -> set[tuple[str, str]]:
+        return {(p.mac_address.lower(), f.ip_address) for p in net.ports for f in p.fixed_ips}
+
+    return pairs(before) - pairs(network)
+
+
+def drop_leases(path: Path, released: set[tuple[str, str]]) -> bool:
+    """Remove the leases of ``released`` (MAC, address) pairs from dnsmasq's lease file
+    (``<expiry> <mac> <address> <hostname> <client id>`` lines); True when it held any.
+    Only while dnsmasq is stopped: it reads the file once, at start."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    macs = {mac for mac, _ in released}
+    addresses = {address for _, address in released}
+    kept = [line for line in lines
+            if not ((fields := line.split()) and len(fields) >= 3
+                    and (fields[1].lower() in macs or fields[2] in addresses))]
+    if len(kept) == len(lines):
+        return False
+    write_if_changed(path, "".join(line + "\n" for line in kept))
+    return True
+
+
+def holds_leases(path: Path, released: set[tuple[str, str]]) -> bool:
+    """Whether the lease file has a lease of one of ``released``."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return False
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and any(fields[1].lower() == mac or fields[2] == address
+                                    for mac, address in released):
+            return True
+    return False
+
+
+def _pid_of(directory: Path) -> int | None:
+    """The pid in ``directory/pid`` when that process is a dnsmasq using this directory."""
+    try:
+        pid = int((directory / "pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return None
+    marker = f"--pid-file={directory / 'pid'}".encode()
+    return pid if marker in cmdline else None
+
+
+async def kill_stale(directory: Path, grace: float = 5.0) -> bool:
+    """Stop a dnsmasq left running on ``directory`` by an earlier agent (one that crashed);
+    True when there was one."""
+    pid = _pid_of(directory)
+    if pid is None:
+        return False
+    LOG.info("stopping dnsmasq %d left over on %s", pid, directory)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    # Not our child: nothing to wait on but its /proc entry.
+    while _pid_of(directory) == pid and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if _pid_of(directory) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+class Dnsmasq:
+    """The dnsmasq of one network, run in its namespace and restarted when it dies.
+
+    ``start`` is idempotent; ``reload`` (SIGHUP) makes it re-read ``host`` and ``opts``;
+    ``stop`` ends it and the watcher. A dnsmasq that exits on its own is started again after
+    a back-off that grows from 0.2 s to 10 s while it keeps failing quickly.
+    """
+
+    def __init__(self, namespace: str, directory: Path) -> None:
+        self.namespace = namespace
+        self.directory = directory
+        self.args: list[str] = []
+        self.restarts = 0
+        self._process: asyncio.subprocess.Process | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: The current process handles SIGHUP (it wrote its pid file).
+        self._ready = False
+        #: A reload was asked for while it was starting (its files may be newer than what
+        #: it read): sent once it is ready.
+        self._reload_pending = False
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    async def start(self, args: Sequence[str]) -> None:
+        """Run dnsmasq with ``args``; one already running with other arguments is restarted."""
+        if self.pid is not None and list(args) == self.args:
+            return
+        await self.stop()
+        self.args = list(args)
+        self._stopping = False
+        await kill_stale(self.directory)
+        await self._spawn()
+        self._watcher = asyncio.create_task(self._watch(), name=f"dnsmasq-{self.namespace}")
+
+    async def _spawn(self) -> None:
+        # dnsmasq's start-up errors (before its log file is open) go here.
+        self._ready = False
+        log = await asyncio.to_thread(open, self.directory / "dnsmasq.stderr", "ab")
+        try:
+            with linux.preexec_in(self.namespace) as enter:
+                self._process = await asyncio.create_subprocess_exec(
+                    *self.args, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=log, preexec_fn=enter,
+                    start_new_session=True)
+        finally:
+            log.close()
+        self._ready = await self._until_ready(self._process)
+        if self._ready and self._reload_pending:
+            self.reload()
+        LOG.info("dnsmasq %d serves %s", self._process.pid, self.namespace)
+
+    async def _until_ready(self, process: asyncio.subprocess.Process,
+                           within: float = 10.0) -> bool:
+        """Wait until dnsmasq wrote its pid file: by then it handles SIGHUP (until it does,
+        a SIGHUP would end it). False when it did not in time, or exited."""
+        pid_file = self.directory / "pid"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while process.returncode is None and loop.time() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                if int(pid_file.read_text().strip() or 0) == process.pid:
+                    return True
+            await asyncio.sleep(0.005)
+        return False
+
+    async def _watch(self) -> None:
+        delay = 0.2
+        while True:
+            process = self._process
+            assert process is not None
+            started = asyncio.get_running_loop().time()
+            code = await process.wait()
+            if self._stopping:
+                return
+            LOG.warning("dnsmasq of %s exited (%s); starting it again", self.namespace, code)
+            ran = asyncio.get_running_loop().time() - started
+            delay = 0.2 if ran > 30 else min(delay * 2, 10.0)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                self.restarts += 1
+            except Exception:
+                LOG.exception("dnsmasq of %s could not be started; trying again",
+                              self.namespace)
+
+    async def release(self, released: set[tuple[str, str]]) -> None:
+        """Forget the leases of ``released`` (MAC, address) pairs, so their addresses can be
+        leased to other ports at once: dnsmasq is stopped, its lease file edited, and
+        started again (it reads leases only at start; Debian's dhcp_release is not used,
+        as it is not installed with dnsmasq)."""
+        leases = self.directory / "leases"
+        if not released or not await asyncio.to_thread(holds_leases, leases, released):
+            return
+        args = self.args
+        await self.stop()
+        await asyncio.to_thread(drop_leases, leases, released)
+        if args:
+            await self.start(args)
+
+    def reload(self) -> None:
+        """SIGHUP: dnsmasq re-reads its hosts and options files (for one still starting,
+        once it handles SIGHUP)."""
+        pid = self.pid
+        if pid is not None and not self._ready:
+            self._reload_pending = True
+            return
+        self._reload_pending = False
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._stopping = True
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()

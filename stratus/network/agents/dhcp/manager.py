@@ -1,0 +1,420 @@
+"""The dhcp-agent: a DHCP namespace, a dnsmasq and a metadata proxy per served network.
+
+For each admin-up network with a DHCP-enabled IPv4 subnet the agent keeps:
+
+* the network's bridge (``brq...``; made here when the l2-agent has not);
+* namespace ``qdhcp-<network id>`` holding the DHCP port: a veth whose outer end
+  (``tap<port id[:11]>``) is in the bridge and whose inner end (``ns-<port id[:11]>``) has
+  the port's MAC, its addresses and 169.254.169.254/32;
+* ``<dhcp_state_dir>/<network id>/`` with dnsmasq's files, and a dnsmasq in the namespace;
+* a metadata proxy on 169.254.169.254:80 in the namespace.
+
+Bus events (``DhcpAgentAPI``) update that; ``resync`` makes it match the server's
+``get_active_networks`` (on start and every ``resync_interval``), removing networks that are
+gone, including ones left behind by an earlier run (their state directory names them). A
+clean ``stop`` removes everything this agent made; after a crash the next start's resync
+adopts the namespaces and replaces the left-over dnsmasq processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from stratus.core.bus import MessagingError
+from stratus.core.context import RequestContext
+from stratus.network.agents import linux
+from stratus.network.agents.dhcp import dnsmasq
+from stratus.network.metadata_proxy import MetadataProxy, ProxyApp
+from stratus.network.objects import (
+    AgentState,
+    NetworkInfo,
+    PortInfo,
+    bridge_name,
+    dhcp_namespace,
+    tap_name,
+)
+from stratus.network.rpcapi import DHCP_AGENT_TOPIC, NetworkServerAPI
+
+LOG = logging.getLogger(__name__)
+
+AGENT_TYPE = "DHCP agent"
+BINARY = "stratus-dhcp-agent"
+METADATA_AGENT_TYPE = "Metadata agent"
+METADATA_BINARY = "stratus-metadata-proxy"
+
+
+def inner_device(port_id: str) -> str:
+    """The DHCP port's device inside the namespace."""
+    return f"ns-{port_id[:11]}"
+
+
+@dataclass(frozen=True)
+class DhcpAgentOptions:
+    state_dir: Path
+    dnsmasq: dnsmasq.DnsmasqOptions = field(default_factory=dnsmasq.DnsmasqOptions)
+    report_interval: float = 10.0
+    #: Seconds between full resyncs with the server.
+    resync_interval: float = 60.0
+    #: metadata-api's URL and the proxies' signing key; no URL means no metadata proxies.
+    metadata_url: str | None = None
+    metadata_secret: str = ""
+    #: Where the proxies listen inside each namespace (tests may move the port).
+    metadata_port: int = 80
+    #: Shown by ``network agent list`` (Neutron's DHCP agents report one; ``nova``).
+    availability_zone: str = "nova"
+
+
+@dataclass
+class ServedNetwork:
+    network: NetworkInfo
+    dhcp_port: PortInfo
+    process: dnsmasq.Dnsmasq
+    proxy: MetadataProxy | None = None
+    #: Source address → port, for the proxy.
+    by_address: dict[str, PortInfo] = field(default_factory=dict)
+
+    def index(self) -> None:
+        self.by_address = {f.ip_address: p for p in self.network.ports
+                           if p.id != self.dhcp_port.id for f in p.fixed_ips}
+
+
+class DhcpAgentManager:
+    """Serves ``DhcpAgentAPI`` (fanout topic ``dhcp_agent``) for ``host``."""
+
+    METHODS = ("network_updated", "network_deleted", "port_updated", "port_deleted")
+
+    def __init__(self, host: str, server: NetworkServerAPI, options: DhcpAgentOptions,
+                 *, http_client: Callable[[], httpx.AsyncClient] | None = None) -> None:
+        self.host = host
+        self.server = server
+        self.options = options
+        self.networks: dict[str, ServedNetwork] = {}
+        #: One per network ever seen, never dropped: a lock dropped while a task waits on
+        #: it would let a second holder in beside that task.
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: A resync succeeded since the start.
+        self._synced = False
+        #: Network id → loop time of the last bus event about it.
+        self._touched: dict[str, float] = {}
+        self._periodic: asyncio.Task[None] | None = None
+        self._client_factory = http_client or (lambda: httpx.AsyncClient(timeout=30.0))
+        self._client: httpx.AsyncClient | None = None
+
+    @staticmethod
+    def _context() -> RequestContext:
+        return RequestContext(user_id="dhcp-agent", project_id="service", roles=["service"])
+
+    def _lock(self, network_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(network_id, asyncio.Lock())
+
+    def _directory(self, network_id: str) -> Path:
+        return self.options.state_dir / network_id
+
+    # Life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Report in, resync with the server, then heartbeat and resync periodically."""
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.report(start=True)
+        synced = True
+        try:
+            await self.resync()
+        except MessagingError as exc:  # the server may not be up yet: the periodic resync
+            LOG.warning("dhcp-agent %s: first resync failed (%s); will retry", self.host, exc)
+            synced = False
+        self._synced = synced
+        self._periodic = asyncio.create_task(self._run_periodic(), name=f"dhcp-{self.host}")
+
+    async def stop(self) -> None:
+        """Stop the periodic work and remove every network's namespace, process and files."""
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+            self._periodic = None
+
+        async def remove(network_id: str) -> None:
+            async with self._lock(network_id):
+                await self._teardown(network_id)
+
+        # All at once: a supervisor that stops this process gives it only so long.
+        ids = list(self.networks)
+        results = await asyncio.gather(*(remove(n) for n in ids), return_exceptions=True)
+        for network_id, result in zip(ids, results, strict=True):
+            if isinstance(result, BaseException):
+                LOG.error("dhcp-agent %s: network %s not fully removed: %r", self.host,
+                          network_id, result)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def report(self, *, start: bool = False) -> None:
+        """Heartbeats: the DHCP agent's, and the metadata proxies' as Neutron's "Metadata
+        agent" when they run (they live in this agent)."""
+        ports = sum(len(s.network.ports) for s in self.networks.values())
+        states = [AgentState(host=self.host, binary=BINARY, agent_type=AGENT_TYPE,
+                             topic=DHCP_AGENT_TOPIC, start_flag=start,
+                             availability_zone=self.options.availability_zone,
+                             configurations={"networks": len(self.networks), "ports": ports,
+                                             "dhcp_driver": "dnsmasq"})]
+        if self.options.metadata_url:
+            proxies = sum(1 for s in self.networks.values() if s.proxy is not None)
+            states.append(AgentState(host=self.host, binary=METADATA_BINARY,
+                                     agent_type=METADATA_AGENT_TYPE, topic="N/A",
+                                     start_flag=start,
+                                     configurations={"proxies": proxies,
+                                                     "metadata_url": self.options.metadata_url}))
+        for state in states:
+            try:
+                await self.server.report_state(self._context(), state)
+            except MessagingError as exc:
+                LOG.warning("dhcp-agent %s: heartbeat failed: %s", self.host, exc)
+
+    async def _run_periodic(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time() + self.options.resync_interval
+        while True:
+            await asyncio.sleep(min(self.options.report_interval, self.options.resync_interval))
+            await self.report()
+            # Until one resync succeeded (the server was not up yet), one per heartbeat.
+            if loop.time() >= next_resync or not self._synced:
+                next_resync = loop.time() + self.options.resync_interval
+                try:
+                    await self.resync()
+                    self._synced = True
+                except Exception:
+                    LOG.exception("dhcp-agent %s: resync failed; will retry", self.host)
+
+    async def resync(self) -> None:
+        """Serve exactly the server's active networks; remove the rest, including networks
+        an earlier run of this agent left state for.
+
+        A network a bus event touched after the snapshot was asked for is left as the
+        event made it: the event is newer than the snapshot."""
+        began = self._clock()
+        active = await self.server.get_active_networks(self._context(), self.host)
+        wanted = {n.id for n in active}
+        for network in active:
+            if self._touched.get(network.id, -1.0) >= began:
+                continue
+            try:
+                await self._apply(network)
+            except Exception:  # one broken network must not keep the others unserved
+                LOG.exception("dhcp-agent %s: network %s could not be served; the next "
+                              "resync tries again", self.host, network.id)
+        leftover = set(self.networks)
+        if self.options.state_dir.is_dir():
+            leftover |= {p.name for p in self.options.state_dir.iterdir() if p.is_dir()}
+        for network_id in leftover - wanted:
+            if self._touched.get(network_id, -1.0) >= began:
+                continue
+            LOG.info("dhcp-agent %s: network %s is no longer served", self.host, network_id)
+            await self._remove(network_id, release=network_id in self.networks)
+        horizon = began - 2 * self.options.resync_interval
+        self._touched = {n: t for n, t in self._touched.items() if t >= horizon}
+
+    def _touch(self, network_id: str) -> None:
+        """Note that a bus event changed the network now (see ``resync``)."""
+        self._touched[network_id] = self._clock()
+
+    @staticmethod
+    def _clock() -> float:
+        return asyncio.get_running_loop().time()
+
+    # Bus methods ------------------------------------------------------------------------------
+
+    async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
+        self._touch(network.id)
+        served = self.networks.get(network.id)
+        if not network.ports and served is not None and served.network.ports:
+            # A snapshot without ports would empty the hosts file: ask for the full one.
+            fresh = await self.server.get_network(ctx, network.id)
+            if fresh is None:
+                await self._remove(network.id, release=True)
+                return
+            network = fresh
+        await self._apply(network)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        self._touch(network_id)
+        await self._remove(network_id, release=True)
+
+    async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None:
+        self._touch(port.network_id)
+        if port.network_id not in self.networks:
+            network = await self.server.get_network(ctx, port.network_id)
+            if network is not None:
+                await self._apply(network)
+            return
+        await self._change(port.network_id, lambda n: n.model_copy(update={
+            "ports": [p for p in n.ports if p.id != port.id] + [port]}))
+
+    async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
+        self._touch(network_id)
+        await self._change(network_id, lambda n: n.model_copy(update={
+            "ports": [p for p in n.ports if p.id != port_id]}))
+
+    # Work -------------------------------------------------------------------------------------
+
+    def lookup(self, network_id: str, address: str) -> PortInfo | None:
+        served = self.networks.get(network_id)
+        return served.by_address.get(address) if served is not None else None
+
+    async def _apply(self, network: NetworkInfo) -> None:
+        if not network.admin_state_up or not dnsmasq.dhcp_subnets(network):
+            await self._remove(network.id, release=network.id in self.networks)
+            return
+        async with self._lock(network.id):
+            served = self.networks.get(network.id)
+            if served is None:
+                await self._enable(network)
+            else:
+                await self._refresh(served, network)
+
+    async def _change(self, network_id: str,
+                      change: Callable[[NetworkInfo], NetworkInfo]) -> None:
+        """Apply ``change`` to the served network under its lock (concurrent port events
+        each see the others' results), if it is still served."""
+        async with self._lock(network_id):
+            served = self.networks.get(network_id)
+            if served is not None:
+                await self._refresh(served, change(served.network))
+
+    async def _enable(self, network: NetworkInfo) -> ServedNetwork:
+        ctx = self._context()
+        directory = self._directory(network.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        dhcp_port = await self.server.ensure_dhcp_port(ctx, network.id, self.host)
+        served = ServedNetwork(network=network, dhcp_port=dhcp_port,
+                               process=dnsmasq.Dnsmasq(dhcp_namespace(network.id), directory))
+        self.networks[network.id] = served
+        # Names the veth's outer end for a clean-up after a crash (see _teardown_served).
+        (directory / "dhcp_port").write_text(dhcp_port.id + "\n")
+        try:
+            await self._refresh(served, network, fresh=True)
+        except BaseException:
+            # A half-made network leaves nothing behind; the next resync tries again.
+            self.networks.pop(network.id, None)
+            await self._teardown_served(served, network.id)
+            raise
+        LOG.info("dhcp-agent %s: serving network %s", self.host, network.id)
+        return served
+
+    async def _refresh(self, served: ServedNetwork, network: NetworkInfo, *,
+                       fresh: bool = False) -> None:
+        """Make the kernel, files and processes match ``network``."""
+        dhcp_port = served.dhcp_port
+        subnets_before = {s.id for s in dnsmasq.dhcp_subnets(served.network)}
+        subnets_now = {s.id for s in dnsmasq.dhcp_subnets(network)}
+        covered = {f.subnet_id for f in dhcp_port.fixed_ips}
+        if not fresh and not subnets_now <= covered:
+            # A new DHCP subnet: the server gives the DHCP port an address on it.
+            dhcp_port = await self.server.ensure_dhcp_port(self._context(), network.id,
+                                                           self.host)
+        rewire = (fresh or dhcp_port != served.dhcp_port or subnets_before != subnets_now
+                  or network.mtu != served.network.mtu)
+        released = set() if fresh else dnsmasq.stale_leases(network, served.network)
+        served.network, served.dhcp_port = network, dhcp_port
+        served.index()
+        namespace = dhcp_namespace(network.id)
+        if rewire:
+            await asyncio.to_thread(self._wire, network, dhcp_port)
+        directory = self._directory(network.id)
+        changed = await asyncio.to_thread(self._write_files, directory, network, dhcp_port)
+        args = dnsmasq.command(self.options.dnsmasq, directory, inner_device(dhcp_port.id),
+                               network)
+        if released:
+            await served.process.release(released)
+        if served.process.pid is None or args != served.process.args:
+            await served.process.start(args)
+        elif changed:
+            served.process.reload()
+        if self.options.metadata_url and served.proxy is None:
+            served.proxy = MetadataProxy(
+                namespace, ProxyApp(network.id, functools.partial(self.lookup, network.id),
+                                    self.options.metadata_url, self.options.metadata_secret,
+                                    self._http()),
+                port=self.options.metadata_port)
+            await served.proxy.start()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    @staticmethod
+    def _wire(network: NetworkInfo, dhcp_port: PortInfo) -> None:
+        namespace = dhcp_namespace(network.id)
+        bridge = bridge_name(network.id)
+        linux.ensure_bridge(bridge)
+        linux.ensure_namespace(namespace)
+        linux.plug_veth(namespace, inner_device(dhcp_port.id), tap_name(dhcp_port.id), bridge,
+                        dhcp_port.mac_address, network.mtu)
+        linux.set_addresses(namespace, inner_device(dhcp_port.id),
+                            dnsmasq.interface_addresses(network, dhcp_port))
+
+    @staticmethod
+    def _write_files(directory: Path, network: NetworkInfo, dhcp_port: PortInfo) -> bool:
+        hosts = dnsmasq.write_if_changed(directory / "host",
+                                         dnsmasq.hosts_file(network, dhcp_port.id))
+        opts = dnsmasq.write_if_changed(directory / "opts",
+                                        dnsmasq.opts_file(network, dhcp_port))
+        return hosts or opts
+
+    async def _remove(self, network_id: str, *, release: bool) -> None:
+        async with self._lock(network_id):
+            known = network_id in self.networks or self._directory(network_id).exists()
+            await self._teardown(network_id)
+            if release and known:
+                try:
+                    await self.server.release_dhcp_port(self._context(), network_id,
+                                                        self.host)
+                except MessagingError as exc:  # the network (and port) may be gone already
+                    LOG.info("dhcp-agent %s: releasing the DHCP port of %s: %s", self.host,
+                             network_id, exc)
+
+    async def _teardown(self, network_id: str) -> None:
+        # Still listed while it is being removed: it is gone from ``networks`` only when
+        # nothing of it is left.
+        await self._teardown_served(self.networks.get(network_id), network_id)
+        self.networks.pop(network_id, None)
+
+    async def _teardown_served(self, served: ServedNetwork | None, network_id: str) -> None:
+        """Stop the proxy and dnsmasq, remove namespace, veth, bridge (when nothing else is in
+        it) and files. Works from a state directory alone (after a crash)."""
+        if served is not None:
+            if served.proxy is not None:
+                await served.proxy.stop()
+            await served.process.stop()
+        directory = self._directory(network_id)
+        await dnsmasq.kill_stale(directory)
+        outside = None
+        if served is not None:
+            outside = tap_name(served.dhcp_port.id)
+        else:
+            with contextlib.suppress(OSError):
+                outside = tap_name((directory / "dhcp_port").read_text().strip())
+        await asyncio.to_thread(self._unwire, network_id, outside)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        if served is not None:
+            LOG.info("dhcp-agent %s: network %s removed", self.host, network_id)
+
+    @staticmethod
+    def _unwire(network_id: str, outside: str | None) -> None:
+        # The veth goes first: a namespace's devices are freed asynchronously after it is
+        # removed, and the bridge must be seen empty right away.
+        if outside is not None:
+            linux.delete_link(outside)
+        linux.delete_namespace(dhcp_namespace(network_id))
+        bridge = bridge_name(network_id)
+        if not linux.bridge_ports(bridge):
+            linux.delete_link(bridge)

@@ -1,0 +1,301 @@
+"""The l2-agent: wires ports into Linux bridges on the hosts it serves.
+
+For a port bound to one of its hosts it makes the network's bridge (``brq<network[:11]>``)
+if absent — on one host a flat network needs nothing else; with ``tunnel_ip`` set a
+``vxlan`` network also gets a VXLAN device (``vxlan-<vni>``) in the bridge — then a
+persistent root-owned tap (``tap<port[:11]>``, the network's MTU) in the bridge, up, and
+reports ``update_device_up``. A guest attaches to the tap later (libvirt
+``<target dev=... managed='no'/>``).
+
+One agent serves several host names (the all-in-one runs many compute hosts on one
+machine): it listens on ``l2_agent.<host>`` for each and answers for each.
+
+Taps outlive the agent. It records the ports it plugged (``state_file``); after a crash the
+next start asks the server about each (``get_device_details``): still bound here, it is
+plugged and reported up again; gone or bound elsewhere, its tap is removed. Then every port
+the server says is bound here (``get_bound_ports``) is plugged. A clean ``stop`` unplugs all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stratus.core.bus import MessagingError, RemoteError, UnknownMethod
+from stratus.core.context import RequestContext
+from stratus.network.agents import linux
+from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, bridge_name, tap_name
+from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
+
+LOG = logging.getLogger(__name__)
+
+AGENT_TYPE = "Linux bridge agent"
+BINARY = "stratus-l2-agent"
+
+
+def vxlan_name(vni: int) -> str:
+    return f"vxlan-{vni}"
+
+
+@dataclass(frozen=True)
+class L2AgentOptions:
+    #: This host's VXLAN tunnel address; None keeps every network flat on one host.
+    tunnel_ip: str | None = None
+    report_interval: float = 10.0
+    #: JSON record of the ports plugged here, read after a crash (None: not kept).
+    state_file: Path | None = None
+
+
+class L2AgentManager:
+    """Plugs and unplugs taps for ``hosts``; :meth:`endpoint` gives each host's bus manager."""
+
+    METHODS = ("port_bound", "port_unbound", "network_deleted")
+
+    def __init__(self, hosts: Sequence[str], server: NetworkServerAPI,
+                 options: L2AgentOptions | None = None) -> None:
+        if not hosts:
+            raise ValueError("an l2-agent serves at least one host")
+        self.hosts = list(hosts)
+        self.server = server
+        self.options = options or L2AgentOptions()
+        #: port id → (host, network id) of the taps this agent plugged.
+        self.ports: dict[str, tuple[str, str]] = {}
+        self._lock = asyncio.Lock()
+        #: Hosts whose resync with the server succeeded since the start.
+        self._synced: set[str] = set()
+        self._periodic: asyncio.Task[None] | None = None
+
+    def endpoint(self, host: str) -> L2HostEndpoint:
+        return L2HostEndpoint(self, host)
+
+    @staticmethod
+    def _context() -> RequestContext:
+        return RequestContext(user_id="l2-agent", project_id="service", roles=["service"])
+
+    # Life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Report in for every host; settle the ports an earlier run left plugged (still
+        bound here: plugged and reported up again; gone or moved: unplugged); plug what
+        the server says is bound here; then heartbeat."""
+        await self.report(start=True)
+        await self._recover()
+        await self._resync_pending()
+        self._periodic = asyncio.create_task(self._report_forever(), name="l2-agent-report")
+
+    async def _resync_pending(self) -> None:
+        """Resync each host not resynced yet (the server may not have been up)."""
+        for host in self.hosts:
+            if host in self._synced:
+                continue
+            try:
+                await self.resync(host)
+                self._synced.add(host)
+            except MessagingError as exc:
+                LOG.warning("l2-agent %s: resync failed (%s); will retry", host, exc)
+
+    async def stop(self, *, unplug: bool = True) -> None:
+        """Stop reporting; with ``unplug``, remove the taps (and emptied bridges) made here,
+        except those a guest still holds open (a guest that outlives this process keeps its
+        network; the tap stays recorded, for the next start)."""
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+            self._periodic = None
+        if unplug:
+            async with self._lock:
+                for port_id, (host, network_id) in list(self.ports.items()):
+                    link = await asyncio.to_thread(linux.get_link, tap_name(port_id))
+                    if link is not None and link.kind == "tun" and link.carrier:
+                        LOG.info("l2-agent %s: %s is in use by a guest; left plugged", host,
+                                 link.name)
+                        continue
+                    await asyncio.to_thread(self._unplug, port_id, network_id)
+                    del self.ports[port_id]
+                await self._save()
+
+    async def _save(self) -> None:
+        path = self.options.state_file
+        if path is None:
+            return
+        records = {p: {"host": h, "network_id": n} for p, (h, n) in self.ports.items()}
+        await asyncio.to_thread(_write_json, path, records)
+
+    async def _recover(self) -> None:
+        path = self.options.state_file
+        if path is None:
+            return
+        try:
+            records = await asyncio.to_thread(_read_json, path)
+        except (OSError, ValueError) as exc:
+            LOG.warning("l2-agent: cannot read %s (%s); nothing to recover", path, exc)
+            return
+        ctx = self._context()
+        for port_id, record in records.items():
+            host, network_id = str(record.get("host", "")), str(record.get("network_id", ""))
+            details = None
+            if host in self.hosts:
+                try:
+                    details = await self.server.get_device_details(ctx, port_id, host)
+                except MessagingError as exc:
+                    LOG.warning("l2-agent %s: port %s left as it is (%s)", host, port_id, exc)
+                    self.ports[port_id] = (host, network_id)
+                    continue
+            if details is not None and details.port.binding_host_id in ("", host):
+                try:
+                    await self.port_bound(ctx, host, details)
+                except Exception:  # one port must not keep the agent from starting
+                    LOG.exception("l2-agent %s: port %s could not be plugged again", host,
+                                  port_id)
+            else:
+                LOG.info("l2-agent: port %s is no longer bound to %s; unplugging it", port_id,
+                         host)
+                async with self._lock:
+                    await asyncio.to_thread(self._unplug, port_id, network_id)
+        await self._save()
+
+    async def report(self, *, start: bool = False) -> None:
+        for host in self.hosts:
+            devices = sum(1 for h, _ in self.ports.values() if h == host)
+            state = AgentState(host=host, binary=BINARY, agent_type=AGENT_TYPE,
+                               topic=L2_AGENT_TOPIC, start_flag=start,
+                               configurations={"devices": devices,
+                                               "tunnel_ip": self.options.tunnel_ip,
+                                               "tunnel_types": ["vxlan"]
+                                               if self.options.tunnel_ip else []})
+            try:
+                await self.server.report_state(self._context(), state)
+            except MessagingError as exc:
+                LOG.warning("l2-agent %s: heartbeat failed: %s", host, exc)
+
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.report_interval)
+            await self.report()
+            await self._resync_pending()
+
+    async def resync(self, host: str) -> None:
+        """Plug again every port bound to ``host`` whose tap is missing (after a restart)."""
+        ctx = self._context()
+        try:
+            bound = await self.server.get_bound_ports(ctx, host)
+        except RemoteError as exc:
+            if exc.exc_type != UnknownMethod.__name__:
+                raise
+            LOG.warning("l2-agent %s: the server cannot list bound ports (%s)", host, exc)
+            return
+        for details in bound:
+            try:
+                await self.port_bound(ctx, host, details)
+            except Exception:  # one port must not keep the others unplugged
+                LOG.exception("l2-agent %s: port %s could not be plugged", host,
+                              details.port.id)
+
+    # Work -------------------------------------------------------------------------------------
+
+    async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails) -> None:
+        port, network = details.port, details.network
+        async with self._lock:
+            await asyncio.to_thread(self._plug, port.id, network)
+            self.ports[port.id] = (host, network.id)
+            await self._save()
+        LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
+                 bridge_name(network.id))
+        await self.server.update_device_up(ctx, port.id, host)
+
+    async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
+                           network_id: str) -> None:
+        async with self._lock:
+            owner = self.ports.get(port_id)
+            if owner is not None and owner[0] != host:
+                # The port moved to another host this agent also serves, and that host's
+                # port_bound came first: the tap is theirs now.
+                LOG.info("l2-agent %s: port %s is now plugged for %s; tap kept", host,
+                         port_id, owner[0])
+            else:
+                await asyncio.to_thread(self._unplug, port_id, network_id)
+                self.ports.pop(port_id, None)
+                await self._save()
+                LOG.info("l2-agent %s: port %s unplugged", host, port_id)
+        await self.server.update_device_down(ctx, port_id, host)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        async with self._lock:
+            for port_id, (_, net) in list(self.ports.items()):
+                if net == network_id:
+                    await asyncio.to_thread(linux.delete_link, tap_name(port_id))
+                    del self.ports[port_id]
+            await asyncio.to_thread(self._drop_bridge, network_id, True)
+            await self._save()
+
+    def _plug(self, port_id: str, network: NetworkInfo) -> None:
+        bridge = bridge_name(network.id)
+        linux.ensure_bridge(bridge)
+        if (network.network_type == "vxlan" and self.options.tunnel_ip
+                and network.segmentation_id is not None):
+            linux.ensure_vxlan(vxlan_name(network.segmentation_id), network.segmentation_id,
+                               self.options.tunnel_ip, bridge, network.mtu)
+        linux.ensure_tap(tap_name(port_id), bridge, network.mtu)
+
+    def _unplug(self, port_id: str, network_id: str) -> None:
+        link = linux.get_link(tap_name(port_id))
+        # Only our taps: a veth of that name is a DHCP port, which its agent removes.
+        if link is not None and link.kind == "tun":
+            linux.delete_link(link.name)
+        self._drop_bridge(network_id, False)
+
+    @staticmethod
+    def _drop_bridge(network_id: str, force: bool) -> None:
+        """Remove the network's bridge (and VXLAN device) once only they remain, or always
+        with ``force`` (the network is gone)."""
+        bridge = bridge_name(network_id)
+        ports = linux.bridge_ports(bridge)
+        others = [p for p in ports if p.kind != "vxlan"]
+        if others and not force:
+            return
+        for port in ports:
+            if port.kind == "vxlan":
+                linux.delete_link(port.name)
+        linux.delete_link(bridge)
+
+
+def _write_json(path: Path, content: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, dict[str, object]]:
+    if not path.exists():
+        return {}
+    loaded = json.loads(path.read_text())
+    if not isinstance(loaded, dict):
+        raise ValueError("not a JSON object")
+    return {str(k): v for k, v in loaded.items() if isinstance(v, dict)}
+
+
+class L2HostEndpoint:
+    """The bus manager of one host the agent serves (``l2_agent.<host>``)."""
+
+    METHODS = L2AgentManager.METHODS
+
+    def __init__(self, agent: L2AgentManager, host: str) -> None:
+        self.agent = agent
+        self.host = host
+
+    async def port_bound(self, ctx: RequestContext, details: DeviceDetails) -> None:
+        await self.agent.port_bound(ctx, self.host, details)
+
+    async def port_unbound(self, ctx: RequestContext, port_id: str, network_id: str) -> None:
+        await self.agent.port_unbound(ctx, self.host, port_id, network_id)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        await self.agent.network_deleted(ctx, network_id)

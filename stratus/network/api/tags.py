@@ -1,0 +1,104 @@
+"""``/v2.0/<collection>/{id}/tags``: tags of networks, subnets, ports and security groups.
+
+Replace all (``PUT .../tags {"tags": [...]}``), add one (``PUT .../tags/{tag}``, 201), check
+one (``GET .../tags/{tag}``, 204 or 404), remove one or all (``DELETE``, 204). Lists filter
+on them with ``tags`` / ``tags-any`` / ``not-tags`` / ``not-tags-any`` (``listing``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from stratus.core.exceptions import NotFound
+from stratus.network.api.deps import CallerDep, Service, json_body
+from stratus.network.base import Caller
+from stratus.network.exceptions import InvalidInput
+from stratus.network.service import NetworkService
+
+router = APIRouter(prefix="/v2.0")
+
+#: URL collection → (policy resource name, the service's getter).
+KINDS = {"networks": "network", "subnets": "subnet", "ports": "port",
+         "security-groups": "security_group"}
+MAX_TAG = 255
+
+
+class TagNotFound(NotFound):
+    pass
+
+
+async def _row(svc: NetworkService, caller: Caller, collection: str, resource_id: str,
+               write: bool) -> Any:
+    kind = KINDS.get(collection)
+    if kind is None:
+        raise NotFound("The resource could not be found.")
+    getter = getattr(svc, f"get_{kind}")
+    row = await getter(caller, resource_id)
+    if write:
+        caller.authorize(f"update_{kind}", {"project_id": row.project_id})
+    return row
+
+
+def _check(tag: Any) -> str:
+    if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG or "," in tag:
+        raise InvalidInput(f"Invalid input for tags: '{tag}' is not a valid tag (1 to "
+                           f"{MAX_TAG} characters, no commas).")
+    return tag
+
+
+@router.get("/{collection}/{resource_id}/tags")
+async def list_tags(collection: str, resource_id: str, svc: Service,
+                    caller: CallerDep) -> JSONResponse:
+    row = await _row(svc, caller, collection, resource_id, write=False)
+    return JSONResponse({"tags": list(row.tags)})
+
+
+@router.put("/{collection}/{resource_id}/tags")
+async def replace_tags(collection: str, resource_id: str, request: Request, svc: Service,
+                       caller: CallerDep) -> JSONResponse:
+    body = await json_body(request)
+    if not isinstance(body, dict) or set(body) != {"tags"} or not isinstance(body["tags"],
+                                                                             list):
+        raise InvalidInput("Invalid input: the body must be {\"tags\": [...]}.")
+    tags = [_check(t) for t in body["tags"]]
+    row = await _row(svc, caller, collection, resource_id, write=True)
+    svc.set_tags(row, tags)
+    return JSONResponse({"tags": list(row.tags)})
+
+
+@router.delete("/{collection}/{resource_id}/tags", status_code=204)
+async def clear_tags(collection: str, resource_id: str, svc: Service,
+                     caller: CallerDep) -> Response:
+    row = await _row(svc, caller, collection, resource_id, write=True)
+    svc.set_tags(row, [])
+    return Response(status_code=204)
+
+
+@router.get("/{collection}/{resource_id}/tags/{tag}", status_code=204)
+async def check_tag(collection: str, resource_id: str, tag: str, svc: Service,
+                    caller: CallerDep) -> Response:
+    row = await _row(svc, caller, collection, resource_id, write=False)
+    if tag not in row.tags:
+        raise TagNotFound(f"Tag {tag} could not be found for {resource_id}.")
+    return Response(status_code=204)
+
+
+@router.put("/{collection}/{resource_id}/tags/{tag}", status_code=201)
+async def add_tag(collection: str, resource_id: str, tag: str, svc: Service,
+                  caller: CallerDep) -> Response:
+    row = await _row(svc, caller, collection, resource_id, write=True)
+    svc.set_tags(row, [*row.tags, _check(tag)])
+    return Response(status_code=201)
+
+
+@router.delete("/{collection}/{resource_id}/tags/{tag}", status_code=204)
+async def remove_tag(collection: str, resource_id: str, tag: str, svc: Service,
+                     caller: CallerDep) -> Response:
+    row = await _row(svc, caller, collection, resource_id, write=True)
+    if tag not in row.tags:
+        raise TagNotFound(f"Tag {tag} could not be found for {resource_id}.")
+    svc.set_tags(row, [t for t in row.tags if t != tag])
+    return Response(status_code=204)

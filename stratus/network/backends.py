@@ -1,0 +1,137 @@
+"""Network backends: what happens beyond the database when networks and ports change.
+
+The service calls a ``NetworkBackend`` after each committed change. Two exist:
+
+* ``LinuxBridgeBackend`` tells the agents over the bus: every dhcp-agent (fanout) gets full
+  snapshots of networks and ports; the l2-agent of a port's host is told to plug or unplug
+  it, and the port goes ACTIVE only when that agent reports the device up.
+* ``NoopBackend`` (IPAM and API only): nothing is told, and a port bound to a host is wired
+  at once (ACTIVE, and the server gets ``network-vif-plugged``), so fake-driver clouds and
+  scale tests run without kernel work.
+
+``choose_backend`` picks one from ``settings.network.backend`` (None = linuxbridge when this
+process is root and dnsmasq is found, else noop) and says which on start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Protocol
+
+from stratus.core.bus import Transport
+from stratus.core.config import Settings
+from stratus.core.context import RequestContext
+from stratus.network.objects import DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI
+
+LOG = logging.getLogger(__name__)
+
+BACKENDS = ("linuxbridge", "noop")
+
+
+class NetworkBackend(Protocol):
+    """The contract: every method is called after the change committed; failures are
+    logged by the caller, never turned into an API error."""
+
+    name: str
+    #: ``binding:vif_type`` of a port bound to a host.
+    bound_vif_type: str
+    #: True: a port bound to a host is wired at once (no agent reports it up).
+    wires_at_once: bool
+
+    async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None: ...
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None: ...
+
+    async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None: ...
+
+    async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None: ...
+
+    async def port_bound(self, ctx: RequestContext, host: str,
+                         details: DeviceDetails) -> None: ...
+
+    async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
+                           network_id: str) -> None: ...
+
+
+class NoopBackend:
+    name = "noop"
+    bound_vif_type = "unbound"
+    wires_at_once = True
+
+    async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
+        return None
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        return None
+
+    async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None:
+        return None
+
+    async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
+        return None
+
+    async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails) -> None:
+        return None
+
+    async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
+                           network_id: str) -> None:
+        return None
+
+
+class LinuxBridgeBackend:
+    name = "linuxbridge"
+    bound_vif_type = "bridge"
+    wires_at_once = False
+
+    def __init__(self, transport: Transport) -> None:
+        self.dhcp = DhcpAgentAPI(transport)
+        self.l2 = L2AgentAPI(transport)
+
+    async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
+        await self.dhcp.network_updated(ctx, network)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        await self.dhcp.network_deleted(ctx, network_id)
+        await self.l2.network_deleted(ctx, network_id)
+
+    async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None:
+        await self.dhcp.port_updated(ctx, port)
+
+    async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
+        await self.dhcp.port_deleted(ctx, network_id, port_id)
+
+    async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails) -> None:
+        await self.l2.port_bound(ctx, host, details)
+
+    async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
+                           network_id: str) -> None:
+        await self.l2.port_unbound(ctx, host, port_id, network_id)
+
+
+def backend_name(settings: Settings) -> str:
+    """The configured backend, or the automatic choice (with the reason logged)."""
+    chosen = settings.network.backend
+    if chosen is not None:
+        if chosen not in BACKENDS:
+            raise ValueError(f"network backend {chosen!r} is unknown; use one of "
+                             f"{', '.join(BACKENDS)}")
+        LOG.info("network backend: %s (configured)", chosen)
+        return chosen
+    is_root = os.geteuid() == 0
+    has_dnsmasq = shutil.which(settings.network.dnsmasq) is not None
+    chosen = "linuxbridge" if is_root and has_dnsmasq else "noop"
+    LOG.info("network backend: %s (automatic: %s, %s)", chosen,
+             "root" if is_root else "not root",
+             "dnsmasq found" if has_dnsmasq else "no dnsmasq")
+    return chosen
+
+
+def create_backend(name: str, transport: Transport | None) -> NetworkBackend:
+    if name == "noop":
+        return NoopBackend()
+    if transport is None:
+        raise ValueError("the linuxbridge backend needs the message bus")
+    return LinuxBridgeBackend(transport)

@@ -1,0 +1,103 @@
+"""External events to compute-api (``network-vif-plugged`` / ``-unplugged``), sent from a queue.
+
+Port updates only enqueue: a background task posts batches to
+``{compute endpoint}/os-server-external-events`` with this service's own token, so a slow
+or absent compute-api never holds up the network API. A 404 (no such server: nothing waits
+for the event) is normal; other failures are logged and the batch dropped, as Neutron does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+LOG = logging.getLogger(__name__)
+
+#: Events sent in one request at most.
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    name: str  # network-vif-plugged | network-vif-unplugged
+    server_uuid: str
+    tag: str  # the port id
+    status: str = "completed"
+
+    def body(self) -> dict[str, str]:
+        return {"name": self.name, "server_uuid": self.server_uuid, "tag": self.tag,
+                "status": self.status}
+
+
+class _Auth(Protocol):
+    async def token(self, refresh: bool = False) -> str: ...
+
+    async def endpoint(self, service_type: str, interface: str = "public") -> str: ...
+
+
+class EventSink(Protocol):
+    def send(self, event: ServerEvent) -> None: ...
+
+
+class DiscardEvents:
+    """Where events go when no compute service is configured (tests of the API alone)."""
+
+    def __init__(self) -> None:
+        self.sent: list[ServerEvent] = []
+
+    def send(self, event: ServerEvent) -> None:
+        self.sent.append(event)
+
+
+class ComputeEventSender:
+    """Queues events and posts them to compute-api in the background."""
+
+    def __init__(self, auth: _Auth, client: httpx.AsyncClient) -> None:
+        self.auth = auth
+        self.client = client
+        self.queue: asyncio.Queue[ServerEvent] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def send(self, event: ServerEvent) -> None:
+        self.queue.put_nowait(event)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="network-compute-events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                await self._post(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                LOG.warning("could not send %d external event(s) to compute: %s",
+                            len(batch), exc)
+
+    async def _post(self, batch: list[ServerEvent]) -> None:
+        url = f"{await self.auth.endpoint('compute')}/os-server-external-events"
+        body = {"events": [e.body() for e in batch]}
+        response = await self.client.post(url, json=body,
+                                          headers={"X-Auth-Token": await self.auth.token()})
+        if response.status_code == 401:
+            response = await self.client.post(url, json=body, headers={
+                "X-Auth-Token": await self.auth.token(refresh=True)})
+        if response.status_code in (200, 207, 404):
+            LOG.debug("external events sent: %s", [e.name for e in batch])
+            return
+        LOG.warning("compute refused %d external event(s): status %s", len(batch),
+                    response.status_code)

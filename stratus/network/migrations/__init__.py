@@ -1,0 +1,4 @@
+"""The network service's schema history (Alembic, version table ``alembic_version_network``)."""
+
+#: The newest revision; a test keeps it equal to the history's head.
+HEAD = "0001"

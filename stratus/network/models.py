@@ -1,0 +1,205 @@
+"""The network service's tables (all prefixed ``network_``). No other service reads them.
+
+Uniqueness the API promises is kept by the database itself: one address per (subnet,
+address) in ``network_ip_allocations``, one MAC per network in ``network_ports``, one
+``default`` security group per project in ``network_default_security_groups``, one rule of a
+given shape per group (``fingerprint``), one agent per (type, host).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from stratus.core.db import UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class _Stamped:
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Network(_Stamped, Base):
+    __tablename__ = "network_networks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="", index=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    router_external: Mapped[bool] = mapped_column(Boolean, default=False)
+    port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    mtu: Mapped[int] = mapped_column(Integer, default=1500)
+    network_type: Mapped[str] = mapped_column(String(32), default="flat")
+    physical_network: Mapped[str | None] = mapped_column(String(64))
+    segmentation_id: Mapped[int | None] = mapped_column(Integer)
+    availability_zone_hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    subnets: Mapped[list[Subnet]] = relationship(
+        back_populates="network", lazy="selectin", order_by="Subnet.created_at",
+        cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Subnet(_Stamped, Base):
+    __tablename__ = "network_subnets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("network_networks.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    ip_version: Mapped[int] = mapped_column(Integer, default=4)
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway_ip: Mapped[str | None] = mapped_column(String(64))
+    enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
+    dns_nameservers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    host_routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    network: Mapped[Network] = relationship(back_populates="subnets", lazy="raise")
+
+
+class Port(_Stamped, Base):
+    __tablename__ = "network_ports"
+    __table_args__ = (UniqueConstraint("network_id", "mac_address",
+                                       name="uq_network_ports_network_mac"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("network_networks.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    mac_address: Mapped[str] = mapped_column(String(32))
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    device_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    device_owner: Mapped[str] = mapped_column(String(255), default="", index=True)
+    binding_host_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    binding_vnic_type: Mapped[str] = mapped_column(String(32), default="normal")
+    binding_profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dns_name: Mapped[str] = mapped_column(String(255), default="")
+    port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    fixed_ips: Mapped[list[IPAllocation]] = relationship(
+        lazy="selectin", order_by="IPAllocation.position", cascade="all, delete-orphan",
+        passive_deletes=True)
+    security_groups: Mapped[list[PortSecurityGroup]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class IPAllocation(Base):
+    """One address held by one port; the primary key makes a double allocation impossible."""
+
+    __tablename__ = "network_ip_allocations"
+
+    subnet_id: Mapped[str] = mapped_column(
+        ForeignKey("network_subnets.id", ondelete="CASCADE"), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="CASCADE"), index=True)
+    network_id: Mapped[str] = mapped_column(String(36), index=True)
+    #: Order of the address in the port's ``fixed_ips``.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SecurityGroup(_Stamped, Base):
+    __tablename__ = "network_security_groups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="", index=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    stateful: Mapped[bool] = mapped_column(Boolean, default=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    rules: Mapped[list[SecurityGroupRule]] = relationship(
+        lazy="selectin", order_by="SecurityGroupRule.created_at", cascade="all, delete-orphan",
+        passive_deletes=True)
+
+
+class DefaultSecurityGroup(Base):
+    """Which group is a project's ``default``: one row per project, so two first requests
+    racing each other end with one default group."""
+
+    __tablename__ = "network_default_security_groups"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(
+        ForeignKey("network_security_groups.id", ondelete="CASCADE"))
+
+
+class SecurityGroupRule(_Stamped, Base):
+    __tablename__ = "network_security_group_rules"
+    __table_args__ = (UniqueConstraint("security_group_id", "fingerprint",
+                                       name="uq_network_sg_rules_fingerprint"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(
+        ForeignKey("network_security_groups.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    ethertype: Mapped[str] = mapped_column(String(8), default="IPv4")
+    protocol: Mapped[str | None] = mapped_column(String(40))
+    port_range_min: Mapped[int | None] = mapped_column(Integer)
+    port_range_max: Mapped[int | None] = mapped_column(Integer)
+    remote_ip_prefix: Mapped[str | None] = mapped_column(String(64))
+    remote_group_id: Mapped[str | None] = mapped_column(String(36))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    #: The rule's shape as one string: the same shape twice in a group is a duplicate (SQL
+    #: NULLs never compare equal, so a unique key over the nullable columns would not do).
+    fingerprint: Mapped[str] = mapped_column(String(512))
+
+
+class PortSecurityGroup(Base):
+    __tablename__ = "network_port_security_groups"
+
+    port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="CASCADE"), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(
+        ForeignKey("network_security_groups.id", ondelete="RESTRICT"), primary_key=True,
+        index=True)
+
+
+class Agent(Base):
+    """An agent as its heartbeats describe it (``network agent list``)."""
+
+    __tablename__ = "network_agents"
+    __table_args__ = (UniqueConstraint("agent_type", "host", name="uq_network_agents_type_host"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_type: Mapped[str] = mapped_column(String(255))
+    binary: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(255))
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    configurations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Quota(Base):
+    """A project's limit on one resource, where it differs from the configured default."""
+
+    __tablename__ = "network_quotas"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,119 @@
+"""What the network server and its agents send each other over the bus (validated on receipt).
+
+The agents never read the network database: the server hands them ``NetworkInfo`` and
+``PortInfo`` snapshots, and they report back through ``NetworkServerAPI``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: ``device_owner`` of the port a DHCP agent holds on each network it serves.
+DHCP_DEVICE_OWNER = "network:dhcp"
+#: ``device_owner`` prefix of ports that belong to servers (``compute:<zone>``).
+COMPUTE_DEVICE_OWNER_PREFIX = "compute:"
+#: The metadata address every guest reaches through its network's DHCP namespace.
+METADATA_ADDRESS = "169.254.169.254"
+
+
+def tap_name(port_id: str) -> str:
+    """The host-side device of a port: ``tap`` + the first 11 characters of its id (as
+    Neutron and Nova name it, within the kernel's 15-character limit)."""
+    return f"tap{port_id[:11]}"
+
+
+def bridge_name(network_id: str) -> str:
+    """The Linux bridge of a network on every host: ``brq`` + the first 11 of its id."""
+    return f"brq{network_id[:11]}"
+
+
+def dhcp_namespace(network_id: str) -> str:
+    return f"qdhcp-{network_id}"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FixedIP(_Message):
+    subnet_id: str
+    ip_address: str
+
+
+class HostRoute(_Message):
+    destination: str
+    nexthop: str
+
+
+class AllocationPool(_Message):
+    start: str
+    end: str
+
+
+class SubnetInfo(_Message):
+    id: str
+    network_id: str
+    name: str = ""
+    cidr: str
+    ip_version: int = 4
+    gateway_ip: str | None = None
+    enable_dhcp: bool = True
+    dns_nameservers: list[str] = Field(default_factory=list)
+    host_routes: list[HostRoute] = Field(default_factory=list)
+    allocation_pools: list[AllocationPool] = Field(default_factory=list)
+
+
+class PortInfo(_Message):
+    id: str
+    network_id: str
+    project_id: str
+    mac_address: str
+    fixed_ips: list[FixedIP] = Field(default_factory=list)
+    device_id: str = ""
+    device_owner: str = ""
+    admin_state_up: bool = True
+    #: ``binding:host_id``: the host whose l2-agent plugs the port ('' while unbound).
+    binding_host_id: str = ""
+    #: Hostname handed out by DHCP (Neutron's ``dns_name`` / ``host-<ip>`` when empty).
+    hostname: str = ""
+    status: str = "DOWN"
+
+
+class NetworkInfo(_Message):
+    """A network as an agent needs it: segment, subnets and (for DHCP) its ports."""
+
+    id: str
+    project_id: str
+    name: str = ""
+    admin_state_up: bool = True
+    mtu: int = 1500
+    #: ``flat`` (one host's bridge, no tagging) or ``vxlan`` (bridges joined across hosts).
+    network_type: str = "flat"
+    segmentation_id: int | None = None
+    physical_network: str | None = None
+    subnets: list[SubnetInfo] = Field(default_factory=list)
+    ports: list[PortInfo] = Field(default_factory=list)
+
+
+class DeviceDetails(_Message):
+    """What an l2-agent needs to wire one port: the port and its network's segment."""
+
+    port: PortInfo
+    network: NetworkInfo
+
+
+class AgentState(_Message):
+    """An agent's heartbeat; the server lists agents from these (``network agent list``)."""
+
+    host: str
+    #: ``stratus-dhcp-agent``, ``stratus-l2-agent``, ``stratus-metadata-proxy``.
+    binary: str
+    #: Neutron's names: ``DHCP agent``, ``Linux bridge agent``, ``Metadata agent``.
+    agent_type: str
+    topic: str
+    availability_zone: str | None = None
+    configurations: dict[str, Any] = Field(default_factory=dict)
+    #: True on the agent's first report after it starts (the server may resync it).
+    start_flag: bool = False

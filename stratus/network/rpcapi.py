@@ -1,0 +1,111 @@
+"""Typed bus clients of the network service's units: the server and its agents.
+
+Each class is the only way other code talks to that unit; the matching manager serves the
+same method names:
+
+* ``NetworkServerAPI`` → network-api's agent RPC (``stratus/network/agent_rpc.py``), used by
+  the dhcp-agent and l2-agent;
+* ``DhcpAgentAPI`` → every dhcp-agent (fanout: each agent keeps the networks it serves);
+* ``L2AgentAPI`` → the l2-agent of one host (``l2_agent.<host>``), or all of them by fanout.
+"""
+
+from __future__ import annotations
+
+from stratus.core.bus import RPCAPI
+from stratus.core.context import RequestContext
+from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo
+
+NETWORK_TOPIC = "network"
+DHCP_AGENT_TOPIC = "dhcp_agent"
+L2_AGENT_TOPIC = "l2_agent"
+
+
+class NetworkServerAPI(RPCAPI):
+    TOPIC = NETWORK_TOPIC
+
+    async def report_state(self, ctx: RequestContext, state: AgentState) -> None:
+        """An agent's heartbeat (cast; the server records it with the time received)."""
+        await self.client.cast(ctx, "report_state", state=state)
+
+    async def get_active_networks(self, ctx: RequestContext, host: str) -> list[NetworkInfo]:
+        """Every admin-up network with a DHCP-enabled subnet, with its ports: what a
+        dhcp-agent on ``host`` serves (its full resync on start and periodically)."""
+        return self.result(list[NetworkInfo], await self.client.call(
+            ctx, "get_active_networks", host=host))
+
+    async def get_network(self, ctx: RequestContext, network_id: str) -> NetworkInfo | None:
+        """One network with its subnets and ports; None when it no longer exists."""
+        return self.result(NetworkInfo | None, await self.client.call(  # type: ignore[arg-type]
+            ctx, "get_network", network_id=network_id))
+
+    async def ensure_dhcp_port(self, ctx: RequestContext, network_id: str,
+                               host: str) -> PortInfo:
+        """The DHCP port of ``host``'s agent on the network, created on first use with one
+        address on each DHCP-enabled subnet (``device_owner`` ``network:dhcp``)."""
+        return self.result(PortInfo, await self.client.call(
+            ctx, "ensure_dhcp_port", network_id=network_id, host=host))
+
+    async def release_dhcp_port(self, ctx: RequestContext, network_id: str,
+                                host: str) -> None:
+        await self.client.call(ctx, "release_dhcp_port", network_id=network_id, host=host)
+
+    async def get_device_details(self, ctx: RequestContext, port_id: str,
+                                 host: str) -> DeviceDetails | None:
+        """The port and its network's segment, for the l2-agent of ``host``; None when the
+        port is gone."""
+        return self.result(DeviceDetails | None, await self.client.call(  # type: ignore[arg-type]
+            ctx, "get_device_details", port_id=port_id, host=host))
+
+    async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
+        """Every port bound to ``host`` (``binding_host_id``), with its network's segment:
+        what the l2-agent of ``host`` plugs again when it starts."""
+        return self.result(list[DeviceDetails], await self.client.call(
+            ctx, "get_bound_ports", host=host))
+
+    async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
+        """The port's tap is wired on ``host``: the port goes ACTIVE and compute-api gets a
+        ``network-vif-plugged`` external event for its server."""
+        await self.client.call(ctx, "update_device_up", port_id=port_id, host=host)
+
+    async def update_device_down(self, ctx: RequestContext, port_id: str, host: str) -> None:
+        """The port's tap is gone from ``host``: the port goes DOWN
+        (``network-vif-unplugged``)."""
+        await self.client.call(ctx, "update_device_down", port_id=port_id, host=host)
+
+
+class DhcpAgentAPI(RPCAPI):
+    TOPIC = DHCP_AGENT_TOPIC
+
+    async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
+        """A network or one of its subnets was created or changed (full snapshot)."""
+        await self.client.fanout(ctx, "network_updated", network=network)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        await self.client.fanout(ctx, "network_deleted", network_id=network_id)
+
+    async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None:
+        """A port was created or changed: its host entry is (re)written."""
+        await self.client.fanout(ctx, "port_updated", port=port)
+
+    async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
+        """A port was deleted: its host entry goes."""
+        await self.client.fanout(ctx, "port_deleted", network_id=network_id, port_id=port_id)
+
+
+class L2AgentAPI(RPCAPI):
+    TOPIC = L2_AGENT_TOPIC
+
+    async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails) -> None:
+        """Plug the port on ``host``: its tap (``tap_name``) into the network's bridge
+        (``bridge_name``), creating either as needed; then ``update_device_up``."""
+        await self.client.prepare(server=host).cast(ctx, "port_bound", details=details)
+
+    async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
+                           network_id: str) -> None:
+        """Unplug the port from ``host``: remove its tap; the bridge goes with its last tap."""
+        await self.client.prepare(server=host).cast(ctx, "port_unbound", port_id=port_id,
+                                                    network_id=network_id)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        """Every host drops the network's bridge (and VXLAN device)."""
+        await self.client.fanout(ctx, "network_deleted", network_id=network_id)

@@ -1,0 +1,255 @@
+"""The agent RPC server over the bus (memory and RabbitMQ), the notifications network
+changes send to the agents' topics, and the external events sent to compute.
+
+Recorders stand where the agents would be: real ``RPCServer``s on the DHCP agents' topic
+(fanout) and on one host's l2-agent topic; the test asserts what they receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from stratus.core.bus import RPCServer, Target
+from stratus.core.context import RequestContext
+from stratus.network.events import DiscardEvents
+from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.rpcapi import DHCP_AGENT_TOPIC, L2_AGENT_TOPIC, NetworkServerAPI
+from tests.integration.network.conftest import CloudFactory, NetCloud
+
+HOST = "node1"
+
+
+class Recorder:
+    """Records every call it serves (arguments as JSON-like dicts); ``wait_for`` waits until
+    one matches."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.changed = asyncio.Condition()
+
+    async def record(self, name: str, **kwargs: Any) -> None:
+        plain = {k: v.model_dump() if hasattr(v, "model_dump") else v
+                 for k, v in kwargs.items()}
+        async with self.changed:
+            self.calls.append((name, plain))
+            self.changed.notify_all()
+
+    async def wait_for(self, name: str, check: Any = None) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for method, kwargs in self.calls:
+                if method == name and (check is None or check(kwargs)):
+                    return kwargs
+            return None
+
+        async with asyncio.timeout(10), self.changed:
+            while (match := found()) is None:
+                await self.changed.wait()
+            return match
+
+
+class DhcpRecorder(Recorder):
+    async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
+        await self.record("network_updated", network=network)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        await self.record("network_deleted", network_id=network_id)
+
+    async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None:
+        await self.record("port_updated", port=port)
+
+    async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
+        await self.record("port_deleted", network_id=network_id, port_id=port_id)
+
+
+class L2Recorder(Recorder):
+    async def port_bound(self, ctx: RequestContext, details: DeviceDetails) -> None:
+        await self.record("port_bound", details=details)
+
+    async def port_unbound(self, ctx: RequestContext, port_id: str, network_id: str) -> None:
+        await self.record("port_unbound", port_id=port_id, network_id=network_id)
+
+    async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        await self.record("network_deleted", network_id=network_id)
+
+
+DHCP_METHODS = ("network_updated", "network_deleted", "port_updated", "port_deleted")
+L2_METHODS = ("port_bound", "port_unbound", "network_deleted")
+
+
+@pytest.fixture
+async def wired(make_cloud: CloudFactory, bus_url: str) -> Any:
+    cloud = await make_cloud(backend="linuxbridge", bus=bus_url)
+    events = DiscardEvents()
+    cloud.runtime.events = events
+    transport = await cloud.stack.transport()
+    dhcp, l2 = DhcpRecorder(), L2Recorder()
+    servers = [RPCServer(transport, Target(DHCP_AGENT_TOPIC, server="dhcp-host"), dhcp,
+                         DHCP_METHODS),
+               RPCServer(transport, Target(L2_AGENT_TOPIC, server=HOST), l2, L2_METHODS)]
+    for server in servers:
+        await server.start()
+    try:
+        yield cloud, NetworkServerAPI(transport), dhcp, l2, events
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def test_agent_rpc_and_notifications(wired: Any) -> None:
+    cloud: NetCloud
+    cloud, api, dhcp, l2, events = wired
+    ctx = RequestContext()
+
+    # A network and subnet reach every DHCP agent as a full snapshot.
+    net = await cloud.create("network", name="rpc-net")
+    sub = await cloud.create("subnet", network_id=net["id"], cidr="10.30.0.0/24")
+    snapshot = await dhcp.wait_for("network_updated",
+                                   lambda k: k["network"]["id"] == net["id"]
+                                   and k["network"]["subnets"])
+    assert snapshot["network"]["subnets"][0]["cidr"] == "10.30.0.0/24"
+    assert snapshot["network"]["subnets"][0]["gateway_ip"] == "10.30.0.1"
+
+    active = await api.get_active_networks(ctx, "dhcp-host")
+    assert [n.id for n in active] == [net["id"]]
+
+    dhcp_port = await api.ensure_dhcp_port(ctx, net["id"], "dhcp-host")
+    assert dhcp_port.device_owner == "network:dhcp"
+    assert dhcp_port.fixed_ips[0].subnet_id == sub["id"]
+    assert (await api.ensure_dhcp_port(ctx, net["id"], "dhcp-host")).id == dhcp_port.id
+    await dhcp.wait_for("port_updated", lambda k: k["port"]["id"] == dhcp_port.id)
+
+    # A server's port bound to a host: its l2-agent is told to plug it.
+    server_id = str(uuid.uuid4())
+    port = await cloud.create("port", network_id=net["id"], device_id=server_id,
+                              device_owner="compute:nova", **{"binding:host_id": HOST})
+    assert port["status"] == "DOWN"
+    assert port["binding:vif_type"] == "bridge"
+    assert port["binding:vif_details"]["bridge_name"] == f"brq{net['id'][:11]}"
+    bound = await l2.wait_for("port_bound", lambda k: k["details"]["port"]["id"] == port["id"])
+    assert bound["details"]["network"]["id"] == net["id"]
+    assert bound["details"]["port"]["fixed_ips"] == port["fixed_ips"]
+    await dhcp.wait_for("port_updated", lambda k: k["port"]["id"] == port["id"])
+
+    resync = await api.get_bound_ports(ctx, HOST)
+    assert [d.port.id for d in resync] == [port["id"]]  # the DHCP port is not an l2 port
+    assert resync[0].network.id == net["id"] and resync[0].network.ports == []
+    assert await api.get_bound_ports(ctx, "elsewhere") == []
+    details = await api.get_device_details(ctx, port["id"], HOST)
+    assert details is not None and details.port.mac_address == port["mac_address"]
+    network = await api.get_network(ctx, net["id"])
+    assert network is not None
+    assert {p.id for p in network.ports} == {dhcp_port.id, port["id"]}
+
+    # The agent reports the device up: ACTIVE, and compute hears network-vif-plugged.
+    await api.update_device_up(ctx, port["id"], HOST)
+    shown = (await cloud.call("GET", f"/ports/{port['id']}")).json()["port"]
+    assert shown["status"] == "ACTIVE"
+    assert [(e.name, e.server_uuid, e.tag) for e in events.sent] == [
+        ("network-vif-plugged", server_id, port["id"])]
+    await api.update_device_down(ctx, port["id"], HOST)
+    shown = (await cloud.call("GET", f"/ports/{port['id']}")).json()["port"]
+    assert shown["status"] == "DOWN"
+    assert events.sent[-1].name == "network-vif-unplugged"
+
+    # Moving the binding unplugs from the old host; deleting unplugs and drops the host entry.
+    await cloud.call("PUT", f"/ports/{port['id']}", json={"port": {"binding:host_id": ""}})
+    await l2.wait_for("port_unbound", lambda k: k["port_id"] == port["id"])
+    deleted = await cloud.call("DELETE", f"/ports/{port['id']}")
+    assert deleted.status_code == 204
+    await dhcp.wait_for("port_deleted", lambda k: k["port_id"] == port["id"])
+    assert await api.get_device_details(ctx, port["id"], HOST) is None
+
+    await api.release_dhcp_port(ctx, net["id"], "dhcp-host")
+    remaining = (await cloud.call("GET", "/ports", params={"network_id": net["id"]})).json()
+    assert remaining["ports"] == []
+    assert (await cloud.call("DELETE", f"/networks/{net['id']}")).status_code == 204
+    await dhcp.wait_for("network_deleted", lambda k: k["network_id"] == net["id"])
+    await l2.wait_for("network_deleted", lambda k: k["network_id"] == net["id"])
+    assert await api.get_network(ctx, net["id"]) is None
+
+
+async def test_agents_from_heartbeats(wired: Any) -> None:
+    cloud: NetCloud
+    cloud, api, _, _, _ = wired
+    ctx = RequestContext()
+    state = AgentState(host="dhcp-host", binary="stratus-dhcp-agent", agent_type="DHCP agent",
+                       topic=DHCP_AGENT_TOPIC, availability_zone="nova",
+                       configurations={"networks": 1}, start_flag=True)
+    await api.report_state(ctx, state)
+    await api.report_state(ctx, AgentState(host=HOST, binary="stratus-l2-agent",
+                                           agent_type="Linux bridge agent",
+                                           topic=L2_AGENT_TOPIC))
+    async with asyncio.timeout(10):
+        while len((await cloud.call("GET", "/agents")).json()["agents"]) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await api.report_state(ctx, state.model_copy(update={"configurations": {"networks": 2},
+                                                          "start_flag": False}))
+    async with asyncio.timeout(10):
+        while True:
+            agents = (await cloud.call("GET", "/agents")).json()["agents"]
+            dhcp = next(a for a in agents if a["agent_type"] == "DHCP agent")
+            if dhcp["configurations"] == {"networks": 2}:
+                break
+            await asyncio.sleep(0.02)
+    assert len(agents) == 2  # one row per (type, host), however often it reports
+    assert dhcp["alive"] is True and dhcp["host"] == "dhcp-host"
+    assert dhcp["binary"] == "stratus-dhcp-agent" and dhcp["admin_state_up"] is True
+    updated = await cloud.call("PUT", f"/agents/{dhcp['id']}",
+                               json={"agent": {"admin_state_up": False}})
+    assert updated.status_code == 200 and updated.json()["agent"]["admin_state_up"] is False
+    filtered = (await cloud.call("GET", "/agents",
+                                 params={"agent_type": "Linux bridge agent"})).json()
+    assert [a["host"] for a in filtered["agents"]] == [HOST]
+    zones = (await cloud.call("GET", "/availability_zones")).json()["availability_zones"]
+    assert {"name": "nova", "resource": "network", "state": "unavailable"} in zones
+
+    member = await cloud.project()
+    denied = await cloud.call("GET", "/agents", member)
+    assert denied.status_code == 403
+    assert (await cloud.call("DELETE", f"/agents/{dhcp['id']}")).status_code == 204
+    missing = await cloud.call("GET", f"/agents/{dhcp['id']}")
+    assert missing.status_code == 404
+    assert missing.json()["NeutronError"]["type"] == "AgentNotFound"
+
+
+async def test_agents_go_down_after_agent_down_time(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(backend="noop", agent_down_time=0.05)
+    api = NetworkServerAPI(await cloud.stack.transport())
+    await api.report_state(RequestContext(), AgentState(
+        host="h", binary="stratus-l2-agent", agent_type="Linux bridge agent",
+        topic=L2_AGENT_TOPIC))
+    async with asyncio.timeout(10):
+        while not (await cloud.call("GET", "/agents")).json()["agents"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    agents = (await cloud.call("GET", "/agents")).json()["agents"]
+    assert agents[0]["alive"] is False
+
+
+async def test_noop_backend_wires_bound_ports_at_once(cloud: NetCloud) -> None:
+    """The noop backend tells no agent; a server port bound to a host is ACTIVE at once,
+    and compute gets its network-vif-plugged."""
+    events = DiscardEvents()
+    cloud.runtime.events = events
+    assert cloud.runtime.backend.name == "noop"
+    net, _ = await cloud.network_with_subnet(cidr="10.31.0.0/24")
+    server_id = str(uuid.uuid4())
+    unbound = await cloud.create("port", network_id=net["id"], device_id=server_id,
+                                 device_owner="compute:nova")
+    assert unbound["status"] == "DOWN" and events.sent == []
+    bound = await cloud.call("PUT", f"/ports/{unbound['id']}",
+                             json={"port": {"binding:host_id": "fakehost"}})
+    assert bound.json()["port"]["status"] == "ACTIVE"
+    assert bound.json()["port"]["binding:host_id"] == "fakehost"
+    assert [(e.name, e.server_uuid, e.tag) for e in events.sent] == [
+        ("network-vif-plugged", server_id, unbound["id"])]
+    at_once = await cloud.create("port", network_id=net["id"], device_id=server_id,
+                                 device_owner="compute:nova",
+                                 **{"binding:host_id": "fakehost"})
+    assert at_once["status"] == "ACTIVE" and len(events.sent) == 2
+    plain = await cloud.create("port", network_id=net["id"], **{"binding:host_id": "x"})
+    assert plain["status"] == "DOWN" and len(events.sent) == 2  # not a server's port

@@ -1,0 +1,168 @@
+"""The issue's must-show, end to end in one process, without a VM: a server booted through
+compute-api (fake driver) on a network of the real network-api; the l2-agent plugs its tap;
+a namespace guest with the port's MAC gets the port's address and the route to
+169.254.169.254 from the network's dnsmasq (udhcpc, option 121) and reads its metadata
+through the proxy from the real metadata-api. A request to metadata-api that did not come
+through the proxy (a forged signature) is refused.
+
+All units are built by ``stratus.units`` as ``stratus up`` builds them; service-to-service
+HTTP (the proxy's requests to metadata-api included) is routed into the same app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stratus.core.config import Settings
+from stratus.network.objects import bridge_name, tap_name
+from stratus.units import UNITS, Stack, root_app, run_bootstrap
+from tests.integration.asgi import LateASGITransport
+from tests.integration.network_agents.conftest import eventually, require_root_and_dnsmasq
+from tests.integration.network_agents.guest import Guest
+
+ADMIN_PASSWORD = "metadata-flow-admin-pw"
+SECRET = "metadata-flow-secret"
+ROOT = "http://test"
+NET = "/network/v2.0"
+ALL_UNITS = ["identity-api", "image-api", "compute-api", "conductor", "scheduler",
+             "compute-agent", "network-api", "metadata-api", "dhcp-agent", "l2-agent"]
+
+
+@dataclass
+class Cloud:
+    client: httpx.AsyncClient
+    headers: dict[str, str]
+    project_id: str
+    state_dir: Path
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, path, headers=self.headers, **kwargs)
+
+    async def server_status(self, server_id: str, status: str,
+                            within: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            response = await self.call("GET", f"/compute/v2.1/servers/{server_id}")
+            if status == "DELETED" and response.status_code == 404:
+                return {}
+            server: dict[str, Any] = response.json()["server"]
+            if server["status"] == status:
+                return server
+            assert server["status"] != "ERROR", server.get("fault")
+            assert time.monotonic() < deadline, f"{server_id} stuck in {server['status']}"
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
+    require_root_and_dnsmasq()
+    missing = [u for u in ALL_UNITS if u not in UNITS]
+    assert not missing, f"units not built yet: {missing}"
+    host = f"flow-{uuid.uuid4().hex[:8]}"
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        compute={"host": host, "fake_hosts": 1, "virt_driver": "fake"},
+                        network={"backend": "linuxbridge"},
+                        metadata={"shared_secret": SECRET})
+    transport = LateASGITransport()
+    stack = Stack(settings, http_transport=transport)
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, ALL_UNITS)
+        transport.app = app
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=ROOT) as client:
+            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": "admin", "domain": {"id": "default"},
+                    "password": ADMIN_PASSWORD}}},
+                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+            assert response.status_code == 201, response.text
+            yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]},
+                        response.json()["token"]["project"]["id"], settings.dhcp_state_dir)
+    finally:
+        await stack.aclose()
+
+
+async def upload_image(cloud: Cloud) -> str:
+    created = await cloud.call("POST", "/image/v2/images", json={
+        "name": "tiny", "disk_format": "raw", "container_format": "bare"})
+    assert created.status_code == 201, created.text
+    image_id: str = created.json()["id"]
+    upload = await cloud.client.put(
+        f"/image/v2/images/{image_id}/file", content=b"\0" * 4096,
+        headers={**cloud.headers, "Content-Type": "application/octet-stream"})
+    assert upload.status_code == 204, upload.text
+    return image_id
+
+
+async def test_guest_reads_its_metadata_through_the_proxy(
+        cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None]) -> None:
+    network = (await cloud.call("POST", f"{NET}/networks", json={"network": {
+        "name": f"flow-{uuid.uuid4().hex[:6]}"}})).json()["network"]
+    kernel_cleanup(network=network["id"], directory=cloud.state_dir / network["id"])
+    prefix = f"10.{uuid.uuid4().int % 180 + 64}.{uuid.uuid4().int % 250}"
+    subnet = await cloud.call("POST", f"{NET}/subnets", json={"subnet": {
+        "network_id": network["id"], "cidr": f"{prefix}.0/24", "ip_version": 4}})
+    assert subnet.status_code == 201, subnet.text
+    image_id = await upload_image(cloud)
+    user_data = b"#cloud-config\nhostname: flow-guest\n"
+    created = await cloud.call("POST", "/compute/v2.1/servers", json={"server": {
+        "name": "flow-vm", "imageRef": image_id, "flavorRef": "1",
+        "networks": [{"uuid": network["id"]}],
+        "user_data": base64.b64encode(user_data).decode()}})
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    await cloud.server_status(server_id, "ACTIVE")
+
+    ports = (await cloud.call("GET", f"{NET}/ports?device_id={server_id}")).json()["ports"]
+    assert len(ports) == 1
+    port = ports[0]
+    kernel_cleanup(device=tap_name(port["id"]))
+    assert port["status"] == "ACTIVE"
+    address = port["fixed_ips"][0]["ip_address"]
+    hosts = cloud.state_dir / network["id"] / "host"
+    await eventually(lambda: hosts.exists() and address in hosts.read_text(),
+                     message="the server's port in the hosts file")
+
+    async with Guest(bridge_name(network["id"]), port["mac_address"],
+                     tmp_path / "guest") as guest:
+        lease = await guest.dhcp()
+        assert lease["ip"] == address
+        assert "169.254.169.254/32" in await guest.routes()
+
+        base = "http://169.254.169.254"
+        meta = await guest.get(f"{base}/openstack/latest/meta_data.json")
+        assert meta.status_code == 200, meta.text
+        assert meta.json()["uuid"] == server_id
+        assert meta.json()["project_id"] == cloud.project_id
+        data = await guest.get(f"{base}/openstack/latest/user_data")
+        assert data.status_code == 200, data.text
+        assert data.content == user_data
+        versions = await guest.get(f"{base}/openstack")
+        assert versions.status_code == 200 and "latest" in versions.text.split("\n")
+
+    # Straight to metadata-api, not through the proxy: the signature cannot be right.
+    forged = await cloud.client.get("/metadata/openstack/latest/meta_data.json", headers={
+        "X-Instance-ID": server_id, "X-Tenant-ID": cloud.project_id,
+        "X-Forwarded-For": address, "X-Instance-ID-Signature": "0" * 64})
+    assert forged.status_code == 403, forged.text
+
+    deleted = await cloud.call("DELETE", f"/compute/v2.1/servers/{server_id}")
+    assert deleted.status_code == 204
+    await cloud.server_status(server_id, "DELETED")
+    await eventually(lambda: address not in hosts.read_text(), message="port out of hosts")
+    removed = await cloud.call("DELETE", f"{NET}/networks/{network['id']}")
+    assert removed.status_code == 204, removed.text
+    await eventually(lambda: not (cloud.state_dir / network["id"]).exists(),
+                     message="the network's DHCP state removed")
