@@ -1,0 +1,122 @@
+"""``/v3/{project_id}/attachments`` (3.27+): how Nova attaches volumes.
+
+create (reserve; with a connector, also connect) → update with a connector (connection
+info back) → ``os-complete`` (3.44+: the volume is ``in-use``) → delete (``available``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.web.microversions import APIVersion
+from stratus.volume.api import views
+from stratus.volume.api.deps import Authorize, Context, Service, Version, runtime
+from stratus.volume.api.schemas import AttachmentCreateBody, AttachmentUpdateBody
+
+router = APIRouter(prefix="/v3/{project_id}/attachments")
+
+
+def _require(version: APIVersion, minimum: str) -> None:
+    if not version.at_least(minimum):
+        # Below its microversion the route does not exist, as in Cinder.
+        raise NotFound("The resource could not be found.")
+
+
+def _project(context: Any) -> str | None:
+    return None if context.is_admin else context.project_id
+
+
+@router.post("")
+async def create_attachment(body: AttachmentCreateBody, request: Request, context: Context,
+                            authorize: Authorize, version: Version) -> JSONResponse:
+    _require(version, "3.27")
+    authorize("volume:attachment_create", {"project_id": context.project_id})
+    a = body.attachment
+    if a.mode is not None and not version.at_least("3.54"):
+        raise BadRequest("Invalid input received: mode needs microversion 3.54.")
+    rt = runtime(request)
+    async with rt.service() as svc:
+        attachment = await svc.create_attachment(a.volume_uuid, _project(context),
+                                                 instance_uuid=a.instance_uuid,
+                                                 mode=a.mode or "rw")
+    if a.connector is not None:
+        try:
+            attachment = await rt.update_attachment(context, attachment.id, None,
+                                                    a.connector)
+        except Exception:
+            async with rt.service() as svc:  # give the reservation back
+                await svc.delete_attachment(attachment.id, None)
+            raise
+    return JSONResponse({"attachment": views.attachment_view(attachment)}, status_code=200)
+
+
+@router.get("")
+async def list_attachments(request: Request, svc: Service, context: Context,
+                           authorize: Authorize, version: Version) -> dict[str, Any]:
+    _require(version, "3.27")
+    authorize("volume:attachment_get", {"project_id": context.project_id})
+    params = request.query_params
+    rows = await svc.list_attachments(_project(context), volume_id=params.get("volume_id"),
+                                      instance_id=params.get("instance_id"))
+    return {"attachments": [views.attachment_view(a, detail=False) for a in rows]}
+
+
+@router.get("/detail")
+async def list_attachments_detail(request: Request, svc: Service, context: Context,
+                                  authorize: Authorize, version: Version) -> dict[str, Any]:
+    _require(version, "3.27")
+    authorize("volume:attachment_get", {"project_id": context.project_id})
+    params = request.query_params
+    rows = await svc.list_attachments(_project(context), volume_id=params.get("volume_id"),
+                                      instance_id=params.get("instance_id"))
+    return {"attachments": [views.attachment_view(a) for a in rows]}
+
+
+@router.get("/{attachment_id}")
+async def show_attachment(attachment_id: str, svc: Service, context: Context,
+                          authorize: Authorize, version: Version) -> dict[str, Any]:
+    _require(version, "3.27")
+    authorize("volume:attachment_get", {"project_id": context.project_id})
+    attachment = await svc.get_attachment(attachment_id, _project(context))
+    return {"attachment": views.attachment_view(attachment)}
+
+
+@router.put("/{attachment_id}")
+async def update_attachment(attachment_id: str, body: AttachmentUpdateBody,
+                            request: Request, context: Context, authorize: Authorize,
+                            version: Version) -> dict[str, Any]:
+    _require(version, "3.27")
+    authorize("volume:attachment_update", {"project_id": context.project_id})
+    attachment = await runtime(request).update_attachment(
+        context, attachment_id, _project(context), body.attachment.connector)
+    return {"attachment": views.attachment_view(attachment)}
+
+
+@router.post("/{attachment_id}/action", status_code=204)
+async def attachment_action(attachment_id: str, request: Request, svc: Service,
+                            context: Context, authorize: Authorize,
+                            version: Version) -> Response:
+    _require(version, "3.44")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("Malformed request body: the body is not valid JSON.") from None
+    if not isinstance(body, dict) or list(body) != ["os-complete"]:
+        raise BadRequest("Invalid input received: the only attachment action is "
+                         "os-complete.")
+    authorize("volume:attachment_complete", {"project_id": context.project_id})
+    await svc.complete_attachment(attachment_id, _project(context))
+    return Response(status_code=204)
+
+
+@router.delete("/{attachment_id}")
+async def delete_attachment(attachment_id: str, svc: Service, context: Context,
+                            authorize: Authorize, version: Version) -> dict[str, Any]:
+    _require(version, "3.27")
+    authorize("volume:attachment_delete", {"project_id": context.project_id})
+    remaining = await svc.delete_attachment(attachment_id, _project(context))
+    return {"attachments": [views.attachment_view(a, detail=False) for a in remaining]}

@@ -1,0 +1,68 @@
+"""The interface every volume backend implements (file now; Ceph RBD later).
+
+A backend stores volumes and snapshots by id and knows nothing of the database or the API:
+volume-manager calls it and records the outcome. Contracts every backend keeps:
+
+* a create that fails leaves nothing behind (no file, no image, no partial data);
+* ``delete_volume`` and ``delete_snapshot`` of something absent succeed (they are retried);
+* ``connection_info`` is what a compute host needs to attach the volume, in Cinder's form
+  ``{"driver_volume_type": ..., "data": {...}}`` (``file`` gives a path, ``rbd`` a pool and
+  image name with monitors).
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any
+
+
+class BackendError(Exception):
+    """The backend could not do what was asked; the message says why (no secrets)."""
+
+
+class VolumeBackend(abc.ABC):
+    #: Short name shown as the service's backend (``file``, ``rbd``).
+    name: str
+
+    @abc.abstractmethod
+    async def create_volume(self, volume_id: str, size_gb: int) -> None:
+        """An empty volume of ``size_gb`` GiB."""
+
+    @abc.abstractmethod
+    async def create_volume_from_image(self, volume_id: str, size_gb: int, image: Path,
+                                       image_format: str) -> None:
+        """A volume of ``size_gb`` GiB holding the image file's disk (``raw``, ``qcow2``...)."""
+
+    @abc.abstractmethod
+    async def create_volume_from_snapshot(self, volume_id: str, size_gb: int,
+                                          snapshot_id: str) -> None:
+        """A new volume with the snapshot's content, grown to ``size_gb``."""
+
+    @abc.abstractmethod
+    async def clone_volume(self, volume_id: str, size_gb: int, source_id: str) -> None:
+        """A new volume with another volume's content, grown to ``size_gb``."""
+
+    @abc.abstractmethod
+    async def extend_volume(self, volume_id: str, new_size_gb: int) -> None:
+        """Grow the volume; its content is kept."""
+
+    @abc.abstractmethod
+    async def delete_volume(self, volume_id: str) -> None:
+        """Remove the volume; nothing to remove is not an error."""
+
+    @abc.abstractmethod
+    async def create_snapshot(self, snapshot_id: str, volume_id: str) -> None:
+        """A point-in-time copy of the volume."""
+
+    @abc.abstractmethod
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove the snapshot; nothing to remove is not an error."""
+
+    @abc.abstractmethod
+    async def volume_exists(self, volume_id: str) -> bool:
+        """Whether the backend holds data for the volume."""
+
+    @abc.abstractmethod
+    def connection_info(self, volume_id: str, connector: dict[str, Any]) -> dict[str, Any]:
+        """How the host described by ``connector`` reaches the volume."""

@@ -1,0 +1,242 @@
+"""volume-manager: one per storage host, serving ``volume.<host>`` on the bus.
+
+It does the backend work volume-api asks for and records the outcome in the volume's row:
+``creating`` → ``available`` or ``error`` (a failed create leaves no data: the backend's
+contract), ``deleting`` → deleted, ``extending`` → ``available`` (or ``error_extending``
+with the old size back). Every handler is idempotent: it acts only while the row is in the
+status the request left it in, so a redelivered cast is a no-op. It heartbeats into
+``volume_services`` so volume-api knows which hosts can take new volumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from stratus.core.context import RequestContext
+from stratus.core.db import utcnow
+from stratus.core.exceptions import BadRequest, NotFound
+from stratus.volume import states
+from stratus.volume.backends.base import BackendError, VolumeBackend
+from stratus.volume.models import Snapshot, Volume
+from stratus.volume.service import VolumeRuntime
+
+LOG = logging.getLogger(__name__)
+
+
+class ImageSource(Protocol):
+    """Gets an image's data onto this host (``stratus.compute.agent.images.HostImages``)."""
+
+    async def local_image(self, ctx: RequestContext, image_id: str) -> Any:
+        """An object with ``path`` and ``disk_format``."""
+
+
+class VolumeManager:
+    METHODS = ("create_volume", "delete_volume", "extend_volume", "create_snapshot",
+               "delete_snapshot", "initialize_connection")
+
+    def __init__(self, host: str, runtime: VolumeRuntime, backend: VolumeBackend, *,
+                 images: ImageSource | None = None) -> None:
+        self.host = host
+        self.runtime = runtime
+        self.backend = backend
+        self.images = images
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Report in, settle what a crash left (partial files, volumes stuck mid-create),
+        then keep reporting."""
+        await self.report()
+        remove = getattr(self.backend, "remove_partials", None)
+        if remove is not None:
+            for path in await asyncio.to_thread(remove):
+                LOG.warning("removed partial volume data %s", path)
+        await self.recover()
+        self._heartbeat = asyncio.create_task(self._report_loop(),
+                                              name=f"volume-manager-{self.host}")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+
+    async def report(self) -> None:
+        async with self.runtime.service() as svc:
+            await svc.report(self.host, self.backend.name,
+                             self.runtime.options.availability_zone)
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.runtime.options.report_interval)
+            try:
+                await self.report()
+            except Exception:  # a database hiccup must not end the heartbeats
+                LOG.exception("volume-manager %s: heartbeat failed", self.host)
+
+    async def recover(self) -> list[str]:
+        """Volumes of this host left in ``creating`` by a crash become ``error`` (their
+        data, if any, is removed); ones left ``deleting`` are deleted."""
+        settled = []
+        async with self.runtime.service() as svc:
+            stuck = list(await svc.session.scalars(select(Volume).where(
+                Volume.host == self.host, Volume.deleted_at.is_(None),
+                Volume.status.in_([states.CREATING, states.DELETING]))))
+        for volume in stuck:
+            if volume.status == states.CREATING:
+                await self._fail_create(volume.id, "the volume-manager restarted mid-create")
+            else:
+                await self.delete_volume(RequestContext(), volume.id)
+            settled.append(volume.id)
+        return settled
+
+    # Bus methods ---------------------------------------------------------------------------
+
+    async def create_volume(self, ctx: RequestContext, volume_id: str) -> None:
+        async with self.runtime.service() as svc:
+            try:
+                volume = await svc.get_volume(volume_id)
+            except NotFound:
+                return
+            if volume.status != states.CREATING or volume.host != self.host:
+                return
+            size, snapshot_id, source_id, image_id = (volume.size, volume.snapshot_id,
+                                                      volume.source_volid, volume.image_id)
+        image_metadata: dict[str, str] = {}
+        bootable = None
+        try:
+            if snapshot_id is not None:
+                await self.backend.create_volume_from_snapshot(volume_id, size, snapshot_id)
+            elif source_id is not None:
+                await self.backend.clone_volume(volume_id, size, source_id)
+            elif image_id is not None:
+                image_metadata = await self._create_from_image(ctx, volume_id, size, image_id)
+                bootable = True
+            else:
+                await self.backend.create_volume(volume_id, size)
+        except Exception as exc:
+            LOG.error("volume %s: create failed: %s", volume_id, exc)
+            await self._fail_create(volume_id, str(exc))
+            return
+        async with self.runtime.service() as svc:
+            extra: dict[str, Any] = ({"bootable": True, "image_metadata": image_metadata}
+                                     if bootable else {})
+            ok = await svc.transition(volume_id, (states.CREATING,), states.AVAILABLE,
+                                      **extra)
+        if not ok:  # deleted or reset while we worked: the data must not outlive the row
+            LOG.warning("volume %s: no longer creating; removing its new data", volume_id)
+            with contextlib.suppress(BackendError):
+                await self.backend.delete_volume(volume_id)
+
+    async def _create_from_image(self, ctx: RequestContext, volume_id: str, size: int,
+                                 image_id: str) -> dict[str, str]:
+        if self.images is None:
+            raise BackendError("this volume-manager cannot reach the image service")
+        cached = await self.images.local_image(ctx, image_id)
+        disk_format = cached.disk_format or "raw"
+        if disk_format not in ("raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx"):
+            raise BackendError(f"image disk format {disk_format} cannot be written to a "
+                               "volume")
+        fmt = {"vhd": "vpc"}.get(disk_format, disk_format)
+        await self.backend.create_volume_from_image(volume_id, size, cached.path, fmt)
+        return {"image_id": image_id, "disk_format": disk_format}
+
+    async def _fail_create(self, volume_id: str, reason: str) -> None:
+        with contextlib.suppress(BackendError):
+            await self.backend.delete_volume(volume_id)
+        async with self.runtime.service() as svc:
+            await svc.transition(volume_id, (states.CREATING,), states.ERROR,
+                                 error_reason=reason[:1000])
+
+    async def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
+        async with self.runtime.service() as svc:
+            try:
+                volume = await svc.get_volume(volume_id)
+            except NotFound:
+                return
+            if volume.status != states.DELETING:
+                return
+        try:
+            await self.backend.delete_volume(volume_id)
+        except Exception as exc:
+            LOG.error("volume %s: delete failed: %s", volume_id, exc)
+            async with self.runtime.service() as svc:
+                await svc.transition(volume_id, (states.DELETING,), states.ERROR_DELETING)
+            return
+        async with self.runtime.service() as svc:
+            await svc.mark_volume_deleted(volume_id)
+
+    async def extend_volume(self, ctx: RequestContext, volume_id: str, new_size: int,
+                            old_size: int) -> None:
+        async with self.runtime.service() as svc:
+            try:
+                volume = await svc.get_volume(volume_id)
+            except NotFound:
+                return
+            if volume.status != states.EXTENDING:
+                return
+        try:
+            await self.backend.extend_volume(volume_id, new_size)
+        except Exception as exc:
+            LOG.error("volume %s: extend failed: %s", volume_id, exc)
+            async with self.runtime.service() as svc:
+                await svc.transition(volume_id, (states.EXTENDING,), states.ERROR_EXTENDING,
+                                     size=old_size)
+            return
+        async with self.runtime.service() as svc:
+            await svc.transition(volume_id, (states.EXTENDING,), states.AVAILABLE,
+                                 size=new_size)
+
+    async def create_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
+        async with self.runtime.service() as svc:
+            try:
+                snapshot = await svc.get_snapshot(snapshot_id)
+            except NotFound:
+                return
+            if snapshot.status != states.CREATING:
+                return
+            volume_id = snapshot.volume_id
+        try:
+            await self.backend.create_snapshot(snapshot_id, volume_id)
+            status = states.AVAILABLE
+        except Exception as exc:
+            LOG.error("snapshot %s: create failed: %s", snapshot_id, exc)
+            with contextlib.suppress(BackendError):
+                await self.backend.delete_snapshot(snapshot_id)
+            status = states.ERROR
+        async with self.runtime.service() as svc:
+            snapshot = await svc.get_snapshot(snapshot_id)
+            if snapshot.status == states.CREATING:
+                snapshot.status = status
+
+    async def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
+        async with self.runtime.service() as svc:
+            snapshot = await svc.session.get(Snapshot, snapshot_id)
+            if snapshot is None or snapshot.deleted_at is not None:
+                return
+            if snapshot.status != states.DELETING:
+                return
+        try:
+            await self.backend.delete_snapshot(snapshot_id)
+        except Exception as exc:
+            LOG.error("snapshot %s: delete failed: %s", snapshot_id, exc)
+            async with self.runtime.service() as svc:
+                (await svc.get_snapshot(snapshot_id)).status = "error_deleting"
+            return
+        async with self.runtime.service() as svc:
+            snapshot = await svc.get_snapshot(snapshot_id, include_deleted=True)
+            snapshot.status = states.DELETED
+            snapshot.deleted_at = utcnow()
+
+    async def initialize_connection(self, ctx: RequestContext, volume_id: str,
+                                    connector: dict[str, Any]) -> dict[str, Any]:
+        if not await self.backend.volume_exists(volume_id):
+            raise BadRequest(f"Volume {volume_id} has no data on host {self.host}.")
+        return self.backend.connection_info(volume_id, connector)

@@ -1,0 +1,4 @@
+"""Block storage's schema history (Alembic, version table ``alembic_version_volume``)."""
+
+#: The newest revision; a test keeps it equal to the history's head.
+HEAD = "0001"

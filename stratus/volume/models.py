@@ -1,0 +1,123 @@
+"""Block storage's tables (prefix ``volume_``). Only volume-api and volume-managers use them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from stratus.core.db import UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, dict[str, str]: JSON}
+
+
+class VolumeType(Base):
+    __tablename__ = "volume_types"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_specs: Mapped[dict[str, str]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Volume(Base):
+    """One volume. ``status`` is the API's status machine; ``attach_status`` says whether
+    any attachment holds it. Deleted rows are kept (``deleted_at``) out of every listing."""
+
+    __tablename__ = "volume_volumes"
+    __table_args__ = (Index("ix_volume_volumes_project_deleted", "project_id", "deleted_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    attach_status: Mapped[str] = mapped_column(String(32), default="detached")
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    #: The volume-manager that holds the data; None until one is chosen.
+    host: Mapped[str | None] = mapped_column(String(255))
+    volume_type_id: Mapped[str | None] = mapped_column(ForeignKey("volume_types.id"))
+    snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    source_volid: Mapped[str | None] = mapped_column(String(36))
+    image_id: Mapped[str | None] = mapped_column(String(36))
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    readonly: Mapped[bool] = mapped_column(Boolean, default=False)
+    multiattach: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", default=dict)
+    image_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
+    #: Why the volume is in ``error`` (shown in logs, not by the API).
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Snapshot(Base):
+    __tablename__ = "volume_snapshots"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volume_volumes.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Attachment(Base):
+    """An attachment (API 3.27+): ``attach_status`` reserved → attaching → attached; a
+    deleted one is ``detached`` with ``deleted_at`` set."""
+
+    __tablename__ = "volume_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volume_volumes.id"), index=True)
+    instance_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
+    attached_host: Mapped[str | None] = mapped_column(String(255))
+    mountpoint: Mapped[str | None] = mapped_column(String(255))
+    attach_mode: Mapped[str] = mapped_column(String(8), default="rw")
+    attach_status: Mapped[str] = mapped_column(String(32))
+    connector: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    connection_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attach_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    detach_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class QuotaLimit(Base):
+    """A project's limit on one resource, where it differs from the default."""
+
+    __tablename__ = "volume_quotas"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class ServiceRecord(Base):
+    """A volume-manager: its host, backend, and last heartbeat."""
+
+    __tablename__ = "volume_services"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(64))
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_up: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,32 @@
+"""The volume, snapshot and attachment status machines (the API's status strings)."""
+
+CREATING = "creating"
+AVAILABLE = "available"
+RESERVED = "reserved"
+ATTACHING = "attaching"
+IN_USE = "in-use"
+DETACHING = "detaching"
+EXTENDING = "extending"
+DELETING = "deleting"
+DELETED = "deleted"
+ERROR = "error"
+ERROR_DELETING = "error_deleting"
+ERROR_EXTENDING = "error_extending"
+
+#: Statuses a volume may be deleted from (when nothing is attached and no snapshot is left).
+DELETABLE = (AVAILABLE, ERROR, ERROR_EXTENDING, ERROR_DELETING)
+#: Every status ``os-reset_status`` may set.
+ALL = (CREATING, AVAILABLE, RESERVED, ATTACHING, IN_USE, DETACHING, EXTENDING, DELETING,
+       ERROR, ERROR_DELETING, ERROR_EXTENDING, "maintenance", "backing-up",
+       "restoring-backup", "error_restoring", "downloading", "uploading", "retyping",
+       "error_managing")
+
+# A volume's ``attach_status``.
+DETACHED = "detached"
+ATTACHED = "attached"
+
+# An attachment's ``attach_status``.
+ATTACHMENT_RESERVED = "reserved"
+ATTACHMENT_ATTACHING = "attaching"
+ATTACHMENT_ATTACHED = "attached"
+ATTACHMENT_DETACHED = "detached"
