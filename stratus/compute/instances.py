@@ -7,11 +7,12 @@ they expect; an instance that has moved on (a delete began, say) refuses the cha
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from stratus.compute import states
 from stratus.compute.models import (
@@ -20,6 +21,7 @@ from stratus.compute.models import (
     InstanceAction,
     InstanceActionEvent,
     InstanceFault,
+    ServerGroupMember,
 )
 from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceUpdate
 from stratus.core.context import RequestContext
@@ -82,6 +84,7 @@ class InstanceManager:
                 display_description=spec.description, hostname=hostname_of(name),
                 project_id=ctx.project_id, user_id=ctx.user_id, reservation_id=reservation,
                 launch_index=index, image_ref=spec.image_ref, flavor_id=spec.flavor.id,
+                vcpus=spec.flavor.vcpus, memory_mb=spec.flavor.ram,
                 flavor=flavor_info(spec.flavor).model_dump(), key_name=spec.key_name,
                 key_data=spec.key_data, user_data=spec.user_data,
                 server_metadata=dict(spec.metadata or {}), tags=list(spec.tags),
@@ -160,6 +163,9 @@ class InstanceManager:
         instance.terminated_at = instance.terminated_at or now
         instance.deleted_at = instance.deleted_at or now
         instance.updated_at = now
+        # A deleted server leaves its server groups (their quota counts live members).
+        await self.session.execute(delete(ServerGroupMember).where(
+            ServerGroupMember.instance_uuid == instance_uuid))
         await self.session.flush()
 
     async def on_host(self, host: str) -> list[str]:
@@ -173,7 +179,10 @@ class InstanceManager:
             flavor=FlavorInfo.model_validate(instance.flavor), image_ref=instance.image_ref,
             key_data=instance.key_data, user_data=instance.user_data,
             metadata=dict(instance.server_metadata or {}),
-            requested_networks=instance.requested_networks, vm_state=instance.vm_state,
+            requested_networks=instance.requested_networks,
+            security_groups=list(instance.security_groups or []),
+            availability_zone=instance.availability_zone,
+            network_info=list(instance.network_info or []), vm_state=instance.vm_state,
             task_state=instance.task_state, power_state=instance.power_state,
             host=instance.host, deleted=instance.deleted_at is not None)
 
@@ -202,8 +211,10 @@ class InstanceManager:
 
     async def record_event(self, instance_uuid: str, request_id: str | None, event: str, *,
                            host: str | None, finished: bool, result: str | None = None,
-                           details: str | None = None) -> None:
-        """Start an event, or finish the started one of the same name."""
+                           details: str | None = None,
+                           started_at: dt.datetime | None = None) -> None:
+        """Start an event, or finish the started one of the same name (or, when none was
+        started, record it whole, from ``started_at``)."""
         action = None
         if request_id:
             action = await self.action_for(instance_uuid, request_id)
@@ -220,7 +231,7 @@ class InstanceManager:
                 InstanceActionEvent.finish_time.is_(None)))
             if row is None:
                 row = InstanceActionEvent(action_id=action.id, event=event, host=host,
-                                          start_time=now)
+                                          start_time=started_at or now)
                 self.session.add(row)
             row.finish_time, row.result, row.details = now, result, details
             if result == "Error":

@@ -148,6 +148,9 @@ class Instance(Base):
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     image_ref: Mapped[str] = mapped_column(String(255), default="")
     flavor_id: Mapped[str] = mapped_column(String(255))
+    #: The flavor's vCPUs and RAM again as columns, so quota usage is one SQL sum.
+    vcpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: The flavor as it was at boot (name, vcpus, ram, disk, ephemeral, swap, extra_specs).
     flavor: Mapped[dict[str, Any]] = mapped_column(default=dict)
     key_name: Mapped[str | None] = mapped_column(String(255))
@@ -224,6 +227,17 @@ class InstanceActionEvent(Base):
     details: Mapped[str | None] = mapped_column(Text)
     start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class InstancePassword(Base):
+    """The encrypted password a guest posted to the metadata service (Nova keeps it in the
+    instance's system metadata); read with ``os-server-password``."""
+
+    __tablename__ = "instance_password"
+
+    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    password: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ServerGroup(Base):

@@ -56,11 +56,47 @@ class InstanceRecord(_Message):
     user_data: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     requested_networks: Any = None
+    security_groups: list[str] = Field(default_factory=list)
+    availability_zone: str | None = None
+    #: As last recorded: the interfaces the network service bound (``VifInfo`` dicts).
+    network_info: list[dict[str, Any]] = Field(default_factory=list)
     vm_state: str
     task_state: str | None = None
     power_state: int = 0
     host: str | None = None
     deleted: bool = False
+
+
+class VifIP(_Message):
+    address: str
+    version: int = 4
+    subnet_id: str = ""
+    cidr: str = ""
+    gateway: str | None = None
+    dns_nameservers: list[str] = Field(default_factory=list)
+    #: The subnet's host routes: ``{"destination": cidr, "nexthop": ip}``.
+    routes: list[dict[str, str]] = Field(default_factory=list)
+    #: Whether the guest gets this address by DHCP (the subnet's ``enable_dhcp``).
+    dhcp: bool = True
+
+
+class VifInfo(_Message):
+    """One of an instance's network interfaces as the network service bound it; a list of
+    these is the instance's ``network_info`` (server ``addresses``, network_data.json, the
+    driver's NICs)."""
+
+    id: str  # the port id
+    address: str  # MAC
+    network_id: str
+    network_name: str
+    mtu: int = 1500
+    #: ``bridge``: a tap (``devname``) the l2-agent put in ``bridge``.
+    type: str = "bridge"
+    devname: str = ""
+    bridge: str = ""
+    #: True when the compute host created the port (and so deletes it with the instance).
+    preserve_on_delete: bool = False
+    ips: list[VifIP] = Field(default_factory=list)
 
 
 class InstanceUpdate(_Message):
@@ -76,6 +112,16 @@ class InstanceUpdate(_Message):
     network_info: list[dict[str, Any]] | None = None
     #: Set task_state to None explicitly (None above means "leave it").
     clear_task_state: bool = False
+
+
+class ActionEvent(_Message):
+    """A step of an instance action (``os-instance-actions`` events), started or finished."""
+
+    name: str
+    host: str | None = None
+    finished: bool = False
+    result: str | None = None
+    details: str | None = None
 
 
 class Fault(_Message):
@@ -100,3 +146,28 @@ class HostReport(_Message):
     disk_allocation_ratio: float = 1.0
     reserved_host_memory_mb: int = 512
     running_guests: list[str] = Field(default_factory=list)
+
+
+class ExternalEvent(_Message):
+    """An event another service reported about an instance (``os-server-external-events``),
+    as compute-api casts it to the instance's host."""
+
+    name: str
+    tag: str | None = None
+    #: ``completed``, ``failed`` or ``in-progress``.
+    status: str = "completed"
+    data: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """What a waiter names: ``<name>:<tag>``, or the bare name for untagged events."""
+        return f"{self.name}:{self.tag}" if self.tag else self.name
+
+
+class InstanceStates(_Message):
+    """The states of an instance the database puts on a host (for power-state sync)."""
+
+    uuid: str
+    vm_state: str
+    task_state: str | None = None
+    power_state: int = 0

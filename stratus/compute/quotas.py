@@ -64,13 +64,11 @@ class QuotaManager:
         return await self.limits(project_id)
 
     async def usage(self, project_id: str) -> dict[str, int]:
-        instances, cores, ram = 0, 0, 0
-        for (flavor,) in (await self.session.execute(select(Instance.flavor).where(
-                Instance.project_id == project_id, Instance.deleted_at.is_(None)))).all():
-            instances += 1
-            cores += int(flavor.get("vcpus", 0))
-            ram += int(flavor.get("ram", 0))
-        return {"instances": instances, "cores": cores, "ram": ram}
+        row = (await self.session.execute(
+            select(func.count(), func.coalesce(func.sum(Instance.vcpus), 0),
+                   func.coalesce(func.sum(Instance.memory_mb), 0))
+            .where(Instance.project_id == project_id, Instance.deleted_at.is_(None)))).one()
+        return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
 
     async def key_pairs_of(self, user_id: str) -> int:
         return int(await self.session.scalar(
@@ -86,6 +84,8 @@ class QuotaManager:
                               ram: int) -> None:
         """Raise ``QuotaExceeded`` unless ``count`` more such instances fit the quota."""
         limits = await self.limits(project_id)
+        if all(limits[resource] < 0 for resource in ("instances", "cores", "ram")):
+            return  # unlimited: nothing to count
         used = await self.usage(project_id)
         wanted = {"instances": count, "cores": count * vcpus, "ram": count * ram}
         for resource, amount in wanted.items():

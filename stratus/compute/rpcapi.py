@@ -7,10 +7,13 @@ method names (``stratus/compute/{scheduler,conductor,agent}/manager.py``).
 from __future__ import annotations
 
 from stratus.compute.objects import (
+    ActionEvent,
     BuildRequest,
+    ExternalEvent,
     Fault,
     HostReport,
     InstanceRecord,
+    InstanceStates,
     InstanceUpdate,
 )
 from stratus.core.bus import RPCAPI
@@ -36,15 +39,25 @@ class ConductorAPI(RPCAPI):
         return self.result(InstanceRecord, await self.client.call(
             ctx, "instance_get", instance_uuid=instance_uuid))
 
+    async def build_started(self, ctx: RequestContext, instance_uuid: str,
+                            host: str, event: str) -> InstanceRecord:
+        """One transaction as a host takes up a build: the instance as it is, and, when it
+        is still building and not being deleted, its task state cleared (from
+        ``scheduling``) and ``event`` started. The caller checks the returned state."""
+        return self.result(InstanceRecord, await self.client.call(
+            ctx, "build_started", instance_uuid=instance_uuid, host=host, event=event))
+
     async def instance_update(self, ctx: RequestContext, instance_uuid: str,
                               update: InstanceUpdate,
                               expected_task_state: list[str | None] | None = None,
-                              ) -> InstanceRecord:
-        """Apply ``update``; fails with ``UnexpectedTaskState`` when the instance is no longer
-        in one of the expected task states (for example, it is being deleted)."""
+                              event: ActionEvent | None = None,
+                              fault: Fault | None = None) -> InstanceRecord:
+        """Apply ``update`` (and record ``event`` and ``fault``) in one transaction; fails with
+        ``UnexpectedTaskState`` when the instance is no longer in one of the expected task
+        states (for example, it is being deleted)."""
         return self.result(InstanceRecord, await self.client.call(
             ctx, "instance_update", instance_uuid=instance_uuid, update=update,
-            expected_task_state=expected_task_state))
+            expected_task_state=expected_task_state, event=event, fault=fault))
 
     async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str, *,
                            host: str, finished: bool, result: str | None = None,
@@ -69,6 +82,12 @@ class ConductorAPI(RPCAPI):
         host that are not deleted (for the agent's reconciliation)."""
         return self.result(list[str], await self.client.call(ctx, "host_report",
                                                              report=report))
+
+    async def host_instance_states(self, ctx: RequestContext,
+                                   host: str) -> list[InstanceStates]:
+        """vm, task and power states of every instance the database puts on ``host``."""
+        return self.result(list[InstanceStates], await self.client.call(
+            ctx, "host_instance_states", host=host))
 
 
 class ComputeAgentAPI(RPCAPI):
@@ -102,3 +121,26 @@ class ComputeAgentAPI(RPCAPI):
                                  length: int | None = None) -> str:
         return self.result(str, await self.client.prepare(server=host).call(
             ctx, "get_console_output", instance_uuid=instance_uuid, length=length))
+
+    async def external_instance_event(self, ctx: RequestContext, host: str,
+                                      instance_uuid: str, events: list[ExternalEvent]) -> None:
+        """Hand events other services reported about the instance to its host."""
+        await self.client.prepare(server=host).cast(
+            ctx, "external_instance_event", instance_uuid=instance_uuid, events=events)
+
+    async def attach_volume(self, ctx: RequestContext, host: str, instance_uuid: str,
+                            attachment_id: str, mountpoint: str,
+                            wait_for: float | None = None) -> None:
+        """Connect the reserved attachment, attach it to the guest and complete it; waits,
+        so a host that does not answer leaves the caller free to release the volume."""
+        await self.client.prepare(server=host, timeout=wait_for).call(
+            ctx, "attach_volume", instance_uuid=instance_uuid, attachment_id=attachment_id,
+            mountpoint=mountpoint)
+
+    async def detach_volume(self, ctx: RequestContext, host: str, instance_uuid: str,
+                            attachment_id: str, mountpoint: str,
+                            wait_for: float | None = None) -> None:
+        """Detach from the guest, then delete the attachment (the volume is available)."""
+        await self.client.prepare(server=host, timeout=wait_for).call(
+            ctx, "detach_volume", instance_uuid=instance_uuid, attachment_id=attachment_id,
+            mountpoint=mountpoint)

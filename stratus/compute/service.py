@@ -13,6 +13,7 @@ from stratus.compute.keypairs import KeyPairManager
 from stratus.compute.migrations import HEAD
 from stratus.compute.policy import RULES
 from stratus.compute.quotas import QuotaManager
+from stratus.compute.server_groups import ServerGroupManager
 from stratus.core.config import Settings
 from stratus.core.db import Database
 from stratus.core.policy import Enforcer
@@ -55,3 +56,4 @@ class ComputeService:
         self.keypairs = KeyPairManager(self)
         self.instances = InstanceManager(self)
         self.quotas = QuotaManager(self)
+        self.server_groups = ServerGroupManager(self)

@@ -10,7 +10,8 @@ from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 
 def guest(uuid: str = "g-1", memory_mb: int = 512) -> GuestSpec:
     return GuestSpec(uuid=uuid, name=f"vm-{uuid}", vcpus=1, memory_mb=memory_mb, root_gb=1,
-                     network_info=[{"address": "fa:16:3e:00:00:01", "ip": "10.0.0.5"}])
+                     network_info=[{"address": "fa:16:3e:00:00:01",
+                                   "ips": [{"address": "10.0.0.5"}]}])
 
 
 async def test_life_cycle() -> None:

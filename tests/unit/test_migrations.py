@@ -8,11 +8,17 @@ from stratus.compute import migrations as compute_migrations
 from stratus.compute.service import SCRIPT_LOCATION as COMPUTE_SCRIPTS
 from stratus.identity import migrations as identity_migrations
 from stratus.identity.service import SCRIPT_LOCATION as IDENTITY_SCRIPTS
+from stratus.network import migrations as network_migrations
+from stratus.network.service import SCRIPT_LOCATION as NETWORK_SCRIPTS
+from stratus.volume import migrations as volume_migrations
+from stratus.volume.service import SCRIPT_LOCATION as VOLUME_SCRIPTS
 
 
 @pytest.mark.parametrize(("location", "head"), [
     (IDENTITY_SCRIPTS, identity_migrations.HEAD),
     (COMPUTE_SCRIPTS, compute_migrations.HEAD),
+    (NETWORK_SCRIPTS, network_migrations.HEAD),
+    (VOLUME_SCRIPTS, volume_migrations.HEAD),
 ])
 def test_head_is_recorded(location: str, head: str) -> None:
     config = Config()
@@ -25,10 +31,13 @@ def test_services_can_share_one_database() -> None:
     from stratus.compute.models import Base as ComputeBase
     from stratus.identity.models import Base as IdentityBase
     from stratus.image.models import Base as ImageBase
+    from stratus.network.models import Base as NetworkBase
+    from stratus.volume.models import Base as VolumeBase
 
     owners: dict[str, str] = {}
     for service, base in (("identity", IdentityBase), ("image", ImageBase),
-                          ("compute", ComputeBase)):
+                          ("compute", ComputeBase), ("network", NetworkBase),
+                          ("volume", VolumeBase)):
         for table in base.metadata.tables:
             assert table not in owners, f"{service} and {owners[table]} both own {table}"
             owners[table] = service

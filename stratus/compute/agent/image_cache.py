@@ -58,6 +58,15 @@ class _Expected:
     algo: str
     value: str
     size: int | None
+    disk_format: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedImage:
+    """A verified local copy and the format the image service records for it."""
+
+    path: Path
+    disk_format: str | None
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,11 @@ class ImageCache:
     async def fetch(self, image_id: str, token: str, *,
                     service_token: str | None = None) -> Path:
         """A local, verified copy of the image's data (downloaded at most once at a time)."""
+        return (await self.fetch_image(image_id, token, service_token=service_token)).path
+
+    async def fetch_image(self, image_id: str, token: str, *,
+                          service_token: str | None = None) -> CachedImage:
+        """As ``fetch``, with the image's ``disk_format`` (what a hypervisor reads it as)."""
         path = self.path_of(image_id)
         headers = {"X-Auth-Token": token}
         if service_token:
@@ -125,7 +139,7 @@ class ImageCache:
                 except FileNotFoundError:  # evicted just now, by a sweep already under way
                     await self._download(image_id, headers, path, expected)
                     await asyncio.to_thread(self._touch, path)
-            return path
+            return CachedImage(path, expected.disk_format)
         finally:
             self._busy[image_id] -= 1
             if not self._busy[image_id]:
@@ -154,7 +168,9 @@ class ImageCache:
         if algo not in hashlib.algorithms_available:
             raise ImageCacheError(f"Image {image_id} is hashed with {algo}, unknown here.")
         size = image.get("size")
-        return _Expected(algo, value.lower(), size if isinstance(size, int) else None)
+        disk_format = image.get("disk_format")
+        return _Expected(algo, value.lower(), size if isinstance(size, int) else None,
+                         str(disk_format) if disk_format else None)
 
     async def _is_valid(self, path: Path, expected: _Expected) -> bool:
         st = await asyncio.to_thread(_stat, path)

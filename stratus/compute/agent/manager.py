@@ -12,17 +12,32 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from stratus.compute import states
+from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
+from stratus.compute.agent.image_cache import CachedImage, ImageCacheError
+from stratus.compute.agent.images import HostImages
+from stratus.compute.agent.network import NetworkClient
+from stratus.compute.agent.power_sync import PowerStateSync
+from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
+    ActionEvent,
+    ExternalEvent,
     Fault,
     HostReport,
     InstanceRecord,
     InstanceUpdate,
 )
 from stratus.compute.rpcapi import ConductorAPI
-from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtDriver
+from stratus.compute.virt.driver import (
+    GuestNotFound,
+    GuestSpec,
+    PowerState,
+    VirtDriver,
+    VirtError,
+)
 from stratus.core.bus import RemoteError
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
@@ -40,23 +55,54 @@ class BuildCancelled(Exception):
 class AgentOptions:
     zone: str = "nova"
     report_interval: float = 10.0
+    sync_power_state_interval: float = 600.0
     cpu_allocation_ratio: float = 16.0
     ram_allocation_ratio: float = 1.5
     disk_allocation_ratio: float = 1.0
     reserved_host_memory_mb: int = 512
+    #: Seconds to wait for the network service's ``network-vif-plugged`` before failing.
+    vif_plugging_timeout: float = 300.0
 
 
 class ComputeAgentManager:
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
-               "start_instance", "reboot_instance", "get_console_output")
+               "start_instance", "reboot_instance", "get_console_output",
+               "external_instance_event", "attach_volume", "detach_volume")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
-                 options: AgentOptions | None = None) -> None:
+                 options: AgentOptions | None = None,
+                 network: NetworkClient | None = None,
+                 images: HostImages | None = None,
+                 volumes: HostVolumes | None = None) -> None:
         self.host = host
         self.driver = driver
         self.conductor = conductor
         self.options = options or AgentOptions()
+        #: The network service's client; None runs without networking (bare compute).
+        self.network = network
+        #: Local copies of images, for drivers that boot from a file (``needs_image_file``).
+        self.images = images
+        #: Attachments through the volume service; None: this host cannot attach volumes.
+        self.volumes = volumes
         self._periodic: asyncio.Task[None] | None = None
+        #: Waiters for events other services report (``network-vif-plugged``, ...).
+        self.events = InstanceEvents()
+        self.power_sync = PowerStateSync(host, driver, conductor,
+                                         self.options.sync_power_state_interval)
+
+    # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
+
+    async def attach_volume(self, ctx: RequestContext, instance_uuid: str,
+                            attachment_id: str, mountpoint: str) -> None:
+        if self.volumes is None:
+            raise VirtError(f"{self.host} cannot reach the volume service.")
+        await self.volumes.attach(ctx, instance_uuid, attachment_id, mountpoint)
+
+    async def detach_volume(self, ctx: RequestContext, instance_uuid: str,
+                            attachment_id: str, mountpoint: str) -> None:
+        if self.volumes is None:
+            raise VirtError(f"{self.host} cannot reach the volume service.")
+        await self.volumes.detach(ctx, instance_uuid, attachment_id, mountpoint)
 
     # Life cycle ---------------------------------------------------------------------------
 
@@ -67,8 +113,10 @@ class ComputeAgentManager:
         expected = await self.report(ctx)
         await self.reconcile(ctx, expected)
         self._periodic = asyncio.create_task(self._report_forever(), name=f"report-{self.host}")
+        self.power_sync.start()
 
     async def stop(self) -> None:
+        await self.power_sync.stop()
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,9 +162,10 @@ class ComputeAgentManager:
     # Helpers ------------------------------------------------------------------------------
 
     async def _update(self, ctx: RequestContext, uuid: str, update: InstanceUpdate,
-                      expected: list[str | None]) -> InstanceRecord:
+                      expected: list[str | None],
+                      event: ActionEvent | None = None) -> InstanceRecord:
         try:
-            return await self.conductor.instance_update(ctx, uuid, update, expected)
+            return await self.conductor.instance_update(ctx, uuid, update, expected, event)
         except RemoteError as exc:
             if exc.exc_type == "UnexpectedTaskState":
                 raise BuildCancelled(exc.message) from exc
@@ -131,53 +180,111 @@ class ComputeAgentManager:
 
     async def build_and_run_instance(self, ctx: RequestContext, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1) -> None:
-        instance = await self.conductor.instance_get(ctx, instance_uuid)
+        instance = await self.conductor.build_started(ctx, instance_uuid, self.host,
+                                                      BUILD_EVENT)
         if instance.deleted or instance.task_state == states.DELETING:
             return
-        if instance.vm_state == states.ACTIVE:
+        if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
-        await self._event(ctx, instance_uuid, BUILD_EVENT, finished=False)
         try:
             await self._build(ctx, instance)
         except BuildCancelled:
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
+            await self._deallocate_quietly(ctx, instance)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details="cancelled: the instance is being deleted")
             return
         except Exception as exc:
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
             await self._destroy_quietly(instance_uuid)
+            await self._deallocate_quietly(ctx, instance)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details=str(exc))
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
                                               Fault(code=500, message=str(exc) or
                                                     type(exc).__name__),
                                               alternates, attempt)
-            return
-        await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Success")
 
     async def _build(self, ctx: RequestContext, instance: InstanceRecord) -> None:
         uuid = instance.uuid
-        await self._update(ctx, uuid, InstanceUpdate(clear_task_state=True),
-                           [states.SCHEDULING, None])
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
-        network_info: list[dict[str, object]] = []  # the network service plugs in here
-        await self._update(ctx, uuid, InstanceUpdate(
-            task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
-            [states.NETWORKING])
-        await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
-                           [states.BLOCK_DEVICE_MAPPING])
+        plugged: list[EventWaiter] = []
+        try:
+            network_info = await self._allocate_network(ctx, instance, plugged)
+            await self._update(ctx, uuid, InstanceUpdate(
+                task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
+                [states.NETWORKING])
+            block_devices: list[dict[str, Any]] = []
+            if self.volumes is not None and not instance.image_ref:  # boot from volume
+                block_devices = await self.volumes.connect_boot_volumes(
+                    ctx, instance.project_id, uuid)
+            await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
+                               [states.BLOCK_DEVICE_MAPPING])
+            # As Nova's libvirt driver does: the guest starts only once its ports are wired.
+            for waiter in plugged:
+                try:
+                    await waiter.wait(self.options.vif_plugging_timeout)
+                except EventsCancelled as exc:
+                    raise BuildCancelled(str(exc)) from exc
+        finally:
+            for waiter in plugged:
+                waiter.close()
         flavor = instance.flavor
+        image = await self._local_image(ctx, instance)
         await self.driver.spawn(GuestSpec(
             uuid=uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
             root_gb=flavor.disk, network_info=network_info,
+            image_path=image.path if image else None,
+            image_format=image.disk_format if image else None, block_devices=block_devices,
             metadata={"hostname": instance.hostname, **instance.metadata}))
         info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
-            launched_at=utcnow(), progress=100), [states.SPAWNING])
+            launched_at=utcnow(), progress=100), [states.SPAWNING],
+            event=ActionEvent(name=BUILD_EVENT, host=self.host, finished=True,
+                              result="Success"))
+
+    async def _local_image(self, ctx: RequestContext,
+                           instance: InstanceRecord) -> CachedImage | None:
+        """The image's bits in this host's cache, when the driver boots from a file."""
+        if not self.driver.needs_image_file or not instance.image_ref:
+            return None
+        if self.images is None:
+            raise VirtError(f"The {self.driver.name} driver needs the image on this host, "
+                            "but the host has no image cache (no identity to find it with).")
+        try:
+            return await self.images.local_image(ctx, instance.image_ref)
+        except ImageCacheError as exc:
+            raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
+
+    async def _allocate_network(self, ctx: RequestContext, instance: InstanceRecord,
+                                plugged: list[EventWaiter]) -> list[dict[str, Any]]:
+        """Ports for the instance, bound to this host; ``plugged`` gets the waiter for their
+        ``network-vif-plugged`` events, registered before the binding sets them off."""
+        if self.network is None:
+            return []
+
+        def listen(port_ids: list[str]) -> None:
+            if port_ids:
+                plugged.append(self.events.prepare(
+                    instance.uuid, [f"network-vif-plugged:{p}" for p in port_ids]))
+
+        vifs = await self.network.allocate(
+            ctx, instance.uuid, self.host, requested=instance.requested_networks,
+            zone=instance.availability_zone or self.options.zone,
+            security_groups=instance.security_groups, before_bind=listen)
+        return [vif.model_dump() for vif in vifs]
+
+    async def _deallocate_quietly(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+        """Give back the instance's ports (never raises: a failed build must still end)."""
+        if self.network is None:
+            return
+        try:
+            await self.network.deallocate(ctx, instance.uuid, instance.network_info)
+        except Exception:
+            LOG.exception("could not release the ports of %s", instance.uuid)
 
     async def _destroy_quietly(self, uuid: str) -> None:
         try:
@@ -188,8 +295,28 @@ class ComputeAgentManager:
     # Other actions ------------------------------------------------------------------------
 
     async def terminate_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        self.events.cancel_all(instance_uuid)
         await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=False)
         await self.driver.destroy(instance_uuid)
+        try:
+            if self.network is not None or self.volumes is not None:
+                instance = await self.conductor.instance_get(ctx, instance_uuid)
+                if self.network is not None:
+                    await self.network.deallocate(ctx, instance_uuid, instance.network_info)
+                if self.volumes is not None:
+                    await self.volumes.release_all(ctx, instance.project_id, instance_uuid)
+        except Exception as exc:
+            # The guest is gone but its ports or volumes are not: ERROR (with why), not a
+            # delete stuck in ``deleting``; deleting again retries the release.
+            LOG.warning("delete of %s on %s could not release its resources: %s",
+                        instance_uuid, self.host, exc)
+            await self.conductor.instance_update(
+                ctx, instance_uuid, InstanceUpdate(vm_state=states.ERROR, clear_task_state=True,
+                                                   power_state=int(PowerState.NOSTATE)),
+                event=ActionEvent(name="compute_terminate_instance", host=self.host,
+                                  finished=True, result="Error", details=str(exc)),
+                fault=Fault(message=f"The instance could not be deleted: {exc}"))
+            return
         await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=True,
                           result="Success")
         await self.conductor.instance_destroyed(ctx, instance_uuid, self.host)
@@ -240,6 +367,12 @@ class ComputeAgentManager:
             vm_state=states.ACTIVE, power_state=int(power), clear_task_state=True), [started])
         await self._event(ctx, instance_uuid, "compute_reboot_instance", finished=True,
                           result="Success")
+
+    async def external_instance_event(self, ctx: RequestContext, instance_uuid: str,
+                                      events: list[ExternalEvent]) -> None:
+        """Events compute-api accepted for an instance here: wake whoever waits for them."""
+        for event in events:
+            self.events.dispatch(instance_uuid, event)
 
     async def get_console_output(self, ctx: RequestContext, instance_uuid: str,
                                  length: int | None = None) -> str:

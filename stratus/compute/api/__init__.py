@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from stratus.compute.api import flavors, hosts, keypairs, quotas, servers, versions
+from stratus.compute.api import (
+    availability_zones,
+    flavors,
+    hosts,
+    keypairs,
+    quotas,
+    server_external_events,
+    server_groups,
+    server_metadata,
+    server_password,
+    servers,
+    versions,
+    volume_attachments,
+)
 from stratus.compute.image_client import ImageClient
 from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.service import ComputeRuntime
@@ -24,7 +37,9 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator, *,
         service="compute",
         style=ErrorStyle.COMPUTE,
         routers=[versions.router, flavors.router, keypairs.router, servers.router,
-                 hosts.router, quotas.router],
+                 hosts.router, quotas.router, server_metadata.router, server_groups.router,
+                 server_external_events.router, availability_zones.router,
+                 server_password.router, volume_attachments.router],
         max_body_size=runtime.settings.max_request_body_size,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,

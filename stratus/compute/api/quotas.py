@@ -75,6 +75,9 @@ async def show_quota_detail(project_id: str, svc: Service, authorize: Authorize,
     limits = await svc.quotas.limits(project_id)
     used = await svc.quotas.usage(project_id)
     used["key_pairs"] = 0
+    used["server_groups"] = int(await svc.session.scalar(
+        select(func.count()).select_from(ServerGroup)
+        .where(ServerGroup.project_id == project_id)) or 0)
     body: dict[str, Any] = {"id": project_id}
     for key, value in _quota_set(project_id, limits, version).items():
         if key != "id":

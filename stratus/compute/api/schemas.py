@@ -122,6 +122,13 @@ class SchedulerHints(BaseModel):
 class ServerCreateBody(_Strict):
     server: ServerCreate
     scheduler_hints: SchedulerHints | None = Field(default=None, alias="os:scheduler_hints")
+    #: The same, under the name openstacksdk sends.
+    sch_hnt_scheduler_hints: SchedulerHints | None = Field(
+        default=None, alias="OS-SCH-HNT:scheduler_hints")
+
+    @property
+    def hints(self) -> SchedulerHints | None:
+        return self.scheduler_hints or self.sch_hnt_scheduler_hints
 
 
 class ServerUpdate(_Strict):

@@ -26,6 +26,14 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+def action_timestamp(value: dt.datetime | None) -> str | None:
+    """Instance actions and their events carry microseconds and no zone, as Nova's do
+    (``2018-04-25T01:26:36.790544``)."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
 def host_id(instance: Instance) -> str:
     if not instance.host:
         return ""
@@ -54,7 +62,7 @@ def _addresses(instance: Instance) -> dict[str, list[dict[str, Any]]]:
         for ip in vif.get("ips", []):
             addresses.setdefault(vif.get("network_name", "network"), []).append({
                 "version": ip.get("version", 4), "addr": ip["address"],
-                "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": vif.get("mac")})
+                "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": vif.get("address")})
     return addresses
 
 

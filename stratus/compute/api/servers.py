@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
-import re
 import secrets
 from typing import Annotated, Any
 
@@ -17,8 +15,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from stratus.compute import states
-from stratus.compute.api import server_views
+from stratus.compute import server_metadata, states
+from stratus.compute.api import boot_volumes, server_filters, server_views, volume_attachments
 from stratus.compute.api.deps import Authorize, Context, Links, Service, URLs, Version, runtime
 from stratus.compute.api.schemas import (
     ConsoleOutputRequest,
@@ -45,8 +43,8 @@ from stratus.compute.scheduler.placement import Placement
 from stratus.compute.service import ComputeService
 from stratus.core.bus import MessagingError
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import BadRequest, Conflict, NotFound
-from stratus.core.web.microversions import APIVersion
+from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
+from stratus.core.web.microversions import APIVersion, api_version
 
 router = APIRouter(prefix="/v2.1/servers")
 
@@ -111,9 +109,13 @@ def _boot_image(s: ServerCreate) -> str:
             if image and bdm.uuid and bdm.uuid != image:
                 raise BadRequest("The boot mapping names another image than imageRef.")
             image = image or (bdm.uuid or "")
+        elif boot_volumes.is_image_to_volume(bdm):
+            image = bdm.uuid or ""  # the root volume's source: checked like a boot image
+        elif boot_volumes.is_volume(bdm):
+            return ""
         else:
-            raise BadRequest("Booting from a volume is not available yet: the block storage "
-                             "service is not part of this cloud.")
+            raise BadRequest("Booting from a snapshot is not available yet; boot from an "
+                             "image, a volume, or a volume made from an image.")
     if not image:
         raise BadRequest("Missing imageRef attribute.")
     return image
@@ -137,12 +139,14 @@ async def create_server(body: ServerCreateBody, request: Request, context: Conte
     s = body.server
     _check_microversion_fields(s, version)
     image_id = _boot_image(s)
+    root_volume = boot_volumes.root_mapping(s)
     count = s.max_count or s.min_count
     if s.min_count > count:
         raise BadRequest("min_count must be <= max_count.")
-    image = await _images(request).get(context, image_id)
+    # Booting from an existing volume names no image to check.
+    image = await _images(request).get(context, image_id) if image_id else {}
     rt = runtime(request)
-    group_uuid = body.scheduler_hints.group if body.scheduler_hints else None
+    group_uuid = body.hints.group if body.hints else None
     # The whole transaction under the project's quota lock (see stratus.compute.quotas).
     async with local_project_lock(context.project_id), rt.service() as svc:
         await svc.quotas.lock_project(context.project_id)
@@ -161,13 +165,18 @@ async def create_server(body: ServerCreateBody, request: Request, context: Conte
                 key_data = (await svc.keypairs.get(context.user_id, s.key_name)).public_key
             except NotFound as exc:
                 raise BadRequest("Invalid key_name provided.") from exc
+        group = None
         if group_uuid is not None:
             group = await svc.session.get(ServerGroup, group_uuid)
             if group is None or group.project_id != context.project_id:
                 raise BadRequest(f"Invalid server group {group_uuid}.")
+        if s.metadata:
+            server_metadata.validate(s.metadata)
+            await server_metadata.check_quota(svc, context.project_id, len(s.metadata))
         await svc.quotas.check_instances(context.project_id, count, flavor.vcpus, flavor.ram)
         instances = await svc.instances.create(context, NewInstance(
-            name=s.name, image_ref=image_id, flavor=flavor, key_name=s.key_name,
+            name=s.name, image_ref="" if root_volume else image_id, flavor=flavor,
+            key_name=s.key_name,
             key_data=key_data, user_data=_user_data(s.user_data), metadata=s.metadata,
             availability_zone=s.availability_zone,
             requested_networks=(s.networks if isinstance(s.networks, str) or s.networks is None
@@ -177,10 +186,8 @@ async def create_server(body: ServerCreateBody, request: Request, context: Conte
             access_ip_v6=s.access_ip_v6,
             config_drive="True" if s.config_drive in (True, "True", "true") else "",
             tags=tuple(s.tags or ())), count=count)
-        if group_uuid is not None:
-            for instance in instances:
-                svc.session.add(ServerGroupMember(group_uuid=group_uuid,
-                                                  instance_uuid=instance.uuid))
+        if group is not None:
+            await svc.server_groups.add_members(group, [i.uuid for i in instances])
         flavor_info = svc.instances.record(instances[0]).flavor
     build = BuildRequest(
         instance_uuids=[i.uuid for i in instances], project_id=context.project_id,
@@ -188,11 +195,24 @@ async def create_server(body: ServerCreateBody, request: Request, context: Conte
         image_properties={k: str(v) for k, v in image.items()
                           if k.startswith(("hw_", "img_")) or k in ("architecture",
                                                                     "hypervisor_type")})
+    to_build = list(instances)
+    if root_volume is not None:
+        for instance in instances:
+            try:
+                await boot_volumes.create_root_volume(request, context, instance.uuid,
+                                                      root_volume)
+            except StratusError as exc:  # no root volume: the server cannot be built
+                async with rt.service() as svc:
+                    await svc.instances.set_error(instance.uuid, code=exc.status,
+                                                  message=f"Root volume: {exc.message}")
+                to_build.remove(instance)
+        build = build.model_copy(update={"instance_uuids": [i.uuid for i in to_build]})
     try:
-        await _scheduler(request).schedule_and_build(context, build)
+        if to_build:
+            await _scheduler(request).schedule_and_build(context, build)
     except MessagingError as exc:
         async with rt.service() as svc:  # never leave a boot stuck in BUILD
-            for instance in instances:
+            for instance in to_build:
                 await svc.instances.set_error(instance.uuid, code=503,
                                               message=f"The scheduler is unreachable: {exc}")
     first = instances[0]
@@ -208,17 +228,11 @@ async def create_server(body: ServerCreateBody, request: Request, context: Conte
 
 # Read ---------------------------------------------------------------------------------------
 
-def _parse_time(value: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest(f"Invalid timestamp {value!r}.") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 async def _list(svc: ComputeService, context: RequestContext, authorize: Authorize,
                 request: Request) -> tuple[list[Instance], str | None]:
+    """The servers a list request asks for; filters and sort keys: ``server_filters``."""
     params = request.query_params
+    version = api_version(request)
     query = select(Instance)
     all_tenants = params.get("all_tenants") is not None and \
         params.get("all_tenants", "").lower() not in ("0", "false", "off", "no")
@@ -229,39 +243,10 @@ async def _list(svc: ComputeService, context: RequestContext, authorize: Authori
             query = query.where(Instance.project_id == project)
     else:
         query = query.where(Instance.project_id == context.project_id)
-    changes_since = params.get("changes-since") or params.get("changes_since")
-    if changes_since:
-        since = _parse_time(changes_since)
-        query = query.where((Instance.updated_at >= since) | (Instance.created_at >= since))
-    elif params.get("deleted", "false").lower() not in ("true", "1") or not context.is_admin:
-        query = query.where(Instance.deleted_at.is_(None))
-    for key, column in (("image", Instance.image_ref), ("flavor", Instance.flavor_id),
-                        ("reservation_id", Instance.reservation_id)):
-        if params.get(key):
-            query = query.where(column == params[key])
-    if params.get("host") and context.is_admin:
-        query = query.where(Instance.host == params["host"])
-    sort_dir = params.get("sort_dir", "desc")
-    if sort_dir not in ("asc", "desc"):
-        raise BadRequest(f"Invalid sort_dir {sort_dir!r}.")
-    sort_columns: dict[str, Any] = {
-        "created_at": Instance.created_at, "display_name": Instance.display_name,
-        "updated_at": Instance.updated_at, "uuid": Instance.uuid}
-    sort_column = sort_columns.get(params.get("sort_key", "created_at"))
-    if sort_column is None:
-        raise BadRequest(f"Invalid sort_key {params.get('sort_key')!r}.")
-    order = sort_column.desc() if sort_dir == "desc" else sort_column.asc()
-    instances = list(await svc.session.scalars(query.order_by(order, Instance.uuid.desc())))
-    if params.get("name"):
-        try:
-            pattern = re.compile(params["name"])
-        except re.error as exc:
-            raise BadRequest(f"Invalid name filter: {exc}.") from exc
-        instances = [i for i in instances if pattern.search(i.display_name)]
-    if params.get("status"):
-        wanted = params["status"].upper()
-        instances = [i for i in instances
-                     if states.status(i.vm_state, i.task_state) == wanted]
+    query = server_filters.apply_sql(query, params, version, context.is_admin)
+    order = server_filters.sort_order(params, context.is_admin)
+    instances = list(await svc.session.scalars(query.order_by(*order)))
+    instances = server_filters.apply_python(instances, params, version)
     marker = params.get("marker")
     if marker is not None:
         ids = [i.uuid for i in instances]
@@ -332,17 +317,19 @@ async def list_servers_detail(request: Request, svc: Service, context: Context,
     authorize("os_compute_api:servers:detail", {"project_id": context.project_id})
     instances, next_marker = await _list(svc, context, authorize, request)
     body: dict[str, Any] = {"servers": await _details(svc, context, urls, version, instances)}
+    await volume_attachments.fill_volumes_attached(request, context, version, body["servers"])
     if links := _servers_links(urls, "servers/detail", request, next_marker):
         body["servers_links"] = links
     return body
 
 
 @router.get("/{server_id}")
-async def show_server(server_id: str, svc: Service, context: Context, authorize: Authorize,
-                      urls: URLs, version: Version) -> dict[str, Any]:
+async def show_server(server_id: str, request: Request, svc: Service, context: Context,
+                      authorize: Authorize, urls: URLs, version: Version) -> dict[str, Any]:
     instance = await _visible(svc, context, server_id)
     authorize("os_compute_api:servers:show", _target(instance))
     (body,) = await _details(svc, context, urls, version, [instance])
+    await volume_attachments.fill_volumes_attached(request, context, version, [body])
     return {"server": body}
 
 
@@ -470,7 +457,7 @@ async def server_action(server_id: str, body: dict[str, Any], request: Request,
 def _action_view(a: InstanceAction) -> dict[str, Any]:
     return {"action": a.action, "instance_uuid": a.instance_uuid, "request_id": a.request_id,
             "user_id": a.user_id, "project_id": a.project_id,
-            "start_time": server_views.timestamp(a.start_time), "message": a.message}
+            "start_time": server_views.action_timestamp(a.start_time), "message": a.message}
 
 
 @router.get("/{server_id}/os-instance-actions")
@@ -486,7 +473,7 @@ async def list_actions(server_id: str, svc: Service, context: Context,
     for a in actions:
         item = _action_view(a)
         if version.at_least("2.58"):
-            item["updated_at"] = server_views.timestamp(a.updated_at or a.start_time)
+            item["updated_at"] = server_views.action_timestamp(a.updated_at or a.start_time)
         items.append(item)
     return {"instanceActions": items}
 
@@ -503,13 +490,14 @@ async def show_action(server_id: str, request_id: str, svc: Service, context: Co
         raise NotFound(f"Action {request_id} not found for server {server_id}.")
     body = _action_view(action)
     if version.at_least("2.58"):
-        body["updated_at"] = server_views.timestamp(action.updated_at or action.start_time)
+        body["updated_at"] = server_views.action_timestamp(
+            action.updated_at or action.start_time)
     if authorize.allows("os_compute_api:os-instance-actions:events", _target(instance)):
         events = await svc.session.scalars(select(InstanceActionEvent).where(
             InstanceActionEvent.action_id == action.id).order_by(InstanceActionEvent.id))
         body["events"] = [{
-            "event": e.event, "start_time": server_views.timestamp(e.start_time),
-            "finish_time": server_views.timestamp(e.finish_time), "result": e.result,
+            "event": e.event, "start_time": server_views.action_timestamp(e.start_time),
+            "finish_time": server_views.action_timestamp(e.finish_time), "result": e.result,
             **({"host": e.host or "", "hostId": ""} if version.at_least("2.62") else {}),
             **({"details": e.details} if version.at_least("2.84") else {}),
         } for e in events]

@@ -12,9 +12,11 @@ from stratus.compute import states
 from stratus.compute.models import ComputeServiceRecord, Instance
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
+    ActionEvent,
     Fault,
     HostReport,
     InstanceRecord,
+    InstanceStates,
     InstanceUpdate,
 )
 from stratus.compute.rpcapi import ComputeAgentAPI
@@ -41,8 +43,9 @@ def provider_uuid(host: str) -> str:
 
 
 class ConductorManager:
-    METHODS = ("instance_get", "instance_update", "action_event", "build_failed",
-               "instance_destroyed", "host_report")
+    METHODS = ("instance_get", "build_started", "instance_update", "action_event",
+               "build_failed",
+               "instance_destroyed", "host_report", "host_instance_states")
 
     def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
                  service_down_time: float = 60.0) -> None:
@@ -103,12 +106,33 @@ class ConductorManager:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             return svc.instances.record(instance)
 
+    async def build_started(self, ctx: RequestContext, instance_uuid: str, host: str,
+                            event: str) -> InstanceRecord:
+        async with self.runtime.service() as svc:
+            instance = await svc.instances.get(instance_uuid, include_deleted=True)
+            if (instance.deleted_at is None and instance.vm_state == states.BUILDING
+                    and instance.task_state in (states.SCHEDULING, None)):
+                instance = await svc.instances.update(
+                    instance_uuid, InstanceUpdate(clear_task_state=True))
+                await svc.instances.record_event(instance_uuid, ctx.request_id, event,
+                                                 host=host, finished=False)
+            return svc.instances.record(instance)
+
     async def instance_update(self, ctx: RequestContext, instance_uuid: str,
                               update: InstanceUpdate,
                               expected_task_state: list[str | None] | None = None,
-                              ) -> InstanceRecord:
+                              event: ActionEvent | None = None,
+                              fault: Fault | None = None) -> InstanceRecord:
         async with self.runtime.service() as svc:
             instance = await svc.instances.update(instance_uuid, update, expected_task_state)
+            if fault is not None:
+                await svc.instances.add_fault(instance_uuid, code=fault.code,
+                                              message=fault.message, details=fault.details,
+                                              host=instance.host)
+            if event is not None:
+                await svc.instances.record_event(
+                    instance_uuid, ctx.request_id, event.name, host=event.host,
+                    finished=event.finished, result=event.result, details=event.details)
             if update.vm_state is not None and instance.task_state is None:
                 await svc.instances.finish_action(instance_uuid, ctx.request_id)
             return svc.instances.record(instance)
@@ -194,3 +218,13 @@ class ConductorManager:
                                            allocation_ratio=report.disk_allocation_ratio),
                 }, hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch)
             return await svc.instances.on_host(report.host)
+
+    async def host_instance_states(self, ctx: RequestContext,
+                                   host: str) -> list[InstanceStates]:
+        async with self.runtime.service() as svc:
+            rows = await svc.session.execute(
+                select(Instance.uuid, Instance.vm_state, Instance.task_state,
+                       Instance.power_state)
+                .where(Instance.host == host, Instance.deleted_at.is_(None)))
+            return [InstanceStates(uuid=u, vm_state=v, task_state=t, power_state=p or 0)
+                    for u, v, t, p in rows.all()]

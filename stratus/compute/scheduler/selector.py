@@ -11,10 +11,12 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.scheduler.filters import DEFAULT_FILTERS, HostFilter, resolve
 from stratus.compute.scheduler.host_state import HostState, load_host_states
@@ -114,11 +116,16 @@ class HostSelector:
         else:
             self._view.remove(host)
 
-    async def select_and_claim(self, spec: RequestSpec) -> list[str]:
+    async def select_and_claim(
+            self, spec: RequestSpec,
+            on_claim: Callable[[AsyncSession, str], Awaitable[None]] | None = None,
+    ) -> list[str]:
         """Claim resources for the instance on the best host that takes them.
 
         Returns the host claimed on, then the alternates. Raises ``NoValidHost`` when no
-        host can take the request.
+        host can take the request. ``on_claim(session, host)`` runs in the claim's own
+        transaction (to record the placement with it); whatever it raises undoes the claim
+        and propagates.
         """
         resources = spec.flavor.resources
         tried: set[str] = set()
@@ -136,11 +143,16 @@ class HostSelector:
                 async with self.db.session() as session:
                     await Placement(session).claim(spec.instance_uuid, chosen.provider_uuid,
                                                    resources)
+                    if on_claim is not None:
+                        await on_claim(session, chosen.host)
             except (ClaimConflict, InsufficientResources, OperationalError) as exc:
                 LOG.info("claim on %s failed (%s); trying again", chosen.host, exc)
                 await self._reload(chosen.host)
                 if isinstance(exc, InsufficientResources):
                     tried.add(chosen.host)
                 continue
+            except Exception:
+                await self._reload(chosen.host)  # the view counted a claim that was undone
+                raise
             return [chosen.host, *(h.host for h in ordered[1:])]
         raise NoValidHost("No valid host was found: every claim attempt conflicted.")

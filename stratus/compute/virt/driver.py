@@ -46,6 +46,8 @@ class GuestSpec:
     memory_mb: int
     root_gb: int
     image_path: Path | None = None
+    #: The image's ``disk_format`` (qcow2, raw, ...) as the image service records it.
+    image_format: str | None = None
     network_info: list[dict[str, Any]] = field(default_factory=list)
     block_devices: list[dict[str, Any]] = field(default_factory=list)
     #: For a config drive or injection; the metadata service serves the same.
@@ -75,6 +77,9 @@ class GuestInfo:
 class VirtDriver(abc.ABC):
     #: The name the driver is chosen by in configuration (``fake``, ``libvirt``).
     name: str
+    #: True when ``spawn`` needs the image's bits on this host (``GuestSpec.image_path``);
+    #: the agent then fetches the image into its cache first.
+    needs_image_file: bool = False
 
     async def init_host(self, host: str) -> None:  # noqa: B027 - optional hook
         """Prepare the hypervisor connection; raise ``HypervisorUnavailable`` if unusable."""
@@ -113,3 +118,15 @@ class VirtDriver(abc.ABC):
 
     @abc.abstractmethod
     async def get_console_output(self, uuid: str) -> str: ...
+
+    async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
+                            mountpoint: str) -> None:
+        """Attach a volume (``connection_info`` from the volume service, e.g.
+        ``{"driver_volume_type": "file", "data": {"path": ...}}``) as ``mountpoint``
+        (``/dev/vdb``)."""
+        raise NotImplementedError(f"the {self.name} driver cannot attach volumes")
+
+    async def detach_volume(self, uuid: str, connection_info: dict[str, Any],
+                            mountpoint: str) -> None:
+        """Detach what ``attach_volume`` attached at ``mountpoint``; no error if it is gone."""
+        raise NotImplementedError(f"the {self.name} driver cannot detach volumes")

@@ -20,6 +20,7 @@ from stratus.compute.scheduler.placement import Placement
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
 from stratus.units import Stack, root_app, run_bootstrap
+from tests.integration.asgi import LateASGITransport
 from tests.integration.compute.conftest import (
     ADMIN_PASSWORD,
     ROOT,
@@ -27,17 +28,8 @@ from tests.integration.compute.conftest import (
     auth_body,
 )
 
-UNITS = ["identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent"]
-
-
-class LateASGITransport(httpx.AsyncBaseTransport):
-    """Routes service-to-service HTTP into the app, which exists only after the units."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+UNITS = ["identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent",
+         "network-api"]
 
 
 @dataclass
@@ -74,6 +66,7 @@ class Cloud:
 async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
     settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
                         admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        network={"backend": "noop"},
                         compute={"fake_hosts": 3, "host": "node", "fake_memory_mb": 4096,
                                  "fake_vcpus": 4, "reserved_host_memory_mb": 0,
                                  "ram_allocation_ratio": 1.0, "cpu_allocation_ratio": 1.0})
@@ -292,3 +285,92 @@ async def test_a_host_that_dies_mid_build_leaves_nothing_stuck(cloud: Cloud) -> 
     again = await cloud.wait_for(stuck, "ERROR")
     assert "interrupted by a restart" in again["fault"]["message"]
     assert stuck not in await victim.driver.list_guests()
+
+
+async def test_ports_follow_the_server_and_a_failed_release_is_an_error_not_a_stuck_delete(
+        cloud: Cloud) -> None:
+    from stratus.compute.agent.network import NetworkError
+
+    admin = {"X-Auth-Token": cloud.token}
+    network = (await cloud.client.post("/network/v2.0/networks", headers=admin, json={
+        "network": {"name": "blue"}})).json()["network"]
+    created = await cloud.client.post("/network/v2.0/subnets", headers=admin, json={
+        "subnet": {"network_id": network["id"], "cidr": "10.9.0.0/24", "ip_version": 4}})
+    assert created.status_code == 201, created.text
+    image = await upload_image(cloud)
+    body = boot_body(image, "wired")
+    body["server"]["networks"] = [{"uuid": network["id"]}]
+    server_id = (await cloud.compute("POST", "/servers", json=body)).json()["server"]["id"]
+    server = await cloud.wait_for(server_id, "ACTIVE")
+    [address] = server["addresses"]["blue"]
+    assert address["addr"].startswith("10.9.0.")
+
+    async def ports() -> list[dict[str, Any]]:
+        response = await cloud.client.get(f"/network/v2.0/ports?device_id={server_id}",
+                                          headers=admin)
+        found: list[dict[str, Any]] = response.json()["ports"]
+        return found
+
+    [port] = await ports()
+    assert port["status"] == "ACTIVE"  # wired: the agent waited for network-vif-plugged
+    assert port["fixed_ips"][0]["ip_address"] == address["addr"]
+
+    agent = next(a for a in cloud.stack.agents if a.host == server["OS-EXT-SRV-ATTR:host"])
+    assert agent.network is not None
+    release = agent.network.deallocate
+
+    async def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise NetworkError("The network service is unreachable.")
+
+    agent.network.deallocate = unreachable  # type: ignore[method-assign]
+    assert (await cloud.compute("DELETE", f"/servers/{server_id}")).status_code == 204
+    failed = await cloud.wait_for(server_id, "ERROR")
+    assert "could not be deleted" in failed["fault"]["message"]
+    assert len(await ports()) == 1  # nothing was lost track of
+
+    agent.network.deallocate = release  # type: ignore[method-assign]
+    assert (await cloud.compute("DELETE", f"/servers/{server_id}")).status_code == 204
+    await cloud.wait_for(server_id, "DELETED")
+    assert await ports() == []
+
+
+async def test_a_redelivered_schedule_after_a_lost_cast_builds_once(cloud: Cloud) -> None:
+    """The scheduler placed and claimed, then died before casting the build: the request is
+    delivered again, and the instance is built on the host it holds, with one claim."""
+    from stratus.compute.instances import NewInstance
+    from stratus.compute.objects import BuildRequest
+    from stratus.compute.rpcapi import ComputeAgentAPI
+    from stratus.compute.scheduler.manager import SchedulerManager
+    from stratus.compute.scheduler.selector import HostSelector
+    from stratus.core.context import RequestContext
+
+    image = await upload_image(cloud)
+    runtime = cloud.stack.compute
+    bus = cloud.stack.bus
+    assert runtime is not None and bus is not None
+    token = (await cloud.client.get("/identity/v3/auth/tokens", headers={
+        "X-Auth-Token": cloud.token, "X-Subject-Token": cloud.token})).json()["token"]
+    ctx = RequestContext(user_id=token["user"]["id"], project_id=token["project"]["id"],
+                         roles=["admin"], auth_token=cloud.token)
+    async with runtime.service() as svc:
+        flavor = await svc.flavors.get("1")
+        [instance] = await svc.instances.create(ctx, NewInstance(
+            name="redelivered", image_ref=image, flavor=flavor, requested_networks="none"))
+        request = BuildRequest(instance_uuids=[instance.uuid], project_id=ctx.project_id,
+                               flavor=svc.instances.record(instance).flavor)
+
+    class LostCast(ComputeAgentAPI):
+        async def build_and_run_instance(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("the scheduler died here")
+
+    with pytest.raises(ConnectionError):
+        await SchedulerManager(runtime, HostSelector(runtime.db), LostCast(bus)) \
+            .schedule_and_build(ctx, request)
+    await SchedulerManager(runtime, HostSelector(runtime.db), ComputeAgentAPI(bus)) \
+        .schedule_and_build(ctx, request)
+    server = await cloud.wait_for(instance.uuid, "ACTIVE")
+    async with runtime.service() as svc:
+        held = await Placement(svc.session).allocations_of(instance.uuid)
+    assert list(held) and len(held) == 1  # one provider: the host it was placed on
+    assert held[next(iter(held))]["MEMORY_MB"] == 512
+    assert server["OS-EXT-SRV-ATTR:host"]

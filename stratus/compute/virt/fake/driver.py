@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from stratus.compute.virt.driver import (
     GuestInfo,
@@ -23,7 +24,8 @@ from stratus.compute.virt.driver import (
     VirtError,
 )
 
-OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot")
+OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot", "attach_volume",
+              "detach_volume")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class _Guest:
     spec: GuestSpec
     power_state: PowerState
     console: list[str] = field(default_factory=list)
+    #: Attached volumes: mountpoint → connection_info.
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def log(self, line: str) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
@@ -104,7 +108,8 @@ class FakeDriver(VirtDriver):
         created = _Guest(guest, PowerState.RUNNING)
         created.log(f"Booting {guest.name} ({guest.vcpus} vCPU, {guest.memory_mb} MB)")
         for vif in guest.network_info:
-            created.log(f"eth: {vif.get('address', '?')} {vif.get('ip', '')}".rstrip())
+            ips = " ".join(ip.get("address", "") for ip in vif.get("ips", []))
+            created.log(f"eth: {vif.get('address', '?')} {ips}".rstrip())
         created.log(f"{guest.name} login:")
         self._guests[guest.uuid] = created
 
@@ -137,6 +142,26 @@ class FakeDriver(VirtDriver):
 
     async def get_console_output(self, uuid: str) -> str:
         return "\n".join(self._guest(uuid).console) + "\n"
+
+    async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
+                            mountpoint: str) -> None:
+        await self._step("attach_volume", uuid)
+        guest = self._guest(uuid)
+        if mountpoint in guest.volumes:
+            raise VirtError(f"{mountpoint} is already in use on {guest.spec.name}.")
+        guest.volumes[mountpoint] = dict(connection_info)
+        guest.log(f"Attached volume at {mountpoint}")
+
+    async def detach_volume(self, uuid: str, connection_info: dict[str, Any],
+                            mountpoint: str) -> None:
+        await self._step("detach_volume", uuid)
+        guest = self._guests.get(uuid)
+        if guest is not None and guest.volumes.pop(mountpoint, None) is not None:
+            guest.log(f"Detached volume from {mountpoint}")
+
+    def volumes(self, uuid: str) -> dict[str, dict[str, Any]]:
+        """What is attached to a guest (mountpoint → connection_info); tests read it."""
+        return dict(self._guest(uuid).volumes)
 
     def crash(self, uuid: str) -> None:
         """Make a guest die on its own, as a real one can (for power-state sync tests)."""

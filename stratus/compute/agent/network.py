@@ -1,0 +1,260 @@
+"""The compute host's client of the network service (Network v2.0 over REST).
+
+Steps 26-38 of the seeds: the host creates (or adopts) one port per requested network, binds
+it to itself (``binding:host_id``), and turns the bound ports into the instance's
+``network_info``. Requests carry the user's token, so the user's quotas, ownership and
+isolation hold, plus this host's service token (``X-Service-Token``), which admits the
+binding attributes the user alone may not set and keeps a long build going after the
+user's token expires.
+
+Contracts:
+
+* ``allocate`` either returns every requested interface or raises ``NetworkError`` having
+  deleted the ports it created (ports the user passed in are only unbound).
+* ``deallocate`` is idempotent: it deletes the ports the host created for the instance and
+  unbinds the ones the user brought; a port already gone is not an error.
+* No network endpoint in the catalog means no network service: allocation returns no
+  interfaces, so compute runs alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from stratus.compute.objects import VifInfo, VifIP
+from stratus.core.context import RequestContext
+from stratus.core.service_auth import ServiceAuth
+
+LOG = logging.getLogger(__name__)
+
+#: Nova's tag for ports a host created, so they go when the instance goes.
+DEVICE_OWNER_PREFIX = "compute:"
+
+
+class NetworkError(Exception):
+    """The network service refused or failed; the message is safe to show as a fault."""
+
+
+class NetworkClient:
+    def __init__(self, client: httpx.AsyncClient, service_auth: ServiceAuth) -> None:
+        self.client = client
+        self.service_auth = service_auth
+
+    # Plumbing -----------------------------------------------------------------------------
+
+    async def _base(self) -> str | None:
+        url = await self.service_auth.find_endpoint("network")
+        return None if url is None else f"{url}/v2.0"
+
+    async def _headers(self, ctx: RequestContext) -> dict[str, str]:
+        service_token = await self.service_auth.token()
+        # Without the user's token (a host acting on its own, e.g. after a restart) the
+        # service token acts alone, as an admin would.
+        return {"X-Auth-Token": ctx.auth_token or service_token,
+                "X-Service-Token": service_token}
+
+    async def _request(self, ctx: RequestContext, method: str, url: str,
+                       body: dict[str, Any] | None = None,
+                       params: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            response = await self.client.request(method, url, json=body, params=params,
+                                                 headers=await self._headers(ctx))
+            if response.status_code == 401:  # our service token was revoked or expired
+                await self.service_auth.token(refresh=True)
+                response = await self.client.request(method, url, json=body, params=params,
+                                                     headers=await self._headers(ctx))
+        except httpx.HTTPError as exc:
+            raise NetworkError("The network service is unreachable.") from exc
+        return response
+
+    @staticmethod
+    def _error(response: httpx.Response, doing: str) -> NetworkError:
+        try:
+            detail = response.json()["NeutronError"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = f"status {response.status_code}"
+        return NetworkError(f"Could not {doing}: {detail}")
+
+    # Allocation ---------------------------------------------------------------------------
+
+    async def _networks_for(self, ctx: RequestContext, base: str,
+                            requested: Any) -> list[dict[str, Any]]:
+        """What to plug: ``[{"network_id"?, "port_id"?, "fixed_ip"?}]``."""
+        if requested == "none":
+            return []
+        if isinstance(requested, list) and requested:
+            return [{"network_id": r.get("uuid"), "port_id": r.get("port"),
+                     "fixed_ip": r.get("fixed_ip")} for r in requested]
+        # "auto" or unspecified: the one network the project can use, as Nova picks it.
+        response = await self._request(ctx, "GET", f"{base}/networks",
+                                       params={"fields": ["id", "shared", "project_id"]})
+        if response.status_code != 200:
+            raise self._error(response, "list networks")
+        networks = response.json()["networks"]
+        own = [n for n in networks if n.get("project_id") == ctx.project_id]
+        candidates = own or [n for n in networks if n.get("shared")]
+        if not candidates:
+            LOG.info("no network available to project %s; booting without one",
+                     ctx.project_id)
+            return []
+        if len(candidates) > 1:
+            raise NetworkError("Multiple possible networks found, use a Network ID to be "
+                               "more specific.")
+        return [{"network_id": candidates[0]["id"]}]
+
+    async def allocate(self, ctx: RequestContext, instance_uuid: str, host: str, *,
+                       requested: Any, zone: str = "nova",
+                       security_groups: list[str] | None = None,
+                       before_bind: Callable[[list[str]], None] | None = None,
+                       ) -> list[VifInfo]:
+        """Create (or adopt) the instance's ports, then bind them to ``host``.
+
+        ``before_bind(port_ids)`` runs once every port exists and none is bound yet: the
+        moment to start listening for ``network-vif-plugged``, which binding sets off.
+        """
+        base = await self._base()
+        if base is None:
+            return []
+        wanted = await self._networks_for(ctx, base, requested)
+        ports: list[tuple[dict[str, Any], bool]] = []  # (port, preserve_on_delete)
+        owner = {"device_id": instance_uuid, "device_owner": f"{DEVICE_OWNER_PREFIX}{zone}"}
+        try:
+            for item in wanted:
+                if item.get("port_id"):
+                    ports.append((await self._adopt(ctx, base, item["port_id"], owner), True))
+                    continue
+                body: dict[str, Any] = {"network_id": item["network_id"], **owner}
+                if item.get("fixed_ip"):
+                    body["fixed_ips"] = [{"ip_address": item["fixed_ip"]}]
+                groups = await self._security_group_ids(ctx, base, security_groups)
+                if groups is not None:
+                    body["security_groups"] = groups
+                response = await self._request(ctx, "POST", f"{base}/ports", {"port": body})
+                if response.status_code != 201:
+                    raise self._error(response, f"create a port on {item['network_id']}")
+                ports.append((response.json()["port"], False))
+            if before_bind is not None:
+                before_bind([port["id"] for port, _ in ports])
+            bound = []
+            for port, preserve in ports:
+                response = await self._request(ctx, "PUT", f"{base}/ports/{port['id']}",
+                                               {"port": {"binding:host_id": host}})
+                if response.status_code != 200:
+                    raise self._error(response, f"bind port {port['id']} to {host}")
+                bound.append((response.json()["port"], preserve))
+            return [await self._vif(ctx, base, port, preserve) for port, preserve in bound]
+        except BaseException:
+            await self._release(ctx, base, ports)
+            raise
+
+    async def _adopt(self, ctx: RequestContext, base: str, port_id: str,
+                     owner: dict[str, str]) -> dict[str, Any]:
+        """Take a port the user created for this instance (``--nic port-id=``)."""
+        response = await self._request(ctx, "GET", f"{base}/ports/{port_id}")
+        if response.status_code != 200:
+            raise self._error(response, f"find port {port_id}")
+        device_id = response.json()["port"].get("device_id")
+        if device_id and device_id != owner["device_id"]:
+            raise NetworkError(f"Port {port_id} is still in use.")
+        response = await self._request(ctx, "PUT", f"{base}/ports/{port_id}",
+                                       {"port": owner})
+        if response.status_code != 200:
+            raise self._error(response, f"take port {port_id}")
+        port: dict[str, Any] = response.json()["port"]
+        return port
+
+    async def _security_group_ids(self, ctx: RequestContext, base: str,
+                                  names: list[str] | None) -> list[str] | None:
+        """Nova passes security groups by name or id; the network service wants ids."""
+        if not names or names == ["default"]:
+            return None
+        response = await self._request(ctx, "GET", f"{base}/security-groups",
+                                       params={"fields": ["id", "name"]})
+        if response.status_code != 200:
+            raise self._error(response, "list security groups")
+        groups = response.json()["security_groups"]
+        ids = []
+        for name in names:
+            match = [g["id"] for g in groups if name in (g["id"], g["name"])]
+            if len(match) != 1:
+                raise NetworkError(f"Security group {name} not found or ambiguous.")
+            ids.append(match[0])
+        return ids
+
+    async def _vif(self, ctx: RequestContext, base: str, port: dict[str, Any],
+                   preserve: bool) -> VifInfo:
+        response = await self._request(ctx, "GET", f"{base}/networks/{port['network_id']}")
+        if response.status_code != 200:
+            raise self._error(response, f"read network {port['network_id']}")
+        network = response.json()["network"]
+        subnet_ids = sorted({ip["subnet_id"] for ip in port.get("fixed_ips") or []})
+        subnets: dict[str, dict[str, Any]] = {}
+        if subnet_ids:
+            response = await self._request(ctx, "GET", f"{base}/subnets",
+                                           params={"id": subnet_ids})
+            if response.status_code != 200:
+                raise self._error(response, "read subnets")
+            subnets = {s["id"]: s for s in response.json()["subnets"]}
+        ips = []
+        for fixed in port.get("fixed_ips") or []:
+            subnet = subnets.get(fixed["subnet_id"], {})
+            ips.append(VifIP(
+                address=fixed["ip_address"], version=int(subnet.get("ip_version", 4)),
+                subnet_id=fixed["subnet_id"], cidr=subnet.get("cidr", ""),
+                gateway=subnet.get("gateway_ip"),
+                dns_nameservers=list(subnet.get("dns_nameservers") or []),
+                routes=[{"destination": r["destination"], "nexthop": r["nexthop"]}
+                        for r in subnet.get("host_routes") or []],
+                dhcp=bool(subnet.get("enable_dhcp", True))))
+        details = port.get("binding:vif_details") or {}
+        return VifInfo(
+            id=port["id"], address=port["mac_address"], network_id=port["network_id"],
+            network_name=network.get("name") or port["network_id"],
+            mtu=int(network.get("mtu") or 1500), type=port.get("binding:vif_type") or "bridge",
+            devname=f"tap{port['id'][:11]}", bridge=str(details.get("bridge_name", "")),
+            preserve_on_delete=preserve, ips=ips)
+
+    # Release ------------------------------------------------------------------------------
+
+    async def _release(self, ctx: RequestContext, base: str,
+                       ports: list[tuple[dict[str, Any], bool]]) -> None:
+        for port, preserve in ports:
+            try:
+                await self._release_port(ctx, base, port["id"], preserve)
+            except NetworkError:
+                LOG.exception("could not release port %s", port["id"])
+
+    async def _release_port(self, ctx: RequestContext, base: str, port_id: str,
+                            preserve: bool) -> None:
+        if preserve:
+            response = await self._request(ctx, "PUT", f"{base}/ports/{port_id}", {"port": {
+                "device_id": "", "device_owner": "", "binding:host_id": ""}})
+        else:
+            response = await self._request(ctx, "DELETE", f"{base}/ports/{port_id}")
+        if response.status_code not in (200, 204, 404):
+            raise self._error(response, f"release port {port_id}")
+
+    async def deallocate(self, ctx: RequestContext, instance_uuid: str,
+                         network_info: list[dict[str, Any]] | None = None) -> None:
+        """Delete the ports this host made for the instance; unbind the user's own.
+
+        The ports are found by ``device_id`` (so a build that died before recording its
+        ``network_info`` leaves nothing behind); ``network_info`` says which to keep.
+        """
+        base = await self._base()
+        if base is None:
+            return
+        preserved = {vif["id"] for vif in network_info or [] if vif.get("preserve_on_delete")}
+        response = await self._request(ctx, "GET", f"{base}/ports",
+                                       params={"device_id": instance_uuid,
+                                               "fields": ["id", "device_owner"]})
+        if response.status_code != 200:
+            raise self._error(response, "list the instance's ports")
+        for port in response.json()["ports"]:
+            if port.get("device_owner", "").startswith(DEVICE_OWNER_PREFIX) or \
+                    port["id"] in preserved:
+                await self._release_port(ctx, base, port["id"], port["id"] in preserved)

@@ -1,0 +1,132 @@
+"""The compute host's side of volume attachments.
+
+``attach``: give the volume service this host's connector (with the guest device), get the
+connection info back, have the driver attach it, then mark the attachment complete; a
+failure after the driver attached detaches again, so the guest never keeps a volume the
+volume service does not show as attached. ``detach``: the driver detaches, then the
+attachment is deleted (the volume is ``available`` again). The block storage endpoint comes
+from the host's service catalog, made project-specific for the user's project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import time
+from typing import Any
+
+from stratus.compute.virt.driver import VirtDriver, VirtError
+from stratus.compute.volume_client import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
+from stratus.core.context import RequestContext
+from stratus.core.service_auth import ServiceAuth
+
+LOG = logging.getLogger(__name__)
+
+
+class HostVolumes:
+    def __init__(self, host: str, driver: VirtDriver, service_auth: ServiceAuth,
+                 client: VolumeClient) -> None:
+        self.host = host
+        self.driver = driver
+        self.service_auth = service_auth
+        self.client = client
+
+    async def _base(self, ctx: RequestContext, project_id: str | None = None) -> str:
+        url = await self.service_auth.endpoint("block-storage")
+        root = url.split("/v3/", 1)[0] if "/v3/" in url else url
+        return f"{root}/v3/{project_id or ctx.project_id}"
+
+    def connector(self, mountpoint: str) -> dict[str, Any]:
+        return {"host": self.host, "mountpoint": mountpoint, "mode": "rw", "initiator": None,
+                "ip": None, "platform": platform.machine(), "os_type": "linux",
+                "multipath": False}
+
+    async def attach(self, ctx: RequestContext, instance_uuid: str, attachment_id: str,
+                     mountpoint: str) -> None:
+        base = await self._base(ctx)
+        token = await self.service_auth.token()
+        attachment = await self.client.update_attachment(
+            ctx, base, attachment_id, self.connector(mountpoint), service_token=token)
+        info = attachment["connection_info"]
+        await self.driver.attach_volume(instance_uuid, info, mountpoint)
+        try:
+            await self.client.complete_attachment(ctx, base, attachment_id,
+                                                  service_token=token)
+        except Exception:
+            LOG.exception("instance %s: completing attachment %s failed; detaching",
+                          instance_uuid, attachment_id)
+            await self.driver.detach_volume(instance_uuid, info, mountpoint)
+            raise
+
+    async def detach(self, ctx: RequestContext, instance_uuid: str, attachment_id: str,
+                     mountpoint: str) -> None:
+        base = await self._base(ctx)
+        token = await self.service_auth.token()
+        attachment = await self.client.get_attachment(ctx, base, attachment_id,
+                                                      service_token=token)
+        info = attachment.get("connection_info") or {}
+        if info:
+            await self.driver.detach_volume(instance_uuid, info, mountpoint)
+        await self.client.delete_attachment(ctx, base, attachment_id, service_token=token)
+
+    async def release_all(self, ctx: RequestContext, project_id: str,
+                          instance_uuid: str) -> None:
+        """The guest is gone: delete every attachment it held, so its volumes are
+        ``available`` again, then the root volumes made for it to be deleted with it.
+        Never raises (a delete must finish); failures are logged."""
+        try:
+            base = await self._base(ctx, project_id)
+            token = await self.service_auth.token()
+            for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
+                                                                service_token=token):
+                await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                    service_token=token)
+            for volume in await self.client.volumes_with_metadata(
+                    ctx, base, BOOT_FOR, instance_uuid, service_token=token):
+                if (volume.get("metadata") or {}).get(DELETE_ON_TERMINATION) == "true":
+                    await self.client.delete_volume(ctx, base, volume["id"],
+                                                    service_token=token)
+        except Exception:
+            LOG.exception("could not release the volumes of %s", instance_uuid)
+
+    async def connect_boot_volumes(self, ctx: RequestContext, project_id: str,
+                                   instance_uuid: str, wait_for: float = 600.0,
+                                   ) -> list[dict[str, Any]]:
+        """Attach the root volume compute-api asked for (see
+        ``stratus.compute.api.boot_volumes``) as ``/dev/vda``, once it is ``available``;
+        returns the block devices for the driver (``{"mountpoint", "connection_info"}``).
+        On failure nothing stays attached; the volume is left for a retry or the delete."""
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        volumes = await self.client.volumes_with_metadata(ctx, base, BOOT_FOR, instance_uuid,
+                                                          service_token=token)
+        if not volumes:
+            raise VirtError(f"Instance {instance_uuid} has neither an image nor a root "
+                            "volume.")
+        deadline = time.monotonic() + wait_for
+        devices: list[dict[str, Any]] = []
+        for volume in volumes:
+            while volume["status"] != "available":
+                if volume["status"] == "error" or time.monotonic() > deadline:
+                    raise VirtError(f"Root volume {volume['id']} is {volume['status']}; it "
+                                    "did not become available.")
+                await asyncio.sleep(0.2)
+                volume = await self.client.get_volume(ctx, base, volume["id"],
+                                                      service_token=token)
+            attachment = await self.client.create_attachment(ctx, base, volume["id"],
+                                                             instance_uuid,
+                                                             service_token=token)
+            try:
+                updated = await self.client.update_attachment(ctx, base, attachment["id"],
+                                                              self.connector("/dev/vda"),
+                                                              service_token=token)
+                devices.append({"mountpoint": "/dev/vda",
+                                "connection_info": updated.get("connection_info") or {}})
+                await self.client.complete_attachment(ctx, base, attachment["id"],
+                                                      service_token=token)
+            except Exception:
+                await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                    service_token=token)
+                raise
+        return devices

@@ -1,0 +1,71 @@
+"""Server metadata (the user's key/value pairs on an instance): Nova's rules on them.
+
+Keys are 1 to 255 characters, values strings of at most 255, and a server holds at most
+the project's ``metadata_items`` quota of them (403 beyond it). Changes are allowed while
+the server is at rest (active, stopped, paused, suspended, no task running), else 409.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratus.compute import states
+from stratus.compute.models import Instance
+from stratus.compute.quotas import QuotaExceeded
+from stratus.core.exceptions import BadRequest, Conflict
+
+if TYPE_CHECKING:
+    from stratus.compute.service import ComputeService
+
+MAX_KEY_LENGTH = 255
+MAX_VALUE_LENGTH = 255
+#: vm_states in which a server's metadata may change (with no task running).
+MUTABLE_STATES = (states.ACTIVE, states.PAUSED, states.SUSPENDED, states.STOPPED)
+
+
+def validate(items: Any, field: str = "metadata") -> dict[str, str]:
+    """``items`` as checked metadata, or ``BadRequest`` saying what is wrong."""
+    if not isinstance(items, dict):
+        raise BadRequest(f"Invalid input for field '{field}': it must be an object.")
+    for key, value in items.items():
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            raise BadRequest(f"Invalid input for field '{field}': metadata keys are 1 to "
+                             f"{MAX_KEY_LENGTH} characters long.")
+        if not isinstance(value, str):
+            raise BadRequest(f"Invalid input for field '{field}/{key}': the value must be "
+                             "a string.")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise BadRequest(f"Invalid input for field '{field}/{key}': values are at most "
+                             f"{MAX_VALUE_LENGTH} characters long.")
+    return dict(items)
+
+
+async def check_quota(svc: ComputeService, project_id: str, count: int) -> None:
+    """Raise ``QuotaExceeded`` (403) when a server would hold more than the quota allows."""
+    limit = (await svc.quotas.limits(project_id))["metadata_items"]
+    if 0 <= limit < count:
+        raise QuotaExceeded(f"Quota exceeded for metadata_items: Requested {count}, but the "
+                            f"limit is {limit} per server.")
+
+
+def check_mutable(instance: Instance, action: str) -> None:
+    if instance.vm_state not in MUTABLE_STATES or instance.task_state is not None:
+        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
+                       f"{instance.vm_state} and task_state {instance.task_state}.")
+
+
+async def replace(svc: ComputeService, instance: Instance, items: dict[str, str], *,
+                  merge: bool) -> dict[str, str]:
+    """Set the server's metadata to ``items`` (``merge``: on top of what it has)."""
+    new = {**(instance.server_metadata or {}), **items} if merge else dict(items)
+    await check_quota(svc, instance.project_id, len(new))
+    instance.server_metadata = new  # a new dict, so the JSON column sees the change
+    await svc.session.flush()
+    return new
+
+
+async def delete_key(svc: ComputeService, instance: Instance, key: str) -> None:
+    current = dict(instance.server_metadata or {})
+    current.pop(key)
+    instance.server_metadata = current
+    await svc.session.flush()
