@@ -56,12 +56,14 @@ class StratusUp:
     ``started_at`` is taken just before the process is launched and ``ready_at`` when it
     prints "Stratus is up" (both ``time.perf_counter()``). Output is drained continuously and
     its tail kept for error messages. ``stop()`` terminates the whole group; use it in
-    ``finally`` or use the object as an async context manager.
+    ``finally`` or use the object as an async context manager. ``env`` is added to the
+    process's environment (after ``STRATUS_*`` settings of this one).
     """
 
     def __init__(self, data_dir: Path, *, port: int | None = None, bcrypt_rounds: int = 12,
-                 database_url: str | None = None) -> None:
+                 database_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.extra_env = env or {}
         self.port = port or free_port()
         self.bcrypt_rounds = bcrypt_rounds
         self.database_url = database_url
@@ -100,6 +102,7 @@ class StratusUp:
         env["PYTHONUNBUFFERED"] = "1"
         if self.database_url:
             env["STRATUS_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
         return env
 
     async def start(self) -> None:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
     from stratus.compute.agent.manager import ComputeAgentManager
     from stratus.compute.service import ComputeRuntime
+    from stratus.core.service_auth import ServiceAuth
+    from stratus.network.service import NetworkRuntime
+    from stratus.volume.service import VolumeRuntime
 
 LOG = logging.getLogger(__name__)
 
@@ -50,12 +53,31 @@ class Stack:
     identity: IdentityRuntime | None = None
     validator: TokenValidator | None = None
     compute: ComputeRuntime | None = None
+    network: NetworkRuntime | None = None
+    volume: VolumeRuntime | None = None
     bus: Transport | None = None
     #: HTTP transport for calls between services; None means real HTTP (tests route them
     #: to the in-process app instead).
     http_transport: httpx.AsyncBaseTransport | None = None
     #: The compute agents running in this process.
     agents: list[ComputeAgentManager] = field(default_factory=list)
+    _service_auth: ServiceAuth | None = None
+
+    def service_auth(self) -> ServiceAuth:
+        """This process's service credentials (``[auth]``; in the all-in-one, the admin
+        user), against ``auth.identity_url`` or this cloud's own identity endpoint."""
+        if self._service_auth is None:
+            from stratus.core.service_auth import ServiceAuth
+
+            auth = self.settings.auth
+            password = (auth.service_password.get_secret_value() if auth.service_password
+                        else admin_password(self.settings))
+            self._service_auth = ServiceAuth(
+                auth.identity_url or f"{self.settings.base_url}/identity/v3",
+                username=auth.service_username, password=password,
+                project=auth.service_project, domain=auth.service_domain,
+                client=self.http_client())
+        return self._service_auth
 
     async def start_compute(self) -> ComputeRuntime:
         if self.compute is None:
@@ -66,6 +88,18 @@ class Stack:
             self.exits.push_async_callback(runtime.stop)
             self.compute = runtime
         return self.compute
+
+    async def start_volume(self) -> VolumeRuntime:
+        if self.volume is None:
+            from stratus.volume.rpcapi import VolumeManagerAPI
+            from stratus.volume.service import VolumeRuntime
+
+            runtime = VolumeRuntime(self.settings,
+                                    manager_api=VolumeManagerAPI(await self.transport()))
+            await runtime.start()
+            self.exits.push_async_callback(runtime.stop)
+            self.volume = runtime
+        return self.volume
 
     async def transport(self) -> Transport:
         """The message bus of this process (``settings.bus_url``), started once."""
@@ -131,6 +165,8 @@ class Unit:
     build: Callable[[Stack], Awaitable[ASGIApp | None]]
     #: (service type, service name, path after the prefix) registered in the catalog.
     catalog: tuple[str, str, str] | None = None
+    #: More service types registered at the same URL (``volumev3`` beside block-storage).
+    catalog_aliases: tuple[str, ...] = ()
 
     def catalog_entry(self, base_url: str) -> CatalogEntry | None:
         if self.catalog is None or self.prefix is None:
@@ -204,26 +240,62 @@ def compute_hosts(settings: Settings) -> list[str]:
 async def _build_compute_agent(stack: Stack) -> None:
     from stratus.compute.agent.manager import AgentOptions, ComputeAgentManager
     from stratus.compute.rpcapi import COMPUTE_TOPIC, ConductorAPI
+    from stratus.compute.virt import select
     from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 
     settings = stack.settings.compute
-    if settings.virt_driver != "fake":
-        raise RuntimeError(f"virt driver {settings.virt_driver!r} is not available; use fake")
+    choice = select.embedded_choice(stack.settings)
     bus = await stack.transport()
     options = AgentOptions(report_interval=settings.report_interval,
+                           sync_power_state_interval=settings.sync_power_state_interval,
                            cpu_allocation_ratio=settings.cpu_allocation_ratio,
                            ram_allocation_ratio=settings.ram_allocation_ratio,
                            disk_allocation_ratio=settings.disk_allocation_ratio,
-                           reserved_host_memory_mb=settings.reserved_host_memory_mb)
-    for host in compute_hosts(stack.settings):
-        driver = FakeDriver(FakeDriverOptions(vcpus=settings.fake_vcpus,
-                                              memory_mb=settings.fake_memory_mb,
-                                              local_gb=settings.fake_local_gb))
-        agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options)
+                           reserved_host_memory_mb=settings.reserved_host_memory_mb,
+                           vif_plugging_timeout=stack.settings.network.vif_plugging_timeout)
+    network = None
+    # Hosts reach the network service through the catalog, so they need identity: here,
+    # or at ``auth.identity_url``. Without either they build guests without networking.
+    if stack.identity is not None or stack.settings.auth.identity_url:
+        from stratus.compute.agent.network import NetworkClient
+
+        network = NetworkClient(stack.http_client(), stack.service_auth())
+    images = None
+    if choice.name == "libvirt" and (stack.identity is not None
+                                     or stack.settings.auth.identity_url):
+        from stratus.compute.agent.images import HostImages
+
+        images = HostImages(select.image_cache_path(stack.settings), stack.service_auth(),
+                            stack.http_client())
+    # libvirt drives the one machine this process runs on: one host, whatever fake_hosts says.
+    hosts = compute_hosts(stack.settings) if choice.name == "fake" else [
+        settings.host or socket.gethostname()]
+    for host in hosts:
+        driver = (select.libvirt_driver(stack.settings) if choice.name == "libvirt" else
+                  FakeDriver(FakeDriverOptions(vcpus=settings.fake_vcpus,
+                                               memory_mb=settings.fake_memory_mb,
+                                               local_gb=settings.fake_local_gb)))
+        volumes = None
+        if network is not None:  # identity is reachable: so is the volume service's catalog
+            from stratus.compute.agent.volumes import HostVolumes
+            from stratus.compute.volume_client import VolumeClient
+
+            volumes = HostVolumes(host, driver, stack.service_auth(),
+                                  VolumeClient(stack.http_client()))
+        agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
+                                    volumes)
         await _serve(stack, COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)
         stack.agents.append(agent)
+
+
+async def _build_metadata(stack: Stack) -> ASGIApp:
+    from stratus.compute.metadata.api import create_metadata_app
+
+    runtime = await stack.start_compute()
+    return create_metadata_app(runtime.db, metadata_secret(stack.settings),
+                               dhcp_domain=stack.settings.metadata.dhcp_domain)
 
 
 async def _build_identity(stack: Stack) -> ASGIApp:
@@ -243,6 +315,130 @@ async def _build_image(stack: Stack) -> ASGIApp:
     return create_image_app(runtime, stack.token_validator())
 
 
+async def _build_network(stack: Stack) -> ASGIApp:
+    from stratus.network.agent_rpc import NetworkServerManager
+    from stratus.network.api import create_network_app
+    from stratus.network.backends import backend_name, create_backend
+    from stratus.network.events import ComputeEventSender
+    from stratus.network.rpcapi import NETWORK_TOPIC
+    from stratus.network.service import NetworkRuntime
+
+    bus = await stack.transport()
+    events = ComputeEventSender(stack.service_auth(), stack.http_client())
+    runtime = NetworkRuntime(stack.settings,
+                             backend=create_backend(backend_name(stack.settings), bus),
+                             events=events)
+    await runtime.start()
+    stack.exits.push_async_callback(runtime.stop)
+    await events.start()
+    stack.exits.push_async_callback(events.stop)
+    manager = NetworkServerManager(runtime)
+    await _serve(stack, NETWORK_TOPIC, None, manager, manager.METHODS)
+    stack.network = runtime
+    return create_network_app(runtime, stack.token_validator())
+
+
+async def _build_volume(stack: Stack) -> ASGIApp:
+    from stratus.volume.api import create_volume_app
+
+    runtime = await stack.start_volume()
+    return create_volume_app(runtime, stack.token_validator(),
+                             http_client=stack.http_client())
+
+
+async def _build_volume_manager(stack: Stack) -> None:
+    """One volume-manager for this host (``volume.host``), on the configured backend."""
+    from stratus.volume.backends import create_backend
+    from stratus.volume.manager import ImageSource, VolumeManager
+    from stratus.volume.rpcapi import VOLUME_TOPIC
+
+    settings = stack.settings
+    runtime = await stack.start_volume()
+    images: ImageSource | None = None
+    # Volumes from images need the image service, found through identity's catalog.
+    if stack.identity is not None or settings.auth.identity_url:
+        from stratus.compute.agent.images import HostImages
+
+        images = HostImages(settings.data_dir / "volume-image-cache", stack.service_auth(),
+                            stack.http_client())
+    host = settings.volume.host or socket.gethostname()
+    manager = VolumeManager(host, runtime, create_backend(settings), images=images)
+    stack.exits.push_async_callback(manager.stop)
+    await _serve(stack, VOLUME_TOPIC, host, manager, manager.METHODS)
+    await manager.start()
+
+
+async def ensure_default_network(stack: Stack) -> None:
+    """First start of the all-in-one: the admin project's network (``private``) and its
+    subnet, so ``server create --network private`` works at once. Made once; kept after."""
+    if stack.network is None or stack.identity is None:
+        return
+    from stratus.identity.resources import DEFAULT_DOMAIN_ID
+
+    async with stack.identity.service() as svc:
+        project = await svc.resources.find_project(name="admin", domain_id=DEFAULT_DOMAIN_ID)
+    options = stack.settings.network
+    async with stack.network.service() as net:
+        await net.ensure_default_network(project.id, options.default_network_name,
+                                         options.default_subnet_cidr)
+
+
+def _linuxbridge(stack: Stack, unit: str) -> bool:
+    """Whether the network agents run here (the linuxbridge backend); says so when not."""
+    from stratus.network.backends import backend_name
+
+    if backend_name(stack.settings) == "linuxbridge":
+        return True
+    LOG.info("%s: not started (the network backend is not linuxbridge)", unit)
+    return False
+
+
+async def _build_dhcp_agent(stack: Stack) -> None:
+    """dnsmasq and a metadata proxy per network, in its namespace; see
+    ``stratus.network.agents.dhcp``."""
+    if not _linuxbridge(stack, "dhcp-agent"):
+        return
+    from stratus.network.agents.dhcp import DhcpAgentManager, DhcpAgentOptions
+    from stratus.network.agents.dhcp.dnsmasq import DnsmasqOptions
+    from stratus.network.rpcapi import DHCP_AGENT_TOPIC, NetworkServerAPI
+
+    settings = stack.settings
+    net = settings.network
+    host = settings.compute.host or socket.gethostname()
+    options = DhcpAgentOptions(
+        state_dir=settings.dhcp_state_dir,
+        dnsmasq=DnsmasqOptions(binary=net.dnsmasq, domain=net.dns_domain,
+                               lease_seconds=net.dhcp_lease_duration),
+        report_interval=net.agent_report_interval, metadata_url=settings.metadata_url,
+        metadata_secret=metadata_secret(settings))
+    agent = DhcpAgentManager(host, NetworkServerAPI(await stack.transport()), options,
+                             http_client=stack.http_client)
+    # Registered before the bus server, so on the way out the server stops first.
+    stack.exits.push_async_callback(agent.stop)
+    await _serve(stack, DHCP_AGENT_TOPIC, host, agent, agent.METHODS)
+    await agent.start()
+
+
+async def _build_l2_agent(stack: Stack) -> None:
+    """Bridges and taps for the ports bound to this process's compute hosts; see
+    ``stratus.network.agents.l2``."""
+    if not _linuxbridge(stack, "l2-agent"):
+        return
+    from stratus.network.agents.l2 import L2AgentManager, L2AgentOptions
+    from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
+
+    settings = stack.settings
+    hosts = compute_hosts(settings) or [settings.compute.host or socket.gethostname()]
+    agent = L2AgentManager(hosts, NetworkServerAPI(await stack.transport()), L2AgentOptions(
+        tunnel_ip=settings.network.tunnel_ip,
+        report_interval=settings.network.agent_report_interval,
+        state_file=settings.data_dir / "l2-agent.json"))
+    stack.exits.push_async_callback(agent.stop)
+    for host in hosts:
+        await _serve(stack, L2_AGENT_TOPIC, host, agent.endpoint(host), agent.METHODS)
+    await agent.start()
+
+
 UNITS: dict[str, Unit] = {
     unit.name: unit
     for unit in (
@@ -252,12 +448,28 @@ UNITS: dict[str, Unit] = {
         Unit("conductor", None, _build_conductor),
         Unit("scheduler", None, _build_scheduler),
         Unit("compute-agent", None, _build_compute_agent),
+        # No catalog entry: only the metadata proxies call it (``settings.metadata_url``).
+        Unit("metadata-api", "/metadata", _build_metadata),
+        Unit("network-api", "/network", _build_network, ("network", "neutron", "")),
+        Unit("dhcp-agent", None, _build_dhcp_agent),
+        Unit("l2-agent", None, _build_l2_agent),
+        Unit("volume-api", "/volume", _build_volume, ("block-storage", "cinder",
+                                                      "/v3/$(project_id)s"),
+             catalog_aliases=("volumev3",)),
+        Unit("volume-manager", None, _build_volume_manager),
     )
 }
 
 
 def catalog_entries(settings: Settings) -> list[CatalogEntry]:
-    return [e for u in UNITS.values() if (e := u.catalog_entry(settings.base_url)) is not None]
+    entries = []
+    for unit in UNITS.values():
+        entry = unit.catalog_entry(settings.base_url)
+        if entry is not None:
+            entries.append(entry)
+            entries.extend(CatalogEntry(type=alias, name=f"{entry.name}v3", url=entry.url)
+                           for alias in unit.catalog_aliases)
+    return entries
 
 
 def admin_password(settings: Settings) -> str:
@@ -270,6 +482,18 @@ def admin_password(settings: Settings) -> str:
     password = secrets.token_urlsafe(18)
     _write_private(path, password + "\n")
     return password
+
+
+def metadata_secret(settings: Settings) -> str:
+    """The metadata proxies' HMAC key: configured, else generated once and kept (0600)."""
+    if settings.metadata.shared_secret is not None:
+        return settings.metadata.shared_secret.get_secret_value()
+    path = settings.data_dir / "metadata-secret"
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_hex(32)
+    _write_private(path, secret + "\n")
+    return secret
 
 
 def _write_private(path: Path, content: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +29,8 @@ db_app = typer.Typer(help="Databases.", no_args_is_help=True)
 identity_app = typer.Typer(help="Identity service administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(identity_app, name="identity")
+guest_image_app = typer.Typer(help="The project's test guest image.", no_args_is_help=True)
+app.add_typer(guest_image_app, name="guest-image")
 
 console = Console(stderr=True)
 
@@ -75,21 +77,31 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> None:
+async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
+                 after_up: Callable[[], Awaitable[None]] | None = None) -> None:
     from stratus.units import (
         UNITS,
         Stack,
         admin_password,
+        ensure_default_network,
         root_app,
         run_bootstrap,
         write_clouds_yaml,
     )
 
+    if "compute-agent" in names and settings.compute.virt_driver is None:
+        from stratus.compute.virt.select import choose_driver
+
+        choice = await choose_driver(settings)
+        settings.compute.virt_driver = choice.name
+        console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
     stack = Stack(settings)
     try:
         if bootstrap:
             await run_bootstrap(stack)
         asgi = await root_app(stack, names)
+        if bootstrap:
+            await ensure_default_network(stack)
         if all(UNITS[name].prefix is None for name in names):
             await _serve_bus_only(names)
             return
@@ -104,6 +116,8 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool) -> No
             await asyncio.sleep(0.01)
         if server.started:
             if bootstrap:
+                if after_up is not None:  # before "up": ready means ready with it
+                    await after_up()
                 clouds = write_clouds_yaml(settings, admin_password(settings))
                 console.print(f"[bold green]Stratus is up[/] at {settings.base_url} "
                               f"(units: {', '.join(names)})")
@@ -130,23 +144,75 @@ async def _serve_bus_only(names: list[str]) -> None:
 @app.command()
 def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
        virt_driver: Annotated[str | None, typer.Option(
-           "--virt-driver", help="Hypervisor driver of the compute agents [default: fake].")
+           "--virt-driver", help="Hypervisor driver of the compute agents: fake or libvirt "
+                                 "[default: libvirt where usable, else fake].")
        ] = None,
+       with_test_image: Annotated[bool, typer.Option(
+           "--with-test-image", help="Publish the test guest (built if needed) as the public "
+                                     "image stratus-test-guest.")
+       ] = False,
        fake_hosts: Annotated[int | None, typer.Option(
            "--fake-hosts", min=0, help="How many fake compute hosts to run [default: 1].")
+       ] = None,
+       network_backend: Annotated[str | None, typer.Option(
+           "--network-backend", help="noop or linuxbridge [default: linuxbridge when root "
+                                     "with dnsmasq installed, else noop].")
        ] = None) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
     from stratus.units import UNITS
 
     settings = _settings(data_dir, host, port)
     if virt_driver is not None:
+        if virt_driver not in ("fake", "libvirt"):
+            console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
+            raise typer.Exit(2)
         settings.compute.virt_driver = virt_driver
     if fake_hosts is not None:
         settings.compute.fake_hosts = fake_hosts
+    if network_backend is not None:
+        if network_backend not in ("noop", "linuxbridge"):
+            console.print(f"[red]Unknown network backend {network_backend!r}.[/] "
+                          "Use noop or linuxbridge.")
+            raise typer.Exit(2)
+        settings.network.backend = network_backend
     if settings.compute.virt_driver == "fake":
         console.print(f"Compute: the fake virt driver, {settings.compute.fake_hosts} host(s) "
-                      "(no real guests; the libvirt driver is not built yet)")
-    asyncio.run(_serve(settings, list(UNITS), bootstrap=True))
+                      "(no real guests)")
+    after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
+    asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+
+
+async def _publish_test_image(settings: Settings) -> None:
+    from stratus.guest_image import GuestImageError, ensure_image
+    from stratus.guest_image.upload import publish
+    from stratus.units import admin_password
+
+    try:
+        path = await asyncio.to_thread(ensure_image, settings.data_dir / "guest-image")
+        image_id = await publish(f"{settings.base_url}/identity/v3", "admin",
+                                 admin_password(settings), path)
+    except (GuestImageError, OSError) as exc:
+        console.print(f"[red]The test guest image could not be published:[/] {exc}")
+        return
+    console.print(f"Test guest: image stratus-test-guest ({image_id})")
+
+
+@guest_image_app.command("build")
+def guest_image_build(
+        output: Annotated[Path | None, typer.Option(
+            "--output", help="Also copy the image here.")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Build even if cached.")] = False,
+        data_dir: DataDir = None) -> None:
+    """Build the test guest (Debian cloud kernel + busybox) as qcow2; cached by versions."""
+    from stratus.guest_image import GuestImageError, build
+
+    settings = _settings(data_dir)
+    try:
+        path = build(settings.data_dir / "guest-image", output=output, force=force)
+    except GuestImageError as exc:
+        console.print(f"[red]Cannot build the test guest:[/] {exc}")
+        raise typer.Exit(1) from exc
+    print(path)
 
 
 @app.command()
@@ -191,6 +257,8 @@ def db_upgrade(data_dir: DataDir = None) -> None:
     from stratus.core.db import Database
     from stratus.identity import service as identity
     from stratus.image import service as image
+    from stratus.network import service as network
+    from stratus.volume import service as volume
 
     settings = _settings(data_dir)
     histories = [
@@ -199,6 +267,10 @@ def db_upgrade(data_dir: DataDir = None) -> None:
         ("image", settings.image.database_url, image.SCRIPT_LOCATION, image.VERSION_TABLE),
         ("compute", settings.compute.database_url, compute.SCRIPT_LOCATION,
          compute.VERSION_TABLE),
+        ("network", settings.network.database_url, network.SCRIPT_LOCATION,
+         network.VERSION_TABLE),
+        ("volume", settings.volume.database_url, volume.SCRIPT_LOCATION,
+         volume.VERSION_TABLE),
     ]
 
     async def run() -> None:

@@ -108,7 +108,9 @@ class Cloud:
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "OS_"))}
     env.update({"STRATUS_IDENTITY__BCRYPT_ROUNDS": "4", "STRATUS_CONFIG_FILE": "/nonexistent",
-                "PYTHONUNBUFFERED": "1"})
+                "PYTHONUNBUFFERED": "1",
+                # Real guests only where a test asks (STRATUS_COMPUTE__VIRT_DRIVER=libvirt).
+                "STRATUS_COMPUTE__VIRT_DRIVER": "fake"})
     env.update(extra)
     return env
 

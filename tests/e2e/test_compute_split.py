@@ -69,13 +69,13 @@ async def split(tmp_path: Path, db_url: str, rabbit_url: str) -> AsyncIterator[
     port = free_port()
     env = base_env(STRATUS_DATABASE_URL=db_url, STRATUS_BUS_URL=rabbit_url,
                    STRATUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
-                   STRATUS_COMPUTE__REPORT_INTERVAL="1")
+                   STRATUS_COMPUTE__REPORT_INTERVAL="1", STRATUS_NETWORK__BACKEND="noop")
     for command in (["db", "upgrade"], ["bootstrap", "--port", str(port)]):
         await asyncio.to_thread(
             subprocess.run, [str(BIN / "stratus"), *command, "--data-dir", str(data_dir)],
             env=env, check=True, capture_output=True, timeout=120)
     api = Cloud(data_dir, port, env, args=["serve", "identity-api", "image-api",
-                                           "compute-api"])
+                                           "compute-api", "network-api"])
     fleet = Fleet(data_dir, env)
     await asyncio.to_thread(api.start)
     try:

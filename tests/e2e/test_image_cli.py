@@ -64,6 +64,8 @@ def make_member(cloud: Cloud, token: str, project: str, user: str,
     return result
 
 
+# One database is enough for the CLI session; the image API runs on both in integration.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_image_session_with_the_real_cli(cloud: Cloud, tmp_path: Path) -> None:
     require_qemu_img()
     disk = tmp_path / "cirros.qcow2"

@@ -28,6 +28,8 @@ def validate(cloud: Cloud, admin_token: str, token: str) -> httpx.Response:
                      headers={"X-Auth-Token": admin_token, "X-Subject-Token": token})
 
 
+# One database is enough for the CLI session; identity on SQLite is the integration tests'.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_identity_session_with_the_real_cli(cloud: Cloud) -> None:
     admin_password = (cloud.data_dir / "admin-password").read_text().strip()
     for private in (cloud.clouds_yaml, cloud.data_dir / "admin-password"):

@@ -20,6 +20,8 @@ def test_db_upgrade_reports_the_head_revision(tmp_path: Path) -> None:
     assert (tmp_path / "identity.db").exists()
     assert "image: at revision 0001" in result.stderr
     assert (tmp_path / "image.db").exists()
+    assert "volume: at revision 0001" in result.stderr
+    assert (tmp_path / "volume.db").exists()
 
 
 def test_rotate_keys(tmp_path: Path) -> None:

@@ -71,12 +71,12 @@ async def test_services_endpoints_and_catalog(cloud: Cloud) -> None:
     nova = created.json()["service"]
     assert nova["enabled"] is True
     assert nova["links"]["self"] == f"{API}/services/{nova['id']}"
-    cinder = (await cloud.post("/v3/services", {"service": {"type": "block-storage",
-                                                            "name": "cinder"}}))["service"]
+    cinder = (await cloud.post("/v3/services", {"service": {"type": "shared-file-system",
+                                                            "name": "manila"}}))["service"]
     assert (await cloud.get(f"/v3/services/{nova['id']}"))["service"] == nova
     assert [s["id"] for s in (await cloud.get("/v3/services", type="dns"))["services"]] == [
         nova["id"]]
-    assert [s["id"] for s in (await cloud.get("/v3/services", name="cinder"))["services"]] == [
+    assert [s["id"] for s in (await cloud.get("/v3/services", name="manila"))["services"]] == [
         cinder["id"]]
     assert (await cloud.get("/v3/services", type="placement"))["services"] == []
 
@@ -95,7 +95,7 @@ async def test_services_endpoints_and_catalog(cloud: Cloud) -> None:
     # "region" is the older spelling of "region_id"; a project placeholder is filled per token.
     volume = (await cloud.post("/v3/endpoints", {"endpoint": {
         "service_id": cinder["id"], "interface": "public", "region": "RegionOne",
-        "url": "http://test/volume/v3/$(project_id)s"}}))["endpoint"]
+        "url": "http://test/share/v2/$(project_id)s"}}))["endpoint"]
     assert volume["region_id"] == "RegionOne"
     for bad in ({"service_id": nova["id"], "interface": "sideways", "url": "http://x"},
                 {"service_id": nova["id"], "interface": "public", "url": ""},
@@ -127,16 +127,16 @@ async def test_services_endpoints_and_catalog(cloud: Cloud) -> None:
         ("admin", "http://test/dns/v2/admin"),
         ("internal", "http://test/dns/v2/internal"),
         ("public", "http://test/dns/v2/public")]
-    storage = catalog_entry(member.body["catalog"], "block-storage")
+    storage = catalog_entry(member.body["catalog"], "shared-file-system")
     assert storage is not None
     assert [e["url"] for e in storage["endpoints"]] == [
-        f"http://test/volume/v3/{member.project['id']}"]
+        f"http://test/share/v2/{member.project['id']}"]
     auth_catalog = (await cloud.client.get("/v3/auth/catalog", headers=member.headers)).json()
     assert auth_catalog["catalog"] == member.body["catalog"]
     # Without a project there is nothing to fill the placeholder with.
     _, system_body = await cloud.issue(password_auth(
         user_id=cloud.admin_user_id, password=ADMIN_PASSWORD, scope={"system": {"all": True}}))
-    assert catalog_entry(system_body["catalog"], "block-storage") is None
+    assert catalog_entry(system_body["catalog"], "shared-file-system") is None
     assert catalog_entry(system_body["catalog"], "dns") is not None
 
     # Updates show in the catalog of tokens validated afterwards.
@@ -162,7 +162,7 @@ async def test_services_endpoints_and_catalog(cloud: Cloud) -> None:
     assert response.json()["service"]["enabled"] is False
     assert response.json()["service"]["name"] == "cinder2"
     catalog = (await cloud.client.get("/v3/auth/catalog", headers=member.headers)).json()
-    assert catalog_entry(catalog["catalog"], "block-storage") is None
+    assert catalog_entry(catalog["catalog"], "shared-file-system") is None
     assert catalog_entry(catalog["catalog"], "identity") is not None
 
     # Non-admins cannot manage the catalog.

@@ -1,0 +1,214 @@
+"""Split mode for benchmarks: every unit its own ``stratus serve`` process.
+
+``SplitCloud`` makes a fresh RabbitMQ virtual host (with the local ``rabbitmqctl``) and a fresh
+PostgreSQL database (``scratch_database``), runs ``stratus db upgrade`` and ``stratus bootstrap``
+on them, then starts one API process (the API units given) and the bus-only processes
+(schedulers, conductors, compute agents), each in its own process group with its output in a
+log file. Leaving the context terminates every process, then deletes the virtual host and
+drops the database, also on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks._cloud import free_port, scratch_database, stratus_command
+
+API_UNITS = ("identity-api", "image-api", "compute-api")
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One bus-only process: its name (log file), its units and its own environment."""
+
+    name: str
+    units: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``STRATUS_*``/``OS_*``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "OS_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+async def rabbitmqctl(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    if process.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {args[0]} failed ({process.returncode}): "
+                           f"{err.decode(errors='replace')[-500:]}")
+    return out.decode(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def scratch_vhost(server_url: str) -> AsyncIterator[str]:
+    """A bus URL on a new virtual host of ``server_url``'s broker, deleted afterwards.
+
+    The virtual host is made with the local ``rabbitmqctl``, so the broker must be this
+    machine's; the URL's user gets full permissions on it.
+    """
+    from stratus.core.bus.url import TransportURL
+
+    parsed = TransportURL.parse(server_url)
+    if parsed.transport != "rabbit":
+        raise ValueError("split mode needs a RabbitMQ bus URL (rabbit:// or amqp://)")
+    host = parsed.hosts[0]
+    user = host.username or "guest"
+    name = f"stratus-bench-{uuid.uuid4().hex[:12]}"
+    await rabbitmqctl("add_vhost", name)
+    try:
+        await rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        yield f"rabbit://{user}:{host.password or 'guest'}@{host.host}:{host.port}/{name}"
+    finally:
+        await _delete_vhost(name)
+
+
+async def _delete_vhost(name: str, within: float = 120) -> None:
+    """Delete the virtual host, retrying while the broker is (re)starting: other work on the
+    machine may restart it. Still failing, say so on stderr rather than lose the run."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await rabbitmqctl("delete_vhost", name)
+            return
+        except RuntimeError as exc:
+            if time.monotonic() > deadline:
+                print(f"could not delete RabbitMQ virtual host {name!r}; delete it with "
+                      f"`rabbitmqctl delete_vhost {name}`: {exc}", file=sys.stderr, flush=True)
+                return
+        await asyncio.sleep(2)
+
+
+class SplitCloud:
+    """The API units in one process on a free port, ``workers`` each in their own process."""
+
+    def __init__(self, work_dir: Path, workers: list[Worker], *, rabbit_url: str,
+                 database_url: str, api_units: tuple[str, ...] = API_UNITS,
+                 env: dict[str, str] | None = None) -> None:
+        self.work_dir = work_dir
+        self.data_dir = work_dir / "data"
+        self.workers = workers
+        self.rabbit_url = rabbit_url
+        self.server_database_url = database_url
+        self.api_units = api_units
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def identity_url(self) -> str:
+        return f"{self.base_url}/identity/v3"
+
+    def admin_password(self) -> str:
+        return (self.data_dir / "admin-password").read_text().strip()
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        try:
+            text = (self.work_dir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def copy_logs(self, directory: Path) -> None:
+        """Copy every process's log so far into ``directory`` (``<name>.log``)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in self.processes:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.work_dir / f"{name}.log", directory / f"{name}.log")
+
+    async def __aenter__(self) -> SplitCloud:
+        try:
+            bus_url = await self._stack.enter_async_context(scratch_vhost(self.rabbit_url))
+            db_url = await self._stack.enter_async_context(
+                scratch_database(self.server_database_url))
+            assert db_url is not None
+            self._stack.push_async_callback(self._stop_all)
+            self.env = clean_env(**{"STRATUS_CONFIG_FILE": "/nonexistent", **self.extra_env,
+                                    "STRATUS_BUS_URL": bus_url,
+                                    "STRATUS_DATABASE_URL": db_url})
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            for command in (["db", "upgrade"], ["bootstrap", "--port", str(self.port)]):
+                done = await asyncio.to_thread(
+                    subprocess.run, [*stratus_command(), *command, "--data-dir",
+                                     str(self.data_dir)],
+                    env=self.env, capture_output=True, timeout=300, check=False)
+                if done.returncode != 0:
+                    raise RuntimeError(f"stratus {' '.join(command)} failed:\n"
+                                       f"{done.stdout.decode(errors='replace')[-2000:]}"
+                                       f"{done.stderr.decode(errors='replace')[-2000:]}")
+            self._start("api", self.api_units, {}, port=self.port)
+            for worker in self.workers:
+                self._start(worker.name, worker.units, worker.env)
+            await self._wait_api()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def _start(self, name: str, units: tuple[str, ...], env: dict[str, str],
+               port: int | None = None) -> None:
+        command = [*stratus_command(), "serve", *units, "--data-dir", str(self.data_dir)]
+        if port is not None:
+            command += ["--host", "127.0.0.1", "--port", str(port)]
+        with (self.work_dir / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**self.env, **env}, start_new_session=True)
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is not None]
+
+    async def _wait_api(self, within: float = 120) -> None:
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(timeout=2) as client:
+            while True:
+                if dead := self.dead():
+                    raise RuntimeError(f"{dead[0]} exited early:\n{self.log_tail(dead[0])}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.identity_url)).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the API was not up after {within} s:\n"
+                                       f"{self.log_tail('api')}")
+                await asyncio.sleep(0.1)
+
+    async def _stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                await asyncio.to_thread(process.wait, max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await asyncio.to_thread(process.wait)
+        self.processes.clear()
