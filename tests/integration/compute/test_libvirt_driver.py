@@ -199,3 +199,27 @@ async def test_spawn_without_image_file_or_twice(driver: LibvirtDriver) -> None:
     # The failed second spawn did not remove the first guest's files.
     assert (driver.instance_dir(guest.uuid) / "disk").is_file()
     assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING
+
+
+def test_a_dead_virtlogd_is_started_again_while_libvirtd_answers(tmp_path: Path) -> None:
+    """libvirtd answering is not enough: without virtlogd no guest can start (stale socket)."""
+    import os
+    import signal
+    import subprocess
+
+    libvirt_ready()
+    assert libvirt_host._virtlogd_answers()
+    pids = subprocess.run(["pgrep", "-x", "virtlogd"], capture_output=True, text=True,
+                          check=False).stdout.split()
+    assert pids, "virtlogd is not a process of its own here"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    deadline = 50
+    while libvirt_host._virtlogd_answers() and deadline:
+        deadline -= 1
+        subprocess.run(["sleep", "0.1"], check=False)
+    assert not libvirt_host._virtlogd_answers()
+
+    libvirt_host.ensure_daemons(tmp_path / "run")
+
+    assert libvirt_host._virtlogd_answers()
