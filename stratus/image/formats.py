@@ -124,7 +124,8 @@ class Inspector:
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={"LC_ALL": "C"})
         try:
-            out, err = await asyncio.wait_for(process.communicate(), QEMU_IMG_TIMEOUT)
+            async with asyncio.timeout(QEMU_IMG_TIMEOUT):
+                out, err = await process.communicate()
         except TimeoutError:
             process.kill()
             await process.wait()

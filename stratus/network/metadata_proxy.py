@@ -190,7 +190,8 @@ class MetadataProxy:
             return
         server.should_exit = True
         try:
-            await asyncio.wait_for(task, 5)
+            async with asyncio.timeout(5):
+                await task
         except TimeoutError:
             server.force_exit = True
             task.cancel()

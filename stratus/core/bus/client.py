@@ -169,8 +169,8 @@ class RPCClient:
     async def _reply_address(self, deadline: float) -> str:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(self.transport.reply_address(),
-                                          max(0.001, deadline - loop.time()))
+            async with asyncio.timeout(max(0.001, deadline - loop.time())):
+                return await self.transport.reply_address()
         except TimeoutError:
             raise MessagingTimeout(f"no reply queue within {self.timeout:g}s: the broker "
                                    "is unreachable") from None
@@ -194,7 +194,8 @@ class RPCClient:
                 await transport.send(
                     self._call_queue, body, msg_id=msg_id, ttl=timeout,
                     give_up_after=max(0.001, deadline - loop.time()))
-                raw = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    raw = await future
             except TimeoutError:
                 raise MessagingTimeout(
                     f"no reply to {method} from {self.target} within {timeout:g}s") from None

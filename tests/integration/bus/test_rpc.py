@@ -121,6 +121,29 @@ async def test_call_times_out_with_messaging_timeout(transports: TransportFactor
     assert await client.prepare(timeout=10).call(context(), "add", a=41) == 42
 
 
+async def test_a_call_cancelled_as_its_reply_lands_is_still_cancelled(
+        transports: TransportFactory, servers: ServerFactory) -> None:
+    """A cancellation that arrives in the same loop step as the reply must not be dropped:
+    a periodic task stopped at that moment would otherwise run on, and its stop() hang."""
+    await servers(await transports(), Target("calc"), Recorder())
+    transport = await transports()
+    client = RPCClient(transport, Target("calc"), timeout=10)
+    caller: asyncio.Task[Any] | None = None
+    expect_reply = transport.expect_reply
+
+    def cancel_as_reply_lands(msg_id: str) -> asyncio.Future[bytes]:
+        future = expect_reply(msg_id)
+        # Registered before the caller waits: runs first in the step the reply lands in.
+        future.add_done_callback(lambda _: caller.cancel() if caller else None)
+        return future
+
+    transport.expect_reply = cancel_as_reply_lands  # type: ignore[method-assign]
+    caller = asyncio.create_task(client.call(context(), "add", a=1))
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert caller.cancelled()
+
+
 async def test_call_raises_remote_error(transports: TransportFactory,
                                         servers: ServerFactory) -> None:
     await servers(await transports(), Target("errors"), Recorder())

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.context import RequestContext
@@ -93,9 +91,6 @@ async def test_a_guest_running_while_stopped_is_powered_off(cloud: Cloud) -> Non
             shown["OS-EXT-STS:task_state"]) == ("SHUTOFF", 4, None)
 
 
-# Hung once on PostgreSQL (1 CI run of 4, inside an await, loop alive): under investigation;
-# SQLite keeps the periodic path covered meanwhile. The sync's rules run on both databases.
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_the_periodic_sync_runs_on_its_own(cloud: Cloud) -> None:
     image_id = await upload_image(cloud)
     (server,) = await _boot(cloud, image_id, ["periodic"])

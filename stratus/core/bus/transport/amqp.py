@@ -463,7 +463,8 @@ class AmqpTransport(Transport):
             if remaining <= 0:
                 raise DeliveryFailed(f"{what}: RabbitMQ {self.url} unreachable")
             try:
-                await asyncio.wait_for(self._connected.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._connected.wait()
             except TimeoutError:
                 raise DeliveryFailed(f"{what}: RabbitMQ {self.url} unreachable") from None
             if self._link is None:
