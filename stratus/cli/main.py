@@ -253,35 +253,24 @@ def bootstrap(data_dir: DataDir = None, host: Host = None, port: Port = None) ->
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Bring every service's database schema up to date."""
-    from stratus.compute import service as compute
     from stratus.core.db import Database
-    from stratus.identity import service as identity
-    from stratus.image import service as image
-    from stratus.network import service as network
-    from stratus.volume import service as volume
+    from stratus.schemas import all_schemas
 
     settings = _settings(data_dir)
-    histories = [
-        ("identity", settings.identity.database_url, identity.SCRIPT_LOCATION,
-         identity.VERSION_TABLE),
-        ("image", settings.image.database_url, image.SCRIPT_LOCATION, image.VERSION_TABLE),
-        ("compute", settings.compute.database_url, compute.SCRIPT_LOCATION,
-         compute.VERSION_TABLE),
-        ("network", settings.network.database_url, network.SCRIPT_LOCATION,
-         network.VERSION_TABLE),
-        ("volume", settings.volume.database_url, volume.SCRIPT_LOCATION,
-         volume.VERSION_TABLE),
-    ]
+    overrides = {"identity": settings.identity.database_url,
+                 "image": settings.image.database_url,
+                 "compute": settings.compute.database_url,
+                 "network": settings.network.database_url,
+                 "volume": settings.volume.database_url}
 
     async def run() -> None:
-        for name, override, scripts, table in histories:
-            db = Database(settings.database_url_for(name, override))
+        for schema in all_schemas():
+            db = Database(settings.database_url_for(schema.service, overrides[schema.service]))
             try:
-                await db.upgrade(scripts, table)
-                revision = await db.current_revision(table)
+                revision = await schema.upgrade(db)
             finally:
                 await db.dispose()
-            console.print(f"{name}: at revision {revision}")
+            console.print(f"{schema.service}: at revision {revision}")
 
     asyncio.run(run())
 

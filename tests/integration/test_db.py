@@ -33,8 +33,8 @@ def identity_head() -> str:
 
 
 @pytest.fixture
-async def database(db_url: str) -> AsyncIterator[Database]:
-    db = Database(db_url)
+async def database(empty_db_url: str) -> AsyncIterator[Database]:
+    db = Database(empty_db_url)
     yield db
     await db.dispose()
 
