@@ -28,8 +28,14 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# Most tests wait on subprocesses, databases and the broker, not on the CPU: they run in
+# TEST_WORKERS processes. Tests marked `serial` (they stop the broker, kill libvirt's
+# daemons or boot real guests) run afterwards, alone. Exit code 5 = none selected.
+TEST_WORKERS ?= 3
+
 test: lint typecheck
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
+	$(BIN)/pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -65,6 +65,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
             terminalreporter.line(f"SKIPPED {report.nodeid}: {reason}", red=True)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real guests run in the serial part: under TCG they need the CPUs to themselves."""
+    for item in items:
+        if item.get_closest_marker("realvm") and not item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.serial)
+
+
 # Databases --------------------------------------------------------------------------------
 
 

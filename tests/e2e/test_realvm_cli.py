@@ -21,7 +21,7 @@ from stratus.compute.virt.libvirt import host as libvirt_host
 from tests.e2e.cloud import Cloud, base_env, free_port
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.realvm]
+pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
 
 
 @pytest.fixture

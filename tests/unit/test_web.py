@@ -124,9 +124,9 @@ async def test_valid_incoming_request_id_becomes_global_request_id(
 
 @pytest.mark.parametrize("incoming", [
     "req-not-a-uuid",
-    str(uuid.uuid4()),
+    "0b5e1f7c-3a7d-4c1e-9d2b-6f0a8e4c2d11",  # a bare uuid, without the req- prefix
     "abc",
-    f"req-{uuid.uuid4()}; DROP TABLE",
+    "req-0b5e1f7c-3a7d-4c1e-9d2b-6f0a8e4c2d11; DROP TABLE",
 ])
 async def test_invalid_incoming_request_id_is_ignored(client: httpx.AsyncClient,
                                                       incoming: str) -> None:

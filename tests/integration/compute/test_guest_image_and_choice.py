@@ -14,7 +14,7 @@ from stratus.compute.virt.select import choose_driver, embedded_choice
 from stratus.core.config import Settings
 from tests.realvm import libvirt_ready
 
-pytestmark = pytest.mark.realvm
+pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
 STRATUS = Path(sys.executable).parent / "stratus"
 

@@ -20,7 +20,7 @@ from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.compute.virt.libvirt import host as libvirt_host
 from tests.realvm import guest_image, libvirt_ready, wait_console
 
-pytestmark = pytest.mark.realvm
+pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT, auth_body
 from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
-pytestmark = pytest.mark.realvm
+pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
 
 @pytest.fixture

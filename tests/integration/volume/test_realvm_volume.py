@@ -18,7 +18,7 @@ from tests.integration.volume.conftest import LateASGITransport
 from tests.integration.volume.test_server_volumes import ADMIN_PASSWORD, ROOT, UNITS, Cloud
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
-pytestmark = pytest.mark.realvm
+pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
 
 @pytest.fixture
