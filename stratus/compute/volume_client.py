@@ -8,6 +8,8 @@ the caller has one, the service token. ``base`` is the project's block storage U
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -123,6 +125,41 @@ class VolumeClient:
                              service_token=service_token)
         except NotFound:
             pass  # already gone: what we wanted
+
+
+    async def release_instance(self, ctx: RequestContext, base: str, instance_uuid: str, *,
+                               service_token: str | None = None,
+                               settle_within: float = 600.0) -> None:
+        """Give back what ``instance_uuid`` held: its attachments are deleted (its volumes
+        are ``available`` again), then the root volumes made to go with it
+        (``DELETE_ON_TERMINATION``) are deleted, once one still being made has settled.
+        Raises on the first failure; what was released stays released."""
+        for attachment in await self.attachments_of(ctx, base, instance_uuid,
+                                                    service_token=service_token):
+            await self.delete_attachment(ctx, base, attachment["id"],
+                                         service_token=service_token)
+        deadline = time.monotonic() + settle_within
+        for volume in await self.volumes_with_metadata(ctx, base, BOOT_FOR, instance_uuid,
+                                                       service_token=service_token):
+            if (volume.get("metadata") or {}).get(DELETE_ON_TERMINATION) != "true":
+                continue
+            while volume["status"] not in _SETTLED:
+                if time.monotonic() > deadline:
+                    raise Conflict(f"Volume {volume['id']} stayed {volume['status']}; it "
+                                   "was not deleted.")
+                await asyncio.sleep(0.2)
+                try:
+                    volume = await self.get_volume(ctx, base, volume["id"],
+                                                   service_token=service_token)
+                except NotFound:
+                    break
+            else:
+                await self.delete_volume(ctx, base, volume["id"],
+                                         service_token=service_token)
+
+
+#: Volume states a delete is accepted in (and that nothing else will move it out of).
+_SETTLED = ("available", "error", "error_restoring", "error_extending", "error_managing")
 
 
 def _message(response: httpx.Response) -> str:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from stratus.compute.virt.driver import VirtDriver, VirtError
-from stratus.compute.volume_client import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
+from stratus.compute.volume_client import BOOT_FOR, VolumeClient
 from stratus.core.context import RequestContext
 from stratus.core.service_auth import ServiceAuth
 
@@ -78,15 +78,7 @@ class HostVolumes:
         try:
             base = await self._base(ctx, project_id)
             token = await self.service_auth.token()
-            for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
-                                                                service_token=token):
-                await self.client.delete_attachment(ctx, base, attachment["id"],
-                                                    service_token=token)
-            for volume in await self.client.volumes_with_metadata(
-                    ctx, base, BOOT_FOR, instance_uuid, service_token=token):
-                if (volume.get("metadata") or {}).get(DELETE_ON_TERMINATION) == "true":
-                    await self.client.delete_volume(ctx, base, volume["id"],
-                                                    service_token=token)
+            await self.client.release_instance(ctx, base, instance_uuid, service_token=token)
         except Exception:
             LOG.exception("could not release the volumes of %s", instance_uuid)
 

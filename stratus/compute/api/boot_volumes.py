@@ -7,11 +7,14 @@ compute-api asks the block storage service for the root volume (from the image, 
 (volume metadata ``stratus:boot_for``, and ``stratus:delete_on_termination``); the compute
 host finds it there, waits for it to be ``available`` and attaches it as ``/dev/vda``
 (``stratus.compute.agent.volumes``); deleting the server releases it and, if asked, deletes
-it. Compute keeps no table of its own for this: the volume service holds it.
+it. Compute keeps no table of its own for this: the volume service holds it. A server
+deleted where no host can do it (never placed, or its host is down) has its volumes
+released by compute-api itself (``release_volumes``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -20,9 +23,12 @@ from stratus.compute.api.schemas import BlockDeviceMapping, ServerCreate
 from stratus.compute.image_client import endpoint
 from stratus.compute.volume_client import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import BadRequest
+from stratus.core.exceptions import BadRequest, StratusError
 
-__all__ = ["BOOT_FOR", "DELETE_ON_TERMINATION", "create_root_volume", "root_mapping"]
+__all__ = ["BOOT_FOR", "DELETE_ON_TERMINATION", "create_root_volume", "release_volumes",
+           "root_mapping"]
+
+LOG = logging.getLogger(__name__)
 
 
 def is_image_to_volume(bdm: BlockDeviceMapping) -> bool:
@@ -72,3 +78,25 @@ async def create_root_volume(request: Request, context: RequestContext,
         "metadata": tags}})
     volume: dict[str, Any] = body["volume"]
     return volume
+
+
+def _block_storage(context: RequestContext) -> str | None:
+    try:
+        return endpoint(context, "block-storage")
+    except StratusError:
+        return None  # a cloud without block storage: nothing to release
+
+
+async def release_volumes(request: Request, context: RequestContext,
+                          instance_uuid: str) -> None:
+    """Release the volumes of a server deleted without a host: its attachments go, its
+    root volume goes if it was to be deleted with it. Logs, never raises (the server is
+    already deleted; the volumes stay visible to their owner)."""
+    base = _block_storage(context)
+    if base is None:
+        return
+    client = VolumeClient(request.app.state.image_client.client)
+    try:
+        await client.release_instance(context, base, instance_uuid)
+    except Exception:
+        LOG.exception("could not release the volumes of deleted server %s", instance_uuid)

@@ -11,7 +11,7 @@ import binascii
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -368,7 +368,7 @@ async def _agent_up(svc: ComputeService, host: str) -> bool:
 
 @router.delete("/{server_id}", status_code=204)
 async def delete_server(server_id: str, request: Request, context: Context,
-                        authorize: Authorize) -> Response:
+                        authorize: Authorize, background: BackgroundTasks) -> Response:
     rt = runtime(request)
     async with rt.service() as svc:
         instance = await _visible(svc, context, server_id)
@@ -377,13 +377,20 @@ async def delete_server(server_id: str, request: Request, context: Context,
             return Response(status_code=204)
         await svc.instances.start_action(context, instance.uuid, "delete")
         host = instance.host
-        if host is None or not await _agent_up(svc, host):
+        local = host is None or not await _agent_up(svc, host)
+        if local:
             # Never placed, or its host is down: delete here, give the resources back.
             await Placement(svc.session).free(instance.uuid)
             await svc.instances.soft_delete(instance.uuid)
             await svc.instances.finish_action(instance.uuid, context.request_id)
-            return Response(status_code=204)
-        instance.task_state = states.DELETING
+        else:
+            instance.task_state = states.DELETING
+    if local:
+        # No host will release its volumes: a root volume made for it (perhaps still
+        # being made) or attachments left by a dead host. After the answer, not before.
+        background.add_task(boot_volumes.release_volumes, request, context, instance.uuid)
+        return Response(status_code=204)
+    assert host is not None
     await _agents(request).terminate_instance(context, host, instance.uuid)
     return Response(status_code=204)
 

@@ -317,3 +317,30 @@ async def test_boot_from_an_existing_volume(cloud: Cloud) -> None:
     await cloud.compute("DELETE", f"/servers/{sid}")
     kept = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "available")
     assert kept["attachments"] == []
+
+
+async def test_a_server_deleted_without_a_host_takes_its_root_volume_along(
+        cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    services = (await cloud.compute("GET", "/os-services?binary=nova-compute")).json()
+    for service in services["services"]:  # no host can take it: the server ends ERROR
+        disabled = await cloud.compute("PUT", f"/os-services/{service['id']}",
+                                       json={"status": "disabled"})
+        assert disabled.status_code == 200, disabled.text
+    created = await cloud.compute("POST", "/servers", json=_bfv_body(
+        image_id, "nowhere", volume_size=1, delete_on_termination=True))
+    assert created.status_code == 202, created.text
+    sid = created.json()["server"]["id"]
+    failed = await cloud.wait("compute", f"/servers/{sid}", "server", "ERROR")
+    assert failed.get("OS-EXT-SRV-ATTR:host") is None
+    (root,) = (await cloud.volume("GET", "/volumes/detail")).json()["volumes"]
+
+    assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
+
+    for _ in range(400):  # deleted once made, even if it was still being made
+        if (await cloud.volume("GET", f"/volumes/{root['id']}")).status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the root volume outlived its server")
+    assert (await cloud.volume("GET", "/volumes/detail")).json()["volumes"] == []
