@@ -19,6 +19,7 @@ from typing import Any
 from stratus.compute.virt.driver import VirtDriver, VirtError
 from stratus.compute.volume_client import BOOT_FOR, VolumeClient
 from stratus.core.context import RequestContext
+from stratus.core.exceptions import NotFound
 from stratus.core.service_auth import ServiceAuth
 
 LOG = logging.getLogger(__name__)
@@ -74,13 +75,18 @@ class HostVolumes:
                           instance_uuid: str) -> None:
         """The guest is gone: delete every attachment it held, so its volumes are
         ``available`` again, then the root volumes made for it to be deleted with it.
-        Never raises (a delete must finish); failures are logged."""
+        Raises when the volume service cannot be reached or refuses: the delete then ends
+        in ERROR and deleting again retries, rather than leaving volumes attached to a
+        server that no longer exists. A cloud without block storage (none in the catalog,
+        or nothing serving it there: 404) has nothing to release."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
         try:
-            base = await self._base(ctx, project_id)
-            token = await self.service_auth.token()
             await self.client.release_instance(ctx, base, instance_uuid, service_token=token)
-        except Exception:
-            LOG.exception("could not release the volumes of %s", instance_uuid)
+        except NotFound:
+            LOG.debug("no block storage answers at %s: no volumes to release", base)
 
     async def connect_boot_volumes(self, ctx: RequestContext, project_id: str,
                                    instance_uuid: str, wait_for: float = 600.0,

@@ -15,6 +15,7 @@ import pytest
 
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 from stratus.core.config import Settings
+from stratus.core.exceptions import ServiceUnavailable
 from stratus.units import Stack, root_app, run_bootstrap
 from tests.integration.compute.test_boot_flow import boot_body, upload_image
 from tests.integration.volume.conftest import LateASGITransport, assert_cinder_error
@@ -240,6 +241,40 @@ async def test_deleting_a_server_releases_its_volumes(cloud: Cloud) -> None:
         after = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "available")
         assert after["attachments"] == []
     assert (await cloud.volume("GET", "/attachments")).json()["attachments"] == []
+
+
+async def test_a_delete_that_cannot_release_its_volumes_ends_in_error_and_can_be_retried(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    server = await _server(cloud, image_id, "vm")
+    volume = await _volume(cloud)
+    attached = await cloud.compute("POST", f"/servers/{server['id']}/os-volume_attachments",
+                                   json={"volumeAttachment": {"volumeId": volume["id"]}})
+    assert attached.status_code == 200, attached.text
+    (agent,) = [a for a in cloud.stack.agents if a.host == server["OS-EXT-SRV-ATTR:host"]]
+    assert agent.volumes is not None
+    client = agent.volumes.client
+
+    async def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise ServiceUnavailable("The block storage service is unreachable.")
+
+    monkeypatch.setattr(client, "release_instance", unreachable)
+    assert (await cloud.compute("DELETE", f"/servers/{server['id']}")).status_code == 204
+    failed = await cloud.wait("compute", f"/servers/{server['id']}", "server", "ERROR")
+    assert "block storage service is unreachable" in failed["fault"]["message"]
+    assert (await cloud.volume("GET", f"/volumes/{volume['id']}")).json()["volume"][
+        "status"] == "in-use", "nothing was released: the attachment still says so"
+
+    monkeypatch.undo()  # the volume service is back: deleting again finishes the job
+    assert (await cloud.compute("DELETE", f"/servers/{server['id']}")).status_code == 204
+    for _ in range(400):
+        if (await cloud.compute("GET", f"/servers/{server['id']}")).status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the second delete did not finish")
+    after = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "available")
+    assert after["attachments"] == []
 
 
 def _bfv_body(image_id: str, name: str, **bdm: Any) -> dict[str, Any]:
