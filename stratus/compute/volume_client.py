@@ -126,7 +126,6 @@ class VolumeClient:
         except NotFound:
             pass  # already gone: what we wanted
 
-
     async def release_instance(self, ctx: RequestContext, base: str, instance_uuid: str, *,
                                service_token: str | None = None,
                                settle_within: float = 600.0) -> None:
@@ -152,8 +151,8 @@ class VolumeClient:
                     volume = await self.get_volume(ctx, base, volume["id"],
                                                    service_token=service_token)
                 except NotFound:
-                    break
-            else:
+                    break  # deleted meanwhile: nothing left to do
+            else:  # settled: delete it
                 await self.delete_volume(ctx, base, volume["id"],
                                          service_token=service_token)
 
