@@ -12,16 +12,10 @@ import pytest
 
 from stratus.core.config import Settings
 from stratus.units import Stack, root_app, run_bootstrap
+from tests.integration.clouds import auth_body
 
 ADMIN_PASSWORD = "compute-tests-admin-pw"
 ROOT = "http://test"
-
-
-def auth_body(name: str, password: str, project: str) -> dict[str, Any]:
-    return {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": name, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
 
 
 @dataclass

@@ -20,7 +20,8 @@ from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
 from stratus.units import Stack, root_app, run_bootstrap
-from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT, auth_body
+from tests.integration.clouds import auth_body
+from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 

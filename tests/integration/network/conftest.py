@@ -10,73 +10,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from stratus.core.config import Settings
 from stratus.network.service import NetworkRuntime
-from stratus.units import Stack, root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
+from tests.integration.clouds import CloudStarter, TestCloud, Who
 
 ADMIN_PASSWORD = "network-tests-admin-pw"
-ROOT = "http://test"
 NET = "/network/v2.0"
 
 
-def auth_body(name: str, password: str, project: str) -> dict[str, Any]:
-    return {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": name, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
-
-
-@dataclass
-class Who:
-    token: str
-    project_id: str
-    user_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-Auth-Token": self.token}
-
-
-@dataclass
-class NetCloud:
-    client: httpx.AsyncClient
-    stack: Stack
-    admin: Who
-    roles: dict[str, str] = field(default_factory=dict)
-
+class NetCloud(TestCloud):
     @property
     def runtime(self) -> NetworkRuntime:
         assert self.stack.network is not None
         return self.stack.network
-
-    async def token(self, name: str, password: str, project: str) -> Who:
-        response = await self.client.post("/identity/v3/auth/tokens",
-                                          json=auth_body(name, password, project))
-        assert response.status_code == 201, response.text
-        body = response.json()["token"]
-        return Who(response.headers["X-Subject-Token"], body["project"]["id"],
-                   body["user"]["id"])
-
-    async def project(self, role: str = "member") -> Who:
-        """A fresh project with a user holding ``role`` on it."""
-        name = f"p-{uuid.uuid4().hex[:8]}"
-        admin = self.admin.headers
-        project = (await self.client.post("/identity/v3/projects", headers=admin, json={
-            "project": {"name": name}})).json()["project"]
-        user = (await self.client.post("/identity/v3/users", headers=admin, json={
-            "user": {"name": name, "password": f"{name}-pw"}})).json()["user"]
-        grant = await self.client.put(f"/identity/v3/projects/{project['id']}/users/"
-                                      f"{user['id']}/roles/{self.roles[role]}", headers=admin)
-        assert grant.status_code == 204, grant.text
-        return await self.token(name, f"{name}-pw", name)
 
     async def call(self, method: str, path: str, who: Who | None = None,
                    headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
@@ -105,40 +56,19 @@ CloudFactory = Callable[..., Awaitable[NetCloud]]
 
 @pytest.fixture
 async def make_cloud(db_url: str, tmp_path: Path) -> AsyncIterator[CloudFactory]:
-    stacks: list[Stack] = []
-    clients: list[httpx.AsyncClient] = []
+    starter = CloudStarter(db_url, tmp_path, ADMIN_PASSWORD)
 
     async def build(backend: str = "noop", bus: str | None = None,
                     units: tuple[str, ...] = ("identity-api", "network-api"),
                     **network: Any) -> NetCloud:
-        settings = Settings(data_dir=tmp_path / f"data{len(stacks)}", database_url=db_url,
-                            public_url=ROOT, admin_password=ADMIN_PASSWORD,
-                            bus_url=bus or f"memory://net-{uuid.uuid4().hex[:8]}",
-                            identity={"bcrypt_rounds": 4},
-                            network={"backend": backend, **network})
-        transport = LateASGITransport()
-        stack = Stack(settings, http_transport=transport)
-        stacks.append(stack)
-        await run_bootstrap(stack)
-        app = await root_app(stack, list(units))
-        transport.app = app
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ROOT,
-                                   timeout=60)
-        clients.append(client)
-        instance = NetCloud(client, stack, Who("", "", ""))
-        instance.admin = await instance.token("admin", ADMIN_PASSWORD, "admin")
-        roles = (await client.get("/identity/v3/roles",
-                                  headers=instance.admin.headers)).json()["roles"]
-        instance.roles = {r["name"]: r["id"] for r in roles}
-        return instance
+        return await starter.start(NetCloud, units,
+                                   bus or f"memory://net-{uuid.uuid4().hex[:8]}",
+                                   network={"backend": backend, **network})
 
     try:
         yield build
     finally:
-        for client in clients:
-            await client.aclose()
-        for stack in stacks:
-            await stack.aclose()
+        await starter.aclose()
 
 
 @pytest.fixture

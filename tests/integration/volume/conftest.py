@@ -10,42 +10,24 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from stratus.core.config import Settings
-from stratus.units import Stack, root_app, run_bootstrap
 from stratus.volume.service import VolumeRuntime
 from tests.integration.asgi import LateASGITransport
+from tests.integration.clouds import CloudStarter, TestCloud, Who
+
+__all__ = ["LateASGITransport", "VolCloud", "assert_cinder_error"]
 
 ADMIN_PASSWORD = "volume-tests-admin-pw"
-ROOT = "http://test"
 UNITS = ("identity-api", "image-api", "volume-api", "volume-manager")
 
 
-@dataclass
-class Who:
-    token: str
-    project_id: str
-    user_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-Auth-Token": self.token}
-
-
-@dataclass
-class VolCloud:
-    client: httpx.AsyncClient
-    stack: Stack
-    settings: Settings
-    admin: Who
-    roles: dict[str, str] = field(default_factory=dict)
-    version: str = "3.60"
+class VolCloud(TestCloud):
+    version = "3.60"
 
     @property
     def runtime(self) -> VolumeRuntime:
@@ -55,28 +37,6 @@ class VolCloud:
     @property
     def volumes_dir(self) -> Path:
         return self.settings.volumes_dir
-
-    async def token(self, name: str, password: str, project: str) -> Who:
-        response = await self.client.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": name, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}})
-        assert response.status_code == 201, response.text
-        body = response.json()["token"]
-        return Who(response.headers["X-Subject-Token"], body["project"]["id"],
-                   body["user"]["id"])
-
-    async def project(self, role: str = "member") -> Who:
-        name = f"p-{uuid.uuid4().hex[:8]}"
-        admin = self.admin.headers
-        project = (await self.client.post("/identity/v3/projects", headers=admin, json={
-            "project": {"name": name}})).json()["project"]
-        user = (await self.client.post("/identity/v3/users", headers=admin, json={
-            "user": {"name": name, "password": f"{name}-pw"}})).json()["user"]
-        grant = await self.client.put(f"/identity/v3/projects/{project['id']}/users/"
-                                      f"{user['id']}/roles/{self.roles[role]}", headers=admin)
-        assert grant.status_code == 204, grant.text
-        return await self.token(name, f"{name}-pw", name)
 
     async def call(self, method: str, path: str, who: Who | None = None,
                    version: str | None = None, headers: dict[str, str] | None = None,
@@ -132,39 +92,19 @@ CloudFactory = Callable[..., Awaitable[VolCloud]]
 
 @pytest.fixture
 async def make_cloud(db_url: str, tmp_path: Path) -> AsyncIterator[CloudFactory]:
-    stacks: list[Stack] = []
-    clients: list[httpx.AsyncClient] = []
+    starter = CloudStarter(db_url, tmp_path, ADMIN_PASSWORD)
 
     async def build(bus: str | None = None, units: tuple[str, ...] = UNITS,
                     image: dict[str, Any] | None = None, **volume: Any) -> VolCloud:
-        settings = Settings(data_dir=tmp_path / f"data{len(stacks)}", database_url=db_url,
-                            public_url=ROOT, admin_password=ADMIN_PASSWORD,
-                            bus_url=bus or f"memory://vol-{uuid.uuid4().hex[:8]}",
-                            identity={"bcrypt_rounds": 4}, image=image or {},
-                            volume={"host": "storage-1", **volume})
-        transport = LateASGITransport()
-        stack = Stack(settings, http_transport=transport)
-        stacks.append(stack)
-        await run_bootstrap(stack)
-        app = await root_app(stack, list(units))
-        transport.app = app
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ROOT,
-                                   timeout=60)
-        clients.append(client)
-        cloud = VolCloud(client, stack, settings, Who("", "", ""))
-        cloud.admin = await cloud.token("admin", ADMIN_PASSWORD, "admin")
-        roles = (await client.get("/identity/v3/roles",
-                                  headers=cloud.admin.headers)).json()["roles"]
-        cloud.roles = {r["name"]: r["id"] for r in roles}
-        return cloud
+        return await starter.start(VolCloud, units,
+                                   bus or f"memory://vol-{uuid.uuid4().hex[:8]}",
+                                   image=image or {},
+                                   volume={"host": "storage-1", **volume})
 
     try:
         yield build
     finally:
-        for client in clients:
-            await client.aclose()
-        for stack in stacks:
-            await stack.aclose()
+        await starter.aclose()
 
 
 @pytest.fixture
