@@ -27,8 +27,11 @@ class ServiceAuth:
     catalog. Never logs the password or the token."""
 
     def __init__(self, identity_url: str, *, username: str, password: str, project: str,
-                 domain: str = "Default", client: httpx.AsyncClient) -> None:
+                 domain: str = "Default", client: httpx.AsyncClient,
+                 with_catalog: bool = True) -> None:
         self.identity_url = identity_url.rstrip("/")
+        # A caller that never looks up endpoints spares identity the catalog.
+        self._params = {} if with_catalog else {"nocatalog": "1"}
         self._body = {"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": username, "domain": {"name": domain}, "password": password}}},
@@ -46,7 +49,7 @@ class ServiceAuth:
                 return self._token
             try:
                 response = await self._client.post(f"{self.identity_url}/auth/tokens",
-                                                   json=self._body)
+                                                   json=self._body, params=self._params)
             except httpx.HTTPError as exc:
                 raise ServiceUnavailable("Identity service is unreachable.") from exc
             if response.status_code != 201:
