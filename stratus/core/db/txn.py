@@ -29,6 +29,12 @@ Contracts:
   transaction opened inside another on the same file by the same task would wait for itself:
   that raises ``RuntimeError`` instead of hanging. Read-only transactions
   (``transaction(write=False)``) take no lock and must not call ``lock()`` on SQLite.
+  Writes made outside ``transaction()`` (``Database.session()``) are not serialised.
+
+  So, on SQLite: never await another unit that writes to the same file (a bus ``call``, a
+  REST request to this process) inside a write transaction; it would wait for the lock
+  this one holds. Queue such work with ``after_commit`` or end the transaction first.
+  (PostgreSQL is not affected beyond the keys actually locked.)
 """
 
 from __future__ import annotations
@@ -106,6 +112,9 @@ class _Writer:
         self.owner: asyncio.Task[Any] | None = None
 
 
+#: Seconds of waiting for a SQLite write lock after which a warning names its holder.
+SLOW_WRITER_WAIT = 10.0
+
 # Per loop, because an asyncio.Lock belongs to the loop it first waited on (tests run one
 # loop per test; ``stratus up`` runs one for the process).
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Writer]] = (
@@ -123,12 +132,21 @@ async def _sqlite_writer(key: str | None) -> AsyncIterator[None]:
     if writer.owner is not None and writer.owner is task:
         raise RuntimeError(f"a write transaction on {key} inside another one of the same "
                            "task would wait for itself")
-    async with writer.lock:
-        writer.owner = task
-        try:
-            yield
-        finally:
-            writer.owner = None
+    try:
+        async with asyncio.timeout(SLOW_WRITER_WAIT):
+            await writer.lock.acquire()
+    except TimeoutError:
+        # Most likely a transaction awaiting another unit that writes to the same file
+        # (see the module docstring): say who holds the lock, then keep waiting.
+        LOG.warning("waited %.0f s for the SQLite write lock on %s, held by %r",
+                    SLOW_WRITER_WAIT, key, writer.owner)
+        await writer.lock.acquire()
+    writer.owner = task
+    try:
+        yield
+    finally:
+        writer.owner = None
+        writer.lock.release()
 
 
 async def run_after_commit(actions: list[AfterCommit]) -> None:
