@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
@@ -115,9 +115,12 @@ async def page(session: AsyncSession, query: Select[Any], *,
     keys = ordered_keys(sort_columns, sort, id_column)
     if marker_id is not None:
         scope = query if marker_query is None else marker_query
-        lookup = (scope.with_only_columns(*(expr for expr, _ in keys),
-                                          maintain_column_froms=True)
-                  .where(_expression(id_column) == marker_id).order_by(None).limit(1))
+        # Built anew from the scope's FROM and WHERE, so its loader options (joinedload of
+        # an entity no longer selected) do not come along.
+        lookup = select(*(expr for expr, _ in keys)).select_from(*scope.get_final_froms())
+        if scope.whereclause is not None:
+            lookup = lookup.where(scope.whereclause)
+        lookup = lookup.where(_expression(id_column) == marker_id).limit(1)
         values = (await session.execute(lookup)).first()
         if values is None:
             raise MarkerNotFound(marker_id)
@@ -126,7 +129,9 @@ async def page(session: AsyncSession, query: Select[Any], *,
     if limit is not None:
         query = query.limit(limit + 1)
     result = await session.execute(query)
-    rows = list(result.scalars() if len(query.column_descriptions) == 1 else result.all())
+    # One entity: unique() as SQLAlchemy requires for joined eager loads of collections.
+    rows = list(result.unique().scalars() if len(query.column_descriptions) == 1
+                else result.all())
     if limit is not None and len(rows) > limit:
         return Page(rows[:limit], True)
     return Page(rows, False)

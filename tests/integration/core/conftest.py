@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from sqlalchemy import Integer, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from stratus.core.db import Database
 
@@ -26,6 +26,16 @@ class Item(Base):
     name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     owner: Mapped[str] = mapped_column(String(64), default="p1")
+    tags: Mapped[list[Tag]] = relationship(lazy="raise")
+
+
+class Tag(Base):
+    """A collection on ``Item``, to page with a joined eager load."""
+
+    __tablename__ = "core_test_tag"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("core_test_item.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class Counter(Base):

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from stratus.core.db import Database
 from stratus.core.db.paging import Column, SortKey, page
 from stratus.core.exceptions import MarkerNotFound, ValidationError
 from tests.dbcount import count_loaded
-from tests.integration.core.conftest import Item
+from tests.integration.core.conftest import Item, Tag
 
 COLUMNS: dict[str, Column] = {"name": Item.name, "size": Item.size, "id": Item.id}
 
@@ -103,6 +104,21 @@ async def test_filters_apply_and_the_marker_must_match_them(items: Database) -> 
         after = await page(session, query, sort_columns=COLUMNS, sort=[], marker_id="id-00",
                            limit=2, id_column=Item.id, marker_query=select(Item))
         assert [r.id for r in after.rows] == ["id-01", "id-02"]
+
+
+async def test_joined_eager_loads_page_by_item(items: Database) -> None:
+    """A query with a joinedload of a collection: the page counts items, not joined rows,
+    and the marker lookup ignores the loader option."""
+    async with items.transaction() as txn:
+        for i in range(4):
+            for tag in ("x", "y", "z"):
+                txn.session.add(Tag(item_id=f"id-{i:02d}", tag=tag))
+    query = select(Item).options(joinedload(Item.tags))
+    async with items.session() as session:
+        result = await page(session, query, sort_columns=COLUMNS, sort=[], marker_id="id-00",
+                            limit=2, id_column=Item.id)
+    assert [r.id for r in result.rows] == ["id-01", "id-02"] and result.more
+    assert [sorted(t.tag for t in r.tags) for r in result.rows] == [["x", "y", "z"]] * 2
 
 
 async def test_a_missing_marker_is_marker_not_found(items: Database) -> None:
