@@ -163,3 +163,6 @@ async def test_page_two_of_a_thousand_rows_loads_only_the_page(db: Database) -> 
                                 marker_id=first.rows[-1].id, limit=20, id_column=Item.id)
     assert len(second.rows) == 20 and second.more
     assert loaded.count == 21  # the page and the one row that says more follow
+    async with db.session() as session:  # the block is over: no longer counted
+        await session.scalars(select(Item).limit(5))
+    assert loaded.count == 21
