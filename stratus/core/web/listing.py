@@ -45,12 +45,12 @@ Direction = Literal["asc", "desc"]
 
 @dataclass(frozen=True)
 class SortKey:
-    """One ORDER BY term as the API named it: ``key`` (an API attribute) and direction.
-
-    The domain maps ``key`` to its column; ``stratus.core.db.paging`` orders and seeks on it.
+    """One ORDER BY term as the API named it: ``column`` (the API's name of a sort column)
+    and a direction. The same shape as ``stratus.core.db.paging.SortKey``, which maps the
+    name to its SQL column, orders and seeks on it.
     """
 
-    key: str
+    column: str
     direction: Direction = "asc"
 
     @property
@@ -260,7 +260,7 @@ class NeutronListing(ListDialect):
             params.extend((key, v) for v in values)
         params.extend(("fields", f) for f in req.fields)
         for sort in req.sort:
-            params.extend((("sort_key", sort.key), ("sort_dir", sort.direction)))
+            params.extend((("sort_key", sort.column), ("sort_dir", sort.direction)))
         params.extend((("limit", str(req.limit)), ("marker", marker)))
         if reverse:
             params.append(("page_reverse", "True"))
