@@ -15,12 +15,12 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from stratus.compute.agent.image_cache import (
+from stratus.core.http import service_http_client
+from stratus.core.images_cache import (
     ImageCache,
     ImageCorrupt,
     ImageNotAvailable,
 )
-from stratus.core.http import service_http_client
 from tests.integration.image.conftest import PUBLIC_URL, ImageCloud
 
 MiB = 1024 * 1024
