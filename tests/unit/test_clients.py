@@ -1,5 +1,7 @@
 """The service REST client base: error bodies decoded into their types, the Keystone auth
-flow (user + service token, one refresh on a 401, never a loop), the catalog lookup."""
+flow (user + service token, one refresh on a 401, never a loop), the catalog lookup, and a
+safe request sent again when its pooled connection was closed under it (an unsafe one never
+is)."""
 
 from __future__ import annotations
 
@@ -72,6 +74,11 @@ class Recorder:
                                            content=request.read()))
         status, body = self.answers[min(len(self.requests), len(self.answers)) - 1]
         return httpx.Response(status, json=body)
+
+
+def _sent(recorder: Recorder, header: str) -> list[str | None]:
+    """``header`` of each request sent, in order."""
+    return [r.headers.get(header) for r in recorder.requests]
 
 
 def _client(recorder: Recorder) -> httpx.AsyncClient:
@@ -158,23 +165,16 @@ async def test_unreachable_is_service_unavailable() -> None:
 
 # Auth ---------------------------------------------------------------------------------------
 
-async def test_user_and_service_tokens_are_both_sent() -> None:
+@pytest.mark.parametrize(("ctx", "auth_token"), [
+    (_user(), "user-token"),  # acting for a user: the user's token, and the service's
+    (RequestContext(), "service-1"),  # on its own: the service token acts alone
+])
+async def test_user_and_service_tokens(ctx: RequestContext, auth_token: str) -> None:
     recorder = Recorder((200, {"networks": []}))
     async with _client(recorder) as http:
-        client = NetworkClient(http, Tokens())
-        await client.list_networks(_user(), "http://cloud/network/v2.0", ["id"])
+        await NetworkClient(http, Tokens()).list_networks(ctx, "http://n/v2.0", ["id"])
     (sent,) = recorder.requests
-    assert sent.headers["x-auth-token"] == "user-token"
-    assert sent.headers["x-service-token"] == "service-1"
-
-
-async def test_without_a_user_the_service_token_acts_alone() -> None:
-    recorder = Recorder((200, {"networks": []}))
-    async with _client(recorder) as http:
-        client = NetworkClient(http, Tokens())
-        await client.list_networks(RequestContext(), "http://cloud/network/v2.0", ["id"])
-    (sent,) = recorder.requests
-    assert sent.headers["x-auth-token"] == "service-1"
+    assert sent.headers["x-auth-token"] == auth_token
     assert sent.headers["x-service-token"] == "service-1"
 
 
@@ -184,11 +184,9 @@ async def test_a_401_refreshes_the_service_token_once_and_resends() -> None:
     async with _client(recorder) as http:
         ports = await NetworkClient(http, tokens).list_ports(
             _user(), "http://cloud/network/v2.0", {"device_id": "i"})
-    assert ports == []
-    assert tokens.refreshes == 1
-    assert [r.headers["x-service-token"] for r in recorder.requests] == ["service-1",
-                                                                         "service-2"]
-    assert all(r.headers["x-auth-token"] == "user-token" for r in recorder.requests)
+    assert (ports, tokens.refreshes) == ([], 1)
+    assert _sent(recorder, "x-service-token") == ["service-1", "service-2"]
+    assert _sent(recorder, "x-auth-token") == ["user-token", "user-token"]
 
 
 async def test_a_second_401_is_the_answer_not_a_loop() -> None:
@@ -231,9 +229,8 @@ async def test_a_service_calling_as_itself_sends_one_token() -> None:
             [{"name": "network-vif-plugged", "server_uuid": "s", "tag": "p"}])
     assert status == 200
     assert recorder.requests[0].url == "http://cloud/compute/os-server-external-events"
-    assert [r.headers["x-auth-token"] for r in recorder.requests] == ["service-1",
-                                                                      "service-2"]
-    assert all("x-service-token" not in r.headers for r in recorder.requests)
+    assert _sent(recorder, "x-auth-token") == ["service-1", "service-2"]
+    assert _sent(recorder, "x-service-token") == [None, None]
 
 
 def test_the_auth_is_async_only() -> None:
@@ -273,10 +270,26 @@ class ClosesOnce(httpx.AsyncBaseTransport):
         self.sent.append(request.method)
         if len(self.sent) == 1:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-        return httpx.Response(200, json={"network": {"id": "n"}, "port": {"id": "p"}})
+        return httpx.Response(200, json={"ok": True, "network": {"id": "n"}})
 
 
-async def test_a_get_is_resent_on_a_stale_connection_a_post_is_not() -> None:
+async def test_a_get_is_sent_again_on_a_stale_connection() -> None:
+    transport = ClosesOnce()
+    async with service_http_client(transport=transport) as client:
+        response = await client.get("http://service/v2/images/x")
+    assert response.status_code == 200
+    assert transport.sent == ["GET", "GET"]
+
+
+async def test_a_post_is_not_sent_twice() -> None:
+    transport = ClosesOnce()
+    async with service_http_client(transport=transport) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post("http://service/v2.0/ports", json={})
+    assert transport.sent == ["POST"]
+
+
+async def test_a_client_resends_a_get_on_a_stale_connection_not_a_post() -> None:
     transport = ClosesOnce()
     async with service_http_client(transport=transport) as http:
         client = NetworkClient(http, Tokens())
