@@ -60,6 +60,11 @@ class Tokens:
         return catalog_endpoint(CATALOG, service_type, interface)
 
 
+@pytest.fixture
+def tokens() -> Tokens:
+    return Tokens()
+
+
 class Recorder:
     """Answers each request with the next of ``answers`` (the last one repeats); keeps a
     copy of each request as sent (an auth flow resends the same request object)."""
@@ -178,8 +183,7 @@ async def test_user_and_service_tokens(ctx: RequestContext, auth_token: str) -> 
     assert sent.headers["x-service-token"] == "service-1"
 
 
-async def test_a_401_refreshes_the_service_token_once_and_resends() -> None:
-    tokens = Tokens()
+async def test_a_401_refreshes_the_service_token_once_and_resends(tokens: Tokens) -> None:
     recorder = Recorder((401, {}), (200, {"ports": []}))
     async with _client(recorder) as http:
         ports = await NetworkClient(http, tokens).list_ports(
@@ -189,8 +193,7 @@ async def test_a_401_refreshes_the_service_token_once_and_resends() -> None:
     assert _sent(recorder, "x-auth-token") == ["user-token", "user-token"]
 
 
-async def test_a_second_401_is_the_answer_not_a_loop() -> None:
-    tokens = Tokens()
+async def test_a_second_401_is_the_answer_not_a_loop(tokens: Tokens) -> None:
     recorder = Recorder((401, ErrorStyle.NETWORK.body(401, "Authentication required")))
     async with _client(recorder) as http:
         with pytest.raises(Unauthorized, match="Authentication required"):
@@ -221,8 +224,7 @@ async def test_a_token_passed_along_is_not_refreshed() -> None:
     assert sent.headers["openstack-api-version"] == "volume 3.44"
 
 
-async def test_a_service_calling_as_itself_sends_one_token() -> None:
-    tokens = Tokens()
+async def test_a_service_calling_as_itself_sends_one_token(tokens: Tokens) -> None:
     recorder = Recorder((401, {}), (200, {"events": []}))
     async with _client(recorder) as http:
         status = await ComputeClient(http, tokens).server_external_events(
