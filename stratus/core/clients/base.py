@@ -158,7 +158,6 @@ class KeystoneAuth(httpx.Auth):
         self._apply(request, await self.service.token())
         response = yield request
         if response.status_code == 401:  # our service token was revoked or expired
-            await response.aread()
             self._apply(request, await self.service.token(refresh=True))
             yield request
 
