@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ImageSource(Protocol):
-    """Gets an image's data onto this host (``stratus.compute.agent.images.HostImages``)."""
+    """Gets an image's data onto this host (``stratus.core.images_cache.HostImages``)."""
 
     async def local_image(self, ctx: RequestContext, image_id: str) -> Any:
         """An object with ``path`` and ``disk_format``."""

@@ -18,10 +18,10 @@ from stratus.compute.api import (
     versions,
     volume_attachments,
 )
-from stratus.compute.image_client import ImageClient
 from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.service import ComputeRuntime
 from stratus.core.auth import TokenValidator
+from stratus.core.clients.image import ImageClient
 from stratus.core.web import ErrorStyle, create_app
 from stratus.core.web.microversions import APIVersion, VersionRange
 

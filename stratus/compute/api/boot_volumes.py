@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import Request
 
 from stratus.compute.api.schemas import BlockDeviceMapping, ServerCreate
-from stratus.compute.image_client import endpoint
-from stratus.compute.volume_client import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
+from stratus.core.clients.base import endpoint
+from stratus.core.clients.volume import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, StratusError
 

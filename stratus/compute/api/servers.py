@@ -25,7 +25,6 @@ from stratus.compute.api.schemas import (
     ServerCreateBody,
     ServerUpdateBody,
 )
-from stratus.compute.image_client import ImageClient
 from stratus.compute.instances import NewInstance
 from stratus.compute.models import (
     ComputeServiceRecord,
@@ -42,6 +41,7 @@ from stratus.compute.scheduler.host_state import COMPUTE_BINARY, is_up
 from stratus.compute.scheduler.placement import Placement
 from stratus.compute.service import ComputeService
 from stratus.core.bus import MessagingError
+from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
 from stratus.core.web.microversions import APIVersion, api_version

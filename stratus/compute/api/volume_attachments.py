@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
 from stratus.compute.api.deps import Authorize, Context, Version, runtime
-from stratus.compute.image_client import endpoint
 from stratus.compute.rpcapi import ComputeAgentAPI
-from stratus.compute.volume_client import VolumeClient
 from stratus.core.bus import MessagingError, RemoteError
+from stratus.core.clients.base import endpoint
+from stratus.core.clients.volume import VolumeClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.web.microversions import APIVersion

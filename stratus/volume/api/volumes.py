@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from stratus.compute.image_client import ImageClient
+from stratus.core.clients.image import ImageClient
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.web.microversions import APIVersion
 from stratus.volume import states
