@@ -90,20 +90,23 @@ def _hypervisor_view(h: Hypervisor, version: APIVersion, detail: bool) -> dict[s
     return body
 
 
+async def _hypervisor_list(svc: Service, version: Version, detail: bool) -> dict[str, Any]:
+    return {"hypervisors": [_hypervisor_view(h, version, detail)
+                            for h in await svc.hosts.hypervisors()]}
+
+
 @router.get("/os-hypervisors")
 async def list_hypervisors(svc: Service, authorize: Authorize,
                            version: Version) -> dict[str, Any]:
     authorize("os_compute_api:os-hypervisors:list")
-    return {"hypervisors": [_hypervisor_view(h, version, False)
-                            for h in await svc.hosts.hypervisors()]}
+    return await _hypervisor_list(svc, version, detail=False)
 
 
 @router.get("/os-hypervisors/detail")
 async def list_hypervisors_detail(svc: Service, authorize: Authorize,
                                   version: Version) -> dict[str, Any]:
     authorize("os_compute_api:os-hypervisors:list-detail")
-    return {"hypervisors": [_hypervisor_view(h, version, True)
-                            for h in await svc.hosts.hypervisors()]}
+    return await _hypervisor_list(svc, version, detail=True)
 
 
 @router.get("/os-hypervisors/statistics")

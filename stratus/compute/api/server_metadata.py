@@ -47,22 +47,24 @@ async def index(server_id: str, svc: Service, context: Context,
     return {"metadata": dict(instance.server_metadata or {})}
 
 
+async def _set(server_id: str, svc: Service, context: Context, authorize: Authorize,
+               body: Any, rule: str, *, merge: bool) -> dict[str, Any]:
+    items = server_metadata.validate(_body(body, "metadata"))
+    instance = await _server(svc, context, server_id, authorize, rule)
+    _writable(instance, context, "update_metadata")
+    return {"metadata": await svc.server_metadata.replace(instance, items, merge=merge)}
+
+
 @router.post("")
 async def merge(server_id: str, svc: Service, context: Context, authorize: Authorize,
                 body: RawBody = Body(None)) -> dict[str, Any]:
-    items = server_metadata.validate(_body(body, "metadata"))
-    instance = await _server(svc, context, server_id, authorize, "create")
-    _writable(instance, context, "update_metadata")
-    return {"metadata": await svc.server_metadata.replace(instance, items, merge=True)}
+    return await _set(server_id, svc, context, authorize, body, "create", merge=True)
 
 
 @router.put("")
 async def replace_all(server_id: str, svc: Service, context: Context, authorize: Authorize,
                       body: RawBody = Body(None)) -> dict[str, Any]:
-    items = server_metadata.validate(_body(body, "metadata"))
-    instance = await _server(svc, context, server_id, authorize, "update_all")
-    _writable(instance, context, "update_metadata")
-    return {"metadata": await svc.server_metadata.replace(instance, items, merge=False)}
+    return await _set(server_id, svc, context, authorize, body, "update_all", merge=False)
 
 
 @router.get("/{key}")
