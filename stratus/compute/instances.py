@@ -275,3 +275,8 @@ class Instances:
             action.message = message or action.message
             await self.session.flush()
 
+
+
+#: The old name, kept only until ``stratus/compute/servers.py`` (written in another branch)
+#: says ``Instances``; delete it then.
+InstanceManager = Instances
