@@ -7,13 +7,16 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute.flavors import FlavorManager
-from stratus.compute.instances import InstanceManager
-from stratus.compute.keypairs import KeyPairManager
+from stratus.compute.flavors import Flavors
+from stratus.compute.hosts import Hosts
+from stratus.compute.instances import Instances
+from stratus.compute.keypairs import KeyPairs
 from stratus.compute.migrations import HEAD
+from stratus.compute.placement import Placement
 from stratus.compute.policy import RULES
-from stratus.compute.quotas import QuotaManager
-from stratus.compute.server_groups import ServerGroupManager
+from stratus.compute.quotas import Quotas
+from stratus.compute.server_groups import ServerGroups
+from stratus.compute.server_metadata import ServerMetadata
 from stratus.core.config import Settings
 from stratus.core.db import Database
 from stratus.core.policy import Enforcer
@@ -47,13 +50,17 @@ class ComputeRuntime:
 
 
 class ComputeService:
-    """Compute's operations within one database transaction."""
+    """Compute's operations within one database transaction: the parts, wired in order
+    (each gets the session and the parts it uses, never this facade)."""
 
     def __init__(self, runtime: ComputeRuntime, session: AsyncSession) -> None:
         self.runtime = runtime
         self.session = session
-        self.flavors = FlavorManager(self)
-        self.keypairs = KeyPairManager(self)
-        self.instances = InstanceManager(self)
-        self.quotas = QuotaManager(self)
-        self.server_groups = ServerGroupManager(self)
+        self.quotas = Quotas(session)
+        self.flavors = Flavors(session)
+        self.keypairs = KeyPairs(session)
+        self.instances = Instances(session)
+        self.server_groups = ServerGroups(session, self.quotas)
+        self.server_metadata = ServerMetadata(session, self.quotas)
+        self.placement = Placement(session)
+        self.hosts = Hosts(session, runtime.settings.compute.service_down_time)
