@@ -187,13 +187,16 @@ async def _serve(stack: Stack, topic: str, server: str | None, manager: Any,
 async def _build_compute(stack: Stack) -> ASGIApp:
     from stratus.compute.api import create_compute_app
     from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
+    from stratus.compute.service import ComputeClients
     from stratus.core.clients.image import ImageClient
+    from stratus.core.clients.volume import VolumeClient
 
     runtime = await stack.start_compute()
     bus = await stack.transport()
-    return create_compute_app(runtime, stack.token_validator(), scheduler_api=SchedulerAPI(bus),
-                              agent_api=ComputeAgentAPI(bus),
-                              image_client=ImageClient(stack.http_client()))
+    http = stack.http_client()
+    runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
+                                   images=ImageClient(http), volumes=VolumeClient(http)))
+    return create_compute_app(runtime, stack.token_validator())
 
 
 async def _build_scheduler(stack: Stack) -> None:
