@@ -254,23 +254,21 @@ class Images:
         raise NotFound(f"Tag {tag} not found on image {image_id}.")
 
     async def deactivate(self, caller: Caller, image_id: str) -> None:
-        image = await self.get(caller, image_id)
-        caller.authorize("deactivate", image_target(image))
-        if image.status == "deactivated":
-            return
-        if image.status != "active":
-            raise BadRequest(f"Not allowed to deactivate image in status '{image.status}'.")
-        image.status = "deactivated"
-        image.updated_at = utcnow()
+        await self._flip(caller, image_id, "deactivate", "active", "deactivated")
 
     async def reactivate(self, caller: Caller, image_id: str) -> None:
+        await self._flip(caller, image_id, "reactivate", "deactivated", "active")
+
+    async def _flip(self, caller: Caller, image_id: str, action: str, before: str,
+                    after: str) -> None:
+        """``before`` → ``after``; already ``after`` is a no-op, any other status a 400."""
         image = await self.get(caller, image_id)
-        caller.authorize("reactivate", image_target(image))
-        if image.status == "active":
+        caller.authorize(action, image_target(image))
+        if image.status == after:
             return
-        if image.status != "deactivated":
-            raise BadRequest(f"Not allowed to reactivate image in status '{image.status}'.")
-        image.status = "active"
+        if image.status != before:
+            raise BadRequest(f"Not allowed to {action} image in status '{image.status}'.")
+        image.status = after
         image.updated_at = utcnow()
 
     # Listing ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -184,13 +184,6 @@ def _cinder_bool(value: Any, name: str) -> bool:
     raise ValueError(f"Invalid input received: {name} must be a boolean, not {str(value)!r}.")
 
 
-def _required_flag(args: Any, name: str) -> dict[str, bool]:
-    value = args.get(name) if isinstance(args, dict) else None
-    if value is None:
-        raise ValueError(f"Invalid input received: {name} is required.")
-    return {name: _cinder_bool(value, name)}
-
-
 class ExtendAction(BaseModel):
     new_size: int
 
@@ -205,22 +198,28 @@ class ExtendAction(BaseModel):
         return {"new_size": new_size}
 
 
-class SetBootableAction(BaseModel):
+class _FlagAction(BaseModel):
+    """An action whose one argument is a required Cinder boolean named ``_flag``."""
+
+    _flag: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_args(cls, args: Any) -> Any:
+        value = args.get(cls._flag) if isinstance(args, dict) else None
+        if value is None:
+            raise ValueError(f"Invalid input received: {cls._flag} is required.")
+        return {cls._flag: _cinder_bool(value, cls._flag)}
+
+
+class SetBootableAction(_FlagAction):
+    _flag = "bootable"
     bootable: bool
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_args(cls, args: Any) -> Any:
-        return _required_flag(args, "bootable")
 
-
-class ReadonlyAction(BaseModel):
+class ReadonlyAction(_FlagAction):
+    _flag = "readonly"
     readonly: bool
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_args(cls, args: Any) -> Any:
-        return _required_flag(args, "readonly")
 
 
 class ResetStatusAction(BaseModel):
