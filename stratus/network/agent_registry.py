@@ -7,23 +7,31 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from stratus.core.config import NetworkSettings
 from stratus.core.db import utcnow
-from stratus.network.base import Caller, ServiceBase, new_id, rowcount
-from stratus.network.exceptions import AgentNotFound
+from stratus.network.caller import Caller
+from stratus.network.common import new_id, rowcount
+from stratus.network.errors import AgentNotFound
 from stratus.network.models import Agent
 from stratus.network.objects import AgentState
+from stratus.network.txn import Txn
 
 
-class AgentOps(ServiceBase):
-    """Agent operations of a ``NetworkService``: one row per (type, host), refreshed by
-    every heartbeat; alive means heard from within ``agent_down_time``."""
+class Agents:
+    """The agents within one transaction: one row per (type, host), refreshed by every
+    heartbeat; alive means heard from within ``agent_down_time``."""
+
+    def __init__(self, txn: Txn, options: NetworkSettings) -> None:
+        self.txn = txn
+        self.session = txn.session
+        self.options = options
 
     async def report_state(self, state: AgentState) -> None:
         now = utcnow()
         agent = await self.session.scalar(select(Agent).where(
             Agent.agent_type == state.agent_type, Agent.host == state.host))
         if agent is None:
-            result = await self.session.execute(self._insert(Agent.__table__).values(
+            result = await self.session.execute(self.txn.insert_ignore(Agent.__table__).values(
                 id=new_id(), agent_type=state.agent_type, binary=state.binary,
                 topic=state.topic, host=state.host,
                 availability_zone=state.availability_zone, admin_state_up=True,

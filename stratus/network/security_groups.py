@@ -6,11 +6,12 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from stratus.core.db import utcnow
-from stratus.network.base import Caller, ServiceBase, new_id, rowcount
-from stratus.network.exceptions import (
+from stratus.network.caller import Caller
+from stratus.network.common import apply_filters, new_id, rowcount, touch
+from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
     SecurityGroupInUse,
@@ -24,11 +25,18 @@ from stratus.network.models import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from stratus.network.quotas import Quotas
+from stratus.network.txn import Txn
 
 
-class SecurityGroupOps(ServiceBase):
-    """Security group operations of a ``NetworkService``. Rules are told apart by their
+class SecurityGroups:
+    """Security groups and rules within one transaction. Rules are told apart by their
     shape (``fingerprint``), so a duplicate is a 409 even when two requests race."""
+
+    def __init__(self, txn: Txn, quotas: Quotas) -> None:
+        self.txn = txn
+        self.session = txn.session
+        self.quotas = quotas
 
     async def default_security_group(self, project_id: str) -> str:
         """The project's ``default`` group, made with its default rules on first use; two
@@ -39,7 +47,7 @@ class SecurityGroupOps(ServiceBase):
                                                     == project_id))
         if existing is not None:
             return existing
-        await self._lock("default-sg", project_id)
+        await self.txn.lock("default-sg", project_id)
         existing = await self.session.scalar(select(DefaultSecurityGroup.security_group_id)
                                              .where(DefaultSecurityGroup.project_id
                                                     == project_id))
@@ -52,8 +60,9 @@ class SecurityGroupOps(ServiceBase):
         group.rules = []
         self.session.add(group)
         await self.session.flush()
-        result = await self.session.execute(self._insert(DefaultSecurityGroup.__table__).values(
-            project_id=project_id, security_group_id=group.id))
+        result = await self.session.execute(self.txn.insert_ignore(
+            DefaultSecurityGroup.__table__).values(project_id=project_id,
+                                                   security_group_id=group.id))
         if rowcount(result) != 1:  # another process made it first
             await self.session.delete(group)
             await self.session.flush()
@@ -69,7 +78,7 @@ class SecurityGroupOps(ServiceBase):
         await self.session.flush()
         return group.id
 
-    def _visible_groups(self, caller: Caller) -> Any:
+    def _visible_groups(self, caller: Caller) -> Select[SecurityGroup]:
         query = select(SecurityGroup)
         if not caller.is_admin:
             query = query.where(SecurityGroup.project_id == caller.project_id)
@@ -86,7 +95,7 @@ class SecurityGroupOps(ServiceBase):
                                    | None = None) -> list[SecurityGroup]:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = self._apply(self._visible_groups(caller), SecurityGroup, where)
+        query = apply_filters(self._visible_groups(caller), SecurityGroup, where)
         return list(await self.session.scalars(query.order_by(SecurityGroup.created_at,
                                                              SecurityGroup.id)))
 
@@ -102,7 +111,7 @@ class SecurityGroupOps(ServiceBase):
         if name == "default":
             raise InvalidInput("Default security group already exists.")
         await self.default_security_group(project_id)
-        await self.check_quota(project_id, "security_group")
+        await self.quotas.check(project_id, "security_group")
         now = utcnow()
         group = SecurityGroup(id=new_id(), project_id=project_id, name=name,
                               description=attrs.get("description") or "",
@@ -131,7 +140,7 @@ class SecurityGroupOps(ServiceBase):
         for key in ("name", "description", "stateful"):
             if key in attrs:
                 setattr(group, key, attrs[key])
-        self._touch(group)
+        touch(group)
         await self.session.flush()
         return group
 
@@ -228,7 +237,7 @@ class SecurityGroupOps(ServiceBase):
         r = self._normalise_rule(attrs)
         if r.get("remote_group_id"):
             await self.get_security_group(caller, str(r["remote_group_id"]))
-        await self.check_quota(group.project_id, "security_group_rule")
+        await self.quotas.check(group.project_id, "security_group_rule")
         fingerprint = self._fingerprint(r)
         for existing in group.rules:
             if existing.fingerprint == fingerprint:
@@ -236,10 +245,10 @@ class SecurityGroupOps(ServiceBase):
         rule = self._add_rule(group, r)
         # A duplicate made concurrently trips the unique key at flush: a 409 all the same.
         await self.session.flush()
-        self._touch(group)
+        touch(group)
         return rule
 
-    def _visible_rules(self, caller: Caller) -> Any:
+    def _visible_rules(self, caller: Caller) -> Select[SecurityGroupRule]:
         query = select(SecurityGroupRule)
         if not caller.is_admin:
             query = query.where(SecurityGroupRule.project_id == caller.project_id)
@@ -256,7 +265,7 @@ class SecurityGroupOps(ServiceBase):
                                         | None = None) -> list[SecurityGroupRule]:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = self._apply(self._visible_rules(caller), SecurityGroupRule, where)
+        query = apply_filters(self._visible_rules(caller), SecurityGroupRule, where)
         return list(await self.session.scalars(query.order_by(SecurityGroupRule.created_at,
                                                              SecurityGroupRule.id)))
 

@@ -2,7 +2,7 @@
 
 import inspect
 
-from stratus.network.agent_rpc import NetworkServerManager
+from stratus.network.manager import NetworkServerManager
 from stratus.network.rpcapi import NetworkServerAPI
 
 

@@ -12,8 +12,9 @@ from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
 from stratus.core.web.app import api_root
 from stratus.core.web.deps import duplicates_as_conflict
-from stratus.network.exceptions import InvalidInput
-from stratus.network.service import Caller, NetworkRuntime, NetworkService
+from stratus.network.caller import Caller
+from stratus.network.errors import InvalidInput
+from stratus.network.service import NetworkRuntime, NetworkService
 
 
 def runtime(request: Request) -> NetworkRuntime:
@@ -26,21 +27,34 @@ def caller(request: Request,
     return runtime(request).caller(context)
 
 
-async def service(request: Request,
-                  _: Annotated[Caller, Depends(caller)]) -> AsyncIterator[NetworkService]:
-    """One transaction per request, committed before the response is sent. Reads do not
-    take the (SQLite) writers' lock, except security group reads, which may create the
-    project's default group. The token is checked and the body read before the
-    transaction starts, so neither happens while holding that lock."""
-    write = request.method != "GET" or "/security-group" in request.url.path
-    if write:
-        await request.body()  # cached by the request for the route to parse
+async def _transaction(request: Request, write: bool) -> AsyncIterator[NetworkService]:
     async with duplicates_as_conflict("The request conflicts with a concurrent change."), \
             runtime(request).service(write=write) as svc:
         yield svc
 
 
-Service = Annotated[NetworkService, Depends(service, scope="function")]
+async def read_service(request: Request,
+                       _: Annotated[Caller, Depends(caller)]) -> AsyncIterator[NetworkService]:
+    """One reading transaction per request: it does not take the (SQLite) writers' lock."""
+    async for svc in _transaction(request, write=False):
+        yield svc
+
+
+async def write_service(request: Request,
+                        _: Annotated[Caller, Depends(caller)]) -> AsyncIterator[NetworkService]:
+    """One writing transaction per request, committed before the response is sent. The
+    token is checked and the body read before the transaction starts, so neither happens
+    while holding the writers' lock."""
+    await request.body()  # cached by the request for the route to parse
+    async for svc in _transaction(request, write=True):
+        yield svc
+
+
+#: For routes that only read.
+Service = Annotated[NetworkService, Depends(read_service, scope="function")]
+#: For routes that write, and for reads that may write (security group reads make the
+#: project's default group).
+WriteService = Annotated[NetworkService, Depends(write_service, scope="function")]
 CallerDep = Annotated[Caller, Depends(caller)]
 Runtime = Annotated[NetworkRuntime, Depends(runtime)]
 

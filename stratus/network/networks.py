@@ -1,0 +1,147 @@
+"""Networks: create (with provider segments and VXLAN ids), show, list, update, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import joinedload
+
+from stratus.core.config import NetworkSettings
+from stratus.core.db import utcnow
+from stratus.network.caller import Caller, network_target
+from stratus.network.common import apply_filters, new_id, touch
+from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
+from stratus.network.models import Network, Port
+from stratus.network.notify import Notifier
+from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.quotas import Quotas
+from stratus.network.txn import Txn
+
+#: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
+NETWORK_TYPES = ("flat", "vxlan")
+
+
+class Networks:
+    """The networks of one transaction."""
+
+    def __init__(self, txn: Txn, quotas: Quotas, notifier: Notifier,
+                 options: NetworkSettings) -> None:
+        self.txn = txn
+        self.session = txn.session
+        self.quotas = quotas
+        self.notifier = notifier
+        self.options = options
+
+    def _visible_networks(self, caller: Caller) -> Select[Network]:
+        query = select(Network)
+        if not caller.is_admin:
+            query = query.where(or_(Network.project_id == caller.project_id,
+                                    Network.shared.is_(True)))
+        return query
+
+    async def get_network(self, caller: Caller, network_id: str) -> Network:
+        net = (await self.session.scalars(
+            self._visible_networks(caller).where(Network.id == network_id).options(
+                joinedload(Network.subnets)))).unique().one_or_none()
+        if net is None:
+            raise NetworkNotFound(network_id)
+        return net
+
+    async def list_networks(self, caller: Caller,
+                            where: Mapping[str, list[Any]] | None = None) -> list[Network]:
+        query = apply_filters(self._visible_networks(caller), Network, where)
+        return list(await self.session.scalars(query.order_by(Network.created_at,
+                                                              Network.id)))
+
+    async def create_network(self, caller: Caller, attrs: dict[str, Any]) -> Network:
+        project_id = attrs.get("project_id") or caller.project_id
+        target = {"project_id": project_id}
+        caller.authorize("create_network", target)
+        if attrs.get("shared"):
+            caller.authorize("create_network:shared", target)
+        if attrs.get("router:external"):
+            caller.authorize("create_network:router:external", target)
+        provider = {k: v for k, v in attrs.items() if k.startswith("provider:")}
+        if provider:
+            caller.authorize("create_network:provider", target)
+        await self.quotas.check(project_id, "network")
+        network_type = provider.get("provider:network_type") or "flat"
+        if network_type not in NETWORK_TYPES:
+            raise InvalidInput(f"Invalid input for operation: network_type value "
+                               f"'{network_type}' not supported.")
+        segmentation_id = provider.get("provider:segmentation_id")
+        if network_type == "vxlan" and segmentation_id is None:
+            segmentation_id = await self._free_vni()
+        mtu = attrs.get("mtu") or self.options.default_mtu
+        now = utcnow()
+        net = Network(
+            id=new_id(), project_id=project_id, name=attrs.get("name") or "",
+            description=attrs.get("description") or "",
+            admin_state_up=attrs.get("admin_state_up", True),
+            shared=bool(attrs.get("shared", False)),
+            router_external=bool(attrs.get("router:external", False)),
+            port_security_enabled=attrs.get("port_security_enabled", True), mtu=mtu,
+            network_type=network_type,
+            physical_network=provider.get("provider:physical_network"),
+            segmentation_id=segmentation_id,
+            availability_zone_hints=list(attrs.get("availability_zone_hints") or []),
+            tags=[], status="ACTIVE" if attrs.get("admin_state_up", True) else "DOWN",
+            revision_number=1, created_at=now, updated_at=now)
+        net.subnets = []
+        self.session.add(net)
+        await self.session.flush()
+        self.notifier.network_changed(net.id)
+        return net
+
+    async def _free_vni(self) -> int:
+        """The lowest free VNI; the lock keeps two concurrent creates from taking the same."""
+        await self.txn.lock("vxlan-vni")
+        used = set(await self.session.scalars(select(Network.segmentation_id).where(
+            Network.network_type == "vxlan")))
+        for vni in range(self.options.vxlan_vni_min, self.options.vxlan_vni_max + 1):
+            if vni not in used:
+                return vni
+        raise InvalidInput("No VXLAN segmentation id is free.")
+
+    async def update_network(self, caller: Caller, network_id: str,
+                             attrs: dict[str, Any]) -> Network:
+        net = await self.get_network(caller, network_id)
+        target = network_target(net)
+        caller.authorize("update_network", target)
+        if "shared" in attrs and attrs["shared"] != net.shared:
+            caller.authorize("update_network:shared", target)
+        if "router:external" in attrs:
+            caller.authorize("update_network:router:external", target)
+        if any(k.startswith("provider:") for k in attrs):
+            caller.authorize("update_network:provider", target)
+            raise InvalidInput("Invalid input for operation: Plugin does not support "
+                               "updating provider attributes.")
+        for key, column in (("name", "name"), ("description", "description"),
+                            ("admin_state_up", "admin_state_up"), ("shared", "shared"),
+                            ("router:external", "router_external"), ("mtu", "mtu"),
+                            ("port_security_enabled", "port_security_enabled")):
+            if key in attrs:
+                setattr(net, column, attrs[key])
+        if "admin_state_up" in attrs:
+            net.status = "ACTIVE" if net.admin_state_up else "DOWN"
+        touch(net)
+        await self.session.flush()
+        self.notifier.network_changed(net.id)
+        return net
+
+    async def delete_network(self, caller: Caller, network_id: str) -> None:
+        net = await self.get_network(caller, network_id)
+        caller.authorize("delete_network", network_target(net))
+        busy = await self.session.scalar(select(Port.id).where(
+            Port.network_id == net.id, Port.device_owner != DHCP_DEVICE_OWNER).limit(1))
+        if busy is not None:
+            raise NetworkInUse(net.id)
+        for port in await self.session.scalars(select(Port).where(Port.network_id == net.id)):
+            self.notifier.port_deleted(port)  # DHCP ports: their agents are told
+            await self.session.delete(port)  # its addresses and group links go with it
+        await self.session.flush()
+        await self.session.delete(net)
+        await self.session.flush()
+        self.notifier.network_deleted(network_id)
