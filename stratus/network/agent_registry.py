@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
 from stratus.core.config import NetworkSettings
 from stratus.core.db import utcnow
 from stratus.network.caller import Caller
-from stratus.network.common import new_id, rowcount
+from stratus.network.common import UNSET, Unset, given, new_id, rowcount
 from stratus.network.errors import AgentNotFound
 from stratus.network.models import Agent
 from stratus.network.objects import AgentState
 from stratus.network.txn import Txn
+
+
+@dataclass(frozen=True)
+class AgentUpdate:
+    """Changes to an agent (``UNSET``: not asked for)."""
+
+    admin_state_up: bool | Unset = UNSET
+    description: str | Unset = UNSET
 
 
 class Agents:
@@ -62,12 +70,11 @@ class Agents:
         return agent
 
     async def update_agent(self, caller: Caller, agent_id: str,
-                           attrs: dict[str, Any]) -> Agent:
+                           change: AgentUpdate) -> Agent:
         agent = await self.get_agent(caller, agent_id)
         caller.authorize("update_agent")
-        for key in ("admin_state_up", "description"):
-            if key in attrs:
-                setattr(agent, key, attrs[key])
+        for column, value in given(change).items():
+            setattr(agent, column, value)
         await self.session.flush()
         return agent
 

@@ -3,10 +3,12 @@ the equality filters lists push down to SQL. Plain functions; no state."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import random
 import uuid
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Select
 
@@ -15,6 +17,24 @@ from stratus.core.db import utcnow
 MAC_PREFIX = "fa:16:3e"
 
 _Q = TypeVar("_Q", bound=Select[Any])
+
+
+class Unset(enum.Enum):
+    """The value of a command field the request did not mention (where ``None`` is a
+    value a client may send, e.g. ``gateway_ip: null``)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
+def given(command: Any, *names: str) -> dict[str, Any]:
+    """The fields of a (dataclass) command that the request set: ``names`` if given, else
+    every field; ``UNSET`` ones are left out."""
+    fields = names or tuple(f.name for f in dataclasses.fields(command))
+    return {name: value for name in fields
+            if (value := getattr(command, name)) is not UNSET}
 
 
 def new_id() -> str:

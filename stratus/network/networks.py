@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import joinedload
@@ -11,7 +12,7 @@ from sqlalchemy.orm import joinedload
 from stratus.core.config import NetworkSettings
 from stratus.core.db import utcnow
 from stratus.network.caller import Caller, network_target
-from stratus.network.common import apply_filters, new_id, touch
+from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
 from stratus.network.models import Network, Port
 from stratus.network.notify import Notifier
@@ -21,6 +22,50 @@ from stratus.network.txn import Txn
 
 #: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
 NETWORK_TYPES = ("flat", "vxlan")
+
+
+@dataclass(frozen=True)
+class ProviderSegment:
+    """``provider:*`` attributes as a create gave them (admins only)."""
+
+    network_type: str | None = None
+    physical_network: str | None = None
+    segmentation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class NewNetwork:
+    """A network to create. ``provider``: given when the request named any ``provider:*``
+    attribute (even as null), which needs its own policy rule."""
+
+    name: str = ""
+    description: str = ""
+    project_id: str | None = None
+    admin_state_up: bool = True
+    shared: bool = False
+    router_external: bool = False
+    port_security_enabled: bool = True
+    mtu: int | None = None
+    availability_zone_hints: tuple[str, ...] = ()
+    provider: ProviderSegment | None = None
+
+
+@dataclass(frozen=True)
+class NetworkUpdate:
+    """Changes to a network (``UNSET``: not asked for). ``provider``: the request named a
+    ``provider:*`` attribute, which cannot be changed."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("name", "description", "admin_state_up", "shared",
+                                          "router_external", "mtu", "port_security_enabled")
+
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    admin_state_up: bool | Unset = UNSET
+    shared: bool | Unset = UNSET
+    router_external: bool | Unset = UNSET
+    mtu: int | Unset = UNSET
+    port_security_enabled: bool | Unset = UNSET
+    provider: bool = False
 
 
 class Networks:
@@ -55,39 +100,35 @@ class Networks:
         return list(await self.session.scalars(query.order_by(Network.created_at,
                                                               Network.id)))
 
-    async def create_network(self, caller: Caller, attrs: dict[str, Any]) -> Network:
-        project_id = attrs.get("project_id") or caller.project_id
+    async def create_network(self, caller: Caller, new: NewNetwork) -> Network:
+        project_id = new.project_id or caller.project_id
         target = {"project_id": project_id}
         caller.authorize("create_network", target)
-        if attrs.get("shared"):
+        if new.shared:
             caller.authorize("create_network:shared", target)
-        if attrs.get("router:external"):
+        if new.router_external:
             caller.authorize("create_network:router:external", target)
-        provider = {k: v for k, v in attrs.items() if k.startswith("provider:")}
-        if provider:
+        if new.provider is not None:
             caller.authorize("create_network:provider", target)
+        provider = new.provider or ProviderSegment()
         await self.quotas.check(project_id, "network")
-        network_type = provider.get("provider:network_type") or "flat"
+        network_type = provider.network_type or "flat"
         if network_type not in NETWORK_TYPES:
             raise InvalidInput(f"Invalid input for operation: network_type value "
                                f"'{network_type}' not supported.")
-        segmentation_id = provider.get("provider:segmentation_id")
+        segmentation_id = provider.segmentation_id
         if network_type == "vxlan" and segmentation_id is None:
             segmentation_id = await self._free_vni()
-        mtu = attrs.get("mtu") or self.options.default_mtu
         now = utcnow()
         net = Network(
-            id=new_id(), project_id=project_id, name=attrs.get("name") or "",
-            description=attrs.get("description") or "",
-            admin_state_up=attrs.get("admin_state_up", True),
-            shared=bool(attrs.get("shared", False)),
-            router_external=bool(attrs.get("router:external", False)),
-            port_security_enabled=attrs.get("port_security_enabled", True), mtu=mtu,
-            network_type=network_type,
-            physical_network=provider.get("provider:physical_network"),
-            segmentation_id=segmentation_id,
-            availability_zone_hints=list(attrs.get("availability_zone_hints") or []),
-            tags=[], status="ACTIVE" if attrs.get("admin_state_up", True) else "DOWN",
+            id=new_id(), project_id=project_id, name=new.name, description=new.description,
+            admin_state_up=new.admin_state_up, shared=new.shared,
+            router_external=new.router_external,
+            port_security_enabled=new.port_security_enabled,
+            mtu=new.mtu or self.options.default_mtu, network_type=network_type,
+            physical_network=provider.physical_network, segmentation_id=segmentation_id,
+            availability_zone_hints=list(new.availability_zone_hints),
+            tags=[], status="ACTIVE" if new.admin_state_up else "DOWN",
             revision_number=1, created_at=now, updated_at=now)
         net.subnets = []
         self.session.add(net)
@@ -106,25 +147,21 @@ class Networks:
         raise InvalidInput("No VXLAN segmentation id is free.")
 
     async def update_network(self, caller: Caller, network_id: str,
-                             attrs: dict[str, Any]) -> Network:
+                             change: NetworkUpdate) -> Network:
         net = await self.get_network(caller, network_id)
         target = network_target(net)
         caller.authorize("update_network", target)
-        if "shared" in attrs and attrs["shared"] != net.shared:
+        if change.shared is not UNSET and change.shared != net.shared:
             caller.authorize("update_network:shared", target)
-        if "router:external" in attrs:
+        if change.router_external is not UNSET:
             caller.authorize("update_network:router:external", target)
-        if any(k.startswith("provider:") for k in attrs):
+        if change.provider:
             caller.authorize("update_network:provider", target)
             raise InvalidInput("Invalid input for operation: Plugin does not support "
                                "updating provider attributes.")
-        for key, column in (("name", "name"), ("description", "description"),
-                            ("admin_state_up", "admin_state_up"), ("shared", "shared"),
-                            ("router:external", "router_external"), ("mtu", "mtu"),
-                            ("port_security_enabled", "port_security_enabled")):
-            if key in attrs:
-                setattr(net, column, attrs[key])
-        if "admin_state_up" in attrs:
+        for column, value in given(change, *NetworkUpdate.COLUMNS).items():
+            setattr(net, column, value)
+        if change.admin_state_up is not UNSET:
             net.status = "ACTIVE" if net.admin_state_up else "DOWN"
         touch(net)
         await self.session.flush()

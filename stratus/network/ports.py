@@ -4,8 +4,9 @@ groups and host bindings; the backend hears of each change after the commit (``n
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.orm import joinedload
@@ -13,7 +14,16 @@ from sqlalchemy.orm import joinedload
 from stratus.core.db import utcnow
 from stratus.network import ipam
 from stratus.network.caller import Caller, network_target
-from stratus.network.common import apply_filters, new_id, random_mac, rowcount, touch
+from stratus.network.common import (
+    UNSET,
+    Unset,
+    apply_filters,
+    given,
+    new_id,
+    random_mac,
+    rowcount,
+    touch,
+)
 from stratus.network.errors import (
     InvalidInput,
     IpAddressGenerationFailure,
@@ -35,6 +45,62 @@ MAC_TRIES = 16
 
 #: One query for a port with its addresses and groups (instead of one per relationship).
 _PORT_JOINED = (joinedload(Port.fixed_ips), joinedload(Port.security_groups))
+
+
+@dataclass(frozen=True)
+class FixedIpRequest:
+    """One entry of ``fixed_ips``: a subnet, an address, or both (never neither)."""
+
+    subnet_id: str | None = None
+    ip_address: str | None = None
+
+
+@dataclass(frozen=True)
+class NewPort:
+    """A port to create. ``fixed_ips`` / ``security_groups`` ``None``: chosen here (one
+    address, the default group); ``port_security_enabled`` ``None``: the network's;
+    ``binding``: the request named a ``binding:*`` attribute (its own policy rule)."""
+
+    network_id: str = ""
+    project_id: str | None = None
+    name: str = ""
+    description: str = ""
+    admin_state_up: bool = True
+    mac_address: str | None = None
+    fixed_ips: tuple[FixedIpRequest, ...] | None = None
+    device_id: str = ""
+    device_owner: str = ""
+    security_groups: tuple[str, ...] | None = None
+    port_security_enabled: bool | None = None
+    dns_name: str = ""
+    binding_host_id: str = ""
+    binding_vnic_type: str = "normal"
+    binding_profile: Mapping[str, Any] = field(default_factory=dict)
+    binding: bool = False
+
+
+@dataclass(frozen=True)
+class PortUpdate:
+    """Changes to a port (``UNSET``: not asked for)."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("name", "description", "admin_state_up",
+                                          "device_id", "device_owner", "dns_name",
+                                          "binding_host_id", "binding_profile")
+
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    admin_state_up: bool | Unset = UNSET
+    device_id: str | Unset = UNSET
+    device_owner: str | Unset = UNSET
+    dns_name: str | Unset = UNSET
+    binding_host_id: str | Unset = UNSET
+    binding_profile: Mapping[str, Any] | Unset = UNSET
+    binding_vnic_type: str | Unset = UNSET
+    mac_address: str | Unset = UNSET
+    port_security_enabled: bool | Unset = UNSET
+    security_groups: tuple[str, ...] | Unset = UNSET
+    fixed_ips: tuple[FixedIpRequest, ...] | Unset = UNSET
+    binding: bool = False
 
 
 class Ports:
@@ -72,38 +138,36 @@ class Ports:
         query = apply_filters(self._visible_ports(caller), Port, where)
         return list(await self.session.scalars(query.order_by(Port.created_at, Port.id)))
 
-    async def create_port(self, caller: Caller, attrs: dict[str, Any]) -> Port:
-        network_id = attrs.get("network_id")
-        if not network_id:
+    async def create_port(self, caller: Caller, new: NewPort) -> Port:
+        if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
-        net = await self.networks.get_network(caller, str(network_id))
-        project_id = attrs.get("project_id") or caller.project_id
+        net = await self.networks.get_network(caller, new.network_id)
+        project_id = new.project_id or caller.project_id
         if project_id != caller.project_id:
             caller.authorize("admin_only")
         target = {**network_target(net), "project_id": project_id,
                   "network_owner": net.project_id}
         caller.authorize("create_port", target)
-        if "mac_address" in attrs:
+        if new.mac_address is not None:
             caller.authorize("create_port:mac_address", target)
-        if any("ip_address" in f for f in attrs.get("fixed_ips") or [] if isinstance(f, dict)) \
-                and not net.shared:
+        if any(f.ip_address is not None for f in new.fixed_ips or ()) and not net.shared:
             caller.authorize("create_port:fixed_ips:ip_address", target)
-        if any(k.startswith("binding:") for k in attrs):
+        if new.binding:
             caller.authorize("create_port:binding", target)
-        vnic = attrs.get("binding:vnic_type", "normal")
+        vnic = new.binding_vnic_type
         if vnic != "normal":
             raise InvalidInput(f"Invalid input for binding:vnic_type: '{vnic}' is not "
                                "supported (only 'normal').")
-        device_owner = attrs.get("device_owner") or ""
+        device_owner = new.device_owner
         if device_owner != DHCP_DEVICE_OWNER:
             await self.quotas.check(project_id, "port")
-        port_security = attrs.get("port_security_enabled", net.port_security_enabled)
-        groups = attrs.get("security_groups")
-        if groups is None:
+        port_security = (net.port_security_enabled if new.port_security_enabled is None
+                         else new.port_security_enabled)
+        if new.security_groups is None:
             groups = ([] if device_owner.startswith("network:") or not port_security
                       else [await self.groups.default_security_group(project_id)])
         else:
-            groups = await self._check_groups(caller, project_id, groups)
+            groups = await self._check_groups(caller, project_id, new.security_groups)
             if groups and not port_security:
                 raise InvalidInput("Port has security group associated. Cannot disable port "
                                    "security or ip address until security group is removed")
@@ -111,20 +175,18 @@ class Ports:
         now = utcnow()
         row = {
             "id": port_id, "network_id": net.id, "project_id": project_id,
-            "name": attrs.get("name") or "", "description": attrs.get("description") or "",
-            "admin_state_up": attrs.get("admin_state_up", True), "status": "DOWN",
-            "device_id": attrs.get("device_id") or "", "device_owner": device_owner,
-            "binding_host_id": attrs.get("binding:host_id") or "",
-            "binding_vnic_type": "normal",
-            "binding_profile": attrs.get("binding:profile") or {},
-            "dns_name": attrs.get("dns_name") or "",
+            "name": new.name, "description": new.description,
+            "admin_state_up": new.admin_state_up, "status": "DOWN",
+            "device_id": new.device_id, "device_owner": device_owner,
+            "binding_host_id": new.binding_host_id, "binding_vnic_type": "normal",
+            "binding_profile": dict(new.binding_profile), "dns_name": new.dns_name,
             "port_security_enabled": port_security, "tags": [],
             "revision_number": 1, "created_at": now, "updated_at": now,
         }
-        await self.insert_row(row, attrs.get("mac_address"))
+        await self.insert_row(row, new.mac_address)
         for group_id in groups:
             self.session.add(PortSecurityGroup(port_id=port_id, security_group_id=group_id))
-        await self._allocate(net, port_id, attrs.get("fixed_ips"))
+        await self._allocate(net, port_id, new.fixed_ips)
         await self.session.flush()
         port = await self.load(port_id)
         await self.notifier.port_changed(port, None)
@@ -173,12 +235,8 @@ class Ports:
         assert port is not None
         return port
 
-    async def _subnets_of(self, network_id: str) -> list[Subnet]:
-        return list(await self.session.scalars(select(Subnet).where(
-            Subnet.network_id == network_id).order_by(Subnet.created_at)))
-
-    async def _allocate(self, net: Network, port_id: str, fixed_ips: Any,
-                        position: int = 0) -> None:
+    async def _allocate(self, net: Network, port_id: str,
+                        fixed_ips: Sequence[FixedIpRequest] | None, position: int = 0) -> None:
         """Addresses for a new port: as ``fixed_ips`` asks, or one from the first IPv4
         subnet of the network that has a free one."""
         subnets = list(net.subnets)  # loaded with the network, in creation order
@@ -192,103 +250,76 @@ class Ports:
             if subnets:
                 raise IpAddressGenerationFailure(net.id)
             return
-        for index, wanted in enumerate(self._fixed_ips(fixed_ips)):
+        for index, wanted in enumerate(fixed_ips):
             subnet = self._subnet_for(subnets, net.id, wanted)
-            await self.ipam.allocate(subnet, port_id, position + index,
-                                     wanted.get("ip_address"))
-
-    @staticmethod
-    def _fixed_ips(value: Any) -> list[dict[str, str]]:
-        if not isinstance(value, list):
-            raise InvalidInput("Invalid input for fixed_ips: it must be a list.")
-        result = []
-        for item in value:
-            if not isinstance(item, dict) or not item or set(item) - {"subnet_id",
-                                                                      "ip_address"}:
-                raise InvalidInput("Invalid input for fixed_ips: each entry has a subnet_id "
-                                   "and/or an ip_address.")
-            result.append({k: str(v) for k, v in item.items()})
-        return result
+            await self.ipam.allocate(subnet, port_id, position + index, wanted.ip_address)
 
     @staticmethod
     def _subnet_for(subnets: list[Subnet], network_id: str,
-                    wanted: Mapping[str, str]) -> Subnet:
-        if "subnet_id" in wanted:
+                    wanted: FixedIpRequest) -> Subnet:
+        if wanted.subnet_id is not None:
             for subnet in subnets:
-                if subnet.id == wanted["subnet_id"]:
+                if subnet.id == wanted.subnet_id:
                     return subnet
             raise InvalidInput(f"Invalid input for operation: Failed to create port on "
                                f"network {network_id}, because fixed_ips included invalid "
-                               f"subnet {wanted['subnet_id']}.")
-        ip = ipam.parse_ip(wanted["ip_address"])
+                               f"subnet {wanted.subnet_id}.")
+        assert wanted.ip_address is not None  # a request names one or the other
+        ip = ipam.parse_ip(wanted.ip_address)
         for subnet in subnets:
             if ip in ipaddress.ip_network(subnet.cidr):
                 return subnet
-        raise ipam.InvalidIpForSubnet(wanted["ip_address"])
+        raise ipam.InvalidIpForSubnet(wanted.ip_address)
 
     async def _check_groups(self, caller: Caller, project_id: str,
-                            groups: Any) -> list[str]:
-        if not isinstance(groups, list):
-            raise InvalidInput("Invalid input for security_groups: it must be a list of ids.")
+                            groups: Iterable[str]) -> list[str]:
         result = []
-        for group_id in dict.fromkeys(str(g) for g in groups):
+        for group_id in dict.fromkeys(groups):
             group = await self.session.get(SecurityGroup, group_id)
             if group is None or (not caller.is_admin and group.project_id != project_id):
                 raise SecurityGroupNotFound(group_id)
             result.append(group_id)
         return result
 
-    async def update_port(self, caller: Caller, port_id: str, attrs: dict[str, Any]) -> Port:
+    async def update_port(self, caller: Caller, port_id: str, change: PortUpdate) -> Port:
         port = await self.get_port(caller, port_id)
         net = await self.session.get(Network, port.network_id)
         assert net is not None
         target = {**network_target(net), "project_id": port.project_id,
                   "network_owner": net.project_id}
         caller.authorize("update_port", target)
-        if any(k.startswith("binding:") for k in attrs):
+        if change.binding:
             caller.authorize("update_port:binding", target)
-        if "mac_address" in attrs:
+        if change.mac_address is not UNSET:
             caller.authorize("update_port:mac_address", target)
-        for fixed in ("network_id", "project_id", "tenant_id"):
-            if fixed in attrs and attrs[fixed] != getattr(port, "project_id" if fixed in (
-                    "project_id", "tenant_id") else fixed):
-                raise InvalidInput(f"Cannot update read-only attribute {fixed}")
-        if attrs.get("binding:vnic_type", "normal") != "normal":
+        if change.binding_vnic_type not in (UNSET, "normal"):
             raise InvalidInput("Invalid input for binding:vnic_type: only 'normal' is "
                                "supported.")
         old_host = port.binding_host_id
         old_info = await self.snapshots.port_info(port)
-        for key, column in (("name", "name"), ("description", "description"),
-                            ("admin_state_up", "admin_state_up"), ("device_id", "device_id"),
-                            ("device_owner", "device_owner"), ("dns_name", "dns_name"),
-                            ("binding:host_id", "binding_host_id"),
-                            ("binding:profile", "binding_profile")):
-            if key in attrs:
-                value = attrs[key]
-                setattr(port, column, ({} if column == "binding_profile" else "")
-                        if value is None else value)
-        if "mac_address" in attrs:
-            port.mac_address = self._mac(attrs["mac_address"])
+        for column, value in given(change, *PortUpdate.COLUMNS).items():
+            setattr(port, column, value)
+        if change.mac_address is not UNSET:
+            port.mac_address = self._mac(change.mac_address)
             clash = await self.session.scalar(select(Port.id).where(
                 Port.network_id == port.network_id, Port.mac_address == port.mac_address,
                 Port.id != port.id))
             if clash is not None:
                 raise MacAddressInUse(port.mac_address, port.network_id)
-        if "port_security_enabled" in attrs:
-            port.port_security_enabled = bool(attrs["port_security_enabled"])
-        if "security_groups" in attrs:
-            groups = await self._check_groups(caller, port.project_id,
-                                              attrs["security_groups"] or [])
+        if change.port_security_enabled is not UNSET:
+            port.port_security_enabled = change.port_security_enabled
+        if change.security_groups is not UNSET:
+            groups = await self._check_groups(caller, port.project_id, change.security_groups)
             await self.session.execute(delete(PortSecurityGroup).where(
                 PortSecurityGroup.port_id == port.id))
             for group_id in groups:
                 self.session.add(PortSecurityGroup(port_id=port.id, security_group_id=group_id))
-        elif "port_security_enabled" in attrs and not port.port_security_enabled \
+        elif change.port_security_enabled is not UNSET and not port.port_security_enabled \
                 and port.security_groups:
             raise InvalidInput("Port has security group associated. Cannot disable port "
                                "security or ip address until security group is removed")
-        if "fixed_ips" in attrs:
-            await self._readdress(net, port, attrs["fixed_ips"])
+        if change.fixed_ips is not UNSET:
+            await self._readdress(net, port, change.fixed_ips)
         if port.binding_host_id != old_host:
             port.status = "DOWN"
         touch(port)
@@ -297,29 +328,28 @@ class Ports:
         await self.notifier.port_changed(port, old_info)
         return port
 
-    async def _readdress(self, net: Network, port: Port, fixed_ips: Any) -> None:
+    async def _readdress(self, net: Network, port: Port,
+                         wanted: Sequence[FixedIpRequest]) -> None:
         """New ``fixed_ips``: addresses kept stay, the others are freed, new ones taken."""
-        wanted = self._fixed_ips(fixed_ips or [])
         subnets = await self.snapshots.subnets_of(net.id)
         current = {(a.subnet_id, a.ip_address) for a in port.fixed_ips}
         keep: set[tuple[str, str]] = set()
-        new: list[dict[str, str]] = []
+        new: list[tuple[Subnet, str | None]] = []
         for item in wanted:
             subnet = self._subnet_for(subnets, net.id, item)
-            if "ip_address" in item:
-                address = str(ipam.parse_ip(item["ip_address"]))
+            if item.ip_address is not None:
+                address = str(ipam.parse_ip(item.ip_address))
                 if (subnet.id, address) in current:
                     keep.add((subnet.id, address))
                     continue
             elif any(s == subnet.id for s, _ in current - keep):
                 keep.add(next(p for p in sorted(current - keep) if p[0] == subnet.id))
                 continue
-            new.append({**item, "subnet_id": subnet.id})
+            new.append((subnet, item.ip_address))
         await self.ipam.release(port.id, keep)
         position = len(keep)
-        for item in new:
-            subnet = next(s for s in subnets if s.id == item["subnet_id"])
-            await self.ipam.allocate(subnet, port.id, position, item.get("ip_address"))
+        for subnet, requested in new:
+            await self.ipam.allocate(subnet, port.id, position, requested)
             position += 1
 
     async def delete_port(self, caller: Caller, port_id: str) -> None:

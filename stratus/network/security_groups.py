@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, select
 
 from stratus.core.db import utcnow
 from stratus.network.caller import Caller
-from stratus.network.common import apply_filters, new_id, rowcount, touch
+from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, rowcount, touch
 from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
@@ -27,6 +28,39 @@ from stratus.network.models import (
 )
 from stratus.network.quotas import Quotas
 from stratus.network.txn import Txn
+
+
+@dataclass(frozen=True)
+class NewSecurityGroup:
+    name: str = ""
+    description: str = ""
+    project_id: str | None = None
+    stateful: bool = True
+
+
+@dataclass(frozen=True)
+class SecurityGroupUpdate:
+    """Changes to a group (``UNSET``: not asked for)."""
+
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    stateful: bool | Unset = UNSET
+
+
+@dataclass(frozen=True)
+class NewRule:
+    """A rule as asked for; normalised and checked here (``direction`` ``None``: not
+    given, which is refused)."""
+
+    security_group_id: str = ""
+    direction: str | None = None
+    ethertype: str | None = None
+    protocol: str | None = None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+    description: str = ""
 
 
 class SecurityGroups:
@@ -104,18 +138,17 @@ class SecurityGroups:
             DefaultSecurityGroup.security_group_id == group_id)) is not None
 
     async def create_security_group(self, caller: Caller,
-                                    attrs: dict[str, Any]) -> SecurityGroup:
-        project_id = attrs.get("project_id") or caller.project_id
+                                    new: NewSecurityGroup) -> SecurityGroup:
+        project_id = new.project_id or caller.project_id
         caller.authorize("create_security_group", {"project_id": project_id})
-        name = attrs.get("name") or ""
+        name = new.name
         if name == "default":
             raise InvalidInput("Default security group already exists.")
         await self.default_security_group(project_id)
         await self.quotas.check(project_id, "security_group")
         now = utcnow()
         group = SecurityGroup(id=new_id(), project_id=project_id, name=name,
-                              description=attrs.get("description") or "",
-                              stateful=attrs.get("stateful", True), tags=[],
+                              description=new.description, stateful=new.stateful, tags=[],
                               revision_number=1, created_at=now, updated_at=now)
         group.rules = []
         self.session.add(group)
@@ -131,15 +164,14 @@ class SecurityGroups:
         return group
 
     async def update_security_group(self, caller: Caller, group_id: str,
-                                    attrs: dict[str, Any]) -> SecurityGroup:
+                                    change: SecurityGroupUpdate) -> SecurityGroup:
         group = await self.get_security_group(caller, group_id)
         caller.authorize("update_security_group", {"project_id": group.project_id})
-        if "name" in attrs and attrs["name"] != group.name and \
+        if change.name is not UNSET and change.name != group.name and \
                 await self.is_default_group(group.id):
             raise InvalidInput("Updating default security group not allowed.")
-        for key in ("name", "description", "stateful"):
-            if key in attrs:
-                setattr(group, key, attrs[key])
+        for column, value in given(change).items():
+            setattr(group, column, value)
         touch(group)
         await self.session.flush()
         return group
@@ -180,8 +212,8 @@ class SecurityGroups:
     PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132,
                  "gre": 47, "esp": 50, "ah": 51, "any": None}
 
-    def _normalise_rule(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        r = dict(attrs)
+    def _normalise_rule(self, new: NewRule) -> dict[str, Any]:
+        r = asdict(new)
         if r.get("direction") not in ("ingress", "egress"):
             raise InvalidInput(f"Invalid input for direction: '{r.get('direction')}' is not "
                                "in ['ingress', 'egress'].")
@@ -228,13 +260,12 @@ class SecurityGroups:
         return r
 
     async def create_security_group_rule(self, caller: Caller,
-                                         attrs: dict[str, Any]) -> SecurityGroupRule:
-        group_id = attrs.get("security_group_id")
-        if not group_id:
+                                         new: NewRule) -> SecurityGroupRule:
+        if not new.security_group_id:
             raise InvalidInput("Invalid input for operation: security_group_id is required.")
-        group = await self.get_security_group(caller, str(group_id))
+        group = await self.get_security_group(caller, new.security_group_id)
         caller.authorize("create_security_group_rule", {"project_id": group.project_id})
-        r = self._normalise_rule(attrs)
+        r = self._normalise_rule(new)
         if r.get("remote_group_id"):
             await self.get_security_group(caller, str(r["remote_group_id"]))
         await self.quotas.check(group.project_id, "security_group_rule")

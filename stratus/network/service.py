@@ -36,7 +36,7 @@ from stratus.network.events import DiscardEvents, EventSink
 from stratus.network.ipam import IPAM
 from stratus.network.migrations import HEAD
 from stratus.network.models import Network
-from stratus.network.networks import Networks
+from stratus.network.networks import Networks, NewNetwork
 from stratus.network.notify import Notifier
 from stratus.network.objects import NetworkInfo
 from stratus.network.policy import RULES
@@ -44,7 +44,7 @@ from stratus.network.ports import Ports
 from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
-from stratus.network.subnets import Subnets
+from stratus.network.subnets import NewSubnet, Subnets
 from stratus.network.txn import Txn
 
 LOG = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class NetworkService:
         if existing is not None:
             return existing
         caller = Caller(RequestContext(roles=["admin"], project_id=project_id), self.enforcer)
-        net = await self.networks.create_network(caller, {"name": name})
-        await self.subnets.create_subnet(caller, {"network_id": net.id, "cidr": cidr,
-                                                  "name": f"{name}-subnet"})
+        net = await self.networks.create_network(caller, NewNetwork(name=name))
+        await self.subnets.create_subnet(caller, NewSubnet(network_id=net.id, cidr=cidr,
+                                                           name=f"{name}-subnet"))
         return net

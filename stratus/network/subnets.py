@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, or_, select
@@ -12,14 +13,45 @@ from sqlalchemy import Select, delete, or_, select
 from stratus.core.db import utcnow
 from stratus.network import ipam
 from stratus.network.caller import Caller
-from stratus.network.common import apply_filters, new_id, touch
+from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import InvalidInput, SubnetInUse, SubnetNotFound
 from stratus.network.models import IPAllocation, Network, Port, Subnet
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
-from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
 from stratus.network.quotas import Quotas
 from stratus.network.txn import Txn
+
+
+@dataclass(frozen=True)
+class NewSubnet:
+    """A subnet to create. ``gateway_ip``: ``UNSET`` takes the first host address, ``None``
+    means no gateway."""
+
+    network_id: str = ""
+    cidr: str = ""
+    ip_version: int = 4
+    name: str = ""
+    description: str = ""
+    project_id: str | None = None
+    gateway_ip: str | Unset | None = UNSET
+    allocation_pools: tuple[dict[str, Any], ...] = ()
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[HostRoute, ...] = ()
+    enable_dhcp: bool = True
+
+
+@dataclass(frozen=True)
+class SubnetUpdate:
+    """Changes to a subnet (``UNSET``: not asked for; ``gateway_ip=None`` removes it)."""
+
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    enable_dhcp: bool | Unset = UNSET
+    gateway_ip: str | Unset | None = UNSET
+    allocation_pools: tuple[dict[str, Any], ...] | Unset = UNSET
+    dns_nameservers: tuple[str, ...] | Unset = UNSET
+    host_routes: tuple[HostRoute, ...] | Unset = UNSET
 
 
 class Subnets:
@@ -53,22 +85,21 @@ class Subnets:
         query = apply_filters(self._visible_subnets(caller), Subnet, where)
         return list(await self.session.scalars(query.order_by(Subnet.created_at, Subnet.id)))
 
-    async def create_subnet(self, caller: Caller, attrs: dict[str, Any]) -> Subnet:
-        network_id = attrs.get("network_id")
-        if not network_id:
+    async def create_subnet(self, caller: Caller, new: NewSubnet) -> Subnet:
+        if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
-        net = await self.networks.get_network(caller, str(network_id))
-        project_id = attrs.get("project_id") or caller.project_id
+        net = await self.networks.get_network(caller, new.network_id)
+        project_id = new.project_id or caller.project_id
         if not caller.is_admin and net.project_id != caller.project_id:
             caller.authorize("admin_only")
         caller.authorize("create_subnet", {"project_id": project_id})
-        if attrs.get("ip_version", 4) != 4:
+        if new.ip_version != 4:
             raise InvalidInput("Invalid input for operation: only IPv4 subnets "
                                "(ip_version 4) are supported.")
-        if not attrs.get("cidr"):
+        if not new.cidr:
             raise InvalidInput("Invalid input for operation: a cidr must be given "
                                "(subnet pools are not supported).")
-        cidr = ipam.parse_cidr(str(attrs["cidr"]))
+        cidr = ipam.parse_cidr(new.cidr)
         if cidr.version != 4:
             raise InvalidInput("Invalid input for operation: only IPv4 subnets are "
                                "supported.")
@@ -82,24 +113,21 @@ class Subnets:
                 raise InvalidInput(f"Invalid input for operation: Requested subnet with cidr: "
                                    f"{cidr} for network: {net.id} overlaps with another "
                                    "subnet.")
-        if "gateway_ip" in attrs:
-            gateway = attrs["gateway_ip"]
-            if gateway is not None:
-                gateway = self._gateway_in(cidr, str(gateway))
-        else:
+        if new.gateway_ip is UNSET:
             gateway = ipam.default_gateway(cidr)
-        if attrs.get("allocation_pools"):
-            pools = ipam.check_pools(cidr, attrs["allocation_pools"], gateway)
+        else:
+            gateway = None if new.gateway_ip is None else self._gateway_in(cidr, new.gateway_ip)
+        if new.allocation_pools:
+            pools = ipam.check_pools(cidr, new.allocation_pools, gateway)
         else:
             pools = ipam.default_pools(cidr, gateway)
         now = utcnow()
         subnet = Subnet(
             id=new_id(), network_id=net.id, project_id=project_id,
-            name=attrs.get("name") or "", description=attrs.get("description") or "",
-            ip_version=4, cidr=str(cidr), gateway_ip=gateway,
-            enable_dhcp=attrs.get("enable_dhcp", True),
-            dns_nameservers=self._nameservers(attrs.get("dns_nameservers") or []),
-            host_routes=self._routes(attrs.get("host_routes") or []),
+            name=new.name, description=new.description,
+            ip_version=4, cidr=str(cidr), gateway_ip=gateway, enable_dhcp=new.enable_dhcp,
+            dns_nameservers=self._nameservers(new.dns_nameservers),
+            host_routes=self._routes(new.host_routes),
             allocation_pools=pools, tags=[], revision_number=1, created_at=now,
             updated_at=now)
         net.subnets.append(subnet)
@@ -117,54 +145,47 @@ class Subnets:
         return str(ip)
 
     @staticmethod
-    def _nameservers(values: Iterable[Any]) -> list[str]:
+    def _nameservers(values: Iterable[str]) -> list[str]:
         result: list[str] = []
         for value in values:
-            address = str(ipam.parse_ip(str(value), "dns_nameservers"))
+            address = str(ipam.parse_ip(value, "dns_nameservers"))
             if address in result:
                 raise InvalidInput(f"Duplicate nameserver '{address}'.")
             result.append(address)
         return result
 
     @staticmethod
-    def _routes(values: Iterable[Any]) -> list[dict[str, str]]:
+    def _routes(values: Iterable[HostRoute]) -> list[dict[str, str]]:
         result = []
         for route in values:
-            if not isinstance(route, dict) or set(route) != {"destination", "nexthop"}:
-                raise InvalidInput("Invalid input for host_routes: each route is "
-                                   "{'destination': cidr, 'nexthop': ip}.")
             try:
-                destination = str(ipaddress.ip_network(str(route["destination"])))
+                destination = str(ipaddress.ip_network(route.destination))
             except ValueError as exc:
-                raise InvalidInput(f"Invalid input for host_routes: '{route['destination']}'"
+                raise InvalidInput(f"Invalid input for host_routes: '{route.destination}'"
                                    " is not a valid CIDR.") from exc
-            nexthop = str(ipam.parse_ip(str(route["nexthop"]), "host_routes"))
+            nexthop = str(ipam.parse_ip(route.nexthop, "host_routes"))
             result.append({"destination": destination, "nexthop": nexthop})
         return result
 
     async def update_subnet(self, caller: Caller, subnet_id: str,
-                            attrs: dict[str, Any]) -> Subnet:
+                            change: SubnetUpdate) -> Subnet:
         subnet = await self.get_subnet(caller, subnet_id)
         caller.authorize("update_subnet", {"project_id": subnet.project_id})
-        for fixed in ("cidr", "ip_version", "network_id"):
-            if fixed in attrs:
-                raise InvalidInput(f"Cannot update read-only attribute {fixed}")
         cidr = ipaddress.ip_network(subnet.cidr)
-        for key in ("name", "description", "enable_dhcp"):
-            if key in attrs:
-                setattr(subnet, key, attrs[key])
-        if "gateway_ip" in attrs:
-            subnet.gateway_ip = (None if attrs["gateway_ip"] is None
-                                 else self._gateway_in(cidr, str(attrs["gateway_ip"])))
-        if "allocation_pools" in attrs:
-            subnet.allocation_pools = ipam.check_pools(cidr, attrs["allocation_pools"] or [],
+        for column, value in given(change, "name", "description", "enable_dhcp").items():
+            setattr(subnet, column, value)
+        if change.gateway_ip is not UNSET:
+            subnet.gateway_ip = (None if change.gateway_ip is None
+                                 else self._gateway_in(cidr, change.gateway_ip))
+        if change.allocation_pools is not UNSET:
+            subnet.allocation_pools = ipam.check_pools(cidr, change.allocation_pools,
                                                        subnet.gateway_ip)
-        elif "gateway_ip" in attrs:
+        elif change.gateway_ip is not UNSET:
             ipam.check_pools(cidr, subnet.allocation_pools, subnet.gateway_ip)
-        if "dns_nameservers" in attrs:
-            subnet.dns_nameservers = self._nameservers(attrs["dns_nameservers"] or [])
-        if "host_routes" in attrs:
-            subnet.host_routes = self._routes(attrs["host_routes"] or [])
+        if change.dns_nameservers is not UNSET:
+            subnet.dns_nameservers = self._nameservers(change.dns_nameservers)
+        if change.host_routes is not UNSET:
+            subnet.host_routes = self._routes(change.host_routes)
         touch(subnet)
         await self.session.flush()
         self.notifier.network_changed(subnet.network_id)

@@ -17,19 +17,18 @@ from stratus.network.api.deps import (
     single_or_bulk,
     update_body,
 )
+from stratus.network.api.schemas import (
+    AgentUpdateBody,
+    RuleBody,
+    SecurityGroupBody,
+    SecurityGroupUpdateBody,
+    quota_changes,
+)
 from stratus.network.caller import Caller
-from stratus.network.errors import InvalidInput
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
 
-SG_CREATE = {"name": "str", "description": "str", "project_id": "str", "tenant_id": "str",
-             "stateful": "bool"}
-SG_UPDATE = {"name": "str", "description": "str", "stateful": "bool"}
-RULE_CREATE = {"security_group_id": "str", "direction": "str", "ethertype": "str",
-               "protocol": "str?", "port_range_min": "int?", "port_range_max": "int?",
-               "remote_ip_prefix": "str?", "remote_group_id": "str?", "description": "str",
-               "project_id": "str", "tenant_id": "str", "remote_address_group_id": "str?"}
 SG_COLUMNS = {"id": "id", "name": "name", "project_id": "project_id",
               "tenant_id": "project_id"}
 RULE_COLUMNS = {"id": "id", "security_group_id": "security_group_id",
@@ -73,8 +72,9 @@ async def show_group(group_id: str, request: Request, svc: WriteService,
 @router.post("/security-groups")
 async def create_groups(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
     items, bulk = await single_or_bulk(request, "security_group", "security_groups",
-                                       SG_CREATE)
-    created = [await svc.security_groups.create_security_group(caller, attrs) for attrs in items]
+                                       SecurityGroupBody)
+    created = [await svc.security_groups.create_security_group(caller, item.command())
+               for item in items]
     body = await _group_views(svc, created)
     return JSONResponse({"security_groups": body} if bulk else {"security_group": body[0]},
                         status_code=201)
@@ -83,8 +83,9 @@ async def create_groups(request: Request, svc: WriteService, caller: CallerDep) 
 @router.put("/security-groups/{group_id}")
 async def update_group(group_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
-    attrs = await update_body(request, "security_group", SG_UPDATE)
-    group = await svc.security_groups.update_security_group(caller, group_id, attrs)
+    body = await update_body(request, "security_group", SecurityGroupUpdateBody)
+    group = await svc.security_groups.update_security_group(caller, group_id,
+                                                            body.command())
     return JSONResponse({"security_group": (await _group_views(svc, [group]))[0]})
 
 
@@ -119,13 +120,9 @@ async def show_rule(rule_id: str, request: Request, svc: WriteService,
 @router.post("/security-group-rules")
 async def create_rules(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
     items, bulk = await single_or_bulk(request, "security_group_rule",
-                                       "security_group_rules", RULE_CREATE)
-    created = []
-    for attrs in items:
-        if attrs.pop("remote_address_group_id", None) is not None:
-            raise InvalidInput("Invalid input: remote address groups are not supported.")
-        attrs.pop("project_id", None)
-        created.append(await svc.security_groups.create_security_group_rule(caller, attrs))
+                                       "security_group_rules", RuleBody)
+    created = [await svc.security_groups.create_security_group_rule(caller, item.command())
+               for item in items]
     body = await _rule_views(svc, created)
     return JSONResponse({"security_group_rules": body} if bulk
                         else {"security_group_rule": body[0]}, status_code=201)
@@ -179,17 +176,7 @@ async def show_quota(project_id: str, svc: Service, caller: CallerDep) -> JSONRe
 async def update_quota(project_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
     caller.authorize("update_quota", _quota_target(caller, project_id))
-    body = await json_body(request)
-    if not isinstance(body, dict) or set(body) != {"quota"} or not isinstance(
-            body["quota"], dict):
-        raise InvalidInput("Unable to find 'quota' in request body")
-    changes: dict[str, int] = {}
-    for resource, value in body["quota"].items():
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidInput(f"Invalid input for {resource}: '{value}' is not an integer.")
-        changes[resource] = value
+    changes = quota_changes(await json_body(request))
     return JSONResponse({"quota": await svc.quotas.set(project_id, changes)})
 
 
@@ -201,9 +188,6 @@ async def delete_quota(project_id: str, svc: WriteService, caller: CallerDep) ->
 
 
 # Agents and zones -------------------------------------------------------------------------
-
-AGENT_UPDATE = {"admin_state_up": "bool", "description": "str"}
-
 
 @router.get("/agents")
 async def list_agents(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
@@ -223,8 +207,8 @@ async def show_agent(agent_id: str, svc: Service, caller: CallerDep) -> JSONResp
 @router.put("/agents/{agent_id}")
 async def update_agent(agent_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
-    attrs = await update_body(request, "agent", AGENT_UPDATE)
-    agent = await svc.agents.update_agent(caller, agent_id, attrs)
+    body = await update_body(request, "agent", AgentUpdateBody)
+    agent = await svc.agents.update_agent(caller, agent_id, body.command())
     return JSONResponse({"agent": views.agent(agent, svc.agents.agent_alive(agent))})
 
 
