@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import NetworkSettings
 from stratus.core.db import utcnow
@@ -25,14 +26,17 @@ class AgentUpdate:
     description: str | Unset = UNSET
 
 
+@dataclass
 class Agents:
     """The agents within one transaction: one row per (type, host), refreshed by every
     heartbeat; alive means heard from within ``agent_down_time``."""
 
-    def __init__(self, txn: Txn, options: NetworkSettings) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.options = options
+    txn: Txn
+    options: NetworkSettings
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def report_state(self, state: AgentState) -> None:
         now = utcnow()

@@ -4,8 +4,10 @@ and bound ports, each host's DHCP port, and ports going up or down."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
 from stratus.network.common import new_id, touch
@@ -21,17 +23,19 @@ from stratus.network.txn import Txn
 LOG = logging.getLogger(__name__)
 
 
+@dataclass
 class AgentSync:
     """The agents' side of one transaction."""
 
-    def __init__(self, txn: Txn, ipam: IPAM, ports: Ports, snapshots: Snapshots,
-                 notifier: Notifier) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.ipam = ipam
-        self.ports = ports
-        self.snapshots = snapshots
-        self.notifier = notifier
+    txn: Txn
+    ipam: IPAM
+    ports: Ports
+    snapshots: Snapshots
+    notifier: Notifier
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def active_networks(self) -> list[NetworkInfo]:
         return await self.snapshots.active_networks()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
@@ -68,16 +69,18 @@ class NetworkUpdate:
     provider: bool = False
 
 
+@dataclass
 class Networks:
     """The networks of one transaction."""
 
-    def __init__(self, txn: Txn, quotas: Quotas, notifier: Notifier,
-                 options: NetworkSettings) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.quotas = quotas
-        self.notifier = notifier
-        self.options = options
+    txn: Txn
+    quotas: Quotas
+    notifier: Notifier
+    options: NetworkSettings
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     def _visible_networks(self, caller: Caller) -> Select[Network]:
         query = select(Network)

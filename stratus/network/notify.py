@@ -5,6 +5,7 @@ commit (``Txn.after_commit``), so nobody is told of a change that then rolled ba
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from stratus.core.context import RequestContext
 from stratus.network.backends import NetworkBackend, NoopBackend
@@ -23,16 +24,15 @@ def system_context() -> RequestContext:
     return RequestContext(roles=["admin"], project_id=None)
 
 
+@dataclass
 class Notifier:
     """The change notices of one transaction."""
 
-    def __init__(self, txn: Txn, snapshots: Snapshots, backend: NetworkBackend,
-                 events: EventSink, read_network: ReadNetwork) -> None:
-        self.txn = txn
-        self.snapshots = snapshots
-        self.backend = backend
-        self.events = events
-        self.read_network = read_network
+    txn: Txn
+    snapshots: Snapshots
+    backend: NetworkBackend
+    events: EventSink
+    read_network: ReadNetwork
 
     def network_changed(self, network_id: str) -> None:
         """After commit, send the network's full snapshot to the backend (read then, so

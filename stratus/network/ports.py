@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import Select, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.db import utcnow
@@ -32,6 +33,7 @@ from stratus.network.errors import (
     PortNotFound,
     SecurityGroupNotFound,
 )
+from stratus.network.ipam import IPAM
 from stratus.network.models import Network, Port, PortSecurityGroup, SecurityGroup, Subnet
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
@@ -103,20 +105,21 @@ class PortUpdate:
     binding: bool = False
 
 
+@dataclass
 class Ports:
     """The ports of one transaction."""
 
-    def __init__(self, txn: Txn, ipam: ipam.IPAM, networks: Networks,
-                 groups: SecurityGroups, quotas: Quotas, notifier: Notifier,
-                 snapshots: Snapshots) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.ipam = ipam
-        self.networks = networks
-        self.groups = groups
-        self.quotas = quotas
-        self.notifier = notifier
-        self.snapshots = snapshots
+    txn: Txn
+    ipam: IPAM
+    networks: Networks
+    groups: SecurityGroups
+    quotas: Quotas
+    notifier: Notifier
+    snapshots: Snapshots
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     def _visible_ports(self, caller: Caller) -> Select[Port]:
         query = select(Port)

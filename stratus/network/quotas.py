@@ -4,9 +4,11 @@ rows), usage (row counts) and the check a create makes under the project's lock.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import NetworkSettings
 from stratus.network.errors import InvalidInput, OverQuota
@@ -25,13 +27,16 @@ def default_limits(options: NetworkSettings) -> dict[str, int]:
     return {r: int(getattr(options, f"quota_{r}")) for r in QUOTA_RESOURCES}
 
 
+@dataclass
 class Quotas:
     """The quotas of one transaction."""
 
-    def __init__(self, txn: Txn, options: NetworkSettings) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.options = options
+    txn: Txn
+    options: NetworkSettings
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     def defaults(self) -> dict[str, int]:
         return default_limits(self.options)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
 from stratus.network.caller import Caller
@@ -63,14 +64,17 @@ class NewRule:
     description: str = ""
 
 
+@dataclass
 class SecurityGroups:
     """Security groups and rules within one transaction. Rules are told apart by their
     shape (``fingerprint``), so a duplicate is a 409 even when two requests race."""
 
-    def __init__(self, txn: Txn, quotas: Quotas) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.quotas = quotas
+    txn: Txn
+    quotas: Quotas
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def default_security_group(self, project_id: str) -> str:
         """The project's ``default`` group, made with its default rules on first use; two

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.network.models import Network, Port, Subnet
 from stratus.network.objects import (
@@ -19,11 +22,15 @@ from stratus.network.objects import (
 from stratus.network.txn import Txn
 
 
+@dataclass
 class Snapshots:
     """Read-only views of one transaction for agents and backends."""
 
-    def __init__(self, txn: Txn) -> None:
-        self.session = txn.session
+    txn: Txn
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def subnets_of(self, network_id: str) -> list[Subnet]:
         return list(await self.session.scalars(select(Subnet).where(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
 from stratus.network import ipam
@@ -54,16 +55,18 @@ class SubnetUpdate:
     host_routes: tuple[HostRoute, ...] | Unset = UNSET
 
 
+@dataclass
 class Subnets:
     """The subnets of one transaction."""
 
-    def __init__(self, txn: Txn, networks: Networks, quotas: Quotas,
-                 notifier: Notifier) -> None:
-        self.txn = txn
-        self.session = txn.session
-        self.networks = networks
-        self.quotas = quotas
-        self.notifier = notifier
+    txn: Txn
+    networks: Networks
+    quotas: Quotas
+    notifier: Notifier
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     def _visible_subnets(self, caller: Caller) -> Select[Subnet]:
         query = select(Subnet)
