@@ -1,9 +1,13 @@
-"""Request-scoped pieces of the Network API's routes: the service, the caller, bodies."""
+"""Request-scoped pieces of the Network API's routes: the caller, the transaction, bodies.
+
+Routes say whether they write: ``Service`` opens a reading transaction, ``WriteService`` a
+writing one (on SQLite it waits for the process's one writer lock)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -28,6 +32,7 @@ def caller(request: Request,
     return runtime(request).caller(context)
 
 
+@asynccontextmanager
 async def _transaction(request: Request, write: bool) -> AsyncIterator[NetworkService]:
     async with duplicates_as_conflict("The request conflicts with a concurrent change."), \
             runtime(request).service(write=write) as svc:
@@ -37,7 +42,7 @@ async def _transaction(request: Request, write: bool) -> AsyncIterator[NetworkSe
 async def read_service(request: Request,
                        _: Annotated[Caller, Depends(caller)]) -> AsyncIterator[NetworkService]:
     """One reading transaction per request: it does not take the (SQLite) writers' lock."""
-    async for svc in _transaction(request, write=False):
+    async with _transaction(request, write=False) as svc:
         yield svc
 
 
@@ -47,7 +52,7 @@ async def write_service(request: Request,
     token is checked and the body read before the transaction starts, so neither happens
     while holding the writers' lock."""
     await request.body()  # cached by the request for the route to parse
-    async for svc in _transaction(request, write=True):
+    async with _transaction(request, write=True) as svc:
         yield svc
 
 
