@@ -321,10 +321,10 @@ async def _build_image(stack: Stack) -> ASGIApp:
 
 async def _build_network(stack: Stack) -> ASGIApp:
     from stratus.core.clients.compute import ComputeClient
-    from stratus.network.agent_rpc import NetworkServerManager
     from stratus.network.api import create_network_app
     from stratus.network.backends import backend_name, create_backend
     from stratus.network.events import ComputeEventSender
+    from stratus.network.manager import NetworkServerManager
     from stratus.network.rpcapi import NETWORK_TOPIC
     from stratus.network.service import NetworkRuntime
 

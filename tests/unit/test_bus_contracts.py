@@ -16,9 +16,9 @@ from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI, SchedulerAPI
 from stratus.compute.scheduler.manager import SchedulerManager
 from stratus.core.bus import RPCAPI
 from stratus.core.bus.contract import check
-from stratus.network.agent_rpc import NetworkServerManager
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
+from stratus.network.manager import NetworkServerManager
 from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI, NetworkServerAPI
 from stratus.volume.manager import VolumeManager
 from stratus.volume.rpcapi import VolumeManagerAPI
