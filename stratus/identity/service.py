@@ -17,15 +17,12 @@ from stratus.identity.assignments import AssignmentManager
 from stratus.identity.authentication import Authenticator
 from stratus.identity.catalog import CatalogManager
 from stratus.identity.fernet import KeyRepository
-from stratus.identity.migrations import HEAD
+from stratus.identity.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.identity.policy import RULES
 from stratus.identity.resources import ResourceManager
 from stratus.identity.revocation import RevocationLog
 from stratus.identity.tokens import TokenFormatter
 from stratus.identity.users import UserManager
-
-SCRIPT_LOCATION = "stratus.identity:migrations"
-VERSION_TABLE = "alembic_version_identity"
 
 
 class IdentityRuntime:
