@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Response
 
 from stratus.core.exceptions import NotFound, ValidationError
 from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter, split_known, text
+from stratus.identity.api.common import bool_filter, text
+from stratus.identity.api.crud import Resource, add_routes
 from stratus.identity.api.deps import Authorize, BaseURL, Service
 from stratus.identity.api.schemas import RoleCreateBody, RoleUpdateBody
 from stratus.identity.assignments import SYSTEM_TARGET, RoleAssignment
@@ -18,13 +19,8 @@ router = APIRouter(prefix="/v3")
 
 Q = Annotated[str | None, Query()]
 
-
-@router.get("/roles")
-async def list_roles(svc: Service, authorize: Authorize, base: BaseURL, name: Q = None,
-                     domain_id: Q = None) -> dict[str, Any]:
-    authorize("identity:list_roles")
-    roles = await svc.assignments.list_roles(name=name, domain_id=domain_id)
-    return views.collection("roles", [views.role(r, base) for r in roles], base, "roles")
+add_routes(router, Resource("role", "roles", "assignments", views.role, RoleUpdateBody,
+                            filters=("name", "domain_id")))
 
 
 @router.post("/roles", status_code=201)
@@ -32,35 +28,9 @@ async def create_role(body: RoleCreateBody, svc: Service, authorize: Authorize,
                       base: BaseURL) -> dict[str, Any]:
     authorize("identity:create_role")
     r = body.role
-    _, extra = split_known(r.changes(), ("name", "domain_id", "description", "options"))
     role = await svc.assignments.create_role(name=r.name, description=text(r.description),
-                                             domain_id=r.domain_id, extra=extra)
+                                             domain_id=r.domain_id, extra=r.extras())
     return {"role": views.role(role, base)}
-
-
-@router.get("/roles/{role_id}")
-async def get_role(role_id: str, svc: Service, authorize: Authorize,
-                   base: BaseURL) -> dict[str, Any]:
-    authorize("identity:get_role")
-    return {"role": views.role(await svc.assignments.get_role(role_id), base)}
-
-
-@router.patch("/roles/{role_id}")
-async def update_role(role_id: str, body: RoleUpdateBody, svc: Service, authorize: Authorize,
-                      base: BaseURL) -> dict[str, Any]:
-    authorize("identity:update_role")
-    changes = body.role.changes()
-    changes.pop("options", None)
-    if "description" in changes:
-        changes["description"] = text(changes["description"])
-    return {"role": views.role(await svc.assignments.update_role(role_id, changes), base)}
-
-
-@router.delete("/roles/{role_id}", status_code=204)
-async def delete_role(role_id: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("identity:delete_role")
-    await svc.assignments.delete_role(role_id)
-    return Response(status_code=204)
 
 
 # Grants: the same four operations on every (target, actor) pair. -------------------------
@@ -149,7 +119,7 @@ async def list_role_assignments(
     system_only = system == "all" or bool(bool_filter("scope.system", system))
     project_ids: list[str | None] = [project_id]
     if project_id and bool_filter("include_subtree", include_subtree):
-        project_ids.extend(await _subtree(svc, project_id))
+        project_ids.extend(await svc.resources.subtree_ids(project_id))
     found: list[RoleAssignment] = []
     for pid in project_ids:
         found.extend(await svc.assignments.list_assignments(
@@ -160,16 +130,6 @@ async def list_role_assignments(
     entries = [await _entry(a, base, names) for a in found]
     return {"role_assignments": [e for e in entries if e is not None],
             "links": {"self": f"{base}/v3/role_assignments", "previous": None, "next": None}}
-
-
-async def _subtree(svc: IdentityService, project_id: str) -> list[str]:
-    out: list[str] = []
-    frontier = [project_id]
-    while frontier:
-        children = await svc.resources.list_projects(parent_id=frontier.pop())
-        out.extend(c.id for c in children)
-        frontier.extend(c.id for c in children)
-    return out
 
 
 class _Names:

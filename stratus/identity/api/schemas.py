@@ -6,7 +6,7 @@ does not, so an unknown scope or a mistyped key is a 400.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,10 +17,22 @@ class _Strict(BaseModel):
 
 class _Extensible(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
+    #: Text fields where a null the client sends is stored as "" (as Keystone does).
+    text_fields: ClassVar[tuple[str, ...]] = ()
+    #: Attributes accepted and not kept (Keystone's options and domain tags).
+    dropped: ClassVar[tuple[str, ...]] = ()
+
+    def extras(self) -> dict[str, Any]:
+        """Attributes beyond the declared fields: Keystone stores them and returns them."""
+        return {k: v for k, v in (self.model_extra or {}).items() if k not in self.dropped}
 
     def changes(self) -> dict[str, Any]:
-        """Fields the client actually sent, extras included."""
-        return self.model_dump(exclude_unset=True)
+        """Fields the client actually sent, extras included, text nulls made ""."""
+        changes = self.model_dump(exclude_unset=True)
+        for key in self.text_fields:
+            if key in changes:
+                changes[key] = changes[key] or ""
+        return changes
 
 
 def _name(required: bool = True) -> Any:
@@ -93,6 +105,7 @@ class AuthRequestBody(_Strict):
 # Resources --------------------------------------------------------------------------------
 
 class DomainCreate(_Extensible):
+    dropped = ("tags", "options")
     name: str = _name()
     description: str | None = None
     enabled: bool = True
@@ -106,6 +119,7 @@ class DomainUpdate(_Extensible):
 
 
 class ProjectCreate(_Extensible):
+    dropped = ("options",)
     name: str = Field(min_length=1, max_length=64)
     domain_id: str | None = None
     parent_id: str | None = None
@@ -116,6 +130,7 @@ class ProjectCreate(_Extensible):
 
 
 class ProjectUpdate(_Extensible):
+    text_fields = ("description",)
     name: str | None = Field(default=None, min_length=1, max_length=64)
     description: str | None = None
     enabled: bool | None = None
@@ -123,6 +138,7 @@ class ProjectUpdate(_Extensible):
 
 
 class UserCreate(_Extensible):
+    dropped = ("options",)
     name: str = _name()
     domain_id: str | None = None
     password: str | None = Field(default=None, repr=False)
@@ -132,6 +148,7 @@ class UserCreate(_Extensible):
 
 
 class UserUpdate(_Extensible):
+    text_fields = ("description",)
     name: str | None = _name(required=False)
     password: str | None = Field(default=None, repr=False)
     enabled: bool | None = None
@@ -151,6 +168,7 @@ class GroupCreate(_Extensible):
 
 
 class GroupUpdate(_Extensible):
+    text_fields = ("description",)
     name: str | None = Field(default=None, min_length=1, max_length=64)
     description: str | None = None
 
@@ -163,9 +181,16 @@ class RoleCreate(_Extensible):
 
 
 class RoleUpdate(_Extensible):
+    text_fields = ("description",)
     name: str | None = _name(required=False)
     description: str | None = None
     options: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """Role options are accepted and not kept."""
+        changes = super().changes()
+        changes.pop("options", None)
+        return changes
 
 
 class RegionCreate(_Extensible):
@@ -175,6 +200,7 @@ class RegionCreate(_Extensible):
 
 
 class RegionUpdate(_Extensible):
+    text_fields = ("description",)
     description: str | None = None
     parent_region_id: str | None = None
 
@@ -187,6 +213,7 @@ class ServiceCreate(_Extensible):
 
 
 class ServiceUpdate(_Extensible):
+    text_fields = ("name", "description")
     type: str | None = _name(required=False)
     name: str | None = None
     description: str | None = None
@@ -209,6 +236,13 @@ class EndpointUpdate(_Extensible):
     region_id: str | None = None
     region: str | None = None
     enabled: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The legacy ``region`` names the region when ``region_id`` is not given."""
+        changes = super().changes()
+        if "region" in changes:
+            changes.setdefault("region_id", changes.pop("region"))
+        return changes
 
 
 class RoleRef(_Strict):
