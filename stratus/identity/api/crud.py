@@ -8,10 +8,12 @@
 - ``GET /<plural>/{<name>_id}``: ``identity:get_<name>``, then ``get_<name>(id)``;
 - ``PATCH /<plural>/{<name>_id}``: ``identity:update_<name>``, then
   ``update_<name>(id, body.<name>.changes())``;
-- ``DELETE /<plural>/{<name>_id}``: ``identity:delete_<name>``, then ``delete_<name>(id)``, 204.
+- ``DELETE /<plural>/{<name>_id}``: ``identity:delete_<name>``, then ``delete_<name>(id)``, 204;
+- ``POST /<plural>`` (with a ``create_body``): ``identity:create_<name>`` (on the target
+  ``{<name>: {"domain_id": ...}}`` for resources made in a domain), then
+  ``create_<name>(**body.<name>.create_args(domain_id))``, 201.
 
-Each answers ``{<name>: view}`` or Keystone's collection. Creation differs per resource and
-stays in the resource's module.
+Each answers ``{<name>: view}`` or Keystone's collection.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter
-from stratus.identity.api.deps import Authorize, BaseURL, Service
+from stratus.identity.api.common import bool_filter, default_domain
+from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
 from stratus.identity.service import IdentityService
 
 
@@ -38,6 +40,8 @@ class Resource:
     view: Callable[[Any, str], dict[str, Any]]
     #: The PATCH body: ``{<name>: <model with changes()>}``.
     update_body: type[BaseModel]
+    #: The POST body: ``{<name>: <model with create_args()>}``.
+    create_body: type[BaseModel]
     filters: tuple[str, ...] = ()
     bool_filters: tuple[str, ...] = ()
     #: Whether policy sees the resource as ``{<name>: {"id": ...}}`` (owner-checked rules).
@@ -84,9 +88,20 @@ def add_routes(router: APIRouter, r: Resource) -> None:
         await r.call(svc, f"delete_{r.name}")(resource_id)
         return Response(status_code=204)
 
-    # FastAPI reads the body's model from the annotation: this resource's, not BaseModel.
+    async def create(body: BaseModel, svc: Service, authorize: Authorize, context: Context,
+                     base: BaseURL) -> dict[str, Any]:
+        fields = getattr(body, r.name)
+        domain_id = default_domain(context, fields.domain_id) if fields.in_domain else None
+        args = fields.create_args(domain_id)
+        authorize(f"identity:create_{r.name}",
+                  {r.name: {"domain_id": domain_id}} if fields.in_domain else None)
+        return {r.name: r.view(await r.call(svc, f"create_{r.name}")(**args), base)}
+
+    # FastAPI reads a body's model from the annotation: this resource's, not BaseModel.
     update.__annotations__["body"] = r.update_body
+    create.__annotations__["body"] = r.create_body
     router.add_api_route(f"/{r.plural}", listing, methods=["GET"])
+    router.add_api_route(f"/{r.plural}", create, methods=["POST"], status_code=201)
     router.add_api_route(one, show, methods=["GET"])
     router.add_api_route(one, update, methods=["PATCH"])
     router.add_api_route(one, delete, methods=["DELETE"], status_code=204)

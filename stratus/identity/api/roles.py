@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from stratus.core.exceptions import NotFound, ValidationError
-from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter, text
+from stratus.identity.api import schemas, views
+from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
 from stratus.identity.api.deps import Authorize, BaseURL, Service
-from stratus.identity.api.schemas import RoleCreateBody, RoleUpdateBody
 from stratus.identity.assignments import SYSTEM_TARGET, RoleAssignment
 from stratus.identity.service import IdentityService
 
@@ -19,18 +19,8 @@ router = APIRouter(prefix="/v3")
 
 Q = Annotated[str | None, Query()]
 
-add_routes(router, Resource("role", "roles", "assignments", views.role, RoleUpdateBody,
-                            filters=("name", "domain_id")))
-
-
-@router.post("/roles", status_code=201)
-async def create_role(body: RoleCreateBody, svc: Service, authorize: Authorize,
-                      base: BaseURL) -> dict[str, Any]:
-    authorize("identity:create_role")
-    r = body.role
-    role = await svc.assignments.create_role(name=r.name, description=text(r.description),
-                                             domain_id=r.domain_id, extra=r.extras())
-    return {"role": views.role(role, base)}
+add_routes(router, Resource("role", "roles", "assignments", views.role, schemas.RoleUpdateBody,
+                            schemas.RoleCreateBody, filters=("name", "domain_id")))
 
 
 # Grants: the same four operations on every (target, actor) pair. -------------------------
@@ -45,26 +35,15 @@ def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
             return SYSTEM_TARGET
         return target_id
 
-    async def put(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
-                  target_id: str | None = None) -> Response:
-        authorize("identity:create_grant")
-        await svc.assignments.grant(actor_type, actor_id, target_type, target_of(target_id),
-                                    role_id, inherited=inherited)
-        return Response(status_code=204)
-
-    async def check(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
-                    target_id: str | None = None) -> Response:
-        authorize("identity:check_grant")
-        await svc.assignments.check_grant(actor_type, actor_id, target_type,
-                                          target_of(target_id), role_id, inherited=inherited)
-        return Response(status_code=204)
-
-    async def delete(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
-                     target_id: str | None = None) -> Response:
-        authorize("identity:revoke_grant")
-        await svc.assignments.revoke_grant(actor_type, actor_id, target_type,
-                                           target_of(target_id), role_id, inherited=inherited)
-        return Response(status_code=204)
+    def change(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
+        async def handler(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
+                          target_id: str | None = None) -> Response:
+            authorize(f"identity:{rule}")
+            await getattr(svc.assignments, operation)(
+                actor_type, actor_id, target_type, target_of(target_id), role_id,
+                inherited=inherited)
+            return Response(status_code=204)
+        return handler
 
     async def listing(svc: Service, authorize: Authorize, base: BaseURL, actor_id: str,
                       target_id: str | None = None) -> dict[str, Any]:
@@ -75,9 +54,12 @@ def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
             "{actor_id}", actor_id).lstrip("/")
         return views.collection("roles", [views.role(r, base) for r in roles], base, path)
 
-    router.add_api_route(one, put, methods=["PUT"], status_code=204)
-    router.add_api_route(one, check, methods=["HEAD", "GET"], status_code=204)
-    router.add_api_route(one, delete, methods=["DELETE"], status_code=204)
+    router.add_api_route(one, change("create_grant", "grant"), methods=["PUT"],
+                         status_code=204)
+    router.add_api_route(one, change("check_grant", "check_grant"), methods=["HEAD", "GET"],
+                         status_code=204)
+    router.add_api_route(one, change("revoke_grant", "revoke_grant"), methods=["DELETE"],
+                         status_code=204)
     if not suffix:
         router.add_api_route(collection, listing, methods=["GET"])
 

@@ -10,6 +10,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratus.core.exceptions import Forbidden
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
@@ -22,9 +24,16 @@ class _Extensible(BaseModel):
     #: Attributes accepted and not kept (Keystone's options and domain tags).
     dropped: ClassVar[tuple[str, ...]] = ()
 
+    #: Created inside a domain (the caller's when none is given); policy sees that domain.
+    in_domain: ClassVar[bool] = False
+
     def extras(self) -> dict[str, Any]:
         """Attributes beyond the declared fields: Keystone stores them and returns them."""
         return {k: v for k, v in (self.model_extra or {}).items() if k not in self.dropped}
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        """The repository's ``create_<name>`` keywords for this body (create bodies only)."""
+        raise NotImplementedError(type(self).__name__)
 
     def changes(self) -> dict[str, Any]:
         """Fields the client actually sent, extras included, text nulls made ""."""
@@ -111,6 +120,10 @@ class DomainCreate(_Extensible):
     enabled: bool = True
     id: str | None = None
 
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description or "",
+                "enabled": self.enabled, "domain_id": self.id, "extra": self.extras()}
+
 
 class DomainUpdate(_Extensible):
     name: str | None = _name(required=False)
@@ -119,6 +132,7 @@ class DomainUpdate(_Extensible):
 
 
 class ProjectCreate(_Extensible):
+    in_domain = True
     dropped = ("options",)
     name: str = Field(min_length=1, max_length=64)
     domain_id: str | None = None
@@ -127,6 +141,15 @@ class ProjectCreate(_Extensible):
     enabled: bool = True
     is_domain: bool = False
     tags: list[str] = Field(default_factory=list)
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        if self.is_domain:
+            raise Forbidden("Projects acting as domains are not supported; create a domain.")
+        # Keystone shows a top-level project's domain as its parent: given back, it is none.
+        parent_id = self.parent_id if self.parent_id and self.parent_id != domain_id else None
+        return {"name": self.name, "domain_id": domain_id, "parent_id": parent_id,
+                "description": self.description or "", "enabled": self.enabled,
+                "tags": self.tags, "extra": self.extras()}
 
 
 class ProjectUpdate(_Extensible):
@@ -138,6 +161,7 @@ class ProjectUpdate(_Extensible):
 
 
 class UserCreate(_Extensible):
+    in_domain = True
     dropped = ("options",)
     name: str = _name()
     domain_id: str | None = None
@@ -145,6 +169,11 @@ class UserCreate(_Extensible):
     enabled: bool = True
     default_project_id: str | None = None
     description: str | None = None
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"name": self.name, "domain_id": domain_id, "password": self.password,
+                "enabled": self.enabled, "default_project_id": self.default_project_id,
+                "description": self.description or "", "extra": self.extras()}
 
 
 class UserUpdate(_Extensible):
@@ -162,9 +191,14 @@ class PasswordChange(_Strict):
 
 
 class GroupCreate(_Extensible):
+    in_domain = True
     name: str = Field(min_length=1, max_length=64)
     domain_id: str | None = None
     description: str | None = None
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"name": self.name, "domain_id": domain_id,
+                "description": self.description or "", "extra": self.extras()}
 
 
 class GroupUpdate(_Extensible):
@@ -178,6 +212,10 @@ class RoleCreate(_Extensible):
     domain_id: str | None = None
     description: str | None = None
     options: dict[str, Any] | None = None
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description or "",
+                "domain_id": self.domain_id, "extra": self.extras()}
 
 
 class RoleUpdate(_Extensible):
@@ -198,6 +236,10 @@ class RegionCreate(_Extensible):
     description: str | None = None
     parent_region_id: str | None = None
 
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"region_id": self.id, "description": self.description or "",
+                "parent_region_id": self.parent_region_id, "extra": self.extras()}
+
 
 class RegionUpdate(_Extensible):
     text_fields = ("description",)
@@ -210,6 +252,10 @@ class ServiceCreate(_Extensible):
     name: str | None = None
     description: str | None = None
     enabled: bool = True
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name or "", "description": self.description or "",
+                "enabled": self.enabled, "extra": self.extras()}
 
 
 class ServiceUpdate(_Extensible):
@@ -227,6 +273,11 @@ class EndpointCreate(_Extensible):
     region_id: str | None = None
     region: str | None = None
     enabled: bool = True
+
+    def create_args(self, domain_id: str | None) -> dict[str, Any]:
+        return {"service_id": self.service_id, "interface": self.interface, "url": self.url,
+                "region_id": self.region_id or self.region, "enabled": self.enabled,
+                "extra": self.extras()}
 
 
 class EndpointUpdate(_Extensible):

@@ -7,46 +7,27 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from stratus.core.exceptions import NotFound
-from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter, default_domain, text
+from stratus.identity.api import schemas, views
+from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
-from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
-from stratus.identity.api.schemas import (
-    GroupCreateBody,
-    GroupUpdateBody,
-    PasswordChangeBody,
-    UserCreateBody,
-    UserUpdateBody,
-)
+from stratus.identity.api.deps import Authorize, BaseURL, Service
 
 router = APIRouter(prefix="/v3")
 
 Q = Annotated[str | None, Query()]
 
 for _resource in (
-    Resource("user", "users", "users", views.user, UserUpdateBody,
-             filters=("name", "domain_id"), bool_filters=("enabled",), scoped=True),
-    Resource("group", "groups", "users", views.group, GroupUpdateBody,
-             filters=("name", "domain_id"), scoped=True),
+    Resource("user", "users", "users", views.user, schemas.UserUpdateBody,
+             schemas.UserCreateBody, filters=("name", "domain_id"), bool_filters=("enabled",),
+             scoped=True),
+    Resource("group", "groups", "users", views.group, schemas.GroupUpdateBody,
+             schemas.GroupCreateBody, filters=("name", "domain_id"), scoped=True),
 ):
     add_routes(router, _resource)
 
 
-@router.post("/users", status_code=201)
-async def create_user(body: UserCreateBody, svc: Service, authorize: Authorize,
-                      context: Context, base: BaseURL) -> dict[str, Any]:
-    u = body.user
-    domain_id = default_domain(context, u.domain_id)
-    authorize("identity:create_user", {"user": {"domain_id": domain_id}})
-    user = await svc.users.create_user(
-        name=u.name, domain_id=domain_id, password=u.password, enabled=u.enabled,
-        default_project_id=u.default_project_id, description=text(u.description),
-        extra=u.extras())
-    return {"user": views.user(user, base)}
-
-
 @router.post("/users/{user_id}/password", status_code=204)
-async def change_password(user_id: str, body: PasswordChangeBody, svc: Service,
+async def change_password(user_id: str, body: schemas.PasswordChangeBody, svc: Service,
                           authorize: Authorize) -> Response:
     authorize("identity:change_password", {"user_id": user_id})
     await svc.users.change_password(user_id, body.user.original_password, body.user.password)
@@ -72,17 +53,6 @@ async def list_user_groups(user_id: str, svc: Service, authorize: Authorize,
     groups = await svc.users.list_user_groups(user_id)
     return views.collection("groups", [views.group(g, base) for g in groups],
                             base, f"users/{user_id}/groups")
-
-
-@router.post("/groups", status_code=201)
-async def create_group(body: GroupCreateBody, svc: Service, authorize: Authorize,
-                       context: Context, base: BaseURL) -> dict[str, Any]:
-    g = body.group
-    domain_id = default_domain(context, g.domain_id)
-    authorize("identity:create_group", {"group": {"domain_id": domain_id}})
-    group = await svc.users.create_group(name=g.name, domain_id=domain_id,
-                                         description=text(g.description), extra=g.extras())
-    return {"group": views.group(group, base)}
 
 
 @router.get("/groups/{group_id}/users")
