@@ -167,10 +167,12 @@ class Users:
             self.session.add(GroupMembership(user_id=user_id, group_id=group_id))
             await self.session.flush()
 
-    async def is_member(self, group_id: str, user_id: str) -> bool:
+    async def check_member(self, group_id: str, user_id: str) -> None:
+        """Nothing when the user is in the group; NotFound otherwise."""
         await self.get_group(group_id)
         await self.get_user(user_id)
-        return await self.session.get(GroupMembership, (user_id, group_id)) is not None
+        if await self.session.get(GroupMembership, (user_id, group_id)) is None:
+            raise NotFound(f"User {user_id} is not a member of group {group_id}.")
 
     async def remove_member(self, group_id: str, user_id: str) -> None:
         membership = await self.session.get(GroupMembership, (user_id, group_id))

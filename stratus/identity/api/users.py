@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from stratus.core.exceptions import NotFound
 from stratus.identity.api import schemas, views
 from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
@@ -64,27 +64,20 @@ async def list_group_users(group_id: str, svc: Service, authorize: Authorize,
                             base, f"groups/{group_id}/users")
 
 
-@router.put("/groups/{group_id}/users/{user_id}", status_code=204)
-async def add_group_user(group_id: str, user_id: str, svc: Service,
-                         authorize: Authorize) -> Response:
-    authorize("identity:add_user_to_group", {"group": {"id": group_id}})
-    await svc.users.add_member(group_id, user_id)
-    return Response(status_code=204)
+def _membership(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
+    """A group-membership route: authorize ``rule`` on the group, then ``svc.users.<op>``."""
+    async def handler(group_id: str, user_id: str, svc: Service,
+                      authorize: Authorize) -> Response:
+        authorize(f"identity:{rule}", {"group": {"id": group_id}})
+        await getattr(svc.users, operation)(group_id, user_id)
+        return Response(status_code=204)
+    return handler
 
 
-@router.head("/groups/{group_id}/users/{user_id}", status_code=204)
-@router.get("/groups/{group_id}/users/{user_id}", status_code=204)
-async def check_group_user(group_id: str, user_id: str, svc: Service,
-                           authorize: Authorize) -> Response:
-    authorize("identity:check_user_in_group", {"group": {"id": group_id}})
-    if not await svc.users.is_member(group_id, user_id):
-        raise NotFound(f"User {user_id} is not a member of group {group_id}.")
-    return Response(status_code=204)
-
-
-@router.delete("/groups/{group_id}/users/{user_id}", status_code=204)
-async def remove_group_user(group_id: str, user_id: str, svc: Service,
-                            authorize: Authorize) -> Response:
-    authorize("identity:remove_user_from_group", {"group": {"id": group_id}})
-    await svc.users.remove_member(group_id, user_id)
-    return Response(status_code=204)
+_MEMBER = "/groups/{group_id}/users/{user_id}"
+router.add_api_route(_MEMBER, _membership("add_user_to_group", "add_member"), methods=["PUT"],
+                     status_code=204)
+router.add_api_route(_MEMBER, _membership("check_user_in_group", "check_member"),
+                     methods=["HEAD", "GET"], status_code=204)
+router.add_api_route(_MEMBER, _membership("remove_user_from_group", "remove_member"),
+                     methods=["DELETE"], status_code=204)
