@@ -52,6 +52,22 @@ class RoleAssignment:
     granted_role_id: str | None = None
 
 
+@dataclass(frozen=True)
+class AssignmentFilter:
+    """What ``GET /v3/role_assignments`` asks for; ``None`` and ``False`` filter nothing."""
+
+    user_id: str | None = None
+    group_id: str | None = None
+    role_id: str | None = None
+    project_id: str | None = None
+    domain_id: str | None = None
+    system: bool = False
+    inherited: bool | None = None
+    effective: bool = False
+    #: With ``project_id``: the projects below it too.
+    include_subtree: bool = False
+
+
 class Assignments:
     """Roles and grants within one transaction."""
 
@@ -272,6 +288,18 @@ class Assignments:
         return bool(await self.effective_role_ids(user_id, system=True))
 
     # GET /v3/role_assignments -------------------------------------------------------------
+
+    async def search(self, f: AssignmentFilter) -> list[RoleAssignment]:
+        project_ids: list[str | None] = [f.project_id]
+        if f.project_id and f.include_subtree:
+            project_ids.extend(await self.resources.subtree_ids(f.project_id))
+        found: list[RoleAssignment] = []
+        for pid in project_ids:
+            found.extend(await self.list_assignments(
+                user_id=f.user_id, group_id=f.group_id, role_id=f.role_id, project_id=pid,
+                domain_id=f.domain_id, system=f.system, inherited=f.inherited,
+                effective=f.effective))
+        return found
 
     async def list_assignments(self, *, user_id: str | None = None, group_id: str | None = None,
                                role_id: str | None = None, project_id: str | None = None,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from stratus.core.exceptions import NotFound, ValidationError
 from stratus.identity.api import schemas, views
 from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
 from stratus.identity.api.deps import Authorize, BaseURL, Service
-from stratus.identity.assignments import SYSTEM_TARGET, RoleAssignment
+from stratus.identity.assignments import SYSTEM_TARGET, AssignmentFilter, RoleAssignment
 from stratus.identity.service import IdentityService
 
 router = APIRouter(prefix="/v3")
@@ -76,9 +76,7 @@ for _actor in ("user", "group"):
 
 # GET /v3/role_assignments -----------------------------------------------------------------
 
-@router.get("/role_assignments")
-async def list_role_assignments(
-    svc: Service, authorize: Authorize, base: BaseURL,
+def _raw_filters(
     user_id: Annotated[str | None, Query(alias="user.id")] = None,
     group_id: Annotated[str | None, Query(alias="group.id")] = None,
     role_id: Annotated[str | None, Query(alias="role.id")] = None,
@@ -86,29 +84,35 @@ async def list_role_assignments(
     domain_id: Annotated[str | None, Query(alias="scope.domain.id")] = None,
     system: Annotated[str | None, Query(alias="scope.system")] = None,
     inherited_to: Annotated[str | None, Query(alias="scope.OS-INHERIT:inherited_to")] = None,
-    effective: Q = None,
-    include_names: Q = None,
-    include_subtree: Q = None,
-) -> dict[str, Any]:
-    authorize("identity:list_role_assignments", {"user": {"id": user_id}})
-    is_effective = bool_filter("effective", effective) or False
-    if is_effective and group_id:
+    effective: Q = None, include_names: Q = None, include_subtree: Q = None,
+) -> dict[str, str | None]:
+    """The query as given; checked only after the caller is authorized."""
+    return dict(locals())
+
+
+def _assignment_filter(raw: dict[str, str | None]) -> AssignmentFilter:
+    effective = bool_filter("effective", raw["effective"]) or False
+    if effective and raw["group_id"]:
         raise ValidationError("Combining effective and group filter will always result in an "
                               "empty list.")
-    if inherited_to is not None and inherited_to != "projects":
+    if raw["inherited_to"] is not None and raw["inherited_to"] != "projects":
         raise ValidationError("scope.OS-INHERIT:inherited_to only accepts 'projects'.")
     # Keystone's (and openstackclient's) value is "all"; a boolean is accepted too.
-    system_only = system == "all" or bool(bool_filter("scope.system", system))
-    project_ids: list[str | None] = [project_id]
-    if project_id and bool_filter("include_subtree", include_subtree):
-        project_ids.extend(await svc.resources.subtree_ids(project_id))
-    found: list[RoleAssignment] = []
-    for pid in project_ids:
-        found.extend(await svc.assignments.list_assignments(
-            user_id=user_id, group_id=group_id, role_id=role_id, project_id=pid,
-            domain_id=domain_id, system=system_only,
-            inherited=True if inherited_to else None, effective=is_effective))
-    names = _Names(svc) if bool_filter("include_names", include_names) else None
+    system = raw["system"] == "all" or bool(bool_filter("scope.system", raw["system"]))
+    return AssignmentFilter(
+        user_id=raw["user_id"], group_id=raw["group_id"], role_id=raw["role_id"],
+        project_id=raw["project_id"], domain_id=raw["domain_id"], system=system,
+        inherited=True if raw["inherited_to"] else None, effective=effective,
+        include_subtree=bool(bool_filter("include_subtree", raw["include_subtree"])))
+
+
+@router.get("/role_assignments")
+async def list_role_assignments(
+        svc: Service, authorize: Authorize, base: BaseURL,
+        raw: Annotated[dict[str, str | None], Depends(_raw_filters)]) -> dict[str, Any]:
+    authorize("identity:list_role_assignments", {"user": {"id": raw["user_id"]}})
+    found = await svc.assignments.search(_assignment_filter(raw))
+    names = _Names(svc) if bool_filter("include_names", raw["include_names"]) else None
     entries = [await _entry(a, base, names) for a in found]
     return {"role_assignments": [e for e in entries if e is not None],
             "links": {"self": f"{base}/v3/role_assignments", "previous": None, "next": None}}
