@@ -18,7 +18,7 @@ from stratus.identity.errors import duplicate, not_found
 from stratus.identity.models import Assignment, GroupMembership, ImpliedRole, Project, Role
 from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
-from stratus.identity.rows import apply_changes, get_row
+from stratus.identity.rows import apply_changes, get_row, insert
 from stratus.identity.users import Users
 
 SYSTEM_TARGET = "system"
@@ -111,9 +111,7 @@ class Assignments:
                     extra=extra or {})
         if role_id:
             role.id = role_id
-        self.session.add(role)
-        await self.session.flush()
-        return role
+        return await insert(self.session, role)
 
     async def update_role(self, role_id: str, changes: dict[str, Any]) -> Role:
         role = await self.get_role(role_id)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.exceptions import Conflict, ValidationError
 from stratus.identity.models import Endpoint, Region, Service, new_id
-from stratus.identity.rows import apply_changes, get_row
+from stratus.identity.rows import apply_changes, get_row, insert, where_given
 
 INTERFACES = ("public", "internal", "admin")
 
@@ -43,9 +43,8 @@ class Catalog:
         return await get_row(self.session, Region, region_id, "region")
 
     async def list_regions(self, *, parent_region_id: str | None = None) -> list[Region]:
-        query = select(Region).order_by(Region.id)
-        if parent_region_id is not None:
-            query = query.where(Region.parent_region_id == parent_region_id)
+        query = where_given(select(Region).order_by(Region.id),
+                            (Region.parent_region_id, parent_region_id))
         return list(await self.session.scalars(query))
 
     async def create_region(self, *, region_id: str | None, description: str = "",
@@ -59,9 +58,7 @@ class Catalog:
             await self.get_region(parent_region_id)
         region = Region(id=region_id, description=description,
                         parent_region_id=parent_region_id, extra=extra or {})
-        self.session.add(region)
-        await self.session.flush()
-        return region
+        return await insert(self.session, region)
 
     async def update_region(self, region_id: str, changes: dict[str, Any]) -> Region:
         region = await self.get_region(region_id)
@@ -89,20 +86,15 @@ class Catalog:
 
     async def list_services(self, *, type: str | None = None,
                             name: str | None = None) -> list[Service]:
-        query = select(Service).order_by(Service.type)
-        if type is not None:
-            query = query.where(Service.type == type)
-        if name is not None:
-            query = query.where(Service.name == name)
+        query = where_given(select(Service).order_by(Service.type),
+                            (Service.type, type), (Service.name, name))
         return list(await self.session.scalars(query))
 
     async def create_service(self, *, type: str, name: str = "", description: str = "",
                              enabled: bool = True, extra: dict[str, Any] | None = None) -> Service:
         service = Service(type=type, name=name, description=description, enabled=enabled,
                           extra=extra or {})
-        self.session.add(service)
-        await self.session.flush()
-        return service
+        return await insert(self.session, service)
 
     async def update_service(self, service_id: str, changes: dict[str, Any]) -> Service:
         service = await self.get_service(service_id)
@@ -124,11 +116,10 @@ class Catalog:
 
     async def list_endpoints(self, *, service_id: str | None = None, interface: str | None = None,
                              region_id: str | None = None) -> list[Endpoint]:
-        query = select(Endpoint).order_by(Endpoint.service_id, Endpoint.interface)
-        for column, value in ((Endpoint.service_id, service_id),
-                              (Endpoint.interface, interface), (Endpoint.region_id, region_id)):
-            if value is not None:
-                query = query.where(column == value)
+        query = where_given(
+            select(Endpoint).order_by(Endpoint.service_id, Endpoint.interface),
+            (Endpoint.service_id, service_id), (Endpoint.interface, interface),
+            (Endpoint.region_id, region_id))
         return list(await self.session.scalars(query))
 
     async def create_endpoint(self, *, service_id: str, interface: str, url: str,
@@ -142,9 +133,7 @@ class Catalog:
             await self.get_region(region_id)
         endpoint = Endpoint(service_id=service_id, interface=interface, url=url,
                             region_id=region_id, enabled=enabled, extra=extra or {})
-        self.session.add(endpoint)
-        await self.session.flush()
-        return endpoint
+        return await insert(self.session, endpoint)
 
     async def update_endpoint(self, endpoint_id: str, changes: dict[str, Any]) -> Endpoint:
         endpoint = await self.get_endpoint(endpoint_id)

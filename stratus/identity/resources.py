@@ -17,7 +17,7 @@ from stratus.identity.errors import duplicate, not_found
 from stratus.identity.models import Assignment, Domain, Group, Project, User
 from stratus.identity.purge import purge_group, purge_project, purge_user
 from stratus.identity.revocation import RevocationLog
-from stratus.identity.rows import apply_changes, get_row
+from stratus.identity.rows import apply_changes, get_row, insert, named_in_domain, where_given
 
 DEFAULT_DOMAIN_ID = "default"
 
@@ -47,10 +47,8 @@ class Resources:
 
     async def list_domains(self, *, name: str | None = None, enabled: bool | None = None,
                            ids: list[str] | None = None) -> list[Domain]:
-        query = select(Domain).order_by(Domain.name)
-        for column, value in ((Domain.name, name), (Domain.enabled, enabled)):
-            if value is not None:
-                query = query.where(column == value)
+        query = where_given(select(Domain).order_by(Domain.name),
+                            (Domain.name, name), (Domain.enabled, enabled))
         if ids is not None:
             query = query.where(Domain.id.in_(ids))
         return list(await self.session.scalars(query))
@@ -63,9 +61,7 @@ class Resources:
         domain = Domain(name=name, description=description, enabled=enabled, extra=extra or {})
         if domain_id:
             domain.id = domain_id
-        self.session.add(domain)
-        await self.session.flush()
-        return domain
+        return await insert(self.session, domain)
 
     async def update_domain(self, domain_id: str, changes: dict[str, Any]) -> Domain:
         domain = await self.get_domain(domain_id)
@@ -120,20 +116,16 @@ class Resources:
         if name is None or (domain_id is None and domain_name is None):
             raise ValidationError("A project needs an id, or a name and a domain.")
         domain = await self.find_domain(domain_id=domain_id, name=domain_name)
-        project = await self.session.scalar(
-            select(Project).where(Project.name == name, Project.domain_id == domain.id))
-        if project is None:
-            raise not_found("project", name)
+        project: Project = await named_in_domain(self.session, Project, name, domain.id,
+                                                 "project")
         return project
 
     async def list_projects(self, *, name: str | None = None, domain_id: str | None = None,
                             parent_id: str | None = None, enabled: bool | None = None,
                             ids: list[str] | None = None) -> list[Project]:
-        query = select(Project).order_by(Project.name)
-        for column, value in ((Project.name, name), (Project.domain_id, domain_id),
-                              (Project.parent_id, parent_id), (Project.enabled, enabled)):
-            if value is not None:
-                query = query.where(column == value)
+        query = where_given(select(Project).order_by(Project.name),
+                            (Project.name, name), (Project.domain_id, domain_id),
+                            (Project.parent_id, parent_id), (Project.enabled, enabled))
         if ids is not None:
             query = query.where(Project.id.in_(ids))
         return list(await self.session.scalars(query))
@@ -168,9 +160,7 @@ class Resources:
                           extra=extra or {})
         if project_id:
             project.id = project_id
-        self.session.add(project)
-        await self.session.flush()
-        return project
+        return await insert(self.session, project)
 
     async def update_project(self, project_id: str, changes: dict[str, Any]) -> Project:
         project = await self.get_project(project_id)

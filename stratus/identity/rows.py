@@ -1,4 +1,4 @@
-"""Row helpers every identity repository shares: load-or-404 and Keystone's PATCH.
+"""Row helpers every identity repository shares: load-or-404, filters, insert, PATCH.
 
 Contracts: ``get_row`` raises ``NotFound`` with Keystone's message; ``apply_changes`` sets
 the row's own columns and keeps every other attribute the client sent in ``extra`` (Keystone
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.identity.errors import not_found
@@ -36,3 +37,28 @@ def apply_changes(row: Any, changes: dict[str, Any], fields: tuple[str, ...]) ->
         elif key not in _NOT_EXTRA:
             extra[key] = value
     row.extra = extra
+
+
+def where_given(query: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
+    """``query`` narrowed by ``column == value`` for each filter whose value is not None."""
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
+async def insert(session: AsyncSession, row: _Row) -> _Row:
+    """Add the new row and flush, so its defaults (the id) are set and constraints checked."""
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def named_in_domain(session: AsyncSession, model: Any, name: str, domain_id: str,
+                          kind: str) -> Any:
+    """The ``model`` row called ``name`` in the domain, or ``NotFound`` naming it."""
+    row = await session.scalar(
+        select(model).where(model.name == name, model.domain_id == domain_id))
+    if row is None:
+        raise not_found(kind, name)
+    return row

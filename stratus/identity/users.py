@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
 from stratus.core.exceptions import NotFound, Unauthorized, ValidationError
-from stratus.identity.errors import duplicate, not_found
+from stratus.identity.errors import duplicate
 from stratus.identity.models import Group, GroupMembership, User
 from stratus.identity.passwords import hash_secret, verify_secret
 from stratus.identity.purge import purge_group, purge_user
 from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
-from stratus.identity.rows import apply_changes, get_row
+from stratus.identity.rows import apply_changes, get_row, insert, named_in_domain, where_given
 
 
 class Users:
@@ -45,19 +45,13 @@ class Users:
         if name is None or (domain_id is None and domain_name is None):
             raise ValidationError("A user needs an id, or a name and a domain.")
         domain = await self.resources.find_domain(domain_id=domain_id, name=domain_name)
-        user = await self.session.scalar(
-            select(User).where(User.name == name, User.domain_id == domain.id))
-        if user is None:
-            raise not_found("user", name)
+        user: User = await named_in_domain(self.session, User, name, domain.id, "user")
         return user
 
     async def list_users(self, *, name: str | None = None, domain_id: str | None = None,
                          enabled: bool | None = None) -> list[User]:
-        query = select(User).order_by(User.name)
-        for column, value in ((User.name, name), (User.domain_id, domain_id),
-                              (User.enabled, enabled)):
-            if value is not None:
-                query = query.where(column == value)
+        query = where_given(select(User).order_by(User.name),
+                            (User.name, name), (User.domain_id, domain_id), (User.enabled, enabled))
         return list(await self.session.scalars(query))
 
     async def create_user(self, *, name: str, domain_id: str, password: str | None = None,
@@ -79,9 +73,7 @@ class Users:
         if password is not None:
             user.password_hash = await hash_secret(password, self._rounds)
             user.password_created_at = utcnow()
-        self.session.add(user)
-        await self.session.flush()
-        return user
+        return await insert(self.session, user)
 
     async def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
         user = await self.get_user(user_id)
@@ -130,11 +122,8 @@ class Users:
 
     async def list_groups(self, *, name: str | None = None,
                           domain_id: str | None = None) -> list[Group]:
-        query = select(Group).order_by(Group.name)
-        if name is not None:
-            query = query.where(Group.name == name)
-        if domain_id is not None:
-            query = query.where(Group.domain_id == domain_id)
+        query = where_given(select(Group).order_by(Group.name),
+                            (Group.name, name), (Group.domain_id, domain_id))
         return list(await self.session.scalars(query))
 
     async def create_group(self, *, name: str, domain_id: str, description: str = "",
@@ -145,9 +134,7 @@ class Users:
             raise duplicate("store", "group", f"Duplicate entry found with name {name} at "
                             f"domain ID {domain_id}.")
         group = Group(name=name, domain_id=domain_id, description=description, extra=extra or {})
-        self.session.add(group)
-        await self.session.flush()
-        return group
+        return await insert(self.session, group)
 
     async def update_group(self, group_id: str, changes: dict[str, Any]) -> Group:
         group = await self.get_group(group_id)
