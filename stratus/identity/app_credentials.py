@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,15 +28,15 @@ def generate_secret() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
 
 
+@dataclass(eq=False)
 class AppCredentials:
-    """A user's application credentials within one transaction."""
+    """A user's application credentials within one transaction; ``assignments`` finds the
+    roles delegated, ``bcrypt_rounds`` hashes the secret."""
 
-    def __init__(self, session: AsyncSession, assignments: Assignments,
-                 revocations: RevocationLog, *, bcrypt_rounds: int) -> None:
-        self.session = session
-        self.assignments = assignments
-        self.revocations = revocations
-        self._rounds = bcrypt_rounds
+    session: AsyncSession
+    assignments: Assignments
+    revocations: RevocationLog
+    bcrypt_rounds: int
 
     async def create(self, *, user_id: str, project_id: str, name: str, token_role_ids: list[str],
                      secret: str | None = None, description: str = "",
@@ -63,7 +64,7 @@ class AppCredentials:
         cred = ApplicationCredential(
             name=name, user_id=user_id, project_id=project_id, description=description,
             expires_at=expires_at, unrestricted=unrestricted, role_ids=role_ids,
-            secret_hash=await hash_secret(secret, self._rounds))
+            secret_hash=await hash_secret(secret, self.bcrypt_rounds))
         self.session.add(cred)
         await self.session.flush()
         return cred, secret

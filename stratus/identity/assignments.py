@@ -56,27 +56,28 @@ class RoleAssignment:
 class AssignmentFilter:
     """What ``GET /v3/role_assignments`` asks for; ``None`` and ``False`` filter nothing."""
 
+    #: Effective roles: groups expanded to members, inherited and implied roles added.
+    effective: bool = False
+    system: bool = False
+    inherited: bool | None = None
     user_id: str | None = None
     group_id: str | None = None
     role_id: str | None = None
     project_id: str | None = None
-    domain_id: str | None = None
-    system: bool = False
-    inherited: bool | None = None
-    effective: bool = False
     #: With ``project_id``: the projects below it too.
     include_subtree: bool = False
+    domain_id: str | None = None
 
 
+@dataclass(eq=False)
 class Assignments:
-    """Roles and grants within one transaction."""
+    """Roles and grants within one transaction; ``resources`` and ``users`` check the
+    targets and actors of grants."""
 
-    def __init__(self, session: AsyncSession, resources: Resources, users: Users,
-                 revocations: RevocationLog) -> None:
-        self.session = session
-        self.resources = resources
-        self.users = users
-        self.revocations = revocations
+    session: AsyncSession
+    resources: Resources
+    users: Users
+    revocations: RevocationLog
 
     # Roles --------------------------------------------------------------------------------
 

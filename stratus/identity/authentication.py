@@ -95,26 +95,24 @@ class _Subject:
     app_cred: ApplicationCredential | None = None
 
 
+@dataclass(eq=False, kw_only=True)
 class Authentication:
     """Issues and validates tokens within one transaction, reading the repositories given
     (all bound to that transaction); ``options`` gives token lifetimes."""
 
-    def __init__(self, session: AsyncSession, *, resources: Resources, users: Users,
-                 assignments: Assignments, catalog: Catalog, app_credentials: AppCredentials,
-                 revocations: RevocationLog, formatter: TokenFormatter,
-                 options: IdentitySettings) -> None:
-        self.session = session
-        self.resources = resources
-        self.users = users
-        self.assignments = assignments
-        self.catalog = catalog
-        self.app_credentials = app_credentials
-        self.revocations = revocations
-        self.formatter = formatter
-        self.options = options
-        # Rows read in this transaction, held so each is loaded once: the session's identity
-        # map only keeps rows something else still refers to.
-        self._rows: dict[tuple[type[Any], str], Any] = {}
+    session: AsyncSession
+    resources: Resources
+    users: Users
+    assignments: Assignments
+    catalog: Catalog
+    app_credentials: AppCredentials
+    revocations: RevocationLog
+    formatter: TokenFormatter
+    options: IdentitySettings
+    # Rows read in this transaction, held so each is loaded once: the session's identity
+    # map only keeps rows something else still refers to.
+    _rows: dict[tuple[type[Any], str], Any] = field(default_factory=dict, init=False,
+                                                    repr=False)
 
     async def _row(self, model: type[_Row], row_id: str) -> _Row | None:
         key = (model, row_id)

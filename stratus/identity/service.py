@@ -85,13 +85,13 @@ class IdentityService:
         self.session = session
         self.revocations = RevocationLog(session, runtime.revocation_retention)
         self.resources = Resources(session, self.revocations)
-        self.users = Users(session, self.resources, self.revocations,
-                           bcrypt_rounds=options.bcrypt_rounds)
+        self.users = Users(session, self.resources, self.revocations, options.bcrypt_rounds)
         self.assignments = Assignments(session, self.resources, self.users, self.revocations)
         self.catalog = Catalog(session)
         self.app_credentials = AppCredentials(session, self.assignments, self.revocations,
-                                              bcrypt_rounds=options.bcrypt_rounds)
+                                              options.bcrypt_rounds)
         self.auth = Authentication(
-            session, resources=self.resources, users=self.users, assignments=self.assignments,
-            catalog=self.catalog, app_credentials=self.app_credentials,
+            session=session, resources=self.resources, users=self.users,
+            assignments=self.assignments, catalog=self.catalog,
+            app_credentials=self.app_credentials,
             revocations=self.revocations, formatter=runtime.formatter, options=options)

@@ -7,6 +7,7 @@ flushes token caches (the roles held through it end).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -23,15 +24,14 @@ from stratus.identity.revocation import RevocationLog
 from stratus.identity.rows import apply_changes, get_row, insert, named_in_domain, where_given
 
 
+@dataclass(eq=False)
 class Users:
     """Users and groups within one transaction; ``bcrypt_rounds`` hashes new passwords."""
 
-    def __init__(self, session: AsyncSession, resources: Resources,
-                 revocations: RevocationLog, *, bcrypt_rounds: int) -> None:
-        self.session = session
-        self.resources = resources
-        self.revocations = revocations
-        self._rounds = bcrypt_rounds
+    session: AsyncSession
+    resources: Resources
+    revocations: RevocationLog
+    bcrypt_rounds: int
 
     # Users --------------------------------------------------------------------------------
 
@@ -71,7 +71,7 @@ class Users:
         if user_id:
             user.id = user_id
         if password is not None:
-            user.password_hash = await hash_secret(password, self._rounds)
+            user.password_hash = await hash_secret(password, self.bcrypt_rounds)
             user.password_created_at = utcnow()
         return await insert(self.session, user)
 
@@ -90,7 +90,7 @@ class Users:
         revoke = False
         if "password" in changes:
             password = changes.pop("password")
-            user.password_hash = (await hash_secret(password, self._rounds)
+            user.password_hash = (await hash_secret(password, self.bcrypt_rounds)
                                   if password is not None else None)
             user.password_created_at = utcnow()
             revoke = True
@@ -107,7 +107,7 @@ class Users:
         user = await self.get_user(user_id)
         if not await verify_secret(original, user.password_hash):
             raise Unauthorized("The original password is not correct.")
-        user.password_hash = await hash_secret(new, self._rounds)
+        user.password_hash = await hash_secret(new, self.bcrypt_rounds)
         user.password_created_at = utcnow()
         await self.session.flush()
         await self.revocations.revoke(user_id=user.id)
