@@ -49,7 +49,7 @@ def _scope(auth: AuthBody) -> authn.Scope:
             raise ValidationError("Invalid input for field 'scope/project': give the project's "
                                   "id, or its name and domain.")
         return authn.Scope(kind="project", id=p.id, name=p.name, domain_id=domain.id,
-                     domain_name=domain.name)
+                           domain_name=domain.name)
     if scope.domain is not None:
         if scope.domain.id is None and scope.domain.name is None:
             raise ValidationError("Invalid input for field 'scope/domain': give an id or name.")
@@ -69,7 +69,7 @@ def to_auth_request(body: AuthRequestBody) -> authn.AuthRequest:
             raise ValidationError("Invalid input for field 'identity/password/user/password': "
                                   "a password is required.")
         request.password = authn.PasswordCredentials(user=_user_ref(identity.password.user),
-                                               password=identity.password.user.password)
+                                                     password=identity.password.user.password)
     if identity.token is not None:
         request.token = identity.token.id
     if identity.application_credential is not None:
@@ -132,8 +132,8 @@ async def auth_projects(svc: Service, context: Context, base: BaseURL) -> dict[s
 @router.get("/domains")
 async def auth_domains(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
     assert context.user_id is not None
-    ids = set(await svc.assignments.domain_ids_for_user(context.user_id))
-    domains = [d for d in await svc.resources.list_domains(enabled=True) if d.id in ids]
+    ids = await svc.assignments.domain_ids_for_user(context.user_id)
+    domains = await svc.resources.list_domains(enabled=True, ids=ids)
     return views.collection("domains", [views.domain(d, base) for d in domains],
                             base, "auth/domains")
 
