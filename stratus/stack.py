@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, overload
 
 import yaml
 from starlette.types import ASGIApp
@@ -46,6 +46,25 @@ class Runtime(Protocol):
 
 
 R = TypeVar("R", bound=Runtime)
+T = TypeVar("T")
+
+
+class _Running(Generic[T]):
+    """A read-only ``Stack`` attribute: the runtime started under the attribute's name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.service = name
+
+    @overload
+    def __get__(self, stack: None, owner: type) -> _Running[T]: ...
+
+    @overload
+    def __get__(self, stack: Stack, owner: type) -> T | None: ...
+
+    def __get__(self, stack: Stack | None, owner: type) -> _Running[T] | T | None:
+        if stack is None:
+            return self
+        return cast("T | None", stack.running(self.service))
 
 
 @dataclass
@@ -78,21 +97,11 @@ class Stack:
         """``service``'s runtime if a unit of this process started it."""
         return self._runtimes.get(service)
 
-    @property
-    def identity(self) -> IdentityRuntime | None:
-        return cast("IdentityRuntime | None", self.running("identity"))
-
-    @property
-    def compute(self) -> ComputeRuntime | None:
-        return cast("ComputeRuntime | None", self.running("compute"))
-
-    @property
-    def network(self) -> NetworkRuntime | None:
-        return cast("NetworkRuntime | None", self.running("network"))
-
-    @property
-    def volume(self) -> VolumeRuntime | None:
-        return cast("VolumeRuntime | None", self.running("volume"))
+    #: The runtimes other code reaches for by name (None until a unit started them).
+    identity: ClassVar[_Running[IdentityRuntime]] = _Running()
+    compute: ClassVar[_Running[ComputeRuntime]] = _Running()
+    network: ClassVar[_Running[NetworkRuntime]] = _Running()
+    volume: ClassVar[_Running[VolumeRuntime]] = _Running()
 
     @property
     def identity_reachable(self) -> bool:
@@ -203,22 +212,22 @@ def admin_password(settings: Settings) -> str:
     """``STRATUS_ADMIN_PASSWORD``, else the one generated on first start (kept 0600)."""
     if settings.admin_password is not None:
         return settings.admin_password.get_secret_value()
-    path = settings.data_dir / "admin-password"
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(18)
-    _write_private(path, password + "\n")
-    return password
+    return _generated_once(settings.data_dir / "admin-password",
+                           lambda: secrets.token_urlsafe(18))
 
 
 def metadata_secret(settings: Settings) -> str:
     """The metadata proxies' HMAC key: configured, else generated once and kept (0600)."""
     if settings.metadata.shared_secret is not None:
         return settings.metadata.shared_secret.get_secret_value()
-    path = settings.data_dir / "metadata-secret"
+    return _generated_once(settings.data_dir / "metadata-secret", lambda: secrets.token_hex(32))
+
+
+def _generated_once(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept at ``path``; made and written (0600) the first time."""
     if path.exists():
         return path.read_text().strip()
-    secret = secrets.token_hex(32)
+    secret = make()
     _write_private(path, secret + "\n")
     return secret
 
