@@ -4,8 +4,11 @@ and this cloud's generated secrets.
 A ``Stack`` holds the settings, the message bus, HTTP clients for calls between services,
 the service credentials, the token validator, each service's runtime (made and started once
 by ``runtime()``, whichever unit asks first) and the exit stack that stops all of it in
-reverse order. Service modules are imported inside the functions that need them: a process
-pays only for the units it runs (start-up time is measured by the ``startup`` benchmark).
+reverse order.
+
+Lazy imports: here and in every ``stratus/<service>/units.py``, service modules are imported
+inside the functions that need them, so a process pays at start-up only for the units it
+runs (the ``startup`` benchmark measures it).
 """
 
 from __future__ import annotations

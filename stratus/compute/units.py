@@ -1,6 +1,5 @@
 """Compute's units: ``compute-api``, ``conductor``, ``scheduler``, ``compute-agent`` and
-``metadata-api``, all on one ``ComputeRuntime`` per process. Service modules are imported
-inside the builders, for start-up time (see ``stratus.stack``)."""
+``metadata-api``, all on one ``ComputeRuntime`` per process."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Identity's unit: ``identity-api``, and the runtime it shares with the other units of the
-process (token validation, bootstrap). Service modules are imported inside the builders,
-for start-up time (see ``stratus.stack``)."""
+process (token validation, bootstrap)."""
 
 from __future__ import annotations
 

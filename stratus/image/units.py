@@ -1,5 +1,4 @@
-"""The image service's unit: ``image-api``. Service modules are imported inside the
-builder, for start-up time (see ``stratus.stack``)."""
+"""The image service's unit: ``image-api``."""
 
 from __future__ import annotations
 

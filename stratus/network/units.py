@@ -1,6 +1,5 @@
 """The network service's units: ``network-api`` (with the bus server the agents call), and
-the ``dhcp-agent`` and ``l2-agent``, which run only on the linuxbridge backend. Service
-modules are imported inside the builders, for start-up time (see ``stratus.stack``)."""
+the ``dhcp-agent`` and ``l2-agent``, which run only on the linuxbridge backend."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Block storage's units: ``volume-api`` and one ``volume-manager`` per host, on one
-``VolumeRuntime`` per process. Service modules are imported inside the builders, for
-start-up time (see ``stratus.stack``)."""
+``VolumeRuntime`` per process."""
 
 from __future__ import annotations
 
