@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
+from stratus.core.periodic import Periodic
 from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
 
 if TYPE_CHECKING:
@@ -61,15 +60,10 @@ async def build_conductor(stack: Stack) -> None:
     manager = ConductorManager(runtime, ComputeAgentAPI(await stack.transport()),
                                service_down_time=options.service_down_time)
     await stack.serve(CONDUCTOR_TOPIC, None, manager, manager.METHODS)
-    watchdog = asyncio.create_task(manager.run_watchdog(options.report_interval),
-                                   name="conductor-watchdog")
-
-    async def stop_watchdog() -> None:
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
-
-    stack.exits.push_async_callback(stop_watchdog)
+    watchdog = Periodic("the conductor's watchdog", options.report_interval,
+                        manager.recover_orphans)
+    watchdog.start()
+    stack.exits.push_async_callback(watchdog.stop)
 
 
 async def build_agent(stack: Stack) -> None:
