@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stratus.core.bus import MessagingError, RemoteError, UnknownMethod
+from stratus.core.bus import MessagingError, UnknownMethod
 from stratus.core.context import RequestContext
 from stratus.network.agents import linux
 from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, bridge_name, tap_name
@@ -186,9 +186,7 @@ class L2AgentManager:
         ctx = self._context()
         try:
             bound = await self.server.get_bound_ports(ctx, host)
-        except RemoteError as exc:
-            if exc.exc_type != UnknownMethod.__name__:
-                raise
+        except UnknownMethod as exc:
             LOG.warning("l2-agent %s: the server cannot list bound ports (%s)", host, exc)
             return
         for details in bound:
