@@ -8,7 +8,8 @@ inside a function).
 
 (b) No service imports another service's package, and ``stratus.core`` imports no service.
 The composition roots, which wire the services together, may: ``stratus/units.py``,
-``stratus/stack.py``, ``stratus/cli`` and ``stratus/schemas.py``.
+``stratus/stack.py``, ``stratus/cli`` and ``stratus/schemas.py``; no service and not core
+imports them (that would reach the other services through the back door).
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ def imports_across_services() -> list[str]:
         if own is None:
             continue
         for target in sorted(targets):
+            if target.startswith(COMPOSITION_ROOTS):
+                problems.append(f"{module} imports the composition root {target}")
+                continue
             other = _package(target)
             if other is None or other == own or other == "core":
                 continue
