@@ -161,16 +161,20 @@ def cycles_within_packages() -> list[str]:
     return problems
 
 
+def _is_root(module: str) -> bool:
+    return any(module == root or module.startswith(f"{root}.") for root in COMPOSITION_ROOTS)
+
+
 def imports_across_services() -> list[str]:
     problems = []
     for module, targets in sorted(_graph().items()):
-        if module.startswith(COMPOSITION_ROOTS):
+        if _is_root(module):
             continue
         own = _package(module)
         if own is None:
             continue
         for target in sorted(targets):
-            if target.startswith(COMPOSITION_ROOTS):
+            if _is_root(target):
                 problems.append(f"{module} imports the composition root {target}")
                 continue
             other = _package(target)
