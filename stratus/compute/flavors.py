@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.models import Flavor, FlavorAccess
+from stratus.core.db import Txn
 from stratus.core.exceptions import Conflict, NotFound, ValidationError
 
 __all__ = ["DEFAULT_FLAVORS", "Flavor", "FlavorQuery", "Flavors"]
@@ -44,8 +44,9 @@ class FlavorQuery:
 class Flavors:
     """Flavors and who may use them, within one transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def seed_defaults(self) -> None:
         if await self.session.scalar(select(Flavor.id).limit(1)) is not None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute import states
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
@@ -27,7 +26,7 @@ from stratus.compute.models import (
 )
 from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceStates, InstanceUpdate
 from stratus.core.context import RequestContext
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound
 
 __all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
@@ -66,8 +65,9 @@ def hostname_of(name: str) -> str:
 class Instances:
     """Instances, their faults and their actions, within one transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def create(self, ctx: RequestContext, spec: NewInstance,
                      count: int = 1) -> list[Instance]:

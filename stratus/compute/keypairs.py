@@ -8,9 +8,9 @@ import hashlib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.models import KeyPair
+from stratus.core.db import Txn
 from stratus.core.exceptions import Conflict, NotFound, ValidationError
 
 __all__ = ["SUPPORTED_TYPES", "KeyPair", "KeyPairs", "fingerprint", "generate_key_pair",
@@ -51,8 +51,9 @@ def generate_key_pair() -> tuple[str, str]:
 class KeyPairs:
     """A user's key pairs within one transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def create(self, *, user_id: str, name: str, public_key: str | None,
                      key_type: str = "ssh") -> tuple[KeyPair, str | None]:

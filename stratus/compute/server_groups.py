@@ -12,12 +12,12 @@ import uuid as uuidlib
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.errors import QuotaExceeded
 from stratus.compute.models import Instance, ServerGroup, ServerGroupMember
 from stratus.compute.quotas import Quotas
 from stratus.core.context import RequestContext
+from stratus.core.db import Txn
 from stratus.core.exceptions import BadRequest, NotFound
 
 __all__ = ["POLICIES", "SOFT_POLICIES", "ServerGroup", "ServerGroups", "check_rules"]
@@ -51,8 +51,9 @@ def check_rules(policy: str, rules: dict[str, Any]) -> dict[str, Any]:
 class ServerGroups:
     """Server groups and their members within one transaction."""
 
-    def __init__(self, session: AsyncSession, quotas: Quotas) -> None:
-        self.session = session
+    def __init__(self, txn: Txn, quotas: Quotas) -> None:
+        self.txn = txn
+        self.session = txn.session
         self.quotas = quotas
 
     async def create(self, ctx: RequestContext, name: str, policy: str,

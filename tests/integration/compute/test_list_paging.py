@@ -1,0 +1,65 @@
+"""Compute's paged lists page in SQL: page 2 of 1,000 rows loads about one page of rows.
+
+The rows are written straight to the database (the tests are about paging, not creation);
+``count_loaded`` counts the rows of the model the database returned while page 2 is served.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from stratus.compute.keypairs import fingerprint
+from stratus.compute.models import Flavor, KeyPair
+from stratus.core.db import Database
+from tests.dbcount import count_loaded
+from tests.integration.compute.conftest import ComputeCloud
+from tests.integration.compute.test_keypairs import public_key
+
+ROWS = 1000
+LIMIT = 50
+
+
+async def _runtime_db(cloud: ComputeCloud) -> Database:
+    assert cloud.stack is not None
+    return (await cloud.stack.start_compute()).db
+
+
+def _next(body: dict[str, object], key: str) -> str:
+    links = body[key]
+    assert isinstance(links, list) and links[0]["rel"] == "next"
+    parts = urlsplit(links[0]["href"])
+    return f"{parts.path.removeprefix('/compute/v2.1')}?{parts.query}"
+
+
+async def test_flavors_page_two_of_a_thousand(cloud: ComputeCloud) -> None:
+    db = await _runtime_db(cloud)
+    async with db.session() as session:
+        session.add_all(Flavor(id=f"p{i:04d}", name=f"paged-{i:04d}", vcpus=1, ram=64, disk=1,
+                               extra_specs={}) for i in range(ROWS))
+    first = (await cloud.compute("GET", f"/flavors?limit={LIMIT}")).json()
+    # The five seeded flavors ("1".."5") sort before "p0000".
+    assert [f["id"] for f in first["flavors"]][-1] == f"p{LIMIT - 6:04d}"
+    with count_loaded(Flavor) as loaded:
+        second = await cloud.compute("GET", _next(first, "flavors_links"))
+    assert second.status_code == 200, second.text
+    assert [f["id"] for f in second.json()["flavors"]] == [
+        f"p{i:04d}" for i in range(LIMIT - 5, 2 * LIMIT - 5)]
+    assert loaded.count <= LIMIT + 2, loaded.count
+
+
+async def test_keypairs_page_two_of_a_thousand(cloud: ComputeCloud) -> None:
+    db = await _runtime_db(cloud)
+    key = public_key()
+    async with db.session() as session:
+        session.add_all(KeyPair(user_id="pager", name=f"key-{i:04d}", type="ssh",
+                                public_key=key, fingerprint=fingerprint(key))
+                        for i in range(ROWS))
+    first = (await cloud.compute("GET", f"/os-keypairs?user_id=pager&limit={LIMIT}",
+                                 version="2.35")).json()
+    assert [k["keypair"]["name"] for k in first["keypairs"]][-1] == f"key-{LIMIT - 1:04d}"
+    with count_loaded(KeyPair) as loaded:
+        second = await cloud.compute("GET", _next(first, "keypairs_links"), version="2.35")
+    assert second.status_code == 200, second.text
+    assert [k["keypair"]["name"] for k in second.json()["keypairs"]] == [
+        f"key-{i:04d}" for i in range(LIMIT, 2 * LIMIT)]
+    assert loaded.count <= LIMIT + 2, loaded.count
