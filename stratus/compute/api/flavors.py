@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from stratus.compute.api import views
 from stratus.compute.api.deps import Authorize, Context, Service, URLs, Version
@@ -17,78 +18,71 @@ from stratus.compute.api.schemas import (
 )
 from stratus.compute.flavors import Flavor, FlavorQuery
 from stratus.core.exceptions import BadRequest, NotFound, ValidationError
+from stratus.core.web import listing, params
+from stratus.core.web.listing import ListRequest, ListSpec
 
 router = APIRouter(prefix="/v2.1/flavors")
 
 Q = Annotated[str | None, Query()]
 
 
-def _is_public(value: str | None, admin: bool) -> bool | None:
-    """Nova's ``is_public`` filter: true, false, or "none" (all, for admins)."""
+#: Nova's ``is_public`` words ("none", every flavor the caller may see, is read first).
+IS_PUBLIC = dataclasses.replace(params.NOVA, strip=True, error=ValidationError,
+                                bool_message=lambda _, value: f"Invalid is_public filter [{value}]")
+COUNTS = params.NOVA.raising(ValidationError)
+FLAVORS = ListSpec("flavors")
+
+
+def _is_public(value: str | None) -> bool | None:
+    """Nova's ``is_public`` filter: true (the default), false, or "none" (all visible)."""
     if value is None:
         return True
-    lowered = value.strip().lower()
-    if lowered == "none":
-        return None
-    if lowered in ("1", "t", "true", "on", "y", "yes"):
-        return True
-    if lowered in ("0", "f", "false", "off", "n", "no"):
-        return False
-    raise ValidationError(f"Invalid is_public filter [{value}]")
+    return None if value.strip().lower() == "none" else IS_PUBLIC.boolean("is_public", value)
 
 
-def _int(name: str, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise ValidationError(f"Invalid {name} value: {value!r} is not an integer.") from exc
-    if number < 0:
-        raise ValidationError(f"Invalid {name} value: it must be >= 0.")
-    return number
-
-
-def flavor_query(context: Context, is_public: Q = None,
+def flavor_query(is_public: Q = None,
                  min_ram: Annotated[str | None, Query(alias="minRam")] = None,
                  min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
                  sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
                  marker: Q = None) -> FlavorQuery:
     """A flavor list's query string, parsed as Nova does."""
-    return FlavorQuery(is_public=_is_public(is_public, context.is_admin),
-                       min_ram=_int("minRam", min_ram), min_disk=_int("minDisk", min_disk),
+    return FlavorQuery(is_public=_is_public(is_public),
+                       min_ram=COUNTS.optional_integer("minRam", min_ram),
+                       min_disk=COUNTS.optional_integer("minDisk", min_disk),
                        sort_key=sort_key or "flavorid", sort_dir=sort_dir or "asc",
-                       limit=_int("limit", limit), marker=marker)
+                       limit=COUNTS.optional_integer("limit", limit), marker=marker)
 
 
 ListQuery = Annotated[FlavorQuery, Depends(flavor_query)]
 
 
-async def _listing(svc: Service, context: Context, authorize: Authorize, query: ListQuery,
-                   urls: URLs, path: str, view: Callable[[Flavor], dict[str, Any]],
-                   ) -> dict[str, Any]:
+async def _listing(request: Request, svc: Service, context: Context, authorize: Authorize,
+                   query: ListQuery, urls: URLs, path: str,
+                   view: Callable[[Flavor], dict[str, Any]]) -> dict[str, Any]:
     authorize("os_compute_api:flavors:list")
     flavors = await svc.flavors.list_flavors(query, project_id=context.project_id,
                                              admin=context.is_admin)
     body: dict[str, Any] = {"flavors": [view(f) for f in flavors]}
-    if query.limit is not None and flavors and len(flavors) >= query.limit:
-        body["flavors_links"] = [{"rel": "next", "href": urls.url(
-            f"{path}?limit={query.limit}&marker={flavors[-1].id}")}]
-    return body
+    # Nova links the next page whenever this one is full.
+    full = query.limit is not None and flavors and len(flavors) >= query.limit
+    return body | listing.NOVA.links(
+        ListRequest(query=tuple(request.query_params.multi_items())), FLAVORS, urls.url(path),
+        next_marker=flavors[-1].id if full else None)
 
 
 @router.get("")
-async def list_flavors(svc: Service, context: Context, authorize: Authorize, urls: URLs,
-                       version: Version, query: ListQuery) -> dict[str, Any]:
-    return await _listing(svc, context, authorize, query, urls, "flavors",
+async def list_flavors(request: Request, svc: Service, context: Context, authorize: Authorize,
+                       urls: URLs, version: Version, query: ListQuery) -> dict[str, Any]:
+    return await _listing(request, svc, context, authorize, query, urls, "flavors",
                           lambda f: views.flavor_brief(f, urls, version))
 
 
 @router.get("/detail")
-async def list_flavors_detail(svc: Service, context: Context, authorize: Authorize,
-                              urls: URLs, version: Version, query: ListQuery) -> dict[str, Any]:
+async def list_flavors_detail(request: Request, svc: Service, context: Context,
+                              authorize: Authorize, urls: URLs, version: Version,
+                              query: ListQuery) -> dict[str, Any]:
     specs = authorize.allows("os_compute_api:os-flavor-extra-specs:index")
-    return await _listing(svc, context, authorize, query, urls, "flavors/detail",
+    return await _listing(request, svc, context, authorize, query, urls, "flavors/detail",
                           lambda f: views.flavor(f, urls, version, extra_specs=specs))
 
 
