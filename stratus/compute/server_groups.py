@@ -58,15 +58,16 @@ class ServerGroups:
 
     async def create(self, ctx: RequestContext, name: str, policy: str,
                      rules: dict[str, Any]) -> ServerGroup:
-        assert ctx.project_id is not None and ctx.user_id is not None
-        await self.quotas.lock_project(ctx.project_id)
-        limit = (await self.quotas.limits(ctx.project_id))["server_groups"]
-        used = await self.quotas.server_groups_of(ctx.project_id)
+        project_id = ctx.require_project()
+        assert ctx.user_id is not None  # an authenticated request has a user
+        await self.quotas.lock_project(project_id)
+        limit = (await self.quotas.limits(project_id))["server_groups"]
+        used = await self.quotas.server_groups_of(project_id)
         if 0 <= limit < used + 1:
             raise QuotaExceeded(f"Quota exceeded, too many server groups: {used} of {limit} "
                                 "in use.")
         group = ServerGroup(uuid=str(uuidlib.uuid4()), name=name, policy=policy,
-                            rules=check_rules(policy, rules), project_id=ctx.project_id,
+                            rules=check_rules(policy, rules), project_id=project_id,
                             user_id=ctx.user_id)
         self.session.add(group)
         await self.session.flush()

@@ -34,10 +34,10 @@ def _quota_set(project_id: str, limits: dict[str, int], version: APIVersion) -> 
 
 @router.get("/limits")
 async def limits(svc: Service, context: Context, version: Version) -> dict[str, Any]:
-    assert context.project_id is not None and context.user_id is not None
-    quota = await svc.quotas.limits(context.project_id)
-    used = await svc.quotas.usage(context.project_id)
-    groups = await svc.quotas.server_groups_of(context.project_id)
+    project_id = context.require_project()
+    quota = await svc.quotas.limits(project_id)
+    used = await svc.quotas.usage(project_id)
+    groups = await svc.quotas.server_groups_of(project_id)
     absolute: dict[str, Any] = {
         "maxTotalInstances": quota["instances"], "maxTotalCores": quota["cores"],
         "maxTotalRAMSize": quota["ram"], "maxTotalKeypairs": quota["key_pairs"],

@@ -7,6 +7,7 @@ soft policies need 2.15.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Body, Query, Response
 from stratus.compute.api.deps import Authorize, Context, Service, Version
 from stratus.compute.server_groups import POLICIES, ServerGroup
 from stratus.core.exceptions import BadRequest
+from stratus.core.web import params
 from stratus.core.web.microversions import APIVersion
 
 router = APIRouter(prefix="/v2.1/os-server-groups")
@@ -78,26 +80,26 @@ async def create(svc: Service, context: Context, authorize: Authorize, version: 
     return {"server_group": _view(group, [], version)}
 
 
-def _non_negative(value: str | None, field: str) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise BadRequest(f"Invalid input for query parameter '{field}': a non-negative "
-                         "integer.")
-    return int(value)
+#: Nova's words for a bad ``limit``/``offset`` of the server group list.
+COUNTS = dataclasses.replace(
+    params.NOVA,
+    int_message=lambda name, *_: f"Invalid input for query parameter '{name}': a "
+                                 "non-negative integer.",
+    min_message=lambda name, *_: f"Invalid input for query parameter '{name}': a "
+                                 "non-negative integer.")
 
 
 @router.get("")
 async def index(svc: Service, context: Context, authorize: Authorize, version: Version,
                 all_projects: Q = None, limit: Q = None, offset: Q = None) -> dict[str, Any]:
     authorize("os_compute_api:os-server-groups:index", {"project_id": context.project_id})
-    everyone = (all_projects is not None
-                and all_projects.lower() not in ("0", "false", "off", "no")
+    everyone = (params.NOVA_FLAG.flag("all_projects", all_projects)
                 and authorize.allows("os_compute_api:os-server-groups:index:all_projects",
                                      {"project_id": context.project_id}))
     groups = await svc.server_groups.find(
         project_id=None if everyone else context.project_id,
-        limit=_non_negative(limit, "limit"), offset=_non_negative(offset, "offset") or 0)
+        limit=COUNTS.optional_integer("limit", limit),
+        offset=COUNTS.optional_integer("offset", offset) or 0)
     members = await svc.server_groups.members([g.uuid for g in groups])
     return {"server_groups": [_view(g, members[g.uuid], version) for g in groups]}
 
