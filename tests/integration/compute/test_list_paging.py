@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from stratus.compute.keypairs import fingerprint
-from stratus.compute.models import Flavor, KeyPair
+from stratus.compute.models import Flavor, KeyPair, ResourceProvider
 from stratus.core.db import Database
 from tests.dbcount import count_loaded
 from tests.integration.compute.conftest import ComputeCloud
@@ -63,3 +63,25 @@ async def test_keypairs_page_two_of_a_thousand(cloud: ComputeCloud) -> None:
     assert [k["keypair"]["name"] for k in second.json()["keypairs"]] == [
         f"key-{i:04d}" for i in range(LIMIT, 2 * LIMIT)]
     assert loaded.count <= LIMIT + 2, loaded.count
+
+
+async def test_hypervisors_page_two_of_a_thousand(cloud: ComputeCloud) -> None:
+    db = await _runtime_db(cloud)
+    async with db.session() as session:
+        session.add_all(ResourceProvider(uuid=f"00000000-0000-0000-0000-{i:012d}",
+                                         name=f"host-{i:04d}", aggregate_metadata={})
+                        for i in range(ROWS))
+    for version, marker_of in (("2.53", lambda i: f"00000000-0000-0000-0000-{i:012d}"),
+                               ("2.33", lambda i: str(i + 1))):
+        first = (await cloud.compute("GET", f"/os-hypervisors?limit={LIMIT}",
+                                     version=version)).json()
+        assert first["hypervisors"][-1]["id"] == (
+            marker_of(LIMIT - 1) if version == "2.53" else LIMIT)
+        with count_loaded(ResourceProvider) as loaded:
+            second = await cloud.compute("GET", _next(first, "hypervisors_links"),
+                                         version=version)
+        assert second.status_code == 200, second.text
+        assert [h["hypervisor_hostname"] for h in second.json()["hypervisors"]] == [
+            f"host-{i:04d}" for i in range(LIMIT, 2 * LIMIT)]
+        assert loaded.count <= LIMIT + 2, loaded.count
+        assert marker_of(LIMIT - 1) in first["hypervisors_links"][0]["href"]
