@@ -20,8 +20,8 @@ LIMIT = 50
 
 
 async def _runtime_db(cloud: ComputeCloud) -> Database:
-    assert cloud.stack is not None
-    return (await cloud.stack.start_compute()).db
+    assert cloud.stack is not None and cloud.stack.compute is not None
+    return cloud.stack.compute.db
 
 
 def _next(body: dict[str, object], key: str) -> str:
