@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from stratus.compute.api.deps import Authorize, Context, Service
+from stratus.compute.api.deps import CallerDep, Context, Service
 from stratus.compute.api.server_views import timestamp
 from stratus.compute.hosts import INTERNAL_ZONE, zone_of, zone_states
 
@@ -18,8 +18,8 @@ router = APIRouter(prefix="/v2.1/os-availability-zone")
 
 
 @router.get("")
-async def index(svc: Service, context: Context, authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-availability-zone:list")
+async def index(svc: Service, context: Context, caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-availability-zone:list")
     zones = zone_states(await svc.hosts.services_by_host())
     return {"availabilityZoneInfo": [
         {"zoneName": name, "zoneState": {"available": available}, "hosts": None}
@@ -27,8 +27,8 @@ async def index(svc: Service, context: Context, authorize: Authorize) -> dict[st
 
 
 @router.get("/detail")
-async def detail(svc: Service, context: Context, authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-availability-zone:detail")
+async def detail(svc: Service, context: Context, caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-availability-zone:detail")
     services = await svc.hosts.services_by_host()
     available = zone_states(services)
     zones: dict[str, dict[str, dict[str, Any]]] = {}

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
-from stratus.compute.api.deps import Authorize, Service, URLs, Version
+from stratus.compute.api.deps import CallerDep, Service, URLs, Version
 from stratus.compute.api.server_views import timestamp
 from stratus.compute.hosts import ComputeServiceRecord, Hypervisor
 from stratus.core.exceptions import BadRequest, NotFound
@@ -32,9 +32,9 @@ def _service_view(s: ComputeServiceRecord, up: bool, version: APIVersion) -> dic
 
 
 @router.get("/os-services")
-async def list_services(svc: Service, authorize: Authorize, version: Version,
+async def list_services(svc: Service, caller: CallerDep, version: Version,
                         host: str | None = None, binary: str | None = None) -> dict[str, Any]:
-    authorize("os_compute_api:os-services:list")
+    caller.authorize("os_compute_api:os-services:list")
     return {"services": [_service_view(s, svc.hosts.is_up(s), version)
                          for s in await svc.hosts.services(host=host, binary=binary)]}
 
@@ -49,8 +49,8 @@ class ServiceUpdate(BaseModel):
 
 @router.put("/os-services/{service_id}")
 async def update_service(service_id: str, body: ServiceUpdate, svc: Service,
-                         authorize: Authorize, version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-services:update")
+                         caller: CallerDep, version: Version) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-services:update")
     if not version.at_least("2.53"):
         raise NotFound("Updating a service by id needs microversion 2.53 or later.")
     service = await svc.hosts.update_service(
@@ -118,25 +118,25 @@ async def _hypervisor_list(request: Request, svc: Service, urls: URLs, version: 
 
 
 @router.get("/os-hypervisors")
-async def list_hypervisors(request: Request, svc: Service, authorize: Authorize, urls: URLs,
+async def list_hypervisors(request: Request, svc: Service, caller: CallerDep, urls: URLs,
                            version: Version, limit: str | None = None,
                            marker: str | None = None) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:list")
+    caller.authorize("os_compute_api:os-hypervisors:list")
     return await _hypervisor_list(request, svc, urls, version, False, limit, marker)
 
 
 @router.get("/os-hypervisors/detail")
-async def list_hypervisors_detail(request: Request, svc: Service, authorize: Authorize,
+async def list_hypervisors_detail(request: Request, svc: Service, caller: CallerDep,
                                   urls: URLs, version: Version, limit: str | None = None,
                                   marker: str | None = None) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:list-detail")
+    caller.authorize("os_compute_api:os-hypervisors:list-detail")
     return await _hypervisor_list(request, svc, urls, version, True, limit, marker)
 
 
 @router.get("/os-hypervisors/statistics")
-async def hypervisor_statistics(svc: Service, authorize: Authorize,
+async def hypervisor_statistics(svc: Service, caller: CallerDep,
                                 version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:statistics")
+    caller.authorize("os_compute_api:os-hypervisors:statistics")
     if version.at_least("2.88"):
         raise NotFound("Hypervisor statistics are not available from microversion 2.88.")
     rows = await svc.hosts.hypervisors()
@@ -151,8 +151,8 @@ async def hypervisor_statistics(svc: Service, authorize: Authorize,
 
 
 @router.get("/os-hypervisors/{hypervisor_id}")
-async def show_hypervisor(hypervisor_id: str, svc: Service, authorize: Authorize,
+async def show_hypervisor(hypervisor_id: str, svc: Service, caller: CallerDep,
                           version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:show")
+    caller.authorize("os_compute_api:os-hypervisors:show")
     return {"hypervisor": _hypervisor_view(await svc.hosts.hypervisor(hypervisor_id), version,
                                            True)}

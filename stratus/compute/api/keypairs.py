@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.compute.api import views
-from stratus.compute.api.deps import Authorize, Context, Service, URLs, Version
+from stratus.compute.api.deps import CallerDep, Context, Service, URLs, Version
 from stratus.compute.api.schemas import (
     KEYPAIR_NAME_PATTERN,
     KEYPAIR_NAME_PATTERN_292,
@@ -41,7 +41,7 @@ def _owner(context: RequestContext, version: APIVersion, user_id: str | None) ->
 
 @router.post("")
 async def create_keypair(body: KeyPairCreateBody, svc: Service, context: Context,
-                         authorize: Authorize, version: Version) -> JSONResponse:
+                         caller: CallerDep, version: Version) -> JSONResponse:
     k = body.keypair
     pattern = KEYPAIR_NAME_PATTERN_292 if version.at_least("2.92") else KEYPAIR_NAME_PATTERN
     if not re.match(pattern, k.name):
@@ -55,7 +55,7 @@ async def create_keypair(body: KeyPairCreateBody, svc: Service, context: Context
         raise ValidationError("Invalid input for field 'public_key': it is required from "
                               "microversion 2.92; key pairs are no longer generated.")
     owner = _owner(context, version, k.user_id)
-    authorize("os_compute_api:os-keypairs:create", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:create", {"user_id": owner})
     pair, private_key = await svc.keypairs.create(user_id=owner, name=k.name,
                                                   public_key=k.public_key,
                                                   key_type=k.type or "ssh")
@@ -66,11 +66,11 @@ async def create_keypair(body: KeyPairCreateBody, svc: Service, context: Context
 
 
 @router.get("")
-async def list_keypairs(request: Request, svc: Service, context: Context, authorize: Authorize,
+async def list_keypairs(request: Request, svc: Service, context: Context, caller: CallerDep,
                         urls: URLs, version: Version, user_id: Q = None, limit: Q = None,
                         marker: Q = None) -> dict[str, Any]:
     owner = _owner(context, version, user_id)
-    authorize("os_compute_api:os-keypairs:index", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:index", {"user_id": owner})
     paging = version.at_least("2.35")  # limit and marker are read from 2.35
     count = LIMIT.optional_integer("limit", limit) if paging else None
     pairs = await svc.keypairs.list_for_user(owner, limit=count,
@@ -83,18 +83,18 @@ async def list_keypairs(request: Request, svc: Service, context: Context, author
 
 
 @router.get("/{name}")
-async def show_keypair(name: str, svc: Service, context: Context, authorize: Authorize,
+async def show_keypair(name: str, svc: Service, context: Context, caller: CallerDep,
                        version: Version, user_id: Q = None) -> dict[str, Any]:
     owner = _owner(context, version, user_id)
-    authorize("os_compute_api:os-keypairs:show", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:show", {"user_id": owner})
     pair = await svc.keypairs.get(owner, name)
     return {"keypair": views.keypair(pair, version, detail=True)}
 
 
 @router.delete("/{name}")
-async def delete_keypair(name: str, svc: Service, context: Context, authorize: Authorize,
+async def delete_keypair(name: str, svc: Service, context: Context, caller: CallerDep,
                          version: Version, user_id: Q = None) -> Response:
     owner = _owner(context, version, user_id)
-    authorize("os_compute_api:os-keypairs:delete", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:delete", {"user_id": owner})
     await svc.keypairs.delete(owner, name)
     return Response(status_code=204 if version.at_least("2.2") else 202)

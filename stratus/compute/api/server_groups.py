@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from stratus.compute.api.deps import Authorize, Context, Service, Version
+from stratus.compute.api.deps import CallerDep, Context, Service, Version
 from stratus.compute.server_groups import POLICIES, ServerGroup
 from stratus.core.exceptions import BadRequest
 from stratus.core.web import params
@@ -71,9 +71,9 @@ def _parse_create(body: Any, version: APIVersion) -> tuple[str, str, dict[str, A
 
 
 @router.post("")
-async def create(svc: Service, context: Context, authorize: Authorize, version: Version,
+async def create(svc: Service, context: Context, caller: CallerDep, version: Version,
                  body: Any = Body(None)) -> dict[str, Any]:
-    authorize("os_compute_api:os-server-groups:create", {"project_id": context.project_id,
+    caller.authorize("os_compute_api:os-server-groups:create", {"project_id": context.project_id,
                                                          "user_id": context.user_id})
     name, policy, rules = _parse_create(body, version)
     group = await svc.server_groups.create(context, name, policy, rules)
@@ -90,11 +90,11 @@ COUNTS = dataclasses.replace(
 
 
 @router.get("")
-async def index(svc: Service, context: Context, authorize: Authorize, version: Version,
+async def index(svc: Service, context: Context, caller: CallerDep, version: Version,
                 all_projects: Q = None, limit: Q = None, offset: Q = None) -> dict[str, Any]:
-    authorize("os_compute_api:os-server-groups:index", {"project_id": context.project_id})
+    caller.authorize("os_compute_api:os-server-groups:index", {"project_id": context.project_id})
     everyone = (params.NOVA_FLAG.flag("all_projects", all_projects)
-                and authorize.allows("os_compute_api:os-server-groups:index:all_projects",
+                and caller.check("os_compute_api:os-server-groups:index:all_projects",
                                      {"project_id": context.project_id}))
     groups = await svc.server_groups.find(
         project_id=None if everyone else context.project_id,
@@ -105,11 +105,11 @@ async def index(svc: Service, context: Context, authorize: Authorize, version: V
 
 
 @router.get("/{group_id}")
-async def show(group_id: str, svc: Service, context: Context, authorize: Authorize,
+async def show(group_id: str, svc: Service, context: Context, caller: CallerDep,
                version: Version) -> dict[str, Any]:
     group = await svc.server_groups.get(
         group_id, project_id=None if context.is_admin else context.project_id)
-    authorize("os_compute_api:os-server-groups:show", {"project_id": group.project_id,
+    caller.authorize("os_compute_api:os-server-groups:show", {"project_id": group.project_id,
                                                        "user_id": group.user_id})
     members = await svc.server_groups.members([group.uuid])
     return {"server_group": _view(group, members[group.uuid], version)}
@@ -117,10 +117,10 @@ async def show(group_id: str, svc: Service, context: Context, authorize: Authori
 
 @router.delete("/{group_id}", status_code=204)
 async def delete(group_id: str, svc: Service, context: Context,
-                 authorize: Authorize) -> Response:
+                 caller: CallerDep) -> Response:
     group = await svc.server_groups.get(
         group_id, project_id=None if context.is_admin else context.project_id)
-    authorize("os_compute_api:os-server-groups:delete", {"project_id": group.project_id,
+    caller.authorize("os_compute_api:os-server-groups:delete", {"project_id": group.project_id,
                                                          "user_id": group.user_id})
     await svc.server_groups.delete(group)
     return Response(status_code=204)
