@@ -170,6 +170,30 @@ class Hosts:
             return []
         return await self._describe(providers, await self._position(providers[0]))
 
+    async def hypervisor_totals(self) -> dict[str, int]:
+        """Sums over every hypervisor, counted in SQL: ``count``, capacity (``vcpus``,
+        ``memory_mb``, ``local_gb``), use (``*_used``) and ``running_vms``."""
+        totals = {"count": int(await self.session.scalar(
+            select(func.count()).select_from(ResourceProvider)) or 0)}
+        capacity = dict((await self.session.execute(
+            select(Inventory.resource_class, func.sum(Inventory.total))
+            .group_by(Inventory.resource_class))).all())
+        used = dict((await self.session.execute(
+            select(Allocation.resource_class, func.sum(Allocation.used))
+            .group_by(Allocation.resource_class))).all())
+        for key, rc in (("vcpus", VCPU), ("memory_mb", MEMORY_MB), ("local_gb", DISK_GB)):
+            totals[key] = int(capacity.get(rc) or 0)
+            totals[f"{key}_used"] = int(used.get(rc) or 0)
+        # A provider runs as many instances as the resource class with the most consumers.
+        per_class = (select(Allocation.provider_uuid,
+                            func.count(Allocation.consumer_uuid.distinct()).label("n"))
+                     .group_by(Allocation.provider_uuid, Allocation.resource_class).subquery())
+        per_provider = (select(func.max(per_class.c.n).label("n"))
+                        .group_by(per_class.c.provider_uuid).subquery())
+        totals["running_vms"] = int(await self.session.scalar(
+            select(func.coalesce(func.sum(per_provider.c.n), 0))) or 0)
+        return totals
+
     async def hypervisor(self, hypervisor_id: str) -> Hypervisor:
         """One hypervisor by provider uuid, or by its position (the id before 2.53)."""
         query = select(ResourceProvider).order_by(ResourceProvider.name, ResourceProvider.uuid)

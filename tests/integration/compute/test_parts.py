@@ -12,6 +12,7 @@ from stratus.compute.errors import QuotaExceeded
 from stratus.compute.hosts import COMPUTE_BINARY, Hosts
 from stratus.compute.migrations import HEAD
 from stratus.compute.models import ComputeServiceRecord
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU, InventorySpec, Placement
 from stratus.compute.quotas import Quotas
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
@@ -72,3 +73,24 @@ async def test_hosts_are_up_until_their_heartbeat_is_too_old(db: Database) -> No
                                                                        "stale": False}
         assert await hosts.down_hosts() == ["stale"]
         assert {s.binary for s in await hosts.services()} == {COMPUTE_BINARY, "nova-scheduler"}
+
+
+async def test_hypervisor_totals_are_the_sums_of_the_hypervisors(db: Database) -> None:
+    async with db.transaction() as txn:
+        placement = Placement(txn.session)
+        for n, host in enumerate(("a", "b", "c")):
+            await placement.ensure_provider(f"rp-{host}", host, {
+                VCPU: InventorySpec(8), MEMORY_MB: InventorySpec(4096 * (n + 1)),
+                DISK_GB: InventorySpec(100)})
+        for vm, host in (("vm1", "a"), ("vm2", "a"), ("vm3", "b")):
+            await placement.claim(vm, f"rp-{host}", {VCPU: 2, MEMORY_MB: 512, DISK_GB: 10})
+        await placement.claim("vm4", "rp-b", {VCPU: 1})
+        hosts = Hosts(txn.session)
+        listed = await hosts.hypervisors()
+        keys = ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used",
+                "local_gb_used", "running_vms")
+        expected = {k: sum(getattr(h, k) for h in listed) for k in keys}
+        assert await hosts.hypervisor_totals() == {"count": 3, **expected}
+        assert expected["running_vms"] == 4 and expected["vcpus_used"] == 7
+        assert [h.index for h in listed] == [1, 2, 3]
+        assert (await hosts.hypervisor("2")).provider.name == "b"
