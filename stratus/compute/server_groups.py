@@ -1,6 +1,6 @@
 """Server groups: a policy (affinity or anti-affinity, hard or soft) over member servers.
 
-The scheduler reads a group's policy and where its members run (``scheduler/manager.py``);
+The scheduler reads a group's policy and where its members run (``scheduling_hints``);
 a boot with the ``group`` hint joins the group (``add_members``), a deleted server leaves
 it (``Instances.soft_delete``). Quotas: ``server_groups`` per project and
 ``server_group_members`` per group, both 403 when exceeded.
