@@ -6,10 +6,11 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.models import Flavor, FlavorAccess
-from stratus.core.exceptions import Conflict, NotFound, ValidationError
+from stratus.core.db import Txn
+from stratus.core.db.paging import SortKey, page
+from stratus.core.exceptions import Conflict, MarkerNotFound, NotFound, ValidationError
 
 __all__ = ["DEFAULT_FLAVORS", "Flavor", "FlavorQuery", "Flavors"]
 
@@ -44,8 +45,9 @@ class FlavorQuery:
 class Flavors:
     """Flavors and who may use them, within one transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def seed_defaults(self) -> None:
         if await self.session.scalar(select(Flavor.id).limit(1)) is not None:
@@ -69,9 +71,9 @@ class Flavors:
         return flavor
 
     async def list_flavors(self, query: FlavorQuery, *, project_id: str | None,
-                   admin: bool) -> list[Flavor]:
-        column = SORT_KEYS.get(query.sort_key)
-        if column is None:
+                           admin: bool) -> list[Flavor]:
+        """One page of the flavors the caller may see, paged in SQL after ``marker``."""
+        if query.sort_key not in SORT_KEYS:
             raise ValidationError(f"Invalid sort_key {query.sort_key!r}.")
         if query.sort_dir not in ("asc", "desc"):
             raise ValidationError(f"Invalid sort_dir {query.sort_dir!r}: use asc or desc.")
@@ -89,16 +91,14 @@ class Flavors:
             stmt = stmt.where(Flavor.ram >= query.min_ram)
         if query.min_disk is not None:
             stmt = stmt.where(Flavor.disk >= query.min_disk)
-        ordering = column.desc() if query.sort_dir == "desc" else column.asc()
-        flavors = list(await self.session.scalars(stmt.order_by(ordering, Flavor.id.asc())))
-        if query.marker is not None:
-            ids = [f.id for f in flavors]
-            if query.marker not in ids:
-                raise ValidationError(f"marker [{query.marker}] not found")
-            flavors = flavors[ids.index(query.marker) + 1:]
-        if query.limit is not None:
-            flavors = flavors[:query.limit]
-        return flavors
+        try:
+            found = await page(self.session, stmt, sort_columns=SORT_KEYS,
+                               sort=[SortKey(query.sort_key,
+                                             "desc" if query.sort_dir == "desc" else "asc")],
+                               marker_id=query.marker, limit=query.limit, id_column=Flavor.id)
+        except MarkerNotFound as exc:
+            raise ValidationError(f"marker [{query.marker}] not found") from exc
+        return found.rows
 
     async def create(self, *, name: str, vcpus: int, ram: int, disk: int,
                      flavor_id: str | None = None, swap: int = 0, ephemeral: int = 0,

@@ -21,7 +21,8 @@ from stratus.compute.models import Allocation, ComputeServiceRecord, Inventory, 
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.core.config import ComputeSettings
 from stratus.core.db import utcnow
-from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.db.paging import SortKey, page
+from stratus.core.exceptions import BadRequest, MarkerNotFound, NotFound
 
 COMPUTE_BINARY = "nova-compute"
 #: The zone of services that are not compute hosts (shown only in the zones' detail).
@@ -153,12 +154,71 @@ class Hosts:
         service.report_count = (service.report_count or 0) + 1
         return service
 
-    async def hypervisors(self) -> list[Hypervisor]:
-        """Every resource provider by name, with its inventory, use and service."""
-        providers = list(await self.session.scalars(
-            select(ResourceProvider).order_by(ResourceProvider.name)))
+    async def hypervisors(self, *, limit: int | None = None,
+                          marker: str | None = None) -> list[Hypervisor]:
+        """Resource providers by name, with their inventory, use and service; paged in SQL
+        after the provider ``marker`` (its uuid)."""
+        try:
+            found = await page(self.session, select(ResourceProvider),
+                               sort_columns={"name": ResourceProvider.name},
+                               sort=[SortKey("name")], marker_id=marker, limit=limit,
+                               id_column=ResourceProvider.uuid)
+        except MarkerNotFound as exc:
+            raise BadRequest(f"marker [{marker}] not found") from exc
+        providers: list[ResourceProvider] = list(found.rows)
+        if not providers:
+            return []
+        return await self._describe(providers, await self._position(providers[0]))
+
+    async def hypervisor_totals(self) -> dict[str, int]:
+        """Sums over every hypervisor, counted in SQL: ``count``, capacity (``vcpus``,
+        ``memory_mb``, ``local_gb``), use (``*_used``) and ``running_vms``."""
+        totals = {"count": int(await self.session.scalar(
+            select(func.count()).select_from(ResourceProvider)) or 0)}
+        capacity = dict((await self.session.execute(
+            select(Inventory.resource_class, func.sum(Inventory.total))
+            .group_by(Inventory.resource_class))).all())
+        used = dict((await self.session.execute(
+            select(Allocation.resource_class, func.sum(Allocation.used))
+            .group_by(Allocation.resource_class))).all())
+        for key, rc in (("vcpus", VCPU), ("memory_mb", MEMORY_MB), ("local_gb", DISK_GB)):
+            totals[key] = int(capacity.get(rc) or 0)
+            totals[f"{key}_used"] = int(used.get(rc) or 0)
+        # A provider runs as many instances as the resource class with the most consumers.
+        per_class = (select(Allocation.provider_uuid,
+                            func.count(Allocation.consumer_uuid.distinct()).label("n"))
+                     .group_by(Allocation.provider_uuid, Allocation.resource_class).subquery())
+        per_provider = (select(func.max(per_class.c.n).label("n"))
+                        .group_by(per_class.c.provider_uuid).subquery())
+        totals["running_vms"] = int(await self.session.scalar(
+            select(func.coalesce(func.sum(per_provider.c.n), 0))) or 0)
+        return totals
+
+    async def hypervisor(self, hypervisor_id: str) -> Hypervisor:
+        """One hypervisor by provider uuid, or by its position (the id before 2.53)."""
+        query = select(ResourceProvider).order_by(ResourceProvider.name, ResourceProvider.uuid)
+        provider = await self.session.scalar(
+            query.where(ResourceProvider.uuid == hypervisor_id))
+        if provider is None and hypervisor_id.isdigit() and int(hypervisor_id) >= 1:
+            provider = await self.session.scalar(query.offset(int(hypervisor_id) - 1).limit(1))
+            if provider is not None:
+                return (await self._describe([provider], int(hypervisor_id)))[0]
+        if provider is None:
+            raise NotFound(f"Hypervisor {hypervisor_id} could not be found.")
+        return (await self._describe([provider], await self._position(provider)))[0]
+
+    async def _position(self, provider: ResourceProvider) -> int:
+        """The provider's 1-based position by name (the hypervisor id before 2.53)."""
+        return 1 + int(await self.session.scalar(select(func.count()).select_from(
+            ResourceProvider).where(ResourceProvider.name < provider.name)) or 0)
+
+    async def _describe(self, providers: list[ResourceProvider],
+                        first: int) -> list[Hypervisor]:
+        """The providers (consecutive by name from position ``first``) as hypervisors."""
+        uuids = [p.uuid for p in providers]
         inventories: dict[str, dict[str, int]] = {}
-        for row in await self.session.scalars(select(Inventory)):
+        for row in await self.session.scalars(
+                select(Inventory).where(Inventory.provider_uuid.in_(uuids))):
             inventories.setdefault(row.provider_uuid, {})[row.resource_class] = row.total
         used: dict[str, dict[str, int]] = {}
         running: dict[str, int] = {}
@@ -166,13 +226,16 @@ class Hosts:
                 select(Allocation.provider_uuid, Allocation.resource_class,
                        func.sum(Allocation.used),
                        func.count(Allocation.consumer_uuid.distinct()))
+                .where(Allocation.provider_uuid.in_(uuids))
                 .group_by(Allocation.provider_uuid, Allocation.resource_class))).all():
             used.setdefault(provider, {})[rc] = int(amount or 0)
             running[provider] = max(running.get(provider, 0), int(consumers))
-        services = {s.host: s for s in await self.session.scalars(select(ComputeServiceRecord))}
+        services = {s.host: s for s in await self.session.scalars(
+            select(ComputeServiceRecord).where(
+                ComputeServiceRecord.host.in_([p.name for p in providers])))}
         now = utcnow()
         result = []
-        for index, p in enumerate(providers, start=1):
+        for index, p in enumerate(providers, start=first):
             total, use, service = inventories.get(p.uuid, {}), used.get(p.uuid, {}), \
                 services.get(p.name)
             result.append(Hypervisor(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute import states
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
@@ -27,7 +26,7 @@ from stratus.compute.models import (
 )
 from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceStates, InstanceUpdate
 from stratus.core.context import RequestContext
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound
 
 __all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
@@ -66,13 +65,15 @@ def hostname_of(name: str) -> str:
 class Instances:
     """Instances, their faults and their actions, within one transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def create(self, ctx: RequestContext, spec: NewInstance,
                      count: int = 1) -> list[Instance]:
         """Rows for ``count`` instances of one request, building and scheduling."""
-        assert ctx.project_id is not None and ctx.user_id is not None
+        project_id = ctx.require_project()
+        assert ctx.user_id is not None  # an authenticated request has a user
         reservation = f"r-{uuidlib.uuid4().hex[:8]}"
         created = []
         for index in range(count):
@@ -80,7 +81,7 @@ class Instances:
             instance = Instance(
                 uuid=str(uuidlib.uuid4()), display_name=name,
                 display_description=spec.description, hostname=hostname_of(name),
-                project_id=ctx.project_id, user_id=ctx.user_id, reservation_id=reservation,
+                project_id=project_id, user_id=ctx.user_id, reservation_id=reservation,
                 launch_index=index, image_ref=spec.image_ref, flavor_id=spec.flavor.id,
                 vcpus=spec.flavor.vcpus, memory_mb=spec.flavor.ram,
                 flavor=flavor_info(spec.flavor).model_dump(), key_name=spec.key_name,
@@ -217,9 +218,10 @@ class Instances:
 
     async def start_action(self, ctx: RequestContext, instance_uuid: str,
                            action: str) -> InstanceAction:
-        assert ctx.project_id is not None and ctx.user_id is not None
+        project_id = ctx.require_project()
+        assert ctx.user_id is not None  # an authenticated request has a user
         row = InstanceAction(instance_uuid=instance_uuid, request_id=ctx.request_id,
-                             action=action, project_id=ctx.project_id, user_id=ctx.user_id)
+                             action=action, project_id=project_id, user_id=ctx.user_id)
         self.session.add(row)
         await self.session.flush()
         return row

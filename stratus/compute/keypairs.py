@@ -8,10 +8,11 @@ import hashlib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.models import KeyPair
-from stratus.core.exceptions import Conflict, NotFound, ValidationError
+from stratus.core.db import Txn
+from stratus.core.db.paging import SortKey, page
+from stratus.core.exceptions import Conflict, MarkerNotFound, NotFound, ValidationError
 
 __all__ = ["SUPPORTED_TYPES", "KeyPair", "KeyPairs", "fingerprint", "generate_key_pair",
            "validate_public_key"]
@@ -51,8 +52,9 @@ def generate_key_pair() -> tuple[str, str]:
 class KeyPairs:
     """A user's key pairs within one transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def create(self, *, user_id: str, name: str, public_key: str | None,
                      key_type: str = "ssh") -> tuple[KeyPair, str | None]:
@@ -82,13 +84,14 @@ class KeyPairs:
 
     async def list_for_user(self, user_id: str, *, limit: int | None = None,
                             marker: str | None = None) -> list[KeyPair]:
-        query = select(KeyPair).where(KeyPair.user_id == user_id).order_by(KeyPair.name)
-        if marker is not None:
-            await self.get(user_id, marker)
-            query = query.where(KeyPair.name > marker)
-        if limit is not None:
-            query = query.limit(limit)
-        return list(await self.session.scalars(query))
+        """One page of the user's key pairs by name, paged in SQL after ``marker``."""
+        try:
+            found = await page(self.session, select(KeyPair).where(KeyPair.user_id == user_id),
+                               sort_columns={"name": KeyPair.name}, sort=[SortKey("name")],
+                               marker_id=marker, limit=limit, id_column=KeyPair.name)
+        except MarkerNotFound as exc:
+            raise NotFound(f"Keypair {marker} not found for user {user_id}") from exc
+        return list(found.rows)
 
     async def delete(self, user_id: str, name: str) -> None:
         await self.session.delete(await self.get(user_id, name))

@@ -1,6 +1,6 @@
 """Server groups: a policy (affinity or anti-affinity, hard or soft) over member servers.
 
-The scheduler reads a group's policy and where its members run (``scheduler/manager.py``);
+The scheduler reads a group's policy and where its members run (``scheduling_hints``);
 a boot with the ``group`` hint joins the group (``add_members``), a deleted server leaves
 it (``Instances.soft_delete``). Quotas: ``server_groups`` per project and
 ``server_group_members`` per group, both 403 when exceeded.
@@ -12,12 +12,12 @@ import uuid as uuidlib
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.errors import QuotaExceeded
 from stratus.compute.models import Instance, ServerGroup, ServerGroupMember
 from stratus.compute.quotas import Quotas
 from stratus.core.context import RequestContext
+from stratus.core.db import Txn
 from stratus.core.exceptions import BadRequest, NotFound
 
 __all__ = ["POLICIES", "SOFT_POLICIES", "ServerGroup", "ServerGroups", "check_rules"]
@@ -51,21 +51,23 @@ def check_rules(policy: str, rules: dict[str, Any]) -> dict[str, Any]:
 class ServerGroups:
     """Server groups and their members within one transaction."""
 
-    def __init__(self, session: AsyncSession, quotas: Quotas) -> None:
-        self.session = session
+    def __init__(self, txn: Txn, quotas: Quotas) -> None:
+        self.txn = txn
+        self.session = txn.session
         self.quotas = quotas
 
     async def create(self, ctx: RequestContext, name: str, policy: str,
                      rules: dict[str, Any]) -> ServerGroup:
-        assert ctx.project_id is not None and ctx.user_id is not None
-        await self.quotas.lock_project(ctx.project_id)
-        limit = (await self.quotas.limits(ctx.project_id))["server_groups"]
-        used = await self.quotas.server_groups_of(ctx.project_id)
+        project_id = ctx.require_project()
+        assert ctx.user_id is not None  # an authenticated request has a user
+        await self.quotas.lock_project(project_id)
+        limit = (await self.quotas.limits(project_id))["server_groups"]
+        used = await self.quotas.server_groups_of(project_id)
         if 0 <= limit < used + 1:
             raise QuotaExceeded(f"Quota exceeded, too many server groups: {used} of {limit} "
                                 "in use.")
         group = ServerGroup(uuid=str(uuidlib.uuid4()), name=name, policy=policy,
-                            rules=check_rules(policy, rules), project_id=ctx.project_id,
+                            rules=check_rules(policy, rules), project_id=project_id,
                             user_id=ctx.user_id)
         self.session.add(group)
         await self.session.flush()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from stratus.compute import states
 from stratus.compute.errors import QuotaExceeded
 from stratus.compute.models import Instance
 from stratus.compute.quotas import Quotas
+from stratus.core.db import Txn
 from stratus.core.exceptions import BadRequest, Conflict
 
 MAX_KEY_LENGTH = 255
@@ -49,8 +48,9 @@ def check_mutable(instance: Instance, action: str) -> None:
 class ServerMetadata:
     """Servers' metadata items within one transaction, under the project's quota."""
 
-    def __init__(self, session: AsyncSession, quotas: Quotas) -> None:
-        self.session = session
+    def __init__(self, txn: Txn, quotas: Quotas) -> None:
+        self.txn = txn
+        self.session = txn.session
         self.quotas = quotas
 
     async def check_quota(self, project_id: str, count: int) -> None:

@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from stratus.compute.flavors import Flavors
 from stratus.compute.hosts import Hosts
 from stratus.compute.instances import Instances
@@ -27,7 +25,7 @@ from stratus.compute.server_metadata import ServerMetadata
 from stratus.core.clients.image import ImageClient
 from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 from stratus.core.policy import Enforcer
 
 
@@ -72,23 +70,29 @@ class ComputeRuntime:
         await self.db.dispose()
 
     @asynccontextmanager
-    async def service(self) -> AsyncIterator[ComputeService]:
-        async with self.db.session() as session:
-            yield ComputeService(self, session)
+    async def service(self, *, serialized: bool = True) -> AsyncIterator[ComputeService]:
+        """One transaction (a core ``Txn``: committed on success, rolled back on error).
+
+        ``serialized=False``: on SQLite, not one of the file's serialised write transactions
+        (see ``stratus.core.db.txn``); for the conductor, whose every change is guarded by
+        the task state it expects, and which must not queue behind compute-api's."""
+        async with self.db.transaction(write=serialized) as txn:
+            yield ComputeService(self, txn)
 
 
 class ComputeService:
     """Compute's operations within one database transaction: the parts, wired in order
-    (each gets the session and the parts it uses, never this facade)."""
+    (each gets the transaction and the parts it uses, never this facade)."""
 
-    def __init__(self, runtime: ComputeRuntime, session: AsyncSession) -> None:
+    def __init__(self, runtime: ComputeRuntime, txn: Txn) -> None:
         self.runtime = runtime
-        self.session = session
-        self.quotas = Quotas(session)
-        self.flavors = Flavors(session)
-        self.keypairs = KeyPairs(session)
-        self.instances = Instances(session)
-        self.server_groups = ServerGroups(session, self.quotas)
-        self.server_metadata = ServerMetadata(session, self.quotas)
+        self.txn = txn
+        self.session = session = txn.session
+        self.quotas = Quotas(txn)
+        self.flavors = Flavors(txn)
+        self.keypairs = KeyPairs(txn)
+        self.instances = Instances(txn)
+        self.server_groups = ServerGroups(txn, self.quotas)
+        self.server_metadata = ServerMetadata(txn, self.quotas)
         self.placement = Placement(session)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)

@@ -10,25 +10,25 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from stratus.compute.api.deps import Authorize, Context, Service
+from stratus.compute.api.deps import CallerDep, Context, Service
 from stratus.compute.api.server_views import timestamp
-from stratus.compute.hosts import INTERNAL_ZONE, zone_of, zone_states
+from stratus.compute.hosts import COMPUTE_BINARY, INTERNAL_ZONE, zone_of, zone_states
 
 router = APIRouter(prefix="/v2.1/os-availability-zone")
 
 
 @router.get("")
-async def index(svc: Service, context: Context, authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-availability-zone:list")
-    zones = zone_states(await svc.hosts.services_by_host())
+async def index(svc: Service, context: Context, caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-availability-zone:list")
+    zones = zone_states(await svc.hosts.services(binary=COMPUTE_BINARY))
     return {"availabilityZoneInfo": [
         {"zoneName": name, "zoneState": {"available": available}, "hosts": None}
         for name, available in sorted(zones.items(), key=lambda z: (not z[1], z[0]))]}
 
 
 @router.get("/detail")
-async def detail(svc: Service, context: Context, authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-availability-zone:detail")
+async def detail(svc: Service, context: Context, caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-availability-zone:detail")
     services = await svc.hosts.services_by_host()
     available = zone_states(services)
     zones: dict[str, dict[str, dict[str, Any]]] = {}

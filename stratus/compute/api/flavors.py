@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from stratus.compute.api import views
-from stratus.compute.api.deps import Authorize, Context, Service, URLs, Version
+from stratus.compute.api.deps import CallerDep, Context, Service, URLs, Version
 from stratus.compute.api.schemas import (
     ExtraSpecsBody,
     FlavorActionBody,
@@ -17,95 +18,88 @@ from stratus.compute.api.schemas import (
 )
 from stratus.compute.flavors import Flavor, FlavorQuery
 from stratus.core.exceptions import BadRequest, NotFound, ValidationError
+from stratus.core.web import listing, params
+from stratus.core.web.listing import ListRequest, ListSpec
 
 router = APIRouter(prefix="/v2.1/flavors")
 
 Q = Annotated[str | None, Query()]
 
 
-def _is_public(value: str | None, admin: bool) -> bool | None:
-    """Nova's ``is_public`` filter: true, false, or "none" (all, for admins)."""
+#: Nova's ``is_public`` words ("none", every flavor the caller may see, is read first).
+IS_PUBLIC = dataclasses.replace(params.NOVA, strip=True, error=ValidationError,
+                                bool_message=lambda _, value: f"Invalid is_public filter [{value}]")
+COUNTS = params.NOVA.raising(ValidationError)
+FLAVORS = ListSpec("flavors")
+
+
+def _is_public(value: str | None) -> bool | None:
+    """Nova's ``is_public`` filter: true (the default), false, or "none" (all visible)."""
     if value is None:
         return True
-    lowered = value.strip().lower()
-    if lowered == "none":
-        return None
-    if lowered in ("1", "t", "true", "on", "y", "yes"):
-        return True
-    if lowered in ("0", "f", "false", "off", "n", "no"):
-        return False
-    raise ValidationError(f"Invalid is_public filter [{value}]")
+    return None if value.strip().lower() == "none" else IS_PUBLIC.boolean("is_public", value)
 
 
-def _int(name: str, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise ValidationError(f"Invalid {name} value: {value!r} is not an integer.") from exc
-    if number < 0:
-        raise ValidationError(f"Invalid {name} value: it must be >= 0.")
-    return number
-
-
-def flavor_query(context: Context, is_public: Q = None,
+def flavor_query(is_public: Q = None,
                  min_ram: Annotated[str | None, Query(alias="minRam")] = None,
                  min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
                  sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
                  marker: Q = None) -> FlavorQuery:
     """A flavor list's query string, parsed as Nova does."""
-    return FlavorQuery(is_public=_is_public(is_public, context.is_admin),
-                       min_ram=_int("minRam", min_ram), min_disk=_int("minDisk", min_disk),
+    return FlavorQuery(is_public=_is_public(is_public),
+                       min_ram=COUNTS.optional_integer("minRam", min_ram),
+                       min_disk=COUNTS.optional_integer("minDisk", min_disk),
                        sort_key=sort_key or "flavorid", sort_dir=sort_dir or "asc",
-                       limit=_int("limit", limit), marker=marker)
+                       limit=COUNTS.optional_integer("limit", limit), marker=marker)
 
 
 ListQuery = Annotated[FlavorQuery, Depends(flavor_query)]
 
 
-async def _listing(svc: Service, context: Context, authorize: Authorize, query: ListQuery,
-                   urls: URLs, path: str, view: Callable[[Flavor], dict[str, Any]],
-                   ) -> dict[str, Any]:
-    authorize("os_compute_api:flavors:list")
+async def _listing(request: Request, svc: Service, context: Context, caller: CallerDep,
+                   query: ListQuery, urls: URLs, path: str,
+                   view: Callable[[Flavor], dict[str, Any]]) -> dict[str, Any]:
+    caller.authorize("os_compute_api:flavors:list")
     flavors = await svc.flavors.list_flavors(query, project_id=context.project_id,
                                              admin=context.is_admin)
     body: dict[str, Any] = {"flavors": [view(f) for f in flavors]}
-    if query.limit is not None and flavors and len(flavors) >= query.limit:
-        body["flavors_links"] = [{"rel": "next", "href": urls.url(
-            f"{path}?limit={query.limit}&marker={flavors[-1].id}")}]
-    return body
+    # Nova links the next page whenever this one is full.
+    full = query.limit is not None and flavors and len(flavors) >= query.limit
+    return body | listing.NOVA.links(
+        ListRequest(query=tuple(request.query_params.multi_items())), FLAVORS, urls.url(path),
+        next_marker=flavors[-1].id if full else None)
 
 
 @router.get("")
-async def list_flavors(svc: Service, context: Context, authorize: Authorize, urls: URLs,
-                       version: Version, query: ListQuery) -> dict[str, Any]:
-    return await _listing(svc, context, authorize, query, urls, "flavors",
+async def list_flavors(request: Request, svc: Service, context: Context, caller: CallerDep,
+                       urls: URLs, version: Version, query: ListQuery) -> dict[str, Any]:
+    return await _listing(request, svc, context, caller, query, urls, "flavors",
                           lambda f: views.flavor_brief(f, urls, version))
 
 
 @router.get("/detail")
-async def list_flavors_detail(svc: Service, context: Context, authorize: Authorize,
-                              urls: URLs, version: Version, query: ListQuery) -> dict[str, Any]:
-    specs = authorize.allows("os_compute_api:os-flavor-extra-specs:index")
-    return await _listing(svc, context, authorize, query, urls, "flavors/detail",
+async def list_flavors_detail(request: Request, svc: Service, context: Context,
+                              caller: CallerDep, urls: URLs, version: Version,
+                              query: ListQuery) -> dict[str, Any]:
+    specs = caller.check("os_compute_api:os-flavor-extra-specs:index")
+    return await _listing(request, svc, context, caller, query, urls, "flavors/detail",
                           lambda f: views.flavor(f, urls, version, extra_specs=specs))
 
 
 @router.get("/{flavor_id}")
-async def show_flavor(flavor_id: str, svc: Service, context: Context, authorize: Authorize,
+async def show_flavor(flavor_id: str, svc: Service, context: Context, caller: CallerDep,
                       urls: URLs, version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:flavors:show")
+    caller.authorize("os_compute_api:flavors:show")
     flavor = await svc.flavors.get(flavor_id, project_id=context.project_id,
                                    admin=context.is_admin)
-    specs = authorize.allows("os_compute_api:os-flavor-extra-specs:index")
+    specs = caller.check("os_compute_api:os-flavor-extra-specs:index")
     return {"flavor": views.flavor(flavor, urls, version, extra_specs=specs)}
 
 
 @router.post("")
-async def create_flavor(body: FlavorCreateBody, svc: Service, authorize: Authorize,
+async def create_flavor(body: FlavorCreateBody, svc: Service, caller: CallerDep,
                         urls: URLs, version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-flavor-manage:create")
+    caller.authorize("os_compute_api:os-flavor-manage:create")
     f = body.flavor
     if f.description is not None and not version.at_least("2.55"):
         raise BadRequest("Invalid input for field 'description': flavor descriptions need "
@@ -119,17 +113,17 @@ async def create_flavor(body: FlavorCreateBody, svc: Service, authorize: Authori
 
 @router.put("/{flavor_id}")
 async def update_flavor(flavor_id: str, body: FlavorUpdateBody, svc: Service,
-                        authorize: Authorize, urls: URLs, version: Version) -> dict[str, Any]:
+                        caller: CallerDep, urls: URLs, version: Version) -> dict[str, Any]:
     if not version.at_least("2.55"):
         raise NotFound("The resource could not be found.")  # no such route before 2.55
-    authorize("os_compute_api:os-flavor-manage:update")
+    caller.authorize("os_compute_api:os-flavor-manage:update")
     flavor = await svc.flavors.update_description(flavor_id, body.flavor.description)
     return {"flavor": views.flavor(flavor, urls, version, extra_specs=True)}
 
 
 @router.delete("/{flavor_id}", status_code=202)
-async def delete_flavor(flavor_id: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("os_compute_api:os-flavor-manage:delete")
+async def delete_flavor(flavor_id: str, svc: Service, caller: CallerDep) -> Response:
+    caller.authorize("os_compute_api:os-flavor-manage:delete")
     await svc.flavors.delete(flavor_id)
     return Response(status_code=202)
 
@@ -138,8 +132,8 @@ async def delete_flavor(flavor_id: str, svc: Service, authorize: Authorize) -> R
 
 @router.get("/{flavor_id}/os-extra_specs")
 async def list_extra_specs(flavor_id: str, svc: Service, context: Context,
-                           authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-flavor-extra-specs:index")
+                           caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-flavor-extra-specs:index")
     flavor = await svc.flavors.get(flavor_id, project_id=context.project_id,
                                    admin=context.is_admin)
     return {"extra_specs": dict(flavor.extra_specs or {})}
@@ -147,15 +141,15 @@ async def list_extra_specs(flavor_id: str, svc: Service, context: Context,
 
 @router.post("/{flavor_id}/os-extra_specs")
 async def create_extra_specs(flavor_id: str, body: ExtraSpecsBody, svc: Service,
-                             authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-flavor-extra-specs:create")
+                             caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-flavor-extra-specs:create")
     return {"extra_specs": await svc.flavors.set_extra_specs(flavor_id, body.extra_specs)}
 
 
 @router.get("/{flavor_id}/os-extra_specs/{key}")
 async def show_extra_spec(flavor_id: str, key: str, svc: Service, context: Context,
-                          authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-flavor-extra-specs:show")
+                          caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-flavor-extra-specs:show")
     flavor = await svc.flavors.get(flavor_id, project_id=context.project_id,
                                    admin=context.is_admin)
     specs = flavor.extra_specs or {}
@@ -166,8 +160,8 @@ async def show_extra_spec(flavor_id: str, key: str, svc: Service, context: Conte
 
 @router.put("/{flavor_id}/os-extra_specs/{key}")
 async def update_extra_spec(flavor_id: str, key: str, body: dict[str, str], svc: Service,
-                            authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-flavor-extra-specs:update")
+                            caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-flavor-extra-specs:update")
     if list(body) != [key]:
         raise BadRequest("The request body must hold exactly the key named in the URI.")
     specs = await svc.flavors.set_extra_specs(flavor_id, {key: body[key]})
@@ -176,8 +170,8 @@ async def update_extra_spec(flavor_id: str, key: str, body: dict[str, str], svc:
 
 @router.delete("/{flavor_id}/os-extra_specs/{key}")
 async def delete_extra_spec(flavor_id: str, key: str, svc: Service,
-                            authorize: Authorize) -> Response:
-    authorize("os_compute_api:os-flavor-extra-specs:delete")
+                            caller: CallerDep) -> Response:
+    caller.authorize("os_compute_api:os-flavor-extra-specs:delete")
     await svc.flavors.delete_extra_spec(flavor_id, key)
     return Response(status_code=200)
 
@@ -189,19 +183,19 @@ def _access(flavor_id: str, projects: list[str]) -> dict[str, Any]:
 
 
 @router.get("/{flavor_id}/os-flavor-access")
-async def list_access(flavor_id: str, svc: Service, authorize: Authorize) -> dict[str, Any]:
-    authorize("os_compute_api:os-flavor-access")
+async def list_access(flavor_id: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-flavor-access")
     return _access(flavor_id, await svc.flavors.access_list(flavor_id))
 
 
 @router.post("/{flavor_id}/action")
 async def flavor_action(flavor_id: str, body: FlavorActionBody, svc: Service,
-                        authorize: Authorize) -> dict[str, Any]:
+                        caller: CallerDep) -> dict[str, Any]:
     if body.add_tenant_access is not None:
-        authorize("os_compute_api:os-flavor-access:add_tenant_access")
+        caller.authorize("os_compute_api:os-flavor-access:add_tenant_access")
         projects = await svc.flavors.add_access(flavor_id, body.add_tenant_access.tenant)
     elif body.remove_tenant_access is not None:
-        authorize("os_compute_api:os-flavor-access:remove_tenant_access")
+        caller.authorize("os_compute_api:os-flavor-access:remove_tenant_access")
         projects = await svc.flavors.remove_access(flavor_id, body.remove_tenant_access.tenant)
     else:
         raise BadRequest("The action is not known: use addTenantAccess or "

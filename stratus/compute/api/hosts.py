@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
-from stratus.compute.api.deps import Authorize, Service, Version
+from stratus.compute.api.deps import CallerDep, Service, URLs, Version
 from stratus.compute.api.server_views import timestamp
 from stratus.compute.hosts import ComputeServiceRecord, Hypervisor
-from stratus.core.exceptions import NotFound
+from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.web import listing, params
+from stratus.core.web.listing import ListRequest, ListSpec
 from stratus.core.web.microversions import APIVersion
 
 router = APIRouter(prefix="/v2.1")
@@ -30,9 +32,9 @@ def _service_view(s: ComputeServiceRecord, up: bool, version: APIVersion) -> dic
 
 
 @router.get("/os-services")
-async def list_services(svc: Service, authorize: Authorize, version: Version,
+async def list_services(svc: Service, caller: CallerDep, version: Version,
                         host: str | None = None, binary: str | None = None) -> dict[str, Any]:
-    authorize("os_compute_api:os-services:list")
+    caller.authorize("os_compute_api:os-services:list")
     return {"services": [_service_view(s, svc.hosts.is_up(s), version)
                          for s in await svc.hosts.services(host=host, binary=binary)]}
 
@@ -47,8 +49,8 @@ class ServiceUpdate(BaseModel):
 
 @router.put("/os-services/{service_id}")
 async def update_service(service_id: str, body: ServiceUpdate, svc: Service,
-                         authorize: Authorize, version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-services:update")
+                         caller: CallerDep, version: Version) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-services:update")
     if not version.at_least("2.53"):
         raise NotFound("Updating a service by id needs microversion 2.53 or later.")
     service = await svc.hosts.update_service(
@@ -90,36 +92,55 @@ def _hypervisor_view(h: Hypervisor, version: APIVersion, detail: bool) -> dict[s
     return body
 
 
-async def _hypervisor_list(svc: Service, version: Version, detail: bool) -> dict[str, Any]:
-    return {"hypervisors": [_hypervisor_view(h, version, detail)
-                            for h in await svc.hosts.hypervisors()]}
+HYPERVISORS = ListSpec("hypervisors")
+
+
+async def _hypervisor_list(request: Request, svc: Service, urls: URLs, version: Version,
+                           detail: bool, limit: str | None,
+                           marker: str | None) -> dict[str, Any]:
+    """A page of hypervisors; ``limit`` and ``marker`` (an id as shown) from 2.33."""
+    paging = version.at_least("2.33")
+    count = params.NOVA.optional_integer("limit", limit) if paging else None
+    after = None
+    if paging and marker is not None:
+        try:  # the marker is an id as shown: a uuid from 2.53, a position before
+            after = (await svc.hosts.hypervisor(marker)).provider.uuid
+        except NotFound as exc:
+            raise BadRequest(f"marker [{marker}] not found") from exc
+    found = await svc.hosts.hypervisors(limit=count, marker=after)
+    body = {"hypervisors": [_hypervisor_view(h, version, detail) for h in found]}
+    full = count is not None and found and len(found) == count
+    last = (found[-1].provider.uuid if version.at_least("2.53") else str(found[-1].index)) \
+        if full else None
+    path = "os-hypervisors/detail" if detail else "os-hypervisors"
+    return body | listing.NOVA.links(ListRequest(query=tuple(request.query_params.multi_items())),
+                                     HYPERVISORS, urls.url(path), next_marker=last)
 
 
 @router.get("/os-hypervisors")
-async def list_hypervisors(svc: Service, authorize: Authorize,
-                           version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:list")
-    return await _hypervisor_list(svc, version, detail=False)
+async def list_hypervisors(request: Request, svc: Service, caller: CallerDep, urls: URLs,
+                           version: Version, limit: str | None = None,
+                           marker: str | None = None) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-hypervisors:list")
+    return await _hypervisor_list(request, svc, urls, version, False, limit, marker)
 
 
 @router.get("/os-hypervisors/detail")
-async def list_hypervisors_detail(svc: Service, authorize: Authorize,
-                                  version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:list-detail")
-    return await _hypervisor_list(svc, version, detail=True)
+async def list_hypervisors_detail(request: Request, svc: Service, caller: CallerDep,
+                                  urls: URLs, version: Version, limit: str | None = None,
+                                  marker: str | None = None) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-hypervisors:list-detail")
+    return await _hypervisor_list(request, svc, urls, version, True, limit, marker)
 
 
 @router.get("/os-hypervisors/statistics")
-async def hypervisor_statistics(svc: Service, authorize: Authorize,
+async def hypervisor_statistics(svc: Service, caller: CallerDep,
                                 version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:statistics")
+    caller.authorize("os_compute_api:os-hypervisors:statistics")
     if version.at_least("2.88"):
         raise NotFound("Hypervisor statistics are not available from microversion 2.88.")
-    rows = await svc.hosts.hypervisors()
-    keys = ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
-            "running_vms")
-    stats: dict[str, Any] = {k: sum(getattr(h, k) for h in rows) for k in keys}
-    stats.update(count=len(rows), current_workload=0,
+    stats: dict[str, Any] = await svc.hosts.hypervisor_totals()
+    stats.update(current_workload=0,
                  free_ram_mb=stats["memory_mb"] - stats["memory_mb_used"],
                  free_disk_gb=stats["local_gb"] - stats["local_gb_used"],
                  disk_available_least=stats["local_gb"] - stats["local_gb_used"])
@@ -127,10 +148,8 @@ async def hypervisor_statistics(svc: Service, authorize: Authorize,
 
 
 @router.get("/os-hypervisors/{hypervisor_id}")
-async def show_hypervisor(hypervisor_id: str, svc: Service, authorize: Authorize,
+async def show_hypervisor(hypervisor_id: str, svc: Service, caller: CallerDep,
                           version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-hypervisors:show")
-    for h in await svc.hosts.hypervisors():
-        if hypervisor_id in (h.provider.uuid, str(h.index)):
-            return {"hypervisor": _hypervisor_view(h, version, True)}
-    raise NotFound(f"Hypervisor {hypervisor_id} could not be found.")
+    caller.authorize("os_compute_api:os-hypervisors:show")
+    return {"hypervisor": _hypervisor_view(await svc.hosts.hypervisor(hypervisor_id), version,
+                                           True)}

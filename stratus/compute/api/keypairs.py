@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.compute.api import views
-from stratus.compute.api.deps import Authorize, Context, Service, URLs, Version
+from stratus.compute.api.deps import CallerDep, Context, Service, URLs, Version
 from stratus.compute.api.schemas import (
     KEYPAIR_NAME_PATTERN,
     KEYPAIR_NAME_PATTERN_292,
@@ -17,9 +18,15 @@ from stratus.compute.api.schemas import (
 )
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, ValidationError
+from stratus.core.web import listing, params
+from stratus.core.web.listing import ListRequest, ListSpec
 from stratus.core.web.microversions import APIVersion
 
 router = APIRouter(prefix="/v2.1/os-keypairs")
+
+KEYPAIRS = ListSpec("keypairs")
+LIMIT = dataclasses.replace(params.NOVA, error=ValidationError,
+                            int_message=lambda name, value, _: f"Invalid {name} {value!r}.")
 
 Q = Annotated[str | None, Query()]
 
@@ -34,7 +41,7 @@ def _owner(context: RequestContext, version: APIVersion, user_id: str | None) ->
 
 @router.post("")
 async def create_keypair(body: KeyPairCreateBody, svc: Service, context: Context,
-                         authorize: Authorize, version: Version) -> JSONResponse:
+                         caller: CallerDep, version: Version) -> JSONResponse:
     k = body.keypair
     pattern = KEYPAIR_NAME_PATTERN_292 if version.at_least("2.92") else KEYPAIR_NAME_PATTERN
     if not re.match(pattern, k.name):
@@ -48,7 +55,7 @@ async def create_keypair(body: KeyPairCreateBody, svc: Service, context: Context
         raise ValidationError("Invalid input for field 'public_key': it is required from "
                               "microversion 2.92; key pairs are no longer generated.")
     owner = _owner(context, version, k.user_id)
-    authorize("os_compute_api:os-keypairs:create", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:create", {"user_id": owner})
     pair, private_key = await svc.keypairs.create(user_id=owner, name=k.name,
                                                   public_key=k.public_key,
                                                   key_type=k.type or "ssh")
@@ -59,40 +66,35 @@ async def create_keypair(body: KeyPairCreateBody, svc: Service, context: Context
 
 
 @router.get("")
-async def list_keypairs(svc: Service, context: Context, authorize: Authorize, urls: URLs,
-                        version: Version, user_id: Q = None, limit: Q = None,
+async def list_keypairs(request: Request, svc: Service, context: Context, caller: CallerDep,
+                        urls: URLs, version: Version, user_id: Q = None, limit: Q = None,
                         marker: Q = None) -> dict[str, Any]:
     owner = _owner(context, version, user_id)
-    authorize("os_compute_api:os-keypairs:index", {"user_id": owner})
-    paging = version.at_least("2.35")
-    count = None
-    if paging and limit is not None:
-        try:
-            count = int(limit)
-        except ValueError as exc:
-            raise ValidationError(f"Invalid limit {limit!r}.") from exc
+    caller.authorize("os_compute_api:os-keypairs:index", {"user_id": owner})
+    paging = version.at_least("2.35")  # limit and marker are read from 2.35
+    count = LIMIT.optional_integer("limit", limit) if paging else None
     pairs = await svc.keypairs.list_for_user(owner, limit=count,
                                              marker=marker if paging else None)
     body: dict[str, Any] = {"keypairs": [{"keypair": views.keypair(p, version)} for p in pairs]}
-    if count is not None and pairs and len(pairs) == count:
-        body["keypairs_links"] = [{"rel": "next", "href": urls.url(
-            f"os-keypairs?limit={count}&marker={pairs[-1].name}")}]
-    return body
+    full = count is not None and pairs and len(pairs) == count  # Nova: a full page links on
+    return body | listing.NOVA.links(
+        ListRequest(query=tuple(request.query_params.multi_items())), KEYPAIRS,
+        urls.url("os-keypairs"), next_marker=pairs[-1].name if full else None)
 
 
 @router.get("/{name}")
-async def show_keypair(name: str, svc: Service, context: Context, authorize: Authorize,
+async def show_keypair(name: str, svc: Service, context: Context, caller: CallerDep,
                        version: Version, user_id: Q = None) -> dict[str, Any]:
     owner = _owner(context, version, user_id)
-    authorize("os_compute_api:os-keypairs:show", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:show", {"user_id": owner})
     pair = await svc.keypairs.get(owner, name)
     return {"keypair": views.keypair(pair, version, detail=True)}
 
 
 @router.delete("/{name}")
-async def delete_keypair(name: str, svc: Service, context: Context, authorize: Authorize,
+async def delete_keypair(name: str, svc: Service, context: Context, caller: CallerDep,
                          version: Version, user_id: Q = None) -> Response:
     owner = _owner(context, version, user_id)
-    authorize("os_compute_api:os-keypairs:delete", {"user_id": owner})
+    caller.authorize("os_compute_api:os-keypairs:delete", {"user_id": owner})
     await svc.keypairs.delete(owner, name)
     return Response(status_code=204 if version.at_least("2.2") else 202)

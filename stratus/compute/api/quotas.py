@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute.api.deps import Authorize, Context, Service, Version
+from stratus.compute.api.deps import CallerDep, Context, Service, Version
 from stratus.compute.quotas import DEFAULTS
 from stratus.core.web.microversions import APIVersion
 
@@ -34,10 +34,10 @@ def _quota_set(project_id: str, limits: dict[str, int], version: APIVersion) -> 
 
 @router.get("/limits")
 async def limits(svc: Service, context: Context, version: Version) -> dict[str, Any]:
-    assert context.project_id is not None and context.user_id is not None
-    quota = await svc.quotas.limits(context.project_id)
-    used = await svc.quotas.usage(context.project_id)
-    groups = await svc.quotas.server_groups_of(context.project_id)
+    project_id = context.require_project()
+    quota = await svc.quotas.limits(project_id)
+    used = await svc.quotas.usage(project_id)
+    groups = await svc.quotas.server_groups_of(project_id)
     absolute: dict[str, Any] = {
         "maxTotalInstances": quota["instances"], "maxTotalCores": quota["cores"],
         "maxTotalRAMSize": quota["ram"], "maxTotalKeypairs": quota["key_pairs"],
@@ -58,16 +58,16 @@ async def limits(svc: Service, context: Context, version: Version) -> dict[str, 
 
 
 @router.get("/os-quota-sets/{project_id}")
-async def show_quota(project_id: str, svc: Service, authorize: Authorize,
+async def show_quota(project_id: str, svc: Service, caller: CallerDep,
                      version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-quota-sets:show", {"project_id": project_id})
+    caller.authorize("os_compute_api:os-quota-sets:show", {"project_id": project_id})
     return {"quota_set": _quota_set(project_id, await svc.quotas.limits(project_id), version)}
 
 
 @router.get("/os-quota-sets/{project_id}/detail")
-async def show_quota_detail(project_id: str, svc: Service, authorize: Authorize,
+async def show_quota_detail(project_id: str, svc: Service, caller: CallerDep,
                             version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-quota-sets:detail", {"project_id": project_id})
+    caller.authorize("os_compute_api:os-quota-sets:detail", {"project_id": project_id})
     limits = await svc.quotas.limits(project_id)
     used = await svc.quotas.usage_detail(project_id)
     body: dict[str, Any] = {"id": project_id}
@@ -78,9 +78,9 @@ async def show_quota_detail(project_id: str, svc: Service, authorize: Authorize,
 
 
 @router.get("/os-quota-sets/{project_id}/defaults")
-async def show_defaults(project_id: str, authorize: Authorize,
+async def show_defaults(project_id: str, caller: CallerDep,
                         version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-quota-sets:defaults")
+    caller.authorize("os_compute_api:os-quota-sets:defaults")
     return {"quota_set": _quota_set(project_id, dict(DEFAULTS), version)}
 
 
@@ -105,8 +105,8 @@ class QuotaUpdateBody(BaseModel):
 
 @router.put("/os-quota-sets/{project_id}")
 async def update_quota(project_id: str, body: QuotaUpdateBody, svc: Service,
-                       authorize: Authorize, version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:os-quota-sets:update", {"project_id": project_id})
+                       caller: CallerDep, version: Version) -> dict[str, Any]:
+    caller.authorize("os_compute_api:os-quota-sets:update", {"project_id": project_id})
     limits = await svc.quotas.update(
         project_id, body.quota_set.model_dump(exclude_none=True, exclude={"force"}),
         force=body.quota_set.force)

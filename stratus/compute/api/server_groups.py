@@ -7,13 +7,15 @@ soft policies need 2.15.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from stratus.compute.api.deps import Authorize, Context, Service, Version
+from stratus.compute.api.deps import CallerDep, Context, Service, Version
 from stratus.compute.server_groups import POLICIES, ServerGroup
 from stratus.core.exceptions import BadRequest
+from stratus.core.web import params
 from stratus.core.web.microversions import APIVersion
 
 router = APIRouter(prefix="/v2.1/os-server-groups")
@@ -69,45 +71,45 @@ def _parse_create(body: Any, version: APIVersion) -> tuple[str, str, dict[str, A
 
 
 @router.post("")
-async def create(svc: Service, context: Context, authorize: Authorize, version: Version,
+async def create(svc: Service, context: Context, caller: CallerDep, version: Version,
                  body: Any = Body(None)) -> dict[str, Any]:
-    authorize("os_compute_api:os-server-groups:create", {"project_id": context.project_id,
+    caller.authorize("os_compute_api:os-server-groups:create", {"project_id": context.project_id,
                                                          "user_id": context.user_id})
     name, policy, rules = _parse_create(body, version)
     group = await svc.server_groups.create(context, name, policy, rules)
     return {"server_group": _view(group, [], version)}
 
 
-def _non_negative(value: str | None, field: str) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise BadRequest(f"Invalid input for query parameter '{field}': a non-negative "
-                         "integer.")
-    return int(value)
+#: Nova's words for a bad ``limit``/``offset`` of the server group list.
+COUNTS = dataclasses.replace(
+    params.NOVA,
+    int_message=lambda name, *_: f"Invalid input for query parameter '{name}': a "
+                                 "non-negative integer.",
+    min_message=lambda name, *_: f"Invalid input for query parameter '{name}': a "
+                                 "non-negative integer.")
 
 
 @router.get("")
-async def index(svc: Service, context: Context, authorize: Authorize, version: Version,
+async def index(svc: Service, context: Context, caller: CallerDep, version: Version,
                 all_projects: Q = None, limit: Q = None, offset: Q = None) -> dict[str, Any]:
-    authorize("os_compute_api:os-server-groups:index", {"project_id": context.project_id})
-    everyone = (all_projects is not None
-                and all_projects.lower() not in ("0", "false", "off", "no")
-                and authorize.allows("os_compute_api:os-server-groups:index:all_projects",
+    caller.authorize("os_compute_api:os-server-groups:index", {"project_id": context.project_id})
+    everyone = (params.NOVA_FLAG.flag("all_projects", all_projects)
+                and caller.check("os_compute_api:os-server-groups:index:all_projects",
                                      {"project_id": context.project_id}))
     groups = await svc.server_groups.find(
         project_id=None if everyone else context.project_id,
-        limit=_non_negative(limit, "limit"), offset=_non_negative(offset, "offset") or 0)
+        limit=COUNTS.optional_integer("limit", limit),
+        offset=COUNTS.optional_integer("offset", offset) or 0)
     members = await svc.server_groups.members([g.uuid for g in groups])
     return {"server_groups": [_view(g, members[g.uuid], version) for g in groups]}
 
 
 @router.get("/{group_id}")
-async def show(group_id: str, svc: Service, context: Context, authorize: Authorize,
+async def show(group_id: str, svc: Service, context: Context, caller: CallerDep,
                version: Version) -> dict[str, Any]:
     group = await svc.server_groups.get(
         group_id, project_id=None if context.is_admin else context.project_id)
-    authorize("os_compute_api:os-server-groups:show", {"project_id": group.project_id,
+    caller.authorize("os_compute_api:os-server-groups:show", {"project_id": group.project_id,
                                                        "user_id": group.user_id})
     members = await svc.server_groups.members([group.uuid])
     return {"server_group": _view(group, members[group.uuid], version)}
@@ -115,10 +117,10 @@ async def show(group_id: str, svc: Service, context: Context, authorize: Authori
 
 @router.delete("/{group_id}", status_code=204)
 async def delete(group_id: str, svc: Service, context: Context,
-                 authorize: Authorize) -> Response:
+                 caller: CallerDep) -> Response:
     group = await svc.server_groups.get(
         group_id, project_id=None if context.is_admin else context.project_id)
-    authorize("os_compute_api:os-server-groups:delete", {"project_id": group.project_id,
+    caller.authorize("os_compute_api:os-server-groups:delete", {"project_id": group.project_id,
                                                          "user_id": group.user_id})
     await svc.server_groups.delete(group)
     return Response(status_code=204)

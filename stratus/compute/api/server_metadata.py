@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Response
 
 from stratus.compute import server_metadata
-from stratus.compute.api.deps import Authorize, Context, Service
+from stratus.compute.api.deps import CallerDep, Context, Service
 from stratus.compute.instances import Instance
 from stratus.compute.service import ComputeService
 from stratus.core.context import RequestContext
@@ -26,10 +26,10 @@ def _body(body: Any, key: str) -> Any:
 
 
 async def _server(svc: ComputeService, context: RequestContext, server_id: str,
-                  authorize: Authorize, rule: str) -> Instance:
+                  caller: CallerDep, rule: str) -> Instance:
     instance = await svc.instances.get(
         server_id, project_id=None if context.is_admin else context.project_id)
-    authorize(f"os_compute_api:server-metadata:{rule}",
+    caller.authorize(f"os_compute_api:server-metadata:{rule}",
               {"project_id": instance.project_id, "user_id": instance.user_id})
     return instance
 
@@ -42,35 +42,35 @@ def _writable(instance: Instance, context: RequestContext, action: str) -> None:
 
 @router.get("")
 async def index(server_id: str, svc: Service, context: Context,
-                authorize: Authorize) -> dict[str, Any]:
-    instance = await _server(svc, context, server_id, authorize, "index")
+                caller: CallerDep) -> dict[str, Any]:
+    instance = await _server(svc, context, server_id, caller, "index")
     return {"metadata": dict(instance.server_metadata or {})}
 
 
-async def _set(server_id: str, svc: Service, context: Context, authorize: Authorize,
+async def _set(server_id: str, svc: Service, context: Context, caller: CallerDep,
                body: Any, rule: str, *, merge: bool) -> dict[str, Any]:
     items = server_metadata.validate(_body(body, "metadata"))
-    instance = await _server(svc, context, server_id, authorize, rule)
+    instance = await _server(svc, context, server_id, caller, rule)
     _writable(instance, context, "update_metadata")
     return {"metadata": await svc.server_metadata.replace(instance, items, merge=merge)}
 
 
 @router.post("")
-async def merge(server_id: str, svc: Service, context: Context, authorize: Authorize,
+async def merge(server_id: str, svc: Service, context: Context, caller: CallerDep,
                 body: RawBody = Body(None)) -> dict[str, Any]:
-    return await _set(server_id, svc, context, authorize, body, "create", merge=True)
+    return await _set(server_id, svc, context, caller, body, "create", merge=True)
 
 
 @router.put("")
-async def replace_all(server_id: str, svc: Service, context: Context, authorize: Authorize,
+async def replace_all(server_id: str, svc: Service, context: Context, caller: CallerDep,
                       body: RawBody = Body(None)) -> dict[str, Any]:
-    return await _set(server_id, svc, context, authorize, body, "update_all", merge=False)
+    return await _set(server_id, svc, context, caller, body, "update_all", merge=False)
 
 
 @router.get("/{key}")
 async def show(server_id: str, key: str, svc: Service, context: Context,
-               authorize: Authorize) -> dict[str, Any]:
-    instance = await _server(svc, context, server_id, authorize, "show")
+               caller: CallerDep) -> dict[str, Any]:
+    instance = await _server(svc, context, server_id, caller, "show")
     items = instance.server_metadata or {}
     if key not in items:
         raise NotFound(f"Metadata item {key} was not found.")
@@ -79,14 +79,14 @@ async def show(server_id: str, key: str, svc: Service, context: Context,
 
 @router.put("/{key}")
 async def update(server_id: str, key: str, svc: Service, context: Context,
-                 authorize: Authorize, body: RawBody = Body(None)) -> dict[str, Any]:
+                 caller: CallerDep, body: RawBody = Body(None)) -> dict[str, Any]:
     meta = _body(body, "meta")
     if not isinstance(meta, dict) or len(meta) != 1:
         raise BadRequest("Request body contains too many items: 'meta' holds exactly one.")
     if key not in meta:
         raise BadRequest("Request body and URI mismatch.")
     items = server_metadata.validate(meta, "meta")
-    instance = await _server(svc, context, server_id, authorize, "update")
+    instance = await _server(svc, context, server_id, caller, "update")
     _writable(instance, context, "update_metadata")
     await svc.server_metadata.replace(instance, items, merge=True)
     return {"meta": items}
@@ -94,8 +94,8 @@ async def update(server_id: str, key: str, svc: Service, context: Context,
 
 @router.delete("/{key}", status_code=204)
 async def delete(server_id: str, key: str, svc: Service, context: Context,
-                 authorize: Authorize) -> Response:
-    instance = await _server(svc, context, server_id, authorize, "delete")
+                 caller: CallerDep) -> Response:
+    instance = await _server(svc, context, server_id, caller, "delete")
     if key not in (instance.server_metadata or {}):
         raise NotFound(f"Metadata item {key} was not found.")
     _writable(instance, context, "delete_metadata")

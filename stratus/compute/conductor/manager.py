@@ -45,13 +45,13 @@ class ConductorManager:
         each change is guarded by the instance's current state. Returns the instances it settled.
         """
         settled: list[str] = []
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             hosts = svc.hosts if self.service_down_time is None else \
                 Hosts(svc.session, self.service_down_time)
             down = await hosts.down_hosts()
             stranded = await svc.instances.stranded_on(down)
         for instance_uuid in stranded:
-            async with self.runtime.service() as svc:
+            async with self.runtime.service(serialized=False) as svc:
                 row = await svc.instances.get(instance_uuid, include_deleted=True)
                 if row.deleted_at is not None or row.host not in down:
                     continue
@@ -73,13 +73,13 @@ class ConductorManager:
         return settled
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             return svc.instances.record(instance)
 
     async def build_started(self, ctx: RequestContext, instance_uuid: str, host: str,
                             event: str) -> InstanceRecord:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             if (instance.deleted_at is None and instance.vm_state == states.BUILDING
                     and instance.task_state in (states.SCHEDULING, None)):
@@ -94,7 +94,7 @@ class ConductorManager:
                               expected_task_state: list[str | None] | None = None,
                               event: ActionEvent | None = None,
                               fault: Fault | None = None) -> InstanceRecord:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             instance = await svc.instances.update(instance_uuid, update, expected_task_state)
             if fault is not None:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,
@@ -111,7 +111,7 @@ class ConductorManager:
     async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str,
                            host: str, finished: bool, result: str | None = None,
                            details: str | None = None) -> None:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             await svc.instances.record_event(instance_uuid, ctx.request_id, event, host=host,
                                              finished=finished, result=result,
                                              details=details)
@@ -119,7 +119,7 @@ class ConductorManager:
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
                            fault: Fault, alternates: list[str], attempt: int) -> None:
         """Free the failed host's claim; claim on the next alternate, or set ERROR."""
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
@@ -132,7 +132,7 @@ class ConductorManager:
         while remaining and attempt < MAX_BUILD_ATTEMPTS:
             candidate = remaining.pop(0)
             try:
-                async with self.runtime.service() as svc:
+                async with self.runtime.service(serialized=False) as svc:
                     await svc.placement.claim(instance_uuid, provider_uuid(candidate),
                                               spec.resources)
                     await svc.instances.update(instance_uuid, InstanceUpdate(
@@ -147,7 +147,7 @@ class ConductorManager:
             await self.agents.build_and_run_instance(ctx, candidate, instance_uuid, remaining,
                                                      attempt + 1)
             return
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             message = fault.message
             if attempt > 1 or alternates:
                 message = f"Build of instance {instance_uuid} failed: {fault.message}"
@@ -157,13 +157,13 @@ class ConductorManager:
 
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             await svc.placement.free(instance_uuid)
             await svc.instances.soft_delete(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
 
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             await svc.hosts.heartbeat(report.host, report.zone)
             await svc.placement.ensure_provider(
                 provider_uuid(report.host), report.host, {
@@ -179,5 +179,5 @@ class ConductorManager:
 
     async def host_instance_states(self, ctx: RequestContext,
                                    host: str) -> list[InstanceStates]:
-        async with self.runtime.service() as svc:
+        async with self.runtime.service(serialized=False) as svc:
             return await svc.instances.states_on(host)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, NoValidHost
 from stratus.compute.instances import Instances
 from stratus.compute.objects import BuildRequest
@@ -15,7 +13,7 @@ from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import HostSelector
 from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 
 LOG = logging.getLogger(__name__)
 
@@ -51,12 +49,12 @@ class SchedulerManager:
                                group_policy=policy, group_hosts=group_hosts)
             started = utcnow()
 
-            async def place(session: AsyncSession, host: str, uuid: str = instance_uuid,
+            async def place(txn: Txn, host: str, uuid: str = instance_uuid,
                             started: dt.datetime = started) -> None:
                 # The placement, the claim and the action event commit together, so a
                 # deleted instance never keeps a claim and a placed one always has its host;
                 # ``AlreadyPlaced`` (a redelivery) undoes this second claim.
-                instances = Instances(session)
+                instances = Instances(txn)
                 await instances.place(uuid, host)
                 await instances.record_event(
                     uuid, ctx.request_id, SCHEDULE_EVENT, host=None, finished=True,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources, NoValidHost
 from stratus.compute.hosts import DEFAULT_DOWN_TIME
@@ -26,7 +25,7 @@ from stratus.compute.scheduler.host_state import HostState, load_host_states
 from stratus.compute.scheduler.host_view import HostView
 from stratus.compute.scheduler.request_spec import RequestSpec
 from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 
 __all__ = ["HostSelector", "NoValidHost", "SchedulerOptions", "select_hosts"]
 
@@ -103,14 +102,16 @@ class HostSelector:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
-        async with self.db.session() as session:
-            states = await load_host_states(session, down_after=self.options.service_down_time)
+        async with self.db.transaction(write=False) as txn:
+            states = await load_host_states(txn.session,
+                                            down_after=self.options.service_down_time)
         self._view = HostView(states)
         self._loaded_at = time.monotonic()
 
     async def _reload(self, host: str) -> None:
-        async with self.db.session() as session:
-            states = await load_host_states(session, down_after=self.options.service_down_time,
+        async with self.db.transaction(write=False) as txn:
+            states = await load_host_states(txn.session,
+                                            down_after=self.options.service_down_time,
                                             hosts=[host])
         if states:
             self._view.replace(states[0])
@@ -119,12 +120,12 @@ class HostSelector:
 
     async def select_and_claim(
             self, spec: RequestSpec,
-            on_claim: Callable[[AsyncSession, str], Awaitable[None]] | None = None,
+            on_claim: Callable[[Txn, str], Awaitable[None]] | None = None,
     ) -> list[str]:
         """Claim resources for the instance on the best host that takes them.
 
         Returns the host claimed on, then the alternates. Raises ``NoValidHost`` when no
-        host can take the request. ``on_claim(session, host)`` runs in the claim's own
+        host can take the request. ``on_claim(txn, host)`` runs in the claim's own
         transaction (to record the placement with it); whatever it raises undoes the claim
         and propagates.
         """
@@ -141,11 +142,11 @@ class HostSelector:
                 chosen = ordered[0]
                 self._view.consume(chosen, resources)
             try:
-                async with self.db.session() as session:
-                    await Placement(session).claim(spec.instance_uuid, chosen.provider_uuid,
-                                                   resources)
+                async with self.db.transaction() as txn:
+                    await Placement(txn.session).claim(spec.instance_uuid,
+                                                       chosen.provider_uuid, resources)
                     if on_claim is not None:
-                        await on_claim(session, chosen.host)
+                        await on_claim(txn, chosen.host)
             except (ClaimConflict, InsufficientResources, OperationalError) as exc:
                 LOG.info("claim on %s failed (%s); trying again", chosen.host, exc)
                 await self._reload(chosen.host)

@@ -23,6 +23,8 @@ ROOT = "http://test"
 class ComputeCloud:
     client: httpx.AsyncClient
     admin_token: str
+    #: The stack serving the cloud (for tests that write rows straight to a database).
+    stack: Stack | None = None
 
     def headers(self, token: str | None = None, version: str | None = None) -> dict[str, str]:
         headers = {"X-Auth-Token": token or self.admin_token}
@@ -68,7 +70,7 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[ComputeCloud]:
         app = await root_app(stack, ["identity-api", "compute-api"])
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url=ROOT) as client:
-            instance = ComputeCloud(client, "")
+            instance = ComputeCloud(client, "", stack)
             instance.admin_token = await instance.token("admin", ADMIN_PASSWORD, "admin")
             yield instance
     finally:
