@@ -131,7 +131,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
             raise BadRequest(f"Invalid server group {req.group_uuid}.") from exc
     if req.metadata:
         server_metadata.validate(req.metadata)
-        await server_metadata.check_quota(svc, project_id, len(req.metadata))
+        await svc.server_metadata.check_quota(project_id, len(req.metadata))
     await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,

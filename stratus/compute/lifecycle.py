@@ -20,8 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states, volume_attach
 from stratus.compute.models import Instance
-from stratus.compute.scheduler.placement import Placement
-from stratus.compute.servers import Servers
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict
@@ -60,11 +58,10 @@ async def delete(rt: ComputeRuntime, context: RequestContext, server_id: str,
             return Deleted()
         await svc.instances.start_action(context, instance.uuid, "delete")
         host = instance.host
-        local = host is None or not (await Servers(svc.session, svc.instances)
-                                     .hosts_up({host})).get(host, False)
+        local = host is None or not (await svc.hosts.up_states({host})).get(host, False)
         if local:
             # Never placed, or its host is down: delete here, give the resources back.
-            await Placement(svc.session).free(instance.uuid)
+            await svc.placement.free(instance.uuid)
             await svc.instances.soft_delete(instance.uuid)
             await svc.instances.finish_action(instance.uuid, context.request_id)
         else:

@@ -13,24 +13,20 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import QueryParams
 
 from stratus.compute import server_filters
-from stratus.compute.instances import InstanceManager
-from stratus.compute.models import (
-    ComputeServiceRecord,
-    Instance,
-    InstanceAction,
-    InstanceActionEvent,
-    InstanceFault,
-    ServerGroupMember,
-)
-from stratus.compute.scheduler.host_state import COMPUTE_BINARY, is_up
-from stratus.core.exceptions import BadRequest
+from stratus.compute.hosts import Hosts
+from stratus.compute.instances import Instances
+from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent, InstanceFault
+from stratus.compute.server_filters import SORT_COLUMNS
+from stratus.compute.server_groups import ServerGroups
+from stratus.core.db.paging import SortKey, page
+from stratus.core.exceptions import MarkerNotFound
+from stratus.core.web.listing import NOVA, ListRequest
 from stratus.core.web.microversions import APIVersion
 
-#: Seconds without a heartbeat after which a compute host is down.
-SERVICE_DOWN_TIME = 60.0
+#: The most rows read per query while filling a page that Python-side filters thin out.
+_MAX_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -60,63 +56,57 @@ class DetailFacts:
 class Servers:
     """Reads and edits of servers for the API, within one transaction."""
 
-    def __init__(self, session: AsyncSession, instances: InstanceManager) -> None:
+    def __init__(self, session: AsyncSession, instances: Instances, hosts: Hosts,
+                 server_groups: ServerGroups) -> None:
         self.session = session
         self.instances = instances
+        self.hosts = hosts
+        self.server_groups = server_groups
 
-    async def page(self, params: QueryParams, version: APIVersion, *, admin: bool,
+    async def page(self, req: ListRequest, version: APIVersion, *, admin: bool,
                    project_id: str | None, all_tenants: bool) -> ServerPage:
-        """The servers a list request asks for; filters and sort keys: ``server_filters``."""
+        """One page of the servers a list request asks for, read in SQL (keyset paging
+        after the marker). Filters and sort keys: ``server_filters``. Filters the database
+        cannot apply thin the pages it returns; more are read, in growing batches, until
+        the page is full or the rows run out."""
         query = select(Instance)
         if all_tenants:
-            project = params.get("project_id") or params.get("tenant_id")
-            if project:
+            if project := req.filter("project_id") or req.filter("tenant_id"):
                 query = query.where(Instance.project_id == project)
         else:
             query = query.where(Instance.project_id == project_id)
-        query = server_filters.apply_sql(query, params, version, admin)
-        order = server_filters.sort_order(params, admin)
-        instances = list(await self.session.scalars(query.order_by(*order)))
-        instances = server_filters.apply_python(instances, params, version)
-        marker = params.get("marker")
-        if marker is not None:
-            ids = [i.uuid for i in instances]
-            if marker not in ids:
-                raise BadRequest(f"marker [{marker}] not found")
-            instances = instances[ids.index(marker) + 1:]
-        next_marker = None
-        if params.get("limit") is not None:
+        query = server_filters.apply_sql(query, req, version, admin)
+        # Only admin-only keys asked for by a non-admin: the id order alone, as before.
+        sort = [SortKey(k.column, k.direction) for k in req.sort] or [SortKey("uuid", "desc")]
+        keep = server_filters.python_filter(req, version)
+        found: list[Instance] = []
+        marker, batch = req.marker, req.limit if keep is None or req.limit is None \
+            else req.limit + 1
+        while True:
             try:
-                limit = int(params["limit"])
-            except ValueError as exc:
-                raise BadRequest("limit must be an integer") from exc
-            if limit < 0:
-                raise BadRequest("limit must be >= 0")
-            if len(instances) > limit:
-                next_marker = instances[limit - 1].uuid if limit else None
-            instances = instances[:limit]
-        return ServerPage(instances, next_marker)
-
-    async def hosts_up(self, hosts: set[str]) -> dict[str, bool]:
-        """Host → whether its compute service is up (hosts without a record are absent)."""
-        if not hosts:
-            return {}
-        rows = await self.session.scalars(select(ComputeServiceRecord).where(
-            ComputeServiceRecord.binary == COMPUTE_BINARY,
-            ComputeServiceRecord.host.in_(hosts)))
-        return {r.host: is_up(r.last_seen_up, r.forced_down, SERVICE_DOWN_TIME) for r in rows}
+                result = await page(self.session, query, sort_columns=SORT_COLUMNS, sort=sort,
+                                    marker_id=marker, limit=batch, id_column=Instance.uuid)
+            except MarkerNotFound as exc:
+                raise NOVA.marker_not_found(exc.marker) from exc
+            if keep is None:
+                more = result.more and bool(result.rows)
+                return ServerPage(result.rows, result.rows[-1].uuid if more else None)
+            found.extend(keep(result.rows))
+            if req.limit is not None and len(found) > req.limit:
+                rows = found[:req.limit]
+                return ServerPage(rows, rows[-1].uuid if rows else None)
+            if not result.more or not result.rows:
+                return ServerPage(found, None)
+            marker = result.rows[-1].uuid
+            batch = min(2 * (batch or 1), _MAX_BATCH)
 
     async def detail_facts(self, instances: list[Instance], *,
                            with_groups: bool) -> DetailFacts:
         uuids = [i.uuid for i in instances]
-        groups: dict[str, list[str]] = {}
-        if with_groups and instances:
-            for member in await self.session.scalars(select(ServerGroupMember).where(
-                    ServerGroupMember.instance_uuid.in_(uuids))):
-                groups.setdefault(member.instance_uuid, []).append(member.group_uuid)
-        return DetailFacts(faults=await self.instances.faults_of(uuids),
-                           host_up=await self.hosts_up({i.host for i in instances if i.host}),
-                           groups=groups)
+        return DetailFacts(
+            faults=await self.instances.faults_of(uuids),
+            host_up=await self.hosts.up_states({i.host for i in instances if i.host}),
+            groups=await self.server_groups.groups_of(uuids) if with_groups else {})
 
     async def update(self, instance: Instance, update: ServerUpdate) -> Instance:
         fields = update.fields

@@ -28,10 +28,16 @@ from stratus.compute.api.deps import (
 from stratus.compute.api.schemas import ServerCreateBody, ServerUpdateBody, boot_request
 from stratus.compute.api.volume_attachments import fill_volumes_attached
 from stratus.compute.lifecycle import target, visible
+from stratus.compute.server_filters import ADMIN_SORT_KEYS, SORT_COLUMNS
 from stratus.compute.servers import ServerPage, Servers, ServerUpdate
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
-from stratus.core.web.microversions import APIVersion, api_version
+from stratus.core.web import listing, params
+from stratus.core.web.listing import ListRequest, ListSpec
+from stratus.core.web.microversions import APIVersion
+
+#: Nova's ``osapi_max_limit``: the largest page, and the page without a ``limit``.
+MAX_LIMIT = 1000
 
 router = APIRouter(prefix="/v2.1/servers")
 
@@ -54,36 +60,29 @@ async def create_server(body: ServerCreateBody, rt: Runtime, context: Context,
 
 # Read ---------------------------------------------------------------------------------------
 
+#: ``GET /servers``: its sort keys and, as Nova's ``max_limit``, its largest page.
+SERVERS = ListSpec("servers", sort_keys=SORT_COLUMNS.keys(), admin_sort_keys=ADMIN_SORT_KEYS,
+                   default_limit=MAX_LIMIT, max_limit=MAX_LIMIT)
+
+
 async def _page(servers: Servers, context: RequestContext, authorize: Authorize,
-                request: Request) -> ServerPage:
-    params = request.query_params
-    all_tenants = params.get("all_tenants") is not None and \
-        params.get("all_tenants", "").lower() not in ("0", "false", "off", "no")
+                request: Request, version: APIVersion) -> tuple[ListRequest, ServerPage]:
+    req = listing.NOVA.parse(request.query_params, SERVERS, admin=context.is_admin)
+    all_tenants = params.NOVA_FLAG.flag("all_tenants", req.filter("all_tenants"))
     if all_tenants:
         authorize("os_compute_api:servers:index:get_all_tenants")
-    return await servers.page(params, api_version(request), admin=context.is_admin,
-                              project_id=context.project_id, all_tenants=all_tenants)
-
-
-def _servers_links(urls: Links, path: str, request: Request,
-                   next_marker: str | None) -> list[dict[str, str]]:
-    if next_marker is None:
-        return []
-    params = dict(request.query_params)
-    params["marker"] = next_marker
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return [{"rel": "next", "href": urls.url(f"{path}?{query}")}]
+    return req, await servers.page(req, version, admin=context.is_admin,
+                                   project_id=context.project_id, all_tenants=all_tenants)
 
 
 @router.get("")
 async def list_servers(request: Request, servers: ServersDep, context: Context,
-                       authorize: Authorize, urls: URLs) -> dict[str, Any]:
+                       authorize: Authorize, urls: URLs, version: Version) -> dict[str, Any]:
     authorize("os_compute_api:servers:index", {"project_id": context.project_id})
-    page = await _page(servers, context, authorize, request)
+    req, page = await _page(servers, context, authorize, request, version)
     body: dict[str, Any] = {"servers": [server_views.brief(i, urls) for i in page.instances]}
-    if links := _servers_links(urls, "servers", request, page.next_marker):
-        body["servers_links"] = links
-    return body
+    return body | listing.NOVA.links(req, SERVERS, urls.url("servers"),
+                                     next_marker=page.next_marker)
 
 
 async def _details(servers: Servers, context: RequestContext, urls: Links,
@@ -101,12 +100,11 @@ async def list_servers_detail(request: Request, rt: Runtime, servers: ServersDep
                               context: Context, authorize: Authorize, urls: URLs,
                               version: Version) -> dict[str, Any]:
     authorize("os_compute_api:servers:detail", {"project_id": context.project_id})
-    page = await _page(servers, context, authorize, request)
+    req, page = await _page(servers, context, authorize, request, version)
     body: dict[str, Any] = {"servers": await _details(servers, context, urls, version, page)}
     await fill_volumes_attached(rt, context, version, body["servers"])
-    if links := _servers_links(urls, "servers/detail", request, page.next_marker):
-        body["servers_links"] = links
-    return body
+    return body | listing.NOVA.links(req, SERVERS, urls.url("servers/detail"),
+                                     next_marker=page.next_marker)
 
 
 @router.get("/{server_id}")
