@@ -20,24 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states, volume_attach
 from stratus.compute.models import Instance
-from stratus.compute.service import ComputeRuntime, ComputeService
+from stratus.compute.servers import Authorize, target, visible
+from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict
-
-#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
-Authorize = Callable[[str, dict[str, Any]], object]
-
-
-def target(instance: Instance) -> dict[str, Any]:
-    """The policy target of a server."""
-    return {"project_id": instance.project_id, "user_id": instance.user_id}
-
-
-async def visible(svc: ComputeService, context: RequestContext, server_id: str) -> Instance:
-    """The server, if the caller's project owns it (admins see every project's)."""
-    return await svc.instances.get(server_id,
-                                   project_id=None if context.is_admin else context.project_id)
-
 
 # Delete -------------------------------------------------------------------------------------
 

@@ -3,11 +3,15 @@ and sort keys, what a detailed view adds (faults, host liveness, server groups),
 the user-settable fields, and the instance action log.
 
 The instance rows and their life are ``stratus.compute.instances``'s; this module holds the
-queries the API's views need besides.
+queries the API's views need besides. ``show`` and ``detailed_page`` read in a transaction
+of their own and end it before the caller asks another service for more (the volumes a
+view lists): on SQLite a write transaction must not wait for another unit's.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +24,8 @@ from stratus.compute.instances import Instances
 from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent, InstanceFault
 from stratus.compute.server_filters import SORT_COLUMNS
 from stratus.compute.server_groups import ServerGroups
+from stratus.compute.service import ComputeRuntime, ComputeService
+from stratus.core.context import RequestContext
 from stratus.core.db.paging import SortKey, page
 from stratus.core.exceptions import MarkerNotFound
 from stratus.core.web.listing import NOVA, ListRequest
@@ -29,19 +35,19 @@ from stratus.core.web.microversions import APIVersion
 _MAX_BATCH = 1000
 
 
-@dataclass(frozen=True)
-class ServerPage:
-    """One page of a server list, and the marker of the next page (None on the last)."""
-
-    instances: list[Instance]
-    next_marker: str | None
+#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
+Authorize = Callable[[str, dict[str, Any]], object]
 
 
-@dataclass(frozen=True)
-class ServerUpdate:
-    """The user-settable fields a ``PUT /servers/{id}`` names (absent: unchanged)."""
+def target(instance: Instance) -> dict[str, Any]:
+    """The policy target of a server."""
+    return {"project_id": instance.project_id, "user_id": instance.user_id}
 
-    fields: dict[str, Any]
+
+async def visible(svc: ComputeService, context: RequestContext, server_id: str) -> Instance:
+    """The server, if the caller's project owns it (admins see every project's)."""
+    return await svc.instances.get(server_id,
+                                   project_id=None if context.is_admin else context.project_id)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,23 @@ class DetailFacts:
     groups: dict[str, list[str]]
 
 
+@dataclass(frozen=True)
+class ServerPage:
+    """One page of a server list, the marker of the next page (None on the last) and, for
+    detailed views, what they show besides the rows."""
+
+    instances: list[Instance]
+    next_marker: str | None
+    facts: DetailFacts | None = None
+
+
+@dataclass(frozen=True)
+class ServerUpdate:
+    """The user-settable fields a ``PUT /servers/{id}`` names (absent: unchanged)."""
+
+    fields: dict[str, Any]
+
+
 class Servers:
     """Reads and edits of servers for the API, within one transaction."""
 
@@ -62,6 +85,11 @@ class Servers:
         self.instances = instances
         self.hosts = hosts
         self.server_groups = server_groups
+
+    @classmethod
+    def of(cls, svc: ComputeService) -> Servers:
+        """The part over a transaction's parts."""
+        return cls(svc.session, svc.instances, svc.hosts, svc.server_groups)
 
     async def page(self, req: ListRequest, version: APIVersion, *, admin: bool,
                    project_id: str | None, all_tenants: bool) -> ServerPage:
@@ -137,3 +165,26 @@ class Servers:
     async def events(self, action_id: int) -> list[InstanceActionEvent]:
         return list(await self.session.scalars(select(InstanceActionEvent).where(
             InstanceActionEvent.action_id == action_id).order_by(InstanceActionEvent.id)))
+
+
+async def detailed_page(rt: ComputeRuntime, context: RequestContext, req: ListRequest,
+                        version: APIVersion, *, all_tenants: bool) -> ServerPage:
+    """One page of the list with what its detailed view shows (``Servers.page``)."""
+    async with rt.service() as svc:
+        servers = Servers.of(svc)
+        page = await servers.page(req, version, admin=context.is_admin,
+                                  project_id=context.project_id, all_tenants=all_tenants)
+        facts = await servers.detail_facts(page.instances,
+                                           with_groups=version.at_least("2.71"))
+    return dataclasses.replace(page, facts=facts)
+
+
+async def show(rt: ComputeRuntime, context: RequestContext, server_id: str,
+               version: APIVersion, authorize: Authorize) -> ServerPage:
+    """The server (a page of one) with what its detailed view shows, if the caller may."""
+    async with rt.service() as svc:
+        instance = await visible(svc, context, server_id)
+        authorize("os_compute_api:servers:show", target(instance))
+        facts = await Servers.of(svc).detail_facts([instance],
+                                                   with_groups=version.at_least("2.71"))
+    return ServerPage([instance], None, facts)

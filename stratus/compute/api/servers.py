@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 
-from stratus.compute import boot, lifecycle
+from stratus.compute import boot, lifecycle, servers
 from stratus.compute.api import server_views
 from stratus.compute.api.deps import (
     Authorize,
@@ -27,9 +27,8 @@ from stratus.compute.api.deps import (
 )
 from stratus.compute.api.schemas import ServerCreateBody, ServerUpdateBody, boot_request
 from stratus.compute.api.volume_attachments import fill_volumes_attached
-from stratus.compute.lifecycle import target, visible
 from stratus.compute.server_filters import ADMIN_SORT_KEYS, SORT_COLUMNS
-from stratus.compute.servers import ServerPage, Servers, ServerUpdate
+from stratus.compute.servers import ServerPage, ServerUpdate, target, visible
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.web import listing, params
@@ -65,30 +64,32 @@ SERVERS = ListSpec("servers", sort_keys=SORT_COLUMNS.keys(), admin_sort_keys=ADM
                    default_limit=MAX_LIMIT, max_limit=MAX_LIMIT)
 
 
-async def _page(servers: Servers, context: RequestContext, authorize: Authorize,
-                request: Request, version: APIVersion) -> tuple[ListRequest, ServerPage]:
+def _list_request(context: RequestContext, authorize: Authorize,
+                  request: Request) -> tuple[ListRequest, bool]:
+    """The parsed list query, and whether it asks for every project's (admins only)."""
     req = listing.NOVA.parse(request.query_params, SERVERS, admin=context.is_admin)
     all_tenants = params.NOVA_FLAG.flag("all_tenants", req.filter("all_tenants"))
     if all_tenants:
         authorize("os_compute_api:servers:index:get_all_tenants")
-    return req, await servers.page(req, version, admin=context.is_admin,
-                                   project_id=context.project_id, all_tenants=all_tenants)
+    return req, all_tenants
 
 
 @router.get("")
-async def list_servers(request: Request, servers: ServersDep, context: Context,
+async def list_servers(request: Request, parts: ServersDep, context: Context,
                        authorize: Authorize, urls: URLs, version: Version) -> dict[str, Any]:
     authorize("os_compute_api:servers:index", {"project_id": context.project_id})
-    req, page = await _page(servers, context, authorize, request, version)
+    req, all_tenants = _list_request(context, authorize, request)
+    page = await parts.page(req, version, admin=context.is_admin,
+                            project_id=context.project_id, all_tenants=all_tenants)
     body: dict[str, Any] = {"servers": [server_views.brief(i, urls) for i in page.instances]}
     return body | listing.NOVA.links(req, SERVERS, urls.url("servers"),
                                      next_marker=page.next_marker)
 
 
-async def _details(servers: Servers, context: RequestContext, urls: Links,
-                   version: APIVersion, page: ServerPage) -> list[dict[str, Any]]:
-    instances = page.instances
-    facts = await servers.detail_facts(instances, with_groups=version.at_least("2.71"))
+def _details(context: RequestContext, urls: Links, version: APIVersion,
+             page: ServerPage) -> list[dict[str, Any]]:
+    instances, facts = page.instances, page.facts
+    assert facts is not None
     return [server_views.detail(i, urls, version, admin=context.is_admin,
                                 fault=facts.faults.get(i.uuid),
                                 host_up=facts.host_up.get(i.host or ""),
@@ -96,31 +97,30 @@ async def _details(servers: Servers, context: RequestContext, urls: Links,
 
 
 @router.get("/detail")
-async def list_servers_detail(request: Request, rt: Runtime, servers: ServersDep,
-                              context: Context, authorize: Authorize, urls: URLs,
+async def list_servers_detail(request: Request, rt: Runtime, context: Context,
+                              authorize: Authorize, urls: URLs,
                               version: Version) -> dict[str, Any]:
     authorize("os_compute_api:servers:detail", {"project_id": context.project_id})
-    req, page = await _page(servers, context, authorize, request, version)
-    body: dict[str, Any] = {"servers": await _details(servers, context, urls, version, page)}
+    req, all_tenants = _list_request(context, authorize, request)
+    page = await servers.detailed_page(rt, context, req, version, all_tenants=all_tenants)
+    body: dict[str, Any] = {"servers": _details(context, urls, version, page)}
     await fill_volumes_attached(rt, context, version, body["servers"])
     return body | listing.NOVA.links(req, SERVERS, urls.url("servers/detail"),
                                      next_marker=page.next_marker)
 
 
 @router.get("/{server_id}")
-async def show_server(server_id: str, rt: Runtime, svc: Service, servers: ServersDep,
-                      context: Context, authorize: Authorize, urls: URLs,
-                      version: Version) -> dict[str, Any]:
-    instance = await visible(svc, context, server_id)
-    authorize("os_compute_api:servers:show", target(instance))
-    (body,) = await _details(servers, context, urls, version, ServerPage([instance], None))
+async def show_server(server_id: str, rt: Runtime, context: Context, authorize: Authorize,
+                      urls: URLs, version: Version) -> dict[str, Any]:
+    page = await servers.show(rt, context, server_id, version, authorize)
+    (body,) = _details(context, urls, version, page)
     await fill_volumes_attached(rt, context, version, [body])
     return {"server": body}
 
 
 @router.put("/{server_id}")
 async def update_server(server_id: str, body: ServerUpdateBody, svc: Service,
-                        servers: ServersDep, context: Context, authorize: Authorize,
+                        parts: ServersDep, context: Context, authorize: Authorize,
                         urls: URLs, version: Version) -> dict[str, Any]:
     instance = await visible(svc, context, server_id)
     authorize("os_compute_api:servers:update", target(instance))
@@ -129,8 +129,9 @@ async def update_server(server_id: str, body: ServerUpdateBody, svc: Service,
         raise BadRequest("Invalid input for field 'description': it needs microversion 2.19.")
     if u.hostname is not None and not version.at_least("2.90"):
         raise BadRequest("Invalid input for field 'hostname': it needs microversion 2.90.")
-    instance = await servers.update(instance, ServerUpdate(u.model_dump(exclude_unset=True)))
-    (detail,) = await _details(servers, context, urls, version, ServerPage([instance], None))
+    instance = await parts.update(instance, ServerUpdate(u.model_dump(exclude_unset=True)))
+    facts = await parts.detail_facts([instance], with_groups=version.at_least("2.71"))
+    (detail,) = _details(context, urls, version, ServerPage([instance], None, facts))
     return {"server": detail}
 
 
@@ -173,18 +174,18 @@ def _event_view(e: Any, version: APIVersion) -> dict[str, Any]:
 
 
 @router.get("/{server_id}/os-instance-actions")
-async def list_actions(server_id: str, svc: Service, servers: ServersDep, context: Context,
+async def list_actions(server_id: str, svc: Service, parts: ServersDep, context: Context,
                        authorize: Authorize, version: Version) -> dict[str, Any]:
     instance = await svc.instances.get(
         server_id, project_id=None if context.is_admin else context.project_id,
         include_deleted=True)
     authorize("os_compute_api:os-instance-actions:list", target(instance))
     return {"instanceActions": [_action_view(a, version)
-                                for a in await servers.actions(server_id)]}
+                                for a in await parts.actions(server_id)]}
 
 
 @router.get("/{server_id}/os-instance-actions/{request_id}")
-async def show_action(server_id: str, request_id: str, svc: Service, servers: ServersDep,
+async def show_action(server_id: str, request_id: str, svc: Service, parts: ServersDep,
                       context: Context, authorize: Authorize,
                       version: Version) -> dict[str, Any]:
     instance = await svc.instances.get(
@@ -196,5 +197,5 @@ async def show_action(server_id: str, request_id: str, svc: Service, servers: Se
         raise NotFound(f"Action {request_id} not found for server {server_id}.")
     body = _action_view(action, version)
     if authorize.allows("os_compute_api:os-instance-actions:events", target(instance)):
-        body["events"] = [_event_view(e, version) for e in await servers.events(action.id)]
+        body["events"] = [_event_view(e, version) for e in await parts.events(action.id)]
     return {"instanceAction": body}
