@@ -108,7 +108,7 @@ class ComputeAgentManager:
     async def start(self) -> None:
         """Connect the driver, report in, reconcile guests, then report periodically."""
         await self.driver.init_host(self.host)
-        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
+        ctx = RequestContext.for_service("compute-agent")
         expected = await self.report(ctx)
         await self.reconcile(ctx, expected)
         self._periodic = asyncio.create_task(self._report_forever(), name=f"report-{self.host}")
@@ -150,7 +150,7 @@ class ComputeAgentManager:
             running_guests=await self.driver.list_guests()))
 
     async def _report_forever(self) -> None:
-        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
+        ctx = RequestContext.for_service("compute-agent")
         while True:
             await asyncio.sleep(self.options.report_interval)
             try:

@@ -88,7 +88,7 @@ class PowerStateSync:
             self._task = None
 
     async def _forever(self) -> None:
-        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
+        ctx = RequestContext.for_service("compute-agent")
         while True:
             await asyncio.sleep(self.interval)
             try:
