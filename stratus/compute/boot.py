@@ -75,8 +75,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
                req: BootRequest) -> list[Instance]:
     """Create the instances and cast their build to the scheduler; the first is the one
     the API answers with."""
-    project_id = context.project_id
-    assert project_id is not None and context.user_id is not None
+    project_id = context.require_project()
     # Booting from an existing volume names no image to check.
     image = await rt.clients.images.get(context, req.image_id) if req.image_id else {}
     # The whole transaction under the project's quota lock (see stratus.compute.quotas).

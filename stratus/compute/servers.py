@@ -11,7 +11,6 @@ view lists): on SQLite a write transaction must not wait for another unit's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +24,9 @@ from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent
 from stratus.compute.server_filters import SORT_COLUMNS
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.service import ComputeRuntime, ComputeService
-from stratus.core.context import RequestContext
 from stratus.core.db.paging import SortKey, page
 from stratus.core.exceptions import MarkerNotFound
+from stratus.core.policy import Caller
 from stratus.core.web.listing import NOVA, ListRequest
 from stratus.core.web.microversions import APIVersion
 
@@ -35,19 +34,15 @@ from stratus.core.web.microversions import APIVersion
 _MAX_BATCH = 1000
 
 
-#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
-Authorize = Callable[[str, dict[str, Any]], object]
-
-
 def target(instance: Instance) -> dict[str, Any]:
     """The policy target of a server."""
     return {"project_id": instance.project_id, "user_id": instance.user_id}
 
 
-async def visible(svc: ComputeService, context: RequestContext, server_id: str) -> Instance:
+async def visible(svc: ComputeService, caller: Caller, server_id: str) -> Instance:
     """The server, if the caller's project owns it (admins see every project's)."""
     return await svc.instances.get(server_id,
-                                   project_id=None if context.is_admin else context.project_id)
+                                   project_id=None if caller.is_admin else caller.project_id)
 
 
 @dataclass(frozen=True)
@@ -167,24 +162,24 @@ class Servers:
             InstanceActionEvent.action_id == action_id).order_by(InstanceActionEvent.id)))
 
 
-async def detailed_page(rt: ComputeRuntime, context: RequestContext, req: ListRequest,
+async def detailed_page(rt: ComputeRuntime, caller: Caller, req: ListRequest,
                         version: APIVersion, *, all_tenants: bool) -> ServerPage:
     """One page of the list with what its detailed view shows (``Servers.page``)."""
     async with rt.service() as svc:
         servers = Servers.of(svc)
-        page = await servers.page(req, version, admin=context.is_admin,
-                                  project_id=context.project_id, all_tenants=all_tenants)
+        page = await servers.page(req, version, admin=caller.is_admin,
+                                  project_id=caller.project_id, all_tenants=all_tenants)
         facts = await servers.detail_facts(page.instances,
                                            with_groups=version.at_least("2.71"))
     return dataclasses.replace(page, facts=facts)
 
 
-async def show(rt: ComputeRuntime, context: RequestContext, server_id: str,
-               version: APIVersion, authorize: Authorize) -> ServerPage:
+async def show(rt: ComputeRuntime, caller: Caller, server_id: str,
+               version: APIVersion) -> ServerPage:
     """The server (a page of one) with what its detailed view shows, if the caller may."""
     async with rt.service() as svc:
-        instance = await visible(svc, context, server_id)
-        authorize("os_compute_api:servers:show", target(instance))
+        instance = await visible(svc, caller, server_id)
+        caller.authorize("os_compute_api:servers:show", target(instance))
         facts = await Servers.of(svc).detail_facts([instance],
                                                    with_groups=version.at_least("2.71"))
     return ServerPage([instance], None, facts)

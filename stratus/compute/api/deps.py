@@ -11,8 +11,9 @@ from stratus.compute.servers import Servers
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
+from stratus.core.policy import Caller
 from stratus.core.web.app import api_root
-from stratus.core.web.deps import Authorizer, duplicates_as_conflict
+from stratus.core.web.deps import Authorizer, caller_dependency, duplicates_as_conflict
 from stratus.core.web.microversions import APIVersion, api_version
 
 
@@ -49,6 +50,8 @@ def policy(request: Request, context: Context) -> Authorizer:
 
 
 Authorize = Annotated[Authorizer, Depends(policy)]
+#: The request's one ``Caller`` (core's), checked against compute's policy.
+CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
 
 
 class Links:

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from stratus.compute.api.deps import Authorize, Context, Runtime, ServersDep, Version
+from stratus.compute.api.deps import CallerDep, Runtime, ServersDep, Version
 from stratus.compute.api.schemas import _Strict
 from stratus.compute.objects import ExternalEvent
 from stratus.core.bus import MessagingError
@@ -41,9 +41,9 @@ class EventsBody(_Strict):
 
 
 @router.post("")
-async def create(body: EventsBody, rt: Runtime, servers: ServersDep, context: Context,
-                 authorize: Authorize, version: Version) -> JSONResponse:
-    authorize("os_compute_api:os-server-external-events:create", {})
+async def create(body: EventsBody, rt: Runtime, servers: ServersDep, caller: CallerDep,
+                 version: Version) -> JSONResponse:
+    caller.authorize("os_compute_api:os-server-external-events:create", {})
     for event in body.events:
         minimum = EVENT_NAMES.get(event.name)
         if minimum is None or not version.at_least(minimum):
@@ -71,7 +71,7 @@ async def create(body: EventsBody, rt: Runtime, servers: ServersDep, context: Co
         host = hosts[uuid]
         assert host is not None
         try:
-            await agents.external_instance_event(context, host, uuid, events)
+            await agents.external_instance_event(caller.context, host, uuid, events)
         except MessagingError as exc:
             # Undelivered: say so, so the sender can try again rather than believe it.
             raise ServiceUnavailable(f"Could not pass the events on to compute host {host}: "
