@@ -24,7 +24,7 @@ from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent
 from stratus.compute.server_filters import SORT_COLUMNS
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.service import ComputeRuntime, ComputeService
-from stratus.core.db.paging import SortKey, page
+from stratus.core.db.paging import Page, SortKey, page
 from stratus.core.exceptions import MarkerNotFound
 from stratus.core.policy import Caller
 from stratus.core.web.listing import NOVA, ListRequest
@@ -152,10 +152,15 @@ class Servers:
             Instance.uuid.in_(uuids), Instance.deleted_at.is_(None)))
         return {uuid: host for uuid, host in rows.all()}
 
-    async def actions(self, instance_uuid: str) -> list[InstanceAction]:
-        """The server's actions, newest first."""
-        return list(await self.session.scalars(select(InstanceAction).where(
-            InstanceAction.instance_uuid == instance_uuid).order_by(InstanceAction.id.desc())))
+    async def actions(self, instance_uuid: str, *, limit: int | None = None,
+                      marker: str | None = None) -> Page:
+        """A page of the server's actions, newest first; ``marker`` is the request id of
+        the last action of the page before (a 400 if the server has no such action)."""
+        return await page(
+            self.session, select(InstanceAction).where(
+                InstanceAction.instance_uuid == instance_uuid),
+            sort_columns={"id": InstanceAction.id}, sort=[SortKey("id", "desc")],
+            marker_id=marker, limit=limit, id_column=InstanceAction.request_id)
 
     async def events(self, action_id: int) -> list[InstanceActionEvent]:
         return list(await self.session.scalars(select(InstanceActionEvent).where(

@@ -154,6 +154,9 @@ async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
 
 # Instance actions -------------------------------------------------------------------------
 
+#: ``GET /servers/{id}/os-instance-actions`` from 2.58; Nova's largest page.
+ACTIONS = ListSpec("instanceActions", default_limit=MAX_LIMIT, max_limit=MAX_LIMIT)
+
 def _action_view(a: Any, version: APIVersion) -> dict[str, Any]:
     body = {"action": a.action, "instance_uuid": a.instance_uuid, "request_id": a.request_id,
             "user_id": a.user_id, "project_id": a.project_id,
@@ -171,14 +174,21 @@ def _event_view(e: Any, version: APIVersion) -> dict[str, Any]:
 
 
 @router.get("/{server_id}/os-instance-actions")
-async def list_actions(server_id: str, svc: Service, parts: ServersDep, caller: CallerDep,
-                       version: Version) -> dict[str, Any]:
+async def list_actions(server_id: str, request: Request, svc: Service, parts: ServersDep,
+                       caller: CallerDep, urls: URLs, version: Version) -> dict[str, Any]:
     instance = await svc.instances.get(
         server_id, project_id=None if caller.is_admin else caller.project_id,
         include_deleted=True)
     caller.authorize("os_compute_api:os-instance-actions:list", target(instance))
-    return {"instanceActions": [_action_view(a, version)
-                                for a in await parts.actions(server_id)]}
+    # Paged from 2.58 (``limit``, ``marker`` as a request id, a ``links`` next link).
+    req = listing.NOVA.parse(request.query_params, ACTIONS) if version.at_least("2.58") \
+        else ListRequest()
+    page = await parts.actions(server_id, limit=req.limit, marker=req.marker)
+    body: dict[str, Any] = {"instanceActions": [_action_view(a, version) for a in page.rows]}
+    links = listing.NOVA.links(req, ACTIONS, urls.url(f"servers/{server_id}/os-instance-actions"),
+                               next_marker=page.rows[-1].request_id
+                               if page.more and page.rows else None)
+    return body | ({"links": links["instanceActions_links"]} if links else {})
 
 
 @router.get("/{server_id}/os-instance-actions/{request_id}")

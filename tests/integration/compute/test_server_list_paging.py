@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import insert
 
-from stratus.compute.models import Instance
+from stratus.compute.models import Instance, InstanceAction
 from tests.dbcount import count_loaded
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.test_boot_flow import Cloud
@@ -73,3 +73,35 @@ async def test_page_two_sorted_by_name_with_a_filter_reads_one_page(cloud: Cloud
         second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
     assert [s["name"] for s in second.json()["servers"]] == oldest_first[LIMIT:2 * LIMIT]
     assert loaded.count <= LIMIT + 2, f"{loaded.count} rows loaded"
+
+
+async def test_page_two_of_a_thousand_instance_actions_reads_one_page(cloud: Cloud) -> None:
+    project_id, user_id = await _project_and_user(cloud)
+    server = str(uuid.uuid4())
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.service() as svc:
+        await svc.session.execute(insert(Instance), [{
+            "uuid": server, "display_name": "acted-on", "hostname": "acted-on",
+            "project_id": project_id, "user_id": user_id, "reservation_id": "r-actions",
+            "flavor_id": "1", "flavor": {}, "vm_state": "active"}])
+        await svc.session.execute(insert(InstanceAction), [{
+            "instance_uuid": server, "request_id": f"req-{n:04d}", "action": "reboot",
+            "project_id": project_id, "user_id": user_id,
+            "start_time": start + dt.timedelta(seconds=n)} for n in range(COUNT)])
+    newest_first = [f"req-{n:04d}" for n in reversed(range(COUNT))]
+    path = f"/compute/v2.1/servers/{server}/os-instance-actions"
+    first = await cloud.client.get(f"{path}?limit={LIMIT}", headers=cloud.headers("2.58"))
+    assert first.status_code == 200, first.text
+    assert [a["request_id"] for a in first.json()["instanceActions"]] == newest_first[:LIMIT]
+    (link,) = first.json()["links"]
+    with count_loaded(InstanceAction) as loaded:
+        second = await cloud.client.get(_path(link["href"]), headers=cloud.headers("2.58"))
+    assert second.status_code == 200, second.text
+    assert [a["request_id"] for a in second.json()["instanceActions"]] == \
+        newest_first[LIMIT:2 * LIMIT]
+    assert loaded.count <= LIMIT + 2, f"{loaded.count} rows loaded"
+    # Before 2.58 the list is not paged: every action, no links.
+    every = await cloud.client.get(f"{path}?limit={LIMIT}", headers=cloud.headers("2.57"))
+    assert len(every.json()["instanceActions"]) == COUNT and "links" not in every.json()
