@@ -75,8 +75,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
                req: BootRequest) -> list[Instance]:
     """Create the instances and cast their build to the scheduler; the first is the one
     the API answers with."""
-    project_id = context.project_id
-    assert project_id is not None and context.user_id is not None
+    project_id = context.require_project()
     # Booting from an existing volume names no image to check.
     image = await rt.clients.images.get(context, req.image_id) if req.image_id else {}
     # The whole transaction under the project's quota lock (see stratus.compute.quotas).
@@ -131,7 +130,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
             raise BadRequest(f"Invalid server group {req.group_uuid}.") from exc
     if req.metadata:
         server_metadata.validate(req.metadata)
-        await server_metadata.check_quota(svc, project_id, len(req.metadata))
+        await svc.server_metadata.check_quota(project_id, len(req.metadata))
     await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,

@@ -20,26 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states, volume_attach
 from stratus.compute.models import Instance
-from stratus.compute.scheduler.placement import Placement
-from stratus.compute.servers import Servers
-from stratus.compute.service import ComputeRuntime, ComputeService
-from stratus.core.context import RequestContext
+from stratus.compute.servers import target, visible
+from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
-
-#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
-Authorize = Callable[[str, dict[str, Any]], object]
-
-
-def target(instance: Instance) -> dict[str, Any]:
-    """The policy target of a server."""
-    return {"project_id": instance.project_id, "user_id": instance.user_id}
-
-
-async def visible(svc: ComputeService, context: RequestContext, server_id: str) -> Instance:
-    """The server, if the caller's project owns it (admins see every project's)."""
-    return await svc.instances.get(server_id,
-                                   project_id=None if context.is_admin else context.project_id)
-
+from stratus.core.policy import Caller
 
 # Delete -------------------------------------------------------------------------------------
 
@@ -51,20 +35,19 @@ class Deleted:
     release: Callable[[], Awaitable[None]] | None = None
 
 
-async def delete(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                 authorize: Authorize) -> Deleted:
+async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
+    context = caller.context
     async with rt.service() as svc:
-        instance = await visible(svc, context, server_id)
-        authorize("os_compute_api:servers:delete", target(instance))
+        instance = await visible(svc, caller, server_id)
+        caller.authorize("os_compute_api:servers:delete", target(instance))
         if instance.task_state == states.DELETING:
             return Deleted()
         await svc.instances.start_action(context, instance.uuid, "delete")
         host = instance.host
-        local = host is None or not (await Servers(svc.session, svc.instances)
-                                     .hosts_up({host})).get(host, False)
+        local = host is None or not (await svc.hosts.up_states({host})).get(host, False)
         if local:
             # Never placed, or its host is down: delete here, give the resources back.
-            await Placement(svc.session).free(instance.uuid)
+            await svc.placement.free(instance.uuid)
             await svc.instances.soft_delete(instance.uuid)
             await svc.instances.finish_action(instance.uuid, context.request_id)
         else:
@@ -83,10 +66,9 @@ async def delete(rt: ComputeRuntime, context: RequestContext, server_id: str,
 
 # Actions ------------------------------------------------------------------------------------
 
-#: An action's handler: (runtime, caller, server id, the action's arguments, authorize) →
-#: the answer's body, or None for a 202 with no body.
-ActionHandler = Callable[[ComputeRuntime, RequestContext, str, Any, Authorize],
-                         Awaitable[dict[str, Any] | None]]
+#: An action's handler: (runtime, caller, server id, the action's arguments) → the
+#: answer's body, or None for a 202 with no body.
+ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[dict[str, Any] | None]]
 
 
 class RebootArgs(BaseModel):
@@ -107,48 +89,44 @@ def _require(instance: Instance, vm_states: tuple[str, ...], action: str) -> Non
                        f"{instance.vm_state} and task_state {instance.task_state}.")
 
 
-async def _begin(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                 authorize: Authorize, name: str, allowed: tuple[str, ...],
-                 task: str) -> tuple[str, str]:
+async def _begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
+                 allowed: tuple[str, ...], task: str) -> tuple[str, str]:
     """Authorize ``name``, check the state, set the task state and record the action;
     the server's (uuid, host)."""
     async with rt.service() as svc:
-        instance = await visible(svc, context, server_id)
-        authorize(f"os_compute_api:servers:{name}", target(instance))
+        instance = await visible(svc, caller, server_id)
+        caller.authorize(f"os_compute_api:servers:{name}", target(instance))
         _require(instance, allowed, name)
         if instance.host is None:
             raise Conflict(f"Instance {instance.uuid} has no host.")
         instance.task_state = task
-        await svc.instances.start_action(context, instance.uuid, name)
+        await svc.instances.start_action(caller.context, instance.uuid, name)
         return instance.uuid, instance.host
 
 
-async def stop(rt: ComputeRuntime, context: RequestContext, server_id: str, args: Any,
-               authorize: Authorize) -> None:
-    uuid, host = await _begin(rt, context, server_id, authorize, "stop",
+async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+    uuid, host = await _begin(rt, caller, server_id, "stop",
                               (states.ACTIVE, states.ERROR), states.POWERING_OFF)
-    await rt.clients.agents.stop_instance(context, host, uuid)
+    await rt.clients.agents.stop_instance(caller.context, host, uuid)
 
 
-async def start(rt: ComputeRuntime, context: RequestContext, server_id: str, args: Any,
-                authorize: Authorize) -> None:
-    uuid, host = await _begin(rt, context, server_id, authorize, "start",
+async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+    uuid, host = await _begin(rt, caller, server_id, "start",
                               (states.STOPPED,), states.POWERING_ON)
-    await rt.clients.agents.start_instance(context, host, uuid)
+    await rt.clients.agents.start_instance(caller.context, host, uuid)
 
 
-async def reboot(rt: ComputeRuntime, context: RequestContext, server_id: str, args: Any,
-                 authorize: Authorize) -> None:
+async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     hard = RebootArgs.model_validate(args or {}).type.upper() == "HARD"
     allowed = ((states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED, states.ERROR)
                if hard else (states.ACTIVE,))
-    uuid, host = await _begin(rt, context, server_id, authorize, "reboot", allowed,
+    uuid, host = await _begin(rt, caller, server_id, "reboot", allowed,
                               states.REBOOTING_HARD if hard else states.REBOOTING)
-    await rt.clients.agents.reboot_instance(context, host, uuid, hard=hard)
+    await rt.clients.agents.reboot_instance(caller.context, host, uuid, hard=hard)
 
 
-async def console_output(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                         args: Any, authorize: Authorize) -> dict[str, Any]:
+async def console_output(rt: ComputeRuntime, caller: Caller, server_id: str,
+                         args: Any) -> dict[str, Any]:
     requested = ConsoleOutputArgs.model_validate(args or {})
     length = None
     if requested.length not in (None, ""):
@@ -157,12 +135,12 @@ async def console_output(rt: ComputeRuntime, context: RequestContext, server_id:
         except ValueError as exc:
             raise BadRequest("length must be an integer") from exc
     async with rt.service() as svc:
-        instance = await visible(svc, context, server_id)
-        authorize("os_compute_api:os-console-output", target(instance))
+        instance = await visible(svc, caller, server_id)
+        caller.authorize("os_compute_api:os-console-output", target(instance))
         if instance.host is None or instance.vm_state == states.BUILDING:
             raise Conflict("The server has no console yet.")
         uuid, host = instance.uuid, instance.host
-    output = await rt.clients.agents.get_console_output(context, host, uuid, length)
+    output = await rt.clients.agents.get_console_output(caller.context, host, uuid, length)
     return {"output": output}
 
 
@@ -175,8 +153,8 @@ ACTIONS: dict[str, ActionHandler] = {
 }
 
 
-async def run_action(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                     body: dict[str, Any], authorize: Authorize) -> dict[str, Any] | None:
+async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
+                     body: dict[str, Any]) -> dict[str, Any] | None:
     """Run the one action ``body`` names; its answer's body (None: 202 with no body)."""
     if len(body) != 1:
         raise BadRequest("An action body holds exactly one action.")
@@ -184,4 +162,4 @@ async def run_action(rt: ComputeRuntime, context: RequestContext, server_id: str
     handler = ACTIONS.get(action)
     if handler is None:
         raise BadRequest(f"Unknown action {action!r}.")
-    return await handler(rt, context, server_id, args, authorize)
+    return await handler(rt, caller, server_id, args)

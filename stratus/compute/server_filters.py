@@ -7,23 +7,30 @@ key name, config drive, user, vm/task/power state and progress, which before 2.8
 admins'. Admins alone filter by host, node, project and ``deleted``. A filter a caller may
 not use is ignored, as Nova ignores it. Several ``sort_key``/``sort_dir`` pairs may be
 given; non-admins cannot sort by host or node (those keys are dropped).
+
+The query arrives parsed (``core.web.listing.NOVA``: a ``ListRequest``). ``apply_sql`` puts
+the filters the database can apply into the query; the rest (regular expressions, status,
+tags) are ``python_filter``'s, applied to the pages the database returns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select
-from starlette.datastructures import QueryParams
 
 from stratus.compute import states
 from stratus.compute.models import Instance
 from stratus.core.exceptions import BadRequest
+from stratus.core.web import params
+from stratus.core.web.listing import ListRequest
 from stratus.core.web.microversions import APIVersion
 
-SORT_KEYS: dict[str, Any] = {
+#: API sort key → column.
+SORT_COLUMNS: dict[str, Any] = {
     "access_ip_v4": Instance.access_ip_v4, "access_ip_v6": Instance.access_ip_v6,
     "availability_zone": Instance.availability_zone, "config_drive": Instance.config_drive,
     "created_at": Instance.created_at, "display_description": Instance.display_description,
@@ -50,8 +57,6 @@ _EXTENDED_INT: dict[str, Any] = {"power_state": Instance.power_state,
 _ADMIN: dict[str, Any] = {"node": Instance.node, "hostname": Instance.hostname,
                           "access_ip_v4": Instance.access_ip_v4,
                           "access_ip_v6": Instance.access_ip_v6}
-_TRUE = ("true", "1", "yes", "on", "t", "y")
-_FALSE = ("false", "0", "no", "off", "f", "n")
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -62,14 +67,6 @@ def parse_time(value: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _bool(name: str, value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise BadRequest(f"Invalid value {value!r} for the '{name}' filter: true or false.")
-
-
 def _regex(name: str, value: str) -> re.Pattern[str]:
     try:
         return re.compile(value)
@@ -77,11 +74,12 @@ def _regex(name: str, value: str) -> re.Pattern[str]:
         raise BadRequest(f"Invalid {name} filter: {exc}.") from exc
 
 
-def apply_sql(query: Select[Any], params: QueryParams, version: APIVersion,
+def apply_sql(query: Select[Any], req: ListRequest, version: APIVersion,
               admin: bool) -> Select[Any]:
     """The filters the database applies: time window, deleted, equality filters."""
-    since = params.get("changes-since") or params.get("changes_since")
-    before = params.get("changes-before") if version.at_least("2.66") else None
+    get = req.filter
+    since = get("changes-since") or get("changes_since")
+    before = get("changes-before") if version.at_least("2.66") else None
     changed = Instance.updated_at.is_not(None)
     if since:
         start = parse_time(since)
@@ -94,56 +92,35 @@ def apply_sql(query: Select[Any], params: QueryParams, version: APIVersion,
                              "changes-before.")
         query = query.where((Instance.updated_at <= end) |
                             (~changed & (Instance.created_at <= end)))
-    deleted = params.get("deleted")
-    if admin and deleted is not None and _bool("deleted", deleted):
+    deleted = get("deleted")
+    if admin and deleted is not None and params.NOVA.boolean("deleted", deleted):
         query = query.where(Instance.deleted_at.is_not(None))
     elif not (since or before):
         # Deleted servers show only in a changes-since/before window, or to admins asking.
         query = query.where(Instance.deleted_at.is_(None))
     for key, column in (("image", Instance.image_ref), ("flavor", Instance.flavor_id),
                         ("reservation_id", Instance.reservation_id)):
-        if params.get(key):
-            query = query.where(column == params[key])
-    if version.at_least("2.73") and params.get("locked") is not None:
-        query = query.where(Instance.locked == _bool("locked", params["locked"]))
+        if value := get(key):
+            query = query.where(column == value)
+    if version.at_least("2.73") and (locked := get("locked")) is not None:
+        query = query.where(Instance.locked == params.NOVA.boolean("locked", locked))
     if admin or version.at_least("2.83"):
         for key, column in _EXTENDED.items():
-            if params.get(key) is not None:
-                query = query.where(column == params[key])
+            if (value := get(key)) is not None:
+                query = query.where(column == value)
         for key, column in _EXTENDED_INT.items():
-            if params.get(key) is not None:
-                if not params[key].isdigit():
-                    raise BadRequest(f"Invalid value {params[key]!r} for the '{key}' "
+            if (value := get(key)) is not None:
+                if not value.isdigit():
+                    raise BadRequest(f"Invalid value {value!r} for the '{key}' "
                                      "filter: an integer.")
-                query = query.where(column == int(params[key]))
+                query = query.where(column == int(value))
     if admin:
-        if params.get("host"):
-            query = query.where(Instance.host == params["host"])
+        if host := get("host"):
+            query = query.where(Instance.host == host)
         for key, column in _ADMIN.items():
-            if params.get(key):
-                query = query.where(column == params[key])
+            if value := get(key):
+                query = query.where(column == value)
     return query
-
-
-def sort_order(params: QueryParams, admin: bool) -> list[Any]:
-    """ORDER BY clauses for the ``sort_key``/``sort_dir`` pairs (default created_at desc)."""
-    keys = params.getlist("sort_key") or ["created_at"]
-    dirs = params.getlist("sort_dir")
-    if len(dirs) > len(keys):
-        raise BadRequest("There are more sort_dir than sort_key values.")
-    order = []
-    for index, key in enumerate(keys):
-        direction = dirs[index] if index < len(dirs) else (dirs[0] if dirs else "desc")
-        if direction not in ("asc", "desc"):
-            raise BadRequest(f"Invalid sort_dir {direction!r}.")
-        if key not in SORT_KEYS:
-            raise BadRequest(f"Invalid sort_key {key!r}.")
-        if key in ADMIN_SORT_KEYS and not admin:
-            continue
-        column = SORT_KEYS[key]
-        order.append(column.desc() if direction == "desc" else column.asc())
-    order.append(Instance.uuid.desc())
-    return order
 
 
 def _addresses(instance: Instance, version: int) -> list[str]:
@@ -159,31 +136,39 @@ def _tag_list(value: str) -> set[str]:
     return {t.strip() for t in value.split(",") if t.strip()}
 
 
-def apply_python(instances: list[Instance], params: QueryParams,
-                 version: APIVersion) -> list[Instance]:
-    """The filters done here rather than in SQL: regular expressions, status, tags."""
-    if params.get("name"):
-        pattern = _regex("name", params["name"])
-        instances = [i for i in instances if pattern.search(i.display_name)]
-    if params.get("status"):
-        wanted = params["status"].upper()
-        instances = [i for i in instances if states.status(i.vm_state, i.task_state) == wanted]
+def python_filter(req: ListRequest, version: APIVersion,
+                  ) -> Callable[[list[Instance]], list[Instance]] | None:
+    """The filters done here rather than in SQL (regular expressions, status, tags) as one
+    function over a page of rows; None when the request has none of them. Its arguments
+    are checked now (a bad regular expression is a 400 before any row is read)."""
+    get = req.filter
+    checks: list[Callable[[Instance], bool]] = []
+    if name := get("name"):
+        pattern = _regex("name", name)
+        checks.append(lambda i: bool(pattern.search(i.display_name)))
+    if status := get("status"):
+        wanted = status.upper()
+        checks.append(lambda i: states.status(i.vm_state, i.task_state) == wanted)
     for key, ip_version in (("ip", 4), ("ip6", 6)):
-        if params.get(key):
-            pattern = _regex(key, params[key])
-            instances = [i for i in instances
-                         if any(pattern.search(a) for a in _addresses(i, ip_version))]
+        if value := get(key):
+            checks.append(_address_check(_regex(key, value), ip_version))
     if version.at_least("2.26"):
-        if params.get("tags"):
-            wanted_all = _tag_list(params["tags"])
-            instances = [i for i in instances if wanted_all <= set(i.tags or [])]
-        if params.get("tags-any"):
-            wanted_any = _tag_list(params["tags-any"])
-            instances = [i for i in instances if wanted_any & set(i.tags or [])]
-        if params.get("not-tags"):
-            excluded_all = _tag_list(params["not-tags"])
-            instances = [i for i in instances if not excluded_all <= set(i.tags or [])]
-        if params.get("not-tags-any"):
-            excluded_any = _tag_list(params["not-tags-any"])
-            instances = [i for i in instances if not excluded_any & set(i.tags or [])]
-    return instances
+        if tags := get("tags"):
+            wanted_all = _tag_list(tags)
+            checks.append(lambda i: wanted_all <= set(i.tags or []))
+        if tags_any := get("tags-any"):
+            wanted_any = _tag_list(tags_any)
+            checks.append(lambda i: bool(wanted_any & set(i.tags or [])))
+        if not_tags := get("not-tags"):
+            excluded_all = _tag_list(not_tags)
+            checks.append(lambda i: not excluded_all <= set(i.tags or []))
+        if not_tags_any := get("not-tags-any"):
+            excluded_any = _tag_list(not_tags_any)
+            checks.append(lambda i: not excluded_any & set(i.tags or []))
+    if not checks:
+        return None
+    return lambda rows: [i for i in rows if all(check(i) for check in checks)]
+
+
+def _address_check(pattern: re.Pattern[str], ip_version: int) -> Callable[[Instance], bool]:
+    return lambda i: any(pattern.search(a) for a in _addresses(i, ip_version))

@@ -23,26 +23,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import string
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
 from stratus.core.clients.base import endpoint
 from stratus.core.clients.volume import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
+from stratus.core.policy import Caller
 
 LOG = logging.getLogger(__name__)
 
 #: Seconds a server view waits for the volume service's attachments before showing none.
 VIEW_TIMEOUT = 5.0
-
-#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
-Authorize = Callable[[str, dict[str, Any]], object]
-
 
 @dataclass(frozen=True)
 class RootVolume:
@@ -109,12 +106,11 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
 
 # Attachments --------------------------------------------------------------------------------
 
-async def _server(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                  authorize: Authorize, rule: str) -> tuple[str, str | None, str]:
+async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
+                  rule: str) -> tuple[str, str | None, str]:
     async with rt.service() as svc:
-        instance = await svc.instances.get(
-            server_id, project_id=None if context.is_admin else context.project_id)
-        authorize(rule, {"project_id": instance.project_id, "user_id": instance.user_id})
+        instance = await visible(svc, caller, server_id)
+        caller.authorize(rule, target(instance))
         return instance.uuid, instance.host, instance.vm_state
 
 
@@ -129,26 +125,27 @@ async def _attachments(volumes: VolumeClient, context: RequestContext, base: str
     return found
 
 
-async def attachments(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                      authorize: Authorize, rule: str) -> list[Attached]:
+async def attachments(rt: ComputeRuntime, caller: Caller, server_id: str,
+                      rule: str) -> list[Attached]:
     """The volumes attached to the server the caller may see (``rule`` authorizes)."""
-    uuid, _, _ = await _server(rt, context, server_id, authorize, rule)
-    base = endpoint(context, "block-storage")
-    return await _attachments(rt.clients.volumes, context, base, uuid)
+    uuid, _, _ = await _server(rt, caller, server_id, rule)
+    base = endpoint(caller.context, "block-storage")
+    return await _attachments(rt.clients.volumes, caller.context, base, uuid)
 
 
-async def attachment(rt: ComputeRuntime, context: RequestContext, server_id: str,
-                     volume_id: str, authorize: Authorize, rule: str) -> Attached:
-    for found in await attachments(rt, context, server_id, authorize, rule):
+async def attachment(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str,
+                     rule: str) -> Attached:
+    for found in await attachments(rt, caller, server_id, rule):
         if found.volume_id == volume_id:
             return found
     raise NotFound(f"Volume {volume_id} is not attached to {server_id}.")
 
 
-async def attach(rt: ComputeRuntime, context: RequestContext, server_id: str, volume_id: str,
-                 device: str | None, authorize: Authorize) -> Attached:
+async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str,
+                 device: str | None) -> Attached:
     """Attach the volume at ``device`` (the first free ``/dev/vdX`` if None)."""
-    uuid, host, vm_state = await _server(rt, context, server_id, authorize,
+    context = caller.context
+    uuid, host, vm_state = await _server(rt, caller, server_id,
                                          "os_compute_api:os-volumes-attachments:create")
     if vm_state not in (states.ACTIVE, states.STOPPED) or host is None:
         raise Conflict(f"Cannot 'attach_volume' instance {uuid} while it is in vm_state "
@@ -182,9 +179,9 @@ async def attach(rt: ComputeRuntime, context: RequestContext, server_id: str, vo
     return Attached(uuid, volume_id, reserved["id"], device)
 
 
-async def detach(rt: ComputeRuntime, context: RequestContext, server_id: str, volume_id: str,
-                 authorize: Authorize) -> None:
-    uuid, host, _ = await _server(rt, context, server_id, authorize,
+async def detach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str) -> None:
+    context = caller.context
+    uuid, host, _ = await _server(rt, caller, server_id,
                                   "os_compute_api:os-volumes-attachments:delete")
     base = endpoint(context, "block-storage")
     found = [a for a in await _attachments(rt.clients.volumes, context, base, uuid)

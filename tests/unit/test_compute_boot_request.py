@@ -9,10 +9,12 @@ import pytest
 
 from stratus.compute import lifecycle
 from stratus.compute.api.schemas import ServerCreateBody, boot_request
+from stratus.compute.policy import RULES
 from stratus.compute.service import ComputeRuntime
 from stratus.compute.volume_attach import RootVolume
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest
+from stratus.core.policy import Caller, Enforcer
 from stratus.core.web.microversions import APIVersion
 
 V21 = APIVersion(2, 1)
@@ -59,9 +61,8 @@ def test_edge_refusals(server: dict[str, Any], message: str) -> None:
 async def test_actions_are_a_table_and_unknown_ones_are_a_400() -> None:
     assert {"os-stop", "os-start", "reboot", "os-getConsoleOutput"} <= set(lifecycle.ACTIONS)
     rt = cast(ComputeRuntime, object())  # refused before the runtime is used
-    ctx = RequestContext(project_id="p", user_id="u")
+    caller = Caller(RequestContext(project_id="p", user_id="u"), Enforcer(RULES))
     with pytest.raises(BadRequest, match=r"Unknown action 'os-fly'\."):
-        await lifecycle.run_action(rt, ctx, "s", {"os-fly": None}, lambda *a: None)
+        await lifecycle.run_action(rt, caller, "s", {"os-fly": None})
     with pytest.raises(BadRequest, match="exactly one action"):
-        await lifecycle.run_action(rt, ctx, "s", {"os-stop": None, "os-start": None},
-                                   lambda *a: None)
+        await lifecycle.run_action(rt, caller, "s", {"os-stop": None, "os-start": None})

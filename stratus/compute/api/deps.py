@@ -37,7 +37,7 @@ Service = Annotated[ComputeService, Depends(service, scope="function")]
 
 def servers(svc: Service) -> Servers:
     """The API's reads and edits of servers, in the request's transaction."""
-    return Servers(svc.session, svc.instances)
+    return Servers.of(svc)
 
 
 ServersDep = Annotated[Servers, Depends(servers)]

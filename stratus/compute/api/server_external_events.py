@@ -3,7 +3,8 @@
 The network service says a port was plugged, unplugged or changed; each event names a
 server. Per event the answer carries a ``code``: 200 accepted (and cast to the server's
 compute host), 404 no such server, 422 the server has no host yet. The whole answer is 200
-when every event was accepted, 207 when some were, and a 404 error when none was.
+when every event was accepted, 207 when some were, and a 404 error when none was
+(``stratus.compute.external_events`` delivers them).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from stratus.compute.api.deps import Authorize, Context, Runtime, ServersDep, Version
+from stratus.compute import external_events
+from stratus.compute.api.deps import CallerDep, Runtime, Version
 from stratus.compute.api.schemas import _Strict
+from stratus.compute.external_events import ServerEvent
 from stratus.compute.objects import ExternalEvent
-from stratus.core.bus import MessagingError
-from stratus.core.exceptions import BadRequest, NotFound, ServiceUnavailable
+from stratus.core.exceptions import BadRequest
 
 router = APIRouter(prefix="/v2.1/os-server-external-events")
 
@@ -40,43 +42,27 @@ class EventsBody(_Strict):
     events: list[EventIn] = Field(min_length=1)
 
 
+def _answer(event: EventIn, code: int) -> dict[str, Any]:
+    answer: dict[str, Any] = {"name": event.name, "server_uuid": event.server_uuid,
+                              "status": event.status}
+    if event.tag is not None:
+        answer["tag"] = event.tag
+    return answer | {"code": code}
+
+
 @router.post("")
-async def create(body: EventsBody, rt: Runtime, servers: ServersDep, context: Context,
-                 authorize: Authorize, version: Version) -> JSONResponse:
-    authorize("os_compute_api:os-server-external-events:create", {})
+async def create(body: EventsBody, rt: Runtime, caller: CallerDep,
+                 version: Version) -> JSONResponse:
+    caller.authorize("os_compute_api:os-server-external-events:create", {})
     for event in body.events:
         minimum = EVENT_NAMES.get(event.name)
         if minimum is None or not version.at_least(minimum):
             raise BadRequest(f"Invalid input for field 'name': {event.name!r} is not an "
                              "event name this microversion knows.")
-    hosts = await servers.hosts_of({e.server_uuid for e in body.events})
-    answers: list[dict[str, Any]] = []
-    accepted: dict[str, list[ExternalEvent]] = {}
-    for event in body.events:
-        answer: dict[str, Any] = {"name": event.name, "server_uuid": event.server_uuid,
-                                  "status": event.status}
-        if event.tag is not None:
-            answer["tag"] = event.tag
-        if event.server_uuid not in hosts:
-            answer["code"] = 404
-        elif hosts[event.server_uuid] is None:
-            answer["code"] = 422
-        else:
-            answer["code"] = 200
-            accepted.setdefault(event.server_uuid, []).append(
-                ExternalEvent(name=event.name, tag=event.tag, status=event.status))
-        answers.append(answer)
-    agents = rt.clients.agents
-    for uuid, events in accepted.items():
-        host = hosts[uuid]
-        assert host is not None
-        try:
-            await agents.external_instance_event(context, host, uuid, events)
-        except MessagingError as exc:
-            # Undelivered: say so, so the sender can try again rather than believe it.
-            raise ServiceUnavailable(f"Could not pass the events on to compute host {host}: "
-                                     f"{exc}") from exc
-    if not accepted:
-        raise NotFound("No instances found for any event.")
-    status = 207 if len(answers) > sum(len(e) for e in accepted.values()) else 200
-    return JSONResponse({"events": answers}, status_code=status)
+    codes = await external_events.deliver(rt, caller.context, [
+        ServerEvent(e.server_uuid, ExternalEvent(name=e.name, tag=e.tag, status=e.status))
+        for e in body.events])
+    status = 207 if any(code != 200 for code in codes) else 200
+    return JSONResponse({"events": [_answer(e, code) for e, code in zip(body.events, codes,
+                                                                        strict=True)]},
+                        status_code=status)

@@ -13,11 +13,10 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 
-from stratus.compute import boot, lifecycle
+from stratus.compute import boot, lifecycle, servers
 from stratus.compute.api import server_views
 from stratus.compute.api.deps import (
-    Authorize,
-    Context,
+    CallerDep,
     Links,
     Runtime,
     ServersDep,
@@ -27,21 +26,26 @@ from stratus.compute.api.deps import (
 )
 from stratus.compute.api.schemas import ServerCreateBody, ServerUpdateBody, boot_request
 from stratus.compute.api.volume_attachments import fill_volumes_attached
-from stratus.compute.lifecycle import target, visible
-from stratus.compute.servers import ServerPage, Servers, ServerUpdate
-from stratus.core.context import RequestContext
+from stratus.compute.server_filters import ADMIN_SORT_KEYS, SORT_COLUMNS
+from stratus.compute.servers import ServerPage, ServerUpdate, target, visible
 from stratus.core.exceptions import BadRequest, NotFound
-from stratus.core.web.microversions import APIVersion, api_version
+from stratus.core.policy import Caller
+from stratus.core.web import listing, params
+from stratus.core.web.listing import ListRequest, ListSpec
+from stratus.core.web.microversions import APIVersion
+
+#: Nova's ``osapi_max_limit``: the largest page, and the page without a ``limit``.
+MAX_LIMIT = 1000
 
 router = APIRouter(prefix="/v2.1/servers")
 
 
 @router.post("", status_code=202)
-async def create_server(body: ServerCreateBody, rt: Runtime, context: Context,
-                        authorize: Authorize, urls: URLs, version: Version) -> JSONResponse:
-    authorize("os_compute_api:servers:create", {"project_id": context.project_id})
+async def create_server(body: ServerCreateBody, rt: Runtime, caller: CallerDep, urls: URLs,
+                        version: Version) -> JSONResponse:
+    caller.authorize("os_compute_api:servers:create", {"project_id": caller.project_id})
     s = body.server
-    first = (await boot.boot(rt, context, boot_request(body, version)))[0]
+    first = (await boot.boot(rt, caller.context, boot_request(body, version)))[0]
     if s.return_reservation_id:
         return JSONResponse({"reservation_id": first.reservation_id}, status_code=202)
     server = {"id": first.uuid, "links": urls.pair(f"servers/{first.uuid}"),
@@ -54,94 +58,86 @@ async def create_server(body: ServerCreateBody, rt: Runtime, context: Context,
 
 # Read ---------------------------------------------------------------------------------------
 
-async def _page(servers: Servers, context: RequestContext, authorize: Authorize,
-                request: Request) -> ServerPage:
-    params = request.query_params
-    all_tenants = params.get("all_tenants") is not None and \
-        params.get("all_tenants", "").lower() not in ("0", "false", "off", "no")
+#: ``GET /servers``: its sort keys and, as Nova's ``max_limit``, its largest page.
+SERVERS = ListSpec("servers", sort_keys=SORT_COLUMNS.keys(), admin_sort_keys=ADMIN_SORT_KEYS,
+                   default_limit=MAX_LIMIT, max_limit=MAX_LIMIT)
+
+
+def _list_request(caller: Caller, request: Request) -> tuple[ListRequest, bool]:
+    """The parsed list query, and whether it asks for every project's (admins only)."""
+    req = listing.NOVA.parse(request.query_params, SERVERS, admin=caller.is_admin)
+    all_tenants = params.NOVA_FLAG.flag("all_tenants", req.filter("all_tenants"))
     if all_tenants:
-        authorize("os_compute_api:servers:index:get_all_tenants")
-    return await servers.page(params, api_version(request), admin=context.is_admin,
-                              project_id=context.project_id, all_tenants=all_tenants)
-
-
-def _servers_links(urls: Links, path: str, request: Request,
-                   next_marker: str | None) -> list[dict[str, str]]:
-    if next_marker is None:
-        return []
-    params = dict(request.query_params)
-    params["marker"] = next_marker
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return [{"rel": "next", "href": urls.url(f"{path}?{query}")}]
+        caller.authorize("os_compute_api:servers:index:get_all_tenants")
+    return req, all_tenants
 
 
 @router.get("")
-async def list_servers(request: Request, servers: ServersDep, context: Context,
-                       authorize: Authorize, urls: URLs) -> dict[str, Any]:
-    authorize("os_compute_api:servers:index", {"project_id": context.project_id})
-    page = await _page(servers, context, authorize, request)
+async def list_servers(request: Request, parts: ServersDep, caller: CallerDep, urls: URLs,
+                       version: Version) -> dict[str, Any]:
+    caller.authorize("os_compute_api:servers:index", {"project_id": caller.project_id})
+    req, all_tenants = _list_request(caller, request)
+    page = await parts.page(req, version, admin=caller.is_admin,
+                            project_id=caller.project_id, all_tenants=all_tenants)
     body: dict[str, Any] = {"servers": [server_views.brief(i, urls) for i in page.instances]}
-    if links := _servers_links(urls, "servers", request, page.next_marker):
-        body["servers_links"] = links
-    return body
+    return body | listing.NOVA.links(req, SERVERS, urls.url("servers"),
+                                     next_marker=page.next_marker)
 
 
-async def _details(servers: Servers, context: RequestContext, urls: Links,
-                   version: APIVersion, page: ServerPage) -> list[dict[str, Any]]:
-    instances = page.instances
-    facts = await servers.detail_facts(instances, with_groups=version.at_least("2.71"))
-    return [server_views.detail(i, urls, version, admin=context.is_admin,
+def _details(caller: Caller, urls: Links, version: APIVersion,
+             page: ServerPage) -> list[dict[str, Any]]:
+    instances, facts = page.instances, page.facts
+    assert facts is not None
+    return [server_views.detail(i, urls, version, admin=caller.is_admin,
                                 fault=facts.faults.get(i.uuid),
                                 host_up=facts.host_up.get(i.host or ""),
                                 group_uuids=facts.groups.get(i.uuid)) for i in instances]
 
 
 @router.get("/detail")
-async def list_servers_detail(request: Request, rt: Runtime, servers: ServersDep,
-                              context: Context, authorize: Authorize, urls: URLs,
+async def list_servers_detail(request: Request, rt: Runtime, caller: CallerDep, urls: URLs,
                               version: Version) -> dict[str, Any]:
-    authorize("os_compute_api:servers:detail", {"project_id": context.project_id})
-    page = await _page(servers, context, authorize, request)
-    body: dict[str, Any] = {"servers": await _details(servers, context, urls, version, page)}
-    await fill_volumes_attached(rt, context, version, body["servers"])
-    if links := _servers_links(urls, "servers/detail", request, page.next_marker):
-        body["servers_links"] = links
-    return body
+    caller.authorize("os_compute_api:servers:detail", {"project_id": caller.project_id})
+    req, all_tenants = _list_request(caller, request)
+    page = await servers.detailed_page(rt, caller, req, version, all_tenants=all_tenants)
+    body: dict[str, Any] = {"servers": _details(caller, urls, version, page)}
+    await fill_volumes_attached(rt, caller.context, version, body["servers"])
+    return body | listing.NOVA.links(req, SERVERS, urls.url("servers/detail"),
+                                     next_marker=page.next_marker)
 
 
 @router.get("/{server_id}")
-async def show_server(server_id: str, rt: Runtime, svc: Service, servers: ServersDep,
-                      context: Context, authorize: Authorize, urls: URLs,
-                      version: Version) -> dict[str, Any]:
-    instance = await visible(svc, context, server_id)
-    authorize("os_compute_api:servers:show", target(instance))
-    (body,) = await _details(servers, context, urls, version, ServerPage([instance], None))
-    await fill_volumes_attached(rt, context, version, [body])
+async def show_server(server_id: str, rt: Runtime, caller: CallerDep,
+                      urls: URLs, version: Version) -> dict[str, Any]:
+    page = await servers.show(rt, caller, server_id, version)
+    (body,) = _details(caller, urls, version, page)
+    await fill_volumes_attached(rt, caller.context, version, [body])
     return {"server": body}
 
 
 @router.put("/{server_id}")
 async def update_server(server_id: str, body: ServerUpdateBody, svc: Service,
-                        servers: ServersDep, context: Context, authorize: Authorize,
+                        parts: ServersDep, caller: CallerDep,
                         urls: URLs, version: Version) -> dict[str, Any]:
-    instance = await visible(svc, context, server_id)
-    authorize("os_compute_api:servers:update", target(instance))
+    instance = await visible(svc, caller, server_id)
+    caller.authorize("os_compute_api:servers:update", target(instance))
     u = body.server
     if u.description is not None and not version.at_least("2.19"):
         raise BadRequest("Invalid input for field 'description': it needs microversion 2.19.")
     if u.hostname is not None and not version.at_least("2.90"):
         raise BadRequest("Invalid input for field 'hostname': it needs microversion 2.90.")
-    instance = await servers.update(instance, ServerUpdate(u.model_dump(exclude_unset=True)))
-    (detail,) = await _details(servers, context, urls, version, ServerPage([instance], None))
+    instance = await parts.update(instance, ServerUpdate(u.model_dump(exclude_unset=True)))
+    facts = await parts.detail_facts([instance], with_groups=version.at_least("2.71"))
+    (detail,) = _details(caller, urls, version, ServerPage([instance], None, facts))
     return {"server": detail}
 
 
 # Delete and actions -----------------------------------------------------------------------
 
 @router.delete("/{server_id}", status_code=204)
-async def delete_server(server_id: str, rt: Runtime, context: Context,
-                        authorize: Authorize, background: BackgroundTasks) -> Response:
-    deleted = await lifecycle.delete(rt, context, server_id, authorize)
+async def delete_server(server_id: str, rt: Runtime, caller: CallerDep,
+                        background: BackgroundTasks) -> Response:
+    deleted = await lifecycle.delete(rt, caller, server_id)
     if deleted.release is not None:
         background.add_task(deleted.release)
     return Response(status_code=204)
@@ -149,14 +145,17 @@ async def delete_server(server_id: str, rt: Runtime, context: Context,
 
 @router.post("/{server_id}/action")
 async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
-                        context: Context, authorize: Authorize) -> Response:
-    answer = await lifecycle.run_action(rt, context, server_id, body, authorize)
+                        caller: CallerDep) -> Response:
+    answer = await lifecycle.run_action(rt, caller, server_id, body)
     if answer is None:
         return Response(status_code=202)
     return JSONResponse(answer)
 
 
 # Instance actions -------------------------------------------------------------------------
+
+#: ``GET /servers/{id}/os-instance-actions`` from 2.58; Nova's largest page.
+ACTIONS = ListSpec("instanceActions", default_limit=MAX_LIMIT, max_limit=MAX_LIMIT)
 
 def _action_view(a: Any, version: APIVersion) -> dict[str, Any]:
     body = {"action": a.action, "instance_uuid": a.instance_uuid, "request_id": a.request_id,
@@ -175,28 +174,35 @@ def _event_view(e: Any, version: APIVersion) -> dict[str, Any]:
 
 
 @router.get("/{server_id}/os-instance-actions")
-async def list_actions(server_id: str, svc: Service, servers: ServersDep, context: Context,
-                       authorize: Authorize, version: Version) -> dict[str, Any]:
+async def list_actions(server_id: str, request: Request, svc: Service, parts: ServersDep,
+                       caller: CallerDep, urls: URLs, version: Version) -> dict[str, Any]:
     instance = await svc.instances.get(
-        server_id, project_id=None if context.is_admin else context.project_id,
+        server_id, project_id=None if caller.is_admin else caller.project_id,
         include_deleted=True)
-    authorize("os_compute_api:os-instance-actions:list", target(instance))
-    return {"instanceActions": [_action_view(a, version)
-                                for a in await servers.actions(server_id)]}
+    caller.authorize("os_compute_api:os-instance-actions:list", target(instance))
+    # Paged from 2.58 (``limit``, ``marker`` as a request id, a ``links`` next link).
+    req = listing.NOVA.parse(request.query_params, ACTIONS) if version.at_least("2.58") \
+        else ListRequest()
+    page = await parts.actions(server_id, limit=req.limit, marker=req.marker)
+    body: dict[str, Any] = {"instanceActions": [_action_view(a, version) for a in page.rows]}
+    links = listing.NOVA.links(req, ACTIONS, urls.url(f"servers/{server_id}/os-instance-actions"),
+                               next_marker=page.rows[-1].request_id
+                               if page.more and page.rows else None)
+    return body | ({"links": links["instanceActions_links"]} if links else {})
 
 
 @router.get("/{server_id}/os-instance-actions/{request_id}")
-async def show_action(server_id: str, request_id: str, svc: Service, servers: ServersDep,
-                      context: Context, authorize: Authorize,
+async def show_action(server_id: str, request_id: str, svc: Service, parts: ServersDep,
+                      caller: CallerDep,
                       version: Version) -> dict[str, Any]:
     instance = await svc.instances.get(
-        server_id, project_id=None if context.is_admin else context.project_id,
+        server_id, project_id=None if caller.is_admin else caller.project_id,
         include_deleted=True)
-    authorize("os_compute_api:os-instance-actions:show", target(instance))
+    caller.authorize("os_compute_api:os-instance-actions:show", target(instance))
     action = await svc.instances.action_for(server_id, request_id)
     if action is None:
         raise NotFound(f"Action {request_id} not found for server {server_id}.")
     body = _action_view(action, version)
-    if authorize.allows("os_compute_api:os-instance-actions:events", target(instance)):
-        body["events"] = [_event_view(e, version) for e in await servers.events(action.id)]
+    if caller.check("os_compute_api:os-instance-actions:events", target(instance)):
+        body["events"] = [_event_view(e, version) for e in await parts.events(action.id)]
     return {"instanceAction": body}

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import volume_attach
-from stratus.compute.api.deps import Authorize, Context, Runtime, Version
+from stratus.compute.api.deps import CallerDep, Runtime, Version
 from stratus.compute.volume_attach import Attached
 from stratus.core.context import RequestContext
 from stratus.core.web.microversions import APIVersion
@@ -48,34 +48,33 @@ def _view(a: Attached, version: APIVersion) -> dict[str, Any]:
 
 
 @router.get("")
-async def list_attachments(server_id: str, rt: Runtime, context: Context,
-                           authorize: Authorize, version: Version) -> dict[str, Any]:
-    found = await volume_attach.attachments(rt, context, server_id, authorize,
+async def list_attachments(server_id: str, rt: Runtime, caller: CallerDep,
+                           version: Version) -> dict[str, Any]:
+    found = await volume_attach.attachments(rt, caller, server_id,
                                             "os_compute_api:os-volumes-attachments:index")
     return {"volumeAttachments": [_view(a, version) for a in found]}
 
 
 @router.get("/{volume_id}")
-async def show_attachment(server_id: str, volume_id: str, rt: Runtime, context: Context,
-                          authorize: Authorize, version: Version) -> dict[str, Any]:
-    found = await volume_attach.attachment(rt, context, server_id, volume_id, authorize,
+async def show_attachment(server_id: str, volume_id: str, rt: Runtime, caller: CallerDep,
+                          version: Version) -> dict[str, Any]:
+    found = await volume_attach.attachment(rt, caller, server_id, volume_id,
                                            "os_compute_api:os-volumes-attachments:show")
     return {"volumeAttachment": _view(found, version)}
 
 
 @router.post("")
-async def attach_volume(server_id: str, body: AttachBody, rt: Runtime, context: Context,
-                        authorize: Authorize, version: Version) -> dict[str, Any]:
+async def attach_volume(server_id: str, body: AttachBody, rt: Runtime, caller: CallerDep,
+                        version: Version) -> dict[str, Any]:
     a = body.volumeAttachment
-    attached = await volume_attach.attach(rt, context, server_id, a.volumeId, a.device,
-                                          authorize)
+    attached = await volume_attach.attach(rt, caller, server_id, a.volumeId, a.device)
     return {"volumeAttachment": _view(attached, version)}
 
 
 @router.delete("/{volume_id}", status_code=202)
-async def detach_volume(server_id: str, volume_id: str, rt: Runtime, context: Context,
-                        authorize: Authorize) -> Response:
-    await volume_attach.detach(rt, context, server_id, volume_id, authorize)
+async def detach_volume(server_id: str, volume_id: str, rt: Runtime,
+                        caller: CallerDep) -> Response:
+    await volume_attach.detach(rt, caller, server_id, volume_id)
     return Response(status_code=202)
 
 

@@ -1,0 +1,55 @@
+"""Events other services report about servers (``os-server-external-events``), passed on to
+the servers' compute hosts.
+
+Each event names a server and gets a code: 200 accepted (and cast to the server's host),
+404 no such server, 422 the server has no host yet. The events of one server go to its host
+in one cast, after the lookup's transaction ended. None accepted is a 404; an undelivered
+cast a 503, so the sender tries again rather than believe it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stratus.compute.objects import ExternalEvent
+from stratus.compute.servers import Servers
+from stratus.compute.service import ComputeRuntime
+from stratus.core.bus import MessagingError
+from stratus.core.context import RequestContext
+from stratus.core.exceptions import NotFound, ServiceUnavailable
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One reported event and the server it is about."""
+
+    server_uuid: str
+    event: ExternalEvent
+
+
+async def deliver(rt: ComputeRuntime, context: RequestContext,
+                  reported: list[ServerEvent]) -> list[int]:
+    """Pass the events on to their servers' hosts; each event's code, in order."""
+    async with rt.service() as svc:
+        hosts = await Servers.of(svc).hosts_of({r.server_uuid for r in reported})
+    codes: list[int] = []
+    accepted: dict[str, list[ExternalEvent]] = {}
+    for r in reported:
+        if r.server_uuid not in hosts:
+            codes.append(404)
+        elif hosts[r.server_uuid] is None:
+            codes.append(422)
+        else:
+            codes.append(200)
+            accepted.setdefault(r.server_uuid, []).append(r.event)
+    for uuid, events in accepted.items():
+        host = hosts[uuid]
+        assert host is not None
+        try:
+            await rt.clients.agents.external_instance_event(context, host, uuid, events)
+        except MessagingError as exc:
+            raise ServiceUnavailable(f"Could not pass the events on to compute host {host}: "
+                                     f"{exc}") from exc
+    if not accepted:
+        raise NotFound("No instances found for any event.")
+    return codes

@@ -1,0 +1,107 @@
+"""``GET /servers`` and ``/servers/detail`` page in SQL: page 2 of 1,000 servers reads about
+one page of rows from the database, not every visible row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from urllib.parse import urlsplit
+
+from sqlalchemy import insert
+
+from stratus.compute.models import Instance, InstanceAction
+from tests.dbcount import count_loaded
+from tests.integration.compute import test_boot_flow
+from tests.integration.compute.test_boot_flow import Cloud
+
+cloud = test_boot_flow.cloud  # the whole in-process cloud
+
+COUNT = 1000
+LIMIT = 25
+
+
+async def _project_and_user(cloud: Cloud) -> tuple[str, str]:
+    token = (await cloud.client.get("/identity/v3/auth/tokens", headers={
+        "X-Auth-Token": cloud.token, "X-Subject-Token": cloud.token})).json()["token"]
+    return token["project"]["id"], token["user"]["id"]
+
+
+async def _thousand_servers(cloud: Cloud) -> list[str]:
+    """1,000 servers of the caller's project, straight into the database (fast); named in
+    creation order; returns their names newest first (the default order)."""
+    project_id, user_id = await _project_and_user(cloud)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = [{"uuid": str(uuid.uuid4()), "display_name": f"srv-{n:04d}", "hostname": "srv",
+             "project_id": project_id, "user_id": user_id, "reservation_id": "r-paging",
+             "flavor_id": "1", "flavor": {}, "vm_state": "active",
+             "created_at": start + dt.timedelta(seconds=n)} for n in range(COUNT)]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.service() as svc:
+        await svc.session.execute(insert(Instance), rows)
+    return [r["display_name"] for r in reversed(rows)]
+
+
+def _path(href: str) -> str:
+    parts = urlsplit(href)
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_page_two_of_a_thousand_servers_reads_one_page(cloud: Cloud) -> None:
+    newest_first = await _thousand_servers(cloud)
+    for collection in ("servers", "servers/detail"):
+        first = await cloud.client.get(f"/compute/v2.1/{collection}?limit={LIMIT}",
+                                       headers=cloud.headers())
+        assert first.status_code == 200, first.text
+        assert [s["name"] for s in first.json()["servers"]] == newest_first[:LIMIT]
+        (link,) = first.json()["servers_links"]
+        with count_loaded(Instance) as loaded:
+            second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
+        assert second.status_code == 200, second.text
+        assert [s["name"] for s in second.json()["servers"]] == \
+            newest_first[LIMIT:2 * LIMIT]
+        assert loaded.count <= LIMIT + 2, f"{collection}: {loaded.count} rows loaded"
+
+
+async def test_page_two_sorted_by_name_with_a_filter_reads_one_page(cloud: Cloud) -> None:
+    oldest_first = list(reversed(await _thousand_servers(cloud)))
+    query = f"limit={LIMIT}&sort_key=display_name&sort_dir=asc&status=ACTIVE"
+    first = await cloud.client.get(f"/compute/v2.1/servers?{query}", headers=cloud.headers())
+    assert first.status_code == 200, first.text
+    (link,) = first.json()["servers_links"]
+    with count_loaded(Instance) as loaded:
+        second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
+    assert [s["name"] for s in second.json()["servers"]] == oldest_first[LIMIT:2 * LIMIT]
+    assert loaded.count <= LIMIT + 2, f"{loaded.count} rows loaded"
+
+
+async def test_page_two_of_a_thousand_instance_actions_reads_one_page(cloud: Cloud) -> None:
+    project_id, user_id = await _project_and_user(cloud)
+    server = str(uuid.uuid4())
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.service() as svc:
+        await svc.session.execute(insert(Instance), [{
+            "uuid": server, "display_name": "acted-on", "hostname": "acted-on",
+            "project_id": project_id, "user_id": user_id, "reservation_id": "r-actions",
+            "flavor_id": "1", "flavor": {}, "vm_state": "active"}])
+        await svc.session.execute(insert(InstanceAction), [{
+            "instance_uuid": server, "request_id": f"req-{n:04d}", "action": "reboot",
+            "project_id": project_id, "user_id": user_id,
+            "start_time": start + dt.timedelta(seconds=n)} for n in range(COUNT)])
+    newest_first = [f"req-{n:04d}" for n in reversed(range(COUNT))]
+    path = f"/compute/v2.1/servers/{server}/os-instance-actions"
+    first = await cloud.client.get(f"{path}?limit={LIMIT}", headers=cloud.headers("2.58"))
+    assert first.status_code == 200, first.text
+    assert [a["request_id"] for a in first.json()["instanceActions"]] == newest_first[:LIMIT]
+    (link,) = first.json()["links"]
+    with count_loaded(InstanceAction) as loaded:
+        second = await cloud.client.get(_path(link["href"]), headers=cloud.headers("2.58"))
+    assert second.status_code == 200, second.text
+    assert [a["request_id"] for a in second.json()["instanceActions"]] == \
+        newest_first[LIMIT:2 * LIMIT]
+    assert loaded.count <= LIMIT + 2, f"{loaded.count} rows loaded"
+    # Before 2.58 the list is not paged: every action, no links.
+    every = await cloud.client.get(f"{path}?limit={LIMIT}", headers=cloud.headers("2.57"))
+    assert len(every.json()["instanceActions"]) == COUNT and "links" not in every.json()
