@@ -9,13 +9,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import NetworkSettings
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.network.caller import Caller
-from stratus.network.common import UNSET, Unset, given, new_id, rowcount
+from stratus.network.common import UNSET, Unset, given, new_id
 from stratus.network.errors import AgentNotFound
 from stratus.network.models import Agent
 from stratus.network.objects import AgentState
-from stratus.network.txn import Txn
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Agents:
                 availability_zone=state.availability_zone, admin_state_up=True,
                 description="", configurations=state.configurations, created_at=now,
                 started_at=now, heartbeat_timestamp=now))
-            if rowcount(result) == 1:
+            if Txn.rowcount(result) == 1:
                 return
         await self.session.execute(update(Agent).where(
             Agent.agent_type == state.agent_type, Agent.host == state.host).values(

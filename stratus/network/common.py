@@ -41,11 +41,6 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def rowcount(result: Any) -> int:
-    """Rows an INSERT ... ON CONFLICT DO NOTHING wrote: 0 means the key was taken."""
-    return int(getattr(result, "rowcount", 0))
-
-
 def random_mac() -> str:
     return f"{MAC_PREFIX}:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.network.caller import Caller, network_target
 from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
@@ -19,7 +19,6 @@ from stratus.network.models import Network, Port
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
 from stratus.network.quotas import Quotas
-from stratus.network.txn import Txn
 
 #: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
 NETWORK_TYPES = ("flat", "vxlan")

@@ -12,7 +12,7 @@ from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.network import ipam
 from stratus.network.caller import Caller, network_target
 from stratus.network.common import (
@@ -22,7 +22,6 @@ from stratus.network.common import (
     given,
     new_id,
     random_mac,
-    rowcount,
     touch,
 )
 from stratus.network.errors import (
@@ -41,7 +40,6 @@ from stratus.network.objects import DHCP_DEVICE_OWNER
 from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
-from stratus.network.txn import Txn
 
 MAC_TRIES = 16
 
@@ -202,13 +200,13 @@ class Ports:
             mac = self._mac(mac)
             result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
                 **row, mac_address=mac))
-            if rowcount(result) != 1:
+            if Txn.rowcount(result) != 1:
                 raise MacAddressInUse(mac, row["network_id"])
             return
         for _ in range(MAC_TRIES):
             result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
                 **row, mac_address=random_mac()))
-            if rowcount(result) == 1:
+            if Txn.rowcount(result) == 1:
                 return
         raise MacAddressGenerationFailure(row["network_id"])
 

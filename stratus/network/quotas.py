@@ -11,9 +11,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import NetworkSettings
+from stratus.core.db import Txn
 from stratus.network.errors import InvalidInput, OverQuota
 from stratus.network.models import Network, Port, Quota, SecurityGroup, SecurityGroupRule, Subnet
-from stratus.network.txn import Txn
 
 QUOTA_RESOURCES = ("network", "subnet", "port", "security_group", "security_group_rule")
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.network.caller import Caller
-from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, rowcount, touch
+from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
@@ -28,7 +28,6 @@ from stratus.network.models import (
     SecurityGroupRule,
 )
 from stratus.network.quotas import Quotas
-from stratus.network.txn import Txn
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ class SecurityGroups:
         result = await self.session.execute(self.txn.insert_ignore(
             DefaultSecurityGroup.__table__).values(project_id=project_id,
                                                    security_group_id=group.id))
-        if rowcount(result) != 1:  # another process made it first
+        if Txn.rowcount(result) != 1:  # another process made it first
             await self.session.delete(group)
             await self.session.flush()
             chosen = await self.session.scalar(select(DefaultSecurityGroup.security_group_id)

@@ -8,16 +8,13 @@ transaction and its named collaborators (``networks``, ``subnets``, ``ports``,
 must hear of are queued on the transaction and run by the runtime after it committed, so
 nobody is told of a change that then rolled back.
 
-Concurrency: on PostgreSQL writers take transaction-scoped advisory locks where a count or a
-lookup-then-create must not race (quotas, DHCP ports); on SQLite, whose database belongs to
-this one process, write transactions are serialised by one asyncio lock (SQLite has a
-single writer anyway, and a deferred transaction that reads before it writes would
-otherwise fail with "database is locked"). Callers say which they open (``write``).
+Concurrency is core's ``Txn``: where a count or a lookup-then-create must not race (quotas,
+DHCP ports, VXLAN ids) the parts take ``txn.lock``; callers say whether they write
+(``service(write=...)``), as on SQLite writing transactions are serialised.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +23,7 @@ from sqlalchemy import select
 
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 from stratus.core.policy import Enforcer
 from stratus.network.agent_registry import Agents
 from stratus.network.agent_sync import AgentSync
@@ -45,7 +42,6 @@ from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
 from stratus.network.subnets import NewSubnet, Subnets
-from stratus.network.txn import Txn
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +61,6 @@ class NetworkRuntime:
         self.enforcer = Enforcer(RULES, settings.policy_file)
         self.backend: NetworkBackend = backend or NoopBackend()
         self.events: EventSink = events or DiscardEvents()
-        self._write_lock = asyncio.Lock() if self.db.backend == "sqlite" else None
 
     async def start(self) -> None:
         await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
@@ -78,21 +73,12 @@ class NetworkRuntime:
 
     @asynccontextmanager
     async def service(self, *, write: bool = True) -> AsyncIterator[NetworkService]:
-        """One transaction: committed on success, rolled back on error; then what the
-        service queued for after the commit runs (its failures are logged)."""
-        if write and self._write_lock is not None:
-            async with self._write_lock, self.db.session() as session:
-                txn = Txn(session, self.db.backend)
-                yield NetworkService(self, txn)
-        else:
-            async with self.db.session() as session:
-                txn = Txn(session, self.db.backend)
-                yield NetworkService(self, txn)
-        for action in txn.pending:
-            try:
-                await action()
-            except Exception:
-                LOG.exception("notifying a network change failed")
+        """One transaction (``Database.transaction``): committed on success, rolled back
+        on error; then what the parts queued for after the commit runs (failures logged).
+        ``write=False``: a reading transaction, which on SQLite does not wait for the
+        writers' lock."""
+        async with self.db.transaction(write=write) as txn:
+            yield NetworkService(self, txn)
 
     async def read_network(self, network_id: str) -> NetworkInfo | None:
         """A network's snapshot in a transaction of its own (read after a commit)."""
@@ -107,7 +93,7 @@ class NetworkService:
         self.txn = txn
         self.enforcer = runtime.enforcer
         self.backend = runtime.backend
-        ipam = IPAM(txn.session, txn.dialect)
+        ipam = IPAM(txn)
         self.quotas = Quotas(txn, runtime.options)
         self.agents = Agents(txn, runtime.options)
         self.snapshots = Snapshots(txn)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.network import ipam
 from stratus.network.caller import Caller
 from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
@@ -21,7 +21,6 @@ from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
 from stratus.network.quotas import Quotas
-from stratus.network.txn import Txn
 
 
 @dataclass(frozen=True)
