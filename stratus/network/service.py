@@ -38,7 +38,7 @@ from stratus.network.notify import Notifier
 from stratus.network.objects import NetworkInfo
 from stratus.network.policy import RULES
 from stratus.network.ports import Ports
-from stratus.network.quotas import Quotas
+from stratus.network.quotas import Quotas, quota_table
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
 from stratus.network.subnets import NewSubnet, Subnets
@@ -61,6 +61,7 @@ class NetworkRuntime:
         self.enforcer = Enforcer(RULES, settings.policy_file)
         self.backend: NetworkBackend = backend or NoopBackend()
         self.events: EventSink = events or DiscardEvents()
+        self.quota_table = quota_table(self.options)
 
     async def start(self) -> None:
         await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
@@ -94,7 +95,7 @@ class NetworkService:
         self.enforcer = runtime.enforcer
         self.backend = runtime.backend
         ipam = IPAM(txn)
-        self.quotas = Quotas(txn, runtime.options)
+        self.quotas = Quotas(txn, runtime.quota_table)
         self.agents = Agents(txn, runtime.options)
         self.snapshots = Snapshots(txn)
         notifier = Notifier(txn, self.snapshots, runtime.backend, runtime.events,
