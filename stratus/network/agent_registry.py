@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import NetworkSettings
 from stratus.core.db import Txn, utcnow
-from stratus.network.caller import Caller
+from stratus.core.policy import Caller
 from stratus.network.common import UNSET, Unset, given, new_id
 from stratus.network.errors import AgentNotFound
 from stratus.network.models import Agent

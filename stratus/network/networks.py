@@ -12,7 +12,8 @@ from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
 from stratus.core.db import Txn, utcnow
-from stratus.network.caller import Caller, network_target
+from stratus.core.policy import Caller
+from stratus.network.caller import network_target
 from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
 from stratus.network.models import Network, Port
@@ -103,7 +104,7 @@ class Networks:
                                                               Network.id)))
 
     async def create_network(self, caller: Caller, new: NewNetwork) -> Network:
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         target = {"project_id": project_id}
         caller.authorize("create_network", target)
         if new.shared:

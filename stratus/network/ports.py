@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.db import Txn, utcnow
+from stratus.core.policy import Caller
 from stratus.network import ipam
-from stratus.network.caller import Caller, network_target
+from stratus.network.caller import network_target
 from stratus.network.common import (
     UNSET,
     Unset,
@@ -143,7 +144,7 @@ class Ports:
         if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
         net = await self.networks.get_network(caller, new.network_id)
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         if project_id != caller.project_id:
             caller.authorize("admin_only")
         target = {**network_target(net), "project_id": project_id,

@@ -11,7 +11,7 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import Txn, utcnow
-from stratus.network.caller import Caller
+from stratus.core.policy import Caller
 from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import (
     InvalidInput,
@@ -142,7 +142,7 @@ class SecurityGroups:
 
     async def create_security_group(self, caller: Caller,
                                     new: NewSecurityGroup) -> SecurityGroup:
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         caller.authorize("create_security_group", {"project_id": project_id})
         name = new.name
         if name == "default":

@@ -28,7 +28,7 @@ from stratus.core.policy import Enforcer
 from stratus.network.agent_registry import Agents
 from stratus.network.agent_sync import AgentSync
 from stratus.network.backends import NetworkBackend, NoopBackend
-from stratus.network.caller import Caller
+from stratus.network.caller import network_caller
 from stratus.network.events import DiscardEvents, EventSink
 from stratus.network.ipam import IPAM
 from stratus.network.migrations import HEAD
@@ -68,9 +68,6 @@ class NetworkRuntime:
 
     async def stop(self) -> None:
         await self.db.dispose()
-
-    def caller(self, context: RequestContext) -> Caller:
-        return Caller(context, self.enforcer)
 
     @asynccontextmanager
     async def service(self, *, write: bool = True) -> AsyncIterator[NetworkService]:
@@ -113,7 +110,8 @@ class NetworkService:
             Network.project_id == project_id, Network.name == name))
         if existing is not None:
             return existing
-        caller = Caller(RequestContext(roles=["admin"], project_id=project_id), self.enforcer)
+        caller = network_caller(RequestContext(roles=["admin"], project_id=project_id),
+                                self.enforcer)
         net = await self.networks.create_network(caller, NewNetwork(name=name))
         await self.subnets.create_subnet(caller, NewSubnet(network_id=net.id, cidr=cidr,
                                                            name=f"{name}-subnet"))

@@ -12,8 +12,8 @@ from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import Txn, utcnow
+from stratus.core.policy import Caller
 from stratus.network import ipam
-from stratus.network.caller import Caller
 from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
 from stratus.network.errors import InvalidInput, SubnetInUse, SubnetNotFound
 from stratus.network.models import IPAllocation, Network, Port, Subnet
@@ -91,7 +91,7 @@ class Subnets:
         if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
         net = await self.networks.get_network(caller, new.network_id)
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         if not caller.is_admin and net.project_id != caller.project_id:
             caller.authorize("admin_only")
         caller.authorize("create_subnet", {"project_id": project_id})

@@ -12,12 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from stratus.core.auth import require_context
-from stratus.core.context import RequestContext
+from stratus.core.policy import Caller
 from stratus.core.web.app import api_root
-from stratus.core.web.deps import duplicates_as_conflict
+from stratus.core.web.deps import caller_dependency, duplicates_as_conflict
 from stratus.network.api.schemas import Model, parse
-from stratus.network.caller import Caller
+from stratus.network.caller import denial
 from stratus.network.errors import InvalidInput
 from stratus.network.service import NetworkRuntime, NetworkService
 
@@ -27,9 +26,7 @@ def runtime(request: Request) -> NetworkRuntime:
     return rt
 
 
-def caller(request: Request,
-           context: Annotated[RequestContext, Depends(require_context)]) -> Caller:
-    return runtime(request).caller(context)
+caller = caller_dependency(lambda request: runtime(request).enforcer, denial=denial)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.policy import Caller
 from stratus.network.api import listing, views
 from stratus.network.api.deps import (
     CallerDep,
@@ -24,7 +25,6 @@ from stratus.network.api.schemas import (
     SecurityGroupUpdateBody,
     quota_changes,
 )
-from stratus.network.caller import Caller
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
