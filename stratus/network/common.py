@@ -7,7 +7,6 @@ import dataclasses
 import enum
 import random
 import uuid
-from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Select
@@ -55,10 +54,3 @@ def set_tags(row: Any, tags: list[str]) -> None:
     """A resource's tags replaced (duplicates dropped, order kept); a new revision."""
     row.tags = list(dict.fromkeys(tags))
     touch(row)
-
-
-def apply_filters(query: _Q, model: Any, where: Mapping[str, list[Any]] | None) -> _Q:
-    """Equality filters pushed down to SQL (``column IN values``)."""
-    for column, values in (where or {}).items():
-        query = query.where(getattr(model, column).in_(values))
-    return query

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,17 +11,63 @@ from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
 from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network.caller import network_target
-from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
+from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
-from stratus.network.models import Network, Port
+from stratus.network.filters import (
+    BY_CREATION,
+    Attributes,
+    ListQuery,
+    boolean,
+    constant,
+    integer,
+    json_list,
+    list_page,
+    member,
+    standard,
+    standard_sort,
+    text,
+)
+from stratus.network.models import Network, Port, Subnet
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
 from stratus.network.quotas import Quotas
 
 #: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
 NETWORK_TYPES = ("flat", "vxlan")
+
+
+_PROVIDER_RULE = "get_network:provider"
+
+#: How networks filter and sort (``filters``).
+ATTRIBUTES = Attributes(
+    filters={
+        "id": text(Network.id), "name": text(Network.name), "status": text(Network.status),
+        "admin_state_up": boolean(Network.admin_state_up),
+        "subnets": member(Network.id, lambda ids: select(Subnet.network_id).where(
+            Subnet.id.in_(ids))),
+        "shared": boolean(Network.shared), "mtu": integer(Network.mtu),
+        "router:external": boolean(Network.router_external),
+        "port_security_enabled": boolean(Network.port_security_enabled),
+        "availability_zone_hints": json_list(Network.availability_zone_hints),
+        "availability_zones": constant("nova"), "ipv4_address_scope": constant(None),
+        "ipv6_address_scope": constant(None), "l2_adjacency": constant(True),
+        "is_default": constant(False), **standard(Network),
+        "provider:network_type": text(Network.network_type),
+        "provider:physical_network": text(Network.physical_network),
+        "provider:segmentation_id": integer(Network.segmentation_id)},
+    sort={"id": Network.id, "name": Network.name, "status": Network.status,
+          "admin_state_up": Network.admin_state_up, "shared": Network.shared,
+          "mtu": Network.mtu, "router:external": Network.router_external,
+          "port_security_enabled": Network.port_security_enabled, **standard_sort(Network),
+          "provider:network_type": Network.network_type,
+          "provider:physical_network": Network.physical_network,
+          "provider:segmentation_id": Network.segmentation_id},
+    default_sort=BY_CREATION, id_column=Network.id, tags=Network.tags,
+    rules={key: _PROVIDER_RULE for key in (
+        "provider:network_type", "provider:physical_network", "provider:segmentation_id")})
 
 
 @dataclass(frozen=True)
@@ -97,11 +142,9 @@ class Networks:
             raise NetworkNotFound(network_id)
         return net
 
-    async def list_networks(self, caller: Caller,
-                            where: Mapping[str, list[Any]] | None = None) -> list[Network]:
-        query = apply_filters(self._visible_networks(caller), Network, where)
-        return list(await self.session.scalars(query.order_by(Network.created_at,
-                                                              Network.id)))
+    async def list_networks(self, caller: Caller, query: ListQuery) -> Page:
+        return await list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
+                               self._visible_networks(caller), query)
 
     async def create_network(self, caller: Caller, new: NewNetwork) -> Network:
         project_id = new.project_id or caller.require_project()

@@ -8,18 +8,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import ColumnElement, Select, delete, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import ipam
 from stratus.network.caller import network_target
 from stratus.network.common import (
     UNSET,
     Unset,
-    apply_filters,
     given,
     new_id,
     random_mac,
@@ -33,8 +33,29 @@ from stratus.network.errors import (
     PortNotFound,
     SecurityGroupNotFound,
 )
+from stratus.network.filters import (
+    BY_CREATION,
+    Attributes,
+    Filter,
+    ListQuery,
+    boolean,
+    constant,
+    list_page,
+    member,
+    nothing,
+    standard,
+    standard_sort,
+    text,
+)
 from stratus.network.ipam import IPAM
-from stratus.network.models import Network, Port, PortSecurityGroup, SecurityGroup, Subnet
+from stratus.network.models import (
+    IPAllocation,
+    Network,
+    Port,
+    PortSecurityGroup,
+    SecurityGroup,
+    Subnet,
+)
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
@@ -46,6 +67,60 @@ MAC_TRIES = 16
 
 #: One query for a port with its addresses and groups (instead of one per relationship).
 _PORT_JOINED = (joinedload(Port.fixed_ips), joinedload(Port.security_groups))
+
+
+def _fixed_ips(values: list[str], dialect: str) -> ColumnElement[bool]:
+    """``ip_address=X`` / ``subnet_id=Y``: ports holding such an address."""
+    clauses = []
+    for value in values:
+        name, _, expected = value.partition("=")
+        if name in ("ip_address", "subnet_id"):
+            clauses.append(Port.id.in_(select(IPAllocation.port_id).where(
+                getattr(IPAllocation, name) == expected)))
+    return or_(*clauses) if clauses else false()
+
+
+def _vif_type(bound_vif_type: str) -> Filter:
+    def where(values: list[str], dialect: str) -> ColumnElement[bool]:
+        clauses = []
+        if "unbound" in values:
+            clauses.append(Port.binding_host_id == "")
+        if bound_vif_type in values:
+            clauses.append(Port.binding_host_id != "")
+        return or_(*clauses) if clauses else false()
+    return where
+
+
+def port_attributes(bound_vif_type: str) -> Attributes:
+    """How ports filter and sort (``filters``); ``binding:vif_type`` shows the backend's
+    type on a bound port."""
+    return Attributes(
+        filters={
+            "id": text(Port.id), "name": text(Port.name),
+            "network_id": text(Port.network_id), "mac_address": text(Port.mac_address),
+            "admin_state_up": boolean(Port.admin_state_up), "status": text(Port.status),
+            "device_id": text(Port.device_id), "device_owner": text(Port.device_owner),
+            "fixed_ips": _fixed_ips, "allowed_address_pairs": nothing,
+            "extra_dhcp_opts": nothing,
+            "security_groups": member(Port.id, lambda ids: select(
+                PortSecurityGroup.port_id).where(PortSecurityGroup.security_group_id.in_(ids))),
+            "port_security_enabled": boolean(Port.port_security_enabled),
+            "dns_name": text(Port.dns_name), "ip_allocation": constant("immediate"),
+            **standard(Port),
+            "binding:host_id": text(Port.binding_host_id),
+            "binding:vnic_type": text(Port.binding_vnic_type), "binding:profile": nothing,
+            "binding:vif_type": _vif_type(bound_vif_type), "binding:vif_details": nothing},
+        sort={"id": Port.id, "name": Port.name, "network_id": Port.network_id,
+              "mac_address": Port.mac_address, "admin_state_up": Port.admin_state_up,
+              "status": Port.status, "device_id": Port.device_id,
+              "device_owner": Port.device_owner,
+              "port_security_enabled": Port.port_security_enabled, "dns_name": Port.dns_name,
+              **standard_sort(Port), "binding:host_id": Port.binding_host_id,
+              "binding:vnic_type": Port.binding_vnic_type},
+        default_sort=BY_CREATION, id_column=Port.id, tags=Port.tags,
+        rules={key: "get_port:binding" for key in (
+            "binding:host_id", "binding:vnic_type", "binding:profile", "binding:vif_type",
+            "binding:vif_details")})
 
 
 @dataclass(frozen=True)
@@ -135,10 +210,10 @@ class Ports:
             raise PortNotFound(port_id)
         return port
 
-    async def list_ports(self, caller: Caller,
-                         where: Mapping[str, list[Any]] | None = None) -> list[Port]:
-        query = apply_filters(self._visible_ports(caller), Port, where)
-        return list(await self.session.scalars(query.order_by(Port.created_at, Port.id)))
+    async def list_ports(self, caller: Caller, query: ListQuery) -> Page:
+        attrs = port_attributes(self.notifier.backend.bound_vif_type)
+        return await list_page(self.session, self.txn.dialect, caller, attrs,
+                               self._visible_ports(caller), query)
 
     async def create_port(self, caller: Caller, new: NewPort) -> Port:
         if not new.network_id:

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import ColumnElement, Select, delete, false, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
-from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
+from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
@@ -21,6 +22,19 @@ from stratus.network.errors import (
     SecurityGroupRuleExists,
     SecurityGroupRuleNotFound,
 )
+from stratus.network.filters import (
+    BY_CREATION,
+    Attributes,
+    ListQuery,
+    boolean,
+    constant,
+    integer,
+    list_page,
+    nothing,
+    standard,
+    standard_sort,
+    text,
+)
 from stratus.network.models import (
     DefaultSecurityGroup,
     PortSecurityGroup,
@@ -28,6 +42,43 @@ from stratus.network.models import (
     SecurityGroupRule,
 )
 from stratus.network.quotas import Quotas
+
+#: How security groups filter and sort (``filters``).
+GROUP_ATTRIBUTES = Attributes(
+    filters={"id": text(SecurityGroup.id), "name": text(SecurityGroup.name),
+             "stateful": boolean(SecurityGroup.stateful), "shared": constant(False),
+             "security_group_rules": nothing, **standard(SecurityGroup)},
+    sort={"id": SecurityGroup.id, "name": SecurityGroup.name,
+          "stateful": SecurityGroup.stateful, **standard_sort(SecurityGroup)},
+    default_sort=BY_CREATION, id_column=SecurityGroup.id, tags=SecurityGroup.tags)
+
+
+def _in_default_group(values: list[str], dialect: str) -> ColumnElement[bool]:
+    wanted = {v.lower() for v in values}
+    defaults = SecurityGroupRule.security_group_id.in_(
+        select(DefaultSecurityGroup.security_group_id))
+    return or_(defaults if "true" in wanted else false(),
+               not_(defaults) if "false" in wanted else false())
+
+
+_Rule = SecurityGroupRule
+#: How rules filter and sort (``filters``); rules have no tags.
+RULE_ATTRIBUTES = Attributes(
+    filters={"id": text(_Rule.id), "security_group_id": text(_Rule.security_group_id),
+             "direction": text(_Rule.direction), "ethertype": text(_Rule.ethertype),
+             "protocol": text(_Rule.protocol), "port_range_min": integer(_Rule.port_range_min),
+             "port_range_max": integer(_Rule.port_range_max),
+             "remote_ip_prefix": text(_Rule.remote_ip_prefix),
+             "normalized_cidr": text(_Rule.remote_ip_prefix),
+             "remote_group_id": text(_Rule.remote_group_id),
+             "remote_address_group_id": constant(None),
+             "belongs_to_default_sg": _in_default_group, **standard(_Rule)},
+    sort={"id": _Rule.id, "security_group_id": _Rule.security_group_id,
+          "direction": _Rule.direction, "ethertype": _Rule.ethertype,
+          "protocol": _Rule.protocol, "port_range_min": _Rule.port_range_min,
+          "port_range_max": _Rule.port_range_max, "remote_ip_prefix": _Rule.remote_ip_prefix,
+          "remote_group_id": _Rule.remote_group_id, **standard_sort(_Rule)},
+    default_sort=BY_CREATION, id_column=_Rule.id)
 
 
 @dataclass(frozen=True)
@@ -128,13 +179,11 @@ class SecurityGroups:
             raise SecurityGroupNotFound(group_id)
         return group
 
-    async def list_security_groups(self, caller: Caller, where: Mapping[str, list[Any]]
-                                   | None = None) -> list[SecurityGroup]:
+    async def list_security_groups(self, caller: Caller, query: ListQuery) -> Page:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = apply_filters(self._visible_groups(caller), SecurityGroup, where)
-        return list(await self.session.scalars(query.order_by(SecurityGroup.created_at,
-                                                             SecurityGroup.id)))
+        return await list_page(self.session, self.txn.dialect, caller, GROUP_ATTRIBUTES,
+                               self._visible_groups(caller), query)
 
     async def is_default_group(self, group_id: str) -> bool:
         return await self.session.scalar(select(DefaultSecurityGroup.project_id).where(
@@ -295,13 +344,11 @@ class SecurityGroups:
             raise SecurityGroupRuleNotFound(rule_id)
         return rule
 
-    async def list_security_group_rules(self, caller: Caller, where: Mapping[str, list[Any]]
-                                        | None = None) -> list[SecurityGroupRule]:
+    async def list_security_group_rules(self, caller: Caller, query: ListQuery) -> Page:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = apply_filters(self._visible_rules(caller), SecurityGroupRule, where)
-        return list(await self.session.scalars(query.order_by(SecurityGroupRule.created_at,
-                                                             SecurityGroupRule.id)))
+        return await list_page(self.session, self.txn.dialect, caller, RULE_ATTRIBUTES,
+                               self._visible_rules(caller), query)
 
     async def delete_security_group_rule(self, caller: Caller, rule_id: str) -> None:
         rule = await self.get_security_group_rule(caller, rule_id)

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from stratus.core.policy import Caller
-from stratus.core.web.app import api_root
 from stratus.core.web.deps import caller_dependency, duplicates_as_conflict
 from stratus.network.api.schemas import Model, parse
 from stratus.network.caller import denial
@@ -60,10 +59,6 @@ Service = Annotated[NetworkService, Depends(read_service, scope="function")]
 WriteService = Annotated[NetworkService, Depends(write_service, scope="function")]
 CallerDep = Annotated[Caller, Depends(caller)]
 Runtime = Annotated[NetworkRuntime, Depends(runtime)]
-
-
-def collection_url(request: Request) -> str:
-    return f"{api_root(request)}{request.url.path[len(request.scope.get('root_path', '')):]}"
 
 
 # Bodies -----------------------------------------------------------------------------------
