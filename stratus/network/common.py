@@ -1,5 +1,5 @@
 """Small helpers every part of the network domain uses: ids, MACs, revisions, tags and
-the equality filters lists push down to SQL. Plain functions; no state."""
+the ``UNSET`` of commands. Plain functions; no state."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ import dataclasses
 import enum
 import random
 import uuid
-from typing import Any, Final, TypeVar
-
-from sqlalchemy import Select
+from typing import Any, Final
 
 from stratus.core.db import utcnow
 
 MAC_PREFIX = "fa:16:3e"
-
-_Q = TypeVar("_Q", bound=Select[Any])
-
 
 class Unset(enum.Enum):
     """The value of a command field the request did not mention (where ``None`` is a
