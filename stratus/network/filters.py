@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stratus.core.db.paging import Column, Page, SortKey, page
 from stratus.core.exceptions import MarkerNotFound
 from stratus.core.policy import Caller
+from stratus.core.web import params
 from stratus.network.errors import InvalidInput
 
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
@@ -89,9 +90,13 @@ def text(column: Column) -> Filter:
 
 
 def boolean(column: Column) -> Filter:
+    """A boolean column; a value that is not Neutron's word for one matches nothing."""
+    words = params.NEUTRON.true | params.NEUTRON.false
+
     def where(values: list[str], _: str) -> ColumnElement[bool]:
-        wanted = {v.lower() for v in values} & {"true", "false"}
-        return column.in_([v == "true" for v in wanted]) if wanted else false()
+        wanted = {v.lower() for v in values} & words
+        return column.in_([params.NEUTRON.boolean("", v) for v in wanted]) if wanted \
+            else false()
     return where
 
 
