@@ -26,18 +26,9 @@ from stratus.core.config import NetworkSettings
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page, SortKey
 from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network.common import UNSET, Unset, given, new_id
 from stratus.network.errors import AgentNotFound
-from stratus.network.filters import (
-    Attributes,
-    ListQuery,
-    boolean,
-    constant,
-    list_page,
-    nothing,
-    text,
-    timestamp,
-)
 from stratus.network.models import Agent
 from stratus.network.objects import AgentState
 
@@ -45,7 +36,7 @@ from stratus.network.objects import AgentState
 OLD_STYLE = "%Y-%m-%d %H:%M:%S"
 
 
-def agent_attributes(down_time: float) -> Attributes:
+def agent_attributes(down_time: float) -> flt.Attributes:
     """How agents filter and sort (``filters``): alive means heard from within
     ``down_time`` seconds; by host, then type, unless sorted otherwise."""
 
@@ -55,16 +46,16 @@ def agent_attributes(down_time: float) -> Attributes:
         return or_(recent if "true" in wanted else false(),
                    not_(recent) if "false" in wanted else false())
 
-    return Attributes(
-        filters={"id": text(Agent.id), "agent_type": text(Agent.agent_type),
-                 "binary": text(Agent.binary), "topic": text(Agent.topic),
-                 "host": text(Agent.host), "admin_state_up": boolean(Agent.admin_state_up),
-                 "alive": alive, "availability_zone": text(Agent.availability_zone),
-                 "configurations": nothing, "description": text(Agent.description),
-                 "created_at": timestamp(Agent.created_at, OLD_STYLE),
-                 "started_at": timestamp(Agent.started_at, OLD_STYLE),
-                 "heartbeat_timestamp": timestamp(Agent.heartbeat_timestamp, OLD_STYLE),
-                 "resources_synced": constant(None), "ha_state": constant(None)},
+    return flt.Attributes(
+        filters={"id": flt.text(Agent.id), "agent_type": flt.text(Agent.agent_type),
+                 "binary": flt.text(Agent.binary), "topic": flt.text(Agent.topic),
+                 "host": flt.text(Agent.host), "admin_state_up": flt.boolean(Agent.admin_state_up),
+                 "alive": alive, "availability_zone": flt.text(Agent.availability_zone),
+                 "configurations": flt.nothing, "description": flt.text(Agent.description),
+                 "created_at": flt.timestamp(Agent.created_at, OLD_STYLE),
+                 "started_at": flt.timestamp(Agent.started_at, OLD_STYLE),
+                 "heartbeat_timestamp": flt.timestamp(Agent.heartbeat_timestamp, OLD_STYLE),
+                 "resources_synced": flt.constant(None), "ha_state": flt.constant(None)},
         sort={"id": Agent.id, "agent_type": Agent.agent_type, "binary": Agent.binary,
               "topic": Agent.topic, "host": Agent.host, "admin_state_up": Agent.admin_state_up,
               "availability_zone": Agent.availability_zone, "description": Agent.description,
@@ -116,9 +107,9 @@ class Agents:
         age = dt.datetime.now(dt.UTC) - agent.heartbeat_timestamp
         return age.total_seconds() <= self.options.agent_down_time
 
-    async def list_agents(self, caller: Caller, query: ListQuery) -> Page:
+    async def list_agents(self, caller: Caller, query: flt.ListQuery) -> Page:
         caller.authorize("get_agent")
-        return await list_page(self.session, self.txn.dialect, caller,
+        return await flt.list_page(self.session, self.txn.dialect, caller,
                                agent_attributes(self.options.agent_down_time), select(Agent),
                                query)
 
@@ -143,13 +134,13 @@ class Agents:
         caller.authorize("delete_agent")
         await self.session.delete(agent)
 
-    async def availability_zones(self, caller: Caller, query: ListQuery) -> Page:
+    async def availability_zones(self, caller: Caller, query: flt.ListQuery) -> Page:
         """One page of (name, resource, state) rows derived from the agents' reports, as
         Neutron derives them: a zone is available for a resource (``network`` for DHCP
         agents, else ``router``) when one of its agents is up and alive; with no zone
         reported at all, ``nova`` serves networks."""
         zones = _zones(self.options.agent_down_time)
-        return await list_page(self.session, self.txn.dialect, caller, _zone_attributes(zones),
+        return await flt.list_page(self.session, self.txn.dialect, caller, _zone_attributes(zones),
                                select(zones.c.name, zones.c.resource, zones.c.state,
                                       zones.c.id), query)
 
@@ -176,9 +167,9 @@ def _zones(down_time: float) -> Subquery:
         (both.c.name + "/" + both.c.resource).label("id")).subquery("zones")
 
 
-def _zone_attributes(zones: Subquery) -> Attributes:
-    return Attributes(
-        filters={"id": text(zones.c.id), "name": text(zones.c.name),
-                 "resource": text(zones.c.resource), "state": text(zones.c.state)},
+def _zone_attributes(zones: Subquery) -> flt.Attributes:
+    return flt.Attributes(
+        filters={"id": flt.text(zones.c.id), "name": flt.text(zones.c.name),
+                 "resource": flt.text(zones.c.resource), "state": flt.text(zones.c.state)},
         sort={"name": zones.c.name, "resource": zones.c.resource, "state": zones.c.state},
         default_sort=(SortKey("name"), SortKey("resource")), id_column=zones.c.id)

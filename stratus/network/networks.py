@@ -13,23 +13,10 @@ from stratus.core.config import NetworkSettings
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network.caller import network_target
 from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
-from stratus.network.filters import (
-    BY_CREATION,
-    Attributes,
-    ListQuery,
-    boolean,
-    constant,
-    integer,
-    json_list,
-    list_page,
-    member,
-    standard,
-    standard_sort,
-    text,
-)
 from stratus.network.models import Network, Port, Subnet
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
@@ -42,30 +29,31 @@ NETWORK_TYPES = ("flat", "vxlan")
 _PROVIDER_RULE = "get_network:provider"
 
 #: How networks filter and sort (``filters``).
-ATTRIBUTES = Attributes(
+ATTRIBUTES = flt.Attributes(
     filters={
-        "id": text(Network.id), "name": text(Network.name), "status": text(Network.status),
-        "admin_state_up": boolean(Network.admin_state_up),
-        "subnets": member(Network.id, lambda ids: select(Subnet.network_id).where(
+        "id": flt.text(Network.id), "name": flt.text(Network.name),
+        "status": flt.text(Network.status),
+        "admin_state_up": flt.boolean(Network.admin_state_up),
+        "subnets": flt.member(Network.id, lambda ids: select(Subnet.network_id).where(
             Subnet.id.in_(ids))),
-        "shared": boolean(Network.shared), "mtu": integer(Network.mtu),
-        "router:external": boolean(Network.router_external),
-        "port_security_enabled": boolean(Network.port_security_enabled),
-        "availability_zone_hints": json_list(Network.availability_zone_hints),
-        "availability_zones": constant("nova"), "ipv4_address_scope": constant(None),
-        "ipv6_address_scope": constant(None), "l2_adjacency": constant(True),
-        "is_default": constant(False), **standard(Network),
-        "provider:network_type": text(Network.network_type),
-        "provider:physical_network": text(Network.physical_network),
-        "provider:segmentation_id": integer(Network.segmentation_id)},
+        "shared": flt.boolean(Network.shared), "mtu": flt.integer(Network.mtu),
+        "router:external": flt.boolean(Network.router_external),
+        "port_security_enabled": flt.boolean(Network.port_security_enabled),
+        "availability_zone_hints": flt.json_list(Network.availability_zone_hints),
+        "availability_zones": flt.constant("nova"), "ipv4_address_scope": flt.constant(None),
+        "ipv6_address_scope": flt.constant(None), "l2_adjacency": flt.constant(True),
+        "is_default": flt.constant(False), **flt.standard(Network),
+        "provider:network_type": flt.text(Network.network_type),
+        "provider:physical_network": flt.text(Network.physical_network),
+        "provider:segmentation_id": flt.integer(Network.segmentation_id)},
     sort={"id": Network.id, "name": Network.name, "status": Network.status,
           "admin_state_up": Network.admin_state_up, "shared": Network.shared,
           "mtu": Network.mtu, "router:external": Network.router_external,
-          "port_security_enabled": Network.port_security_enabled, **standard_sort(Network),
+          "port_security_enabled": Network.port_security_enabled, **flt.standard_sort(Network),
           "provider:network_type": Network.network_type,
           "provider:physical_network": Network.physical_network,
           "provider:segmentation_id": Network.segmentation_id},
-    default_sort=BY_CREATION, id_column=Network.id, tags=Network.tags,
+    default_sort=flt.BY_CREATION, id_column=Network.id, tags=Network.tags,
     rules={key: _PROVIDER_RULE for key in (
         "provider:network_type", "provider:physical_network", "provider:segmentation_id")})
 
@@ -142,8 +130,8 @@ class Networks:
             raise NetworkNotFound(network_id)
         return net
 
-    async def list_networks(self, caller: Caller, query: ListQuery) -> Page:
-        return await list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
+    async def list_networks(self, caller: Caller, query: flt.ListQuery) -> Page:
+        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
                                self._visible_networks(caller), query)
 
     async def create_network(self, caller: Caller, new: NewNetwork) -> Network:

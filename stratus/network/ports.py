@@ -15,6 +15,7 @@ from sqlalchemy.orm import joinedload
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network import ipam
 from stratus.network.caller import network_target
 from stratus.network.common import (
@@ -32,20 +33,6 @@ from stratus.network.errors import (
     MacAddressInUse,
     PortNotFound,
     SecurityGroupNotFound,
-)
-from stratus.network.filters import (
-    BY_CREATION,
-    Attributes,
-    Filter,
-    ListQuery,
-    boolean,
-    constant,
-    list_page,
-    member,
-    nothing,
-    standard,
-    standard_sort,
-    text,
 )
 from stratus.network.ipam import IPAM
 from stratus.network.models import (
@@ -80,7 +67,7 @@ def _fixed_ips(values: list[str], dialect: str) -> ColumnElement[bool]:
     return or_(*clauses) if clauses else false()
 
 
-def _vif_type(bound_vif_type: str) -> Filter:
+def _vif_type(bound_vif_type: str) -> flt.Filter:
     def where(values: list[str], dialect: str) -> ColumnElement[bool]:
         clauses = []
         if "unbound" in values:
@@ -91,33 +78,33 @@ def _vif_type(bound_vif_type: str) -> Filter:
     return where
 
 
-def port_attributes(bound_vif_type: str) -> Attributes:
+def port_attributes(bound_vif_type: str) -> flt.Attributes:
     """How ports filter and sort (``filters``); ``binding:vif_type`` shows the backend's
     type on a bound port."""
-    return Attributes(
+    return flt.Attributes(
         filters={
-            "id": text(Port.id), "name": text(Port.name),
-            "network_id": text(Port.network_id), "mac_address": text(Port.mac_address),
-            "admin_state_up": boolean(Port.admin_state_up), "status": text(Port.status),
-            "device_id": text(Port.device_id), "device_owner": text(Port.device_owner),
-            "fixed_ips": _fixed_ips, "allowed_address_pairs": nothing,
-            "extra_dhcp_opts": nothing,
-            "security_groups": member(Port.id, lambda ids: select(
+            "id": flt.text(Port.id), "name": flt.text(Port.name),
+            "network_id": flt.text(Port.network_id), "mac_address": flt.text(Port.mac_address),
+            "admin_state_up": flt.boolean(Port.admin_state_up), "status": flt.text(Port.status),
+            "device_id": flt.text(Port.device_id), "device_owner": flt.text(Port.device_owner),
+            "fixed_ips": _fixed_ips, "allowed_address_pairs": flt.nothing,
+            "extra_dhcp_opts": flt.nothing,
+            "security_groups": flt.member(Port.id, lambda ids: select(
                 PortSecurityGroup.port_id).where(PortSecurityGroup.security_group_id.in_(ids))),
-            "port_security_enabled": boolean(Port.port_security_enabled),
-            "dns_name": text(Port.dns_name), "ip_allocation": constant("immediate"),
-            **standard(Port),
-            "binding:host_id": text(Port.binding_host_id),
-            "binding:vnic_type": text(Port.binding_vnic_type), "binding:profile": nothing,
-            "binding:vif_type": _vif_type(bound_vif_type), "binding:vif_details": nothing},
+            "port_security_enabled": flt.boolean(Port.port_security_enabled),
+            "dns_name": flt.text(Port.dns_name), "ip_allocation": flt.constant("immediate"),
+            **flt.standard(Port),
+            "binding:host_id": flt.text(Port.binding_host_id),
+            "binding:vnic_type": flt.text(Port.binding_vnic_type), "binding:profile": flt.nothing,
+            "binding:vif_type": _vif_type(bound_vif_type), "binding:vif_details": flt.nothing},
         sort={"id": Port.id, "name": Port.name, "network_id": Port.network_id,
               "mac_address": Port.mac_address, "admin_state_up": Port.admin_state_up,
               "status": Port.status, "device_id": Port.device_id,
               "device_owner": Port.device_owner,
               "port_security_enabled": Port.port_security_enabled, "dns_name": Port.dns_name,
-              **standard_sort(Port), "binding:host_id": Port.binding_host_id,
+              **flt.standard_sort(Port), "binding:host_id": Port.binding_host_id,
               "binding:vnic_type": Port.binding_vnic_type},
-        default_sort=BY_CREATION, id_column=Port.id, tags=Port.tags,
+        default_sort=flt.BY_CREATION, id_column=Port.id, tags=Port.tags,
         rules={key: "get_port:binding" for key in (
             "binding:host_id", "binding:vnic_type", "binding:profile", "binding:vif_type",
             "binding:vif_details")})
@@ -210,9 +197,9 @@ class Ports:
             raise PortNotFound(port_id)
         return port
 
-    async def list_ports(self, caller: Caller, query: ListQuery) -> Page:
+    async def list_ports(self, caller: Caller, query: flt.ListQuery) -> Page:
         attrs = port_attributes(self.notifier.backend.bound_vif_type)
-        return await list_page(self.session, self.txn.dialect, caller, attrs,
+        return await flt.list_page(self.session, self.txn.dialect, caller, attrs,
                                self._visible_ports(caller), query)
 
     async def create_port(self, caller: Caller, new: NewPort) -> Port:

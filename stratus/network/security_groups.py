@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import (
     InvalidInput,
@@ -21,19 +22,6 @@ from stratus.network.errors import (
     SecurityGroupNotFound,
     SecurityGroupRuleExists,
     SecurityGroupRuleNotFound,
-)
-from stratus.network.filters import (
-    BY_CREATION,
-    Attributes,
-    ListQuery,
-    boolean,
-    constant,
-    integer,
-    list_page,
-    nothing,
-    standard,
-    standard_sort,
-    text,
 )
 from stratus.network.models import (
     DefaultSecurityGroup,
@@ -44,13 +32,13 @@ from stratus.network.models import (
 from stratus.network.quotas import Quotas
 
 #: How security groups filter and sort (``filters``).
-GROUP_ATTRIBUTES = Attributes(
-    filters={"id": text(SecurityGroup.id), "name": text(SecurityGroup.name),
-             "stateful": boolean(SecurityGroup.stateful), "shared": constant(False),
-             "security_group_rules": nothing, **standard(SecurityGroup)},
+GROUP_ATTRIBUTES = flt.Attributes(
+    filters={"id": flt.text(SecurityGroup.id), "name": flt.text(SecurityGroup.name),
+             "stateful": flt.boolean(SecurityGroup.stateful), "shared": flt.constant(False),
+             "security_group_rules": flt.nothing, **flt.standard(SecurityGroup)},
     sort={"id": SecurityGroup.id, "name": SecurityGroup.name,
-          "stateful": SecurityGroup.stateful, **standard_sort(SecurityGroup)},
-    default_sort=BY_CREATION, id_column=SecurityGroup.id, tags=SecurityGroup.tags)
+          "stateful": SecurityGroup.stateful, **flt.standard_sort(SecurityGroup)},
+    default_sort=flt.BY_CREATION, id_column=SecurityGroup.id, tags=SecurityGroup.tags)
 
 
 def _in_default_group(values: list[str], dialect: str) -> ColumnElement[bool]:
@@ -63,22 +51,23 @@ def _in_default_group(values: list[str], dialect: str) -> ColumnElement[bool]:
 
 _Rule = SecurityGroupRule
 #: How rules filter and sort (``filters``); rules have no tags.
-RULE_ATTRIBUTES = Attributes(
-    filters={"id": text(_Rule.id), "security_group_id": text(_Rule.security_group_id),
-             "direction": text(_Rule.direction), "ethertype": text(_Rule.ethertype),
-             "protocol": text(_Rule.protocol), "port_range_min": integer(_Rule.port_range_min),
-             "port_range_max": integer(_Rule.port_range_max),
-             "remote_ip_prefix": text(_Rule.remote_ip_prefix),
-             "normalized_cidr": text(_Rule.remote_ip_prefix),
-             "remote_group_id": text(_Rule.remote_group_id),
-             "remote_address_group_id": constant(None),
-             "belongs_to_default_sg": _in_default_group, **standard(_Rule)},
+RULE_ATTRIBUTES = flt.Attributes(
+    filters={"id": flt.text(_Rule.id), "security_group_id": flt.text(_Rule.security_group_id),
+             "direction": flt.text(_Rule.direction), "ethertype": flt.text(_Rule.ethertype),
+             "protocol": flt.text(_Rule.protocol),
+             "port_range_min": flt.integer(_Rule.port_range_min),
+             "port_range_max": flt.integer(_Rule.port_range_max),
+             "remote_ip_prefix": flt.text(_Rule.remote_ip_prefix),
+             "normalized_cidr": flt.text(_Rule.remote_ip_prefix),
+             "remote_group_id": flt.text(_Rule.remote_group_id),
+             "remote_address_group_id": flt.constant(None),
+             "belongs_to_default_sg": _in_default_group, **flt.standard(_Rule)},
     sort={"id": _Rule.id, "security_group_id": _Rule.security_group_id,
           "direction": _Rule.direction, "ethertype": _Rule.ethertype,
           "protocol": _Rule.protocol, "port_range_min": _Rule.port_range_min,
           "port_range_max": _Rule.port_range_max, "remote_ip_prefix": _Rule.remote_ip_prefix,
-          "remote_group_id": _Rule.remote_group_id, **standard_sort(_Rule)},
-    default_sort=BY_CREATION, id_column=_Rule.id)
+          "remote_group_id": _Rule.remote_group_id, **flt.standard_sort(_Rule)},
+    default_sort=flt.BY_CREATION, id_column=_Rule.id)
 
 
 @dataclass(frozen=True)
@@ -179,10 +168,10 @@ class SecurityGroups:
             raise SecurityGroupNotFound(group_id)
         return group
 
-    async def list_security_groups(self, caller: Caller, query: ListQuery) -> Page:
+    async def list_security_groups(self, caller: Caller, query: flt.ListQuery) -> Page:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        return await list_page(self.session, self.txn.dialect, caller, GROUP_ATTRIBUTES,
+        return await flt.list_page(self.session, self.txn.dialect, caller, GROUP_ATTRIBUTES,
                                self._visible_groups(caller), query)
 
     async def is_default_group(self, group_id: str) -> bool:
@@ -282,13 +271,13 @@ class SecurityGroups:
             elif protocol not in self.PROTOCOLS and not (protocol.isdigit()
                                                           and 0 <= int(protocol) <= 255):
                 raise InvalidInput(f"Security group rule protocol {protocol} not supported. "
-                                   "Only protocol values [tcp, udp, icmp, ...] and integer "
+                                   "Only protocol values [tcp, udp, icmp, ...] and flt.integer "
                                    "representations [0 to 255] are supported.")
         r["protocol"] = protocol
         low, high = r.get("port_range_min"), r.get("port_range_max")
         for name, value in (("port_range_min", low), ("port_range_max", high)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise InvalidInput(f"Invalid input for {name}: '{value}' is not an integer.")
+                raise InvalidInput(f"Invalid input for {name}: '{value}' is not an flt.integer.")
         if (low is not None or high is not None) and protocol in ("tcp", "udp", "sctp", "6",
                                                                     "17", "132"):
             if low is None or high is None or not 1 <= low <= high <= 65535:
@@ -344,10 +333,10 @@ class SecurityGroups:
             raise SecurityGroupRuleNotFound(rule_id)
         return rule
 
-    async def list_security_group_rules(self, caller: Caller, query: ListQuery) -> Page:
+    async def list_security_group_rules(self, caller: Caller, query: flt.ListQuery) -> Page:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        return await list_page(self.session, self.txn.dialect, caller, RULE_ATTRIBUTES,
+        return await flt.list_page(self.session, self.txn.dialect, caller, RULE_ATTRIBUTES,
                                self._visible_rules(caller), query)
 
     async def delete_security_group_rule(self, caller: Caller, rule_id: str) -> None:

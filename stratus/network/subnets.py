@@ -14,23 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network import ipam
 from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import InvalidInput, SubnetInUse, SubnetNotFound
-from stratus.network.filters import (
-    BY_CREATION,
-    Attributes,
-    ListQuery,
-    boolean,
-    constant,
-    integer,
-    json_list,
-    list_page,
-    nothing,
-    standard,
-    standard_sort,
-    text,
-)
 from stratus.network.models import IPAllocation, Network, Port, Subnet
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
@@ -38,22 +25,22 @@ from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
 from stratus.network.quotas import Quotas
 
 #: How subnets filter and sort (``filters``).
-ATTRIBUTES = Attributes(
+ATTRIBUTES = flt.Attributes(
     filters={
-        "id": text(Subnet.id), "name": text(Subnet.name),
-        "network_id": text(Subnet.network_id), "ip_version": integer(Subnet.ip_version),
-        "cidr": text(Subnet.cidr), "gateway_ip": text(Subnet.gateway_ip),
-        "allocation_pools": nothing, "host_routes": nothing,
-        "dns_nameservers": json_list(Subnet.dns_nameservers),
-        "enable_dhcp": boolean(Subnet.enable_dhcp), "ipv6_ra_mode": constant(None),
-        "ipv6_address_mode": constant(None), "subnetpool_id": constant(None),
-        "service_types": nothing, "segment_id": constant(None),
-        "dns_publish_fixed_ip": constant(False), **standard(Subnet)},
+        "id": flt.text(Subnet.id), "name": flt.text(Subnet.name),
+        "network_id": flt.text(Subnet.network_id), "ip_version": flt.integer(Subnet.ip_version),
+        "cidr": flt.text(Subnet.cidr), "gateway_ip": flt.text(Subnet.gateway_ip),
+        "allocation_pools": flt.nothing, "host_routes": flt.nothing,
+        "dns_nameservers": flt.json_list(Subnet.dns_nameservers),
+        "enable_dhcp": flt.boolean(Subnet.enable_dhcp), "ipv6_ra_mode": flt.constant(None),
+        "ipv6_address_mode": flt.constant(None), "subnetpool_id": flt.constant(None),
+        "service_types": flt.nothing, "segment_id": flt.constant(None),
+        "dns_publish_fixed_ip": flt.constant(False), **flt.standard(Subnet)},
     sort={"id": Subnet.id, "name": Subnet.name, "network_id": Subnet.network_id,
           "ip_version": Subnet.ip_version, "cidr": Subnet.cidr,
           "gateway_ip": Subnet.gateway_ip, "enable_dhcp": Subnet.enable_dhcp,
-          **standard_sort(Subnet)},
-    default_sort=BY_CREATION, id_column=Subnet.id, tags=Subnet.tags)
+          **flt.standard_sort(Subnet)},
+    default_sort=flt.BY_CREATION, id_column=Subnet.id, tags=Subnet.tags)
 
 
 @dataclass(frozen=True)
@@ -115,8 +102,8 @@ class Subnets:
             raise SubnetNotFound(subnet_id)
         return subnet
 
-    async def list_subnets(self, caller: Caller, query: ListQuery) -> Page:
-        return await list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
+    async def list_subnets(self, caller: Caller, query: flt.ListQuery) -> Page:
+        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
                                self._visible_subnets(caller), query)
 
     async def create_subnet(self, caller: Caller, new: NewSubnet) -> Subnet:
