@@ -21,7 +21,7 @@ ReadNetwork = Callable[[str], Awaitable[NetworkInfo | None]]
 
 def system_context() -> RequestContext:
     """The context backend calls carry: the service itself."""
-    return RequestContext(roles=["admin"], project_id=None)
+    return RequestContext.for_service("network-api")
 
 
 @dataclass

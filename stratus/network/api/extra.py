@@ -9,14 +9,8 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.policy import Caller
 from stratus.network.api import listing, views
-from stratus.network.api.deps import (
-    CallerDep,
-    Service,
-    WriteService,
-    json_body,
-    single_or_bulk,
-    update_body,
-)
+from stratus.network.api.bodies import json_body, single_or_bulk, update_body
+from stratus.network.api.deps import CallerDep, Service, WriteService
 from stratus.network.api.schemas import (
     AgentUpdateBody,
     RuleBody,

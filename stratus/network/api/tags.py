@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import NotFound
 from stratus.core.policy import Caller
-from stratus.network.api.deps import CallerDep, Service, WriteService, json_body
+from stratus.network.api.bodies import json_body
+from stratus.network.api.deps import CallerDep, Service, WriteService
 from stratus.network.common import set_tags
 from stratus.network.errors import InvalidInput
 from stratus.network.service import NetworkService
