@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.network.common import new_id, touch
 from stratus.network.errors import NetworkNotFound
 from stratus.network.ipam import IPAM
@@ -18,7 +18,6 @@ from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, DeviceDetails, NetworkInfo, PortInfo
 from stratus.network.ports import Ports
 from stratus.network.snapshots import Snapshots
-from stratus.network.txn import Txn
 
 LOG = logging.getLogger(__name__)
 

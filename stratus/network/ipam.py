@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.core.db import Txn
 from stratus.network.errors import (
     InvalidInput,
     InvalidIpForSubnet,
@@ -164,21 +163,17 @@ def first_free(pools: Sequence[Pool], taken: set[int], start_index: int) -> int 
 
 
 class IPAM:
-    """Allocates and frees addresses inside the caller's transaction (``session``)."""
+    """Allocates and frees addresses inside the caller's transaction."""
 
-    def __init__(self, session: AsyncSession, dialect: str) -> None:
-        self.session = session
-        self.dialect = dialect
-
-    def _insert(self) -> Any:
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        return module.insert(IPAllocation.__table__).on_conflict_do_nothing()
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        self.session = txn.session
 
     async def _try(self, subnet: Subnet, address: str, port_id: str, position: int) -> bool:
-        result = await self.session.execute(self._insert().values(
+        result = await self.session.execute(self.txn.insert_ignore(IPAllocation).values(
             subnet_id=subnet.id, ip_address=address, port_id=port_id,
             network_id=subnet.network_id, position=position))
-        return bool(getattr(result, "rowcount", 0) == 1)
+        return Txn.rowcount(result) == 1
 
     async def allocated(self, subnet_id: str) -> set[int]:
         rows = await self.session.scalars(

@@ -2,27 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
-from stratus.core.db import utcnow
-from stratus.network.caller import Caller, network_target
-from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
+from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
+from stratus.core.policy import Caller
+from stratus.network import filters as flt
+from stratus.network.caller import network_target
+from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
-from stratus.network.models import Network, Port
+from stratus.network.models import Network, Port, Subnet
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
 from stratus.network.quotas import Quotas
-from stratus.network.txn import Txn
 
 #: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
 NETWORK_TYPES = ("flat", "vxlan")
+
+
+_PROVIDER_RULE = "get_network:provider"
+
+#: How networks filter and sort (``filters``).
+ATTRIBUTES = flt.Attributes(
+    filters={
+        "id": flt.text(Network.id), "name": flt.text(Network.name),
+        "status": flt.text(Network.status),
+        "admin_state_up": flt.boolean(Network.admin_state_up),
+        "subnets": flt.member(Network.id, lambda ids: select(Subnet.network_id).where(
+            Subnet.id.in_(ids))),
+        "shared": flt.boolean(Network.shared), "mtu": flt.integer(Network.mtu),
+        "router:external": flt.boolean(Network.router_external),
+        "port_security_enabled": flt.boolean(Network.port_security_enabled),
+        "availability_zone_hints": flt.json_list(Network.availability_zone_hints),
+        "availability_zones": flt.constant("nova"), "ipv4_address_scope": flt.constant(None),
+        "ipv6_address_scope": flt.constant(None), "l2_adjacency": flt.constant(True),
+        "is_default": flt.constant(False), **flt.standard(Network),
+        "provider:network_type": flt.text(Network.network_type),
+        "provider:physical_network": flt.text(Network.physical_network),
+        "provider:segmentation_id": flt.integer(Network.segmentation_id)},
+    sort={"id": Network.id, "name": Network.name, "status": Network.status,
+          "admin_state_up": Network.admin_state_up, "shared": Network.shared,
+          "mtu": Network.mtu, "router:external": Network.router_external,
+          "port_security_enabled": Network.port_security_enabled, **flt.standard_sort(Network),
+          "provider:network_type": Network.network_type,
+          "provider:physical_network": Network.physical_network,
+          "provider:segmentation_id": Network.segmentation_id},
+    default_sort=flt.BY_CREATION, id_column=Network.id, tags=Network.tags,
+    rules={key: _PROVIDER_RULE for key in (
+        "provider:network_type", "provider:physical_network", "provider:segmentation_id")})
 
 
 @dataclass(frozen=True)
@@ -97,14 +130,12 @@ class Networks:
             raise NetworkNotFound(network_id)
         return net
 
-    async def list_networks(self, caller: Caller,
-                            where: Mapping[str, list[Any]] | None = None) -> list[Network]:
-        query = apply_filters(self._visible_networks(caller), Network, where)
-        return list(await self.session.scalars(query.order_by(Network.created_at,
-                                                              Network.id)))
+    async def list_networks(self, caller: Caller, query: flt.ListQuery) -> Page:
+        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
+                               self._visible_networks(caller), query)
 
     async def create_network(self, caller: Caller, new: NewNetwork) -> Network:
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         target = {"project_id": project_id}
         caller.authorize("create_network", target)
         if new.shared:

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from stratus.core.context import RequestContext
+from stratus.core.db import Txn
 from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.events import EventSink, ServerEvent
 from stratus.network.models import Port
 from stratus.network.objects import COMPUTE_DEVICE_OWNER_PREFIX, NetworkInfo, PortInfo
 from stratus.network.snapshots import Snapshots
-from stratus.network.txn import Txn
 
 #: Reads a network's snapshot in a fresh transaction (after the commit).
 ReadNetwork = Callable[[str], Awaitable[NetworkInfo | None]]
@@ -21,7 +21,7 @@ ReadNetwork = Callable[[str], Awaitable[NetworkInfo | None]]
 
 def system_context() -> RequestContext:
     """The context backend calls carry: the service itself."""
-    return RequestContext(roles=["admin"], project_id=None)
+    return RequestContext.for_service("network-api")
 
 
 @dataclass

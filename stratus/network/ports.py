@@ -8,21 +8,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import ColumnElement, Select, delete, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
+from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network import ipam
-from stratus.network.caller import Caller, network_target
+from stratus.network.caller import network_target
 from stratus.network.common import (
     UNSET,
     Unset,
-    apply_filters,
     given,
     new_id,
     random_mac,
-    rowcount,
     touch,
 )
 from stratus.network.errors import (
@@ -34,19 +35,79 @@ from stratus.network.errors import (
     SecurityGroupNotFound,
 )
 from stratus.network.ipam import IPAM
-from stratus.network.models import Network, Port, PortSecurityGroup, SecurityGroup, Subnet
+from stratus.network.models import (
+    IPAllocation,
+    Network,
+    Port,
+    PortSecurityGroup,
+    SecurityGroup,
+    Subnet,
+)
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
 from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
-from stratus.network.txn import Txn
 
 MAC_TRIES = 16
 
 #: One query for a port with its addresses and groups (instead of one per relationship).
 _PORT_JOINED = (joinedload(Port.fixed_ips), joinedload(Port.security_groups))
+
+
+def _fixed_ips(values: list[str], dialect: str) -> ColumnElement[bool]:
+    """``ip_address=X`` / ``subnet_id=Y``: ports holding such an address."""
+    clauses = []
+    for value in values:
+        name, _, expected = value.partition("=")
+        if name in ("ip_address", "subnet_id"):
+            clauses.append(Port.id.in_(select(IPAllocation.port_id).where(
+                getattr(IPAllocation, name) == expected)))
+    return or_(*clauses) if clauses else false()
+
+
+def _vif_type(bound_vif_type: str) -> flt.Filter:
+    def where(values: list[str], dialect: str) -> ColumnElement[bool]:
+        clauses = []
+        if "unbound" in values:
+            clauses.append(Port.binding_host_id == "")
+        if bound_vif_type in values:
+            clauses.append(Port.binding_host_id != "")
+        return or_(*clauses) if clauses else false()
+    return where
+
+
+def port_attributes(bound_vif_type: str) -> flt.Attributes:
+    """How ports filter and sort (``filters``); ``binding:vif_type`` shows the backend's
+    type on a bound port."""
+    return flt.Attributes(
+        filters={
+            "id": flt.text(Port.id), "name": flt.text(Port.name),
+            "network_id": flt.text(Port.network_id), "mac_address": flt.text(Port.mac_address),
+            "admin_state_up": flt.boolean(Port.admin_state_up), "status": flt.text(Port.status),
+            "device_id": flt.text(Port.device_id), "device_owner": flt.text(Port.device_owner),
+            "fixed_ips": _fixed_ips, "allowed_address_pairs": flt.nothing,
+            "extra_dhcp_opts": flt.nothing,
+            "security_groups": flt.member(Port.id, lambda ids: select(
+                PortSecurityGroup.port_id).where(PortSecurityGroup.security_group_id.in_(ids))),
+            "port_security_enabled": flt.boolean(Port.port_security_enabled),
+            "dns_name": flt.text(Port.dns_name), "ip_allocation": flt.constant("immediate"),
+            **flt.standard(Port),
+            "binding:host_id": flt.text(Port.binding_host_id),
+            "binding:vnic_type": flt.text(Port.binding_vnic_type), "binding:profile": flt.nothing,
+            "binding:vif_type": _vif_type(bound_vif_type), "binding:vif_details": flt.nothing},
+        sort={"id": Port.id, "name": Port.name, "network_id": Port.network_id,
+              "mac_address": Port.mac_address, "admin_state_up": Port.admin_state_up,
+              "status": Port.status, "device_id": Port.device_id,
+              "device_owner": Port.device_owner,
+              "port_security_enabled": Port.port_security_enabled, "dns_name": Port.dns_name,
+              **flt.standard_sort(Port), "binding:host_id": Port.binding_host_id,
+              "binding:vnic_type": Port.binding_vnic_type},
+        default_sort=flt.BY_CREATION, id_column=Port.id, tags=Port.tags,
+        rules={key: "get_port:binding" for key in (
+            "binding:host_id", "binding:vnic_type", "binding:profile", "binding:vif_type",
+            "binding:vif_details")})
 
 
 @dataclass(frozen=True)
@@ -136,16 +197,16 @@ class Ports:
             raise PortNotFound(port_id)
         return port
 
-    async def list_ports(self, caller: Caller,
-                         where: Mapping[str, list[Any]] | None = None) -> list[Port]:
-        query = apply_filters(self._visible_ports(caller), Port, where)
-        return list(await self.session.scalars(query.order_by(Port.created_at, Port.id)))
+    async def list_ports(self, caller: Caller, query: flt.ListQuery) -> Page:
+        attrs = port_attributes(self.notifier.backend.bound_vif_type)
+        return await flt.list_page(self.session, self.txn.dialect, caller, attrs,
+                               self._visible_ports(caller), query)
 
     async def create_port(self, caller: Caller, new: NewPort) -> Port:
         if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
         net = await self.networks.get_network(caller, new.network_id)
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         if project_id != caller.project_id:
             caller.authorize("admin_only")
         target = {**network_target(net), "project_id": project_id,
@@ -202,13 +263,13 @@ class Ports:
             mac = self._mac(mac)
             result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
                 **row, mac_address=mac))
-            if rowcount(result) != 1:
+            if Txn.rowcount(result) != 1:
                 raise MacAddressInUse(mac, row["network_id"])
             return
         for _ in range(MAC_TRIES):
             result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
                 **row, mac_address=random_mac()))
-            if rowcount(result) == 1:
+            if Txn.rowcount(result) == 1:
                 return
         raise MacAddressGenerationFailure(row["network_id"])
 

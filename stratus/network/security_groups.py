@@ -7,12 +7,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import ColumnElement, Select, delete, false, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
-from stratus.network.caller import Caller
-from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, rowcount, touch
+from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
+from stratus.core.policy import Caller
+from stratus.network import filters as flt
+from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
@@ -28,7 +30,44 @@ from stratus.network.models import (
     SecurityGroupRule,
 )
 from stratus.network.quotas import Quotas
-from stratus.network.txn import Txn
+
+#: How security groups filter and sort (``filters``).
+GROUP_ATTRIBUTES = flt.Attributes(
+    filters={"id": flt.text(SecurityGroup.id), "name": flt.text(SecurityGroup.name),
+             "stateful": flt.boolean(SecurityGroup.stateful), "shared": flt.constant(False),
+             "security_group_rules": flt.nothing, **flt.standard(SecurityGroup)},
+    sort={"id": SecurityGroup.id, "name": SecurityGroup.name,
+          "stateful": SecurityGroup.stateful, **flt.standard_sort(SecurityGroup)},
+    default_sort=flt.BY_CREATION, id_column=SecurityGroup.id, tags=SecurityGroup.tags)
+
+
+def _in_default_group(values: list[str], dialect: str) -> ColumnElement[bool]:
+    wanted = {v.lower() for v in values}
+    defaults = SecurityGroupRule.security_group_id.in_(
+        select(DefaultSecurityGroup.security_group_id))
+    return or_(defaults if "true" in wanted else false(),
+               not_(defaults) if "false" in wanted else false())
+
+
+_Rule = SecurityGroupRule
+#: How rules filter and sort (``filters``); rules have no tags.
+RULE_ATTRIBUTES = flt.Attributes(
+    filters={"id": flt.text(_Rule.id), "security_group_id": flt.text(_Rule.security_group_id),
+             "direction": flt.text(_Rule.direction), "ethertype": flt.text(_Rule.ethertype),
+             "protocol": flt.text(_Rule.protocol),
+             "port_range_min": flt.integer(_Rule.port_range_min),
+             "port_range_max": flt.integer(_Rule.port_range_max),
+             "remote_ip_prefix": flt.text(_Rule.remote_ip_prefix),
+             "normalized_cidr": flt.text(_Rule.remote_ip_prefix),
+             "remote_group_id": flt.text(_Rule.remote_group_id),
+             "remote_address_group_id": flt.constant(None),
+             "belongs_to_default_sg": _in_default_group, **flt.standard(_Rule)},
+    sort={"id": _Rule.id, "security_group_id": _Rule.security_group_id,
+          "direction": _Rule.direction, "ethertype": _Rule.ethertype,
+          "protocol": _Rule.protocol, "port_range_min": _Rule.port_range_min,
+          "port_range_max": _Rule.port_range_max, "remote_ip_prefix": _Rule.remote_ip_prefix,
+          "remote_group_id": _Rule.remote_group_id, **flt.standard_sort(_Rule)},
+    default_sort=flt.BY_CREATION, id_column=_Rule.id)
 
 
 @dataclass(frozen=True)
@@ -101,7 +140,7 @@ class SecurityGroups:
         result = await self.session.execute(self.txn.insert_ignore(
             DefaultSecurityGroup.__table__).values(project_id=project_id,
                                                    security_group_id=group.id))
-        if rowcount(result) != 1:  # another process made it first
+        if Txn.rowcount(result) != 1:  # another process made it first
             await self.session.delete(group)
             await self.session.flush()
             chosen = await self.session.scalar(select(DefaultSecurityGroup.security_group_id)
@@ -129,13 +168,11 @@ class SecurityGroups:
             raise SecurityGroupNotFound(group_id)
         return group
 
-    async def list_security_groups(self, caller: Caller, where: Mapping[str, list[Any]]
-                                   | None = None) -> list[SecurityGroup]:
+    async def list_security_groups(self, caller: Caller, query: flt.ListQuery) -> Page:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = apply_filters(self._visible_groups(caller), SecurityGroup, where)
-        return list(await self.session.scalars(query.order_by(SecurityGroup.created_at,
-                                                             SecurityGroup.id)))
+        return await flt.list_page(self.session, self.txn.dialect, caller, GROUP_ATTRIBUTES,
+                               self._visible_groups(caller), query)
 
     async def is_default_group(self, group_id: str) -> bool:
         return await self.session.scalar(select(DefaultSecurityGroup.project_id).where(
@@ -143,7 +180,7 @@ class SecurityGroups:
 
     async def create_security_group(self, caller: Caller,
                                     new: NewSecurityGroup) -> SecurityGroup:
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         caller.authorize("create_security_group", {"project_id": project_id})
         name = new.name
         if name == "default":
@@ -234,13 +271,13 @@ class SecurityGroups:
             elif protocol not in self.PROTOCOLS and not (protocol.isdigit()
                                                           and 0 <= int(protocol) <= 255):
                 raise InvalidInput(f"Security group rule protocol {protocol} not supported. "
-                                   "Only protocol values [tcp, udp, icmp, ...] and integer "
+                                   "Only protocol values [tcp, udp, icmp, ...] and flt.integer "
                                    "representations [0 to 255] are supported.")
         r["protocol"] = protocol
         low, high = r.get("port_range_min"), r.get("port_range_max")
         for name, value in (("port_range_min", low), ("port_range_max", high)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise InvalidInput(f"Invalid input for {name}: '{value}' is not an integer.")
+                raise InvalidInput(f"Invalid input for {name}: '{value}' is not an flt.integer.")
         if (low is not None or high is not None) and protocol in ("tcp", "udp", "sctp", "6",
                                                                     "17", "132"):
             if low is None or high is None or not 1 <= low <= high <= 65535:
@@ -296,13 +333,11 @@ class SecurityGroups:
             raise SecurityGroupRuleNotFound(rule_id)
         return rule
 
-    async def list_security_group_rules(self, caller: Caller, where: Mapping[str, list[Any]]
-                                        | None = None) -> list[SecurityGroupRule]:
+    async def list_security_group_rules(self, caller: Caller, query: flt.ListQuery) -> Page:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = apply_filters(self._visible_rules(caller), SecurityGroupRule, where)
-        return list(await self.session.scalars(query.order_by(SecurityGroupRule.created_at,
-                                                             SecurityGroupRule.id)))
+        return await flt.list_page(self.session, self.txn.dialect, caller, RULE_ATTRIBUTES,
+                               self._visible_rules(caller), query)
 
     async def delete_security_group_rule(self, caller: Caller, rule_id: str) -> None:
         rule = await self.get_security_group_rule(caller, rule_id)

@@ -8,16 +8,13 @@ transaction and its named collaborators (``networks``, ``subnets``, ``ports``,
 must hear of are queued on the transaction and run by the runtime after it committed, so
 nobody is told of a change that then rolled back.
 
-Concurrency: on PostgreSQL writers take transaction-scoped advisory locks where a count or a
-lookup-then-create must not race (quotas, DHCP ports); on SQLite, whose database belongs to
-this one process, write transactions are serialised by one asyncio lock (SQLite has a
-single writer anyway, and a deferred transaction that reads before it writes would
-otherwise fail with "database is locked"). Callers say which they open (``write``).
+Concurrency is core's ``Txn``: where a count or a lookup-then-create must not race (quotas,
+DHCP ports, VXLAN ids) the parts take ``txn.lock``; callers say whether they write
+(``service(write=...)``), as on SQLite writing transactions are serialised.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,12 +23,12 @@ from sqlalchemy import select
 
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 from stratus.core.policy import Enforcer
 from stratus.network.agent_registry import Agents
 from stratus.network.agent_sync import AgentSync
 from stratus.network.backends import NetworkBackend, NoopBackend
-from stratus.network.caller import Caller
+from stratus.network.caller import network_caller
 from stratus.network.events import DiscardEvents, EventSink
 from stratus.network.ipam import IPAM
 from stratus.network.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
@@ -41,11 +38,10 @@ from stratus.network.notify import Notifier
 from stratus.network.objects import NetworkInfo
 from stratus.network.policy import RULES
 from stratus.network.ports import Ports
-from stratus.network.quotas import Quotas
+from stratus.network.quotas import Quotas, quota_table
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
 from stratus.network.subnets import NewSubnet, Subnets
-from stratus.network.txn import Txn
 
 LOG = logging.getLogger(__name__)
 
@@ -62,7 +58,7 @@ class NetworkRuntime:
         self.enforcer = Enforcer(RULES, settings.policy_file)
         self.backend: NetworkBackend = backend or NoopBackend()
         self.events: EventSink = events or DiscardEvents()
-        self._write_lock = asyncio.Lock() if self.db.backend == "sqlite" else None
+        self.quota_table = quota_table(self.options)
 
     async def start(self) -> None:
         await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
@@ -70,26 +66,14 @@ class NetworkRuntime:
     async def stop(self) -> None:
         await self.db.dispose()
 
-    def caller(self, context: RequestContext) -> Caller:
-        return Caller(context, self.enforcer)
-
     @asynccontextmanager
     async def service(self, *, write: bool = True) -> AsyncIterator[NetworkService]:
-        """One transaction: committed on success, rolled back on error; then what the
-        service queued for after the commit runs (its failures are logged)."""
-        if write and self._write_lock is not None:
-            async with self._write_lock, self.db.session() as session:
-                txn = Txn(session, self.db.backend)
-                yield NetworkService(self, txn)
-        else:
-            async with self.db.session() as session:
-                txn = Txn(session, self.db.backend)
-                yield NetworkService(self, txn)
-        for action in txn.pending:
-            try:
-                await action()
-            except Exception:
-                LOG.exception("notifying a network change failed")
+        """One transaction (``Database.transaction``): committed on success, rolled back
+        on error; then what the parts queued for after the commit runs (failures logged).
+        ``write=False``: a reading transaction, which on SQLite does not wait for the
+        writers' lock."""
+        async with self.db.transaction(write=write) as txn:
+            yield NetworkService(self, txn)
 
     async def read_network(self, network_id: str) -> NetworkInfo | None:
         """A network's snapshot in a transaction of its own (read after a commit)."""
@@ -104,8 +88,8 @@ class NetworkService:
         self.txn = txn
         self.enforcer = runtime.enforcer
         self.backend = runtime.backend
-        ipam = IPAM(txn.session, txn.dialect)
-        self.quotas = Quotas(txn, runtime.options)
+        ipam = IPAM(txn)
+        self.quotas = Quotas(txn, runtime.quota_table)
         self.agents = Agents(txn, runtime.options)
         self.snapshots = Snapshots(txn)
         notifier = Notifier(txn, self.snapshots, runtime.backend, runtime.events,
@@ -123,7 +107,8 @@ class NetworkService:
             Network.project_id == project_id, Network.name == name))
         if existing is not None:
             return existing
-        caller = Caller(RequestContext(roles=["admin"], project_id=project_id), self.enforcer)
+        caller = network_caller(RequestContext(roles=["admin"], project_id=project_id),
+                                self.enforcer)
         net = await self.networks.create_network(caller, NewNetwork(name=name))
         await self.subnets.create_subnet(caller, NewSubnet(network_id=net.id, cidr=cidr,
                                                            name=f"{name}-subnet"))

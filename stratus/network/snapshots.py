@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.core.db import Txn
 from stratus.network.models import Network, Port, Subnet
 from stratus.network.objects import (
     DHCP_DEVICE_OWNER,
@@ -19,7 +20,6 @@ from stratus.network.objects import (
     PortInfo,
     SubnetInfo,
 )
-from stratus.network.txn import Txn
 
 
 @dataclass

@@ -4,24 +4,43 @@ here (pools by ``ipam``)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
+from stratus.core.db.paging import Page
+from stratus.core.policy import Caller
+from stratus.network import filters as flt
 from stratus.network import ipam
-from stratus.network.caller import Caller
-from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, touch
+from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import InvalidInput, SubnetInUse, SubnetNotFound
 from stratus.network.models import IPAllocation, Network, Port, Subnet
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
 from stratus.network.quotas import Quotas
-from stratus.network.txn import Txn
+
+#: How subnets filter and sort (``filters``).
+ATTRIBUTES = flt.Attributes(
+    filters={
+        "id": flt.text(Subnet.id), "name": flt.text(Subnet.name),
+        "network_id": flt.text(Subnet.network_id), "ip_version": flt.integer(Subnet.ip_version),
+        "cidr": flt.text(Subnet.cidr), "gateway_ip": flt.text(Subnet.gateway_ip),
+        "allocation_pools": flt.nothing, "host_routes": flt.nothing,
+        "dns_nameservers": flt.json_list(Subnet.dns_nameservers),
+        "enable_dhcp": flt.boolean(Subnet.enable_dhcp), "ipv6_ra_mode": flt.constant(None),
+        "ipv6_address_mode": flt.constant(None), "subnetpool_id": flt.constant(None),
+        "service_types": flt.nothing, "segment_id": flt.constant(None),
+        "dns_publish_fixed_ip": flt.constant(False), **flt.standard(Subnet)},
+    sort={"id": Subnet.id, "name": Subnet.name, "network_id": Subnet.network_id,
+          "ip_version": Subnet.ip_version, "cidr": Subnet.cidr,
+          "gateway_ip": Subnet.gateway_ip, "enable_dhcp": Subnet.enable_dhcp,
+          **flt.standard_sort(Subnet)},
+    default_sort=flt.BY_CREATION, id_column=Subnet.id, tags=Subnet.tags)
 
 
 @dataclass(frozen=True)
@@ -83,16 +102,15 @@ class Subnets:
             raise SubnetNotFound(subnet_id)
         return subnet
 
-    async def list_subnets(self, caller: Caller,
-                           where: Mapping[str, list[Any]] | None = None) -> list[Subnet]:
-        query = apply_filters(self._visible_subnets(caller), Subnet, where)
-        return list(await self.session.scalars(query.order_by(Subnet.created_at, Subnet.id)))
+    async def list_subnets(self, caller: Caller, query: flt.ListQuery) -> Page:
+        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
+                               self._visible_subnets(caller), query)
 
     async def create_subnet(self, caller: Caller, new: NewSubnet) -> Subnet:
         if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
         net = await self.networks.get_network(caller, new.network_id)
-        project_id = new.project_id or caller.project_id
+        project_id = new.project_id or caller.require_project()
         if not caller.is_admin and net.project_id != caller.project_id:
             caller.authorize("admin_only")
         caller.authorize("create_subnet", {"project_id": project_id})

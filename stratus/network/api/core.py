@@ -8,15 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.policy import Caller
 from stratus.network.api import listing, views
-from stratus.network.api.deps import (
-    CallerDep,
-    Service,
-    WriteService,
-    collection_url,
-    single_or_bulk,
-    update_body,
-)
+from stratus.network.api.bodies import single_or_bulk, update_body
+from stratus.network.api.deps import CallerDep, Service, WriteService
 from stratus.network.api.schemas import (
     NetworkBody,
     NetworkUpdateBody,
@@ -25,20 +20,9 @@ from stratus.network.api.schemas import (
     SubnetBody,
     SubnetUpdateBody,
 )
-from stratus.network.caller import Caller
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
-
-NETWORK_COLUMNS = {"id": "id", "name": "name", "project_id": "project_id",
-                   "tenant_id": "project_id"}
-SUBNET_COLUMNS = {"id": "id", "name": "name", "network_id": "network_id",
-                  "project_id": "project_id", "tenant_id": "project_id", "cidr": "cidr"}
-PORT_COLUMNS = {"id": "id", "name": "name", "network_id": "network_id",
-                "device_id": "device_id", "device_owner": "device_owner",
-                "mac_address": "mac_address", "project_id": "project_id",
-                "tenant_id": "project_id", "binding:host_id": "binding_host_id"}
-
 
 def _created(key: str, items: list[dict[str, Any]], bulk: bool) -> JSONResponse:
     if bulk:
@@ -55,19 +39,17 @@ def _network_view(svc: NetworkService, caller: Caller, net: Any) -> dict[str, An
 
 @router.get("/networks")
 async def list_networks(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    query = listing.parse(request.query_params)
-    nets = await svc.networks.list_networks(caller, query.pushdown(NETWORK_COLUMNS))
-    items = [_network_view(svc, caller, n) for n in nets]
-    return JSONResponse(listing.apply(items, query, collection="networks",
-                                      url=collection_url(request)))
+    lst = listing.of(request, "networks")
+    page = await svc.networks.list_networks(caller, lst.query)
+    return JSONResponse(lst.body([_network_view(svc, caller, n) for n in page.rows], page))
 
 
 @router.get("/networks/{network_id}")
 async def show_network(network_id: str, request: Request, svc: Service,
                        caller: CallerDep) -> JSONResponse:
     net = await svc.networks.get_network(caller, network_id)
-    fields = listing.parse(request.query_params).fields
-    return JSONResponse({"network": listing.cut(_network_view(svc, caller, net), fields)})
+    return JSONResponse({"network": listing.cut(_network_view(svc, caller, net),
+                                                listing.fields(request))})
 
 
 @router.post("/networks")
@@ -96,18 +78,16 @@ async def delete_network(network_id: str, svc: WriteService, caller: CallerDep) 
 
 @router.get("/subnets")
 async def list_subnets(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    query = listing.parse(request.query_params)
-    subnets = await svc.subnets.list_subnets(caller, query.pushdown(SUBNET_COLUMNS))
-    return JSONResponse(listing.apply([views.subnet(s) for s in subnets], query,
-                                      collection="subnets", url=collection_url(request)))
+    lst = listing.of(request, "subnets")
+    page = await svc.subnets.list_subnets(caller, lst.query)
+    return JSONResponse(lst.body([views.subnet(s) for s in page.rows], page))
 
 
 @router.get("/subnets/{subnet_id}")
 async def show_subnet(subnet_id: str, request: Request, svc: Service,
                       caller: CallerDep) -> JSONResponse:
     subnet = await svc.subnets.get_subnet(caller, subnet_id)
-    fields = listing.parse(request.query_params).fields
-    return JSONResponse({"subnet": listing.cut(views.subnet(subnet), fields)})
+    return JSONResponse({"subnet": listing.cut(views.subnet(subnet), listing.fields(request))})
 
 
 @router.post("/subnets")
@@ -139,18 +119,17 @@ def _port_view(svc: NetworkService, caller: Caller, port: Any) -> dict[str, Any]
 
 @router.get("/ports")
 async def list_ports(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    query = listing.parse(request.query_params)
-    ports = await svc.ports.list_ports(caller, query.pushdown(PORT_COLUMNS))
-    return JSONResponse(listing.apply([_port_view(svc, caller, p) for p in ports], query,
-                                      collection="ports", url=collection_url(request)))
+    lst = listing.of(request, "ports")
+    page = await svc.ports.list_ports(caller, lst.query)
+    return JSONResponse(lst.body([_port_view(svc, caller, p) for p in page.rows], page))
 
 
 @router.get("/ports/{port_id}")
 async def show_port(port_id: str, request: Request, svc: Service,
                     caller: CallerDep) -> JSONResponse:
     port = await svc.ports.get_port(caller, port_id)
-    fields = listing.parse(request.query_params).fields
-    return JSONResponse({"port": listing.cut(_port_view(svc, caller, port), fields)})
+    return JSONResponse({"port": listing.cut(_port_view(svc, caller, port),
+                                             listing.fields(request))})
 
 
 @router.post("/ports")

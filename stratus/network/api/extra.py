@@ -7,16 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.policy import Caller
 from stratus.network.api import listing, views
-from stratus.network.api.deps import (
-    CallerDep,
-    Service,
-    WriteService,
-    collection_url,
-    json_body,
-    single_or_bulk,
-    update_body,
-)
+from stratus.network.api.bodies import json_body, single_or_bulk, update_body
+from stratus.network.api.deps import CallerDep, Service, WriteService
 from stratus.network.api.schemas import (
     AgentUpdateBody,
     RuleBody,
@@ -24,17 +18,9 @@ from stratus.network.api.schemas import (
     SecurityGroupUpdateBody,
     quota_changes,
 )
-from stratus.network.caller import Caller
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
-
-SG_COLUMNS = {"id": "id", "name": "name", "project_id": "project_id",
-              "tenant_id": "project_id"}
-RULE_COLUMNS = {"id": "id", "security_group_id": "security_group_id",
-                "direction": "direction", "project_id": "project_id",
-                "tenant_id": "project_id"}
-
 
 async def _group_views(svc: NetworkService, groups: list[Any]) -> list[dict[str, Any]]:
     defaults = await svc.security_groups.default_group_ids(g.id for g in groups)
@@ -51,11 +37,9 @@ async def _rule_views(svc: NetworkService, rules: list[Any]) -> list[dict[str, A
 
 @router.get("/security-groups")
 async def list_groups(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    query = listing.parse(request.query_params)
-    groups = await svc.security_groups.list_security_groups(caller, query.pushdown(SG_COLUMNS))
-    return JSONResponse(listing.apply(await _group_views(svc, groups), query,
-                                      collection="security_groups",
-                                      url=collection_url(request)))
+    lst = listing.of(request, "security_groups")
+    page = await svc.security_groups.list_security_groups(caller, lst.query)
+    return JSONResponse(lst.body(await _group_views(svc, page.rows), page))
 
 
 @router.get("/security-groups/{group_id}")
@@ -64,9 +48,8 @@ async def show_group(group_id: str, request: Request, svc: WriteService,
     if caller.project_id:
         await svc.security_groups.default_security_group(caller.project_id)
     group = await svc.security_groups.get_security_group(caller, group_id)
-    fields = listing.parse(request.query_params).fields
     return JSONResponse({"security_group": listing.cut(
-        (await _group_views(svc, [group]))[0], fields)})
+        (await _group_views(svc, [group]))[0], listing.fields(request))})
 
 
 @router.post("/security-groups")
@@ -100,21 +83,17 @@ async def delete_group(group_id: str, svc: WriteService, caller: CallerDep) -> R
 
 @router.get("/security-group-rules")
 async def list_rules(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    query = listing.parse(request.query_params)
-    rules = await svc.security_groups.list_security_group_rules(
-        caller, query.pushdown(RULE_COLUMNS))
-    return JSONResponse(listing.apply(await _rule_views(svc, rules), query,
-                                      collection="security_group_rules",
-                                      url=collection_url(request)))
+    lst = listing.of(request, "security_group_rules")
+    page = await svc.security_groups.list_security_group_rules(caller, lst.query)
+    return JSONResponse(lst.body(await _rule_views(svc, page.rows), page))
 
 
 @router.get("/security-group-rules/{rule_id}")
 async def show_rule(rule_id: str, request: Request, svc: WriteService,
                     caller: CallerDep) -> JSONResponse:
     rule = await svc.security_groups.get_security_group_rule(caller, rule_id)
-    fields = listing.parse(request.query_params).fields
     return JSONResponse({"security_group_rule": listing.cut(
-        (await _rule_views(svc, [rule]))[0], fields)})
+        (await _rule_views(svc, [rule]))[0], listing.fields(request))})
 
 
 @router.post("/security-group-rules")
@@ -191,11 +170,10 @@ async def delete_quota(project_id: str, svc: WriteService, caller: CallerDep) ->
 
 @router.get("/agents")
 async def list_agents(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    query = listing.parse(request.query_params)
-    agents = await svc.agents.list_agents(caller)
-    items = [views.agent(a, svc.agents.agent_alive(a)) for a in agents]
-    return JSONResponse(listing.apply(items, query, collection="agents",
-                                      url=collection_url(request)))
+    lst = listing.of(request, "agents")
+    page = await svc.agents.list_agents(caller, lst.query)
+    return JSONResponse(lst.body([views.agent(a, svc.agents.agent_alive(a))
+                                  for a in page.rows], page))
 
 
 @router.get("/agents/{agent_id}")
@@ -221,14 +199,7 @@ async def delete_agent(agent_id: str, svc: WriteService, caller: CallerDep) -> R
 @router.get("/availability_zones")
 async def list_zones(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
     caller.authorize("get_availability_zone")
-    query = listing.parse(request.query_params)
-    items = [{"name": zone, "resource": resource,
-              "state": "available" if alive else "unavailable"}
-             for zone, resource, alive in await svc.agents.availability_zones()]
-    for item in items:
-        item["id"] = f"{item['name']}/{item['resource']}"
-    body = listing.apply(items, query, collection="availability_zones",
-                         url=collection_url(request))
-    for item in body["availability_zones"]:
-        item.pop("id", None)
-    return JSONResponse(body)
+    lst = listing.of(request, "availability_zones")
+    page = await svc.agents.availability_zones(caller, lst.query)
+    return JSONResponse(lst.body([{"name": z.name, "resource": z.resource, "state": z.state}
+                                  for z in page.rows], page, id_of=lambda z: z.id))

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from stratus.core.web import params
 from stratus.network.agent_registry import AgentUpdate
 from stratus.network.common import UNSET
 from stratus.network.errors import InvalidInput
@@ -47,11 +48,15 @@ def _neutron(message: str) -> PydanticCustomError:
     return PydanticCustomError("neutron", "{message}", {"message": message})
 
 
+#: Neutron's words for booleans and integers (core's tables), raising its ``InvalidInput``.
+WORDS = params.NEUTRON.raising(InvalidInput)
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
+    if isinstance(value, str) and value.lower() in WORDS.true | WORDS.false:
+        return WORDS.boolean("", value)
     raise PydanticCustomError("neutron_bool", "not a valid boolean value")
 
 
@@ -428,9 +433,8 @@ def quota_changes(body: Any) -> dict[str, int]:
         raise InvalidInput("Unable to find 'quota' in request body")
     changes: dict[str, int] = {}
     for resource, value in body["quota"].items():
-        try:
-            changes[resource] = _int(value)
-        except PydanticCustomError as exc:
-            raise InvalidInput(f"Invalid input for {resource}: '{value}' is not an "
-                               "integer.") from exc
+        if isinstance(value, int) and not isinstance(value, bool):
+            changes[resource] = value
+        else:
+            changes[resource] = WORDS.integer(resource, str(value), minimum=None)
     return changes

@@ -7,23 +7,33 @@ on them with ``tags`` / ``tags-any`` / ``not-tags`` / ``not-tags-any`` (``listin
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import NotFound
-from stratus.network.api.deps import CallerDep, Service, WriteService, json_body
-from stratus.network.caller import Caller
+from stratus.core.policy import Caller
+from stratus.network.api.bodies import json_body
+from stratus.network.api.deps import CallerDep, Service, WriteService
 from stratus.network.common import set_tags
 from stratus.network.errors import InvalidInput
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
 
-#: URL collection → (policy resource name, the part of the service that holds it).
-KINDS = {"networks": ("network", "networks"), "subnets": ("subnet", "subnets"),
-         "ports": ("port", "ports"), "security-groups": ("security_group", "security_groups")}
+#: Shows one tagged resource the caller may see (404 otherwise).
+Getter = Callable[[NetworkService, Caller, str], Awaitable[Any]]
+
+#: URL collection → (policy resource name, its getter).
+KINDS: dict[str, tuple[str, Getter]] = {
+    "networks": ("network", lambda svc, caller, id_: svc.networks.get_network(caller, id_)),
+    "subnets": ("subnet", lambda svc, caller, id_: svc.subnets.get_subnet(caller, id_)),
+    "ports": ("port", lambda svc, caller, id_: svc.ports.get_port(caller, id_)),
+    "security-groups": ("security_group", lambda svc, caller, id_:
+                        svc.security_groups.get_security_group(caller, id_)),
+}
 MAX_TAG = 255
 
 
@@ -35,9 +45,8 @@ async def _row(svc: NetworkService, caller: Caller, collection: str, resource_id
                write: bool) -> Any:
     if collection not in KINDS:
         raise NotFound("The resource could not be found.")
-    kind, part = KINDS[collection]
-    getter = getattr(getattr(svc, part), f"get_{kind}")
-    row = await getter(caller, resource_id)
+    kind, getter = KINDS[collection]
+    row = await getter(svc, caller, resource_id)
     if write:
         caller.authorize(f"update_{kind}", {"project_id": row.project_id})
     return row

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from stratus.network.caller import Caller
+from stratus.core.policy import Caller
 from stratus.network.models import Agent, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from stratus.network.objects import bridge_name
 

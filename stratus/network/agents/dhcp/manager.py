@@ -116,7 +116,7 @@ class DhcpAgentManager:
 
     @staticmethod
     def _context() -> RequestContext:
-        return RequestContext(user_id="dhcp-agent", project_id="service", roles=["service"])
+        return RequestContext.for_service("dhcp-agent")
 
     def _lock(self, network_id: str) -> asyncio.Lock:
         return self._locks.setdefault(network_id, asyncio.Lock())

@@ -77,7 +77,7 @@ class L2AgentManager:
 
     @staticmethod
     def _context() -> RequestContext:
-        return RequestContext(user_id="l2-agent", project_id="service", roles=["service"])
+        return RequestContext.for_service("l2-agent")
 
     # Life cycle -------------------------------------------------------------------------------
 
