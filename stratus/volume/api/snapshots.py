@@ -7,10 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.web import listing
+from stratus.core.web.listing import ListSpec
 from stratus.volume.api import views
-from stratus.volume.api.deps import Authorize, Context, Service, Version, runtime
-from stratus.volume.api.params import parse_bool, parse_int
+from stratus.volume.api.deps import Authorize, Context, Service, URLs, Version, runtime
+from stratus.volume.api.params import SNAPSHOT_SORT_KEYS, parse_bool, snapshot_query
 from stratus.volume.api.schemas import SnapshotCreateBody, SnapshotUpdateBody
+from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/snapshots")
 
@@ -29,29 +32,31 @@ async def create_snapshot(body: SnapshotCreateBody, request: Request, context: C
                         status_code=202)
 
 
-async def _list(request: Request, svc: Any, context: Any, version: Any) -> dict[str, Any]:
-    params = dict(request.query_params)
-    all_tenants = context.is_admin and parse_bool(params.get("all_tenants", "0"), "all_tenants")
-    filters = {k: params[k] for k in ("name", "status", "volume_id") if k in params}
-    limit = parse_int(params["limit"], "limit") if "limit" in params else None
-    rows = await svc.snapshots.list_page(None if all_tenants else context.project_id,
-                                    filters=filters, limit=limit,
-                                    marker=params.get("marker"))
-    return {"snapshots": [views.snapshot_view(s, version=version) for s in rows]}
+async def _list(request: Request, svc: VolumeService, context: Any, version: Any,
+                url: str) -> dict[str, Any]:
+    spec = ListSpec("snapshots", sort_keys=SNAPSHOT_SORT_KEYS,
+                    max_limit=runtime(request).options.limit_max)
+    req, query = snapshot_query(request.query_params, spec, context)
+    rows, more = await svc.snapshots.list_page(query)
+    body = {"snapshots": [views.snapshot_view(s, version=version) for s in rows]}
+    return body | listing.CINDER.links(req, spec, url,
+                                       next_marker=rows[-1].id if more and rows else None)
 
 
 @router.get("")
 async def list_snapshots(request: Request, svc: Service, context: Context,
-                         authorize: Authorize, version: Version) -> dict[str, Any]:
+                         authorize: Authorize, version: Version,
+                         urls: URLs) -> dict[str, Any]:
     authorize("volume:get_all_snapshots", {"project_id": context.project_id})
-    return await _list(request, svc, context, version)
+    return await _list(request, svc, context, version, urls.url("snapshots"))
 
 
 @router.get("/detail")
 async def list_snapshots_detail(request: Request, svc: Service, context: Context,
-                                authorize: Authorize, version: Version) -> dict[str, Any]:
+                                authorize: Authorize, version: Version,
+                                urls: URLs) -> dict[str, Any]:
     authorize("volume:get_all_snapshots", {"project_id": context.project_id})
-    return await _list(request, svc, context, version)
+    return await _list(request, svc, context, version, urls.url("snapshots/detail"))
 
 
 @router.get("/{snapshot_id}")

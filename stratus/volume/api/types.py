@@ -4,20 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
+from stratus.core.web import listing
+from stratus.core.web.listing import ListSpec
 from stratus.volume.api import views
-from stratus.volume.api.deps import Authorize, Context, Service
+from stratus.volume.api.deps import Authorize, Context, Service, URLs, runtime
+from stratus.volume.api.params import TYPE_SORT_KEYS, list_sort
 from stratus.volume.api.schemas import ExtraSpecsBody, TypeCreateBody, TypeUpdateBody
+from stratus.volume.queries import ListQuery
 
 router = APIRouter(prefix="/v3/{project_id}/types")
 
 
 @router.get("")
-async def list_types(svc: Service, context: Context, authorize: Authorize) -> dict[str, Any]:
+async def list_types(request: Request, svc: Service, context: Context, authorize: Authorize,
+                     urls: URLs) -> dict[str, Any]:
     authorize("volume_extension:type_get_all")
-    return {"volume_types": [views.type_view(t, admin=context.is_admin)
-                             for t in await svc.types.list_all(admin=context.is_admin)]}
+    spec = ListSpec("volume_types", sort_keys=TYPE_SORT_KEYS,
+                    max_limit=runtime(request).options.limit_max)
+    req = listing.CINDER.parse(request.query_params, spec)
+    types, more = await svc.types.list_page(
+        ListQuery(None, sort=list_sort(req), limit=req.limit, marker=req.marker,
+                  offset=req.offset), admin=context.is_admin)
+    body = {"volume_types": [views.type_view(t, admin=context.is_admin) for t in types]}
+    return body | listing.CINDER.links(req, spec, urls.url("types"),
+                                       next_marker=types[-1].id if more and types else None)
 
 
 @router.get("/default")

@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.clients.image import ImageClient
 from stratus.core.exceptions import BadRequest
+from stratus.core.web import listing
+from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
 from stratus.volume.api.deps import Authorize, Context, Links, Service, URLs, Version, runtime
-from stratus.volume.api.params import parse_bool, parse_sort, volume_query
+from stratus.volume.api.params import SORT_KEYS, parse_bool, parse_sort, volume_query
 from stratus.volume.api.schemas import (
     MetadataBody,
     MetaItemBody,
@@ -63,19 +65,16 @@ async def create_volume(body: VolumeCreateBody, request: Request, context: Conte
 
 async def _list(request: Request, svc: VolumeService, context: Any, urls: Links,
                 version: APIVersion, detail: bool) -> dict[str, Any]:
-    params = dict(request.query_params)
-    query = volume_query(params, context, runtime(request).options.limit_max)
+    spec = ListSpec("volumes", sort_keys=SORT_KEYS,
+                    max_limit=runtime(request).options.limit_max)
+    req, query = volume_query(request.query_params, spec, context)
     rows, more = await svc.volumes.list_page(query)
     items = (await render(svc, rows, links=urls, context=context, version=version)
              if detail else [views.volume_summary(v, urls) for v in rows])
     body: dict[str, Any] = {"volumes": items}
-    if more and rows:
-        kept = {k: v for k, v in params.items() if k != "marker"}
-        kept.update(limit=str(query.limit), marker=rows[-1].id)
-        href = (urls.url("volumes/detail" if detail else "volumes") + "?"
-                + "&".join(f"{k}={v}" for k, v in kept.items()))
-        body["volumes_links"] = [{"href": href, "rel": "next"}]
-    if version.at_least("3.45") and parse_bool(params.get("with_count", "false"),
+    body |= listing.CINDER.links(req, spec, urls.url("volumes/detail" if detail else "volumes"),
+                                 next_marker=rows[-1].id if more and rows else None)
+    if version.at_least("3.45") and parse_bool(req.filter("with_count") or "false",
                                                "with_count"):
         body["count"] = await svc.volumes.count(query)
     return body
