@@ -26,7 +26,7 @@ from stratus.core.exceptions import (
     PayloadTooLarge,
     ValidationError,
 )
-from stratus.image.caller import Caller, image_target
+from stratus.core.policy import Caller
 from stratus.image.models import Image, ImageMember, ImageProperty, ImageTag
 from stratus.image.queries import (
     SORT_COLUMNS,
@@ -37,6 +37,7 @@ from stratus.image.queries import (
     visible_clause,
 )
 from stratus.image.quotas import Quotas
+from stratus.image.targets import image_target
 from stratus.image.validation import (
     READ_ONLY,
     RESERVED,

@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stratus.core.config import ImageSettings
 from stratus.core.db import utcnow
 from stratus.core.exceptions import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationError
-from stratus.image.caller import Caller, image_target
+from stratus.core.policy import Caller
 from stratus.image.images import Images
 from stratus.image.models import ImageMember
+from stratus.image.targets import image_target
 from stratus.image.validation import MEMBER_STATUSES
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
 
-from stratus.image.caller import Caller
+from stratus.core.policy import Caller
 from stratus.image.models import Image, ImageMember, ImageProperty, ImageTag
 
 

@@ -18,8 +18,7 @@ from stratus.core.config import Settings
 from stratus.core.context import RequestContext
 from stratus.core.db import Database, Txn
 from stratus.core.exceptions import Conflict
-from stratus.core.policy import Enforcer
-from stratus.image.caller import Caller
+from stratus.core.policy import Caller, Enforcer
 from stratus.image.data import ImageData
 from stratus.image.formats import Inspector
 from stratus.image.images import Images
