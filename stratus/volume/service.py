@@ -93,9 +93,9 @@ class VolumeRuntime:
     async def create_volume(self, ctx: RequestContext, request: NewVolume) -> Volume:
         """Check, count against the quota and record the volume, then have its host make
         it. No host up → the volume is ``error`` at once (it never waits in creating)."""
-        assert ctx.project_id is not None
+        project_id = ctx.require_project()
         async with self.service() as svc:
-            await svc.quotas.lock(ctx.project_id)
+            await svc.quotas.lock(project_id)
             volume = await svc.volumes.new(ctx, request)
         if volume.host is None:
             return volume
@@ -172,11 +172,10 @@ class VolumeRuntime:
     async def create_snapshot(self, ctx: RequestContext, volume_id: str, *,
                               name: str | None, description: str | None,
                               metadata: dict[str, str], force: bool) -> Snapshot:
-        assert ctx.project_id is not None
+        project_id = ctx.require_project()
         async with self.service() as svc:
-            await svc.quotas.lock(ctx.project_id)
-            volume = await svc.volumes.get(volume_id,
-                                           ctx.project_id if not ctx.is_admin else None)
+            await svc.quotas.lock(project_id)
+            volume = await svc.volumes.get(volume_id, project_id if not ctx.is_admin else None)
             snapshot = await svc.snapshots.create(ctx, volume, name=name,
                                                   description=description, metadata=metadata,
                                                   force=force)

@@ -59,8 +59,7 @@ class Snapshots:
                      description: str | None, metadata: dict[str, str],
                      force: bool) -> Snapshot:
         """A ``creating`` snapshot of ``volume``; call under the project's quota lock."""
-        project_id = ctx.project_id
-        assert project_id is not None
+        project_id = ctx.require_project()
         allowed = (states.AVAILABLE, states.IN_USE) if force else (states.AVAILABLE,)
         if volume.status not in allowed:
             raise BadRequest(f"Invalid volume: Volume {volume.id} status must be "

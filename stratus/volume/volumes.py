@@ -93,8 +93,8 @@ class Volumes:
 
     async def new(self, ctx: RequestContext, request: NewVolume) -> Volume:
         """Validate and insert (status ``creating``); call under the project's quota lock."""
-        assert ctx.project_id is not None
-        project = None if ctx.is_admin else ctx.project_id
+        project_id = ctx.require_project()
+        project = None if ctx.is_admin else project_id
         size = request.size
         host: str | None = None
         source: Volume | None = None
@@ -152,7 +152,7 @@ class Volumes:
                                "be found.") from exc
         else:
             vtype = await self.types.ensure_default()
-        await self.quotas.check(ctx.project_id, volumes=1, gigabytes=size, volume_size=size)
+        await self.quotas.check(project_id, volumes=1, gigabytes=size, volume_size=size)
         status = states.CREATING
         if host is None and snapshot is None and source is None:
             hosts = await self.hosts.up()
@@ -162,7 +162,7 @@ class Volumes:
             LOG.error("volume create: no volume-manager is up to hold the volume")
             status = states.ERROR
         volume = Volume(
-            id=str(uuid.uuid4()), project_id=ctx.project_id, user_id=ctx.user_id,
+            id=str(uuid.uuid4()), project_id=project_id, user_id=ctx.user_id,
             name=request.name, description=request.description, size=size, status=status,
             attach_status=states.DETACHED, availability_zone=zone, host=host,
             volume_type_id=vtype.id, snapshot_id=request.snapshot_id,

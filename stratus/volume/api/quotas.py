@@ -52,10 +52,10 @@ async def delete_quotas(target: str, svc: Service, caller: CallerDep) -> Respons
 
 @router.get("/limits")
 async def limits(svc: Service, context: Context, caller: CallerDep) -> dict[str, Any]:
-    assert context.project_id is not None
-    caller.authorize("limits_extension:used_limits", {"project_id": context.project_id})
-    limit = await svc.quotas.limits(context.project_id)
-    used = await svc.quotas.usage(context.project_id)
+    project_id = caller.require_project()
+    caller.authorize("limits_extension:used_limits", {"project_id": project_id})
+    limit = await svc.quotas.limits(project_id)
+    used = await svc.quotas.usage(project_id)
     return {"limits": {"rate": [], "absolute": {
         "maxTotalVolumes": limit["volumes"], "maxTotalSnapshots": limit["snapshots"],
         "maxTotalVolumeGigabytes": limit["gigabytes"],
