@@ -1,31 +1,42 @@
-"""Application credentials: a user's delegated, project-bound secret with a subset of roles."""
+"""Application credentials: a user's delegated, project-bound secret with a subset of roles.
+
+Contracts: ``AppCredentials`` is the repository of one transaction; the secret is returned
+once, at creation, and only its hash is kept; a credential delegates only roles its creator
+holds in the token used; deleting one flushes token caches.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import secrets
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
-from stratus.core.exceptions import Conflict, Forbidden, NotFound, ValidationError
+from stratus.core.exceptions import Forbidden, NotFound, ValidationError
+from stratus.identity.assignments import Assignments
+from stratus.identity.errors import duplicate
 from stratus.identity.models import ApplicationCredential, Role
 from stratus.identity.passwords import hash_secret
-
-if TYPE_CHECKING:
-    from stratus.identity.service import IdentityService
+from stratus.identity.revocation import RevocationLog
 
 
 def generate_secret() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
 
 
-class AppCredentialManager:
-    def __init__(self, svc: IdentityService) -> None:
-        self.svc = svc
-        self.session = svc.session
+@dataclass(eq=False)
+class AppCredentials:
+    """A user's application credentials within one transaction; ``assignments`` finds the
+    roles delegated, ``bcrypt_rounds`` hashes the secret."""
+
+    session: AsyncSession
+    assignments: Assignments
+    revocations: RevocationLog
+    bcrypt_rounds: int
 
     async def create(self, *, user_id: str, project_id: str, name: str, token_role_ids: list[str],
                      secret: str | None = None, description: str = "",
@@ -37,14 +48,14 @@ class AppCredentialManager:
             raise ValidationError("expires_at must be in the future.")
         if await self.session.scalar(select(ApplicationCredential.id).where(
                 ApplicationCredential.user_id == user_id, ApplicationCredential.name == name)):
-            raise Conflict(f"Conflict occurred attempting to store application_credential - "
-                           f"Duplicate entry found with name {name}.")
+            raise duplicate("store", "application_credential",
+                            f"Duplicate entry found with name {name}.")
         role_ids = list(token_role_ids)
         if requested_roles:
             wanted = []
             for ref in requested_roles:
-                role = await self.svc.assignments.find_role(role_id=ref.get("id"),
-                                                            name=ref.get("name"))
+                role = await self.assignments.find_role(role_id=ref.get("id"),
+                                                        name=ref.get("name"))
                 if role.id not in token_role_ids:
                     raise Forbidden(f"You do not hold the role {role.name} you tried to delegate.")
                 wanted.append(role.id)
@@ -53,7 +64,7 @@ class AppCredentialManager:
         cred = ApplicationCredential(
             name=name, user_id=user_id, project_id=project_id, description=description,
             expires_at=expires_at, unrestricted=unrestricted, role_ids=role_ids,
-            secret_hash=await hash_secret(secret, self.svc.runtime.settings.identity.bcrypt_rounds))
+            secret_hash=await hash_secret(secret, self.bcrypt_rounds))
         self.session.add(cred)
         await self.session.flush()
         return cred, secret
@@ -84,7 +95,7 @@ class AppCredentialManager:
         await self.session.delete(cred)
         await self.session.flush()
         # Tokens made from it check that it still exists; flush caches that say otherwise.
-        self.svc.revocations.notify()
+        self.revocations.notify()
 
     async def roles(self, cred: ApplicationCredential) -> list[Role]:
         if not cred.role_ids:

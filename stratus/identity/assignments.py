@@ -1,18 +1,25 @@
-"""Roles, role implications and role assignments (grants), and the effective roles they give."""
+"""Roles, role implications and role assignments (grants), and the effective roles they give.
+
+Contracts: ``Assignments`` is the repository of one transaction; effective roles count
+direct grants, grants to the user's groups, inherited grants on the domain or a parent
+project, and every role those imply. Revoking a grant revokes the tokens it backed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.exceptions import Conflict, Forbidden, NotFound
+from stratus.core.exceptions import Forbidden, NotFound
+from stratus.identity.errors import duplicate, not_found
 from stratus.identity.models import Assignment, GroupMembership, ImpliedRole, Project, Role
-from stratus.identity.resources import _apply
-
-if TYPE_CHECKING:
-    from stratus.identity.service import IdentityService
+from stratus.identity.resources import Resources
+from stratus.identity.revocation import RevocationLog
+from stratus.identity.rows import apply_changes, get_row, insert
+from stratus.identity.users import Users
 
 SYSTEM_TARGET = "system"
 
@@ -45,18 +52,37 @@ class RoleAssignment:
     granted_role_id: str | None = None
 
 
-class AssignmentManager:
-    def __init__(self, svc: IdentityService) -> None:
-        self.svc = svc
-        self.session = svc.session
+@dataclass(frozen=True)
+class AssignmentFilter:
+    """What ``GET /v3/role_assignments`` asks for; ``None`` and ``False`` filter nothing."""
+
+    #: Effective roles: groups expanded to members, inherited and implied roles added.
+    effective: bool = False
+    system: bool = False
+    inherited: bool | None = None
+    user_id: str | None = None
+    group_id: str | None = None
+    role_id: str | None = None
+    project_id: str | None = None
+    #: With ``project_id``: the projects below it too.
+    include_subtree: bool = False
+    domain_id: str | None = None
+
+
+@dataclass(eq=False)
+class Assignments:
+    """Roles and grants within one transaction; ``resources`` and ``users`` check the
+    targets and actors of grants."""
+
+    session: AsyncSession
+    resources: Resources
+    users: Users
+    revocations: RevocationLog
 
     # Roles --------------------------------------------------------------------------------
 
     async def get_role(self, role_id: str) -> Role:
-        role = await self.session.get(Role, role_id)
-        if role is None:
-            raise NotFound(f"Could not find role: {role_id}.")
-        return role
+        return await get_row(self.session, Role, role_id, "role")
 
     async def find_role(self, *, role_id: str | None = None, name: str | None = None) -> Role:
         if role_id:
@@ -64,7 +90,7 @@ class AssignmentManager:
         role = await self.session.scalar(
             select(Role).where(Role.name == name, Role.domain_id == ""))
         if role is None:
-            raise NotFound(f"Could not find role: {name}.")
+            raise not_found("role", str(name))
         return role
 
     async def list_roles(self, *, name: str | None = None,
@@ -78,27 +104,23 @@ class AssignmentManager:
                           domain_id: str | None = None, role_id: str | None = None,
                           extra: dict[str, Any] | None = None) -> Role:
         if domain_id:
-            await self.svc.resources.get_domain(domain_id)
+            await self.resources.get_domain(domain_id)
         if await self.session.scalar(
                 select(Role.id).where(Role.name == name, Role.domain_id == (domain_id or ""))):
-            raise Conflict(f"Conflict occurred attempting to store role - "
-                           f"Duplicate entry found with name {name}.")
+            raise duplicate("store", "role", f"Duplicate entry found with name {name}.")
         role = Role(name=name, description=description, domain_id=domain_id or "",
                     extra=extra or {})
         if role_id:
             role.id = role_id
-        self.session.add(role)
-        await self.session.flush()
-        return role
+        return await insert(self.session, role)
 
     async def update_role(self, role_id: str, changes: dict[str, Any]) -> Role:
         role = await self.get_role(role_id)
         new_name = changes.get("name")
         if new_name is not None and new_name != role.name and await self.session.scalar(
                 select(Role.id).where(Role.name == new_name, Role.domain_id == role.domain_id)):
-            raise Conflict(f"Conflict occurred attempting to update role - "
-                           f"Duplicate entry found with name {new_name}.")
-        _apply(role, changes, ("name", "description"))
+            raise duplicate("update", "role", f"Duplicate entry found with name {new_name}.")
+        apply_changes(role, changes, ("name", "description"))
         await self.session.flush()
         return role
 
@@ -109,7 +131,7 @@ class AssignmentManager:
             (ImpliedRole.prior_role_id == role_id) | (ImpliedRole.implied_role_id == role_id)))
         await self.session.delete(role)
         await self.session.flush()
-        self.svc.revocations.notify()
+        self.revocations.notify()
 
     async def add_implied_role(self, prior_id: str, implied_id: str) -> None:
         await self.get_role(prior_id)
@@ -136,13 +158,13 @@ class AssignmentManager:
                             target_id: str, role_id: str) -> None:
         await self.get_role(role_id)
         if actor_type == "user":
-            await self.svc.users.get_user(actor_id)
+            await self.users.get_user(actor_id)
         else:
-            await self.svc.users.get_group(actor_id)
+            await self.users.get_group(actor_id)
         if target_type == "project":
-            await self.svc.resources.get_project(target_id)
+            await self.resources.get_project(target_id)
         elif target_type == "domain":
-            await self.svc.resources.get_domain(target_id)
+            await self.resources.get_domain(target_id)
 
     async def grant(self, actor_type: str, actor_id: str, target_type: str, target_id: str,
                     role_id: str, *, inherited: bool = False) -> None:
@@ -171,20 +193,20 @@ class AssignmentManager:
         await self.session.delete(row)
         await self.session.flush()
         if actor_type == "user" and target_type == "project":
-            await self.svc.revocations.revoke(user_id=actor_id, project_id=target_id)
+            await self.revocations.revoke(user_id=actor_id, project_id=target_id)
         elif actor_type == "user":
-            await self.svc.revocations.revoke(user_id=actor_id)
+            await self.revocations.revoke(user_id=actor_id)
         else:
-            self.svc.revocations.notify()
+            self.revocations.notify()
 
     async def list_grants(self, actor_type: str, actor_id: str, target_type: str,
                           target_id: str, *, inherited: bool = False) -> list[Role]:
-        await (self.svc.users.get_user(actor_id) if actor_type == "user"
-               else self.svc.users.get_group(actor_id))
+        await (self.users.get_user(actor_id) if actor_type == "user"
+               else self.users.get_group(actor_id))
         if target_type == "project":
-            await self.svc.resources.get_project(target_id)
+            await self.resources.get_project(target_id)
         elif target_type == "domain":
-            await self.svc.resources.get_domain(target_id)
+            await self.resources.get_domain(target_id)
         return list(await self.session.scalars(
             select(Role).join(Assignment, Assignment.role_id == Role.id).where(
                 Assignment.type == _TYPES[actor_type, target_type],
@@ -204,7 +226,7 @@ class AssignmentManager:
     async def effective_role_ids(self, user_id: str, *, project: Project | None = None,
                                  domain_id: str | None = None, system: bool = False) -> set[str]:
         """Roles the user holds on one scope: direct, through groups, inherited and implied."""
-        actors = [user_id, *await self.svc.users.group_ids_of(user_id)]
+        actors = [user_id, *await self.users.group_ids_of(user_id)]
         A = Assignment
         query = select(A.role_id).where(A.actor_id.in_(actors))
         if project is not None:
@@ -233,7 +255,7 @@ class AssignmentManager:
 
     async def project_ids_for_user(self, user_id: str) -> list[str]:
         """Projects on which the user holds at least one role (directly, by group, inherited)."""
-        actors = [user_id, *await self.svc.users.group_ids_of(user_id)]
+        actors = [user_id, *await self.users.group_ids_of(user_id)]
         A = Assignment
         rows = (await self.session.execute(select(A.type, A.target_id, A.inherited).where(
             A.actor_id.in_(actors)))).all()
@@ -255,7 +277,7 @@ class AssignmentManager:
         return sorted(ids)
 
     async def domain_ids_for_user(self, user_id: str) -> list[str]:
-        actors = [user_id, *await self.svc.users.group_ids_of(user_id)]
+        actors = [user_id, *await self.users.group_ids_of(user_id)]
         A = Assignment
         return sorted(set(await self.session.scalars(select(A.target_id).where(
             A.actor_id.in_(actors), A.type.in_((A.USER_DOMAIN, A.GROUP_DOMAIN)),
@@ -265,6 +287,18 @@ class AssignmentManager:
         return bool(await self.effective_role_ids(user_id, system=True))
 
     # GET /v3/role_assignments -------------------------------------------------------------
+
+    async def search(self, f: AssignmentFilter) -> list[RoleAssignment]:
+        project_ids: list[str | None] = [f.project_id]
+        if f.project_id and f.include_subtree:
+            project_ids.extend(await self.resources.subtree_ids(f.project_id))
+        found: list[RoleAssignment] = []
+        for pid in project_ids:
+            found.extend(await self.list_assignments(
+                user_id=f.user_id, group_id=f.group_id, role_id=f.role_id, project_id=pid,
+                domain_id=f.domain_id, system=f.system, inherited=f.inherited,
+                effective=f.effective))
+        return found
 
     async def list_assignments(self, *, user_id: str | None = None, group_id: str | None = None,
                                role_id: str | None = None, project_id: str | None = None,

@@ -9,16 +9,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stratus.core.config import IdentitySettings
 from stratus.core.db import utcnow
 from stratus.core.exceptions import NotFound, Unauthorized, ValidationError
+from stratus.identity.app_credentials import AppCredentials
+from stratus.identity.assignments import Assignments
+from stratus.identity.catalog import Catalog
+from stratus.identity.errors import BadCredentials, TokenDecodeError, TokenNotFound
 from stratus.identity.models import ApplicationCredential, Domain, Project, Role, User
 from stratus.identity.passwords import verify_secret
-from stratus.identity.tokens import METHODS, TokenDecodeError, TokenPayload, new_audit_id
-
-if TYPE_CHECKING:
-    from stratus.identity.service import IdentityService
+from stratus.identity.resources import Resources
+from stratus.identity.revocation import RevocationLog
+from stratus.identity.tokens import METHODS, TokenFormatter, TokenPayload, new_audit_id
+from stratus.identity.users import Users
 
 LOG = logging.getLogger(__name__)
 
@@ -88,14 +95,24 @@ class _Subject:
     app_cred: ApplicationCredential | None = None
 
 
-class Authenticator:
-    def __init__(self, svc: IdentityService) -> None:
-        self.svc = svc
-        self.session = svc.session
-        self.runtime = svc.runtime
-        # Rows read in this transaction, held so each is loaded once: the session's identity
-        # map only keeps rows something else still refers to.
-        self._rows: dict[tuple[type[Any], str], Any] = {}
+@dataclass(eq=False, kw_only=True)
+class Authentication:
+    """Issues and validates tokens within one transaction, reading the repositories given
+    (all bound to that transaction); ``options`` gives token lifetimes."""
+
+    session: AsyncSession
+    resources: Resources
+    users: Users
+    assignments: Assignments
+    catalog: Catalog
+    app_credentials: AppCredentials
+    revocations: RevocationLog
+    formatter: TokenFormatter
+    options: IdentitySettings
+    # Rows read in this transaction, held so each is loaded once: the session's identity
+    # map only keeps rows something else still refers to.
+    _rows: dict[tuple[type[Any], str], Any] = field(default_factory=dict, init=False,
+                                                    repr=False)
 
     async def _row(self, model: type[_Row], row_id: str) -> _Row | None:
         key = (model, row_id)
@@ -138,7 +155,7 @@ class Authenticator:
         chain = next((s.audit_chain_id for s in subjects if s.audit_chain_id), None)
 
         now = utcnow()
-        expires_at = now + dt.timedelta(seconds=self.runtime.settings.identity.token_expiration)
+        expires_at = now + dt.timedelta(seconds=self.options.token_expiration)
         for subject in subjects:
             if subject.expires_at is not None:
                 expires_at = min(expires_at, subject.expires_at)
@@ -149,19 +166,19 @@ class Authenticator:
         )
         await self._resolve_scope(payload, user, request.scope, app_cred)
         body = await self._body(payload, user, include_catalog=include_catalog)
-        return IssuedToken(token=self.runtime.formatter.encode(payload), payload=payload, body=body)
+        return IssuedToken(token=self.formatter.encode(payload), payload=payload, body=body)
 
     async def _password(self, creds: PasswordCredentials) -> _Subject:
         ref = creds.user
         try:
-            user = await self.svc.users.find_user(
+            user = await self.users.find_user(
                 user_id=ref.id, name=ref.name, domain_id=ref.domain_id,
                 domain_name=ref.domain_name)
         except NotFound:
             user = None
         # Same answer for an unknown user and a wrong password: say nothing about which.
         if user is None or not await verify_secret(creds.password, user.password_hash):
-            raise Unauthorized("The request you have made requires authentication.")
+            raise BadCredentials()
         return _Subject(user=user, methods=["password"])
 
     async def _token(self, token: str) -> _Subject:
@@ -171,7 +188,7 @@ class Authenticator:
             raise Unauthorized("The token given for authentication is not valid.") from exc
         if payload.app_cred_id:
             raise Unauthorized("A token made from an application credential cannot be rescoped.")
-        user = await self.svc.users.get_user(payload.user_id)
+        user = await self.users.get_user(payload.user_id)
         methods = [*payload.methods]
         if "token" not in methods:
             methods.insert(0, "token")
@@ -182,22 +199,22 @@ class Authenticator:
         cred: ApplicationCredential | None = None
         try:
             if creds.id:
-                cred = await self.svc.app_credentials.get(creds.id)
+                cred = await self.app_credentials.get(creds.id)
             elif creds.name and creds.user:
-                user = await self.svc.users.find_user(
+                user = await self.users.find_user(
                     user_id=creds.user.id, name=creds.user.name, domain_id=creds.user.domain_id,
                     domain_name=creds.user.domain_name)
-                cred = await self.svc.app_credentials.find(user_id=user.id, name=creds.name)
+                cred = await self.app_credentials.find(user_id=user.id, name=creds.name)
             else:
                 raise ValidationError("An application credential needs an id, or a name "
                                       "and a user.")
         except NotFound:
             cred = None
         if cred is None or not await verify_secret(creds.secret, cred.secret_hash):
-            raise Unauthorized("The request you have made requires authentication.")
+            raise BadCredentials()
         if cred.expires_at is not None and cred.expires_at <= utcnow():
             raise Unauthorized("The application credential has expired.")
-        user = await self.svc.users.get_user(cred.user_id)
+        user = await self.users.get_user(cred.user_id)
         return _Subject(user=user, methods=["application_credential"],
                         expires_at=cred.expires_at, app_cred=cred)
 
@@ -225,7 +242,7 @@ class Authenticator:
             payload.project_id = project.id
         elif kind == "domain":
             try:
-                domain = await self.svc.resources.find_domain(domain_id=scope.id, name=scope.name)
+                domain = await self.resources.find_domain(domain_id=scope.id, name=scope.name)
             except NotFound as exc:
                 raise Unauthorized(f"Could not find domain: {scope.id or scope.name}.") from exc
             if not domain.enabled:
@@ -245,7 +262,7 @@ class Authenticator:
 
     async def _scope_project(self, scope: Scope) -> Project:
         try:
-            return await self.svc.resources.find_project(
+            return await self.resources.find_project(
                 project_id=scope.id, name=scope.name, domain_id=scope.domain_id,
                 domain_name=scope.domain_name)
         except NotFound as exc:
@@ -264,7 +281,7 @@ class Authenticator:
 
     async def _roles(self, payload: TokenPayload,
                      app_cred: ApplicationCredential | None) -> list[Role]:
-        assignments = self.svc.assignments
+        assignments = self.assignments
         if payload.project_id:
             project = await self._row(Project, payload.project_id)
             if project is None:
@@ -285,14 +302,14 @@ class Authenticator:
 
     async def validate_payload(self, token: str, *, allow_expired: bool = False) -> TokenPayload:
         """Decode and check expiry and revocation; NotFound for any token that is not valid."""
-        not_found = NotFound("Could not find token.")
+        not_found = TokenNotFound()
         try:
-            payload = self.runtime.formatter.decode(token)
+            payload = self.formatter.decode(token)
         except TokenDecodeError as exc:
             raise not_found from exc
         now = utcnow()
         if payload.expires_at <= now:
-            window = dt.timedelta(seconds=self.runtime.settings.identity.allow_expired_window)
+            window = dt.timedelta(seconds=self.options.allow_expired_window)
             if not allow_expired or payload.expires_at + window <= now:
                 raise not_found
         user = await self._row(User, payload.user_id)
@@ -303,7 +320,7 @@ class Authenticator:
             project = await self._row(Project, payload.project_id)
             if project is None:
                 raise not_found
-        if await self.svc.revocations.is_revoked(
+        if await self.revocations.is_revoked(
                 payload, user_domain_id=user.domain_id,
                 project_domain_id=project.domain_id if project else None):
             raise not_found
@@ -315,7 +332,7 @@ class Authenticator:
         payload = await self.validate_payload(token, allow_expired=allow_expired)
         user = await self._row(User, payload.user_id)
         if user is None:
-            raise NotFound("Could not find token.")
+            raise TokenNotFound()
         try:
             await self._check_user_enabled(user)
             if payload.project_id:
@@ -325,15 +342,15 @@ class Authenticator:
                 if domain is None or not domain.enabled:
                     raise Unauthorized()
         except Unauthorized as exc:
-            raise NotFound("Could not find token.") from exc
+            raise TokenNotFound() from exc
         body = await self._body(payload, user, include_catalog=include_catalog)
         if payload.scope_kind and not body["roles"]:
-            raise NotFound("Could not find token.")
+            raise TokenNotFound()
         return payload, body
 
     async def revoke(self, token: str) -> None:
         payload = await self.validate_payload(token)
-        await self.svc.revocations.revoke(audit_id=payload.audit_id)
+        await self.revocations.revoke(audit_id=payload.audit_id)
 
     # Token body ---------------------------------------------------------------------------
 
@@ -361,13 +378,13 @@ class Authenticator:
             app_cred = await self._row(ApplicationCredential, payload.app_cred_id)
             if app_cred is None or (app_cred.expires_at is not None
                                     and app_cred.expires_at <= utcnow()):
-                raise NotFound("Could not find token.")
+                raise TokenNotFound()
             body["application_credential"] = {
                 "id": app_cred.id, "name": app_cred.name, "restricted": not app_cred.unrestricted}
         if payload.project_id:
             project = await self._row(Project, payload.project_id)
             if project is None:
-                raise NotFound("Could not find token.")
+                raise TokenNotFound()
             body["project"] = {"id": project.id, "name": project.name,
                                "domain": await self._domain_ref(project.domain_id)}
             body["is_domain"] = False
@@ -378,5 +395,5 @@ class Authenticator:
         body["roles"] = [{"id": r.id, "name": r.name}
                          for r in await self._roles(payload, app_cred)]
         if include_catalog:
-            body["catalog"] = await self.svc.catalog.catalog(payload.project_id)
+            body["catalog"] = await self.catalog.catalog(payload.project_id)
         return body

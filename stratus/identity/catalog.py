@@ -1,17 +1,20 @@
-"""Regions, services and endpoints, and the service catalog built from them."""
+"""Regions, services and endpoints, and the service catalog built from them.
+
+Contracts: ``Catalog`` is the repository of one transaction; a region with children or
+endpoints cannot be deleted; deleting a service deletes its endpoints; the catalog a token
+carries lists enabled services with their enabled endpoints, URLs filled for its project.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.exceptions import Conflict, NotFound, ValidationError
-from stratus.identity.models import Endpoint, Region, Service
-from stratus.identity.resources import _apply
-
-if TYPE_CHECKING:
-    from stratus.identity.service import IdentityService
+from stratus.core.exceptions import Conflict, ValidationError
+from stratus.identity.models import Endpoint, Region, Service, new_id
+from stratus.identity.rows import apply_changes, get_row, insert, where_given
 
 INTERFACES = ("public", "internal", "admin")
 
@@ -28,30 +31,25 @@ def substitute_url(url: str, project_id: str | None) -> str | None:
     return url
 
 
-class CatalogManager:
-    def __init__(self, svc: IdentityService) -> None:
-        self.svc = svc
-        self.session = svc.session
+class Catalog:
+    """Regions, services and endpoints within one transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     # Regions ------------------------------------------------------------------------------
 
     async def get_region(self, region_id: str) -> Region:
-        region = await self.session.get(Region, region_id)
-        if region is None:
-            raise NotFound(f"Could not find region: {region_id}.")
-        return region
+        return await get_row(self.session, Region, region_id, "region")
 
     async def list_regions(self, *, parent_region_id: str | None = None) -> list[Region]:
-        query = select(Region).order_by(Region.id)
-        if parent_region_id is not None:
-            query = query.where(Region.parent_region_id == parent_region_id)
+        query = where_given(select(Region).order_by(Region.id),
+                            (Region.parent_region_id, parent_region_id))
         return list(await self.session.scalars(query))
 
     async def create_region(self, *, region_id: str | None, description: str = "",
                             parent_region_id: str | None = None,
                             extra: dict[str, Any] | None = None) -> Region:
-        from stratus.identity.models import new_id
-
         region_id = region_id or new_id()
         if await self.session.get(Region, region_id) is not None:
             raise Conflict(f"Conflict occurred attempting to store region - "
@@ -60,9 +58,7 @@ class CatalogManager:
             await self.get_region(parent_region_id)
         region = Region(id=region_id, description=description,
                         parent_region_id=parent_region_id, extra=extra or {})
-        self.session.add(region)
-        await self.session.flush()
-        return region
+        return await insert(self.session, region)
 
     async def update_region(self, region_id: str, changes: dict[str, Any]) -> Region:
         region = await self.get_region(region_id)
@@ -70,7 +66,7 @@ class CatalogManager:
             await self.get_region(changes["parent_region_id"])
             if changes["parent_region_id"] == region_id:
                 raise ValidationError("A region cannot be its own parent.")
-        _apply(region, changes, ("description", "parent_region_id"))
+        apply_changes(region, changes, ("description", "parent_region_id"))
         await self.session.flush()
         return region
 
@@ -86,31 +82,23 @@ class CatalogManager:
     # Services -----------------------------------------------------------------------------
 
     async def get_service(self, service_id: str) -> Service:
-        service = await self.session.get(Service, service_id)
-        if service is None:
-            raise NotFound(f"Could not find service: {service_id}.")
-        return service
+        return await get_row(self.session, Service, service_id, "service")
 
     async def list_services(self, *, type: str | None = None,
                             name: str | None = None) -> list[Service]:
-        query = select(Service).order_by(Service.type)
-        if type is not None:
-            query = query.where(Service.type == type)
-        if name is not None:
-            query = query.where(Service.name == name)
+        query = where_given(select(Service).order_by(Service.type),
+                            (Service.type, type), (Service.name, name))
         return list(await self.session.scalars(query))
 
     async def create_service(self, *, type: str, name: str = "", description: str = "",
                              enabled: bool = True, extra: dict[str, Any] | None = None) -> Service:
         service = Service(type=type, name=name, description=description, enabled=enabled,
                           extra=extra or {})
-        self.session.add(service)
-        await self.session.flush()
-        return service
+        return await insert(self.session, service)
 
     async def update_service(self, service_id: str, changes: dict[str, Any]) -> Service:
         service = await self.get_service(service_id)
-        _apply(service, changes, ("type", "name", "description", "enabled"))
+        apply_changes(service, changes, ("type", "name", "description", "enabled"))
         await self.session.flush()
         return service
 
@@ -124,18 +112,14 @@ class CatalogManager:
     # Endpoints ----------------------------------------------------------------------------
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
-        endpoint = await self.session.get(Endpoint, endpoint_id)
-        if endpoint is None:
-            raise NotFound(f"Could not find endpoint: {endpoint_id}.")
-        return endpoint
+        return await get_row(self.session, Endpoint, endpoint_id, "endpoint")
 
     async def list_endpoints(self, *, service_id: str | None = None, interface: str | None = None,
                              region_id: str | None = None) -> list[Endpoint]:
-        query = select(Endpoint).order_by(Endpoint.service_id, Endpoint.interface)
-        for column, value in ((Endpoint.service_id, service_id),
-                              (Endpoint.interface, interface), (Endpoint.region_id, region_id)):
-            if value is not None:
-                query = query.where(column == value)
+        query = where_given(
+            select(Endpoint).order_by(Endpoint.service_id, Endpoint.interface),
+            (Endpoint.service_id, service_id), (Endpoint.interface, interface),
+            (Endpoint.region_id, region_id))
         return list(await self.session.scalars(query))
 
     async def create_endpoint(self, *, service_id: str, interface: str, url: str,
@@ -149,9 +133,7 @@ class CatalogManager:
             await self.get_region(region_id)
         endpoint = Endpoint(service_id=service_id, interface=interface, url=url,
                             region_id=region_id, enabled=enabled, extra=extra or {})
-        self.session.add(endpoint)
-        await self.session.flush()
-        return endpoint
+        return await insert(self.session, endpoint)
 
     async def update_endpoint(self, endpoint_id: str, changes: dict[str, Any]) -> Endpoint:
         endpoint = await self.get_endpoint(endpoint_id)
@@ -161,7 +143,7 @@ class CatalogManager:
             await self.get_service(changes["service_id"])
         if changes.get("region_id"):
             await self.get_region(changes["region_id"])
-        _apply(endpoint, changes, ("interface", "url", "region_id", "enabled"))
+        apply_changes(endpoint, changes, ("interface", "url", "region_id", "enabled"))
         if "service_id" in changes:
             endpoint.service_id = changes["service_id"]
         await self.session.flush()

@@ -1,4 +1,10 @@
-"""Identity's domain layer: the process-wide runtime and the per-transaction service."""
+"""Identity's domain layer: the process-wide runtime and the per-transaction facade.
+
+Contracts: ``IdentityRuntime.service()`` yields an ``IdentityService`` bound to one
+transaction (committed on success, rolled back on error); the facade only wires the
+repositories, each given the session and the collaborators it names. Token caches are
+told of revocations after the commit, never before.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stratus.core.config import Settings
 from stratus.core.db import Database
 from stratus.core.policy import Enforcer
-from stratus.identity.app_credentials import AppCredentialManager
-from stratus.identity.assignments import AssignmentManager
-from stratus.identity.authentication import Authenticator
-from stratus.identity.catalog import CatalogManager
+from stratus.identity.app_credentials import AppCredentials
+from stratus.identity.assignments import Assignments
+from stratus.identity.authentication import Authentication
+from stratus.identity.catalog import Catalog
 from stratus.identity.fernet import KeyRepository
-from stratus.identity.migrations import HEAD
+from stratus.identity.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.identity.policy import RULES
-from stratus.identity.resources import ResourceManager
+from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
 from stratus.identity.tokens import TokenFormatter
-from stratus.identity.users import UserManager
-
-SCRIPT_LOCATION = "stratus.identity:migrations"
-VERSION_TABLE = "alembic_version_identity"
+from stratus.identity.users import Users
 
 
 class IdentityRuntime:
@@ -72,15 +75,20 @@ class IdentityRuntime:
 
 
 class IdentityService:
-    """Identity's operations within one database transaction."""
+    """Identity's repositories within one database transaction, wired in dependency order."""
 
     def __init__(self, runtime: IdentityRuntime, session: AsyncSession) -> None:
-        self.runtime = runtime
+        options = runtime.settings.identity
         self.session = session
         self.revocations = RevocationLog(session, runtime.revocation_retention)
-        self.resources = ResourceManager(self)
-        self.users = UserManager(self)
-        self.assignments = AssignmentManager(self)
-        self.catalog = CatalogManager(self)
-        self.app_credentials = AppCredentialManager(self)
-        self.auth = Authenticator(self)
+        self.resources = Resources(session, self.revocations)
+        self.users = Users(session, self.resources, self.revocations, options.bcrypt_rounds)
+        self.assignments = Assignments(session, self.resources, self.users, self.revocations)
+        self.catalog = Catalog(session)
+        self.app_credentials = AppCredentials(session, self.assignments, self.revocations,
+                                              options.bcrypt_rounds)
+        self.auth = Authentication(
+            session=session, resources=self.resources, users=self.users,
+            assignments=self.assignments, catalog=self.catalog,
+            app_credentials=self.app_credentials,
+            revocations=self.revocations, formatter=runtime.formatter, options=options)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import msgpack
 from cryptography.fernet import InvalidToken
 
+from stratus.identity.errors import TokenDecodeError
 from stratus.identity.fernet import KeyRepository
 
 FORMAT_VERSION = 1
@@ -22,10 +23,6 @@ FORMAT_VERSION = 1
 METHODS = ("password", "token", "application_credential")
 
 UNSCOPED, PROJECT, DOMAIN, SYSTEM = 0, 1, 2, 3
-
-
-class TokenDecodeError(Exception):
-    """The string is not a token this cloud issued (or its key has been rotated out)."""
 
 
 def new_audit_id() -> str:

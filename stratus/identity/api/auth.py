@@ -8,17 +8,11 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import ValidationError
+from stratus.identity import authentication as authn
 from stratus.identity.api import views
 from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
 from stratus.identity.api.schemas import AuthBody, AuthRequestBody, DomainRef
 from stratus.identity.api.schemas import UserRef as UserRefBody
-from stratus.identity.authentication import (
-    AppCredentialCredentials,
-    AuthRequest,
-    PasswordCredentials,
-    Scope,
-    UserRef,
-)
 
 router = APIRouter(prefix="/v3/auth")
 
@@ -31,20 +25,20 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() not in ("0", "false", "no")
 
 
-def _user_ref(body: UserRefBody) -> UserRef:
+def _user_ref(body: UserRefBody) -> authn.UserRef:
     domain = body.domain or DomainRef()
     if body.id is None and (body.name is None or (domain.id is None and domain.name is None)):
         raise ValidationError("Invalid input for field 'identity/password/user': give the "
                               "user's id, or its name and domain.")
-    return UserRef(id=body.id, name=body.name, domain_id=domain.id, domain_name=domain.name)
+    return authn.UserRef(id=body.id, name=body.name, domain_id=domain.id, domain_name=domain.name)
 
 
-def _scope(auth: AuthBody) -> Scope:
+def _scope(auth: AuthBody) -> authn.Scope:
     scope = auth.scope
     if scope is None:
-        return Scope()
+        return authn.Scope()
     if scope == "unscoped":
-        return Scope(kind="unscoped")
+        return authn.Scope(kind="unscoped")
     given = [k for k in ("project", "domain", "system") if getattr(scope, k) is not None]
     if len(given) > 1:
         raise ValidationError("Specify one of domain, project or system as the scope.")
@@ -54,33 +48,33 @@ def _scope(auth: AuthBody) -> Scope:
         if p.id is None and (p.name is None or (domain.id is None and domain.name is None)):
             raise ValidationError("Invalid input for field 'scope/project': give the project's "
                                   "id, or its name and domain.")
-        return Scope(kind="project", id=p.id, name=p.name, domain_id=domain.id,
-                     domain_name=domain.name)
+        return authn.Scope(kind="project", id=p.id, name=p.name, domain_id=domain.id,
+                           domain_name=domain.name)
     if scope.domain is not None:
         if scope.domain.id is None and scope.domain.name is None:
             raise ValidationError("Invalid input for field 'scope/domain': give an id or name.")
-        return Scope(kind="domain", id=scope.domain.id, name=scope.domain.name)
+        return authn.Scope(kind="domain", id=scope.domain.id, name=scope.domain.name)
     if scope.system is not None:
         if not scope.system.all:
             raise ValidationError("Only the system scope 'all' is supported.")
-        return Scope(kind="system")
-    return Scope(kind="unscoped")
+        return authn.Scope(kind="system")
+    return authn.Scope(kind="unscoped")
 
 
-def to_auth_request(body: AuthRequestBody) -> AuthRequest:
+def to_auth_request(body: AuthRequestBody) -> authn.AuthRequest:
     identity = body.auth.identity
-    request = AuthRequest(methods=list(identity.methods), scope=_scope(body.auth))
+    request = authn.AuthRequest(methods=list(identity.methods), scope=_scope(body.auth))
     if identity.password is not None:
         if identity.password.user.password is None:
             raise ValidationError("Invalid input for field 'identity/password/user/password': "
                                   "a password is required.")
-        request.password = PasswordCredentials(user=_user_ref(identity.password.user),
-                                               password=identity.password.user.password)
+        request.password = authn.PasswordCredentials(user=_user_ref(identity.password.user),
+                                                     password=identity.password.user.password)
     if identity.token is not None:
         request.token = identity.token.id
     if identity.application_credential is not None:
         ac = identity.application_credential
-        request.application_credential = AppCredentialCredentials(
+        request.application_credential = authn.AppCredentialCredentials(
             secret=ac.secret, id=ac.id, name=ac.name,
             user=_user_ref(ac.user) if ac.user is not None else None)
     return request
@@ -138,8 +132,8 @@ async def auth_projects(svc: Service, context: Context, base: BaseURL) -> dict[s
 @router.get("/domains")
 async def auth_domains(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
     assert context.user_id is not None
-    ids = set(await svc.assignments.domain_ids_for_user(context.user_id))
-    domains = [d for d in await svc.resources.list_domains(enabled=True) if d.id in ids]
+    ids = await svc.assignments.domain_ids_for_user(context.user_id)
+    domains = await svc.resources.list_domains(enabled=True, ids=ids)
     return views.collection("domains", [views.domain(d, base) for d in domains],
                             base, "auth/domains")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import ValidationError
 from stratus.identity.resources import DEFAULT_DOMAIN_ID
@@ -30,10 +28,3 @@ def default_domain(context: RequestContext, given: str | None) -> str:
 
 def text(value: str | None) -> str:
     return value or ""
-
-
-def split_known(changes: dict[str, Any], known: tuple[str, ...]) -> tuple[dict[str, Any],
-                                                                          dict[str, Any]]:
-    """(known fields, extra attributes) of a create body."""
-    extra = {k: v for k, v in changes.items() if k not in known}
-    return {k: v for k, v in changes.items() if k in known}, extra

@@ -2,65 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from stratus.core.exceptions import NotFound, ValidationError
-from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter, split_known, text
+from stratus.identity.api import schemas, views
+from stratus.identity.api.common import bool_filter
+from stratus.identity.api.crud import Resource, add_routes
 from stratus.identity.api.deps import Authorize, BaseURL, Service
-from stratus.identity.api.schemas import RoleCreateBody, RoleUpdateBody
-from stratus.identity.assignments import SYSTEM_TARGET, RoleAssignment
+from stratus.identity.assignments import SYSTEM_TARGET, AssignmentFilter, RoleAssignment
 from stratus.identity.service import IdentityService
 
 router = APIRouter(prefix="/v3")
 
 Q = Annotated[str | None, Query()]
 
-
-@router.get("/roles")
-async def list_roles(svc: Service, authorize: Authorize, base: BaseURL, name: Q = None,
-                     domain_id: Q = None) -> dict[str, Any]:
-    authorize("identity:list_roles")
-    roles = await svc.assignments.list_roles(name=name, domain_id=domain_id)
-    return views.collection("roles", [views.role(r, base) for r in roles], base, "roles")
-
-
-@router.post("/roles", status_code=201)
-async def create_role(body: RoleCreateBody, svc: Service, authorize: Authorize,
-                      base: BaseURL) -> dict[str, Any]:
-    authorize("identity:create_role")
-    r = body.role
-    _, extra = split_known(r.changes(), ("name", "domain_id", "description", "options"))
-    role = await svc.assignments.create_role(name=r.name, description=text(r.description),
-                                             domain_id=r.domain_id, extra=extra)
-    return {"role": views.role(role, base)}
-
-
-@router.get("/roles/{role_id}")
-async def get_role(role_id: str, svc: Service, authorize: Authorize,
-                   base: BaseURL) -> dict[str, Any]:
-    authorize("identity:get_role")
-    return {"role": views.role(await svc.assignments.get_role(role_id), base)}
-
-
-@router.patch("/roles/{role_id}")
-async def update_role(role_id: str, body: RoleUpdateBody, svc: Service, authorize: Authorize,
-                      base: BaseURL) -> dict[str, Any]:
-    authorize("identity:update_role")
-    changes = body.role.changes()
-    changes.pop("options", None)
-    if "description" in changes:
-        changes["description"] = text(changes["description"])
-    return {"role": views.role(await svc.assignments.update_role(role_id, changes), base)}
-
-
-@router.delete("/roles/{role_id}", status_code=204)
-async def delete_role(role_id: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("identity:delete_role")
-    await svc.assignments.delete_role(role_id)
-    return Response(status_code=204)
+add_routes(router, Resource("role", "roles", "assignments", views.role, schemas.RoleUpdateBody,
+                            schemas.RoleCreateBody, filters=("name", "domain_id")))
 
 
 # Grants: the same four operations on every (target, actor) pair. -------------------------
@@ -75,26 +35,15 @@ def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
             return SYSTEM_TARGET
         return target_id
 
-    async def put(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
-                  target_id: str | None = None) -> Response:
-        authorize("identity:create_grant")
-        await svc.assignments.grant(actor_type, actor_id, target_type, target_of(target_id),
-                                    role_id, inherited=inherited)
-        return Response(status_code=204)
-
-    async def check(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
-                    target_id: str | None = None) -> Response:
-        authorize("identity:check_grant")
-        await svc.assignments.check_grant(actor_type, actor_id, target_type,
-                                          target_of(target_id), role_id, inherited=inherited)
-        return Response(status_code=204)
-
-    async def delete(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
-                     target_id: str | None = None) -> Response:
-        authorize("identity:revoke_grant")
-        await svc.assignments.revoke_grant(actor_type, actor_id, target_type,
-                                           target_of(target_id), role_id, inherited=inherited)
-        return Response(status_code=204)
+    def change(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
+        async def handler(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
+                          target_id: str | None = None) -> Response:
+            authorize(f"identity:{rule}")
+            await getattr(svc.assignments, operation)(
+                actor_type, actor_id, target_type, target_of(target_id), role_id,
+                inherited=inherited)
+            return Response(status_code=204)
+        return handler
 
     async def listing(svc: Service, authorize: Authorize, base: BaseURL, actor_id: str,
                       target_id: str | None = None) -> dict[str, Any]:
@@ -105,9 +54,12 @@ def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
             "{actor_id}", actor_id).lstrip("/")
         return views.collection("roles", [views.role(r, base) for r in roles], base, path)
 
-    router.add_api_route(one, put, methods=["PUT"], status_code=204)
-    router.add_api_route(one, check, methods=["HEAD", "GET"], status_code=204)
-    router.add_api_route(one, delete, methods=["DELETE"], status_code=204)
+    router.add_api_route(one, change("create_grant", "grant"), methods=["PUT"],
+                         status_code=204)
+    router.add_api_route(one, change("check_grant", "check_grant"), methods=["HEAD", "GET"],
+                         status_code=204)
+    router.add_api_route(one, change("revoke_grant", "revoke_grant"), methods=["DELETE"],
+                         status_code=204)
     if not suffix:
         router.add_api_route(collection, listing, methods=["GET"])
 
@@ -124,9 +76,7 @@ for _actor in ("user", "group"):
 
 # GET /v3/role_assignments -----------------------------------------------------------------
 
-@router.get("/role_assignments")
-async def list_role_assignments(
-    svc: Service, authorize: Authorize, base: BaseURL,
+def _raw_filters(
     user_id: Annotated[str | None, Query(alias="user.id")] = None,
     group_id: Annotated[str | None, Query(alias="group.id")] = None,
     role_id: Annotated[str | None, Query(alias="role.id")] = None,
@@ -134,42 +84,38 @@ async def list_role_assignments(
     domain_id: Annotated[str | None, Query(alias="scope.domain.id")] = None,
     system: Annotated[str | None, Query(alias="scope.system")] = None,
     inherited_to: Annotated[str | None, Query(alias="scope.OS-INHERIT:inherited_to")] = None,
-    effective: Q = None,
-    include_names: Q = None,
-    include_subtree: Q = None,
-) -> dict[str, Any]:
-    authorize("identity:list_role_assignments", {"user": {"id": user_id}})
-    is_effective = bool_filter("effective", effective) or False
-    if is_effective and group_id:
+    effective: Q = None, include_names: Q = None, include_subtree: Q = None,
+) -> dict[str, str | None]:
+    """The query as given; checked only after the caller is authorized."""
+    return dict(locals())
+
+
+def _assignment_filter(raw: dict[str, str | None]) -> AssignmentFilter:
+    effective = bool_filter("effective", raw["effective"]) or False
+    if effective and raw["group_id"]:
         raise ValidationError("Combining effective and group filter will always result in an "
                               "empty list.")
-    if inherited_to is not None and inherited_to != "projects":
+    if raw["inherited_to"] is not None and raw["inherited_to"] != "projects":
         raise ValidationError("scope.OS-INHERIT:inherited_to only accepts 'projects'.")
     # Keystone's (and openstackclient's) value is "all"; a boolean is accepted too.
-    system_only = system == "all" or bool(bool_filter("scope.system", system))
-    project_ids: list[str | None] = [project_id]
-    if project_id and bool_filter("include_subtree", include_subtree):
-        project_ids.extend(await _subtree(svc, project_id))
-    found: list[RoleAssignment] = []
-    for pid in project_ids:
-        found.extend(await svc.assignments.list_assignments(
-            user_id=user_id, group_id=group_id, role_id=role_id, project_id=pid,
-            domain_id=domain_id, system=system_only,
-            inherited=True if inherited_to else None, effective=is_effective))
-    names = _Names(svc) if bool_filter("include_names", include_names) else None
+    system = raw["system"] == "all" or bool(bool_filter("scope.system", raw["system"]))
+    return AssignmentFilter(
+        user_id=raw["user_id"], group_id=raw["group_id"], role_id=raw["role_id"],
+        project_id=raw["project_id"], domain_id=raw["domain_id"], system=system,
+        inherited=True if raw["inherited_to"] else None, effective=effective,
+        include_subtree=bool(bool_filter("include_subtree", raw["include_subtree"])))
+
+
+@router.get("/role_assignments")
+async def list_role_assignments(
+        svc: Service, authorize: Authorize, base: BaseURL,
+        raw: Annotated[dict[str, str | None], Depends(_raw_filters)]) -> dict[str, Any]:
+    authorize("identity:list_role_assignments", {"user": {"id": raw["user_id"]}})
+    found = await svc.assignments.search(_assignment_filter(raw))
+    names = _Names(svc) if bool_filter("include_names", raw["include_names"]) else None
     entries = [await _entry(a, base, names) for a in found]
     return {"role_assignments": [e for e in entries if e is not None],
             "links": {"self": f"{base}/v3/role_assignments", "previous": None, "next": None}}
-
-
-async def _subtree(svc: IdentityService, project_id: str) -> list[str]:
-    out: list[str] = []
-    frontier = [project_id]
-    while frontier:
-        children = await svc.resources.list_projects(parent_id=frontier.pop())
-        out.extend(c.id for c in children)
-        frontier.extend(c.id for c in children)
-    return out
 
 
 class _Names:

@@ -2,76 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from stratus.core.exceptions import NotFound
-from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter, default_domain, split_known, text
-from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
-from stratus.identity.api.schemas import (
-    GroupCreateBody,
-    GroupUpdateBody,
-    PasswordChangeBody,
-    UserCreateBody,
-    UserUpdateBody,
-)
+from stratus.identity.api import schemas, views
+from stratus.identity.api.common import bool_filter
+from stratus.identity.api.crud import Resource, add_routes
+from stratus.identity.api.deps import Authorize, BaseURL, Service
 
 router = APIRouter(prefix="/v3")
 
 Q = Annotated[str | None, Query()]
 
-
-@router.get("/users")
-async def list_users(svc: Service, authorize: Authorize, base: BaseURL, name: Q = None,
-                     domain_id: Q = None, enabled: Q = None) -> dict[str, Any]:
-    authorize("identity:list_users")
-    users = await svc.users.list_users(name=name, domain_id=domain_id,
-                                       enabled=bool_filter("enabled", enabled))
-    return views.collection("users", [views.user(u, base) for u in users], base, "users")
-
-
-@router.post("/users", status_code=201)
-async def create_user(body: UserCreateBody, svc: Service, authorize: Authorize,
-                      context: Context, base: BaseURL) -> dict[str, Any]:
-    u = body.user
-    domain_id = default_domain(context, u.domain_id)
-    authorize("identity:create_user", {"user": {"domain_id": domain_id}})
-    _, extra = split_known(u.changes(), ("name", "domain_id", "password", "enabled",
-                                         "default_project_id", "description", "options"))
-    user = await svc.users.create_user(
-        name=u.name, domain_id=domain_id, password=u.password, enabled=u.enabled,
-        default_project_id=u.default_project_id, description=text(u.description), extra=extra)
-    return {"user": views.user(user, base)}
-
-
-@router.get("/users/{user_id}")
-async def get_user(user_id: str, svc: Service, authorize: Authorize,
-                   base: BaseURL) -> dict[str, Any]:
-    authorize("identity:get_user", {"user": {"id": user_id}})
-    return {"user": views.user(await svc.users.get_user(user_id), base)}
-
-
-@router.patch("/users/{user_id}")
-async def update_user(user_id: str, body: UserUpdateBody, svc: Service, authorize: Authorize,
-                      base: BaseURL) -> dict[str, Any]:
-    authorize("identity:update_user", {"user": {"id": user_id}})
-    changes = body.user.changes()
-    if "description" in changes:
-        changes["description"] = text(changes["description"])
-    return {"user": views.user(await svc.users.update_user(user_id, changes), base)}
-
-
-@router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("identity:delete_user", {"user": {"id": user_id}})
-    await svc.users.delete_user(user_id)
-    return Response(status_code=204)
+for _resource in (
+    Resource("user", "users", "users", views.user, schemas.UserUpdateBody,
+             schemas.UserCreateBody, filters=("name", "domain_id"), bool_filters=("enabled",),
+             scoped=True),
+    Resource("group", "groups", "users", views.group, schemas.GroupUpdateBody,
+             schemas.GroupCreateBody, filters=("name", "domain_id"), scoped=True),
+):
+    add_routes(router, _resource)
 
 
 @router.post("/users/{user_id}/password", status_code=204)
-async def change_password(user_id: str, body: PasswordChangeBody, svc: Service,
+async def change_password(user_id: str, body: schemas.PasswordChangeBody, svc: Service,
                           authorize: Authorize) -> Response:
     authorize("identity:change_password", {"user_id": user_id})
     await svc.users.change_password(user_id, body.user.original_password, body.user.password)
@@ -99,50 +55,6 @@ async def list_user_groups(user_id: str, svc: Service, authorize: Authorize,
                             base, f"users/{user_id}/groups")
 
 
-@router.get("/groups")
-async def list_groups(svc: Service, authorize: Authorize, base: BaseURL, name: Q = None,
-                      domain_id: Q = None) -> dict[str, Any]:
-    authorize("identity:list_groups")
-    groups = await svc.users.list_groups(name=name, domain_id=domain_id)
-    return views.collection("groups", [views.group(g, base) for g in groups], base, "groups")
-
-
-@router.post("/groups", status_code=201)
-async def create_group(body: GroupCreateBody, svc: Service, authorize: Authorize,
-                       context: Context, base: BaseURL) -> dict[str, Any]:
-    g = body.group
-    domain_id = default_domain(context, g.domain_id)
-    authorize("identity:create_group", {"group": {"domain_id": domain_id}})
-    _, extra = split_known(g.changes(), ("name", "domain_id", "description"))
-    group = await svc.users.create_group(name=g.name, domain_id=domain_id,
-                                         description=text(g.description), extra=extra)
-    return {"group": views.group(group, base)}
-
-
-@router.get("/groups/{group_id}")
-async def get_group(group_id: str, svc: Service, authorize: Authorize,
-                    base: BaseURL) -> dict[str, Any]:
-    authorize("identity:get_group", {"group": {"id": group_id}})
-    return {"group": views.group(await svc.users.get_group(group_id), base)}
-
-
-@router.patch("/groups/{group_id}")
-async def update_group(group_id: str, body: GroupUpdateBody, svc: Service,
-                       authorize: Authorize, base: BaseURL) -> dict[str, Any]:
-    authorize("identity:update_group", {"group": {"id": group_id}})
-    changes = body.group.changes()
-    if "description" in changes:
-        changes["description"] = text(changes["description"])
-    return {"group": views.group(await svc.users.update_group(group_id, changes), base)}
-
-
-@router.delete("/groups/{group_id}", status_code=204)
-async def delete_group(group_id: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("identity:delete_group", {"group": {"id": group_id}})
-    await svc.users.delete_group(group_id)
-    return Response(status_code=204)
-
-
 @router.get("/groups/{group_id}/users")
 async def list_group_users(group_id: str, svc: Service, authorize: Authorize,
                            base: BaseURL) -> dict[str, Any]:
@@ -152,27 +64,20 @@ async def list_group_users(group_id: str, svc: Service, authorize: Authorize,
                             base, f"groups/{group_id}/users")
 
 
-@router.put("/groups/{group_id}/users/{user_id}", status_code=204)
-async def add_group_user(group_id: str, user_id: str, svc: Service,
-                         authorize: Authorize) -> Response:
-    authorize("identity:add_user_to_group", {"group": {"id": group_id}})
-    await svc.users.add_member(group_id, user_id)
-    return Response(status_code=204)
+def _membership(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
+    """A group-membership route: authorize ``rule`` on the group, then ``svc.users.<op>``."""
+    async def handler(group_id: str, user_id: str, svc: Service,
+                      authorize: Authorize) -> Response:
+        authorize(f"identity:{rule}", {"group": {"id": group_id}})
+        await getattr(svc.users, operation)(group_id, user_id)
+        return Response(status_code=204)
+    return handler
 
 
-@router.head("/groups/{group_id}/users/{user_id}", status_code=204)
-@router.get("/groups/{group_id}/users/{user_id}", status_code=204)
-async def check_group_user(group_id: str, user_id: str, svc: Service,
-                           authorize: Authorize) -> Response:
-    authorize("identity:check_user_in_group", {"group": {"id": group_id}})
-    if not await svc.users.is_member(group_id, user_id):
-        raise NotFound(f"User {user_id} is not a member of group {group_id}.")
-    return Response(status_code=204)
-
-
-@router.delete("/groups/{group_id}/users/{user_id}", status_code=204)
-async def remove_group_user(group_id: str, user_id: str, svc: Service,
-                            authorize: Authorize) -> Response:
-    authorize("identity:remove_user_from_group", {"group": {"id": group_id}})
-    await svc.users.remove_member(group_id, user_id)
-    return Response(status_code=204)
+_MEMBER = "/groups/{group_id}/users/{user_id}"
+router.add_api_route(_MEMBER, _membership("add_user_to_group", "add_member"), methods=["PUT"],
+                     status_code=204)
+router.add_api_route(_MEMBER, _membership("check_user_in_group", "check_member"),
+                     methods=["HEAD", "GET"], status_code=204)
+router.add_api_route(_MEMBER, _membership("remove_user_from_group", "remove_member"),
+                     methods=["DELETE"], status_code=204)
