@@ -18,12 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from stratus.core.db import UTCDateTime, utcnow
+from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, SerialKey, UUIDKey
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, dict[str, str]: JSON, list[str]: JSON,
-                           list[Any]: JSON}
+    type_annotation_map = TYPE_MAP
 
 
 class Flavor(Base):
@@ -31,7 +30,7 @@ class Flavor(Base):
 
     #: Nova's public flavor id (``flavorid``): any string, a UUID when the client gives none.
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[Name] = mapped_column(unique=True)
     vcpus: Mapped[int] = mapped_column(Integer)
     ram: Mapped[int] = mapped_column(Integer)
     disk: Mapped[int] = mapped_column(Integer)
@@ -42,7 +41,7 @@ class Flavor(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str | None] = mapped_column(Text)
     extra_specs: Mapped[dict[str, str]] = mapped_column(default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
 
 
 class FlavorAccess(Base):
@@ -52,20 +51,20 @@ class FlavorAccess(Base):
 
     flavor_id: Mapped[str] = mapped_column(
         ForeignKey("flavor.id", ondelete="CASCADE"), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    project_id: Mapped[IdentityId] = mapped_column(primary_key=True, index=True)
 
 
 class KeyPair(Base):
     __tablename__ = "key_pair"
     __table_args__ = (UniqueConstraint("user_id", "name"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255))
+    id: Mapped[SerialKey]
+    user_id: Mapped[IdentityId] = mapped_column(index=True)
+    name: Mapped[Name]
     type: Mapped[str] = mapped_column(String(8), default="ssh")
     public_key: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
 
 
 class ComputeServiceRecord(Base):
@@ -74,7 +73,7 @@ class ComputeServiceRecord(Base):
     __tablename__ = "compute_service"
     __table_args__ = (UniqueConstraint("host", "binary"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[SerialKey]
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     host: Mapped[str] = mapped_column(String(255))
     binary: Mapped[str] = mapped_column(String(64))
@@ -84,9 +83,9 @@ class ComputeServiceRecord(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(255))
     forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
     report_count: Mapped[int] = mapped_column(Integer, default=0)
-    last_seen_up: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_seen_up: Mapped[dt.datetime | None]
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None]
 
 
 class ResourceProvider(Base):
@@ -94,14 +93,14 @@ class ResourceProvider(Base):
 
     __tablename__ = "resource_provider"
 
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    uuid: Mapped[UUIDKey]
+    name: Mapped[Name] = mapped_column(unique=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     hypervisor_type: Mapped[str] = mapped_column(String(64), default="fake")
     cpu_arch: Mapped[str] = mapped_column(String(32), default="x86_64")
     #: Aggregate metadata that applies to this host (key → value).
     aggregate_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime | None]
 
 
 class Inventory(Base):
@@ -122,7 +121,7 @@ class Allocation(Base):
     __tablename__ = "allocation"
     __table_args__ = (Index("ix_allocation_provider_class", "provider_uuid", "resource_class"),)
 
-    consumer_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    consumer_uuid: Mapped[UUIDKey]
     provider_uuid: Mapped[str] = mapped_column(
         ForeignKey("resource_provider.uuid", ondelete="CASCADE"), primary_key=True)
     resource_class: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -138,12 +137,12 @@ class Instance(Base):
         Index("ix_instance_host", "host"),
     )
 
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    display_name: Mapped[str] = mapped_column(String(255))
+    uuid: Mapped[UUIDKey]
+    display_name: Mapped[Name]
     display_description: Mapped[str | None] = mapped_column(Text)
-    hostname: Mapped[str] = mapped_column(String(255), default="")
-    project_id: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[Name] = mapped_column(default="")
+    project_id: Mapped[IdentityId]
+    user_id: Mapped[IdentityId]
     reservation_id: Mapped[str] = mapped_column(String(64), index=True)
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     image_ref: Mapped[str] = mapped_column(String(255), default="")
@@ -153,17 +152,17 @@ class Instance(Base):
     memory_mb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: The flavor as it was at boot (name, vcpus, ram, disk, ephemeral, swap, extra_specs).
     flavor: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    key_name: Mapped[str | None] = mapped_column(String(255))
+    key_name: Mapped[Name | None]
     key_data: Mapped[str | None] = mapped_column(Text)
     user_data: Mapped[str | None] = mapped_column(Text)
     server_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
     availability_zone: Mapped[str | None] = mapped_column(String(255))
     #: As requested: ``"auto"``, ``"none"`` or a list of {uuid, port, fixed_ip}.
     requested_networks: Mapped[Any] = mapped_column(JSON, nullable=True)
-    security_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    security_groups: Mapped[list[str]] = mapped_column(default=list)
     #: Network info as the network service bound it (addresses, MACs, network names).
-    network_info: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    network_info: Mapped[list[Any]] = mapped_column(default=list)
     config_drive: Mapped[str] = mapped_column(String(8), default="")
     access_ip_v4: Mapped[str | None] = mapped_column(String(64))
     access_ip_v6: Mapped[str | None] = mapped_column(String(64))
@@ -175,24 +174,24 @@ class Instance(Base):
     node: Mapped[str | None] = mapped_column(String(255))
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    terminated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None]
+    launched_at: Mapped[dt.datetime | None]
+    terminated_at: Mapped[dt.datetime | None]
+    deleted_at: Mapped[dt.datetime | None]
 
 
 class InstanceFault(Base):
     __tablename__ = "instance_fault"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[SerialKey]
     instance_uuid: Mapped[str] = mapped_column(
         ForeignKey("instance.uuid", ondelete="CASCADE"), index=True)
     code: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(String(255))
     details: Mapped[str] = mapped_column(Text, default="")
     host: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
 
 
 class InstanceAction(Base):
@@ -201,16 +200,16 @@ class InstanceAction(Base):
     __tablename__ = "instance_action"
     __table_args__ = (UniqueConstraint("instance_uuid", "request_id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[SerialKey]
     instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
     request_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
-    project_id: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[IdentityId]
+    user_id: Mapped[IdentityId]
     message: Mapped[str | None] = mapped_column(String(255))
-    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    start_time: Mapped[Created]
+    finish_time: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime | None]
 
 
 class InstanceActionEvent(Base):
@@ -218,15 +217,15 @@ class InstanceActionEvent(Base):
 
     __tablename__ = "instance_action_event"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[SerialKey]
     action_id: Mapped[int] = mapped_column(
         ForeignKey("instance_action.id", ondelete="CASCADE"), index=True)
     event: Mapped[str] = mapped_column(String(255))
     host: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[str | None] = mapped_column(Text)
-    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    start_time: Mapped[Created]
+    finish_time: Mapped[dt.datetime | None]
 
 
 class InstancePassword(Base):
@@ -235,21 +234,21 @@ class InstancePassword(Base):
 
     __tablename__ = "instance_password"
 
-    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_uuid: Mapped[UUIDKey]
     password: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
 
 
 class ServerGroup(Base):
     __tablename__ = "server_group"
 
-    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
+    uuid: Mapped[UUIDKey]
+    name: Mapped[Name]
     policy: Mapped[str] = mapped_column(String(32))
     rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
-    user_id: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    project_id: Mapped[IdentityId] = mapped_column(index=True)
+    user_id: Mapped[IdentityId]
+    created_at: Mapped[Created]
 
 
 class ServerGroupMember(Base):
@@ -265,6 +264,6 @@ class QuotaLimit(Base):
 
     __tablename__ = "quota_limit"
 
-    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,22 +121,21 @@ class _Parser:
         return token
 
     def _or(self) -> Check:
-        checks = [self._and()]
-        while self._peek() == "or":
-            self._take()
-            checks.append(self._and())
-        if len(checks) == 1:
-            return checks[0]
-        return lambda c, t, e: any(check(c, t, e) for check in checks)
+        return self._chain("or", self._and, any)
 
     def _and(self) -> Check:
-        checks = [self._not()]
-        while self._peek() == "and":
+        return self._chain("and", self._not, all)
+
+    def _chain(self, word: str, operand: Callable[[], Check],
+               combine: Callable[[Iterable[bool]], bool]) -> Check:
+        """``operand (word operand)*``, its checks joined by ``combine`` (``any``/``all``)."""
+        checks = [operand()]
+        while self._peek() == word:
             self._take()
-            checks.append(self._not())
+            checks.append(operand())
         if len(checks) == 1:
             return checks[0]
-        return lambda c, t, e: all(check(c, t, e) for check in checks)
+        return lambda c, t, e: combine(check(c, t, e) for check in checks)
 
     def _not(self) -> Check:
         if self._peek() == "not":

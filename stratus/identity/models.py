@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from stratus.core.db import UTCDateTime, utcnow
+from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, SerialKey
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
+#: Identity's own ids: 32 hex digits when identity makes them, up to 64 characters when given.
+IdKey = Annotated[str, mapped_column(String(64), primary_key=True, default=new_id)]
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map = TYPE_MAP
 
 
 class Domain(Base):
     __tablename__ = "domain"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    id: Mapped[IdKey]
+    name: Mapped[Name] = mapped_column(unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -34,7 +38,7 @@ class Project(Base):
     __tablename__ = "project"
     __table_args__ = (UniqueConstraint("domain_id", "name"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[IdKey]
     name: Mapped[str] = mapped_column(String(64))
     domain_id: Mapped[str] = mapped_column(ForeignKey("domain.id"), index=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("project.id"), index=True)
@@ -48,23 +52,23 @@ class User(Base):
     __tablename__ = "user"
     __table_args__ = (UniqueConstraint("domain_id", "name"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(255))
+    id: Mapped[IdKey]
+    name: Mapped[Name]
     domain_id: Mapped[str] = mapped_column(ForeignKey("domain.id"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     password_hash: Mapped[str | None] = mapped_column(String(128))
-    password_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    default_project_id: Mapped[str | None] = mapped_column(String(64))
+    password_created_at: Mapped[dt.datetime | None]
+    default_project_id: Mapped[IdentityId | None]
     description: Mapped[str] = mapped_column(Text, default="")
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
 
 
 class Group(Base):
     __tablename__ = "group"
     __table_args__ = (UniqueConstraint("domain_id", "name"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[IdKey]
     name: Mapped[str] = mapped_column(String(64))
     domain_id: Mapped[str] = mapped_column(ForeignKey("domain.id"), index=True)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -84,10 +88,10 @@ class Role(Base):
     __tablename__ = "role"
     __table_args__ = (UniqueConstraint("domain_id", "name"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(255))
+    id: Mapped[IdKey]
+    name: Mapped[Name]
     #: Empty string for global roles (a NULL would defeat the unique constraint).
-    domain_id: Mapped[str] = mapped_column(String(64), default="")
+    domain_id: Mapped[IdentityId] = mapped_column(default="")
     description: Mapped[str] = mapped_column(Text, default="")
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
@@ -136,9 +140,9 @@ class Region(Base):
 class Service(Base):
     __tablename__ = "service"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[IdKey]
     type: Mapped[str] = mapped_column(String(255), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[Name] = mapped_column(default="")
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -147,7 +151,7 @@ class Service(Base):
 class Endpoint(Base):
     __tablename__ = "endpoint"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[IdKey]
     service_id: Mapped[str] = mapped_column(
         ForeignKey("service.id", ondelete="CASCADE"), index=True)
     interface: Mapped[str] = mapped_column(String(8))
@@ -161,17 +165,17 @@ class ApplicationCredential(Base):
     __tablename__ = "application_credential"
     __table_args__ = (UniqueConstraint("user_id", "name"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(255))
+    id: Mapped[IdKey]
+    name: Mapped[Name]
     user_id: Mapped[str] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[IdentityId]
     secret_hash: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
-    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None]
     unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Role ids delegated; the credential can never carry more than these.
     role_ids: Mapped[list[str]] = mapped_column(default=list)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
 
 
 class RevocationEvent(Base):
@@ -179,11 +183,11 @@ class RevocationEvent(Base):
 
     __tablename__ = "revocation_event"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    project_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    domain_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    id: Mapped[SerialKey]
+    user_id: Mapped[IdentityId | None] = mapped_column(index=True)
+    project_id: Mapped[IdentityId | None] = mapped_column(index=True)
+    domain_id: Mapped[IdentityId | None] = mapped_column(index=True)
     audit_id: Mapped[str | None] = mapped_column(String(32), index=True)
     audit_chain_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    issued_before: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    issued_before: Mapped[dt.datetime]
+    revoked_at: Mapped[Created] = mapped_column(index=True)

@@ -7,19 +7,20 @@ import datetime as dt
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from stratus.core.db import UTCDateTime, utcnow
+from stratus.core.db import utcnow
+from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, UUIDKey
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = TYPE_MAP
 
 
 class Image(Base):
     __tablename__ = "image"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(255), index=True)
-    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    id: Mapped[UUIDKey]
+    name: Mapped[Name | None] = mapped_column(index=True)
+    owner: Mapped[IdentityId | None] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(String(30), index=True)
     visibility: Mapped[str] = mapped_column(String(20), index=True)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -35,8 +36,8 @@ class Image(Base):
     min_ram: Mapped[int] = mapped_column(Integer, default=0)
     #: Where the store keeps the data (never shown to API clients).
     location: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[Created] = mapped_column(index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
     properties: Mapped[list[ImageProperty]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
@@ -53,7 +54,7 @@ class ImageProperty(Base):
 
     image_id: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"),
                                           primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[Name] = mapped_column(primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
 
@@ -72,10 +73,10 @@ class ImageMember(Base):
 
     image_id: Mapped[str] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"),
                                           primary_key=True)
-    member: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    member: Mapped[IdentityId] = mapped_column(primary_key=True, index=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ProjectLock(Base):
@@ -84,5 +85,5 @@ class ProjectLock(Base):
 
     __tablename__ = "image_project_lock"
 
-    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,29 +11,33 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from stratus.core.db import UTCDateTime, utcnow
+from stratus.core.db import utcnow
+from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, UUIDKey
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = TYPE_MAP
 
 
-class _Stamped:
+class _Standard:
+    """Neutron's standard attributes, which every top-level resource has: its id, owner,
+    description, revision and timestamps."""
+
+    id: Mapped[UUIDKey]
+    project_id: Mapped[IdentityId] = mapped_column(index=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Network(_Stamped, Base):
+class Network(_Standard, Base):
     __tablename__ = "network_networks"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="", index=True)
-    description: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[Name] = mapped_column(default="", index=True)
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
     shared: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
@@ -43,46 +47,40 @@ class Network(_Stamped, Base):
     network_type: Mapped[str] = mapped_column(String(32), default="flat")
     physical_network: Mapped[str | None] = mapped_column(String(64))
     segmentation_id: Mapped[int | None] = mapped_column(Integer)
-    availability_zone_hints: Mapped[list[str]] = mapped_column(JSON, default=list)
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    availability_zone_hints: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
 
     subnets: Mapped[list[Subnet]] = relationship(
         back_populates="network", lazy="selectin", order_by="Subnet.created_at",
         cascade="all, delete-orphan", passive_deletes=True)
 
 
-class Subnet(_Stamped, Base):
+class Subnet(_Standard, Base):
     __tablename__ = "network_subnets"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     network_id: Mapped[str] = mapped_column(
         ForeignKey("network_networks.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[Name] = mapped_column(default="")
     ip_version: Mapped[int] = mapped_column(Integer, default=4)
     cidr: Mapped[str] = mapped_column(String(64))
     gateway_ip: Mapped[str | None] = mapped_column(String(64))
     enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
-    dns_nameservers: Mapped[list[str]] = mapped_column(JSON, default=list)
-    host_routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
-    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    dns_nameservers: Mapped[list[str]] = mapped_column(default=list)
+    host_routes: Mapped[list[dict[str, str]]] = mapped_column(default=list)
+    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
 
     network: Mapped[Network] = relationship(back_populates="subnets", lazy="raise")
 
 
-class Port(_Stamped, Base):
+class Port(_Standard, Base):
     __tablename__ = "network_ports"
     __table_args__ = (UniqueConstraint("network_id", "mac_address",
                                        name="uq_network_ports_network_mac"),)
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     network_id: Mapped[str] = mapped_column(
         ForeignKey("network_networks.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="")
-    description: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[Name] = mapped_column(default="")
     mac_address: Mapped[str] = mapped_column(String(32))
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
@@ -90,10 +88,10 @@ class Port(_Stamped, Base):
     device_owner: Mapped[str] = mapped_column(String(255), default="", index=True)
     binding_host_id: Mapped[str] = mapped_column(String(255), default="", index=True)
     binding_vnic_type: Mapped[str] = mapped_column(String(32), default="normal")
-    binding_profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    dns_name: Mapped[str] = mapped_column(String(255), default="")
+    binding_profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dns_name: Mapped[Name] = mapped_column(default="")
     port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
 
     fixed_ips: Mapped[list[IPAllocation]] = relationship(
         lazy="selectin", order_by="IPAllocation.position", cascade="all, delete-orphan",
@@ -117,15 +115,12 @@ class IPAllocation(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class SecurityGroup(_Stamped, Base):
+class SecurityGroup(_Standard, Base):
     __tablename__ = "network_security_groups"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255), default="", index=True)
-    description: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[Name] = mapped_column(default="", index=True)
     stateful: Mapped[bool] = mapped_column(Boolean, default=True)
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
 
     rules: Mapped[list[SecurityGroupRule]] = relationship(
         lazy="selectin", order_by="SecurityGroupRule.created_at", cascade="all, delete-orphan",
@@ -138,20 +133,18 @@ class DefaultSecurityGroup(Base):
 
     __tablename__ = "network_default_security_groups"
 
-    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     security_group_id: Mapped[str] = mapped_column(
         ForeignKey("network_security_groups.id", ondelete="CASCADE"))
 
 
-class SecurityGroupRule(_Stamped, Base):
+class SecurityGroupRule(_Standard, Base):
     __tablename__ = "network_security_group_rules"
     __table_args__ = (UniqueConstraint("security_group_id", "fingerprint",
                                        name="uq_network_sg_rules_fingerprint"),)
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
     security_group_id: Mapped[str] = mapped_column(
         ForeignKey("network_security_groups.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
     direction: Mapped[str] = mapped_column(String(16))
     ethertype: Mapped[str] = mapped_column(String(8), default="IPv4")
     protocol: Mapped[str | None] = mapped_column(String(40))
@@ -159,7 +152,6 @@ class SecurityGroupRule(_Stamped, Base):
     port_range_max: Mapped[int | None] = mapped_column(Integer)
     remote_ip_prefix: Mapped[str | None] = mapped_column(String(64))
     remote_group_id: Mapped[str | None] = mapped_column(String(36))
-    description: Mapped[str] = mapped_column(String(255), default="")
     #: The rule's shape as one string: the same shape twice in a group is a duplicate (SQL
     #: NULLs never compare equal, so a unique key over the nullable columns would not do).
     fingerprint: Mapped[str] = mapped_column(String(512))
@@ -181,7 +173,7 @@ class Agent(Base):
     __tablename__ = "network_agents"
     __table_args__ = (UniqueConstraint("agent_type", "host", name="uq_network_agents_type_host"),)
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[UUIDKey]
     agent_type: Mapped[str] = mapped_column(String(255))
     binary: Mapped[str] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(255))
@@ -189,10 +181,10 @@ class Agent(Base):
     availability_zone: Mapped[str | None] = mapped_column(String(255))
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str] = mapped_column(String(255), default="")
-    configurations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    heartbeat_timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    configurations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[Created]
+    started_at: Mapped[Created]
+    heartbeat_timestamp: Mapped[Created]
 
 
 class Quota(Base):
@@ -200,6 +192,6 @@ class Quota(Base):
 
     __tablename__ = "network_quotas"
 
-    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)

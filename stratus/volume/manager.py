@@ -23,7 +23,7 @@ from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.periodic import Periodic
 from stratus.volume import states
 from stratus.volume.backends.base import BackendError, VolumeBackend
-from stratus.volume.models import Snapshot, Volume
+from stratus.volume.models import Volume
 from stratus.volume.service import VolumeRuntime
 
 LOG = logging.getLogger(__name__)
@@ -144,14 +144,29 @@ class VolumeManager:
             await svc.volumes.transition(volume_id, (states.CREATING,), states.ERROR,
                                  error_reason=reason[:1000])
 
-    async def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
+    async def _volume_is(self, volume_id: str, status: str) -> bool:
+        """Whether the volume is still in ``status``, the state volume-api set before the
+        cast. Anything else (gone, reset, already done) means the work is no longer ours."""
         async with self.runtime.service() as svc:
             try:
                 volume = await svc.volumes.get(volume_id)
             except NotFound:
-                return
-            if volume.status != states.DELETING:
-                return
+                return False
+            return volume.status == status
+
+    async def _snapshot_is(self, snapshot_id: str, status: str) -> str | None:
+        """The snapshot's volume id while the snapshot is still in ``status`` (as
+        :meth:`_volume_is`); None when the work is no longer ours."""
+        async with self.runtime.service() as svc:
+            try:
+                snapshot = await svc.snapshots.get(snapshot_id)
+            except NotFound:
+                return None
+            return snapshot.volume_id if snapshot.status == status else None
+
+    async def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
+        if not await self._volume_is(volume_id, states.DELETING):
+            return
         try:
             await self.backend.delete_volume(volume_id)
         except Exception as exc:
@@ -164,13 +179,8 @@ class VolumeManager:
 
     async def extend_volume(self, ctx: RequestContext, volume_id: str, new_size: int,
                             old_size: int) -> None:
-        async with self.runtime.service() as svc:
-            try:
-                volume = await svc.volumes.get(volume_id)
-            except NotFound:
-                return
-            if volume.status != states.EXTENDING:
-                return
+        if not await self._volume_is(volume_id, states.EXTENDING):
+            return
         try:
             await self.backend.extend_volume(volume_id, new_size)
         except Exception as exc:
@@ -184,14 +194,9 @@ class VolumeManager:
                                  size=new_size)
 
     async def create_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
-        async with self.runtime.service() as svc:
-            try:
-                snapshot = await svc.snapshots.get(snapshot_id)
-            except NotFound:
-                return
-            if snapshot.status != states.CREATING:
-                return
-            volume_id = snapshot.volume_id
+        volume_id = await self._snapshot_is(snapshot_id, states.CREATING)
+        if volume_id is None:
+            return
         try:
             await self.backend.create_snapshot(snapshot_id, volume_id)
             status = states.AVAILABLE
@@ -206,12 +211,8 @@ class VolumeManager:
                 snapshot.status = status
 
     async def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
-        async with self.runtime.service() as svc:
-            snapshot = await svc.session.get(Snapshot, snapshot_id)
-            if snapshot is None or snapshot.deleted_at is not None:
-                return
-            if snapshot.status != states.DELETING:
-                return
+        if await self._snapshot_is(snapshot_id, states.DELETING) is None:
+            return
         try:
             await self.backend.delete_snapshot(snapshot_id)
         except Exception as exc:

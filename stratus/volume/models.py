@@ -5,26 +5,27 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from stratus.core.db import UTCDateTime, utcnow
+from stratus.core.db import utcnow
+from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, UUIDKey
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, dict[str, str]: JSON}
+    type_annotation_map = TYPE_MAP
 
 
 class VolumeType(Base):
     __tablename__ = "volume_types"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    id: Mapped[UUIDKey]
+    name: Mapped[Name] = mapped_column(unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     extra_specs: Mapped[dict[str, str]] = mapped_column(default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[Created]
+    deleted_at: Mapped[dt.datetime | None]
 
 
 class Volume(Base):
@@ -34,10 +35,10 @@ class Volume(Base):
     __tablename__ = "volume_volumes"
     __table_args__ = (Index("ix_volume_volumes_project_deleted", "project_id", "deleted_at"),)
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str | None] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(255))
+    id: Mapped[UUIDKey]
+    project_id: Mapped[IdentityId]
+    user_id: Mapped[IdentityId | None]
+    name: Mapped[Name | None]
     description: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32))
@@ -56,26 +57,26 @@ class Volume(Base):
     image_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
     #: Why the volume is in ``error`` (shown in logs, not by the API).
     error_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None] = mapped_column(onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
 
 
 class Snapshot(Base):
     __tablename__ = "volume_snapshots"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
-    user_id: Mapped[str | None] = mapped_column(String(64))
+    id: Mapped[UUIDKey]
+    project_id: Mapped[IdentityId] = mapped_column(index=True)
+    user_id: Mapped[IdentityId | None]
     volume_id: Mapped[str] = mapped_column(ForeignKey("volume_volumes.id"), index=True)
-    name: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[Name | None]
     description: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32))
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None] = mapped_column(onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
 
 
 class Attachment(Base):
@@ -84,20 +85,20 @@ class Attachment(Base):
 
     __tablename__ = "volume_attachments"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[UUIDKey]
     volume_id: Mapped[str] = mapped_column(ForeignKey("volume_volumes.id"), index=True)
     instance_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
     attached_host: Mapped[str | None] = mapped_column(String(255))
     mountpoint: Mapped[str | None] = mapped_column(String(255))
     attach_mode: Mapped[str] = mapped_column(String(8), default="rw")
     attach_status: Mapped[str] = mapped_column(String(32))
-    connector: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    connection_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    attach_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    detach_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, onupdate=utcnow)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    connector: Mapped[dict[str, Any] | None]
+    connection_info: Mapped[dict[str, Any] | None]
+    attach_time: Mapped[dt.datetime | None]
+    detach_time: Mapped[dt.datetime | None]
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None] = mapped_column(onupdate=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
 
 
 class QuotaLimit(Base):
@@ -105,7 +106,7 @@ class QuotaLimit(Base):
 
     __tablename__ = "volume_quotas"
 
-    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
 
@@ -119,5 +120,5 @@ class ServiceRecord(Base):
     backend: Mapped[str] = mapped_column(String(64))
     availability_zone: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_seen_up: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_up: Mapped[Created]
+    created_at: Mapped[Created]

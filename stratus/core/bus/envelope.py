@@ -74,23 +74,13 @@ class WireContext(BaseModel):
 
     def to_context(self) -> RequestContext:
         """The handler's context: same request ids, identity, roles and tokens."""
-        return RequestContext(
-            request_id=self.request_id,
-            global_request_id=self.global_request_id,
-            user_id=self.user_id,
-            user_name=self.user_name,
-            user_domain_id=self.user_domain_id,
-            project_id=self.project_id,
-            project_name=self.project_name,
-            project_domain_id=self.project_domain_id,
-            domain_id=self.domain_id,
-            system_scope=self.system_scope,
-            roles=list(self.roles),
-            service_roles=list(self.service_roles),
-            service_user_id=self.service_user_id,
-            auth_token=self.auth_token.get_secret_value() if self.auth_token else None,
-            service_token=self.service_token.get_secret_value() if self.service_token else None,
-        )
+        fields = self.model_dump(exclude={"auth_token", "service_token"})
+        return RequestContext(**fields, auth_token=_reveal(self.auth_token),
+                              service_token=_reveal(self.service_token))
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret else None
 
 
 def context_to_wire(ctx: RequestContext) -> dict[str, Any]:
@@ -104,11 +94,8 @@ def context_to_wire(ctx: RequestContext) -> dict[str, Any]:
     return wire
 
 
-_OPTIONAL_CONTEXT_FIELDS = (
-    "global_request_id", "user_id", "user_name", "user_domain_id", "project_id",
-    "project_name", "project_domain_id", "domain_id", "system_scope", "roles",
-    "service_roles", "service_user_id", "auth_token", "service_token",
-)
+#: What a context sends besides its request id: every field the wire form reads back.
+_OPTIONAL_CONTEXT_FIELDS = tuple(name for name in WireContext.model_fields if name != "request_id")
 
 
 class Request(BaseModel):

@@ -5,7 +5,8 @@ is named after the service (``alembic_version_identity``) so several services ca
 one PostgreSQL database without sharing tables. SQLite databases run in WAL mode.
 
 ``Database.transaction()`` yields the one transaction primitive, a ``Txn`` (``txn.py``:
-locks, after-commit actions, insert-ignore); ``paging.py`` pages a query in SQL.
+locks, after-commit actions, insert-ignore); ``paging.py`` pages a query in SQL;
+``columns.py`` names the column kinds the services' models share (ids, timestamps).
 """
 
 from __future__ import annotations

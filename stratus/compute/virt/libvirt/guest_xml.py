@@ -123,22 +123,15 @@ def _interface(devices: ET.Element, vif: dict[str, Any], guest_name: str) -> Non
 def volume_xml(connection_info: dict[str, Any], mountpoint: str) -> str:
     """A virtio disk for a ``file`` volume: ``{"driver_volume_type": "file", "data":
     {"path": ..., "format": "raw"}}`` (``path``/``format`` also accepted at the top)."""
-    kind = connection_info.get("driver_volume_type")
-    if kind != "file":
-        raise VirtError(f"Volume type {kind!r} cannot be attached by the libvirt driver.")
-    data = connection_info.get("data") or {}
-    path = data.get("path") or connection_info.get("path")
-    if not path:
-        raise VirtError("The volume's connection info names no file.")
+    path, disk_format = volume_file(connection_info)
     target = mountpoint.rsplit("/", 1)[-1]
     if not target.startswith("vd") or not target[2:].isalpha():
         raise VirtError(f"Mount point {mountpoint!r} is not a virtio disk name (/dev/vdX).")
     disk = ET.Element("disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type=str(data.get("format")
-                                                 or connection_info.get("format") or "raw"))
+    _sub(disk, "driver", name="qemu", type=disk_format)
     _sub(disk, "source", file=str(path))
     _sub(disk, "target", dev=target, bus="virtio")
-    serial = data.get("volume_id") or connection_info.get("serial")
+    serial = (connection_info.get("data") or {}).get("volume_id") or connection_info.get("serial")
     if serial:
         _sub(disk, "serial", str(serial)[:20])
     return ET.tostring(disk, encoding="unicode")
