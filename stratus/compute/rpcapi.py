@@ -6,6 +6,7 @@ method names (``stratus/compute/{scheduler,conductor,agent}/manager.py``).
 
 from __future__ import annotations
 
+from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
     ActionEvent,
     BuildRequest,
@@ -34,6 +35,7 @@ class SchedulerAPI(RPCAPI):
 
 class ConductorAPI(RPCAPI):
     TOPIC = CONDUCTOR_TOPIC
+    ERRORS = (UnexpectedTaskState,)
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
         return self.result(InstanceRecord, await self.client.call(

@@ -18,6 +18,7 @@ from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceE
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
+from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
     ActionEvent,
@@ -35,7 +36,6 @@ from stratus.compute.virt.driver import (
     VirtDriver,
     VirtError,
 )
-from stratus.core.bus import RemoteError
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
@@ -154,10 +154,8 @@ class ComputeAgentManager:
                       event: ActionEvent | None = None) -> InstanceRecord:
         try:
             return await self.conductor.instance_update(ctx, uuid, update, expected, event)
-        except RemoteError as exc:
-            if exc.exc_type == "UnexpectedTaskState":
-                raise BuildCancelled(exc.message) from exc
-            raise
+        except UnexpectedTaskState as exc:
+            raise BuildCancelled(exc.message) from exc
 
     async def _event(self, ctx: RequestContext, uuid: str, event: str, *, finished: bool,
                      result: str | None = None, details: str | None = None) -> None:

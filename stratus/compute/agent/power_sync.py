@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
+from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import InstanceStates, InstanceUpdate
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import GuestNotFound, PowerState, VirtDriver
-from stratus.core.bus import RemoteError
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
 
@@ -132,9 +132,7 @@ class PowerStateSync:
                 await self.conductor.instance_update(ctx, uuid, InstanceUpdate(
                     power_state=int(decision.power_state), vm_state=decision.vm_state),
                     [None])
-        except RemoteError as exc:
-            if exc.exc_type == "UnexpectedTaskState":
-                LOG.info("power-state sync skips %s: a task began meanwhile", uuid)
-                return False
-            raise
+        except UnexpectedTaskState:
+            LOG.info("power-state sync skips %s: a task began meanwhile", uuid)
+            return False
         return True

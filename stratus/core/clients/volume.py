@@ -17,9 +17,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from stratus.core.clients.base import ServiceClient, ServiceTokens
+from stratus.core.clients.base import ServiceClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import (
     BadRequest,
@@ -42,16 +40,10 @@ class VolumeClient(ServiceClient):
     style = ErrorStyle.COMPUTE
     service_name = "block storage service"
 
-    def __init__(self, client: httpx.AsyncClient | None = None,
-                 service_auth: ServiceTokens | None = None, *,
-                 service_token: str | None = None) -> None:
-        super().__init__(client, service_auth)
-        self.service_token = service_token
-
     async def _call(self, ctx: RequestContext, base: str, method: str, path: str,
                     body: dict[str, Any] | None = None, *,
                     service_token: str | None = None) -> Any:
-        auth = self.auth(ctx, service_token=service_token or self.service_token)
+        auth = self.auth(ctx, service_token=service_token)
         try:
             response = await self.request(method, f"{base}{path}", json=body, auth=auth,
                                           headers={"OpenStack-API-Version": VERSION})

@@ -25,8 +25,10 @@ The dialects differ in every detail clients can see, and those details are kept:
 * Cinder: ``sort=k:dir,k2`` or a single ``sort_key``/``sort_dir``; ``limit`` capped (also
   when absent), ``offset``; ``volumes_links`` rel=next with the effective limit.
 
-Markers are looked up by the domain (only it knows visibility); an unknown marker is the
-dialect's ``marker_not_found(marker)`` error.
+Sort keys are ``stratus.core.db.paging.SortKey`` (the API's name of a sort column and a
+direction), so ``req.sort`` goes to ``paging.page`` as it is. Markers are looked up by the
+domain (only it knows visibility); ``paging`` raises ``MarkerNotFound`` for an unknown one,
+which an API whose words differ turns into its dialect's ``marker_not_found(marker)``.
 """
 
 from __future__ import annotations
@@ -34,28 +36,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, StratusError
 from stratus.core.web import params as bools
-
-Direction = Literal["asc", "desc"]
-
-
-@dataclass(frozen=True)
-class SortKey:
-    """One ORDER BY term as the API named it: ``column`` (the API's name of a sort column)
-    and a direction. The same shape as ``stratus.core.db.paging.SortKey``, which maps the
-    name to its SQL column, orders and seeks on it.
-    """
-
-    column: str
-    direction: Direction = "asc"
-
-    @property
-    def descending(self) -> bool:
-        return self.direction == "desc"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from stratus.compute import states
+from stratus.compute.agent.manager import BuildCancelled
+from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.models import Instance
-from stratus.compute.objects import ExternalEvent
-from stratus.compute.rpcapi import ComputeAgentAPI
+from stratus.compute.objects import ExternalEvent, InstanceUpdate
+from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import GuestSpec, PowerState
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
@@ -78,3 +80,18 @@ async def test_power_sync_through_the_conductor(stack: Stack) -> None:
             states.STOPPED, int(PowerState.SHUTDOWN), None)
     assert (await driver.get_info(uuid)).power_state == PowerState.SHUTDOWN
     assert await agent.power_sync.run_once(CTX) == {}
+
+
+async def test_a_task_state_conflict_comes_back_as_its_type(stack: Stack) -> None:
+    """The conductor's ``UnexpectedTaskState`` is re-raised by type on the agent's side
+    (``ConductorAPI.ERRORS``), which is how a build learns the server is being deleted."""
+    uuid = await _active_instance(stack)
+    assert stack.compute is not None and stack.bus is not None
+    async with stack.compute.service() as svc:
+        (await svc.instances.get(uuid)).task_state = states.DELETING
+    update = InstanceUpdate(vm_state=states.ACTIVE)
+    with pytest.raises(UnexpectedTaskState) as caught:
+        await ConductorAPI(stack.bus).instance_update(CTX, uuid, update, [None])
+    assert caught.value.status == 409
+    with pytest.raises(BuildCancelled):
+        await stack.agents[0]._update(CTX, uuid, update, [None])

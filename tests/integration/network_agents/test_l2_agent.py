@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from stratus.core.bus import RPCServer, Target
+from stratus.core.bus import RPCServer, Target, UnknownMethod, get_transport
 from stratus.core.context import RequestContext
 from stratus.network.agents import linux
 from stratus.network.agents.l2 import L2AgentManager, L2AgentOptions
 from stratus.network.agents.l2.manager import vxlan_name
 from stratus.network.objects import DeviceDetails, bridge_name, tap_name
-from stratus.network.rpcapi import L2_AGENT_TOPIC, L2AgentAPI
+from stratus.network.rpcapi import L2_AGENT_TOPIC, NETWORK_TOPIC, L2AgentAPI, NetworkServerAPI
 from tests.integration.network_agents.conftest import (
     AgentBus,
+    ServerDouble,
     eventually,
     make_network,
     make_port,
@@ -312,3 +313,23 @@ async def test_a_failed_resync_is_retried(l2: tuple[AgentBus, L2AgentAPI],
                          message="plugged once the server answered")
     finally:
         await running.stop()
+
+
+async def test_resync_with_a_server_that_cannot_list_bound_ports(bus_url: str) -> None:
+    """A server without ``get_bound_ports`` answers ``UnknownMethod``, which reaches the
+    agent as that type: the resync is skipped, not failed."""
+    transport = get_transport(bus_url)
+    await transport.start()
+    older = tuple(m for m in ServerDouble.METHODS if m != "get_bound_ports")
+    rpc = RPCServer(transport, Target(NETWORK_TOPIC, server="server-1"), ServerDouble(),
+                    older)
+    await rpc.start()
+    try:
+        with pytest.raises(UnknownMethod):
+            await NetworkServerAPI(transport, timeout=20).get_bound_ports(CTX, HOSTS[0])
+        agent = L2AgentManager(HOSTS, NetworkServerAPI(transport, timeout=20),
+                               L2AgentOptions(report_interval=0.2))
+        await agent.resync(HOSTS[0])  # returns: nothing to plug, nothing raised
+    finally:
+        await rpc.stop()
+        await transport.close()

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stratus.core.bus import MessagingError, RemoteError, UnknownMethod
+from stratus.core.bus import MessagingError, UnknownMethod
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
 from stratus.network.agents import linux
@@ -181,9 +181,7 @@ class L2AgentManager:
         ctx = self._context()
         try:
             bound = await self.server.get_bound_ports(ctx, host)
-        except RemoteError as exc:
-            if exc.exc_type != UnknownMethod.__name__:
-                raise
+        except UnknownMethod as exc:
             LOG.warning("l2-agent %s: the server cannot list bound ports (%s)", host, exc)
             return
         for details in bound:
