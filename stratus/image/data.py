@@ -17,7 +17,7 @@ from typing import Any
 
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, Conflict, Forbidden
-from stratus.image.caller import Caller, image_target
+from stratus.core.policy import Caller
 from stratus.image.errors import Gone, RangeNotSatisfiable
 from stratus.image.formats import Inspection, Inspector
 from stratus.image.images import Images
@@ -25,6 +25,7 @@ from stratus.image.models import Image
 from stratus.image.quotas import STORED
 from stratus.image.stores import ObjectReader, Store
 from stratus.image.streams import DataSink, Digest, TooLarge
+from stratus.image.targets import image_target
 
 LOG = logging.getLogger(__name__)
 

@@ -16,20 +16,28 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import ImageSettings
-from stratus.core.db import utcnow
+from stratus.core.db import paging, utcnow
 from stratus.core.exceptions import (
     BadRequest,
     Conflict,
     Forbidden,
+    MarkerNotFound,
     NotFound,
     PayloadTooLarge,
     ValidationError,
 )
-from stratus.image.caller import Caller, image_target
+from stratus.core.policy import Caller
 from stratus.image.models import Image, ImageMember, ImageProperty, ImageTag
-from stratus.image.queries import Filters, Page, filter_clauses, order_by, visibility_clause
-from stratus.image.queries import after as keyset_after
+from stratus.image.queries import (
+    SORT_COLUMNS,
+    Filters,
+    Page,
+    filter_clauses,
+    visibility_clause,
+    visible_clause,
+)
 from stratus.image.quotas import Quotas
+from stratus.image.targets import image_target
 from stratus.image.validation import (
     READ_ONLY,
     RESERVED,
@@ -279,15 +287,14 @@ class Images:
         caller.authorize("get_images", {"project_id": caller.project_id})
         query = select(Image).where(visibility_clause(caller, filters))
         query = query.where(*filter_clauses(filters))
-        keys = [*page.sort]
-        if not any(k == "id" for k, _ in keys):
-            keys.append(("id", keys[-1][1] if keys else "desc"))
-        if page.marker is not None:
-            marker = await self.find(page.marker)
-            if marker is None or not await self.visible(caller, marker):
-                raise BadRequest(f"Invalid marker. Image {page.marker} could not be found.")
-            query = query.where(keyset_after(marker, keys))
-        query = query.order_by(*order_by(keys))
-        rows = list((await self.session.scalars(query.limit(page.limit + 1))).all())
-        return rows[:page.limit], len(rows) > page.limit
+        try:
+            result = await paging.page(
+                self.session, query, sort_columns=SORT_COLUMNS,
+                sort=[paging.SortKey(k, "desc" if d == "desc" else "asc") for k, d in page.sort],
+                marker_id=page.marker,
+                limit=page.limit, id_column=Image.id,
+                marker_query=select(Image).where(visible_clause(caller)))
+        except MarkerNotFound:
+            raise BadRequest(f"Invalid marker. Image {page.marker} could not be found.") from None
+        return result.rows, result.more
 

@@ -13,12 +13,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import ImageSettings
-from stratus.core.db import utcnow
+from stratus.core.db import paging, utcnow
 from stratus.core.exceptions import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationError
-from stratus.image.caller import Caller, image_target
+from stratus.core.policy import Caller
 from stratus.image.images import Images
 from stratus.image.models import ImageMember
+from stratus.image.targets import image_target
 from stratus.image.validation import MEMBER_STATUSES
+
+_MEMBER_ORDER = {"created_at": ImageMember.created_at, "member": ImageMember.member}
+_MEMBER_SORT = (paging.SortKey("created_at", "asc"), paging.SortKey("member", "asc"))
 
 
 class Members:
@@ -63,8 +67,12 @@ class Members:
         query = select(ImageMember).where(ImageMember.image_id == image_id)
         if not mine:
             query = query.where(ImageMember.member == (caller.project_id or ""))
-        return list((await self.session.scalars(
-            query.order_by(ImageMember.created_at, ImageMember.member))).all())
+        # Glance's member list has no paging parameters: one page, bounded by the members
+        # quota, in SQL through the same pager as every other list.
+        result = await paging.page(self.session, query, sort_columns=_MEMBER_ORDER,
+                                   sort=_MEMBER_SORT, marker_id=None, limit=None,
+                                   id_column=ImageMember.member)
+        return result.rows
 
     async def get(self, caller: Caller, image_id: str, member_id: str) -> ImageMember:
         image = await self.images.get(caller, image_id)

@@ -80,11 +80,8 @@ class ImageMember(Base):
 
 
 class ProjectLock(Base):
-    """One row per project that owns images: locked while its quota is checked and changed.
-
-    Creating an image and finishing an upload take this row's lock first, so concurrent
-    requests of one project cannot together pass a quota each would pass alone.
-    """
+    """No longer written: the project's quota lock is core's ``Txn.lock`` now. The table
+    stays (the schema history has it) until a migration drops it."""
 
     __tablename__ = "image_project_lock"
 

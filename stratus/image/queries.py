@@ -1,20 +1,19 @@
-"""The SQL of ``GET /v2/images``: which images a caller sees, the filters, keyset paging.
+"""The SQL of ``GET /v2/images``: which images a caller sees, the filters, the sort columns.
 
 ``Filters`` and ``Page`` are the parsed query; ``visibility_clause`` is Glance's visibility
-rule as one WHERE clause; ``after`` is keyset pagination over nullable sort keys (NULLs sort
-as ``""`` or ``-1``, the same in the ORDER BY and in the marker comparison).
+rule as one WHERE clause; ``SORT_COLUMNS`` the sort keys as expressions (NULLs sort as ``""``
+or ``-1``) for ``stratus.core.db.paging``, which pages in SQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
 
-from stratus.image.caller import Caller
+from stratus.core.policy import Caller
 from stratus.image.models import Image, ImageMember, ImageProperty, ImageTag
 
 
@@ -114,38 +113,25 @@ def filter_clauses(f: Filters) -> list[ColumnElement[bool]]:
 _NULLABLE_TEXT = ("name", "disk_format", "container_format", "owner")
 _NULLABLE_INT = ("size", "virtual_size")
 
-
-def _sort_expr(key: str) -> Any:
-    column = getattr(Image, key)
-    if key in _NULLABLE_TEXT:
-        return func.coalesce(column, "")
-    if key in _NULLABLE_INT:
-        return func.coalesce(column, -1)
-    return column
+#: Sort key → SQL expression: NULL sorts as "" (text) or -1 (sizes), as Glance's order has it.
+SORT_COLUMNS: dict[str, Any] = {
+    key: func.coalesce(getattr(Image, key), "") if key in _NULLABLE_TEXT
+    else func.coalesce(getattr(Image, key), -1) if key in _NULLABLE_INT
+    else getattr(Image, key)
+    for key in SORT_KEYS}
 
 
-def _sort_value(image: Image, key: str) -> Any:
-    value = getattr(image, key)
-    if value is None:
-        return "" if key in _NULLABLE_TEXT else -1
-    return value
-
-
-def after(marker: Image, keys: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
-    """Rows after ``marker`` in the order given by ``keys`` (keyset pagination)."""
-    keys = list(keys)
-    alternatives = []
-    for i, (key, direction) in enumerate(keys):
-        equal = [_sort_expr(k) == _sort_value(marker, k) for k, _ in keys[:i]]
-        expr, value = _sort_expr(key), _sort_value(marker, key)
-        beyond = expr < value if direction == "desc" else expr > value
-        alternatives.append(and_(*equal, beyond))
-    return or_(*alternatives)
-
-
-def order_by(keys: Iterable[tuple[str, str]]) -> list[Any]:
-    """ORDER BY expressions for ``keys`` (the same NULL handling as ``after``)."""
-    return [_sort_expr(k).desc() if d == "desc" else _sort_expr(k).asc() for k, d in keys]
+def visible_clause(caller: Caller) -> ColumnElement[bool]:
+    """The images the caller may see at all (a marker must be one): any to an admin;
+    public, community, its own, and shared ones it is a member of (any status)."""
+    if caller.is_admin:
+        return true()
+    me = caller.project_id
+    if not me:
+        return Image.visibility.in_(("public", "community"))
+    member_of = select(ImageMember.image_id).where(ImageMember.member == me)
+    return or_(Image.visibility.in_(("public", "community")), Image.owner == me,
+               and_(Image.visibility == "shared", Image.id.in_(member_of)))
 
 
 def _compare(column: Any, op: str, when: dt.datetime) -> ColumnElement[bool]:

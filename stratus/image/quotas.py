@@ -1,20 +1,18 @@
 """Per-project image quotas (image count, stored bytes) and the project lock they need.
 
 A check and the rows it allows are made in one transaction that first takes the project's
-lock (``lock_project``: an upsert of the project's ``ProjectLock`` row, which the database
-holds to commit), so two requests of one project cannot both pass a check.
+lock (``lock_project``: core's ``Txn.lock``, held to commit), so two requests of one project
+cannot both pass a check.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import ImageSettings
+from stratus.core.db import Txn
 from stratus.core.exceptions import PayloadTooLarge
-from stratus.image.models import Image, ProjectLock
+from stratus.image.models import Image
 
 #: Statuses whose data counts against the project's size quota.
 STORED = ("active", "deactivated")
@@ -23,25 +21,14 @@ STORED = ("active", "deactivated")
 class Quotas:
     """The image quotas of one transaction."""
 
-    def __init__(self, session: AsyncSession, settings: ImageSettings) -> None:
-        self.session = session
+    def __init__(self, txn: Txn, settings: ImageSettings) -> None:
+        self.txn = txn
+        self.session = txn.session
         self.settings = settings
 
     async def lock_project(self, project_id: str) -> None:
         """Take the project's quota lock (held to commit). Call it first in a transaction."""
-        table: Any = ProjectLock.__table__
-        if self.session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Any = pg_insert(table)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(table)
-        stmt = stmt.values(project_id=project_id, generation=0).on_conflict_do_update(
-            index_elements=[table.c.project_id],
-            set_={"generation": table.c.generation + 1})
-        await self.session.execute(stmt)
+        await self.txn.lock("quota", "image", project_id)
 
     async def stored_bytes(self, project_id: str, *, excluding: str | None = None) -> int:
         query = select(func.coalesce(func.sum(Image.size), 0)).where(

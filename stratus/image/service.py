@@ -1,9 +1,10 @@
 """The image service's runtime (what lives as long as the process) and its facade.
 
-Nothing here knows HTTP. ``ImageService`` is one database transaction and the parts that work
-inside it (``images``, ``members``, ``quotas``), each built with the session and its named
-collaborators. The data flows (upload, download, delete) live on ``ImageRuntime.data``
-because they must not hold a transaction open while bytes flow (``stratus.image.data``).
+Nothing here knows HTTP. ``ImageService`` is one database transaction (core's ``Txn``) and
+the parts that work inside it (``images``, ``members``, ``quotas``), each built with the
+transaction and its named collaborators. The data flows (upload, download, delete) live on
+``ImageRuntime.data`` because they must not hold a transaction open while bytes flow
+(``stratus.image.data``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 from stratus.core.exceptions import Conflict
-from stratus.core.policy import Enforcer
-from stratus.image.caller import Caller
+from stratus.core.policy import Caller, Enforcer
 from stratus.image.data import ImageData
 from stratus.image.formats import Inspector
 from stratus.image.images import Images
@@ -34,11 +33,12 @@ from stratus.image.validation import Validator
 class ImageService:
     """The image service's parts within one database transaction."""
 
-    def __init__(self, session: AsyncSession, settings: Settings, validator: Validator) -> None:
-        self.session = session
-        self.quotas = Quotas(session, settings.image)
-        self.images = Images(session, settings.image, validator, self.quotas)
-        self.members = Members(session, settings.image, self.images)
+    def __init__(self, txn: Txn, settings: Settings, validator: Validator) -> None:
+        self.txn = txn
+        self.session = txn.session
+        self.quotas = Quotas(txn, settings.image)
+        self.images = Images(txn.session, settings.image, validator, self.quotas)
+        self.members = Members(txn.session, settings.image, self.images)
 
 
 class ImageRuntime:
@@ -70,8 +70,8 @@ class ImageRuntime:
     async def service(self) -> AsyncIterator[ImageService]:
         """A service bound to one transaction: committed on success, rolled back on error."""
         try:
-            async with self.db.session() as session:
-                yield ImageService(session, self.settings, self.validator)
+            async with self.db.transaction() as txn:
+                yield ImageService(txn, self.settings, self.validator)
         except IntegrityError as exc:
             raise Conflict("Conflict occurred attempting to store the resource: "
                            "duplicate entry.") from exc

@@ -82,7 +82,7 @@ class VolumeManager:
             if volume.status == states.CREATING:
                 await self._fail_create(volume.id, "the volume-manager restarted mid-create")
             else:
-                await self.delete_volume(RequestContext(), volume.id)
+                await self.delete_volume(RequestContext.for_service("volume-manager"), volume.id)
             settled.append(volume.id)
         return settled
 

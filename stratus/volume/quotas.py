@@ -1,40 +1,28 @@
-"""Per-project quotas on volumes, snapshots and gigabytes, checked without races.
+"""Per-project quotas on volumes, snapshots and gigabytes: core's ``QuotaTable`` in
+Cinder's words.
 
 Usage is counted from the rows themselves (volumes and snapshots not deleted; gigabytes
 counts both, as Cinder does), so nothing can drift. A check and the rows it allows are made
-in one transaction holding the project's lock: ``pg_advisory_xact_lock`` on PostgreSQL, and
-on SQLite (one process owns the file) an asyncio lock around the whole transaction
-(``project_lock``). Over quota is ``QuotaExceeded``, a 413 as in Cinder.
+in one transaction holding the project's lock (``stratus.core.quotas``: ``Txn.lock``). Over
+quota is ``QuotaExceeded``, a 413 as in Cinder.
 """
 
 from __future__ import annotations
 
-import asyncio
-import zlib
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
 
 from stratus.core.config import VolumeSettings
+from stratus.core.db import Txn
 from stratus.core.exceptions import BadRequest
+from stratus.core.quotas import Overage, QuotaTable
+from stratus.core.quotas import Quotas as QuotaRows
 from stratus.volume.errors import QuotaExceeded
 from stratus.volume.models import QuotaLimit, Snapshot, Volume
 
 RESOURCES = ("volumes", "snapshots", "gigabytes", "backups", "backup_gigabytes",
              "per_volume_gigabytes", "groups")
-
-_local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-
-@asynccontextmanager
-async def project_lock(project_id: str) -> AsyncIterator[None]:
-    """In-process lock on a project's quota; wrap the whole transaction in it."""
-    async with _local_locks[project_id]:
-        yield
 
 
 def defaults(settings: VolumeSettings) -> dict[str, int]:
@@ -43,36 +31,35 @@ def defaults(settings: VolumeSettings) -> dict[str, int]:
             "per_volume_gigabytes": settings.quota_per_volume_gigabytes, "groups": 10}
 
 
+def _over(over: Overage) -> QuotaExceeded:
+    if over.resource == "gigabytes":
+        return QuotaExceeded(
+            f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed "
+            f"gigabytes quota. Requested {over.requested}G, quota is {over.limit}G and "
+            f"{over.used}G has been consumed.")
+    return QuotaExceeded(f"Maximum number of {over.resource} allowed ({over.limit}) exceeded")
+
+
+def quota_table(settings: VolumeSettings) -> QuotaTable:
+    return QuotaTable(QuotaLimit, defaults(settings), scope="volume", over=_over)
+
+
 class Quotas:
     """The quota limits and usage of one transaction."""
 
-    def __init__(self, session: AsyncSession, settings: VolumeSettings) -> None:
-        self.session = session
-        self.settings = settings
+    def __init__(self, txn: Txn, table: QuotaTable) -> None:
+        self.session = txn.session
+        self.rows = QuotaRows(txn, table)
 
     async def lock(self, project_id: str) -> None:
-        """On PostgreSQL, hold the project's quota lock until this transaction ends."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            key = zlib.crc32(f"stratus-volume-quota:{project_id}".encode())
-            await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        """Hold the project's quota lock until this transaction ends."""
+        await self.rows.lock(project_id)
 
     async def limits(self, project_id: str) -> dict[str, int]:
-        limits = defaults(self.settings)
-        for row in await self.session.scalars(
-                select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
-            limits[row.resource] = row.hard_limit
-        return limits
+        return await self.rows.limits(project_id)
 
     async def set_limits(self, project_id: str, changes: dict[str, int]) -> dict[str, int]:
-        for resource, value in changes.items():
-            row = await self.session.get(QuotaLimit, (project_id, resource))
-            if row is None:
-                self.session.add(QuotaLimit(project_id=project_id, resource=resource,
-                                            hard_limit=value))
-            else:
-                row.hard_limit = value
-        await self.session.flush()
-        return await self.limits(project_id)
+        return await self.rows.set(project_id, changes)
 
     async def update(self, project_id: str, quota_set: dict[str, Any]) -> dict[str, int]:
         """Set the limits a ``quota_set`` body names (ids aside); -1 is unlimited."""
@@ -92,10 +79,7 @@ class Quotas:
         return await self.set_limits(project_id, changes)
 
     async def reset(self, project_id: str) -> None:
-        for row in await self.session.scalars(
-                select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
-            await self.session.delete(row)
-        await self.session.flush()
+        await self.rows.reset(project_id)
 
     async def usage(self, project_id: str) -> dict[str, int]:
         volumes, volume_gb = (await self.session.execute(
@@ -110,21 +94,13 @@ class Quotas:
 
     async def check(self, project_id: str, *, volumes: int = 0, snapshots: int = 0,
                     gigabytes: int = 0, volume_size: int | None = None) -> None:
-        """Raise ``QuotaExceeded`` unless these additions fit (call under ``lock``)."""
-        limits = await self.limits(project_id)
-        per_volume = limits["per_volume_gigabytes"]
+        """Raise ``QuotaExceeded`` unless these additions fit (takes the project's lock)."""
+        await self.lock(project_id)
+        per_volume = (await self.limits(project_id))["per_volume_gigabytes"]
         if volume_size is not None and 0 <= per_volume < volume_size:
             raise QuotaExceeded(f"Requested volume size {volume_size}G is larger than "
                                 f"maximum allowed limit {per_volume}G.")
-        used = await self.usage(project_id)
-        for resource, amount in (("volumes", volumes), ("snapshots", snapshots),
-                                 ("gigabytes", gigabytes)):
-            limit = limits[resource]
-            if amount and limit >= 0 and used[resource] + amount > limit:
-                if resource == "gigabytes":
-                    raise QuotaExceeded(
-                        f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot "
-                        f"exceeds allowed gigabytes quota. Requested {amount}G, quota is "
-                        f"{limit}G and {used[resource]}G has been consumed.")
-                raise QuotaExceeded(f"Maximum number of {resource} allowed ({limit}) "
-                                    "exceeded")
+        # Only what is added is checked: a project over a lowered limit may still shrink.
+        adding = {r: n for r, n in (("volumes", volumes), ("snapshots", snapshots),
+                                    ("gigabytes", gigabytes)) if n}
+        await self.rows.check(project_id, adding, lambda: self.usage(project_id))

@@ -14,21 +14,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from stratus.core.bus import MessagingError, RemoteError
 from stratus.core.config import Settings, VolumeSettings
 from stratus.core.context import RequestContext
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 from stratus.core.exceptions import BadRequest, ServiceUnavailable
 from stratus.core.policy import Enforcer
+from stratus.core.quotas import QuotaTable
 from stratus.volume import states
 from stratus.volume.attachments import Attachments
 from stratus.volume.hosts import Hosts
 from stratus.volume.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.volume.models import Attachment, Snapshot, Volume
 from stratus.volume.policy import RULES
-from stratus.volume.quotas import Quotas, project_lock
+from stratus.volume.quotas import Quotas, quota_table
 from stratus.volume.rpcapi import VolumeManagerAPI
 from stratus.volume.snapshots import Snapshots
 from stratus.volume.types import Types
@@ -40,10 +39,12 @@ LOG = logging.getLogger(__name__)
 class VolumeService:
     """Block storage's parts within one database transaction."""
 
-    def __init__(self, session: AsyncSession, options: VolumeSettings) -> None:
+    def __init__(self, txn: Txn, options: VolumeSettings, quota_table: QuotaTable) -> None:
+        session = txn.session
+        self.txn = txn
         self.session = session
         self.options = options
-        self.quotas = Quotas(session, options)
+        self.quotas = Quotas(txn, quota_table)
         self.hosts = Hosts(session, options)
         self.types = Types(session, options)
         self.snapshots = Snapshots(session, self.quotas)
@@ -63,6 +64,7 @@ class VolumeRuntime:
                                                            settings.volume.database_url))
         self.enforcer = Enforcer(RULES, settings.policy_file)
         self.manager_api = manager_api
+        self.quota_table = quota_table(settings.volume)
 
     async def start(self) -> None:
         """Bring the schema to head and make the default volume type on a new database."""
@@ -75,8 +77,8 @@ class VolumeRuntime:
 
     @asynccontextmanager
     async def service(self) -> AsyncIterator[VolumeService]:
-        async with self.db.session() as session:
-            yield VolumeService(session, self.options)
+        async with self.db.transaction() as txn:
+            yield VolumeService(txn, self.options, self.quota_table)
 
     def _managers(self) -> VolumeManagerAPI:
         if self.manager_api is None:
@@ -88,9 +90,9 @@ class VolumeRuntime:
     async def create_volume(self, ctx: RequestContext, request: NewVolume) -> Volume:
         """Check, count against the quota and record the volume, then have its host make
         it. No host up → the volume is ``error`` at once (it never waits in creating)."""
-        assert ctx.project_id is not None
-        async with project_lock(ctx.project_id), self.service() as svc:
-            await svc.quotas.lock(ctx.project_id)
+        project_id = ctx.require_project()
+        async with self.service() as svc:
+            await svc.quotas.lock(project_id)
             volume = await svc.volumes.new(ctx, request)
         if volume.host is None:
             return volume
@@ -142,7 +144,7 @@ class VolumeRuntime:
                             project_id: str | None, new_size: int) -> None:
         async with self.service() as svc:
             volume = await svc.volumes.get(volume_id, project_id)
-        async with project_lock(volume.project_id), self.service() as svc:
+        async with self.service() as svc:
             await svc.quotas.lock(volume.project_id)
             volume = await svc.volumes.get(volume_id, project_id)
             if volume.status != states.AVAILABLE:
@@ -167,11 +169,10 @@ class VolumeRuntime:
     async def create_snapshot(self, ctx: RequestContext, volume_id: str, *,
                               name: str | None, description: str | None,
                               metadata: dict[str, str], force: bool) -> Snapshot:
-        assert ctx.project_id is not None
-        async with project_lock(ctx.project_id), self.service() as svc:
-            await svc.quotas.lock(ctx.project_id)
-            volume = await svc.volumes.get(volume_id,
-                                           ctx.project_id if not ctx.is_admin else None)
+        project_id = ctx.require_project()
+        async with self.service() as svc:
+            await svc.quotas.lock(project_id)
+            volume = await svc.volumes.get(volume_id, project_id if not ctx.is_admin else None)
             snapshot = await svc.snapshots.create(ctx, volume, name=name,
                                                   description=description, metadata=metadata,
                                                   force=force)

@@ -8,16 +8,22 @@ over the bus after the transaction commits); here only rows change.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.context import RequestContext
+from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.volume import states
 from stratus.volume.models import Snapshot, Volume
+from stratus.volume.queries import ListQuery, page_of
 from stratus.volume.quotas import Quotas
+
+#: ``GET /snapshots`` sort keys → columns.
+SORT_COLUMNS = {key: getattr(Snapshot, key) for key in (
+    "id", "name", "status", "size", "created_at", "updated_at")}
+DEFAULT_SORT = (SortKey("created_at", "desc"),)
 
 
 class Snapshots:
@@ -39,28 +45,21 @@ class Snapshots:
         return list(await self.session.scalars(select(Snapshot).where(
             Snapshot.volume_id == volume_id, Snapshot.deleted_at.is_(None))))
 
-    async def list_page(self, project_id: str | None, *, filters: dict[str, Any],
-                        limit: int | None, marker: str | None) -> list[Snapshot]:
+    async def list_page(self, q: ListQuery) -> tuple[list[Snapshot], bool]:
+        """The page of snapshots ``q`` asks for, in SQL, and whether more follow."""
         query = select(Snapshot).where(Snapshot.deleted_at.is_(None))
-        if project_id is not None:
-            query = query.where(Snapshot.project_id == project_id)
-        for key, value in filters.items():
+        if q.project_id is not None:
+            query = query.where(Snapshot.project_id == q.project_id)
+        for key, value in q.filters.items():
             query = query.where(getattr(Snapshot, key) == value)
-        rows = list(await self.session.scalars(query.order_by(Snapshot.created_at.desc(),
-                                                               Snapshot.id.desc())))
-        if marker is not None:
-            ids = [s.id for s in rows]
-            if marker not in ids:
-                raise BadRequest(f"Invalid input received: marker [{marker}] not found.")
-            rows = rows[ids.index(marker) + 1:]
-        return rows if limit is None else rows[:limit]
+        return await page_of(self.session, query, q, sort_columns=SORT_COLUMNS,
+                             default=DEFAULT_SORT, id_column=Snapshot.id)
 
     async def create(self, ctx: RequestContext, volume: Volume, *, name: str | None,
                      description: str | None, metadata: dict[str, str],
                      force: bool) -> Snapshot:
         """A ``creating`` snapshot of ``volume``; call under the project's quota lock."""
-        project_id = ctx.project_id
-        assert project_id is not None
+        project_id = ctx.require_project()
         allowed = (states.AVAILABLE, states.IN_USE) if force else (states.AVAILABLE,)
         if volume.status not in allowed:
             raise BadRequest(f"Invalid volume: Volume {volume.id} status must be "

@@ -14,8 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import VolumeSettings
 from stratus.core.db import utcnow
+from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.volume.models import Volume, VolumeType
+from stratus.volume.queries import ListQuery, page_of
+
+#: ``GET /types`` sort keys → columns; by default the oldest first, then by name.
+SORT_COLUMNS = {key: getattr(VolumeType, key) for key in (
+    "id", "name", "created_at", "is_public")}
+DEFAULT_SORT = (SortKey("created_at", "asc"), SortKey("name", "asc"))
 
 
 class Types:
@@ -37,12 +44,13 @@ class Types:
         await self.session.flush()
         return vtype
 
-    async def list_all(self, *, admin: bool) -> list[VolumeType]:
-        query = select(VolumeType).where(VolumeType.deleted_at.is_(None)).order_by(
-            VolumeType.created_at, VolumeType.name)
+    async def list_page(self, q: ListQuery, *, admin: bool) -> tuple[list[VolumeType], bool]:
+        """The page of types ``q`` asks for (public ones only unless ``admin``), in SQL."""
+        query = select(VolumeType).where(VolumeType.deleted_at.is_(None))
         if not admin:
             query = query.where(VolumeType.is_public.is_(True))
-        return list(await self.session.scalars(query))
+        return await page_of(self.session, query, q, sort_columns=SORT_COLUMNS,
+                             default=DEFAULT_SORT, id_column=VolumeType.id)
 
     async def get(self, ref: str) -> VolumeType:
         """A type by id, else by name."""

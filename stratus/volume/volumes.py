@@ -16,16 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import VolumeSettings
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
+from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.volume import states
 from stratus.volume.hosts import Hosts
 from stratus.volume.models import Snapshot, Volume
+from stratus.volume.queries import ListQuery, count, page_of
 from stratus.volume.quotas import Quotas
 from stratus.volume.snapshots import Snapshots
 from stratus.volume.types import Types
@@ -52,17 +54,11 @@ class NewVolume:
     multiattach: bool = False
 
 
-@dataclass
-class VolumeQuery:
-    """A parsed ``GET /volumes``: whose volumes, filters, order and the page wanted."""
-
-    project_id: str | None
-    filters: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] | None = None
-    sort: list[tuple[str, str]] = field(default_factory=list)
-    limit: int | None = None
-    marker: str | None = None
-    offset: int = 0
+#: ``GET /volumes`` sort keys → columns.
+SORT_COLUMNS = {key: getattr(Volume, key) for key in (
+    "id", "name", "status", "size", "created_at", "updated_at", "availability_zone",
+    "bootable")}
+DEFAULT_SORT = (SortKey("created_at", "desc"),)
 
 
 class Volumes:
@@ -97,8 +93,8 @@ class Volumes:
 
     async def new(self, ctx: RequestContext, request: NewVolume) -> Volume:
         """Validate and insert (status ``creating``); call under the project's quota lock."""
-        assert ctx.project_id is not None
-        project = None if ctx.is_admin else ctx.project_id
+        project_id = ctx.require_project()
+        project = None if ctx.is_admin else project_id
         size = request.size
         host: str | None = None
         source: Volume | None = None
@@ -156,7 +152,7 @@ class Volumes:
                                "be found.") from exc
         else:
             vtype = await self.types.ensure_default()
-        await self.quotas.check(ctx.project_id, volumes=1, gigabytes=size, volume_size=size)
+        await self.quotas.check(project_id, volumes=1, gigabytes=size, volume_size=size)
         status = states.CREATING
         if host is None and snapshot is None and source is None:
             hosts = await self.hosts.up()
@@ -166,7 +162,7 @@ class Volumes:
             LOG.error("volume create: no volume-manager is up to hold the volume")
             status = states.ERROR
         volume = Volume(
-            id=str(uuid.uuid4()), project_id=ctx.project_id, user_id=ctx.user_id,
+            id=str(uuid.uuid4()), project_id=project_id, user_id=ctx.user_id,
             name=request.name, description=request.description, size=size, status=status,
             attach_status=states.DETACHED, availability_zone=zone, host=host,
             volume_type_id=vtype.id, snapshot_id=request.snapshot_id,
@@ -181,35 +177,24 @@ class Volumes:
         await self.session.flush()
         return volume
 
-    async def list_page(self, q: VolumeQuery) -> tuple[list[Volume], bool]:
-        """The page of volumes ``q`` asks for (its order, after its marker and offset),
-        and whether more follow."""
+    def _listed(self, q: ListQuery) -> Select[Any]:
         query = select(Volume).where(Volume.deleted_at.is_(None))
         if q.project_id is not None:
             query = query.where(Volume.project_id == q.project_id)
-        metadata, sort, marker, limit = q.metadata, q.sort, q.marker, q.limit
         for key, value in q.filters.items():
-            column = getattr(Volume, key)
-            query = query.where(column == value)
-        order = []
-        for key, direction in sort or [("created_at", "desc")]:
-            column = getattr(Volume, key)
-            order.append(column.desc() if direction == "desc" else column.asc())
-        order.append(Volume.id.desc() if (sort or [("", "desc")])[-1][1] == "desc"
-                     else Volume.id.asc())
-        rows = list(await self.session.scalars(query.order_by(*order)))
-        if metadata:
-            rows = [v for v in rows if all((v.metadata_ or {}).get(k) == str(val)
-                                           for k, val in metadata.items())]
-        if marker is not None:
-            ids = [v.id for v in rows]
-            if marker not in ids:
-                raise BadRequest(f"Invalid input received: marker [{marker}] not found.")
-            rows = rows[ids.index(marker) + 1:]
-        rows = rows[q.offset:]
-        if limit is None:
-            return rows, False
-        return rows[:limit], len(rows) > limit
+            query = query.where(getattr(Volume, key) == value)
+        for key, value in (q.metadata or {}).items():
+            query = query.where(Volume.metadata_[key].as_string() == str(value))
+        return query
+
+    async def list_page(self, q: ListQuery) -> tuple[list[Volume], bool]:
+        """The page of volumes ``q`` asks for, in SQL, and whether more follow."""
+        return await page_of(self.session, self._listed(q), q, sort_columns=SORT_COLUMNS,
+                             default=DEFAULT_SORT, id_column=Volume.id)
+
+    async def count(self, q: ListQuery) -> int:
+        """How many volumes ``q`` matches, all pages together."""
+        return await count(self.session, self._listed(q))
 
     async def transition(self, volume_id: str, allowed: Iterable[str], new_status: str, *,
                          attach_status: str | None = None, **values: Any) -> bool:
@@ -239,12 +224,6 @@ class Volumes:
         volume.status = states.DELETED
         volume.deleted_at = volume.deleted_at or utcnow()
         await self.session.flush()
-
-    async def count(self, q: VolumeQuery) -> int:
-        """How many volumes ``q`` matches, all pages together."""
-        rows, _ = await self.list_page(VolumeQuery(q.project_id, filters=q.filters,
-                                                   metadata=q.metadata))
-        return len(rows)
 
     # The row edits of the API ------------------------------------------------------------
 

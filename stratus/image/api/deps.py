@@ -7,21 +7,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from stratus.core.auth import require_context
-from stratus.core.context import RequestContext
+from stratus.core.policy import Caller
 from stratus.core.web.app import api_root
-from stratus.image.caller import Caller
+from stratus.core.web.deps import caller_dependency
 from stratus.image.service import ImageRuntime, ImageService
 
 
 def runtime(request: Request) -> ImageRuntime:
     rt: ImageRuntime = request.app.state.image
     return rt
-
-
-def caller(request: Request,
-           context: Annotated[RequestContext, Depends(require_context)]) -> Caller:
-    return runtime(request).caller(context)
 
 
 async def service(request: Request) -> AsyncIterator[ImageService]:
@@ -31,7 +25,7 @@ async def service(request: Request) -> AsyncIterator[ImageService]:
 
 
 Runtime = Annotated[ImageRuntime, Depends(runtime)]
-CallerDep = Annotated[Caller, Depends(caller)]
+CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
 Service = Annotated[ImageService, Depends(service, scope="function")]
 
 

@@ -6,11 +6,13 @@ import csv
 import datetime as dt
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
 from stratus.core.exceptions import BadRequest, UnsupportedMediaType, ValidationError
+from stratus.core.web import listing
+from stratus.core.web.listing import ListRequest, ListSpec
+from stratus.core.web.params import GLANCE as GLANCE_PARAMS
 from stratus.image.api import views
 from stratus.image.api.deps import CallerDep, Runtime, Service
 from stratus.image.images import PatchOp
@@ -21,9 +23,7 @@ router = APIRouter(prefix="/v2")
 
 PATCH_V21 = "application/openstack-images-v2.1-json-patch"
 PATCH_V20 = "application/openstack-images-v2.0-json-patch"
-PAGING = ("limit", "marker", "sort_key", "sort_dir", "sort")
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
+PAGING = listing.GLANCE.control
 
 
 async def json_body(request: Request) -> Any:
@@ -48,19 +48,13 @@ async def create_image(request: Request, svc: Service, caller: CallerDep) -> dic
 async def list_images(request: Request, svc: Service, caller: CallerDep,
                       runtime: Runtime) -> dict[str, Any]:
     params = list(request.query_params.multi_items())
-    page = parse_page(params, runtime.settings.image.limit_default,
-                      runtime.settings.image.limit_max)
-    filters = parse_filters(params)
-    images, more = await svc.images.list_page(caller, filters, page)
-    kept = [(k, v) for k, v in params if k != "marker"]
-    body: dict[str, Any] = {
-        "images": [views.image(i) for i in images],
-        "first": "/v2/images" + (f"?{urlencode(kept)}" if kept else ""),
-        "schema": "/v2/schemas/images",
-    }
-    if more and images:
-        body["next"] = "/v2/images?" + urlencode([*kept, ("marker", images[-1].id)])
-    return body
+    spec = images_spec(runtime.settings.image.limit_default, runtime.settings.image.limit_max)
+    req = listing.GLANCE.parse(params, spec)
+    images, more = await svc.images.list_page(caller, parse_filters(params), as_page(req))
+    body: dict[str, Any] = {"images": [views.image(i) for i in images],
+                            "schema": "/v2/schemas/images"}
+    return body | listing.GLANCE.links(
+        req, spec, "/v2/images", next_marker=images[-1].id if more and images else None)
 
 
 @router.get("/images/{image_id}")
@@ -146,25 +140,6 @@ def parse_patch(body: Any, *, draft: bool) -> list[PatchOp]:
     return changes
 
 
-def _boolean(name: str, value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ValidationError(f"Invalid value for the filter '{name}': {value!r} is not a boolean.")
-
-
-def _integer(name: str, value: str, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationError(f"Invalid value for '{name}': {value!r} is not an "
-                              "integer.") from None
-    if number < minimum:
-        raise ValidationError(f"Invalid value for '{name}': must be at least {minimum}.")
-    return number
-
-
 def _values(value: str) -> list[str]:
     """``in:a,b,"c,d"`` → [a, b, "c,d"]; a plain value → [value]."""
     if not value.startswith("in:"):
@@ -186,36 +161,19 @@ def _time_condition(name: str, value: str) -> tuple[str, dt.datetime]:
     return op, moment
 
 
+def images_spec(default: int, maximum: int) -> ListSpec:
+    return ListSpec("images", sort_keys=SORT_KEYS, default_limit=default, max_limit=maximum)
+
+
+def as_page(req: ListRequest) -> Page:
+    """The image domain's page from a parsed Glance list request."""
+    return Page(limit=req.limit or 0, marker=req.marker,
+                sort=[(key.column, key.direction) for key in req.sort])
+
+
 def parse_page(params: list[tuple[str, str]], default: int, maximum: int) -> Page:
-    get = {k: v for k, v in params}
-    limit = _integer("limit", get["limit"]) if "limit" in get else default
-    page = Page(limit=min(limit, maximum), marker=get.get("marker"))
-    keys = [v for k, v in params if k == "sort_key"]
-    dirs = [v for k, v in params if k == "sort_dir"]
-    sort: list[tuple[str, str]] = []
-    if "sort" in get:
-        if keys or dirs:
-            raise BadRequest("'sort' cannot be combined with 'sort_key' or 'sort_dir'.")
-        for part in get["sort"].split(","):
-            key, _, direction = part.strip().partition(":")
-            sort.append((key, direction or "desc"))
-    elif keys:
-        if dirs and len(dirs) not in (1, len(keys)):
-            raise BadRequest("Give one sort_dir, or one per sort_key.")
-        directions = dirs * len(keys) if len(dirs) == 1 else dirs or ["desc"] * len(keys)
-        sort = list(zip(keys, directions, strict=True))
-    elif dirs:
-        if len(dirs) != 1:
-            raise BadRequest("Give one sort_dir, or one per sort_key.")
-        sort = [("created_at", dirs[0])]
-    for key, direction in sort:
-        if key not in SORT_KEYS:
-            raise BadRequest(f"Invalid sort key {key!r}: must be one of {', '.join(SORT_KEYS)}.")
-        if direction not in ("asc", "desc"):
-            raise BadRequest(f"Invalid sort direction {direction!r}: asc or desc.")
-    if sort:
-        page.sort = sort
-    return page
+    """``limit``, ``marker`` and the sort, in Glance's dialect (``core.web.listing``)."""
+    return as_page(listing.GLANCE.parse(params, images_spec(default, maximum)))
 
 
 def parse_filters(params: list[tuple[str, str]]) -> Filters:
@@ -245,13 +203,13 @@ def parse_filters(params: list[tuple[str, str]]) -> Filters:
         elif name == "tag":
             f.tags.append(value)
         elif name == "os_hidden":
-            f.os_hidden = _boolean(name, value)
+            f.os_hidden = GLANCE_PARAMS.boolean(name, value)
         elif name == "protected":
-            f.protected = _boolean(name, value)
+            f.protected = GLANCE_PARAMS.boolean(name, value)
         elif name == "size_min":
-            f.size_min = _integer(name, value)
+            f.size_min = GLANCE_PARAMS.integer(name, value)
         elif name == "size_max":
-            f.size_max = _integer(name, value)
+            f.size_max = GLANCE_PARAMS.integer(name, value)
         elif name in ("created_at", "updated_at"):
             getattr(f, name).append(_time_condition(name, value))
         else:

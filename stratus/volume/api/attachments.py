@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
-from stratus.volume.api.deps import Authorize, Context, Service, Version, runtime
+from stratus.volume.api.deps import CallerDep, Context, Service, Version, runtime
 from stratus.volume.api.schemas import AttachmentCreateBody, AttachmentUpdateBody
 
 router = APIRouter(prefix="/v3/{project_id}/attachments")
@@ -32,9 +32,9 @@ def _project(context: Any) -> str | None:
 
 @router.post("")
 async def create_attachment(body: AttachmentCreateBody, request: Request, context: Context,
-                            authorize: Authorize, version: Version) -> JSONResponse:
+                            caller: CallerDep, version: Version) -> JSONResponse:
     _require(version, "3.27")
-    authorize("volume:attachment_create", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_create", {"project_id": context.project_id})
     a = body.attachment
     if a.mode is not None and not version.at_least("3.54"):
         raise BadRequest("Invalid input received: mode needs microversion 3.54.")
@@ -46,9 +46,9 @@ async def create_attachment(body: AttachmentCreateBody, request: Request, contex
 
 @router.get("")
 async def list_attachments(request: Request, svc: Service, context: Context,
-                           authorize: Authorize, version: Version) -> dict[str, Any]:
+                           caller: CallerDep, version: Version) -> dict[str, Any]:
     _require(version, "3.27")
-    authorize("volume:attachment_get", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
     params = request.query_params
     rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
                                       instance_id=params.get("instance_id"))
@@ -57,9 +57,9 @@ async def list_attachments(request: Request, svc: Service, context: Context,
 
 @router.get("/detail")
 async def list_attachments_detail(request: Request, svc: Service, context: Context,
-                                  authorize: Authorize, version: Version) -> dict[str, Any]:
+                                  caller: CallerDep, version: Version) -> dict[str, Any]:
     _require(version, "3.27")
-    authorize("volume:attachment_get", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
     params = request.query_params
     rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
                                       instance_id=params.get("instance_id"))
@@ -68,19 +68,19 @@ async def list_attachments_detail(request: Request, svc: Service, context: Conte
 
 @router.get("/{attachment_id}")
 async def show_attachment(attachment_id: str, svc: Service, context: Context,
-                          authorize: Authorize, version: Version) -> dict[str, Any]:
+                          caller: CallerDep, version: Version) -> dict[str, Any]:
     _require(version, "3.27")
-    authorize("volume:attachment_get", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
     attachment = await svc.attachments.get(attachment_id, _project(context))
     return {"attachment": views.attachment_view(attachment)}
 
 
 @router.put("/{attachment_id}")
 async def update_attachment(attachment_id: str, body: AttachmentUpdateBody,
-                            request: Request, context: Context, authorize: Authorize,
+                            request: Request, context: Context, caller: CallerDep,
                             version: Version) -> dict[str, Any]:
     _require(version, "3.27")
-    authorize("volume:attachment_update", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_update", {"project_id": context.project_id})
     attachment = await runtime(request).update_attachment(
         context, attachment_id, _project(context), body.attachment.connector)
     return {"attachment": views.attachment_view(attachment)}
@@ -88,7 +88,7 @@ async def update_attachment(attachment_id: str, body: AttachmentUpdateBody,
 
 @router.post("/{attachment_id}/action", status_code=204)
 async def attachment_action(attachment_id: str, request: Request, svc: Service,
-                            context: Context, authorize: Authorize,
+                            context: Context, caller: CallerDep,
                             version: Version) -> Response:
     _require(version, "3.44")
     try:
@@ -98,15 +98,15 @@ async def attachment_action(attachment_id: str, request: Request, svc: Service,
     if not isinstance(body, dict) or list(body) != ["os-complete"]:
         raise BadRequest("Invalid input received: the only attachment action is "
                          "os-complete.")
-    authorize("volume:attachment_complete", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_complete", {"project_id": context.project_id})
     await svc.attachments.complete(attachment_id, _project(context))
     return Response(status_code=204)
 
 
 @router.delete("/{attachment_id}")
 async def delete_attachment(attachment_id: str, svc: Service, context: Context,
-                            authorize: Authorize, version: Version) -> dict[str, Any]:
+                            caller: CallerDep, version: Version) -> dict[str, Any]:
     _require(version, "3.27")
-    authorize("volume:attachment_delete", {"project_id": context.project_id})
+    caller.authorize("volume:attachment_delete", {"project_id": context.project_id})
     remaining = await svc.attachments.delete(attachment_id, _project(context))
     return {"attachments": [views.attachment_view(a, detail=False) for a in remaining]}

@@ -10,8 +10,9 @@ from fastapi import Depends, Request
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest
+from stratus.core.policy import Caller
 from stratus.core.web.app import api_root
-from stratus.core.web.deps import Authorizer, duplicates_as_conflict
+from stratus.core.web.deps import duplicates_as_conflict
 from stratus.core.web.microversions import APIVersion, api_version
 from stratus.volume.service import VolumeRuntime, VolumeService
 
@@ -42,11 +43,12 @@ Context = Annotated[RequestContext, Depends(project_context)]
 Version = Annotated[APIVersion, Depends(api_version)]
 
 
-def policy(request: Request, context: Context) -> Authorizer:
-    return Authorizer(runtime(request).enforcer, context)
+def caller(request: Request, context: Context) -> Caller:
+    """Core's ``Caller`` for the project-scoped caller (``project_context``)."""
+    return Caller(context, runtime(request).enforcer)
 
 
-Authorize = Annotated[Authorizer, Depends(policy)]
+CallerDep = Annotated[Caller, Depends(caller)]
 
 
 class Links:

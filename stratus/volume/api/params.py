@@ -1,4 +1,5 @@
-"""Cinder's query-string dialect: booleans, integers, sort and the ``GET /volumes`` query.
+"""Cinder's query strings: the list requests of volumes, snapshots and types, in core's
+Cinder dialect (``core.web.listing.CINDER``, ``core.web.params.CINDER``).
 
 Every malformed value is a 400 "Invalid input received: ..." as in Cinder.
 """
@@ -9,51 +10,29 @@ import ast
 from typing import Any
 
 from stratus.core.context import RequestContext
+from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest
-from stratus.volume.volumes import VolumeQuery
+from stratus.core.web import listing
+from stratus.core.web.listing import ListRequest, ListSpec, QueryLike
+from stratus.core.web.params import CINDER
+from stratus.volume.queries import ListQuery
 
 SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at",
              "availability_zone", "bootable")
 FILTERS = ("name", "status", "availability_zone", "bootable")
+SNAPSHOT_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at")
+SNAPSHOT_FILTERS = ("name", "status", "volume_id")
+TYPE_SORT_KEYS = ("id", "name", "created_at", "is_public")
 
 
 def parse_bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "y", "on", "t"):
-        return True
-    if lowered in ("false", "0", "no", "n", "off", "f"):
-        return False
-    raise BadRequest(f"Invalid input received: {name} must be a boolean, not {value!r}.")
-
-
-def parse_int(value: str, name: str, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"Invalid input received: {name} must be an integer.") from None
-    if number < minimum:
-        raise BadRequest(f"Invalid input received: {name} must be >= {minimum}.")
-    return number
+    return CINDER.boolean(name, value)
 
 
 def parse_sort(params: dict[str, str], keys: tuple[str, ...]) -> list[tuple[str, str]]:
     """``sort=k1:dir,k2`` or ``sort_key``/``sort_dir``; unknown keys are a 400."""
-    items: list[tuple[str, str]] = []
-    if "sort" in params:
-        if "sort_key" in params or "sort_dir" in params:
-            raise BadRequest("Invalid input received: The 'sort' parameter cannot be used "
-                             "with 'sort_key' or 'sort_dir'.")
-        for part in params["sort"].split(","):
-            key, _, direction = part.strip().partition(":")
-            items.append((key, direction or "desc"))
-    elif "sort_key" in params or "sort_dir" in params:
-        items.append((params.get("sort_key", "created_at"), params.get("sort_dir", "desc")))
-    for key, direction in items:
-        if key not in keys:
-            raise BadRequest(f"Invalid input received: Invalid sort key {key!r}.")
-        if direction not in ("asc", "desc"):
-            raise BadRequest(f"Invalid input received: Invalid sort direction {direction!r}.")
-    return items
+    req = listing.CINDER.parse(list(params.items()), ListSpec("", sort_keys=keys))
+    return [(key.column, key.direction) for key in req.sort]
 
 
 def _metadata(value: str) -> dict[str, Any]:
@@ -66,24 +45,43 @@ def _metadata(value: str) -> dict[str, Any]:
     return metadata
 
 
-def volume_query(params: dict[str, str], context: RequestContext,
-                 limit_max: int) -> VolumeQuery:
-    """The ``GET /volumes`` query: ``all_tenants``/``project_id`` (admins), filters, sort,
-    ``limit`` (at most ``limit_max``; one more row is asked for, to tell if more follow),
-    ``marker`` and ``offset``. Consumes ``all_tenants`` and ``project_id`` from ``params``."""
-    all_tenants = context.is_admin and parse_bool(params.pop("all_tenants", "0"),
+def list_sort(req: ListRequest) -> list[SortKey]:
+    return [SortKey(key.column, key.direction) for key in req.sort]
+
+
+def _scope(req: ListRequest, context: RequestContext) -> tuple[ListRequest, str | None]:
+    """Whose rows: the caller's project, or (admins) ``all_tenants``/``project_id``; those
+    two parameters are then forgotten (not filters, not in the links)."""
+    all_tenants = context.is_admin and parse_bool(req.filter("all_tenants") or "0",
                                                   "all_tenants")
     project = None if all_tenants else context.project_id
-    if context.is_admin and "project_id" in params:
-        project = params.pop("project_id")
+    if context.is_admin and req.filter("project_id") is not None:
+        project = req.filter("project_id")
+        return req.without("all_tenants", "project_id"), project
+    return req.without("all_tenants"), project
+
+
+def volume_query(query: QueryLike, spec: ListSpec,
+                 context: RequestContext) -> tuple[ListRequest, ListQuery]:
+    """The ``GET /volumes`` request: filters, sort, ``limit`` (at most the spec's),
+    ``marker`` and ``offset``."""
+    req, project = _scope(listing.CINDER.parse(query, spec), context)
     filters: dict[str, Any] = {}
     for key in FILTERS:
-        if key in params:
-            filters[key] = parse_bool(params[key], key) if key == "bootable" else params[key]
-    metadata = _metadata(params["metadata"]) if "metadata" in params else None
-    limit = parse_int(params["limit"], "limit") if "limit" in params else None
-    effective = min(limit, limit_max) if limit is not None else limit_max
-    offset = parse_int(params.get("offset", "0"), "offset")
-    return VolumeQuery(project, filters=filters, metadata=metadata,
-                       sort=parse_sort(params, SORT_KEYS), limit=effective,
-                       marker=params.get("marker"), offset=offset)
+        value = req.filter(key)
+        if value is not None:
+            filters[key] = parse_bool(value, key) if key == "bootable" else value
+    metadata = req.filter("metadata")
+    return req, ListQuery(project, filters=filters,
+                            metadata=_metadata(metadata) if metadata is not None else None,
+                            sort=list_sort(req), limit=req.limit, marker=req.marker,
+                            offset=req.offset)
+
+
+def snapshot_query(query: QueryLike, spec: ListSpec,
+                   context: RequestContext) -> tuple[ListRequest, ListQuery]:
+    """The ``GET /snapshots`` request (``name``, ``status`` and ``volume_id`` filters)."""
+    req, project = _scope(listing.CINDER.parse(query, spec), context)
+    filters = {k: req.filter(k) for k in SNAPSHOT_FILTERS if req.filter(k) is not None}
+    return req, ListQuery(project, filters=filters, sort=list_sort(req), limit=req.limit,
+                            marker=req.marker, offset=req.offset)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from stratus.volume.api.deps import Authorize, Context, Service, runtime
+from stratus.volume.api.deps import CallerDep, Context, Service, runtime
 from stratus.volume.api.params import parse_bool
 from stratus.volume.api.schemas import QuotaSetBody
 from stratus.volume.api.views import timestamp
@@ -17,15 +17,15 @@ router = APIRouter(prefix="/v3/{project_id}")
 
 @router.get("/os-quota-sets/{target}/defaults")
 async def quota_defaults(target: str, request: Request, context: Context,
-                         authorize: Authorize) -> dict[str, Any]:
-    authorize("volume_extension:quotas:show", {"project_id": target})
+                         caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("volume_extension:quotas:show", {"project_id": target})
     return {"quota_set": {"id": target, **defaults(runtime(request).options)}}
 
 
 @router.get("/os-quota-sets/{target}")
 async def show_quotas(target: str, request: Request, svc: Service, context: Context,
-                      authorize: Authorize) -> dict[str, Any]:
-    authorize("volume_extension:quotas:show", {"project_id": target})
+                      caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("volume_extension:quotas:show", {"project_id": target})
     limits = await svc.quotas.limits(target)
     if parse_bool(request.query_params.get("usage", "false"), "usage"):
         used = await svc.quotas.usage(target)
@@ -37,25 +37,25 @@ async def show_quotas(target: str, request: Request, svc: Service, context: Cont
 
 @router.put("/os-quota-sets/{target}")
 async def update_quotas(target: str, body: QuotaSetBody, svc: Service, context: Context,
-                        authorize: Authorize) -> dict[str, Any]:
-    authorize("volume_extension:quotas:update", {"project_id": target})
+                        caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("volume_extension:quotas:update", {"project_id": target})
     limits = await svc.quotas.update(target, body.quota_set)
     return {"quota_set": {r: limits[r] for r in RESOURCES}}
 
 
 @router.delete("/os-quota-sets/{target}")
-async def delete_quotas(target: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("volume_extension:quotas:delete", {"project_id": target})
+async def delete_quotas(target: str, svc: Service, caller: CallerDep) -> Response:
+    caller.authorize("volume_extension:quotas:delete", {"project_id": target})
     await svc.quotas.reset(target)
     return Response(status_code=200)
 
 
 @router.get("/limits")
-async def limits(svc: Service, context: Context, authorize: Authorize) -> dict[str, Any]:
-    assert context.project_id is not None
-    authorize("limits_extension:used_limits", {"project_id": context.project_id})
-    limit = await svc.quotas.limits(context.project_id)
-    used = await svc.quotas.usage(context.project_id)
+async def limits(svc: Service, context: Context, caller: CallerDep) -> dict[str, Any]:
+    project_id = caller.require_project()
+    caller.authorize("limits_extension:used_limits", {"project_id": project_id})
+    limit = await svc.quotas.limits(project_id)
+    used = await svc.quotas.usage(project_id)
     return {"limits": {"rate": [], "absolute": {
         "maxTotalVolumes": limit["volumes"], "maxTotalSnapshots": limit["snapshots"],
         "maxTotalVolumeGigabytes": limit["gigabytes"],
@@ -67,8 +67,8 @@ async def limits(svc: Service, context: Context, authorize: Authorize) -> dict[s
 
 
 @router.get("/os-services")
-async def services(request: Request, svc: Service, authorize: Authorize) -> dict[str, Any]:
-    authorize("volume_extension:services:index")
+async def services(request: Request, svc: Service, caller: CallerDep) -> dict[str, Any]:
+    caller.authorize("volume_extension:services:index")
     return {"services": [{
         "binary": "cinder-volume", "host": f"{s.host}@{s.backend}", "zone":
         s.availability_zone, "status": "disabled" if s.disabled else "enabled",

@@ -7,18 +7,21 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.web import listing
+from stratus.core.web.listing import ListSpec
 from stratus.volume.api import views
-from stratus.volume.api.deps import Authorize, Context, Service, Version, runtime
-from stratus.volume.api.params import parse_bool, parse_int
+from stratus.volume.api.deps import CallerDep, Context, Service, URLs, Version, runtime
+from stratus.volume.api.params import SNAPSHOT_SORT_KEYS, parse_bool, snapshot_query
 from stratus.volume.api.schemas import SnapshotCreateBody, SnapshotUpdateBody
+from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/snapshots")
 
 
 @router.post("", status_code=202)
 async def create_snapshot(body: SnapshotCreateBody, request: Request, context: Context,
-                          authorize: Authorize, version: Version) -> JSONResponse:
-    authorize("volume:create_snapshot", {"project_id": context.project_id})
+                          caller: CallerDep, version: Version) -> JSONResponse:
+    caller.authorize("volume:create_snapshot", {"project_id": context.project_id})
     s = body.snapshot
     force = s.force if isinstance(s.force, bool) else parse_bool(str(s.force), "force")
     snapshot = await runtime(request).create_snapshot(
@@ -29,57 +32,59 @@ async def create_snapshot(body: SnapshotCreateBody, request: Request, context: C
                         status_code=202)
 
 
-async def _list(request: Request, svc: Any, context: Any, version: Any) -> dict[str, Any]:
-    params = dict(request.query_params)
-    all_tenants = context.is_admin and parse_bool(params.get("all_tenants", "0"), "all_tenants")
-    filters = {k: params[k] for k in ("name", "status", "volume_id") if k in params}
-    limit = parse_int(params["limit"], "limit") if "limit" in params else None
-    rows = await svc.snapshots.list_page(None if all_tenants else context.project_id,
-                                    filters=filters, limit=limit,
-                                    marker=params.get("marker"))
-    return {"snapshots": [views.snapshot_view(s, version=version) for s in rows]}
+async def _list(request: Request, svc: VolumeService, context: Any, version: Any,
+                url: str) -> dict[str, Any]:
+    spec = ListSpec("snapshots", sort_keys=SNAPSHOT_SORT_KEYS,
+                    max_limit=runtime(request).options.limit_max)
+    req, query = snapshot_query(request.query_params, spec, context)
+    rows, more = await svc.snapshots.list_page(query)
+    body = {"snapshots": [views.snapshot_view(s, version=version) for s in rows]}
+    return body | listing.CINDER.links(req, spec, url,
+                                       next_marker=rows[-1].id if more and rows else None)
 
 
 @router.get("")
 async def list_snapshots(request: Request, svc: Service, context: Context,
-                         authorize: Authorize, version: Version) -> dict[str, Any]:
-    authorize("volume:get_all_snapshots", {"project_id": context.project_id})
-    return await _list(request, svc, context, version)
+                         caller: CallerDep, version: Version,
+                         urls: URLs) -> dict[str, Any]:
+    caller.authorize("volume:get_all_snapshots", {"project_id": context.project_id})
+    return await _list(request, svc, context, version, urls.url("snapshots"))
 
 
 @router.get("/detail")
 async def list_snapshots_detail(request: Request, svc: Service, context: Context,
-                                authorize: Authorize, version: Version) -> dict[str, Any]:
-    authorize("volume:get_all_snapshots", {"project_id": context.project_id})
-    return await _list(request, svc, context, version)
+                                caller: CallerDep, version: Version,
+                                urls: URLs) -> dict[str, Any]:
+    caller.authorize("volume:get_all_snapshots", {"project_id": context.project_id})
+    return await _list(request, svc, context, version, urls.url("snapshots/detail"))
 
 
 @router.get("/{snapshot_id}")
 async def show_snapshot(snapshot_id: str, svc: Service, context: Context,
-                        authorize: Authorize, version: Version) -> dict[str, Any]:
+                        caller: CallerDep, version: Version) -> dict[str, Any]:
     snapshot = await svc.snapshots.get(snapshot_id,
                                       None if context.is_admin else context.project_id)
-    authorize("volume:get_snapshot", {"project_id": snapshot.project_id})
+    caller.authorize("volume:get_snapshot", {"project_id": snapshot.project_id})
     return {"snapshot": views.snapshot_view(snapshot, version=version)}
 
 
 @router.put("/{snapshot_id}")
 async def update_snapshot(snapshot_id: str, body: SnapshotUpdateBody, svc: Service,
-                          context: Context, authorize: Authorize,
+                          context: Context, caller: CallerDep,
                           version: Version) -> dict[str, Any]:
     snapshot = await svc.snapshots.get(snapshot_id,
                                       None if context.is_admin else context.project_id)
-    authorize("volume:update_snapshot", {"project_id": snapshot.project_id})
+    caller.authorize("volume:update_snapshot", {"project_id": snapshot.project_id})
     snapshot = await svc.snapshots.rename(snapshot, body.snapshot.changes())
     return {"snapshot": views.snapshot_view(snapshot, version=version)}
 
 
 @router.delete("/{snapshot_id}", status_code=202)
 async def delete_snapshot(snapshot_id: str, request: Request, context: Context,
-                          authorize: Authorize) -> Response:
+                          caller: CallerDep) -> Response:
     project = None if context.is_admin else context.project_id
     async with runtime(request).service() as svc:
         snapshot = await svc.snapshots.get(snapshot_id, project)
-    authorize("volume:delete_snapshot", {"project_id": snapshot.project_id})
+    caller.authorize("volume:delete_snapshot", {"project_id": snapshot.project_id})
     await runtime(request).delete_snapshot(context, snapshot_id, project)
     return Response(status_code=202)

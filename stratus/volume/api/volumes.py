@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.clients.image import ImageClient
 from stratus.core.exceptions import BadRequest
+from stratus.core.web import listing
+from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
-from stratus.volume.api.deps import Authorize, Context, Links, Service, URLs, Version, runtime
-from stratus.volume.api.params import parse_bool, parse_sort, volume_query
+from stratus.volume.api.deps import CallerDep, Context, Links, Service, URLs, Version, runtime
+from stratus.volume.api.params import SORT_KEYS, parse_bool, parse_sort, volume_query
 from stratus.volume.api.schemas import (
     MetadataBody,
     MetaItemBody,
@@ -39,8 +41,8 @@ async def render(svc: VolumeService, volumes: list[Any], *, links: Links,
 
 @router.post("", status_code=202)
 async def create_volume(body: VolumeCreateBody, request: Request, context: Context,
-                        authorize: Authorize, urls: URLs, version: Version) -> JSONResponse:
-    authorize("volume:create", {"project_id": context.project_id})
+                        caller: CallerDep, urls: URLs, version: Version) -> JSONResponse:
+    caller.authorize("volume:create", {"project_id": context.project_id})
     v = body.volume
     if v.backup_id or v.consistencygroup_id or v.group_id:
         raise BadRequest("Invalid input received: backups, consistency groups and groups "
@@ -63,19 +65,16 @@ async def create_volume(body: VolumeCreateBody, request: Request, context: Conte
 
 async def _list(request: Request, svc: VolumeService, context: Any, urls: Links,
                 version: APIVersion, detail: bool) -> dict[str, Any]:
-    params = dict(request.query_params)
-    query = volume_query(params, context, runtime(request).options.limit_max)
+    spec = ListSpec("volumes", sort_keys=SORT_KEYS,
+                    max_limit=runtime(request).options.limit_max)
+    req, query = volume_query(request.query_params, spec, context)
     rows, more = await svc.volumes.list_page(query)
     items = (await render(svc, rows, links=urls, context=context, version=version)
              if detail else [views.volume_summary(v, urls) for v in rows])
     body: dict[str, Any] = {"volumes": items}
-    if more and rows:
-        kept = {k: v for k, v in params.items() if k != "marker"}
-        kept.update(limit=str(query.limit), marker=rows[-1].id)
-        href = (urls.url("volumes/detail" if detail else "volumes") + "?"
-                + "&".join(f"{k}={v}" for k, v in kept.items()))
-        body["volumes_links"] = [{"href": href, "rel": "next"}]
-    if version.at_least("3.45") and parse_bool(params.get("with_count", "false"),
+    body |= listing.CINDER.links(req, spec, urls.url("volumes/detail" if detail else "volumes"),
+                                 next_marker=rows[-1].id if more and rows else None)
+    if version.at_least("3.45") and parse_bool(req.filter("with_count") or "false",
                                                "with_count"):
         body["count"] = await svc.volumes.count(query)
     return body
@@ -83,34 +82,34 @@ async def _list(request: Request, svc: VolumeService, context: Any, urls: Links,
 
 @router.get("")
 async def list_volumes(request: Request, svc: Service, context: Context,
-                       authorize: Authorize, urls: URLs, version: Version) -> dict[str, Any]:
-    authorize("volume:get_all", {"project_id": context.project_id})
+                       caller: CallerDep, urls: URLs, version: Version) -> dict[str, Any]:
+    caller.authorize("volume:get_all", {"project_id": context.project_id})
     return await _list(request, svc, context, urls, version, detail=False)
 
 
 @router.get("/detail")
 async def list_volumes_detail(request: Request, svc: Service, context: Context,
-                              authorize: Authorize, urls: URLs,
+                              caller: CallerDep, urls: URLs,
                               version: Version) -> dict[str, Any]:
-    authorize("volume:get_all", {"project_id": context.project_id})
+    caller.authorize("volume:get_all", {"project_id": context.project_id})
     return await _list(request, svc, context, urls, version, detail=True)
 
 
 @router.get("/{volume_id}")
-async def show_volume(volume_id: str, svc: Service, context: Context, authorize: Authorize,
+async def show_volume(volume_id: str, svc: Service, context: Context, caller: CallerDep,
                       urls: URLs, version: Version) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:get", {"project_id": volume.project_id})
+    caller.authorize("volume:get", {"project_id": volume.project_id})
     return {"volume": (await render(svc, [volume], links=urls, context=context,
                                     version=version))[0]}
 
 
 @router.put("/{volume_id}")
 async def update_volume(volume_id: str, body: VolumeUpdateBody, svc: Service,
-                        context: Context, authorize: Authorize, urls: URLs,
+                        context: Context, caller: CallerDep, urls: URLs,
                         version: Version) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:update", {"project_id": volume.project_id})
+    caller.authorize("volume:update", {"project_id": volume.project_id})
     volume = await svc.volumes.update(volume, body.volume.changes())
     return {"volume": (await render(svc, [volume], links=urls, context=context,
                                     version=version))[0]}
@@ -118,15 +117,15 @@ async def update_volume(volume_id: str, body: VolumeUpdateBody, svc: Service,
 
 @router.delete("/{volume_id}", status_code=202)
 async def delete_volume(volume_id: str, request: Request, context: Context,
-                        authorize: Authorize) -> Response:
+                        caller: CallerDep) -> Response:
     params = request.query_params
     cascade = parse_bool(params.get("cascade", "false"), "cascade")
     force = parse_bool(params.get("force", "false"), "force")
     async with runtime(request).service() as svc:
         volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:delete", {"project_id": volume.project_id})
+    caller.authorize("volume:delete", {"project_id": volume.project_id})
     if force:
-        authorize("volume:force_delete", {"project_id": volume.project_id})
+        caller.authorize("volume:force_delete", {"project_id": volume.project_id})
     await runtime(request).delete_volume(context, volume.id,
                                          None if context.is_admin else context.project_id,
                                          cascade=cascade, force=force)
@@ -138,50 +137,50 @@ async def delete_volume(volume_id: str, request: Request, context: Context,
 
 @router.get("/{volume_id}/metadata")
 async def get_metadata(volume_id: str, svc: Service, context: Context,
-                       authorize: Authorize) -> dict[str, Any]:
+                       caller: CallerDep) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:get", {"project_id": volume.project_id})
+    caller.authorize("volume:get", {"project_id": volume.project_id})
     return {"metadata": dict(volume.metadata_ or {})}
 
 
 @router.post("/{volume_id}/metadata")
 async def add_metadata(volume_id: str, body: MetadataBody, svc: Service, context: Context,
-                       authorize: Authorize) -> dict[str, Any]:
+                       caller: CallerDep) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
+    caller.authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
     return {"metadata": await svc.volumes.set_metadata(volume, body.metadata, replace=False)}
 
 
 @router.put("/{volume_id}/metadata")
 async def replace_metadata(volume_id: str, body: MetadataBody, svc: Service,
-                           context: Context, authorize: Authorize) -> dict[str, Any]:
+                           context: Context, caller: CallerDep) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
+    caller.authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
     return {"metadata": await svc.volumes.set_metadata(volume, body.metadata, replace=True)}
 
 
 @router.get("/{volume_id}/metadata/{key}")
 async def get_meta_item(volume_id: str, key: str, svc: Service, context: Context,
-                        authorize: Authorize) -> dict[str, Any]:
+                        caller: CallerDep) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:get", {"project_id": volume.project_id})
+    caller.authorize("volume:get", {"project_id": volume.project_id})
     return {"meta": {key: svc.volumes.meta_item(volume, key)}}
 
 
 @router.put("/{volume_id}/metadata/{key}")
 async def set_meta_item(volume_id: str, key: str, body: MetaItemBody, svc: Service,
-                        context: Context, authorize: Authorize) -> dict[str, Any]:
+                        context: Context, caller: CallerDep) -> dict[str, Any]:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
+    caller.authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
     await svc.volumes.set_meta_item(volume, key, body.meta)
     return {"meta": dict(body.meta)}
 
 
 @router.delete("/{volume_id}/metadata/{key}")
 async def delete_meta_item(volume_id: str, key: str, svc: Service, context: Context,
-                           authorize: Authorize) -> Response:
+                           caller: CallerDep) -> Response:
     volume = await svc.volumes.get_visible(context, volume_id)
-    authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
+    caller.authorize("volume:update_volume_metadata", {"project_id": volume.project_id})
     await svc.volumes.delete_meta_item(volume, key)
     return Response(status_code=200)
 
@@ -191,7 +190,7 @@ async def delete_meta_item(volume_id: str, key: str, svc: Service, context: Cont
 
 @router.post("/{volume_id}/action")
 async def volume_action(volume_id: str, request: Request, context: Context,
-                        authorize: Authorize) -> Response:
+                        caller: CallerDep) -> Response:
     """One action of the table in ``volume_actions``: 404, then unknown action, then the
     policy rule, then the argument."""
     try:
@@ -207,7 +206,7 @@ async def volume_action(volume_id: str, request: Request, context: Context,
     action = ACTIONS.get(name)
     if action is None:
         raise BadRequest(f"Invalid input received: There is no such action: {name}.")
-    authorize(action.rule, {"project_id": volume.project_id})
+    caller.authorize(action.rule, {"project_id": volume.project_id})
     await action.run(rt, context, volume.id, None if context.is_admin else context.project_id,
                      parse_action(action.body, args))
     return Response(status_code=action.status)
