@@ -27,6 +27,7 @@ from stratus.identity.migrations import HEAD
 from stratus.identity.policy import RULES
 from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
+from stratus.identity.role_assignments import RoleAssignments
 from stratus.identity.tokens import TokenFormatter
 from stratus.identity.users import Users
 
@@ -87,6 +88,8 @@ class IdentityService:
         self.resources = Resources(session, self.revocations)
         self.users = Users(session, self.resources, self.revocations, options.bcrypt_rounds)
         self.assignments = Assignments(session, self.resources, self.users, self.revocations)
+        self.role_assignments = RoleAssignments(session, self.assignments, self.resources,
+                                                self.users)
         self.catalog = Catalog(session)
         self.app_credentials = AppCredentials(session, self.assignments, self.revocations,
                                               options.bcrypt_rounds)

@@ -12,7 +12,8 @@ from stratus.identity.api import schemas, views
 from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
 from stratus.identity.api.deps import Authorize, BaseURL, Service
-from stratus.identity.assignments import SYSTEM_TARGET, AssignmentFilter, RoleAssignment
+from stratus.identity.assignments import SYSTEM_TARGET
+from stratus.identity.role_assignments import AssignmentFilter, RoleAssignment
 from stratus.identity.service import IdentityService
 
 router = APIRouter(prefix="/v3")
@@ -111,7 +112,7 @@ async def list_role_assignments(
         svc: Service, authorize: Authorize, base: BaseURL,
         raw: Annotated[dict[str, str | None], Depends(_raw_filters)]) -> dict[str, Any]:
     authorize("identity:list_role_assignments", {"user": {"id": raw["user_id"]}})
-    found = await svc.assignments.search(_assignment_filter(raw))
+    found = await svc.role_assignments.search(_assignment_filter(raw))
     names = _Names(svc) if bool_filter("include_names", raw["include_names"]) else None
     entries = [await _entry(a, base, names) for a in found]
     return {"role_assignments": [e for e in entries if e is not None],
