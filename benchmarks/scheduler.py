@@ -14,9 +14,9 @@ import random
 import time
 
 from benchmarks import Goal, Result, percentile
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.host_state import HostState
 from stratus.compute.scheduler.host_view import HostView
-from stratus.compute.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import SchedulerOptions, select_hosts
 

@@ -186,14 +186,17 @@ async def _serve(stack: Stack, topic: str, server: str | None, manager: Any,
 
 async def _build_compute(stack: Stack) -> ASGIApp:
     from stratus.compute.api import create_compute_app
-    from stratus.compute.image_client import ImageClient
     from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
+    from stratus.compute.service import ComputeClients
+    from stratus.core.clients.image import ImageClient
+    from stratus.core.clients.volume import VolumeClient
 
     runtime = await stack.start_compute()
     bus = await stack.transport()
-    return create_compute_app(runtime, stack.token_validator(), scheduler_api=SchedulerAPI(bus),
-                              agent_api=ComputeAgentAPI(bus),
-                              image_client=ImageClient(stack.http_client()))
+    http = stack.http_client()
+    runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
+                                   images=ImageClient(http), volumes=VolumeClient(http)))
+    return create_compute_app(runtime, stack.token_validator())
 
 
 async def _build_scheduler(stack: Stack) -> None:
@@ -257,13 +260,14 @@ async def _build_compute_agent(stack: Stack) -> None:
     # Hosts reach the network service through the catalog, so they need identity: here,
     # or at ``auth.identity_url``. Without either they build guests without networking.
     if stack.identity is not None or stack.settings.auth.identity_url:
-        from stratus.compute.agent.network import NetworkClient
+        from stratus.compute.agent.network import HostNetwork
+        from stratus.core.clients.network import NetworkClient
 
-        network = NetworkClient(stack.http_client(), stack.service_auth())
+        network = HostNetwork(NetworkClient(stack.http_client(), stack.service_auth()))
     images = None
     if choice.name == "libvirt" and (stack.identity is not None
                                      or stack.settings.auth.identity_url):
-        from stratus.compute.agent.images import HostImages
+        from stratus.core.images_cache import HostImages
 
         images = HostImages(select.image_cache_path(stack.settings), stack.service_auth(),
                             stack.http_client())
@@ -278,7 +282,7 @@ async def _build_compute_agent(stack: Stack) -> None:
         volumes = None
         if network is not None:  # identity is reachable: so is the volume service's catalog
             from stratus.compute.agent.volumes import HostVolumes
-            from stratus.compute.volume_client import VolumeClient
+            from stratus.core.clients.volume import VolumeClient
 
             volumes = HostVolumes(host, driver, stack.service_auth(),
                                   VolumeClient(stack.http_client()))
@@ -316,15 +320,16 @@ async def _build_image(stack: Stack) -> ASGIApp:
 
 
 async def _build_network(stack: Stack) -> ASGIApp:
-    from stratus.network.agent_rpc import NetworkServerManager
+    from stratus.core.clients.compute import ComputeClient
     from stratus.network.api import create_network_app
     from stratus.network.backends import backend_name, create_backend
     from stratus.network.events import ComputeEventSender
+    from stratus.network.manager import NetworkServerManager
     from stratus.network.rpcapi import NETWORK_TOPIC
     from stratus.network.service import NetworkRuntime
 
     bus = await stack.transport()
-    events = ComputeEventSender(stack.service_auth(), stack.http_client())
+    events = ComputeEventSender(ComputeClient(stack.http_client(), stack.service_auth()))
     runtime = NetworkRuntime(stack.settings,
                              backend=create_backend(backend_name(stack.settings), bus),
                              events=events)
@@ -357,7 +362,7 @@ async def _build_volume_manager(stack: Stack) -> None:
     images: ImageSource | None = None
     # Volumes from images need the image service, found through identity's catalog.
     if stack.identity is not None or settings.auth.identity_url:
-        from stratus.compute.agent.images import HostImages
+        from stratus.core.images_cache import HostImages
 
         images = HostImages(settings.data_dir / "volume-image-cache", stack.service_auth(),
                             stack.http_client())

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.models import Flavor, FlavorAccess
 from stratus.core.exceptions import Conflict, NotFound, ValidationError
 
-if TYPE_CHECKING:
-    from stratus.compute.service import ComputeService
+__all__ = ["DEFAULT_FLAVORS", "Flavor", "FlavorQuery", "Flavors"]
 
 #: Nova's classic flavors, seeded on first start: (id, name, vcpus, ram MiB, disk GiB).
 DEFAULT_FLAVORS = (
@@ -42,10 +41,11 @@ class FlavorQuery:
     marker: str | None = None
 
 
-class FlavorManager:
-    def __init__(self, svc: ComputeService) -> None:
-        self.svc = svc
-        self.session = svc.session
+class Flavors:
+    """Flavors and who may use them, within one transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def seed_defaults(self) -> None:
         if await self.session.scalar(select(Flavor.id).limit(1)) is not None:

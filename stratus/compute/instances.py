@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute import states
+from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
 from stratus.compute.models import (
     Flavor,
     Instance,
@@ -23,18 +25,13 @@ from stratus.compute.models import (
     InstanceFault,
     ServerGroupMember,
 )
-from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceUpdate
+from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceStates, InstanceUpdate
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
-from stratus.core.exceptions import Conflict, NotFound
+from stratus.core.exceptions import NotFound
 
-if TYPE_CHECKING:
-    from stratus.compute.service import ComputeService
-
-
-class UnexpectedTaskState(Conflict):
-    """The instance is not in the task state the caller expected."""
-
+__all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
+           "flavor_info", "hostname_of"]
 
 def flavor_info(flavor: Flavor) -> FlavorInfo:
     return FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram,
@@ -66,10 +63,11 @@ def hostname_of(name: str) -> str:
     return cleaned[:63] or "server"
 
 
-class InstanceManager:
-    def __init__(self, svc: ComputeService) -> None:
-        self.svc = svc
-        self.session = svc.session
+class Instances:
+    """Instances, their faults and their actions, within one transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def create(self, ctx: RequestContext, spec: NewInstance,
                      count: int = 1) -> list[Instance]:
@@ -168,9 +166,38 @@ class InstanceManager:
             ServerGroupMember.instance_uuid == instance_uuid))
         await self.session.flush()
 
+    async def place(self, instance_uuid: str, host: str) -> None:
+        """Record the scheduler's choice of host, if the instance still waits for one.
+
+        Raises ``InstanceGone`` when it was deleted or left ``scheduling`` meanwhile, and
+        ``AlreadyPlaced`` when it has a host already (a redelivered request)."""
+        instance = await self.session.get(Instance, instance_uuid)
+        if (instance is None or instance.deleted_at is not None
+                or instance.task_state != states.SCHEDULING):
+            raise InstanceGone(instance_uuid)
+        if instance.host:
+            raise AlreadyPlaced(instance.host)
+        instance.host, instance.node = host, host
+
     async def on_host(self, host: str) -> list[str]:
         return list(await self.session.scalars(select(Instance.uuid).where(
             Instance.host == host, Instance.deleted_at.is_(None))))
+
+    async def states_on(self, host: str) -> list[InstanceStates]:
+        """The states of the live instances on ``host`` (for its power-state sync)."""
+        rows = await self.session.execute(
+            select(Instance.uuid, Instance.vm_state, Instance.task_state, Instance.power_state)
+            .where(Instance.host == host, Instance.deleted_at.is_(None)))
+        return [InstanceStates(uuid=u, vm_state=v, task_state=t, power_state=p or 0)
+                for u, v, t, p in rows.all()]
+
+    async def stranded_on(self, hosts: list[str]) -> list[str]:
+        """Live instances on ``hosts`` caught building or deleting (hosts that went down)."""
+        if not hosts:
+            return []
+        return list(await self.session.scalars(select(Instance.uuid).where(
+            Instance.host.in_(hosts), Instance.deleted_at.is_(None),
+            (Instance.vm_state == states.BUILDING) | (Instance.task_state == states.DELETING))))
 
     def record(self, instance: Instance) -> InstanceRecord:
         return InstanceRecord(
@@ -248,3 +275,8 @@ class InstanceManager:
             action.message = message or action.message
             await self.session.flush()
 
+
+
+#: The old name, kept only until ``stratus/compute/servers.py`` (written in another branch)
+#: says ``Instances``; delete it then.
+InstanceManager = Instances

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.models import KeyPair
 from stratus.core.exceptions import Conflict, NotFound, ValidationError
 
-if TYPE_CHECKING:
-    from stratus.compute.service import ComputeService
+__all__ = ["SUPPORTED_TYPES", "KeyPair", "KeyPairs", "fingerprint", "generate_key_pair",
+           "validate_public_key"]
 
 SUPPORTED_TYPES = ("ssh",)
 
@@ -48,10 +48,11 @@ def generate_key_pair() -> tuple[str, str]:
     return public, pem
 
 
-class KeyPairManager:
-    def __init__(self, svc: ComputeService) -> None:
-        self.svc = svc
-        self.session = svc.session
+class KeyPairs:
+    """A user's key pairs within one transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def create(self, *, user_id: str, name: str, public_key: str | None,
                      key_type: str = "ssh") -> tuple[KeyPair, str | None]:

@@ -13,24 +13,20 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute.models import Instance, KeyPair, QuotaLimit
-from stratus.core.exceptions import Forbidden
+from stratus.compute.errors import QuotaExceeded
+from stratus.compute.models import Instance, KeyPair, QuotaLimit, ServerGroup
+from stratus.core.exceptions import BadRequest
 
-if TYPE_CHECKING:
-    from stratus.compute.service import ComputeService
+__all__ = ["DEFAULTS", "QuotaExceeded", "Quotas", "local_project_lock"]
 
 DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "key_pairs": 100,
             "server_groups": 10, "server_group_members": 10, "metadata_items": 128}
 
 _local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-
-class QuotaExceeded(Forbidden):
-    pass
 
 
 @asynccontextmanager
@@ -40,10 +36,11 @@ async def local_project_lock(project_id: str) -> AsyncIterator[None]:
         yield
 
 
-class QuotaManager:
-    def __init__(self, svc: ComputeService) -> None:
-        self.svc = svc
-        self.session = svc.session
+class Quotas:
+    """A project's limits and use, within one transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def limits(self, project_id: str) -> dict[str, int]:
         limits = dict(DEFAULTS)
@@ -69,6 +66,31 @@ class QuotaManager:
                    func.coalesce(func.sum(Instance.memory_mb), 0))
             .where(Instance.project_id == project_id, Instance.deleted_at.is_(None)))).one()
         return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
+
+    async def server_groups_of(self, project_id: str) -> int:
+        return int(await self.session.scalar(
+            select(func.count()).select_from(ServerGroup)
+            .where(ServerGroup.project_id == project_id)) or 0)
+
+    async def usage_detail(self, project_id: str) -> dict[str, int]:
+        """Use of every quota ``os-quota-sets/detail`` shows (key pairs count per user: 0)."""
+        used = await self.usage(project_id)
+        used["key_pairs"] = 0
+        used["server_groups"] = await self.server_groups_of(project_id)
+        return used
+
+    async def update(self, project_id: str, changes: dict[str, int], *,
+                     force: bool) -> dict[str, int]:
+        """Set new limits; unless ``force``, none may fall below what is in use."""
+        if not changes:
+            raise BadRequest("No quota to update was given.")
+        if not force:
+            used = await self.usage(project_id)
+            for key, value in changes.items():
+                if value >= 0 and used.get(key, 0) > value:
+                    raise BadRequest(f"Quota limit {value} for {key} must be greater than or "
+                                     f"equal to already used and reserved {used[key]}.")
+        return await self.set_limits(project_id, changes)
 
     async def key_pairs_of(self, user_id: str) -> int:
         return int(await self.session.scalar(

@@ -2,24 +2,25 @@
 
 The scheduler reads a group's policy and where its members run (``scheduler/manager.py``);
 a boot with the ``group`` hint joins the group (``add_members``), a deleted server leaves
-it (``InstanceManager.soft_delete``). Quotas: ``server_groups`` per project and
+it (``Instances.soft_delete``). Quotas: ``server_groups`` per project and
 ``server_group_members`` per group, both 403 when exceeded.
 """
 
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.compute.errors import QuotaExceeded
 from stratus.compute.models import Instance, ServerGroup, ServerGroupMember
-from stratus.compute.quotas import QuotaExceeded
+from stratus.compute.quotas import Quotas
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
 
-if TYPE_CHECKING:
-    from stratus.compute.service import ComputeService
+__all__ = ["POLICIES", "SOFT_POLICIES", "ServerGroup", "ServerGroups", "check_rules"]
 
 POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 SOFT_POLICIES = ("soft-affinity", "soft-anti-affinity")
@@ -47,19 +48,19 @@ def check_rules(policy: str, rules: dict[str, Any]) -> dict[str, Any]:
     return {"max_server_per_host": int(value)}
 
 
-class ServerGroupManager:
-    def __init__(self, svc: ComputeService) -> None:
-        self.svc = svc
-        self.session = svc.session
+class ServerGroups:
+    """Server groups and their members within one transaction."""
+
+    def __init__(self, session: AsyncSession, quotas: Quotas) -> None:
+        self.session = session
+        self.quotas = quotas
 
     async def create(self, ctx: RequestContext, name: str, policy: str,
                      rules: dict[str, Any]) -> ServerGroup:
         assert ctx.project_id is not None and ctx.user_id is not None
-        await self.svc.quotas.lock_project(ctx.project_id)
-        limit = (await self.svc.quotas.limits(ctx.project_id))["server_groups"]
-        used = int(await self.session.scalar(select(func.count()).select_from(ServerGroup)
-                                             .where(ServerGroup.project_id == ctx.project_id))
-                   or 0)
+        await self.quotas.lock_project(ctx.project_id)
+        limit = (await self.quotas.limits(ctx.project_id))["server_groups"]
+        used = await self.quotas.server_groups_of(ctx.project_id)
         if 0 <= limit < used + 1:
             raise QuotaExceeded(f"Quota exceeded, too many server groups: {used} of {limit} "
                                 "in use.")
@@ -102,9 +103,43 @@ class ServerGroupManager:
             found[group_uuid].append(instance_uuid)
         return found
 
+    async def groups_of(self, instance_uuids: list[str]) -> dict[str, list[str]]:
+        """The groups each of the instances is a member of, by instance."""
+        found: dict[str, list[str]] = {}
+        if not instance_uuids:
+            return found
+        for member in await self.session.scalars(select(ServerGroupMember).where(
+                ServerGroupMember.instance_uuid.in_(instance_uuids))):
+            found.setdefault(member.instance_uuid, []).append(member.group_uuid)
+        return found
+
+    async def scheduling_hints(self, group_uuid: str | None,
+                               ) -> tuple[str | None, frozenset[str]]:
+        """(policy, hosts) for the scheduler: the group's policy and the hosts its live
+        members are placed on, or, for anti-affinity with ``max_server_per_host``, only the
+        hosts that are full (``(None, {})`` without a group)."""
+        if group_uuid is None:
+            return None, frozenset()
+        group = await self.session.get(ServerGroup, group_uuid)
+        if group is None:
+            return None, frozenset()
+        hosts = await self.session.scalars(
+            select(Instance.host).join(
+                ServerGroupMember, ServerGroupMember.instance_uuid == Instance.uuid)
+            .where(ServerGroupMember.group_uuid == group_uuid,
+                   Instance.host.is_not(None), Instance.deleted_at.is_(None)))
+        placed = [h for h in hosts if h]
+        limit = (group.rules or {}).get("max_server_per_host")
+        if group.policy == "anti-affinity" and limit:
+            # The rule lets a host take up to ``limit`` members: the anti-affinity
+            # filter then only has to avoid the hosts that are full.
+            return group.policy, frozenset(h for h in set(placed)
+                                           if placed.count(h) >= int(limit))
+        return group.policy, frozenset(placed)
+
     async def add_members(self, group: ServerGroup, instance_uuids: list[str]) -> None:
         """Join the group, within the ``server_group_members`` quota of its project."""
-        limit = (await self.svc.quotas.limits(group.project_id))["server_group_members"]
+        limit = (await self.quotas.limits(group.project_id))["server_group_members"]
         used = len((await self.members([group.uuid]))[group.uuid])
         if 0 <= limit < used + len(instance_uuids):
             raise QuotaExceeded(f"Quota exceeded, too many servers in group {group.uuid}: "

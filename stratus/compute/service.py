@@ -1,19 +1,31 @@
-"""Compute's domain layer: the process-wide runtime and the per-transaction service."""
+"""Compute's domain layer: the process-wide runtime and the per-transaction service.
+
+The runtime holds what lives as long as the process: the database, the policy enforcer and,
+in compute-api, the clients of other services (``ComputeClients``). The flows that span
+transactions and services (``boot``, ``lifecycle``, ``volume_attach``) take the runtime.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute.flavors import FlavorManager
-from stratus.compute.instances import InstanceManager
-from stratus.compute.keypairs import KeyPairManager
+from stratus.compute.flavors import Flavors
+from stratus.compute.hosts import Hosts
+from stratus.compute.instances import Instances
+from stratus.compute.keypairs import KeyPairs
 from stratus.compute.migrations import HEAD
+from stratus.compute.placement import Placement
 from stratus.compute.policy import RULES
-from stratus.compute.quotas import QuotaManager
-from stratus.compute.server_groups import ServerGroupManager
+from stratus.compute.quotas import Quotas
+from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
+from stratus.compute.server_groups import ServerGroups
+from stratus.compute.server_metadata import ServerMetadata
+from stratus.core.clients.image import ImageClient
+from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
 from stratus.core.db import Database
 from stratus.core.policy import Enforcer
@@ -22,14 +34,36 @@ SCRIPT_LOCATION = "stratus.compute:migrations"
 VERSION_TABLE = "alembic_version_compute"
 
 
+@dataclass(frozen=True)
+class ComputeClients:
+    """compute-api's clients of the bus (scheduler, compute hosts) and of other services."""
+
+    scheduler: SchedulerAPI
+    agents: ComputeAgentAPI
+    images: ImageClient
+    volumes: VolumeClient
+
+
 class ComputeRuntime:
-    """What compute-api keeps for the life of the process."""
+    """What compute keeps for the life of the process."""
 
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
         self.db = db or Database(settings.database_url_for("compute",
                                                            settings.compute.database_url))
         self.enforcer = Enforcer(RULES, settings.policy_file)
+        self._clients: ComputeClients | None = None
+
+    def connect(self, clients: ComputeClients) -> None:
+        """Give the runtime its clients (compute-api does; the scheduler, conductor and
+        metadata units share the runtime without them)."""
+        self._clients = clients
+
+    @property
+    def clients(self) -> ComputeClients:
+        if self._clients is None:
+            raise RuntimeError("This compute runtime has no clients: it serves no API.")
+        return self._clients
 
     async def start(self) -> None:
         """Bring the schema to head and seed the default flavors on a new database."""
@@ -47,13 +81,17 @@ class ComputeRuntime:
 
 
 class ComputeService:
-    """Compute's operations within one database transaction."""
+    """Compute's operations within one database transaction: the parts, wired in order
+    (each gets the session and the parts it uses, never this facade)."""
 
     def __init__(self, runtime: ComputeRuntime, session: AsyncSession) -> None:
         self.runtime = runtime
         self.session = session
-        self.flavors = FlavorManager(self)
-        self.keypairs = KeyPairManager(self)
-        self.instances = InstanceManager(self)
-        self.quotas = QuotaManager(self)
-        self.server_groups = ServerGroupManager(self)
+        self.quotas = Quotas(session)
+        self.flavors = Flavors(session)
+        self.keypairs = KeyPairs(session)
+        self.instances = Instances(session)
+        self.server_groups = ServerGroups(session, self.quotas)
+        self.server_metadata = ServerMetadata(session, self.quotas)
+        self.placement = Placement(session)
+        self.hosts = Hosts(session, runtime.settings.compute.service_down_time)

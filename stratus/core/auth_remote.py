@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from stratus.core.clients.base import KeystoneAuth
 from stratus.core.exceptions import ServiceUnavailable, Unauthorized
 from stratus.core.http import service_http_client
 from stratus.core.service_auth import ServiceAuth
@@ -28,25 +29,20 @@ class RemoteTokenValidator:
 
     async def validate(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         params = {"allow_expired": "1"} if allow_expired else {}
-        for attempt in range(2):
-            own = await self._auth.token(refresh=attempt > 0)
-            try:
-                response = await self._client.get(
-                    f"{self.identity_url}/auth/tokens",
-                    headers={"X-Auth-Token": own, "X-Subject-Token": token},
-                    params=params,
-                )
-            except httpx.HTTPError as exc:
-                raise ServiceUnavailable("Identity service is unreachable.") from exc
-            if response.status_code == 200:
-                body: dict[str, Any] = response.json()["token"]
-                return body
-            if response.status_code == 401 and attempt == 0:
-                continue  # our own token expired or was revoked: get a new one
-            if response.status_code in (401, 403, 404):
-                break
-            raise ServiceUnavailable(f"Identity answered {response.status_code}.")
-        raise Unauthorized("The request you have made requires authentication.")
+        # Our own token goes alone; an expired or revoked one is fetched again once on a 401.
+        auth = KeystoneAuth(service=self._auth, service_header=False)
+        try:
+            response = await self._client.get(f"{self.identity_url}/auth/tokens",
+                                              headers={"X-Subject-Token": token},
+                                              params=params, auth=auth)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("Identity service is unreachable.") from exc
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()["token"]
+            return body
+        if response.status_code in (401, 403, 404):
+            raise Unauthorized("The request you have made requires authentication.")
+        raise ServiceUnavailable(f"Identity answered {response.status_code}.")
 
     async def aclose(self) -> None:
         await self._client.aclose()

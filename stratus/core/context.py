@@ -12,6 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratus.core.exceptions import Forbidden
+
+#: The project of contexts built by ``RequestContext.for_service``.
+SERVICE_PROJECT = "service"
+
 _current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "stratus_request_id", default=None
 )
@@ -66,6 +71,19 @@ class RequestContext:
     service_token: str | None = field(default=None, repr=False)
     #: The validated token body, for APIs that need more than the fields above.
     token: dict[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_service(cls, name: str) -> RequestContext:
+        """The context a service acts under on its own behalf (an agent's periodic task, a
+        manager's clean-up): user ``name``, the ``service`` project and role."""
+        return cls(user_id=name, project_id=SERVICE_PROJECT, roles=["service"])
+
+    def require_project(self) -> str:
+        """The project this request is scoped to; ``Forbidden`` when it has none (an
+        unscoped or domain-scoped token reached a project's API)."""
+        if self.project_id is None:
+            raise Forbidden("This request needs a token scoped to a project.")
+        return self.project_id
 
     @property
     def is_authenticated(self) -> bool:

@@ -72,3 +72,15 @@ class UnsupportedMediaType(StratusError):
 class ServiceUnavailable(StratusError):
     status = 503
     title = "Service Unavailable"
+
+
+class MarkerNotFound(BadRequest):
+    """A paging marker names no row the caller can see (``core.db.paging``).
+
+    A 400 by default, as Glance, Nova and Cinder answer; an API whose dialect says 404
+    (Neutron) catches it and raises its own error.
+    """
+
+    def __init__(self, marker: str, message: str | None = None) -> None:
+        super().__init__(message or f"Marker {marker} could not be found.")
+        self.marker = marker

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import Forbidden
+from stratus.core.exceptions import Forbidden, StratusError
 
 LOG = logging.getLogger(__name__)
 
@@ -211,4 +211,65 @@ class Enforcer:
                   context: RequestContext) -> None:
         """``enforce`` for an API caller (see ``allowed``)."""
         if not self.allowed(name, target, context):
-            raise Forbidden(f"You are not authorized to perform the requested action: {name}.")
+            raise denied(name)
+
+
+# The caller -------------------------------------------------------------------------------
+
+#: rule name → the error a refusal raises. APIs word refusals differently and their
+#: clients (and tests) read the words, so each API family passes its own.
+Denial = Callable[[str], StratusError]
+
+
+def denied(rule: str) -> Forbidden:
+    """Nova's, Keystone's, Cinder's and Glance's refusal."""
+    return Forbidden(f"You are not authorized to perform the requested action: {rule}.")
+
+
+#: Roles on a service token that make the request a service's (``Caller.is_service``).
+SERVICE_ROLES = frozenset({"service", "admin"})
+
+
+class Caller:
+    """Who asks, and what policy lets them do: the one authorization object of every API
+    and domain method.
+
+    * ``is_admin``: the policy's ``context_is_admin`` rule when the service defines one,
+      else the ``admin`` role;
+    * ``is_service``: a valid service token with the ``service`` or ``admin`` role came with
+      the request (also offered to rules as the ``is_service`` credential);
+    * ``check(rule, target)`` → bool; ``authorize(rule, target)`` raises ``denial(rule)``.
+
+    Rules name target attributes both ways, as OpenStack's do: ``%(project_id)s`` and
+    ``%(target.project_id)s``; the target is offered flat and under a "target" key.
+    """
+
+    def __init__(self, context: RequestContext, enforcer: Enforcer, *,
+                 denial: Denial = denied) -> None:
+        self.context = context
+        self.enforcer = enforcer
+        self.denial = denial
+        self.is_service = bool(SERVICE_ROLES & set(context.service_roles))
+        creds = context.policy_credentials()
+        creds["is_service"] = self.is_service
+        self.credentials = creds
+        if enforcer.rule_text("context_is_admin") is not None:
+            self.is_admin = enforcer.check("context_is_admin", {}, creds)
+        else:
+            self.is_admin = context.is_admin
+
+    @property
+    def project_id(self) -> str | None:
+        return self.context.project_id
+
+    def require_project(self) -> str:
+        """The caller's project; ``Forbidden`` for a token without one."""
+        return self.context.require_project()
+
+    def check(self, rule: str, target: Mapping[str, Any] | None = None) -> bool:
+        flat = dict(target or {})
+        return self.enforcer.check(rule, {**flat, "target": flat}, self.credentials)
+
+    def authorize(self, rule: str, target: Mapping[str, Any] | None = None) -> None:
+        if not self.check(rule, target):
+            raise self.denial(rule)

@@ -3,7 +3,8 @@
 A compute host sends the user's token plus this service token (``X-Service-Token``) to the
 network and image services; the network service sends it alone to compute-api's external
 events. One token is kept until a minute before it expires, then fetched again; a 401 from
-a callee should be answered with ``token(refresh=True)`` once.
+a callee is answered with ``token(refresh=True)`` once (``stratus.core.clients.base.KeystoneAuth``
+does that for every client).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from stratus.core.auth import parse_timestamp
+from stratus.core.clients.base import catalog_endpoint
 from stratus.core.exceptions import ServiceUnavailable
 
 LOG = logging.getLogger(__name__)
@@ -67,13 +69,7 @@ class ServiceAuth:
         """The URL of ``service_type`` in the service token's catalog (no trailing slash),
         or None when the cloud has no such service."""
         await self.token()
-        for entry in self._catalog:
-            if entry.get("type") != service_type:
-                continue
-            for ep in entry.get("endpoints") or []:
-                if ep.get("interface") == interface:
-                    return str(ep["url"]).rstrip("/")
-        return None
+        return catalog_endpoint(self._catalog, service_type, interface)
 
     async def endpoint(self, service_type: str, interface: str = "public") -> str:
         """As ``find_endpoint``, but a missing service is ``ServiceUnavailable``."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from stratus.core.clients.base import catalog_endpoint
 from stratus.guest_image.builder import IMAGE_NAME, GuestImageError
 
 CHUNK = 1024 * 1024
@@ -49,9 +50,7 @@ async def publish(identity_url: str, username: str, password: str, path: Path, *
                                   f"{response.status_code}")
         headers = {"X-Auth-Token": response.headers["X-Subject-Token"]}
         catalog: list[dict[str, Any]] = response.json()["token"].get("catalog", [])
-        image_url = next((e["url"] for s in catalog if s.get("type") == "image"
-                          for e in s.get("endpoints", []) if e.get("interface") == "public"),
-                         None)
+        image_url = catalog_endpoint(catalog, "image")
         if image_url is None:
             raise GuestImageError("the catalog has no image service")
         images = f"{image_url.rstrip('/')}/v2/images"

@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.core.config import NetworkSettings
 from stratus.core.db import utcnow
-from stratus.network.base import Caller, ServiceBase, new_id, rowcount
-from stratus.network.exceptions import AgentNotFound
+from stratus.network.caller import Caller
+from stratus.network.common import UNSET, Unset, given, new_id, rowcount
+from stratus.network.errors import AgentNotFound
 from stratus.network.models import Agent
 from stratus.network.objects import AgentState
+from stratus.network.txn import Txn
 
 
-class AgentOps(ServiceBase):
-    """Agent operations of a ``NetworkService``: one row per (type, host), refreshed by
-    every heartbeat; alive means heard from within ``agent_down_time``."""
+@dataclass(frozen=True)
+class AgentUpdate:
+    """Changes to an agent (``UNSET``: not asked for)."""
+
+    admin_state_up: bool | Unset = UNSET
+    description: str | Unset = UNSET
+
+
+@dataclass
+class Agents:
+    """The agents within one transaction: one row per (type, host), refreshed by every
+    heartbeat; alive means heard from within ``agent_down_time``."""
+
+    txn: Txn
+    options: NetworkSettings
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def report_state(self, state: AgentState) -> None:
         now = utcnow()
         agent = await self.session.scalar(select(Agent).where(
             Agent.agent_type == state.agent_type, Agent.host == state.host))
         if agent is None:
-            result = await self.session.execute(self._insert(Agent.__table__).values(
+            result = await self.session.execute(self.txn.insert_ignore(Agent.__table__).values(
                 id=new_id(), agent_type=state.agent_type, binary=state.binary,
                 topic=state.topic, host=state.host,
                 availability_zone=state.availability_zone, admin_state_up=True,
@@ -54,12 +74,11 @@ class AgentOps(ServiceBase):
         return agent
 
     async def update_agent(self, caller: Caller, agent_id: str,
-                           attrs: dict[str, Any]) -> Agent:
+                           change: AgentUpdate) -> Agent:
         agent = await self.get_agent(caller, agent_id)
         caller.authorize("update_agent")
-        for key in ("admin_state_up", "description"):
-            if key in attrs:
-                setattr(agent, key, attrs[key])
+        for column, value in given(change).items():
+            setattr(agent, column, value)
         await self.session.flush()
         return agent
 

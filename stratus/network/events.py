@@ -1,7 +1,8 @@
 """External events to compute-api (``network-vif-plugged`` / ``-unplugged``), sent from a queue.
 
 Port updates only enqueue: a background task posts batches to
-``{compute endpoint}/os-server-external-events`` with this service's own token, so a slow
+``{compute endpoint}/os-server-external-events`` with this service's own token
+(``stratus.core.clients.compute.ComputeClient``), so a slow
 or absent compute-api never holds up the network API. A 404 (no such server: nothing waits
 for the event) is normal; other failures are logged and the batch dropped, as Neutron does.
 """
@@ -14,7 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
+from stratus.core.clients.compute import ComputeClient
+from stratus.core.exceptions import NotFound, StratusError
 
 LOG = logging.getLogger(__name__)
 
@@ -34,12 +36,6 @@ class ServerEvent:
                 "status": self.status}
 
 
-class _Auth(Protocol):
-    async def token(self, refresh: bool = False) -> str: ...
-
-    async def endpoint(self, service_type: str, interface: str = "public") -> str: ...
-
-
 class EventSink(Protocol):
     def send(self, event: ServerEvent) -> None: ...
 
@@ -57,8 +53,7 @@ class DiscardEvents:
 class ComputeEventSender:
     """Queues events and posts them to compute-api in the background."""
 
-    def __init__(self, auth: _Auth, client: httpx.AsyncClient) -> None:
-        self.auth = auth
+    def __init__(self, client: ComputeClient) -> None:
         self.client = client
         self.queue: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -89,15 +84,11 @@ class ComputeEventSender:
                             len(batch), exc)
 
     async def _post(self, batch: list[ServerEvent]) -> None:
-        url = f"{await self.auth.endpoint('compute')}/os-server-external-events"
-        body = {"events": [e.body() for e in batch]}
-        response = await self.client.post(url, json=body,
-                                          headers={"X-Auth-Token": await self.auth.token()})
-        if response.status_code == 401:
-            response = await self.client.post(url, json=body, headers={
-                "X-Auth-Token": await self.auth.token(refresh=True)})
-        if response.status_code in (200, 207, 404):
-            LOG.debug("external events sent: %s", [e.name for e in batch])
+        try:
+            await self.client.server_external_events([e.body() for e in batch])
+        except NotFound:
+            pass  # no such server: nothing waits for the event
+        except StratusError as exc:  # refused, or compute-api is unreachable
+            LOG.warning("compute refused %d external event(s): %s", len(batch), exc.message)
             return
-        LOG.warning("compute refused %d external event(s): status %s", len(batch),
-                    response.status_code)
+        LOG.debug("external events sent: %s", [e.name for e in batch])

@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.network.exceptions import (
+from stratus.network.errors import (
     InvalidInput,
     InvalidIpForSubnet,
     IpAddressAlreadyAllocated,

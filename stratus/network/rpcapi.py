@@ -3,7 +3,7 @@
 Each class is the only way other code talks to that unit; the matching manager serves the
 same method names:
 
-* ``NetworkServerAPI`` → network-api's agent RPC (``stratus/network/agent_rpc.py``), used by
+* ``NetworkServerAPI`` → network-api's agent RPC (``stratus/network/manager.py``), used by
   the dhcp-agent and l2-agent;
 * ``DhcpAgentAPI`` → every dhcp-agent (fanout: each agent keeps the networks it serves);
 * ``L2AgentAPI`` → the l2-agent of one host (``l2_agent.<host>``), or all of them by fanout.

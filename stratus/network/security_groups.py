@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
-from stratus.network.base import Caller, ServiceBase, new_id, rowcount
-from stratus.network.exceptions import (
+from stratus.network.caller import Caller
+from stratus.network.common import UNSET, Unset, apply_filters, given, new_id, rowcount, touch
+from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
     SecurityGroupInUse,
@@ -24,11 +27,54 @@ from stratus.network.models import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from stratus.network.quotas import Quotas
+from stratus.network.txn import Txn
 
 
-class SecurityGroupOps(ServiceBase):
-    """Security group operations of a ``NetworkService``. Rules are told apart by their
+@dataclass(frozen=True)
+class NewSecurityGroup:
+    name: str = ""
+    description: str = ""
+    project_id: str | None = None
+    stateful: bool = True
+
+
+@dataclass(frozen=True)
+class SecurityGroupUpdate:
+    """Changes to a group (``UNSET``: not asked for)."""
+
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    stateful: bool | Unset = UNSET
+
+
+@dataclass(frozen=True)
+class NewRule:
+    """A rule as asked for; normalised and checked here (``direction`` ``None``: not
+    given, which is refused)."""
+
+    security_group_id: str = ""
+    direction: str | None = None
+    ethertype: str | None = None
+    protocol: str | None = None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+    description: str = ""
+
+
+@dataclass
+class SecurityGroups:
+    """Security groups and rules within one transaction. Rules are told apart by their
     shape (``fingerprint``), so a duplicate is a 409 even when two requests race."""
+
+    txn: Txn
+    quotas: Quotas
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def default_security_group(self, project_id: str) -> str:
         """The project's ``default`` group, made with its default rules on first use; two
@@ -39,7 +85,7 @@ class SecurityGroupOps(ServiceBase):
                                                     == project_id))
         if existing is not None:
             return existing
-        await self._lock("default-sg", project_id)
+        await self.txn.lock("default-sg", project_id)
         existing = await self.session.scalar(select(DefaultSecurityGroup.security_group_id)
                                              .where(DefaultSecurityGroup.project_id
                                                     == project_id))
@@ -52,8 +98,9 @@ class SecurityGroupOps(ServiceBase):
         group.rules = []
         self.session.add(group)
         await self.session.flush()
-        result = await self.session.execute(self._insert(DefaultSecurityGroup.__table__).values(
-            project_id=project_id, security_group_id=group.id))
+        result = await self.session.execute(self.txn.insert_ignore(
+            DefaultSecurityGroup.__table__).values(project_id=project_id,
+                                                   security_group_id=group.id))
         if rowcount(result) != 1:  # another process made it first
             await self.session.delete(group)
             await self.session.flush()
@@ -69,7 +116,7 @@ class SecurityGroupOps(ServiceBase):
         await self.session.flush()
         return group.id
 
-    def _visible_groups(self, caller: Caller) -> Any:
+    def _visible_groups(self, caller: Caller) -> Select[SecurityGroup]:
         query = select(SecurityGroup)
         if not caller.is_admin:
             query = query.where(SecurityGroup.project_id == caller.project_id)
@@ -86,7 +133,7 @@ class SecurityGroupOps(ServiceBase):
                                    | None = None) -> list[SecurityGroup]:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = self._apply(self._visible_groups(caller), SecurityGroup, where)
+        query = apply_filters(self._visible_groups(caller), SecurityGroup, where)
         return list(await self.session.scalars(query.order_by(SecurityGroup.created_at,
                                                              SecurityGroup.id)))
 
@@ -95,18 +142,17 @@ class SecurityGroupOps(ServiceBase):
             DefaultSecurityGroup.security_group_id == group_id)) is not None
 
     async def create_security_group(self, caller: Caller,
-                                    attrs: dict[str, Any]) -> SecurityGroup:
-        project_id = attrs.get("project_id") or caller.project_id
+                                    new: NewSecurityGroup) -> SecurityGroup:
+        project_id = new.project_id or caller.project_id
         caller.authorize("create_security_group", {"project_id": project_id})
-        name = attrs.get("name") or ""
+        name = new.name
         if name == "default":
             raise InvalidInput("Default security group already exists.")
         await self.default_security_group(project_id)
-        await self.check_quota(project_id, "security_group")
+        await self.quotas.check(project_id, "security_group")
         now = utcnow()
         group = SecurityGroup(id=new_id(), project_id=project_id, name=name,
-                              description=attrs.get("description") or "",
-                              stateful=attrs.get("stateful", True), tags=[],
+                              description=new.description, stateful=new.stateful, tags=[],
                               revision_number=1, created_at=now, updated_at=now)
         group.rules = []
         self.session.add(group)
@@ -122,16 +168,15 @@ class SecurityGroupOps(ServiceBase):
         return group
 
     async def update_security_group(self, caller: Caller, group_id: str,
-                                    attrs: dict[str, Any]) -> SecurityGroup:
+                                    change: SecurityGroupUpdate) -> SecurityGroup:
         group = await self.get_security_group(caller, group_id)
         caller.authorize("update_security_group", {"project_id": group.project_id})
-        if "name" in attrs and attrs["name"] != group.name and \
+        if change.name is not UNSET and change.name != group.name and \
                 await self.is_default_group(group.id):
             raise InvalidInput("Updating default security group not allowed.")
-        for key in ("name", "description", "stateful"):
-            if key in attrs:
-                setattr(group, key, attrs[key])
-        self._touch(group)
+        for column, value in given(change).items():
+            setattr(group, column, value)
+        touch(group)
         await self.session.flush()
         return group
 
@@ -171,8 +216,8 @@ class SecurityGroupOps(ServiceBase):
     PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132,
                  "gre": 47, "esp": 50, "ah": 51, "any": None}
 
-    def _normalise_rule(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        r = dict(attrs)
+    def _normalise_rule(self, new: NewRule) -> dict[str, Any]:
+        r = asdict(new)
         if r.get("direction") not in ("ingress", "egress"):
             raise InvalidInput(f"Invalid input for direction: '{r.get('direction')}' is not "
                                "in ['ingress', 'egress'].")
@@ -219,16 +264,15 @@ class SecurityGroupOps(ServiceBase):
         return r
 
     async def create_security_group_rule(self, caller: Caller,
-                                         attrs: dict[str, Any]) -> SecurityGroupRule:
-        group_id = attrs.get("security_group_id")
-        if not group_id:
+                                         new: NewRule) -> SecurityGroupRule:
+        if not new.security_group_id:
             raise InvalidInput("Invalid input for operation: security_group_id is required.")
-        group = await self.get_security_group(caller, str(group_id))
+        group = await self.get_security_group(caller, new.security_group_id)
         caller.authorize("create_security_group_rule", {"project_id": group.project_id})
-        r = self._normalise_rule(attrs)
+        r = self._normalise_rule(new)
         if r.get("remote_group_id"):
             await self.get_security_group(caller, str(r["remote_group_id"]))
-        await self.check_quota(group.project_id, "security_group_rule")
+        await self.quotas.check(group.project_id, "security_group_rule")
         fingerprint = self._fingerprint(r)
         for existing in group.rules:
             if existing.fingerprint == fingerprint:
@@ -236,10 +280,10 @@ class SecurityGroupOps(ServiceBase):
         rule = self._add_rule(group, r)
         # A duplicate made concurrently trips the unique key at flush: a 409 all the same.
         await self.session.flush()
-        self._touch(group)
+        touch(group)
         return rule
 
-    def _visible_rules(self, caller: Caller) -> Any:
+    def _visible_rules(self, caller: Caller) -> Select[SecurityGroupRule]:
         query = select(SecurityGroupRule)
         if not caller.is_admin:
             query = query.where(SecurityGroupRule.project_id == caller.project_id)
@@ -256,7 +300,7 @@ class SecurityGroupOps(ServiceBase):
                                         | None = None) -> list[SecurityGroupRule]:
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        query = self._apply(self._visible_rules(caller), SecurityGroupRule, where)
+        query = apply_filters(self._visible_rules(caller), SecurityGroupRule, where)
         return list(await self.session.scalars(query.order_by(SecurityGroupRule.created_at,
                                                              SecurityGroupRule.id)))
 

@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ImageSource(Protocol):
-    """Gets an image's data onto this host (``stratus.compute.agent.images.HostImages``)."""
+    """Gets an image's data onto this host (``stratus.core.images_cache.HostImages``)."""
 
     async def local_image(self, ctx: RequestContext, image_id: str) -> Any:
         """An object with ``path`` and ``disk_format``."""
@@ -70,7 +70,7 @@ class VolumeManager:
 
     async def report(self) -> None:
         async with self.runtime.service() as svc:
-            await svc.report(self.host, self.backend.name,
+            await svc.hosts.report(self.host, self.backend.name,
                              self.runtime.options.availability_zone)
 
     async def _report_loop(self) -> None:
@@ -102,7 +102,7 @@ class VolumeManager:
     async def create_volume(self, ctx: RequestContext, volume_id: str) -> None:
         async with self.runtime.service() as svc:
             try:
-                volume = await svc.get_volume(volume_id)
+                volume = await svc.volumes.get(volume_id)
             except NotFound:
                 return
             if volume.status != states.CREATING or volume.host != self.host:
@@ -128,7 +128,7 @@ class VolumeManager:
         async with self.runtime.service() as svc:
             extra: dict[str, Any] = ({"bootable": True, "image_metadata": image_metadata}
                                      if bootable else {})
-            ok = await svc.transition(volume_id, (states.CREATING,), states.AVAILABLE,
+            ok = await svc.volumes.transition(volume_id, (states.CREATING,), states.AVAILABLE,
                                       **extra)
         if not ok:  # deleted or reset while we worked: the data must not outlive the row
             LOG.warning("volume %s: no longer creating; removing its new data", volume_id)
@@ -152,13 +152,13 @@ class VolumeManager:
         with contextlib.suppress(BackendError):
             await self.backend.delete_volume(volume_id)
         async with self.runtime.service() as svc:
-            await svc.transition(volume_id, (states.CREATING,), states.ERROR,
+            await svc.volumes.transition(volume_id, (states.CREATING,), states.ERROR,
                                  error_reason=reason[:1000])
 
     async def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
         async with self.runtime.service() as svc:
             try:
-                volume = await svc.get_volume(volume_id)
+                volume = await svc.volumes.get(volume_id)
             except NotFound:
                 return
             if volume.status != states.DELETING:
@@ -168,16 +168,16 @@ class VolumeManager:
         except Exception as exc:
             LOG.error("volume %s: delete failed: %s", volume_id, exc)
             async with self.runtime.service() as svc:
-                await svc.transition(volume_id, (states.DELETING,), states.ERROR_DELETING)
+                await svc.volumes.transition(volume_id, (states.DELETING,), states.ERROR_DELETING)
             return
         async with self.runtime.service() as svc:
-            await svc.mark_volume_deleted(volume_id)
+            await svc.volumes.mark_deleted(volume_id)
 
     async def extend_volume(self, ctx: RequestContext, volume_id: str, new_size: int,
                             old_size: int) -> None:
         async with self.runtime.service() as svc:
             try:
-                volume = await svc.get_volume(volume_id)
+                volume = await svc.volumes.get(volume_id)
             except NotFound:
                 return
             if volume.status != states.EXTENDING:
@@ -187,17 +187,17 @@ class VolumeManager:
         except Exception as exc:
             LOG.error("volume %s: extend failed: %s", volume_id, exc)
             async with self.runtime.service() as svc:
-                await svc.transition(volume_id, (states.EXTENDING,), states.ERROR_EXTENDING,
+                await svc.volumes.transition(volume_id, (states.EXTENDING,), states.ERROR_EXTENDING,
                                      size=old_size)
             return
         async with self.runtime.service() as svc:
-            await svc.transition(volume_id, (states.EXTENDING,), states.AVAILABLE,
+            await svc.volumes.transition(volume_id, (states.EXTENDING,), states.AVAILABLE,
                                  size=new_size)
 
     async def create_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
         async with self.runtime.service() as svc:
             try:
-                snapshot = await svc.get_snapshot(snapshot_id)
+                snapshot = await svc.snapshots.get(snapshot_id)
             except NotFound:
                 return
             if snapshot.status != states.CREATING:
@@ -212,7 +212,7 @@ class VolumeManager:
                 await self.backend.delete_snapshot(snapshot_id)
             status = states.ERROR
         async with self.runtime.service() as svc:
-            snapshot = await svc.get_snapshot(snapshot_id)
+            snapshot = await svc.snapshots.get(snapshot_id)
             if snapshot.status == states.CREATING:
                 snapshot.status = status
 
@@ -228,10 +228,10 @@ class VolumeManager:
         except Exception as exc:
             LOG.error("snapshot %s: delete failed: %s", snapshot_id, exc)
             async with self.runtime.service() as svc:
-                (await svc.get_snapshot(snapshot_id)).status = "error_deleting"
+                (await svc.snapshots.get(snapshot_id)).status = "error_deleting"
             return
         async with self.runtime.service() as svc:
-            snapshot = await svc.get_snapshot(snapshot_id, include_deleted=True)
+            snapshot = await svc.snapshots.get(snapshot_id, include_deleted=True)
             snapshot.status = states.DELETED
             snapshot.deleted_at = utcnow()
 

@@ -14,22 +14,20 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import VolumeSettings
-from stratus.core.exceptions import PayloadTooLarge
+from stratus.core.exceptions import BadRequest
+from stratus.volume.errors import QuotaExceeded
 from stratus.volume.models import QuotaLimit, Snapshot, Volume
 
 RESOURCES = ("volumes", "snapshots", "gigabytes", "backups", "backup_gigabytes",
              "per_volume_gigabytes", "groups")
 
 _local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-
-class QuotaExceeded(PayloadTooLarge):
-    pass
 
 
 @asynccontextmanager
@@ -45,7 +43,9 @@ def defaults(settings: VolumeSettings) -> dict[str, int]:
             "per_volume_gigabytes": settings.quota_per_volume_gigabytes, "groups": 10}
 
 
-class QuotaManager:
+class Quotas:
+    """The quota limits and usage of one transaction."""
+
     def __init__(self, session: AsyncSession, settings: VolumeSettings) -> None:
         self.session = session
         self.settings = settings
@@ -73,6 +73,23 @@ class QuotaManager:
                 row.hard_limit = value
         await self.session.flush()
         return await self.limits(project_id)
+
+    async def update(self, project_id: str, quota_set: dict[str, Any]) -> dict[str, int]:
+        """Set the limits a ``quota_set`` body names (ids aside); -1 is unlimited."""
+        changes: dict[str, int] = {}
+        for key, value in quota_set.items():
+            if key in ("tenant_id", "id"):
+                continue
+            if key not in RESOURCES:
+                raise BadRequest(f"Invalid input received: Bad key(s) in quota set: {key}")
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise BadRequest(f"Invalid input received: {key} must be an integer.") from None
+            if number < -1:
+                raise BadRequest(f"Invalid input received: {key} must be >= -1.")
+            changes[key] = number
+        return await self.set_limits(project_id, changes)
 
     async def reset(self, project_id: str) -> None:
         for row in await self.session.scalars(

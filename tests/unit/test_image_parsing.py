@@ -10,8 +10,11 @@ from stratus.core.exceptions import BadRequest, StratusError
 from stratus.image import migrations
 from stratus.image.api.data import parse_range
 from stratus.image.api.images import parse_filters, parse_page, parse_patch
+from stratus.image.data import ByteRange
+from stratus.image.errors import RangeNotSatisfiable
 from stratus.image.formats import sniff
-from stratus.image.service import SCRIPT_LOCATION, ByteRange, PatchOp, RangeNotSatisfiable
+from stratus.image.images import PatchOp
+from stratus.image.service import SCRIPT_LOCATION
 
 
 def test_image_head_is_recorded() -> None:

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from stratus.network import ipam
-from stratus.network.exceptions import InvalidInput
+from stratus.network.errors import InvalidInput
 
 
 def net(cidr: str) -> ipam.IPNetwork:

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.host_state import HostState
-from stratus.compute.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import NoValidHost, SchedulerOptions, select_hosts
 

@@ -80,3 +80,37 @@ def test_create_body_and_sort() -> None:
                    {"sort": "name", "sort_key": "size"}):
         with pytest.raises(BadRequest):
             parse_sort(params, keys)
+
+
+def test_volume_action_bodies() -> None:
+    """Each entry of the action table parses its argument with Cinder's 400 messages."""
+    from stratus.core.exceptions import BadRequest
+    from stratus.volume.api.schemas import (
+        ExtendAction,
+        NoArgs,
+        ReadonlyAction,
+        ResetStatusAction,
+        SetBootableAction,
+        parse_action,
+    )
+    from stratus.volume.api.volume_actions import ACTIONS
+
+    assert set(ACTIONS) == {"os-extend", "os-set_bootable", "os-update_readonly_flag",
+                            "os-reset_status", "os-force_delete"}
+    assert parse_action(ExtendAction, {"new_size": "3", "x": 1}).new_size == 3
+    assert parse_action(SetBootableAction, {"bootable": "yes"}).bootable is True
+    assert parse_action(ReadonlyAction, {"readonly": False}).readonly is False
+    assert parse_action(ResetStatusAction, {"status": "available"}).attach_status is None
+    parse_action(NoArgs, None)
+    for model, args, message in (
+            (ExtendAction, {"new_size": True}, "new_size must be an integer >= 1."),
+            (ExtendAction, None, "new_size must be an integer >= 1."),
+            (SetBootableAction, {}, "bootable is required."),
+            (SetBootableAction, {"bootable": "x"}, "bootable must be a boolean, not 'x'."),
+            (ReadonlyAction, [], "readonly is required."),
+            (ResetStatusAction, "x", "os-reset_status takes an object."),
+            (ResetStatusAction, {"status": "nope"}, "invalid status 'nope'."),
+            (ResetStatusAction, {"attach_status": "nope"}, "invalid attach_status 'nope'.")):
+        with pytest.raises(BadRequest) as caught:
+            parse_action(model, args)
+        assert caught.value.message == f"Invalid input received: {message}"

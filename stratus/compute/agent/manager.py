@@ -16,9 +16,7 @@ from typing import Any
 
 from stratus.compute import states
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
-from stratus.compute.agent.image_cache import CachedImage, ImageCacheError
-from stratus.compute.agent.images import HostImages
-from stratus.compute.agent.network import NetworkClient
+from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.objects import (
@@ -41,6 +39,7 @@ from stratus.compute.virt.driver import (
 from stratus.core.bus import RemoteError
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
+from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
 
 LOG = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class ComputeAgentManager:
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
-                 network: NetworkClient | None = None,
+                 network: HostNetwork | None = None,
                  images: HostImages | None = None,
                  volumes: HostVolumes | None = None) -> None:
         self.host = host

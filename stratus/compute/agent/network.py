@@ -1,4 +1,5 @@
-"""The compute host's client of the network service (Network v2.0 over REST).
+"""The compute host's networking: an instance's ports, over the network service's REST API
+(``stratus.core.clients.network.NetworkClient``).
 
 Steps 26-38 of the seeds: the host creates (or adopts) one port per requested network, binds
 it to itself (``binding:host_id``), and turns the bound ports into the instance's
@@ -20,16 +21,17 @@ Contracts:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
-
-import httpx
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from stratus.compute.objects import VifInfo, VifIP
+from stratus.core.clients.network import NetworkClient
 from stratus.core.context import RequestContext
-from stratus.core.service_auth import ServiceAuth
+from stratus.core.exceptions import NotFound, StratusError
 
 LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Nova's tag for ports a host created, so they go when the instance goes.
 DEVICE_OWNER_PREFIX = "compute:"
@@ -39,45 +41,17 @@ class NetworkError(Exception):
     """The network service refused or failed; the message is safe to show as a fault."""
 
 
-class NetworkClient:
-    def __init__(self, client: httpx.AsyncClient, service_auth: ServiceAuth) -> None:
+class HostNetwork:
+    def __init__(self, client: NetworkClient) -> None:
         self.client = client
-        self.service_auth = service_auth
-
-    # Plumbing -----------------------------------------------------------------------------
-
-    async def _base(self) -> str | None:
-        url = await self.service_auth.find_endpoint("network")
-        return None if url is None else f"{url}/v2.0"
-
-    async def _headers(self, ctx: RequestContext) -> dict[str, str]:
-        service_token = await self.service_auth.token()
-        # Without the user's token (a host acting on its own, e.g. after a restart) the
-        # service token acts alone, as an admin would.
-        return {"X-Auth-Token": ctx.auth_token or service_token,
-                "X-Service-Token": service_token}
-
-    async def _request(self, ctx: RequestContext, method: str, url: str,
-                       body: dict[str, Any] | None = None,
-                       params: dict[str, Any] | None = None) -> httpx.Response:
-        try:
-            response = await self.client.request(method, url, json=body, params=params,
-                                                 headers=await self._headers(ctx))
-            if response.status_code == 401:  # our service token was revoked or expired
-                await self.service_auth.token(refresh=True)
-                response = await self.client.request(method, url, json=body, params=params,
-                                                     headers=await self._headers(ctx))
-        except httpx.HTTPError as exc:
-            raise NetworkError("The network service is unreachable.") from exc
-        return response
 
     @staticmethod
-    def _error(response: httpx.Response, doing: str) -> NetworkError:
+    async def _do(doing: str, call: Awaitable[T]) -> T:
+        """``call``'s result; a refusal or failure is ``NetworkError`` saying what failed."""
         try:
-            detail = response.json()["NeutronError"]["message"]
-        except (ValueError, KeyError, TypeError):
-            detail = f"status {response.status_code}"
-        return NetworkError(f"Could not {doing}: {detail}")
+            return await call
+        except StratusError as exc:
+            raise NetworkError(f"Could not {doing}: {exc.message}") from exc
 
     # Allocation ---------------------------------------------------------------------------
 
@@ -90,11 +64,8 @@ class NetworkClient:
             return [{"network_id": r.get("uuid"), "port_id": r.get("port"),
                      "fixed_ip": r.get("fixed_ip")} for r in requested]
         # "auto" or unspecified: the one network the project can use, as Nova picks it.
-        response = await self._request(ctx, "GET", f"{base}/networks",
-                                       params={"fields": ["id", "shared", "project_id"]})
-        if response.status_code != 200:
-            raise self._error(response, "list networks")
-        networks = response.json()["networks"]
+        networks = await self._do("list networks", self.client.list_networks(
+            ctx, base, ["id", "shared", "project_id"]))
         own = [n for n in networks if n.get("project_id") == ctx.project_id]
         candidates = own or [n for n in networks if n.get("shared")]
         if not candidates:
@@ -116,7 +87,7 @@ class NetworkClient:
         ``before_bind(port_ids)`` runs once every port exists and none is bound yet: the
         moment to start listening for ``network-vif-plugged``, which binding sets off.
         """
-        base = await self._base()
+        base = await self.client.find_base()
         if base is None:
             return []
         wanted = await self._networks_for(ctx, base, requested)
@@ -133,19 +104,16 @@ class NetworkClient:
                 groups = await self._security_group_ids(ctx, base, security_groups)
                 if groups is not None:
                     body["security_groups"] = groups
-                response = await self._request(ctx, "POST", f"{base}/ports", {"port": body})
-                if response.status_code != 201:
-                    raise self._error(response, f"create a port on {item['network_id']}")
-                ports.append((response.json()["port"], False))
+                ports.append((await self._do(f"create a port on {item['network_id']}",
+                                             self.client.create_port(ctx, base, body)), False))
             if before_bind is not None:
                 before_bind([port["id"] for port, _ in ports])
             bound = []
             for port, preserve in ports:
-                response = await self._request(ctx, "PUT", f"{base}/ports/{port['id']}",
-                                               {"port": {"binding:host_id": host}})
-                if response.status_code != 200:
-                    raise self._error(response, f"bind port {port['id']} to {host}")
-                bound.append((response.json()["port"], preserve))
+                bound.append((await self._do(f"bind port {port['id']} to {host}",
+                                             self.client.update_port(
+                                                 ctx, base, port["id"],
+                                                 {"binding:host_id": host})), preserve))
             return [await self._vif(ctx, base, port, preserve) for port, preserve in bound]
         except BaseException:
             await self._release(ctx, base, ports)
@@ -154,29 +122,21 @@ class NetworkClient:
     async def _adopt(self, ctx: RequestContext, base: str, port_id: str,
                      owner: dict[str, str]) -> dict[str, Any]:
         """Take a port the user created for this instance (``--nic port-id=``)."""
-        response = await self._request(ctx, "GET", f"{base}/ports/{port_id}")
-        if response.status_code != 200:
-            raise self._error(response, f"find port {port_id}")
-        device_id = response.json()["port"].get("device_id")
+        found = await self._do(f"find port {port_id}",
+                               self.client.show_port(ctx, base, port_id))
+        device_id = found.get("device_id")
         if device_id and device_id != owner["device_id"]:
             raise NetworkError(f"Port {port_id} is still in use.")
-        response = await self._request(ctx, "PUT", f"{base}/ports/{port_id}",
-                                       {"port": owner})
-        if response.status_code != 200:
-            raise self._error(response, f"take port {port_id}")
-        port: dict[str, Any] = response.json()["port"]
-        return port
+        return await self._do(f"take port {port_id}",
+                              self.client.update_port(ctx, base, port_id, dict(owner)))
 
     async def _security_group_ids(self, ctx: RequestContext, base: str,
                                   names: list[str] | None) -> list[str] | None:
         """Nova passes security groups by name or id; the network service wants ids."""
         if not names or names == ["default"]:
             return None
-        response = await self._request(ctx, "GET", f"{base}/security-groups",
-                                       params={"fields": ["id", "name"]})
-        if response.status_code != 200:
-            raise self._error(response, "list security groups")
-        groups = response.json()["security_groups"]
+        groups = await self._do("list security groups", self.client.list_security_groups(
+            ctx, base, ["id", "name"]))
         ids = []
         for name in names:
             match = [g["id"] for g in groups if name in (g["id"], g["name"])]
@@ -187,18 +147,13 @@ class NetworkClient:
 
     async def _vif(self, ctx: RequestContext, base: str, port: dict[str, Any],
                    preserve: bool) -> VifInfo:
-        response = await self._request(ctx, "GET", f"{base}/networks/{port['network_id']}")
-        if response.status_code != 200:
-            raise self._error(response, f"read network {port['network_id']}")
-        network = response.json()["network"]
+        network = await self._do(f"read network {port['network_id']}",
+                                 self.client.show_network(ctx, base, port["network_id"]))
         subnet_ids = sorted({ip["subnet_id"] for ip in port.get("fixed_ips") or []})
         subnets: dict[str, dict[str, Any]] = {}
         if subnet_ids:
-            response = await self._request(ctx, "GET", f"{base}/subnets",
-                                           params={"id": subnet_ids})
-            if response.status_code != 200:
-                raise self._error(response, "read subnets")
-            subnets = {s["id"]: s for s in response.json()["subnets"]}
+            subnets = {s["id"]: s for s in await self._do(
+                "read subnets", self.client.list_subnets(ctx, base, subnet_ids))}
         ips = []
         for fixed in port.get("fixed_ips") or []:
             subnet = subnets.get(fixed["subnet_id"], {})
@@ -230,13 +185,16 @@ class NetworkClient:
 
     async def _release_port(self, ctx: RequestContext, base: str, port_id: str,
                             preserve: bool) -> None:
-        if preserve:
-            response = await self._request(ctx, "PUT", f"{base}/ports/{port_id}", {"port": {
-                "device_id": "", "device_owner": "", "binding:host_id": ""}})
-        else:
-            response = await self._request(ctx, "DELETE", f"{base}/ports/{port_id}")
-        if response.status_code not in (200, 204, 404):
-            raise self._error(response, f"release port {port_id}")
+        try:
+            if preserve:
+                await self.client.update_port(ctx, base, port_id, {
+                    "device_id": "", "device_owner": "", "binding:host_id": ""})
+            else:
+                await self.client.delete_port(ctx, base, port_id)
+        except NotFound:
+            pass  # already gone: what we wanted
+        except StratusError as exc:
+            raise NetworkError(f"Could not release port {port_id}: {exc.message}") from exc
 
     async def deallocate(self, ctx: RequestContext, instance_uuid: str,
                          network_info: list[dict[str, Any]] | None = None) -> None:
@@ -245,16 +203,13 @@ class NetworkClient:
         The ports are found by ``device_id`` (so a build that died before recording its
         ``network_info`` leaves nothing behind); ``network_info`` says which to keep.
         """
-        base = await self._base()
+        base = await self.client.find_base()
         if base is None:
             return
         preserved = {vif["id"] for vif in network_info or [] if vif.get("preserve_on_delete")}
-        response = await self._request(ctx, "GET", f"{base}/ports",
-                                       params={"device_id": instance_uuid,
-                                               "fields": ["id", "device_owner"]})
-        if response.status_code != 200:
-            raise self._error(response, "list the instance's ports")
-        for port in response.json()["ports"]:
+        ports = await self._do("list the instance's ports", self.client.list_ports(
+            ctx, base, {"device_id": instance_uuid, "fields": ["id", "device_owner"]}))
+        for port in ports:
             if port.get("device_owner", "").startswith(DEVICE_OWNER_PREFIX) or \
                     port["id"] in preserved:
                 await self._release_port(ctx, base, port["id"], port["id"] in preserved)

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from stratus.compute.virt.driver import VirtDriver, VirtError
-from stratus.compute.volume_client import BOOT_FOR, VolumeClient
+from stratus.core.clients.volume import BOOT_FOR, VolumeClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import NotFound
 from stratus.core.service_auth import ServiceAuth

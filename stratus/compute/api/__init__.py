@@ -18,8 +18,6 @@ from stratus.compute.api import (
     versions,
     volume_attachments,
 )
-from stratus.compute.image_client import ImageClient
-from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.service import ComputeRuntime
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
@@ -30,9 +28,8 @@ VERSIONS = VersionRange("compute", APIVersion(2, 1), APIVersion(2, 96),
                         legacy_header="X-OpenStack-Nova-API-Version")
 
 
-def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator, *,
-                       scheduler_api: SchedulerAPI, agent_api: ComputeAgentAPI,
-                       image_client: ImageClient) -> FastAPI:
+def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> FastAPI:
+    """The Compute API over ``runtime``, which holds its clients (``ComputeRuntime.connect``)."""
     return create_app(
         service="compute",
         style=ErrorStyle.COMPUTE,
@@ -43,7 +40,5 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator, *,
         max_body_size=runtime.settings.max_request_body_size,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,
-        state={"compute": runtime, "token_validator": validator, "versions": VERSIONS,
-               "scheduler_api": scheduler_api, "agent_api": agent_api,
-               "image_client": image_client},
+        state={"compute": runtime, "token_validator": validator, "versions": VERSIONS},
     )

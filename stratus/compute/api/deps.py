@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from stratus.compute.servers import Servers
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
@@ -20,6 +21,9 @@ def runtime(request: Request) -> ComputeRuntime:
     return rt
 
 
+Runtime = Annotated[ComputeRuntime, Depends(runtime)]
+
+
 async def service(request: Request) -> AsyncIterator[ComputeService]:
     """One transaction per request, committed before the response is sent."""
     async with duplicates_as_conflict("The request conflicts with a concurrent change."), \
@@ -28,6 +32,14 @@ async def service(request: Request) -> AsyncIterator[ComputeService]:
 
 
 Service = Annotated[ComputeService, Depends(service, scope="function")]
+
+
+def servers(svc: Service) -> Servers:
+    """The API's reads and edits of servers, in the request's transaction."""
+    return Servers(svc.session, svc.instances)
+
+
+ServersDep = Annotated[Servers, Depends(servers)]
 Context = Annotated[RequestContext, Depends(require_context)]
 Version = Annotated[APIVersion, Depends(api_version)]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from stratus.compute.api import views
 from stratus.compute.api.deps import Authorize, Context, Service, URLs, Version
@@ -14,7 +15,7 @@ from stratus.compute.api.schemas import (
     FlavorCreateBody,
     FlavorUpdateBody,
 )
-from stratus.compute.flavors import FlavorQuery
+from stratus.compute.flavors import Flavor, FlavorQuery
 from stratus.core.exceptions import BadRequest, NotFound, ValidationError
 
 router = APIRouter(prefix="/v2.1/flavors")
@@ -48,57 +49,47 @@ def _int(name: str, value: str | None) -> int | None:
     return number
 
 
-async def _listing(svc: Service, context: Context, is_public: str | None,
-                   min_ram: str | None, min_disk: str | None, sort_key: str | None,
-                   sort_dir: str | None, limit: str | None, marker: str | None) -> list[Any]:
-    query = FlavorQuery(is_public=_is_public(is_public, context.is_admin),
-                        min_ram=_int("minRam", min_ram), min_disk=_int("minDisk", min_disk),
-                        sort_key=sort_key or "flavorid", sort_dir=sort_dir or "asc",
-                        limit=_int("limit", limit), marker=marker)
-    return await svc.flavors.list_flavors(query, project_id=context.project_id,
-                                          admin=context.is_admin)
+def flavor_query(context: Context, is_public: Q = None,
+                 min_ram: Annotated[str | None, Query(alias="minRam")] = None,
+                 min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
+                 sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
+                 marker: Q = None) -> FlavorQuery:
+    """A flavor list's query string, parsed as Nova does."""
+    return FlavorQuery(is_public=_is_public(is_public, context.is_admin),
+                       min_ram=_int("minRam", min_ram), min_disk=_int("minDisk", min_disk),
+                       sort_key=sort_key or "flavorid", sort_dir=sort_dir or "asc",
+                       limit=_int("limit", limit), marker=marker)
 
 
-def _next_link(urls: URLs, flavors: list[Any], limit: str | None,
-               detail: bool) -> list[dict[str, str]]:
-    if limit is None or not flavors or len(flavors) < int(limit):
-        return []
-    path = "flavors/detail" if detail else "flavors"
-    return [{"rel": "next", "href": urls.url(f"{path}?limit={limit}&marker={flavors[-1].id}")}]
+ListQuery = Annotated[FlavorQuery, Depends(flavor_query)]
+
+
+async def _listing(svc: Service, context: Context, authorize: Authorize, query: ListQuery,
+                   urls: URLs, path: str, view: Callable[[Flavor], dict[str, Any]],
+                   ) -> dict[str, Any]:
+    authorize("os_compute_api:flavors:list")
+    flavors = await svc.flavors.list_flavors(query, project_id=context.project_id,
+                                             admin=context.is_admin)
+    body: dict[str, Any] = {"flavors": [view(f) for f in flavors]}
+    if query.limit is not None and flavors and len(flavors) >= query.limit:
+        body["flavors_links"] = [{"rel": "next", "href": urls.url(
+            f"{path}?limit={query.limit}&marker={flavors[-1].id}")}]
+    return body
 
 
 @router.get("")
 async def list_flavors(svc: Service, context: Context, authorize: Authorize, urls: URLs,
-                       version: Version, is_public: Q = None,
-                       min_ram: Annotated[str | None, Query(alias="minRam")] = None,
-                       min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
-                       sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
-                       marker: Q = None) -> dict[str, Any]:
-    authorize("os_compute_api:flavors:list")
-    flavors = await _listing(svc, context, is_public, min_ram, min_disk, sort_key, sort_dir,
-                             limit, marker)
-    body: dict[str, Any] = {"flavors": [views.flavor_brief(f, urls, version) for f in flavors]}
-    if links := _next_link(urls, flavors, limit, detail=False):
-        body["flavors_links"] = links
-    return body
+                       version: Version, query: ListQuery) -> dict[str, Any]:
+    return await _listing(svc, context, authorize, query, urls, "flavors",
+                          lambda f: views.flavor_brief(f, urls, version))
 
 
 @router.get("/detail")
 async def list_flavors_detail(svc: Service, context: Context, authorize: Authorize,
-                              urls: URLs, version: Version, is_public: Q = None,
-                              min_ram: Annotated[str | None, Query(alias="minRam")] = None,
-                              min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
-                              sort_key: Q = None, sort_dir: Q = None, limit: Q = None,
-                              marker: Q = None) -> dict[str, Any]:
-    authorize("os_compute_api:flavors:list")
-    flavors = await _listing(svc, context, is_public, min_ram, min_disk, sort_key, sort_dir,
-                             limit, marker)
+                              urls: URLs, version: Version, query: ListQuery) -> dict[str, Any]:
     specs = authorize.allows("os_compute_api:os-flavor-extra-specs:index")
-    body: dict[str, Any] = {
-        "flavors": [views.flavor(f, urls, version, extra_specs=specs) for f in flavors]}
-    if links := _next_link(urls, flavors, limit, detail=True):
-        body["flavors_links"] = links
-    return body
+    return await _listing(svc, context, authorize, query, urls, "flavors/detail",
+                          lambda f: views.flavor(f, urls, version, extra_specs=specs))
 
 
 @router.get("/{flavor_id}")

@@ -6,12 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 
 from stratus.compute.api.deps import Authorize, Context, Service, Version
-from stratus.compute.models import ServerGroup
 from stratus.compute.quotas import DEFAULTS
-from stratus.core.exceptions import BadRequest
 from stratus.core.web.microversions import APIVersion
 
 router = APIRouter(prefix="/v2.1")
@@ -40,8 +37,7 @@ async def limits(svc: Service, context: Context, version: Version) -> dict[str, 
     assert context.project_id is not None and context.user_id is not None
     quota = await svc.quotas.limits(context.project_id)
     used = await svc.quotas.usage(context.project_id)
-    groups = int(await svc.session.scalar(select(func.count()).select_from(ServerGroup).where(
-        ServerGroup.project_id == context.project_id)) or 0)
+    groups = await svc.quotas.server_groups_of(context.project_id)
     absolute: dict[str, Any] = {
         "maxTotalInstances": quota["instances"], "maxTotalCores": quota["cores"],
         "maxTotalRAMSize": quota["ram"], "maxTotalKeypairs": quota["key_pairs"],
@@ -73,11 +69,7 @@ async def show_quota_detail(project_id: str, svc: Service, authorize: Authorize,
                             version: Version) -> dict[str, Any]:
     authorize("os_compute_api:os-quota-sets:detail", {"project_id": project_id})
     limits = await svc.quotas.limits(project_id)
-    used = await svc.quotas.usage(project_id)
-    used["key_pairs"] = 0
-    used["server_groups"] = int(await svc.session.scalar(
-        select(func.count()).select_from(ServerGroup)
-        .where(ServerGroup.project_id == project_id)) or 0)
+    used = await svc.quotas.usage_detail(project_id)
     body: dict[str, Any] = {"id": project_id}
     for key, value in _quota_set(project_id, limits, version).items():
         if key != "id":
@@ -115,16 +107,9 @@ class QuotaUpdateBody(BaseModel):
 async def update_quota(project_id: str, body: QuotaUpdateBody, svc: Service,
                        authorize: Authorize, version: Version) -> dict[str, Any]:
     authorize("os_compute_api:os-quota-sets:update", {"project_id": project_id})
-    changes = body.quota_set.model_dump(exclude_none=True, exclude={"force"})
-    if not changes:
-        raise BadRequest("No quota to update was given.")
-    if not body.quota_set.force:
-        used = await svc.quotas.usage(project_id)
-        for key, value in changes.items():
-            if value >= 0 and used.get(key, 0) > value:
-                raise BadRequest(f"Quota limit {value} for {key} must be greater than or "
-                                 f"equal to already used and reserved {used[key]}.")
-    limits = await svc.quotas.set_limits(project_id, changes)
+    limits = await svc.quotas.update(
+        project_id, body.quota_set.model_dump(exclude_none=True, exclude={"force"}),
+        force=body.quota_set.force)
     quota_set = _quota_set(project_id, limits, version)
     quota_set.pop("id")
     return {"quota_set": quota_set}

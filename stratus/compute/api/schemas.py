@@ -1,8 +1,17 @@
-"""Request bodies of the Compute API. Nova's schemas forbid unknown keys; so do these."""
+"""Request bodies of the Compute API. Nova's schemas forbid unknown keys; so do these.
+
+A boot body is checked here for the microversion and its block device mappings, and turned
+into the domain's typed ``BootRequest`` (``boot_request``).
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from stratus.compute.boot import BootRequest
+from stratus.compute.volume_attach import RootVolume
+from stratus.core.exceptions import BadRequest
+from stratus.core.web.microversions import APIVersion
 
 
 class _Strict(BaseModel):
@@ -83,6 +92,14 @@ class BlockDeviceMapping(BaseModel):
     delete_on_termination: bool | None = None
     volume_size: int | None = None
 
+    @property
+    def is_image_to_volume(self) -> bool:
+        return self.source_type == "image" and self.destination_type == "volume"
+
+    @property
+    def is_volume(self) -> bool:
+        return self.source_type == "volume" and self.destination_type in ("volume", None)
+
 
 class SecurityGroupRef(_Strict):
     name: str = Field(min_length=1, max_length=255)
@@ -143,12 +160,83 @@ class ServerUpdateBody(_Strict):
     server: ServerUpdate
 
 
-class RebootType(_Strict):
-    type: str = Field(default="SOFT", pattern="^(SOFT|HARD|soft|hard)$")
+def _check_microversion_fields(s: ServerCreate, version: APIVersion) -> None:
+    gated = (("description", "2.19"), ("tags", "2.52"), ("hostname", "2.90"))
+    for field, minimum in gated:
+        if getattr(s, field) is not None and not version.at_least(minimum):
+            raise BadRequest(f"Invalid input for field '{field}': it needs microversion "
+                             f"{minimum} or later.")
+    if isinstance(s.networks, str):
+        if not version.at_least("2.37"):
+            raise BadRequest("Invalid input for field 'networks': 'auto' and 'none' need "
+                             "microversion 2.37 or later.")
+        if s.networks not in ("auto", "none"):
+            raise BadRequest("Invalid input for field 'networks': use 'auto', 'none' or a "
+                             "list of networks.")
+    elif s.networks is None and version.at_least("2.37"):
+        raise BadRequest("Invalid input for field 'networks': it is required from "
+                         "microversion 2.37.")
 
 
-class ConsoleOutputRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _boot_image(s: ServerCreate) -> str:
+    """The image to boot from: ``imageRef``, or the image→local boot mapping OSC adds."""
+    image = s.image_ref
+    for bdm in s.block_device_mapping_v2 or []:
+        if str(bdm.boot_index) != "0":
+            continue
+        if bdm.source_type == "image" and bdm.destination_type in (None, "local"):
+            if image and bdm.uuid and bdm.uuid != image:
+                raise BadRequest("The boot mapping names another image than imageRef.")
+            image = image or (bdm.uuid or "")
+        elif bdm.is_image_to_volume:
+            image = bdm.uuid or ""  # the root volume's source: checked like a boot image
+        elif bdm.is_volume:
+            return ""
+        else:
+            raise BadRequest("Booting from a snapshot is not available yet; boot from an "
+                             "image, a volume, or a volume made from an image.")
+    if not image:
+        raise BadRequest("Missing imageRef attribute.")
+    return image
 
-    length: int | str | None = None
+
+def _root_volume(s: ServerCreate) -> RootVolume | None:
+    """The boot mapping that asks for a root volume (an existing one, or one made from an
+    image), validated."""
+    for bdm in s.block_device_mapping_v2 or []:
+        if str(bdm.boot_index) == "0" and bdm.is_volume:
+            if not bdm.uuid:
+                raise BadRequest("The boot mapping names no volume (uuid).")
+            return RootVolume(bdm.uuid, from_image=False,
+                              delete_on_termination=bool(bdm.delete_on_termination))
+        if str(bdm.boot_index) == "0" and bdm.is_image_to_volume:
+            if not bdm.uuid:
+                raise BadRequest("The boot mapping names no image (uuid).")
+            if bdm.volume_size is None or int(bdm.volume_size) < 1:
+                raise BadRequest("Images with destination_type 'volume' need to have a "
+                                 "non-zero size specified.")
+            return RootVolume(bdm.uuid, from_image=True, size=int(bdm.volume_size),
+                              delete_on_termination=bool(bdm.delete_on_termination))
+    return None
+
+
+def boot_request(body: ServerCreateBody, version: APIVersion) -> BootRequest:
+    """The domain's ``BootRequest`` for a boot body, checked for ``version``."""
+    s = body.server
+    _check_microversion_fields(s, version)
+    image_id = _boot_image(s)
+    root_volume = _root_volume(s)
+    count = s.max_count or s.min_count
+    if s.min_count > count:
+        raise BadRequest("min_count must be <= max_count.")
+    return BootRequest(
+        name=s.name, flavor_ref=str(s.flavor_ref), image_id=image_id, count=count,
+        root_volume=root_volume, key_name=s.key_name, user_data=s.user_data,
+        metadata=s.metadata, availability_zone=s.availability_zone,
+        requested_networks=(s.networks if isinstance(s.networks, str) or s.networks is None
+                            else [n.model_dump(exclude_none=True) for n in s.networks]),
+        security_groups=tuple(g.name for g in s.security_groups or []) or ("default",),
+        description=s.description, access_ip_v4=s.access_ip_v4,
+        access_ip_v6=s.access_ip_v6, config_drive=s.config_drive in (True, "True", "true"),
+        tags=tuple(s.tags or ()), group_uuid=body.hints.group if body.hints else None)
 

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from sqlalchemy import select
 
-from stratus.compute.api.deps import Authorize, Context, Service, Version
+from stratus.compute.api.deps import Authorize, Context, Runtime, ServersDep, Version
 from stratus.compute.api.schemas import _Strict
-from stratus.compute.models import Instance
 from stratus.compute.objects import ExternalEvent
-from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.core.bus import MessagingError
 from stratus.core.exceptions import BadRequest, NotFound, ServiceUnavailable
 
@@ -44,7 +41,7 @@ class EventsBody(_Strict):
 
 
 @router.post("")
-async def create(body: EventsBody, request: Request, svc: Service, context: Context,
+async def create(body: EventsBody, rt: Runtime, servers: ServersDep, context: Context,
                  authorize: Authorize, version: Version) -> JSONResponse:
     authorize("os_compute_api:os-server-external-events:create", {})
     for event in body.events:
@@ -52,10 +49,7 @@ async def create(body: EventsBody, request: Request, svc: Service, context: Cont
         if minimum is None or not version.at_least(minimum):
             raise BadRequest(f"Invalid input for field 'name': {event.name!r} is not an "
                              "event name this microversion knows.")
-    uuids = {e.server_uuid for e in body.events}
-    rows = await svc.session.execute(select(Instance.uuid, Instance.host).where(
-        Instance.uuid.in_(uuids), Instance.deleted_at.is_(None)))
-    hosts: dict[str, str | None] = {uuid: host for uuid, host in rows.all()}
+    hosts = await servers.hosts_of({e.server_uuid for e in body.events})
     answers: list[dict[str, Any]] = []
     accepted: dict[str, list[ExternalEvent]] = {}
     for event in body.events:
@@ -72,7 +66,7 @@ async def create(body: EventsBody, request: Request, svc: Service, context: Cont
             accepted.setdefault(event.server_uuid, []).append(
                 ExternalEvent(name=event.name, tag=event.tag, status=event.status))
         answers.append(answer)
-    agents: ComputeAgentAPI = request.app.state.agent_api
+    agents = rt.clients.agents
     for uuid, events in accepted.items():
         host = hosts[uuid]
         assert host is not None

@@ -12,8 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 
 from stratus.compute.api.deps import Authorize, Context, Service, Version
-from stratus.compute.models import ServerGroup
-from stratus.compute.server_groups import POLICIES
+from stratus.compute.server_groups import POLICIES, ServerGroup
 from stratus.core.exceptions import BadRequest
 from stratus.core.web.microversions import APIVersion
 

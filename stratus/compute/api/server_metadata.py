@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Response
 
 from stratus.compute import server_metadata
 from stratus.compute.api.deps import Authorize, Context, Service
-from stratus.compute.models import Instance
+from stratus.compute.instances import Instance
 from stratus.compute.service import ComputeService
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
@@ -47,22 +47,24 @@ async def index(server_id: str, svc: Service, context: Context,
     return {"metadata": dict(instance.server_metadata or {})}
 
 
+async def _set(server_id: str, svc: Service, context: Context, authorize: Authorize,
+               body: Any, rule: str, *, merge: bool) -> dict[str, Any]:
+    items = server_metadata.validate(_body(body, "metadata"))
+    instance = await _server(svc, context, server_id, authorize, rule)
+    _writable(instance, context, "update_metadata")
+    return {"metadata": await svc.server_metadata.replace(instance, items, merge=merge)}
+
+
 @router.post("")
 async def merge(server_id: str, svc: Service, context: Context, authorize: Authorize,
                 body: RawBody = Body(None)) -> dict[str, Any]:
-    items = server_metadata.validate(_body(body, "metadata"))
-    instance = await _server(svc, context, server_id, authorize, "create")
-    _writable(instance, context, "update_metadata")
-    return {"metadata": await server_metadata.replace(svc, instance, items, merge=True)}
+    return await _set(server_id, svc, context, authorize, body, "create", merge=True)
 
 
 @router.put("")
 async def replace_all(server_id: str, svc: Service, context: Context, authorize: Authorize,
                       body: RawBody = Body(None)) -> dict[str, Any]:
-    items = server_metadata.validate(_body(body, "metadata"))
-    instance = await _server(svc, context, server_id, authorize, "update_all")
-    _writable(instance, context, "update_metadata")
-    return {"metadata": await server_metadata.replace(svc, instance, items, merge=False)}
+    return await _set(server_id, svc, context, authorize, body, "update_all", merge=False)
 
 
 @router.get("/{key}")
@@ -86,7 +88,7 @@ async def update(server_id: str, key: str, svc: Service, context: Context,
     items = server_metadata.validate(meta, "meta")
     instance = await _server(svc, context, server_id, authorize, "update")
     _writable(instance, context, "update_metadata")
-    await server_metadata.replace(svc, instance, items, merge=True)
+    await svc.server_metadata.replace(instance, items, merge=True)
     return {"meta": items}
 
 
@@ -97,5 +99,5 @@ async def delete(server_id: str, key: str, svc: Service, context: Context,
     if key not in (instance.server_metadata or {}):
         raise NotFound(f"Metadata item {key} was not found.")
     _writable(instance, context, "delete_metadata")
-    await server_metadata.delete_key(svc, instance, key)
+    await svc.server_metadata.delete_key(instance, key)
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from typing import Any
 
 from stratus.compute import states
 from stratus.compute.api.deps import Links
-from stratus.compute.models import Instance, InstanceFault
+from stratus.compute.instances import Instance, InstanceFault
 from stratus.core.web.microversions import APIVersion
 
 #: Statuses during which Nova reports ``progress``.

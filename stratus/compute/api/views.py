@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from stratus.compute.api.deps import Links
-from stratus.compute.models import Flavor, KeyPair
+from stratus.compute.flavors import Flavor
+from stratus.compute.keypairs import KeyPair
 from stratus.core.web.microversions import APIVersion
 
 

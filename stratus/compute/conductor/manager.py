@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid as uuidlib
-
-from sqlalchemy import select
 
 from stratus.compute import states
-from stratus.compute.models import ComputeServiceRecord, Instance
+from stratus.compute.errors import ClaimConflict, InsufficientResources
+from stratus.compute.hosts import Hosts
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
     ActionEvent,
@@ -19,27 +17,13 @@ from stratus.compute.objects import (
     InstanceStates,
     InstanceUpdate,
 )
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU, InventorySpec, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
-from stratus.compute.scheduler.host_state import COMPUTE_BINARY, is_up
-from stratus.compute.scheduler.placement import (
-    DISK_GB,
-    MEMORY_MB,
-    VCPU,
-    ClaimConflict,
-    InsufficientResources,
-    InventorySpec,
-    Placement,
-)
 from stratus.compute.scheduler.request_spec import FlavorSpec
 from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
-from stratus.core.db import utcnow
 
 LOG = logging.getLogger(__name__)
-
-def provider_uuid(host: str) -> str:
-    """A host's resource provider id: stable, so restarts and several conductors agree."""
-    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"stratus:compute-node:{host}"))
 
 
 class ConductorManager:
@@ -48,7 +32,9 @@ class ConductorManager:
                "instance_destroyed", "host_report", "host_instance_states")
 
     def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
-                 service_down_time: float = 60.0) -> None:
+                 service_down_time: float | None = None) -> None:
+        """``service_down_time``: only to override ``settings.compute.service_down_time``
+        (which ``stratus.compute.hosts`` reads)."""
         self.runtime = runtime
         self.agents = agents
         self.service_down_time = service_down_time
@@ -61,22 +47,16 @@ class ConductorManager:
         """
         settled: list[str] = []
         async with self.runtime.service() as svc:
-            services = await svc.session.scalars(select(ComputeServiceRecord).where(
-                ComputeServiceRecord.binary == COMPUTE_BINARY))
-            down = [s.host for s in services
-                    if not is_up(s.last_seen_up, s.forced_down, self.service_down_time)]
-            if not down:
-                return settled
-            stranded = list(await svc.session.scalars(select(Instance).where(
-                Instance.host.in_(down), Instance.deleted_at.is_(None),
-                (Instance.vm_state == states.BUILDING)
-                | (Instance.task_state == states.DELETING))))
-        for instance in stranded:
+            hosts = svc.hosts if self.service_down_time is None else \
+                Hosts(svc.session, self.service_down_time)
+            down = await hosts.down_hosts()
+            stranded = await svc.instances.stranded_on(down)
+        for instance_uuid in stranded:
             async with self.runtime.service() as svc:
-                row = await svc.instances.get(instance.uuid, include_deleted=True)
+                row = await svc.instances.get(instance_uuid, include_deleted=True)
                 if row.deleted_at is not None or row.host not in down:
                     continue
-                await Placement(svc.session).free(row.uuid)
+                await svc.placement.free(row.uuid)
                 if row.task_state == states.DELETING:
                     await svc.instances.soft_delete(row.uuid)
                 elif row.vm_state == states.BUILDING:
@@ -150,7 +130,7 @@ class ConductorManager:
         """Free the failed host's claim; claim on the next alternate, or set ERROR."""
         async with self.runtime.service() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
-            await Placement(svc.session).free(instance_uuid)
+            await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
                 return
             flavor = instance.flavor
@@ -162,8 +142,8 @@ class ConductorManager:
             candidate = remaining.pop(0)
             try:
                 async with self.runtime.service() as svc:
-                    await Placement(svc.session).claim(instance_uuid, provider_uuid(candidate),
-                                                       spec.resources)
+                    await svc.placement.claim(instance_uuid, provider_uuid(candidate),
+                                              spec.resources)
                     await svc.instances.update(instance_uuid, InstanceUpdate(
                         vm_state=states.BUILDING, task_state=states.SCHEDULING,
                         host=candidate, node=candidate))
@@ -187,27 +167,14 @@ class ConductorManager:
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:
         async with self.runtime.service() as svc:
-            await Placement(svc.session).free(instance_uuid)
+            await svc.placement.free(instance_uuid)
             await svc.instances.soft_delete(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
 
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         async with self.runtime.service() as svc:
-            session = svc.session
-            service = await session.scalar(select(ComputeServiceRecord).where(
-                ComputeServiceRecord.host == report.host,
-                ComputeServiceRecord.binary == COMPUTE_BINARY))
-            now = utcnow()
-            if service is None:
-                service = ComputeServiceRecord(uuid=str(uuidlib.uuid4()), host=report.host,
-                                               binary=COMPUTE_BINARY,
-                                               topic=f"compute.{report.host}",
-                                               zone=report.zone, report_count=0)
-                session.add(service)
-            service.last_seen_up = now
-            service.updated_at = now
-            service.report_count = (service.report_count or 0) + 1
-            await Placement(session).ensure_provider(
+            await svc.hosts.heartbeat(report.host, report.zone)
+            await svc.placement.ensure_provider(
                 provider_uuid(report.host), report.host, {
                     VCPU: InventorySpec(report.vcpus,
                                         allocation_ratio=report.cpu_allocation_ratio),
@@ -222,9 +189,4 @@ class ConductorManager:
     async def host_instance_states(self, ctx: RequestContext,
                                    host: str) -> list[InstanceStates]:
         async with self.runtime.service() as svc:
-            rows = await svc.session.execute(
-                select(Instance.uuid, Instance.vm_state, Instance.task_state,
-                       Instance.power_state)
-                .where(Instance.host == host, Instance.deleted_at.is_(None)))
-            return [InstanceStates(uuid=u, vm_state=v, task_state=t, power_state=p or 0)
-                    for u, v, t, p in rows.all()]
+            return await svc.instances.states_on(host)

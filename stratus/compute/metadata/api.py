@@ -22,10 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stratus.compute import passwords
+from stratus.compute.hosts import COMPUTE_BINARY
 from stratus.compute.metadata import content
 from stratus.compute.metadata.content import Document, InstanceData
 from stratus.compute.models import ComputeServiceRecord, Instance, KeyPair
-from stratus.compute.scheduler.host_state import COMPUTE_BINARY
 from stratus.core.db import Database
 from stratus.core.exceptions import Conflict
 

@@ -8,17 +8,19 @@ reloaded before it is tried again.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute.models import Allocation, ComputeServiceRecord, Inventory, ResourceProvider
-from stratus.compute.scheduler.placement import RESOURCE_CLASSES, capacity_of
+from stratus.compute.hosts import COMPUTE_BINARY, Hosts, is_up
+from stratus.compute.models import Allocation, Inventory, ResourceProvider
+from stratus.compute.placement import RESOURCE_CLASSES, capacity_of
 from stratus.core.db import utcnow
 
-COMPUTE_BINARY = "nova-compute"
+# ``COMPUTE_BINARY`` and ``is_up`` live in ``stratus.compute.hosts``; they are re-exported
+# here only until ``api/servers.py`` (moving in another branch) imports them from there.
+__all__ = ["COMPUTE_BINARY", "HostState", "is_up", "load_host_states"]
 
 
 @dataclass
@@ -57,13 +59,6 @@ class HostState:
             self.available[rc] = self.available.get(rc, 0.0) - amount
 
 
-def is_up(last_seen: dt.datetime | None, forced_down: bool, down_after: float,
-          now: dt.datetime | None = None) -> bool:
-    if forced_down or last_seen is None:
-        return False
-    return ((now or utcnow()) - last_seen).total_seconds() <= down_after
-
-
 async def load_host_states(session: AsyncSession, *, down_after: float,
                            hosts: list[str] | None = None) -> list[HostState]:
     """Every compute host with a resource provider (or just ``hosts``)."""
@@ -83,8 +78,8 @@ async def load_host_states(session: AsyncSession, *, down_after: float,
             .where(Allocation.provider_uuid.in_(uuids))
             .group_by(Allocation.provider_uuid, Allocation.resource_class))).all():
         used.setdefault(provider_uuid, {})[rc] = int(total or 0)
-    services = {s.host: s for s in await session.scalars(
-        select(ComputeServiceRecord).where(ComputeServiceRecord.binary == COMPUTE_BINARY))}
+    liveness = Hosts(session, down_after)
+    services = await liveness.compute_services()
     now = utcnow()
     states = []
     for provider in providers:
@@ -95,8 +90,7 @@ async def load_host_states(session: AsyncSession, *, down_after: float,
             host=provider.name,
             zone=service.zone if service else "nova",
             enabled=service is not None and not service.disabled,
-            up=service is not None and is_up(service.last_seen_up, service.forced_down,
-                                             down_after, now),
+            up=service is not None and liveness.is_up(service, now),
             hypervisor_type=provider.hypervisor_type,
             cpu_arch=provider.cpu_arch,
             aggregate_metadata=dict(provider.aggregate_metadata or {}),

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
+from stratus.compute.placement import RESOURCE_CLASSES
 from stratus.compute.scheduler.host_state import HostState
-from stratus.compute.scheduler.placement import RESOURCE_CLASSES
 
 Mask = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float64]

@@ -5,35 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute import states
-from stratus.compute.models import Instance as InstanceRow
-from stratus.compute.models import ServerGroup, ServerGroupMember
+from stratus.compute.errors import AlreadyPlaced, InstanceGone, NoValidHost
+from stratus.compute.instances import Instances
 from stratus.compute.objects import BuildRequest
 from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
-from stratus.compute.scheduler.selector import HostSelector, NoValidHost
-from stratus.compute.service import ComputeRuntime, ComputeService
+from stratus.compute.scheduler.selector import HostSelector
+from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 
 LOG = logging.getLogger(__name__)
 
 SCHEDULE_EVENT = "conductor_schedule_and_build_instances"
-
-
-class InstanceGone(Exception):
-    """The instance was deleted (or left ``scheduling``) before it could be placed."""
-
-
-class AlreadyPlaced(Exception):
-    """A redelivered request: the instance was placed (and claimed for) already."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__(host)
-        self.host = host
 
 
 def flavor_spec(request: BuildRequest) -> FlavorSpec:
@@ -52,25 +38,8 @@ class SchedulerManager:
         self.agents = agents
 
     async def _group(self, group_uuid: str | None) -> tuple[str | None, frozenset[str]]:
-        if group_uuid is None:
-            return None, frozenset()
-        async with self.runtime.db.session() as session:
-            group = await session.get(ServerGroup, group_uuid)
-            if group is None:
-                return None, frozenset()
-            hosts = await session.scalars(
-                select(InstanceRow.host).join(
-                    ServerGroupMember, ServerGroupMember.instance_uuid == InstanceRow.uuid)
-                .where(ServerGroupMember.group_uuid == group_uuid,
-                       InstanceRow.host.is_not(None), InstanceRow.deleted_at.is_(None)))
-            placed = [h for h in hosts if h]
-            limit = (group.rules or {}).get("max_server_per_host")
-            if group.policy == "anti-affinity" and limit:
-                # The rule lets a host take up to ``limit`` members: the anti-affinity
-                # filter then only has to avoid the hosts that are full.
-                return group.policy, frozenset(h for h in set(placed)
-                                               if placed.count(h) >= int(limit))
-            return group.policy, frozenset(placed)
+        async with self.runtime.service() as svc:
+            return await svc.server_groups.scheduling_hints(group_uuid)
 
     async def schedule_and_build(self, ctx: RequestContext, request: BuildRequest) -> None:
         flavor = flavor_spec(request)
@@ -85,15 +54,11 @@ class SchedulerManager:
             async def place(session: AsyncSession, host: str, uuid: str = instance_uuid,
                             started: dt.datetime = started) -> None:
                 # The placement, the claim and the action event commit together, so a
-                # deleted instance never keeps a claim and a placed one always has its host.
-                instance = await session.get(InstanceRow, uuid)
-                if (instance is None or instance.deleted_at is not None
-                        or instance.task_state != states.SCHEDULING):
-                    raise InstanceGone(uuid)
-                if instance.host:
-                    raise AlreadyPlaced(instance.host)  # undoes this second claim
-                instance.host, instance.node = host, host
-                await ComputeService(self.runtime, session).instances.record_event(
+                # deleted instance never keeps a claim and a placed one always has its host;
+                # ``AlreadyPlaced`` (a redelivery) undoes this second claim.
+                instances = Instances(session)
+                await instances.place(uuid, host)
+                await instances.record_event(
                     uuid, ctx.request_id, SCHEDULE_EVENT, host=None, finished=True,
                     result="Success", started_at=started)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stratus.compute.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
 
 
 @dataclass(frozen=True)

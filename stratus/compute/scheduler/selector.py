@@ -18,19 +18,19 @@ import numpy as np
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.compute.errors import ClaimConflict, InsufficientResources, NoValidHost
+from stratus.compute.hosts import DEFAULT_DOWN_TIME
+from stratus.compute.placement import Placement
 from stratus.compute.scheduler.filters import DEFAULT_FILTERS, HostFilter, resolve
 from stratus.compute.scheduler.host_state import HostState, load_host_states
 from stratus.compute.scheduler.host_view import HostView
-from stratus.compute.scheduler.placement import ClaimConflict, InsufficientResources, Placement
 from stratus.compute.scheduler.request_spec import RequestSpec
 from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
 from stratus.core.db import Database
 
+__all__ = ["HostSelector", "NoValidHost", "SchedulerOptions", "select_hosts"]
+
 LOG = logging.getLogger(__name__)
-
-
-class NoValidHost(Exception):
-    """No host can take the request; the message says which filter removed how many."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class SchedulerOptions:
     host_subset_size: int = 1
     #: Other hosts kept, in order, for a reschedule after a failed build.
     max_alternates: int = 3
-    #: A host whose last heartbeat is older than this (seconds) is down.
-    service_down_time: float = 60.0
+    #: A host whose last heartbeat is older than this (seconds) is down
+    #: (``settings.compute.service_down_time``).
+    service_down_time: float = DEFAULT_DOWN_TIME
     #: How long the in-memory host view is trusted before it is reloaded (seconds).
     refresh_interval: float = 10.0
     max_claim_attempts: int = 10

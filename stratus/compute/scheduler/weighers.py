@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.host_state import HostState
 from stratus.compute.scheduler.host_view import Floats, HostView
-from stratus.compute.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.request_spec import RequestSpec
 
 Score = Callable[[HostState, RequestSpec], float]

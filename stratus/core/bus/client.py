@@ -7,7 +7,8 @@ Contracts:
   send timeout (a broker outage longer than that); it never drops a message silently.
 * ``call`` returns the handler's (JSON) result, raises :class:`MessagingTimeout` when no reply
   comes within the client's timeout, and :class:`RemoteError` (type and message, no remote
-  traceback) when the handler raised.
+  traceback) when the handler raised — of the handler's error type too when that type is on
+  the client's ``errors`` allow-list (``errors.remote_error``).
 * ``fanout`` reaches every server of the topic that is live when it is sent.
 * Every message carries ``ctx`` (request ids, identity, roles, tokens): the handler runs with
   an equal context, and its log lines and spans name the same request id.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
@@ -36,7 +37,7 @@ from stratus.core.bus.envelope import (
     encode_request,
     new_message_id,
 )
-from stratus.core.bus.errors import InvalidTarget, MessagingTimeout, RemoteError
+from stratus.core.bus.errors import InvalidTarget, MessagingTimeout, allow_list, remote_error
 from stratus.core.bus.target import Target
 from stratus.core.bus.transport.base import QueueSpec, Transport
 from stratus.core.context import RequestContext
@@ -98,13 +99,16 @@ class RPCClient:
 
     def __init__(self, transport: Transport, target: Target, *,
                  timeout: float = DEFAULT_CALL_TIMEOUT,
-                 send_timeout: float | None = None) -> None:
+                 send_timeout: float | None = None,
+                 errors: Iterable[type[Exception]] = ()) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.transport = transport
         self.target = target
         self.timeout = timeout
         self.send_timeout = send_timeout
+        #: Remote error types a call re-raises as themselves (see ``errors.remote_error``).
+        self.errors = allow_list(errors)
         self._cast_queue = QueueSpec.cast(target.topic, target.server)
         self._call_queue = QueueSpec.call(target.topic, target.server)
 
@@ -123,7 +127,8 @@ class RPCClient:
         return RPCClient(
             self.transport, self.target.replace(**changes) if changes else self.target,
             timeout=timeout if timeout is not None else self.timeout,
-            send_timeout=self.send_timeout if send_timeout is _UNSET else send_timeout)
+            send_timeout=self.send_timeout if send_timeout is _UNSET else send_timeout,
+            errors=self.errors.values())
 
     def _encode(self, kind: Kind, msg_id: str, ctx: RequestContext, method: str,
                 args: dict[str, Any], carrier: dict[str, str] | None, **extra: Any) -> bytes:
@@ -205,4 +210,4 @@ class RPCClient:
         if reply.ok:
             return reply.result
         assert reply.error is not None
-        raise RemoteError(reply.error.type, reply.error.message)
+        raise remote_error(reply.error.type, reply.error.message, self.errors)

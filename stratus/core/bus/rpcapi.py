@@ -16,7 +16,20 @@ method, so callers never name methods by string or build messages. For example::
             await self.client.prepare(server=host).cast(ctx, "build", instance_id=instance_id)
 
 The unit's manager is the matching :class:`~stratus.core.bus.server.RPCServer`, serving
-``TOPIC`` with an allow-list of the same method names.
+``TOPIC`` with an allow-list of the same method names (``stratus.core.bus.contract`` checks
+that the two agree).
+
+``ERRORS`` lists the ``StratusError`` types the manager raises that callers handle: a call
+re-raises them as themselves (still ``RemoteError`` too), so callers catch types::
+
+    class ConductorAPI(RPCAPI):
+        TOPIC = "conductor"
+        ERRORS = (UnexpectedTaskState,)
+    ...
+    try:
+        await conductor.instance_update(ctx, uuid, update, expected)
+    except UnexpectedTaskState:
+        ...
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from pydantic import TypeAdapter
 from stratus.core.bus.client import DEFAULT_CALL_TIMEOUT, RPCClient
 from stratus.core.bus.target import Target
 from stratus.core.bus.transport.base import Transport
+from stratus.core.exceptions import StratusError
 
 T = TypeVar("T")
 
@@ -44,10 +58,12 @@ class RPCAPI:
 
     TOPIC: ClassVar[str]
     VERSION: ClassVar[str] = "1.0"
+    #: Remote error types re-raised by name (an allow-list; see ``errors.remote_error``).
+    ERRORS: ClassVar[tuple[type[StratusError], ...]] = ()
 
     def __init__(self, transport: Transport, *, timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
         self.client = RPCClient(transport, Target(self.TOPIC, version=self.VERSION),
-                                timeout=timeout)
+                                timeout=timeout, errors=self.ERRORS)
 
     @staticmethod
     def result(kind: type[T], value: Any) -> T:

@@ -1,30 +1,54 @@
-"""Request-scoped pieces every service's ``api/deps.py`` builds on."""
+"""Request-scoped pieces every service's ``api/deps.py`` builds on.
+
+Authorization has one object, ``stratus.core.policy.Caller``; ``caller_dependency`` makes
+the FastAPI dependency that builds it per request::
+
+    CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
+
+``Authorizer`` is that same Caller, callable (``authorize("rule", target)``) for the
+handlers written against the older ``Authorize`` dependency.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
 
+from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import Conflict
-from stratus.core.policy import Enforcer
+from stratus.core.policy import Caller, Denial, Enforcer, denied
 
 
-class Authorizer:
-    """``authorize("service:rule", target)`` raises Forbidden unless the caller may."""
+def caller_dependency(enforcer: Callable[[Request], Enforcer], *,
+                      denial: Denial = denied) -> Callable[..., Caller]:
+    """A FastAPI dependency: the request's ``Caller`` (the token is required), checked
+    against the enforcer ``enforcer(request)`` returns, refusing with ``denial``."""
 
-    def __init__(self, enforcer: Enforcer, context: RequestContext) -> None:
-        self.enforcer = enforcer
-        self.context = context
+    def caller(request: Request,
+               context: Annotated[RequestContext, Depends(require_context)]) -> Caller:
+        return Caller(context, enforcer(request), denial=denial)
 
-    def __call__(self, rule: str, target: dict[str, Any] | None = None) -> None:
-        self.enforcer.authorize(rule, target, self.context)
+    return caller
 
-    def allows(self, rule: str, target: dict[str, Any] | None = None) -> bool:
-        return self.enforcer.allowed(rule, target, self.context)
+
+class Authorizer(Caller):
+    """A ``Caller`` called as ``authorize("service:rule", target)``; raises Forbidden
+    unless the caller may. ``allows`` is ``check``."""
+
+    def __init__(self, enforcer: Enforcer, context: RequestContext, *,
+                 denial: Denial = denied) -> None:
+        super().__init__(context, enforcer, denial=denial)
+
+    def __call__(self, rule: str, target: Mapping[str, Any] | None = None) -> None:
+        self.authorize(rule, target)
+
+    def allows(self, rule: str, target: Mapping[str, Any] | None = None) -> bool:
+        return self.check(rule, target)
 
 
 @asynccontextmanager

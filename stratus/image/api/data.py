@@ -18,7 +18,8 @@ from starlette.responses import StreamingResponse
 
 from stratus.core.exceptions import UnsupportedMediaType
 from stratus.image.api.deps import CallerDep, Runtime
-from stratus.image.service import ByteRange, RangeNotSatisfiable
+from stratus.image.data import ByteRange
+from stratus.image.errors import RangeNotSatisfiable
 
 LOG = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ async def upload(image_id: str, request: Request, runtime: Runtime,
         length = request.headers.get("content-length")
         declared = int(length) if length and length.isdigit() else None
     try:
-        await runtime.upload(caller, image_id, request.stream(), declared)
+        await runtime.data.upload(caller, image_id, request.stream(), declared)
     except ClientDisconnect:
         LOG.info("client went away while uploading image %s; upload discarded", image_id)
         return Response(status_code=400)
@@ -65,7 +66,8 @@ async def upload(image_id: str, request: Request, runtime: Runtime,
 async def download(image_id: str, request: Request, runtime: Runtime,
                    caller: CallerDep) -> Response:
     try:
-        data = await runtime.open_data(caller, image_id, parse_range(request.headers.get("range")))
+        data = await runtime.data.open_data(caller, image_id,
+                                            parse_range(request.headers.get("range")))
     except RangeNotSatisfiable as exc:
         style = request.app.state.error_style
         return style.response(416, exc.message, title=exc.title,

@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
 from stratus.core.web.app import api_root
-from stratus.image.service import Caller, ImageRuntime, ImageService
+from stratus.image.caller import Caller
+from stratus.image.service import ImageRuntime, ImageService
 
 
 def runtime(request: Request) -> ImageRuntime:

@@ -13,14 +13,9 @@ from fastapi import APIRouter, Request, Response
 from stratus.core.exceptions import BadRequest, UnsupportedMediaType, ValidationError
 from stratus.image.api import views
 from stratus.image.api.deps import CallerDep, Runtime, Service
-from stratus.image.service import (
-    SORT_KEYS,
-    TIME_OPERATORS,
-    VISIBILITIES,
-    Filters,
-    Page,
-    PatchOp,
-)
+from stratus.image.images import PatchOp
+from stratus.image.queries import SORT_KEYS, TIME_OPERATORS, Filters, Page
+from stratus.image.validation import VISIBILITIES
 
 router = APIRouter(prefix="/v2")
 
@@ -46,7 +41,7 @@ async def create_image(request: Request, svc: Service, caller: CallerDep) -> dic
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object of image attributes.")
-    return views.image(await svc.create_image(caller, body))
+    return views.image(await svc.images.create(caller, body))
 
 
 @router.get("/images")
@@ -56,7 +51,7 @@ async def list_images(request: Request, svc: Service, caller: CallerDep,
     page = parse_page(params, runtime.settings.image.limit_default,
                       runtime.settings.image.limit_max)
     filters = parse_filters(params)
-    images, more = await svc.list_images(caller, filters, page)
+    images, more = await svc.images.list_page(caller, filters, page)
     kept = [(k, v) for k, v in params if k != "marker"]
     body: dict[str, Any] = {
         "images": [views.image(i) for i in images],
@@ -70,7 +65,7 @@ async def list_images(request: Request, svc: Service, caller: CallerDep,
 
 @router.get("/images/{image_id}")
 async def show_image(image_id: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
-    return views.image(await svc.get_image(caller, image_id))
+    return views.image(await svc.images.get(caller, image_id))
 
 
 @router.patch("/images/{image_id}")
@@ -82,36 +77,36 @@ async def update_image(image_id: str, request: Request, svc: Service,
                                    f"use {PATCH_V21} or {PATCH_V20}.")
     body = await json_body(request)
     changes = parse_patch(body, draft=media_type == PATCH_V20)
-    return views.image(await svc.update_image(caller, image_id, changes))
+    return views.image(await svc.images.update(caller, image_id, changes))
 
 
 @router.delete("/images/{image_id}", status_code=204)
 async def delete_image(image_id: str, runtime: Runtime, caller: CallerDep) -> Response:
-    await runtime.delete_image(caller, image_id)
+    await runtime.data.delete_image(caller, image_id)
     return Response(status_code=204)
 
 
 @router.post("/images/{image_id}/actions/deactivate", status_code=204)
 async def deactivate(image_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.deactivate(caller, image_id)
+    await svc.images.deactivate(caller, image_id)
     return Response(status_code=204)
 
 
 @router.post("/images/{image_id}/actions/reactivate", status_code=204)
 async def reactivate(image_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.reactivate(caller, image_id)
+    await svc.images.reactivate(caller, image_id)
     return Response(status_code=204)
 
 
 @router.put("/images/{image_id}/tags/{tag}", status_code=204)
 async def add_tag(image_id: str, tag: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.add_tag(caller, image_id, tag)
+    await svc.images.add_tag(caller, image_id, tag)
     return Response(status_code=204)
 
 
 @router.delete("/images/{image_id}/tags/{tag}", status_code=204)
 async def delete_tag(image_id: str, tag: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_tag(caller, image_id, tag)
+    await svc.images.delete_tag(caller, image_id, tag)
     return Response(status_code=204)
 
 

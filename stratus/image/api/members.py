@@ -25,30 +25,30 @@ async def _field(request: Request, name: str) -> Any:
 async def add_member(image_id: str, request: Request, svc: Service,
                      caller: CallerDep) -> dict[str, Any]:
     member_id = await _field(request, "member")
-    return views.member(await svc.add_member(caller, image_id, member_id))
+    return views.member(await svc.members.add(caller, image_id, member_id))
 
 
 @router.get("")
 async def list_members(image_id: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
-    members = await svc.list_members(caller, image_id)
+    members = await svc.members.list_all(caller, image_id)
     return {"members": [views.member(m) for m in members], "schema": "/v2/schemas/members"}
 
 
 @router.get("/{member_id}")
 async def show_member(image_id: str, member_id: str, svc: Service,
                       caller: CallerDep) -> dict[str, Any]:
-    return views.member(await svc.get_member(caller, image_id, member_id))
+    return views.member(await svc.members.get(caller, image_id, member_id))
 
 
 @router.put("/{member_id}")
 async def update_member(image_id: str, member_id: str, request: Request, svc: Service,
                         caller: CallerDep) -> dict[str, Any]:
     status = await _field(request, "status")
-    return views.member(await svc.update_member(caller, image_id, member_id, status))
+    return views.member(await svc.members.update(caller, image_id, member_id, status))
 
 
 @router.delete("/{member_id}", status_code=204)
 async def delete_member(image_id: str, member_id: str, svc: Service,
                         caller: CallerDep) -> Response:
-    await svc.delete_member(caller, image_id, member_id)
+    await svc.members.delete(caller, image_id, member_id)
     return Response(status_code=204)

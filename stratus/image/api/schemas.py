@@ -12,7 +12,7 @@ from fastapi import APIRouter
 
 from stratus.core.config import ImageSettings
 from stratus.image.api.deps import Runtime
-from stratus.image.service import STATUSES, VISIBILITIES
+from stratus.image.validation import STATUSES, VISIBILITIES
 
 router = APIRouter(prefix="/v2/schemas")
 

@@ -12,39 +12,23 @@ from stratus.network.api import listing, views
 from stratus.network.api.deps import (
     CallerDep,
     Service,
+    WriteService,
     collection_url,
     single_or_bulk,
     update_body,
 )
-from stratus.network.service import Caller, NetworkService
+from stratus.network.api.schemas import (
+    NetworkBody,
+    NetworkUpdateBody,
+    PortBody,
+    PortUpdateBody,
+    SubnetBody,
+    SubnetUpdateBody,
+)
+from stratus.network.caller import Caller
+from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
-
-_STD = {"name": "str", "description": "str", "project_id": "str", "tenant_id": "str"}
-
-NETWORK_CREATE = {**_STD, "admin_state_up": "bool", "shared": "bool", "mtu": "int",
-                  "router:external": "bool", "port_security_enabled": "bool",
-                  "availability_zone_hints": "list", "provider:network_type": "str",
-                  "provider:physical_network": "str?", "provider:segmentation_id": "int?",
-                  "dns_domain": "str", "qos_policy_id": "str?", "is_default": "bool"}
-NETWORK_UPDATE = {k: v for k, v in NETWORK_CREATE.items()
-                  if k not in ("project_id", "tenant_id", "availability_zone_hints")}
-SUBNET_CREATE = {**_STD, "network_id": "str", "cidr": "str", "ip_version": "int",
-                 "gateway_ip": "str?", "allocation_pools": "list", "dns_nameservers": "list",
-                 "host_routes": "list", "enable_dhcp": "bool", "subnetpool_id": "str?",
-                 "ipv6_ra_mode": "str?", "ipv6_address_mode": "str?", "prefixlen": "int",
-                 "segment_id": "str?", "service_types": "list", "use_default_subnetpool": "bool"}
-SUBNET_UPDATE = {k: v for k, v in SUBNET_CREATE.items()
-                 if k in ("name", "description", "gateway_ip", "allocation_pools",
-                          "dns_nameservers", "host_routes", "enable_dhcp", "service_types")}
-PORT_CREATE = {**_STD, "network_id": "str", "admin_state_up": "bool", "mac_address": "str",
-               "fixed_ips": "list", "device_id": "str", "device_owner": "str",
-               "security_groups": "list?", "port_security_enabled": "bool",
-               "dns_name": "str", "binding:host_id": "str?", "binding:vnic_type": "str",
-               "binding:profile": "dict?", "allowed_address_pairs": "list",
-               "extra_dhcp_opts": "list", "qos_policy_id": "str?"}
-PORT_UPDATE = {k: v for k, v in PORT_CREATE.items()
-               if k not in ("network_id", "project_id", "tenant_id")}
 
 NETWORK_COLUMNS = {"id": "id", "name": "name", "project_id": "project_id",
                    "tenant_id": "project_id"}
@@ -54,19 +38,6 @@ PORT_COLUMNS = {"id": "id", "name": "name", "network_id": "network_id",
                 "device_id": "device_id", "device_owner": "device_owner",
                 "mac_address": "mac_address", "project_id": "project_id",
                 "tenant_id": "project_id", "binding:host_id": "binding_host_id"}
-
-
-def _unsupported(attrs: dict[str, Any], names: dict[str, Any]) -> dict[str, Any]:
-    """Attributes accepted for compatibility but with no effect unless given their
-    default (``None``/empty): anything else is refused rather than silently ignored."""
-    from stratus.network.exceptions import InvalidInput
-
-    for name, default in names.items():
-        if name in attrs:
-            value = attrs.pop(name)
-            if value not in (default, None, [], ""):
-                raise InvalidInput(f"Invalid input: '{name}' is not supported by this cloud.")
-    return attrs
 
 
 def _created(key: str, items: list[dict[str, Any]], bulk: bool) -> JSONResponse:
@@ -85,7 +56,7 @@ def _network_view(svc: NetworkService, caller: Caller, net: Any) -> dict[str, An
 @router.get("/networks")
 async def list_networks(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
     query = listing.parse(request.query_params)
-    nets = await svc.list_networks(caller, query.pushdown(NETWORK_COLUMNS))
+    nets = await svc.networks.list_networks(caller, query.pushdown(NETWORK_COLUMNS))
     items = [_network_view(svc, caller, n) for n in nets]
     return JSONResponse(listing.apply(items, query, collection="networks",
                                       url=collection_url(request)))
@@ -94,35 +65,29 @@ async def list_networks(request: Request, svc: Service, caller: CallerDep) -> JS
 @router.get("/networks/{network_id}")
 async def show_network(network_id: str, request: Request, svc: Service,
                        caller: CallerDep) -> JSONResponse:
-    net = await svc.get_network(caller, network_id)
+    net = await svc.networks.get_network(caller, network_id)
     fields = listing.parse(request.query_params).fields
     return JSONResponse({"network": listing.cut(_network_view(svc, caller, net), fields)})
 
 
 @router.post("/networks")
-async def create_networks(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "network", "networks", NETWORK_CREATE)
-    created = []
-    for attrs in items:
-        attrs = _unsupported(attrs, {"dns_domain": "", "qos_policy_id": None,
-                                     "is_default": False})
-        net = await svc.create_network(caller, attrs)
-        created.append(_network_view(svc, caller, net))
-    return _created("network", created, bulk)
+async def create_networks(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
+    items, bulk = await single_or_bulk(request, "network", "networks", NetworkBody)
+    created = [await svc.networks.create_network(caller, item.command()) for item in items]
+    return _created("network", [_network_view(svc, caller, n) for n in created], bulk)
 
 
 @router.put("/networks/{network_id}")
-async def update_network(network_id: str, request: Request, svc: Service,
+async def update_network(network_id: str, request: Request, svc: WriteService,
                          caller: CallerDep) -> JSONResponse:
-    attrs = _unsupported(await update_body(request, "network", NETWORK_UPDATE),
-                         {"dns_domain": "", "qos_policy_id": None, "is_default": False})
-    net = await svc.update_network(caller, network_id, attrs)
+    body = await update_body(request, "network", NetworkUpdateBody)
+    net = await svc.networks.update_network(caller, network_id, body.command())
     return JSONResponse({"network": _network_view(svc, caller, net)})
 
 
 @router.delete("/networks/{network_id}", status_code=204)
-async def delete_network(network_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_network(caller, network_id)
+async def delete_network(network_id: str, svc: WriteService, caller: CallerDep) -> Response:
+    await svc.networks.delete_network(caller, network_id)
     return Response(status_code=204)
 
 
@@ -132,7 +97,7 @@ async def delete_network(network_id: str, svc: Service, caller: CallerDep) -> Re
 @router.get("/subnets")
 async def list_subnets(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
     query = listing.parse(request.query_params)
-    subnets = await svc.list_subnets(caller, query.pushdown(SUBNET_COLUMNS))
+    subnets = await svc.subnets.list_subnets(caller, query.pushdown(SUBNET_COLUMNS))
     return JSONResponse(listing.apply([views.subnet(s) for s in subnets], query,
                                       collection="subnets", url=collection_url(request)))
 
@@ -140,56 +105,42 @@ async def list_subnets(request: Request, svc: Service, caller: CallerDep) -> JSO
 @router.get("/subnets/{subnet_id}")
 async def show_subnet(subnet_id: str, request: Request, svc: Service,
                       caller: CallerDep) -> JSONResponse:
-    subnet = await svc.get_subnet(caller, subnet_id)
+    subnet = await svc.subnets.get_subnet(caller, subnet_id)
     fields = listing.parse(request.query_params).fields
     return JSONResponse({"subnet": listing.cut(views.subnet(subnet), fields)})
 
 
-_SUBNET_UNSUPPORTED: dict[str, Any] = {
-    "subnetpool_id": None, "ipv6_ra_mode": None, "ipv6_address_mode": None,
-                       "prefixlen": None, "segment_id": None, "service_types": [],
-                       "use_default_subnetpool": False}
-
-
 @router.post("/subnets")
-async def create_subnets(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "subnet", "subnets", SUBNET_CREATE)
-    created = []
-    for attrs in items:
-        attrs = _unsupported(attrs, _SUBNET_UNSUPPORTED)
-        created.append(views.subnet(await svc.create_subnet(caller, attrs)))
-    return _created("subnet", created, bulk)
+async def create_subnets(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
+    items, bulk = await single_or_bulk(request, "subnet", "subnets", SubnetBody)
+    created = [await svc.subnets.create_subnet(caller, item.command()) for item in items]
+    return _created("subnet", [views.subnet(s) for s in created], bulk)
 
 
 @router.put("/subnets/{subnet_id}")
-async def update_subnet(subnet_id: str, request: Request, svc: Service,
+async def update_subnet(subnet_id: str, request: Request, svc: WriteService,
                         caller: CallerDep) -> JSONResponse:
-    attrs = _unsupported(await update_body(request, "subnet", SUBNET_UPDATE),
-                         {"service_types": []})
-    return JSONResponse({"subnet": views.subnet(await svc.update_subnet(caller, subnet_id,
-                                                                        attrs))})
+    body = await update_body(request, "subnet", SubnetUpdateBody)
+    subnet = await svc.subnets.update_subnet(caller, subnet_id, body.command())
+    return JSONResponse({"subnet": views.subnet(subnet)})
 
 
 @router.delete("/subnets/{subnet_id}", status_code=204)
-async def delete_subnet(subnet_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_subnet(caller, subnet_id)
+async def delete_subnet(subnet_id: str, svc: WriteService, caller: CallerDep) -> Response:
+    await svc.subnets.delete_subnet(caller, subnet_id)
     return Response(status_code=204)
 
 
 # Ports ------------------------------------------------------------------------------------
 
-_PORT_UNSUPPORTED: dict[str, Any] = {"allowed_address_pairs": [], "extra_dhcp_opts": [],
-                                     "qos_policy_id": None}
-
-
 def _port_view(svc: NetworkService, caller: Caller, port: Any) -> dict[str, Any]:
-    return views.port(port, caller, svc.runtime.backend.bound_vif_type)
+    return views.port(port, caller, svc.backend.bound_vif_type)
 
 
 @router.get("/ports")
 async def list_ports(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
     query = listing.parse(request.query_params)
-    ports = await svc.list_ports(caller, query.pushdown(PORT_COLUMNS))
+    ports = await svc.ports.list_ports(caller, query.pushdown(PORT_COLUMNS))
     return JSONResponse(listing.apply([_port_view(svc, caller, p) for p in ports], query,
                                       collection="ports", url=collection_url(request)))
 
@@ -197,30 +148,27 @@ async def list_ports(request: Request, svc: Service, caller: CallerDep) -> JSONR
 @router.get("/ports/{port_id}")
 async def show_port(port_id: str, request: Request, svc: Service,
                     caller: CallerDep) -> JSONResponse:
-    port = await svc.get_port(caller, port_id)
+    port = await svc.ports.get_port(caller, port_id)
     fields = listing.parse(request.query_params).fields
     return JSONResponse({"port": listing.cut(_port_view(svc, caller, port), fields)})
 
 
 @router.post("/ports")
-async def create_ports(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "port", "ports", PORT_CREATE)
-    created = []
-    for attrs in items:
-        attrs = _unsupported(attrs, _PORT_UNSUPPORTED)
-        created.append(_port_view(svc, caller, await svc.create_port(caller, attrs)))
-    return _created("port", created, bulk)
+async def create_ports(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
+    items, bulk = await single_or_bulk(request, "port", "ports", PortBody)
+    created = [await svc.ports.create_port(caller, item.command()) for item in items]
+    return _created("port", [_port_view(svc, caller, p) for p in created], bulk)
 
 
 @router.put("/ports/{port_id}")
-async def update_port(port_id: str, request: Request, svc: Service,
+async def update_port(port_id: str, request: Request, svc: WriteService,
                       caller: CallerDep) -> JSONResponse:
-    attrs = _unsupported(await update_body(request, "port", PORT_UPDATE), _PORT_UNSUPPORTED)
-    port = await svc.update_port(caller, port_id, attrs)
+    body = await update_body(request, "port", PortUpdateBody)
+    port = await svc.ports.update_port(caller, port_id, body.command())
     return JSONResponse({"port": _port_view(svc, caller, port)})
 
 
 @router.delete("/ports/{port_id}", status_code=204)
-async def delete_port(port_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_port(caller, port_id)
+async def delete_port(port_id: str, svc: WriteService, caller: CallerDep) -> Response:
+    await svc.ports.delete_port(caller, port_id)
     return Response(status_code=204)

@@ -11,24 +11,24 @@ from stratus.network.api import listing, views
 from stratus.network.api.deps import (
     CallerDep,
     Service,
+    WriteService,
     collection_url,
     json_body,
     single_or_bulk,
     update_body,
 )
-from stratus.network.base import QUOTA_RESOURCES, Caller
-from stratus.network.exceptions import InvalidInput
+from stratus.network.api.schemas import (
+    AgentUpdateBody,
+    RuleBody,
+    SecurityGroupBody,
+    SecurityGroupUpdateBody,
+    quota_changes,
+)
+from stratus.network.caller import Caller
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
 
-SG_CREATE = {"name": "str", "description": "str", "project_id": "str", "tenant_id": "str",
-             "stateful": "bool"}
-SG_UPDATE = {"name": "str", "description": "str", "stateful": "bool"}
-RULE_CREATE = {"security_group_id": "str", "direction": "str", "ethertype": "str",
-               "protocol": "str?", "port_range_min": "int?", "port_range_max": "int?",
-               "remote_ip_prefix": "str?", "remote_group_id": "str?", "description": "str",
-               "project_id": "str", "tenant_id": "str", "remote_address_group_id": "str?"}
 SG_COLUMNS = {"id": "id", "name": "name", "project_id": "project_id",
               "tenant_id": "project_id"}
 RULE_COLUMNS = {"id": "id", "security_group_id": "security_group_id",
@@ -37,12 +37,12 @@ RULE_COLUMNS = {"id": "id", "security_group_id": "security_group_id",
 
 
 async def _group_views(svc: NetworkService, groups: list[Any]) -> list[dict[str, Any]]:
-    defaults = await svc.default_group_ids(g.id for g in groups)
+    defaults = await svc.security_groups.default_group_ids(g.id for g in groups)
     return [views.security_group(g, g.id in defaults) for g in groups]
 
 
 async def _rule_views(svc: NetworkService, rules: list[Any]) -> list[dict[str, Any]]:
-    defaults = await svc.default_group_ids({r.security_group_id for r in rules})
+    defaults = await svc.security_groups.default_group_ids({r.security_group_id for r in rules})
     return [views.security_group_rule(r, r.security_group_id in defaults) for r in rules]
 
 
@@ -50,46 +50,48 @@ async def _rule_views(svc: NetworkService, rules: list[Any]) -> list[dict[str, A
 
 
 @router.get("/security-groups")
-async def list_groups(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
+async def list_groups(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
     query = listing.parse(request.query_params)
-    groups = await svc.list_security_groups(caller, query.pushdown(SG_COLUMNS))
+    groups = await svc.security_groups.list_security_groups(caller, query.pushdown(SG_COLUMNS))
     return JSONResponse(listing.apply(await _group_views(svc, groups), query,
                                       collection="security_groups",
                                       url=collection_url(request)))
 
 
 @router.get("/security-groups/{group_id}")
-async def show_group(group_id: str, request: Request, svc: Service,
+async def show_group(group_id: str, request: Request, svc: WriteService,
                      caller: CallerDep) -> JSONResponse:
     if caller.project_id:
-        await svc.default_security_group(caller.project_id)
-    group = await svc.get_security_group(caller, group_id)
+        await svc.security_groups.default_security_group(caller.project_id)
+    group = await svc.security_groups.get_security_group(caller, group_id)
     fields = listing.parse(request.query_params).fields
     return JSONResponse({"security_group": listing.cut(
         (await _group_views(svc, [group]))[0], fields)})
 
 
 @router.post("/security-groups")
-async def create_groups(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
+async def create_groups(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
     items, bulk = await single_or_bulk(request, "security_group", "security_groups",
-                                       SG_CREATE)
-    created = [await svc.create_security_group(caller, attrs) for attrs in items]
+                                       SecurityGroupBody)
+    created = [await svc.security_groups.create_security_group(caller, item.command())
+               for item in items]
     body = await _group_views(svc, created)
     return JSONResponse({"security_groups": body} if bulk else {"security_group": body[0]},
                         status_code=201)
 
 
 @router.put("/security-groups/{group_id}")
-async def update_group(group_id: str, request: Request, svc: Service,
+async def update_group(group_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
-    attrs = await update_body(request, "security_group", SG_UPDATE)
-    group = await svc.update_security_group(caller, group_id, attrs)
+    body = await update_body(request, "security_group", SecurityGroupUpdateBody)
+    group = await svc.security_groups.update_security_group(caller, group_id,
+                                                            body.command())
     return JSONResponse({"security_group": (await _group_views(svc, [group]))[0]})
 
 
 @router.delete("/security-groups/{group_id}", status_code=204)
-async def delete_group(group_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_security_group(caller, group_id)
+async def delete_group(group_id: str, svc: WriteService, caller: CallerDep) -> Response:
+    await svc.security_groups.delete_security_group(caller, group_id)
     return Response(status_code=204)
 
 
@@ -97,41 +99,38 @@ async def delete_group(group_id: str, svc: Service, caller: CallerDep) -> Respon
 
 
 @router.get("/security-group-rules")
-async def list_rules(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
+async def list_rules(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
     query = listing.parse(request.query_params)
-    rules = await svc.list_security_group_rules(caller, query.pushdown(RULE_COLUMNS))
+    rules = await svc.security_groups.list_security_group_rules(
+        caller, query.pushdown(RULE_COLUMNS))
     return JSONResponse(listing.apply(await _rule_views(svc, rules), query,
                                       collection="security_group_rules",
                                       url=collection_url(request)))
 
 
 @router.get("/security-group-rules/{rule_id}")
-async def show_rule(rule_id: str, request: Request, svc: Service,
+async def show_rule(rule_id: str, request: Request, svc: WriteService,
                     caller: CallerDep) -> JSONResponse:
-    rule = await svc.get_security_group_rule(caller, rule_id)
+    rule = await svc.security_groups.get_security_group_rule(caller, rule_id)
     fields = listing.parse(request.query_params).fields
     return JSONResponse({"security_group_rule": listing.cut(
         (await _rule_views(svc, [rule]))[0], fields)})
 
 
 @router.post("/security-group-rules")
-async def create_rules(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
+async def create_rules(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
     items, bulk = await single_or_bulk(request, "security_group_rule",
-                                       "security_group_rules", RULE_CREATE)
-    created = []
-    for attrs in items:
-        if attrs.pop("remote_address_group_id", None) is not None:
-            raise InvalidInput("Invalid input: remote address groups are not supported.")
-        attrs.pop("project_id", None)
-        created.append(await svc.create_security_group_rule(caller, attrs))
+                                       "security_group_rules", RuleBody)
+    created = [await svc.security_groups.create_security_group_rule(caller, item.command())
+               for item in items]
     body = await _rule_views(svc, created)
     return JSONResponse({"security_group_rules": body} if bulk
                         else {"security_group_rule": body[0]}, status_code=201)
 
 
 @router.delete("/security-group-rules/{rule_id}", status_code=204)
-async def delete_rule(rule_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_security_group_rule(caller, rule_id)
+async def delete_rule(rule_id: str, svc: WriteService, caller: CallerDep) -> Response:
+    await svc.security_groups.delete_security_group_rule(caller, rule_id)
     return Response(status_code=204)
 
 
@@ -146,8 +145,8 @@ def _quota_target(caller: Caller, project_id: str) -> dict[str, str]:
 async def list_quotas(svc: Service, caller: CallerDep) -> JSONResponse:
     caller.authorize("get_quotas")
     result = []
-    for project_id in await svc.projects_with_quotas():
-        limits = await svc.quota_limits(project_id)
+    for project_id in await svc.quotas.projects():
+        limits = await svc.quotas.limits(project_id)
         result.append({**limits, "project_id": project_id, "tenant_id": project_id})
     return JSONResponse({"quotas": result})
 
@@ -155,82 +154,67 @@ async def list_quotas(svc: Service, caller: CallerDep) -> JSONResponse:
 @router.get("/quotas/{project_id}/default")
 async def default_quotas(project_id: str, svc: Service, caller: CallerDep) -> JSONResponse:
     caller.authorize("get_quota", _quota_target(caller, project_id))
-    options = svc.options
-    return JSONResponse({"quota": {r: int(getattr(options, f"quota_{r}"))
-                                   for r in QUOTA_RESOURCES}})
+    return JSONResponse({"quota": svc.quotas.defaults()})
 
 
 @router.get("/quotas/{project_id}/details")
 async def quota_details(project_id: str, svc: Service, caller: CallerDep) -> JSONResponse:
     caller.authorize("get_quota", _quota_target(caller, project_id))
-    limits = await svc.quota_limits(project_id)
-    used = await svc.quota_usage(project_id)
+    limits = await svc.quotas.limits(project_id)
+    used = await svc.quotas.usage(project_id)
     return JSONResponse({"quota": {r: {"limit": limits[r], "used": used[r], "reserved": 0}
-                                   for r in QUOTA_RESOURCES}})
+                                   for r in limits}})
 
 
 @router.get("/quotas/{project_id}")
 async def show_quota(project_id: str, svc: Service, caller: CallerDep) -> JSONResponse:
     caller.authorize("get_quota", _quota_target(caller, project_id))
-    return JSONResponse({"quota": await svc.quota_limits(project_id)})
+    return JSONResponse({"quota": await svc.quotas.limits(project_id)})
 
 
 @router.put("/quotas/{project_id}")
-async def update_quota(project_id: str, request: Request, svc: Service,
+async def update_quota(project_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
     caller.authorize("update_quota", _quota_target(caller, project_id))
-    body = await json_body(request)
-    if not isinstance(body, dict) or set(body) != {"quota"} or not isinstance(
-            body["quota"], dict):
-        raise InvalidInput("Unable to find 'quota' in request body")
-    changes: dict[str, int] = {}
-    for resource, value in body["quota"].items():
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidInput(f"Invalid input for {resource}: '{value}' is not an integer.")
-        changes[resource] = value
-    return JSONResponse({"quota": await svc.set_quotas(project_id, changes)})
+    changes = quota_changes(await json_body(request))
+    return JSONResponse({"quota": await svc.quotas.set(project_id, changes)})
 
 
 @router.delete("/quotas/{project_id}", status_code=204)
-async def delete_quota(project_id: str, svc: Service, caller: CallerDep) -> Response:
+async def delete_quota(project_id: str, svc: WriteService, caller: CallerDep) -> Response:
     caller.authorize("delete_quota", _quota_target(caller, project_id))
-    await svc.reset_quotas(project_id)
+    await svc.quotas.reset(project_id)
     return Response(status_code=204)
 
 
 # Agents and zones -------------------------------------------------------------------------
 
-AGENT_UPDATE = {"admin_state_up": "bool", "description": "str"}
-
-
 @router.get("/agents")
 async def list_agents(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
     query = listing.parse(request.query_params)
-    agents = await svc.list_agents(caller)
-    items = [views.agent(a, svc.agent_alive(a)) for a in agents]
+    agents = await svc.agents.list_agents(caller)
+    items = [views.agent(a, svc.agents.agent_alive(a)) for a in agents]
     return JSONResponse(listing.apply(items, query, collection="agents",
                                       url=collection_url(request)))
 
 
 @router.get("/agents/{agent_id}")
 async def show_agent(agent_id: str, svc: Service, caller: CallerDep) -> JSONResponse:
-    agent = await svc.get_agent(caller, agent_id)
-    return JSONResponse({"agent": views.agent(agent, svc.agent_alive(agent))})
+    agent = await svc.agents.get_agent(caller, agent_id)
+    return JSONResponse({"agent": views.agent(agent, svc.agents.agent_alive(agent))})
 
 
 @router.put("/agents/{agent_id}")
-async def update_agent(agent_id: str, request: Request, svc: Service,
+async def update_agent(agent_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
-    attrs = await update_body(request, "agent", AGENT_UPDATE)
-    agent = await svc.update_agent(caller, agent_id, attrs)
-    return JSONResponse({"agent": views.agent(agent, svc.agent_alive(agent))})
+    body = await update_body(request, "agent", AgentUpdateBody)
+    agent = await svc.agents.update_agent(caller, agent_id, body.command())
+    return JSONResponse({"agent": views.agent(agent, svc.agents.agent_alive(agent))})
 
 
 @router.delete("/agents/{agent_id}", status_code=204)
-async def delete_agent(agent_id: str, svc: Service, caller: CallerDep) -> Response:
-    await svc.delete_agent(caller, agent_id)
+async def delete_agent(agent_id: str, svc: WriteService, caller: CallerDep) -> Response:
+    await svc.agents.delete_agent(caller, agent_id)
     return Response(status_code=204)
 
 
@@ -240,7 +224,7 @@ async def list_zones(request: Request, svc: Service, caller: CallerDep) -> JSONR
     query = listing.parse(request.query_params)
     items = [{"name": zone, "resource": resource,
               "state": "available" if alive else "unavailable"}
-             for zone, resource, alive in await svc.availability_zones()]
+             for zone, resource, alive in await svc.agents.availability_zones()]
     for item in items:
         item["id"] = f"{item['name']}/{item['resource']}"
     body = listing.apply(items, query, collection="availability_zones",

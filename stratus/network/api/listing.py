@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from stratus.network.exceptions import InvalidInput
+from stratus.network.errors import InvalidInput
 
 CONTROL = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse"}
 #: Query parameters clients send that are not attributes (accepted and ignored).

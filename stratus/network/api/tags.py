@@ -13,16 +13,17 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import NotFound
-from stratus.network.api.deps import CallerDep, Service, json_body
-from stratus.network.base import Caller
-from stratus.network.exceptions import InvalidInput
+from stratus.network.api.deps import CallerDep, Service, WriteService, json_body
+from stratus.network.caller import Caller
+from stratus.network.common import set_tags
+from stratus.network.errors import InvalidInput
 from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
 
-#: URL collection → (policy resource name, the service's getter).
-KINDS = {"networks": "network", "subnets": "subnet", "ports": "port",
-         "security-groups": "security_group"}
+#: URL collection → (policy resource name, the part of the service that holds it).
+KINDS = {"networks": ("network", "networks"), "subnets": ("subnet", "subnets"),
+         "ports": ("port", "ports"), "security-groups": ("security_group", "security_groups")}
 MAX_TAG = 255
 
 
@@ -32,10 +33,10 @@ class TagNotFound(NotFound):
 
 async def _row(svc: NetworkService, caller: Caller, collection: str, resource_id: str,
                write: bool) -> Any:
-    kind = KINDS.get(collection)
-    if kind is None:
+    if collection not in KINDS:
         raise NotFound("The resource could not be found.")
-    getter = getattr(svc, f"get_{kind}")
+    kind, part = KINDS[collection]
+    getter = getattr(getattr(svc, part), f"get_{kind}")
     row = await getter(caller, resource_id)
     if write:
         caller.authorize(f"update_{kind}", {"project_id": row.project_id})
@@ -57,7 +58,7 @@ async def list_tags(collection: str, resource_id: str, svc: Service,
 
 
 @router.put("/{collection}/{resource_id}/tags")
-async def replace_tags(collection: str, resource_id: str, request: Request, svc: Service,
+async def replace_tags(collection: str, resource_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
     body = await json_body(request)
     if not isinstance(body, dict) or set(body) != {"tags"} or not isinstance(body["tags"],
@@ -65,15 +66,15 @@ async def replace_tags(collection: str, resource_id: str, request: Request, svc:
         raise InvalidInput("Invalid input: the body must be {\"tags\": [...]}.")
     tags = [_check(t) for t in body["tags"]]
     row = await _row(svc, caller, collection, resource_id, write=True)
-    svc.set_tags(row, tags)
+    set_tags(row, tags)
     return JSONResponse({"tags": list(row.tags)})
 
 
 @router.delete("/{collection}/{resource_id}/tags", status_code=204)
-async def clear_tags(collection: str, resource_id: str, svc: Service,
+async def clear_tags(collection: str, resource_id: str, svc: WriteService,
                      caller: CallerDep) -> Response:
     row = await _row(svc, caller, collection, resource_id, write=True)
-    svc.set_tags(row, [])
+    set_tags(row, [])
     return Response(status_code=204)
 
 
@@ -87,18 +88,18 @@ async def check_tag(collection: str, resource_id: str, tag: str, svc: Service,
 
 
 @router.put("/{collection}/{resource_id}/tags/{tag}", status_code=201)
-async def add_tag(collection: str, resource_id: str, tag: str, svc: Service,
+async def add_tag(collection: str, resource_id: str, tag: str, svc: WriteService,
                   caller: CallerDep) -> Response:
     row = await _row(svc, caller, collection, resource_id, write=True)
-    svc.set_tags(row, [*row.tags, _check(tag)])
+    set_tags(row, [*row.tags, _check(tag)])
     return Response(status_code=201)
 
 
 @router.delete("/{collection}/{resource_id}/tags/{tag}", status_code=204)
-async def remove_tag(collection: str, resource_id: str, tag: str, svc: Service,
+async def remove_tag(collection: str, resource_id: str, tag: str, svc: WriteService,
                      caller: CallerDep) -> Response:
     row = await _row(svc, caller, collection, resource_id, write=True)
     if tag not in row.tags:
         raise TagNotFound(f"Tag {tag} could not be found for {resource_id}.")
-    svc.set_tags(row, [t for t in row.tags if t != tag])
+    set_tags(row, [t for t in row.tags if t != tag])
     return Response(status_code=204)

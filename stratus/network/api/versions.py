@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import NotFound
 from stratus.core.web.app import api_root
-from stratus.network.exceptions import InvalidInput
+from stratus.network.errors import InvalidInput
 
 router = APIRouter()
 

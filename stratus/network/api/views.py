@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from stratus.network.caller import Caller
 from stratus.network.models import Agent, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from stratus.network.objects import bridge_name
-from stratus.network.service import Caller
 
 
 def stamp(value: dt.datetime | None) -> str | None:

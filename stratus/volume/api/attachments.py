@@ -38,19 +38,9 @@ async def create_attachment(body: AttachmentCreateBody, request: Request, contex
     a = body.attachment
     if a.mode is not None and not version.at_least("3.54"):
         raise BadRequest("Invalid input received: mode needs microversion 3.54.")
-    rt = runtime(request)
-    async with rt.service() as svc:
-        attachment = await svc.create_attachment(a.volume_uuid, _project(context),
-                                                 instance_uuid=a.instance_uuid,
-                                                 mode=a.mode or "rw")
-    if a.connector is not None:
-        try:
-            attachment = await rt.update_attachment(context, attachment.id, None,
-                                                    a.connector)
-        except Exception:
-            async with rt.service() as svc:  # give the reservation back
-                await svc.delete_attachment(attachment.id, None)
-            raise
+    attachment = await runtime(request).attach(
+        context, a.volume_uuid, _project(context), instance_uuid=a.instance_uuid,
+        mode=a.mode or "rw", connector=a.connector)
     return JSONResponse({"attachment": views.attachment_view(attachment)}, status_code=200)
 
 
@@ -60,7 +50,7 @@ async def list_attachments(request: Request, svc: Service, context: Context,
     _require(version, "3.27")
     authorize("volume:attachment_get", {"project_id": context.project_id})
     params = request.query_params
-    rows = await svc.list_attachments(_project(context), volume_id=params.get("volume_id"),
+    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
                                       instance_id=params.get("instance_id"))
     return {"attachments": [views.attachment_view(a, detail=False) for a in rows]}
 
@@ -71,7 +61,7 @@ async def list_attachments_detail(request: Request, svc: Service, context: Conte
     _require(version, "3.27")
     authorize("volume:attachment_get", {"project_id": context.project_id})
     params = request.query_params
-    rows = await svc.list_attachments(_project(context), volume_id=params.get("volume_id"),
+    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
                                       instance_id=params.get("instance_id"))
     return {"attachments": [views.attachment_view(a) for a in rows]}
 
@@ -81,7 +71,7 @@ async def show_attachment(attachment_id: str, svc: Service, context: Context,
                           authorize: Authorize, version: Version) -> dict[str, Any]:
     _require(version, "3.27")
     authorize("volume:attachment_get", {"project_id": context.project_id})
-    attachment = await svc.get_attachment(attachment_id, _project(context))
+    attachment = await svc.attachments.get(attachment_id, _project(context))
     return {"attachment": views.attachment_view(attachment)}
 
 
@@ -109,7 +99,7 @@ async def attachment_action(attachment_id: str, request: Request, svc: Service,
         raise BadRequest("Invalid input received: the only attachment action is "
                          "os-complete.")
     authorize("volume:attachment_complete", {"project_id": context.project_id})
-    await svc.complete_attachment(attachment_id, _project(context))
+    await svc.attachments.complete(attachment_id, _project(context))
     return Response(status_code=204)
 
 
@@ -118,5 +108,5 @@ async def delete_attachment(attachment_id: str, svc: Service, context: Context,
                             authorize: Authorize, version: Version) -> dict[str, Any]:
     _require(version, "3.27")
     authorize("volume:attachment_delete", {"project_id": context.project_id})
-    remaining = await svc.delete_attachment(attachment_id, _project(context))
+    remaining = await svc.attachments.delete(attachment_id, _project(context))
     return {"attachments": [views.attachment_view(a, detail=False) for a in remaining]}

@@ -6,12 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from stratus.core.exceptions import BadRequest
 from stratus.volume.api.deps import Authorize, Context, Service, runtime
+from stratus.volume.api.params import parse_bool
 from stratus.volume.api.schemas import QuotaSetBody
-from stratus.volume.api.volumes import _bool
+from stratus.volume.api.views import timestamp
 from stratus.volume.quotas import RESOURCES, defaults
-from stratus.volume.service import is_up
 
 router = APIRouter(prefix="/v3/{project_id}")
 
@@ -28,7 +27,7 @@ async def show_quotas(target: str, request: Request, svc: Service, context: Cont
                       authorize: Authorize) -> dict[str, Any]:
     authorize("volume_extension:quotas:show", {"project_id": target})
     limits = await svc.quotas.limits(target)
-    if _bool(request.query_params.get("usage", "false"), "usage"):
+    if parse_bool(request.query_params.get("usage", "false"), "usage"):
         used = await svc.quotas.usage(target)
         return {"quota_set": {"id": target, **{
             r: {"limit": limits[r], "in_use": used.get(r, 0), "reserved": 0,
@@ -40,20 +39,7 @@ async def show_quotas(target: str, request: Request, svc: Service, context: Cont
 async def update_quotas(target: str, body: QuotaSetBody, svc: Service, context: Context,
                         authorize: Authorize) -> dict[str, Any]:
     authorize("volume_extension:quotas:update", {"project_id": target})
-    changes: dict[str, int] = {}
-    for key, value in body.quota_set.items():
-        if key in ("tenant_id", "id"):
-            continue
-        if key not in RESOURCES:
-            raise BadRequest(f"Invalid input received: Bad key(s) in quota set: {key}")
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise BadRequest(f"Invalid input received: {key} must be an integer.") from None
-        if number < -1:
-            raise BadRequest(f"Invalid input received: {key} must be >= -1.")
-        changes[key] = number
-    limits = await svc.quotas.set_limits(target, changes)
+    limits = await svc.quotas.update(target, body.quota_set)
     return {"quota_set": {r: limits[r] for r in RESOURCES}}
 
 
@@ -83,12 +69,9 @@ async def limits(svc: Service, context: Context, authorize: Authorize) -> dict[s
 @router.get("/os-services")
 async def services(request: Request, svc: Service, authorize: Authorize) -> dict[str, Any]:
     authorize("volume_extension:services:index")
-    options = runtime(request).options
-    from stratus.volume.api.views import timestamp
-
     return {"services": [{
         "binary": "cinder-volume", "host": f"{s.host}@{s.backend}", "zone":
         s.availability_zone, "status": "disabled" if s.disabled else "enabled",
-        "state": "up" if is_up(s.last_seen_up, options.service_down_time) else "down",
+        "state": "up" if svc.hosts.is_up(s) else "down",
         "updated_at": timestamp(s.last_seen_up), "disabled_reason": None,
-    } for s in await svc.list_services()]}
+    } for s in await svc.hosts.list_all()]}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from stratus.core.exceptions import BadRequest
+from stratus.volume import states
 
 
 def _int_like(value: Any) -> Any:
@@ -58,6 +61,22 @@ class VolumeUpdate(Strict):
     display_description: str | None = None
     metadata: Metadata | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The fields given: ``name``/``description`` (or their ``display_`` forms) and
+        ``metadata``."""
+        return {**_renames(self, self.model_fields_set),
+                **({"metadata": self.metadata} if "metadata" in self.model_fields_set else {})}
+
+
+def _renames(body: Any, fields: set[str]) -> dict[str, Any]:
+    """``name`` and ``description`` as given, the plain form winning over ``display_``."""
+    changes: dict[str, Any] = {}
+    for key in ("name", "description"):
+        if key in fields or f"display_{key}" in fields:
+            changes[key] = getattr(body, key) if key in fields else getattr(body,
+                                                                            f"display_{key}")
+    return changes
+
 
 class VolumeUpdateBody(Strict):
     volume: VolumeUpdate
@@ -90,6 +109,11 @@ class SnapshotUpdate(Strict):
     description: Annotated[str, Field(max_length=255)] | None = None
     display_name: Name | None = None
     display_description: str | None = None
+
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given: ``name``/``description`` (or their ``display_`` forms)."""
+        return _renames(self, self.model_fields_set)
 
 
 class SnapshotUpdateBody(Strict):
@@ -144,3 +168,96 @@ class AttachmentUpdateBody(Strict):
 
 class QuotaSetBody(BaseModel):
     quota_set: dict[str, Any]
+
+
+# Volume actions (``POST /volumes/{id}/action``) ---------------------------------------------
+# Each action's argument is checked in a "before" validator that raises Cinder's message;
+# ``parse_action`` turns the failure into that 400.
+
+
+def _cinder_bool(value: Any, name: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "1", "yes", "y", "on", "t"):
+        return True
+    if lowered in ("false", "0", "no", "n", "off", "f"):
+        return False
+    raise ValueError(f"Invalid input received: {name} must be a boolean, not {str(value)!r}.")
+
+
+class ExtendAction(BaseModel):
+    new_size: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_args(cls, args: Any) -> Any:
+        new_size = args.get("new_size") if isinstance(args, dict) else None
+        if isinstance(new_size, str) and new_size.isdigit():
+            new_size = int(new_size)
+        if not isinstance(new_size, int) or isinstance(new_size, bool) or new_size < 1:
+            raise ValueError("Invalid input received: new_size must be an integer >= 1.")
+        return {"new_size": new_size}
+
+
+class _FlagAction(BaseModel):
+    """An action whose one argument is a required Cinder boolean named ``_flag``."""
+
+    _flag: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_args(cls, args: Any) -> Any:
+        value = args.get(cls._flag) if isinstance(args, dict) else None
+        if value is None:
+            raise ValueError(f"Invalid input received: {cls._flag} is required.")
+        return {cls._flag: _cinder_bool(value, cls._flag)}
+
+
+class SetBootableAction(_FlagAction):
+    _flag = "bootable"
+    bootable: bool
+
+
+class ReadonlyAction(_FlagAction):
+    _flag = "readonly"
+    readonly: bool
+
+
+class ResetStatusAction(BaseModel):
+    status: str | None = None
+    attach_status: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_args(cls, args: Any) -> Any:
+        if not isinstance(args, dict):
+            raise ValueError("Invalid input received: os-reset_status takes an object.")
+        status, attach_status = args.get("status"), args.get("attach_status")
+        if status is not None and status not in states.ALL:
+            raise ValueError(f"Invalid input received: invalid status {status!r}.")
+        if attach_status is not None and attach_status not in (states.ATTACHED,
+                                                                states.DETACHED):
+            raise ValueError(f"Invalid input received: invalid attach_status "
+                             f"{attach_status!r}.")
+        return {"status": status, "attach_status": attach_status}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class NoArgs(BaseModel):
+    """An action whose argument is ignored (``os-force_delete``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_args(cls, args: Any) -> Any:
+        return {}
+
+
+def parse_action(model: type[M], args: Any) -> M:
+    """``args`` as ``model``; a refusal is the 400 its validator names."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        error = exc.errors()[0].get("ctx", {}).get("error")
+        raise BadRequest(str(error) if error is not None else
+                         "Invalid input received: malformed action body.") from None

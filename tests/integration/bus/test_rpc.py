@@ -12,14 +12,17 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratus.core.bus import (
+    InvalidMessage,
     MessagingTimeout,
     RemoteError,
     RPCClient,
     RPCServer,
     Target,
+    UnknownMethod,
 )
 from stratus.core.bus.target import dead_letter_queue
 from stratus.core.context import reset_request_id, set_request_id
+from stratus.core.exceptions import NotFound
 from stratus.core.logging import RequestIdFilter
 from stratus.core.tracing import REQUEST_ID_ATTRIBUTE, span
 from tests.integration.bus.conftest import (
@@ -331,3 +334,34 @@ async def test_prefetch_bounds_in_flight_messages(transports: TransportFactory,
     manager.release.set()
     await eventually(lambda: manager.finished == 10)
     assert manager.max_running == 2
+
+
+async def test_allowed_remote_errors_are_raised_as_their_type(
+        transports: TransportFactory, servers: ServerFactory) -> None:
+    await servers(await transports(), Target("typed"), Recorder())
+    typed = RPCClient(await transports(), Target("typed"), timeout=10, errors=[NotFound])
+
+    with pytest.raises(NotFound) as found:
+        await typed.call(context(), "not_found")
+    # Still a RemoteError with its type name and message, for code that catches those.
+    assert isinstance(found.value, RemoteError)
+    assert (found.value.exc_type, found.value.message) == ("NotFound", "no such thing")
+    assert type(found.value).__name__ == "NotFound" and found.value.status == 404
+
+    # The allow-list travels with prepare(); a type not on it stays a plain RemoteError.
+    with pytest.raises(NotFound):
+        await typed.prepare(timeout=5).call(context(), "not_found")
+    with pytest.raises(RemoteError) as plain:
+        await typed.call(context(), "fail", message="disk full")
+    assert not isinstance(plain.value, ValueError)
+    untyped = RPCClient(await transports(), Target("typed"), timeout=10)
+    with pytest.raises(RemoteError) as caught:
+        await untyped.call(context(), "not_found")
+    assert not isinstance(caught.value, NotFound)
+
+    # The bus's own refusals are typed on every client.
+    with pytest.raises(UnknownMethod) as unknown:
+        await untyped.call(context(), "no_such_method")
+    assert isinstance(unknown.value, RemoteError)
+    with pytest.raises(InvalidMessage):
+        await untyped.call(context(), "add", a=1, unexpected=2)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stratus.compute.scheduler.placement import Placement
+from stratus.compute.placement import Placement
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
 from stratus.units import Stack, root_app, run_bootstrap

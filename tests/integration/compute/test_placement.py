@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
+from stratus.compute.hosts import COMPUTE_BINARY
 from stratus.compute.migrations import HEAD
 from stratus.compute.models import Allocation, ComputeServiceRecord
-from stratus.compute.scheduler.host_state import COMPUTE_BINARY
-from stratus.compute.scheduler.placement import (
+from stratus.compute.placement import (
     DISK_GB,
     MEMORY_MB,
     VCPU,

@@ -296,15 +296,15 @@ async def test_cancelled_after_publishing_keeps_the_data(cloud: ImageCloud,
     body = await cloud.stack.token_validator().validate(cloud.admin.token)
     caller = cloud.runtime.caller(context_from_token(body, request_id="req-test",
                                                      global_request_id=None))
-    activate = cloud.runtime._activate
+    activate = cloud.runtime.data._activate
 
     async def activate_then_cancelled(*args: Any) -> None:
         await activate(*args)
         raise asyncio.CancelledError  # e.g. a forced shutdown right after the commit
 
-    monkeypatch.setattr(cloud.runtime, "_activate", activate_then_cancelled)
+    monkeypatch.setattr(cloud.runtime.data, "_activate", activate_then_cancelled)
     try:
-        await cloud.runtime.upload(caller, image["id"], chunked(b"kept" * 1000))
+        await cloud.runtime.data.upload(caller, image["id"], chunked(b"kept" * 1000))
     except asyncio.CancelledError:
         pass
     else:

@@ -15,12 +15,14 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from stratus.compute.agent.image_cache import (
+from stratus.core.context import RequestContext
+from stratus.core.http import service_http_client
+from stratus.core.images_cache import (
+    HostImages,
     ImageCache,
     ImageCorrupt,
     ImageNotAvailable,
 )
-from stratus.core.http import service_http_client
 from tests.integration.image.conftest import PUBLIC_URL, ImageCloud
 
 MiB = 1024 * 1024
@@ -134,3 +136,43 @@ async def test_eviction_by_age_and_size(cloud: ImageCloud, cache: ImageCache) ->
     assert await cache.evict(keep=[ids[2]]) == []
     assert await cache.evict() == [ids[2]]
     assert sorted(e.image_id for e in cache.entries()) == sorted([ids[0], ids[3]])
+
+
+class StaleServiceToken:
+    """A host's service credentials whose cached token was revoked: the image service
+    refuses it until it is fetched again."""
+
+    def __init__(self, fresh: str) -> None:
+        self.fresh = fresh
+        self.current = "revoked-service-token"
+        self.refreshes = 0
+
+    async def token(self, refresh: bool = False) -> str:
+        if refresh:
+            self.refreshes += 1
+            self.current = self.fresh
+        return self.current
+
+    async def find_endpoint(self, service_type: str,
+                            interface: str = "public") -> str | None:
+        return f"{PUBLIC_URL}/{service_type}"
+
+
+async def test_a_host_refreshes_its_service_token_once_on_a_401(
+        cloud: ImageCloud, counted: Counting, tmp_path: Path) -> None:
+    owner = await cloud.project()
+    image = await cloud.active_image(b"host bits", owner, visibility="private")
+    tokens = StaleServiceToken(cloud.admin.token)
+    client = service_http_client(transport=httpx.ASGITransport(app=counted))
+    try:
+        host = HostImages(tmp_path / "host-cache", tokens, client)
+        local = await host.local_image(RequestContext(auth_token=owner.token), image["id"])
+        assert local.path.read_bytes() == b"host bits"
+        assert tokens.refreshes == 1
+        assert counted.calls[("GET", f"/image/v2/images/{image['id']}")] == 2  # 401, then 200
+        assert counted.files() == 1
+        # The refreshed token is kept: the next fetch needs no second refresh.
+        await host.local_image(RequestContext(auth_token=owner.token), image["id"])
+        assert tokens.refreshes == 1
+    finally:
+        await client.aclose()

@@ -290,7 +290,7 @@ async def test_failed_backend_create_leaves_error_and_no_file(make_cloud: object
     assert volume["status"] == "error"
     assert cloud.files() == []
     async with cloud.runtime.service() as svc:
-        reason = (await svc.get_volume(volume["id"])).error_reason or ""
+        reason = (await svc.volumes.get(volume["id"])).error_reason or ""
     assert "qemu-img convert failed" in reason
     # It can be deleted, and counts against nothing afterwards.
     assert (await cloud.call("DELETE", f"/volumes/{volume['id']}", member)).status_code == 202

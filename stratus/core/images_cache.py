@@ -1,7 +1,9 @@
-"""The compute host's image cache: base images fetched from the image service, verified.
+"""A host's image cache: base images fetched from the image service, verified.
 
-A REST-only client of the Image API, like any other client: ``fetch(image_id, token)`` asks
-``GET /v2/images/{id}`` with the caller's token (so nobody gets an image they cannot see),
+Compute hosts boot from it and volume hosts make volumes from it; neither owns it. It reads
+the Image API over REST only (``stratus.core.clients.image.ImageClient``), like any other
+client: ``fetch(image_id, token)`` asks ``GET /v2/images/{id}`` with the caller's token (so
+nobody gets an image they cannot see),
 then returns a local file whose hash matches the image's ``os_hash_value``. Concurrent
 requests for one image share one download (a lock per image); a cached file whose content
 no longer matches is detected (re-hashed whenever its size or mtime changed, and once per
@@ -12,6 +14,10 @@ then the least recently used ones until the cache fits ``max_bytes``; images nam
 Layout: ``<directory>/<image id>`` per image; downloads go to ``<directory>/.partial-*`` and
 are renamed into place only once verified. Last use is the file's access time, set on every
 ``fetch``.
+
+``HostImages.local_image(ctx, image_id)`` is a host's way in: it finds the image service in
+the catalog through the host's service credentials, then fetches with the user's token plus
+the service token (so a build that waited long still gets it; a 401 refreshes it once).
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from stratus.core.clients.base import KeystoneAuth, ServiceTokens
+from stratus.core.clients.image import ImageClient
+from stratus.core.context import RequestContext
+from stratus.core.exceptions import NotFound, StratusError
 from stratus.core.http import service_http_client
 
 LOG = logging.getLogger(__name__)
@@ -96,6 +106,7 @@ class ImageCache:
         self.max_age = max_age
         self.client = client or service_http_client(timeout=timeout)
         self._own_client = client is None
+        self.images = ImageClient(self.client)
         self._locks: dict[str, asyncio.Lock] = {}
         self._busy: dict[str, int] = {}
         #: (inode, size, mtime_ns) → (algo, hash) of files verified by this process.
@@ -123,21 +134,23 @@ class ImageCache:
     async def fetch_image(self, image_id: str, token: str, *,
                           service_token: str | None = None) -> CachedImage:
         """As ``fetch``, with the image's ``disk_format`` (what a hypervisor reads it as)."""
+        return await self.fetch_as(image_id, KeystoneAuth(user_token=token,
+                                                          service_token=service_token))
+
+    async def fetch_as(self, image_id: str, auth: httpx.Auth) -> CachedImage:
+        """As ``fetch_image``, asking the image service with ``auth``."""
         path = self.path_of(image_id)
-        headers = {"X-Auth-Token": token}
-        if service_token:
-            headers["X-Service-Token"] = service_token
         self._busy[image_id] = self._busy.get(image_id, 0) + 1
         try:
-            expected = await self._expected(image_id, headers)
+            expected = await self._expected(image_id, auth)
             lock = self._locks.setdefault(image_id, asyncio.Lock())
             async with lock:
                 if not await self._is_valid(path, expected):
-                    await self._download(image_id, headers, path, expected)
+                    await self._download(image_id, auth, path, expected)
                 try:
                     await asyncio.to_thread(self._touch, path)
                 except FileNotFoundError:  # evicted just now, by a sweep already under way
-                    await self._download(image_id, headers, path, expected)
+                    await self._download(image_id, auth, path, expected)
                     await asyncio.to_thread(self._touch, path)
             return CachedImage(path, expected.disk_format)
         finally:
@@ -148,15 +161,14 @@ class ImageCache:
                 if idle is not None and not idle.locked():
                     del self._locks[image_id]
 
-    async def _expected(self, image_id: str, headers: dict[str, str]) -> _Expected:
-        url = f"{self.endpoint}/v2/images/{image_id}"
-        response = await self.client.get(url, headers=headers)
-        if response.status_code == 404:
-            raise ImageNotAvailable(f"Image {image_id} not found.")
-        if response.status_code != 200:
-            raise ImageCacheError(f"Image service answered {response.status_code} for "
-                                  f"image {image_id}: {response.text[:200]}")
-        image: dict[str, Any] = response.json()
+    async def _expected(self, image_id: str, auth: httpx.Auth) -> _Expected:
+        try:
+            image = await self.images.show(self.endpoint, image_id, auth)
+        except NotFound as exc:
+            raise ImageNotAvailable(f"Image {image_id} not found.") from exc
+        except StratusError as exc:
+            raise ImageCacheError(f"Image service answered {exc.status} for image "
+                                  f"{image_id}: {exc.message[:200]}") from exc
         if image.get("status") != "active":
             raise ImageNotAvailable(f"Image {image_id} is {image.get('status')}, not active.")
         if image.get("os_hash_value") and image.get("os_hash_algo"):
@@ -193,23 +205,18 @@ class ImageCache:
         self._verified[key] = (expected.algo, expected.value)
         return True
 
-    async def _download(self, image_id: str, headers: dict[str, str], path: Path,
+    async def _download(self, image_id: str, auth: httpx.Auth, path: Path,
                         expected: _Expected) -> None:
         if expected.size is not None:
             await self.evict(need=expected.size)
         partial = self.directory / f"{PARTIAL_PREFIX}{image_id}-{secrets.token_hex(4)}"
         digest = hashlib.new(expected.algo)
         md5 = hashlib.md5(usedforsecurity=False)
-        url = f"{self.endpoint}/v2/images/{image_id}/file"
         self.downloads += 1
         handle = await asyncio.to_thread(partial.open, "wb", buffering=0)
         try:
             with handle:
-                async with self.client.stream("GET", url, headers=headers) as response:
-                    if response.status_code != 200:
-                        await response.aread()
-                        raise ImageCacheError(f"Downloading image {image_id} answered "
-                                              f"{response.status_code}.")
+                async with self._open(image_id, auth) as response:
                     content_md5 = response.headers.get("content-md5")
                     batch: list[bytes] = []
                     batched = 0
@@ -236,6 +243,15 @@ class ImageCache:
         self._verified[(st.st_ino, st.st_size, st.st_mtime_ns)] = (expected.algo,
                                                                    expected.value)
         LOG.info("cached image %s (%d bytes)", image_id, st.st_size)
+
+    @contextlib.asynccontextmanager
+    async def _open(self, image_id: str, auth: httpx.Auth) -> AsyncIterator[httpx.Response]:
+        try:
+            async with self.images.open_data(self.endpoint, image_id, auth) as response:
+                yield response
+        except StratusError as exc:
+            raise ImageCacheError(f"Downloading image {image_id} answered {exc.status}."
+                                  ) from exc
 
     @staticmethod
     def _touch(path: Path) -> None:
@@ -308,3 +324,29 @@ def _consume(data: bytes, handle: Any, digest: Any, md5: Any) -> None:
     handle.write(data)
     digest.update(data)
     md5.update(data)
+
+
+class HostImages:
+    """A host's cache (made on first use, once the image endpoint is known), fetched into
+    with the user's token and this host's refreshable service token."""
+
+    def __init__(self, directory: Path, service_auth: ServiceTokens,
+                 client: httpx.AsyncClient) -> None:
+        self.directory = directory
+        self.images = ImageClient(client, service_auth)
+        self._cache: ImageCache | None = None
+        self._lock = asyncio.Lock()
+
+    async def cache(self) -> ImageCache:
+        async with self._lock:
+            if self._cache is None:
+                endpoint = await self.images.endpoint()
+                self._cache = ImageCache(self.directory, endpoint, client=self.images.client)
+            return self._cache
+
+    async def local_image(self, ctx: RequestContext, image_id: str) -> CachedImage:
+        cache = await self.cache()
+        # The user's token only (not one they brought along): the host's own service
+        # token goes with it, refreshed on a 401.
+        auth = KeystoneAuth(user_token=ctx.auth_token, service=self.images.service_auth)
+        return await cache.fetch_as(image_id, auth)

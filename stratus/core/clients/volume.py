@@ -1,9 +1,13 @@
-"""Compute's client of the block storage service's attachments API (3.44), over REST.
+"""The client of the block storage service's volumes and attachments API (3.44).
 
-compute-api reserves and releases attachments; compute hosts connect and complete them.
-Each call carries the user's token (nobody attaches a volume they cannot see) and, where
-the caller has one, the service token. ``base`` is the project's block storage URL
-(``http://h/volume/v3/<project>``).
+compute-api reserves and releases attachments and makes root volumes; compute hosts connect
+and complete attachments. Each call carries the user's token (nobody attaches a volume they
+cannot see) and, where the caller has one, the service token. ``base`` is the project's
+block storage URL (``http://h/volume/v3/<project>``).
+
+Errors: ``NotFound`` and ``Conflict`` keep their type; any other refusal of the caller's
+request is ``BadRequest`` and a failure of the service ``ServiceUnavailable``, so that
+compute-api answers its own caller with a 400 or 503, never with block storage's 401 or 403.
 """
 
 from __future__ import annotations
@@ -15,44 +19,49 @@ from urllib.parse import quote
 
 import httpx
 
+from stratus.core.clients.base import ServiceClient, ServiceTokens
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
+from stratus.core.exceptions import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    StratusError,
+)
+from stratus.core.web.errors import ErrorStyle
 
 VERSION = "volume 3.44"
 #: Volume metadata naming the instance a root volume was made for, and whether it goes
-#: with the instance (boot from volume; see ``stratus.compute.api.boot_volumes``).
+#: with the instance (boot from volume, which compute-api sets up).
 BOOT_FOR = "stratus:boot_for"
 DELETE_ON_TERMINATION = "stratus:delete_on_termination"
 
 
-class VolumeClient:
-    def __init__(self, client: httpx.AsyncClient, *, service_token: str | None = None) -> None:
-        self.client = client
+class VolumeClient(ServiceClient):
+    service_type = "block-storage"
+    style = ErrorStyle.COMPUTE
+    service_name = "block storage service"
+
+    def __init__(self, client: httpx.AsyncClient | None = None,
+                 service_auth: ServiceTokens | None = None, *,
+                 service_token: str | None = None) -> None:
+        super().__init__(client, service_auth)
         self.service_token = service_token
 
     async def _call(self, ctx: RequestContext, base: str, method: str, path: str,
                     body: dict[str, Any] | None = None, *,
                     service_token: str | None = None) -> Any:
-        headers = {"X-Auth-Token": ctx.auth_token or service_token or "",
-                   "OpenStack-API-Version": VERSION}
-        token = service_token or ctx.service_token
-        if token:
-            headers["X-Service-Token"] = token
+        auth = self.auth(ctx, service_token=service_token or self.service_token)
         try:
-            response = await self.client.request(method, f"{base}{path}", json=body,
-                                                  headers=headers)
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The block storage service is unreachable.") from exc
-        if response.status_code >= 400:
-            message = _message(response)
-            if response.status_code == 404:
-                raise NotFound(message)
-            if response.status_code == 409:
-                raise Conflict(message)
-            if response.status_code < 500:
-                raise BadRequest(message)
+            response = await self.request(method, f"{base}{path}", json=body, auth=auth,
+                                          headers={"OpenStack-API-Version": VERSION})
+        except (NotFound, Conflict, ServiceUnavailable):
+            raise
+        except StratusError as exc:
+            if exc.status < 500:
+                raise BadRequest(exc.message) from exc
             raise ServiceUnavailable(f"The block storage service answered "
-                                     f"{response.status_code}.")
+                                     f"{exc.status}.") from exc
         return response.json() if response.content else None
 
     async def get_volume(self, ctx: RequestContext, base: str, volume_id: str, *,
@@ -160,11 +169,3 @@ class VolumeClient:
 #: Volume states a delete is accepted in (and that nothing else will move it out of).
 _SETTLED = ("available", "error", "error_restoring", "error_extending", "error_managing")
 
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        (inner,) = body.values()
-        return str(inner["message"])
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return f"The block storage service answered {response.status_code}."

@@ -3,6 +3,9 @@
 Each service owns a declarative base and a migration history; the history's version table
 is named after the service (``alembic_version_identity``) so several services can share
 one PostgreSQL database without sharing tables. SQLite databases run in WAL mode.
+
+``Database.transaction()`` yields the one transaction primitive, a ``Txn`` (``txn.py``:
+locks, after-commit actions, insert-ignore); ``paging.py`` pages a query in SQL.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+from stratus.core.db.txn import AfterCommit, Txn, open_transaction
 
 LOG = logging.getLogger(__name__)
 
@@ -85,6 +90,25 @@ class Database:
         """A session whose transaction commits on success and rolls back on error."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[Txn]:
+        """One transaction as a ``Txn``: committed on success, rolled back on error, then its
+        after-commit actions run. ``write=False`` (read only) takes no SQLite write lock;
+        see ``txn.py`` for the locking contract."""
+        writer = self._sqlite_writer_key() if write else None
+        async with open_transaction(self.sessionmaker, self.backend,
+                                    sqlite_writer=writer) as txn:
+            yield txn
+
+    def _sqlite_writer_key(self) -> str | None:
+        """What names this database's SQLite file process-wide (None on PostgreSQL)."""
+        if self.backend != "sqlite":
+            return None
+        database = self.url.database
+        if not database or database == ":memory:":
+            return f":memory:{id(self.engine)}"  # one engine, one private database
+        return str(Path(database).resolve())
 
     async def upgrade(self, script_location: str, version_table: str,
                       revision: str = "head", *, known_head: str | None = None) -> None:
@@ -170,3 +194,6 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
         await engine.dispose()
 
     asyncio.run(standalone())
+
+
+__all__ = ["AfterCommit", "Database", "Txn", "UTCDateTime", "run_migrations_online", "utcnow"]

@@ -28,45 +28,40 @@ class NetworkServerManager:
 
     async def report_state(self, ctx: RequestContext, state: AgentState) -> None:
         async with self.runtime.service() as svc:
-            await svc.report_state(state)
+            await svc.agents.report_state(state)
 
     async def get_active_networks(self, ctx: RequestContext, host: str) -> list[NetworkInfo]:
         async with self.runtime.service(write=False) as svc:
-            return await svc.active_networks()
+            return await svc.agent_sync.active_networks()
 
     async def get_network(self, ctx: RequestContext, network_id: str) -> NetworkInfo | None:
         async with self.runtime.service(write=False) as svc:
-            return await svc.network_info_by_id(network_id)
+            return await svc.agent_sync.network(network_id)
 
     async def ensure_dhcp_port(self, ctx: RequestContext, network_id: str,
                                host: str) -> PortInfo:
         async with self.runtime.service() as svc:
-            return await svc.ensure_dhcp_port(network_id, host)
+            return await svc.agent_sync.ensure_dhcp_port(network_id, host)
 
     async def release_dhcp_port(self, ctx: RequestContext, network_id: str,
                                 host: str) -> None:
         async with self.runtime.service() as svc:
-            await svc.release_dhcp_port(network_id, host)
+            await svc.agent_sync.release_dhcp_port(network_id, host)
 
     async def get_device_details(self, ctx: RequestContext, port_id: str,
                                  host: str) -> DeviceDetails | None:
-        from stratus.network.models import Port
-
         async with self.runtime.service(write=False) as svc:
-            port = await svc.session.get(Port, port_id)
-            if port is None:
-                return None
-            return await svc.device_details(port)
+            return await svc.agent_sync.device_details(port_id)
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         async with self.runtime.service(write=False) as svc:
-            return await svc.bound_ports(host)
+            return await svc.agent_sync.bound_ports(host)
 
     async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
         async with self.runtime.service() as svc:
-            if await svc.set_port_status(port_id, host, up=True) is None:
+            if await svc.agent_sync.set_port_status(port_id, host, up=True) is None:
                 LOG.info("device up for port %s, which no longer exists", port_id)
 
     async def update_device_down(self, ctx: RequestContext, port_id: str, host: str) -> None:
         async with self.runtime.service() as svc:
-            await svc.set_port_status(port_id, host, up=False)
+            await svc.agent_sync.set_port_status(port_id, host, up=False)

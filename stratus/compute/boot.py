@@ -1,0 +1,164 @@
+"""Boot: a ``BootRequest`` becomes ``building``/``scheduling`` instance rows and a cast to
+the scheduler.
+
+In order: the image (from the image service, with the caller's token), then, in one
+transaction under the project's quota lock, the flavor, the image's minimum sizes, the key
+pair, the server group, the metadata quota and the instance quota, and the rows (and the
+group membership). After the commit: root volumes over REST (an instance whose root volume
+cannot be made goes to ERROR), then one cast to the scheduler; when the scheduler cannot be
+reached the instances go to ERROR rather than stay in BUILD. The request itself (its shape for
+the microversion, the block device mappings) is checked at the API's edge.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from stratus.compute import server_metadata, volume_attach
+from stratus.compute.instances import NewInstance
+from stratus.compute.models import Instance
+from stratus.compute.objects import BuildRequest, FlavorInfo
+from stratus.compute.quotas import local_project_lock
+from stratus.compute.service import ComputeRuntime, ComputeService
+from stratus.compute.volume_attach import RootVolume
+from stratus.core.bus import MessagingError
+from stratus.core.context import RequestContext
+from stratus.core.exceptions import BadRequest, NotFound, StratusError
+
+
+@dataclass(frozen=True, kw_only=True)
+class BootRequest:
+    """What a caller asks to boot: ``count`` servers alike."""
+
+    name: str
+    #: The image to check and boot from; "" when booting from an existing volume.
+    image_id: str
+    root_volume: RootVolume | None = None
+    flavor_ref: str
+    count: int = 1
+    key_name: str | None = None
+    #: Base 64, as the caller sent it.
+    user_data: str | None = None
+    metadata: dict[str, str] | None = None
+    availability_zone: str | None = None
+    #: "auto", "none", a list of network requests, or None.
+    requested_networks: str | list[dict[str, Any]] | None = None
+    security_groups: tuple[str, ...] = ("default",)
+    description: str | None = None
+    access_ip_v4: str | None = None
+    access_ip_v6: str | None = None
+    config_drive: bool = False
+    tags: tuple[str, ...] = ()
+    group_uuid: str | None = None
+
+
+def _user_data(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("User data needs to be valid base 64.") from exc
+    return value
+
+
+def _image_properties(image: dict[str, Any]) -> dict[str, str]:
+    """The image properties the scheduler's filters read."""
+    return {k: str(v) for k, v in image.items()
+            if k.startswith(("hw_", "img_")) or k in ("architecture", "hypervisor_type")}
+
+
+async def boot(rt: ComputeRuntime, context: RequestContext,
+               req: BootRequest) -> list[Instance]:
+    """Create the instances and cast their build to the scheduler; the first is the one
+    the API answers with."""
+    project_id = context.project_id
+    assert project_id is not None and context.user_id is not None
+    # Booting from an existing volume names no image to check.
+    image = await rt.clients.images.get(context, req.image_id) if req.image_id else {}
+    # The whole transaction under the project's quota lock (see stratus.compute.quotas).
+    async with local_project_lock(project_id), rt.service() as svc:
+        instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
+    build = BuildRequest(
+        instance_uuids=[i.uuid for i in instances], project_id=project_id,
+        flavor=flavor_info, availability_zone=req.availability_zone,
+        group_uuid=req.group_uuid,
+        image_properties=_image_properties(image))
+    to_build = list(instances)
+    if req.root_volume is not None:
+        to_build = await _root_volumes(rt, context, instances, req.root_volume)
+        build = build.model_copy(update={"instance_uuids": [i.uuid for i in to_build]})
+    try:
+        if to_build:
+            await rt.clients.scheduler.schedule_and_build(context, build)
+    except MessagingError as exc:
+        async with rt.service() as svc:  # never leave a boot stuck in BUILD
+            for instance in to_build:
+                await svc.instances.set_error(instance.uuid, code=503,
+                                              message=f"The scheduler is unreachable: {exc}")
+    return instances
+
+
+async def _create_rows(svc: ComputeService, context: RequestContext, project_id: str,
+                       req: BootRequest,
+                       image: dict[str, Any]) -> tuple[list[Instance], FlavorInfo]:
+    """The checks that need the database, and the rows; within the quota lock."""
+    assert context.user_id is not None
+    await svc.quotas.lock_project(project_id)
+    try:
+        flavor = await svc.flavors.get(req.flavor_ref, project_id=project_id,
+                                       admin=context.is_admin)
+    except NotFound as exc:
+        raise BadRequest(f"Flavor {req.flavor_ref} could not be found.") from exc
+    if (image.get("min_ram") or 0) > flavor.ram:
+        raise BadRequest("Flavor's memory is too small for requested image.")
+    if (image.get("min_disk") or 0) > flavor.disk and flavor.disk:
+        raise BadRequest("Flavor's disk is too small for requested image.")
+    key_data = None
+    if req.key_name is not None:
+        try:
+            key_data = (await svc.keypairs.get(context.user_id, req.key_name)).public_key
+        except NotFound as exc:
+            raise BadRequest("Invalid key_name provided.") from exc
+    group = None
+    if req.group_uuid is not None:
+        try:
+            group = await svc.server_groups.get(req.group_uuid, project_id=project_id)
+        except NotFound as exc:
+            raise BadRequest(f"Invalid server group {req.group_uuid}.") from exc
+    if req.metadata:
+        server_metadata.validate(req.metadata)
+        await server_metadata.check_quota(svc, project_id, len(req.metadata))
+    await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram)
+    instances = await svc.instances.create(context, NewInstance(
+        name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,
+        key_name=req.key_name, key_data=key_data, user_data=_user_data(req.user_data),
+        metadata=req.metadata, availability_zone=req.availability_zone,
+        requested_networks=req.requested_networks, security_groups=req.security_groups,
+        description=req.description, access_ip_v4=req.access_ip_v4,
+        access_ip_v6=req.access_ip_v6, config_drive="True" if req.config_drive else "",
+        tags=req.tags), count=req.count)
+    if group is not None:
+        await svc.server_groups.add_members(group, [i.uuid for i in instances])
+    return instances, svc.instances.record(instances[0]).flavor
+
+
+async def _root_volumes(rt: ComputeRuntime, context: RequestContext,
+                        instances: list[Instance], root: RootVolume) -> list[Instance]:
+    """Ask for each instance's root volume; the instances that got one (the others go to
+    ERROR: without a root volume a server cannot be built)."""
+    ready = []
+    for instance in instances:
+        try:
+            await volume_attach.create_root_volume(rt.clients.volumes, context,
+                                                   instance.uuid, root)
+        except StratusError as exc:
+            async with rt.service() as svc:
+                await svc.instances.set_error(instance.uuid, code=exc.status,
+                                              message=f"Root volume: {exc.message}")
+        else:
+            ready.append(instance)
+    return ready

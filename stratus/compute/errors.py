@@ -1,0 +1,42 @@
+"""Compute's error types, in one place.
+
+The ``StratusError`` ones reach clients with their status (``QuotaExceeded`` 403,
+``UnexpectedTaskState`` 409); the others are control flow between the scheduler, the
+conductor and placement, and never leave the process.
+"""
+
+from __future__ import annotations
+
+from stratus.core.exceptions import Conflict, Forbidden
+
+
+class QuotaExceeded(Forbidden):
+    """A project (or server, or server group) would go over one of its quotas."""
+
+
+class UnexpectedTaskState(Conflict):
+    """The instance is not in the task state the caller expected."""
+
+
+class ClaimConflict(Exception):
+    """The provider changed between reading it and claiming on it: read again and retry."""
+
+
+class InsufficientResources(Exception):
+    """The provider cannot hold the request."""
+
+
+class NoValidHost(Exception):
+    """No host can take the request; the message says which filter removed how many."""
+
+
+class InstanceGone(Exception):
+    """The instance was deleted (or left ``scheduling``) before it could be placed."""
+
+
+class AlreadyPlaced(Exception):
+    """A redelivered request: the instance was placed (and claimed for) already."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.host = host

@@ -1,0 +1,185 @@
+"""Compute hosts: their service records, whether they are up, and their hypervisors.
+
+This is the one place that decides whether a host is up: a ``nova-compute`` service is
+up when it is not forced down and its last heartbeat is at most ``service_down_time``
+seconds old (``settings.compute.service_down_time``; ``DEFAULT_DOWN_TIME`` is that
+setting's default, for callers built without settings). The scheduler, the conductor's
+watchdog, ``/os-services``, ``/os-hypervisors``, the availability zones and a server's
+``host_status`` all ask here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuidlib
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stratus.compute.models import Allocation, ComputeServiceRecord, Inventory, ResourceProvider
+from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
+from stratus.core.config import ComputeSettings
+from stratus.core.db import utcnow
+from stratus.core.exceptions import BadRequest, NotFound
+
+COMPUTE_BINARY = "nova-compute"
+#: The zone of services that are not compute hosts (shown only in the zones' detail).
+INTERNAL_ZONE = "internal"
+DEFAULT_DOWN_TIME: float = ComputeSettings.model_fields["service_down_time"].default
+
+__all__ = ["COMPUTE_BINARY", "DEFAULT_DOWN_TIME", "INTERNAL_ZONE", "ComputeServiceRecord",
+           "Hosts", "Hypervisor", "is_up", "zone_of", "zone_states"]
+
+
+def is_up(last_seen: dt.datetime | None, forced_down: bool, down_after: float,
+          now: dt.datetime | None = None) -> bool:
+    if forced_down or last_seen is None:
+        return False
+    return ((now or utcnow()) - last_seen).total_seconds() <= down_after
+
+
+def zone_of(service: ComputeServiceRecord) -> str:
+    return service.zone if service.binary == COMPUTE_BINARY else INTERNAL_ZONE
+
+
+def zone_states(services: list[ComputeServiceRecord]) -> dict[str, bool]:
+    """Zone name → available, over compute services only (the internal zone excluded).
+
+    A zone is available when at least one enabled compute service is in it."""
+    zones: dict[str, bool] = {}
+    for s in services:
+        if s.binary == COMPUTE_BINARY:
+            zones[s.zone] = zones.get(s.zone, False) or not s.disabled
+    return zones
+
+
+@dataclass(frozen=True)
+class Hypervisor:
+    """A resource provider as ``/os-hypervisors`` shows it: capacity, use, its service."""
+
+    provider: ResourceProvider
+    #: 1-based position by name: the id before microversion 2.53.
+    index: int
+    service: ComputeServiceRecord | None
+    up: bool
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    vcpus_used: int
+    memory_mb_used: int
+    local_gb_used: int
+    running_vms: int
+
+
+class Hosts:
+    """Compute service records and hypervisors within one transaction."""
+
+    def __init__(self, session: AsyncSession, down_after: float = DEFAULT_DOWN_TIME) -> None:
+        self.session = session
+        self.down_after = down_after
+
+    def is_up(self, service: ComputeServiceRecord, now: dt.datetime | None = None) -> bool:
+        return is_up(service.last_seen_up, service.forced_down, self.down_after, now)
+
+    async def services(self, *, host: str | None = None,
+                       binary: str | None = None) -> list[ComputeServiceRecord]:
+        query = select(ComputeServiceRecord).order_by(ComputeServiceRecord.id)
+        if host:
+            query = query.where(ComputeServiceRecord.host == host)
+        if binary:
+            query = query.where(ComputeServiceRecord.binary == binary)
+        return list(await self.session.scalars(query))
+
+    async def services_by_host(self) -> list[ComputeServiceRecord]:
+        """Every service, by host then binary (the availability zones' order)."""
+        return list(await self.session.scalars(select(ComputeServiceRecord).order_by(
+            ComputeServiceRecord.host, ComputeServiceRecord.binary)))
+
+    async def compute_services(self, hosts: list[str] | None = None,
+                               ) -> dict[str, ComputeServiceRecord]:
+        """The compute services (of ``hosts``, or all), by host."""
+        query = select(ComputeServiceRecord).where(
+            ComputeServiceRecord.binary == COMPUTE_BINARY)
+        if hosts is not None:
+            query = query.where(ComputeServiceRecord.host.in_(hosts))
+        return {s.host: s for s in await self.session.scalars(query)}
+
+    async def up_states(self, hosts: set[str] | list[str]) -> dict[str, bool]:
+        """Host → up, for those of ``hosts`` that have a compute service."""
+        if not hosts:
+            return {}
+        now = utcnow()
+        return {host: self.is_up(s, now)
+                for host, s in (await self.compute_services(list(hosts))).items()}
+
+    async def down_hosts(self) -> list[str]:
+        now = utcnow()
+        return [host for host, s in (await self.compute_services()).items()
+                if not self.is_up(s, now)]
+
+    async def update_service(self, service_uuid: str, *, status: str | None,
+                             disabled_reason: str | None,
+                             forced_down: bool | None) -> ComputeServiceRecord:
+        """Enable or disable a service (with a reason), or force it down."""
+        service = await self.session.scalar(select(ComputeServiceRecord).where(
+            ComputeServiceRecord.uuid == service_uuid))
+        if service is None:
+            raise NotFound(f"Service {service_uuid} could not be found.")
+        if status is not None:
+            if status not in ("enabled", "disabled"):
+                raise BadRequest("status must be 'enabled' or 'disabled'.")
+            service.disabled = status == "disabled"
+            service.disabled_reason = disabled_reason if service.disabled else None
+        elif disabled_reason is not None:
+            raise BadRequest("disabled_reason needs status 'disabled'.")
+        if forced_down is not None:
+            service.forced_down = forced_down
+        await self.session.flush()
+        return service
+
+    async def heartbeat(self, host: str, zone: str) -> ComputeServiceRecord:
+        """Record a compute host's report: its service row, created on the first one."""
+        service = await self.session.scalar(select(ComputeServiceRecord).where(
+            ComputeServiceRecord.host == host, ComputeServiceRecord.binary == COMPUTE_BINARY))
+        now = utcnow()
+        if service is None:
+            service = ComputeServiceRecord(uuid=str(uuidlib.uuid4()), host=host,
+                                           binary=COMPUTE_BINARY, topic=f"compute.{host}",
+                                           zone=zone, report_count=0)
+            self.session.add(service)
+        service.last_seen_up = now
+        service.updated_at = now
+        service.report_count = (service.report_count or 0) + 1
+        return service
+
+    async def hypervisors(self) -> list[Hypervisor]:
+        """Every resource provider by name, with its inventory, use and service."""
+        providers = list(await self.session.scalars(
+            select(ResourceProvider).order_by(ResourceProvider.name)))
+        inventories: dict[str, dict[str, int]] = {}
+        for row in await self.session.scalars(select(Inventory)):
+            inventories.setdefault(row.provider_uuid, {})[row.resource_class] = row.total
+        used: dict[str, dict[str, int]] = {}
+        running: dict[str, int] = {}
+        for provider, rc, amount, consumers in (await self.session.execute(
+                select(Allocation.provider_uuid, Allocation.resource_class,
+                       func.sum(Allocation.used),
+                       func.count(Allocation.consumer_uuid.distinct()))
+                .group_by(Allocation.provider_uuid, Allocation.resource_class))).all():
+            used.setdefault(provider, {})[rc] = int(amount or 0)
+            running[provider] = max(running.get(provider, 0), int(consumers))
+        services = {s.host: s for s in await self.session.scalars(select(ComputeServiceRecord))}
+        now = utcnow()
+        result = []
+        for index, p in enumerate(providers, start=1):
+            total, use, service = inventories.get(p.uuid, {}), used.get(p.uuid, {}), \
+                services.get(p.name)
+            result.append(Hypervisor(
+                provider=p, index=index, service=service,
+                up=service is not None and self.is_up(service, now),
+                vcpus=total.get(VCPU, 0), memory_mb=total.get(MEMORY_MB, 0),
+                local_gb=total.get(DISK_GB, 0), vcpus_used=use.get(VCPU, 0),
+                memory_mb_used=use.get(MEMORY_MB, 0), local_gb_used=use.get(DISK_GB, 0),
+                running_vms=running.get(p.uuid, 0)))
+        return result

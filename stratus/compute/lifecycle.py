@@ -1,0 +1,187 @@
+"""A server's life after boot: delete, and the server actions (``POST /servers/{id}/action``).
+
+Delete: a server on a live host is marked ``deleting`` and the host is told to terminate
+it; one never placed, or on a host that is down, is deleted here and its resources given
+back (its volumes after the answer: ``Deleted.release``).
+
+Actions: ``ACTIONS`` maps the action name of the body to its handler. A handler loads the
+server, authorizes, checks its state, records the action, and casts (or calls) the server's
+host; it returns the answer's body (``None``: 202 with no body). A new action is one
+function and one line in the table; an unknown action is a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratus.compute import states, volume_attach
+from stratus.compute.models import Instance
+from stratus.compute.scheduler.placement import Placement
+from stratus.compute.servers import Servers
+from stratus.compute.service import ComputeRuntime, ComputeService
+from stratus.core.context import RequestContext
+from stratus.core.exceptions import BadRequest, Conflict
+
+#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
+Authorize = Callable[[str, dict[str, Any]], object]
+
+
+def target(instance: Instance) -> dict[str, Any]:
+    """The policy target of a server."""
+    return {"project_id": instance.project_id, "user_id": instance.user_id}
+
+
+async def visible(svc: ComputeService, context: RequestContext, server_id: str) -> Instance:
+    """The server, if the caller's project owns it (admins see every project's)."""
+    return await svc.instances.get(server_id,
+                                   project_id=None if context.is_admin else context.project_id)
+
+
+# Delete -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Deleted:
+    """What is left to do after a delete's answer: release the volumes of a server deleted
+    without a host (None when its host does that)."""
+
+    release: Callable[[], Awaitable[None]] | None = None
+
+
+async def delete(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                 authorize: Authorize) -> Deleted:
+    async with rt.service() as svc:
+        instance = await visible(svc, context, server_id)
+        authorize("os_compute_api:servers:delete", target(instance))
+        if instance.task_state == states.DELETING:
+            return Deleted()
+        await svc.instances.start_action(context, instance.uuid, "delete")
+        host = instance.host
+        local = host is None or not (await Servers(svc.session, svc.instances)
+                                     .hosts_up({host})).get(host, False)
+        if local:
+            # Never placed, or its host is down: delete here, give the resources back.
+            await Placement(svc.session).free(instance.uuid)
+            await svc.instances.soft_delete(instance.uuid)
+            await svc.instances.finish_action(instance.uuid, context.request_id)
+        else:
+            instance.task_state = states.DELETING
+    uuid = instance.uuid
+    if local:
+        # No host will release its volumes: a root volume made for it (perhaps still
+        # being made) or attachments left by a dead host. After the answer, not before.
+        async def release() -> None:
+            await volume_attach.release_volumes(rt.clients.volumes, context, uuid)
+        return Deleted(release)
+    assert host is not None
+    await rt.clients.agents.terminate_instance(context, host, uuid)
+    return Deleted()
+
+
+# Actions ------------------------------------------------------------------------------------
+
+#: An action's handler: (runtime, caller, server id, the action's arguments, authorize) →
+#: the answer's body, or None for a 202 with no body.
+ActionHandler = Callable[[ComputeRuntime, RequestContext, str, Any, Authorize],
+                         Awaitable[dict[str, Any] | None]]
+
+
+class RebootArgs(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+    type: str = Field(default="SOFT", pattern="^(SOFT|HARD|soft|hard)$")
+
+
+class ConsoleOutputArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    length: int | str | None = None
+
+
+def _require(instance: Instance, vm_states: tuple[str, ...], action: str) -> None:
+    if instance.vm_state not in vm_states or instance.task_state is not None:
+        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
+                       f"{instance.vm_state} and task_state {instance.task_state}.")
+
+
+async def _begin(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                 authorize: Authorize, name: str, allowed: tuple[str, ...],
+                 task: str) -> tuple[str, str]:
+    """Authorize ``name``, check the state, set the task state and record the action;
+    the server's (uuid, host)."""
+    async with rt.service() as svc:
+        instance = await visible(svc, context, server_id)
+        authorize(f"os_compute_api:servers:{name}", target(instance))
+        _require(instance, allowed, name)
+        if instance.host is None:
+            raise Conflict(f"Instance {instance.uuid} has no host.")
+        instance.task_state = task
+        await svc.instances.start_action(context, instance.uuid, name)
+        return instance.uuid, instance.host
+
+
+async def stop(rt: ComputeRuntime, context: RequestContext, server_id: str, args: Any,
+               authorize: Authorize) -> None:
+    uuid, host = await _begin(rt, context, server_id, authorize, "stop",
+                              (states.ACTIVE, states.ERROR), states.POWERING_OFF)
+    await rt.clients.agents.stop_instance(context, host, uuid)
+
+
+async def start(rt: ComputeRuntime, context: RequestContext, server_id: str, args: Any,
+                authorize: Authorize) -> None:
+    uuid, host = await _begin(rt, context, server_id, authorize, "start",
+                              (states.STOPPED,), states.POWERING_ON)
+    await rt.clients.agents.start_instance(context, host, uuid)
+
+
+async def reboot(rt: ComputeRuntime, context: RequestContext, server_id: str, args: Any,
+                 authorize: Authorize) -> None:
+    hard = RebootArgs.model_validate(args or {}).type.upper() == "HARD"
+    allowed = ((states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED, states.ERROR)
+               if hard else (states.ACTIVE,))
+    uuid, host = await _begin(rt, context, server_id, authorize, "reboot", allowed,
+                              states.REBOOTING_HARD if hard else states.REBOOTING)
+    await rt.clients.agents.reboot_instance(context, host, uuid, hard=hard)
+
+
+async def console_output(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                         args: Any, authorize: Authorize) -> dict[str, Any]:
+    requested = ConsoleOutputArgs.model_validate(args or {})
+    length = None
+    if requested.length not in (None, ""):
+        try:
+            length = int(requested.length)
+        except ValueError as exc:
+            raise BadRequest("length must be an integer") from exc
+    async with rt.service() as svc:
+        instance = await visible(svc, context, server_id)
+        authorize("os_compute_api:os-console-output", target(instance))
+        if instance.host is None or instance.vm_state == states.BUILDING:
+            raise Conflict("The server has no console yet.")
+        uuid, host = instance.uuid, instance.host
+    output = await rt.clients.agents.get_console_output(context, host, uuid, length)
+    return {"output": output}
+
+
+#: Action name (the body's one key) → its handler.
+ACTIONS: dict[str, ActionHandler] = {
+    "os-stop": stop,
+    "os-start": start,
+    "reboot": reboot,
+    "os-getConsoleOutput": console_output,
+}
+
+
+async def run_action(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                     body: dict[str, Any], authorize: Authorize) -> dict[str, Any] | None:
+    """Run the one action ``body`` names; its answer's body (None: 202 with no body)."""
+    if len(body) != 1:
+        raise BadRequest("An action body holds exactly one action.")
+    ((action, args),) = body.items()
+    handler = ACTIONS.get(action)
+    if handler is None:
+        raise BadRequest(f"Unknown action {action!r}.")
+    return await handler(rt, context, server_id, args, authorize)

@@ -1,0 +1,150 @@
+"""Resource providers, their inventories and the allocations held against them.
+
+A claim is optimistic: read the provider's generation and usage, check capacity, write the
+allocations, then bump the generation only if nobody else did meanwhile. A claim that lost
+the race raises ``ClaimConflict`` and its transaction is rolled back, so several schedulers
+claiming at once can never over-commit a provider.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stratus.compute.errors import ClaimConflict, InsufficientResources
+from stratus.compute.models import Allocation, Inventory, ResourceProvider
+from stratus.core.db import utcnow
+
+__all__ = ["DISK_GB", "MEMORY_MB", "RESOURCE_CLASSES", "VCPU", "ClaimConflict",
+           "InsufficientResources", "InventorySpec", "Placement", "capacity_of",
+           "provider_uuid"]
+
+VCPU, MEMORY_MB, DISK_GB = "VCPU", "MEMORY_MB", "DISK_GB"
+RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
+
+
+@dataclass(frozen=True)
+class InventorySpec:
+    total: int
+    reserved: int = 0
+    allocation_ratio: float = 1.0
+    max_unit: int | None = None
+
+    @property
+    def capacity(self) -> float:
+        return (self.total - self.reserved) * self.allocation_ratio
+
+
+def provider_uuid(host: str) -> str:
+    """A host's resource provider id: stable, so restarts and several conductors agree."""
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"stratus:compute-node:{host}"))
+
+
+def capacity_of(row: Inventory) -> float:
+    return (row.total - row.reserved) * row.allocation_ratio
+
+
+class Placement:
+    """Placement operations within the caller's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ensure_provider(self, uuid: str, name: str,
+                              inventories: Mapping[str, InventorySpec], *,
+                              hypervisor_type: str = "fake", cpu_arch: str = "x86_64",
+                              aggregate_metadata: Mapping[str, str] | None = None) -> None:
+        """Create or update a provider and replace its inventories (a host's report)."""
+        provider = await self.session.get(ResourceProvider, uuid)
+        if provider is None:
+            provider = ResourceProvider(uuid=uuid, name=name, generation=0)
+            self.session.add(provider)
+        provider.hypervisor_type = hypervisor_type
+        provider.cpu_arch = cpu_arch
+        provider.aggregate_metadata = dict(aggregate_metadata or {})
+        provider.updated_at = utcnow()
+        await self.session.flush()
+        existing = {row.resource_class: row for row in await self.session.scalars(
+            select(Inventory).where(Inventory.provider_uuid == uuid))}
+        for rc, spec in inventories.items():
+            row = existing.pop(rc, None) or Inventory(provider_uuid=uuid, resource_class=rc)
+            row.total, row.reserved = spec.total, spec.reserved
+            row.allocation_ratio = spec.allocation_ratio
+            row.max_unit = spec.max_unit if spec.max_unit is not None else spec.total
+            self.session.add(row)
+        for row in existing.values():
+            await self.session.delete(row)
+        await self.session.flush()
+
+    async def usage(self, provider_uuid: str) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(Allocation.resource_class, func.sum(Allocation.used))
+            .where(Allocation.provider_uuid == provider_uuid)
+            .group_by(Allocation.resource_class))
+        return {rc: int(used or 0) for rc, used in rows.all()}
+
+    async def claim(self, consumer_uuid: str, provider_uuid: str,
+                    resources: Mapping[str, int]) -> None:
+        """Allocate ``resources`` on the provider for the consumer, atomically.
+
+        Raises ``InsufficientResources`` when they do not fit and ``ClaimConflict`` when
+        the provider changed concurrently (the caller retries in a new transaction).
+        """
+        provider = await self.session.get(ResourceProvider, provider_uuid)
+        if provider is None:
+            raise InsufficientResources(f"resource provider {provider_uuid} is gone")
+        generation = provider.generation
+        inventories = {row.resource_class: row for row in await self.session.scalars(
+            select(Inventory).where(Inventory.provider_uuid == provider_uuid))}
+        used = await self.usage(provider_uuid)
+        for rc, amount in resources.items():
+            if amount <= 0:
+                continue
+            inventory = inventories.get(rc)
+            if inventory is None:
+                raise InsufficientResources(f"{provider.name} has no {rc} inventory")
+            if amount > inventory.max_unit:
+                raise InsufficientResources(f"{provider.name}: {rc} {amount} is over the "
+                                            f"largest unit {inventory.max_unit}")
+            if used.get(rc, 0) + amount > capacity_of(inventory):
+                raise InsufficientResources(f"{provider.name}: not enough {rc}")
+        for rc, amount in resources.items():
+            if amount > 0:
+                self.session.add(Allocation(consumer_uuid=consumer_uuid,
+                                            provider_uuid=provider_uuid,
+                                            resource_class=rc, used=amount))
+        bumped = await self.session.execute(
+            update(ResourceProvider)
+            .where(ResourceProvider.uuid == provider_uuid,
+                   ResourceProvider.generation == generation)
+            .values(generation=generation + 1)
+            .execution_options(synchronize_session=False))
+        if bumped.rowcount != 1:  # type: ignore[attr-defined]
+            raise ClaimConflict(f"{provider.name} changed while claiming")
+        await self.session.flush()
+
+    async def free(self, consumer_uuid: str) -> list[str]:
+        """Drop every allocation of the consumer; returns the providers it held resources on."""
+        providers = list(await self.session.scalars(
+            select(Allocation.provider_uuid).where(Allocation.consumer_uuid == consumer_uuid)
+            .distinct()))
+        if providers:
+            await self.session.execute(
+                delete(Allocation).where(Allocation.consumer_uuid == consumer_uuid))
+            await self.session.execute(
+                update(ResourceProvider).where(ResourceProvider.uuid.in_(providers))
+                .values(generation=ResourceProvider.generation + 1)
+                .execution_options(synchronize_session=False))
+        return providers
+
+    async def allocations_of(self, consumer_uuid: str) -> dict[str, dict[str, int]]:
+        rows = await self.session.scalars(
+            select(Allocation).where(Allocation.consumer_uuid == consumer_uuid))
+        result: dict[str, dict[str, int]] = {}
+        for row in rows:
+            result.setdefault(row.provider_uuid, {})[row.resource_class] = row.used
+        return result

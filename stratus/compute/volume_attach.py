@@ -1,0 +1,226 @@
+"""Volumes on servers: root volumes made at boot, and attach/detach of block storage volumes.
+
+The volume service holds the attachments and the root volumes' ties to their servers
+(compute keeps no table of its own for them); every call carries the user's token.
+
+Boot from volume (``block_device_mapping_v2`` boot index 0, ``RootVolume``): compute-api asks
+the block storage service for the root volume (from an image, of ``size`` GiB) as soon as the
+instance exists, tagging it with the instance's id (volume metadata ``stratus:boot_for`` and
+``stratus:delete_on_termination``), or tags the existing volume it boots from. The compute
+host finds it there, waits for it to be ``available`` and attaches it as ``/dev/vda``
+(``stratus.compute.agent.volumes``); deleting the server releases it and, if asked, deletes
+it. A server deleted where no host can do it (never placed, or its host is down) has its
+volumes released by compute-api itself (``release_volumes``).
+
+Attach reserves an attachment with the user's token, then asks the server's host (a bus
+call) to connect, attach and complete it; if the host fails or does not answer, the
+reservation is deleted again, so the volume is ``available`` and never left ``attaching``.
+Detach asks the host to detach and delete the attachment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stratus.compute import states
+from stratus.compute.service import ComputeRuntime
+from stratus.core.bus import MessagingError, RemoteError
+from stratus.core.clients.base import endpoint
+from stratus.core.clients.volume import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
+from stratus.core.context import RequestContext
+from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds a server view waits for the volume service's attachments before showing none.
+VIEW_TIMEOUT = 5.0
+
+#: ``authorize(rule, target)``: raises when the caller may not (the API's ``Authorizer``).
+Authorize = Callable[[str, dict[str, Any]], object]
+
+
+@dataclass(frozen=True)
+class RootVolume:
+    """A server's root volume: an existing volume, or one to make from an image."""
+
+    source_id: str
+    from_image: bool
+    size: int = 1
+    delete_on_termination: bool = False
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A volume attached to a server, as the volume service has it."""
+
+    server_id: str
+    volume_id: str
+    attachment_id: str
+    device: str | None
+
+
+# Root volumes -------------------------------------------------------------------------------
+
+async def create_root_volume(volumes: VolumeClient, context: RequestContext,
+                             instance_uuid: str, root: RootVolume) -> dict[str, Any]:
+    """Ask the volume service for the instance's root volume (it is made asynchronously;
+    the compute host waits for it), or tag the existing one it boots from."""
+    base = endpoint(context, "block-storage")
+    tags = {BOOT_FOR: instance_uuid,
+            DELETE_ON_TERMINATION: "true" if root.delete_on_termination else "false"}
+    if not root.from_image:
+        existing = await volumes.get_volume(context, base, root.source_id)
+        if existing["status"] != "available":
+            raise BadRequest(f"Volume {root.source_id} is {existing['status']}, not available.")
+        await volumes._call(context, base, "POST", f"/volumes/{root.source_id}/metadata",
+                            {"metadata": tags})
+        return existing
+    body = await volumes._call(context, base, "POST", "/volumes", {"volume": {
+        "size": root.size, "imageRef": root.source_id, "name": None, "metadata": tags}})
+    volume: dict[str, Any] = body["volume"]
+    return volume
+
+
+def _block_storage(context: RequestContext) -> str | None:
+    try:
+        return endpoint(context, "block-storage")
+    except StratusError:
+        return None  # a cloud without block storage: nothing to release
+
+
+async def release_volumes(volumes: VolumeClient, context: RequestContext,
+                          instance_uuid: str) -> None:
+    """Release the volumes of a server deleted without a host: its attachments go, its
+    root volume goes if it was to be deleted with it. Logs, never raises (the server is
+    already deleted; the volumes stay visible to their owner)."""
+    base = _block_storage(context)
+    if base is None:
+        return
+    try:
+        await volumes.release_instance(context, base, instance_uuid)
+    except Exception:
+        LOG.exception("could not release the volumes of deleted server %s", instance_uuid)
+
+
+# Attachments --------------------------------------------------------------------------------
+
+async def _server(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                  authorize: Authorize, rule: str) -> tuple[str, str | None, str]:
+    async with rt.service() as svc:
+        instance = await svc.instances.get(
+            server_id, project_id=None if context.is_admin else context.project_id)
+        authorize(rule, {"project_id": instance.project_id, "user_id": instance.user_id})
+        return instance.uuid, instance.host, instance.vm_state
+
+
+async def _attachments(volumes: VolumeClient, context: RequestContext, base: str,
+                       server_id: str) -> list[Attached]:
+    found = []
+    for attachment in await volumes.attachments_of(context, base, server_id):
+        volume = await volumes.get_volume(context, base, attachment["volume_id"])
+        device = next((a.get("device") for a in volume.get("attachments") or []
+                       if a.get("attachment_id") == attachment["id"]), None)
+        found.append(Attached(server_id, attachment["volume_id"], attachment["id"], device))
+    return found
+
+
+async def attachments(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                      authorize: Authorize, rule: str) -> list[Attached]:
+    """The volumes attached to the server the caller may see (``rule`` authorizes)."""
+    uuid, _, _ = await _server(rt, context, server_id, authorize, rule)
+    base = endpoint(context, "block-storage")
+    return await _attachments(rt.clients.volumes, context, base, uuid)
+
+
+async def attachment(rt: ComputeRuntime, context: RequestContext, server_id: str,
+                     volume_id: str, authorize: Authorize, rule: str) -> Attached:
+    for found in await attachments(rt, context, server_id, authorize, rule):
+        if found.volume_id == volume_id:
+            return found
+    raise NotFound(f"Volume {volume_id} is not attached to {server_id}.")
+
+
+async def attach(rt: ComputeRuntime, context: RequestContext, server_id: str, volume_id: str,
+                 device: str | None, authorize: Authorize) -> Attached:
+    """Attach the volume at ``device`` (the first free ``/dev/vdX`` if None)."""
+    uuid, host, vm_state = await _server(rt, context, server_id, authorize,
+                                         "os_compute_api:os-volumes-attachments:create")
+    if vm_state not in (states.ACTIVE, states.STOPPED) or host is None:
+        raise Conflict(f"Cannot 'attach_volume' instance {uuid} while it is in vm_state "
+                       f"{vm_state}")
+    base = endpoint(context, "block-storage")
+    client = rt.clients.volumes
+    try:
+        await client.get_volume(context, base, volume_id)
+    except NotFound as exc:
+        raise NotFound(f"Volume {volume_id} could not be found.") from exc
+    used = {a.device for a in await _attachments(client, context, base, uuid)}
+    requested = device
+    device = requested or next((f"/dev/vd{c}" for c in string.ascii_lowercase[1:]
+                                if f"/dev/vd{c}" not in used), None)
+    if device is None or device in used or not device.startswith("/dev/"):
+        raise BadRequest(f"The supplied device path ({requested}) is invalid or in use.")
+    reserved = await client.create_attachment(context, base, volume_id, uuid)
+    try:
+        await rt.clients.agents.attach_volume(
+            context, host, uuid, reserved["id"], device,
+            wait_for=float(rt.settings.compute.volume_attach_timeout))
+    except Exception as exc:
+        # Give the reservation back whatever happened on (or to) the host.
+        await client.delete_attachment(context, base, reserved["id"])
+        if isinstance(exc, RemoteError):
+            raise BadRequest(f"The volume could not be attached: {exc.message}") from exc
+        if isinstance(exc, MessagingError):
+            raise Conflict(f"The server's host {host} did not attach the volume: "
+                           f"{type(exc).__name__}.") from exc
+        raise
+    return Attached(uuid, volume_id, reserved["id"], device)
+
+
+async def detach(rt: ComputeRuntime, context: RequestContext, server_id: str, volume_id: str,
+                 authorize: Authorize) -> None:
+    uuid, host, _ = await _server(rt, context, server_id, authorize,
+                                  "os_compute_api:os-volumes-attachments:delete")
+    base = endpoint(context, "block-storage")
+    found = [a for a in await _attachments(rt.clients.volumes, context, base, uuid)
+             if a.volume_id == volume_id]
+    if not found:
+        raise NotFound(f"Volume {volume_id} is not attached to {server_id}.")
+    gone = found[0]
+    if host is None:
+        await rt.clients.volumes.delete_attachment(context, base, gone.attachment_id)
+        return
+    try:
+        await rt.clients.agents.detach_volume(
+            context, host, uuid, gone.attachment_id, gone.device or "",
+            wait_for=float(rt.settings.compute.volume_attach_timeout))
+    except RemoteError as exc:
+        raise BadRequest(f"The volume could not be detached: {exc.message}") from exc
+    except MessagingError as exc:
+        raise Conflict(f"The server's host {host} did not detach the volume: "
+                       f"{type(exc).__name__}.") from exc
+
+
+async def volumes_attached(volumes: VolumeClient,
+                           context: RequestContext) -> dict[str, list[str]]:
+    """Server id → ids of its attached volumes, from one request to the volume service.
+    Empty without a reachable block storage service: a server shows without its volumes
+    rather than failing."""
+    try:
+        base = endpoint(context, "block-storage")
+        # Bounded: a block storage service that hangs must not hold up server views.
+        async with asyncio.timeout(VIEW_TIMEOUT):
+            body = await volumes._call(context, base, "GET", "/attachments")
+    except Exception as exc:  # the server view must not fail for want of volume details
+        LOG.debug("volumes_attached left empty: %s", exc)
+        return {}
+    attached: dict[str, list[str]] = {}
+    for item in body.get("attachments") or []:
+        if item.get("status") == "attached" and item.get("instance"):
+            attached.setdefault(item["instance"], []).append(item["volume_id"])
+    return attached

@@ -1,0 +1,173 @@
+"""The one transaction primitive: a ``Txn`` (session, locks, after-commit actions, inserts
+that yield on a taken key), opened by ``Database.transaction()``.
+
+Contracts:
+
+- The transaction commits when the ``async with`` body ends normally and rolls back when it
+  raises; the error propagates.
+- ``after_commit`` actions run in the order they were queued, only after a successful
+  commit, and after the transaction's locks are released. A failing action is logged and
+  the next one still runs: the commit stands, so nothing is raised to the caller (the
+  network service's behaviour for agent and compute notifications). On rollback the queued
+  actions are dropped.
+- ``lock(*key)`` holds a lock on ``key`` until the transaction ends, so a count or a
+  lookup-then-create under it cannot race with another transaction taking the same key.
+
+  PostgreSQL: ``pg_advisory_xact_lock`` on a stable 64-bit hash of the key.
+
+  SQLite: every write transaction on one database file is serialised inside the process by
+  one asyncio lock per file, taken *before* ``BEGIN``; ``lock()`` is then a no-op, as the
+  whole transaction is already exclusive. Why this and not a per-key lock taken where
+  ``lock()`` is called: a SQLite database belongs to one process (``stratus up`` runs every
+  unit in it, and several units may open the same file), SQLite has a single writer anyway,
+  and in WAL mode a deferred transaction that has read and then wants to write fails at once
+  with "database is locked" (``SQLITE_BUSY_SNAPSHOT``; ``busy_timeout`` does not wait for
+  it) when another writer committed since its first read. A per-key lock taken mid-way would
+  also leave the count it guards reading the snapshot from before the other writer's commit.
+  Taking the file's lock before the first statement avoids both, costs nothing that SQLite
+  does not already impose, and needs no ``BEGIN IMMEDIATE`` busy-waiting. A write
+  transaction opened inside another on the same file by the same task would wait for itself:
+  that raises ``RuntimeError`` instead of hanging. Read-only transactions
+  (``transaction(write=False)``) take no lock and must not call ``lock()`` on SQLite.
+  Writes made outside ``transaction()`` (``Database.session()``) are not serialised.
+
+  So, on SQLite: never await another unit that writes to the same file (a bus ``call``, a
+  REST request to this process) inside a write transaction; it would wait for the lock
+  this one holds. Queue such work with ``after_commit`` or end the transaction first.
+  (PostgreSQL is not affected beyond the keys actually locked.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import Insert
+
+LOG = logging.getLogger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def lock_number(*key: str) -> int:
+    """A stable signed 64-bit number for ``key`` (the argument of ``pg_advisory_xact_lock``);
+    the same in every process and release, unlike ``hash()``."""
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Txn:
+    """One database transaction: its session, its dialect, its locks and what runs after
+    it committed. Made by ``Database.transaction()``; see the module docstring."""
+
+    def __init__(self, session: AsyncSession, dialect: str, *, exclusive: bool) -> None:
+        self.session = session
+        self.dialect = dialect
+        #: SQLite only: whether this transaction holds its file's write lock.
+        self._exclusive = exclusive
+        self._after: list[AfterCommit] = []
+
+    def after_commit(self, action: AfterCommit) -> None:
+        """Run ``action`` after this transaction committed (in queueing order; a failure is
+        logged and does not stop the next action). Dropped if the transaction rolls back."""
+        self._after.append(action)
+
+    async def lock(self, *key: str) -> None:
+        """Hold a lock on ``key`` until this transaction ends (see the module docstring)."""
+        if not key:
+            raise ValueError("a lock needs a key")
+        if self.dialect == "postgresql":
+            await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                       {"k": lock_number(*key)})
+        elif not self._exclusive:
+            raise RuntimeError("lock() in a read-only SQLite transaction: open it with "
+                               "transaction(write=True)")
+
+    def insert_ignore(self, table: Any) -> Insert:
+        """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` (a model or a ``Table``);
+        add ``.values(...)``. ``rowcount(result) == 0`` then means the key was taken."""
+        module: Any = postgresql if self.dialect == "postgresql" else sqlite
+        insert: Insert = module.insert(table).on_conflict_do_nothing()
+        return insert
+
+    @staticmethod
+    def rowcount(result: Any) -> int:
+        """Rows a DML statement wrote (0 for an ``insert_ignore`` whose key was taken)."""
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+# SQLite writers: one asyncio lock per database file, per event loop -----------------------
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.owner: asyncio.Task[Any] | None = None
+
+
+#: Seconds of waiting for a SQLite write lock after which a warning names its holder.
+SLOW_WRITER_WAIT = 10.0
+
+# Per loop, because an asyncio.Lock belongs to the loop it first waited on (tests run one
+# loop per test; ``stratus up`` runs one for the process).
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Writer]] = (
+    weakref.WeakKeyDictionary())
+
+
+@asynccontextmanager
+async def _sqlite_writer(key: str | None) -> AsyncIterator[None]:
+    if key is None:
+        yield
+        return
+    writers = _writers.setdefault(asyncio.get_running_loop(), {})
+    writer = writers.setdefault(key, _Writer())
+    task = asyncio.current_task()
+    if writer.owner is not None and writer.owner is task:
+        raise RuntimeError(f"a write transaction on {key} inside another one of the same "
+                           "task would wait for itself")
+    try:
+        async with asyncio.timeout(SLOW_WRITER_WAIT):
+            await writer.lock.acquire()
+    except TimeoutError:
+        # Most likely a transaction awaiting another unit that writes to the same file
+        # (see the module docstring): say who holds the lock, then keep waiting.
+        LOG.warning("waited %.0f s for the SQLite write lock on %s, held by %r",
+                    SLOW_WRITER_WAIT, key, writer.owner)
+        await writer.lock.acquire()
+    writer.owner = task
+    try:
+        yield
+    finally:
+        writer.owner = None
+        writer.lock.release()
+
+
+async def run_after_commit(actions: list[AfterCommit]) -> None:
+    """Run the queued actions in order; log each failure and go on."""
+    for action in actions:
+        try:
+            await action()
+        except Exception:
+            LOG.exception("an action after commit failed")
+
+
+@asynccontextmanager
+async def open_transaction(sessionmaker: async_sessionmaker[AsyncSession], dialect: str, *,
+                           sqlite_writer: str | None) -> AsyncIterator[Txn]:
+    """Body of ``Database.transaction()``: ``sqlite_writer`` names the SQLite file whose
+    write lock to hold (None: no lock, PostgreSQL or a read-only transaction)."""
+    async with _sqlite_writer(sqlite_writer):
+        async with sessionmaker() as session, session.begin():
+            txn = Txn(session, dialect, exclusive=sqlite_writer is not None)
+            yield txn
+    await run_after_commit(txn._after)
+
+
+__all__ = ["AfterCommit", "Txn", "lock_number", "open_transaction", "run_after_commit"]

@@ -1,0 +1,97 @@
+"""What the rest of the cloud hears of network changes: the backend (agents) and compute
+(server external events). Everything is queued on the transaction and sent after its
+commit (``Txn.after_commit``), so nobody is told of a change that then rolled back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from stratus.core.context import RequestContext
+from stratus.network.backends import NetworkBackend, NoopBackend
+from stratus.network.events import EventSink, ServerEvent
+from stratus.network.models import Port
+from stratus.network.objects import COMPUTE_DEVICE_OWNER_PREFIX, NetworkInfo, PortInfo
+from stratus.network.snapshots import Snapshots
+from stratus.network.txn import Txn
+
+#: Reads a network's snapshot in a fresh transaction (after the commit).
+ReadNetwork = Callable[[str], Awaitable[NetworkInfo | None]]
+
+
+def system_context() -> RequestContext:
+    """The context backend calls carry: the service itself."""
+    return RequestContext(roles=["admin"], project_id=None)
+
+
+@dataclass
+class Notifier:
+    """The change notices of one transaction."""
+
+    txn: Txn
+    snapshots: Snapshots
+    backend: NetworkBackend
+    events: EventSink
+    read_network: ReadNetwork
+
+    def network_changed(self, network_id: str) -> None:
+        """After commit, send the network's full snapshot to the backend (read then, so
+        the snapshot includes everything this transaction did)."""
+        if isinstance(self.backend, NoopBackend):
+            return
+        backend, read_network = self.backend, self.read_network
+
+        async def notify() -> None:
+            info = await read_network(network_id)
+            if info is not None:
+                await backend.network_updated(system_context(), info)
+
+        self.txn.after_commit(notify)
+
+    def network_deleted(self, network_id: str) -> None:
+        backend, ctx = self.backend, system_context()
+        self.txn.after_commit(lambda: backend.network_deleted(ctx, network_id))
+
+    def server_event(self, name: str, port: Port) -> None:
+        if port.device_id and port.device_owner.startswith(COMPUTE_DEVICE_OWNER_PREFIX):
+            event = ServerEvent(name=name, server_uuid=port.device_id, tag=port.id)
+            events = self.events
+
+            async def send() -> None:
+                events.send(event)
+
+            self.txn.after_commit(send)
+
+    async def port_updated(self, port: Port) -> None:
+        info = await self.snapshots.port_info(port)
+        backend, ctx = self.backend, system_context()
+        self.txn.after_commit(lambda: backend.port_updated(ctx, info))
+
+    def port_deleted(self, port: Port) -> None:
+        """Call before the row is deleted: its host and network are read here."""
+        host, network_id, port_id = port.binding_host_id, port.network_id, port.id
+        backend, ctx = self.backend, system_context()
+        self.txn.after_commit(lambda: backend.port_deleted(ctx, network_id, port_id))
+        if host and not backend.wires_at_once:
+            self.txn.after_commit(lambda: backend.port_unbound(ctx, host, port_id, network_id))
+
+    async def port_changed(self, port: Port, old: PortInfo | None) -> None:
+        """Tell the backend (after commit) what changed; bind or unbind on hosts. With a
+        backend that wires at once, a newly bound server port goes ACTIVE here."""
+        backend, ctx = self.backend, system_context()
+        old_host = old.binding_host_id if old else ""
+        bound = bool(port.binding_host_id) and port.device_owner.startswith(
+            COMPUTE_DEVICE_OWNER_PREFIX)
+        newly_bound = bound and port.binding_host_id != old_host
+        if newly_bound and backend.wires_at_once:
+            port.status = "ACTIVE"
+            await self.txn.session.flush()
+            self.server_event("network-vif-plugged", port)
+        await self.port_updated(port)
+        if old_host and old_host != port.binding_host_id and not backend.wires_at_once:
+            self.txn.after_commit(lambda: backend.port_unbound(ctx, old_host, port.id,
+                                                               port.network_id))
+        if newly_bound and not backend.wires_at_once:
+            details = await self.snapshots.device_details(port)
+            host = port.binding_host_id
+            self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))

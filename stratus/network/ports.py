@@ -1,0 +1,370 @@
+"""Ports: MAC addresses (drawn again on a clash), fixed IPs (through ``ipam``), security
+groups and host bindings; the backend hears of each change after the commit (``notify``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import Select, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from stratus.core.db import utcnow
+from stratus.network import ipam
+from stratus.network.caller import Caller, network_target
+from stratus.network.common import (
+    UNSET,
+    Unset,
+    apply_filters,
+    given,
+    new_id,
+    random_mac,
+    rowcount,
+    touch,
+)
+from stratus.network.errors import (
+    InvalidInput,
+    IpAddressGenerationFailure,
+    MacAddressGenerationFailure,
+    MacAddressInUse,
+    PortNotFound,
+    SecurityGroupNotFound,
+)
+from stratus.network.ipam import IPAM
+from stratus.network.models import Network, Port, PortSecurityGroup, SecurityGroup, Subnet
+from stratus.network.networks import Networks
+from stratus.network.notify import Notifier
+from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.quotas import Quotas
+from stratus.network.security_groups import SecurityGroups
+from stratus.network.snapshots import Snapshots
+from stratus.network.txn import Txn
+
+MAC_TRIES = 16
+
+#: One query for a port with its addresses and groups (instead of one per relationship).
+_PORT_JOINED = (joinedload(Port.fixed_ips), joinedload(Port.security_groups))
+
+
+@dataclass(frozen=True)
+class FixedIpRequest:
+    """One entry of ``fixed_ips``: a subnet, an address, or both (never neither)."""
+
+    subnet_id: str | None = None
+    ip_address: str | None = None
+
+
+@dataclass(frozen=True)
+class NewPort:
+    """A port to create. ``fixed_ips`` / ``security_groups`` ``None``: chosen here (one
+    address, the default group); ``port_security_enabled`` ``None``: the network's;
+    ``binding``: the request named a ``binding:*`` attribute (its own policy rule)."""
+
+    network_id: str = ""
+    project_id: str | None = None
+    name: str = ""
+    description: str = ""
+    admin_state_up: bool = True
+    mac_address: str | None = None
+    fixed_ips: tuple[FixedIpRequest, ...] | None = None
+    device_id: str = ""
+    device_owner: str = ""
+    security_groups: tuple[str, ...] | None = None
+    port_security_enabled: bool | None = None
+    dns_name: str = ""
+    binding_host_id: str = ""
+    binding_vnic_type: str = "normal"
+    binding_profile: Mapping[str, Any] = field(default_factory=dict)
+    binding: bool = False
+
+
+@dataclass(frozen=True)
+class PortUpdate:
+    """Changes to a port (``UNSET``: not asked for)."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("name", "description", "admin_state_up",
+                                          "device_id", "device_owner", "dns_name",
+                                          "binding_host_id", "binding_profile")
+
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    admin_state_up: bool | Unset = UNSET
+    device_id: str | Unset = UNSET
+    device_owner: str | Unset = UNSET
+    dns_name: str | Unset = UNSET
+    binding_host_id: str | Unset = UNSET
+    binding_profile: Mapping[str, Any] | Unset = UNSET
+    binding_vnic_type: str | Unset = UNSET
+    mac_address: str | Unset = UNSET
+    port_security_enabled: bool | Unset = UNSET
+    security_groups: tuple[str, ...] | Unset = UNSET
+    fixed_ips: tuple[FixedIpRequest, ...] | Unset = UNSET
+    binding: bool = False
+
+
+@dataclass
+class Ports:
+    """The ports of one transaction."""
+
+    txn: Txn
+    ipam: IPAM
+    networks: Networks
+    groups: SecurityGroups
+    quotas: Quotas
+    notifier: Notifier
+    snapshots: Snapshots
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
+
+    def _visible_ports(self, caller: Caller) -> Select[Port]:
+        query = select(Port)
+        if not caller.is_admin:
+            owned = select(Network.id).where(Network.project_id == caller.project_id)
+            query = query.where(or_(Port.project_id == caller.project_id,
+                                    Port.network_id.in_(owned)))
+        return query
+
+    async def get_port(self, caller: Caller, port_id: str) -> Port:
+        port = (await self.session.scalars(self._visible_ports(caller).where(
+            Port.id == port_id).options(*_PORT_JOINED))).unique().one_or_none()
+        if port is None:
+            raise PortNotFound(port_id)
+        return port
+
+    async def list_ports(self, caller: Caller,
+                         where: Mapping[str, list[Any]] | None = None) -> list[Port]:
+        query = apply_filters(self._visible_ports(caller), Port, where)
+        return list(await self.session.scalars(query.order_by(Port.created_at, Port.id)))
+
+    async def create_port(self, caller: Caller, new: NewPort) -> Port:
+        if not new.network_id:
+            raise InvalidInput("Invalid input for operation: network_id is required.")
+        net = await self.networks.get_network(caller, new.network_id)
+        project_id = new.project_id or caller.project_id
+        if project_id != caller.project_id:
+            caller.authorize("admin_only")
+        target = {**network_target(net), "project_id": project_id,
+                  "network_owner": net.project_id}
+        caller.authorize("create_port", target)
+        if new.mac_address is not None:
+            caller.authorize("create_port:mac_address", target)
+        if any(f.ip_address is not None for f in new.fixed_ips or ()) and not net.shared:
+            caller.authorize("create_port:fixed_ips:ip_address", target)
+        if new.binding:
+            caller.authorize("create_port:binding", target)
+        vnic = new.binding_vnic_type
+        if vnic != "normal":
+            raise InvalidInput(f"Invalid input for binding:vnic_type: '{vnic}' is not "
+                               "supported (only 'normal').")
+        device_owner = new.device_owner
+        if device_owner != DHCP_DEVICE_OWNER:
+            await self.quotas.check(project_id, "port")
+        port_security = (net.port_security_enabled if new.port_security_enabled is None
+                         else new.port_security_enabled)
+        if new.security_groups is None:
+            groups = ([] if device_owner.startswith("network:") or not port_security
+                      else [await self.groups.default_security_group(project_id)])
+        else:
+            groups = await self._check_groups(caller, project_id, new.security_groups)
+            if groups and not port_security:
+                raise InvalidInput("Port has security group associated. Cannot disable port "
+                                   "security or ip address until security group is removed")
+        port_id = new_id()
+        now = utcnow()
+        row = {
+            "id": port_id, "network_id": net.id, "project_id": project_id,
+            "name": new.name, "description": new.description,
+            "admin_state_up": new.admin_state_up, "status": "DOWN",
+            "device_id": new.device_id, "device_owner": device_owner,
+            "binding_host_id": new.binding_host_id, "binding_vnic_type": "normal",
+            "binding_profile": dict(new.binding_profile), "dns_name": new.dns_name,
+            "port_security_enabled": port_security, "tags": [],
+            "revision_number": 1, "created_at": now, "updated_at": now,
+        }
+        await self.insert_row(row, new.mac_address)
+        for group_id in groups:
+            self.session.add(PortSecurityGroup(port_id=port_id, security_group_id=group_id))
+        await self._allocate(net, port_id, new.fixed_ips)
+        await self.session.flush()
+        port = await self.load(port_id)
+        await self.notifier.port_changed(port, None)
+        return port
+
+    async def insert_row(self, row: dict[str, Any], mac: str | None) -> None:
+        """Insert the port with its MAC; a generated MAC that another port of the network
+        holds (the unique key says so) is drawn again."""
+        if mac is not None:
+            mac = self._mac(mac)
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
+                **row, mac_address=mac))
+            if rowcount(result) != 1:
+                raise MacAddressInUse(mac, row["network_id"])
+            return
+        for _ in range(MAC_TRIES):
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
+                **row, mac_address=random_mac()))
+            if rowcount(result) == 1:
+                return
+        raise MacAddressGenerationFailure(row["network_id"])
+
+    @staticmethod
+    def _mac(value: Any) -> str:
+        parts = str(value).lower().replace("-", ":").split(":")
+        if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+            raise InvalidInput(f"Invalid input for mac_address: '{value}' is not a valid MAC "
+                               "address.")
+        try:
+            first = int(parts[0], 16)
+            for part in parts[1:]:
+                int(part, 16)
+        except ValueError as exc:
+            raise InvalidInput(f"Invalid input for mac_address: '{value}' is not a valid MAC "
+                               "address.") from exc
+        if first & 1 or all(p == "00" for p in parts):
+            raise InvalidInput(f"Invalid input for mac_address: '{value}' is not a valid "
+                               "unicast MAC address.")
+        return ":".join(parts)
+
+    async def load(self, port_id: str) -> Port:
+        """The port as the database now has it, addresses and groups in the same query."""
+        port = (await self.session.scalars(
+            select(Port).where(Port.id == port_id).options(*_PORT_JOINED)
+            .execution_options(populate_existing=True))).unique().one_or_none()
+        assert port is not None
+        return port
+
+    async def _allocate(self, net: Network, port_id: str,
+                        fixed_ips: Sequence[FixedIpRequest] | None, position: int = 0) -> None:
+        """Addresses for a new port: as ``fixed_ips`` asks, or one from the first IPv4
+        subnet of the network that has a free one."""
+        subnets = list(net.subnets)  # loaded with the network, in creation order
+        if fixed_ips is None:
+            for subnet in subnets:
+                try:
+                    await self.ipam.allocate(subnet, port_id, position)
+                    return
+                except IpAddressGenerationFailure:
+                    continue
+            if subnets:
+                raise IpAddressGenerationFailure(net.id)
+            return
+        for index, wanted in enumerate(fixed_ips):
+            subnet = self._subnet_for(subnets, net.id, wanted)
+            await self.ipam.allocate(subnet, port_id, position + index, wanted.ip_address)
+
+    @staticmethod
+    def _subnet_for(subnets: list[Subnet], network_id: str,
+                    wanted: FixedIpRequest) -> Subnet:
+        if wanted.subnet_id is not None:
+            for subnet in subnets:
+                if subnet.id == wanted.subnet_id:
+                    return subnet
+            raise InvalidInput(f"Invalid input for operation: Failed to create port on "
+                               f"network {network_id}, because fixed_ips included invalid "
+                               f"subnet {wanted.subnet_id}.")
+        assert wanted.ip_address is not None  # a request names one or the other
+        ip = ipam.parse_ip(wanted.ip_address)
+        for subnet in subnets:
+            if ip in ipaddress.ip_network(subnet.cidr):
+                return subnet
+        raise ipam.InvalidIpForSubnet(wanted.ip_address)
+
+    async def _check_groups(self, caller: Caller, project_id: str,
+                            groups: Iterable[str]) -> list[str]:
+        result = []
+        for group_id in dict.fromkeys(groups):
+            group = await self.session.get(SecurityGroup, group_id)
+            if group is None or (not caller.is_admin and group.project_id != project_id):
+                raise SecurityGroupNotFound(group_id)
+            result.append(group_id)
+        return result
+
+    async def update_port(self, caller: Caller, port_id: str, change: PortUpdate) -> Port:
+        port = await self.get_port(caller, port_id)
+        net = await self.session.get(Network, port.network_id)
+        assert net is not None
+        target = {**network_target(net), "project_id": port.project_id,
+                  "network_owner": net.project_id}
+        caller.authorize("update_port", target)
+        if change.binding:
+            caller.authorize("update_port:binding", target)
+        if change.mac_address is not UNSET:
+            caller.authorize("update_port:mac_address", target)
+        if change.binding_vnic_type not in (UNSET, "normal"):
+            raise InvalidInput("Invalid input for binding:vnic_type: only 'normal' is "
+                               "supported.")
+        old_host = port.binding_host_id
+        old_info = await self.snapshots.port_info(port)
+        for column, value in given(change, *PortUpdate.COLUMNS).items():
+            setattr(port, column, value)
+        if change.mac_address is not UNSET:
+            port.mac_address = self._mac(change.mac_address)
+            clash = await self.session.scalar(select(Port.id).where(
+                Port.network_id == port.network_id, Port.mac_address == port.mac_address,
+                Port.id != port.id))
+            if clash is not None:
+                raise MacAddressInUse(port.mac_address, port.network_id)
+        if change.port_security_enabled is not UNSET:
+            port.port_security_enabled = change.port_security_enabled
+        if change.security_groups is not UNSET:
+            groups = await self._check_groups(caller, port.project_id, change.security_groups)
+            await self.session.execute(delete(PortSecurityGroup).where(
+                PortSecurityGroup.port_id == port.id))
+            for group_id in groups:
+                self.session.add(PortSecurityGroup(port_id=port.id, security_group_id=group_id))
+        elif change.port_security_enabled is not UNSET and not port.port_security_enabled \
+                and port.security_groups:
+            raise InvalidInput("Port has security group associated. Cannot disable port "
+                               "security or ip address until security group is removed")
+        if change.fixed_ips is not UNSET:
+            await self._readdress(net, port, change.fixed_ips)
+        if port.binding_host_id != old_host:
+            port.status = "DOWN"
+        touch(port)
+        await self.session.flush()
+        port = await self.load(port.id)
+        await self.notifier.port_changed(port, old_info)
+        return port
+
+    async def _readdress(self, net: Network, port: Port,
+                         wanted: Sequence[FixedIpRequest]) -> None:
+        """New ``fixed_ips``: addresses kept stay, the others are freed, new ones taken."""
+        subnets = await self.snapshots.subnets_of(net.id)
+        current = {(a.subnet_id, a.ip_address) for a in port.fixed_ips}
+        keep: set[tuple[str, str]] = set()
+        new: list[tuple[Subnet, str | None]] = []
+        for item in wanted:
+            subnet = self._subnet_for(subnets, net.id, item)
+            if item.ip_address is not None:
+                address = str(ipam.parse_ip(item.ip_address))
+                if (subnet.id, address) in current:
+                    keep.add((subnet.id, address))
+                    continue
+            elif any(s == subnet.id for s, _ in current - keep):
+                keep.add(next(p for p in sorted(current - keep) if p[0] == subnet.id))
+                continue
+            new.append((subnet, item.ip_address))
+        await self.ipam.release(port.id, keep)
+        position = len(keep)
+        for subnet, requested in new:
+            await self.ipam.allocate(subnet, port.id, position, requested)
+            position += 1
+
+    async def delete_port(self, caller: Caller, port_id: str) -> None:
+        port = await self.get_port(caller, port_id)
+        net = await self.session.get(Network, port.network_id)
+        assert net is not None
+        caller.authorize("delete_port", {**network_target(net), "project_id": port.project_id})
+        await self.remove(port)
+
+    async def remove(self, port: Port) -> None:
+        """Delete the row (its addresses and group links go with it); the backend is told
+        after the commit."""
+        self.notifier.port_deleted(port)
+        await self.session.delete(port)
+        await self.session.flush()

@@ -1,0 +1,107 @@
+"""Snapshots of networks and ports as the agents and the backends see them
+(``stratus.network.objects``), read inside one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stratus.network.models import Network, Port, Subnet
+from stratus.network.objects import (
+    DHCP_DEVICE_OWNER,
+    AllocationPool,
+    DeviceDetails,
+    FixedIP,
+    HostRoute,
+    NetworkInfo,
+    PortInfo,
+    SubnetInfo,
+)
+from stratus.network.txn import Txn
+
+
+@dataclass
+class Snapshots:
+    """Read-only views of one transaction for agents and backends."""
+
+    txn: Txn
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
+
+    async def subnets_of(self, network_id: str) -> list[Subnet]:
+        return list(await self.session.scalars(select(Subnet).where(
+            Subnet.network_id == network_id).order_by(Subnet.created_at)))
+
+
+    @staticmethod
+    def subnet_info(subnet: Subnet) -> SubnetInfo:
+        return SubnetInfo(
+            id=subnet.id, network_id=subnet.network_id, name=subnet.name, cidr=subnet.cidr,
+            ip_version=subnet.ip_version, gateway_ip=subnet.gateway_ip,
+            enable_dhcp=subnet.enable_dhcp, dns_nameservers=list(subnet.dns_nameservers),
+            host_routes=[HostRoute(**r) for r in subnet.host_routes],
+            allocation_pools=[AllocationPool(**p) for p in subnet.allocation_pools])
+
+    async def port_info(self, port: Port) -> PortInfo:
+        return PortInfo(
+            id=port.id, network_id=port.network_id, project_id=port.project_id,
+            mac_address=port.mac_address,
+            fixed_ips=[FixedIP(subnet_id=a.subnet_id, ip_address=a.ip_address)
+                       for a in port.fixed_ips],
+            device_id=port.device_id, device_owner=port.device_owner,
+            admin_state_up=port.admin_state_up, binding_host_id=port.binding_host_id,
+            hostname=port.dns_name or (
+                f"host-{port.fixed_ips[0].ip_address.replace('.', '-')}"
+                if port.fixed_ips else ""),
+            status=port.status)
+
+    async def network_info(self, net: Network, with_ports: bool = True) -> NetworkInfo:
+        subnets = await self.subnets_of(net.id)
+        ports: list[PortInfo] = []
+        if with_ports:
+            for port in await self.session.scalars(select(Port).where(
+                    Port.network_id == net.id).order_by(Port.created_at)):
+                ports.append(await self.port_info(port))
+        return NetworkInfo(
+            id=net.id, project_id=net.project_id, name=net.name,
+            admin_state_up=net.admin_state_up, mtu=net.mtu, network_type=net.network_type,
+            segmentation_id=net.segmentation_id, physical_network=net.physical_network,
+            subnets=[self.subnet_info(s) for s in subnets], ports=ports)
+
+    async def network_info_by_id(self, network_id: str,
+                                 with_ports: bool = True) -> NetworkInfo | None:
+        net = await self.session.get(Network, network_id)
+        return None if net is None else await self.network_info(net, with_ports)
+
+    async def active_networks(self) -> list[NetworkInfo]:
+        dhcp = select(Subnet.network_id).where(Subnet.enable_dhcp.is_(True))
+        nets = await self.session.scalars(select(Network).where(
+            Network.admin_state_up.is_(True), Network.id.in_(dhcp)).order_by(
+            Network.created_at))
+        return [await self.network_info(n) for n in nets]
+
+    async def device_details(self, port: Port) -> DeviceDetails:
+        info = await self.network_info_by_id(port.network_id, with_ports=False)
+        assert info is not None
+        return DeviceDetails(port=await self.port_info(port), network=info)
+
+    async def bound_ports(self, host: str) -> list[DeviceDetails]:
+        """Every server port bound to ``host``, with its network's segment (DHCP ports are
+        the dhcp-agent's own business)."""
+        ports = (await self.session.scalars(select(Port).where(
+            Port.binding_host_id == host, Port.device_owner != DHCP_DEVICE_OWNER).order_by(
+            Port.created_at, Port.id))).all()
+        networks: dict[str, NetworkInfo] = {}
+        result = []
+        for port in ports:
+            if port.network_id not in networks:
+                info = await self.network_info_by_id(port.network_id, with_ports=False)
+                assert info is not None
+                networks[port.network_id] = info
+            result.append(DeviceDetails(port=await self.port_info(port),
+                                        network=networks[port.network_id]))
+        return result
