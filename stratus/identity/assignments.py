@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.core.db import Txn
 from stratus.core.exceptions import Forbidden, NotFound
 from stratus.identity.errors import duplicate, not_found
 from stratus.identity.models import Assignment, ImpliedRole, Project, Role
@@ -40,7 +40,7 @@ class Assignments:
     """Roles and grants within one transaction; ``resources`` and ``users`` check the
     targets and actors of grants."""
 
-    session: AsyncSession
+    txn: Txn
     resources: Resources
     users: Users
     revocations: RevocationLog
@@ -48,12 +48,12 @@ class Assignments:
     # Roles --------------------------------------------------------------------------------
 
     async def get_role(self, role_id: str) -> Role:
-        return await get_row(self.session, Role, role_id, "role")
+        return await get_row(self.txn.session, Role, role_id, "role")
 
     async def find_role(self, *, role_id: str | None = None, name: str | None = None) -> Role:
         if role_id:
             return await self.get_role(role_id)
-        role = await self.session.scalar(
+        role = await self.txn.session.scalar(
             select(Role).where(Role.name == name, Role.domain_id == ""))
         if role is None:
             raise not_found("role", str(name))
@@ -64,39 +64,39 @@ class Assignments:
         query = select(Role).where(Role.domain_id == (domain_id or "")).order_by(Role.name)
         if name is not None:
             query = query.where(Role.name == name)
-        return list(await self.session.scalars(query))
+        return list(await self.txn.session.scalars(query))
 
     async def create_role(self, *, name: str, description: str = "",
                           domain_id: str | None = None, role_id: str | None = None,
                           extra: dict[str, Any] | None = None) -> Role:
         if domain_id:
             await self.resources.get_domain(domain_id)
-        if await self.session.scalar(
+        if await self.txn.session.scalar(
                 select(Role.id).where(Role.name == name, Role.domain_id == (domain_id or ""))):
             raise duplicate("store", "role", f"Duplicate entry found with name {name}.")
         role = Role(name=name, description=description, domain_id=domain_id or "",
                     extra=extra or {})
         if role_id:
             role.id = role_id
-        return await insert(self.session, role)
+        return await insert(self.txn.session, role)
 
     async def update_role(self, role_id: str, changes: dict[str, Any]) -> Role:
         role = await self.get_role(role_id)
         new_name = changes.get("name")
-        if new_name is not None and new_name != role.name and await self.session.scalar(
+        if new_name is not None and new_name != role.name and await self.txn.session.scalar(
                 select(Role.id).where(Role.name == new_name, Role.domain_id == role.domain_id)):
             raise duplicate("update", "role", f"Duplicate entry found with name {new_name}.")
         apply_changes(role, changes, ("name", "description"))
-        await self.session.flush()
+        await self.txn.session.flush()
         return role
 
     async def delete_role(self, role_id: str) -> None:
         role = await self.get_role(role_id)
-        await self.session.execute(delete(Assignment).where(Assignment.role_id == role_id))
-        await self.session.execute(delete(ImpliedRole).where(
+        await self.txn.session.execute(delete(Assignment).where(Assignment.role_id == role_id))
+        await self.txn.session.execute(delete(ImpliedRole).where(
             (ImpliedRole.prior_role_id == role_id) | (ImpliedRole.implied_role_id == role_id)))
-        await self.session.delete(role)
-        await self.session.flush()
+        await self.txn.session.delete(role)
+        await self.txn.session.flush()
         self.revocations.notify()
 
     async def add_implied_role(self, prior_id: str, implied_id: str) -> None:
@@ -104,9 +104,9 @@ class Assignments:
         await self.get_role(implied_id)
         if prior_id == implied_id:
             raise Forbidden("A role cannot imply itself.")
-        if await self.session.get(ImpliedRole, (prior_id, implied_id)) is None:
-            self.session.add(ImpliedRole(prior_role_id=prior_id, implied_role_id=implied_id))
-            await self.session.flush()
+        if await self.txn.session.get(ImpliedRole, (prior_id, implied_id)) is None:
+            self.txn.session.add(ImpliedRole(prior_role_id=prior_id, implied_role_id=implied_id))
+            await self.txn.session.flush()
 
     async def _expand_implied(self, role_ids: set[str]) -> set[str]:
         implied = await self.implications()
@@ -136,28 +136,28 @@ class Assignments:
                     role_id: str, *, inherited: bool = False) -> None:
         await self._check_target(actor_type, actor_id, target_type, target_id, role_id)
         key = (GRANT_TYPES[actor_type, target_type], actor_id, target_id, role_id, inherited)
-        if await self.session.get(Assignment, key) is None:
-            self.session.add(Assignment(type=key[0], actor_id=actor_id, target_id=target_id,
+        if await self.txn.session.get(Assignment, key) is None:
+            self.txn.session.add(Assignment(type=key[0], actor_id=actor_id, target_id=target_id,
                                         role_id=role_id, inherited=inherited))
-            await self.session.flush()
+            await self.txn.session.flush()
 
     async def check_grant(self, actor_type: str, actor_id: str, target_type: str,
                           target_id: str, role_id: str, *, inherited: bool = False) -> None:
         await self._check_target(actor_type, actor_id, target_type, target_id, role_id)
         key = (GRANT_TYPES[actor_type, target_type], actor_id, target_id, role_id, inherited)
-        if await self.session.get(Assignment, key) is None:
+        if await self.txn.session.get(Assignment, key) is None:
             raise NotFound(f"Could not find role assignment with role: {role_id}, "
                            f"{actor_type}: {actor_id}, {target_type}: {target_id}.")
 
     async def revoke_grant(self, actor_type: str, actor_id: str, target_type: str,
                            target_id: str, role_id: str, *, inherited: bool = False) -> None:
         key = (GRANT_TYPES[actor_type, target_type], actor_id, target_id, role_id, inherited)
-        row = await self.session.get(Assignment, key)
+        row = await self.txn.session.get(Assignment, key)
         if row is None:
             raise NotFound(f"Could not find role assignment with role: {role_id}, "
                            f"{actor_type}: {actor_id}, {target_type}: {target_id}.")
-        await self.session.delete(row)
-        await self.session.flush()
+        await self.txn.session.delete(row)
+        await self.txn.session.flush()
         if actor_type == "user" and target_type == "project":
             await self.revocations.revoke(user_id=actor_id, project_id=target_id)
         elif actor_type == "user":
@@ -173,7 +173,7 @@ class Assignments:
             await self.resources.get_project(target_id)
         elif target_type == "domain":
             await self.resources.get_domain(target_id)
-        return list(await self.session.scalars(
+        return list(await self.txn.session.scalars(
             select(Role).join(Assignment, Assignment.role_id == Role.id).where(
                 Assignment.type == GRANT_TYPES[actor_type, target_type],
                 Assignment.actor_id == actor_id, Assignment.target_id == target_id,
@@ -185,7 +185,7 @@ class Assignments:
         ids, parent_id = [], project.parent_id
         while parent_id:
             ids.append(parent_id)
-            parent_id = await self.session.scalar(
+            parent_id = await self.txn.session.scalar(
                 select(Project.parent_id).where(Project.id == parent_id))
         return ids
 
@@ -209,21 +209,21 @@ class Assignments:
                                 A.type.in_((A.USER_SYSTEM, A.GROUP_SYSTEM)))
         else:
             return set()
-        direct = set(await self.session.scalars(query))
+        direct = set(await self.txn.session.scalars(query))
         return await self._expand_implied(direct) if direct else set()
 
     async def effective_roles(self, user_id: str, **scope: Any) -> list[Role]:
         ids = await self.effective_role_ids(user_id, **scope)
         if not ids:
             return []
-        return list(await self.session.scalars(
+        return list(await self.txn.session.scalars(
             select(Role).where(Role.id.in_(ids)).order_by(Role.name)))
 
     async def project_ids_for_user(self, user_id: str) -> list[str]:
         """Projects on which the user holds at least one role (directly, by group, inherited)."""
         actors = [user_id, *await self.users.group_ids_of(user_id)]
         A = Assignment
-        rows = (await self.session.execute(select(A.type, A.target_id, A.inherited).where(
+        rows = (await self.txn.session.execute(select(A.type, A.target_id, A.inherited).where(
             A.actor_id.in_(actors)))).all()
         ids = {t for kind, t, inh in rows
                if kind in (A.USER_PROJECT, A.GROUP_PROJECT) and not inh}
@@ -232,11 +232,11 @@ class Assignments:
         inherited_projects = {t for kind, t, inh in rows
                               if kind in (A.USER_PROJECT, A.GROUP_PROJECT) and inh}
         if inherited_domains:
-            ids.update(await self.session.scalars(
+            ids.update(await self.txn.session.scalars(
                 select(Project.id).where(Project.domain_id.in_(inherited_domains))))
         frontier = set(inherited_projects)
         while frontier:
-            children = set(await self.session.scalars(
+            children = set(await self.txn.session.scalars(
                 select(Project.id).where(Project.parent_id.in_(frontier))))
             frontier = children - ids
             ids.update(children)
@@ -245,7 +245,7 @@ class Assignments:
     async def domain_ids_for_user(self, user_id: str) -> list[str]:
         actors = [user_id, *await self.users.group_ids_of(user_id)]
         A = Assignment
-        return sorted(set(await self.session.scalars(select(A.target_id).where(
+        return sorted(set(await self.txn.session.scalars(select(A.target_id).where(
             A.actor_id.in_(actors), A.type.in_((A.USER_DOMAIN, A.GROUP_DOMAIN)),
             A.inherited.is_(False)))))
 
@@ -254,7 +254,7 @@ class Assignments:
 
     async def implications(self) -> dict[str, list[str]]:
         implied: dict[str, list[str]] = {}
-        for prior, target in (await self.session.execute(
+        for prior, target in (await self.txn.session.execute(
                 select(ImpliedRole.prior_role_id, ImpliedRole.implied_role_id))).all():
             implied.setdefault(prior, []).append(target)
         return implied

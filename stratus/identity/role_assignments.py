@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.core.db import Txn
 from stratus.identity.assignments import SPLIT, Assignments
 from stratus.identity.models import Assignment, GroupMembership, Project
 from stratus.identity.resources import Resources
@@ -79,7 +79,7 @@ class AssignmentFilter:
 class RoleAssignments:
     """Role-assignment listings within one transaction."""
 
-    session: AsyncSession
+    txn: Txn
     assignments: Assignments
     resources: Resources
     users: Users
@@ -94,7 +94,7 @@ class RoleAssignments:
         return found
 
     async def _search(self, f: AssignmentFilter) -> list[RoleAssignment]:
-        rows = await self.session.scalars(await self._candidates(f))
+        rows = await self.txn.session.scalars(await self._candidates(f))
         found = [RoleAssignment(role_id=r.role_id, actor_type=SPLIT[r.type][0],
                                 actor_id=r.actor_id, scope_type=SPLIT[r.type][1],
                                 scope_id=r.target_id, inherited=r.inherited) for r in rows]
@@ -130,7 +130,7 @@ class RoleAssignments:
     async def _on_project(self, project_id: str, effective: bool) -> Any:
         """Grants on the project; effective: also those inherited from above it."""
         direct = (A.target_id == project_id) & A.type.in_(_PROJECT_TYPES)
-        project = await self.session.get(Project, project_id) if effective else None
+        project = await self.txn.session.get(Project, project_id) if effective else None
         if project is None:
             return direct
         above = [project.domain_id, *await self.assignments.ancestors(project)]
@@ -183,7 +183,7 @@ class RoleAssignments:
         if user_id:
             query = query.where(GroupMembership.user_id == user_id)
         members: dict[str, list[str]] = {}
-        for user, group in (await self.session.execute(query)).all():
+        for user, group in (await self.txn.session.execute(query)).all():
             members.setdefault(group, []).append(user)
         return members
 
@@ -227,17 +227,17 @@ class RoleAssignments:
         project in the domains the grants are on or in."""
         P = Project
         if project_id:
-            project = await self.session.get(P, project_id)
+            project = await self.txn.session.get(P, project_id)
             ids = [project_id, *await self.assignments.ancestors(project)] if project else []
             where = P.id.in_(ids)
         else:
             domains = {a.scope_id for a in inherited if a.scope_type == "domain"}
             on_projects = {a.scope_id for a in inherited if a.scope_type == "project"}
             if on_projects:
-                domains.update(await self.session.scalars(
+                domains.update(await self.txn.session.scalars(
                     select(P.domain_id).where(P.id.in_(on_projects))))
             where = P.domain_id.in_(domains)
-        return list((await self.session.execute(
+        return list((await self.txn.session.execute(
             select(P.id, P.domain_id, P.parent_id).where(where))).all())
 
 
