@@ -104,9 +104,9 @@ class Assignments:
         await self.get_role(implied_id)
         if prior_id == implied_id:
             raise Forbidden("A role cannot imply itself.")
-        if await self.txn.session.get(ImpliedRole, (prior_id, implied_id)) is None:
-            self.txn.session.add(ImpliedRole(prior_role_id=prior_id, implied_role_id=implied_id))
-            await self.txn.session.flush()
+        # Already implied is fine, and two requests racing to add it both succeed.
+        await self.txn.session.execute(self.txn.insert_ignore(ImpliedRole).values(
+            prior_role_id=prior_id, implied_role_id=implied_id))
 
     async def _expand_implied(self, role_ids: set[str]) -> set[str]:
         implied = await self.implications()
@@ -135,11 +135,10 @@ class Assignments:
     async def grant(self, actor_type: str, actor_id: str, target_type: str, target_id: str,
                     role_id: str, *, inherited: bool = False) -> None:
         await self._check_target(actor_type, actor_id, target_type, target_id, role_id)
-        key = (GRANT_TYPES[actor_type, target_type], actor_id, target_id, role_id, inherited)
-        if await self.txn.session.get(Assignment, key) is None:
-            self.txn.session.add(Assignment(type=key[0], actor_id=actor_id, target_id=target_id,
-                                        role_id=role_id, inherited=inherited))
-            await self.txn.session.flush()
+        # Granting twice is not an error (PUT), even when two requests race.
+        await self.txn.session.execute(self.txn.insert_ignore(Assignment).values(
+            type=GRANT_TYPES[actor_type, target_type], actor_id=actor_id, target_id=target_id,
+            role_id=role_id, inherited=inherited))
 
     async def check_grant(self, actor_type: str, actor_id: str, target_type: str,
                           target_id: str, role_id: str, *, inherited: bool = False) -> None:

@@ -149,9 +149,9 @@ class Users:
     async def add_member(self, group_id: str, user_id: str) -> None:
         await self.get_group(group_id)
         await self.get_user(user_id)
-        if await self.txn.session.get(GroupMembership, (user_id, group_id)) is None:
-            self.txn.session.add(GroupMembership(user_id=user_id, group_id=group_id))
-            await self.txn.session.flush()
+        # Adding a member twice is not an error (PUT), even when two requests race.
+        await self.txn.session.execute(self.txn.insert_ignore(GroupMembership).values(
+            user_id=user_id, group_id=group_id))
 
     async def check_member(self, group_id: str, user_id: str) -> None:
         """Nothing when the user is in the group; NotFound otherwise."""
