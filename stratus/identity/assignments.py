@@ -109,14 +109,7 @@ class Assignments:
             prior_role_id=prior_id, implied_role_id=implied_id))
 
     async def _expand_implied(self, role_ids: set[str]) -> set[str]:
-        implied = await self.implications()
-        result, frontier = set(role_ids), list(role_ids)
-        while frontier:
-            for target in implied.get(frontier.pop(), ()):
-                if target not in result:
-                    result.add(target)
-                    frontier.append(target)
-        return result
+        return closure(role_ids, await self.implications())
 
     # Grants -------------------------------------------------------------------------------
 
@@ -257,3 +250,15 @@ class Assignments:
                 select(ImpliedRole.prior_role_id, ImpliedRole.implied_role_id))).all():
             implied.setdefault(prior, []).append(target)
         return implied
+
+
+def closure(start: set[str], edges: dict[str, list[str]]) -> set[str]:
+    """``start`` and everything reachable from it along ``edges`` (role implications, or
+    the same reversed)."""
+    result, frontier = set(start), list(start)
+    while frontier:
+        for target in edges.get(frontier.pop(), ()):
+            if target not in result:
+                result.add(target)
+                frontier.append(target)
+    return result

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from stratus.core.db import Txn
-from stratus.identity.assignments import SPLIT, Assignments
+from stratus.identity.assignments import SPLIT, Assignments, closure
 from stratus.identity.models import Assignment, GroupMembership, Project
 from stratus.identity.resources import Resources
 from stratus.identity.users import Users
@@ -52,10 +52,10 @@ class AssignmentFilter:
 
     #: Effective roles: groups expanded to members, inherited and implied roles added.
     effective: bool = False
-    system: bool = False
     inherited: bool | None = None
     user_id: str | None = None
     group_id: str | None = None
+    system: bool = False
     role_id: str | None = None
     project_id: str | None = None
     #: With ``project_id``: the projects below it too.
@@ -143,13 +143,7 @@ class RoleAssignments:
         for prior, targets in (await self.assignments.implications()).items():
             for target in targets:
                 implied_by.setdefault(target, []).append(prior)
-        result, frontier = {role_id}, [role_id]
-        while frontier:
-            for prior in implied_by.get(frontier.pop(), ()):
-                if prior not in result:
-                    result.add(prior)
-                    frontier.append(prior)
-        return result
+        return closure({role_id}, implied_by)
 
     async def _effective(self, assignments: list[RoleAssignment],
                          f: AssignmentFilter) -> list[RoleAssignment]:

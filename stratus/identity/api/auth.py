@@ -128,27 +128,31 @@ async def catalog(svc: Reader, context: Context, base: BaseURL) -> dict[str, Any
             "links": {"self": f"{base}/v3/auth/catalog", "previous": None, "next": None}}
 
 
-@router.get("/projects")
-async def auth_projects(svc: Reader, context: Context, base: BaseURL) -> dict[str, Any]:
+def _user_id(context: Context) -> str:
+    """The caller's user: every token names one (the validator checked it)."""
     assert context.user_id is not None
-    ids = await svc.assignments.project_ids_for_user(context.user_id)
+    return context.user_id
+
+
+UserId = Annotated[str, Depends(_user_id)]
+
+
+@router.get("/projects")
+async def auth_projects(svc: Reader, user_id: UserId, base: BaseURL) -> dict[str, Any]:
+    ids = await svc.assignments.project_ids_for_user(user_id)
     projects = await svc.resources.list_projects(ids=ids, enabled=True)
-    return views.collection("projects", [views.project(p, base) for p in projects],
-                            base, "auth/projects")
+    return views.collection_of("projects", views.project, projects, base, "auth/projects")
 
 
 @router.get("/domains")
-async def auth_domains(svc: Reader, context: Context, base: BaseURL) -> dict[str, Any]:
-    assert context.user_id is not None
-    ids = await svc.assignments.domain_ids_for_user(context.user_id)
-    domains = await svc.resources.list_domains(enabled=True, ids=ids)
-    return views.collection("domains", [views.domain(d, base) for d in domains],
-                            base, "auth/domains")
+async def auth_domains(svc: Reader, user_id: UserId, base: BaseURL) -> dict[str, Any]:
+    domains = await svc.resources.list_domains(
+        enabled=True, ids=await svc.assignments.domain_ids_for_user(user_id))
+    return views.collection_of("domains", views.domain, domains, base, "auth/domains")
 
 
 @router.get("/system")
-async def auth_system(svc: Reader, context: Context, base: BaseURL) -> dict[str, Any]:
-    assert context.user_id is not None
-    system = [{"all": True}] if await svc.assignments.has_system_role(context.user_id) else []
+async def auth_system(svc: Reader, user_id: UserId, base: BaseURL) -> dict[str, Any]:
+    system = [{"all": True}] if await svc.assignments.has_system_role(user_id) else []
     return {"system": system,
             "links": {"self": f"{base}/v3/auth/system", "previous": None, "next": None}}

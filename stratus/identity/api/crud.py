@@ -68,7 +68,7 @@ def add_routes(router: APIRouter, r: Resource) -> None:
         filters.update({key: params.KEYSTONE.optional_boolean(key, query.get(key))
                         for key in r.bool_filters})
         rows = await r.call(svc, f"list_{r.plural}")(**filters)
-        return views.collection(r.plural, [r.view(row, base) for row in rows], base, r.plural)
+        return views.collection_of(r.plural, r.view, rows, base, r.plural)
 
     async def show(request: Request, svc: Reader, caller: CallerDep,
                    base: BaseURL) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
                                                   target_of(target_id), inherited=inherited)
         path = collection.replace("{target_id}", target_of(target_id)).replace(
             "{actor_id}", actor_id).lstrip("/")
-        return views.collection("roles", [views.role(r, base) for r in roles], base, path)
+        return views.collection_of("roles", views.role, roles, base, path)
 
     router.add_api_route(one, change("create_grant", "grant"), methods=["PUT"],
                          status_code=204)

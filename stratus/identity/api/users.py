@@ -42,8 +42,8 @@ async def list_user_projects(user_id: str, svc: Reader, caller: CallerDep,
     ids = await svc.assignments.project_ids_for_user(user_id)
     projects = await svc.resources.list_projects(
         ids=ids, name=name, enabled=params.KEYSTONE.optional_boolean("enabled", enabled))
-    return views.collection("projects", [views.project(p, base) for p in projects],
-                            base, f"users/{user_id}/projects")
+    return views.collection_of("projects", views.project, projects, base,
+                               f"users/{user_id}/projects")
 
 
 @router.get("/users/{user_id}/groups")
@@ -51,8 +51,7 @@ async def list_user_groups(user_id: str, svc: Reader, caller: CallerDep,
                            base: BaseURL) -> dict[str, Any]:
     caller.authorize("identity:list_groups_for_user", {"user_id": user_id})
     groups = await svc.users.list_user_groups(user_id)
-    return views.collection("groups", [views.group(g, base) for g in groups],
-                            base, f"users/{user_id}/groups")
+    return views.collection_of("groups", views.group, groups, base, f"users/{user_id}/groups")
 
 
 @router.get("/groups/{group_id}/users")
@@ -60,8 +59,7 @@ async def list_group_users(group_id: str, svc: Reader, caller: CallerDep,
                            base: BaseURL) -> dict[str, Any]:
     caller.authorize("identity:list_users_in_group", {"group": {"id": group_id}})
     users = await svc.users.list_group_members(group_id)
-    return views.collection("users", [views.user(u, base) for u in users],
-                            base, f"groups/{group_id}/users")
+    return views.collection_of("users", views.user, users, base, f"groups/{group_id}/users")
 
 
 def _membership(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
