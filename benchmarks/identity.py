@@ -8,7 +8,7 @@ Over HTTP, against a real ``stratus up`` (fresh data dir, free port):
   own token goes through the auth cache, the subject token through full, uncached validation
   (Fernet decrypt, revocation check, token body rebuilt from the database).
 
-In-process, on one CPU (the runtime built as ``stratus.units.Stack`` builds it, on a temp dir):
+In-process, on one CPU (the runtime built as ``stratus.stack.Stack`` builds it, on a temp dir):
 
 * ``cached_validate``: the hit path of ``CachingValidator.validate``, which every API's token
   middleware uses.
@@ -207,7 +207,8 @@ async def measure_in_process(args: argparse.Namespace, data_dir: Path,
         Scope,
         UserRef,
     )
-    from stratus.units import Stack, run_bootstrap
+    from stratus.stack import Stack
+    from stratus.units import run_bootstrap
 
     password = "bench-" + os.urandom(9).hex()
     settings = Settings(data_dir=data_dir, database_url=database_url,

@@ -29,10 +29,11 @@ class Schema:
 
 
 def schema_of(service: str) -> Schema:
-    """The schema ``service`` owns (its module's ``SCRIPT_LOCATION`` and ``VERSION_TABLE``)."""
-    module = importlib.import_module(f"stratus.{service}.service")
+    """The schema ``service`` owns: ``SCRIPT_LOCATION``, ``VERSION_TABLE`` and ``HEAD`` of
+    its ``migrations`` package (which imports nothing of the service's domain)."""
     migrations = importlib.import_module(f"stratus.{service}.migrations")
-    return Schema(service, module.SCRIPT_LOCATION, module.VERSION_TABLE, migrations.HEAD)
+    return Schema(service, migrations.SCRIPT_LOCATION, migrations.VERSION_TABLE,
+                  migrations.HEAD)
 
 
 def all_schemas() -> list[Schema]:

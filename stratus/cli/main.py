@@ -79,15 +79,8 @@ class _Server(uvicorn.Server):
 
 async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                  after_up: Callable[[], Awaitable[None]] | None = None) -> None:
-    from stratus.units import (
-        UNITS,
-        Stack,
-        admin_password,
-        ensure_default_network,
-        root_app,
-        run_bootstrap,
-        write_clouds_yaml,
-    )
+    from stratus.stack import Stack, admin_password, write_clouds_yaml
+    from stratus.units import UNITS, ensure_default_network, root_app, run_bootstrap
 
     if "compute-agent" in names and settings.compute.virt_driver is None:
         from stratus.compute.virt.select import choose_driver
@@ -185,7 +178,7 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
 async def _publish_test_image(settings: Settings) -> None:
     from stratus.guest_image import GuestImageError, ensure_image
     from stratus.guest_image.upload import publish
-    from stratus.units import admin_password
+    from stratus.stack import admin_password
 
     try:
         path = await asyncio.to_thread(ensure_image, settings.data_dir / "guest-image")
@@ -233,8 +226,9 @@ def serve(units: Annotated[list[str], typer.Argument(
 @app.command()
 def bootstrap(data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
     """Create the Default domain, admin project and user, roles and the catalog; idempotent."""
-    from stratus.units import Stack, run_bootstrap, write_clouds_yaml
-    from stratus.units import admin_password as password_of
+    from stratus.stack import Stack, write_clouds_yaml
+    from stratus.stack import admin_password as password_of
+    from stratus.units import run_bootstrap
 
     settings = _settings(data_dir, host, port)
 

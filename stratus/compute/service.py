@@ -17,7 +17,7 @@ from stratus.compute.flavors import Flavors
 from stratus.compute.hosts import Hosts
 from stratus.compute.instances import Instances
 from stratus.compute.keypairs import KeyPairs
-from stratus.compute.migrations import HEAD
+from stratus.compute.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.compute.placement import Placement
 from stratus.compute.policy import RULES
 from stratus.compute.quotas import Quotas
@@ -29,9 +29,6 @@ from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
 from stratus.core.db import Database
 from stratus.core.policy import Enforcer
-
-SCRIPT_LOCATION = "stratus.compute:migrations"
-VERSION_TABLE = "alembic_version_compute"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,26 @@
 """Domain errors. Service logic raises these; the web layer turns them into HTTP answers.
 
-Nothing here knows of HTTP beyond the status number each error kind maps to.
+Nothing here knows of HTTP beyond the status each error kind maps to.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 
 class StratusError(Exception):
-    """Base of every error the APIs turn into a 4xx answer."""
+    """Base of every error the APIs turn into a 4xx answer.
 
-    status = 500
-    title = "Internal Server Error"
+    A subclass names its ``status``; its ``title`` is the status's standard phrase.
+    """
+
+    status: int = HTTPStatus.INTERNAL_SERVER_ERROR
+    title = HTTPStatus.INTERNAL_SERVER_ERROR.phrase
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "title" not in cls.__dict__:
+            cls.title = HTTPStatus(cls.status).phrase
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.title)
@@ -18,8 +28,7 @@ class StratusError(Exception):
 
 
 class BadRequest(StratusError):
-    status = 400
-    title = "Bad Request"
+    status = HTTPStatus.BAD_REQUEST
 
 
 class ValidationError(BadRequest):
@@ -27,51 +36,42 @@ class ValidationError(BadRequest):
 
 
 class Unauthorized(StratusError):
-    status = 401
-    title = "Unauthorized"
+    status = HTTPStatus.UNAUTHORIZED
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or "The request you have made requires authentication.")
 
 
 class Forbidden(StratusError):
-    status = 403
-    title = "Forbidden"
+    status = HTTPStatus.FORBIDDEN
 
 
 class NotFound(StratusError):
-    status = 404
-    title = "Not Found"
+    status = HTTPStatus.NOT_FOUND
 
 
 class MethodNotAllowed(StratusError):
-    status = 405
-    title = "Method Not Allowed"
+    status = HTTPStatus.METHOD_NOT_ALLOWED
 
 
 class NotAcceptable(StratusError):
-    status = 406
-    title = "Not Acceptable"
+    status = HTTPStatus.NOT_ACCEPTABLE
 
 
 class Conflict(StratusError):
-    status = 409
-    title = "Conflict"
+    status = HTTPStatus.CONFLICT
 
 
 class PayloadTooLarge(StratusError):
-    status = 413
-    title = "Request Entity Too Large"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 class UnsupportedMediaType(StratusError):
-    status = 415
-    title = "Unsupported Media Type"
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 
 
 class ServiceUnavailable(StratusError):
-    status = 503
-    title = "Service Unavailable"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 class MarkerNotFound(BadRequest):

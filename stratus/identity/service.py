@@ -21,16 +21,13 @@ from stratus.identity.assignments import Assignments
 from stratus.identity.authentication import Authentication
 from stratus.identity.catalog import Catalog
 from stratus.identity.fernet import KeyRepository
-from stratus.identity.migrations import HEAD
+from stratus.identity.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.identity.policy import RULES
 from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
 from stratus.identity.role_assignments import RoleAssignments
 from stratus.identity.tokens import TokenFormatter
 from stratus.identity.users import Users
-
-SCRIPT_LOCATION = "stratus.identity:migrations"
-VERSION_TABLE = "alembic_version_identity"
 
 
 class IdentityRuntime:

@@ -6,17 +6,17 @@ carries the data's size so the API can answer with ``Content-Range: bytes */<siz
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from stratus.core.exceptions import StratusError
 
 
 class Gone(StratusError):
-    status = 410
-    title = "Gone"
+    status = HTTPStatus.GONE
 
 
 class RangeNotSatisfiable(StratusError):
-    status = 416
-    title = "Requested Range Not Satisfiable"
+    status = HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE
 
     def __init__(self, size: int) -> None:
         super().__init__(f"The requested range is not satisfiable (the data has {size} "

@@ -24,14 +24,11 @@ from stratus.image.data import ImageData
 from stratus.image.formats import Inspector
 from stratus.image.images import Images
 from stratus.image.members import Members
-from stratus.image.migrations import HEAD
+from stratus.image.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.image.policy import RULES
 from stratus.image.quotas import Quotas
 from stratus.image.stores import Store, create_store
 from stratus.image.validation import Validator
-
-SCRIPT_LOCATION = "stratus.image:migrations"
-VERSION_TABLE = "alembic_version_image"
 
 
 class ImageService:

@@ -34,7 +34,7 @@ from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.caller import Caller
 from stratus.network.events import DiscardEvents, EventSink
 from stratus.network.ipam import IPAM
-from stratus.network.migrations import HEAD
+from stratus.network.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.network.models import Network
 from stratus.network.networks import Networks, NewNetwork
 from stratus.network.notify import Notifier
@@ -48,9 +48,6 @@ from stratus.network.subnets import NewSubnet, Subnets
 from stratus.network.txn import Txn
 
 LOG = logging.getLogger(__name__)
-
-SCRIPT_LOCATION = "stratus.network:migrations"
-VERSION_TABLE = "alembic_version_network"
 
 
 class NetworkRuntime:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.periodic import Periodic
 from stratus.volume import states
 from stratus.volume.backends.base import BackendError, VolumeBackend
 from stratus.volume.models import Snapshot, Volume
@@ -45,7 +46,8 @@ class VolumeManager:
         self.runtime = runtime
         self.backend = backend
         self.images = images
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._heartbeat = Periodic(f"volume-manager {host}: heartbeat",
+                                   runtime.options.report_interval, self.report)
 
     # Life cycle ----------------------------------------------------------------------------
 
@@ -58,28 +60,15 @@ class VolumeManager:
             for path in await asyncio.to_thread(remove):
                 LOG.warning("removed partial volume data %s", path)
         await self.recover()
-        self._heartbeat = asyncio.create_task(self._report_loop(),
-                                              name=f"volume-manager-{self.host}")
+        self._heartbeat.start()
 
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await self._heartbeat.stop()
 
     async def report(self) -> None:
         async with self.runtime.service() as svc:
             await svc.hosts.report(self.host, self.backend.name,
                              self.runtime.options.availability_zone)
-
-    async def _report_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.runtime.options.report_interval)
-            try:
-                await self.report()
-            except Exception:  # a database hiccup must not end the heartbeats
-                LOG.exception("volume-manager %s: heartbeat failed", self.host)
 
     async def recover(self) -> list[str]:
         """Volumes of this host left in ``creating`` by a crash become ``error`` (their

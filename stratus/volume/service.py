@@ -25,7 +25,7 @@ from stratus.core.policy import Enforcer
 from stratus.volume import states
 from stratus.volume.attachments import Attachments
 from stratus.volume.hosts import Hosts
-from stratus.volume.migrations import HEAD
+from stratus.volume.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.volume.models import Attachment, Snapshot, Volume
 from stratus.volume.policy import RULES
 from stratus.volume.quotas import Quotas, project_lock
@@ -35,9 +35,6 @@ from stratus.volume.types import Types
 from stratus.volume.volumes import NewVolume, Volumes
 
 LOG = logging.getLogger(__name__)
-
-SCRIPT_LOCATION = "stratus.volume:migrations"
-VERSION_TABLE = "alembic_version_volume"
 
 
 class VolumeService:

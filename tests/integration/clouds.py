@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import httpx
 
 from stratus.core.config import Settings
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
 
 ROOT = "http://test"

@@ -14,7 +14,7 @@ from stratus.image.data import ByteRange
 from stratus.image.errors import RangeNotSatisfiable
 from stratus.image.formats import sniff
 from stratus.image.images import PatchOp
-from stratus.image.service import SCRIPT_LOCATION
+from stratus.image.migrations import SCRIPT_LOCATION
 
 
 def test_image_head_is_recorded() -> None:

@@ -5,13 +5,13 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from stratus.compute import migrations as compute_migrations
-from stratus.compute.service import SCRIPT_LOCATION as COMPUTE_SCRIPTS
+from stratus.compute.migrations import SCRIPT_LOCATION as COMPUTE_SCRIPTS
 from stratus.identity import migrations as identity_migrations
-from stratus.identity.service import SCRIPT_LOCATION as IDENTITY_SCRIPTS
+from stratus.identity.migrations import SCRIPT_LOCATION as IDENTITY_SCRIPTS
 from stratus.network import migrations as network_migrations
-from stratus.network.service import SCRIPT_LOCATION as NETWORK_SCRIPTS
+from stratus.network.migrations import SCRIPT_LOCATION as NETWORK_SCRIPTS
 from stratus.volume import migrations as volume_migrations
-from stratus.volume.service import SCRIPT_LOCATION as VOLUME_SCRIPTS
+from stratus.volume.migrations import SCRIPT_LOCATION as VOLUME_SCRIPTS
 
 
 @pytest.mark.parametrize(("location", "head"), [

@@ -8,13 +8,12 @@ conductor, which reschedules it to an alternate host or sets ERROR.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.agent import AGENT_USER
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
@@ -40,6 +39,7 @@ from stratus.core.bus import RemoteError
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
+from stratus.core.periodic import Periodic
 
 LOG = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class ComputeAgentManager:
         self.images = images
         #: Attachments through the volume service; None: this host cannot attach volumes.
         self.volumes = volumes
-        self._periodic: asyncio.Task[None] | None = None
+        self._heartbeat = Periodic(f"heartbeat of {host}", self.options.report_interval,
+                                   lambda: self.report(RequestContext.for_service(AGENT_USER)))
         #: Waiters for events other services report (``network-vif-plugged``, ...).
         self.events = InstanceEvents()
         self.power_sync = PowerStateSync(host, driver, conductor,
@@ -108,18 +109,15 @@ class ComputeAgentManager:
     async def start(self) -> None:
         """Connect the driver, report in, reconcile guests, then report periodically."""
         await self.driver.init_host(self.host)
-        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
+        ctx = RequestContext.for_service(AGENT_USER)
         expected = await self.report(ctx)
         await self.reconcile(ctx, expected)
-        self._periodic = asyncio.create_task(self._report_forever(), name=f"report-{self.host}")
+        self._heartbeat.start()
         self.power_sync.start()
 
     async def stop(self) -> None:
         await self.power_sync.stop()
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
+        await self._heartbeat.stop()
         await self.driver.cleanup_host()
 
     async def reconcile(self, ctx: RequestContext, expected: list[str]) -> None:
@@ -148,15 +146,6 @@ class ComputeAgentManager:
             disk_allocation_ratio=o.disk_allocation_ratio,
             reserved_host_memory_mb=o.reserved_host_memory_mb,
             running_guests=await self.driver.list_guests()))
-
-    async def _report_forever(self) -> None:
-        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
-        while True:
-            await asyncio.sleep(self.options.report_interval)
-            try:
-                await self.report(ctx)
-            except Exception:
-                LOG.exception("heartbeat from %s failed; will try again", self.host)
 
     # Helpers ------------------------------------------------------------------------------
 

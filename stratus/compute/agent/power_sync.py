@@ -19,17 +19,17 @@ sync skips that instance this round.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from stratus.compute import states
+from stratus.compute.agent import AGENT_USER
 from stratus.compute.objects import InstanceStates, InstanceUpdate
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import GuestNotFound, PowerState, VirtDriver
 from stratus.core.bus import RemoteError
 from stratus.core.context import RequestContext
+from stratus.core.periodic import Periodic
 
 LOG = logging.getLogger(__name__)
 
@@ -75,26 +75,14 @@ class PowerStateSync:
         self.driver = driver
         self.conductor = conductor
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(f"power-state sync on {host}", interval,
+                                  lambda: self.run_once(RequestContext.for_service(AGENT_USER)))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._forever(), name=f"power-sync-{self.host}")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _forever(self) -> None:
-        ctx = RequestContext(user_id="compute-agent", project_id="service", roles=["service"])
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once(ctx)
-            except Exception:
-                LOG.exception("power-state sync on %s failed; will try again", self.host)
+        await self._periodic.stop()
 
     async def _hypervisor_state(self, uuid: str) -> PowerState:
         try:

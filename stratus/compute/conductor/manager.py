@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from stratus.compute import states
@@ -42,8 +41,8 @@ class ConductorManager:
     async def recover_orphans(self) -> list[str]:
         """Finish what hosts that went down left: builds go to ERROR, deletes complete.
 
-        Runs periodically (``run_watchdog``); every conductor may run it, each change is
-        guarded by the instance's current state. Returns the instances it settled.
+        The conductor unit runs it periodically (its watchdog); every conductor may, for
+        each change is guarded by the instance's current state. Returns the instances it settled.
         """
         settled: list[str] = []
         async with self.runtime.service() as svc:
@@ -72,14 +71,6 @@ class ConductorManager:
             LOG.warning("settled %d instance(s) left by compute hosts that are down: %s",
                         len(settled), ", ".join(settled))
         return settled
-
-    async def run_watchdog(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.recover_orphans()
-            except Exception:
-                LOG.exception("the conductor's watchdog failed; will try again")
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
         async with self.runtime.service() as svc:

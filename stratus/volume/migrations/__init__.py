@@ -2,3 +2,7 @@
 
 #: The newest revision; a test keeps it equal to the history's head.
 HEAD = "0001"
+
+#: Where the history lives, and the table that records how far a database is.
+SCRIPT_LOCATION = "stratus.volume:migrations"
+VERSION_TABLE = "alembic_version_volume"

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from stratus.core.config import Settings
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.clouds import auth_body
 
 ADMIN_PASSWORD = "compute-tests-admin-pw"

@@ -18,7 +18,8 @@ from stratus.compute.virt.driver import GuestSpec, PowerState
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.units import Stack, root_app
+from stratus.stack import Stack
+from stratus.units import root_app
 
 CTX = RequestContext(user_id="u", project_id="p", roles=["admin"])
 

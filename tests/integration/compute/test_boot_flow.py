@@ -19,7 +19,8 @@ import pytest
 from stratus.compute.placement import Placement
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
 from tests.integration.compute.conftest import (
     ADMIN_PASSWORD,

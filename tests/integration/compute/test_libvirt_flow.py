@@ -19,7 +19,8 @@ import pytest
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from stratus.compute.metadata.api import sign
 from stratus.compute.objects import VifInfo, VifIP
 from stratus.core.config import Settings
-from stratus.units import Stack, metadata_secret, root_app, run_bootstrap
+from stratus.stack import Stack, metadata_secret
+from stratus.units import root_app, run_bootstrap
 from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import (

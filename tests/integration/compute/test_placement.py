@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from stratus.compute.hosts import COMPUTE_BINARY
-from stratus.compute.migrations import HEAD
+from stratus.compute.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.compute.models import Allocation, ComputeServiceRecord
 from stratus.compute.placement import (
     DISK_GB,
@@ -22,7 +22,6 @@ from stratus.compute.placement import (
 )
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import HostSelector, NoValidHost, SchedulerOptions
-from stratus.compute.service import SCRIPT_LOCATION, VERSION_TABLE
 from stratus.core.db import Database, utcnow
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from stratus.compute.models import Allocation, Inventory
 from stratus.core.config import Settings
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import (

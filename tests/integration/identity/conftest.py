@@ -19,7 +19,8 @@ import pytest
 from stratus.core.auth import CachingValidator
 from stratus.core.config import Settings
 from stratus.identity.service import IdentityRuntime
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 
 ADMIN_PASSWORD = "Adm1n-Pa55-integration-7d1f"
 BASE_URL = "http://test/identity"

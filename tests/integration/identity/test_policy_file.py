@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 
 from stratus.core.config import Settings
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.identity.conftest import (
     ADMIN_PASSWORD,
     BASE_URL,

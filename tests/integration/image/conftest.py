@@ -22,7 +22,8 @@ from starlette.types import ASGIApp
 
 from stratus.core.config import Settings
 from stratus.image.service import ImageRuntime
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.conftest import backend_unavailable
 
 ADMIN_PASSWORD = "Adm1n-Pa55-image-tests"

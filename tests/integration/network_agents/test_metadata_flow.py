@@ -25,7 +25,8 @@ import pytest
 
 from stratus.core.config import Settings
 from stratus.network.objects import bridge_name, tap_name
-from stratus.units import UNITS, Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import UNITS, root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
 from tests.integration.network_agents.conftest import eventually, require_root_and_dnsmasq
 from tests.integration.network_agents.guest import Guest

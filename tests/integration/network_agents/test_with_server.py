@@ -19,7 +19,8 @@ import pytest
 from stratus.core.config import Settings
 from stratus.network.agents import linux
 from stratus.network.objects import bridge_name, dhcp_namespace, tap_name
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.network_agents.conftest import (
     eventually,
     require_root_and_dnsmasq,

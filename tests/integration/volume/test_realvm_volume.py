@@ -13,7 +13,8 @@ import pytest
 
 from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.volume.conftest import LateASGITransport
 from tests.integration.volume.test_server_volumes import ADMIN_PASSWORD, ROOT, UNITS, Cloud
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console

@@ -16,7 +16,8 @@ import pytest
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 from stratus.core.config import Settings
 from stratus.core.exceptions import ServiceUnavailable
-from stratus.units import Stack, root_app, run_bootstrap
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.integration.compute.test_boot_flow import boot_body, upload_image
 from tests.integration.volume.conftest import LateASGITransport, assert_cinder_error
 

@@ -31,6 +31,7 @@ import httpx
 
 from stratus.core.bus import MessagingError
 from stratus.core.context import RequestContext
+from stratus.core.periodic import Periodic
 from stratus.network.agents import linux
 from stratus.network.agents.dhcp import dnsmasq
 from stratus.network.metadata_proxy import MetadataProxy, ProxyApp
@@ -105,7 +106,11 @@ class DhcpAgentManager:
         self._synced = False
         #: Network id → loop time of the last bus event about it.
         self._touched: dict[str, float] = {}
-        self._periodic: asyncio.Task[None] | None = None
+        self._periodic = Periodic(f"dhcp-agent {self.host}: heartbeat and resync",
+                                  min(self.options.report_interval,
+                                      self.options.resync_interval), self._heartbeat)
+        #: Loop time when the next periodic resync is due.
+        self._next_resync = 0.0
         self._client_factory = http_client or (lambda: httpx.AsyncClient(timeout=30.0))
         self._client: httpx.AsyncClient | None = None
 
@@ -132,15 +137,12 @@ class DhcpAgentManager:
             LOG.warning("dhcp-agent %s: first resync failed (%s); will retry", self.host, exc)
             synced = False
         self._synced = synced
-        self._periodic = asyncio.create_task(self._run_periodic(), name=f"dhcp-{self.host}")
+        self._next_resync = asyncio.get_running_loop().time() + self.options.resync_interval
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop the periodic work and remove every network's namespace, process and files."""
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
-            self._periodic = None
+        await self._periodic.stop()
 
         async def remove(network_id: str) -> None:
             async with self._lock(network_id):
@@ -179,20 +181,14 @@ class DhcpAgentManager:
             except MessagingError as exc:
                 LOG.warning("dhcp-agent %s: heartbeat failed: %s", self.host, exc)
 
-    async def _run_periodic(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_resync = loop.time() + self.options.resync_interval
-        while True:
-            await asyncio.sleep(min(self.options.report_interval, self.options.resync_interval))
-            await self.report()
-            # Until one resync succeeded (the server was not up yet), one per heartbeat.
-            if loop.time() >= next_resync or not self._synced:
-                next_resync = loop.time() + self.options.resync_interval
-                try:
-                    await self.resync()
-                    self._synced = True
-                except Exception:
-                    LOG.exception("dhcp-agent %s: resync failed; will retry", self.host)
+    async def _heartbeat(self) -> None:
+        await self.report()
+        # Until one resync succeeded (the server was not up yet), one per heartbeat.
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_resync or not self._synced:
+            self._next_resync = now + self.options.resync_interval
+            await self.resync()
+            self._synced = True
 
     async def resync(self) -> None:
         """Serve exactly the server's active networks; remove the rest, including networks

@@ -19,7 +19,6 @@ the server says is bound here (``get_bound_ports``) is plugged. A clean ``stop``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from stratus.core.bus import MessagingError, RemoteError, UnknownMethod
 from stratus.core.context import RequestContext
+from stratus.core.periodic import Periodic
 from stratus.network.agents import linux
 from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, bridge_name, tap_name
 from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
@@ -69,7 +69,8 @@ class L2AgentManager:
         self._lock = asyncio.Lock()
         #: Hosts whose resync with the server succeeded since the start.
         self._synced: set[str] = set()
-        self._periodic: asyncio.Task[None] | None = None
+        self._periodic = Periodic("l2-agent: heartbeat and resync", self.options.report_interval,
+                                  self._heartbeat)
 
     def endpoint(self, host: str) -> L2HostEndpoint:
         return L2HostEndpoint(self, host)
@@ -87,7 +88,7 @@ class L2AgentManager:
         await self.report(start=True)
         await self._recover()
         await self._resync_pending()
-        self._periodic = asyncio.create_task(self._report_forever(), name="l2-agent-report")
+        self._periodic.start()
 
     async def _resync_pending(self) -> None:
         """Resync each host not resynced yet (the server may not have been up)."""
@@ -104,11 +105,7 @@ class L2AgentManager:
         """Stop reporting; with ``unplug``, remove the taps (and emptied bridges) made here,
         except those a guest still holds open (a guest that outlives this process keeps its
         network; the tap stays recorded, for the next start)."""
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
-            self._periodic = None
+        await self._periodic.stop()
         if unplug:
             async with self._lock:
                 for port_id, (host, network_id) in list(self.ports.items()):
@@ -175,11 +172,9 @@ class L2AgentManager:
             except MessagingError as exc:
                 LOG.warning("l2-agent %s: heartbeat failed: %s", host, exc)
 
-    async def _report_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.report_interval)
-            await self.report()
-            await self._resync_pending()
+    async def _heartbeat(self) -> None:
+        await self.report()
+        await self._resync_pending()
 
     async def resync(self, host: str) -> None:
         """Plug again every port bound to ``host`` whose tap is missing (after a restart)."""

@@ -1,0 +1,137 @@
+"""Compute's units: ``compute-api``, ``conductor``, ``scheduler``, ``compute-agent`` and
+``metadata-api``, all on one ``ComputeRuntime`` per process."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp
+
+from stratus.core.periodic import Periodic
+from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
+
+if TYPE_CHECKING:
+    from stratus.compute.service import ComputeRuntime
+
+
+async def compute_runtime(stack: Stack) -> ComputeRuntime:
+    from stratus.compute.service import ComputeRuntime
+
+    return await stack.runtime("compute", lambda: ComputeRuntime(stack.settings))
+
+
+async def build_api(stack: Stack) -> ASGIApp:
+    from stratus.compute.api import create_compute_app
+    from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
+    from stratus.compute.service import ComputeClients
+    from stratus.core.clients.image import ImageClient
+    from stratus.core.clients.volume import VolumeClient
+
+    runtime = await compute_runtime(stack)
+    bus = await stack.transport()
+    http = stack.http_client()
+    runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
+                                   images=ImageClient(http), volumes=VolumeClient(http)))
+    return create_compute_app(runtime, stack.token_validator())
+
+
+async def build_scheduler(stack: Stack) -> None:
+    from stratus.compute.rpcapi import SCHEDULER_TOPIC, ComputeAgentAPI
+    from stratus.compute.scheduler.manager import SchedulerManager
+    from stratus.compute.scheduler.selector import HostSelector, SchedulerOptions
+
+    runtime = await compute_runtime(stack)
+    options = stack.settings.compute
+    selector = HostSelector(runtime.db, SchedulerOptions(
+        host_subset_size=options.host_subset_size,
+        service_down_time=options.service_down_time,
+        refresh_interval=options.report_interval))
+    manager = SchedulerManager(runtime, selector, ComputeAgentAPI(await stack.transport()))
+    await stack.serve(SCHEDULER_TOPIC, None, manager, manager.METHODS)
+
+
+async def build_conductor(stack: Stack) -> None:
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.rpcapi import CONDUCTOR_TOPIC, ComputeAgentAPI
+
+    runtime = await compute_runtime(stack)
+    options = stack.settings.compute
+    manager = ConductorManager(runtime, ComputeAgentAPI(await stack.transport()),
+                               service_down_time=options.service_down_time)
+    await stack.serve(CONDUCTOR_TOPIC, None, manager, manager.METHODS)
+    watchdog = Periodic("the conductor's watchdog", options.report_interval,
+                        manager.recover_orphans)
+    watchdog.start()
+    stack.exits.push_async_callback(watchdog.stop)
+
+
+async def build_agent(stack: Stack) -> None:
+    from stratus.compute.agent.manager import AgentOptions, ComputeAgentManager
+    from stratus.compute.rpcapi import COMPUTE_TOPIC, ConductorAPI
+    from stratus.compute.virt import select
+    from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
+
+    settings = stack.settings.compute
+    choice = select.embedded_choice(stack.settings)
+    bus = await stack.transport()
+    options = AgentOptions(report_interval=settings.report_interval,
+                           sync_power_state_interval=settings.sync_power_state_interval,
+                           cpu_allocation_ratio=settings.cpu_allocation_ratio,
+                           ram_allocation_ratio=settings.ram_allocation_ratio,
+                           disk_allocation_ratio=settings.disk_allocation_ratio,
+                           reserved_host_memory_mb=settings.reserved_host_memory_mb,
+                           vif_plugging_timeout=stack.settings.network.vif_plugging_timeout)
+    network = None
+    # Hosts reach the network service through the catalog, so they need identity: here,
+    # or at ``auth.identity_url``. Without either they build guests without networking.
+    if stack.identity_reachable:
+        from stratus.compute.agent.network import HostNetwork
+        from stratus.core.clients.network import NetworkClient
+
+        network = HostNetwork(NetworkClient(stack.http_client(), stack.service_auth()))
+    images = None
+    if choice.name == "libvirt" and stack.identity_reachable:
+        from stratus.core.images_cache import HostImages
+
+        images = HostImages(select.image_cache_path(stack.settings), stack.service_auth(),
+                            stack.http_client())
+    # libvirt drives the one machine this process runs on: one host, whatever fake_hosts says.
+    hosts = compute_hosts(stack.settings) if choice.name == "fake" else [
+        settings.host or socket.gethostname()]
+    for host in hosts:
+        driver = (select.libvirt_driver(stack.settings) if choice.name == "libvirt" else
+                  FakeDriver(FakeDriverOptions(vcpus=settings.fake_vcpus,
+                                               memory_mb=settings.fake_memory_mb,
+                                               local_gb=settings.fake_local_gb)))
+        volumes = None
+        if network is not None:  # identity is reachable: so is the volume service's catalog
+            from stratus.compute.agent.volumes import HostVolumes
+            from stratus.core.clients.volume import VolumeClient
+
+            volumes = HostVolumes(host, driver, stack.service_auth(),
+                                  VolumeClient(stack.http_client()))
+        agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
+                                    volumes)
+        await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
+        await agent.start()
+        stack.exits.push_async_callback(agent.stop)
+        stack.agents.append(agent)
+
+
+async def build_metadata(stack: Stack) -> ASGIApp:
+    from stratus.compute.metadata.api import create_metadata_app
+
+    runtime = await compute_runtime(stack)
+    return create_metadata_app(runtime.db, metadata_secret(stack.settings),
+                               dhcp_domain=stack.settings.metadata.dhcp_domain)
+
+
+UNITS = (
+    Unit("compute-api", "/compute", build_api, ("compute", "nova", "/v2.1")),
+    Unit("conductor", None, build_conductor),
+    Unit("scheduler", None, build_scheduler),
+    Unit("compute-agent", None, build_agent),
+    # No catalog entry: only the metadata proxies call it (``settings.metadata_url``).
+    Unit("metadata-api", "/metadata", build_metadata),
+)

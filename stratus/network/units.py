@@ -1,0 +1,97 @@
+"""The network service's units: ``network-api`` (with the bus server the agents call), and
+the ``dhcp-agent`` and ``l2-agent``, which run only on the linuxbridge backend."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from starlette.types import ASGIApp
+
+from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
+
+LOG = logging.getLogger(__name__)
+
+
+async def build_api(stack: Stack) -> ASGIApp:
+    from stratus.core.clients.compute import ComputeClient
+    from stratus.network.api import create_network_app
+    from stratus.network.backends import backend_name, create_backend
+    from stratus.network.events import ComputeEventSender
+    from stratus.network.manager import NetworkServerManager
+    from stratus.network.rpcapi import NETWORK_TOPIC
+    from stratus.network.service import NetworkRuntime
+
+    bus = await stack.transport()
+    events = ComputeEventSender(ComputeClient(stack.http_client(), stack.service_auth()))
+    runtime = await stack.runtime("network", lambda: NetworkRuntime(
+        stack.settings, backend=create_backend(backend_name(stack.settings), bus),
+        events=events))
+    await events.start()
+    stack.exits.push_async_callback(events.stop)
+    manager = NetworkServerManager(runtime)
+    await stack.serve(NETWORK_TOPIC, None, manager, manager.METHODS)
+    return create_network_app(runtime, stack.token_validator())
+
+
+def _linuxbridge(stack: Stack, unit: str) -> bool:
+    """Whether the network agents run here (the linuxbridge backend); says so when not."""
+    from stratus.network.backends import backend_name
+
+    if backend_name(stack.settings) == "linuxbridge":
+        return True
+    LOG.info("%s: not started (the network backend is not linuxbridge)", unit)
+    return False
+
+
+async def build_dhcp_agent(stack: Stack) -> None:
+    """dnsmasq and a metadata proxy per network, in its namespace; see
+    ``stratus.network.agents.dhcp``."""
+    if not _linuxbridge(stack, "dhcp-agent"):
+        return
+    from stratus.network.agents.dhcp import DhcpAgentManager, DhcpAgentOptions
+    from stratus.network.agents.dhcp.dnsmasq import DnsmasqOptions
+    from stratus.network.rpcapi import DHCP_AGENT_TOPIC, NetworkServerAPI
+
+    settings = stack.settings
+    net = settings.network
+    host = settings.compute.host or socket.gethostname()
+    options = DhcpAgentOptions(
+        state_dir=settings.dhcp_state_dir,
+        dnsmasq=DnsmasqOptions(binary=net.dnsmasq, domain=net.dns_domain,
+                               lease_seconds=net.dhcp_lease_duration),
+        report_interval=net.agent_report_interval, metadata_url=settings.metadata_url,
+        metadata_secret=metadata_secret(settings))
+    agent = DhcpAgentManager(host, NetworkServerAPI(await stack.transport()), options,
+                             http_client=stack.http_client)
+    # Registered before the bus server, so on the way out the server stops first.
+    stack.exits.push_async_callback(agent.stop)
+    await stack.serve(DHCP_AGENT_TOPIC, host, agent, agent.METHODS)
+    await agent.start()
+
+
+async def build_l2_agent(stack: Stack) -> None:
+    """Bridges and taps for the ports bound to this process's compute hosts; see
+    ``stratus.network.agents.l2``."""
+    if not _linuxbridge(stack, "l2-agent"):
+        return
+    from stratus.network.agents.l2 import L2AgentManager, L2AgentOptions
+    from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
+
+    settings = stack.settings
+    hosts = compute_hosts(settings) or [settings.compute.host or socket.gethostname()]
+    agent = L2AgentManager(hosts, NetworkServerAPI(await stack.transport()), L2AgentOptions(
+        tunnel_ip=settings.network.tunnel_ip,
+        report_interval=settings.network.agent_report_interval,
+        state_file=settings.data_dir / "l2-agent.json"))
+    stack.exits.push_async_callback(agent.stop)
+    for host in hosts:
+        await stack.serve(L2_AGENT_TOPIC, host, agent.endpoint(host), agent.METHODS)
+    await agent.start()
+
+
+UNITS = (
+    Unit("network-api", "/network", build_api, ("network", "neutron", "")),
+    Unit("dhcp-agent", None, build_dhcp_agent),
+    Unit("l2-agent", None, build_l2_agent),
+)

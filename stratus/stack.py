@@ -1,0 +1,264 @@
+"""What the units of one process share while it runs: the ``Stack``, what a ``Unit`` is,
+and this cloud's generated secrets.
+
+A ``Stack`` holds the settings, the message bus, HTTP clients for calls between services,
+the service credentials, the token validator, each service's runtime (made and started once
+by ``runtime()``, whichever unit asks first) and the exit stack that stops all of it in
+reverse order.
+
+Lazy imports: here and in every ``stratus/<service>/units.py``, service modules are imported
+inside the functions that need them, so a process pays at start-up only for the units it
+runs (the ``startup`` benchmark measures it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, overload
+
+import yaml
+from starlette.types import ASGIApp
+
+from stratus.core.auth import CachingValidator, TokenValidator
+from stratus.core.bus.transport.base import Transport
+from stratus.core.config import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from stratus.compute.agent.manager import ComputeAgentManager
+    from stratus.compute.service import ComputeRuntime
+    from stratus.core.service_auth import ServiceAuth
+    from stratus.identity.service import IdentityRuntime
+    from stratus.network.service import NetworkRuntime
+    from stratus.volume.service import VolumeRuntime
+
+
+class Runtime(Protocol):
+    """What ``Stack.runtime`` starts once and stops with the stack."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+R = TypeVar("R", bound=Runtime)
+T = TypeVar("T")
+
+
+class _Running(Generic[T]):
+    """A read-only ``Stack`` attribute: the runtime started under the attribute's name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.service = name
+
+    @overload
+    def __get__(self, stack: None, owner: type) -> _Running[T]: ...
+
+    @overload
+    def __get__(self, stack: Stack, owner: type) -> T | None: ...
+
+    def __get__(self, stack: Stack | None, owner: type) -> _Running[T] | T | None:
+        if stack is None:
+            return self
+        return cast("T | None", stack.running(self.service))
+
+
+@dataclass
+class Stack:
+    """What the units of one process share while it runs."""
+
+    settings: Settings
+    exits: AsyncExitStack = field(default_factory=AsyncExitStack)
+    validator: TokenValidator | None = None
+    bus: Transport | None = None
+    #: HTTP transport for calls between services; None means real HTTP (tests route them
+    #: to the in-process app instead).
+    http_transport: httpx.AsyncBaseTransport | None = None
+    #: The compute agents running in this process.
+    agents: list[ComputeAgentManager] = field(default_factory=list)
+    _runtimes: dict[str, Any] = field(default_factory=dict)
+    _service_auth: ServiceAuth | None = None
+
+    async def runtime(self, service: str, make: Callable[[], R]) -> R:
+        """``service``'s runtime in this process: made by ``make`` and started the first
+        time a unit asks, stopped when the stack closes; the same object afterwards."""
+        if service not in self._runtimes:
+            runtime = make()
+            await runtime.start()
+            self.exits.push_async_callback(runtime.stop)
+            self._runtimes[service] = runtime
+        return cast(R, self._runtimes[service])
+
+    def running(self, service: str) -> Any | None:
+        """``service``'s runtime if a unit of this process started it."""
+        return self._runtimes.get(service)
+
+    #: The runtimes other code reaches for by name (None until a unit started them).
+    identity: ClassVar[_Running[IdentityRuntime]] = _Running()
+    compute: ClassVar[_Running[ComputeRuntime]] = _Running()
+    network: ClassVar[_Running[NetworkRuntime]] = _Running()
+    volume: ClassVar[_Running[VolumeRuntime]] = _Running()
+
+    @property
+    def identity_reachable(self) -> bool:
+        """Whether identity (and so the catalog) can be reached: here or at
+        ``auth.identity_url``."""
+        return self.identity is not None or bool(self.settings.auth.identity_url)
+
+    def service_auth(self) -> ServiceAuth:
+        """This process's service credentials (``[auth]``; in the all-in-one, the admin
+        user), against ``auth.identity_url`` or this cloud's own identity endpoint."""
+        if self._service_auth is None:
+            from stratus.core.service_auth import ServiceAuth
+
+            auth = self.settings.auth
+            password = (auth.service_password.get_secret_value() if auth.service_password
+                        else admin_password(self.settings))
+            self._service_auth = ServiceAuth(
+                auth.identity_url or f"{self.settings.base_url}/identity/v3",
+                username=auth.service_username, password=password,
+                project=auth.service_project, domain=auth.service_domain,
+                client=self.http_client())
+        return self._service_auth
+
+    async def transport(self) -> Transport:
+        """The message bus of this process (``settings.bus_url``), started once."""
+        if self.bus is None:
+            from stratus.core.bus import get_transport
+
+            bus = get_transport(self.settings.bus_url)
+            await bus.start()
+            self.exits.push_async_callback(bus.close)
+            self.bus = bus
+        return self.bus
+
+    async def serve(self, topic: str, server: str | None, manager: Any,
+                    methods: tuple[str, ...]) -> None:
+        """Serve ``manager``'s ``methods`` on the bus at ``topic`` (``server``: one host's
+        queue); stopped with the stack."""
+        from stratus.core.bus import RPCServer, Target
+
+        rpc = RPCServer(await self.transport(), Target(topic, server=server), manager, methods)
+        await rpc.start()
+        self.exits.push_async_callback(rpc.stop)
+
+    def http_client(self) -> httpx.AsyncClient:
+        from stratus.core.http import service_http_client
+
+        client = service_http_client(transport=self.http_transport)
+        self.exits.push_async_callback(client.aclose)
+        return client
+
+    def token_validator(self) -> TokenValidator:
+        """In-process validation when identity runs here, else REST to ``auth.identity_url``."""
+        if self.validator is not None:
+            return self.validator
+        auth = self.settings.auth
+        identity = self.identity
+        inner: TokenValidator
+        if identity is not None:
+            inner = identity
+        elif auth.identity_url:
+            from stratus.core.auth_remote import RemoteTokenValidator
+
+            remote = RemoteTokenValidator(
+                auth.identity_url, username=auth.service_username,
+                password=auth.service_password.get_secret_value() if auth.service_password
+                else "", project=auth.service_project, domain=auth.service_domain)
+            self.exits.push_async_callback(remote.aclose)
+            inner = remote
+        else:
+            raise RuntimeError("identity is not in this process and auth.identity_url is unset")
+        cache = CachingValidator(inner, ttl=auth.cache_ttl, size=auth.cache_size)
+        if identity is not None:
+            identity.revocation_listeners.append(cache.invalidate)
+        self.validator = cache
+        return cache
+
+    async def aclose(self) -> None:
+        await self.exits.aclose()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing a process can run: an API mounted at ``prefix``, or a bus server."""
+
+    name: str
+    #: Path the unit's API is mounted at; None for units that only serve the bus.
+    prefix: str | None
+    #: Starts the unit (its stop is registered on the stack); returns its API, if any.
+    build: Callable[[Stack], Awaitable[ASGIApp | None]]
+    #: (service type, service name, path after the prefix) registered in the catalog.
+    catalog: tuple[str, str, str] | None = None
+    #: More service types registered at the same URL (``volumev3`` beside block-storage).
+    catalog_aliases: tuple[str, ...] = ()
+
+
+def compute_hosts(settings: Settings) -> list[str]:
+    """The hosts this process's compute agents run as: ``host``, ``host-2``, ... (the
+    l2-agent wires the ports bound to them)."""
+    base = settings.compute.host or socket.gethostname()
+    return [base if i == 0 else f"{base}-{i + 1}" for i in range(settings.compute.fake_hosts)]
+
+
+# This cloud's secrets, generated on first start ------------------------------------------
+
+
+def admin_password(settings: Settings) -> str:
+    """``STRATUS_ADMIN_PASSWORD``, else the one generated on first start (kept 0600)."""
+    if settings.admin_password is not None:
+        return settings.admin_password.get_secret_value()
+    return _generated_once(settings.data_dir / "admin-password",
+                           lambda: secrets.token_urlsafe(18))
+
+
+def metadata_secret(settings: Settings) -> str:
+    """The metadata proxies' HMAC key: configured, else generated once and kept (0600)."""
+    if settings.metadata.shared_secret is not None:
+        return settings.metadata.shared_secret.get_secret_value()
+    return _generated_once(settings.data_dir / "metadata-secret", lambda: secrets.token_hex(32))
+
+
+def _generated_once(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept at ``path``; made and written (0600) the first time."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = make()
+    _write_private(path, secret + "\n")
+    return secret
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.replace(tmp, path)
+
+
+def write_clouds_yaml(settings: Settings, password: str) -> Path:
+    """Write ``<data_dir>/clouds.yaml`` for the cloud ``stratus``; 0600, as it holds a password."""
+    clouds: dict[str, Any] = {"clouds": {"stratus": {
+        "auth": {
+            "auth_url": f"{settings.base_url}/identity/v3",
+            "username": "admin",
+            "password": password,
+            "project_name": "admin",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        },
+        "region_name": settings.region,
+        "interface": "public",
+        "identity_api_version": 3,
+    }}}
+    path = settings.data_dir / "clouds.yaml"
+    _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
+    return path

@@ -1,0 +1,60 @@
+"""Block storage's units: ``volume-api`` and one ``volume-manager`` per host, on one
+``VolumeRuntime`` per process."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp
+
+from stratus.stack import Stack, Unit
+
+if TYPE_CHECKING:
+    from stratus.volume.service import VolumeRuntime
+
+
+async def volume_runtime(stack: Stack) -> VolumeRuntime:
+    from stratus.volume.rpcapi import VolumeManagerAPI
+    from stratus.volume.service import VolumeRuntime
+
+    manager_api = VolumeManagerAPI(await stack.transport())
+    return await stack.runtime("volume", lambda: VolumeRuntime(stack.settings,
+                                                               manager_api=manager_api))
+
+
+async def build_api(stack: Stack) -> ASGIApp:
+    from stratus.volume.api import create_volume_app
+
+    runtime = await volume_runtime(stack)
+    return create_volume_app(runtime, stack.token_validator(),
+                             http_client=stack.http_client())
+
+
+async def build_manager(stack: Stack) -> None:
+    """One volume-manager for this host (``volume.host``), on the configured backend."""
+    from stratus.volume.backends import create_backend
+    from stratus.volume.manager import ImageSource, VolumeManager
+    from stratus.volume.rpcapi import VOLUME_TOPIC
+
+    settings = stack.settings
+    runtime = await volume_runtime(stack)
+    images: ImageSource | None = None
+    # Volumes from images need the image service, found through identity's catalog.
+    if stack.identity_reachable:
+        from stratus.core.images_cache import HostImages
+
+        images = HostImages(settings.data_dir / "volume-image-cache", stack.service_auth(),
+                            stack.http_client())
+    host = settings.volume.host or socket.gethostname()
+    manager = VolumeManager(host, runtime, create_backend(settings), images=images)
+    stack.exits.push_async_callback(manager.stop)
+    await stack.serve(VOLUME_TOPIC, host, manager, manager.METHODS)
+    await manager.start()
+
+
+UNITS = (
+    Unit("volume-api", "/volume", build_api, ("block-storage", "cinder", "/v3/$(project_id)s"),
+         catalog_aliases=("volumev3",)),
+    Unit("volume-manager", None, build_manager),
+)
