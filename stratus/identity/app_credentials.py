@@ -13,9 +13,8 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import Forbidden, NotFound, ValidationError
 from stratus.identity.assignments import Assignments
 from stratus.identity.errors import duplicate
@@ -33,7 +32,7 @@ class AppCredentials:
     """A user's application credentials within one transaction; ``assignments`` finds the
     roles delegated, ``bcrypt_rounds`` hashes the secret."""
 
-    session: AsyncSession
+    txn: Txn
     assignments: Assignments
     revocations: RevocationLog
     bcrypt_rounds: int
@@ -46,7 +45,7 @@ class AppCredentials:
         """Create one; returns the row and its secret, which is never retrievable again."""
         if expires_at is not None and expires_at <= utcnow():
             raise ValidationError("expires_at must be in the future.")
-        if await self.session.scalar(select(ApplicationCredential.id).where(
+        if await self.txn.session.scalar(select(ApplicationCredential.id).where(
                 ApplicationCredential.user_id == user_id, ApplicationCredential.name == name)):
             raise duplicate("store", "application_credential",
                             f"Duplicate entry found with name {name}.")
@@ -65,18 +64,18 @@ class AppCredentials:
             name=name, user_id=user_id, project_id=project_id, description=description,
             expires_at=expires_at, unrestricted=unrestricted, role_ids=role_ids,
             secret_hash=await hash_secret(secret, self.bcrypt_rounds))
-        self.session.add(cred)
-        await self.session.flush()
+        self.txn.session.add(cred)
+        await self.txn.session.flush()
         return cred, secret
 
     async def get(self, cred_id: str, *, user_id: str | None = None) -> ApplicationCredential:
-        cred = await self.session.get(ApplicationCredential, cred_id)
+        cred = await self.txn.session.get(ApplicationCredential, cred_id)
         if cred is None or (user_id is not None and cred.user_id != user_id):
             raise NotFound(f"Could not find Application Credential: {cred_id}.")
         return cred
 
     async def find(self, *, user_id: str, name: str) -> ApplicationCredential:
-        cred = await self.session.scalar(select(ApplicationCredential).where(
+        cred = await self.txn.session.scalar(select(ApplicationCredential).where(
             ApplicationCredential.user_id == user_id, ApplicationCredential.name == name))
         if cred is None:
             raise NotFound(f"Could not find Application Credential: {name}.")
@@ -88,17 +87,17 @@ class AppCredentials:
             ApplicationCredential.user_id == user_id).order_by(ApplicationCredential.name)
         if name is not None:
             query = query.where(ApplicationCredential.name == name)
-        return list(await self.session.scalars(query))
+        return list(await self.txn.session.scalars(query))
 
     async def delete(self, cred_id: str, *, user_id: str) -> None:
         cred = await self.get(cred_id, user_id=user_id)
-        await self.session.delete(cred)
-        await self.session.flush()
+        await self.txn.session.delete(cred)
+        await self.txn.session.flush()
         # Tokens made from it check that it still exists; flush caches that say otherwise.
         self.revocations.notify()
 
     async def roles(self, cred: ApplicationCredential) -> list[Role]:
         if not cred.role_ids:
             return []
-        return list(await self.session.scalars(
+        return list(await self.txn.session.scalars(
             select(Role).where(Role.id.in_(cred.role_ids)).order_by(Role.name)))

@@ -11,10 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from stratus.core.config import IdentitySettings
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound, Unauthorized, ValidationError
 from stratus.identity.app_credentials import AppCredentials
 from stratus.identity.assignments import Assignments
@@ -100,7 +98,7 @@ class Authentication:
     """Issues and validates tokens within one transaction, reading the repositories given
     (all bound to that transaction); ``options`` gives token lifetimes."""
 
-    session: AsyncSession
+    txn: Txn
     resources: Resources
     users: Users
     assignments: Assignments
@@ -117,7 +115,7 @@ class Authentication:
     async def _row(self, model: type[_Row], row_id: str) -> _Row | None:
         key = (model, row_id)
         if key not in self._rows:
-            self._rows[key] = await self.session.get(model, row_id)
+            self._rows[key] = await self.txn.session.get(model, row_id)
         row: _Row | None = self._rows[key]
         return row
 

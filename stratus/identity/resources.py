@@ -7,11 +7,12 @@ a domain is deleted only once disabled, with its projects (deepest first), users
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratus.core.db import Txn
 from stratus.core.exceptions import Forbidden, ValidationError
 from stratus.identity.errors import duplicate, not_found
 from stratus.identity.models import Assignment, Domain, Group, Project, User
@@ -22,17 +23,17 @@ from stratus.identity.rows import apply_changes, get_row, insert, named_in_domai
 DEFAULT_DOMAIN_ID = "default"
 
 
+@dataclass(eq=False)
 class Resources:
     """Domains and projects within one transaction."""
 
-    def __init__(self, session: AsyncSession, revocations: RevocationLog) -> None:
-        self.session = session
-        self.revocations = revocations
+    txn: Txn
+    revocations: RevocationLog
 
     # Domains ------------------------------------------------------------------------------
 
     async def get_domain(self, domain_id: str) -> Domain:
-        return await get_row(self.session, Domain, domain_id, "domain")
+        return await get_row(self.txn.session, Domain, domain_id, "domain")
 
     async def find_domain(self, *, domain_id: str | None = None,
                           name: str | None = None) -> Domain:
@@ -40,7 +41,7 @@ class Resources:
             return await self.get_domain(domain_id)
         if name is None:
             raise ValidationError("A domain needs an id or a name.")
-        domain = await self.session.scalar(select(Domain).where(Domain.name == name))
+        domain = await self.txn.session.scalar(select(Domain).where(Domain.name == name))
         if domain is None:
             raise not_found("domain", name)
         return domain
@@ -51,27 +52,28 @@ class Resources:
                             (Domain.name, name), (Domain.enabled, enabled))
         if ids is not None:
             query = query.where(Domain.id.in_(ids))
-        return list(await self.session.scalars(query))
+        return list(await self.txn.session.scalars(query))
 
     async def create_domain(self, *, name: str, description: str = "", enabled: bool = True,
                             domain_id: str | None = None,
                             extra: dict[str, Any] | None = None) -> Domain:
-        if await self.session.scalar(select(Domain.id).where(Domain.name == name)):
+        if await self.txn.session.scalar(select(Domain.id).where(Domain.name == name)):
             raise duplicate("store", "domain", f"Duplicate entry found with name {name}.")
         domain = Domain(name=name, description=description, enabled=enabled, extra=extra or {})
         if domain_id:
             domain.id = domain_id
-        return await insert(self.session, domain)
+        return await insert(self.txn.session, domain)
 
     async def update_domain(self, domain_id: str, changes: dict[str, Any]) -> Domain:
         domain = await self.get_domain(domain_id)
         if "name" in changes and changes["name"] != domain.name:
-            if await self.session.scalar(select(Domain.id).where(Domain.name == changes["name"])):
+            if await self.txn.session.scalar(
+                    select(Domain.id).where(Domain.name == changes["name"])):
                 raise duplicate("update", "domain",
                                 f"Duplicate entry found with name {changes['name']}.")
         was_enabled = domain.enabled
         apply_changes(domain, changes, ("name", "description", "enabled"))
-        await self.session.flush()
+        await self.txn.session.flush()
         if was_enabled and not domain.enabled:
             await self.revocations.revoke(domain_id=domain.id)
         return domain
@@ -80,7 +82,7 @@ class Resources:
         domain = await self.get_domain(domain_id)
         if domain.enabled:
             raise Forbidden("Cannot delete a domain that is enabled, please disable it first.")
-        projects = list(await self.session.scalars(
+        projects = list(await self.txn.session.scalars(
             select(Project).where(Project.domain_id == domain_id)))
         parents = {p.id: p.parent_id for p in projects}
 
@@ -92,22 +94,22 @@ class Resources:
 
         # Deepest first, so no project is deleted before its sub-projects.
         for project in sorted(projects, key=depth, reverse=True):
-            await purge_project(self.session, self.revocations, project)
-        for user in list(await self.session.scalars(
+            await purge_project(self.txn.session, self.revocations, project)
+        for user in list(await self.txn.session.scalars(
                 select(User).where(User.domain_id == domain_id))):
-            await purge_user(self.session, self.revocations, user)
-        for group in list(await self.session.scalars(
+            await purge_user(self.txn.session, self.revocations, user)
+        for group in list(await self.txn.session.scalars(
                 select(Group).where(Group.domain_id == domain_id))):
-            await purge_group(self.session, self.revocations, group)
-        await self.session.execute(delete(Assignment).where(Assignment.target_id == domain_id))
-        await self.session.delete(domain)
-        await self.session.flush()
+            await purge_group(self.txn.session, self.revocations, group)
+        await self.txn.session.execute(delete(Assignment).where(Assignment.target_id == domain_id))
+        await self.txn.session.delete(domain)
+        await self.txn.session.flush()
         await self.revocations.revoke(domain_id=domain_id)
 
     # Projects -----------------------------------------------------------------------------
 
     async def get_project(self, project_id: str) -> Project:
-        return await get_row(self.session, Project, project_id, "project")
+        return await get_row(self.txn.session, Project, project_id, "project")
 
     async def find_project(self, *, project_id: str | None = None, name: str | None = None,
                            domain_id: str | None = None, domain_name: str | None = None) -> Project:
@@ -116,7 +118,7 @@ class Resources:
         if name is None or (domain_id is None and domain_name is None):
             raise ValidationError("A project needs an id, or a name and a domain.")
         domain = await self.find_domain(domain_id=domain_id, name=domain_name)
-        project: Project = await named_in_domain(self.session, Project, name, domain.id,
+        project: Project = await named_in_domain(self.txn.session, Project, name, domain.id,
                                                  "project")
         return project
 
@@ -128,14 +130,14 @@ class Resources:
                             (Project.parent_id, parent_id), (Project.enabled, enabled))
         if ids is not None:
             query = query.where(Project.id.in_(ids))
-        return list(await self.session.scalars(query))
+        return list(await self.txn.session.scalars(query))
 
     async def subtree_ids(self, project_id: str) -> list[str]:
         """Every project below this one, parents before their children."""
         out: list[str] = []
         frontier = [project_id]
         while frontier:
-            children = list(await self.session.scalars(
+            children = list(await self.txn.session.scalars(
                 select(Project.id).where(Project.parent_id == frontier.pop())
                 .order_by(Project.name)))
             out.extend(children)
@@ -151,7 +153,7 @@ class Resources:
             parent = await self.get_project(parent_id)
             if parent.domain_id != domain_id:
                 raise ValidationError("A project must be in the same domain as its parent.")
-        if await self.session.scalar(select(Project.id).where(
+        if await self.txn.session.scalar(select(Project.id).where(
                 Project.name == name, Project.domain_id == domain_id)):
             raise duplicate("store", "project", f"Duplicate entry found with name {name} at "
                             f"domain ID {domain_id}.")
@@ -160,7 +162,7 @@ class Resources:
                           extra=extra or {})
         if project_id:
             project.id = project_id
-        return await insert(self.session, project)
+        return await insert(self.txn.session, project)
 
     async def update_project(self, project_id: str, changes: dict[str, Any]) -> Project:
         project = await self.get_project(project_id)
@@ -169,20 +171,20 @@ class Resources:
         if "parent_id" in changes and changes["parent_id"] != project.parent_id:
             raise ValidationError("Update of `parent_id` is not allowed.")
         new_name = changes.get("name")
-        if new_name is not None and new_name != project.name and await self.session.scalar(
+        if new_name is not None and new_name != project.name and await self.txn.session.scalar(
                 select(Project.id).where(Project.name == new_name,
                                          Project.domain_id == project.domain_id)):
             raise duplicate("update", "project", f"Duplicate entry found with name {new_name} "
                             f"at domain ID {project.domain_id}.")
         was_enabled = project.enabled
         apply_changes(project, changes, ("name", "description", "enabled", "tags"))
-        await self.session.flush()
+        await self.txn.session.flush()
         if was_enabled and not project.enabled:
             await self.revocations.revoke(project_id=project.id)
         return project
 
     async def delete_project(self, project_id: str) -> None:
         project = await self.get_project(project_id)
-        if await self.session.scalar(select(Project.id).where(Project.parent_id == project_id)):
+        if await self.txn.session.scalar(select(Project.id).where(Project.parent_id == project_id)):
             raise Forbidden("Cannot delete project: it has sub-projects; delete them first.")
-        await purge_project(self.session, self.revocations, project)
+        await purge_project(self.txn.session, self.revocations, project)

@@ -8,11 +8,11 @@ event names matches the token. Events older than the longest a token can live ar
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.identity.models import RevocationEvent
 from stratus.identity.tokens import TokenPayload
 
@@ -20,14 +20,18 @@ from stratus.identity.tokens import TokenPayload
 class RevocationLog:
     """Records revocation events within one transaction.
 
-    ``changed`` tells the owner of the transaction to flush token caches once it commits;
-    flushing earlier would let a concurrent request re-cache a token from the old state.
+    A change that can invalidate a token calls each of ``listeners`` (token caches) once,
+    after the transaction commits: flushing earlier would let a concurrent request re-cache
+    a token from the old state. On rollback they are not called.
     """
 
-    def __init__(self, session: AsyncSession, retention: dt.timedelta) -> None:
-        self.session = session
+    def __init__(self, txn: Txn, retention: dt.timedelta,
+                 listeners: Sequence[Callable[[], None]]) -> None:
+        self.txn = txn
+        self.session = txn.session
         self.retention = retention
-        self.changed = False
+        self.listeners = listeners
+        self._notified = False
 
     async def revoke(self, *, user_id: str | None = None, project_id: str | None = None,
                      domain_id: str | None = None, audit_id: str | None = None,
@@ -45,7 +49,13 @@ class RevocationLog:
 
     def notify(self) -> None:
         """Some token may no longer be valid: caches are to be flushed after commit."""
-        self.changed = True
+        if not self._notified:
+            self._notified = True
+            self.txn.after_commit(self._flush_caches)
+
+    async def _flush_caches(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     async def is_revoked(self, payload: TokenPayload, *, user_domain_id: str | None,
                          project_domain_id: str | None) -> bool:

@@ -13,10 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from stratus.core.config import Settings
-from stratus.core.db import Database
+from stratus.core.db import Database, Txn
 from stratus.core.policy import Enforcer
 from stratus.identity.app_credentials import AppCredentials
 from stratus.identity.assignments import Assignments
@@ -27,6 +25,7 @@ from stratus.identity.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.identity.policy import RULES
 from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
+from stratus.identity.role_assignments import RoleAssignments
 from stratus.identity.tokens import TokenFormatter
 from stratus.identity.users import Users
 
@@ -58,18 +57,15 @@ class IdentityRuntime:
         await self.db.dispose()
 
     @asynccontextmanager
-    async def service(self) -> AsyncIterator[IdentityService]:
-        """A service bound to one transaction: committed on success, rolled back on error."""
-        async with self.db.session() as session:
-            svc = IdentityService(self, session)
-            yield svc
-        if svc.revocations.changed:
-            for listener in self.revocation_listeners:
-                listener()
+    async def service(self, *, write: bool = True) -> AsyncIterator[IdentityService]:
+        """A service bound to one transaction: committed on success, rolled back on error.
+        ``write=False`` for work that only reads (see ``Database.transaction``)."""
+        async with self.db.transaction(write=write) as txn:
+            yield IdentityService(self, txn)
 
     async def validate(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
         """In-process ``TokenValidator``: the token body, or ``NotFound``."""
-        async with self.service() as svc:
+        async with self.service(write=False) as svc:
             _, body = await svc.auth.validate(token, allow_expired=allow_expired)
             return body
 
@@ -77,18 +73,22 @@ class IdentityRuntime:
 class IdentityService:
     """Identity's repositories within one database transaction, wired in dependency order."""
 
-    def __init__(self, runtime: IdentityRuntime, session: AsyncSession) -> None:
+    def __init__(self, runtime: IdentityRuntime, txn: Txn) -> None:
         options = runtime.settings.identity
-        self.session = session
-        self.revocations = RevocationLog(session, runtime.revocation_retention)
-        self.resources = Resources(session, self.revocations)
-        self.users = Users(session, self.resources, self.revocations, options.bcrypt_rounds)
-        self.assignments = Assignments(session, self.resources, self.users, self.revocations)
-        self.catalog = Catalog(session)
-        self.app_credentials = AppCredentials(session, self.assignments, self.revocations,
+        self.txn = txn
+        self.session = txn.session
+        self.revocations = RevocationLog(txn, runtime.revocation_retention,
+                                         runtime.revocation_listeners)
+        self.resources = Resources(txn, self.revocations)
+        self.users = Users(txn, self.resources, self.revocations, options.bcrypt_rounds)
+        self.assignments = Assignments(txn, self.resources, self.users, self.revocations)
+        self.role_assignments = RoleAssignments(txn, self.assignments, self.resources,
+                                                self.users)
+        self.catalog = Catalog(txn)
+        self.app_credentials = AppCredentials(txn, self.assignments, self.revocations,
                                               options.bcrypt_rounds)
         self.auth = Authentication(
-            session=session, resources=self.resources, users=self.users,
+            txn=txn, resources=self.resources, users=self.users,
             assignments=self.assignments, catalog=self.catalog,
             app_credentials=self.app_credentials,
             revocations=self.revocations, formatter=runtime.formatter, options=options)

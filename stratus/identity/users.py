@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound, Unauthorized, ValidationError
 from stratus.identity.errors import duplicate
 from stratus.identity.models import Group, GroupMembership, User
@@ -28,7 +27,7 @@ from stratus.identity.rows import apply_changes, get_row, insert, named_in_domai
 class Users:
     """Users and groups within one transaction; ``bcrypt_rounds`` hashes new passwords."""
 
-    session: AsyncSession
+    txn: Txn
     resources: Resources
     revocations: RevocationLog
     bcrypt_rounds: int
@@ -36,7 +35,7 @@ class Users:
     # Users --------------------------------------------------------------------------------
 
     async def get_user(self, user_id: str) -> User:
-        return await get_row(self.session, User, user_id, "user")
+        return await get_row(self.txn.session, User, user_id, "user")
 
     async def find_user(self, *, user_id: str | None = None, name: str | None = None,
                         domain_id: str | None = None, domain_name: str | None = None) -> User:
@@ -45,14 +44,14 @@ class Users:
         if name is None or (domain_id is None and domain_name is None):
             raise ValidationError("A user needs an id, or a name and a domain.")
         domain = await self.resources.find_domain(domain_id=domain_id, name=domain_name)
-        user: User = await named_in_domain(self.session, User, name, domain.id, "user")
+        user: User = await named_in_domain(self.txn.session, User, name, domain.id, "user")
         return user
 
     async def list_users(self, *, name: str | None = None, domain_id: str | None = None,
                          enabled: bool | None = None) -> list[User]:
         query = where_given(select(User).order_by(User.name),
                             (User.name, name), (User.domain_id, domain_id), (User.enabled, enabled))
-        return list(await self.session.scalars(query))
+        return list(await self.txn.session.scalars(query))
 
     async def create_user(self, *, name: str, domain_id: str, password: str | None = None,
                           enabled: bool = True, default_project_id: str | None = None,
@@ -61,7 +60,7 @@ class Users:
         await self.resources.get_domain(domain_id)
         if default_project_id:
             await self.resources.get_project(default_project_id)
-        if await self.session.scalar(
+        if await self.txn.session.scalar(
                 select(User.id).where(User.name == name, User.domain_id == domain_id)):
             raise duplicate("store", "user", f"Duplicate entry found with name {name} at "
                             f"domain ID {domain_id}.")
@@ -73,7 +72,7 @@ class Users:
         if password is not None:
             user.password_hash = await hash_secret(password, self.bcrypt_rounds)
             user.password_created_at = utcnow()
-        return await insert(self.session, user)
+        return await insert(self.txn.session, user)
 
     async def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
         user = await self.get_user(user_id)
@@ -81,7 +80,7 @@ class Users:
         if "domain_id" in changes and changes["domain_id"] != user.domain_id:
             raise ValidationError("Update of `domain_id` is not allowed.")
         new_name = changes.get("name")
-        if new_name is not None and new_name != user.name and await self.session.scalar(
+        if new_name is not None and new_name != user.name and await self.txn.session.scalar(
                 select(User.id).where(User.name == new_name, User.domain_id == user.domain_id)):
             raise duplicate("update", "user", f"Duplicate entry found with name {new_name} at "
                             f"domain ID {user.domain_id}.")
@@ -97,7 +96,7 @@ class Users:
         if user.enabled and changes.get("enabled") is False:
             revoke = True
         apply_changes(user, changes, ("name", "enabled", "default_project_id", "description"))
-        await self.session.flush()
+        await self.txn.session.flush()
         if revoke:
             await self.revocations.revoke(user_id=user.id)
         return user
@@ -109,81 +108,81 @@ class Users:
             raise Unauthorized("The original password is not correct.")
         user.password_hash = await hash_secret(new, self.bcrypt_rounds)
         user.password_created_at = utcnow()
-        await self.session.flush()
+        await self.txn.session.flush()
         await self.revocations.revoke(user_id=user.id)
 
     async def delete_user(self, user_id: str) -> None:
-        await purge_user(self.session, self.revocations, await self.get_user(user_id))
+        await purge_user(self.txn.session, self.revocations, await self.get_user(user_id))
 
     # Groups -------------------------------------------------------------------------------
 
     async def get_group(self, group_id: str) -> Group:
-        return await get_row(self.session, Group, group_id, "group")
+        return await get_row(self.txn.session, Group, group_id, "group")
 
     async def list_groups(self, *, name: str | None = None,
                           domain_id: str | None = None) -> list[Group]:
         query = where_given(select(Group).order_by(Group.name),
                             (Group.name, name), (Group.domain_id, domain_id))
-        return list(await self.session.scalars(query))
+        return list(await self.txn.session.scalars(query))
 
     async def create_group(self, *, name: str, domain_id: str, description: str = "",
                            extra: dict[str, Any] | None = None) -> Group:
         await self.resources.get_domain(domain_id)
-        if await self.session.scalar(
+        if await self.txn.session.scalar(
                 select(Group.id).where(Group.name == name, Group.domain_id == domain_id)):
             raise duplicate("store", "group", f"Duplicate entry found with name {name} at "
                             f"domain ID {domain_id}.")
         group = Group(name=name, domain_id=domain_id, description=description, extra=extra or {})
-        return await insert(self.session, group)
+        return await insert(self.txn.session, group)
 
     async def update_group(self, group_id: str, changes: dict[str, Any]) -> Group:
         group = await self.get_group(group_id)
         if "domain_id" in changes and changes["domain_id"] != group.domain_id:
             raise ValidationError("Update of `domain_id` is not allowed.")
         apply_changes(group, changes, ("name", "description"))
-        await self.session.flush()
+        await self.txn.session.flush()
         return group
 
     async def delete_group(self, group_id: str) -> None:
-        await purge_group(self.session, self.revocations, await self.get_group(group_id))
+        await purge_group(self.txn.session, self.revocations, await self.get_group(group_id))
 
     async def add_member(self, group_id: str, user_id: str) -> None:
         await self.get_group(group_id)
         await self.get_user(user_id)
-        if await self.session.get(GroupMembership, (user_id, group_id)) is None:
-            self.session.add(GroupMembership(user_id=user_id, group_id=group_id))
-            await self.session.flush()
+        # Adding a member twice is not an error (PUT), even when two requests race.
+        await self.txn.session.execute(self.txn.insert_ignore(GroupMembership).values(
+            user_id=user_id, group_id=group_id))
 
     async def check_member(self, group_id: str, user_id: str) -> None:
         """Nothing when the user is in the group; NotFound otherwise."""
         await self.get_group(group_id)
         await self.get_user(user_id)
-        if await self.session.get(GroupMembership, (user_id, group_id)) is None:
+        if await self.txn.session.get(GroupMembership, (user_id, group_id)) is None:
             raise NotFound(f"User {user_id} is not a member of group {group_id}.")
 
     async def remove_member(self, group_id: str, user_id: str) -> None:
-        membership = await self.session.get(GroupMembership, (user_id, group_id))
+        membership = await self.txn.session.get(GroupMembership, (user_id, group_id))
         if membership is None:
             await self.get_group(group_id)
             await self.get_user(user_id)
             raise NotFound(f"User {user_id} is not a member of group {group_id}.")
-        await self.session.delete(membership)
-        await self.session.flush()
+        await self.txn.session.delete(membership)
+        await self.txn.session.flush()
         # Roles held through the group end now: tokens are re-checked against assignments.
         self.revocations.notify()
 
     async def group_ids_of(self, user_id: str) -> list[str]:
-        return list(await self.session.scalars(
+        return list(await self.txn.session.scalars(
             select(GroupMembership.group_id).where(GroupMembership.user_id == user_id)))
 
     async def list_group_members(self, group_id: str) -> list[User]:
         await self.get_group(group_id)
-        return list(await self.session.scalars(
+        return list(await self.txn.session.scalars(
             select(User).join(GroupMembership, GroupMembership.user_id == User.id)
             .where(GroupMembership.group_id == group_id).order_by(User.name)))
 
     async def list_user_groups(self, user_id: str) -> list[Group]:
         await self.get_user(user_id)
-        return list(await self.session.scalars(
+        return list(await self.txn.session.scalars(
             select(Group).join(GroupMembership, GroupMembership.group_id == Group.id)
             .where(GroupMembership.user_id == user_id).order_by(Group.name)))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from stratus.core.exceptions import Forbidden, ValidationError
 from stratus.identity.api import views
 from stratus.identity.api.common import text
-from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
+from stratus.identity.api.deps import BaseURL, CallerDep, Context, Reader, Service
 from stratus.identity.api.schemas import AppCredentialCreateBody
 
 router = APIRouter(prefix="/v3/users/{user_id}/application_credentials")
@@ -29,8 +29,8 @@ def _parse_expiry(value: str | None) -> dt.datetime | None:
 
 @router.post("", status_code=201)
 async def create(user_id: str, body: AppCredentialCreateBody, svc: Service,
-                 authorize: Authorize, context: Context, base: BaseURL) -> dict[str, Any]:
-    authorize("identity:create_application_credential", {"user_id": user_id})
+                 caller: CallerDep, context: Context, base: BaseURL) -> dict[str, Any]:
+    caller.authorize("identity:create_application_credential", {"user_id": user_id})
     if context.project_id is None or context.token is None:
         raise Forbidden("An application credential can only be created with a "
                         "project-scoped token.")
@@ -48,9 +48,9 @@ async def create(user_id: str, body: AppCredentialCreateBody, svc: Service,
 
 
 @router.get("")
-async def listing(user_id: str, svc: Service, authorize: Authorize, base: BaseURL,
+async def listing(user_id: str, svc: Reader, caller: CallerDep, base: BaseURL,
                   name: Annotated[str | None, Query()] = None) -> dict[str, Any]:
-    authorize("identity:list_application_credentials", {"user_id": user_id})
+    caller.authorize("identity:list_application_credentials", {"user_id": user_id})
     await svc.users.get_user(user_id)
     creds = await svc.app_credentials.list_for_user(user_id, name=name)
     items = [views.application_credential(c, await svc.app_credentials.roles(c), base)
@@ -60,16 +60,16 @@ async def listing(user_id: str, svc: Service, authorize: Authorize, base: BaseUR
 
 
 @router.get("/{cred_id}")
-async def show(user_id: str, cred_id: str, svc: Service, authorize: Authorize,
+async def show(user_id: str, cred_id: str, svc: Reader, caller: CallerDep,
                base: BaseURL) -> dict[str, Any]:
-    authorize("identity:get_application_credential", {"user_id": user_id})
+    caller.authorize("identity:get_application_credential", {"user_id": user_id})
     cred = await svc.app_credentials.get(cred_id, user_id=user_id)
     roles = await svc.app_credentials.roles(cred)
     return {"application_credential": views.application_credential(cred, roles, base)}
 
 
 @router.delete("/{cred_id}", status_code=204)
-async def delete(user_id: str, cred_id: str, svc: Service, authorize: Authorize) -> Response:
-    authorize("identity:delete_application_credential", {"user_id": user_id})
+async def delete(user_id: str, cred_id: str, svc: Service, caller: CallerDep) -> Response:
+    caller.authorize("identity:delete_application_credential", {"user_id": user_id})
     await svc.app_credentials.delete(cred_id, user_id=user_id)
     return Response(status_code=204)

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import ValidationError
+from stratus.core.web import params
 from stratus.identity import authentication as authn
 from stratus.identity.api import views
-from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
+from stratus.identity.api.deps import BaseURL, CallerDep, Context, Reader, Service
 from stratus.identity.api.schemas import AuthBody, AuthRequestBody, DomainRef
 from stratus.identity.api.schemas import UserRef as UserRefBody
 
 router = APIRouter(prefix="/v3/auth")
 
 Flag = Annotated[str | None, Query()]
+
+
+def _nocatalog(nocatalog: Flag = None) -> bool:
+    return params.KEYSTONE_FLAG.flag("nocatalog", nocatalog)
+
+
+def _allow_expired(allow_expired: Flag = None) -> bool:
+    return params.KEYSTONE_FLAG.flag("allow_expired", allow_expired)
+
+
+NoCatalog = Annotated[bool, Depends(_nocatalog)]
+AllowExpired = Annotated[bool, Depends(_allow_expired)]
 SubjectToken = Annotated[str, Header(alias="X-Subject-Token")]
-
-
-def _truthy(value: str | None) -> bool:
-    """Keystone's query flags: present and not "0"/"false" means yes (``?nocatalog``)."""
-    return value is not None and value.lower() not in ("0", "false", "no")
 
 
 def _user_ref(body: UserRefBody) -> authn.UserRef:
@@ -81,66 +89,70 @@ def to_auth_request(body: AuthRequestBody) -> authn.AuthRequest:
 
 
 @router.post("/tokens", status_code=201)
-async def issue_token(body: AuthRequestBody, svc: Service, nocatalog: Flag = None) -> JSONResponse:
+async def issue_token(body: AuthRequestBody, svc: Reader, nocatalog: NoCatalog) -> JSONResponse:
     issued = await svc.auth.authenticate(to_auth_request(body),
-                                         include_catalog=not _truthy(nocatalog))
+                                         include_catalog=not nocatalog)
     return JSONResponse({"token": issued.body}, status_code=201,
                         headers={"X-Subject-Token": issued.token})
 
 
 @router.get("/tokens")
-async def validate_token(svc: Service, authorize: Authorize, subject: SubjectToken,
-                         nocatalog: Flag = None, allow_expired: Flag = None) -> JSONResponse:
-    _, body = await svc.auth.validate(subject, allow_expired=_truthy(allow_expired),
-                                      include_catalog=not _truthy(nocatalog))
-    authorize("identity:validate_token", {"token": {"user_id": body["user"]["id"]}})
+async def validate_token(svc: Reader, caller: CallerDep, subject: SubjectToken,
+                         nocatalog: NoCatalog, allow_expired: AllowExpired) -> JSONResponse:
+    _, body = await svc.auth.validate(subject, allow_expired=allow_expired,
+                                      include_catalog=not nocatalog)
+    caller.authorize("identity:validate_token", {"token": {"user_id": body["user"]["id"]}})
     return JSONResponse({"token": body}, headers={"X-Subject-Token": subject})
 
 
 @router.head("/tokens")
-async def check_token(svc: Service, authorize: Authorize, subject: SubjectToken,
-                      allow_expired: Flag = None) -> Response:
-    payload = await svc.auth.validate_payload(subject, allow_expired=_truthy(allow_expired))
-    authorize("identity:check_token", {"token": {"user_id": payload.user_id}})
-    await svc.auth.validate(subject, allow_expired=_truthy(allow_expired), include_catalog=False)
+async def check_token(svc: Reader, caller: CallerDep, subject: SubjectToken,
+                      allow_expired: AllowExpired) -> Response:
+    payload = await svc.auth.validate_payload(subject, allow_expired=allow_expired)
+    caller.authorize("identity:check_token", {"token": {"user_id": payload.user_id}})
+    await svc.auth.validate(subject, allow_expired=allow_expired, include_catalog=False)
     return Response(status_code=200, headers={"X-Subject-Token": subject})
 
 
 @router.delete("/tokens", status_code=204)
-async def revoke_token(svc: Service, authorize: Authorize, subject: SubjectToken) -> Response:
+async def revoke_token(svc: Service, caller: CallerDep, subject: SubjectToken) -> Response:
     payload = await svc.auth.validate_payload(subject)
-    authorize("identity:revoke_token", {"token": {"user_id": payload.user_id}})
+    caller.authorize("identity:revoke_token", {"token": {"user_id": payload.user_id}})
     await svc.auth.revoke(subject)
     return Response(status_code=204)
 
 
 @router.get("/catalog")
-async def catalog(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
+async def catalog(svc: Reader, context: Context, base: BaseURL) -> dict[str, Any]:
     return {"catalog": await svc.catalog.catalog(context.project_id),
             "links": {"self": f"{base}/v3/auth/catalog", "previous": None, "next": None}}
 
 
-@router.get("/projects")
-async def auth_projects(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
+def _user_id(context: Context) -> str:
+    """The caller's user: every token names one (the validator checked it)."""
     assert context.user_id is not None
-    ids = await svc.assignments.project_ids_for_user(context.user_id)
+    return context.user_id
+
+
+UserId = Annotated[str, Depends(_user_id)]
+
+
+@router.get("/projects")
+async def auth_projects(svc: Reader, user_id: UserId, base: BaseURL) -> dict[str, Any]:
+    ids = await svc.assignments.project_ids_for_user(user_id)
     projects = await svc.resources.list_projects(ids=ids, enabled=True)
-    return views.collection("projects", [views.project(p, base) for p in projects],
-                            base, "auth/projects")
+    return views.collection_of("projects", views.project, projects, base, "auth/projects")
 
 
 @router.get("/domains")
-async def auth_domains(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
-    assert context.user_id is not None
-    ids = await svc.assignments.domain_ids_for_user(context.user_id)
-    domains = await svc.resources.list_domains(enabled=True, ids=ids)
-    return views.collection("domains", [views.domain(d, base) for d in domains],
-                            base, "auth/domains")
+async def auth_domains(svc: Reader, user_id: UserId, base: BaseURL) -> dict[str, Any]:
+    domains = await svc.resources.list_domains(
+        enabled=True, ids=await svc.assignments.domain_ids_for_user(user_id))
+    return views.collection_of("domains", views.domain, domains, base, "auth/domains")
 
 
 @router.get("/system")
-async def auth_system(svc: Service, context: Context, base: BaseURL) -> dict[str, Any]:
-    assert context.user_id is not None
-    system = [{"all": True}] if await svc.assignments.has_system_role(context.user_id) else []
+async def auth_system(svc: Reader, user_id: UserId, base: BaseURL) -> dict[str, Any]:
+    system = [{"all": True}] if await svc.assignments.has_system_role(user_id) else []
     return {"system": system,
             "links": {"self": f"{base}/v3/auth/system", "previous": None, "next": None}}

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from stratus.identity.api import schemas, views
 from stratus.identity.api.crud import Resource, add_routes
-from stratus.identity.api.deps import Authorize, BaseURL, Service
+from stratus.identity.api.deps import BaseURL, CallerDep, Service
 
 router = APIRouter(prefix="/v3")
 
@@ -25,8 +25,8 @@ for _resource in (
 
 @router.put("/regions/{region_id}", status_code=201)
 async def create_region_with_id(region_id: str, body: schemas.RegionCreateBody, svc: Service,
-                                authorize: Authorize, base: BaseURL) -> dict[str, Any]:
+                                caller: CallerDep, base: BaseURL) -> dict[str, Any]:
     """Keystone's other way to create a region: the id in the path, not the body."""
-    authorize("identity:create_region")
+    caller.authorize("identity:create_region")
     args = {**body.region.create_args(None), "region_id": region_id}
     return {"region": views.region(await svc.catalog.create_region(**args), base)}

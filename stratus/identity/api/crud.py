@@ -25,9 +25,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from stratus.core.web import params
 from stratus.identity.api import views
-from stratus.identity.api.common import bool_filter, default_domain
-from stratus.identity.api.deps import Authorize, BaseURL, Context, Service
+from stratus.identity.api.common import default_domain
+from stratus.identity.api.deps import BaseURL, CallerDep, Context, Reader, Service
 from stratus.identity.service import IdentityService
 
 
@@ -59,41 +60,42 @@ class Resource:
 def add_routes(router: APIRouter, r: Resource) -> None:
     one = f"/{r.plural}/{{{r.name}_id}}"
 
-    async def listing(request: Request, svc: Service, authorize: Authorize,
+    async def listing(request: Request, svc: Reader, caller: CallerDep,
                       base: BaseURL) -> dict[str, Any]:
-        authorize(f"identity:list_{r.plural}")
+        caller.authorize(f"identity:list_{r.plural}")
         query = request.query_params
         filters: dict[str, Any] = {key: query.get(key) for key in r.filters}
-        filters.update({key: bool_filter(key, query.get(key)) for key in r.bool_filters})
+        filters.update({key: params.KEYSTONE.optional_boolean(key, query.get(key))
+                        for key in r.bool_filters})
         rows = await r.call(svc, f"list_{r.plural}")(**filters)
-        return views.collection(r.plural, [r.view(row, base) for row in rows], base, r.plural)
+        return views.collection_of(r.plural, r.view, rows, base, r.plural)
 
-    async def show(request: Request, svc: Service, authorize: Authorize,
+    async def show(request: Request, svc: Reader, caller: CallerDep,
                    base: BaseURL) -> dict[str, Any]:
         resource_id, target = r.target(request)
-        authorize(f"identity:get_{r.name}", target)
+        caller.authorize(f"identity:get_{r.name}", target)
         return {r.name: r.view(await r.call(svc, f"get_{r.name}")(resource_id), base)}
 
-    async def update(request: Request, body: BaseModel, svc: Service, authorize: Authorize,
+    async def update(request: Request, body: BaseModel, svc: Service, caller: CallerDep,
                      base: BaseURL) -> dict[str, Any]:
         resource_id, target = r.target(request)
-        authorize(f"identity:update_{r.name}", target)
+        caller.authorize(f"identity:update_{r.name}", target)
         changes = getattr(body, r.name).changes()
         row = await r.call(svc, f"update_{r.name}")(resource_id, changes)
         return {r.name: r.view(row, base)}
 
-    async def delete(request: Request, svc: Service, authorize: Authorize) -> Response:
+    async def delete(request: Request, svc: Service, caller: CallerDep) -> Response:
         resource_id, target = r.target(request)
-        authorize(f"identity:delete_{r.name}", target)
+        caller.authorize(f"identity:delete_{r.name}", target)
         await r.call(svc, f"delete_{r.name}")(resource_id)
         return Response(status_code=204)
 
-    async def create(body: BaseModel, svc: Service, authorize: Authorize, context: Context,
+    async def create(body: BaseModel, svc: Service, caller: CallerDep, context: Context,
                      base: BaseURL) -> dict[str, Any]:
         fields = getattr(body, r.name)
         domain_id = default_domain(context, fields.domain_id) if fields.in_domain else None
         args = fields.create_args(domain_id)
-        authorize(f"identity:create_{r.name}",
+        caller.authorize(f"identity:create_{r.name}",
                   {r.name: {"domain_id": domain_id}} if fields.in_domain else None)
         return {r.name: r.view(await r.call(svc, f"create_{r.name}")(**args), base)}
 

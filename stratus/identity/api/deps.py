@@ -1,4 +1,5 @@
-"""Request-scoped dependencies of identity's routes."""
+"""Identity's request dependencies: one transaction per request (``Reader``: read-only, so
+logins and reads never queue behind SQLite's one writer), core's ``Caller``, the context."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from fastapi import Depends, Request
 
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
+from stratus.core.policy import Caller
 from stratus.core.web.app import api_root
-from stratus.core.web.deps import Authorizer, duplicates_as_conflict
+from stratus.core.web.deps import caller_dependency, duplicates_as_conflict
 from stratus.identity.service import IdentityRuntime, IdentityService
+
+DUPLICATE = "Conflict occurred attempting to store the resource: duplicate entry."
 
 
 def runtime(request: Request) -> IdentityRuntime:
@@ -19,27 +23,18 @@ def runtime(request: Request) -> IdentityRuntime:
     return rt
 
 
-async def service(request: Request) -> AsyncIterator[IdentityService]:
-    """One transaction per request, committed before the response is sent."""
-    async with duplicates_as_conflict("Conflict occurred attempting to store the resource: "
-                                      "duplicate entry."), runtime(request).service() as svc:
+async def _write(request: Request) -> AsyncIterator[IdentityService]:
+    async with duplicates_as_conflict(DUPLICATE), runtime(request).service() as svc:
         yield svc
 
 
-Service = Annotated[IdentityService, Depends(service, scope="function")]
+async def _read(request: Request) -> AsyncIterator[IdentityService]:
+    async with runtime(request).service(write=False) as svc:
+        yield svc
+
+
+Service = Annotated[IdentityService, Depends(_write, scope="function")]
+Reader = Annotated[IdentityService, Depends(_read, scope="function")]
 Context = Annotated[RequestContext, Depends(require_context)]
-
-
-def policy(request: Request, context: Context) -> Authorizer:
-    return Authorizer(runtime(request).enforcer, context)
-
-
-Authorize = Annotated[Authorizer, Depends(policy)]
-
-
-def base_url(request: Request) -> str:
-    """This API's root as the client reached it, e.g. ``http://h:8080/identity``."""
-    return api_root(request)
-
-
-BaseURL = Annotated[str, Depends(base_url)]
+CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
+BaseURL = Annotated[str, Depends(api_root)]

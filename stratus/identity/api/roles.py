@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from stratus.core.exceptions import NotFound, ValidationError
+from stratus.core.web import params
 from stratus.identity.api import schemas, views
-from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
-from stratus.identity.api.deps import Authorize, BaseURL, Service
-from stratus.identity.assignments import SYSTEM_TARGET, AssignmentFilter, RoleAssignment
+from stratus.identity.api.deps import BaseURL, CallerDep, Reader, Service
+from stratus.identity.assignments import SYSTEM_TARGET
+from stratus.identity.role_assignments import AssignmentFilter, RoleAssignment
 from stratus.identity.service import IdentityService
 
 router = APIRouter(prefix="/v3")
@@ -36,23 +37,23 @@ def _add_grant_routes(prefix: str, target_type: str, actor_type: str, *,
         return target_id
 
     def change(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
-        async def handler(svc: Service, authorize: Authorize, actor_id: str, role_id: str,
+        async def handler(svc: Service, caller: CallerDep, actor_id: str, role_id: str,
                           target_id: str | None = None) -> Response:
-            authorize(f"identity:{rule}")
+            caller.authorize(f"identity:{rule}")
             await getattr(svc.assignments, operation)(
                 actor_type, actor_id, target_type, target_of(target_id), role_id,
                 inherited=inherited)
             return Response(status_code=204)
         return handler
 
-    async def listing(svc: Service, authorize: Authorize, base: BaseURL, actor_id: str,
+    async def listing(svc: Reader, caller: CallerDep, base: BaseURL, actor_id: str,
                       target_id: str | None = None) -> dict[str, Any]:
-        authorize("identity:list_grants")
+        caller.authorize("identity:list_grants")
         roles = await svc.assignments.list_grants(actor_type, actor_id, target_type,
                                                   target_of(target_id), inherited=inherited)
         path = collection.replace("{target_id}", target_of(target_id)).replace(
             "{actor_id}", actor_id).lstrip("/")
-        return views.collection("roles", [views.role(r, base) for r in roles], base, path)
+        return views.collection_of("roles", views.role, roles, base, path)
 
     router.add_api_route(one, change("create_grant", "grant"), methods=["PUT"],
                          status_code=204)
@@ -91,28 +92,28 @@ def _raw_filters(
 
 
 def _assignment_filter(raw: dict[str, str | None]) -> AssignmentFilter:
-    effective = bool_filter("effective", raw["effective"]) or False
+    effective = params.KEYSTONE.flag("effective", raw["effective"])
     if effective and raw["group_id"]:
         raise ValidationError("Combining effective and group filter will always result in an "
                               "empty list.")
     if raw["inherited_to"] is not None and raw["inherited_to"] != "projects":
         raise ValidationError("scope.OS-INHERIT:inherited_to only accepts 'projects'.")
     # Keystone's (and openstackclient's) value is "all"; a boolean is accepted too.
-    system = raw["system"] == "all" or bool(bool_filter("scope.system", raw["system"]))
+    system = raw["system"] == "all" or params.KEYSTONE.flag("scope.system", raw["system"])
     return AssignmentFilter(
         user_id=raw["user_id"], group_id=raw["group_id"], role_id=raw["role_id"],
         project_id=raw["project_id"], domain_id=raw["domain_id"], system=system,
         inherited=True if raw["inherited_to"] else None, effective=effective,
-        include_subtree=bool(bool_filter("include_subtree", raw["include_subtree"])))
+        include_subtree=params.KEYSTONE.flag("include_subtree", raw["include_subtree"]))
 
 
 @router.get("/role_assignments")
 async def list_role_assignments(
-        svc: Service, authorize: Authorize, base: BaseURL,
+        svc: Reader, caller: CallerDep, base: BaseURL,
         raw: Annotated[dict[str, str | None], Depends(_raw_filters)]) -> dict[str, Any]:
-    authorize("identity:list_role_assignments", {"user": {"id": raw["user_id"]}})
-    found = await svc.assignments.search(_assignment_filter(raw))
-    names = _Names(svc) if bool_filter("include_names", raw["include_names"]) else None
+    caller.authorize("identity:list_role_assignments", {"user": {"id": raw["user_id"]}})
+    found = await svc.role_assignments.search(_assignment_filter(raw))
+    names = _Names(svc) if params.KEYSTONE.flag("include_names", raw["include_names"]) else None
     entries = [await _entry(a, base, names) for a in found]
     return {"role_assignments": [e for e in entries if e is not None],
             "links": {"self": f"{base}/v3/role_assignments", "previous": None, "next": None}}

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from stratus.core.web import params
 from stratus.identity.api import schemas, views
-from stratus.identity.api.common import bool_filter
 from stratus.identity.api.crud import Resource, add_routes
-from stratus.identity.api.deps import Authorize, BaseURL, Service
+from stratus.identity.api.deps import BaseURL, CallerDep, Reader, Service
 
 router = APIRouter(prefix="/v3")
 
@@ -28,47 +28,45 @@ for _resource in (
 
 @router.post("/users/{user_id}/password", status_code=204)
 async def change_password(user_id: str, body: schemas.PasswordChangeBody, svc: Service,
-                          authorize: Authorize) -> Response:
-    authorize("identity:change_password", {"user_id": user_id})
+                          caller: CallerDep) -> Response:
+    caller.authorize("identity:change_password", {"user_id": user_id})
     await svc.users.change_password(user_id, body.user.original_password, body.user.password)
     return Response(status_code=204)
 
 
 @router.get("/users/{user_id}/projects")
-async def list_user_projects(user_id: str, svc: Service, authorize: Authorize,
+async def list_user_projects(user_id: str, svc: Reader, caller: CallerDep,
                              base: BaseURL, enabled: Q = None, name: Q = None) -> dict[str, Any]:
-    authorize("identity:list_user_projects", {"user_id": user_id})
+    caller.authorize("identity:list_user_projects", {"user_id": user_id})
     await svc.users.get_user(user_id)
     ids = await svc.assignments.project_ids_for_user(user_id)
-    projects = await svc.resources.list_projects(ids=ids, name=name,
-                                                 enabled=bool_filter("enabled", enabled))
-    return views.collection("projects", [views.project(p, base) for p in projects],
-                            base, f"users/{user_id}/projects")
+    projects = await svc.resources.list_projects(
+        ids=ids, name=name, enabled=params.KEYSTONE.optional_boolean("enabled", enabled))
+    return views.collection_of("projects", views.project, projects, base,
+                               f"users/{user_id}/projects")
 
 
 @router.get("/users/{user_id}/groups")
-async def list_user_groups(user_id: str, svc: Service, authorize: Authorize,
+async def list_user_groups(user_id: str, svc: Reader, caller: CallerDep,
                            base: BaseURL) -> dict[str, Any]:
-    authorize("identity:list_groups_for_user", {"user_id": user_id})
+    caller.authorize("identity:list_groups_for_user", {"user_id": user_id})
     groups = await svc.users.list_user_groups(user_id)
-    return views.collection("groups", [views.group(g, base) for g in groups],
-                            base, f"users/{user_id}/groups")
+    return views.collection_of("groups", views.group, groups, base, f"users/{user_id}/groups")
 
 
 @router.get("/groups/{group_id}/users")
-async def list_group_users(group_id: str, svc: Service, authorize: Authorize,
+async def list_group_users(group_id: str, svc: Reader, caller: CallerDep,
                            base: BaseURL) -> dict[str, Any]:
-    authorize("identity:list_users_in_group", {"group": {"id": group_id}})
+    caller.authorize("identity:list_users_in_group", {"group": {"id": group_id}})
     users = await svc.users.list_group_members(group_id)
-    return views.collection("users", [views.user(u, base) for u in users],
-                            base, f"groups/{group_id}/users")
+    return views.collection_of("users", views.user, users, base, f"groups/{group_id}/users")
 
 
 def _membership(rule: str, operation: str) -> Callable[..., Awaitable[Response]]:
     """A group-membership route: authorize ``rule`` on the group, then ``svc.users.<op>``."""
     async def handler(group_id: str, user_id: str, svc: Service,
-                      authorize: Authorize) -> Response:
-        authorize(f"identity:{rule}", {"group": {"id": group_id}})
+                      caller: CallerDep) -> Response:
+        caller.authorize(f"identity:{rule}", {"group": {"id": group_id}})
         await getattr(svc.users, operation)(group_id, user_id)
         return Response(status_code=204)
     return handler

@@ -6,6 +6,7 @@ that ``api/`` holds no import of the ORM models.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from stratus.identity.authentication import format_time
@@ -17,6 +18,12 @@ def _links(base: str, path: str) -> dict[str, str]:
 
 def collection(key: str, items: list[dict[str, Any]], base: str, path: str) -> dict[str, Any]:
     return {key: items, "links": {"self": f"{base}/v3/{path}", "previous": None, "next": None}}
+
+
+def collection_of(key: str, view: Callable[[Any, str], dict[str, Any]], rows: Iterable[Any],
+                  base: str, path: str) -> dict[str, Any]:
+    """``collection`` of the rows, each shown with ``view``."""
+    return collection(key, [view(row, base) for row in rows], base, path)
 
 
 def domain(d: Any, base: str) -> dict[str, Any]:
