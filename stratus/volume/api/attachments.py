@@ -11,11 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.policy import Caller
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
 from stratus.volume.api.deps import CallerDep, Context, Service, Version, runtime
 from stratus.volume.api.schemas import AttachmentCreateBody, AttachmentUpdateBody
+from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/attachments")
 
@@ -44,26 +47,26 @@ async def create_attachment(body: AttachmentCreateBody, request: Request, contex
     return JSONResponse({"attachment": views.attachment_view(attachment)}, status_code=200)
 
 
-@router.get("")
-async def list_attachments(request: Request, svc: Service, context: Context,
-                           caller: CallerDep, version: Version) -> dict[str, Any]:
+async def _list(request: Request, svc: VolumeService, context: RequestContext,
+                caller: Caller, version: APIVersion, *, detail: bool) -> dict[str, Any]:
     _require(version, "3.27")
     caller.authorize("volume:attachment_get", {"project_id": context.project_id})
     params = request.query_params
     rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
-                                      instance_id=params.get("instance_id"))
-    return {"attachments": [views.attachment_view(a, detail=False) for a in rows]}
+                                          instance_id=params.get("instance_id"))
+    return {"attachments": [views.attachment_view(a, detail=detail) for a in rows]}
+
+
+@router.get("")
+async def list_attachments(request: Request, svc: Service, context: Context,
+                           caller: CallerDep, version: Version) -> dict[str, Any]:
+    return await _list(request, svc, context, caller, version, detail=False)
 
 
 @router.get("/detail")
 async def list_attachments_detail(request: Request, svc: Service, context: Context,
                                   caller: CallerDep, version: Version) -> dict[str, Any]:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
-    params = request.query_params
-    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
-                                      instance_id=params.get("instance_id"))
-    return {"attachments": [views.attachment_view(a) for a in rows]}
+    return await _list(request, svc, context, caller, version, detail=True)
 
 
 @router.get("/{attachment_id}")
