@@ -60,9 +60,7 @@ class Resources:
         if await self.txn.session.scalar(select(Domain.id).where(Domain.name == name)):
             raise duplicate("store", "domain", f"Duplicate entry found with name {name}.")
         domain = Domain(name=name, description=description, enabled=enabled, extra=extra or {})
-        if domain_id:
-            domain.id = domain_id
-        return await insert(self.txn.session, domain)
+        return await insert(self.txn.session, domain, row_id=domain_id)
 
     async def update_domain(self, domain_id: str, changes: dict[str, Any]) -> Domain:
         domain = await self.get_domain(domain_id)
@@ -168,9 +166,7 @@ class Resources:
         project = Project(name=name, domain_id=domain_id, parent_id=parent_id,
                           description=description, enabled=enabled, tags=tags or [],
                           extra=extra or {})
-        if project_id:
-            project.id = project_id
-        return await insert(self.txn.session, project)
+        return await insert(self.txn.session, project, row_id=project_id)
 
     async def update_project(self, project_id: str, changes: dict[str, Any]) -> Project:
         project = await self.get_project(project_id)

@@ -64,12 +64,10 @@ class Users:
         user = User(name=name, domain_id=domain_id, enabled=enabled,
                     default_project_id=default_project_id, description=description,
                     extra=extra or {})
-        if user_id:
-            user.id = user_id
         if password is not None:
             user.password_hash = await hash_secret(password, self.bcrypt_rounds)
             user.password_created_at = utcnow()
-        return await insert(self.txn.session, user)
+        return await insert(self.txn.session, user, row_id=user_id)
 
     async def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
         user = await self.get_user(user_id)
