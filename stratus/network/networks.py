@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
@@ -20,6 +19,7 @@ from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
 from stratus.network.models import Network, Port, Subnet
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
 #: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
@@ -103,17 +103,12 @@ class NetworkUpdate:
 
 
 @dataclass
-class Networks:
+class Networks(Part):
     """The networks of one transaction."""
 
-    txn: Txn
     quotas: Quotas
     notifier: Notifier
     options: NetworkSettings
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     def _visible_networks(self, caller: Caller) -> Select[Network]:
         query = select(Network)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, delete, false, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.db import Txn, utcnow
@@ -46,6 +45,7 @@ from stratus.network.models import (
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
@@ -167,20 +167,15 @@ class PortUpdate:
 
 
 @dataclass
-class Ports:
+class Ports(Part):
     """The ports of one transaction."""
 
-    txn: Txn
     ipam: IPAM
     networks: Networks
     groups: SecurityGroups
     quotas: Quotas
     notifier: Notifier
     snapshots: Snapshots
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     def _visible_ports(self, caller: Caller) -> Select[Port]:
         query = select(Port)

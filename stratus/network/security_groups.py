@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, false, not_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
@@ -29,6 +28,7 @@ from stratus.network.models import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
 #: How security groups filter and sort (``filters``).
@@ -104,16 +104,11 @@ class NewRule:
 
 
 @dataclass
-class SecurityGroups:
+class SecurityGroups(Part):
     """Security groups and rules within one transaction. Rules are told apart by their
     shape (``fingerprint``), so a duplicate is a 409 even when two requests race."""
 
-    txn: Txn
     quotas: Quotas
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     async def default_security_group(self, project_id: str) -> str:
         """The project's ``default`` group, made with its default rules on first use; two

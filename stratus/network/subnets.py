@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
@@ -22,6 +21,7 @@ from stratus.network.models import IPAllocation, Network, Port, Subnet
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
 #: How subnets filter and sort (``filters``).
@@ -75,17 +75,12 @@ class SubnetUpdate:
 
 
 @dataclass
-class Subnets:
+class Subnets(Part):
     """The subnets of one transaction."""
 
-    txn: Txn
     networks: Networks
     quotas: Quotas
     notifier: Notifier
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     def _visible_subnets(self, caller: Caller) -> Select[Subnet]:
         query = select(Subnet)
