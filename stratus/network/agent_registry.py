@@ -104,9 +104,8 @@ class Agents(Part):
 
     async def list_agents(self, caller: Caller, query: flt.ListQuery) -> Page:
         caller.authorize("get_agent")
-        return await flt.list_page(self.session, self.txn.dialect, caller,
-                               agent_attributes(self.options.agent_down_time), select(Agent),
-                               query)
+        return await self._list_page(caller, agent_attributes(self.options.agent_down_time),
+                                     select(Agent), query)
 
     async def get_agent(self, caller: Caller, agent_id: str) -> Agent:
         caller.authorize("get_agent")
@@ -135,9 +134,8 @@ class Agents(Part):
         agents, else ``router``) when one of its agents is up and alive; with no zone
         reported at all, ``nova`` serves networks."""
         zones = _zones(self.options.agent_down_time)
-        return await flt.list_page(self.session, self.txn.dialect, caller, _zone_attributes(zones),
-                               select(zones.c.name, zones.c.resource, zones.c.state,
-                                      zones.c.id), query)
+        return await self._list_page(caller, _zone_attributes(zones), select(
+            zones.c.name, zones.c.resource, zones.c.state, zones.c.id), query)
 
 
 def _recent(down_time: float) -> ColumnElement[bool]:

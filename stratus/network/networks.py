@@ -118,16 +118,12 @@ class Networks(Part):
         return query
 
     async def get_network(self, caller: Caller, network_id: str) -> Network:
-        net = (await self.session.scalars(
-            self._visible_networks(caller).where(Network.id == network_id).options(
-                joinedload(Network.subnets)))).unique().one_or_none()
-        if net is None:
-            raise NetworkNotFound(network_id)
-        return net
+        return await self._one(self._visible_networks(caller).where(
+            Network.id == network_id).options(joinedload(Network.subnets)),
+            NetworkNotFound(network_id))
 
     async def list_networks(self, caller: Caller, query: flt.ListQuery) -> Page:
-        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
-                               self._visible_networks(caller), query)
+        return await self._list_page(caller, ATTRIBUTES, self._visible_networks(caller), query)
 
     async def create_network(self, caller: Caller, new: NewNetwork) -> Network:
         project_id = new.project_id or caller.require_project()

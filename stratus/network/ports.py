@@ -186,16 +186,12 @@ class Ports(Part):
         return query
 
     async def get_port(self, caller: Caller, port_id: str) -> Port:
-        port = (await self.session.scalars(self._visible_ports(caller).where(
-            Port.id == port_id).options(*_PORT_JOINED))).unique().one_or_none()
-        if port is None:
-            raise PortNotFound(port_id)
-        return port
+        return await self._one(self._visible_ports(caller).where(Port.id == port_id).options(
+            *_PORT_JOINED), PortNotFound(port_id))
 
     async def list_ports(self, caller: Caller, query: flt.ListQuery) -> Page:
         attrs = port_attributes(self.notifier.backend.bound_vif_type)
-        return await flt.list_page(self.session, self.txn.dialect, caller, attrs,
-                               self._visible_ports(caller), query)
+        return await self._list_page(caller, attrs, self._visible_ports(caller), query)
 
     async def create_port(self, caller: Caller, new: NewPort) -> Port:
         if not new.network_id:

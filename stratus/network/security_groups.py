@@ -163,11 +163,8 @@ class SecurityGroups(Part):
         return group.id
 
     async def get_security_group(self, caller: Caller, group_id: str) -> SecurityGroup:
-        group = await self.session.scalar(_visible(SecurityGroup, caller).where(
-            SecurityGroup.id == group_id))
-        if group is None:
-            raise SecurityGroupNotFound(group_id)
-        return group
+        return await self._one(_visible(SecurityGroup, caller).where(
+            SecurityGroup.id == group_id), SecurityGroupNotFound(group_id))
 
     async def list_security_groups(self, caller: Caller, query: flt.ListQuery) -> Page:
         return await self._page(caller, GROUP_ATTRIBUTES, SecurityGroup, query)
@@ -177,8 +174,7 @@ class SecurityGroups(Part):
         # A project's listing shows its default group (and the group's rules): make it first.
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        return await flt.list_page(self.session, self.txn.dialect, caller, attributes,
-                                   _visible(model, caller), query)
+        return await self._list_page(caller, attributes, _visible(model, caller), query)
 
     async def is_default_group(self, group_id: str) -> bool:
         return await self.session.scalar(select(DefaultSecurityGroup.project_id).where(
@@ -327,11 +323,8 @@ class SecurityGroups(Part):
         return rule
 
     async def get_security_group_rule(self, caller: Caller, rule_id: str) -> SecurityGroupRule:
-        rule = await self.session.scalar(_visible(SecurityGroupRule, caller).where(
-            SecurityGroupRule.id == rule_id))
-        if rule is None:
-            raise SecurityGroupRuleNotFound(rule_id)
-        return rule
+        return await self._one(_visible(SecurityGroupRule, caller).where(
+            SecurityGroupRule.id == rule_id), SecurityGroupRuleNotFound(rule_id))
 
     async def list_security_group_rules(self, caller: Caller, query: flt.ListQuery) -> Page:
         return await self._page(caller, RULE_ATTRIBUTES, SecurityGroupRule, query)

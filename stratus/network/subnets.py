@@ -91,15 +91,11 @@ class Subnets(Part):
         return query
 
     async def get_subnet(self, caller: Caller, subnet_id: str) -> Subnet:
-        subnet = await self.session.scalar(
-            self._visible_subnets(caller).where(Subnet.id == subnet_id))
-        if subnet is None:
-            raise SubnetNotFound(subnet_id)
-        return subnet
+        return await self._one(self._visible_subnets(caller).where(Subnet.id == subnet_id),
+                               SubnetNotFound(subnet_id))
 
     async def list_subnets(self, caller: Caller, query: flt.ListQuery) -> Page:
-        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
-                               self._visible_subnets(caller), query)
+        return await self._list_page(caller, ATTRIBUTES, self._visible_subnets(caller), query)
 
     async def create_subnet(self, caller: Caller, new: NewSubnet) -> Subnet:
         if not new.network_id:
