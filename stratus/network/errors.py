@@ -1,10 +1,13 @@
 """The network service's errors, named as Neutron names them.
 
 The API answers ``{"NeutronError": {"type": <class name>, "message", "detail"}}``, so the
-class names here are part of the API: clients and Tempest match on them.
+class names here are part of the API: clients and Tempest match on them. Most errors are
+about one resource: their class gives the message with ``{}`` where its id (or name) goes.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from stratus.core.exceptions import BadRequest, Conflict, Forbidden, NotFound
 
@@ -13,43 +16,54 @@ class InvalidInput(BadRequest):
     pass
 
 
-class NetworkNotFound(NotFound):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"Network {network_id} could not be found.")
+class _Missing(NotFound):
+    """A resource that does not exist or that the caller cannot see, by its id."""
+
+    template: ClassVar[str]
+
+    def __init__(self, resource_id: str) -> None:
+        super().__init__(self.template.format(resource_id))
 
 
-class SubnetNotFound(NotFound):
-    def __init__(self, subnet_id: str) -> None:
-        super().__init__(f"Subnet {subnet_id} could not be found.")
+class NetworkNotFound(_Missing):
+    template = "Network {} could not be found."
 
 
-class PortNotFound(NotFound):
-    def __init__(self, port_id: str) -> None:
-        super().__init__(f"Port {port_id} could not be found.")
+class SubnetNotFound(_Missing):
+    template = "Subnet {} could not be found."
 
 
-class SecurityGroupNotFound(NotFound):
-    def __init__(self, group_id: str) -> None:
-        super().__init__(f"Security group {group_id} does not exist")
+class PortNotFound(_Missing):
+    template = "Port {} could not be found."
 
 
-class SecurityGroupRuleNotFound(NotFound):
-    def __init__(self, rule_id: str) -> None:
-        super().__init__(f"Security group rule {rule_id} does not exist")
+class SecurityGroupNotFound(_Missing):
+    template = "Security group {} does not exist"
 
 
-class AgentNotFound(NotFound):
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"Agent {agent_id} could not be found.")
+class SecurityGroupRuleNotFound(_Missing):
+    template = "Security group rule {} does not exist"
+
+
+class AgentNotFound(_Missing):
+    template = "Agent {} could not be found."
 
 
 class QuotaNotFound(NotFound):
     pass
 
 
-class IpAddressGenerationFailure(Conflict):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"No more IP addresses available on network {network_id}.")
+class _ConflictOn(Conflict):
+    """A request that conflicts with the state of one resource (named by id or name)."""
+
+    template: ClassVar[str]
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(self.template.format(resource))
+
+
+class IpAddressGenerationFailure(_ConflictOn):
+    template = "No more IP addresses available on network {}."
 
 
 class IpAddressAlreadyAllocated(Conflict):
@@ -68,26 +82,22 @@ class MacAddressInUse(Conflict):
                          f"The mac address {mac} is in use.")
 
 
-class MacAddressGenerationFailure(Conflict):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"Unable to generate unique mac on network {network_id}.")
+class MacAddressGenerationFailure(_ConflictOn):
+    template = "Unable to generate unique mac on network {}."
 
 
-class NetworkInUse(Conflict):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"Unable to complete operation on network {network_id}. "
-                         "There are one or more ports still in use on the network.")
+class NetworkInUse(_ConflictOn):
+    template = ("Unable to complete operation on network {}. "
+                "There are one or more ports still in use on the network.")
 
 
-class SubnetInUse(Conflict):
-    def __init__(self, subnet_id: str) -> None:
-        super().__init__(f"Unable to complete operation on subnet {subnet_id}: "
-                         "one or more ports have an IP allocation from this subnet.")
+class SubnetInUse(_ConflictOn):
+    template = ("Unable to complete operation on subnet {}: "
+                "one or more ports have an IP allocation from this subnet.")
 
 
-class SecurityGroupInUse(Conflict):
-    def __init__(self, group_id: str) -> None:
-        super().__init__(f"Security Group {group_id} in use.")
+class SecurityGroupInUse(_ConflictOn):
+    template = "Security Group {} in use."
 
 
 class SecurityGroupCannotRemoveDefault(Conflict):
@@ -95,14 +105,12 @@ class SecurityGroupCannotRemoveDefault(Conflict):
         super().__init__("Insufficient rights for removing default security group.")
 
 
-class SecurityGroupRuleExists(Conflict):
-    def __init__(self, rule_id: str) -> None:
-        super().__init__(f"Security group rule already exists. Rule id is {rule_id}.")
+class SecurityGroupRuleExists(_ConflictOn):
+    template = "Security group rule already exists. Rule id is {}."
 
 
-class OverQuota(Conflict):
-    def __init__(self, resource: str) -> None:
-        super().__init__(f"Quota exceeded for resources: ['{resource}'].")
+class OverQuota(_ConflictOn):
+    template = "Quota exceeded for resources: ['{}']."
 
 
 class PolicyNotAuthorized(Forbidden):
