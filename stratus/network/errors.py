@@ -9,52 +9,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from stratus.core.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from stratus.core.exceptions import BadRequest, Conflict, Forbidden, NotFound, StratusError
 
 
 class InvalidInput(BadRequest):
     pass
 
 
-class _Missing(NotFound):
-    """A resource that does not exist or that the caller cannot see, by its id."""
-
-    template: ClassVar[str]
-
-    def __init__(self, resource_id: str) -> None:
-        super().__init__(self.template.format(resource_id))
-
-
-class NetworkNotFound(_Missing):
-    template = "Network {} could not be found."
-
-
-class SubnetNotFound(_Missing):
-    template = "Subnet {} could not be found."
-
-
-class PortNotFound(_Missing):
-    template = "Port {} could not be found."
-
-
-class SecurityGroupNotFound(_Missing):
-    template = "Security group {} does not exist"
-
-
-class SecurityGroupRuleNotFound(_Missing):
-    template = "Security group rule {} does not exist"
-
-
-class AgentNotFound(_Missing):
-    template = "Agent {} could not be found."
-
-
-class QuotaNotFound(NotFound):
-    pass
-
-
-class _ConflictOn(Conflict):
-    """A request that conflicts with the state of one resource (named by id or name)."""
+class _AboutOne(StratusError):
+    """An error about one resource: the class's ``template`` with the resource's id (or
+    name) in its ``{}``. Listed first among the bases; the other base gives the status."""
 
     template: ClassVar[str]
 
@@ -62,7 +26,35 @@ class _ConflictOn(Conflict):
         super().__init__(self.template.format(resource))
 
 
-class IpAddressGenerationFailure(_ConflictOn):
+class NetworkNotFound(_AboutOne, NotFound):
+    template = "Network {} could not be found."
+
+
+class SubnetNotFound(_AboutOne, NotFound):
+    template = "Subnet {} could not be found."
+
+
+class PortNotFound(_AboutOne, NotFound):
+    template = "Port {} could not be found."
+
+
+class SecurityGroupNotFound(_AboutOne, NotFound):
+    template = "Security group {} does not exist"
+
+
+class SecurityGroupRuleNotFound(_AboutOne, NotFound):
+    template = "Security group rule {} does not exist"
+
+
+class AgentNotFound(_AboutOne, NotFound):
+    template = "Agent {} could not be found."
+
+
+class QuotaNotFound(NotFound):
+    pass
+
+
+class IpAddressGenerationFailure(_AboutOne, Conflict):
     template = "No more IP addresses available on network {}."
 
 
@@ -82,21 +74,21 @@ class MacAddressInUse(Conflict):
                          f"The mac address {mac} is in use.")
 
 
-class MacAddressGenerationFailure(_ConflictOn):
+class MacAddressGenerationFailure(_AboutOne, Conflict):
     template = "Unable to generate unique mac on network {}."
 
 
-class NetworkInUse(_ConflictOn):
+class NetworkInUse(_AboutOne, Conflict):
     template = ("Unable to complete operation on network {}. "
                 "There are one or more ports still in use on the network.")
 
 
-class SubnetInUse(_ConflictOn):
+class SubnetInUse(_AboutOne, Conflict):
     template = ("Unable to complete operation on subnet {}: "
                 "one or more ports have an IP allocation from this subnet.")
 
 
-class SecurityGroupInUse(_ConflictOn):
+class SecurityGroupInUse(_AboutOne, Conflict):
     template = "Security Group {} in use."
 
 
@@ -105,11 +97,11 @@ class SecurityGroupCannotRemoveDefault(Conflict):
         super().__init__("Insufficient rights for removing default security group.")
 
 
-class SecurityGroupRuleExists(_ConflictOn):
+class SecurityGroupRuleExists(_AboutOne, Conflict):
     template = "Security group rule already exists. Rule id is {}."
 
 
-class OverQuota(_ConflictOn):
+class OverQuota(_AboutOne, Conflict):
     template = "Quota exceeded for resources: ['{}']."
 
 
