@@ -20,7 +20,6 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.config import NetworkSettings
 from stratus.core.db import Txn, utcnow
@@ -31,6 +30,7 @@ from stratus.network.common import UNSET, Unset, given, new_id
 from stratus.network.errors import AgentNotFound
 from stratus.network.models import Agent
 from stratus.network.objects import AgentState
+from stratus.network.part import Part
 
 #: How the API shows an agent's times (``2026-01-01 12:00:00``).
 OLD_STYLE = "%Y-%m-%d %H:%M:%S"
@@ -73,16 +73,11 @@ class AgentUpdate:
 
 
 @dataclass
-class Agents:
+class Agents(Part):
     """The agents within one transaction: one row per (type, host), refreshed by every
     heartbeat; alive means heard from within ``agent_down_time``."""
 
-    txn: Txn
     options: NetworkSettings
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     async def report_state(self, state: AgentState) -> None:
         now = utcnow()
@@ -109,9 +104,8 @@ class Agents:
 
     async def list_agents(self, caller: Caller, query: flt.ListQuery) -> Page:
         caller.authorize("get_agent")
-        return await flt.list_page(self.session, self.txn.dialect, caller,
-                               agent_attributes(self.options.agent_down_time), select(Agent),
-                               query)
+        return await self._list_page(caller, agent_attributes(self.options.agent_down_time),
+                                     select(Agent), query)
 
     async def get_agent(self, caller: Caller, agent_id: str) -> Agent:
         caller.authorize("get_agent")
@@ -140,9 +134,8 @@ class Agents:
         agents, else ``router``) when one of its agents is up and alive; with no zone
         reported at all, ``nova`` serves networks."""
         zones = _zones(self.options.agent_down_time)
-        return await flt.list_page(self.session, self.txn.dialect, caller, _zone_attributes(zones),
-                               select(zones.c.name, zones.c.resource, zones.c.state,
-                                      zones.c.id), query)
+        return await self._list_page(caller, _zone_attributes(zones), select(
+            zones.c.name, zones.c.resource, zones.c.state, zones.c.id), query)
 
 
 def _recent(down_time: float) -> ColumnElement[bool]:

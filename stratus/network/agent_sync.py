@@ -7,15 +7,15 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import utcnow
 from stratus.network.common import new_id, touch
 from stratus.network.errors import NetworkNotFound
 from stratus.network.ipam import IPAM
 from stratus.network.models import Network, Port
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.part import Part
 from stratus.network.ports import Ports
 from stratus.network.snapshots import Snapshots
 
@@ -23,18 +23,13 @@ LOG = logging.getLogger(__name__)
 
 
 @dataclass
-class AgentSync:
+class AgentSync(Part):
     """The agents' side of one transaction."""
 
-    txn: Txn
     ipam: IPAM
     ports: Ports
     snapshots: Snapshots
     notifier: Notifier
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     async def active_networks(self) -> list[NetworkInfo]:
         return await self.snapshots.active_networks()

@@ -1,55 +1,61 @@
 """The network service's errors, named as Neutron names them.
 
 The API answers ``{"NeutronError": {"type": <class name>, "message", "detail"}}``, so the
-class names here are part of the API: clients and Tempest match on them.
+class names here are part of the API: clients and Tempest match on them. Most errors are
+about one resource: their class gives the message with ``{}`` where its id (or name) goes.
 """
 
 from __future__ import annotations
 
-from stratus.core.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from typing import ClassVar
+
+from stratus.core.exceptions import BadRequest, Conflict, Forbidden, NotFound, StratusError
 
 
 class InvalidInput(BadRequest):
     pass
 
 
-class NetworkNotFound(NotFound):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"Network {network_id} could not be found.")
+class _AboutOne(StratusError):
+    """An error about one resource: the class's ``template`` with the resource's id (or
+    name) in its ``{}``. Listed first among the bases; the other base gives the status."""
+
+    template: ClassVar[str]
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(self.template.format(resource))
 
 
-class SubnetNotFound(NotFound):
-    def __init__(self, subnet_id: str) -> None:
-        super().__init__(f"Subnet {subnet_id} could not be found.")
+class NetworkNotFound(_AboutOne, NotFound):
+    template = "Network {} could not be found."
 
 
-class PortNotFound(NotFound):
-    def __init__(self, port_id: str) -> None:
-        super().__init__(f"Port {port_id} could not be found.")
+class SubnetNotFound(_AboutOne, NotFound):
+    template = "Subnet {} could not be found."
 
 
-class SecurityGroupNotFound(NotFound):
-    def __init__(self, group_id: str) -> None:
-        super().__init__(f"Security group {group_id} does not exist")
+class PortNotFound(_AboutOne, NotFound):
+    template = "Port {} could not be found."
 
 
-class SecurityGroupRuleNotFound(NotFound):
-    def __init__(self, rule_id: str) -> None:
-        super().__init__(f"Security group rule {rule_id} does not exist")
+class SecurityGroupNotFound(_AboutOne, NotFound):
+    template = "Security group {} does not exist"
 
 
-class AgentNotFound(NotFound):
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"Agent {agent_id} could not be found.")
+class SecurityGroupRuleNotFound(_AboutOne, NotFound):
+    template = "Security group rule {} does not exist"
+
+
+class AgentNotFound(_AboutOne, NotFound):
+    template = "Agent {} could not be found."
 
 
 class QuotaNotFound(NotFound):
     pass
 
 
-class IpAddressGenerationFailure(Conflict):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"No more IP addresses available on network {network_id}.")
+class IpAddressGenerationFailure(_AboutOne, Conflict):
+    template = "No more IP addresses available on network {}."
 
 
 class IpAddressAlreadyAllocated(Conflict):
@@ -68,26 +74,22 @@ class MacAddressInUse(Conflict):
                          f"The mac address {mac} is in use.")
 
 
-class MacAddressGenerationFailure(Conflict):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"Unable to generate unique mac on network {network_id}.")
+class MacAddressGenerationFailure(_AboutOne, Conflict):
+    template = "Unable to generate unique mac on network {}."
 
 
-class NetworkInUse(Conflict):
-    def __init__(self, network_id: str) -> None:
-        super().__init__(f"Unable to complete operation on network {network_id}. "
-                         "There are one or more ports still in use on the network.")
+class NetworkInUse(_AboutOne, Conflict):
+    template = ("Unable to complete operation on network {}. "
+                "There are one or more ports still in use on the network.")
 
 
-class SubnetInUse(Conflict):
-    def __init__(self, subnet_id: str) -> None:
-        super().__init__(f"Unable to complete operation on subnet {subnet_id}: "
-                         "one or more ports have an IP allocation from this subnet.")
+class SubnetInUse(_AboutOne, Conflict):
+    template = ("Unable to complete operation on subnet {}: "
+                "one or more ports have an IP allocation from this subnet.")
 
 
-class SecurityGroupInUse(Conflict):
-    def __init__(self, group_id: str) -> None:
-        super().__init__(f"Security Group {group_id} in use.")
+class SecurityGroupInUse(_AboutOne, Conflict):
+    template = "Security Group {} in use."
 
 
 class SecurityGroupCannotRemoveDefault(Conflict):
@@ -95,14 +97,12 @@ class SecurityGroupCannotRemoveDefault(Conflict):
         super().__init__("Insufficient rights for removing default security group.")
 
 
-class SecurityGroupRuleExists(Conflict):
-    def __init__(self, rule_id: str) -> None:
-        super().__init__(f"Security group rule already exists. Rule id is {rule_id}.")
+class SecurityGroupRuleExists(_AboutOne, Conflict):
+    template = "Security group rule already exists. Rule id is {}."
 
 
-class OverQuota(Conflict):
-    def __init__(self, resource: str) -> None:
-        super().__init__(f"Quota exceeded for resources: ['{resource}'].")
+class OverQuota(_AboutOne, Conflict):
+    template = "Quota exceeded for resources: ['{}']."
 
 
 class PolicyNotAuthorized(Forbidden):

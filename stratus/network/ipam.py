@@ -31,6 +31,7 @@ from stratus.network.errors import (
     IpAddressGenerationFailure,
 )
 from stratus.network.models import IPAllocation, Subnet
+from stratus.network.part import Part
 
 #: Random candidates tried before looking at what is allocated.
 RANDOM_TRIES = 3
@@ -162,12 +163,9 @@ def first_free(pools: Sequence[Pool], taken: set[int], start_index: int) -> int 
     return None
 
 
-class IPAM:
+@dataclass
+class IPAM(Part):
     """Allocates and frees addresses inside the caller's transaction."""
-
-    def __init__(self, txn: Txn) -> None:
-        self.txn = txn
-        self.session = txn.session
 
     async def _try(self, subnet: Subnet, address: str, port_id: str, position: int) -> bool:
         result = await self.session.execute(self.txn.insert_ignore(IPAllocation).values(

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.config import NetworkSettings
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
@@ -20,6 +19,7 @@ from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
 from stratus.network.models import Network, Port, Subnet
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
 #: Network types an admin may give (``provider:network_type``): what the l2-agent wires.
@@ -103,17 +103,12 @@ class NetworkUpdate:
 
 
 @dataclass
-class Networks:
+class Networks(Part):
     """The networks of one transaction."""
 
-    txn: Txn
     quotas: Quotas
     notifier: Notifier
     options: NetworkSettings
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     def _visible_networks(self, caller: Caller) -> Select[Network]:
         query = select(Network)
@@ -123,16 +118,12 @@ class Networks:
         return query
 
     async def get_network(self, caller: Caller, network_id: str) -> Network:
-        net = (await self.session.scalars(
-            self._visible_networks(caller).where(Network.id == network_id).options(
-                joinedload(Network.subnets)))).unique().one_or_none()
-        if net is None:
-            raise NetworkNotFound(network_id)
-        return net
+        return await self._one(self._visible_networks(caller).where(
+            Network.id == network_id).options(joinedload(Network.subnets)),
+            NetworkNotFound(network_id))
 
     async def list_networks(self, caller: Caller, query: flt.ListQuery) -> Page:
-        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
-                               self._visible_networks(caller), query)
+        return await self._list_page(caller, ATTRIBUTES, self._visible_networks(caller), query)
 
     async def create_network(self, caller: Caller, new: NewNetwork) -> Network:
         project_id = new.project_id or caller.require_project()

@@ -23,51 +23,48 @@ MEMBER = f"{ADMIN} or (role:member and {OWNER})"
 READER = f"{ADMIN} or (role:reader and {OWNER})"
 SERVICE = f"{ADMIN} or is_service:True"
 
+
+
+def _owned(resource: str,
+           actions: tuple[str, ...] = ("create", "get", "update", "delete")) -> list[RuleDefault]:
+    """The rules of a resource a project owns: its readers see it (``get``), its members
+    make and change it."""
+    return [RuleDefault(f"{action}_{resource}", READER if action == "get" else MEMBER)
+            for action in actions]
+
+
 RULES = [
     RuleDefault("context_is_admin", "role:admin", "Sees and manages every resource"),
     RuleDefault("admin_only", ADMIN),
     RuleDefault("default", ADMIN_OR_OWNER),
     # Networks.
-    RuleDefault("create_network", MEMBER),
+    *_owned("network"),
     RuleDefault("create_network:shared", ADMIN, "Make a network shared with every project"),
     RuleDefault("create_network:router:external", ADMIN),
     RuleDefault("create_network:provider", ADMIN, "Set provider:* attributes"),
-    RuleDefault("get_network", READER),
     RuleDefault("get_network:provider", ADMIN, "See provider:* attributes"),
-    RuleDefault("update_network", MEMBER),
     RuleDefault("update_network:shared", ADMIN),
     RuleDefault("update_network:router:external", ADMIN),
     RuleDefault("update_network:provider", ADMIN),
-    RuleDefault("delete_network", MEMBER),
     # Subnets: on one's own network, or any as admin.
-    RuleDefault("create_subnet", MEMBER),
-    RuleDefault("get_subnet", READER),
-    RuleDefault("update_subnet", MEMBER),
-    RuleDefault("delete_subnet", MEMBER),
+    *_owned("subnet"),
     # Ports: on one's own network or a shared one.
     RuleDefault("create_port", MEMBER, "Create a port of one's own project (on a network "
                 "the caller can see: its own, or a shared one)"),
+    *_owned("port", ("get", "update", "delete")),
     RuleDefault("create_port:mac_address", f"{SERVICE} or project_id:%(network_owner)s"),
     RuleDefault("create_port:fixed_ips:ip_address",
                 f"{SERVICE} or project_id:%(network_owner)s",
                 "Choose an address (on a shared network anyone may: the service checks that)"),
     RuleDefault("create_port:binding", SERVICE, "Set binding:* attributes"),
-    RuleDefault("get_port", READER),
     RuleDefault("get_port:binding", SERVICE, "See binding:* attributes"),
-    RuleDefault("update_port", MEMBER),
     RuleDefault("update_port:binding", SERVICE),
     RuleDefault("update_port:mac_address", ADMIN),
-    RuleDefault("delete_port", MEMBER),
     # Security groups and rules.
-    RuleDefault("create_security_group", MEMBER),
-    RuleDefault("get_security_group", READER),
-    RuleDefault("update_security_group", MEMBER),
-    RuleDefault("delete_security_group", MEMBER),
-    RuleDefault("create_security_group_rule", MEMBER),
-    RuleDefault("get_security_group_rule", READER),
-    RuleDefault("delete_security_group_rule", MEMBER),
+    *_owned("security_group"),
+    *_owned("security_group_rule", ("create", "get", "delete")),
     # Quotas and agents: operators'.
-    RuleDefault("get_quota", f"{ADMIN} or (role:reader and {OWNER})"),
+    RuleDefault("get_quota", READER),
     RuleDefault("get_quotas", ADMIN, "List every project's non-default quotas"),
     RuleDefault("update_quota", ADMIN),
     RuleDefault("delete_quota", ADMIN),

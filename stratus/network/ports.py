@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, delete, false, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from stratus.core.db import Txn, utcnow
@@ -46,6 +45,7 @@ from stratus.network.models import (
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
@@ -167,20 +167,15 @@ class PortUpdate:
 
 
 @dataclass
-class Ports:
+class Ports(Part):
     """The ports of one transaction."""
 
-    txn: Txn
     ipam: IPAM
     networks: Networks
     groups: SecurityGroups
     quotas: Quotas
     notifier: Notifier
     snapshots: Snapshots
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     def _visible_ports(self, caller: Caller) -> Select[Port]:
         query = select(Port)
@@ -191,16 +186,12 @@ class Ports:
         return query
 
     async def get_port(self, caller: Caller, port_id: str) -> Port:
-        port = (await self.session.scalars(self._visible_ports(caller).where(
-            Port.id == port_id).options(*_PORT_JOINED))).unique().one_or_none()
-        if port is None:
-            raise PortNotFound(port_id)
-        return port
+        return await self._one(self._visible_ports(caller).where(Port.id == port_id).options(
+            *_PORT_JOINED), PortNotFound(port_id))
 
     async def list_ports(self, caller: Caller, query: flt.ListQuery) -> Page:
         attrs = port_attributes(self.notifier.backend.bound_vif_type)
-        return await flt.list_page(self.session, self.txn.dialect, caller, attrs,
-                               self._visible_ports(caller), query)
+        return await self._list_page(caller, attrs, self._visible_ports(caller), query)
 
     async def create_port(self, caller: Caller, new: NewPort) -> Port:
         if not new.network_id:

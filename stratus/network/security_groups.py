@@ -5,10 +5,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, delete, false, not_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
@@ -29,6 +28,7 @@ from stratus.network.models import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
 #: How security groups filter and sort (``filters``).
@@ -103,17 +103,24 @@ class NewRule:
     description: str = ""
 
 
+_Owned = TypeVar("_Owned", SecurityGroup, SecurityGroupRule)
+
+
+def _visible(model: type[_Owned], caller: Caller) -> Select[_Owned]:
+    """Groups and rules are their project's alone: a caller sees its project's, an admin
+    every project's."""
+    query = select(model)
+    if not caller.is_admin:
+        query = query.where(model.project_id == caller.project_id)
+    return query
+
+
 @dataclass
-class SecurityGroups:
+class SecurityGroups(Part):
     """Security groups and rules within one transaction. Rules are told apart by their
     shape (``fingerprint``), so a duplicate is a 409 even when two requests race."""
 
-    txn: Txn
     quotas: Quotas
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     async def default_security_group(self, project_id: str) -> str:
         """The project's ``default`` group, made with its default rules on first use; two
@@ -155,24 +162,19 @@ class SecurityGroups:
         await self.session.flush()
         return group.id
 
-    def _visible_groups(self, caller: Caller) -> Select[SecurityGroup]:
-        query = select(SecurityGroup)
-        if not caller.is_admin:
-            query = query.where(SecurityGroup.project_id == caller.project_id)
-        return query
-
     async def get_security_group(self, caller: Caller, group_id: str) -> SecurityGroup:
-        group = await self.session.scalar(self._visible_groups(caller).where(
-            SecurityGroup.id == group_id))
-        if group is None:
-            raise SecurityGroupNotFound(group_id)
-        return group
+        return await self._one(_visible(SecurityGroup, caller).where(
+            SecurityGroup.id == group_id), SecurityGroupNotFound(group_id))
 
     async def list_security_groups(self, caller: Caller, query: flt.ListQuery) -> Page:
+        return await self._page(caller, GROUP_ATTRIBUTES, SecurityGroup, query)
+
+    async def _page(self, caller: Caller, attributes: flt.Attributes, model: type[_Owned],
+                    query: flt.ListQuery) -> Page:
+        # A project's listing shows its default group (and the group's rules): make it first.
         if caller.project_id:
             await self.default_security_group(caller.project_id)
-        return await flt.list_page(self.session, self.txn.dialect, caller, GROUP_ATTRIBUTES,
-                               self._visible_groups(caller), query)
+        return await self._list_page(caller, attributes, _visible(model, caller), query)
 
     async def is_default_group(self, group_id: str) -> bool:
         return await self.session.scalar(select(DefaultSecurityGroup.project_id).where(
@@ -320,24 +322,12 @@ class SecurityGroups:
         touch(group)
         return rule
 
-    def _visible_rules(self, caller: Caller) -> Select[SecurityGroupRule]:
-        query = select(SecurityGroupRule)
-        if not caller.is_admin:
-            query = query.where(SecurityGroupRule.project_id == caller.project_id)
-        return query
-
     async def get_security_group_rule(self, caller: Caller, rule_id: str) -> SecurityGroupRule:
-        rule = await self.session.scalar(self._visible_rules(caller).where(
-            SecurityGroupRule.id == rule_id))
-        if rule is None:
-            raise SecurityGroupRuleNotFound(rule_id)
-        return rule
+        return await self._one(_visible(SecurityGroupRule, caller).where(
+            SecurityGroupRule.id == rule_id), SecurityGroupRuleNotFound(rule_id))
 
     async def list_security_group_rules(self, caller: Caller, query: flt.ListQuery) -> Page:
-        if caller.project_id:
-            await self.default_security_group(caller.project_id)
-        return await flt.list_page(self.session, self.txn.dialect, caller, RULE_ATTRIBUTES,
-                               self._visible_rules(caller), query)
+        return await self._page(caller, RULE_ATTRIBUTES, SecurityGroupRule, query)
 
     async def delete_security_group_rule(self, caller: Caller, rule_id: str) -> None:
         rule = await self.get_security_group_rule(caller, rule_id)

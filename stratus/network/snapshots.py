@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import Txn
 from stratus.network.models import Network, Port, Subnet
 from stratus.network.objects import (
     DHCP_DEVICE_OWNER,
@@ -20,17 +18,13 @@ from stratus.network.objects import (
     PortInfo,
     SubnetInfo,
 )
+from stratus.network.part import Part
 
 
 @dataclass
-class Snapshots:
+class Snapshots(Part):
     """Read-only views of one transaction for agents and backends."""
 
-    txn: Txn
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     async def subnets_of(self, network_id: str) -> list[Subnet]:
         return list(await self.session.scalars(select(Subnet).where(

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
@@ -22,6 +21,7 @@ from stratus.network.models import IPAllocation, Network, Port, Subnet
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
+from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
 #: How subnets filter and sort (``filters``).
@@ -75,17 +75,12 @@ class SubnetUpdate:
 
 
 @dataclass
-class Subnets:
+class Subnets(Part):
     """The subnets of one transaction."""
 
-    txn: Txn
     networks: Networks
     quotas: Quotas
     notifier: Notifier
-
-    @property
-    def session(self) -> AsyncSession:
-        return self.txn.session
 
     def _visible_subnets(self, caller: Caller) -> Select[Subnet]:
         query = select(Subnet)
@@ -96,15 +91,11 @@ class Subnets:
         return query
 
     async def get_subnet(self, caller: Caller, subnet_id: str) -> Subnet:
-        subnet = await self.session.scalar(
-            self._visible_subnets(caller).where(Subnet.id == subnet_id))
-        if subnet is None:
-            raise SubnetNotFound(subnet_id)
-        return subnet
+        return await self._one(self._visible_subnets(caller).where(Subnet.id == subnet_id),
+                               SubnetNotFound(subnet_id))
 
     async def list_subnets(self, caller: Caller, query: flt.ListQuery) -> Page:
-        return await flt.list_page(self.session, self.txn.dialect, caller, ATTRIBUTES,
-                               self._visible_subnets(caller), query)
+        return await self._list_page(caller, ATTRIBUTES, self._visible_subnets(caller), query)
 
     async def create_subnet(self, caller: Caller, new: NewSubnet) -> Subnet:
         if not new.network_id:

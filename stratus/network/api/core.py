@@ -1,22 +1,26 @@
-"""``/v2.0/networks``, ``/v2.0/subnets``, ``/v2.0/ports``: list, show, create (single or
-bulk), update, delete."""
+"""The Network API's collections: networks, subnets, ports, security groups and their
+rules, and agents. Each gets the standard routes (``resources.add_routes``: list, show,
+create single or bulk, update, delete) from its description here: which domain part holds
+it and how its rows are shown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 
 from stratus.core.policy import Caller
-from stratus.network.api import listing, views
-from stratus.network.api.bodies import single_or_bulk, update_body
-from stratus.network.api.deps import CallerDep, Service, WriteService
+from stratus.network.api import views
+from stratus.network.api.resources import Collection, add_routes, each
 from stratus.network.api.schemas import (
+    AgentUpdateBody,
     NetworkBody,
     NetworkUpdateBody,
     PortBody,
     PortUpdateBody,
+    RuleBody,
+    SecurityGroupBody,
+    SecurityGroupUpdateBody,
     SubnetBody,
     SubnetUpdateBody,
 )
@@ -24,130 +28,51 @@ from stratus.network.service import NetworkService
 
 router = APIRouter(prefix="/v2.0")
 
-def _created(key: str, items: list[dict[str, Any]], bulk: bool) -> JSONResponse:
-    if bulk:
-        return JSONResponse({f"{key}s": items}, status_code=201)
-    return JSONResponse({key: items[0]}, status_code=201)
+
+# Views that need more than the row -------------------------------------------------------
 
 
-# Networks ---------------------------------------------------------------------------------
+async def _group_views(svc: NetworkService, caller: Caller,
+                       groups: list[Any]) -> list[dict[str, Any]]:
+    defaults = await svc.security_groups.default_group_ids(g.id for g in groups)
+    return [views.security_group(g, g.id in defaults) for g in groups]
 
 
-def _network_view(svc: NetworkService, caller: Caller, net: Any) -> dict[str, Any]:
-    return views.network(net, caller)
+async def _rule_views(svc: NetworkService, caller: Caller,
+                      rules: list[Any]) -> list[dict[str, Any]]:
+    defaults = await svc.security_groups.default_group_ids({r.security_group_id for r in rules})
+    return [views.security_group_rule(r, r.security_group_id in defaults) for r in rules]
 
 
-@router.get("/networks")
-async def list_networks(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    lst = listing.of(request, "networks")
-    page = await svc.networks.list_networks(caller, lst.query)
-    return JSONResponse(lst.body([_network_view(svc, caller, n) for n in page.rows], page))
+async def _make_default_group(svc: NetworkService, caller: Caller) -> None:
+    # Neutron shows a project its default group as soon as it looks at any group.
+    if caller.project_id:
+        await svc.security_groups.default_security_group(caller.project_id)
 
 
-@router.get("/networks/{network_id}")
-async def show_network(network_id: str, request: Request, svc: Service,
-                       caller: CallerDep) -> JSONResponse:
-    net = await svc.networks.get_network(caller, network_id)
-    return JSONResponse({"network": listing.cut(_network_view(svc, caller, net),
-                                                listing.fields(request))})
+# Collections ------------------------------------------------------------------------------
 
+COLLECTIONS = (
+    Collection("network", "networks", lambda svc: svc.networks,
+               each(lambda svc, caller, net: views.network(net, caller)),
+               create=NetworkBody, update=NetworkUpdateBody),
+    Collection("subnet", "subnets", lambda svc: svc.subnets,
+               each(lambda svc, caller, subnet: views.subnet(subnet)),
+               create=SubnetBody, update=SubnetUpdateBody),
+    Collection("port", "ports", lambda svc: svc.ports,
+               each(lambda svc, caller, port: views.port(port, caller,
+                                                         svc.backend.bound_vif_type)),
+               create=PortBody, update=PortUpdateBody),
+    Collection("security_group", "security_groups", lambda svc: svc.security_groups,
+               _group_views, create=SecurityGroupBody, update=SecurityGroupUpdateBody,
+               reads_write=True, before_show=_make_default_group),
+    Collection("security_group_rule", "security_group_rules", lambda svc: svc.security_groups,
+               _rule_views, create=RuleBody, reads_write=True),
+    Collection("agent", "agents", lambda svc: svc.agents,
+               each(lambda svc, caller, agent: views.agent(agent,
+                                                           svc.agents.agent_alive(agent))),
+               update=AgentUpdateBody),
+)
 
-@router.post("/networks")
-async def create_networks(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "network", "networks", NetworkBody)
-    created = [await svc.networks.create_network(caller, item.command()) for item in items]
-    return _created("network", [_network_view(svc, caller, n) for n in created], bulk)
-
-
-@router.put("/networks/{network_id}")
-async def update_network(network_id: str, request: Request, svc: WriteService,
-                         caller: CallerDep) -> JSONResponse:
-    body = await update_body(request, "network", NetworkUpdateBody)
-    net = await svc.networks.update_network(caller, network_id, body.command())
-    return JSONResponse({"network": _network_view(svc, caller, net)})
-
-
-@router.delete("/networks/{network_id}", status_code=204)
-async def delete_network(network_id: str, svc: WriteService, caller: CallerDep) -> Response:
-    await svc.networks.delete_network(caller, network_id)
-    return Response(status_code=204)
-
-
-# Subnets ----------------------------------------------------------------------------------
-
-
-@router.get("/subnets")
-async def list_subnets(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    lst = listing.of(request, "subnets")
-    page = await svc.subnets.list_subnets(caller, lst.query)
-    return JSONResponse(lst.body([views.subnet(s) for s in page.rows], page))
-
-
-@router.get("/subnets/{subnet_id}")
-async def show_subnet(subnet_id: str, request: Request, svc: Service,
-                      caller: CallerDep) -> JSONResponse:
-    subnet = await svc.subnets.get_subnet(caller, subnet_id)
-    return JSONResponse({"subnet": listing.cut(views.subnet(subnet), listing.fields(request))})
-
-
-@router.post("/subnets")
-async def create_subnets(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "subnet", "subnets", SubnetBody)
-    created = [await svc.subnets.create_subnet(caller, item.command()) for item in items]
-    return _created("subnet", [views.subnet(s) for s in created], bulk)
-
-
-@router.put("/subnets/{subnet_id}")
-async def update_subnet(subnet_id: str, request: Request, svc: WriteService,
-                        caller: CallerDep) -> JSONResponse:
-    body = await update_body(request, "subnet", SubnetUpdateBody)
-    subnet = await svc.subnets.update_subnet(caller, subnet_id, body.command())
-    return JSONResponse({"subnet": views.subnet(subnet)})
-
-
-@router.delete("/subnets/{subnet_id}", status_code=204)
-async def delete_subnet(subnet_id: str, svc: WriteService, caller: CallerDep) -> Response:
-    await svc.subnets.delete_subnet(caller, subnet_id)
-    return Response(status_code=204)
-
-
-# Ports ------------------------------------------------------------------------------------
-
-def _port_view(svc: NetworkService, caller: Caller, port: Any) -> dict[str, Any]:
-    return views.port(port, caller, svc.backend.bound_vif_type)
-
-
-@router.get("/ports")
-async def list_ports(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    lst = listing.of(request, "ports")
-    page = await svc.ports.list_ports(caller, lst.query)
-    return JSONResponse(lst.body([_port_view(svc, caller, p) for p in page.rows], page))
-
-
-@router.get("/ports/{port_id}")
-async def show_port(port_id: str, request: Request, svc: Service,
-                    caller: CallerDep) -> JSONResponse:
-    port = await svc.ports.get_port(caller, port_id)
-    return JSONResponse({"port": listing.cut(_port_view(svc, caller, port),
-                                             listing.fields(request))})
-
-
-@router.post("/ports")
-async def create_ports(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "port", "ports", PortBody)
-    created = [await svc.ports.create_port(caller, item.command()) for item in items]
-    return _created("port", [_port_view(svc, caller, p) for p in created], bulk)
-
-
-@router.put("/ports/{port_id}")
-async def update_port(port_id: str, request: Request, svc: WriteService,
-                      caller: CallerDep) -> JSONResponse:
-    body = await update_body(request, "port", PortUpdateBody)
-    port = await svc.ports.update_port(caller, port_id, body.command())
-    return JSONResponse({"port": _port_view(svc, caller, port)})
-
-
-@router.delete("/ports/{port_id}", status_code=204)
-async def delete_port(port_id: str, svc: WriteService, caller: CallerDep) -> Response:
-    await svc.ports.delete_port(caller, port_id)
-    return Response(status_code=204)
+for _collection in COLLECTIONS:
+    add_routes(router, _collection)

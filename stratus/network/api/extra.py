@@ -1,116 +1,18 @@
-"""Security groups and rules, quotas, agents and availability zones."""
+"""Quotas and availability zones: the Network API routes that are not a standard
+collection (those are in ``core``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.policy import Caller
-from stratus.network.api import listing, views
-from stratus.network.api.bodies import json_body, single_or_bulk, update_body
+from stratus.network.api import listing
+from stratus.network.api.bodies import json_body
 from stratus.network.api.deps import CallerDep, Service, WriteService
-from stratus.network.api.schemas import (
-    AgentUpdateBody,
-    RuleBody,
-    SecurityGroupBody,
-    SecurityGroupUpdateBody,
-    quota_changes,
-)
-from stratus.network.service import NetworkService
+from stratus.network.api.schemas import quota_changes
 
 router = APIRouter(prefix="/v2.0")
-
-async def _group_views(svc: NetworkService, groups: list[Any]) -> list[dict[str, Any]]:
-    defaults = await svc.security_groups.default_group_ids(g.id for g in groups)
-    return [views.security_group(g, g.id in defaults) for g in groups]
-
-
-async def _rule_views(svc: NetworkService, rules: list[Any]) -> list[dict[str, Any]]:
-    defaults = await svc.security_groups.default_group_ids({r.security_group_id for r in rules})
-    return [views.security_group_rule(r, r.security_group_id in defaults) for r in rules]
-
-
-# Security groups --------------------------------------------------------------------------
-
-
-@router.get("/security-groups")
-async def list_groups(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    lst = listing.of(request, "security_groups")
-    page = await svc.security_groups.list_security_groups(caller, lst.query)
-    return JSONResponse(lst.body(await _group_views(svc, page.rows), page))
-
-
-@router.get("/security-groups/{group_id}")
-async def show_group(group_id: str, request: Request, svc: WriteService,
-                     caller: CallerDep) -> JSONResponse:
-    if caller.project_id:
-        await svc.security_groups.default_security_group(caller.project_id)
-    group = await svc.security_groups.get_security_group(caller, group_id)
-    return JSONResponse({"security_group": listing.cut(
-        (await _group_views(svc, [group]))[0], listing.fields(request))})
-
-
-@router.post("/security-groups")
-async def create_groups(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "security_group", "security_groups",
-                                       SecurityGroupBody)
-    created = [await svc.security_groups.create_security_group(caller, item.command())
-               for item in items]
-    body = await _group_views(svc, created)
-    return JSONResponse({"security_groups": body} if bulk else {"security_group": body[0]},
-                        status_code=201)
-
-
-@router.put("/security-groups/{group_id}")
-async def update_group(group_id: str, request: Request, svc: WriteService,
-                       caller: CallerDep) -> JSONResponse:
-    body = await update_body(request, "security_group", SecurityGroupUpdateBody)
-    group = await svc.security_groups.update_security_group(caller, group_id,
-                                                            body.command())
-    return JSONResponse({"security_group": (await _group_views(svc, [group]))[0]})
-
-
-@router.delete("/security-groups/{group_id}", status_code=204)
-async def delete_group(group_id: str, svc: WriteService, caller: CallerDep) -> Response:
-    await svc.security_groups.delete_security_group(caller, group_id)
-    return Response(status_code=204)
-
-
-# Rules ------------------------------------------------------------------------------------
-
-
-@router.get("/security-group-rules")
-async def list_rules(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    lst = listing.of(request, "security_group_rules")
-    page = await svc.security_groups.list_security_group_rules(caller, lst.query)
-    return JSONResponse(lst.body(await _rule_views(svc, page.rows), page))
-
-
-@router.get("/security-group-rules/{rule_id}")
-async def show_rule(rule_id: str, request: Request, svc: WriteService,
-                    caller: CallerDep) -> JSONResponse:
-    rule = await svc.security_groups.get_security_group_rule(caller, rule_id)
-    return JSONResponse({"security_group_rule": listing.cut(
-        (await _rule_views(svc, [rule]))[0], listing.fields(request))})
-
-
-@router.post("/security-group-rules")
-async def create_rules(request: Request, svc: WriteService, caller: CallerDep) -> JSONResponse:
-    items, bulk = await single_or_bulk(request, "security_group_rule",
-                                       "security_group_rules", RuleBody)
-    created = [await svc.security_groups.create_security_group_rule(caller, item.command())
-               for item in items]
-    body = await _rule_views(svc, created)
-    return JSONResponse({"security_group_rules": body} if bulk
-                        else {"security_group_rule": body[0]}, status_code=201)
-
-
-@router.delete("/security-group-rules/{rule_id}", status_code=204)
-async def delete_rule(rule_id: str, svc: WriteService, caller: CallerDep) -> Response:
-    await svc.security_groups.delete_security_group_rule(caller, rule_id)
-    return Response(status_code=204)
 
 
 # Quotas -----------------------------------------------------------------------------------
@@ -166,34 +68,7 @@ async def delete_quota(project_id: str, svc: WriteService, caller: CallerDep) ->
     return Response(status_code=204)
 
 
-# Agents and zones -------------------------------------------------------------------------
-
-@router.get("/agents")
-async def list_agents(request: Request, svc: Service, caller: CallerDep) -> JSONResponse:
-    lst = listing.of(request, "agents")
-    page = await svc.agents.list_agents(caller, lst.query)
-    return JSONResponse(lst.body([views.agent(a, svc.agents.agent_alive(a))
-                                  for a in page.rows], page))
-
-
-@router.get("/agents/{agent_id}")
-async def show_agent(agent_id: str, svc: Service, caller: CallerDep) -> JSONResponse:
-    agent = await svc.agents.get_agent(caller, agent_id)
-    return JSONResponse({"agent": views.agent(agent, svc.agents.agent_alive(agent))})
-
-
-@router.put("/agents/{agent_id}")
-async def update_agent(agent_id: str, request: Request, svc: WriteService,
-                       caller: CallerDep) -> JSONResponse:
-    body = await update_body(request, "agent", AgentUpdateBody)
-    agent = await svc.agents.update_agent(caller, agent_id, body.command())
-    return JSONResponse({"agent": views.agent(agent, svc.agents.agent_alive(agent))})
-
-
-@router.delete("/agents/{agent_id}", status_code=204)
-async def delete_agent(agent_id: str, svc: WriteService, caller: CallerDep) -> Response:
-    await svc.agents.delete_agent(caller, agent_id)
-    return Response(status_code=204)
+# Availability zones ---------------------------------------------------------------------
 
 
 @router.get("/availability_zones")

@@ -148,6 +148,10 @@ class Body(BaseModel):
         """The field's value, or ``UNSET`` when the request did not give it."""
         return getattr(self, name) if name in self.model_fields_set else UNSET
 
+    def command(self) -> Any:
+        """The domain command this body asks for (each resource's body says which)."""
+        raise NotImplementedError
+
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> Self:
         for name, default in self.UNSUPPORTED.items():

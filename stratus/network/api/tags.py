@@ -52,6 +52,15 @@ async def _row(svc: NetworkService, caller: Caller, collection: str, resource_id
     return row
 
 
+async def _tagged(svc: NetworkService, caller: Caller, collection: str, resource_id: str,
+                  tag: str, write: bool) -> Any:
+    """The resource, which must carry ``tag`` (404 ``TagNotFound`` otherwise)."""
+    row = await _row(svc, caller, collection, resource_id, write=write)
+    if tag not in row.tags:
+        raise TagNotFound(f"Tag {tag} could not be found for {resource_id}.")
+    return row
+
+
 def _check(tag: Any) -> str:
     if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG or "," in tag:
         raise InvalidInput(f"Invalid input for tags: '{tag}' is not a valid tag (1 to "
@@ -90,9 +99,7 @@ async def clear_tags(collection: str, resource_id: str, svc: WriteService,
 @router.get("/{collection}/{resource_id}/tags/{tag}", status_code=204)
 async def check_tag(collection: str, resource_id: str, tag: str, svc: Service,
                     caller: CallerDep) -> Response:
-    row = await _row(svc, caller, collection, resource_id, write=False)
-    if tag not in row.tags:
-        raise TagNotFound(f"Tag {tag} could not be found for {resource_id}.")
+    await _tagged(svc, caller, collection, resource_id, tag, write=False)
     return Response(status_code=204)
 
 
@@ -107,8 +114,6 @@ async def add_tag(collection: str, resource_id: str, tag: str, svc: WriteService
 @router.delete("/{collection}/{resource_id}/tags/{tag}", status_code=204)
 async def remove_tag(collection: str, resource_id: str, tag: str, svc: WriteService,
                      caller: CallerDep) -> Response:
-    row = await _row(svc, caller, collection, resource_id, write=True)
-    if tag not in row.tags:
-        raise TagNotFound(f"Tag {tag} could not be found for {resource_id}.")
+    row = await _tagged(svc, caller, collection, resource_id, tag, write=True)
     set_tags(row, [t for t in row.tags if t != tag])
     return Response(status_code=204)
