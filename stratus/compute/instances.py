@@ -278,7 +278,3 @@ class Instances:
             await self.session.flush()
 
 
-
-#: The old name, kept only until ``stratus/compute/servers.py`` (written in another branch)
-#: says ``Instances``; delete it then.
-InstanceManager = Instances

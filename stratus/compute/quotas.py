@@ -9,11 +9,6 @@ PostgreSQL; on SQLite every write transaction is already exclusive). Over quota 
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from sqlalchemy import func, select
 
 from stratus.compute.errors import QuotaExceeded
@@ -22,7 +17,7 @@ from stratus.core import quotas as core
 from stratus.core.db import Txn
 from stratus.core.exceptions import BadRequest
 
-__all__ = ["DEFAULTS", "TABLE", "QuotaExceeded", "Quotas", "local_project_lock"]
+__all__ = ["DEFAULTS", "TABLE", "QuotaExceeded", "Quotas"]
 
 DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "key_pairs": 100,
             "server_groups": 10, "server_group_members": 10, "metadata_items": 128}
@@ -34,16 +29,6 @@ def _exceeded(over: core.Overage) -> QuotaExceeded:
 
 
 TABLE = core.QuotaTable(QuotaLimit, DEFAULTS, scope="compute", over=_exceeded)
-
-_local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-
-@asynccontextmanager
-async def local_project_lock(project_id: str) -> AsyncIterator[None]:
-    """Kept only while ``boot.py`` (another branch) still wraps its transaction in it; a
-    ``Txn`` on SQLite is exclusive already. Delete once nothing calls it."""
-    async with _local_locks[project_id]:
-        yield
 
 
 class Quotas:

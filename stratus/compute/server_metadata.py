@@ -7,7 +7,7 @@ the server is at rest (active, stopped, paused, suspended, no task running), els
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from stratus.compute import states
 from stratus.compute.errors import QuotaExceeded
@@ -76,12 +76,3 @@ class ServerMetadata:
         instance.server_metadata = current
         await self.session.flush()
 
-
-class _WithServerMetadata(Protocol):
-    server_metadata: ServerMetadata
-
-
-async def check_quota(svc: _WithServerMetadata, project_id: str, count: int) -> None:
-    """The old entry point of ``api/servers.py``'s boot, which moves (in another branch) to
-    ``svc.server_metadata.check_quota``; delete this once it has."""
-    await svc.server_metadata.check_quota(project_id, count)

@@ -13,7 +13,7 @@ from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
 from stratus.core.policy import Caller
 from stratus.core.web.app import api_root
-from stratus.core.web.deps import Authorizer, caller_dependency, duplicates_as_conflict
+from stratus.core.web.deps import caller_dependency, duplicates_as_conflict
 from stratus.core.web.microversions import APIVersion, api_version
 
 
@@ -45,11 +45,6 @@ Context = Annotated[RequestContext, Depends(require_context)]
 Version = Annotated[APIVersion, Depends(api_version)]
 
 
-def policy(request: Request, context: Context) -> Authorizer:
-    return Authorizer(runtime(request).enforcer, context)
-
-
-Authorize = Annotated[Authorizer, Depends(policy)]
 #: The request's one ``Caller`` (core's), checked against compute's policy.
 CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
 

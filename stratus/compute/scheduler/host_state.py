@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute.hosts import COMPUTE_BINARY, Hosts, is_up
+from stratus.compute.hosts import Hosts
 from stratus.compute.models import Allocation, Inventory, ResourceProvider
 from stratus.compute.placement import RESOURCE_CLASSES, capacity_of
 from stratus.core.db import utcnow
 
-# ``COMPUTE_BINARY`` and ``is_up`` live in ``stratus.compute.hosts``; they are re-exported
-# here only until ``api/servers.py`` (moving in another branch) imports them from there.
-__all__ = ["COMPUTE_BINARY", "HostState", "is_up", "load_host_states"]
+__all__ = ["HostState", "load_host_states"]
 
 
 @dataclass
