@@ -21,7 +21,6 @@ from stratus.compute import server_metadata, volume_attach
 from stratus.compute.instances import NewInstance
 from stratus.compute.models import Instance
 from stratus.compute.objects import BuildRequest, FlavorInfo
-from stratus.compute.quotas import local_project_lock
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.compute.volume_attach import RootVolume
 from stratus.core.bus import MessagingError
@@ -78,8 +77,9 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     project_id = context.require_project()
     # Booting from an existing volume names no image to check.
     image = await rt.clients.images.get(context, req.image_id) if req.image_id else {}
-    # The whole transaction under the project's quota lock (see stratus.compute.quotas).
-    async with local_project_lock(project_id), rt.service() as svc:
+    # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
+    # ``Txn.lock``) from before the checks to the commit of the rows.
+    async with rt.service() as svc:
         instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
     build = BuildRequest(
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
