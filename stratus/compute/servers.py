@@ -71,15 +71,14 @@ class ServerUpdate:
     fields: dict[str, Any]
 
 
+@dataclass
 class Servers:
     """Reads and edits of servers for the API, within one transaction."""
 
-    def __init__(self, session: AsyncSession, instances: Instances, hosts: Hosts,
-                 server_groups: ServerGroups) -> None:
-        self.session = session
-        self.instances = instances
-        self.hosts = hosts
-        self.server_groups = server_groups
+    session: AsyncSession
+    instances: Instances
+    hosts: Hosts
+    server_groups: ServerGroups
 
     @classmethod
     def of(cls, svc: ComputeService) -> Servers:

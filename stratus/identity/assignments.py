@@ -76,9 +76,7 @@ class Assignments:
             raise duplicate("store", "role", f"Duplicate entry found with name {name}.")
         role = Role(name=name, description=description, domain_id=domain_id or "",
                     extra=extra or {})
-        if role_id:
-            role.id = role_id
-        return await insert(self.txn.session, role)
+        return await insert(self.txn.session, role, row_id=role_id)
 
     async def update_role(self, role_id: str, changes: dict[str, Any]) -> Role:
         role = await self.get_role(role_id)

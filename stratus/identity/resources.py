@@ -60,9 +60,7 @@ class Resources:
         if await self.txn.session.scalar(select(Domain.id).where(Domain.name == name)):
             raise duplicate("store", "domain", f"Duplicate entry found with name {name}.")
         domain = Domain(name=name, description=description, enabled=enabled, extra=extra or {})
-        if domain_id:
-            domain.id = domain_id
-        return await insert(self.txn.session, domain)
+        return await insert(self.txn.session, domain, row_id=domain_id)
 
     async def update_domain(self, domain_id: str, changes: dict[str, Any]) -> Domain:
         domain = await self.get_domain(domain_id)
@@ -113,14 +111,22 @@ class Resources:
 
     async def find_project(self, *, project_id: str | None = None, name: str | None = None,
                            domain_id: str | None = None, domain_name: str | None = None) -> Project:
-        if project_id:
-            return await self.get_project(project_id)
-        if name is None or (domain_id is None and domain_name is None):
-            raise ValidationError("A project needs an id, or a name and a domain.")
-        domain = await self.find_domain(domain_id=domain_id, name=domain_name)
-        project: Project = await named_in_domain(self.txn.session, Project, name, domain.id,
-                                                 "project")
+        project: Project = await self.find_in_domain(
+            Project, "project", row_id=project_id, name=name, domain_id=domain_id,
+            domain_name=domain_name)
         return project
+
+    async def find_in_domain(self, model: type[Any], kind: str, *, row_id: str | None,
+                             name: str | None, domain_id: str | None,
+                             domain_name: str | None) -> Any:
+        """A ``kind`` row (user, project) by its id, or by its name and its domain's id or
+        name, as auth requests and ``*_name`` filters name them."""
+        if row_id:
+            return await get_row(self.txn.session, model, row_id, kind)
+        if name is None or (domain_id is None and domain_name is None):
+            raise ValidationError(f"A {kind} needs an id, or a name and a domain.")
+        domain = await self.find_domain(domain_id=domain_id, name=domain_name)
+        return await named_in_domain(self.txn.session, model, name, domain.id, kind)
 
     async def list_projects(self, *, name: str | None = None, domain_id: str | None = None,
                             parent_id: str | None = None, enabled: bool | None = None,
@@ -160,9 +166,7 @@ class Resources:
         project = Project(name=name, domain_id=domain_id, parent_id=parent_id,
                           description=description, enabled=enabled, tags=tags or [],
                           extra=extra or {})
-        if project_id:
-            project.id = project_id
-        return await insert(self.txn.session, project)
+        return await insert(self.txn.session, project, row_id=project_id)
 
     async def update_project(self, project_id: str, changes: dict[str, Any]) -> Project:
         project = await self.get_project(project_id)

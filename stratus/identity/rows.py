@@ -47,8 +47,11 @@ def where_given(query: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
     return query
 
 
-async def insert(session: AsyncSession, row: _Row) -> _Row:
-    """Add the new row and flush, so its defaults (the id) are set and constraints checked."""
+async def insert(session: AsyncSession, row: _Row, *, row_id: str | None = None) -> _Row:
+    """Add the new row and flush, so its defaults (the id) are set and constraints checked.
+    ``row_id``: the id the caller chose (bootstrap's fixed ids), instead of a new one."""
+    if row_id:
+        row.id = row_id  # type: ignore[attr-defined]
     session.add(row)
     await session.flush()
     return row

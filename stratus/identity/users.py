@@ -20,7 +20,7 @@ from stratus.identity.passwords import hash_secret, verify_secret
 from stratus.identity.purge import purge_group, purge_user
 from stratus.identity.resources import Resources
 from stratus.identity.revocation import RevocationLog
-from stratus.identity.rows import apply_changes, get_row, insert, named_in_domain, where_given
+from stratus.identity.rows import apply_changes, get_row, insert, where_given
 
 
 @dataclass(eq=False)
@@ -39,12 +39,9 @@ class Users:
 
     async def find_user(self, *, user_id: str | None = None, name: str | None = None,
                         domain_id: str | None = None, domain_name: str | None = None) -> User:
-        if user_id:
-            return await self.get_user(user_id)
-        if name is None or (domain_id is None and domain_name is None):
-            raise ValidationError("A user needs an id, or a name and a domain.")
-        domain = await self.resources.find_domain(domain_id=domain_id, name=domain_name)
-        user: User = await named_in_domain(self.txn.session, User, name, domain.id, "user")
+        user: User = await self.resources.find_in_domain(
+            User, "user", row_id=user_id, name=name, domain_id=domain_id,
+            domain_name=domain_name)
         return user
 
     async def list_users(self, *, name: str | None = None, domain_id: str | None = None,
@@ -67,12 +64,10 @@ class Users:
         user = User(name=name, domain_id=domain_id, enabled=enabled,
                     default_project_id=default_project_id, description=description,
                     extra=extra or {})
-        if user_id:
-            user.id = user_id
         if password is not None:
             user.password_hash = await hash_secret(password, self.bcrypt_rounds)
             user.password_created_at = utcnow()
-        return await insert(self.txn.session, user)
+        return await insert(self.txn.session, user, row_id=user_id)
 
     async def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
         user = await self.get_user(user_id)

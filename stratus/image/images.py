@@ -57,15 +57,14 @@ class PatchOp:
     value: Any = None
 
 
+@dataclass
 class Images:
     """The image service's images within one database transaction."""
 
-    def __init__(self, session: AsyncSession, settings: ImageSettings, validator: Validator,
-                 quotas: Quotas) -> None:
-        self.session = session
-        self.settings = settings
-        self.validate = validator
-        self.quotas = quotas
+    session: AsyncSession
+    settings: ImageSettings
+    validate: Validator
+    quotas: Quotas
 
     async def transition(self, image_id: str, before: str, after: str) -> bool:
         """Move the image from status ``before`` to ``after``, atomically; False if not in

@@ -107,20 +107,14 @@ class Volumes:
             if snapshot.status != states.AVAILABLE:
                 raise BadRequest(f"Invalid snapshot: Originating snapshot status must be "
                                  f"one of 'available' values (is {snapshot.status}).")
-            size = snapshot.size if size is None else size
-            if size < snapshot.size:
-                raise BadRequest(f"Invalid input received: Volume size '{size}'GB cannot be "
-                                 f"smaller than the snapshot size {snapshot.size}GB.")
+            size = _size_at_least(size, snapshot.size, "snapshot size")
             host = (await self.get(snapshot.volume_id, include_deleted=True)).host
         if request.source_volid is not None:
             source = await self.get(request.source_volid, project)
             if source.status not in (states.AVAILABLE, states.IN_USE):
                 raise BadRequest(f"Invalid volume: Volume {source.id} status must be "
                                  f"available or in-use (is {source.status}).")
-            size = source.size if size is None else size
-            if size < source.size:
-                raise BadRequest(f"Invalid input received: Volume size '{size}'GB cannot be "
-                                 f"smaller than the source volume size {source.size}GB.")
+            size = _size_at_least(size, source.size, "source volume size")
             host = source.host
         if request.image is not None:
             image = request.image
@@ -283,3 +277,13 @@ class Volumes:
         if attach_status is not None:
             volume.attach_status = attach_status
         await self.session.flush()
+
+
+def _size_at_least(size: int | None, minimum: int, what: str) -> int:
+    """The size asked for (``minimum`` when none was), refused when below ``minimum``."""
+    if size is None:
+        return minimum
+    if size < minimum:
+        raise BadRequest(f"Invalid input received: Volume size '{size}'GB cannot be smaller "
+                         f"than the {what} {minimum}GB.")
+    return size

@@ -11,6 +11,9 @@ The composition roots, which wire the services together, may: ``stratus/units.py
 ``stratus/stack.py``, ``stratus/cli`` and ``stratus/schemas.py``. Core imports none of them,
 and a service only from its ``units`` module (its unit builders use ``stratus.stack``'s
 ``Stack``); elsewhere that would reach the other services through the back door.
+
+(c) The HTTP layer stays thin: no module under a service's ``api/`` imports SQLAlchemy or
+its service's ORM ``models``; handlers ask the domain parts, which own the queries.
 """
 
 from __future__ import annotations
@@ -218,3 +221,25 @@ def test_no_import_cycle_inside_a_package() -> None:
 
 def test_no_service_imports_another_and_core_imports_none() -> None:
     assert imports_across_services() == []
+
+
+def api_modules_touching_the_database() -> list[str]:
+    """``module → import`` for each ``*/api/`` module importing SQLAlchemy or ``models``."""
+    found = []
+    for name, path in _modules().items():
+        if ".api." not in f"{name}." or name.split(".")[1] not in SERVICES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                sources = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                sources = [node.module or ""]
+            else:
+                continue
+            found += [f"{name} → {source}" for source in sources
+                      if source.split(".")[0] == "sqlalchemy" or source.endswith(".models")]
+    return found
+
+
+def test_no_api_module_imports_sqlalchemy_or_models() -> None:
+    assert api_modules_touching_the_database() == []

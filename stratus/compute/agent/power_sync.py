@@ -68,15 +68,20 @@ def decide(vm_state: str, db_power: int, hv_power: PowerState) -> SyncDecision |
     return None
 
 
+@dataclass
 class PowerStateSync:
-    def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
-                 interval: float) -> None:
-        self.host = host
-        self.driver = driver
-        self.conductor = conductor
-        self.interval = interval
-        self._periodic = Periodic(f"power-state sync on {host}", interval,
-                                  lambda: self.run_once(RequestContext.for_service(AGENT_USER)))
+    """Every ``interval`` seconds, the power state of this host's instances brought in line
+    with what the hypervisor reports (``decide``)."""
+
+    host: str
+    driver: VirtDriver
+    conductor: ConductorAPI
+    interval: float
+
+    def __post_init__(self) -> None:
+        self._periodic = Periodic(
+            f"power-state sync on {self.host}", self.interval,
+            lambda: self.run_once(RequestContext.for_service(AGENT_USER)))
 
     def start(self) -> None:
         self._periodic.start()

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import platform
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute.virt.driver import VirtDriver, VirtError
@@ -25,13 +26,14 @@ from stratus.core.service_auth import ServiceAuth
 LOG = logging.getLogger(__name__)
 
 
+@dataclass
 class HostVolumes:
-    def __init__(self, host: str, driver: VirtDriver, service_auth: ServiceAuth,
-                 client: VolumeClient) -> None:
-        self.host = host
-        self.driver = driver
-        self.service_auth = service_auth
-        self.client = client
+    """A compute host's side of volume attachments: the volume service, then the driver."""
+
+    host: str
+    driver: VirtDriver
+    service_auth: ServiceAuth
+    client: VolumeClient
 
     async def _base(self, ctx: RequestContext, project_id: str | None = None) -> str:
         url = await self.service_auth.endpoint("block-storage")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from stratus.image.models import Image, ImageMember
+from stratus.image.images import Image
+from stratus.image.members import ImageMember
 
 
 def timestamp(value: dt.datetime) -> str:

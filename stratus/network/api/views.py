@@ -6,8 +6,12 @@ import datetime as dt
 from typing import Any
 
 from stratus.core.policy import Caller
-from stratus.network.models import Agent, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
+from stratus.network.agent_registry import Agent
+from stratus.network.networks import Network
 from stratus.network.objects import bridge_name
+from stratus.network.ports import Port
+from stratus.network.security_groups import SecurityGroup, SecurityGroupRule
+from stratus.network.subnets import Subnet
 
 
 def stamp(value: dt.datetime | None) -> str | None:

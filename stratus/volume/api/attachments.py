@@ -11,11 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.policy import Caller
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
 from stratus.volume.api.deps import CallerDep, Context, Service, Version, runtime
 from stratus.volume.api.schemas import AttachmentCreateBody, AttachmentUpdateBody
+from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/attachments")
 
@@ -26,6 +29,12 @@ def _require(version: APIVersion, minimum: str) -> None:
         raise NotFound("The resource could not be found.")
 
 
+def _permit(version: APIVersion, caller: Caller, context: RequestContext, rule: str) -> None:
+    """The route exists at this microversion (3.27+) and policy lets the caller use it."""
+    _require(version, "3.27")
+    caller.authorize(rule, {"project_id": context.project_id})
+
+
 def _project(context: Any) -> str | None:
     return None if context.is_admin else context.project_id
 
@@ -33,8 +42,7 @@ def _project(context: Any) -> str | None:
 @router.post("")
 async def create_attachment(body: AttachmentCreateBody, request: Request, context: Context,
                             caller: CallerDep, version: Version) -> JSONResponse:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_create", {"project_id": context.project_id})
+    _permit(version, caller, context, "volume:attachment_create")
     a = body.attachment
     if a.mode is not None and not version.at_least("3.54"):
         raise BadRequest("Invalid input received: mode needs microversion 3.54.")
@@ -44,33 +52,31 @@ async def create_attachment(body: AttachmentCreateBody, request: Request, contex
     return JSONResponse({"attachment": views.attachment_view(attachment)}, status_code=200)
 
 
+async def _list(request: Request, svc: VolumeService, context: RequestContext,
+                caller: Caller, version: APIVersion, *, detail: bool) -> dict[str, Any]:
+    _permit(version, caller, context, "volume:attachment_get")
+    params = request.query_params
+    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
+                                          instance_id=params.get("instance_id"))
+    return {"attachments": [views.attachment_view(a, detail=detail) for a in rows]}
+
+
 @router.get("")
 async def list_attachments(request: Request, svc: Service, context: Context,
                            caller: CallerDep, version: Version) -> dict[str, Any]:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
-    params = request.query_params
-    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
-                                      instance_id=params.get("instance_id"))
-    return {"attachments": [views.attachment_view(a, detail=False) for a in rows]}
+    return await _list(request, svc, context, caller, version, detail=False)
 
 
 @router.get("/detail")
 async def list_attachments_detail(request: Request, svc: Service, context: Context,
                                   caller: CallerDep, version: Version) -> dict[str, Any]:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
-    params = request.query_params
-    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
-                                      instance_id=params.get("instance_id"))
-    return {"attachments": [views.attachment_view(a) for a in rows]}
+    return await _list(request, svc, context, caller, version, detail=True)
 
 
 @router.get("/{attachment_id}")
 async def show_attachment(attachment_id: str, svc: Service, context: Context,
                           caller: CallerDep, version: Version) -> dict[str, Any]:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_get", {"project_id": context.project_id})
+    _permit(version, caller, context, "volume:attachment_get")
     attachment = await svc.attachments.get(attachment_id, _project(context))
     return {"attachment": views.attachment_view(attachment)}
 
@@ -79,8 +85,7 @@ async def show_attachment(attachment_id: str, svc: Service, context: Context,
 async def update_attachment(attachment_id: str, body: AttachmentUpdateBody,
                             request: Request, context: Context, caller: CallerDep,
                             version: Version) -> dict[str, Any]:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_update", {"project_id": context.project_id})
+    _permit(version, caller, context, "volume:attachment_update")
     attachment = await runtime(request).update_attachment(
         context, attachment_id, _project(context), body.attachment.connector)
     return {"attachment": views.attachment_view(attachment)}
@@ -106,7 +111,6 @@ async def attachment_action(attachment_id: str, request: Request, svc: Service,
 @router.delete("/{attachment_id}")
 async def delete_attachment(attachment_id: str, svc: Service, context: Context,
                             caller: CallerDep, version: Version) -> dict[str, Any]:
-    _require(version, "3.27")
-    caller.authorize("volume:attachment_delete", {"project_id": context.project_id})
+    _permit(version, caller, context, "volume:attachment_delete")
     remaining = await svc.attachments.delete(attachment_id, _project(context))
     return {"attachments": [views.attachment_view(a, detail=False) for a in remaining]}

@@ -8,7 +8,10 @@ from typing import Any
 from stratus.core.context import RequestContext
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api.deps import Links
-from stratus.volume.models import Attachment, Snapshot, Volume, VolumeType
+from stratus.volume.attachments import Attachment
+from stratus.volume.snapshots import Snapshot
+from stratus.volume.types import VolumeType
+from stratus.volume.volumes import Volume
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
