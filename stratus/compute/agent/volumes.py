@@ -94,7 +94,7 @@ class HostVolumes:
                                    instance_uuid: str, wait_for: float = 600.0,
                                    ) -> list[dict[str, Any]]:
         """Attach the root volume compute-api asked for (see
-        ``stratus.compute.api.boot_volumes``) as ``/dev/vda``, once it is ``available``;
+        ``stratus.compute.volume_attach``) as ``/dev/vda``, once it is ``available``;
         returns the block devices for the driver (``{"mountpoint", "connection_info"}``).
         On failure nothing stays attached; the volume is left for a retry or the delete."""
         base = await self._base(ctx, project_id)
