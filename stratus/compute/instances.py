@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select
 
@@ -31,6 +31,10 @@ from stratus.core.exceptions import NotFound
 
 __all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
            "flavor_info", "hostname_of"]
+
+#: The rows of a log kept per instance, newest last (by ``id``).
+_Logged = TypeVar("_Logged", InstanceFault, InstanceAction)
+
 
 def flavor_info(flavor: Flavor) -> FlavorInfo:
     return FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram,
@@ -108,11 +112,15 @@ class Instances:
             raise NotFound(f"Instance {instance_uuid} could not be found.")
         return instance
 
+    async def _newest(self, model: type[_Logged], instance_uuid: str) -> _Logged | None:
+        """The instance's last row of a log kept per instance (faults, actions)."""
+        row: _Logged | None = await self.session.scalar(
+            select(model).where(model.instance_uuid == instance_uuid)
+            .order_by(model.id.desc()).limit(1))
+        return row
+
     async def fault_of(self, instance_uuid: str) -> InstanceFault | None:
-        fault: InstanceFault | None = await self.session.scalar(
-            select(InstanceFault).where(InstanceFault.instance_uuid == instance_uuid)
-            .order_by(InstanceFault.id.desc()).limit(1))
-        return fault
+        return await self._newest(InstanceFault, instance_uuid)
 
     async def faults_of(self, uuids: list[str]) -> dict[str, InstanceFault]:
         latest: dict[str, InstanceFault] = {}
@@ -233,10 +241,7 @@ class Instances:
         return action
 
     async def latest_action(self, instance_uuid: str) -> InstanceAction | None:
-        action: InstanceAction | None = await self.session.scalar(
-            select(InstanceAction).where(InstanceAction.instance_uuid == instance_uuid)
-            .order_by(InstanceAction.id.desc()).limit(1))
-        return action
+        return await self._newest(InstanceAction, instance_uuid)
 
     async def record_event(self, instance_uuid: str, request_id: str | None, event: str, *,
                            host: str | None, finished: bool, result: str | None = None,

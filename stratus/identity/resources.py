@@ -62,6 +62,15 @@ class Resources:
         domain = Domain(name=name, description=description, enabled=enabled, extra=extra or {})
         return await insert(self.txn.session, domain, row_id=domain_id)
 
+    async def _disabled_by(self, row: Domain | Project, changes: dict[str, Any],
+                           fields: tuple[str, ...]) -> bool:
+        """Apply ``changes`` and flush; whether they disabled the row (whose tokens the
+        caller then revokes)."""
+        was_enabled = row.enabled
+        apply_changes(row, changes, fields)
+        await self.txn.session.flush()
+        return was_enabled and not row.enabled
+
     async def update_domain(self, domain_id: str, changes: dict[str, Any]) -> Domain:
         domain = await self.get_domain(domain_id)
         if "name" in changes and changes["name"] != domain.name:
@@ -69,10 +78,7 @@ class Resources:
                     select(Domain.id).where(Domain.name == changes["name"])):
                 raise duplicate("update", "domain",
                                 f"Duplicate entry found with name {changes['name']}.")
-        was_enabled = domain.enabled
-        apply_changes(domain, changes, ("name", "description", "enabled"))
-        await self.txn.session.flush()
-        if was_enabled and not domain.enabled:
+        if await self._disabled_by(domain, changes, ("name", "description", "enabled")):
             await self.revocations.revoke(domain_id=domain.id)
         return domain
 
@@ -180,10 +186,7 @@ class Resources:
                                          Project.domain_id == project.domain_id)):
             raise duplicate("update", "project", f"Duplicate entry found with name {new_name} "
                             f"at domain ID {project.domain_id}.")
-        was_enabled = project.enabled
-        apply_changes(project, changes, ("name", "description", "enabled", "tags"))
-        await self.txn.session.flush()
-        if was_enabled and not project.enabled:
+        if await self._disabled_by(project, changes, ("name", "description", "enabled", "tags")):
             await self.revocations.revoke(project_id=project.id)
         return project
 

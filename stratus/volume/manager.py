@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -164,13 +165,23 @@ class VolumeManager:
                 return None
             return snapshot.volume_id if snapshot.status == status else None
 
+    @staticmethod
+    async def _succeeds(work: Awaitable[None], what: str) -> bool:
+        """Whether the backend's ``work`` succeeded; a failure is logged as ``what`` failed
+        and left to the caller to record on its row (a manager's cast has no one to raise
+        to)."""
+        try:
+            await work
+        except Exception as exc:
+            LOG.error("%s failed: %s", what, exc)
+            return False
+        return True
+
     async def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
         if not await self._volume_is(volume_id, states.DELETING):
             return
-        try:
-            await self.backend.delete_volume(volume_id)
-        except Exception as exc:
-            LOG.error("volume %s: delete failed: %s", volume_id, exc)
+        if not await self._succeeds(self.backend.delete_volume(volume_id),
+                                    f"volume {volume_id}: delete"):
             async with self.runtime.service() as svc:
                 await svc.volumes.transition(volume_id, (states.DELETING,), states.ERROR_DELETING)
             return
@@ -181,10 +192,8 @@ class VolumeManager:
                             old_size: int) -> None:
         if not await self._volume_is(volume_id, states.EXTENDING):
             return
-        try:
-            await self.backend.extend_volume(volume_id, new_size)
-        except Exception as exc:
-            LOG.error("volume %s: extend failed: %s", volume_id, exc)
+        if not await self._succeeds(self.backend.extend_volume(volume_id, new_size),
+                                    f"volume {volume_id}: extend"):
             async with self.runtime.service() as svc:
                 await svc.volumes.transition(volume_id, (states.EXTENDING,), states.ERROR_EXTENDING,
                                      size=old_size)
@@ -213,10 +222,8 @@ class VolumeManager:
     async def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
         if await self._snapshot_is(snapshot_id, states.DELETING) is None:
             return
-        try:
-            await self.backend.delete_snapshot(snapshot_id)
-        except Exception as exc:
-            LOG.error("snapshot %s: delete failed: %s", snapshot_id, exc)
+        if not await self._succeeds(self.backend.delete_snapshot(snapshot_id),
+                                    f"snapshot {snapshot_id}: delete"):
             async with self.runtime.service() as svc:
                 (await svc.snapshots.get(snapshot_id)).status = "error_deleting"
             return

@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.context import RequestContext
 from stratus.core.db.paging import SortKey
-from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.exceptions import BadRequest
 from stratus.volume import states
+from stratus.volume.lookup import get_owned
 from stratus.volume.models import Snapshot, Volume
 from stratus.volume.queries import ListQuery, page_of
 from stratus.volume.quotas import Quotas
@@ -35,11 +36,8 @@ class Snapshots:
 
     async def get(self, snapshot_id: str, project_id: str | None = None, *,
                   include_deleted: bool = False) -> Snapshot:
-        snapshot = await self.session.get(Snapshot, snapshot_id, populate_existing=True)
-        if (snapshot is None or (snapshot.deleted_at is not None and not include_deleted)
-                or (project_id is not None and snapshot.project_id != project_id)):
-            raise NotFound(f"Snapshot {snapshot_id} could not be found.")
-        return snapshot
+        return await get_owned(self.session, Snapshot, snapshot_id, project_id,
+                               include_deleted=include_deleted)
 
     async def live(self, volume_id: str) -> list[Snapshot]:
         return list(await self.session.scalars(select(Snapshot).where(

@@ -26,6 +26,7 @@ from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.volume import states
 from stratus.volume.hosts import Hosts
+from stratus.volume.lookup import get_owned
 from stratus.volume.models import Snapshot, Volume
 from stratus.volume.queries import ListQuery, count, page_of
 from stratus.volume.quotas import Quotas
@@ -76,11 +77,8 @@ class Volumes:
     async def get(self, volume_id: str, project_id: str | None = None, *,
                   include_deleted: bool = False) -> Volume:
         """The volume; ``project_id`` None means any project (admin)."""
-        volume = await self.session.get(Volume, volume_id, populate_existing=True)
-        if (volume is None or (volume.deleted_at is not None and not include_deleted)
-                or (project_id is not None and volume.project_id != project_id)):
-            raise NotFound(f"Volume {volume_id} could not be found.")
-        return volume
+        return await get_owned(self.session, Volume, volume_id, project_id,
+                               include_deleted=include_deleted)
 
     async def get_visible(self, ctx: RequestContext, volume_id: str) -> Volume:
         """The volume as the caller may see it (an admin any project's); a malformed id is

@@ -57,10 +57,15 @@ class DomainRef(_Strict):
     name: str | None = None
 
 
-class UserRef(_Strict):
+class DomainScopedRef(_Strict):
+    """A reference by ``id``, or by ``name`` within a ``domain`` (itself an id or a name)."""
+
     id: str | None = None
     name: str | None = None
     domain: DomainRef | None = None
+
+
+class UserRef(DomainScopedRef):
     password: str | None = Field(default=None, repr=False)
 
 
@@ -86,10 +91,8 @@ class Identity(_Strict):
     application_credential: AppCredentialMethod | None = None
 
 
-class ProjectScope(_Strict):
-    id: str | None = None
-    name: str | None = None
-    domain: DomainRef | None = None
+class ProjectScope(DomainScopedRef):
+    """The project a token is scoped to."""
 
 
 class SystemScope(_Strict):

@@ -54,28 +54,34 @@ class VolumeCreateBody(BaseModel):
     volume: VolumeCreate
 
 
-class VolumeUpdate(Strict):
+class Renamable(Strict):
+    """An update body's ``name``/``description``, each also accepted in its older
+    ``display_`` form."""
+
     name: Name | None = None
     description: Annotated[str, Field(max_length=255)] | None = None
     display_name: Name | None = None
     display_description: str | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given: ``name`` and ``description`` as given, the plain form winning
+        over ``display_``."""
+        changes: dict[str, Any] = {}
+        for key in ("name", "description"):
+            given = key if key in self.model_fields_set else f"display_{key}"
+            if given in self.model_fields_set:
+                changes[key] = getattr(self, given)
+        return changes
+
+
+class VolumeUpdate(Renamable):
     metadata: Metadata | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields given: ``name``/``description`` (or their ``display_`` forms) and
         ``metadata``."""
-        return {**_renames(self, self.model_fields_set),
+        return {**super().changes(),
                 **({"metadata": self.metadata} if "metadata" in self.model_fields_set else {})}
-
-
-def _renames(body: Any, fields: set[str]) -> dict[str, Any]:
-    """``name`` and ``description`` as given, the plain form winning over ``display_``."""
-    changes: dict[str, Any] = {}
-    for key in ("name", "description"):
-        if key in fields or f"display_{key}" in fields:
-            changes[key] = getattr(body, key) if key in fields else getattr(body,
-                                                                            f"display_{key}")
-    return changes
 
 
 class VolumeUpdateBody(Strict):
@@ -104,16 +110,8 @@ class SnapshotCreateBody(Strict):
     snapshot: SnapshotCreate
 
 
-class SnapshotUpdate(Strict):
-    name: Name | None = None
-    description: Annotated[str, Field(max_length=255)] | None = None
-    display_name: Name | None = None
-    display_description: str | None = None
-
-
-    def changes(self) -> dict[str, Any]:
-        """The fields given: ``name``/``description`` (or their ``display_`` forms)."""
-        return _renames(self, self.model_fields_set)
+class SnapshotUpdate(Renamable):
+    """A snapshot's update: only its ``name`` and ``description``."""
 
 
 class SnapshotUpdateBody(Strict):

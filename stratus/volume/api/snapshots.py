@@ -13,7 +13,6 @@ from stratus.volume.api import views
 from stratus.volume.api.deps import CallerDep, Context, Service, URLs, Version, runtime
 from stratus.volume.api.params import SNAPSHOT_SORT_KEYS, parse_bool, snapshot_query
 from stratus.volume.api.schemas import SnapshotCreateBody, SnapshotUpdateBody
-from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/snapshots")
 
@@ -32,31 +31,22 @@ async def create_snapshot(body: SnapshotCreateBody, request: Request, context: C
                         status_code=202)
 
 
-async def _list(request: Request, svc: VolumeService, context: Any, version: Any,
-                url: str) -> dict[str, Any]:
+@router.get("")
+@router.get("/detail")
+async def list_snapshots(request: Request, svc: Service, context: Context,
+                         caller: CallerDep, version: Version,
+                         urls: URLs) -> dict[str, Any]:
+    """Both ``/snapshots`` and ``/snapshots/detail``: the body is the same full view; only
+    the ``next`` link keeps the path that was asked."""
+    caller.authorize("volume:get_all_snapshots", {"project_id": context.project_id})
     spec = ListSpec("snapshots", sort_keys=SNAPSHOT_SORT_KEYS,
                     max_limit=runtime(request).options.limit_max)
     req, query = snapshot_query(request.query_params, spec, context)
     rows, more = await svc.snapshots.list_page(query)
     body = {"snapshots": [views.snapshot_view(s, version=version) for s in rows]}
+    url = urls.url("snapshots/detail" if request.url.path.endswith("/detail") else "snapshots")
     return body | listing.CINDER.links(req, spec, url,
                                        next_marker=rows[-1].id if more and rows else None)
-
-
-@router.get("")
-async def list_snapshots(request: Request, svc: Service, context: Context,
-                         caller: CallerDep, version: Version,
-                         urls: URLs) -> dict[str, Any]:
-    caller.authorize("volume:get_all_snapshots", {"project_id": context.project_id})
-    return await _list(request, svc, context, version, urls.url("snapshots"))
-
-
-@router.get("/detail")
-async def list_snapshots_detail(request: Request, svc: Service, context: Context,
-                                caller: CallerDep, version: Version,
-                                urls: URLs) -> dict[str, Any]:
-    caller.authorize("volume:get_all_snapshots", {"project_id": context.project_id})
-    return await _list(request, svc, context, version, urls.url("snapshots/detail"))
 
 
 @router.get("/{snapshot_id}")
