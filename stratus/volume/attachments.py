@@ -17,10 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db import utcnow
+from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.volume import states
 from stratus.volume.models import Attachment, Volume
+from stratus.volume.queries import ListQuery, page_of
 from stratus.volume.volumes import Volumes
+
+#: What an attachment list may be sorted by; oldest first unless asked otherwise.
+SORT_COLUMNS = {key: getattr(Attachment, key) for key in (
+    "id", "volume_id", "instance_uuid", "attach_status", "created_at")}
+DEFAULT_SORT = (SortKey("created_at", "asc"),)
 
 
 class Attachments:
@@ -52,18 +59,20 @@ class Attachments:
             found[row.volume_id].append(row)
         return found
 
-    async def list_all(self, project_id: str | None, *,
-                               volume_id: str | None = None,
-                               instance_id: str | None = None) -> list[Attachment]:
+    async def list_page(self, q: ListQuery, *, volume_id: str | None = None,
+                        instance_id: str | None = None) -> tuple[list[Attachment], bool]:
+        """The page of live attachments ``q`` asks for (of ``q.project_id``'s volumes, or of
+        every project's when None), narrowed to one volume or instance, in SQL."""
         query = select(Attachment).join(Volume, Volume.id == Attachment.volume_id).where(
             Attachment.deleted_at.is_(None))
-        if project_id is not None:
-            query = query.where(Volume.project_id == project_id)
+        if q.project_id is not None:
+            query = query.where(Volume.project_id == q.project_id)
         if volume_id is not None:
             query = query.where(Attachment.volume_id == volume_id)
         if instance_id is not None:
             query = query.where(Attachment.instance_uuid == instance_id)
-        return list(await self.session.scalars(query.order_by(Attachment.created_at)))
+        return await page_of(self.session, query, q, sort_columns=SORT_COLUMNS,
+                             default=DEFAULT_SORT, id_column=Attachment.id)
 
     async def create(self, volume_id: str, project_id: str | None, *,
                                 instance_uuid: str | None, mode: str = "rw") -> Attachment:

@@ -14,13 +14,22 @@ from fastapi.responses import JSONResponse
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.policy import Caller
+from stratus.core.web import listing
+from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
-from stratus.volume.api.deps import CallerDep, Context, Service, Version, runtime
+from stratus.volume.api.deps import CallerDep, Context, Service, URLs, Version, runtime
+from stratus.volume.api.params import list_sort
 from stratus.volume.api.schemas import AttachmentCreateBody, AttachmentUpdateBody
+from stratus.volume.queries import ListQuery
 from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/attachments")
+
+#: The list pages only when asked (``limit``/``marker``): compute reads a project's whole
+#: list in one request.
+_LIST = ListSpec("attachments", sort_keys=("id", "volume_id", "instance_uuid",
+                                           "attach_status", "created_at"))
 
 
 def _require(version: APIVersion, minimum: str) -> None:
@@ -53,24 +62,32 @@ async def create_attachment(body: AttachmentCreateBody, request: Request, contex
 
 
 async def _list(request: Request, svc: VolumeService, context: RequestContext,
-                caller: Caller, version: APIVersion, *, detail: bool) -> dict[str, Any]:
+                caller: Caller, version: APIVersion, url: str, *,
+                detail: bool) -> dict[str, Any]:
     _permit(version, caller, context, "volume:attachment_get")
-    params = request.query_params
-    rows = await svc.attachments.list_all(_project(context), volume_id=params.get("volume_id"),
-                                          instance_id=params.get("instance_id"))
-    return {"attachments": [views.attachment_view(a, detail=detail) for a in rows]}
+    req = listing.CINDER.parse(request.query_params, _LIST)
+    rows, more = await svc.attachments.list_page(
+        ListQuery(_project(context), sort=list_sort(req), limit=req.limit, marker=req.marker,
+                  offset=req.offset),
+        volume_id=req.filter("volume_id"), instance_id=req.filter("instance_id"))
+    body = {"attachments": [views.attachment_view(a, detail=detail) for a in rows]}
+    return body | listing.CINDER.links(req, _LIST, url,
+                                       next_marker=rows[-1].id if more and rows else None)
 
 
 @router.get("")
 async def list_attachments(request: Request, svc: Service, context: Context,
-                           caller: CallerDep, version: Version) -> dict[str, Any]:
-    return await _list(request, svc, context, caller, version, detail=False)
+                           caller: CallerDep, version: Version, urls: URLs) -> dict[str, Any]:
+    return await _list(request, svc, context, caller, version, urls.url("attachments"),
+                       detail=False)
 
 
 @router.get("/detail")
 async def list_attachments_detail(request: Request, svc: Service, context: Context,
-                                  caller: CallerDep, version: Version) -> dict[str, Any]:
-    return await _list(request, svc, context, caller, version, detail=True)
+                                  caller: CallerDep, version: Version,
+                                  urls: URLs) -> dict[str, Any]:
+    return await _list(request, svc, context, caller, version, urls.url("attachments/detail"),
+                       detail=True)
 
 
 @router.get("/{attachment_id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from stratus.volume.models import Snapshot, Volume
+from stratus.volume.models import Attachment, Snapshot, Volume
 from tests.dbcount import count_loaded
 from tests.integration.volume.conftest import VolCloud
 
@@ -67,4 +67,35 @@ async def test_page_two_of_a_thousand_snapshots(cloud: VolCloud) -> None:
         second = await cloud.call("GET", href.split(f"/v3/{member.project_id}", 1)[1], member)
     assert second.status_code == 200, second.text
     assert [s["id"] for s in second.json()["snapshots"]] == newest_first[LIMIT:2 * LIMIT]
+    assert loaded.count <= LIMIT + 2, loaded.count
+
+
+async def test_page_two_of_a_thousand_attachments(cloud: VolCloud) -> None:
+    member = await cloud.project()
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    volume_id = str(uuid.uuid4())
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(ROWS)]
+    async with cloud.runtime.db.transaction() as txn:
+        txn.session.add(Volume(id=volume_id, project_id=member.project_id, size=1,
+                               status="in-use", availability_zone="nova", metadata_={},
+                               image_metadata={}, multiattach=True))
+        await txn.session.flush()
+        txn.session.add_all(
+            Attachment(id=attachment_id, volume_id=volume_id, instance_uuid=str(uuid.uuid4()),
+                       attach_status="attached", created_at=start + dt.timedelta(seconds=i))
+            for i, attachment_id in enumerate(ids))
+
+    everything = await cloud.call("GET", "/attachments", member, version="3.27")
+    assert everything.status_code == 200, everything.text
+    assert [a["id"] for a in everything.json()["attachments"]] == ids  # unpaged: all, oldest first
+
+    first = (await cloud.call("GET", f"/attachments/detail?limit={LIMIT}", member,
+                              version="3.27")).json()
+    assert [a["id"] for a in first["attachments"]] == ids[:LIMIT]
+    href = first["attachments_links"][0]["href"]
+    with count_loaded(Attachment) as loaded:
+        second = await cloud.call("GET", href.split(f"/v3/{member.project_id}", 1)[1], member,
+                                  version="3.27")
+    assert second.status_code == 200, second.text
+    assert [a["id"] for a in second.json()["attachments"]] == ids[LIMIT:2 * LIMIT]
     assert loaded.count <= LIMIT + 2, loaded.count
