@@ -77,13 +77,3 @@ class ImageMember(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     created_at: Mapped[Created]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class ProjectLock(Base):
-    """No longer written: the project's quota lock is core's ``Txn.lock`` now. The table
-    stays (the schema history has it) until a migration drops it."""
-
-    __tablename__ = "image_project_lock"
-
-    project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
-    generation: Mapped[int] = mapped_column(Integer, default=0)
