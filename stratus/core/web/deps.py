@@ -4,16 +4,13 @@ Authorization has one object, ``stratus.core.policy.Caller``; ``caller_dependenc
 the FastAPI dependency that builds it per request::
 
     CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
-
-``Authorizer`` is that same Caller, callable (``authorize("rule", target)``) for the
-handlers written against the older ``Authorize`` dependency.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
@@ -34,21 +31,6 @@ def caller_dependency(enforcer: Callable[[Request], Enforcer], *,
         return Caller(context, enforcer(request), denial=denial)
 
     return caller
-
-
-class Authorizer(Caller):
-    """A ``Caller`` called as ``authorize("service:rule", target)``; raises Forbidden
-    unless the caller may. ``allows`` is ``check``."""
-
-    def __init__(self, enforcer: Enforcer, context: RequestContext, *,
-                 denial: Denial = denied) -> None:
-        super().__init__(context, enforcer, denial=denial)
-
-    def __call__(self, rule: str, target: Mapping[str, Any] | None = None) -> None:
-        self.authorize(rule, target)
-
-    def allows(self, rule: str, target: Mapping[str, Any] | None = None) -> bool:
-        return self.check(rule, target)
 
 
 @asynccontextmanager

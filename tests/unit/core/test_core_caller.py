@@ -1,5 +1,5 @@
-"""The one ``Caller`` (``stratus.core.policy``), its FastAPI dependency and ``Authorizer``,
-and ``RequestContext.for_service`` / ``require_project``."""
+"""The one ``Caller`` (``stratus.core.policy``), its FastAPI dependency, and
+``RequestContext.for_service`` / ``require_project``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import Forbidden
 from stratus.core.policy import Caller, Enforcer, RuleDefault, denied
-from stratus.core.web.deps import Authorizer, caller_dependency
+from stratus.core.web.deps import caller_dependency
 
 RULES = [
     RuleDefault("context_is_admin", "role:admin or role:cloud_admin"),
@@ -81,16 +81,6 @@ def test_project_id_and_require_project() -> None:
     assert unscoped.project_id is None
     with pytest.raises(Forbidden, match="scoped to a project"):
         unscoped.require_project()
-
-
-def test_authorizer_is_the_caller_called() -> None:
-    authorize = Authorizer(Enforcer(RULES), ctx())
-    assert isinstance(authorize, Caller)
-    authorize("owner", {"project_id": "p1"})
-    assert authorize.allows("owner", {"project_id": "p1"})
-    assert not authorize.allows("owner", {"project_id": "p2"})
-    with pytest.raises(Forbidden, match=r"requested action: owner\.$"):
-        authorize("owner", {"project_id": "p2"})
 
 
 def test_caller_dependency_builds_one_per_request() -> None:
