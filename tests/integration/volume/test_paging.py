@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from stratus.volume.models import Attachment, Snapshot, Volume
 from tests.dbcount import count_loaded
-from tests.integration.volume.conftest import VolCloud
+from tests.integration.volume.conftest import VolCloud, Who
 
 ROWS = 1000
 LIMIT = 20
@@ -43,16 +44,33 @@ async def test_page_two_of_a_thousand_volumes(cloud: VolCloud) -> None:
     assert loaded.count <= LIMIT + 2, loaded.count
 
 
+async def _volume_of(cloud: VolCloud, member: Who, **fields: object) -> str:
+    """A volume row of the member's, made directly (what the listed rows hang off)."""
+    volume_id = str(uuid.uuid4())
+    async with cloud.runtime.db.transaction() as txn:
+        txn.session.add(Volume(id=volume_id, project_id=member.project_id, size=1,
+                               availability_zone="nova", metadata_={}, image_metadata={},
+                               **fields))
+    return volume_id
+
+
+async def _next_page(cloud: VolCloud, member: Who, first: dict[str, Any], collection: str,
+                     model: type, version: str | None = None) -> tuple[list[str], int]:
+    """The ids on the page ``first``'s next link names, and the ``model`` rows loaded."""
+    href = first[f"{collection}_links"][0]["href"]
+    with count_loaded(model) as loaded:
+        second = await cloud.call("GET", href.split(f"/v3/{member.project_id}", 1)[1], member,
+                                  version=version)
+    assert second.status_code == 200, second.text
+    return [row["id"] for row in second.json()[collection]], loaded.count
+
+
 async def test_page_two_of_a_thousand_snapshots(cloud: VolCloud) -> None:
     member = await cloud.project()
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    volume_id = str(uuid.uuid4())
+    volume_id = await _volume_of(cloud, member, status="available")
     ids = [str(uuid.UUID(int=i + 1)) for i in range(ROWS)]
     async with cloud.runtime.db.transaction() as txn:
-        txn.session.add(Volume(id=volume_id, project_id=member.project_id, size=1,
-                               status="available", availability_zone="nova", metadata_={},
-                               image_metadata={}))
-        await txn.session.flush()
         txn.session.add_all(
             Snapshot(id=snapshot_id, project_id=member.project_id, volume_id=volume_id,
                      size=1, status="available", metadata_={},
@@ -62,24 +80,17 @@ async def test_page_two_of_a_thousand_snapshots(cloud: VolCloud) -> None:
 
     first = (await cloud.call("GET", f"/snapshots?limit={LIMIT}", member)).json()
     assert [s["id"] for s in first["snapshots"]] == newest_first[:LIMIT]
-    href = first["snapshots_links"][0]["href"]
-    with count_loaded(Snapshot) as loaded:
-        second = await cloud.call("GET", href.split(f"/v3/{member.project_id}", 1)[1], member)
-    assert second.status_code == 200, second.text
-    assert [s["id"] for s in second.json()["snapshots"]] == newest_first[LIMIT:2 * LIMIT]
-    assert loaded.count <= LIMIT + 2, loaded.count
+    second, loaded = await _next_page(cloud, member, first, "snapshots", Snapshot)
+    assert second == newest_first[LIMIT:2 * LIMIT]
+    assert loaded <= LIMIT + 2, loaded
 
 
 async def test_page_two_of_a_thousand_attachments(cloud: VolCloud) -> None:
     member = await cloud.project()
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    volume_id = str(uuid.uuid4())
+    volume_id = await _volume_of(cloud, member, status="in-use", multiattach=True)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(ROWS)]
     async with cloud.runtime.db.transaction() as txn:
-        txn.session.add(Volume(id=volume_id, project_id=member.project_id, size=1,
-                               status="in-use", availability_zone="nova", metadata_={},
-                               image_metadata={}, multiattach=True))
-        await txn.session.flush()
         txn.session.add_all(
             Attachment(id=attachment_id, volume_id=volume_id, instance_uuid=str(uuid.uuid4()),
                        attach_status="attached", created_at=start + dt.timedelta(seconds=i))
@@ -92,10 +103,6 @@ async def test_page_two_of_a_thousand_attachments(cloud: VolCloud) -> None:
     first = (await cloud.call("GET", f"/attachments/detail?limit={LIMIT}", member,
                               version="3.27")).json()
     assert [a["id"] for a in first["attachments"]] == ids[:LIMIT]
-    href = first["attachments_links"][0]["href"]
-    with count_loaded(Attachment) as loaded:
-        second = await cloud.call("GET", href.split(f"/v3/{member.project_id}", 1)[1], member,
-                                  version="3.27")
-    assert second.status_code == 200, second.text
-    assert [a["id"] for a in second.json()["attachments"]] == ids[LIMIT:2 * LIMIT]
-    assert loaded.count <= LIMIT + 2, loaded.count
+    second, loaded = await _next_page(cloud, member, first, "attachments", Attachment, "3.27")
+    assert second == ids[LIMIT:2 * LIMIT]
+    assert loaded <= LIMIT + 2, loaded
