@@ -8,7 +8,8 @@ from typing import Any
 
 from stratus.volume.models import Attachment, Snapshot, Volume
 from tests.dbcount import count_loaded
-from tests.integration.volume.conftest import VolCloud, Who
+from tests.integration.clouds import Who
+from tests.integration.volume.conftest import VolCloud
 
 ROWS = 1000
 LIMIT = 20
