@@ -252,14 +252,14 @@ class Ports(Part):
         holds (the unique key says so) is drawn again."""
         if mac is not None:
             mac = self._mac(mac)
-            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
-                **row, mac_address=mac))
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
+                                                {**row, "mac_address": mac})
             if Txn.rowcount(result) != 1:
                 raise MacAddressInUse(mac, row["network_id"])
             return
         for _ in range(MAC_TRIES):
-            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
-                **row, mac_address=random_mac()))
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
+                                                {**row, "mac_address": random_mac()})
             if Txn.rowcount(result) == 1:
                 return
         raise MacAddressGenerationFailure(row["network_id"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -97,13 +98,15 @@ class Database:
         """One transaction as a ``Txn``: committed on success, rolled back on error, then its
         after-commit actions run. ``write=False`` (read only) takes no SQLite write lock;
         see ``txn.py`` for the locking contract."""
-        writer = self._sqlite_writer_key() if write else None
+        writer = self._sqlite_writer_key if write else None
         async with open_transaction(self.sessionmaker, self.backend,
                                     sqlite_writer=writer) as txn:
             yield txn
 
+    @functools.cached_property
     def _sqlite_writer_key(self) -> str | None:
-        """What names this database's SQLite file process-wide (None on PostgreSQL)."""
+        """What names this database's SQLite file process-wide (None on PostgreSQL);
+        resolved once, not on every transaction."""
         if self.backend != "sqlite":
             return None
         database = self.url.database
