@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -200,4 +201,9 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
     asyncio.run(standalone())
 
 
-__all__ = ["AfterCommit", "Database", "Txn", "UTCDateTime", "run_migrations_online", "utcnow"]
+#: Errors that mean "the database is busy, not broken": every connection of the pool was in
+#: use for the whole pool timeout. An API answers them 503 with Retry-After, not 500.
+BUSY_ERRORS: tuple[type[Exception], ...] = (PoolTimeout,)
+
+__all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "Txn", "UTCDateTime",
+           "run_migrations_online", "utcnow"]
