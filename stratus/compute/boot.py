@@ -64,7 +64,7 @@ def _user_data(value: str | None) -> str | None:
     return value
 
 
-def _image_properties(image: dict[str, Any]) -> dict[str, str]:
+def image_properties(image: dict[str, Any]) -> dict[str, str]:
     """The image properties the scheduler's filters read."""
     return {k: str(v) for k, v in image.items()
             if k.startswith(("hw_", "img_")) or k in ("architecture", "hypervisor_type")}
@@ -85,7 +85,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
         flavor=flavor_info, availability_zone=req.availability_zone,
         group_uuid=req.group_uuid,
-        image_properties=_image_properties(image))
+        image_properties=image_properties(image))
     to_build = list(instances)
     if req.root_volume is not None:
         to_build = await _root_volumes(rt, context, instances, req.root_volume)

@@ -111,8 +111,13 @@ async def build_agent(stack: Stack) -> None:
 
             volumes = HostVolumes(host, driver, stack.service_auth(),
                                   VolumeClient(stack.http_client()))
+        image_service = None
+        if stack.identity_reachable:  # to upload snapshots (createImage, shelve)
+            from stratus.core.clients.image import ImageClient
+
+            image_service = ImageClient(stack.http_client(), stack.service_auth())
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
-                                    volumes)
+                                    volumes, image_service)
         await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)

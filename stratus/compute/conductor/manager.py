@@ -28,7 +28,8 @@ LOG = logging.getLogger(__name__)
 class ConductorManager:
     METHODS = ("instance_get", "build_started", "instance_update", "action_event",
                "build_failed",
-               "instance_destroyed", "host_report", "host_instance_states")
+               "instance_destroyed", "instance_offloaded", "host_report",
+               "host_instance_states")
 
     def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
                  service_down_time: float | None = None) -> None:
@@ -161,6 +162,23 @@ class ConductorManager:
             await svc.placement.free(instance_uuid)
             await svc.instances.soft_delete(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
+
+    async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
+                                 fault: Fault | None = None) -> None:
+        async with self.runtime.service(serialized=False) as svc:
+            instance = await svc.instances.get(instance_uuid, include_deleted=True)
+            await svc.placement.free(instance_uuid)
+            if instance.deleted_at is not None or instance.task_state == states.DELETING:
+                return  # the delete owns it now (and finds nothing left on the host)
+            instance.host = instance.node = None
+            instance.vm_state, instance.task_state = states.SHELVED_OFFLOADED, None
+            instance.power_state = 0
+            if fault is not None:
+                await svc.instances.add_fault(instance_uuid, code=fault.code,
+                                              message=fault.message, details=fault.details,
+                                              host=host)
+            await svc.instances.finish_action(instance_uuid, ctx.request_id,
+                                              "Error" if fault is not None else None)
 
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         async with self.runtime.service(serialized=False) as svc:
