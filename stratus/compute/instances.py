@@ -210,6 +210,12 @@ class Instances:
         return [InstanceStates(uuid=u, vm_state=v, task_state=t, power_state=p or 0)
                 for u, v, t, p in rows.all()]
 
+    async def shelved_on_hosts(self) -> list[Instance]:
+        """Shelved servers still on a host with no task running (offload candidates)."""
+        return list(await self.session.scalars(select(Instance).where(
+            Instance.vm_state == states.SHELVED, Instance.task_state.is_(None),
+            Instance.host.is_not(None), Instance.deleted_at.is_(None))))
+
     async def stranded_on(self, hosts: list[str]) -> list[str]:
         """Live instances on ``hosts`` caught building or deleting (hosts that went down)."""
         if not hosts:

@@ -91,6 +91,11 @@ async def shelve_offload(rt: ComputeRuntime, caller: Caller, server_id: str,
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-shelve:shelve_offload", target(instance))
+        if (instance.vm_state == states.SHELVED
+                and instance.task_state == states.SHELVING_OFFLOADING):
+            # Already under way (a shelve offloading at once): what the caller asks for.
+            # ``openstack server shelve --offload`` asks as soon as it sees SHELVED.
+            return
         require(instance, (states.SHELVED,), "shelveOffload")
         if instance.host is None:
             raise Conflict(f"Instance {instance.uuid} has no host.")

@@ -18,8 +18,10 @@ root volume again from the snapshot (``stratus.compute.boot``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +39,9 @@ from stratus.core.exceptions import Conflict, Forbidden, PayloadTooLarge
 from stratus.core.policy import Caller
 
 LOG = logging.getLogger(__name__)
+
+#: Seconds a volume-backed server's createImage waits for each volume snapshot.
+SNAPSHOT_WAIT = 300.0
 
 #: The vm_states a snapshot may be taken in (with no task in flight).
 SNAPSHOT_STATES = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
@@ -147,6 +152,21 @@ async def _start_on_host(rt: ComputeRuntime, caller: Caller, uuid: str,
 
 # Volume-backed servers ----------------------------------------------------------------------
 
+async def _settled(rt: ComputeRuntime, context: RequestContext, base: str,
+                   snapshot_id: str) -> None:
+    """Wait (bounded) for a volume snapshot to be made, so the image that records it boots
+    at once; one that failed is a 409."""
+    deadline = time.monotonic() + SNAPSHOT_WAIT
+    while True:
+        snapshot = await rt.clients.volumes.get_snapshot(context, base, snapshot_id)
+        if snapshot["status"] == "available":
+            return
+        if snapshot["status"] == "error" or time.monotonic() > deadline:
+            raise Conflict(f"Volume snapshot {snapshot_id} is {snapshot['status']}; the "
+                           "server's image cannot record it.")
+        await asyncio.sleep(0.2)
+
+
 async def _snapshot_volumes(rt: ComputeRuntime, caller: Caller, instance: Instance,
                             requested: CreateImageArgs) -> str:
     """Snapshots of the server's volumes and an active, data-less image recording them."""
@@ -167,6 +187,7 @@ async def _snapshot_volumes(rt: ComputeRuntime, caller: Caller, instance: Instan
             None)
         snapshot = await volumes.create_snapshot(
             context, base, volume_id, name=f"snapshot for {requested.name}", force=True)
+        await _settled(rt, context, base, snapshot["id"])
         mappings.append({
             "source_type": "snapshot", "destination_type": "volume",
             "snapshot_id": snapshot["id"], "volume_size": volume["size"],

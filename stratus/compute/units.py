@@ -64,6 +64,11 @@ async def build_conductor(stack: Stack) -> None:
                         manager.recover_orphans)
     watchdog.start()
     stack.exits.push_async_callback(watchdog.stop)
+    if options.shelved_offload_time > 0:  # 0: offloaded at once by the host; -1: never
+        offloader = Periodic("the shelved servers' offload", options.report_interval,
+                             lambda: manager.offload_shelved(options.shelved_offload_time))
+        offloader.start()
+        stack.exits.push_async_callback(offloader.stop)
 
 
 async def build_agent(stack: Stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from stratus.compute import states
@@ -21,6 +22,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec
 from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
+from stratus.core.db import utcnow
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +74,29 @@ class ConductorManager:
             LOG.warning("settled %d instance(s) left by compute hosts that are down: %s",
                         len(settled), ", ".join(settled))
         return settled
+
+    async def offload_shelved(self, older_than: float) -> list[str]:
+        """Offload the servers shelved more than ``older_than`` seconds ago (Nova's
+        ``shelved_offload_time``): each is marked ``shelving_offloading`` (so one conductor
+        takes it) and its host told to offload it. Returns the instances sent off."""
+        now = utcnow()
+        due: list[tuple[str, str]] = []
+        async with self.runtime.service(serialized=False) as svc:
+            for instance in await svc.instances.shelved_on_hosts():
+                shelved_at = (instance.system_metadata or {}).get("shelved_at")
+                try:
+                    since = dt.datetime.fromisoformat(shelved_at) if shelved_at else None
+                except ValueError:
+                    since = None
+                if since is None or (now - since).total_seconds() < older_than:
+                    continue
+                assert instance.host is not None
+                instance.task_state = states.SHELVING_OFFLOADING
+                due.append((instance.uuid, instance.host))
+        ctx = RequestContext.for_service("conductor")
+        for uuid, host in due:
+            await self.agents.shelve_offload_instance(ctx, host, uuid)
+        return [uuid for uuid, _ in due]
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
         async with self.runtime.service(serialized=False) as svc:

@@ -120,6 +120,12 @@ class VolumeClient(ServiceClient):
         snapshot: dict[str, Any] = body["snapshot"]
         return snapshot
 
+    async def get_snapshot(self, ctx: RequestContext, base: str,
+                           snapshot_id: str) -> dict[str, Any]:
+        body = await self._call(ctx, base, "GET", f"/snapshots/{snapshot_id}")
+        snapshot: dict[str, Any] = body["snapshot"]
+        return snapshot
+
     async def delete_volume(self, ctx: RequestContext, base: str, volume_id: str, *,
                             service_token: str | None = None) -> None:
         try:
