@@ -198,8 +198,11 @@ async def _snapshot_volumes(rt: ComputeRuntime, caller: Caller, instance: Instan
             "disk_bus": "virtio", "device_type": "disk", "guest_format": None, "tag": None,
             "volume_type": None})
     body = snapshot_image(instance, requested.name, None, requested.metadata)
+    # No data of its own: "raw" (empty bytes are a valid raw disk; the image service checks
+    # data against its declared format).
     body.update({"bdm_v2": "True", "root_device_name": "/dev/vda",
-                 "block_device_mapping": json.dumps(mappings), "min_disk": 0})
+                 "block_device_mapping": json.dumps(mappings), "min_disk": 0,
+                 "disk_format": "raw"})
     image_id = await new_image(rt, context, body)
     await rt.clients.images.upload_bytes(context, image_id, b"")
     async with rt.service() as svc:
