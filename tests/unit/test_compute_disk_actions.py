@@ -105,3 +105,35 @@ def test_a_requested_host_is_the_only_candidate() -> None:
     gone = RequestSpec(instance_uuid="i", project_id="p", flavor=FlavorSpec(1, 64, 1),
                        requested_host="nowhere")
     assert not _compute_mask(view, gone).any()
+
+
+def test_a_snapshot_boot_mapping_asks_for_a_root_volume_from_it() -> None:
+    from stratus.compute.api.schemas import ServerCreateBody, boot_request
+    from stratus.compute.volume_attach import RootVolume
+
+    body = ServerCreateBody.model_validate({"server": {
+        "name": "s", "flavorRef": "1", "block_device_mapping_v2": [{
+            "boot_index": 0, "uuid": "snap-1", "source_type": "snapshot",
+            "destination_type": "volume", "volume_size": 2,
+            "delete_on_termination": True}]}})
+    req = boot_request(body, APIVersion(2, 1))
+    assert req.image_id == ""
+    assert req.root_volume == RootVolume("snap-1", from_image=False, from_snapshot=True,
+                                         size=2, delete_on_termination=True)
+
+
+def test_an_image_recording_volume_snapshots_boots_from_its_root_snapshot() -> None:
+    import json
+
+    from stratus.compute.boot import snapshot_root_volume
+    from stratus.compute.volume_attach import RootVolume
+
+    mappings = [{"boot_index": None, "source_type": "snapshot", "snapshot_id": "data"},
+                {"boot_index": 0, "source_type": "snapshot", "snapshot_id": "root",
+                 "volume_size": 3, "delete_on_termination": False}]
+    image = {"bdm_v2": "True", "block_device_mapping": json.dumps(mappings)}
+    assert snapshot_root_volume(image) == RootVolume("root", from_image=False,
+                                                     from_snapshot=True, size=3)
+    assert snapshot_root_volume({"disk_format": "qcow2"}) is None
+    with pytest.raises(BadRequest):
+        snapshot_root_volume({"bdm_v2": True, "block_device_mapping": "{not json"})
