@@ -174,3 +174,22 @@ async def test_rebuild_changes_key_and_user_data_per_microversion(cloud: Cloud) 
     assert busy.status_code == 202
     again = await _action(cloud, server_id, {"rebuild": {"imageRef": image_id}})
     assert again.status_code == 409, again.text
+
+
+async def test_the_conductor_offloads_servers_shelved_long_enough(cloud: Cloud) -> None:
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.rpcapi import ComputeAgentAPI
+
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    await _settled(cloud, server_id, "ACTIVE")
+    assert (await _action(cloud, server_id, {"shelve": None})).status_code == 202
+    await _settled(cloud, server_id, "SHELVED")
+    conductor = ConductorManager(await _runtime(cloud),
+                                 ComputeAgentAPI(await cloud.stack.transport()))
+    assert await conductor.offload_shelved(3600) == []  # not shelved that long yet
+    assert await conductor.offload_shelved(0) == [server_id]
+    offloaded = await _settled(cloud, server_id, "SHELVED_OFFLOADED")
+    assert offloaded["OS-EXT-SRV-ATTR:host"] is None
+    assert await conductor.offload_shelved(0) == []
