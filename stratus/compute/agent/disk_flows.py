@@ -210,8 +210,12 @@ class DiskFlows:
         await agent._event(ctx, uuid, SHELVE_EVENT, finished=False)
         instance = await agent.conductor.instance_get(ctx, uuid)
         try:
-            # As Nova: a clean power-off first, so the snapshot is of a quiet disk.
-            await agent.driver.power_off(uuid)
+            # As Nova: a clean power-off first, so the snapshot is of a quiet disk (a paused
+            # or suspended guest cannot answer the power button: it is simply stopped).
+            if instance.vm_state in (states.PAUSED, states.SUSPENDED):
+                await agent.driver.power_off(uuid, 0)
+            else:
+                await agent.driver.power_off(uuid)
             current = states.SHELVING
             if image_id is not None:
                 await self._image_of_disk(ctx, uuid, image_id, states.SHELVING,
