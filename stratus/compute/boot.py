@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stratus.compute import server_metadata, volume_attach
@@ -64,10 +65,29 @@ def _user_data(value: str | None) -> str | None:
     return value
 
 
-def _image_properties(image: dict[str, Any]) -> dict[str, str]:
+def image_properties(image: dict[str, Any]) -> dict[str, str]:
     """The image properties the scheduler's filters read."""
     return {k: str(v) for k, v in image.items()
             if k.startswith(("hw_", "img_")) or k in ("architecture", "hypervisor_type")}
+
+
+def snapshot_root_volume(image: dict[str, Any]) -> RootVolume | None:
+    """The root volume an image made by a volume-backed server's ``createImage`` asks for
+    (its ``block_device_mapping`` with ``bdm_v2``): one made from the root's snapshot."""
+    if str(image.get("bdm_v2", "")).lower() != "true" or not image.get("block_device_mapping"):
+        return None
+    try:
+        mappings = json.loads(str(image["block_device_mapping"]))
+    except ValueError as exc:
+        raise BadRequest(f"Image {image.get('id')} has a block_device_mapping that is not "
+                         "JSON.") from exc
+    for mapping in mappings if isinstance(mappings, list) else []:
+        if (isinstance(mapping, dict) and str(mapping.get("boot_index")) == "0"
+                and mapping.get("source_type") == "snapshot" and mapping.get("snapshot_id")):
+            return RootVolume(str(mapping["snapshot_id"]), from_image=False,
+                              from_snapshot=True, size=int(mapping.get("volume_size") or 0),
+                              delete_on_termination=bool(mapping.get("delete_on_termination")))
+    return None
 
 
 async def boot(rt: ComputeRuntime, context: RequestContext,
@@ -77,6 +97,9 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     project_id = context.require_project()
     # Booting from an existing volume names no image to check.
     image = await rt.clients.images.get(context, req.image_id) if req.image_id else {}
+    recorded = snapshot_root_volume(image) if req.root_volume is None else None
+    if recorded is not None:  # an image recording volume snapshots (a volume-backed
+        req = replace(req, root_volume=recorded)  # server's createImage): boot as it did
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
     # ``Txn.lock``) from before the checks to the commit of the rows.
     async with rt.service() as svc:
@@ -85,7 +108,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
         flavor=flavor_info, availability_zone=req.availability_zone,
         group_uuid=req.group_uuid,
-        image_properties=_image_properties(image))
+        image_properties=image_properties(image))
     to_build = list(instances)
     if req.root_volume is not None:
         to_build = await _root_volumes(rt, context, instances, req.root_volume)

@@ -156,6 +156,8 @@ class Instance(Base):
     key_data: Mapped[str | None] = mapped_column(Text)
     user_data: Mapped[str | None] = mapped_column(Text)
     server_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
+    #: Nova's system metadata: what compute records for itself (``shelved_image_id``, ...).
+    system_metadata: Mapped[dict[str, str]] = mapped_column(default=dict, server_default="{}")
     tags: Mapped[list[str]] = mapped_column(default=list)
     availability_zone: Mapped[str | None] = mapped_column(String(255))
     #: As requested: ``"auto"``, ``"none"`` or a list of {uuid, port, fixed_ip}.

@@ -42,6 +42,20 @@ class BuildRequest(_Message):
     group_uuid: str | None = None
 
 
+class UnshelveRequest(_Message):
+    """compute-api → scheduler: place a shelved-offloaded instance again."""
+
+    instance_uuid: str
+    project_id: str
+    flavor: FlavorInfo
+    #: The snapshot to spawn from (None: a volume-backed server).
+    image_id: str | None = None
+    image_properties: dict[str, str] = Field(default_factory=dict)
+    availability_zone: str | None = None
+    #: A host an admin asked for (2.91).
+    host: str | None = None
+
+
 class InstanceRecord(_Message):
     """Everything a compute host needs to build or act on one instance."""
 
@@ -65,6 +79,9 @@ class InstanceRecord(_Message):
     power_state: int = 0
     host: str | None = None
     deleted: bool = False
+    #: Nova's system metadata: what compute keeps about the instance for itself
+    #: (``shelved_image_id``, ...).
+    system_metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class VifIP(_Message):
@@ -110,6 +127,8 @@ class InstanceUpdate(_Message):
     progress: int | None = None
     launched_at: dt.datetime | None = None
     network_info: list[dict[str, Any]] | None = None
+    #: Replaces the system metadata whole.
+    system_metadata: dict[str, str] | None = None
     #: Set task_state to None explicitly (None above means "leave it").
     clear_task_state: bool = False
 

@@ -16,6 +16,7 @@ from stratus.compute.objects import (
     InstanceRecord,
     InstanceStates,
     InstanceUpdate,
+    UnshelveRequest,
 )
 from stratus.core.bus import RPCAPI
 from stratus.core.context import RequestContext
@@ -31,6 +32,10 @@ class SchedulerAPI(RPCAPI):
     async def schedule_and_build(self, ctx: RequestContext, request: BuildRequest) -> None:
         """Place each instance, claim its resources and start its build (fire and forget)."""
         await self.client.cast(ctx, "schedule_and_build", request=request)
+
+    async def unshelve_instance(self, ctx: RequestContext, request: UnshelveRequest) -> None:
+        """Place a shelved-offloaded instance again, claim, and have the host spawn it."""
+        await self.client.cast(ctx, "unshelve_instance", request=request)
 
 
 class ConductorAPI(RPCAPI):
@@ -79,6 +84,13 @@ class ConductorAPI(RPCAPI):
         await self.client.call(ctx, "instance_destroyed", instance_uuid=instance_uuid,
                                host=host)
 
+    async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
+                                 fault: Fault | None = None) -> None:
+        """The shelved guest is gone from ``host``: free its claim, clear its host and
+        make it ``shelved_offloaded`` (with ``fault``: an unshelve that failed there)."""
+        await self.client.call(ctx, "instance_offloaded", instance_uuid=instance_uuid,
+                               host=host, fault=fault)
+
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         """Heartbeat and inventory; returns the uuids of instances the database puts on the
         host that are not deleted (for the agent's reconciliation)."""
@@ -118,6 +130,42 @@ class ComputeAgentAPI(RPCAPI):
                               hard: bool) -> None:
         await self.client.prepare(server=host).cast(ctx, "reboot_instance",
                                                     instance_uuid=instance_uuid, hard=hard)
+
+    # Snapshots, rebuild, shelve (stratus.compute.snapshots, .rebuild, .shelve)
+
+    async def snapshot_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                image_id: str) -> None:
+        """Copy the guest's disk into the queued image ``image_id``."""
+        await self.client.prepare(server=host).cast(
+            ctx, "snapshot_instance", instance_uuid=instance_uuid, image_id=image_id)
+
+    async def rebuild_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                               preserve_ephemeral: bool = False) -> None:
+        """Re-create the guest's disk from its (new) image and boot it on the same ports."""
+        await self.client.prepare(server=host).cast(
+            ctx, "rebuild_instance", instance_uuid=instance_uuid,
+            preserve_ephemeral=preserve_ephemeral)
+
+    async def shelve_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                              image_id: str | None, offload: bool) -> None:
+        """Power off, copy the disk into ``image_id`` (None: a volume-backed server), and
+        offload at once when ``offload``."""
+        await self.client.prepare(server=host).cast(
+            ctx, "shelve_instance", instance_uuid=instance_uuid, image_id=image_id,
+            offload=offload)
+
+    async def shelve_offload_instance(self, ctx: RequestContext, host: str,
+                                      instance_uuid: str) -> None:
+        """Remove the shelved guest from the host and give its resources back."""
+        await self.client.prepare(server=host).cast(
+            ctx, "shelve_offload_instance", instance_uuid=instance_uuid)
+
+    async def unshelve_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                image_id: str | None) -> None:
+        """Start the shelved guest again: power it on if it is still here, else spawn it
+        from ``image_id`` (None: from its volume) on the claim the scheduler made."""
+        await self.client.prepare(server=host).cast(
+            ctx, "unshelve_instance", instance_uuid=instance_uuid, image_id=image_id)
 
     async def get_console_output(self, ctx: RequestContext, host: str, instance_uuid: str,
                                  length: int | None = None) -> str:

@@ -64,6 +64,11 @@ async def build_conductor(stack: Stack) -> None:
                         manager.recover_orphans)
     watchdog.start()
     stack.exits.push_async_callback(watchdog.stop)
+    if options.shelved_offload_time > 0:  # 0: offloaded at once by the host; -1: never
+        offloader = Periodic("the shelved servers' offload", options.report_interval,
+                             lambda: manager.offload_shelved(options.shelved_offload_time))
+        offloader.start()
+        stack.exits.push_async_callback(offloader.stop)
 
 
 async def build_agent(stack: Stack) -> None:
@@ -111,8 +116,13 @@ async def build_agent(stack: Stack) -> None:
 
             volumes = HostVolumes(host, driver, stack.service_auth(),
                                   VolumeClient(stack.http_client()))
+        image_service = None
+        if stack.identity_reachable:  # to upload snapshots (createImage, shelve)
+            from stratus.core.clients.image import ImageClient
+
+            image_service = ImageClient(stack.http_client(), stack.service_auth())
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
-                                    volumes)
+                                    volumes, image_service)
         await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)

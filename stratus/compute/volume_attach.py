@@ -43,12 +43,14 @@ VIEW_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class RootVolume:
-    """A server's root volume: an existing volume, or one to make from an image."""
+    """A server's root volume: an existing volume, or one to make from an image or from a
+    volume snapshot (``from_snapshot``; ``size`` 0: the snapshot's)."""
 
     source_id: str
     from_image: bool
     size: int = 1
     delete_on_termination: bool = False
+    from_snapshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ async def create_root_volume(volumes: VolumeClient, context: RequestContext,
     base = endpoint(context, "block-storage")
     tags = {BOOT_FOR: instance_uuid,
             DELETE_ON_TERMINATION: "true" if root.delete_on_termination else "false"}
+    if root.from_snapshot:
+        body = await volumes._call(context, base, "POST", "/volumes", {"volume": {
+            "snapshot_id": root.source_id, "name": None, "metadata": tags,
+            **({"size": root.size} if root.size else {})}})
+        made: dict[str, Any] = body["volume"]
+        return made
     if not root.from_image:
         existing = await volumes.get_volume(context, base, root.source_id)
         if existing["status"] != "available":

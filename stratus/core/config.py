@@ -132,6 +132,9 @@ class ComputeSettings(BaseModel):
     #: Seconds compute-api waits for a host to attach or detach a volume; past it the
     #: volume's reservation is given back (a dead host never leaves it ``attaching``).
     volume_attach_timeout: float = Field(60.0, gt=0)
+    #: Seconds a shelved server keeps its host before it is offloaded (Nova's
+    #: ``shelved_offload_time``): 0 offloads at once, -1 never.
+    shelved_offload_time: int = Field(0, ge=-1)
 
 
 class NetworkSettings(BaseModel):

@@ -14,7 +14,9 @@ from typing import Any
 
 from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
+from stratus.compute.agent.disk_flows import DiskFlows
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
+from stratus.compute.agent.guest import guest_spec
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
@@ -31,11 +33,11 @@ from stratus.compute.objects import (
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import (
     GuestNotFound,
-    GuestSpec,
     PowerState,
     VirtDriver,
     VirtError,
 )
+from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
@@ -66,13 +68,16 @@ class AgentOptions:
 class ComputeAgentManager:
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
-               "external_instance_event", "attach_volume", "detach_volume")
+               "external_instance_event", "attach_volume", "detach_volume",
+               "snapshot_instance", "rebuild_instance", "shelve_instance",
+               "shelve_offload_instance", "unshelve_instance")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
                  network: HostNetwork | None = None,
                  images: HostImages | None = None,
-                 volumes: HostVolumes | None = None) -> None:
+                 volumes: HostVolumes | None = None,
+                 image_service: ImageClient | None = None) -> None:
         self.host = host
         self.driver = driver
         self.conductor = conductor
@@ -83,6 +88,11 @@ class ComputeAgentManager:
         self.images = images
         #: Attachments through the volume service; None: this host cannot attach volumes.
         self.volumes = volumes
+        #: The image service, to upload snapshots (with this host's service token); None:
+        #: this host cannot take snapshots.
+        self.image_service = image_service
+        #: createImage, rebuild and shelve on this host (``stratus.compute.agent.disk_flows``).
+        self.flows = DiskFlows(self)
         self._heartbeat = Periodic(f"heartbeat of {host}", self.options.report_interval,
                                    lambda: self.report(RequestContext.for_service(AGENT_USER)))
         #: Waiters for events other services report (``network-vif-plugged``, ...).
@@ -217,14 +227,8 @@ class ComputeAgentManager:
         finally:
             for waiter in plugged:
                 waiter.close()
-        flavor = instance.flavor
         image = await self._local_image(ctx, instance)
-        await self.driver.spawn(GuestSpec(
-            uuid=uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
-            root_gb=flavor.disk, network_info=network_info,
-            image_path=image.path if image else None,
-            image_format=image.disk_format if image else None, block_devices=block_devices,
-            metadata={"hostname": instance.hostname, **instance.metadata}))
+        await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
         info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
@@ -235,15 +239,20 @@ class ComputeAgentManager:
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
         """The image's bits in this host's cache, when the driver boots from a file."""
-        if not self.driver.needs_image_file or not instance.image_ref:
+        return await self.local_image(ctx, instance.image_ref)
+
+    async def local_image(self, ctx: RequestContext, image_ref: str) -> CachedImage | None:
+        """The bits of ``image_ref`` in this host's cache, when the driver boots from a
+        file (None when it does not, or for a server booted from a volume)."""
+        if not self.driver.needs_image_file or not image_ref:
             return None
         if self.images is None:
             raise VirtError(f"The {self.driver.name} driver needs the image on this host, "
                             "but the host has no image cache (no identity to find it with).")
         try:
-            return await self.images.local_image(ctx, instance.image_ref)
+            return await self.images.local_image(ctx, image_ref)
         except ImageCacheError as exc:
-            raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
+            raise VirtError(f"Image {image_ref}: {exc}") from exc
 
     async def _allocate_network(self, ctx: RequestContext, instance: InstanceRecord,
                                 plugged: list[EventWaiter]) -> list[dict[str, Any]]:
@@ -353,6 +362,27 @@ class ComputeAgentManager:
             vm_state=states.ACTIVE, power_state=int(power), clear_task_state=True), [started])
         await self._event(ctx, instance_uuid, "compute_reboot_instance", finished=True,
                           result="Success")
+
+    # Snapshots, rebuild, shelve (see stratus.compute.agent.disk_flows) --------------------
+
+    async def snapshot_instance(self, ctx: RequestContext, instance_uuid: str,
+                                image_id: str) -> None:
+        await self.flows.snapshot(ctx, instance_uuid, image_id)
+
+    async def rebuild_instance(self, ctx: RequestContext, instance_uuid: str,
+                               preserve_ephemeral: bool = False) -> None:
+        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral)
+
+    async def shelve_instance(self, ctx: RequestContext, instance_uuid: str,
+                              image_id: str | None, offload: bool) -> None:
+        await self.flows.shelve(ctx, instance_uuid, image_id, offload)
+
+    async def shelve_offload_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        await self.flows.offload(ctx, instance_uuid)
+
+    async def unshelve_instance(self, ctx: RequestContext, instance_uuid: str,
+                                image_id: str | None) -> None:
+        await self.flows.unshelve(ctx, instance_uuid, image_id)
 
     async def external_instance_event(self, ctx: RequestContext, instance_uuid: str,
                                       events: list[ExternalEvent]) -> None:

@@ -173,6 +173,40 @@ class HostNetwork:
             devname=f"tap{port['id'][:11]}", bridge=str(details.get("bridge_name", "")),
             preserve_on_delete=preserve, ips=ips)
 
+    # Moving between hosts (shelve offload, unshelve) ----------------------------------------
+
+    async def rebind(self, ctx: RequestContext, network_info: list[dict[str, Any]],
+                     host: str, *, before_bind: Callable[[list[str]], None] | None = None,
+                     ) -> list[VifInfo]:
+        """Bind the instance's existing ports (its ``network_info``) to ``host``; their new
+        interfaces, each keeping whether the host made it (``preserve_on_delete``)."""
+        base = await self.client.find_base()
+        if base is None or not network_info:
+            return []
+        if before_bind is not None:
+            before_bind([vif["id"] for vif in network_info])
+        vifs = []
+        for vif in network_info:
+            port = await self._do(f"bind port {vif['id']} to {host}", self.client.update_port(
+                ctx, base, vif["id"], {"binding:host_id": host}))
+            vifs.append(await self._vif(ctx, base, port, bool(vif.get("preserve_on_delete"))))
+        return vifs
+
+    async def unbind(self, ctx: RequestContext, network_info: list[dict[str, Any]]) -> None:
+        """Unbind the instance's ports from their host; they stay the instance's (its
+        addresses kept for an unshelve). A port already gone is no error."""
+        base = await self.client.find_base()
+        if base is None:
+            return
+        for vif in network_info:
+            try:
+                await self.client.update_port(ctx, base, vif["id"], {"binding:host_id": ""})
+            except NotFound:
+                continue
+            except StratusError as exc:
+                raise NetworkError(f"Could not unbind port {vif['id']}: {exc.message}") \
+                    from exc
+
     # Release ------------------------------------------------------------------------------
 
     async def _release(self, ctx: RequestContext, base: str,

@@ -130,3 +130,18 @@ class HostVolumes:
                                                     service_token=token)
                 raise
         return devices
+
+    async def disconnect_boot_volumes(self, ctx: RequestContext, project_id: str,
+                                      instance_uuid: str) -> None:
+        """The guest is gone from this host (shelve offload): drop the root volume's
+        attachments, so ``connect_boot_volumes`` attaches it again wherever it is spawned
+        next; the volume itself stays the instance's."""
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        roots = {v["id"] for v in await self.client.volumes_with_metadata(
+            ctx, base, BOOT_FOR, instance_uuid, service_token=token)}
+        for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
+                                                           service_token=token):
+            if attachment["volume_id"] in roots:
+                await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                    service_token=token)

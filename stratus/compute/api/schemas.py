@@ -97,6 +97,10 @@ class BlockDeviceMapping(BaseModel):
         return self.source_type == "image" and self.destination_type == "volume"
 
     @property
+    def is_snapshot_to_volume(self) -> bool:
+        return self.source_type == "snapshot" and self.destination_type in ("volume", None)
+
+    @property
     def is_volume(self) -> bool:
         return self.source_type == "volume" and self.destination_type in ("volume", None)
 
@@ -190,11 +194,12 @@ def _boot_image(s: ServerCreate) -> str:
             image = image or (bdm.uuid or "")
         elif bdm.is_image_to_volume:
             image = bdm.uuid or ""  # the root volume's source: checked like a boot image
-        elif bdm.is_volume:
+        elif bdm.is_volume or bdm.is_snapshot_to_volume:
             return ""
         else:
-            raise BadRequest("Booting from a snapshot is not available yet; boot from an "
-                             "image, a volume, or a volume made from an image.")
+            raise BadRequest(f"A boot mapping from {bdm.source_type} to "
+                             f"{bdm.destination_type} is not supported: boot from an image, "
+                             "a volume, or a volume made from an image or a snapshot.")
     if not image:
         raise BadRequest("Missing imageRef attribute.")
     return image
@@ -208,6 +213,12 @@ def _root_volume(s: ServerCreate) -> RootVolume | None:
             if not bdm.uuid:
                 raise BadRequest("The boot mapping names no volume (uuid).")
             return RootVolume(bdm.uuid, from_image=False,
+                              delete_on_termination=bool(bdm.delete_on_termination))
+        if str(bdm.boot_index) == "0" and bdm.is_snapshot_to_volume:
+            if not bdm.uuid:
+                raise BadRequest("The boot mapping names no snapshot (uuid).")
+            return RootVolume(bdm.uuid, from_image=False, from_snapshot=True,
+                              size=int(bdm.volume_size or 0),
                               delete_on_termination=bool(bdm.delete_on_termination))
         if str(bdm.boot_index) == "0" and bdm.is_image_to_volume:
             if not bdm.uuid:

@@ -55,6 +55,14 @@ class GuestSpec:
 
 
 @dataclass(frozen=True)
+class DiskSnapshot:
+    """A guest's root disk, extracted to a local file the caller uploads, then removes."""
+
+    path: Path
+    disk_format: str
+
+
+@dataclass(frozen=True)
 class HostResources:
     """What a host offers, reported as the inventories of its resource provider."""
 
@@ -118,6 +126,13 @@ class VirtDriver(abc.ABC):
 
     @abc.abstractmethod
     async def get_console_output(self, uuid: str) -> str: ...
+
+    @abc.abstractmethod
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        """The guest's root disk as a standalone qcow2 file (no backing file) in the
+        driver's scratch space, for the caller to upload and then remove; consistent even
+        while the guest runs, and the guest keeps its power state. A guest booted from a
+        volume has no local disk: ``VirtError``."""
 
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
                             mountpoint: str) -> None:

@@ -111,6 +111,21 @@ class VolumeClient(ServiceClient):
                                 service_token=service_token)
         return list(body["volumes"])
 
+    async def create_snapshot(self, ctx: RequestContext, base: str, volume_id: str, *,
+                              name: str, force: bool = False) -> dict[str, Any]:
+        """``POST /snapshots`` (``force``: of a volume in use, as compute snapshots the
+        volumes of a running server)."""
+        body = await self._call(ctx, base, "POST", "/snapshots", {"snapshot": {
+            "volume_id": volume_id, "name": name, "force": force}})
+        snapshot: dict[str, Any] = body["snapshot"]
+        return snapshot
+
+    async def get_snapshot(self, ctx: RequestContext, base: str,
+                           snapshot_id: str) -> dict[str, Any]:
+        body = await self._call(ctx, base, "GET", f"/snapshots/{snapshot_id}")
+        snapshot: dict[str, Any] = body["snapshot"]
+        return snapshot
+
     async def delete_volume(self, ctx: RequestContext, base: str, volume_id: str, *,
                             service_token: str | None = None) -> None:
         try:

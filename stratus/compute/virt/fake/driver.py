@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stratus.compute.virt.driver import (
+    DiskSnapshot,
     GuestInfo,
     GuestNotFound,
     GuestSpec,
@@ -25,7 +30,7 @@ from stratus.compute.virt.driver import (
 )
 
 OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot", "attach_volume",
-              "detach_volume")
+              "detach_volume", "snapshot")
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,17 @@ class FakeDriver(VirtDriver):
         if guest is not None and guest.volumes.pop(mountpoint, None) is not None:
             guest.log(f"Detached volume from {mountpoint}")
 
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        """A real, empty qcow2 of the guest's root disk size (so an uploaded snapshot is an
+        image that boots anywhere a real driver runs: it just has nothing on it)."""
+        await self._step("snapshot", uuid)
+        guest = self._guest(uuid)
+        if any(d.get("mountpoint") == "/dev/vda" for d in guest.spec.block_devices):
+            raise VirtError(f"{guest.spec.name} boots from a volume: it has no local disk.")
+        path = await asyncio.to_thread(_empty_qcow2, uuid, max(1, guest.spec.root_gb))
+        guest.log("Snapshot taken.")
+        return DiskSnapshot(path=path, disk_format="qcow2")
+
     def volumes(self, uuid: str) -> dict[str, dict[str, Any]]:
         """What is attached to a guest (mountpoint → connection_info); tests read it."""
         return dict(self._guest(uuid).volumes)
@@ -166,3 +182,21 @@ class FakeDriver(VirtDriver):
     def crash(self, uuid: str) -> None:
         """Make a guest die on its own, as a real one can (for power-state sync tests)."""
         self._guest(uuid).power_state = PowerState.CRASHED
+
+
+def _empty_qcow2(uuid: str, size_gb: int) -> Path:
+    """A new empty qcow2 of ``size_gb`` in the system's temporary directory."""
+    handle, name = tempfile.mkstemp(prefix=f"snapshot-{uuid}-", suffix=".qcow2")
+    os.close(handle)
+    path = Path(name)
+    try:
+        done = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", name,
+                               f"{size_gb}G"], capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        path.unlink(missing_ok=True)
+        raise VirtError("The fake driver writes snapshots with qemu-img, which is not "
+                        "installed.") from exc
+    if done.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise VirtError(f"Could not write the snapshot: {done.stderr.strip()}")
+    return path

@@ -1,0 +1,22 @@
+"""The guest a compute host asks its driver for, from the instance the conductor gave it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratus.compute.objects import InstanceRecord
+from stratus.compute.virt.driver import GuestSpec
+from stratus.core.images_cache import CachedImage
+
+
+def guest_spec(instance: InstanceRecord, image: CachedImage | None,
+               network_info: list[dict[str, Any]],
+               block_devices: list[dict[str, Any]]) -> GuestSpec:
+    """What the driver is to create for ``instance`` (a build, a rebuild, an unshelve)."""
+    flavor = instance.flavor
+    return GuestSpec(
+        uuid=instance.uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
+        root_gb=flavor.disk, network_info=network_info,
+        image_path=image.path if image else None,
+        image_format=image.disk_format if image else None, block_devices=block_devices,
+        metadata={"hostname": instance.hostname, **instance.metadata})
