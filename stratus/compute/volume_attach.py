@@ -43,12 +43,14 @@ VIEW_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class RootVolume:
-    """A server's root volume: an existing volume, or one to make from an image."""
+    """A server's root volume: an existing volume, or one to make from an image or (with
+    ``from_snapshot``) from a volume snapshot (``size`` 0: the snapshot's)."""
 
     source_id: str
     from_image: bool
     size: int = 1
     delete_on_termination: bool = False
+    from_snapshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,17 +72,17 @@ async def create_root_volume(volumes: VolumeClient, context: RequestContext,
     base = endpoint(context, "block-storage")
     tags = {BOOT_FOR: instance_uuid,
             DELETE_ON_TERMINATION: "true" if root.delete_on_termination else "false"}
+    if root.from_snapshot:
+        return await volumes.create_volume(context, base, size=root.size or None,
+                                           snapshot_id=root.source_id, metadata=tags)
     if not root.from_image:
         existing = await volumes.get_volume(context, base, root.source_id)
         if existing["status"] != "available":
             raise BadRequest(f"Volume {root.source_id} is {existing['status']}, not available.")
-        await volumes._call(context, base, "POST", f"/volumes/{root.source_id}/metadata",
-                            {"metadata": tags})
+        await volumes.add_metadata(context, base, root.source_id, tags)
         return existing
-    body = await volumes._call(context, base, "POST", "/volumes", {"volume": {
-        "size": root.size, "imageRef": root.source_id, "name": None, "metadata": tags}})
-    volume: dict[str, Any] = body["volume"]
-    return volume
+    return await volumes.create_volume(context, base, size=root.size,
+                                       image_id=root.source_id, metadata=tags)
 
 
 def _block_storage(context: RequestContext) -> str | None:
@@ -212,12 +214,12 @@ async def volumes_attached(volumes: VolumeClient,
         base = endpoint(context, "block-storage")
         # Bounded: a block storage service that hangs must not hold up server views.
         async with asyncio.timeout(VIEW_TIMEOUT):
-            body = await volumes._call(context, base, "GET", "/attachments")
+            items = await volumes.list_attachments(context, base)
     except Exception as exc:  # the server view must not fail for want of volume details
         LOG.debug("volumes_attached left empty: %s", exc)
         return {}
     attached: dict[str, list[str]] = {}
-    for item in body.get("attachments") or []:
+    for item in items:
         if item.get("status") == "attached" and item.get("instance"):
             attached.setdefault(item["instance"], []).append(item["volume_id"])
     return attached

@@ -32,6 +32,7 @@ from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import (
     GuestNotFound,
     GuestSpec,
+    LocalDisk,
     PowerState,
     VirtDriver,
     VirtError,
@@ -44,6 +45,14 @@ from stratus.core.periodic import Periodic
 LOG = logging.getLogger(__name__)
 
 BUILD_EVENT = "compute__do_build_and_run_instance"
+
+
+def _local_disks(instance: InstanceRecord) -> list[LocalDisk]:
+    """The ephemeral and swap disks the driver makes (sizes: GiB, swap MiB, as Nova's)."""
+    return [LocalDisk(kind=d.kind, device=d.device_name,
+                      size_mb=(d.size or 0) * (1 if d.kind == "swap" else 1024),
+                      guest_format=d.guest_format)
+            for d in instance.block_devices if d.kind in ("ephemeral", "swap")]
 
 
 class BuildCancelled(Exception):
@@ -172,13 +181,15 @@ class ComputeAgentManager:
             return
         if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
+        made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
-            await self._build(ctx, instance)
+            await self._build(ctx, instance, made)
         except BuildCancelled:
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details="cancelled: the instance is being deleted")
             return
@@ -186,6 +197,7 @@ class ComputeAgentManager:
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details=str(exc))
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
@@ -193,7 +205,8 @@ class ComputeAgentManager:
                                                     type(exc).__name__),
                                               alternates, attempt)
 
-    async def _build(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+    async def _build(self, ctx: RequestContext, instance: InstanceRecord,
+                     made: list[str]) -> None:
         uuid = instance.uuid
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
@@ -206,6 +219,12 @@ class ComputeAgentManager:
             if self.volumes is not None and not instance.image_ref:  # boot from volume
                 block_devices = await self.volumes.connect_boot_volumes(
                     ctx, instance.project_id, uuid)
+            if any(d.kind == "volume" for d in instance.block_devices):
+                if self.volumes is None:
+                    raise VirtError(f"{self.host} cannot reach the volume service for the "
+                                    "server's volumes.")
+                block_devices += await self.volumes.connect_data_volumes(
+                    ctx, instance.project_id, uuid, instance.block_devices, made)
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
@@ -224,6 +243,7 @@ class ComputeAgentManager:
             root_gb=flavor.disk, network_info=network_info,
             image_path=image.path if image else None,
             image_format=image.disk_format if image else None, block_devices=block_devices,
+            local_disks=_local_disks(instance),
             metadata={"hostname": instance.hostname, **instance.metadata}))
         info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
@@ -271,6 +291,18 @@ class ComputeAgentManager:
             await self.network.deallocate(ctx, instance.uuid, instance.network_info)
         except Exception:
             LOG.exception("could not release the ports of %s", instance.uuid)
+
+    async def _undo_volumes_quietly(self, ctx: RequestContext, instance: InstanceRecord,
+                                    made: list[str]) -> None:
+        """Give back a failed build's attachments and delete the volumes it made (never
+        raises: a failed build must still end)."""
+        if self.volumes is None or (instance.image_ref and not instance.block_devices):
+            return
+        try:
+            await self.volumes.undo_build(ctx, instance.project_id, instance.uuid, made)
+        except Exception:
+            LOG.exception("could not release the volumes of the failed build of %s",
+                          instance.uuid)
 
     async def _destroy_quietly(self, uuid: str) -> None:
         try:
