@@ -122,6 +122,8 @@ class VifInfo(_Message):
     #: True when the compute host created the port (and so deletes it with the instance).
     preserve_on_delete: bool = False
     ips: list[VifIP] = Field(default_factory=list)
+    #: The device tag the user gave the interface (``os-interface`` 2.49+).
+    tag: str | None = None
 
 
 class InstanceUpdate(_Message):

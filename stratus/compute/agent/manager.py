@@ -8,7 +8,10 @@ conductor, which reschedules it to an alternate host or sets ERROR.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ from stratus.compute.objects import (
     HostReport,
     InstanceRecord,
     InstanceUpdate,
+    VifInfo,
 )
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import (
@@ -75,7 +79,8 @@ class AgentOptions:
 class ComputeAgentManager:
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
-               "external_instance_event", "attach_volume", "detach_volume")
+               "external_instance_event", "attach_volume", "detach_volume",
+               "attach_interface", "detach_interface")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
@@ -98,6 +103,8 @@ class ComputeAgentManager:
         self.events = InstanceEvents()
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
+        #: One interface change at a time per instance: each rewrites its network_info.
+        self._interface_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -112,6 +119,85 @@ class ComputeAgentManager:
         if self.volumes is None:
             raise VirtError(f"{self.host} cannot reach the volume service.")
         await self.volumes.detach(ctx, instance_uuid, attachment_id, mountpoint)
+
+    # Interfaces (os-interface; see stratus.compute.interfaces) -----------------------------
+
+    async def attach_interface(self, ctx: RequestContext, instance_uuid: str, port_id: str,
+                               preserve_on_delete: bool, tag: str | None = None,
+                               ) -> VifInfo:
+        """Bind the port to this host, wait until it is wired, hot-plug the NIC and record
+        it in the instance's network_info; returns the new interface (a ``VifInfo`` dict).
+        On failure the port is unplugged and released (unbound, or deleted if it was made
+        for this attach) and nothing is recorded."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_attach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            if any(vif.get("id") == port_id for vif in instance.network_info):
+                raise VirtError(f"Port {port_id} is already attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            waiters: list[EventWaiter] = []
+
+            def listen(port_ids: list[str]) -> None:
+                waiters.append(self.events.prepare(
+                    instance_uuid, [f"network-vif-plugged:{p}" for p in port_ids]))
+
+            plugged = False
+            try:
+                vif = (await self.network.attach_port(
+                    ctx, instance_uuid, self.host, port_id, preserve=preserve_on_delete,
+                    zone=instance.availability_zone or self.options.zone,
+                    before_bind=listen)).model_copy(update={"tag": tag})
+                try:
+                    for waiter in waiters:
+                        await waiter.wait(self.options.vif_plugging_timeout)
+                    await self.driver.attach_interface(instance_uuid, vif.model_dump())
+                    plugged = True
+                    await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                        network_info=[*instance.network_info, vif.model_dump()]))
+                except BaseException:
+                    if plugged:
+                        with contextlib.suppress(Exception):
+                            await self.driver.detach_interface(instance_uuid, vif.model_dump())
+                    with contextlib.suppress(Exception):
+                        await self.network.release_port(ctx, port_id, preserve_on_delete)
+                    raise
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+            finally:
+                for waiter in waiters:
+                    waiter.close()
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
+        return vif
+
+    async def detach_interface(self, ctx: RequestContext, instance_uuid: str,
+                               port_id: str) -> None:
+        """Unplug the NIC, drop it from network_info, then give the port back (a port made
+        for the instance is deleted, the user's own unbound)."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_detach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            vif = next((v for v in instance.network_info if v.get("id") == port_id), None)
+            if vif is None:
+                raise VirtError(f"Port {port_id} is not attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            try:
+                await self.driver.detach_interface(instance_uuid, vif)
+                await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                    network_info=[v for v in instance.network_info
+                                  if v.get("id") != port_id]))
+                await self.network.release_port(ctx, port_id,
+                                                bool(vif.get("preserve_on_delete")))
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
 
     # Life cycle ---------------------------------------------------------------------------
 
