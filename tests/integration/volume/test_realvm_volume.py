@@ -124,3 +124,51 @@ async def test_a_real_guest_boots_from_a_volume_made_from_the_image(cloud: Cloud
         await asyncio.sleep(0.1)
     gone = await cloud.volume("GET", f"/volumes/{root['id']}")
     assert gone.status_code == 404 or gone.json()["volume"]["status"] == "deleting"
+
+
+async def test_a_real_guest_sees_its_boot_time_data_volumes_as_vdb_and_vdc(
+        cloud: Cloud) -> None:
+    """One boot: a blank 1 GiB volume made for the server and an existing 2 GiB volume,
+    both given in the boot request, are the guest's vdb and vdc; deleting the server deletes
+    the blank one and frees the other."""
+    image_id = await publish(f"{ROOT}/identity/v3", "admin", ADMIN_PASSWORD, guest_image(),
+                             client=cloud.client)
+    existing = await cloud.volume("POST", "/volumes", json={"volume": {"size": 2}})
+    assert existing.status_code == 202, existing.text
+    eid = existing.json()["volume"]["id"]
+    await cloud.wait("volume", f"/volumes/{eid}", "volume", "available")
+    created = await cloud.compute("POST", "/servers", json={"server": {
+        "name": "data-guest", "imageRef": image_id, "flavorRef": "1", "networks": "none",
+        "block_device_mapping_v2": [
+            {"uuid": image_id, "source_type": "image", "destination_type": "local",
+             "boot_index": 0},
+            {"source_type": "blank", "destination_type": "volume", "volume_size": 1,
+             "delete_on_termination": True},
+            {"uuid": eid, "source_type": "volume", "destination_type": "volume"}]}})
+    assert created.status_code == 202, created.text
+    sid = created.json()["server"]["id"]
+    await cloud.wait("compute", f"/servers/{sid}", "server", "ACTIVE")
+
+    async def console() -> str:
+        response = await cloud.compute("POST", f"/servers/{sid}/action",
+                                       json={"os-getConsoleOutput": {"length": None}})
+        return str(response.json()["output"])
+
+    text = await wait_console(console, r"^STRATUS-READY")
+    assert f"STRATUS-DISK name=vdb size={1 << 30}" in text
+    assert f"STRATUS-DISK name=vdc size={2 << 30}" in text
+    listed = (await cloud.compute("GET", f"/servers/{sid}/os-volume_attachments")).json()
+    devices = {a["device"]: a["volumeId"] for a in listed["volumeAttachments"]}
+    assert devices["/dev/vdc"] == eid and set(devices) == {"/dev/vdb", "/dev/vdc"}
+    blank_id = devices["/dev/vdb"]
+
+    assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
+    for _ in range(600):
+        if (await cloud.volume("GET", f"/volumes/{blank_id}")).status_code == 404:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the blank volume outlived its server")
+    kept = await cloud.wait("volume", f"/volumes/{eid}", "volume", "available")
+    assert kept["attachments"] == []
+    assert (await cloud.volume("DELETE", f"/volumes/{eid}")).status_code == 202
