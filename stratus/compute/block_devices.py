@@ -68,6 +68,8 @@ class Mapping:
     tag: str | None = None
     volume_type: str | None = None
     no_device: bool = False
+    #: Only ``disk`` can be given here (every disk is a virtio disk); None means disk.
+    device_type: str | None = None
 
     @property
     def destination(self) -> str:
@@ -119,6 +121,9 @@ def _check_one(m: Mapping) -> None:
         raise _invalid("guest_format is for local disks only.")
     if m.device_name is not None:
         _device(m.device_name)
+    if m.device_type not in (None, "disk"):
+        raise _invalid(f"device_type {m.device_type} cannot be given by this cloud; every "
+                       "disk is a virtio disk.")
 
 
 def plan(image_ref: str, mappings: Sequence[Mapping]) -> BootDisks:

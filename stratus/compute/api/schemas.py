@@ -127,7 +127,8 @@ class BlockDeviceMapping(BaseModel):
             delete_on_termination=_boolean("delete_on_termination",
                                            self.delete_on_termination),
             device_name=self.device_name, guest_format=self.guest_format, tag=self.tag,
-            volume_type=self.volume_type, no_device=bool(self.no_device))
+            volume_type=self.volume_type, no_device=bool(self.no_device),
+            device_type=self.device_type)
 
 
 _TRUE = ("true", "1", "yes", "y", "on", "t")
