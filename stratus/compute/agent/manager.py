@@ -225,6 +225,7 @@ class ComputeAgentManager:
                 await self.terminate_instance(ctx, uuid)
             elif instance.vm_state == states.BUILDING:
                 await self._destroy_quietly(uuid)
+                await self._undo_volumes_quietly(ctx, instance, [])
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(
                     message=f"The build was interrupted by a restart of {self.host}."),
                     alternates=[], attempt=MAX_BUILD_ATTEMPTS)

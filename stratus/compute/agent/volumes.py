@@ -30,6 +30,7 @@ from stratus.core.clients.volume import (
     BOOT_FOR,
     DATA_FOR,
     DELETE_ON_TERMINATION,
+    MADE_FOR,
     VolumeClient,
 )
 from stratus.core.context import RequestContext
@@ -200,7 +201,8 @@ class HostVolumes:
                     ctx, base, size=disk.size, name=f"{instance_uuid}-{disk.source_type}-vol",
                     image_id=disk.source_id if disk.source_type == "image" else None,
                     snapshot_id=disk.source_id if disk.source_type == "snapshot" else None,
-                    volume_type=disk.volume_type, metadata=tags, service_token=token)
+                    volume_type=disk.volume_type, metadata={**tags, MADE_FOR: instance_uuid},
+                    service_token=token)
                 made.append(volume["id"])
             volume = await self._available(ctx, base, volume, token, deadline)
             info = await self._attach_at(ctx, base, token, instance_uuid, volume["id"],
@@ -212,7 +214,8 @@ class HostVolumes:
     async def undo_build(self, ctx: RequestContext, project_id: str, instance_uuid: str,
                          made: list[str], settle_within: float = 600.0) -> None:
         """After a failed build: every attachment of the instance goes (its volumes are
-        ``available`` again), then the volumes the build made are deleted."""
+        ``available`` again), then the volumes the build made are deleted: those in ``made``
+        and those tagged ``MADE_FOR`` the instance (a build cut short by a restart)."""
         if await self.service_auth.find_endpoint("block-storage") is None:
             return
         base = await self._base(ctx, project_id)
@@ -222,7 +225,9 @@ class HostVolumes:
             await self.client.delete_attachment(ctx, base, attachment["id"],
                                                 service_token=token)
         deadline = time.monotonic() + settle_within
-        for volume_id in made:
+        tagged = await self.client.volumes_with_metadata(ctx, base, MADE_FOR, instance_uuid,
+                                                         service_token=token)
+        for volume_id in dict.fromkeys([*made, *(v["id"] for v in tagged)]):
             try:
                 volume = await self.client.get_volume(ctx, base, volume_id,
                                                       service_token=token)

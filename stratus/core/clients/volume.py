@@ -36,6 +36,9 @@ DELETE_ON_TERMINATION = "stratus:delete_on_termination"
 #: Volume metadata naming the instance a data volume (not its root) goes with when the
 #: instance is deleted (``delete_on_termination`` of a boot request's mapping).
 DATA_FOR = "stratus:data_for"
+#: Volume metadata naming the instance whose build made the volume (blank, or from an image
+#: or snapshot): a build that fails, even one cut short by a restart, deletes it again.
+MADE_FOR = "stratus:made_for"
 
 
 class VolumeClient(ServiceClient):

@@ -4,6 +4,7 @@ driver hot-plugs the NIC, and the server's addresses follow; on SQLite and Postg
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -130,3 +131,28 @@ async def test_a_host_that_fails_the_hot_plug_leaves_no_port(cloud: Cloud) -> No
     assert driver.interfaces(server["id"]) == {}
     listed = await cloud.compute("GET", f"/servers/{server['id']}/os-interface")
     assert listed.json()["interfaceAttachments"] == []
+
+
+async def test_deleting_a_server_gives_its_attached_ports_back(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    net = await _network(cloud, "white", "10.44.0.0/24")
+    own = (await cloud.client.post("/network/v2.0/ports", headers=cloud.headers(),
+                                   json={"port": {"network_id": net["id"]}})).json()["port"]
+    server = await _server(cloud, image_id, "nic")
+    sid = server["id"]
+    for request in ({"port_id": own["id"]}, {"net_id": net["id"]}):
+        attached = await cloud.compute("POST", f"/servers/{sid}/os-interface",
+                                       json={"interfaceAttachment": request})
+        assert attached.status_code == 200, attached.text
+    made = attached.json()["interfaceAttachment"]["port_id"]
+    assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
+    for _ in range(400):
+        if (await cloud.compute("GET", f"/servers/{sid}")).status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the server was not deleted")
+    # The port made for the network went with the server; the user's own is unbound.
+    assert (await _port(cloud, made)).status_code == 404
+    kept = (await _port(cloud, own["id"])).json()["port"]
+    assert kept["device_id"] == "" and kept["binding:host_id"] == ""
