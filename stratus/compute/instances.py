@@ -24,7 +24,13 @@ from stratus.compute.models import (
     InstanceFault,
     ServerGroupMember,
 )
-from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceStates, InstanceUpdate
+from stratus.compute.objects import (
+    BlockDevice,
+    FlavorInfo,
+    InstanceRecord,
+    InstanceStates,
+    InstanceUpdate,
+)
 from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound
@@ -59,6 +65,7 @@ class NewInstance:
     access_ip_v6: str | None = None
     config_drive: str = ""
     tags: tuple[str, ...] = ()
+    block_devices: tuple[BlockDevice, ...] = ()
 
 
 def hostname_of(name: str) -> str:
@@ -94,6 +101,7 @@ class Instances:
                 availability_zone=spec.availability_zone,
                 requested_networks=spec.requested_networks,
                 security_groups=list(spec.security_groups), network_info=[],
+                block_device_mapping=[d.model_dump() for d in spec.block_devices],
                 config_drive=spec.config_drive, access_ip_v4=spec.access_ip_v4,
                 access_ip_v6=spec.access_ip_v6, vm_state=states.BUILDING,
                 task_state=states.SCHEDULING, power_state=0, progress=0)
@@ -234,7 +242,10 @@ class Instances:
             requested_networks=instance.requested_networks,
             security_groups=list(instance.security_groups or []),
             availability_zone=instance.availability_zone,
-            network_info=list(instance.network_info or []), vm_state=instance.vm_state,
+            network_info=list(instance.network_info or []),
+            block_devices=[BlockDevice.model_validate(d)
+                           for d in instance.block_device_mapping or []],
+            vm_state=instance.vm_state,
             task_state=instance.task_state, power_state=instance.power_state,
             host=instance.host, deleted=instance.deleted_at is not None,
             system_metadata=dict(instance.system_metadata or {}))

@@ -165,6 +165,9 @@ class Instance(Base):
     security_groups: Mapped[list[str]] = mapped_column(default=list)
     #: Network info as the network service bound it (addresses, MACs, network names).
     network_info: Mapped[list[Any]] = mapped_column(default=list)
+    #: The disks besides the root disk (``objects.BlockDevice`` dicts), as the boot asked.
+    block_device_mapping: Mapped[list[Any]] = mapped_column(default=list,
+                                                            server_default="[]")
     config_drive: Mapped[str] = mapped_column(String(8), default="")
     access_ip_v4: Mapped[str | None] = mapped_column(String(64))
     access_ip_v6: Mapped[str | None] = mapped_column(String(64))

@@ -56,6 +56,29 @@ class UnshelveRequest(_Message):
     host: str | None = None
 
 
+class BlockDevice(_Message):
+    """One disk of a boot request besides the root disk (``stratus.compute.block_devices``
+    makes these from ``block_device_mapping_v2`` and the flavor): a volume the host makes or
+    attaches, or a local ephemeral or swap disk."""
+
+    #: ``volume`` (attached through the volume service), ``ephemeral`` or ``swap`` (local).
+    kind: str
+    #: For volumes: ``blank``, ``volume`` (an existing one), ``snapshot`` or ``image``.
+    source_type: str = "blank"
+    #: The volume, snapshot or image id the disk comes from (None for blank disks).
+    source_id: str | None = None
+    #: GiB for volumes and ephemeral disks, MiB for swap (as Nova counts them); None: the
+    #: size of the source.
+    size: int | None = None
+    #: The guest device, ``/dev/vdb`` and on.
+    device_name: str
+    boot_index: int | None = None
+    delete_on_termination: bool = False
+    guest_format: str | None = None
+    tag: str | None = None
+    volume_type: str | None = None
+
+
 class InstanceRecord(_Message):
     """Everything a compute host needs to build or act on one instance."""
 
@@ -74,6 +97,8 @@ class InstanceRecord(_Message):
     availability_zone: str | None = None
     #: As last recorded: the interfaces the network service bound (``VifInfo`` dicts).
     network_info: list[dict[str, Any]] = Field(default_factory=list)
+    #: The disks besides the root disk, as the boot request (and flavor) asked for them.
+    block_devices: list[BlockDevice] = Field(default_factory=list)
     vm_state: str
     task_state: str | None = None
     power_state: int = 0
@@ -114,6 +139,8 @@ class VifInfo(_Message):
     #: True when the compute host created the port (and so deletes it with the instance).
     preserve_on_delete: bool = False
     ips: list[VifIP] = Field(default_factory=list)
+    #: The device tag the user gave the interface (``os-interface`` 2.49+).
+    tag: str | None = None
 
 
 class InstanceUpdate(_Message):

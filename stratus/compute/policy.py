@@ -82,6 +82,12 @@ RULES = [
                 "rule:project_member_or_admin"),
     RuleDefault("os_compute_api:os-volumes-attachments:delete",
                 "rule:project_member_or_admin"),
+    RuleDefault("os_compute_api:os-attach-interfaces:list", "rule:project_reader_or_admin"),
+    RuleDefault("os_compute_api:os-attach-interfaces:show", "rule:project_reader_or_admin"),
+    RuleDefault("os_compute_api:os-attach-interfaces:create",
+                "rule:project_member_or_admin"),
+    RuleDefault("os_compute_api:os-attach-interfaces:delete",
+                "rule:project_member_or_admin"),
     # Other services (the network server) report with a service or admin token.
     RuleDefault("os_compute_api:os-server-external-events:create",
                 "rule:admin_api or role:service"),

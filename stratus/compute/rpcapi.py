@@ -17,6 +17,7 @@ from stratus.compute.objects import (
     InstanceStates,
     InstanceUpdate,
     UnshelveRequest,
+    VifInfo,
 )
 from stratus.core.bus import RPCAPI
 from stratus.core.context import RequestContext
@@ -194,3 +195,20 @@ class ComputeAgentAPI(RPCAPI):
         await self.client.prepare(server=host, timeout=wait_for).call(
             ctx, "detach_volume", instance_uuid=instance_uuid, attachment_id=attachment_id,
             mountpoint=mountpoint)
+
+    async def attach_interface(self, ctx: RequestContext, host: str, instance_uuid: str,
+                               port_id: str, preserve_on_delete: bool,
+                               tag: str | None = None,
+                               wait_for: float | None = None) -> VifInfo:
+        """Bind, wire and hot-plug the port; the interface as recorded. Waits, so compute-api
+        can give the port back when the host fails or does not answer."""
+        return self.result(VifInfo, await self.client.prepare(server=host, timeout=wait_for)
+                           .call(ctx, "attach_interface", instance_uuid=instance_uuid,
+                                 port_id=port_id, preserve_on_delete=preserve_on_delete,
+                                 tag=tag))
+
+    async def detach_interface(self, ctx: RequestContext, host: str, instance_uuid: str,
+                               port_id: str, wait_for: float | None = None) -> None:
+        """Unplug the NIC and give the port back (deleted if it was made for the server)."""
+        await self.client.prepare(server=host, timeout=wait_for).call(
+            ctx, "detach_interface", instance_uuid=instance_uuid, port_id=port_id)

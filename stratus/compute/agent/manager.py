@@ -8,7 +8,10 @@ conductor, which reschedules it to an alternate host or sets ERROR.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,7 @@ from stratus.compute.objects import (
     HostReport,
     InstanceRecord,
     InstanceUpdate,
+    VifInfo,
 )
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import (
@@ -46,6 +50,7 @@ from stratus.core.periodic import Periodic
 LOG = logging.getLogger(__name__)
 
 BUILD_EVENT = "compute__do_build_and_run_instance"
+
 
 
 class BuildCancelled(Exception):
@@ -70,7 +75,8 @@ class ComputeAgentManager:
                "start_instance", "reboot_instance", "get_console_output",
                "external_instance_event", "attach_volume", "detach_volume",
                "snapshot_instance", "rebuild_instance", "shelve_instance",
-               "shelve_offload_instance", "unshelve_instance")
+               "shelve_offload_instance", "unshelve_instance",
+               "attach_interface", "detach_interface")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
@@ -99,6 +105,8 @@ class ComputeAgentManager:
         self.events = InstanceEvents()
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
+        #: One interface change at a time per instance: each rewrites its network_info.
+        self._interface_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -113,6 +121,85 @@ class ComputeAgentManager:
         if self.volumes is None:
             raise VirtError(f"{self.host} cannot reach the volume service.")
         await self.volumes.detach(ctx, instance_uuid, attachment_id, mountpoint)
+
+    # Interfaces (os-interface; see stratus.compute.interfaces) -----------------------------
+
+    async def attach_interface(self, ctx: RequestContext, instance_uuid: str, port_id: str,
+                               preserve_on_delete: bool, tag: str | None = None,
+                               ) -> VifInfo:
+        """Bind the port to this host, wait until it is wired, hot-plug the NIC and record
+        it in the instance's network_info; returns the new interface (a ``VifInfo`` dict).
+        On failure the port is unplugged and released (unbound, or deleted if it was made
+        for this attach) and nothing is recorded."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_attach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            if any(vif.get("id") == port_id for vif in instance.network_info):
+                raise VirtError(f"Port {port_id} is already attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            waiters: list[EventWaiter] = []
+
+            def listen(port_ids: list[str]) -> None:
+                waiters.append(self.events.prepare(
+                    instance_uuid, [f"network-vif-plugged:{p}" for p in port_ids]))
+
+            plugged = False
+            try:
+                vif = (await self.network.attach_port(
+                    ctx, instance_uuid, self.host, port_id, preserve=preserve_on_delete,
+                    zone=instance.availability_zone or self.options.zone,
+                    before_bind=listen)).model_copy(update={"tag": tag})
+                try:
+                    for waiter in waiters:
+                        await waiter.wait(self.options.vif_plugging_timeout)
+                    await self.driver.attach_interface(instance_uuid, vif.model_dump())
+                    plugged = True
+                    await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                        network_info=[*instance.network_info, vif.model_dump()]))
+                except BaseException:
+                    if plugged:
+                        with contextlib.suppress(Exception):
+                            await self.driver.detach_interface(instance_uuid, vif.model_dump())
+                    with contextlib.suppress(Exception):
+                        await self.network.release_port(ctx, port_id, preserve_on_delete)
+                    raise
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+            finally:
+                for waiter in waiters:
+                    waiter.close()
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
+        return vif
+
+    async def detach_interface(self, ctx: RequestContext, instance_uuid: str,
+                               port_id: str) -> None:
+        """Unplug the NIC, drop it from network_info, then give the port back (a port made
+        for the instance is deleted, the user's own unbound)."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_detach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            vif = next((v for v in instance.network_info if v.get("id") == port_id), None)
+            if vif is None:
+                raise VirtError(f"Port {port_id} is not attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            try:
+                await self.driver.detach_interface(instance_uuid, vif)
+                await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                    network_info=[v for v in instance.network_info
+                                  if v.get("id") != port_id]))
+                await self.network.release_port(ctx, port_id,
+                                                bool(vif.get("preserve_on_delete")))
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
 
     # Life cycle ---------------------------------------------------------------------------
 
@@ -140,6 +227,7 @@ class ComputeAgentManager:
                 await self.terminate_instance(ctx, uuid)
             elif instance.vm_state == states.BUILDING:
                 await self._destroy_quietly(uuid)
+                await self._undo_volumes_quietly(ctx, instance, [])
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(
                     message=f"The build was interrupted by a restart of {self.host}."),
                     alternates=[], attempt=MAX_BUILD_ATTEMPTS)
@@ -182,13 +270,15 @@ class ComputeAgentManager:
             return
         if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
+        made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
-            await self._build(ctx, instance)
+            await self._build(ctx, instance, made)
         except BuildCancelled:
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details="cancelled: the instance is being deleted")
             return
@@ -196,6 +286,7 @@ class ComputeAgentManager:
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details=str(exc))
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
@@ -203,7 +294,8 @@ class ComputeAgentManager:
                                                     type(exc).__name__),
                                               alternates, attempt)
 
-    async def _build(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+    async def _build(self, ctx: RequestContext, instance: InstanceRecord,
+                     made: list[str]) -> None:
         uuid = instance.uuid
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
@@ -216,6 +308,12 @@ class ComputeAgentManager:
             if self.volumes is not None and not instance.image_ref:  # boot from volume
                 block_devices = await self.volumes.connect_boot_volumes(
                     ctx, instance.project_id, uuid)
+            if any(d.kind == "volume" for d in instance.block_devices):
+                if self.volumes is None:
+                    raise VirtError(f"{self.host} cannot reach the volume service for the "
+                                    "server's volumes.")
+                block_devices += await self.volumes.connect_data_volumes(
+                    ctx, instance.project_id, uuid, instance.block_devices, made)
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
@@ -280,6 +378,18 @@ class ComputeAgentManager:
             await self.network.deallocate(ctx, instance.uuid, instance.network_info)
         except Exception:
             LOG.exception("could not release the ports of %s", instance.uuid)
+
+    async def _undo_volumes_quietly(self, ctx: RequestContext, instance: InstanceRecord,
+                                    made: list[str]) -> None:
+        """Give back a failed build's attachments and delete the volumes it made (never
+        raises: a failed build must still end)."""
+        if self.volumes is None or (instance.image_ref and not instance.block_devices):
+            return
+        try:
+            await self.volumes.undo_build(ctx, instance.project_id, instance.uuid, made)
+        except Exception:
+            LOG.exception("could not release the volumes of the failed build of %s",
+                          instance.uuid)
 
     async def _destroy_quietly(self, uuid: str) -> None:
         try:

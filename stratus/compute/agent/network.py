@@ -119,6 +119,36 @@ class HostNetwork:
             await self._release(ctx, base, ports)
             raise
 
+    async def attach_port(self, ctx: RequestContext, instance_uuid: str, host: str,
+                          port_id: str, *, preserve: bool, zone: str = "nova",
+                          before_bind: Callable[[list[str]], None] | None = None,
+                          ) -> VifInfo:
+        """One more interface for a running instance (``os-interface``): take the port
+        compute-api chose or made, bind it to ``host`` and describe it. On failure the port
+        is released again (unbound, or deleted when ``preserve`` is False) and
+        ``NetworkError`` raised."""
+        base = await self.client.find_base()
+        if base is None:
+            raise NetworkError("This cloud has no network service.")
+        owner = {"device_id": instance_uuid, "device_owner": f"{DEVICE_OWNER_PREFIX}{zone}"}
+        try:
+            port = await self._adopt(ctx, base, port_id, owner)
+            if before_bind is not None:
+                before_bind([port_id])
+            bound = await self._do(f"bind port {port_id} to {host}", self.client.update_port(
+                ctx, base, port_id, {"binding:host_id": host}))
+            return await self._vif(ctx, base, bound or port, preserve)
+        except BaseException:
+            await self._release(ctx, base, [({"id": port_id}, preserve)])
+            raise
+
+    async def release_port(self, ctx: RequestContext, port_id: str, preserve: bool) -> None:
+        """Give one interface back: unbind the user's port, delete one made for the
+        instance; a port already gone is not an error."""
+        base = await self.client.find_base()
+        if base is not None:
+            await self._release_port(ctx, base, port_id, preserve)
+
     async def _adopt(self, ctx: RequestContext, base: str, port_id: str,
                      owner: dict[str, str]) -> dict[str, Any]:
         """Take a port the user created for this instance (``--nic port-id=``)."""

@@ -37,6 +37,19 @@ class HypervisorUnavailable(VirtError):
 
 
 @dataclass(frozen=True)
+class LocalDisk:
+    """An ephemeral or swap disk in the instance's own directory."""
+
+    #: ``ephemeral`` or ``swap``.
+    kind: str
+    #: The guest device, ``/dev/vdb`` and on.
+    device: str
+    size_mb: int
+    #: A file system to make on it (``swap`` for swap); None leaves it blank.
+    guest_format: str | None = None
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     """Everything a driver needs to create one guest."""
 
@@ -49,7 +62,11 @@ class GuestSpec:
     #: The image's ``disk_format`` (qcow2, raw, ...) as the image service records it.
     image_format: str | None = None
     network_info: list[dict[str, Any]] = field(default_factory=list)
+    #: Volumes: ``{"mountpoint": "/dev/vdb", "connection_info": {...}, "volume_id",
+    #: "tag"}``; the one at ``/dev/vda`` (if any) is the root disk.
     block_devices: list[dict[str, Any]] = field(default_factory=list)
+    #: Local disks the driver makes with the guest, and removes with it.
+    local_disks: list[LocalDisk] = field(default_factory=list)
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -145,3 +162,12 @@ class VirtDriver(abc.ABC):
                             mountpoint: str) -> None:
         """Detach what ``attach_volume`` attached at ``mountpoint``; no error if it is gone."""
         raise NotImplementedError(f"the {self.name} driver cannot detach volumes")
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        """Plug one more NIC (a ``VifInfo`` dict whose tap the l2-agent made) into the
+        guest, live if it runs and in its definition."""
+        raise NotImplementedError(f"the {self.name} driver cannot attach interfaces")
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        """Unplug what ``attach_interface`` plugged (found by MAC); no error if it is gone."""
+        raise NotImplementedError(f"the {self.name} driver cannot detach interfaces")

@@ -30,7 +30,7 @@ from stratus.compute.virt.driver import (
 )
 
 OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot", "attach_volume",
-              "detach_volume", "snapshot")
+              "detach_volume", "snapshot", "attach_interface", "detach_interface")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class _Guest:
     console: list[str] = field(default_factory=list)
     #: Attached volumes: mountpoint → connection_info.
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Ephemeral and swap disks: device → (kind, size in MiB).
+    local_disks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Plugged NICs: MAC → VIF.
+    nics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def log(self, line: str) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
@@ -113,8 +117,15 @@ class FakeDriver(VirtDriver):
         created = _Guest(guest, PowerState.RUNNING)
         created.log(f"Booting {guest.name} ({guest.vcpus} vCPU, {guest.memory_mb} MB)")
         for vif in guest.network_info:
+            created.nics[str(vif.get("address", ""))] = dict(vif)
             ips = " ".join(ip.get("address", "") for ip in vif.get("ips", []))
             created.log(f"eth: {vif.get('address', '?')} {ips}".rstrip())
+        for device in guest.block_devices:
+            created.volumes[device["mountpoint"]] = dict(device.get("connection_info") or {})
+            created.log(f"disk: {device['mountpoint']} (volume)")
+        for disk in guest.local_disks:
+            created.local_disks[disk.device] = (disk.kind, disk.size_mb)
+            created.log(f"disk: {disk.device} ({disk.kind}, {disk.size_mb} MiB)")
         created.log(f"{guest.name} login:")
         self._guests[guest.uuid] = created
 
@@ -174,6 +185,30 @@ class FakeDriver(VirtDriver):
         path = await asyncio.to_thread(_empty_qcow2, uuid, max(1, guest.spec.root_gb))
         guest.log("Snapshot taken.")
         return DiskSnapshot(path=path, disk_format="qcow2")
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        await self._step("attach_interface", uuid)
+        guest = self._guest(uuid)
+        mac = str(vif.get("address", ""))
+        if mac in guest.nics:
+            raise VirtError(f"A NIC with MAC {mac} is already plugged into {guest.spec.name}.")
+        guest.nics[mac] = dict(vif)
+        guest.log(f"eth: hot-plugged {mac}")
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        await self._step("detach_interface", uuid)
+        guest = self._guests.get(uuid)
+        mac = str(vif.get("address", ""))
+        if guest is not None and guest.nics.pop(mac, None) is not None:
+            guest.log(f"eth: unplugged {mac}")
+
+    def interfaces(self, uuid: str) -> dict[str, dict[str, Any]]:
+        """The NICs plugged into a guest (MAC → VIF); tests read it."""
+        return dict(self._guest(uuid).nics)
+
+    def local_disks(self, uuid: str) -> dict[str, tuple[str, int]]:
+        """A guest's ephemeral and swap disks (device → (kind, MiB)); tests read it."""
+        return dict(self._guest(uuid).local_disks)
 
     def volumes(self, uuid: str) -> dict[str, dict[str, Any]]:
         """What is attached to a guest (mountpoint → connection_info); tests read it."""
