@@ -172,6 +172,8 @@ class NetworkSettings(BaseModel):
     quota_port: int = -1
     quota_security_group: int = 10
     quota_security_group_rule: int = 100
+    quota_router: int = 10
+    quota_floatingip: int = 50
 
 
 class VolumeSettings(BaseModel):

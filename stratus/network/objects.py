@@ -117,3 +117,48 @@ class AgentState(_Message):
     configurations: dict[str, Any] = Field(default_factory=dict)
     #: True on the agent's first report after it starts (the server may resync it).
     start_flag: bool = False
+
+
+# Routers (L3) -------------------------------------------------------------------------------
+#
+# What the network server hands the l3-agent (``NetworkServerAPI.get_routers``) and what the
+# agent reports back (``update_floatingip_statuses``).
+
+#: ``device_owner`` of a router's leg on an internal network, on its external network, and
+#: of a floating IP's port.
+ROUTER_INTERFACE_OWNER = "network:router_interface"
+ROUTER_GATEWAY_OWNER = "network:router_gateway"
+FLOATINGIP_OWNER = "network:floatingip"
+
+
+def router_namespace(router_id: str) -> str:
+    return f"qrouter-{router_id}"
+
+
+class RouterPort(_Message):
+    """One leg of a router (named ``qr-<id[:11]>`` inside, ``qg-<id[:11]>`` for the gateway)."""
+
+    id: str
+    mac_address: str
+    fixed_ips: list[FixedIP]
+    #: The leg's network: segment and subnets (its ``ports`` left empty).
+    network: NetworkInfo
+
+
+class FloatingIPInfo(_Message):
+    id: str
+    floating_ip_address: str
+    fixed_ip_address: str
+    port_id: str
+
+
+class RouterInfo(_Message):
+    id: str
+    project_id: str
+    name: str = ""
+    admin_state_up: bool = True
+    enable_snat: bool = True
+    gateway: RouterPort | None = None
+    interfaces: list[RouterPort] = Field(default_factory=list)
+    routes: list[HostRoute] = Field(default_factory=list)
+    floating_ips: list[FloatingIPInfo] = Field(default_factory=list)
