@@ -18,8 +18,9 @@ from stratus.core.bus import RPCAPI
 from stratus.core.bus.contract import check
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
+from stratus.network.agents.l3.manager import L3AgentManager
 from stratus.network.manager import NetworkServerManager
-from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI, NetworkServerAPI
+from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI, L3AgentAPI, NetworkServerAPI
 from stratus.volume.manager import VolumeManager
 from stratus.volume.rpcapi import VolumeManagerAPI
 
@@ -33,6 +34,8 @@ PAIRS: list[tuple[type[RPCAPI], type]] = [
     # The l2-agent serves ``l2_agent.<host>`` through one endpoint per host, which supplies
     # the host the client gave to ``prepare(server=host)``.
     (L2AgentAPI, L2HostEndpoint),
+    # The l3-agent serves ``l3_agent.<host>`` for its one host.
+    (L3AgentAPI, L3AgentManager),
     (VolumeManagerAPI, VolumeManager),
 ]
 
