@@ -109,7 +109,9 @@ class L3AgentManager:
             return
         for router_id in sorted(self._recorded() | set(self.routers)):
             try:
-                await self._remove(router_id)
+                # Nothing reported on the way out: the bus may be closing, and the server
+                # learns the state from the next start's resync.
+                await self._remove(router_id, report=False)
             except Exception:
                 LOG.exception("l3-agent %s: router %s not fully removed", self.host, router_id)
 
@@ -226,13 +228,13 @@ class L3AgentManager:
             return
         self._reported[router_id] = {**before, **changes}
 
-    async def _remove(self, router_id: str) -> None:
+    async def _remove(self, router_id: str, *, report: bool = True) -> None:
         async with self._lock(router_id):
             removed = await asyncio.to_thread(self.driver.remove, router_id)
             known = self.routers.pop(router_id, None)
             marker = self.options.state_dir / router_id
             await asyncio.to_thread(marker.unlink, True)
-        if known is not None and known.floating_ips:
+        if report and known is not None and known.floating_ips:
             await self._report_statuses(router_id, {})
         self._reported.pop(router_id, None)
         if removed or known is not None:
