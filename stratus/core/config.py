@@ -171,6 +171,8 @@ class NetworkSettings(BaseModel):
     quota_port: int = -1
     quota_security_group: int = 10
     quota_security_group_rule: int = 100
+    quota_router: int = 10
+    quota_floatingip: int = 50
 
     # External networks and the l3-agent ----------------------------------------------------
     #: Physical network → host bridge: a ``flat`` network on a mapped physical network is

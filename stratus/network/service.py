@@ -30,15 +30,21 @@ from stratus.network.agent_sync import AgentSync
 from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.caller import network_caller
 from stratus.network.events import DiscardEvents, EventSink
+from stratus.network.floating_ips import FloatingIPs
 from stratus.network.ipam import IPAM
+from stratus.network.l3_agents import L3Agents
+from stratus.network.l3_ports import L3Ports, refuse_direct_delete
+from stratus.network.l3_sync import L3Sync
 from stratus.network.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
-from stratus.network.models import Network
+from stratus.network.models import Network, Port
 from stratus.network.networks import Networks, NewNetwork, ProviderSegment
 from stratus.network.notify import Notifier
 from stratus.network.objects import NetworkInfo
 from stratus.network.policy import RULES
 from stratus.network.ports import Ports
 from stratus.network.quotas import Quotas, quota_table
+from stratus.network.routers import Routers
+from stratus.network.rpcapi import L3AgentAPI
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
 from stratus.network.subnets import NewSubnet, Subnets
@@ -50,7 +56,8 @@ class NetworkRuntime:
     """What network-api keeps for the life of the process."""
 
     def __init__(self, settings: Settings, db: Database | None = None,
-                 backend: NetworkBackend | None = None, events: EventSink | None = None) -> None:
+                 backend: NetworkBackend | None = None, events: EventSink | None = None,
+                 l3_agents: L3AgentAPI | None = None) -> None:
         self.settings = settings
         self.options = settings.network
         self.db = db or Database(settings.database_url_for("network",
@@ -58,6 +65,8 @@ class NetworkRuntime:
         self.enforcer = Enforcer(RULES, settings.policy_file)
         self.backend: NetworkBackend = backend or NoopBackend()
         self.events: EventSink = events or DiscardEvents()
+        #: How routers' l3-agents are told of changes (None: no bus, nobody is told).
+        self.l3_agents = l3_agents
         self.quota_table = quota_table(self.options)
 
     async def start(self) -> None:
@@ -100,6 +109,22 @@ class NetworkService:
         self.ports = Ports(txn, ipam, self.networks, self.security_groups, self.quotas,
                            notifier, self.snapshots)
         self.agent_sync = AgentSync(txn, ipam, self.ports, self.snapshots, notifier)
+        self._wire_l3(runtime, ipam, notifier)
+
+    def _wire_l3(self, runtime: NetworkRuntime, ipam: IPAM, notifier: Notifier) -> None:
+        """Routers and floating IPs (the L3 service), and what they ask of ports."""
+        l3_agents = L3Agents(self.txn, runtime.options, runtime.backend, runtime.l3_agents)
+        l3_ports = L3Ports(self.txn, ipam, self.ports, notifier)
+        self.routers = Routers(self.txn, self.networks, self.subnets, self.ports, l3_ports,
+                               l3_agents, self.quotas)
+        self.floating_ips = FloatingIPs(self.txn, self.ports, l3_ports, l3_agents,
+                                        self.quotas, notifier)
+        self.l3_sync = L3Sync(self.txn, l3_agents, self.floating_ips, self.snapshots)
+
+        async def refuse_l3_port(port: Port) -> None:
+            refuse_direct_delete(port)
+
+        self.ports.before_delete += [refuse_l3_port, self.floating_ips.port_deleted]
 
     async def ensure_default_network(self, project_id: str, name: str, cidr: str) -> Network:
         """The project's network ``name`` with one subnet on ``cidr``: made once."""

@@ -19,14 +19,14 @@ async def build_api(stack: Stack) -> ASGIApp:
     from stratus.network.backends import backend_name, create_backend
     from stratus.network.events import ComputeEventSender
     from stratus.network.manager import NetworkServerManager
-    from stratus.network.rpcapi import NETWORK_TOPIC
+    from stratus.network.rpcapi import NETWORK_TOPIC, L3AgentAPI
     from stratus.network.service import NetworkRuntime
 
     bus = await stack.transport()
     events = ComputeEventSender(ComputeClient(stack.http_client(), stack.service_auth()))
     runtime = await stack.runtime("network", lambda: NetworkRuntime(
         stack.settings, backend=create_backend(backend_name(stack.settings), bus),
-        events=events))
+        events=events, l3_agents=L3AgentAPI(bus)))
     await events.start()
     stack.exits.push_async_callback(events.stop)
     manager = NetworkServerManager(runtime)

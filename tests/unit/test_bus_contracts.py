@@ -16,6 +16,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI, SchedulerAPI
 from stratus.compute.scheduler.manager import SchedulerManager
 from stratus.core.bus import RPCAPI
 from stratus.core.bus.contract import check
+from stratus.core.context import RequestContext
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
 from stratus.network.agents.l3.manager import L3AgentManager
@@ -65,7 +66,6 @@ def test_every_client_has_its_pair_here() -> None:
 
 # The checker itself -------------------------------------------------------------------------
 
-from stratus.core.context import RequestContext  # noqa: E402
 
 
 class _Client(RPCAPI):
