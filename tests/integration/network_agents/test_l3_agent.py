@@ -53,11 +53,16 @@ class Setup:
     internal: NetworkInfo
     outside: Outside
     guest: Guest
+    made: int = 0
 
     def router(self, *floating: str) -> RouterInfo:
+        """A router with addresses of its own: the first is the guest's gateway (.1),
+        later ones sit beside it (.100, .101, ...) so they never answer for it."""
+        self.made += 1
+        inside = 1 if self.made == 1 else 98 + self.made
         return RouterInfo(id=str(uuid.uuid4()), project_id=self.internal.project_id,
-                          gateway=leg(self.external, 10 + len(floating)),
-                          interfaces=[leg(self.internal, 1)],
+                          gateway=leg(self.external, 9 + self.made),
+                          interfaces=[leg(self.internal, inside)],
                           floating_ips=[FloatingIPInfo(
                               id=str(uuid.uuid4()), floating_ip_address=f,
                               fixed_ip_address=address(self.internal, 5),

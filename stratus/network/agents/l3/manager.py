@@ -19,6 +19,7 @@ touches routers another agent made. A clean ``stop`` removes every router it mad
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -150,7 +151,7 @@ class L3AgentManager:
         for router in wanted:
             if self._touched.get(router.id, -1.0) >= began:
                 continue
-            await self._apply_logged(router)
+            await self._apply_logged(router, verify=True)
         for router_id in (self._recorded() | set(self.routers)) - wanted_ids:
             if self._touched.get(router_id, -1.0) >= began:
                 continue
@@ -183,16 +184,18 @@ class L3AgentManager:
             return set()
         return {p.name for p in directory.iterdir() if p.is_file()}
 
-    async def _apply_logged(self, router: RouterInfo) -> None:
+    async def _apply_logged(self, router: RouterInfo, *, verify: bool = False) -> None:
         try:
-            await self.apply(router)
+            await self.apply(router, verify=verify)
         except Exception:  # one broken router must not keep the others from being served
             LOG.exception("l3-agent %s: router %s could not be applied; the next resync "
                           "tries again", self.host, router.id)
             await self._report_statuses(router.id, {f.id: "ERROR" for f in router.floating_ips})
 
-    async def apply(self, router: RouterInfo) -> AppliedRouter | None:
-        """Make the router's namespace match ``router`` (an admin-down router is removed)."""
+    async def apply(self, router: RouterInfo, *,
+                    verify: bool = False) -> AppliedRouter | None:
+        """Make the router's namespace match ``router`` (an admin-down router is removed);
+        ``verify``: check every part again, not only what changed (the resyncs)."""
         if not router.admin_state_up:
             await self._remove(router.id)
             return None
@@ -200,7 +203,8 @@ class L3AgentManager:
             marker = self.options.state_dir / router.id
             if not marker.exists():
                 await asyncio.to_thread(_record, marker, router.project_id)
-            applied = await asyncio.to_thread(self.driver.apply, router)
+            applied = await asyncio.to_thread(functools.partial(
+                self.driver.apply, router, verify=verify))
             first = router.id not in self.routers
             self.routers[router.id] = router
         if first:

@@ -16,10 +16,11 @@ holding:
   then, with ``enable_snat``, SNAT of the internal subnets to the external address.
 
 ``apply`` makes all that match a ``RouterInfo`` and is idempotent (a resync after a crash
-runs it again over what is there: nothing is duplicated); ``remove`` takes everything of a
-router away, outer veth ends and emptied network bridges included; ``existing`` lists the
-routers whose namespace is on this machine. Every function blocks (netlink round trips and
-one ``nft`` run): callers use ``asyncio.to_thread``.
+runs it again over what is there: nothing is duplicated); it remembers the legs it wired
+and the ruleset it loaded, so a change (a floating IP) redoes only what it touches.
+``remove`` takes everything of a router away, outer veth ends and emptied network bridges
+included; ``existing`` lists the routers whose namespace is on this machine. Every function
+blocks (netlink round trips and one ``nft`` run): callers use ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from pyroute2 import NetlinkError
+from pyroute2 import IPRoute, NetlinkError
 
 from stratus.network.agents import linux
 from stratus.network.objects import (
@@ -94,6 +95,10 @@ class RouterDriver:
     #: device, as the l2-agent's taps do); None keeps every network on this host.
     tunnel_ip: str | None = None
     nft: str = "nft"
+    #: Per router: leg device → (bridge, MAC, MTU) as wired here; and the ruleset loaded.
+    _wired: dict[str, dict[str, tuple[str, str, int]]] = field(
+        default_factory=dict, init=False, repr=False)
+    _nat: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     # The three operations ---------------------------------------------------------------------
 
@@ -105,33 +110,67 @@ class RouterDriver:
             return set()
         return {n[len(NAMESPACE_PREFIX):] for n in names if n.startswith(NAMESPACE_PREFIX)}
 
-    def apply(self, router: RouterInfo) -> AppliedRouter:
-        """Make router ``router``'s namespace match it (created on first use)."""
+    def apply(self, router: RouterInfo, *, verify: bool = False) -> AppliedRouter:
+        """Make router ``router``'s namespace match it (created on first use).
+
+        Legs this driver wired and the ruleset it loaded are remembered, and not redone
+        while unchanged (a floating IP touches only addresses and NAT); ``verify`` checks
+        everything again (the agent's periodic resync; after a restart nothing is
+        remembered, so the first apply checks everything anyway)."""
         namespace = router_namespace(router.id)
-        linux.ensure_namespace(namespace)
-        _write_sysctl(namespace, "net/ipv4/ip_forward", "1")
+        if verify or not linux.namespace_exists(namespace):
+            self._forget(router.id)
+        wired = self._wired.get(router.id)
+        if wired is None:
+            linux.ensure_namespace(namespace)
+            _write_sysctl(namespace, "net/ipv4/ip_forward", "1")
+            wired = self._wired[router.id] = {}
         legs = {internal_device(p.id): p for p in router.interfaces}
         if router.gateway is not None:
             legs[gateway_device(router.gateway.id)] = router.gateway
-        for stale in sorted(set(self._legs(namespace)) - set(legs)):
+        present = self._legs(namespace)
+        for stale in sorted(set(present) - set(legs)):
             self._unplug_leg(namespace, stale)
-        floating = {f.floating_ip_address: f for f in router.floating_ips}
-        announced: list[str] = []
+            wired.pop(stale, None)
         for device, port in legs.items():
-            addresses = _leg_addresses(port)
-            if device.startswith(GATEWAY_PREFIX):
-                addresses += [f"{a}/32" for a in sorted(floating)]
-            announced += self._plug_leg(namespace, device, port, addresses,
-                                        announce=device.startswith(GATEWAY_PREFIX))
-        _set_routes(namespace, _wanted_routes(router))
-        self._apply_nat(namespace, nat_ruleset(router))
+            wiring = (network_bridge(port.network, self.physical_bridges), port.mac_address,
+                      port.network.mtu)
+            if device not in present or wired.get(device) != wiring:
+                self._wire_leg(namespace, device, port, wiring[0])
+                wired[device] = wiring
+        floating = sorted(f.floating_ip_address for f in router.floating_ips)
+        added: list[tuple[str, str, str]] = []
+        with linux.ipr_in(namespace) as ns:
+            for device, port in legs.items():
+                addresses = _leg_addresses(port)
+                if device.startswith(GATEWAY_PREFIX):
+                    addresses += [f"{a}/32" for a in floating]
+                    added += [(device, port.mac_address, a)
+                              for a in _sync_addresses(ns, device, addresses)]
+                else:
+                    _sync_addresses(ns, device, addresses)
+            _sync_routes(ns, namespace, _wanted_routes(router))
+        for device, mac, address in added:
+            try:
+                send_gratuitous_arp(namespace, device, mac, address)
+            except OSError as exc:  # an unannounced address still works once ARPed for
+                LOG.warning("gratuitous ARP for %s on %s failed: %s", address, device, exc)
+        ruleset = nat_ruleset(router)
+        if self._nat.get(router.id) != ruleset:
+            self._apply_nat(namespace, ruleset)
+            self._nat[router.id] = ruleset
         return AppliedRouter(router.id, tuple(f.id for f in router.floating_ips),
-                             tuple(announced))
+                             tuple(a for _, _, a in added))
+
+    def _forget(self, router_id: str) -> None:
+        self._wired.pop(router_id, None)
+        self._nat.pop(router_id, None)
 
     def remove(self, router_id: str) -> bool:
         """Remove the router's namespace and everything it had on the host (outer veth
         ends, emptied network bridges); True when there was something to remove."""
         namespace = router_namespace(router_id)
+        self._forget(router_id)
         if not linux.namespace_exists(namespace):
             return False
         with contextlib.suppress(linux.NamespaceNotFound):
@@ -148,10 +187,8 @@ class RouterDriver:
             names = [m.get("IFLA_IFNAME") for m in ns.get_links()]
         return [n for n in names if n and n.startswith(_LEG_PREFIXES)]
 
-    def _plug_leg(self, namespace: str, device: str, port: RouterPort, addresses: list[str],
-                  *, announce: bool) -> list[str]:
+    def _wire_leg(self, namespace: str, device: str, port: RouterPort, bridge: str) -> None:
         network = port.network
-        bridge = network_bridge(network, self.physical_bridges)
         linux.ensure_bridge(bridge)
         if (network.network_type == "vxlan" and self.tunnel_ip
                 and network.segmentation_id is not None):
@@ -159,16 +196,6 @@ class RouterDriver:
                                self.tunnel_ip, bridge, network.mtu)
         linux.plug_veth(namespace, device, outer_device(device), bridge, port.mac_address,
                         network.mtu)
-        before = _addresses(namespace, device)
-        linux.set_addresses(namespace, device, addresses)
-        added = sorted({str(IPv4Interface(a).ip) for a in addresses} - before)
-        if announce:
-            for address in added:
-                try:
-                    send_gratuitous_arp(namespace, device, port.mac_address, address)
-                except OSError as exc:  # an unannounced address still works once ARPed for
-                    LOG.warning("gratuitous ARP for %s on %s failed: %s", address, device, exc)
-        return added
 
     def _unplug_leg(self, namespace: str, device: str) -> None:
         outer = linux.get_link(outer_device(device))
@@ -321,19 +348,30 @@ def _write_sysctl(namespace: str, key: str, value: str) -> None:
         handle.write(value)
 
 
-def _addresses(namespace: str, device: str) -> set[str]:
-    with linux.ipr_in(namespace) as ns:
-        found = ns.link_lookup(ifname=device)
-        if not found:
-            return set()
-        return {str(m.get("IFA_ADDRESS")) for m in ns.get_addr(index=found[0], family=2)}
+def _sync_addresses(ns: IPRoute, device: str, addresses: list[str]) -> list[str]:
+    """Make ``device``'s IPv4 addresses exactly ``addresses`` (CIDR notation) through the
+    namespace's socket ``ns``; the addresses added (without their prefix)."""
+    wanted = {IPv4Interface(a) for a in addresses}
+    index = ns.link_lookup(ifname=device)[0]
+    present = {IPv4Interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+               for m in ns.get_addr(index=index, family=2)}
+    for iface in present - wanted:
+        ns.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    added = []
+    for iface in sorted(wanted - present):
+        try:
+            ns.addr("add", index=index, address=str(iface.ip),
+                    prefixlen=iface.network.prefixlen)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+        added.append(str(iface.ip))
+    return added
 
 
 def _name_of(index: int | None) -> str | None:
     if index is None:
         return None
-    from pyroute2 import IPRoute
-
     with IPRoute() as ipr:
         try:
             links = ipr.link("get", index=index)
@@ -343,30 +381,29 @@ def _name_of(index: int | None) -> str | None:
         return str(name) if name else None
 
 
-def _set_routes(namespace: str, wanted: dict[str, str]) -> None:
+def _sync_routes(ns: IPRoute, namespace: str, wanted: dict[str, str]) -> None:
     """Make the namespace's routes with a next hop exactly ``wanted`` (destination → next
     hop); connected routes are the kernel's and stay."""
-    with linux.ipr_in(namespace) as ns:
-        present: dict[str, str] = {}
-        for route in ns.get_routes(family=2, table=254):
-            gateway = route.get("RTA_GATEWAY")
-            if gateway:
-                destination = route.get("RTA_DST") or "0.0.0.0"
-                present[f"{destination}/{route['dst_len']}"] = str(gateway)
-        for destination in sorted(set(present) - set(wanted)):
-            with contextlib.suppress(NetlinkError):
-                ns.route("del", dst=destination, gateway=present[destination])
-        for destination, nexthop in wanted.items():
-            if present.get(destination) == nexthop:
-                continue
-            try:
-                ns.route("replace", dst=destination, gateway=nexthop)
-            except NetlinkError as exc:
-                if exc.code not in (errno.ENETUNREACH, errno.EINVAL):
-                    raise
-                # A next hop on no leg's subnet (yet): the next apply tries again.
-                LOG.warning("%s: route %s via %s not added: %s", namespace, destination,
-                            nexthop, exc)
+    present: dict[str, str] = {}
+    for route in ns.get_routes(family=2, table=254):
+        gateway = route.get("RTA_GATEWAY")
+        if gateway:
+            destination = route.get("RTA_DST") or "0.0.0.0"
+            present[f"{destination}/{route['dst_len']}"] = str(gateway)
+    for destination in sorted(set(present) - set(wanted)):
+        with contextlib.suppress(NetlinkError):
+            ns.route("del", dst=destination, gateway=present[destination])
+    for destination, nexthop in wanted.items():
+        if present.get(destination) == nexthop:
+            continue
+        try:
+            ns.route("replace", dst=destination, gateway=nexthop)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENETUNREACH, errno.EINVAL):
+                raise
+            # A next hop on no leg's subnet (yet): the next apply tries again.
+            LOG.warning("%s: route %s via %s not added: %s", namespace, destination,
+                        nexthop, exc)
 
 
 def send_gratuitous_arp(namespace: str, device: str, mac: str, address: str) -> None:
