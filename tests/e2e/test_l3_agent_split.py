@@ -149,7 +149,7 @@ async def test_l3_agent_process_killed_and_restarted(server: ServerDouble, rabbi
                 assert await out.seen_from(guest.namespace, outside.address) == floating_ip
                 before = await asyncio.to_thread(_state, router, driver)
                 assert before[1] == [f"{address(external, 10)}/24", f"{floating_ip}/32"]
-                assert before[2] == 4
+                assert before[2] == 5  # DNAT x2, SNAT, hairpin, subnet SNAT
 
                 # SIGKILL: nothing cleaned up, the router keeps working meanwhile.
                 assert agent.signal(signal.SIGKILL) == -signal.SIGKILL

@@ -54,7 +54,7 @@ def _router(**fields: object) -> RouterInfo:
 
 def _rules(ruleset: str) -> list[str]:
     return [line.strip() for line in ruleset.splitlines()
-            if line.strip().startswith(("ip ", "type "))]
+            if line.strip().startswith(("ip ", "iifname ", "type "))]
 
 
 def test_snat_of_every_internal_subnet_and_floating_ip_pairs() -> None:
@@ -64,11 +64,13 @@ def test_snat_of_every_internal_subnet_and_floating_ip_pairs() -> None:
     ruleset = nat_ruleset(router)
     # Replaced in one transaction: declared (so the delete is valid), deleted, made.
     assert ruleset.startswith(f"table ip {NFT_TABLE} {{}}\ndelete table ip {NFT_TABLE}\n")
-    rules = [r for r in _rules(ruleset) if r.startswith("ip ")]
+    rules = [r for r in _rules(ruleset) if not r.startswith("type ")]
     assert rules == [
         "ip daddr 172.24.4.20 dnat to 10.0.1.5",
         "ip daddr 172.24.4.20 dnat to 10.0.1.5",
         'ip saddr 10.0.1.5 oifname "qg-gwport00000" snat to 172.24.4.20',
+        'iifname "qr-if1" oifname "qr-if1" ct status dnat masquerade',
+        'iifname "qr-if2" oifname "qr-if2" ct status dnat masquerade',
         'ip saddr 10.0.0.0/24 oifname "qg-gwport00000" snat to 172.24.4.10',
         'ip saddr 10.0.1.0/24 oifname "qg-gwport00000" snat to 172.24.4.10']
     assert gateway_address(router) == "172.24.4.10"
@@ -78,9 +80,10 @@ def test_no_snat_keeps_floating_ips_and_no_gateway_has_no_nat() -> None:
     router = _router(enable_snat=False, floating_ips=[FloatingIPInfo(
         id="f", floating_ip_address="172.24.4.20", fixed_ip_address="10.0.1.5",
         port_id="p")])
-    rules = [r for r in _rules(nat_ruleset(router)) if r.startswith("ip ")]
-    assert len(rules) == 3 and all("10.0.0.0/24" not in r for r in rules)
-    assert [r for r in _rules(nat_ruleset(_router(gateway=None))) if r.startswith("ip ")] == []
+    rules = [r for r in _rules(nat_ruleset(router)) if not r.startswith("type ")]
+    assert len(rules) == 5 and all("10.0.0.0/24" not in r for r in rules)
+    assert [r for r in _rules(nat_ruleset(_router(gateway=None)))
+            if not r.startswith("type ")] == []
 
 
 def test_routes_default_via_the_external_gateway_then_extra_routes() -> None:

@@ -176,7 +176,7 @@ async def test_events_statuses_crash_and_clean_stop(setup: Setup, tmp_path: Path
             assert await asyncio.to_thread(qg_addresses, with_fip) == addresses_before == {
                 f"{address(setup.external, 10)}/24", f"{floating_ip}/32"}
             assert await asyncio.to_thread(agent.driver.nat_rules, router.id) == rules_before
-            assert len(rules_before) == 4
+            assert len(rules_before) == 5  # DNAT x2, SNAT, hairpin, subnet SNAT
             assert server.fip_statuses == {"fip-1": "ACTIVE"}
             async with Listener(setup.guest.namespace) as on_guest:
                 assert await on_guest.seen_from(setup.outside.namespace,

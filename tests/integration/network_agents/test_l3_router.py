@@ -199,6 +199,10 @@ async def test_router_joins_networks_nats_and_floats(topology: Topology,
             assert announced.get(floating_ip) == router.gateway.mac_address
             async with Listener(two.namespace) as on_two:
                 assert await on_two.seen_from(outside.namespace, floating_ip) == outside.address
+                # Through its own floating IP (hairpin): answered via the router's leg.
+                assert await on_two.seen_from(two.namespace, floating_ip) == address(second, 1)
+                # From the other network: routed, the source kept.
+                assert await on_two.seen_from(one.namespace, floating_ip) == address(first, 5)
             assert await out.seen_from(two.namespace, outside.address) == floating_ip
             assert await out.seen_from(one.namespace, outside.address) == gateway_ip
 
@@ -211,8 +215,9 @@ async def test_router_joins_networks_nats_and_floats(topology: Topology,
             assert await asyncio.to_thread(in_ns_addresses, namespace, qg) == {
                 f"{gateway_ip}/24", f"{floating_ip}/32"}
             rules = await asyncio.to_thread(again.nat_rules, router.id)
-            # DNAT (prerouting, output) and SNAT of the floating IP, SNAT of two subnets.
-            assert len(rules) == 5
+            # DNAT (prerouting, output) and SNAT of the floating IP, a hairpin masquerade per
+            # interface, SNAT of two subnets.
+            assert len(rules) == 7
             tables = await asyncio.to_thread(
                 _run_in, namespace, ["nft", "list", "tables"])
             assert tables.split() == ["table", "ip", NFT_TABLE]

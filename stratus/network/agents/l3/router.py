@@ -12,8 +12,10 @@ holding:
   address added there;
 * a default route via the external subnet's gateway, and the router's extra routes;
 * one nft table (``ip stratus_router``) replaced atomically by ``nft -f`` run inside the
-  namespace: floating IPs as DNAT (floating → fixed) and SNAT (fixed → floating) pairs,
-  then, with ``enable_snat``, SNAT of the internal subnets to the external address.
+  namespace: floating IPs as DNAT (floating → fixed) and SNAT (fixed → floating) pairs
+  (and a masquerade of hairpinned connections, a guest reaching a floating IP of its own
+  network), then, with ``enable_snat``, SNAT of the internal subnets to the external
+  address.
 
 ``apply`` makes all that match a ``RouterInfo`` and is idempotent (a resync after a crash
 runs it again over what is there: nothing is duplicated); it remembers the legs it wired
@@ -311,6 +313,13 @@ def nat_ruleset(router: RouterInfo) -> str:
                           f"dnat to {fip.fixed_ip_address}")
             postrouting.append(f'ip saddr {fip.fixed_ip_address} oifname "{qg}" '
                                f"snat to {fip.floating_ip_address}")
+        if router.floating_ips:
+            # Hairpin: a guest reaching a floating IP of its own network is DNATed back out
+            # of the leg it came in by; without a source NAT the answer would go straight
+            # to it from the fixed address it never asked.
+            for port in router.interfaces:
+                qr = internal_device(port.id)
+                postrouting.append(f'iifname "{qr}" oifname "{qr}" ct status dnat masquerade')
         if router.enable_snat:
             for cidr in _internal_cidrs(router):
                 postrouting.append(f'ip saddr {cidr} oifname "{qg}" snat to {external}')
