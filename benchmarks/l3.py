@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> Result:
            "STRATUS_COMPUTE__HOST": host,
            "STRATUS_NETWORK__PHYSICAL_BRIDGES": f"public:bx{tag}",
            "STRATUS_NETWORK__EXTERNAL_SUBNET_CIDR":
-               f"172.{random.randint(16, 31)}.{random.randint(0, 255)}.0/24",
+               f"198.{random.randint(18, 19)}.{random.randint(0, 255)}.0/24",
            "STRATUS_NETWORK__EXTERNAL_MASQUERADE": "false"}
     router_ready: list[float] = []
     replies: list[float] = []

@@ -108,12 +108,12 @@ class Cloud:
 
 
 def external_network_env() -> dict[str, str]:
-    """The ``public`` network of a test cloud: its own bridge and a random 172.16/12 /24,
+    """The ``public`` network of a test cloud: its own bridge and a random /24 of 198.18.0.0/15
     and never a masquerade to the machine's uplink (test traffic stays on the machine)."""
     suffix = uuid.uuid4().hex[:8]
     return {"STRATUS_NETWORK__PHYSICAL_BRIDGES": f"public:bx{suffix}",
             "STRATUS_NETWORK__EXTERNAL_SUBNET_CIDR":
-                f"172.{random.randint(16, 31)}.{random.randint(0, 255)}.0/24",
+                f"198.{random.randint(18, 19)}.{random.randint(0, 255)}.0/24",
             "STRATUS_NETWORK__EXTERNAL_MASQUERADE": "false"}
 
 

@@ -3,7 +3,8 @@ on it (the external subnet's gateway, as the host's ``br-ex`` is in ``stratus up
 legs, and TCP listeners/connections made from inside namespaces.
 
 Every name is unique per test (bridge ``bx<hex>``, namespaces ``qout-<hex>``), and the
-external subnet is a random 172.16/12 /24, so parallel runs never meet; traffic stays in
+external subnet a random /24 of 198.18.0.0/15 (the benchmarking range, in no real
+network's way), so parallel runs never meet; traffic stays in
 these namespaces and bridges.
 """
 
@@ -31,7 +32,7 @@ from tests.integration.network_agents.conftest import random_mac
 def external_network(physical_network: str, cidr: str | None = None) -> NetworkInfo:
     """A flat provider network on ``physical_network`` with one DHCP-less subnet."""
     if cidr is None:
-        cidr = f"172.{random.randint(16, 31)}.{random.randint(0, 255)}.0/24"
+        cidr = f"198.{random.randint(18, 19)}.{random.randint(0, 255)}.0/24"
     network_id = str(uuid.uuid4())
     prefix = cidr.rsplit(".", 1)[0]
     subnet = SubnetInfo(id=str(uuid.uuid4()), network_id=network_id, cidr=cidr,

@@ -59,7 +59,7 @@ async def test_external_bridge_masquerades_to_the_uplink_inside_namespaces() -> 
     tag = uuid.uuid4().hex[:8]
     host, internet, guest = f"qhost-{tag}", f"qnet-{tag}", f"qgst-{tag}"
     bridge = f"bx{tag}"
-    prefix = f"172.{random.randint(16, 31)}.{random.randint(0, 255)}"
+    prefix = f"198.{random.randint(18, 19)}.{random.randint(0, 255)}"
     for namespace in (host, internet, guest):
         await asyncio.to_thread(linux.ensure_namespace, namespace)
     try:
@@ -116,7 +116,7 @@ async def test_up_makes_the_public_network_once(db_url: str, tmp_path: Path) -> 
     require_root_and_dnsmasq()
     tag = uuid.uuid4().hex[:8]
     bridge = f"bx{tag}"
-    cidr = f"172.{random.randint(16, 31)}.{random.randint(0, 255)}.0/24"
+    cidr = f"198.{random.randint(18, 19)}.{random.randint(0, 255)}.0/24"
     gateway = cidr.rsplit(".", 1)[0] + ".1"
     settings = Settings(data_dir=tmp_path, database_url=db_url, public_url="http://test",
                         bus_url=f"memory://ext-{tag}", admin_password="ext-tests-admin-pw",

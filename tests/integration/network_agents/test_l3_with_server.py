@@ -117,7 +117,7 @@ def _links(namespace: str) -> list[str]:
 
 async def test_router_and_floating_ip_through_the_api(cloud: Cloud, tmp_path: Path) -> None:
     octet = random.randint(0, 255)
-    external_cidr = f"172.{random.randint(16, 31)}.{octet}.0/24"
+    external_cidr = f"198.{random.randint(18, 19)}.{octet}.0/24"
     public = await cloud.create("network", {
         "name": f"public-{uuid.uuid4().hex[:6]}", "router:external": True,
         "provider:network_type": "flat", "provider:physical_network": cloud.physical_network})
