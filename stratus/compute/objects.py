@@ -78,6 +78,9 @@ class VifIP(_Message):
     routes: list[dict[str, str]] = Field(default_factory=list)
     #: Whether the guest gets this address by DHCP (the subnet's ``enable_dhcp``).
     dhcp: bool = True
+    #: Floating addresses that the network service translates to this one (``addresses``
+    #: shows them as ``OS-EXT-IPS:type: floating``); refreshed on ``network-changed``.
+    floating_ips: list[str] = Field(default_factory=list)
 
 
 class VifInfo(_Message):

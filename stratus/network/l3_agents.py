@@ -67,9 +67,9 @@ class L3Agents(Part):
         if not hosts:
             return ""
         await self.txn.lock("l3-scheduling")
-        load = dict((await self.session.execute(
+        load = {h: n for h, n in await self.session.execute(
             select(Router.l3_agent_host, func.count()).where(
-                Router.l3_agent_host.in_(hosts)).group_by(Router.l3_agent_host))).tuples().all())
+                Router.l3_agent_host.in_(hosts)).group_by(Router.l3_agent_host))}
         host = min(hosts, key=lambda h: (load.get(h, 0), h))
         await self.bind(router, host)
         return host

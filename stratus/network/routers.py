@@ -339,6 +339,7 @@ class Routers(Part):
         router = await self.get_router(caller, router_id)
         caller.authorize("add_router_interface", {"project_id": router.project_id})
         self._one_of(request)
+        await self.txn.lock("router-interfaces", router.id)  # the overlap check must not race
         if request.port_id is not None:
             port = await self._adopt_port(caller, router, request.port_id)
         else:

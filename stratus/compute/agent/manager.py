@@ -8,6 +8,7 @@ conductor, which reschedules it to an alternate host or sets ERROR.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,8 @@ class ComputeAgentManager:
                                    lambda: self.report(RequestContext.for_service(AGENT_USER)))
         #: Waiters for events other services report (``network-vif-plugged``, ...).
         self.events = InstanceEvents()
+        #: One network-info refresh at a time per instance (events may come in a burst).
+        self._refreshing: dict[str, asyncio.Lock] = {}
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
 
@@ -356,9 +359,34 @@ class ComputeAgentManager:
 
     async def external_instance_event(self, ctx: RequestContext, instance_uuid: str,
                                       events: list[ExternalEvent]) -> None:
-        """Events compute-api accepted for an instance here: wake whoever waits for them."""
+        """Events compute-api accepted for an instance here: wake whoever waits for them;
+        ``network-changed`` refreshes the instance's network info (its floating IPs)."""
         for event in events:
             self.events.dispatch(instance_uuid, event)
+        if any(e.name == "network-changed" for e in events):
+            await self._refresh_network_info(instance_uuid)
+
+    async def _refresh_network_info(self, instance_uuid: str) -> None:
+        """The instance's ``network_info`` as the network service has it now, recorded
+        (never raises: a failed refresh leaves the last one, and the next event retries)."""
+        if self.network is None:
+            return
+        ctx = RequestContext.for_service(AGENT_USER)  # the host's own token: sees every port
+        try:
+            async with self._refreshing.setdefault(instance_uuid, asyncio.Lock()):
+                instance = await self.conductor.instance_get(ctx, instance_uuid)
+                if not instance.network_info:
+                    return
+                info = await self.network.with_floating_ips(ctx, instance.network_info)
+                if info != instance.network_info:
+                    await self.conductor.instance_update(ctx, instance_uuid,
+                                                         InstanceUpdate(network_info=info))
+        except Exception:
+            LOG.exception("could not refresh the network info of %s", instance_uuid)
+        finally:
+            lock = self._refreshing.get(instance_uuid)
+            if lock is not None and not lock.locked():
+                del self._refreshing[instance_uuid]
 
     async def get_console_output(self, ctx: RequestContext, instance_uuid: str,
                                  length: int | None = None) -> str:
