@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,12 @@ from stratus.core.bus import RPCServer, Target
 from stratus.core.context import RequestContext
 from stratus.network.agents import linux
 from stratus.network.agents.l3.manager import L3AgentManager, L3AgentOptions
-from stratus.network.agents.l3.router import gateway_device, internal_device, outer_device
+from stratus.network.agents.l3.router import (
+    RouterDriver,
+    gateway_device,
+    internal_device,
+    outer_device,
+)
 from stratus.network.objects import (
     FloatingIPInfo,
     NetworkInfo,
@@ -54,13 +59,15 @@ class Setup:
     outside: Outside
     guest: Guest
     made: int = 0
+    router_ids: list[str] = field(default_factory=list)
 
     def router(self, *floating: str) -> RouterInfo:
         """A router with addresses of its own: the first is the guest's gateway (.1),
         later ones sit beside it (.100, .101, ...) so they never answer for it."""
         self.made += 1
         inside = 1 if self.made == 1 else 98 + self.made
-        return RouterInfo(id=str(uuid.uuid4()), project_id=self.internal.project_id,
+        self.router_ids.append(str(uuid.uuid4()))
+        return RouterInfo(id=self.router_ids[-1], project_id=self.internal.project_id,
                           gateway=leg(self.external, 9 + self.made),
                           interfaces=[leg(self.internal, inside)],
                           floating_ips=[FloatingIPInfo(
@@ -91,7 +98,13 @@ async def setup(agent_bus: AgentBus, tmp_path: Path,
                 Guest(bridge_name(internal.id), port.mac_address, tmp_path / "g") as guest):
         await guest.add_address(f"{address(internal, 5)}/24")
         await asyncio.to_thread(_guest_route, guest.namespace, address(internal, 1))
-        yield Setup(agent_bus, {physnet: bridge}, external, internal, outside, guest)
+        made = Setup(agent_bus, {physnet: bridge}, external, internal, outside, guest)
+        try:
+            yield made
+        finally:  # what a failed test (a "crashed" agent) left behind
+            driver = RouterDriver(physical_bridges=made.physical_bridges)
+            for router_id in made.router_ids:
+                await asyncio.to_thread(driver.remove, router_id)
 
 
 async def start_agent(setup: Setup, state_dir: Path) -> tuple[L3AgentManager, RPCServer]:
