@@ -184,6 +184,12 @@ async def run(args: argparse.Namespace) -> Result:
             port = (await _call(client, "POST", "/ports", headers, {"port": {
                 "network_id": private["id"], "device_id": f"bench-{tag}",
                 "device_owner": "compute:bench"}}))["port"]
+            for group_id in port["security_groups"]:  # the echo reached from outside
+                await _call(client, "POST", "/security-group-rules", headers, {
+                    "security_group_rule": {"security_group_id": group_id,
+                                            "direction": "ingress", "ethertype": "IPv4",
+                                            "protocol": "tcp",
+                                            "remote_ip_prefix": "0.0.0.0/0"}})
             fip = (await _call(client, "POST", "/floatingips", headers, {"floatingip": {
                 "floating_network_id": public["id"]}}))["floatingip"]
             address = fip["floating_ip_address"]

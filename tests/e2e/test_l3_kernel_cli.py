@@ -116,6 +116,10 @@ def test_router_and_floating_ip_in_the_kernel_with_the_real_cli(cloud: Cloud,
     cloud.openstack("router", "add", "subnet", "r1", "private-subnet")
     private = cloud.openstack_json("network", "show", "private")
     port = cloud.openstack_json("port", "create", "--network", "private", "guest-port")
+    # Its (default) group lets TCP in: the host connects to the guest by its floating IP.
+    for group_id in port["security_group_ids"]:
+        cloud.openstack("security", "group", "rule", "create", "--ingress", "--protocol",
+                        "tcp", "--remote-ip", "0.0.0.0/0", group_id)
     fip = cloud.openstack_json("floating", "ip", "create", "public")
     cloud.openstack("floating", "ip", "set", "--port", "guest-port", fip["id"])
 

@@ -131,6 +131,12 @@ async def test_router_and_floating_ip_through_the_api(cloud: Cloud, tmp_path: Pa
         "network_id": private["id"], "device_id": str(uuid.uuid4()),
         "device_owner": "compute:nova", "binding:host_id": cloud.host})
     guest_ip = port["fixed_ips"][0]["ip_address"]
+    # The port's (default) group lets TCP in from anywhere: the outside connects to the
+    # guest (with the firewall enforced, the default group admits only its members).
+    for group_id in port["security_groups"]:
+        await cloud.request("POST", "/security-group-rules", {"security_group_rule": {
+            "security_group_id": group_id, "direction": "ingress", "ethertype": "IPv4",
+            "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0"}}, 201)
 
     async with (Outside(cloud.bridge, external_cidr) as outside,
                 Guest(bridge_name(private["id"]), port["mac_address"],
