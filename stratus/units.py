@@ -97,6 +97,8 @@ async def ensure_external_network(stack: Stack) -> list[str]:
     import asyncio
     from ipaddress import IPv4Network
 
+    from pyroute2 import NetlinkError
+
     from stratus.identity.resources import DEFAULT_DOMAIN_ID
     from stratus.network.agents import external
 
@@ -115,9 +117,13 @@ async def ensure_external_network(stack: Stack) -> list[str]:
         return [*said, f"Network: external network {network.name} has no gateway; its "
                        f"bridge {bridge} gets no host address"]
     prefix = IPv4Network(options.external_subnet_cidr).prefixlen
-    host_side = await asyncio.to_thread(external.ensure_external_bridge, bridge,
-                                        f"{gateway}/{prefix}",
-                                        masquerade=options.external_masquerade)
+    try:
+        host_side = await asyncio.to_thread(external.ensure_external_bridge, bridge,
+                                            f"{gateway}/{prefix}",
+                                            masquerade=options.external_masquerade)
+    except (OSError, RuntimeError, NetlinkError) as exc:  # e.g. an Open vSwitch br-ex
+        return [*said, f"Network: the host side of external network {network.name} was not "
+                       f"set up on {bridge}: {exc}"]
     stack.exits.push_async_callback(asyncio.to_thread, external.remove_external_bridge,
                                     host_side)
     said.append(f"Network: external network {network.name} on {host_side.describe()}")

@@ -166,3 +166,35 @@ async def test_up_makes_the_public_network_once(db_url: str, tmp_path: Path) -> 
     assert f"bridge {bridge} (made) with {gateway}/24" in said[0][1]
     assert "masquerading" not in said[0][1]
     assert len(said[1]) == 1 and "made the external network" not in said[1][0]
+
+
+async def test_up_says_when_the_bridge_cannot_be_used(db_url: str, tmp_path: Path) -> None:
+    """A device of the bridge's name that is no Linux bridge (an Open vSwitch ``br-ex``,
+    here a veth): ``stratus up`` still comes up, and says why there is no host side."""
+    require_root_and_dnsmasq()
+    tag = uuid.uuid4().hex[:8]
+    bridge = f"bx{tag}"
+
+    def add_dummy() -> None:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=bridge, kind="veth", peer=f"by{tag}")
+
+    await asyncio.to_thread(add_dummy)
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url="http://test",
+                        bus_url=f"memory://ext-{tag}", admin_password="ext-tests-admin-pw",
+                        identity={"bcrypt_rounds": 4},
+                        network={"backend": "linuxbridge", "physical_bridges": f"public:{bridge}",
+                                 "external_subnet_cidr": f"198.19.{random.randint(0, 255)}.0/24",
+                                 "external_masquerade": False})
+    stack = Stack(settings)
+    try:
+        await run_bootstrap(stack)
+        await root_app(stack, ["identity-api", "network-api"])
+        said = await ensure_external_network(stack)
+        assert said[0].startswith("Network: made the external network public")
+        assert said[1].startswith(f"Network: the host side of external network public was "
+                                  f"not set up on {bridge}: ")
+        assert "veth" in said[1]
+    finally:
+        await stack.aclose()
+        await asyncio.to_thread(linux.delete_link, bridge)
