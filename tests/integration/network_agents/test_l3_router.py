@@ -228,8 +228,11 @@ async def test_router_joins_networks_nats_and_floats(topology: Topology,
                 assert await on_two.seen_from(outside.namespace, floating_ip) == outside.address
             assert await out.seen_from(two.namespace, outside.address) == floating_ip
 
-            # Disassociated: the floating IP goes, the guest is SNATed to the router again.
+            # Disassociated: the floating IP goes, and with it its tracked connections;
+            # the guest is SNATed to the router again.
+            assert await asyncio.to_thread(_tracked, namespace, floating_ip) > 0
             await asyncio.to_thread(again.apply, router)
+            assert await asyncio.to_thread(_tracked, namespace, floating_ip) == 0
             assert await asyncio.to_thread(in_ns_addresses, namespace, qg) == {
                 f"{gateway_ip}/24"}
             async with Listener(two.namespace) as on_two:
@@ -296,3 +299,17 @@ def _run_in(namespace: str, args: list[str]) -> str:
     from stratus.network.agents.l3.router import run_in
 
     return run_in(namespace, args, None)
+
+
+def _tracked(namespace: str, address: str) -> int:
+    """Connections the namespace tracks to or from ``address``."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    with linux.entered(namespace):
+        tracker = Conntrack()
+    try:
+        return sum(len(list(tracker.dump_entries(**{side: NFCTAttrTuple(daddr=address)})))
+                   for side in ("tuple_orig", "tuple_reply"))
+    finally:
+        tracker.close()

@@ -39,7 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from pyroute2 import IPRoute, NetlinkError
+from pyroute2 import Conntrack, IPRoute, NetlinkError
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from stratus.network.agents import linux
 from stratus.network.objects import (
@@ -142,13 +143,15 @@ class RouterDriver:
                 wired[device] = wiring
         floating = sorted(f.floating_ip_address for f in router.floating_ips)
         added: list[tuple[str, str, str]] = []
+        removed: list[str] = []
         with linux.ipr_in(namespace) as ns:
             for device, port in legs.items():
                 addresses = _leg_addresses(port)
                 if device.startswith(GATEWAY_PREFIX):
                     addresses += [f"{a}/32" for a in floating]
-                    added += [(device, port.mac_address, a)
-                              for a in _sync_addresses(ns, device, addresses)]
+                    new, gone = _sync_addresses(ns, device, addresses)
+                    added += [(device, port.mac_address, a) for a in new]
+                    removed += gone
                 else:
                     _sync_addresses(ns, device, addresses)
             _sync_routes(ns, namespace, _wanted_routes(router))
@@ -161,6 +164,8 @@ class RouterDriver:
         if self._nat.get(router.id) != ruleset:
             self._apply_nat(namespace, ruleset)
             self._nat[router.id] = ruleset
+        # After the new ruleset: a packet of a dropped connection meets no old NAT.
+        forget_connections(namespace, removed)
         return AppliedRouter(router.id, tuple(f.id for f in router.floating_ips),
                              tuple(a for _, _, a in added))
 
@@ -357,15 +362,18 @@ def _write_sysctl(namespace: str, key: str, value: str) -> None:
         handle.write(value)
 
 
-def _sync_addresses(ns: IPRoute, device: str, addresses: list[str]) -> list[str]:
+def _sync_addresses(ns: IPRoute, device: str,
+                    addresses: list[str]) -> tuple[list[str], list[str]]:
     """Make ``device``'s IPv4 addresses exactly ``addresses`` (CIDR notation) through the
-    namespace's socket ``ns``; the addresses added (without their prefix)."""
+    namespace's socket ``ns``; the addresses added and removed (without their prefix)."""
     wanted = {IPv4Interface(a) for a in addresses}
     index = ns.link_lookup(ifname=device)[0]
     present = {IPv4Interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
                for m in ns.get_addr(index=index, family=2)}
-    for iface in present - wanted:
+    removed = []
+    for iface in sorted(present - wanted):
         ns.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        removed.append(str(iface.ip))
     added = []
     for iface in sorted(wanted - present):
         try:
@@ -375,7 +383,32 @@ def _sync_addresses(ns: IPRoute, device: str, addresses: list[str]) -> list[str]
             if exc.code != errno.EEXIST:
                 raise
         added.append(str(iface.ip))
-    return added
+    return added, removed
+
+
+def forget_connections(namespace: str, addresses: list[str]) -> int:
+    """Drop the namespace's tracked connections to or from ``addresses`` (floating IPs
+    taken away: an established connection must not keep its NAT past the association);
+    how many were dropped."""
+    if not addresses:
+        return 0
+    with linux.entered(namespace):
+        tracker = Conntrack()
+    dropped = 0
+    try:
+        for address in addresses:
+            for side in ("tuple_orig", "tuple_reply"):
+                match = {side: NFCTAttrTuple(saddr=None, daddr=address)}
+                for entry in list(tracker.dump_entries(**match)):
+                    try:
+                        tracker.delete(entry)
+                        dropped += 1
+                    except NetlinkError as exc:
+                        if exc.code != errno.ENOENT:  # gone meanwhile (both sides matched)
+                            raise
+    finally:
+        tracker.close()
+    return dropped
 
 
 def _name_of(index: int | None) -> str | None:
