@@ -105,4 +105,6 @@ class L3Ports(Part):
             return
         port = await self.session.get(Port, port_id)
         if port is not None:
+            # Its l3-agent unplugs the leg (it hears of the router); no l2-agent plugged it.
+            port.binding_host_id = ""
             await self.ports.remove(port)

@@ -4,7 +4,8 @@ Nothing here knows HTTP.
 ``NetworkRuntime`` lives as long as the process; ``NetworkService`` works inside one
 transaction (``Txn``) and holds one part per resource, each constructed with the
 transaction and its named collaborators (``networks``, ``subnets``, ``ports``,
-``security_groups``, ``agents``, ``agent_sync``, ``quotas``). Changes that agents or compute
+``security_groups``, ``agents``, ``agent_sync``, ``quotas``; the L3 service's ``routers``,
+``floating_ips`` and ``l3_sync``). Changes that agents or compute
 must hear of are queued on the transaction and run by the runtime after it committed, so
 nobody is told of a change that then rolled back.
 
