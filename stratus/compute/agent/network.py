@@ -173,31 +173,6 @@ class HostNetwork:
             devname=f"tap{port['id'][:11]}", bridge=str(details.get("bridge_name", "")),
             preserve_on_delete=preserve, ips=ips)
 
-    # Refresh ------------------------------------------------------------------------------
-
-    async def with_floating_ips(self, ctx: RequestContext,
-                                network_info: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``network_info`` with each fixed address's floating IPs as the network service
-        has them now (on ``network-changed``)."""
-        port_ids = [vif["id"] for vif in network_info]
-        base = await self.client.find_base()
-        if base is None or not port_ids:
-            return network_info
-        fips = await self._do("list the floating IPs of the instance's ports",
-                              self.client.list_floatingips(ctx, base, {
-                                  "port_id": port_ids, "fields": [
-                                      "port_id", "fixed_ip_address", "floating_ip_address"]}))
-        refreshed = []
-        for vif in network_info:
-            ips = []
-            for ip in vif.get("ips", []):
-                floating = sorted(f["floating_ip_address"] for f in fips
-                                  if f.get("port_id") == vif["id"]
-                                  and f.get("fixed_ip_address") == ip.get("address"))
-                ips.append({**ip, "floating_ips": floating})
-            refreshed.append({**vif, "ips": ips})
-        return refreshed
-
     # Release ------------------------------------------------------------------------------
 
     async def _release(self, ctx: RequestContext, base: str,
@@ -238,3 +213,28 @@ class HostNetwork:
             if port.get("device_owner", "").startswith(DEVICE_OWNER_PREFIX) or \
                     port["id"] in preserved:
                 await self._release_port(ctx, base, port["id"], port["id"] in preserved)
+
+    # Refresh ------------------------------------------------------------------------------
+
+    async def with_floating_ips(self, ctx: RequestContext,
+                                network_info: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``network_info`` with each fixed address's floating IPs as the network service
+        has them now (on ``network-changed``)."""
+        port_ids = [vif["id"] for vif in network_info]
+        base = await self.client.find_base()
+        if base is None or not port_ids:
+            return network_info
+        fips = await self._do("list the floating IPs of the instance's ports",
+                              self.client.list_floatingips(ctx, base, {
+                                  "port_id": port_ids, "fields": [
+                                      "port_id", "fixed_ip_address", "floating_ip_address"]}))
+        refreshed = []
+        for vif in network_info:
+            ips = []
+            for ip in vif.get("ips", []):
+                floating = sorted(f["floating_ip_address"] for f in fips
+                                  if f.get("port_id") == vif["id"]
+                                  and f.get("fixed_ip_address") == ip.get("address"))
+                ips.append({**ip, "floating_ips": floating})
+            refreshed.append({**vif, "ips": ips})
+        return refreshed
