@@ -6,6 +6,7 @@ The agents never read the network database: the server hands them ``NetworkInfo`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -162,3 +163,23 @@ class RouterInfo(_Message):
     interfaces: list[RouterPort] = Field(default_factory=list)
     routes: list[HostRoute] = Field(default_factory=list)
     floating_ips: list[FloatingIPInfo] = Field(default_factory=list)
+
+
+# Provider bridges ---------------------------------------------------------------------------
+
+
+def network_bridge(network: NetworkInfo, physical_bridges: Mapping[str, str]) -> str:
+    """The host bridge of ``network`` on every agent (l2, dhcp, l3 agree through this): a
+    ``flat`` network on a physical network that ``network.physical_bridges`` maps uses that
+    host bridge (e.g. ``public`` → ``br-ex``); any other network its own ``brq<id[:11]>``."""
+    if network.network_type == "flat" and network.physical_network:
+        mapped = physical_bridges.get(network.physical_network)
+        if mapped:
+            return mapped
+    return bridge_name(network.id)
+
+
+def is_provider_bridge(bridge: str, physical_bridges: Mapping[str, str]) -> bool:
+    """Whether ``bridge`` is a mapped host bridge: the operator's (or ``stratus up``'s), which
+    agents plug into but never remove."""
+    return bridge in physical_bridges.values()

@@ -38,7 +38,7 @@ from stratus.network.l3_ports import L3Ports, refuse_direct_delete
 from stratus.network.l3_sync import L3Sync
 from stratus.network.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.network.models import Network, Port
-from stratus.network.networks import Networks, NewNetwork
+from stratus.network.networks import Networks, NewNetwork, ProviderSegment
 from stratus.network.notify import Notifier
 from stratus.network.objects import NetworkInfo
 from stratus.network.policy import RULES
@@ -139,3 +139,26 @@ class NetworkService:
         await self.subnets.create_subnet(caller, NewSubnet(network_id=net.id, cidr=cidr,
                                                            name=f"{name}-subnet"))
         return net
+
+    # The external network of ``stratus up`` ---------------------------------------------------
+
+    async def ensure_external_network(self, project_id: str, name: str,
+                                      physical_network: str,
+                                      cidr: str) -> tuple[Network, str | None, bool]:
+        """The external network ``name`` (``router:external``, flat on
+        ``physical_network``) with one DHCP-less subnet on ``cidr``, owned by
+        ``project_id``: made once. Its subnet's gateway address, and whether it was made
+        now."""
+        existing = await self.txn.session.scalar(select(Network).where(
+            Network.router_external.is_(True), Network.name == name))
+        if existing is not None:
+            subnets = await self.snapshots.subnets_of(existing.id)
+            return existing, next((s.gateway_ip for s in subnets if s.gateway_ip), None), False
+        caller = network_caller(RequestContext(roles=["admin"], project_id=project_id),
+                                self.enforcer)
+        net = await self.networks.create_network(caller, NewNetwork(
+            name=name, router_external=True,
+            provider=ProviderSegment(network_type="flat", physical_network=physical_network)))
+        subnet = await self.subnets.create_subnet(caller, NewSubnet(
+            network_id=net.id, cidr=cidr, name=f"{name}-subnet", enable_dhcp=False))
+        return net, subnet.gateway_ip, True

@@ -19,25 +19,11 @@ from stratus.core.bus.contract import check
 from stratus.core.context import RequestContext
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
+from stratus.network.agents.l3.manager import L3AgentManager
 from stratus.network.manager import NetworkServerManager
 from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI, L3AgentAPI, NetworkServerAPI
 from stratus.volume.manager import VolumeManager
 from stratus.volume.rpcapi import VolumeManagerAPI
-
-
-class L3AgentServerSide:
-    """What an l3-agent must serve on ``l3_agent.<host>`` for ``L3AgentAPI`` (the host is the
-    one the client gave to ``prepare(server=host)``). Stands for the l3-agent's manager until
-    that unit is on this branch; then the pair names the manager instead."""
-
-    METHODS = ("routers_updated", "router_deleted")
-
-    async def routers_updated(self, ctx: RequestContext, router_ids: list[str]) -> None:
-        return None
-
-    async def router_deleted(self, ctx: RequestContext, router_id: str) -> None:
-        return None
-
 
 #: Each client and the manager its topic's servers run (see where each unit serves it).
 PAIRS: list[tuple[type[RPCAPI], type]] = [
@@ -49,7 +35,8 @@ PAIRS: list[tuple[type[RPCAPI], type]] = [
     # The l2-agent serves ``l2_agent.<host>`` through one endpoint per host, which supplies
     # the host the client gave to ``prepare(server=host)``.
     (L2AgentAPI, L2HostEndpoint),
-    (L3AgentAPI, L3AgentServerSide),
+    # The l3-agent serves ``l3_agent.<host>`` for its one host.
+    (L3AgentAPI, L3AgentManager),
     (VolumeManagerAPI, VolumeManager),
 ]
 
