@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import states, volume_attach
+from stratus.compute import server_security_groups, states, volume_attach
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
@@ -150,6 +150,9 @@ ACTIONS: dict[str, ActionHandler] = {
     "os-start": start,
     "reboot": reboot,
     "os-getConsoleOutput": console_output,
+    # Security groups live on the server's ports (stratus.compute.server_security_groups).
+    "addSecurityGroup": server_security_groups.add_security_group,
+    "removeSecurityGroup": server_security_groups.remove_security_group,
 }
 
 

@@ -23,6 +23,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
 from stratus.core.clients.image import ImageClient
+from stratus.core.clients.network import NetworkClient
 from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
 from stratus.core.db import Database, Txn
@@ -37,6 +38,8 @@ class ComputeClients:
     agents: ComputeAgentAPI
     images: ImageClient
     volumes: VolumeClient
+    #: The network service's client (server security groups); None: compute alone.
+    network: NetworkClient | None = None
 
 
 class ComputeRuntime:

@@ -26,13 +26,15 @@ async def build_api(stack: Stack) -> ASGIApp:
     from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
     from stratus.compute.service import ComputeClients
     from stratus.core.clients.image import ImageClient
+    from stratus.core.clients.network import NetworkClient
     from stratus.core.clients.volume import VolumeClient
 
     runtime = await compute_runtime(stack)
     bus = await stack.transport()
     http = stack.http_client()
     runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
-                                   images=ImageClient(http), volumes=VolumeClient(http)))
+                                   images=ImageClient(http), volumes=VolumeClient(http),
+                                   network=NetworkClient(http, stack.service_auth())))
     return create_compute_app(runtime, stack.token_validator())
 
 
