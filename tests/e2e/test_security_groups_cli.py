@@ -40,6 +40,7 @@ def group_names(server: dict[str, Any]) -> list[str]:
     return sorted(g["name"] for g in value)
 
 
+@pytest.mark.timeout(900)  # some twenty CLI runs of a second or more each
 def test_server_and_port_security_groups_with_the_real_cli(cloud: Cloud,
                                                            tmp_path: Path) -> None:
     disk = tmp_path / "disk.raw"
