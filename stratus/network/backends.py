@@ -144,6 +144,7 @@ def backend_name(settings: Settings) -> str:
 
 def create_backend(name: str, transport: Transport | None) -> NetworkBackend:
     if name == "noop":
+        LOG.info("network backend noop: security groups are stored, not enforced")
         return NoopBackend()
     if transport is None:
         raise ValueError("the linuxbridge backend needs the message bus")
