@@ -27,6 +27,8 @@ LOG = logging.getLogger(__name__)
 
 #: Server views wait this long for the network service before showing the stored names.
 VIEW_TIMEOUT = 5.0
+#: Servers asked about per ports request (keeps the query string short on big pages).
+PORTS_PER_REQUEST = 100
 
 
 class GroupArgs(BaseModel):
@@ -161,9 +163,12 @@ async def fill_security_groups(rt: ComputeRuntime, context: RequestContext,
             base = await client.find_base(context)
             if base is None:
                 return
-            ports = await client.list_ports(context, base, {
-                "device_id": [s["id"] for s in servers],
-                "fields": ["device_id", "security_groups"]})
+            ports = []
+            ids_of_page = [s["id"] for s in servers]
+            for start in range(0, len(ids_of_page), PORTS_PER_REQUEST):
+                ports += await client.list_ports(context, base, {
+                    "device_id": ids_of_page[start:start + PORTS_PER_REQUEST],
+                    "fields": ["device_id", "security_groups"]})
             ids = sorted({g for p in ports for g in p.get("security_groups", [])})
             names: dict[str, str] = {}
             if ids:
