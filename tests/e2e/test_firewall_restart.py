@@ -101,7 +101,7 @@ async def test_rules_survive_sigkill_and_are_rebuilt_without_duplicates(
         await eventually(lambda: table_objects(table).get("inet chain") == 1 + 2 * 3,
                          within=30, message="the firewall applied for the three ports")
         before, counts = ruleset(table), table_objects(table)
-        assert counts == {"bridge table": 1, "bridge chain": 4, "bridge rule": 1 + 3 * 11,
+        assert counts == {"bridge table": 1, "bridge chain": 4, "bridge rule": 1 + 3 * 12,
                           "inet table": 1, "inet chain": 7,
                           "inet rule": counts["inet rule"], "inet set": 2}
 

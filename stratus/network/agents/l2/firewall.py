@@ -170,6 +170,8 @@ def _spoof_chain(details: DeviceDetails) -> list[str]:
     addresses = _addresses(details)
     macs = _elements(addresses.macs)
     lines = [f"ether saddr != {macs} drop",
+             # Tagged frames would carry addresses these checks never look at.
+             "ether type { 8021q, 8021ad } drop",
              f"ether type arp arp saddr ether != {macs} drop"]
     arp = [f"{m} . {a}" for m, a in addresses.v4] + [f"{m} . 0.0.0.0" for m in addresses.macs]
     lines.append(f"ether type arp arp saddr ether . arp saddr ip != {_elements(arp)} drop")
