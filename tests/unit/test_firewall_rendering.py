@@ -119,3 +119,25 @@ async def test_the_noop_firewall_filters_nothing() -> None:
     await firewall.apply()
     await firewall.clear()
     assert firewall.ports == {}
+
+
+def test_which_tracked_connections_the_rules_still_admit() -> None:
+    from stratus.network.agents.l2.flows import Flow, admitted
+
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    d = details(rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22),
+                rule("ingress", protocol="icmp", port_range_min=8),
+                rule("ingress", protocol="udp", remote_group_id=group_id),
+                rule("egress", protocol="6", remote_ip_prefix="192.0.2.0/24"),
+                members={group_id: ["10.0.0.7"]})
+    ssh = Flow(4, 6, "198.51.100.1", "10.0.0.5", 40000, 22)
+    assert admitted(d, ssh)
+    assert not admitted(d, Flow(4, 6, "198.51.100.1", "10.0.0.5", 40000, 23))
+    assert admitted(d, Flow(4, 1, "198.51.100.1", "10.0.0.5", icmp_type=8, icmp_code=0))
+    assert not admitted(d, Flow(4, 1, "198.51.100.1", "10.0.0.5", icmp_type=13))
+    assert admitted(d, Flow(4, 17, "10.0.0.7", "10.0.0.5", 5000, 53))  # a member
+    assert not admitted(d, Flow(4, 17, "10.0.0.8", "10.0.0.5", 5000, 53))
+    assert admitted(d, Flow(4, 6, "10.0.0.5", "192.0.2.10", 40000, 443))  # egress
+    assert not admitted(d, Flow(4, 6, "10.0.0.5", "203.0.113.1", 40000, 443))
+    assert admitted(d, Flow(4, 6, "10.0.0.5", "169.254.169.254", 40000, 80))  # metadata
+    assert admitted(d, Flow(4, 6, "203.0.113.1", "203.0.113.2", 1, 2))  # not the port's

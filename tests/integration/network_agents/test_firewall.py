@@ -406,3 +406,88 @@ async def test_a_rule_change_takes_effect_within_a_second(lab: Lab) -> None:
         while not await reaches(a, b, 22, timeout=0.2):
             assert time.monotonic() - started < 1.0, "the rule took more than a second"
         assert time.monotonic() - started < 1.0
+
+
+@contextlib.contextmanager
+def echo_server(guest: NsGuest, port: int) -> Iterator[None]:
+    """A listener inside ``guest`` that echoes what each connection sends."""
+    with linux.entered(guest.namespace):
+        server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    data = conn.recv(64)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                conn.sendall(data)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def held_connection(guest: NsGuest, address: str, port: int) -> socket.socket:
+    with linux.entered(guest.namespace):
+        sock = socket.socket()
+    sock.settimeout(1.0)
+    sock.connect((address, port))
+    return sock
+
+
+def echoes(sock: socket.socket) -> bool:
+    try:
+        sock.sendall(b"ping")
+        return sock.recv(16) == b"ping"
+    except OSError:
+        return False
+
+
+async def test_connections_no_rule_admits_any_more_are_cut(lab: Lab) -> None:
+    both = SecurityGroupInfo(id=str(uuid.uuid4()), rules=[
+        *EGRESS, rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22),
+        rule("ingress", protocol="tcp", port_range_min=23, port_range_max=23)])
+    port_a, port_b = lab.port(10, [both]), lab.port(11, [both])
+    for port in (port_a, port_b):
+        lab.firewall.set_port(lab.details(port, [both]))
+    await lab.firewall.apply()
+    a, b = await lab.guest(port_a), await lab.guest(port_b)
+    with echo_server(b, 22), echo_server(b, 23):
+        ssh = await asyncio.to_thread(held_connection, a, b.address, 22)
+        other = await asyncio.to_thread(held_connection, a, b.address, 23)
+        with ssh, other:
+            assert await asyncio.to_thread(echoes, ssh)
+            assert await asyncio.to_thread(echoes, other)
+            # The rule for 22 goes: the open connection to 22 is cut, the one to 23 is
+            # still admitted and keeps working, whichever side speaks first.
+            only_23 = both.model_copy(update={"rules": [
+                r for r in both.rules if r.port_range_min != 22]})
+            lab.firewall.set_port(lab.details(port_b, [only_23]))
+            await lab.firewall.apply()
+            await lab.firewall.settled()
+            assert not await asyncio.to_thread(echoes, ssh)
+            assert await asyncio.to_thread(echoes, other)

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stratus.network import protocols
+from stratus.network.agents.l2 import flows
 from stratus.network.objects import (
     METADATA_ADDRESS,
     DeviceDetails,
@@ -286,6 +287,10 @@ class NftablesFirewall:
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
+        #: Each port as last applied: a port whose rules changed has its stale
+        #: connections forgotten (``flows``).
+        self._applied: dict[str, DeviceDetails] = {}
+        self._forgetting: set[asyncio.Task[None]] = set()
 
     def available(self) -> bool:
         return shutil.which(self.nft) is not None
@@ -303,11 +308,34 @@ class NftablesFirewall:
         """Replace our tables with the current ports' ruleset in one nft transaction."""
         async with self._lock:
             await self._run(["-f", "-"], self.render())
+            changed = [d for port_id, d in self.ports.items()
+                       if port_id in self._applied and self._applied[port_id] != d]
+            self._applied = dict(self.ports)
+            if changed:
+                # After the answer: the rules are in force now, the table walk may be slow.
+                task = asyncio.create_task(self._forget(changed))
+                self._forgetting.add(task)
+                task.add_done_callback(self._forgetting.discard)
+
+    async def _forget(self, changed: list[DeviceDetails]) -> None:
+        try:
+            forgotten = await asyncio.to_thread(flows.forget_stale, changed)
+        except Exception:  # the rules hold for new connections all the same
+            LOG.exception("firewall: stale connections could not be forgotten")
+            return
+        if forgotten:
+            LOG.info("firewall: %d connections no rule admits any more forgotten", forgotten)
+
+    async def settled(self) -> None:
+        """Wait for the stale connections of earlier applies to be forgotten."""
+        while self._forgetting:
+            await asyncio.gather(*self._forgetting, return_exceptions=True)
 
     async def clear(self) -> None:
         """Delete our tables (nothing of ours is left)."""
         async with self._lock:
             self.ports.clear()
+            self._applied.clear()
             await self._run(["-f", "-"], render(self.table, []))
 
     async def _run(self, args: list[str], script: str) -> str:
