@@ -141,3 +141,17 @@ def test_which_tracked_connections_the_rules_still_admit() -> None:
     assert not admitted(d, Flow(4, 6, "10.0.0.5", "203.0.113.1", 40000, 443))
     assert admitted(d, Flow(4, 6, "10.0.0.5", "169.254.169.254", 40000, 80))  # metadata
     assert admitted(d, Flow(4, 6, "203.0.113.1", "203.0.113.2", 1, 2))  # not the port's
+
+
+def test_conntrack_lines_give_the_original_direction() -> None:
+    from stratus.network.agents.l2.flows import Flow, _parse
+
+    tcp = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.2 dst=10.0.0.5 sport=40000 "
+           "dport=22 src=10.0.0.5 dst=10.0.0.2 sport=22 dport=40000 [ASSURED] mark=0 zone=0 "
+           "use=2")
+    assert _parse(tcp) == Flow(4, 6, "10.0.0.2", "10.0.0.5", 40000, 22)
+    icmp = ("ipv4     2 icmp     1 29 src=10.0.0.2 dst=10.0.0.5 type=8 code=0 id=77 "
+            "src=10.0.0.5 dst=10.0.0.2 type=0 code=0 id=77 mark=0 zone=0 use=2")
+    assert _parse(icmp) == Flow(4, 1, "10.0.0.2", "10.0.0.5", icmp_type=8, icmp_code=0,
+                                icmp_id=77)
+    assert _parse("garbage") is None
