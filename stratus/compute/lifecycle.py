@@ -20,7 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import rebuild, shelve, snapshots, states, volume_attach
+from stratus.compute import (
+    rebuild,
+    server_security_groups,
+    shelve,
+    snapshots,
+    states,
+    volume_attach,
+)
 from stratus.compute.action_steps import Reply, at_version
 from stratus.compute.action_steps import begin as _begin
 from stratus.compute.action_steps import require as _require  # noqa: F401 - for handlers
@@ -141,6 +148,9 @@ ACTIONS: dict[str, ActionHandler] = {
     "shelve": shelve.shelve,
     "shelveOffload": shelve.shelve_offload,
     "unshelve": shelve.unshelve,
+    # Security groups live on the server's ports (stratus.compute.server_security_groups).
+    "addSecurityGroup": server_security_groups.add_security_group,
+    "removeSecurityGroup": server_security_groups.remove_security_group,
 }
 
 

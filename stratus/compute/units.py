@@ -34,7 +34,7 @@ async def build_api(stack: Stack) -> ASGIApp:
     http = stack.http_client()
     runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
                                    images=ImageClient(http), volumes=VolumeClient(http),
-                                   network=NetworkClient(http)))
+                                   network=NetworkClient(http, stack.service_auth())))
     return create_compute_app(runtime, stack.token_validator())
 
 

@@ -166,6 +166,9 @@ class NetworkSettings(BaseModel):
     #: Seconds between agent heartbeats, and after which a silent agent is shown down.
     agent_report_interval: float = Field(10.0, gt=0)
     agent_down_time: float = Field(75.0, gt=0)
+    #: The l2-agent's security group firewall: the name of its nftables tables (``inet`` and
+    #: ``bridge``); empty turns filtering off (said on start-up).
+    firewall_table: str = "stratus-sg"
     #: Seconds a compute host waits for ``network-vif-plugged`` before failing the build.
     vif_plugging_timeout: float = Field(300.0, gt=0)
     #: Default per-project quotas (Neutron's defaults; -1 is unlimited).

@@ -5,7 +5,8 @@ The service calls a ``NetworkBackend`` after each committed change. Two exist:
 * ``LinuxBridgeBackend`` tells the agents over the bus: every dhcp-agent (fanout) gets full
   snapshots of networks and ports; the l2-agent of a port's host is told to plug or unplug
   it, and the port goes ACTIVE only when that agent reports the device up.
-* ``NoopBackend`` (IPAM and API only): nothing is told, and a port bound to a host is wired
+* ``NoopBackend`` (IPAM and API only, security groups stored but never enforced): nothing
+  is told, and a port bound to a host is wired
   at once (ACTIVE, and the server gets ``network-vif-plugged``), so fake-driver clouds and
   scale tests run without kernel work.
 
@@ -55,6 +56,9 @@ class NetworkBackend(Protocol):
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None: ...
 
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None: ...
+
 
 class NoopBackend:
     name = "noop"
@@ -78,6 +82,11 @@ class NoopBackend:
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None:
+        return None
+
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        """No firewall: with the noop backend security groups are stored, never enforced."""
         return None
 
 
@@ -110,6 +119,10 @@ class LinuxBridgeBackend:
                            network_id: str) -> None:
         await self.l2.port_unbound(ctx, host, port_id, network_id)
 
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        await self.l2.security_groups_updated(ctx, security_group_ids, port_ids)
+
 
 def backend_name(settings: Settings) -> str:
     """The configured backend, or the automatic choice (with the reason logged)."""
@@ -131,6 +144,7 @@ def backend_name(settings: Settings) -> str:
 
 def create_backend(name: str, transport: Transport | None) -> NetworkBackend:
     if name == "noop":
+        LOG.info("network backend noop: security groups are stored, not enforced")
         return NoopBackend()
     if transport is None:
         raise ValueError("the linuxbridge backend needs the message bus")

@@ -98,6 +98,9 @@ class Port(_Standard, Base):
         passive_deletes=True)
     security_groups: Mapped[list[PortSecurityGroup]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
+    allowed_address_pairs: Mapped[list[PortAllowedAddressPair]] = relationship(
+        lazy="selectin", order_by="PortAllowedAddressPair.position",
+        cascade="all, delete-orphan", passive_deletes=True)
 
 
 class IPAllocation(Base):
@@ -165,6 +168,20 @@ class PortSecurityGroup(Base):
     security_group_id: Mapped[str] = mapped_column(
         ForeignKey("network_security_groups.id", ondelete="RESTRICT"), primary_key=True,
         index=True)
+
+
+class PortAllowedAddressPair(Base):
+    """An ``allowed_address_pairs`` entry of a port: the firewall lets the port send from
+    ``ip_address`` (an address or a CIDR) with ``mac_address``."""
+
+    __tablename__ = "network_port_allowed_address_pairs"
+
+    port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="CASCADE"), primary_key=True)
+    mac_address: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Order of the pair in the port's ``allowed_address_pairs``.
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Agent(Base):

@@ -66,6 +66,39 @@ class SubnetInfo(_Message):
     allocation_pools: list[AllocationPool] = Field(default_factory=list)
 
 
+# Security groups, as the l2-agent's firewall needs them ----------------------------------
+
+
+class AddressPair(_Message):
+    """An ``allowed_address_pairs`` entry: traffic from ``ip_address`` (an address or a
+    CIDR) with ``mac_address`` is the port's own."""
+
+    ip_address: str
+    mac_address: str
+
+
+class SecurityGroupRuleInfo(_Message):
+    """One rule as written (protocol normalised to its name or number string)."""
+
+    id: str
+    direction: str
+    ethertype: str = "IPv4"
+    protocol: str | None = None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+
+
+class SecurityGroupInfo(_Message):
+    id: str
+    stateful: bool = True
+    rules: list[SecurityGroupRuleInfo] = Field(default_factory=list)
+
+
+# Networks and ports -------------------------------------------------------------------------
+
+
 class PortInfo(_Message):
     id: str
     network_id: str
@@ -80,6 +113,10 @@ class PortInfo(_Message):
     #: Hostname handed out by DHCP (Neutron's ``dns_name`` / ``host-<ip>`` when empty).
     hostname: str = ""
     status: str = "DOWN"
+    #: Port security (the firewall filters the port only when on).
+    port_security_enabled: bool = True
+    security_group_ids: list[str] = Field(default_factory=list)
+    allowed_address_pairs: list[AddressPair] = Field(default_factory=list)
 
 
 class NetworkInfo(_Message):
@@ -99,10 +136,14 @@ class NetworkInfo(_Message):
 
 
 class DeviceDetails(_Message):
-    """What an l2-agent needs to wire one port: the port and its network's segment."""
+    """What an l2-agent needs to wire one port: the port and its network's segment, and
+    for its firewall the port's groups with their rules and the members (addresses and
+    CIDRs) of every group those rules name as ``remote_group_id``."""
 
     port: PortInfo
     network: NetworkInfo
+    security_groups: list[SecurityGroupInfo] = Field(default_factory=list)
+    remote_group_members: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class AgentState(_Message):

@@ -133,6 +133,17 @@ class L2AgentAPI(RPCAPI):
         """Every host drops the network's bridge (and VXLAN device)."""
         await self.client.fanout(ctx, "network_deleted", network_id=network_id)
 
+    async def security_groups_updated(self, ctx: RequestContext,
+                                      security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        """Rules or members of these groups changed, or these ports' security did (their
+        groups, addresses, address pairs, port security): every agent fetches again the
+        ports it filters that the change touches (a port in the groups, or whose rules name
+        one of them as remote group, or one of ``port_ids``) and applies their firewall."""
+        await self.client.fanout(ctx, "security_groups_updated",
+                                 security_group_ids=security_group_ids,
+                                 port_ids=port_ids)
+
 
 class L3AgentAPI(RPCAPI):
     TOPIC = L3_AGENT_TOPIC

@@ -104,7 +104,7 @@ class NetworkService:
         self.snapshots = Snapshots(txn)
         notifier = Notifier(txn, self.snapshots, runtime.backend, runtime.events,
                             runtime.read_network)
-        self.security_groups = SecurityGroups(txn, self.quotas)
+        self.security_groups = SecurityGroups(txn, self.quotas, notifier)
         self.networks = Networks(txn, self.quotas, notifier, runtime.options)
         self.subnets = Subnets(txn, self.networks, self.quotas, notifier)
         self.ports = Ports(txn, ipam, self.networks, self.security_groups, self.quotas,

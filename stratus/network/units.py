@@ -84,7 +84,8 @@ async def build_l2_agent(stack: Stack) -> None:
         tunnel_ip=settings.network.tunnel_ip,
         report_interval=settings.network.agent_report_interval,
         state_file=settings.data_dir / "l2-agent.json",
-        physical_bridges=settings.network.physical_bridges))
+        physical_bridges=settings.network.physical_bridges,
+        firewall_table=settings.network.firewall_table or None))
     stack.exits.push_async_callback(agent.stop)
     for host in hosts:
         await stack.serve(L2_AGENT_TOPIC, host, agent.endpoint(host), agent.METHODS)

@@ -122,7 +122,10 @@ def base_env(**extra: str) -> dict[str, str]:
     env.update({"STRATUS_IDENTITY__BCRYPT_ROUNDS": "4", "STRATUS_CONFIG_FILE": "/nonexistent",
                 "PYTHONUNBUFFERED": "1",
                 # Real guests only where a test asks (STRATUS_COMPUTE__VIRT_DRIVER=libvirt).
-                "STRATUS_COMPUTE__VIRT_DRIVER": "fake"})
+                "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
+                # Each cloud its own firewall tables: concurrent clouds never replace each
+                # other's rulesets (the l2-agent owns its tables whole).
+                "STRATUS_NETWORK__FIREWALL_TABLE": f"sg-e2e-{uuid.uuid4().hex[:10]}"})
     env.update(external_network_env())
     env.update(extra)
     return env

@@ -28,6 +28,7 @@ from stratus.compute.api.deps import (
 from stratus.compute.api.schemas import ServerCreateBody, ServerUpdateBody, boot_request
 from stratus.compute.api.volume_attachments import fill_volumes_attached
 from stratus.compute.server_filters import ADMIN_SORT_KEYS, SORT_COLUMNS
+from stratus.compute.server_security_groups import fill_security_groups
 from stratus.compute.servers import ServerPage, ServerUpdate, target, visible
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.policy import Caller
@@ -103,6 +104,7 @@ async def list_servers_detail(request: Request, rt: Runtime, caller: CallerDep, 
     page = await servers.detailed_page(rt, caller, req, version, all_tenants=all_tenants)
     body: dict[str, Any] = {"servers": _details(caller, urls, version, page)}
     await fill_volumes_attached(rt, caller.context, version, body["servers"])
+    await fill_security_groups(rt, caller.context, body["servers"])
     return body | listing.NOVA.links(req, SERVERS, urls.url("servers/detail"),
                                      next_marker=page.next_marker)
 
@@ -113,6 +115,7 @@ async def show_server(server_id: str, rt: Runtime, caller: CallerDep,
     page = await servers.show(rt, caller, server_id, version)
     (body,) = _details(caller, urls, version, page)
     await fill_volumes_attached(rt, caller.context, version, [body])
+    await fill_security_groups(rt, caller.context, [body])
     return {"server": body}
 
 

@@ -34,6 +34,8 @@ EXTENSIONS = [
     ("quota_details", "Quota details management support",
      "Expose functions for quotas usage statistics per project"),
     ("port-security", "Port Security", "Provides port security"),
+    ("allowed-address-pairs", "Allowed Address Pairs",
+     "Provides allowed address pairs"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("standard-attr-description", "standard-attr-description",
      "Extension to add descriptions to standard attributes"),

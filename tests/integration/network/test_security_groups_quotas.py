@@ -54,16 +54,18 @@ async def test_rules_create_duplicate_validate_delete(cloud: NetCloud) -> None:
     message = assert_neutron_error(duplicate, 409, "SecurityGroupRuleExists")
     assert rule["id"] in message
     bad = [
-        ({**body, "direction": "sideways"}, "direction"),
-        ({**body, "port_range_min": 30, "port_range_max": 20}, "port_range"),
-        ({**body, "protocol": "nope"}, "protocol"),
-        ({**body, "remote_ip_prefix": "::/0"}, "ethertype"),
-        ({**body, "protocol": None}, "protocol"),
+        ({**body, "direction": "sideways"}, "direction", "InvalidInput"),
+        ({**body, "port_range_min": 30, "port_range_max": 20}, "port_range",
+         "SecurityGroupInvalidPortRange"),
+        ({**body, "protocol": "nope"}, "protocol", "SecurityGroupRuleInvalidProtocol"),
+        ({**body, "remote_ip_prefix": "::/0"}, "ethertype",
+         "SecurityGroupRuleParameterConflict"),
+        ({**body, "protocol": None}, "protocol", "SecurityGroupProtocolRequiredWithPorts"),
     ]
-    for attrs, words in bad:
+    for attrs, words, type_name in bad:
         response = await cloud.call("POST", "/security-group-rules", member,
                                     json={"security_group_rule": attrs})
-        assert words in assert_neutron_error(response, 400, "InvalidInput"), attrs
+        assert words in assert_neutron_error(response, 400, type_name), attrs
 
     custom = await cloud.create("security-group", member, name="web", description="w")
     assert {(r["direction"], r["ethertype"]) for r in custom["security_group_rules"]} == {
