@@ -203,6 +203,14 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
             console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
             raise typer.Exit(2)
         settings.compute.virt_driver = virt_driver
+    if settings.compute.virt_driver == "libvirt":
+        from stratus.compute.virt.libvirt.host import usable
+
+        missing = usable()
+        if missing is not None:  # say it now, not in every guest's fault
+            console.print(f"[red]The libvirt virt driver cannot run here:[/] {missing}",
+                          highlight=False)
+            raise typer.Exit(2)
     if fake_hosts is not None:
         settings.compute.fake_hosts = fake_hosts
     if network_backend is not None:

@@ -38,7 +38,6 @@ TOOLS: dict[str, HostTool] = {tool.command: tool for tool in (
     HostTool("virsh", "libvirt-clients", "inspecting libvirt's guests"),
     HostTool("dnsmasq", "dnsmasq-base", "DHCP for guests (the dhcp-agent)"),
     HostTool("nft", "nftables", "security groups and NAT (nftables)"),
-    HostTool("ip", "iproute2", "bridges and namespaces by hand"),
     HostTool("ceph", "ceph-common", "the Ceph cluster's command line"),
     HostTool("memcached", "memcached", "the dashboard's session cache"),
     HostTool("pkg-config", "pkg-config", "building libvirt-python"),

@@ -137,3 +137,13 @@ def test_verbose_logs_to_the_console_too(tmp_path: Path) -> None:
         assert "Running upgrade" not in console
     finally:
         assert cloud.stop() == 0
+
+
+def test_libvirt_asked_for_without_qemu_is_refused_at_once(tmp_path: Path,
+                                                           env: dict[str, str]) -> None:
+    result = subprocess.run([str(BIN / "stratus"), "up", "--virt-driver", "libvirt",
+                             "--data-dir", str(tmp_path / "data"), "--port", str(free_port())],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert ("The libvirt virt driver cannot run here: qemu-system-x86_64 is not installed; "
+            "apt-get install qemu-system-x86") in result.stderr
