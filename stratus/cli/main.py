@@ -117,11 +117,16 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         asgi = await root_app(stack, names)
         if bootstrap:
             await ensure_default_network(stack)
-        for name, reason in stack.not_started.items():
-            if not bootstrap:
-                console.print(f"{name}: not started: {reason}")
-        if all(UNITS[name].prefix is None for name in names if name not in stack.not_started):
-            await _serve_bus_only([n for n in names if n not in stack.not_started])
+        running = [name for name in names if name not in stack.not_started]
+        if not bootstrap:
+            for name, reason in stack.not_started.items():
+                console.print(f"{name}: not started: {reason}", markup=False,
+                              highlight=False)
+            if not running:
+                console.print("[red]None of the units can run here.[/]")
+                raise typer.Exit(1)
+        if all(UNITS[name].prefix is None for name in running):
+            await _serve_bus_only(running)
             return
         config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
                                 lifespan="off", access_log=False, server_header=False)
