@@ -41,6 +41,8 @@ TOOLS: dict[str, HostTool] = {tool.command: tool for tool in (
     HostTool("ceph", "ceph-common", "the Ceph cluster's command line"),
     HostTool("memcached", "memcached", "the dashboard's session cache"),
     HostTool("pkg-config", "pkg-config", "building libvirt-python"),
+    HostTool("extlinux", "extlinux", "the test guest's boot loader"),
+    HostTool("mke2fs", "e2fsprogs", "the test guest's file system"),
 )}
 
 
