@@ -9,6 +9,7 @@ port; ``stratus serve UNIT`` runs one.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -26,6 +27,8 @@ from stratus.volume import units as volume
 
 if TYPE_CHECKING:
     from stratus.identity.bootstrap import CatalogEntry
+
+LOG = logging.getLogger(__name__)
 
 #: Every unit by name, in the order ``stratus up`` starts them.
 UNITS: dict[str, Unit] = {
@@ -131,11 +134,17 @@ async def ensure_external_network(stack: Stack) -> list[str]:
 
 
 async def root_app(stack: Stack, names: list[str]) -> Starlette:
-    """One ASGI app with each named unit mounted at its prefix."""
+    """One ASGI app with each named unit mounted at its prefix; a unit that cannot run here
+    (``Unit.unavailable``) is left out and recorded in ``stack.not_started``."""
     mounts: list[Route | Mount] = []
     endpoints = []
     for name in names:
         unit = UNITS[name]
+        reason = unit.why_not_started(stack.settings)
+        if reason is not None:
+            LOG.info("%s: not started: %s", name, reason)
+            stack.not_started[name] = reason
+            continue
         app = await unit.build(stack)
         if app is not None and unit.prefix is not None:
             mounts.append(Mount(unit.prefix, app=app))

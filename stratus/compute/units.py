@@ -81,6 +81,11 @@ async def build_agent(stack: Stack) -> None:
 
     settings = stack.settings.compute
     choice = select.embedded_choice(stack.settings)
+    if choice.name == "fake":
+        stack.choices.setdefault("virt driver", f"fake, {settings.fake_hosts} host(s): no real "
+                                                f"guests ({choice.reason})")
+    else:
+        stack.choices.setdefault("virt driver", f"{choice.name} ({choice.reason})")
     bus = await stack.transport()
     options = AgentOptions(report_interval=settings.report_interval,
                            sync_power_state_interval=settings.sync_power_state_interval,

@@ -85,8 +85,16 @@ class Cloud:
                 raise
         return self.process.returncode
 
-    def log(self) -> str:
+    def console(self) -> str:
+        """What the process printed (stdout and stderr)."""
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def log(self) -> str:
+        """Everything the process wrote: its console and its log file (``stratus up``
+        keeps the log in ``DIR/stratus.log`` unless ``--verbose``)."""
+        log_file = self.data_dir / "stratus.log"
+        logged = log_file.read_text(errors="replace") if log_file.exists() else ""
+        return self.console() + logged
 
     def openstack(self, *args: str, cloud: bool = True, env: dict[str, str] | None = None,
                   check: bool = True) -> subprocess.CompletedProcess[str]:
