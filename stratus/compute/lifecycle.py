@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import rebuild, shelve, snapshots, states, volume_attach
+from stratus.compute import consoles, rebuild, shelve, snapshots, states, volume_attach
 from stratus.compute.action_steps import Reply, at_version
 from stratus.compute.action_steps import begin as _begin
 from stratus.compute.action_steps import require as _require  # noqa: F401 - for handlers
@@ -141,6 +141,9 @@ ACTIONS: dict[str, ActionHandler] = {
     "shelve": shelve.shelve,
     "shelveOffload": shelve.shelve_offload,
     "unshelve": shelve.unshelve,
+    # Remote consoles before 2.6 (consoles.py; from 2.6: POST /servers/{id}/remote-consoles)
+    "os-getVNCConsole": consoles.get_vnc_console,
+    "os-getSerialConsole": consoles.get_serial_console,
 }
 
 
