@@ -95,6 +95,15 @@ async def test_fake_driver_answers_409_and_bad_requests_400(cloud: Cloud) -> Non
     assert_compute_error(await cloud.compute("GET", "/os-console-auth-tokens/nope"), 404,
                          "itemNotFound")
 
+    # A deleted server's tokens open nothing.
+    async with _runtime(cloud).service() as svc:
+        token = await svc.console_tokens.mint(server["id"], "novnc", ConsoleEndpoint(
+            kind="vnc", host="127.0.0.1", port=5900))
+    assert (await cloud.compute("DELETE", f"/servers/{server['id']}")).status_code == 204
+    await cloud.wait_for(server["id"], "DELETED")
+    async with _runtime(cloud).service() as svc:
+        assert await svc.console_tokens.consume(token) is None
+
 
 async def test_tokens_are_stored_hashed_expire_and_open_once(cloud: Cloud) -> None:
     runtime = _runtime(cloud)
