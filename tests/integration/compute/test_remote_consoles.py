@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -157,6 +158,17 @@ def test_console_urls_name_the_proxy_and_the_token() -> None:
     assert console_url("http://h:1", "serial", "t") == "ws://h:1/console/serial?token=t"
 
 
+async def test_without_novnc_the_page_names_the_websocket(cloud: Cloud, tmp_path: Path) -> None:
+    app = create_console_proxy_app(_runtime(cloud), tmp_path / "absent")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://proxy") as http:
+        page = await http.get("/vnc_lite.html",
+                              params={"path": "console/websockify?token=<t>"})
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "noVNC is not installed" in page.text
+    assert "/console/websockify?token=&lt;t&gt;" in page.text  # escaped, not injected
+
+
 @contextlib.asynccontextmanager
 async def _serving(app: object) -> AsyncIterator[int]:
     port = free_port()
@@ -173,8 +185,13 @@ async def _serving(app: object) -> AsyncIterator[int]:
         await task
 
 
-async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(cloud: Cloud) -> None:
+async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(cloud: Cloud,
+                                                                       tmp_path: Path) -> None:
     runtime = _runtime(cloud)
+    novnc = tmp_path / "novnc"  # laid out as Debian's noVNC
+    (novnc / "core").mkdir(parents=True)
+    (novnc / "vnc_lite.html").write_text("<html>noVNC lite</html>")
+    (novnc / "core" / "rfb.js").write_text("export default class RFB {}")
 
     async def vnc_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"RFB 003.008\n")  # what a VNC server says first
@@ -192,7 +209,7 @@ async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(cloud: Clo
         serial_token = await svc.console_tokens.mint("uuid-v", "serial", ConsoleEndpoint(
             kind="serial", host="127.0.0.1", path="/dev/pts/9"))
     try:
-        async with _serving(create_console_proxy_app(runtime)) as port:
+        async with _serving(create_console_proxy_app(runtime, novnc)) as port:
             ws_url = f"ws://127.0.0.1:{port}/websockify?token={token}"
             async with websockets.connect(ws_url, subprotocols=["binary"]) as ws:
                 assert ws.subprotocol == "binary"
@@ -208,11 +225,11 @@ async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(cloud: Clo
                     async with websockets.connect(refused):
                         pass
                 assert caught.value.response.status_code == 403
-            # The page at the URL's path answers (noVNC's, or ours naming the websocket).
-            async with httpx.AsyncClient() as http:
-                page = await http.get(f"http://127.0.0.1:{port}/vnc_lite.html",
-                                      params={"path": "console/websockify?token=x"})
-            assert page.status_code == 200 and "html" in page.headers["content-type"]
+            # The URL's page is noVNC's, with its scripts beside it.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                page = await http.get("/vnc_lite.html", params={"path": "x?token=y"})
+                assert page.status_code == 200 and page.text == "<html>noVNC lite</html>"
+                assert (await http.get("/core/rfb.js")).text.startswith("export default")
     finally:
         vnc.close()
         await vnc.wait_closed()
