@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -36,9 +37,35 @@ LOG = logging.getLogger(__name__)
 NOVNC_DIR = Path("/usr/share/novnc")
 #: The only character devices a serial grant may name: ptys.
 PTY_PREFIX = "/dev/pts/"
+#: The server's logger, which names each websocket's path with its query (so its token).
+SERVER_LOGGER = "uvicorn.error"
+
+
+class RedactTokens(logging.Filter):
+    """Blanks ``token=...`` in a record's message and arguments: a console token opens a
+    guest's console, so none reaches a log."""
+
+    _TOKEN = re.compile(r"(token(?:%3D|=))[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._TOKEN.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._TOKEN.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def redact_server_logs() -> None:
+    """Install ``RedactTokens`` on the server's logger (once)."""
+    logger = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, RedactTokens) for f in logger.filters):
+        logger.addFilter(RedactTokens())
 
 
 def create_console_proxy_app(runtime: ComputeRuntime, novnc_dir: Path = NOVNC_DIR) -> Starlette:
+    redact_server_logs()
+
     async def grant_for(websocket: WebSocket, console_type: str) -> ConsoleGrant | None:
         token = websocket.query_params.get("token", "")
         grant = None

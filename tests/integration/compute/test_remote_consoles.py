@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -185,8 +186,9 @@ async def _serving(app: object) -> AsyncIterator[int]:
         await task
 
 
-async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(cloud: Cloud,
-                                                                       tmp_path: Path) -> None:
+async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(
+        cloud: Cloud, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     runtime = _runtime(cloud)
     novnc = tmp_path / "novnc"  # laid out as Debian's noVNC
     (novnc / "core").mkdir(parents=True)
@@ -233,3 +235,6 @@ async def test_proxy_bridges_a_websocket_to_a_vnc_port_once_per_token(cloud: Clo
     finally:
         vnc.close()
         await vnc.wait_closed()
+    # The server logged each websocket (accepted, 403) without its token.
+    assert "WebSocket /websockify?token=***" in caplog.text
+    assert token not in caplog.text and serial_token not in caplog.text
