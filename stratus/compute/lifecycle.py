@@ -144,6 +144,8 @@ ACTIONS: dict[str, ActionHandler] = {
     # Remote consoles before 2.6 (consoles.py; from 2.6: POST /servers/{id}/remote-consoles)
     "os-getVNCConsole": consoles.get_vnc_console,
     "os-getSerialConsole": consoles.get_serial_console,
+    "os-getSPICEConsole": consoles.get_spice_console,
+    "os-getRDPConsole": consoles.get_rdp_console,
 }
 
 

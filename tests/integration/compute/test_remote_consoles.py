@@ -82,6 +82,10 @@ async def test_fake_driver_answers_409_and_bad_requests_400(cloud: Cloud) -> Non
     bad = await cloud.compute("POST", action, version="2.1",
                               json={"os-getVNCConsole": {"type": "serial"}})
     assert_compute_error(bad, 400, "badRequest")
+    for name, kind in (("os-getSPICEConsole", "spice-html5"), ("os-getRDPConsole", "rdp-html5")):
+        off = await cloud.compute("POST", action, version="2.1", json={name: {"type": kind}})
+        assert f"Unavailable console type {kind}" in assert_compute_error(off, 400,
+                                                                          "badRequest")
     gone = await cloud.compute("POST", action, version="2.6",
                                json={"os-getVNCConsole": {"type": "novnc"}})
     assert_compute_error(gone, 404, "itemNotFound")
