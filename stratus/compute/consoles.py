@@ -38,6 +38,10 @@ MKS_TYPES = {"mks": ("webmks",)}
 #: The console types this cloud serves, and the kind of console each needs on the host.
 SERVED: dict[str, ConsoleKind] = {"novnc": "vnc", "serial": "serial"}
 
+#: The states in which a guest runs on its host, so has its consoles (a paused guest's VNC
+#: still shows its last frame).
+RUNNING = (states.ACTIVE, states.PAUSED, states.RESCUED)
+
 #: Where the console proxy is mounted under the public URL (``stratus.compute.units``).
 PROXY_PREFIX = "/console"
 
@@ -64,7 +68,7 @@ async def open_console(rt: ComputeRuntime, caller: Caller, server_id: str,
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-remote-consoles", target(instance))
-        if (instance.host is None or instance.vm_state != states.ACTIVE
+        if (instance.host is None or instance.vm_state not in RUNNING
                 or instance.task_state == states.DELETING):
             raise ConsoleUnavailable(f"Instance {instance.uuid} is not ready.")
         uuid, host = instance.uuid, instance.host
