@@ -77,4 +77,9 @@ def test_console_url_opens_the_guest_vnc_and_serial_once(cloud: Cloud) -> None: 
     assert b"stratus-console-echo" in echoed, echoed[-500:]
     assert asyncio.run(_refused(serial["url"])) == 403
 
+    # The tokens opened consoles; none of them reached the cloud's log.
+    for url in (console["url"], serial["url"]):
+        token = parse_qs(urlsplit(ws_url if url == console["url"] else url).query)["token"][0]
+        assert len(token) >= 32 and token not in cloud.log()
+
     cloud.openstack("server", "delete", "--wait", "vm1")
