@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from stratus.compute import states
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
 from stratus.compute.models import (
+    ConsoleAuthToken,
     Flavor,
     Instance,
     InstanceAction,
@@ -181,6 +182,9 @@ class Instances:
         # A deleted server leaves its server groups (their quota counts live members).
         await self.session.execute(delete(ServerGroupMember).where(
             ServerGroupMember.instance_uuid == instance_uuid))
+        # Nor does its console open any more.
+        await self.session.execute(delete(ConsoleAuthToken).where(
+            ConsoleAuthToken.instance_uuid == instance_uuid))
         await self.session.flush()
 
     async def place(self, instance_uuid: str, host: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import (
+    consoles,
     rebuild,
     server_security_groups,
     shelve,
@@ -151,6 +152,11 @@ ACTIONS: dict[str, ActionHandler] = {
     # Security groups live on the server's ports (stratus.compute.server_security_groups).
     "addSecurityGroup": server_security_groups.add_security_group,
     "removeSecurityGroup": server_security_groups.remove_security_group,
+    # Remote consoles before 2.6 (consoles.py; from 2.6: POST /servers/{id}/remote-consoles)
+    "os-getVNCConsole": consoles.get_vnc_console,
+    "os-getSerialConsole": consoles.get_serial_console,
+    "os-getSPICEConsole": consoles.get_spice_console,
+    "os-getRDPConsole": consoles.get_rdp_console,
 }
 
 

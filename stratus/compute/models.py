@@ -272,3 +272,21 @@ class QuotaLimit(Base):
     project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class ConsoleAuthToken(Base):
+    """A one-time console token (``stratus.compute.console_tokens``): only its SHA-256 is
+    kept, bound to the guest's console endpoint on its host, until used or expired."""
+
+    __tablename__ = "console_auth_token"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    #: ``novnc`` or ``serial``: the console type the token was minted for.
+    console_type: Mapped[str] = mapped_column(String(32))
+    host: Mapped[Name]
+    port: Mapped[int | None] = mapped_column(Integer)
+    #: Where on the host the console is when it is no TCP port (a serial pty's path).
+    internal_access_path: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    created_at: Mapped[Created]

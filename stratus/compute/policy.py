@@ -43,6 +43,8 @@ RULES = [
     RuleDefault("os_compute_api:os-security-groups:remove", "rule:project_member_or_admin"),
     RuleDefault("os_compute_api:os-security-groups:list", "rule:project_reader_or_admin"),
     RuleDefault("os_compute_api:os-console-output", "rule:project_member_or_admin"),
+    RuleDefault("os_compute_api:os-remote-consoles", "rule:project_member_or_admin"),
+    RuleDefault("os_compute_api:os-console-auth-tokens", ADMIN),
     RuleDefault("os_compute_api:servers:create_image", "rule:project_member_or_admin"),
     RuleDefault("os_compute_api:servers:create_image:allow_volume_backed",
                 "rule:project_member_or_admin"),

@@ -6,6 +6,7 @@ method names (``stratus/compute/{scheduler,conductor,agent}/manager.py``).
 
 from __future__ import annotations
 
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
     ActionEvent,
@@ -107,6 +108,7 @@ class ConductorAPI(RPCAPI):
 
 class ComputeAgentAPI(RPCAPI):
     TOPIC = COMPUTE_TOPIC
+    ERRORS = (ConsoleUnavailable,)
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1) -> None:
@@ -172,6 +174,12 @@ class ComputeAgentAPI(RPCAPI):
                                  length: int | None = None) -> str:
         return self.result(str, await self.client.prepare(server=host).call(
             ctx, "get_console_output", instance_uuid=instance_uuid, length=length))
+
+    async def get_console(self, ctx: RequestContext, host: str, instance_uuid: str,
+                          kind: ConsoleKind) -> ConsoleEndpoint:
+        """Where the guest's ``kind`` console is on its host (``ConsoleUnavailable``: none)."""
+        return self.result(ConsoleEndpoint, await self.client.prepare(server=host).call(
+            ctx, "get_console", instance_uuid=instance_uuid, kind=kind))
 
     async def external_instance_event(self, ctx: RequestContext, host: str,
                                       instance_uuid: str, events: list[ExternalEvent]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from stratus.compute.console_tokens import ConsoleTokens
 from stratus.compute.flavors import Flavors
 from stratus.compute.hosts import Hosts
 from stratus.compute.instances import Instances
@@ -98,4 +99,5 @@ class ComputeService:
         self.server_groups = ServerGroups(txn, self.quotas)
         self.server_metadata = ServerMetadata(txn, self.quotas)
         self.placement = Placement(session)
+        self.console_tokens = ConsoleTokens(txn)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)

@@ -1,5 +1,5 @@
 """Compute's units: ``compute-api``, ``conductor``, ``scheduler``, ``compute-agent`` and
-``metadata-api``, all on one ``ComputeRuntime`` per process."""
+``metadata-api`` and ``console-proxy``, all on one ``ComputeRuntime`` per process."""
 
 from __future__ import annotations
 
@@ -144,6 +144,12 @@ async def build_metadata(stack: Stack) -> ASGIApp:
                                dhcp_domain=stack.settings.metadata.dhcp_domain)
 
 
+async def build_console_proxy(stack: Stack) -> ASGIApp:
+    from stratus.compute.console_proxy.api import create_console_proxy_app
+
+    return create_console_proxy_app(await compute_runtime(stack))
+
+
 UNITS = (
     Unit("compute-api", "/compute", build_api, ("compute", "nova", "/v2.1")),
     Unit("conductor", None, build_conductor),
@@ -151,4 +157,6 @@ UNITS = (
     Unit("compute-agent", None, build_agent),
     # No catalog entry: only the metadata proxies call it (``settings.metadata_url``).
     Unit("metadata-api", "/metadata", build_metadata),
+    # No catalog entry: clients reach it through the URLs of remote-consoles, with a token.
+    Unit("console-proxy", "/console", build_console_proxy),
 )

@@ -23,6 +23,7 @@ from stratus.compute.agent.guest import guest_spec
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
@@ -76,7 +77,7 @@ class ComputeAgentManager:
                "external_instance_event", "attach_volume", "detach_volume",
                "snapshot_instance", "rebuild_instance", "shelve_instance",
                "shelve_offload_instance", "unshelve_instance",
-               "attach_interface", "detach_interface")
+               "attach_interface", "detach_interface", "get_console")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
@@ -534,3 +535,11 @@ class ComputeAgentManager:
             return output
         # Nova's rule: the last ``length`` pieces of the log split on newlines.
         return "\n".join(output.split("\n")[-length:]) if length > 0 else ""
+
+    async def get_console(self, ctx: RequestContext, instance_uuid: str,
+                          kind: ConsoleKind) -> ConsoleEndpoint:
+        """Where the guest's console is here (for the console proxy's token)."""
+        try:
+            return await self.driver.get_console(instance_uuid, kind)
+        except GuestNotFound as exc:
+            raise ConsoleUnavailable(f"Instance {instance_uuid} is not ready.") from exc

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
+
 
 class PowerState(enum.IntEnum):
     """Nova's power states, as the API reports them (2 and 5 are unused)."""
@@ -171,3 +173,9 @@ class VirtDriver(abc.ABC):
     async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
         """Unplug what ``attach_interface`` plugged (found by MAC); no error if it is gone."""
         raise NotImplementedError(f"the {self.name} driver cannot detach interfaces")
+
+    async def get_console(self, uuid: str, kind: ConsoleKind) -> ConsoleEndpoint:
+        """Where the running guest's ``kind`` console is on this host; ``ConsoleUnavailable``
+        when the driver's guests have none (``GuestNotFound``: no such guest)."""
+        raise ConsoleUnavailable(f"Unavailable console type: the {self.name} driver's guests "
+                                 f"have no {'VNC' if kind == 'vnc' else 'serial'} console.")

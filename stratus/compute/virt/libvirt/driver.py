@@ -44,6 +44,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.virt.driver import (
     DiskSnapshot,
     GuestInfo,
@@ -57,6 +58,7 @@ from stratus.compute.virt.driver import (
     VirtError,
 )
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.compute.virt.libvirt.consoles import console_endpoint
 from stratus.compute.virt.libvirt.guest_xml import (
     domain_xml,
     interface_xml,
@@ -395,6 +397,12 @@ class LibvirtDriver(VirtDriver):
     async def get_console_output(self, uuid: str) -> str:
         await self._domain(uuid)
         return await asyncio.to_thread(_tail, self.console_log(uuid), MAX_CONSOLE_BYTES)
+
+    async def get_console(self, uuid: str, kind: ConsoleKind) -> ConsoleEndpoint:
+        dom = await self._domain(uuid)
+        if not await self._call(dom.isActive):
+            raise ConsoleUnavailable(f"Instance {uuid} is not ready.")
+        return console_endpoint(await self._call(dom.XMLDesc, 0), kind, uuid)
 
     # Snapshot -----------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ information that cloud-init recognises as OpenStack (``product=OpenStack Nova``,
 ``serial`` = the instance uuid), one virtio disk (the overlay) then the ephemeral, swap and
 data volume disks at their devices (``vdb``, ...), one virtio NIC per VIF on the
 l2-agent's tap (``type='ethernet'``, ``managed='no'``: libvirt opens the tap, creates
-nothing), and the serial console logged to a file through virtlogd. ACPI is on, so a
-shutdown request reaches the guest as a power-button press.
+nothing), the serial console on a pty (interactive, for the console proxy) and logged to a
+file through virtlogd, and a VNC server on the host's loopback with a port libvirt picks
+(the console proxy bridges noVNC's websocket to it). ACPI is on, so a shutdown request
+reaches the guest as a power-button press.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from stratus.compute.virt.driver import GuestSpec, VirtError
 MANUFACTURER = "Stratus"
 PRODUCT = "OpenStack Nova"  # what cloud-init's OpenStack data source looks for
 _TAP_TYPES = ("bridge", "tap", "ethernet")
+#: Where guests' VNC servers listen: this host's loopback only; the console proxy (on this
+#: host) is the way in, behind its one-time tokens.
+VNC_LISTEN = "127.0.0.1"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -109,6 +114,9 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path:
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
+    graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes",
+                    listen=VNC_LISTEN)
+    _sub(graphics, "listen", type="address", address=VNC_LISTEN)
     # Fewer devices, faster QEMU start: no USB controller, no balloon.
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")
