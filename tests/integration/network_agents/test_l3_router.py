@@ -303,13 +303,59 @@ def _run_in(namespace: str, args: list[str]) -> str:
 
 def _tracked(namespace: str, address: str) -> int:
     """Connections the namespace tracks to or from ``address``."""
-    from pyroute2 import Conntrack
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
-    with linux.entered(namespace):
-        tracker = Conntrack()
-    try:
+    with linux.conntrack_in(namespace) as tracker:
         return sum(len(list(tracker.dump_entries(**{side: NFCTAttrTuple(daddr=address)})))
                    for side in ("tuple_orig", "tuple_reply"))
+
+
+def _send_udp(namespace: str, source: str, destination: str) -> None:
+    """One UDP datagram from ``source`` to ``destination`` (both local to the namespace)."""
+    with linux.entered(namespace):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.bind((source, 0))
+        sock.sendto(b"ping", (destination, 9))
+
+
+def _tracked_pairs(namespace: str) -> set[tuple[str, str]]:
+    """(source, destination) of the original direction of every connection the namespace
+    tracks."""
+    with linux.conntrack_in(namespace) as tracker:
+        return {(e.tuple_orig.saddr, e.tuple_orig.daddr) for e in tracker.dump_entries()}
+
+
+async def test_forget_connections_reaches_the_namespace_table_only() -> None:
+    """``forget_connections`` (and ``linux.conntrack_in``) see the router namespace's own
+    connection tracking table, not the host's: a fresh namespace tracks exactly the two
+    connections made in it, and only the ones to or from the given address are dropped."""
+    from stratus.network.agents.l3.router import forget_connections, run_in
+    from tests.integration.network_agents.conftest import require_root_and_dnsmasq
+
+    require_root_and_dnsmasq()
+    namespace = f"ctt-{uuid.uuid4().hex[:8]}"
+    client, floating, other = "192.0.2.10", "192.0.2.20", "192.0.2.30"
+    try:
+        await asyncio.to_thread(linux.ensure_namespace, namespace)
+        await asyncio.to_thread(linux.set_addresses, namespace, "lo", [
+            "127.0.0.1/8", f"{client}/32", f"{floating}/32", f"{other}/32"])
+        # Connections are tracked in a namespace once one of its hooks needs conntrack.
+        await asyncio.to_thread(run_in, namespace, ["nft", "-f", "-"],
+                                "table inet conntrack_on {\n chain out {\n"
+                                "  type filter hook output priority 0; ct state new accept\n"
+                                " }\n}\n")
+        await asyncio.to_thread(_send_udp, namespace, client, floating)
+        await asyncio.to_thread(_send_udp, namespace, client, other)
+        assert await asyncio.to_thread(_tracked_pairs, namespace) == {
+            (client, floating), (client, other)}
+
+        # To the address (original direction): one dropped, the other kept.
+        assert await asyncio.to_thread(forget_connections, namespace, [floating]) == 1
+        assert await asyncio.to_thread(_tracked_pairs, namespace) == {(client, other)}
+        # From the address (the reply direction's destination): the client's connection.
+        assert await asyncio.to_thread(forget_connections, namespace, [client]) == 1
+        assert await asyncio.to_thread(_tracked_pairs, namespace) == set()
+        assert await asyncio.to_thread(forget_connections, namespace, [client]) == 0
     finally:
-        tracker.close()
+        await asyncio.to_thread(linux.delete_namespace, namespace)

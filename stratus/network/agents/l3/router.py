@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from pyroute2 import Conntrack, IPRoute, NetlinkError
+from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from stratus.network.agents import linux
@@ -392,10 +392,8 @@ def forget_connections(namespace: str, addresses: list[str]) -> int:
     how many were dropped."""
     if not addresses:
         return 0
-    with linux.entered(namespace):
-        tracker = Conntrack()
     dropped = 0
-    try:
+    with linux.conntrack_in(namespace) as tracker:
         for address in addresses:
             for side in ("tuple_orig", "tuple_reply"):
                 match = {side: NFCTAttrTuple(saddr=None, daddr=address)}
@@ -406,8 +404,6 @@ def forget_connections(namespace: str, addresses: list[str]) -> int:
                     except NetlinkError as exc:
                         if exc.code != errno.ENOENT:  # gone meanwhile (both sides matched)
                             raise
-    finally:
-        tracker.close()
     return dropped
 
 
