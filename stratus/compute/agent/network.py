@@ -63,9 +63,12 @@ class HostNetwork:
         if isinstance(requested, list) and requested:
             return [{"network_id": r.get("uuid"), "port_id": r.get("port"),
                      "fixed_ip": r.get("fixed_ip")} for r in requested]
-        # "auto" or unspecified: the one network the project can use, as Nova picks it.
+        # "auto" or unspecified: the one network the project can use, as Nova picks it. An
+        # external network (the floating IPs' ``public``) is never picked: guests reach it
+        # through a router, as Nova's auto-allocation leaves external networks out.
         networks = await self._do("list networks", self.client.list_networks(
-            ctx, base, ["id", "shared", "project_id"]))
+            ctx, base, ["id", "shared", "project_id", "router:external"]))
+        networks = [n for n in networks if not n.get("router:external")]
         own = [n for n in networks if n.get("project_id") == ctx.project_id]
         candidates = own or [n for n in networks if n.get("shared")]
         if not candidates:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.compute.test_boot_flow import upload_image
+from tests.integration.compute.test_boot_flow import boot_body, upload_image
 from tests.integration.volume.test_server_volumes import Cloud, _server
 from tests.integration.volume.test_server_volumes import cloud as cloud
 
@@ -156,3 +156,23 @@ async def test_deleting_a_server_gives_its_attached_ports_back(cloud: Cloud) -> 
     assert (await _port(cloud, made)).status_code == 404
     kept = (await _port(cloud, own["id"])).json()["port"]
     assert kept["device_id"] == "" and kept["binding:host_id"] == ""
+
+
+async def test_a_boot_naming_no_network_leaves_the_external_network_out(cloud: Cloud) -> None:
+    """The project owns its network and the external one (as the admin project does after
+    ``stratus up``): a boot naming none gets a port on its own network only, not
+    "Multiple possible networks"."""
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    own = await _network(cloud, "own", "10.43.0.0/24")
+    external = await cloud.client.post("/network/v2.0/networks", headers=cloud.headers(),
+                                       json={"network": {"name": "outside",
+                                                         "router:external": True}})
+    assert external.status_code == 201, external.text
+    created = await cloud.compute("POST", "/servers", version="2.37",
+                                  json=boot_body(image_id, name="auto", networks="auto"))
+    assert created.status_code == 202, created.text
+    server = await cloud.wait("compute", f"/servers/{created.json()['server']['id']}",
+                              "server", "ACTIVE")
+    assert list(server["addresses"]) == ["own"]
+    assert [p["device_id"] for p in await _ports_on(cloud, own["id"])] == [server["id"]]
+    assert await _ports_on(cloud, external.json()["network"]["id"]) == []
