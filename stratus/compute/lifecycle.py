@@ -18,12 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import states, volume_attach
+from stratus.compute import evacuate, live_migration, resize, states, volume_attach
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
 from stratus.core.policy import Caller
+from stratus.core.web.microversions import APIVersion
 
 # Delete -------------------------------------------------------------------------------------
 
@@ -66,9 +67,21 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
 
 # Actions ------------------------------------------------------------------------------------
 
-#: An action's handler: (runtime, caller, server id, the action's arguments) → the
-#: answer's body, or None for a 202 with no body.
-ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[dict[str, Any] | None]]
+#: What an action answers: a body (200), None (202 with no body), or another status with
+#: no body (``EmptyAnswer``: Nova's 204 for confirmResize).
+Answer = dict[str, Any] | resize.EmptyAnswer | None
+
+#: An action's handler: (runtime, caller, server id, the action's arguments) → its answer.
+ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[Answer]]
+#: The same, for actions whose arguments depend on the request's microversion.
+VersionedHandler = Callable[[ComputeRuntime, Caller, str, Any, APIVersion], Awaitable[Answer]]
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """An ``ACTIONS`` entry whose handler also takes the request's microversion."""
+
+    handler: VersionedHandler
 
 
 class RebootArgs(BaseModel):
@@ -145,21 +158,30 @@ async def console_output(rt: ComputeRuntime, caller: Caller, server_id: str,
 
 
 #: Action name (the body's one key) → its handler.
-ACTIONS: dict[str, ActionHandler] = {
+ACTIONS: dict[str, ActionHandler | Versioned] = {
     "os-stop": stop,
     "os-start": start,
     "reboot": reboot,
     "os-getConsoleOutput": console_output,
+    # Moves between hosts (resize.py, live_migration.py, evacuate.py)
+    "resize": resize.resize,
+    "confirmResize": resize.confirm_resize,
+    "revertResize": resize.revert_resize,
+    "migrate": Versioned(resize.migrate),
+    "os-migrateLive": Versioned(live_migration.live_migrate),
+    "evacuate": Versioned(evacuate.evacuate),
 }
 
 
 async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
-                     body: dict[str, Any]) -> dict[str, Any] | None:
-    """Run the one action ``body`` names; its answer's body (None: 202 with no body)."""
+                     body: dict[str, Any], version: APIVersion = APIVersion(2, 1)) -> Answer:
+    """Run the one action ``body`` names (at the request's microversion); its answer."""
     if len(body) != 1:
         raise BadRequest("An action body holds exactly one action.")
     ((action, args),) = body.items()
     handler = ACTIONS.get(action)
     if handler is None:
         raise BadRequest(f"Unknown action {action!r}.")
+    if isinstance(handler, Versioned):
+        return await handler.handler(rt, caller, server_id, args, version)
     return await handler(rt, caller, server_id, args)

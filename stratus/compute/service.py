@@ -22,6 +22,7 @@ from stratus.compute.quotas import Quotas
 from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
+from stratus.compute.server_migrations import Migrations
 from stratus.core.clients.image import ImageClient
 from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
@@ -96,3 +97,4 @@ class ComputeService:
         self.server_metadata = ServerMetadata(txn, self.quotas)
         self.placement = Placement(session)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)
+        self.migrations = Migrations(txn)

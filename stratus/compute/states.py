@@ -30,6 +30,15 @@ REBOOTING_HARD = "rebooting_hard"
 REBOOT_PENDING_HARD = "reboot_pending_hard"
 REBOOT_STARTED_HARD = "reboot_started_hard"
 DELETING = "deleting"
+# Moves between hosts (resize, migrations, evacuation).
+RESIZE_PREP = "resize_prep"
+RESIZE_MIGRATING = "resize_migrating"
+RESIZE_MIGRATED = "resize_migrated"
+RESIZE_FINISH = "resize_finish"
+RESIZE_REVERTING = "resize_reverting"
+MIGRATING = "migrating"
+REBUILDING = "rebuilding"
+REBUILD_SPAWNING = "rebuild_spawning"
 
 _SOFT_REBOOT = {REBOOTING, REBOOT_PENDING, REBOOT_STARTED}
 _HARD_REBOOT = {REBOOTING_HARD, REBOOT_PENDING_HARD, REBOOT_STARTED_HARD}

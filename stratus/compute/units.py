@@ -64,11 +64,20 @@ async def build_conductor(stack: Stack) -> None:
                         manager.recover_orphans)
     watchdog.start()
     stack.exits.push_async_callback(watchdog.stop)
+    if options.resize_confirm_window > 0:
+        # Nova polls unconfirmed resizes on each host; here the conductor does, as often as
+        # the window asks (and no less often than hosts report).
+        window = options.resize_confirm_window
+        auto_confirm = Periodic("the confirmation of resizes left unconfirmed",
+                                min(float(window), options.report_interval),
+                                lambda: manager.confirm_expired_resizes(window))
+        auto_confirm.start()
+        stack.exits.push_async_callback(auto_confirm.stop)
 
 
 async def build_agent(stack: Stack) -> None:
     from stratus.compute.agent.manager import AgentOptions, ComputeAgentManager
-    from stratus.compute.rpcapi import COMPUTE_TOPIC, ConductorAPI
+    from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
     from stratus.compute.virt import select
     from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 
@@ -112,7 +121,7 @@ async def build_agent(stack: Stack) -> None:
             volumes = HostVolumes(host, driver, stack.service_auth(),
                                   VolumeClient(stack.http_client()))
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
-                                    volumes)
+                                    volumes, peers=ComputeAgentAPI(bus))
         await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)

@@ -132,6 +132,12 @@ class ComputeSettings(BaseModel):
     #: Seconds compute-api waits for a host to attach or detach a volume; past it the
     #: volume's reservation is given back (a dead host never leaves it ``attaching``).
     volume_attach_timeout: float = Field(60.0, gt=0)
+    #: Resize (and cold migration) may pick the server's own host: on a one-host cloud the
+    #: only one (Nova's ``allow_resize_to_same_host``, whose default is false there).
+    allow_resize_to_same_host: bool = True
+    #: Seconds after which a resize or cold migration left unconfirmed is confirmed by the
+    #: conductor (Nova's ``resize_confirm_window``); 0 never does.
+    resize_confirm_window: int = Field(0, ge=0)
 
 
 class NetworkSettings(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
+from stratus.compute.agent.moves import HostMoves
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
@@ -24,11 +25,12 @@ from stratus.compute.objects import (
     ActionEvent,
     ExternalEvent,
     Fault,
+    FlavorInfo,
     HostReport,
     InstanceRecord,
     InstanceUpdate,
 )
-from stratus.compute.rpcapi import ConductorAPI
+from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import (
     GuestNotFound,
     GuestSpec,
@@ -66,13 +68,19 @@ class AgentOptions:
 class ComputeAgentManager:
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
-               "external_instance_event", "attach_volume", "detach_volume")
+               "external_instance_event", "attach_volume", "detach_volume",
+               # Moves between hosts (stratus.compute.agent.moves)
+               "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
+               "finish_revert_resize", "live_migration", "pre_live_migration",
+               "post_live_migration_at_destination", "rollback_live_migration_at_destination",
+               "live_migration_abort", "live_migration_force_complete", "evacuate_instance")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
                  network: HostNetwork | None = None,
                  images: HostImages | None = None,
-                 volumes: HostVolumes | None = None) -> None:
+                 volumes: HostVolumes | None = None,
+                 peers: ComputeAgentAPI | None = None) -> None:
         self.host = host
         self.driver = driver
         self.conductor = conductor
@@ -89,6 +97,9 @@ class ComputeAgentManager:
         self.events = InstanceEvents()
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
+        #: This host's half of resizes, migrations and evacuations; ``peers`` reaches the
+        #: other hosts (None: this host can be the source of no move).
+        self.moves = HostMoves(host, driver, conductor, peers, network, self.guest_spec)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -217,20 +228,27 @@ class ComputeAgentManager:
         finally:
             for waiter in plugged:
                 waiter.close()
-        flavor = instance.flavor
-        image = await self._local_image(ctx, instance)
-        await self.driver.spawn(GuestSpec(
-            uuid=uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
-            root_gb=flavor.disk, network_info=network_info,
-            image_path=image.path if image else None,
-            image_format=image.disk_format if image else None, block_devices=block_devices,
-            metadata={"hostname": instance.hostname, **instance.metadata}))
+        await self.driver.spawn(await self.guest_spec(ctx, instance, instance.flavor,
+                                                      network_info, block_devices))
         info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
             launched_at=utcnow(), progress=100), [states.SPAWNING],
             event=ActionEvent(name=BUILD_EVENT, host=self.host, finished=True,
                               result="Success"))
+
+    async def guest_spec(self, ctx: RequestContext, instance: InstanceRecord,
+                         flavor: FlavorInfo, network_info: list[dict[str, Any]],
+                         block_devices: list[dict[str, Any]] | None = None) -> GuestSpec:
+        """What the driver makes the instance's guest of, with ``flavor``."""
+        image = await self._local_image(ctx, instance)
+        return GuestSpec(
+            uuid=instance.uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
+            root_gb=flavor.disk, network_info=network_info,
+            image_path=image.path if image else None,
+            image_format=image.disk_format if image else None,
+            block_devices=list(block_devices or []),
+            metadata={"hostname": instance.hostname, **instance.metadata})
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
@@ -367,3 +385,59 @@ class ComputeAgentManager:
             return output
         # Nova's rule: the last ``length`` pieces of the log split on newlines.
         return "\n".join(output.split("\n")[-length:]) if length > 0 else ""
+
+    # Moves between hosts (see stratus.compute.agent.moves) ---------------------------------
+
+    async def resize_instance(self, ctx: RequestContext, instance_uuid: str,
+                              migration_uuid: str) -> None:
+        await self.moves.resize_instance(ctx, instance_uuid, migration_uuid)
+
+    async def finish_resize(self, ctx: RequestContext, instance_uuid: str,
+                            migration_uuid: str, disk_info: dict[str, Any]) -> None:
+        await self.moves.finish_resize(ctx, instance_uuid, migration_uuid, disk_info)
+
+    async def confirm_resize(self, ctx: RequestContext, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        await self.moves.confirm_resize(ctx, instance_uuid, migration_uuid)
+
+    async def revert_resize(self, ctx: RequestContext, instance_uuid: str,
+                            migration_uuid: str) -> None:
+        await self.moves.revert_resize(ctx, instance_uuid, migration_uuid)
+
+    async def finish_revert_resize(self, ctx: RequestContext, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        await self.moves.finish_revert_resize(ctx, instance_uuid, migration_uuid)
+
+    async def live_migration(self, ctx: RequestContext, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        await self.moves.live_migration(ctx, instance_uuid, migration_uuid)
+
+    async def pre_live_migration(self, ctx: RequestContext, instance_uuid: str,
+                                 migration_uuid: str,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        return await self.moves.pre_live_migration(ctx, instance_uuid, migration_uuid,
+                                                   source_data)
+
+    async def post_live_migration_at_destination(self, ctx: RequestContext,
+                                                 instance_uuid: str,
+                                                 migration_uuid: str) -> int:
+        return await self.moves.post_live_migration_at_destination(ctx, instance_uuid,
+                                                                   migration_uuid)
+
+    async def rollback_live_migration_at_destination(self, ctx: RequestContext,
+                                                     instance_uuid: str,
+                                                     migration_uuid: str) -> None:
+        await self.moves.rollback_live_migration_at_destination(ctx, instance_uuid,
+                                                                migration_uuid)
+
+    async def live_migration_abort(self, ctx: RequestContext, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        await self.moves.live_migration_abort(ctx, instance_uuid, migration_uuid)
+
+    async def live_migration_force_complete(self, ctx: RequestContext, instance_uuid: str,
+                                            migration_uuid: str) -> None:
+        await self.moves.live_migration_force_complete(ctx, instance_uuid, migration_uuid)
+
+    async def evacuate_instance(self, ctx: RequestContext, instance_uuid: str,
+                                migration_uuid: str, stop: bool) -> None:
+        await self.moves.evacuate_instance(ctx, instance_uuid, migration_uuid, stop)

@@ -173,6 +173,21 @@ class HostNetwork:
             devname=f"tap{port['id'][:11]}", bridge=str(details.get("bridge_name", "")),
             preserve_on_delete=preserve, ips=ips)
 
+    async def rebind(self, ctx: RequestContext, network_info: list[dict[str, Any]],
+                     host: str) -> list[dict[str, Any]]:
+        """Bind the instance's ports to ``host`` (a server moving there); its
+        ``network_info`` as bound there (the l2-agent of ``host`` plugs the taps)."""
+        base = await self.client.find_base()
+        if base is None or not network_info:
+            return list(network_info)
+        rebound = []
+        for vif in network_info:
+            port = await self._do(f"bind port {vif['id']} to {host}", self.client.update_port(
+                ctx, base, vif["id"], {"binding:host_id": host}))
+            rebound.append((await self._vif(ctx, base, port, bool(
+                vif.get("preserve_on_delete")))).model_dump())
+        return rebound
+
     # Release ------------------------------------------------------------------------------
 
     async def _release(self, ctx: RequestContext, base: str,

@@ -26,6 +26,7 @@ from stratus.compute.api.deps import (
 )
 from stratus.compute.api.schemas import ServerCreateBody, ServerUpdateBody, boot_request
 from stratus.compute.api.volume_attachments import fill_volumes_attached
+from stratus.compute.resize import EmptyAnswer
 from stratus.compute.server_filters import ADMIN_SORT_KEYS, SORT_COLUMNS
 from stratus.compute.servers import ServerPage, ServerUpdate, target, visible
 from stratus.core.exceptions import BadRequest, NotFound
@@ -145,10 +146,12 @@ async def delete_server(server_id: str, rt: Runtime, caller: CallerDep,
 
 @router.post("/{server_id}/action")
 async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
-                        caller: CallerDep) -> Response:
-    answer = await lifecycle.run_action(rt, caller, server_id, body)
+                        caller: CallerDep, version: Version) -> Response:
+    answer = await lifecycle.run_action(rt, caller, server_id, body, version)
     if answer is None:
         return Response(status_code=202)
+    if isinstance(answer, EmptyAnswer):
+        return Response(status_code=answer.status)
     return JSONResponse(answer)
 
 

@@ -32,7 +32,8 @@ class HostFilter:
 
 
 def _compute(host: HostState, spec: RequestSpec) -> bool:
-    return host.enabled and host.up and host.host not in spec.ignore_hosts
+    return (host.enabled and host.up and host.host not in spec.ignore_hosts
+            and (not spec.only_hosts or host.host in spec.only_hosts))
 
 
 def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
@@ -40,6 +41,12 @@ def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
     for name in spec.ignore_hosts:
         if (i := view.index.get(name)) is not None:
             mask[i] = False
+    if spec.only_hosts:
+        wanted = np.zeros(len(view), dtype=bool)
+        for name in spec.only_hosts:
+            if (i := view.index.get(name)) is not None:
+                wanted[i] = True
+        mask &= wanted
     return mask
 
 

@@ -34,5 +34,7 @@ class RequestSpec:
     group_policy: str | None = None
     #: Hosts already holding members of the group.
     group_hosts: frozenset[str] = frozenset()
-    #: Hosts not to use (those a reschedule already failed on).
+    #: Hosts not to use (those a reschedule already failed on, a moving server's source).
     ignore_hosts: frozenset[str] = frozenset()
+    #: When not empty, the only hosts to consider (a move to the host an admin named).
+    only_hosts: frozenset[str] = frozenset()
