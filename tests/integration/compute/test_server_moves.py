@@ -173,7 +173,14 @@ async def test_resize_over_quota_is_403_and_a_failed_move_rolls_back(cloud: Clou
     back = await cloud.wait_for(sid, "ACTIVE")
     assert back["flavor"]["original_name"] == "m1.tiny"
     assert back["OS-EXT-SRV-ATTR:host"] == source
-    assert "no room for the disk" in back["fault"]["message"]
+    assert "fault" not in back  # Nova shows faults of ERROR servers only
+    actions = (await cloud.compute("GET", f"/servers/{sid}/os-instance-actions")).json()
+    resize = actions["instanceActions"][0]
+    assert (resize["action"], resize["message"]) == ("resize", "Error")
+    events = (await cloud.compute("GET", f"/servers/{sid}/os-instance-actions/"
+                                  f"{resize['request_id']}")).json()["instanceAction"]["events"]
+    failed = {e["event"]: e for e in events if e["result"] == "Error"}
+    assert "no room for the disk" in failed["compute_finish_resize"]["details"]
     assert await claims(cloud, sid) == {source: TINY}
     assert await claims(cloud, rows[0]["uuid"]) == {}
     for agent in cloud.stack.agents:
