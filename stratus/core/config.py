@@ -138,6 +138,10 @@ class ComputeSettings(BaseModel):
     #: Seconds after which a resize or cold migration left unconfirmed is confirmed by the
     #: conductor (Nova's ``resize_confirm_window``); 0 never does.
     resize_confirm_window: int = Field(0, ge=0)
+    #: libvirt: how other hosts' libvirtd reach this host's for a live migration (default
+    #: ``libvirt_uri``; two agents on one machine need two libvirtd, see
+    #: ``stratus.compute.virt.libvirt.moves``).
+    live_migration_uri: str | None = None
 
 
 class NetworkSettings(BaseModel):

@@ -88,8 +88,9 @@ async def test_resize_confirm_then_revert_with_both_claims_held(cloud: Cloud) ->
                          "badRequest")
     assert_compute_error(await action(cloud, sid, {"resize": {"flavor": "2"}}), 400,
                          "badRequest")
-    assert_compute_error(await action(cloud, sid, {"confirmResize": None}), 409, "conflictingRequest")
-    assert_compute_error(await action(cloud, sid, {"revertResize": None}), 409, "conflictingRequest")
+    for wrong in ("confirmResize", "revertResize"):
+        assert_compute_error(await action(cloud, sid, {wrong: None}), 409,
+                             "conflictingRequest")
     assert await claims(cloud, sid) == {source: TINY}
 
     resized = await action(cloud, sid, {"resize": {"flavorRef": "2"}})

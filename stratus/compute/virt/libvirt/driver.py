@@ -41,11 +41,14 @@ from stratus.compute.virt.driver import (
     HostResources,
     HypervisorUnavailable,
     PowerState,
+    ProgressCallback,
     VirtDriver,
     VirtError,
 )
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.compute.virt.libvirt import moves
 from stratus.compute.virt.libvirt.guest_xml import domain_xml, volume_file, volume_xml
+from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
 
 LOG = logging.getLogger(__name__)
 
@@ -75,16 +78,22 @@ class LibvirtDriver(VirtDriver):
 
     def __init__(self, instances_dir: Path, *, uri: str = libvirt_host.DEFAULT_URI,
                  virt_type: str | None = None, run_dir: Path | None = None,
-                 start_daemons: bool = True, shutdown_timeout: float = 60.0) -> None:
+                 start_daemons: bool = True, shutdown_timeout: float = 60.0,
+                 migration_uri: str | None = None) -> None:
         """``virt_type`` None picks ``kvm`` when it really works, else ``qemu`` (TCG);
         ``run_dir`` holds the daemons' pid files and logs when we start them;
-        ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one."""
+        ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one;
+        ``migration_uri`` is how other hosts' libvirtd reach this one for a live migration
+        (default ``uri``)."""
         self.instances_dir = instances_dir
         self.uri = uri
         self.virt_type = virt_type
         self.run_dir = run_dir or instances_dir.parent / "libvirt-run"
         self.start_daemons = start_daemons
         self.shutdown_timeout = shutdown_timeout
+        self.migration_uri = migration_uri or uri
+        #: Guests whose live migration from here was aborted on request.
+        self._aborted: set[str] = set()
         self.host = os.uname().nodename
         self._conn: Any = None
         self._libvirt: Any = None
@@ -209,12 +218,7 @@ class LibvirtDriver(VirtDriver):
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"
-            xml = domain_xml(guest, virt_type=self.virt_type or "qemu",
-                             domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
-                             disk_format=disk_format,
-                             console_log=self.console_log(guest.uuid),
-                             metadata_ns=METADATA_NS, host=self.host,
-                             instances_dir=self.instances_dir)
+            xml = self.domain_xml(guest, disk, disk_format)
             await self._call(self._define_and_start, xml)
         except BaseException:
             try:
@@ -223,6 +227,14 @@ class LibvirtDriver(VirtDriver):
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
         LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
+
+    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2") -> str:
+        """The domain of ``guest`` on this host, booting ``disk``."""
+        return domain_xml(guest, virt_type=self.virt_type or "qemu",
+                          domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
+                          disk_format=disk_format, console_log=self.console_log(guest.uuid),
+                          metadata_ns=METADATA_NS, host=self.host,
+                          instances_dir=self.instances_dir)
 
     def _define_and_start(self, xml: str) -> None:
         dom = self._c().defineXML(xml)
@@ -408,14 +420,44 @@ class LibvirtDriver(VirtDriver):
         return flags
 
 
-def _run_tool(args: list[str], what: str) -> str:
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
-    except FileNotFoundError as exc:
-        raise VirtError(f"{what}: {args[0]} is not installed.") from exc
-    if done.returncode != 0:
-        raise VirtError(f"{what}: {done.stderr.strip()[-300:] or 'qemu-img failed'}")
-    return done.stdout
+    # Moves (see stratus.compute.virt.libvirt.moves) ----------------------------------------
+
+    async def migrate_disk_and_power_off(self, uuid: str, dest_host: str) -> dict[str, Any]:
+        return await moves.migrate_disk_and_power_off(self, uuid, dest_host)
+
+    async def finish_migration(self, guest: GuestSpec, disk_info: dict[str, Any], *,
+                               power_on: bool) -> None:
+        await moves.finish_migration(self, guest, disk_info, power_on=power_on)
+
+    async def confirm_migration(self, uuid: str) -> None:
+        await moves.confirm_migration(self, uuid)
+
+    async def finish_revert_migration(self, uuid: str, *, power_on: bool) -> None:
+        await moves.finish_revert_migration(self, uuid, power_on=power_on)
+
+    async def live_migration_source_data(self, uuid: str) -> dict[str, Any]:
+        return await moves.live_migration_source_data(self, uuid)
+
+    async def pre_live_migration(self, guest: GuestSpec,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        return await moves.pre_live_migration(self, guest, source_data)
+
+    async def live_migration(self, uuid: str, dest_host: str, migrate_data: dict[str, Any],
+                             on_progress: ProgressCallback | None = None) -> None:
+        await moves.live_migration(self, uuid, dest_host, migrate_data, on_progress,
+                                   metadata_ns=METADATA_NS)
+
+    async def post_live_migration_at_destination(self, uuid: str) -> None:
+        await moves.post_live_migration_at_destination(self, uuid)
+
+    async def rollback_live_migration_at_destination(self, uuid: str) -> None:
+        await moves.rollback_live_migration_at_destination(self, uuid)
+
+    async def live_migration_abort(self, uuid: str) -> None:
+        await moves.live_migration_abort(self, uuid)
+
+    async def live_migration_force_complete(self, uuid: str) -> None:
+        await moves.live_migration_force_complete(self, uuid)
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:
