@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rounds of resize+confirm, resize+revert, migrate+confirm, "
                              "live migration (default 20)")
     parser.add_argument("--hosts", type=int, default=2, help="fake hosts (default 2)")
-    parser.add_argument("--poll-interval", type=float, default=0.005,
-                        help="seconds between the client's GETs while waiting (default 0.005)")
+    parser.add_argument("--poll-interval", type=float, default=0.05,
+                        help="seconds between the client's GETs while waiting (default 0.05)")
 
 
 def _progress(message: str) -> None:

@@ -154,7 +154,7 @@ class HostMoves:
                 InstanceUpdate(task_state=states.RESIZE_FINISH), [states.RESIZE_MIGRATED],
                 self._started(FINISH_RESIZE_EVENT))
             network_info = list(instance.network_info)
-            if not same_host and self.network is not None:
+            if not same_host and self.network is not None and network_info:
                 network_info = await self.network.rebind(ctx, network_info, self.host)
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info),
@@ -204,9 +204,9 @@ class HostMoves:
                                           finished=False)
         try:
             await self.driver.destroy(instance_uuid)
-            if migration.source_compute != self.host:
+            if migration.source_compute != self.host and self.network is not None:
                 record = await self.conductor.instance_get(ctx, instance_uuid)
-                if self.network is not None:
+                if record.network_info:
                     network_info = await self.network.rebind(ctx, record.network_info,
                                                              migration.source_compute or "")
                     await self.conductor.instance_update(
@@ -331,9 +331,11 @@ class HostMoves:
         await self.driver.post_live_migration_at_destination(instance_uuid)
         if self.network is not None:
             instance = await self.conductor.instance_get(ctx, instance_uuid)
-            network_info = await self.network.rebind(ctx, instance.network_info, self.host)
-            await self.conductor.instance_update(ctx, instance_uuid,
-                                                 InstanceUpdate(network_info=network_info))
+            if instance.network_info:
+                network_info = await self.network.rebind(ctx, instance.network_info,
+                                                         self.host)
+                await self.conductor.instance_update(
+                    ctx, instance_uuid, InstanceUpdate(network_info=network_info))
         power = int((await self.driver.get_info(instance_uuid)).power_state)
         await self.conductor.action_event(ctx, instance_uuid, POST_LIVE_EVENT, host=self.host,
                                           finished=True, result="Success")
@@ -369,7 +371,7 @@ class HostMoves:
                 InstanceUpdate(task_state=states.REBUILD_SPAWNING), [states.REBUILDING],
                 self._started(REBUILD_EVENT))
             network_info = list(instance.network_info)
-            if self.network is not None:
+            if self.network is not None and network_info:
                 network_info = await self.network.rebind(ctx, network_info, self.host)
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info),

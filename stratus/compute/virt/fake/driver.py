@@ -246,7 +246,8 @@ class FakeDriver(VirtDriver):
                 if self._migrating.get(uuid) == "complete":
                     done = LIVE_MIGRATION_ROUNDS
                 processed = total * done // LIVE_MIGRATION_ROUNDS
-                if on_progress is not None:
+                # Progress is worth reporting only while the copy takes time.
+                if on_progress is not None and (pause or done == LIVE_MIGRATION_ROUNDS):
                     await on_progress(MigrationProgress(
                         memory_total=total, memory_processed=processed,
                         memory_remaining=total - processed))
