@@ -10,6 +10,7 @@ import pytest
 
 from stratus.compute.virt.driver import GuestSpec, VirtError
 from stratus.compute.virt.libvirt.guest_xml import domain_xml, volume_xml
+from stratus.compute.virt.libvirt.moves import destination_xml
 from stratus.guest_image import builder
 
 UUID = "6f1c1a43-7a0b-4f47-a3a5-0d6c3c51a0e1"
@@ -135,3 +136,23 @@ def test_cache_key_follows_packages() -> None:
     two = [builder.Package("linux-image-x", "2"), builder.Package("busybox-static", "1")]
     assert builder.cache_key(one) == builder.cache_key(list(one))
     assert builder.cache_key(one) != builder.cache_key(two)
+
+
+def test_a_live_migration_points_the_domain_at_the_destination_files() -> None:
+    ns = "https://example.test/ns"
+    guest = GuestSpec(uuid="11111111-2222-3333-4444-555555555555", name="m", vcpus=1,
+                      memory_mb=256, root_gb=1)
+    source = domain_xml(guest, virt_type="qemu", domain_name="instance-m",
+                        disk_path=Path("/a/instances/m/disk"),
+                        console_log=Path("/a/instances/m/console.log"), metadata_ns=ns,
+                        host="host-a", instances_dir=Path("/a/instances"))
+    moved = ET.fromstring(destination_xml(source, {
+        "disk": "/b/instances/m/disk", "console_log": "/b/instances/m/console.log",
+        "host": "host-b", "instances_dir": "/b/instances"}, ns))
+    disk = moved.find("./devices/disk[@device='disk']/source")
+    assert disk is not None and disk.get("file") == "/b/instances/m/disk"
+    log = moved.find("./devices/serial/log")
+    assert log is not None and log.get("file") == "/b/instances/m/console.log"
+    assert moved.findtext(f"./metadata/{{{ns}}}instance/{{{ns}}}host") == "host-b"
+    assert moved.findtext(f"./metadata/{{{ns}}}instance/{{{ns}}}instances") == "/b/instances"
+    assert "/a/instances" not in ET.tostring(moved, encoding="unicode")
