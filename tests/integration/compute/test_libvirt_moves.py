@@ -20,13 +20,25 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from stratus.compute.agent.manager import ComputeAgentManager
+from stratus.compute.placement import Placement, provider_uuid
+from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import GuestSpec, MigrationProgress, PowerState
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.core.config import Settings
+from stratus.guest_image.upload import publish
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 from tests.conftest import backend_unavailable
-from tests.realvm import guest_image, libvirt_ready, wait_console
+from tests.integration.clouds import auth_body
+from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
+from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
+from tests.integration.compute.test_libvirt_flow import wait_status
+from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
@@ -157,3 +169,96 @@ async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
     assert "STRATUS-DISK name=vda size=2147483648" in booted
     await b.confirm_migration(guest.uuid)
     assert not (b.instances_dir / f"{guest.uuid}_resize").exists()
+
+
+# Through the compute API: two compute agents, one on each libvirtd ----------------------------
+
+@pytest.fixture
+async def two_agent_cloud(db_url: str, tmp_path: Path,
+                          second_libvirtd: str) -> AsyncIterator[Cloud]:
+    """The in-process cloud with its libvirt agent (``realvm-a``, on the machine's libvirtd),
+    and a second agent (``realvm-b``) on the second libvirtd, serving on the same bus."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        network={"backend": "noop"},
+                        compute={"virt_driver": "libvirt", "host": "realvm-a",
+                                 "shutdown_timeout": 30})
+    transport = LateASGITransport()
+    stack = Stack(settings, http_transport=transport)
+    second: ComputeAgentManager | None = None
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, UNITS)
+        transport.app = app
+        first = stack.agents[0]
+        bus = await stack.transport()
+        driver = LibvirtDriver(tmp_path / "b-instances", uri=second_libvirtd,
+                               start_daemons=False, migration_uri=second_libvirtd)
+        second = ComputeAgentManager("realvm-b", driver, ConductorAPI(bus), first.options,
+                                     first.network, first.images, None,
+                                     peers=ComputeAgentAPI(bus))
+        await stack.serve(COMPUTE_TOPIC, "realvm-b", second, second.METHODS)
+        await second.start()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=ROOT, timeout=60) as client:
+            response = await client.post("/identity/v3/auth/tokens",
+                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
+            yield Cloud(client, response.headers["X-Subject-Token"], stack)
+    finally:
+        if second is not None:
+            for guest in await second.driver.list_guests():
+                await second.driver.destroy(guest)
+            await second.stop()
+        await stack.aclose()
+        await destroy_leftovers(tmp_path / "instances")  # only if the test failed midway
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: Cloud) -> None:
+    cloud = two_agent_cloud
+    image_id = await publish(f"{ROOT}/identity/v3", "admin", ADMIN_PASSWORD, guest_image(),
+                             client=cloud.client)
+    created = await cloud.compute("POST", "/servers", json={"server": {
+        "name": "real-mover", "imageRef": image_id, "flavorRef": "1", "networks": "none"}})
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    server = await wait_status(cloud, server_id, "ACTIVE", within=180)
+    source = server["OS-EXT-SRV-ATTR:host"]
+    dest = {"realvm-a": "realvm-b", "realvm-b": "realvm-a"}[source]
+
+    async def console() -> str:
+        response = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                       json={"os-getConsoleOutput": {"length": None}})
+        assert response.status_code == 200, response.text
+        return str(response.json()["output"])
+
+    await wait_console(console, r"^STRATUS-READY")
+    moved = await cloud.compute("POST", f"/servers/{server_id}/action", json={
+        "os-migrateLive": {"host": dest, "block_migration": "auto"}})
+    assert moved.status_code == 202, moved.text
+    deadline = time.monotonic() + 180
+    while True:
+        shown = (await cloud.compute("GET", f"/servers/{server_id}")).json()["server"]
+        assert shown["status"] in ("ACTIVE", "MIGRATING"), shown
+        if shown["status"] == "ACTIVE" and shown["OS-EXT-SRV-ATTR:host"] == dest:
+            break
+        assert time.monotonic() < deadline, shown
+        await asyncio.sleep(0.2)
+    rows = (await cloud.compute("GET", f"/os-migrations?instance_uuid={server_id}")).json()[
+        "migrations"]
+    assert [(r["migration_type"], r["status"], r["source_compute"], r["dest_compute"])
+            for r in rows] == [("live-migration", "completed", source, dest)]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.db.session() as session:
+        held = await Placement(session).allocations_of(server_id)
+        assert held == {provider_uuid(dest): {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}
+        assert await Placement(session).allocations_of(rows[0]["uuid"]) == {}
+    # The guest kept running over there: no boot on the destination's console, and it
+    # powers itself off there on ACPI (a soft reboot), then boots there.
+    assert "STRATUS-INIT" not in await console()
+    rebooted = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                   json={"reboot": {"type": "SOFT"}})
+    assert rebooted.status_code == 202
+    text = await wait_console(console, r"^STRATUS-READY", within=180)
+    assert text.index("STRATUS-POWEROFF") < text.index("STRATUS-INIT")

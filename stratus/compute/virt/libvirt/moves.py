@@ -245,8 +245,13 @@ async def live_migration(driver: LibvirtDriver, uuid: str, dest_host: str,
     if not dest_uri:
         raise VirtError(f"{dest_host} gave no libvirt URI to migrate to.")
     xml = await driver._call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+    # The definition kept there (what a restart of the guest uses) is re-pointed too.
+    persistent = await driver._call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE
+                                    | libvirt.VIR_DOMAIN_XML_INACTIVE)
     params = {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: destination_xml(xml, migrate_data, metadata_ns),
+        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: destination_xml(persistent, migrate_data,
+                                                               metadata_ns),
         # QEMU's stream stays on the loopback: both hosts are on this machine.
         libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1",
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "127.0.0.1",
