@@ -132,9 +132,16 @@ class ComputeAgentManager:
         await self.driver.cleanup_host()
 
     async def reconcile(self, ctx: RequestContext, expected: list[str]) -> None:
-        """After a restart: finish deletes and fail builds this host left half done."""
+        """After a restart: finish deletes and fail builds this host left half done, and
+        remove the guests of servers rebuilt elsewhere meanwhile (evacuated)."""
         for uuid in set(await self.driver.list_guests()) - set(expected):
-            LOG.warning("guest %s runs on %s but no instance here owns it", uuid, self.host)
+            if await self._moved_away(ctx, uuid):
+                LOG.warning("guest %s on %s belongs to a server now on another host "
+                            "(evacuated): removing it", uuid, self.host)
+                await self._destroy_quietly(uuid)
+            else:
+                LOG.warning("guest %s runs on %s but no instance here owns it", uuid,
+                            self.host)
         for uuid in expected:
             instance = await self.conductor.instance_get(ctx, uuid)
             if instance.task_state == states.DELETING:
@@ -144,6 +151,16 @@ class ComputeAgentManager:
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(
                     message=f"The build was interrupted by a restart of {self.host}."),
                     alternates=[], attempt=MAX_BUILD_ATTEMPTS)
+
+    async def _moved_away(self, ctx: RequestContext, uuid: str) -> bool:
+        """The server of this guest lives on another host, with nothing under way (a move
+        in progress may still need the guest here)."""
+        try:
+            instance = await self.conductor.instance_get(ctx, uuid)
+        except Exception:
+            return False  # not a server of this cloud's: leave it alone
+        return (not instance.deleted and instance.host not in (None, self.host)
+                and instance.task_state is None)
 
     async def report(self, ctx: RequestContext) -> list[str]:
         resources = await self.driver.get_available_resource()

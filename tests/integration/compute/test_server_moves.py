@@ -20,6 +20,7 @@ from stratus.compute.placement import Placement, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 from stratus.core.config import Settings
+from stratus.core.context import RequestContext
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
@@ -328,6 +329,15 @@ async def test_evacuate_only_from_a_down_host(cloud: Cloud) -> None:
     assert (row["status"], row["source_compute"], row["dest_compute"]) == (
         "done", source, dest)
     assert await action_names(cloud, sid) == ["evacuate", "create"]
+
+    # The dead host comes back: it removes its copy of the evacuated server's guest.
+    victim = next(a for a in cloud.stack.agents if a.host == source)
+    assert sid in await victim.driver.list_guests()
+    ctx = RequestContext(user_id="test", project_id="service", roles=["service"])
+    await victim.reconcile(ctx, [])
+    assert sid not in await victim.driver.list_guests()
+    assert sid in await next(a for a in cloud.stack.agents
+                             if a.host == dest).driver.list_guests()
 
 
 @pytest.fixture
