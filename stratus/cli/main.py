@@ -80,7 +80,13 @@ class _Server(uvicorn.Server):
 async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                  after_up: Callable[[], Awaitable[None]] | None = None) -> None:
     from stratus.stack import Stack, admin_password, write_clouds_yaml
-    from stratus.units import UNITS, ensure_default_network, root_app, run_bootstrap
+    from stratus.units import (
+        UNITS,
+        ensure_default_network,
+        ensure_external_network,
+        root_app,
+        run_bootstrap,
+    )
 
     if "compute-agent" in names and settings.compute.virt_driver is None:
         from stratus.compute.virt.select import choose_driver
@@ -95,6 +101,8 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         asgi = await root_app(stack, names)
         if bootstrap:
             await ensure_default_network(stack)
+            for line in await ensure_external_network(stack):
+                console.print(line)
         if all(UNITS[name].prefix is None for name in names):
             await _serve_bus_only(names)
             return

@@ -16,12 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
+from stratus.compute.action_steps import Reply, parse_args, version
 from stratus.compute.objects import FlavorInfo
 from stratus.compute.resize import (
-    EmptyAnswer,
     begin_move,
     claim_destination,
-    parse_args,
     require_state,
 )
 from stratus.compute.server_migrations import EVACUATION
@@ -29,7 +28,6 @@ from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
 from stratus.core.policy import Caller
-from stratus.core.web.microversions import APIVersion
 
 __all__ = ["evacuate"]
 
@@ -45,17 +43,18 @@ class EvacuateArgs(BaseModel):
     force: bool | None = None
 
 
-async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                   version: APIVersion) -> dict[str, Any] | EmptyAnswer:
-    parsed = parse_args(EvacuateArgs, args, "evacuate")
-    if version.at_least("2.14"):
+async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str,
+                   args: Any) -> dict[str, Any] | Reply:
+    asked = version()
+    parsed = parse_args(EvacuateArgs, {} if args is None else args, "evacuate")
+    if asked.at_least("2.14"):
         if parsed.on_shared_storage is not None:
             raise BadRequest("Additional properties are not allowed (onSharedStorage was "
                              "unexpected).")
     elif parsed.on_shared_storage is None:
         raise BadRequest("'onSharedStorage' is a required property.")
-    if parsed.force is not None and not (version.at_least("2.29")
-                                         and not version.at_least("2.68")):
+    if parsed.force is not None and not (asked.at_least("2.29")
+                                         and not asked.at_least("2.68")):
         raise BadRequest("Additional properties are not allowed (force was unexpected).")
     if parsed.on_shared_storage and parsed.admin_pass:
         raise BadRequest("admin password can't be changed on existing disk")
@@ -71,7 +70,7 @@ async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any
                 raise BadRequest(f"Compute host {host} could not be found.")
             if host == source:
                 raise BadRequest("The target host can't be the same one.")
-        stop = version.at_least("2.95") or instance.vm_state == states.STOPPED
+        stop = asked.at_least("2.95") or instance.vm_state == states.STOPPED
         start = await begin_move(svc, caller, instance, EVACUATION,
                                  FlavorInfo.model_validate(instance.flavor),
                                  action="evacuate", task_state=states.REBUILDING,
@@ -81,6 +80,6 @@ async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any
                                    event="conductor_rebuild_server")
     await rt.clients.agents.evacuate_instance(caller.context, dest, start.instance_uuid,
                                               start.migration_uuid, stop)
-    if version.at_least("2.14"):
-        return EmptyAnswer(200)
+    if asked.at_least("2.14"):
+        return Reply(status=200)
     return {"adminPass": parsed.admin_pass or secrets.token_urlsafe(9)}

@@ -6,8 +6,11 @@ back (its volumes after the answer: ``Deleted.release``).
 
 Actions: ``ACTIONS`` maps the action name of the body to its handler. A handler loads the
 server, authorizes, checks its state, records the action, and casts (or calls) the server's
-host; it returns the answer's body (``None``: 202 with no body). A new action is one
-function and one line in the table; an unknown action is a 400.
+host; it returns the answer's body (``None``: 202 with no body; an
+``action_steps.Reply`` for another status, headers or the server's view). A new action is
+one function and one line in the table; an unknown action is a 400. The larger flows have
+modules of their own (``snapshots``, ``rebuild``, ``shelve``, the moves ``resize``,
+``live_migration``, ``evacuate``) built on ``action_steps``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import evacuate, live_migration, resize, states, volume_attach
-from stratus.compute.models import Instance
+from stratus.compute import (
+    evacuate,
+    live_migration,
+    rebuild,
+    resize,
+    shelve,
+    snapshots,
+    states,
+    volume_attach,
+)
+from stratus.compute.action_steps import Reply, at_version
+from stratus.compute.action_steps import begin as _begin
+from stratus.compute.action_steps import require as _require  # noqa: F401 - for handlers
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
@@ -67,21 +81,10 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
 
 # Actions ------------------------------------------------------------------------------------
 
-#: What an action answers: a body (200), None (202 with no body), or another status with
-#: no body (``EmptyAnswer``: Nova's 204 for confirmResize).
-Answer = dict[str, Any] | resize.EmptyAnswer | None
-
-#: An action's handler: (runtime, caller, server id, the action's arguments) → its answer.
-ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[Answer]]
-#: The same, for actions whose arguments depend on the request's microversion.
-VersionedHandler = Callable[[ComputeRuntime, Caller, str, Any, APIVersion], Awaitable[Answer]]
-
-
-@dataclass(frozen=True)
-class Versioned:
-    """An ``ACTIONS`` entry whose handler also takes the request's microversion."""
-
-    handler: VersionedHandler
+#: An action's handler: (runtime, caller, server id, the action's arguments) → the
+#: answer's body, or None for a 202 with no body.
+ActionHandler = Callable[[ComputeRuntime, Caller, str, Any],
+                         Awaitable[dict[str, Any] | Reply | None]]
 
 
 class RebootArgs(BaseModel):
@@ -94,27 +97,6 @@ class ConsoleOutputArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     length: int | str | None = None
-
-
-def _require(instance: Instance, vm_states: tuple[str, ...], action: str) -> None:
-    if instance.vm_state not in vm_states or instance.task_state is not None:
-        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
-                       f"{instance.vm_state} and task_state {instance.task_state}.")
-
-
-async def _begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
-                 allowed: tuple[str, ...], task: str) -> tuple[str, str]:
-    """Authorize ``name``, check the state, set the task state and record the action;
-    the server's (uuid, host)."""
-    async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize(f"os_compute_api:servers:{name}", target(instance))
-        _require(instance, allowed, name)
-        if instance.host is None:
-            raise Conflict(f"Instance {instance.uuid} has no host.")
-        instance.task_state = task
-        await svc.instances.start_action(caller.context, instance.uuid, name)
-        return instance.uuid, instance.host
 
 
 async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
@@ -158,7 +140,7 @@ async def console_output(rt: ComputeRuntime, caller: Caller, server_id: str,
 
 
 #: Action name (the body's one key) → its handler.
-ACTIONS: dict[str, ActionHandler | Versioned] = {
+ACTIONS: dict[str, ActionHandler] = {
     "os-stop": stop,
     "os-start": start,
     "reboot": reboot,
@@ -167,21 +149,28 @@ ACTIONS: dict[str, ActionHandler | Versioned] = {
     "resize": resize.resize,
     "confirmResize": resize.confirm_resize,
     "revertResize": resize.revert_resize,
-    "migrate": Versioned(resize.migrate),
-    "os-migrateLive": Versioned(live_migration.live_migrate),
-    "evacuate": Versioned(evacuate.evacuate),
+    "migrate": resize.migrate,
+    "os-migrateLive": live_migration.live_migrate,
+    "evacuate": evacuate.evacuate,
+    # Images of the disk, rebuild, shelve (snapshots.py, rebuild.py, shelve.py)
+    "createImage": snapshots.create_image,
+    "rebuild": rebuild.rebuild,
+    "shelve": shelve.shelve,
+    "shelveOffload": shelve.shelve_offload,
+    "unshelve": shelve.unshelve,
 }
 
 
 async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
-                     body: dict[str, Any], version: APIVersion = APIVersion(2, 1)) -> Answer:
-    """Run the one action ``body`` names (at the request's microversion); its answer."""
+                     body: dict[str, Any],
+                     version: APIVersion | None = None) -> dict[str, Any] | Reply | None:
+    """Run the one action ``body`` names at ``version``; its answer's body (None: 202 with
+    no body; a ``Reply``: its own status, headers or the server's view)."""
     if len(body) != 1:
         raise BadRequest("An action body holds exactly one action.")
     ((action, args),) = body.items()
     handler = ACTIONS.get(action)
     if handler is None:
         raise BadRequest(f"Unknown action {action!r}.")
-    if isinstance(handler, Versioned):
-        return await handler.handler(rt, caller, server_id, args, version)
-    return await handler(rt, caller, server_id, args)
+    with at_version(version or APIVersion(2, 1)):
+        return await handler(rt, caller, server_id, args)

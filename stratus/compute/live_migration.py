@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.action_steps import version as action_version
 from stratus.compute.models import Migration
 from stratus.compute.objects import FlavorInfo
 from stratus.compute.resize import begin_move, claim_destination, require_state
@@ -73,9 +74,9 @@ def _parse(args: Any, version: APIVersion) -> tuple[str | None, bool]:
     return host, force
 
 
-async def live_migrate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                       version: APIVersion) -> None:
-    host, force = _parse(args, version)
+async def live_migrate(rt: ComputeRuntime, caller: Caller, server_id: str,
+                       args: Any) -> None:
+    host, force = _parse(args, action_version())
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-migrate-server:migrate_live", target(instance))

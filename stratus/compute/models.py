@@ -156,6 +156,8 @@ class Instance(Base):
     key_data: Mapped[str | None] = mapped_column(Text)
     user_data: Mapped[str | None] = mapped_column(Text)
     server_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
+    #: Nova's system metadata: what compute records for itself (``shelved_image_id``, ...).
+    system_metadata: Mapped[dict[str, str]] = mapped_column(default=dict, server_default="{}")
     tags: Mapped[list[str]] = mapped_column(default=list)
     availability_zone: Mapped[str | None] = mapped_column(String(255))
     #: As requested: ``"auto"``, ``"none"`` or a list of {uuid, port, fixed_ip}.
@@ -163,6 +165,9 @@ class Instance(Base):
     security_groups: Mapped[list[str]] = mapped_column(default=list)
     #: Network info as the network service bound it (addresses, MACs, network names).
     network_info: Mapped[list[Any]] = mapped_column(default=list)
+    #: The disks besides the root disk (``objects.BlockDevice`` dicts), as the boot asked.
+    block_device_mapping: Mapped[list[Any]] = mapped_column(default=list,
+                                                            server_default="[]")
     config_drive: Mapped[str] = mapped_column(String(8), default="")
     access_ip_v4: Mapped[str | None] = mapped_column(String(64))
     access_ip_v6: Mapped[str | None] = mapped_column(String(64))

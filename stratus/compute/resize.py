@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
+from stratus.compute.action_steps import Reply, parse_args, require, version
 from stratus.compute.models import Instance, Migration
 from stratus.compute.moves import apply_flavor, confirmed
 from stratus.compute.objects import FlavorInfo, MoveClaim
@@ -28,31 +29,17 @@ from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.policy import Caller
-from stratus.core.web.microversions import APIVersion
 
-__all__ = ["EmptyAnswer", "MoveStart", "begin_move", "claim_destination", "confirm_resize",
+__all__ = ["MoveStart", "begin_move", "claim_destination", "confirm_resize",
            "migrate", "parse_args", "require_state", "resize", "revert_resize"]
 
 #: What a server must be to be resized or cold-migrated.
 MOVABLE = (states.ACTIVE, states.STOPPED)
 
 
-def parse_args(model: type[BaseModel], args: Any, action: str) -> Any:
-    """An action's arguments as ``model``, or Nova's 400 saying what is wrong."""
-    try:
-        return model.model_validate(args if args is not None else {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or action
-        raise BadRequest(f"Invalid input for field/attribute {where}: {first['msg']}") \
-            from exc
-
-
 def require_state(instance: Instance, vm_states: tuple[str, ...], action: str) -> str:
     """The server's host, if it is in one of ``vm_states`` with no task (409 otherwise)."""
-    if instance.vm_state not in vm_states or instance.task_state is not None:
-        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
-                       f"{instance.vm_state} and task_state {instance.task_state}.")
+    require(instance, vm_states, action)
     if instance.host is None:
         raise Conflict(f"Instance {instance.uuid} has no host.")
     return instance.host
@@ -130,7 +117,7 @@ class ResizeArgs(BaseModel):
 
 
 async def resize(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
-    parsed = parse_args(ResizeArgs, args, "resize")
+    parsed = parse_args(ResizeArgs, {} if args is None else args, "resize")
     flavor_ref = str(parsed.flavor_ref).rstrip("/").rsplit("/", 1)[-1]
     if not flavor_ref:
         raise BadRequest("Invalid flavorRef provided.")
@@ -177,12 +164,11 @@ class MigrateArgs(BaseModel):
     host: str | None = Field(None, min_length=1, max_length=255)
 
 
-async def migrate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                  version: APIVersion) -> None:
-    if args is not None and not version.at_least("2.56"):
+async def migrate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+    if args is not None and not version().at_least("2.56"):
         raise BadRequest("Invalid input for field/attribute migrate: the body must be null "
                          "before microversion 2.56.")
-    parsed = parse_args(MigrateArgs, args, "migrate")
+    parsed = parse_args(MigrateArgs, {} if args is None else args, "migrate")
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-migrate-server:migrate", target(instance))
@@ -201,14 +187,6 @@ async def migrate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
 
 # confirm and revert ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class EmptyAnswer:
-    """An action's answer with this status and no body (Nova's 204 for confirmResize, its
-    200 for evacuate), where most answer 202."""
-
-    status: int
-
-
 async def _finished_move(svc: ComputeService, instance: Instance) -> Migration:
     migration = await svc.migrations.latest(instance.uuid, (FINISHED,), (RESIZE, COLD))
     if migration is None:
@@ -217,7 +195,7 @@ async def _finished_move(svc: ComputeService, instance: Instance) -> Migration:
 
 
 async def confirm_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
-                         args: Any) -> EmptyAnswer:
+                         args: Any) -> Reply:
     if args is not None:
         raise BadRequest("confirmResize takes no arguments.")
     async with rt.service() as svc:
@@ -236,7 +214,8 @@ async def confirm_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
         uuid, migration_uuid = instance.uuid, migration.uuid
     if source_up:
         await rt.clients.agents.confirm_resize(caller.context, source, uuid, migration_uuid)
-    return EmptyAnswer(204)
+    # Nova answers confirmResize 204, with no body.
+    return Reply(status=204)
 
 
 async def revert_resize(rt: ComputeRuntime, caller: Caller, server_id: str,

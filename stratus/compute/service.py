@@ -24,6 +24,7 @@ from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
 from stratus.compute.server_migrations import Migrations
 from stratus.core.clients.image import ImageClient
+from stratus.core.clients.network import NetworkClient
 from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
 from stratus.core.db import Database, Txn
@@ -38,6 +39,8 @@ class ComputeClients:
     agents: ComputeAgentAPI
     images: ImageClient
     volumes: VolumeClient
+    #: The caller's view of the network service (``os-interface``).
+    network: NetworkClient
 
 
 class ComputeRuntime:

@@ -26,13 +26,15 @@ async def build_api(stack: Stack) -> ASGIApp:
     from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
     from stratus.compute.service import ComputeClients
     from stratus.core.clients.image import ImageClient
+    from stratus.core.clients.network import NetworkClient
     from stratus.core.clients.volume import VolumeClient
 
     runtime = await compute_runtime(stack)
     bus = await stack.transport()
     http = stack.http_client()
     runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
-                                   images=ImageClient(http), volumes=VolumeClient(http)))
+                                   images=ImageClient(http), volumes=VolumeClient(http),
+                                   network=NetworkClient(http)))
     return create_compute_app(runtime, stack.token_validator())
 
 
@@ -73,6 +75,11 @@ async def build_conductor(stack: Stack) -> None:
                                 lambda: manager.confirm_expired_resizes(window))
         auto_confirm.start()
         stack.exits.push_async_callback(auto_confirm.stop)
+    if options.shelved_offload_time > 0:  # 0: offloaded at once by the host; -1: never
+        offloader = Periodic("the shelved servers' offload", options.report_interval,
+                             lambda: manager.offload_shelved(options.shelved_offload_time))
+        offloader.start()
+        stack.exits.push_async_callback(offloader.stop)
 
 
 async def build_agent(stack: Stack) -> None:
@@ -120,8 +127,13 @@ async def build_agent(stack: Stack) -> None:
 
             volumes = HostVolumes(host, driver, stack.service_auth(),
                                   VolumeClient(stack.http_client()))
+        image_service = None
+        if stack.identity_reachable:  # to upload snapshots (createImage, shelve)
+            from stratus.core.clients.image import ImageClient
+
+            image_service = ImageClient(stack.http_client(), stack.service_auth())
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
-                                    volumes, peers=ComputeAgentAPI(bus))
+                                    volumes, image_service, peers=ComputeAgentAPI(bus))
         await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)

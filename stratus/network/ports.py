@@ -4,7 +4,7 @@ groups and host bindings; the backend hears of each change after the commit (``n
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -176,6 +176,9 @@ class Ports(Part):
     quotas: Quotas
     notifier: Notifier
     snapshots: Snapshots
+    #: Run before a port is deleted through the API; may refuse (the L3 service's ports)
+    #: or let go of what uses the port (its floating IPs).
+    before_delete: list[Callable[[Port], Awaitable[None]]] = field(default_factory=list)
 
     def _visible_ports(self, caller: Caller) -> Select[Port]:
         query = select(Port)
@@ -200,6 +203,8 @@ class Ports(Part):
         project_id = new.project_id or caller.require_project()
         if project_id != caller.project_id:
             caller.authorize("admin_only")
+        if net.router_external and not net.shared and net.project_id != project_id:
+            caller.authorize("admin_only")  # seen by all, but ports there are the L3 service's
         target = {**network_target(net), "project_id": project_id,
                   "network_owner": net.project_id}
         caller.authorize("create_port", target)
@@ -252,14 +257,14 @@ class Ports(Part):
         holds (the unique key says so) is drawn again."""
         if mac is not None:
             mac = self._mac(mac)
-            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
-                **row, mac_address=mac))
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
+                                                {**row, "mac_address": mac})
             if Txn.rowcount(result) != 1:
                 raise MacAddressInUse(mac, row["network_id"])
             return
         for _ in range(MAC_TRIES):
-            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
-                **row, mac_address=random_mac()))
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
+                                                {**row, "mac_address": random_mac()})
             if Txn.rowcount(result) == 1:
                 return
         raise MacAddressGenerationFailure(row["network_id"])
@@ -412,6 +417,8 @@ class Ports(Part):
         net = await self.session.get(Network, port.network_id)
         assert net is not None
         caller.authorize("delete_port", {**network_target(net), "project_id": port.project_id})
+        for hook in self.before_delete:
+            await hook(port)
         await self.remove(port)
 
     async def remove(self, port: Port) -> None:

@@ -19,14 +19,14 @@ async def build_api(stack: Stack) -> ASGIApp:
     from stratus.network.backends import backend_name, create_backend
     from stratus.network.events import ComputeEventSender
     from stratus.network.manager import NetworkServerManager
-    from stratus.network.rpcapi import NETWORK_TOPIC
+    from stratus.network.rpcapi import NETWORK_TOPIC, L3AgentAPI
     from stratus.network.service import NetworkRuntime
 
     bus = await stack.transport()
     events = ComputeEventSender(ComputeClient(stack.http_client(), stack.service_auth()))
     runtime = await stack.runtime("network", lambda: NetworkRuntime(
         stack.settings, backend=create_backend(backend_name(stack.settings), bus),
-        events=events))
+        events=events, l3_agents=L3AgentAPI(bus)))
     await events.start()
     stack.exits.push_async_callback(events.stop)
     manager = NetworkServerManager(runtime)
@@ -61,7 +61,7 @@ async def build_dhcp_agent(stack: Stack) -> None:
         dnsmasq=DnsmasqOptions(binary=net.dnsmasq, domain=net.dns_domain,
                                lease_seconds=net.dhcp_lease_duration),
         report_interval=net.agent_report_interval, metadata_url=settings.metadata_url,
-        metadata_secret=metadata_secret(settings))
+        metadata_secret=metadata_secret(settings), physical_bridges=net.physical_bridges)
     agent = DhcpAgentManager(host, NetworkServerAPI(await stack.transport()), options,
                              http_client=stack.http_client)
     # Registered before the bus server, so on the way out the server stops first.
@@ -83,10 +83,36 @@ async def build_l2_agent(stack: Stack) -> None:
     agent = L2AgentManager(hosts, NetworkServerAPI(await stack.transport()), L2AgentOptions(
         tunnel_ip=settings.network.tunnel_ip,
         report_interval=settings.network.agent_report_interval,
-        state_file=settings.data_dir / "l2-agent.json"))
+        state_file=settings.data_dir / "l2-agent.json",
+        physical_bridges=settings.network.physical_bridges))
     stack.exits.push_async_callback(agent.stop)
     for host in hosts:
         await stack.serve(L2_AGENT_TOPIC, host, agent.endpoint(host), agent.METHODS)
+    await agent.start()
+
+
+# The l3-agent ---------------------------------------------------------------------------------
+
+
+async def build_l3_agent(stack: Stack) -> None:
+    """A ``qrouter-<id>`` namespace per router scheduled to this host; see
+    ``stratus.network.agents.l3``."""
+    if not _linuxbridge(stack, "l3-agent"):
+        return
+    from stratus.network.agents.l3.manager import L3AgentManager, L3AgentOptions
+    from stratus.network.rpcapi import L3_AGENT_TOPIC, NetworkServerAPI
+
+    settings = stack.settings
+    net = settings.network
+    host = settings.compute.host or socket.gethostname()
+    agent = L3AgentManager(host, NetworkServerAPI(await stack.transport()), L3AgentOptions(
+        state_dir=net.l3_state_dir or settings.data_dir / "l3",
+        physical_bridges=net.physical_bridges, tunnel_ip=net.tunnel_ip,
+        report_interval=net.agent_report_interval,
+        resync_interval=net.l3_resync_interval))
+    # Registered before the bus server, so on the way out the server stops first.
+    stack.exits.push_async_callback(agent.stop)
+    await stack.serve(L3_AGENT_TOPIC, host, agent, agent.METHODS)
     await agent.start()
 
 
@@ -94,4 +120,5 @@ UNITS = (
     Unit("network-api", "/network", build_api, ("network", "neutron", "")),
     Unit("dhcp-agent", None, build_dhcp_agent),
     Unit("l2-agent", None, build_l2_agent),
+    Unit("l3-agent", None, build_l3_agent),
 )

@@ -8,13 +8,18 @@ conductor, which reschedules it to an alternate host or sets ERROR.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
+from stratus.compute.agent.disk_flows import DiskFlows
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
+from stratus.compute.agent.guest import guest_spec
 from stratus.compute.agent.moves import HostMoves
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
@@ -29,6 +34,7 @@ from stratus.compute.objects import (
     HostReport,
     InstanceRecord,
     InstanceUpdate,
+    VifInfo,
 )
 from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import (
@@ -38,6 +44,7 @@ from stratus.compute.virt.driver import (
     VirtDriver,
     VirtError,
 )
+from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
@@ -46,6 +53,7 @@ from stratus.core.periodic import Periodic
 LOG = logging.getLogger(__name__)
 
 BUILD_EVENT = "compute__do_build_and_run_instance"
+
 
 
 class BuildCancelled(Exception):
@@ -69,6 +77,9 @@ class ComputeAgentManager:
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
                "external_instance_event", "attach_volume", "detach_volume",
+               "snapshot_instance", "rebuild_instance", "shelve_instance",
+               "shelve_offload_instance", "unshelve_instance",
+               "attach_interface", "detach_interface",
                # Moves between hosts (stratus.compute.agent.moves)
                "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
                "finish_revert_resize", "live_migration", "pre_live_migration",
@@ -80,6 +91,7 @@ class ComputeAgentManager:
                  network: HostNetwork | None = None,
                  images: HostImages | None = None,
                  volumes: HostVolumes | None = None,
+                 image_service: ImageClient | None = None,
                  peers: ComputeAgentAPI | None = None) -> None:
         self.host = host
         self.driver = driver
@@ -91,15 +103,24 @@ class ComputeAgentManager:
         self.images = images
         #: Attachments through the volume service; None: this host cannot attach volumes.
         self.volumes = volumes
+        #: The image service, to upload snapshots (with this host's service token); None:
+        #: this host cannot take snapshots.
+        self.image_service = image_service
+        #: createImage, rebuild and shelve on this host (``stratus.compute.agent.disk_flows``).
+        self.flows = DiskFlows(self)
         self._heartbeat = Periodic(f"heartbeat of {host}", self.options.report_interval,
                                    lambda: self.report(RequestContext.for_service(AGENT_USER)))
         #: Waiters for events other services report (``network-vif-plugged``, ...).
         self.events = InstanceEvents()
+        #: One network-info refresh at a time per instance (events may come in a burst).
+        self._refreshing: dict[str, asyncio.Lock] = {}
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
+        #: One interface change at a time per instance: each rewrites its network_info.
+        self._interface_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: This host's half of resizes, migrations and evacuations; ``peers`` reaches the
         #: other hosts (None: this host can be the source of no move).
-        self.moves = HostMoves(host, driver, conductor, peers, network, self.guest_spec)
+        self.moves = HostMoves(host, driver, conductor, peers, network, self._guest_for_move)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -114,6 +135,85 @@ class ComputeAgentManager:
         if self.volumes is None:
             raise VirtError(f"{self.host} cannot reach the volume service.")
         await self.volumes.detach(ctx, instance_uuid, attachment_id, mountpoint)
+
+    # Interfaces (os-interface; see stratus.compute.interfaces) -----------------------------
+
+    async def attach_interface(self, ctx: RequestContext, instance_uuid: str, port_id: str,
+                               preserve_on_delete: bool, tag: str | None = None,
+                               ) -> VifInfo:
+        """Bind the port to this host, wait until it is wired, hot-plug the NIC and record
+        it in the instance's network_info; returns the new interface (a ``VifInfo`` dict).
+        On failure the port is unplugged and released (unbound, or deleted if it was made
+        for this attach) and nothing is recorded."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_attach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            if any(vif.get("id") == port_id for vif in instance.network_info):
+                raise VirtError(f"Port {port_id} is already attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            waiters: list[EventWaiter] = []
+
+            def listen(port_ids: list[str]) -> None:
+                waiters.append(self.events.prepare(
+                    instance_uuid, [f"network-vif-plugged:{p}" for p in port_ids]))
+
+            plugged = False
+            try:
+                vif = (await self.network.attach_port(
+                    ctx, instance_uuid, self.host, port_id, preserve=preserve_on_delete,
+                    zone=instance.availability_zone or self.options.zone,
+                    before_bind=listen)).model_copy(update={"tag": tag})
+                try:
+                    for waiter in waiters:
+                        await waiter.wait(self.options.vif_plugging_timeout)
+                    await self.driver.attach_interface(instance_uuid, vif.model_dump())
+                    plugged = True
+                    await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                        network_info=[*instance.network_info, vif.model_dump()]))
+                except BaseException:
+                    if plugged:
+                        with contextlib.suppress(Exception):
+                            await self.driver.detach_interface(instance_uuid, vif.model_dump())
+                    with contextlib.suppress(Exception):
+                        await self.network.release_port(ctx, port_id, preserve_on_delete)
+                    raise
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+            finally:
+                for waiter in waiters:
+                    waiter.close()
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
+        return vif
+
+    async def detach_interface(self, ctx: RequestContext, instance_uuid: str,
+                               port_id: str) -> None:
+        """Unplug the NIC, drop it from network_info, then give the port back (a port made
+        for the instance is deleted, the user's own unbound)."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_detach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            vif = next((v for v in instance.network_info if v.get("id") == port_id), None)
+            if vif is None:
+                raise VirtError(f"Port {port_id} is not attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            try:
+                await self.driver.detach_interface(instance_uuid, vif)
+                await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                    network_info=[v for v in instance.network_info
+                                  if v.get("id") != port_id]))
+                await self.network.release_port(ctx, port_id,
+                                                bool(vif.get("preserve_on_delete")))
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
 
     # Life cycle ---------------------------------------------------------------------------
 
@@ -148,6 +248,7 @@ class ComputeAgentManager:
                 await self.terminate_instance(ctx, uuid)
             elif instance.vm_state == states.BUILDING:
                 await self._destroy_quietly(uuid)
+                await self._undo_volumes_quietly(ctx, instance, [])
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(
                     message=f"The build was interrupted by a restart of {self.host}."),
                     alternates=[], attempt=MAX_BUILD_ATTEMPTS)
@@ -200,13 +301,15 @@ class ComputeAgentManager:
             return
         if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
+        made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
-            await self._build(ctx, instance)
+            await self._build(ctx, instance, made)
         except BuildCancelled:
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details="cancelled: the instance is being deleted")
             return
@@ -214,6 +317,7 @@ class ComputeAgentManager:
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details=str(exc))
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
@@ -221,7 +325,8 @@ class ComputeAgentManager:
                                                     type(exc).__name__),
                                               alternates, attempt)
 
-    async def _build(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+    async def _build(self, ctx: RequestContext, instance: InstanceRecord,
+                     made: list[str]) -> None:
         uuid = instance.uuid
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
@@ -234,6 +339,12 @@ class ComputeAgentManager:
             if self.volumes is not None and not instance.image_ref:  # boot from volume
                 block_devices = await self.volumes.connect_boot_volumes(
                     ctx, instance.project_id, uuid)
+            if any(d.kind == "volume" for d in instance.block_devices):
+                if self.volumes is None:
+                    raise VirtError(f"{self.host} cannot reach the volume service for the "
+                                    "server's volumes.")
+                block_devices += await self.volumes.connect_data_volumes(
+                    ctx, instance.project_id, uuid, instance.block_devices, made)
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
@@ -245,8 +356,8 @@ class ComputeAgentManager:
         finally:
             for waiter in plugged:
                 waiter.close()
-        await self.driver.spawn(await self.guest_spec(ctx, instance, instance.flavor,
-                                                      network_info, block_devices))
+        image = await self._local_image(ctx, instance)
+        await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
         info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
@@ -254,31 +365,31 @@ class ComputeAgentManager:
             event=ActionEvent(name=BUILD_EVENT, host=self.host, finished=True,
                               result="Success"))
 
-    async def guest_spec(self, ctx: RequestContext, instance: InstanceRecord,
-                         flavor: FlavorInfo, network_info: list[dict[str, Any]],
-                         block_devices: list[dict[str, Any]] | None = None) -> GuestSpec:
-        """What the driver makes the instance's guest of, with ``flavor``."""
+    async def _guest_for_move(self, ctx: RequestContext, instance: InstanceRecord,
+                              flavor: FlavorInfo,
+                              network_info: list[dict[str, Any]]) -> GuestSpec:
+        """The guest of ``instance`` with ``flavor`` made on this host by a move (its image
+        fetched into this host's cache where the driver needs it)."""
         image = await self._local_image(ctx, instance)
-        return GuestSpec(
-            uuid=instance.uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
-            root_gb=flavor.disk, network_info=network_info,
-            image_path=image.path if image else None,
-            image_format=image.disk_format if image else None,
-            block_devices=list(block_devices or []),
-            metadata={"hostname": instance.hostname, **instance.metadata})
+        return guest_spec(instance, image, network_info, [], flavor=flavor)
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
         """The image's bits in this host's cache, when the driver boots from a file."""
-        if not self.driver.needs_image_file or not instance.image_ref:
+        return await self.local_image(ctx, instance.image_ref)
+
+    async def local_image(self, ctx: RequestContext, image_ref: str) -> CachedImage | None:
+        """The bits of ``image_ref`` in this host's cache, when the driver boots from a
+        file (None when it does not, or for a server booted from a volume)."""
+        if not self.driver.needs_image_file or not image_ref:
             return None
         if self.images is None:
             raise VirtError(f"The {self.driver.name} driver needs the image on this host, "
                             "but the host has no image cache (no identity to find it with).")
         try:
-            return await self.images.local_image(ctx, instance.image_ref)
+            return await self.images.local_image(ctx, image_ref)
         except ImageCacheError as exc:
-            raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
+            raise VirtError(f"Image {image_ref}: {exc}") from exc
 
     async def _allocate_network(self, ctx: RequestContext, instance: InstanceRecord,
                                 plugged: list[EventWaiter]) -> list[dict[str, Any]]:
@@ -306,6 +417,18 @@ class ComputeAgentManager:
             await self.network.deallocate(ctx, instance.uuid, instance.network_info)
         except Exception:
             LOG.exception("could not release the ports of %s", instance.uuid)
+
+    async def _undo_volumes_quietly(self, ctx: RequestContext, instance: InstanceRecord,
+                                    made: list[str]) -> None:
+        """Give back a failed build's attachments and delete the volumes it made (never
+        raises: a failed build must still end)."""
+        if self.volumes is None or (instance.image_ref and not instance.block_devices):
+            return
+        try:
+            await self.volumes.undo_build(ctx, instance.project_id, instance.uuid, made)
+        except Exception:
+            LOG.exception("could not release the volumes of the failed build of %s",
+                          instance.uuid)
 
     async def _destroy_quietly(self, uuid: str) -> None:
         try:
@@ -389,11 +512,57 @@ class ComputeAgentManager:
         await self._event(ctx, instance_uuid, "compute_reboot_instance", finished=True,
                           result="Success")
 
+    # Snapshots, rebuild, shelve (see stratus.compute.agent.disk_flows) --------------------
+
+    async def snapshot_instance(self, ctx: RequestContext, instance_uuid: str,
+                                image_id: str) -> None:
+        await self.flows.snapshot(ctx, instance_uuid, image_id)
+
+    async def rebuild_instance(self, ctx: RequestContext, instance_uuid: str,
+                               preserve_ephemeral: bool = False) -> None:
+        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral)
+
+    async def shelve_instance(self, ctx: RequestContext, instance_uuid: str,
+                              image_id: str | None, offload: bool) -> None:
+        await self.flows.shelve(ctx, instance_uuid, image_id, offload)
+
+    async def shelve_offload_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        await self.flows.offload(ctx, instance_uuid)
+
+    async def unshelve_instance(self, ctx: RequestContext, instance_uuid: str,
+                                image_id: str | None) -> None:
+        await self.flows.unshelve(ctx, instance_uuid, image_id)
+
     async def external_instance_event(self, ctx: RequestContext, instance_uuid: str,
                                       events: list[ExternalEvent]) -> None:
-        """Events compute-api accepted for an instance here: wake whoever waits for them."""
+        """Events compute-api accepted for an instance here: wake whoever waits for them;
+        ``network-changed`` refreshes the instance's network info (its floating IPs)."""
         for event in events:
             self.events.dispatch(instance_uuid, event)
+        if any(e.name == "network-changed" for e in events):
+            await self._refresh_network_info(instance_uuid)
+
+    async def _refresh_network_info(self, instance_uuid: str) -> None:
+        """The instance's ``network_info`` as the network service has it now, recorded
+        (never raises: a failed refresh leaves the last one, and the next event retries)."""
+        if self.network is None:
+            return
+        ctx = RequestContext.for_service(AGENT_USER)  # the host's own token: sees every port
+        try:
+            async with self._refreshing.setdefault(instance_uuid, asyncio.Lock()):
+                instance = await self.conductor.instance_get(ctx, instance_uuid)
+                if not instance.network_info:
+                    return
+                info = await self.network.with_floating_ips(ctx, instance.network_info)
+                if info != instance.network_info:
+                    await self.conductor.instance_update(ctx, instance_uuid,
+                                                         InstanceUpdate(network_info=info))
+        except Exception:
+            LOG.exception("could not refresh the network info of %s", instance_uuid)
+        finally:
+            lock = self._refreshing.get(instance_uuid)
+            if lock is not None and not lock.locked():
+                del self._refreshing[instance_uuid]
 
     async def get_console_output(self, ctx: RequestContext, instance_uuid: str,
                                  length: int | None = None) -> str:

@@ -155,7 +155,8 @@ class HostMoves:
                 self._started(FINISH_RESIZE_EVENT))
             network_info = list(instance.network_info)
             if not same_host and self.network is not None and network_info:
-                network_info = await self.network.rebind(ctx, network_info, self.host)
+                network_info = [vif.model_dump() for vif in await self.network.rebind(
+                    ctx, network_info, self.host)]
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info),
                     [states.RESIZE_FINISH])
@@ -207,8 +208,8 @@ class HostMoves:
             if migration.source_compute != self.host and self.network is not None:
                 record = await self.conductor.instance_get(ctx, instance_uuid)
                 if record.network_info:
-                    network_info = await self.network.rebind(ctx, record.network_info,
-                                                             migration.source_compute or "")
+                    network_info = [vif.model_dump() for vif in await self.network.rebind(
+                        ctx, record.network_info, migration.source_compute or "")]
                     await self.conductor.instance_update(
                         ctx, instance_uuid, InstanceUpdate(network_info=network_info))
             event = self._done(REVERT_EVENT)
@@ -332,8 +333,8 @@ class HostMoves:
         if self.network is not None:
             instance = await self.conductor.instance_get(ctx, instance_uuid)
             if instance.network_info:
-                network_info = await self.network.rebind(ctx, instance.network_info,
-                                                         self.host)
+                network_info = [vif.model_dump() for vif in await self.network.rebind(
+                    ctx, instance.network_info, self.host)]
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info))
         power = int((await self.driver.get_info(instance_uuid)).power_state)
@@ -372,7 +373,8 @@ class HostMoves:
                 self._started(REBUILD_EVENT))
             network_info = list(instance.network_info)
             if self.network is not None and network_info:
-                network_info = await self.network.rebind(ctx, network_info, self.host)
+                network_info = [vif.model_dump() for vif in await self.network.rebind(
+                    ctx, network_info, self.host)]
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info),
                     [states.REBUILD_SPAWNING])

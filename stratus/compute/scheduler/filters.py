@@ -33,7 +33,7 @@ class HostFilter:
 
 def _compute(host: HostState, spec: RequestSpec) -> bool:
     return (host.enabled and host.up and host.host not in spec.ignore_hosts
-            and (not spec.only_hosts or host.host in spec.only_hosts))
+            and spec.requested_host in (None, host.host))
 
 
 def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
@@ -41,12 +41,12 @@ def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
     for name in spec.ignore_hosts:
         if (i := view.index.get(name)) is not None:
             mask[i] = False
-    if spec.only_hosts:
-        wanted = np.zeros(len(view), dtype=bool)
-        for name in spec.only_hosts:
-            if (i := view.index.get(name)) is not None:
-                wanted[i] = True
-        mask &= wanted
+    if spec.requested_host is not None:
+        only = view.index.get(spec.requested_host)
+        kept = np.zeros_like(mask)
+        if only is not None:
+            kept[only] = mask[only]
+        mask = kept
     return mask
 
 

@@ -13,22 +13,30 @@ from stratus.compute.errors import (
     NoValidHost,
 )
 from stratus.compute.instances import Instances
-from stratus.compute.objects import BuildRequest, FlavorInfo, MoveClaim, MoveClaimResult
+from stratus.compute.objects import (
+    BuildRequest,
+    FlavorInfo,
+    MoveClaim,
+    MoveClaimResult,
+    UnshelveRequest,
+)
 from stratus.compute.placement import Placement, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import HostSelector
 from stratus.compute.server_migrations import Migrations
 from stratus.compute.service import ComputeRuntime
+from stratus.compute.states import UNSHELVING
 from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
 
 LOG = logging.getLogger(__name__)
 
 SCHEDULE_EVENT = "conductor_schedule_and_build_instances"
+UNSHELVE_SCHEDULE_EVENT = "schedule_instances"
 
 
-def flavor_spec(request: BuildRequest) -> FlavorSpec:
+def flavor_spec(request: BuildRequest | UnshelveRequest) -> FlavorSpec:
     return spec_of(request.flavor)
 
 
@@ -38,7 +46,7 @@ def spec_of(f: FlavorInfo) -> FlavorSpec:
 
 
 class SchedulerManager:
-    METHODS = ("schedule_and_build", "move_claim")
+    METHODS = ("schedule_and_build", "move_claim", "unshelve_instance")
 
     def __init__(self, runtime: ComputeRuntime, selector: HostSelector,
                  agents: ComputeAgentAPI) -> None:
@@ -134,8 +142,7 @@ class SchedulerManager:
             availability_zone=claim.availability_zone,
             ignore_hosts=frozenset() if claim.allow_same_host else frozenset(
                 {claim.source_host}),
-            only_hosts=frozenset({claim.requested_host}) if claim.requested_host
-            else frozenset())
+            requested_host=claim.requested_host or None)
         try:
             hosts = await self.selector.select_and_claim(spec, on_claim=record,
                                                          before_claim=hand_over)
@@ -143,3 +150,42 @@ class SchedulerManager:
             LOG.info("no host for the move of %s: %s", claim.instance_uuid, exc)
             return MoveClaimResult(reason=str(exc))
         return MoveClaimResult(host=hosts[0])
+
+    async def unshelve_instance(self, ctx: RequestContext, request: UnshelveRequest) -> None:
+        """Place a shelved-offloaded instance as a boot would (its flavor, the shelve
+        image's properties, the zone or host asked for), claim, and have the host spawn it;
+        no host: it stays offloaded, with a fault that says why."""
+        uuid = request.instance_uuid
+        spec = RequestSpec(instance_uuid=uuid, project_id=request.project_id,
+                           flavor=flavor_spec(request),
+                           image_properties=dict(request.image_properties),
+                           availability_zone=request.availability_zone,
+                           requested_host=request.host)
+        started = utcnow()
+
+        async def place(txn: Txn, host: str) -> None:
+            instances = Instances(txn)
+            await instances.place_unshelved(uuid, host)
+            await instances.record_event(uuid, ctx.request_id, UNSHELVE_SCHEDULE_EVENT,
+                                         host=None, finished=True, result="Success",
+                                         started_at=started)
+
+        try:
+            hosts = await self.selector.select_and_claim(spec, on_claim=place)
+        except InstanceGone:
+            LOG.info("instance %s left unshelving before it was placed", uuid)
+            return
+        except NoValidHost as exc:
+            LOG.warning("no valid host to unshelve %s: %s", uuid, exc)
+            async with self.runtime.service() as svc:
+                instance = await svc.instances.get(uuid, include_deleted=True)
+                if instance.deleted_at is not None or instance.task_state != UNSHELVING:
+                    return
+                instance.task_state = None
+                await svc.instances.add_fault(uuid, code=500, message=str(exc))
+                await svc.instances.record_event(
+                    uuid, ctx.request_id, UNSHELVE_SCHEDULE_EVENT, host=None, finished=True,
+                    result="Error", details=str(exc), started_at=started)
+                await svc.instances.finish_action(uuid, ctx.request_id, "Error")
+            return
+        await self.agents.unshelve_instance(ctx, hosts[0], uuid, request.image_id)

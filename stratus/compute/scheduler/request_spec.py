@@ -36,5 +36,5 @@ class RequestSpec:
     group_hosts: frozenset[str] = frozenset()
     #: Hosts not to use (those a reschedule already failed on, a moving server's source).
     ignore_hosts: frozenset[str] = frozenset()
-    #: When not empty, the only hosts to consider (a move to the host an admin named).
-    only_hosts: frozenset[str] = frozenset()
+    #: The one host an admin asked for (unshelve at 2.91, a move to a named host), or None.
+    requested_host: str | None = None

@@ -38,6 +38,19 @@ class HypervisorUnavailable(VirtError):
 
 
 @dataclass(frozen=True)
+class LocalDisk:
+    """An ephemeral or swap disk in the instance's own directory."""
+
+    #: ``ephemeral`` or ``swap``.
+    kind: str
+    #: The guest device, ``/dev/vdb`` and on.
+    device: str
+    size_mb: int
+    #: A file system to make on it (``swap`` for swap); None leaves it blank.
+    guest_format: str | None = None
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     """Everything a driver needs to create one guest."""
 
@@ -50,7 +63,11 @@ class GuestSpec:
     #: The image's ``disk_format`` (qcow2, raw, ...) as the image service records it.
     image_format: str | None = None
     network_info: list[dict[str, Any]] = field(default_factory=list)
+    #: Volumes: ``{"mountpoint": "/dev/vdb", "connection_info": {...}, "volume_id",
+    #: "tag"}``; the one at ``/dev/vda`` (if any) is the root disk.
     block_devices: list[dict[str, Any]] = field(default_factory=list)
+    #: Local disks the driver makes with the guest, and removes with it.
+    local_disks: list[LocalDisk] = field(default_factory=list)
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +90,14 @@ class MigrationProgress:
 
 #: Told each time the hypervisor reports how far a live migration got.
 ProgressCallback = Callable[[MigrationProgress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DiskSnapshot:
+    """A guest's root disk, extracted to a local file the caller uploads, then removes."""
+
+    path: Path
+    disk_format: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +164,13 @@ class VirtDriver(abc.ABC):
 
     @abc.abstractmethod
     async def get_console_output(self, uuid: str) -> str: ...
+
+    @abc.abstractmethod
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        """The guest's root disk as a standalone qcow2 file (no backing file) in the
+        driver's scratch space, for the caller to upload and then remove; consistent even
+        while the guest runs, and the guest keeps its power state. A guest booted from a
+        volume has no local disk: ``VirtError``."""
 
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
                             mountpoint: str) -> None:
@@ -210,3 +242,12 @@ class VirtDriver(abc.ABC):
     async def live_migration_force_complete(self, uuid: str) -> None:
         """Make the guest's live migration under way converge (pause it meanwhile)."""
         raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        """Plug one more NIC (a ``VifInfo`` dict whose tap the l2-agent made) into the
+        guest, live if it runs and in its definition."""
+        raise NotImplementedError(f"the {self.name} driver cannot attach interfaces")
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        """Unplug what ``attach_interface`` plugged (found by MAC); no error if it is gone."""
+        raise NotImplementedError(f"the {self.name} driver cannot detach interfaces")

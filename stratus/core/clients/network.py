@@ -62,6 +62,11 @@ class NetworkClient(ServiceClient):
         body = await self._call(ctx, "GET", f"{base}/ports", params=params)
         return list(body["ports"])
 
+    async def list_floatingips(self, ctx: RequestContext, base: str,
+                               params: dict[str, Any]) -> list[dict[str, Any]]:
+        body = await self._call(ctx, "GET", f"{base}/floatingips", params=params)
+        return list(body["floatingips"])
+
     async def show_port(self, ctx: RequestContext, base: str, port_id: str) -> dict[str, Any]:
         body = await self._call(ctx, "GET", f"{base}/ports/{port_id}")
         port: dict[str, Any] = body["port"]

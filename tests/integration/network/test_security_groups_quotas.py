@@ -98,7 +98,7 @@ async def test_quotas_are_enforced_and_reported(make_cloud: CloudFactory) -> Non
     member = await cloud.project()
     default = (await cloud.call("GET", f"/quotas/{member.project_id}", member)).json()
     assert default["quota"] == {"network": -1, "subnet": -1, "port": 3, "security_group": 10,
-                                "security_group_rule": 100}
+                                "security_group_rule": 100, "router": 10, "floatingip": 50}
     net, _ = await cloud.network_with_subnet(member, cidr="10.41.0.0/24")
     results = await asyncio.gather(*(cloud.call("POST", "/ports", member, json={"port": {
         "network_id": net["id"]}}) for _ in range(8)))

@@ -348,10 +348,11 @@ async def test_boot_from_an_existing_volume(cloud: Cloud) -> None:
     in_use = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "in-use")
     assert in_use["attachments"][0]["server_id"] == sid
     assert in_use["attachments"][0]["device"] == "/dev/vda"
-    # A second server cannot boot from the same (now in-use) volume.
+    # A second server cannot boot from the same (now in-use) volume: 400, nothing made.
     again = await cloud.compute("POST", "/servers", json=body)
-    assert again.status_code == 202
-    await cloud.wait("compute", f"/servers/{again.json()['server']['id']}", "server", "ERROR")
+    assert again.status_code == 400, again.text
+    assert "in-use, not available" in again.json()["badRequest"]["message"]
+    assert len((await cloud.compute("GET", "/servers")).json()["servers"]) == 1
     await cloud.compute("DELETE", f"/servers/{sid}")
     kept = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "available")
     assert kept["attachments"] == []

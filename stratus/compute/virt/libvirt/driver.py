@@ -8,14 +8,23 @@ Contracts beyond ``VirtDriver``'s:
   so a new driver (the agent restarted) adopts the domains that kept running meanwhile.
 - Its files live in ``<instances_dir>/<uuid>/``: ``disk`` (a qcow2 overlay, grown to the
   flavor's root disk, on ``base``: a hard link to the image cache's file, so eviction from
-  the cache never pulls a guest's base from under it) and ``console.log`` (the serial port,
+  the cache never pulls a guest's base from under it), ``disk.eph<N>`` and ``disk.swap``
+  (the ephemeral and swap disks, qcow2) and ``console.log`` (the serial port,
   written by virtlogd, what ``get_console_output`` returns). ``destroy`` removes the domain
   and that directory; a failed ``spawn`` does the same before raising.
+- ``snapshot`` copies ``disk`` (with its base) into one standalone qcow2 under
+  ``<instances_dir>/snapshots/`` with ``qemu-img convert``. A running guest is paused for
+  the copy and resumed after: pausing (QEMU's ``stop``) drains the guest's in-flight I/O
+  and flushes QEMU's qcow2 caches to the file, so the copy is what the guest had written,
+  as after a sudden power cut, and never a half-updated qcow2; ``-U`` reads the file QEMU
+  still holds open. A whole memory save (Nova's "cold" snapshot) would cost as much again
+  for no better disk; the guest is paused for the copy's length (seconds per GiB).
 - QEMU runs as root for our domains (a static DAC label with relabelling off), so libvirt
   never chowns the shared base images (a second guest's stop would hand them back) and
   instance files may live under a private data directory.
 - NICs are the taps the l2-agent made (``<interface type='ethernet'>``, ``managed='no'``):
-  never QEMU user networking, never libvirt's networks.
+  never QEMU user networking, never libvirt's networks. Volumes and NICs attached later are
+  hot-plugged live and into the definition (``VIR_DOMAIN_AFFECT_LIVE|CONFIG``).
 
 libvirt-python blocks, so each call runs in a worker thread (``asyncio.to_thread``).
 """
@@ -27,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -35,11 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from stratus.compute.virt.driver import (
+    DiskSnapshot,
     GuestInfo,
     GuestNotFound,
     GuestSpec,
     HostResources,
     HypervisorUnavailable,
+    LocalDisk,
     PowerState,
     ProgressCallback,
     VirtDriver,
@@ -47,7 +59,12 @@ from stratus.compute.virt.driver import (
 )
 from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.compute.virt.libvirt import moves
-from stratus.compute.virt.libvirt.guest_xml import domain_xml, volume_file, volume_xml
+from stratus.compute.virt.libvirt.guest_xml import (
+    domain_xml,
+    interface_xml,
+    volume_file,
+    volume_xml,
+)
 from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
 
 LOG = logging.getLogger(__name__)
@@ -218,7 +235,9 @@ class LibvirtDriver(VirtDriver):
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"
-            xml = self.domain_xml(guest, disk, disk_format)
+            local = {d.device: await asyncio.to_thread(_create_local_disk, d, directory, i)
+                     for i, d in enumerate(guest.local_disks)}
+            xml = self.domain_xml(guest, disk, disk_format, local)
             await self._call(self._define_and_start, xml)
         except BaseException:
             try:
@@ -228,11 +247,14 @@ class LibvirtDriver(VirtDriver):
             raise
         LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
 
-    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2") -> str:
-        """The domain of ``guest`` on this host, booting ``disk``."""
+    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
+                   local_disks: dict[str, Path] | None = None) -> str:
+        """The domain of ``guest`` on this host, booting ``disk`` (``local_disks``: the
+        files of its ephemeral and swap disks by device)."""
         return domain_xml(guest, virt_type=self.virt_type or "qemu",
                           domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
-                          disk_format=disk_format, console_log=self.console_log(guest.uuid),
+                          disk_format=disk_format, local_disks=local_disks,
+                          console_log=self.console_log(guest.uuid),
                           metadata_ns=METADATA_NS, host=self.host,
                           instances_dir=self.instances_dir)
 
@@ -389,6 +411,34 @@ class LibvirtDriver(VirtDriver):
         await self._domain(uuid)
         return await asyncio.to_thread(_tail, self.console_log(uuid), MAX_CONSOLE_BYTES)
 
+    # Snapshot -----------------------------------------------------------------------------
+
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        dom = await self._domain(uuid)
+        disk = self.instance_dir(uuid) / "disk"
+        if not await asyncio.to_thread(disk.is_file):
+            raise VirtError(f"Guest {uuid} boots from a volume: it has no local disk to "
+                            "snapshot.")
+        scratch = self.instances_dir / "snapshots"
+        await asyncio.to_thread(scratch.mkdir, exist_ok=True)
+        target = scratch / f"{uuid}-{secrets.token_hex(4)}.qcow2"
+        paused_here = False
+        if await self._state(dom) in (self._libvirt.VIR_DOMAIN_RUNNING,
+                                      self._libvirt.VIR_DOMAIN_BLOCKED):
+            await self._call(dom.suspend)
+            paused_here = True
+        try:
+            await asyncio.to_thread(
+                _run_tool, ["qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
+                            str(target)], f"Could not copy the disk of {uuid}", None)
+        except BaseException:
+            await asyncio.to_thread(target.unlink, True)
+            raise
+        finally:
+            if paused_here:
+                await self._call(dom.resume)
+        return DiskSnapshot(path=target, disk_format="qcow2")
+
     # Volumes ------------------------------------------------------------------------------
 
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
@@ -409,6 +459,27 @@ class LibvirtDriver(VirtDriver):
             node = disk.find("target")
             if node is not None and node.get("dev") == target:
                 await self._call(dom.detachDeviceFlags, ET.tostring(disk, encoding="unicode"),
+                                 await self._device_flags(dom))
+                return
+
+    # Interfaces ---------------------------------------------------------------------------
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        dom = await self._domain(uuid)
+        xml = interface_xml(vif, uuid)
+        await self._call(dom.attachDeviceFlags, xml, await self._device_flags(dom))
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        try:
+            dom = await self._domain(uuid)
+        except GuestNotFound:
+            return
+        mac = str(vif.get("address", "")).lower()
+        current = ET.fromstring(await self._call(dom.XMLDesc, 0))
+        for iface in current.iterfind("./devices/interface"):
+            node = iface.find("mac")
+            if node is not None and (node.get("address") or "").lower() == mac:
+                await self._call(dom.detachDeviceFlags, ET.tostring(iface, encoding="unicode"),
                                  await self._device_flags(dom))
                 return
 
@@ -458,6 +529,37 @@ class LibvirtDriver(VirtDriver):
 
     async def live_migration_force_complete(self, uuid: str) -> None:
         await moves.live_migration_force_complete(self, uuid)
+
+
+#: File systems ``guest_format`` may ask for on an ephemeral disk (made with ``mkfs.<fs>``).
+_FILE_SYSTEMS = ("ext2", "ext3", "ext4", "xfs", "vfat")
+
+
+def _create_local_disk(disk: LocalDisk, directory: Path, index: int) -> Path:
+    """An ephemeral or swap disk as a qcow2 file in the instance's directory: blank, or
+    with the swap signature or file system ``guest_format`` asks for (made on a sparse raw
+    file first, then converted)."""
+    name = "disk.swap" if disk.kind == "swap" else f"disk.eph{index}"
+    path = directory / name
+    size = f"{disk.size_mb}M"
+    fmt = disk.guest_format
+    if fmt != "swap" and fmt not in _FILE_SYSTEMS:
+        _run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size],
+                  f"Could not create the {disk.kind} disk")
+        return path
+    raw = directory / f"{name}.raw"
+    try:
+        with raw.open("wb") as handle:
+            handle.truncate(disk.size_mb * 1024 * 1024)
+        tool = ["mkswap", str(raw)] if fmt == "swap" else [f"mkfs.{fmt}", "-q", str(raw)]
+        if fmt in ("ext2", "ext3", "ext4"):
+            tool = [f"mkfs.{fmt}", "-q", "-F", "-L", f"ephemeral{index}", str(raw)]
+        _run_tool(tool, f"Could not format the {disk.kind} disk")
+        _run_tool(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
+                   str(path)], f"Could not create the {disk.kind} disk")
+    finally:
+        raw.unlink(missing_ok=True)
+    return path
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:

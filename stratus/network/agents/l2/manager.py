@@ -22,15 +22,22 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stratus.core.bus import MessagingError, UnknownMethod
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
 from stratus.network.agents import linux
-from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, bridge_name, tap_name
+from stratus.network.objects import (
+    AgentState,
+    DeviceDetails,
+    NetworkInfo,
+    bridge_name,
+    network_bridge,
+    tap_name,
+)
 from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
 
 LOG = logging.getLogger(__name__)
@@ -50,6 +57,8 @@ class L2AgentOptions:
     report_interval: float = 10.0
     #: JSON record of the ports plugged here, read after a crash (None: not kept).
     state_file: Path | None = None
+    #: ``network.physical_bridges``: mapped flat networks plug into these host bridges.
+    physical_bridges: Mapping[str, str] = field(default_factory=dict)
 
 
 class L2AgentManager:
@@ -200,7 +209,7 @@ class L2AgentManager:
             self.ports[port.id] = (host, network.id)
             await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
-                 bridge_name(network.id))
+                 network_bridge(network, self.options.physical_bridges))
         await self.server.update_device_up(ctx, port.id, host)
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
@@ -229,7 +238,9 @@ class L2AgentManager:
             await self._save()
 
     def _plug(self, port_id: str, network: NetworkInfo) -> None:
-        bridge = bridge_name(network.id)
+        # A mapped host bridge (``br-ex``) is never removed here: ``_drop_bridge`` only
+        # removes a network's own ``brq`` bridge.
+        bridge = network_bridge(network, self.options.physical_bridges)
         linux.ensure_bridge(bridge)
         if (network.network_type == "vxlan" and self.options.tunnel_ip
                 and network.segmentation_id is not None):

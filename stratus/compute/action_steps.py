@@ -1,0 +1,94 @@
+"""What every server action's handler shares: the state check, the start of an action, the
+request's microversion and the shape of an answer that is not a plain 200 body.
+
+``lifecycle.ACTIONS`` holds the handlers; the larger flows (``snapshots``, ``rebuild``,
+``shelve``) live in modules of their own and use these steps, so they need nothing of
+``lifecycle`` (which imports them for its table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from stratus.compute.models import Instance
+from stratus.compute.servers import target, visible
+from stratus.compute.service import ComputeRuntime
+from stratus.core.exceptions import BadRequest, Conflict
+from stratus.core.policy import Caller
+from stratus.core.web.microversions import APIVersion
+
+#: The microversion of the action request being handled (``run_action`` sets it): a few
+#: actions take arguments or answer differently per microversion, and the handlers' common
+#: signature has no place for it.
+_VERSION: contextvars.ContextVar[APIVersion | None] = contextvars.ContextVar(
+    "compute_action_version", default=None)
+
+
+@contextlib.contextmanager
+def at_version(asked: APIVersion) -> Iterator[None]:
+    """Handle an action asked at ``asked`` (``version()`` answers it meanwhile)."""
+    token = _VERSION.set(asked)
+    try:
+        yield
+    finally:
+        _VERSION.reset(token)
+
+
+def version() -> APIVersion:
+    """The microversion the current action was asked at (2.1 when none was given)."""
+    return _VERSION.get() or APIVersion(2, 1)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An action's answer other than a plain 200 with a body: a status, headers, a body,
+    or the server's own view (``show_server``: the API renders the server as ``GET`` does,
+    with ``extra`` merged into it, as ``rebuild`` answers)."""
+
+    status: int = 202
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    show_server: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_args(model: type[M], args: Any, action: str) -> M:
+    """An action's arguments as ``model``; what does not fit is a 400 naming the field."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or action
+        raise BadRequest(f"Invalid input for field/attribute {where} of {action}: "
+                         f"{first.get('msg', 'invalid value')}") from exc
+
+
+def require(instance: Instance, vm_states: tuple[str, ...], action: str) -> None:
+    """409, as Nova words it, unless the instance is in one of ``vm_states`` with no task."""
+    if instance.vm_state not in vm_states or instance.task_state is not None:
+        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
+                       f"{instance.vm_state} and task_state {instance.task_state}.")
+
+
+async def begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
+                allowed: tuple[str, ...], task: str) -> tuple[str, str]:
+    """Authorize ``name``, check the state, set the task state and record the action;
+    the server's (uuid, host)."""
+    async with rt.service() as svc:
+        instance = await visible(svc, caller, server_id)
+        caller.authorize(f"os_compute_api:servers:{name}", target(instance))
+        require(instance, allowed, name)
+        if instance.host is None:
+            raise Conflict(f"Instance {instance.uuid} has no host.")
+        instance.task_state = task
+        await svc.instances.start_action(caller.context, instance.uuid, name)
+        return instance.uuid, instance.host
