@@ -51,7 +51,6 @@ from stratus.compute.virt.driver import (
     GuestSpec,
     HostResources,
     HypervisorUnavailable,
-    LocalDisk,
     PowerState,
     ProgressCallback,
     VirtDriver,
@@ -65,6 +64,7 @@ from stratus.compute.virt.libvirt.guest_xml import (
     volume_file,
     volume_xml,
 )
+from stratus.compute.virt.libvirt.tools import create_local_disk
 from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
 
 LOG = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class LibvirtDriver(VirtDriver):
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"
-            local = {d.device: await asyncio.to_thread(_create_local_disk, d, directory, i)
+            local = {d.device: await asyncio.to_thread(create_local_disk, d, directory, i)
                      for i, d in enumerate(guest.local_disks)}
             xml = self.domain_xml(guest, disk, disk_format, local)
             await self._call(self._define_and_start, xml)
@@ -529,37 +529,6 @@ class LibvirtDriver(VirtDriver):
 
     async def live_migration_force_complete(self, uuid: str) -> None:
         await moves.live_migration_force_complete(self, uuid)
-
-
-#: File systems ``guest_format`` may ask for on an ephemeral disk (made with ``mkfs.<fs>``).
-_FILE_SYSTEMS = ("ext2", "ext3", "ext4", "xfs", "vfat")
-
-
-def _create_local_disk(disk: LocalDisk, directory: Path, index: int) -> Path:
-    """An ephemeral or swap disk as a qcow2 file in the instance's directory: blank, or
-    with the swap signature or file system ``guest_format`` asks for (made on a sparse raw
-    file first, then converted)."""
-    name = "disk.swap" if disk.kind == "swap" else f"disk.eph{index}"
-    path = directory / name
-    size = f"{disk.size_mb}M"
-    fmt = disk.guest_format
-    if fmt != "swap" and fmt not in _FILE_SYSTEMS:
-        _run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size],
-                  f"Could not create the {disk.kind} disk")
-        return path
-    raw = directory / f"{name}.raw"
-    try:
-        with raw.open("wb") as handle:
-            handle.truncate(disk.size_mb * 1024 * 1024)
-        tool = ["mkswap", str(raw)] if fmt == "swap" else [f"mkfs.{fmt}", "-q", str(raw)]
-        if fmt in ("ext2", "ext3", "ext4"):
-            tool = [f"mkfs.{fmt}", "-q", "-F", "-L", f"ephemeral{index}", str(raw)]
-        _run_tool(tool, f"Could not format the {disk.kind} disk")
-        _run_tool(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
-                   str(path)], f"Could not create the {disk.kind} disk")
-    finally:
-        raw.unlink(missing_ok=True)
-    return path
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:

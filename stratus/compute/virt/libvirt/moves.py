@@ -39,7 +39,7 @@ from stratus.compute.virt.driver import (
     ProgressCallback,
     VirtError,
 )
-from stratus.compute.virt.libvirt.tools import run_tool
+from stratus.compute.virt.libvirt.tools import create_local_disk, local_disk_name, run_tool
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class LibvirtDriver(Protocol):
     async def _remove(self, uuid: str) -> None: ...
     def _undefine(self, uuid: str) -> None: ...
     def _define_and_start(self, xml: str) -> None: ...
-    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2") -> str: ...
+    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
+                   local_disks: dict[str, Path] | None = None) -> str: ...
     def instance_dir(self, uuid: str) -> Path: ...
     def console_log(self, uuid: str) -> Path: ...
     async def power_off(self, uuid: str, grace_period: float | None = None) -> None: ...
@@ -127,6 +128,22 @@ def _make_moved_disk(disk_info: dict[str, Any], directory: Path, root_gb: int) -
     return disk
 
 
+def _move_local_disks(guest: GuestSpec, disk_info: dict[str, Any],
+                      directory: Path) -> dict[str, Path]:
+    """The guest's ephemeral and swap disks in ``directory``: copies of the source's (what
+    the guest wrote on them moves with it), or new ones where the source has none."""
+    source = Path(disk_info["directory"])
+    made = {}
+    for index, local in enumerate(guest.local_disks):
+        name = local_disk_name(local, index)
+        if (source / name).exists():
+            shutil.copy2(source / name, directory / name)
+            made[local.device] = directory / name
+        else:
+            made[local.device] = create_local_disk(local, directory, index)
+    return made
+
+
 async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
                            disk_info: dict[str, Any], *, power_on: bool) -> None:
     directory = driver.instance_dir(guest.uuid)
@@ -137,7 +154,8 @@ async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
                         f"{driver.host}.") from exc
     try:
         disk = await asyncio.to_thread(_make_moved_disk, disk_info, directory, guest.root_gb)
-        xml = driver.domain_xml(guest, disk)
+        local = await asyncio.to_thread(_move_local_disks, guest, disk_info, directory)
+        xml = driver.domain_xml(guest, disk, "qcow2", local)
         if power_on:
             await driver._call(driver._define_and_start, xml)
         else:
