@@ -21,6 +21,7 @@ from stratus.compute.objects import FlavorInfo
 from stratus.compute.resize import (
     begin_move,
     claim_destination,
+    refuse_volumes,
     require_state,
 )
 from stratus.compute.server_migrations import EVACUATION
@@ -58,6 +59,7 @@ async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str,
         raise BadRequest("Additional properties are not allowed (force was unexpected).")
     if parsed.on_shared_storage and parsed.admin_pass:
         raise BadRequest("admin password can't be changed on existing disk")
+    await refuse_volumes(rt, caller, server_id, "os_compute_api:os-evacuate", "evacuate")
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-evacuate", target(instance))

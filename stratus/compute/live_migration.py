@@ -19,7 +19,12 @@ from stratus.compute import states
 from stratus.compute.action_steps import version as action_version
 from stratus.compute.models import Migration
 from stratus.compute.objects import FlavorInfo
-from stratus.compute.resize import begin_move, claim_destination, require_state
+from stratus.compute.resize import (
+    begin_move,
+    claim_destination,
+    refuse_volumes,
+    require_state,
+)
 from stratus.compute.server_migrations import IN_PROGRESS_LIVE, LIVE
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime, ComputeService
@@ -77,6 +82,8 @@ def _parse(args: Any, version: APIVersion) -> tuple[str | None, bool]:
 async def live_migrate(rt: ComputeRuntime, caller: Caller, server_id: str,
                        args: Any) -> None:
     host, force = _parse(args, action_version())
+    await refuse_volumes(rt, caller, server_id,
+                         "os_compute_api:os-migrate-server:migrate_live", "os-migrateLive")
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-migrate-server:migrate_live", target(instance))

@@ -115,6 +115,16 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
         LOG.exception("could not release the volumes of deleted server %s", instance_uuid)
 
 
+async def has_volumes(volumes: VolumeClient, context: RequestContext,
+                      instance_uuid: str) -> bool:
+    """Whether the volume service holds attachments of the server (none without a block
+    storage service)."""
+    base = _block_storage(context)
+    if base is None:
+        return False
+    return bool(await volumes.attachments_of(context, base, instance_uuid))
+
+
 # Attachments --------------------------------------------------------------------------------
 
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
