@@ -9,7 +9,8 @@ server, authorizes, checks its state, records the action, and casts (or calls) t
 host; it returns the answer's body (``None``: 202 with no body; an
 ``action_steps.Reply`` for another status, headers or the server's view). A new action is
 one function and one line in the table; an unknown action is a 400. The larger flows have
-modules of their own (``snapshots``, ``rebuild``, ``shelve``) built on ``action_steps``.
+modules of their own (``snapshots``, ``rebuild``, ``shelve``, the moves ``resize``,
+``live_migration``, ``evacuate``) built on ``action_steps``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import (
     consoles,
+    evacuate,
+    live_migration,
     rebuild,
+    resize,
     server_security_groups,
     shelve,
     snapshots,
@@ -143,6 +147,13 @@ ACTIONS: dict[str, ActionHandler] = {
     "os-start": start,
     "reboot": reboot,
     "os-getConsoleOutput": console_output,
+    # Moves between hosts (resize.py, live_migration.py, evacuate.py)
+    "resize": resize.resize,
+    "confirmResize": resize.confirm_resize,
+    "revertResize": resize.revert_resize,
+    "migrate": resize.migrate,
+    "os-migrateLive": live_migration.live_migrate,
+    "evacuate": evacuate.evacuate,
     # Images of the disk, rebuild, shelve (snapshots.py, rebuild.py, shelve.py)
     "createImage": snapshots.create_image,
     "rebuild": rebuild.rebuild,

@@ -290,3 +290,44 @@ class ConsoleAuthToken(Base):
     internal_access_path: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
     created_at: Mapped[Created]
+
+
+class Migration(Base):
+    """One move of a server between hosts (resize, cold or live migration, evacuation):
+    ``os-migrations`` and ``servers/{id}/migrations``. While a move is under way the
+    resources the server held on its source stay claimed with this row's ``uuid`` as their
+    consumer; the server itself holds the claim on the destination."""
+
+    __tablename__ = "migration"
+    __table_args__ = (
+        Index("ix_migration_instance_status", "instance_uuid", "status"),
+        Index("ix_migration_updated", "updated_at"),
+    )
+
+    id: Mapped[SerialKey]
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    #: ``resize``, ``migration`` (cold), ``live-migration`` or ``evacuation``.
+    migration_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    source_compute: Mapped[str | None] = mapped_column(String(255))
+    source_node: Mapped[str | None] = mapped_column(String(255))
+    dest_compute: Mapped[str | None] = mapped_column(String(255))
+    dest_node: Mapped[str | None] = mapped_column(String(255))
+    dest_host: Mapped[str | None] = mapped_column(String(255))
+    #: The flavors before and after (``FlavorInfo`` dicts); the same for a migration.
+    old_flavor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    new_flavor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The server's vm_state when the move began (a stopped server comes back stopped).
+    old_vm_state: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[IdentityId]
+    user_id: Mapped[IdentityId]
+    #: Live migrations: progress as the hypervisor reports it.
+    memory_total: Mapped[int | None] = mapped_column(Integer)
+    memory_processed: Mapped[int | None] = mapped_column(Integer)
+    memory_remaining: Mapped[int | None] = mapped_column(Integer)
+    disk_total: Mapped[int | None] = mapped_column(Integer)
+    disk_processed: Mapped[int | None] = mapped_column(Integer)
+    disk_remaining: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None]

@@ -220,3 +220,60 @@ class InstanceStates(_Message):
     vm_state: str
     task_state: str | None = None
     power_state: int = 0
+
+
+class MigrationRecord(_Message):
+    """One move of a server between hosts, as its hosts need it."""
+
+    uuid: str
+    instance_uuid: str
+    migration_type: str
+    status: str
+    source_compute: str | None = None
+    dest_compute: str | None = None
+    old_flavor: FlavorInfo
+    new_flavor: FlavorInfo
+    old_vm_state: str
+
+
+class MoveClaim(_Message):
+    """compute-api → scheduler: find a host for a moving server and claim on it.
+
+    The server's claim on its source becomes the migration's (``migration_uuid`` as the
+    consumer), or is dropped when ``free_source`` (an evacuation from a dead host); the
+    server then claims ``flavor`` on the chosen host."""
+
+    instance_uuid: str
+    migration_uuid: str
+    project_id: str
+    flavor: FlavorInfo
+    source_host: str
+    #: The one host asked for (an admin's ``host``), or None for the scheduler's choice.
+    requested_host: str | None = None
+    #: Skip the filters for ``requested_host`` (``force``): only the claim must fit.
+    force: bool = False
+    #: The source itself may be chosen (a resize on a one-host cloud).
+    allow_same_host: bool = False
+    free_source: bool = False
+    #: The action event the scheduler records (``conductor_migrate_server``, ...).
+    event: str = "conductor_migrate_server"
+    availability_zone: str | None = None
+    image_properties: dict[str, str] = Field(default_factory=dict)
+
+
+class MoveClaimResult(_Message):
+    """The host claimed on, or why none could be (``host`` None)."""
+
+    host: str | None = None
+    reason: str = ""
+
+
+class LiveMigrationProgress(_Message):
+    """What the hypervisor reports of a live migration under way (bytes)."""
+
+    memory_total: int = 0
+    memory_processed: int = 0
+    memory_remaining: int = 0
+    disk_total: int = 0
+    disk_processed: int = 0
+    disk_remaining: int = 0

@@ -141,6 +141,24 @@ class Placement:
                 .execution_options(synchronize_session=False))
         return providers
 
+    async def move(self, from_consumer: str, to_consumer: str) -> list[str]:
+        """Hand every allocation of ``from_consumer`` to ``to_consumer`` (a server's claim on
+        its source becomes its migration's while it moves, and back on a revert); returns
+        the providers concerned. ``to_consumer`` must hold nothing on them."""
+        providers = list(await self.session.scalars(
+            select(Allocation.provider_uuid).where(Allocation.consumer_uuid == from_consumer)
+            .distinct()))
+        if providers:
+            await self.session.execute(
+                update(Allocation).where(Allocation.consumer_uuid == from_consumer)
+                .values(consumer_uuid=to_consumer)
+                .execution_options(synchronize_session=False))
+            await self.session.execute(
+                update(ResourceProvider).where(ResourceProvider.uuid.in_(providers))
+                .values(generation=ResourceProvider.generation + 1)
+                .execution_options(synchronize_session=False))
+        return providers
+
     async def allocations_of(self, consumer_uuid: str) -> dict[str, dict[str, int]]:
         rows = await self.session.scalars(
             select(Allocation).where(Allocation.consumer_uuid == consumer_uuid))

@@ -90,3 +90,10 @@ class Quotas:
         await self.table.check(
             project_id, {"instances": count, "cores": count * vcpus, "ram": count * ram},
             lambda: self.usage(project_id))
+
+    async def check_growth(self, project_id: str, cores: int, ram: int) -> None:
+        """Raise ``QuotaExceeded`` unless a server may grow by ``cores`` and ``ram`` (a
+        resize; shrinking is always allowed)."""
+        adding = {k: v for k, v in (("cores", cores), ("ram", ram)) if v > 0}
+        if adding:
+            await self.table.check(project_id, adding, lambda: self.usage(project_id))

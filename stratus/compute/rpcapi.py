@@ -6,6 +6,8 @@ method names (``stratus/compute/{scheduler,conductor,agent}/manager.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
@@ -17,6 +19,10 @@ from stratus.compute.objects import (
     InstanceRecord,
     InstanceStates,
     InstanceUpdate,
+    LiveMigrationProgress,
+    MigrationRecord,
+    MoveClaim,
+    MoveClaimResult,
     UnshelveRequest,
     VifInfo,
 )
@@ -34,6 +40,12 @@ class SchedulerAPI(RPCAPI):
     async def schedule_and_build(self, ctx: RequestContext, request: BuildRequest) -> None:
         """Place each instance, claim its resources and start its build (fire and forget)."""
         await self.client.cast(ctx, "schedule_and_build", request=request)
+
+    async def move_claim(self, ctx: RequestContext, claim: MoveClaim) -> MoveClaimResult:
+        """Choose a destination for a moving server and claim on it (the source's claim
+        handed to the migration); waits for the choice."""
+        return self.result(MoveClaimResult, await self.client.call(
+            ctx, "move_claim", claim=claim))
 
     async def unshelve_instance(self, ctx: RequestContext, request: UnshelveRequest) -> None:
         """Place a shelved-offloaded instance again, claim, and have the host spawn it."""
@@ -104,6 +116,36 @@ class ConductorAPI(RPCAPI):
         """vm, task and power states of every instance the database puts on ``host``."""
         return self.result(list[InstanceStates], await self.client.call(
             ctx, "host_instance_states", host=host))
+
+    # Moves between hosts (stratus.compute.moves) --------------------------------------------
+
+    async def migration_get(self, ctx: RequestContext, migration_uuid: str) -> MigrationRecord:
+        return self.result(MigrationRecord, await self.client.call(
+            ctx, "migration_get", migration_uuid=migration_uuid))
+
+    async def migration_update(self, ctx: RequestContext, migration_uuid: str, status: str,
+                               update: InstanceUpdate | None = None,
+                               expected_task_state: list[str | None] | None = None,
+                               event: ActionEvent | None = None) -> InstanceRecord:
+        """A step of a move: the migration's ``status`` and the server's ``update`` in one
+        transaction (``UnexpectedTaskState`` when the server moved on)."""
+        return self.result(InstanceRecord, await self.client.call(
+            ctx, "migration_update", migration_uuid=migration_uuid, status=status,
+            update=update, expected_task_state=expected_task_state, event=event))
+
+    async def migration_progress(self, ctx: RequestContext, migration_uuid: str,
+                                 progress: LiveMigrationProgress) -> None:
+        await self.client.call(ctx, "migration_progress", migration_uuid=migration_uuid,
+                               progress=progress)
+
+    async def move_ended(self, ctx: RequestContext, migration_uuid: str, ending: str,
+                         power_state: int = 0, event: ActionEvent | None = None,
+                         fault: Fault | None = None) -> InstanceRecord:
+        """Settle a move (``resized``, ``confirmed``, ``reverted``, ``rolled_back``,
+        ``cancelled``, ``live_migrated``, ``evacuated``, ``evacuation_failed``)."""
+        return self.result(InstanceRecord, await self.client.call(
+            ctx, "move_ended", migration_uuid=migration_uuid, ending=ending,
+            power_state=power_state, event=event, fault=fault))
 
 
 class ComputeAgentAPI(RPCAPI):
@@ -203,6 +245,87 @@ class ComputeAgentAPI(RPCAPI):
         await self.client.prepare(server=host, timeout=wait_for).call(
             ctx, "detach_volume", instance_uuid=instance_uuid, attachment_id=attachment_id,
             mountpoint=mountpoint)
+
+    # Moves between hosts: each names the host it goes to (source or destination).
+
+    async def resize_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                              migration_uuid: str) -> None:
+        """Source: stop the guest, keep it aside, hand its disk to the destination."""
+        await self.client.prepare(server=host).cast(
+            ctx, "resize_instance", instance_uuid=instance_uuid, migration_uuid=migration_uuid)
+
+    async def finish_resize(self, ctx: RequestContext, host: str, instance_uuid: str,
+                            migration_uuid: str, disk_info: dict[str, Any]) -> None:
+        """Destination: make the guest of the new flavor from the source's disk."""
+        await self.client.prepare(server=host).cast(
+            ctx, "finish_resize", instance_uuid=instance_uuid, migration_uuid=migration_uuid,
+            disk_info=disk_info)
+
+    async def confirm_resize(self, ctx: RequestContext, host: str, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        """Source: drop the guest kept aside; the source's claim goes."""
+        await self.client.prepare(server=host).cast(
+            ctx, "confirm_resize", instance_uuid=instance_uuid, migration_uuid=migration_uuid)
+
+    async def revert_resize(self, ctx: RequestContext, host: str, instance_uuid: str,
+                            migration_uuid: str) -> None:
+        """Destination: remove the new guest, then the source brings the old one back."""
+        await self.client.prepare(server=host).cast(
+            ctx, "revert_resize", instance_uuid=instance_uuid, migration_uuid=migration_uuid)
+
+    async def finish_revert_resize(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(
+            ctx, "finish_revert_resize", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid)
+
+    async def live_migration(self, ctx: RequestContext, host: str, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        """Source: move the running guest to the migration's destination."""
+        await self.client.prepare(server=host).cast(
+            ctx, "live_migration", instance_uuid=instance_uuid, migration_uuid=migration_uuid)
+
+    async def pre_live_migration(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                 migration_uuid: str,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        """Destination: get ready for the guest; what the source sends it with."""
+        return self.result(dict[str, Any], await self.client.prepare(server=host).call(
+            ctx, "pre_live_migration", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid, source_data=source_data))
+
+    async def post_live_migration_at_destination(self, ctx: RequestContext, host: str,
+                                                 instance_uuid: str,
+                                                 migration_uuid: str) -> int:
+        """Destination: the guest arrived; its power state there."""
+        return self.result(int, await self.client.prepare(server=host).call(
+            ctx, "post_live_migration_at_destination", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid))
+
+    async def rollback_live_migration_at_destination(self, ctx: RequestContext, host: str,
+                                                     instance_uuid: str,
+                                                     migration_uuid: str) -> None:
+        await self.client.prepare(server=host).call(
+            ctx, "rollback_live_migration_at_destination", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid)
+
+    async def live_migration_abort(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(
+            ctx, "live_migration_abort", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid)
+
+    async def live_migration_force_complete(self, ctx: RequestContext, host: str,
+                                            instance_uuid: str, migration_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(
+            ctx, "live_migration_force_complete", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid)
+
+    async def evacuate_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                migration_uuid: str, stop: bool) -> None:
+        """Destination: rebuild the server of a dead host here (stopped when ``stop``)."""
+        await self.client.prepare(server=host).cast(
+            ctx, "evacuate_instance", instance_uuid=instance_uuid,
+            migration_uuid=migration_uuid, stop=stop)
 
     async def attach_interface(self, ctx: RequestContext, host: str, instance_uuid: str,
                                port_id: str, preserve_on_delete: bool,

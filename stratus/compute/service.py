@@ -23,6 +23,7 @@ from stratus.compute.quotas import Quotas
 from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
+from stratus.compute.server_migrations import Migrations
 from stratus.core.clients.image import ImageClient
 from stratus.core.clients.network import NetworkClient
 from stratus.core.clients.volume import VolumeClient
@@ -101,3 +102,4 @@ class ComputeService:
         self.placement = Placement(session)
         self.console_tokens = ConsoleTokens(txn)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)
+        self.migrations = Migrations(txn)

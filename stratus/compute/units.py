@@ -66,6 +66,15 @@ async def build_conductor(stack: Stack) -> None:
                         manager.recover_orphans)
     watchdog.start()
     stack.exits.push_async_callback(watchdog.stop)
+    if options.resize_confirm_window > 0:
+        # Nova polls unconfirmed resizes on each host; here the conductor does, as often as
+        # the window asks (and no less often than hosts report).
+        window = options.resize_confirm_window
+        auto_confirm = Periodic("the confirmation of resizes left unconfirmed",
+                                min(float(window), options.report_interval),
+                                lambda: manager.confirm_expired_resizes(window))
+        auto_confirm.start()
+        stack.exits.push_async_callback(auto_confirm.stop)
     if options.shelved_offload_time > 0:  # 0: offloaded at once by the host; -1: never
         offloader = Periodic("the shelved servers' offload", options.report_interval,
                              lambda: manager.offload_shelved(options.shelved_offload_time))
@@ -75,7 +84,7 @@ async def build_conductor(stack: Stack) -> None:
 
 async def build_agent(stack: Stack) -> None:
     from stratus.compute.agent.manager import AgentOptions, ComputeAgentManager
-    from stratus.compute.rpcapi import COMPUTE_TOPIC, ConductorAPI
+    from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
     from stratus.compute.virt import select
     from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 
@@ -129,7 +138,7 @@ async def build_agent(stack: Stack) -> None:
 
             image_service = ImageClient(stack.http_client(), stack.service_auth())
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
-                                    volumes, image_service)
+                                    volumes, image_service, peers=ComputeAgentAPI(bus))
         await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)

@@ -115,6 +115,20 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
         LOG.exception("could not release the volumes of deleted server %s", instance_uuid)
 
 
+async def has_volumes(volumes: VolumeClient, context: RequestContext,
+                      instance_uuid: str) -> bool:
+    """Whether the volume service holds attachments of the server (none without a block
+    storage service, or where none answers at its endpoint)."""
+    base = _block_storage(context)
+    if base is None:
+        return False
+    try:
+        return bool(await volumes.attachments_of(context, base, instance_uuid))
+    except NotFound:
+        LOG.debug("no block storage answers at %s: no volumes", base)
+        return False
+
+
 # Attachments --------------------------------------------------------------------------------
 
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,

@@ -134,6 +134,16 @@ class ComputeSettings(BaseModel):
     #: Seconds compute-api waits for a host to attach or detach a volume; past it the
     #: volume's reservation is given back (a dead host never leaves it ``attaching``).
     volume_attach_timeout: float = Field(60.0, gt=0)
+    #: Resize (and cold migration) may pick the server's own host: on a one-host cloud the
+    #: only one (Nova's ``allow_resize_to_same_host``, whose default is false there).
+    allow_resize_to_same_host: bool = True
+    #: Seconds after which a resize or cold migration left unconfirmed is confirmed by the
+    #: conductor (Nova's ``resize_confirm_window``); 0 never does.
+    resize_confirm_window: int = Field(0, ge=0)
+    #: libvirt: how other hosts' libvirtd reach this host's for a live migration (default
+    #: ``libvirt_uri``; two agents on one machine need two libvirtd, see
+    #: ``stratus.compute.virt.libvirt.moves``).
+    live_migration_uri: str | None = None
     #: Seconds a shelved server keeps its host before it is offloaded (Nova's
     #: ``shelved_offload_time``): 0 offloads at once, -1 never.
     shelved_offload_time: int = Field(0, ge=-1)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtError
+from stratus.compute.virt.driver import (
+    GuestNotFound,
+    GuestSpec,
+    MigrationAborted,
+    MigrationProgress,
+    PowerState,
+    VirtError,
+)
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 
 
@@ -81,3 +90,63 @@ async def test_crash_is_seen_as_a_power_state() -> None:
     await driver.spawn(guest())
     driver.crash("g-1")
     assert (await driver.get_info("g-1")).power_state is PowerState.CRASHED
+
+
+# Moves --------------------------------------------------------------------------------------
+
+async def test_a_cold_move_keeps_the_guest_aside_until_confirmed_or_reverted() -> None:
+    source, dest = FakeDriver(), FakeDriver()
+    await source.init_host("a")
+    await dest.init_host("b")
+    spec = GuestSpec(uuid="g1", name="g", vcpus=1, memory_mb=512, root_gb=1)
+    await source.spawn(spec)
+    disk = await source.migrate_disk_and_power_off("g1", "b")
+    assert await source.list_guests() == []  # aside, not a guest any more
+    bigger = GuestSpec(uuid="g1", name="g", vcpus=2, memory_mb=1024, root_gb=1)
+    await dest.finish_migration(bigger, disk, power_on=True)
+    info = await dest.get_info("g1")
+    assert (info.power_state, info.vcpus, info.memory_mb) == (PowerState.RUNNING, 2, 1024)
+    assert "Booting g" in await dest.get_console_output("g1")  # the disk came along
+    # Revert: the destination's guest goes, the source's comes back as it was.
+    await dest.destroy("g1")
+    await source.finish_revert_migration("g1", power_on=True)
+    assert (await source.get_info("g1")).memory_mb == 512
+    # A second move, confirmed: nothing is left aside.
+    disk = await source.migrate_disk_and_power_off("g1", "b")
+    await dest.finish_migration(bigger, disk, power_on=False)
+    assert (await dest.get_info("g1")).power_state == PowerState.SHUTDOWN
+    await source.confirm_migration("g1")
+    with pytest.raises(GuestNotFound):
+        await source.finish_revert_migration("g1", power_on=True)
+
+
+async def test_a_live_migration_can_be_aborted_or_forced() -> None:
+    slow = FakeDriverOptions(latency={"live_migration_round": 0.05})
+    source, dest = FakeDriver(slow), FakeDriver(slow)
+    spec = GuestSpec(uuid="g2", name="g", vcpus=1, memory_mb=256, root_gb=1)
+    await source.spawn(spec)
+    data = await dest.pre_live_migration(spec, await source.live_migration_source_data("g2"))
+    running = asyncio.ensure_future(source.live_migration("g2", "b", data))
+    await asyncio.sleep(0.02)
+    await source.live_migration_abort("g2")
+    with pytest.raises(MigrationAborted):
+        await running
+    await dest.rollback_live_migration_at_destination("g2")
+    assert await source.list_guests() == ["g2"] and await dest.list_guests() == []
+
+    data = await dest.pre_live_migration(spec, await source.live_migration_source_data("g2"))
+    seen: list[MigrationProgress] = []
+
+    async def progress(p: MigrationProgress) -> None:
+        seen.append(p)
+
+    running = asyncio.ensure_future(source.live_migration("g2", "b", data, progress))
+    await asyncio.sleep(0.02)
+    await source.live_migration_force_complete("g2")
+    await running
+    await dest.post_live_migration_at_destination("g2")
+    assert await source.list_guests() == [] and await dest.list_guests() == ["g2"]
+    assert (await dest.get_info("g2")).power_state == PowerState.RUNNING
+    assert seen and seen[-1].memory_remaining == 0
+    with pytest.raises(VirtError):
+        await source.live_migration_abort("g2")  # nothing under way

@@ -10,6 +10,7 @@ import pytest
 
 from stratus.compute.virt.driver import GuestSpec, LocalDisk, VirtError
 from stratus.compute.virt.libvirt.guest_xml import domain_xml, interface_xml, volume_xml
+from stratus.compute.virt.libvirt.moves import destination_xml
 from stratus.guest_image import builder
 
 UUID = "6f1c1a43-7a0b-4f47-a3a5-0d6c3c51a0e1"
@@ -136,12 +137,12 @@ def test_local_disks_are_qcow2_files_blank_or_formatted(tmp_path: Path) -> None:
     import json
     import subprocess
 
-    from stratus.compute.virt.libvirt.driver import _create_local_disk
+    from stratus.compute.virt.libvirt.tools import create_local_disk
 
-    blank = _create_local_disk(LocalDisk(kind="ephemeral", device="/dev/vdb", size_mb=64),
-                               tmp_path, 0)
-    swap = _create_local_disk(LocalDisk(kind="swap", device="/dev/vdc", size_mb=32,
-                                        guest_format="swap"), tmp_path, 1)
+    blank = create_local_disk(LocalDisk(kind="ephemeral", device="/dev/vdb", size_mb=64),
+                              tmp_path, 0)
+    swap = create_local_disk(LocalDisk(kind="swap", device="/dev/vdc", size_mb=32,
+                                       guest_format="swap"), tmp_path, 1)
     assert (blank.name, swap.name) == ("disk.eph0", "disk.swap")
     for path, size in ((blank, 64 << 20), (swap, 32 << 20)):
         info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)],
@@ -152,6 +153,24 @@ def test_local_disks_are_qcow2_files_blank_or_formatted(tmp_path: Path) -> None:
     assert b"SWAPSPACE2" in raw.read_bytes()[:8192]  # mkswap's signature, at page end
     assert sorted(p.name for p in tmp_path.iterdir()) == ["check.raw", "disk.eph0",
                                                           "disk.swap"]
+
+
+def test_a_cold_move_carries_the_local_disks_and_makes_those_the_source_lacks(
+        tmp_path: Path) -> None:
+    from stratus.compute.virt.libvirt.moves import _move_local_disks
+
+    source, dest = tmp_path / "aside", tmp_path / "dest"
+    source.mkdir()
+    dest.mkdir()
+    (source / "disk.eph0").write_bytes(b"what the guest wrote")
+    guest = GuestSpec(uuid=UUID, name="m", vcpus=1, memory_mb=64, root_gb=1, local_disks=[
+        LocalDisk(kind="ephemeral", device="/dev/vdb", size_mb=16),
+        LocalDisk(kind="swap", device="/dev/vdc", size_mb=8)])
+    made = _move_local_disks(guest, {"directory": str(source)}, dest)
+    assert made == {"/dev/vdb": dest / "disk.eph0", "/dev/vdc": dest / "disk.swap"}
+    assert (dest / "disk.eph0").read_bytes() == b"what the guest wrote"
+    assert (source / "disk.eph0").exists()  # the source keeps its copy until confirmed
+    assert (dest / "disk.swap").stat().st_size > 0
 
 
 def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:
@@ -192,3 +211,23 @@ def test_cache_key_follows_packages() -> None:
     two = [builder.Package("linux-image-x", "2"), builder.Package("busybox-static", "1")]
     assert builder.cache_key(one) == builder.cache_key(list(one))
     assert builder.cache_key(one) != builder.cache_key(two)
+
+
+def test_a_live_migration_points_the_domain_at_the_destination_files() -> None:
+    ns = "https://example.test/ns"
+    guest = GuestSpec(uuid="11111111-2222-3333-4444-555555555555", name="m", vcpus=1,
+                      memory_mb=256, root_gb=1)
+    source = domain_xml(guest, virt_type="qemu", domain_name="instance-m",
+                        disk_path=Path("/a/instances/m/disk"),
+                        console_log=Path("/a/instances/m/console.log"), metadata_ns=ns,
+                        host="host-a", instances_dir=Path("/a/instances"))
+    moved = ET.fromstring(destination_xml(source, {
+        "disk": "/b/instances/m/disk", "console_log": "/b/instances/m/console.log",
+        "host": "host-b", "instances_dir": "/b/instances"}, ns))
+    disk = moved.find("./devices/disk[@device='disk']/source")
+    assert disk is not None and disk.get("file") == "/b/instances/m/disk"
+    log = moved.find("./devices/serial/log")
+    assert log is not None and log.get("file") == "/b/instances/m/console.log"
+    assert moved.findtext(f"./metadata/{{{ns}}}instance/{{{ns}}}host") == "host-b"
+    assert moved.findtext(f"./metadata/{{{ns}}}instance/{{{ns}}}instances") == "/b/instances"
+    assert "/a/instances" not in ET.tostring(moved, encoding="unicode")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratus.compute.objects import InstanceRecord
+from stratus.compute.objects import FlavorInfo, InstanceRecord
 from stratus.compute.virt.driver import GuestSpec, LocalDisk
 from stratus.core.images_cache import CachedImage
 
 
 def guest_spec(instance: InstanceRecord, image: CachedImage | None,
                network_info: list[dict[str, Any]],
-               block_devices: list[dict[str, Any]]) -> GuestSpec:
-    """What the driver is to create for ``instance`` (a build, a rebuild, an unshelve)."""
-    flavor = instance.flavor
+               block_devices: list[dict[str, Any]], *,
+               flavor: FlavorInfo | None = None) -> GuestSpec:
+    """What the driver is to create for ``instance`` (a build, a rebuild, an unshelve, a
+    move), of its own flavor or of ``flavor`` (a resize's new one)."""
+    flavor = flavor or instance.flavor
     return GuestSpec(
         uuid=instance.uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
         root_gb=flavor.disk, network_info=network_info,

@@ -20,6 +20,7 @@ from stratus.compute.agent import AGENT_USER
 from stratus.compute.agent.disk_flows import DiskFlows
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
 from stratus.compute.agent.guest import guest_spec
+from stratus.compute.agent.moves import HostMoves
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
@@ -30,14 +31,16 @@ from stratus.compute.objects import (
     ActionEvent,
     ExternalEvent,
     Fault,
+    FlavorInfo,
     HostReport,
     InstanceRecord,
     InstanceUpdate,
     VifInfo,
 )
-from stratus.compute.rpcapi import ConductorAPI
+from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import (
     GuestNotFound,
+    GuestSpec,
     PowerState,
     VirtDriver,
     VirtError,
@@ -77,14 +80,20 @@ class ComputeAgentManager:
                "external_instance_event", "attach_volume", "detach_volume",
                "snapshot_instance", "rebuild_instance", "shelve_instance",
                "shelve_offload_instance", "unshelve_instance",
-               "attach_interface", "detach_interface", "get_console")
+               "attach_interface", "detach_interface", "get_console",
+               # Moves between hosts (stratus.compute.agent.moves)
+               "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
+               "finish_revert_resize", "live_migration", "pre_live_migration",
+               "post_live_migration_at_destination", "rollback_live_migration_at_destination",
+               "live_migration_abort", "live_migration_force_complete", "evacuate_instance")
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
                  network: HostNetwork | None = None,
                  images: HostImages | None = None,
                  volumes: HostVolumes | None = None,
-                 image_service: ImageClient | None = None) -> None:
+                 image_service: ImageClient | None = None,
+                 peers: ComputeAgentAPI | None = None) -> None:
         self.host = host
         self.driver = driver
         self.conductor = conductor
@@ -110,6 +119,9 @@ class ComputeAgentManager:
                                          self.options.sync_power_state_interval)
         #: One interface change at a time per instance: each rewrites its network_info.
         self._interface_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: This host's half of resizes, migrations and evacuations; ``peers`` reaches the
+        #: other hosts (None: this host can be the source of no move).
+        self.moves = HostMoves(host, driver, conductor, peers, network, self._guest_for_move)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -221,9 +233,16 @@ class ComputeAgentManager:
         await self.driver.cleanup_host()
 
     async def reconcile(self, ctx: RequestContext, expected: list[str]) -> None:
-        """After a restart: finish deletes and fail builds this host left half done."""
+        """After a restart: finish deletes and fail builds this host left half done, and
+        remove the guests of servers rebuilt elsewhere meanwhile (evacuated)."""
         for uuid in set(await self.driver.list_guests()) - set(expected):
-            LOG.warning("guest %s runs on %s but no instance here owns it", uuid, self.host)
+            if await self._moved_away(ctx, uuid):
+                LOG.warning("guest %s on %s belongs to a server now on another host "
+                            "(evacuated): removing it", uuid, self.host)
+                await self._destroy_quietly(uuid)
+            else:
+                LOG.warning("guest %s runs on %s but no instance here owns it", uuid,
+                            self.host)
         for uuid in expected:
             instance = await self.conductor.instance_get(ctx, uuid)
             if instance.task_state == states.DELETING:
@@ -234,6 +253,16 @@ class ComputeAgentManager:
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(
                     message=f"The build was interrupted by a restart of {self.host}."),
                     alternates=[], attempt=MAX_BUILD_ATTEMPTS)
+
+    async def _moved_away(self, ctx: RequestContext, uuid: str) -> bool:
+        """The server of this guest lives on another host, with nothing under way (a move
+        in progress may still need the guest here)."""
+        try:
+            instance = await self.conductor.instance_get(ctx, uuid)
+        except Exception:
+            return False  # not a server of this cloud's: leave it alone
+        return (not instance.deleted and instance.host not in (None, self.host)
+                and instance.task_state is None)
 
     async def report(self, ctx: RequestContext) -> list[str]:
         resources = await self.driver.get_available_resource()
@@ -336,6 +365,14 @@ class ComputeAgentManager:
             launched_at=utcnow(), progress=100), [states.SPAWNING],
             event=ActionEvent(name=BUILD_EVENT, host=self.host, finished=True,
                               result="Success"))
+
+    async def _guest_for_move(self, ctx: RequestContext, instance: InstanceRecord,
+                              flavor: FlavorInfo,
+                              network_info: list[dict[str, Any]]) -> GuestSpec:
+        """The guest of ``instance`` with ``flavor`` made on this host by a move (its image
+        fetched into this host's cache where the driver needs it)."""
+        image = await self._local_image(ctx, instance)
+        return guest_spec(instance, image, network_info, [], flavor=flavor)
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
@@ -543,3 +580,59 @@ class ComputeAgentManager:
             return await self.driver.get_console(instance_uuid, kind)
         except GuestNotFound as exc:
             raise ConsoleUnavailable(f"Instance {instance_uuid} is not ready.") from exc
+
+    # Moves between hosts (see stratus.compute.agent.moves) ---------------------------------
+
+    async def resize_instance(self, ctx: RequestContext, instance_uuid: str,
+                              migration_uuid: str) -> None:
+        await self.moves.resize_instance(ctx, instance_uuid, migration_uuid)
+
+    async def finish_resize(self, ctx: RequestContext, instance_uuid: str,
+                            migration_uuid: str, disk_info: dict[str, Any]) -> None:
+        await self.moves.finish_resize(ctx, instance_uuid, migration_uuid, disk_info)
+
+    async def confirm_resize(self, ctx: RequestContext, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        await self.moves.confirm_resize(ctx, instance_uuid, migration_uuid)
+
+    async def revert_resize(self, ctx: RequestContext, instance_uuid: str,
+                            migration_uuid: str) -> None:
+        await self.moves.revert_resize(ctx, instance_uuid, migration_uuid)
+
+    async def finish_revert_resize(self, ctx: RequestContext, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        await self.moves.finish_revert_resize(ctx, instance_uuid, migration_uuid)
+
+    async def live_migration(self, ctx: RequestContext, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        await self.moves.live_migration(ctx, instance_uuid, migration_uuid)
+
+    async def pre_live_migration(self, ctx: RequestContext, instance_uuid: str,
+                                 migration_uuid: str,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        return await self.moves.pre_live_migration(ctx, instance_uuid, migration_uuid,
+                                                   source_data)
+
+    async def post_live_migration_at_destination(self, ctx: RequestContext,
+                                                 instance_uuid: str,
+                                                 migration_uuid: str) -> int:
+        return await self.moves.post_live_migration_at_destination(ctx, instance_uuid,
+                                                                   migration_uuid)
+
+    async def rollback_live_migration_at_destination(self, ctx: RequestContext,
+                                                     instance_uuid: str,
+                                                     migration_uuid: str) -> None:
+        await self.moves.rollback_live_migration_at_destination(ctx, instance_uuid,
+                                                                migration_uuid)
+
+    async def live_migration_abort(self, ctx: RequestContext, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        await self.moves.live_migration_abort(ctx, instance_uuid, migration_uuid)
+
+    async def live_migration_force_complete(self, ctx: RequestContext, instance_uuid: str,
+                                            migration_uuid: str) -> None:
+        await self.moves.live_migration_force_complete(ctx, instance_uuid, migration_uuid)
+
+    async def evacuate_instance(self, ctx: RequestContext, instance_uuid: str,
+                                migration_uuid: str, stop: bool) -> None:
+        await self.moves.evacuate_instance(ctx, instance_uuid, migration_uuid, stop)

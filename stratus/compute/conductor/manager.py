@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from stratus.compute import states
+from stratus.compute import moves, states
 from stratus.compute.errors import ClaimConflict, InsufficientResources
 from stratus.compute.hosts import Hosts
 from stratus.compute.objects import (
@@ -16,6 +16,8 @@ from stratus.compute.objects import (
     InstanceRecord,
     InstanceStates,
     InstanceUpdate,
+    LiveMigrationProgress,
+    MigrationRecord,
 )
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU, InventorySpec, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
@@ -31,7 +33,8 @@ class ConductorManager:
     METHODS = ("instance_get", "build_started", "instance_update", "action_event",
                "build_failed",
                "instance_destroyed", "instance_offloaded", "host_report",
-               "host_instance_states")
+               "host_instance_states",
+               "migration_get", "migration_update", "migration_progress", "move_ended")
 
     def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
                  service_down_time: float | None = None) -> None:
@@ -224,3 +227,88 @@ class ConductorManager:
                                    host: str) -> list[InstanceStates]:
         async with self.runtime.service(serialized=False) as svc:
             return await svc.instances.states_on(host)
+
+    # Moves between hosts (see stratus.compute.moves) ----------------------------------------
+
+    async def migration_get(self, ctx: RequestContext, migration_uuid: str) -> MigrationRecord:
+        async with self.runtime.service(serialized=False) as svc:
+            return svc.migrations.record(await svc.migrations.get(migration_uuid))
+
+    async def migration_update(self, ctx: RequestContext, migration_uuid: str, status: str,
+                               update: InstanceUpdate | None = None,
+                               expected_task_state: list[str | None] | None = None,
+                               event: ActionEvent | None = None) -> InstanceRecord:
+        """A step of a move: the migration's status and the server's states together."""
+        async with self.runtime.service(serialized=False) as svc:
+            migration = await svc.migrations.set_status(migration_uuid, status)
+            instance = await svc.instances.update(migration.instance_uuid,
+                                                  update or InstanceUpdate(),
+                                                  expected_task_state)
+            if event is not None:
+                await svc.instances.record_event(
+                    instance.uuid, ctx.request_id, event.name, host=event.host,
+                    finished=event.finished, result=event.result, details=event.details)
+            return svc.instances.record(instance)
+
+    async def migration_progress(self, ctx: RequestContext, migration_uuid: str,
+                                 progress: LiveMigrationProgress) -> None:
+        async with self.runtime.service(serialized=False) as svc:
+            await svc.migrations.set_progress(migration_uuid, progress)
+
+    async def move_ended(self, ctx: RequestContext, migration_uuid: str, ending: str,
+                         power_state: int = 0, event: ActionEvent | None = None,
+                         fault: Fault | None = None) -> InstanceRecord:
+        """Settle a move (``stratus.compute.moves.ENDINGS``): states, flavor, host and both
+        claims in one transaction, with the step's event and fault; the action ends."""
+        settle = moves.ENDINGS[ending]
+        async with self.runtime.service(serialized=False) as svc:
+            instance = await settle(svc, migration_uuid, power_state)
+            if fault is not None:
+                await svc.instances.add_fault(instance.uuid, code=fault.code,
+                                              message=fault.message, details=fault.details,
+                                              host=event.host if event else instance.host)
+            if event is not None:
+                await svc.instances.record_event(
+                    instance.uuid, ctx.request_id, event.name, host=event.host,
+                    finished=event.finished, result=event.result, details=event.details)
+            await svc.instances.finish_action(instance.uuid, ctx.request_id,
+                                              "Error" if fault is not None else None)
+            return svc.instances.record(instance)
+
+    async def confirm_expired_resizes(self, window: float) -> list[str]:
+        """Confirm the resizes and cold migrations left unconfirmed longer than ``window``
+        seconds (Nova's ``resize_confirm_window``), as their owners could have: the
+        ``confirmResize`` action, then the source host drops what it kept. Returns the
+        migrations it began confirming."""
+        if window <= 0:
+            return []
+        async with self.runtime.service(serialized=False) as svc:
+            expired = await svc.migrations.unconfirmed_before(
+                utcnow() - dt.timedelta(seconds=window))
+        begun: list[str] = []
+        for migration_uuid in expired:
+            async with self.runtime.service() as svc:
+                migration = await svc.migrations.get(migration_uuid)
+                instance = await svc.instances.get(migration.instance_uuid,
+                                                   include_deleted=True)
+                if (migration.status != "finished" or instance.deleted_at is not None
+                        or instance.vm_state != states.RESIZED or instance.task_state):
+                    continue
+                ctx = RequestContext(user_id=instance.user_id, project_id=instance.project_id,
+                                     roles=["service"])
+                await svc.migrations.set_status(migration_uuid, "confirming")
+                await svc.instances.start_action(ctx, instance.uuid, "confirmResize")
+                source = migration.source_compute or ""
+                source_up = bool(source) and (await svc.hosts.up_states({source})).get(
+                    source, False)
+                if not source_up:
+                    # Nothing to clean on a dead host: settle here.
+                    await moves.confirmed(svc, migration_uuid, instance.power_state)
+                    await svc.instances.finish_action(instance.uuid, ctx.request_id)
+            begun.append(migration_uuid)
+            if source_up:
+                await self.agents.confirm_resize(ctx, source, instance.uuid, migration_uuid)
+        if begun:
+            LOG.info("confirming %d resize(s) left unconfirmed over %ss: %s", len(begun),
+                     window, ", ".join(begun))
+        return begun

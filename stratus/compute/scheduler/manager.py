@@ -5,12 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from stratus.compute.errors import AlreadyPlaced, InstanceGone, NoValidHost
+from stratus.compute.errors import (
+    AlreadyPlaced,
+    ClaimConflict,
+    InstanceGone,
+    InsufficientResources,
+    NoValidHost,
+)
 from stratus.compute.instances import Instances
-from stratus.compute.objects import BuildRequest, FlavorInfo, UnshelveRequest
+from stratus.compute.objects import (
+    BuildRequest,
+    FlavorInfo,
+    MoveClaim,
+    MoveClaimResult,
+    UnshelveRequest,
+)
+from stratus.compute.placement import Placement, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import HostSelector
+from stratus.compute.server_migrations import Migrations
 from stratus.compute.service import ComputeRuntime
 from stratus.compute.states import UNSHELVING
 from stratus.core.context import RequestContext
@@ -23,13 +37,16 @@ UNSHELVE_SCHEDULE_EVENT = "schedule_instances"
 
 
 def flavor_spec(request: BuildRequest | UnshelveRequest) -> FlavorSpec:
-    f: FlavorInfo = request.flavor
+    return spec_of(request.flavor)
+
+
+def spec_of(f: FlavorInfo) -> FlavorSpec:
     return FlavorSpec(vcpus=f.vcpus, memory_mb=f.ram, root_gb=f.disk, ephemeral_gb=f.ephemeral,
                       swap_mb=f.swap, extra_specs=dict(f.extra_specs))
 
 
 class SchedulerManager:
-    METHODS = ("schedule_and_build", "unshelve_instance")
+    METHODS = ("schedule_and_build", "move_claim", "unshelve_instance")
 
     def __init__(self, runtime: ComputeRuntime, selector: HostSelector,
                  agents: ComputeAgentAPI) -> None:
@@ -86,6 +103,53 @@ class SchedulerManager:
                 continue
             chosen, alternates = hosts[0], hosts[1:]
             await self.agents.build_and_run_instance(ctx, chosen, instance_uuid, alternates)
+
+    async def move_claim(self, ctx: RequestContext, claim: MoveClaim) -> MoveClaimResult:
+        """A destination for a moving server, claimed in one transaction with the hand-over
+        of its source's claim (to the migration, or freed for an evacuation) and the
+        migration's destination; the reason when there is none."""
+        flavor = spec_of(claim.flavor)
+        started = utcnow()
+
+        async def hand_over(txn: Txn) -> None:
+            placement = Placement(txn.session)
+            if claim.free_source:
+                await placement.free(claim.instance_uuid)
+            else:
+                await placement.move(claim.instance_uuid, claim.migration_uuid)
+
+        async def record(txn: Txn, host: str) -> None:
+            await Migrations(txn).set_destination(claim.migration_uuid, host)
+            await Instances(txn).record_event(
+                claim.instance_uuid, ctx.request_id, claim.event, host=None, finished=True,
+                result="Success", started_at=started)
+
+        if claim.requested_host and claim.force:
+            # Forced: no filters, but the claim itself must still fit.
+            host = claim.requested_host
+            try:
+                async with self.runtime.db.transaction() as txn:
+                    await hand_over(txn)
+                    await Placement(txn.session).claim(claim.instance_uuid,
+                                                       provider_uuid(host), flavor.resources)
+                    await record(txn, host)
+            except (InsufficientResources, ClaimConflict) as exc:
+                return MoveClaimResult(reason=f"No valid host was found. {exc}")
+            return MoveClaimResult(host=host)
+        spec = RequestSpec(
+            instance_uuid=claim.instance_uuid, project_id=claim.project_id, flavor=flavor,
+            image_properties=dict(claim.image_properties),
+            availability_zone=claim.availability_zone,
+            ignore_hosts=frozenset() if claim.allow_same_host else frozenset(
+                {claim.source_host}),
+            requested_host=claim.requested_host or None)
+        try:
+            hosts = await self.selector.select_and_claim(spec, on_claim=record,
+                                                         before_claim=hand_over)
+        except NoValidHost as exc:
+            LOG.info("no host for the move of %s: %s", claim.instance_uuid, exc)
+            return MoveClaimResult(reason=str(exc))
+        return MoveClaimResult(host=hosts[0])
 
     async def unshelve_instance(self, ctx: RequestContext, request: UnshelveRequest) -> None:
         """Place a shelved-offloaded instance as a boot would (its flavor, the shelve

@@ -34,7 +34,7 @@ class RequestSpec:
     group_policy: str | None = None
     #: Hosts already holding members of the group.
     group_hosts: frozenset[str] = frozenset()
-    #: Hosts not to use (those a reschedule already failed on).
+    #: Hosts not to use (those a reschedule already failed on, a moving server's source).
     ignore_hosts: frozenset[str] = frozenset()
-    #: The one host an admin asked for (unshelve at 2.91), or None.
+    #: The one host an admin asked for (unshelve at 2.91, a move to a named host), or None.
     requested_host: str | None = None

@@ -121,13 +121,15 @@ class HostSelector:
     async def select_and_claim(
             self, spec: RequestSpec,
             on_claim: Callable[[Txn, str], Awaitable[None]] | None = None,
+            before_claim: Callable[[Txn], Awaitable[None]] | None = None,
     ) -> list[str]:
         """Claim resources for the instance on the best host that takes them.
 
         Returns the host claimed on, then the alternates. Raises ``NoValidHost`` when no
         host can take the request. ``on_claim(txn, host)`` runs in the claim's own
         transaction (to record the placement with it); whatever it raises undoes the claim
-        and propagates.
+        and propagates. ``before_claim(txn)`` runs in it first (a moving server hands its
+        source's claim to its migration, so that the new claim counts both).
         """
         resources = spec.flavor.resources
         tried: set[str] = set()
@@ -143,6 +145,8 @@ class HostSelector:
                 self._view.consume(chosen, resources)
             try:
                 async with self.db.transaction() as txn:
+                    if before_claim is not None:
+                        await before_claim(txn)
                     await Placement(txn.session).claim(spec.instance_uuid,
                                                        chosen.provider_uuid, resources)
                     if on_claim is not None:

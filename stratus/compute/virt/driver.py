@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,26 @@ class GuestSpec:
     local_disks: list[LocalDisk] = field(default_factory=list)
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class MigrationAborted(VirtError):
+    """A live migration was aborted on request (the guest stays on its source)."""
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    """A live migration's progress as the hypervisor reports it (bytes)."""
+
+    memory_total: int = 0
+    memory_processed: int = 0
+    memory_remaining: int = 0
+    disk_total: int = 0
+    disk_processed: int = 0
+    disk_remaining: int = 0
+
+
+#: Told each time the hypervisor reports how far a live migration got.
+ProgressCallback = Callable[[MigrationProgress], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -164,6 +185,65 @@ class VirtDriver(abc.ABC):
                             mountpoint: str) -> None:
         """Detach what ``attach_volume`` attached at ``mountpoint``; no error if it is gone."""
         raise NotImplementedError(f"the {self.name} driver cannot detach volumes")
+
+    # Moves between hosts (resize, cold and live migration). A cold move runs in two
+    # halves: ``migrate_disk_and_power_off`` on the source keeps the guest aside (stopped,
+    # its disk intact) and says where its disk is; ``finish_migration`` on the destination
+    # (perhaps the same host) makes the guest of the new flavor from that disk. Then
+    # ``confirm_migration`` on the source drops what was kept aside, or the destination's
+    # guest is destroyed and ``finish_revert_migration`` on the source brings it back.
+
+    async def migrate_disk_and_power_off(self, uuid: str, dest_host: str) -> dict[str, Any]:
+        """Stop the guest and keep it aside for a move; what ``finish_migration`` needs to
+        find its disk (``disk_info``)."""
+        raise NotImplementedError(f"the {self.name} driver cannot migrate guests")
+
+    async def finish_migration(self, guest: GuestSpec, disk_info: dict[str, Any], *,
+                               power_on: bool) -> None:
+        """Create the moved guest from ``disk_info`` with ``guest``'s (new) flavor; started
+        when ``power_on``."""
+        raise NotImplementedError(f"the {self.name} driver cannot migrate guests")
+
+    async def confirm_migration(self, uuid: str) -> None:
+        """Drop what ``migrate_disk_and_power_off`` kept aside; no error if it is gone."""
+        raise NotImplementedError(f"the {self.name} driver cannot migrate guests")
+
+    async def finish_revert_migration(self, uuid: str, *, power_on: bool) -> None:
+        """Bring back the guest ``migrate_disk_and_power_off`` kept aside, as it was."""
+        raise NotImplementedError(f"the {self.name} driver cannot migrate guests")
+
+    async def pre_live_migration(self, guest: GuestSpec,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        """On the destination: get ready to receive the guest (its directory, disks);
+        what the source needs to send it there (``migrate_data``)."""
+        raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    async def live_migration_source_data(self, uuid: str) -> dict[str, Any]:
+        """On the source: what the destination's ``pre_live_migration`` needs (disk sizes,
+        backing files)."""
+        return {}
+
+    async def live_migration(self, uuid: str, dest_host: str, migrate_data: dict[str, Any],
+                             on_progress: ProgressCallback | None = None) -> None:
+        """Move the running guest to ``dest_host``; ``MigrationAborted`` if aborted. On
+        success the guest runs there and is gone from here."""
+        raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    async def post_live_migration_at_destination(self, uuid: str) -> None:
+        """On the destination, after the move: the guest is this host's now."""
+        raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    async def rollback_live_migration_at_destination(self, uuid: str) -> None:
+        """On the destination, after a failed move: remove what was prepared."""
+        raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    async def live_migration_abort(self, uuid: str) -> None:
+        """Abort the guest's live migration under way (it stays on its source)."""
+        raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    async def live_migration_force_complete(self, uuid: str) -> None:
+        """Make the guest's live migration under way converge (pause it meanwhile)."""
+        raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
 
     async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
         """Plug one more NIC (a ``VifInfo`` dict whose tap the l2-agent made) into the

@@ -40,7 +40,8 @@ def libvirt_driver(settings: Settings) -> VirtDriver:
     options = settings.compute
     return LibvirtDriver(instances_path(settings), uri=options.libvirt_uri,
                          virt_type=options.virt_type, run_dir=settings.data_dir / "libvirt",
-                         shutdown_timeout=options.shutdown_timeout)
+                         shutdown_timeout=options.shutdown_timeout,
+                         migration_uri=options.live_migration_uri)
 
 
 async def choose_driver(settings: Settings) -> DriverChoice:

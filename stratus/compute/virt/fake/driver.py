@@ -24,13 +24,20 @@ from stratus.compute.virt.driver import (
     GuestNotFound,
     GuestSpec,
     HostResources,
+    MigrationAborted,
+    MigrationProgress,
     PowerState,
+    ProgressCallback,
     VirtDriver,
     VirtError,
 )
 
 OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot", "attach_volume",
-              "detach_volume", "snapshot", "attach_interface", "detach_interface")
+              "detach_volume", "snapshot", "attach_interface", "detach_interface",
+              "migrate_disk_and_power_off", "finish_migration", "pre_live_migration",
+              "live_migration")
+#: A simulated live migration copies the guest's memory in this many rounds.
+LIVE_MIGRATION_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,13 @@ class FakeDriver(VirtDriver):
         self.host = "fake-host"
         self._guests: dict[str, _Guest] = {}
         self._failures: dict[str, list[str]] = defaultdict(list)
+        #: Guests a cold move keeps aside on the source until it is confirmed or reverted.
+        self._aside: dict[str, _Guest] = {}
+        #: Guests a live migration is bringing here, not yet running.
+        self._incoming: dict[str, _Guest] = {}
+        #: Live migrations under way from here: uuid → what was asked of it ("abort",
+        #: "complete") or "".
+        self._migrating: dict[str, str] = {}
         #: Operations performed, in order: (operation, uuid). Tests read it.
         self.calls: list[tuple[str, str]] = []
 
@@ -217,6 +231,108 @@ class FakeDriver(VirtDriver):
     def crash(self, uuid: str) -> None:
         """Make a guest die on its own, as a real one can (for power-state sync tests)."""
         self._guest(uuid).power_state = PowerState.CRASHED
+
+    # Moves ---------------------------------------------------------------------------------
+
+    async def migrate_disk_and_power_off(self, uuid: str, dest_host: str) -> dict[str, Any]:
+        await self._step("migrate_disk_and_power_off", uuid)
+        guest = self._guests.pop(uuid, None) or self._guest(uuid)
+        guest.power_state = PowerState.SHUTDOWN
+        guest.log(f"Power down for a move to {dest_host}.")
+        self._aside[uuid] = guest
+        # The "disk": what the guest wrote so far, its console.
+        return {"source_host": self.host, "console": list(guest.console)}
+
+    def _check_room(self, spec: GuestSpec) -> None:
+        used_ram = sum(g.spec.memory_mb for g in self._guests.values())
+        if used_ram + spec.memory_mb > self.options.memory_mb:
+            raise VirtError(f"Not enough memory on {self.host} for {spec.name}.")
+
+    async def finish_migration(self, guest: GuestSpec, disk_info: dict[str, Any], *,
+                               power_on: bool) -> None:
+        await self._step("finish_migration", guest.uuid)
+        if guest.uuid in self._guests:
+            raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
+        self._check_room(guest)
+        moved = _Guest(guest, PowerState.RUNNING if power_on else PowerState.SHUTDOWN,
+                       console=list(disk_info.get("console", [])))
+        moved.log(f"Moved from {disk_info.get('source_host', '?')}: {guest.vcpus} vCPU, "
+                  f"{guest.memory_mb} MB")
+        self._guests[guest.uuid] = moved
+
+    async def confirm_migration(self, uuid: str) -> None:
+        self._aside.pop(uuid, None)
+
+    async def finish_revert_migration(self, uuid: str, *, power_on: bool) -> None:
+        guest = self._aside.pop(uuid, None)
+        if guest is None:
+            raise GuestNotFound(f"Guest {uuid} was not kept aside on {self.host}.")
+        guest.power_state = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
+        guest.log("Move reverted.")
+        self._guests[uuid] = guest
+
+    async def live_migration_source_data(self, uuid: str) -> dict[str, Any]:
+        return {"console": list(self._guest(uuid).console)}
+
+    async def pre_live_migration(self, guest: GuestSpec,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        await self._step("pre_live_migration", guest.uuid)
+        if guest.uuid in self._guests:
+            raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
+        self._check_room(guest)
+        self._incoming[guest.uuid] = _Guest(guest, PowerState.PAUSED,
+                                            console=list(source_data.get("console", [])))
+        return {"dest_host": self.host}
+
+    async def live_migration(self, uuid: str, dest_host: str, migrate_data: dict[str, Any],
+                             on_progress: ProgressCallback | None = None) -> None:
+        guest = self._guest(uuid)
+        self._migrating[uuid] = ""
+        try:
+            await self._step("live_migration", uuid)
+            total = guest.spec.memory_mb * 1024 * 1024
+            pause = self.options.delay("live_migration_round")
+            for done in range(1, LIVE_MIGRATION_ROUNDS + 1):
+                if self._migrating.get(uuid) == "abort":
+                    raise MigrationAborted(f"The live migration of {uuid} was aborted.")
+                if self._migrating.get(uuid) == "complete":
+                    done = LIVE_MIGRATION_ROUNDS
+                processed = total * done // LIVE_MIGRATION_ROUNDS
+                # Progress is worth reporting only while the copy takes time.
+                if on_progress is not None and (pause or done == LIVE_MIGRATION_ROUNDS):
+                    await on_progress(MigrationProgress(
+                        memory_total=total, memory_processed=processed,
+                        memory_remaining=total - processed))
+                if done == LIVE_MIGRATION_ROUNDS:
+                    break
+                if pause:
+                    await asyncio.sleep(pause)
+        finally:
+            self._migrating.pop(uuid, None)
+        guest.log(f"Live-migrated to {dest_host}.")
+        self._guests.pop(uuid, None)
+
+    async def post_live_migration_at_destination(self, uuid: str) -> None:
+        guest = self._incoming.pop(uuid, None)
+        if guest is None:
+            raise GuestNotFound(f"No live migration of {uuid} arrived at {self.host}.")
+        guest.power_state = PowerState.RUNNING
+        guest.log(f"Running on {self.host}.")
+        self._guests[uuid] = guest
+
+    async def rollback_live_migration_at_destination(self, uuid: str) -> None:
+        self._incoming.pop(uuid, None)
+
+    def _asked(self, uuid: str, what: str) -> None:
+        if uuid not in self._migrating:
+            raise VirtError(f"No live migration of {uuid} is under way on {self.host}.")
+        self._migrating[uuid] = what
+
+    async def live_migration_abort(self, uuid: str) -> None:
+        self._asked(uuid, "abort")
+
+    async def live_migration_force_complete(self, uuid: str) -> None:
+        self._asked(uuid, "complete")
 
 
 def _empty_qcow2(uuid: str, size_gb: int) -> Path:

@@ -52,12 +52,13 @@ from stratus.compute.virt.driver import (
     GuestSpec,
     HostResources,
     HypervisorUnavailable,
-    LocalDisk,
     PowerState,
+    ProgressCallback,
     VirtDriver,
     VirtError,
 )
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.compute.virt.libvirt import moves
 from stratus.compute.virt.libvirt.consoles import console_endpoint
 from stratus.compute.virt.libvirt.guest_xml import (
     domain_xml,
@@ -65,6 +66,8 @@ from stratus.compute.virt.libvirt.guest_xml import (
     volume_file,
     volume_xml,
 )
+from stratus.compute.virt.libvirt.tools import create_local_disk
+from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
 
 LOG = logging.getLogger(__name__)
 
@@ -94,16 +97,22 @@ class LibvirtDriver(VirtDriver):
 
     def __init__(self, instances_dir: Path, *, uri: str = libvirt_host.DEFAULT_URI,
                  virt_type: str | None = None, run_dir: Path | None = None,
-                 start_daemons: bool = True, shutdown_timeout: float = 60.0) -> None:
+                 start_daemons: bool = True, shutdown_timeout: float = 60.0,
+                 migration_uri: str | None = None) -> None:
         """``virt_type`` None picks ``kvm`` when it really works, else ``qemu`` (TCG);
         ``run_dir`` holds the daemons' pid files and logs when we start them;
-        ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one."""
+        ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one;
+        ``migration_uri`` is how other hosts' libvirtd reach this one for a live migration
+        (default ``uri``)."""
         self.instances_dir = instances_dir
         self.uri = uri
         self.virt_type = virt_type
         self.run_dir = run_dir or instances_dir.parent / "libvirt-run"
         self.start_daemons = start_daemons
         self.shutdown_timeout = shutdown_timeout
+        self.migration_uri = migration_uri or uri
+        #: Guests whose live migration from here was aborted on request.
+        self._aborted: set[str] = set()
         self.host = os.uname().nodename
         self._conn: Any = None
         self._libvirt: Any = None
@@ -228,14 +237,9 @@ class LibvirtDriver(VirtDriver):
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"
-            local = {d.device: await asyncio.to_thread(_create_local_disk, d, directory, i)
+            local = {d.device: await asyncio.to_thread(create_local_disk, d, directory, i)
                      for i, d in enumerate(guest.local_disks)}
-            xml = domain_xml(guest, virt_type=self.virt_type or "qemu",
-                             domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
-                             disk_format=disk_format, local_disks=local,
-                             console_log=self.console_log(guest.uuid),
-                             metadata_ns=METADATA_NS, host=self.host,
-                             instances_dir=self.instances_dir)
+            xml = self.domain_xml(guest, disk, disk_format, local)
             await self._call(self._define_and_start, xml)
         except BaseException:
             try:
@@ -244,6 +248,17 @@ class LibvirtDriver(VirtDriver):
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
         LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
+
+    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
+                   local_disks: dict[str, Path] | None = None) -> str:
+        """The domain of ``guest`` on this host, booting ``disk`` (``local_disks``: the
+        files of its ephemeral and swap disks by device)."""
+        return domain_xml(guest, virt_type=self.virt_type or "qemu",
+                          domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
+                          disk_format=disk_format, local_disks=local_disks,
+                          console_log=self.console_log(guest.uuid),
+                          metadata_ns=METADATA_NS, host=self.host,
+                          instances_dir=self.instances_dir)
 
     def _define_and_start(self, xml: str) -> None:
         dom = self._c().defineXML(xml)
@@ -484,47 +499,44 @@ class LibvirtDriver(VirtDriver):
         return flags
 
 
-def _run_tool(args: list[str], what: str, timeout: float | None = 120) -> str:
-    """Run a tool (``timeout`` None: as long as it takes, a copy of a large disk)."""
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, check=False,
-                              timeout=timeout)
-    except FileNotFoundError as exc:
-        raise VirtError(f"{what}: {args[0]} is not installed.") from exc
-    if done.returncode != 0:
-        raise VirtError(f"{what}: {done.stderr.strip()[-300:] or 'qemu-img failed'}")
-    return done.stdout
+    # Moves (see stratus.compute.virt.libvirt.moves) ----------------------------------------
 
+    async def migrate_disk_and_power_off(self, uuid: str, dest_host: str) -> dict[str, Any]:
+        return await moves.migrate_disk_and_power_off(self, uuid, dest_host)
 
-#: File systems ``guest_format`` may ask for on an ephemeral disk (made with ``mkfs.<fs>``).
-_FILE_SYSTEMS = ("ext2", "ext3", "ext4", "xfs", "vfat")
+    async def finish_migration(self, guest: GuestSpec, disk_info: dict[str, Any], *,
+                               power_on: bool) -> None:
+        await moves.finish_migration(self, guest, disk_info, power_on=power_on)
 
+    async def confirm_migration(self, uuid: str) -> None:
+        await moves.confirm_migration(self, uuid)
 
-def _create_local_disk(disk: LocalDisk, directory: Path, index: int) -> Path:
-    """An ephemeral or swap disk as a qcow2 file in the instance's directory: blank, or
-    with the swap signature or file system ``guest_format`` asks for (made on a sparse raw
-    file first, then converted)."""
-    name = "disk.swap" if disk.kind == "swap" else f"disk.eph{index}"
-    path = directory / name
-    size = f"{disk.size_mb}M"
-    fmt = disk.guest_format
-    if fmt != "swap" and fmt not in _FILE_SYSTEMS:
-        _run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size],
-                  f"Could not create the {disk.kind} disk")
-        return path
-    raw = directory / f"{name}.raw"
-    try:
-        with raw.open("wb") as handle:
-            handle.truncate(disk.size_mb * 1024 * 1024)
-        tool = ["mkswap", str(raw)] if fmt == "swap" else [f"mkfs.{fmt}", "-q", str(raw)]
-        if fmt in ("ext2", "ext3", "ext4"):
-            tool = [f"mkfs.{fmt}", "-q", "-F", "-L", f"ephemeral{index}", str(raw)]
-        _run_tool(tool, f"Could not format the {disk.kind} disk")
-        _run_tool(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
-                   str(path)], f"Could not create the {disk.kind} disk")
-    finally:
-        raw.unlink(missing_ok=True)
-    return path
+    async def finish_revert_migration(self, uuid: str, *, power_on: bool) -> None:
+        await moves.finish_revert_migration(self, uuid, power_on=power_on)
+
+    async def live_migration_source_data(self, uuid: str) -> dict[str, Any]:
+        return await moves.live_migration_source_data(self, uuid)
+
+    async def pre_live_migration(self, guest: GuestSpec,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        return await moves.pre_live_migration(self, guest, source_data)
+
+    async def live_migration(self, uuid: str, dest_host: str, migrate_data: dict[str, Any],
+                             on_progress: ProgressCallback | None = None) -> None:
+        await moves.live_migration(self, uuid, dest_host, migrate_data, on_progress,
+                                   metadata_ns=METADATA_NS)
+
+    async def post_live_migration_at_destination(self, uuid: str) -> None:
+        await moves.post_live_migration_at_destination(self, uuid)
+
+    async def rollback_live_migration_at_destination(self, uuid: str) -> None:
+        await moves.rollback_live_migration_at_destination(self, uuid)
+
+    async def live_migration_abort(self, uuid: str) -> None:
+        await moves.live_migration_abort(self, uuid)
+
+    async def live_migration_force_complete(self, uuid: str) -> None:
+        await moves.live_migration_force_complete(self, uuid)
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:

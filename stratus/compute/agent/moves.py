@@ -1,0 +1,397 @@
+"""A compute host's part in moving servers: resize, cold and live migration, evacuation.
+
+compute-api has checked the request and the scheduler has claimed on the destination
+(``stratus.compute.moves`` says how the claims are held); the hosts do the guest's half and
+report each step to the conductor, which settles the move in one transaction at the end.
+
+- Resize and cold migration: the source stops the guest and keeps it aside
+  (``resize_instance``), the destination makes the guest of the new flavor from its disk
+  (``finish_resize``): the server is ``VERIFY_RESIZE``. Confirm: the source drops what it
+  kept (``confirm_resize``). Revert: the destination removes its guest (``revert_resize``),
+  the source brings the old one back (``finish_revert_resize``). A failure on either side
+  brings the old guest back too, with a fault.
+- Live migration: the destination gets ready (``pre_live_migration``), the source moves
+  the running guest (``live_migration``), the destination takes it
+  (``post_live_migration_at_destination``); a failure or an abort leaves it on the source.
+- Evacuation: the destination rebuilds the server of a dead host from its image.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stratus.compute import states
+from stratus.compute.agent.network import HostNetwork
+from stratus.compute.objects import (
+    ActionEvent,
+    Fault,
+    FlavorInfo,
+    InstanceRecord,
+    InstanceUpdate,
+    LiveMigrationProgress,
+    MigrationRecord,
+)
+from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
+from stratus.compute.virt.driver import (
+    GuestSpec,
+    MigrationAborted,
+    MigrationProgress,
+    PowerState,
+    VirtDriver,
+)
+from stratus.core.context import RequestContext
+
+LOG = logging.getLogger(__name__)
+
+#: Builds the driver's ``GuestSpec`` for an instance with a flavor and its interfaces
+#: (the agent's, which fetches the image into the host's cache where the driver needs it).
+SpecBuilder = Callable[[RequestContext, InstanceRecord, FlavorInfo, list[dict[str, Any]]],
+                       Awaitable[GuestSpec]]
+
+RESIZE_EVENT = "compute_resize_instance"
+FINISH_RESIZE_EVENT = "compute_finish_resize"
+CONFIRM_EVENT = "compute_confirm_resize"
+REVERT_EVENT = "compute_revert_resize"
+FINISH_REVERT_EVENT = "compute_finish_revert_resize"
+LIVE_EVENT = "compute_live_migration"
+PRE_LIVE_EVENT = "compute_pre_live_migration"
+POST_LIVE_EVENT = "compute_post_live_migration_at_destination"
+REBUILD_EVENT = "compute_rebuild_instance"
+
+
+def _fault(exc: BaseException, doing: str) -> Fault:
+    return Fault(code=500, message=f"{doing} failed: {exc or type(exc).__name__}")
+
+
+class HostMoves:
+    def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
+                 peers: ComputeAgentAPI | None, network: HostNetwork | None,
+                 guest_spec: SpecBuilder) -> None:
+        self.host = host
+        self.driver = driver
+        self.conductor = conductor
+        #: Other compute hosts (the source tells the destination, and back).
+        self._peers = peers
+        self.network = network
+        self.guest_spec = guest_spec
+
+    @property
+    def peers(self) -> ComputeAgentAPI:
+        if self._peers is None:
+            raise RuntimeError(f"{self.host} cannot reach other compute hosts.")
+        return self._peers
+
+    def _done(self, name: str, exc: BaseException | None = None) -> ActionEvent:
+        if exc is None:
+            return ActionEvent(name=name, host=self.host, finished=True, result="Success")
+        return ActionEvent(name=name, host=self.host, finished=True, result="Error",
+                           details=str(exc) or type(exc).__name__)
+
+    def _started(self, name: str) -> ActionEvent:
+        return ActionEvent(name=name, host=self.host)
+
+    async def _rebind_quietly(self, ctx: RequestContext, instance: InstanceRecord,
+                              host: str | None) -> None:
+        if self.network is None or not host:
+            return
+        try:
+            await self.network.rebind(ctx, instance.network_info, host)
+        except Exception:
+            LOG.exception("could not bind the ports of %s back to %s", instance.uuid, host)
+
+    # Resize and cold migration ------------------------------------------------------------
+
+    async def resize_instance(self, ctx: RequestContext, instance_uuid: str,
+                              migration_uuid: str) -> None:
+        """Source: stop the guest, keep it aside, tell the destination to finish."""
+        migration = await self.conductor.migration_get(ctx, migration_uuid)
+        dest = migration.dest_compute
+        aside = False
+        try:
+            assert dest is not None, "the scheduler chose no destination"
+            await self.conductor.migration_update(
+                ctx, migration_uuid, "migrating",
+                InstanceUpdate(task_state=states.RESIZE_MIGRATING), [states.RESIZE_PREP],
+                self._started(RESIZE_EVENT))
+            disk_info = await self.driver.migrate_disk_and_power_off(instance_uuid, dest)
+            aside = True
+            await self.conductor.migration_update(
+                ctx, migration_uuid, "post-migrating",
+                InstanceUpdate(task_state=states.RESIZE_MIGRATED,
+                               power_state=int(PowerState.SHUTDOWN)),
+                [states.RESIZE_MIGRATING], self._done(RESIZE_EVENT))
+        except Exception as exc:
+            LOG.warning("moving %s off %s failed: %s", instance_uuid, self.host, exc)
+            await self._give_back(ctx, migration, aside, exc, RESIZE_EVENT)
+            return
+        await self.peers.finish_resize(ctx, dest, instance_uuid, migration_uuid, disk_info)
+
+    async def _give_back(self, ctx: RequestContext, migration: MigrationRecord, aside: bool,
+                         exc: BaseException, event: str) -> None:
+        """Source, after a failed move: the guest back as it was, the move rolled back."""
+        power = 0
+        try:
+            if aside:
+                await self.driver.finish_revert_migration(
+                    migration.instance_uuid,
+                    power_on=migration.old_vm_state != states.STOPPED)
+            power = int((await self.driver.get_info(migration.instance_uuid)).power_state)
+        except Exception:
+            LOG.exception("could not bring %s back on %s", migration.instance_uuid, self.host)
+        await self.conductor.move_ended(ctx, migration.uuid, "rolled_back", power,
+                                        self._done(event, exc), _fault(exc, "The move"))
+
+    async def finish_resize(self, ctx: RequestContext, instance_uuid: str,
+                            migration_uuid: str, disk_info: dict[str, Any]) -> None:
+        """Destination: the guest of the new flavor from the source's disk."""
+        migration = await self.conductor.migration_get(ctx, migration_uuid)
+        same_host = migration.source_compute == self.host
+        try:
+            instance = await self.conductor.migration_update(
+                ctx, migration_uuid, "post-migrating",
+                InstanceUpdate(task_state=states.RESIZE_FINISH), [states.RESIZE_MIGRATED],
+                self._started(FINISH_RESIZE_EVENT))
+            network_info = list(instance.network_info)
+            if not same_host and self.network is not None and network_info:
+                network_info = [vif.model_dump() for vif in await self.network.rebind(
+                    ctx, network_info, self.host)]
+                await self.conductor.instance_update(
+                    ctx, instance_uuid, InstanceUpdate(network_info=network_info),
+                    [states.RESIZE_FINISH])
+            spec = await self.guest_spec(ctx, instance, migration.new_flavor, network_info)
+            await self.driver.finish_migration(
+                spec, disk_info, power_on=migration.old_vm_state != states.STOPPED)
+            power = int((await self.driver.get_info(instance_uuid)).power_state)
+        except Exception as exc:
+            LOG.warning("finishing the move of %s on %s failed: %s", instance_uuid,
+                        self.host, exc)
+            if not same_host:
+                try:
+                    await self.driver.destroy(instance_uuid)
+                except Exception:
+                    LOG.exception("could not remove %s from %s", instance_uuid, self.host)
+            record = await self.conductor.instance_get(ctx, instance_uuid)
+            await self._rebind_quietly(ctx, record, migration.source_compute)
+            await self.conductor.migration_update(
+                ctx, migration_uuid, "error", event=self._done(FINISH_RESIZE_EVENT, exc))
+            assert migration.source_compute is not None
+            await self.peers.finish_revert_resize(ctx, migration.source_compute,
+                                                  instance_uuid, migration_uuid)
+            return
+        await self.conductor.move_ended(ctx, migration_uuid, "resized", power,
+                                        self._done(FINISH_RESIZE_EVENT))
+
+    async def confirm_resize(self, ctx: RequestContext, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        """Source: drop the guest kept aside; the move is over."""
+        await self.conductor.action_event(ctx, instance_uuid, CONFIRM_EVENT, host=self.host,
+                                          finished=False)
+        try:
+            await self.driver.confirm_migration(instance_uuid)
+        except Exception as exc:
+            # What is left aside is only disk space: confirm anyway, say so.
+            LOG.warning("could not clean up after the move of %s on %s: %s", instance_uuid,
+                        self.host, exc)
+        await self.conductor.move_ended(ctx, migration_uuid, "confirmed", 0,
+                                        self._done(CONFIRM_EVENT))
+
+    async def revert_resize(self, ctx: RequestContext, instance_uuid: str,
+                            migration_uuid: str) -> None:
+        """Destination: remove the new guest; the source brings the old one back."""
+        migration = await self.conductor.migration_get(ctx, migration_uuid)
+        await self.conductor.action_event(ctx, instance_uuid, REVERT_EVENT, host=self.host,
+                                          finished=False)
+        try:
+            await self.driver.destroy(instance_uuid)
+            if migration.source_compute != self.host and self.network is not None:
+                record = await self.conductor.instance_get(ctx, instance_uuid)
+                if record.network_info:
+                    network_info = [vif.model_dump() for vif in await self.network.rebind(
+                        ctx, record.network_info, migration.source_compute or "")]
+                    await self.conductor.instance_update(
+                        ctx, instance_uuid, InstanceUpdate(network_info=network_info))
+            event = self._done(REVERT_EVENT)
+        except Exception as exc:
+            LOG.warning("reverting %s on %s: %s", instance_uuid, self.host, exc)
+            event = self._done(REVERT_EVENT, exc)
+        await self.conductor.action_event(ctx, instance_uuid, event.name, host=self.host,
+                                          finished=True, result=event.result,
+                                          details=event.details)
+        assert migration.source_compute is not None
+        await self.peers.finish_revert_resize(ctx, migration.source_compute, instance_uuid,
+                                              migration_uuid)
+
+    async def finish_revert_resize(self, ctx: RequestContext, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        """Source: the guest kept aside runs again; the move is undone (``reverted``), or
+        rolled back when the destination failed."""
+        migration = await self.conductor.migration_get(ctx, migration_uuid)
+        ending = "reverted" if migration.status == "reverting" else "rolled_back"
+        await self.conductor.action_event(ctx, instance_uuid, FINISH_REVERT_EVENT,
+                                          host=self.host, finished=False)
+        fault = None
+        power = 0
+        try:
+            await self.driver.finish_revert_migration(
+                instance_uuid, power_on=migration.old_vm_state != states.STOPPED)
+            power = int((await self.driver.get_info(instance_uuid)).power_state)
+            event = self._done(FINISH_REVERT_EVENT)
+        except Exception as exc:
+            event = self._done(FINISH_REVERT_EVENT, exc)
+            fault = _fault(exc, "Bringing the guest back")
+        if ending == "rolled_back" and fault is None:
+            fault = Fault(code=500, message="The move failed on its destination; the server "
+                                            "is back on its source.")
+        await self.conductor.move_ended(ctx, migration_uuid, ending, power, event, fault)
+
+    # Live migration -----------------------------------------------------------------------
+
+    async def live_migration(self, ctx: RequestContext, instance_uuid: str,
+                             migration_uuid: str) -> None:
+        """Source: move the running guest to the destination the scheduler claimed."""
+        migration = await self.conductor.migration_get(ctx, migration_uuid)
+        dest = migration.dest_compute
+        prepared = False
+
+        async def progress(p: MigrationProgress) -> None:
+            await self.conductor.migration_progress(ctx, migration_uuid, LiveMigrationProgress(
+                memory_total=p.memory_total, memory_processed=p.memory_processed,
+                memory_remaining=p.memory_remaining, disk_total=p.disk_total,
+                disk_processed=p.disk_processed, disk_remaining=p.disk_remaining))
+
+        try:
+            assert dest is not None, "the scheduler chose no destination"
+            await self.conductor.migration_update(ctx, migration_uuid, "preparing",
+                                                  event=self._started(LIVE_EVENT))
+            source_data = await self.driver.live_migration_source_data(instance_uuid)
+            migrate_data = await self.peers.pre_live_migration(
+                ctx, dest, instance_uuid, migration_uuid, source_data)
+            prepared = True
+            await self.conductor.migration_update(ctx, migration_uuid, "running")
+            await self.driver.live_migration(instance_uuid, dest, migrate_data, progress)
+        except Exception as exc:
+            aborted = isinstance(exc, MigrationAborted)
+            LOG.warning("live migration of %s from %s %s: %s", instance_uuid, self.host,
+                        "aborted" if aborted else "failed", exc)
+            if prepared:
+                try:
+                    assert dest is not None
+                    await self.peers.rollback_live_migration_at_destination(
+                        ctx, dest, instance_uuid, migration_uuid)
+                except Exception:
+                    LOG.exception("could not clean %s's arrival up on %s", instance_uuid,
+                                  dest)
+            power = 0
+            try:
+                power = int((await self.driver.get_info(instance_uuid)).power_state)
+            except Exception:
+                LOG.exception("%s is not on %s any more", instance_uuid, self.host)
+            await self.conductor.move_ended(
+                ctx, migration_uuid, "cancelled" if aborted else "rolled_back", power,
+                self._done(LIVE_EVENT, exc),
+                None if aborted else _fault(exc, "The live migration"))
+            return
+        fault = None
+        power = int(PowerState.RUNNING)
+        try:
+            power = await self.peers.post_live_migration_at_destination(
+                ctx, dest, instance_uuid, migration_uuid)
+        except Exception as exc:
+            # The guest has left this host: the server is the destination's, with a fault.
+            fault = _fault(exc, f"Taking the guest over on {dest}")
+        await self.conductor.move_ended(ctx, migration_uuid, "live_migrated", power,
+                                        self._done(LIVE_EVENT), fault)
+
+    async def pre_live_migration(self, ctx: RequestContext, instance_uuid: str,
+                                 migration_uuid: str,
+                                 source_data: dict[str, Any]) -> dict[str, Any]:
+        """Destination: ready to receive the guest (its files, its disk)."""
+        await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT, host=self.host,
+                                          finished=False)
+        try:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            spec = await self.guest_spec(ctx, instance, instance.flavor, instance.network_info)
+            migrate_data = await self.driver.pre_live_migration(spec, source_data)
+        except Exception as exc:
+            await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT,
+                                              host=self.host, finished=True, result="Error",
+                                              details=str(exc))
+            raise
+        await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT, host=self.host,
+                                          finished=True, result="Success")
+        return migrate_data
+
+    async def post_live_migration_at_destination(self, ctx: RequestContext,
+                                                 instance_uuid: str,
+                                                 migration_uuid: str) -> int:
+        """Destination: the guest is here; its ports are bound here. Its power state."""
+        await self.conductor.action_event(ctx, instance_uuid, POST_LIVE_EVENT, host=self.host,
+                                          finished=False)
+        await self.driver.post_live_migration_at_destination(instance_uuid)
+        if self.network is not None:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            if instance.network_info:
+                network_info = [vif.model_dump() for vif in await self.network.rebind(
+                    ctx, instance.network_info, self.host)]
+                await self.conductor.instance_update(
+                    ctx, instance_uuid, InstanceUpdate(network_info=network_info))
+        power = int((await self.driver.get_info(instance_uuid)).power_state)
+        await self.conductor.action_event(ctx, instance_uuid, POST_LIVE_EVENT, host=self.host,
+                                          finished=True, result="Success")
+        return power
+
+    async def rollback_live_migration_at_destination(self, ctx: RequestContext,
+                                                     instance_uuid: str,
+                                                     migration_uuid: str) -> None:
+        await self.driver.rollback_live_migration_at_destination(instance_uuid)
+
+    async def live_migration_abort(self, ctx: RequestContext, instance_uuid: str,
+                                   migration_uuid: str) -> None:
+        try:
+            await self.driver.live_migration_abort(instance_uuid)
+        except Exception as exc:
+            LOG.warning("could not abort the live migration of %s: %s", instance_uuid, exc)
+
+    async def live_migration_force_complete(self, ctx: RequestContext, instance_uuid: str,
+                                            migration_uuid: str) -> None:
+        try:
+            await self.driver.live_migration_force_complete(instance_uuid)
+        except Exception as exc:
+            LOG.warning("could not force the live migration of %s: %s", instance_uuid, exc)
+
+    # Evacuation ---------------------------------------------------------------------------
+
+    async def evacuate_instance(self, ctx: RequestContext, instance_uuid: str,
+                                migration_uuid: str, stop: bool) -> None:
+        """Destination: rebuild the server of a dead host from its image, here."""
+        try:
+            instance = await self.conductor.migration_update(
+                ctx, migration_uuid, "pre-migrating",
+                InstanceUpdate(task_state=states.REBUILD_SPAWNING), [states.REBUILDING],
+                self._started(REBUILD_EVENT))
+            network_info = list(instance.network_info)
+            if self.network is not None and network_info:
+                network_info = [vif.model_dump() for vif in await self.network.rebind(
+                    ctx, network_info, self.host)]
+                await self.conductor.instance_update(
+                    ctx, instance_uuid, InstanceUpdate(network_info=network_info),
+                    [states.REBUILD_SPAWNING])
+            spec = await self.guest_spec(ctx, instance, instance.flavor, network_info)
+            await self.driver.spawn(spec)
+            if stop:
+                await self.driver.power_off(instance_uuid)
+            power = int((await self.driver.get_info(instance_uuid)).power_state)
+        except Exception as exc:
+            LOG.warning("evacuating %s to %s failed: %s", instance_uuid, self.host, exc)
+            try:
+                await self.driver.destroy(instance_uuid)
+            except Exception:
+                LOG.exception("could not remove %s from %s", instance_uuid, self.host)
+            await self.conductor.move_ended(ctx, migration_uuid, "evacuation_failed", 0,
+                                            self._done(REBUILD_EVENT, exc),
+                                            _fault(exc, "The evacuation"))
+            return
+        await self.conductor.move_ended(ctx, migration_uuid, "evacuated", power,
+                                        self._done(REBUILD_EVENT))

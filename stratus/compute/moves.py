@@ -1,0 +1,139 @@
+"""How a move between hosts ends, in the database: states, flavor, host and claims together.
+
+A move (resize, cold or live migration, evacuation) holds two claims while it is under way:
+the server's resources on its source, claimed with the migration's uuid as consumer, and
+the server's (new) flavor on the destination, claimed with the server's uuid. Each ending
+here settles both in one transaction with the server's and the migration's states:
+
+- ``resized``: a resize or cold migration arrived (``VERIFY_RESIZE``); both claims stay.
+- ``confirmed``: the source's claim is freed.
+- ``reverted`` / ``rolled_back``: the destination's claim is freed and the source's is the
+  server's again, with its old flavor and host (a revert, or a move that failed).
+- ``live_migrated``: the server is on the destination, the source's claim freed.
+- ``evacuated``: the server was rebuilt on the destination (the source's claim was freed
+  when the destination was claimed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from stratus.compute import states
+from stratus.compute.models import Instance, Migration
+from stratus.compute.objects import FlavorInfo
+from stratus.compute.service import ComputeService
+from stratus.compute.virt.driver import PowerState
+from stratus.core.db import utcnow
+
+__all__ = ["ENDINGS", "apply_flavor", "roll_back"]
+
+
+def apply_flavor(instance: Instance, flavor: FlavorInfo) -> None:
+    """The server takes ``flavor``: the embedded copy and the columns quotas sum."""
+    instance.flavor = flavor.model_dump()
+    instance.flavor_id = flavor.id
+    instance.vcpus, instance.memory_mb = flavor.vcpus, flavor.ram
+
+
+def _stopped_or_active(vm_state: str) -> str:
+    return states.STOPPED if vm_state == states.STOPPED else states.ACTIVE
+
+
+async def _load(svc: ComputeService, migration_uuid: str) -> tuple[Migration, Instance]:
+    migration = await svc.migrations.get(migration_uuid)
+    instance = await svc.instances.get(migration.instance_uuid, include_deleted=True)
+    return migration, instance
+
+
+async def resized(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
+    migration, instance = await _load(svc, migration_uuid)
+    apply_flavor(instance, FlavorInfo.model_validate(migration.new_flavor))
+    instance.host = instance.node = migration.dest_compute
+    instance.vm_state, instance.task_state = states.RESIZED, None
+    instance.power_state, instance.updated_at = power_state, utcnow()
+    await svc.migrations.set_status(migration_uuid, "finished")
+    return instance
+
+
+async def confirmed(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
+    migration, instance = await _load(svc, migration_uuid)
+    await svc.placement.free(migration.uuid)
+    instance.vm_state = _stopped_or_active(migration.old_vm_state)
+    instance.task_state, instance.updated_at = None, utcnow()
+    await svc.migrations.set_status(migration_uuid, "confirmed")
+    return instance
+
+
+async def roll_back(svc: ComputeService, migration_uuid: str, power_state: int, *,
+                    status: str = "error") -> Instance:
+    """The server back where it was: its old flavor, host and claim; the destination's
+    claim freed; the migration ``status``."""
+    migration, instance = await _load(svc, migration_uuid)
+    await svc.placement.free(instance.uuid)
+    await svc.placement.move(migration.uuid, instance.uuid)
+    apply_flavor(instance, FlavorInfo.model_validate(migration.old_flavor))
+    instance.host = instance.node = migration.source_compute
+    instance.vm_state = _stopped_or_active(migration.old_vm_state)
+    instance.task_state, instance.updated_at = None, utcnow()
+    if power_state:
+        instance.power_state = power_state
+    await svc.migrations.set_status(migration_uuid, status)
+    return instance
+
+
+async def reverted(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
+    return await roll_back(svc, migration_uuid, power_state, status="reverted")
+
+
+async def cancelled(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
+    return await roll_back(svc, migration_uuid, power_state, status="cancelled")
+
+
+async def live_migrated(svc: ComputeService, migration_uuid: str,
+                        power_state: int) -> Instance:
+    migration, instance = await _load(svc, migration_uuid)
+    await svc.placement.free(migration.uuid)
+    instance.host = instance.node = migration.dest_compute
+    instance.task_state, instance.updated_at = None, utcnow()
+    if power_state:
+        instance.power_state = power_state
+    await svc.migrations.set_status(migration_uuid, "completed")
+    return instance
+
+
+async def evacuated(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
+    migration, instance = await _load(svc, migration_uuid)
+    instance.host = instance.node = migration.dest_compute
+    instance.vm_state = (states.ACTIVE if power_state == PowerState.RUNNING
+                         else states.STOPPED)
+    instance.task_state, instance.power_state = None, power_state
+    instance.updated_at = utcnow()
+    await svc.migrations.set_status(migration_uuid, "done")
+    return instance
+
+
+async def evacuation_failed(svc: ComputeService, migration_uuid: str,
+                            power_state: int) -> Instance:
+    """The rebuild on the destination failed: its claim freed, the server ERROR (it has
+    nowhere to run)."""
+    _, instance = await _load(svc, migration_uuid)
+    await svc.placement.free(instance.uuid)
+    instance.vm_state, instance.task_state = states.ERROR, None
+    instance.updated_at = utcnow()
+    await svc.migrations.set_status(migration_uuid, "failed")
+    return instance
+
+
+Ending = Callable[[ComputeService, str, int], Awaitable[Instance]]
+
+#: The ending's name (as a host reports it) → what it does.
+ENDINGS: dict[str, Ending] = {
+    "resized": resized,
+    "confirmed": confirmed,
+    "reverted": reverted,
+    "rolled_back": roll_back,
+    "cancelled": cancelled,
+    "live_migrated": live_migrated,
+    "evacuated": evacuated,
+    "evacuation_failed": evacuation_failed,
+}

@@ -1,0 +1,330 @@
+"""The libvirt driver's moves: cold (resize, migration) and live migration.
+
+Cold: the source powers the guest off, undefines its domain (its XML kept as
+``domain.xml``) and renames ``<uuid>/`` to ``<uuid>_resize/``; the destination (perhaps the
+same host) makes ``<uuid>/`` from that: ``base`` linked, ``disk`` copied and re-pointed at
+it (``qemu-img rebase -u``), grown to the new flavor's root disk, then defines and starts
+the domain of the new flavor. Confirm removes ``<uuid>_resize/``; revert renames it back
+(the overlay names ``<uuid>/base`` again) and defines the kept XML. ``disk_info`` names
+files on the source, so the destination reads them there: hosts on one machine, or sharing
+the instances' file system, as in a test of two agents here (a copy over the network, as
+Nova does with ssh, is not done).
+
+Live: peer to peer (the source libvirtd calls the destination's), the disk copied along
+(``VIR_MIGRATE_NON_SHARED_INC``: the overlay, the base being linked on the destination
+beforehand), the domain's files re-pointed at the destination's instance directory
+(``VIR_MIGRATE_PARAM_DEST_XML``) and QEMU's migration stream on the loopback. libvirt
+refuses a migration between two daemons with the same host UUID, so two agents on one
+machine need two libvirtd (each its own ``host_uuid``, state directories and socket); the
+destination tells the source the URI of its daemon (``migration_uri``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Protocol
+
+from stratus.compute.virt.driver import (
+    GuestNotFound,
+    GuestSpec,
+    MigrationAborted,
+    MigrationProgress,
+    ProgressCallback,
+    VirtError,
+)
+from stratus.compute.virt.libvirt.tools import create_local_disk, local_disk_name, run_tool
+
+LOG = logging.getLogger(__name__)
+
+_GIB = 1024**3
+#: Seconds between reads of a live migration's progress.
+PROGRESS_INTERVAL = 0.5
+
+
+class LibvirtDriver(Protocol):
+    """What of the libvirt driver the moves use."""
+
+    instances_dir: Path
+    host: str
+    migration_uri: str
+    _libvirt: Any
+    _aborted: set[str]
+
+    def _c(self) -> Any: ...
+    async def _call(self, fn: Any, *args: Any) -> Any: ...
+    async def _domain(self, uuid: str) -> Any: ...
+    async def _remove(self, uuid: str) -> None: ...
+    def _undefine(self, uuid: str) -> None: ...
+    def _define_and_start(self, xml: str) -> None: ...
+    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
+                   local_disks: dict[str, Path] | None = None) -> str: ...
+    def instance_dir(self, uuid: str) -> Path: ...
+    def console_log(self, uuid: str) -> Path: ...
+    async def power_off(self, uuid: str, grace_period: float | None = None) -> None: ...
+
+
+def aside_dir(driver: LibvirtDriver, uuid: str) -> Path:
+    return driver.instances_dir / f"{uuid}_resize"
+
+
+def _qemu_img(args: list[str], what: str) -> str:
+    return run_tool(["qemu-img", *args], what)
+
+
+def _disk_format_of_base(base: Path) -> str:
+    info = json.loads(_qemu_img(["info", "-U", "--output=json", str(base)],
+                                "Could not read the base image"))
+    return str(info.get("format", "raw"))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+# Cold moves ------------------------------------------------------------------------------
+
+async def migrate_disk_and_power_off(driver: LibvirtDriver, uuid: str,
+                                     dest_host: str) -> dict[str, Any]:
+    dom = await driver._domain(uuid)
+    if await driver._call(dom.isActive):
+        await driver.power_off(uuid)
+    xml = await driver._call(dom.XMLDesc, 0)
+    directory, aside = driver.instance_dir(uuid), aside_dir(driver, uuid)
+    if aside.exists():
+        raise VirtError(f"A move of {uuid} is already under way on {driver.host}.")
+    await driver._call(dom.undefine)
+    await asyncio.to_thread(directory.rename, aside)
+    await asyncio.to_thread((aside / "domain.xml").write_text, xml)
+    return {"source_host": driver.host, "directory": str(aside)}
+
+
+def _make_moved_disk(disk_info: dict[str, Any], directory: Path, root_gb: int) -> Path:
+    source = Path(disk_info["directory"])
+    base, disk = directory / "base", directory / "disk"
+    if (source / "base").exists():
+        _link_or_copy(source / "base", base)
+        shutil.copy2(source / "disk", disk)
+        fmt = _disk_format_of_base(base)
+        _qemu_img(["rebase", "-u", "-f", "qcow2", "-b", str(base), "-F", fmt, str(disk)],
+                  "Could not re-point the moved disk at its base")
+    else:  # a disk without a base of its own (a cache on another file system): as it is
+        shutil.copy2(source / "disk", disk)
+    if root_gb:
+        info = json.loads(_qemu_img(["info", "-U", "--output=json", str(disk)],
+                                    "Could not read the moved disk"))
+        if int(info.get("virtual-size", 0)) < root_gb * _GIB:
+            _qemu_img(["resize", "-q", str(disk), str(root_gb * _GIB)],
+                      "Could not grow the disk to the new flavor")
+    return disk
+
+
+def _move_local_disks(guest: GuestSpec, disk_info: dict[str, Any],
+                      directory: Path) -> dict[str, Path]:
+    """The guest's ephemeral and swap disks in ``directory``: copies of the source's (what
+    the guest wrote on them moves with it), or new ones where the source has none."""
+    source = Path(disk_info["directory"])
+    made = {}
+    for index, local in enumerate(guest.local_disks):
+        name = local_disk_name(local, index)
+        if (source / name).exists():
+            shutil.copy2(source / name, directory / name)
+            made[local.device] = directory / name
+        else:
+            made[local.device] = create_local_disk(local, directory, index)
+    return made
+
+
+async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
+                           disk_info: dict[str, Any], *, power_on: bool) -> None:
+    directory = driver.instance_dir(guest.uuid)
+    try:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
+    except FileExistsError as exc:
+        raise VirtError(f"Instance directory of {guest.uuid} exists already on "
+                        f"{driver.host}.") from exc
+    try:
+        disk = await asyncio.to_thread(_make_moved_disk, disk_info, directory, guest.root_gb)
+        local = await asyncio.to_thread(_move_local_disks, guest, disk_info, directory)
+        xml = driver.domain_xml(guest, disk, "qcow2", local)
+        if power_on:
+            await driver._call(driver._define_and_start, xml)
+        else:
+            await driver._call(driver._c().defineXML, xml)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await driver._remove(guest.uuid)
+        raise
+
+
+async def confirm_migration(driver: LibvirtDriver, uuid: str) -> None:
+    await asyncio.to_thread(shutil.rmtree, aside_dir(driver, uuid), True)
+
+
+async def finish_revert_migration(driver: LibvirtDriver, uuid: str, *,
+                                  power_on: bool) -> None:
+    aside, directory = aside_dir(driver, uuid), driver.instance_dir(uuid)
+    if not aside.exists():
+        raise GuestNotFound(f"Guest {uuid} was not kept aside on {driver.host}.")
+    with contextlib.suppress(GuestNotFound):
+        await driver._call(driver._undefine, uuid)  # what a destination here left
+    await asyncio.to_thread(shutil.rmtree, directory, True)
+    await asyncio.to_thread(aside.rename, directory)
+    xml = await asyncio.to_thread((directory / "domain.xml").read_text)
+    if power_on:
+        await driver._call(driver._define_and_start, xml)
+    else:
+        await driver._call(driver._c().defineXML, xml)
+    await asyncio.to_thread((directory / "domain.xml").unlink)
+
+
+# Live migration ----------------------------------------------------------------------------
+
+async def live_migration_source_data(driver: LibvirtDriver, uuid: str) -> dict[str, Any]:
+    await driver._domain(uuid)
+    directory = driver.instance_dir(uuid)
+    return {"source_host": driver.host, "directory": str(directory)}
+
+
+def _prepare_disk(source_data: dict[str, Any], directory: Path) -> Path:
+    """An empty overlay on the same base, as large as the source's: what an incremental
+    block migration copies the source's overlay into."""
+    source = Path(source_data["directory"])
+    info = json.loads(_qemu_img(["info", "-U", "--output=json", str(source / "disk")],
+                                "Could not read the source's disk"))
+    disk = directory / "disk"
+    args = ["create", "-q", "-f", "qcow2"]
+    if (source / "base").exists():
+        base = directory / "base"
+        _link_or_copy(source / "base", base)
+        args += ["-b", str(base), "-F", _disk_format_of_base(base)]
+    _qemu_img([*args, str(disk), str(int(info["virtual-size"]))],
+              "Could not create the disk the guest moves into")
+    return disk
+
+
+async def pre_live_migration(driver: LibvirtDriver, guest: GuestSpec,
+                             source_data: dict[str, Any]) -> dict[str, Any]:
+    directory = driver.instance_dir(guest.uuid)
+    try:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
+    except FileExistsError as exc:
+        raise VirtError(f"Instance directory of {guest.uuid} exists already on "
+                        f"{driver.host}.") from exc
+    try:
+        disk = await asyncio.to_thread(_prepare_disk, source_data, directory)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        raise
+    return {"uri": driver.migration_uri, "host": driver.host, "disk": str(disk),
+            "console_log": str(driver.console_log(guest.uuid)),
+            "instances_dir": str(driver.instances_dir)}
+
+
+def destination_xml(xml: str, migrate_data: dict[str, Any], metadata_ns: str) -> str:
+    """The domain as the destination runs it: its disk, console log and owner there."""
+    root = ET.fromstring(xml)
+    for disk in root.iterfind("./devices/disk"):
+        target, source = disk.find("target"), disk.find("source")
+        if target is not None and target.get("dev") == "vda" and source is not None \
+                and source.get("file"):
+            source.set("file", migrate_data["disk"])
+            backing = disk.find("backingStore")
+            if backing is not None:
+                disk.remove(backing)
+    for log in root.iterfind("./devices/serial/log"):
+        log.set("file", migrate_data["console_log"])
+    instance = root.find(f"./metadata/{{{metadata_ns}}}instance")
+    if instance is not None:
+        for name, value in (("host", migrate_data["host"]),
+                            ("instances", migrate_data["instances_dir"])):
+            node = instance.find(f"{{{metadata_ns}}}{name}")
+            if node is not None:
+                node.text = value
+    return ET.tostring(root, encoding="unicode")
+
+
+async def live_migration(driver: LibvirtDriver, uuid: str, dest_host: str,
+                         migrate_data: dict[str, Any],
+                         on_progress: ProgressCallback | None = None, *,
+                         metadata_ns: str) -> None:
+    libvirt = driver._libvirt
+    dom = await driver._domain(uuid)
+    dest_uri = str(migrate_data.get("uri") or "")
+    if not dest_uri:
+        raise VirtError(f"{dest_host} gave no libvirt URI to migrate to.")
+    xml = await driver._call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+    # The definition kept there (what a restart of the guest uses) is re-pointed too.
+    persistent = await driver._call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE
+                                    | libvirt.VIR_DOMAIN_XML_INACTIVE)
+    params = {
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: destination_xml(xml, migrate_data, metadata_ns),
+        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: destination_xml(persistent, migrate_data,
+                                                               metadata_ns),
+        # QEMU's stream stays on the loopback: both hosts are on this machine.
+        libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1",
+        libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "127.0.0.1",
+        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda"],
+    }
+    flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+             | libvirt.VIR_MIGRATE_NON_SHARED_INC)
+    driver._aborted.discard(uuid)
+    migration = asyncio.ensure_future(asyncio.to_thread(dom.migrateToURI3, dest_uri, params,
+                                                        flags))
+    try:
+        while not migration.done():
+            await asyncio.wait({migration}, timeout=PROGRESS_INTERVAL)
+            if migration.done() or on_progress is None:
+                continue
+            with contextlib.suppress(libvirt.libvirtError):
+                stats = await asyncio.to_thread(dom.jobStats)
+                await on_progress(MigrationProgress(
+                    memory_total=int(stats.get("memory_total", 0)),
+                    memory_processed=int(stats.get("memory_processed", 0)),
+                    memory_remaining=int(stats.get("memory_remaining", 0)),
+                    disk_total=int(stats.get("disk_total", 0)),
+                    disk_processed=int(stats.get("disk_processed", 0)),
+                    disk_remaining=int(stats.get("disk_remaining", 0))))
+        migration.result()
+    except libvirt.libvirtError as exc:
+        if uuid in driver._aborted:
+            raise MigrationAborted(f"The live migration of {uuid} was aborted.") from exc
+        raise VirtError(f"The live migration of {uuid} failed: {exc}") from exc
+    finally:
+        driver._aborted.discard(uuid)
+    # The domain runs there and is undefined here: its files here go.
+    await asyncio.to_thread(shutil.rmtree, driver.instance_dir(uuid), True)
+
+
+async def post_live_migration_at_destination(driver: LibvirtDriver, uuid: str) -> None:
+    dom = await driver._domain(uuid)
+    state, _reason = await driver._call(dom.state)
+    if state == driver._libvirt.VIR_DOMAIN_PAUSED:  # paused to converge (force complete)
+        await driver._call(dom.resume)
+
+
+async def rollback_live_migration_at_destination(driver: LibvirtDriver, uuid: str) -> None:
+    await driver._remove(uuid)
+
+
+async def live_migration_abort(driver: LibvirtDriver, uuid: str) -> None:
+    dom = await driver._domain(uuid)
+    driver._aborted.add(uuid)
+    await driver._call(dom.abortJob)
+
+
+async def live_migration_force_complete(driver: LibvirtDriver, uuid: str) -> None:
+    """Pause the guest so that its memory stops changing and the copy converges; the
+    destination resumes it (``post_live_migration_at_destination``)."""
+    dom = await driver._domain(uuid)
+    await driver._call(dom.suspend)

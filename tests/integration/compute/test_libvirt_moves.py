@@ -1,0 +1,264 @@
+"""Moving real guests (libvirt/QEMU) between two "hosts" on this machine: two libvirt drivers
+with their own instance directories, each on its own libvirtd.
+
+libvirt will not migrate a guest to the daemon it runs on (nor to one with the same host
+UUID), so the second host's libvirtd runs in a mount namespace of its own (its state,
+configuration, logs and pid files private, its own ``host_uuid`` and socket; QEMU writing
+its own logs, as the machine's virtlogd holds the first daemon's), QEMU's migration
+stream on the loopback. The guest keeps running through the live migration: it never boots
+again on the destination, and answers a disk hot-plug there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stratus.compute.agent.manager import ComputeAgentManager
+from stratus.compute.placement import Placement, provider_uuid
+from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
+from stratus.compute.virt.driver import GuestSpec, MigrationProgress, PowerState
+from stratus.compute.virt.libvirt import LibvirtDriver
+from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.core.config import Settings
+from stratus.guest_image.upload import publish
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
+from tests.conftest import backend_unavailable
+from tests.integration.clouds import auth_body
+from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
+from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
+from tests.integration.compute.test_libvirt_flow import wait_status
+from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
+
+pytestmark = [pytest.mark.realvm, pytest.mark.serial]
+
+START = """#!/bin/sh
+set -e
+mount --make-rprivate /
+mount --bind {root}/etc /etc/libvirt
+mount --bind {root}/run /run/libvirt
+mount --bind {root}/lib /var/lib/libvirt
+mount --bind {root}/cache /var/cache/libvirt
+mount --bind {root}/log /var/log/libvirt
+exec /usr/sbin/libvirtd --config {root}/etc/libvirtd.conf -p {root}/libvirtd.pid
+"""
+
+
+@pytest.fixture
+def second_libvirtd() -> Iterator[str]:
+    """A second libvirtd on this machine (see the module docstring); its URI."""
+    libvirt_ready()
+    if shutil.which("unshare") is None:
+        backend_unavailable("a second libvirtd needs unshare(1)")
+    root = Path(tempfile.mkdtemp(prefix="stratus-lv-", dir="/tmp"))  # short: socket paths
+    for name in ("run", "lib", "cache", "sock", "log/qemu"):
+        (root / name).mkdir(parents=True)
+    shutil.copytree("/etc/libvirt", root / "etc", dirs_exist_ok=True)
+    for leftover in ("qemu", "storage", "nwfilter"):  # no domains, pools or filters of the
+        shutil.rmtree(root / "etc" / leftover, ignore_errors=True)  # first daemon's
+    # QEMU writes its logs itself: the machine's virtlogd holds the first daemon's files,
+    # which have the same names.
+    with (root / "etc" / "qemu.conf").open("a") as conf:
+        conf.write('\nstdio_handler = "file"\n')
+    (root / "etc" / "libvirtd.conf").write_text(
+        f'host_uuid = "{uuid.uuid4()}"\nunix_sock_dir = "{root}/sock"\n')
+    script = root / "start.sh"
+    script.write_text(START.format(root=root))
+    script.chmod(0o755)
+    log = (root / "libvirtd.log").open("wb")
+    daemon = subprocess.Popen(["unshare", "-m", str(script)], stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"qemu+unix:///system?socket={root}/sock/libvirt-sock"
+    try:
+        deadline = time.monotonic() + 60
+        libvirt = libvirt_host.libvirt_module()
+        while True:
+            try:
+                libvirt.open(uri).close()
+                break
+            except libvirt.libvirtError:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    backend_unavailable("the second libvirtd did not start: "
+                                        f"{(root / 'libvirtd.log').read_text()[-500:]}")
+                time.sleep(0.2)
+        yield uri
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def two_hosts(tmp_path: Path,
+                    second_libvirtd: str) -> AsyncIterator[tuple[LibvirtDriver, LibvirtDriver]]:
+    a = LibvirtDriver(tmp_path / "a" / "instances", run_dir=tmp_path / "run")
+    b = LibvirtDriver(tmp_path / "b" / "instances", uri=second_libvirtd, start_daemons=False,
+                      migration_uri=second_libvirtd)
+    await a.init_host("host-a")
+    await b.init_host("host-b")
+    try:
+        yield a, b
+    finally:
+        for driver in (a, b):
+            for guest in await driver.list_guests():
+                await driver.destroy(guest)
+            await driver.cleanup_host()
+
+
+async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
+        two_hosts: tuple[LibvirtDriver, LibvirtDriver]) -> None:
+    a, b = two_hosts
+    guest = GuestSpec(uuid=str(uuid.uuid4()), name="mover", vcpus=1, memory_mb=256,
+                      root_gb=1, image_path=guest_image(), image_format="qcow2")
+    await a.spawn(guest)
+
+    def console(driver: LibvirtDriver) -> asyncio.Future[str]:
+        return asyncio.ensure_future(driver.get_console_output(guest.uuid))
+
+    await wait_console(lambda: console(a), r"^STRATUS-READY")
+
+    progress: list[MigrationProgress] = []
+
+    async def seen(p: MigrationProgress) -> None:
+        progress.append(p)
+
+    migrate_data = await b.pre_live_migration(guest, await a.live_migration_source_data(
+        guest.uuid))
+    await a.live_migration(guest.uuid, "host-b", migrate_data, seen)
+    await b.post_live_migration_at_destination(guest.uuid)
+
+    assert guest.uuid in await b.list_guests()
+    assert guest.uuid not in await a.list_guests()
+    assert not a.instance_dir(guest.uuid).exists()
+    assert (await b.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    # The same guest, still running: it did not boot again on host-b, and it sees a disk
+    # plugged in there.
+    volume = b.instance_dir(guest.uuid) / "extra.raw"
+    volume.write_bytes(b"\0" * (8 * 1024 * 1024))
+    await b.attach_volume(guest.uuid, {"driver_volume_type": "file",
+                                       "data": {"path": str(volume)}}, "/dev/vdb")
+    there = await wait_console(lambda: console(b), r"^STRATUS-DISK-ADDED name=vdb")
+    assert "STRATUS-INIT" not in there
+    await b.detach_volume(guest.uuid, {"driver_volume_type": "file",
+                                       "data": {"path": str(volume)}}, "/dev/vdb")
+
+    # A cold resize on host-b itself: stopped, kept aside, started with more memory from its
+    # own disk; confirmed, nothing is left aside.
+    disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-b")
+    bigger = GuestSpec(uuid=guest.uuid, name="mover", vcpus=1, memory_mb=384, root_gb=2,
+                       image_path=guest.image_path, image_format="qcow2")
+    await b.finish_migration(bigger, disk_info, power_on=True)
+    info = await b.get_info(guest.uuid)
+    assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 384)
+    booted = await wait_console(lambda: console(b), r"^STRATUS-READY")
+    assert "STRATUS-DISK name=vda size=2147483648" in booted
+    await b.confirm_migration(guest.uuid)
+    assert not (b.instances_dir / f"{guest.uuid}_resize").exists()
+
+
+# Through the compute API: two compute agents, one on each libvirtd ----------------------------
+
+@pytest.fixture
+async def two_agent_cloud(db_url: str, tmp_path: Path,
+                          second_libvirtd: str) -> AsyncIterator[Cloud]:
+    """The in-process cloud with its libvirt agent (``realvm-a``, on the machine's libvirtd),
+    and a second agent (``realvm-b``) on the second libvirtd, serving on the same bus."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        network={"backend": "noop"},
+                        compute={"virt_driver": "libvirt", "host": "realvm-a",
+                                 "shutdown_timeout": 30})
+    transport = LateASGITransport()
+    stack = Stack(settings, http_transport=transport)
+    second: ComputeAgentManager | None = None
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, UNITS)
+        transport.app = app
+        first = stack.agents[0]
+        bus = await stack.transport()
+        driver = LibvirtDriver(tmp_path / "b-instances", uri=second_libvirtd,
+                               start_daemons=False, migration_uri=second_libvirtd)
+        second = ComputeAgentManager("realvm-b", driver, ConductorAPI(bus), first.options,
+                                     first.network, first.images, None,
+                                     peers=ComputeAgentAPI(bus))
+        await stack.serve(COMPUTE_TOPIC, "realvm-b", second, second.METHODS)
+        await second.start()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=ROOT, timeout=60) as client:
+            response = await client.post("/identity/v3/auth/tokens",
+                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
+            yield Cloud(client, response.headers["X-Subject-Token"], stack)
+    finally:
+        if second is not None:
+            for guest in await second.driver.list_guests():
+                await second.driver.destroy(guest)
+            await second.stop()
+        await stack.aclose()
+        await destroy_leftovers(tmp_path / "instances")  # only if the test failed midway
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: Cloud) -> None:
+    cloud = two_agent_cloud
+    image_id = await publish(f"{ROOT}/identity/v3", "admin", ADMIN_PASSWORD, guest_image(),
+                             client=cloud.client)
+    created = await cloud.compute("POST", "/servers", json={"server": {
+        "name": "real-mover", "imageRef": image_id, "flavorRef": "1", "networks": "none"}})
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    server = await wait_status(cloud, server_id, "ACTIVE", within=180)
+    source = server["OS-EXT-SRV-ATTR:host"]
+    dest = {"realvm-a": "realvm-b", "realvm-b": "realvm-a"}[source]
+
+    async def console() -> str:
+        response = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                       json={"os-getConsoleOutput": {"length": None}})
+        assert response.status_code == 200, response.text
+        return str(response.json()["output"])
+
+    await wait_console(console, r"^STRATUS-READY")
+    moved = await cloud.compute("POST", f"/servers/{server_id}/action", json={
+        "os-migrateLive": {"host": dest, "block_migration": "auto"}})
+    assert moved.status_code == 202, moved.text
+    deadline = time.monotonic() + 180
+    while True:
+        shown = (await cloud.compute("GET", f"/servers/{server_id}")).json()["server"]
+        assert shown["status"] in ("ACTIVE", "MIGRATING"), shown
+        if shown["status"] == "ACTIVE" and shown["OS-EXT-SRV-ATTR:host"] == dest:
+            break
+        assert time.monotonic() < deadline, shown
+        await asyncio.sleep(0.2)
+    rows = (await cloud.compute("GET", f"/os-migrations?instance_uuid={server_id}")).json()[
+        "migrations"]
+    assert [(r["migration_type"], r["status"], r["source_compute"], r["dest_compute"])
+            for r in rows] == [("live-migration", "completed", source, dest)]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.db.session() as session:
+        held = await Placement(session).allocations_of(server_id)
+        assert held == {provider_uuid(dest): {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}
+        assert await Placement(session).allocations_of(rows[0]["uuid"]) == {}
+    # The guest kept running over there: no boot on the destination's console, and it
+    # powers itself off there on ACPI (a soft reboot), then boots there.
+    assert "STRATUS-INIT" not in await console()
+    rebooted = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                   json={"reboot": {"type": "SOFT"}})
+    assert rebooted.status_code == 202
+    text = await wait_console(console, r"^STRATUS-READY", within=180)
+    assert text.index("STRATUS-POWEROFF") < text.index("STRATUS-INIT")
