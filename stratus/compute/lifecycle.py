@@ -18,12 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import states, volume_attach
-from stratus.compute.models import Instance
+from stratus.compute import actions_lock, actions_power, states, volume_attach
+from stratus.compute.action_checks import begin as _begin
+from stratus.compute.action_checks import refuse_if_locked
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
 from stratus.core.policy import Caller
+from stratus.core.web.microversions import APIVersion
 
 # Delete -------------------------------------------------------------------------------------
 
@@ -40,6 +42,7 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:servers:delete", target(instance))
+        refuse_if_locked(instance, caller)
         if instance.task_state == states.DELETING:
             return Deleted()
         await svc.instances.start_action(context, instance.uuid, "delete")
@@ -66,9 +69,10 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
 
 # Actions ------------------------------------------------------------------------------------
 
-#: An action's handler: (runtime, caller, server id, the action's arguments) → the
-#: answer's body, or None for a 202 with no body.
-ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[dict[str, Any] | None]]
+#: An action's handler: (runtime, caller, server id, the action's arguments, the request's
+#: microversion) → the answer's body, or None for a 202 with no body.
+ActionHandler = Callable[[ComputeRuntime, Caller, str, Any, APIVersion],
+                         Awaitable[dict[str, Any] | None]]
 
 
 class RebootArgs(BaseModel):
@@ -83,40 +87,22 @@ class ConsoleOutputArgs(BaseModel):
     length: int | str | None = None
 
 
-def _require(instance: Instance, vm_states: tuple[str, ...], action: str) -> None:
-    if instance.vm_state not in vm_states or instance.task_state is not None:
-        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
-                       f"{instance.vm_state} and task_state {instance.task_state}.")
-
-
-async def _begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
-                 allowed: tuple[str, ...], task: str) -> tuple[str, str]:
-    """Authorize ``name``, check the state, set the task state and record the action;
-    the server's (uuid, host)."""
-    async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize(f"os_compute_api:servers:{name}", target(instance))
-        _require(instance, allowed, name)
-        if instance.host is None:
-            raise Conflict(f"Instance {instance.uuid} has no host.")
-        instance.task_state = task
-        await svc.instances.start_action(caller.context, instance.uuid, name)
-        return instance.uuid, instance.host
-
-
-async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
+              version: APIVersion) -> None:
     uuid, host = await _begin(rt, caller, server_id, "stop",
                               (states.ACTIVE, states.ERROR), states.POWERING_OFF)
     await rt.clients.agents.stop_instance(caller.context, host, uuid)
 
 
-async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
+               version: APIVersion) -> None:
     uuid, host = await _begin(rt, caller, server_id, "start",
                               (states.STOPPED,), states.POWERING_ON)
     await rt.clients.agents.start_instance(caller.context, host, uuid)
 
 
-async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
+                version: APIVersion) -> None:
     hard = RebootArgs.model_validate(args or {}).type.upper() == "HARD"
     allowed = ((states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED, states.ERROR)
                if hard else (states.ACTIVE,))
@@ -126,7 +112,7 @@ async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
 
 
 async def console_output(rt: ComputeRuntime, caller: Caller, server_id: str,
-                         args: Any) -> dict[str, Any]:
+                         args: Any, version: APIVersion) -> dict[str, Any]:
     requested = ConsoleOutputArgs.model_validate(args or {})
     length = None
     if requested.length not in (None, ""):
@@ -150,11 +136,13 @@ ACTIONS: dict[str, ActionHandler] = {
     "os-start": start,
     "reboot": reboot,
     "os-getConsoleOutput": console_output,
+    **actions_power.ACTIONS,
+    **actions_lock.ACTIONS,
 }
 
 
 async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
-                     body: dict[str, Any]) -> dict[str, Any] | None:
+                     body: dict[str, Any], version: APIVersion) -> dict[str, Any] | None:
     """Run the one action ``body`` names; its answer's body (None: 202 with no body)."""
     if len(body) != 1:
         raise BadRequest("An action body holds exactly one action.")
@@ -162,4 +150,4 @@ async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
     handler = ACTIONS.get(action)
     if handler is None:
         raise BadRequest(f"Unknown action {action!r}.")
-    return await handler(rt, caller, server_id, args)
+    return await handler(rt, caller, server_id, args, version)

@@ -30,6 +30,13 @@ REBOOTING_HARD = "rebooting_hard"
 REBOOT_PENDING_HARD = "reboot_pending_hard"
 REBOOT_STARTED_HARD = "reboot_started_hard"
 DELETING = "deleting"
+PAUSING = "pausing"
+UNPAUSING = "unpausing"
+SUSPENDING = "suspending"
+RESUMING = "resuming"
+RESCUING = "rescuing"
+UNRESCUING = "unrescuing"
+UPDATING_PASSWORD = "updating_password"
 
 _SOFT_REBOOT = {REBOOTING, REBOOT_PENDING, REBOOT_STARTED}
 _HARD_REBOOT = {REBOOTING_HARD, REBOOT_PENDING_HARD, REBOOT_STARTED_HARD}
@@ -54,7 +61,7 @@ def status(vm_state: str, task_state: str | None) -> str:
             return "REBOOT"
         if task in _HARD_REBOOT:
             return "HARD_REBOOT"
-        if task == "updating_password":
+        if task == UPDATING_PASSWORD:
             return "PASSWORD"
         if task == "migrating":
             return "MIGRATING"

@@ -15,6 +15,7 @@ from typing import Any
 from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
+from stratus.compute.agent.guest_actions import GuestStateActions
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
@@ -63,10 +64,11 @@ class AgentOptions:
     vif_plugging_timeout: float = 300.0
 
 
-class ComputeAgentManager:
+class ComputeAgentManager(GuestStateActions):
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
-               "external_instance_event", "attach_volume", "detach_volume")
+               "external_instance_event", "attach_volume", "detach_volume",
+               *GuestStateActions.METHODS)
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,

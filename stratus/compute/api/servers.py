@@ -145,8 +145,8 @@ async def delete_server(server_id: str, rt: Runtime, caller: CallerDep,
 
 @router.post("/{server_id}/action")
 async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
-                        caller: CallerDep) -> Response:
-    answer = await lifecycle.run_action(rt, caller, server_id, body)
+                        caller: CallerDep, version: Version) -> Response:
+    answer = await lifecycle.run_action(rt, caller, server_id, body, version)
     if answer is None:
         return Response(status_code=202)
     return JSONResponse(answer)

@@ -36,6 +36,10 @@ class HypervisorUnavailable(VirtError):
     pass
 
 
+class AgentNotEnabled(VirtError):
+    """The guest has no agent to take the request (a password, ...)."""
+
+
 @dataclass(frozen=True)
 class GuestSpec:
     """Everything a driver needs to create one guest."""
@@ -52,6 +56,16 @@ class GuestSpec:
     block_devices: list[dict[str, Any]] = field(default_factory=list)
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RescueSpec:
+    """What a rescue boots: the rescue image (a local file for drivers that need one) and
+    the password the rescue system is meant to have."""
+
+    image_path: Path | None = None
+    image_format: str | None = None
+    admin_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,3 +144,36 @@ class VirtDriver(abc.ABC):
                             mountpoint: str) -> None:
         """Detach what ``attach_volume`` attached at ``mountpoint``; no error if it is gone."""
         raise NotImplementedError(f"the {self.name} driver cannot detach volumes")
+
+    # Guest state actions: Nova's pause, suspend, rescue, crash dump and password ---------
+
+    async def pause(self, uuid: str) -> None:
+        """Freeze the guest's vCPUs in memory (power state PAUSED)."""
+        raise NotImplementedError(f"the {self.name} driver cannot pause guests")
+
+    async def unpause(self, uuid: str) -> None:
+        raise NotImplementedError(f"the {self.name} driver cannot unpause guests")
+
+    async def suspend(self, uuid: str) -> None:
+        """Save the guest's memory to disk and stop it (power state SUSPENDED)."""
+        raise NotImplementedError(f"the {self.name} driver cannot suspend guests")
+
+    async def resume(self, uuid: str) -> None:
+        """Restore a suspended guest where it stopped."""
+        raise NotImplementedError(f"the {self.name} driver cannot resume guests")
+
+    async def rescue(self, uuid: str, rescue: RescueSpec) -> None:
+        """Boot the guest from the rescue image, its own disk attached second."""
+        raise NotImplementedError(f"the {self.name} driver cannot rescue guests")
+
+    async def unrescue(self, uuid: str) -> None:
+        """Boot the guest from its own disk again and drop the rescue disk."""
+        raise NotImplementedError(f"the {self.name} driver cannot unrescue guests")
+
+    async def trigger_crash_dump(self, uuid: str) -> None:
+        """Send the guest a non-maskable interrupt."""
+        raise NotImplementedError(f"the {self.name} driver cannot send NMIs")
+
+    async def set_admin_password(self, uuid: str, password: str) -> None:
+        """Set the guest's administrator password; ``AgentNotEnabled`` if it cannot."""
+        raise NotImplementedError(f"the {self.name} driver cannot set passwords")
