@@ -54,6 +54,7 @@ def has_managed_save(server_id: str) -> bool:
         conn.close()
 
 
+@pytest.mark.timeout(1200)  # one TCG boot and two rescue boots on a shared machine
 def test_pause_stops_the_guest_clock_suspend_keeps_its_uptime_rescue_boots_the_rescue_disk(
         cloud: Cloud) -> None:
     server = cloud.openstack_json("server", "create", "--image", "stratus-test-guest",

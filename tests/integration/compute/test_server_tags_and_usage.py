@@ -4,6 +4,7 @@ whole in-process cloud (fake hypervisor, memory bus, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
+
 from sqlalchemy import update
 
 from stratus.compute.models import Instance
