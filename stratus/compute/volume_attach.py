@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.action_checks import refuse_if_locked
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
@@ -107,10 +108,13 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
 # Attachments --------------------------------------------------------------------------------
 
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
-                  rule: str) -> tuple[str, str | None, str]:
+                  rule: str, *, change: bool = False) -> tuple[str, str | None, str]:
+    """The server's (uuid, host, vm_state); ``change``: refused if it is locked."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize(rule, target(instance))
+        if change:
+            refuse_if_locked(instance, caller)
         return instance.uuid, instance.host, instance.vm_state
 
 
@@ -146,7 +150,8 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
     """Attach the volume at ``device`` (the first free ``/dev/vdX`` if None)."""
     context = caller.context
     uuid, host, vm_state = await _server(rt, caller, server_id,
-                                         "os_compute_api:os-volumes-attachments:create")
+                                         "os_compute_api:os-volumes-attachments:create",
+                                         change=True)
     if vm_state not in (states.ACTIVE, states.STOPPED) or host is None:
         raise Conflict(f"Cannot 'attach_volume' instance {uuid} while it is in vm_state "
                        f"{vm_state}")
@@ -182,7 +187,7 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
 async def detach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str) -> None:
     context = caller.context
     uuid, host, _ = await _server(rt, caller, server_id,
-                                  "os_compute_api:os-volumes-attachments:delete")
+                                  "os_compute_api:os-volumes-attachments:delete", change=True)
     base = endpoint(context, "block-storage")
     found = [a for a in await _attachments(rt.clients.volumes, context, base, uuid)
              if a.volume_id == volume_id]

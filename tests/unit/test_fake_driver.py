@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtError
+from stratus.compute.virt.driver import (
+    GuestNotFound,
+    GuestSpec,
+    PowerState,
+    RescueSpec,
+    VirtError,
+)
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 
 
@@ -81,3 +87,38 @@ async def test_crash_is_seen_as_a_power_state() -> None:
     await driver.spawn(guest())
     driver.crash("g-1")
     assert (await driver.get_info("g-1")).power_state is PowerState.CRASHED
+
+
+async def test_pause_suspend_rescue_nmi_and_password() -> None:
+    driver = FakeDriver()
+    await driver.spawn(guest())
+    await driver.pause("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.PAUSED
+    with pytest.raises(VirtError, match="PAUSED"):
+        await driver.suspend("g-1")  # a real hypervisor refuses it too
+    await driver.unpause("g-1")
+    await driver.suspend("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.SUSPENDED
+    with pytest.raises(VirtError):
+        await driver.unpause("g-1")
+    await driver.resume("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.RUNNING
+
+    await driver.rescue("g-1", RescueSpec(admin_password="pw"))
+    spec = driver.rescued_with("g-1")
+    assert spec is not None and spec.admin_password == "pw"
+    await driver.unrescue("g-1")
+    assert driver.rescued_with("g-1") is None
+    with pytest.raises(VirtError, match="not in rescue mode"):
+        await driver.unrescue("g-1")
+
+    await driver.trigger_crash_dump("g-1")
+    await driver.set_admin_password("g-1", "s3cret")
+    assert driver.admin_passwords == {"g-1": "s3cret"}
+    assert "NMI received" in await driver.get_console_output("g-1")
+    driver.fail_next("pause", "no")
+    with pytest.raises(VirtError, match="no"):
+        await driver.pause("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.RUNNING
+    with pytest.raises(GuestNotFound):
+        await driver.pause("nope")

@@ -225,6 +225,11 @@ async def test_lock_refuses_non_admins_with_409_and_unlock_follows_nova(cloud: C
     deleted = await cloud.client.delete(f"/compute/v2.1/servers/{sid}",
                                         headers={"X-Auth-Token": member})
     assert_compute_error(deleted, 409, "conflictingRequest")
+    attach = await cloud.client.post(
+        f"/compute/v2.1/servers/{sid}/os-volume_attachments", headers={"X-Auth-Token": member},
+        json={"volumeAttachment": {"volumeId": "9a1c8e2e-5a57-4d3b-9f43-0d2b3c1e4f55"}})
+    assert assert_compute_error(attach, 409, "conflictingRequest") == \
+        f"Instance {sid} is locked"
     assert await _actions(cloud, sid) == before
     # Admins act on locked servers all the same.
     assert (await _act(cloud, sid, {"pause": None})).status_code == 202
