@@ -21,7 +21,7 @@ from stratus.compute.action_checks import begin, require_version
 from stratus.compute.errors import GuestAgentNotEnabled
 from stratus.compute.models import Instance
 from stratus.compute.objects import InstanceUpdate
-from stratus.compute.servers import visible
+from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
@@ -89,6 +89,7 @@ async def _rescue_image(rt: ComputeRuntime, caller: Caller, server_id: str,
     """The image the rescue boots: the one asked for, else the server's own."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
+        caller.authorize("os_compute_api:os-rescue", target(instance))
         image_ref = instance.image_ref
     if not image_ref and not (requested.rescue_image_ref and version.at_least("2.87")):
         raise BadRequest(f"Instance {server_id} cannot be rescued: Cannot rescue a "
