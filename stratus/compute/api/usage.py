@@ -13,6 +13,7 @@ from stratus.compute import usage
 from stratus.compute.api.deps import CallerDep, Service, URLs, Version
 from stratus.compute.usage import Period, ProjectUsage, ServerUsage
 from stratus.core.db import utcnow
+from stratus.core.exceptions import BadRequest
 from stratus.core.web import listing
 from stratus.core.web.listing import ListRequest, ListSpec
 from stratus.core.web.microversions import APIVersion
@@ -68,7 +69,20 @@ def _project(project: ProjectUsage, period: Period, *, detailed: bool,
     return body
 
 
+#: The query parameters each route knows; from 2.75 any other is a 400 (Nova's schemas).
+_KNOWN = {"tenant_usages": {"start", "end", "detailed", "limit", "marker"},
+          "tenant_usage": {"start", "end", "limit", "marker"}}
+#: ``detailed`` values that ask for the servers: Nova reads "1" (Horizon and Tempest send
+#: it); openstacksdk sends "True", and ``openstack usage list`` counts servers from them.
+_YES = {"1", "true", "yes", "on"}
+
+
 def _parse(request: Request, spec: ListSpec, version: APIVersion) -> tuple[ListRequest, Period]:
+    if version.at_least("2.75"):
+        unknown = sorted(set(request.query_params) - _KNOWN[spec.collection])
+        if unknown:
+            raise BadRequest(f"Invalid input for query parameters: Additional properties are "
+                             f"not allowed ({unknown[0]!r} was unexpected)")
     paged = version.at_least("2.40")
     req = listing.NOVA.parse(request.query_params, spec) if paged else ListRequest(
         filters={k: [v] for k, v in request.query_params.items()})
@@ -82,7 +96,7 @@ async def list_usage(request: Request, svc: Service, caller: CallerDep, urls: UR
     req, period = _parse(request, LIST, version)
     found = await usage.usage(svc.session, period, limit=req.limit, marker=req.marker)
     now = utcnow()
-    detailed = req.filter("detailed") == "1"
+    detailed = (req.filter("detailed") or "").lower() in _YES
     body: dict[str, Any] = {"tenant_usages": [
         _project(p, period, detailed=detailed, now=now) for p in found.projects]}
     return body | listing.NOVA.links(req, LIST, urls.url("os-simple-tenant-usage"),

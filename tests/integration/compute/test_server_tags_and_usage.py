@@ -135,6 +135,8 @@ async def test_usage_counts_hours_of_live_and_deleted_servers_and_pages(cloud: C
     assert usages["gone"]["state"] == "terminated" and usages["gone"]["uptime"] == 4 * 3600
     assert usages["live"]["state"] == "active" and usages["live"]["ended_at"] is None
     assert {u["instance_id"] for u in usages.values()} == {live, gone}
+    sdk_style = (await cloud.compute("GET", f"/os-simple-tenant-usage?{query}&detailed=True"))
+    assert len(sdk_style.json()["tenant_usages"][0]["server_usages"]) == 2
     plain = (await cloud.compute("GET", f"/os-simple-tenant-usage?{query}")).json()
     assert "server_usages" not in plain["tenant_usages"][0]
     assert "tenant_usages_links" not in plain
@@ -160,7 +162,7 @@ async def test_usage_counts_hours_of_live_and_deleted_servers_and_pages(cloud: C
     assert (await cloud.compute("GET", f"/os-simple-tenant-usage?{early}")).json() == {
         "tenant_usages": []}
     for bad in (f"start={_iso(end)}&end={_iso(start)}", "start=yesterday",
-                f"{query}&marker=no-such-server", f"{query}&limit=-1"):
+                f"{query}&marker=no-such-server", f"{query}&limit=-1", f"{query}&colour=red"):
         assert_compute_error(await cloud.compute("GET", f"/os-simple-tenant-usage?{bad}"),
                              400, "badRequest")
 
