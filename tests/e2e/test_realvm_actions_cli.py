@@ -1,5 +1,6 @@
 """Issue 14 on a real guest: the real ``openstack`` CLI pauses, suspends and rescues a test
-guest under libvirt/QEMU (TCG here), one boot for all of it.
+guest under libvirt/QEMU (TCG here), sends it an NMI and is refused a password (no guest
+agent), one server for all of it.
 
 The guest prints ``STRATUS-TICK uptime=S`` every two seconds on its serial console
 (``stratus/guest_image/scripts.py``). A paused guest prints none and its clock stands
@@ -97,6 +98,16 @@ def test_pause_stops_the_guest_clock_suspend_keeps_its_uptime_rescue_boots_the_r
     assert after[len(before)] > before[-1]
     assert text.count("STRATUS-INIT") == boots
 
+    # The test guest runs no guest agent: a password is Nova's libvirt 409, nothing changed.
+    result = cloud.openstack("server", "set", "--password", "n3w-Passw0rd", "vm1",
+                             check=False)
+    assert result.returncode != 0 and "QEMU guest agent is not enabled" in result.stderr
+    shown = cloud.openstack_json("server", "show", "vm1")
+    assert (shown["status"], shown["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    # An NMI reaches the guest (its kernel notes it quietly) and the guest goes on ticking.
+    cloud.openstack("server", "dump", "create", "vm1")
+    more_ticks(cloud, "vm1", len(ticks(console(cloud, "vm1"))))
+
     # Rescue: the rescue image (the server's own, by default) boots with the guest's disk
     # as vdb; unrescued, the guest boots its own disk alone.
     cloud.openstack("server", "rescue", "vm1")
@@ -113,5 +124,6 @@ def test_pause_stops_the_guest_clock_suspend_keeps_its_uptime_rescue_boots_the_r
     assert "STRATUS-DISK name=vda" in own_boot and "name=vdb" not in own_boot
 
     events = [e["Action"] for e in cloud.openstack_json("server", "event", "list", "vm1")]
-    assert events == ["unrescue", "rescue", "resume", "suspend", "unpause", "pause", "create"]
+    assert events == ["unrescue", "rescue", "trigger_crash_dump", "changePassword", "resume",
+                      "suspend", "unpause", "pause", "create"]
     cloud.openstack("server", "delete", "--wait", "vm1")
