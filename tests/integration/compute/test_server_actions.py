@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stratus.compute.virt.driver import AgentNotEnabled
 from stratus.compute.virt.fake import FakeDriver
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.conftest import assert_compute_error, auth_body
@@ -291,3 +292,23 @@ async def test_microversion_gates_and_bad_bodies_change_nothing(
     assert await _actions(cloud, sid) == before
     shown = (await cloud.compute("GET", f"/servers/{sid}")).json()["server"]
     assert _states(shown) == ("ACTIVE", "active", None, 1, False)
+
+
+async def test_a_guest_without_an_agent_refuses_a_password_with_a_409_and_no_task_left(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    image_id = await upload_image(cloud)
+    server = await _boot(cloud, image_id)
+    sid = server["id"]
+
+    async def no_agent(uuid: str, password: str) -> None:
+        raise AgentNotEnabled("QEMU guest agent is not enabled")
+
+    monkeypatch.setattr(_driver(cloud, server), "set_admin_password", no_agent)
+    response = await _act(cloud, sid, {"changePassword": {"adminPass": "n3w-pass"}})
+    message = assert_compute_error(response, 409, "conflictingRequest")
+    assert message == "QEMU guest agent is not enabled" and "n3w-pass" not in response.text
+    shown = (await cloud.compute("GET", f"/servers/{sid}")).json()["server"]
+    assert _states(shown) == ("ACTIVE", "active", None, 1, False)
+    latest = (await _actions(cloud, sid))[0]
+    assert [(e["event"], e["result"]) for e in await _events(cloud, sid, latest["request_id"])
+            ] == [("compute_set_admin_password", "Error")]
