@@ -23,6 +23,10 @@ from stratus.core.images_cache import HostImages, ImageCacheError
 
 LOG = logging.getLogger(__name__)
 
+#: The task states of these actions: the ones a restart of the agent may interrupt.
+INTERRUPTIBLE = (states.PAUSING, states.UNPAUSING, states.SUSPENDING, states.RESUMING,
+                 states.RESCUING, states.UNRESCUING, states.UPDATING_PASSWORD)
+
 
 class GuestStateActions:
     """Mixed into ``ComputeAgentManager``; its ``METHODS`` join the manager's."""
@@ -36,6 +40,27 @@ class GuestStateActions:
     driver: VirtDriver
     conductor: ConductorAPI
     images: HostImages | None
+
+    async def settle_interrupted(self, ctx: RequestContext, instance_uuid: str,
+                                 task_state: str) -> bool:
+        """After a restart: an action of this module that the agent was in the middle of
+        (``task_state`` one of ``INTERRUPTIBLE``) ends; the task state is cleared and the
+        guest's power state recorded, so the user sees where the guest really is and may
+        try again. False when ``task_state`` is not one of them."""
+        if task_state not in INTERRUPTIBLE:
+            return False
+        try:
+            power = int((await self.driver.get_info(instance_uuid)).power_state)
+        except VirtError:
+            power = 0
+        try:
+            await self.conductor.instance_update(
+                ctx, instance_uuid, InstanceUpdate(power_state=power, clear_task_state=True),
+                [task_state], fault=Fault(message=f"{task_state} was interrupted by a restart "
+                                                  f"of {self.host}."))
+        except UnexpectedTaskState:
+            pass
+        return True
 
     async def _drive(self, ctx: RequestContext, uuid: str, event: str, expected: str,
                      final_vm_state: str, operation: Callable[[], Awaitable[None]]) -> None:

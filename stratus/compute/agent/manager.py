@@ -123,13 +123,17 @@ class ComputeAgentManager(GuestStateActions):
         await self.driver.cleanup_host()
 
     async def reconcile(self, ctx: RequestContext, expected: list[str]) -> None:
-        """After a restart: finish deletes and fail builds this host left half done."""
+        """After a restart: finish deletes, fail builds and end the guest state actions
+        (``settle_interrupted``) this host left half done."""
         for uuid in set(await self.driver.list_guests()) - set(expected):
             LOG.warning("guest %s runs on %s but no instance here owns it", uuid, self.host)
         for uuid in expected:
             instance = await self.conductor.instance_get(ctx, uuid)
             if instance.task_state == states.DELETING:
                 await self.terminate_instance(ctx, uuid)
+            elif instance.task_state is not None and await self.settle_interrupted(
+                    ctx, uuid, instance.task_state):
+                continue
             elif instance.vm_state == states.BUILDING:
                 await self._destroy_quietly(uuid)
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(

@@ -10,6 +10,7 @@ import pytest
 
 from stratus.compute.virt.driver import AgentNotEnabled
 from stratus.compute.virt.fake import FakeDriver
+from stratus.core.context import RequestContext
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.conftest import assert_compute_error, auth_body
 from tests.integration.compute.test_boot_flow import Cloud, boot_body, upload_image
@@ -312,3 +313,23 @@ async def test_a_guest_without_an_agent_refuses_a_password_with_a_409_and_no_tas
     latest = (await _actions(cloud, sid))[0]
     assert [(e["event"], e["result"]) for e in await _events(cloud, sid, latest["request_id"])
             ] == [("compute_set_admin_password", "Error")]
+
+
+async def test_an_agent_restart_ends_an_interrupted_pause_where_the_guest_really_is(
+        cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    server = await _boot(cloud, image_id)
+    sid = server["id"]
+    (agent,) = [a for a in cloud.stack.agents if a.host == server["OS-EXT-SRV-ATTR:host"]]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    # The state a crash between the API's "pausing" and the host's work leaves behind.
+    async with runtime.service() as svc:
+        row = await svc.instances.get(sid)
+        row.task_state = "pausing"
+    ctx = RequestContext(user_id="test", project_id="service", roles=["service"])
+    await agent.reconcile(ctx, [sid])
+    shown = (await cloud.compute("GET", f"/servers/{sid}")).json()["server"]
+    assert _states(shown) == ("ACTIVE", "active", None, 1, False)
+    assert (await _act(cloud, sid, {"pause": None})).status_code == 202
+    await cloud.wait_for(sid, "PAUSED")
