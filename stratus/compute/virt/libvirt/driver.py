@@ -372,6 +372,10 @@ class LibvirtDriver(VirtDriver):
             return
         if await self._state(dom) != self._libvirt.VIR_DOMAIN_SHUTOFF:
             await self._call(dom.destroy)
+        if await self._call(dom.hasManagedSaveImage, 0):
+            # A hard reboot of a suspended guest boots it afresh, as Nova's does: the saved
+            # memory goes, or ``create`` would restore it.
+            await self._call(dom.managedSaveRemove, 0)
         await self._call(dom.create)
 
     # Info ---------------------------------------------------------------------------------
