@@ -1,5 +1,5 @@
 """``lock`` and ``unlock``: a locked server refuses actions and delete to everyone but admins
-(``action_checks.refuse_if_locked``), as Nova's ``check_instance_lock`` does.
+(``action_steps.refuse_if_locked``), as Nova's ``check_instance_lock`` does.
 
 Nova's rules: anyone the policy lets lock a server may (``os-lock-server:lock``), in any
 state; the lock remembers who took it, the server's own project (``owner``) or an admin of
@@ -14,22 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from stratus.compute.action_steps import version
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.exceptions import BadRequest
 from stratus.core.policy import Caller
-from stratus.core.web.microversions import APIVersion
 
 MAX_REASON_LENGTH = 255
 
 
-def _reason(args: Any, version: APIVersion) -> str | None:
+def _reason(args: Any) -> str | None:
     if args is None:
         return None
     if not isinstance(args, dict):
         raise BadRequest("Invalid input for field 'lock': it must be null or an object.")
-    if not version.at_least("2.73"):
+    if not version().at_least("2.73"):
         if "locked_reason" in args:
             raise BadRequest("Invalid input for field 'lock': Additional properties are not "
                              "allowed ('locked_reason' was unexpected); it needs microversion "
@@ -53,9 +53,8 @@ def _side(instance: Instance, caller: Caller) -> str:
     return "owner" if instance.project_id == caller.project_id else "admin"
 
 
-async def lock(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-               version: APIVersion) -> None:
-    reason = _reason(args, version)
+async def lock(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+    reason = _reason(args)
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-lock-server:lock", target(instance))
@@ -67,8 +66,7 @@ async def lock(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
         instance.locked_reason = reason
 
 
-async def unlock(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                 version: APIVersion) -> None:
+async def unlock(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-lock-server:unlock", target(instance))

@@ -2,7 +2,7 @@
 ``unpause``, ``suspend`` / ``resume``, ``rescue`` / ``unrescue``, ``trigger_crash_dump``
 and ``changePassword``, as Nova's API serves them.
 
-Each checks the lock and the state (``action_checks.begin``), sets the task state Nova sets
+Each checks the lock and the state (``action_steps.begin``), sets the task state Nova sets
 (``pausing``, ``suspending``, ``rescuing``, ...), records the instance action and tells the
 server's host, which drives the guest and records the final states and its event
 (``compute_pause_instance``, ...). ``changePassword`` waits for the host's answer, as Nova
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stratus.compute import states
-from stratus.compute.action_checks import begin, require_version
+from stratus.compute.action_steps import begin, require_version, version
 from stratus.compute.errors import GuestAgentNotEnabled
 from stratus.compute.models import Instance
 from stratus.compute.objects import InstanceUpdate
@@ -26,7 +26,6 @@ from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.policy import Caller
-from stratus.core.web.microversions import APIVersion
 
 #: Nova's power state of a running guest (``trigger_crash_dump`` needs one).
 _RUNNING = 1
@@ -38,24 +37,21 @@ def _no_arguments(args: Any, action: str) -> None:
         raise BadRequest(f"Invalid input for field '{action}': it must be null.")
 
 
-async def pause(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                version: APIVersion) -> None:
+async def pause(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     _no_arguments(args, "pause")
     uuid, host = await begin(rt, caller, server_id, "pause", (states.ACTIVE,), states.PAUSING,
                              rule="os_compute_api:os-pause-server:pause")
     await rt.clients.agents.pause_instance(caller.context, host, uuid)
 
 
-async def unpause(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                  version: APIVersion) -> None:
+async def unpause(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     _no_arguments(args, "unpause")
     uuid, host = await begin(rt, caller, server_id, "unpause", (states.PAUSED,),
                              states.UNPAUSING, rule="os_compute_api:os-pause-server:unpause")
     await rt.clients.agents.unpause_instance(caller.context, host, uuid)
 
 
-async def suspend(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                  version: APIVersion) -> None:
+async def suspend(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     _no_arguments(args, "suspend")
     uuid, host = await begin(rt, caller, server_id, "suspend", (states.ACTIVE,),
                              states.SUSPENDING,
@@ -63,8 +59,7 @@ async def suspend(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
     await rt.clients.agents.suspend_instance(caller.context, host, uuid)
 
 
-async def resume(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                 version: APIVersion) -> None:
+async def resume(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     _no_arguments(args, "resume")
     uuid, host = await begin(rt, caller, server_id, "resume", (states.SUSPENDED,),
                              states.RESUMING, rule="os_compute_api:os-suspend-server:resume")
@@ -85,13 +80,13 @@ RESCUABLE = (states.ACTIVE, states.STOPPED, states.ERROR)
 
 
 async def _rescue_image(rt: ComputeRuntime, caller: Caller, server_id: str,
-                        requested: RescueArgs, version: APIVersion) -> str:
+                        requested: RescueArgs) -> str:
     """The image the rescue boots: the one asked for, else the server's own."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-rescue", target(instance))
         image_ref = instance.image_ref
-    if not image_ref and not (requested.rescue_image_ref and version.at_least("2.87")):
+    if not image_ref and not (requested.rescue_image_ref and version().at_least("2.87")):
         raise BadRequest(f"Instance {server_id} cannot be rescued: Cannot rescue a "
                          "volume-backed instance")
     if requested.rescue_image_ref is None:
@@ -104,14 +99,13 @@ async def _rescue_image(rt: ComputeRuntime, caller: Caller, server_id: str,
     return requested.rescue_image_ref
 
 
-async def rescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                 version: APIVersion) -> dict[str, Any]:
+async def rescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> dict[str, Any]:
     try:
         requested = RescueArgs.model_validate(args or {})
     except ValidationError as exc:
         raise BadRequest(f"Invalid input for field 'rescue': {exc.errors()[0]['msg']}.") \
             from exc
-    image_ref = await _rescue_image(rt, caller, server_id, requested, version)
+    image_ref = await _rescue_image(rt, caller, server_id, requested)
     password = requested.admin_pass or secrets.token_urlsafe(9)
     uuid, host = await begin(rt, caller, server_id, "rescue", RESCUABLE, states.RESCUING,
                              rule="os_compute_api:os-rescue")
@@ -119,8 +113,7 @@ async def rescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
     return {"adminPass": password}
 
 
-async def unrescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                   version: APIVersion) -> None:
+async def unrescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     _no_arguments(args, "unrescue")
     uuid, host = await begin(rt, caller, server_id, "unrescue", (states.RESCUED,),
                              states.UNRESCUING, rule="os_compute_api:os-unrescue")
@@ -139,9 +132,8 @@ def _running(instance: Instance) -> None:
         raise Conflict(f"Instance {instance.uuid} is not running.")
 
 
-async def trigger_crash_dump(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                             version: APIVersion) -> None:
-    require_version(version, "2.17")
+async def trigger_crash_dump(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
+    require_version("2.17")
     _no_arguments(args, "trigger_crash_dump")
     uuid, host = await begin(rt, caller, server_id, "trigger_crash_dump", CRASH_DUMP_STATES,
                              None, check=_running)
@@ -154,8 +146,7 @@ class ChangePasswordArgs(BaseModel):
     admin_pass: str = Field(alias="adminPass")
 
 
-async def change_password(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                          version: APIVersion) -> None:
+async def change_password(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     try:
         password = ChangePasswordArgs.model_validate(args).admin_pass
     except ValidationError as exc:

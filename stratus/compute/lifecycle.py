@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import actions_lock, actions_power, states, volume_attach
-from stratus.compute.action_checks import begin as _begin
-from stratus.compute.action_checks import refuse_if_locked
+from stratus.compute.action_steps import at_version, refuse_if_locked
+from stratus.compute.action_steps import begin as _begin
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
@@ -69,10 +69,10 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
 
 # Actions ------------------------------------------------------------------------------------
 
-#: An action's handler: (runtime, caller, server id, the action's arguments, the request's
-#: microversion) → the answer's body, or None for a 202 with no body.
-ActionHandler = Callable[[ComputeRuntime, Caller, str, Any, APIVersion],
-                         Awaitable[dict[str, Any] | None]]
+#: An action's handler: (runtime, caller, server id, the action's arguments) → the
+#: answer's body, or None for a 202 with no body. The request's microversion:
+#: ``action_steps.version()``.
+ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[dict[str, Any] | None]]
 
 
 class RebootArgs(BaseModel):
@@ -87,22 +87,19 @@ class ConsoleOutputArgs(BaseModel):
     length: int | str | None = None
 
 
-async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-              version: APIVersion) -> None:
+async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     uuid, host = await _begin(rt, caller, server_id, "stop",
                               (states.ACTIVE, states.ERROR), states.POWERING_OFF)
     await rt.clients.agents.stop_instance(caller.context, host, uuid)
 
 
-async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-               version: APIVersion) -> None:
+async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     uuid, host = await _begin(rt, caller, server_id, "start",
                               (states.STOPPED,), states.POWERING_ON)
     await rt.clients.agents.start_instance(caller.context, host, uuid)
 
 
-async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
-                version: APIVersion) -> None:
+async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
     hard = RebootArgs.model_validate(args or {}).type.upper() == "HARD"
     allowed = ((states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED, states.ERROR)
                if hard else (states.ACTIVE,))
@@ -112,7 +109,7 @@ async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any,
 
 
 async def console_output(rt: ComputeRuntime, caller: Caller, server_id: str,
-                         args: Any, version: APIVersion) -> dict[str, Any]:
+                         args: Any) -> dict[str, Any]:
     requested = ConsoleOutputArgs.model_validate(args or {})
     length = None
     if requested.length not in (None, ""):
@@ -142,7 +139,8 @@ ACTIONS: dict[str, ActionHandler] = {
 
 
 async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
-                     body: dict[str, Any], version: APIVersion) -> dict[str, Any] | None:
+                     body: dict[str, Any],
+                     version: APIVersion | None = None) -> dict[str, Any] | None:
     """Run the one action ``body`` names; its answer's body (None: 202 with no body)."""
     if len(body) != 1:
         raise BadRequest("An action body holds exactly one action.")
@@ -150,4 +148,5 @@ async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
     handler = ACTIONS.get(action)
     if handler is None:
         raise BadRequest(f"Unknown action {action!r}.")
-    return await handler(rt, caller, server_id, args, version)
+    with at_version(version or APIVersion(2, 1)):
+        return await handler(rt, caller, server_id, args)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
-from stratus.compute.action_checks import refuse_if_locked
+from stratus.compute.action_steps import refuse_if_locked
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError

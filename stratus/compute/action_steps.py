@@ -1,4 +1,5 @@
-"""What every server action checks before it starts, in Nova's order and words.
+"""What every server action's handler shares: the checks before it starts, in Nova's order
+and words, and the request's microversion.
 
 An action's handler authorizes, then (``begin``): a locked server refuses anyone but an
 admin (``Instance <id> is locked``, 409), a server in a state the action does not take
@@ -9,7 +10,9 @@ the server exactly as it was and records nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
@@ -18,6 +21,27 @@ from stratus.core.exceptions import Conflict, NotFound
 from stratus.core.policy import Caller
 from stratus.core.web.microversions import APIVersion
 
+#: The microversion of the action request being handled (``run_action`` sets it): a few
+#: actions take arguments or answer differently per microversion, and the handlers' common
+#: signature has no place for it.
+_VERSION: contextvars.ContextVar[APIVersion | None] = contextvars.ContextVar(
+    "compute_action_version", default=None)
+
+
+@contextlib.contextmanager
+def at_version(asked: APIVersion) -> Iterator[None]:
+    """Handle an action asked at ``asked`` (``version()`` answers it meanwhile)."""
+    token = _VERSION.set(asked)
+    try:
+        yield
+    finally:
+        _VERSION.reset(token)
+
+
+def version() -> APIVersion:
+    """The microversion the current action was asked at (2.1 when none was given)."""
+    return _VERSION.get() or APIVersion(2, 1)
+
 
 def refuse_if_locked(instance: Instance, caller: Caller) -> None:
     """Nova's ``check_instance_lock``: a locked server acts for admins only."""
@@ -25,7 +49,7 @@ def refuse_if_locked(instance: Instance, caller: Caller) -> None:
         raise Conflict(f"Instance {instance.uuid} is locked")
 
 
-def require_state(instance: Instance, vm_states: tuple[str, ...], action: str,
+def require(instance: Instance, vm_states: tuple[str, ...], action: str,
                   task_states: tuple[str | None, ...] = (None,)) -> None:
     """Nova's ``check_instance_state``: the vm_state first, then the task state."""
     if instance.vm_state not in vm_states:
@@ -36,10 +60,11 @@ def require_state(instance: Instance, vm_states: tuple[str, ...], action: str,
                        f"task_state {instance.task_state}")
 
 
-def require_version(version: APIVersion, minimum: str) -> None:
+def require_version(minimum: str) -> None:
     """An action that a microversion introduced is not found before it (Nova's 404)."""
-    if not version.at_least(minimum):
-        raise NotFound(f"API version {version} is not supported on this method.")
+    asked = version()
+    if not asked.at_least(minimum):
+        raise NotFound(f"API version {asked} is not supported on this method.")
 
 
 async def begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
@@ -54,7 +79,7 @@ async def begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
         instance = await visible(svc, caller, server_id)
         caller.authorize(rule or f"os_compute_api:servers:{name}", target(instance))
         refuse_if_locked(instance, caller)
-        require_state(instance, allowed, name)
+        require(instance, allowed, name)
         if check is not None:
             check(instance)
         if instance.host is None:
