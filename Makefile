@@ -1,10 +1,12 @@
-# The two commands: `make up` runs the cloud, `make test` runs every check.
+# The two commands: `make up` runs the cloud, `make test` runs every check. `make deps` (as
+# root, optional) first installs the Debian packages of every part `stratus doctor` finds
+# missing (QEMU, libvirt, dnsmasq, qemu-img, nftables ...), then the libvirt binding.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: up test lint typecheck unit clean
+.PHONY: up deps test lint typecheck unit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,21 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 up: $(VENV)/.installed
 	$(BIN)/stratus up $(ARGS)
+
+deps: $(VENV)/.installed
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "make deps installs Debian packages (apt-get): run it as root, e.g. sudo make deps"; \
+	    exit 1; \
+	fi
+	@packages="$$($(BIN)/stratus doctor --packages)"; \
+	if [ -n "$$packages" ]; then \
+	    echo "apt-get install $$packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages; \
+	else \
+	    echo "No Debian package missing."; \
+	fi
+	$(BIN)/pip install -q -e '.[libvirt]'
+	$(BIN)/stratus doctor
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check stratus tests benchmarks

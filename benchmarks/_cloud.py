@@ -127,6 +127,9 @@ class StratusUp:
 
     def failure(self, what: str) -> RuntimeError:
         output = "\n".join(self.tail)
+        log_file = self.data_dir / "stratus.log"  # stratus up logs there, not the console
+        if log_file.exists():
+            output += "\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-40:])
         return RuntimeError(f"stratus up {what}; last output:\n{output}")
 
     async def wait_ready(self, within: float = 120) -> float:

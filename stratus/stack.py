@@ -13,6 +13,7 @@ runs (the ``startup`` benchmark measures it).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from stratus.identity.service import IdentityRuntime
     from stratus.network.service import NetworkRuntime
     from stratus.volume.service import VolumeRuntime
+
+LOG = logging.getLogger(__name__)
 
 
 class Runtime(Protocol):
@@ -83,8 +86,18 @@ class Stack:
     http_transport: httpx.AsyncBaseTransport | None = None
     #: The compute agents running in this process.
     agents: list[ComputeAgentManager] = field(default_factory=list)
+    #: Units asked for but not started, with the reason (``Unit.unavailable``).
+    not_started: dict[str, str] = field(default_factory=dict)
+    #: What units chose for this host, and why: ``{"volume backend": "file (DIR/volumes)"}``;
+    #: ``stratus up`` shows it.
+    choices: dict[str, str] = field(default_factory=dict)
     _runtimes: dict[str, Any] = field(default_factory=dict)
     _service_auth: ServiceAuth | None = None
+
+    def chose(self, what: str, choice: str) -> None:
+        """Record (and log) a choice a unit made for this host, for the start-up summary."""
+        self.choices[what] = choice
+        LOG.info("%s: %s", what, choice)
 
     async def runtime(self, service: str, make: Callable[[], R]) -> R:
         """``service``'s runtime in this process: made by ``make`` and started the first
@@ -199,6 +212,13 @@ class Unit:
     catalog: tuple[str, str, str] | None = None
     #: More service types registered at the same URL (``volumev3`` beside block-storage).
     catalog_aliases: tuple[str, ...] = ()
+    #: Why the unit cannot run in this process with these settings (a missing program, a
+    #: backend that has no use for it), saying how to add what is missing; None: it runs.
+    #: A unit that cannot run is not built, and ``stratus up`` shows it as not started.
+    unavailable: Callable[[Settings], str | None] | None = None
+
+    def why_not_started(self, settings: Settings) -> str | None:
+        return None if self.unavailable is None else self.unavailable(settings)
 
 
 def compute_hosts(settings: Settings) -> list[str]:

@@ -9,6 +9,7 @@ port; ``stratus serve UNIT`` runs one.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -26,6 +27,8 @@ from stratus.volume import units as volume
 
 if TYPE_CHECKING:
     from stratus.identity.bootstrap import CatalogEntry
+
+LOG = logging.getLogger(__name__)
 
 #: Every unit by name, in the order ``stratus up`` starts them.
 UNITS: dict[str, Unit] = {
@@ -78,12 +81,70 @@ async def ensure_default_network(stack: Stack) -> None:
                                          options.default_subnet_cidr)
 
 
+async def ensure_external_network(stack: Stack) -> list[str]:
+    """First start of the all-in-one on the linuxbridge backend: the ``public`` external
+    network (flat, on ``network.external_physical_network``) and its subnet, once; on every
+    start the physical network's host bridge with the subnet's gateway address (and the
+    masquerade to the uplink when configured), undone on the way out. What it did, to say."""
+    if stack.network is None or stack.identity is None:
+        return []
+    from stratus.network.backends import backend_name
+
+    options = stack.settings.network
+    if backend_name(stack.settings) != "linuxbridge":
+        return []
+    bridge = options.physical_bridges.get(options.external_physical_network)
+    if bridge is None:
+        return [f"Network: no bridge for physical network {options.external_physical_network!r}"
+                " in network.physical_bridges; no external network made"]
+    import asyncio
+    from ipaddress import IPv4Network
+
+    from pyroute2 import NetlinkError
+
+    from stratus.identity.resources import DEFAULT_DOMAIN_ID
+    from stratus.network.agents import external
+
+    async with stack.identity.service() as svc:
+        project = await svc.resources.find_project(name="admin", domain_id=DEFAULT_DOMAIN_ID)
+    async with stack.network.service() as net:
+        network, gateway, created = await net.ensure_external_network(
+            project.id, options.external_network_name, options.external_physical_network,
+            options.external_subnet_cidr)
+    said = []
+    if created:
+        said.append(f"Network: made the external network {network.name} "
+                    f"({options.external_subnet_cidr}, flat on "
+                    f"{options.external_physical_network})")
+    if gateway is None:
+        return [*said, f"Network: external network {network.name} has no gateway; its "
+                       f"bridge {bridge} gets no host address"]
+    prefix = IPv4Network(options.external_subnet_cidr).prefixlen
+    try:
+        host_side = await asyncio.to_thread(external.ensure_external_bridge, bridge,
+                                            f"{gateway}/{prefix}",
+                                            masquerade=options.external_masquerade)
+    except (OSError, RuntimeError, NetlinkError) as exc:  # e.g. an Open vSwitch br-ex
+        return [*said, f"Network: the host side of external network {network.name} was not "
+                       f"set up on {bridge}: {exc}"]
+    stack.exits.push_async_callback(asyncio.to_thread, external.remove_external_bridge,
+                                    host_side)
+    said.append(f"Network: external network {network.name} on {host_side.describe()}")
+    return said
+
+
 async def root_app(stack: Stack, names: list[str]) -> Starlette:
-    """One ASGI app with each named unit mounted at its prefix."""
+    """One ASGI app with each named unit mounted at its prefix; a unit that cannot run here
+    (``Unit.unavailable``) is left out and recorded in ``stack.not_started``."""
     mounts: list[Route | Mount] = []
     endpoints = []
     for name in names:
         unit = UNITS[name]
+        reason = unit.why_not_started(stack.settings)
+        if reason is not None:
+            LOG.info("%s: not started: %s", name, reason)
+            stack.not_started[name] = reason
+            continue
         app = await unit.build(stack)
         if app is not None and unit.prefix is not None:
             mounts.append(Mount(unit.prefix, app=app))

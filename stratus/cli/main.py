@@ -2,13 +2,15 @@
 
 ``stratus up`` runs the whole cloud in one process; ``stratus serve UNIT`` runs one unit;
 ``stratus db upgrade`` and ``stratus bootstrap`` prepare databases and the first admin;
-``stratus identity rotate-keys`` rotates the Fernet keys.
+``stratus identity rotate-keys`` rotates the Fernet keys; ``stratus doctor`` says which
+optional parts this machine can run and how to add the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,7 +34,8 @@ app.add_typer(identity_app, name="identity")
 guest_image_app = typer.Typer(help="The project's test guest image.", no_args_is_help=True)
 app.add_typer(guest_image_app, name="guest-image")
 
-console = Console(stderr=True)
+#: Lines are never wrapped: a narrow or absent terminal keeps one line per message.
+console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", help="Where databases, keys and clouds.yaml live "
@@ -43,8 +46,16 @@ Port = Annotated[int | None, typer.Option(
     "--port", help="Port to listen on [default: $STRATUS_PORT or 8080].")]
 
 
+#: ``stratus up``'s log file in the data directory.
+LOG_FILE = "stratus.log"
+
+
 def _settings(data_dir: Path | None = None, host: str | None = None,
-              port: int | None = None) -> Settings:
+              port: int | None = None, *, log_to_file: bool = False,
+              verbose: bool = True) -> Settings:
+    """The settings, with the data directory made and logging set up: to the console, or
+    (``log_to_file``) to ``DIR/stratus.log`` with only errors on the console unless
+    ``verbose``."""
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir.resolve()
@@ -54,7 +65,9 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
         overrides["port"] = port
     settings = Settings(**overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level,
+                  log_file=settings.data_dir / LOG_FILE if log_to_file else None,
+                  console_level=logging.NOTSET if verbose else logging.ERROR)
     if settings.tracing.enabled:
         setup_tracing("stratus", settings.tracing.otlp_endpoint)
     return settings
@@ -79,24 +92,49 @@ class _Server(uvicorn.Server):
 
 async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                  after_up: Callable[[], Awaitable[None]] | None = None) -> None:
+    from stratus.cli.banner import up_lines
     from stratus.stack import Stack, admin_password, write_clouds_yaml
-    from stratus.units import UNITS, ensure_default_network, root_app, run_bootstrap
+    from stratus.units import (
+        UNITS,
+        ensure_default_network,
+        ensure_external_network,
+        root_app,
+        run_bootstrap,
+    )
 
-    if "compute-agent" in names and settings.compute.virt_driver is None:
-        from stratus.compute.virt.select import choose_driver
-
-        choice = await choose_driver(settings)
-        settings.compute.virt_driver = choice.name
-        console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
+    if bootstrap:
+        _progress(settings)
     stack = Stack(settings)
     try:
+        if "compute-agent" in names and settings.compute.virt_driver is None:
+            from stratus.compute.virt.select import choose_driver
+
+            choice = await choose_driver(settings)
+            settings.compute.virt_driver = choice.name
+            if choice.name == "fake":
+                stack.chose("virt driver", f"fake, {settings.compute.fake_hosts} host(s): no "
+                                           f"real guests ({choice.reason})")
+            else:
+                stack.chose("virt driver", f"{choice.name} ({choice.reason})")
+            if not bootstrap:
+                console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
         if bootstrap:
             await run_bootstrap(stack)
         asgi = await root_app(stack, names)
         if bootstrap:
             await ensure_default_network(stack)
-        if all(UNITS[name].prefix is None for name in names):
-            await _serve_bus_only(names)
+            for line in await ensure_external_network(stack):
+                console.print(line)
+        running = [name for name in names if name not in stack.not_started]
+        if not bootstrap:
+            for name, reason in stack.not_started.items():
+                console.print(f"{name}: not started: {reason}", markup=False,
+                              highlight=False)
+            if not running:
+                console.print("[red]None of the units can run here.[/]")
+                raise typer.Exit(1)
+        if all(UNITS[name].prefix is None for name in running):
+            await _serve_bus_only(running)
             return
         config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
                                 lifespan="off", access_log=False, server_header=False)
@@ -112,16 +150,30 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                 if after_up is not None:  # before "up": ready means ready with it
                     await after_up()
                 clouds = write_clouds_yaml(settings, admin_password(settings))
-                console.print(f"[bold green]Stratus is up[/] at {settings.base_url} "
-                              f"(units: {', '.join(names)})")
-                console.print(f"Identity: {settings.base_url}/identity/v3")
+                for line in up_lines(base_url=settings.base_url, names=names,
+                                     not_started=stack.not_started, choices=stack.choices,
+                                     clouds_yaml=clouds,
+                                     log_file=settings.data_dir / LOG_FILE):
+                    console.print(line, markup=False, highlight=False)
                 print(f"export OS_CLIENT_CONFIG_FILE={clouds}", flush=True)
-                console.print("Then: openstack --os-cloud stratus token issue")
+                console.print("Then: openstack --os-cloud stratus token issue   "
+                              "(stratus doctor: what else this machine can run)",
+                              markup=False, highlight=False)
             else:
                 console.print(f"[bold green]{', '.join(names)}[/] serving at {settings.base_url}")
         await serving
     finally:
         await stack.aclose()
+
+
+def _progress(settings: Settings) -> None:
+    """One line while the databases, keys and admin are made (seconds on a first start)."""
+    if (settings.data_dir / "clouds.yaml").exists():
+        console.print(f"Starting Stratus from {settings.data_dir} ...", markup=False,
+                      highlight=False)
+    else:
+        console.print(f"First start: creating the databases, keys and admin user in "
+                      f"{settings.data_dir} (a few seconds) ...", markup=False, highlight=False)
 
 
 async def _serve_bus_only(names: list[str]) -> None:
@@ -150,16 +202,28 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
        network_backend: Annotated[str | None, typer.Option(
            "--network-backend", help="noop or linuxbridge [default: linuxbridge when root "
                                      "with dnsmasq installed, else noop].")
-       ] = None) -> None:
+       ] = None,
+       verbose: Annotated[bool, typer.Option(
+           "--verbose", "-v", help="Log to the console too (the log is always in "
+                                   "DIR/stratus.log).")
+       ] = False) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
     from stratus.units import UNITS
 
-    settings = _settings(data_dir, host, port)
+    settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose)
     if virt_driver is not None:
         if virt_driver not in ("fake", "libvirt"):
             console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
             raise typer.Exit(2)
         settings.compute.virt_driver = virt_driver
+    if settings.compute.virt_driver == "libvirt":
+        from stratus.compute.virt.libvirt.host import usable
+
+        missing = usable()
+        if missing is not None:  # say it now, not in every guest's fault
+            console.print(f"[red]The libvirt virt driver cannot run here:[/] {missing}",
+                          highlight=False)
+            raise typer.Exit(2)
     if fake_hosts is not None:
         settings.compute.fake_hosts = fake_hosts
     if network_backend is not None:
@@ -168,9 +232,6 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
                           "Use noop or linuxbridge.")
             raise typer.Exit(2)
         settings.network.backend = network_backend
-    if settings.compute.virt_driver == "fake":
-        console.print(f"Compute: the fake virt driver, {settings.compute.fake_hosts} host(s) "
-                      "(no real guests)")
     after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
     asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
 
@@ -242,6 +303,24 @@ def bootstrap(data_dir: DataDir = None, host: Host = None, port: Port = None) ->
     asyncio.run(run())
     clouds = write_clouds_yaml(settings, password_of(settings))
     console.print(f"Bootstrapped. Credentials for the cloud 'stratus' are in {clouds}")
+
+
+@app.command()
+def doctor(packages: Annotated[bool, typer.Option(
+               "--packages", help="Print only the Debian packages that add what is missing "
+                                  "(for make deps).")] = False) -> None:
+    """Check this machine for every optional part (QEMU/KVM, libvirt, dnsmasq, qemu-img, nft,
+    bridges and namespaces, the configured PostgreSQL and RabbitMQ, Ceph, memcached) and say
+    how to add what is missing."""
+    from stratus.cli.doctor import missing_packages, report_lines, run_checks
+
+    setup_logging("WARNING", console_level=logging.CRITICAL)
+    checks = asyncio.run(run_checks(Settings()))
+    if packages:
+        print(" ".join(missing_packages(checks)))
+        return
+    for line in report_lines(checks):
+        console.print(line, markup=False, highlight=False)
 
 
 @db_app.command("upgrade")

@@ -1,11 +1,16 @@
 """What every server action's handler shares: the checks before it starts, in Nova's order
-and words, and the request's microversion.
+and words, the start of an action, the request's microversion and the shape of an answer
+that is not a plain 200 body.
 
 An action's handler authorizes, then (``begin``): a locked server refuses anyone but an
 admin (``Instance <id> is locked``, 409), a server in a state the action does not take
 refuses it (``Cannot 'pause' instance <id> while it is in vm_state paused``, 409), and only
 then is anything written: the task state and the instance action. A refused action leaves
 the server exactly as it was and records nothing.
+
+``lifecycle.ACTIONS`` holds the handlers; the larger flows (``snapshots``, ``rebuild``,
+``shelve``) live in modules of their own and use these steps, so they need nothing of
+``lifecycle`` (which imports them for its table).
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
-from stratus.core.exceptions import Conflict, NotFound
+from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.policy import Caller
 from stratus.core.web.microversions import APIVersion
 
@@ -43,6 +52,33 @@ def version() -> APIVersion:
     return _VERSION.get() or APIVersion(2, 1)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """An action's answer other than a plain 200 with a body: a status, headers, a body,
+    or the server's own view (``show_server``: the API renders the server as ``GET`` does,
+    with ``extra`` merged into it, as ``rebuild`` answers)."""
+
+    status: int = 202
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    show_server: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_args(model: type[M], args: Any, action: str) -> M:
+    """An action's arguments as ``model``; what does not fit is a 400 naming the field."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or action
+        raise BadRequest(f"Invalid input for field/attribute {where} of {action}: "
+                         f"{first.get('msg', 'invalid value')}") from exc
+
+
 def refuse_if_locked(instance: Instance, caller: Caller) -> None:
     """Nova's ``check_instance_lock``: a locked server acts for admins only."""
     if instance.locked and not caller.is_admin:
@@ -50,7 +86,7 @@ def refuse_if_locked(instance: Instance, caller: Caller) -> None:
 
 
 def require(instance: Instance, vm_states: tuple[str, ...], action: str,
-                  task_states: tuple[str | None, ...] = (None,)) -> None:
+            task_states: tuple[str | None, ...] = (None,)) -> None:
     """Nova's ``check_instance_state``: the vm_state first, then the task state."""
     if instance.vm_state not in vm_states:
         raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "

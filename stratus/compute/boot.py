@@ -7,23 +7,29 @@ pair, the server group, the metadata quota and the instance quota, and the rows 
 group membership). After the commit: root volumes over REST (an instance whose root volume
 cannot be made goes to ERROR), then one cast to the scheduler; when the scheduler cannot be
 reached the instances go to ERROR rather than stay in BUILD. The request itself (its shape for
-the microversion, the block device mappings) is checked at the API's edge.
+the microversion, the block device mappings) is checked at the API's edge; the volumes,
+snapshots and images the mappings name are checked before the transaction and the
+ephemeral and swap disks against the flavor within it (``stratus.compute.block_devices``),
+so a refused mapping leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
-from stratus.compute import server_metadata, volume_attach
-from stratus.compute.instances import NewInstance
+from stratus.compute import block_devices, server_metadata, volume_attach
+from stratus.compute.block_devices import BootDisks, Mapping
+from stratus.compute.instances import NewInstance, flavor_info
 from stratus.compute.models import Instance
 from stratus.compute.objects import BuildRequest, FlavorInfo
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.compute.volume_attach import RootVolume
 from stratus.core.bus import MessagingError
+from stratus.core.clients.base import endpoint
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound, StratusError
 
@@ -36,6 +42,8 @@ class BootRequest:
     #: The image to check and boot from; "" when booting from an existing volume.
     image_id: str
     root_volume: RootVolume | None = None
+    #: The block device mappings besides the root disk, their shape checked.
+    extra_disks: tuple[Mapping, ...] = ()
     flavor_ref: str
     count: int = 1
     key_name: str | None = None
@@ -64,10 +72,29 @@ def _user_data(value: str | None) -> str | None:
     return value
 
 
-def _image_properties(image: dict[str, Any]) -> dict[str, str]:
+def image_properties(image: dict[str, Any]) -> dict[str, str]:
     """The image properties the scheduler's filters read."""
     return {k: str(v) for k, v in image.items()
             if k.startswith(("hw_", "img_")) or k in ("architecture", "hypervisor_type")}
+
+
+def snapshot_root_volume(image: dict[str, Any]) -> RootVolume | None:
+    """The root volume an image made by a volume-backed server's ``createImage`` asks for
+    (its ``block_device_mapping`` with ``bdm_v2``): one made from the root's snapshot."""
+    if str(image.get("bdm_v2", "")).lower() != "true" or not image.get("block_device_mapping"):
+        return None
+    try:
+        mappings = json.loads(str(image["block_device_mapping"]))
+    except ValueError as exc:
+        raise BadRequest(f"Image {image.get('id')} has a block_device_mapping that is not "
+                         "JSON.") from exc
+    for mapping in mappings if isinstance(mappings, list) else []:
+        if (isinstance(mapping, dict) and str(mapping.get("boot_index")) == "0"
+                and mapping.get("source_type") == "snapshot" and mapping.get("snapshot_id")):
+            return RootVolume(str(mapping["snapshot_id"]), from_image=False,
+                              from_snapshot=True, size=int(mapping.get("volume_size") or 0),
+                              delete_on_termination=bool(mapping.get("delete_on_termination")))
+    return None
 
 
 async def boot(rt: ComputeRuntime, context: RequestContext,
@@ -77,6 +104,12 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     project_id = context.require_project()
     # Booting from an existing volume names no image to check.
     image = await rt.clients.images.get(context, req.image_id) if req.image_id else {}
+    recorded = snapshot_root_volume(image) if req.root_volume is None else None
+    if recorded is not None:  # an image recording volume snapshots (a volume-backed
+        req = replace(req, root_volume=recorded)  # server's createImage): boot as it did
+    await block_devices.check_sources(
+        rt.clients.volumes, rt.clients.images, context, _block_storage(context),
+        BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
     # ``Txn.lock``) from before the checks to the commit of the rows.
     async with rt.service() as svc:
@@ -85,7 +118,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
         flavor=flavor_info, availability_zone=req.availability_zone,
         group_uuid=req.group_uuid,
-        image_properties=_image_properties(image))
+        image_properties=image_properties(image))
     to_build = list(instances)
     if req.root_volume is not None:
         to_build = await _root_volumes(rt, context, instances, req.root_volume)
@@ -99,6 +132,14 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
                 await svc.instances.set_error(instance.uuid, code=503,
                                               message=f"The scheduler is unreachable: {exc}")
     return instances
+
+
+def _block_storage(context: RequestContext) -> str | None:
+    """The project's block storage URL, or None in a cloud without one."""
+    try:
+        return endpoint(context, "block-storage")
+    except StratusError:
+        return None
 
 
 async def _create_rows(svc: ComputeService, context: RequestContext, project_id: str,
@@ -131,6 +172,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
     if req.metadata:
         server_metadata.validate(req.metadata)
         await svc.server_metadata.check_quota(project_id, len(req.metadata))
+    disks = block_devices.devices(req.extra_disks, flavor_info(flavor))
     await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,
@@ -139,7 +181,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
         requested_networks=req.requested_networks, security_groups=req.security_groups,
         description=req.description, access_ip_v4=req.access_ip_v4,
         access_ip_v6=req.access_ip_v6, config_drive="True" if req.config_drive else "",
-        tags=req.tags), count=req.count)
+        tags=req.tags, block_devices=tuple(disks)), count=req.count)
     if group is not None:
         await svc.server_groups.add_members(group, [i.uuid for i in instances])
     return instances, svc.instances.record(instances[0]).flavor

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from stratus.compute import states
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
 from stratus.compute.models import (
+    ConsoleAuthToken,
     Flavor,
     Instance,
     InstanceAction,
@@ -24,7 +25,13 @@ from stratus.compute.models import (
     InstanceFault,
     ServerGroupMember,
 )
-from stratus.compute.objects import FlavorInfo, InstanceRecord, InstanceStates, InstanceUpdate
+from stratus.compute.objects import (
+    BlockDevice,
+    FlavorInfo,
+    InstanceRecord,
+    InstanceStates,
+    InstanceUpdate,
+)
 from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound
@@ -59,6 +66,7 @@ class NewInstance:
     access_ip_v6: str | None = None
     config_drive: str = ""
     tags: tuple[str, ...] = ()
+    block_devices: tuple[BlockDevice, ...] = ()
 
 
 def hostname_of(name: str) -> str:
@@ -94,6 +102,7 @@ class Instances:
                 availability_zone=spec.availability_zone,
                 requested_networks=spec.requested_networks,
                 security_groups=list(spec.security_groups), network_info=[],
+                block_device_mapping=[d.model_dump() for d in spec.block_devices],
                 config_drive=spec.config_drive, access_ip_v4=spec.access_ip_v4,
                 access_ip_v6=spec.access_ip_v6, vm_state=states.BUILDING,
                 task_state=states.SCHEDULING, power_state=0, progress=0)
@@ -140,7 +149,7 @@ class Instances:
                 f"Instance {instance_uuid} is in task state {instance.task_state}, not one "
                 f"of {expected_task_state}.")
         for field in ("vm_state", "power_state", "host", "node", "progress", "launched_at",
-                      "network_info"):
+                      "network_info", "system_metadata"):
             value = getattr(update, field)
             if value is not None:
                 setattr(instance, field, value)
@@ -173,6 +182,9 @@ class Instances:
         # A deleted server leaves its server groups (their quota counts live members).
         await self.session.execute(delete(ServerGroupMember).where(
             ServerGroupMember.instance_uuid == instance_uuid))
+        # Nor does its console open any more.
+        await self.session.execute(delete(ConsoleAuthToken).where(
+            ConsoleAuthToken.instance_uuid == instance_uuid))
         await self.session.flush()
 
     async def place(self, instance_uuid: str, host: str) -> None:
@@ -188,6 +200,16 @@ class Instances:
             raise AlreadyPlaced(instance.host)
         instance.host, instance.node = host, host
 
+    async def place_unshelved(self, instance_uuid: str, host: str) -> None:
+        """Record the host a shelved-offloaded instance is unshelved on, if it still waits
+        for one (``InstanceGone`` otherwise)."""
+        instance = await self.session.get(Instance, instance_uuid)
+        if (instance is None or instance.deleted_at is not None or instance.host
+                or instance.vm_state != states.SHELVED_OFFLOADED
+                or instance.task_state != states.UNSHELVING):
+            raise InstanceGone(instance_uuid)
+        instance.host, instance.node = host, host
+
     async def on_host(self, host: str) -> list[str]:
         return list(await self.session.scalars(select(Instance.uuid).where(
             Instance.host == host, Instance.deleted_at.is_(None))))
@@ -199,6 +221,12 @@ class Instances:
             .where(Instance.host == host, Instance.deleted_at.is_(None)))
         return [InstanceStates(uuid=u, vm_state=v, task_state=t, power_state=p or 0)
                 for u, v, t, p in rows.all()]
+
+    async def shelved_on_hosts(self) -> list[Instance]:
+        """Shelved servers still on a host with no task running (offload candidates)."""
+        return list(await self.session.scalars(select(Instance).where(
+            Instance.vm_state == states.SHELVED, Instance.task_state.is_(None),
+            Instance.host.is_not(None), Instance.deleted_at.is_(None))))
 
     async def stranded_on(self, hosts: list[str]) -> list[str]:
         """Live instances on ``hosts`` caught building or deleting (hosts that went down)."""
@@ -218,9 +246,13 @@ class Instances:
             requested_networks=instance.requested_networks,
             security_groups=list(instance.security_groups or []),
             availability_zone=instance.availability_zone,
-            network_info=list(instance.network_info or []), vm_state=instance.vm_state,
+            network_info=list(instance.network_info or []),
+            block_devices=[BlockDevice.model_validate(d)
+                           for d in instance.block_device_mapping or []],
+            vm_state=instance.vm_state,
             task_state=instance.task_state, power_state=instance.power_state,
-            host=instance.host, deleted=instance.deleted_at is not None)
+            host=instance.host, deleted=instance.deleted_at is not None,
+            system_metadata=dict(instance.system_metadata or {}))
 
     # Instance actions ---------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ back (its volumes after the answer: ``Deleted.release``).
 
 Actions: ``ACTIONS`` maps the action name of the body to its handler. A handler loads the
 server, authorizes, checks its state, records the action, and casts (or calls) the server's
-host; it returns the answer's body (``None``: 202 with no body). A new action is one
-function and one line in the table; an unknown action is a 400.
+host; it returns the answer's body (``None``: 202 with no body; an
+``action_steps.Reply`` for another status, headers or the server's view). A new action is
+one function and one line in the table; an unknown action is a 400. The larger flows have
+modules of their own (``snapshots``, ``rebuild``, ``shelve``) built on ``action_steps``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratus.compute import actions_lock, actions_power, states, volume_attach
-from stratus.compute.action_steps import at_version, refuse_if_locked
+from stratus.compute import (
+    actions_lock,
+    actions_power,
+    consoles,
+    rebuild,
+    server_security_groups,
+    shelve,
+    snapshots,
+    states,
+    volume_attach,
+)
+from stratus.compute.action_steps import Reply, at_version, refuse_if_locked
 from stratus.compute.action_steps import begin as _begin
+from stratus.compute.action_steps import require as _require  # noqa: F401 - for handlers
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
@@ -70,9 +83,10 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
 # Actions ------------------------------------------------------------------------------------
 
 #: An action's handler: (runtime, caller, server id, the action's arguments) → the
-#: answer's body, or None for a 202 with no body. The request's microversion:
-#: ``action_steps.version()``.
-ActionHandler = Callable[[ComputeRuntime, Caller, str, Any], Awaitable[dict[str, Any] | None]]
+#: answer's body, or None for a 202 with no body, or a ``Reply``. The request's
+#: microversion: ``action_steps.version()``.
+ActionHandler = Callable[[ComputeRuntime, Caller, str, Any],
+                         Awaitable[dict[str, Any] | Reply | None]]
 
 
 class RebootArgs(BaseModel):
@@ -135,13 +149,28 @@ ACTIONS: dict[str, ActionHandler] = {
     "os-getConsoleOutput": console_output,
     **actions_power.ACTIONS,
     **actions_lock.ACTIONS,
+    # Images of the disk, rebuild, shelve (snapshots.py, rebuild.py, shelve.py)
+    "createImage": snapshots.create_image,
+    "rebuild": rebuild.rebuild,
+    "shelve": shelve.shelve,
+    "shelveOffload": shelve.shelve_offload,
+    "unshelve": shelve.unshelve,
+    # Security groups live on the server's ports (stratus.compute.server_security_groups).
+    "addSecurityGroup": server_security_groups.add_security_group,
+    "removeSecurityGroup": server_security_groups.remove_security_group,
+    # Remote consoles before 2.6 (consoles.py; from 2.6: POST /servers/{id}/remote-consoles)
+    "os-getVNCConsole": consoles.get_vnc_console,
+    "os-getSerialConsole": consoles.get_serial_console,
+    "os-getSPICEConsole": consoles.get_spice_console,
+    "os-getRDPConsole": consoles.get_rdp_console,
 }
 
 
 async def run_action(rt: ComputeRuntime, caller: Caller, server_id: str,
                      body: dict[str, Any],
-                     version: APIVersion | None = None) -> dict[str, Any] | None:
-    """Run the one action ``body`` names; its answer's body (None: 202 with no body)."""
+                     version: APIVersion | None = None) -> dict[str, Any] | Reply | None:
+    """Run the one action ``body`` names at ``version``; its answer's body (None: 202 with
+    no body; a ``Reply``: its own status, headers or the server's view)."""
     if len(body) != 1:
         raise BadRequest("An action body holds exactly one action.")
     ((action, args),) = body.items()

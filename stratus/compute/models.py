@@ -156,6 +156,8 @@ class Instance(Base):
     key_data: Mapped[str | None] = mapped_column(Text)
     user_data: Mapped[str | None] = mapped_column(Text)
     server_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)
+    #: Nova's system metadata: what compute records for itself (``shelved_image_id``, ...).
+    system_metadata: Mapped[dict[str, str]] = mapped_column(default=dict, server_default="{}")
     tags: Mapped[list[str]] = mapped_column(default=list)
     availability_zone: Mapped[str | None] = mapped_column(String(255))
     #: As requested: ``"auto"``, ``"none"`` or a list of {uuid, port, fixed_ip}.
@@ -163,6 +165,9 @@ class Instance(Base):
     security_groups: Mapped[list[str]] = mapped_column(default=list)
     #: Network info as the network service bound it (addresses, MACs, network names).
     network_info: Mapped[list[Any]] = mapped_column(default=list)
+    #: The disks besides the root disk (``objects.BlockDevice`` dicts), as the boot asked.
+    block_device_mapping: Mapped[list[Any]] = mapped_column(default=list,
+                                                            server_default="[]")
     config_drive: Mapped[str] = mapped_column(String(8), default="")
     access_ip_v4: Mapped[str | None] = mapped_column(String(64))
     access_ip_v6: Mapped[str | None] = mapped_column(String(64))
@@ -269,3 +274,21 @@ class QuotaLimit(Base):
     project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class ConsoleAuthToken(Base):
+    """A one-time console token (``stratus.compute.console_tokens``): only its SHA-256 is
+    kept, bound to the guest's console endpoint on its host, until used or expired."""
+
+    __tablename__ = "console_auth_token"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    #: ``novnc`` or ``serial``: the console type the token was minted for.
+    console_type: Mapped[str] = mapped_column(String(32))
+    host: Mapped[Name]
+    port: Mapped[int | None] = mapped_column(Integer)
+    #: Where on the host the console is when it is no TCP port (a serial pty's path).
+    internal_access_path: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    created_at: Mapped[Created]

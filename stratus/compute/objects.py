@@ -42,6 +42,43 @@ class BuildRequest(_Message):
     group_uuid: str | None = None
 
 
+class UnshelveRequest(_Message):
+    """compute-api → scheduler: place a shelved-offloaded instance again."""
+
+    instance_uuid: str
+    project_id: str
+    flavor: FlavorInfo
+    #: The snapshot to spawn from (None: a volume-backed server).
+    image_id: str | None = None
+    image_properties: dict[str, str] = Field(default_factory=dict)
+    availability_zone: str | None = None
+    #: A host an admin asked for (2.91).
+    host: str | None = None
+
+
+class BlockDevice(_Message):
+    """One disk of a boot request besides the root disk (``stratus.compute.block_devices``
+    makes these from ``block_device_mapping_v2`` and the flavor): a volume the host makes or
+    attaches, or a local ephemeral or swap disk."""
+
+    #: ``volume`` (attached through the volume service), ``ephemeral`` or ``swap`` (local).
+    kind: str
+    #: For volumes: ``blank``, ``volume`` (an existing one), ``snapshot`` or ``image``.
+    source_type: str = "blank"
+    #: The volume, snapshot or image id the disk comes from (None for blank disks).
+    source_id: str | None = None
+    #: GiB for volumes and ephemeral disks, MiB for swap (as Nova counts them); None: the
+    #: size of the source.
+    size: int | None = None
+    #: The guest device, ``/dev/vdb`` and on.
+    device_name: str
+    boot_index: int | None = None
+    delete_on_termination: bool = False
+    guest_format: str | None = None
+    tag: str | None = None
+    volume_type: str | None = None
+
+
 class InstanceRecord(_Message):
     """Everything a compute host needs to build or act on one instance."""
 
@@ -60,11 +97,16 @@ class InstanceRecord(_Message):
     availability_zone: str | None = None
     #: As last recorded: the interfaces the network service bound (``VifInfo`` dicts).
     network_info: list[dict[str, Any]] = Field(default_factory=list)
+    #: The disks besides the root disk, as the boot request (and flavor) asked for them.
+    block_devices: list[BlockDevice] = Field(default_factory=list)
     vm_state: str
     task_state: str | None = None
     power_state: int = 0
     host: str | None = None
     deleted: bool = False
+    #: Nova's system metadata: what compute keeps about the instance for itself
+    #: (``shelved_image_id``, ...).
+    system_metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class VifIP(_Message):
@@ -78,6 +120,9 @@ class VifIP(_Message):
     routes: list[dict[str, str]] = Field(default_factory=list)
     #: Whether the guest gets this address by DHCP (the subnet's ``enable_dhcp``).
     dhcp: bool = True
+    #: Floating addresses that the network service translates to this one (``addresses``
+    #: shows them as ``OS-EXT-IPS:type: floating``); refreshed on ``network-changed``.
+    floating_ips: list[str] = Field(default_factory=list)
 
 
 class VifInfo(_Message):
@@ -97,6 +142,8 @@ class VifInfo(_Message):
     #: True when the compute host created the port (and so deletes it with the instance).
     preserve_on_delete: bool = False
     ips: list[VifIP] = Field(default_factory=list)
+    #: The device tag the user gave the interface (``os-interface`` 2.49+).
+    tag: str | None = None
 
 
 class InstanceUpdate(_Message):
@@ -110,6 +157,8 @@ class InstanceUpdate(_Message):
     progress: int | None = None
     launched_at: dt.datetime | None = None
     network_info: list[dict[str, Any]] | None = None
+    #: Replaces the system metadata whole.
+    system_metadata: dict[str, str] | None = None
     #: Set task_state to None explicitly (None above means "leave it").
     clear_task_state: bool = False
 

@@ -6,6 +6,7 @@ method names (``stratus/compute/{scheduler,conductor,agent}/manager.py``).
 
 from __future__ import annotations
 
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.errors import GuestAgentNotEnabled, UnexpectedTaskState
 from stratus.compute.objects import (
     ActionEvent,
@@ -16,6 +17,8 @@ from stratus.compute.objects import (
     InstanceRecord,
     InstanceStates,
     InstanceUpdate,
+    UnshelveRequest,
+    VifInfo,
 )
 from stratus.core.bus import RPCAPI
 from stratus.core.context import RequestContext
@@ -31,6 +34,10 @@ class SchedulerAPI(RPCAPI):
     async def schedule_and_build(self, ctx: RequestContext, request: BuildRequest) -> None:
         """Place each instance, claim its resources and start its build (fire and forget)."""
         await self.client.cast(ctx, "schedule_and_build", request=request)
+
+    async def unshelve_instance(self, ctx: RequestContext, request: UnshelveRequest) -> None:
+        """Place a shelved-offloaded instance again, claim, and have the host spawn it."""
+        await self.client.cast(ctx, "unshelve_instance", request=request)
 
 
 class ConductorAPI(RPCAPI):
@@ -79,6 +86,13 @@ class ConductorAPI(RPCAPI):
         await self.client.call(ctx, "instance_destroyed", instance_uuid=instance_uuid,
                                host=host)
 
+    async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
+                                 fault: Fault | None = None) -> None:
+        """The shelved guest is gone from ``host``: free its claim, clear its host and
+        make it ``shelved_offloaded`` (with ``fault``: an unshelve that failed there)."""
+        await self.client.call(ctx, "instance_offloaded", instance_uuid=instance_uuid,
+                               host=host, fault=fault)
+
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         """Heartbeat and inventory; returns the uuids of instances the database puts on the
         host that are not deleted (for the agent's reconciliation)."""
@@ -94,7 +108,7 @@ class ConductorAPI(RPCAPI):
 
 class ComputeAgentAPI(RPCAPI):
     TOPIC = COMPUTE_TOPIC
-    ERRORS = (GuestAgentNotEnabled,)
+    ERRORS = (GuestAgentNotEnabled, ConsoleUnavailable)
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1) -> None:
@@ -166,11 +180,52 @@ class ComputeAgentAPI(RPCAPI):
         await self.client.prepare(server=host).call(ctx, "set_admin_password",
                                                     instance_uuid=instance_uuid,
                                                     new_pass=new_pass)
+    # Snapshots, rebuild, shelve (stratus.compute.snapshots, .rebuild, .shelve)
+
+    async def snapshot_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                image_id: str) -> None:
+        """Copy the guest's disk into the queued image ``image_id``."""
+        await self.client.prepare(server=host).cast(
+            ctx, "snapshot_instance", instance_uuid=instance_uuid, image_id=image_id)
+
+    async def rebuild_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                               preserve_ephemeral: bool = False) -> None:
+        """Re-create the guest's disk from its (new) image and boot it on the same ports."""
+        await self.client.prepare(server=host).cast(
+            ctx, "rebuild_instance", instance_uuid=instance_uuid,
+            preserve_ephemeral=preserve_ephemeral)
+
+    async def shelve_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                              image_id: str | None, offload: bool) -> None:
+        """Power off, copy the disk into ``image_id`` (None: a volume-backed server), and
+        offload at once when ``offload``."""
+        await self.client.prepare(server=host).cast(
+            ctx, "shelve_instance", instance_uuid=instance_uuid, image_id=image_id,
+            offload=offload)
+
+    async def shelve_offload_instance(self, ctx: RequestContext, host: str,
+                                      instance_uuid: str) -> None:
+        """Remove the shelved guest from the host and give its resources back."""
+        await self.client.prepare(server=host).cast(
+            ctx, "shelve_offload_instance", instance_uuid=instance_uuid)
+
+    async def unshelve_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                image_id: str | None) -> None:
+        """Start the shelved guest again: power it on if it is still here, else spawn it
+        from ``image_id`` (None: from its volume) on the claim the scheduler made."""
+        await self.client.prepare(server=host).cast(
+            ctx, "unshelve_instance", instance_uuid=instance_uuid, image_id=image_id)
 
     async def get_console_output(self, ctx: RequestContext, host: str, instance_uuid: str,
                                  length: int | None = None) -> str:
         return self.result(str, await self.client.prepare(server=host).call(
             ctx, "get_console_output", instance_uuid=instance_uuid, length=length))
+
+    async def get_console(self, ctx: RequestContext, host: str, instance_uuid: str,
+                          kind: ConsoleKind) -> ConsoleEndpoint:
+        """Where the guest's ``kind`` console is on its host (``ConsoleUnavailable``: none)."""
+        return self.result(ConsoleEndpoint, await self.client.prepare(server=host).call(
+            ctx, "get_console", instance_uuid=instance_uuid, kind=kind))
 
     async def external_instance_event(self, ctx: RequestContext, host: str,
                                       instance_uuid: str, events: list[ExternalEvent]) -> None:
@@ -194,3 +249,20 @@ class ComputeAgentAPI(RPCAPI):
         await self.client.prepare(server=host, timeout=wait_for).call(
             ctx, "detach_volume", instance_uuid=instance_uuid, attachment_id=attachment_id,
             mountpoint=mountpoint)
+
+    async def attach_interface(self, ctx: RequestContext, host: str, instance_uuid: str,
+                               port_id: str, preserve_on_delete: bool,
+                               tag: str | None = None,
+                               wait_for: float | None = None) -> VifInfo:
+        """Bind, wire and hot-plug the port; the interface as recorded. Waits, so compute-api
+        can give the port back when the host fails or does not answer."""
+        return self.result(VifInfo, await self.client.prepare(server=host, timeout=wait_for)
+                           .call(ctx, "attach_interface", instance_uuid=instance_uuid,
+                                 port_id=port_id, preserve_on_delete=preserve_on_delete,
+                                 tag=tag))
+
+    async def detach_interface(self, ctx: RequestContext, host: str, instance_uuid: str,
+                               port_id: str, wait_for: float | None = None) -> None:
+        """Unplug the NIC and give the port back (deleted if it was made for the server)."""
+        await self.client.prepare(server=host, timeout=wait_for).call(
+            ctx, "detach_interface", instance_uuid=instance_uuid, port_id=port_id)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from stratus.compute.console_tokens import ConsoleTokens
 from stratus.compute.flavors import Flavors
 from stratus.compute.hosts import Hosts
 from stratus.compute.instances import Instances
@@ -23,6 +24,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
 from stratus.core.clients.image import ImageClient
+from stratus.core.clients.network import NetworkClient
 from stratus.core.clients.volume import VolumeClient
 from stratus.core.config import Settings
 from stratus.core.db import Database, Txn
@@ -37,6 +39,8 @@ class ComputeClients:
     agents: ComputeAgentAPI
     images: ImageClient
     volumes: VolumeClient
+    #: The caller's view of the network service (``os-interface``).
+    network: NetworkClient
 
 
 class ComputeRuntime:
@@ -95,4 +99,5 @@ class ComputeService:
         self.server_groups = ServerGroups(txn, self.quotas)
         self.server_metadata = ServerMetadata(txn, self.quotas)
         self.placement = Placement(session)
+        self.console_tokens = ConsoleTokens(txn)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)

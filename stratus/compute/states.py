@@ -38,6 +38,19 @@ RESCUING = "rescuing"
 UNRESCUING = "unrescuing"
 UPDATING_PASSWORD = "updating_password"
 
+# createImage, rebuild, shelve (stratus.compute.snapshots, .rebuild, .shelve)
+IMAGE_SNAPSHOT = "image_snapshot"
+IMAGE_PENDING_UPLOAD = "image_pending_upload"
+IMAGE_UPLOADING = "image_uploading"
+REBUILDING = "rebuilding"
+REBUILD_BLOCK_DEVICE_MAPPING = "rebuild_block_device_mapping"
+REBUILD_SPAWNING = "rebuild_spawning"
+SHELVING = "shelving"
+SHELVING_IMAGE_PENDING_UPLOAD = "shelving_image_pending_upload"
+SHELVING_IMAGE_UPLOADING = "shelving_image_uploading"
+SHELVING_OFFLOADING = "shelving_offloading"
+UNSHELVING = "unshelving"
+
 _SOFT_REBOOT = {REBOOTING, REBOOT_PENDING, REBOOT_STARTED}
 _HARD_REBOOT = {REBOOTING_HARD, REBOOT_PENDING_HARD, REBOOT_STARTED_HARD}
 

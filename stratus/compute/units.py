@@ -1,5 +1,5 @@
 """Compute's units: ``compute-api``, ``conductor``, ``scheduler``, ``compute-agent`` and
-``metadata-api``, all on one ``ComputeRuntime`` per process."""
+``metadata-api`` and ``console-proxy``, all on one ``ComputeRuntime`` per process."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ async def build_api(stack: Stack) -> ASGIApp:
     from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
     from stratus.compute.service import ComputeClients
     from stratus.core.clients.image import ImageClient
+    from stratus.core.clients.network import NetworkClient
     from stratus.core.clients.volume import VolumeClient
 
     runtime = await compute_runtime(stack)
     bus = await stack.transport()
     http = stack.http_client()
     runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
-                                   images=ImageClient(http), volumes=VolumeClient(http)))
+                                   images=ImageClient(http), volumes=VolumeClient(http),
+                                   network=NetworkClient(http, stack.service_auth())))
     return create_compute_app(runtime, stack.token_validator())
 
 
@@ -64,6 +66,11 @@ async def build_conductor(stack: Stack) -> None:
                         manager.recover_orphans)
     watchdog.start()
     stack.exits.push_async_callback(watchdog.stop)
+    if options.shelved_offload_time > 0:  # 0: offloaded at once by the host; -1: never
+        offloader = Periodic("the shelved servers' offload", options.report_interval,
+                             lambda: manager.offload_shelved(options.shelved_offload_time))
+        offloader.start()
+        stack.exits.push_async_callback(offloader.stop)
 
 
 async def build_agent(stack: Stack) -> None:
@@ -74,6 +81,11 @@ async def build_agent(stack: Stack) -> None:
 
     settings = stack.settings.compute
     choice = select.embedded_choice(stack.settings)
+    if choice.name == "fake":
+        stack.choices.setdefault("virt driver", f"fake, {settings.fake_hosts} host(s): no real "
+                                                f"guests ({choice.reason})")
+    else:
+        stack.choices.setdefault("virt driver", f"{choice.name} ({choice.reason})")
     bus = await stack.transport()
     options = AgentOptions(report_interval=settings.report_interval,
                            sync_power_state_interval=settings.sync_power_state_interval,
@@ -111,8 +123,13 @@ async def build_agent(stack: Stack) -> None:
 
             volumes = HostVolumes(host, driver, stack.service_auth(),
                                   VolumeClient(stack.http_client()))
+        image_service = None
+        if stack.identity_reachable:  # to upload snapshots (createImage, shelve)
+            from stratus.core.clients.image import ImageClient
+
+            image_service = ImageClient(stack.http_client(), stack.service_auth())
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
-                                    volumes)
+                                    volumes, image_service)
         await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)
@@ -127,6 +144,12 @@ async def build_metadata(stack: Stack) -> ASGIApp:
                                dhcp_domain=stack.settings.metadata.dhcp_domain)
 
 
+async def build_console_proxy(stack: Stack) -> ASGIApp:
+    from stratus.compute.console_proxy.api import create_console_proxy_app
+
+    return create_console_proxy_app(await compute_runtime(stack))
+
+
 UNITS = (
     Unit("compute-api", "/compute", build_api, ("compute", "nova", "/v2.1")),
     Unit("conductor", None, build_conductor),
@@ -134,4 +157,6 @@ UNITS = (
     Unit("compute-agent", None, build_agent),
     # No catalog entry: only the metadata proxies call it (``settings.metadata_url``).
     Unit("metadata-api", "/metadata", build_metadata),
+    # No catalog entry: clients reach it through the URLs of remote-consoles, with a token.
+    Unit("console-proxy", "/console", build_console_proxy),
 )

@@ -32,7 +32,12 @@ from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
 from stratus.core.clients.base import endpoint
-from stratus.core.clients.volume import BOOT_FOR, DELETE_ON_TERMINATION, VolumeClient
+from stratus.core.clients.volume import (
+    BOOT_FOR,
+    DATA_FOR,
+    DELETE_ON_TERMINATION,
+    VolumeClient,
+)
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
 from stratus.core.policy import Caller
@@ -44,12 +49,14 @@ VIEW_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class RootVolume:
-    """A server's root volume: an existing volume, or one to make from an image."""
+    """A server's root volume: an existing volume, or one to make from an image or (with
+    ``from_snapshot``) from a volume snapshot (``size`` 0: the snapshot's)."""
 
     source_id: str
     from_image: bool
     size: int = 1
     delete_on_termination: bool = False
+    from_snapshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ class Attached:
     volume_id: str
     attachment_id: str
     device: str | None
+    #: Whether the volume goes when the server does (as its boot request asked).
+    delete_on_termination: bool = False
+    #: The device tag the boot request gave the volume (2.70+ shows it).
+    tag: str | None = None
 
 
 # Root volumes -------------------------------------------------------------------------------
@@ -71,17 +82,17 @@ async def create_root_volume(volumes: VolumeClient, context: RequestContext,
     base = endpoint(context, "block-storage")
     tags = {BOOT_FOR: instance_uuid,
             DELETE_ON_TERMINATION: "true" if root.delete_on_termination else "false"}
+    if root.from_snapshot:
+        return await volumes.create_volume(context, base, size=root.size or None,
+                                           snapshot_id=root.source_id, metadata=tags)
     if not root.from_image:
         existing = await volumes.get_volume(context, base, root.source_id)
         if existing["status"] != "available":
             raise BadRequest(f"Volume {root.source_id} is {existing['status']}, not available.")
-        await volumes._call(context, base, "POST", f"/volumes/{root.source_id}/metadata",
-                            {"metadata": tags})
+        await volumes.add_metadata(context, base, root.source_id, tags)
         return existing
-    body = await volumes._call(context, base, "POST", "/volumes", {"volume": {
-        "size": root.size, "imageRef": root.source_id, "name": None, "metadata": tags}})
-    volume: dict[str, Any] = body["volume"]
-    return volume
+    return await volumes.create_volume(context, base, size=root.size,
+                                       image_id=root.source_id, metadata=tags)
 
 
 def _block_storage(context: RequestContext) -> str | None:
@@ -110,31 +121,52 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
                   rule: str, *, change: bool = False) -> tuple[str, str | None, str]:
     """The server's (uuid, host, vm_state); ``change``: refused if it is locked."""
+    uuid, host, vm_state, _ = await _server_and_tags(rt, caller, server_id, rule,
+                                                     change=change)
+    return uuid, host, vm_state
+
+
+async def _server_and_tags(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str,
+                           *, change: bool = False,
+                           ) -> tuple[str, str | None, str, dict[str, str]]:
+    """The server's uuid, host and vm state, and the tags its boot request gave devices;
+    ``change``: refused if the server is locked."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize(rule, target(instance))
         if change:
             refuse_if_locked(instance, caller)
-        return instance.uuid, instance.host, instance.vm_state
+        tags = {str(d.get("device_name")): str(d["tag"])
+                for d in instance.block_device_mapping or [] if d.get("tag")}
+        return instance.uuid, instance.host, instance.vm_state, tags
+
+
+def _goes_with(volume: dict[str, Any], server_id: str) -> bool:
+    """Whether the volume is deleted with the server (the tags boot set on it)."""
+    meta = volume.get("metadata") or {}
+    return meta.get(DELETE_ON_TERMINATION) == "true" and server_id in (
+        meta.get(BOOT_FOR), meta.get(DATA_FOR))
 
 
 async def _attachments(volumes: VolumeClient, context: RequestContext, base: str,
-                       server_id: str) -> list[Attached]:
+                       server_id: str, tags: dict[str, str] | None = None) -> list[Attached]:
     found = []
     for attachment in await volumes.attachments_of(context, base, server_id):
         volume = await volumes.get_volume(context, base, attachment["volume_id"])
         device = next((a.get("device") for a in volume.get("attachments") or []
                        if a.get("attachment_id") == attachment["id"]), None)
-        found.append(Attached(server_id, attachment["volume_id"], attachment["id"], device))
+        found.append(Attached(server_id, attachment["volume_id"], attachment["id"], device,
+                              delete_on_termination=_goes_with(volume, server_id),
+                              tag=(tags or {}).get(device or "")))
     return found
 
 
 async def attachments(rt: ComputeRuntime, caller: Caller, server_id: str,
                       rule: str) -> list[Attached]:
     """The volumes attached to the server the caller may see (``rule`` authorizes)."""
-    uuid, _, _ = await _server(rt, caller, server_id, rule)
+    uuid, _, _, tags = await _server_and_tags(rt, caller, server_id, rule)
     base = endpoint(caller.context, "block-storage")
-    return await _attachments(rt.clients.volumes, caller.context, base, uuid)
+    return await _attachments(rt.clients.volumes, caller.context, base, uuid, tags)
 
 
 async def attachment(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str,
@@ -217,12 +249,12 @@ async def volumes_attached(volumes: VolumeClient,
         base = endpoint(context, "block-storage")
         # Bounded: a block storage service that hangs must not hold up server views.
         async with asyncio.timeout(VIEW_TIMEOUT):
-            body = await volumes._call(context, base, "GET", "/attachments")
+            items = await volumes.list_attachments(context, base)
     except Exception as exc:  # the server view must not fail for want of volume details
         LOG.debug("volumes_attached left empty: %s", exc)
         return {}
     attached: dict[str, list[str]] = {}
-    for item in body.get("attachments") or []:
+    for item in items:
         if item.get("status") == "attached" and item.get("instance"):
             attached.setdefault(item["instance"], []).append(item["volume_id"])
     return attached

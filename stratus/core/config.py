@@ -7,13 +7,15 @@ Precedence, highest first: keyword arguments, environment (``STRATUS_PORT``,
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -132,6 +134,9 @@ class ComputeSettings(BaseModel):
     #: Seconds compute-api waits for a host to attach or detach a volume; past it the
     #: volume's reservation is given back (a dead host never leaves it ``attaching``).
     volume_attach_timeout: float = Field(60.0, gt=0)
+    #: Seconds a shelved server keeps its host before it is offloaded (Nova's
+    #: ``shelved_offload_time``): 0 offloads at once, -1 never.
+    shelved_offload_time: int = Field(0, ge=-1)
 
 
 class NetworkSettings(BaseModel):
@@ -161,6 +166,9 @@ class NetworkSettings(BaseModel):
     #: Seconds between agent heartbeats, and after which a silent agent is shown down.
     agent_report_interval: float = Field(10.0, gt=0)
     agent_down_time: float = Field(75.0, gt=0)
+    #: The l2-agent's security group firewall: the name of its nftables tables (``inet`` and
+    #: ``bridge``); empty turns filtering off (said on start-up).
+    firewall_table: str = "stratus-sg"
     #: Seconds a compute host waits for ``network-vif-plugged`` before failing the build.
     vif_plugging_timeout: float = Field(300.0, gt=0)
     #: Default per-project quotas (Neutron's defaults; -1 is unlimited).
@@ -169,6 +177,47 @@ class NetworkSettings(BaseModel):
     quota_port: int = -1
     quota_security_group: int = 10
     quota_security_group_rule: int = 100
+    quota_router: int = 10
+    quota_floatingip: int = 50
+
+    # External networks and the l3-agent ----------------------------------------------------
+    #: Physical network → host bridge: a ``flat`` network on a mapped physical network is
+    #: plugged into that bridge (not its own ``brq<id>``) by every agent. Given as a mapping
+    #: or as ``"public:br-ex,other:br-other"``.
+    physical_bridges: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: {"public": "br-ex"})
+    #: ``stratus up`` (linuxbridge backend) makes this external network (``router:external``,
+    #: flat on ``external_physical_network``) with a DHCP-less subnet on first start; the
+    #: physical network's bridge gets the subnet's gateway address on the host side.
+    external_network_name: str = "public"
+    external_physical_network: str = "public"
+    external_subnet_cidr: str = "172.24.4.0/24"
+    #: Masquerade the external subnet to the host's uplink (the default route's device), so
+    #: guests reach what the host reaches. Tests turn it off.
+    external_masquerade: bool = True
+    #: Where the l3-agent records the routers it made; default ``<data_dir>/l3``.
+    l3_state_dir: Path | None = None
+    #: Seconds between the l3-agent's full resyncs with the server.
+    l3_resync_interval: float = Field(60.0, gt=0)
+
+    @field_validator("physical_bridges", mode="before")
+    @classmethod
+    def _parse_physical_bridges(cls, value: object) -> object:
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            return json.loads(value)
+        if isinstance(value, str):
+            pairs = [p.strip() for p in value.split(",") if p.strip()]
+            parsed = {}
+            for pair in pairs:
+                physical, sep, bridge = pair.partition(":")
+                if not sep or not physical.strip() or not bridge.strip():
+                    raise ValueError(f"physical_bridges: {pair!r} is not physnet:bridge")
+                if len(bridge.strip()) > 15:
+                    raise ValueError(f"physical_bridges: bridge name {bridge.strip()!r} is "
+                                     "longer than 15 characters")
+                parsed[physical.strip()] = bridge.strip()
+            return parsed
+        return value
 
 
 class VolumeSettings(BaseModel):

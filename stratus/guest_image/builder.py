@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stratus.core import hosttools
 from stratus.guest_image import scripts
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _run(*args: str | Path, cwd: Path | None = None) -> str:
         done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True,
                               text=True, check=False)
     except FileNotFoundError as exc:
-        raise GuestImageError(f"{args[0]} is not installed") from exc
+        raise GuestImageError(hosttools.missing(str(args[0]))) from exc
     if done.returncode != 0:
         raise GuestImageError(f"{' '.join(str(a) for a in args[:3])} failed "
                               f"({done.returncode}): {done.stderr.strip()[-500:]}")

@@ -1,5 +1,7 @@
 """First-start bootstrap: the Default domain, the admin project and user, roles, catalog.
 
+The admin user holds the admin role on its project, on the system and on the Default domain.
+
 Safe to run again: it creates what is missing, re-points catalog endpoints at the URLs
 given, and resets the admin password when the one configured no longer matches.
 """
@@ -74,6 +76,10 @@ async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
     await svc.assignments.grant("user", admin.id, "project", projects["admin"].id,
                                 roles["admin"].id)
     await svc.assignments.grant("user", admin.id, "system", "system", roles["admin"].id)
+    # On the Default domain too, as DevStack grants it: tools that log in domain-scoped
+    # (Horizon does) work against a fresh cloud.
+    await svc.assignments.grant("user", admin.id, "domain", DEFAULT_DOMAIN_ID,
+                                roles["admin"].id)
 
     if await session.get(Region, region) is None:
         await svc.catalog.create_region(region_id=region)

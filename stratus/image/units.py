@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
+from stratus.core import hosttools
 from stratus.stack import Stack, Unit
 
 
@@ -11,7 +12,15 @@ async def build_api(stack: Stack) -> ASGIApp:
     from stratus.image.api import create_image_app
     from stratus.image.service import ImageRuntime
 
-    runtime = await stack.runtime("image", lambda: ImageRuntime(stack.settings))
+    settings = stack.settings
+    runtime = await stack.runtime("image", lambda: ImageRuntime(settings))
+    store = settings.image.store
+    if store == "file":
+        store += f" in {settings.image.filesystem_store_datadir or settings.data_dir / 'images'}"
+    if hosttools.find(settings.image.qemu_img) is None:
+        store += (f" (no format checks beyond headers: "
+                  f"{hosttools.missing(settings.image.qemu_img)})")
+    stack.chose("image store", store)
     return create_image_app(runtime, stack.token_validator())
 
 

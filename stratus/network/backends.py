@@ -5,11 +5,12 @@ The service calls a ``NetworkBackend`` after each committed change. Two exist:
 * ``LinuxBridgeBackend`` tells the agents over the bus: every dhcp-agent (fanout) gets full
   snapshots of networks and ports; the l2-agent of a port's host is told to plug or unplug
   it, and the port goes ACTIVE only when that agent reports the device up.
-* ``NoopBackend`` (IPAM and API only): nothing is told, and a port bound to a host is wired
+* ``NoopBackend`` (IPAM and API only, security groups stored but never enforced): nothing
+  is told, and a port bound to a host is wired
   at once (ACTIVE, and the server gets ``network-vif-plugged``), so fake-driver clouds and
   scale tests run without kernel work.
 
-``choose_backend`` picks one from ``settings.network.backend`` (None = linuxbridge when this
+``backend_choice`` picks one from ``settings.network.backend`` (None = linuxbridge when this
 process is root and dnsmasq is found, else noop) and says which on start-up.
 """
 
@@ -18,8 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from typing import Protocol
 
+from stratus.core import hosttools
 from stratus.core.bus import Transport
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
@@ -55,6 +58,9 @@ class NetworkBackend(Protocol):
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None: ...
 
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None: ...
+
 
 class NoopBackend:
     name = "noop"
@@ -78,6 +84,11 @@ class NoopBackend:
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None:
+        return None
+
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        """No firewall: with the noop backend security groups are stored, never enforced."""
         return None
 
 
@@ -110,27 +121,48 @@ class LinuxBridgeBackend:
                            network_id: str) -> None:
         await self.l2.port_unbound(ctx, host, port_id, network_id)
 
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        await self.l2.security_groups_updated(ctx, security_group_ids, port_ids)
 
-def backend_name(settings: Settings) -> str:
-    """The configured backend, or the automatic choice (with the reason logged)."""
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend this process runs, and why (shown on start-up and by ``stratus doctor``)."""
+
+    name: str
+    reason: str
+
+
+def backend_choice(settings: Settings) -> BackendChoice:
+    """The configured backend, or the automatic choice: linuxbridge when this process is
+    root and dnsmasq is found, else noop, with what is missing and how to add it."""
     chosen = settings.network.backend
     if chosen is not None:
         if chosen not in BACKENDS:
             raise ValueError(f"network backend {chosen!r} is unknown; use one of "
                              f"{', '.join(BACKENDS)}")
-        LOG.info("network backend: %s (configured)", chosen)
-        return chosen
-    is_root = os.geteuid() == 0
-    has_dnsmasq = shutil.which(settings.network.dnsmasq) is not None
-    chosen = "linuxbridge" if is_root and has_dnsmasq else "noop"
-    LOG.info("network backend: %s (automatic: %s, %s)", chosen,
-             "root" if is_root else "not root",
-             "dnsmasq found" if has_dnsmasq else "no dnsmasq")
-    return chosen
+        return BackendChoice(chosen, "configured")
+    lacking = []
+    if os.geteuid() != 0:
+        lacking.append("not root (bridges, namespaces and DHCP need root)")
+    if shutil.which(settings.network.dnsmasq) is None:
+        lacking.append(hosttools.missing(settings.network.dnsmasq))
+    if lacking:
+        return BackendChoice("noop", "; ".join(lacking))
+    return BackendChoice("linuxbridge", "root, dnsmasq found")
+
+
+def backend_name(settings: Settings) -> str:
+    """The configured backend, or the automatic choice (with the reason logged)."""
+    choice = backend_choice(settings)
+    LOG.info("network backend: %s (%s)", choice.name, choice.reason)
+    return choice.name
 
 
 def create_backend(name: str, transport: Transport | None) -> NetworkBackend:
     if name == "noop":
+        LOG.info("network backend noop: security groups are stored, not enforced")
         return NoopBackend()
     if transport is None:
         raise ValueError("the linuxbridge backend needs the message bus")

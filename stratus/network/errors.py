@@ -107,3 +107,100 @@ class OverQuota(_AboutOne, Conflict):
 
 class PolicyNotAuthorized(Forbidden):
     pass
+
+
+# Port security, allowed address pairs and security group rules (Neutron's names) ----------
+
+
+class PortSecurityAndIPRequiredForSecurityGroups(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Port security must be enabled and port must have an IP address in "
+                         "order to use security groups.")
+
+
+class PortSecurityPortHasSecurityGroup(Conflict):
+    def __init__(self) -> None:
+        super().__init__("Port has security group associated. Cannot disable port security "
+                         "or IP address until security group is removed.")
+
+
+class AllowedAddressPairsMissingIP(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("AllowedAddressPair must contain ip_address")
+
+
+class AddressPairAndPortSecurityRequired(Conflict):
+    def __init__(self) -> None:
+        super().__init__("Port Security must be enabled in order to have allowed address "
+                         "pairs on a port.")
+
+
+class DuplicateAddressPairInRequest(InvalidInput):
+    def __init__(self, mac: str, ip: str) -> None:
+        super().__init__(f"Request contains duplicate address pair: mac_address {mac} "
+                         f"ip_address {ip}.")
+
+
+class AllowedAddressPairExhausted(BadRequest):
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"The number of allowed address pair exceeds the maximum {maximum}.")
+
+
+class SecurityGroupDefaultAlreadyExists(Conflict):
+    def __init__(self) -> None:
+        super().__init__("Default security group already exists.")
+
+
+class SecurityGroupCannotUpdateDefault(Conflict):
+    def __init__(self) -> None:
+        super().__init__("Updating default security group not allowed.")
+
+
+class SecurityGroupRuleInvalidProtocol(InvalidInput):
+    def __init__(self, protocol: str, known: list[str]) -> None:
+        super().__init__(f"Security group rule protocol {protocol} not supported. Only "
+                         f"protocol values {known} and integer representations [0 to 255] "
+                         "are supported.")
+
+
+class SecurityGroupInvalidPortRange(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("For TCP/UDP protocols, port_range_min must be <= port_range_max")
+
+
+class SecurityGroupInvalidPortValue(InvalidInput):
+    def __init__(self, port: object) -> None:
+        super().__init__(f"Invalid value for port {port}")
+
+
+class SecurityGroupInvalidIcmpValue(InvalidInput):
+    def __init__(self, field: str, attribute: str, value: object) -> None:
+        super().__init__(f"Invalid value for ICMP {field} ({attribute}) {value}. It must be "
+                         "0 to 255.")
+
+
+class SecurityGroupMissingIcmpType(InvalidInput):
+    def __init__(self, value: object) -> None:
+        super().__init__(f"ICMP code (port-range-max) {value} is provided but ICMP type "
+                         "(port-range-min) is missing.")
+
+
+class SecurityGroupProtocolRequiredWithPorts(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Must also specify protocol if port range is given.")
+
+
+class SecurityGroupInvalidProtocolForPortRange(InvalidInput):
+    def __init__(self, protocol: str) -> None:
+        super().__init__(f"Invalid protocol {protocol} for port range, only supported for "
+                         "TCP, UDP, UDPLITE, SCTP and DCCP.")
+
+
+class SecurityGroupRemoteGroupAndRemoteIpPrefix(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Only remote_ip_prefix or remote_group_id may be provided.")
+
+
+class SecurityGroupRuleParameterConflict(InvalidInput):
+    def __init__(self, ethertype: str, cidr: str) -> None:
+        super().__init__(f"Conflicting value ethertype {ethertype} for CIDR {cidr}")

@@ -168,9 +168,9 @@ class IPAM(Part):
     """Allocates and frees addresses inside the caller's transaction."""
 
     async def _try(self, subnet: Subnet, address: str, port_id: str, position: int) -> bool:
-        result = await self.session.execute(self.txn.insert_ignore(IPAllocation).values(
-            subnet_id=subnet.id, ip_address=address, port_id=port_id,
-            network_id=subnet.network_id, position=position))
+        result = await self.session.execute(self.txn.insert_ignore(IPAllocation.__table__), {
+            "subnet_id": subnet.id, "ip_address": address, "port_id": port_id,
+            "network_id": subnet.network_id, "position": position})
         return Txn.rowcount(result) == 1
 
     async def allocated(self, subnet_id: str) -> set[int]:

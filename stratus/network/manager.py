@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from stratus.core.context import RequestContext
-from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo, RouterInfo
 from stratus.network.service import NetworkRuntime
 
 LOG = logging.getLogger(__name__)
@@ -21,7 +21,8 @@ class NetworkServerManager:
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
                "release_dhcp_port", "get_device_details", "get_bound_ports",
-               "update_device_up", "update_device_down")
+               "update_device_up", "update_device_down",
+               "get_routers", "update_floatingip_statuses")
 
     def __init__(self, runtime: NetworkRuntime) -> None:
         self.runtime = runtime
@@ -65,3 +66,15 @@ class NetworkServerManager:
     async def update_device_down(self, ctx: RequestContext, port_id: str, host: str) -> None:
         async with self.runtime.service() as svc:
             await svc.agent_sync.set_port_status(port_id, host, up=False)
+
+    # The l3-agents -----------------------------------------------------------------------
+
+    async def get_routers(self, ctx: RequestContext, host: str,
+                          router_ids: list[str] | None = None) -> list[RouterInfo]:
+        async with self.runtime.service() as svc:  # writes: it may schedule routers
+            return await svc.l3_sync.get_routers(host, router_ids)
+
+    async def update_floatingip_statuses(self, ctx: RequestContext, router_id: str,
+                                         statuses: dict[str, str]) -> None:
+        async with self.runtime.service() as svc:
+            await svc.l3_sync.update_floatingip_statuses(router_id, statuses)

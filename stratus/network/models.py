@@ -98,6 +98,9 @@ class Port(_Standard, Base):
         passive_deletes=True)
     security_groups: Mapped[list[PortSecurityGroup]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", passive_deletes=True)
+    allowed_address_pairs: Mapped[list[PortAllowedAddressPair]] = relationship(
+        lazy="selectin", order_by="PortAllowedAddressPair.position",
+        cascade="all, delete-orphan", passive_deletes=True)
 
 
 class IPAllocation(Base):
@@ -167,6 +170,20 @@ class PortSecurityGroup(Base):
         index=True)
 
 
+class PortAllowedAddressPair(Base):
+    """An ``allowed_address_pairs`` entry of a port: the firewall lets the port send from
+    ``ip_address`` (an address or a CIDR) with ``mac_address``."""
+
+    __tablename__ = "network_port_allowed_address_pairs"
+
+    port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="CASCADE"), primary_key=True)
+    mac_address: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Order of the pair in the port's ``allowed_address_pairs``.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Agent(Base):
     """An agent as its heartbeats describe it (``network agent list``)."""
 
@@ -195,3 +212,64 @@ class Quota(Base):
     project_id: Mapped[IdentityId] = mapped_column(primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+# Routers and floating IPs (the L3 service) ------------------------------------------------
+
+
+class Router(_Standard, Base):
+    """A router. Its legs are ports: the gateway (``gw_port_id``, on an external network)
+    and its interfaces (``device_owner`` ``network:router_interface``, ``device_id`` the
+    router). ``l3_agent_host``: the l3-agent it is scheduled to ('' until it needs one)."""
+
+    __tablename__ = "network_routers"
+
+    name: Mapped[Name] = mapped_column(default="", index=True)
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    gw_port_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="SET NULL"), index=True)
+    l3_agent_host: Mapped[str] = mapped_column(String(255), default="", index=True)
+    availability_zone_hints: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+
+    routes: Mapped[list[RouterRoute]] = relationship(
+        lazy="selectin", order_by="RouterRoute.position", cascade="all, delete-orphan",
+        passive_deletes=True)
+
+
+class RouterRoute(Base):
+    """One of a router's extra routes (``extraroute``)."""
+
+    __tablename__ = "network_router_routes"
+
+    router_id: Mapped[str] = mapped_column(
+        ForeignKey("network_routers.id", ondelete="CASCADE"), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nexthop: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Order of the route in the router's ``routes``.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FloatingIP(_Standard, Base):
+    """A floating IP: an address held by a ``network:floatingip`` port on an external
+    network, associated (or not) with a fixed IP of another port through ``router_id``.
+    The unique key keeps one floating IP per fixed IP and external network."""
+
+    __tablename__ = "network_floatingips"
+    __table_args__ = (UniqueConstraint("floating_network_id", "fixed_port_id",
+                                       "fixed_ip_address", name="uq_network_floatingips_fixed"),)
+
+    floating_ip_address: Mapped[str] = mapped_column(String(64), index=True)
+    floating_network_id: Mapped[str] = mapped_column(
+        ForeignKey("network_networks.id"), index=True)
+    floating_port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="CASCADE"), unique=True)
+    fixed_port_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_ports.id", ondelete="SET NULL"), index=True)
+    fixed_ip_address: Mapped[str | None] = mapped_column(String(64))
+    router_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_routers.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    tags: Mapped[list[str]] = mapped_column(default=list)

@@ -112,9 +112,10 @@ class Networks(Part):
 
     def _visible_networks(self, caller: Caller) -> Select[Network]:
         query = select(Network)
-        if not caller.is_admin:
+        if not caller.is_admin:  # external networks are everyone's to route to and float from
             query = query.where(or_(Network.project_id == caller.project_id,
-                                    Network.shared.is_(True)))
+                                    Network.shared.is_(True),
+                                    Network.router_external.is_(True)))
         return query
 
     async def get_network(self, caller: Caller, network_id: str) -> Network:

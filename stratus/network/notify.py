@@ -71,6 +71,7 @@ class Notifier:
         """Call before the row is deleted: its host and network are read here."""
         host, network_id, port_id = port.binding_host_id, port.network_id, port.id
         backend, ctx = self.backend, system_context()
+        self.security_groups_changed([g.security_group_id for g in port.security_groups])
         self.txn.after_commit(lambda: backend.port_deleted(ctx, network_id, port_id))
         if host and not backend.wires_at_once:
             self.txn.after_commit(lambda: backend.port_unbound(ctx, host, port_id, network_id))
@@ -79,6 +80,7 @@ class Notifier:
         """Tell the backend (after commit) what changed; bind or unbind on hosts. With a
         backend that wires at once, a newly bound server port goes ACTIVE here."""
         backend, ctx = self.backend, system_context()
+        await self._port_security_changed(port, old)
         old_host = old.binding_host_id if old else ""
         bound = bool(port.binding_host_id) and port.device_owner.startswith(
             COMPUTE_DEVICE_OWNER_PREFIX)
@@ -95,3 +97,29 @@ class Notifier:
             details = await self.snapshots.device_details(port)
             host = port.binding_host_id
             self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))
+
+    # Security groups (the l2-agents' firewalls) ---------------------------------------------
+
+    def security_groups_changed(self, group_ids: list[str],
+                                port_ids: list[str] | None = None) -> None:
+        """After commit, tell every l2-agent that these groups' rules or members (or these
+        ports' security) changed."""
+        if isinstance(self.backend, NoopBackend) or not (group_ids or port_ids):
+            return
+        backend, ctx = self.backend, system_context()
+        groups, ports = sorted(set(group_ids)), list(port_ids or [])
+        self.txn.after_commit(lambda: backend.security_groups_updated(ctx, groups, ports))
+
+    async def _port_security_changed(self, port: Port, old: PortInfo | None) -> None:
+        """A port's groups, addresses, address pairs or port security changed: its groups'
+        members did, and its own firewall must follow."""
+        new = await self.snapshots.port_info(port)
+        if old is not None and _security_view(old) == _security_view(new):
+            return
+        groups = set(new.security_group_ids) | set(old.security_group_ids if old else [])
+        self.security_groups_changed(sorted(groups), [port.id] if old is not None else [])
+
+
+def _security_view(port: PortInfo) -> tuple[object, ...]:
+    return (port.mac_address, port.fixed_ips, port.port_security_enabled,
+            port.security_group_ids, port.allowed_address_pairs)

@@ -6,6 +6,7 @@ The agents never read the network database: the server hands them ``NetworkInfo`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,6 +66,39 @@ class SubnetInfo(_Message):
     allocation_pools: list[AllocationPool] = Field(default_factory=list)
 
 
+# Security groups, as the l2-agent's firewall needs them ----------------------------------
+
+
+class AddressPair(_Message):
+    """An ``allowed_address_pairs`` entry: traffic from ``ip_address`` (an address or a
+    CIDR) with ``mac_address`` is the port's own."""
+
+    ip_address: str
+    mac_address: str
+
+
+class SecurityGroupRuleInfo(_Message):
+    """One rule as written (protocol normalised to its name or number string)."""
+
+    id: str
+    direction: str
+    ethertype: str = "IPv4"
+    protocol: str | None = None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+
+
+class SecurityGroupInfo(_Message):
+    id: str
+    stateful: bool = True
+    rules: list[SecurityGroupRuleInfo] = Field(default_factory=list)
+
+
+# Networks and ports -------------------------------------------------------------------------
+
+
 class PortInfo(_Message):
     id: str
     network_id: str
@@ -79,6 +113,10 @@ class PortInfo(_Message):
     #: Hostname handed out by DHCP (Neutron's ``dns_name`` / ``host-<ip>`` when empty).
     hostname: str = ""
     status: str = "DOWN"
+    #: Port security (the firewall filters the port only when on).
+    port_security_enabled: bool = True
+    security_group_ids: list[str] = Field(default_factory=list)
+    allowed_address_pairs: list[AddressPair] = Field(default_factory=list)
 
 
 class NetworkInfo(_Message):
@@ -98,10 +136,14 @@ class NetworkInfo(_Message):
 
 
 class DeviceDetails(_Message):
-    """What an l2-agent needs to wire one port: the port and its network's segment."""
+    """What an l2-agent needs to wire one port: the port and its network's segment, and
+    for its firewall the port's groups with their rules and the members (addresses and
+    CIDRs) of every group those rules name as ``remote_group_id``."""
 
     port: PortInfo
     network: NetworkInfo
+    security_groups: list[SecurityGroupInfo] = Field(default_factory=list)
+    remote_group_members: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class AgentState(_Message):
@@ -117,3 +159,68 @@ class AgentState(_Message):
     configurations: dict[str, Any] = Field(default_factory=dict)
     #: True on the agent's first report after it starts (the server may resync it).
     start_flag: bool = False
+
+
+# Routers (L3) -------------------------------------------------------------------------------
+#
+# What the network server hands the l3-agent (``NetworkServerAPI.get_routers``) and what the
+# agent reports back (``update_floatingip_statuses``).
+
+#: ``device_owner`` of a router's leg on an internal network, on its external network, and
+#: of a floating IP's port.
+ROUTER_INTERFACE_OWNER = "network:router_interface"
+ROUTER_GATEWAY_OWNER = "network:router_gateway"
+FLOATINGIP_OWNER = "network:floatingip"
+
+
+def router_namespace(router_id: str) -> str:
+    return f"qrouter-{router_id}"
+
+
+class RouterPort(_Message):
+    """One leg of a router (named ``qr-<id[:11]>`` inside, ``qg-<id[:11]>`` for the gateway)."""
+
+    id: str
+    mac_address: str
+    fixed_ips: list[FixedIP]
+    #: The leg's network: segment and subnets (its ``ports`` left empty).
+    network: NetworkInfo
+
+
+class FloatingIPInfo(_Message):
+    id: str
+    floating_ip_address: str
+    fixed_ip_address: str
+    port_id: str
+
+
+class RouterInfo(_Message):
+    id: str
+    project_id: str
+    name: str = ""
+    admin_state_up: bool = True
+    enable_snat: bool = True
+    gateway: RouterPort | None = None
+    interfaces: list[RouterPort] = Field(default_factory=list)
+    routes: list[HostRoute] = Field(default_factory=list)
+    floating_ips: list[FloatingIPInfo] = Field(default_factory=list)
+
+
+# Provider bridges ---------------------------------------------------------------------------
+
+
+def network_bridge(network: NetworkInfo, physical_bridges: Mapping[str, str]) -> str:
+    """The host bridge of ``network`` on every agent (l2, dhcp, l3 agree through this): a
+    ``flat`` network on a physical network that ``network.physical_bridges`` maps uses that
+    host bridge (e.g. ``public`` → ``br-ex``); any other network its own ``brq<id[:11]>``."""
+    if network.network_type == "flat" and network.physical_network:
+        mapped = physical_bridges.get(network.physical_network)
+        if mapped:
+            return mapped
+    return bridge_name(network.id)
+
+
+def is_provider_bridge(bridge: str, physical_bridges: Mapping[str, str]) -> bool:
+    """Whether ``bridge`` is a mapped host bridge: the operator's (or ``stratus up``'s), which
+    agents plug into but never remove."""
+    return bridge in physical_bridges.values()

@@ -63,6 +63,19 @@ RULES = [
     # Security groups and rules.
     *_owned("security_group"),
     *_owned("security_group_rule", ("create", "get", "delete")),
+    # Routers and floating IPs (the L3 service).
+    *_owned("router"),
+    RuleDefault("add_router_interface", MEMBER),
+    RuleDefault("remove_router_interface", MEMBER),
+    RuleDefault("create_router:external_gateway_info:enable_snat", ADMIN,
+                "Choose whether a new router's gateway translates addresses"),
+    RuleDefault("create_router:external_gateway_info:external_fixed_ips", ADMIN,
+                "Choose a new router's gateway addresses"),
+    RuleDefault("update_router:external_gateway_info:enable_snat", ADMIN),
+    RuleDefault("update_router:external_gateway_info:external_fixed_ips", ADMIN),
+    *_owned("floatingip"),
+    RuleDefault("create_floatingip:floating_ip_address", ADMIN,
+                "Choose a floating IP's address"),
     # Quotas and agents: operators'.
     RuleDefault("get_quota", READER),
     RuleDefault("get_quotas", ADMIN, "List every project's non-default quotas"),

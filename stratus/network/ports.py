@@ -4,7 +4,7 @@ groups and host bindings; the backend hears of each change after the commit (``n
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -14,8 +14,9 @@ from sqlalchemy.orm import joinedload
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
+from stratus.network import address_pairs, ipam
 from stratus.network import filters as flt
-from stratus.network import ipam
+from stratus.network.address_pairs import AddressPairRequest
 from stratus.network.caller import network_target
 from stratus.network.common import (
     UNSET,
@@ -26,11 +27,14 @@ from stratus.network.common import (
     touch,
 )
 from stratus.network.errors import (
+    AddressPairAndPortSecurityRequired,
     InvalidInput,
     IpAddressGenerationFailure,
     MacAddressGenerationFailure,
     MacAddressInUse,
     PortNotFound,
+    PortSecurityAndIPRequiredForSecurityGroups,
+    PortSecurityPortHasSecurityGroup,
     SecurityGroupNotFound,
 )
 from stratus.network.ipam import IPAM
@@ -140,6 +144,7 @@ class NewPort:
     binding_vnic_type: str = "normal"
     binding_profile: Mapping[str, Any] = field(default_factory=dict)
     binding: bool = False
+    allowed_address_pairs: tuple[AddressPairRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ class PortUpdate:
     security_groups: tuple[str, ...] | Unset = UNSET
     fixed_ips: tuple[FixedIpRequest, ...] | Unset = UNSET
     binding: bool = False
+    allowed_address_pairs: tuple[AddressPairRequest, ...] | Unset = UNSET
 
 
 @dataclass
@@ -176,6 +182,9 @@ class Ports(Part):
     quotas: Quotas
     notifier: Notifier
     snapshots: Snapshots
+    #: Run before a port is deleted through the API; may refuse (the L3 service's ports)
+    #: or let go of what uses the port (its floating IPs).
+    before_delete: list[Callable[[Port], Awaitable[None]]] = field(default_factory=list)
 
     def _visible_ports(self, caller: Caller) -> Select[Port]:
         query = select(Port)
@@ -200,6 +209,8 @@ class Ports(Part):
         project_id = new.project_id or caller.require_project()
         if project_id != caller.project_id:
             caller.authorize("admin_only")
+        if net.router_external and not net.shared and net.project_id != project_id:
+            caller.authorize("admin_only")  # seen by all, but ports there are the L3 service's
         target = {**network_target(net), "project_id": project_id,
                   "network_owner": net.project_id}
         caller.authorize("create_port", target)
@@ -224,8 +235,9 @@ class Ports(Part):
         else:
             groups = await self._check_groups(caller, project_id, new.security_groups)
             if groups and not port_security:
-                raise InvalidInput("Port has security group associated. Cannot disable port "
-                                   "security or ip address until security group is removed")
+                raise PortSecurityAndIPRequiredForSecurityGroups()
+        if new.allowed_address_pairs and not port_security:
+            raise AddressPairAndPortSecurityRequired()
         port_id = new_id()
         now = utcnow()
         row = {
@@ -244,6 +256,13 @@ class Ports(Part):
         await self._allocate(net, port_id, new.fixed_ips)
         await self.session.flush()
         port = await self.load(port_id)
+        if new.security_groups:
+            await self._check_ip_for_groups(port, explicit=True)
+        if new.allowed_address_pairs:
+            await address_pairs.replace(self.session, port.id, address_pairs.resolve(
+                new.allowed_address_pairs, port.mac_address, self._mac))
+            await self.session.flush()
+            port = await self.load(port_id)
         await self.notifier.port_changed(port, None)
         return port
 
@@ -252,14 +271,14 @@ class Ports(Part):
         holds (the unique key says so) is drawn again."""
         if mac is not None:
             mac = self._mac(mac)
-            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
-                **row, mac_address=mac))
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
+                                                {**row, "mac_address": mac})
             if Txn.rowcount(result) != 1:
                 raise MacAddressInUse(mac, row["network_id"])
             return
         for _ in range(MAC_TRIES):
-            result = await self.session.execute(self.txn.insert_ignore(Port.__table__).values(
-                **row, mac_address=random_mac()))
+            result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
+                                                {**row, "mac_address": random_mac()})
             if Txn.rowcount(result) == 1:
                 return
         raise MacAddressGenerationFailure(row["network_id"])
@@ -361,18 +380,7 @@ class Ports(Part):
                 Port.id != port.id))
             if clash is not None:
                 raise MacAddressInUse(port.mac_address, port.network_id)
-        if change.port_security_enabled is not UNSET:
-            port.port_security_enabled = change.port_security_enabled
-        if change.security_groups is not UNSET:
-            groups = await self._check_groups(caller, port.project_id, change.security_groups)
-            await self.session.execute(delete(PortSecurityGroup).where(
-                PortSecurityGroup.port_id == port.id))
-            for group_id in groups:
-                self.session.add(PortSecurityGroup(port_id=port.id, security_group_id=group_id))
-        elif change.port_security_enabled is not UNSET and not port.port_security_enabled \
-                and port.security_groups:
-            raise InvalidInput("Port has security group associated. Cannot disable port "
-                               "security or ip address until security group is removed")
+        await self._update_security(caller, port, change)
         if change.fixed_ips is not UNSET:
             await self._readdress(net, port, change.fixed_ips)
         if port.binding_host_id != old_host:
@@ -380,8 +388,48 @@ class Ports(Part):
         touch(port)
         await self.session.flush()
         port = await self.load(port.id)
+        if change.fixed_ips is not UNSET:
+            await self._check_ip_for_groups(port, explicit=False)
         await self.notifier.port_changed(port, old_info)
         return port
+
+    # Port security, security groups and allowed address pairs ------------------------------
+
+    async def _update_security(self, caller: Caller, port: Port, change: PortUpdate) -> None:
+        """Apply a change's ``port_security_enabled``, ``security_groups`` and
+        ``allowed_address_pairs`` together, with Neutron's refusals: groups need port
+        security (400), port security cannot go while groups or pairs remain (409)."""
+        enabled = (port.port_security_enabled if change.port_security_enabled is UNSET
+                   else bool(change.port_security_enabled))
+        if change.security_groups is not UNSET:
+            groups = await self._check_groups(caller, port.project_id, change.security_groups)
+            if groups and not enabled:
+                raise PortSecurityAndIPRequiredForSecurityGroups()
+            await self.session.execute(delete(PortSecurityGroup).where(
+                PortSecurityGroup.port_id == port.id))
+            for group_id in groups:
+                self.session.add(PortSecurityGroup(port_id=port.id, security_group_id=group_id))
+        elif not enabled and port.security_groups:
+            raise PortSecurityPortHasSecurityGroup()
+        if change.allowed_address_pairs is not UNSET:
+            if change.allowed_address_pairs and not enabled:
+                raise AddressPairAndPortSecurityRequired()
+            mac = (port.mac_address if change.mac_address is UNSET
+                   else self._mac(change.mac_address))
+            await address_pairs.replace(self.session, port.id, address_pairs.resolve(
+                change.allowed_address_pairs, mac, self._mac))
+        elif not enabled and port.allowed_address_pairs:
+            raise AddressPairAndPortSecurityRequired()
+        port.port_security_enabled = enabled
+
+    async def _check_ip_for_groups(self, port: Port, explicit: bool) -> None:
+        """A port in security groups must have an address (Neutron's 400 when groups were
+        asked for, its 409 when an update takes the last address away)."""
+        if port.security_groups and not port.fixed_ips:
+            if explicit:
+                raise PortSecurityAndIPRequiredForSecurityGroups()
+            if port.network_id and (await self.snapshots.subnets_of(port.network_id)):
+                raise PortSecurityPortHasSecurityGroup()
 
     async def _readdress(self, net: Network, port: Port,
                          wanted: Sequence[FixedIpRequest]) -> None:
@@ -412,6 +460,8 @@ class Ports(Part):
         net = await self.session.get(Network, port.network_id)
         assert net is not None
         caller.authorize("delete_port", {**network_target(net), "project_id": port.project_id})
+        for hook in self.before_delete:
+            await hook(port)
         await self.remove(port)
 
     async def remove(self, port: Port) -> None:

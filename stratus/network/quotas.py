@@ -15,14 +15,25 @@ from stratus.core.db import Txn
 from stratus.core.quotas import Overage, QuotaTable
 from stratus.core.quotas import Quotas as QuotaRows
 from stratus.network.errors import InvalidInput, OverQuota
-from stratus.network.models import Network, Port, Quota, SecurityGroup, SecurityGroupRule, Subnet
+from stratus.network.models import (
+    FloatingIP,
+    Network,
+    Port,
+    Quota,
+    Router,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 
-QUOTA_RESOURCES = ("network", "subnet", "port", "security_group", "security_group_rule")
+QUOTA_RESOURCES = ("network", "subnet", "port", "security_group", "security_group_rule",
+                   "router", "floatingip")
 
 #: The table each quota resource counts.
 _COUNTED: dict[str, Any] = {"network": Network, "subnet": Subnet, "port": Port,
                             "security_group": SecurityGroup,
-                            "security_group_rule": SecurityGroupRule}
+                            "security_group_rule": SecurityGroupRule,
+                            "router": Router, "floatingip": FloatingIP}
 
 
 def _over(over: Overage) -> Exception:

@@ -6,18 +6,26 @@ same method names:
 * ``NetworkServerAPI`` → network-api's agent RPC (``stratus/network/manager.py``), used by
   the dhcp-agent and l2-agent;
 * ``DhcpAgentAPI`` → every dhcp-agent (fanout: each agent keeps the networks it serves);
-* ``L2AgentAPI`` → the l2-agent of one host (``l2_agent.<host>``), or all of them by fanout.
+* ``L2AgentAPI`` → the l2-agent of one host (``l2_agent.<host>``), or all of them by fanout;
+* ``L3AgentAPI`` → the l3-agent of one host (``l3_agent.<host>``).
 """
 
 from __future__ import annotations
 
 from stratus.core.bus import RPCAPI
 from stratus.core.context import RequestContext
-from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.objects import (
+    AgentState,
+    DeviceDetails,
+    NetworkInfo,
+    PortInfo,
+    RouterInfo,
+)
 
 NETWORK_TOPIC = "network"
 DHCP_AGENT_TOPIC = "dhcp_agent"
 L2_AGENT_TOPIC = "l2_agent"
+L3_AGENT_TOPIC = "l3_agent"
 
 
 class NetworkServerAPI(RPCAPI):
@@ -72,6 +80,21 @@ class NetworkServerAPI(RPCAPI):
         (``network-vif-unplugged``)."""
         await self.client.call(ctx, "update_device_down", port_id=port_id, host=host)
 
+    # Routers (the l3-agent) ---------------------------------------------------------------
+
+    async def get_routers(self, ctx: RequestContext, host: str,
+                          router_ids: list[str] | None = None) -> list[RouterInfo]:
+        """The routers scheduled to the l3-agent of ``host`` (only ``router_ids`` when
+        given), each with its legs, extra routes and floating IPs."""
+        return self.result(list[RouterInfo], await self.client.call(
+            ctx, "get_routers", host=host, router_ids=router_ids))
+
+    async def update_floatingip_statuses(self, ctx: RequestContext, router_id: str,
+                                         statuses: dict[str, str]) -> None:
+        """Floating IP id → ``ACTIVE`` / ``DOWN`` / ``ERROR`` as the router's agent made it."""
+        await self.client.call(ctx, "update_floatingip_statuses", router_id=router_id,
+                               statuses=statuses)
+
 
 class DhcpAgentAPI(RPCAPI):
     TOPIC = DHCP_AGENT_TOPIC
@@ -109,3 +132,30 @@ class L2AgentAPI(RPCAPI):
     async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
         """Every host drops the network's bridge (and VXLAN device)."""
         await self.client.fanout(ctx, "network_deleted", network_id=network_id)
+
+    async def security_groups_updated(self, ctx: RequestContext,
+                                      security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        """Rules or members of these groups changed, or these ports' security did (their
+        groups, addresses, address pairs, port security): every agent fetches again the
+        ports it filters that the change touches (a port in the groups, or whose rules name
+        one of them as remote group, or one of ``port_ids``) and applies their firewall."""
+        await self.client.fanout(ctx, "security_groups_updated",
+                                 security_group_ids=security_group_ids,
+                                 port_ids=port_ids)
+
+
+class L3AgentAPI(RPCAPI):
+    TOPIC = L3_AGENT_TOPIC
+
+    async def routers_updated(self, ctx: RequestContext, host: str,
+                              router_ids: list[str]) -> None:
+        """The routers changed (legs, gateway, routes, floating IPs): the agent of ``host``
+        fetches them (``get_routers``) and makes its namespaces match."""
+        await self.client.prepare(server=host).cast(ctx, "routers_updated",
+                                                    router_ids=router_ids)
+
+    async def router_deleted(self, ctx: RequestContext, host: str, router_id: str) -> None:
+        """The router is gone (or no longer on ``host``): its namespace goes."""
+        await self.client.prepare(server=host).cast(ctx, "router_deleted",
+                                                    router_id=router_id)

@@ -13,14 +13,26 @@ from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
+from stratus.network import protocols
 from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import (
     InvalidInput,
     SecurityGroupCannotRemoveDefault,
+    SecurityGroupCannotUpdateDefault,
+    SecurityGroupDefaultAlreadyExists,
     SecurityGroupInUse,
+    SecurityGroupInvalidIcmpValue,
+    SecurityGroupInvalidPortRange,
+    SecurityGroupInvalidPortValue,
+    SecurityGroupInvalidProtocolForPortRange,
+    SecurityGroupMissingIcmpType,
     SecurityGroupNotFound,
+    SecurityGroupProtocolRequiredWithPorts,
+    SecurityGroupRemoteGroupAndRemoteIpPrefix,
     SecurityGroupRuleExists,
+    SecurityGroupRuleInvalidProtocol,
     SecurityGroupRuleNotFound,
+    SecurityGroupRuleParameterConflict,
 )
 from stratus.network.models import (
     DefaultSecurityGroup,
@@ -28,6 +40,7 @@ from stratus.network.models import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from stratus.network.notify import Notifier
 from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 
@@ -121,6 +134,12 @@ class SecurityGroups(Part):
     shape (``fingerprint``), so a duplicate is a 409 even when two requests race."""
 
     quotas: Quotas
+    #: Tells the l2-agents of rule changes (None: nobody to tell).
+    notifier: Notifier | None = None
+
+    def _rules_changed(self, group_id: str) -> None:
+        if self.notifier is not None:
+            self.notifier.security_groups_changed([group_id])
 
     async def default_security_group(self, project_id: str) -> str:
         """The project's ``default`` group, made with its default rules on first use; two
@@ -186,7 +205,7 @@ class SecurityGroups(Part):
         caller.authorize("create_security_group", {"project_id": project_id})
         name = new.name
         if name == "default":
-            raise InvalidInput("Default security group already exists.")
+            raise SecurityGroupDefaultAlreadyExists()
         await self.default_security_group(project_id)
         await self.quotas.check(project_id, "security_group")
         now = utcnow()
@@ -210,9 +229,11 @@ class SecurityGroups(Part):
                                     change: SecurityGroupUpdate) -> SecurityGroup:
         group = await self.get_security_group(caller, group_id)
         caller.authorize("update_security_group", {"project_id": group.project_id})
+        if change.name == "default" and group.name != "default":
+            raise SecurityGroupDefaultAlreadyExists()
         if change.name is not UNSET and change.name != group.name and \
                 await self.is_default_group(group.id):
-            raise InvalidInput("Updating default security group not allowed.")
+            raise SecurityGroupCannotUpdateDefault()
         for column, value in given(change).items():
             setattr(group, column, value)
         touch(group)
@@ -231,12 +252,16 @@ class SecurityGroups(Part):
         await self.session.execute(delete(DefaultSecurityGroup).where(
             DefaultSecurityGroup.security_group_id == group.id))
         await self.session.delete(group)
+        # Rules of other groups may name it as their remote group.
+        self._rules_changed(group.id)
 
     @staticmethod
     def _fingerprint(r: Mapping[str, Any]) -> str:
-        return "|".join(str(r.get(k)) for k in (
-            "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
-            "remote_ip_prefix", "remote_group_id"))
+        """The rule's shape; a protocol by name or by number is the same protocol."""
+        number = protocols.protocol_number(r.get("protocol"), r.get("ethertype") or "IPv4")
+        return "|".join(str(v) for v in (
+            r.get("direction"), r.get("ethertype") or "IPv4", number, r.get("port_range_min"),
+            r.get("port_range_max"), r.get("remote_ip_prefix"), r.get("remote_group_id")))
 
     def _add_rule(self, group: SecurityGroup, r: dict[str, Any]) -> SecurityGroupRule:
         now = utcnow()
@@ -252,9 +277,6 @@ class SecurityGroups(Part):
         self.session.add(rule)
         return rule
 
-    PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132,
-                 "gre": 47, "esp": 50, "ah": 51, "any": None}
-
     def _normalise_rule(self, new: NewRule) -> dict[str, Any]:
         r = asdict(new)
         if r.get("direction") not in ("ingress", "egress"):
@@ -268,27 +290,19 @@ class SecurityGroups(Part):
         protocol = r.get("protocol")
         if protocol is not None:
             protocol = str(protocol).lower()
-            if protocol == "any":
+            if not protocols.is_valid_protocol(protocol):
+                raise SecurityGroupRuleInvalidProtocol(protocol, protocols.known_names())
+            if protocol in protocols.ANY:
                 protocol = None
-            elif protocol not in self.PROTOCOLS and not (protocol.isdigit()
-                                                          and 0 <= int(protocol) <= 255):
-                raise InvalidInput(f"Security group rule protocol {protocol} not supported. "
-                                   "Only protocol values [tcp, udp, icmp, ...] and flt.integer "
-                                   "representations [0 to 255] are supported.")
         r["protocol"] = protocol
-        low, high = r.get("port_range_min"), r.get("port_range_max")
-        for name, value in (("port_range_min", low), ("port_range_max", high)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise InvalidInput(f"Invalid input for {name}: '{value}' is not an flt.integer.")
-        if (low is not None or high is not None) and protocol in ("tcp", "udp", "sctp", "6",
-                                                                    "17", "132"):
-            if low is None or high is None or not 1 <= low <= high <= 65535:
-                raise InvalidInput("For TCP/UDP protocols, port_range_min must be <= "
-                                   "port_range_max, both between 1 and 65535.")
-        elif (low is not None or high is not None) and protocol is None:
-            raise InvalidInput("Must also specify protocol if port range is given.")
+        number = protocols.protocol_number(protocol, r["ethertype"])
+        if number == protocols.ICMPV6 and r["ethertype"] == "IPv4":
+            raise InvalidInput(f"Security group rule for ethertype 'IPv4' not supported. "
+                               f"Allowed ethertypes for protocol {protocol} are IPv6.")
+        self._check_port_range(protocol, number, r.get("port_range_min"),
+                               r.get("port_range_max"))
         if r.get("remote_ip_prefix") and r.get("remote_group_id"):
-            raise InvalidInput("Only remote_ip_prefix or remote_group_id may be provided.")
+            raise SecurityGroupRemoteGroupAndRemoteIpPrefix()
         prefix = r.get("remote_ip_prefix")
         if prefix:
             try:
@@ -297,10 +311,37 @@ class SecurityGroups(Part):
                 raise InvalidInput(f"Invalid input for remote_ip_prefix: '{prefix}' is not a "
                                    "valid CIDR.") from exc
             if (net.version == 4) != (r["ethertype"] == "IPv4"):
-                raise InvalidInput(f"Conflicting value ethertype {r['ethertype']} for CIDR "
-                                   f"{prefix}")
+                raise SecurityGroupRuleParameterConflict(r["ethertype"], str(prefix))
             r["remote_ip_prefix"] = str(net)
         return r
+
+    @staticmethod
+    def _check_port_range(protocol: str | None, number: int | None, low: Any,
+                          high: Any) -> None:
+        """Neutron's checks of ``port_range_min``/``max``: ports for the protocols that
+        have them, ICMP type and code for ICMP."""
+        for name, value in (("port_range_min", low), ("port_range_max", high)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise InvalidInput(f"Invalid input for {name}: '{value}' is not an integer.")
+        if low is None and high is None:
+            return
+        if number is None:
+            raise SecurityGroupProtocolRequiredWithPorts()
+        if number in protocols.PORT_PROTOCOLS:
+            for value in (low, high):
+                if value is not None and not 1 <= value <= 65535:
+                    raise SecurityGroupInvalidPortValue(value)
+            if low is None or high is None or low > high:
+                raise SecurityGroupInvalidPortRange()
+        elif number in (protocols.ICMP, protocols.ICMPV6):
+            for field, attribute, value in (("type", "port_range_min", low),
+                                            ("code", "port_range_max", high)):
+                if value is not None and not 0 <= value <= 255:
+                    raise SecurityGroupInvalidIcmpValue(field, attribute, value)
+            if low is None and high is not None:
+                raise SecurityGroupMissingIcmpType(high)
+        else:
+            raise SecurityGroupInvalidProtocolForPortRange(str(protocol))
 
     async def create_security_group_rule(self, caller: Caller,
                                          new: NewRule) -> SecurityGroupRule:
@@ -314,12 +355,13 @@ class SecurityGroups(Part):
         await self.quotas.check(group.project_id, "security_group_rule")
         fingerprint = self._fingerprint(r)
         for existing in group.rules:
-            if existing.fingerprint == fingerprint:
+            if self._fingerprint(vars(existing)) == fingerprint:
                 raise SecurityGroupRuleExists(existing.id)
         rule = self._add_rule(group, r)
         # A duplicate made concurrently trips the unique key at flush: a 409 all the same.
         await self.session.flush()
         touch(group)
+        self._rules_changed(group.id)
         return rule
 
     async def get_security_group_rule(self, caller: Caller, rule_id: str) -> SecurityGroupRule:
@@ -333,6 +375,7 @@ class SecurityGroups(Part):
         rule = await self.get_security_group_rule(caller, rule_id)
         caller.authorize("delete_security_group_rule", {"project_id": rule.project_id})
         await self.session.delete(rule)
+        self._rules_changed(rule.security_group_id)
 
     async def default_group_ids(self, group_ids: Iterable[str]) -> set[str]:
         ids = list(group_ids)

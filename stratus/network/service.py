@@ -4,7 +4,8 @@ Nothing here knows HTTP.
 ``NetworkRuntime`` lives as long as the process; ``NetworkService`` works inside one
 transaction (``Txn``) and holds one part per resource, each constructed with the
 transaction and its named collaborators (``networks``, ``subnets``, ``ports``,
-``security_groups``, ``agents``, ``agent_sync``, ``quotas``). Changes that agents or compute
+``security_groups``, ``agents``, ``agent_sync``, ``quotas``; the L3 service's ``routers``,
+``floating_ips`` and ``l3_sync``). Changes that agents or compute
 must hear of are queued on the transaction and run by the runtime after it committed, so
 nobody is told of a change that then rolled back.
 
@@ -30,15 +31,21 @@ from stratus.network.agent_sync import AgentSync
 from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.caller import network_caller
 from stratus.network.events import DiscardEvents, EventSink
+from stratus.network.floating_ips import FloatingIPs
 from stratus.network.ipam import IPAM
+from stratus.network.l3_agents import L3Agents
+from stratus.network.l3_ports import L3Ports, refuse_direct_delete
+from stratus.network.l3_sync import L3Sync
 from stratus.network.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
-from stratus.network.models import Network
-from stratus.network.networks import Networks, NewNetwork
+from stratus.network.models import Network, Port
+from stratus.network.networks import Networks, NewNetwork, ProviderSegment
 from stratus.network.notify import Notifier
 from stratus.network.objects import NetworkInfo
 from stratus.network.policy import RULES
 from stratus.network.ports import Ports
 from stratus.network.quotas import Quotas, quota_table
+from stratus.network.routers import Routers
+from stratus.network.rpcapi import L3AgentAPI
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
 from stratus.network.subnets import NewSubnet, Subnets
@@ -50,7 +57,8 @@ class NetworkRuntime:
     """What network-api keeps for the life of the process."""
 
     def __init__(self, settings: Settings, db: Database | None = None,
-                 backend: NetworkBackend | None = None, events: EventSink | None = None) -> None:
+                 backend: NetworkBackend | None = None, events: EventSink | None = None,
+                 l3_agents: L3AgentAPI | None = None) -> None:
         self.settings = settings
         self.options = settings.network
         self.db = db or Database(settings.database_url_for("network",
@@ -58,6 +66,8 @@ class NetworkRuntime:
         self.enforcer = Enforcer(RULES, settings.policy_file)
         self.backend: NetworkBackend = backend or NoopBackend()
         self.events: EventSink = events or DiscardEvents()
+        #: How routers' l3-agents are told of changes (None: no bus, nobody is told).
+        self.l3_agents = l3_agents
         self.quota_table = quota_table(self.options)
 
     async def start(self) -> None:
@@ -94,12 +104,28 @@ class NetworkService:
         self.snapshots = Snapshots(txn)
         notifier = Notifier(txn, self.snapshots, runtime.backend, runtime.events,
                             runtime.read_network)
-        self.security_groups = SecurityGroups(txn, self.quotas)
+        self.security_groups = SecurityGroups(txn, self.quotas, notifier)
         self.networks = Networks(txn, self.quotas, notifier, runtime.options)
         self.subnets = Subnets(txn, self.networks, self.quotas, notifier)
         self.ports = Ports(txn, ipam, self.networks, self.security_groups, self.quotas,
                            notifier, self.snapshots)
         self.agent_sync = AgentSync(txn, ipam, self.ports, self.snapshots, notifier)
+        self._wire_l3(runtime, ipam, notifier)
+
+    def _wire_l3(self, runtime: NetworkRuntime, ipam: IPAM, notifier: Notifier) -> None:
+        """Routers and floating IPs (the L3 service), and what they ask of ports."""
+        l3_agents = L3Agents(self.txn, runtime.options, runtime.backend, runtime.l3_agents)
+        l3_ports = L3Ports(self.txn, ipam, self.ports, notifier)
+        self.routers = Routers(self.txn, self.networks, self.subnets, self.ports, l3_ports,
+                               l3_agents, self.quotas)
+        self.floating_ips = FloatingIPs(self.txn, self.ports, l3_ports, l3_agents,
+                                        self.quotas, notifier)
+        self.l3_sync = L3Sync(self.txn, l3_agents, self.floating_ips, self.snapshots)
+
+        async def refuse_l3_port(port: Port) -> None:
+            refuse_direct_delete(port)
+
+        self.ports.before_delete += [refuse_l3_port, self.floating_ips.port_deleted]
 
     async def ensure_default_network(self, project_id: str, name: str, cidr: str) -> Network:
         """The project's network ``name`` with one subnet on ``cidr``: made once."""
@@ -113,3 +139,26 @@ class NetworkService:
         await self.subnets.create_subnet(caller, NewSubnet(network_id=net.id, cidr=cidr,
                                                            name=f"{name}-subnet"))
         return net
+
+    # The external network of ``stratus up`` ---------------------------------------------------
+
+    async def ensure_external_network(self, project_id: str, name: str,
+                                      physical_network: str,
+                                      cidr: str) -> tuple[Network, str | None, bool]:
+        """The external network ``name`` (``router:external``, flat on
+        ``physical_network``) with one DHCP-less subnet on ``cidr``, owned by
+        ``project_id``: made once. Its subnet's gateway address, and whether it was made
+        now."""
+        existing = await self.txn.session.scalar(select(Network).where(
+            Network.router_external.is_(True), Network.name == name))
+        if existing is not None:
+            subnets = await self.snapshots.subnets_of(existing.id)
+            return existing, next((s.gateway_ip for s in subnets if s.gateway_ip), None), False
+        caller = network_caller(RequestContext(roles=["admin"], project_id=project_id),
+                                self.enforcer)
+        net = await self.networks.create_network(caller, NewNetwork(
+            name=name, router_external=True,
+            provider=ProviderSegment(network_type="flat", physical_network=physical_network)))
+        subnet = await self.subnets.create_subnet(caller, NewSubnet(
+            network_id=net.id, cidr=cidr, name=f"{name}-subnet", enable_dhcp=False))
+        return net, subnet.gateway_ip, True

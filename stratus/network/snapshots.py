@@ -7,15 +7,26 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from stratus.network.models import Network, Port, Subnet
+from stratus.network.models import (
+    IPAllocation,
+    Network,
+    Port,
+    PortAllowedAddressPair,
+    PortSecurityGroup,
+    SecurityGroup,
+    Subnet,
+)
 from stratus.network.objects import (
     DHCP_DEVICE_OWNER,
+    AddressPair,
     AllocationPool,
     DeviceDetails,
     FixedIP,
     HostRoute,
     NetworkInfo,
     PortInfo,
+    SecurityGroupInfo,
+    SecurityGroupRuleInfo,
     SubnetInfo,
 )
 from stratus.network.part import Part
@@ -51,7 +62,11 @@ class Snapshots(Part):
             hostname=port.dns_name or (
                 f"host-{port.fixed_ips[0].ip_address.replace('.', '-')}"
                 if port.fixed_ips else ""),
-            status=port.status)
+            status=port.status, port_security_enabled=port.port_security_enabled,
+            security_group_ids=sorted(g.security_group_id for g in port.security_groups),
+            allowed_address_pairs=[AddressPair(ip_address=p.ip_address,
+                                               mac_address=p.mac_address)
+                                   for p in port.allowed_address_pairs])
 
     async def network_info(self, net: Network, with_ports: bool = True) -> NetworkInfo:
         subnets = await self.subnets_of(net.id)
@@ -81,7 +96,8 @@ class Snapshots(Part):
     async def device_details(self, port: Port) -> DeviceDetails:
         info = await self.network_info_by_id(port.network_id, with_ports=False)
         assert info is not None
-        return DeviceDetails(port=await self.port_info(port), network=info)
+        return await self._with_security(DeviceDetails(port=await self.port_info(port),
+                                                       network=info))
 
     async def bound_ports(self, host: str) -> list[DeviceDetails]:
         """Every server port bound to ``host``, with its network's segment (DHCP ports are
@@ -96,6 +112,48 @@ class Snapshots(Part):
                 info = await self.network_info_by_id(port.network_id, with_ports=False)
                 assert info is not None
                 networks[port.network_id] = info
-            result.append(DeviceDetails(port=await self.port_info(port),
-                                        network=networks[port.network_id]))
+            result.append(await self._with_security(DeviceDetails(
+                port=await self.port_info(port), network=networks[port.network_id])))
         return result
+
+    # Security groups for the l2-agent's firewall --------------------------------------------
+
+    async def _with_security(self, details: DeviceDetails) -> DeviceDetails:
+        """``details`` with the port's groups (rules as written) and the members of every
+        group their rules name as remote group."""
+        ids = details.port.security_group_ids
+        if not ids:
+            return details
+        groups = (await self.session.scalars(select(SecurityGroup).where(
+            SecurityGroup.id.in_(ids)).order_by(SecurityGroup.id))).all()
+        infos = [SecurityGroupInfo(id=g.id, stateful=g.stateful, rules=[
+            SecurityGroupRuleInfo(
+                id=r.id, direction=r.direction, ethertype=r.ethertype, protocol=r.protocol,
+                port_range_min=r.port_range_min, port_range_max=r.port_range_max,
+                remote_ip_prefix=r.remote_ip_prefix, remote_group_id=r.remote_group_id)
+            for r in g.rules]) for g in groups]
+        remote = sorted({r.remote_group_id for g in infos for r in g.rules
+                         if r.remote_group_id})
+        return details.model_copy(update={
+            "security_groups": infos,
+            "remote_group_members": await self.group_members(remote)})
+
+    async def group_members(self, group_ids: list[str]) -> dict[str, list[str]]:
+        """Each group's members as addresses: the fixed IPs and allowed address pairs of
+        the ports in it (ports with port security off are members all the same, as in
+        Neutron)."""
+        members: dict[str, set[str]] = {g: set() for g in group_ids}
+        if not group_ids:
+            return {}
+        link = PortSecurityGroup
+        fixed = await self.session.execute(select(link.security_group_id,
+                                                  IPAllocation.ip_address).join(
+            IPAllocation, IPAllocation.port_id == link.port_id).where(
+            link.security_group_id.in_(group_ids)))
+        pairs = await self.session.execute(select(link.security_group_id,
+                                                  PortAllowedAddressPair.ip_address).join(
+            PortAllowedAddressPair, PortAllowedAddressPair.port_id == link.port_id).where(
+            link.security_group_id.in_(group_ids)))
+        for group_id, address in [*fixed.all(), *pairs.all()]:
+            members[group_id].add(address)
+        return {g: sorted(a) for g, a in members.items()}

@@ -85,7 +85,8 @@ class Subnets(Part):
     def _visible_subnets(self, caller: Caller) -> Select[Subnet]:
         query = select(Subnet)
         if not caller.is_admin:
-            shared = select(Network.id).where(Network.shared.is_(True))
+            shared = select(Network.id).where(  # (external networks are everyone's to see)
+                or_(Network.shared.is_(True), Network.router_external.is_(True)))
             query = query.where(or_(Subnet.project_id == caller.project_id,
                                     Subnet.network_id.in_(shared)))
         return query

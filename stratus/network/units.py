@@ -1,32 +1,33 @@
 """The network service's units: ``network-api`` (with the bus server the agents call), and
-the ``dhcp-agent`` and ``l2-agent``, which run only on the linuxbridge backend."""
+the ``dhcp-agent``, ``l2-agent`` and ``l3-agent``, which run only on the linuxbridge
+backend."""
 
 from __future__ import annotations
 
-import logging
 import socket
 
 from starlette.types import ASGIApp
 
+from stratus.core.config import Settings
 from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
-
-LOG = logging.getLogger(__name__)
 
 
 async def build_api(stack: Stack) -> ASGIApp:
     from stratus.core.clients.compute import ComputeClient
     from stratus.network.api import create_network_app
-    from stratus.network.backends import backend_name, create_backend
+    from stratus.network.backends import backend_choice, create_backend
     from stratus.network.events import ComputeEventSender
     from stratus.network.manager import NetworkServerManager
-    from stratus.network.rpcapi import NETWORK_TOPIC
+    from stratus.network.rpcapi import NETWORK_TOPIC, L3AgentAPI
     from stratus.network.service import NetworkRuntime
 
     bus = await stack.transport()
     events = ComputeEventSender(ComputeClient(stack.http_client(), stack.service_auth()))
+    choice = backend_choice(stack.settings)
+    stack.chose("network backend", f"{choice.name} ({choice.reason})")
     runtime = await stack.runtime("network", lambda: NetworkRuntime(
-        stack.settings, backend=create_backend(backend_name(stack.settings), bus),
-        events=events))
+        stack.settings, backend=create_backend(choice.name, bus), events=events,
+        l3_agents=L3AgentAPI(bus)))
     await events.start()
     stack.exits.push_async_callback(events.stop)
     manager = NetworkServerManager(runtime)
@@ -34,21 +35,19 @@ async def build_api(stack: Stack) -> ASGIApp:
     return create_network_app(runtime, stack.token_validator())
 
 
-def _linuxbridge(stack: Stack, unit: str) -> bool:
-    """Whether the network agents run here (the linuxbridge backend); says so when not."""
-    from stratus.network.backends import backend_name
+def agents_unavailable(settings: Settings) -> str | None:
+    """Why the network agents do not run here: they serve the linuxbridge backend only."""
+    from stratus.network.backends import backend_choice
 
-    if backend_name(stack.settings) == "linuxbridge":
-        return True
-    LOG.info("%s: not started (the network backend is not linuxbridge)", unit)
-    return False
+    choice = backend_choice(settings)
+    if choice.name == "linuxbridge":
+        return None
+    return f"the network backend is {choice.name} ({choice.reason})"
 
 
 async def build_dhcp_agent(stack: Stack) -> None:
     """dnsmasq and a metadata proxy per network, in its namespace; see
     ``stratus.network.agents.dhcp``."""
-    if not _linuxbridge(stack, "dhcp-agent"):
-        return
     from stratus.network.agents.dhcp import DhcpAgentManager, DhcpAgentOptions
     from stratus.network.agents.dhcp.dnsmasq import DnsmasqOptions
     from stratus.network.rpcapi import DHCP_AGENT_TOPIC, NetworkServerAPI
@@ -61,7 +60,7 @@ async def build_dhcp_agent(stack: Stack) -> None:
         dnsmasq=DnsmasqOptions(binary=net.dnsmasq, domain=net.dns_domain,
                                lease_seconds=net.dhcp_lease_duration),
         report_interval=net.agent_report_interval, metadata_url=settings.metadata_url,
-        metadata_secret=metadata_secret(settings))
+        metadata_secret=metadata_secret(settings), physical_bridges=net.physical_bridges)
     agent = DhcpAgentManager(host, NetworkServerAPI(await stack.transport()), options,
                              http_client=stack.http_client)
     # Registered before the bus server, so on the way out the server stops first.
@@ -73,8 +72,6 @@ async def build_dhcp_agent(stack: Stack) -> None:
 async def build_l2_agent(stack: Stack) -> None:
     """Bridges and taps for the ports bound to this process's compute hosts; see
     ``stratus.network.agents.l2``."""
-    if not _linuxbridge(stack, "l2-agent"):
-        return
     from stratus.network.agents.l2 import L2AgentManager, L2AgentOptions
     from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
 
@@ -83,15 +80,41 @@ async def build_l2_agent(stack: Stack) -> None:
     agent = L2AgentManager(hosts, NetworkServerAPI(await stack.transport()), L2AgentOptions(
         tunnel_ip=settings.network.tunnel_ip,
         report_interval=settings.network.agent_report_interval,
-        state_file=settings.data_dir / "l2-agent.json"))
+        state_file=settings.data_dir / "l2-agent.json",
+        physical_bridges=settings.network.physical_bridges,
+        firewall_table=settings.network.firewall_table or None))
     stack.exits.push_async_callback(agent.stop)
     for host in hosts:
         await stack.serve(L2_AGENT_TOPIC, host, agent.endpoint(host), agent.METHODS)
     await agent.start()
 
 
+# The l3-agent ---------------------------------------------------------------------------------
+
+
+async def build_l3_agent(stack: Stack) -> None:
+    """A ``qrouter-<id>`` namespace per router scheduled to this host; see
+    ``stratus.network.agents.l3``."""
+    from stratus.network.agents.l3.manager import L3AgentManager, L3AgentOptions
+    from stratus.network.rpcapi import L3_AGENT_TOPIC, NetworkServerAPI
+
+    settings = stack.settings
+    net = settings.network
+    host = settings.compute.host or socket.gethostname()
+    agent = L3AgentManager(host, NetworkServerAPI(await stack.transport()), L3AgentOptions(
+        state_dir=net.l3_state_dir or settings.data_dir / "l3",
+        physical_bridges=net.physical_bridges, tunnel_ip=net.tunnel_ip,
+        report_interval=net.agent_report_interval,
+        resync_interval=net.l3_resync_interval))
+    # Registered before the bus server, so on the way out the server stops first.
+    stack.exits.push_async_callback(agent.stop)
+    await stack.serve(L3_AGENT_TOPIC, host, agent, agent.METHODS)
+    await agent.start()
+
+
 UNITS = (
     Unit("network-api", "/network", build_api, ("network", "neutron", "")),
-    Unit("dhcp-agent", None, build_dhcp_agent),
-    Unit("l2-agent", None, build_l2_agent),
+    Unit("dhcp-agent", None, build_dhcp_agent, unavailable=agents_unavailable),
+    Unit("l2-agent", None, build_l2_agent, unavailable=agents_unavailable),
+    Unit("l3-agent", None, build_l3_agent, unavailable=agents_unavailable),
 )

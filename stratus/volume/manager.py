@@ -18,12 +18,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from stratus.core import hosttools
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.periodic import Periodic
 from stratus.volume import states
-from stratus.volume.backends.base import BackendError, VolumeBackend
+from stratus.volume.backends.base import BackendError, MissingTool, VolumeBackend
+from stratus.volume.hosts import HostCapabilities
 from stratus.volume.models import Volume
 from stratus.volume.service import VolumeRuntime
 
@@ -69,7 +71,13 @@ class VolumeManager:
     async def report(self) -> None:
         async with self.runtime.service() as svc:
             await svc.hosts.report(self.host, self.backend.name,
-                             self.runtime.options.availability_zone)
+                                   self.runtime.options.availability_zone,
+                                   self.capabilities())
+
+    def capabilities(self) -> HostCapabilities:
+        """What this host's backend can do now (reported with every heartbeat)."""
+        return HostCapabilities(image_formats=list(self.backend.image_formats()),
+                                missing_tools=list(self.backend.missing_tools()))
 
     async def recover(self) -> list[str]:
         """Volumes of this host left in ``creating`` by a crash become ``error`` (their
@@ -131,11 +139,11 @@ class VolumeManager:
             raise BackendError("this volume-manager cannot reach the image service")
         cached = await self.images.local_image(ctx, image_id)
         disk_format = cached.disk_format or "raw"
-        if disk_format not in ("raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx"):
-            raise BackendError(f"image disk format {disk_format} cannot be written to a "
-                               "volume")
-        fmt = {"vhd": "vpc"}.get(disk_format, disk_format)
-        await self.backend.create_volume_from_image(volume_id, size, cached.path, fmt)
+        try:
+            await self.backend.create_volume_from_image(volume_id, size, cached.path,
+                                                        disk_format)
+        except MissingTool as exc:  # volume-api refuses these; this host changed since
+            raise BackendError(hosttools.missing(exc.command, self.host)) from exc
         return {"image_id": image_id, "disk_format": disk_format}
 
     async def _fail_create(self, volume_id: str, reason: str) -> None:

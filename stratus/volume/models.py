@@ -112,13 +112,16 @@ class QuotaLimit(Base):
 
 
 class ServiceRecord(Base):
-    """A volume-manager: its host, backend, and last heartbeat."""
+    """A volume-manager: its host, backend and what it can do, and its last heartbeat."""
 
     __tablename__ = "volume_services"
 
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     backend: Mapped[str] = mapped_column(String(64))
     availability_zone: Mapped[str] = mapped_column(String(255))
+    #: What the host's backend can do (``HostCapabilities``); None: a manager from before
+    #: hosts reported it, taken to do everything.
+    capabilities: Mapped[dict[str, Any] | None]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_up: Mapped[Created]
     created_at: Mapped[Created]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
+from stratus.core import hosttools
 from stratus.stack import Stack, Unit
 
 if TYPE_CHECKING:
@@ -47,7 +48,13 @@ async def build_manager(stack: Stack) -> None:
         images = HostImages(settings.data_dir / "volume-image-cache", stack.service_auth(),
                             stack.http_client())
     host = settings.volume.host or socket.gethostname()
-    manager = VolumeManager(host, runtime, create_backend(settings), images=images)
+    backend = create_backend(settings)
+    chosen = backend.name + (f" in {settings.volumes_dir}" if backend.name == "file" else "")
+    lacking = [hosttools.missing(tool) for tool in backend.missing_tools()]
+    if lacking:
+        chosen += f" (volumes from raw images only: {'; '.join(lacking)})"
+    stack.chose("volume backend", chosen)
+    manager = VolumeManager(host, runtime, backend, images=images)
     stack.exits.push_async_callback(manager.stop)
     await stack.serve(VOLUME_TOPIC, host, manager, manager.METHODS)
     await manager.start()

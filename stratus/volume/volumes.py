@@ -25,7 +25,7 @@ from stratus.core.db import utcnow
 from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.volume import states
-from stratus.volume.hosts import Hosts
+from stratus.volume.hosts import Hosts, able_to_write
 from stratus.volume.lookup import get_owned
 from stratus.volume.models import Snapshot, Volume
 from stratus.volume.queries import ListQuery, count, page_of
@@ -148,6 +148,8 @@ class Volumes:
         status = states.CREATING
         if host is None and snapshot is None and source is None:
             hosts = await self.hosts.up()
+            if request.image is not None:  # only to a host that can write its format
+                hosts = able_to_write(hosts, str(request.image.get("disk_format") or "raw"))
             if hosts:
                 host = random.choice(hosts).host
         if host is None:

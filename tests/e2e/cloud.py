@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +85,16 @@ class Cloud:
                 raise
         return self.process.returncode
 
-    def log(self) -> str:
+    def console(self) -> str:
+        """What the process printed (stdout and stderr)."""
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def log(self) -> str:
+        """Everything the process wrote: its console and its log file (``stratus up``
+        keeps the log in ``DIR/stratus.log`` unless ``--verbose``)."""
+        log_file = self.data_dir / "stratus.log"
+        logged = log_file.read_text(errors="replace") if log_file.exists() else ""
+        return self.console() + logged
 
     def openstack(self, *args: str, cloud: bool = True, env: dict[str, str] | None = None,
                   check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -105,12 +115,26 @@ class Cloud:
         return json.loads(self.openstack(*args, "-f", "json", **kwargs).stdout)
 
 
+def external_network_env() -> dict[str, str]:
+    """The ``public`` network of a test cloud: its own bridge and a random /24 of 198.18.0.0/15
+    and never a masquerade to the machine's uplink (test traffic stays on the machine)."""
+    suffix = uuid.uuid4().hex[:8]
+    return {"STRATUS_NETWORK__PHYSICAL_BRIDGES": f"public:bx{suffix}",
+            "STRATUS_NETWORK__EXTERNAL_SUBNET_CIDR":
+                f"198.{random.randint(18, 19)}.{random.randint(0, 255)}.0/24",
+            "STRATUS_NETWORK__EXTERNAL_MASQUERADE": "false"}
+
+
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "OS_"))}
     env.update({"STRATUS_IDENTITY__BCRYPT_ROUNDS": "4", "STRATUS_CONFIG_FILE": "/nonexistent",
                 "PYTHONUNBUFFERED": "1",
                 # Real guests only where a test asks (STRATUS_COMPUTE__VIRT_DRIVER=libvirt).
-                "STRATUS_COMPUTE__VIRT_DRIVER": "fake"})
+                "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
+                # Each cloud its own firewall tables: concurrent clouds never replace each
+                # other's rulesets (the l2-agent owns its tables whole).
+                "STRATUS_NETWORK__FIREWALL_TABLE": f"sg-e2e-{uuid.uuid4().hex[:10]}"})
+    env.update(external_network_env())
     env.update(extra)
     return env
 

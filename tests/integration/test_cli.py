@@ -20,7 +20,7 @@ def test_db_upgrade_reports_the_head_revision(tmp_path: Path) -> None:
     assert (tmp_path / "identity.db").exists()
     assert "image: at revision 0002" in result.stderr  # 0002 drops the unused lock table
     assert (tmp_path / "image.db").exists()
-    assert "volume: at revision 0001" in result.stderr
+    assert "volume: at revision 0002" in result.stderr  # 0002: the hosts' capabilities
     assert (tmp_path / "volume.db").exists()
 
 
@@ -50,3 +50,12 @@ def test_unknown_unit_is_refused(tmp_path: Path) -> None:
     result = stratus("serve", "nova-api", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "Unknown unit" in result.stderr
+
+
+def test_serve_says_why_a_unit_does_not_run(tmp_path: Path) -> None:
+    result = stratus("serve", "dhcp-agent", "l2-agent", "--data-dir", str(tmp_path),
+                     env=base_env(STRATUS_NETWORK__BACKEND="noop"))
+    assert result.returncode == 1
+    assert "dhcp-agent: not started: the network backend is noop (configured)" in result.stderr
+    assert "l2-agent: not started: the network backend is noop (configured)" in result.stderr
+    assert "None of the units can run here." in result.stderr

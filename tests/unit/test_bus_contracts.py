@@ -16,10 +16,12 @@ from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI, SchedulerAPI
 from stratus.compute.scheduler.manager import SchedulerManager
 from stratus.core.bus import RPCAPI
 from stratus.core.bus.contract import check
+from stratus.core.context import RequestContext
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
+from stratus.network.agents.l3.manager import L3AgentManager
 from stratus.network.manager import NetworkServerManager
-from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI, NetworkServerAPI
+from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI, L3AgentAPI, NetworkServerAPI
 from stratus.volume.manager import VolumeManager
 from stratus.volume.rpcapi import VolumeManagerAPI
 
@@ -33,6 +35,8 @@ PAIRS: list[tuple[type[RPCAPI], type]] = [
     # The l2-agent serves ``l2_agent.<host>`` through one endpoint per host, which supplies
     # the host the client gave to ``prepare(server=host)``.
     (L2AgentAPI, L2HostEndpoint),
+    # The l3-agent serves ``l3_agent.<host>`` for its one host.
+    (L3AgentAPI, L3AgentManager),
     (VolumeManagerAPI, VolumeManager),
 ]
 
@@ -62,7 +66,6 @@ def test_every_client_has_its_pair_here() -> None:
 
 # The checker itself -------------------------------------------------------------------------
 
-from stratus.core.context import RequestContext  # noqa: E402
 
 
 class _Client(RPCAPI):

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from stratus.compute.virt.driver import GuestSpec, VirtError
-from stratus.compute.virt.libvirt.guest_xml import domain_xml, rescue_domain_xml, volume_xml
+from stratus.compute.virt.driver import GuestSpec, LocalDisk, VirtError
+from stratus.compute.virt.libvirt.guest_xml import (
+    domain_xml,
+    interface_xml,
+    rescue_domain_xml,
+    volume_xml,
+)
 from stratus.guest_image import builder
 
 UUID = "6f1c1a43-7a0b-4f47-a3a5-0d6c3c51a0e1"
@@ -95,6 +100,63 @@ def test_volume_xml() -> None:
                                      "virtio disk")):
         with pytest.raises(VirtError, match=words):
             volume_xml(info, mountpoint)
+
+
+def test_data_volumes_and_local_disks_follow_the_root_disk() -> None:
+    guest = GuestSpec(
+        uuid=UUID, name="disks", vcpus=1, memory_mb=256, root_gb=1,
+        image_path=Path("/cache/img"),
+        local_disks=[LocalDisk(kind="ephemeral", device="/dev/vdb", size_mb=1024),
+                     LocalDisk(kind="swap", device="/dev/vdc", size_mb=256,
+                               guest_format="swap")],
+        block_devices=[{"mountpoint": "/dev/vdd", "connection_info": {
+            "driver_volume_type": "file", "data": {"path": "/v/blank", "volume_id": "b"}}},
+            {"mountpoint": "/dev/vde", "connection_info": {
+                "driver_volume_type": "file", "data": {"path": "/v/old"}}}])
+    dom = ET.fromstring(domain_xml(
+        guest, virt_type="qemu", domain_name=f"instance-{UUID}", disk_path=Path("/i/disk"),
+        console_log=Path("/i/console.log"), metadata_ns=NS, host="node1",
+        local_disks={"/dev/vdb": Path("/i/disk.eph0"), "/dev/vdc": Path("/i/disk.swap")}))
+    disks = [(d.find("target").get("dev"), d.find("source").get("file"),  # type: ignore[union-attr]
+              d.find("driver").get("type"))  # type: ignore[union-attr]
+             for d in dom.iterfind("./devices/disk")]
+    assert disks == [("vda", "/i/disk", "qcow2"), ("vdb", "/i/disk.eph0", "qcow2"),
+                     ("vdc", "/i/disk.swap", "qcow2"), ("vdd", "/v/blank", "raw"),
+                     ("vde", "/v/old", "raw")]
+    with pytest.raises(VirtError, match="No file was made"):
+        domain_xml(guest, virt_type="qemu", domain_name="x", disk_path=Path("/i/disk"),
+                   console_log=Path("/i/c"), metadata_ns=NS, host="node1")
+
+
+def test_interface_xml_for_hot_plugging() -> None:
+    iface = ET.fromstring(interface_xml({"id": "p1", "address": "fa:16:3e:00:00:09",
+                                         "devname": "tapp1", "type": "bridge"}, "vm"))
+    assert iface.tag == "interface" and iface.get("type") == "ethernet"
+    assert iface.find("target").attrib == {"dev": "tapp1", "managed": "no"}  # type: ignore[union-attr]
+    with pytest.raises(VirtError, match="without a tap"):
+        interface_xml({"id": "p2", "address": "fa:16:3e:00:00:0a"}, "vm")
+
+
+def test_local_disks_are_qcow2_files_blank_or_formatted(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from stratus.compute.virt.libvirt.driver import _create_local_disk
+
+    blank = _create_local_disk(LocalDisk(kind="ephemeral", device="/dev/vdb", size_mb=64),
+                               tmp_path, 0)
+    swap = _create_local_disk(LocalDisk(kind="swap", device="/dev/vdc", size_mb=32,
+                                        guest_format="swap"), tmp_path, 1)
+    assert (blank.name, swap.name) == ("disk.eph0", "disk.swap")
+    for path, size in ((blank, 64 << 20), (swap, 32 << 20)):
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)],
+                                         capture_output=True, check=True, text=True).stdout)
+        assert (info["format"], info["virtual-size"]) == ("qcow2", size)
+    raw = tmp_path / "check.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(swap), str(raw)], check=True)
+    assert b"SWAPSPACE2" in raw.read_bytes()[:8192]  # mkswap's signature, at page end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["check.raw", "disk.eph0",
+                                                          "disk.swap"]
 
 
 def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:

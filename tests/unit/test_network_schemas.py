@@ -57,8 +57,8 @@ def message(model: Any, body: Any, resource: str = "network") -> str:
      "Invalid input for fixed_ips: each entry has a subnet_id and/or an ip_address."),
     (PortBody, {"binding:profile": []},
      "Invalid input for binding:profile. Reason: '[]' is not a dictionary."),
-    (PortBody, {"allowed_address_pairs": [{"ip_address": "10.0.0.9"}]},
-     "Invalid input: 'allowed_address_pairs' is not supported by this cloud."),
+    (PortBody, {"extra_dhcp_opts": [{"opt_name": "mtu", "opt_value": "1400"}]},
+     "Invalid input: 'extra_dhcp_opts' is not supported by this cloud."),
     (RuleBody, {"remote_address_group_id": "g"},
      "Invalid input: remote address groups are not supported."),
 ])

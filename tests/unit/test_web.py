@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ from fastapi import APIRouter, FastAPI, Request
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from stratus.core.context import is_request_id
 from stratus.core.exceptions import Conflict, NotFound
@@ -401,3 +405,34 @@ async def test_one_server_span_per_request(client: httpx.AsyncClient,
     assert spans[1].attributes["openstack.global_request_id"] == incoming
     assert "openstack.global_request_id" not in (spans[0].attributes or {})
     assert spans[2].status.status_code is StatusCode.ERROR
+
+
+async def test_a_database_out_of_connections_is_503_with_retry_after(tmp_path: Path) -> None:
+    """Every pooled connection held past the pool timeout: the client is told to retry
+    (503 + Retry-After in the API's error style), not that the server broke."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}",
+                                 poolclass=AsyncAdaptedQueuePool, pool_size=1,
+                                 max_overflow=0, pool_timeout=0.05)
+    router = APIRouter()
+
+    @router.get("/rows")
+    async def rows() -> dict[str, object]:
+        async with engine.connect() as conn:
+            return {"one": (await conn.execute(text("SELECT 1"))).scalar()}
+
+    app = create_app(service="test", style=ErrorStyle.COMPUTE, routers=[router],
+                     max_body_size=LIMIT)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://test") as c:
+            assert (await c.get("/rows")).json() == {"one": 1}
+            async with engine.connect():  # the pool's only connection, held
+                r = await c.get("/rows")
+            assert r.status_code == 503
+            assert r.headers["Retry-After"].isdigit()
+            ((_, fault),) = r.json().items()  # Nova's {"<fault name>": {...}}
+            assert fault["code"] == 503 and "retry" in fault["message"]
+            request_id_of(r)
+            assert (await c.get("/rows")).status_code == 200  # and it recovers
+    finally:
+        await engine.dispose()

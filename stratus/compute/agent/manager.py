@@ -8,17 +8,23 @@ conductor, which reschedules it to an alternate host or sets ERROR.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
+from stratus.compute.agent.disk_flows import DiskFlows
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
+from stratus.compute.agent.guest import guest_spec
 from stratus.compute.agent.guest_actions import GuestStateActions
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
 from stratus.compute.agent.volumes import HostVolumes
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
@@ -28,15 +34,16 @@ from stratus.compute.objects import (
     HostReport,
     InstanceRecord,
     InstanceUpdate,
+    VifInfo,
 )
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import (
     GuestNotFound,
-    GuestSpec,
     PowerState,
     VirtDriver,
     VirtError,
 )
+from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
@@ -45,6 +52,7 @@ from stratus.core.periodic import Periodic
 LOG = logging.getLogger(__name__)
 
 BUILD_EVENT = "compute__do_build_and_run_instance"
+
 
 
 class BuildCancelled(Exception):
@@ -68,13 +76,17 @@ class ComputeAgentManager(GuestStateActions):
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
                "external_instance_event", "attach_volume", "detach_volume",
+               "snapshot_instance", "rebuild_instance", "shelve_instance",
+               "shelve_offload_instance", "unshelve_instance",
+               "attach_interface", "detach_interface", "get_console",
                *GuestStateActions.METHODS)
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
                  network: HostNetwork | None = None,
                  images: HostImages | None = None,
-                 volumes: HostVolumes | None = None) -> None:
+                 volumes: HostVolumes | None = None,
+                 image_service: ImageClient | None = None) -> None:
         self.host = host
         self.driver = driver
         self.conductor = conductor
@@ -85,12 +97,21 @@ class ComputeAgentManager(GuestStateActions):
         self.images = images
         #: Attachments through the volume service; None: this host cannot attach volumes.
         self.volumes = volumes
+        #: The image service, to upload snapshots (with this host's service token); None:
+        #: this host cannot take snapshots.
+        self.image_service = image_service
+        #: createImage, rebuild and shelve on this host (``stratus.compute.agent.disk_flows``).
+        self.flows = DiskFlows(self)
         self._heartbeat = Periodic(f"heartbeat of {host}", self.options.report_interval,
                                    lambda: self.report(RequestContext.for_service(AGENT_USER)))
         #: Waiters for events other services report (``network-vif-plugged``, ...).
         self.events = InstanceEvents()
+        #: One network-info refresh at a time per instance (events may come in a burst).
+        self._refreshing: dict[str, asyncio.Lock] = {}
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
+        #: One interface change at a time per instance: each rewrites its network_info.
+        self._interface_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -105,6 +126,85 @@ class ComputeAgentManager(GuestStateActions):
         if self.volumes is None:
             raise VirtError(f"{self.host} cannot reach the volume service.")
         await self.volumes.detach(ctx, instance_uuid, attachment_id, mountpoint)
+
+    # Interfaces (os-interface; see stratus.compute.interfaces) -----------------------------
+
+    async def attach_interface(self, ctx: RequestContext, instance_uuid: str, port_id: str,
+                               preserve_on_delete: bool, tag: str | None = None,
+                               ) -> VifInfo:
+        """Bind the port to this host, wait until it is wired, hot-plug the NIC and record
+        it in the instance's network_info; returns the new interface (a ``VifInfo`` dict).
+        On failure the port is unplugged and released (unbound, or deleted if it was made
+        for this attach) and nothing is recorded."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_attach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            if any(vif.get("id") == port_id for vif in instance.network_info):
+                raise VirtError(f"Port {port_id} is already attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            waiters: list[EventWaiter] = []
+
+            def listen(port_ids: list[str]) -> None:
+                waiters.append(self.events.prepare(
+                    instance_uuid, [f"network-vif-plugged:{p}" for p in port_ids]))
+
+            plugged = False
+            try:
+                vif = (await self.network.attach_port(
+                    ctx, instance_uuid, self.host, port_id, preserve=preserve_on_delete,
+                    zone=instance.availability_zone or self.options.zone,
+                    before_bind=listen)).model_copy(update={"tag": tag})
+                try:
+                    for waiter in waiters:
+                        await waiter.wait(self.options.vif_plugging_timeout)
+                    await self.driver.attach_interface(instance_uuid, vif.model_dump())
+                    plugged = True
+                    await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                        network_info=[*instance.network_info, vif.model_dump()]))
+                except BaseException:
+                    if plugged:
+                        with contextlib.suppress(Exception):
+                            await self.driver.detach_interface(instance_uuid, vif.model_dump())
+                    with contextlib.suppress(Exception):
+                        await self.network.release_port(ctx, port_id, preserve_on_delete)
+                    raise
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+            finally:
+                for waiter in waiters:
+                    waiter.close()
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
+        return vif
+
+    async def detach_interface(self, ctx: RequestContext, instance_uuid: str,
+                               port_id: str) -> None:
+        """Unplug the NIC, drop it from network_info, then give the port back (a port made
+        for the instance is deleted, the user's own unbound)."""
+        if self.network is None:
+            raise VirtError(f"{self.host} cannot reach the network service.")
+        event = "compute_detach_interface"
+        async with self._interface_locks[instance_uuid]:
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            vif = next((v for v in instance.network_info if v.get("id") == port_id), None)
+            if vif is None:
+                raise VirtError(f"Port {port_id} is not attached to {instance_uuid}.")
+            await self._event(ctx, instance_uuid, event, finished=False)
+            try:
+                await self.driver.detach_interface(instance_uuid, vif)
+                await self.conductor.instance_update(ctx, instance_uuid, InstanceUpdate(
+                    network_info=[v for v in instance.network_info
+                                  if v.get("id") != port_id]))
+                await self.network.release_port(ctx, port_id,
+                                                bool(vif.get("preserve_on_delete")))
+            except Exception as exc:
+                await self._event(ctx, instance_uuid, event, finished=True, result="Error",
+                                  details=str(exc))
+                raise
+        await self._event(ctx, instance_uuid, event, finished=True, result="Success")
 
     # Life cycle ---------------------------------------------------------------------------
 
@@ -136,6 +236,7 @@ class ComputeAgentManager(GuestStateActions):
                 continue
             elif instance.vm_state == states.BUILDING:
                 await self._destroy_quietly(uuid)
+                await self._undo_volumes_quietly(ctx, instance, [])
                 await self.conductor.build_failed(ctx, uuid, self.host, Fault(
                     message=f"The build was interrupted by a restart of {self.host}."),
                     alternates=[], attempt=MAX_BUILD_ATTEMPTS)
@@ -178,13 +279,15 @@ class ComputeAgentManager(GuestStateActions):
             return
         if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
+        made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
-            await self._build(ctx, instance)
+            await self._build(ctx, instance, made)
         except BuildCancelled:
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details="cancelled: the instance is being deleted")
             return
@@ -192,6 +295,7 @@ class ComputeAgentManager(GuestStateActions):
             LOG.warning("build of %s on %s failed: %s", instance_uuid, self.host, exc)
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
+            await self._undo_volumes_quietly(ctx, instance, made)
             await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
                               details=str(exc))
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
@@ -199,7 +303,8 @@ class ComputeAgentManager(GuestStateActions):
                                                     type(exc).__name__),
                                               alternates, attempt)
 
-    async def _build(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+    async def _build(self, ctx: RequestContext, instance: InstanceRecord,
+                     made: list[str]) -> None:
         uuid = instance.uuid
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
@@ -212,6 +317,12 @@ class ComputeAgentManager(GuestStateActions):
             if self.volumes is not None and not instance.image_ref:  # boot from volume
                 block_devices = await self.volumes.connect_boot_volumes(
                     ctx, instance.project_id, uuid)
+            if any(d.kind == "volume" for d in instance.block_devices):
+                if self.volumes is None:
+                    raise VirtError(f"{self.host} cannot reach the volume service for the "
+                                    "server's volumes.")
+                block_devices += await self.volumes.connect_data_volumes(
+                    ctx, instance.project_id, uuid, instance.block_devices, made)
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
@@ -223,14 +334,8 @@ class ComputeAgentManager(GuestStateActions):
         finally:
             for waiter in plugged:
                 waiter.close()
-        flavor = instance.flavor
         image = await self._local_image(ctx, instance)
-        await self.driver.spawn(GuestSpec(
-            uuid=uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
-            root_gb=flavor.disk, network_info=network_info,
-            image_path=image.path if image else None,
-            image_format=image.disk_format if image else None, block_devices=block_devices,
-            metadata={"hostname": instance.hostname, **instance.metadata}))
+        await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
         info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
@@ -241,15 +346,20 @@ class ComputeAgentManager(GuestStateActions):
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
         """The image's bits in this host's cache, when the driver boots from a file."""
-        if not self.driver.needs_image_file or not instance.image_ref:
+        return await self.local_image(ctx, instance.image_ref)
+
+    async def local_image(self, ctx: RequestContext, image_ref: str) -> CachedImage | None:
+        """The bits of ``image_ref`` in this host's cache, when the driver boots from a
+        file (None when it does not, or for a server booted from a volume)."""
+        if not self.driver.needs_image_file or not image_ref:
             return None
         if self.images is None:
             raise VirtError(f"The {self.driver.name} driver needs the image on this host, "
                             "but the host has no image cache (no identity to find it with).")
         try:
-            return await self.images.local_image(ctx, instance.image_ref)
+            return await self.images.local_image(ctx, image_ref)
         except ImageCacheError as exc:
-            raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
+            raise VirtError(f"Image {image_ref}: {exc}") from exc
 
     async def _allocate_network(self, ctx: RequestContext, instance: InstanceRecord,
                                 plugged: list[EventWaiter]) -> list[dict[str, Any]]:
@@ -277,6 +387,18 @@ class ComputeAgentManager(GuestStateActions):
             await self.network.deallocate(ctx, instance.uuid, instance.network_info)
         except Exception:
             LOG.exception("could not release the ports of %s", instance.uuid)
+
+    async def _undo_volumes_quietly(self, ctx: RequestContext, instance: InstanceRecord,
+                                    made: list[str]) -> None:
+        """Give back a failed build's attachments and delete the volumes it made (never
+        raises: a failed build must still end)."""
+        if self.volumes is None or (instance.image_ref and not instance.block_devices):
+            return
+        try:
+            await self.volumes.undo_build(ctx, instance.project_id, instance.uuid, made)
+        except Exception:
+            LOG.exception("could not release the volumes of the failed build of %s",
+                          instance.uuid)
 
     async def _destroy_quietly(self, uuid: str) -> None:
         try:
@@ -360,11 +482,57 @@ class ComputeAgentManager(GuestStateActions):
         await self._event(ctx, instance_uuid, "compute_reboot_instance", finished=True,
                           result="Success")
 
+    # Snapshots, rebuild, shelve (see stratus.compute.agent.disk_flows) --------------------
+
+    async def snapshot_instance(self, ctx: RequestContext, instance_uuid: str,
+                                image_id: str) -> None:
+        await self.flows.snapshot(ctx, instance_uuid, image_id)
+
+    async def rebuild_instance(self, ctx: RequestContext, instance_uuid: str,
+                               preserve_ephemeral: bool = False) -> None:
+        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral)
+
+    async def shelve_instance(self, ctx: RequestContext, instance_uuid: str,
+                              image_id: str | None, offload: bool) -> None:
+        await self.flows.shelve(ctx, instance_uuid, image_id, offload)
+
+    async def shelve_offload_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        await self.flows.offload(ctx, instance_uuid)
+
+    async def unshelve_instance(self, ctx: RequestContext, instance_uuid: str,
+                                image_id: str | None) -> None:
+        await self.flows.unshelve(ctx, instance_uuid, image_id)
+
     async def external_instance_event(self, ctx: RequestContext, instance_uuid: str,
                                       events: list[ExternalEvent]) -> None:
-        """Events compute-api accepted for an instance here: wake whoever waits for them."""
+        """Events compute-api accepted for an instance here: wake whoever waits for them;
+        ``network-changed`` refreshes the instance's network info (its floating IPs)."""
         for event in events:
             self.events.dispatch(instance_uuid, event)
+        if any(e.name == "network-changed" for e in events):
+            await self._refresh_network_info(instance_uuid)
+
+    async def _refresh_network_info(self, instance_uuid: str) -> None:
+        """The instance's ``network_info`` as the network service has it now, recorded
+        (never raises: a failed refresh leaves the last one, and the next event retries)."""
+        if self.network is None:
+            return
+        ctx = RequestContext.for_service(AGENT_USER)  # the host's own token: sees every port
+        try:
+            async with self._refreshing.setdefault(instance_uuid, asyncio.Lock()):
+                instance = await self.conductor.instance_get(ctx, instance_uuid)
+                if not instance.network_info:
+                    return
+                info = await self.network.with_floating_ips(ctx, instance.network_info)
+                if info != instance.network_info:
+                    await self.conductor.instance_update(ctx, instance_uuid,
+                                                         InstanceUpdate(network_info=info))
+        except Exception:
+            LOG.exception("could not refresh the network info of %s", instance_uuid)
+        finally:
+            lock = self._refreshing.get(instance_uuid)
+            if lock is not None and not lock.locked():
+                del self._refreshing[instance_uuid]
 
     async def get_console_output(self, ctx: RequestContext, instance_uuid: str,
                                  length: int | None = None) -> str:
@@ -373,3 +541,11 @@ class ComputeAgentManager(GuestStateActions):
             return output
         # Nova's rule: the last ``length`` pieces of the log split on newlines.
         return "\n".join(output.split("\n")[-length:]) if length > 0 else ""
+
+    async def get_console(self, ctx: RequestContext, instance_uuid: str,
+                          kind: ConsoleKind) -> ConsoleEndpoint:
+        """Where the guest's console is here (for the console proxy's token)."""
+        try:
+            return await self.driver.get_console(instance_uuid, kind)
+        except GuestNotFound as exc:
+            raise ConsoleUnavailable(f"Instance {instance_uuid} is not ready.") from exc

@@ -119,6 +119,36 @@ class HostNetwork:
             await self._release(ctx, base, ports)
             raise
 
+    async def attach_port(self, ctx: RequestContext, instance_uuid: str, host: str,
+                          port_id: str, *, preserve: bool, zone: str = "nova",
+                          before_bind: Callable[[list[str]], None] | None = None,
+                          ) -> VifInfo:
+        """One more interface for a running instance (``os-interface``): take the port
+        compute-api chose or made, bind it to ``host`` and describe it. On failure the port
+        is released again (unbound, or deleted when ``preserve`` is False) and
+        ``NetworkError`` raised."""
+        base = await self.client.find_base()
+        if base is None:
+            raise NetworkError("This cloud has no network service.")
+        owner = {"device_id": instance_uuid, "device_owner": f"{DEVICE_OWNER_PREFIX}{zone}"}
+        try:
+            port = await self._adopt(ctx, base, port_id, owner)
+            if before_bind is not None:
+                before_bind([port_id])
+            bound = await self._do(f"bind port {port_id} to {host}", self.client.update_port(
+                ctx, base, port_id, {"binding:host_id": host}))
+            return await self._vif(ctx, base, bound or port, preserve)
+        except BaseException:
+            await self._release(ctx, base, [({"id": port_id}, preserve)])
+            raise
+
+    async def release_port(self, ctx: RequestContext, port_id: str, preserve: bool) -> None:
+        """Give one interface back: unbind the user's port, delete one made for the
+        instance; a port already gone is not an error."""
+        base = await self.client.find_base()
+        if base is not None:
+            await self._release_port(ctx, base, port_id, preserve)
+
     async def _adopt(self, ctx: RequestContext, base: str, port_id: str,
                      owner: dict[str, str]) -> dict[str, Any]:
         """Take a port the user created for this instance (``--nic port-id=``)."""
@@ -173,6 +203,40 @@ class HostNetwork:
             devname=f"tap{port['id'][:11]}", bridge=str(details.get("bridge_name", "")),
             preserve_on_delete=preserve, ips=ips)
 
+    # Moving between hosts (shelve offload, unshelve) ----------------------------------------
+
+    async def rebind(self, ctx: RequestContext, network_info: list[dict[str, Any]],
+                     host: str, *, before_bind: Callable[[list[str]], None] | None = None,
+                     ) -> list[VifInfo]:
+        """Bind the instance's existing ports (its ``network_info``) to ``host``; their new
+        interfaces, each keeping whether the host made it (``preserve_on_delete``)."""
+        base = await self.client.find_base()
+        if base is None or not network_info:
+            return []
+        if before_bind is not None:
+            before_bind([vif["id"] for vif in network_info])
+        vifs = []
+        for vif in network_info:
+            port = await self._do(f"bind port {vif['id']} to {host}", self.client.update_port(
+                ctx, base, vif["id"], {"binding:host_id": host}))
+            vifs.append(await self._vif(ctx, base, port, bool(vif.get("preserve_on_delete"))))
+        return vifs
+
+    async def unbind(self, ctx: RequestContext, network_info: list[dict[str, Any]]) -> None:
+        """Unbind the instance's ports from their host; they stay the instance's (its
+        addresses kept for an unshelve). A port already gone is no error."""
+        base = await self.client.find_base()
+        if base is None:
+            return
+        for vif in network_info:
+            try:
+                await self.client.update_port(ctx, base, vif["id"], {"binding:host_id": ""})
+            except NotFound:
+                continue
+            except StratusError as exc:
+                raise NetworkError(f"Could not unbind port {vif['id']}: {exc.message}") \
+                    from exc
+
     # Release ------------------------------------------------------------------------------
 
     async def _release(self, ctx: RequestContext, base: str,
@@ -213,3 +277,28 @@ class HostNetwork:
             if port.get("device_owner", "").startswith(DEVICE_OWNER_PREFIX) or \
                     port["id"] in preserved:
                 await self._release_port(ctx, base, port["id"], port["id"] in preserved)
+
+    # Refresh ------------------------------------------------------------------------------
+
+    async def with_floating_ips(self, ctx: RequestContext,
+                                network_info: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``network_info`` with each fixed address's floating IPs as the network service
+        has them now (on ``network-changed``)."""
+        port_ids = [vif["id"] for vif in network_info]
+        base = await self.client.find_base()
+        if base is None or not port_ids:
+            return network_info
+        fips = await self._do("list the floating IPs of the instance's ports",
+                              self.client.list_floatingips(ctx, base, {
+                                  "port_id": port_ids, "fields": [
+                                      "port_id", "fixed_ip_address", "floating_ip_address"]}))
+        refreshed = []
+        for vif in network_info:
+            ips = []
+            for ip in vif.get("ips", []):
+                floating = sorted(f["floating_ip_address"] for f in fips
+                                  if f.get("port_id") == vif["id"]
+                                  and f.get("fixed_ip_address") == ip.get("address"))
+                ips.append({**ip, "floating_ips": floating})
+            refreshed.append({**vif, "ips": ips})
+        return refreshed

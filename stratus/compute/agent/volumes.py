@@ -6,6 +6,13 @@ failure after the driver attached detaches again, so the guest never keeps a vol
 volume service does not show as attached. ``detach``: the driver detaches, then the
 attachment is deleted (the volume is ``available`` again). The block storage endpoint comes
 from the host's service catalog, made project-specific for the user's project.
+
+A build's data volumes (``connect_data_volumes``): the blank ones and those from images and
+snapshots are made here (tagged ``DATA_FOR`` the instance, with ``DELETE_ON_TERMINATION`` as
+asked), existing ones are used as they are (tagged only when they go with the instance);
+each is attached at its device as root volumes are. A build that fails gives back every
+attachment of the instance and deletes the volumes it made (``undo_build``): nothing of a
+failed build is left in the volume service, and a reschedule starts afresh.
 """
 
 from __future__ import annotations
@@ -17,8 +24,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from stratus.compute.objects import BlockDevice
 from stratus.compute.virt.driver import VirtDriver, VirtError
-from stratus.core.clients.volume import BOOT_FOR, VolumeClient
+from stratus.core.clients.volume import (
+    BOOT_FOR,
+    DATA_FOR,
+    DELETE_ON_TERMINATION,
+    MADE_FOR,
+    VolumeClient,
+)
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import NotFound
 from stratus.core.service_auth import ServiceAuth
@@ -130,3 +144,109 @@ class HostVolumes:
                                                     service_token=token)
                 raise
         return devices
+
+    async def disconnect_boot_volumes(self, ctx: RequestContext, project_id: str,
+                                      instance_uuid: str) -> None:
+        """The guest is gone from this host (shelve offload): drop the root volume's
+        attachments, so ``connect_boot_volumes`` attaches it again wherever it is spawned
+        next; the volume itself stays the instance's."""
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        roots = {v["id"] for v in await self.client.volumes_with_metadata(
+            ctx, base, BOOT_FOR, instance_uuid, service_token=token)}
+        for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
+                                                           service_token=token):
+            if attachment["volume_id"] in roots:
+                await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                    service_token=token)
+
+    async def _available(self, ctx: RequestContext, base: str, volume: dict[str, Any],
+                         token: str, deadline: float) -> dict[str, Any]:
+        while volume["status"] != "available":
+            if volume["status"] == "error" or time.monotonic() > deadline:
+                raise VirtError(f"Volume {volume['id']} is {volume['status']}; it did not "
+                                "become available.")
+            await asyncio.sleep(0.2)
+            volume = await self.client.get_volume(ctx, base, volume["id"],
+                                                  service_token=token)
+        return volume
+
+    async def _attach_at(self, ctx: RequestContext, base: str, token: str,
+                         instance_uuid: str, volume_id: str,
+                         device: str) -> dict[str, Any]:
+        attachment = await self.client.create_attachment(ctx, base, volume_id, instance_uuid,
+                                                         service_token=token)
+        try:
+            updated = await self.client.update_attachment(ctx, base, attachment["id"],
+                                                          self.connector(device),
+                                                          service_token=token)
+            await self.client.complete_attachment(ctx, base, attachment["id"],
+                                                  service_token=token)
+        except Exception:
+            await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                service_token=token)
+            raise
+        return dict(updated.get("connection_info") or {})
+
+    async def connect_data_volumes(self, ctx: RequestContext, project_id: str,
+                                   instance_uuid: str, disks: list[BlockDevice],
+                                   made: list[str], wait_for: float = 600.0,
+                                   ) -> list[dict[str, Any]]:
+        """Make (blank, image, snapshot) or take (existing) each data volume and attach it at
+        its device; returns the driver's block devices. ``made`` gets the id of each volume
+        made here as soon as it exists, so ``undo_build`` can delete it whatever fails."""
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        deadline = time.monotonic() + wait_for
+        devices: list[dict[str, Any]] = []
+        for disk in disks:
+            if disk.kind != "volume":
+                continue
+            goes = "true" if disk.delete_on_termination else "false"
+            tags = {DATA_FOR: instance_uuid, DELETE_ON_TERMINATION: goes}
+            if disk.source_type == "volume":
+                assert disk.source_id is not None
+                volume = await self.client.get_volume(ctx, base, disk.source_id,
+                                                      service_token=token)
+                if disk.delete_on_termination:
+                    await self.client.add_metadata(ctx, base, volume["id"], tags,
+                                                   service_token=token)
+            else:
+                volume = await self.client.create_volume(
+                    ctx, base, size=disk.size, name=f"{instance_uuid}-{disk.source_type}-vol",
+                    image_id=disk.source_id if disk.source_type == "image" else None,
+                    snapshot_id=disk.source_id if disk.source_type == "snapshot" else None,
+                    volume_type=disk.volume_type, metadata={**tags, MADE_FOR: instance_uuid},
+                    service_token=token)
+                made.append(volume["id"])
+            volume = await self._available(ctx, base, volume, token, deadline)
+            info = await self._attach_at(ctx, base, token, instance_uuid, volume["id"],
+                                         disk.device_name)
+            devices.append({"mountpoint": disk.device_name, "connection_info": info,
+                            "volume_id": volume["id"], "tag": disk.tag})
+        return devices
+
+    async def undo_build(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                         made: list[str], settle_within: float = 600.0) -> None:
+        """After a failed build: every attachment of the instance goes (its volumes are
+        ``available`` again), then the volumes the build made are deleted: those in ``made``
+        and those tagged ``MADE_FOR`` the instance (a build cut short by a restart)."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
+                                                           service_token=token):
+            await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                service_token=token)
+        deadline = time.monotonic() + settle_within
+        tagged = await self.client.volumes_with_metadata(ctx, base, MADE_FOR, instance_uuid,
+                                                         service_token=token)
+        for volume_id in dict.fromkeys([*made, *(v["id"] for v in tagged)]):
+            try:
+                volume = await self.client.get_volume(ctx, base, volume_id,
+                                                      service_token=token)
+            except NotFound:
+                continue
+            await self.client.delete_when_settled(ctx, base, volume, deadline=deadline,
+                                                  service_token=token)

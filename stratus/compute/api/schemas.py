@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratus.compute import block_devices
+from stratus.compute.block_devices import Mapping
 from stratus.compute.boot import BootRequest
-from stratus.compute.volume_attach import RootVolume
 from stratus.core.exceptions import BadRequest
 from stratus.core.web.microversions import APIVersion
 
@@ -83,22 +84,76 @@ class NetworkRequest(_Strict):
 
 
 class BlockDeviceMapping(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One ``block_device_mapping_v2`` entry as Nova's schema allows it: unknown keys are
+    refused, numbers may come as strings (the ``openstack`` CLI sends them so)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     boot_index: int | str | None = None
-    uuid: str | None = None
+    uuid: str | None = Field(default=None, max_length=255)
     source_type: str | None = None
     destination_type: str | None = None
-    delete_on_termination: bool | None = None
-    volume_size: int | None = None
+    delete_on_termination: bool | str | None = None
+    volume_size: int | str | None = None
+    device_name: str | None = None
+    guest_format: str | None = Field(default=None, max_length=255)
+    disk_bus: str | None = Field(default=None, max_length=255)
+    device_type: str | None = Field(default=None, max_length=255)
+    tag: str | None = Field(default=None, max_length=60)
+    volume_type: str | None = Field(default=None, max_length=255)
+    no_device: bool | None = None
+    #: Nova's schema also takes these; ``uuid`` is what clients send.
+    volume_id: str | None = None
+    snapshot_id: str | None = None
+    image_id: str | None = None
+    connection_info: str | None = None
 
-    @property
-    def is_image_to_volume(self) -> bool:
-        return self.source_type == "image" and self.destination_type == "volume"
+    def mapping(self, version: APIVersion) -> Mapping:
+        if self.tag is not None and not (version == APIVersion(2, 32)
+                                         or version.at_least("2.42")):
+            raise BadRequest("Invalid input for field/attribute block_device_mapping_v2. "
+                             "'tag' needs microversion 2.32 or 2.42 and later.")
+        if self.volume_type is not None and not version.at_least("2.67"):
+            raise BadRequest("Invalid input for field/attribute block_device_mapping_v2. "
+                             "'volume_type' needs microversion 2.67 or later.")
+        if not self.source_type:
+            raise BadRequest("Block Device Mapping is Invalid: source_type is required.")
+        boot_index = _integer("boot_index", self.boot_index)
+        return Mapping(
+            source_type=self.source_type, destination_type=self.destination_type,
+            uuid=self.uuid or self.volume_id or self.snapshot_id or self.image_id,
+            boot_index=boot_index if boot_index is not None and boot_index >= 0 else None,
+            volume_size=_integer("volume_size", self.volume_size),
+            delete_on_termination=_boolean("delete_on_termination",
+                                           self.delete_on_termination),
+            device_name=self.device_name, guest_format=self.guest_format, tag=self.tag,
+            volume_type=self.volume_type, no_device=bool(self.no_device),
+            device_type=self.device_type)
 
-    @property
-    def is_volume(self) -> bool:
-        return self.source_type == "volume" and self.destination_type in ("volume", None)
+
+_TRUE = ("true", "1", "yes", "y", "on", "t")
+_FALSE = ("false", "0", "no", "n", "off", "f")
+
+
+def _integer(field: str, value: int | str | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip()
+    if not text.lstrip("-").isdigit():
+        raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                         f"'{value}' is not an integer.")
+    return int(text)
+
+
+def _boolean(field: str, value: bool | str | None) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise BadRequest(f"Invalid input for field/attribute {field}. Value: {value}. "
+                     f"'{value}' is not a boolean.")
 
 
 class SecurityGroupRef(_Strict):
@@ -178,60 +233,19 @@ def _check_microversion_fields(s: ServerCreate, version: APIVersion) -> None:
                          "microversion 2.37.")
 
 
-def _boot_image(s: ServerCreate) -> str:
-    """The image to boot from: ``imageRef``, or the image→local boot mapping OSC adds."""
-    image = s.image_ref
-    for bdm in s.block_device_mapping_v2 or []:
-        if str(bdm.boot_index) != "0":
-            continue
-        if bdm.source_type == "image" and bdm.destination_type in (None, "local"):
-            if image and bdm.uuid and bdm.uuid != image:
-                raise BadRequest("The boot mapping names another image than imageRef.")
-            image = image or (bdm.uuid or "")
-        elif bdm.is_image_to_volume:
-            image = bdm.uuid or ""  # the root volume's source: checked like a boot image
-        elif bdm.is_volume:
-            return ""
-        else:
-            raise BadRequest("Booting from a snapshot is not available yet; boot from an "
-                             "image, a volume, or a volume made from an image.")
-    if not image:
-        raise BadRequest("Missing imageRef attribute.")
-    return image
-
-
-def _root_volume(s: ServerCreate) -> RootVolume | None:
-    """The boot mapping that asks for a root volume (an existing one, or one made from an
-    image), validated."""
-    for bdm in s.block_device_mapping_v2 or []:
-        if str(bdm.boot_index) == "0" and bdm.is_volume:
-            if not bdm.uuid:
-                raise BadRequest("The boot mapping names no volume (uuid).")
-            return RootVolume(bdm.uuid, from_image=False,
-                              delete_on_termination=bool(bdm.delete_on_termination))
-        if str(bdm.boot_index) == "0" and bdm.is_image_to_volume:
-            if not bdm.uuid:
-                raise BadRequest("The boot mapping names no image (uuid).")
-            if bdm.volume_size is None or int(bdm.volume_size) < 1:
-                raise BadRequest("Images with destination_type 'volume' need to have a "
-                                 "non-zero size specified.")
-            return RootVolume(bdm.uuid, from_image=True, size=int(bdm.volume_size),
-                              delete_on_termination=bool(bdm.delete_on_termination))
-    return None
-
-
 def boot_request(body: ServerCreateBody, version: APIVersion) -> BootRequest:
     """The domain's ``BootRequest`` for a boot body, checked for ``version``."""
     s = body.server
     _check_microversion_fields(s, version)
-    image_id = _boot_image(s)
-    root_volume = _root_volume(s)
+    disks = block_devices.plan(s.image_ref, [m.mapping(version)
+                                             for m in s.block_device_mapping_v2 or []])
     count = s.max_count or s.min_count
     if s.min_count > count:
         raise BadRequest("min_count must be <= max_count.")
     return BootRequest(
-        name=s.name, flavor_ref=str(s.flavor_ref), image_id=image_id, count=count,
-        root_volume=root_volume, key_name=s.key_name, user_data=s.user_data,
+        name=s.name, flavor_ref=str(s.flavor_ref), image_id=disks.image_id, count=count,
+        root_volume=disks.root_volume, extra_disks=disks.extra, key_name=s.key_name,
+        user_data=s.user_data,
         metadata=s.metadata, availability_zone=s.availability_zone,
         requested_networks=(s.networks if isinstance(s.networks, str) or s.networks is None
                             else [n.model_dump(exclude_none=True) for n in s.networks]),

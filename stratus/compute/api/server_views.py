@@ -57,12 +57,19 @@ def _flavor(instance: Instance, links: Links, version: APIVersion) -> dict[str, 
 
 
 def _addresses(instance: Instance) -> dict[str, list[dict[str, Any]]]:
+    """Per network, each fixed address and then the floating ones translated to it (as Nova
+    lists them)."""
     addresses: dict[str, list[dict[str, Any]]] = {}
     for vif in instance.network_info or []:
         for ip in vif.get("ips", []):
-            addresses.setdefault(vif.get("network_name", "network"), []).append({
+            shown = addresses.setdefault(vif.get("network_name", "network"), [])
+            shown.append({
                 "version": ip.get("version", 4), "addr": ip["address"],
                 "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": vif.get("address")})
+            shown.extend({
+                "version": ip.get("version", 4), "addr": floating,
+                "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": vif.get("address")}
+                for floating in ip.get("floating_ips") or [])
     return addresses
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.compute import boot, lifecycle, servers
+from stratus.compute.action_steps import Reply
 from stratus.compute.api import server_views
 from stratus.compute.api.deps import (
     CallerDep,
@@ -27,6 +28,7 @@ from stratus.compute.api.deps import (
 from stratus.compute.api.schemas import ServerCreateBody, ServerUpdateBody, boot_request
 from stratus.compute.api.volume_attachments import fill_volumes_attached
 from stratus.compute.server_filters import ADMIN_SORT_KEYS, SORT_COLUMNS
+from stratus.compute.server_security_groups import fill_security_groups
 from stratus.compute.servers import ServerPage, ServerUpdate, target, visible
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.policy import Caller
@@ -102,6 +104,7 @@ async def list_servers_detail(request: Request, rt: Runtime, caller: CallerDep, 
     page = await servers.detailed_page(rt, caller, req, version, all_tenants=all_tenants)
     body: dict[str, Any] = {"servers": _details(caller, urls, version, page)}
     await fill_volumes_attached(rt, caller.context, version, body["servers"])
+    await fill_security_groups(rt, caller.context, body["servers"])
     return body | listing.NOVA.links(req, SERVERS, urls.url("servers/detail"),
                                      next_marker=page.next_marker)
 
@@ -112,6 +115,7 @@ async def show_server(server_id: str, rt: Runtime, caller: CallerDep,
     page = await servers.show(rt, caller, server_id, version)
     (body,) = _details(caller, urls, version, page)
     await fill_volumes_attached(rt, caller.context, version, [body])
+    await fill_security_groups(rt, caller.context, [body])
     return {"server": body}
 
 
@@ -145,11 +149,21 @@ async def delete_server(server_id: str, rt: Runtime, caller: CallerDep,
 
 @router.post("/{server_id}/action")
 async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
-                        caller: CallerDep, version: Version) -> Response:
+                        caller: CallerDep, urls: URLs, version: Version) -> Response:
     answer = await lifecycle.run_action(rt, caller, server_id, body, version)
     if answer is None:
         return Response(status_code=202)
-    return JSONResponse(answer)
+    if not isinstance(answer, Reply):
+        return JSONResponse(answer)
+    reply_body = answer.body
+    if answer.show_server is not None:
+        page = await servers.show(rt, caller, answer.show_server, version)
+        (detail,) = _details(caller, urls, version, page)
+        await fill_volumes_attached(rt, caller.context, version, [detail])
+        reply_body = {"server": detail | answer.extra}
+    if reply_body is None:
+        return Response(status_code=answer.status, headers=answer.headers)
+    return JSONResponse(reply_body, status_code=answer.status, headers=answer.headers)
 
 
 # Instance actions -------------------------------------------------------------------------

@@ -38,9 +38,9 @@ def _view(a: Attached, version: APIVersion) -> dict[str, Any]:
     if not version.at_least("2.89"):
         body["id"] = a.volume_id
     if version.at_least("2.70"):
-        body["tag"] = None
+        body["tag"] = a.tag
     if version.at_least("2.79"):
-        body["delete_on_termination"] = False
+        body["delete_on_termination"] = a.delete_on_termination
     if version.at_least("2.89"):
         body["attachment_id"] = a.attachment_id
         body["bdm_uuid"] = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from stratus.compute import states
@@ -21,6 +22,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec
 from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
+from stratus.core.db import utcnow
 
 LOG = logging.getLogger(__name__)
 
@@ -28,7 +30,8 @@ LOG = logging.getLogger(__name__)
 class ConductorManager:
     METHODS = ("instance_get", "build_started", "instance_update", "action_event",
                "build_failed",
-               "instance_destroyed", "host_report", "host_instance_states")
+               "instance_destroyed", "instance_offloaded", "host_report",
+               "host_instance_states")
 
     def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
                  service_down_time: float | None = None) -> None:
@@ -71,6 +74,29 @@ class ConductorManager:
             LOG.warning("settled %d instance(s) left by compute hosts that are down: %s",
                         len(settled), ", ".join(settled))
         return settled
+
+    async def offload_shelved(self, older_than: float) -> list[str]:
+        """Offload the servers shelved more than ``older_than`` seconds ago (Nova's
+        ``shelved_offload_time``): each is marked ``shelving_offloading`` (so one conductor
+        takes it) and its host told to offload it. Returns the instances sent off."""
+        now = utcnow()
+        due: list[tuple[str, str]] = []
+        async with self.runtime.service(serialized=False) as svc:
+            for instance in await svc.instances.shelved_on_hosts():
+                shelved_at = (instance.system_metadata or {}).get("shelved_at")
+                try:
+                    since = dt.datetime.fromisoformat(shelved_at) if shelved_at else None
+                except ValueError:
+                    since = None
+                if since is None or (now - since).total_seconds() < older_than:
+                    continue
+                assert instance.host is not None
+                instance.task_state = states.SHELVING_OFFLOADING
+                due.append((instance.uuid, instance.host))
+        ctx = RequestContext.for_service("conductor")
+        for uuid, host in due:
+            await self.agents.shelve_offload_instance(ctx, host, uuid)
+        return [uuid for uuid, _ in due]
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
         async with self.runtime.service(serialized=False) as svc:
@@ -161,6 +187,23 @@ class ConductorManager:
             await svc.placement.free(instance_uuid)
             await svc.instances.soft_delete(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
+
+    async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
+                                 fault: Fault | None = None) -> None:
+        async with self.runtime.service(serialized=False) as svc:
+            instance = await svc.instances.get(instance_uuid, include_deleted=True)
+            await svc.placement.free(instance_uuid)
+            if instance.deleted_at is not None or instance.task_state == states.DELETING:
+                return  # the delete owns it now (and finds nothing left on the host)
+            instance.host = instance.node = None
+            instance.vm_state, instance.task_state = states.SHELVED_OFFLOADED, None
+            instance.power_state = 0
+            if fault is not None:
+                await svc.instances.add_fault(instance_uuid, code=fault.code,
+                                              message=fault.message, details=fault.details,
+                                              host=host)
+            await svc.instances.finish_action(instance_uuid, ctx.request_id,
+                                              "Error" if fault is not None else None)
 
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         async with self.runtime.service(serialized=False) as svc:

@@ -32,7 +32,8 @@ class HostFilter:
 
 
 def _compute(host: HostState, spec: RequestSpec) -> bool:
-    return host.enabled and host.up and host.host not in spec.ignore_hosts
+    return (host.enabled and host.up and host.host not in spec.ignore_hosts
+            and spec.requested_host in (None, host.host))
 
 
 def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
@@ -40,6 +41,12 @@ def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
     for name in spec.ignore_hosts:
         if (i := view.index.get(name)) is not None:
             mask[i] = False
+    if spec.requested_host is not None:
+        only = view.index.get(spec.requested_host)
+        kept = np.zeros_like(mask)
+        if only is not None:
+            kept[only] = mask[only]
+        mask = kept
     return mask
 
 

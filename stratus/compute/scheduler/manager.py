@@ -7,27 +7,29 @@ import logging
 
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, NoValidHost
 from stratus.compute.instances import Instances
-from stratus.compute.objects import BuildRequest
+from stratus.compute.objects import BuildRequest, FlavorInfo, UnshelveRequest
 from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
 from stratus.compute.scheduler.selector import HostSelector
 from stratus.compute.service import ComputeRuntime
+from stratus.compute.states import UNSHELVING
 from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
 
 LOG = logging.getLogger(__name__)
 
 SCHEDULE_EVENT = "conductor_schedule_and_build_instances"
+UNSHELVE_SCHEDULE_EVENT = "schedule_instances"
 
 
-def flavor_spec(request: BuildRequest) -> FlavorSpec:
-    f = request.flavor
+def flavor_spec(request: BuildRequest | UnshelveRequest) -> FlavorSpec:
+    f: FlavorInfo = request.flavor
     return FlavorSpec(vcpus=f.vcpus, memory_mb=f.ram, root_gb=f.disk, ephemeral_gb=f.ephemeral,
                       swap_mb=f.swap, extra_specs=dict(f.extra_specs))
 
 
 class SchedulerManager:
-    METHODS = ("schedule_and_build",)
+    METHODS = ("schedule_and_build", "unshelve_instance")
 
     def __init__(self, runtime: ComputeRuntime, selector: HostSelector,
                  agents: ComputeAgentAPI) -> None:
@@ -84,3 +86,42 @@ class SchedulerManager:
                 continue
             chosen, alternates = hosts[0], hosts[1:]
             await self.agents.build_and_run_instance(ctx, chosen, instance_uuid, alternates)
+
+    async def unshelve_instance(self, ctx: RequestContext, request: UnshelveRequest) -> None:
+        """Place a shelved-offloaded instance as a boot would (its flavor, the shelve
+        image's properties, the zone or host asked for), claim, and have the host spawn it;
+        no host: it stays offloaded, with a fault that says why."""
+        uuid = request.instance_uuid
+        spec = RequestSpec(instance_uuid=uuid, project_id=request.project_id,
+                           flavor=flavor_spec(request),
+                           image_properties=dict(request.image_properties),
+                           availability_zone=request.availability_zone,
+                           requested_host=request.host)
+        started = utcnow()
+
+        async def place(txn: Txn, host: str) -> None:
+            instances = Instances(txn)
+            await instances.place_unshelved(uuid, host)
+            await instances.record_event(uuid, ctx.request_id, UNSHELVE_SCHEDULE_EVENT,
+                                         host=None, finished=True, result="Success",
+                                         started_at=started)
+
+        try:
+            hosts = await self.selector.select_and_claim(spec, on_claim=place)
+        except InstanceGone:
+            LOG.info("instance %s left unshelving before it was placed", uuid)
+            return
+        except NoValidHost as exc:
+            LOG.warning("no valid host to unshelve %s: %s", uuid, exc)
+            async with self.runtime.service() as svc:
+                instance = await svc.instances.get(uuid, include_deleted=True)
+                if instance.deleted_at is not None or instance.task_state != UNSHELVING:
+                    return
+                instance.task_state = None
+                await svc.instances.add_fault(uuid, code=500, message=str(exc))
+                await svc.instances.record_event(
+                    uuid, ctx.request_id, UNSHELVE_SCHEDULE_EVENT, host=None, finished=True,
+                    result="Error", details=str(exc), started_at=started)
+                await svc.instances.finish_action(uuid, ctx.request_id, "Error")
+            return
+        await self.agents.unshelve_instance(ctx, hosts[0], uuid, request.image_id)

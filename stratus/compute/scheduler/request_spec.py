@@ -36,3 +36,5 @@ class RequestSpec:
     group_hosts: frozenset[str] = frozenset()
     #: Hosts not to use (those a reschedule already failed on).
     ignore_hosts: frozenset[str] = frozenset()
+    #: The one host an admin asked for (unshelve at 2.91), or None.
+    requested_host: str | None = None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
+
 
 class PowerState(enum.IntEnum):
     """Nova's power states, as the API reports them (2 and 5 are unused)."""
@@ -41,6 +43,19 @@ class AgentNotEnabled(VirtError):
 
 
 @dataclass(frozen=True)
+class LocalDisk:
+    """An ephemeral or swap disk in the instance's own directory."""
+
+    #: ``ephemeral`` or ``swap``.
+    kind: str
+    #: The guest device, ``/dev/vdb`` and on.
+    device: str
+    size_mb: int
+    #: A file system to make on it (``swap`` for swap); None leaves it blank.
+    guest_format: str | None = None
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     """Everything a driver needs to create one guest."""
 
@@ -53,7 +68,11 @@ class GuestSpec:
     #: The image's ``disk_format`` (qcow2, raw, ...) as the image service records it.
     image_format: str | None = None
     network_info: list[dict[str, Any]] = field(default_factory=list)
+    #: Volumes: ``{"mountpoint": "/dev/vdb", "connection_info": {...}, "volume_id",
+    #: "tag"}``; the one at ``/dev/vda`` (if any) is the root disk.
     block_devices: list[dict[str, Any]] = field(default_factory=list)
+    #: Local disks the driver makes with the guest, and removes with it.
+    local_disks: list[LocalDisk] = field(default_factory=list)
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +85,14 @@ class RescueSpec:
     image_path: Path | None = None
     image_format: str | None = None
     admin_password: str = ""
+
+
+@dataclass(frozen=True)
+class DiskSnapshot:
+    """A guest's root disk, extracted to a local file the caller uploads, then removes."""
+
+    path: Path
+    disk_format: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,13 @@ class VirtDriver(abc.ABC):
     @abc.abstractmethod
     async def get_console_output(self, uuid: str) -> str: ...
 
+    @abc.abstractmethod
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        """The guest's root disk as a standalone qcow2 file (no backing file) in the
+        driver's scratch space, for the caller to upload and then remove; consistent even
+        while the guest runs, and the guest keeps its power state. A guest booted from a
+        volume has no local disk: ``VirtError``."""
+
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
                             mountpoint: str) -> None:
         """Attach a volume (``connection_info`` from the volume service, e.g.
@@ -177,3 +211,18 @@ class VirtDriver(abc.ABC):
     async def set_admin_password(self, uuid: str, password: str) -> None:
         """Set the guest's administrator password; ``AgentNotEnabled`` if it cannot."""
         raise NotImplementedError(f"the {self.name} driver cannot set passwords")
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        """Plug one more NIC (a ``VifInfo`` dict whose tap the l2-agent made) into the
+        guest, live if it runs and in its definition."""
+        raise NotImplementedError(f"the {self.name} driver cannot attach interfaces")
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        """Unplug what ``attach_interface`` plugged (found by MAC); no error if it is gone."""
+        raise NotImplementedError(f"the {self.name} driver cannot detach interfaces")
+
+    async def get_console(self, uuid: str, kind: ConsoleKind) -> ConsoleEndpoint:
+        """Where the running guest's ``kind`` console is on this host; ``ConsoleUnavailable``
+        when the driver's guests have none (``GuestNotFound``: no such guest)."""
+        raise ConsoleUnavailable(f"Unavailable console type: the {self.name} driver's guests "
+                                 f"have no {'VNC' if kind == 'vnc' else 'serial'} console.")

@@ -22,7 +22,7 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Generator, Mapping
 from typing import Any, ClassVar, Protocol
 
 import httpx
@@ -211,11 +211,13 @@ class ServiceClient:
 
     async def request(self, method: str, url: str, *, auth: httpx.Auth,
                       json: Any = None, params: Mapping[str, Any] | None = None,
-                      headers: Mapping[str, str] | None = None) -> httpx.Response:
-        """Send; a 4xx/5xx answer is raised as its ``StratusError`` (``decode_error``)."""
+                      headers: Mapping[str, str] | None = None,
+                      content: AsyncIterable[bytes] | None = None) -> httpx.Response:
+        """Send (``content``: a body streamed from an iterator); a 4xx/5xx answer is raised
+        as its ``StratusError`` (``decode_error``)."""
         try:
             response = await self.client.request(method, url, json=json, params=params,
-                                                  headers=headers, auth=auth)
+                                                  headers=headers, auth=auth, content=content)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"The {self.service_name} is unreachable.") from exc
         if response.status_code >= 400:

@@ -4,19 +4,33 @@ volume service alike.
 ``get(ctx, image_id)`` is the API side's check that the caller may boot (or make a volume
 from) an image: it must be visible to the caller and ``active``. ``show`` and ``open_data``
 are the raw reads the host image cache (``stratus.core.images_cache``) is built on.
+
+Snapshots (compute's ``createImage``, ``shelve``): ``create`` makes a ``queued`` image with
+the caller's token (so it counts against the caller's project), ``upload_file`` streams a
+local file into it (a compute host, with the user's token and its own service token) and
+``delete`` removes it again; a quota refusal of either keeps its type (``PayloadTooLarge``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from stratus.core.clients.base import ServiceClient
 from stratus.core.context import RequestContext
-from stratus.core.exceptions import BadRequest, NotFound, ServiceUnavailable, StratusError
+from stratus.core.exceptions import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    StratusError,
+)
 from stratus.core.web.errors import ErrorStyle
 
 
@@ -52,3 +66,69 @@ class ImageClient(ServiceClient):
         async with self.stream("GET", f"{endpoint}/v2/images/{image_id}/file",
                                auth=auth) as response:
             yield response
+
+    # Snapshots ----------------------------------------------------------------------------
+
+    async def create(self, ctx: RequestContext, image: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v2/images`` with the caller's token: the new ``queued`` image."""
+        endpoint = await self.endpoint(ctx)
+        try:
+            response = await self.request("POST", f"{endpoint}/v2/images", json=image,
+                                          auth=self.auth(ctx))
+        except (BadRequest, PayloadTooLarge, ServiceUnavailable):
+            raise
+        except StratusError as exc:
+            if exc.status < 500:
+                raise BadRequest(f"The image service refused the image: {exc.message}") \
+                    from exc
+            raise ServiceUnavailable(f"The image service answered {exc.status}.") from exc
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def upload_bytes(self, ctx: RequestContext, image_id: str, data: bytes) -> None:
+        """``PUT /v2/images/{id}/file`` of a small body (an empty one makes a data-less
+        image ``active``, as the record of a volume snapshot is)."""
+        endpoint = await self.endpoint(ctx)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield data
+
+        await self.request("PUT", f"{endpoint}/v2/images/{image_id}/file", auth=self.auth(ctx),
+                           content=body(),
+                           headers={"Content-Type": "application/octet-stream",
+                                    "Content-Length": str(len(data))})
+
+    async def upload_file(self, ctx: RequestContext, image_id: str, path: Path,
+                          chunk_size: int = 4 * 1024 * 1024) -> None:
+        """``PUT /v2/images/{id}/file`` from a local file, streamed (never in memory)."""
+        endpoint = await self.endpoint(ctx)
+        handle = await asyncio.to_thread(path.open, "rb")
+        size = os.fstat(handle.fileno()).st_size
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while block := await asyncio.to_thread(handle.read, chunk_size):
+                yield block
+
+        try:
+            await self.request("PUT", f"{endpoint}/v2/images/{image_id}/file",
+                               auth=self.auth(ctx), content=chunks(),
+                               headers={"Content-Type": "application/octet-stream",
+                                        "Content-Length": str(size)})
+        finally:
+            handle.close()
+
+    async def delete(self, ctx: RequestContext, image_id: str) -> None:
+        """``DELETE /v2/images/{id}``; an image already gone is no error."""
+        endpoint = await self.endpoint(ctx)
+        try:
+            await self.request("DELETE", f"{endpoint}/v2/images/{image_id}",
+                               auth=self.auth(ctx))
+        except NotFound:
+            pass
+
+    async def find(self, ctx: RequestContext, image_id: str) -> dict[str, Any] | None:
+        """The image as the caller sees it, whatever its status; None when it is gone."""
+        try:
+            return await self.show(await self.endpoint(ctx), image_id, self.auth(ctx))
+        except NotFound:
+            return None

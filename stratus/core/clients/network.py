@@ -57,10 +57,21 @@ class NetworkClient(ServiceClient):
                                 params={"fields": fields})
         return list(body["security_groups"])
 
+    async def find_security_groups(self, ctx: RequestContext, base: str,
+                                   params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The security groups matching ``params`` (Neutron's filters and ``fields``)."""
+        body = await self._call(ctx, "GET", f"{base}/security-groups", params=params)
+        return list(body["security_groups"])
+
     async def list_ports(self, ctx: RequestContext, base: str,
                          params: dict[str, Any]) -> list[dict[str, Any]]:
         body = await self._call(ctx, "GET", f"{base}/ports", params=params)
         return list(body["ports"])
+
+    async def list_floatingips(self, ctx: RequestContext, base: str,
+                               params: dict[str, Any]) -> list[dict[str, Any]]:
+        body = await self._call(ctx, "GET", f"{base}/floatingips", params=params)
+        return list(body["floatingips"])
 
     async def show_port(self, ctx: RequestContext, base: str, port_id: str) -> dict[str, Any]:
         body = await self._call(ctx, "GET", f"{base}/ports/{port_id}")

@@ -33,6 +33,12 @@ VERSION = "volume 3.44"
 #: with the instance (boot from volume, which compute-api sets up).
 BOOT_FOR = "stratus:boot_for"
 DELETE_ON_TERMINATION = "stratus:delete_on_termination"
+#: Volume metadata naming the instance a data volume (not its root) goes with when the
+#: instance is deleted (``delete_on_termination`` of a boot request's mapping).
+DATA_FOR = "stratus:data_for"
+#: Volume metadata naming the instance whose build made the volume (blank, or from an image
+#: or snapshot): a build that fails, even one cut short by a restart, deletes it again.
+MADE_FOR = "stratus:made_for"
 
 
 class VolumeClient(ServiceClient):
@@ -65,6 +71,46 @@ class VolumeClient(ServiceClient):
             raise NotFound(f"Volume {volume_id} could not be found.") from exc
         volume: dict[str, Any] = body["volume"]
         return volume
+
+    async def get_snapshot(self, ctx: RequestContext, base: str, snapshot_id: str, *,
+                           service_token: str | None = None) -> dict[str, Any]:
+        try:
+            body = await self._call(ctx, base, "GET", f"/snapshots/{snapshot_id}",
+                                    service_token=service_token)
+        except NotFound as exc:
+            raise NotFound(f"Snapshot {snapshot_id} could not be found.") from exc
+        snapshot: dict[str, Any] = body["snapshot"]
+        return snapshot
+
+    async def create_volume(self, ctx: RequestContext, base: str, *, size: int | None,
+                            name: str | None = None, image_id: str | None = None,
+                            snapshot_id: str | None = None, volume_type: str | None = None,
+                            metadata: dict[str, str] | None = None,
+                            service_token: str | None = None) -> dict[str, Any]:
+        """Ask for a volume (blank, or from an image or a snapshot); it is made
+        asynchronously: ``creating`` until ``available`` (or ``error``)."""
+        spec: dict[str, Any] = {"size": size, "name": name, "metadata": metadata or {}}
+        if image_id is not None:
+            spec["imageRef"] = image_id
+        if snapshot_id is not None:
+            spec["snapshot_id"] = snapshot_id
+        if volume_type is not None:
+            spec["volume_type"] = volume_type
+        body = await self._call(ctx, base, "POST", "/volumes", {"volume": spec},
+                                service_token=service_token)
+        volume: dict[str, Any] = body["volume"]
+        return volume
+
+    async def add_metadata(self, ctx: RequestContext, base: str, volume_id: str,
+                           metadata: dict[str, str], *,
+                           service_token: str | None = None) -> None:
+        await self._call(ctx, base, "POST", f"/volumes/{volume_id}/metadata",
+                         {"metadata": metadata}, service_token=service_token)
+
+    async def list_attachments(self, ctx: RequestContext, base: str) -> list[dict[str, Any]]:
+        """Every attachment the caller may see (summary form)."""
+        body = await self._call(ctx, base, "GET", "/attachments")
+        return list(body.get("attachments") or [])
 
     async def create_attachment(self, ctx: RequestContext, base: str, volume_id: str,
                                 instance_uuid: str, *,
@@ -111,6 +157,15 @@ class VolumeClient(ServiceClient):
                                 service_token=service_token)
         return list(body["volumes"])
 
+    async def create_snapshot(self, ctx: RequestContext, base: str, volume_id: str, *,
+                              name: str, force: bool = False) -> dict[str, Any]:
+        """``POST /snapshots`` (``force``: of a volume in use, as compute snapshots the
+        volumes of a running server)."""
+        body = await self._call(ctx, base, "POST", "/snapshots", {"snapshot": {
+            "volume_id": volume_id, "name": name, "force": force}})
+        snapshot: dict[str, Any] = body["snapshot"]
+        return snapshot
+
     async def delete_volume(self, ctx: RequestContext, base: str, volume_id: str, *,
                             service_token: str | None = None) -> None:
         try:
@@ -131,31 +186,41 @@ class VolumeClient(ServiceClient):
                                service_token: str | None = None,
                                settle_within: float = 600.0) -> None:
         """Give back what ``instance_uuid`` held: its attachments are deleted (its volumes
-        are ``available`` again), then the root volumes made to go with it
-        (``DELETE_ON_TERMINATION``) are deleted, once one still being made has settled.
-        Raises on the first failure; what was released stays released."""
+        are ``available`` again), then the root and data volumes made to go with it
+        (``BOOT_FOR``/``DATA_FOR`` with ``DELETE_ON_TERMINATION``) are deleted, once one
+        still being made has settled. Raises on the first failure; what was released
+        stays released."""
         for attachment in await self.attachments_of(ctx, base, instance_uuid,
                                                     service_token=service_token):
             await self.delete_attachment(ctx, base, attachment["id"],
                                          service_token=service_token)
         deadline = time.monotonic() + settle_within
-        for volume in await self.volumes_with_metadata(ctx, base, BOOT_FOR, instance_uuid,
-                                                       service_token=service_token):
+        owned = [*await self.volumes_with_metadata(ctx, base, BOOT_FOR, instance_uuid,
+                                                   service_token=service_token),
+                 *await self.volumes_with_metadata(ctx, base, DATA_FOR, instance_uuid,
+                                                   service_token=service_token)]
+        for volume in owned:
             if (volume.get("metadata") or {}).get(DELETE_ON_TERMINATION) != "true":
                 continue
-            while volume["status"] not in _SETTLED:
-                if time.monotonic() > deadline:
-                    raise Conflict(f"Volume {volume['id']} stayed {volume['status']}; it "
-                                   "was not deleted.")
-                await asyncio.sleep(0.2)
-                try:
-                    volume = await self.get_volume(ctx, base, volume["id"],
-                                                   service_token=service_token)
-                except NotFound:
-                    break  # deleted meanwhile: nothing left to do
-            else:  # settled: delete it
-                await self.delete_volume(ctx, base, volume["id"],
-                                         service_token=service_token)
+            await self.delete_when_settled(ctx, base, volume, deadline=deadline,
+                                           service_token=service_token)
+
+    async def delete_when_settled(self, ctx: RequestContext, base: str,
+                                  volume: dict[str, Any], *, deadline: float,
+                                  service_token: str | None = None) -> None:
+        """Delete ``volume`` once it has settled (a volume still being made cannot be
+        deleted yet); ``Conflict`` if it has not by ``deadline`` (``time.monotonic``)."""
+        while volume["status"] not in _SETTLED:
+            if time.monotonic() > deadline:
+                raise Conflict(f"Volume {volume['id']} stayed {volume['status']}; it "
+                               "was not deleted.")
+            await asyncio.sleep(0.2)
+            try:
+                volume = await self.get_volume(ctx, base, volume["id"],
+                                               service_token=service_token)
+            except NotFound:
+                return  # deleted meanwhile: nothing left to do
+        await self.delete_volume(ctx, base, volume["id"], service_token=service_token)
 
 
 #: Volume states a delete is accepted in (and that nothing else will move it out of).

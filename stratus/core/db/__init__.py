@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -97,13 +99,15 @@ class Database:
         """One transaction as a ``Txn``: committed on success, rolled back on error, then its
         after-commit actions run. ``write=False`` (read only) takes no SQLite write lock;
         see ``txn.py`` for the locking contract."""
-        writer = self._sqlite_writer_key() if write else None
+        writer = self._sqlite_writer_key if write else None
         async with open_transaction(self.sessionmaker, self.backend,
                                     sqlite_writer=writer) as txn:
             yield txn
 
+    @functools.cached_property
     def _sqlite_writer_key(self) -> str | None:
-        """What names this database's SQLite file process-wide (None on PostgreSQL)."""
+        """What names this database's SQLite file process-wide (None on PostgreSQL);
+        resolved once, not on every transaction."""
         if self.backend != "sqlite":
             return None
         database = self.url.database
@@ -197,4 +201,9 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
     asyncio.run(standalone())
 
 
-__all__ = ["AfterCommit", "Database", "Txn", "UTCDateTime", "run_migrations_online", "utcnow"]
+#: Errors that mean "the database is busy, not broken": every connection of the pool was in
+#: use for the whole pool timeout. An API answers them 503 with Retry-After, not 500.
+BUSY_ERRORS: tuple[type[Exception], ...] = (PoolTimeout,)
+
+__all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "Txn", "UTCDateTime",
+           "run_migrations_online", "utcnow"]

@@ -2,8 +2,10 @@
 
 ``RequestMiddleware`` gives each request its ``req-<uuid>`` id (echoed in
 ``x-openstack-request-id``), opens its span, logs one line per request, and turns any
-unhandled exception into a 500 in the API's error style. ``BodySizeLimitMiddleware``
-refuses bodies larger than the configured limit with a 413, whether or not they are chunked.
+unhandled exception into a 500 in the API's error style (a database too busy to lend a
+connection within its pool timeout into a 503 with ``Retry-After``: the client may retry).
+``BodySizeLimitMiddleware`` refuses bodies larger than the configured limit with a 413,
+whether or not they are chunked.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from stratus.core.context import (
     reset_request_id,
     set_request_id,
 )
+from stratus.core.db import BUSY_ERRORS
 from stratus.core.web.errors import ErrorStyle
 
 LOG = logging.getLogger("stratus.web")
+
+#: Seconds a client told the service is busy should wait before retrying.
+BUSY_RETRY_AFTER = 2
 
 REQUEST_ID_HEADER = b"x-openstack-request-id"
 
@@ -74,6 +80,15 @@ class RequestMiddleware:
             ) as current:
                 try:
                     await self.app(scope, receive, send_with_id)
+                except BUSY_ERRORS as exc:
+                    LOG.warning("busy: %s %s: %s", method, path, exc)
+                    current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    if status_holder["sent"]:
+                        raise
+                    response = self.style.response(
+                        503, "The service is too busy to take this request now; retry "
+                             "it shortly.", headers={"Retry-After": str(BUSY_RETRY_AFTER)})
+                    await response(scope, receive, send_with_id)
                 except Exception as exc:
                     LOG.exception("unhandled error in %s %s", method, path)
                     current.set_status(Status(StatusCode.ERROR, type(exc).__name__))

@@ -15,15 +15,17 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from pyroute2 import IPRoute, NetlinkError
+from pyroute2 import Conntrack, IPRoute, NetlinkError
 
 NETNS_DIR = "/run/netns"
 _IFF_LOWER_UP = 0x10000
 _CLONE_NEWNET = 0x40000000
+_NETLINK_NETFILTER = 12  # the netlink family of conntrack (linux/netlink.h)
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
@@ -227,6 +229,31 @@ def ipr_in(namespace: str) -> Iterator[IPRoute]:
         yield ipr
     finally:
         ipr.close()
+
+
+@contextlib.contextmanager
+def conntrack_in(namespace: str) -> Iterator[Conntrack]:
+    """A ``Conntrack`` whose netlink socket lives in ``namespace``: its requests read and
+    delete that namespace's connection tracking table (for worker threads; use it in the
+    thread that made it).
+
+    Unlike ``IPRoute``, pyroute2's ``Conntrack`` opens its socket only at its first request,
+    in whatever namespace the thread is in by then: one made inside ``entered`` would talk to
+    the host's table. So the socket is opened here, inside the namespace, and handed over by
+    its descriptor (which the ``Conntrack`` then owns and closes).
+    """
+    with entered(namespace):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_NETFILTER)
+    fd = sock.detach()
+    try:
+        tracker = Conntrack(fileno=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        yield tracker
+    finally:
+        tracker.close()
 
 
 def ensure_namespace(name: str) -> bool:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
-from stratus.network.api import core, extra, tags, versions
+from stratus.network.api import core, extra, floating_ips, routers, tags, versions
 from stratus.network.service import NetworkRuntime
 
 
@@ -16,7 +16,8 @@ def create_network_app(runtime: NetworkRuntime, validator: TokenValidator) -> Fa
     return create_app(
         service="network",
         style=ErrorStyle.NETWORK,
-        routers=[versions.router, core.router, extra.router, tags.router],
+        routers=[versions.router, core.router, extra.router, tags.router, routers.router,
+                 floating_ips.router],
         max_body_size=runtime.settings.max_request_body_size,
         state={"network": runtime, "token_validator": validator},
     )

@@ -31,6 +31,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from stratus.core.web import params
+from stratus.network import address_pairs
+from stratus.network.address_pairs import AddressPairRequest
 from stratus.network.agent_registry import AgentUpdate
 from stratus.network.common import UNSET
 from stratus.network.errors import InvalidInput
@@ -306,7 +308,7 @@ _BINDING = ("binding_host_id", "binding_vnic_type", "binding_profile")
 
 
 class _PortAttrs(Body):
-    UNSUPPORTED = {"allowed_address_pairs": [], "extra_dhcp_opts": [], "qos_policy_id": None}
+    UNSUPPORTED = {"extra_dhcp_opts": [], "qos_policy_id": None}
 
     name: Str = ""
     description: Str = ""
@@ -321,12 +323,17 @@ class _PortAttrs(Body):
     binding_host_id: Str | None = Field(None, alias="binding:host_id")
     binding_vnic_type: Str = Field("normal", alias="binding:vnic_type")
     binding_profile: AnyDict | None = Field(None, alias="binding:profile")
-    allowed_address_pairs: AnyList = []
+    allowed_address_pairs: Any = []
     extra_dhcp_opts: AnyList = []
     qos_policy_id: Str | None = None
 
     def fixed(self) -> tuple[FixedIpRequest, ...]:
         return tuple(f.request() for f in self.fixed_ips)
+
+    def pairs(self) -> tuple[AddressPairRequest, ...]:
+        """``allowed_address_pairs`` checked (Neutron's messages); null means none."""
+        value = self.allowed_address_pairs
+        return () if value is None else address_pairs.parse(value)
 
 
 class PortBody(_PortAttrs, Owned):
@@ -346,7 +353,8 @@ class PortBody(_PortAttrs, Owned):
                                    if "port_security_enabled" in named else None),
             dns_name=self.dns_name, binding_host_id=self.binding_host_id or "",
             binding_vnic_type=self.binding_vnic_type,
-            binding_profile=self.binding_profile or {}, binding=self.named(*_BINDING))
+            binding_profile=self.binding_profile or {}, binding=self.named(*_BINDING),
+            allowed_address_pairs=self.pairs())
 
 
 class PortUpdateBody(_PortAttrs):
@@ -366,7 +374,9 @@ class PortUpdateBody(_PortAttrs):
             security_groups=tuple(self.security_groups or ()) if "security_groups" in named
             else UNSET,
             fixed_ips=self.fixed() if "fixed_ips" in named else UNSET,
-            binding=self.named(*_BINDING))
+            binding=self.named(*_BINDING),
+            allowed_address_pairs=(self.pairs() if "allowed_address_pairs" in named
+                                   else UNSET))
 
 
 class SecurityGroupBody(Owned):

@@ -33,6 +33,9 @@ KINDS: dict[str, tuple[str, Getter]] = {
     "ports": ("port", lambda svc, caller, id_: svc.ports.get_port(caller, id_)),
     "security-groups": ("security_group", lambda svc, caller, id_:
                         svc.security_groups.get_security_group(caller, id_)),
+    "routers": ("router", lambda svc, caller, id_: svc.routers.get_router(caller, id_)),
+    "floatingips": ("floatingip", lambda svc, caller, id_:
+                    svc.floating_ips.get_floatingip(caller, id_)),
 }
 MAX_TAG = 255
 

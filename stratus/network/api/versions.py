@@ -34,6 +34,8 @@ EXTENSIONS = [
     ("quota_details", "Quota details management support",
      "Expose functions for quotas usage statistics per project"),
     ("port-security", "Port Security", "Provides port security"),
+    ("allowed-address-pairs", "Allowed Address Pairs",
+     "Provides allowed address pairs"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("standard-attr-description", "standard-attr-description",
      "Extension to add descriptions to standard attributes"),
@@ -52,12 +54,25 @@ EXTENSIONS = [
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("filter-validation", "Filter parameters validation",
      "Provides validation on filter parameters."),
+    # Routers and floating IPs (the L3 service).
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 "
+                                    "Neutron networks and access to external networks via "
+                                    "a NAT gateway."),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode",
+     "Extension of the router abstraction for specifying whether SNAT should occur on the "
+     "external gateway"),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("fip-port-details", "Floating IP Port Details Extension",
+     "Add port_details attribute to Floating IP resource"),
+    ("router_availability_zone", "Router Availability Zone",
+     "Availability zone support for router."),
 ]
 
 RESOURCES = [("network", "networks"), ("subnet", "subnets"), ("port", "ports"),
              ("security_group", "security-groups"),
              ("security_group_rule", "security-group-rules"), ("quota", "quotas"),
-             ("agent", "agents"), ("availability_zone", "availability_zones")]
+             ("agent", "agents"), ("availability_zone", "availability_zones"),
+             ("router", "routers"), ("floatingip", "floatingips")]
 
 
 def _extension(alias: str, name: str, description: str) -> dict[str, object]:

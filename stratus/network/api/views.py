@@ -64,7 +64,9 @@ def port(p: Port, caller: Caller, bound_vif_type: str) -> dict[str, Any]:
         "status": p.status, "device_id": p.device_id, "device_owner": p.device_owner,
         "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
                       for a in p.fixed_ips],
-        "allowed_address_pairs": [], "extra_dhcp_opts": [],
+        "allowed_address_pairs": [{"ip_address": a.ip_address, "mac_address": a.mac_address}
+                                  for a in p.allowed_address_pairs],
+        "extra_dhcp_opts": [],
         "security_groups": [g.security_group_id for g in p.security_groups],
         "port_security_enabled": p.port_security_enabled, "dns_name": p.dns_name,
         "ip_allocation": "immediate", **_standard(p),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stratus.core.config import Settings
-from stratus.volume.backends.base import BackendError, VolumeBackend
+from stratus.volume.backends.base import BackendError, MissingTool, VolumeBackend
 
 
 def create_backend(settings: Settings) -> VolumeBackend:
@@ -15,4 +15,4 @@ def create_backend(settings: Settings) -> VolumeBackend:
     raise ValueError(f"unknown volume backend {name!r}")
 
 
-__all__ = ["BackendError", "VolumeBackend", "create_backend"]
+__all__ = ["BackendError", "MissingTool", "VolumeBackend", "create_backend"]

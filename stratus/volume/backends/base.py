@@ -5,6 +5,9 @@ volume-manager calls it and records the outcome. Contracts every backend keeps:
 
 * a create that fails leaves nothing behind (no file, no image, no partial data);
 * ``delete_volume`` and ``delete_snapshot`` of something absent succeed (they are retried);
+* work that needs a host program that is missing raises ``MissingTool``, and
+  ``image_formats``/``missing_tools`` say so beforehand (volume-managers report them, so
+  volume-api refuses such a request instead of failing it later);
 * ``connection_info`` is what a compute host needs to attach the volume, in Cinder's form
   ``{"driver_volume_type": ..., "data": {...}}`` (``file`` gives a path, ``rbd`` a pool and
   image name with monitors).
@@ -16,14 +19,36 @@ import abc
 from pathlib import Path
 from typing import Any
 
+from stratus.core import hosttools
+
+#: The image disk formats (the image service's names) a backend may write into a volume.
+IMAGE_DISK_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx")
+
 
 class BackendError(Exception):
     """The backend could not do what was asked; the message says why (no secrets)."""
 
 
+class MissingTool(BackendError):
+    """The work needs a host program that is not installed (``command``)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(hosttools.missing(command))
+        self.command = command
+
+
 class VolumeBackend(abc.ABC):
     #: Short name shown as the service's backend (``file``, ``rbd``).
     name: str
+
+    def image_formats(self) -> tuple[str, ...]:
+        """The image disk formats this backend can write into a volume here and now."""
+        return IMAGE_DISK_FORMATS
+
+    def missing_tools(self) -> tuple[str, ...]:
+        """Host programs the backend would use but cannot find (what they limit shows in
+        ``image_formats``)."""
+        return ()
 
     @abc.abstractmethod
     async def create_volume(self, volume_id: str, size_gb: int) -> None:
@@ -32,7 +57,8 @@ class VolumeBackend(abc.ABC):
     @abc.abstractmethod
     async def create_volume_from_image(self, volume_id: str, size_gb: int, image: Path,
                                        image_format: str) -> None:
-        """A volume of ``size_gb`` GiB holding the image file's disk (``raw``, ``qcow2``...)."""
+        """A volume of ``size_gb`` GiB holding the image file's disk; ``image_format`` is
+        the image's ``disk_format`` (one of ``image_formats()``)."""
 
     @abc.abstractmethod
     async def create_volume_from_snapshot(self, volume_id: str, size_gb: int,

@@ -1,9 +1,14 @@
-"""The ``file`` backend: each volume a raw file under one directory, made with ``qemu-img``.
+"""The ``file`` backend: each volume a raw file under one directory.
+
+Empty volumes are sparse files, grown in place (``truncate``), copied with holes kept, and
+raw images copied in: none of it needs a host program beyond ``cp``. Only writing a
+qcow2/vmdk/vdi/vhd/vhdx image into a volume needs ``qemu-img convert``; without qemu-img the
+backend says so (``image_formats`` is just raw, and such a create raises ``MissingTool``).
 
 Layout: ``<dir>/volume-<id>`` and ``<dir>/snapshot-<id>``. New data is written to
 ``<dir>/.creating-<name>`` and renamed into place only when complete, so a failed create
 leaves no file (the partial one is removed) and a present file is always a whole volume.
-Raw files are sparse, so an empty volume costs no space. Compute hosts attach the file by
+An empty volume costs no space. Compute hosts attach the file by
 its path (``{"driver_volume_type": "file", "data": {"path": ...}}``), which suits hosts that
 share the directory with the volume-manager (one machine, or a shared filesystem).
 """
@@ -13,19 +18,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from stratus.volume.backends.base import BackendError, VolumeBackend
+from stratus.core import hosttools
+from stratus.volume.backends.base import (
+    IMAGE_DISK_FORMATS,
+    BackendError,
+    MissingTool,
+    VolumeBackend,
+)
 
 LOG = logging.getLogger(__name__)
 
 GIB = 1 << 30
 _ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,63}$")
 PARTIAL_PREFIX = ".creating-"
+#: The image service's disk format names that qemu-img knows by another name.
+_QEMU_FORMAT = {"vhd": "vpc"}
 
 
 class FileBackend(VolumeBackend):
@@ -59,9 +73,21 @@ class FileBackend(VolumeBackend):
 
     # qemu-img ------------------------------------------------------------------------------
 
+    def _qemu_img_path(self) -> str | None:
+        return hosttools.find(self.qemu_img)
+
+    def image_formats(self) -> tuple[str, ...]:
+        return IMAGE_DISK_FORMATS if self._qemu_img_path() else ("raw",)
+
+    def missing_tools(self) -> tuple[str, ...]:
+        return () if self._qemu_img_path() else (self.qemu_img,)
+
     async def _qemu_img(self, *args: str) -> str:
+        binary = self._qemu_img_path()
+        if binary is None:
+            raise MissingTool(self.qemu_img)
         process = await asyncio.create_subprocess_exec(
-            self.qemu_img, *args, stdout=asyncio.subprocess.PIPE,
+            binary, *args, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await process.communicate()
         if process.returncode != 0:
@@ -84,8 +110,9 @@ class FileBackend(VolumeBackend):
             raise
 
     async def _grow(self, path: Path, size_gb: int) -> None:
+        """Grow the raw file to ``size_gb`` GiB; the new part is a hole (costs nothing)."""
         if (await asyncio.to_thread(path.stat)).st_size < size_gb * GIB:
-            await self._qemu_img("resize", "-q", "-f", "raw", str(path), f"{size_gb}G")
+            await asyncio.to_thread(os.truncate, path, size_gb * GIB)
 
     async def _copy(self, source: Path, target: Path) -> None:
         if not await asyncio.to_thread(source.exists):
@@ -96,16 +123,27 @@ class FileBackend(VolumeBackend):
 
     async def create_volume(self, volume_id: str, size_gb: int) -> None:
         async def fill(partial: Path) -> None:
-            await self._qemu_img("create", "-q", "-f", "raw", str(partial), f"{size_gb}G")
+            await asyncio.to_thread(_sparse_file, partial, size_gb * GIB)
 
         await self._create(self.volume_path(volume_id), fill)
 
     async def create_volume_from_image(self, volume_id: str, size_gb: int, image: Path,
                                        image_format: str) -> None:
+        if image_format not in IMAGE_DISK_FORMATS:
+            raise BackendError(f"image disk format {image_format} cannot be written to a "
+                               "volume")
+        if image_format != "raw" and self._qemu_img_path() is None:
+            raise MissingTool(self.qemu_img)
+
         async def fill(partial: Path) -> None:
-            # The volume keeps its own size: make it, then write the image's disk into it.
-            await self._qemu_img("create", "-q", "-f", "raw", str(partial), f"{size_gb}G")
-            await self._qemu_img("convert", "-q", "-n", "-f", image_format, "-O", "raw",
+            # The volume keeps its own size: the image's disk, then grown to it.
+            if image_format == "raw":
+                await self._copy(image, partial)
+                await self._grow(partial, size_gb)
+                return
+            await asyncio.to_thread(_sparse_file, partial, size_gb * GIB)
+            await self._qemu_img("convert", "-q", "-n", "-f",
+                                 _QEMU_FORMAT.get(image_format, image_format), "-O", "raw",
                                  str(image), str(partial))
 
         await self._create(self.volume_path(volume_id), fill)
@@ -156,6 +194,12 @@ class FileBackend(VolumeBackend):
         path = self.volume_path(volume_id)
         return {"driver_volume_type": "file",
                 "data": {"path": str(path), "format": "raw", "volume_id": volume_id}}
+
+
+def _sparse_file(path: Path, size: int) -> None:
+    """A new file of ``size`` bytes, all of it a hole."""
+    with path.open("xb") as handle:
+        handle.truncate(size)
 
 
 def _sparse_copy(source: Path, target: Path) -> None:

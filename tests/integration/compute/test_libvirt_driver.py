@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from stratus.compute.virt.driver import GuestNotFound, GuestSpec, PowerState, VirtError
+from stratus.compute.virt.driver import (
+    GuestNotFound,
+    GuestSpec,
+    LocalDisk,
+    PowerState,
+    VirtError,
+)
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.network.agents import linux
 from tests.realvm import guest_image, libvirt_ready, wait_console
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
@@ -137,8 +144,12 @@ async def test_guest_life_cycle_and_adoption_by_a_new_driver(driver: LibvirtDriv
 
 
 async def test_domain_definition(driver: LibvirtDriver, tmp_path: Path) -> None:
-    """What libvirt holds for a guest: our marker, sysinfo, disk, console log, root DAC."""
-    guest = spec(driver, guest_image(), vcpus=2, memory_mb=192)
+    """What libvirt holds for a guest: our marker, sysinfo, disks (the overlay, then the
+    ephemeral and swap files), console log, root DAC; a NIC hot-plugged on a tap and
+    unplugged again."""
+    guest = spec(driver, guest_image(), vcpus=2, memory_mb=192, local_disks=[
+        LocalDisk(kind="ephemeral", device="/dev/vdb", size_mb=64),
+        LocalDisk(kind="swap", device="/dev/vdc", size_mb=32, guest_format="swap")])
     await driver.spawn(guest)
     # Another deployment on the same machine (its own instances directory) does not own it.
     other = LibvirtDriver(tmp_path / "other-instances", run_dir=tmp_path / "run")
@@ -166,9 +177,50 @@ async def test_domain_definition(driver: LibvirtDriver, tmp_path: Path) -> None:
     assert dom.find("./devices/interface") is None
     log = dom.find("./devices/serial/log")
     assert log is not None and log.get("file") == str(driver.console_log(guest.uuid))
-    assert dom.find("./devices/disk/source").get("file") == str(  # type: ignore[union-attr]
-        driver.instance_dir(guest.uuid) / "disk")
+    directory = driver.instance_dir(guest.uuid)
+    assert [(d.find("target").get("dev"), d.find("source").get("file"))  # type: ignore[union-attr]
+            for d in dom.iterfind("./devices/disk")] == [
+        ("vda", str(directory / "disk")), ("vdb", str(directory / "disk.eph0")),
+        ("vdc", str(directory / "disk.swap"))]
+    await _hot_plug_a_nic(driver, guest.uuid)
     await driver.destroy(guest.uuid)
+    assert not directory.exists()
+
+
+def _live_interfaces(uuid_: str) -> list[tuple[str | None, str | None]]:
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        dom = ET.fromstring(conn.lookupByUUIDString(uuid_).XMLDesc(0))
+    finally:
+        conn.close()
+    return [(i.find("mac").get("address"), i.find("target").get("dev"))  # type: ignore[union-attr]
+            for i in dom.iterfind("./devices/interface")]
+
+
+async def _hot_plug_a_nic(driver: LibvirtDriver, uuid_: str) -> None:
+    """A tap in a bridge, as the l2-agent makes them (names unique to this test)."""
+    # A guest still booting ignores the unplug request: hot-plug into a booted one.
+    await wait_console(lambda: driver.get_console_output(uuid_), r"^STRATUS-READY")
+    suffix = uuid.uuid4().hex[:6]
+    bridge, tap = f"brqbd{suffix}", f"tapbd{suffix}"
+    # pyroute2's synchronous IPRoute runs its own loop: off this one, in a thread.
+    await asyncio.to_thread(linux.ensure_bridge, bridge)
+    try:
+        await asyncio.to_thread(linux.ensure_tap, tap, bridge, 1500)
+        vif = {"id": "p-hotplug", "address": "fa:16:3e:bd:00:01", "devname": tap,
+               "bridge": bridge, "type": "bridge", "mtu": 1500}
+        await driver.attach_interface(uuid_, vif)
+        assert _live_interfaces(uuid_) == [("fa:16:3e:bd:00:01", tap)]
+        await driver.detach_interface(uuid_, vif)
+        for _ in range(100):  # the guest acknowledges the unplug (ACPI) in its own time
+            if not _live_interfaces(uuid_):
+                break
+            await asyncio.sleep(0.2)
+        assert _live_interfaces(uuid_) == []
+    finally:
+        await asyncio.to_thread(linux.delete_link, tap)
+        await asyncio.to_thread(linux.delete_link, bridge)
 
 
 async def test_corrupt_image_fails_cleanly(driver: LibvirtDriver, tmp_path: Path) -> None:

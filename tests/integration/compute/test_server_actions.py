@@ -220,7 +220,8 @@ async def test_lock_refuses_non_admins_with_409_and_unlock_follows_nova(cloud: C
 
     before = await _actions(cloud, sid)
     for body in ({"os-stop": None}, {"pause": None}, {"reboot": {"type": "HARD"}},
-                 {"rescue": None}, {"changePassword": {"adminPass": "x"}}):
+                 {"rescue": None}, {"changePassword": {"adminPass": "x"}},
+                 {"rebuild": {"imageRef": image_id}}, {"shelve": None}, {"unshelve": None}):
         message = assert_compute_error(await _act(cloud, sid, body, token=member), 409,
                                        "conflictingRequest")
         assert message == f"Instance {sid} is locked"
@@ -231,6 +232,11 @@ async def test_lock_refuses_non_admins_with_409_and_unlock_follows_nova(cloud: C
         f"/compute/v2.1/servers/{sid}/os-volume_attachments", headers={"X-Auth-Token": member},
         json={"volumeAttachment": {"volumeId": "9a1c8e2e-5a57-4d3b-9f43-0d2b3c1e4f55"}})
     assert assert_compute_error(attach, 409, "conflictingRequest") == \
+        f"Instance {sid} is locked"
+    plug = await cloud.client.post(
+        f"/compute/v2.1/servers/{sid}/os-interface", headers={"X-Auth-Token": member},
+        json={"interfaceAttachment": {"port_id": "5d0f1c2e-8a3b-4c6d-9e7f-1a2b3c4d5e6f"}})
+    assert assert_compute_error(plug, 409, "conflictingRequest") == \
         f"Instance {sid} is locked"
     assert await _actions(cloud, sid) == before
     # Admins act on locked servers all the same.

@@ -144,6 +144,25 @@ async def test_domain_scope(cloud: Cloud) -> None:
     assert [d["id"] for d in domains.json()["domains"]] == ["default"]
 
 
+async def test_bootstrap_admin_logs_in_domain_scoped(cloud: Cloud) -> None:
+    """As on DevStack, bootstrap makes admin an admin of the Default domain: Horizon logs
+    in domain-scoped first, by user name and domain name."""
+    for scope in ({"domain": {"id": "default"}}, {"domain": {"name": "Default"}}):
+        token, body = await cloud.issue(password_auth(
+            name="admin", domain={"name": "Default"}, password=ADMIN_PASSWORD, scope=scope))
+        assert body["domain"] == {"id": "default", "name": "Default"}
+        assert "project" not in body and "system" not in body
+        assert role_names(body) == ["admin", "member", "reader"]
+        await assert_validates_identically(cloud, token, body)
+    domains = await cloud.client.get("/v3/auth/domains", headers={"X-Auth-Token": token})
+    assert [d["name"] for d in domains.json()["domains"]] == ["Default"]
+    # The domain-scoped admin may manage the domain's users.
+    users = await cloud.client.get("/v3/users", params={"domain_id": "default"},
+                                   headers={"X-Auth-Token": token})
+    assert users.status_code == 200, users.text
+    assert "admin" in {u["name"] for u in users.json()["users"]}
+
+
 async def test_system_scope(cloud: Cloud) -> None:
     token, body = await cloud.issue(password_auth(
         user_id=cloud.admin_user_id, password=ADMIN_PASSWORD, scope={"system": {"all": True}}))

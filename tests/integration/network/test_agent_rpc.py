@@ -75,9 +75,14 @@ class L2Recorder(Recorder):
     async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
         await self.record("network_deleted", network_id=network_id)
 
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        await self.record("security_groups_updated", security_group_ids=security_group_ids,
+                          port_ids=port_ids)
+
 
 DHCP_METHODS = ("network_updated", "network_deleted", "port_updated", "port_deleted")
-L2_METHODS = ("port_bound", "port_unbound", "network_deleted")
+L2_METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated")
 
 
 @pytest.fixture
@@ -253,3 +258,54 @@ async def test_noop_backend_wires_bound_ports_at_once(cloud: NetCloud) -> None:
     assert at_once["status"] == "ACTIVE" and len(events.sent) == 2
     plain = await cloud.create("port", network_id=net["id"], **{"binding:host_id": "x"})
     assert plain["status"] == "DOWN" and len(events.sent) == 2  # not a server's port
+
+
+async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
+    """What the firewall needs crosses the bus: a bound port's groups with their rules and
+    remote group members, and a fanout for each change of rules, members or a port's
+    security."""
+    cloud: NetCloud
+    cloud, api, _, l2, _ = wired
+    ctx = RequestContext()
+    net = await cloud.create("network", name="sg-net")
+    await cloud.create("subnet", network_id=net["id"], cidr="10.31.0.0/24")
+    web = await cloud.create("security-group", name="web")
+    await cloud.create("security-group-rule", security_group_id=web["id"],
+                       direction="ingress", remote_group_id=web["id"])
+    await l2.wait_for("security_groups_updated",
+                      lambda k: k["security_group_ids"] == [web["id"]])
+    port = await cloud.create("port", network_id=net["id"], device_owner="compute:nova",
+                              device_id=str(uuid.uuid4()), security_groups=[web["id"]],
+                              allowed_address_pairs=[{"ip_address": "10.31.0.200"}],
+                              **{"binding:host_id": HOST})
+    bound = await l2.wait_for("port_bound", lambda k: k["details"]["port"]["id"] == port["id"])
+    details = DeviceDetails.model_validate(bound["details"])
+    assert details.port.security_group_ids == [web["id"]]
+    assert details.port.port_security_enabled is True
+    assert [(p.ip_address, p.mac_address) for p in details.port.allowed_address_pairs] == [
+        ("10.31.0.200", port["mac_address"])]
+    (group,) = details.security_groups
+    assert group.id == web["id"]
+    assert {(r.direction, r.remote_group_id) for r in group.rules} >= {
+        ("ingress", web["id"]), ("egress", None)}
+    assert sorted(details.remote_group_members[web["id"]]) == sorted(
+        [port["fixed_ips"][0]["ip_address"], "10.31.0.200"])
+    # A new member: agents hear the group changed.
+    l2.calls.clear()
+    other = await cloud.create("port", network_id=net["id"], security_groups=[web["id"]])
+    await l2.wait_for("security_groups_updated",
+                      lambda k: k["security_group_ids"] == [web["id"]])
+    fetched = await api.get_device_details(ctx, port["id"], HOST)
+    assert fetched is not None
+    assert other["fixed_ips"][0]["ip_address"] in fetched.remote_group_members[web["id"]]
+    # The port leaves its groups: the port itself is named.
+    l2.calls.clear()
+    await cloud.call("PUT", f"/ports/{port['id']}", json={"port": {"security_groups": []}})
+    await l2.wait_for("security_groups_updated", lambda k: k["port_ids"] == [port["id"]]
+                      and k["security_group_ids"] == [web["id"]])
+    # A rule goes: its group changed.
+    l2.calls.clear()
+    rule = next(r for r in web["security_group_rules"] if r["direction"] == "egress")
+    await cloud.call("DELETE", f"/security-group-rules/{rule['id']}")
+    await l2.wait_for("security_groups_updated",
+                      lambda k: k["security_group_ids"] == [web["id"]])

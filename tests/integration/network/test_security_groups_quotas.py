@@ -54,16 +54,18 @@ async def test_rules_create_duplicate_validate_delete(cloud: NetCloud) -> None:
     message = assert_neutron_error(duplicate, 409, "SecurityGroupRuleExists")
     assert rule["id"] in message
     bad = [
-        ({**body, "direction": "sideways"}, "direction"),
-        ({**body, "port_range_min": 30, "port_range_max": 20}, "port_range"),
-        ({**body, "protocol": "nope"}, "protocol"),
-        ({**body, "remote_ip_prefix": "::/0"}, "ethertype"),
-        ({**body, "protocol": None}, "protocol"),
+        ({**body, "direction": "sideways"}, "direction", "InvalidInput"),
+        ({**body, "port_range_min": 30, "port_range_max": 20}, "port_range",
+         "SecurityGroupInvalidPortRange"),
+        ({**body, "protocol": "nope"}, "protocol", "SecurityGroupRuleInvalidProtocol"),
+        ({**body, "remote_ip_prefix": "::/0"}, "ethertype",
+         "SecurityGroupRuleParameterConflict"),
+        ({**body, "protocol": None}, "protocol", "SecurityGroupProtocolRequiredWithPorts"),
     ]
-    for attrs, words in bad:
+    for attrs, words, type_name in bad:
         response = await cloud.call("POST", "/security-group-rules", member,
                                     json={"security_group_rule": attrs})
-        assert words in assert_neutron_error(response, 400, "InvalidInput"), attrs
+        assert words in assert_neutron_error(response, 400, type_name), attrs
 
     custom = await cloud.create("security-group", member, name="web", description="w")
     assert {(r["direction"], r["ethertype"]) for r in custom["security_group_rules"]} == {
@@ -98,7 +100,7 @@ async def test_quotas_are_enforced_and_reported(make_cloud: CloudFactory) -> Non
     member = await cloud.project()
     default = (await cloud.call("GET", f"/quotas/{member.project_id}", member)).json()
     assert default["quota"] == {"network": -1, "subnet": -1, "port": 3, "security_group": 10,
-                                "security_group_rule": 100}
+                                "security_group_rule": 100, "router": 10, "floatingip": 50}
     net, _ = await cloud.network_with_subnet(member, cidr="10.41.0.0/24")
     results = await asyncio.gather(*(cloud.call("POST", "/ports", member, json={"port": {
         "network_id": net["id"]}}) for _ in range(8)))

@@ -35,6 +35,7 @@ from stratus.network.objects import (
     FixedIP,
     NetworkInfo,
     PortInfo,
+    RouterInfo,
     SubnetInfo,
     bridge_name,
     dhcp_namespace,
@@ -89,7 +90,8 @@ class ServerDouble:
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
                "release_dhcp_port", "get_device_details", "get_bound_ports",
-               "update_device_up", "update_device_down")
+               "update_device_up", "update_device_down", "get_routers",
+               "update_floatingip_statuses")
 
     networks: dict[str, NetworkInfo] = field(default_factory=dict)
     bound: dict[str, list[DeviceDetails]] = field(default_factory=dict)
@@ -103,6 +105,9 @@ class ServerDouble:
     #: When set, get_active_networks answers only once it is set (after snapshot_taken).
     hold_snapshot: asyncio.Event | None = None
     snapshot_taken: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The routers scheduled per host (l3-agent), and the floating IP statuses reported.
+    routers: dict[str, list[RouterInfo]] = field(default_factory=dict)
+    fip_statuses: dict[str, str] = field(default_factory=dict)
 
     async def report_state(self, ctx: RequestContext, state: AgentState) -> None:
         self.states.append(state)
@@ -161,6 +166,17 @@ class ServerDouble:
 
     async def update_device_down(self, ctx: RequestContext, port_id: str, host: str) -> None:
         self.down.append((port_id, host))
+
+    async def get_routers(self, ctx: RequestContext, host: str,
+                          router_ids: list[str] | None = None) -> list[RouterInfo]:
+        if self.unavailable:
+            raise RuntimeError("the server is starting")
+        return [r for r in self.routers.get(host, [])
+                if router_ids is None or r.id in router_ids]
+
+    async def update_floatingip_statuses(self, ctx: RequestContext, router_id: str,
+                                         statuses: dict[str, str]) -> None:
+        self.fip_statuses.update(statuses)
 
 
 def require_root_and_dnsmasq() -> None:

@@ -9,9 +9,12 @@ inside the namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +83,13 @@ class Guest:
     namespace: str = field(default_factory=lambda: f"qguest-{uuid.uuid4().hex[:10]}")
     device: str = "eth0"
     lease: dict[str, str] = field(default_factory=dict)
+    #: The bridge side's name; a port's tap name makes the guest that port (the l2-agent
+    #: then enslaves the veth instead of making a tap, and its firewall filters it).
+    outside_name: str | None = None
 
     @property
     def outside(self) -> str:
-        return f"gv{self.namespace[-10:]}"
+        return self.outside_name or f"gv{self.namespace[-10:]}"
 
     def _plug(self) -> None:
         linux.ensure_namespace(self.namespace)
@@ -173,6 +179,62 @@ class Guest:
         """A minimal HTTP/1.1 GET over a new connection (no client library set-up in the
         timing): the status and the body (not de-chunked)."""
         return await asyncio.to_thread(self._raw_get, address, path)
+
+    def _connect(self, address: str, port: int, source: str | None, timeout: float) -> bool:
+        with linux.entered(self.namespace):
+            sock = socket.socket()
+        with sock:
+            sock.settimeout(timeout)
+            if source is not None:
+                sock.bind((source, 0))
+            try:
+                sock.connect((address, port))
+                return sock.recv(16) == b"hi"
+            except OSError:
+                return False
+
+    async def connect(self, address: str, port: int, source: str | None = None,
+                      wait: float = 0.5) -> bool:
+        """Whether a TCP connection from inside to ``address:port`` is answered (by a
+        ``listen``-er's ``hi``) within ``wait`` seconds."""
+        return await asyncio.to_thread(self._connect, address, port, source, wait)
+
+    @contextlib.contextmanager
+    def listen(self, port: int) -> Iterator[None]:
+        """A TCP listener inside on ``port`` that says ``hi`` to each connection."""
+        with linux.entered(self.namespace):
+            server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("0.0.0.0", port))
+        server.listen(16)
+        server.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.sendall(b"hi")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            server.close()
+
+    async def set_mac(self, mac: str) -> None:
+        def change() -> None:
+            with linux.ipr_in(self.namespace) as ns:
+                index = ns.link_lookup(ifname=self.device)[0]
+                ns.link("set", index=index, address=mac)
+
+        await asyncio.to_thread(change)
 
     async def get(self, url: str, headers: dict[str, str] | None = None,
                   source: str | None = None) -> httpx.Response:

@@ -73,7 +73,8 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
     settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
                         admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
                         compute={"host": host, "fake_hosts": 1, "virt_driver": "fake"},
-                        network={"backend": "linuxbridge"},
+                        network={"backend": "linuxbridge",
+                                 "firewall_table": f"sgtest-{uuid.uuid4().hex[:8]}"},
                         metadata={"shared_secret": SECRET})
     transport = LateASGITransport()
     stack = Stack(settings, http_transport=transport)

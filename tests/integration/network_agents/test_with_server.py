@@ -38,6 +38,7 @@ class Cloud:
     headers: dict[str, str]
     host: str
     state_dir: Path
+    firewall_table: str = ""
 
     async def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.post(f"{NET}/{kind}s", headers=self.headers,
@@ -62,7 +63,8 @@ async def cloud(db_url: str, bus_url: str, tmp_path: Path) -> AsyncIterator[Clou
                         bus_url=bus_url, admin_password=ADMIN_PASSWORD,
                         identity={"bcrypt_rounds": 4},
                         compute={"host": host, "fake_hosts": 1},
-                        network={"backend": "linuxbridge", "agent_report_interval": 1.0})
+                        network={"backend": "linuxbridge", "agent_report_interval": 1.0,
+                                 "firewall_table": f"sgtest-{uuid.uuid4().hex[:8]}"})
     stack = Stack(settings)
     try:
         await run_bootstrap(stack)
@@ -76,7 +78,7 @@ async def cloud(db_url: str, bus_url: str, tmp_path: Path) -> AsyncIterator[Clou
                 "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
             assert response.status_code == 201, response.text
             yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]}, host,
-                        settings.dhcp_state_dir)
+                        settings.dhcp_state_dir, settings.network.firewall_table)
     finally:
         await stack.aclose()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stratus.volume.backends.base import BackendError
+from stratus.volume.backends.base import BackendError, MissingTool
 from stratus.volume.backends.file import PARTIAL_PREFIX, FileBackend
 
 GIB = 1 << 30
@@ -71,8 +71,8 @@ async def test_failures_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="Not a valid volume id"):
         await backend.create_volume("../escape", 1)
     failing = FileBackend(tmp_path / "volumes", qemu_img="/bin/false")
-    with pytest.raises(BackendError):
-        await failing.create_volume(_id(), 1)
+    with pytest.raises(BackendError, match="qemu-img convert failed"):
+        await failing.create_volume_from_image(_id(), 1, broken, "qcow2")
     assert os.listdir(tmp_path / "volumes") == []
     vid = _id()
     await backend.create_volume(vid, 1)
@@ -93,3 +93,39 @@ async def test_from_image_keeps_the_volume_size(tmp_path: Path) -> None:
     await backend.create_volume_from_image(vid, 1, image, "raw")
     path = backend.volume_path(vid)
     assert path.stat().st_size == GIB and _head(path, len(data)) == data
+
+
+async def test_without_qemu_img(tmp_path: Path) -> None:
+    """Everything but converting a non-raw image works without qemu-img; that one says
+    what is missing and how to add it, before anything is written."""
+    backend = FileBackend(tmp_path / "volumes", qemu_img="/nonexistent/qemu-img")
+    assert backend.image_formats() == ("raw",)
+    assert backend.missing_tools() == ("/nonexistent/qemu-img",)
+    vid, clone, sid = _id(), _id(), _id()
+    await backend.create_volume(vid, 1)
+    path = backend.volume_path(vid)
+    assert path.stat().st_size == GIB and path.stat().st_blocks * 512 < 1 << 20
+    await backend.extend_volume(vid, 2)
+    assert path.stat().st_size == 2 * GIB
+    await backend.create_snapshot(sid, vid)
+    await backend.clone_volume(clone, 3, vid)
+    assert backend.volume_path(clone).stat().st_size == 3 * GIB
+    image = tmp_path / "image.raw"
+    image.write_bytes(b"raw disk" + bytes(4096))
+    from_raw = _id()
+    await backend.create_volume_from_image(from_raw, 1, image, "raw")
+    assert _head(backend.volume_path(from_raw), 8) == b"raw disk"
+    assert backend.volume_path(from_raw).stat().st_size == GIB
+    before = sorted(os.listdir(tmp_path / "volumes"))
+    with pytest.raises(MissingTool, match=r"qemu-img is not installed; "
+                                          r"apt-get install qemu-utils"):
+        await backend.create_volume_from_image(_id(), 1, image, "qcow2")
+    with pytest.raises(BackendError, match="cannot be written"):
+        await backend.create_volume_from_image(_id(), 1, image, "iso")
+    assert sorted(os.listdir(tmp_path / "volumes")) == before
+
+
+def test_with_qemu_img_every_format_is_writable(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path / "volumes")
+    assert set(backend.image_formats()) == {"raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx"}
+    assert backend.missing_tools() == ()

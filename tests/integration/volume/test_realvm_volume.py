@@ -124,3 +124,4 @@ async def test_a_real_guest_boots_from_a_volume_made_from_the_image(cloud: Cloud
         await asyncio.sleep(0.1)
     gone = await cloud.volume("GET", f"/volumes/{root['id']}")
     assert gone.status_code == 404 or gone.json()["volume"]["status"] == "deleting"
+

@@ -5,6 +5,7 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from stratus.core.config import Settings
 from stratus.core.exceptions import ServiceUnavailable
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
+from stratus.volume.hosts import HostCapabilities
 from tests.integration.compute.test_boot_flow import boot_body, upload_image
 from tests.integration.volume.conftest import LateASGITransport, assert_cinder_error
 
@@ -334,6 +336,42 @@ async def test_boot_from_volume(cloud: Cloud) -> None:
     assert "Root volume" in failed["fault"]["message"]
 
 
+async def test_boot_from_a_qcow2_image_without_qemu_img_says_what_is_missing(
+        cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The volume host lacks qemu-img, so it cannot write a qcow2 image into a root volume:
+    the server ends ERROR with a fault naming the host, the program and its package (volume-api
+    refused the root volume), and no volume is left behind."""
+    disk = tmp_path / "disk.qcow2"
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "create", "-q", "-f", "qcow2",
+                                             str(disk), "64M"], check=True)
+    created = await cloud.client.post("/image/v2/images", headers=cloud.headers(None), json={
+        "name": "qcow", "disk_format": "qcow2", "container_format": "bare"})
+    image_id = created.json()["id"]
+    upload = await cloud.client.put(f"/image/v2/images/{image_id}/file",
+                                    headers={**cloud.headers(None),
+                                             "Content-Type": "application/octet-stream"},
+                                    content=disk.read_bytes())
+    assert upload.status_code == 204, upload.text
+    # From now on the volume host finds no qemu-img, and says so in its next report.
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert cloud.stack.volume is not None
+    async with cloud.stack.volume.service() as svc:
+        await svc.hosts.report("storage", "file", "nova",
+                               HostCapabilities(image_formats=["raw"],
+                                                missing_tools=["qemu-img"]))
+    created = await cloud.compute("POST", "/servers", json=_bfv_body(
+        image_id, "qcow-bfv", volume_size=1))
+    assert created.status_code == 202, created.text
+    failed = await cloud.wait("compute", f"/servers/{created.json()['server']['id']}",
+                              "server", "ERROR")
+    message = failed["fault"]["message"]
+    assert "qemu-img is not installed on host storage" in message, message
+    assert "apt-get install qemu-utils" in message
+    assert (await cloud.volume("GET", "/volumes/detail")).json()["volumes"] == []
+
+
 async def test_boot_from_an_existing_volume(cloud: Cloud) -> None:
     volume = await _volume(cloud)
     body = boot_body("unused", name="from-volume")
@@ -348,10 +386,11 @@ async def test_boot_from_an_existing_volume(cloud: Cloud) -> None:
     in_use = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "in-use")
     assert in_use["attachments"][0]["server_id"] == sid
     assert in_use["attachments"][0]["device"] == "/dev/vda"
-    # A second server cannot boot from the same (now in-use) volume.
+    # A second server cannot boot from the same (now in-use) volume: 400, nothing made.
     again = await cloud.compute("POST", "/servers", json=body)
-    assert again.status_code == 202
-    await cloud.wait("compute", f"/servers/{again.json()['server']['id']}", "server", "ERROR")
+    assert again.status_code == 400, again.text
+    assert "in-use, not available" in again.json()["badRequest"]["message"]
+    assert len((await cloud.compute("GET", "/servers")).json()["servers"]) == 1
     await cloud.compute("DELETE", f"/servers/{sid}")
     kept = await cloud.wait("volume", f"/volumes/{volume['id']}", "volume", "available")
     assert kept["attachments"] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 from tests.integration.volume.conftest import VolCloud, assert_cinder_error
 
@@ -318,6 +319,59 @@ async def test_volume_from_image(cloud: VolCloud) -> None:
     missing = await cloud.call("POST", "/volumes", member, json={"volume": {
         "size": 1, "imageRef": "00000000-0000-0000-0000-000000000000"}})
     assert_cinder_error(missing, 400, "badRequest")
+
+
+async def test_without_qemu_img_volumes_work_and_conversions_are_refused(
+        make_cloud: object, tmp_path: object) -> None:
+    """A volume host without qemu-img: empty volumes (sparse files), extending them and raw
+    images work; a qcow2 image is refused at the API with a 503 naming the host, the
+    program and its package, and nothing is written or counted."""
+    cloud: VolCloud = await make_cloud(qemu_img="/nonexistent/qemu-img")  # type: ignore[operator]
+    member = await cloud.project()
+    empty = await cloud.create_volume(member, size=1)
+    empty = await cloud.wait_volume(empty["id"], "available", "error", who=member)
+    assert empty["status"] == "available"
+    path = cloud.volumes_dir / f"volume-{empty['id']}"
+    assert path.stat().st_size == GIB and path.stat().st_blocks * 512 < 1 << 20
+    extend = await cloud.call("POST", f"/volumes/{empty['id']}/action", member,
+                              json={"os-extend": {"new_size": 2}})
+    assert extend.status_code == 202, extend.text
+    assert (await cloud.wait_volume(empty["id"], "available", "error_extending",
+                                    who=member))["size"] == 2
+    assert path.stat().st_size == 2 * GIB
+
+    images = {}
+    for disk_format, data in (("raw", os.urandom(65536)),
+                              ("qcow2", _qcow2_disk(tmp_path))):  # type: ignore[arg-type]
+        image = (await cloud.client.post("/image/v2/images", headers=member.headers, json={
+            "name": disk_format, "disk_format": disk_format,
+            "container_format": "bare"})).json()
+        upload = await cloud.client.put(f"/image/v2/images/{image['id']}/file",
+                                        headers={**member.headers,
+                                                 "Content-Type": "application/octet-stream"},
+                                        content=data)
+        assert upload.status_code == 204, upload.text
+        images[disk_format] = image["id"]
+    raw = await cloud.create_volume(member, size=1, imageRef=images["raw"])
+    assert (await cloud.wait_volume(raw["id"], "available", "error",
+                                    who=member))["status"] == "available"
+
+    before = (await cloud.call("GET", "/volumes", member)).json()["volumes"]
+    refused = await cloud.call("POST", "/volumes", member, json={"volume": {
+        "size": 1, "imageRef": images["qcow2"]}})
+    message = assert_cinder_error(refused, 503, "serviceUnavailable")
+    assert "qemu-img is not installed on host storage-1" in message
+    assert "apt-get install qemu-utils" in message
+    assert (await cloud.call("GET", "/volumes", member)).json()["volumes"] == before
+
+
+def _qcow2_disk(tmp_path: os.PathLike[str]) -> bytes:
+    """A small real qcow2 disk, made by this machine's qemu-img (the test's volume host is
+    the one without it)."""
+    path = os.path.join(tmp_path, "disk.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "64M"], check=True)
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 async def test_no_manager_up_means_error_not_creating(make_cloud: object) -> None:

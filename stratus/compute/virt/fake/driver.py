@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stratus.compute.virt.driver import (
+    DiskSnapshot,
     GuestInfo,
     GuestNotFound,
     GuestSpec,
@@ -26,7 +31,8 @@ from stratus.compute.virt.driver import (
 )
 
 OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot", "attach_volume",
-              "detach_volume", "pause", "unpause", "suspend", "resume", "rescue", "unrescue",
+              "detach_volume", "snapshot", "attach_interface", "detach_interface",
+              "pause", "unpause", "suspend", "resume", "rescue", "unrescue",
               "trigger_crash_dump", "set_admin_password")
 
 
@@ -53,6 +59,10 @@ class _Guest:
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: While rescued: what the rescue booted (None otherwise).
     rescue: RescueSpec | None = None
+    #: Ephemeral and swap disks: device → (kind, size in MiB).
+    local_disks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Plugged NICs: MAC → VIF.
+    nics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def log(self, line: str) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
@@ -114,8 +124,15 @@ class FakeDriver(VirtDriver):
         created = _Guest(guest, PowerState.RUNNING)
         created.log(f"Booting {guest.name} ({guest.vcpus} vCPU, {guest.memory_mb} MB)")
         for vif in guest.network_info:
+            created.nics[str(vif.get("address", ""))] = dict(vif)
             ips = " ".join(ip.get("address", "") for ip in vif.get("ips", []))
             created.log(f"eth: {vif.get('address', '?')} {ips}".rstrip())
+        for device in guest.block_devices:
+            created.volumes[device["mountpoint"]] = dict(device.get("connection_info") or {})
+            created.log(f"disk: {device['mountpoint']} (volume)")
+        for disk in guest.local_disks:
+            created.local_disks[disk.device] = (disk.kind, disk.size_mb)
+            created.log(f"disk: {disk.device} ({disk.kind}, {disk.size_mb} MiB)")
         created.log(f"{guest.name} login:")
         self._guests[guest.uuid] = created
 
@@ -228,6 +245,41 @@ class FakeDriver(VirtDriver):
         """What the guest's rescue booted (None when not rescued); tests read it."""
         return self._guest(uuid).rescue
 
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        """A real, empty qcow2 of the guest's root disk size (so an uploaded snapshot is an
+        image that boots anywhere a real driver runs: it just has nothing on it)."""
+        await self._step("snapshot", uuid)
+        guest = self._guest(uuid)
+        if any(d.get("mountpoint") == "/dev/vda" for d in guest.spec.block_devices):
+            raise VirtError(f"{guest.spec.name} boots from a volume: it has no local disk.")
+        path = await asyncio.to_thread(_empty_qcow2, uuid, max(1, guest.spec.root_gb))
+        guest.log("Snapshot taken.")
+        return DiskSnapshot(path=path, disk_format="qcow2")
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        await self._step("attach_interface", uuid)
+        guest = self._guest(uuid)
+        mac = str(vif.get("address", ""))
+        if mac in guest.nics:
+            raise VirtError(f"A NIC with MAC {mac} is already plugged into {guest.spec.name}.")
+        guest.nics[mac] = dict(vif)
+        guest.log(f"eth: hot-plugged {mac}")
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        await self._step("detach_interface", uuid)
+        guest = self._guests.get(uuid)
+        mac = str(vif.get("address", ""))
+        if guest is not None and guest.nics.pop(mac, None) is not None:
+            guest.log(f"eth: unplugged {mac}")
+
+    def interfaces(self, uuid: str) -> dict[str, dict[str, Any]]:
+        """The NICs plugged into a guest (MAC → VIF); tests read it."""
+        return dict(self._guest(uuid).nics)
+
+    def local_disks(self, uuid: str) -> dict[str, tuple[str, int]]:
+        """A guest's ephemeral and swap disks (device → (kind, MiB)); tests read it."""
+        return dict(self._guest(uuid).local_disks)
+
     def volumes(self, uuid: str) -> dict[str, dict[str, Any]]:
         """What is attached to a guest (mountpoint → connection_info); tests read it."""
         return dict(self._guest(uuid).volumes)
@@ -235,3 +287,21 @@ class FakeDriver(VirtDriver):
     def crash(self, uuid: str) -> None:
         """Make a guest die on its own, as a real one can (for power-state sync tests)."""
         self._guest(uuid).power_state = PowerState.CRASHED
+
+
+def _empty_qcow2(uuid: str, size_gb: int) -> Path:
+    """A new empty qcow2 of ``size_gb`` in the system's temporary directory."""
+    handle, name = tempfile.mkstemp(prefix=f"snapshot-{uuid}-", suffix=".qcow2")
+    os.close(handle)
+    path = Path(name)
+    try:
+        done = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", name,
+                               f"{size_gb}G"], capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        path.unlink(missing_ok=True)
+        raise VirtError("The fake driver writes snapshots with qemu-img, which is not "
+                        "installed.") from exc
+    if done.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise VirtError(f"Could not write the snapshot: {done.stderr.strip()}")
+    return path

@@ -8,14 +8,23 @@ Contracts beyond ``VirtDriver``'s:
   so a new driver (the agent restarted) adopts the domains that kept running meanwhile.
 - Its files live in ``<instances_dir>/<uuid>/``: ``disk`` (a qcow2 overlay, grown to the
   flavor's root disk, on ``base``: a hard link to the image cache's file, so eviction from
-  the cache never pulls a guest's base from under it) and ``console.log`` (the serial port,
+  the cache never pulls a guest's base from under it), ``disk.eph<N>`` and ``disk.swap``
+  (the ephemeral and swap disks, qcow2) and ``console.log`` (the serial port,
   written by virtlogd, what ``get_console_output`` returns). ``destroy`` removes the domain
   and that directory; a failed ``spawn`` does the same before raising.
+- ``snapshot`` copies ``disk`` (with its base) into one standalone qcow2 under
+  ``<instances_dir>/snapshots/`` with ``qemu-img convert``. A running guest is paused for
+  the copy and resumed after: pausing (QEMU's ``stop``) drains the guest's in-flight I/O
+  and flushes QEMU's qcow2 caches to the file, so the copy is what the guest had written,
+  as after a sudden power cut, and never a half-updated qcow2; ``-U`` reads the file QEMU
+  still holds open. A whole memory save (Nova's "cold" snapshot) would cost as much again
+  for no better disk; the guest is paused for the copy's length (seconds per GiB).
 - QEMU runs as root for our domains (a static DAC label with relabelling off), so libvirt
   never chowns the shared base images (a second guest's stop would hand them back) and
   instance files may live under a private data directory.
 - NICs are the taps the l2-agent made (``<interface type='ethernet'>``, ``managed='no'``):
-  never QEMU user networking, never libvirt's networks.
+  never QEMU user networking, never libvirt's networks. Volumes and NICs attached later are
+  hot-plugged live and into the definition (``VIR_DOMAIN_AFFECT_LIVE|CONFIG``).
 
 libvirt-python blocks, so each call runs in a worker thread (``asyncio.to_thread``).
 """
@@ -27,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -34,21 +44,26 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.virt.driver import (
     AgentNotEnabled,
+    DiskSnapshot,
     GuestInfo,
     GuestNotFound,
     GuestSpec,
     HostResources,
     HypervisorUnavailable,
+    LocalDisk,
     PowerState,
     RescueSpec,
     VirtDriver,
     VirtError,
 )
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.compute.virt.libvirt.consoles import console_endpoint
 from stratus.compute.virt.libvirt.guest_xml import (
     domain_xml,
+    interface_xml,
     rescue_domain_xml,
     volume_file,
     volume_xml,
@@ -218,9 +233,11 @@ class LibvirtDriver(VirtDriver):
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"
+            local = {d.device: await asyncio.to_thread(_create_local_disk, d, directory, i)
+                     for i, d in enumerate(guest.local_disks)}
             xml = domain_xml(guest, virt_type=self.virt_type or "qemu",
                              domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
-                             disk_format=disk_format,
+                             disk_format=disk_format, local_disks=local,
                              console_log=self.console_log(guest.uuid),
                              metadata_ns=METADATA_NS, host=self.host,
                              instances_dir=self.instances_dir)
@@ -393,6 +410,40 @@ class LibvirtDriver(VirtDriver):
         await self._domain(uuid)
         return await asyncio.to_thread(_tail, self.console_log(uuid), MAX_CONSOLE_BYTES)
 
+    async def get_console(self, uuid: str, kind: ConsoleKind) -> ConsoleEndpoint:
+        dom = await self._domain(uuid)
+        if not await self._call(dom.isActive):
+            raise ConsoleUnavailable(f"Instance {uuid} is not ready.")
+        return console_endpoint(await self._call(dom.XMLDesc, 0), kind, uuid)
+
+    # Snapshot -----------------------------------------------------------------------------
+
+    async def snapshot(self, uuid: str) -> DiskSnapshot:
+        dom = await self._domain(uuid)
+        disk = self.instance_dir(uuid) / "disk"
+        if not await asyncio.to_thread(disk.is_file):
+            raise VirtError(f"Guest {uuid} boots from a volume: it has no local disk to "
+                            "snapshot.")
+        scratch = self.instances_dir / "snapshots"
+        await asyncio.to_thread(scratch.mkdir, exist_ok=True)
+        target = scratch / f"{uuid}-{secrets.token_hex(4)}.qcow2"
+        paused_here = False
+        if await self._state(dom) in (self._libvirt.VIR_DOMAIN_RUNNING,
+                                      self._libvirt.VIR_DOMAIN_BLOCKED):
+            await self._call(dom.suspend)
+            paused_here = True
+        try:
+            await asyncio.to_thread(
+                _run_tool, ["qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
+                            str(target)], f"Could not copy the disk of {uuid}", None)
+        except BaseException:
+            await asyncio.to_thread(target.unlink, True)
+            raise
+        finally:
+            if paused_here:
+                await self._call(dom.resume)
+        return DiskSnapshot(path=target, disk_format="qcow2")
+
     # Pause, suspend, rescue, NMI, password -----------------------------------------------
 
     async def pause(self, uuid: str) -> None:
@@ -526,6 +577,27 @@ class LibvirtDriver(VirtDriver):
                                  await self._device_flags(dom))
                 return
 
+    # Interfaces ---------------------------------------------------------------------------
+
+    async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        dom = await self._domain(uuid)
+        xml = interface_xml(vif, uuid)
+        await self._call(dom.attachDeviceFlags, xml, await self._device_flags(dom))
+
+    async def detach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
+        try:
+            dom = await self._domain(uuid)
+        except GuestNotFound:
+            return
+        mac = str(vif.get("address", "")).lower()
+        current = ET.fromstring(await self._call(dom.XMLDesc, 0))
+        for iface in current.iterfind("./devices/interface"):
+            node = iface.find("mac")
+            if node is not None and (node.get("address") or "").lower() == mac:
+                await self._call(dom.detachDeviceFlags, ET.tostring(iface, encoding="unicode"),
+                                 await self._device_flags(dom))
+                return
+
     async def _device_flags(self, dom: Any) -> int:
         libvirt = self._libvirt
         flags = int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
@@ -534,14 +606,47 @@ class LibvirtDriver(VirtDriver):
         return flags
 
 
-def _run_tool(args: list[str], what: str) -> str:
+def _run_tool(args: list[str], what: str, timeout: float | None = 120) -> str:
+    """Run a tool (``timeout`` None: as long as it takes, a copy of a large disk)."""
     try:
-        done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
+        done = subprocess.run(args, capture_output=True, text=True, check=False,
+                              timeout=timeout)
     except FileNotFoundError as exc:
         raise VirtError(f"{what}: {args[0]} is not installed.") from exc
     if done.returncode != 0:
         raise VirtError(f"{what}: {done.stderr.strip()[-300:] or 'qemu-img failed'}")
     return done.stdout
+
+
+#: File systems ``guest_format`` may ask for on an ephemeral disk (made with ``mkfs.<fs>``).
+_FILE_SYSTEMS = ("ext2", "ext3", "ext4", "xfs", "vfat")
+
+
+def _create_local_disk(disk: LocalDisk, directory: Path, index: int) -> Path:
+    """An ephemeral or swap disk as a qcow2 file in the instance's directory: blank, or
+    with the swap signature or file system ``guest_format`` asks for (made on a sparse raw
+    file first, then converted)."""
+    name = "disk.swap" if disk.kind == "swap" else f"disk.eph{index}"
+    path = directory / name
+    size = f"{disk.size_mb}M"
+    fmt = disk.guest_format
+    if fmt != "swap" and fmt not in _FILE_SYSTEMS:
+        _run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size],
+                  f"Could not create the {disk.kind} disk")
+        return path
+    raw = directory / f"{name}.raw"
+    try:
+        with raw.open("wb") as handle:
+            handle.truncate(disk.size_mb * 1024 * 1024)
+        tool = ["mkswap", str(raw)] if fmt == "swap" else [f"mkfs.{fmt}", "-q", str(raw)]
+        if fmt in ("ext2", "ext3", "ext4"):
+            tool = [f"mkfs.{fmt}", "-q", "-F", "-L", f"ephemeral{index}", str(raw)]
+        _run_tool(tool, f"Could not format the {disk.kind} disk")
+        _run_tool(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
+                   str(path)], f"Could not create the {disk.kind} disk")
+    finally:
+        raw.unlink(missing_ok=True)
+    return path
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:

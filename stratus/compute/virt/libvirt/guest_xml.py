@@ -2,10 +2,13 @@
 
 The domain: name/uuid from the instance, vCPUs and memory from the flavor, SMBIOS system
 information that cloud-init recognises as OpenStack (``product=OpenStack Nova``,
-``serial`` = the instance uuid), one virtio disk (the overlay), one virtio NIC per VIF on the
+``serial`` = the instance uuid), one virtio disk (the overlay) then the ephemeral, swap and
+data volume disks at their devices (``vdb``, ...), one virtio NIC per VIF on the
 l2-agent's tap (``type='ethernet'``, ``managed='no'``: libvirt opens the tap, creates
-nothing), and the serial console logged to a file through virtlogd. ACPI is on, so a
-shutdown request reaches the guest as a power-button press.
+nothing), the serial console on a pty (interactive, for the console proxy) and logged to a
+file through virtlogd, and a VNC server on the host's loopback with a port libvirt picks
+(the console proxy bridges noVNC's websocket to it). ACPI is on, so a shutdown request
+reaches the guest as a power-button press.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from stratus.compute.virt.driver import GuestSpec, VirtError
 MANUFACTURER = "Stratus"
 PRODUCT = "OpenStack Nova"  # what cloud-init's OpenStack data source looks for
 _TAP_TYPES = ("bridge", "tap", "ethernet")
+#: Where guests' VNC servers listen: this host's loopback only; the console proxy (on this
+#: host) is the way in, behind its one-time tokens.
+VNC_LISTEN = "127.0.0.1"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -44,7 +50,11 @@ def volume_file(connection_info: dict[str, Any]) -> tuple[Path, str]:
 
 def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path: Path,
                console_log: Path, metadata_ns: str, host: str,
-               instances_dir: Path | None = None, disk_format: str = "qcow2") -> str:
+               instances_dir: Path | None = None, disk_format: str = "qcow2",
+               local_disks: dict[str, Path] | None = None) -> str:
+    """The domain; ``local_disks`` maps each of ``guest.local_disks``' devices to its file
+    (qcow2, made by the driver); ``guest.block_devices`` other than ``/dev/vda`` become
+    virtio disks on their volumes' files."""
     dom = ET.Element("domain", type=virt_type)
     _sub(dom, "name", domain_name)
     _sub(dom, "uuid", guest.uuid)
@@ -89,13 +99,25 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path:
     _sub(disk, "driver", name="qemu", type=disk_format, discard="unmap")
     _sub(disk, "source", file=str(disk_path))
     _sub(disk, "target", dev="vda", bus="virtio")
+    for local in guest.local_disks:
+        path = (local_disks or {}).get(local.device)
+        if path is None:
+            raise VirtError(f"No file was made for {guest.name}'s {local.kind} disk.")
+        devices.append(_disk(path, "qcow2", local.device, None))
+    for device in guest.block_devices:
+        if device.get("mountpoint") != "/dev/vda":
+            devices.append(_volume_disk(device.get("connection_info") or {},
+                                        str(device.get("mountpoint", ""))))
     for vif in guest.network_info:
-        _interface(devices, vif, guest.name)
+        devices.append(_interface(vif, guest.name))
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "log", file=str(console_log), append="on")
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
+    graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes",
+                    listen=VNC_LISTEN)
+    _sub(graphics, "listen", type="address", address=VNC_LISTEN)
     # Fewer devices, faster QEMU start: no USB controller, no balloon.
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")
@@ -107,24 +129,39 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path:
     return ET.tostring(dom, encoding="unicode")
 
 
-def _interface(devices: ET.Element, vif: dict[str, Any], guest_name: str) -> None:
+def interface_xml(vif: dict[str, Any], guest_name: str) -> str:
+    """A virtio NIC on the l2-agent's tap, for hot-plugging (``attachDeviceFlags``)."""
+    return ET.tostring(_interface(vif, guest_name), encoding="unicode")
+
+
+def _interface(vif: dict[str, Any], guest_name: str) -> ET.Element:
     kind = vif.get("type", "bridge")
     devname = vif.get("devname") or ""
     if kind not in _TAP_TYPES or not devname:
         raise VirtError(f"Cannot plug VIF {vif.get('id', '?')} of {guest_name}: type {kind!r} "
                         f"without a tap device.")
-    iface = _sub(devices, "interface", type="ethernet")
+    iface = ET.Element("interface", type="ethernet")
     _sub(iface, "mac", address=str(vif["address"]))
     _sub(iface, "target", dev=str(devname), managed="no")
     _sub(iface, "model", type="virtio")
     if vif.get("mtu"):
         _sub(iface, "mtu", size=str(int(vif["mtu"])))
+    return iface
 
 
 def volume_xml(connection_info: dict[str, Any], mountpoint: str) -> str:
     """A virtio disk for a ``file`` volume: ``{"driver_volume_type": "file", "data":
     {"path": ..., "format": "raw"}}`` (``path``/``format`` also accepted at the top)."""
+    return ET.tostring(_volume_disk(connection_info, mountpoint), encoding="unicode")
+
+
+def _volume_disk(connection_info: dict[str, Any], mountpoint: str) -> ET.Element:
     path, disk_format = volume_file(connection_info)
+    serial = (connection_info.get("data") or {}).get("volume_id") or connection_info.get("serial")
+    return _disk(path, disk_format, mountpoint, str(serial)[:20] if serial else None)
+
+
+def _disk(path: Path, disk_format: str, mountpoint: str, serial: str | None) -> ET.Element:
     target = mountpoint.rsplit("/", 1)[-1]
     if not target.startswith("vd") or not target[2:].isalpha():
         raise VirtError(f"Mount point {mountpoint!r} is not a virtio disk name (/dev/vdX).")
@@ -132,10 +169,9 @@ def volume_xml(connection_info: dict[str, Any], mountpoint: str) -> str:
     _sub(disk, "driver", name="qemu", type=disk_format)
     _sub(disk, "source", file=str(path))
     _sub(disk, "target", dev=target, bus="virtio")
-    serial = (connection_info.get("data") or {}).get("volume_id") or connection_info.get("serial")
     if serial:
-        _sub(disk, "serial", str(serial)[:20])
-    return ET.tostring(disk, encoding="unicode")
+        _sub(disk, "serial", serial)
+    return disk
 
 
 def rescue_domain_xml(original: str, rescue_disk: Path, metadata_ns: str) -> str:

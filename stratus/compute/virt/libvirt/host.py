@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stratus.core import hosttools
+
 LOG = logging.getLogger(__name__)
 
 DEFAULT_URI = "qemu:///system"
@@ -50,11 +52,14 @@ def usable() -> str | None:
     try:
         libvirt_module()
     except ImportError:
-        return "libvirt-python is not installed"
+        return ("libvirt-python is not installed; apt-get install libvirt-dev pkg-config, "
+                "then pip install libvirt-python (make deps does both)")
     if shutil.which("qemu-system-x86_64") is None:
-        return "qemu-system-x86_64 is not installed"
+        return hosttools.missing("qemu-system-x86_64")
+    if shutil.which("qemu-img") is None:  # guests' disks are qcow2 overlays qemu-img makes
+        return hosttools.missing("qemu-img")
     if shutil.which("libvirtd") is None and not Path("/run/libvirt/libvirt-sock").exists():
-        return "libvirtd is not installed"
+        return hosttools.missing("libvirtd")
     return None
 
 

@@ -23,7 +23,7 @@ import contextlib
 import functools
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from stratus.network.objects import (
     PortInfo,
     bridge_name,
     dhcp_namespace,
+    network_bridge,
     tap_name,
 )
 from stratus.network.rpcapi import DHCP_AGENT_TOPIC, NetworkServerAPI
@@ -72,6 +73,8 @@ class DhcpAgentOptions:
     metadata_port: int = 80
     #: Shown by ``network agent list`` (Neutron's DHCP agents report one; ``nova``).
     availability_zone: str = "nova"
+    #: ``network.physical_bridges``: mapped flat networks are served on these host bridges.
+    physical_bridges: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -323,7 +326,8 @@ class DhcpAgentManager:
         served.index()
         namespace = dhcp_namespace(network.id)
         if rewire:
-            await asyncio.to_thread(self._wire, network, dhcp_port)
+            await asyncio.to_thread(self._wire, network, dhcp_port,
+                                    self.options.physical_bridges)
         directory = self._directory(network.id)
         changed = await asyncio.to_thread(self._write_files, directory, network, dhcp_port)
         args = dnsmasq.command(self.options.dnsmasq, directory, inner_device(dhcp_port.id),
@@ -348,9 +352,11 @@ class DhcpAgentManager:
         return self._client
 
     @staticmethod
-    def _wire(network: NetworkInfo, dhcp_port: PortInfo) -> None:
+    def _wire(network: NetworkInfo, dhcp_port: PortInfo,
+              physical_bridges: Mapping[str, str]) -> None:
         namespace = dhcp_namespace(network.id)
-        bridge = bridge_name(network.id)
+        # A mapped host bridge is never removed here (``_unwire`` only removes ``brq``).
+        bridge = network_bridge(network, physical_bridges)
         linux.ensure_bridge(bridge)
         linux.ensure_namespace(namespace)
         linux.plug_veth(namespace, inner_device(dhcp_port.id), tap_name(dhcp_port.id), bridge,

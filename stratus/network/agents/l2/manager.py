@@ -14,23 +14,46 @@ Taps outlive the agent. It records the ports it plugged (``state_file``); after 
 next start asks the server about each (``get_device_details``): still bound here, it is
 plugged and reported up again; gone or bound elsewhere, its tap is removed. Then every port
 the server says is bound here (``get_bound_ports``) is plugged. A clean ``stop`` unplugs all.
+
+Security groups are enforced by the firewall driver (``firewall``: nftables, or noop where
+``nft`` is missing or filtering is turned off): the ruleset of every filtered port is
+rendered from the server's ``DeviceDetails`` and applied atomically whenever a port comes,
+goes or changes, and when the server says groups changed (``security_groups_updated``: the
+touched ports are fetched again, changes arriving together are applied together). The
+firewall's tables outlive the agent like the taps do: after a restart the old ruleset stays
+in force until the first full resync has the server's current state, which then replaces it
+in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stratus.core.bus import MessagingError, UnknownMethod
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
 from stratus.network.agents import linux
-from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, bridge_name, tap_name
+from stratus.network.agents.l2.firewall import (
+    Firewall,
+    NftablesFirewall,
+    NoopFirewall,
+    filtered,
+)
+from stratus.network.objects import (
+    AgentState,
+    DeviceDetails,
+    NetworkInfo,
+    bridge_name,
+    network_bridge,
+    tap_name,
+)
 from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
 
 LOG = logging.getLogger(__name__)
@@ -50,12 +73,33 @@ class L2AgentOptions:
     report_interval: float = 10.0
     #: JSON record of the ports plugged here, read after a crash (None: not kept).
     state_file: Path | None = None
+    #: ``network.physical_bridges``: mapped flat networks plug into these host bridges.
+    physical_bridges: Mapping[str, str] = field(default_factory=dict)
+    #: The nftables tables of the firewall (``inet``/``bridge`` <name>); None: no filtering.
+    firewall_table: str | None = None
+    nft: str = "nft"
+    #: Seconds to gather security group changes before fetching and applying them.
+    firewall_batch_delay: float = 0.02
+
+
+def make_firewall(options: L2AgentOptions) -> Firewall:
+    """nftables when a table is configured and ``nft`` is there, else no filtering (said)."""
+    if options.firewall_table:
+        firewall = NftablesFirewall(table=options.firewall_table, nft=options.nft)
+        if firewall.available():
+            LOG.info("l2-agent: security groups enforced with nftables (tables %s)",
+                     options.firewall_table)
+            return firewall
+        LOG.warning("l2-agent: %s not found; security groups are NOT enforced", options.nft)
+    else:
+        LOG.warning("l2-agent: firewall off; security groups are NOT enforced")
+    return NoopFirewall()
 
 
 class L2AgentManager:
     """Plugs and unplugs taps for ``hosts``; :meth:`endpoint` gives each host's bus manager."""
 
-    METHODS = ("port_bound", "port_unbound", "network_deleted")
+    METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated")
 
     def __init__(self, hosts: Sequence[str], server: NetworkServerAPI,
                  options: L2AgentOptions | None = None) -> None:
@@ -71,6 +115,13 @@ class L2AgentManager:
         self._synced: set[str] = set()
         self._periodic = Periodic("l2-agent: heartbeat and resync", self.options.report_interval,
                                   self._heartbeat)
+        self.firewall: Firewall = make_firewall(self.options)
+        #: False until a full resync gave the server's state: until then the ruleset an
+        #: earlier run left stays in force untouched.
+        self._firewall_live = False
+        #: Ports whose security the server says changed, fetched again in one batch.
+        self._refresh_ports: set[str] = set()
+        self._refresh_task: asyncio.Task[None] | None = None
 
     def endpoint(self, host: str) -> L2HostEndpoint:
         return L2HostEndpoint(self, host)
@@ -91,7 +142,8 @@ class L2AgentManager:
         self._periodic.start()
 
     async def _resync_pending(self) -> None:
-        """Resync each host not resynced yet (the server may not have been up)."""
+        """Resync each host not resynced yet (the server may not have been up); once all
+        are, the firewall applies the server's state (replacing what an earlier run left)."""
         for host in self.hosts:
             if host in self._synced:
                 continue
@@ -100,12 +152,21 @@ class L2AgentManager:
                 self._synced.add(host)
             except MessagingError as exc:
                 LOG.warning("l2-agent %s: resync failed (%s); will retry", host, exc)
+        if not self._firewall_live and self._synced == set(self.hosts):
+            self._firewall_live = True
+            await self._apply_firewall()
+            LOG.info("l2-agent: firewall applied for %d filtered ports",
+                     len(self.firewall.ports))
 
     async def stop(self, *, unplug: bool = True) -> None:
         """Stop reporting; with ``unplug``, remove the taps (and emptied bridges) made here,
         except those a guest still holds open (a guest that outlives this process keeps its
         network; the tap stays recorded, for the next start)."""
         await self._periodic.stop()
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh_task
         if unplug:
             async with self._lock:
                 for port_id, (host, network_id) in list(self.ports.items()):
@@ -116,7 +177,10 @@ class L2AgentManager:
                         continue
                     await asyncio.to_thread(self._unplug, port_id, network_id)
                     del self.ports[port_id]
+                    self.firewall.remove_port(port_id)
                 await self._save()
+                if self._firewall_live:
+                    await self._apply_firewall()
 
     async def _save(self) -> None:
         path = self.options.state_file
@@ -156,6 +220,7 @@ class L2AgentManager:
                          host)
                 async with self._lock:
                     await asyncio.to_thread(self._unplug, port_id, network_id)
+                    self.firewall.remove_port(port_id)
         await self._save()
 
     async def report(self, *, start: bool = False) -> None:
@@ -196,11 +261,14 @@ class L2AgentManager:
     async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails) -> None:
         port, network = details.port, details.network
         async with self._lock:
+            # Filtered before the tap is up: the guest never sees an open port.
+            if self._track(details):
+                await self._apply_firewall()
             await asyncio.to_thread(self._plug, port.id, network)
             self.ports[port.id] = (host, network.id)
             await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
-                 bridge_name(network.id))
+                 network_bridge(network, self.options.physical_bridges))
         await self.server.update_device_up(ctx, port.id, host)
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
@@ -215,6 +283,8 @@ class L2AgentManager:
             else:
                 await asyncio.to_thread(self._unplug, port_id, network_id)
                 self.ports.pop(port_id, None)
+                if self.firewall.remove_port(port_id):
+                    await self._apply_firewall()
                 await self._save()
                 LOG.info("l2-agent %s: port %s unplugged", host, port_id)
         await self.server.update_device_down(ctx, port_id, host)
@@ -225,11 +295,74 @@ class L2AgentManager:
                 if net == network_id:
                     await asyncio.to_thread(linux.delete_link, tap_name(port_id))
                     del self.ports[port_id]
+                    self.firewall.remove_port(port_id)
             await asyncio.to_thread(self._drop_bridge, network_id, True)
+            await self._apply_firewall()
             await self._save()
 
+    # The firewall -----------------------------------------------------------------------------
+
+    def _track(self, details: DeviceDetails) -> bool:
+        """Keep the firewall's view of the port; True when the ruleset must change."""
+        if filtered(details):
+            if self.firewall.ports.get(details.port.id) == details:
+                return False
+            self.firewall.set_port(details)
+            return True
+        return self.firewall.remove_port(details.port.id)
+
+    async def _apply_firewall(self) -> None:
+        if not self._firewall_live:
+            return
+        try:
+            await self.firewall.apply()
+        except Exception:  # the old ruleset stays; the next change or resync tries again
+            LOG.exception("l2-agent: the firewall could not be applied")
+
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        """Fetch again (soon, in one batch with changes arriving meanwhile) the ports the
+        change touches, and apply."""
+        groups = set(security_group_ids)
+        touched = {p for p in port_ids if p in self.ports}
+        for port_id, details in self.firewall.ports.items():
+            named = set(details.port.security_group_ids) | set(details.remote_group_members)
+            if named & groups:
+                touched.add(port_id)
+        if not touched:
+            return
+        self._refresh_ports |= touched
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        await asyncio.sleep(self.options.firewall_batch_delay)
+        while self._refresh_ports:
+            wanted, self._refresh_ports = self._refresh_ports, set()
+            ctx = self._context()
+            changed = False
+            for port_id in sorted(wanted):
+                owner = self.ports.get(port_id)
+                if owner is None:
+                    continue
+                try:
+                    details = await self.server.get_device_details(ctx, port_id, owner[0])
+                except MessagingError as exc:
+                    LOG.warning("l2-agent: port %s not refreshed (%s)", port_id, exc)
+                    continue
+                async with self._lock:
+                    if details is None or port_id not in self.ports:
+                        changed |= self.firewall.remove_port(port_id)
+                    else:
+                        changed |= self._track(details)
+            if changed:
+                async with self._lock:
+                    await self._apply_firewall()
+
     def _plug(self, port_id: str, network: NetworkInfo) -> None:
-        bridge = bridge_name(network.id)
+        # A mapped host bridge (``br-ex``) is never removed here: ``_drop_bridge`` only
+        # removes a network's own ``brq`` bridge.
+        bridge = network_bridge(network, self.options.physical_bridges)
         linux.ensure_bridge(bridge)
         if (network.network_type == "vxlan" and self.options.tunnel_ip
                 and network.segmentation_id is not None):
@@ -292,3 +425,7 @@ class L2HostEndpoint:
 
     async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
         await self.agent.network_deleted(ctx, network_id)
+
+    async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
+                                      port_ids: list[str]) -> None:
+        await self.agent.security_groups_updated(ctx, security_group_ids, port_ids)

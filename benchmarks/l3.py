@@ -1,0 +1,219 @@
+"""Routers and floating IPs: the l3-agent of a real ``stratus up`` (linuxbridge backend, fake
+virt driver), timed as a user sees it. Needs root, dnsmasq and nft.
+
+The cloud's ``public`` network gets a bridge and range of its own (no masquerade: nothing
+leaves the machine). A router joins it to ``private``; a namespace guest on ``private``
+(its address by DHCP, default route the router) runs a TCP echo listener. The host holds the
+external gateway address on the public bridge, so it is "the outside".
+
+* ``router_interface_ready``: ``PUT /routers/{id}/add_router_interface`` answered → the
+  router's namespace holds the interface's leg;
+* ``fip_reply``: ``PUT /floatingips/{id}`` with ``port_id`` (what ``openstack floating ip
+  set --port`` sends) answered → the first echo reply from the guest through the floating
+  IP to a TCP connection from the host (``--floating-ips`` rounds; between rounds the
+  floating IP is disassociated and seen unreachable again); ``fip_put_answered`` is the
+  API's part of it (the PUT's answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import Goal, Result, percentile
+from benchmarks._cloud import StratusUp, issue_token
+from stratus.network.agents import linux
+from stratus.network.agents.l3.router import internal_device
+from stratus.network.objects import bridge_name, router_namespace
+from tests.integration.network_agents.guest import Guest
+
+DESCRIPTION = ("routers and floating IPs: interface add to leg in place, floating IP "
+               "association to the first reply through it")
+
+NET = "/network/v2.0"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--floating-ips", type=int, default=10,
+                        help="associate/first-reply/disassociate rounds (default 10)")
+
+
+class EchoServer:
+    """A TCP echo listener inside a namespace, served by a thread."""
+
+    def __init__(self, namespace: str) -> None:
+        with linux.entered(namespace):
+            self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                with contextlib.suppress(OSError):
+                    conn.settimeout(2)
+                    conn.sendall(conn.recv(64))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _echo(address: str, port: int, within: float) -> bool:
+    """One TCP connection from this (host) namespace: True when the echo came back."""
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(address, port)
+            try:
+                writer.write(b"ping")
+                return await reader.read(16) == b"ping"
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+
+
+async def _first_reply(address: str, port: int, within: float = 30.0) -> float:
+    """Seconds until an echo comes back through ``address``: a new connection every 10 ms
+    (a SYN sent before the NAT is in place is lost and would wait for its retransmission),
+    each given a second; the first answered wins."""
+    started = time.perf_counter()
+    attempts: set[asyncio.Task[bool]] = set()
+    try:
+        while time.perf_counter() - started < within:
+            attempts.add(asyncio.create_task(_echo(address, port, 1.0)))
+            done, _ = await asyncio.wait(attempts, timeout=0.01)
+            if any(task.result() for task in done):
+                return time.perf_counter() - started
+            attempts -= done
+        raise RuntimeError(f"{address}:{port} never answered within {within}s")
+    finally:
+        for task in attempts:
+            task.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
+
+
+async def _until_silent(address: str, port: int, within: float = 30.0) -> None:
+    started = time.perf_counter()
+    while await _echo(address, port, 0.2):
+        if time.perf_counter() - started > within:
+            raise RuntimeError(f"{address}:{port} still answers after {within}s")
+        await asyncio.sleep(0.01)
+
+
+def _ms(values: list[float], prefix: str) -> dict[str, float]:
+    return {f"{prefix}_p50_ms": percentile(values, 50) * 1e3,
+            f"{prefix}_p95_ms": percentile(values, 95) * 1e3}
+
+
+async def _call(client: httpx.AsyncClient, method: str, path: str, headers: dict[str, str],
+                body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await client.request(method, f"{NET}{path}", headers=headers, json=body)
+    if response.status_code >= 300:
+        raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+    return response.json() if response.content else {}
+
+
+def _has_leg(namespace: str, device: str) -> bool:
+    if not linux.namespace_exists(namespace):
+        return False
+    with linux.ipr_in(namespace) as ns:
+        return bool(ns.link_lookup(ifname=device))
+
+
+async def run(args: argparse.Namespace) -> Result:
+    if os.geteuid() != 0:
+        raise RuntimeError("the l3 benchmark needs root (namespaces, bridges, nft, dnsmasq)")
+    tag = uuid.uuid4().hex[:8]
+    host = f"bench-{tag}"
+    env = {"STRATUS_NETWORK__BACKEND": "linuxbridge", "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
+           "STRATUS_COMPUTE__HOST": host,
+           "STRATUS_NETWORK__PHYSICAL_BRIDGES": f"public:bx{tag}",
+           "STRATUS_NETWORK__EXTERNAL_SUBNET_CIDR":
+               f"198.{random.randint(18, 19)}.{random.randint(0, 255)}.0/24",
+           "STRATUS_NETWORK__EXTERNAL_MASQUERADE": "false"}
+    router_ready: list[float] = []
+    replies: list[float] = []
+    answers: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="stratus-bench-l3-") as tmp:
+        async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud,
+                    httpx.AsyncClient(base_url=cloud.base_url, timeout=120) as client):
+            password = cloud.admin_password()
+            assert password is not None
+            headers = {"X-Auth-Token": await issue_token(client, cloud.identity_url,
+                                                         password)}
+            public = (await _call(client, "GET", "/networks?name=public",
+                                  headers))["networks"][0]
+            private = (await _call(client, "GET", "/networks?name=private",
+                                   headers))["networks"][0]
+            subnet_id = private["subnets"][0]
+            router = (await _call(client, "POST", "/routers", headers, {"router": {
+                "name": "bench", "external_gateway_info": {"network_id": public["id"]}}}
+            ))["router"]
+            namespace = router_namespace(router["id"])
+            started = time.perf_counter()
+            interface = await _call(client, "PUT",
+                                    f"/routers/{router['id']}/add_router_interface",
+                                    headers, {"subnet_id": subnet_id})
+            leg = internal_device(interface["port_id"])
+            while not await asyncio.to_thread(_has_leg, namespace, leg):
+                if time.perf_counter() - started > 30:
+                    raise RuntimeError("the router's interface never appeared")
+                await asyncio.sleep(0.001)
+            router_ready.append(time.perf_counter() - started)
+
+            port = (await _call(client, "POST", "/ports", headers, {"port": {
+                "network_id": private["id"], "device_id": f"bench-{tag}",
+                "device_owner": "compute:bench"}}))["port"]
+            for group_id in port["security_groups"]:  # the echo reached from outside
+                await _call(client, "POST", "/security-group-rules", headers, {
+                    "security_group_rule": {"security_group_id": group_id,
+                                            "direction": "ingress", "ethertype": "IPv4",
+                                            "protocol": "tcp",
+                                            "remote_ip_prefix": "0.0.0.0/0"}})
+            fip = (await _call(client, "POST", "/floatingips", headers, {"floatingip": {
+                "floating_network_id": public["id"]}}))["floatingip"]
+            address = fip["floating_ip_address"]
+            async with Guest(bridge_name(private["id"]), port["mac_address"],
+                             Path(tmp) / "guest") as guest:
+                await guest.dhcp()
+                echo = await asyncio.to_thread(EchoServer, guest.namespace)
+                try:
+                    for _ in range(args.floating_ips):
+                        started = time.perf_counter()
+                        await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
+                                    {"floatingip": {"port_id": port["id"]}})
+                        answers.append(time.perf_counter() - started)
+                        await _first_reply(address, echo.port)
+                        replies.append(time.perf_counter() - started)
+                        await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
+                                    {"floatingip": {"port_id": None}})
+                        await _until_silent(address, echo.port)
+                finally:
+                    echo.close()
+    metrics = {**_ms(router_ready, "router_interface_ready"), **_ms(replies, "fip_reply"),
+               **_ms(answers, "fip_put_answered")}
+    return Result(metrics=metrics, goals=[
+        Goal("fip_reply_p50_ms", 1000.0, "<=",
+             "floating IP set --port answered to the first reply through it"),
+    ], backends={"network_backend": "linuxbridge", "virt_driver": "fake",
+                 "bus": "memory://", "database": "sqlite"})

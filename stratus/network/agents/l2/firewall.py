@@ -1,0 +1,373 @@
+"""Security groups enforced with nftables: the l2-agent's firewall driver.
+
+The whole ruleset of the host's filtered ports is rendered from what the server sent
+(``DeviceDetails``) and applied with one ``nft -f`` run, which the kernel commits as one
+transaction: the old tables are deleted and the new ones made in the same commit, so no
+packet ever sees a half-made ruleset and nothing is ever duplicated (a restart simply applies
+again). Two tables carry the configurable name (``stratus-sg`` by default):
+
+* ``bridge <name>``: anti-spoofing, per tap, before anything else sees the frame (the
+  bridge family's prerouting hook matches ``iifname`` on the tap itself): a port sends only
+  from its MAC and its fixed IPs and allowed address pairs (ARP included), never as a DHCP
+  server, never router advertisements.
+* ``inet <name>``: the rules, stateful through conntrack. Bridged traffic reaches the inet
+  ``forward`` hook because ``bridge-nf-call-iptables`` is on; there ``iifname``/``oifname``
+  are the bridge, not the tap, so a port is found by (bridge, MAC): a frame from the port's
+  MAC out of its bridge goes through the port's egress chain, a frame to its MAC through
+  its ingress chain. Anti-spoofing guarantees the source MAC. Each chain ends in ``drop``;
+  a rule that matches ``return``s (the other port's chain may still refuse), established
+  and related traffic is accepted first. DHCP (client side) and metadata always pass.
+
+Remote groups are named sets (``rg4-<group>`` / ``rg6-<group>``) of their members'
+addresses, rendered anew with every change. Ports with port security off, and ports of the
+network itself (``network:*`` owners: DHCP, router interfaces), are not filtered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from stratus.network import protocols
+from stratus.network.agents.l2 import flows
+from stratus.network.objects import (
+    METADATA_ADDRESS,
+    DeviceDetails,
+    SecurityGroupRuleInfo,
+    bridge_name,
+    tap_name,
+)
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_TABLE = "stratus-sg"
+#: The families of our tables.
+FAMILIES = ("bridge", "inet")
+
+
+class FirewallError(RuntimeError):
+    pass
+
+
+def filtered(details: DeviceDetails) -> bool:
+    """Whether the firewall filters this port."""
+    port = details.port
+    return port.port_security_enabled and not port.device_owner.startswith("network:")
+
+
+def _link_local(mac: str) -> str:
+    """The IPv6 link-local address a guest derives from its MAC (EUI-64)."""
+    octets = [int(b, 16) for b in mac.split(":")]
+    octets[0] ^= 0x02
+    eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
+    return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *[0] * 6, *eui])))
+
+
+@dataclass(frozen=True)
+class _Addresses:
+    """(mac, address or CIDR) pairs the port may send from, per IP version."""
+
+    macs: tuple[str, ...]
+    v4: tuple[tuple[str, str], ...]
+    v6: tuple[tuple[str, str], ...]
+
+
+def _addresses(details: DeviceDetails) -> _Addresses:
+    port = details.port
+    mac = port.mac_address.lower()
+    macs = [mac]
+    pairs: list[tuple[str, str]] = [(mac, ip.ip_address) for ip in port.fixed_ips]
+    for pair in port.allowed_address_pairs:
+        pair_mac = pair.mac_address.lower()
+        if pair_mac not in macs:
+            macs.append(pair_mac)
+        pairs.append((pair_mac, str(ipaddress.ip_network(pair.ip_address, strict=False))
+                      if "/" in pair.ip_address else pair.ip_address))
+    v4 = [(m, a) for m, a in pairs if ipaddress.ip_network(a, strict=False).version == 4]
+    v6 = [(m, a) for m, a in pairs if ipaddress.ip_network(a, strict=False).version == 6]
+    v6 += [(m, _link_local(m)) for m in macs]
+    return _Addresses(tuple(macs), tuple(dict.fromkeys(v4)), tuple(dict.fromkeys(v6)))
+
+
+def _key(port_id: str) -> str:
+    return port_id.replace("-", "")
+
+
+def _set_name(group_id: str, version: int) -> str:
+    return f"rg{version}-{_key(group_id)}"
+
+
+def _elements(values: Iterable[str]) -> str:
+    return "{ " + ", ".join(values) + " }"
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+# Rendering ----------------------------------------------------------------------------------
+
+
+def _rule(rule: SecurityGroupRuleInfo, *, ingress: bool) -> str | None:
+    """One rule as an nft statement ending in ``return`` (None: it can never match)."""
+    v6 = rule.ethertype == "IPv6"
+    ip = "ip6" if v6 else "ip"
+    parts = [f"meta nfproto {'ipv6' if v6 else 'ipv4'}"]
+    number = protocols.protocol_number(rule.protocol, rule.ethertype)
+    if number is not None:
+        parts.append(f"meta l4proto {number}")
+        low, high = rule.port_range_min, rule.port_range_max
+        if number in protocols.PORT_PROTOCOLS and low is not None:
+            top = high if high is not None else low
+            parts.append(f"th dport {low}" if low == top else f"th dport {low}-{top}")
+        elif number in (protocols.ICMP, protocols.ICMPV6) and low is not None:
+            icmp = "icmpv6" if number == protocols.ICMPV6 else "icmp"
+            parts.append(f"{icmp} type {low}")
+            if high is not None:
+                parts.append(f"{icmp} code {high}")
+    remote = "saddr" if ingress else "daddr"
+    if rule.remote_ip_prefix:
+        network = ipaddress.ip_network(rule.remote_ip_prefix, strict=False)
+        if network.version != (6 if v6 else 4):
+            return None
+        if network.prefixlen:
+            parts.append(f"{ip} {remote} {network}")
+    elif rule.remote_group_id:
+        parts.append(f"{ip} {remote} @{_set_name(rule.remote_group_id, 6 if v6 else 4)}")
+    return " ".join(parts) + " return"
+
+
+def _port_chains(details: DeviceDetails) -> tuple[list[str], list[str]]:
+    """The port's ingress and egress chain bodies."""
+    rules = [r for g in details.security_groups for r in g.rules]
+    ingress = ["ct state invalid drop",
+               # DHCP offers and acks (the server answers the client's port 68).
+               "meta nfproto ipv4 udp sport 67 udp dport 68 return",
+               "meta nfproto ipv6 udp sport 547 udp dport 546 return",
+               "meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-neighbor-solicit, "
+               "nd-neighbor-advert, mld-listener-query } return"]
+    egress = ["ct state invalid drop",
+              "meta nfproto ipv4 udp sport 68 udp dport 67 return",
+              "meta nfproto ipv6 udp sport 546 udp dport 547 return",
+              f"ip daddr {METADATA_ADDRESS} tcp dport 80 return",
+              "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
+              "nd-neighbor-advert, mld-listener-report, mld2-listener-report } return"]
+    for rule in rules:
+        statement = _rule(rule, ingress=rule.direction == "ingress")
+        if statement is not None:
+            (ingress if rule.direction == "ingress" else egress).append(statement)
+    ingress.append("drop")
+    egress.append("drop")
+    return list(dict.fromkeys(ingress)), list(dict.fromkeys(egress))
+
+
+def _spoof_chain(details: DeviceDetails) -> list[str]:
+    """What the port may send: its MACs, its addresses (ARP too), no DHCP server, no
+    router advertisements."""
+    addresses = _addresses(details)
+    macs = _elements(addresses.macs)
+    lines = [f"ether saddr != {macs} drop",
+             # Tagged frames would carry addresses these checks never look at.
+             "ether type { 8021q, 8021ad } drop",
+             f"ether type arp arp saddr ether != {macs} drop"]
+    arp = [f"{m} . {a}" for m, a in addresses.v4] + [f"{m} . 0.0.0.0" for m in addresses.macs]
+    lines.append(f"ether type arp arp saddr ether . arp saddr ip != {_elements(arp)} drop")
+    lines += ["ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 "
+              "udp dport 67 return",
+              "ether type ip udp sport 67 drop"]
+    if addresses.v4:
+        pairs = _elements(f"{m} . {a}" for m, a in addresses.v4)
+        lines.append(f"ether type ip ether saddr . ip saddr != {pairs} drop")
+    else:
+        lines.append("ether type ip drop")
+    lines += ["ether type ip6 udp sport 547 drop",
+              "ether type ip6 icmpv6 type nd-router-advert drop",
+              # Duplicate address detection comes from the unspecified address.
+              "ether type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, "
+              "mld2-listener-report } return"]
+    pairs6 = _elements(f"{m} . {a}" for m, a in addresses.v6)
+    lines.append(f"ether type ip6 ether saddr . ip6 saddr != {pairs6} drop")
+    lines.append("return")
+    return lines
+
+
+def _chain(name: str, body: list[str]) -> str:
+    inner = "".join(f"\t\t{line}\n" for line in body)
+    return f"\tchain {name} {{\n{inner}\t}}\n"
+
+
+def _set(name: str, kind: str, members: list[str]) -> str:
+    elements = f"\t\telements = {_elements(members)}\n" if members else ""
+    return f"\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n{elements}\t}}\n"
+
+
+def _members(addresses: Iterable[str], version: int) -> list[str]:
+    """Addresses and CIDRs of one version, overlaps merged (an interval set refuses them)."""
+    networks = [ipaddress.ip_network(a, strict=False) for a in addresses]
+    if version == 4:
+        v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+        return [str(n) for n in ipaddress.collapse_addresses(v4)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    return [str(n) for n in ipaddress.collapse_addresses(v6)]
+
+
+def render(table: str, ports: Iterable[DeviceDetails]) -> str:
+    """The nft script that replaces our two tables with the ruleset of ``ports`` (the
+    filtered ones); with none, it only deletes the tables."""
+    chosen = sorted((d for d in ports if filtered(d)), key=lambda d: d.port.id)
+    out = []
+    for family in FAMILIES:
+        # Declaring first makes the delete succeed whether or not the table exists.
+        out.append(f"table {family} {table} {{}}\ndelete table {family} {table}\n")
+    if not chosen:
+        return "".join(out)
+
+    spoof_map: list[str] = []
+    egress_map: dict[str, str] = {}
+    ingress_map: dict[str, str] = {}
+    bridge_chains, inet_chains = [], []
+    remote: dict[str, set[str]] = {}
+    for details in chosen:
+        port, key = details.port, _key(details.port.id)
+        spoof_map.append(f"{_quoted(tap_name(port.id))} : jump spoof-{key}")
+        bridge_chains.append(_chain(f"spoof-{key}", _spoof_chain(details)))
+        ingress, egress = _port_chains(details)
+        inet_chains.append(_chain(f"in-{key}", ingress))
+        inet_chains.append(_chain(f"out-{key}", egress))
+        bridge = _quoted(bridge_name(port.network_id))
+        for mac in _addresses(details).macs:
+            # A MAC two ports claim (one's address pair) stays with the first.
+            egress_map.setdefault(f"{bridge} . {mac}", f"jump out-{key}")
+            ingress_map.setdefault(f"{bridge} . {mac}", f"jump in-{key}")
+        for group in details.security_groups:
+            for rule in group.rules:
+                if rule.remote_group_id:
+                    remote.setdefault(rule.remote_group_id, set()).update(
+                        details.remote_group_members.get(rule.remote_group_id, []))
+
+    sets = []
+    for group_id in sorted(remote):
+        sets.append(_set(_set_name(group_id, 4), "ipv4_addr", _members(remote[group_id], 4)))
+        sets.append(_set(_set_name(group_id, 6), "ipv6_addr", _members(remote[group_id], 6)))
+
+    out.append(f"table bridge {table} {{\n")
+    out.append(_chain("prerouting", ["type filter hook prerouting priority filter; "
+                                     "policy accept;",
+                                     f"iifname vmap {_elements(spoof_map)}"]))
+    out.extend(bridge_chains)
+    out.append("}\n")
+    out.append(f"table inet {table} {{\n")
+    out.extend(sets)
+    out.append(_chain("forward", ["type filter hook forward priority filter; policy accept;",
+                                  "ct state established,related accept",
+                                  "iifname . ether saddr vmap "
+                                  + _elements(f"{k} : {v}" for k, v in egress_map.items()),
+                                  "oifname . ether daddr vmap "
+                                  + _elements(f"{k} : {v}" for k, v in ingress_map.items())]))
+    out.extend(inet_chains)
+    out.append("}\n")
+    return "".join(out)
+
+
+# The driver ---------------------------------------------------------------------------------
+
+
+@dataclass
+class NftablesFirewall:
+    """Keeps the filtered ports of this agent and applies their ruleset atomically."""
+
+    table: str = DEFAULT_TABLE
+    nft: str = "nft"
+    ports: dict[str, DeviceDetails] = field(default_factory=dict)
+    name: str = "nftables"
+
+    def __post_init__(self) -> None:
+        self._lock = asyncio.Lock()
+        #: Each port as last applied: a port whose rules changed has its stale
+        #: connections forgotten (``flows``).
+        self._applied: dict[str, DeviceDetails] = {}
+        self._forgetting: set[asyncio.Task[None]] = set()
+
+    def available(self) -> bool:
+        return shutil.which(self.nft) is not None
+
+    def set_port(self, details: DeviceDetails) -> None:
+        self.ports[details.port.id] = details
+
+    def remove_port(self, port_id: str) -> bool:
+        return self.ports.pop(port_id, None) is not None
+
+    def render(self) -> str:
+        return render(self.table, self.ports.values())
+
+    async def apply(self) -> None:
+        """Replace our tables with the current ports' ruleset in one nft transaction."""
+        async with self._lock:
+            await self._run(["-f", "-"], self.render())
+            changed = [d for port_id, d in self.ports.items()
+                       if port_id in self._applied and self._applied[port_id] != d]
+            self._applied = dict(self.ports)
+            if changed:
+                # After the answer: the rules are in force now, the table walk may be slow.
+                task = asyncio.create_task(self._forget(changed))
+                self._forgetting.add(task)
+                task.add_done_callback(self._forgetting.discard)
+
+    async def _forget(self, changed: list[DeviceDetails]) -> None:
+        try:
+            forgotten = await asyncio.to_thread(flows.forget_stale, changed)
+        except Exception:  # the rules hold for new connections all the same
+            LOG.exception("firewall: stale connections could not be forgotten")
+            return
+        if forgotten:
+            LOG.info("firewall: %d connections no rule admits any more forgotten", forgotten)
+
+    async def settled(self) -> None:
+        """Wait for the stale connections of earlier applies to be forgotten."""
+        while self._forgetting:
+            await asyncio.gather(*self._forgetting, return_exceptions=True)
+
+    async def clear(self) -> None:
+        """Delete our tables (nothing of ours is left)."""
+        async with self._lock:
+            self.ports.clear()
+            self._applied.clear()
+            await self._run(["-f", "-"], render(self.table, []))
+
+    async def _run(self, args: list[str], script: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            self.nft, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate(script.encode())
+        if process.returncode != 0:
+            raise FirewallError(f"nft failed ({process.returncode}): "
+                                f"{err.decode(errors='replace').strip()[:2000]}")
+        return out.decode()
+
+
+@dataclass
+class NoopFirewall:
+    """No filtering at all (the agent runs without nft, or is told not to filter): said once
+    on start-up; ports then accept everything, as with port security off."""
+
+    ports: dict[str, DeviceDetails] = field(default_factory=dict)
+    name: str = "noop"
+
+    def set_port(self, details: DeviceDetails) -> None:
+        self.ports[details.port.id] = details
+
+    def remove_port(self, port_id: str) -> bool:
+        return self.ports.pop(port_id, None) is not None
+
+    async def apply(self) -> None:
+        return None
+
+    async def clear(self) -> None:
+        self.ports.clear()
+
+
+Firewall = NftablesFirewall | NoopFirewall

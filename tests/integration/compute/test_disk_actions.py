@@ -1,0 +1,195 @@
+"""createImage, rebuild and shelve in one process (fake driver, real APIs, bus and database;
+SQLite and PostgreSQL): what the CLI session in tests/e2e/test_compute_images_cli.py does
+not reach — a shelve kept on its host (``shelved_offload_time = -1``) and offloaded by
+hand, an unshelve to a named host (2.91), the Location header below 2.45, the image quota,
+rebuild's key and user data, and a snapshot that fails on the host."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stratus.compute.placement import Placement
+from stratus.compute.virt.fake import FakeDriver
+from stratus.core.config import Settings
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
+from tests.integration.asgi import LateASGITransport
+from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT, auth_body
+from tests.integration.compute.test_boot_flow import UNITS, Cloud, boot_body, upload_image
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        network={"backend": "noop"}, image={"quota_image_count": 3},
+                        compute={"fake_hosts": 2, "host": "node",
+                                 "shelved_offload_time": -1})
+    transport = LateASGITransport()
+    stack = Stack(settings, http_transport=transport)
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, UNITS)
+        transport.app = app
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=ROOT) as client:
+            response = await client.post("/identity/v3/auth/tokens",
+                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
+            yield Cloud(client, response.headers["X-Subject-Token"], stack)
+    finally:
+        await stack.aclose()
+
+
+async def _settled(cloud: Cloud, server_id: str, status: str) -> dict[str, Any]:
+    for _ in range(400):
+        server = await cloud.wait_for(server_id, status)
+        if server["OS-EXT-STS:task_state"] is None:
+            return server
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{server_id} kept a task")
+
+
+async def _runtime(cloud: Cloud) -> Any:
+    from stratus.compute.units import compute_runtime
+
+    return await compute_runtime(cloud.stack)
+
+
+async def _action(cloud: Cloud, server_id: str, body: dict[str, Any],
+                  version: str = "2.96") -> httpx.Response:
+    return await cloud.compute("POST", f"/servers/{server_id}/action", version=version,
+                               json=body)
+
+
+async def test_shelve_kept_then_offloaded_then_unshelved_to_a_host(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    server = await _settled(cloud, server_id, "ACTIVE")
+    first_host = server["OS-EXT-SRV-ATTR:host"]
+
+    assert (await _action(cloud, server_id, {"shelve": None})).status_code == 202
+    shelved = await _settled(cloud, server_id, "SHELVED")
+    assert shelved["OS-EXT-SRV-ATTR:host"] == first_host  # -1: never offloaded by itself
+    runtime = await _runtime(cloud)
+    async with runtime.service() as svc:
+        assert await Placement(svc.session).allocations_of(server_id) != {}
+        system = (await svc.instances.get(server_id)).system_metadata
+    assert system["shelved_host"] == first_host and system["shelved_image_id"]
+
+    assert (await _action(cloud, server_id, {"shelveOffload": None})).status_code == 202
+    offloaded = await _settled(cloud, server_id, "SHELVED_OFFLOADED")
+    assert offloaded["OS-EXT-SRV-ATTR:host"] is None
+    async with runtime.service() as svc:
+        assert await Placement(svc.session).allocations_of(server_id) == {}
+
+    other = "node-2" if first_host == "node" else "node"
+    below = await _action(cloud, server_id, {"unshelve": {"host": other}}, version="2.90")
+    assert below.status_code == 400, below.text
+    answer = await _action(cloud, server_id, {"unshelve": {"host": other}}, version="2.91")
+    assert answer.status_code == 202, answer.text
+    back = await _settled(cloud, server_id, "ACTIVE")
+    assert back["OS-EXT-SRV-ATTR:host"] == other
+    async with runtime.service() as svc:
+        claims = await Placement(svc.session).allocations_of(server_id)
+        assert list(claims.values()) == [{"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}]
+        assert "shelved_image_id" not in (await svc.instances.get(server_id)).system_metadata
+    images = (await cloud.client.get("/image/v2/images", headers=cloud.headers(None))).json()
+    assert [i["id"] for i in images["images"]] == [image_id]  # the shelve image is gone
+    events = (await cloud.compute("GET", f"/servers/{server_id}/os-instance-actions")).json()
+    assert [a["action"] for a in events["instanceActions"]] == [
+        "unshelve", "shelveOffload", "shelve", "create"]
+
+
+async def test_create_image_location_quota_and_a_failed_copy(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    server = await _settled(cloud, server_id, "ACTIVE")
+
+    old = await _action(cloud, server_id, {"createImage": {"name": "old"}}, version="2.44")
+    assert old.status_code == 202 and old.content == b""
+    location = old.headers["Location"]
+    assert location.startswith(f"{ROOT}/image/v2/images/")
+    await _settled(cloud, server_id, "ACTIVE")
+    shown = await cloud.client.get(location.removeprefix(ROOT), headers=cloud.headers(None))
+    assert shown.json()["status"] == "active"
+
+    missing = await _action(cloud, server_id, {"createImage": {}})
+    assert missing.status_code == 400, missing.text
+
+    # The host's copy fails: the image goes, the server is as it was, the event says why.
+    (agent,) = [a for a in cloud.stack.agents if a.host == server["OS-EXT-SRV-ATTR:host"]]
+    assert isinstance(agent.driver, FakeDriver)
+    agent.driver.fail_next("snapshot", "the disk could not be read")
+    failed = await _action(cloud, server_id, {"createImage": {"name": "broken"}})
+    image = failed.json()["image_id"]
+    await _settled(cloud, server_id, "ACTIVE")
+    for _ in range(200):
+        gone = await cloud.client.get(f"/image/v2/images/{image}", headers=cloud.headers(None))
+        if gone.status_code == 404:
+            break
+        await asyncio.sleep(0.02)
+    assert gone.status_code == 404
+
+    # Over the image quota (3: the base, "old", one more): 403, nothing recorded.
+    assert (await _action(cloud, server_id, {"createImage": {"name": "third"}})
+            ).status_code == 202
+    await _settled(cloud, server_id, "ACTIVE")
+    over = await _action(cloud, server_id, {"createImage": {"name": "fourth"}})
+    assert over.status_code == 403, over.text
+    assert "Quota exceeded" in over.json()["forbidden"]["message"]
+
+
+async def test_rebuild_changes_key_and_user_data_per_microversion(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    key = await cloud.compute("POST", "/os-keypairs", version="2.91",
+                              json={"keypair": {"name": "k1"}})
+    assert key.status_code in (200, 201), key.text
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    await _settled(cloud, server_id, "ACTIVE")
+    user_data = base64.b64encode(b"#!/bin/sh\necho hi\n").decode()
+
+    too_old = await _action(cloud, server_id, {"rebuild": {
+        "imageRef": image_id, "key_name": "k1"}}, version="2.53")
+    assert too_old.status_code == 400, too_old.text
+    answer = await _action(cloud, server_id, {"rebuild": {
+        "imageRef": image_id, "key_name": "k1", "user_data": user_data,
+        "description": "rebuilt", "adminPass": "s3cret-pass"}})
+    assert answer.status_code == 202, answer.text
+    body = answer.json()["server"]
+    assert body["adminPass"] == "s3cret-pass" and body["status"] == "REBUILD"
+    assert body["key_name"] == "k1" and body["description"] == "rebuilt"
+    rebuilt = await _settled(cloud, server_id, "ACTIVE")
+    assert rebuilt["OS-EXT-SRV-ATTR:user_data"] == user_data
+    busy = await _action(cloud, server_id, {"shelve": None})
+    assert busy.status_code == 202
+    again = await _action(cloud, server_id, {"rebuild": {"imageRef": image_id}})
+    assert again.status_code == 409, again.text
+
+
+async def test_the_conductor_offloads_servers_shelved_long_enough(cloud: Cloud) -> None:
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.rpcapi import ComputeAgentAPI
+
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    await _settled(cloud, server_id, "ACTIVE")
+    assert (await _action(cloud, server_id, {"shelve": None})).status_code == 202
+    await _settled(cloud, server_id, "SHELVED")
+    conductor = ConductorManager(await _runtime(cloud),
+                                 ComputeAgentAPI(await cloud.stack.transport()))
+    assert await conductor.offload_shelved(3600) == []  # not shelved that long yet
+    assert await conductor.offload_shelved(0) == [server_id]
+    offloaded = await _settled(cloud, server_id, "SHELVED_OFFLOADED")
+    assert offloaded["OS-EXT-SRV-ATTR:host"] is None
+    assert await conductor.offload_shelved(0) == []

@@ -1,0 +1,157 @@
+"""The nftables firewall driver's rendering: rules as written, per port, from the server's
+``DeviceDetails`` (the kernel side is tests/integration/network_agents/test_firewall.py)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from stratus.network.agents.l2.firewall import NoopFirewall, filtered, render
+from stratus.network.objects import (
+    AddressPair,
+    DeviceDetails,
+    FixedIP,
+    NetworkInfo,
+    PortInfo,
+    SecurityGroupInfo,
+    SecurityGroupRuleInfo,
+)
+
+NETWORK = NetworkInfo(id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", project_id="p")
+
+
+def details(*rules: SecurityGroupRuleInfo, members: dict[str, list[str]] | None = None,
+            **port: object) -> DeviceDetails:
+    group = SecurityGroupInfo(id="9a8b7c6d-0000-0000-0000-000000000000", rules=list(rules))
+    fields: dict[str, object] = {
+        "id": str(uuid.uuid4()), "network_id": NETWORK.id, "project_id": "p",
+        "mac_address": "fa:16:3e:12:34:56", "device_owner": "compute:nova",
+        "fixed_ips": [FixedIP(subnet_id="s", ip_address="10.0.0.5")],
+        "security_group_ids": [group.id]}
+    fields.update(port)
+    return DeviceDetails(port=PortInfo.model_validate(fields), network=NETWORK,
+                         security_groups=[group], remote_group_members=members or {})
+
+
+def rule(direction: str, **fields: object) -> SecurityGroupRuleInfo:
+    return SecurityGroupRuleInfo(id=str(uuid.uuid4()), direction=direction, **fields)
+
+
+def chain(script: str, prefix: str, d: DeviceDetails) -> list[str]:
+    name = f"{prefix}-{d.port.id.replace('-', '')}"
+    body = re.search(rf"chain {name} {{\n(.*?)\n\t}}", script, re.S)
+    assert body is not None, f"no chain {name}"
+    return [line.strip() for line in body.group(1).splitlines()]
+
+
+def test_protocols_by_name_or_number_render_alike() -> None:
+    by_name = details(rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22))
+    by_number = details(rule("ingress", protocol="6", port_range_min=22, port_range_max=22),
+                        id=by_name.port.id)
+    assert render("t", [by_name]) == render("t", [by_number])
+    lines = chain(render("t", [by_name]), "in", by_name)
+    assert "meta nfproto ipv4 meta l4proto 6 th dport 22 return" in lines
+    assert lines[-1] == "drop"
+
+
+def test_ranges_icmp_prefixes_and_directions() -> None:
+    d = details(rule("ingress", protocol="17", port_range_min=1000, port_range_max=2000,
+                     remote_ip_prefix="192.0.2.0/24"),
+                rule("ingress", protocol="icmp", port_range_min=8, port_range_max=0),
+                rule("ingress", ethertype="IPv6", protocol="icmp", port_range_min=128),
+                rule("egress", protocol="tcp", remote_ip_prefix="198.51.100.7/32"),
+                rule("egress", protocol="any", remote_ip_prefix="0.0.0.0/0"))
+    script = render("t", [d])
+    ingress, egress = chain(script, "in", d), chain(script, "out", d)
+    assert ("meta nfproto ipv4 meta l4proto 17 th dport 1000-2000 ip saddr 192.0.2.0/24 "
+            "return") in ingress
+    assert "meta nfproto ipv4 meta l4proto 1 icmp type 8 icmp code 0 return" in ingress
+    assert "meta nfproto ipv6 meta l4proto 58 icmpv6 type 128 return" in ingress
+    assert "meta nfproto ipv4 meta l4proto 6 ip daddr 198.51.100.7/32 return" in egress
+    assert "meta nfproto ipv4 return" in egress  # any protocol, anywhere
+    # DHCP and metadata always pass; everything else not written is dropped.
+    assert "meta nfproto ipv4 udp sport 68 udp dport 67 return" in egress
+    assert "ip daddr 169.254.169.254 tcp dport 80 return" in egress
+    assert egress[-1] == "drop" and ingress[-1] == "drop"
+
+
+def test_remote_groups_are_sets_of_their_members() -> None:
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    d = details(rule("ingress", remote_group_id=group_id),
+                members={group_id: ["10.0.0.5", "10.0.0.9", "10.0.0.64/27"]})
+    script = render("t", [d])
+    set_name = f"rg4-{group_id.replace('-', '')}"
+    assert f"meta nfproto ipv4 ip saddr @{set_name} return" in chain(script, "in", d)
+    members = re.search(rf"set {set_name} {{.*?elements = {{ (.*?) }}", script, re.S)
+    assert members is not None
+    assert members.group(1).split(", ") == ["10.0.0.5/32", "10.0.0.9/32", "10.0.0.64/27"]
+
+
+def test_anti_spoofing_names_macs_addresses_and_pairs() -> None:
+    d = details(allowed_address_pairs=[
+        AddressPair(ip_address="10.0.0.100", mac_address="fa:16:3e:aa:bb:cc"),
+        AddressPair(ip_address="10.0.1.0/24", mac_address="fa:16:3e:12:34:56")])
+    script = render("t", [d])
+    spoof = chain(script, "spoof", d)
+    assert "ether saddr != { fa:16:3e:12:34:56, fa:16:3e:aa:bb:cc } drop" in spoof
+    assert ("ether type ip ether saddr . ip saddr != { fa:16:3e:12:34:56 . 10.0.0.5, "
+            "fa:16:3e:aa:bb:cc . 10.0.0.100, fa:16:3e:12:34:56 . 10.0.1.0/24 } drop") in spoof
+    assert "ether type ip udp sport 67 drop" in spoof  # no DHCP server in a guest
+    assert '"tap' + d.port.id[:11] + '" : jump spoof-' in script
+    # Both the port's MAC and the pair's lead to the port's chains.
+    key = d.port.id.replace("-", "")
+    assert script.count(f"jump in-{key}") == 2 and script.count(f"jump out-{key}") == 2
+
+
+def test_unfiltered_ports_and_nothing_left() -> None:
+    off = details(port_security_enabled=False)
+    router = details(device_owner="network:router_interface")
+    assert not filtered(off) and not filtered(router)
+    only_deletes = ("table bridge t {}\ndelete table bridge t\n"
+                    "table inet t {}\ndelete table inet t\n")
+    assert render("t", [off, router]) == only_deletes
+    assert render("t", []) == only_deletes
+
+
+async def test_the_noop_firewall_filters_nothing() -> None:
+    firewall = NoopFirewall()
+    firewall.set_port(details())
+    await firewall.apply()
+    await firewall.clear()
+    assert firewall.ports == {}
+
+
+def test_which_tracked_connections_the_rules_still_admit() -> None:
+    from stratus.network.agents.l2.flows import Flow, admitted
+
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    d = details(rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22),
+                rule("ingress", protocol="icmp", port_range_min=8),
+                rule("ingress", protocol="udp", remote_group_id=group_id),
+                rule("egress", protocol="6", remote_ip_prefix="192.0.2.0/24"),
+                members={group_id: ["10.0.0.7"]})
+    ssh = Flow(4, 6, "198.51.100.1", "10.0.0.5", 40000, 22)
+    assert admitted(d, ssh)
+    assert not admitted(d, Flow(4, 6, "198.51.100.1", "10.0.0.5", 40000, 23))
+    assert admitted(d, Flow(4, 1, "198.51.100.1", "10.0.0.5", icmp_type=8, icmp_code=0))
+    assert not admitted(d, Flow(4, 1, "198.51.100.1", "10.0.0.5", icmp_type=13))
+    assert admitted(d, Flow(4, 17, "10.0.0.7", "10.0.0.5", 5000, 53))  # a member
+    assert not admitted(d, Flow(4, 17, "10.0.0.8", "10.0.0.5", 5000, 53))
+    assert admitted(d, Flow(4, 6, "10.0.0.5", "192.0.2.10", 40000, 443))  # egress
+    assert not admitted(d, Flow(4, 6, "10.0.0.5", "203.0.113.1", 40000, 443))
+    assert admitted(d, Flow(4, 6, "10.0.0.5", "169.254.169.254", 40000, 80))  # metadata
+    assert admitted(d, Flow(4, 6, "203.0.113.1", "203.0.113.2", 1, 2))  # not the port's
+
+
+def test_conntrack_lines_give_the_original_direction() -> None:
+    from stratus.network.agents.l2.flows import Flow, _parse
+
+    tcp = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.2 dst=10.0.0.5 sport=40000 "
+           "dport=22 src=10.0.0.5 dst=10.0.0.2 sport=22 dport=40000 [ASSURED] mark=0 zone=0 "
+           "use=2")
+    assert _parse(tcp) == Flow(4, 6, "10.0.0.2", "10.0.0.5", 40000, 22)
+    icmp = ("ipv4     2 icmp     1 29 src=10.0.0.2 dst=10.0.0.5 type=8 code=0 id=77 "
+            "src=10.0.0.5 dst=10.0.0.2 type=0 code=0 id=77 mark=0 zone=0 use=2")
+    assert _parse(icmp) == Flow(4, 1, "10.0.0.2", "10.0.0.5", icmp_type=8, icmp_code=0,
+                                icmp_id=77)
+    assert _parse("garbage") is None
