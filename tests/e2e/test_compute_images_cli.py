@@ -67,8 +67,9 @@ def test_snapshot_rebuild_shelve_with_the_real_cli(cloud: Cloud, tmp_path: Path)
         cloud.openstack("image", "create", "--file", str(disk), "--disk-format", "raw",
                         "--container-format", "bare", "--property", "hw_disk_bus=virtio",
                         name)
+    # The admin project has the ``public`` external network too: name the one to boot on.
     server = cloud.openstack_json("server", "create", "--image", "tiny-image", "--flavor",
-                                  "m1.tiny", "--wait", "vm1")
+                                  "m1.tiny", "--network", "private", "--wait", "vm1")
     uuid = server["id"]
 
     # createImage at the newest microversion (the image id in the body) ...
@@ -90,7 +91,7 @@ def test_snapshot_rebuild_shelve_with_the_real_cli(cloud: Cloud, tmp_path: Path)
 
     # The snapshot boots like any image.
     vm2 = cloud.openstack_json("server", "create", "--image", "snap1", "--flavor", "m1.tiny",
-                               "--wait", "vm2")
+                               "--network", "private", "--wait", "vm2")
     assert vm2["status"] == "ACTIVE"
     assert cloud.openstack_json("server", "show", "vm2")["image"].startswith("snap1")
 
