@@ -1,5 +1,12 @@
-"""What every server action's handler shares: the state check, the start of an action, the
-request's microversion and the shape of an answer that is not a plain 200 body.
+"""What every server action's handler shares: the checks before it starts, in Nova's order
+and words, the start of an action, the request's microversion and the shape of an answer
+that is not a plain 200 body.
+
+An action's handler authorizes, then (``begin``): a locked server refuses anyone but an
+admin (``Instance <id> is locked``, 409), a server in a state the action does not take
+refuses it (``Cannot 'pause' instance <id> while it is in vm_state paused``, 409), and only
+then is anything written: the task state and the instance action. A refused action leaves
+the server exactly as it was and records nothing.
 
 ``lifecycle.ACTIONS`` holds the handlers; the larger flows (``snapshots``, ``rebuild``,
 ``shelve``) live in modules of their own and use these steps, so they need nothing of
@@ -10,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
-from stratus.core.exceptions import BadRequest, Conflict
+from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.policy import Caller
 from stratus.core.web.microversions import APIVersion
 
@@ -72,23 +79,48 @@ def parse_args(model: type[M], args: Any, action: str) -> M:
                          f"{first.get('msg', 'invalid value')}") from exc
 
 
-def require(instance: Instance, vm_states: tuple[str, ...], action: str) -> None:
-    """409, as Nova words it, unless the instance is in one of ``vm_states`` with no task."""
-    if instance.vm_state not in vm_states or instance.task_state is not None:
+def refuse_if_locked(instance: Instance, caller: Caller) -> None:
+    """Nova's ``check_instance_lock``: a locked server acts for admins only."""
+    if instance.locked and not caller.is_admin:
+        raise Conflict(f"Instance {instance.uuid} is locked")
+
+
+def require(instance: Instance, vm_states: tuple[str, ...], action: str,
+            task_states: tuple[str | None, ...] = (None,)) -> None:
+    """Nova's ``check_instance_state``: the vm_state first, then the task state."""
+    if instance.vm_state not in vm_states:
         raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in vm_state "
-                       f"{instance.vm_state} and task_state {instance.task_state}.")
+                       f"{instance.vm_state}")
+    if instance.task_state not in task_states:
+        raise Conflict(f"Cannot '{action}' instance {instance.uuid} while it is in "
+                       f"task_state {instance.task_state}")
+
+
+def require_version(minimum: str) -> None:
+    """An action that a microversion introduced is not found before it (Nova's 404)."""
+    asked = version()
+    if not asked.at_least(minimum):
+        raise NotFound(f"API version {asked} is not supported on this method.")
 
 
 async def begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
-                allowed: tuple[str, ...], task: str) -> tuple[str, str]:
-    """Authorize ``name``, check the state, set the task state and record the action;
-    the server's (uuid, host)."""
+                allowed: tuple[str, ...], task: str | None, *,
+                rule: str | None = None, action: str | None = None,
+                check: Callable[[Instance], None] | None = None) -> tuple[str, str]:
+    """Authorize ``name`` (policy ``rule``, by default ``os_compute_api:servers:<name>``),
+    refuse a locked server or a wrong state, set the task state (``task``; None: none) and
+    record the instance action (``action``, by default ``name``); the server's
+    (uuid, host). ``check`` refuses what the state alone does not say (after it)."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
-        caller.authorize(f"os_compute_api:servers:{name}", target(instance))
+        caller.authorize(rule or f"os_compute_api:servers:{name}", target(instance))
+        refuse_if_locked(instance, caller)
         require(instance, allowed, name)
+        if check is not None:
+            check(instance)
         if instance.host is None:
             raise Conflict(f"Instance {instance.uuid} has no host.")
-        instance.task_state = task
-        await svc.instances.start_action(caller.context, instance.uuid, name)
+        if task is not None:
+            instance.task_state = task
+        await svc.instances.start_action(caller.context, instance.uuid, action or name)
         return instance.uuid, instance.host

@@ -18,6 +18,10 @@ class UnexpectedTaskState(Conflict):
     """The instance is not in the task state the caller expected."""
 
 
+class GuestAgentNotEnabled(Conflict):
+    """The guest cannot take a password: no guest agent runs in it (libvirt's answer)."""
+
+
 class ClaimConflict(Exception):
     """The provider changed between reading it and claiming on it: read again and retry."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.action_steps import refuse_if_locked
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
@@ -64,10 +65,14 @@ class _Server:
     network_info: list[dict[str, Any]]
 
 
-async def _server(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str) -> _Server:
+async def _server(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str, *,
+                  change: bool = False) -> _Server:
+    """The server as the caller may see it; ``change``: refused if it is locked."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize(rule, target(instance))
+        if change:
+            refuse_if_locked(instance, caller)
         return _Server(instance.uuid, instance.host, instance.vm_state, instance.task_state,
                        instance.availability_zone, list(instance.network_info or []))
 
@@ -141,7 +146,7 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str,
     if req.fixed_ip and not req.net_id:
         raise BadRequest("Must input network_id when request IP address")
     server = await _server(rt, caller, server_id,
-                           "os_compute_api:os-attach-interfaces:create")
+                           "os_compute_api:os-attach-interfaces:create", change=True)
     host = _check_state(server, "attach_interface")
     network = rt.clients.network
     base = await _base(network, context)
@@ -201,7 +206,7 @@ async def _give_back(network: NetworkClient, context: RequestContext, base: str,
 
 async def detach(rt: ComputeRuntime, caller: Caller, server_id: str, port_id: str) -> None:
     server = await _server(rt, caller, server_id,
-                           "os_compute_api:os-attach-interfaces:delete")
+                           "os_compute_api:os-attach-interfaces:delete", change=True)
     host = _check_state(server, "detach_interface")
     if not any(vif.get("id") == port_id for vif in server.network_info):
         raise NotFound(f"Port {port_id} is not attached to {server.uuid}.")

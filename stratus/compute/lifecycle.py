@@ -22,6 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import (
+    actions_lock,
+    actions_power,
     consoles,
     evacuate,
     live_migration,
@@ -33,7 +35,7 @@ from stratus.compute import (
     states,
     volume_attach,
 )
-from stratus.compute.action_steps import Reply, at_version
+from stratus.compute.action_steps import Reply, at_version, refuse_if_locked
 from stratus.compute.action_steps import begin as _begin
 from stratus.compute.action_steps import require as _require  # noqa: F401 - for handlers
 from stratus.compute.servers import target, visible
@@ -57,6 +59,7 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:servers:delete", target(instance))
+        refuse_if_locked(instance, caller)
         if instance.task_state == states.DELETING:
             return Deleted()
         await svc.instances.start_action(context, instance.uuid, "delete")
@@ -84,7 +87,8 @@ async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
 # Actions ------------------------------------------------------------------------------------
 
 #: An action's handler: (runtime, caller, server id, the action's arguments) → the
-#: answer's body, or None for a 202 with no body.
+#: answer's body, or None for a 202 with no body, or a ``Reply``. The request's
+#: microversion: ``action_steps.version()``.
 ActionHandler = Callable[[ComputeRuntime, Caller, str, Any],
                          Awaitable[dict[str, Any] | Reply | None]]
 
@@ -154,6 +158,8 @@ ACTIONS: dict[str, ActionHandler] = {
     "migrate": resize.migrate,
     "os-migrateLive": live_migration.live_migrate,
     "evacuate": evacuate.evacuate,
+    **actions_power.ACTIONS,
+    **actions_lock.ACTIONS,
     # Images of the disk, rebuild, shelve (snapshots.py, rebuild.py, shelve.py)
     "createImage": snapshots.create_image,
     "rebuild": rebuild.rebuild,

@@ -179,6 +179,8 @@ class Instance(Base):
     node: Mapped[str | None] = mapped_column(String(255))
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_reason: Mapped[str | None] = mapped_column(Text)
+    #: Whose lock it is: ``owner`` (the server's project) or ``admin`` (another's admin).
+    locked_by: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[Created]
     updated_at: Mapped[dt.datetime | None]
     launched_at: Mapped[dt.datetime | None]

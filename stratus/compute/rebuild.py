@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import server_metadata, states
-from stratus.compute.action_steps import Reply, parse_args, require, version
+from stratus.compute.action_steps import Reply, parse_args, refuse_if_locked, require, version
 from stratus.compute.instances import hostname_of
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
@@ -91,6 +91,7 @@ async def rebuild(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any)
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:servers:rebuild", target(instance))
+        refuse_if_locked(instance, caller)
         require(instance, REBUILD_STATES, "rebuild")
         volume_backed = not instance.image_ref
         uuid = instance.uuid

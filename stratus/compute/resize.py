@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
-from stratus.compute.action_steps import Reply, parse_args, require, version
+from stratus.compute.action_steps import Reply, parse_args, refuse_if_locked, require, version
 from stratus.compute.models import Instance, Migration
 from stratus.compute.moves import apply_flavor, confirmed
 from stratus.compute.objects import FlavorInfo, MoveClaim
@@ -76,8 +76,10 @@ class MoveStart:
 async def begin_move(svc: ComputeService, caller: Caller, instance: Instance,
                      migration_type: str, flavor: FlavorInfo, *, action: str, task_state: str,
                      status: str) -> MoveStart:
-    """The migration row, the server's task state and the instance action."""
+    """The migration row, the server's task state and the instance action (a locked server
+    moves for admins only)."""
     assert instance.host is not None
+    refuse_if_locked(instance, caller)
     migration: Migration = await svc.migrations.create(instance, migration_type, flavor,
                                                        status=status)
     instance.task_state = task_state
@@ -244,6 +246,7 @@ async def revert_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:servers:revert_resize", target(instance))
+        refuse_if_locked(instance, caller)
         dest = require_state(instance, (states.RESIZED,), "revertResize")
         migration = await _finished_move(svc, instance)
         old = FlavorInfo.model_validate(migration.old_flavor)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
-from stratus.compute.errors import UnexpectedTaskState
+from stratus.compute.errors import GuestAgentNotEnabled, UnexpectedTaskState
 from stratus.compute.objects import (
     ActionEvent,
     BuildRequest,
@@ -150,7 +150,7 @@ class ConductorAPI(RPCAPI):
 
 class ComputeAgentAPI(RPCAPI):
     TOPIC = COMPUTE_TOPIC
-    ERRORS = (ConsoleUnavailable,)
+    ERRORS = (GuestAgentNotEnabled, ConsoleUnavailable)
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1) -> None:
@@ -176,6 +176,52 @@ class ComputeAgentAPI(RPCAPI):
         await self.client.prepare(server=host).cast(ctx, "reboot_instance",
                                                     instance_uuid=instance_uuid, hard=hard)
 
+    # Guest state actions (stratus.compute.actions_power) ---------------------------------
+
+    async def pause_instance(self, ctx: RequestContext, host: str, instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "pause_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def unpause_instance(self, ctx: RequestContext, host: str,
+                               instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "unpause_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def suspend_instance(self, ctx: RequestContext, host: str,
+                               instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "suspend_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def resume_instance(self, ctx: RequestContext, host: str,
+                              instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "resume_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def rescue_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
+                              rescue_image_ref: str, rescue_password: str) -> None:
+        """Boot the guest from ``rescue_image_ref`` with its own disk as the second one."""
+        await self.client.prepare(server=host).cast(
+            ctx, "rescue_instance", instance_uuid=instance_uuid,
+            rescue_image_ref=rescue_image_ref, rescue_password=rescue_password)
+
+    async def unrescue_instance(self, ctx: RequestContext, host: str,
+                                instance_uuid: str) -> None:
+        await self.client.prepare(server=host).cast(ctx, "unrescue_instance",
+                                                    instance_uuid=instance_uuid)
+
+    async def trigger_crash_dump(self, ctx: RequestContext, host: str,
+                                 instance_uuid: str) -> None:
+        """Send the guest an NMI (its kernel's crash dump, if it has one set up)."""
+        await self.client.prepare(server=host).cast(ctx, "trigger_crash_dump",
+                                                    instance_uuid=instance_uuid)
+
+    async def set_admin_password(self, ctx: RequestContext, host: str, instance_uuid: str,
+                                 new_pass: str) -> None:
+        """Set the guest's administrator password and wait for the answer;
+        ``GuestAgentNotEnabled`` when the guest cannot take one."""
+        await self.client.prepare(server=host).call(ctx, "set_admin_password",
+                                                    instance_uuid=instance_uuid,
+                                                    new_pass=new_pass)
     # Snapshots, rebuild, shelve (stratus.compute.snapshots, .rebuild, .shelve)
 
     async def snapshot_instance(self, ctx: RequestContext, host: str, instance_uuid: str,

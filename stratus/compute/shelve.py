@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
-from stratus.compute.action_steps import parse_args, require, version
+from stratus.compute.action_steps import parse_args, refuse_if_locked, require, version
 from stratus.compute.boot import image_properties
 from stratus.compute.objects import FlavorInfo, UnshelveRequest
 from stratus.compute.servers import target, visible
@@ -45,6 +45,7 @@ async def shelve(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-shelve:shelve", target(instance))
+        refuse_if_locked(instance, caller)
         require(instance, SHELVE_STATES, "shelve")
         if instance.host is None:
             raise Conflict(f"Instance {instance.uuid} has no host.")
@@ -91,6 +92,7 @@ async def shelve_offload(rt: ComputeRuntime, caller: Caller, server_id: str,
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:os-shelve:shelve_offload", target(instance))
+        refuse_if_locked(instance, caller)
         if (instance.vm_state == states.SHELVED
                 and instance.task_state == states.SHELVING_OFFLOADING):
             # Already under way (a shelve offloading at once): what the caller asks for.
@@ -140,6 +142,7 @@ async def unshelve(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any
         caller.authorize("os_compute_api:os-shelve:unshelve", target(instance))
         if requested.host is not None:
             caller.authorize("os_compute_api:os-shelve:unshelve_to_host", target(instance))
+        refuse_if_locked(instance, caller)
         require(instance, UNSHELVE_STATES, "unshelve")
         offloaded = instance.vm_state == states.SHELVED_OFFLOADED
         if (zone_given or requested.host) and not offloaded:

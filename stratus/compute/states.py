@@ -39,6 +39,15 @@ RESIZE_REVERTING = "resize_reverting"
 MIGRATING = "migrating"
 REBUILDING = "rebuilding"
 REBUILD_SPAWNING = "rebuild_spawning"
+
+PAUSING = "pausing"
+UNPAUSING = "unpausing"
+SUSPENDING = "suspending"
+RESUMING = "resuming"
+RESCUING = "rescuing"
+UNRESCUING = "unrescuing"
+UPDATING_PASSWORD = "updating_password"
+
 # createImage, rebuild, shelve (stratus.compute.snapshots, .rebuild, .shelve)
 IMAGE_SNAPSHOT = "image_snapshot"
 IMAGE_PENDING_UPLOAD = "image_pending_upload"
@@ -73,7 +82,7 @@ def status(vm_state: str, task_state: str | None) -> str:
             return "REBOOT"
         if task in _HARD_REBOOT:
             return "HARD_REBOOT"
-        if task == "updating_password":
+        if task == UPDATING_PASSWORD:
             return "PASSWORD"
         if task == "migrating":
             return "MIGRATING"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.action_steps import refuse_if_locked
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
@@ -132,17 +133,23 @@ async def has_volumes(volumes: VolumeClient, context: RequestContext,
 # Attachments --------------------------------------------------------------------------------
 
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
-                  rule: str) -> tuple[str, str | None, str]:
-    uuid, host, vm_state, _ = await _server_and_tags(rt, caller, server_id, rule)
+                  rule: str, *, change: bool = False) -> tuple[str, str | None, str]:
+    """The server's (uuid, host, vm_state); ``change``: refused if it is locked."""
+    uuid, host, vm_state, _ = await _server_and_tags(rt, caller, server_id, rule,
+                                                     change=change)
     return uuid, host, vm_state
 
 
 async def _server_and_tags(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str,
+                           *, change: bool = False,
                            ) -> tuple[str, str | None, str, dict[str, str]]:
-    """The server's uuid, host and vm state, and the tags its boot request gave devices."""
+    """The server's uuid, host and vm state, and the tags its boot request gave devices;
+    ``change``: refused if the server is locked."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize(rule, target(instance))
+        if change:
+            refuse_if_locked(instance, caller)
         tags = {str(d.get("device_name")): str(d["tag"])
                 for d in instance.block_device_mapping or [] if d.get("tag")}
         return instance.uuid, instance.host, instance.vm_state, tags
@@ -189,7 +196,8 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
     """Attach the volume at ``device`` (the first free ``/dev/vdX`` if None)."""
     context = caller.context
     uuid, host, vm_state = await _server(rt, caller, server_id,
-                                         "os_compute_api:os-volumes-attachments:create")
+                                         "os_compute_api:os-volumes-attachments:create",
+                                         change=True)
     if vm_state not in (states.ACTIVE, states.STOPPED) or host is None:
         raise Conflict(f"Cannot 'attach_volume' instance {uuid} while it is in vm_state "
                        f"{vm_state}")
@@ -225,7 +233,7 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
 async def detach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str) -> None:
     context = caller.context
     uuid, host, _ = await _server(rt, caller, server_id,
-                                  "os_compute_api:os-volumes-attachments:delete")
+                                  "os_compute_api:os-volumes-attachments:delete", change=True)
     base = endpoint(context, "block-storage")
     found = [a for a in await _attachments(rt.clients.volumes, context, base, uuid)
              if a.volume_id == volume_id]

@@ -15,6 +15,8 @@ Everything the guest learns is printed to the serial console as marker lines tha
   ``STRATUS-DISK-ADDED ...`` / ``STRATUS-DISK-REMOVED name=vdX`` for hot-plugged ones
 - ``STRATUS-READY uptime=S``: init is done; the guest stays up, powering off on ACPI
   power-button presses (``STRATUS-POWEROFF``)
+- ``STRATUS-TICK uptime=S`` every two seconds after that: the guest's clock, seen from
+  outside (a paused guest prints none; a suspended and resumed one keeps counting)
 
 busybox 1.35's static ``wget -T`` crashes (SIGSEGV), so time limits come from ``timeout``.
 """
@@ -122,8 +124,11 @@ done
 echo "STRATUS-READY uptime=$(up)"
 
 known=" $(disks | tr '\n' ' ') "
+tick=0
 while true; do
     sleep 1
+    tick=$((tick + 1))
+    [ $((tick % 2)) -eq 0 ] && echo "STRATUS-TICK uptime=$(up)"
     now=" $(disks | tr '\n' ' ') "
     for d in $now; do
         case "$known" in *" $d "*) ;; *)

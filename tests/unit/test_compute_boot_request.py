@@ -64,9 +64,10 @@ async def test_actions_are_a_table_and_unknown_ones_are_a_400() -> None:
     rt = cast(ComputeRuntime, object())  # refused before the runtime is used
     caller = Caller(RequestContext(project_id="p", user_id="u"), Enforcer(RULES))
     with pytest.raises(BadRequest, match=r"Unknown action 'os-fly'\."):
-        await lifecycle.run_action(rt, caller, "s", {"os-fly": None})
+        await lifecycle.run_action(rt, caller, "s", {"os-fly": None}, V21)
     with pytest.raises(BadRequest, match="exactly one action"):
-        await lifecycle.run_action(rt, caller, "s", {"os-stop": None, "os-start": None})
+        await lifecycle.run_action(rt, caller, "s", {"os-stop": None, "os-start": None},
+                                   V21)
 
 
 # Block device mappings (stratus.compute.block_devices) ------------------------------------

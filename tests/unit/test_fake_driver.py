@@ -12,6 +12,7 @@ from stratus.compute.virt.driver import (
     MigrationAborted,
     MigrationProgress,
     PowerState,
+    RescueSpec,
     VirtError,
 )
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
@@ -150,3 +151,37 @@ async def test_a_live_migration_can_be_aborted_or_forced() -> None:
     assert seen and seen[-1].memory_remaining == 0
     with pytest.raises(VirtError):
         await source.live_migration_abort("g2")  # nothing under way
+
+async def test_pause_suspend_rescue_nmi_and_password() -> None:
+    driver = FakeDriver()
+    await driver.spawn(guest())
+    await driver.pause("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.PAUSED
+    with pytest.raises(VirtError, match="PAUSED"):
+        await driver.suspend("g-1")  # a real hypervisor refuses it too
+    await driver.unpause("g-1")
+    await driver.suspend("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.SUSPENDED
+    with pytest.raises(VirtError):
+        await driver.unpause("g-1")
+    await driver.resume("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.RUNNING
+
+    await driver.rescue("g-1", RescueSpec(admin_password="pw"))
+    spec = driver.rescued_with("g-1")
+    assert spec is not None and spec.admin_password == "pw"
+    await driver.unrescue("g-1")
+    assert driver.rescued_with("g-1") is None
+    with pytest.raises(VirtError, match="not in rescue mode"):
+        await driver.unrescue("g-1")
+
+    await driver.trigger_crash_dump("g-1")
+    await driver.set_admin_password("g-1", "s3cret")
+    assert driver.admin_passwords == {"g-1": "s3cret"}
+    assert "NMI received" in await driver.get_console_output("g-1")
+    driver.fail_next("pause", "no")
+    with pytest.raises(VirtError, match="no"):
+        await driver.pause("g-1")
+    assert (await driver.get_info("g-1")).power_state == PowerState.RUNNING
+    with pytest.raises(GuestNotFound):
+        await driver.pause("nope")

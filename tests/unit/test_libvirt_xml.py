@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from stratus.compute.virt.driver import GuestSpec, LocalDisk, VirtError
-from stratus.compute.virt.libvirt.guest_xml import domain_xml, interface_xml, volume_xml
+from stratus.compute.virt.libvirt.guest_xml import (
+    domain_xml,
+    interface_xml,
+    rescue_domain_xml,
+    volume_xml,
+)
 from stratus.compute.virt.libvirt.moves import destination_xml
 from stratus.guest_image import builder
 
@@ -231,3 +236,28 @@ def test_a_live_migration_points_the_domain_at_the_destination_files() -> None:
     assert moved.findtext(f"./metadata/{{{ns}}}instance/{{{ns}}}host") == "host-b"
     assert moved.findtext(f"./metadata/{{{ns}}}instance/{{{ns}}}instances") == "/b/instances"
     assert "/a/instances" not in ET.tostring(moved, encoding="unicode")
+
+
+def test_rescue_xml_boots_the_rescue_disk_first_with_the_own_disk_next() -> None:
+    original = ET.tostring(make(), encoding="unicode")
+    with_volume = ET.fromstring(original)
+    devices = with_volume.find("devices")
+    assert devices is not None
+    devices.append(ET.fromstring(volume_xml({"driver_volume_type": "file",
+                                             "data": {"path": "/vol/1"}}, "/dev/vdb")))
+    rescued = ET.fromstring(rescue_domain_xml(ET.tostring(with_volume, encoding="unicode"),
+                                              Path("/inst/disk.rescue"), NS))
+    assert rescued.find("./os/boot") is None  # per-device boot order instead
+    targets = {}
+    for disk in rescued.iterfind("./devices/disk"):
+        source, target, boot = disk.find("source"), disk.find("target"), disk.find("boot")
+        assert source is not None and target is not None
+        targets[source.get("file")] = (target.get("dev"),
+                                       boot.get("order") if boot is not None else None)
+    assert targets == {"/inst/disk.rescue": ("vda", "1"), "/inst/disk": ("vdc", "2"),
+                       "/vol/1": ("vdb", None)}
+    # The domain stays the same one: name, uuid and our metadata.
+    assert rescued.findtext("uuid") == UUID
+    assert rescued.find(f"./metadata/{{{NS}}}instance") is not None
+    with pytest.raises(VirtError):
+        rescue_domain_xml("<domain><devices/></domain>", Path("/r"), NS)

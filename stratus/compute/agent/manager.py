@@ -20,6 +20,7 @@ from stratus.compute.agent import AGENT_USER
 from stratus.compute.agent.disk_flows import DiskFlows
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
 from stratus.compute.agent.guest import guest_spec
+from stratus.compute.agent.guest_actions import GuestStateActions
 from stratus.compute.agent.moves import HostMoves
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.power_sync import PowerStateSync
@@ -74,7 +75,7 @@ class AgentOptions:
     vif_plugging_timeout: float = 300.0
 
 
-class ComputeAgentManager:
+class ComputeAgentManager(GuestStateActions):
     METHODS = ("build_and_run_instance", "terminate_instance", "stop_instance",
                "start_instance", "reboot_instance", "get_console_output",
                "external_instance_event", "attach_volume", "detach_volume",
@@ -85,7 +86,8 @@ class ComputeAgentManager:
                "resize_instance", "finish_resize", "confirm_resize", "revert_resize",
                "finish_revert_resize", "live_migration", "pre_live_migration",
                "post_live_migration_at_destination", "rollback_live_migration_at_destination",
-               "live_migration_abort", "live_migration_force_complete", "evacuate_instance")
+               "live_migration_abort", "live_migration_force_complete", "evacuate_instance",
+               *GuestStateActions.METHODS)
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,
@@ -233,8 +235,9 @@ class ComputeAgentManager:
         await self.driver.cleanup_host()
 
     async def reconcile(self, ctx: RequestContext, expected: list[str]) -> None:
-        """After a restart: finish deletes and fail builds this host left half done, and
-        remove the guests of servers rebuilt elsewhere meanwhile (evacuated)."""
+        """After a restart: finish deletes, fail builds and end the guest state actions
+        (``settle_interrupted``) this host left half done, and remove the guests of servers
+        rebuilt elsewhere meanwhile (evacuated)."""
         for uuid in set(await self.driver.list_guests()) - set(expected):
             if await self._moved_away(ctx, uuid):
                 LOG.warning("guest %s on %s belongs to a server now on another host "
@@ -247,6 +250,9 @@ class ComputeAgentManager:
             instance = await self.conductor.instance_get(ctx, uuid)
             if instance.task_state == states.DELETING:
                 await self.terminate_instance(ctx, uuid)
+            elif instance.task_state is not None and await self.settle_interrupted(
+                    ctx, uuid, instance.task_state):
+                continue
             elif instance.vm_state == states.BUILDING:
                 await self._destroy_quietly(uuid)
                 await self._undo_volumes_quietly(ctx, instance, [])

@@ -7,8 +7,12 @@ task is acting on, the agent compares the database's power state with the driver
 * a guest that went down by itself (shut down, crashed, suspended) while the instance is
   ACTIVE makes the instance STOPPED: the user sees SHUTOFF and can start it again (a
   crashed or suspended guest is powered off first, so it is really stopped);
+* a paused instance whose guest shut down or crashed by itself becomes STOPPED the same
+  way; a guest found paused while the instance is ACTIVE is only recorded (Nova ignores it);
 * a guest found running while the instance is STOPPED is powered off: the database says
   what the user asked for;
+* SUSPENDED and RESCUED instances only have their power state recorded (a suspended
+  guest is not running by design; a rescued one runs the rescue image);
 * a guest the hypervisor does not have is recorded as NOSTATE and logged; the instance's
   vm_state is left alone (an operator or a delete settles it).
 
@@ -57,6 +61,10 @@ def decide(vm_state: str, db_power: int, hv_power: PowerState) -> SyncDecision |
                             else hv_power, states.STOPPED,
                             power_off=hv_power != PowerState.SHUTDOWN,
                             reason=f"the guest stopped by itself ({hv_power.name})")
+    if vm_state == states.PAUSED and hv_power in (PowerState.SHUTDOWN, PowerState.CRASHED):
+        return SyncDecision(PowerState.SHUTDOWN, states.STOPPED,
+                            power_off=hv_power == PowerState.CRASHED,
+                            reason=f"the paused guest stopped by itself ({hv_power.name})")
     if vm_state == states.STOPPED and hv_power in (PowerState.RUNNING, PowerState.PAUSED):
         return SyncDecision(PowerState.SHUTDOWN, power_off=True,
                             reason=f"the guest runs ({hv_power.name}) but the instance is "

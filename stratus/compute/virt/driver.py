@@ -39,6 +39,10 @@ class HypervisorUnavailable(VirtError):
     pass
 
 
+class AgentNotEnabled(VirtError):
+    """The guest has no agent to take the request (a password, ...)."""
+
+
 @dataclass(frozen=True)
 class LocalDisk:
     """An ephemeral or swap disk in the instance's own directory."""
@@ -92,6 +96,16 @@ class MigrationProgress:
 
 #: Told each time the hypervisor reports how far a live migration got.
 ProgressCallback = Callable[[MigrationProgress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RescueSpec:
+    """What a rescue boots: the rescue image (a local file for drivers that need one) and
+    the password the rescue system is meant to have."""
+
+    image_path: Path | None = None
+    image_format: str | None = None
+    admin_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -244,6 +258,39 @@ class VirtDriver(abc.ABC):
     async def live_migration_force_complete(self, uuid: str) -> None:
         """Make the guest's live migration under way converge (pause it meanwhile)."""
         raise NotImplementedError(f"the {self.name} driver cannot live-migrate guests")
+
+    # Guest state actions: Nova's pause, suspend, rescue, crash dump and password ---------
+
+    async def pause(self, uuid: str) -> None:
+        """Freeze the guest's vCPUs in memory (power state PAUSED)."""
+        raise NotImplementedError(f"the {self.name} driver cannot pause guests")
+
+    async def unpause(self, uuid: str) -> None:
+        raise NotImplementedError(f"the {self.name} driver cannot unpause guests")
+
+    async def suspend(self, uuid: str) -> None:
+        """Save the guest's memory to disk and stop it (power state SUSPENDED)."""
+        raise NotImplementedError(f"the {self.name} driver cannot suspend guests")
+
+    async def resume(self, uuid: str) -> None:
+        """Restore a suspended guest where it stopped."""
+        raise NotImplementedError(f"the {self.name} driver cannot resume guests")
+
+    async def rescue(self, uuid: str, rescue: RescueSpec) -> None:
+        """Boot the guest from the rescue image, its own disk attached second."""
+        raise NotImplementedError(f"the {self.name} driver cannot rescue guests")
+
+    async def unrescue(self, uuid: str) -> None:
+        """Boot the guest from its own disk again and drop the rescue disk."""
+        raise NotImplementedError(f"the {self.name} driver cannot unrescue guests")
+
+    async def trigger_crash_dump(self, uuid: str) -> None:
+        """Send the guest a non-maskable interrupt."""
+        raise NotImplementedError(f"the {self.name} driver cannot send NMIs")
+
+    async def set_admin_password(self, uuid: str, password: str) -> None:
+        """Set the guest's administrator password; ``AgentNotEnabled`` if it cannot."""
+        raise NotImplementedError(f"the {self.name} driver cannot set passwords")
 
     async def attach_interface(self, uuid: str, vif: dict[str, Any]) -> None:
         """Plug one more NIC (a ``VifInfo`` dict whose tap the l2-agent made) into the

@@ -28,6 +28,7 @@ from stratus.compute.virt.driver import (
     MigrationProgress,
     PowerState,
     ProgressCallback,
+    RescueSpec,
     VirtDriver,
     VirtError,
 )
@@ -35,7 +36,8 @@ from stratus.compute.virt.driver import (
 OPERATIONS = ("spawn", "destroy", "power_off", "power_on", "reboot", "attach_volume",
               "detach_volume", "snapshot", "attach_interface", "detach_interface",
               "migrate_disk_and_power_off", "finish_migration", "pre_live_migration",
-              "live_migration")
+              "live_migration", "pause", "unpause", "suspend", "resume", "rescue", "unrescue",
+              "trigger_crash_dump", "set_admin_password")
 #: A simulated live migration copies the guest's memory in this many rounds.
 LIVE_MIGRATION_ROUNDS = 4
 
@@ -61,6 +63,8 @@ class _Guest:
     console: list[str] = field(default_factory=list)
     #: Attached volumes: mountpoint → connection_info.
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: While rescued: what the rescue booted (None otherwise).
+    rescue: RescueSpec | None = None
     #: Ephemeral and swap disks: device → (kind, size in MiB).
     local_disks: dict[str, tuple[str, int]] = field(default_factory=dict)
     #: Plugged NICs: MAC → VIF.
@@ -88,6 +92,8 @@ class FakeDriver(VirtDriver):
         self._migrating: dict[str, str] = {}
         #: Operations performed, in order: (operation, uuid). Tests read it.
         self.calls: list[tuple[str, str]] = []
+        #: The last administrator password set on each guest (``set_admin_password``).
+        self.admin_passwords: dict[str, str] = {}
 
     def fail_next(self, operation: str, message: str = "injected failure",
                   times: int = 1) -> None:
@@ -188,6 +194,69 @@ class FakeDriver(VirtDriver):
         guest = self._guests.get(uuid)
         if guest is not None and guest.volumes.pop(mountpoint, None) is not None:
             guest.log(f"Detached volume from {mountpoint}")
+
+    # Guest state actions ------------------------------------------------------------------
+
+    def _expect(self, guest: _Guest, wanted: tuple[PowerState, ...], operation: str) -> None:
+        """Refuse an operation a real hypervisor would refuse in this power state."""
+        if guest.power_state not in wanted:
+            raise VirtError(f"Cannot {operation} {guest.spec.name}: it is "
+                            f"{guest.power_state.name}.")
+
+    async def pause(self, uuid: str) -> None:
+        await self._step("pause", uuid)
+        guest = self._guest(uuid)
+        self._expect(guest, (PowerState.RUNNING,), "pause")
+        guest.power_state = PowerState.PAUSED
+
+    async def unpause(self, uuid: str) -> None:
+        await self._step("unpause", uuid)
+        guest = self._guest(uuid)
+        self._expect(guest, (PowerState.PAUSED,), "unpause")
+        guest.power_state = PowerState.RUNNING
+
+    async def suspend(self, uuid: str) -> None:
+        await self._step("suspend", uuid)
+        guest = self._guest(uuid)
+        self._expect(guest, (PowerState.RUNNING,), "suspend")
+        guest.power_state = PowerState.SUSPENDED
+
+    async def resume(self, uuid: str) -> None:
+        await self._step("resume", uuid)
+        guest = self._guest(uuid)
+        self._expect(guest, (PowerState.SUSPENDED,), "resume")
+        guest.power_state = PowerState.RUNNING
+
+    async def rescue(self, uuid: str, rescue: RescueSpec) -> None:
+        await self._step("rescue", uuid)
+        guest = self._guest(uuid)
+        guest.rescue = rescue
+        guest.power_state = PowerState.RUNNING
+        guest.log(f"Booting {guest.spec.name} in rescue mode (own disk as vdb)")
+
+    async def unrescue(self, uuid: str) -> None:
+        await self._step("unrescue", uuid)
+        guest = self._guest(uuid)
+        if guest.rescue is None:
+            raise VirtError(f"{guest.spec.name} is not in rescue mode.")
+        guest.rescue = None
+        guest.power_state = PowerState.RUNNING
+        guest.log(f"Booting {guest.spec.name}")
+
+    async def trigger_crash_dump(self, uuid: str) -> None:
+        await self._step("trigger_crash_dump", uuid)
+        guest = self._guest(uuid)
+        self._expect(guest, (PowerState.RUNNING,), "send an NMI to")
+        guest.log("NMI received: kernel crash dump")
+
+    async def set_admin_password(self, uuid: str, password: str) -> None:
+        await self._step("set_admin_password", uuid)
+        self._guest(uuid)
+        self.admin_passwords[uuid] = password
+
+    def rescued_with(self, uuid: str) -> RescueSpec | None:
+        """What the guest's rescue booted (None when not rescued); tests read it."""
+        return self._guest(uuid).rescue
 
     async def snapshot(self, uuid: str) -> DiskSnapshot:
         """A real, empty qcow2 of the guest's root disk size (so an uploaded snapshot is an

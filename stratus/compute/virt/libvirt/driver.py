@@ -46,6 +46,7 @@ from typing import Any
 
 from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.virt.driver import (
+    AgentNotEnabled,
     DiskSnapshot,
     GuestInfo,
     GuestNotFound,
@@ -54,6 +55,7 @@ from stratus.compute.virt.driver import (
     HypervisorUnavailable,
     PowerState,
     ProgressCallback,
+    RescueSpec,
     VirtDriver,
     VirtError,
 )
@@ -63,6 +65,7 @@ from stratus.compute.virt.libvirt.consoles import console_endpoint
 from stratus.compute.virt.libvirt.guest_xml import (
     domain_xml,
     interface_xml,
+    rescue_domain_xml,
     volume_file,
     volume_xml,
 )
@@ -75,6 +78,8 @@ DOMAIN_PREFIX = "instance-"
 METADATA_NS = "https://stratus.dev/xmlns/libvirt/instance/1.0"
 #: What ``get_console_output`` returns at most: the end of the log, as Nova does.
 MAX_CONSOLE_BYTES = 100 * 1024
+#: The guest agent's virtio-serial channel, as Nova's libvirt driver names it.
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 _GIB = 1024**3
 
 
@@ -399,6 +404,10 @@ class LibvirtDriver(VirtDriver):
             return
         if await self._state(dom) != self._libvirt.VIR_DOMAIN_SHUTOFF:
             await self._call(dom.destroy)
+        if await self._call(dom.hasManagedSaveImage, 0):
+            # A hard reboot of a suspended guest boots it afresh, as Nova's does: the saved
+            # memory goes, or ``create`` would restore it.
+            await self._call(dom.managedSaveRemove, 0)
         await self._call(dom.create)
 
     # Info ---------------------------------------------------------------------------------
@@ -406,8 +415,11 @@ class LibvirtDriver(VirtDriver):
     async def get_info(self, uuid: str) -> GuestInfo:
         dom = await self._domain(uuid)
         state, _max_mem, mem_kib, vcpus, _cpu_time = await self._call(dom.info)
-        return GuestInfo(power_state=_power_state(self._libvirt, int(state)), vcpus=int(vcpus),
-                         memory_mb=int(mem_kib) // 1024)
+        power = _power_state(self._libvirt, int(state))
+        # A domain saved by ``suspend`` is off with its memory on disk: suspended.
+        if power == PowerState.SHUTDOWN and await self._call(dom.hasManagedSaveImage, 0):
+            power = PowerState.SUSPENDED
+        return GuestInfo(power_state=power, vcpus=int(vcpus), memory_mb=int(mem_kib) // 1024)
 
     async def get_console_output(self, uuid: str) -> str:
         await self._domain(uuid)
@@ -446,6 +458,116 @@ class LibvirtDriver(VirtDriver):
             if paused_here:
                 await self._call(dom.resume)
         return DiskSnapshot(path=target, disk_format="qcow2")
+
+    # Pause, suspend, rescue, NMI, password -----------------------------------------------
+
+    async def pause(self, uuid: str) -> None:
+        """virDomainSuspend: the vCPUs stop, memory stays (libvirt's ``paused``)."""
+        dom = await self._domain(uuid)
+        await self._call(dom.suspend)
+
+    async def unpause(self, uuid: str) -> None:
+        dom = await self._domain(uuid)
+        await self._call(dom.resume)
+
+    async def suspend(self, uuid: str) -> None:
+        """A managed save: memory to a file libvirt keeps, the domain off; the next start
+        restores it where it was."""
+        dom = await self._domain(uuid)
+        await self._call(dom.managedSave, 0)
+
+    async def resume(self, uuid: str) -> None:
+        dom = await self._domain(uuid)
+        if not await self._call(dom.hasManagedSaveImage, 0):
+            raise VirtError(f"Guest {uuid} has no saved state to resume from.")
+        await self._call(dom.create)
+
+    def rescue_disk(self, uuid: str) -> Path:
+        return self.instance_dir(uuid) / "disk.rescue"
+
+    def _unrescue_xml(self, uuid: str) -> Path:
+        return self.instance_dir(uuid) / "unrescue.xml"
+
+    async def rescue(self, uuid: str, rescue: RescueSpec) -> None:
+        """Nova's libvirt rescue: a fresh overlay of the rescue image (``disk.rescue``) boots
+        as ``vda``; the guest's own disk comes second. The domain as it was is kept in
+        ``unrescue.xml`` for ``unrescue``."""
+        if rescue.image_path is None:
+            raise VirtError("The libvirt driver rescues from a local copy of an image.")
+        dom = await self._domain(uuid)
+        saved = self._unrescue_xml(uuid)
+        original = (await asyncio.to_thread(saved.read_text) if saved.exists() else
+                    await self._call(dom.XMLDesc, self._libvirt.VIR_DOMAIN_XML_INACTIVE))
+        disk = await asyncio.to_thread(self._create_rescue_disk, uuid, rescue)
+        xml = rescue_domain_xml(original, disk, METADATA_NS)
+        await asyncio.to_thread(saved.write_text, original)
+        try:
+            await self._call(self._redefine_and_start, uuid, xml)
+        except BaseException:
+            # Back as it was: the guest's own domain, its own disk.
+            with contextlib.suppress(Exception):
+                await self._call(self._redefine_and_start, uuid, original)
+                await asyncio.to_thread(self._drop_rescue_files, uuid)
+            raise
+        LOG.info("rescued %s on %s from %s", uuid, self.host, rescue.image_path.name)
+
+    async def unrescue(self, uuid: str) -> None:
+        saved = self._unrescue_xml(uuid)
+        if not saved.exists():
+            raise VirtError(f"Guest {uuid} is not in rescue mode.")
+        original = await asyncio.to_thread(saved.read_text)
+        await self._call(self._redefine_and_start, uuid, original)
+        await asyncio.to_thread(self._drop_rescue_files, uuid)
+
+    def _create_rescue_disk(self, uuid: str, rescue: RescueSpec) -> Path:
+        assert rescue.image_path is not None
+        base = rescue.image_path.resolve()
+        fmt = str(self._inspect(base, rescue.image_format).get("format", ""))
+        if fmt not in ("qcow2", "raw"):
+            raise VirtError(f"Rescue image format {fmt!r} cannot be booted here.")
+        directory = self.instance_dir(uuid)
+        backing = directory / "rescue-base"
+        disk = self.rescue_disk(uuid)
+        for stale in (backing, disk):
+            stale.unlink(missing_ok=True)
+        try:
+            os.link(base, backing)
+        except OSError:
+            backing = base
+        _run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt,
+                   str(disk)], f"Could not create the rescue disk of {uuid}")
+        return disk
+
+    def _drop_rescue_files(self, uuid: str) -> None:
+        directory = self.instance_dir(uuid)
+        for name in ("disk.rescue", "rescue-base", "unrescue.xml"):
+            (directory / name).unlink(missing_ok=True)
+
+    def _redefine_and_start(self, uuid: str, xml: str) -> None:
+        dom = self._lookup(uuid)
+        if dom.isActive():
+            dom.destroy()
+        self._c().defineXML(xml)
+        self._lookup(uuid).create()
+
+    async def trigger_crash_dump(self, uuid: str) -> None:
+        dom = await self._domain(uuid)
+        await self._call(dom.injectNMI, 0)
+
+    async def set_admin_password(self, uuid: str, password: str) -> None:
+        """Through the QEMU guest agent, as Nova does; a guest without its channel cannot
+        take a password (Nova's 409 "QEMU guest agent is not enabled")."""
+        dom = await self._domain(uuid)
+        current = ET.fromstring(await self._call(dom.XMLDesc, 0))
+        channels = {t.get("name") for t in current.iterfind("./devices/channel/target")}
+        if GUEST_AGENT_CHANNEL not in channels:
+            raise AgentNotEnabled("QEMU guest agent is not enabled")
+        try:
+            await asyncio.to_thread(dom.setUserPassword, "root", password, 0)
+        except self._libvirt.libvirtError as exc:
+            # libvirt's message never holds the password; say only that it failed.
+            raise VirtError(f"The guest agent could not set the password: "
+                            f"{exc.get_error_message()}") from exc
 
     # Volumes ------------------------------------------------------------------------------
 

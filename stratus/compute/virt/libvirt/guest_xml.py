@@ -13,6 +13,7 @@ reaches the guest as a power-button press.
 
 from __future__ import annotations
 
+import string
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,40 @@ def _disk(path: Path, disk_format: str, mountpoint: str, serial: str | None) -> 
     if serial:
         _sub(disk, "serial", serial)
     return disk
+
+
+def rescue_domain_xml(original: str, rescue_disk: Path, metadata_ns: str) -> str:
+    """The domain ``original`` (its persistent XML) booting ``rescue_disk`` (a qcow2) as
+    ``vda``, its own root disk moved to the first free ``vdX`` after the others: per-device
+    boot order (rescue first), so the BIOS never boots the disk being rescued."""
+    ET.register_namespace("stratus", metadata_ns)
+    dom = ET.fromstring(original)
+    os_ = dom.find("os")
+    if os_ is not None:
+        for boot in os_.findall("boot"):
+            os_.remove(boot)
+    devices = dom.find("devices")
+    if devices is None:
+        raise VirtError("The domain has no devices to rescue.")
+    disks = devices.findall("disk")
+    targets = {d: d.find("target") for d in disks}
+    root = next((d for d, t in targets.items() if t is not None and t.get("dev") == "vda"),
+                None)
+    if root is None:
+        raise VirtError("The domain has no vda disk to rescue.")
+    used = {t.get("dev") for t in targets.values() if t is not None}
+    moved_to = next(f"vd{c}" for c in string.ascii_lowercase[1:] if f"vd{c}" not in used)
+    for disk in disks:
+        for boot in disk.findall("boot"):
+            disk.remove(boot)
+    root_target = targets[root]
+    assert root_target is not None
+    root_target.set("dev", moved_to)
+    _sub(root, "boot", order="2")
+    rescue = ET.Element("disk", type="file", device="disk")
+    _sub(rescue, "driver", name="qemu", type="qcow2")
+    _sub(rescue, "source", file=str(rescue_disk))
+    _sub(rescue, "target", dev="vda", bus="virtio")
+    _sub(rescue, "boot", order="1")
+    devices.insert(list(devices).index(root), rescue)
+    return ET.tostring(dom, encoding="unicode")

@@ -1,0 +1,129 @@
+"""Issue 14 on a real guest: the real ``openstack`` CLI pauses, suspends and rescues a test
+guest under libvirt/QEMU (TCG here), sends it an NMI and is refused a password (no guest
+agent), one server for all of it.
+
+The guest prints ``STRATUS-TICK uptime=S`` every two seconds on its serial console
+(``stratus/guest_image/scripts.py``). A paused guest prints none and its clock stands
+still; unpaused it counts on from where it stopped. A suspended guest (libvirt's managed
+save) comes back without booting again, its uptime going on. A rescued guest boots the
+rescue image with its own disk as ``vdb``; unrescued it boots its own disk alone again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from stratus.compute.virt.libvirt import host as libvirt_host
+from tests.e2e.cloud import Cloud
+from tests.e2e.test_realvm_cli import cloud, console_until, wait_status
+
+__all__ = ["cloud"]  # the fixture: ``stratus up --with-test-image`` on libvirt
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
+
+TICK = re.compile(r"^STRATUS-TICK uptime=([\d.]+)", re.MULTILINE)
+
+
+def ticks(text: str) -> list[float]:
+    return [float(t) for t in TICK.findall(text)]
+
+
+def console(cloud: Cloud, name: str) -> str:
+    return cloud.openstack("console", "log", "show", name).stdout
+
+
+def more_ticks(cloud: Cloud, name: str, than: int, within: float = 120) -> str:
+    """The console once it holds more than ``than`` ticks."""
+    deadline = time.monotonic() + within
+    while True:
+        text = console(cloud, name)
+        if len(ticks(text)) > than:
+            return text
+        assert time.monotonic() < deadline, f"no new tick on {name}:\n{text[-2000:]}"
+        time.sleep(1)
+
+
+def has_managed_save(server_id: str) -> bool:
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        return bool(conn.lookupByUUIDString(server_id).hasManagedSaveImage(0))
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(1200)  # one TCG boot and two rescue boots on a shared machine
+def test_pause_stops_the_guest_clock_suspend_keeps_its_uptime_rescue_boots_the_rescue_disk(
+        cloud: Cloud) -> None:
+    server = cloud.openstack_json("server", "create", "--image", "stratus-test-guest",
+                                  "--flavor", "m1.tiny", "--nic", "none", "--wait", "vm1")
+    server_id = server["id"]
+    text = console_until(cloud, "vm1", r"^STRATUS-READY")
+    assert "STRATUS-DISK name=vda" in text and "name=vdb" not in text
+    text = more_ticks(cloud, "vm1", 1)
+
+    # Pause: no tick while paused, and the guest's clock did not run meanwhile.
+    cloud.openstack("server", "pause", "vm1")
+    wait_status(cloud, "vm1", "PAUSED")
+    assert cloud.openstack_json("server", "show", "vm1")["OS-EXT-STS:power_state"] in (
+        3, "Paused")
+    paused_at = time.monotonic()
+    before = ticks(console(cloud, "vm1"))
+    time.sleep(8)
+    assert ticks(console(cloud, "vm1")) == before
+    cloud.openstack("server", "unpause", "vm1")
+    wait_status(cloud, "vm1", "ACTIVE")
+    paused_for = time.monotonic() - paused_at
+    after = ticks(more_ticks(cloud, "vm1", len(before)))
+    # Ticks come every 2 s of guest time; the wall clock ran ``paused_for`` (> 8 s) while
+    # the guest's stood still, so the step across the pause is a normal one.
+    step = after[len(before)] - before[-1]
+    assert 0 < step < paused_for - 4, (step, paused_for)
+
+    # Suspend: the memory goes to disk and the guest stops; resumed, it goes on counting
+    # (no second boot).
+    boots = console(cloud, "vm1").count("STRATUS-INIT")
+    cloud.openstack("server", "suspend", "vm1")
+    wait_status(cloud, "vm1", "SUSPENDED", within=300)
+    assert has_managed_save(server_id)
+    before = ticks(console(cloud, "vm1"))
+    cloud.openstack("server", "resume", "vm1")
+    wait_status(cloud, "vm1", "ACTIVE", within=300)
+    assert not has_managed_save(server_id)
+    text = more_ticks(cloud, "vm1", len(before))
+    after = ticks(text)
+    assert after[len(before)] > before[-1]
+    assert text.count("STRATUS-INIT") == boots
+
+    # The test guest runs no guest agent: a password is Nova's libvirt 409, nothing changed.
+    result = cloud.openstack("server", "set", "--password", "n3w-Passw0rd", "vm1",
+                             check=False)
+    assert result.returncode != 0 and "QEMU guest agent is not enabled" in result.stderr
+    shown = cloud.openstack_json("server", "show", "vm1")
+    assert (shown["status"], shown["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    # An NMI reaches the guest (its kernel notes it quietly) and the guest goes on ticking.
+    cloud.openstack("server", "dump", "create", "vm1")
+    more_ticks(cloud, "vm1", len(ticks(console(cloud, "vm1"))))
+
+    # Rescue: the rescue image (the server's own, by default) boots with the guest's disk
+    # as vdb; unrescued, the guest boots its own disk alone.
+    cloud.openstack("server", "rescue", "vm1")
+    wait_status(cloud, "vm1", "RESCUE", within=300)
+    text = console_until(cloud, "vm1", rf"(?s)(STRATUS-INIT.*){{{boots + 1}}}.*STRATUS-READY",
+                         within=300)
+    rescue_boot = text.rsplit("STRATUS-INIT", 1)[1]
+    assert "STRATUS-DISK name=vda" in rescue_boot and "STRATUS-DISK name=vdb" in rescue_boot
+    cloud.openstack("server", "unrescue", "vm1")
+    wait_status(cloud, "vm1", "ACTIVE", within=300)
+    text = console_until(cloud, "vm1", rf"(?s)(STRATUS-INIT.*){{{boots + 2}}}.*STRATUS-READY",
+                         within=300)
+    own_boot = text.rsplit("STRATUS-INIT", 1)[1]
+    assert "STRATUS-DISK name=vda" in own_boot and "name=vdb" not in own_boot
+
+    events = [e["Action"] for e in cloud.openstack_json("server", "event", "list", "vm1")]
+    assert events == ["unrescue", "rescue", "trigger_crash_dump", "changePassword", "resume",
+                      "suspend", "unpause", "pause", "create"]
+    cloud.openstack("server", "delete", "--wait", "vm1")
