@@ -78,7 +78,11 @@ class Database:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # A burst of requests queues for a connection rather than failing: writers of one
+            # project wait in line on its quota lock holding theirs, so the last of a few
+            # hundred at once can wait well past SQLAlchemy's default 30 s. Past this, 503.
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20,
+                          pool_timeout=POOL_TIMEOUT)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -200,6 +204,9 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
 
     asyncio.run(standalone())
 
+
+#: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
+POOL_TIMEOUT = 120.0
 
 #: Errors that mean "the database is busy, not broken": every connection of the pool was in
 #: use for the whole pool timeout. An API answers them 503 with Retry-After, not 500.
