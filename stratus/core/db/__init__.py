@@ -68,6 +68,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
+POOL_TIMEOUT = 120.0
+
+
 class Database:
     """One service's database: an async engine, a session factory and its migrations."""
 
@@ -204,9 +208,6 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
 
     asyncio.run(standalone())
 
-
-#: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
-POOL_TIMEOUT = 120.0
 
 #: Errors that mean "the database is busy, not broken": every connection of the pool was in
 #: use for the whole pool timeout. An API answers them 503 with Retry-After, not 500.
