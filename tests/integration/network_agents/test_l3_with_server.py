@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -115,6 +116,16 @@ def _links(namespace: str) -> list[str]:
         return sorted(m.get("IFLA_IFNAME") for m in ns.get_links())
 
 
+def _router_state(namespace: str) -> str:
+    """The router namespace's addresses and NAT rules, for a failure's message."""
+    shown = []
+    for command in (["ip", "-brief", "address"], ["nft", "list", "ruleset"]):
+        done = subprocess.run(["ip", "netns", "exec", namespace, *command],
+                              capture_output=True, text=True, check=False)
+        shown.append(done.stdout + done.stderr)
+    return "\n".join(shown)
+
+
 async def test_router_and_floating_ip_through_the_api(cloud: Cloud, tmp_path: Path) -> None:
     octet = random.randint(0, 255)
     external_cidr = f"198.{random.randint(18, 19)}.{octet}.0/24"
@@ -178,7 +189,10 @@ async def test_router_and_floating_ip_through_the_api(cloud: Cloud, tmp_path: Pa
             floating_ip = fip["floating_ip_address"]
             deadline = time.monotonic() + 30
             while not await reachable(outside.namespace, floating_ip, inside.port, 0.5):
-                assert time.monotonic() < deadline, "floating IP never reachable"
+                if time.monotonic() > deadline:
+                    shown = await cloud.request("GET", f"/floatingips/{fip['id']}")
+                    state = await asyncio.to_thread(_router_state, namespace)
+                    raise AssertionError(f"floating IP never reachable: {shown}\n{state}")
                 # The failed probe's connection is never accepted; the listener drains it.
             assert await inside.seen_from(outside.namespace, floating_ip) == outside.address
             assert await out.seen_from(guest.namespace, outside.address) == floating_ip

@@ -8,11 +8,16 @@ ones it took away ``DOWN``, ones it could not apply ``ERROR``.
 Bus events (``L3AgentAPI``, ``l3_agent.<host>``) name routers; the agent fetches them and
 applies what it gets (a router the server no longer lists for this host is removed).
 ``resync`` makes everything match the server's full list, on start and every
-``resync_interval``. The agent records each router it makes in ``state_dir`` (a file per
-router, written before the first kernel change), so after a crash or ``SIGKILL`` the next
-start adopts its namespaces (applying over them changes nothing that is right: no address,
-route or rule is duplicated) and removes those of routers deleted meanwhile, and never
-touches routers another agent made. A clean ``stop`` removes every router it made (with
+``resync_interval``. Events and resyncs overlap: questions to the server are numbered, each
+router remembers which answer is in force, and an answer to an earlier question is never
+applied over it (an answer slow to come back must not undo a newer one, such as a new
+floating IP, until the next resync).
+
+The agent records each router it makes in ``state_dir`` (a file per router, written before
+the first kernel change), so after a crash or ``SIGKILL`` the next start adopts its
+namespaces (applying over them changes nothing that is right: no address, route or rule is
+duplicated) and removes those of routers deleted meanwhile, and never touches routers
+another agent made. A clean ``stop`` removes every router it made (with
 ``cleanup_on_stop``; the next start puts them back).
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,7 +77,10 @@ class L3AgentManager:
         self._reported: dict[str, dict[str, str]] = {}
         #: One per router ever seen, never dropped (see the dhcp-agent's).
         self._locks: dict[str, asyncio.Lock] = {}
-        self._touched: dict[str, float] = {}
+        #: Numbers the questions to the server in the order they were asked.
+        self._asks = itertools.count()
+        #: Router id → the number of the question whose answer is in force.
+        self._as_of: dict[str, int] = {}
         self._synced = False
         self._next_resync = 0.0
         self._periodic = Periodic(f"l3-agent {host}: heartbeat and resync",
@@ -143,38 +152,29 @@ class L3AgentManager:
 
     async def resync(self) -> None:
         """Keep exactly the server's routers for this host; remove the others this agent
-        made (in this run or an earlier one). A router a bus event touched after the list
+        made (in this run or an earlier one). A router a bus event changed after the list
         was asked for is left as the event made it."""
-        began = self._clock()
+        asked = next(self._asks)
         wanted = await self.server.get_routers(self._context(), self.host)
         wanted_ids = {r.id for r in wanted if r.admin_state_up}
         for router in wanted:
-            if self._touched.get(router.id, -1.0) >= began:
-                continue
-            await self._apply_logged(router, verify=True)
+            await self._apply_logged(router, as_of=asked, verify=True)
         for router_id in (self._recorded() | set(self.routers)) - wanted_ids:
-            if self._touched.get(router_id, -1.0) >= began:
-                continue
-            LOG.info("l3-agent %s: router %s is no longer here; removing it", self.host,
-                     router_id)
-            await self._remove(router_id)
-        horizon = began - 2 * self.options.resync_interval
-        self._touched = {r: t for r, t in self._touched.items() if t >= horizon}
+            if await self._remove(router_id, as_of=asked):
+                LOG.info("l3-agent %s: router %s was no longer here", self.host, router_id)
 
     # Bus methods ------------------------------------------------------------------------------
 
     async def routers_updated(self, ctx: RequestContext, router_ids: list[str]) -> None:
-        for router_id in router_ids:
-            self._touched[router_id] = self._clock()
+        asked = next(self._asks)
         found = await self.server.get_routers(ctx, self.host, router_ids)
         for router in found:
-            await self._apply_logged(router)
+            await self._apply_logged(router, as_of=asked)
         for router_id in set(router_ids) - {r.id for r in found}:
-            await self._remove(router_id)
+            await self._remove(router_id, as_of=asked)
 
     async def router_deleted(self, ctx: RequestContext, router_id: str) -> None:
-        self._touched[router_id] = self._clock()
-        await self._remove(router_id)
+        await self._remove(router_id, as_of=next(self._asks))
 
     # Work -------------------------------------------------------------------------------------
 
@@ -184,22 +184,38 @@ class L3AgentManager:
             return set()
         return {p.name for p in directory.iterdir() if p.is_file()}
 
-    async def _apply_logged(self, router: RouterInfo, *, verify: bool = False) -> None:
+    async def _apply_logged(self, router: RouterInfo, *, as_of: int,
+                            verify: bool = False) -> None:
         try:
-            await self.apply(router, verify=verify)
+            await self.apply(router, as_of=as_of, verify=verify)
         except Exception:  # one broken router must not keep the others from being served
             LOG.exception("l3-agent %s: router %s could not be applied; the next resync "
                           "tries again", self.host, router.id)
             await self._report_statuses(router.id, {f.id: "ERROR" for f in router.floating_ips})
 
-    async def apply(self, router: RouterInfo, *,
+    def _outdated(self, router_id: str, as_of: int) -> bool:
+        """Whether the answer to question ``as_of`` is older than the one in force;
+        records ``as_of`` when it is not."""
+        if as_of < self._as_of.get(router_id, -1):
+            LOG.debug("l3-agent %s: an outdated state of router %s ignored", self.host,
+                      router_id)
+            return True
+        self._as_of[router_id] = as_of
+        return False
+
+    async def apply(self, router: RouterInfo, *, as_of: int | None = None,
                     verify: bool = False) -> AppliedRouter | None:
-        """Make the router's namespace match ``router`` (an admin-down router is removed);
-        ``verify``: check every part again, not only what changed (the resyncs)."""
+        """Make the router's namespace match ``router`` (an admin-down router is removed),
+        unless a newer state is in force: ``as_of`` numbers the question this state
+        answers (default: a new one). ``verify``: check every part again, not only what changed (the
+        resyncs)."""
+        as_of = next(self._asks) if as_of is None else as_of
         if not router.admin_state_up:
-            await self._remove(router.id)
+            await self._remove(router.id, as_of=as_of)
             return None
         async with self._lock(router.id):
+            if self._outdated(router.id, as_of):
+                return None
             marker = self.options.state_dir / router.id
             if not marker.exists():
                 await asyncio.to_thread(_record, marker, router.project_id)
@@ -232,8 +248,13 @@ class L3AgentManager:
             return
         self._reported[router_id] = {**before, **changes}
 
-    async def _remove(self, router_id: str, *, report: bool = True) -> None:
+    async def _remove(self, router_id: str, *, as_of: int | None = None,
+                      report: bool = True) -> bool:
+        """Take the router away (unless an answer newer than question ``as_of`` is in
+        force); whether there was anything to take."""
         async with self._lock(router_id):
+            if self._outdated(router_id, next(self._asks) if as_of is None else as_of):
+                return False
             removed = await asyncio.to_thread(self.driver.remove, router_id)
             known = self.routers.pop(router_id, None)
             marker = self.options.state_dir / router_id
@@ -243,6 +264,7 @@ class L3AgentManager:
         self._reported.pop(router_id, None)
         if removed or known is not None:
             LOG.info("l3-agent %s: router %s removed", self.host, router_id)
+        return bool(removed or known is not None)
 
 
 
