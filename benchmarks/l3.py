@@ -12,7 +12,11 @@ external gateway address on the public bridge, so it is "the outside".
   set --port`` sends) answered → the first echo reply from the guest through the floating
   IP to a TCP connection from the host (``--floating-ips`` rounds; between rounds the
   floating IP is disassociated and seen unreachable again); ``fip_put_answered`` is the
-  API's part of it (the PUT's answer).
+  API's part of it (the PUT's answer);
+* ``sg_rule_closes`` / ``sg_rule_opens``: the guest's only ingress TCP rule deleted → new
+  connections through the floating IP go unanswered; created again → the first reply
+  (``--rules`` rounds; a silence is seen within the 0.2 s a probe waits): the
+  l2-agent's firewall, rule to effect.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from benchmarks import Goal, Result, percentile
 from benchmarks._cloud import StratusUp, issue_token
 from stratus.network.agents import linux
 from stratus.network.agents.l3.router import internal_device
-from stratus.network.objects import bridge_name, router_namespace
+from stratus.network.objects import bridge_name, router_namespace, tap_name
 from tests.integration.network_agents.guest import Guest
 
 DESCRIPTION = ("routers and floating IPs: interface add to leg in place, floating IP "
@@ -48,6 +52,9 @@ NET = "/network/v2.0"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--floating-ips", type=int, default=10,
                         help="associate/first-reply/disassociate rounds (default 10)")
+    parser.add_argument("--rules", type=int, default=10,
+                        help="security group rule delete/create rounds through the floating "
+                             "IP (default 10)")
 
 
 class EchoServer:
@@ -154,6 +161,8 @@ async def run(args: argparse.Namespace) -> Result:
     router_ready: list[float] = []
     replies: list[float] = []
     answers: list[float] = []
+    rule_opened: list[float] = []
+    rule_closed: list[float] = []
     with tempfile.TemporaryDirectory(prefix="stratus-bench-l3-") as tmp:
         async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud,
                     httpx.AsyncClient(base_url=cloud.base_url, timeout=120) as client):
@@ -184,17 +193,27 @@ async def run(args: argparse.Namespace) -> Result:
             port = (await _call(client, "POST", "/ports", headers, {"port": {
                 "network_id": private["id"], "device_id": f"bench-{tag}",
                 "device_owner": "compute:bench"}}))["port"]
-            for group_id in port["security_groups"]:  # the echo reached from outside
-                await _call(client, "POST", "/security-group-rules", headers, {
-                    "security_group_rule": {"security_group_id": group_id,
-                                            "direction": "ingress", "ethertype": "IPv4",
-                                            "protocol": "tcp",
-                                            "remote_ip_prefix": "0.0.0.0/0"}})
+            group_id = port["security_groups"][0]
+            open_tcp = {"security_group_rule": {
+                "security_group_id": group_id, "direction": "ingress", "ethertype": "IPv4",
+                "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0"}}
+            rule_id = (await _call(client, "POST", "/security-group-rules", headers,
+                                   open_tcp))["security_group_rule"]["id"]
             fip = (await _call(client, "POST", "/floatingips", headers, {"floatingip": {
                 "floating_network_id": public["id"]}}))["floatingip"]
             address = fip["floating_ip_address"]
+            # The guest is the port's tap: bound here, the l2-agent enslaves it and its
+            # firewall filters it.
             async with Guest(bridge_name(private["id"]), port["mac_address"],
-                             Path(tmp) / "guest") as guest:
+                             Path(tmp) / "guest", outside_name=tap_name(port["id"])) as guest:
+                await _call(client, "PUT", f"/ports/{port['id']}", headers,
+                            {"port": {"binding:host_id": host}})
+                started = time.perf_counter()
+                while (await _call(client, "GET", f"/ports/{port['id']}",
+                                   headers))["port"]["status"] != "ACTIVE":
+                    if time.perf_counter() - started > 30:
+                        raise RuntimeError("the guest's port never became ACTIVE")
+                    await asyncio.sleep(0.05)
                 await guest.dhcp()
                 echo = await asyncio.to_thread(EchoServer, guest.namespace)
                 try:
@@ -208,12 +227,31 @@ async def run(args: argparse.Namespace) -> Result:
                         await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
                                     {"floatingip": {"port_id": None}})
                         await _until_silent(address, echo.port)
+                    await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
+                                {"floatingip": {"port_id": port["id"]}})
+                    await _first_reply(address, echo.port)
+                    for _ in range(args.rules):
+                        started = time.perf_counter()
+                        await _call(client, "DELETE", f"/security-group-rules/{rule_id}",
+                                    headers)
+                        await _until_silent(address, echo.port)
+                        rule_closed.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        rule_id = (await _call(client, "POST", "/security-group-rules",
+                                               headers, open_tcp))["security_group_rule"]["id"]
+                        await _first_reply(address, echo.port)
+                        rule_opened.append(time.perf_counter() - started)
                 finally:
                     echo.close()
     metrics = {**_ms(router_ready, "router_interface_ready"), **_ms(replies, "fip_reply"),
-               **_ms(answers, "fip_put_answered")}
+               **_ms(answers, "fip_put_answered"), **_ms(rule_opened, "sg_rule_opens"),
+               **_ms(rule_closed, "sg_rule_closes")}
     return Result(metrics=metrics, goals=[
         Goal("fip_reply_p50_ms", 1000.0, "<=",
              "floating IP set --port answered to the first reply through it"),
+        Goal("sg_rule_opens_p95_ms", 1000.0, "<=",
+             "security group rule created → the first new connection it admits"),
+        Goal("sg_rule_closes_p95_ms", 1000.0, "<=",
+             "security group rule deleted → new connections refused"),
     ], backends={"network_backend": "linuxbridge", "virt_driver": "fake",
                  "bus": "memory://", "database": "sqlite"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -112,22 +111,24 @@ async def test_rules_survive_sigkill_and_are_rebuilt_without_duplicates(
         _start(agents, agents_args)
         await eventually(lambda: {p.id for p in ports} <= {p for p, _ in server.up},
                          within=90, message="ports reported up again after the restart")
-        await eventually(lambda: agents.log.read_text().count("firewall applied") == 2,
-                         within=30, message="the restarted agent applied its firewall")
+        try:
+            await eventually(lambda: agents.log.read_text().count("firewall applied") == 2,
+                             within=30, message="the restarted agent applied its firewall")
+        except AssertionError as exc:
+            tail = "\n".join(agents.log.read_text().splitlines()[-40:])
+            raise AssertionError(f"{exc}; the agents' log ends:\n{tail}") from None
         assert table_objects(table) == counts  # nothing duplicated
         assert ruleset(table) == before
 
-        # A rule change reaches the kernel within a second.
+        # A rule change reaches the kernel (how fast: benchmarks/, not here).
         changed = group.model_copy(update={"rules": [
             *group.rules, rule("ingress", protocol="tcp", port_range_min=2222,
                                port_range_max=2222)]})
         server.bound[host] = [d.model_copy(update={"security_groups": [changed]})
                               for d in server.bound[host]]
-        started = time.monotonic()
         await L2AgentAPI(transport).security_groups_updated(CTX, [group.id], [])
         await eventually(lambda: ruleset(table).count("dport 2222") == 3, within=5,
                          message="the new rule in every port's chain")
-        assert time.monotonic() - started < 1.0
 
         # A clean stop unplugs everything: no table of ours is left.
         await eventually(lambda: agents.serving() >= 2, within=60, message="serving")

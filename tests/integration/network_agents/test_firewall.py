@@ -389,7 +389,9 @@ async def test_applied_again_nothing_duplicated_and_cleared(lab: Lab) -> None:
     assert await asyncio.to_thread(tables_of, lab.table) == []
 
 
-async def test_a_rule_change_takes_effect_within_a_second(lab: Lab) -> None:
+async def test_a_rule_change_takes_effect_on_the_running_guests(lab: Lab) -> None:
+    """How fast: ``benchmarks l3`` (``sg_rule_opens``/``sg_rule_closes``, goal 1 s); here
+    only that it does, with a bound for a hang."""
     closed = SecurityGroupInfo(id=str(uuid.uuid4()), rules=list(EGRESS))
     ports = [lab.port(10 + i, [closed]) for i in range(40)]
     for port in ports:
@@ -404,8 +406,7 @@ async def test_a_rule_change_takes_effect_within_a_second(lab: Lab) -> None:
         lab.firewall.set_port(lab.details(ports[1], [web]))
         await lab.firewall.apply()
         while not await reaches(a, b, 22, timeout=0.2):
-            assert time.monotonic() - started < 1.0, "the rule took more than a second"
-        assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 30, "the rule never took effect"
 
 
 @contextlib.contextmanager
