@@ -1,7 +1,7 @@
 """Security groups enforced, with the real network-api, dhcp-agent and l2-agent (built as
 ``stratus up`` builds them): namespace guests behind their ports' taps get addresses by real
 DHCP and reach each other only as the rules made through the API allow, changes taking
-effect on the running guests within about a second."""
+effect on the running guests."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ __all__ = ["cloud"]  # the fixture, shared with test_with_server
 
 pytestmark = pytest.mark.serial
 
-#: How long a change may take to reach the data path here (the goal is a second; the
-#: margin is for a loaded test machine).
-WITHIN = 2.0
+#: How long a change may take to reach the data path before the test calls it lost (how
+#: fast it is: ``benchmarks l3``, goal a second).
+WITHIN = 10.0
 
 
 async def until(check: Callable[[], Awaitable[bool]], wanted: bool) -> float:
