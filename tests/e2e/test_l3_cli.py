@@ -120,6 +120,12 @@ def test_router_and_floating_ip_session_with_the_real_cli(cloud: Cloud, tmp_path
                       "OS-EXT-IPS-MAC:mac_addr": fixed_entry["OS-EXT-IPS-MAC:mac_addr"]}]
     assert view["public_v4"] == address
 
+    # Shelved (offloaded) and unshelved: the ports bound again keep their floating address,
+    # shown as soon as the server is back (no network-changed comes with a rebind).
+    cloud.openstack("server", "shelve", "--offload", "--wait", "vm1")
+    cloud.openstack("server", "unshelve", "--wait", "vm1")
+    assert _addresses(cloud, "vm1") == [fixed, address]
+
     busy = cloud.openstack("router", "delete", "r1", check=False)
     assert busy.returncode != 0
     cloud.openstack("floating", "ip", "delete", address)

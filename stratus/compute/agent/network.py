@@ -212,7 +212,9 @@ class HostNetwork:
                      host: str, *, before_bind: Callable[[list[str]], None] | None = None,
                      ) -> list[VifInfo]:
         """Bind the instance's existing ports (its ``network_info``) to ``host``; their new
-        interfaces, each keeping whether the host made it (``preserve_on_delete``)."""
+        interfaces, each keeping whether the host made it (``preserve_on_delete``) and the
+        floating addresses of its fixed ones (a floating IP follows its port and fixed
+        address, which a move keeps; ``network-changed`` refreshes them otherwise)."""
         base = await self.client.find_base()
         if base is None or not network_info:
             return []
@@ -222,7 +224,12 @@ class HostNetwork:
         for vif in network_info:
             port = await self._do(f"bind port {vif['id']} to {host}", self.client.update_port(
                 ctx, base, vif["id"], {"binding:host_id": host}))
-            vifs.append(await self._vif(ctx, base, port, bool(vif.get("preserve_on_delete"))))
+            bound = await self._vif(ctx, base, port, bool(vif.get("preserve_on_delete")))
+            floating = {ip.get("address"): ip.get("floating_ips", [])
+                        for ip in vif.get("ips", [])}
+            vifs.append(bound.model_copy(update={"ips": [
+                ip.model_copy(update={"floating_ips": list(floating.get(ip.address, []))})
+                for ip in bound.ips]}))
         return vifs
 
     async def unbind(self, ctx: RequestContext, network_info: list[dict[str, Any]]) -> None:
