@@ -161,9 +161,10 @@ async def csrf_guard(request: Request) -> None:
 def render(request: Request, template: str, status_code: int = 200,
            headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
     session: Session | None = getattr(request.state, "session", None)
+    defaults: dict[str, Any] = {"nav": None, "banners": []}
     html = templates.get_template(template).render(
         base=base_path(request), session=session, csrf=session.csrf if session else "",
-        **context)
+        **{**defaults, **context})
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
