@@ -19,6 +19,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -63,21 +64,22 @@ class MemoryStore:
     #: Saves between two sweeps of expired entries.
     SWEEP_EVERY = 256
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[str, tuple[bytes, float]] = {}
         self._saves = 0
+        self._clock = clock
 
     async def load(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry[1] <= time.monotonic():
+        if entry[1] <= self._clock():
             del self._entries[key]
             return None
         return entry[0]
 
     async def save(self, key: str, value: bytes, ttl: float) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._saves += 1
         if self._saves % self.SWEEP_EVERY == 0:
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
@@ -104,13 +106,15 @@ def _key(cookie: str) -> str:
 class Sessions:
     """Sessions by cookie, on a ``SessionStore``, each bounded by idle time and its token."""
 
-    def __init__(self, store: SessionStore, idle_timeout: float) -> None:
+    def __init__(self, store: SessionStore, idle_timeout: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
+        self._clock = clock
 
     def ttl(self, session: Session) -> float:
         """How long ``session`` may live from now (≤ 0: not at all)."""
-        return min(self.idle_timeout, session.expires_at - time.time())
+        return min(self.idle_timeout, session.expires_at - self._clock())
 
     async def create(self, session: Session) -> str | None:
         """Keep ``session``; the new cookie value naming it, or None when its token has

@@ -357,3 +357,69 @@ async def test_a_bad_launch_shows_the_api_message_at_the_form(deck: Deck) -> Non
         "csrf_token": token, "name": "x", "image": image_id, "flavor": "1", "count": "zero"})
     assert bad_count.status_code == 400
     assert 'id="count-error"' in bad_count.text
+
+
+async def test_under_https_the_cookie_is_secure(deck: Deck) -> None:
+    async with httpx.AsyncClient(transport=deck.browser._transport,
+                                 base_url="https://test") as browser:
+        page = await browser.get("/dashboard/login")
+        assert "secure" in page.headers["set-cookie"].lower()
+        answer = await browser.post("/dashboard/login", data={
+            "csrf_token": form_token(page.text), "domain": "Default", "user": "admin",
+            "password": ADMIN_PASSWORD})
+        assert answer.status_code == 303, answer.text
+        cookie = answer.headers.get_list("set-cookie")[0]
+        assert cookie.startswith("stratus_session=") and "; secure" in cookie.lower()
+
+
+async def test_a_user_without_a_default_project_lands_in_one_of_theirs(deck: Deck) -> None:
+    admin = deck.admin()
+    project = (await deck.api.post("/identity/v3/projects", headers=admin, json={
+        "project": {"name": "team"}})).json()["project"]
+    user = (await deck.api.post("/identity/v3/users", headers=admin, json={
+        "user": {"name": "carol", "password": "carol-pw-1234"}})).json()["user"]
+    roles = (await deck.api.get("/identity/v3/roles?name=member", headers=admin)).json()
+    grant = await deck.api.put(f"/identity/v3/projects/{project['id']}/users/{user['id']}/"
+                               f"roles/{roles['roles'][0]['id']}", headers=admin)
+    assert grant.status_code == 204
+    await _servers(deck, 1)  # the admin project's: carol does not see it
+    deck.calls.clear()
+    assert (await deck.login("carol", "carol-pw-1234")).status_code == 303
+    # Unscoped token, her projects, the rescope, the unscoped token revoked.
+    assert deck.calls.made == [("POST", "/identity/v3/auth/tokens"),
+                               ("GET", "/identity/v3/auth/projects"),
+                               ("POST", "/identity/v3/auth/tokens"),
+                               ("DELETE", "/identity/v3/auth/tokens")]
+    page = await deck.browser.get("/dashboard/instances")
+    assert "No instances yet" in page.text and "srv-000" not in page.text
+    assert 'selected>team</option>' in page.text and ">carol<" in page.text
+
+
+async def test_delete_from_the_table_removes_the_row(deck: Deck) -> None:
+    image_id = await upload_image(deck)
+    assert (await deck.login()).status_code == 303
+    token = await deck.csrf()
+    created = await deck.api.post("/compute/v2.1/servers", headers=deck.admin("2.47"), json={
+        "server": {"name": "gone", "imageRef": image_id, "flavorRef": "1",
+                   "networks": "none"}})
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    for _ in range(400):
+        shown = await deck.api.get(f"/compute/v2.1/servers/{server_id}", headers=deck.admin())
+        if shown.json()["server"]["status"] == "ACTIVE":
+            break
+        await asyncio.sleep(0.05)
+    answer = await deck.browser.post(f"/dashboard/instances/{server_id}/delete", headers={
+        "X-CSRF-Token": token, "HX-Request": "true"})
+    assert answer.status_code == 200, answer.text
+    html = answer.text
+    for _ in range(400):
+        if f'<tr id="server-{server_id}" hx-swap-oob="delete">' in html:
+            break
+        assert "hx-post" in html, html  # still polling until the row goes
+        url, _ = _poll_of(html)
+        await asyncio.sleep(0.05)
+        html = (await deck.browser.post(url, data={"id": [server_id]}, headers={
+            "X-CSRF-Token": token, "HX-Request": "true"})).text
+    else:
+        raise AssertionError("the row was never removed")
