@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -125,8 +126,10 @@ async def _start_session(request: Request, session: Session) -> Response:
         return _login_page(request, "The token the identity service issued has expired.",
                            status_code=401)
     response = redirect(request, "/instances")
-    set_cookie(request, response, SESSION_COOKIE, cookie, max_age=int(dashboard.sessions.ttl(
-        session)) if session.expires_at else None)
+    # The browser may keep the cookie as long as the token lives; the session itself ends
+    # sooner when left idle (the store forgets it).
+    set_cookie(request, response, SESSION_COOKIE, cookie,
+               max_age=max(1, int(session.expires_at - time.time())))
     clear_cookie(request, response, LOGIN_CSRF_COOKIE)
     return response
 
