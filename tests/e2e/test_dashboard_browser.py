@@ -111,9 +111,14 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
             row.get_by_role("button", name="Stop web-1").click()
             expect(status).to_have_text("SHUTOFF", timeout=60_000)
             page.wait_for_function(settled)
-            row.get_by_role("button", name="Start web-1").click()
+            # By keyboard: the row's buttons are plain buttons in forms.
+            row.get_by_role("button", name="Start web-1").focus()
+            page.keyboard.press("Enter")
             expect(status).to_have_text("ACTIVE", timeout=60_000)
             assert loads == [], loads
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.screenshot(path=str(tmp_path / "instances-phone.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 800})
 
             # Its detail page, with the console log.
             row.get_by_role("link", name="web-1").click()
@@ -130,3 +135,4 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
             expect(page).to_have_url(re.compile(r"/dashboard/login$"))
         finally:
             browser.close()
+    assert password not in cloud.log()

@@ -248,8 +248,9 @@ async def test_instances_page_of_200_servers_is_two_calls_and_a_poll_is_one(
     poll = await deck.browser.post(url, data={"id": watched},
                                    headers={"X-CSRF-Token": token, "HX-Request": "true"})
     assert len(deck.calls) == 1
-    assert re.search(rf'<td id="status-{building[0]}" class="status" hx-swap-oob="true">\s*'
-                     r'<span class="state state-active">ACTIVE</span>', poll.text), poll.text
+    assert re.search(rf'<td data-label="Status" id="status-{building[0]}" class="status" '
+                     r'hx-swap-oob="true">\s*<span class="state state-active">ACTIVE</span>',
+                     poll.text), poll.text
     assert f'<tr id="server-{building[1]}" hx-swap-oob="delete">' in poll.text
     assert f'id="status-{building[2]}"' not in poll.text  # unchanged: not swapped
     assert 'data-delay="0.5"' in poll.text  # something changed: back to the first interval
