@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import escape
 
 from stratus.dashboard.client import ApiError, gather
 from stratus.dashboard.servers import ACTIONS, Row, image_names, row_of, since_of
@@ -193,8 +194,9 @@ async def console(request: Request, server_id: str, page: Page = Depends(current
     try:
         output = await _console(page, server_id)
     except ApiError as exc:
+        # Not yet (a 409 while it builds) or the service is away: ask again; gone: stop.
         return render(request, "console.html", server_id=server_id, console=None,
-                      console_error=exc.banner, refresh=exc.status >= 500)
+                      console_error=exc.banner, refresh=exc.status != 404)
     return render(request, "console.html", server_id=server_id, console=output,
                   console_error=None, refresh=True)
 
@@ -204,16 +206,9 @@ async def summary(request: Request, server_id: str, page: Page = Depends(current
     try:
         server = await page.api.get("compute", f"/servers/{server_id}")
     except ApiError as exc:
-        return HTMLResponse(f'<p role="alert">{_escape(exc.banner)}</p>',
-                            status_code=200)
+        return HTMLResponse(f'<p role="alert">{escape(exc.banner)}</p>')
     return render(request, "summary.html", row=row_of(server["server"], {}),
                   image_name=request.query_params.get("image", ""))
-
-
-def _escape(text: str) -> str:
-    from markupsafe import escape
-
-    return str(escape(text))
 
 
 # Launch -----------------------------------------------------------------------------------

@@ -424,3 +424,26 @@ async def test_delete_from_the_table_removes_the_row(deck: Deck) -> None:
             "X-CSRF-Token": token, "HX-Request": "true"})).text
     else:
         raise AssertionError("the row was never removed")
+
+
+async def test_another_projects_server_is_not_found_through_the_dashboard(deck: Deck) -> None:
+    (theirs,) = await _servers(deck, 1)  # the admin project's
+    admin = deck.admin()
+    project = (await deck.api.post("/identity/v3/projects", headers=admin, json={
+        "project": {"name": "other"}})).json()["project"]
+    user = (await deck.api.post("/identity/v3/users", headers=admin, json={
+        "user": {"name": "dave", "password": "dave-pw-1234",
+                 "default_project_id": project["id"]}})).json()["user"]
+    roles = (await deck.api.get("/identity/v3/roles?name=member", headers=admin)).json()
+    await deck.api.put(f"/identity/v3/projects/{project['id']}/users/{user['id']}/roles/"
+                       f"{roles['roles'][0]['id']}", headers=admin)
+    assert (await deck.login("dave", "dave-pw-1234")).status_code == 303
+    token = await deck.csrf()
+    shown = await deck.browser.get(f"/dashboard/instances/{theirs}")
+    assert shown.status_code == 404 and "srv-000" not in shown.text
+    assert 'class="banner" role="alert"' in shown.text  # the API's message, as a message
+    stopped = await deck.browser.post(f"/dashboard/instances/{theirs}/stop",
+                                      data={"csrf_token": token})
+    assert stopped.status_code == 404
+    state = await deck.api.get(f"/compute/v2.1/servers/{theirs}", headers=admin)
+    assert state.json()["server"]["status"] == "ACTIVE"
