@@ -57,7 +57,7 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
                                                               tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         backend_unavailable("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import Locator, expect, sync_playwright
 
     password = _admin_password(cloud)
     _upload_image(cloud, password)
@@ -93,9 +93,14 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
             page.get_by_role("button", name="Launch").click()
             expect(page).to_have_url(re.compile(r"/dashboard/instances$"))
 
+            page.wait_for_load_state("load")
             # From here on the page is never reloaded: the row changes in place.
             loads: list[str] = []
             page.on("load", lambda: loads.append(page.url))
+            sent: list[str] = []  # what the page asked, to say why if it reloaded
+            page.on("request", lambda r: sent.append(
+                f"{r.method} {r.url} htmx={r.headers.get('hx-request')} "
+                f"navigation={r.is_navigation_request()}"))
             row = page.locator("tr", has_text="web-1")
             status = row.locator(".state")
             expect(status).to_have_text("BUILD")
@@ -104,18 +109,24 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
             expect(row).to_contain_text("private: 10.0.0.")
             page.screenshot(path=str(tmp_path / "instances.png"), full_page=True)
 
-            settled = "() => !document.querySelector('.htmx-added, .htmx-settling')"
-            # A button htmx has not yet processed (its first 20 ms) is a plain form: it
-            # works too, but reloads the page; a person never clicks that fast.
-            page.wait_for_function(settled)
-            row.get_by_role("button", name="Stop web-1").click()
+            def ready(label: str) -> Locator:
+                """The row's button, once htmx has taken it over: until it has (the first
+                20 ms after a swap) it is a plain form, which works too but reloads the
+                page. A person never clicks that fast; a test does."""
+                button = row.get_by_role("button", name=f"{label} web-1")
+                expect(button).to_be_visible(timeout=60_000)
+                page.wait_for_function(
+                    "() => !document.querySelector('.htmx-added, .htmx-settling')")
+                return button
+
+            ready("Stop").click()
             expect(status).to_have_text("SHUTOFF", timeout=60_000)
-            page.wait_for_function(settled)
             # By keyboard: the row's buttons are plain buttons in forms.
-            row.get_by_role("button", name="Start web-1").focus()
+            ready("Start").focus()
             page.keyboard.press("Enter")
             expect(status).to_have_text("ACTIVE", timeout=60_000)
-            assert loads == [], loads
+            assert loads == [] and not any("navigation=True" in r for r in sent), \
+                "\n".join(sent)
             page.set_viewport_size({"width": 390, "height": 844})  # a phone
             page.screenshot(path=str(tmp_path / "instances-phone.png"), full_page=True)
             page.set_viewport_size({"width": 1280, "height": 800})
