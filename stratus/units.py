@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 
 from stratus.compute import units as compute
 from stratus.core.config import Settings
+from stratus.dashboard import units as dashboard
 from stratus.identity import units as identity
 from stratus.image import units as image
 from stratus.network import units as network
@@ -33,7 +34,8 @@ LOG = logging.getLogger(__name__)
 #: Every unit by name, in the order ``stratus up`` starts them.
 UNITS: dict[str, Unit] = {
     unit.name: unit
-    for unit in (*identity.UNITS, *image.UNITS, *compute.UNITS, *network.UNITS, *volume.UNITS)
+    for unit in (*identity.UNITS, *image.UNITS, *compute.UNITS, *network.UNITS, *volume.UNITS,
+                 *dashboard.UNITS)
 }
 
 

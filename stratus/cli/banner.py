@@ -37,10 +37,14 @@ def up_lines(*, base_url: str, names: Iterable[str], not_started: dict[str, str]
     """The summary ``stratus up`` prints when serving (without the ``export`` line, which
     goes to stdout)."""
     log = f" (log: {log_file})" if log_file is not None else ""
+    names = list(names)
+    dashboard = ([f"Dashboard: {base_url}/dashboard/"]
+                 if "dashboard" in names and "dashboard" not in not_started else [])
     return [
         f"Stratus is up at {base_url}{log}",
         *unit_lines(names, not_started),
         *choice_lines(choices),
+        *dashboard,
         f"Identity: {base_url}/identity/v3",
         f"clouds.yaml: {clouds_yaml} (cloud 'stratus': user admin, project admin)",
     ]

@@ -124,7 +124,8 @@ async def build_agent(stack: Stack) -> None:
         driver = (select.libvirt_driver(stack.settings) if choice.name == "libvirt" else
                   FakeDriver(FakeDriverOptions(vcpus=settings.fake_vcpus,
                                                memory_mb=settings.fake_memory_mb,
-                                               local_gb=settings.fake_local_gb)))
+                                               local_gb=settings.fake_local_gb,
+                                               latency=settings.fake_latency)))
         volumes = None
         if network is not None:  # identity is reachable: so is the volume service's catalog
             from stratus.compute.agent.volumes import HostVolumes

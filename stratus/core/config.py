@@ -120,6 +120,9 @@ class ComputeSettings(BaseModel):
     fake_vcpus: int = Field(64, ge=1)
     fake_memory_mb: int = Field(262144, ge=1)
     fake_local_gb: int = Field(4000, ge=1)
+    #: Seconds each operation of the fake driver takes (a build, a stop ...): 0, at once;
+    #: more lets a person (or a browser test) see servers in BUILD.
+    fake_latency: float = Field(0.0, ge=0)
     #: Seconds between a compute agent's heartbeats, and after which a silent one is down.
     report_interval: float = Field(10.0, gt=0)
     service_down_time: float = Field(60.0, gt=0)
@@ -269,6 +272,23 @@ class MetadataSettings(BaseModel):
     dhcp_domain: str = "novalocal"
 
 
+class DashboardSettings(BaseModel):
+    """The dashboard unit: a browser client of the public APIs at ``/dashboard``."""
+
+    #: Where sessions live: ``memory`` (one process; the default).
+    session_store: str = Field("memory", pattern="^(memory)$")
+    #: Seconds a session lives without use; never past its token's expiry.
+    session_idle_timeout: int = Field(3600, ge=60)
+    #: Seconds one API call of a page may take before the page renders without it.
+    api_timeout: float = Field(10.0, gt=0)
+    #: Servers on one page of the instances table.
+    page_size: int = Field(100, ge=1, le=1000)
+    #: Seconds before the first status poll of rows in transition, and the longest wait the
+    #: poll backs off to while nothing changes.
+    poll_interval: float = Field(2.0, gt=0)
+    poll_max_interval: float = Field(30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STRATUS_",
@@ -302,6 +322,7 @@ class Settings(BaseSettings):
     network: NetworkSettings = NetworkSettings()
     metadata: MetadataSettings = MetadataSettings()
     volume: VolumeSettings = VolumeSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("identity", "compute", "image", "network", "volume")
+SERVICES = ("identity", "compute", "image", "network", "volume", "dashboard")
 PACKAGES = (*SERVICES, "core")
 COMPOSITION_ROOTS = ("stratus.units", "stratus.stack", "stratus.cli", "stratus.schemas")
 

@@ -41,4 +41,4 @@ def test_the_registry_holds_every_unit_in_start_order() -> None:
     assert list(UNITS) == [
         "identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent",
         "metadata-api", "console-proxy", "network-api", "dhcp-agent", "l2-agent", "l3-agent",
-        "volume-api", "volume-manager"]
+        "volume-api", "volume-manager", "dashboard"]

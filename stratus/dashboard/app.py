@@ -1,0 +1,94 @@
+"""The dashboard's ASGI app: its routes, static files and error pages."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stratus.core.config import DashboardSettings
+from stratus.dashboard import instances, login
+from stratus.dashboard.client import SessionExpired
+from stratus.dashboard.sessions import Sessions, store_for
+from stratus.dashboard.web import (
+    HERE,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    CsrfRefused,
+    Dashboard,
+    LoginRequired,
+    base_path,
+    clear_cookie,
+    csrf_guard,
+    dashboard_of,
+    is_htmx,
+    render,
+)
+
+
+class SecurityHeaders:
+    """Adds ``SECURITY_HEADERS`` to every answer (pages, fragments, static files)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _to_login(request: Request) -> Response:
+    url = f"{base_path(request)}/login"
+    if is_htmx(request):
+        return Response(status_code=401, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
+                         identity_url: str, *, secure: bool = False) -> FastAPI:
+    """The dashboard, calling the APIs with ``http``; users log in at ``identity_url``
+    (``.../identity/v3``); ``secure``: cookies always ``Secure`` (an https public URL)."""
+    app = FastAPI(title="Stratus dashboard", docs_url=None, redoc_url=None,
+                  openapi_url=None, dependencies=[Depends(csrf_guard)])
+    app.state.dashboard = Dashboard(
+        options=options, sessions=Sessions(store_for(options.session_store),
+                                           options.session_idle_timeout),
+        http=http, identity_url=identity_url.rstrip("/"), secure=secure)
+    app.include_router(login.router)
+    app.include_router(instances.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: Exception) -> Response:
+        return _to_login(request)
+
+    @app.exception_handler(SessionExpired)
+    async def session_expired(request: Request, _: Exception) -> Response:
+        await dashboard_of(request).sessions.end(request.cookies.get(SESSION_COOKIE))
+        response = _to_login(request)
+        clear_cookie(request, response, SESSION_COOKIE)
+        return response
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, _: Exception) -> Response:
+        return render(request, "message.html", status_code=403,
+                      message="This form has expired or did not come from this dashboard. "
+                              "Reload the page and try again.")
+
+    app.add_middleware(SecurityHeaders)
+    return app

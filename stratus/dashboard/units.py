@@ -1,0 +1,23 @@
+"""The dashboard's unit: ``dashboard`` at ``/dashboard``, a client of the public APIs."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from stratus.stack import Stack, Unit
+
+
+async def build_dashboard(stack: Stack) -> ASGIApp:
+    from stratus.dashboard.app import create_dashboard_app
+
+    settings = stack.settings
+    identity_url = settings.auth.identity_url or f"{settings.base_url}/identity/v3"
+    stack.chose("dashboard sessions", settings.dashboard.session_store)
+    return create_dashboard_app(settings.dashboard, stack.http_client(), identity_url,
+                                secure=settings.base_url.startswith("https:"))
+
+
+UNITS = (
+    # No catalog entry: people reach it with a browser.
+    Unit("dashboard", "/dashboard", build_dashboard),
+)
