@@ -30,8 +30,9 @@ from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.compute.volume_attach import RootVolume
 from stratus.core.bus import MessagingError
 from stratus.core.clients.base import endpoint
-from stratus.core.context import RequestContext
+from stratus.core.context import RequestContext, set_instance
 from stratus.core.exceptions import BadRequest, NotFound, StratusError
+from stratus.core.metrics import BOOTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,8 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     # ``Txn.lock``) from before the checks to the commit of the rows.
     async with rt.service() as svc:
         instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
+    if len(instances) == 1:  # the request's later log lines name the new server
+        set_instance(instances[0].uuid)
     build = BuildRequest(
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
         flavor=flavor_info, availability_zone=req.availability_zone,
@@ -127,6 +130,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         if to_build:
             await rt.clients.scheduler.schedule_and_build(context, build)
     except MessagingError as exc:
+        BOOTS.labels("error").inc(len(to_build))
         async with rt.service() as svc:  # never leave a boot stuck in BUILD
             for instance in to_build:
                 await svc.instances.set_error(instance.uuid, code=503,

@@ -50,6 +50,7 @@ from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
+from stratus.core.metrics import AGENT_BUILDS_IN_FLIGHT, AGENT_DELETES_IN_FLIGHT, BOOTS
 from stratus.core.periodic import Periodic
 
 LOG = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class ComputeAgentManager(GuestStateActions):
         self.host = host
         self.driver = driver
         self.conductor = conductor
+        self._builds_in_flight = AGENT_BUILDS_IN_FLIGHT.labels(host)
+        self._deletes_in_flight = AGENT_DELETES_IN_FLIGHT.labels(host)
         self.options = options or AgentOptions()
         #: The network service's client; None runs without networking (bare compute).
         self.network = network
@@ -308,10 +311,18 @@ class ComputeAgentManager(GuestStateActions):
             return
         if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
+        with self._builds_in_flight.track_inprogress():
+            await self._build_tracked(ctx, instance, alternates, attempt)
+
+    async def _build_tracked(self, ctx: RequestContext, instance: InstanceRecord,
+                             alternates: list[str], attempt: int) -> None:
+        instance_uuid = instance.uuid
         made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
             await self._build(ctx, instance, made)
+            BOOTS.labels("active").inc()
         except BuildCancelled:
+            BOOTS.labels("cancelled").inc()
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
@@ -446,6 +457,10 @@ class ComputeAgentManager(GuestStateActions):
     # Other actions ------------------------------------------------------------------------
 
     async def terminate_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        with self._deletes_in_flight.track_inprogress():
+            await self._terminate(ctx, instance_uuid)
+
+    async def _terminate(self, ctx: RequestContext, instance_uuid: str) -> None:
         self.events.cancel_all(instance_uuid)
         await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=False)
         await self.driver.destroy(instance_uuid)
