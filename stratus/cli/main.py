@@ -23,7 +23,7 @@ from rich.console import Console
 
 from stratus.core.config import Settings
 from stratus.core.logging import setup_logging
-from stratus.core.tracing import setup_tracing
+from stratus.core.tracing import enable_span_store, setup_tracing
 
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -55,10 +55,11 @@ LOG_FILE = "stratus.log"
 
 def _settings(data_dir: Path | None = None, host: str | None = None,
               port: int | None = None, *, log_to_file: bool = False,
-              verbose: bool = True, log_json: bool = False) -> Settings:
+              verbose: bool = True, log_json: bool = False, spans: bool = False) -> Settings:
     """The settings, with the data directory made and logging set up: to the console, or
     (``log_to_file``) to ``DIR/stratus.log`` with only errors on the console unless
-    ``verbose``; as JSON lines with ``log_json`` (or ``log_format = "json"``)."""
+    ``verbose``; as JSON lines with ``log_json`` (or ``log_format = "json"``). ``spans``: a
+    process serving units, whose spans go to the span store (``tracing.store``)."""
     overrides: dict[str, Any] = {}
     if log_json:
         overrides["log_format"] = "json"
@@ -76,6 +77,9 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
                   json_lines=settings.log_format == "json")
     if settings.tracing.enabled:
         setup_tracing("stratus", settings.tracing.otlp_endpoint)
+        if settings.tracing.store and spans:
+            enable_span_store(settings.data_dir, max_age=settings.tracing.store_max_age,
+                              max_spans=settings.tracing.store_max_spans)
     return settings
 
 
@@ -110,6 +114,9 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
 
     if bootstrap:
         _progress(settings)
+    from stratus.core.spanstore import set_process_units
+
+    set_process_units(names)
     stack = Stack(settings)
     try:
         if "compute-agent" in names and settings.compute.virt_driver is None:
@@ -239,7 +246,7 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
     from stratus.units import UNITS
 
     settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose,
-                         log_json=log_json)
+                         log_json=log_json, spans=True)
     if virt_driver is not None:
         if virt_driver not in ("fake", "libvirt"):
             console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
@@ -311,7 +318,7 @@ def serve(units: Annotated[list[str], typer.Argument(
     if unknown:
         console.print(f"[red]Unknown unit {unknown[0]!r}.[/] Units: {', '.join(UNITS)}")
         raise typer.Exit(2)
-    settings = _settings(data_dir, host, port, log_json=log_json)
+    settings = _settings(data_dir, host, port, log_json=log_json, spans=True)
     asyncio.run(_serve(settings, list(dict.fromkeys(units)), bootstrap=False))
 
 

@@ -33,6 +33,7 @@ from stratus.core.clients.base import endpoint
 from stratus.core.context import RequestContext, set_instance
 from stratus.core.exceptions import BadRequest, NotFound, StratusError
 from stratus.core.metrics import BOOTS
+from stratus.core.tracing import span
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +114,9 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
     # ``Txn.lock``) from before the checks to the commit of the rows.
-    async with rt.service() as svc:
-        instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
+    with span("compute.create_rows"):
+        async with rt.service() as svc:
+            instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
     if len(instances) == 1:  # the request's later log lines name the new server
         set_instance(instances[0].uuid)
     build = BuildRequest(

@@ -60,8 +60,14 @@ class AuthSettings(BaseModel):
 
 class TracingSettings(BaseModel):
     enabled: bool = True
-    #: OTLP/HTTP traces endpoint; unset keeps spans in-process only.
+    #: OTLP/HTTP traces endpoint (Jaeger, any OpenTelemetry collector); unset: none.
     otlp_endpoint: str | None = None
+    #: Keep spans in the embedded span store, ``<data_dir>/traces.db`` (``stratus trace``).
+    store: bool = True
+    #: Seconds a stored span is kept.
+    store_max_age: float = Field(86400.0, gt=0)
+    #: Spans kept at most (the oldest go first).
+    store_max_spans: int = Field(200_000, ge=1000)
 
 
 class MetricsSettings(BaseModel):

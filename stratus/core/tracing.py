@@ -1,13 +1,18 @@
-"""Tracing: one span per API request and per outgoing call, each carrying the request id.
+"""Tracing: one span per API request and per outgoing call, each carrying the request id
+(and the instance the request is about, where known).
 
-Spans go through OpenTelemetry. Without an OTLP endpoint they stay in-process (tests attach
-an in-memory exporter); with one they are exported in batches.
+Spans go through OpenTelemetry. The trace context travels in the bus envelope and in HTTP
+headers (W3C ``traceparent``), so one request's spans share one trace id across processes.
+The CLI's processes keep their spans in the embedded span store (``stratus.core.spanstore``,
+``enable_span_store``) and, with an OTLP endpoint, export them in batches; tests attach an
+in-memory exporter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -15,9 +20,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.trace import Span, SpanKind
 
-from stratus.core.context import current_request_id
+from stratus.core.context import current_instance, current_request_id
 
 REQUEST_ID_ATTRIBUTE = "openstack.request_id"
+#: The instance (server) a span's request or message is about.
+INSTANCE_ATTRIBUTE = "stratus.instance_uuid"
 
 _provider: TracerProvider | None = None
 
@@ -46,6 +53,19 @@ def add_span_processor(processor: SpanProcessor) -> None:
     setup_tracing().add_span_processor(processor)
 
 
+def enable_span_store(directory: Path, *, max_age: float, max_spans: int) -> None:
+    """Keep this process's finished spans in ``directory``'s span store, written in batches
+    by a worker thread (``stratus.core.spanstore``)."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from stratus.core.spanstore import SpanStore, SpanStoreExporter
+
+    store = SpanStore(directory, max_age=max_age, max_spans=max_spans)
+    add_span_processor(BatchSpanProcessor(SpanStoreExporter(store), max_queue_size=8192,
+                                          schedule_delay_millis=1000,
+                                          max_export_batch_size=1024))
+
+
 def tracer() -> trace.Tracer:
     return trace.get_tracer("stratus")
 
@@ -56,6 +76,9 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> It
     request_id = current_request_id()
     if request_id:
         attributes.setdefault(REQUEST_ID_ATTRIBUTE, request_id)
+    instance = current_instance()
+    if instance:
+        attributes.setdefault(INSTANCE_ATTRIBUTE, instance)
     clean = {k: v for k, v in attributes.items() if v is not None}
     with tracer().start_as_current_span(name, kind=kind, attributes=clean) as current:
         yield current

@@ -52,6 +52,7 @@ from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
 from stratus.core.metrics import AGENT_BUILDS_IN_FLIGHT, AGENT_DELETES_IN_FLIGHT, BOOTS
 from stratus.core.periodic import Periodic
+from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
 
@@ -349,34 +350,40 @@ class ComputeAgentManager(GuestStateActions):
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
         try:
-            network_info = await self._allocate_network(ctx, instance, plugged)
+            with span("compute.allocate_network"):
+                network_info = await self._allocate_network(ctx, instance, plugged)
             await self._update(ctx, uuid, InstanceUpdate(
                 task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
                 [states.NETWORKING])
             block_devices: list[dict[str, Any]] = []
-            if self.volumes is not None and not instance.image_ref:  # boot from volume
-                block_devices = await self.volumes.connect_boot_volumes(
-                    ctx, instance.project_id, uuid)
-            if any(d.kind == "volume" for d in instance.block_devices):
-                if self.volumes is None:
-                    raise VirtError(f"{self.host} cannot reach the volume service for the "
-                                    "server's volumes.")
-                block_devices += await self.volumes.connect_data_volumes(
-                    ctx, instance.project_id, uuid, instance.block_devices, made)
+            with span("compute.connect_volumes"):
+                if self.volumes is not None and not instance.image_ref:  # boot from volume
+                    block_devices = await self.volumes.connect_boot_volumes(
+                        ctx, instance.project_id, uuid)
+                if any(d.kind == "volume" for d in instance.block_devices):
+                    if self.volumes is None:
+                        raise VirtError(f"{self.host} cannot reach the volume service for "
+                                        "the server's volumes.")
+                    block_devices += await self.volumes.connect_data_volumes(
+                        ctx, instance.project_id, uuid, instance.block_devices, made)
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
-            for waiter in plugged:
-                try:
-                    await waiter.wait(self.options.vif_plugging_timeout)
-                except EventsCancelled as exc:
-                    raise BuildCancelled(str(exc)) from exc
+            with span("compute.wait_vif_plugged"):
+                for waiter in plugged:
+                    try:
+                        await waiter.wait(self.options.vif_plugging_timeout)
+                    except EventsCancelled as exc:
+                        raise BuildCancelled(str(exc)) from exc
         finally:
             for waiter in plugged:
                 waiter.close()
-        image = await self._local_image(ctx, instance)
-        await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
-        info = await self.driver.get_info(uuid)
+        with span("compute.fetch_image"):
+            image = await self._local_image(ctx, instance)
+        with span("compute.spawn") as spawning:
+            spawning.set_attribute("stratus.virt_driver", self.driver.name)
+            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
+            info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
             launched_at=utcnow(), progress=100), [states.SPAWNING],

@@ -31,6 +31,7 @@ from stratus.compute.states import UNSHELVING
 from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
 from stratus.core.metrics import BOOTS, SCHEDULER_DECISIONS, child
+from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class SchedulerManager:
 
             deciding = time.perf_counter()
             try:
-                hosts = await self.selector.select_and_claim(spec, on_claim=place)
+                with span("scheduler.select_and_claim"):
+                    hosts = await self.selector.select_and_claim(spec, on_claim=place)
             except InstanceGone:
                 _decided("gone", deciding)
                 LOG.info("instance %s was deleted before it was scheduled", instance_uuid)

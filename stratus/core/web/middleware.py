@@ -15,12 +15,15 @@ import logging
 import time
 from collections.abc import Iterable
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stratus.core import metrics, tracing
 from stratus.core.context import (
+    current_instance,
     generate_request_id,
     is_request_id,
     reset_instance,
@@ -37,6 +40,14 @@ LOG = logging.getLogger("stratus.web")
 BUSY_RETRY_AFTER = 2
 
 REQUEST_ID_HEADER = b"x-openstack-request-id"
+
+
+class _TraceHeaders(dict[str, str]):
+    """The ASGI headers as the propagator reads them (``traceparent``, ``tracestate``)."""
+
+    def __init__(self, headers: dict[bytes, bytes]) -> None:
+        super().__init__((k.decode("latin-1"), headers[k].decode("latin-1"))
+                         for k in (b"traceparent", b"tracestate") if k in headers)
 
 
 def route_template(scope: Scope, outer: object = None) -> str:
@@ -89,6 +100,10 @@ class RequestMiddleware:
             await send(message)
 
         self.in_progress.inc()
+        # A caller's W3C trace context (another service's, or a client's): this request's
+        # spans join its trace.
+        parent = (otel_context.attach(propagate.extract(_TraceHeaders(headers)))
+                  if b"traceparent" in headers else None)
         try:
             with tracing.span(
                 f"{self.service} {method}",
@@ -123,12 +138,17 @@ class RequestMiddleware:
                     current.set_attribute("http.status_code", status)
                     template = route_template(scope, outer_route)
                     current.set_attribute("http.route", template)
+                    instance = current_instance()
+                    if instance is not None:  # named by the route or the handler
+                        current.set_attribute(tracing.INSTANCE_ATTRIBUTE, instance)
                     metrics.child(metrics.API_REQUESTS, self.service, method, template,
                                   str(status)).observe(elapsed)
                     # Inside the span, so the line carries its trace id.
                     LOG.info("%s %s status: %s time: %.4f%s", method, path, status, elapsed,
                              f" global: {global_request_id}" if global_request_id else "")
         finally:
+            if parent is not None:
+                otel_context.detach(parent)
             self.in_progress.dec()
             reset_instance(instance_token)
             reset_request_id(token)
