@@ -323,6 +323,39 @@ def serve(units: Annotated[list[str], typer.Argument(
 
 
 @app.command()
+def trace(key: Annotated[str, typer.Argument(
+              help="A server's id, or a request id (req-...).")],
+          as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+          data_dir: DataDir = None) -> None:
+    """A request's path, or every request about a server, as the seeds' step table: step,
+    from → to, what, unit and host, start offset, duration and outcome (from the span
+    store in the data directory)."""
+    import json
+
+    from stratus.cli.trace import as_json as json_of
+    from stratus.cli.trace import as_lines, table
+    from stratus.core.spanstore import SpanStore
+
+    overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
+    settings = Settings(**overrides)
+    store = SpanStore(settings.data_dir)
+    try:
+        rows = table(store.trace(store.traces_of(key)))
+    finally:
+        store.close()
+    if not rows:
+        console.print(f"[red]No spans of {key} in {store.path}.[/] Spans are kept "
+                      f"{settings.tracing.store_max_age:g} s (tracing.store_max_age), and "
+                      "written about a second after they end.", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(json_of(key, rows), indent=2))
+        return
+    for line in as_lines(key, rows):
+        print(line)
+
+
+@app.command()
 def bootstrap(data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
     """Create the Default domain, admin project and user, roles and the catalog; idempotent."""
     from stratus.stack import Stack, write_clouds_yaml
