@@ -107,8 +107,8 @@ TOPIC_UNITS = {"scheduler": "scheduler", "conductor": "conductor", "compute": "c
 INTERNAL_STEPS: dict[str, tuple[str, str]] = {
     "compute.create_rows": ("database", "5"),
     "scheduler.select_and_claim": ("database", "9-11"),
-    "compute.allocate_network": ("network-api", "26,37-38"),
-    "compute.wait_vif_plugged": ("network-api", "33-36"),
+    "compute.allocate_network": ("network-api", "26"),
+    "compute.wait_vif_plugged": ("network-api", "38"),
     "compute.connect_volumes": ("volume-api", "39,42,48"),
     "compute.fetch_image": ("image-api", "23,25"),
     "compute.spawn": ("virt driver", "43-44"),
@@ -182,7 +182,9 @@ def _http_steps(unit: str, method: str, path: str) -> str:
     if unit == "image-api" and "/images/" in path:
         return "19-20"
     if unit == "network-api":
-        return "26,37-38"
+        return "26,37" if method in ("POST", "PUT") else "26"
+    if unit == "compute-api" and path.endswith("/os-server-external-events"):
+        return "38"  # the network service passes the port's news (network-vif-plugged)
     if unit == "volume-api":
         return "39,42"
     if unit == "metadata-api":
@@ -199,6 +201,10 @@ class _Table:
         self._units: dict[str, str] = {}
         spawns = [s.start_ns for s in self.spans if s.name == "compute.spawn"]
         self.spawned_at = min(spawns) if spawns else None
+        #: Each trace's first span (its root, as far as the store has it).
+        self.roots: dict[str, StoredSpan] = {}
+        for span in self.spans:
+            self.roots.setdefault(span.trace_id, span)
 
     def unit(self, span: StoredSpan) -> str:
         cached = self._units.get(span.span_id)
@@ -217,7 +223,7 @@ class _Table:
         if parent is not None and (parent.host, parent.pid) == (span.host, span.pid):
             return self.unit(parent)
         units = span.units.split(",")
-        return units[0] if len(units) == 1 else "stratus"
+        return units[0] if len(units) == 1 and units[0] != "-" else "stratus"
 
     def host(self, span: StoredSpan) -> str:
         if span.kind == CONSUMER and (parts := _bus_parts(span)) is not None:
@@ -272,6 +278,10 @@ class _Table:
             target, step = INTERNAL_STEPS[span.name]
         if step == "1-3" and source != "client":
             step = "—"  # a unit's own service token, not the client's
+        root = self.roots[span.trace_id]
+        if root is not span and root.kind == SERVER and root.attributes.get(
+                "http.method") == "GET":
+            step = "—"  # what a read (a poll: 55-58) asks of other services, Stratus's own
         return Row(step=step, source=source, target=target, what=what, unit=unit,
                    host=self.host(span), start_ms=round((span.start_ns - origin) / 1e6, 3),
                    duration_ms=round(span.duration_ns / 1e6, 3), outcome=outcome,
@@ -296,12 +306,18 @@ def _bus_steps(topic: str, method: str, kind: int, after_spawn: bool) -> str:
         if after_spawn:
             return "45" if sending else "46-47"
         return "18" if sending else "16-17"
-    if topic == "dhcp_agent":
-        return "27" if sending else "29-32"
-    if topic == "l2_agent":
-        return "28" if sending else "34-36"
-    if topic == "network":
-        return "32-33,36" if sending else "33"
+    if topic == "compute" and method == "external_instance_event":
+        return "38"
+    if topic == "dhcp_agent" and method in ("port_updated", "network_updated"):
+        return "27" if sending else "29-31"
+    if topic == "l2_agent" and method == "port_bound":
+        return "28" if sending else "34-35"
+    if topic == "network" and method in ("get_network", "ensure_dhcp_port"):
+        return "32-33"
+    if topic == "network" and method == "get_device_details":
+        return "34"
+    if topic == "network" and method == "update_device_up":
+        return "36"
     return "—"
 
 
