@@ -3,12 +3,14 @@
 The APIs (identity, image, compute-api) run in one process; two schedulers, two conductors
 and three compute agents (fake driver) each run in their own, talking over a fresh
 RabbitMQ virtual host, all on one fresh PostgreSQL database. A scheduler and a conductor
-are killed half way: the others carry on. Every process serves its own ``/metrics``.
+are killed half way: the others carry on. Every process serves its own ``/metrics``, and
+``stratus trace`` shows a boot's spans from every process in one trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -127,6 +129,8 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         api_metrics = (await client.get("/metrics")).text
         assert exposition_value(api_metrics, "stratus_api_request_duration_seconds_count",
                                 method="POST", route="/v2.1/servers", status="202") == 1
+        units = await traced_units(api, first[0])
+        assert units >= {"compute-api", "scheduler", "conductor", "compute-agent"}, units
 
         fleet.kill("scheduler-1")
         fleet.kill("conductor-1")
@@ -139,6 +143,24 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         await wait_until(lambda: servers_left(client, headers), 0)
         assert sorted(fleet.alive()) == ["agent-1", "agent-2", "agent-3", "conductor-2",
                                          "scheduler-2"]
+
+
+async def traced_units(api: Cloud, server_id: str) -> set[str]:
+    """The units in the boot's trace of ``server_id`` (``stratus trace --json``), once the
+    processes' span stores have the spans up to ACTIVE."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = await asyncio.to_thread(subprocess.run, [
+            str(BIN / "stratus"), "trace", server_id, "--json", "--data-dir",
+            str(api.data_dir)], capture_output=True, text=True, env=api.env, timeout=60)
+        if done.returncode == 0:
+            steps = json.loads(done.stdout)["steps"]
+            if any(step["step"] == "46-47" for step in steps):
+                create = [s for s in steps if s["trace_id"] == steps[0]["trace_id"]]
+                assert create[0]["what"] == "POST /v2.1/servers", create[0]
+                return {step["unit"] for step in create}
+        assert time.monotonic() < deadline, done.stdout + done.stderr
+        await asyncio.sleep(0.5)
 
 
 def exposition_value(text: str, name: str, **labels: str) -> float:

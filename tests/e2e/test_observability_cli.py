@@ -1,21 +1,25 @@
 """Observability of a running ``stratus up --log-json`` (fake driver): ``/metrics`` scraped
 around and during a boot, every log line a JSON object naming its request, trace and server,
-and no secret used in the session anywhere in the log or the metrics."""
+``stratus trace`` showing the boot as the seed's table, and no secret used in the session
+anywhere in the log, the metrics or the span store."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.cloud import BIN, Cloud, base_env, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +66,7 @@ async def token_for(client: httpx.AsyncClient, name: str, password: str) -> str:
     return response.headers["X-Subject-Token"]
 
 
-async def test_metrics_and_json_logs_of_a_boot_and_no_secret_anywhere(cloud: Cloud) -> None:
+async def test_metrics_logs_and_trace_of_a_boot_and_no_secret_anywhere(cloud: Cloud) -> None:
     secrets: list[str] = [ADMIN_PASSWORD]
     route = "/v2.1/servers"
     async with httpx.AsyncClient(base_url=cloud.url, timeout=30) as client:
@@ -121,6 +125,7 @@ async def test_metrics_and_json_logs_of_a_boot_and_no_secret_anywhere(cloud: Clo
         before = await scrape(client)
         admin_pass = f"ap-{uuid.uuid4().hex}"
         secrets.append(admin_pass)
+        posted = time.monotonic()
         created = await client.post("/compute/v2.1/servers", headers=headers, json={"server": {
             "name": "observed", "imageRef": image["id"], "flavorRef": "1",
             "networks": "none", "key_name": "obs-key", "adminPass": admin_pass}})
@@ -134,6 +139,7 @@ async def test_metrics_and_json_logs_of_a_boot_and_no_secret_anywhere(cloud: Clo
                                        headers=headers)).json()["server"]
             assert server["status"] in ("BUILD", "ACTIVE"), server
             if server["status"] == "ACTIVE":
+                client_ms = (time.monotonic() - posted) * 1000
                 break
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
@@ -171,10 +177,50 @@ async def test_metrics_and_json_logs_of_a_boot_and_no_secret_anywhere(cloud: Clo
     assert any(line["message"].startswith(f"GET /compute/v2.1/servers/{server_id}")
                for line in about_server)
 
-    # No secret of the session in any log line or metric.
+    # stratus trace: the boot as the seed's table, from the span store.
+    document = await trace_of(cloud, server_id)
+    create = [r for r in document["steps"] if r["trace_id"] == document["steps"][0]["trace_id"]]
+    assert create[0]["what"] == "POST /v2.1/servers" and create[0]["outcome"] == "202"
+    steps = [r["step"] for r in create]
+    wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17", "43-44", "45", "46-47"]
+    positions = [steps.index(step) for step in wanted]
+    assert positions == sorted(positions), steps
+    assert {r["unit"] for r in create} >= {"compute-api", "scheduler", "compute-agent",
+                                           "conductor"}
+    activating = next(r for r in create if r["step"] == "45")
+    assert activating["start_ms"] <= client_ms
+    assert len(document["seed_steps_seen"]) >= 30
+    assert document["seed_steps_not_seen"]["49"] == "no Ceph here"
+    text = await asyncio.to_thread(subprocess.run, [
+        str(BIN / "stratus"), "trace", post_request, "--data-dir", str(cloud.data_dir)],
+        capture_output=True, text=True, env=cloud.env, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[1].split()[:3] == ["step", "from", "→"]
+    assert "POST /v2.1/servers" in text.stdout and "Seed steps shown:" in text.stdout
+    spans = sqlite3.connect(cloud.data_dir / "traces.db")
+    stored = "\n".join(str(row) for row in spans.execute("SELECT * FROM spans"))
+    spans.close()
+
+    # No secret of the session in any log line, metric or span.
     everything = {"log": (cloud.data_dir / "stratus.log").read_text(),
-                  "console": cloud.console(), "metrics": after.text}
+                  "console": cloud.console(), "metrics": after.text, "spans": stored}
     leaks = [(where, secret[:12]) for where, text in everything.items()
              for secret in secrets if secret in text]
     assert not leaks, leaks
 
+
+
+async def trace_of(cloud: Cloud, key: str) -> dict[str, Any]:
+    """``stratus trace KEY --json``, once the spans up to ACTIVE are in the store (they are
+    written about a second after they end)."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = await asyncio.to_thread(subprocess.run, [
+            str(BIN / "stratus"), "trace", key, "--json", "--data-dir", str(cloud.data_dir)],
+            capture_output=True, text=True, env=cloud.env, timeout=60)
+        if done.returncode == 0:
+            document: dict[str, Any] = json.loads(done.stdout)
+            if any(r["step"] == "46-47" for r in document["steps"]):
+                return document
+        assert time.monotonic() < deadline, done.stdout + done.stderr
+        await asyncio.sleep(0.5)
