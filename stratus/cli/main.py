@@ -23,7 +23,7 @@ from rich.console import Console
 
 from stratus.core.config import Settings
 from stratus.core.logging import setup_logging
-from stratus.core.tracing import enable_span_store, setup_tracing
+from stratus.core.tracing import setup_tracing
 
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -78,6 +78,8 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
     if settings.tracing.enabled:
         setup_tracing("stratus", settings.tracing.otlp_endpoint)
         if settings.tracing.store and spans:
+            from stratus.core.spanstore import enable_span_store
+
             enable_span_store(settings.data_dir, max_age=settings.tracing.store_max_age,
                               max_spans=settings.tracing.store_max_spans)
     return settings

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from stratus.core.tracing import INSTANCE_ATTRIBUTE, REQUEST_ID_ATTRIBUTE
+from stratus.core.tracing import INSTANCE_ATTRIBUTE, REQUEST_ID_ATTRIBUTE, add_span_processor
 
 LOG = logging.getLogger(__name__)
 
@@ -216,3 +216,12 @@ class SpanStoreExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def enable_span_store(directory: Path, *, max_age: float, max_spans: int) -> None:
+    """Keep this process's finished spans in ``directory``'s span store, written in batches
+    by the processor's worker thread."""
+    store = SpanStore(directory, max_age=max_age, max_spans=max_spans)
+    add_span_processor(BatchSpanProcessor(SpanStoreExporter(store), max_queue_size=8192,
+                                          schedule_delay_millis=1000,
+                                          max_export_batch_size=1024))

@@ -3,16 +3,15 @@
 
 Spans go through OpenTelemetry. The trace context travels in the bus envelope and in HTTP
 headers (W3C ``traceparent``), so one request's spans share one trace id across processes.
-The CLI's processes keep their spans in the embedded span store (``stratus.core.spanstore``,
-``enable_span_store``) and, with an OTLP endpoint, export them in batches; tests attach an
-in-memory exporter.
+The CLI's processes keep their spans in the embedded span store
+(``stratus.core.spanstore.enable_span_store``) and, with an OTLP endpoint, export them in
+batches; tests attach an in-memory exporter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -51,19 +50,6 @@ def setup_tracing(service_name: str = "stratus",
 
 def add_span_processor(processor: SpanProcessor) -> None:
     setup_tracing().add_span_processor(processor)
-
-
-def enable_span_store(directory: Path, *, max_age: float, max_spans: int) -> None:
-    """Keep this process's finished spans in ``directory``'s span store, written in batches
-    by a worker thread (``stratus.core.spanstore``)."""
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    from stratus.core.spanstore import SpanStore, SpanStoreExporter
-
-    store = SpanStore(directory, max_age=max_age, max_spans=max_spans)
-    add_span_processor(BatchSpanProcessor(SpanStoreExporter(store), max_queue_size=8192,
-                                          schedule_delay_millis=1000,
-                                          max_export_batch_size=1024))
 
 
 def tracer() -> trace.Tracer:
