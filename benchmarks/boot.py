@@ -354,7 +354,7 @@ async def _all_in_one(args: argparse.Namespace, tmp: Path,
                       tracing: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
     env = {**COMMON_ENV, "STRATUS_COMPUTE__FAKE_HOSTS": str(args.hosts),
            "STRATUS_COMPUTE__HOST": "bench", "STRATUS_BUS_URL": "memory://",
-           "STRATUS_TRACING__ENABLED": "true" if tracing else "false"}
+           **({} if tracing else {"STRATUS_TRACING__ENABLED": "false"})}
     _progress(f"all-in-one: stratus up with {args.hosts} fake hosts, tracing "
               f"{'on (span store)' if tracing else 'off'}")
     async with StratusUp(tmp / "data", bcrypt_rounds=4, env=env) as cloud:

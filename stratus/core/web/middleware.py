@@ -41,6 +41,9 @@ BUSY_RETRY_AFTER = 2
 
 REQUEST_ID_HEADER = b"x-openstack-request-id"
 
+#: Methods a metric names; any other a client sends is counted as ``other``.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class _TraceHeaders(dict[str, str]):
     """The ASGI headers as the propagator reads them (``traceparent``, ``tracestate``)."""
@@ -141,7 +144,8 @@ class RequestMiddleware:
                     instance = current_instance()
                     if instance is not None:  # named by the route or the handler
                         current.set_attribute(tracing.INSTANCE_ATTRIBUTE, instance)
-                    metrics.child(metrics.API_REQUESTS, self.service, method, template,
+                    metrics.child(metrics.API_REQUESTS, self.service,
+                                  method if method in _METHODS else "other", template,
                                   str(status)).observe(elapsed)
                     # Inside the span, so the line carries its trace id.
                     LOG.info("%s %s status: %s time: %.4f%s", method, path, status, elapsed,

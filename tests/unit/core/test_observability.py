@@ -98,6 +98,7 @@ async def test_api_requests_are_counted_by_route_template_never_raw_path(
     assert (await client.post("/compute/servers")).status_code == 202
     assert (await client.get(f"/compute/nowhere/{server_id}")).status_code == 404
     assert (await client.delete("/compute/servers")).status_code == 405
+    assert (await client.request("X-RANDOM-1", "/compute/servers")).status_code == 405
 
     text = await scrape(client)
     counts = {(labels["method"], labels["route"], labels["status"]): count
@@ -107,7 +108,8 @@ async def test_api_requests_are_counted_by_route_template_never_raw_path(
                       ("GET", "/servers/{server_id}", "404"): 1.0,
                       ("POST", "/servers", "202"): 1.0,
                       ("GET", "unmatched", "404"): 1.0,
-                      ("DELETE", "/servers", "405"): 1.0}
+                      ("DELETE", "/servers", "405"): 1.0,
+                      ("other", "/servers", "405"): 1.0}
     assert server_id not in text, "ids never become labels"
     buckets = [labels for labels, _ in samples(text, "stratus_api_request_duration_seconds_bucket")
                if labels["service"] == service and labels["route"] == "/servers"]
