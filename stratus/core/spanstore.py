@@ -7,8 +7,8 @@ Contracts:
 * Off the hot path: a finished span goes into the SDK's ``BatchSpanProcessor`` queue (bounded;
   when full, spans are dropped rather than a request slowed); its worker thread hands
   batches to ``SpanStoreExporter``, which writes each batch in one transaction.
-* Bounded by age and size: each write removes spans older than ``max_age`` seconds; once per
-  tenth of ``max_spans`` written, the oldest beyond ``max_spans``.
+* Bounded by age and size: each write removes the spans older than ``max_age`` seconds and
+  the oldest beyond ``max_spans`` (by the order they were written in).
 * Several processes of one host (split mode) share the file: SQLite's WAL and a busy timeout
   let them write in turn; a write that still fails is logged and its batch dropped.
 * A span is stored with its ids, times, status, the request id and instance it names, the
@@ -55,13 +55,17 @@ CREATE TABLE IF NOT EXISTS spans (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     units TEXT NOT NULL,
-    attributes TEXT NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
+    attributes TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS spans_request ON spans (request_id);
-CREATE INDEX IF NOT EXISTS spans_instance ON spans (instance_uuid);
-CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_request ON spans (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_instance ON spans (instance_uuid)
+    WHERE instance_uuid IS NOT NULL;
 """
+
+#: One stored span as written: the columns in order, attributes as JSON text.
+Row = tuple[str, str, str | None, str, int, int, int, int, str | None, str | None,
+            str | None, str, int, str, str]
 
 
 _COLUMNS = ("trace_id", "span_id", "parent_id", "name", "kind", "start_ns", "end_ns", "status",
@@ -101,7 +105,6 @@ class SpanStore:
         self.max_age = max_age
         self.max_spans = max_spans
         self._local = threading.local()
-        self._since_pruned = 0
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -122,24 +125,30 @@ class SpanStore:
 
     def write(self, spans: Sequence[StoredSpan]) -> None:
         """Store ``spans`` in one transaction, then drop what is too old or too many."""
-        if not spans:
+        self.write_rows([(s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns,
+                          s.end_ns, s.status, s.status_message, s.request_id, s.instance_uuid,
+                          s.host, s.pid, s.units, json.dumps(s.attributes, default=str))
+                         for s in spans])
+
+    def write_rows(self, rows: Sequence[Row]) -> None:
+        """``write``, of rows already in the table's shape.
+
+        Rows go in in the order spans end, so the rowid order is (nearly) the time order:
+        both bounds delete a range of the oldest rowids, never scanning the table."""
+        if not rows:
             return
-        rows = [(s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
-                 s.status, s.status_message, s.request_id, s.instance_uuid, s.host, s.pid,
-                 s.units, json.dumps(s.attributes, default=str)) for s in spans]
         db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO spans VALUES "
+            db.executemany("INSERT INTO spans VALUES "
                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            db.execute("DELETE FROM spans WHERE start_ns < ?",
+            # Too old: the rows before the first one young enough (all, when none is).
+            db.execute("DELETE FROM spans WHERE rowid < coalesce("
+                       "(SELECT rowid FROM spans WHERE start_ns >= ? ORDER BY rowid LIMIT 1), "
+                       "(SELECT max(rowid) + 1 FROM spans))",
                        (time.time_ns() - int(self.max_age * 1e9),))
-            self._since_pruned += len(rows)
-            # Counting past max_spans walks the index: done once per tenth of it written.
-            if self._since_pruned * 10 >= self.max_spans:
-                self._since_pruned = 0
-                db.execute("DELETE FROM spans WHERE start_ns <= (SELECT start_ns FROM spans "
-                           "ORDER BY start_ns DESC LIMIT 1 OFFSET ?)", (self.max_spans,))
+            db.execute("DELETE FROM spans WHERE rowid <= (SELECT max(rowid) FROM spans) - ?",
+                       (self.max_spans,))
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -187,29 +196,32 @@ class SpanStoreExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         units = ",".join(_process_units) or "-"
-        stored = [self._stored(span, units) for span in spans if span.context is not None]
+        host, pid = self.host, self.pid
+        rows: list[Row] = []
+        for span in spans:
+            context = span.context
+            if context is None:
+                continue
+            attributes = dict(span.attributes) if span.attributes else {}
+            request_id = attributes.get(REQUEST_ID_ATTRIBUTE)
+            instance = attributes.get(INSTANCE_ATTRIBUTE)
+            parent = span.parent
+            status = span.status
+            start = span.start_time or 0
+            rows.append((
+                f"{context.trace_id:032x}", f"{context.span_id:016x}",
+                f"{parent.span_id:016x}" if parent is not None else None,
+                span.name, span.kind.value, start, span.end_time or start,
+                status.status_code.value, status.description,
+                request_id if isinstance(request_id, str) else None,
+                instance if isinstance(instance, str) else None,
+                host, pid, units, json.dumps(attributes, default=str)))
         try:
-            self.store.write(stored)
+            self.store.write_rows(rows)
         except sqlite3.Error as exc:
-            LOG.warning("span store: %d span(s) not written: %s", len(stored), exc)
+            LOG.warning("span store: %d span(s) not written: %s", len(rows), exc)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
-
-    def _stored(self, span: ReadableSpan, units: str) -> StoredSpan:
-        context = span.context
-        assert context is not None
-        attributes = dict(span.attributes or {})
-        request_id = attributes.get(REQUEST_ID_ATTRIBUTE)
-        instance = attributes.get(INSTANCE_ATTRIBUTE)
-        return StoredSpan(
-            trace_id=format(context.trace_id, "032x"), span_id=format(context.span_id, "016x"),
-            parent_id=format(span.parent.span_id, "016x") if span.parent else None,
-            name=span.name, kind=span.kind.value, start_ns=span.start_time or 0,
-            end_ns=span.end_time or span.start_time or 0, status=span.status.status_code.value,
-            status_message=span.status.description,
-            request_id=request_id if isinstance(request_id, str) else None,
-            instance_uuid=instance if isinstance(instance, str) else None,
-            host=self.host, pid=self.pid, units=units, attributes=attributes)
 
     def shutdown(self) -> None:
         self.store.close()

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from stratus.cli.trace import table
-from stratus.core.spanstore import SpanStore, SpanStoreExporter, StoredSpan
+from stratus.core.spanstore import Row, SpanStore, SpanStoreExporter, StoredSpan
 
 
 def stored(n: int, *, age: float = 0.0, trace: str = "t1", request_id: str | None = None,
@@ -41,6 +41,8 @@ def test_the_store_is_bounded_by_age_and_by_size(tmp_path: Path) -> None:
     store.write([stored(1, age=120, request_id="req-old")])
     store.write([stored(2, request_id="req-new")])
     assert store.traces_of("req-old") == [], "older than max_age: gone"
+    store.write([stored(3, age=120, request_id="req-old-2"), stored(4, request_id="req-new-2")])
+    assert store.traces_of("req-old-2") == [] and store.traces_of("req-new-2") == ["t1"]
     for batch in range(3):
         store.write([stored(100 + batch * 10 + i) for i in range(10)])
     kept = store.trace(["t1"])
@@ -54,9 +56,9 @@ class _ThreadRecordingStore(SpanStore):
         super().__init__(directory)
         self.threads: set[int] = set()
 
-    def write(self, spans: Sequence[StoredSpan]) -> None:
+    def write_rows(self, rows: Sequence[Row]) -> None:
         self.threads.add(threading.get_ident())
-        super().write(spans)
+        super().write_rows(rows)
 
 
 def test_finished_spans_are_written_in_batches_by_a_worker_thread(tmp_path: Path) -> None:
