@@ -41,8 +41,10 @@ def test_the_store_is_bounded_by_age_and_by_size(tmp_path: Path) -> None:
     store.write([stored(1, age=120, request_id="req-old")])
     store.write([stored(2, request_id="req-new")])
     assert store.traces_of("req-old") == [], "older than max_age: gone"
-    store.write([stored(3, age=120, request_id="req-old-2"), stored(4, request_id="req-new-2")])
-    assert store.traces_of("req-old-2") == [] and store.traces_of("req-new-2") == ["t1"]
+    other = SpanStore(tmp_path / "other", max_age=60)
+    other.write([stored(3, age=120, request_id="req-old-2"), stored(4, request_id="req-new-2")])
+    assert other.traces_of("req-old-2") == [] and other.traces_of("req-new-2") == ["t1"]
+    other.close()
     for batch in range(3):
         store.write([stored(100 + batch * 10 + i) for i in range(10)])
     kept = store.trace(["t1"])
