@@ -2,7 +2,9 @@
 
 The spans of the request (or of every request about the server) are read from the embedded
 span store (``stratus.core.spanstore``) and each is shown as one row: the seed's step
-numbers (``4,7``; ``—`` where Stratus takes a step the seed has not), who talks to whom, what,
+numbers (``4,7``; ``—`` where Stratus takes a step the seed has not: a span of the flow's
+own carries them as its ``stratus.seed_step`` attribute, a bus or REST span is placed by
+its name, kind and route), who talks to whom, what,
 the unit and host that did it, its start offset from the first row, its duration and its
 outcome. The seed's steps no row showed are listed after the table, with why where Stratus
 does that step differently or not at all.
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from stratus.core.spanstore import StoredSpan
+from stratus.core.tracing import SEED_STEP_ATTRIBUTE
 
 # OpenTelemetry's SpanKind values, as stored.
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = range(5)
@@ -103,15 +106,16 @@ TOPIC_UNITS = {"scheduler": "scheduler", "conductor": "conductor", "compute": "c
                "network": "network-api", "dhcp_agent": "dhcp-agent", "l2_agent": "l2-agent",
                "l3_agent": "l3-agent", "volume": "volume-manager"}
 
-#: An internal span → (what it reaches, seed steps).
-INTERNAL_STEPS: dict[str, tuple[str, str]] = {
-    "compute.create_rows": ("database", "5"),
-    "scheduler.select_and_claim": ("database", "9-11"),
-    "compute.allocate_network": ("network-api", "26"),
-    "compute.wait_vif_plugged": ("network-api", "38"),
-    "compute.connect_volumes": ("volume-api", "39,42,48"),
-    "compute.fetch_image": ("image-api", "23,25"),
-    "compute.spawn": ("virt driver", "43-44"),
+#: An internal span of the flow → what it reaches (its seed steps are its attribute
+#: ``stratus.seed_step``).
+INTERNAL_TARGETS: dict[str, str] = {
+    "compute.create_rows": "database",
+    "scheduler.select_and_claim": "database",
+    "compute.allocate_network": "network-api",
+    "compute.wait_vif_plugged": "network-api",
+    "compute.connect_volumes": "volume-api",
+    "compute.fetch_image": "image-api",
+    "compute.spawn": "virt driver",
 }
 
 _BUS_NAME = re.compile(r"^bus\.(cast|call|fanout) (?P<dest>\S+)\.(?P<method>[A-Za-z0-9_]+)$")
@@ -274,8 +278,11 @@ class _Table:
             method = str(span.attributes.get("http.method", ""))
             what = f"{method} {path}"
             step = _http_steps(target, method, path)
-        elif span.name in INTERNAL_STEPS:
-            target, step = INTERNAL_STEPS[span.name]
+        elif span.name in INTERNAL_TARGETS:
+            target = INTERNAL_TARGETS[span.name]
+        recorded = span.attributes.get(SEED_STEP_ATTRIBUTE)
+        if isinstance(recorded, str):
+            step = recorded
         if step == "1-3" and source != "client":
             step = "—"  # a unit's own service token, not the client's
         root = self.roots[span.trace_id]

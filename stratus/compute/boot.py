@@ -114,7 +114,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
     # ``Txn.lock``) from before the checks to the commit of the rows.
-    with span("compute.create_rows"):
+    with span("compute.create_rows", step="5"):
         async with rt.service() as svc:
             instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
     if len(instances) == 1:  # the request's later log lines name the new server

@@ -24,6 +24,8 @@ from stratus.core.context import current_instance, current_request_id
 REQUEST_ID_ATTRIBUTE = "openstack.request_id"
 #: The instance (server) a span's request or message is about.
 INSTANCE_ATTRIBUTE = "stratus.instance_uuid"
+#: The steps of the seeds' launch table (``shared/seeds/004``) a span of the flow is.
+SEED_STEP_ATTRIBUTE = "stratus.seed_step"
 
 _provider: TracerProvider | None = None
 
@@ -57,8 +59,12 @@ def tracer() -> trace.Tracer:
 
 
 @contextmanager
-def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[Span]:
-    """A span stamped with the current request id."""
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, *, step: str | None = None,
+         **attributes: Any) -> Iterator[Span]:
+    """A span stamped with the current request id and instance; ``step``: the seed steps it
+    is (``"9-11"``)."""
+    if step is not None:
+        attributes[SEED_STEP_ATTRIBUTE] = step
     request_id = current_request_id()
     if request_id:
         attributes.setdefault(REQUEST_ID_ATTRIBUTE, request_id)

@@ -350,13 +350,13 @@ class ComputeAgentManager(GuestStateActions):
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
         try:
-            with span("compute.allocate_network"):
+            with span("compute.allocate_network", step="26"):
                 network_info = await self._allocate_network(ctx, instance, plugged)
             await self._update(ctx, uuid, InstanceUpdate(
                 task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
                 [states.NETWORKING])
             block_devices: list[dict[str, Any]] = []
-            with span("compute.connect_volumes"):
+            with span("compute.connect_volumes", step="39,42,48"):
                 if self.volumes is not None and not instance.image_ref:  # boot from volume
                     block_devices = await self.volumes.connect_boot_volumes(
                         ctx, instance.project_id, uuid)
@@ -369,7 +369,7 @@ class ComputeAgentManager(GuestStateActions):
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
-            with span("compute.wait_vif_plugged"):
+            with span("compute.wait_vif_plugged", step="38"):
                 for waiter in plugged:
                     try:
                         await waiter.wait(self.options.vif_plugging_timeout)
@@ -378,9 +378,9 @@ class ComputeAgentManager(GuestStateActions):
         finally:
             for waiter in plugged:
                 waiter.close()
-        with span("compute.fetch_image"):
+        with span("compute.fetch_image", step="23,25"):
             image = await self._local_image(ctx, instance)
-        with span("compute.spawn") as spawning:
+        with span("compute.spawn", step="43-44") as spawning:
             spawning.set_attribute("stratus.virt_driver", self.driver.name)
             await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
             info = await self.driver.get_info(uuid)

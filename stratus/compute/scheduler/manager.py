@@ -88,7 +88,7 @@ class SchedulerManager:
 
             deciding = time.perf_counter()
             try:
-                with span("scheduler.select_and_claim"):
+                with span("scheduler.select_and_claim", step="9-11"):
                     hosts = await self.selector.select_and_claim(spec, on_claim=place)
             except InstanceGone:
                 _decided("gone", deciding)

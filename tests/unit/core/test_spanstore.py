@@ -71,7 +71,8 @@ def test_finished_spans_are_written_in_batches_by_a_worker_thread(tmp_path: Path
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("outer", attributes={
             "openstack.request_id": "req-x", "stratus.instance_uuid": "inst-x"}):
-        with tracer.start_as_current_span("compute.spawn"):
+        with tracer.start_as_current_span("compute.spawn",
+                                          attributes={"stratus.seed_step": "43-44"}):
             pass
     deadline = time.monotonic() + 10
     while not store.threads and time.monotonic() < deadline:  # the worker's schedule
