@@ -96,10 +96,19 @@ NOT_AS_IN_SEED: dict[int, str] = {
     21: "no Ceph here: the host downloads the image from the image API into its cache "
         "(steps 23 and 25)",
     22: "no Ceph here", 24: "no Ceph here",
+    32: "the DHCP agent answers nothing: it writes dnsmasq's hosts file (the address is the "
+        "network server's own choice, made with the port)",
+    33: "the DHCP agent answers nothing: the address is the network server's own choice",
     40: "the token was validated in-process or from the validator's cache (no REST call)",
     41: "the token was validated in-process or from the validator's cache (no REST call)",
     49: "no Ceph here", 50: "no Ceph here", 51: "no Ceph here",
+    52: "the metadata proxy and metadata-api record no spans yet",
+    53: "the metadata proxy and metadata-api record no spans yet",
+    54: "the metadata proxy and metadata-api record no spans yet",
 }
+
+#: Topics served per host: a message's queue names the host that took it.
+HOST_TOPICS = frozenset({"compute", "l2_agent", "l3_agent", "volume"})
 
 #: A bus topic → the unit serving it.
 TOPIC_UNITS = {"scheduler": "scheduler", "conductor": "conductor", "compute": "compute-agent",
@@ -230,7 +239,8 @@ class _Table:
         return units[0] if len(units) == 1 and units[0] != "-" else "stratus"
 
     def host(self, span: StoredSpan) -> str:
-        if span.kind == CONSUMER and (parts := _bus_parts(span)) is not None:
+        if span.kind == CONSUMER and (parts := _bus_parts(span)) is not None \
+                and parts[0] in HOST_TOPICS and not span.name.startswith("bus.fanout"):
             server = _bus_host(span, parts[0])
             if server is not None:
                 return server
