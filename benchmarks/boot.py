@@ -31,6 +31,11 @@ periodic tasks of every fake host, paid during the runs as well), then:
   spent during that run, per boot (in split mode also by role: api, scheduler, conductor,
   agent); unlike the wall-clock figures it hardly moves with other load on the machine, and
   it bounds what one process can do: an all-in-one cloud runs on one core.
+
+``--tracing-overhead`` runs the all-in-one twice, first with tracing off (its metrics prefixed
+``tracing_off_``), then as usual (tracing on, spans into the span store, metrics recorded),
+and reports ``tracing_overhead_boot_p50_ms_percent`` and
+``tracing_overhead_concurrent_cpu_ms_per_boot_percent``, the latter with a goal of 5%.
 """
 
 from __future__ import annotations
@@ -99,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split: a PostgreSQL server; a fresh database is made on it")
     parser.add_argument("--log-dir", type=Path, metavar="DIR",
                         help="split: keep each process's log here (default: discarded)")
+    parser.add_argument("--tracing-overhead", action="store_true",
+                        help="all-in-one: also run with tracing off (metrics tracing_off_*) "
+                             "and report what tracing, the span store and the metrics cost")
 
 
 def _progress(message: str) -> None:
@@ -342,11 +350,13 @@ async def _measure(base_url: str, identity_url: str, password: str,
     return metrics
 
 
-async def _all_in_one(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
-                                                                      dict[str, Any]]:
+async def _all_in_one(args: argparse.Namespace, tmp: Path,
+                      tracing: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
     env = {**COMMON_ENV, "STRATUS_COMPUTE__FAKE_HOSTS": str(args.hosts),
-           "STRATUS_COMPUTE__HOST": "bench", "STRATUS_BUS_URL": "memory://"}
-    _progress(f"all-in-one: stratus up with {args.hosts} fake hosts")
+           "STRATUS_COMPUTE__HOST": "bench", "STRATUS_BUS_URL": "memory://",
+           **({} if tracing else {"STRATUS_TRACING__ENABLED": "false"})}
+    _progress(f"all-in-one: stratus up with {args.hosts} fake hosts, tracing "
+              f"{'on (span store)' if tracing else 'off'}")
     async with StratusUp(tmp / "data", bcrypt_rounds=4, env=env) as cloud:
         password = cloud.admin_password()
         assert password is not None
@@ -400,9 +410,21 @@ async def run(args: argparse.Namespace) -> Result:
                                 "network_backend": "noop", "bcrypt_rounds": 4}
     goals: list[Goal] = []
     if args.mode in ("all-in-one", "both"):
+        if args.tracing_overhead:
+            with tempfile.TemporaryDirectory(prefix="stratus-bench-boot-") as tmp:
+                off, _ = await _all_in_one(args, Path(tmp), tracing=False)
+            metrics.update({f"tracing_off_{k}": v for k, v in off.items()})
         with tempfile.TemporaryDirectory(prefix="stratus-bench-boot-") as tmp:
             found, backends["all_in_one"] = await _all_in_one(args, Path(tmp))
         metrics.update(found)
+        if args.tracing_overhead:
+            for name in ("boot_p50_ms", "concurrent_cpu_ms_per_boot"):
+                metrics[f"tracing_overhead_{name}_percent"] = (
+                    (found[name] / off[name] - 1) * 100 if off[name] else math.nan)
+            goals.append(Goal(
+                "tracing_overhead_concurrent_cpu_ms_per_boot_percent", 5.0, "<=",
+                "CPU per boot with tracing, the span store and metrics on, over the same run "
+                "with tracing off (all-in-one; CPU time hardly moves with the machine's load)"))
         goals += [
             Goal("boot_p50_ms", P50_GOAL_MS, "<=",
                  "recorded POST to ACTIVE, one boot at a time, all-in-one, fake driver"),

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 
 from stratus.compute import units as compute
 from stratus.core.config import Settings
+from stratus.core.metrics import metrics_endpoint
 from stratus.dashboard import units as dashboard
 from stratus.identity import units as identity
 from stratus.image import units as image
@@ -136,8 +137,9 @@ async def ensure_external_network(stack: Stack) -> list[str]:
 
 
 async def root_app(stack: Stack, names: list[str]) -> Starlette:
-    """One ASGI app with each named unit mounted at its prefix; a unit that cannot run here
-    (``Unit.unavailable``) is left out and recorded in ``stack.not_started``."""
+    """One ASGI app with each named unit mounted at its prefix, and the process's
+    ``/metrics``; a unit that cannot run here (``Unit.unavailable``) is left out and recorded
+    in ``stack.not_started``."""
     mounts: list[Route | Mount] = []
     endpoints = []
     for name in names:
@@ -155,4 +157,5 @@ async def root_app(stack: Stack, names: list[str]) -> Starlette:
     async def index(_: Request) -> JSONResponse:
         return JSONResponse({"stratus": {"units": endpoints}})
 
-    return Starlette(routes=[Route("/", index), *mounts])
+    # One /metrics for the process, whichever units it runs.
+    return Starlette(routes=[Route("/", index), Route("/metrics", metrics_endpoint), *mounts])

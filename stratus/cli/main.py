@@ -44,6 +44,9 @@ Host = Annotated[str | None, typer.Option(
     "--host", help="Address to listen on [default: $STRATUS_HOST or 127.0.0.1].")]
 Port = Annotated[int | None, typer.Option(
     "--port", help="Port to listen on [default: $STRATUS_PORT or 8080].")]
+LogJson = Annotated[bool, typer.Option(
+    "--log-json", help="Log one JSON object per line, with the request id, trace id and "
+                       "instance uuid where known [default: $STRATUS_LOG_FORMAT or text].")]
 
 
 #: ``stratus up``'s log file in the data directory.
@@ -52,11 +55,14 @@ LOG_FILE = "stratus.log"
 
 def _settings(data_dir: Path | None = None, host: str | None = None,
               port: int | None = None, *, log_to_file: bool = False,
-              verbose: bool = True) -> Settings:
+              verbose: bool = True, log_json: bool = False, spans: bool = False) -> Settings:
     """The settings, with the data directory made and logging set up: to the console, or
     (``log_to_file``) to ``DIR/stratus.log`` with only errors on the console unless
-    ``verbose``."""
+    ``verbose``; as JSON lines with ``log_json`` (or ``log_format = "json"``). ``spans``: a
+    process serving units, whose spans go to the span store (``tracing.store``)."""
     overrides: dict[str, Any] = {}
+    if log_json:
+        overrides["log_format"] = "json"
     if data_dir is not None:
         overrides["data_dir"] = data_dir.resolve()
     if host is not None:
@@ -67,9 +73,15 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(settings.log_level,
                   log_file=settings.data_dir / LOG_FILE if log_to_file else None,
-                  console_level=logging.NOTSET if verbose else logging.ERROR)
+                  console_level=logging.NOTSET if verbose else logging.ERROR,
+                  json_lines=settings.log_format == "json")
     if settings.tracing.enabled:
         setup_tracing("stratus", settings.tracing.otlp_endpoint)
+        if settings.tracing.store and spans:
+            from stratus.core.spanstore import enable_span_store
+
+            enable_span_store(settings.data_dir, max_age=settings.tracing.store_max_age,
+                              max_spans=settings.tracing.store_max_spans)
     return settings
 
 
@@ -104,6 +116,9 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
 
     if bootstrap:
         _progress(settings)
+    from stratus.core.spanstore import set_process_units
+
+    set_process_units(names)
     stack = Stack(settings)
     try:
         if "compute-agent" in names and settings.compute.virt_driver is None:
@@ -134,7 +149,7 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                 console.print("[red]None of the units can run here.[/]")
                 raise typer.Exit(1)
         if all(UNITS[name].prefix is None for name in running):
-            await _serve_bus_only(running)
+            await _serve_bus_only(settings, running)
             return
         config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
                                 lifespan="off", access_log=False, server_header=False)
@@ -176,14 +191,35 @@ def _progress(settings: Settings) -> None:
                       f"{settings.data_dir} (a few seconds) ...", markup=False, highlight=False)
 
 
-async def _serve_bus_only(names: list[str]) -> None:
-    """Units with no API (scheduler, conductor, compute-agent) serve the bus until signalled."""
-    stop = asyncio.Event()
+async def _serve_bus_only(settings: Settings, names: list[str]) -> None:
+    """Units with no API (scheduler, conductor, compute-agent) serve the bus until signalled,
+    and ``/metrics`` on ``metrics.port`` (a free port when 0; the start line says which)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from stratus.core.metrics import metrics_endpoint
+
+    app = Starlette(routes=[Route("/metrics", metrics_endpoint)])
+    config = uvicorn.Config(app, host=settings.host, port=settings.metrics.port,
+                            log_config=None, lifespan="off", access_log=False,
+                            server_header=False)
+    server = _Server(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    console.print(f"[bold green]{', '.join(names)}[/] serving on the bus")
-    await stop.wait()
+        loop.add_signal_handler(signum, server.request_stop)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.01)
+    if not server.started:
+        await serving
+        console.print(f"[red]{', '.join(names)}: /metrics could not listen on "
+                      f"{settings.host}:{settings.metrics.port}[/]")
+        raise typer.Exit(1)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    console.print(f"[bold green]{', '.join(names)}[/] serving on the bus; metrics at "
+                  f"http://{host}:{port}/metrics")
+    await serving
 
 
 @app.command()
@@ -206,11 +242,13 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
        verbose: Annotated[bool, typer.Option(
            "--verbose", "-v", help="Log to the console too (the log is always in "
                                    "DIR/stratus.log).")
-       ] = False) -> None:
+       ] = False,
+       log_json: LogJson = False) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
     from stratus.units import UNITS
 
-    settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose)
+    settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose,
+                         log_json=log_json, spans=True)
     if virt_driver is not None:
         if virt_driver not in ("fake", "libvirt"):
             console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
@@ -272,16 +310,51 @@ def guest_image_build(
 @app.command()
 def serve(units: Annotated[list[str], typer.Argument(
               help="The units to run, e.g. identity-api, or scheduler conductor.")],
-          data_dir: DataDir = None, host: Host = None, port: Port = None) -> None:
-    """Run some units in this process (split mode: set bus_url and database_url)."""
+          data_dir: DataDir = None, host: Host = None, port: Port = None,
+          log_json: LogJson = False) -> None:
+    """Run some units in this process (split mode: set bus_url and database_url). Units with
+    an API serve ``/metrics`` on its port; bus-only units on ``metrics.port``."""
     from stratus.units import UNITS
 
     unknown = [u for u in units if u not in UNITS]
     if unknown:
         console.print(f"[red]Unknown unit {unknown[0]!r}.[/] Units: {', '.join(UNITS)}")
         raise typer.Exit(2)
-    settings = _settings(data_dir, host, port)
+    settings = _settings(data_dir, host, port, log_json=log_json, spans=True)
     asyncio.run(_serve(settings, list(dict.fromkeys(units)), bootstrap=False))
+
+
+@app.command()
+def trace(key: Annotated[str, typer.Argument(
+              help="A server's id, or a request id (req-...).")],
+          as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+          data_dir: DataDir = None) -> None:
+    """A request's path, or every request about a server, as the seeds' step table: step,
+    from → to, what, unit and host, start offset, duration and outcome (from the span
+    store in the data directory)."""
+    import json
+
+    from stratus.cli.trace import as_json as json_of
+    from stratus.cli.trace import as_lines, table
+    from stratus.core.spanstore import SpanStore
+
+    overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
+    settings = Settings(**overrides)
+    store = SpanStore(settings.data_dir)
+    try:
+        rows = table(store.trace(store.traces_of(key)))
+    finally:
+        store.close()
+    if not rows:
+        console.print(f"[red]No spans of {key} in {store.path}.[/] Spans are kept "
+                      f"{settings.tracing.store_max_age:g} s (tracing.store_max_age), and "
+                      "written about a second after they end.", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(json_of(key, rows), indent=2))
+        return
+    for line in as_lines(key, rows):
+        print(line)
 
 
 @app.command()

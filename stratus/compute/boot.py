@@ -30,8 +30,10 @@ from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.compute.volume_attach import RootVolume
 from stratus.core.bus import MessagingError
 from stratus.core.clients.base import endpoint
-from stratus.core.context import RequestContext
+from stratus.core.context import RequestContext, set_instance
 from stratus.core.exceptions import BadRequest, NotFound, StratusError
+from stratus.core.metrics import BOOTS
+from stratus.core.tracing import span
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,8 +114,11 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
     # ``Txn.lock``) from before the checks to the commit of the rows.
-    async with rt.service() as svc:
-        instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
+    with span("compute.create_rows", step="5"):
+        async with rt.service() as svc:
+            instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
+    if len(instances) == 1:  # the request's later log lines name the new server
+        set_instance(instances[0].uuid)
     build = BuildRequest(
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
         flavor=flavor_info, availability_zone=req.availability_zone,
@@ -127,6 +132,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         if to_build:
             await rt.clients.scheduler.schedule_and_build(context, build)
     except MessagingError as exc:
+        BOOTS.labels("error").inc(len(to_build))
         async with rt.service() as svc:  # never leave a boot stuck in BUILD
             for instance in to_build:
                 await svc.instances.set_error(instance.uuid, code=503,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -60,8 +60,23 @@ class AuthSettings(BaseModel):
 
 class TracingSettings(BaseModel):
     enabled: bool = True
-    #: OTLP/HTTP traces endpoint; unset keeps spans in-process only.
+    #: OTLP/HTTP traces endpoint (Jaeger, any OpenTelemetry collector); unset: none.
     otlp_endpoint: str | None = None
+    #: Keep spans in the embedded span store, ``<data_dir>/traces.db`` (``stratus trace``).
+    store: bool = True
+    #: Seconds a stored span is kept.
+    store_max_age: float = Field(86400.0, gt=0)
+    #: Spans kept at most (the oldest go first).
+    store_max_spans: int = Field(200_000, ge=1000)
+
+
+class MetricsSettings(BaseModel):
+    """``/metrics`` (Prometheus' text format). A process serving an API has it on the API's
+    port; a process serving only the bus (scheduler, conductor, compute-agent, the network
+    agents) listens for it on ``host`` at ``port``."""
+
+    #: The port of a bus-only process's ``/metrics``; 0 takes a free one, said at start.
+    port: int = Field(0, ge=0, le=65535)
 
 
 class ImageSettings(BaseModel):
@@ -308,6 +323,9 @@ class Settings(BaseSettings):
     #: ``rabbit://user:pass@host:5672[,host2:5672]/vhost`` (see ``stratus.core.bus.url``).
     bus_url: str = "memory://"
     log_level: str = "INFO"
+    #: ``text`` (one line per record, the request id in brackets) or ``json`` (one JSON
+    #: object per line, with the request id, trace id and instance uuid where known).
+    log_format: Literal["text", "json"] = "text"
     #: Largest request body a JSON API accepts, in bytes.
     max_request_body_size: int = 1024 * 1024
     #: YAML file of policy rules overriding the in-code defaults.
@@ -317,6 +335,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     auth: AuthSettings = AuthSettings()
     tracing: TracingSettings = TracingSettings()
+    metrics: MetricsSettings = MetricsSettings()
     image: ImageSettings = ImageSettings()
     compute: ComputeSettings = ComputeSettings()
     network: NetworkSettings = NetworkSettings()

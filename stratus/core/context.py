@@ -22,6 +22,13 @@ _current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar
 )
 
 
+#: The instance (server) the current request or message is about, where one is known: log
+#: lines name it (``stratus.core.logging``).
+_current_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "stratus_instance", default=None
+)
+
+
 def generate_request_id() -> str:
     return f"req-{uuid.uuid4()}"
 
@@ -47,6 +54,19 @@ def set_request_id(request_id: str | None) -> contextvars.Token[str | None]:
 
 def reset_request_id(token: contextvars.Token[str | None]) -> None:
     _current_request_id.reset(token)
+
+
+def current_instance() -> str | None:
+    return _current_instance.get()
+
+
+def set_instance(instance_uuid: str | None) -> contextvars.Token[str | None]:
+    """Name the instance the current request or message is about (None: none known)."""
+    return _current_instance.set(instance_uuid)
+
+
+def reset_instance(token: contextvars.Token[str | None]) -> None:
+    _current_instance.reset(token)
 
 
 @dataclass

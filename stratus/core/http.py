@@ -1,12 +1,14 @@
 """Outgoing HTTP between services: one span per call, request id passed along.
 
 Each call carries ``X-OpenStack-Request-ID`` with the current request id, so the service
-called records it as the global request id of its own request, as Nova and Neutron do.
+called records it as the global request id of its own request, as Nova and Neutron do, and
+the W3C trace context of its span, so the service's spans join the caller's trace.
 """
 
 from __future__ import annotations
 
 import httpx
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from stratus.core import tracing
@@ -34,6 +36,7 @@ class TracingTransport(httpx.AsyncBaseTransport):
             kind=SpanKind.CLIENT,
             **{"http.method": request.method, "http.url": str(request.url.copy_with(query=None))},
         ) as current:
+            propagate.inject(request.headers)
             try:
                 response = await self.inner.handle_async_request(request)
             except _STALE_CONNECTION:

@@ -42,6 +42,7 @@ from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import NotFound, StratusError
 from stratus.core.http import service_http_client
+from stratus.core.metrics import IMAGE_CACHE_BYTES
 
 LOG = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ class ImageCache:
                     async for chunk in response.aiter_bytes():
                         batch.append(chunk)
                         batched += len(chunk)
+                        IMAGE_CACHE_BYTES.inc(len(chunk))
                         if batched >= WRITE_BATCH:
                             await asyncio.to_thread(_consume, b"".join(batch), handle,
                                                     digest, md5)

@@ -1,7 +1,11 @@
-"""Tracing: one span per API request and per outgoing call, each carrying the request id.
+"""Tracing: one span per API request and per outgoing call, each carrying the request id
+(and the instance the request is about, where known).
 
-Spans go through OpenTelemetry. Without an OTLP endpoint they stay in-process (tests attach
-an in-memory exporter); with one they are exported in batches.
+Spans go through OpenTelemetry. The trace context travels in the bus envelope and in HTTP
+headers (W3C ``traceparent``), so one request's spans share one trace id across processes.
+The CLI's processes keep their spans in the embedded span store
+(``stratus.core.spanstore.enable_span_store``) and, with an OTLP endpoint, export them in
+batches; tests attach an in-memory exporter.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.trace import Span, SpanKind
 
-from stratus.core.context import current_request_id
+from stratus.core.context import current_instance, current_request_id
 
 REQUEST_ID_ATTRIBUTE = "openstack.request_id"
+#: The instance (server) a span's request or message is about.
+INSTANCE_ATTRIBUTE = "stratus.instance_uuid"
+#: The steps of the seeds' launch table (``shared/seeds/004``) a span of the flow is.
+SEED_STEP_ATTRIBUTE = "stratus.seed_step"
 
 _provider: TracerProvider | None = None
 
@@ -51,11 +59,18 @@ def tracer() -> trace.Tracer:
 
 
 @contextmanager
-def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[Span]:
-    """A span stamped with the current request id."""
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, *, step: str | None = None,
+         **attributes: Any) -> Iterator[Span]:
+    """A span stamped with the current request id and instance; ``step``: the seed steps it
+    is (``"9-11"``)."""
+    if step is not None:
+        attributes[SEED_STEP_ATTRIBUTE] = step
     request_id = current_request_id()
     if request_id:
         attributes.setdefault(REQUEST_ID_ATTRIBUTE, request_id)
+    instance = current_instance()
+    if instance:
+        attributes.setdefault(INSTANCE_ATTRIBUTE, instance)
     clean = {k: v for k, v in attributes.items() if v is not None}
     with tracer().start_as_current_span(name, kind=kind, attributes=clean) as current:
         yield current

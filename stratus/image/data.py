@@ -17,6 +17,7 @@ from typing import Any
 
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, Conflict, Forbidden
+from stratus.core.metrics import IMAGE_BYTES, counting
 from stratus.core.policy import Caller
 from stratus.image.errors import Gone, RangeNotSatisfiable
 from stratus.image.formats import Inspection, Inspector
@@ -66,6 +67,9 @@ class Download:
     reader: ObjectReader
 
 
+_UPLOADED = IMAGE_BYTES.labels("uploaded")
+
+
 class ImageData:
     """Upload, download and delete: each a sequence of short transactions around the store."""
 
@@ -105,7 +109,7 @@ class ImageData:
             writer = await self.store.writer(image_id)
             sink = DataSink(writer, limit=limit, limit_message=reason)
             try:
-                async for chunk in chunks:
+                async for chunk in counting(chunks, _UPLOADED):
                     await sink.feed(chunk)
                 digest = await sink.finish()
             except BaseException:

@@ -22,6 +22,7 @@ from stratus.core import hosttools
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.metrics import VOLUME_BYTES
 from stratus.core.periodic import Periodic
 from stratus.volume import states
 from stratus.volume.backends.base import BackendError, MissingTool, VolumeBackend
@@ -144,6 +145,9 @@ class VolumeManager:
                                                         disk_format)
         except MissingTool as exc:  # volume-api refuses these; this host changed since
             raise BackendError(hosttools.missing(exc.command, self.host)) from exc
+        with contextlib.suppress(OSError):  # the image's bytes, written into the volume
+            VOLUME_BYTES.labels("from_image").inc(
+                (await asyncio.to_thread(cached.path.stat)).st_size)
         return {"image_id": image_id, "disk_format": disk_format}
 
     async def _fail_create(self, volume_id: str, reason: str) -> None:

@@ -3,12 +3,14 @@
 The APIs (identity, image, compute-api) run in one process; two schedulers, two conductors
 and three compute agents (fake driver) each run in their own, talking over a fresh
 RabbitMQ virtual host, all on one fresh PostgreSQL database. A scheduler and a conductor
-are killed half way: the others carry on.
+are killed half way: the others carry on. Every process serves its own ``/metrics``, and
+``stratus trace`` shows a boot's spans from every process in one trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cloud import BIN, Cloud, base_env, free_port
 
@@ -34,13 +37,28 @@ class Fleet:
         self.data_dir = data_dir
         self.env = env
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Each process's ``/metrics`` port.
+        self.metrics_ports: dict[str, int] = {}
 
     def start(self, name: str, unit: str, **env: str) -> None:
         log = (self.data_dir.parent / f"{name}.log").open("ab")
+        self.metrics_ports[name] = free_port()
         self.processes[name] = subprocess.Popen(
             [str(BIN / "stratus"), "serve", unit, "--data-dir", str(self.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env={**self.env, **env},
-            start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**self.env, **env, "STRATUS_METRICS__PORT": str(self.metrics_ports[name])})
+
+    async def metric(self, prefix: str, name: str, **labels: str) -> float:
+        """The sum of metric ``name`` (with ``labels``) over the processes named
+        ``prefix-*``, each scraped at its own ``/metrics``."""
+        total = 0.0
+        async with httpx.AsyncClient(timeout=10) as client:
+            for process, port in self.metrics_ports.items():
+                if process.startswith(f"{prefix}-") and process in self.processes:
+                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                    assert response.status_code == 200, response.text
+                    total += exposition_value(response.text, name, **labels)
+        return total
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
@@ -103,6 +121,16 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         first = await boot(client, headers, image_id, "one", 4)
         hosts = {s["OS-EXT-SRV-ATTR:host"] for s in await wait_all(client, headers, first)}
         assert hosts <= {"split-1", "split-2", "split-3"} and len(hosts) >= 2
+        assert await fleet.metric("agent", "stratus_compute_boots_total", outcome="active") == 4
+        assert await fleet.metric("scheduler", "stratus_scheduler_decision_seconds_count",
+                                  outcome="placed") == 4
+        assert await fleet.metric("conductor", "stratus_bus_messages_handled_total",
+                                  method="build_started", outcome="ok") == 4
+        api_metrics = (await client.get("/metrics")).text
+        assert exposition_value(api_metrics, "stratus_api_request_duration_seconds_count",
+                                method="POST", route="/v2.1/servers", status="202") == 1
+        units = await traced_units(api, first[0])
+        assert units >= {"compute-api", "scheduler", "conductor", "compute-agent"}, units
 
         fleet.kill("scheduler-1")
         fleet.kill("conductor-1")
@@ -115,6 +143,32 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         await wait_until(lambda: servers_left(client, headers), 0)
         assert sorted(fleet.alive()) == ["agent-1", "agent-2", "agent-3", "conductor-2",
                                          "scheduler-2"]
+
+
+async def traced_units(api: Cloud, server_id: str) -> set[str]:
+    """The units in the boot's trace of ``server_id`` (``stratus trace --json``), once the
+    processes' span stores have the spans up to ACTIVE."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = await asyncio.to_thread(subprocess.run, [
+            str(BIN / "stratus"), "trace", server_id, "--json", "--data-dir",
+            str(api.data_dir)], capture_output=True, text=True, env=api.env, timeout=60)
+        if done.returncode == 0:
+            steps = json.loads(done.stdout)["steps"]
+            if any(step["step"] == "46-47" for step in steps):
+                create = [s for s in steps if s["trace_id"] == steps[0]["trace_id"]]
+                assert create[0]["what"] == "POST /v2.1/servers", create[0]
+                return {step["unit"] for step in create}
+        assert time.monotonic() < deadline, done.stdout + done.stderr
+        await asyncio.sleep(0.5)
+
+
+def exposition_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` with ``labels``, read with prometheus-client's parser."""
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name
+               and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 async def login(client: httpx.AsyncClient) -> str:

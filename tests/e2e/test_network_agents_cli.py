@@ -5,13 +5,16 @@ A network and subnet are made with the CLI, a server is booted on it (fake drive
 data; a namespace guest with the server port's MAC then gets that port's address and the
 route to 169.254.169.254 from the network's dnsmasq, and reads ``meta_data.json`` and
 ``user_data`` through the proxy. ``network agent list`` shows both agents alive. When the
-cloud stops, no namespace, bridge, tap or dnsmasq of it is left.
+cloud stops, no namespace, bridge, tap or dnsmasq of it is left, and ``stratus trace`` shows
+the boot with the network server's messages to the DHCP and L2 agents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from stratus.network.agents import linux
 from stratus.network.objects import bridge_name, dhcp_namespace, tap_name
-from tests.e2e.cloud import Cloud, running_cloud
+from tests.e2e.cloud import BIN, Cloud, running_cloud
 from tests.integration.network_agents.conftest import require_root_and_dnsmasq
 from tests.integration.network_agents.guest import Guest
 
@@ -92,6 +95,18 @@ def test_guest_dhcp_and_metadata_with_the_real_cli(cloud: Cloud, tmp_path: Path)
     dnsmasqs = [pid for pid in os.listdir("/proc") if pid.isdigit()
                 and str(cloud.data_dir) in _cmdline(pid) and "dnsmasq" in _cmdline(pid)]
     assert dnsmasqs == []
+
+    # The boot's trace (its spans were written when the cloud stopped) has the network's side.
+    traced = subprocess.run([str(BIN / "stratus"), "trace", server["id"], "--json",
+                             "--data-dir", str(cloud.data_dir)], capture_output=True, text=True,
+                            env=cloud.env, timeout=60, check=True)
+    document = json.loads(traced.stdout)
+    units = {row["unit"] for row in document["steps"]
+             if row["trace_id"] == document["steps"][0]["trace_id"]}
+    assert units >= {"compute-api", "scheduler", "compute-agent", "network-api", "dhcp-agent",
+                     "l2-agent"}
+    assert {27, 28, 29, 30, 31, 34, 35, 36, 38, 43} <= set(document["seed_steps_seen"])
+    assert len(document["seed_steps_seen"]) >= 40, document["seed_steps_not_seen"]
 
 
 def _cmdline(pid: str) -> str:

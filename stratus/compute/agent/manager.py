@@ -50,7 +50,9 @@ from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
+from stratus.core.metrics import AGENT_BUILDS_IN_FLIGHT, AGENT_DELETES_IN_FLIGHT, BOOTS
 from stratus.core.periodic import Periodic
+from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class ComputeAgentManager(GuestStateActions):
         self.host = host
         self.driver = driver
         self.conductor = conductor
+        self._builds_in_flight = AGENT_BUILDS_IN_FLIGHT.labels(host)
+        self._deletes_in_flight = AGENT_DELETES_IN_FLIGHT.labels(host)
         self.options = options or AgentOptions()
         #: The network service's client; None runs without networking (bare compute).
         self.network = network
@@ -308,10 +312,18 @@ class ComputeAgentManager(GuestStateActions):
             return
         if instance.vm_state != states.BUILDING or instance.task_state is not None:
             return  # a redelivered build of an instance already built: nothing to do
+        with self._builds_in_flight.track_inprogress():
+            await self._build_tracked(ctx, instance, alternates, attempt)
+
+    async def _build_tracked(self, ctx: RequestContext, instance: InstanceRecord,
+                             alternates: list[str], attempt: int) -> None:
+        instance_uuid = instance.uuid
         made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
             await self._build(ctx, instance, made)
+            BOOTS.labels("active").inc()
         except BuildCancelled:
+            BOOTS.labels("cancelled").inc()
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
             await self._destroy_quietly(instance_uuid)
@@ -338,34 +350,40 @@ class ComputeAgentManager(GuestStateActions):
         await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
         plugged: list[EventWaiter] = []
         try:
-            network_info = await self._allocate_network(ctx, instance, plugged)
+            with span("compute.allocate_network", step="26"):
+                network_info = await self._allocate_network(ctx, instance, plugged)
             await self._update(ctx, uuid, InstanceUpdate(
                 task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
                 [states.NETWORKING])
             block_devices: list[dict[str, Any]] = []
-            if self.volumes is not None and not instance.image_ref:  # boot from volume
-                block_devices = await self.volumes.connect_boot_volumes(
-                    ctx, instance.project_id, uuid)
-            if any(d.kind == "volume" for d in instance.block_devices):
-                if self.volumes is None:
-                    raise VirtError(f"{self.host} cannot reach the volume service for the "
-                                    "server's volumes.")
-                block_devices += await self.volumes.connect_data_volumes(
-                    ctx, instance.project_id, uuid, instance.block_devices, made)
+            with span("compute.connect_volumes", step="39,42,48"):
+                if self.volumes is not None and not instance.image_ref:  # boot from volume
+                    block_devices = await self.volumes.connect_boot_volumes(
+                        ctx, instance.project_id, uuid)
+                if any(d.kind == "volume" for d in instance.block_devices):
+                    if self.volumes is None:
+                        raise VirtError(f"{self.host} cannot reach the volume service for "
+                                        "the server's volumes.")
+                    block_devices += await self.volumes.connect_data_volumes(
+                        ctx, instance.project_id, uuid, instance.block_devices, made)
             await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
                                [states.BLOCK_DEVICE_MAPPING])
             # As Nova's libvirt driver does: the guest starts only once its ports are wired.
-            for waiter in plugged:
-                try:
-                    await waiter.wait(self.options.vif_plugging_timeout)
-                except EventsCancelled as exc:
-                    raise BuildCancelled(str(exc)) from exc
+            with span("compute.wait_vif_plugged", step="38"):
+                for waiter in plugged:
+                    try:
+                        await waiter.wait(self.options.vif_plugging_timeout)
+                    except EventsCancelled as exc:
+                        raise BuildCancelled(str(exc)) from exc
         finally:
             for waiter in plugged:
                 waiter.close()
-        image = await self._local_image(ctx, instance)
-        await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
-        info = await self.driver.get_info(uuid)
+        with span("compute.fetch_image", step="23,25"):
+            image = await self._local_image(ctx, instance)
+        with span("compute.spawn", step="43-44") as spawning:
+            spawning.set_attribute("stratus.virt_driver", self.driver.name)
+            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
+            info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
             launched_at=utcnow(), progress=100), [states.SPAWNING],
@@ -446,6 +464,10 @@ class ComputeAgentManager(GuestStateActions):
     # Other actions ------------------------------------------------------------------------
 
     async def terminate_instance(self, ctx: RequestContext, instance_uuid: str) -> None:
+        with self._deletes_in_flight.track_inprogress():
+            await self._terminate(ctx, instance_uuid)
+
+    async def _terminate(self, ctx: RequestContext, instance_uuid: str) -> None:
         self.events.cancel_all(instance_uuid)
         await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=False)
         await self.driver.destroy(instance_uuid)

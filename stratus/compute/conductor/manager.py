@@ -25,6 +25,7 @@ from stratus.compute.scheduler.request_spec import FlavorSpec
 from stratus.compute.service import ComputeRuntime
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
+from stratus.core.metrics import BOOTS
 
 LOG = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class ConductorManager:
                 LOG.info("alternate %s for %s refused the claim: %s", candidate,
                          instance_uuid, exc)
                 continue
+            BOOTS.labels("rescheduled").inc()
             LOG.info("rescheduling %s from %s to %s (attempt %d): %s", instance_uuid, host,
                      candidate, attempt + 1, fault.message)
             await self.agents.build_and_run_instance(ctx, candidate, instance_uuid, remaining,
@@ -183,6 +185,7 @@ class ConductorManager:
             await svc.instances.set_error(instance_uuid, message=message, code=fault.code,
                                           details=fault.details, host=host)
             await svc.instances.finish_action(instance_uuid, ctx.request_id, "Error")
+        BOOTS.labels("error").inc()
 
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:

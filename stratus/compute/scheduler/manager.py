@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from stratus.compute.errors import (
     AlreadyPlaced,
@@ -29,6 +30,8 @@ from stratus.compute.service import ComputeRuntime
 from stratus.compute.states import UNSHELVING
 from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
+from stratus.core.metrics import BOOTS, SCHEDULER_DECISIONS, child
+from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +46,10 @@ def flavor_spec(request: BuildRequest | UnshelveRequest) -> FlavorSpec:
 def spec_of(f: FlavorInfo) -> FlavorSpec:
     return FlavorSpec(vcpus=f.vcpus, memory_mb=f.ram, root_gb=f.disk, ephemeral_gb=f.ephemeral,
                       swap_mb=f.swap, extra_specs=dict(f.extra_specs))
+
+
+def _decided(outcome: str, since: float) -> None:
+    child(SCHEDULER_DECISIONS, outcome).observe(time.perf_counter() - since)
 
 
 class SchedulerManager:
@@ -79,17 +86,23 @@ class SchedulerManager:
                     uuid, ctx.request_id, SCHEDULE_EVENT, host=None, finished=True,
                     result="Success", started_at=started)
 
+            deciding = time.perf_counter()
             try:
-                hosts = await self.selector.select_and_claim(spec, on_claim=place)
+                with span("scheduler.select_and_claim", step="9-11"):
+                    hosts = await self.selector.select_and_claim(spec, on_claim=place)
             except InstanceGone:
+                _decided("gone", deciding)
                 LOG.info("instance %s was deleted before it was scheduled", instance_uuid)
                 continue
             except AlreadyPlaced as placed:
+                _decided("placed", deciding)
                 # The scheduler that placed it may have died before the cast: send it again
                 # (a host ignores a build it has already taken up).
                 await self.agents.build_and_run_instance(ctx, placed.host, instance_uuid, [])
                 continue
             except NoValidHost as exc:
+                _decided("no_valid_host", deciding)
+                BOOTS.labels("no_valid_host").inc()
                 LOG.warning("no valid host for %s: %s", instance_uuid, exc)
                 async with self.runtime.service() as svc:
                     instance = await svc.instances.get(instance_uuid, include_deleted=True)
@@ -101,6 +114,7 @@ class SchedulerManager:
                         finished=True, result="Error", details=str(exc), started_at=started)
                     await svc.instances.finish_action(instance_uuid, ctx.request_id, "Error")
                 continue
+            _decided("placed", deciding)
             chosen, alternates = hosts[0], hosts[1:]
             await self.agents.build_and_run_instance(ctx, chosen, instance_uuid, alternates)
 

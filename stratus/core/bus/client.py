@@ -37,10 +37,17 @@ from stratus.core.bus.envelope import (
     encode_request,
     new_message_id,
 )
-from stratus.core.bus.errors import InvalidTarget, MessagingTimeout, allow_list, remote_error
+from stratus.core.bus.errors import (
+    DeliveryFailed,
+    InvalidTarget,
+    MessagingTimeout,
+    allow_list,
+    remote_error,
+)
 from stratus.core.bus.target import Target
 from stratus.core.bus.transport.base import QueueSpec, Transport
 from stratus.core.context import RequestContext
+from stratus.core.metrics import BUS_CALL_DURATION, BUS_SEND_ERRORS, BUS_SENT, child
 from stratus.core.tracing import REQUEST_ID_ATTRIBUTE, span
 
 DEFAULT_CALL_TIMEOUT = 60.0
@@ -156,8 +163,13 @@ class RPCClient:
         with _sending(f"bus.cast {self.target}.{method}", SpanKind.PRODUCER,
                       lambda: self._span_attributes(ctx, msg_id)) as carrier:
             body = self._encode("cast", msg_id, ctx, method, kwargs, carrier)
-            await self.transport.send(self._cast_queue, body, msg_id=msg_id,
-                                      give_up_after=self.send_timeout)
+            try:
+                await self.transport.send(self._cast_queue, body, msg_id=msg_id,
+                                          give_up_after=self.send_timeout)
+            except DeliveryFailed:
+                child(BUS_SEND_ERRORS, "cast", self.target.topic, "delivery").inc()
+                raise
+        child(BUS_SENT, "cast", self.target.topic, method).inc()
 
     async def fanout(self, ctx: RequestContext, method: str, /, **kwargs: Any) -> None:
         """Send ``method(**kwargs)`` to every live server of the target's topic."""
@@ -168,8 +180,13 @@ class RPCClient:
         with _sending(f"bus.fanout {self.target.topic}.{method}", SpanKind.PRODUCER,
                       lambda: self._span_attributes(ctx, msg_id)) as carrier:
             body = self._encode("fanout", msg_id, ctx, method, kwargs, carrier)
-            await self.transport.send_fanout(self.target.topic, body, msg_id=msg_id,
-                                             give_up_after=self.send_timeout)
+            try:
+                await self.transport.send_fanout(self.target.topic, body, msg_id=msg_id,
+                                                 give_up_after=self.send_timeout)
+            except DeliveryFailed:
+                child(BUS_SEND_ERRORS, "fanout", self.target.topic, "delivery").inc()
+                raise
+        child(BUS_SENT, "fanout", self.target.topic, method).inc()
 
     async def _reply_address(self, deadline: float) -> str:
         loop = asyncio.get_running_loop()
@@ -189,6 +206,8 @@ class RPCClient:
         timeout = self.timeout
         deadline = loop.time() + timeout
         msg_id = new_message_id()
+        topic = self.target.topic
+        started = time.perf_counter()
         with _sending(f"bus.call {self.target}.{method}", SpanKind.CLIENT,
                       lambda: self._span_attributes(ctx, msg_id)) as carrier:
             body = self._encode("call", msg_id, ctx, method, kwargs, carrier,
@@ -199,15 +218,22 @@ class RPCClient:
                 await transport.send(
                     self._call_queue, body, msg_id=msg_id, ttl=timeout,
                     give_up_after=max(0.001, deadline - loop.time()))
+                child(BUS_SENT, "call", topic, method).inc()
                 async with asyncio.timeout(max(0.0, deadline - loop.time())):
                     raw = await future
             except TimeoutError:
+                child(BUS_SEND_ERRORS, "call", topic, "timeout").inc()
                 raise MessagingTimeout(
                     f"no reply to {method} from {self.target} within {timeout:g}s") from None
+            except DeliveryFailed:
+                child(BUS_SEND_ERRORS, "call", topic, "delivery").inc()
+                raise
             finally:
                 transport.forget_reply(msg_id)
             reply = decode_reply(raw)
+        child(BUS_CALL_DURATION, topic, method).observe(time.perf_counter() - started)
         if reply.ok:
             return reply.result
         assert reply.error is not None
+        child(BUS_SEND_ERRORS, "call", topic, "remote").inc()
         raise remote_error(reply.error.type, reply.error.message, self.errors)

@@ -57,8 +57,15 @@ from stratus.core.bus.errors import (
 )
 from stratus.core.bus.target import Target
 from stratus.core.bus.transport.base import Incoming, QueueSpec, Subscription, Transport
-from stratus.core.context import RequestContext, reset_request_id, set_request_id
+from stratus.core.context import (
+    RequestContext,
+    reset_instance,
+    reset_request_id,
+    set_instance,
+    set_request_id,
+)
 from stratus.core.exceptions import StratusError
+from stratus.core.metrics import BUS_HANDLED, BUS_IN_FLIGHT, UNKNOWN_METHOD, child
 from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
@@ -90,6 +97,7 @@ class RPCServer:
         self._subscriptions: list[Subscription] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._running = False
+        self._in_flight_gauge = BUS_IN_FLIGHT.labels(target.topic)
 
     @property
     def running(self) -> bool:
@@ -164,6 +172,14 @@ class RPCServer:
         task.add_done_callback(self._inflight.discard)
 
     async def _handle(self, incoming: Incoming) -> None:
+        gauge = self._in_flight_gauge
+        gauge.inc()
+        try:
+            await self._handle_one(incoming)
+        finally:
+            gauge.dec()
+
+    async def _handle_one(self, incoming: Incoming) -> None:
         try:
             request = decode_request(incoming.body)
         except InvalidMessage as exc:
@@ -179,16 +195,26 @@ class RPCServer:
                 LOG.error("bus: invalid message on %s%s sent to the dead-letter queue: %s",
                           incoming.queue.name, named, exc)
             await _settle(incoming.reject)
+            self._count(incoming.queue.kind, UNKNOWN_METHOD, "invalid")
             return
         ctx = request.context.to_context()
         token = set_request_id(ctx.request_id)
+        instance_token = set_instance(_instance_of(request.args))
+        outcome = "error"
         try:
             if request.kind == "call":
-                await self._handle_call(request, ctx, incoming)
+                outcome = await self._handle_call(request, ctx, incoming)
             else:
-                await self._handle_cast(request, ctx, incoming)
+                outcome = await self._handle_cast(request, ctx, incoming)
         finally:
+            method = (request.method if request.method in self.dispatcher.endpoints
+                      else UNKNOWN_METHOD)
+            self._count(request.kind, method, outcome)
+            reset_instance(instance_token)
             reset_request_id(token)
+
+    def _count(self, kind: str, method: str, outcome: str) -> None:
+        child(BUS_HANDLED, kind, self.target.topic, method, outcome).inc()
 
     async def _answer_invalid(self, doc: dict[str, Any], exc: InvalidMessage) -> None:
         """Tell the caller of an invalid call why, when the message says who it is."""
@@ -216,23 +242,26 @@ class RPCServer:
                 otel_context.detach(parent)
 
     async def _handle_call(self, request: Request, ctx: RequestContext,
-                           incoming: Incoming) -> None:
+                           incoming: Incoming) -> str:
         if request.expires is not None and request.expires < time.time():
             LOG.info("bus: skipping %s: its caller stopped waiting", describe(request))
             await _settle(incoming.ack)
-            return
+            return "expired"
+        outcome = "ok"
         try:
             body = encode_result(request.id, await self._run(request, ctx,
                                                              incoming.queue.name))
         except Exception as exc:
             _log_failure(request, exc, "answered with an error")
             body = encode_error(request.id, type(exc).__name__, str(exc))
+            outcome = "rejected" if isinstance(exc, _NEVER_RETRY) else "error"
         if request.reply_to:
             await self.transport.send_reply(request.reply_to, body, msg_id=request.id)
         await _settle(incoming.ack)
+        return outcome
 
     async def _handle_cast(self, request: Request, ctx: RequestContext,
-                           incoming: Incoming) -> None:
+                           incoming: Incoming) -> str:
         prior = self._recent.get(request.id)
         if prior is not None:
             handled = await asyncio.shield(prior) if not prior.done() else prior.result()
@@ -240,7 +269,7 @@ class RPCServer:
                 LOG.info("bus: %s was already handled here; acknowledged without running it "
                          "again", describe(request))
                 await _settle(incoming.ack)
-                return
+                return "duplicate"
         marker: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._remember(request.id, marker)
         try:
@@ -250,12 +279,15 @@ class RPCServer:
             LOG.error("bus: %s cannot be handled (%s: %s); sent to the dead-letter queue",
                       describe(request), type(exc).__name__, exc)
             await _settle(incoming.reject)
+            return "rejected"
         except Exception as exc:
             marker.set_result(False)
             await self._failed(request, incoming, exc)
+            return "error"
         else:
             marker.set_result(True)
             await _settle(incoming.ack)
+            return "ok"
         finally:
             if not marker.done():  # cancelled (stop): the message goes back to the queue
                 marker.set_result(False)
@@ -280,6 +312,24 @@ class RPCServer:
         recent.move_to_end(msg_id)
         while len(recent) > self._dedupe_window:
             recent.popitem(last=False)
+
+
+def _instance_of(args: dict[str, Any]) -> str | None:
+    """The instance a message is about, for its log lines: its ``instance_uuid`` argument,
+    or that of the request or claim it carries (one instance only)."""
+    uuid = args.get("instance_uuid")
+    if isinstance(uuid, str):
+        return uuid
+    for name in ("request", "claim"):
+        inner = args.get(name)
+        if isinstance(inner, dict):
+            uuid = inner.get("instance_uuid")
+            if isinstance(uuid, str):
+                return uuid
+            uuids = inner.get("instance_uuids")
+            if isinstance(uuids, list) and len(uuids) == 1 and isinstance(uuids[0], str):
+                return uuids[0]
+    return None
 
 
 def _peek(body: bytes) -> dict[str, Any]:

@@ -7,12 +7,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRouter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from stratus.core.context import set_instance
 from stratus.core.exceptions import StratusError
 from stratus.core.web.errors import ErrorStyle
 from stratus.core.web.microversions import MicroversionMiddleware, VersionRange
@@ -41,6 +42,14 @@ def describe_validation_error(exc: RequestValidationError) -> str:
         where = ".".join(location) or "body"
         parts.append(f"Invalid input for field '{where}': {error.get('msg', 'invalid value')}")
     return "; ".join(parts) or "Invalid request."
+
+
+async def _name_instance(request: Request) -> None:
+    """A request about a server names it for its log lines (``{server_id}`` in the route).
+    Async, so it runs in the request's own context rather than a worker thread's copy."""
+    server_id = request.path_params.get("server_id")
+    if isinstance(server_id, str):
+        set_instance(server_id)
 
 
 def _fastapi_options() -> dict[str, Any]:
@@ -78,6 +87,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
+        dependencies=[Depends(_name_instance)],
         **_fastapi_options(),
     )
     for key, value in (state or {}).items():

@@ -1,7 +1,8 @@
 """ASGI middleware every API runs behind.
 
 ``RequestMiddleware`` gives each request its ``req-<uuid>`` id (echoed in
-``x-openstack-request-id``), opens its span, logs one line per request, and turns any
+``x-openstack-request-id``), opens its span, logs one line per request, records it in the
+process's metrics (by route template, never the raw path), and turns any
 unhandled exception into a 500 in the API's error style (a database too busy to lend a
 connection within its pool timeout into a 503 with ``Retry-After``: the client may retry).
 ``BodySizeLimitMiddleware`` refuses bodies larger than the configured limit with a 413,
@@ -14,15 +15,20 @@ import logging
 import time
 from collections.abc import Iterable
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stratus.core import tracing
+from stratus.core import metrics, tracing
 from stratus.core.context import (
+    current_instance,
     generate_request_id,
     is_request_id,
+    reset_instance,
     reset_request_id,
+    set_instance,
     set_request_id,
 )
 from stratus.core.db import BUSY_ERRORS
@@ -35,6 +41,28 @@ BUSY_RETRY_AFTER = 2
 
 REQUEST_ID_HEADER = b"x-openstack-request-id"
 
+#: Methods a metric names; any other a client sends is counted as ``other``.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _TraceHeaders(dict[str, str]):
+    """The ASGI headers as the propagator reads them (``traceparent``, ``tracestate``)."""
+
+    def __init__(self, headers: dict[bytes, bytes]) -> None:
+        super().__init__((k.decode("latin-1"), headers[k].decode("latin-1"))
+                         for k in (b"traceparent", b"tracestate") if k in headers)
+
+
+def route_template(scope: Scope, outer: object = None) -> str:
+    """The template of the route that took the request (``/v2.1/servers/{server_id}``), or
+    ``unmatched``: a metric label, so never the raw path with its ids. ``outer``: the route
+    the scope held when the request reached this app (the mount of the app itself)."""
+    route = scope.get("route")
+    if route is outer:
+        return metrics.UNMATCHED_ROUTE
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else metrics.UNMATCHED_ROUTE
+
 
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, *, style: ErrorStyle, service: str,
@@ -43,6 +71,7 @@ class RequestMiddleware:
         self.style = style
         self.service = service
         self.extra_headers = [h.lower().encode() for h in extra_request_id_headers]
+        self.in_progress = metrics.API_IN_PROGRESS.labels(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,6 +85,8 @@ class RequestMiddleware:
         scope["state"]["request_id"] = request_id
         scope["state"]["global_request_id"] = global_request_id
         token = set_request_id(request_id)
+        instance_token = set_instance(None)
+        outer_route = scope.get("route")
         method = scope["method"]
         path = scope["path"]
         started = time.perf_counter()
@@ -71,6 +102,11 @@ class RequestMiddleware:
                 message["headers"] = list(message.get("headers", [])) + id_headers
             await send(message)
 
+        self.in_progress.inc()
+        # A caller's W3C trace context (another service's, or a client's): this request's
+        # spans join its trace.
+        parent = (otel_context.attach(propagate.extract(_TraceHeaders(headers)))
+                  if b"traceparent" in headers else None)
         try:
             with tracing.span(
                 f"{self.service} {method}",
@@ -99,13 +135,26 @@ class RequestMiddleware:
                              "your request."
                     )
                     await response(scope, receive, send_with_id)
-                current.set_attribute("http.status_code", status_holder["status"])
+                finally:
+                    status = status_holder["status"]
+                    elapsed = time.perf_counter() - started
+                    current.set_attribute("http.status_code", status)
+                    template = route_template(scope, outer_route)
+                    current.set_attribute("http.route", template)
+                    instance = current_instance()
+                    if instance is not None:  # named by the route or the handler
+                        current.set_attribute(tracing.INSTANCE_ATTRIBUTE, instance)
+                    metrics.child(metrics.API_REQUESTS, self.service,
+                                  method if method in _METHODS else "other", template,
+                                  str(status)).observe(elapsed)
+                    # Inside the span, so the line carries its trace id.
+                    LOG.info("%s %s status: %s time: %.4f%s", method, path, status, elapsed,
+                             f" global: {global_request_id}" if global_request_id else "")
         finally:
-            LOG.info(
-                "%s %s status: %s time: %.4f%s",
-                method, path, status_holder["status"], time.perf_counter() - started,
-                f" global: {global_request_id}" if global_request_id else "",
-            )
+            if parent is not None:
+                otel_context.detach(parent)
+            self.in_progress.dec()
+            reset_instance(instance_token)
             reset_request_id(token)
 
 

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
 from stratus.core.exceptions import UnsupportedMediaType
+from stratus.core.metrics import IMAGE_BYTES, counting
 from stratus.image.api.deps import CallerDep, Runtime
 from stratus.image.data import ByteRange
 from stratus.image.errors import RangeNotSatisfiable
@@ -62,6 +63,9 @@ async def upload(image_id: str, request: Request, runtime: Runtime,
     return Response(status_code=204)
 
 
+DOWNLOADED = IMAGE_BYTES.labels("downloaded")
+
+
 @router.get("/images/{image_id}/file")
 async def download(image_id: str, request: Request, runtime: Runtime,
                    caller: CallerDep) -> Response:
@@ -82,6 +86,6 @@ async def download(image_id: str, request: Request, runtime: Runtime,
                                     f"/{data.size}")
     elif data.checksum:
         headers["Content-MD5"] = data.checksum
-    return StreamingResponse(data.reader.chunks(), status_code=status, headers=headers,
-                             media_type="application/octet-stream",
+    return StreamingResponse(counting(data.reader.chunks(), DOWNLOADED), status_code=status,
+                             headers=headers, media_type="application/octet-stream",
                              background=BackgroundTask(data.reader.aclose))

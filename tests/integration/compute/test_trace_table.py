@@ -1,0 +1,107 @@
+"""A boot's spans as the seeds' step table: the cloud built as ``stratus up`` builds it (fake
+driver), its spans kept in a span store as the CLI's processes keep them, and the table of
+the server read back as ``stratus trace`` reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from stratus.cli.trace import as_json, as_lines, seed_coverage, table
+from stratus.core.spanstore import SpanStore, SpanStoreExporter
+from tests.integration.clouds import CloudStarter, TestCloud
+
+UNITS = ("identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent",
+         "network-api", "volume-api")
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[TestCloud]:
+    starter = CloudStarter("sqlite+aiosqlite:///" + str(tmp_path / "cloud.db"), tmp_path,
+                           "trace-admin-pw")
+    try:
+        yield await starter.start(TestCloud, UNITS, f"memory://trace-{uuid.uuid4().hex[:8]}",
+                                  network={"backend": "noop"})
+    finally:
+        await starter.aclose()
+
+
+def order_of(steps: list[str], *wanted: str) -> list[int]:
+    return [steps.index(step) for step in wanted]
+
+
+async def test_a_boot_reads_as_the_seed_table(cloud: TestCloud, tmp_path: Path,
+                                              span_exporter: InMemorySpanExporter) -> None:
+    client, admin = cloud.client, cloud.admin.headers
+    network = (await client.post("/network/v2.0/networks", headers=admin, json={
+        "network": {"name": "net"}})).json()["network"]
+    subnet = await client.post("/network/v2.0/subnets", headers=admin, json={"subnet": {
+        "network_id": network["id"], "cidr": "10.9.0.0/24", "ip_version": 4}})
+    assert subnet.status_code == 201, subnet.text
+    image = (await client.post("/image/v2/images", headers=admin, json={
+        "name": "tiny", "disk_format": "raw", "container_format": "bare"})).json()
+    await client.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 1024,
+                     headers={**admin, "Content-Type": "application/octet-stream"})
+    span_exporter.clear()
+
+    started = time.monotonic()
+    created = await client.post("/compute/v2.1/servers", headers=admin, json={"server": {
+        "name": "traced", "imageRef": image["id"], "flavorRef": "1",
+        "networks": [{"uuid": network["id"]}]}})
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    while (server := (await client.get(f"/compute/v2.1/servers/{server_id}",
+                                       headers=admin)).json()["server"])["status"] != "ACTIVE":
+        assert server["status"] == "BUILD", server
+        assert time.monotonic() - started < 30
+        await asyncio.sleep(0.02)
+    client_ms = (time.monotonic() - started) * 1000
+    await asyncio.sleep(0.1)  # the agent's handler ends just after the ACTIVE commit
+
+    store = SpanStore(tmp_path / "spans")
+    SpanStoreExporter(store).export(span_exporter.get_finished_spans())
+    rows = table(store.trace(store.traces_of(server_id)))
+    store.close()
+
+    request_id = created.headers["x-openstack-request-id"]
+    create = [r for r in rows if r.trace_id == rows[0].trace_id]
+    assert rows[0].what == "POST /v2.1/servers" and rows[0].step == "4,7"
+    assert rows[0].source == "client" and rows[0].outcome == "202"
+    steps = [r.step for r in create]
+    # The flow in the seed's order: the API's row, cast, the scheduler's choice and cast,
+    # the host taking the build up through the conductor, the network, the driver, ACTIVE.
+    assert order_of(steps, "4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17",
+                    "26", "43-44", "45", "46-47") == sorted(
+        order_of(steps, "4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17",
+                 "26", "43-44", "45", "46-47"))
+    units = {r.unit for r in create}
+    assert units >= {"compute-api", "scheduler", "compute-agent", "conductor", "network-api",
+                     "image-api"}
+    # One trace: the bus envelope and the HTTP headers carried it everywhere.
+    assert {r.trace_id for r in create} == {rows[0].trace_id}
+    # The spans fit in the time the client measured, POST to ACTIVE.
+    (activating,) = [r for r in create if r.step == "45"]
+    assert activating.start_ms <= client_ms
+    assert max(r.start_ms + r.duration_ms for r in create) <= client_ms + 500
+    polls = [r for r in rows if r.step == "55-58"]
+    assert polls and all(r.trace_id != rows[0].trace_id for r in polls)
+    seen, missing = seed_coverage(rows)
+    # Without the DHCP and L2 agents (noop networking), Ceph or a guest asking for its
+    # metadata: 34 of the seed's 58 steps.
+    assert len(seen) >= 34, (seen, as_lines(server_id, rows))
+    assert {38, 43, 44, 45, 46, 47} <= set(seen)
+    assert missing[49] == "no Ceph here"
+    document = as_json(server_id, rows)
+    assert document["traces"][0] == rows[0].trace_id
+    assert document["steps"][0]["what"] == "POST /v2.1/servers"
+    assert any(r.trace_id == rows[0].trace_id for r in rows)
+    assert request_id  # the create's request id names the same trace
+    store = SpanStore(tmp_path / "spans")
+    assert store.traces_of(request_id)[0] == rows[0].trace_id
+    store.close()
