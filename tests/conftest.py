@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import URL, make_url
 
+from tests.ceph_cluster import ceph_cluster  # noqa: F401 - the run's Ceph, for every test
+
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 # Unset, the driver is chosen by what the machine has (libvirt here): tests run the fake
@@ -51,6 +53,10 @@ def _skipped_reports(config: pytest.Config) -> list[pytest.TestReport]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.ceph_cluster import is_controller, stop_cluster
+
+    if is_controller(session.config):  # after every worker: the run's Ceph stops
+        stop_cluster()
     if in_ci() and _skipped_reports(session.config) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
