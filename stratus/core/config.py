@@ -254,8 +254,14 @@ class VolumeSettings(BaseModel):
     """The block storage service (Block Storage v3): volume-api and volume-managers."""
 
     database_url: str | None = None
-    #: Where volumes live: ``file`` (raw files made with ``qemu-img``).
-    backend: str = Field("file", pattern="^(file)$")
+    #: Where volumes live: ``file`` (raw files made with ``qemu-img``) or ``rbd`` (RBD
+    #: images ``volume-<id>`` in ``rbd_pool`` of the ``ceph`` cluster).
+    backend: str = Field("file", pattern="^(file|rbd)$")
+    rbd_pool: str = "volumes"
+    #: Clones of clones deeper than this are flattened (Cinder's ``rbd_max_clone_depth``).
+    rbd_max_clone_depth: int = Field(5, ge=0)
+    #: The libvirt secret holding ``ceph.user``'s key on compute hosts (connection info).
+    rbd_secret_uuid: str | None = None
     #: The file backend's directory; default ``<data_dir>/volumes``.
     volumes_dir: Path | None = None
     #: This volume-manager's host name; default the machine's.
