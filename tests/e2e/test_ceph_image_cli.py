@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,77 @@ def test_image_create_save_and_delete_on_rbd(cloud: Cloud, admin_ioctx: Any,
         rbd.RBD().remove(admin_ioctx, clone)
     cloud.openstack("image", "delete", name)
     assert not [n for n in rbd.RBD().list(admin_ioctx) if image_id in n]
+
+
+@pytest.fixture
+def ceph_cloud(tmp_path: Path, ceph_cluster: DevCluster) -> Iterator[Cloud]:
+    env = {k: v for k, v in ceph_cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+    with running_cloud(tmp_path, None, STRATUS_IMAGE__STORE="rbd",
+                       STRATUS_VOLUME__BACKEND="rbd", STRATUS_VOLUME__HOST="storage",
+                       **env) as instance:
+        yield instance
+
+
+def _wait(cloud: Cloud, kind: list[str], name: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        shown: dict[str, Any] = cloud.openstack_json(*kind, "show", name)
+        if shown["status"] == status:
+            return shown
+        assert shown["status"] not in ("error", "error_deleting"), (shown, cloud.log()[-3000:])
+        assert time.monotonic() < deadline, f"{name} stuck in {shown['status']}"
+        time.sleep(0.2)
+
+
+def _gone(cloud: Cloud, *kind: str) -> None:
+    deadline = time.monotonic() + 60
+    while cloud.openstack_json(*kind, "list"):
+        assert time.monotonic() < deadline, f"{kind} not deleted"
+        time.sleep(0.2)
+
+
+def test_volumes_on_rbd_clone_the_image_and_hold_it(ceph_cloud: Cloud, admin_ioctx: Any,
+                                                    ceph_cluster: DevCluster,
+                                                    tmp_path: Path) -> None:
+    import rados
+    import rbd
+
+    cloud = ceph_cloud
+    source = tmp_path / "disk.raw"
+    source.write_bytes(b"BOOT" * (MiB // 4) + bytes(15 * MiB))
+    image = cloud.openstack_json("image", "create", "--file", str(source), "--disk-format",
+                                 "raw", "--container-format", "bare", "base")
+    cloud.openstack("volume", "create", "--image", "base", "--size", "1", "vol")
+    volume = _wait(cloud, ["volume"], "vol", "available")
+    assert volume["bootable"] in (True, "true")
+    with rados.Rados(conffile=str(ceph_cluster.conf), rados_id="admin",
+                     conf={"keyring": str(ceph_cluster.admin_keyring)}) as conn, \
+            conn.open_ioctx("volumes") as volumes:
+        with rbd.Image(volumes, f"volume-{volume['id']}", read_only=True) as disk:
+            parent = disk.get_parent_image_spec()  # a clone: no bytes were copied
+            assert (parent["pool_name"], parent["image_name"], parent["snap_name"]) == (
+                "images", image["id"], "snap")
+            assert disk.size() == 1 << 30 and disk.read(0, 8) == b"BOOTBOOT"
+        cache = cloud.data_dir / "volume-image-cache"
+        assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
+        cloud.openstack("volume", "snapshot", "create", "--volume", "vol", "snap")
+        _wait(cloud, ["volume", "snapshot"], "snap", "available")
+        cloud.openstack("volume", "create", "--snapshot", "snap", "--size", "2", "vol2")
+        second = _wait(cloud, ["volume"], "vol2", "available")
+        with rbd.Image(volumes, f"volume-{second['id']}", read_only=True) as disk:
+            assert disk.get_parent_image_spec()["image_name"] == f"volume-{volume['id']}"
+            assert disk.size() == 2 << 30 and disk.read(0, 8) == b"BOOTBOOT"
+
+        refused = cloud.openstack("image", "delete", "base", check=False)
+        assert refused.returncode != 0 and "in use" in refused.stderr, refused.stderr
+
+        cloud.openstack("volume", "delete", "vol2")
+        cloud.openstack("volume", "snapshot", "delete", "snap")
+        _gone(cloud, "volume", "snapshot")
+        cloud.openstack("volume", "delete", "vol")
+        _gone(cloud, "volume")
+        cloud.openstack("image", "delete", "base")
+        assert not [n for n in rbd.RBD().list(volumes)
+                    if volume["id"] in n or second["id"] in n]
+    assert not [n for n in rbd.RBD().list(admin_ioctx) if image["id"] in n]
