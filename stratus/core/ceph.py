@@ -17,6 +17,7 @@ and the monitors' configuration, never the key).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import logging
@@ -97,9 +98,11 @@ class Ceph:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        except (self.rados.TimedOut, self.rados.ConnectionShutdown) as exc:
-            raise CephUnavailable(f"Ceph did not answer: {type(exc).__name__} "
-                                  f"{_errno_text(exc)}") from exc
+        except (self.rados.Error, self.rbd.Error) as exc:
+            if not _unreachable(exc):
+                raise
+            raise CephUnavailable(f"Ceph did not answer in time (monitors or OSDs down?): "
+                                  f"{type(exc).__name__} {_errno_text(exc)}") from exc
 
     def ioctx(self, pool: str) -> Any:
         """The I/O context of ``pool`` (blocking: call it inside ``run``)."""
@@ -149,9 +152,22 @@ class Ceph:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: What librados/librbd report when the cluster cannot be reached (op timeouts, shutdown).
+_UNREACHABLE = {errno.ETIMEDOUT, errno.ESHUTDOWN, errno.ENOTCONN, errno.ECONNREFUSED,
+                errno.EINTR}
+
+
+def _unreachable(exc: Exception) -> bool:
+    code = getattr(exc, "errno", None)
+    if code is not None and abs(int(code)) in _UNREACHABLE:
+        return True
+    return type(exc).__name__ in ("TimedOut", "Timeout", "ConnectionShutdown",
+                                  "InterruptedOrTimeoutError")
+
+
 def _errno_text(exc: Exception) -> str:
-    errno = getattr(exc, "errno", None)
-    return f"(errno {errno})" if errno is not None else ""
+    code = getattr(exc, "errno", None)
+    return f"(errno {code})" if code is not None else ""
 
 
 _connections: dict[tuple[str, str, str], Ceph] = {}
