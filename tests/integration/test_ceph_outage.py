@@ -49,8 +49,8 @@ async def test_osd_down_is_a_503_and_recovery_needs_nothing(
 
             osd = next(pid for pid, name in cluster.pids().items() if name == "osd.0")
             os.kill(osd, signal.SIGTERM)
-            while osd in cluster.pids():
-                await asyncio.sleep(0.1)  # noqa: ASYNC110 - polling a process list
+            while osd in cluster.pids():  # noqa: ASYNC110 - polling a process list
+                await asyncio.sleep(0.1)
             lost = str(uuid.uuid4())
             started = time.monotonic()
             with pytest.raises(CephUnavailable) as refused:
