@@ -207,6 +207,11 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
            "--network-backend", help="noop or linuxbridge [default: linuxbridge when root "
                                      "with dnsmasq installed, else noop].")
        ] = None,
+       storage: Annotated[str | None, typer.Option(
+           "--storage", help="file, or ceph: images in RBD (pool images) and volumes in RBD "
+                             "(pool volumes) of the cluster of ceph.conf (settings ceph.*; "
+                             "else the one `stratus ceph up` made in DATA_DIR/ceph).")
+       ] = None,
        verbose: Annotated[bool, typer.Option(
            "--verbose", "-v", help="Log to the console too (the log is always in "
                                    "DIR/stratus.log).")
@@ -215,6 +220,8 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
     from stratus.units import UNITS
 
     settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose)
+    if storage is not None:
+        _choose_storage(settings, storage)
     if virt_driver is not None:
         if virt_driver not in ("fake", "libvirt"):
             console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
@@ -238,6 +245,40 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
         settings.network.backend = network_backend
     after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
     asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+
+
+def _choose_storage(settings: Settings, storage: str) -> None:
+    """``--storage``: ``file`` (the embedded default) or ``ceph`` (image store and volume
+    backend ``rbd`` at once); says which cluster, or why Ceph cannot be used, and exits."""
+    if storage == "file":
+        settings.image.store, settings.volume.backend = "file", "file"
+        return
+    if storage != "ceph":
+        console.print(f"[red]Unknown storage {storage!r}.[/] Use file or ceph.")
+        raise typer.Exit(2)
+    from stratus.core.ceph import CephUnavailable, bindings
+
+    try:
+        bindings()
+    except CephUnavailable as exc:
+        console.print(f"[red]--storage ceph:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    ceph = settings.ceph
+    if "conf" not in ceph.model_fields_set and not ceph.conf.exists():
+        # No cluster configured: the development cluster of `stratus ceph up`, if made.
+        dev = settings.data_dir / "ceph"
+        if (dev / "ceph.conf").exists():
+            ceph.conf = dev / "ceph.conf"
+            ceph.keyring = dev / "ceph.client.stratus.keyring"
+    if not ceph.conf.exists():
+        console.print(f"[red]--storage ceph: no Ceph configuration at {ceph.conf}.[/] Set "
+                      "STRATUS_CEPH__CONF (and __KEYRING), or run `stratus ceph up`.",
+                      highlight=False)
+        raise typer.Exit(2)
+    settings.image.store, settings.volume.backend = "rbd", "rbd"
+    console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: images in RBD pool "
+                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}",
+                  markup=False, highlight=False)
 
 
 async def _publish_test_image(settings: Settings) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from stratus.cli.ceph import DevCluster
-from tests.e2e.cloud import Cloud, running_cloud
+from tests.e2e.cloud import Cloud, base_env, free_port, running_cloud
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +78,16 @@ def test_image_create_save_and_delete_on_rbd(cloud: Cloud, admin_ioctx: Any,
 
 @pytest.fixture
 def ceph_cloud(tmp_path: Path, ceph_cluster: DevCluster) -> Iterator[Cloud]:
+    """``stratus up --storage ceph``: image store and volume backend on RBD at once."""
     env = {k: v for k, v in ceph_cluster.env().items() if k.startswith("STRATUS_CEPH__")}
-    with running_cloud(tmp_path, None, STRATUS_IMAGE__STORE="rbd",
-                       STRATUS_VOLUME__BACKEND="rbd", STRATUS_VOLUME__HOST="storage",
-                       **env) as instance:
+    instance = Cloud(tmp_path / "data", free_port(),
+                     base_env(STRATUS_VOLUME__HOST="storage", **env),
+                     args=["up", "--storage", "ceph"])
+    instance.start()
+    try:
         yield instance
+    finally:
+        instance.stop()
 
 
 def _wait(cloud: Cloud, kind: list[str], name: str, status: str) -> dict[str, Any]:
@@ -110,6 +115,8 @@ def test_volumes_on_rbd_clone_the_image_and_hold_it(ceph_cloud: Cloud, admin_ioc
     import rbd
 
     cloud = ceph_cloud
+    assert f"Storage: Ceph of {ceph_cluster.conf} as client.stratus" in cloud.console()
+    assert "volume backend   rbd: pool volumes" in cloud.log()
     source = tmp_path / "disk.raw"
     source.write_bytes(b"BOOT" * (MiB // 4) + bytes(15 * MiB))
     image = cloud.openstack_json("image", "create", "--file", str(source), "--disk-format",

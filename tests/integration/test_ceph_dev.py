@@ -108,3 +108,16 @@ def test_up_env_down_restart_and_purge(tmp_path: Path) -> None:
     assert purge.returncode == 0, purge.stderr
     assert cluster.pids() == {}
     assert not directory.exists()
+
+
+def test_up_storage_ceph_without_a_cluster_says_how(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+    env.update({"STRATUS_CEPH__CONF": str(tmp_path / "absent.conf"),
+                "STRATUS_CONFIG_FILE": "/nonexistent"})
+    done = subprocess.run([str(Path(sys.executable).parent / "stratus"), "up", "--storage",
+                           "ceph", "--data-dir", str(tmp_path / "data")], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    message = " ".join(done.stderr.split())
+    assert f"no Ceph configuration at {tmp_path / 'absent.conf'}" in message
+    assert "stratus ceph up" in message
