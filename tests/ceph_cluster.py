@@ -2,11 +2,12 @@
 pytest-xdist worker.
 
 The first test that asks for ``ceph_cluster`` starts it under an exclusive file lock; the
-others find it healthy under the same lock and use it. The run's controller (the only process
-of a run without xdist) stops and removes it when the session ends, so one cluster start is
-paid per ``pytest`` run. The directory is fixed per checkout (under /tmp: the daemons' socket
-paths must stay short): a run that crashed leaves a cluster the next run either finds healthy
-and uses, or stops (its daemons are found by their command line) and makes afresh.
+others find it healthy under the same lock and use it. The controller of a run that used it
+(the only process of a run without xdist; see ``conftest.py``) stops and removes it when the
+session ends, so one cluster start is paid per ``pytest`` run. The directory is fixed per
+checkout (under /tmp: the daemons' socket paths must stay short): a run that crashed leaves
+a cluster the next run either finds healthy and uses, or stops (its daemons are found by their
+command line) and makes afresh.
 ``STRATUS_TEST_KEEP_CEPH=1`` leaves it running after the run (for quick re-runs).
 """
 
@@ -53,13 +54,9 @@ def stop_cluster() -> None:
         DevCluster(CEPH_TEST_DIR).down(purge=True)
 
 
-def is_controller(config: pytest.Config) -> bool:
-    """True in xdist's controller, or in a run without xdist."""
-    return not hasattr(config, "workerinput")
-
-
-@pytest.fixture(scope="session")
-def ceph_cluster() -> DevCluster:
+def cluster_for_tests() -> DevCluster:
+    """The ``ceph_cluster`` fixture's value (conftest.py): skipped locally, failed in CI,
+    when Ceph's packages or bindings are missing."""
     from tests.conftest import backend_unavailable
 
     missing = missing_programs()

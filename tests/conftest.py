@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
@@ -21,8 +22,6 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import URL, make_url
-
-from tests.ceph_cluster import ceph_cluster  # noqa: F401 - the run's Ceph, for every test
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -52,10 +51,36 @@ def _skipped_reports(config: pytest.Config) -> list[pytest.TestReport]:
     return list(reporter.stats.get("skipped", []))
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from tests.ceph_cluster import is_controller, stop_cluster
+#: Names this pytest run (set by its controller, inherited by xdist's workers): a worker that
+#: uses the run's Ceph leaves a marker under it, and only that run's controller stops Ceph.
+RUN_ID = "STRATUS_TEST_RUN_ID"
 
-    if is_controller(session.config):  # after every worker: the run's Ceph stops
+
+def ceph_run_marker() -> Path:
+    return Path(tempfile.gettempdir()) / f"stratus-ceph-run-{os.environ.get(RUN_ID, '')}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # a controller (or a run without xdist)
+        os.environ[RUN_ID] = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster() -> Any:
+    """The run's real single-node Ceph (``tests/ceph_cluster.py``), shared by all workers."""
+    from tests.ceph_cluster import cluster_for_tests
+
+    ceph_run_marker().touch()
+    return cluster_for_tests()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    marker = ceph_run_marker()
+    if not hasattr(session.config, "workerinput") and marker.exists():
+        # After every worker of a run that used Ceph: it stops.
+        from tests.ceph_cluster import stop_cluster
+
+        marker.unlink()
         stop_cluster()
     if in_ci() and _skipped_reports(session.config) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
