@@ -142,6 +142,9 @@ class Ceph:
         return found
 
     def close(self) -> None:
+        # Calls under way finish first (bounded by the op timeout): librados must not be
+        # shut down under a thread that uses it.
+        self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for ioctx in self._ioctxs.values():
                 ioctx.close()
@@ -149,7 +152,6 @@ class Ceph:
             if self._cluster is not None:
                 self._cluster.shutdown()
                 self._cluster = None
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 #: What librados/librbd report when the cluster cannot be reached (op timeouts, shutdown).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ class RbdWriter(StoreWriter):
         self._allocated = 0  # the RBD image's size
         self._committed = False
         self._done = False
+        #: librbd calls run in pool threads, and a cancelled await does not stop one: an
+        #: abort waits for a write under way before it closes the image.
+        self._lock = threading.Lock()
 
     @property
     def ceph(self) -> Ceph:
@@ -95,6 +99,11 @@ class RbdWriter(StoreWriter):
         self._image = rbd.Image(ioctx, self.name)
 
     def _write_chunk(self, data: bytes) -> None:
+        with self._lock:
+            if self._image is not None:  # else aborted already: drop the data
+                self._write_locked(data)
+
+    def _write_locked(self, data: bytes) -> None:
         end = self._size + len(data)
         if end > self._allocated:
             # Grow ahead in doubling steps (at least 64 objects): few resizes for any size.
@@ -118,9 +127,15 @@ class RbdWriter(StoreWriter):
             await self.ceph.run(self._write_chunk, piece)
 
     def _commit(self) -> str:
+        with self._lock:
+            return self._commit_locked()
+
+    def _commit_locked(self) -> str:
         rbd = self.ceph.rbd
+        if self._image is None:
+            raise ObjectMissing(f"The upload of {self.image_id} was aborted.")
         if self._buffer:
-            self._write_chunk(bytes(self._buffer))
+            self._write_locked(bytes(self._buffer))
             self._buffer.clear()
         self._image.resize(self._size)
         self._image.flush()
@@ -140,6 +155,10 @@ class RbdWriter(StoreWriter):
         return location
 
     def _abort(self) -> None:
+        with self._lock:
+            self._abort_locked()
+
+    def _abort_locked(self) -> None:
         if self._image is not None:
             with contextlib.suppress(Exception):
                 self._image.close()
@@ -163,11 +182,14 @@ class RbdReader(ObjectReader):
         self.offset = offset
         self.length = length
         self.chunk_size = max(chunk_size, MIN_READ)
+        #: A read under way in a pool thread; closing waits for it.
+        self._lock = threading.Lock()
 
     def _read(self, position: int, count: int) -> bytes:
-        if self._image is None:
-            return b""
-        return bytes(self._image.read(position, count))
+        with self._lock:
+            if self._image is None:
+                return b""
+            return bytes(self._image.read(position, count))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         position, remaining = self.offset, self.length
@@ -186,9 +208,10 @@ class RbdReader(ObjectReader):
             await self.aclose()
 
     def _close(self) -> None:
-        image, self._image = self._image, None
-        if image is not None:
-            image.close()
+        with self._lock:
+            image, self._image = self._image, None
+            if image is not None:
+                image.close()
 
     async def aclose(self) -> None:
         if self._image is not None:
