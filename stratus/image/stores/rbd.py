@@ -17,6 +17,7 @@ Every librbd call runs on the process's Ceph thread pool (``stratus.core.ceph``)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -42,6 +43,8 @@ LOG = logging.getLogger(__name__)
 
 SNAPSHOT = "snap"
 PARTIAL = ".partial"
+#: Chunk writes of one upload under way at once (each holds one chunk in memory).
+WRITE_DEPTH = 3
 #: Reads from RBD are at least this large: one request per object is what the OSDs like.
 MIN_READ = 4 << 20
 
@@ -78,13 +81,17 @@ class RbdWriter(StoreWriter):
         self.name = image_id + PARTIAL
         self._image: Any = None
         self._buffer = bytearray()
-        self._size = 0  # bytes written (or skipped as zeros) so far
+        self._size = 0  # bytes handed to writes (or skipped as zeros) so far
         self._allocated = 0  # the RBD image's size
         self._committed = False
         self._done = False
-        #: librbd calls run in pool threads, and a cancelled await does not stop one: an
-        #: abort waits for a write under way before it closes the image.
-        self._lock = threading.Lock()
+        #: Chunk writes under way (at most ``WRITE_DEPTH``): the next chunk is received while
+        #: earlier ones are written, and the OSD gets several objects at once.
+        self._pending: set[asyncio.Future[None]] = set()
+        #: librbd calls run in pool threads, and a cancelled await does not stop one: the
+        #: image is closed only once no write uses it (``_inflight``).
+        self._cond = threading.Condition()
+        self._inflight = 0
 
     @property
     def ceph(self) -> Ceph:
@@ -98,23 +105,58 @@ class RbdWriter(StoreWriter):
         rbd.RBD().create(ioctx, self.name, 0, order=self.store.order, old_format=False)
         self._image = rbd.Image(ioctx, self.name)
 
-    def _write_chunk(self, data: bytes) -> None:
-        with self._lock:
-            if self._image is not None:  # else aborted already: drop the data
-                self._write_locked(data)
+    def _use(self) -> Any:
+        with self._cond:
+            if self._image is not None:
+                self._inflight += 1
+            return self._image
 
-    def _write_locked(self, data: bytes) -> None:
-        end = self._size + len(data)
-        if end > self._allocated:
+    def _release(self) -> None:
+        with self._cond:
+            self._inflight -= 1
+            self._cond.notify_all()
+
+    def _write_at(self, data: bytes, offset: int, grow_to: int) -> None:
+        image = self._use()
+        if image is None:  # aborted already: drop the data
+            return
+        try:
+            if grow_to:
+                image.resize(grow_to)
+            if data.count(0) != len(data):  # all zeros: a hole, nothing written
+                image.write(data, offset)
+        except self.ceph.rbd.NoSpace as exc:
+            raise StoreFull("Image storage media is full.") from exc
+        finally:
+            self._release()
+
+    async def _dispatch(self, data: bytes) -> None:
+        offset = self._size
+        self._size += len(data)
+        grow_to = 0
+        if self._size > self._allocated:
             # Grow ahead in doubling steps (at least 64 objects): few resizes for any size.
-            self._allocated = max(end, self._allocated * 2, 64 * self.store.chunk_size)
-            self._image.resize(self._allocated)
-        if data.count(0) != len(data):
-            try:
-                self._image.write(data, self._size)
-            except self.ceph.rbd.NoSpace as exc:
-                raise StoreFull("Image storage media is full.") from exc
-        self._size = end
+            # The resize goes with the write, before any later one is started.
+            grow_to = max(self._size, self._allocated * 2, 64 * self.store.chunk_size)
+            self._allocated = grow_to
+            await self._drain()
+        while len(self._pending) >= WRITE_DEPTH:
+            done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                self._pending.discard(future)
+                future.result()
+        future = asyncio.ensure_future(self.ceph.run(self._write_at, data, offset, grow_to))
+        self._pending.add(future)
+        if grow_to:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait for every write under way; the first failure is raised."""
+        pending, self._pending = self._pending, set()
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def write(self, data: bytes) -> None:
         if self._done:
@@ -124,45 +166,49 @@ class RbdWriter(StoreWriter):
         while len(self._buffer) >= chunk:
             piece = bytes(self._buffer[:chunk])
             del self._buffer[:chunk]
-            await self.ceph.run(self._write_chunk, piece)
+            await self._dispatch(piece)
 
-    def _commit(self) -> str:
-        with self._lock:
-            return self._commit_locked()
+    def _close_image(self) -> None:
+        """Close the image once no write uses it; idempotent."""
+        with self._cond:
+            image, self._image = self._image, None
+            while self._inflight:
+                self._cond.wait()
+        if image is not None:
+            with contextlib.suppress(Exception):
+                image.close()
 
-    def _commit_locked(self) -> str:
+    def _finish(self) -> str:
         rbd = self.ceph.rbd
-        if self._image is None:
+        image = self._use()
+        if image is None:
             raise ObjectMissing(f"The upload of {self.image_id} was aborted.")
-        if self._buffer:
-            self._write_locked(bytes(self._buffer))
-            self._buffer.clear()
-        self._image.resize(self._size)
-        self._image.flush()
-        self._image.close()
-        self._image = None
+        try:
+            image.resize(self._size)
+            image.flush()
+        finally:
+            self._release()
+        self._close_image()
         ioctx = self.ceph.ioctx(self.store.pool)
         rbd.RBD().rename(ioctx, self.name, self.image_id)
         self._committed = True
-        with rbd.Image(ioctx, self.image_id) as image:
-            image.create_snap(SNAPSHOT)
-            image.protect_snap(SNAPSHOT)
+        with rbd.Image(ioctx, self.image_id) as renamed:
+            renamed.create_snap(SNAPSHOT)
+            renamed.protect_snap(SNAPSHOT)
         return str(RbdLocation(self.ceph.fsid, self.store.pool, self.image_id, SNAPSHOT))
 
     async def commit(self) -> str:
-        location = await self.ceph.run(self._commit)
+        if self._buffer:
+            tail = bytes(self._buffer)
+            self._buffer.clear()
+            await self._dispatch(tail)
+        await self._drain()
+        location = await self.ceph.run(self._finish)
         self._done = True
         return location
 
     def _abort(self) -> None:
-        with self._lock:
-            self._abort_locked()
-
-    def _abort_locked(self) -> None:
-        if self._image is not None:
-            with contextlib.suppress(Exception):
-                self._image.close()
-            self._image = None
+        self._close_image()
         self.store._remove(self.name)
         if self._committed:
             self.store._remove(self.image_id)
@@ -170,6 +216,8 @@ class RbdWriter(StoreWriter):
     async def abort(self) -> None:
         self._done = True
         self._buffer.clear()
+        with contextlib.suppress(Exception):
+            await self._drain()
         await self.ceph.run(self._abort)
 
 

@@ -121,8 +121,7 @@ async def test_abort_and_the_start_up_sweep_leave_nothing(
     await busy.start()  # stale, but open by a live upload: kept
     await busy.stop()
     assert _names(admin_ioctx, left) == [f"{left}.partial"]
-    await store.ceph.run(crashed._image.close)  # the uploading process dies
-    crashed._image = None
+    await store.ceph.run(crashed._close_image)  # the uploading process dies
     fresh = RbdStore(_ceph_settings(ceph_cluster), stale_upload_seconds=3600)
     await fresh.start()  # not stale yet: kept
     await fresh.stop()
