@@ -174,3 +174,36 @@ async def test_connection_info_is_cinders(backend: RbdBackend, ceph_cluster: Dev
         "auth_enabled": True, "auth_username": "stratus", "secret_type": "ceph",
         "secret_uuid": SECRET, "volume_id": "abc",
         "discard": True}}
+
+
+async def test_clones_deeper_than_the_limit_are_flattened(ceph_cluster: DevCluster,
+                                                          admin: Any) -> None:
+    import rbd
+
+    backend = RbdBackend(_settings(ceph_cluster), max_clone_depth=1)
+    await backend.start()
+    source, snapshot, child = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    store = RbdStore(_settings(ceph_cluster))
+    await store.start()
+    try:
+        image_id = str(uuid.uuid4())
+        writer = await store.writer(image_id)
+        await writer.write(b"D" * MiB)
+        location = await writer.commit()
+        assert await backend.clone_image(source, 1, location, "raw")  # depth 1: kept
+        with _image(admin, f"volume-{source}") as volume:
+            assert volume.get_parent_image_spec()["image_name"] == image_id
+        await backend.create_snapshot(snapshot, source)
+        await backend.create_volume_from_snapshot(child, 1, snapshot)  # depth 2: flattened
+        with _image(admin, f"volume-{child}") as volume:
+            with pytest.raises(rbd.ImageNotFound):
+                volume.get_parent_image_spec()
+            assert volume.read(0, 4) == b"DDDD"
+        await backend.delete_volume(child)
+        await backend.delete_snapshot(snapshot)
+        await backend.delete_volume(source)
+        await store.delete(location)
+        assert not _exists(admin, image_id, "images")
+    finally:
+        await store.stop()
+        await backend.stop()
