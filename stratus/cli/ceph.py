@@ -202,8 +202,13 @@ class DevCluster:
             raise CephDevError("the librados Python binding is missing: apt-get install "
                                "python3-rados, then make ceph-bindings") from exc
         cluster = rados.Rados(conffile=str(self.conf), rados_id="admin",
-                              conf={"keyring": str(self.admin_keyring)})
-        cluster.connect(timeout=int(timeout))
+                              conf={"keyring": str(self.admin_keyring),
+                                    "client_mount_timeout": str(int(timeout))})
+        try:
+            cluster.connect(timeout=int(timeout))
+        except BaseException:
+            cluster.shutdown()  # its threads would keep the process from exiting
+            raise
         return cluster
 
     @staticmethod

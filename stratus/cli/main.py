@@ -244,7 +244,13 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
             raise typer.Exit(2)
         settings.network.backend = network_backend
     after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
-    asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+    from stratus.core.ceph import CephUnavailable
+
+    try:
+        asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+    except CephUnavailable as exc:  # the configured cluster is down or refuses the key
+        console.print(f"[red]Stratus cannot start:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
 
 
 def _choose_storage(settings: Settings, storage: str) -> None:

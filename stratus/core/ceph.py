@@ -73,7 +73,10 @@ class Ceph:
         self.users = 0
 
     def _connect(self) -> None:
-        conf: dict[str, str] = {"rados_mon_op_timeout": str(self.settings.connect_timeout),
+        # connect(timeout=...) alone does not bound the wait for unreachable monitors here:
+        # client_mount_timeout does.
+        conf: dict[str, str] = {"client_mount_timeout": str(self.settings.connect_timeout),
+                                "rados_mon_op_timeout": str(self.settings.connect_timeout),
                                 "rados_osd_op_timeout": str(self.settings.op_timeout)}
         if self.settings.keyring is not None:
             conf["keyring"] = str(self.settings.keyring)
@@ -81,11 +84,15 @@ class Ceph:
             raise CephUnavailable(f"Ceph: no configuration at {self.settings.conf} "
                                   "(settings ceph.conf; `stratus ceph env` prints a "
                                   "development cluster's)")
+        cluster = None
         try:
             cluster = self.rados.Rados(conffile=str(self.settings.conf),
                                        rados_id=self.settings.user, conf=conf)
             cluster.connect(timeout=self.settings.connect_timeout)
         except self.rados.Error as exc:
+            if cluster is not None:
+                # Its threads would otherwise keep the process from exiting.
+                cluster.shutdown()
             raise CephUnavailable(
                 f"Ceph: cannot connect as client.{self.settings.user} with "
                 f"{self.settings.conf}: {type(exc).__name__} {_errno_text(exc)}") from exc

@@ -121,3 +121,24 @@ def test_up_storage_ceph_without_a_cluster_says_how(tmp_path: Path) -> None:
     message = " ".join(done.stderr.split())
     assert f"no Ceph configuration at {tmp_path / 'absent.conf'}" in message
     assert "stratus ceph up" in message
+
+
+def test_up_storage_ceph_with_the_cluster_down_exits_clearly(ceph_cluster: DevCluster,
+                                                             tmp_path: Path) -> None:
+    from stratus.cli.ceph import free_port
+
+    conf = tmp_path / "ceph.conf"
+    conf.write_text(f"[global]\nmon host = 127.0.0.1:{free_port()}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+    env.update({"STRATUS_CEPH__CONF": str(conf), "STRATUS_CONFIG_FILE": "/nonexistent",
+                "STRATUS_CEPH__KEYRING": str(ceph_cluster.stratus_keyring),
+                "STRATUS_CEPH__CONNECT_TIMEOUT": "2", "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
+                "STRATUS_NETWORK__BACKEND": "noop"})
+    done = subprocess.run([str(Path(sys.executable).parent / "stratus"), "up", "--storage",
+                           "ceph", "--data-dir", str(tmp_path / "data"), "--port",
+                           str(free_port())], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    message = " ".join(done.stderr.split())
+    assert "Stratus cannot start: Ceph: cannot connect as client.stratus" in message
+    assert "Traceback" not in done.stderr

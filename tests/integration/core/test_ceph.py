@@ -104,3 +104,16 @@ async def test_missing_bindings_say_which_packages(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "rados", None)
     with pytest.raises(CephUnavailable, match="apt-get install python3-rados python3-rbd"):
         core_ceph.bindings()
+
+
+async def test_unreachable_monitors_are_a_503_within_the_timeout(
+        ceph_cluster: DevCluster, tmp_path: Path) -> None:
+    from stratus.cli.ceph import free_port
+
+    conf = tmp_path / "ceph.conf"
+    conf.write_text(f"[global]\nmon host = 127.0.0.1:{free_port()}\n")
+    started = time.monotonic()
+    with pytest.raises(CephUnavailable, match="TimedOut"):
+        await acquire(_settings(ceph_cluster, conf=conf, connect_timeout=2))
+    assert time.monotonic() - started < 15  # bounded: never a hang
+    assert core_ceph._connections == {}
