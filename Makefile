@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: up deps test lint typecheck unit clean
+.PHONY: up deps test lint typecheck unit clean ceph-bindings
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,23 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(VENV)/.installed $@
 
-up: $(VENV)/.installed
+# Debian's librados/librbd bindings (python3-rados, python3-rbd: not on PyPI) are linked into
+# the venv when Debian has them for the venv's Python (same version and ABI); without them the
+# Ceph backends refuse to start and say so. Re-checked on every `make up`/`make test`, so a
+# package installed after the venv was made is picked up.
+CEPH_MODULES := rados rbd
+DEBIAN_DIST_PACKAGES ?= /usr/lib/python3/dist-packages
+
+ceph-bindings: | $(BIN)/python
+	@site="$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')"; \
+	suffix="$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"; \
+	for module in $(CEPH_MODULES); do \
+	    so="$(DEBIAN_DIST_PACKAGES)/$$module$$suffix"; \
+	    if [ -f "$$so" ]; then ln -sfn "$$so" "$$site/$$module$$suffix"; \
+	    else rm -f "$$site/$$module$$suffix"; fi; \
+	done
+
+up: $(VENV)/.installed ceph-bindings
 	$(BIN)/stratus up $(ARGS)
 
 deps: $(VENV)/.installed
@@ -50,7 +66,7 @@ typecheck: $(VENV)/.installed-test
 # daemons or boot real guests) run afterwards, alone. Exit code 5 = none selected.
 TEST_WORKERS ?= 3
 
-test: lint typecheck
+test: lint typecheck ceph-bindings
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
 	$(BIN)/pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 

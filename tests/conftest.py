@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
@@ -50,7 +51,37 @@ def _skipped_reports(config: pytest.Config) -> list[pytest.TestReport]:
     return list(reporter.stats.get("skipped", []))
 
 
+#: Names this pytest run (set by its controller, inherited by xdist's workers): a worker that
+#: uses the run's Ceph leaves a marker under it, and only that run's controller stops Ceph.
+RUN_ID = "STRATUS_TEST_RUN_ID"
+
+
+def ceph_run_marker() -> Path:
+    return Path(tempfile.gettempdir()) / f"stratus-ceph-run-{os.environ.get(RUN_ID, '')}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # a controller (or a run without xdist)
+        os.environ[RUN_ID] = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster() -> Any:
+    """The run's real single-node Ceph (``tests/ceph_cluster.py``), shared by all workers."""
+    from tests.ceph_cluster import cluster_for_tests
+
+    ceph_run_marker().touch()
+    return cluster_for_tests()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    marker = ceph_run_marker()
+    if not hasattr(session.config, "workerinput") and marker.exists():
+        # After every worker of a run that used Ceph: it stops.
+        from tests.ceph_cluster import stop_cluster
+
+        marker.unlink()
+        stop_cluster()
     if in_ci() and _skipped_reports(session.config) and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import importlib.util
 import os
 import socket
 from collections.abc import Iterable
@@ -182,16 +183,24 @@ async def check_rabbitmq(settings: Settings) -> Check:
     return Check(name, feature, Status.OK, f"answers at {', '.join(map(str, url.hosts))}")
 
 
-def check_ceph() -> Check:
-    name, feature = "Ceph", "Ceph RBD volumes and images"
-    if not CEPH_CONF.exists():
+def check_ceph(conf: Path = CEPH_CONF) -> Check:
+    """The Ceph client side: the configuration (settings ``ceph.conf``), the ``ceph`` CLI
+    and the librados/librbd Python bindings the rbd store and backend load."""
+    name, feature = "Ceph", "Ceph RBD volumes and images (--storage ceph)"
+    lacking = [package for command, package in (("ceph", "ceph-common"),)
+               if hosttools.find(command) is None]
+    for module, package in (("rados", "python3-rados"), ("rbd", "python3-rbd")):
+        if importlib.util.find_spec(module) is None:
+            lacking.append(package)
+    if not conf.exists():
         return Check(name, feature, Status.NOT_CONFIGURED,
-                     f"no {CEPH_CONF} (a Ceph client needs it, and apt-get install "
-                     "ceph-common python3-rados)")
-    if hosttools.find("ceph") is None:
-        return Check(name, feature, Status.MISSING, f"{CEPH_CONF} exists, the ceph CLI does not",
-                     hosttools.install_command("ceph-common"), ("ceph-common",))
-    return Check(name, feature, Status.OK, f"ceph CLI and {CEPH_CONF}")
+                     f"no {conf} (settings ceph.conf; `stratus ceph up` runs a development "
+                     f"cluster{'; apt-get install ' + ' '.join(lacking) if lacking else ''})")
+    if lacking:
+        return Check(name, feature, Status.MISSING,
+                     f"{conf} exists; missing {', '.join(lacking)} (then make ceph-bindings)",
+                     hosttools.install_command(*lacking), tuple(lacking))
+    return Check(name, feature, Status.OK, f"ceph CLI, Python bindings and {conf}")
 
 
 def check_memcached() -> Check:
@@ -215,7 +224,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         _tool("dnsmasq", "DHCP for guests (the dhcp-agent)"),
         _tool("nft", "security groups and NAT (nftables)"),
         check_bridges_and_namespaces(),
-        check_ceph(),
+        check_ceph(settings.ceph.conf),
         check_memcached(),
     ])
     return [*blocking, await check_postgresql(settings), await check_rabbitmq(settings)]

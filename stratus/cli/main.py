@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +34,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(identity_app, name="identity")
 guest_image_app = typer.Typer(help="The project's test guest image.", no_args_is_help=True)
 app.add_typer(guest_image_app, name="guest-image")
+ceph_app = typer.Typer(help="A single-node Ceph for development and tests (Debian's daemons).",
+                       no_args_is_help=True)
+app.add_typer(ceph_app, name="ceph")
 
 #: Lines are never wrapped: a narrow or absent terminal keeps one line per message.
 console = Console(stderr=True, soft_wrap=True)
@@ -239,6 +243,11 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
            "--network-backend", help="noop or linuxbridge [default: linuxbridge when root "
                                      "with dnsmasq installed, else noop].")
        ] = None,
+       storage: Annotated[str | None, typer.Option(
+           "--storage", help="file, or ceph: images in RBD (pool images) and volumes in RBD "
+                             "(pool volumes) of the cluster of ceph.conf (settings ceph.*; "
+                             "else the one `stratus ceph up` made in DATA_DIR/ceph).")
+       ] = None,
        verbose: Annotated[bool, typer.Option(
            "--verbose", "-v", help="Log to the console too (the log is always in "
                                    "DIR/stratus.log).")
@@ -249,6 +258,8 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
 
     settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose,
                          log_json=log_json, spans=True)
+    if storage is not None:
+        _choose_storage(settings, storage)
     if virt_driver is not None:
         if virt_driver not in ("fake", "libvirt"):
             console.print(f"[red]Unknown virt driver {virt_driver!r}.[/] Use fake or libvirt.")
@@ -271,7 +282,47 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
             raise typer.Exit(2)
         settings.network.backend = network_backend
     after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
-    asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+    from stratus.core.ceph import CephUnavailable
+
+    try:
+        asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+    except CephUnavailable as exc:  # the configured cluster is down or refuses the key
+        console.print(f"[red]Stratus cannot start:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def _choose_storage(settings: Settings, storage: str) -> None:
+    """``--storage``: ``file`` (the embedded default) or ``ceph`` (image store and volume
+    backend ``rbd`` at once); says which cluster, or why Ceph cannot be used, and exits."""
+    if storage == "file":
+        settings.image.store, settings.volume.backend = "file", "file"
+        return
+    if storage != "ceph":
+        console.print(f"[red]Unknown storage {storage!r}.[/] Use file or ceph.")
+        raise typer.Exit(2)
+    from stratus.core.ceph import CephUnavailable, bindings
+
+    try:
+        bindings()
+    except CephUnavailable as exc:
+        console.print(f"[red]--storage ceph:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    ceph = settings.ceph
+    if "conf" not in ceph.model_fields_set and not ceph.conf.exists():
+        # No cluster configured: the development cluster of `stratus ceph up`, if made.
+        dev = settings.data_dir / "ceph"
+        if (dev / "ceph.conf").exists():
+            ceph.conf = dev / "ceph.conf"
+            ceph.keyring = dev / "ceph.client.stratus.keyring"
+    if not ceph.conf.exists():
+        console.print(f"[red]--storage ceph: no Ceph configuration at {ceph.conf}.[/] Set "
+                      "STRATUS_CEPH__CONF (and __KEYRING), or run `stratus ceph up`.",
+                      highlight=False)
+        raise typer.Exit(2)
+    settings.image.store, settings.volume.backend = "rbd", "rbd"
+    console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: images in RBD pool "
+                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}",
+                  markup=False, highlight=False)
 
 
 async def _publish_test_image(settings: Settings) -> None:
@@ -394,6 +445,69 @@ def doctor(packages: Annotated[bool, typer.Option(
         return
     for line in report_lines(checks):
         console.print(line, markup=False, highlight=False)
+
+
+CephDir = Annotated[Path | None, typer.Option(
+    "--dir", help="The cluster's directory (short: it holds the daemons' sockets) "
+                  "[default: $STRATUS_CEPH_DIR or DATA_DIR/ceph].")]
+
+
+def _ceph_cluster(directory: Path | None, data_dir: Path | None) -> Any:
+    from stratus.cli.ceph import CephDevError, DevCluster
+
+    if directory is None:
+        env = os.environ.get("STRATUS_CEPH_DIR")
+        directory = Path(env) if env else _settings(data_dir, verbose=False).data_dir / "ceph"
+    try:
+        return DevCluster(directory)
+    except CephDevError as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+@ceph_app.command("up")
+def ceph_up(directory: CephDir = None, data_dir: DataDir = None) -> None:
+    """Start mon, mgr, one bluestore OSD (sparse file) and radosgw on 127.0.0.1, making the
+    cluster on first use (pools images, volumes, vms; client.stratus; an S3 user)."""
+    from stratus.cli.ceph import CephDevError
+
+    cluster = _ceph_cluster(directory, data_dir)
+    started = time.monotonic()
+    try:
+        made = cluster.up()
+    except CephDevError as exc:
+        console.print(f"[red]Ceph did not start:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    console.print(f"Ceph {'made and started' if made else 'running'} in {cluster.dir} "
+                  f"({time.monotonic() - started:.0f} s); `stratus ceph env` prints its "
+                  "settings", markup=False, highlight=False)
+
+
+@ceph_app.command("down")
+def ceph_down(directory: CephDir = None, data_dir: DataDir = None,
+              purge: Annotated[bool, typer.Option(
+                  "--purge", help="Also remove the cluster's directory (all its data).")
+              ] = False) -> None:
+    """Stop the cluster's daemons (radosgw, OSD, mgr, mon, in this order)."""
+    cluster = _ceph_cluster(directory, data_dir)
+    stopped = cluster.down(purge=purge)
+    console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}"
+                  f"{'; removed ' + str(cluster.dir) if purge else ''}", markup=False,
+                  highlight=False)
+
+
+@ceph_app.command("env")
+def ceph_env(directory: CephDir = None, data_dir: DataDir = None) -> None:
+    """Print the cluster's conf and keyring paths and S3 credentials as shell exports."""
+    import shlex
+
+    cluster = _ceph_cluster(directory, data_dir)
+    if not cluster.exists():
+        console.print(f"No cluster in {cluster.dir}: `stratus ceph up` first", markup=False,
+                      highlight=False)
+        raise typer.Exit(1)
+    for name, value in cluster.env().items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 @db_app.command("upgrade")

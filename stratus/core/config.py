@@ -79,12 +79,32 @@ class MetricsSettings(BaseModel):
     port: int = Field(0, ge=0, le=65535)
 
 
+class CephSettings(BaseModel):
+    """The Ceph cluster the ``rbd`` image store and volume backend use (librados)."""
+
+    #: The cluster's configuration (monitors' addresses); ``stratus ceph env`` prints it.
+    conf: Path = Path("/etc/ceph/ceph.conf")
+    #: The cephx user (without ``client.``) and its keyring; unset: the conf's ``keyring``.
+    user: str = "stratus"
+    keyring: Path | None = None
+    #: Seconds to reach the monitors, and for one librados/librbd call's answer from them.
+    connect_timeout: int = Field(10, ge=1)
+    #: Seconds an OSD operation may take before it fails (a stopped OSD: an error, no hang).
+    op_timeout: int = Field(60, ge=1)
+    #: Threads running librados/librbd calls (they block): at most this many at once.
+    threads: int = Field(8, ge=1)
+
+
 class ImageSettings(BaseModel):
     """The image service (Glance v2 compatible). Sizes are in bytes; ``None`` is unlimited."""
 
     database_url: str | None = None
-    #: Where image data lives: ``file`` (under ``filesystem_store_datadir``).
-    store: str = "file"
+    #: Where image data lives: ``file`` (under ``filesystem_store_datadir``) or ``rbd``
+    #: (an RBD image per image in ``rbd_store_pool`` of the ``ceph`` cluster).
+    store: str = Field("file", pattern="^(file|rbd)$")
+    rbd_store_pool: str = "images"
+    #: RBD object size of image data (Glance's ``rbd_store_chunk_size``, 8 MiB).
+    rbd_store_chunk_size: int = Field(8 << 20, ge=4096)
     #: Directory of the ``file`` store; default ``<data_dir>/images``.
     filesystem_store_datadir: Path | None = None
     disk_formats: list[str] = Field(default_factory=lambda: [
@@ -252,8 +272,14 @@ class VolumeSettings(BaseModel):
     """The block storage service (Block Storage v3): volume-api and volume-managers."""
 
     database_url: str | None = None
-    #: Where volumes live: ``file`` (raw files made with ``qemu-img``).
-    backend: str = Field("file", pattern="^(file)$")
+    #: Where volumes live: ``file`` (raw files made with ``qemu-img``) or ``rbd`` (RBD
+    #: images ``volume-<id>`` in ``rbd_pool`` of the ``ceph`` cluster).
+    backend: str = Field("file", pattern="^(file|rbd)$")
+    rbd_pool: str = "volumes"
+    #: Clones of clones deeper than this are flattened (Cinder's ``rbd_max_clone_depth``).
+    rbd_max_clone_depth: int = Field(5, ge=0)
+    #: The libvirt secret holding ``ceph.user``'s key on compute hosts (connection info).
+    rbd_secret_uuid: str | None = None
     #: The file backend's directory; default ``<data_dir>/volumes``.
     volumes_dir: Path | None = None
     #: This volume-manager's host name; default the machine's.
@@ -337,6 +363,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = TracingSettings()
     metrics: MetricsSettings = MetricsSettings()
     image: ImageSettings = ImageSettings()
+    ceph: CephSettings = CephSettings()
     compute: ComputeSettings = ComputeSettings()
     network: NetworkSettings = NetworkSettings()
     metadata: MetadataSettings = MetadataSettings()

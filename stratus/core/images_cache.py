@@ -346,6 +346,14 @@ class HostImages:
                 self._cache = ImageCache(self.directory, endpoint, client=self.images.client)
             return self._cache
 
+    async def image_info(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+        """The image's record as a service sees it (with ``direct_url`` where the store
+        gives one): the user's token and this host's service token."""
+        cache = await self.cache()
+        auth = KeystoneAuth(user_token=ctx.auth_token, service=self.images.service_auth)
+        image: dict[str, Any] = await self.images.show(cache.endpoint, image_id, auth)
+        return image
+
     async def local_image(self, ctx: RequestContext, image_id: str) -> CachedImage:
         cache = await self.cache()
         # The user's token only (not one they brought along): the host's own service

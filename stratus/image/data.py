@@ -194,13 +194,27 @@ class ImageData:
 
     async def delete_image(self, caller: Caller, image_id: str) -> None:
         """Delete the image, then its data (after the deletion is committed)."""
-        async with self.transaction() as images:
-            image = await images.get(caller, image_id)
-            caller.authorize("delete_image", image_target(image))
-            if image.protected:
-                raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-            location = image.location
-            await images.session.delete(image)
+        prepared: str | None = None
+        try:
+            async with self.transaction() as images:
+                image = await images.get(caller, image_id)
+                caller.authorize("delete_image", image_target(image))
+                if image.protected:
+                    raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
+                location = image.location
+                if location is not None:
+                    try:  # the store may refuse (clones of the data exist): the image stays
+                        await self.store.prepare_delete(location)
+                    except Conflict as exc:
+                        raise Conflict(f"Image {image_id} could not be deleted because it is "
+                                       f"in use: {exc}") from exc
+                    prepared = location
+                await images.session.delete(image)
+        except BaseException:
+            if prepared is not None:
+                await _quietly(self.store.undo_prepare_delete(prepared),
+                               "restoring the data of %s", image_id)
+            raise
         if location is not None:
             await _quietly(self.store.delete(location), "deleting the data of %s", image_id)
 

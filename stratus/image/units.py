@@ -17,6 +17,9 @@ async def build_api(stack: Stack) -> ASGIApp:
     store = settings.image.store
     if store == "file":
         store += f" in {settings.image.filesystem_store_datadir or settings.data_dir / 'images'}"
+    elif store == "rbd":
+        store += (f": pool {settings.image.rbd_store_pool} of the Ceph cluster of "
+                  f"{settings.ceph.conf}, as client.{settings.ceph.user}")
     if hosttools.find(settings.image.qemu_img) is None:
         store += (f" (no format checks beyond headers: "
                   f"{hosttools.missing(settings.image.qemu_img)})")

@@ -58,6 +58,7 @@ class VolumeManager:
     async def start(self) -> None:
         """Report in, settle what a crash left (partial files, volumes stuck mid-create),
         then keep reporting."""
+        await self.backend.start()
         await self.report()
         remove = getattr(self.backend, "remove_partials", None)
         if remove is not None:
@@ -68,6 +69,7 @@ class VolumeManager:
 
     async def stop(self) -> None:
         await self._heartbeat.stop()
+        await self.backend.stop()
 
     async def report(self) -> None:
         async with self.runtime.service() as svc:
@@ -138,6 +140,15 @@ class VolumeManager:
                                  image_id: str) -> dict[str, str]:
         if self.images is None:
             raise BackendError("this volume-manager cannot reach the image service")
+        image_info = getattr(self.images, "image_info", None)
+        if image_info is not None:
+            # Where the image's data lies (direct_url, shown to services): a backend in the
+            # same store clones it instead of fetching it.
+            image = await image_info(ctx, image_id)
+            location, disk_format = image.get("direct_url"), image.get("disk_format")
+            if location and await self.backend.clone_image(volume_id, size, str(location),
+                                                           disk_format):
+                return {"image_id": image_id, "disk_format": str(disk_format)}
         cached = await self.images.local_image(ctx, image_id)
         disk_format = cached.disk_format or "raw"
         try:

@@ -50,6 +50,9 @@ async def build_manager(stack: Stack) -> None:
     host = settings.volume.host or socket.gethostname()
     backend = create_backend(settings)
     chosen = backend.name + (f" in {settings.volumes_dir}" if backend.name == "file" else "")
+    if backend.name == "rbd":
+        chosen += (f": pool {settings.volume.rbd_pool} of the Ceph cluster of "
+                   f"{settings.ceph.conf}, as client.{settings.ceph.user}")
     lacking = [hosttools.missing(tool) for tool in backend.missing_tools()]
     if lacking:
         chosen += f" (volumes from raw images only: {'; '.join(lacking)})"

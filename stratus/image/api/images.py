@@ -41,7 +41,8 @@ async def create_image(request: Request, svc: Service, caller: CallerDep) -> dic
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object of image attributes.")
-    return views.image(await svc.images.create(caller, body))
+    return views.image(await svc.images.create(caller, body),
+                       direct_url=views.shows_direct_url(caller))
 
 
 @router.get("/images")
@@ -51,7 +52,8 @@ async def list_images(request: Request, svc: Service, caller: CallerDep,
     spec = images_spec(runtime.settings.image.limit_default, runtime.settings.image.limit_max)
     req = listing.GLANCE.parse(params, spec)
     images, more = await svc.images.list_page(caller, parse_filters(params), as_page(req))
-    body: dict[str, Any] = {"images": [views.image(i) for i in images],
+    direct = views.shows_direct_url(caller)
+    body: dict[str, Any] = {"images": [views.image(i, direct_url=direct) for i in images],
                             "schema": "/v2/schemas/images"}
     return body | listing.GLANCE.links(
         req, spec, "/v2/images", next_marker=images[-1].id if more and images else None)
@@ -59,7 +61,8 @@ async def list_images(request: Request, svc: Service, caller: CallerDep,
 
 @router.get("/images/{image_id}")
 async def show_image(image_id: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
-    return views.image(await svc.images.get(caller, image_id))
+    return views.image(await svc.images.get(caller, image_id),
+                       direct_url=views.shows_direct_url(caller))
 
 
 @router.patch("/images/{image_id}")
@@ -71,7 +74,8 @@ async def update_image(image_id: str, request: Request, svc: Service,
                                    f"use {PATCH_V21} or {PATCH_V20}.")
     body = await json_body(request)
     changes = parse_patch(body, draft=media_type == PATCH_V20)
-    return views.image(await svc.images.update(caller, image_id, changes))
+    return views.image(await svc.images.update(caller, image_id, changes),
+                       direct_url=views.shows_direct_url(caller))
 
 
 @router.delete("/images/{image_id}", status_code=204)

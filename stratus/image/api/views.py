@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from stratus.core.policy import Caller
 from stratus.image.images import Image
 from stratus.image.members import ImageMember
 
@@ -13,7 +14,16 @@ def timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image(img: Image) -> dict[str, Any]:
+def shows_direct_url(caller: Caller) -> bool:
+    """Whether ``direct_url`` (where the data is in the store) is shown: to services only
+    (a service token, or a user with the ``service`` role), as compute and volume hosts need
+    it to clone RBD data; Glance's ``show_image_direct_url`` for everybody leaks the layout."""
+    return caller.is_service or "service" in caller.context.roles
+
+
+def image(img: Image, *, direct_url: bool = False) -> dict[str, Any]:
+    """The image's body; ``direct_url`` adds the data's location when it is a URL another
+    service can use (``rbd://fsid/pool/image/snap``)."""
     body: dict[str, Any] = {p.name: p.value for p in img.properties}
     body.update({
         "id": img.id,
@@ -39,6 +49,8 @@ def image(img: Image) -> dict[str, Any]:
         "file": f"/v2/images/{img.id}/file",
         "schema": "/v2/schemas/image",
     })
+    if direct_url and img.location is not None and img.location.startswith("rbd://"):
+        body["direct_url"] = img.location
     return body
 
 

@@ -1,4 +1,4 @@
-"""Image data stores behind one interface (``base.Store``); ``file`` for now."""
+"""Image data stores behind one interface (``base.Store``): ``file`` and ``rbd``."""
 
 from __future__ import annotations
 
@@ -16,4 +16,10 @@ def create_store(settings: Settings) -> Store:
 
         directory = image.filesystem_store_datadir or settings.data_dir / "images"
         return FileStore(directory, stale_upload_seconds=image.stale_upload_seconds)
-    raise ValueError(f"unknown image store {image.store!r} (available: file)")
+    if image.store == "rbd":
+        from stratus.image.stores.rbd import RbdStore
+
+        return RbdStore(settings.ceph, pool=image.rbd_store_pool,
+                        chunk_size=image.rbd_store_chunk_size,
+                        stale_upload_seconds=image.stale_upload_seconds)
+    raise ValueError(f"unknown image store {image.store!r} (available: file, rbd)")

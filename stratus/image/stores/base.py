@@ -99,6 +99,14 @@ class Store(abc.ABC):
         Raises ``ObjectMissing`` when there is no such object.
         """
 
+    async def prepare_delete(self, location: str) -> None:  # noqa: B027 - optional hook
+        """Called inside the image's deletion transaction, before its commit: raise a
+        ``Conflict`` when the object cannot go (``rbd``: clones of it exist) so the image
+        stays; ``undo_prepare_delete`` follows when the transaction fails."""
+
+    async def undo_prepare_delete(self, location: str) -> None:  # noqa: B027 - optional hook
+        """The deletion ``prepare_delete`` was called for did not commit."""
+
     @abc.abstractmethod
     async def delete(self, location: str) -> None:
         """Remove the object; no error when it is already gone."""

@@ -1,4 +1,4 @@
-"""The interface every volume backend implements (file now; Ceph RBD later).
+"""The interface every volume backend implements (``file``, ``rbd``).
 
 A backend stores volumes and snapshots by id and knows nothing of the database or the API:
 volume-manager calls it and records the outcome. Contracts every backend keeps:
@@ -49,6 +49,19 @@ class VolumeBackend(abc.ABC):
         """Host programs the backend would use but cannot find (what they limit shows in
         ``image_formats``)."""
         return ()
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect to what the backend needs (the volume-manager's start)."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    async def clone_image(self, volume_id: str, size_gb: int, location: str,
+                          disk_format: str | None) -> bool:
+        """Make the volume from the image's data where it lies (``location``, the image's
+        ``direct_url``) without fetching it, when the backend can (``rbd``: a copy-on-write
+        clone); False when it cannot, with nothing made."""
+        return False
 
     @abc.abstractmethod
     async def create_volume(self, volume_id: str, size_gb: int) -> None:
