@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -116,7 +117,7 @@ def test_volumes_on_rbd_clone_the_image_and_hold_it(ceph_cloud: Cloud, admin_ioc
 
     cloud = ceph_cloud
     assert f"Storage: Ceph of {ceph_cluster.conf} as client.stratus" in cloud.console()
-    assert "volume backend   rbd: pool volumes" in cloud.log()
+    assert re.search(r"volume backend +rbd: pool volumes", cloud.log())
     source = tmp_path / "disk.raw"
     source.write_bytes(b"BOOT" * (MiB // 4) + bytes(15 * MiB))
     image = cloud.openstack_json("image", "create", "--file", str(source), "--disk-format",
