@@ -35,7 +35,13 @@ def volume_attachment_items(volume: Volume, attachments: list[Attachment]) -> li
 
 def volume_detail(volume: Volume, *, attachments: list[Attachment],
                   vtype: VolumeType | None, links: Links, context: RequestContext,
-                  version: APIVersion) -> dict[str, Any]:
+                  version: APIVersion, extended: bool = True) -> dict[str, Any]:
+    """A volume as ``GET /volumes/{id}`` and ``/volumes/detail`` show it.
+
+    ``extended=False`` is the body of create and update: Cinder adds the project, host,
+    migration and image-metadata attributes (its "extended" attributes) to show and detail
+    only, and clients validate the create/update body without them.
+    """
     body: dict[str, Any] = {
         "id": volume.id,
         "name": volume.name,
@@ -58,11 +64,12 @@ def volume_detail(volume: Volume, *, attachments: list[Attachment],
         "user_id": volume.user_id,
         "volume_type": vtype.name if vtype else None,
         "consistencygroup_id": None,
-        "os-vol-tenant-attr:tenant_id": volume.project_id,
     }
-    if volume.image_metadata:
+    if extended:
+        body["os-vol-tenant-attr:tenant_id"] = volume.project_id
+    if extended and volume.image_metadata:
         body["volume_image_metadata"] = dict(volume.image_metadata)
-    if context.is_admin:
+    if extended and context.is_admin:
         # Cinder's host@backend#pool form; the file backend has one pool.
         body["os-vol-host-attr:host"] = (f"{volume.host}@file#file" if volume.host
                                          else None)

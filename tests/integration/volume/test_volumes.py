@@ -47,7 +47,12 @@ async def test_volume_lifecycle(cloud: VolCloud) -> None:
     assert created["status"] == "creating" and created["size"] == 1
     assert created["volume_type"] == "__DEFAULT__" and created["bootable"] == "false"
     assert "os-vol-host-attr:host" not in created  # admin-only field
+    # Create and update answer without Cinder's extended attributes (project, host,
+    # migration, image metadata): clients validate those bodies against a schema without
+    # them. Show and detail carry the project to its members.
+    assert "os-vol-tenant-attr:tenant_id" not in created
     volume = await cloud.wait_volume(created["id"], "available", who=member)
+    assert volume["os-vol-tenant-attr:tenant_id"] == member.project_id
     path = cloud.volumes_dir / f"volume-{volume['id']}"
     assert path.stat().st_size == GIB
     assert volume["metadata"] == {"a": "1"} and volume["attachments"] == []
@@ -65,6 +70,12 @@ async def test_volume_lifecycle(cloud: VolCloud) -> None:
                                json={"volume": {"name": "renamed", "description": None}})
     assert updated.status_code == 200 and updated.json()["volume"]["name"] == "renamed"
     assert updated.json()["volume"]["description"] is None
+    assert "os-vol-tenant-attr:tenant_id" not in updated.json()["volume"]
+    by_admin = await cloud.call("PUT", f"/volumes/{volume['id']}",
+                                json={"volume": {"name": "renamed"}})
+    assert not {k for k in by_admin.json()["volume"] if k.startswith("os-vol-")}
+    detail = (await cloud.call("GET", "/volumes/detail", member)).json()["volumes"]
+    assert detail[0]["os-vol-tenant-attr:tenant_id"] == member.project_id
 
     # Metadata.
     meta = await cloud.call("POST", f"/volumes/{volume['id']}/metadata", member,
