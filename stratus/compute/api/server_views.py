@@ -152,5 +152,29 @@ def detail(instance: Instance, links: Links, version: APIVersion, *, admin: bool
     return body
 
 
+#: What ``PUT /servers/{id}`` and ``rebuild`` answer below 2.75: Nova's base server view,
+#: without what its extensions add to ``GET`` (availability zone, config drive, key name,
+#: usage times, extended status, volumes, security groups, the admin's host attributes and
+#: host status). The versioned keys here appear only at their own microversions.
+_UPDATE_KEYS = frozenset({
+    "id", "name", "status", "tenant_id", "user_id", "metadata", "hostId", "image", "flavor",
+    "created", "updated", "addresses", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig",
+    "links", "progress", "fault", "locked", "description", "tags",
+    "trusted_image_certificates", "server_groups", "locked_reason",
+})
+
+
+def as_updated(body: dict[str, Any], version: APIVersion) -> dict[str, Any]:
+    """A ``detail`` body as update and rebuild answer at ``version``: from 2.75 the same as
+    ``GET``; before, the base view, its addresses without their type and MAC."""
+    if version.at_least("2.75"):
+        return body
+    kept = {key: value for key, value in body.items() if key in _UPDATE_KEYS}
+    kept["addresses"] = {
+        network: [{"version": a["version"], "addr": a["addr"]} for a in shown]
+        for network, shown in body.get("addresses", {}).items()}
+    return kept
+
+
 def _usage_time(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None

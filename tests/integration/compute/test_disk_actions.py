@@ -193,3 +193,39 @@ async def test_the_conductor_offloads_servers_shelved_long_enough(cloud: Cloud) 
     offloaded = await _settled(cloud, server_id, "SHELVED_OFFLOADED")
     assert offloaded["OS-EXT-SRV-ATTR:host"] is None
     assert await conductor.offload_shelved(0) == []
+
+
+async def test_update_and_rebuild_answer_the_base_view_below_2_75(cloud: Cloud) -> None:
+    """Before 2.75 PUT and rebuild answer Nova's base server view (clients validate it with
+    no extension attribute allowed); from 2.75 the same view as GET."""
+    extension_keys = {"OS-EXT-AZ:availability_zone", "config_drive", "key_name",
+                      "OS-SRV-USG:launched_at", "OS-EXT-STS:vm_state", "security_groups",
+                      "os-extended-volumes:volumes_attached", "OS-EXT-SRV-ATTR:host"}
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    shown = await _settled(cloud, server_id, "ACTIVE")
+    assert extension_keys <= set(shown)
+
+    old = await cloud.compute("PUT", f"/servers/{server_id}", version="2.1",
+                              json={"server": {"name": "renamed"}})
+    assert old.status_code == 200, old.text
+    body = old.json()["server"]
+    assert body["name"] == "renamed" and not extension_keys & set(body)
+    assert "locked" not in body and "OS-DCF:diskConfig" in body
+    for addresses in body["addresses"].values():
+        assert all(set(a) == {"version", "addr"} for a in addresses)
+    at_2_74 = (await cloud.compute("PUT", f"/servers/{server_id}", version="2.74",
+                                   json={"server": {"name": "again"}})).json()["server"]
+    assert at_2_74["locked"] is False and at_2_74["description"] is None
+    assert not extension_keys & set(at_2_74)
+    new = (await cloud.compute("PUT", f"/servers/{server_id}", version="2.75",
+                               json={"server": {"name": "new"}})).json()["server"]
+    assert extension_keys <= set(new)
+
+    rebuilt = await _action(cloud, server_id, {"rebuild": {"imageRef": image_id}},
+                            version="2.1")
+    assert rebuilt.status_code == 202, rebuilt.text
+    body = rebuilt.json()["server"]
+    assert body["adminPass"] and body["status"] == "REBUILD"
+    assert not extension_keys & set(body)
