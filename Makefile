@@ -77,7 +77,8 @@ interop: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
 # Re-map the guideline's required tests onto the pinned Tempest's test ids (after a new
 # guideline in tools/interop/guidelines/ or a new TEMPEST_VERSION).
 interop-map: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
-	rm -rf .interop/list && $(TEMPEST_VENV)/bin/tempest init .interop/list >/dev/null
+	rm -rf .interop/list && $(TEMPEST_VENV)/bin/tempest init \
+	    --workspace-path .interop/list.yaml --name interop-list .interop/list >/dev/null
 	cd .interop/list && ../../$(TEMPEST_VENV)/bin/tempest run --list-tests > tests.txt
 	$(BIN)/python -m tools.interop.guideline \
 	    --guideline tools/interop/guidelines/$(INTEROP_GUIDELINE).json \

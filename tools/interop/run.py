@@ -89,8 +89,11 @@ def run_tempest(tempest_venv: Path, workspace: Path, conf: str, tests: list[str]
     tempest = tempest_venv / "bin" / "tempest"
     if workspace.exists():
         shutil.rmtree(workspace)
-    subprocess.run([str(tempest), "init", str(workspace)], check=True,
-                   stdout=subprocess.DEVNULL)
+    # The workspace registry is the run's own (not ~/.tempest), so runs never collide.
+    subprocess.run([str(tempest), "init", "--workspace-path",
+                    str(workspace.parent / "workspaces.yaml"), "--name",
+                    f"interop-{workspace.parent.name}", str(workspace)],
+                   check=True, stdout=subprocess.DEVNULL)
     (workspace / "etc" / "tempest.conf").write_text(conf)
     listing = workspace / "tests.txt"
     listing.write_text("".join(f"{t}\n" for t in tests))
