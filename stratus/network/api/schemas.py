@@ -20,10 +20,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
@@ -73,6 +75,10 @@ def _int(value: Any) -> int:
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Int = Annotated[int, BeforeValidator(_int)]
 Str = Annotated[StrictStr, Field(max_length=MAX_LENGTH)]
+#: A protocol by name or number; Neutron takes the number as an integer too (``17``) and
+#: keeps it as the string (``"17"``).
+Protocol = Annotated[Annotated[StrictStr, Field(max_length=MAX_LENGTH)] | StrictInt,
+                     AfterValidator(lambda value: str(value))]
 StrList = Annotated[list[StrictStr], Field(strict=True)]
 AnyList = Annotated[list[Any], Field(strict=True)]
 AnyDict = Annotated[dict[str, Any], Field(strict=True)]
@@ -406,7 +412,7 @@ class RuleBody(Owned):
     security_group_id: Str = ""
     direction: Str = ""
     ethertype: Str = ""
-    protocol: Str | None = None
+    protocol: Protocol | None = None
     port_range_min: Int | None = None
     port_range_max: Int | None = None
     remote_ip_prefix: Str | None = None
