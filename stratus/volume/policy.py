@@ -42,4 +42,6 @@ RULES = [
     RuleDefault("volume_extension:quotas:delete", ADMIN),
     RuleDefault("limits_extension:used_limits", READER),
     RuleDefault("volume_extension:services:index", ADMIN),
+    RuleDefault("volume_extension:availability_zone_list", "@"),
+    RuleDefault("volume_extension:extensions", "@"),
 ]

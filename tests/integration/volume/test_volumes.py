@@ -391,3 +391,28 @@ async def test_no_manager_up_means_error_not_creating(make_cloud: object) -> Non
     assert volume["status"] == "error"
     assert (await cloud.call("DELETE", f"/volumes/{volume['id']}")).status_code == 202
     await cloud.wait_volume(volume["id"], "deleted")
+
+
+async def test_availability_zones_and_extensions(cloud: VolCloud) -> None:
+    """The zones of the volume hosts, available while one is up; the served extensions."""
+    member = await cloud.project()
+    for _ in range(100):  # the manager reports itself shortly after start
+        zones = (await cloud.call("GET", "/os-availability-zone", member)).json()
+        if zones["availabilityZoneInfo"]:
+            break
+        await asyncio.sleep(0.05)
+    assert zones == {"availabilityZoneInfo": [{"zoneName": "nova",
+                                               "zoneState": {"available": True}}]}
+    extensions = (await cloud.call("GET", "/extensions", member)).json()["extensions"]
+    aliases = {e["alias"] for e in extensions}
+    assert {"os-availability-zone", "os-vol-tenant-attr", "os-volume-actions",
+            "os-quota-sets"} <= aliases
+    assert "backups" not in aliases and "os-volume-transfer" not in aliases  # not served
+    assert all(set(e) == {"alias", "name", "description", "links", "updated"}
+               for e in extensions)
+
+
+async def test_no_volume_host_means_no_zone(make_cloud: object) -> None:
+    cloud: VolCloud = await make_cloud(units=("identity-api", "volume-api"))  # type: ignore[operator]
+    zones = (await cloud.call("GET", "/os-availability-zone")).json()
+    assert zones == {"availabilityZoneInfo": []}
