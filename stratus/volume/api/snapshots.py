@@ -27,7 +27,8 @@ async def create_snapshot(body: SnapshotCreateBody, request: Request, context: C
         context, s.volume_id, name=s.name if s.name is not None else s.display_name,
         description=s.description if s.description is not None else s.display_description,
         metadata=s.metadata or {}, force=force)
-    return JSONResponse({"snapshot": views.snapshot_view(snapshot, version=version)},
+    return JSONResponse({"snapshot": views.snapshot_view(snapshot, version=version,
+                                                         extended=False)},
                         status_code=202)
 
 
@@ -36,15 +37,17 @@ async def create_snapshot(body: SnapshotCreateBody, request: Request, context: C
 async def list_snapshots(request: Request, svc: Service, context: Context,
                          caller: CallerDep, version: Version,
                          urls: URLs) -> dict[str, Any]:
-    """Both ``/snapshots`` and ``/snapshots/detail``: the body is the same full view; only
-    the ``next`` link keeps the path that was asked."""
+    """Both ``/snapshots`` and ``/snapshots/detail``: the detail adds Cinder's extended
+    attributes; the ``next`` link keeps the path that was asked."""
     caller.authorize("volume:get_all_snapshots", {"project_id": context.project_id})
     spec = ListSpec("snapshots", sort_keys=SNAPSHOT_SORT_KEYS,
                     max_limit=runtime(request).options.limit_max)
     req, query = snapshot_query(request.query_params, spec, context)
     rows, more = await svc.snapshots.list_page(query)
-    body = {"snapshots": [views.snapshot_view(s, version=version) for s in rows]}
-    url = urls.url("snapshots/detail" if request.url.path.endswith("/detail") else "snapshots")
+    detail = request.url.path.endswith("/detail")
+    body = {"snapshots": [views.snapshot_view(s, version=version, extended=detail)
+                          for s in rows]}
+    url = urls.url("snapshots/detail" if detail else "snapshots")
     return body | listing.CINDER.links(req, spec, url,
                                        next_marker=rows[-1].id if more and rows else None)
 
@@ -66,7 +69,7 @@ async def update_snapshot(snapshot_id: str, body: SnapshotUpdateBody, svc: Servi
                                       None if context.is_admin else context.project_id)
     caller.authorize("volume:update_snapshot", {"project_id": snapshot.project_id})
     snapshot = await svc.snapshots.rename(snapshot, body.snapshot.changes())
-    return {"snapshot": views.snapshot_view(snapshot, version=version)}
+    return {"snapshot": views.snapshot_view(snapshot, version=version, extended=False)}
 
 
 @router.delete("/{snapshot_id}", status_code=202)

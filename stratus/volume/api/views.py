@@ -86,7 +86,11 @@ def volume_detail(volume: Volume, *, attachments: list[Attachment],
     return body
 
 
-def snapshot_view(snapshot: Snapshot, *, version: APIVersion) -> dict[str, Any]:
+def snapshot_view(snapshot: Snapshot, *, version: APIVersion,
+                  extended: bool = True) -> dict[str, Any]:
+    """A snapshot as show and ``/snapshots/detail`` answer; ``extended=False``: as create,
+    update and the plain list answer, without Cinder's extended attributes (progress,
+    project)."""
     body: dict[str, Any] = {
         "id": snapshot.id,
         "name": snapshot.name,
@@ -97,10 +101,11 @@ def snapshot_view(snapshot: Snapshot, *, version: APIVersion) -> dict[str, Any]:
         "created_at": timestamp(snapshot.created_at),
         "updated_at": timestamp(snapshot.updated_at),
         "metadata": dict(snapshot.metadata_ or {}),
-        "os-extended-snapshot-attributes:progress": (
-            "100%" if snapshot.status == "available" else "0%"),
-        "os-extended-snapshot-attributes:project_id": snapshot.project_id,
     }
+    if extended:
+        body["os-extended-snapshot-attributes:progress"] = (
+            "100%" if snapshot.status == "available" else "0%")
+        body["os-extended-snapshot-attributes:project_id"] = snapshot.project_id
     if version.at_least("3.14"):
         body["group_snapshot_id"] = None
     if version.at_least("3.41"):

@@ -416,3 +416,29 @@ async def test_no_volume_host_means_no_zone(make_cloud: object) -> None:
     cloud: VolCloud = await make_cloud(units=("identity-api", "volume-api"))  # type: ignore[operator]
     zones = (await cloud.call("GET", "/os-availability-zone")).json()
     assert zones == {"availabilityZoneInfo": []}
+
+
+async def test_snapshot_extended_attributes_only_on_show_and_detail(cloud: VolCloud) -> None:
+    """Cinder adds progress and project to show and /snapshots/detail; create, update and
+    the plain list answer without them (clients validate those with no other key)."""
+    member = await cloud.project()
+    volume = await cloud.create_volume(member, size=1)
+    await cloud.wait_volume(volume["id"], "available", who=member)
+    extended = {"os-extended-snapshot-attributes:progress",
+                "os-extended-snapshot-attributes:project_id"}
+    created = await cloud.call("POST", "/snapshots", member, json={"snapshot": {
+        "volume_id": volume["id"], "name": "s"}})
+    assert created.status_code == 202, created.text
+    snapshot = created.json()["snapshot"]
+    assert not extended & set(snapshot)
+    shown = await cloud.wait_snapshot(snapshot["id"], "available")
+    assert shown["os-extended-snapshot-attributes:project_id"] == member.project_id
+    assert shown["os-extended-snapshot-attributes:progress"] == "100%"
+    plain = (await cloud.call("GET", "/snapshots", member)).json()["snapshots"]
+    assert [s["id"] for s in plain] == [snapshot["id"]] and not extended & set(plain[0])
+    detail = (await cloud.call("GET", "/snapshots/detail", member)).json()["snapshots"]
+    assert extended <= set(detail[0])
+    updated = await cloud.call("PUT", f"/snapshots/{snapshot['id']}", member,
+                               json={"snapshot": {"name": "renamed"}})
+    assert updated.json()["snapshot"]["name"] == "renamed"
+    assert not extended & set(updated.json()["snapshot"])
