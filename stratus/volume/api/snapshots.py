@@ -49,7 +49,8 @@ async def list_snapshots(request: Request, svc: Service, context: Context,
                           for s in rows]}
     url = urls.url("snapshots/detail" if detail else "snapshots")
     return body | listing.CINDER.links(req, spec, url,
-                                       next_marker=rows[-1].id if more and rows else None)
+                                       next_marker=listing.CINDER.next_marker(
+                                           req, [r.id for r in rows], more))
 
 
 @router.get("/{snapshot_id}")

@@ -76,7 +76,8 @@ async def _list(request: Request, svc: VolumeService, context: Any, urls: Links,
              if detail else [views.volume_summary(v, urls) for v in rows])
     body: dict[str, Any] = {"volumes": items}
     body |= listing.CINDER.links(req, spec, urls.url("volumes/detail" if detail else "volumes"),
-                                 next_marker=rows[-1].id if more and rows else None)
+                                 next_marker=listing.CINDER.next_marker(
+                                     req, [r.id for r in rows], more))
     if version.at_least("3.45") and parse_bool(req.filter("with_count") or "false",
                                                "with_count"):
         body["count"] = await svc.volumes.count(query)

@@ -442,3 +442,20 @@ async def test_snapshot_extended_attributes_only_on_show_and_detail(cloud: VolCl
                                json={"snapshot": {"name": "renamed"}})
     assert updated.json()["snapshot"]["name"] == "renamed"
     assert not extended & set(updated.json()["snapshot"])
+
+
+async def test_a_full_page_links_on_as_cinder_does(cloud: VolCloud) -> None:
+    """Cinder links to a next page from every full page, even the last one (whose next
+    page is empty and has no link); a page short of the limit has no link."""
+    member = await cloud.project()
+    ids = {(await cloud.create_volume(member, size=1))["id"] for _ in range(2)}
+    for path in ("/volumes", "/volumes/detail"):
+        full = (await cloud.call("GET", f"{path}?limit=2", member)).json()
+        assert {v["id"] for v in full["volumes"]} == ids
+        (link,) = full["volumes_links"]
+        assert link["rel"] == "next" and "limit=2" in link["href"]
+        marker = link["href"].split("marker=")[1].split("&")[0]
+        empty = (await cloud.call("GET", f"{path}?limit=2&marker={marker}", member)).json()
+        assert empty == {"volumes": []}
+        short = (await cloud.call("GET", f"{path}?limit=3", member)).json()
+        assert len(short["volumes"]) == 2 and "volumes_links" not in short
