@@ -459,3 +459,36 @@ async def test_a_full_page_links_on_as_cinder_does(cloud: VolCloud) -> None:
         assert empty == {"volumes": []}
         short = (await cloud.call("GET", f"{path}?limit=3", member)).json()
         assert len(short["volumes"]) == 2 and "volumes_links" not in short
+
+
+async def test_snapshot_metadata_and_a_null_volume(cloud: VolCloud) -> None:
+    member = await cloud.project()
+    volume = await cloud.create_volume(member, size=1)
+    await cloud.wait_volume(volume["id"], "available", who=member)
+    created = await cloud.call("POST", "/snapshots", member, json={"snapshot": {
+        "volume_id": volume["id"], "metadata": {"a": "1"}}})
+    snapshot_id = created.json()["snapshot"]["id"]
+    await cloud.wait_snapshot(snapshot_id, "available")
+    path = f"/snapshots/{snapshot_id}/metadata"
+    assert (await cloud.call("GET", path, member)).json() == {"metadata": {"a": "1"}}
+    merged = await cloud.call("POST", path, member, json={"metadata": {"b": "2"}})
+    assert merged.json() == {"metadata": {"a": "1", "b": "2"}}
+    replaced = await cloud.call("PUT", path, member, json={"metadata": {"c": "3"}})
+    assert replaced.json() == {"metadata": {"c": "3"}}
+    item = await cloud.call("PUT", f"{path}/d", member, json={"meta": {"d": "4"}})
+    assert item.json() == {"meta": {"d": "4"}}
+    assert (await cloud.call("GET", f"{path}/d", member)).json() == {"meta": {"d": "4"}}
+    assert_cinder_error(await cloud.call("PUT", f"{path}/d", member,
+                                         json={"meta": {"e": "5"}}), 400, "badRequest")
+    assert (await cloud.call("DELETE", f"{path}/d", member)).status_code == 200
+    assert_cinder_error(await cloud.call("GET", f"{path}/d", member), 404, "itemNotFound")
+    shown = await cloud.call("GET", f"/snapshots/{snapshot_id}", member)
+    assert shown.json()["snapshot"]["metadata"] == {"c": "3"}
+    other = await cloud.project()
+    assert_cinder_error(await cloud.call("GET", path, other), 404, "itemNotFound")
+    # The volume is required, but may be null: a volume not found.
+    null = await cloud.call("POST", "/snapshots", member, json={"snapshot": {
+        "volume_id": None, "name": "s"}})
+    assert_cinder_error(null, 404, "itemNotFound")
+    missing = await cloud.call("POST", "/snapshots", member, json={"snapshot": {"name": "s"}})
+    assert_cinder_error(missing, 400, "badRequest")
