@@ -258,6 +258,8 @@ class Volumes:
             volume.bootable = bootable
         if readonly is not None:
             volume.readonly = readonly
+            volume.admin_metadata = {**(volume.admin_metadata or {}),
+                                     "readonly": str(readonly)}
         await self.session.flush()
 
     async def reset_status(self, volume_id: str, *, status: str | None,

@@ -492,3 +492,25 @@ async def test_snapshot_metadata_and_a_null_volume(cloud: VolCloud) -> None:
     assert_cinder_error(null, 404, "itemNotFound")
     missing = await cloud.call("POST", "/snapshots", member, json={"snapshot": {"name": "s"}})
     assert_cinder_error(missing, 400, "badRequest")
+
+
+async def test_the_readonly_flag_shows_in_the_metadata(cloud: VolCloud) -> None:
+    """``os-update_readonly_flag`` sets admin metadata Cinder shows with the volume's own
+    metadata ("True"/"False"); the user's metadata calls neither show nor change it."""
+    member = await cloud.project()
+    volume = await cloud.create_volume(member, size=1, metadata={"a": "1"})
+    vid = volume["id"]
+    assert (await cloud.wait_volume(vid, "available", who=member))["metadata"] == {"a": "1"}
+    for flag in (True, False):
+        set_flag = await cloud.call("POST", f"/volumes/{vid}/action", member,
+                                    json={"os-update_readonly_flag": {"readonly": flag}})
+        assert set_flag.status_code == 202, set_flag.text
+        shown = (await cloud.call("GET", f"/volumes/{vid}", member)).json()["volume"]
+        assert shown["metadata"] == {"a": "1", "readonly": str(flag)}
+    detail = (await cloud.call("GET", "/volumes/detail", member)).json()["volumes"]
+    assert detail[0]["metadata"]["readonly"] == "False"
+    own = await cloud.call("PUT", f"/volumes/{vid}/metadata", member,
+                           json={"metadata": {"b": "2"}})
+    assert own.json() == {"metadata": {"b": "2"}}
+    shown = (await cloud.call("GET", f"/volumes/{vid}", member)).json()["volume"]
+    assert shown["metadata"] == {"b": "2", "readonly": "False"}
