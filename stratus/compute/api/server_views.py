@@ -56,7 +56,7 @@ def _flavor(instance: Instance, links: Links, version: APIVersion) -> dict[str, 
             "extra_specs": dict(flavor.get("extra_specs") or {})}
 
 
-def _addresses(instance: Instance) -> dict[str, list[dict[str, Any]]]:
+def addresses_of(instance: Instance) -> dict[str, list[dict[str, Any]]]:
     """Per network, each fixed address and then the floating ones translated to it (as Nova
     lists them)."""
     addresses: dict[str, list[dict[str, Any]]] = {}
@@ -98,7 +98,7 @@ def detail(instance: Instance, links: Links, version: APIVersion, *, admin: bool
         "flavor": _flavor(instance, links, version),
         "created": timestamp(instance.created_at),
         "updated": timestamp(instance.updated_at or instance.created_at),
-        "addresses": _addresses(instance),
+        "addresses": addresses_of(instance),
         "accessIPv4": instance.access_ip_v4 or "",
         "accessIPv6": instance.access_ip_v6 or "",
         "OS-DCF:diskConfig": "MANUAL",

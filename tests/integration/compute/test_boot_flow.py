@@ -335,6 +335,13 @@ async def test_ports_follow_the_server_and_a_failed_release_is_an_error_not_a_st
     server = await cloud.wait_for(server_id, "ACTIVE")
     [address] = server["addresses"]["blue"]
     assert address["addr"].startswith("10.9.0.")
+    # /ips: the same addresses per network, version and address only.
+    ips = await cloud.compute("GET", f"/servers/{server_id}/ips", version="2.1")
+    assert ips.json() == {"addresses": {"blue": [{"version": 4, "addr": address["addr"]}]}}
+    one = await cloud.compute("GET", f"/servers/{server_id}/ips/blue")
+    assert one.json() == {"blue": [{"version": 4, "addr": address["addr"]}]}
+    assert_compute_error(await cloud.compute("GET", f"/servers/{server_id}/ips/red"), 404,
+                         "itemNotFound")
 
     async def ports() -> list[dict[str, Any]]:
         response = await cloud.client.get(f"/network/v2.0/ports?device_id={server_id}",
