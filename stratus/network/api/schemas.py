@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -77,8 +76,7 @@ Int = Annotated[int, BeforeValidator(_int)]
 Str = Annotated[StrictStr, Field(max_length=MAX_LENGTH)]
 #: A protocol by name or number; Neutron takes the number as an integer too (``17``) and
 #: keeps it as the string (``"17"``).
-Protocol = Annotated[Annotated[StrictStr, Field(max_length=MAX_LENGTH)] | StrictInt,
-                     AfterValidator(lambda value: str(value))]
+Protocol = Annotated[StrictStr, Field(max_length=MAX_LENGTH)] | StrictInt
 StrList = Annotated[list[StrictStr], Field(strict=True)]
 AnyList = Annotated[list[Any], Field(strict=True)]
 AnyDict = Annotated[dict[str, Any], Field(strict=True)]
@@ -430,7 +428,8 @@ class RuleBody(Owned):
         return NewRule(
             security_group_id=self.security_group_id,
             direction=self.direction if self.named("direction") else None,
-            ethertype=self.ethertype or None, protocol=self.protocol,
+            ethertype=self.ethertype or None,
+            protocol=None if self.protocol is None else str(self.protocol),
             port_range_min=self.port_range_min, port_range_max=self.port_range_max,
             remote_ip_prefix=self.remote_ip_prefix, remote_group_id=self.remote_group_id,
             description=self.description)
