@@ -7,9 +7,9 @@ Starts ``stratus up`` (``cloud.Cloud``), makes its images and networks and write
 them onto the pinned Tempest) with ``tempest run --load-list``, and prints
 ``N passed, N failed, N skipped`` with each failure's test id and Tempest's reason, and any
 request the cloud answered with a 5xx. ``--check`` exits 1 when fewer tests pass than
-``passing.json`` records (the count only goes up); ``--record`` raises the record to this
-run's count. The work directory (cloud data, Tempest workspace, logs, ``results.json``)
-is kept for reading after the run.
+``passing.json`` records (the count only goes up) or when the cloud answered any request
+with a 5xx; ``--record`` raises the record to this run's count. The work directory (cloud
+data, Tempest workspace, logs, ``results.json``) is kept for reading after the run.
 """
 
 from __future__ import annotations
@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check and passed < recorded:
         print(f"interop: {passed} passed, fewer than the {recorded} recorded in "
               f"{RECORD.relative_to(REPO)}", file=sys.stderr)
+        return 1
+    if args.check and server_errors:
+        print(f"interop: the cloud answered {len(server_errors)} request(s) with a 5xx "
+              f"(a 500 is a bug): see {cloud.log}", file=sys.stderr)
         return 1
     return 0
 
