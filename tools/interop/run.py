@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stratus", type=Path, default=REPO / ".venv" / "bin" / "stratus")
     parser.add_argument("--workdir", type=Path, default=REPO / ".interop")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--isolated-networks", action="store_true",
+                        help="a network, subnet and router per test project (Tempest's "
+                             "default) instead of the shared network")
     parser.add_argument("--check", action="store_true",
                         help="fail when fewer tests pass than passing.json records")
     parser.add_argument("--record", action="store_true",
@@ -151,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         with Cloud(args.stratus, args.workdir / "cloud") as cloud:
             prepared = prepare(cloud)
             workspace = args.workdir / "tempest"
-            results = run_tempest(args.tempest_venv, workspace, render(prepared, workspace),
-                                  tests, args.concurrency)
+            conf = render(prepared, workspace, isolated_networks=args.isolated_networks)
+            results = run_tempest(args.tempest_venv, workspace, conf, tests, args.concurrency)
             server_errors = cloud.server_errors()
     except CloudError as exc:
         print(f"interop: {exc}", file=sys.stderr)

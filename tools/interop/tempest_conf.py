@@ -41,16 +41,17 @@ COMPUTE_FEATURES: dict[str, bool] = {
 }
 
 
-def render(prepared: Prepared, workspace: Path) -> str:
-    """The configuration file's text."""
+def render(prepared: Prepared, workspace: Path, *, isolated_networks: bool = False) -> str:
+    """The configuration file's text. ``isolated_networks``: Tempest makes a network, subnet
+    and router (its gateway on the external network) per test project, instead of booting
+    on the shared network."""
     admin = prepared.admin
     conf = configparser.ConfigParser(interpolation=None)
     conf["DEFAULT"] = {"log_dir": str(workspace / "logs"), "log_file": "tempest.log"}
     conf["oslo_concurrency"] = {"lock_path": str(workspace / "tempest_lock")}
     conf["auth"] = {
         "use_dynamic_credentials": "true",
-        # Tempest's projects boot on the shared network; no router per project.
-        "create_isolated_networks": "false",
+        "create_isolated_networks": str(isolated_networks).lower(),
         "admin_username": admin.username,
         "admin_password": admin.password,
         "admin_project_name": admin.project_name,
