@@ -63,7 +63,7 @@ TEMPEST_VENV ?= .venv-tempest
 INTEROP_GUIDELINE ?= 2020.06
 INTEROP_COMPONENT ?= os_powered_compute
 # Tempest's workers: the tests mostly wait on the cloud's state changes, not the CPU.
-INTEROP_WORKERS ?= 2
+INTEROP_WORKERS ?= 4
 
 $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION):
 	rm -rf $(TEMPEST_VENV)

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tempest-venv", type=Path, default=REPO / ".venv-tempest")
     parser.add_argument("--stratus", type=Path, default=REPO / ".venv" / "bin" / "stratus")
     parser.add_argument("--workdir", type=Path, default=REPO / ".interop")
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--isolated-networks", action="store_true",
                         help="a network, subnet and router per test project (Tempest's "
                              "default) instead of the shared network")
