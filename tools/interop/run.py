@@ -105,8 +105,11 @@ def run_tempest(tempest_venv: Path, workspace: Path, conf: str, tests: list[str]
                        cwd=workspace, stdout=log, stderr=subprocess.STDOUT, check=False)
     subunit_path = workspace / "last.subunit"
     with subunit_path.open("wb") as out:
-        subprocess.run([str(tempest_venv / "bin" / "stestr"), "last", "--subunit"],
-                       cwd=workspace, stdout=out, check=True)
+        last = subprocess.run([str(tempest_venv / "bin" / "stestr"), "last", "--subunit"],
+                              cwd=workspace, stdout=out, check=False)
+    if last.returncode != 0:
+        raise CloudError(f"Tempest ran no test (discovery failed?): see "
+                         f"{workspace / 'run.log'}")
     results_path = workspace / "results.json"
     subprocess.run([str(tempest_venv / "bin" / "python"), str(HERE / "results.py"),
                     str(subunit_path), str(results_path)], check=True)
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    args.workdir = args.workdir.resolve()  # tempest.conf's paths must not be relative
     tests = load_tests(args.tests)
     if args.workdir.exists():
         shutil.rmtree(args.workdir)
