@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: up deps test lint typecheck unit clean ceph-bindings
+.PHONY: up deps test lint typecheck unit clean ceph-bindings interop interop-map
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,7 @@ deps: $(VENV)/.installed
 	$(BIN)/stratus doctor
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check stratus tests benchmarks
+	$(BIN)/ruff check stratus tests benchmarks tools
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
@@ -70,5 +70,39 @@ test: lint typecheck ceph-bindings
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
 	$(BIN)/pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 
+# OpenStack Powered: the interoperability guideline's required Tempest tests against a
+# throw-away `stratus up` (tools/interop/run.py). Tempest is pinned and lives in a venv of
+# its own; the stamp names the version, so changing it reinstalls. --check fails when fewer
+# tests pass than tools/interop/passing.json records; ARGS=--record raises the record.
+TEMPEST_VERSION ?= 47.0.0
+TEMPEST_VENV ?= .venv-tempest
+INTEROP_GUIDELINE ?= 2020.06
+INTEROP_COMPONENT ?= os_powered_compute
+# Tempest's workers: the tests mostly wait on the cloud's state changes, not the CPU.
+INTEROP_WORKERS ?= 4
+
+$(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION):
+	rm -rf $(TEMPEST_VENV)
+	$(PYTHON) -m venv $(TEMPEST_VENV)
+	$(TEMPEST_VENV)/bin/pip install -q --upgrade pip
+	$(TEMPEST_VENV)/bin/pip install -q tempest==$(TEMPEST_VERSION)
+	touch $@
+
+interop: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
+	$(BIN)/python -m tools.interop.run --check --concurrency $(INTEROP_WORKERS) \
+	    --tests tools/interop/tests/$(INTEROP_GUIDELINE)-$(INTEROP_COMPONENT).json $(ARGS)
+
+# Re-map the guideline's required tests onto the pinned Tempest's test ids (after a new
+# guideline in tools/interop/guidelines/ or a new TEMPEST_VERSION).
+interop-map: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
+	rm -rf .interop/list && $(TEMPEST_VENV)/bin/tempest init \
+	    --workspace-path .interop/list.yaml --name interop-list .interop/list >/dev/null
+	cd .interop/list && ../../$(TEMPEST_VENV)/bin/tempest run --list-tests > tests.txt
+	$(BIN)/python -m tools.interop.guideline \
+	    --guideline tools/interop/guidelines/$(INTEROP_GUIDELINE).json \
+	    --component $(INTEROP_COMPONENT) --tempest-list .interop/list/tests.txt \
+	    --tempest-version $(TEMPEST_VERSION) \
+	    --out tools/interop/tests/$(INTEROP_GUIDELINE)-$(INTEROP_COMPONENT).json
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TEMPEST_VENV) .interop .pytest_cache .mypy_cache .ruff_cache

@@ -55,8 +55,8 @@ def version() -> APIVersion:
 @dataclass(frozen=True)
 class Reply:
     """An action's answer other than a plain 200 with a body: a status, headers, a body,
-    or the server's own view (``show_server``: the API renders the server as ``GET`` does,
-    with ``extra`` merged into it, as ``rebuild`` answers)."""
+    or the server's own view (``show_server``: the API renders the server as ``rebuild``
+    answers, ``GET``'s view from 2.75 and the base view before, with ``extra`` merged)."""
 
     status: int = 202
     body: dict[str, Any] | None = None

@@ -55,6 +55,8 @@ RULES = [
     RuleDefault("os_compute_api:servers:trigger_crash_dump", "rule:project_member_or_admin"),
     RuleDefault("os_compute_api:os-admin-password", "rule:project_member_or_admin"),
     RuleDefault("os_compute_api:os-server-tags:index", "rule:project_reader_or_admin"),
+    RuleDefault("os_compute_api:ips:index", "rule:project_reader_or_admin"),
+    RuleDefault("os_compute_api:ips:show", "rule:project_reader_or_admin"),
     RuleDefault("os_compute_api:os-server-tags:show", "rule:project_reader_or_admin"),
     RuleDefault("os_compute_api:os-server-tags:update", "rule:project_member_or_admin"),
     RuleDefault("os_compute_api:os-server-tags:update_all", "rule:project_member_or_admin"),

@@ -32,6 +32,7 @@ from stratus.core.bus import MessagingError
 from stratus.core.clients.base import endpoint
 from stratus.core.clients.volume import BOOT_FOR
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
+from stratus.core.formats import AccessIPv4, AccessIPv6
 from stratus.core.policy import Caller
 
 #: The vm_states a server may be rebuilt in (with no task in flight).
@@ -49,8 +50,8 @@ class RebuildArgs(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     metadata: dict[str, Any] | None = None
     admin_pass: str | None = Field(default=None, alias="adminPass")
-    access_ip_v4: str | None = Field(default=None, alias="accessIPv4")
-    access_ip_v6: str | None = Field(default=None, alias="accessIPv6")
+    access_ip_v4: AccessIPv4 | None = Field(default=None, alias="accessIPv4")
+    access_ip_v6: AccessIPv6 | None = Field(default=None, alias="accessIPv6")
     disk_config: str | None = Field(default=None, alias="OS-DCF:diskConfig",
                                     pattern="^(AUTO|MANUAL)$")
     preserve_ephemeral: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -117,6 +118,15 @@ class Networks(Part):
                                     Network.shared.is_(True),
                                     Network.router_external.is_(True)))
         return query
+
+    async def external_ids(self, network_ids: Iterable[str]) -> set[str]:
+        """Which of ``network_ids`` are external networks (a subnet's ``router:external``)."""
+        wanted = set(network_ids)
+        if not wanted:
+            return set()
+        rows = await self.session.scalars(select(Network.id).where(
+            Network.id.in_(wanted), Network.router_external.is_(True)))
+        return set(rows)
 
     async def get_network(self, caller: Caller, network_id: str) -> Network:
         return await self._one(self._visible_networks(caller).where(

@@ -52,6 +52,9 @@ class Volume(Base):
     image_id: Mapped[str | None] = mapped_column(String(36))
     bootable: Mapped[bool] = mapped_column(Boolean, default=False)
     readonly: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Keys admin actions set (``readonly`` once ``os-update_readonly_flag`` ran), shown
+    #: with the metadata as Cinder shows its visible admin metadata; users cannot change them.
+    admin_metadata: Mapped[dict[str, str] | None] = mapped_column(default=None)
     multiattach: Mapped[bool] = mapped_column(Boolean, default=False)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(default=dict)

@@ -29,6 +29,9 @@ RULES = [
     RuleDefault("volume:get_all_snapshots", READER),
     RuleDefault("volume:update_snapshot", MEMBER),
     RuleDefault("volume:delete_snapshot", MEMBER),
+    RuleDefault("volume:get_snapshot_metadata", READER),
+    RuleDefault("volume:update_snapshot_metadata", MEMBER),
+    RuleDefault("volume:delete_snapshot_metadata", MEMBER),
     RuleDefault("volume_extension:types_manage", ADMIN),
     RuleDefault("volume_extension:type_get", "@"),
     RuleDefault("volume_extension:type_get_all", "@"),
@@ -42,4 +45,6 @@ RULES = [
     RuleDefault("volume_extension:quotas:delete", ADMIN),
     RuleDefault("limits_extension:used_limits", READER),
     RuleDefault("volume_extension:services:index", ADMIN),
+    RuleDefault("volume_extension:availability_zone_list", "@"),
+    RuleDefault("volume_extension:extensions", "@"),
 ]

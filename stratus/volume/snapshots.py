@@ -17,6 +17,7 @@ from stratus.core.db.paging import SortKey
 from stratus.core.exceptions import BadRequest
 from stratus.volume import states
 from stratus.volume.lookup import get_owned
+from stratus.volume.metadata import Metadata
 from stratus.volume.models import Snapshot, Volume
 from stratus.volume.queries import ListQuery, page_of
 from stratus.volume.quotas import Quotas
@@ -79,6 +80,11 @@ class Snapshots:
             setattr(snapshot, key, value)
         await self.session.flush()
         return snapshot
+
+    @property
+    def metadata(self) -> Metadata:
+        """The snapshots' user metadata (``/snapshots/{id}/metadata``)."""
+        return Metadata(self.session)
 
     async def start_delete(self, snapshot_id: str, project_id: str | None) -> Snapshot:
         """Mark the snapshot ``deleting`` if it may be deleted now (available or error, and

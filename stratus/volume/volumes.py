@@ -27,6 +27,7 @@ from stratus.core.exceptions import BadRequest, NotFound
 from stratus.volume import states
 from stratus.volume.hosts import Hosts, able_to_write
 from stratus.volume.lookup import get_owned
+from stratus.volume.metadata import Metadata
 from stratus.volume.models import Snapshot, Volume
 from stratus.volume.queries import ListQuery, count, page_of
 from stratus.volume.quotas import Quotas
@@ -237,26 +238,17 @@ class Volumes:
     async def set_metadata(self, volume: Volume, metadata: dict[str, str], *,
                            replace: bool) -> dict[str, str]:
         """Merge ``metadata`` into the volume's (or replace it); the result."""
-        volume.metadata_ = dict(metadata) if replace else {**(volume.metadata_ or {}),
-                                                           **metadata}
-        await self.session.flush()
-        return dict(volume.metadata_)
+        return await Metadata(self.session).set_all(volume, metadata, replace=replace)
 
     @staticmethod
     def meta_item(volume: Volume, key: str) -> str:
-        if key not in (volume.metadata_ or {}):
-            raise NotFound(f"Metadata item {key} was not found.")
-        return str(volume.metadata_[key])
+        return Metadata.item(volume, key)
 
     async def set_meta_item(self, volume: Volume, key: str, meta: dict[str, str]) -> None:
-        if list(meta) != [key]:
-            raise BadRequest("Invalid input received: Request body and URI mismatch.")
-        await self.set_metadata(volume, meta, replace=False)
+        await Metadata(self.session).set_item(volume, key, meta)
 
     async def delete_meta_item(self, volume: Volume, key: str) -> None:
-        self.meta_item(volume, key)
-        volume.metadata_ = {k: v for k, v in volume.metadata_.items() if k != key}
-        await self.session.flush()
+        await Metadata(self.session).delete_item(volume, key)
 
     async def set_flags(self, volume_id: str, project_id: str | None, *,
                         bootable: bool | None = None, readonly: bool | None = None) -> None:
@@ -266,6 +258,8 @@ class Volumes:
             volume.bootable = bootable
         if readonly is not None:
             volume.readonly = readonly
+            volume.admin_metadata = {**(volume.admin_metadata or {}),
+                                     "readonly": str(readonly)}
         await self.session.flush()
 
     async def reset_status(self, volume_id: str, *, status: str | None,

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from stratus.compute.agent.network import HostNetwork
-from stratus.compute.api.server_views import _addresses
+from stratus.compute.api.server_views import addresses_of
 from stratus.core.context import RequestContext
 
 MAC = "fa:16:3e:00:00:01"
@@ -54,7 +54,7 @@ def test_addresses_list_floating_after_their_fixed_address() -> None:
     info = [{**NETWORK_INFO[0], "ips": [{"address": "10.0.0.5", "version": 4},
                                         {"address": "10.0.0.6", "version": 4,
                                          "floating_ips": ["172.24.4.9"]}]}]
-    shown = _addresses(SimpleNamespace(network_info=info))  # type: ignore[arg-type]
+    shown = addresses_of(SimpleNamespace(network_info=info))  # type: ignore[arg-type]
     assert shown == {"private": [
         {"version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed",
          "OS-EXT-IPS-MAC:mac_addr": MAC},

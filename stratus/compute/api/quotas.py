@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v2.1")
 
 #: Quotas Nova still shows before the microversions that dropped them (2.36, 2.57).
 _LEGACY_236 = {"fixed_ips": -1, "floating_ips": 10, "security_group_rules": 20,
-               "security_groups": 10, "networks": -1}
+               "security_groups": 10}
 _LEGACY_257 = {"injected_file_content_bytes": 10240, "injected_file_path_bytes": 255,
                "injected_files": 5}
 

@@ -12,6 +12,7 @@ from stratus.compute import block_devices
 from stratus.compute.block_devices import Mapping
 from stratus.compute.boot import BootRequest
 from stratus.core.exceptions import BadRequest
+from stratus.core.formats import UUID, AccessIPv4, AccessIPv6, IPAddress
 from stratus.core.web.microversions import APIVersion
 
 
@@ -77,9 +78,12 @@ class KeyPairCreateBody(_Strict):
 
 
 class NetworkRequest(_Strict):
-    uuid: str | None = None
-    port: str | None = None
-    fixed_ip: str | None = None
+    """One of ``networks``: a malformed network or port id or fixed IP is a 400 here, before
+    anything is looked up (Nova: "Bad networks format")."""
+
+    uuid: UUID | None = None
+    port: UUID | None = None
+    fixed_ip: IPAddress | None = None
     tag: str | None = None
 
 
@@ -177,8 +181,8 @@ class ServerCreate(_Strict):
     disk_config: str | None = Field(default=None, alias="OS-DCF:diskConfig",
                                     pattern="^(AUTO|MANUAL)$")
     admin_pass: str | None = Field(default=None, alias="adminPass")
-    access_ip_v4: str | None = Field(default=None, alias="accessIPv4")
-    access_ip_v6: str | None = Field(default=None, alias="accessIPv6")
+    access_ip_v4: AccessIPv4 | None = Field(default=None, alias="accessIPv4")
+    access_ip_v6: AccessIPv6 | None = Field(default=None, alias="accessIPv6")
     config_drive: bool | str | None = None
     description: str | None = Field(default=None, max_length=255)
     tags: list[str] | None = None
@@ -206,8 +210,8 @@ class ServerCreateBody(_Strict):
 class ServerUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = Field(default=None, max_length=255)
-    access_ip_v4: str | None = Field(default=None, alias="accessIPv4")
-    access_ip_v6: str | None = Field(default=None, alias="accessIPv6")
+    access_ip_v4: AccessIPv4 | None = Field(default=None, alias="accessIPv4")
+    access_ip_v6: AccessIPv6 | None = Field(default=None, alias="accessIPv6")
     hostname: str | None = Field(default=None, max_length=255)
 
 

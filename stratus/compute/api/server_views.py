@@ -56,7 +56,7 @@ def _flavor(instance: Instance, links: Links, version: APIVersion) -> dict[str, 
             "extra_specs": dict(flavor.get("extra_specs") or {})}
 
 
-def _addresses(instance: Instance) -> dict[str, list[dict[str, Any]]]:
+def addresses_of(instance: Instance) -> dict[str, list[dict[str, Any]]]:
     """Per network, each fixed address and then the floating ones translated to it (as Nova
     lists them)."""
     addresses: dict[str, list[dict[str, Any]]] = {}
@@ -98,7 +98,7 @@ def detail(instance: Instance, links: Links, version: APIVersion, *, admin: bool
         "flavor": _flavor(instance, links, version),
         "created": timestamp(instance.created_at),
         "updated": timestamp(instance.updated_at or instance.created_at),
-        "addresses": _addresses(instance),
+        "addresses": addresses_of(instance),
         "accessIPv4": instance.access_ip_v4 or "",
         "accessIPv6": instance.access_ip_v6 or "",
         "OS-DCF:diskConfig": "MANUAL",
@@ -150,6 +150,30 @@ def detail(instance: Instance, links: Links, version: APIVersion, *, admin: bool
     if version.at_least("2.96"):
         body["pinned_availability_zone"] = instance.availability_zone
     return body
+
+
+#: What ``PUT /servers/{id}`` and ``rebuild`` answer below 2.75: Nova's base server view,
+#: without what its extensions add to ``GET`` (availability zone, config drive, key name,
+#: usage times, extended status, volumes, security groups, the admin's host attributes and
+#: host status). The versioned keys here appear only at their own microversions.
+_UPDATE_KEYS = frozenset({
+    "id", "name", "status", "tenant_id", "user_id", "metadata", "hostId", "image", "flavor",
+    "created", "updated", "addresses", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig",
+    "links", "progress", "fault", "locked", "description", "tags",
+    "trusted_image_certificates", "server_groups", "locked_reason",
+})
+
+
+def as_updated(body: dict[str, Any], version: APIVersion) -> dict[str, Any]:
+    """A ``detail`` body as update and rebuild answer at ``version``: from 2.75 the same as
+    ``GET``; before, the base view, its addresses without their type and MAC."""
+    if version.at_least("2.75"):
+        return body
+    kept = {key: value for key, value in body.items() if key in _UPDATE_KEYS}
+    kept["addresses"] = {
+        network: [{"version": a["version"], "addr": a["addr"]} for a in shown]
+        for network, shown in body.get("addresses", {}).items()}
+    return kept
 
 
 def _usage_time(value: dt.datetime | None) -> str | None:

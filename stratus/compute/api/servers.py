@@ -133,7 +133,7 @@ async def update_server(server_id: str, body: ServerUpdateBody, svc: Service,
     instance = await parts.update(instance, ServerUpdate(u.model_dump(exclude_unset=True)))
     facts = await parts.detail_facts([instance], with_groups=version.at_least("2.71"))
     (detail,) = _details(caller, urls, version, ServerPage([instance], None, facts))
-    return {"server": detail}
+    return {"server": server_views.as_updated(detail, version)}
 
 
 # Delete and actions -----------------------------------------------------------------------
@@ -160,7 +160,7 @@ async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
         page = await servers.show(rt, caller, answer.show_server, version)
         (detail,) = _details(caller, urls, version, page)
         await fill_volumes_attached(rt, caller.context, version, [detail])
-        reply_body = {"server": detail | answer.extra}
+        reply_body = {"server": server_views.as_updated(detail, version) | answer.extra}
     if reply_body is None:
         return Response(status_code=answer.status, headers=answer.headers)
     return JSONResponse(reply_body, status_code=answer.status, headers=answer.headers)

@@ -126,6 +126,15 @@ class ImageClient(ServiceClient):
         except NotFound:
             pass
 
+    async def list(self, ctx: RequestContext,
+                   params: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
+        """``GET /v2/images`` with ``params`` as the caller; the page and its ``next``."""
+        endpoint = await self.endpoint(ctx)
+        response = await self.request("GET", f"{endpoint}/v2/images", params=params,
+                                      auth=self.auth(ctx))
+        body = response.json()
+        return list(body.get("images", [])), body.get("next")
+
     async def find(self, ctx: RequestContext, image_id: str) -> dict[str, Any] | None:
         """The image as the caller sees it, whatever its status; None when it is gone."""
         try:

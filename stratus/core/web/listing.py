@@ -339,6 +339,16 @@ class CinderListing(ListDialect):
             offset=offset,
             filters=_filters(pairs, self.control), query=pairs)
 
+    @staticmethod
+    def next_marker(req: ListRequest, ids: Sequence[str], more: bool) -> str | None:
+        """The marker of the next page's link. Cinder links on from every full page (as
+        many items as the effective limit), even when nothing follows it, as well as from a
+        page with more behind it."""
+        if not ids:
+            return None
+        full = req.limit is not None and len(ids) >= req.limit
+        return ids[-1] if more or full else None
+
     def links(self, req: ListRequest, spec: ListSpec, url: str, *, next_marker: str | None,
               previous_marker: str | None = None) -> dict[str, Any]:
         """rel=next with the effective limit; the query's other parameters as sent."""

@@ -44,6 +44,12 @@ async def _rule_views(svc: NetworkService, caller: Caller,
     return [views.security_group_rule(r, r.security_group_id in defaults) for r in rules]
 
 
+async def _subnet_views(svc: NetworkService, caller: Caller,
+                        subnets: list[Any]) -> list[dict[str, Any]]:
+    external = await svc.networks.external_ids({s.network_id for s in subnets})
+    return [views.subnet(s, s.network_id in external) for s in subnets]
+
+
 async def _make_default_group(svc: NetworkService, caller: Caller) -> None:
     # Neutron shows a project its default group as soon as it looks at any group.
     if caller.project_id:
@@ -57,7 +63,7 @@ COLLECTIONS = (
                each(lambda svc, caller, net: views.network(net, caller)),
                create=NetworkBody, update=NetworkUpdateBody),
     Collection("subnet", "subnets", lambda svc: svc.subnets,
-               each(lambda svc, caller, subnet: views.subnet(subnet)),
+               _subnet_views,
                create=SubnetBody, update=SubnetUpdateBody),
     Collection("port", "ports", lambda svc: svc.ports,
                each(lambda svc, caller, port: views.port(port, caller,

@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
@@ -73,6 +74,9 @@ def _int(value: Any) -> int:
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Int = Annotated[int, BeforeValidator(_int)]
 Str = Annotated[StrictStr, Field(max_length=MAX_LENGTH)]
+#: A protocol by name or number; Neutron takes the number as an integer too (``17``) and
+#: keeps it as the string (``"17"``).
+Protocol = Annotated[StrictStr, Field(max_length=MAX_LENGTH)] | StrictInt
 StrList = Annotated[list[StrictStr], Field(strict=True)]
 AnyList = Annotated[list[Any], Field(strict=True)]
 AnyDict = Annotated[dict[str, Any], Field(strict=True)]
@@ -406,7 +410,7 @@ class RuleBody(Owned):
     security_group_id: Str = ""
     direction: Str = ""
     ethertype: Str = ""
-    protocol: Str | None = None
+    protocol: Protocol | None = None
     port_range_min: Int | None = None
     port_range_max: Int | None = None
     remote_ip_prefix: Str | None = None
@@ -424,7 +428,8 @@ class RuleBody(Owned):
         return NewRule(
             security_group_id=self.security_group_id,
             direction=self.direction if self.named("direction") else None,
-            ethertype=self.ethertype or None, protocol=self.protocol,
+            ethertype=self.ethertype or None,
+            protocol=None if self.protocol is None else str(self.protocol),
             port_range_min=self.port_range_min, port_range_max=self.port_range_max,
             remote_ip_prefix=self.remote_ip_prefix, remote_group_id=self.remote_group_id,
             description=self.description)

@@ -24,6 +24,9 @@ EXTENSIONS = [
                                 "application"),
     ("external-net", "Neutron external network", "Adds external network attribute to "
                                                  "network resource."),
+    # Subnets of external networks are everyone's to see, with their network's flag.
+    ("subnet-external-network", "Subnet External Network",
+     "Informs if the subnet is associated with an external network."),
     ("provider", "Provider Network", "Expose mapping of virtual networks to physical "
                                      "networks"),
     ("security-group", "security-group", "The security groups extension."),

@@ -44,7 +44,9 @@ def network(net: Network, caller: Caller, zones: list[str] | None = None) -> dic
     return body
 
 
-def subnet(s: Subnet) -> dict[str, Any]:
+def subnet(s: Subnet, router_external: bool) -> dict[str, Any]:
+    """``router_external``: whether the subnet's network is external (the
+    ``subnet-external-network`` extension's attribute)."""
     return {
         "id": s.id, "name": s.name, "network_id": s.network_id, "ip_version": s.ip_version,
         "cidr": s.cidr, "gateway_ip": s.gateway_ip,
@@ -53,6 +55,7 @@ def subnet(s: Subnet) -> dict[str, Any]:
         "dns_nameservers": list(s.dns_nameservers), "enable_dhcp": s.enable_dhcp,
         "ipv6_ra_mode": None, "ipv6_address_mode": None, "subnetpool_id": None,
         "service_types": [], "segment_id": None, "dns_publish_fixed_ip": False,
+        "router:external": router_external,
         **_standard(s),
     }
 

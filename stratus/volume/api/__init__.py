@@ -8,7 +8,15 @@ from fastapi import FastAPI
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
 from stratus.core.web.microversions import APIVersion, VersionRange
-from stratus.volume.api import attachments, quotas, snapshots, types, versions, volumes
+from stratus.volume.api import (
+    attachments,
+    discovery,
+    quotas,
+    snapshots,
+    types,
+    versions,
+    volumes,
+)
 from stratus.volume.service import VolumeRuntime
 
 #: The microversions served; only versions whose formats are implemented are advertised.
@@ -23,7 +31,7 @@ def create_volume_app(runtime: VolumeRuntime, validator: TokenValidator, *,
         # Cinder's error bodies are Nova's: {"badRequest": {"message", "code"}}.
         style=ErrorStyle.COMPUTE,
         routers=[versions.router, volumes.router, snapshots.router, types.router,
-                 attachments.router, quotas.router],
+                 attachments.router, quotas.router, discovery.router],
         max_body_size=runtime.settings.max_request_body_size,
         versions=VERSIONS,
         state={"volume": runtime, "token_validator": validator, "versions": VERSIONS,

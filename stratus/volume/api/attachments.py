@@ -72,7 +72,8 @@ async def _list(request: Request, svc: VolumeService, context: RequestContext,
         volume_id=req.filter("volume_id"), instance_id=req.filter("instance_id"))
     body = {"attachments": [views.attachment_view(a, detail=detail) for a in rows]}
     return body | listing.CINDER.links(req, _LIST, url,
-                                       next_marker=rows[-1].id if more and rows else None)
+                                       next_marker=listing.CINDER.next_marker(
+                                           req, [r.id for r in rows], more))
 
 
 @router.get("")

@@ -97,7 +97,8 @@ class MetaItemBody(Strict):
 
 
 class SnapshotCreate(Strict):
-    volume_id: str
+    #: Required but may be null (Cinder's schema): a null volume is one not found (404).
+    volume_id: str | None
     name: Name | None = None
     description: Annotated[str, Field(max_length=255)] | None = None
     display_name: Name | None = None

@@ -29,7 +29,8 @@ async def list_types(request: Request, svc: Service, context: Context, caller: C
                   offset=req.offset), admin=context.is_admin)
     body = {"volume_types": [views.type_view(t, admin=context.is_admin) for t in types]}
     return body | listing.CINDER.links(req, spec, urls.url("types"),
-                                       next_marker=types[-1].id if more and types else None)
+                                       next_marker=listing.CINDER.next_marker(
+                                           req, [t.id for t in types], more))
 
 
 @router.get("/default")

@@ -35,7 +35,13 @@ def volume_attachment_items(volume: Volume, attachments: list[Attachment]) -> li
 
 def volume_detail(volume: Volume, *, attachments: list[Attachment],
                   vtype: VolumeType | None, links: Links, context: RequestContext,
-                  version: APIVersion) -> dict[str, Any]:
+                  version: APIVersion, extended: bool = True) -> dict[str, Any]:
+    """A volume as ``GET /volumes/{id}`` and ``/volumes/detail`` show it.
+
+    ``extended=False`` is the body of create and update: Cinder adds the project, host,
+    migration and image-metadata attributes (its "extended" attributes) to show and detail
+    only, and clients validate the create/update body without them.
+    """
     body: dict[str, Any] = {
         "id": volume.id,
         "name": volume.name,
@@ -49,7 +55,8 @@ def volume_detail(volume: Volume, *, attachments: list[Attachment],
         "bootable": "true" if volume.bootable else "false",
         "encrypted": False,
         "links": links.pair(f"volumes/{volume.id}"),
-        "metadata": dict(volume.metadata_ or {}),
+        # Cinder shows the admin metadata users may see (readonly) with the user's own.
+        "metadata": {**(volume.metadata_ or {}), **(volume.admin_metadata or {})},
         "migration_status": None,
         "multiattach": volume.multiattach,
         "replication_status": None,
@@ -58,11 +65,12 @@ def volume_detail(volume: Volume, *, attachments: list[Attachment],
         "user_id": volume.user_id,
         "volume_type": vtype.name if vtype else None,
         "consistencygroup_id": None,
-        "os-vol-tenant-attr:tenant_id": volume.project_id,
     }
-    if volume.image_metadata:
+    if extended:
+        body["os-vol-tenant-attr:tenant_id"] = volume.project_id
+    if extended and volume.image_metadata:
         body["volume_image_metadata"] = dict(volume.image_metadata)
-    if context.is_admin:
+    if extended and context.is_admin:
         # Cinder's host@backend#pool form; the file backend has one pool.
         body["os-vol-host-attr:host"] = (f"{volume.host}@file#file" if volume.host
                                          else None)
@@ -79,7 +87,11 @@ def volume_detail(volume: Volume, *, attachments: list[Attachment],
     return body
 
 
-def snapshot_view(snapshot: Snapshot, *, version: APIVersion) -> dict[str, Any]:
+def snapshot_view(snapshot: Snapshot, *, version: APIVersion,
+                  extended: bool = True) -> dict[str, Any]:
+    """A snapshot as show and ``/snapshots/detail`` answer; ``extended=False``: as create,
+    update and the plain list answer, without Cinder's extended attributes (progress,
+    project)."""
     body: dict[str, Any] = {
         "id": snapshot.id,
         "name": snapshot.name,
@@ -90,10 +102,11 @@ def snapshot_view(snapshot: Snapshot, *, version: APIVersion) -> dict[str, Any]:
         "created_at": timestamp(snapshot.created_at),
         "updated_at": timestamp(snapshot.updated_at),
         "metadata": dict(snapshot.metadata_ or {}),
-        "os-extended-snapshot-attributes:progress": (
-            "100%" if snapshot.status == "available" else "0%"),
-        "os-extended-snapshot-attributes:project_id": snapshot.project_id,
     }
+    if extended:
+        body["os-extended-snapshot-attributes:progress"] = (
+            "100%" if snapshot.status == "available" else "0%")
+        body["os-extended-snapshot-attributes:project_id"] = snapshot.project_id
     if version.at_least("3.14"):
         body["group_snapshot_id"] = None
     if version.at_least("3.41"):

@@ -31,12 +31,15 @@ __all__ = ["parse_sort", "router"]
 
 
 async def render(svc: VolumeService, volumes: list[Any], *, links: Links,
-                 context: Any, version: APIVersion) -> list[dict[str, Any]]:
+                 context: Any, version: APIVersion,
+                 extended: bool = True) -> list[dict[str, Any]]:
+    """The volumes' detail views (``extended=False``: as create and update answer)."""
     attachments = await svc.attachments.live(v.id for v in volumes)
     types = await svc.types.by_id(v.volume_type_id for v in volumes)
     return [views.volume_detail(v, attachments=attachments[v.id],
                                 vtype=types.get(v.volume_type_id or ""), links=links,
-                                context=context, version=version) for v in volumes]
+                                context=context, version=version, extended=extended)
+            for v in volumes]
 
 
 @router.post("", status_code=202)
@@ -59,7 +62,7 @@ async def create_volume(body: VolumeCreateBody, request: Request, context: Conte
         image=image, multiattach=bool(v.multiattach)))
     async with runtime(request).service() as svc:
         rendered = (await render(svc, [volume], links=urls, context=context,
-                                 version=version))[0]
+                                 version=version, extended=False))[0]
     return JSONResponse({"volume": rendered}, status_code=202)
 
 
@@ -73,7 +76,8 @@ async def _list(request: Request, svc: VolumeService, context: Any, urls: Links,
              if detail else [views.volume_summary(v, urls) for v in rows])
     body: dict[str, Any] = {"volumes": items}
     body |= listing.CINDER.links(req, spec, urls.url("volumes/detail" if detail else "volumes"),
-                                 next_marker=rows[-1].id if more and rows else None)
+                                 next_marker=listing.CINDER.next_marker(
+                                     req, [r.id for r in rows], more))
     if version.at_least("3.45") and parse_bool(req.filter("with_count") or "false",
                                                "with_count"):
         body["count"] = await svc.volumes.count(query)
@@ -112,7 +116,7 @@ async def update_volume(volume_id: str, body: VolumeUpdateBody, svc: Service,
     caller.authorize("volume:update", {"project_id": volume.project_id})
     volume = await svc.volumes.update(volume, body.volume.changes())
     return {"volume": (await render(svc, [volume], links=urls, context=context,
-                                    version=version))[0]}
+                                    version=version, extended=False))[0]}
 
 
 @router.delete("/{volume_id}", status_code=202)

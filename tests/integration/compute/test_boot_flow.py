@@ -220,6 +220,36 @@ async def test_quota_and_bad_input(cloud: Cloud) -> None:
     bad_user_data = await cloud.compute("POST", "/servers", json=boot_body(
         image_id, user_data="not base64!"))
     assert_compute_error(bad_user_data, 400, "badRequest")
+    # Malformed ids and addresses are a 400 before anything is looked up.
+    for networks in ([{"uuid": "a-b-c-d-e-f-g-h-i-j", "fixed_ip": "10.0.1.1"}],
+                     [{"port": "not-a-port-id"}],
+                     [{"uuid": "6a1c5f33-0f0e-4b8a-9b5c-6b8b1c6c7d01", "fixed_ip": "10.0.1"}]):
+        bad_network = await cloud.compute("POST", "/servers",
+                                          json=boot_body(image_id, networks=networks))
+        assert_compute_error(bad_network, 400, "badRequest")
+    for field, value in (("accessIPv6", "notvalid"), ("accessIPv4", "1.2.3"),
+                         ("accessIPv4", "::1")):
+        bad_ip = await cloud.compute("POST", "/servers",
+                                     json=boot_body(image_id, **{field: value}))
+        assert field in assert_compute_error(bad_ip, 400, "badRequest")
+    assert (await cloud.compute("GET", "/servers")).json()["servers"] == []
+
+
+async def test_access_addresses_are_kept_in_their_shortest_form(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(
+        image_id, accessIPv4="192.0.2.7",
+        accessIPv6="0000:0000:0000:0000:0000:babe:220.12.22.2"))
+    assert created.status_code == 202, created.text
+    shown = await cloud.wait_for(created.json()["server"]["id"], "ACTIVE")
+    assert shown["accessIPv4"] == "192.0.2.7"
+    assert shown["accessIPv6"] == "::babe:dc0c:1602"
+    updated = await cloud.compute("PUT", f"/servers/{shown['id']}", json={
+        "server": {"accessIPv6": "2001:DB8:0:0:0:0:0:1"}})
+    assert updated.json()["server"]["accessIPv6"] == "2001:db8::1"
+    refused = await cloud.compute("PUT", f"/servers/{shown['id']}", json={
+        "server": {"accessIPv6": "2001:db8::zz"}})
+    assert_compute_error(refused, 400, "badRequest")
 
 
 async def test_a_host_that_dies_mid_build_leaves_nothing_stuck(cloud: Cloud) -> None:
@@ -305,6 +335,13 @@ async def test_ports_follow_the_server_and_a_failed_release_is_an_error_not_a_st
     server = await cloud.wait_for(server_id, "ACTIVE")
     [address] = server["addresses"]["blue"]
     assert address["addr"].startswith("10.9.0.")
+    # /ips: the same addresses per network, version and address only.
+    ips = await cloud.compute("GET", f"/servers/{server_id}/ips", version="2.1")
+    assert ips.json() == {"addresses": {"blue": [{"version": 4, "addr": address["addr"]}]}}
+    one = await cloud.compute("GET", f"/servers/{server_id}/ips/blue")
+    assert one.json() == {"blue": [{"version": 4, "addr": address["addr"]}]}
+    assert_compute_error(await cloud.compute("GET", f"/servers/{server_id}/ips/red"), 404,
+                         "itemNotFound")
 
     async def ports() -> list[dict[str, Any]]:
         response = await cloud.client.get(f"/network/v2.0/ports?device_id={server_id}",

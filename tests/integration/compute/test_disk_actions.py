@@ -21,7 +21,12 @@ from stratus.core.config import Settings
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
-from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT, auth_body
+from tests.integration.compute.conftest import (
+    ADMIN_PASSWORD,
+    ROOT,
+    assert_compute_error,
+    auth_body,
+)
 from tests.integration.compute.test_boot_flow import UNITS, Cloud, boot_body, upload_image
 
 
@@ -193,3 +198,82 @@ async def test_the_conductor_offloads_servers_shelved_long_enough(cloud: Cloud) 
     offloaded = await _settled(cloud, server_id, "SHELVED_OFFLOADED")
     assert offloaded["OS-EXT-SRV-ATTR:host"] is None
     assert await conductor.offload_shelved(0) == []
+
+
+async def test_update_and_rebuild_answer_the_base_view_below_2_75(cloud: Cloud) -> None:
+    """Before 2.75 PUT and rebuild answer Nova's base server view (clients validate it with
+    no extension attribute allowed); from 2.75 the same view as GET."""
+    extension_keys = {"OS-EXT-AZ:availability_zone", "config_drive", "key_name",
+                      "OS-SRV-USG:launched_at", "OS-EXT-STS:vm_state", "security_groups",
+                      "os-extended-volumes:volumes_attached", "OS-EXT-SRV-ATTR:host"}
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    shown = await _settled(cloud, server_id, "ACTIVE")
+    assert extension_keys <= set(shown)
+
+    old = await cloud.compute("PUT", f"/servers/{server_id}", version="2.1",
+                              json={"server": {"name": "renamed"}})
+    assert old.status_code == 200, old.text
+    body = old.json()["server"]
+    assert body["name"] == "renamed" and not extension_keys & set(body)
+    assert "locked" not in body and "OS-DCF:diskConfig" in body
+    for addresses in body["addresses"].values():
+        assert all(set(a) == {"version", "addr"} for a in addresses)
+    at_2_74 = (await cloud.compute("PUT", f"/servers/{server_id}", version="2.74",
+                                   json={"server": {"name": "again"}})).json()["server"]
+    assert at_2_74["locked"] is False and at_2_74["description"] is None
+    assert not extension_keys & set(at_2_74)
+    new = (await cloud.compute("PUT", f"/servers/{server_id}", version="2.75",
+                               json={"server": {"name": "new"}})).json()["server"]
+    assert extension_keys <= set(new)
+
+    rebuilt = await _action(cloud, server_id, {"rebuild": {"imageRef": image_id}},
+                            version="2.1")
+    assert rebuilt.status_code == 202, rebuilt.text
+    body = rebuilt.json()["server"]
+    assert body["adminPass"] and body["status"] == "REBUILD"
+    assert not extension_keys & set(body)
+
+
+async def test_the_image_proxy_until_2_35(cloud: Cloud) -> None:
+    """``/images`` shows the image service's images in Nova's form until 2.35, a server's
+    snapshot with its server; deleting goes to the image service; gone from 2.36."""
+    image_id = await upload_image(cloud)
+    await cloud.client.patch(
+        f"/image/v2/images/{image_id}",
+        headers={**cloud.headers(None),
+                 "Content-Type": "application/openstack-images-v2.1-json-patch"},
+        json=[{"op": "add", "path": "/color", "value": "blue"}])
+    shown = await cloud.compute("GET", f"/images/{image_id}", version="2.1")
+    assert shown.status_code == 200, shown.text
+    image = shown.json()["image"]
+    assert image["status"] == "ACTIVE" and image["progress"] == 100
+    assert image["name"] == "tiny" and image["minRam"] == 0 and image["minDisk"] == 0
+    assert image["metadata"] == {"color": "blue"} and image["OS-EXT-IMG-SIZE:size"] == 4096
+    assert image["created"].endswith("Z") and "server" not in image
+    assert [link["rel"] for link in image["links"]] == ["self", "bookmark", "alternate"]
+
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="vm"))
+    server_id = created.json()["server"]["id"]
+    await _settled(cloud, server_id, "ACTIVE")
+    snap = await _action(cloud, server_id, {"createImage": {"name": "snap"}}, version="2.1")
+    assert snap.status_code == 202, snap.text
+    snap_id = snap.headers["Location"].rsplit("/", 1)[1]
+    await _settled(cloud, server_id, "ACTIVE")
+    snapshot = (await cloud.compute("GET", f"/images/{snap_id}", version="2.35")).json()
+    assert snapshot["image"]["server"]["id"] == server_id
+
+    listed = (await cloud.compute("GET", "/images", version="2.1")).json()["images"]
+    assert {i["id"] for i in listed} == {image_id, snap_id}
+    assert set(listed[0]) == {"id", "name", "links"}
+    detail = (await cloud.compute("GET", "/images/detail?name=snap", version="2.1")).json()
+    assert [i["id"] for i in detail["images"]] == [snap_id]
+    assert_compute_error(await cloud.compute("GET", f"/images/{image_id}", version="2.36"),
+                         404, "itemNotFound")
+    assert (await cloud.compute("DELETE", f"/images/{snap_id}", version="2.1")
+            ).status_code == 204
+    assert_compute_error(await cloud.compute("GET", f"/images/{snap_id}", version="2.1"),
+                         404, "itemNotFound")
+    assert_compute_error(await cloud.compute("DELETE", f"/images/{snap_id}", version="2.1"),
+                         404, "itemNotFound")

@@ -75,6 +75,43 @@ async def test_bad_input(cloud: ComputeCloud) -> None:
     assert dotted.status_code == 201
 
 
+async def test_x509_key_pairs_generated_and_imported(cloud: ComputeCloud) -> None:
+    """``type: x509`` (2.2): a generated pair is a self-signed certificate and its private
+    key; an imported one is a PEM certificate; both with the SHA-1 fingerprint of the DER."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    made = await cloud.compute("POST", "/os-keypairs", version="2.2",
+                               json={"keypair": {"name": "cert", "type": "x509"}})
+    assert made.status_code == 201, made.text
+    pair = made.json()["keypair"]
+    certificate = x509.load_pem_x509_certificate(pair["public_key"].encode())
+    assert pair["type"] == "x509" and "PRIVATE KEY" in pair["private_key"]
+    private = serialization.load_pem_private_key(pair["private_key"].encode(), None)
+    assert private.public_key().public_numbers() == (  # type: ignore[union-attr]
+        certificate.public_key().public_numbers())  # type: ignore[union-attr]
+    digest = certificate.fingerprint(hashes.SHA1()).hex()
+    assert pair["fingerprint"] == ":".join(digest[i:i + 2] for i in range(0, 40, 2))
+    shown = (await cloud.compute("GET", "/os-keypairs/cert", version="2.2")).json()
+    assert shown["keypair"]["type"] == "x509"
+    assert shown["keypair"]["public_key"] == pair["public_key"]
+
+    imported = await cloud.compute("POST", "/os-keypairs", version="2.2", json={"keypair": {
+        "name": "cert2", "type": "x509", "public_key": pair["public_key"]}})
+    assert imported.status_code == 201, imported.text
+    assert imported.json()["keypair"]["fingerprint"] == pair["fingerprint"]
+    assert "private_key" not in imported.json()["keypair"]
+    listed = (await cloud.compute("GET", "/os-keypairs", version="2.2")).json()["keypairs"]
+    assert {k["keypair"]["name"]: k["keypair"]["type"] for k in listed} == {
+        "cert": "x509", "cert2": "x509"}
+    not_pem = await cloud.compute("POST", "/os-keypairs", version="2.2", json={"keypair": {
+        "name": "cert3", "type": "x509", "public_key": "-----BEGIN CERTIFICATE-----\nxx"}})
+    assert_compute_error(not_pem, 400, "badRequest")
+    unknown = await cloud.compute("POST", "/os-keypairs", version="2.2",
+                                  json={"keypair": {"name": "k", "type": "pgp"}})
+    assert_compute_error(unknown, 400, "badRequest")
+
+
 async def test_key_pairs_belong_to_their_user(cloud: ComputeCloud) -> None:
     token, user, _ = await cloud.member("kai")
     mine = await cloud.compute("POST", "/os-keypairs", token=token, version="2.10",

@@ -224,6 +224,22 @@ async def test_server_group_quota_and_project_scope(cloud: Cloud) -> None:
     assert [g["name"] for g in own] == ["one"]
 
 
+async def test_quota_set_keys_per_microversion(cloud: Cloud) -> None:
+    """Exactly Nova's keys: the ones 2.36 and 2.57 dropped before them, no others (clients
+    validate the quota set with no other key allowed)."""
+    project_id = await _admin_project(cloud)
+    current = {"id", "instances", "cores", "ram", "key_pairs", "metadata_items",
+               "server_groups", "server_group_members"}
+    before_236 = {"fixed_ips", "floating_ips", "security_group_rules", "security_groups"}
+    before_257 = {"injected_file_content_bytes", "injected_file_path_bytes", "injected_files"}
+    for version, expected in (("2.1", current | before_236 | before_257),
+                              ("2.36", current | before_257), ("2.57", current)):
+        for path in (f"/os-quota-sets/{project_id}", f"/os-quota-sets/{project_id}/defaults",
+                     f"/os-quota-sets/{project_id}/detail"):
+            shown = await cloud.compute("GET", path, version=version)
+            assert set(shown.json()["quota_set"]) == expected, (version, path)
+
+
 # Availability zones -------------------------------------------------------------------------
 
 async def test_availability_zones(cloud: Cloud) -> None:

@@ -30,6 +30,16 @@ async def test_create_on_external_networks_only(cloud: NetCloud) -> None:
     public, public_sub = await external_network(cloud, cidr="172.24.8.0/29")
     member = await cloud.project()
     internal, _ = await cloud.network_with_subnet(member, cidr="10.41.0.0/24")
+    # An external network's subnets are everyone's to see, marked external
+    # (subnet-external-network); a project's own are not.
+    seen = (await cloud.call("GET", "/subnets", member)).json()["subnets"]
+    flags = {s["network_id"]: s["router:external"] for s in seen}
+    assert flags == {public["id"]: True, internal["id"]: False}
+    shown = (await cloud.call("GET", f"/subnets/{public_sub['id']}", member)).json()
+    assert shown["subnet"]["router:external"] is True
+    aliases = {e["alias"] for e in (await cloud.call("GET", "/extensions")).json()[
+        "extensions"]}
+    assert "subnet-external-network" in aliases
     refused = await cloud.call("POST", "/floatingips", member, json={"floatingip": {
         "floating_network_id": internal["id"]}})
     assert assert_neutron_error(refused, 400, "BadRequest") == (

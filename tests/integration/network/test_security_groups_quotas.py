@@ -67,6 +67,16 @@ async def test_rules_create_duplicate_validate_delete(cloud: NetCloud) -> None:
                                     json={"security_group_rule": attrs})
         assert words in assert_neutron_error(response, 400, type_name), attrs
 
+    # A protocol by number, as a string or an integer (Neutron takes both), kept as text.
+    by_number = await cloud.create("security-group-rule", member, **{
+        **body, "protocol": 17, "port_range_min": 53, "port_range_max": 53})
+    assert by_number["protocol"] == "17"
+    assert_neutron_error(await cloud.call("POST", "/security-group-rules", member, json={
+        "security_group_rule": {**body, "protocol": "udp", "port_range_min": 53,
+                                "port_range_max": 53}}), 409, "SecurityGroupRuleExists")
+    assert_neutron_error(await cloud.call("POST", "/security-group-rules", member, json={
+        "security_group_rule": {**body, "protocol": True}}), 400, "InvalidInput")
+
     custom = await cloud.create("security-group", member, name="web", description="w")
     assert {(r["direction"], r["ethertype"]) for r in custom["security_group_rules"]} == {
         ("egress", "IPv4"), ("egress", "IPv6")}

@@ -47,7 +47,12 @@ async def test_volume_lifecycle(cloud: VolCloud) -> None:
     assert created["status"] == "creating" and created["size"] == 1
     assert created["volume_type"] == "__DEFAULT__" and created["bootable"] == "false"
     assert "os-vol-host-attr:host" not in created  # admin-only field
+    # Create and update answer without Cinder's extended attributes (project, host,
+    # migration, image metadata): clients validate those bodies against a schema without
+    # them. Show and detail carry the project to its members.
+    assert "os-vol-tenant-attr:tenant_id" not in created
     volume = await cloud.wait_volume(created["id"], "available", who=member)
+    assert volume["os-vol-tenant-attr:tenant_id"] == member.project_id
     path = cloud.volumes_dir / f"volume-{volume['id']}"
     assert path.stat().st_size == GIB
     assert volume["metadata"] == {"a": "1"} and volume["attachments"] == []
@@ -65,6 +70,12 @@ async def test_volume_lifecycle(cloud: VolCloud) -> None:
                                json={"volume": {"name": "renamed", "description": None}})
     assert updated.status_code == 200 and updated.json()["volume"]["name"] == "renamed"
     assert updated.json()["volume"]["description"] is None
+    assert "os-vol-tenant-attr:tenant_id" not in updated.json()["volume"]
+    by_admin = await cloud.call("PUT", f"/volumes/{volume['id']}",
+                                json={"volume": {"name": "renamed"}})
+    assert not {k for k in by_admin.json()["volume"] if k.startswith("os-vol-")}
+    detail = (await cloud.call("GET", "/volumes/detail", member)).json()["volumes"]
+    assert detail[0]["os-vol-tenant-attr:tenant_id"] == member.project_id
 
     # Metadata.
     meta = await cloud.call("POST", f"/volumes/{volume['id']}/metadata", member,
@@ -380,3 +391,126 @@ async def test_no_manager_up_means_error_not_creating(make_cloud: object) -> Non
     assert volume["status"] == "error"
     assert (await cloud.call("DELETE", f"/volumes/{volume['id']}")).status_code == 202
     await cloud.wait_volume(volume["id"], "deleted")
+
+
+async def test_availability_zones_and_extensions(cloud: VolCloud) -> None:
+    """The zones of the volume hosts, available while one is up; the served extensions."""
+    member = await cloud.project()
+    for _ in range(100):  # the manager reports itself shortly after start
+        zones = (await cloud.call("GET", "/os-availability-zone", member)).json()
+        if zones["availabilityZoneInfo"]:
+            break
+        await asyncio.sleep(0.05)
+    assert zones == {"availabilityZoneInfo": [{"zoneName": "nova",
+                                               "zoneState": {"available": True}}]}
+    extensions = (await cloud.call("GET", "/extensions", member)).json()["extensions"]
+    aliases = {e["alias"] for e in extensions}
+    assert {"os-availability-zone", "os-vol-tenant-attr", "os-volume-actions",
+            "os-quota-sets"} <= aliases
+    assert "backups" not in aliases and "os-volume-transfer" not in aliases  # not served
+    assert all(set(e) == {"alias", "name", "description", "links", "updated"}
+               for e in extensions)
+
+
+async def test_no_volume_host_means_no_zone(make_cloud: object) -> None:
+    cloud: VolCloud = await make_cloud(units=("identity-api", "volume-api"))  # type: ignore[operator]
+    zones = (await cloud.call("GET", "/os-availability-zone")).json()
+    assert zones == {"availabilityZoneInfo": []}
+
+
+async def test_snapshot_extended_attributes_only_on_show_and_detail(cloud: VolCloud) -> None:
+    """Cinder adds progress and project to show and /snapshots/detail; create, update and
+    the plain list answer without them (clients validate those with no other key)."""
+    member = await cloud.project()
+    volume = await cloud.create_volume(member, size=1)
+    await cloud.wait_volume(volume["id"], "available", who=member)
+    extended = {"os-extended-snapshot-attributes:progress",
+                "os-extended-snapshot-attributes:project_id"}
+    created = await cloud.call("POST", "/snapshots", member, json={"snapshot": {
+        "volume_id": volume["id"], "name": "s"}})
+    assert created.status_code == 202, created.text
+    snapshot = created.json()["snapshot"]
+    assert not extended & set(snapshot)
+    shown = await cloud.wait_snapshot(snapshot["id"], "available")
+    assert shown["os-extended-snapshot-attributes:project_id"] == member.project_id
+    assert shown["os-extended-snapshot-attributes:progress"] == "100%"
+    plain = (await cloud.call("GET", "/snapshots", member)).json()["snapshots"]
+    assert [s["id"] for s in plain] == [snapshot["id"]] and not extended & set(plain[0])
+    detail = (await cloud.call("GET", "/snapshots/detail", member)).json()["snapshots"]
+    assert extended <= set(detail[0])
+    updated = await cloud.call("PUT", f"/snapshots/{snapshot['id']}", member,
+                               json={"snapshot": {"name": "renamed"}})
+    assert updated.json()["snapshot"]["name"] == "renamed"
+    assert not extended & set(updated.json()["snapshot"])
+
+
+async def test_a_full_page_links_on_as_cinder_does(cloud: VolCloud) -> None:
+    """Cinder links to a next page from every full page, even the last one (whose next
+    page is empty and has no link); a page short of the limit has no link."""
+    member = await cloud.project()
+    ids = {(await cloud.create_volume(member, size=1))["id"] for _ in range(2)}
+    for path in ("/volumes", "/volumes/detail"):
+        full = (await cloud.call("GET", f"{path}?limit=2", member)).json()
+        assert {v["id"] for v in full["volumes"]} == ids
+        (link,) = full["volumes_links"]
+        assert link["rel"] == "next" and "limit=2" in link["href"]
+        marker = link["href"].split("marker=")[1].split("&")[0]
+        empty = (await cloud.call("GET", f"{path}?limit=2&marker={marker}", member)).json()
+        assert empty == {"volumes": []}
+        short = (await cloud.call("GET", f"{path}?limit=3", member)).json()
+        assert len(short["volumes"]) == 2 and "volumes_links" not in short
+
+
+async def test_snapshot_metadata_and_a_null_volume(cloud: VolCloud) -> None:
+    member = await cloud.project()
+    volume = await cloud.create_volume(member, size=1)
+    await cloud.wait_volume(volume["id"], "available", who=member)
+    created = await cloud.call("POST", "/snapshots", member, json={"snapshot": {
+        "volume_id": volume["id"], "metadata": {"a": "1"}}})
+    snapshot_id = created.json()["snapshot"]["id"]
+    await cloud.wait_snapshot(snapshot_id, "available")
+    path = f"/snapshots/{snapshot_id}/metadata"
+    assert (await cloud.call("GET", path, member)).json() == {"metadata": {"a": "1"}}
+    merged = await cloud.call("POST", path, member, json={"metadata": {"b": "2"}})
+    assert merged.json() == {"metadata": {"a": "1", "b": "2"}}
+    replaced = await cloud.call("PUT", path, member, json={"metadata": {"c": "3"}})
+    assert replaced.json() == {"metadata": {"c": "3"}}
+    item = await cloud.call("PUT", f"{path}/d", member, json={"meta": {"d": "4"}})
+    assert item.json() == {"meta": {"d": "4"}}
+    assert (await cloud.call("GET", f"{path}/d", member)).json() == {"meta": {"d": "4"}}
+    assert_cinder_error(await cloud.call("PUT", f"{path}/d", member,
+                                         json={"meta": {"e": "5"}}), 400, "badRequest")
+    assert (await cloud.call("DELETE", f"{path}/d", member)).status_code == 200
+    assert_cinder_error(await cloud.call("GET", f"{path}/d", member), 404, "itemNotFound")
+    shown = await cloud.call("GET", f"/snapshots/{snapshot_id}", member)
+    assert shown.json()["snapshot"]["metadata"] == {"c": "3"}
+    other = await cloud.project()
+    assert_cinder_error(await cloud.call("GET", path, other), 404, "itemNotFound")
+    # The volume is required, but may be null: a volume not found.
+    null = await cloud.call("POST", "/snapshots", member, json={"snapshot": {
+        "volume_id": None, "name": "s"}})
+    assert_cinder_error(null, 404, "itemNotFound")
+    missing = await cloud.call("POST", "/snapshots", member, json={"snapshot": {"name": "s"}})
+    assert_cinder_error(missing, 400, "badRequest")
+
+
+async def test_the_readonly_flag_shows_in_the_metadata(cloud: VolCloud) -> None:
+    """``os-update_readonly_flag`` sets admin metadata Cinder shows with the volume's own
+    metadata ("True"/"False"); the user's metadata calls neither show nor change it."""
+    member = await cloud.project()
+    volume = await cloud.create_volume(member, size=1, metadata={"a": "1"})
+    vid = volume["id"]
+    assert (await cloud.wait_volume(vid, "available", who=member))["metadata"] == {"a": "1"}
+    for flag in (True, False):
+        set_flag = await cloud.call("POST", f"/volumes/{vid}/action", member,
+                                    json={"os-update_readonly_flag": {"readonly": flag}})
+        assert set_flag.status_code == 202, set_flag.text
+        shown = (await cloud.call("GET", f"/volumes/{vid}", member)).json()["volume"]
+        assert shown["metadata"] == {"a": "1", "readonly": str(flag)}
+    detail = (await cloud.call("GET", "/volumes/detail", member)).json()["volumes"]
+    assert detail[0]["metadata"]["readonly"] == "False"
+    own = await cloud.call("PUT", f"/volumes/{vid}/metadata", member,
+                           json={"metadata": {"b": "2"}})
+    assert own.json() == {"metadata": {"b": "2"}}
+    shown = (await cloud.call("GET", f"/volumes/{vid}", member)).json()["volume"]
+    assert shown["metadata"] == {"b": "2", "readonly": "False"}
