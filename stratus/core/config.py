@@ -275,8 +275,14 @@ class MetadataSettings(BaseModel):
 class DashboardSettings(BaseModel):
     """The dashboard unit: a browser client of the public APIs at ``/dashboard``."""
 
-    #: Where sessions live: ``memory`` (one process; the default).
-    session_store: str = Field("memory", pattern="^(memory)$")
+    #: Where sessions live: ``memory`` (one process; the default) or ``memcached`` (shared
+    #: by every dashboard process naming the same ``memcached``).
+    session_store: str = Field("memory", pattern="^(memory|memcached)$")
+    #: The memcached of ``session_store = memcached``: ``host:port``.
+    memcached: str = "127.0.0.1:11211"
+    #: Seconds a project's flavor list and image names are kept in the session store and
+    #: shared by its users' pages (0: asked every time). Server status is never cached.
+    list_cache_ttl: float = Field(5.0, ge=0)
     #: Seconds a session lives without use; never past its token's expiry.
     session_idle_timeout: int = Field(3600, ge=60)
     #: Seconds one API call of a page may take before the page renders without it.
