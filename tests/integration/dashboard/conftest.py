@@ -60,6 +60,8 @@ class Deck:
     cloud_app: Any
     #: The dashboard's HTTP client towards the APIs (tests may swap its transport).
     api_http: httpx.AsyncClient
+    #: The dashboard's session store (its entries as bytes, for tests that look inside).
+    store: Any = None
 
     def admin(self, version: str | None = None) -> dict[str, str]:
         headers = {"X-Auth-Token": self.admin_token}
@@ -117,7 +119,7 @@ async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSet
                                   base_url=ROOT) as api:
             token = (await api.post("/identity/v3/auth/tokens", json=auth_body(
                 "admin", ADMIN_PASSWORD, "admin"))).headers["X-Subject-Token"]
-            yield Deck(api, browser, calls, stack, token, cloud_app, api_http)
+            yield Deck(api, browser, calls, stack, token, cloud_app, api_http, store)
     finally:
         await stack.aclose()
 
