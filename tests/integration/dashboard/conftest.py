@@ -91,7 +91,7 @@ def form_token(html: str) -> str:
 
 async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSettings,
                     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
-                    | None = None) -> AsyncIterator[Deck]:
+                    | None = None, units: list[str] | None = None) -> AsyncIterator[Deck]:
     db = tmp_path / "test.db"
     shutil.copyfile(sqlite_template, db)
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{db}",
@@ -102,7 +102,7 @@ async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSet
     stack = Stack(settings, http_transport=transport)
     try:
         await run_bootstrap(stack)
-        cloud_app = await root_app(stack, UNITS)
+        cloud_app = await root_app(stack, units or UNITS)
         transport.app = cloud_app
         calls = Calls()
         inner: httpx.AsyncBaseTransport = httpx.ASGITransport(app=cloud_app)
