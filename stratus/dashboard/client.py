@@ -18,7 +18,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -101,8 +101,10 @@ class Api:
 
     async def request(self, service_type: str, method: str, path: str, *,
                       json: Any = None, params: Mapping[str, Any] | None = None,
-                      headers: Mapping[str, str] | None = None) -> httpx.Response:
-        """Send one call; a 2xx/3xx answer, else ``ApiError``/``SessionExpired``."""
+                      headers: Mapping[str, str] | None = None,
+                      content: AsyncIterator[bytes] | None = None) -> httpx.Response:
+        """Send one call; a 2xx/3xx answer, else ``ApiError``/``SessionExpired``.
+        ``content``: a body streamed as it is produced (an upload passed on)."""
         sent = {"X-Auth-Token": self.session.token, **(headers or {})}
         if service_type == "compute":
             sent["OpenStack-API-Version"] = f"compute {COMPUTE_VERSION}"
@@ -110,7 +112,8 @@ class Api:
         name = _service(service_type)[0]
         try:
             response = await self.http.request(method, url, json=json, params=params,
-                                                headers=sent, timeout=self.timeout)
+                                                content=content, headers=sent,
+                                                timeout=self.timeout)
         except httpx.TimeoutException as exc:
             raise ApiError(name, 504, f"no answer in {self.timeout:g} s.") from exc
         except httpx.HTTPError as exc:
