@@ -21,8 +21,9 @@ from stratus.dashboard.web import Page, current, render
 router = APIRouter()
 
 #: Per service: (the key in its quota body, the label, the unit shown after numbers).
+#: (Key pairs are not shown: they count per user, and the project's detail says 0 in use.)
 COMPUTE = (("instances", "Instances", ""), ("cores", "vCPUs", ""), ("ram", "RAM", "MiB"),
-           ("key_pairs", "Key pairs", ""), ("server_groups", "Server groups", ""))
+           ("server_groups", "Server groups", ""))
 NETWORK = (("network", "Networks", ""), ("subnet", "Subnets", ""), ("port", "Ports", ""),
            ("router", "Routers", ""), ("floatingip", "Floating IPs", ""),
            ("security_group", "Security groups", ""))
