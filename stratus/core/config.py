@@ -287,6 +287,9 @@ class DashboardSettings(BaseModel):
     session_idle_timeout: int = Field(3600, ge=60)
     #: Seconds one API call of a page may take before the page renders without it.
     api_timeout: float = Field(10.0, gt=0)
+    #: Seconds an image upload passed on to the image API may wait for one step (a chunk
+    #: taken, the answer once all is stored): uploads are long, their steps are not.
+    upload_timeout: float = Field(300.0, gt=0)
     #: Servers on one page of the instances table.
     page_size: int = Field(100, ge=1, le=1000)
     #: Seconds before the first status poll of rows in transition, and the longest wait the

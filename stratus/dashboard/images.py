@@ -22,7 +22,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from stratus.dashboard.client import ApiError, gather
-from stratus.dashboard.web import Page, current, field, form_of, redirect, render
+from stratus.dashboard.web import (
+    Page,
+    current,
+    dashboard_of,
+    field,
+    form_of,
+    redirect,
+    render,
+)
 
 router = APIRouter()
 
@@ -82,7 +90,8 @@ async def upload(request: Request, image_id: str, page: Page = Depends(current))
         headers["Content-Length"] = length  # a plain upload, not chunked
     try:
         await page.api.request("image", "PUT", f"/v2/images/{image_id}/file",
-                               content=request.stream(), headers=headers)
+                               content=request.stream(), headers=headers,
+                               bound=dashboard_of(request).options.upload_timeout)
     except ApiError as exc:
         return _refused(exc)
     return Response(status_code=204)
