@@ -103,3 +103,21 @@ async def test_an_unreachable_memcached_is_a_503_naming_it(shared: Deck) -> None
             assert "127.0.0.1:9" in page.text
     finally:
         await store.aclose()
+
+
+async def test_the_memcached_store_keeps_bytes_for_their_time_to_live(memcached: str) -> None:
+    store = MemcachedStore(memcached)
+    try:
+        assert await store.load("sess:none") is None
+        await store.save("sess:a", b"\x00session\xff", 60)
+        assert await store.load("sess:a") == b"\x00session\xff"
+        # Beyond 30 days memcached reads a time to live as a date (long past): clamped,
+        # the entry stays.
+        await store.save("sess:long", b"kept", 90 * 24 * 3600)
+        assert await store.load("sess:long") == b"kept"
+        await store.delete("sess:a")
+        assert await store.load("sess:a") is None
+        with pytest.raises(ValueError, match="host:port"):
+            MemcachedStore("no-port")
+    finally:
+        await store.aclose()
