@@ -316,12 +316,21 @@ class MetadataSettings(BaseModel):
 class DashboardSettings(BaseModel):
     """The dashboard unit: a browser client of the public APIs at ``/dashboard``."""
 
-    #: Where sessions live: ``memory`` (one process; the default).
-    session_store: str = Field("memory", pattern="^(memory)$")
+    #: Where sessions live: ``memory`` (one process; the default) or ``memcached`` (shared
+    #: by every dashboard process naming the same ``memcached``).
+    session_store: str = Field("memory", pattern="^(memory|memcached)$")
+    #: The memcached of ``session_store = memcached``: ``host:port``.
+    memcached: str = "127.0.0.1:11211"
+    #: Seconds a project's flavor list and image names are kept in the session store and
+    #: shared by its users' pages (0: asked every time). Server status is never cached.
+    list_cache_ttl: float = Field(5.0, ge=0)
     #: Seconds a session lives without use; never past its token's expiry.
     session_idle_timeout: int = Field(3600, ge=60)
     #: Seconds one API call of a page may take before the page renders without it.
     api_timeout: float = Field(10.0, gt=0)
+    #: Seconds an image upload passed on to the image API may wait for one step (a chunk
+    #: taken, the answer once all is stored): uploads are long, their steps are not.
+    upload_timeout: float = Field(300.0, gt=0)
     #: Servers on one page of the instances table.
     page_size: int = Field(100, ge=1, le=1000)
     #: Seconds before the first status poll of rows in transition, and the longest wait the

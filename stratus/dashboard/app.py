@@ -9,9 +9,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stratus.core.config import DashboardSettings
-from stratus.dashboard import instances, login
+from stratus.dashboard import images, instances, keypairs, login, overview
 from stratus.dashboard.client import SessionExpired
-from stratus.dashboard.sessions import Sessions, store_for
+from stratus.dashboard.sessions import Sessions, SessionStore, StoreUnavailable, store_for
 from stratus.dashboard.web import (
     HERE,
     SECURITY_HEADERS,
@@ -60,17 +60,22 @@ def _to_login(request: Request) -> Response:
 
 
 def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
-                         identity_url: str, *, secure: bool = False) -> FastAPI:
+                         identity_url: str, *, secure: bool = False,
+                         store: SessionStore | None = None) -> FastAPI:
     """The dashboard, calling the APIs with ``http``; users log in at ``identity_url``
-    (``.../identity/v3``); ``secure``: cookies always ``Secure`` (an https public URL)."""
+    (``.../identity/v3``); ``secure``: cookies always ``Secure`` (an https public URL).
+    Sessions live in ``store`` (default: the one ``options`` names; its owner closes it)."""
     app = FastAPI(title="Stratus dashboard", docs_url=None, redoc_url=None,
                   openapi_url=None, dependencies=[Depends(csrf_guard)])
     app.state.dashboard = Dashboard(
-        options=options, sessions=Sessions(store_for(options.session_store),
+        options=options, sessions=Sessions(store if store is not None else store_for(options),
                                            options.session_idle_timeout),
         http=http, identity_url=identity_url.rstrip("/"), secure=secure)
     app.include_router(login.router)
     app.include_router(instances.router)
+    app.include_router(images.router)
+    app.include_router(keypairs.router)
+    app.include_router(overview.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(LoginRequired)
@@ -83,6 +88,11 @@ def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
         response = _to_login(request)
         clear_cookie(request, response, SESSION_COOKIE)
         return response
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        return render(request, "message.html", status_code=503,
+                      message=f"The dashboard's session store is unavailable: {exc}")
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, _: Exception) -> Response:

@@ -18,7 +18,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -101,18 +101,24 @@ class Api:
 
     async def request(self, service_type: str, method: str, path: str, *,
                       json: Any = None, params: Mapping[str, Any] | None = None,
-                      headers: Mapping[str, str] | None = None) -> httpx.Response:
-        """Send one call; a 2xx/3xx answer, else ``ApiError``/``SessionExpired``."""
+                      headers: Mapping[str, str] | None = None,
+                      content: AsyncIterator[bytes] | None = None,
+                      bound: float | None = None) -> httpx.Response:
+        """Send one call; a 2xx/3xx answer, else ``ApiError``/``SessionExpired``.
+        ``content``: a body streamed as it is produced (an upload passed on); ``bound``:
+        this call's timeout instead of the session's."""
         sent = {"X-Auth-Token": self.session.token, **(headers or {})}
         if service_type == "compute":
             sent["OpenStack-API-Version"] = f"compute {COMPUTE_VERSION}"
         url = self.url(service_type, path)
         name = _service(service_type)[0]
+        seconds = self.timeout if bound is None else bound
         try:
             response = await self.http.request(method, url, json=json, params=params,
-                                                headers=sent, timeout=self.timeout)
+                                                content=content, headers=sent,
+                                                timeout=seconds)
         except httpx.TimeoutException as exc:
-            raise ApiError(name, 504, f"no answer in {self.timeout:g} s.") from exc
+            raise ApiError(name, 504, f"no answer in {seconds:g} s.") from exc
         except httpx.HTTPError as exc:
             raise ApiError(name, 503, "it is unreachable.") from exc
         if response.status_code == 401:

@@ -20,6 +20,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import escape
 
+from stratus.dashboard.cache import active_images, image_list
+from stratus.dashboard.cache import flavors as flavors_of
 from stratus.dashboard.client import ApiError, gather
 from stratus.dashboard.servers import ACTIONS, Row, image_names, row_of, since_of
 from stratus.dashboard.web import Page, current, dashboard_of, field, form_of, redirect, render
@@ -66,7 +68,7 @@ async def instances(request: Request, page: Page = Depends(current)) -> Response
         params["marker"] = marker
     servers, images = await gather(
         page.api.request("compute", "GET", "/servers/detail", params=params),
-        page.api.get("image", "/v2/images", params={"limit": 1000}))
+        image_list(page))
     rows: list[Row] = []
     since = None
     next_marker = None
@@ -177,7 +179,7 @@ async def detail(request: Request, server_id: str, page: Page = Depends(current)
         page.api.get("compute", f"/servers/{server_id}"),
         _console(page, server_id),
         page.api.get("compute", f"/servers/{server_id}/os-instance-actions"),
-        page.api.get("image", "/v2/images", params={"limit": 1000}))
+        image_list(page))
     if isinstance(server, ApiError):
         return render(request, "message.html", status_code=server.status,
                       message=server.banner)
@@ -216,8 +218,8 @@ async def summary(request: Request, server_id: str, page: Page = Depends(current
 
 async def _launch_lists(page: Page) -> tuple[dict[str, Any], list[str]]:
     flavors, images, networks, groups, keypairs = await gather(
-        page.api.get("compute", "/flavors/detail"),
-        page.api.get("image", "/v2/images", params={"status": "active", "limit": 1000}),
+        flavors_of(page),
+        active_images(page),
         page.api.get("network", "/v2.0/networks"),
         page.api.get("network", "/v2.0/security-groups",
                      params={"project_id": page.session.project["id"]}),

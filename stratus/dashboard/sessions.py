@@ -8,20 +8,27 @@ Contracts:
 * A session lives ``idle_timeout`` seconds from its last use and never past its token's
   expiry; an expired one is gone (``Sessions.get`` answers None).
 * Each session carries its own CSRF token, which every non-GET request must bring back.
-* ``SessionStore`` is the one interface the stores implement (``memory`` now; memcached
-  for several dashboard processes later): sessions go in and out as JSON bytes, so any
-  store that keeps bytes with a time to live fits.
+* ``SessionStore`` is the one interface the stores implement: ``memory`` (one process) and
+  ``memcached`` (several dashboard processes share their sessions through one memcached).
+  Sessions go in and out as JSON bytes, so any store that keeps bytes with a time to live
+  fits; the same store also keeps the short-lived per-project lists of ``cache``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+from stratus.core.config import DashboardSettings
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +63,8 @@ class SessionStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def aclose(self) -> None: ...
+
 
 class MemoryStore:
     """Sessions in this process's memory (one dashboard process). Expired entries are
@@ -88,15 +97,69 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
 
+    async def aclose(self) -> None:
+        self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
 
 
-def store_for(kind: str) -> SessionStore:
+class StoreUnavailable(Exception):
+    """The session store could not be reached (its message names it, never a key)."""
+
+
+class MemcachedStore:
+    """Entries in one memcached (``host:port``), shared by every dashboard process that
+    names it. Keys are ASCII and short (a prefix and a hex digest), as memcached requires;
+    a time to live is whole seconds, at least 1, at most 30 days (beyond that memcached
+    would read it as a date)."""
+
+    MAX_TTL = 30 * 24 * 3600
+
+    def __init__(self, address: str, pool_size: int = 4) -> None:
+        import aiomcache  # only when configured
+
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"memcached address {address!r} is not host:port.")
+        self.address = address
+        self._client = aiomcache.Client(host.strip("[]"), int(port), pool_size=pool_size)
+
+    def _failed(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"memcached at {self.address} is unreachable "
+                                f"({type(exc).__name__}).")
+
+    async def load(self, key: str) -> bytes | None:
+        try:
+            value: bytes | None = await self._client.get(key.encode())
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise self._failed(exc) from exc
+        return value
+
+    async def save(self, key: str, value: bytes, ttl: float) -> None:
+        seconds = min(self.MAX_TTL, max(1, math.ceil(ttl)))
+        try:
+            await self._client.set(key.encode(), value, exptime=seconds)
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise self._failed(exc) from exc
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._client.delete(key.encode())
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise self._failed(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def store_for(options: DashboardSettings) -> SessionStore:
     """The store ``dashboard.session_store`` names."""
-    if kind == "memory":
+    if options.session_store == "memory":
         return MemoryStore()
-    raise ValueError(f"Unknown session store {kind!r}.")
+    if options.session_store == "memcached":
+        return MemcachedStore(options.memcached)
+    raise ValueError(f"Unknown session store {options.session_store!r}.")
 
 
 def _key(cookie: str) -> str:

@@ -9,12 +9,15 @@ from stratus.stack import Stack, Unit
 
 async def build_dashboard(stack: Stack) -> ASGIApp:
     from stratus.dashboard.app import create_dashboard_app
+    from stratus.dashboard.sessions import store_for
 
     settings = stack.settings
     identity_url = settings.auth.identity_url or f"{settings.base_url}/identity/v3"
     stack.chose("dashboard sessions", settings.dashboard.session_store)
+    store = store_for(settings.dashboard)
+    stack.exits.push_async_callback(store.aclose)
     return create_dashboard_app(settings.dashboard, stack.http_client(), identity_url,
-                                secure=settings.base_url.startswith("https:"))
+                                secure=settings.base_url.startswith("https:"), store=store)
 
 
 UNITS = (

@@ -7,8 +7,9 @@ Contracts:
   ``HX-Redirect``), never the page.
 * ``csrf_guard`` runs before every route: a request other than GET/HEAD must bring the
   session's CSRF token (the login form: the pre-login cookie's) in ``X-CSRF-Token`` or the
-  form field ``csrf_token``; otherwise 403. It parses the urlencoded body once
-  (``form_of``), without python-multipart: the dashboard posts no files through forms.
+  form field ``csrf_token`` of an urlencoded body; otherwise 403. It parses that body once
+  (``form_of``), without python-multipart: files are never posted through forms (an
+  upload is a request's raw body, with the token in the header).
 * Every response says ``Cache-Control: no-store`` and forbids framing; pages render with
   autoescaping on.
 """
@@ -152,7 +153,9 @@ async def csrf_guard(request: Request) -> None:
     session = await session_of(request)
     expected = session.csrf if session is not None else request.cookies.get(LOGIN_CSRF_COOKIE)
     given = request.headers.get("X-CSRF-Token")
-    if given is None:
+    if given is None and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        # Only a form's body is read here: an upload's stays a stream for its route.
         given = field(await form_of(request), "csrf_token") or None
     if not expected or not given or not secrets.compare_digest(expected, given):
         raise CsrfRefused()

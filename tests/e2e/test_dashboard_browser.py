@@ -147,3 +147,64 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
         finally:
             browser.close()
     assert password not in cloud.log()
+
+
+def test_upload_an_image_with_progress_create_a_key_pair_and_see_the_overview(
+        cloud: Cloud, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        backend_unavailable("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    password = _admin_password(cloud)
+    disk = tmp_path / "disk.raw"
+    with disk.open("wb") as out:  # 20 MiB, not all zeros
+        for n in range(20):
+            out.write(bytes([n]) * (1 << 20))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{cloud.url}/dashboard/login")
+            page.get_by_label("User name").fill("admin")
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Log in").click()
+            expect(page).to_have_url(re.compile(r"/dashboard/instances$"))
+
+            # The upload: the progress bar reaches 100%, then the image is active.
+            page.get_by_role("link", name="Images").click()
+            expect(page.get_by_role("heading", name="Upload an image")).to_be_visible()
+            page.get_by_label("Name").fill("big-upload")
+            page.get_by_label("Disk format").select_option("raw")
+            page.get_by_label("File").set_input_files(str(disk))
+            page.get_by_role("button", name="Upload").click()
+            expect(page.locator("#upload-percent")).to_have_text("100%")
+            assert page.locator("#upload-progress").evaluate("e => e.value") == 100
+            expect(page.get_by_text("Upload complete.")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "images-uploaded.png"), full_page=True)
+            page.get_by_role("link", name="Show the image list").click()
+            row = page.locator("tr", has_text="big-upload")
+            expect(row.locator(".state")).to_have_text("active")
+            expect(row).to_contain_text("20.0 MiB")
+
+            # A key pair: its private key shown once.
+            page.get_by_role("link", name="Key pairs").click()
+            page.get_by_label("Name").fill("laptop")
+            page.get_by_role("button", name="Create key pair").click()
+            secret = page.get_by_label("Private key of laptop")
+            expect(secret).to_be_visible()
+            assert "PRIVATE KEY" in secret.input_value()
+            page.screenshot(path=str(tmp_path / "keypairs.png"), full_page=True)
+
+            page.get_by_role("link", name="Overview").click()
+            expect(page.get_by_role("heading", name="Compute")).to_be_visible()
+            expect(page.locator("li.quota", has_text="Instances")).to_contain_text("0 of ")
+            page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+            assert errors == [], "\n".join(errors)
+        finally:
+            browser.close()
+    assert password not in cloud.log()

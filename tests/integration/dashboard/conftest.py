@@ -3,8 +3,11 @@ API call the dashboard makes counted by an httpx event hook."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ from starlette.routing import Mount
 
 from stratus.core.config import DashboardSettings, Settings
 from stratus.dashboard.app import create_dashboard_app
+from stratus.dashboard.sessions import store_for
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
@@ -56,6 +60,8 @@ class Deck:
     cloud_app: Any
     #: The dashboard's HTTP client towards the APIs (tests may swap its transport).
     api_http: httpx.AsyncClient
+    #: The dashboard's session store (its entries as bytes, for tests that look inside).
+    store: Any = None
 
     def admin(self, version: str | None = None) -> dict[str, str]:
         headers = {"X-Auth-Token": self.admin_token}
@@ -85,7 +91,7 @@ def form_token(html: str) -> str:
 
 async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSettings,
                     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
-                    | None = None) -> AsyncIterator[Deck]:
+                    | None = None, units: list[str] | None = None) -> AsyncIterator[Deck]:
     db = tmp_path / "test.db"
     shutil.copyfile(sqlite_template, db)
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{db}",
@@ -96,13 +102,16 @@ async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSet
     stack = Stack(settings, http_transport=transport)
     try:
         await run_bootstrap(stack)
-        cloud_app = await root_app(stack, UNITS)
+        cloud_app = await root_app(stack, units or UNITS)
         transport.app = cloud_app
         calls = Calls()
         inner: httpx.AsyncBaseTransport = httpx.ASGITransport(app=cloud_app)
         api_http = httpx.AsyncClient(transport=wrap(inner) if wrap else inner,
                                      event_hooks={"request": [calls.hook]})
-        dashboard = create_dashboard_app(options, api_http, f"{ROOT}/identity/v3")
+        store = store_for(options)
+        stack.exits.push_async_callback(store.aclose)
+        dashboard = create_dashboard_app(options, api_http, f"{ROOT}/identity/v3",
+                                         store=store)
         app = Starlette(routes=[Mount("/dashboard", app=dashboard), Mount("", app=cloud_app)])
         async with api_http, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url=ROOT) as browser, \
@@ -110,9 +119,53 @@ async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSet
                                   base_url=ROOT) as api:
             token = (await api.post("/identity/v3/auth/tokens", json=auth_body(
                 "admin", ADMIN_PASSWORD, "admin"))).headers["X-Subject-Token"]
-            yield Deck(api, browser, calls, stack, token, cloud_app, api_http)
+            yield Deck(api, browser, calls, stack, token, cloud_app, api_http, store)
     finally:
         await stack.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def memcached() -> AsyncIterator[str]:
+    """A private memcached on a free loopback port (never the system's): its address."""
+    program = shutil.which("memcached")
+    if program is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("memcached is not installed (.ci/run installs it)")
+        pytest.skip("memcached is not installed (apt-get install memcached)")
+    for _ in range(5):  # another process may take the port between probe and bind
+        port = _free_port()
+        # As root memcached must be told whom to run as: itself (root), no one else.
+        user = ["-u", "root"] if os.geteuid() == 0 else []
+        proc = await asyncio.create_subprocess_exec(
+            program, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-t", "1",
+            *user, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for _ in range(100):
+            if proc.returncode is not None:
+                break
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            break
+        if proc.returncode is None:
+            break
+    else:
+        pytest.fail("memcached did not start")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await proc.wait()
 
 
 @pytest.fixture
@@ -124,8 +177,9 @@ async def sqlite_template(_schema_templates: Any) -> Path:
 @pytest.fixture
 async def deck(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Deck]:
     # SQLite only: the dashboard is a client of the APIs; their databases are tested there.
+    # No list cache: these tests count each page's calls (test_shared_sessions tests it).
     async for made in make_deck(tmp_path, sqlite_template, DashboardSettings(
-            page_size=200, poll_interval=0.5)):
+            page_size=200, poll_interval=0.5, list_cache_ttl=0)):
         yield made
 
 
