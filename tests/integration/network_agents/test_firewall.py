@@ -34,6 +34,7 @@ from stratus.network.objects import (
     tap_name,
 )
 from tests.integration.network_agents.conftest import random_mac, require_root_and_dnsmasq
+from tests.integration.network_agents.guest import tcp_connect, tcp_listen
 
 pytestmark = pytest.mark.serial
 
@@ -104,46 +105,11 @@ class NsGuest:
     def connect(self, address: str, port: int, source: str | None = None,
                 timeout: float = 0.5) -> bool:
         """Whether a TCP connection to ``address:port`` from inside is answered."""
-        with linux.entered(self.namespace):
-            sock = socket.socket()
-        with sock:
-            sock.settimeout(timeout)
-            if source is not None:
-                sock.bind((source, 0))
-            try:
-                sock.connect((address, port))
-                return sock.recv(16) == b"hi"
-            except OSError:
-                return False
+        return tcp_connect(self.namespace, address, port, source, timeout)
 
-    @contextlib.contextmanager
-    def listen(self, port: int) -> Iterator[None]:
+    def listen(self, port: int) -> contextlib.AbstractContextManager[None]:
         """A TCP listener inside that says ``hi`` to each connection."""
-        with linux.entered(self.namespace):
-            server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("0.0.0.0", port))
-        server.listen(16)
-        server.settimeout(0.2)
-        stop = threading.Event()
-
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    conn, _ = server.accept()
-                except OSError:
-                    continue
-                with conn:
-                    conn.sendall(b"hi")
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            server.close()
+        return tcp_listen(self.namespace, port)
 
 
 def rule(direction: str, **fields: object) -> SecurityGroupRuleInfo:

@@ -8,15 +8,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.volume.conftest import LateASGITransport
-from tests.integration.volume.test_server_volumes import ADMIN_PASSWORD, ROOT, UNITS, Cloud
+from tests.integration.volume.test_server_volumes import (
+    ADMIN_PASSWORD,
+    ROOT,
+    UNITS,
+    Cloud,
+    started_cloud,
+)
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
@@ -30,23 +32,10 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
                         volume={"host": "storage"},
                         compute={"virt_driver": "libvirt", "host": "realvm-volumes",
                                  "shutdown_timeout": 10})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
     try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT, timeout=60) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"},
-                    "password": ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            yield Cloud(client, response.headers["X-Subject-Token"],
-                        response.json()["token"]["project"]["id"], stack)
+        async with started_cloud(settings, UNITS) as started:
+            yield started
     finally:
-        await stack.aclose()
         await destroy_leftovers(tmp_path / "instances")  # only if the test failed midway
 
 
