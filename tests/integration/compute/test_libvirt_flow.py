@@ -1,7 +1,8 @@
-"""The launch flow with the libvirt driver, in one process on the memory bus: a guest that
-cannot start ends in ERROR and leaves nothing. (A real guest's boot, power actions and
-delete through the compute API are checked on the one guest of
-``test_realvm_disks_and_nics``.)
+"""The launch flow with a real guest: compute API → scheduler → compute agent with the libvirt
+driver (image fetched into the host's cache) → QEMU, in one process on the memory bus.
+
+The test guest is published through the image API like any client would; the server's console
+log is read through the compute API.
 """
 
 from __future__ import annotations
@@ -10,16 +11,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pytest
 
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.core.config import Settings
+from stratus.guest_image.upload import publish
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import Cloud, started_cloud
-from tests.realvm import destroy_leftovers, libvirt_ready
+from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
@@ -39,11 +40,7 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
         await destroy_leftovers(tmp_path / "instances")  # only if the test failed midway
 
 
-class ComputeClient(Protocol):
-    async def compute(self, method: str, path: str) -> httpx.Response: ...
-
-
-async def wait_status(cloud: ComputeClient, server_id: str, status: str,
+async def wait_status(cloud: Cloud, server_id: str, status: str,
                       within: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while True:
@@ -56,6 +53,60 @@ async def wait_status(cloud: ComputeClient, server_id: str, status: str,
         assert server["status"] != "ERROR", server.get("fault")
         assert time.monotonic() < deadline, f"{server_id} stuck in {server['status']}"
         await asyncio.sleep(0.1)
+
+
+# A real guest is slow: once, on the default database.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_real_guest_through_the_compute_api(cloud: Cloud) -> None:
+    image_id = await publish(f"{ROOT}/identity/v3", "admin", ADMIN_PASSWORD, guest_image(),
+                             client=cloud.client)
+    created = await cloud.compute("POST", "/servers", json={"server": {
+        "name": "real-vm", "imageRef": image_id, "flavorRef": "1", "networks": "none"}})
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    server = await wait_status(cloud, server_id, "ACTIVE")
+    assert server["OS-EXT-STS:power_state"] == 1
+    assert server["OS-EXT-SRV-ATTR:host"] == "realvm-node"
+
+    hypervisors = (await cloud.compute("GET", "/os-hypervisors/detail")).json()["hypervisors"]
+    assert [h["hypervisor_type"] for h in hypervisors] == ["QEMU"]
+
+    async def console() -> str:
+        response = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                       json={"os-getConsoleOutput": {"length": None}})
+        assert response.status_code == 200, response.text
+        return str(response.json()["output"])
+
+    text = await wait_console(console, r"^STRATUS-READY")
+    assert f"serial={server_id}" in text and 'product="OpenStack Nova"' in text
+
+    agent = cloud.stack.agents[0]
+    assert isinstance(agent.driver, LibvirtDriver)
+    instance_dir = agent.driver.instance_dir(server_id)
+    assert (instance_dir / "disk").is_file()
+
+    stop = await cloud.compute("POST", f"/servers/{server_id}/action", json={"os-stop": None})
+    assert stop.status_code == 202, stop.text
+    stopped = await wait_status(cloud, server_id, "SHUTOFF")
+    assert stopped["OS-EXT-STS:power_state"] == 4
+    assert "STRATUS-POWEROFF" in await console()  # a clean ACPI shutdown, not a pulled plug
+
+    start = await cloud.compute("POST", f"/servers/{server_id}/action", json={"os-start": None})
+    assert start.status_code == 202, start.text
+    await wait_status(cloud, server_id, "ACTIVE")
+    await wait_console(console, r"^STRATUS-READY", count=2)
+
+    reboot = await cloud.compute("POST", f"/servers/{server_id}/action",
+                                 json={"reboot": {"type": "HARD"}})
+    assert reboot.status_code == 202, reboot.text
+    await wait_console(console, r"^STRATUS-INIT", count=3)
+    assert (await wait_status(cloud, server_id, "ACTIVE"))["OS-EXT-STS:power_state"] == 1
+
+    deleted = await cloud.compute("DELETE", f"/servers/{server_id}")
+    assert deleted.status_code == 204
+    await wait_status(cloud, server_id, "DELETED")
+    assert server_id not in await agent.driver.list_guests()
+    assert not instance_dir.exists()
 
 
 async def test_a_guest_that_cannot_start_ends_in_error_and_leaves_nothing(

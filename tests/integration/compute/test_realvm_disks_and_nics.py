@@ -6,12 +6,7 @@ end in one process with the real network agents (linuxbridge backend):
 - ``os-interface`` with a network: a port is made, bound to the host, the l2-agent plugs its
   tap into the network's bridge, the driver hot-plugs a NIC on it; detach unplugs it and the
   port (made for the server) is deleted, its tap gone;
-- power actions through the compute API reach the guest: a clean ACPI stop (the guest says
-  it powers off), a start and a hard reboot (it boots again);
-- deleting the server removes the guest and its directory, deletes the blank volume and
-  frees the existing one.
-
-One guest for all of it (a real boot is the slow part).
+- deleting the server deletes the blank volume and frees the existing one.
 """
 
 from __future__ import annotations
@@ -24,13 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
 from stratus.network.agents import linux
 from stratus.network.objects import bridge_name, tap_name
-from tests.integration.compute.test_libvirt_flow import wait_status
 from tests.integration.network_agents.conftest import (
     eventually,
     kernel_cleanup,
@@ -62,7 +55,7 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
                         volume={"host": "storage"},
                         compute={"virt_driver": "libvirt",
                                  "host": f"realvm-{uuid.uuid4().hex[:6]}",
-                                 "shutdown_timeout": 30, "volume_attach_timeout": 60})
+                                 "shutdown_timeout": 10, "volume_attach_timeout": 60})
     try:
         async with started_cloud(settings, UNITS, http_timeout=120) as started:
             yield started
@@ -81,7 +74,7 @@ def _live_nics(uuid_: str) -> list[tuple[str | None, str | None]]:
             for i in dom.iterfind("./devices/interface")]
 
 
-async def test_one_real_guest_data_volumes_a_hot_plugged_nic_and_power_actions(
+async def test_data_volumes_and_a_hot_plugged_nic_in_one_real_guest(
         cloud: Cloud, kernel_cleanup: Callable[..., None]) -> None:
     headers = cloud.headers()
     network = (await cloud.client.post("/network/v2.0/networks", headers=headers, json={
@@ -108,11 +101,7 @@ async def test_one_real_guest_data_volumes_a_hot_plugged_nic_and_power_actions(
             {"uuid": eid, "source_type": "volume", "destination_type": "volume"}]}})
     assert created.status_code == 202, created.text
     sid = created.json()["server"]["id"]
-    server = await wait_status(cloud, sid, "ACTIVE")
-    assert server["OS-EXT-STS:power_state"] == 1
-    assert server["OS-EXT-SRV-ATTR:host"] == cloud.stack.settings.compute.host
-    hypervisors = (await cloud.compute("GET", "/os-hypervisors/detail")).json()["hypervisors"]
-    assert [h["hypervisor_type"] for h in hypervisors] == ["QEMU"]
+    await cloud.wait("compute", f"/servers/{sid}", "server", "ACTIVE")
 
     async def console() -> str:
         response = await cloud.compute("POST", f"/servers/{sid}/action",
@@ -121,11 +110,6 @@ async def test_one_real_guest_data_volumes_a_hot_plugged_nic_and_power_actions(
 
     # The guest lists its disks at boot: the two volumes are vdb and vdc.
     text = await wait_console(console, r"^STRATUS-READY", within=240)
-    assert f"serial={sid}" in text and 'product="OpenStack Nova"' in text
-    agent = cloud.stack.agents[0]
-    assert isinstance(agent.driver, LibvirtDriver)
-    instance_dir = agent.driver.instance_dir(sid)
-    assert (instance_dir / "disk").is_file()
     assert f"STRATUS-DISK name=vdb size={1 << 30}" in text
     assert f"STRATUS-DISK name=vdc size={2 << 30}" in text
     listed = (await cloud.compute("GET", f"/servers/{sid}/os-volume_attachments")).json()
@@ -162,26 +146,7 @@ async def test_one_real_guest_data_volumes_a_hot_plugged_nic_and_power_actions(
     else:
         raise AssertionError(f"{tap} outlived its port")
 
-    # Power actions through the compute API: a clean ACPI stop, a start, a hard reboot.
-    stop = await cloud.compute("POST", f"/servers/{sid}/action", json={"os-stop": None})
-    assert stop.status_code == 202, stop.text
-    stopped = await wait_status(cloud, sid, "SHUTOFF")
-    assert stopped["OS-EXT-STS:power_state"] == 4
-    assert "STRATUS-POWEROFF" in await console()  # a clean ACPI shutdown, not a pulled plug
-    start = await cloud.compute("POST", f"/servers/{sid}/action", json={"os-start": None})
-    assert start.status_code == 202, start.text
-    await wait_status(cloud, sid, "ACTIVE")
-    await wait_console(console, r"^STRATUS-READY", count=2)
-    reboot = await cloud.compute("POST", f"/servers/{sid}/action",
-                                 json={"reboot": {"type": "HARD"}})
-    assert reboot.status_code == 202, reboot.text
-    await wait_console(console, r"^STRATUS-INIT", count=3)
-    assert (await wait_status(cloud, sid, "ACTIVE"))["OS-EXT-STS:power_state"] == 1
-
     assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
-    await wait_status(cloud, sid, "DELETED")
-    assert sid not in await agent.driver.list_guests()
-    assert not instance_dir.exists()
     for _ in range(600):
         if (await cloud.volume("GET", f"/volumes/{blank_id}")).status_code == 404:
             break
