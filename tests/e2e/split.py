@@ -1,20 +1,19 @@
 """Split-mode plumbing shared by the e2e tests that run network agents as a process of
-their own: the ``stratus serve <units>`` process and the network server they report to
-(``ServerDouble`` behind a real ``RPCServer`` on ``network``)."""
+their own: the ``stratus serve <units>`` process, and (from the network agents' conftest)
+the network server they report to (``ServerDouble`` behind a real ``RPCServer`` on
+``network``)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stratus.core.bus import RPCServer, Target, get_transport
-from stratus.network.rpcapi import NETWORK_TOPIC
 from tests.e2e.cloud import BIN
-from tests.integration.network_agents.conftest import ServerDouble, require_root_and_dnsmasq
+from tests.integration.network_agents.conftest import network_server
+
+__all__ = ["AgentProcess", "network_server"]
 
 
 @dataclass
@@ -46,22 +45,3 @@ class AgentProcess:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signum)
         return self.process.wait(30)
-
-
-@contextlib.asynccontextmanager
-async def network_server(rabbit_url: str) -> AsyncIterator[ServerDouble]:
-    """A ``ServerDouble`` serving the agents' calls on ``network`` (server ``server-1``);
-    its transport is ``double.transport``, for the test to call the agents with."""
-    require_root_and_dnsmasq()
-    transport = get_transport(rabbit_url)
-    await transport.start()
-    double = ServerDouble()
-    rpc = RPCServer(transport, Target(NETWORK_TOPIC, server="server-1"), double,
-                    ServerDouble.METHODS)
-    await rpc.start()
-    double.transport = transport  # type: ignore[attr-defined]
-    try:
-        yield double
-    finally:
-        await rpc.stop()
-        await transport.close()

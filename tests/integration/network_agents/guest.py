@@ -93,9 +93,10 @@ def tcp_connect(namespace: str, address: str, port: int, source: str | None = No
 
 
 @contextlib.contextmanager
-def tcp_listen(namespace: str, port: int) -> Iterator[None]:
-    """A TCP listener inside ``namespace`` on ``port`` that says ``hi`` to each connection,
-    for as long as the context lasts."""
+def tcp_listen(namespace: str, port: int, echo: bool = False) -> Iterator[None]:
+    """A TCP listener inside ``namespace`` on ``port``, for as long as the context lasts:
+    it says ``hi`` to each connection and closes it, or (``echo``) keeps each connection
+    open and sends back what it receives."""
     with linux.entered(namespace):
         server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -104,11 +105,28 @@ def tcp_listen(namespace: str, port: int) -> Iterator[None]:
     server.settimeout(0.2)
     stop = threading.Event()
 
+    def echo_back(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    data = conn.recv(64)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                conn.sendall(data)
+
     def serve() -> None:
         while not stop.is_set():
             try:
                 conn, _ = server.accept()
             except OSError:
+                continue
+            if echo:
+                threading.Thread(target=echo_back, args=(conn,), daemon=True).start()
                 continue
             with conn:
                 conn.sendall(b"hi")

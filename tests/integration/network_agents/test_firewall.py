@@ -11,10 +11,9 @@ import contextlib
 import json
 import socket
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -374,47 +373,9 @@ async def test_a_rule_change_takes_effect_within_a_second(lab: Lab) -> None:
         assert time.monotonic() - started < 1.0
 
 
-@contextlib.contextmanager
-def echo_server(guest: NsGuest, port: int) -> Iterator[None]:
+def echo_server(guest: NsGuest, port: int) -> contextlib.AbstractContextManager[None]:
     """A listener inside ``guest`` that echoes what each connection sends."""
-    with linux.entered(guest.namespace):
-        server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
-    server.listen(8)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def echo(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    data = conn.recv(64)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                conn.sendall(data)
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
+    return tcp_listen(guest.namespace, port, echo=True)
 
 
 def held_connection(guest: NsGuest, address: str, port: int) -> socket.socket:
