@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from stratus.compute.models import Instance
 from stratus.compute.servers import target, visible
-from stratus.compute.service import ComputeRuntime
+from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.policy import Caller
 from stratus.core.web.microversions import APIVersion
@@ -103,23 +103,35 @@ def require_version(minimum: str) -> None:
         raise NotFound(f"API version {asked} is not supported on this method.")
 
 
+async def admit(svc: ComputeService, caller: Caller, server_id: str, name: str,
+                allowed: tuple[str, ...], *, rule: str | None = None,
+                check: Callable[[Instance], None] | None = None) -> Instance:
+    """The server, if ``name`` may act on it now: the caller sees it and policy ``rule``
+    (by default ``os_compute_api:servers:<name>``) allows it (404/403), it is not locked
+    (or the caller is an admin), its vm_state is one of ``allowed`` with no task, ``check``
+    (after those) does not refuse it, and it has a host (409 otherwise). Inside the
+    action's own transaction (``svc``), for actions that write more than ``begin`` does."""
+    instance = await visible(svc, caller, server_id)
+    caller.authorize(rule or f"os_compute_api:servers:{name}", target(instance))
+    refuse_if_locked(instance, caller)
+    require(instance, allowed, name)
+    if check is not None:
+        check(instance)
+    if instance.host is None:
+        raise Conflict(f"Instance {instance.uuid} has no host.")
+    return instance
+
+
 async def begin(rt: ComputeRuntime, caller: Caller, server_id: str, name: str,
                 allowed: tuple[str, ...], task: str | None, *,
                 rule: str | None = None, action: str | None = None,
                 check: Callable[[Instance], None] | None = None) -> tuple[str, str]:
-    """Authorize ``name`` (policy ``rule``, by default ``os_compute_api:servers:<name>``),
-    refuse a locked server or a wrong state, set the task state (``task``; None: none) and
-    record the instance action (``action``, by default ``name``); the server's
-    (uuid, host). ``check`` refuses what the state alone does not say (after it)."""
+    """``admit`` the server for ``name`` (policy ``rule``, lock, state, ``check``), set the
+    task state (``task``; None: none) and record the instance action (``action``, by
+    default ``name``); the server's (uuid, host)."""
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize(rule or f"os_compute_api:servers:{name}", target(instance))
-        refuse_if_locked(instance, caller)
-        require(instance, allowed, name)
-        if check is not None:
-            check(instance)
-        if instance.host is None:
-            raise Conflict(f"Instance {instance.uuid} has no host.")
+        instance = await admit(svc, caller, server_id, name, allowed, rule=rule, check=check)
+        assert instance.host is not None  # admit refuses a server without one
         if task is not None:
             instance.task_state = task
         await svc.instances.start_action(caller.context, instance.uuid, action or name)

@@ -16,16 +16,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
-from stratus.compute.action_steps import Reply, parse_args, version
+from stratus.compute.action_steps import Reply, admit, parse_args, version
 from stratus.compute.objects import FlavorInfo
 from stratus.compute.resize import (
     begin_move,
     claim_destination,
     refuse_volumes,
-    require_state,
 )
 from stratus.compute.server_migrations import EVACUATION
-from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
 from stratus.core.policy import Caller
@@ -61,9 +59,10 @@ async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str,
         raise BadRequest("admin password can't be changed on existing disk")
     await refuse_volumes(rt, caller, server_id, "os_compute_api:os-evacuate", "evacuate")
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize("os_compute_api:os-evacuate", target(instance))
-        source = require_state(instance, EVACUABLE, "evacuate")
+        instance = await admit(svc, caller, server_id, "evacuate", EVACUABLE,
+                               rule="os_compute_api:os-evacuate")
+        source = instance.host
+        assert source is not None  # admit refuses a server without one
         if (await svc.hosts.up_states({source})).get(source, False):
             raise Conflict(f"Compute service of {source} is still in use.")
         host = parsed.host

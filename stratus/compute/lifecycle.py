@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import (
+    action_steps,
     actions_lock,
     actions_power,
     consoles,
@@ -36,8 +37,6 @@ from stratus.compute import (
     volume_attach,
 )
 from stratus.compute.action_steps import Reply, at_version, refuse_if_locked
-from stratus.compute.action_steps import begin as _begin
-from stratus.compute.action_steps import require as _require  # noqa: F401 - for handlers
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
@@ -106,14 +105,14 @@ class ConsoleOutputArgs(BaseModel):
 
 
 async def stop(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
-    uuid, host = await _begin(rt, caller, server_id, "stop",
-                              (states.ACTIVE, states.ERROR), states.POWERING_OFF)
+    uuid, host = await action_steps.begin(rt, caller, server_id, "stop",
+                                          (states.ACTIVE, states.ERROR), states.POWERING_OFF)
     await rt.clients.agents.stop_instance(caller.context, host, uuid)
 
 
 async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
-    uuid, host = await _begin(rt, caller, server_id, "start",
-                              (states.STOPPED,), states.POWERING_ON)
+    uuid, host = await action_steps.begin(rt, caller, server_id, "start",
+                                          (states.STOPPED,), states.POWERING_ON)
     await rt.clients.agents.start_instance(caller.context, host, uuid)
 
 
@@ -121,8 +120,8 @@ async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
     hard = RebootArgs.model_validate(args or {}).type.upper() == "HARD"
     allowed = ((states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED, states.ERROR)
                if hard else (states.ACTIVE,))
-    uuid, host = await _begin(rt, caller, server_id, "reboot", allowed,
-                              states.REBOOTING_HARD if hard else states.REBOOTING)
+    uuid, host = await action_steps.begin(rt, caller, server_id, "reboot", allowed,
+                                          states.REBOOTING_HARD if hard else states.REBOOTING)
     await rt.clients.agents.reboot_instance(caller.context, host, uuid, hard=hard)
 
 

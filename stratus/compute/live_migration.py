@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratus.compute import states
+from stratus.compute.action_steps import admit
 from stratus.compute.action_steps import version as action_version
 from stratus.compute.models import Migration
 from stratus.compute.objects import FlavorInfo
@@ -23,7 +24,6 @@ from stratus.compute.resize import (
     begin_move,
     claim_destination,
     refuse_volumes,
-    require_state,
 )
 from stratus.compute.server_migrations import IN_PROGRESS_LIVE, LIVE
 from stratus.compute.servers import target, visible
@@ -85,9 +85,11 @@ async def live_migrate(rt: ComputeRuntime, caller: Caller, server_id: str,
     await refuse_volumes(rt, caller, server_id,
                          "os_compute_api:os-migrate-server:migrate_live", "os-migrateLive")
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize("os_compute_api:os-migrate-server:migrate_live", target(instance))
-        source = require_state(instance, (states.ACTIVE, states.PAUSED), "os-migrateLive")
+        instance = await admit(svc, caller, server_id, "os-migrateLive",
+                               (states.ACTIVE, states.PAUSED),
+                               rule="os_compute_api:os-migrate-server:migrate_live")
+        source = instance.host
+        assert source is not None  # admit refuses a server without one
         if host is not None:
             if not await svc.hosts.compute_services([host]):
                 raise BadRequest(f"Compute host {host} could not be found.")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute import states
-from stratus.compute.action_steps import Reply, parse_args, refuse_if_locked, require, version
+from stratus.compute.action_steps import Reply, admit, parse_args, require, version
 from stratus.compute.models import Instance, Migration
 from stratus.compute.moves import apply_flavor, confirmed
 from stratus.compute.objects import FlavorInfo, MoveClaim
@@ -39,7 +39,9 @@ MOVABLE = (states.ACTIVE, states.STOPPED)
 
 
 def require_state(instance: Instance, vm_states: tuple[str, ...], action: str) -> str:
-    """The server's host, if it is in one of ``vm_states`` with no task (409 otherwise)."""
+    """The server's host, if it is in one of ``vm_states`` with no task (409 otherwise);
+    no lock check: what may act on a locked server (confirmResize, as Nova's has none).
+    The moves themselves are admitted by ``action_steps.admit``, which checks the lock."""
     require(instance, vm_states, action)
     if instance.host is None:
         raise Conflict(f"Instance {instance.uuid} has no host.")
@@ -76,10 +78,9 @@ class MoveStart:
 async def begin_move(svc: ComputeService, caller: Caller, instance: Instance,
                      migration_type: str, flavor: FlavorInfo, *, action: str, task_state: str,
                      status: str) -> MoveStart:
-    """The migration row, the server's task state and the instance action (a locked server
-    moves for admins only)."""
+    """The migration row, the server's task state and the instance action, for a server
+    ``action_steps.admit`` let move (so a locked one moves for admins only)."""
     assert instance.host is not None
-    refuse_if_locked(instance, caller)
     migration: Migration = await svc.migrations.create(instance, migration_type, flavor,
                                                        status=status)
     instance.task_state = task_state
@@ -141,9 +142,7 @@ async def resize(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
         raise BadRequest("Invalid flavorRef provided.")
     await refuse_volumes(rt, caller, server_id, "os_compute_api:servers:resize", "resize")
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize("os_compute_api:servers:resize", target(instance))
-        require_state(instance, MOVABLE, "resize")
+        instance = await admit(svc, caller, server_id, "resize", MOVABLE)
         await svc.quotas.lock_project(instance.project_id)
         try:
             flavor = await svc.flavors.get(flavor_ref, project_id=instance.project_id,
@@ -191,12 +190,13 @@ async def migrate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any)
     await refuse_volumes(rt, caller, server_id, "os_compute_api:os-migrate-server:migrate",
                          "migrate")
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize("os_compute_api:os-migrate-server:migrate", target(instance))
+        instance = await admit(svc, caller, server_id, "migrate", MOVABLE,
+                               rule="os_compute_api:os-migrate-server:migrate")
         if parsed.host is not None:
             caller.authorize("os_compute_api:os-migrate-server:migrate:host",
                              target(instance))
-        source = require_state(instance, MOVABLE, "migrate")
+        source = instance.host
+        assert source is not None  # admit refuses a server without one
         host = await _requested_host(svc, parsed.host, source)
         same = FlavorInfo.model_validate(instance.flavor)
         start = await begin_move(svc, caller, instance, COLD, same, action="migrate",
@@ -244,10 +244,10 @@ async def revert_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
     if args is not None:
         raise BadRequest("revertResize takes no arguments.")
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize("os_compute_api:servers:revert_resize", target(instance))
-        refuse_if_locked(instance, caller)
-        dest = require_state(instance, (states.RESIZED,), "revertResize")
+        instance = await admit(svc, caller, server_id, "revertResize", (states.RESIZED,),
+                               rule="os_compute_api:servers:revert_resize")
+        dest = instance.host
+        assert dest is not None  # admit refuses a server without one
         migration = await _finished_move(svc, instance)
         old = FlavorInfo.model_validate(migration.old_flavor)
         new = FlavorInfo.model_validate(migration.new_flavor)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from stratus.core.bus import RPCServer, Target, get_transport
 from stratus.core.context import RequestContext
 from stratus.network.agents import linux
 from stratus.network.objects import (
@@ -27,15 +26,14 @@ from stratus.network.objects import (
     bridge_name,
     tap_name,
 )
-from stratus.network.rpcapi import NETWORK_TOPIC, L2AgentAPI
+from stratus.network.rpcapi import L2AgentAPI
 from tests.e2e.cloud import base_env
-from tests.e2e.test_network_agents_split import Agents
+from tests.e2e.split import AgentProcess, network_server
 from tests.integration.network_agents.conftest import (
     ServerDouble,
     eventually,
     make_network,
     make_port,
-    require_root_and_dnsmasq,
 )
 from tests.integration.network_agents.test_firewall import table_objects, tables_of
 
@@ -46,19 +44,8 @@ CTX = RequestContext(user_id="network-server", project_id="service", roles=["ser
 
 @pytest.fixture
 async def server(rabbit_url: str) -> AsyncIterator[ServerDouble]:
-    require_root_and_dnsmasq()
-    transport = get_transport(rabbit_url)
-    await transport.start()
-    double = ServerDouble()
-    rpc = RPCServer(transport, Target(NETWORK_TOPIC, server="server-1"), double,
-                    ServerDouble.METHODS)
-    await rpc.start()
-    double.transport = transport  # type: ignore[attr-defined]
-    try:
+    async with network_server(rabbit_url) as double:
         yield double
-    finally:
-        await rpc.stop()
-        await transport.close()
 
 
 def rule(direction: str, **fields: object) -> SecurityGroupRuleInfo:
@@ -87,14 +74,14 @@ async def test_rules_survive_sigkill_and_are_rebuilt_without_duplicates(
     members = {group.id: [p.fixed_ips[0].ip_address for p in ports]}
     server.bound[host] = [DeviceDetails(port=p, network=network, security_groups=[group],
                                         remote_group_members=members) for p in ports]
-    agents = Agents(tmp_path / "data", base_env(
+    # The l2-agent alone (no DHCP here).
+    agents = AgentProcess(("l2-agent",), tmp_path / "data", base_env(
         STRATUS_BUS_URL=rabbit_url, STRATUS_NETWORK__BACKEND="linuxbridge",
         STRATUS_COMPUTE__HOST=host, STRATUS_NETWORK__AGENT_REPORT_INTERVAL="0.5",
         STRATUS_NETWORK__FIREWALL_TABLE=table), tmp_path / "agent.log")
-    agents_args = ["l2-agent"]  # the l2-agent alone (no DHCP here)
     transport = server.transport  # type: ignore[attr-defined]
     try:
-        _start(agents, agents_args)
+        agents.start()
         await eventually(lambda: {p.id for p in ports} <= {p for p, _ in server.up},
                          within=90, message="ports plugged and reported up")
         await eventually(lambda: table_objects(table).get("inet chain") == 1 + 2 * 3,
@@ -108,7 +95,7 @@ async def test_rules_survive_sigkill_and_are_rebuilt_without_duplicates(
         assert agents.signal(signal.SIGKILL) == -signal.SIGKILL
         assert ruleset(table) == before
         server.up.clear()
-        _start(agents, agents_args)
+        agents.start()
         await eventually(lambda: {p.id for p in ports} <= {p for p, _ in server.up},
                          within=90, message="ports reported up again after the restart")
         try:
@@ -141,15 +128,6 @@ async def test_rules_survive_sigkill_and_are_rebuilt_without_duplicates(
         for port in ports:
             await asyncio.to_thread(linux.delete_link, tap_name(port.id))
         await asyncio.to_thread(linux.delete_link, bridge_name(network.id))
-
-
-def _start(agents: Agents, units: list[str]) -> None:
-    from tests.e2e.cloud import BIN
-
-    with agents.log.open("ab") as log:
-        agents.process = subprocess.Popen(
-            [str(BIN / "stratus"), "serve", *units, "--data-dir", str(agents.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=agents.env, start_new_session=True)
 
 
 def _drop_tables(table: str) -> None:

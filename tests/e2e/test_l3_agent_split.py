@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from stratus.core.bus import RPCServer, Target, get_transport
 from stratus.network.agents import linux
 from stratus.network.agents.l3.router import (
     RouterDriver,
@@ -32,14 +28,13 @@ from stratus.network.agents.l3.router import (
     run_in,
 )
 from stratus.network.objects import FloatingIPInfo, RouterInfo, bridge_name, router_namespace
-from stratus.network.rpcapi import NETWORK_TOPIC
-from tests.e2e.cloud import BIN, base_env
+from tests.e2e.cloud import base_env
+from tests.e2e.split import AgentProcess, network_server
 from tests.integration.network_agents.conftest import (
     ServerDouble,
     eventually,
     make_network,
     make_port,
-    require_root_and_dnsmasq,
 )
 from tests.integration.network_agents.guest import Guest
 from tests.integration.network_agents.l3net import (
@@ -53,46 +48,10 @@ from tests.integration.network_agents.l3net import (
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 
 
-@dataclass
-class AgentProcess:
-    data_dir: Path
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "stratus"), "serve", "l3-agent", "--data-dir", str(self.data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-
-    def serving(self) -> int:
-        try:
-            return self.log.read_text(errors="replace").count("serving on the bus")
-        except FileNotFoundError:
-            return 0
-
-    def signal(self, signum: int) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
-        return self.process.wait(30)
-
-
 @pytest.fixture
 async def server(rabbit_url: str) -> AsyncIterator[ServerDouble]:
-    require_root_and_dnsmasq()
-    transport = get_transport(rabbit_url)
-    await transport.start()
-    double = ServerDouble()
-    rpc = RPCServer(transport, Target(NETWORK_TOPIC, server="server-1"), double,
-                    ServerDouble.METHODS)
-    await rpc.start()
-    try:
+    async with network_server(rabbit_url) as double:
         yield double
-    finally:
-        await rpc.stop()
-        await transport.close()
 
 
 def _state(router: RouterInfo, driver: RouterDriver) -> tuple[list[str], list[str], int, str]:
@@ -126,7 +85,7 @@ async def test_l3_agent_process_killed_and_restarted(server: ServerDouble, rabbi
                                      port_id=guest_port.id)])
     server.routers[host] = [router]
     driver = RouterDriver(physical_bridges={physnet: bridge})
-    agent = AgentProcess(tmp_path / "data", base_env(
+    agent = AgentProcess(("l3-agent",), tmp_path / "data", base_env(
         STRATUS_BUS_URL=rabbit_url, STRATUS_NETWORK__BACKEND="linuxbridge",
         STRATUS_COMPUTE__HOST=host, STRATUS_NETWORK__AGENT_REPORT_INTERVAL="0.5",
         STRATUS_NETWORK__PHYSICAL_BRIDGES=json.dumps({physnet: bridge})),

@@ -12,27 +12,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from stratus.core.bus import RPCServer, Target, get_transport
 from stratus.core.context import RequestContext
 from stratus.network.agents import linux
 from stratus.network.agents.dhcp import dnsmasq
 from stratus.network.objects import DeviceDetails, bridge_name, dhcp_namespace, tap_name
-from stratus.network.rpcapi import NETWORK_TOPIC, DhcpAgentAPI, L2AgentAPI
-from tests.e2e.cloud import BIN, base_env
+from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI
+from tests.e2e.cloud import base_env
+from tests.e2e.split import AgentProcess, network_server
 from tests.integration.network_agents.conftest import (
     ServerDouble,
     eventually,
     make_network,
     make_port,
-    require_root_and_dnsmasq,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
@@ -40,49 +37,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq]
 CTX = RequestContext(user_id="network-server", project_id="service", roles=["service"])
 
 
-@dataclass
-class Agents:
-    data_dir: Path
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "stratus"), "serve", "dhcp-agent", "l2-agent", "--data-dir",
-                 str(self.data_dir)], stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                start_new_session=True)
-
-    def serving(self) -> int:
-        """How many times a process printed that it serves (its signal handlers are set)."""
-        try:
-            return self.log.read_text(errors="replace").count("serving on the bus")
-        except FileNotFoundError:
-            return 0
-
-    def signal(self, signum: int) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
-        return self.process.wait(30)
-
-
 @pytest.fixture
 async def server(rabbit_url: str) -> AsyncIterator[ServerDouble]:
-    require_root_and_dnsmasq()
-    transport = get_transport(rabbit_url)
-    await transport.start()
-    double = ServerDouble()
-    rpc = RPCServer(transport, Target(NETWORK_TOPIC, server="server-1"), double,
-                    ServerDouble.METHODS)
-    await rpc.start()
-    double.transport = transport  # type: ignore[attr-defined]
-    try:
+    async with network_server(rabbit_url) as double:
         yield double
-    finally:
-        await rpc.stop()
-        await transport.close()
 
 
 async def test_agents_as_a_process_of_their_own(server: ServerDouble, rabbit_url: str,
@@ -92,7 +50,7 @@ async def test_agents_as_a_process_of_their_own(server: ServerDouble, rabbit_url
     port = make_port(network, 30, binding_host_id=host)
     network = network.model_copy(update={"ports": [port]})
     server.networks[network.id] = network
-    agents = Agents(tmp_path / "data", base_env(
+    agents = AgentProcess(("dhcp-agent", "l2-agent"), tmp_path / "data", base_env(
         STRATUS_BUS_URL=rabbit_url, STRATUS_NETWORK__BACKEND="linuxbridge",
         STRATUS_COMPUTE__HOST=host, STRATUS_NETWORK__AGENT_REPORT_INTERVAL="0.5",
         STRATUS_METADATA__URL="http://127.0.0.1:9", STRATUS_METADATA__SHARED_SECRET="s"),

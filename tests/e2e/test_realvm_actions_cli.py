@@ -1,20 +1,28 @@
-"""Issue 14 on a real guest: the real ``openstack`` CLI pauses, suspends and rescues a test
-guest under libvirt/QEMU (TCG here), sends it an NMI and is refused a password (no guest
-agent), one server for all of it.
+"""Issue 14 on a real guest: the real ``openstack`` CLI opens its consoles (noVNC and
+serial, one-time tokens), pauses, suspends and rescues a test guest under libvirt/QEMU
+(TCG here), sends it an NMI and is refused a password (no guest agent), one server for all
+of it.
 
 The guest prints ``STRATUS-TICK uptime=S`` every two seconds on its serial console
 (``stratus/guest_image/scripts.py``). A paused guest prints none and its clock stands
 still; unpaused it counts on from where it stopped. A suspended guest (libvirt's managed
 save) comes back without booting again, its uptime going on. A rescued guest boots the
 rescue image with its own disk as ``vdb``; unrescued it boots its own disk alone again.
+
+Consoles: the noVNC URL's websocket, through the ``console-proxy`` unit, speaks the guest's
+VNC (QEMU's RFB handshake), once per token; the serial URL's websocket reaches the guest's
+serial port (the guest's tty echoes what is typed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import websockets
 
 from stratus.compute.virt.libvirt import host as libvirt_host
 from tests.e2e.cloud import Cloud
@@ -46,6 +54,45 @@ def more_ticks(cloud: Cloud, name: str, than: int, within: float = 120) -> str:
         time.sleep(1)
 
 
+def _vnc_websocket(url: str) -> str:
+    """noVNC's page URL → the websocket it opens (``ws://<same host>/<path>``)."""
+    parts = urlsplit(url)
+    assert parts.path.endswith("/console/vnc_lite.html"), url
+    (path,) = parse_qs(parts.query)["path"]
+    return f"ws://{parts.netloc}/{path.lstrip('/')}"
+
+
+async def _vnc_handshake(ws_url: str) -> bytes:
+    async with websockets.connect(ws_url, subprotocols=["binary"],  # type: ignore[list-item]
+                                  open_timeout=10) as ws:
+        assert ws.subprotocol == "binary"
+        greeting = await asyncio.wait_for(ws.recv(), 15)
+        assert isinstance(greeting, bytes)
+        return greeting
+
+
+async def _refused(ws_url: str) -> int:
+    with pytest.raises(websockets.InvalidStatus) as caught:
+        async with websockets.connect(ws_url, open_timeout=10):
+            pass
+    return caught.value.response.status_code
+
+
+async def _serial_echo(ws_url: str, word: bytes) -> bytes:
+    seen = b""
+    async with websockets.connect(ws_url, open_timeout=10) as ws:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and word not in seen:
+            await ws.send(word + b"\r")
+            try:
+                while word not in seen:
+                    chunk = await asyncio.wait_for(ws.recv(), 3)
+                    seen += chunk if isinstance(chunk, bytes) else chunk.encode()
+            except TimeoutError:
+                continue
+    return seen
+
+
 def has_managed_save(server_id: str) -> bool:
     libvirt = libvirt_host.libvirt_module()
     conn = libvirt.open(libvirt_host.DEFAULT_URI)
@@ -56,13 +103,37 @@ def has_managed_save(server_id: str) -> bool:
 
 
 @pytest.mark.timeout(1200)  # one TCG boot and two rescue boots on a shared machine
-def test_pause_stops_the_guest_clock_suspend_keeps_its_uptime_rescue_boots_the_rescue_disk(
+def test_consoles_open_once_pause_stops_the_clock_suspend_keeps_uptime_rescue_boots_rescue(
         cloud: Cloud) -> None:
     server = cloud.openstack_json("server", "create", "--image", "stratus-test-guest",
                                   "--flavor", "m1.tiny", "--nic", "none", "--wait", "vm1")
+    assert server["status"] == "ACTIVE"
     server_id = server["id"]
     text = console_until(cloud, "vm1", r"^STRATUS-READY")
     assert "STRATUS-DISK name=vda" in text and "name=vdb" not in text
+
+    # Its consoles: a noVNC URL whose websocket reaches the guest's VNC server, a serial one
+    # that echoes what is typed; each token opens one connection, and none is logged.
+    novnc = cloud.openstack_json("console", "url", "show", "vm1")
+    assert (novnc["protocol"], novnc["type"]) == ("vnc", "novnc")
+    assert novnc["url"].startswith(f"{cloud.url}/console/vnc_lite.html?path=")
+    ws_url = _vnc_websocket(novnc["url"])
+    greeting = asyncio.run(_vnc_handshake(ws_url))
+    assert greeting.startswith(b"RFB 003.00") and greeting.endswith(b"\n"), greeting
+    assert asyncio.run(_refused(ws_url)) == 403  # one connection per token
+
+    serial = cloud.openstack_json("console", "url", "show", "--serial", "vm1")
+    assert (serial["protocol"], serial["type"]) == ("serial", "serial")
+    assert serial["url"].startswith(f"ws://{urlsplit(cloud.url).netloc}/console/serial?token=")
+    echoed = asyncio.run(_serial_echo(serial["url"], b"stratus-console-echo"))
+    assert b"stratus-console-echo" in echoed, echoed[-500:]
+    assert asyncio.run(_refused(serial["url"])) == 403
+
+    # The tokens opened consoles; none of them reached the cloud's log.
+    for url in (novnc["url"], serial["url"]):
+        token = parse_qs(urlsplit(ws_url if url == novnc["url"] else url).query)["token"][0]
+        assert len(token) >= 32 and token not in cloud.log()
+
     text = more_ticks(cloud, "vm1", 1)
 
     # Pause: no tick while paused, and the guest's clock did not run meanwhile.

@@ -8,41 +8,23 @@ uuid, hostname and its user-data script's output, read back with ``console log s
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stratus.compute.virt.libvirt import host as libvirt_host
-from tests.e2e.cloud import Cloud, base_env, free_port
-from tests.realvm import destroy_leftovers, guest_image, libvirt_ready
+from tests.e2e.cloud import Cloud
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
 
 
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
-    """``stratus up --with-test-image`` with the libvirt driver and real networking; the test
-    guest built once for the test session is put in the data dir's cache (same key)."""
-    libvirt_ready()
-    image = guest_image()
-    data = tmp_path / "data"
-    (data / "guest-image").mkdir(parents=True)
-    shutil.copyfile(image, data / "guest-image" / image.name)
-    instance = Cloud(data, free_port(), base_env(STRATUS_COMPUTE__VIRT_DRIVER="libvirt",
-                                                 STRATUS_NETWORK__BACKEND="linuxbridge"),
-                     args=["up", "--with-test-image"])
-    instance.start(timeout=120)
-    try:
-        yield instance
-    finally:
-        instance.stop()
-        # Guests outlive their agent by design; a test that failed midway leaves some.
-        asyncio.run(destroy_leftovers(data / "instances"))
+def cloud(realvm_cloud: Cloud) -> Cloud:
+    """The session's ``stratus up --with-test-image`` on libvirt (``realvm_cloud`` in
+    tests/e2e/conftest.py), for this module's tests and the modules that import it."""
+    return realvm_cloud
 
 
 def console_until(cloud: Cloud, name: str, marker: str, within: float = 120) -> str:

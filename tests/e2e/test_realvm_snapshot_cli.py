@@ -10,18 +10,16 @@ image, prints the first guest's marker on its console. Two boots in all.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.cloud import Cloud, base_env, free_port
-from tests.e2e.test_realvm_cli import console_until, running_domains
-from tests.realvm import destroy_leftovers, guest_image, libvirt_ready
+from tests.e2e.cloud import Cloud
+from tests.e2e.test_realvm_cli import cloud, console_until, running_domains
+
+__all__ = ["cloud"]  # the fixture: the session's stratus up on libvirt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
 
@@ -40,24 +38,6 @@ else
     echo "MARKER-NO-DISK"
 fi
 """
-
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
-    libvirt_ready()
-    image = guest_image()
-    data = tmp_path / "data"
-    (data / "guest-image").mkdir(parents=True)
-    shutil.copyfile(image, data / "guest-image" / image.name)
-    instance = Cloud(data, free_port(), base_env(STRATUS_COMPUTE__VIRT_DRIVER="libvirt",
-                                                 STRATUS_NETWORK__BACKEND="linuxbridge"),
-                     args=["up", "--with-test-image"])
-    instance.start(timeout=180)
-    try:
-        yield instance
-    finally:
-        instance.stop()
-        asyncio.run(destroy_leftovers(data / "instances"))
 
 
 @pytest.mark.timeout(1200)

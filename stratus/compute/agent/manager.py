@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,12 +119,13 @@ class ComputeAgentManager(GuestStateActions):
                                    lambda: self.report(RequestContext.for_service(AGENT_USER)))
         #: Waiters for events other services report (``network-vif-plugged``, ...).
         self.events = InstanceEvents()
-        #: One network-info refresh at a time per instance (events may come in a burst).
-        self._refreshing: dict[str, asyncio.Lock] = {}
+        #: One writer of an instance's ``network_info`` at a time (interface attach and
+        #: detach, the floating-IP refresh after ``network-changed``): each reads it, then
+        #: records a changed copy, so two at once would lose one's change. Entry: the lock
+        #: and how many hold or wait for it (dropped at zero, so deleted servers leave none).
+        self._network_info_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self.power_sync = PowerStateSync(host, driver, conductor,
                                          self.options.sync_power_state_interval)
-        #: One interface change at a time per instance: each rewrites its network_info.
-        self._interface_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: This host's half of resizes, migrations and evacuations; ``peers`` reaches the
         #: other hosts (None: this host can be the source of no move).
         self.moves = HostMoves(host, driver, conductor, peers, network, self._guest_for_move)
@@ -155,7 +156,7 @@ class ComputeAgentManager(GuestStateActions):
         if self.network is None:
             raise VirtError(f"{self.host} cannot reach the network service.")
         event = "compute_attach_interface"
-        async with self._interface_locks[instance_uuid]:
+        async with self._network_info_lock(instance_uuid):
             instance = await self.conductor.instance_get(ctx, instance_uuid)
             if any(vif.get("id") == port_id for vif in instance.network_info):
                 raise VirtError(f"Port {port_id} is already attached to {instance_uuid}.")
@@ -203,7 +204,7 @@ class ComputeAgentManager(GuestStateActions):
         if self.network is None:
             raise VirtError(f"{self.host} cannot reach the network service.")
         event = "compute_detach_interface"
-        async with self._interface_locks[instance_uuid]:
+        async with self._network_info_lock(instance_uuid):
             instance = await self.conductor.instance_get(ctx, instance_uuid)
             vif = next((v for v in instance.network_info if v.get("id") == port_id), None)
             if vif is None:
@@ -578,7 +579,7 @@ class ComputeAgentManager(GuestStateActions):
             return
         ctx = RequestContext.for_service(AGENT_USER)  # the host's own token: sees every port
         try:
-            async with self._refreshing.setdefault(instance_uuid, asyncio.Lock()):
+            async with self._network_info_lock(instance_uuid):
                 instance = await self.conductor.instance_get(ctx, instance_uuid)
                 if not instance.network_info:
                     return
@@ -588,10 +589,21 @@ class ComputeAgentManager(GuestStateActions):
                                                          InstanceUpdate(network_info=info))
         except Exception:
             LOG.exception("could not refresh the network info of %s", instance_uuid)
+
+    @contextlib.asynccontextmanager
+    async def _network_info_lock(self, instance_uuid: str) -> AsyncIterator[None]:
+        """Held while the instance's ``network_info`` is read and rewritten (see
+        ``_network_info_locks``)."""
+        lock, users = self._network_info_locks.setdefault(
+            instance_uuid, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
         finally:
-            lock = self._refreshing.get(instance_uuid)
-            if lock is not None and not lock.locked():
-                del self._refreshing[instance_uuid]
+            users[0] -= 1
+            if users[0] == 0:
+                del self._network_info_locks[instance_uuid]
 
     async def get_console_output(self, ctx: RequestContext, instance_uuid: str,
                                  length: int | None = None) -> str:

@@ -7,6 +7,7 @@ image and compute APIs over HTTP, the database (SQLite and PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -71,14 +72,24 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         compute={"fake_hosts": 3, "host": "node", "fake_memory_mb": 4096,
                                  "fake_vcpus": 4, "reserved_host_memory_mb": 0,
                                  "ram_allocation_ratio": 1.0, "cpu_allocation_ratio": 1.0})
+    async with started_cloud(settings) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def started_cloud(settings: Settings, units: list[str] = UNITS,
+                        http_timeout: float = 5.0) -> AsyncIterator[Cloud]:
+    """A cloud of ``units`` in this process (bootstrapped, one ASGI app through which the
+    services reach each other) with an admin token scoped to the admin project; closed on
+    exit. ``http_timeout``: the client's per-request timeout."""
     transport = LateASGITransport()
     stack = Stack(settings, http_transport=transport)
     try:
         await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
+        app = await root_app(stack, units)
         transport.app = app
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT) as client:
+                                     base_url=ROOT, timeout=http_timeout) as client:
             response = await client.post("/identity/v3/auth/tokens",
                                          json=auth_body("admin", ADMIN_PASSWORD, "admin"))
             yield Cloud(client, response.headers["X-Subject-Token"], stack)

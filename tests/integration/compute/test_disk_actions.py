@@ -18,16 +18,17 @@ import pytest
 from stratus.compute.placement import Placement
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
 from tests.integration.compute.conftest import (
     ADMIN_PASSWORD,
     ROOT,
     assert_compute_error,
-    auth_body,
 )
-from tests.integration.compute.test_boot_flow import UNITS, Cloud, boot_body, upload_image
+from tests.integration.compute.test_boot_flow import (
+    Cloud,
+    boot_body,
+    started_cloud,
+    upload_image,
+)
 
 
 @pytest.fixture
@@ -37,19 +38,8 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         network={"backend": "noop"}, image={"quota_image_count": 3},
                         compute={"fake_hosts": 2, "host": "node",
                                  "shelved_offload_time": -1})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens",
-                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
-            yield Cloud(client, response.headers["X-Subject-Token"], stack)
-    finally:
-        await stack.aclose()
+    async with started_cloud(settings) as started:
+        yield started
 
 
 async def _settled(cloud: Cloud, server_id: str, status: str) -> dict[str, Any]:

@@ -13,17 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
-from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
+from tests.integration.compute.test_boot_flow import Cloud, started_cloud
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
@@ -37,19 +33,10 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         network={"backend": "noop"},
                         compute={"virt_driver": "libvirt", "host": "realvm-node",
                                  "shutdown_timeout": 30})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
     try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT, timeout=60) as client:
-            response = await client.post("/identity/v3/auth/tokens",
-                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
-            yield Cloud(client, response.headers["X-Subject-Token"], stack)
+        async with started_cloud(settings, http_timeout=60) as started:
+            yield started
     finally:
-        await stack.aclose()
         await destroy_leftovers(tmp_path / "instances")  # only if the test failed midway
 
 

@@ -17,15 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from stratus.compute.metadata.api import sign
 from stratus.compute.objects import VifInfo, VifIP
 from stratus.core.config import Settings
-from stratus.stack import Stack, metadata_secret
-from stratus.units import root_app, run_bootstrap
-from tests.integration.clouds import auth_body
+from stratus.stack import metadata_secret
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import (
     UNITS,
     Cloud,
-    LateASGITransport,
     boot_body,
+    started_cloud,
     upload_image,
 )
 
@@ -41,19 +39,8 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
                         metadata={"shared_secret": SECRET},
                         compute={"fake_hosts": 1, "host": "node"})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, [*UNITS, "metadata-api"])
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens",
-                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
-            yield Cloud(client, response.headers["X-Subject-Token"], stack)
-    finally:
-        await stack.aclose()
+    async with started_cloud(settings, [*UNITS, "metadata-api"]) as started:
+        yield started
 
 
 async def _server(cloud: Cloud) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from stratus.compute.virt.libvirt import host as libvirt_host
@@ -25,15 +24,17 @@ from stratus.core.config import Settings
 from stratus.guest_image.upload import publish
 from stratus.network.agents import linux
 from stratus.network.objects import bridge_name, tap_name
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
 from tests.integration.network_agents.conftest import (
     eventually,
     kernel_cleanup,
     require_root_and_dnsmasq,
 )
-from tests.integration.volume.test_server_volumes import ADMIN_PASSWORD, ROOT, Cloud
+from tests.integration.volume.test_server_volumes import (
+    ADMIN_PASSWORD,
+    ROOT,
+    Cloud,
+    started_cloud,
+)
 from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
 
 __all__ = ["kernel_cleanup"]  # the fixture, used here
@@ -55,23 +56,10 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
                         compute={"virt_driver": "libvirt",
                                  "host": f"realvm-{uuid.uuid4().hex[:6]}",
                                  "shutdown_timeout": 10, "volume_attach_timeout": 60})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
     try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT, timeout=120) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"},
-                    "password": ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            yield Cloud(client, response.headers["X-Subject-Token"],
-                        response.json()["token"]["project"]["id"], stack)
+        async with started_cloud(settings, UNITS, http_timeout=120) as started:
+            yield started
     finally:
-        await stack.aclose()
         await destroy_leftovers(tmp_path / "instances")  # only if the test failed midway
 
 

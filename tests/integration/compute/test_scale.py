@@ -7,21 +7,16 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
 from stratus.compute.models import Allocation, Inventory
 from stratus.core.config import Settings
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import (
-    UNITS,
     Cloud,
-    LateASGITransport,
     boot_body,
+    started_cloud,
     upload_image,
 )
 
@@ -39,19 +34,8 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         compute={"fake_hosts": HOSTS, "host": "scale", "fake_vcpus": 8,
                                  "fake_memory_mb": 16384, "reserved_host_memory_mb": 0,
                                  "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ROOT,
-                                     timeout=120) as client:
-            response = await client.post("/identity/v3/auth/tokens",
-                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
-            yield Cloud(client, response.headers["X-Subject-Token"], stack)
-    finally:
-        await stack.aclose()
+    async with started_cloud(settings, http_timeout=120) as started:
+        yield started
 
 
 # 500 boots take ~30 s on a quiet 2-vCPU machine; leave room for a busy one.

@@ -222,7 +222,7 @@ async def test_lock_refuses_non_admins_with_409_and_unlock_follows_nova(cloud: C
     for body in ({"os-stop": None}, {"pause": None}, {"reboot": {"type": "HARD"}},
                  {"rescue": None}, {"changePassword": {"adminPass": "x"}},
                  {"rebuild": {"imageRef": image_id}}, {"shelve": None}, {"unshelve": None},
-                 {"resize": {"flavorRef": "2"}}):
+                 {"resize": {"flavorRef": "2"}}, {"revertResize": None}):
         message = assert_compute_error(await _act(cloud, sid, body, token=member), 409,
                                        "conflictingRequest")
         assert message == f"Instance {sid} is locked"

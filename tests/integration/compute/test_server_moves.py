@@ -21,16 +21,12 @@ from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT, assert_compute_error
 from tests.integration.compute.test_boot_flow import (
-    UNITS,
     Cloud,
-    auth_body,
     boot_body,
+    started_cloud,
     upload_image,
 )
 
@@ -348,19 +344,8 @@ async def confirming_cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         network={"backend": "noop"},
                         compute={"fake_hosts": 2, "host": "node", "resize_confirm_window": 1,
                                  "report_interval": 0.5})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens",
-                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
-            yield Cloud(client, response.headers["X-Subject-Token"], stack)
-    finally:
-        await stack.aclose()
+    async with started_cloud(settings) as started:
+        yield started
 
 
 async def test_resizes_left_unconfirmed_are_confirmed_after_the_window(

@@ -12,6 +12,7 @@ Root and dnsmasq are required: skipped locally without them, failed under ``CI=t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -193,9 +194,10 @@ class AgentBus:
     api: NetworkServerAPI
 
 
-@pytest.fixture
-async def agent_bus(bus_url: str) -> AsyncIterator[AgentBus]:
-    """A bus with the server double serving ``network``; the agents' client of it."""
+@contextlib.asynccontextmanager
+async def network_server(bus_url: str) -> AsyncIterator[ServerDouble]:
+    """A ``ServerDouble`` serving the agents' calls on ``network`` (server ``server-1``) on
+    the bus at ``bus_url``; its transport is ``double.transport``, for the test's calls."""
     require_root_and_dnsmasq()
     transport = get_transport(bus_url)
     await transport.start()
@@ -203,11 +205,20 @@ async def agent_bus(bus_url: str) -> AsyncIterator[AgentBus]:
     rpc = RPCServer(transport, Target(NETWORK_TOPIC, server="server-1"), double,
                     ServerDouble.METHODS)
     await rpc.start()
+    double.transport = transport  # type: ignore[attr-defined]
     try:
-        yield AgentBus(transport, double, NetworkServerAPI(transport, timeout=20))
+        yield double
     finally:
         await rpc.stop()
         await transport.close()
+
+
+@pytest.fixture
+async def agent_bus(bus_url: str) -> AsyncIterator[AgentBus]:
+    """A bus with the server double serving ``network``; the agents' client of it."""
+    async with network_server(bus_url) as double:
+        transport = double.transport  # type: ignore[attr-defined]
+        yield AgentBus(transport, double, NetworkServerAPI(transport, timeout=20))
 
 
 @pytest.fixture

@@ -75,6 +75,72 @@ def _addresses(namespace: str, device: str) -> set[str]:
                 for m in ns.get_addr(index=index, family=2)}
 
 
+def tcp_connect(namespace: str, address: str, port: int, source: str | None = None,
+                timeout: float = 0.5) -> bool:
+    """Whether a TCP connection from inside ``namespace`` to ``address:port`` is answered
+    (by a ``tcp_listen``-er's ``hi``) within ``timeout`` seconds."""
+    with linux.entered(namespace):
+        sock = socket.socket()
+    with sock:
+        sock.settimeout(timeout)
+        if source is not None:
+            sock.bind((source, 0))
+        try:
+            sock.connect((address, port))
+            return sock.recv(16) == b"hi"
+        except OSError:
+            return False
+
+
+@contextlib.contextmanager
+def tcp_listen(namespace: str, port: int, echo: bool = False) -> Iterator[None]:
+    """A TCP listener inside ``namespace`` on ``port``, for as long as the context lasts:
+    it says ``hi`` to each connection and closes it, or (``echo``) keeps each connection
+    open and sends back what it receives."""
+    with linux.entered(namespace):
+        server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo_back(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    data = conn.recv(64)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                conn.sendall(data)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            if echo:
+                threading.Thread(target=echo_back, args=(conn,), daemon=True).start()
+                continue
+            with conn:
+                conn.sendall(b"hi")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
 @dataclass
 class Guest:
     bridge: str
@@ -180,53 +246,15 @@ class Guest:
         timing): the status and the body (not de-chunked)."""
         return await asyncio.to_thread(self._raw_get, address, path)
 
-    def _connect(self, address: str, port: int, source: str | None, timeout: float) -> bool:
-        with linux.entered(self.namespace):
-            sock = socket.socket()
-        with sock:
-            sock.settimeout(timeout)
-            if source is not None:
-                sock.bind((source, 0))
-            try:
-                sock.connect((address, port))
-                return sock.recv(16) == b"hi"
-            except OSError:
-                return False
-
     async def connect(self, address: str, port: int, source: str | None = None,
                       wait: float = 0.5) -> bool:
         """Whether a TCP connection from inside to ``address:port`` is answered (by a
         ``listen``-er's ``hi``) within ``wait`` seconds."""
-        return await asyncio.to_thread(self._connect, address, port, source, wait)
+        return await asyncio.to_thread(tcp_connect, self.namespace, address, port, source, wait)
 
-    @contextlib.contextmanager
-    def listen(self, port: int) -> Iterator[None]:
+    def listen(self, port: int) -> contextlib.AbstractContextManager[None]:
         """A TCP listener inside on ``port`` that says ``hi`` to each connection."""
-        with linux.entered(self.namespace):
-            server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("0.0.0.0", port))
-        server.listen(16)
-        server.settimeout(0.2)
-        stop = threading.Event()
-
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    conn, _ = server.accept()
-                except OSError:
-                    continue
-                with conn:
-                    conn.sendall(b"hi")
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            server.close()
+        return tcp_listen(self.namespace, port)
 
     async def set_mac(self, mac: str) -> None:
         def change() -> None:

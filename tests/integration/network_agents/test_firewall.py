@@ -11,10 +11,9 @@ import contextlib
 import json
 import socket
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -34,6 +33,7 @@ from stratus.network.objects import (
     tap_name,
 )
 from tests.integration.network_agents.conftest import random_mac, require_root_and_dnsmasq
+from tests.integration.network_agents.guest import tcp_connect, tcp_listen
 
 pytestmark = pytest.mark.serial
 
@@ -104,46 +104,11 @@ class NsGuest:
     def connect(self, address: str, port: int, source: str | None = None,
                 timeout: float = 0.5) -> bool:
         """Whether a TCP connection to ``address:port`` from inside is answered."""
-        with linux.entered(self.namespace):
-            sock = socket.socket()
-        with sock:
-            sock.settimeout(timeout)
-            if source is not None:
-                sock.bind((source, 0))
-            try:
-                sock.connect((address, port))
-                return sock.recv(16) == b"hi"
-            except OSError:
-                return False
+        return tcp_connect(self.namespace, address, port, source, timeout)
 
-    @contextlib.contextmanager
-    def listen(self, port: int) -> Iterator[None]:
+    def listen(self, port: int) -> contextlib.AbstractContextManager[None]:
         """A TCP listener inside that says ``hi`` to each connection."""
-        with linux.entered(self.namespace):
-            server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("0.0.0.0", port))
-        server.listen(16)
-        server.settimeout(0.2)
-        stop = threading.Event()
-
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    conn, _ = server.accept()
-                except OSError:
-                    continue
-                with conn:
-                    conn.sendall(b"hi")
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            server.close()
+        return tcp_listen(self.namespace, port)
 
 
 def rule(direction: str, **fields: object) -> SecurityGroupRuleInfo:
@@ -409,47 +374,9 @@ async def test_a_rule_change_takes_effect_on_the_running_guests(lab: Lab) -> Non
             assert time.monotonic() - started < 30, "the rule never took effect"
 
 
-@contextlib.contextmanager
-def echo_server(guest: NsGuest, port: int) -> Iterator[None]:
+def echo_server(guest: NsGuest, port: int) -> contextlib.AbstractContextManager[None]:
     """A listener inside ``guest`` that echoes what each connection sends."""
-    with linux.entered(guest.namespace):
-        server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
-    server.listen(8)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def echo(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    data = conn.recv(64)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                conn.sendall(data)
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
+    return tcp_listen(guest.namespace, port, echo=True)
 
 
 def held_connection(guest: NsGuest, address: str, port: int) -> socket.socket:

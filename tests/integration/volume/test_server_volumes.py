@@ -5,6 +5,7 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -68,21 +69,20 @@ class Cloud:
         return agent.driver
 
 
-@pytest.fixture
-async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
-                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
-                        network={"backend": "noop"}, volume={"host": "storage"},
-                        compute={"fake_hosts": 2, "host": "node",
-                                 "volume_attach_timeout": 30.0})
+@contextlib.asynccontextmanager
+async def started_cloud(settings: Settings, units: list[str],
+                        http_timeout: float = 60) -> AsyncIterator[Cloud]:
+    """A cloud of ``units`` in this process (bootstrapped, one ASGI app; services reach each
+    other through it) and an admin token scoped to the admin project; closed on exit.
+    ``http_timeout``: the client's per-request timeout."""
     transport = LateASGITransport()
     stack = Stack(settings, http_transport=transport)
     try:
         await run_bootstrap(stack)
-        app = await root_app(stack, UNITS)
+        app = await root_app(stack, units)
         transport.app = app
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT, timeout=60) as client:
+                                     base_url=ROOT, timeout=http_timeout) as client:
             response = await client.post("/identity/v3/auth/tokens", json={"auth": {
                 "identity": {"methods": ["password"], "password": {"user": {
                     "name": "admin", "domain": {"id": "default"},
@@ -92,6 +92,17 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         response.json()["token"]["project"]["id"], stack)
     finally:
         await stack.aclose()
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
+                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
+                        network={"backend": "noop"}, volume={"host": "storage"},
+                        compute={"fake_hosts": 2, "host": "node",
+                                 "volume_attach_timeout": 30.0})
+    async with started_cloud(settings, UNITS) as started:
+        yield started
 
 
 async def _server(cloud: Cloud, image_id: str, name: str) -> dict[str, Any]:
