@@ -31,6 +31,11 @@ from tests.integration.network_agents.conftest import require_root_and_dnsmasq
 from tests.integration.network_agents.guest import Guest
 from tests.integration.network_agents.l3net import Listener, Outside, reachable
 
+#: Alone: under the parallel run's load the floating IP was twice found unreachable for
+#: 30 s with the router's NAT and address in place (the cause is not found yet; the failure
+#: message shows the router's state).
+pytestmark = pytest.mark.serial
+
 ADMIN_PASSWORD = "l3-tests-admin-pw"
 ROOT = "http://test"
 NET = "/network/v2.0"
