@@ -163,86 +163,89 @@ async def run(args: argparse.Namespace) -> Result:
     answers: list[float] = []
     rule_opened: list[float] = []
     rule_closed: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="stratus-bench-l3-") as tmp:
-        async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud,
-                    httpx.AsyncClient(base_url=cloud.base_url, timeout=120) as client):
-            password = cloud.admin_password()
-            assert password is not None
-            headers = {"X-Auth-Token": await issue_token(client, cloud.identity_url,
-                                                         password)}
-            public = (await _call(client, "GET", "/networks?name=public",
-                                  headers))["networks"][0]
-            private = (await _call(client, "GET", "/networks?name=private",
-                                   headers))["networks"][0]
-            subnet_id = private["subnets"][0]
-            router = (await _call(client, "POST", "/routers", headers, {"router": {
-                "name": "bench", "external_gateway_info": {"network_id": public["id"]}}}
-            ))["router"]
-            namespace = router_namespace(router["id"])
-            started = time.perf_counter()
-            interface = await _call(client, "PUT",
-                                    f"/routers/{router['id']}/add_router_interface",
-                                    headers, {"subnet_id": subnet_id})
-            leg = internal_device(interface["port_id"])
-            while not await asyncio.to_thread(_has_leg, namespace, leg):
-                if time.perf_counter() - started > 30:
-                    raise RuntimeError("the router's interface never appeared")
-                await asyncio.sleep(0.001)
-            router_ready.append(time.perf_counter() - started)
-
-            port = (await _call(client, "POST", "/ports", headers, {"port": {
-                "network_id": private["id"], "device_id": f"bench-{tag}",
-                "device_owner": "compute:bench"}}))["port"]
-            group_id = port["security_groups"][0]
-            open_tcp = {"security_group_rule": {
-                "security_group_id": group_id, "direction": "ingress", "ethertype": "IPv4",
-                "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0"}}
-            rule_id = (await _call(client, "POST", "/security-group-rules", headers,
-                                   open_tcp))["security_group_rule"]["id"]
-            fip = (await _call(client, "POST", "/floatingips", headers, {"floatingip": {
-                "floating_network_id": public["id"]}}))["floatingip"]
-            address = fip["floating_ip_address"]
-            # The guest is the port's tap: bound here, the l2-agent enslaves it and its
-            # firewall filters it.
-            async with Guest(bridge_name(private["id"]), port["mac_address"],
-                             Path(tmp) / "guest", outside_name=tap_name(port["id"])) as guest:
-                await _call(client, "PUT", f"/ports/{port['id']}", headers,
-                            {"port": {"binding:host_id": host}})
+    try:
+        with tempfile.TemporaryDirectory(prefix="stratus-bench-l3-") as tmp:
+            async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud,
+                        httpx.AsyncClient(base_url=cloud.base_url, timeout=120) as client):
+                password = cloud.admin_password()
+                assert password is not None
+                headers = {"X-Auth-Token": await issue_token(client, cloud.identity_url,
+                                                             password)}
+                public = (await _call(client, "GET", "/networks?name=public",
+                                      headers))["networks"][0]
+                private = (await _call(client, "GET", "/networks?name=private",
+                                       headers))["networks"][0]
+                subnet_id = private["subnets"][0]
+                router = (await _call(client, "POST", "/routers", headers, {"router": {
+                    "name": "bench", "external_gateway_info": {"network_id": public["id"]}}}
+                ))["router"]
+                namespace = router_namespace(router["id"])
                 started = time.perf_counter()
-                while (await _call(client, "GET", f"/ports/{port['id']}",
-                                   headers))["port"]["status"] != "ACTIVE":
+                interface = await _call(client, "PUT",
+                                        f"/routers/{router['id']}/add_router_interface",
+                                        headers, {"subnet_id": subnet_id})
+                leg = internal_device(interface["port_id"])
+                while not await asyncio.to_thread(_has_leg, namespace, leg):
                     if time.perf_counter() - started > 30:
-                        raise RuntimeError("the guest's port never became ACTIVE")
-                    await asyncio.sleep(0.05)
-                await guest.dhcp()
-                echo = await asyncio.to_thread(EchoServer, guest.namespace)
-                try:
-                    for _ in range(args.floating_ips):
-                        started = time.perf_counter()
+                        raise RuntimeError("the router's interface never appeared")
+                    await asyncio.sleep(0.001)
+                router_ready.append(time.perf_counter() - started)
+
+                port = (await _call(client, "POST", "/ports", headers, {"port": {
+                    "network_id": private["id"], "device_id": f"bench-{tag}",
+                    "device_owner": "compute:bench"}}))["port"]
+                group_id = port["security_groups"][0]
+                open_tcp = {"security_group_rule": {
+                    "security_group_id": group_id, "direction": "ingress", "ethertype": "IPv4",
+                    "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0"}}
+                rule_id = (await _call(client, "POST", "/security-group-rules", headers,
+                                       open_tcp))["security_group_rule"]["id"]
+                fip = (await _call(client, "POST", "/floatingips", headers, {"floatingip": {
+                    "floating_network_id": public["id"]}}))["floatingip"]
+                address = fip["floating_ip_address"]
+                # The guest is the port's tap: bound here, the l2-agent enslaves it and its
+                # firewall filters it.
+                async with Guest(bridge_name(private["id"]), port["mac_address"],
+                                 Path(tmp) / "guest", outside_name=tap_name(port["id"])) as guest:
+                    await _call(client, "PUT", f"/ports/{port['id']}", headers,
+                                {"port": {"binding:host_id": host}})
+                    started = time.perf_counter()
+                    while (await _call(client, "GET", f"/ports/{port['id']}",
+                                       headers))["port"]["status"] != "ACTIVE":
+                        if time.perf_counter() - started > 30:
+                            raise RuntimeError("the guest's port never became ACTIVE")
+                        await asyncio.sleep(0.05)
+                    await guest.dhcp()
+                    echo = await asyncio.to_thread(EchoServer, guest.namespace)
+                    try:
+                        for _ in range(args.floating_ips):
+                            started = time.perf_counter()
+                            await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
+                                        {"floatingip": {"port_id": port["id"]}})
+                            answers.append(time.perf_counter() - started)
+                            await _first_reply(address, echo.port)
+                            replies.append(time.perf_counter() - started)
+                            await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
+                                        {"floatingip": {"port_id": None}})
+                            await _until_silent(address, echo.port)
                         await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
                                     {"floatingip": {"port_id": port["id"]}})
-                        answers.append(time.perf_counter() - started)
                         await _first_reply(address, echo.port)
-                        replies.append(time.perf_counter() - started)
-                        await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
-                                    {"floatingip": {"port_id": None}})
-                        await _until_silent(address, echo.port)
-                    await _call(client, "PUT", f"/floatingips/{fip['id']}", headers,
-                                {"floatingip": {"port_id": port["id"]}})
-                    await _first_reply(address, echo.port)
-                    for _ in range(args.rules):
-                        started = time.perf_counter()
-                        await _call(client, "DELETE", f"/security-group-rules/{rule_id}",
-                                    headers)
-                        await _until_silent(address, echo.port)
-                        rule_closed.append(time.perf_counter() - started)
-                        started = time.perf_counter()
-                        rule_id = (await _call(client, "POST", "/security-group-rules",
-                                               headers, open_tcp))["security_group_rule"]["id"]
-                        await _first_reply(address, echo.port)
-                        rule_opened.append(time.perf_counter() - started)
-                finally:
-                    echo.close()
+                        for _ in range(args.rules):
+                            started = time.perf_counter()
+                            await _call(client, "DELETE", f"/security-group-rules/{rule_id}",
+                                        headers)
+                            await _until_silent(address, echo.port)
+                            rule_closed.append(time.perf_counter() - started)
+                            started = time.perf_counter()
+                            rule_id = (await _call(client, "POST", "/security-group-rules",
+                                                   headers, open_tcp))["security_group_rule"]["id"]
+                            await _first_reply(address, echo.port)
+                            rule_opened.append(time.perf_counter() - started)
+                    finally:
+                        echo.close()
+    finally:  # the public network's bridge is the host's: stratus up leaves it
+        await asyncio.to_thread(linux.delete_link, f"bx{tag}")
     metrics = {**_ms(router_ready, "router_interface_ready"), **_ms(replies, "fip_reply"),
                **_ms(answers, "fip_put_answered"), **_ms(rule_opened, "sg_rule_opens"),
                **_ms(rule_closed, "sg_rule_closes")}
