@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.cloud import BIN
@@ -25,19 +25,25 @@ class AgentProcess:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    #: Where the current process's output begins in ``log`` (earlier runs' output precedes).
+    _since: int = field(default=0, init=False)
 
     def start(self) -> None:
+        self._since = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(BIN / "stratus"), "serve", *self.units, "--data-dir", str(self.data_dir)],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
 
-    def serving(self) -> int:
-        """How many times a process printed that it serves (its signal handlers are set)."""
+    def serving(self) -> bool:
+        """Whether the current process printed that it serves (its signal handlers are set;
+        a process killed early may never have printed it)."""
         try:
-            return self.log.read_text(errors="replace").count("serving on the bus")
+            with self.log.open("rb") as log:
+                log.seek(self._since)
+                return b"serving on the bus" in log.read()
         except FileNotFoundError:
-            return 0
+            return False
 
     def signal(self, signum: int) -> int:
         """Send ``signum`` to the process group (unless it ended); its exit code."""
