@@ -207,8 +207,8 @@ class L3AgentManager:
                     verify: bool = False) -> AppliedRouter | None:
         """Make the router's namespace match ``router`` (an admin-down router is removed),
         unless a newer state is in force: ``as_of`` numbers the question this state
-        answers (default: a new one). ``verify``: check every part again, not only what changed (the
-        resyncs)."""
+        answers (default: a new one). ``verify``: check every part again, not only what
+        changed (the resyncs)."""
         as_of = next(self._asks) if as_of is None else as_of
         if not router.admin_state_up:
             await self._remove(router.id, as_of=as_of)
