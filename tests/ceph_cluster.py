@@ -13,9 +13,12 @@ command line) and makes afresh.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +38,21 @@ def bindings_missing() -> str | None:
         return ("Debian's python3-rados/python3-rbd are not in the venv: apt-get install "
                 "python3-rados python3-rbd, then make ceph-bindings")
     return None
+
+
+@contextlib.contextmanager
+def admin_connection(cluster: DevCluster) -> Iterator[Any]:
+    """A librados connection to ``cluster`` as client.admin: what the tests check the
+    stores and backends against (they themselves use client.stratus)."""
+    import rados
+
+    conn = rados.Rados(conffile=str(cluster.conf), rados_id="admin",
+                       conf={"keyring": str(cluster.admin_keyring)})
+    conn.connect(timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.shutdown()
 
 
 def ensure_cluster() -> DevCluster:

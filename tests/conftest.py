@@ -74,6 +74,22 @@ def ceph_cluster() -> Any:
     return cluster_for_tests()
 
 
+@pytest.fixture
+def ceph_admin(ceph_cluster: Any) -> Iterator[Any]:
+    """The run's cluster as client.admin (a librados connection)."""
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(ceph_cluster) as conn:
+        yield conn
+
+
+@pytest.fixture
+def admin_ioctx(ceph_admin: Any) -> Iterator[Any]:
+    """The ``images`` pool as client.admin: what the image tests check the store against."""
+    with ceph_admin.open_ioctx("images") as ioctx:
+        yield ioctx
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     marker = ceph_run_marker()
     if not hasattr(session.config, "workerinput") and marker.exists():

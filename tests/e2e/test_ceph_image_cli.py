@@ -13,25 +13,12 @@ from typing import Any
 import pytest
 
 from stratus.cli.ceph import DevCluster
+from tests.ceph_cluster import admin_connection
 from tests.e2e.cloud import Cloud, base_env, free_port, running_cloud
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def admin_ioctx(ceph_cluster: DevCluster) -> Iterator[Any]:
-    import rados
-
-    conn = rados.Rados(conffile=str(ceph_cluster.conf), rados_id="admin",
-                       conf={"keyring": str(ceph_cluster.admin_keyring)})
-    conn.connect(timeout=10)
-    try:
-        with conn.open_ioctx("images") as ioctx:
-            yield ioctx
-    finally:
-        conn.shutdown()
 
 
 @pytest.fixture
@@ -112,7 +99,6 @@ def _gone(cloud: Cloud, *kind: str) -> None:
 def test_volumes_on_rbd_clone_the_image_and_hold_it(ceph_cloud: Cloud, admin_ioctx: Any,
                                                     ceph_cluster: DevCluster,
                                                     tmp_path: Path) -> None:
-    import rados
     import rbd
 
     cloud = ceph_cloud
@@ -125,9 +111,7 @@ def test_volumes_on_rbd_clone_the_image_and_hold_it(ceph_cloud: Cloud, admin_ioc
     cloud.openstack("volume", "create", "--image", "base", "--size", "1", "vol")
     volume = _wait(cloud, ["volume"], "vol", "available")
     assert volume["bootable"] in (True, "true")
-    with rados.Rados(conffile=str(ceph_cluster.conf), rados_id="admin",
-                     conf={"keyring": str(ceph_cluster.admin_keyring)}) as conn, \
-            conn.open_ioctx("volumes") as volumes:
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("volumes") as volumes:
         with rbd.Image(volumes, f"volume-{volume['id']}", read_only=True) as disk:
             parent = disk.get_parent_image_spec()  # a clone: no bytes were copied
             assert (parent["pool_name"], parent["image_name"], parent["snap_name"]) == (

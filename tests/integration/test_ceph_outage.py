@@ -17,16 +17,13 @@ from stratus.cli.ceph import DevCluster
 from stratus.core.ceph import CephUnavailable
 from stratus.core.config import CephSettings
 from stratus.image.stores.rbd import RbdStore
-from tests.ceph_cluster import bindings_missing
+from tests.ceph_cluster import admin_connection, bindings_missing
 
 
 def _names(cluster: DevCluster, image_id: str) -> list[str]:
-    import rados
     import rbd
 
-    with rados.Rados(conffile=str(cluster.conf), rados_id="admin",
-                     conf={"keyring": str(cluster.admin_keyring)}) as conn, \
-            conn.open_ioctx("images") as ioctx:
+    with admin_connection(cluster) as conn, conn.open_ioctx("images") as ioctx:
         return sorted(n for n in rbd.RBD().list(ioctx) if image_id in n)
 
 

@@ -77,6 +77,41 @@ class ObjectReader(abc.ABC):
         """Release what the reader holds; idempotent."""
 
 
+class RangeReader(ObjectReader):
+    """An object read from ``offset`` for ``length`` bytes, ``chunk_size`` at a time: a
+    store's reader says how to read one piece (off the event loop) and whether it is still
+    open. A piece that comes back empty while open means the object ended early
+    (``OSError``); closed (``aclose`` meanwhile) the chunks simply end."""
+
+    offset: int
+    length: int
+    chunk_size: int
+
+    @abc.abstractmethod
+    async def read_at(self, position: int, count: int) -> bytes:
+        """Up to ``count`` bytes at ``position``; empty once closed."""
+
+    @property
+    @abc.abstractmethod
+    def is_open(self) -> bool:
+        """Whether the reader still holds its object."""
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        position, remaining = self.offset, self.length
+        try:
+            while remaining > 0:
+                data = await self.read_at(position, min(self.chunk_size, remaining))
+                if not data:
+                    if not self.is_open:
+                        return
+                    raise OSError(f"object ended {remaining} bytes early")
+                position += len(data)
+                remaining -= len(data)
+                yield data
+        finally:
+            await self.aclose()
+
+
 class Store(abc.ABC):
     #: Scheme of the locations this store hands out (``file``, ``s3``, ``rbd``).
     scheme: str

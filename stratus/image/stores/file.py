@@ -26,13 +26,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from stratus.image.stores.base import (
     READ_CHUNK,
     ObjectMissing,
     ObjectReader,
+    RangeReader,
     Store,
     StoreFull,
     StoreWriter,
@@ -200,7 +200,7 @@ class FileWriter(StoreWriter):
         await asyncio.to_thread(self._abort)
 
 
-class FileReader(ObjectReader):
+class FileReader(RangeReader):
     """Reads a range of a file in chunks, each in a worker thread.
 
     With ``O_DIRECT`` (``direct`` True) reads go from the disk into an aligned buffer, around
@@ -245,21 +245,12 @@ class FileReader(ObjectReader):
         self._buffer.close()
         self._buffer = None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        position, remaining = self.offset, self.length
-        try:
-            while remaining > 0:
-                data = await asyncio.to_thread(self._read, position,
-                                               min(self.chunk_size, remaining))
-                if not data:
-                    if self._fd is None:
-                        return
-                    raise OSError(f"object ended {remaining} bytes early")
-                position += len(data)
-                remaining -= len(data)
-                yield data
-        finally:
-            await self.aclose()
+    async def read_at(self, position: int, count: int) -> bytes:
+        return await asyncio.to_thread(self._read, position, count)
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
 
     def _close(self) -> None:
         with self._lock:

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from stratus.image.stores.base import (
     READ_CHUNK,
     ObjectMissing,
     ObjectReader,
+    RangeReader,
     Store,
     StoreFull,
     StoreWriter,
@@ -221,7 +221,7 @@ class RbdWriter(StoreWriter):
         await self.ceph.run(self._abort)
 
 
-class RbdReader(ObjectReader):
+class RbdReader(RangeReader):
     def __init__(self, store: RbdStore, image: Any, size: int, offset: int, length: int,
                  chunk_size: int) -> None:
         self.store = store
@@ -239,21 +239,13 @@ class RbdReader(ObjectReader):
                 return b""
             return bytes(self._image.read(position, count))
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        position, remaining = self.offset, self.length
-        try:
-            while remaining > 0:
-                data = await self.store.ceph.run(self._read, position,
-                                                 min(self.chunk_size, remaining))
-                if not data:
-                    if self._image is None:
-                        return
-                    raise OSError(f"object ended {remaining} bytes early")
-                position += len(data)
-                remaining -= len(data)
-                yield data
-        finally:
-            await self.aclose()
+    async def read_at(self, position: int, count: int) -> bytes:
+        data: bytes = await self.store.ceph.run(self._read, position, count)
+        return data
+
+    @property
+    def is_open(self) -> bool:
+        return self._image is not None
 
     def _close(self) -> None:
         with self._lock:

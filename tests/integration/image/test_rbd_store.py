@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,21 +19,6 @@ from stratus.image.stores.rbd import InUse, RbdLocation, RbdStore
 from tests.integration.image.conftest import IMAGE, CloudFactory, assert_error
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def admin_ioctx(ceph_cluster: DevCluster) -> Iterator[Any]:
-    """The ``images`` pool as client.admin: what the tests check the store against."""
-    import rados
-
-    conn = rados.Rados(conffile=str(ceph_cluster.conf), rados_id="admin",
-                       conf={"keyring": str(ceph_cluster.admin_keyring)})
-    conn.connect(timeout=10)
-    try:
-        with conn.open_ioctx("images") as ioctx:
-            yield ioctx
-    finally:
-        conn.shutdown()
 
 
 @pytest.fixture

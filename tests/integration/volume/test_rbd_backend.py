@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +39,6 @@ async def backend(ceph_cluster: DevCluster) -> AsyncIterator[RbdBackend]:
         await backend.stop()
 
 
-@pytest.fixture
-def admin(ceph_cluster: DevCluster) -> Iterator[Any]:
-    import rados
-
-    conn = rados.Rados(conffile=str(ceph_cluster.conf), rados_id="admin",
-                       conf={"keyring": str(ceph_cluster.admin_keyring)})
-    conn.connect(timeout=10)
-    try:
-        yield conn
-    finally:
-        conn.shutdown()
-
-
 def _image(admin: Any, name: str, pool: str = "volumes") -> Any:
     import rbd
 
@@ -65,7 +52,7 @@ def _exists(admin: Any, name: str, pool: str = "volumes") -> bool:
 
 
 async def test_volume_from_an_rbd_image_is_a_clone_and_the_image_cannot_go(
-        backend: RbdBackend, ceph_cluster: DevCluster, admin: Any) -> None:
+        backend: RbdBackend, ceph_cluster: DevCluster, ceph_admin: Any) -> None:
     store = RbdStore(_settings(ceph_cluster))
     await store.start()
     try:
@@ -76,9 +63,9 @@ async def test_volume_from_an_rbd_image_is_a_clone_and_the_image_cannot_go(
         volume_id = str(uuid.uuid4())
         assert not await backend.clone_image(volume_id, 1, location, "qcow2")
         assert not await backend.clone_image(volume_id, 1, "rbd://other/images/x/snap", "raw")
-        assert not _exists(admin, f"volume-{volume_id}")
+        assert not _exists(ceph_admin, f"volume-{volume_id}")
         assert await backend.clone_image(volume_id, 1, location, "raw")
-        with _image(admin, f"volume-{volume_id}") as volume:
+        with _image(ceph_admin, f"volume-{volume_id}") as volume:
             parent = volume.get_parent_image_spec()
             assert (parent["pool_name"], parent["image_name"], parent["snap_name"]) == (
                 "images", image_id, "snap")
@@ -88,50 +75,50 @@ async def test_volume_from_an_rbd_image_is_a_clone_and_the_image_cannot_go(
         with pytest.raises(Exception, match="in use"):
             await store.delete(location)
         await backend.delete_volume(volume_id)
-        assert not _exists(admin, f"volume-{volume_id}")
+        assert not _exists(ceph_admin, f"volume-{volume_id}")
         await store.delete(location)
-        assert not _exists(admin, image_id, "images")
+        assert not _exists(ceph_admin, image_id, "images")
     finally:
         await store.stop()
 
 
 async def test_snapshots_volumes_from_them_copies_extend_and_delete(
-        backend: RbdBackend, admin: Any) -> None:
+        backend: RbdBackend, ceph_admin: Any) -> None:
     import rbd
 
     source, snapshot = str(uuid.uuid4()), str(uuid.uuid4())
     from_snap, copy = str(uuid.uuid4()), str(uuid.uuid4())
     await backend.create_volume(source, 1)
     assert await backend.volume_exists(source)
-    with rbd.Image(admin.open_ioctx("volumes"), f"volume-{source}") as image:
+    with rbd.Image(ceph_admin.open_ioctx("volumes"), f"volume-{source}") as image:
         image.write(b"first", 0)
     await backend.create_snapshot(snapshot, source)
-    with rbd.Image(admin.open_ioctx("volumes"), f"volume-{source}") as image:
+    with rbd.Image(ceph_admin.open_ioctx("volumes"), f"volume-{source}") as image:
         image.write(b"later", 0)
         assert image.is_protected_snap(f"snapshot-{snapshot}")
 
     await backend.create_volume_from_snapshot(from_snap, 2, snapshot)
-    with _image(admin, f"volume-{from_snap}") as volume:
+    with _image(ceph_admin, f"volume-{from_snap}") as volume:
         assert volume.read(0, 5) == b"first"
         assert volume.size() == 2 * GIB
         assert volume.get_parent_image_spec()["snap_name"] == f"snapshot-{snapshot}"
 
     await backend.clone_volume(copy, 1, source)
-    with _image(admin, f"volume-{copy}") as volume:
+    with _image(ceph_admin, f"volume-{copy}") as volume:
         assert volume.read(0, 5) == b"later"
         with pytest.raises(rbd.ImageNotFound):
             volume.get_parent_image_spec()  # a full copy: independent of its source
-    with _image(admin, f"volume-{source}") as image:
+    with _image(ceph_admin, f"volume-{source}") as image:
         assert [s["name"] for s in image.list_snaps()] == [f"snapshot-{snapshot}"]
 
     await backend.extend_volume(copy, 3)
-    with _image(admin, f"volume-{copy}") as volume:
+    with _image(ceph_admin, f"volume-{copy}") as volume:
         assert volume.size() == 3 * GIB and volume.read(0, 5) == b"later"
 
     # Deleting the snapshot flattens the volume made from it: it keeps its data.
     await backend.delete_snapshot(snapshot)
     await backend.delete_snapshot(snapshot)  # absent: fine
-    with _image(admin, f"volume-{from_snap}") as volume:
+    with _image(ceph_admin, f"volume-{from_snap}") as volume:
         assert volume.read(0, 5) == b"first"
         with pytest.raises(rbd.ImageNotFound):
             volume.get_parent_image_spec()
@@ -144,7 +131,7 @@ async def test_snapshots_volumes_from_them_copies_extend_and_delete(
 
 
 async def test_volume_from_an_image_file_through_qemu_img(
-        backend: RbdBackend, admin: Any, tmp_path: Path) -> None:
+        backend: RbdBackend, ceph_admin: Any, tmp_path: Path) -> None:
     require_qemu_img()
     raw = tmp_path / "disk.raw"
     raw.write_bytes(b"Q" * MiB)
@@ -153,7 +140,7 @@ async def test_volume_from_an_image_file_through_qemu_img(
                                              str(qcow2)], check=True)
     volume_id = str(uuid.uuid4())
     await backend.create_volume_from_image(volume_id, 1, qcow2, "qcow2")
-    with _image(admin, f"volume-{volume_id}") as volume:
+    with _image(ceph_admin, f"volume-{volume_id}") as volume:
         assert volume.size() == GIB
         assert volume.read(0, MiB) == b"Q" * MiB
     await backend.delete_volume(volume_id)
@@ -163,7 +150,7 @@ async def test_volume_from_an_image_file_through_qemu_img(
     failed = str(uuid.uuid4())
     with pytest.raises(BackendError, match="qemu-img"):
         await backend.create_volume_from_image(failed, 1, broken, "qcow2")
-    assert not _exists(admin, f"volume-{failed}")
+    assert not _exists(ceph_admin, f"volume-{failed}")
 
 
 async def test_connection_info_is_cinders(backend: RbdBackend, ceph_cluster: DevCluster) -> None:
@@ -177,7 +164,7 @@ async def test_connection_info_is_cinders(backend: RbdBackend, ceph_cluster: Dev
 
 
 async def test_clones_deeper_than_the_limit_are_flattened(ceph_cluster: DevCluster,
-                                                          admin: Any) -> None:
+                                                          ceph_admin: Any) -> None:
     import rbd
 
     backend = RbdBackend(_settings(ceph_cluster), max_clone_depth=1)
@@ -191,11 +178,11 @@ async def test_clones_deeper_than_the_limit_are_flattened(ceph_cluster: DevClust
         await writer.write(b"D" * MiB)
         location = await writer.commit()
         assert await backend.clone_image(source, 1, location, "raw")  # depth 1: kept
-        with _image(admin, f"volume-{source}") as volume:
+        with _image(ceph_admin, f"volume-{source}") as volume:
             assert volume.get_parent_image_spec()["image_name"] == image_id
         await backend.create_snapshot(snapshot, source)
         await backend.create_volume_from_snapshot(child, 1, snapshot)  # depth 2: flattened
-        with _image(admin, f"volume-{child}") as volume:
+        with _image(ceph_admin, f"volume-{child}") as volume:
             with pytest.raises(rbd.ImageNotFound):
                 volume.get_parent_image_spec()
             assert volume.read(0, 4) == b"DDDD"
@@ -203,7 +190,7 @@ async def test_clones_deeper_than_the_limit_are_flattened(ceph_cluster: DevClust
         await backend.delete_snapshot(snapshot)
         await backend.delete_volume(source)
         await store.delete(location)
-        assert not _exists(admin, image_id, "images")
+        assert not _exists(ceph_admin, image_id, "images")
     finally:
         await store.stop()
         await backend.stop()
