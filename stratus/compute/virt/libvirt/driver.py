@@ -181,6 +181,17 @@ class LibvirtDriver(VirtDriver):
     def instance_dir(self, uuid: str) -> Path:
         return self.instances_dir / uuid
 
+    async def make_instance_dir(self, uuid: str) -> Path:
+        """The instance's directory, made now; a ``VirtError`` when it exists already (a
+        guest of that uuid is, or was left, on this host)."""
+        directory = self.instance_dir(uuid)
+        try:
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
+        except FileExistsError as exc:
+            raise VirtError(f"Instance directory of {uuid} exists already on "
+                            f"{self.host}.") from exc
+        return directory
+
     def console_log(self, uuid: str) -> Path:
         return self.instance_dir(uuid) / "console.log"
 
@@ -230,12 +241,7 @@ class LibvirtDriver(VirtDriver):
             pass
         else:
             raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
-        directory = self.instance_dir(guest.uuid)
-        try:
-            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
-        except FileExistsError as exc:
-            raise VirtError(f"Instance directory of {guest.uuid} exists already on "
-                            f"{self.host}.") from exc
+        directory = await self.make_instance_dir(guest.uuid)
         try:
             if root_volume is not None:  # boot from volume: the volume itself is vda
                 disk, disk_format = volume_file(root_volume)

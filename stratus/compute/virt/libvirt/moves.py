@@ -66,6 +66,7 @@ class LibvirtDriver(Protocol):
     def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
                    local_disks: dict[str, Path] | None = None) -> str: ...
     def instance_dir(self, uuid: str) -> Path: ...
+    async def make_instance_dir(self, uuid: str) -> Path: ...
     def console_log(self, uuid: str) -> Path: ...
     async def power_off(self, uuid: str, grace_period: float | None = None) -> None: ...
 
@@ -146,12 +147,7 @@ def _move_local_disks(guest: GuestSpec, disk_info: dict[str, Any],
 
 async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
                            disk_info: dict[str, Any], *, power_on: bool) -> None:
-    directory = driver.instance_dir(guest.uuid)
-    try:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
-    except FileExistsError as exc:
-        raise VirtError(f"Instance directory of {guest.uuid} exists already on "
-                        f"{driver.host}.") from exc
+    directory = await driver.make_instance_dir(guest.uuid)
     try:
         disk = await asyncio.to_thread(_make_moved_disk, disk_info, directory, guest.root_gb)
         local = await asyncio.to_thread(_move_local_disks, guest, disk_info, directory)
@@ -214,12 +210,7 @@ def _prepare_disk(source_data: dict[str, Any], directory: Path) -> Path:
 
 async def pre_live_migration(driver: LibvirtDriver, guest: GuestSpec,
                              source_data: dict[str, Any]) -> dict[str, Any]:
-    directory = driver.instance_dir(guest.uuid)
-    try:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
-    except FileExistsError as exc:
-        raise VirtError(f"Instance directory of {guest.uuid} exists already on "
-                        f"{driver.host}.") from exc
+    directory = await driver.make_instance_dir(guest.uuid)
     try:
         disk = await asyncio.to_thread(_prepare_disk, source_data, directory)
     except BaseException:
