@@ -121,28 +121,11 @@ class HostVolumes:
         deadline = time.monotonic() + wait_for
         devices: list[dict[str, Any]] = []
         for volume in volumes:
-            while volume["status"] != "available":
-                if volume["status"] == "error" or time.monotonic() > deadline:
-                    raise VirtError(f"Root volume {volume['id']} is {volume['status']}; it "
-                                    "did not become available.")
-                await asyncio.sleep(0.2)
-                volume = await self.client.get_volume(ctx, base, volume["id"],
-                                                      service_token=token)
-            attachment = await self.client.create_attachment(ctx, base, volume["id"],
-                                                             instance_uuid,
-                                                             service_token=token)
-            try:
-                updated = await self.client.update_attachment(ctx, base, attachment["id"],
-                                                              self.connector("/dev/vda"),
-                                                              service_token=token)
-                devices.append({"mountpoint": "/dev/vda",
-                                "connection_info": updated.get("connection_info") or {}})
-                await self.client.complete_attachment(ctx, base, attachment["id"],
-                                                      service_token=token)
-            except Exception:
-                await self.client.delete_attachment(ctx, base, attachment["id"],
-                                                    service_token=token)
-                raise
+            volume = await self._available(ctx, base, volume, token, deadline,
+                                           what="Root volume")
+            info = await self._attach_at(ctx, base, token, instance_uuid, volume["id"],
+                                         "/dev/vda")
+            devices.append({"mountpoint": "/dev/vda", "connection_info": info})
         return devices
 
     async def disconnect_boot_volumes(self, ctx: RequestContext, project_id: str,
@@ -161,10 +144,13 @@ class HostVolumes:
                                                     service_token=token)
 
     async def _available(self, ctx: RequestContext, base: str, volume: dict[str, Any],
-                         token: str, deadline: float) -> dict[str, Any]:
+                         token: str, deadline: float, *,
+                         what: str = "Volume") -> dict[str, Any]:
+        """``volume`` once it is available (polled until ``deadline``); a ``VirtError``
+        naming it as ``what`` when it errs or is late."""
         while volume["status"] != "available":
             if volume["status"] == "error" or time.monotonic() > deadline:
-                raise VirtError(f"Volume {volume['id']} is {volume['status']}; it did not "
+                raise VirtError(f"{what} {volume['id']} is {volume['status']}; it did not "
                                 "become available.")
             await asyncio.sleep(0.2)
             volume = await self.client.get_volume(ctx, base, volume["id"],
