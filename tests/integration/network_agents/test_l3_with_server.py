@@ -143,16 +143,22 @@ async def test_router_and_floating_ip_through_the_api(cloud: Cloud, tmp_path: Pa
     prefix = f"10.{random.randint(64, 250)}.{random.randint(0, 255)}"
     subnet = await cloud.create("subnet", {"network_id": private["id"],
                                            "cidr": f"{prefix}.0/24", "ip_version": 4})
+    # The project's default group lets TCP in from anywhere: the outside connects to the
+    # guest (with the firewall enforced, the default group admits only its members). The
+    # rule is made before the port is bound, so the l2-agent's first filtering of the port
+    # has it (a rule change racing the bind can be lost: see the l2-agent's refresh).
+    groups = (await cloud.request(
+        "GET", f"/security-groups?name=default&project_id={private['project_id']}"
+    ))["security_groups"]
+    for group in groups:
+        await cloud.request("POST", "/security-group-rules", {"security_group_rule": {
+            "security_group_id": group["id"], "direction": "ingress", "ethertype": "IPv4",
+            "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0"}}, 201)
     port = await cloud.create("port", {
         "network_id": private["id"], "device_id": str(uuid.uuid4()),
         "device_owner": "compute:nova", "binding:host_id": cloud.host})
+    assert port["security_groups"] == [g["id"] for g in groups]
     guest_ip = port["fixed_ips"][0]["ip_address"]
-    # The port's (default) group lets TCP in from anywhere: the outside connects to the
-    # guest (with the firewall enforced, the default group admits only its members).
-    for group_id in port["security_groups"]:
-        await cloud.request("POST", "/security-group-rules", {"security_group_rule": {
-            "security_group_id": group_id, "direction": "ingress", "ethertype": "IPv4",
-            "protocol": "tcp", "remote_ip_prefix": "0.0.0.0/0"}}, 201)
 
     async with (Outside(cloud.bridge, external_cidr) as outside,
                 Guest(bridge_name(private["id"]), port["mac_address"],
