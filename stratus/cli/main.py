@@ -385,15 +385,15 @@ def trace(key: Annotated[str, typer.Argument(
     store in the data directory)."""
     import json
 
-    from stratus.cli.trace import as_json as json_of
-    from stratus.cli.trace import as_lines, table
     from stratus.core.spanstore import SpanStore
+    from stratus.core.trace_table import as_json as json_of
+    from stratus.core.trace_table import as_lines, rows_of
 
     overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
     settings = Settings(**overrides)
     store = SpanStore(settings.data_dir)
     try:
-        rows = table(store.trace(store.traces_of(key)))
+        rows = rows_of(store, key)
     finally:
         store.close()
     if not rows:

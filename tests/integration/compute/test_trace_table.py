@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from stratus.cli.trace import as_json, as_lines, seed_coverage, table
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
+from stratus.core.trace_table import as_json, as_lines, seed_coverage, table
 from tests.integration.clouds import CloudStarter, TestCloud
 
 UNITS = ("identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent",

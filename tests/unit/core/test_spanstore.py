@@ -10,8 +10,8 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from stratus.cli.trace import table
 from stratus.core.spanstore import Row, SpanStore, SpanStoreExporter, StoredSpan
+from stratus.core.trace_table import table
 
 
 def stored(n: int, *, age: float = 0.0, trace: str = "t1", request_id: str | None = None,

@@ -1,4 +1,5 @@
-"""``stratus trace SERVER_OR_REQUEST_ID``: a request's path as the seeds' step table.
+"""A request's path as the seeds' step table: what ``stratus trace SERVER_OR_REQUEST_ID``
+prints and the operator API's trace route returns.
 
 The spans of the request (or of every request about the server) are read from the embedded
 span store (``stratus.core.spanstore``) and each is shown as one row: the seed's step
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stratus.core.spanstore import StoredSpan
+from stratus.core.spanstore import SpanStore, StoredSpan
 from stratus.core.tracing import SEED_STEP_ATTRIBUTE
 
 # OpenTelemetry's SpanKind values, as stored.
@@ -341,6 +342,11 @@ def _bus_steps(topic: str, method: str, kind: int, after_spawn: bool) -> str:
 def table(spans: Sequence[StoredSpan]) -> list[Row]:
     """The rows of ``spans`` (one request's or one server's), by start time."""
     return _Table(spans).rows()
+
+
+def rows_of(store: SpanStore, key: str) -> list[Row]:
+    """The rows of every trace naming ``key`` (a request id or a server's id) in ``store``."""
+    return table(store.trace(store.traces_of(key)))
 
 
 def seed_coverage(rows: Sequence[Row]) -> tuple[list[int], dict[int, str]]:
