@@ -31,7 +31,13 @@ class InsufficientResources(Exception):
 
 
 class NoValidHost(Exception):
-    """No host can take the request; the message says which filter removed how many."""
+    """No host can take the request; the message says which filter removed how many, and
+    ``evidence`` (for operators: the fault's details, the decision span) each filter's
+    count and the hosts it removed, with why."""
+
+    def __init__(self, message: str, evidence: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 class InstanceGone(Exception):

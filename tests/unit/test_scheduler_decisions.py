@@ -95,6 +95,15 @@ def test_no_valid_host_names_each_filter_and_count() -> None:
     assert "ComputeFilter removed 1 of 4 hosts" in message
     assert "AvailabilityZoneFilter removed 1 of 3 hosts" in message
     assert "ResourceFilter removed 2 of 2 hosts" in message
+    # The operator's evidence: each filter's count, and each removed host with why.
+    assert caught.value.evidence == (
+        "ComputeFilter removed 1 of 4 hosts:",
+        "  off: compute service disabled",
+        "AvailabilityZoneFilter removed 1 of 3 hosts:",
+        "  ok-but-wrong-zone: in zone elsewhere, not nova",
+        "ResourceFilter removed 2 of 2 hosts:",
+        "  small1: MEMORY_MB 4096 wanted, 256 free",
+        "  small2: MEMORY_MB 4096 wanted, 256 free")
     with pytest.raises(NoValidHost, match="there are no compute hosts"):
         select_hosts([], spec(), SchedulerOptions())
 

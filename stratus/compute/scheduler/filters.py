@@ -18,6 +18,8 @@ from stratus.compute.scheduler.host_view import HostView, Mask
 from stratus.compute.scheduler.request_spec import RequestSpec
 
 Predicate = Callable[[HostState, RequestSpec], bool]
+#: Why a host did not pass a filter, in words for an operator.
+Reason = Callable[[HostState, RequestSpec], str]
 Applies = Callable[[RequestSpec], bool]
 ColumnPredicate = Callable[[HostView, RequestSpec], Mask]
 
@@ -26,6 +28,8 @@ ColumnPredicate = Callable[[HostView, RequestSpec], Mask]
 class HostFilter:
     name: str
     passes: Predicate
+    #: Said of each host the filter removed, when no host was left (``explain``).
+    reason: Reason
     applies: Applies = lambda spec: True
     #: The same test over every host of a view at once, where it has one.
     mask: ColumnPredicate | None = None
@@ -34,6 +38,14 @@ class HostFilter:
 def _compute(host: HostState, spec: RequestSpec) -> bool:
     return (host.enabled and host.up and host.host not in spec.ignore_hosts
             and spec.requested_host in (None, host.host))
+
+
+def _compute_reason(host: HostState, spec: RequestSpec) -> str:
+    if host.host in spec.ignore_hosts:
+        return "left out of this request (a host already tried, or the server's own)"
+    if spec.requested_host not in (None, host.host):
+        return f"not the requested host {spec.requested_host}"
+    return "compute service disabled" if not host.enabled else "compute service down"
 
 
 def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
@@ -54,12 +66,29 @@ def _zone(host: HostState, spec: RequestSpec) -> bool:
     return host.zone == spec.availability_zone
 
 
+def _zone_reason(host: HostState, spec: RequestSpec) -> str:
+    return f"in zone {host.zone}, not {spec.availability_zone}"
+
+
 def _zone_mask(view: HostView, spec: RequestSpec) -> Mask:
     return view.zone == view.zone_code(spec.availability_zone or "")
 
 
 def _resources(host: HostState, spec: RequestSpec) -> bool:
     return host.fits(spec.flavor.resources)
+
+
+def _resources_reason(host: HostState, spec: RequestSpec) -> str:
+    short = []
+    for rc, amount in spec.flavor.resources.items():
+        if amount <= 0:
+            continue
+        if amount > host.free(rc):
+            short.append(f"{rc} {amount} wanted, {host.free(rc):g} free")
+        elif amount > host.max_unit.get(rc, 0):
+            short.append(f"{rc} {amount} wanted, at most {host.max_unit.get(rc, 0)} "
+                         "for one server")
+    return "; ".join(short)
 
 
 def _resources_mask(view: HostView, spec: RequestSpec) -> Mask:
@@ -79,12 +108,24 @@ def _image_properties(host: HostState, spec: RequestSpec) -> bool:
     return not (hv_type and hv_type != host.hypervisor_type)
 
 
+def _image_properties_reason(host: HostState, spec: RequestSpec) -> str:
+    return (f"{host.cpu_arch} {host.hypervisor_type} host; the image asks for "
+            + ", ".join(f"{k}={v}" for k, v in sorted(spec.image_properties.items())
+                        if k in IMAGE_PROPERTIES))
+
+
 def _affinity(host: HostState, spec: RequestSpec) -> bool:
     return not spec.group_hosts or host.host in spec.group_hosts
 
 
 def _anti_affinity(host: HostState, spec: RequestSpec) -> bool:
     return host.host not in spec.group_hosts
+
+
+def _group_reason(host: HostState, spec: RequestSpec) -> str:
+    if spec.group_policy == "affinity":
+        return "holds none of the server group's servers"
+    return "already holds a server of the server group"
 
 
 def _aggregate_extra_specs(host: HostState, spec: RequestSpec) -> bool:
@@ -97,19 +138,32 @@ def _aggregate_extra_specs(host: HostState, spec: RequestSpec) -> bool:
     return True
 
 
+def _aggregate_reason(host: HostState, spec: RequestSpec) -> str:
+    wrong = []
+    for key, wanted in sorted(spec.flavor.extra_specs.items()):
+        scope, _, name = key.partition(":")
+        if scope == "aggregate_instance_extra_specs" and \
+                host.aggregate_metadata.get(name) != wanted:
+            wrong.append(f"{name}={host.aggregate_metadata.get(name)!r}, the flavor wants "
+                         f"{wanted!r}")
+    return "aggregate metadata " + "; ".join(wrong)
+
+
+#: The image properties ``ImagePropertiesFilter`` reads.
+IMAGE_PROPERTIES = ("hw_architecture", "architecture", "img_hv_type", "hypervisor_type")
+
 FILTERS: dict[str, HostFilter] = {f.name: f for f in (
-    HostFilter("ComputeFilter", _compute, mask=_compute_mask),
-    HostFilter("AvailabilityZoneFilter", _zone, lambda s: bool(s.availability_zone),
+    HostFilter("ComputeFilter", _compute, _compute_reason, mask=_compute_mask),
+    HostFilter("AvailabilityZoneFilter", _zone, _zone_reason, lambda s: bool(s.availability_zone),
                mask=_zone_mask),
-    HostFilter("ResourceFilter", _resources, mask=_resources_mask),
-    HostFilter("ImagePropertiesFilter", _image_properties,
-               lambda s: any(k in s.image_properties for k in (
-                   "hw_architecture", "architecture", "img_hv_type", "hypervisor_type"))),
-    HostFilter("ServerGroupAffinityFilter", _affinity,
+    HostFilter("ResourceFilter", _resources, _resources_reason, mask=_resources_mask),
+    HostFilter("ImagePropertiesFilter", _image_properties, _image_properties_reason,
+               lambda s: any(k in s.image_properties for k in IMAGE_PROPERTIES)),
+    HostFilter("ServerGroupAffinityFilter", _affinity, _group_reason,
                lambda s: s.group_policy == "affinity"),
-    HostFilter("ServerGroupAntiAffinityFilter", _anti_affinity,
+    HostFilter("ServerGroupAntiAffinityFilter", _anti_affinity, _group_reason,
                lambda s: s.group_policy == "anti-affinity"),
-    HostFilter("AggregateInstanceExtraSpecsFilter", _aggregate_extra_specs,
+    HostFilter("AggregateInstanceExtraSpecsFilter", _aggregate_extra_specs, _aggregate_reason,
                lambda s: any(k.startswith("aggregate_instance_extra_specs:")
                              for k in s.flavor.extra_specs)),
 )}

@@ -48,6 +48,25 @@ def spec_of(f: FlavorInfo) -> FlavorSpec:
                       swap_mb=f.swap, extra_specs=dict(f.extra_specs))
 
 
+#: The decision span's record of a "No valid host": ``NoValidHost.evidence``, one line each.
+FILTER_EVIDENCE_ATTRIBUTE = "stratus.scheduler.filter_results"
+
+
+def evidence_details(exc: NoValidHost) -> str:
+    """A no-valid-host fault's details (shown to admins only, as Nova shows a fault's
+    details): each filter's count and the hosts it removed, with why."""
+    if not exc.evidence:
+        return ""
+    return "Filter results:\n" + "\n".join(exc.evidence)
+
+
+def _log_no_valid_host(instance_uuid: str, exc: NoValidHost) -> None:
+    # The line Nova's operators grep for, with each filter's result.
+    LOG.warning("Filtering removed all hosts for the request with instance ID '%s'. "
+                "Filter results: %s", instance_uuid,
+                [line for line in exc.evidence if not line.startswith(" ")] or str(exc))
+
+
 def _decided(outcome: str, since: float) -> None:
     child(SCHEDULER_DECISIONS, outcome).observe(time.perf_counter() - since)
 
@@ -88,8 +107,12 @@ class SchedulerManager:
 
             deciding = time.perf_counter()
             try:
-                with span("scheduler.select_and_claim", step="9-11"):
-                    hosts = await self.selector.select_and_claim(spec, on_claim=place)
+                with span("scheduler.select_and_claim", step="9-11") as decision:
+                    try:
+                        hosts = await self.selector.select_and_claim(spec, on_claim=place)
+                    except NoValidHost as exc:
+                        decision.set_attribute(FILTER_EVIDENCE_ATTRIBUTE, exc.evidence)
+                        raise
             except InstanceGone:
                 _decided("gone", deciding)
                 LOG.info("instance %s was deleted before it was scheduled", instance_uuid)
@@ -103,12 +126,13 @@ class SchedulerManager:
             except NoValidHost as exc:
                 _decided("no_valid_host", deciding)
                 BOOTS.labels("no_valid_host").inc()
-                LOG.warning("no valid host for %s: %s", instance_uuid, exc)
+                _log_no_valid_host(instance_uuid, exc)
                 async with self.runtime.service() as svc:
                     instance = await svc.instances.get(instance_uuid, include_deleted=True)
                     if instance.deleted_at is not None:
                         continue
-                    await svc.instances.set_error(instance_uuid, message=str(exc), code=500)
+                    await svc.instances.set_error(instance_uuid, message=str(exc), code=500,
+                                                  details=evidence_details(exc))
                     await svc.instances.record_event(
                         instance_uuid, ctx.request_id, SCHEDULE_EVENT, host=None,
                         finished=True, result="Error", details=str(exc), started_at=started)
@@ -190,13 +214,14 @@ class SchedulerManager:
             LOG.info("instance %s left unshelving before it was placed", uuid)
             return
         except NoValidHost as exc:
-            LOG.warning("no valid host to unshelve %s: %s", uuid, exc)
+            _log_no_valid_host(uuid, exc)
             async with self.runtime.service() as svc:
                 instance = await svc.instances.get(uuid, include_deleted=True)
                 if instance.deleted_at is not None or instance.task_state != UNSHELVING:
                     return
                 instance.task_state = None
-                await svc.instances.add_fault(uuid, code=500, message=str(exc))
+                await svc.instances.add_fault(uuid, code=500, message=str(exc),
+                                              details=evidence_details(exc))
                 await svc.instances.record_event(
                     uuid, ctx.request_id, UNSHELVE_SCHEDULE_EVENT, host=None, finished=True,
                     result="Error", details=str(exc), started_at=started)

@@ -49,17 +49,39 @@ class SchedulerOptions:
     max_claim_attempts: int = 10
 
 
-def explain(hosts: list[HostState], spec: RequestSpec, filters: list[HostFilter]) -> str:
+#: Hosts named per filter in the evidence (the rest are counted): a fault's details and a
+#: span stay small when thousands of hosts were removed.
+EVIDENCE_HOSTS_PER_FILTER = 10
+
+
+def explain(hosts: list[HostState], spec: RequestSpec,
+            filters: list[HostFilter]) -> NoValidHost:
+    """Nova's "No valid host was found." with which filter removed how many hosts, and the
+    evidence: each filter's count, then the hosts it removed and why."""
     remaining = hosts
-    steps = []
+    steps: list[str] = []
+    evidence: list[str] = []
     for host_filter in filters:
-        kept = [h for h in remaining if host_filter.passes(h, spec)]
-        if len(kept) != len(remaining):
-            steps.append(f"{host_filter.name} removed {len(remaining) - len(kept)} of "
+        kept: list[HostState] = []
+        removed: list[HostState] = []
+        for h in remaining:
+            (kept if host_filter.passes(h, spec) else removed).append(h)
+        if removed:
+            steps.append(f"{host_filter.name} removed {len(removed)} of "
                          f"{len(remaining)} hosts")
+            evidence.append(f"{host_filter.name} removed {len(removed)} of "
+                            f"{len(remaining)} hosts:")
+            evidence += [f"  {h.host}: {host_filter.reason(h, spec)}"
+                         for h in removed[:EVIDENCE_HOSTS_PER_FILTER]]
+            if len(removed) > EVIDENCE_HOSTS_PER_FILTER:
+                evidence.append(f"  ... and {len(removed) - EVIDENCE_HOSTS_PER_FILTER} more")
+        else:
+            evidence.append(f"{host_filter.name} kept all {len(remaining)} hosts")
         remaining = kept
     detail = "; ".join(steps) if steps else "there are no compute hosts"
-    return f"No valid host was found. There are not enough hosts available: {detail}."
+    return NoValidHost(
+        f"No valid host was found. There are not enough hosts available: {detail}.",
+        evidence=tuple(evidence))
 
 
 def select_hosts(hosts: HostView | list[HostState], spec: RequestSpec,
@@ -79,7 +101,7 @@ def select_hosts(hosts: HostView | list[HostState], spec: RequestSpec,
     for passes in per_host:
         candidates = [i for i in candidates if passes(view.hosts[i], spec)]
     if not candidates:
-        raise NoValidHost(explain(view.hosts, spec, filters))
+        raise explain(view.hosts, spec, filters)
     wanted = max(1, options.host_subset_size) + options.max_alternates
     ranked = [view.hosts[i] for i in weigh(view, candidates, spec,
                                            options.weigher_multipliers, best=wanted)]
