@@ -3,7 +3,8 @@
 ``stratus up`` runs the whole cloud in one process; ``stratus serve UNIT`` runs one unit;
 ``stratus db upgrade`` and ``stratus bootstrap`` prepare databases and the first admin;
 ``stratus identity rotate-keys`` rotates the Fernet keys; ``stratus doctor`` says which
-optional parts this machine can run and how to add the rest.
+optional parts this machine can run and how to add the rest; ``stratus trace`` shows a
+request's path as the seeds' step table and ``stratus why`` why a server failed.
 """
 
 from __future__ import annotations
@@ -405,6 +406,48 @@ def trace(key: Annotated[str, typer.Argument(
         print(json.dumps(json_of(key, rows), indent=2))
         return
     for line in as_lines(key, rows):
+        print(line)
+
+
+@app.command()
+def why(server: Annotated[str, typer.Argument(help="The server's id.")],
+        log: Annotated[list[Path] | None, typer.Option(
+            "--log", help="A log file of a unit (text or --log-json lines), besides "
+                          "DIR/stratus.log; repeat for each unit's file.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+        data_dir: DataDir = None) -> None:
+    """Why a server is in ERROR (or stuck in a task): the step that failed, its error, the
+    host, and the evidence: each scheduler filter and the hosts it removed for "No valid
+    host", the request's log lines from every unit for a failed build."""
+    import json
+
+    from stratus.compute.diagnosis import why as diagnose
+    from stratus.core.db import Database
+    from stratus.core.exceptions import NotFound
+    from stratus.core.spanstore import SpanStore
+
+    overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
+    settings = Settings(**overrides)
+    logs = [settings.data_dir / LOG_FILE, *(log or [])]
+
+    async def run() -> Any:
+        db = Database(settings.database_url_for("compute", settings.compute.database_url))
+        store = SpanStore(settings.data_dir)
+        try:
+            return await diagnose(db, store, server, logs)
+        finally:
+            store.close()
+            await db.dispose()
+
+    try:
+        diagnosis = asyncio.run(run())
+    except NotFound as exc:
+        console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(diagnosis.as_json(), indent=2))
+        return
+    for line in diagnosis.lines():
         print(line)
 
 

@@ -30,6 +30,10 @@ class InsufficientResources(Exception):
     """The provider cannot hold the request."""
 
 
+#: The scheduler's decision span's record of a "No valid host": ``NoValidHost.evidence``.
+FILTER_EVIDENCE_ATTRIBUTE = "stratus.scheduler.filter_results"
+
+
 class NoValidHost(Exception):
     """No host can take the request; the message says which filter removed how many, and
     ``evidence`` (for operators: the fault's details, the decision span) each filter's

@@ -7,6 +7,7 @@ import logging
 import time
 
 from stratus.compute.errors import (
+    FILTER_EVIDENCE_ATTRIBUTE,
     AlreadyPlaced,
     ClaimConflict,
     InstanceGone,
@@ -46,10 +47,6 @@ def flavor_spec(request: BuildRequest | UnshelveRequest) -> FlavorSpec:
 def spec_of(f: FlavorInfo) -> FlavorSpec:
     return FlavorSpec(vcpus=f.vcpus, memory_mb=f.ram, root_gb=f.disk, ephemeral_gb=f.ephemeral,
                       swap_mb=f.swap, extra_specs=dict(f.extra_specs))
-
-
-#: The decision span's record of a "No valid host": ``NoValidHost.evidence``, one line each.
-FILTER_EVIDENCE_ATTRIBUTE = "stratus.scheduler.filter_results"
 
 
 def evidence_details(exc: NoValidHost) -> str:
