@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from stratus.cli.main import LOG_FILE, app
 from stratus.compute.virt.fake import FakeDriver
-from stratus.core.logging import JsonFormatter, RequestIdFilter
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
 from tests.integration.clouds import CloudStarter, TestCloud
+from tests.json_logs import json_lines_to
 
 UNITS = ("identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent")
 
@@ -39,19 +39,8 @@ async def cloud(tmp_path: Path) -> AsyncIterator[TestCloud]:
 def json_log(cloud: TestCloud) -> Iterator[Path]:
     """The process's log as ``--log-json`` writes it, in the data directory."""
     path = cloud.settings.data_dir / LOG_FILE
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.addFilter(RequestIdFilter(spans=True))
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with json_lines_to(logging.FileHandler(path, encoding="utf-8")):
         yield path
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        handler.close()
 
 
 async def boot_until_error(cloud: TestCloud, flavor: str) -> str:

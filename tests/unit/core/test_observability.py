@@ -33,10 +33,10 @@ from stratus.core.bus import (
 )
 from stratus.core.context import RequestContext, reset_instance, set_instance
 from stratus.core.exceptions import NotFound
-from stratus.core.logging import JsonFormatter, RequestIdFilter
 from stratus.core.metrics import metrics_endpoint
 from stratus.core.tracing import span
 from stratus.core.web import ErrorStyle, create_app
+from tests.json_logs import json_lines_to
 
 LOG = logging.getLogger("tests.observability")
 
@@ -232,18 +232,8 @@ async def test_a_call_nobody_answers_counts_as_a_timeout() -> None:
 def json_lines() -> Iterator[io.StringIO]:
     """Every record of the process, as the JSON handler of ``setup_logging`` writes it."""
     out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.addFilter(RequestIdFilter(spans=True))
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with json_lines_to(logging.StreamHandler(out)):
         yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def parsed(out: io.StringIO) -> list[dict[str, Any]]:
