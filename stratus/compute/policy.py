@@ -78,6 +78,8 @@ RULES = [
     RuleDefault("os_compute_api:os-instance-actions:show", "rule:project_reader_or_admin"),
     RuleDefault("os_compute_api:os-instance-actions:events", ADMIN),
     RuleDefault("os_compute_api:os-services:list", ADMIN),
+    # Stratus's own: a request's path across every unit and host (stratus trace).
+    RuleDefault("os_compute_api:os-stratus-trace:show", ADMIN),
     RuleDefault("os_compute_api:os-services:update", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:list", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:list-detail", ADMIN),

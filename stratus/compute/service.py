@@ -20,6 +20,7 @@ from stratus.compute.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.compute.placement import Placement
 from stratus.compute.policy import RULES
 from stratus.compute.quotas import Quotas
+from stratus.compute.request_traces import RequestTraces
 from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
 from stratus.compute.server_groups import ServerGroups
 from stratus.compute.server_metadata import ServerMetadata
@@ -52,6 +53,8 @@ class ComputeRuntime:
         self.db = db or Database(settings.database_url_for("compute",
                                                            settings.compute.database_url))
         self.enforcer = Enforcer(RULES, settings.policy_file)
+        #: The spans of this host's span store, as the seeds' step table (operators).
+        self.traces = RequestTraces(settings.data_dir, settings.tracing)
         self._clients: ComputeClients | None = None
 
     def connect(self, clients: ComputeClients) -> None:

@@ -5,6 +5,7 @@ the server read back as ``stratus trace`` reads it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -64,7 +65,7 @@ async def test_a_boot_reads_as_the_seed_table(cloud: TestCloud, tmp_path: Path,
     client_ms = (time.monotonic() - started) * 1000
     await asyncio.sleep(0.1)  # the agent's handler ends just after the ACTIVE commit
 
-    store = SpanStore(tmp_path / "spans")
+    store = SpanStore(cloud.settings.data_dir)
     SpanStoreExporter(store).export(span_exporter.get_finished_spans())
     rows = table(store.trace(store.traces_of(server_id)))
     store.close()
@@ -102,6 +103,41 @@ async def test_a_boot_reads_as_the_seed_table(cloud: TestCloud, tmp_path: Path,
     assert document["steps"][0]["what"] == "POST /v2.1/servers"
     assert any(r.trace_id == rows[0].trace_id for r in rows)
     assert request_id  # the create's request id names the same trace
-    store = SpanStore(tmp_path / "spans")
+    store = SpanStore(cloud.settings.data_dir)
     assert store.traces_of(request_id)[0] == rows[0].trace_id
     store.close()
+
+    # The operator API's route answers the same table from this host's span store.
+    routed = await client.get(f"/compute/v2.1/os-stratus-trace/{server_id}", headers=admin)
+    assert routed.status_code == 200, routed.text
+    assert routed.json()["trace"] == json.loads(json.dumps(as_json(server_id, rows)))
+
+
+async def test_the_trace_route_is_for_admins_only(cloud: TestCloud,
+                                                  span_exporter: InMemorySpanExporter) -> None:
+    client, admin = cloud.client, cloud.admin.headers
+    listed = await client.get("/compute/v2.1/flavors", headers=admin)
+    request_id = listed.headers["x-openstack-request-id"]
+    store = SpanStore(cloud.settings.data_dir)
+    SpanStoreExporter(store).export(span_exporter.get_finished_spans())
+    store.close()
+    route = f"/compute/v2.1/os-stratus-trace/{request_id}"
+
+    member = await cloud.project("member")
+    refused = await client.get(route, headers=member.headers)
+    assert refused.status_code == 403, refused.text
+    assert "os_compute_api:os-stratus-trace:show" in refused.json()["forbidden"]["message"]
+
+    shown = (await client.get(route, headers=admin)).json()["trace"]
+    assert shown["key"] == request_id and len(shown["traces"]) == 1
+    (row,) = [r for r in shown["steps"] if r["what"] == "GET /v2.1/flavors"]
+    assert row["unit"] == "compute-api" and row["source"] == "client"
+    assert row["outcome"] == "200" and row["trace_id"] == shown["traces"][0]
+    assert shown["seed_steps_not_seen"]["2"] == "Fernet tokens: identity stores none " \
+        "(nothing to save)"
+
+    unknown = await client.get("/compute/v2.1/os-stratus-trace/req-unknown", headers=admin)
+    assert unknown.status_code == 404
+    assert "No spans of req-unknown" in unknown.json()["itemNotFound"]["message"]
+    too_long = await client.get(f"/compute/v2.1/os-stratus-trace/{'x' * 256}", headers=admin)
+    assert too_long.status_code == 400, too_long.text
