@@ -380,30 +380,46 @@ def serve(units: Annotated[list[str], typer.Argument(
 def trace(key: Annotated[str, typer.Argument(
               help="A server's id, or a request id (req-...).")],
           as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+          os_cloud: Annotated[str | None, typer.Option(
+              "--os-cloud", envvar="OS_CLOUD",
+              help="Ask this cloud of clouds.yaml (its admin route os-stratus-trace) "
+                   "instead of reading the data directory's span store.")] = None,
           data_dir: DataDir = None) -> None:
     """A request's path, or every request about a server, as the seeds' step table: step,
     from → to, what, unit and host, start offset, duration and outcome (from the span
-    store in the data directory)."""
+    store in the data directory, or through the cloud's API)."""
     import json
 
     from stratus.core.spanstore import SpanStore
+    from stratus.core.trace_table import Row, as_lines, rows_of
     from stratus.core.trace_table import as_json as json_of
-    from stratus.core.trace_table import as_lines, rows_of
 
     overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
     settings = Settings(**overrides)
-    store = SpanStore(settings.data_dir)
-    try:
-        rows = rows_of(store, key)
-    finally:
-        store.close()
-    if not rows:
-        console.print(f"[red]No spans of {key} in {store.path}.[/] Spans are kept "
-                      f"{settings.tracing.store_max_age:g} s (tracing.store_max_age), and "
-                      "written about a second after they end.", highlight=False)
-        raise typer.Exit(1)
+    if os_cloud:
+        from stratus.cli.cloud import CloudError, cloud_config, get_json
+
+        try:
+            document = asyncio.run(get_json(cloud_config(os_cloud, settings.data_dir),
+                                            "compute", f"/os-stratus-trace/{key}"))["trace"]
+        except CloudError as exc:
+            console.print(f"[red]{os_cloud}: {exc}[/]", highlight=False)
+            raise typer.Exit(1) from None
+        rows = [Row(**step) for step in document["steps"]]
+    else:
+        store = SpanStore(settings.data_dir)
+        try:
+            rows = rows_of(store, key)
+        finally:
+            store.close()
+        if not rows:
+            console.print(f"[red]No spans of {key} in {store.path}.[/] Spans are kept "
+                          f"{settings.tracing.store_max_age:g} s (tracing.store_max_age), "
+                          "and written about a second after they end.", highlight=False)
+            raise typer.Exit(1)
+        document = json_of(key, rows)
     if as_json:
-        print(json.dumps(json_of(key, rows), indent=2))
+        print(json.dumps(document, indent=2))
         return
     for line in as_lines(key, rows):
         print(line)

@@ -11,12 +11,15 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from stratus.cli.cloud import CloudError, get_json
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
 from stratus.core.trace_table import as_json, as_lines, seed_coverage, table
-from tests.integration.clouds import CloudStarter, TestCloud
+from tests.integration.asgi import LateASGITransport
+from tests.integration.clouds import ROOT, CloudStarter, TestCloud
 
 UNITS = ("identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent",
          "network-api", "volume-api")
@@ -141,3 +144,16 @@ async def test_the_trace_route_is_for_admins_only(cloud: TestCloud,
     assert "No spans of req-unknown" in unknown.json()["itemNotFound"]["message"]
     too_long = await client.get(f"/compute/v2.1/os-stratus-trace/{'x' * 256}", headers=admin)
     assert too_long.status_code == 400, too_long.text
+
+    # ``stratus trace --os-cloud``: clouds.yaml's user, the catalog's compute endpoint.
+    cloud_yaml = {"auth": {"auth_url": f"{ROOT}/identity", "username": "admin",
+                           "password": "trace-admin-pw", "project_name": "admin"}}
+    late = cloud.stack.http_transport
+    assert isinstance(late, LateASGITransport)
+    transport = httpx.ASGITransport(app=late.app)
+    fetched = await get_json(cloud_yaml, "compute", f"/os-stratus-trace/{request_id}",
+                             transport=transport)
+    assert fetched["trace"] == shown
+    with pytest.raises(CloudError, match=r"^404: No spans of req-unknown"):
+        await get_json(cloud_yaml, "compute", "/os-stratus-trace/req-unknown",
+                       transport=transport)
