@@ -57,7 +57,8 @@ class ServerFacts:
 @dataclass
 class Diagnosis:
     server: ServerFacts
-    #: "error", "stuck" (a task state and nothing failed) or "fine".
+    #: "error", "stuck" (in a task, nothing failed: how long it has been says whether it is
+    #: stuck or still under way) or "fine".
     verdict: str
     #: The step that failed (error), or the last step seen (stuck).
     step: Row | None
@@ -86,7 +87,7 @@ class Diagnosis:
         elif self.verdict == "stuck":
             since = (f" for {server.idle_seconds:.0f} s" if server.idle_seconds is not None
                      else "")
-            lines.append(f"Stuck in task {server.task_state}{since}; nothing failed.")
+            lines.append(f"In task {server.task_state}{since}; nothing failed.")
         if self.step is not None:
             label = "Failed step" if self.verdict == "error" else "Last step seen"
             lines.append(f"{label}: {_describe(self.step)}")
@@ -187,10 +188,10 @@ def diagnose(facts: ServerFacts, spans: Sequence[StoredSpan],
         diagnosis.step = rows[last.span_id]
     else:
         failed = None
+    # The host the build failed on or is under way on (none for a server never placed).
+    diagnosis.host = (facts.fault_host or facts.host) if in_error else facts.host
     if in_error:
         diagnosis.error = diagnosis.error or facts.fault_message
-        # The host the build failed on (none for a server that was never placed).
-        diagnosis.host = facts.fault_host or facts.host
         if not diagnosis.evidence and facts.fault_details:
             diagnosis.evidence = facts.fault_details.splitlines()
     if failed is not None:

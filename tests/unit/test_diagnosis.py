@@ -49,5 +49,6 @@ def test_the_innermost_error_is_the_failed_step_and_a_task_without_one_is_stuck(
     stuck = diagnose(facts("building", "spawning"), spans[2:])
     assert stuck.verdict == "stuck" and stuck.step is not None
     assert stuck.step.what == "compute.fetch_image"
-    assert "Stuck in task spawning for 600 s; nothing failed." in stuck.lines()
+    assert "In task spawning for 600 s; nothing failed." in stuck.lines()
+    assert stuck.host == "h" and "Host: h" in stuck.lines()
     assert diagnose(facts("active", None), spans).verdict == "fine"
