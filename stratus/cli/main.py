@@ -381,9 +381,10 @@ def trace(key: Annotated[str, typer.Argument(
               help="A server's id, or a request id (req-...).")],
           as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
           os_cloud: Annotated[str | None, typer.Option(
-              "--os-cloud", envvar="OS_CLOUD",
+              "--os-cloud",
               help="Ask this cloud of clouds.yaml (its admin route os-stratus-trace) "
-                   "instead of reading the data directory's span store.")] = None,
+                   "instead of reading the data directory's span store. Never taken from "
+                   "$OS_CLOUD: an exported cloud must not turn a local read remote.")] = None,
           data_dir: DataDir = None) -> None:
     """A request's path, or every request about a server, as the seeds' step table: step,
     from → to, what, unit and host, start offset, duration and outcome (from the span
