@@ -1,5 +1,5 @@
 """A cloud the operator's commands reach over its API, named as OpenStack's clients name it:
-a cloud of ``clouds.yaml`` (``--os-cloud`` or ``$OS_CLOUD``), looked for where
+a cloud of ``clouds.yaml`` (``--os-cloud NAME``), looked for where
 python-openstackclient looks (``$OS_CLIENT_CONFIG_FILE``, ``./clouds.yaml``,
 ``~/.config/openstack/clouds.yaml``, ``/etc/openstack/clouds.yaml``) and in the data
 directory, where ``stratus up`` writes the cloud ``stratus``.
