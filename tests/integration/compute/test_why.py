@@ -30,7 +30,7 @@ async def cloud(tmp_path: Path) -> AsyncIterator[TestCloud]:
                            "why-admin-pw")
     try:
         yield await starter.start(TestCloud, UNITS, f"memory://why-{uuid.uuid4().hex[:8]}",
-                                  network={"backend": "noop"})
+                                  network={"backend": "noop"}, compute={"fake_hosts": 2})
     finally:
         await starter.aclose()
 
@@ -85,7 +85,6 @@ async def test_why_no_valid_host_names_each_filter_and_the_hosts_it_removed(
                                                     "vcpus": 1, "disk": 1_000_000}})
     assert huge.status_code == 200, huge.text
     server_id = await boot_until_error(cloud, huge.json()["flavor"]["id"])
-    (agent,) = cloud.stack.agents
 
     output = await stratus_why(cloud, span_exporter, server_id)
     lines = output.splitlines()
@@ -97,9 +96,11 @@ async def test_why_no_valid_host_names_each_filter_and_the_hosts_it_removed(
     assert not any(line.startswith("Host:") for line in lines)  # it was never placed
     evidence = lines[lines.index("Evidence:") + 1:]
     assert evidence[:2] == [
-        "  ComputeFilter kept all 1 hosts",
-        "  ResourceFilter removed 1 of 1 hosts:"]
-    assert evidence[2].startswith(f"    {agent.host}: DISK_GB 1000000 wanted, "), evidence
+        "  ComputeFilter kept all 2 hosts",
+        "  ResourceFilter removed 2 of 2 hosts:"]
+    assert sorted(evidence[2:4]) == sorted(
+        f"    {agent.host}: DISK_GB 1000000 wanted, 4000 free"
+        for agent in cloud.stack.agents), evidence
     # The scheduler's own log line, found by the create's request id in the JSON log.
     assert any("WARNING stratus.compute.scheduler.manager [req-" in line
                and f"Filtering removed all hosts for the request with instance ID '{server_id}'"
@@ -108,10 +109,14 @@ async def test_why_no_valid_host_names_each_filter_and_the_hosts_it_removed(
 
 async def test_why_failed_spawn_names_the_host_the_step_and_the_error(
         cloud: TestCloud, span_exporter: InMemorySpanExporter, json_log: Path) -> None:
-    (agent,) = cloud.stack.agents
-    assert isinstance(agent.driver, FakeDriver)
-    agent.driver.fail_next("spawn", "qcow2 image is corrupt: bad L1 table")
+    for each in cloud.stack.agents:  # the build fails on the first host, then on the other
+        assert isinstance(each.driver, FakeDriver)
+        each.driver.fail_next("spawn", f"qcow2 image is corrupt on {each.host}: bad L1 table")
     server_id = await boot_until_error(cloud, "1")
+    server = (await cloud.client.get(f"/compute/v2.1/servers/{server_id}",
+                                     headers=cloud.admin.headers)).json()["server"]
+    last = server["OS-EXT-SRV-ATTR:host"]
+    (other,) = {a.host for a in cloud.stack.agents} - {last}
 
     document = json.loads(await stratus_why(cloud, span_exporter, server_id, "--json"))
     assert document["verdict"] == "error"
@@ -119,10 +124,14 @@ async def test_why_failed_spawn_names_the_host_the_step_and_the_error(
     assert document["step"]["what"] == "compute.spawn"
     assert document["step"]["step"] == "43-44"
     assert document["step"]["unit"] == "compute-agent"
-    assert document["host"] == agent.host
-    assert "qcow2 image is corrupt: bad L1 table" in document["error"]
+    assert document["step"]["host"] == document["host"] == last
+    assert f"qcow2 image is corrupt on {last}: bad L1 table" in document["error"]
+    # The host the build was rescheduled from, with its own failure.
+    (earlier,) = document["earlier"]
+    assert earlier["host"] == other and earlier["what"] == "compute.spawn"
+    assert f"corrupt on {other}" in earlier["outcome"]
     # Every unit's log lines of the create: the API's, the scheduler's, the host's failure.
     messages = [json.loads(line)["message"] for line in document["log_lines"]]
-    assert any(f"build of {server_id} on {agent.host} failed" in m for m in messages), messages
+    assert any(f"build of {server_id} on {last} failed" in m for m in messages), messages
     loggers = {json.loads(line)["logger"] for line in document["log_lines"]}
     assert any(name.startswith("stratus.compute.agent") for name in loggers), loggers
