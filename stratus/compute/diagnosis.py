@@ -52,6 +52,8 @@ class ServerFacts:
     fault_message: str | None = None
     fault_details: str = ""
     fault_host: str | None = None
+    #: The request of the server's last action (its create, a resize, ...).
+    action_request_id: str | None = None
 
 
 @dataclass
@@ -141,6 +143,7 @@ async def server_facts(db: Database, server_id: str) -> ServerFacts:
         instances = Instances(txn)
         instance = await instances.get(server_id, include_deleted=True)
         fault = await instances.fault_of(server_id)
+        action = await instances.latest_action(server_id)
     updated = instance.updated_at or instance.created_at
     if updated is not None and updated.tzinfo is None:
         updated = updated.replace(tzinfo=dt.UTC)  # SQLite keeps UTC without a zone
@@ -151,7 +154,8 @@ async def server_facts(db: Database, server_id: str) -> ServerFacts:
         updated_at=updated.isoformat() if updated else None,
         idle_seconds=idle,
         fault_code=fault.code if fault else None, fault_message=fault.message if fault else None,
-        fault_details=fault.details if fault else "", fault_host=fault.host if fault else None)
+        fault_details=fault.details if fault else "", fault_host=fault.host if fault else None,
+        action_request_id=action.request_id if action else None)
 
 
 def _innermost_errors(spans: Sequence[StoredSpan]) -> list[StoredSpan]:
@@ -167,54 +171,51 @@ def diagnose(facts: ServerFacts, spans: Sequence[StoredSpan],
              log_files: Iterable[Path] = ()) -> Diagnosis:
     """Why the server is as ``facts`` say, from the spans of its requests and the logs."""
     rows = {row.span_id: row for row in table(spans)}
-    by_id = {s.span_id: s for s in spans}
     in_error = facts.vm_state == states.ERROR
     verdict = "error" if in_error else "stuck" if facts.task_state else "fine"
     diagnosis = Diagnosis(server=facts, verdict=verdict, step=None, error=None, host=None)
     if verdict == "fine":
         return diagnosis
     failures = _innermost_errors(spans) if in_error else []
+    failed: StoredSpan | None = None
     if failures:
         failed = failures[-1]
         diagnosis.step = rows[failed.span_id]
-        diagnosis.error = failed.status_message or facts.fault_message
+        diagnosis.error = failed.status_message
         diagnosis.earlier = [rows[s.span_id] for s in failures[:-1]]
         evidence = failed.attributes.get(FILTER_EVIDENCE_ATTRIBUTE)
         if isinstance(evidence, (list, tuple)):
             diagnosis.evidence = [str(line) for line in evidence]
-    elif spans:
-        last = max(spans, key=lambda s: s.end_ns)
-        failed = last
-        diagnosis.step = rows[last.span_id]
-    else:
-        failed = None
+    elif spans and not in_error:
+        failed = max(_of_action(spans, facts.action_request_id), key=lambda s: s.end_ns)
+        diagnosis.step = rows[failed.span_id]  # where the task got to
     # The host the build failed on or is under way on (none for a server never placed).
     diagnosis.host = (facts.fault_host or facts.host) if in_error else facts.host
     if in_error:
         diagnosis.error = diagnosis.error or facts.fault_message
         if not diagnosis.evidence and facts.fault_details:
             diagnosis.evidence = facts.fault_details.splitlines()
-    if failed is not None:
-        trace = [s for s in spans if s.trace_id == failed.trace_id]
-        diagnosis.trace_id = failed.trace_id
-        diagnosis.request_ids = sorted({s.request_id for s in trace if s.request_id}
-                                       | _parents_request_ids(failed, by_id))
-        diagnosis.log_lines = log_lines_of(log_files, set(diagnosis.request_ids),
-                                           failed.trace_id)
+    # The log lines of the failed request: its trace's request ids (each service's own and
+    # the global one) and the server's last action's, which names it when no span does.
+    request_ids = {s.request_id for s in spans
+                   if failed is not None and s.trace_id == failed.trace_id and s.request_id}
+    if facts.action_request_id:
+        request_ids.add(facts.action_request_id)
+    diagnosis.trace_id = failed.trace_id if failed is not None else None
+    diagnosis.request_ids = sorted(request_ids)
+    diagnosis.log_lines = log_lines_of(log_files, request_ids, diagnosis.trace_id)
     return diagnosis
 
 
-def _parents_request_ids(span: StoredSpan, by_id: dict[str, StoredSpan]) -> set[str]:
-    found: set[str] = set()
-    current: StoredSpan | None = span
-    while current is not None:
-        if current.request_id:
-            found.add(current.request_id)
-        current = by_id.get(current.parent_id or "")
-    return found
+def _of_action(spans: Sequence[StoredSpan], request_id: str | None) -> Sequence[StoredSpan]:
+    """The spans of the traces of the server's last action (not the client's polls since),
+    or all of them when none names its request."""
+    traces = {s.trace_id for s in spans if request_id and s.request_id == request_id}
+    return [s for s in spans if s.trace_id in traces] or spans
 
 
-def log_lines_of(paths: Iterable[Path], request_ids: set[str], trace_id: str) -> list[str]:
+def log_lines_of(paths: Iterable[Path], request_ids: set[str],
+                 trace_id: str | None) -> list[str]:
     """The lines of ``paths`` that name one of ``request_ids`` (a text line's
     ``[req-...]``) or ``trace_id`` (a JSON line's ``trace_id``), with the traceback lines
     that follow a text line; the newest ``MAX_LOG_LINES``."""
@@ -240,13 +241,14 @@ def log_lines_of(paths: Iterable[Path], request_ids: set[str], trace_id: str) ->
     return found[-MAX_LOG_LINES:]
 
 
-def _json_line_matches(line: str, request_ids: set[str], trace_id: str) -> bool:
+def _json_line_matches(line: str, request_ids: set[str], trace_id: str | None) -> bool:
     try:
         entry = json.loads(line)
     except ValueError:
         return False
     return isinstance(entry, dict) and (entry.get("request_id") in request_ids
-                                        or entry.get("trace_id") == trace_id)
+                                        or (trace_id is not None
+                                            and entry.get("trace_id") == trace_id))
 
 
 async def why(db: Database, store: SpanStore, server_id: str,
