@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from stratus.compute.diagnosis import why
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.core.config import Settings
+from stratus.core.spanstore import SpanStore, SpanStoreExporter
 from stratus.guest_image.upload import publish
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import Cloud, started_cloud
@@ -110,7 +113,7 @@ async def test_real_guest_through_the_compute_api(cloud: Cloud) -> None:
 
 
 async def test_a_guest_that_cannot_start_ends_in_error_and_leaves_nothing(
-        cloud: Cloud, tmp_path: Path) -> None:
+        cloud: Cloud, tmp_path: Path, span_exporter: InMemorySpanExporter) -> None:
     import struct
     import subprocess
 
@@ -150,6 +153,15 @@ async def test_a_guest_that_cannot_start_ends_in_error_and_leaves_nothing(
         assert time.monotonic() < deadline, "the broken build never ended"
         await asyncio.sleep(0.2)
     assert "corrupt" in server["fault"]["message"].lower(), server["fault"]
+    # stratus why names the host, the step and the driver's error.
+    store = SpanStore(tmp_path / "spans")
+    SpanStoreExporter(store).export(span_exporter.get_finished_spans())
+    diagnosis = await why(cloud.stack.compute.db, store, server_id)  # type: ignore[union-attr]
+    store.close()
+    assert diagnosis.verdict == "error" and diagnosis.host == "realvm-node"
+    assert diagnosis.step is not None and diagnosis.step.what == "compute.spawn", diagnosis
+    assert diagnosis.step.unit == "compute-agent" and diagnosis.step.host == "realvm-node"
+    assert diagnosis.error is not None and "corrupt" in diagnosis.error.lower(), diagnosis
     assert set(await agent.driver.list_guests()) == before
     assert not agent.driver.instance_dir(server_id).exists()
     usage = (await cloud.compute("GET", "/os-hypervisors/detail", version="2.87")).json()[
