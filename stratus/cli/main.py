@@ -435,7 +435,8 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
         data_dir: DataDir = None) -> None:
     """Why a server is in ERROR (or stuck in a task): the step that failed, its error, the
     host, and the evidence: each scheduler filter and the hosts it removed for "No valid
-    host", the request's log lines from every unit for a failed build."""
+    host", the request's log lines from every unit for a failed build. Reads compute's
+    database (the settings' URL), the data directory's span store and the log files."""
     import json
 
     from stratus.compute.diagnosis import why as diagnose
@@ -445,6 +446,10 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
 
     overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
     settings = Settings(**overrides)
+    missing = [str(path) for path in log or [] if not path.is_file()]
+    if missing:
+        console.print(f"[red]No log file {', '.join(missing)}.[/]", highlight=False)
+        raise typer.Exit(2)
     logs = [settings.data_dir / LOG_FILE, *(log or [])]
 
     async def run() -> Any:
