@@ -201,3 +201,146 @@ def test_volumes_create_attach_extend_snapshot_and_delete(page: Any, admin: Admi
     page.get_by_role("button", name="Delete volume data-1").click()
     expect(row).to_have_count(0, timeout=60_000)
     until(lambda: "data-1" not in admin.volumes(), "data-1 deleted")
+
+
+def test_networks_create_with_a_subnet_show_detail_and_delete(page: Any, admin: Admin,
+                                                              tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Networks").click()
+    # A subnet the API refuses: its message at the form, and no network left behind.
+    page.get_by_label("Network name").fill("net-bad")
+    page.get_by_label("CIDR").fill("192.168.77.0/99")
+    page.get_by_role("button", name="Create network").click()
+    expect(page.locator("#create-error")).to_be_visible()
+    assert admin.network("networks", name="net-bad") == []
+
+    page.get_by_label("Network name").fill("net-b")
+    page.get_by_label("Subnet name").fill("sub-b")
+    page.get_by_label("CIDR").fill("192.168.77.0/24")
+    page.get_by_role("button", name="Create network").click()
+    row = page.locator("#networks tr", has_text="net-b")
+    expect(row).to_contain_text("sub-b 192.168.77.0/24")
+    (network,) = admin.network("networks", name="net-b")
+    (subnet,) = admin.network("subnets", network_id=network["id"])
+    assert subnet["cidr"] == "192.168.77.0/24" and subnet["enable_dhcp"] is True
+    page.screenshot(path=str(tmp_path / "networks.png"), full_page=True)
+
+    row.get_by_role("link", name="net-b").click()
+    expect(page.get_by_role("heading", name="Network net-b")).to_be_visible()
+    expect(page.locator("#subnets")).to_contain_text("192.168.77.1")  # the gateway
+    page.get_by_role("link", name="All networks").click()
+    row.get_by_role("button", name="Delete network net-b").click()
+    expect(row).to_have_count(0)
+    assert admin.network("networks", name="net-b") == []
+
+
+def test_routers_and_floating_ips_to_an_instance(page: Any, admin: Admin,
+                                                 tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    server = admin.server("fip-host")
+    # (The noop network backend makes no external network: the admin makes one.)
+    public = admin.post("/network/v2.0/networks", {"network": {
+        "name": "public", "router:external": True}})["network"]
+    admin.post("/network/v2.0/subnets", {"subnet": {
+        "network_id": public["id"], "cidr": "198.51.100.0/24", "ip_version": 4}})
+    (private_subnet,) = admin.network("subnets", network_id=admin.network(
+        "networks", name="private")[0]["id"])
+
+    page.get_by_role("link", name="Routers").click()
+    page.get_by_label("Router name").fill("edge")
+    page.get_by_label("External network (gateway)").select_option(label="public")
+    page.get_by_role("button", name="Create router").click()
+    row = page.locator("#routers tr", has_text="edge")
+    expect(row).to_contain_text("public 198.51.100.")
+    row.get_by_label("Subnet to join to edge").select_option(value=private_subnet["id"])
+    row.get_by_role("button", name="Add an interface to edge").click()
+    expect(row).to_contain_text(private_subnet["gateway_ip"])
+    (router,) = admin.network("routers", name="edge")
+    assert router["external_gateway_info"]["network_id"] == public["id"]
+    (leg,) = admin.network("ports", device_id=router["id"],
+                           device_owner="network:router_interface")
+    assert leg["fixed_ips"][0]["subnet_id"] == private_subnet["id"]
+    page.screenshot(path=str(tmp_path / "routers.png"), full_page=True)
+
+    page.get_by_role("link", name="Floating IPs").click()
+    page.get_by_label("Pool (external network)").select_option(label="public")
+    page.get_by_role("button", name="Allocate IP").click()
+    (floating,) = admin.network("floatingips")
+    address = floating["floating_ip_address"]
+    fip = page.locator("#floating-ips tr", has_text=address)
+    (port,) = admin.network("ports", device_id=server["id"])
+    fixed = port["fixed_ips"][0]["ip_address"]
+    fip.get_by_label(f"Instance port for {address}").select_option(label=f"fip-host: {fixed}")
+    fip.get_by_role("button", name=f"Associate {address}").click()
+    expect(fip).to_contain_text(f"fip-host: {fixed}")
+    assert admin.network("floatingips")[0]["port_id"] == port["id"]
+    page.screenshot(path=str(tmp_path / "floating-ips.png"), full_page=True)
+
+    # The router still routes for the floating IP: the network API says so at the row.
+    page.get_by_role("link", name="Routers").click()
+    row.get_by_role("button", name=re.compile("^Remove the interface of edge")).click()
+    expect(row.locator(".error")).to_be_visible()
+    assert admin.network("ports", device_id=router["id"],
+                         device_owner="network:router_interface") != []
+
+    page.get_by_role("link", name="Floating IPs").click()
+    fip.get_by_role("button", name=f"Disassociate {address}").click()
+    expect(fip.get_by_role("button", name=f"Associate {address}")).to_be_visible()
+    assert admin.network("floatingips")[0]["port_id"] is None
+    fip.get_by_role("button", name=f"Release {address}").click()
+    expect(fip).to_have_count(0)
+    assert admin.network("floatingips") == []
+
+    page.get_by_role("link", name="Routers").click()
+    row.get_by_role("button", name=re.compile("^Remove the interface of edge")).click()
+    expect(row).not_to_contain_text(private_subnet["gateway_ip"])
+    row.get_by_role("button", name="Clear the gateway of edge").click()
+    expect(row.get_by_role("button", name="Set the gateway of edge")).to_be_visible()
+    assert admin.network("routers", name="edge")[0]["external_gateway_info"] is None
+    row.get_by_role("button", name="Delete router edge").click()
+    expect(row).to_have_count(0)
+    assert admin.network("routers", name="edge") == []
+
+
+def test_security_groups_create_add_and_remove_rules(page: Any, admin: Admin,
+                                                     tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Security groups").click()
+    page.get_by_label("Name", exact=True).fill("web")
+    page.get_by_label("Description").fill("the web tier")
+    page.get_by_role("button", name="Create security group").click()
+    row = page.locator("#security-groups tr", has_text="web")
+    expect(row).to_contain_text("the web tier")
+    (group,) = admin.network("security-groups", name="web")
+
+    row.get_by_role("link", name="Manage the rules of web").click()
+    expect(page.get_by_role("heading", name="Security group web")).to_be_visible()
+    page.get_by_label("Port (or first of a range; ICMP: type)").fill("22")
+    page.get_by_label("Remote CIDR").fill("203.0.113.0/24")
+    page.get_by_role("button", name="Add rule").click()
+    rule_row = page.locator("#rules tr", has_text="203.0.113.0/24")
+    expect(rule_row).to_contain_text("tcp")
+    (rule,) = [r for r in admin.network("security-group-rules", security_group_id=group["id"])
+               if r["remote_ip_prefix"] == "203.0.113.0/24"]
+    assert (rule["protocol"], rule["port_range_min"], rule["port_range_max"],
+            rule["direction"]) == ("tcp", 22, 22, "ingress")
+    page.screenshot(path=str(tmp_path / "security-group.png"), full_page=True)
+
+    # A CIDR the API refuses: its message at the rule form, the values kept.
+    page.get_by_label("Port (or first of a range; ICMP: type)").fill("80")
+    page.get_by_label("Remote CIDR").fill("203.0.113.0/99")
+    page.get_by_role("button", name="Add rule").click()
+    expect(page.locator("#rule-error")).to_be_visible()
+    expect(page.get_by_label("Remote CIDR")).to_have_value("203.0.113.0/99")
+
+    rule_row.get_by_role("button", name=re.compile("^Delete rule ingress tcp 22")).click()
+    expect(rule_row).to_have_count(0)
+    assert [r for r in admin.network("security-group-rules", security_group_id=group["id"])
+            if r["remote_ip_prefix"] == "203.0.113.0/24"] == []
+    page.get_by_role("link", name="All security groups").click()
+    row.get_by_role("button", name="Delete security group web").click()
+    expect(row).to_have_count(0)
+    assert admin.network("security-groups", name="web") == []
