@@ -68,6 +68,10 @@ class Admin:
         listed = self.get(f"/volume/v3/{self.project_id}/volumes/detail")["volumes"]
         return {v["name"]: v for v in listed}
 
+    def reset_status(self, volume_id: str, status: str) -> None:
+        self.post(f"/volume/v3/{self.project_id}/volumes/{volume_id}/action",
+                  {"os-reset_status": {"status": status}})
+
     def network(self, collection: str, **params: str) -> list[dict[str, Any]]:
         body = self.http.get(f"/network/v2.0/{collection}", params=params).json()
         key = collection.replace("-", "_")
@@ -159,13 +163,20 @@ def test_volumes_create_attach_extend_snapshot_and_delete(page: Any, admin: Admi
     page.get_by_label("Size (GiB)").fill("1")
     page.get_by_role("button", name="Create volume").click()
     row = page.locator("tr", has_text="data-1")
-    page.wait_for_load_state("load")
-    # From here until the next form the status changes in place, without a reload.
+    expect(row.locator(".state")).to_have_text("available", timeout=60_000)
+    volume = admin.volumes()["data-1"]
+    assert volume["size"] == 1
+
+    # A row in transition polls, and turns stable in place: the page is not reloaded.
+    admin.reset_status(volume["id"], "creating")
+    page.reload()
+    expect(row.locator(".state")).to_have_text("creating")
     loads: list[str] = []
     page.on("load", lambda: loads.append(page.url))
+    admin.reset_status(volume["id"], "available")
     expect(row.locator(".state")).to_have_text("available", timeout=60_000)
+    expect(page.locator("#row-poller")).not_to_have_attribute("hx-post", re.compile("."))
     assert loads == []
-    assert admin.volumes()["data-1"]["size"] == 1
 
     row.get_by_label("Attach data-1 to").select_option(label="vol-host")
     row.get_by_role("button", name="Attach data-1").click()
@@ -201,6 +212,19 @@ def test_volumes_create_attach_extend_snapshot_and_delete(page: Any, admin: Admi
     page.get_by_role("button", name="Delete volume data-1").click()
     expect(row).to_have_count(0, timeout=60_000)
     until(lambda: "data-1" not in admin.volumes(), "data-1 deleted")
+
+    # From an image: the image's bytes, a bootable volume.
+    page.get_by_label("Name", exact=True).fill("boot-1")
+    page.get_by_role("radio", name="From an image").check()
+    page.get_by_label("Image (when from an image)").select_option(label="vol-host-image")
+    page.get_by_role("button", name="Create volume").click()
+    boot = page.locator("tr", has_text="boot-1")
+    expect(boot.locator(".state")).to_have_text("available", timeout=60_000)
+    expect(boot).to_contain_text("(bootable)")
+    (image,) = admin.get("/image/v2/images?name=vol-host-image")["images"]
+    assert admin.volumes()["boot-1"]["volume_image_metadata"]["image_id"] == image["id"]
+    boot.get_by_role("button", name="Delete volume boot-1").click()
+    expect(boot).to_have_count(0, timeout=60_000)
 
 
 def test_networks_create_with_a_subnet_show_detail_and_delete(page: Any, admin: Admin,
