@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from stratus.dashboard.client import ApiError, gather
-from stratus.dashboard.forms import Refusal, banners, items, placed, refuse, submit
+from stratus.dashboard.forms import Refusal, banners, items, names, placed, refuse, submit
 from stratus.dashboard.web import Page, current, field, form_of, render
 
 router = APIRouter()
@@ -49,9 +49,8 @@ async def _page(request: Request, page: Page, *, status_code: int = 200,
         page.api.get("network", "/v2.0/networks", params={"router:external": "true"}),
         page.api.get("network", "/v2.0/ports"),
         page.api.get("compute", "/servers"))
-    names = {s["id"]: s.get("name") or s["id"] for s in items(servers, "servers")}
-    targets = _targets(items(ports, "ports"), names)
-    pools = {n["id"]: n.get("name") or n["id"] for n in items(external, "networks")}
+    targets = _targets(items(ports, "ports"), names(servers, "servers"))
+    pools = names(external, "networks")
     rows = sorted(items(floating, "floatingips"),
                   key=lambda f: (f.get("floating_ip_address") or "", f["id"]))
     return render(request, "floating_ips.html", status_code=status_code,

@@ -75,5 +75,10 @@ def banners(*results: Any) -> list[str]:
     return [result.banner for result in results if isinstance(result, ApiError)]
 
 
+def names(result: Any, key: str) -> dict[str, str]:
+    """Id → name (the id when it has none) of the list under ``key``."""
+    return {row["id"]: row.get("name") or row["id"] for row in items(result, key) if "id" in row}
+
+
 def by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in rows if "id" in row}

@@ -20,7 +20,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from stratus.dashboard.client import ApiError, gather
-from stratus.dashboard.forms import Refusal, banners, by_id, items, placed, refuse, submit
+from stratus.dashboard.forms import (
+    Refusal,
+    banners,
+    by_id,
+    items,
+    names,
+    placed,
+    refuse,
+    submit,
+)
 from stratus.dashboard.web import Page, current, field, form_of, render
 
 router = APIRouter()
@@ -56,7 +65,7 @@ async def _page(request: Request, page: Page, *, status_code: int = 200,
     return render(request, "routers.html", status_code=status_code,
                   banners=banners(routers, networks, subnets, ports), routers=rows,
                   listed=not isinstance(routers, ApiError),
-                  network_names={n["id"]: n.get("name") or n["id"] for n in network_rows},
+                  network_names=names(networks, "networks"),
                   external=sorted((n for n in network_rows if n.get("router:external")),
                                   key=lambda n: n.get("name") or ""),
                   subnets=sorted(subnet_rows.values(), key=lambda s: (s.get("name") or "",

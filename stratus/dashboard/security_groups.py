@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from stratus.dashboard.client import ApiError, gather
-from stratus.dashboard.forms import Refusal, banners, items, placed, refuse, submit
+from stratus.dashboard.forms import Refusal, banners, items, names, placed, refuse, submit
 from stratus.dashboard.web import Page, current, field, form_of, render
 
 router = APIRouter()
@@ -83,8 +83,7 @@ async def _group(request: Request, page: Page, group_id: str, *, status_code: in
         r.get("port_range_min") or 0))
     return render(request, "security_group.html", status_code=status_code,
                   banners=banners(groups), group=group["security_group"], rules=rules,
-                  group_names={g["id"]: g.get("name") or g["id"]
-                               for g in items(groups, "security_groups")},
+                  group_names=names(groups, "security_groups"),
                   protocols=PROTOCOLS,
                   error=placed(error, ["rule", *(f"rule-{r['id']}" for r in rules)]),
                   values=values or {"direction": "ingress", "ethertype": "IPv4",

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 
 from stratus.dashboard.cache import active_images
 from stratus.dashboard.client import ApiError, gather
-from stratus.dashboard.forms import Refusal, banners, items, placed, refuse, submit
+from stratus.dashboard.forms import Refusal, banners, items, names, placed, refuse, submit
 from stratus.dashboard.web import Page, current, dashboard_of, field, form_of, render
 
 router = APIRouter()
@@ -38,13 +38,9 @@ TRANSITIONAL = frozenset({"creating", "attaching", "detaching", "deleting", "ext
 ATTACHABLE = frozenset({"available"})
 
 
-def _server_names(result: Any) -> dict[str, str]:
-    return {s["id"]: s.get("name") or s["id"] for s in items(result, "servers")}
-
-
 def _choices(servers: Any) -> list[tuple[str, str]]:
     """The attach choice: (id, name) of each server, by name."""
-    return sorted(_server_names(servers).items(), key=lambda s: s[1])
+    return sorted(names(servers, "servers").items(), key=lambda s: s[1])
 
 
 def volume_row(volume: dict[str, Any], servers: dict[str, str]) -> dict[str, Any]:
@@ -81,8 +77,8 @@ async def _round(page: Page, *, with_images: bool) -> list[Any]:
 
 def _rows(volumes: Any, snapshots: Any, servers: Any) -> tuple[list[dict[str, Any]],
                                                                list[dict[str, Any]]]:
-    names = _server_names(servers)
-    volume_rows = sorted((volume_row(v, names) for v in items(volumes, "volumes")),
+    server_names = names(servers, "servers")
+    volume_rows = sorted((volume_row(v, server_names) for v in items(volumes, "volumes")),
                          key=lambda r: (r["name"], r["id"]))
     volume_names = {r["id"]: r["name"] for r in volume_rows}
     snapshot_rows = sorted((snapshot_row(s, volume_names)
