@@ -3,9 +3,9 @@ server's port, disassociate, release.
 
 Contracts:
 
-* The page is one round: ``floatingips``, the external networks (the pools), the ports
-  (the servers' ones are the association choice) and the servers (``GET /servers``: their
-  names); never a call per row.
+* The page is one round: the project's ``floatingips``, the external networks (the pools),
+  the project's ports (its servers' ones are the association choice) and the servers
+  (``GET /servers``: their names); never a call per row.
 * A port is offered as "server: address", the way a user knows it; the network API's
   refusals (no router to reach the port's subnet, a pool exhausted) show beside the row or
   the allocate form.
@@ -44,10 +44,11 @@ def _targets(ports: list[dict[str, Any]], servers: dict[str, str]
 
 async def _page(request: Request, page: Page, *, status_code: int = 200,
                 error: Refusal | None = None) -> Response:
+    project_id = page.session.project["id"]
     floating, external, ports, servers = await gather(
-        page.api.get("network", "/v2.0/floatingips"),
+        page.api.get("network", "/v2.0/floatingips", params={"project_id": project_id}),
         page.api.get("network", "/v2.0/networks", params={"router:external": "true"}),
-        page.api.get("network", "/v2.0/ports"),
+        page.api.get("network", "/v2.0/ports", params={"project_id": project_id}),
         page.api.get("compute", "/servers"))
     targets = _targets(items(ports, "ports"), names(servers, "servers"))
     pools = names(external, "networks")

@@ -4,8 +4,9 @@ subnet, delete.
 
 Contracts:
 
-* The page is one round: ``routers``, ``networks`` (names, and the external ones a gateway
-  may use), ``subnets`` (the interface choice) and the router interface ports
+* The page is one round: the project's ``routers``, ``networks`` (names, and the external
+  ones a gateway may use), ``subnets`` (the interface choice: those of the project's own and
+  shared networks) and the project's router interface ports
   (``device_owner=network:router_interface``: every router's interfaces in one call).
 * The network API's refusals (a subnet already on a router, a router with interfaces
   deleted) show beside the router's row.
@@ -30,6 +31,7 @@ from stratus.dashboard.forms import (
     refuse,
     submit,
 )
+from stratus.dashboard.networks import project_networks
 from stratus.dashboard.web import Page, current, field, form_of, render
 
 router = APIRouter()
@@ -54,13 +56,17 @@ def _interfaces(ports: list[dict[str, Any]], subnets: dict[str, dict[str, Any]]
 async def _page(request: Request, page: Page, *, status_code: int = 200,
                 error: Refusal | None = None, values: dict[str, str] | None = None
                 ) -> Response:
+    project_id = page.session.project["id"]
     routers, networks, subnets, ports = await gather(
-        page.api.get("network", "/v2.0/routers"),
+        page.api.get("network", "/v2.0/routers", params={"project_id": project_id}),
         page.api.get("network", "/v2.0/networks"),
         page.api.get("network", "/v2.0/subnets"),
-        page.api.get("network", "/v2.0/ports", params={"device_owner": INTERFACE_OWNER}))
+        page.api.get("network", "/v2.0/ports", params={"device_owner": INTERFACE_OWNER,
+                                                       "project_id": project_id}))
     network_rows = items(networks, "networks")
     subnet_rows = by_id(items(subnets, "subnets"))
+    joinable = {n["id"] for n in project_networks(network_rows, project_id)
+                if not n.get("router:external")}
     rows = sorted(items(routers, "routers"), key=lambda r: (r.get("name") or "", r["id"]))
     return render(request, "routers.html", status_code=status_code,
                   banners=banners(routers, networks, subnets, ports), routers=rows,
@@ -68,8 +74,9 @@ async def _page(request: Request, page: Page, *, status_code: int = 200,
                   network_names=names(networks, "networks"),
                   external=sorted((n for n in network_rows if n.get("router:external")),
                                   key=lambda n: n.get("name") or ""),
-                  subnets=sorted(subnet_rows.values(), key=lambda s: (s.get("name") or "",
-                                                                      s.get("cidr", ""))),
+                  subnets=sorted((s for s in subnet_rows.values()
+                                  if s.get("network_id") in joinable),
+                                 key=lambda s: (s.get("name") or "", s.get("cidr", ""))),
                   interfaces=_interfaces(items(ports, "ports"), subnet_rows),
                   error=placed(error, ["create", *(f"router-{r['id']}" for r in rows)]),
                   values=values or {})

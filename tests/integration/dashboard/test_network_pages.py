@@ -1,5 +1,6 @@
 """The network pages through the ASGI app: each is one round of calls whatever the number
-of rows, and the network API's refusal is said beside the row it came from."""
+of rows, shows the project's resources (not all an admin's token lists), and the network
+API's refusal is said beside the row it came from."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ async def _make(deck: Deck, collection: str, body: dict[str, Any]) -> dict[str, 
     return result
 
 
-async def test_each_page_is_one_round_and_a_refusal_shows_at_its_row(deck: Deck) -> None:
+async def test_each_page_is_one_round_of_the_projects_and_a_refusal_shows_at_its_row(
+        deck: Deck) -> None:
     subnets = []
     for n in range(6):
         network = await _make(deck, "networks", {"name": f"net-{n}"})
@@ -30,6 +32,11 @@ async def test_each_page_is_one_round_and_a_refusal_shows_at_its_row(deck: Deck)
                                     headers=deck.admin(), json={"subnet_id": subnet["id"]})
         assert joined.status_code == 200, joined.text
     groups = [await _make(deck, "security-groups", {"name": f"group-{n}"}) for n in range(3)]
+    # Another project's: the admin's token lists them too, the project's pages do not.
+    other = (await deck.api.post("/identity/v3/projects", headers=deck.admin(), json={
+        "project": {"name": "elsewhere"}})).json()["project"]
+    await _make(deck, "routers", {"name": "their-router", "project_id": other["id"]})
+    await _make(deck, "networks", {"name": "their-net", "project_id": other["id"]})
     await deck.login()
 
     expected = {"/dashboard/networks": 2, f"/dashboard/networks/{subnets[0]['network_id']}": 3,
@@ -42,6 +49,9 @@ async def test_each_page_is_one_round_and_a_refusal_shows_at_its_row(deck: Deck)
         assert page.status_code == 200, (path, page.text[-2000:])
         assert len(deck.calls) == calls, (path, deck.calls.made)
     routers_page = (await deck.browser.get("/dashboard/routers")).text
+    assert "their-router" not in routers_page
+    networks_page = (await deck.browser.get("/dashboard/networks")).text
+    assert "net-5" in networks_page and "their-net" not in networks_page
     for n, router in enumerate(routers):
         row = re.search(rf'<tr id="router-{router["id"]}">.*?</tr>', routers_page, re.S)
         assert row and f"10.{n + 100}.0.1" in row.group(0)  # each router's interface
