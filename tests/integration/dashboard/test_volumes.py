@@ -1,5 +1,6 @@
 """The volumes page through the ASGI app: one round of calls, rows in transition polled in
-one request, the volume API's refusals shown beside the row or form they came from."""
+one request, the volume API's refusals shown beside the row or form they came from, an odd
+id refused before it reaches an API."""
 
 from __future__ import annotations
 
@@ -65,6 +66,17 @@ async def test_create_lists_a_polling_row_and_refusals_show_at_the_row(storage: 
     assert 400 <= refused.status_code < 500, refused.text
     message = re.search(rf'id="volume-{volume["id"]}-error">([^<]+)<', refused.text)
     assert message, refused.text[-3000:]
+
+    # An id that would change the call (a query, a control character) is refused as a
+    # 404 before anything is sent, never passed on nor a 500.
+    deck.calls.clear()
+    for odd in ("x%3Fall_tenants=1", "a%00b"):
+        answer = await deck.browser.post(f"/dashboard/volumes/{odd}/delete",
+                                         data={"csrf_token": csrf})
+        assert answer.status_code == 404 and 'id="page-error"' in answer.text, answer.text
+        shown = await deck.browser.get(f"/dashboard/instances/{odd}")
+        assert shown.status_code == 404 and "no such resource" in shown.text
+    assert not [c for c in deck.calls.made if c[0] == "DELETE" or "x?" in c[1]]
 
 
 async def _project(deck: Deck) -> str:
