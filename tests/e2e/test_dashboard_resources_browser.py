@@ -185,6 +185,10 @@ def test_volumes_create_attach_extend_snapshot_and_delete(page: Any, admin: Admi
     (attached,) = admin.volumes()["data-1"]["attachments"]
     assert attached["server_id"] == server["id"]
     page.screenshot(path=str(tmp_path / "volumes.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "volumes-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # The volume API's refusal is said at the row, not as an error page.
     row.get_by_label("New size of data-1 (GiB)").fill("1")
