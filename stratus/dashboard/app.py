@@ -9,7 +9,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stratus.core.config import DashboardSettings
-from stratus.dashboard import images, instances, keypairs, login, overview
+from stratus.dashboard import (
+    floating_ips,
+    images,
+    instances,
+    keypairs,
+    login,
+    networks,
+    overview,
+    routers,
+    security_groups,
+    volumes,
+)
 from stratus.dashboard.client import SessionExpired
 from stratus.dashboard.sessions import Sessions, SessionStore, StoreUnavailable, store_for
 from stratus.dashboard.web import (
@@ -76,6 +87,8 @@ def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
     app.include_router(images.router)
     app.include_router(keypairs.router)
     app.include_router(overview.router)
+    for pages in (volumes, networks, routers, floating_ips, security_groups):
+        app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(LoginRequired)

@@ -11,6 +11,9 @@ Contracts:
   the service (``is_client_error``: a 4xx whose message is the API's own, to show beside
   the form or row; otherwise a banner). A 401 raises ``SessionExpired``: the token is no
   longer valid and the user must log in again.
+* A path is the dashboard's own text with ids from the page's URL or form put in: an id
+  that would change the call (a ``?``, ``#``, ``.``/``..`` segment, a control character)
+  is refused as a 404 before anything is sent, never passed on nor a 500.
 * ``gather`` runs one round of calls in parallel and hands back each result or its
   ``ApiError``, so the rest of a page renders when one service fails.
 """
@@ -73,6 +76,13 @@ def _service(service_type: str) -> tuple[str, ErrorStyle]:
     return SERVICES.get(service_type, (f"{service_type} service", ErrorStyle.PLAIN))
 
 
+def _unsafe(path: str) -> bool:
+    """Whether ``path`` says more than a path: a query, a fragment, a dot segment or a
+    control character (all from an id put into it)."""
+    return (any(c in path for c in "?#") or any(ord(c) < 32 or ord(c) == 127 for c in path)
+            or any(segment in (".", "..") for segment in path.split("/")))
+
+
 def _error(response: httpx.Response, service_type: str) -> ApiError:
     name, style = _service(service_type)
     status = response.status_code
@@ -110,8 +120,10 @@ class Api:
         sent = {"X-Auth-Token": self.session.token, **(headers or {})}
         if service_type == "compute":
             sent["OpenStack-API-Version"] = f"compute {COMPUTE_VERSION}"
-        url = self.url(service_type, path)
         name = _service(service_type)[0]
+        if _unsafe(path):
+            raise ApiError(name, 404, f"The {name} has no such resource.")
+        url = self.url(service_type, path)
         seconds = self.timeout if bound is None else bound
         try:
             response = await self.http.request(method, url, json=json, params=params,

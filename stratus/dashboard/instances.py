@@ -23,6 +23,7 @@ from markupsafe import escape
 from stratus.dashboard.cache import active_images, image_list
 from stratus.dashboard.cache import flavors as flavors_of
 from stratus.dashboard.client import ApiError, gather
+from stratus.dashboard.forms import banners, items
 from stratus.dashboard.servers import ACTIONS, Row, image_names, row_of, since_of
 from stratus.dashboard.web import Page, current, dashboard_of, field, form_of, redirect, render
 
@@ -35,10 +36,6 @@ FIELD_WORDS = (("key pair", "key_name"), ("keypair", "key_name"),
                ("security group", "security_groups"), ("network", "network"),
                ("flavor", "flavor"), ("image", "image"), ("quota", "count"),
                ("count", "count"), ("name", "name"))
-
-
-def _banners(*results: Any) -> list[str]:
-    return [result.banner for result in results if isinstance(result, ApiError)]
 
 
 def _poller(since: str | None, delay: float) -> dict[str, Any]:
@@ -81,7 +78,7 @@ async def instances(request: Request, page: Page = Depends(current)) -> Response
             next_marker = rows[-1].id
     poller = _poller(since, options.poll_interval) if any(
         r.transitional for r in rows) else None
-    return render(request, "instances.html", rows=rows, banners=_banners(servers, images),
+    return render(request, "instances.html", rows=rows, banners=banners(servers, images),
                   poller=poller, next_marker=next_marker,
                   listed=not isinstance(servers, ApiError))
 
@@ -184,7 +181,7 @@ async def detail(request: Request, server_id: str, page: Page = Depends(current)
         return render(request, "message.html", status_code=server.status,
                       message=server.banner)
     row = row_of(server["server"], image_names(images))
-    return render(request, "detail.html", row=row, banners=_banners(actions, images),
+    return render(request, "detail.html", row=row, banners=banners(actions, images),
                   console=console if isinstance(console, str) else None,
                   console_error=console.banner if isinstance(console, ApiError) else None,
                   actions=[] if isinstance(actions, ApiError) else
@@ -225,9 +222,6 @@ async def _launch_lists(page: Page) -> tuple[dict[str, Any], list[str]]:
                      params={"project_id": page.session.project["id"]}),
         page.api.get("compute", "/os-keypairs"))
 
-    def items(result: Any, key: str) -> list[dict[str, Any]]:
-        return [] if isinstance(result, ApiError) else list(result.get(key, []))
-
     lists = {
         "flavors": sorted(items(flavors, "flavors"), key=lambda f: (f.get("ram", 0),
                                                                     f.get("name", ""))),
@@ -237,7 +231,7 @@ async def _launch_lists(page: Page) -> tuple[dict[str, Any], list[str]]:
         "groups": sorted(items(groups, "security_groups"), key=lambda g: g.get("name", "")),
         "keypairs": [k["keypair"] for k in items(keypairs, "keypairs")],
     }
-    return lists, _banners(flavors, images, networks, groups, keypairs)
+    return lists, banners(flavors, images, networks, groups, keypairs)
 
 
 def _field_of(message: str) -> str | None:
