@@ -22,8 +22,6 @@ from tests.integration.network_agents.test_with_server import NET, Cloud, cloud,
 
 __all__ = ["cloud"]  # the fixture, shared with test_with_server
 
-pytestmark = pytest.mark.serial
-
 #: How long a change may take to reach the data path before the test calls it lost (how
 #: fast it is: ``benchmarks l3``, goal a second).
 WITHIN = 10.0
@@ -51,6 +49,7 @@ def nft_tables(table: str) -> list[str]:
     return [line for line in listing.splitlines() if line.endswith(f" {table}")]
 
 
+@pytest.mark.serial  # two namespace guests
 async def test_two_guests_reach_each_other_only_as_the_rules_allow(
         cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None]) -> None:
     network = await cloud.create("network", {"name": f"sg-{uuid.uuid4().hex[:6]}"})
