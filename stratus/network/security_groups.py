@@ -234,20 +234,28 @@ class SecurityGroups(Part):
         if change.name is not UNSET and change.name != group.name and \
                 await self.is_default_group(group.id):
             raise SecurityGroupCannotUpdateDefault()
+        # Neutron: statefulness changes only while no port uses the group (the ports'
+        # firewalls, and the connections they track, were made for the old one).
+        if change.stateful is not UNSET and change.stateful != group.stateful and \
+                await self._in_use(group.id):
+            raise SecurityGroupInUse(group.id)
         for column, value in given(change).items():
             setattr(group, column, value)
         touch(group)
         await self.session.flush()
         return group
 
+    async def _in_use(self, group_id: str) -> bool:
+        """Whether a port has the group."""
+        return await self.session.scalar(select(PortSecurityGroup.port_id).where(
+            PortSecurityGroup.security_group_id == group_id).limit(1)) is not None
+
     async def delete_security_group(self, caller: Caller, group_id: str) -> None:
         group = await self.get_security_group(caller, group_id)
         caller.authorize("delete_security_group", {"project_id": group.project_id})
         if await self.is_default_group(group.id) and not caller.is_admin:
             raise SecurityGroupCannotRemoveDefault()
-        used = await self.session.scalar(select(PortSecurityGroup.port_id).where(
-            PortSecurityGroup.security_group_id == group.id).limit(1))
-        if used is not None:
+        if await self._in_use(group.id):
             raise SecurityGroupInUse(group.id)
         await self.session.execute(delete(DefaultSecurityGroup).where(
             DefaultSecurityGroup.security_group_id == group.id))

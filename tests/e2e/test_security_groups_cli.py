@@ -61,6 +61,11 @@ def test_server_and_port_security_groups_with_the_real_cli(cloud: Cloud,
     assert web["id"] in shown["security_group_ids"]
     again = cloud.openstack("server", "add", "security", "group", "vm1", "web", check=False)
     assert again.returncode != 0 and "already associated" in again.stderr
+    # Statefulness is chosen while no port uses a group (Neutron's stateful-security-group).
+    refused = cloud.openstack("security group", "set", "--stateless", "web", check=False)
+    assert refused.returncode != 0 and "in use" in refused.stderr
+    quiet = cloud.openstack_json("security group", "create", "--stateless", "quiet")
+    assert quiet["stateful"] is False
     cloud.openstack("server", "remove", "security", "group", "vm1", "web")
     assert group_names(cloud.openstack_json("server", "show", "vm1")) == ["default"]
     again = cloud.openstack("server", "remove", "security", "group", "vm1", "web", check=False)

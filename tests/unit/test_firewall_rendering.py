@@ -155,3 +155,23 @@ def test_conntrack_lines_give_the_original_direction() -> None:
     assert _parse(icmp) == Flow(4, 1, "10.0.0.2", "10.0.0.5", icmp_type=8, icmp_code=0,
                                 icmp_id=77)
     assert _parse("garbage") is None
+
+
+def test_a_port_of_stateless_groups_is_judged_before_conntrack_admits() -> None:
+    tracked = details(rule("egress"))
+    group = tracked.security_groups[0].model_copy(update={"stateful": False})
+    untracked = details(rule("egress"), id=str(uuid.uuid4()), mac_address="fa:16:3e:00:00:02")
+    untracked = untracked.model_copy(update={"security_groups": [group]})
+    script = render("t", [tracked, untracked])
+    forward = re.search(r"chain forward {\n(.*?)\n\t}", script, re.S)
+    assert forward is not None
+    lines = [line.strip() for line in forward.group(1).splitlines()]
+    established = lines.index("ct state established,related accept")
+    before, after = "\n".join(lines[:established]), "\n".join(lines[established:])
+    key = untracked.port.id.replace("-", "")
+    assert f"jump out-{key}" in before and f"jump in-{key}" in before
+    assert f"out-{key}" not in after
+    assert f"jump in-{tracked.port.id.replace('-', '')}" in after
+    assert "ct state invalid drop" not in chain(script, "in", untracked)
+    assert "ip saddr 169.254.169.254 tcp sport 80 return" in chain(script, "in", untracked)
+    assert chain(script, "in", tracked)[0] == "ct state invalid drop"

@@ -96,11 +96,21 @@ async def test_rules_create_duplicate_validate_delete(cloud: NetCloud) -> None:
     assert port["security_groups"] == [custom["id"]]
     in_use = await cloud.call("DELETE", f"/security-groups/{custom['id']}", member)
     assert_neutron_error(in_use, 409, "SecurityGroupInUse")
+    # Nor change its statefulness (its name still changes).
+    stateless = await cloud.call("PUT", f"/security-groups/{custom['id']}", member,
+                                 json={"security_group": {"stateful": False}})
+    assert_neutron_error(stateless, 409, "SecurityGroupInUse")
+    renamed = await cloud.call("PUT", f"/security-groups/{custom['id']}", member,
+                               json={"security_group": {"name": "www", "stateful": True}})
+    assert renamed.status_code == 200, renamed.text
     other = await cloud.project()
     foreign = await cloud.call("POST", "/ports", other, json={"port": {
         "network_id": net["id"], "security_groups": [custom["id"]]}})
     assert foreign.status_code == 404
     await cloud.call("DELETE", f"/ports/{port['id']}", member)
+    unused = await cloud.call("PUT", f"/security-groups/{custom['id']}", member,
+                              json={"security_group": {"stateful": False}})
+    assert unused.status_code == 200 and unused.json()["security_group"]["stateful"] is False
     assert (await cloud.call("DELETE", f"/security-groups/{custom['id']}",
                              member)).status_code == 204
 

@@ -419,3 +419,26 @@ async def test_connections_no_rule_admits_any_more_are_cut(lab: Lab) -> None:
             await lab.firewall.settled()
             assert not await asyncio.to_thread(echoes, ssh)
             assert await asyncio.to_thread(echoes, other)
+
+
+async def test_stateless_groups_admit_no_reply_by_conntrack(lab: Lab) -> None:
+    """Neutron's stateless groups (``stateful`` false): every packet of the port, replies
+    included, must match one of its rules; a stateful peer's replies still pass."""
+    ssh_in = rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22)
+    server = SecurityGroupInfo(id=str(uuid.uuid4()), stateful=False, rules=[*EGRESS, ssh_in])
+    client = SecurityGroupInfo(id=str(uuid.uuid4()), stateful=False, rules=list(EGRESS))
+    tracked = SecurityGroupInfo(id=str(uuid.uuid4()), rules=list(EGRESS))
+    port_a, port_b = lab.port(10, [client]), lab.port(11, [server])
+    port_c = lab.port(12, [tracked])
+    for port, groups in ((port_a, [client]), (port_b, [server]), (port_c, [tracked])):
+        lab.firewall.set_port(lab.details(port, groups))
+    await lab.firewall.apply()
+    a, b, c = await lab.guest(port_a), await lab.guest(port_b), await lab.guest(port_c)
+    with b.listen(22):
+        assert await reaches(c, b, 22)  # c's replies: conntrack; b's packets: its rules
+        assert not await reaches(a, b, 22)  # b's answers to a match no rule of a's
+        answered = client.model_copy(update={"rules": [
+            *EGRESS, rule("ingress", protocol="tcp", remote_ip_prefix=f"{b.address}/32")]})
+        lab.firewall.set_port(lab.details(port_a, [answered]))
+        await lab.firewall.apply()
+        assert await reaches(a, b, 22)

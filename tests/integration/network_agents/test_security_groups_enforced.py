@@ -22,8 +22,6 @@ from tests.integration.network_agents.test_with_server import NET, Cloud, cloud,
 
 __all__ = ["cloud"]  # the fixture, shared with test_with_server
 
-pytestmark = pytest.mark.serial
-
 #: How long a change may take to reach the data path before the test calls it lost (how
 #: fast it is: ``benchmarks l3``, goal a second).
 WITHIN = 10.0
@@ -51,6 +49,7 @@ def nft_tables(table: str) -> list[str]:
     return [line for line in listing.splitlines() if line.endswith(f" {table}")]
 
 
+@pytest.mark.serial  # two namespace guests
 async def test_two_guests_reach_each_other_only_as_the_rules_allow(
         cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None]) -> None:
     network = await cloud.create("network", {"name": f"sg-{uuid.uuid4().hex[:6]}"})
@@ -136,3 +135,44 @@ async def test_two_guests_reach_each_other_only_as_the_rules_allow(
     await cloud.delete("network", network["id"])
     await eventually(lambda: nft_tables(cloud.firewall_table) == [],
                      message="no table of ours left")
+
+
+def port_chain(table: str, port_id: str) -> str:
+    """The port's ingress chain as the kernel holds it ("" while there is none)."""
+    done = subprocess.run(["nft", "list", "chain", "inet", table,
+                           f"in-{port_id.replace('-', '')}"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout
+
+
+async def test_a_rule_made_right_after_the_binding_is_in_force(
+        cloud: Cloud, kernel_cleanup: Callable[..., None]) -> None:
+    """A user boots a server, then opens port 22: the rule's notice races the l2-agent's
+    first filtering of the port (which starts from what the binding carried)."""
+    group = (await api(cloud, "POST", "security-groups", {"security_group": {
+        "name": "ssh"}}, status=201))["security_group"]
+    network = await cloud.create("network", {"name": f"sg-{uuid.uuid4().hex[:6]}"})
+    kernel_cleanup(network=network["id"], directory=cloud.state_dir / network["id"])
+    prefix = f"10.{uuid.uuid4().int % 180 + 64}.{uuid.uuid4().int % 250}"
+    await cloud.create("subnet", {"network_id": network["id"], "cidr": f"{prefix}.0/24",
+                                  "ip_version": 4})
+    port = await cloud.create("port", {
+        "network_id": network["id"], "device_id": str(uuid.uuid4()),
+        "device_owner": "compute:nova", "security_groups": [group["id"]]})
+    kernel_cleanup(device=tap_name(port["id"]))
+    # Bound and opened at once: whichever commits first, the binding's notice may carry
+    # the group without the rule and the rule's notice may come first.
+    await asyncio.gather(
+        api(cloud, "PUT", f"ports/{port['id']}", {"port": {"binding:host_id": cloud.host}}),
+        api(cloud, "POST", "security-group-rules", {"security_group_rule": {
+            "security_group_id": group["id"], "direction": "ingress", "protocol": "tcp",
+            "port_range_min": 22, "port_range_max": 22}}, status=201))
+
+    async def ssh_open() -> bool:
+        chain = await asyncio.to_thread(port_chain, cloud.firewall_table, port["id"])
+        return "dport 22 " in chain
+
+    took = await until(ssh_open, True)
+    print(f"the rule was in force {took:.3f}s after it was made")
+    await cloud.delete("port", port["id"])
+    await cloud.delete("network", network["id"])

@@ -17,6 +17,12 @@ again). Two tables carry the configurable name (``stratus-sg`` by default):
   its ingress chain. Anti-spoofing guarantees the source MAC. Each chain ends in ``drop``;
   a rule that matches ``return``s (the other port's chain may still refuse), established
   and related traffic is accepted first. DHCP (client side) and metadata always pass.
+* Stateless ports (every group of the port has ``stateful`` false; Neutron's
+  ``stateful-security-group``): conntrack admits nothing of theirs. Their chains are
+  entered before the established traffic is accepted, so every packet to or from such a
+  port, replies included, must match a rule of the port (a user opens both directions, as
+  Neutron asks); a stateful peer on the other end still has its replies accepted. Their
+  connections are still tracked (nothing is exempted from conntrack), only never trusted.
 
 Remote groups are named sets (``rg4-<group>`` / ``rg6-<group>``) of their members'
 addresses, rendered anew with every change. Ports with port security off, and ports of the
@@ -57,6 +63,13 @@ def filtered(details: DeviceDetails) -> bool:
     """Whether the firewall filters this port."""
     port = details.port
     return port.port_security_enabled and not port.device_owner.startswith("network:")
+
+
+def stateless(details: DeviceDetails) -> bool:
+    """Whether conntrack admits nothing of the port's: all its groups are stateless (one
+    stateful group makes the port stateful, as with no group)."""
+    groups = details.security_groups
+    return bool(groups) and not any(g.stateful for g in groups)
 
 
 def _link_local(mac: str) -> str:
@@ -144,13 +157,16 @@ def _rule(rule: SecurityGroupRuleInfo, *, ingress: bool) -> str | None:
 def _port_chains(details: DeviceDetails) -> tuple[list[str], list[str]]:
     """The port's ingress and egress chain bodies."""
     rules = [r for g in details.security_groups for r in g.rules]
-    ingress = ["ct state invalid drop",
+    tracked = [] if stateless(details) else ["ct state invalid drop"]
+    ingress = [*tracked,
                # DHCP offers and acks (the server answers the client's port 68).
                "meta nfproto ipv4 udp sport 67 udp dport 68 return",
                "meta nfproto ipv6 udp sport 547 udp dport 546 return",
                "meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-neighbor-solicit, "
                "nd-neighbor-advert, mld-listener-query } return"]
-    egress = ["ct state invalid drop",
+    if not tracked:  # the metadata service's answers: no conntrack lets them in
+        ingress.append(f"ip saddr {METADATA_ADDRESS} tcp sport 80 return")
+    egress = [*tracked,
               "meta nfproto ipv4 udp sport 68 udp dport 67 return",
               "meta nfproto ipv6 udp sport 546 udp dport 547 return",
               f"ip daddr {METADATA_ADDRESS} tcp dport 80 return",
@@ -227,8 +243,9 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
         return "".join(out)
 
     spoof_map: list[str] = []
-    egress_map: dict[str, str] = {}
-    ingress_map: dict[str, str] = {}
+    # Per statefulness (True: stateful), "<bridge> . <mac>" → the port's chain.
+    egress_map: dict[bool, dict[str, str]] = {True: {}, False: {}}
+    ingress_map: dict[bool, dict[str, str]] = {True: {}, False: {}}
     bridge_chains, inet_chains = [], []
     remote: dict[str, set[str]] = {}
     for details in chosen:
@@ -239,10 +256,13 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
         inet_chains.append(_chain(f"in-{key}", ingress))
         inet_chains.append(_chain(f"out-{key}", egress))
         bridge = _quoted(bridge_name(port.network_id))
+        stateful = not stateless(details)
         for mac in _addresses(details).macs:
             # A MAC two ports claim (one's address pair) stays with the first.
-            egress_map.setdefault(f"{bridge} . {mac}", f"jump out-{key}")
-            ingress_map.setdefault(f"{bridge} . {mac}", f"jump in-{key}")
+            element = f"{bridge} . {mac}"
+            if all(element not in egress_map[s] for s in (True, False)):
+                egress_map[stateful][element] = f"jump out-{key}"
+                ingress_map[stateful][element] = f"jump in-{key}"
         for group in details.security_groups:
             for rule in group.rules:
                 if rule.remote_group_id:
@@ -262,12 +282,17 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
     out.append("}\n")
     out.append(f"table inet {table} {{\n")
     out.extend(sets)
-    out.append(_chain("forward", ["type filter hook forward priority filter; policy accept;",
-                                  "ct state established,related accept",
-                                  "iifname . ether saddr vmap "
-                                  + _elements(f"{k} : {v}" for k, v in egress_map.items()),
-                                  "oifname . ether daddr vmap "
-                                  + _elements(f"{k} : {v}" for k, v in ingress_map.items())]))
+    forward = ["type filter hook forward priority filter; policy accept;"]
+    # Stateless ports first: established traffic is no excuse for them.
+    for stateful in (False, True):
+        if stateful:
+            forward.append("ct state established,related accept")
+        for match, chains in (("iifname . ether saddr", egress_map[stateful]),
+                              ("oifname . ether daddr", ingress_map[stateful])):
+            if chains:
+                forward.append(f"{match} vmap "
+                               + _elements(f"{k} : {v}" for k, v in chains.items()))
+    out.append(_chain("forward", forward))
     out.extend(inet_chains)
     out.append("}\n")
     return "".join(out)

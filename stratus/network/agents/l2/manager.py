@@ -23,6 +23,16 @@ touched ports are fetched again, changes arriving together are applied together)
 firewall's tables outlive the agent like the taps do: after a restart the old ruleset stays
 in force until the first full resync has the server's current state, which then replaces it
 in one transaction.
+
+A binding and a group change travel on different queues (``port_bound`` to the host,
+``security_groups_updated`` to every agent), so either may arrive first, and the details a
+binding carries were read when the port was bound: a rule committed since may be missing
+from them, and its notice may have come while the agent did not know the port yet. So a
+bound port is filtered at once with what the binding carries, then fetched again like a
+changed one. Answers are applied in the order their questions were asked
+(:class:`~stratus.network.agents.ordering.AnswerOrder`; a binding counts as asked when it
+arrives): a resync's list asked before a change never undoes it, nor plugs again a port
+unbound meanwhile.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from stratus.network.agents.l2.firewall import (
     NoopFirewall,
     filtered,
 )
+from stratus.network.agents.ordering import AnswerOrder
 from stratus.network.objects import (
     AgentState,
     DeviceDetails,
@@ -122,6 +133,8 @@ class L2AgentManager:
         #: Ports whose security the server says changed, fetched again in one batch.
         self._refresh_ports: set[str] = set()
         self._refresh_task: asyncio.Task[None] | None = None
+        #: Numbers the questions to the server; per port, the answer in force.
+        self._order = AnswerOrder()
 
     def endpoint(self, host: str) -> L2HostEndpoint:
         return L2HostEndpoint(self, host)
@@ -202,6 +215,7 @@ class L2AgentManager:
         for port_id, record in records.items():
             host, network_id = str(record.get("host", "")), str(record.get("network_id", ""))
             details = None
+            asked = self._order.ask()
             if host in self.hosts:
                 try:
                     details = await self.server.get_device_details(ctx, port_id, host)
@@ -211,7 +225,7 @@ class L2AgentManager:
                     continue
             if details is not None and details.port.binding_host_id in ("", host):
                 try:
-                    await self.port_bound(ctx, host, details)
+                    await self.port_bound(ctx, host, details, as_of=asked)
                 except Exception:  # one port must not keep the agent from starting
                     LOG.exception("l2-agent %s: port %s could not be plugged again", host,
                                   port_id)
@@ -219,8 +233,9 @@ class L2AgentManager:
                 LOG.info("l2-agent: port %s is no longer bound to %s; unplugging it", port_id,
                          host)
                 async with self._lock:
-                    await asyncio.to_thread(self._unplug, port_id, network_id)
-                    self.firewall.remove_port(port_id)
+                    if not self._order.outdated(port_id, asked):
+                        await asyncio.to_thread(self._unplug, port_id, network_id)
+                        self.firewall.remove_port(port_id)
         await self._save()
 
     async def report(self, *, start: bool = False) -> None:
@@ -244,6 +259,7 @@ class L2AgentManager:
     async def resync(self, host: str) -> None:
         """Plug again every port bound to ``host`` whose tap is missing (after a restart)."""
         ctx = self._context()
+        asked = self._order.ask()
         try:
             bound = await self.server.get_bound_ports(ctx, host)
         except UnknownMethod as exc:
@@ -251,16 +267,26 @@ class L2AgentManager:
             return
         for details in bound:
             try:
-                await self.port_bound(ctx, host, details)
+                await self.port_bound(ctx, host, details, as_of=asked)
             except Exception:  # one port must not keep the others unplugged
                 LOG.exception("l2-agent %s: port %s could not be plugged", host,
                               details.port.id)
 
     # Work -------------------------------------------------------------------------------------
 
-    async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails) -> None:
+    async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails, *,
+                         as_of: int | None = None) -> None:
+        """Filter and plug the port, then report it up. ``as_of`` numbers the question
+        ``details`` answers; without it they came with the binding (read by the server when
+        it bound the port, maybe before a group change it has sent since): the port is
+        fetched again once plugged."""
         port, network = details.port, details.network
+        pushed = as_of is None
+        as_of = self._order.ask() if as_of is None else as_of
         async with self._lock:
+            if self._order.outdated(port.id, as_of):
+                LOG.debug("l2-agent %s: an outdated state of port %s ignored", host, port.id)
+                return
             # Filtered before the tap is up: the guest never sees an open port.
             if self._track(details):
                 await self._apply_firewall()
@@ -269,11 +295,15 @@ class L2AgentManager:
             await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
                  network_bridge(network, self.options.physical_bridges))
+        if pushed:
+            self._schedule_refresh({port.id})
         await self.server.update_device_up(ctx, port.id, host)
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None:
+        asked = self._order.ask()
         async with self._lock:
+            self._order.outdated(port_id, asked)  # newer than any answer in flight
             owner = self.ports.get(port_id)
             if owner is not None and owner[0] != host:
                 # The port moved to another host this agent also serves, and that host's
@@ -290,9 +320,11 @@ class L2AgentManager:
         await self.server.update_device_down(ctx, port_id, host)
 
     async def network_deleted(self, ctx: RequestContext, network_id: str) -> None:
+        asked = self._order.ask()
         async with self._lock:
             for port_id, (_, net) in list(self.ports.items()):
                 if net == network_id:
+                    self._order.outdated(port_id, asked)
                     await asyncio.to_thread(linux.delete_link, tap_name(port_id))
                     del self.ports[port_id]
                     self.firewall.remove_port(port_id)
@@ -329,11 +361,19 @@ class L2AgentManager:
             named = set(details.port.security_group_ids) | set(details.remote_group_members)
             if named & groups:
                 touched.add(port_id)
-        if not touched:
+        self._schedule_refresh(touched)
+
+    def _schedule_refresh(self, port_ids: set[str]) -> None:
+        if not port_ids:
             return
-        self._refresh_ports |= touched
+        self._refresh_ports |= port_ids
         if self._refresh_task is None or self._refresh_task.done():
             self._refresh_task = asyncio.create_task(self._refresh())
+
+    async def settled(self) -> None:
+        """Wait until the security group changes received so far are applied."""
+        while self._refresh_task is not None and not self._refresh_task.done():
+            await asyncio.shield(self._refresh_task)
 
     async def _refresh(self) -> None:
         await asyncio.sleep(self.options.firewall_batch_delay)
@@ -343,14 +383,17 @@ class L2AgentManager:
             changed = False
             for port_id in sorted(wanted):
                 owner = self.ports.get(port_id)
-                if owner is None:
+                if owner is None:  # not plugged (yet: once plugged it is fetched again)
                     continue
+                asked = self._order.ask()
                 try:
                     details = await self.server.get_device_details(ctx, port_id, owner[0])
                 except MessagingError as exc:
                     LOG.warning("l2-agent: port %s not refreshed (%s)", port_id, exc)
                     continue
                 async with self._lock:
+                    if self._order.outdated(port_id, asked):
+                        continue
                     if details is None or port_id not in self.ports:
                         changed |= self.firewall.remove_port(port_id)
                     else:

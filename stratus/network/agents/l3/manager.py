@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from stratus.core.bus import MessagingError
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
 from stratus.network.agents.l3.router import AppliedRouter, RouterDriver
+from stratus.network.agents.ordering import AnswerOrder
 from stratus.network.objects import AgentState, RouterInfo
 from stratus.network.rpcapi import L3_AGENT_TOPIC, NetworkServerAPI
 
@@ -77,10 +77,8 @@ class L3AgentManager:
         self._reported: dict[str, dict[str, str]] = {}
         #: One per router ever seen, never dropped (see the dhcp-agent's).
         self._locks: dict[str, asyncio.Lock] = {}
-        #: Numbers the questions to the server in the order they were asked.
-        self._asks = itertools.count()
-        #: Router id → the number of the question whose answer is in force.
-        self._as_of: dict[str, int] = {}
+        #: Numbers the questions to the server; per router, the answer in force.
+        self._order = AnswerOrder()
         self._synced = False
         self._next_resync = 0.0
         self._periodic = Periodic(f"l3-agent {host}: heartbeat and resync",
@@ -154,7 +152,7 @@ class L3AgentManager:
         """Keep exactly the server's routers for this host; remove the others this agent
         made (in this run or an earlier one). A router a bus event changed after the list
         was asked for is left as the event made it."""
-        asked = next(self._asks)
+        asked = self._order.ask()
         wanted = await self.server.get_routers(self._context(), self.host)
         wanted_ids = {r.id for r in wanted if r.admin_state_up}
         for router in wanted:
@@ -166,7 +164,7 @@ class L3AgentManager:
     # Bus methods ------------------------------------------------------------------------------
 
     async def routers_updated(self, ctx: RequestContext, router_ids: list[str]) -> None:
-        asked = next(self._asks)
+        asked = self._order.ask()
         found = await self.server.get_routers(ctx, self.host, router_ids)
         for router in found:
             await self._apply_logged(router, as_of=asked)
@@ -174,7 +172,7 @@ class L3AgentManager:
             await self._remove(router_id, as_of=asked)
 
     async def router_deleted(self, ctx: RequestContext, router_id: str) -> None:
-        await self._remove(router_id, as_of=next(self._asks))
+        await self._remove(router_id, as_of=self._order.ask())
 
     # Work -------------------------------------------------------------------------------------
 
@@ -196,11 +194,10 @@ class L3AgentManager:
     def _outdated(self, router_id: str, as_of: int) -> bool:
         """Whether the answer to question ``as_of`` is older than the one in force;
         records ``as_of`` when it is not."""
-        if as_of < self._as_of.get(router_id, -1):
+        if self._order.outdated(router_id, as_of):
             LOG.debug("l3-agent %s: an outdated state of router %s ignored", self.host,
                       router_id)
             return True
-        self._as_of[router_id] = as_of
         return False
 
     async def apply(self, router: RouterInfo, *, as_of: int | None = None,
@@ -209,7 +206,7 @@ class L3AgentManager:
         unless a newer state is in force: ``as_of`` numbers the question this state
         answers (default: a new one). ``verify``: check every part again, not only what
         changed (the resyncs)."""
-        as_of = next(self._asks) if as_of is None else as_of
+        as_of = self._order.ask() if as_of is None else as_of
         if not router.admin_state_up:
             await self._remove(router.id, as_of=as_of)
             return None
@@ -253,7 +250,7 @@ class L3AgentManager:
         """Take the router away (unless an answer newer than question ``as_of`` is in
         force); whether there was anything to take."""
         async with self._lock(router_id):
-            if self._outdated(router_id, next(self._asks) if as_of is None else as_of):
+            if self._outdated(router_id, self._order.ask() if as_of is None else as_of):
                 return False
             removed = await asyncio.to_thread(self.driver.remove, router_id)
             known = self.routers.pop(router_id, None)

@@ -1,0 +1,180 @@
+"""The l2-agent's firewall under overlapping events: a security group change that races a
+port's binding is in force as soon as the agent has handled its events (not at some later
+resync), and a state the server was asked for earlier never replaces one asked for later.
+
+The port's binding (``port_bound``, carrying details the server read when it bound the
+port) and group changes (``security_groups_updated``, a fanout) travel on different
+queues: either may arrive first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from stratus.core.context import RequestContext
+from stratus.network.agents.l2 import L2AgentManager, L2AgentOptions
+from stratus.network.agents.l2.firewall import NoopFirewall
+from stratus.network.objects import (
+    DeviceDetails,
+    FixedIP,
+    NetworkInfo,
+    PortInfo,
+    SecurityGroupInfo,
+    SecurityGroupRuleInfo,
+)
+
+HOST = "h1"
+CTX = RequestContext.for_service("test")
+NETWORK = NetworkInfo(id="n1", project_id="p1", mtu=1450)
+PORT = PortInfo(id="port1", network_id="n1", project_id="p1", mac_address="fa:16:3e:00:00:01",
+                fixed_ips=[FixedIP(subnet_id="s1", ip_address="10.0.0.5")],
+                device_owner="compute:nova", binding_host_id=HOST, security_group_ids=["g1"])
+SSH = SecurityGroupRuleInfo(id="r-ssh", direction="ingress", protocol="tcp",
+                            port_range_min=22, port_range_max=22)
+BEFORE = DeviceDetails(port=PORT, network=NETWORK, security_groups=[SecurityGroupInfo(id="g1")])
+AFTER = BEFORE.model_copy(update={"security_groups": [SecurityGroupInfo(id="g1",
+                                                                        rules=[SSH])]})
+
+
+class Server:
+    """The network server's agent RPC: ``current`` is its state; a question may be held
+    (``hold``) and answered later with the state as it was when asked."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, DeviceDetails] = {}
+        self.hold: asyncio.Event | None = None
+        self.asked = asyncio.Event()
+        self.up: list[str] = []
+
+    async def _answer(self) -> dict[str, DeviceDetails]:
+        state, gate = dict(self.current), self.hold
+        self.asked.set()
+        if gate is not None:
+            await gate.wait()
+        return state
+
+    async def get_device_details(self, ctx: RequestContext, port_id: str,
+                                 host: str) -> DeviceDetails | None:
+        return (await self._answer()).get(port_id)
+
+    async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
+        return list((await self._answer()).values())
+
+    async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
+        self.up.append(port_id)
+
+    async def update_device_down(self, ctx: RequestContext, port_id: str, host: str) -> None:
+        pass
+
+
+class Firewall(NoopFirewall):
+    """Records the ruleset last applied: what the kernel would enforce."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_force: dict[str, DeviceDetails] = {}
+
+    async def apply(self) -> None:
+        self.in_force = dict(self.ports)
+
+
+class Plugs:
+    """The agent's tap plugging, in memory; ``gate`` holds a plug (the kernel is slow)."""
+
+    def __init__(self) -> None:
+        self.plugged: set[str] = set()
+        self.gate: asyncio.Event | None = None
+        self.plugging = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def plug(self, port_id: str, network: NetworkInfo) -> None:
+        self.loop.call_soon_threadsafe(self.plugging.set)
+        if self.gate is not None:  # _plug runs in a worker thread
+            asyncio.run_coroutine_threadsafe(self.gate.wait(), self.loop).result()
+        self.plugged.add(port_id)
+
+    def unplug(self, port_id: str, network_id: str) -> None:
+        self.plugged.discard(port_id)
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[tuple[L2AgentManager, Server, Firewall, Plugs]]:
+    server, firewall, plugs = Server(), Firewall(), Plugs()
+    manager = L2AgentManager([HOST], server,  # type: ignore[arg-type]
+                             L2AgentOptions(firewall_batch_delay=0))
+    manager.firewall = firewall
+    manager._firewall_live = True  # as after the first resync
+    manager._plug = plugs.plug  # type: ignore[method-assign]
+    manager._unplug = plugs.unplug  # type: ignore[method-assign]
+    yield manager, server, firewall, plugs
+
+
+def rules_in_force(firewall: Firewall) -> list[SecurityGroupRuleInfo]:
+    details = firewall.in_force.get(PORT.id)
+    assert details is not None, "the port is filtered"
+    return [r for g in details.security_groups for r in g.rules]
+
+
+async def test_a_rule_change_before_the_binding_arrives(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    manager, server, firewall, _ = agent
+    server.current[PORT.id] = AFTER  # the rule is committed after the port was bound ...
+    # ... and its notice arrives before the binding, which carries the earlier state.
+    await manager.security_groups_updated(CTX, ["g1"], [])
+    await manager.port_bound(CTX, HOST, BEFORE)
+    await manager.settled()
+    assert rules_in_force(firewall) == [SSH]
+
+
+async def test_a_rule_change_while_the_port_is_being_plugged(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    manager, server, firewall, plugs = agent
+    server.current[PORT.id] = BEFORE
+    plugs.gate = asyncio.Event()
+    binding = asyncio.create_task(manager.port_bound(CTX, HOST, BEFORE))
+    await plugs.plugging.wait()  # filtered, the tap not plugged yet
+    assert PORT.id in firewall.in_force
+    server.current[PORT.id] = AFTER
+    await manager.security_groups_updated(CTX, ["g1"], [])
+    await manager.settled()  # the refresh finds the port not plugged yet
+    plugs.gate.set()
+    await binding
+    await manager.settled()
+    assert rules_in_force(firewall) == [SSH]
+    assert server.up == [PORT.id]
+
+
+async def test_a_resync_listed_before_a_change_does_not_undo_it(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    manager, server, firewall, _ = agent
+    server.current[PORT.id] = BEFORE
+    listed = server.hold = asyncio.Event()
+    resync = asyncio.create_task(manager.resync(HOST))  # lists BEFORE, answers last
+    await server.asked.wait()
+    server.hold, server.current[PORT.id] = None, AFTER
+    await manager.port_bound(CTX, HOST, AFTER)
+    await manager.settled()
+    assert rules_in_force(firewall) == [SSH]
+    listed.set()
+    await resync
+    assert rules_in_force(firewall) == [SSH]
+
+
+async def test_a_stale_answer_does_not_plug_an_unbound_port_again(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    manager, server, firewall, plugs = agent
+    server.current[PORT.id] = BEFORE
+    await manager.port_bound(CTX, HOST, BEFORE)
+    await manager.settled()
+    listed = server.hold = asyncio.Event()
+    resync = asyncio.create_task(manager.resync(HOST))  # lists the port still bound
+    await server.asked.wait()
+    del server.current[PORT.id]
+    await manager.port_unbound(CTX, HOST, PORT.id, NETWORK.id)
+    listed.set()
+    await resync
+    assert PORT.id not in plugs.plugged
+    assert PORT.id not in firewall.in_force
