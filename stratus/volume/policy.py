@@ -23,6 +23,8 @@ RULES = [
     RuleDefault("volume:update_volume_metadata", MEMBER),
     RuleDefault("volume_extension:volume_actions:set_bootable", MEMBER),
     RuleDefault("volume_extension:volume_actions:update_readonly_flag", MEMBER),
+    RuleDefault("volume_extension:volume_actions:upload_image", MEMBER),
+    RuleDefault("volume_extension:volume_actions:upload_public", ADMIN),
     RuleDefault("volume_extension:volume_admin_actions:reset_status", ADMIN),
     RuleDefault("volume:create_snapshot", MEMBER),
     RuleDefault("volume:get_snapshot", READER),

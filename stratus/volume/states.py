@@ -7,6 +7,8 @@ ATTACHING = "attaching"
 IN_USE = "in-use"
 DETACHING = "detaching"
 EXTENDING = "extending"
+#: Being read out into a new image (``os-volume_upload_image``); back to available after.
+UPLOADING = "uploading"
 DELETING = "deleting"
 DELETED = "deleted"
 ERROR = "error"
@@ -18,7 +20,7 @@ DELETABLE = (AVAILABLE, ERROR, ERROR_EXTENDING, ERROR_DELETING)
 #: Every status ``os-reset_status`` may set.
 ALL = (CREATING, AVAILABLE, RESERVED, ATTACHING, IN_USE, DETACHING, EXTENDING, DELETING,
        ERROR, ERROR_DELETING, ERROR_EXTENDING, "maintenance", "backing-up",
-       "restoring-backup", "error_restoring", "downloading", "uploading", "retyping",
+       "restoring-backup", "error_restoring", "downloading", UPLOADING, "retyping",
        "error_managing")
 
 # A volume's ``attach_status``.

@@ -22,7 +22,7 @@ from stratus.volume.api.schemas import (
     VolumeUpdateBody,
     parse_action,
 )
-from stratus.volume.api.volume_actions import ACTIONS
+from stratus.volume.api.volume_actions import ACTIONS, ActionCall
 from stratus.volume.service import NewVolume, VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/volumes")
@@ -194,7 +194,7 @@ async def delete_meta_item(volume_id: str, key: str, svc: Service, context: Cont
 
 @router.post("/{volume_id}/action")
 async def volume_action(volume_id: str, request: Request, context: Context,
-                        caller: CallerDep) -> Response:
+                        caller: CallerDep, version: Version) -> Response:
     """One action of the table in ``volume_actions``: 404, then unknown action, then the
     policy rule, then the argument."""
     try:
@@ -211,6 +211,9 @@ async def volume_action(volume_id: str, request: Request, context: Context,
     if action is None:
         raise BadRequest(f"Invalid input received: There is no such action: {name}.")
     caller.authorize(action.rule, {"project_id": volume.project_id})
-    await action.run(rt, context, volume.id, None if context.is_admin else context.project_id,
-                     parse_action(action.body, args))
+    answer = await action.run(ActionCall(rt, caller, volume.id, version,
+                                         request.app.state.http_client),
+                              parse_action(action.body, args))
+    if answer is not None:
+        return JSONResponse(answer, status_code=action.status)
     return Response(status_code=action.status)
