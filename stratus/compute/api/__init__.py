@@ -26,6 +26,7 @@ from stratus.compute.api import (
     versions,
     volume_attachments,
 )
+from stratus.compute.api.legacy_v2 import LegacyV2Middleware
 from stratus.compute.service import ComputeRuntime
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
@@ -38,7 +39,7 @@ VERSIONS = VersionRange("compute", APIVersion(2, 1), APIVersion(2, 96),
 
 def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> FastAPI:
     """The Compute API over ``runtime``, which holds its clients (``ComputeRuntime.connect``)."""
-    return create_app(
+    app = create_app(
         service="compute",
         style=ErrorStyle.COMPUTE,
         routers=[versions.router, flavors.router, keypairs.router, servers.router,
@@ -53,3 +54,5 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> Fa
         versions=VERSIONS,
         state={"compute": runtime, "token_validator": validator, "versions": VERSIONS},
     )
+    app.add_middleware(LegacyV2Middleware)  # outermost: /v2/... is /v2.1/... at 2.1
+    return app
