@@ -1,8 +1,8 @@
 """Block storage's runtime (flows across transactions and the bus) and its facade.
 
 ``VolumeService`` is one transaction and the parts that work inside it (``volumes``,
-``snapshots``, ``attachments``, ``types``, ``quotas``, ``hosts``), each built with the
-session and its named collaborators. ``VolumeRuntime`` holds the operations that span a
+``snapshots``, ``attachments``, ``transfers``, ``types``, ``quotas``, ``hosts``), each built
+with the session and its named collaborators. ``VolumeRuntime`` holds the operations that span a
 transaction and the bus: a row is committed before the manager is told about it, so the
 manager always finds it.
 """
@@ -31,6 +31,7 @@ from stratus.volume.policy import RULES
 from stratus.volume.quotas import Quotas, quota_table
 from stratus.volume.rpcapi import VolumeManagerAPI
 from stratus.volume.snapshots import Snapshots
+from stratus.volume.transfers import Transfers
 from stratus.volume.types import Types
 from stratus.volume.uploads import ImageUpload, image_body
 from stratus.volume.volumes import NewVolume, Volumes
@@ -53,6 +54,7 @@ class VolumeService:
         self.volumes = Volumes(session, options, types=self.types, snapshots=self.snapshots,
                                hosts=self.hosts, quotas=self.quotas)
         self.attachments = Attachments(session, self.volumes)
+        self.transfers = Transfers(session, self.volumes, self.quotas)
 
 
 class VolumeRuntime:

@@ -9,6 +9,8 @@ DETACHING = "detaching"
 EXTENDING = "extending"
 #: Being read out into a new image (``os-volume_upload_image``); back to available after.
 UPLOADING = "uploading"
+#: Offered to another project (``os-volume-transfer``) until accepted or withdrawn.
+AWAITING_TRANSFER = "awaiting-transfer"
 DELETING = "deleting"
 DELETED = "deleted"
 ERROR = "error"
@@ -21,7 +23,7 @@ DELETABLE = (AVAILABLE, ERROR, ERROR_EXTENDING, ERROR_DELETING)
 ALL = (CREATING, AVAILABLE, RESERVED, ATTACHING, IN_USE, DETACHING, EXTENDING, DELETING,
        ERROR, ERROR_DELETING, ERROR_EXTENDING, "maintenance", "backing-up",
        "restoring-backup", "error_restoring", "downloading", UPLOADING, "retyping",
-       "error_managing")
+       "error_managing", AWAITING_TRANSFER)
 
 # A volume's ``attach_status``.
 DETACHED = "detached"

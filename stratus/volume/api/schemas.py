@@ -166,6 +166,24 @@ class AttachmentUpdateBody(Strict):
     attachment: AttachmentUpdate
 
 
+class TransferCreate(Strict):
+    volume_id: str
+    name: Name | None = None
+    no_snapshots: bool = False
+
+
+class TransferCreateBody(Strict):
+    transfer: TransferCreate
+
+
+class TransferAccept(Strict):
+    auth_key: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class TransferAcceptBody(Strict):
+    accept: TransferAccept
+
+
 class QuotaSetBody(BaseModel):
     quota_set: dict[str, Any]
 

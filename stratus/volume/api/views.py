@@ -10,6 +10,7 @@ from stratus.core.web.microversions import APIVersion
 from stratus.volume.api.deps import Links
 from stratus.volume.attachments import Attachment
 from stratus.volume.snapshots import Snapshot
+from stratus.volume.transfers import Transfer
 from stratus.volume.types import VolumeType
 from stratus.volume.uploads import ImageUpload
 from stratus.volume.volumes import Volume
@@ -152,6 +153,26 @@ def upload_view(volume: Volume, vtype: VolumeType | None, image_id: str,
     if version.at_least("3.1"):
         body["visibility"] = upload.visibility
         body["protected"] = upload.protected
+    return body
+
+
+def transfer_view(transfer: Transfer, links: Links, path: str, *, version: APIVersion,
+                  detail: bool = True, versioned: bool = False) -> dict[str, Any]:
+    """A transfer under ``path`` (``os-volume-transfer`` or ``volume-transfers``);
+    ``detail=False``: as the plain list and accept show it. ``versioned``: the
+    ``volume-transfers`` API, which adds ``no_snapshots`` (3.55) and the projects and
+    ``accepted`` (3.57)."""
+    body: dict[str, Any] = {"id": transfer.id, "name": transfer.name,
+                            "volume_id": transfer.volume_id,
+                            "links": links.pair(f"{path}/{transfer.id}")}
+    if detail:
+        body["created_at"] = timestamp(transfer.created_at)
+        if versioned and version.at_least("3.55"):
+            body["no_snapshots"] = transfer.no_snapshots
+        if versioned and version.at_least("3.57"):
+            body.update({"source_project_id": transfer.source_project_id,
+                         "destination_project_id": transfer.destination_project_id,
+                         "accepted": transfer.accepted})
     return body
 
 
