@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stratus.compute.api import (
+    aggregates,
     availability_zones,
     flavors,
     hosts,
@@ -48,7 +49,7 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> Fa
                  server_password.router, volume_attachments.router, interfaces.router,
                  server_security_groups.router, remote_consoles.router, migrations.router,
                  server_tags.router, usage.router, images.router,
-                 ips.router],
+                 ips.router, aggregates.router],
         max_body_size=runtime.settings.max_request_body_size,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from stratus.core.clients.image import ImageClient
 from stratus.core.exceptions import BadRequest
 from stratus.core.web import listing
+from stratus.core.web.actions import one_action
 from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
@@ -197,13 +198,7 @@ async def volume_action(volume_id: str, request: Request, context: Context,
                         caller: CallerDep, version: Version) -> Response:
     """One action of the table in ``volume_actions``: 404, then unknown action, then the
     policy rule, then the argument."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("Malformed request body: the body is not valid JSON.") from None
-    if not isinstance(body, dict) or len(body) != 1:
-        raise BadRequest("Invalid input received: an action body names one action.")
-    (name, args), = body.items()
+    name, args = await one_action(request, "Invalid input received")
     rt = runtime(request)
     async with rt.service() as svc:
         volume = await svc.volumes.get_visible(context, volume_id)
