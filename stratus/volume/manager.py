@@ -253,7 +253,8 @@ class VolumeManager:
             await self._upload(ctx, volume_id, image_id, disk_format)
         except Exception as exc:
             LOG.error("volume %s: upload to image %s failed: %s", volume_id, image_id, exc)
-            await self._delete_image_quietly(ctx, image_id)
+            if self.image_service is not None:
+                await self.image_service.discard(ctx, image_id)
         async with self.runtime.service() as svc:
             await svc.volumes.transition(volume_id, (states.UPLOADING,), states.AVAILABLE)
 
@@ -269,14 +270,6 @@ class VolumeManager:
             VOLUME_BYTES.labels("to_image").inc((await asyncio.to_thread(path.stat)).st_size)
         finally:
             await asyncio.to_thread(path.unlink, True)
-
-    async def _delete_image_quietly(self, ctx: RequestContext, image_id: str) -> None:
-        if self.image_service is None:
-            return
-        try:
-            await self.image_service.delete(ctx, image_id)
-        except Exception:
-            LOG.exception("could not delete image %s", image_id)
 
     async def create_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
         volume_id = await self._snapshot_is(snapshot_id, states.CREATING)
