@@ -4,7 +4,11 @@ An aggregate is a uniquely named set of compute hosts (each must have a compute 
 with metadata; its availability zone is the metadata's ``availability_zone`` key, as in
 Nova. Whenever hosts or metadata change, each host concerned gets the merged metadata of
 all its aggregates on its resource provider (``aggregate_metadata``), which the scheduler's
-``AggregateInstanceExtraSpecsFilter`` reads. An aggregate with hosts is not deleted.
+``AggregateInstanceExtraSpecsFilter`` reads, and the availability zone of its aggregates as
+its compute service's zone (``nova`` when none has one), which the zone listing and the
+scheduler's zone filter read. A host is in one zone at a time: adding it to an aggregate of
+another zone, or giving an aggregate a zone that one of its hosts has from another, is a
+409. An aggregate with hosts is not deleted.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratus.compute.hosts import COMPUTE_BINARY
+from stratus.compute.hosts import COMPUTE_BINARY, INTERNAL_ZONE
 from stratus.compute.models import Aggregate, ComputeServiceRecord, ResourceProvider
 from stratus.compute.placement import provider_uuid
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 
 ZONE_KEY = "availability_zone"
+#: A host's zone when none of its aggregates has one (Nova's default_availability_zone).
+DEFAULT_ZONE = "nova"
 
 __all__ = ["Aggregate", "Aggregates"]
 
@@ -53,8 +59,28 @@ class Aggregates:
         if taken is not None:
             raise Conflict(f"Aggregate {name} already exists.")
 
+    async def _zone_fits(self, zone: str | None, hosts: Iterable[str],
+                         aggregate_id: int) -> None:
+        """Refuse ``zone`` for ``hosts`` (of aggregate ``aggregate_id``) when one of them is
+        in another zone through another aggregate."""
+        if zone is None:
+            return
+        if zone == INTERNAL_ZONE:
+            raise BadRequest(f"Invalid input: the availability zone {zone} is reserved.")
+        wanted = set(hosts)
+        for other in await self.list():
+            theirs = (other.metadata_ or {}).get(ZONE_KEY)
+            if other.id == aggregate_id or theirs in (None, zone):
+                continue
+            clash = wanted.intersection(other.hosts)
+            if clash:
+                raise Conflict(f"Cannot put host(s) {', '.join(sorted(clash))} in "
+                               f"availability zone {zone}: already in availability zone "
+                               f"{theirs} (aggregate {other.id}).")
+
     async def create(self, name: str, zone: str | None) -> Aggregate:
         await self._name_free(name)
+        await self._zone_fits(zone, (), 0)
         aggregate = Aggregate(uuid=str(uuid.uuid4()), name=name, hosts=[],
                               metadata_={ZONE_KEY: zone} if zone else {})
         self.session.add(aggregate)
@@ -89,6 +115,7 @@ class Aggregates:
             raise NotFound(f"Compute host {host} could not be found.")
         if host in aggregate.hosts:
             raise Conflict(f"Aggregate {aggregate.id} already has host {host}.")
+        await self._zone_fits((aggregate.metadata_ or {}).get(ZONE_KEY), [host], aggregate.id)
         aggregate.hosts = [*aggregate.hosts, host]
         return await self._changed(aggregate, [host])
 
@@ -104,6 +131,8 @@ class Aggregates:
                            changes: Mapping[str, str | None]) -> Aggregate:
         """Merge ``changes`` into the metadata; a None value removes its key."""
         aggregate = await self.get(aggregate_id)
+        if changes.get(ZONE_KEY) is not None:
+            await self._zone_fits(changes[ZONE_KEY], aggregate.hosts, aggregate.id)
         metadata = dict(aggregate.metadata_ or {})
         for key, value in changes.items():
             if value is None:
@@ -120,15 +149,20 @@ class Aggregates:
         return aggregate
 
     async def _spread(self, hosts: Iterable[str]) -> None:
-        """Each host's provider gets the merged metadata of the aggregates it is in."""
+        """Each host's provider gets the merged metadata of the aggregates it is in, and
+        its compute service their zone."""
         aggregates = await self.list()
         for host in set(hosts):
-            provider = await self.session.get(ResourceProvider, provider_uuid(host))
-            if provider is None:
-                continue
             merged: dict[str, str] = {}
             for aggregate in aggregates:
                 if host in aggregate.hosts:
                     merged.update(aggregate.metadata_ or {})
-            provider.aggregate_metadata = merged
+            provider = await self.session.get(ResourceProvider, provider_uuid(host))
+            if provider is not None:
+                provider.aggregate_metadata = merged
+            service = await self.session.scalar(select(ComputeServiceRecord).where(
+                ComputeServiceRecord.host == host,
+                ComputeServiceRecord.binary == COMPUTE_BINARY))
+            if service is not None:
+                service.zone = merged.get(ZONE_KEY) or DEFAULT_ZONE
         await self.session.flush()

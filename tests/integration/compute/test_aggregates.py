@@ -89,3 +89,37 @@ async def test_aggregates_are_an_operators(cloud: ComputeCloud) -> None:
         assert_compute_error(response, 403, "forbidden")
     bad = await cloud.compute("POST", "/os-aggregates", json={"aggregate": {"name": ""}})
     assert_compute_error(bad, 400, "badRequest")
+
+
+async def _zones(cloud: ComputeCloud) -> list[str]:
+    body = (await cloud.compute("GET", "/os-availability-zone")).json()
+    return [z["zoneName"] for z in body["availabilityZoneInfo"]]
+
+
+async def test_an_aggregates_zone_is_its_hosts_zone(cloud: ComputeCloud) -> None:
+    await _host(cloud, "node-1")
+    assert await _zones(cloud) == ["nova"]
+    zone_a = (await cloud.compute("POST", "/os-aggregates", json={
+        "aggregate": {"name": "a", "availability_zone": "zone-a"}})).json()["aggregate"]
+    zone_b = (await cloud.compute("POST", "/os-aggregates", json={
+        "aggregate": {"name": "b", "availability_zone": "zone-b"}})).json()["aggregate"]
+    no_zone = (await cloud.compute("POST", "/os-aggregates", json={
+        "aggregate": {"name": "plain"}})).json()["aggregate"]
+    for aggregate in (zone_a, no_zone):
+        added = await cloud.compute("POST", f"/os-aggregates/{aggregate['id']}/action",
+                                    json={"add_host": {"host": "node-1"}})
+        assert added.status_code == 200, added.text
+    assert await _zones(cloud) == ["zone-a"]
+    # One zone at a time: not into zone-b, and the plain aggregate cannot get zone-b.
+    assert_compute_error(await cloud.compute(
+        "POST", f"/os-aggregates/{zone_b['id']}/action",
+        json={"add_host": {"host": "node-1"}}), 409, "conflictingRequest")
+    assert_compute_error(await cloud.compute(
+        "PUT", f"/os-aggregates/{no_zone['id']}",
+        json={"aggregate": {"availability_zone": "zone-b"}}), 409, "conflictingRequest")
+    # A host's report keeps the zone its aggregate gave it.
+    await _host(cloud, "node-1")
+    assert await _zones(cloud) == ["zone-a"]
+    await cloud.compute("POST", f"/os-aggregates/{zone_a['id']}/action",
+                        json={"remove_host": {"host": "node-1"}})
+    assert await _zones(cloud) == ["nova"]
