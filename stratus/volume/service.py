@@ -134,6 +134,7 @@ class VolumeRuntime:
                                  f"transfer (status {current.status}).")
             for snapshot in snapshots:
                 snapshot.status = states.DELETING
+            await svc.transfers.close_for(volume.id)
             host = volume.host
             snapshot_ids = [s.id for s in snapshots]
         if host is None:  # never reached a backend: nothing to remove

@@ -108,6 +108,14 @@ class Transfers:
         await self.session.flush()
         return transfer
 
+    async def close_for(self, volume_id: str) -> None:
+        """Close the open offers of a volume being deleted (a force delete takes an offered
+        volume too)."""
+        for transfer in await self.session.scalars(select(Transfer).where(
+                Transfer.volume_id == volume_id, Transfer.deleted_at.is_(None))):
+            transfer.deleted_at = utcnow()
+        await self.session.flush()
+
     async def delete(self, transfer_id: str, project_id: str | None) -> None:
         """Withdraw the offer: the volume is its owner's and ``available`` again."""
         transfer = await self.get(transfer_id, project_id)

@@ -86,6 +86,16 @@ async def test_withdrawn_offers_and_the_versioned_api(cloud: VolCloud) -> None:
         "status"] == "available"
     assert (await cloud.call("GET", "/volume-transfers", donor,
                              version="3.57")).json()["transfers"] == []
+    # A force delete of an offered volume closes the offer.
+    offered = (await cloud.call("POST", "/os-volume-transfer", donor, json={"transfer": {
+        "volume_id": volume["id"]}})).json()["transfer"]
+    forced = await cloud.call("POST", f"/volumes/{volume['id']}/action",
+                              json={"os-force_delete": {}})
+    assert forced.status_code == 202, forced.text
+    assert (await cloud.call("GET", "/os-volume-transfer", donor)).json()["transfers"] == []
+    assert_cinder_error(await cloud.call(
+        "POST", f"/os-volume-transfer/{offered['id']}/accept", donor,
+        json={"accept": {"auth_key": offered["auth_key"]}}), 404, "itemNotFound")
     missing = await cloud.call("POST", "/os-volume-transfer", donor, json={"transfer": {
         "volume_id": "00000000-0000-0000-0000-000000000000"}})
     assert_cinder_error(missing, 404, "itemNotFound")
