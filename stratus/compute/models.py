@@ -88,6 +88,22 @@ class ComputeServiceRecord(Base):
     updated_at: Mapped[dt.datetime | None]
 
 
+class Aggregate(Base):
+    """A host aggregate (``os-aggregates``): a named set of compute hosts and metadata (its
+    availability zone is the ``availability_zone`` key, as in Nova). Its hosts' resource
+    providers carry the merged metadata of their aggregates for the scheduler."""
+
+    __tablename__ = "compute_aggregate"
+
+    id: Mapped[SerialKey]
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[Name] = mapped_column(unique=True)
+    hosts: Mapped[list[str]] = mapped_column(default=list)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime | None]
+
+
 class ResourceProvider(Base):
     """A compute node's resources; ``generation`` changes with every claim against it."""
 

@@ -65,7 +65,8 @@ class Placement:
             self.session.add(provider)
         provider.hypervisor_type = hypervisor_type
         provider.cpu_arch = cpu_arch
-        provider.aggregate_metadata = dict(aggregate_metadata or {})
+        if aggregate_metadata is not None:  # else kept: the aggregates set it (aggregates.py)
+            provider.aggregate_metadata = dict(aggregate_metadata)
         provider.updated_at = utcnow()
         await self.session.flush()
         existing = {row.resource_class: row for row in await self.session.scalars(

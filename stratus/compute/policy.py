@@ -83,6 +83,9 @@ RULES = [
     RuleDefault("os_compute_api:os-services:update", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:list", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:list-detail", ADMIN),
+    *(RuleDefault(f"os_compute_api:os-aggregates:{action}", ADMIN)
+      for action in ("index", "create", "show", "update", "delete", "add_host",
+                     "remove_host", "set_metadata")),
     RuleDefault("os_compute_api:os-hypervisors:statistics", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:show", ADMIN),
     RuleDefault("os_compute_api:os-quota-sets:show", "rule:project_reader_or_admin"),

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from stratus.compute.aggregates import Aggregates
 from stratus.compute.console_tokens import ConsoleTokens
 from stratus.compute.flavors import Flavors
 from stratus.compute.hosts import Hosts
@@ -105,4 +106,5 @@ class ComputeService:
         self.placement = Placement(session)
         self.console_tokens = ConsoleTokens(txn)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)
+        self.aggregates = Aggregates(session)
         self.migrations = Migrations(txn)

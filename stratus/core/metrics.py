@@ -106,7 +106,8 @@ IMAGE_CACHE_BYTES = Counter(
     "volume hosts).")
 VOLUME_BYTES = Counter(
     "stratus_volume_bytes_total",
-    "Data written into volumes by the volume hosts, by operation (from_image).",
+    "Data the volume hosts moved between volumes and images, by operation (from_image, "
+    "to_image).",
     ["operation"])
 
 

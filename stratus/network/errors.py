@@ -88,6 +88,19 @@ class SubnetInUse(_AboutOne, Conflict):
                 "one or more ports have an IP allocation from this subnet.")
 
 
+class SubnetPoolNotFound(_AboutOne, NotFound):
+    template = "Subnet pool {} could not be found."
+
+
+class SubnetPoolInUse(_AboutOne, Conflict):
+    template = ("Unable to complete operation on subnet pool {}: "
+                "one or more subnets were allocated from it.")
+
+
+class SubnetAllocationError(_AboutOne, Conflict):
+    template = "Failed to allocate subnet: {}"
+
+
 class SecurityGroupInUse(_AboutOne, Conflict):
     template = "Security Group {} in use."
 

@@ -55,6 +55,24 @@ class Network(_Standard, Base):
         cascade="all, delete-orphan", passive_deletes=True)
 
 
+class SubnetPool(_Standard, Base):
+    """A set of prefixes subnets take their CIDRs from (``subnet_allocation``); the
+    subnets allocated from it name it (``Subnet.subnetpool_id``)."""
+
+    __tablename__ = "network_subnetpools"
+
+    name: Mapped[Name] = mapped_column(default="")
+    ip_version: Mapped[int] = mapped_column(Integer, default=4)
+    prefixes: Mapped[list[str]] = mapped_column(default=list)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_quota: Mapped[int | None] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+
+
 class Subnet(_Standard, Base):
     __tablename__ = "network_subnets"
 
@@ -69,6 +87,9 @@ class Subnet(_Standard, Base):
     host_routes: Mapped[list[dict[str, str]]] = mapped_column(default=list)
     allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(default=list)
     tags: Mapped[list[str]] = mapped_column(default=list)
+    #: The subnet pool its CIDR came from, if any (a pool in use cannot be deleted).
+    subnetpool_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_subnetpools.id"), index=True)
 
     network: Mapped[Network] = relationship(back_populates="subnets", lazy="raise")
 

@@ -48,6 +48,12 @@ RULES = [
     RuleDefault("update_network:provider", ADMIN),
     # Subnets: on one's own network, or any as admin.
     *_owned("subnet"),
+    # Subnet pools: a project's own; shared and default ones are an admin's to make.
+    *_owned("subnetpool"),
+    RuleDefault("create_subnetpool:shared", ADMIN, "Make a subnet pool shared with every "
+                "project"),
+    RuleDefault("create_subnetpool:is_default", ADMIN, "Make the default subnet pool"),
+    RuleDefault("update_subnetpool:is_default", ADMIN),
     # Ports: on one's own network or a shared one.
     RuleDefault("create_port", MEMBER, "Create a port of one's own project (on a network "
                 "the caller can see: its own, or a shared one)"),

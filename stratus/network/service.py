@@ -3,7 +3,7 @@ Nothing here knows HTTP.
 
 ``NetworkRuntime`` lives as long as the process; ``NetworkService`` works inside one
 transaction (``Txn``) and holds one part per resource, each constructed with the
-transaction and its named collaborators (``networks``, ``subnets``, ``ports``,
+transaction and its named collaborators (``networks``, ``subnetpools``, ``subnets``, ``ports``,
 ``security_groups``, ``agents``, ``agent_sync``, ``quotas``; the L3 service's ``routers``,
 ``floating_ips`` and ``l3_sync``). Changes that agents or compute
 must hear of are queued on the transaction and run by the runtime after it committed, so
@@ -48,6 +48,7 @@ from stratus.network.routers import Routers
 from stratus.network.rpcapi import L3AgentAPI
 from stratus.network.security_groups import SecurityGroups
 from stratus.network.snapshots import Snapshots
+from stratus.network.subnetpools import SubnetPools
 from stratus.network.subnets import NewSubnet, Subnets
 
 LOG = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ class NetworkService:
                             runtime.read_network)
         self.security_groups = SecurityGroups(txn, self.quotas, notifier)
         self.networks = Networks(txn, self.quotas, notifier, runtime.options)
-        self.subnets = Subnets(txn, self.networks, self.quotas, notifier)
+        self.subnetpools = SubnetPools(txn)
+        self.subnets = Subnets(txn, self.networks, self.quotas, notifier, self.subnetpools)
         self.ports = Ports(txn, ipam, self.networks, self.security_groups, self.quotas,
                            notifier, self.snapshots)
         self.agent_sync = AgentSync(txn, ipam, self.ports, self.snapshots, notifier)

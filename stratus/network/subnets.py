@@ -1,5 +1,5 @@
 """Subnets: IPv4 only; the gateway, allocation pools, nameservers and host routes checked
-here (pools by ``ipam``)."""
+here (pools by ``ipam``); a CIDR given, or allocated from a subnet pool (``subnetpools``)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER, HostRoute
 from stratus.network.part import Part
 from stratus.network.quotas import Quotas
+from stratus.network.subnetpools import SubnetPools
 
 #: How subnets filter and sort (``filters``).
 ATTRIBUTES = flt.Attributes(
@@ -33,7 +34,8 @@ ATTRIBUTES = flt.Attributes(
         "allocation_pools": flt.nothing, "host_routes": flt.nothing,
         "dns_nameservers": flt.json_list(Subnet.dns_nameservers),
         "enable_dhcp": flt.boolean(Subnet.enable_dhcp), "ipv6_ra_mode": flt.constant(None),
-        "ipv6_address_mode": flt.constant(None), "subnetpool_id": flt.constant(None),
+        "ipv6_address_mode": flt.constant(None),
+        "subnetpool_id": flt.text(Subnet.subnetpool_id),
         "service_types": flt.nothing, "segment_id": flt.constant(None),
         "dns_publish_fixed_ip": flt.constant(False), **flt.standard(Subnet)},
     sort={"id": Subnet.id, "name": Subnet.name, "network_id": Subnet.network_id,
@@ -59,6 +61,10 @@ class NewSubnet:
     dns_nameservers: tuple[str, ...] = ()
     host_routes: tuple[HostRoute, ...] = ()
     enable_dhcp: bool = True
+    #: The subnet pool to take the CIDR from (``cidr``, or a free block of ``prefixlen``).
+    subnetpool_id: str | None = None
+    prefixlen: int | None = None
+    use_default_subnetpool: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class Subnets(Part):
     networks: Networks
     quotas: Quotas
     notifier: Notifier
+    subnetpools: SubnetPools
 
     def _visible_subnets(self, caller: Caller) -> Select[Subnet]:
         query = select(Subnet)
@@ -109,10 +116,22 @@ class Subnets(Part):
         if new.ip_version != 4:
             raise InvalidInput("Invalid input for operation: only IPv4 subnets "
                                "(ip_version 4) are supported.")
-        if not new.cidr:
-            raise InvalidInput("Invalid input for operation: a cidr must be given "
-                               "(subnet pools are not supported).")
-        cidr = ipam.parse_cidr(new.cidr)
+        pool = None
+        if new.subnetpool_id:
+            pool = await self.subnetpools.get_subnetpool(caller, new.subnetpool_id)
+        elif new.use_default_subnetpool:
+            pool = await self.subnetpools.default_pool(caller)
+        if pool is not None:
+            cidr: ipam.IPNetwork = await self.subnetpools.allocate(pool, new.cidr or None,
+                                                                    new.prefixlen)
+        elif not new.cidr:
+            raise InvalidInput("Invalid input for operation: a cidr or a subnetpool_id "
+                               "must be given.")
+        elif new.prefixlen is not None:
+            raise InvalidInput("Invalid input for operation: prefixlen is for subnets "
+                               "allocated from a subnet pool.")
+        else:
+            cidr = ipam.parse_cidr(new.cidr)
         if cidr.version != 4:
             raise InvalidInput("Invalid input for operation: only IPv4 subnets are "
                                "supported.")
@@ -142,7 +161,7 @@ class Subnets(Part):
             dns_nameservers=self._nameservers(new.dns_nameservers),
             host_routes=self._routes(new.host_routes),
             allocation_pools=pools, tags=[], revision_number=1, created_at=now,
-            updated_at=now)
+            updated_at=now, subnetpool_id=pool.id if pool is not None else None)
         net.subnets.append(subnet)
         touch(net)
         await self.session.flush()

@@ -81,6 +81,16 @@ class Hosts:
             ServiceRecord.disabled.is_(False)))
         return [r for r in rows if self.is_up(r)]
 
+    async def require_up(self, host: str | None, disk_format: str) -> str:
+        """``host`` when its volume-manager is up and can read a volume out as
+        ``disk_format``; otherwise the refusal (``ServiceUnavailable``, or
+        ``able_to_write``'s)."""
+        record = await self.session.get(ServiceRecord, host) if host is not None else None
+        if host is None or record is None or record.disabled or not self.is_up(record):
+            raise ServiceUnavailable(f"The volume's host {host} is not up.")
+        able_to_write([record], disk_format)
+        return host
+
     async def list_all(self) -> list[ServiceRecord]:
         return list(await self.session.scalars(select(ServiceRecord).order_by(
             ServiceRecord.host)))

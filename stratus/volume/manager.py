@@ -3,7 +3,10 @@
 It does the backend work volume-api asks for and records the outcome in the volume's row:
 ``creating`` → ``available`` or ``error`` (a failed create leaves no data: the backend's
 contract), ``deleting`` → deleted, ``extending`` → ``available`` (or ``error_extending``
-with the old size back). Every handler is idempotent: it acts only while the row is in the
+with the old size back), ``uploading`` → ``available`` (the volume read out into a file of
+the image's format under ``scratch``, streamed into the queued image, the file removed; a
+failed upload deletes the image, and the volume is ``available`` again either way, as
+Cinder's). Every handler is idempotent: it acts only while the row is in the
 status the request left it in, so a redelivered cast is a no-op. It heartbeats into
 ``volume_services`` so volume-api knows which hosts can take new volumes.
 """
@@ -13,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from stratus.core import hosttools
+from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, NotFound
@@ -42,14 +48,20 @@ class ImageSource(Protocol):
 
 class VolumeManager:
     METHODS = ("create_volume", "delete_volume", "extend_volume", "create_snapshot",
-               "delete_snapshot", "initialize_connection")
+               "delete_snapshot", "upload_to_image", "initialize_connection")
 
     def __init__(self, host: str, runtime: VolumeRuntime, backend: VolumeBackend, *,
-                 images: ImageSource | None = None) -> None:
+                 images: ImageSource | None = None, image_service: ImageClient | None = None,
+                 scratch: Path | None = None) -> None:
+        """``images`` brings images' data to this host (volumes from images);
+        ``image_service`` uploads into images (``os-volume_upload_image``), through
+        files under ``scratch``."""
         self.host = host
         self.runtime = runtime
         self.backend = backend
         self.images = images
+        self.image_service = image_service
+        self.scratch = scratch or runtime.settings.data_dir / "volume-uploads"
         self._heartbeat = Periodic(f"volume-manager {host}: heartbeat",
                                    runtime.options.report_interval, self.report)
 
@@ -60,6 +72,8 @@ class VolumeManager:
         then keep reporting."""
         await self.backend.start()
         await self.report()
+        # Files of uploads a crash interrupted (their volumes are settled by recover()).
+        await asyncio.to_thread(shutil.rmtree, self.scratch, True)
         remove = getattr(self.backend, "remove_partials", None)
         if remove is not None:
             for path in await asyncio.to_thread(remove):
@@ -84,15 +98,21 @@ class VolumeManager:
 
     async def recover(self) -> list[str]:
         """Volumes of this host left in ``creating`` by a crash become ``error`` (their
-        data, if any, is removed); ones left ``deleting`` are deleted."""
+        data, if any, is removed); ones left ``deleting`` are deleted; ones left
+        ``uploading`` are ``available`` again (their image stays queued: the upload had
+        the user's token, which this restart does not)."""
         settled = []
         async with self.runtime.service() as svc:
             stuck = list(await svc.session.scalars(select(Volume).where(
                 Volume.host == self.host, Volume.deleted_at.is_(None),
-                Volume.status.in_([states.CREATING, states.DELETING]))))
+                Volume.status.in_([states.CREATING, states.DELETING, states.UPLOADING]))))
         for volume in stuck:
             if volume.status == states.CREATING:
                 await self._fail_create(volume.id, "the volume-manager restarted mid-create")
+            elif volume.status == states.UPLOADING:
+                async with self.runtime.service() as svc:
+                    await svc.volumes.transition(volume.id, (states.UPLOADING,),
+                                                 states.AVAILABLE)
             else:
                 await self.delete_volume(RequestContext.for_service("volume-manager"), volume.id)
             settled.append(volume.id)
@@ -224,6 +244,32 @@ class VolumeManager:
         async with self.runtime.service() as svc:
             await svc.volumes.transition(volume_id, (states.EXTENDING,), states.AVAILABLE,
                                  size=new_size)
+
+    async def upload_to_image(self, ctx: RequestContext, volume_id: str, image_id: str,
+                              disk_format: str) -> None:
+        if not await self._volume_is(volume_id, states.UPLOADING):
+            return
+        try:
+            await self._upload(ctx, volume_id, image_id, disk_format)
+        except Exception as exc:
+            LOG.error("volume %s: upload to image %s failed: %s", volume_id, image_id, exc)
+            if self.image_service is not None:
+                await self.image_service.discard(ctx, image_id)
+        async with self.runtime.service() as svc:
+            await svc.volumes.transition(volume_id, (states.UPLOADING,), states.AVAILABLE)
+
+    async def _upload(self, ctx: RequestContext, volume_id: str, image_id: str,
+                      disk_format: str) -> None:
+        if self.image_service is None:
+            raise BackendError("this volume-manager cannot reach the image service")
+        await asyncio.to_thread(self.scratch.mkdir, parents=True, exist_ok=True)
+        path = self.scratch / f"{volume_id}.{image_id}"
+        try:
+            await self.backend.copy_to_image_file(volume_id, disk_format, path)
+            await self.image_service.upload_file(ctx, image_id, path)
+            VOLUME_BYTES.labels("to_image").inc((await asyncio.to_thread(path.stat)).st_size)
+        finally:
+            await asyncio.to_thread(path.unlink, True)
 
     async def create_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
         volume_id = await self._snapshot_is(snapshot_id, states.CREATING)

@@ -104,6 +104,26 @@ class Attachment(Base):
     deleted_at: Mapped[dt.datetime | None]
 
 
+class Transfer(Base):
+    """A volume offered to another project (``os-volume-transfer``): whoever shows the id
+    and the auth key takes it. Only a salted hash of the key is kept. An accepted or
+    deleted transfer keeps its row (``deleted_at``)."""
+
+    __tablename__ = "volume_transfers"
+
+    id: Mapped[UUIDKey]
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volume_volumes.id"), index=True)
+    name: Mapped[Name | None]
+    salt: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(128))
+    source_project_id: Mapped[IdentityId] = mapped_column(index=True)
+    destination_project_id: Mapped[IdentityId | None]
+    no_snapshots: Mapped[bool] = mapped_column(Boolean, default=False)
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[Created]
+    deleted_at: Mapped[dt.datetime | None]
+
+
 class QuotaLimit(Base):
     """A project's limit on one resource, where it differs from the default."""
 

@@ -37,6 +37,14 @@ class VolumeManagerAPI(RPCAPI):
         await self.client.prepare(server=host).cast(ctx, "delete_snapshot",
                                                     snapshot_id=snapshot_id)
 
+    async def upload_to_image(self, ctx: RequestContext, host: str, volume_id: str,
+                              image_id: str, disk_format: str) -> None:
+        """Read the ``uploading`` volume out as ``disk_format`` into the queued image
+        ``image_id`` (the caller's), then make the volume ``available`` again."""
+        await self.client.prepare(server=host).cast(
+            ctx, "upload_to_image", volume_id=volume_id, image_id=image_id,
+            disk_format=disk_format)
+
     async def initialize_connection(self, ctx: RequestContext, host: str, volume_id: str,
                                     connector: dict[str, Any]) -> dict[str, Any]:
         """Connection info for a compute host to attach the volume (``{driver_volume_type,

@@ -1,8 +1,8 @@
 """Block storage's runtime (flows across transactions and the bus) and its facade.
 
 ``VolumeService`` is one transaction and the parts that work inside it (``volumes``,
-``snapshots``, ``attachments``, ``types``, ``quotas``, ``hosts``), each built with the
-session and its named collaborators. ``VolumeRuntime`` holds the operations that span a
+``snapshots``, ``attachments``, ``transfers``, ``types``, ``quotas``, ``hosts``), each built
+with the session and its named collaborators. ``VolumeRuntime`` holds the operations that span a
 transaction and the bus: a row is committed before the manager is told about it, so the
 manager always finds it.
 """
@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from stratus.core.bus import MessagingError, RemoteError
+from stratus.core.clients.image import ImageClient
 from stratus.core.config import Settings, VolumeSettings
 from stratus.core.context import RequestContext
 from stratus.core.db import Database, Txn
@@ -30,7 +31,9 @@ from stratus.volume.policy import RULES
 from stratus.volume.quotas import Quotas, quota_table
 from stratus.volume.rpcapi import VolumeManagerAPI
 from stratus.volume.snapshots import Snapshots
+from stratus.volume.transfers import Transfers
 from stratus.volume.types import Types
+from stratus.volume.uploads import ImageUpload, image_body
 from stratus.volume.volumes import NewVolume, Volumes
 
 LOG = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class VolumeService:
         self.volumes = Volumes(session, options, types=self.types, snapshots=self.snapshots,
                                hosts=self.hosts, quotas=self.quotas)
         self.attachments = Attachments(session, self.volumes)
+        self.transfers = Transfers(session, self.volumes, self.quotas)
 
 
 class VolumeRuntime:
@@ -130,6 +134,7 @@ class VolumeRuntime:
                                  f"transfer (status {current.status}).")
             for snapshot in snapshots:
                 snapshot.status = states.DELETING
+            await svc.transfers.close_for(volume.id)
             host = volume.host
             snapshot_ids = [s.id for s in snapshots]
         if host is None:  # never reached a backend: nothing to remove
@@ -189,6 +194,45 @@ class VolumeRuntime:
             host = volume.host
         assert host is not None
         await self._managers().delete_snapshot(ctx, host, snapshot_id)
+
+    async def upload_to_image(self, ctx: RequestContext, volume_id: str,
+                              project_id: str | None, upload: ImageUpload,
+                              images: ImageClient) -> tuple[Volume, dict[str, Any]]:
+        """``os-volume_upload_image``: the volume ``uploading``, the caller's queued image
+        made, the upload cast to the volume's host; the volume and the image. Any failure
+        before the cast leaves the volume ``available`` and no image."""
+        async with self.service() as svc:
+            volume = await svc.volumes.get(volume_id, project_id)
+            if volume.status == states.IN_USE and upload.force:
+                raise BadRequest("Invalid volume: Unable to force upload an in-use volume: "
+                                 "this cloud does not enable force upload.")
+            if volume.status != states.AVAILABLE:
+                raise BadRequest(f"Invalid volume: Volume {volume.id} status must be "
+                                 f"available to upload it to an image, but its status is "
+                                 f"{volume.status}.")
+            host = await svc.hosts.require_up(volume.host, upload.disk_format)
+            if not await svc.volumes.transition(volume.id, (states.AVAILABLE,),
+                                                states.UPLOADING):
+                raise BadRequest("Invalid volume: the volume changed state; try again.")
+            body = image_body(volume, upload)
+        try:
+            image = await images.create(ctx, body)
+        except Exception:
+            await self._upload_ended(volume_id)
+            raise
+        try:
+            await self._managers().upload_to_image(ctx, host, volume_id, str(image["id"]),
+                                                   upload.disk_format)
+        except MessagingError as exc:
+            await images.delete(ctx, str(image["id"]))
+            await self._upload_ended(volume_id)
+            raise ServiceUnavailable(f"The volume's host {host} is unreachable.") from exc
+        async with self.service() as svc:
+            return await svc.volumes.get(volume_id), image
+
+    async def _upload_ended(self, volume_id: str) -> None:
+        async with self.service() as svc:
+            await svc.volumes.transition(volume_id, (states.UPLOADING,), states.AVAILABLE)
 
     async def attach(self, ctx: RequestContext, volume_id: str, project_id: str | None, *,
                      instance_uuid: str | None, mode: str,

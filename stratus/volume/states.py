@@ -7,6 +7,10 @@ ATTACHING = "attaching"
 IN_USE = "in-use"
 DETACHING = "detaching"
 EXTENDING = "extending"
+#: Being read out into a new image (``os-volume_upload_image``); back to available after.
+UPLOADING = "uploading"
+#: Offered to another project (``os-volume-transfer``) until accepted or withdrawn.
+AWAITING_TRANSFER = "awaiting-transfer"
 DELETING = "deleting"
 DELETED = "deleted"
 ERROR = "error"
@@ -18,8 +22,8 @@ DELETABLE = (AVAILABLE, ERROR, ERROR_EXTENDING, ERROR_DELETING)
 #: Every status ``os-reset_status`` may set.
 ALL = (CREATING, AVAILABLE, RESERVED, ATTACHING, IN_USE, DETACHING, EXTENDING, DELETING,
        ERROR, ERROR_DELETING, ERROR_EXTENDING, "maintenance", "backing-up",
-       "restoring-backup", "error_restoring", "downloading", "uploading", "retyping",
-       "error_managing")
+       "restoring-backup", "error_restoring", "downloading", UPLOADING, "retyping",
+       "error_managing", AWAITING_TRANSFER)
 
 # A volume's ``attach_status``.
 DETACHED = "detached"

@@ -12,6 +12,7 @@ from stratus.core import hosttools
 from stratus.stack import Stack, Unit
 
 if TYPE_CHECKING:
+    from stratus.core.clients.image import ImageClient
     from stratus.volume.service import VolumeRuntime
 
 
@@ -41,12 +42,16 @@ async def build_manager(stack: Stack) -> None:
     settings = stack.settings
     runtime = await volume_runtime(stack)
     images: ImageSource | None = None
-    # Volumes from images need the image service, found through identity's catalog.
+    image_service: ImageClient | None = None
+    # Volumes from images and uploads to images need the image service, found through
+    # identity's catalog.
     if stack.identity_reachable:
+        from stratus.core.clients.image import ImageClient
         from stratus.core.images_cache import HostImages
 
         images = HostImages(settings.data_dir / "volume-image-cache", stack.service_auth(),
                             stack.http_client())
+        image_service = ImageClient(stack.http_client(), stack.service_auth())
     host = settings.volume.host or socket.gethostname()
     backend = create_backend(settings)
     chosen = backend.name + (f" in {settings.volumes_dir}" if backend.name == "file" else "")
@@ -57,7 +62,8 @@ async def build_manager(stack: Stack) -> None:
     if lacking:
         chosen += f" (volumes from raw images only: {'; '.join(lacking)})"
     stack.chose("volume backend", chosen)
-    manager = VolumeManager(host, runtime, backend, images=images)
+    manager = VolumeManager(host, runtime, backend, images=images,
+                            image_service=image_service)
     stack.exits.push_async_callback(manager.stop)
     await stack.serve(VOLUME_TOPIC, host, manager, manager.METHODS)
     await manager.start()

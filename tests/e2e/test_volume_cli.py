@@ -67,6 +67,26 @@ def test_volume_life_cycle_with_the_real_cli(cloud: Cloud) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.2)
 
+    # Volume → image: the CLI's os-volume_upload_image; a qcow2 of the (sparse) volume.
+    cloud.openstack("image", "create", "--volume", "vol1", "--disk-format", "qcow2",
+                    "from-vol1")
+    deadline = time.monotonic() + 60
+    while (image := cloud.openstack_json("image", "show", "from-vol1"))["status"] != "active":
+        assert time.monotonic() < deadline, image["status"]
+        time.sleep(0.2)
+    assert image["disk_format"] == "qcow2"
+    assert wait_volume(cloud, "vol1", "available")["id"] == volume["id"]
+    cloud.openstack("image", "delete", "from-vol1")
+
+    # A transfer offered and accepted with its key (the same project may take it back).
+    offer = cloud.openstack_json("volume", "transfer", "request", "create", "vol1")
+    assert wait_volume(cloud, "vol1", "awaiting-transfer")["id"] == volume["id"]
+    listed = cloud.openstack_json("volume", "transfer", "request", "list")
+    assert [t["ID"] for t in listed] == [offer["id"]]
+    cloud.openstack("volume", "transfer", "request", "accept", "--auth-key",
+                    offer["auth_key"], offer["id"])
+    assert wait_volume(cloud, "vol1", "available")["id"] == volume["id"]
+
     # Over quota: 413 reaches the user as an error.
     cloud.openstack("quota", "set", "--gigabytes", "5", "admin")
     over = cloud.openstack("volume", "create", "--size", "10", "big", check=False)

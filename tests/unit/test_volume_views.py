@@ -91,17 +91,22 @@ def test_volume_action_bodies() -> None:
         ReadonlyAction,
         ResetStatusAction,
         SetBootableAction,
+        UploadImageAction,
         parse_action,
     )
     from stratus.volume.api.volume_actions import ACTIONS
 
     assert set(ACTIONS) == {"os-extend", "os-set_bootable", "os-update_readonly_flag",
-                            "os-reset_status", "os-force_delete"}
+                            "os-reset_status", "os-force_delete", "os-volume_upload_image"}
     assert parse_action(ExtendAction, {"new_size": "3", "x": 1}).new_size == 3
     assert parse_action(SetBootableAction, {"bootable": "yes"}).bootable is True
     assert parse_action(ReadonlyAction, {"readonly": False}).readonly is False
     assert parse_action(ResetStatusAction, {"status": "available"}).attach_status is None
     parse_action(NoArgs, None)
+    upload = parse_action(UploadImageAction, {"image_name": "i", "disk_format": "QCOW2",
+                                              "force": "false"})
+    assert (upload.disk_format, upload.container_format, upload.visibility,
+            upload.protected, upload.force) == ("qcow2", "bare", "private", False, False)
     for model, args, message in (
             (ExtendAction, {"new_size": True}, "new_size must be an integer >= 1."),
             (ExtendAction, None, "new_size must be an integer >= 1."),
@@ -110,7 +115,12 @@ def test_volume_action_bodies() -> None:
             (ReadonlyAction, [], "readonly is required."),
             (ResetStatusAction, "x", "os-reset_status takes an object."),
             (ResetStatusAction, {"status": "nope"}, "invalid status 'nope'."),
-            (ResetStatusAction, {"attach_status": "nope"}, "invalid attach_status 'nope'.")):
+            (ResetStatusAction, {"attach_status": "nope"}, "invalid attach_status 'nope'."),
+            (UploadImageAction, {"disk_format": "raw"},
+             "No image_name was specified in request."),
+            (UploadImageAction, {"image_name": "i", "disk_format": "iso"},
+             "Invalid disk-format 'iso' is specified. Allowed disk-formats are raw, qcow2, "
+             "vmdk, vdi, vhd, vhdx.")):
         with pytest.raises(BadRequest) as caught:
             parse_action(model, args)
         assert caught.value.message == f"Invalid input received: {message}"

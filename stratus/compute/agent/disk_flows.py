@@ -115,12 +115,8 @@ class DiskFlows:
             await asyncio.to_thread(snapshot.path.unlink, True)
 
     async def _delete_image_quietly(self, ctx: RequestContext, image_id: str | None) -> None:
-        if image_id is None or self.agent.image_service is None:
-            return
-        try:
-            await self.agent.image_service.delete(ctx, image_id)
-        except Exception:
-            LOG.exception("could not delete image %s", image_id)
+        if image_id is not None and self.agent.image_service is not None:
+            await self.agent.image_service.discard(ctx, image_id)
 
     async def _failed(self, ctx: RequestContext, uuid: str, event: str, exc: BaseException,
                       expected: list[str | None], vm_state: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stratus.compute.api import (
+    aggregates,
     availability_zones,
     flavors,
     hosts,
@@ -27,6 +28,7 @@ from stratus.compute.api import (
     versions,
     volume_attachments,
 )
+from stratus.compute.api.legacy_v2 import LegacyV2Middleware
 from stratus.compute.service import ComputeRuntime
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
@@ -39,7 +41,7 @@ VERSIONS = VersionRange("compute", APIVersion(2, 1), APIVersion(2, 96),
 
 def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> FastAPI:
     """The Compute API over ``runtime``, which holds its clients (``ComputeRuntime.connect``)."""
-    return create_app(
+    app = create_app(
         service="compute",
         style=ErrorStyle.COMPUTE,
         routers=[versions.router, flavors.router, keypairs.router, servers.router,
@@ -48,9 +50,11 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> Fa
                  server_password.router, volume_attachments.router, interfaces.router,
                  server_security_groups.router, remote_consoles.router, migrations.router,
                  server_tags.router, usage.router, images.router,
-                 ips.router, stratus_trace.router],
+                 ips.router, aggregates.router, stratus_trace.router],
         max_body_size=runtime.settings.max_request_body_size,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,
         state={"compute": runtime, "token_validator": validator, "versions": VERSIONS},
     )
+    app.add_middleware(LegacyV2Middleware)  # outermost: /v2/... is /v2.1/... at 2.1
+    return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +33,8 @@ from stratus.core.exceptions import (
     StratusError,
 )
 from stratus.core.web.errors import ErrorStyle
+
+LOG = logging.getLogger(__name__)
 
 
 class ImageClient(ServiceClient):
@@ -125,6 +128,14 @@ class ImageClient(ServiceClient):
                                auth=self.auth(ctx))
         except NotFound:
             pass
+
+    async def discard(self, ctx: RequestContext, image_id: str) -> None:
+        """Delete an image a failed flow made, logging (not raising) a failure: the flow's
+        own error is the one to report."""
+        try:
+            await self.delete(ctx, image_id)
+        except Exception:
+            LOG.exception("could not delete image %s", image_id)
 
     async def list(self, ctx: RequestContext,
                    params: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:

@@ -1,4 +1,4 @@
-"""The Network API's collections: networks, subnets, ports, security groups and their
+"""The Network API's collections: networks, subnets, subnet pools, ports, security groups and their
 rules, and agents. Each gets the standard routes (``resources.add_routes``: list, show,
 create single or bulk, update, delete) from its description here: which domain part holds
 it and how its rows are shown."""
@@ -22,6 +22,8 @@ from stratus.network.api.schemas import (
     SecurityGroupBody,
     SecurityGroupUpdateBody,
     SubnetBody,
+    SubnetPoolBody,
+    SubnetPoolUpdateBody,
     SubnetUpdateBody,
 )
 from stratus.network.service import NetworkService
@@ -65,6 +67,9 @@ COLLECTIONS = (
     Collection("subnet", "subnets", lambda svc: svc.subnets,
                _subnet_views,
                create=SubnetBody, update=SubnetUpdateBody),
+    Collection("subnetpool", "subnetpools", lambda svc: svc.subnetpools,
+               each(lambda svc, caller, pool: views.subnetpool(pool)),
+               create=SubnetPoolBody, update=SubnetPoolUpdateBody),
     Collection("port", "ports", lambda svc: svc.ports,
                each(lambda svc, caller, port: views.port(port, caller,
                                                          svc.backend.bound_vif_type)),

@@ -41,6 +41,7 @@ from stratus.network.networks import NetworkUpdate, NewNetwork, ProviderSegment
 from stratus.network.objects import HostRoute
 from stratus.network.ports import FixedIpRequest, NewPort, PortUpdate
 from stratus.network.security_groups import NewRule, NewSecurityGroup, SecurityGroupUpdate
+from stratus.network.subnetpools import NewSubnetPool, SubnetPoolUpdate
 from stratus.network.subnets import NewSubnet, SubnetUpdate
 
 MAX_LENGTH = 255
@@ -253,9 +254,8 @@ class _SubnetAttrs(Body):
 
 
 class SubnetBody(_SubnetAttrs, Owned):
-    UNSUPPORTED = {"subnetpool_id": None, "ipv6_ra_mode": None, "ipv6_address_mode": None,
-                   "prefixlen": None, "segment_id": None, "service_types": [],
-                   "use_default_subnetpool": False}
+    UNSUPPORTED = {"ipv6_ra_mode": None, "ipv6_address_mode": None, "segment_id": None,
+                   "service_types": []}
 
     network_id: Str = ""
     cidr: Str = ""
@@ -274,7 +274,8 @@ class SubnetBody(_SubnetAttrs, Owned):
             gateway_ip=self.given("gateway_ip"),
             allocation_pools=tuple(self.allocation_pools),
             dns_nameservers=tuple(self.dns_nameservers), host_routes=self.routes(),
-            enable_dhcp=self.enable_dhcp)
+            enable_dhcp=self.enable_dhcp, subnetpool_id=self.subnetpool_id,
+            prefixlen=self.prefixlen, use_default_subnetpool=self.use_default_subnetpool)
 
 
 class SubnetUpdateBody(_SubnetAttrs):
@@ -290,6 +291,43 @@ class SubnetUpdateBody(_SubnetAttrs):
             dns_nameservers=(tuple(self.dns_nameservers) if "dns_nameservers" in named
                              else UNSET),
             host_routes=self.routes() if "host_routes" in named else UNSET)
+
+
+class _SubnetPoolAttrs(Body):
+    UNSUPPORTED = {"address_scope_id": None}
+
+    name: Str = ""
+    description: Str = ""
+    prefixes: StrList = []
+    min_prefixlen: Int | None = None
+    max_prefixlen: Int | None = None
+    default_prefixlen: Int | None = None
+    is_default: Bool = False
+    default_quota: Int | None = None
+    address_scope_id: Str | None = None
+
+
+class SubnetPoolBody(_SubnetPoolAttrs, Owned):
+    shared: Bool = False
+
+    def command(self) -> NewSubnetPool:
+        return NewSubnetPool(
+            name=self.name, description=self.description, project_id=self.owner,
+            prefixes=tuple(self.prefixes), min_prefixlen=self.min_prefixlen,
+            max_prefixlen=self.max_prefixlen, default_prefixlen=self.default_prefixlen,
+            shared=self.shared, is_default=self.is_default, default_quota=self.default_quota)
+
+
+class SubnetPoolUpdateBody(_SubnetPoolAttrs):
+    def command(self) -> SubnetPoolUpdate:
+        named = self.model_fields_set
+        return SubnetPoolUpdate(
+            name=self.given("name"), description=self.given("description"),
+            prefixes=tuple(self.prefixes) if "prefixes" in named else UNSET,
+            min_prefixlen=self.given("min_prefixlen"),
+            max_prefixlen=self.given("max_prefixlen"),
+            default_prefixlen=self.given("default_prefixlen"),
+            is_default=self.given("is_default"), default_quota=self.given("default_quota"))
 
 
 class FixedIpBody(Body):

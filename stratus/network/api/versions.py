@@ -27,6 +27,10 @@ EXTENSIONS = [
     # Subnets of external networks are everyone's to see, with their network's flag.
     ("subnet-external-network", "Subnet External Network",
      "Informs if the subnet is associated with an external network."),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a "
+                                               "subnet pool"),
+    ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a "
+                                                   "subnetpool as the default."),
     ("provider", "Provider Network", "Expose mapping of virtual networks to physical "
                                      "networks"),
     ("security-group", "security-group", "The security groups extension."),
@@ -71,7 +75,8 @@ EXTENSIONS = [
      "Availability zone support for router."),
 ]
 
-RESOURCES = [("network", "networks"), ("subnet", "subnets"), ("port", "ports"),
+RESOURCES = [("network", "networks"), ("subnet", "subnets"),
+             ("subnetpool", "subnetpools"), ("port", "ports"),
              ("security_group", "security-groups"),
              ("security_group_rule", "security-group-rules"), ("quota", "quotas"),
              ("agent", "agents"), ("availability_zone", "availability_zones"),

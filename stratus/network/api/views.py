@@ -11,6 +11,7 @@ from stratus.network.networks import Network
 from stratus.network.objects import bridge_name
 from stratus.network.ports import Port
 from stratus.network.security_groups import SecurityGroup, SecurityGroupRule
+from stratus.network.subnetpools import SubnetPool
 from stratus.network.subnets import Subnet
 
 
@@ -53,10 +54,21 @@ def subnet(s: Subnet, router_external: bool) -> dict[str, Any]:
         "allocation_pools": [dict(p) for p in s.allocation_pools],
         "host_routes": [dict(r) for r in s.host_routes],
         "dns_nameservers": list(s.dns_nameservers), "enable_dhcp": s.enable_dhcp,
-        "ipv6_ra_mode": None, "ipv6_address_mode": None, "subnetpool_id": None,
+        "ipv6_ra_mode": None, "ipv6_address_mode": None, "subnetpool_id": s.subnetpool_id,
         "service_types": [], "segment_id": None, "dns_publish_fixed_ip": False,
         "router:external": router_external,
         **_standard(s),
+    }
+
+
+def subnetpool(pool: SubnetPool) -> dict[str, Any]:
+    return {
+        "id": pool.id, "name": pool.name, "ip_version": pool.ip_version,
+        "prefixes": list(pool.prefixes), "min_prefixlen": pool.min_prefixlen,
+        "max_prefixlen": pool.max_prefixlen, "default_prefixlen": pool.default_prefixlen,
+        "shared": pool.shared, "is_default": pool.is_default,
+        "default_quota": pool.default_quota, "address_scope_id": None,
+        **_standard(pool),
     }
 
 

@@ -37,6 +37,7 @@ EXTENSIONS: tuple[tuple[str, str, str], ...] = (
      "Expose the internal project_id as an attribute of a volume."),
     ("os-volume-actions", "VolumeActions", "Enable volume actions."),
     ("os-admin-actions", "AdminActions", "Enable admin actions."),
+    ("os-volume-transfer", "VolumeTransfer", "Volume transfer management support."),
 )
 
 

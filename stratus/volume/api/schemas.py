@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from stratus.core.exceptions import BadRequest
 from stratus.volume import states
+from stratus.volume.backends.base import IMAGE_DISK_FORMATS
 
 
 def _int_like(value: Any) -> Any:
@@ -165,6 +166,24 @@ class AttachmentUpdateBody(Strict):
     attachment: AttachmentUpdate
 
 
+class TransferCreate(Strict):
+    volume_id: str
+    name: Name | None = None
+    no_snapshots: bool = False
+
+
+class TransferCreateBody(Strict):
+    transfer: TransferCreate
+
+
+class TransferAccept(Strict):
+    auth_key: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class TransferAcceptBody(Strict):
+    accept: TransferAccept
+
+
 class QuotaSetBody(BaseModel):
     quota_set: dict[str, Any]
 
@@ -238,6 +257,57 @@ class ResetStatusAction(BaseModel):
             raise ValueError(f"Invalid input received: invalid attach_status "
                              f"{attach_status!r}.")
         return {"status": status, "attach_status": attach_status}
+
+
+#: The disk formats a volume can be uploaded as (Cinder's list, less the formats no
+#: backend here writes) and the one container format Cinder takes by default.
+UPLOAD_DISK_FORMATS = IMAGE_DISK_FORMATS
+UPLOAD_CONTAINER_FORMATS = ("bare",)
+VISIBILITIES = ("public", "private", "shared", "community")
+
+
+class UploadImageAction(BaseModel):
+    """``os-volume_upload_image``: the image's name, formats, visibility and protection
+    (the last two honoured from 3.1, as Cinder), and ``force``."""
+
+    image_name: str
+    disk_format: str
+    container_format: str
+    visibility: str
+    protected: bool
+    force: bool
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_args(cls, args: Any) -> Any:
+        if not isinstance(args, dict):
+            raise ValueError("Invalid input received: os-volume_upload_image takes an "
+                             "object.")
+        name = args.get("image_name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("Invalid input received: No image_name was specified in "
+                             "request.")
+        if len(name) > 255:
+            raise ValueError("Invalid input received: image_name is longer than 255 "
+                             "characters.")
+        disk_format = str(args.get("disk_format") or "raw").lower()
+        if disk_format not in UPLOAD_DISK_FORMATS:
+            raise ValueError(f"Invalid input received: Invalid disk-format "
+                             f"'{disk_format}' is specified. Allowed disk-formats are "
+                             f"{', '.join(UPLOAD_DISK_FORMATS)}.")
+        container_format = str(args.get("container_format") or "bare").lower()
+        if container_format not in UPLOAD_CONTAINER_FORMATS:
+            raise ValueError(f"Invalid input received: Invalid container-format "
+                             f"'{container_format}' is specified. Allowed container-formats "
+                             f"are {', '.join(UPLOAD_CONTAINER_FORMATS)}.")
+        visibility = str(args.get("visibility") or "private")
+        if visibility not in VISIBILITIES:
+            raise ValueError(f"Invalid input received: Invalid visibility '{visibility}'; "
+                             f"it must be one of {', '.join(VISIBILITIES)}.")
+        return {"image_name": name, "disk_format": disk_format,
+                "container_format": container_format, "visibility": visibility,
+                "protected": _cinder_bool(args.get("protected", False), "protected"),
+                "force": _cinder_bool(args.get("force", False), "force")}
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -10,7 +10,9 @@ from stratus.core.web.microversions import APIVersion
 from stratus.volume.api.deps import Links
 from stratus.volume.attachments import Attachment
 from stratus.volume.snapshots import Snapshot
+from stratus.volume.transfers import Transfer
 from stratus.volume.types import VolumeType
+from stratus.volume.uploads import ImageUpload
 from stratus.volume.volumes import Volume
 
 
@@ -124,6 +126,53 @@ def type_view(vtype: VolumeType, *, admin: bool) -> dict[str, Any]:
         # Cinder shows non-admins no extra specs beyond the user-visible ones.
         body["extra_specs"] = {k: v for k, v in body["extra_specs"].items()
                                if k in ("multiattach", "RESKEY:availability_zones")}
+    return body
+
+
+def upload_view(volume: Volume, vtype: VolumeType | None, image_id: str,
+                upload: ImageUpload, *, version: APIVersion) -> dict[str, Any]:
+    """The answer of ``os-volume_upload_image``: the volume (``uploading``), its type in
+    full, and the new image's id and formats (its visibility and protection from 3.1)."""
+    body: dict[str, Any] = {
+        "id": volume.id,
+        "updated_at": timestamp(volume.updated_at),
+        "status": volume.status,
+        "display_description": volume.description,
+        "size": volume.size,
+        "volume_type": None if vtype is None else {
+            "id": vtype.id, "name": vtype.name, "description": vtype.description,
+            "is_public": vtype.is_public, "extra_specs": dict(vtype.extra_specs or {}),
+            "qos_specs_id": None, "created_at": timestamp(vtype.created_at),
+            "updated_at": None, "deleted": vtype.deleted_at is not None,
+            "deleted_at": timestamp(vtype.deleted_at)},
+        "image_id": image_id,
+        "container_format": upload.container_format,
+        "disk_format": upload.disk_format,
+        "image_name": upload.image_name,
+    }
+    if version.at_least("3.1"):
+        body["visibility"] = upload.visibility
+        body["protected"] = upload.protected
+    return body
+
+
+def transfer_view(transfer: Transfer, links: Links, path: str, *, version: APIVersion,
+                  detail: bool = True, versioned: bool = False) -> dict[str, Any]:
+    """A transfer under ``path`` (``os-volume-transfer`` or ``volume-transfers``);
+    ``detail=False``: as the plain list and accept show it. ``versioned``: the
+    ``volume-transfers`` API, which adds ``no_snapshots`` (3.55) and the projects and
+    ``accepted`` (3.57)."""
+    body: dict[str, Any] = {"id": transfer.id, "name": transfer.name,
+                            "volume_id": transfer.volume_id,
+                            "links": links.pair(f"{path}/{transfer.id}")}
+    if detail:
+        body["created_at"] = timestamp(transfer.created_at)
+        if versioned and version.at_least("3.55"):
+            body["no_snapshots"] = transfer.no_snapshots
+        if versioned and version.at_least("3.57"):
+            body.update({"source_project_id": transfer.source_project_id,
+                         "destination_project_id": transfer.destination_project_id,
+                         "accepted": transfer.accepted})
     return body
 
 

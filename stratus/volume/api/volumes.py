@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from stratus.core.clients.image import ImageClient
 from stratus.core.exceptions import BadRequest
 from stratus.core.web import listing
+from stratus.core.web.actions import one_action
 from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
@@ -22,7 +23,7 @@ from stratus.volume.api.schemas import (
     VolumeUpdateBody,
     parse_action,
 )
-from stratus.volume.api.volume_actions import ACTIONS
+from stratus.volume.api.volume_actions import ACTIONS, ActionCall
 from stratus.volume.service import NewVolume, VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/volumes")
@@ -194,16 +195,10 @@ async def delete_meta_item(volume_id: str, key: str, svc: Service, context: Cont
 
 @router.post("/{volume_id}/action")
 async def volume_action(volume_id: str, request: Request, context: Context,
-                        caller: CallerDep) -> Response:
+                        caller: CallerDep, version: Version) -> Response:
     """One action of the table in ``volume_actions``: 404, then unknown action, then the
     policy rule, then the argument."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("Malformed request body: the body is not valid JSON.") from None
-    if not isinstance(body, dict) or len(body) != 1:
-        raise BadRequest("Invalid input received: an action body names one action.")
-    (name, args), = body.items()
+    name, args = await one_action(request, "Invalid input received")
     rt = runtime(request)
     async with rt.service() as svc:
         volume = await svc.volumes.get_visible(context, volume_id)
@@ -211,6 +206,9 @@ async def volume_action(volume_id: str, request: Request, context: Context,
     if action is None:
         raise BadRequest(f"Invalid input received: There is no such action: {name}.")
     caller.authorize(action.rule, {"project_id": volume.project_id})
-    await action.run(rt, context, volume.id, None if context.is_admin else context.project_id,
-                     parse_action(action.body, args))
+    answer = await action.run(ActionCall(rt, caller, volume.id, version,
+                                         request.app.state.http_client),
+                              parse_action(action.body, args))
+    if answer is not None:
+        return JSONResponse(answer, status_code=action.status)
     return Response(status_code=action.status)

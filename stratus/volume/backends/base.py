@@ -5,6 +5,8 @@ volume-manager calls it and records the outcome. Contracts every backend keeps:
 
 * a create that fails leaves nothing behind (no file, no image, no partial data);
 * ``delete_volume`` and ``delete_snapshot`` of something absent succeed (they are retried);
+* ``copy_to_image_file`` reads the volume out (``os-volume_upload_image``) in the formats
+  ``image_formats`` names, the same conversions as writing an image in;
 * work that needs a host program that is missing raises ``MissingTool``, and
   ``image_formats``/``missing_tools`` say so beforehand (volume-managers report them, so
   volume-api refuses such a request instead of failing it later);
@@ -42,7 +44,8 @@ class VolumeBackend(abc.ABC):
     name: str
 
     def image_formats(self) -> tuple[str, ...]:
-        """The image disk formats this backend can write into a volume here and now."""
+        """The image disk formats this backend can write into a volume, and read a volume
+        out as, here and now."""
         return IMAGE_DISK_FORMATS
 
     def missing_tools(self) -> tuple[str, ...]:
@@ -81,6 +84,13 @@ class VolumeBackend(abc.ABC):
     @abc.abstractmethod
     async def clone_volume(self, volume_id: str, size_gb: int, source_id: str) -> None:
         """A new volume with another volume's content, grown to ``size_gb``."""
+
+    @abc.abstractmethod
+    async def copy_to_image_file(self, volume_id: str, image_format: str,
+                                 target: Path) -> None:
+        """Write the volume's disk into the new file ``target`` as ``image_format`` (one of
+        ``image_formats()``), for an upload to the image service; a failure leaves no
+        ``target``."""
 
     @abc.abstractmethod
     async def extend_volume(self, volume_id: str, new_size_gb: int) -> None:

@@ -1,9 +1,10 @@
 """The ``file`` backend: each volume a raw file under one directory.
 
 Empty volumes are sparse files, grown in place (``truncate``), copied with holes kept, and
-raw images copied in: none of it needs a host program beyond ``cp``. Only writing a
-qcow2/vmdk/vdi/vhd/vhdx image into a volume needs ``qemu-img convert``; without qemu-img the
-backend says so (``image_formats`` is just raw, and such a create raises ``MissingTool``).
+raw images copied in (and volumes copied out, for an upload as a raw image): none of it
+needs a host program beyond ``cp``. Only writing a qcow2/vmdk/vdi/vhd/vhdx image into a
+volume, or a volume out as one, needs ``qemu-img convert``; without qemu-img the backend says
+so (``image_formats`` is just raw, and such work raises ``MissingTool``).
 
 Layout: ``<dir>/volume-<id>`` and ``<dir>/snapshot-<id>``. New data is written to
 ``<dir>/.creating-<name>`` and renamed into place only when complete, so a failed create
@@ -166,6 +167,24 @@ class FileBackend(VolumeBackend):
             await self._grow(partial, size_gb)
 
         await self._create(self.volume_path(volume_id), fill)
+
+    async def copy_to_image_file(self, volume_id: str, image_format: str,
+                                 target: Path) -> None:
+        if image_format not in IMAGE_DISK_FORMATS:
+            raise BackendError(f"a volume cannot be read out as disk format {image_format}")
+        source = self.volume_path(volume_id)
+        if not await asyncio.to_thread(source.exists):
+            raise BackendError(f"{source.name} does not exist")
+        try:
+            if image_format == "raw":
+                await self._copy(source, target)
+            else:
+                await self._qemu_img("convert", "-q", "-f", "raw", "-O",
+                                     _QEMU_FORMAT.get(image_format, image_format),
+                                     str(source), str(target))
+        except BaseException:
+            await asyncio.to_thread(target.unlink, True)
+            raise
 
     async def extend_volume(self, volume_id: str, new_size_gb: int) -> None:
         path = self.volume_path(volume_id)

@@ -11,6 +11,8 @@ Cinder's layout.
   ``max_clone_depth``; deleting a snapshot flattens its clones first (they keep their data).
 * A clone of a volume is a full copy (clone of a temporary snapshot, flattened, the snapshot
   removed): the two volumes never depend on each other.
+* Uploads to the image service (``copy_to_image_file``) read the volume out with ``qemu-img
+  convert`` through librbd into a file of the image's format.
 * ``connection_info`` is Cinder's ``rbd`` form with the monitors from the cluster map.
 
 A create that fails removes what it made. Every librbd call runs on the process's Ceph thread
@@ -25,6 +27,7 @@ import logging
 import re
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from stratus.core import ceph as core_ceph
@@ -231,26 +234,48 @@ class RbdBackend(VolumeBackend):
     async def create_volume_from_image(self, volume_id: str, size_gb: int, image: Any,
                                        image_format: str) -> None:
         name = _name("volume", volume_id)
-        qemu_img = hosttools.find(self.qemu_img)
-        if qemu_img is None:
-            raise MissingTool(self.qemu_img)
-        target = f"rbd:{self.pool}/{name}:id={self.settings.user}:conf={self.settings.conf}"
-        if self.settings.keyring is not None:
-            target += f":keyring={self.settings.keyring}"
-        command = [qemu_img, "convert", "-f", _QEMU_FORMAT.get(image_format, image_format),
-                   "-O", "raw", "-W", str(image), target]
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, err = await process.communicate()
-            if process.returncode != 0:
-                raise BackendError(f"qemu-img could not write the image into {self.pool}/"
-                                   f"{name}: {err.decode(errors='replace').strip()[-300:]}")
+            await self._convert("-f", _QEMU_FORMAT.get(image_format, image_format), "-O",
+                                "raw", "-W", str(image), self._qemu_name(name),
+                                failure=f"write the image into {self.pool}/{name}")
             await self.ceph.run(self._grow, name, size_gb * GIB)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.ceph.run(self._remove, name, tries=1)
             raise
+
+    async def copy_to_image_file(self, volume_id: str, image_format: str,
+                                 target: Path) -> None:
+        if image_format not in IMAGE_DISK_FORMATS:
+            raise BackendError(f"a volume cannot be read out as disk format {image_format}")
+        name = _name("volume", volume_id)
+        try:
+            await self._convert("-f", "raw", "-O",
+                                _QEMU_FORMAT.get(image_format, image_format),
+                                self._qemu_name(name), str(target),
+                                failure=f"read {self.pool}/{name} out")
+        except BaseException:
+            await asyncio.to_thread(target.unlink, True)
+            raise
+
+    def _qemu_name(self, name: str) -> str:
+        """The volume's image as QEMU's librbd driver names it (our cluster and user)."""
+        spec = f"rbd:{self.pool}/{name}:id={self.settings.user}:conf={self.settings.conf}"
+        if self.settings.keyring is not None:
+            spec += f":keyring={self.settings.keyring}"
+        return spec
+
+    async def _convert(self, *args: str, failure: str) -> None:
+        """``qemu-img convert ARGS``; ``failure`` says what could not be done."""
+        qemu_img = hosttools.find(self.qemu_img)
+        if qemu_img is None:
+            raise MissingTool(self.qemu_img)
+        process = await asyncio.create_subprocess_exec(
+            qemu_img, "convert", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = await process.communicate()
+        if process.returncode != 0:
+            raise BackendError(f"qemu-img could not {failure}: "
+                               f"{err.decode(errors='replace').strip()[-300:]}")
 
     async def create_volume_from_snapshot(self, volume_id: str, size_gb: int,
                                           snapshot_id: str) -> None:

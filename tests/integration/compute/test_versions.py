@@ -8,7 +8,12 @@ from tests.integration.compute.conftest import ROOT, ComputeCloud, assert_comput
 async def test_discovery_documents_are_served_without_a_token(cloud: ComputeCloud) -> None:
     listing = await cloud.client.get("/compute/")
     assert listing.status_code == 200
-    (v21,) = listing.json()["versions"]
+    v20, v21 = listing.json()["versions"]  # v2.0 first, as Nova lists them
+    assert (v20["id"], v20["status"], v20["version"]) == ("v2.0", "SUPPORTED", "")
+    assert v20["links"] == [{"rel": "self", "href": f"{ROOT}/compute/v2/"}]
+    for path in ("/compute/v2", "/compute/v2/"):
+        version = (await cloud.client.get(path)).json()["version"]
+        assert version["id"] == "v2.0" and version["links"] == v20["links"]
     assert v21["id"] == "v2.1" and v21["status"] == "CURRENT"
     assert (v21["min_version"], v21["version"]) == ("2.1", "2.96")
     assert v21["links"] == [{"rel": "self", "href": f"{ROOT}/compute/v2.1/"}]
@@ -47,6 +52,19 @@ async def test_microversion_negotiation(cloud: ComputeCloud) -> None:
     other = await cloud.client.get("/compute/v2.1/flavors", headers={
         "X-Auth-Token": cloud.admin_token, "OpenStack-API-Version": "volume 3.71"})
     assert other.headers["OpenStack-API-Version"] == "compute 2.1"
+
+
+async def test_v2_is_the_api_at_its_base_microversion(cloud: ComputeCloud) -> None:
+    """Under /v2 the same resources answer, at 2.1 whatever microversion is asked for."""
+    for headers in ({}, {"OpenStack-API-Version": "compute 2.61",
+                         "X-OpenStack-Nova-API-Version": "2.61"}):
+        legacy = await cloud.client.get("/compute/v2/flavors/detail", headers={
+            "X-Auth-Token": cloud.admin_token, **headers})
+        assert legacy.status_code == 200, legacy.text
+        assert legacy.headers["OpenStack-API-Version"] == "compute 2.1"
+        current = await cloud.compute("GET", "/flavors/detail")
+        assert legacy.json() == current.json()
+    assert_compute_error(await cloud.client.get("/compute/v2/flavors"), 401, "unauthorized")
 
 
 async def test_errors_are_novas_shape(cloud: ComputeCloud) -> None:

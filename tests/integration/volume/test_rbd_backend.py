@@ -130,7 +130,7 @@ async def test_snapshots_volumes_from_them_copies_extend_and_delete(
         await backend.create_volume_from_snapshot(str(uuid.uuid4()), 1, snapshot)
 
 
-async def test_volume_from_an_image_file_through_qemu_img(
+async def test_volume_from_an_image_file_and_back_through_qemu_img(
         backend: RbdBackend, ceph_admin: Any, tmp_path: Path) -> None:
     require_qemu_img()
     raw = tmp_path / "disk.raw"
@@ -143,7 +143,24 @@ async def test_volume_from_an_image_file_through_qemu_img(
     with _image(ceph_admin, f"volume-{volume_id}") as volume:
         assert volume.size() == GIB
         assert volume.read(0, MiB) == b"Q" * MiB
+
+    # And read out again (an upload to the image service), as raw and as qcow2.
+    out_raw, out_qcow2 = tmp_path / "out.raw", tmp_path / "out.qcow2"
+    await backend.copy_to_image_file(volume_id, "raw", out_raw)
+    assert out_raw.stat().st_size == GIB
+    with out_raw.open("rb") as handle:
+        assert handle.read(MiB) == b"Q" * MiB
+    await backend.copy_to_image_file(volume_id, "qcow2", out_qcow2)
+    back = tmp_path / "back.raw"
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "convert", "-f", "qcow2", "-O",
+                                             "raw", str(out_qcow2), str(back)], check=True)
+    with back.open("rb") as handle:
+        assert handle.read(MiB) == b"Q" * MiB
     await backend.delete_volume(volume_id)
+    gone = tmp_path / "gone.raw"
+    with pytest.raises(BackendError, match="qemu-img"):
+        await backend.copy_to_image_file(volume_id, "raw", gone)
+    assert not gone.exists()
 
     broken = tmp_path / "broken.qcow2"
     broken.write_bytes(b"not a qcow2")
