@@ -116,20 +116,6 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
         LOG.exception("could not release the volumes of deleted server %s", instance_uuid)
 
 
-async def has_volumes(volumes: VolumeClient, context: RequestContext,
-                      instance_uuid: str) -> bool:
-    """Whether the volume service holds attachments of the server (none without a block
-    storage service, or where none answers at its endpoint)."""
-    base = _block_storage(context)
-    if base is None:
-        return False
-    try:
-        return bool(await volumes.attachments_of(context, base, instance_uuid))
-    except NotFound:
-        LOG.debug("no block storage answers at %s: no volumes", base)
-        return False
-
-
 # Attachments --------------------------------------------------------------------------------
 
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
@@ -207,7 +193,12 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
         await client.get_volume(context, base, volume_id)
     except NotFound as exc:
         raise NotFound(f"Volume {volume_id} could not be found.") from exc
-    used = {a.device for a in await _attachments(client, context, base, uuid)}
+    held = await _attachments(client, context, base, uuid)
+    if any(a.volume_id == volume_id for a in held):
+        # Asked here, not of the volume service: a moving server holds two attachments.
+        raise BadRequest(f"Invalid volume: volume {volume_id} already attached to "
+                         f"{uuid}.")
+    used = {a.device for a in held}
     requested = device
     device = requested or next((f"/dev/vd{c}" for c in string.ascii_lowercase[1:]
                                 if f"/dev/vd{c}" not in used), None)

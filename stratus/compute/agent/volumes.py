@@ -41,6 +41,16 @@ LOG = logging.getLogger(__name__)
 
 
 @dataclass
+class Held:
+    """One of an instance's attachments: the host connected and the guest device."""
+
+    attachment_id: str
+    host: str | None
+    device: str | None
+    connection_info: dict[str, Any]
+
+
+@dataclass
 class HostVolumes:
     """A compute host's side of volume attachments: the volume service, then the driver."""
 
@@ -141,6 +151,72 @@ class HostVolumes:
                                                            service_token=token):
             if attachment["volume_id"] in roots:
                 await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                    service_token=token)
+
+    # Moves (see stratus.compute.agent.moves) ---------------------------------------------
+
+    async def _held(self, ctx: RequestContext, base: str, token: str,
+                    instance_uuid: str) -> dict[str, list[Held]]:
+        """The instance's attached volumes: volume id → its attachments of the instance
+        (one, or one per host while the instance moves). None where no block storage
+        service answers at its endpoint (404)."""
+        held: dict[str, list[Held]] = {}
+        try:
+            found = await self.client.attachments_of(ctx, base, instance_uuid,
+                                                     service_token=token)
+        except NotFound:
+            LOG.debug("no block storage answers at %s: no volumes to move", base)
+            return held
+        for attachment in found:
+            if attachment.get("status") == "attached":
+                held.setdefault(attachment["volume_id"], []).append(Held(
+                    attachment["id"], None, None, dict(attachment.get("connection_info")
+                                                       or {})))
+        for volume_id, attachments in held.items():
+            volume = await self.client.get_volume(ctx, base, volume_id, service_token=token)
+            where = {a.get("attachment_id"): a for a in volume.get("attachments") or []}
+            for item in attachments:
+                item.host = where.get(item.attachment_id, {}).get("host_name")
+                item.device = where.get(item.attachment_id, {}).get("device")
+        return held
+
+    async def take_over(self, ctx: RequestContext, project_id: str,
+                        instance_uuid: str) -> list[dict[str, Any]]:
+        """A move brings the instance here: each of its volumes is connected to this host at
+        the device it has (a new attachment with this host's connector, beside the one its
+        other host holds until the move is settled: ``let_go``); the driver's block
+        devices. Volumes already connected here are used as they are."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return []
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        devices: list[dict[str, Any]] = []
+        for volume_id, attachments in (await self._held(ctx, base, token,
+                                                         instance_uuid)).items():
+            here = next((a for a in attachments if a.host == self.host), None)
+            device = (here or attachments[0]).device
+            if not device:
+                raise VirtError(f"Volume {volume_id} of {instance_uuid} has no device.")
+            info = here.connection_info if here is not None else await self._attach_at(
+                ctx, base, token, instance_uuid, volume_id, device)
+            devices.append({"mountpoint": device, "connection_info": info,
+                            "volume_id": volume_id})
+        return sorted(devices, key=lambda d: str(d["mountpoint"]))
+
+    async def let_go(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                     host: str | None) -> None:
+        """``host`` no longer has the instance: the attachments it holds go, for each
+        volume another host holds for the instance too (a volume is never left without
+        the instance's attachment)."""
+        if not host or await self.service_auth.find_endpoint("block-storage") is None:
+            return
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        for attachments in (await self._held(ctx, base, token, instance_uuid)).values():
+            if all(a.host == host for a in attachments):
+                continue
+            for gone in (a for a in attachments if a.host == host):
+                await self.client.delete_attachment(ctx, base, gone.attachment_id,
                                                     service_token=token)
 
     async def _available(self, ctx: RequestContext, base: str, volume: dict[str, Any],
