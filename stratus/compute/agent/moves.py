@@ -18,7 +18,7 @@ report each step to the conductor, which settles the move in one transaction at 
 Volumes move with the guest, as Nova's do: the host the guest arrives on connects each of
 its volumes anew (a second attachment of the instance, with its own connector, at the same
 device: ``HostVolumes.take_over``) before making the guest; the host it left gives its
-attachments up once the guest runs elsewhere (``HostVolumes.let_go``): at the end of a
+attachments up once the guest runs elsewhere (``HostVolumes.keep_only``): at the end of a
 resize or cold migration, a live migration or an evacuation, and at a revert; a move that
 fails on the destination gives up the destination's instead, so the volumes stay with the
 source.
@@ -120,17 +120,23 @@ class HostMoves:
             return []
         return await self.volumes.take_over(ctx, instance.project_id, instance.uuid)
 
-    async def _let_go_quietly(self, ctx: RequestContext, instance_uuid: str,
-                              host: str | None) -> None:
-        """``host``'s attachments of the instance's volumes go, where another host holds
-        them (``HostVolumes.let_go``); never raises: the move's ending must still be told."""
-        if self.volumes is None or not host:
+    async def _keep_only_quietly(self, ctx: RequestContext, instance_uuid: str,
+                                 host: str | None = None, *,
+                                 source_of: str | None = None) -> None:
+        """The instance's volumes stay connected to ``host`` only (or, given a migration's
+        uuid as ``source_of``, to that move's source): ``HostVolumes.keep_only``. Never
+        raises: the move's ending must still be told."""
+        if self.volumes is None:
             return
         try:
+            if source_of is not None:
+                host = (await self.conductor.migration_get(ctx, source_of)).source_compute
+            if not host:
+                return
             record = await self.conductor.instance_get(ctx, instance_uuid)
-            await self.volumes.let_go(ctx, record.project_id, instance_uuid, host)
+            await self.volumes.keep_only(ctx, record.project_id, instance_uuid, host)
         except Exception:
-            LOG.exception("could not release the volume connections of %s on %s",
+            LOG.exception("could not settle the volume connections of %s on %s",
                           instance_uuid, host)
 
     # Resize and cold migration ------------------------------------------------------------
@@ -206,7 +212,7 @@ class HostMoves:
                     await self.driver.destroy(instance_uuid)
                 except Exception:
                     LOG.exception("could not remove %s from %s", instance_uuid, self.host)
-                await self._let_go_quietly(ctx, instance_uuid, self.host)
+                await self._keep_only_quietly(ctx, instance_uuid, migration.source_compute)
             record = await self.conductor.instance_get(ctx, instance_uuid)
             await self._rebind_quietly(ctx, record, migration.source_compute)
             await self.conductor.migration_update(
@@ -216,7 +222,7 @@ class HostMoves:
                                                   instance_uuid, migration_uuid)
             return
         if not same_host:  # the source's connections end with the guest it has stopped
-            await self._let_go_quietly(ctx, instance_uuid, migration.source_compute)
+            await self._keep_only_quietly(ctx, instance_uuid, self.host)
         await self.conductor.move_ended(ctx, migration_uuid, "resized", power,
                                         self._done(FINISH_RESIZE_EVENT))
 
@@ -279,8 +285,7 @@ class HostMoves:
         except Exception as exc:
             event = self._done(FINISH_REVERT_EVENT, exc)
             fault = _fault(exc, "Bringing the guest back")
-        if migration.dest_compute != self.host:
-            await self._let_go_quietly(ctx, instance_uuid, migration.dest_compute)
+        await self._keep_only_quietly(ctx, instance_uuid, self.host)
         if ending == "rolled_back" and fault is None:
             fault = Fault(code=500, message="The move failed on its destination; the server "
                                             "is back on its source.")
@@ -341,7 +346,7 @@ class HostMoves:
         except Exception as exc:
             # The guest has left this host: the server is the destination's, with a fault.
             fault = _fault(exc, f"Taking the guest over on {dest}")
-        await self._let_go_quietly(ctx, instance_uuid, self.host)
+        await self._keep_only_quietly(ctx, instance_uuid, dest)
         await self.conductor.move_ended(ctx, migration_uuid, "live_migrated", power,
                                         self._done(LIVE_EVENT), fault)
 
@@ -358,7 +363,7 @@ class HostMoves:
                                          block_devices)
             migrate_data = await self.driver.pre_live_migration(spec, source_data)
         except Exception as exc:
-            await self._let_go_quietly(ctx, instance_uuid, self.host)
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
             await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT,
                                               host=self.host, finished=True, result="Error",
                                               details=str(exc))
@@ -392,7 +397,7 @@ class HostMoves:
         try:
             await self.driver.rollback_live_migration_at_destination(instance_uuid)
         finally:
-            await self._let_go_quietly(ctx, instance_uuid, self.host)
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
 
     async def live_migration_abort(self, ctx: RequestContext, instance_uuid: str,
                                    migration_uuid: str) -> None:
@@ -418,7 +423,6 @@ class HostMoves:
                 ctx, migration_uuid, "pre-migrating",
                 InstanceUpdate(task_state=states.REBUILD_SPAWNING), [states.REBUILDING],
                 self._started(REBUILD_EVENT))
-            source = instance.host  # the dead host, until the move is settled
             network_info = list(instance.network_info)
             if self.network is not None and network_info:
                 network_info = [vif.model_dump() for vif in await self.network.rebind(
@@ -439,11 +443,11 @@ class HostMoves:
                 await self.driver.destroy(instance_uuid)
             except Exception:
                 LOG.exception("could not remove %s from %s", instance_uuid, self.host)
-            await self._let_go_quietly(ctx, instance_uuid, self.host)
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
             await self.conductor.move_ended(ctx, migration_uuid, "evacuation_failed", 0,
                                             self._done(REBUILD_EVENT, exc),
                                             _fault(exc, "The evacuation"))
             return
-        await self._let_go_quietly(ctx, instance_uuid, source)
+        await self._keep_only_quietly(ctx, instance_uuid, self.host)
         await self.conductor.move_ended(ctx, migration_uuid, "evacuated", power,
                                         self._done(REBUILD_EVENT))

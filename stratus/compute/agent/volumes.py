@@ -21,6 +21,7 @@ import asyncio
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,7 +185,7 @@ class HostVolumes:
                         instance_uuid: str) -> list[dict[str, Any]]:
         """A move brings the instance here: each of its volumes is connected to this host at
         the device it has (a new attachment with this host's connector, beside the one its
-        other host holds until the move is settled: ``let_go``); the driver's block
+        other host holds until the move is settled: ``keep_only``); the driver's block
         devices. Volumes already connected here are used as they are."""
         if await self.service_auth.find_endpoint("block-storage") is None:
             return []
@@ -203,19 +204,32 @@ class HostVolumes:
                             "volume_id": volume_id})
         return sorted(devices, key=lambda d: str(d["mountpoint"]))
 
+    async def keep_only(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                        host: str) -> None:
+        """The instance runs on ``host``: of each volume ``host`` holds for it, the
+        instance's attachments on other hosts go."""
+        await self._drop(ctx, project_id, instance_uuid, lambda a: a.host != host, host)
+
     async def let_go(self, ctx: RequestContext, project_id: str, instance_uuid: str,
-                     host: str | None) -> None:
-        """``host`` no longer has the instance: the attachments it holds go, for each
-        volume another host holds for the instance too (a volume is never left without
-        the instance's attachment)."""
-        if not host or await self.service_auth.find_endpoint("block-storage") is None:
+                     host: str) -> None:
+        """``host`` does not have the instance: its attachments of each volume another
+        host holds for the instance go."""
+        await self._drop(ctx, project_id, instance_uuid, lambda a: a.host == host, None)
+
+    async def _drop(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                    goes: Callable[[Held], bool], holder: str | None) -> None:
+        """Delete the instance's attachments that ``goes``, of each volume that keeps one
+        that does not (held by ``holder``, when named): never is a volume left without the
+        instance's attachment by a move."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
             return
         base = await self._base(ctx, project_id)
         token = await self.service_auth.token()
         for attachments in (await self._held(ctx, base, token, instance_uuid)).values():
-            if all(a.host == host for a in attachments):
+            kept = [a for a in attachments if not goes(a)]
+            if not kept or (holder is not None and all(a.host != holder for a in kept)):
                 continue
-            for gone in (a for a in attachments if a.host == host):
+            for gone in (a for a in attachments if goes(a)):
                 await self.client.delete_attachment(ctx, base, gone.attachment_id,
                                                     service_token=token)
 

@@ -159,3 +159,26 @@ async def test_a_volume_backed_server_resizes_and_evacuates(cloud: Cloud) -> Non
     assert "/dev/vda" in _guest_volumes(cloud, dest, sid)
     assert landed["os-extended-volumes:volumes_attached"] == [
         {"id": root["id"], "delete_on_termination": False}]
+
+
+async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    server = await _server(cloud, image_id, "shelved")
+    sid, source = server["id"], server["OS-EXT-SRV-ATTR:host"]
+    (other,) = [a.host for a in cloud.stack.agents if a.host != source]
+    vid = (await _volume(cloud))["id"]
+    attached = await cloud.compute("POST", f"/servers/{sid}/os-volume_attachments",
+                                   json={"volumeAttachment": {"volumeId": vid}})
+    assert attached.status_code == 200, attached.text
+
+    await _act(cloud, sid, {"shelve": None})
+    await _server_at(cloud, sid, "SHELVED_OFFLOADED")
+    # Offloaded, the server keeps its volume (attached where it was, until it runs again).
+    await _settled(cloud, vid, sid, source, "/dev/vdb")
+    await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
+    back = await _server_at(cloud, sid, "ACTIVE")
+    assert back["OS-EXT-SRV-ATTR:host"] == other
+    await _settled(cloud, vid, sid, other, "/dev/vdb")
+    assert "/dev/vdb" in _guest_volumes(cloud, other, sid)
+    assert back["os-extended-volumes:volumes_attached"] == [
+        {"id": vid, "delete_on_termination": False}]
