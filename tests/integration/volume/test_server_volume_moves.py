@@ -71,9 +71,11 @@ def _fail_next(cloud: Cloud, host: str, operation: str) -> None:
     agent.driver.fail_next(operation)  # type: ignore[attr-defined]
 
 
-async def test_a_server_with_a_data_volume_moves_with_it(cloud: Cloud) -> None:
+async def _with_a_volume(cloud: Cloud, name: str) -> tuple[str, str, str, str]:
+    """A server with a volume attached at /dev/vdb: its id, host, the other host, the
+    volume's id."""
     image_id = await upload_image(cloud)  # type: ignore[arg-type]
-    server = await _server(cloud, image_id, "heavy")
+    server = await _server(cloud, image_id, name)
     sid, source = server["id"], server["OS-EXT-SRV-ATTR:host"]
     (other,) = [a.host for a in cloud.stack.agents if a.host != source]
     vid = (await _volume(cloud))["id"]
@@ -81,6 +83,11 @@ async def test_a_server_with_a_data_volume_moves_with_it(cloud: Cloud) -> None:
                                    json={"volumeAttachment": {"volumeId": vid}})
     assert attached.status_code == 200, attached.text
     await _settled(cloud, vid, sid, source, "/dev/vdb")
+    return sid, source, other, vid
+
+
+async def test_a_server_with_a_data_volume_moves_with_it(cloud: Cloud) -> None:
+    sid, source, other, vid = await _with_a_volume(cloud, "heavy")
     listed = [{"id": vid, "delete_on_termination": False}]
 
     # Cold migration: the destination's guest has the volume, the source holds none.
@@ -162,14 +169,7 @@ async def test_a_volume_backed_server_resizes_and_evacuates(cloud: Cloud) -> Non
 
 
 async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) -> None:
-    image_id = await upload_image(cloud)  # type: ignore[arg-type]
-    server = await _server(cloud, image_id, "shelved")
-    sid, source = server["id"], server["OS-EXT-SRV-ATTR:host"]
-    (other,) = [a.host for a in cloud.stack.agents if a.host != source]
-    vid = (await _volume(cloud))["id"]
-    attached = await cloud.compute("POST", f"/servers/{sid}/os-volume_attachments",
-                                   json={"volumeAttachment": {"volumeId": vid}})
-    assert attached.status_code == 200, attached.text
+    sid, source, other, vid = await _with_a_volume(cloud, "shelved")
 
     await _act(cloud, sid, {"shelve": None})
     await _server_at(cloud, sid, "SHELVED_OFFLOADED")
