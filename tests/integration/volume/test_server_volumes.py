@@ -137,6 +137,12 @@ async def test_attach_and_detach_through_compute(cloud: Cloud) -> None:
     assert item["host_name"] == server["OS-EXT-SRV-ATTR:host"]
     recorded = cloud.driver(server).volumes(sid)
     assert recorded["/dev/vdb"]["driver_volume_type"] == "file"
+    # Attached again to the same server: 400, and it keeps its one attachment.
+    again = await cloud.compute("POST", f"/servers/{sid}/os-volume_attachments",
+                                json={"volumeAttachment": {"volumeId": vid}})
+    assert "already attached" in again.json()["badRequest"]["message"], again.text
+    attachments = (await cloud.volume("GET", f"/attachments?volume_id={vid}")).json()
+    assert len(attachments["attachments"]) == 1
     assert recorded["/dev/vdb"]["data"]["path"].endswith(f"volume-{vid}")
 
     # The server shows the volume, as the volume shows the server.
