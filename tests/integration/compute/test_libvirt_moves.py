@@ -262,3 +262,43 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
     assert rebooted.status_code == 202
     text = await wait_console(console, r"^STRATUS-READY", within=180)
     assert text.index("STRATUS-POWEROFF") < text.index("STRATUS-INIT")
+
+
+async def test_a_volume_backed_guest_with_a_data_volume_resizes_on_its_volumes(
+        tmp_path: Path) -> None:
+    """A cold resize of a guest booted from a volume, with a data volume: the new domain
+    boots the same root volume (there is no disk of its own to copy) with the data volume at
+    its device again, and the new flavor's memory."""
+    libvirt_ready()
+    root, data = tmp_path / "volume-root", tmp_path / "volume-data"
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "convert", "-O", "raw",
+                                             str(guest_image()), str(root)], check=True)
+    data.write_bytes(b"\0" * (8 * 1024 * 1024))
+    volumes = [{"mountpoint": device, "connection_info": {
+        "driver_volume_type": "file", "data": {"path": str(path), "format": "raw"}}}
+        for device, path in (("/dev/vda", root), ("/dev/vdb", data))]
+    driver = LibvirtDriver(tmp_path / "instances", run_dir=tmp_path / "run")
+    await driver.init_host("realvm-host")
+    guest = GuestSpec(uuid=str(uuid.uuid4()), name="bfv", vcpus=1, memory_mb=256, root_gb=0,
+                      block_devices=volumes)
+
+    def console() -> asyncio.Future[str]:
+        return asyncio.ensure_future(driver.get_console_output(guest.uuid))
+
+    try:
+        await driver.spawn(guest)
+        text = await wait_console(console, r"^STRATUS-READY")
+        assert "STRATUS-DISK name=vdb size=8388608" in text
+        disk_info = await driver.migrate_disk_and_power_off(guest.uuid, "realvm-host")
+        bigger = GuestSpec(uuid=guest.uuid, name="bfv", vcpus=1, memory_mb=384, root_gb=0,
+                           block_devices=volumes)
+        await driver.finish_migration(bigger, disk_info, power_on=True)
+        assert (await driver.get_info(guest.uuid)).memory_mb == 384
+        text = await wait_console(console, r"^STRATUS-READY")
+        assert "STRATUS-DISK name=vdb size=8388608" in text
+        assert not (driver.instance_dir(guest.uuid) / "disk").exists()  # vda: the volume
+        await driver.confirm_migration(guest.uuid)
+    finally:
+        await driver.destroy(guest.uuid)
+        await driver.cleanup_host()
+    assert root.exists() and data.exists()  # volumes outlive the guest
