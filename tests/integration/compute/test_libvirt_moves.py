@@ -121,16 +121,24 @@ async def two_hosts(tmp_path: Path,
 
 
 async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
-        two_hosts: tuple[LibvirtDriver, LibvirtDriver]) -> None:
+        two_hosts: tuple[LibvirtDriver, LibvirtDriver], tmp_path: Path) -> None:
     a, b = two_hosts
+    # A data volume (a file both hosts reach, as the file volume backend's) moves along,
+    # not copied: the guest on host-b has it at the same device.
+    data = tmp_path / "volume-data"
+    data.write_bytes(b"\0" * (8 * 1024 * 1024))
+    volumes = [{"mountpoint": "/dev/vdb", "connection_info": {
+        "driver_volume_type": "file", "data": {"path": str(data), "format": "raw"}}}]
     guest = GuestSpec(uuid=str(uuid.uuid4()), name="mover", vcpus=1, memory_mb=256,
-                      root_gb=1, image_path=guest_image(), image_format="qcow2")
+                      root_gb=1, image_path=guest_image(), image_format="qcow2",
+                      block_devices=volumes)
     await a.spawn(guest)
 
     def console(driver: LibvirtDriver) -> asyncio.Future[str]:
         return asyncio.ensure_future(driver.get_console_output(guest.uuid))
 
-    await wait_console(lambda: console(a), r"^STRATUS-READY")
+    booted = await wait_console(lambda: console(a), r"^STRATUS-READY")
+    assert "STRATUS-DISK name=vdb size=8388608" in booted
 
     progress: list[MigrationProgress] = []
 
@@ -151,22 +159,24 @@ async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
     volume = b.instance_dir(guest.uuid) / "extra.raw"
     volume.write_bytes(b"\0" * (8 * 1024 * 1024))
     await b.attach_volume(guest.uuid, {"driver_volume_type": "file",
-                                       "data": {"path": str(volume)}}, "/dev/vdb")
-    there = await wait_console(lambda: console(b), r"^STRATUS-DISK-ADDED name=vdb")
+                                       "data": {"path": str(volume)}}, "/dev/vdc")
+    there = await wait_console(lambda: console(b), r"^STRATUS-DISK-ADDED name=vdc")
     assert "STRATUS-INIT" not in there
     await b.detach_volume(guest.uuid, {"driver_volume_type": "file",
-                                       "data": {"path": str(volume)}}, "/dev/vdb")
+                                       "data": {"path": str(volume)}}, "/dev/vdc")
 
     # A cold resize on host-b itself: stopped, kept aside, started with more memory from its
     # own disk; confirmed, nothing is left aside.
     disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-b")
     bigger = GuestSpec(uuid=guest.uuid, name="mover", vcpus=1, memory_mb=384, root_gb=2,
-                       image_path=guest.image_path, image_format="qcow2")
+                       image_path=guest.image_path, image_format="qcow2",
+                       block_devices=volumes)
     await b.finish_migration(bigger, disk_info, power_on=True)
     info = await b.get_info(guest.uuid)
     assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 384)
     booted = await wait_console(lambda: console(b), r"^STRATUS-READY")
     assert "STRATUS-DISK name=vda size=2147483648" in booted
+    assert "STRATUS-DISK name=vdb size=8388608" in booted
     await b.confirm_migration(guest.uuid)
     assert not (b.instances_dir / f"{guest.uuid}_resize").exists()
 
