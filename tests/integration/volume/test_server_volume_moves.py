@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from stratus.compute.models import Instance
 from tests.integration.compute.test_boot_flow import upload_image
 from tests.integration.compute.test_server_moves import force_down
 from tests.integration.volume.test_server_volumes import (
@@ -182,3 +183,27 @@ async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) ->
     assert "/dev/vdb" in _guest_volumes(cloud, other, sid)
     assert back["os-extended-volumes:volumes_attached"] == [
         {"id": vid, "delete_on_termination": False}]
+
+
+async def test_no_volume_is_attached_or_detached_mid_move(cloud: Cloud) -> None:
+    """A server with a task (here: a resize under way) refuses both with Nova's 409: the
+    volume would be connected to, or left on, the host the server is leaving."""
+    sid, source, _, vid = await _with_a_volume(cloud, "busy")
+    spare = (await _volume(cloud))["id"]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.db.session() as session:
+        instance = await session.get(Instance, sid)
+        assert instance is not None
+        instance.task_state = "resize_migrating"
+        await session.commit()
+    attach = await cloud.compute("POST", f"/servers/{sid}/os-volume_attachments",
+                                 json={"volumeAttachment": {"volumeId": spare}})
+    detach = await cloud.compute("DELETE", f"/servers/{sid}/os-volume_attachments/{vid}")
+    for refused in (attach, detach):
+        assert refused.status_code == 409, refused.text
+        assert "task_state resize_migrating" in refused.json()[
+            "conflictingRequest"]["message"]
+    assert (await cloud.volume("GET", f"/volumes/{spare}")).json()["volume"][
+        "status"] == "available"
+    await _settled(cloud, vid, sid, source, "/dev/vdb")
