@@ -13,6 +13,13 @@ asked), existing ones are used as they are (tagged only when they go with the in
 each is attached at its device as root volumes are. A build that fails gives back every
 attachment of the instance and deletes the volumes it made (``undo_build``): nothing of a
 failed build is left in the volume service, and a reschedule starts afresh.
+
+Moves (resize, migrations, evacuation, unshelve elsewhere): the host a guest arrives on
+connects each of the instance's volumes again with its own connector, at the device the
+volume has (``take_over``: the instance then holds two attachments of the volume, which the
+volume service allows for one instance, as Cinder does); once the guest runs on one host,
+the others' attachments go (``keep_only``), and a host that gave up a guest it was to
+receive gives up what it connected (``let_go``).
 """
 
 from __future__ import annotations
