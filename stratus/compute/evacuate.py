@@ -18,11 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stratus.compute import states
 from stratus.compute.action_steps import Reply, admit, parse_args, version
 from stratus.compute.objects import FlavorInfo
-from stratus.compute.resize import (
-    begin_move,
-    claim_destination,
-    refuse_volumes,
-)
+from stratus.compute.resize import begin_move, claim_destination
 from stratus.compute.server_migrations import EVACUATION
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
@@ -57,7 +53,6 @@ async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str,
         raise BadRequest("Additional properties are not allowed (force was unexpected).")
     if parsed.on_shared_storage and parsed.admin_pass:
         raise BadRequest("admin password can't be changed on existing disk")
-    await refuse_volumes(rt, caller, server_id, "os_compute_api:os-evacuate", "evacuate")
     async with rt.service() as svc:
         instance = await admit(svc, caller, server_id, "evacuate", EVACUABLE,
                                rule="os_compute_api:os-evacuate")

@@ -20,11 +20,7 @@ from stratus.compute.action_steps import admit
 from stratus.compute.action_steps import version as action_version
 from stratus.compute.models import Migration
 from stratus.compute.objects import FlavorInfo
-from stratus.compute.resize import (
-    begin_move,
-    claim_destination,
-    refuse_volumes,
-)
+from stratus.compute.resize import begin_move, claim_destination
 from stratus.compute.server_migrations import IN_PROGRESS_LIVE, LIVE
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime, ComputeService
@@ -82,8 +78,6 @@ def _parse(args: Any, version: APIVersion) -> tuple[str | None, bool]:
 async def live_migrate(rt: ComputeRuntime, caller: Caller, server_id: str,
                        args: Any) -> None:
     host, force = _parse(args, action_version())
-    await refuse_volumes(rt, caller, server_id,
-                         "os_compute_api:os-migrate-server:migrate_live", "os-migrateLive")
     async with rt.service() as svc:
         instance = await admit(svc, caller, server_id, "os-migrateLive",
                                (states.ACTIVE, states.PAUSED),

@@ -27,7 +27,6 @@ from stratus.compute.objects import FlavorInfo, MoveClaim
 from stratus.compute.server_migrations import COLD, FINISHED, RESIZE
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime, ComputeService
-from stratus.compute.volume_attach import has_volumes
 from stratus.core.exceptions import BadRequest, Conflict, NotFound
 from stratus.core.policy import Caller
 
@@ -46,21 +45,6 @@ def require_state(instance: Instance, vm_states: tuple[str, ...], action: str) -
     if instance.host is None:
         raise Conflict(f"Instance {instance.uuid} has no host.")
     return instance.host
-
-
-async def refuse_volumes(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str,
-                         action: str) -> None:
-    """409 for a server with volumes (its root or attached ones): a move here makes the
-    guest anew from its disks and ports, and would leave out its volumes, whose
-    attachments are tied to the source host. Asked before the move's transaction (the
-    volume service may share the database: no REST call inside a write)."""
-    async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
-        caller.authorize(rule, target(instance))
-        uuid, volume_backed = instance.uuid, not instance.image_ref
-    if volume_backed or await has_volumes(rt.clients.volumes, caller.context, uuid):
-        raise Conflict(f"Cannot '{action}' instance {uuid}: it has volumes, and moving "
-                       "volumes to another host is not supported here.")
 
 
 @dataclass(frozen=True)
@@ -140,7 +124,6 @@ async def resize(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
     flavor_ref = str(parsed.flavor_ref).rstrip("/").rsplit("/", 1)[-1]
     if not flavor_ref:
         raise BadRequest("Invalid flavorRef provided.")
-    await refuse_volumes(rt, caller, server_id, "os_compute_api:servers:resize", "resize")
     async with rt.service() as svc:
         instance = await admit(svc, caller, server_id, "resize", MOVABLE)
         await svc.quotas.lock_project(instance.project_id)
@@ -187,8 +170,6 @@ async def migrate(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any)
         raise BadRequest("Invalid input for field/attribute migrate: the body must be null "
                          "before microversion 2.56.")
     parsed = parse_args(MigrateArgs, {} if args is None else args, "migrate")
-    await refuse_volumes(rt, caller, server_id, "os_compute_api:os-migrate-server:migrate",
-                         "migrate")
     async with rt.service() as svc:
         instance = await admit(svc, caller, server_id, "migrate", MOVABLE,
                                rule="os_compute_api:os-migrate-server:migrate")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratus.compute import states
-from stratus.compute.action_steps import refuse_if_locked
+from stratus.compute.action_steps import refuse_if_locked, require
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
@@ -116,40 +116,29 @@ async def release_volumes(volumes: VolumeClient, context: RequestContext,
         LOG.exception("could not release the volumes of deleted server %s", instance_uuid)
 
 
-async def has_volumes(volumes: VolumeClient, context: RequestContext,
-                      instance_uuid: str) -> bool:
-    """Whether the volume service holds attachments of the server (none without a block
-    storage service, or where none answers at its endpoint)."""
-    base = _block_storage(context)
-    if base is None:
-        return False
-    try:
-        return bool(await volumes.attachments_of(context, base, instance_uuid))
-    except NotFound:
-        LOG.debug("no block storage answers at %s: no volumes", base)
-        return False
-
-
 # Attachments --------------------------------------------------------------------------------
 
 async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
-                  rule: str, *, change: bool = False) -> tuple[str, str | None, str]:
-    """The server's (uuid, host, vm_state); ``change``: refused if it is locked."""
+                  rule: str, *, change: str | None = None) -> tuple[str, str | None, str]:
+    """The server's (uuid, host, vm_state); ``change`` (the action's name): refused if it
+    is locked or has a task."""
     uuid, host, vm_state, _ = await _server_and_tags(rt, caller, server_id, rule,
                                                      change=change)
     return uuid, host, vm_state
 
 
 async def _server_and_tags(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str,
-                           *, change: bool = False,
+                           *, change: str | None = None,
                            ) -> tuple[str, str | None, str, dict[str, str]]:
     """The server's uuid, host and vm state, and the tags its boot request gave devices;
-    ``change``: refused if the server is locked."""
+    ``change`` (the action's name): refused if the server is locked, or with a task (409,
+    as Nova: a volume attached or detached mid-move would be left on the host it left)."""
     async with rt.service() as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize(rule, target(instance))
-        if change:
+        if change is not None:
             refuse_if_locked(instance, caller)
+            require(instance, (instance.vm_state,), change)  # the task state only
         tags = {str(d.get("device_name")): str(d["tag"])
                 for d in instance.block_device_mapping or [] if d.get("tag")}
         return instance.uuid, instance.host, instance.vm_state, tags
@@ -197,7 +186,7 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
     context = caller.context
     uuid, host, vm_state = await _server(rt, caller, server_id,
                                          "os_compute_api:os-volumes-attachments:create",
-                                         change=True)
+                                         change="attach_volume")
     if vm_state not in (states.ACTIVE, states.STOPPED) or host is None:
         raise Conflict(f"Cannot 'attach_volume' instance {uuid} while it is in vm_state "
                        f"{vm_state}")
@@ -207,7 +196,12 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
         await client.get_volume(context, base, volume_id)
     except NotFound as exc:
         raise NotFound(f"Volume {volume_id} could not be found.") from exc
-    used = {a.device for a in await _attachments(client, context, base, uuid)}
+    held = await _attachments(client, context, base, uuid)
+    if any(a.volume_id == volume_id for a in held):
+        # Asked here, not of the volume service: a moving server holds two attachments.
+        raise BadRequest(f"Invalid volume: volume {volume_id} already attached to "
+                         f"{uuid}.")
+    used = {a.device for a in held}
     requested = device
     device = requested or next((f"/dev/vd{c}" for c in string.ascii_lowercase[1:]
                                 if f"/dev/vd{c}" not in used), None)
@@ -233,7 +227,8 @@ async def attach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
 async def detach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str) -> None:
     context = caller.context
     uuid, host, _ = await _server(rt, caller, server_id,
-                                  "os_compute_api:os-volumes-attachments:delete", change=True)
+                                  "os_compute_api:os-volumes-attachments:delete",
+                                  change="detach_volume")
     base = endpoint(context, "block-storage")
     found = [a for a in await _attachments(rt.clients.volumes, context, base, uuid)
              if a.volume_id == volume_id]

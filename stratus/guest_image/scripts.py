@@ -6,6 +6,8 @@ Everything the guest learns is printed to the serial console as marker lines tha
 
 - ``STRATUS-INIT uptime=S product="P" serial=X``: init started (the kernel has booted);
   the SMBIOS product name and serial the hypervisor gave
+- ``STRATUS-MEM total_kb=K``: the memory the guest's kernel has (``MemTotal``), which
+  follows the flavor's RAM (a resize to a larger flavor shows more)
 - ``STRATUS-NET iface=eth0 ip=A/P`` or ``STRATUS-NET none``: DHCP result
 - ``STRATUS-METADATA ok`` / ``STRATUS-METADATA unreachable``
 - ``STRATUS-GUEST ip=A uuid=U hostname=H uptime=S``: what the guest knows about itself
@@ -39,6 +41,7 @@ up() { cut -d' ' -f1 /proc/uptime; }
 PRODUCT=$(cat /sys/class/dmi/id/product_name 2>/dev/null)
 SERIAL=$(cat /sys/class/dmi/id/product_serial 2>/dev/null)
 echo "STRATUS-INIT uptime=$(up) product=\"$PRODUCT\" serial=${SERIAL:-none}"
+echo "STRATUS-MEM total_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 
 for m in $(cat /etc/modules-order); do
     insmod "/lib/modules/$m.ko" 2>/dev/null

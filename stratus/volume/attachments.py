@@ -77,19 +77,17 @@ class Attachments:
     async def create(self, volume_id: str, project_id: str | None, *,
                                 instance_uuid: str | None, mode: str = "rw") -> Attachment:
         """Reserve the volume for the instance. Of two racing reservations of a volume that
-        is not multiattach, exactly one succeeds; the other is a 400."""
+        is not multiattach, exactly one succeeds; the other is a 400. A volume held only by
+        the same instance may be reserved for it again (as Cinder allows): a server moving
+        to another host holds one attachment on each until the move is settled."""
         volume = await self.volumes.get(volume_id, project_id)
         allowed = [states.AVAILABLE]
         if volume.multiattach:
             allowed += [states.IN_USE, states.RESERVED, states.ATTACHING]
-        if instance_uuid is not None and volume.multiattach:
-            for existing in (await self.live([volume.id]))[volume.id]:
-                if existing.instance_uuid == instance_uuid:
-                    raise BadRequest(f"Invalid volume: Volume {volume.id} is already "
-                                     f"attached to instance {instance_uuid}.")
-        # A multiattach volume keeps ``in-use`` while another attachment holds it.
+        # A volume in use keeps ``in-use`` while another attachment holds it.
         new_status = (volume.status if volume.status == states.IN_USE else states.RESERVED)
-        if not await self.volumes.transition(volume.id, allowed, new_status):
+        if not await self.volumes.transition(volume.id, allowed, new_status) \
+                and not await self._held_only_by(volume.id, instance_uuid):
             current = await self.volumes.get(volume.id)
             raise BadRequest(f"Invalid volume: Volume {volume.id} status must be available "
                              f"or downloading to reserve, but the current status is "
@@ -100,6 +98,11 @@ class Attachments:
         self.session.add(attachment)
         await self.session.flush()
         return attachment
+
+    async def _held_only_by(self, volume_id: str, instance_uuid: str | None) -> bool:
+        """Whether the volume's live attachments are all ``instance_uuid``'s (one or more)."""
+        holders = {a.instance_uuid for a in (await self.live([volume_id]))[volume_id]}
+        return instance_uuid is not None and holders == {instance_uuid}
 
     async def complete(self, attachment_id: str, project_id: str | None) -> None:
         attachment = await self.get(attachment_id, project_id)

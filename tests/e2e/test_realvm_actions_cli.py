@@ -198,3 +198,32 @@ def test_consoles_open_once_pause_stops_the_clock_suspend_keeps_uptime_rescue_bo
     assert events == ["unrescue", "rescue", "trigger_crash_dump", "changePassword", "resume",
                       "suspend", "unpause", "pause", "create"]
     cloud.openstack("server", "delete", "--wait", "vm1")
+
+
+MEM = re.compile(r"^STRATUS-MEM total_kb=(\d+)", re.MULTILINE)
+
+
+@pytest.mark.timeout(900)  # two TCG boots on a shared machine
+def test_a_resize_to_a_larger_flavor_gives_the_guest_more_memory(cloud: Cloud) -> None:
+    """``server resize`` of a running real guest from m1.tiny (512 MiB) to m1.small
+    (2 GiB): the guest boots again with the new flavor's memory (its kernel's MemTotal,
+    a little under the RAM it was given), and keeps it once confirmed."""
+    cloud.openstack("server", "create", "--image", "stratus-test-guest", "--flavor",
+                    "m1.tiny", "--nic", "none", "--wait", "grows")
+    text = console_until(cloud, "grows", r"^STRATUS-READY")
+    (before,) = [int(kb) for kb in MEM.findall(text)]
+    assert 400 * 1024 < before <= 512 * 1024, before
+
+    cloud.openstack("server", "resize", "--flavor", "m1.small", "--wait", "grows")
+    wait_status(cloud, "grows", "VERIFY_RESIZE")
+    text = console_until(cloud, "grows",
+                         rf"(?s)STRATUS-MEM total_kb=(?!{before}\b)\d+.*STRATUS-READY",
+                         within=300)
+    after = int(MEM.findall(text)[-1])
+    assert 1536 * 1024 < after <= 2048 * 1024, after
+    cloud.openstack("server", "resize", "confirm", "grows")
+    wait_status(cloud, "grows", "ACTIVE")
+    flavor = cloud.openstack_json("server", "show", "grows")["flavor"]  # 2.47+: embedded
+    assert (flavor.get("name") or flavor.get("original_name"), flavor["ram"]) == (
+        "m1.small", 2048), flavor
+    cloud.openstack("server", "delete", "--wait", "grows")

@@ -13,6 +13,7 @@ from stratus.compute.virt.libvirt.guest_xml import (
     domain_xml,
     interface_xml,
     rescue_domain_xml,
+    root_volume,
     volume_xml,
 )
 from stratus.compute.virt.libvirt.moves import destination_xml
@@ -261,3 +262,22 @@ def test_rescue_xml_boots_the_rescue_disk_first_with_the_own_disk_next() -> None
     assert rescued.find(f"./metadata/{{{NS}}}instance") is not None
     with pytest.raises(VirtError):
         rescue_domain_xml("<domain><devices/></domain>", Path("/r"), NS)
+
+
+def test_a_volume_backed_guest_live_migrates_without_a_disk_copy() -> None:
+    """Its vda is the volume: the destination's domain names the same file, not a copy."""
+    ns = "https://example.test/ns"
+    volume = {"driver_volume_type": "file", "data": {"path": "/volumes/volume-1"}}
+    guest = GuestSpec(uuid="11111111-2222-3333-4444-555555555555", name="m", vcpus=1,
+                      memory_mb=256, root_gb=0,
+                      block_devices=[{"mountpoint": "/dev/vda", "connection_info": volume}])
+    assert root_volume(guest) == volume
+    source = domain_xml(guest, virt_type="qemu", domain_name="instance-m",
+                        disk_path=Path("/volumes/volume-1"), disk_format="raw",
+                        console_log=Path("/a/instances/m/console.log"), metadata_ns=ns,
+                        host="host-a", instances_dir=Path("/a/instances"))
+    moved = ET.fromstring(destination_xml(source, {
+        "disk": None, "console_log": "/b/instances/m/console.log", "host": "host-b",
+        "instances_dir": "/b/instances", "volumes": ["/dev/vda"]}, ns))
+    disk = moved.find("./devices/disk[@device='disk']/source")
+    assert disk is not None and disk.get("file") == "/volumes/volume-1"

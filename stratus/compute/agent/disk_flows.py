@@ -252,13 +252,18 @@ class DiskFlows:
 
     async def _release_host_side(self, ctx: RequestContext, instance: InstanceRecord) -> None:
         """What ties the instance to this host, other than the guest: port bindings and the
-        root volume's attachment (both come back at unshelve)."""
+        root volume's attachment (both come back at unshelve), and the data volumes'
+        attachments made here by an unshelve that failed."""
         agent = self.agent
         if agent.network is not None:
             await agent.network.unbind(ctx, instance.network_info)
-        if agent.volumes is not None and not instance.image_ref:
-            await agent.volumes.disconnect_boot_volumes(ctx, instance.project_id,
-                                                        instance.uuid)
+        if agent.volumes is not None:
+            if not instance.image_ref:
+                await agent.volumes.disconnect_boot_volumes(ctx, instance.project_id,
+                                                            instance.uuid)
+            # Data volumes stay attached where they were until an unshelve connects them
+            # elsewhere; a failed one gives up what it connected here.
+            await agent.volumes.let_go(ctx, instance.project_id, instance.uuid, self.host)
 
     # unshelve -----------------------------------------------------------------------------
 
@@ -320,9 +325,12 @@ class DiskFlows:
                                                   before_bind=listen)
                 network_info = [vif.model_dump() for vif in vifs]
             block_devices: list[dict[str, Any]] = []
-            if agent.volumes is not None and not instance.image_ref:
-                block_devices = await agent.volumes.connect_boot_volumes(
-                    ctx, instance.project_id, uuid)
+            if agent.volumes is not None:
+                if not instance.image_ref:
+                    await agent.volumes.connect_boot_volumes(ctx, instance.project_id, uuid)
+                # Its data volumes too, connected anew here (their old host's go once the
+                # guest runs: ``keep_only`` below).
+                block_devices = await agent.volumes.take_over(ctx, instance.project_id, uuid)
             for waiter in plugged:
                 try:
                     await waiter.wait(agent.options.vif_plugging_timeout)
@@ -333,4 +341,6 @@ class DiskFlows:
                 waiter.close()
         image = await agent.local_image(ctx, image_id or "")
         await agent.driver.spawn(guest_spec(instance, image, network_info, block_devices))
+        if agent.volumes is not None:
+            await agent.volumes.keep_only(ctx, instance.project_id, uuid, self.host)
         return network_info

@@ -128,7 +128,8 @@ class ComputeAgentManager(GuestStateActions):
                                          self.options.sync_power_state_interval)
         #: This host's half of resizes, migrations and evacuations; ``peers`` reaches the
         #: other hosts (None: this host can be the source of no move).
-        self.moves = HostMoves(host, driver, conductor, peers, network, self._guest_for_move)
+        self.moves = HostMoves(host, driver, conductor, peers, network, self._guest_for_move,
+                               volumes)
 
     # Volumes (see stratus.compute.agent.volumes) -------------------------------------------
 
@@ -392,12 +393,13 @@ class ComputeAgentManager(GuestStateActions):
                               result="Success"))
 
     async def _guest_for_move(self, ctx: RequestContext, instance: InstanceRecord,
-                              flavor: FlavorInfo,
-                              network_info: list[dict[str, Any]]) -> GuestSpec:
+                              flavor: FlavorInfo, network_info: list[dict[str, Any]],
+                              block_devices: list[dict[str, Any]]) -> GuestSpec:
         """The guest of ``instance`` with ``flavor`` made on this host by a move (its image
-        fetched into this host's cache where the driver needs it)."""
+        fetched into this host's cache where the driver needs it), with its volumes as
+        connected here (``block_devices``)."""
         image = await self._local_image(ctx, instance)
-        return guest_spec(instance, image, network_info, [], flavor=flavor)
+        return guest_spec(instance, image, network_info, block_devices, flavor=flavor)
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:

@@ -14,6 +14,14 @@ report each step to the conductor, which settles the move in one transaction at 
   the running guest (``live_migration``), the destination takes it
   (``post_live_migration_at_destination``); a failure or an abort leaves it on the source.
 - Evacuation: the destination rebuilds the server of a dead host from its image.
+
+Volumes move with the guest, as Nova's do: the host the guest arrives on connects each of
+its volumes anew (a second attachment of the instance, with its own connector, at the same
+device: ``HostVolumes.take_over``) before making the guest; the host it left gives its
+attachments up once the guest runs elsewhere (``HostVolumes.keep_only``): at the end of a
+resize or cold migration, a live migration or an evacuation, and at a revert; a move that
+fails on the destination gives up the destination's instead, so the volumes stay with the
+source.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 
 from stratus.compute import states
 from stratus.compute.agent.network import HostNetwork
+from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.objects import (
     ActionEvent,
     Fault,
@@ -46,9 +55,10 @@ from stratus.core.context import RequestContext
 LOG = logging.getLogger(__name__)
 
 #: Builds the driver's ``GuestSpec`` for an instance with a flavor and its interfaces
-#: (the agent's, which fetches the image into the host's cache where the driver needs it).
-SpecBuilder = Callable[[RequestContext, InstanceRecord, FlavorInfo, list[dict[str, Any]]],
-                       Awaitable[GuestSpec]]
+#: (the agent's, which fetches the image into the host's cache where the driver needs it),
+#: and the volumes connected on this host.
+SpecBuilder = Callable[[RequestContext, InstanceRecord, FlavorInfo, list[dict[str, Any]],
+                        list[dict[str, Any]]], Awaitable[GuestSpec]]
 
 RESIZE_EVENT = "compute_resize_instance"
 FINISH_RESIZE_EVENT = "compute_finish_resize"
@@ -68,7 +78,7 @@ def _fault(exc: BaseException, doing: str) -> Fault:
 class HostMoves:
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  peers: ComputeAgentAPI | None, network: HostNetwork | None,
-                 guest_spec: SpecBuilder) -> None:
+                 guest_spec: SpecBuilder, volumes: HostVolumes | None = None) -> None:
         self.host = host
         self.driver = driver
         self.conductor = conductor
@@ -76,6 +86,8 @@ class HostMoves:
         self._peers = peers
         self.network = network
         self.guest_spec = guest_spec
+        #: The volume service's side (None: this host moves no server's volumes).
+        self.volumes = volumes
 
     @property
     def peers(self) -> ComputeAgentAPI:
@@ -100,6 +112,32 @@ class HostMoves:
             await self.network.rebind(ctx, instance.network_info, host)
         except Exception:
             LOG.exception("could not bind the ports of %s back to %s", instance.uuid, host)
+
+    async def _take_over(self, ctx: RequestContext,
+                         instance: InstanceRecord) -> list[dict[str, Any]]:
+        """The instance's volumes connected to this host (``HostVolumes.take_over``)."""
+        if self.volumes is None:
+            return []
+        return await self.volumes.take_over(ctx, instance.project_id, instance.uuid)
+
+    async def _keep_only_quietly(self, ctx: RequestContext, instance_uuid: str,
+                                 host: str | None = None, *,
+                                 source_of: str | None = None) -> None:
+        """The instance's volumes stay connected to ``host`` only (or, given a migration's
+        uuid as ``source_of``, to that move's source): ``HostVolumes.keep_only``. Never
+        raises: the move's ending must still be told."""
+        if self.volumes is None:
+            return
+        try:
+            if source_of is not None:
+                host = (await self.conductor.migration_get(ctx, source_of)).source_compute
+            if not host:
+                return
+            record = await self.conductor.instance_get(ctx, instance_uuid)
+            await self.volumes.keep_only(ctx, record.project_id, instance_uuid, host)
+        except Exception:
+            LOG.exception("could not settle the volume connections of %s on %s",
+                          instance_uuid, host)
 
     # Resize and cold migration ------------------------------------------------------------
 
@@ -160,7 +198,9 @@ class HostMoves:
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info),
                     [states.RESIZE_FINISH])
-            spec = await self.guest_spec(ctx, instance, migration.new_flavor, network_info)
+            block_devices = await self._take_over(ctx, instance)
+            spec = await self.guest_spec(ctx, instance, migration.new_flavor, network_info,
+                                         block_devices)
             await self.driver.finish_migration(
                 spec, disk_info, power_on=migration.old_vm_state != states.STOPPED)
             power = int((await self.driver.get_info(instance_uuid)).power_state)
@@ -172,6 +212,7 @@ class HostMoves:
                     await self.driver.destroy(instance_uuid)
                 except Exception:
                     LOG.exception("could not remove %s from %s", instance_uuid, self.host)
+                await self._keep_only_quietly(ctx, instance_uuid, migration.source_compute)
             record = await self.conductor.instance_get(ctx, instance_uuid)
             await self._rebind_quietly(ctx, record, migration.source_compute)
             await self.conductor.migration_update(
@@ -180,6 +221,8 @@ class HostMoves:
             await self.peers.finish_revert_resize(ctx, migration.source_compute,
                                                   instance_uuid, migration_uuid)
             return
+        if not same_host:  # the source's connections end with the guest it has stopped
+            await self._keep_only_quietly(ctx, instance_uuid, self.host)
         await self.conductor.move_ended(ctx, migration_uuid, "resized", power,
                                         self._done(FINISH_RESIZE_EVENT))
 
@@ -234,6 +277,7 @@ class HostMoves:
         fault = None
         power = 0
         try:
+            await self._take_over(ctx, await self.conductor.instance_get(ctx, instance_uuid))
             await self.driver.finish_revert_migration(
                 instance_uuid, power_on=migration.old_vm_state != states.STOPPED)
             power = int((await self.driver.get_info(instance_uuid)).power_state)
@@ -241,6 +285,7 @@ class HostMoves:
         except Exception as exc:
             event = self._done(FINISH_REVERT_EVENT, exc)
             fault = _fault(exc, "Bringing the guest back")
+        await self._keep_only_quietly(ctx, instance_uuid, self.host)
         if ending == "rolled_back" and fault is None:
             fault = Fault(code=500, message="The move failed on its destination; the server "
                                             "is back on its source.")
@@ -301,6 +346,7 @@ class HostMoves:
         except Exception as exc:
             # The guest has left this host: the server is the destination's, with a fault.
             fault = _fault(exc, f"Taking the guest over on {dest}")
+        await self._keep_only_quietly(ctx, instance_uuid, dest)
         await self.conductor.move_ended(ctx, migration_uuid, "live_migrated", power,
                                         self._done(LIVE_EVENT), fault)
 
@@ -312,9 +358,12 @@ class HostMoves:
                                           finished=False)
         try:
             instance = await self.conductor.instance_get(ctx, instance_uuid)
-            spec = await self.guest_spec(ctx, instance, instance.flavor, instance.network_info)
+            block_devices = await self._take_over(ctx, instance)
+            spec = await self.guest_spec(ctx, instance, instance.flavor, instance.network_info,
+                                         block_devices)
             migrate_data = await self.driver.pre_live_migration(spec, source_data)
         except Exception as exc:
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
             await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT,
                                               host=self.host, finished=True, result="Error",
                                               details=str(exc))
@@ -345,7 +394,10 @@ class HostMoves:
     async def rollback_live_migration_at_destination(self, ctx: RequestContext,
                                                      instance_uuid: str,
                                                      migration_uuid: str) -> None:
-        await self.driver.rollback_live_migration_at_destination(instance_uuid)
+        try:
+            await self.driver.rollback_live_migration_at_destination(instance_uuid)
+        finally:
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
 
     async def live_migration_abort(self, ctx: RequestContext, instance_uuid: str,
                                    migration_uuid: str) -> None:
@@ -378,7 +430,9 @@ class HostMoves:
                 await self.conductor.instance_update(
                     ctx, instance_uuid, InstanceUpdate(network_info=network_info),
                     [states.REBUILD_SPAWNING])
-            spec = await self.guest_spec(ctx, instance, instance.flavor, network_info)
+            block_devices = await self._take_over(ctx, instance)
+            spec = await self.guest_spec(ctx, instance, instance.flavor, network_info,
+                                         block_devices)
             await self.driver.spawn(spec)
             if stop:
                 await self.driver.power_off(instance_uuid)
@@ -389,9 +443,11 @@ class HostMoves:
                 await self.driver.destroy(instance_uuid)
             except Exception:
                 LOG.exception("could not remove %s from %s", instance_uuid, self.host)
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
             await self.conductor.move_ended(ctx, migration_uuid, "evacuation_failed", 0,
                                             self._done(REBUILD_EVENT, exc),
                                             _fault(exc, "The evacuation"))
             return
+        await self._keep_only_quietly(ctx, instance_uuid, self.host)
         await self.conductor.move_ended(ctx, migration_uuid, "evacuated", power,
                                         self._done(REBUILD_EVENT))

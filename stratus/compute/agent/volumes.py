@@ -13,6 +13,13 @@ asked), existing ones are used as they are (tagged only when they go with the in
 each is attached at its device as root volumes are. A build that fails gives back every
 attachment of the instance and deletes the volumes it made (``undo_build``): nothing of a
 failed build is left in the volume service, and a reschedule starts afresh.
+
+Moves (resize, migrations, evacuation, unshelve elsewhere): the host a guest arrives on
+connects each of the instance's volumes again with its own connector, at the device the
+volume has (``take_over``: the instance then holds two attachments of the volume, which the
+volume service allows for one instance, as Cinder does); once the guest runs on one host,
+the others' attachments go (``keep_only``), and a host that gave up a guest it was to
+receive gives up what it connected (``let_go``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +46,16 @@ from stratus.core.exceptions import NotFound
 from stratus.core.service_auth import ServiceAuth
 
 LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Held:
+    """One of an instance's attachments: the host connected and the guest device."""
+
+    attachment_id: str
+    host: str | None
+    device: str | None
+    connection_info: dict[str, Any]
 
 
 @dataclass
@@ -141,6 +159,85 @@ class HostVolumes:
                                                            service_token=token):
             if attachment["volume_id"] in roots:
                 await self.client.delete_attachment(ctx, base, attachment["id"],
+                                                    service_token=token)
+
+    # Moves (see stratus.compute.agent.moves) ---------------------------------------------
+
+    async def _held(self, ctx: RequestContext, base: str, token: str,
+                    instance_uuid: str) -> dict[str, list[Held]]:
+        """The instance's attached volumes: volume id → its attachments of the instance
+        (one, or one per host while the instance moves). None where no block storage
+        service answers at its endpoint (404)."""
+        held: dict[str, list[Held]] = {}
+        try:
+            found = await self.client.attachments_of(ctx, base, instance_uuid,
+                                                     service_token=token)
+        except NotFound:
+            LOG.debug("no block storage answers at %s: no volumes to move", base)
+            return held
+        for attachment in found:
+            if attachment.get("status") == "attached":
+                held.setdefault(attachment["volume_id"], []).append(Held(
+                    attachment["id"], None, None, dict(attachment.get("connection_info")
+                                                       or {})))
+        for volume_id, attachments in held.items():
+            volume = await self.client.get_volume(ctx, base, volume_id, service_token=token)
+            where = {a.get("attachment_id"): a for a in volume.get("attachments") or []}
+            for item in attachments:
+                item.host = where.get(item.attachment_id, {}).get("host_name")
+                item.device = where.get(item.attachment_id, {}).get("device")
+        return held
+
+    async def take_over(self, ctx: RequestContext, project_id: str,
+                        instance_uuid: str) -> list[dict[str, Any]]:
+        """A move brings the instance here: each of its volumes is connected to this host at
+        the device it has (a new attachment with this host's connector, beside the one its
+        other host holds until the move is settled: ``keep_only``); the driver's block
+        devices. Volumes already connected here are used as they are."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return []
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        devices: list[dict[str, Any]] = []
+        for volume_id, attachments in (await self._held(ctx, base, token,
+                                                         instance_uuid)).items():
+            here = next((a for a in attachments if a.host == self.host), None)
+            device = (here or attachments[0]).device
+            if not device:
+                raise VirtError(f"Volume {volume_id} of {instance_uuid} has no device.")
+            info = here.connection_info if here is not None else await self._attach_at(
+                ctx, base, token, instance_uuid, volume_id, device)
+            devices.append({"mountpoint": device, "connection_info": info,
+                            "volume_id": volume_id})
+        return sorted(devices, key=lambda d: str(d["mountpoint"]))
+
+    async def keep_only(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                        host: str) -> None:
+        """The instance runs on ``host``: of each volume ``host`` holds for it, the
+        instance's attachments on other hosts go."""
+        await self._drop(ctx, project_id, instance_uuid, lambda a: a.host != host, host)
+
+    async def let_go(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                     host: str) -> None:
+        """``host`` does not have the instance: its attachments of each volume another
+        host holds for the instance go."""
+        await self._drop(ctx, project_id, instance_uuid, lambda a: a.host == host, None)
+
+    async def _drop(self, ctx: RequestContext, project_id: str, instance_uuid: str,
+                    goes: Callable[[Held], bool], holder: str | None) -> None:
+        """Delete the instance's attachments that ``goes``, of each volume that keeps one
+        that does not (held by ``holder``, when named): never is a volume left without the
+        instance's attachment by a move."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        for attachments in (await self._held(ctx, base, token, instance_uuid)).values():
+            kept = [a for a in attachments if not goes(a)]
+            if not kept or (holder is not None and all(a.host != holder for a in kept)):
+                continue
+            for gone in (a for a in attachments if goes(a)):
+                await self.client.delete_attachment(ctx, base, gone.attachment_id,
                                                     service_token=token)
 
     async def _available(self, ctx: RequestContext, base: str, volume: dict[str, Any],

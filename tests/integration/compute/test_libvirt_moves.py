@@ -121,16 +121,24 @@ async def two_hosts(tmp_path: Path,
 
 
 async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
-        two_hosts: tuple[LibvirtDriver, LibvirtDriver]) -> None:
+        two_hosts: tuple[LibvirtDriver, LibvirtDriver], tmp_path: Path) -> None:
     a, b = two_hosts
+    # A data volume (a file both hosts reach, as the file volume backend's) moves along,
+    # not copied: the guest on host-b has it at the same device.
+    data = tmp_path / "volume-data"
+    data.write_bytes(b"\0" * (8 * 1024 * 1024))
+    volumes = [{"mountpoint": "/dev/vdb", "connection_info": {
+        "driver_volume_type": "file", "data": {"path": str(data), "format": "raw"}}}]
     guest = GuestSpec(uuid=str(uuid.uuid4()), name="mover", vcpus=1, memory_mb=256,
-                      root_gb=1, image_path=guest_image(), image_format="qcow2")
+                      root_gb=1, image_path=guest_image(), image_format="qcow2",
+                      block_devices=volumes)
     await a.spawn(guest)
 
     def console(driver: LibvirtDriver) -> asyncio.Future[str]:
         return asyncio.ensure_future(driver.get_console_output(guest.uuid))
 
-    await wait_console(lambda: console(a), r"^STRATUS-READY")
+    booted = await wait_console(lambda: console(a), r"^STRATUS-READY")
+    assert "STRATUS-DISK name=vdb size=8388608" in booted
 
     progress: list[MigrationProgress] = []
 
@@ -151,22 +159,24 @@ async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
     volume = b.instance_dir(guest.uuid) / "extra.raw"
     volume.write_bytes(b"\0" * (8 * 1024 * 1024))
     await b.attach_volume(guest.uuid, {"driver_volume_type": "file",
-                                       "data": {"path": str(volume)}}, "/dev/vdb")
-    there = await wait_console(lambda: console(b), r"^STRATUS-DISK-ADDED name=vdb")
+                                       "data": {"path": str(volume)}}, "/dev/vdc")
+    there = await wait_console(lambda: console(b), r"^STRATUS-DISK-ADDED name=vdc")
     assert "STRATUS-INIT" not in there
     await b.detach_volume(guest.uuid, {"driver_volume_type": "file",
-                                       "data": {"path": str(volume)}}, "/dev/vdb")
+                                       "data": {"path": str(volume)}}, "/dev/vdc")
 
     # A cold resize on host-b itself: stopped, kept aside, started with more memory from its
     # own disk; confirmed, nothing is left aside.
     disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-b")
     bigger = GuestSpec(uuid=guest.uuid, name="mover", vcpus=1, memory_mb=384, root_gb=2,
-                       image_path=guest.image_path, image_format="qcow2")
+                       image_path=guest.image_path, image_format="qcow2",
+                       block_devices=volumes)
     await b.finish_migration(bigger, disk_info, power_on=True)
     info = await b.get_info(guest.uuid)
     assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 384)
     booted = await wait_console(lambda: console(b), r"^STRATUS-READY")
     assert "STRATUS-DISK name=vda size=2147483648" in booted
+    assert "STRATUS-DISK name=vdb size=8388608" in booted
     await b.confirm_migration(guest.uuid)
     assert not (b.instances_dir / f"{guest.uuid}_resize").exists()
 
@@ -262,3 +272,43 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
     assert rebooted.status_code == 202
     text = await wait_console(console, r"^STRATUS-READY", within=180)
     assert text.index("STRATUS-POWEROFF") < text.index("STRATUS-INIT")
+
+
+async def test_a_volume_backed_guest_with_a_data_volume_resizes_on_its_volumes(
+        tmp_path: Path) -> None:
+    """A cold resize of a guest booted from a volume, with a data volume: the new domain
+    boots the same root volume (there is no disk of its own to copy) with the data volume at
+    its device again, and the new flavor's memory."""
+    libvirt_ready()
+    root, data = tmp_path / "volume-root", tmp_path / "volume-data"
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "convert", "-O", "raw",
+                                             str(guest_image()), str(root)], check=True)
+    data.write_bytes(b"\0" * (8 * 1024 * 1024))
+    volumes = [{"mountpoint": device, "connection_info": {
+        "driver_volume_type": "file", "data": {"path": str(path), "format": "raw"}}}
+        for device, path in (("/dev/vda", root), ("/dev/vdb", data))]
+    driver = LibvirtDriver(tmp_path / "instances", run_dir=tmp_path / "run")
+    await driver.init_host("realvm-host")
+    guest = GuestSpec(uuid=str(uuid.uuid4()), name="bfv", vcpus=1, memory_mb=256, root_gb=0,
+                      block_devices=volumes)
+
+    def console() -> asyncio.Future[str]:
+        return asyncio.ensure_future(driver.get_console_output(guest.uuid))
+
+    try:
+        await driver.spawn(guest)
+        text = await wait_console(console, r"^STRATUS-READY")
+        assert "STRATUS-DISK name=vdb size=8388608" in text
+        disk_info = await driver.migrate_disk_and_power_off(guest.uuid, "realvm-host")
+        bigger = GuestSpec(uuid=guest.uuid, name="bfv", vcpus=1, memory_mb=384, root_gb=0,
+                           block_devices=volumes)
+        await driver.finish_migration(bigger, disk_info, power_on=True)
+        assert (await driver.get_info(guest.uuid)).memory_mb == 384
+        text = await wait_console(console, r"^STRATUS-READY")
+        assert "STRATUS-DISK name=vdb size=8388608" in text
+        assert not (driver.instance_dir(guest.uuid) / "disk").exists()  # vda: the volume
+        await driver.confirm_migration(guest.uuid)
+    finally:
+        await driver.destroy(guest.uuid)
+        await driver.cleanup_host()
+    assert root.exists() and data.exists()  # volumes outlive the guest

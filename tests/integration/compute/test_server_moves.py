@@ -21,6 +21,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
+from stratus.stack import Stack
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT, assert_compute_error
 from tests.integration.compute.test_boot_flow import (
@@ -70,6 +71,18 @@ async def migrations(cloud: Cloud, query: str = "", version: str = "2.96") -> li
 async def action_names(cloud: Cloud, server_id: str) -> list[str]:
     response = await cloud.compute("GET", f"/servers/{server_id}/os-instance-actions")
     return [a["action"] for a in response.json()["instanceActions"]]
+
+
+async def force_down(stack: Stack, host: str) -> None:
+    """The compute service of ``host`` is down (as an operator forcing it down makes it)."""
+    runtime = stack.compute
+    assert runtime is not None
+    async with runtime.db.session() as session:
+        service = await session.scalar(select(ComputeServiceRecord).where(
+            ComputeServiceRecord.host == host))
+        assert service is not None
+        service.forced_down = True
+        await session.commit()
 
 
 async def test_resize_confirm_then_revert_with_both_claims_held(cloud: Cloud) -> None:
@@ -305,14 +318,7 @@ async def test_evacuate_only_from_a_down_host(cloud: Cloud) -> None:
     assert_compute_error(await action(cloud, sid, {"evacuate": {}}, version="2.13"), 400,
                          "badRequest")  # onSharedStorage required before 2.14
 
-    runtime = cloud.stack.compute
-    assert runtime is not None
-    async with runtime.db.session() as session:
-        service = await session.scalar(select(ComputeServiceRecord).where(
-            ComputeServiceRecord.host == source))
-        assert service is not None
-        service.forced_down = True
-        await session.commit()
+    await force_down(cloud.stack, source)
     # The scheduler's view of the hosts is refreshed on its own interval: wait it out.
     evacuated = await action(cloud, sid, {"evacuate": {}}, version="2.94")
     assert evacuated.status_code == 200, evacuated.text

@@ -70,6 +70,13 @@ class _Guest:
     #: Plugged NICs: MAC → VIF.
     nics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def connect_volumes(self) -> None:
+        """The spec's volumes, as the host connected them, on the guest."""
+        self.volumes = {}
+        for device in self.spec.block_devices:
+            self.volumes[device["mountpoint"]] = dict(device.get("connection_info") or {})
+            self.log(f"disk: {device['mountpoint']} (volume)")
+
     def log(self, line: str) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
         self.console.append(f"[{stamp}] {line}")
@@ -140,9 +147,7 @@ class FakeDriver(VirtDriver):
             created.nics[str(vif.get("address", ""))] = dict(vif)
             ips = " ".join(ip.get("address", "") for ip in vif.get("ips", []))
             created.log(f"eth: {vif.get('address', '?')} {ips}".rstrip())
-        for device in guest.block_devices:
-            created.volumes[device["mountpoint"]] = dict(device.get("connection_info") or {})
-            created.log(f"disk: {device['mountpoint']} (volume)")
+        created.connect_volumes()
         for disk in guest.local_disks:
             created.local_disks[disk.device] = (disk.kind, disk.size_mb)
             created.log(f"disk: {disk.device} ({disk.kind}, {disk.size_mb} MiB)")
@@ -327,6 +332,7 @@ class FakeDriver(VirtDriver):
                        console=list(disk_info.get("console", [])))
         moved.log(f"Moved from {disk_info.get('source_host', '?')}: {guest.vcpus} vCPU, "
                   f"{guest.memory_mb} MB")
+        moved.connect_volumes()
         self._guests[guest.uuid] = moved
 
     async def confirm_migration(self, uuid: str) -> None:
@@ -349,8 +355,10 @@ class FakeDriver(VirtDriver):
         if guest.uuid in self._guests:
             raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
         self._check_room(guest)
-        self._incoming[guest.uuid] = _Guest(guest, PowerState.PAUSED,
-                                            console=list(source_data.get("console", [])))
+        incoming = _Guest(guest, PowerState.PAUSED,
+                          console=list(source_data.get("console", [])))
+        incoming.connect_volumes()
+        self._incoming[guest.uuid] = incoming
         return {"dest_host": self.host}
 
     async def live_migration(self, uuid: str, dest_host: str, migrate_data: dict[str, Any],

@@ -66,6 +66,7 @@ from stratus.compute.virt.libvirt.guest_xml import (
     domain_xml,
     interface_xml,
     rescue_domain_xml,
+    root_volume,
     volume_file,
     volume_xml,
 )
@@ -230,9 +231,8 @@ class LibvirtDriver(VirtDriver):
     # Spawn --------------------------------------------------------------------------------
 
     async def spawn(self, guest: GuestSpec) -> None:
-        root_volume = next((d["connection_info"] for d in guest.block_devices
-                            if d.get("mountpoint") == "/dev/vda"), None)
-        if guest.image_path is None and root_volume is None:
+        root = root_volume(guest)
+        if guest.image_path is None and root is None:
             raise VirtError(f"No image file or root volume for {guest.name}: the libvirt "
                             "driver boots from a local copy of the image or from a volume.")
         try:
@@ -243,8 +243,8 @@ class LibvirtDriver(VirtDriver):
             raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
         directory = await self.make_instance_dir(guest.uuid)
         try:
-            if root_volume is not None:  # boot from volume: the volume itself is vda
-                disk, disk_format = volume_file(root_volume)
+            if root is not None:  # boot from volume: the volume itself is vda
+                disk, disk_format = volume_file(root)
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"

@@ -36,6 +36,12 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return node
 
 
+def root_volume(guest: GuestSpec) -> dict[str, Any] | None:
+    """The connection info of the volume the guest boots from (its ``/dev/vda``), if any."""
+    return next((d.get("connection_info") or {} for d in guest.block_devices
+                 if d.get("mountpoint") == "/dev/vda"), None)
+
+
 def volume_file(connection_info: dict[str, Any]) -> tuple[Path, str]:
     """The file and format of a ``file`` volume's connection info."""
     kind = connection_info.get("driver_volume_type")

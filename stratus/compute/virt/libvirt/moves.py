@@ -17,6 +17,10 @@ beforehand), the domain's files re-pointed at the destination's instance directo
 refuses a migration between two daemons with the same host UUID, so two agents on one
 machine need two libvirtd (each its own ``host_uuid``, state directories and socket); the
 destination tells the source the URI of its daemon (``migration_uri``).
+
+Volumes (``GuestSpec.block_devices``, connected on the destination by the agent) are never
+copied: a moved guest's domain names the same volume files, and a guest booted from a
+volume has no disk of its own to copy (its ``vda`` is the volume, in both directions).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from stratus.compute.virt.driver import (
     ProgressCallback,
     VirtError,
 )
+from stratus.compute.virt.libvirt.guest_xml import root_volume, volume_file
 from stratus.compute.virt.libvirt.tools import create_local_disk, local_disk_name, run_tool
 
 LOG = logging.getLogger(__name__)
@@ -148,10 +153,16 @@ def _move_local_disks(guest: GuestSpec, disk_info: dict[str, Any],
 async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
                            disk_info: dict[str, Any], *, power_on: bool) -> None:
     directory = await driver.make_instance_dir(guest.uuid)
+    root = root_volume(guest)
     try:
-        disk = await asyncio.to_thread(_make_moved_disk, disk_info, directory, guest.root_gb)
+        if root is not None:  # booted from a volume: vda is the volume, connected here
+            disk, disk_format = volume_file(root)
+        else:
+            disk = await asyncio.to_thread(_make_moved_disk, disk_info, directory,
+                                           guest.root_gb)
+            disk_format = "qcow2"
         local = await asyncio.to_thread(_move_local_disks, guest, disk_info, directory)
-        xml = driver.domain_xml(guest, disk, "qcow2", local)
+        xml = driver.domain_xml(guest, disk, disk_format, local)
         if power_on:
             await driver._call(driver._define_and_start, xml)
         else:
@@ -211,12 +222,16 @@ def _prepare_disk(source_data: dict[str, Any], directory: Path) -> Path:
 async def pre_live_migration(driver: LibvirtDriver, guest: GuestSpec,
                              source_data: dict[str, Any]) -> dict[str, Any]:
     directory = await driver.make_instance_dir(guest.uuid)
+    disk: Path | None = None
     try:
-        disk = await asyncio.to_thread(_prepare_disk, source_data, directory)
+        if root_volume(guest) is None:  # a volume root is not copied: it is the volume
+            disk = await asyncio.to_thread(_prepare_disk, source_data, directory)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, directory, True)
         raise
-    return {"uri": driver.migration_uri, "host": driver.host, "disk": str(disk),
+    return {"uri": driver.migration_uri, "host": driver.host,
+            "disk": str(disk) if disk is not None else None,
+            "volumes": [str(d.get("mountpoint")) for d in guest.block_devices],
             "console_log": str(driver.console_log(guest.uuid)),
             "instances_dir": str(driver.instances_dir)}
 
@@ -227,7 +242,7 @@ def destination_xml(xml: str, migrate_data: dict[str, Any], metadata_ns: str) ->
     for disk in root.iterfind("./devices/disk"):
         target, source = disk.find("target"), disk.find("source")
         if target is not None and target.get("dev") == "vda" and source is not None \
-                and source.get("file"):
+                and source.get("file") and migrate_data.get("disk"):
             source.set("file", migrate_data["disk"])
             backing = disk.find("backingStore")
             if backing is not None:
@@ -257,18 +272,24 @@ async def live_migration(driver: LibvirtDriver, uuid: str, dest_host: str,
     # The definition kept there (what a restart of the guest uses) is re-pointed too.
     persistent = await driver._call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_MIGRATABLE
                                     | libvirt.VIR_DOMAIN_XML_INACTIVE)
-    params = {
+    params: dict[str, Any] = {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: destination_xml(xml, migrate_data, metadata_ns),
         libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: destination_xml(persistent, migrate_data,
                                                                metadata_ns),
         # QEMU's stream stays on the loopback: both hosts are on this machine.
         libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1",
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "127.0.0.1",
-        libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda"],
     }
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
-             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-             | libvirt.VIR_MIGRATE_NON_SHARED_INC)
+             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+    if migrate_data.get("disk"):  # the guest's own disk is copied along; volumes are not
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
+        flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+    if migrate_data.get("volumes"):
+        # Both hosts open the very same volume files (the file backend's, on a file system
+        # the hosts share, as they must to attach them at all); libvirt cannot tell a local
+        # file system is shared between two daemons and would refuse them as unsafe.
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
     driver._aborted.discard(uuid)
     migration = asyncio.ensure_future(asyncio.to_thread(dom.migrateToURI3, dest_uri, params,
                                                         flags))
