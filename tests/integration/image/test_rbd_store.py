@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
+from stratus.core.ceph_dev import DevCluster
 from stratus.core.config import CephSettings
 from stratus.image.stores import ObjectMissing
 from stratus.image.stores.rbd import InUse, RbdLocation, RbdStore

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
+from stratus.core.ceph_dev import DevCluster
 from stratus.core.config import CephSettings
 from stratus.image.stores.rbd import RbdStore
 from stratus.volume.backends.base import BackendError
