@@ -236,9 +236,10 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
                                      "with dnsmasq installed, else noop].")
        ] = None,
        storage: Annotated[str | None, typer.Option(
-           "--storage", help="file, or ceph: images in RBD (pool images) and volumes in RBD "
-                             "(pool volumes) of the cluster of ceph.conf (settings ceph.*; "
-                             "else the one `stratus ceph up` made in DATA_DIR/ceph).")
+           "--storage", help="file, or ceph: images in RBD (pool images), volumes in RBD "
+                             "(pool volumes) and guests' disks in RBD (pool vms) of the "
+                             "cluster of ceph.conf (settings ceph.*; else the one "
+                             "`stratus ceph up` made in DATA_DIR/ceph).")
        ] = None,
        verbose: Annotated[bool, typer.Option(
            "--verbose", "-v", help="Log to the console too (the log is always in "
@@ -288,6 +289,7 @@ def _choose_storage(settings: Settings, storage: str) -> None:
     backend ``rbd`` at once); says which cluster, or why Ceph cannot be used, and exits."""
     if storage == "file":
         settings.image.store, settings.volume.backend = "file", "file"
+        settings.compute.images_type = "qcow2"
         return
     if storage != "ceph":
         console.print(f"[red]Unknown storage {storage!r}.[/] Use file or ceph.")
@@ -312,8 +314,10 @@ def _choose_storage(settings: Settings, storage: str) -> None:
                       highlight=False)
         raise typer.Exit(2)
     settings.image.store, settings.volume.backend = "rbd", "rbd"
+    settings.compute.images_type = "rbd"
     console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: images in RBD pool "
-                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}",
+                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}, "
+                  f"guests' disks in {settings.compute.images_rbd_pool}",
                   markup=False, highlight=False)
 
 

@@ -49,6 +49,7 @@ from stratus.compute.virt.driver import (
 from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
+from stratus.core.exceptions import StratusError
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
 from stratus.core.metrics import AGENT_BUILDS_IN_FLIGHT, AGENT_DELETES_IN_FLIGHT, BOOTS
 from stratus.core.periodic import Periodic
@@ -380,10 +381,11 @@ class ComputeAgentManager(GuestStateActions):
             for waiter in plugged:
                 waiter.close()
         with span("compute.fetch_image", step="23,25"):
-            image = await self._local_image(ctx, instance)
+            image, location = await self._boot_image(ctx, instance)
         with span("compute.spawn", step="43-44") as spawning:
             spawning.set_attribute("stratus.virt_driver", self.driver.name)
-            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
+            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices,
+                                               image_location=location))
             info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
@@ -398,6 +400,20 @@ class ComputeAgentManager(GuestStateActions):
         fetched into this host's cache where the driver needs it)."""
         image = await self._local_image(ctx, instance)
         return guest_spec(instance, image, network_info, [], flavor=flavor)
+
+    async def _boot_image(self, ctx: RequestContext, instance: InstanceRecord
+                          ) -> tuple[CachedImage | None, str | None]:
+        """The image to boot: where it lies, when the driver makes the disk there (an RBD
+        clone: nothing is downloaded), else its bits in this host's cache."""
+        if self.driver.clones_images and instance.image_ref and self.images is not None:
+            try:
+                record = await self.images.image_info(ctx, instance.image_ref)
+            except StratusError as exc:
+                raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
+            location = record.get("direct_url")
+            if await self.driver.can_clone_image(location, record.get("disk_format")):
+                return None, str(location)
+        return await self._local_image(ctx, instance), None
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
