@@ -402,17 +402,18 @@ class ComputeAgentManager(GuestStateActions):
         return guest_spec(instance, image, network_info, [], flavor=flavor)
 
     async def _boot_image(self, ctx: RequestContext, instance: InstanceRecord
-                          ) -> tuple[CachedImage | None, str | None]:
-        """The image to boot: where it lies, when the driver makes the disk there (an RBD
-        clone: nothing is downloaded), else its bits in this host's cache."""
+                          ) -> tuple[CachedImage | None, tuple[str, str] | None]:
+        """The image to boot: where it lies and its disk format, when the driver makes the
+        disk there (an RBD clone: nothing is downloaded), else its bits in this host's
+        cache."""
         if self.driver.clones_images and instance.image_ref and self.images is not None:
             try:
                 record = await self.images.image_info(ctx, instance.image_ref)
             except StratusError as exc:
                 raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
-            location = record.get("direct_url")
-            if await self.driver.can_clone_image(location, record.get("disk_format")):
-                return None, str(location)
+            location, disk_format = record.get("direct_url"), record.get("disk_format")
+            if await self.driver.can_clone_image(location, disk_format):
+                return None, (str(location), str(disk_format))
         return await self._local_image(ctx, instance), None
 
     async def _local_image(self, ctx: RequestContext,

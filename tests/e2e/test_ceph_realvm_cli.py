@@ -1,0 +1,109 @@
+"""A real guest on an RBD root disk: ``stratus up --storage ceph`` on the run's real Ceph, the
+real ``openstack`` CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` through librbd."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.core.ceph_dev import DevCluster
+from tests.ceph_cluster import admin_connection
+from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.test_realvm_cli import console_until, domains
+from tests.realvm import destroy_leftovers, guest_image, libvirt_ready
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
+
+
+@pytest.fixture
+def ceph_vm_cloud(tmp_path: Path, ceph_cluster: DevCluster) -> Iterator[Cloud]:
+    libvirt_ready()
+    env = {k: v for k, v in ceph_cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+    data = tmp_path / "data"
+    instance = Cloud(data, free_port(), base_env(STRATUS_COMPUTE__VIRT_DRIVER="libvirt",
+                                                 STRATUS_NETWORK__BACKEND="linuxbridge",
+                                                 **env),
+                     args=["up", "--storage", "ceph"])
+    instance.start(timeout=180)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        asyncio.run(destroy_leftovers(data / "instances"))
+
+
+def _rbd_names(cluster: DevCluster, pool: str) -> list[str]:
+    import rbd
+
+    with admin_connection(cluster) as conn, conn.open_ioctx(pool) as ioctx:
+        return list(rbd.RBD().list(ioctx))
+
+
+def _domain_xml_and_secret(server_id: str) -> tuple[str, Any]:
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        xml = conn.lookupByUUIDString(server_id).XMLDesc(0)
+        secret_uuid = xml.split("<secret type='ceph' uuid='", 1)[1].split("'", 1)[0]
+        secret = conn.secretLookupByUUIDString(secret_uuid)
+        try:
+            secret.value()
+            readable = True
+        except libvirt.libvirtError:  # private: nobody reads the key back
+            readable = False
+        return xml, (secret.XMLDesc(0), readable)
+    finally:
+        conn.close()
+
+
+def test_a_guest_boots_from_a_clone_in_vms_and_delete_leaves_no_rbd_image(
+        ceph_vm_cloud: Cloud, ceph_cluster: DevCluster, tmp_path: Path) -> None:
+    import rbd
+
+    cloud = ceph_vm_cloud
+    assert "guests' disks in vms" in cloud.console()
+    raw = tmp_path / "guest.raw"  # only raw images are cloned (RBD disks are raw)
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(guest_image()),
+                    str(raw)], check=True)
+    image = cloud.openstack_json("image", "create", "--file", str(raw), "--disk-format", "raw",
+                                 "--container-format", "bare", "guest-raw")
+
+    server = cloud.openstack_json("server", "create", "--image", "guest-raw", "--flavor",
+                                  "m1.tiny", "--network", "private", "--wait", "vm-rbd")
+    assert server["status"] == "ACTIVE", cloud.log()[-3000:]
+    server_id = server["id"]
+    console_until(cloud, "vm-rbd", r"^STRATUS-READY", within=300)
+
+    # Its root disk is a copy-on-write clone of the image's snapshot: nothing downloaded.
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{server_id}_disk", read_only=True) as disk:
+        parent = disk.get_parent_image_spec()
+        assert (parent["pool_name"], parent["image_name"], parent["snap_name"]) == (
+            "images", image["id"], "snap")
+        assert disk.size() == 1 << 30  # m1.tiny's root disk
+    cache = cloud.data_dir / "image-cache"
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
+    # QEMU reaches it through librbd with the key in an ephemeral, private libvirt secret:
+    # the key is in neither the domain, nor the secret's definition, nor the log.
+    xml, (secret_xml, readable) = _domain_xml_and_secret(server_id)
+    assert f"<source protocol='rbd' name='vms/{server_id}_disk'" in xml
+    assert "ephemeral='yes'" in secret_xml and "private='yes'" in secret_xml
+    assert not readable
+    key = next(line.split("=", 1)[1].strip()
+               for line in ceph_cluster.stratus_keyring.read_text().splitlines()
+               if line.strip().startswith("key"))
+    for text in (xml, secret_xml, cloud.log()):
+        assert key not in text
+
+    cloud.openstack("server", "delete", "--wait", "vm-rbd")
+    assert server_id not in domains()
+    assert not [n for n in _rbd_names(ceph_cluster, "vms") if server_id in n]
+    cloud.openstack("image", "delete", "guest-raw")  # no clone holds it any more
+    assert not [n for n in _rbd_names(ceph_cluster, "images") if image["id"] in n]
