@@ -3,7 +3,6 @@ real ``openstack`` CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` thro
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,9 @@ import pytest
 from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.core.ceph_dev import DevCluster
 from tests.ceph_cluster import admin_connection
-from tests.e2e.cloud import Cloud, base_env, free_port
+from tests.e2e.cloud import Cloud, libvirt_cloud
 from tests.e2e.test_realvm_cli import console_until, domains
-from tests.realvm import destroy_leftovers, guest_image, libvirt_ready
+from tests.realvm import guest_image, libvirt_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
 
@@ -25,17 +24,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
 def ceph_vm_cloud(tmp_path: Path, ceph_cluster: DevCluster) -> Iterator[Cloud]:
     libvirt_ready()
     env = {k: v for k, v in ceph_cluster.env().items() if k.startswith("STRATUS_CEPH__")}
-    data = tmp_path / "data"
-    instance = Cloud(data, free_port(), base_env(STRATUS_COMPUTE__VIRT_DRIVER="libvirt",
-                                                 STRATUS_NETWORK__BACKEND="linuxbridge",
-                                                 **env),
-                     args=["up", "--storage", "ceph"])
-    instance.start(timeout=180)
-    try:
+    with libvirt_cloud(tmp_path / "data", ["up", "--storage", "ceph"], **env) as instance:
         yield instance
-    finally:
-        instance.stop()
-        asyncio.run(destroy_leftovers(data / "instances"))
 
 
 def _rbd_names(cluster: DevCluster, pool: str) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stratus.compute.virt.driver import GuestSpec, LocalDisk, VirtError
+from stratus.compute.virt.libvirt.driver import without_secrets
 from stratus.compute.virt.libvirt.guest_xml import (
     RbdSource,
     domain_xml,
@@ -312,3 +313,13 @@ def test_the_ceph_secret_is_ephemeral_and_private() -> None:
     usage = secret.find("usage")
     assert usage is not None and usage.get("type") == "ceph"
     assert usage.findtext("name") == "ceph client.stratus of <fsid>"
+
+
+def test_a_failed_qemu_start_shows_no_secret_data() -> None:
+    error = ("internal error: Child process (/usr/bin/qemu-system-x86_64 -object "
+             "'{\"qom-type\":\"secret\",\"id\":\"libvirt-1-storage-auth-secret0\","
+             "\"data\":\"X4/q/jVHeMtbErOw708=\",\"keyid\":\"masterKey0\"}' -blockdev "
+             "'{\"driver\":\"rbd\"}') unexpected exit status 125")
+    shown = without_secrets(error)
+    assert "X4/q/jVHeMtbErOw708=" not in shown
+    assert '"data":"<hidden>"' in shown and "exit status 125" in shown

@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -179,7 +180,7 @@ class LibvirtDriver(VirtDriver):
         try:
             return await asyncio.to_thread(fn, *args)
         except self._libvirt.libvirtError as exc:
-            raise VirtError(str(exc)) from exc
+            raise VirtError(without_secrets(str(exc))) from exc
 
     def _lookup(self, uuid: str) -> Any:
         try:
@@ -738,6 +739,17 @@ class LibvirtDriver(VirtDriver):
 
     async def live_migration_force_complete(self, uuid: str) -> None:
         await moves.live_migration_force_complete(self, uuid)
+
+
+#: A QEMU that fails to start shows its command line in libvirt's error, with the RBD
+#: disks' keys as ``secret`` objects (encrypted with the guest's master key, but secret
+#: material all the same).
+_SECRET_DATA = re.compile(r'("data":\s*")[^"]*(")')
+
+
+def without_secrets(message: str) -> str:
+    """A libvirt error as a fault or a log line may show it."""
+    return _SECRET_DATA.sub(r"\1<hidden>\2", message)
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:
