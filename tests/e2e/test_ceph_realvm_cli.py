@@ -4,6 +4,8 @@ real ``openstack`` CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` thro
 from __future__ import annotations
 
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,56 @@ def test_a_guest_boots_from_a_clone_in_vms_and_delete_leaves_no_rbd_image(
     assert not [n for n in _rbd_names(ceph_cluster, "vms") if server_id in n]
     cloud.openstack("image", "delete", "guest-raw")  # no clone holds it any more
     assert not [n for n in _rbd_names(ceph_cluster, "images") if image["id"] in n]
+
+
+def _wait_status(cloud: Cloud, name: str, wanted: str, within: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        shown: dict[str, Any] = cloud.openstack_json("server", "show", name)
+        if shown["status"] == wanted:
+            return shown
+        assert time.monotonic() < deadline, f"{name} stuck in {shown['status']}"
+        time.sleep(1)
+
+
+def test_a_boot_while_ceph_is_down_ends_in_error_naming_ceph_and_leaves_nothing(
+        ceph_cluster: DevCluster, tmp_path: Path) -> None:
+    """A private cluster (the run's shared one must not stop under other tests)."""
+    del ceph_cluster  # (the packages and bindings are there: the fixture checked)
+    libvirt_ready()
+    cluster = DevCluster(Path(f"/tmp/sv-{uuid.uuid4().hex[:8]}"))
+    try:
+        cluster.up()
+        env = {k: v for k, v in cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+        with libvirt_cloud(tmp_path / "data", ["up", "--storage", "ceph"],
+                           STRATUS_CEPH__CONNECT_TIMEOUT="3", STRATUS_CEPH__OP_TIMEOUT="5",
+                           **env) as cloud:
+            raw = tmp_path / "guest.raw"
+            subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+                            str(guest_image()), str(raw)], check=True)
+            cloud.openstack("image", "create", "--file", str(raw), "--disk-format", "raw",
+                            "--container-format", "bare", "guest-raw")
+
+            cluster.down()
+            server = cloud.openstack_json("server", "create", "--image", "guest-raw",
+                                          "--flavor", "m1.tiny", "--network", "private",
+                                          "vm-lost")
+            shown = _wait_status(cloud, "vm-lost", "ERROR")
+            assert "Ceph" in shown["fault"]["message"], shown["fault"]
+            assert server["id"] not in domains()
+            assert not (cloud.data_dir / "instances" / server["id"]).exists()
+            assert cloud.openstack_json("port", "list", "--device-id", server["id"]) == []
+
+            cluster.up()  # back: the next boot works, nothing to clean by hand
+            assert not [n for n in _rbd_names(cluster, "vms") if server["id"] in n]
+            cloud.openstack("server", "delete", "--wait", "vm-lost")
+            again = cloud.openstack_json("server", "create", "--image", "guest-raw",
+                                         "--flavor", "m1.tiny", "--network", "private",
+                                         "--wait", "vm-back")
+            assert again["status"] == "ACTIVE", cloud.log()[-3000:]
+            assert f"{again['id']}_disk" in _rbd_names(cluster, "vms")
+            cloud.openstack("server", "delete", "--wait", "vm-back")
+            assert not [n for n in _rbd_names(cluster, "vms") if again["id"] in n]
+    finally:
+        cluster.down(purge=True)
+    assert cluster.pids() == {}
