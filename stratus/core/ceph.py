@@ -175,6 +175,9 @@ class Ceph:
             json.dumps({"prefix": prefix, "format": "json", **args}), b"",
             timeout=self.settings.connect_timeout)
         if ret != 0:
+            if abs(ret) in _UNREACHABLE:
+                raise CephUnavailable(f"Ceph did not answer in time (monitors down?): "
+                                      f"{prefix}: {err}")
             raise CephUnavailable(f"Ceph: {prefix} failed ({ret}): {err}")
         return json.loads(out)
 

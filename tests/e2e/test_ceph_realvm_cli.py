@@ -4,7 +4,6 @@ real ``openstack`` CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` thro
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.core.ceph_dev import DevCluster
 from tests.ceph_cluster import admin_connection
 from tests.e2e.cloud import Cloud, libvirt_cloud
+from tests.e2e.test_compute_images_cli import wait_status
 from tests.e2e.test_realvm_cli import console_until, domains
 from tests.realvm import guest_image, libvirt_ready
 
@@ -101,14 +101,12 @@ def test_a_guest_boots_from_a_clone_in_vms_and_delete_leaves_no_rbd_image(
     assert not [n for n in _rbd_names(ceph_cluster, "images") if image["id"] in n]
 
 
-def _wait_status(cloud: Cloud, name: str, wanted: str, within: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        shown: dict[str, Any] = cloud.openstack_json("server", "show", name)
-        if shown["status"] == wanted:
-            return shown
-        assert time.monotonic() < deadline, f"{name} stuck in {shown['status']}"
-        time.sleep(1)
+def _boot(cloud: Cloud, name: str) -> str:
+    """A server of the raw test guest, ACTIVE; its id."""
+    server = cloud.openstack_json("server", "create", "--image", "guest-raw", "--flavor",
+                                  "m1.tiny", "--network", "private", "--wait", name)
+    assert server["status"] == "ACTIVE", cloud.log()[-3000:]
+    return str(server["id"])
 
 
 def test_a_boot_while_ceph_is_down_ends_in_error_naming_ceph_and_leaves_nothing(
@@ -129,26 +127,24 @@ def test_a_boot_while_ceph_is_down_ends_in_error_naming_ceph_and_leaves_nothing(
             cloud.openstack("image", "create", "--file", str(raw), "--disk-format", "raw",
                             "--container-format", "bare", "guest-raw")
 
+            # A guest running on Ceph: the host's connection is made and in use.
+            before = _boot(cloud, "vm-before")
             cluster.down()
             server = cloud.openstack_json("server", "create", "--image", "guest-raw",
                                           "--flavor", "m1.tiny", "--network", "private",
                                           "vm-lost")
-            shown = _wait_status(cloud, "vm-lost", "ERROR")
-            assert "Ceph" in shown["fault"]["message"], shown["fault"]
+            shown = wait_status(cloud, "vm-lost", "ERROR", within=180)
+            assert "Ceph did not answer" in shown["fault"]["message"], shown["fault"]
             assert server["id"] not in domains()
             assert not (cloud.data_dir / "instances" / server["id"]).exists()
             assert cloud.openstack_json("port", "list", "--device-id", server["id"]) == []
 
             cluster.up()  # back: the next boot works, nothing to clean by hand
             assert not [n for n in _rbd_names(cluster, "vms") if server["id"] in n]
-            cloud.openstack("server", "delete", "--wait", "vm-lost")
-            again = cloud.openstack_json("server", "create", "--image", "guest-raw",
-                                         "--flavor", "m1.tiny", "--network", "private",
-                                         "--wait", "vm-back")
-            assert again["status"] == "ACTIVE", cloud.log()[-3000:]
-            assert f"{again['id']}_disk" in _rbd_names(cluster, "vms")
-            cloud.openstack("server", "delete", "--wait", "vm-back")
-            assert not [n for n in _rbd_names(cluster, "vms") if again["id"] in n]
+            after = _boot(cloud, "vm-after")
+            cloud.openstack("server", "delete", "--wait", "vm-lost", "vm-before", "vm-after")
+            assert not [n for n in _rbd_names(cluster, "vms")
+                        if before in n or after in n or server["id"] in n]
     finally:
         cluster.down(purge=True)
     assert cluster.pids() == {}
