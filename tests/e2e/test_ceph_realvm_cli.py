@@ -1,9 +1,11 @@
-"""A real guest on an RBD root disk: ``stratus up --storage ceph`` on the run's real Ceph, the
-real ``openstack`` CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` through librbd."""
+"""Real guests on RBD disks: ``stratus up --storage ceph`` on real Ceph, the real ``openstack``
+CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` and rbd volumes through librbd; a
+boot while Ceph is down."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from tests.ceph_cluster import admin_connection
 from tests.e2e.cloud import Cloud, libvirt_cloud
 from tests.e2e.test_compute_images_cli import wait_status
 from tests.e2e.test_realvm_cli import console_until, domains
+from tests.e2e.test_volume_cli import wait_volume
 from tests.realvm import guest_image, libvirt_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
@@ -54,7 +57,7 @@ def _domain_xml_and_secret(server_id: str) -> tuple[str, Any]:
         conn.close()
 
 
-def test_a_guest_boots_from_a_clone_in_vms_and_delete_leaves_no_rbd_image(
+def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothing(
         ceph_vm_cloud: Cloud, ceph_cluster: DevCluster, tmp_path: Path) -> None:
     import rbd
 
@@ -70,7 +73,8 @@ def test_a_guest_boots_from_a_clone_in_vms_and_delete_leaves_no_rbd_image(
                                   "m1.tiny", "--network", "private", "--wait", "vm-rbd")
     assert server["status"] == "ACTIVE", cloud.log()[-3000:]
     server_id = server["id"]
-    console_until(cloud, "vm-rbd", r"^STRATUS-READY", within=300)
+    booted = console_until(cloud, "vm-rbd", r"^STRATUS-READY", within=300)
+    assert "STRATUS-DISK name=vda size=1073741824" in booted  # grown to m1.tiny's root disk
 
     # Its root disk is a copy-on-write clone of the image's snapshot: nothing downloaded.
     with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
@@ -93,6 +97,24 @@ def test_a_guest_boots_from_a_clone_in_vms_and_delete_leaves_no_rbd_image(
                if line.strip().startswith("key"))
     for text in (xml, secret_xml, cloud.log()):
         assert key not in text
+
+    # An RBD volume attached live is the guest's vdb (librbd again); detached, it goes.
+    cloud.openstack("volume", "create", "--size", "1", "data")
+    volume_id = wait_volume(cloud, "data", "available")["id"]
+    cloud.openstack("server", "add", "volume", "vm-rbd", "data")
+    wait_volume(cloud, "data", "in-use")
+    console_until(cloud, "vm-rbd", r"^STRATUS-DISK-ADDED name=vdb size=1073741824")
+    xml, _ = _domain_xml_and_secret(server_id)
+    assert f"<source protocol='rbd' name='volumes/volume-{volume_id}'" in xml
+    cloud.openstack("server", "remove", "volume", "vm-rbd", "data")
+    wait_volume(cloud, "data", "available")
+    console_until(cloud, "vm-rbd", r"^STRATUS-DISK-REMOVED name=vdb")
+    cloud.openstack("volume", "delete", "data")
+    deadline = time.monotonic() + 60
+    while cloud.openstack_json("volume", "list"):
+        assert time.monotonic() < deadline, "the volume was not deleted"
+        time.sleep(0.5)
+    assert not [n for n in _rbd_names(ceph_cluster, "volumes") if volume_id in n]
 
     cloud.openstack("server", "delete", "--wait", "vm-rbd")
     assert server_id not in domains()
