@@ -510,11 +510,11 @@ class LibvirtDriver(VirtDriver):
     # Snapshot -----------------------------------------------------------------------------
 
     async def snapshot(self, uuid: str) -> DiskSnapshot:
-        dom = await self._domain(uuid)
-        disk = self.instance_dir(uuid) / "disk"
         if self.images_type == "rbd":
             raise VirtError(f"Guest {uuid}'s disk is in RBD: the libvirt driver does not "
                             "snapshot RBD disks yet.")
+        dom = await self._domain(uuid)
+        disk = self.instance_dir(uuid) / "disk"
         if not await asyncio.to_thread(disk.is_file):
             raise VirtError(f"Guest {uuid} boots from a volume: it has no local disk to "
                             "snapshot.")
