@@ -116,6 +116,13 @@ def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothin
         time.sleep(0.5)
     assert not [n for n in _rbd_names(ceph_cluster, "volumes") if volume_id in n]
 
+    # A rebuild makes the disk afresh the same way: a clone again, still nothing downloaded.
+    cloud.openstack("server", "rebuild", "--image", "guest-raw", "--wait", "vm-rbd")
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{server_id}_disk", read_only=True) as disk:
+        assert disk.get_parent_image_spec()["image_name"] == image["id"]
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
     cloud.openstack("server", "delete", "--wait", "vm-rbd")
     assert server_id not in domains()
     assert not [n for n in _rbd_names(ceph_cluster, "vms") if server_id in n]

@@ -381,7 +381,7 @@ class ComputeAgentManager(GuestStateActions):
             for waiter in plugged:
                 waiter.close()
         with span("compute.fetch_image", step="23,25"):
-            image, location = await self._boot_image(ctx, instance)
+            image, location = await self.boot_image(ctx, instance.image_ref)
         with span("compute.spawn", step="43-44") as spawning:
             spawning.set_attribute("stratus.virt_driver", self.driver.name)
             await self.driver.spawn(guest_spec(instance, image, network_info, block_devices,
@@ -401,20 +401,20 @@ class ComputeAgentManager(GuestStateActions):
         image = await self._local_image(ctx, instance)
         return guest_spec(instance, image, network_info, [], flavor=flavor)
 
-    async def _boot_image(self, ctx: RequestContext, instance: InstanceRecord
-                          ) -> tuple[CachedImage | None, tuple[str, str] | None]:
-        """The image to boot: where it lies and its disk format, when the driver makes the
-        disk there (an RBD clone: nothing is downloaded), else its bits in this host's
-        cache."""
-        if self.driver.clones_images and instance.image_ref and self.images is not None:
+    async def boot_image(self, ctx: RequestContext, image_ref: str
+                         ) -> tuple[CachedImage | None, tuple[str, str] | None]:
+        """The image to boot (a build, a rebuild): where it lies and its disk format, when
+        the driver makes the disk there (an RBD clone: nothing is downloaded), else its
+        bits in this host's cache."""
+        if self.driver.clones_images and image_ref and self.images is not None:
             try:
-                record = await self.images.image_info(ctx, instance.image_ref)
+                record = await self.images.image_info(ctx, image_ref)
             except StratusError as exc:
-                raise VirtError(f"Image {instance.image_ref}: {exc}") from exc
+                raise VirtError(f"Image {image_ref}: {exc}") from exc
             location, disk_format = record.get("direct_url"), record.get("disk_format")
             if await self.driver.can_clone_image(location, disk_format):
                 return None, (str(location), str(disk_format))
-        return await self._local_image(ctx, instance), None
+        return await self.local_image(ctx, image_ref), None
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:
