@@ -9,7 +9,7 @@ import pytest
 
 from stratus.compute.virt.driver import VirtError
 from stratus.compute.virt.libvirt import LibvirtDriver
-from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
+from stratus.compute.virt.libvirt.rbd_disks import QEMU_RBD_MODULE, RbdDisks, require_qemu_rbd
 from stratus.core.config import CephSettings
 
 UUID = "6f1c1a43-7a0b-4f47-a3a5-0d6c3c51a0e1"
@@ -27,3 +27,10 @@ async def test_moves_and_snapshots_of_rbd_guests_are_refused_first(tmp_path: Pat
                  driver.live_migration_source_data(UUID), driver.snapshot(UUID)):
         with pytest.raises(VirtError, match="RBD"):
             await move
+
+
+def test_a_host_without_qemus_rbd_driver_says_which_package(tmp_path: Path) -> None:
+    with pytest.raises(VirtError, match="apt-get install qemu-block-extra"):
+        require_qemu_rbd(tmp_path / "block-rbd.so")
+    if QEMU_RBD_MODULE.exists():  # as on this machine and in CI
+        require_qemu_rbd()

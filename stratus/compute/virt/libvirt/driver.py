@@ -74,7 +74,7 @@ from stratus.compute.virt.libvirt.guest_xml import (
     volume_file,
     volume_xml,
 )
-from stratus.compute.virt.libvirt.rbd_disks import RbdDisks, define_secret
+from stratus.compute.virt.libvirt.rbd_disks import RbdDisks, define_secret, require_qemu_rbd
 from stratus.compute.virt.libvirt.tools import create_local_disk
 from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
 
@@ -311,6 +311,7 @@ class LibvirtDriver(VirtDriver):
                   or (guest is not None and self.images_type == "rbd"))
         if not wanted or self.ceph is None:
             return None
+        require_qemu_rbd()
         uuid, usage, key = await self.ceph.secret()
         await self._call(define_secret, self._c(), self._libvirt, uuid, usage, key)
         return uuid

@@ -31,12 +31,15 @@ from stratus.compute.virt.driver import VirtError
 from stratus.compute.virt.libvirt.guest_xml import RbdSource
 from stratus.compute.virt.libvirt.tools import run_tool
 from stratus.core import ceph as core_ceph
+from stratus.core import hosttools
 from stratus.core.ceph import Ceph, Monitor
 from stratus.core.config import CephSettings
 
 LOG = logging.getLogger(__name__)
 
 _GIB = 1 << 30
+#: QEMU's block driver for RBD (librbd), a module of its own on Debian.
+QEMU_RBD_MODULE = Path("/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so")
 #: Tries, one second apart, to remove a disk QEMU has not let go of yet (a guest that was
 #: just destroyed).
 REMOVE_TRIES = 10
@@ -183,6 +186,14 @@ class RbdDisks:
                     raise VirtError(f"RBD image {self.pool}/{name} is still in use; it "
                                     "was not removed") from None
                 time.sleep(1)
+
+
+def require_qemu_rbd(module: Path = QEMU_RBD_MODULE) -> None:
+    """A ``VirtError`` saying how to add it when QEMU cannot open RBD disks on this host
+    (it would fail the guest's start with "Unknown driver 'rbd'")."""
+    if not module.exists():
+        raise VirtError("QEMU cannot open RBD disks on this host: "
+                        f"{hosttools.install_command('qemu-block-extra')}")
 
 
 def secret_xml(uuid: str, usage: str) -> str:
