@@ -77,6 +77,7 @@ from stratus.compute.virt.libvirt.guest_xml import (
 from stratus.compute.virt.libvirt.rbd_disks import RbdDisks, define_secret, require_qemu_rbd
 from stratus.compute.virt.libvirt.tools import create_local_disk
 from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
+from stratus.core.ceph import CephUnavailable
 
 LOG = logging.getLogger(__name__)
 
@@ -274,9 +275,12 @@ class LibvirtDriver(VirtDriver):
                      for i, d in enumerate(guest.local_disks)}
             xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret)
             await self._call(self._define_and_start, xml)
-        except BaseException:
+        except BaseException as exc:
             try:
-                await self._remove(guest.uuid)
+                # Ceph that did not answer would not answer the removal either (another
+                # op_timeout to wait): the RBD disk is left to the destroy that follows a
+                # failed build, or the server's delete.
+                await self._remove(guest.uuid, rbd_disk=not isinstance(exc, CephUnavailable))
             except Exception:  # the spawn's own error is the one to report
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
@@ -402,11 +406,11 @@ class LibvirtDriver(VirtDriver):
     async def destroy(self, uuid: str) -> None:
         await self._remove(uuid)
 
-    async def _remove(self, uuid: str) -> None:
+    async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None:
         await self._call(self._undefine, uuid)
         directory = self.instance_dir(uuid)
         await asyncio.to_thread(shutil.rmtree, directory, True)
-        if self.images_type == "rbd":
+        if rbd_disk and self.images_type == "rbd":
             assert self.ceph is not None
             await self.ceph.remove(uuid)
 
