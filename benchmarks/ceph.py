@@ -135,7 +135,7 @@ async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: d
 
 
 async def run(args: argparse.Namespace) -> Result:
-    from stratus.cli.ceph import DevCluster
+    from stratus.core.ceph_dev import DevCluster
 
     size = args.size_mib * MiB
     rounds: list[dict[str, float]] = []

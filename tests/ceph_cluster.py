@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from stratus.cli.ceph import CephDevError, DevCluster, locked, missing_programs
+from stratus.core.ceph_dev import CephDevError, DevCluster, locked, missing_programs
 
 ROOT = Path(__file__).resolve().parent.parent
 #: One directory per checkout, so the worktrees of one machine do not share a cluster.

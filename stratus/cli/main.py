@@ -14,15 +14,15 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.console import Console
 
+from stratus.cli.ceph import ceph_app
+from stratus.cli.options import DataDir, console
 from stratus.core.config import Settings
 from stratus.core.logging import setup_logging
 from stratus.core.tracing import setup_tracing
@@ -35,16 +35,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(identity_app, name="identity")
 guest_image_app = typer.Typer(help="The project's test guest image.", no_args_is_help=True)
 app.add_typer(guest_image_app, name="guest-image")
-ceph_app = typer.Typer(help="A single-node Ceph for development and tests (Debian's daemons).",
-                       no_args_is_help=True)
 app.add_typer(ceph_app, name="ceph")
 
-#: Lines are never wrapped: a narrow or absent terminal keeps one line per message.
-console = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Where databases, keys and clouds.yaml live "
-                       "[default: $STRATUS_DATA_DIR or ~/.local/share/stratus].")]
 Host = Annotated[str | None, typer.Option(
     "--host", help="Address to listen on [default: $STRATUS_HOST or 127.0.0.1].")]
 Port = Annotated[int | None, typer.Option(
@@ -245,9 +237,10 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
                                      "with dnsmasq installed, else noop].")
        ] = None,
        storage: Annotated[str | None, typer.Option(
-           "--storage", help="file, or ceph: images in RBD (pool images) and volumes in RBD "
-                             "(pool volumes) of the cluster of ceph.conf (settings ceph.*; "
-                             "else the one `stratus ceph up` made in DATA_DIR/ceph).")
+           "--storage", help="file, or ceph: images in RBD (pool images), volumes in RBD "
+                             "(pool volumes) and guests' disks in RBD (pool vms) of the "
+                             "cluster of ceph.conf (settings ceph.*; else the one "
+                             "`stratus ceph up` made in DATA_DIR/ceph).")
        ] = None,
        verbose: Annotated[bool, typer.Option(
            "--verbose", "-v", help="Log to the console too (the log is always in "
@@ -297,6 +290,7 @@ def _choose_storage(settings: Settings, storage: str) -> None:
     backend ``rbd`` at once); says which cluster, or why Ceph cannot be used, and exits."""
     if storage == "file":
         settings.image.store, settings.volume.backend = "file", "file"
+        settings.compute.images_type = "qcow2"
         return
     if storage != "ceph":
         console.print(f"[red]Unknown storage {storage!r}.[/] Use file or ceph.")
@@ -321,8 +315,10 @@ def _choose_storage(settings: Settings, storage: str) -> None:
                       highlight=False)
         raise typer.Exit(2)
     settings.image.store, settings.volume.backend = "rbd", "rbd"
+    settings.compute.images_type = "rbd"
     console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: images in RBD pool "
-                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}",
+                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}, "
+                  f"guests' disks in {settings.compute.images_rbd_pool}",
                   markup=False, highlight=False)
 
 
@@ -510,69 +506,6 @@ def doctor(packages: Annotated[bool, typer.Option(
         return
     for line in report_lines(checks):
         console.print(line, markup=False, highlight=False)
-
-
-CephDir = Annotated[Path | None, typer.Option(
-    "--dir", help="The cluster's directory (short: it holds the daemons' sockets) "
-                  "[default: $STRATUS_CEPH_DIR or DATA_DIR/ceph].")]
-
-
-def _ceph_cluster(directory: Path | None, data_dir: Path | None) -> Any:
-    from stratus.cli.ceph import CephDevError, DevCluster
-
-    if directory is None:
-        env = os.environ.get("STRATUS_CEPH_DIR")
-        directory = Path(env) if env else _settings(data_dir, verbose=False).data_dir / "ceph"
-    try:
-        return DevCluster(directory)
-    except CephDevError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(2) from exc
-
-
-@ceph_app.command("up")
-def ceph_up(directory: CephDir = None, data_dir: DataDir = None) -> None:
-    """Start mon, mgr, one bluestore OSD (sparse file) and radosgw on 127.0.0.1, making the
-    cluster on first use (pools images, volumes, vms; client.stratus; an S3 user)."""
-    from stratus.cli.ceph import CephDevError
-
-    cluster = _ceph_cluster(directory, data_dir)
-    started = time.monotonic()
-    try:
-        made = cluster.up()
-    except CephDevError as exc:
-        console.print(f"[red]Ceph did not start:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
-    console.print(f"Ceph {'made and started' if made else 'running'} in {cluster.dir} "
-                  f"({time.monotonic() - started:.0f} s); `stratus ceph env` prints its "
-                  "settings", markup=False, highlight=False)
-
-
-@ceph_app.command("down")
-def ceph_down(directory: CephDir = None, data_dir: DataDir = None,
-              purge: Annotated[bool, typer.Option(
-                  "--purge", help="Also remove the cluster's directory (all its data).")
-              ] = False) -> None:
-    """Stop the cluster's daemons (radosgw, OSD, mgr, mon, in this order)."""
-    cluster = _ceph_cluster(directory, data_dir)
-    stopped = cluster.down(purge=purge)
-    console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}"
-                  f"{'; removed ' + str(cluster.dir) if purge else ''}", markup=False,
-                  highlight=False)
-
-
-@ceph_app.command("env")
-def ceph_env(directory: CephDir = None, data_dir: DataDir = None) -> None:
-    """Print the cluster's conf and keyring paths and S3 credentials as shell exports."""
-    import shlex
-
-    cluster = _ceph_cluster(directory, data_dir)
-    if not cluster.exists():
-        console.print(f"No cluster in {cluster.dir}: `stratus ceph up` first", markup=False,
-                      highlight=False)
-        raise typer.Exit(1)
-    for name, value in cluster.env().items():
-        print(f"export {name}={shlex.quote(value)}")
 
 
 @db_app.command("upgrade")

@@ -94,7 +94,9 @@ async def build_agent(stack: Stack) -> None:
         stack.choices.setdefault("virt driver", f"fake, {settings.fake_hosts} host(s): no real "
                                                 f"guests ({choice.reason})")
     else:
-        stack.choices.setdefault("virt driver", f"{choice.name} ({choice.reason})")
+        disks = (f"root disks in RBD pool {settings.images_rbd_pool}"
+                 if settings.images_type == "rbd" else "qcow2 root disks")
+        stack.choices.setdefault("virt driver", f"{choice.name} ({choice.reason}), {disks}")
     bus = await stack.transport()
     options = AgentOptions(report_interval=settings.report_interval,
                            sync_power_state_interval=settings.sync_power_state_interval,

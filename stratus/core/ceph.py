@@ -17,14 +17,17 @@ and the monitors' configuration, never the key).
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import functools
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -56,6 +59,49 @@ def bindings() -> tuple[ModuleType, ModuleType]:
 class Monitor:
     host: str
     port: int
+
+
+@dataclass(frozen=True)
+class RbdLocation:
+    """Where an image's data lies in RBD: Glance's ``rbd://<fsid>/<pool>/<image>/<snap>``."""
+
+    fsid: str
+    pool: str
+    image: str
+    snapshot: str
+
+    def __str__(self) -> str:
+        return f"rbd://{self.fsid}/{self.pool}/{self.image}/{self.snapshot}"
+
+
+def rbd_location(location: str | None) -> RbdLocation | None:
+    """The parts of an ``rbd://`` location; None for any other (``file://``, ``s3://``)."""
+    if not location or not location.startswith("rbd://"):
+        return None
+    parts = location[len("rbd://"):].split("/")
+    if len(parts) != 4 or not all(parts):
+        return None
+    return RbdLocation(*parts)
+
+
+def qemu_target(settings: CephSettings, pool: str, name: str) -> str:
+    """QEMU's name (``qemu-img``) of RBD image ``pool/name`` as ``settings``' user: the
+    paths of the configuration and keyring, never the key."""
+    target = f"rbd:{pool}/{name}:id={settings.user}:conf={settings.conf}"
+    if settings.keyring is not None:
+        target += f":keyring={settings.keyring}"
+    return target
+
+
+#: Where the libvirt secrets of Ceph users get their uuids (``secret_uuid``).
+_SECRET_NAMESPACE = uuid.UUID("7d1c1f64-3a5e-4f0e-9a57-5b0c7e1b8c21")
+
+
+def secret_uuid(fsid: str, user: str) -> str:
+    """The uuid of the libvirt secret holding ``client.<user>``'s key of cluster ``fsid``
+    on compute hosts, when none is configured: the same on every host and in the volume
+    service's connection info, and never another cluster's."""
+    return str(uuid.uuid5(_SECRET_NAMESPACE, f"{fsid}/client.{user}"))
 
 
 class Ceph:
@@ -129,8 +175,40 @@ class Ceph:
             json.dumps({"prefix": prefix, "format": "json", **args}), b"",
             timeout=self.settings.connect_timeout)
         if ret != 0:
+            if abs(ret) in _UNREACHABLE:
+                raise CephUnavailable(f"Ceph did not answer in time (monitors down?): "
+                                      f"{prefix}: {err}")
             raise CephUnavailable(f"Ceph: {prefix} failed ({ret}): {err}")
         return json.loads(out)
+
+    def features(self) -> int:
+        """The RBD features of the images we make: layering (clones) and what keeps them
+        fast (exclusive lock, object map, fast diff, deep flatten)."""
+        rbd = self.rbd
+        return int(rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK
+                   | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF
+                   | rbd.RBD_FEATURE_DEEP_FLATTEN)
+
+    def client_key(self) -> bytes:
+        """Our user's cephx key (the raw bytes libvirt's ``ceph`` secrets hold), read from
+        its keyring (blocking). A secret: never logged, never in an error."""
+        user = f"client.{self.settings.user}"
+        paths = ([str(self.settings.keyring)] if self.settings.keyring is not None else
+                 [p.strip() for p in str(self._cluster.conf_get("keyring")).split(",")])
+        for path in paths:
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            section = ""
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("[") and line.endswith("]"):
+                    section = line[1:-1].strip()
+                elif section == user and line.partition("=")[0].strip() == "key":
+                    return base64.b64decode(line.partition("=")[2].strip())
+        raise CephUnavailable(f"Ceph: no key of {user} in its keyring "
+                              f"({', '.join(paths) or 'none configured'})")
 
     async def monitors(self) -> list[Monitor]:
         """The monitors' addresses from the cluster map (``mon dump``): what libvirt and

@@ -143,6 +143,14 @@ class ComputeSettings(BaseModel):
     virt_type: str | None = Field(None, pattern="^(kvm|qemu)$")
     #: libvirt: guests' disks and console logs; default ``<data_dir>/instances``.
     instances_path: Path | None = None
+    #: libvirt: guests' root disks as ``qcow2`` overlays in ``instances_path``, or ``rbd``:
+    #: RBD images ``<uuid>_disk`` in ``images_rbd_pool`` of the ``ceph`` cluster (clones of
+    #: the image's snapshot when it is in the same cluster's ``rbd`` store), reached by
+    #: QEMU's librbd with ``ceph.user``'s key in a libvirt secret (Nova's ``images_type``).
+    images_type: str = Field("qcow2", pattern="^(qcow2|rbd)$")
+    images_rbd_pool: str = "vms"
+    #: The uuid of that libvirt secret; unset: derived from the cluster's fsid and the user.
+    rbd_secret_uuid: str | None = None
     #: Base images fetched from the image service; default ``<data_dir>/image-cache``.
     image_cache_path: Path | None = None
     #: Seconds a guest gets to power off on ACPI before it is destroyed (stop, soft reboot).
@@ -278,7 +286,8 @@ class VolumeSettings(BaseModel):
     rbd_pool: str = "volumes"
     #: Clones of clones deeper than this are flattened (Cinder's ``rbd_max_clone_depth``).
     rbd_max_clone_depth: int = Field(5, ge=0)
-    #: The libvirt secret holding ``ceph.user``'s key on compute hosts (connection info).
+    #: The libvirt secret holding ``ceph.user``'s key on compute hosts (connection info);
+    #: unset: the one compute hosts derive from the cluster's fsid and the user.
     rbd_secret_uuid: str | None = None
     #: The file backend's directory; default ``<data_dir>/volumes``.
     volumes_dir: Path | None = None

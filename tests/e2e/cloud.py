@@ -154,6 +154,25 @@ def running_cloud(tmp_path: Path, db_url: str | None = None,
         instance.stop()
 
 
+@contextlib.contextmanager
+def libvirt_cloud(data: Path, args: list[str], **env: str) -> Iterator[Cloud]:
+    """A started ``stratus up`` with real guests (libvirt) and real networking on ``data``;
+    the guests it leaves are destroyed after it (they outlive their agent by design)."""
+    import asyncio
+
+    from tests.realvm import destroy_leftovers
+
+    instance = Cloud(data, free_port(), base_env(STRATUS_COMPUTE__VIRT_DRIVER="libvirt",
+                                                 STRATUS_NETWORK__BACKEND="linuxbridge",
+                                                 **env), args=args)
+    instance.start(timeout=180)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        asyncio.run(destroy_leftovers(data / "instances"))
+
+
 def user_env(cloud: Cloud, user: str, password: str, project: str) -> dict[str, str]:
     """``OS_*`` variables that log the CLI in as ``user`` on ``project``."""
     return {"OS_AUTH_URL": cloud.auth_url, "OS_USERNAME": user, "OS_PASSWORD": password,

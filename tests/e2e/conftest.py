@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.cloud import Cloud, base_env, free_port
-from tests.realvm import destroy_leftovers, guest_image, libvirt_ready
+from tests.e2e.cloud import Cloud, libvirt_cloud
+from tests.realvm import guest_image, libvirt_ready
 
 
 @pytest.fixture(scope="session")
@@ -23,16 +22,8 @@ def _realvm_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     data = tmp_path_factory.mktemp("realvm-up") / "data"
     (data / "guest-image").mkdir(parents=True)
     shutil.copyfile(image, data / "guest-image" / image.name)
-    instance = Cloud(data, free_port(), base_env(STRATUS_COMPUTE__VIRT_DRIVER="libvirt",
-                                                 STRATUS_NETWORK__BACKEND="linuxbridge"),
-                     args=["up", "--with-test-image"])
-    instance.start(timeout=180)
-    try:
+    with libvirt_cloud(data, ["up", "--with-test-image"]) as instance:
         yield instance
-    finally:
-        instance.stop()
-        # Guests outlive their agent by design; a test that failed midway leaves some.
-        asyncio.run(destroy_leftovers(data / "instances"))
 
 
 @pytest.fixture

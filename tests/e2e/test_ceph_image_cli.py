@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
+from stratus.core.ceph_dev import DevCluster
 from tests.ceph_cluster import admin_connection
 from tests.e2e.cloud import Cloud, base_env, free_port, running_cloud
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stratus.cli.ceph import DAEMONS, POOLS, DevCluster
+from stratus.core.ceph_dev import DAEMONS, POOLS, DevCluster
 from tests.ceph_cluster import bindings_missing
 
 
@@ -125,7 +125,7 @@ def test_up_storage_ceph_without_a_cluster_says_how(tmp_path: Path) -> None:
 
 def test_up_storage_ceph_with_the_cluster_down_exits_clearly(ceph_cluster: DevCluster,
                                                              tmp_path: Path) -> None:
-    from stratus.cli.ceph import free_port
+    from stratus.core.ceph_dev import free_port
 
     conf = tmp_path / "ceph.conf"
     conf.write_text(f"[global]\nmon host = 127.0.0.1:{free_port()}\n")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
 from stratus.core.ceph import CephUnavailable
+from stratus.core.ceph_dev import DevCluster
 from stratus.core.config import CephSettings
 from stratus.image.stores.rbd import RbdStore
 from tests.ceph_cluster import admin_connection, bindings_missing

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from stratus.compute.virt.driver import GuestSpec, LocalDisk, VirtError
+from stratus.compute.virt.libvirt.driver import without_secrets
 from stratus.compute.virt.libvirt.guest_xml import (
+    RbdSource,
     domain_xml,
     interface_xml,
     rescue_domain_xml,
@@ -17,6 +19,7 @@ from stratus.compute.virt.libvirt.guest_xml import (
     volume_xml,
 )
 from stratus.compute.virt.libvirt.moves import destination_xml
+from stratus.compute.virt.libvirt.rbd_disks import secret_xml
 from stratus.guest_image import builder
 
 UUID = "6f1c1a43-7a0b-4f47-a3a5-0d6c3c51a0e1"
@@ -281,3 +284,62 @@ def test_a_volume_backed_guest_live_migrates_without_a_disk_copy() -> None:
         "instances_dir": "/b/instances", "volumes": ["/dev/vda"]}, ns))
     disk = moved.find("./devices/disk[@device='disk']/source")
     assert disk is not None and disk.get("file") == "/volumes/volume-1"
+
+
+SECRET = "0b7c1e0a-5a57-5d8b-9a0e-6b0d2f1e4c11"
+
+
+def _rbd_disk(disk: ET.Element) -> tuple[object, ...]:
+    source, auth = disk.find("source"), disk.find("auth")
+    assert source is not None and auth is not None
+    return (disk.get("type"), disk.find("driver").get("type"),  # type: ignore[union-attr]
+            source.get("protocol"), source.get("name"),
+            [(h.get("name"), h.get("port")) for h in source.iterfind("host")],
+            auth.get("username"), auth.find("secret").get("type"),  # type: ignore[union-attr]
+            auth.find("secret").get("uuid"),  # type: ignore[union-attr]
+            disk.find("target").get("dev"))  # type: ignore[union-attr]
+
+
+def test_rbd_root_disk_and_rbd_volumes_are_network_disks_with_the_secret() -> None:
+    guest = GuestSpec(uuid=UUID, name="rbd", vcpus=1, memory_mb=128, root_gb=1,
+                      image_location="rbd://fsid/images/img/snap", block_devices=[
+                          {"mountpoint": "/dev/vdb", "connection_info": {
+                              "driver_volume_type": "rbd", "data": {
+                                  "name": "volumes/volume-v1", "hosts": ["127.0.0.1"],
+                                  "ports": ["6789"], "auth_username": "stratus",
+                                  "secret_uuid": None, "volume_id": "v1"}}}])
+    root = RbdSource(f"vms/{UUID}_disk", (("127.0.0.1", 6789),), "stratus", SECRET)
+    xml = domain_xml(guest, virt_type="qemu", domain_name=f"instance-{UUID}", disk_path=root,
+                     disk_format="raw", console_log=Path("/inst/console.log"),
+                     metadata_ns=NS, host="node1", rbd_secret=SECRET)
+    disks = ET.fromstring(xml).findall("./devices/disk")
+    assert [_rbd_disk(d) for d in disks] == [
+        ("network", "raw", "rbd", f"vms/{UUID}_disk", [("127.0.0.1", "6789")], "stratus",
+         "ceph", SECRET, "vda"),
+        ("network", "raw", "rbd", "volumes/volume-v1", [("127.0.0.1", "6789")], "stratus",
+         "ceph", SECRET, "vdb")]
+    assert disks[1].findtext("serial") == "v1"
+    hot = ET.fromstring(volume_xml(guest.block_devices[0]["connection_info"], "/dev/vdc",
+                                   SECRET))
+    assert _rbd_disk(hot)[-1] == "vdc"
+    with pytest.raises(VirtError, match="secret"):  # no secret anywhere: refused, not guessed
+        volume_xml(guest.block_devices[0]["connection_info"], "/dev/vdc")
+
+
+def test_the_ceph_secret_is_ephemeral_and_private() -> None:
+    secret = ET.fromstring(secret_xml(SECRET, "ceph client.stratus of <fsid>"))
+    assert (secret.get("ephemeral"), secret.get("private")) == ("yes", "yes")
+    assert secret.findtext("uuid") == SECRET
+    usage = secret.find("usage")
+    assert usage is not None and usage.get("type") == "ceph"
+    assert usage.findtext("name") == "ceph client.stratus of <fsid>"
+
+
+def test_a_failed_qemu_start_shows_no_secret_data() -> None:
+    error = ("internal error: Child process (/usr/bin/qemu-system-x86_64 -object "
+             "'{\"qom-type\":\"secret\",\"id\":\"libvirt-1-storage-auth-secret0\","
+             "\"data\":\"X4/q/jVHeMtbErOw708=\",\"keyid\":\"masterKey0\"}' -blockdev "
+             "'{\"driver\":\"rbd\"}') unexpected exit status 125")
+    shown = without_secrets(error)
+    assert "X4/q/jVHeMtbErOw708=" not in shown
+    assert '"data":"<hidden>"' in shown and "exit status 125" in shown

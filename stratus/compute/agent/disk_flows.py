@@ -72,6 +72,9 @@ class Agent(Protocol):
     async def local_image(self, ctx: RequestContext,
                           image_ref: str) -> CachedImage | None: ...
 
+    async def boot_image(self, ctx: RequestContext, image_ref: str
+                         ) -> tuple[CachedImage | None, tuple[str, str] | None]: ...
+
 
 LOG = logging.getLogger(__name__)
 
@@ -171,9 +174,9 @@ class DiskFlows:
             await agent._update(ctx, uuid, InstanceUpdate(task_state=states.REBUILD_SPAWNING),
                                 [states.REBUILD_BLOCK_DEVICE_MAPPING])
             if image_backed:
-                image = await agent.local_image(ctx, instance.image_ref)
+                image, location = await agent.boot_image(ctx, instance.image_ref)
                 await agent.driver.spawn(guest_spec(instance, image, instance.network_info,
-                                                    []))
+                                                    [], image_location=location))
             else:  # the volume is the disk, kept as it is: boot it afresh
                 await agent.driver.reboot(uuid, hard=True)
             if was_stopped:  # Nova gives a stopped server back stopped

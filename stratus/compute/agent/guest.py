@@ -12,15 +12,21 @@ from stratus.core.images_cache import CachedImage
 def guest_spec(instance: InstanceRecord, image: CachedImage | None,
                network_info: list[dict[str, Any]],
                block_devices: list[dict[str, Any]], *,
-               flavor: FlavorInfo | None = None) -> GuestSpec:
+               flavor: FlavorInfo | None = None,
+               image_location: tuple[str, str] | None = None) -> GuestSpec:
     """What the driver is to create for ``instance`` (a build, a rebuild, an unshelve, a
-    move), of its own flavor or of ``flavor`` (a resize's new one)."""
+    move), of its own flavor or of ``flavor`` (a resize's new one); ``image_location``:
+    where the image lies and its disk format, when the driver uses it there instead of
+    ``image``."""
     flavor = flavor or instance.flavor
     return GuestSpec(
         uuid=instance.uuid, name=instance.name, vcpus=flavor.vcpus, memory_mb=flavor.ram,
         root_gb=flavor.disk, network_info=network_info,
         image_path=image.path if image else None,
-        image_format=image.disk_format if image else None, block_devices=block_devices,
+        image_format=(image.disk_format if image else
+                      image_location[1] if image_location else None),
+        image_location=image_location[0] if image_location else None,
+        block_devices=block_devices,
         local_disks=local_disks(instance),
         metadata={"hostname": instance.hostname, **instance.metadata})
 

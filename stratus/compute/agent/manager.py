@@ -49,6 +49,7 @@ from stratus.compute.virt.driver import (
 from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
+from stratus.core.exceptions import StratusError
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
 from stratus.core.metrics import AGENT_BUILDS_IN_FLIGHT, AGENT_DELETES_IN_FLIGHT, BOOTS
 from stratus.core.periodic import Periodic
@@ -381,10 +382,11 @@ class ComputeAgentManager(GuestStateActions):
             for waiter in plugged:
                 waiter.close()
         with span("compute.fetch_image", step="23,25"):
-            image = await self._local_image(ctx, instance)
+            image, location = await self.boot_image(ctx, instance.image_ref)
         with span("compute.spawn", step="43-44") as spawning:
             spawning.set_attribute("stratus.virt_driver", self.driver.name)
-            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices))
+            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices,
+                                               image_location=location))
             info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
@@ -400,6 +402,21 @@ class ComputeAgentManager(GuestStateActions):
         connected here (``block_devices``)."""
         image = await self._local_image(ctx, instance)
         return guest_spec(instance, image, network_info, block_devices, flavor=flavor)
+
+    async def boot_image(self, ctx: RequestContext, image_ref: str
+                         ) -> tuple[CachedImage | None, tuple[str, str] | None]:
+        """The image to boot (a build, a rebuild): where it lies and its disk format, when
+        the driver makes the disk there (an RBD clone: nothing is downloaded), else its
+        bits in this host's cache."""
+        if self.driver.clones_images and image_ref and self.images is not None:
+            try:
+                record = await self.images.image_info(ctx, image_ref)
+            except StratusError as exc:
+                raise VirtError(f"Image {image_ref}: {exc}") from exc
+            location, disk_format = record.get("direct_url"), record.get("disk_format")
+            if await self.driver.can_clone_image(location, disk_format):
+                return None, (str(location), str(disk_format))
+        return await self.local_image(ctx, image_ref), None
 
     async def _local_image(self, ctx: RequestContext,
                            instance: InstanceRecord) -> CachedImage | None:

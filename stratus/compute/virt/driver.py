@@ -74,6 +74,10 @@ class GuestSpec:
     block_devices: list[dict[str, Any]] = field(default_factory=list)
     #: Local disks the driver makes with the guest, and removes with it.
     local_disks: list[LocalDisk] = field(default_factory=list)
+    #: Where the image's data lies when the driver may use it there rather than from a
+    #: local copy (the image's ``direct_url``, an ``rbd://`` location; see
+    #: ``VirtDriver.can_clone_image``).
+    image_location: str | None = None
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -142,6 +146,15 @@ class VirtDriver(abc.ABC):
     #: True when ``spawn`` needs the image's bits on this host (``GuestSpec.image_path``);
     #: the agent then fetches the image into its cache first.
     needs_image_file: bool = False
+    #: True when ``spawn`` may use some images where they lie (``can_clone_image``): the
+    #: agent then reads the image's location before fetching it.
+    clones_images: bool = False
+
+    async def can_clone_image(self, location: str | None, disk_format: str | None) -> bool:
+        """Whether ``spawn`` makes the root disk from the image at ``location`` (its
+        ``direct_url``) without a local copy (``GuestSpec.image_location``)."""
+        del location, disk_format
+        return False
 
     async def init_host(self, host: str) -> None:  # noqa: B027 - optional hook
         """Prepare the hypervisor connection; raise ``HypervisorUnavailable`` if unusable."""

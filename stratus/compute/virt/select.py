@@ -38,10 +38,17 @@ def libvirt_driver(settings: Settings) -> VirtDriver:
     from stratus.compute.virt.libvirt import LibvirtDriver
 
     options = settings.compute
+    ceph = None
+    if options.images_type == "rbd" or settings.volume.backend == "rbd":
+        from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
+
+        ceph = RbdDisks(settings.ceph, pool=options.images_rbd_pool,
+                        secret_uuid=options.rbd_secret_uuid or settings.volume.rbd_secret_uuid)
     return LibvirtDriver(instances_path(settings), uri=options.libvirt_uri,
                          virt_type=options.virt_type, run_dir=settings.data_dir / "libvirt",
                          shutdown_timeout=options.shutdown_timeout,
-                         migration_uri=options.live_migration_uri)
+                         migration_uri=options.live_migration_uri, ceph=ceph,
+                         images_type=options.images_type)
 
 
 async def choose_driver(settings: Settings) -> DriverChoice:

@@ -22,11 +22,10 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from stratus.core import ceph as core_ceph
-from stratus.core.ceph import Ceph, CephUnavailable
+from stratus.core.ceph import Ceph, CephUnavailable, RbdLocation
 from stratus.core.config import CephSettings
 from stratus.core.exceptions import Conflict
 from stratus.image.stores.base import (
@@ -51,27 +50,6 @@ MIN_READ = 4 << 20
 
 class InUse(Conflict):
     """The image's data is cloned by volumes or servers (Glance's ``InUseByStore``)."""
-
-
-@dataclass(frozen=True)
-class RbdLocation:
-    fsid: str
-    pool: str
-    image: str
-    snapshot: str
-
-    @classmethod
-    def parse(cls, location: str) -> RbdLocation:
-        """``rbd://fsid/pool/image/snap``; ``ObjectMissing`` for anything else."""
-        if not location.startswith("rbd://"):
-            raise ObjectMissing(f"Location {location!r} is not in the rbd store.")
-        parts = location[len("rbd://"):].split("/")
-        if len(parts) != 4 or not all(parts):
-            raise ObjectMissing(f"Location {location!r} is not an rbd://fsid/pool/image/snap.")
-        return cls(*parts)
-
-    def __str__(self) -> str:
-        return f"rbd://{self.fsid}/{self.pool}/{self.image}/{self.snapshot}"
 
 
 class RbdWriter(StoreWriter):
@@ -335,7 +313,9 @@ class RbdStore(Store):
             rbd.RBD().remove(ioctx, name)
 
     def _location(self, location: str) -> RbdLocation:
-        parsed = RbdLocation.parse(location)
+        parsed = core_ceph.rbd_location(location)
+        if parsed is None:
+            raise ObjectMissing(f"Location {location!r} is not an rbd://fsid/pool/image/snap.")
         if parsed.pool != self.pool or parsed.fsid != self.ceph.fsid:
             raise ObjectMissing(f"Location {location!r} is not in this cluster's pool "
                                 f"{self.pool!r}.")

@@ -109,10 +109,7 @@ class RbdBackend(VolumeBackend):
                                    features=self._features())
 
     def _features(self) -> int:
-        rbd = self.ceph.rbd
-        return int(rbd.RBD_FEATURE_LAYERING | rbd.RBD_FEATURE_EXCLUSIVE_LOCK
-                   | rbd.RBD_FEATURE_OBJECT_MAP | rbd.RBD_FEATURE_FAST_DIFF
-                   | rbd.RBD_FEATURE_DEEP_FLATTEN)
+        return self.ceph.features()
 
     def _grow(self, name: str, size: int) -> None:
         with self.ceph.rbd.Image(self._ioctx(), name) as image:
@@ -221,14 +218,12 @@ class RbdBackend(VolumeBackend):
                           disk_format: str | None) -> bool:
         """A copy-on-write clone of the image's data when it is a raw image in this cluster
         (``rbd://<our fsid>/pool/image/snap``); False (nothing made) otherwise."""
-        if disk_format != "raw" or not location.startswith("rbd://"):
+        source = core_ceph.rbd_location(location)
+        if disk_format != "raw" or source is None or source.fsid != self.ceph.fsid:
             return False
-        parts = location[len("rbd://"):].split("/")
-        if len(parts) != 4 or parts[0] != self.ceph.fsid:
-            return False
-        _, pool, image, snapshot = parts
         name = _name("volume", volume_id)
-        await self._guarded(name, self._clone, pool, image, snapshot, name, size_gb * GIB)
+        await self._guarded(name, self._clone, source.pool, source.image, source.snapshot,
+                            name, size_gb * GIB)
         return True
 
     async def create_volume_from_image(self, volume_id: str, size_gb: int, image: Any,
@@ -260,10 +255,7 @@ class RbdBackend(VolumeBackend):
 
     def _qemu_name(self, name: str) -> str:
         """The volume's image as QEMU's librbd driver names it (our cluster and user)."""
-        spec = f"rbd:{self.pool}/{name}:id={self.settings.user}:conf={self.settings.conf}"
-        if self.settings.keyring is not None:
-            spec += f":keyring={self.settings.keyring}"
-        return spec
+        return core_ceph.qemu_target(self.settings, self.pool, name)
 
     async def _convert(self, *args: str, failure: str) -> None:
         """``qemu-img convert ARGS``; ``failure`` says what could not be done."""
@@ -372,7 +364,8 @@ class RbdBackend(VolumeBackend):
             "auth_enabled": True,
             "auth_username": self.settings.user,
             "secret_type": "ceph",
-            "secret_uuid": self.secret_uuid,
+            "secret_uuid": self.secret_uuid or core_ceph.secret_uuid(self.ceph.fsid,
+                                                                    self.settings.user),
             "volume_id": volume_id,
             "discard": True,
         }}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
 from stratus.core import ceph as core_ceph
 from stratus.core.ceph import CephUnavailable, acquire, release
+from stratus.core.ceph_dev import DevCluster
 from stratus.core.config import CephSettings
 
 
@@ -108,7 +108,7 @@ async def test_missing_bindings_say_which_packages(monkeypatch: pytest.MonkeyPat
 
 async def test_unreachable_monitors_are_a_503_within_the_timeout(
         ceph_cluster: DevCluster, tmp_path: Path) -> None:
-    from stratus.cli.ceph import free_port
+    from stratus.core.ceph_dev import free_port
 
     conf = tmp_path / "ceph.conf"
     conf.write_text(f"[global]\nmon host = 127.0.0.1:{free_port()}\n")

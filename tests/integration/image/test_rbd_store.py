@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
+from stratus.core.ceph import rbd_location
+from stratus.core.ceph_dev import DevCluster
 from stratus.core.config import CephSettings
 from stratus.image.stores import ObjectMissing
-from stratus.image.stores.rbd import InUse, RbdLocation, RbdStore
+from stratus.image.stores.rbd import InUse, RbdStore
 from tests.integration.image.conftest import IMAGE, CloudFactory, assert_error
 
 MiB = 1 << 20
@@ -144,13 +145,13 @@ async def test_delete_refuses_while_a_clone_exists(store: RbdStore, admin_ioctx:
 
 
 def test_locations_parse() -> None:
-    parsed = RbdLocation.parse("rbd://f/images/abc/snap")
+    parsed = rbd_location("rbd://f/images/abc/snap")
+    assert parsed is not None
     assert (parsed.fsid, parsed.pool, parsed.image, parsed.snapshot) == (
         "f", "images", "abc", "snap")
     assert str(parsed) == "rbd://f/images/abc/snap"
-    for bad in ("file:abc", "rbd://f/images/abc", "rbd://f//abc/snap"):
-        with pytest.raises(ObjectMissing):
-            RbdLocation.parse(bad)
+    for bad in ("file:abc", "rbd://f/images/abc", "rbd://f//abc/snap", None):
+        assert rbd_location(bad) is None
 
 
 # The image API on the rbd store ------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from stratus.cli.ceph import DevCluster
+from stratus.core.ceph import secret_uuid
+from stratus.core.ceph_dev import DevCluster
 from stratus.core.config import CephSettings
 from stratus.image.stores.rbd import RbdStore
 from stratus.volume.backends.base import BackendError
@@ -178,6 +179,14 @@ async def test_connection_info_is_cinders(backend: RbdBackend, ceph_cluster: Dev
         "auth_enabled": True, "auth_username": "stratus", "secret_type": "ceph",
         "secret_uuid": SECRET, "volume_id": "abc",
         "discard": True}}
+    # Unconfigured, the secret is the one compute hosts define for this cluster and user.
+    unset = RbdBackend(_settings(ceph_cluster))
+    await unset.start()
+    try:
+        assert unset.connection_info("abc", {})["data"]["secret_uuid"] == secret_uuid(
+            unset.ceph.fsid, "stratus")
+    finally:
+        await unset.stop()
 
 
 async def test_clones_deeper_than_the_limit_are_flattened(ceph_cluster: DevCluster,

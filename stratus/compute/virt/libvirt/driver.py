@@ -8,7 +8,9 @@ Contracts beyond ``VirtDriver``'s:
   so a new driver (the agent restarted) adopts the domains that kept running meanwhile.
 - Its files live in ``<instances_dir>/<uuid>/``: ``disk`` (a qcow2 overlay, grown to the
   flavor's root disk, on ``base``: a hard link to the image cache's file, so eviction from
-  the cache never pulls a guest's base from under it), ``disk.eph<N>`` and ``disk.swap``
+  the cache never pulls a guest's base from under it; with ``images_type = rbd`` the root
+  disk is the RBD image ``vms/<uuid>_disk`` instead, see ``rbd_disks``), ``disk.eph<N>`` and
+  ``disk.swap``
   (the ephemeral and swap disks, qcow2) and ``console.log`` (the serial port,
   written by virtlogd, what ``get_console_output`` returns). ``destroy`` removes the domain
   and that directory; a failed ``spawn`` does the same before raising.
@@ -36,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -63,15 +66,19 @@ from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.compute.virt.libvirt import moves
 from stratus.compute.virt.libvirt.consoles import console_endpoint
 from stratus.compute.virt.libvirt.guest_xml import (
+    RbdSource,
     domain_xml,
     interface_xml,
+    rbd_source,
     rescue_domain_xml,
     root_volume,
     volume_file,
     volume_xml,
 )
+from stratus.compute.virt.libvirt.rbd_disks import RbdDisks, define_secret, require_qemu_rbd
 from stratus.compute.virt.libvirt.tools import create_local_disk
 from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
+from stratus.core.ceph import CephUnavailable
 
 LOG = logging.getLogger(__name__)
 
@@ -104,12 +111,16 @@ class LibvirtDriver(VirtDriver):
     def __init__(self, instances_dir: Path, *, uri: str = libvirt_host.DEFAULT_URI,
                  virt_type: str | None = None, run_dir: Path | None = None,
                  start_daemons: bool = True, shutdown_timeout: float = 60.0,
-                 migration_uri: str | None = None) -> None:
+                 migration_uri: str | None = None, ceph: RbdDisks | None = None,
+                 images_type: str = "qcow2") -> None:
         """``virt_type`` None picks ``kvm`` when it really works, else ``qemu`` (TCG);
         ``run_dir`` holds the daemons' pid files and logs when we start them;
         ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one;
         ``migration_uri`` is how other hosts' libvirtd reach this one for a live migration
-        (default ``uri``)."""
+        (default ``uri``); ``ceph``: this host's Ceph, for RBD volumes and, with
+        ``images_type`` ``rbd``, root disks."""
+        if images_type == "rbd" and ceph is None:
+            raise ValueError("images_type rbd needs the host's Ceph (ceph=RbdDisks(...))")
         self.instances_dir = instances_dir
         self.uri = uri
         self.virt_type = virt_type
@@ -117,6 +128,9 @@ class LibvirtDriver(VirtDriver):
         self.start_daemons = start_daemons
         self.shutdown_timeout = shutdown_timeout
         self.migration_uri = migration_uri or uri
+        self.ceph = ceph
+        self.images_type = images_type
+        self.clones_images = images_type == "rbd"
         #: Guests whose live migration from here was aborted on request.
         self._aborted: set[str] = set()
         self.host = os.uname().nodename
@@ -151,6 +165,8 @@ class LibvirtDriver(VirtDriver):
                  else "QEMU TCG emulation: no usable KVM here")
 
     async def cleanup_host(self) -> None:
+        if self.ceph is not None:
+            await self.ceph.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
@@ -166,7 +182,7 @@ class LibvirtDriver(VirtDriver):
         try:
             return await asyncio.to_thread(fn, *args)
         except self._libvirt.libvirtError as exc:
-            raise VirtError(str(exc)) from exc
+            raise VirtError(without_secrets(str(exc))) from exc
 
     def _lookup(self, uuid: str) -> Any:
         try:
@@ -232,7 +248,7 @@ class LibvirtDriver(VirtDriver):
 
     async def spawn(self, guest: GuestSpec) -> None:
         root = root_volume(guest)
-        if guest.image_path is None and root is None:
+        if guest.image_path is None and root is None and guest.image_location is None:
             raise VirtError(f"No image file or root volume for {guest.name}: the libvirt "
                             "driver boots from a local copy of the image or from a volume.")
         try:
@@ -243,33 +259,80 @@ class LibvirtDriver(VirtDriver):
             raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
         directory = await self.make_instance_dir(guest.uuid)
         try:
+            disk: Path | RbdSource
+            rbd_secret = await self._ceph_secret(guest)
             if root is not None:  # boot from volume: the volume itself is vda
-                disk, disk_format = volume_file(root)
+                if root.get("driver_volume_type") == "rbd":
+                    disk, disk_format = rbd_source(root, rbd_secret), "raw"
+                else:
+                    disk, disk_format = volume_file(root)
+            elif self.images_type == "rbd":
+                disk, disk_format = await self._create_rbd_root(guest), "raw"
             else:
                 disk = await asyncio.to_thread(self._create_overlay, guest, directory)
                 disk_format = "qcow2"
             local = {d.device: await asyncio.to_thread(create_local_disk, d, directory, i)
                      for i, d in enumerate(guest.local_disks)}
-            xml = self.domain_xml(guest, disk, disk_format, local)
+            xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret)
             await self._call(self._define_and_start, xml)
-        except BaseException:
+        except BaseException as exc:
             try:
-                await self._remove(guest.uuid)
+                # Ceph that did not answer would not answer the removal either (another
+                # op_timeout to wait): the RBD disk is left to the destroy that follows a
+                # failed build, or the server's delete.
+                await self._remove(guest.uuid, rbd_disk=not isinstance(exc, CephUnavailable))
             except Exception:  # the spawn's own error is the one to report
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
         LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
 
-    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
-                   local_disks: dict[str, Path] | None = None) -> str:
+    def domain_xml(self, guest: GuestSpec, disk: Path | RbdSource, disk_format: str = "qcow2",
+                   local_disks: dict[str, Path] | None = None,
+                   rbd_secret: str | None = None) -> str:
         """The domain of ``guest`` on this host, booting ``disk`` (``local_disks``: the
-        files of its ephemeral and swap disks by device)."""
+        files of its ephemeral and swap disks by device; ``rbd_secret``: the libvirt secret
+        of this host's Ceph user)."""
         return domain_xml(guest, virt_type=self.virt_type or "qemu",
                           domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
                           disk_format=disk_format, local_disks=local_disks,
                           console_log=self.console_log(guest.uuid),
                           metadata_ns=METADATA_NS, host=self.host,
-                          instances_dir=self.instances_dir)
+                          instances_dir=self.instances_dir, rbd_secret=rbd_secret)
+
+    # Ceph ---------------------------------------------------------------------------------
+
+    async def can_clone_image(self, location: str | None, disk_format: str | None) -> bool:
+        return (self.images_type == "rbd" and self.ceph is not None
+                and await self.ceph.clones(location, disk_format))
+
+    async def _ceph_secret(self, guest: GuestSpec | None = None,
+                           connection_info: dict[str, Any] | None = None) -> str | None:
+        """The uuid of this host's Ceph secret, (re)defined in libvirt now, when the guest
+        (or the volume of ``connection_info``) has a disk in RBD; else None."""
+        infos = [connection_info] if connection_info is not None else [
+            d.get("connection_info") or {} for d in (guest.block_devices if guest else [])]
+        wanted = (any(i.get("driver_volume_type") == "rbd" for i in infos)
+                  or (guest is not None and self.images_type == "rbd"))
+        if not wanted or self.ceph is None:
+            return None
+        require_qemu_rbd()
+        uuid, usage, key = await self.ceph.secret()
+        await self._call(define_secret, self._c(), self._libvirt, uuid, usage, key)
+        return uuid
+
+    async def _create_rbd_root(self, guest: GuestSpec) -> RbdSource:
+        """The root disk in RBD: a clone of the image where it lies, else the host's copy
+        of it imported."""
+        assert self.ceph is not None
+        if guest.image_location is not None and await self.ceph.clones(
+                guest.image_location, guest.image_format):
+            return await self.ceph.clone(guest.uuid, guest.image_location, guest.root_gb)
+        if guest.image_path is None:
+            raise VirtError(f"Image of {guest.name} cannot be cloned in Ceph and has no copy "
+                            "on this host.")
+        base = guest.image_path.resolve()
+        fmt = await asyncio.to_thread(self._checked_base, guest, base)
+        return await self.ceph.import_file(guest.uuid, base, fmt, guest.root_gb)
 
     def _define_and_start(self, xml: str) -> None:
         dom = self._c().defineXML(xml)
@@ -283,6 +346,28 @@ class LibvirtDriver(VirtDriver):
     def _create_overlay(self, guest: GuestSpec, directory: Path) -> Path:
         assert guest.image_path is not None
         base = guest.image_path.resolve()
+        fmt = self._checked_base(guest, base)
+        virtual = int(self._inspect(base, guest.image_format).get("virtual-size", 0))
+        wanted = guest.root_gb * _GIB
+        # The overlay's backing file is a hard link in the instance's own directory: the
+        # image cache may evict or replace its file, the guest keeps its base all the same.
+        backing = directory / "base"
+        try:
+            os.link(base, backing)
+        except OSError:  # another file system: the cache's file it is
+            backing = base
+        disk = directory / "disk"
+        args = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt,
+                str(disk)]
+        if wanted > virtual:
+            args.append(str(wanted))
+        _run_tool(args, f"Could not create the disk of {guest.name}")
+        return disk
+
+    def _checked_base(self, guest: GuestSpec, base: Path) -> str:
+        """The format of the image file ``base`` once it is known to be bootable as the
+        guest's root disk: what it says it is, without a backing file, intact, no larger
+        than the flavor's root disk."""
         info = self._inspect(base, guest.image_format)
         fmt = str(info.get("format", ""))
         if guest.image_format and guest.image_format != fmt:
@@ -302,20 +387,7 @@ class LibvirtDriver(VirtDriver):
         if wanted and wanted < virtual:
             raise VirtError(f"The flavor's root disk ({guest.root_gb} GB) is smaller than the "
                             f"image ({virtual / _GIB:.1f} GB).")
-        # The overlay's backing file is a hard link in the instance's own directory: the
-        # image cache may evict or replace its file, the guest keeps its base all the same.
-        backing = directory / "base"
-        try:
-            os.link(base, backing)
-        except OSError:  # another file system: the cache's file it is
-            backing = base
-        disk = directory / "disk"
-        args = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt,
-                str(disk)]
-        if wanted > virtual:
-            args.append(str(wanted))
-        _run_tool(args, f"Could not create the disk of {guest.name}")
-        return disk
+        return fmt
 
     def _inspect(self, base: Path, declared: str | None) -> dict[str, Any]:
         try:
@@ -334,10 +406,13 @@ class LibvirtDriver(VirtDriver):
     async def destroy(self, uuid: str) -> None:
         await self._remove(uuid)
 
-    async def _remove(self, uuid: str) -> None:
+    async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None:
         await self._call(self._undefine, uuid)
         directory = self.instance_dir(uuid)
         await asyncio.to_thread(shutil.rmtree, directory, True)
+        if rbd_disk and self.images_type == "rbd":
+            assert self.ceph is not None
+            await self.ceph.remove(uuid)
 
     def _undefine(self, uuid: str) -> None:
         libvirt = self._libvirt
@@ -440,6 +515,9 @@ class LibvirtDriver(VirtDriver):
     # Snapshot -----------------------------------------------------------------------------
 
     async def snapshot(self, uuid: str) -> DiskSnapshot:
+        if self.images_type == "rbd":
+            raise VirtError(f"Guest {uuid}'s disk is in RBD: the libvirt driver does not "
+                            "snapshot RBD disks yet.")
         dom = await self._domain(uuid)
         disk = self.instance_dir(uuid) / "disk"
         if not await asyncio.to_thread(disk.is_file):
@@ -580,7 +658,8 @@ class LibvirtDriver(VirtDriver):
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
                             mountpoint: str) -> None:
         dom = await self._domain(uuid)
-        xml = volume_xml(connection_info, mountpoint)
+        xml = volume_xml(connection_info, mountpoint,
+                         await self._ceph_secret(connection_info=connection_info))
         await self._call(dom.attachDeviceFlags, xml, await self._device_flags(dom))
 
     async def detach_volume(self, uuid: str, connection_info: dict[str, Any],
@@ -665,6 +744,17 @@ class LibvirtDriver(VirtDriver):
 
     async def live_migration_force_complete(self, uuid: str) -> None:
         await moves.live_migration_force_complete(self, uuid)
+
+
+#: A QEMU that fails to start shows its command line in libvirt's error, with the RBD
+#: disks' keys as ``secret`` objects (encrypted with the guest's master key, but secret
+#: material all the same).
+_SECRET_DATA = re.compile(r'("data":\s*")[^"]*(")')
+
+
+def without_secrets(message: str) -> str:
+    """A libvirt error as a fault or a log line may show it."""
+    return _SECRET_DATA.sub(r"\1<hidden>\2", message)
 
 
 def _qemu_img_info(path: Path, declared: str | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import string
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,31 @@ def root_volume(guest: GuestSpec) -> dict[str, Any] | None:
                  if d.get("mountpoint") == "/dev/vda"), None)
 
 
+@dataclass(frozen=True)
+class RbdSource:
+    """An RBD image QEMU opens itself (librbd): ``pool/image``, the monitors from the
+    cluster map, and the cephx user whose key is in libvirt secret ``secret_uuid``."""
+
+    name: str
+    hosts: tuple[tuple[str, int], ...]
+    username: str
+    secret_uuid: str
+
+
+def rbd_source(connection_info: dict[str, Any], secret_uuid: str | None) -> RbdSource:
+    """The RBD image of an ``rbd`` volume's connection info (Cinder's form); its own secret
+    uuid, else ``secret_uuid`` (this host's)."""
+    data = connection_info.get("data") or {}
+    hosts = tuple((str(h), int(p)) for h, p in zip(data.get("hosts") or [],
+                                                   data.get("ports") or [], strict=False))
+    uuid = data.get("secret_uuid") or secret_uuid
+    if not data.get("name") or not hosts or not uuid:
+        raise VirtError("The rbd volume's connection info lacks its image, monitors or "
+                        "secret.")
+    return RbdSource(str(data["name"]), hosts, str(data.get("auth_username") or "admin"),
+                     str(uuid))
+
+
 def volume_file(connection_info: dict[str, Any]) -> tuple[Path, str]:
     """The file and format of a ``file`` volume's connection info."""
     kind = connection_info.get("driver_volume_type")
@@ -54,13 +80,16 @@ def volume_file(connection_info: dict[str, Any]) -> tuple[Path, str]:
     return Path(path), str(data.get("format") or connection_info.get("format") or "raw")
 
 
-def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path: Path,
+def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str,
+               disk_path: Path | RbdSource,
                console_log: Path, metadata_ns: str, host: str,
                instances_dir: Path | None = None, disk_format: str = "qcow2",
-               local_disks: dict[str, Path] | None = None) -> str:
-    """The domain; ``local_disks`` maps each of ``guest.local_disks``' devices to its file
-    (qcow2, made by the driver); ``guest.block_devices`` other than ``/dev/vda`` become
-    virtio disks on their volumes' files."""
+               local_disks: dict[str, Path] | None = None,
+               rbd_secret: str | None = None) -> str:
+    """The domain booting ``disk_path`` (a file, or an RBD image); ``local_disks`` maps
+    each of ``guest.local_disks``' devices to its file (qcow2, made by the driver);
+    ``guest.block_devices`` other than ``/dev/vda`` become virtio disks on their volumes
+    (``rbd_secret``: this host's secret for rbd volumes that name none)."""
     dom = ET.Element("domain", type=virt_type)
     _sub(dom, "name", domain_name)
     _sub(dom, "uuid", guest.uuid)
@@ -101,10 +130,13 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path:
     _sub(dom, "on_crash", "destroy")
 
     devices = _sub(dom, "devices")
-    disk = _sub(devices, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type=disk_format, discard="unmap")
-    _sub(disk, "source", file=str(disk_path))
-    _sub(disk, "target", dev="vda", bus="virtio")
+    if isinstance(disk_path, RbdSource):
+        devices.append(_network_disk(disk_path, "vda", None))
+    else:
+        disk = _sub(devices, "disk", type="file", device="disk")
+        _sub(disk, "driver", name="qemu", type=disk_format, discard="unmap")
+        _sub(disk, "source", file=str(disk_path))
+        _sub(disk, "target", dev="vda", bus="virtio")
     for local in guest.local_disks:
         path = (local_disks or {}).get(local.device)
         if path is None:
@@ -113,7 +145,7 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str, disk_path:
     for device in guest.block_devices:
         if device.get("mountpoint") != "/dev/vda":
             devices.append(_volume_disk(device.get("connection_info") or {},
-                                        str(device.get("mountpoint", ""))))
+                                        str(device.get("mountpoint", "")), rbd_secret))
     for vif in guest.network_info:
         devices.append(_interface(vif, guest.name))
     serial = _sub(devices, "serial", type="pty")
@@ -155,22 +187,50 @@ def _interface(vif: dict[str, Any], guest_name: str) -> ET.Element:
     return iface
 
 
-def volume_xml(connection_info: dict[str, Any], mountpoint: str) -> str:
+def volume_xml(connection_info: dict[str, Any], mountpoint: str,
+               rbd_secret: str | None = None) -> str:
     """A virtio disk for a ``file`` volume: ``{"driver_volume_type": "file", "data":
-    {"path": ..., "format": "raw"}}`` (``path``/``format`` also accepted at the top)."""
-    return ET.tostring(_volume_disk(connection_info, mountpoint), encoding="unicode")
+    {"path": ..., "format": "raw"}}`` (``path``/``format`` also accepted at the top), or an
+    ``rbd`` one (Cinder's connection info; ``rbd_secret``: this host's secret)."""
+    return ET.tostring(_volume_disk(connection_info, mountpoint, rbd_secret),
+                       encoding="unicode")
 
 
-def _volume_disk(connection_info: dict[str, Any], mountpoint: str) -> ET.Element:
-    path, disk_format = volume_file(connection_info)
+def _volume_disk(connection_info: dict[str, Any], mountpoint: str,
+                 rbd_secret: str | None) -> ET.Element:
     serial = (connection_info.get("data") or {}).get("volume_id") or connection_info.get("serial")
-    return _disk(path, disk_format, mountpoint, str(serial)[:20] if serial else None)
+    short = str(serial)[:20] if serial else None
+    if connection_info.get("driver_volume_type") == "rbd":
+        return _network_disk(rbd_source(connection_info, rbd_secret), mountpoint, short)
+    path, disk_format = volume_file(connection_info)
+    return _disk(path, disk_format, mountpoint, short)
 
 
-def _disk(path: Path, disk_format: str, mountpoint: str, serial: str | None) -> ET.Element:
+def _network_disk(source: RbdSource, mountpoint: str, serial: str | None) -> ET.Element:
+    """An RBD image as a virtio disk: QEMU's librbd reaches the monitors and OSDs with the
+    user's key, which libvirt hands it from the secret (never in this XML)."""
+    disk = ET.Element("disk", type="network", device="disk")
+    _sub(disk, "driver", name="qemu", type="raw", cache="writeback", discard="unmap")
+    auth = _sub(disk, "auth", username=source.username)
+    _sub(auth, "secret", type="ceph", uuid=source.secret_uuid)
+    node = _sub(disk, "source", protocol="rbd", name=source.name)
+    for host, port in source.hosts:
+        _sub(node, "host", name=host, port=str(port))
+    _sub(disk, "target", dev=_virtio_target(mountpoint), bus="virtio")
+    if serial:
+        _sub(disk, "serial", serial)
+    return disk
+
+
+def _virtio_target(mountpoint: str) -> str:
     target = mountpoint.rsplit("/", 1)[-1]
     if not target.startswith("vd") or not target[2:].isalpha():
         raise VirtError(f"Mount point {mountpoint!r} is not a virtio disk name (/dev/vdX).")
+    return target
+
+
+def _disk(path: Path, disk_format: str, mountpoint: str, serial: str | None) -> ET.Element:
+    target = _virtio_target(mountpoint)
     disk = ET.Element("disk", type="file", device="disk")
     _sub(disk, "driver", name="qemu", type=disk_format)
     _sub(disk, "source", file=str(path))

@@ -59,6 +59,7 @@ class LibvirtDriver(Protocol):
     instances_dir: Path
     host: str
     migration_uri: str
+    images_type: str
     _libvirt: Any
     _aborted: set[str]
 
@@ -99,8 +100,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 # Cold moves ------------------------------------------------------------------------------
 
+def _refuse_rbd_disks(driver: LibvirtDriver, uuid: str) -> None:
+    """Moves copy the instance directory's disk; a root disk in RBD is not there (a move of
+    one would keep the disk where it is): refused before anything changes."""
+    if driver.images_type == "rbd":
+        raise VirtError(f"Guest {uuid}'s disk is in RBD: the libvirt driver does not move "
+                        "RBD-backed guests yet.")
+
+
 async def migrate_disk_and_power_off(driver: LibvirtDriver, uuid: str,
                                      dest_host: str) -> dict[str, Any]:
+    _refuse_rbd_disks(driver, uuid)
     dom = await driver._domain(uuid)
     if await driver._call(dom.isActive):
         await driver.power_off(uuid)
@@ -197,6 +207,7 @@ async def finish_revert_migration(driver: LibvirtDriver, uuid: str, *,
 # Live migration ----------------------------------------------------------------------------
 
 async def live_migration_source_data(driver: LibvirtDriver, uuid: str) -> dict[str, Any]:
+    _refuse_rbd_disks(driver, uuid)
     await driver._domain(uuid)
     directory = driver.instance_dir(uuid)
     return {"source_host": driver.host, "directory": str(directory)}

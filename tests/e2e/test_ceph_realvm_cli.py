@@ -1,0 +1,179 @@
+"""Real guests on RBD disks: ``stratus up --storage ceph`` on real Ceph, the real ``openstack``
+CLI, libvirt/QEMU (TCG here) opening ``vms/<uuid>_disk`` and rbd volumes through librbd; a
+boot while Ceph is down."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.core.ceph_dev import DevCluster
+from tests.ceph_cluster import admin_connection
+from tests.e2e.cloud import Cloud, libvirt_cloud
+from tests.e2e.test_compute_images_cli import wait_status
+from tests.e2e.test_realvm_cli import console_until, domains
+from tests.e2e.test_volume_cli import wait_volume
+from tests.realvm import guest_image, libvirt_ready
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
+
+
+@pytest.fixture
+def ceph_vm_cloud(tmp_path: Path, ceph_cluster: DevCluster) -> Iterator[Cloud]:
+    libvirt_ready()
+    env = {k: v for k, v in ceph_cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+    with libvirt_cloud(tmp_path / "data", ["up", "--storage", "ceph"], **env) as instance:
+        yield instance
+
+
+def _rbd_names(cluster: DevCluster, pool: str) -> list[str]:
+    import rbd
+
+    with admin_connection(cluster) as conn, conn.open_ioctx(pool) as ioctx:
+        return list(rbd.RBD().list(ioctx))
+
+
+def _domain_xml_and_secret(server_id: str) -> tuple[str, Any]:
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        xml = conn.lookupByUUIDString(server_id).XMLDesc(0)
+        secret_uuid = xml.split("<secret type='ceph' uuid='", 1)[1].split("'", 1)[0]
+        secret = conn.secretLookupByUUIDString(secret_uuid)
+        try:
+            secret.value()
+            readable = True
+        except libvirt.libvirtError:  # private: nobody reads the key back
+            readable = False
+        return xml, (secret.XMLDesc(0), readable)
+    finally:
+        conn.close()
+
+
+def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothing(
+        ceph_vm_cloud: Cloud, ceph_cluster: DevCluster, tmp_path: Path) -> None:
+    import rbd
+
+    cloud = ceph_vm_cloud
+    assert "guests' disks in vms" in cloud.console()
+    raw = tmp_path / "guest.raw"  # only raw images are cloned (RBD disks are raw)
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(guest_image()),
+                    str(raw)], check=True)
+    image = cloud.openstack_json("image", "create", "--file", str(raw), "--disk-format", "raw",
+                                 "--container-format", "bare", "guest-raw")
+
+    server = cloud.openstack_json("server", "create", "--image", "guest-raw", "--flavor",
+                                  "m1.tiny", "--network", "private", "--wait", "vm-rbd")
+    assert server["status"] == "ACTIVE", cloud.log()[-3000:]
+    server_id = server["id"]
+    booted = console_until(cloud, "vm-rbd", r"^STRATUS-READY", within=300)
+    assert "STRATUS-DISK name=vda size=1073741824" in booted  # grown to m1.tiny's root disk
+
+    # Its root disk is a copy-on-write clone of the image's snapshot: nothing downloaded.
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{server_id}_disk", read_only=True) as disk:
+        parent = disk.get_parent_image_spec()
+        assert (parent["pool_name"], parent["image_name"], parent["snap_name"]) == (
+            "images", image["id"], "snap")
+        assert disk.size() == 1 << 30  # m1.tiny's root disk
+    cache = cloud.data_dir / "image-cache"
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
+    # QEMU reaches it through librbd with the key in an ephemeral, private libvirt secret:
+    # the key is in neither the domain, nor the secret's definition, nor the log.
+    xml, (secret_xml, readable) = _domain_xml_and_secret(server_id)
+    assert f"<source protocol='rbd' name='vms/{server_id}_disk'" in xml
+    assert "ephemeral='yes'" in secret_xml and "private='yes'" in secret_xml
+    assert not readable
+    key = next(line.split("=", 1)[1].strip()
+               for line in ceph_cluster.stratus_keyring.read_text().splitlines()
+               if line.strip().startswith("key"))
+    for text in (xml, secret_xml, cloud.log()):
+        assert key not in text
+
+    # An RBD volume attached live is the guest's vdb (librbd again); detached, it goes.
+    cloud.openstack("volume", "create", "--size", "1", "data")
+    volume_id = wait_volume(cloud, "data", "available")["id"]
+    cloud.openstack("server", "add", "volume", "vm-rbd", "data")
+    wait_volume(cloud, "data", "in-use")
+    console_until(cloud, "vm-rbd", r"^STRATUS-DISK-ADDED name=vdb size=1073741824")
+    xml, _ = _domain_xml_and_secret(server_id)
+    assert f"<source protocol='rbd' name='volumes/volume-{volume_id}'" in xml
+    cloud.openstack("server", "remove", "volume", "vm-rbd", "data")
+    wait_volume(cloud, "data", "available")
+    console_until(cloud, "vm-rbd", r"^STRATUS-DISK-REMOVED name=vdb")
+    cloud.openstack("volume", "delete", "data")
+    deadline = time.monotonic() + 60
+    while cloud.openstack_json("volume", "list"):
+        assert time.monotonic() < deadline, "the volume was not deleted"
+        time.sleep(0.5)
+    assert not [n for n in _rbd_names(ceph_cluster, "volumes") if volume_id in n]
+
+    # A rebuild makes the disk afresh the same way: a clone again, still nothing downloaded.
+    cloud.openstack("server", "rebuild", "--image", "guest-raw", "--wait", "vm-rbd")
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{server_id}_disk", read_only=True) as disk:
+        assert disk.get_parent_image_spec()["image_name"] == image["id"]
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+
+    cloud.openstack("server", "delete", "--wait", "vm-rbd")
+    assert server_id not in domains()
+    assert not [n for n in _rbd_names(ceph_cluster, "vms") if server_id in n]
+    cloud.openstack("image", "delete", "guest-raw")  # no clone holds it any more
+    assert not [n for n in _rbd_names(ceph_cluster, "images") if image["id"] in n]
+
+
+def _boot(cloud: Cloud, name: str) -> str:
+    """A server of the raw test guest, ACTIVE; its id."""
+    server = cloud.openstack_json("server", "create", "--image", "guest-raw", "--flavor",
+                                  "m1.tiny", "--network", "private", "--wait", name)
+    assert server["status"] == "ACTIVE", cloud.log()[-3000:]
+    return str(server["id"])
+
+
+def test_a_boot_while_ceph_is_down_ends_in_error_naming_ceph_and_leaves_nothing(
+        ceph_cluster: DevCluster, tmp_path: Path) -> None:
+    """A private cluster (the run's shared one must not stop under other tests)."""
+    del ceph_cluster  # (the packages and bindings are there: the fixture checked)
+    libvirt_ready()
+    cluster = DevCluster(Path(f"/tmp/sv-{uuid.uuid4().hex[:8]}"))
+    try:
+        cluster.up()
+        env = {k: v for k, v in cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+        with libvirt_cloud(tmp_path / "data", ["up", "--storage", "ceph"],
+                           STRATUS_CEPH__CONNECT_TIMEOUT="3", STRATUS_CEPH__OP_TIMEOUT="5",
+                           **env) as cloud:
+            raw = tmp_path / "guest.raw"
+            subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+                            str(guest_image()), str(raw)], check=True)
+            cloud.openstack("image", "create", "--file", str(raw), "--disk-format", "raw",
+                            "--container-format", "bare", "guest-raw")
+
+            # A guest running on Ceph: the host's connection is made and in use.
+            before = _boot(cloud, "vm-before")
+            cluster.down()
+            server = cloud.openstack_json("server", "create", "--image", "guest-raw",
+                                          "--flavor", "m1.tiny", "--network", "private",
+                                          "vm-lost")
+            shown = wait_status(cloud, "vm-lost", "ERROR", within=180)
+            assert "Ceph did not answer" in shown["fault"]["message"], shown["fault"]
+            assert server["id"] not in domains()
+            assert not (cloud.data_dir / "instances" / server["id"]).exists()
+            assert cloud.openstack_json("port", "list", "--device-id", server["id"]) == []
+
+            cluster.up()  # back: the next boot works, nothing to clean by hand
+            assert not [n for n in _rbd_names(cluster, "vms") if server["id"] in n]
+            after = _boot(cloud, "vm-after")
+            cloud.openstack("server", "delete", "--wait", "vm-lost", "vm-before", "vm-after")
+            assert not [n for n in _rbd_names(cluster, "vms")
+                        if before in n or after in n or server["id"] in n]
+    finally:
+        cluster.down(purge=True)
+    assert cluster.pids() == {}
