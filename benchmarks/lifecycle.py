@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace) -> Result:
         raise SystemExit(f"libvirt is not usable here: {reason}")
     work = Path(tempfile.mkdtemp(prefix="stratus-bench-lifecycle-",
                                  dir=args.work_dir or "/var/tmp"))
-    driver = LibvirtDriver(work / "instances", run_dir=work / "libvirt-run")
+    driver = LibvirtDriver(work / "instances")
     guest = str(uuidlib.uuid4())
     snapshots: list[float] = []
     plain: list[float] = []

@@ -48,7 +48,7 @@ def _libvirt() -> str | None:
     if reason is not None:
         return reason
     try:
-        libvirt_host.ensure_daemons(cache_dir() / "libvirt-run")
+        libvirt_host.ensure_daemons()
     except libvirt_host.DaemonError as exc:
         return str(exc)
     return None

@@ -45,7 +45,7 @@ def libvirt_driver(settings: Settings) -> VirtDriver:
         ceph = RbdDisks(settings.ceph, pool=options.images_rbd_pool,
                         secret_uuid=options.rbd_secret_uuid or settings.volume.rbd_secret_uuid)
     return LibvirtDriver(instances_path(settings), uri=options.libvirt_uri,
-                         virt_type=options.virt_type, run_dir=settings.data_dir / "libvirt",
+                         virt_type=options.virt_type,
                          shutdown_timeout=options.shutdown_timeout,
                          migration_uri=options.live_migration_uri, ceph=ceph,
                          images_type=options.images_type)

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 @pytest.fixture
 async def driver(tmp_path: Path) -> AsyncIterator[LibvirtDriver]:
     libvirt_ready()
-    instance = LibvirtDriver(tmp_path / "instances", run_dir=tmp_path / "run")
+    instance = LibvirtDriver(tmp_path / "instances")
     await instance.init_host("realvm-host")
     made: list[str] = []
     instance.made = made  # type: ignore[attr-defined]
@@ -93,7 +93,7 @@ async def test_guest_life_cycle_and_adoption_by_a_new_driver(driver: LibvirtDriv
     assert json.loads(out)["backing-filename"] == str(directory / "base")
 
     # The agent restarts: a new driver finds the running domain and drives it.
-    adopted = LibvirtDriver(driver.instances_dir, run_dir=tmp_path / "run")
+    adopted = LibvirtDriver(driver.instances_dir)
     await adopted.init_host("realvm-host")
     try:
         assert guest.uuid in await adopted.list_guests()
@@ -152,7 +152,7 @@ async def test_domain_definition(driver: LibvirtDriver, tmp_path: Path) -> None:
         LocalDisk(kind="swap", device="/dev/vdc", size_mb=32, guest_format="swap")])
     await driver.spawn(guest)
     # Another deployment on the same machine (its own instances directory) does not own it.
-    other = LibvirtDriver(tmp_path / "other-instances", run_dir=tmp_path / "run")
+    other = LibvirtDriver(tmp_path / "other-instances")
     await other.init_host("other-host")
     try:
         assert guest.uuid not in await other.list_guests()
@@ -272,6 +272,9 @@ def test_a_dead_virtlogd_is_started_again_while_libvirtd_answers(tmp_path: Path)
         subprocess.run(["sleep", "0.1"], check=False)
     assert not libvirt_host._virtlogd_answers()
 
-    libvirt_host.ensure_daemons(tmp_path / "run")
+    libvirt_host.ensure_daemons()
 
     assert libvirt_host._virtlogd_answers()
+    # Its pid file is the machine's, not the caller's: the daemon outlives every test.
+    pid = int((libvirt_host.DAEMON_DIR / "virtlogd.pid").read_text().strip())
+    os.kill(pid, 0)

@@ -106,7 +106,7 @@ def second_libvirtd() -> Iterator[str]:
 @pytest.fixture
 async def two_hosts(tmp_path: Path,
                     second_libvirtd: str) -> AsyncIterator[tuple[LibvirtDriver, LibvirtDriver]]:
-    a = LibvirtDriver(tmp_path / "a" / "instances", run_dir=tmp_path / "run")
+    a = LibvirtDriver(tmp_path / "a" / "instances")
     b = LibvirtDriver(tmp_path / "b" / "instances", uri=second_libvirtd, start_daemons=False,
                       migration_uri=second_libvirtd)
     await a.init_host("host-a")
@@ -287,7 +287,7 @@ async def test_a_volume_backed_guest_with_a_data_volume_resizes_on_its_volumes(
     volumes = [{"mountpoint": device, "connection_info": {
         "driver_volume_type": "file", "data": {"path": str(path), "format": "raw"}}}
         for device, path in (("/dev/vda", root), ("/dev/vdb", data))]
-    driver = LibvirtDriver(tmp_path / "instances", run_dir=tmp_path / "run")
+    driver = LibvirtDriver(tmp_path / "instances")
     await driver.init_host("realvm-host")
     guest = GuestSpec(uuid=str(uuid.uuid4()), name="bfv", vcpus=1, memory_mb=256, root_gb=0,
                       block_devices=volumes)

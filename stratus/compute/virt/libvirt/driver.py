@@ -109,12 +109,11 @@ class LibvirtDriver(VirtDriver):
     needs_image_file = True
 
     def __init__(self, instances_dir: Path, *, uri: str = libvirt_host.DEFAULT_URI,
-                 virt_type: str | None = None, run_dir: Path | None = None,
+                 virt_type: str | None = None,
                  start_daemons: bool = True, shutdown_timeout: float = 60.0,
                  migration_uri: str | None = None, ceph: RbdDisks | None = None,
                  images_type: str = "qcow2") -> None:
         """``virt_type`` None picks ``kvm`` when it really works, else ``qemu`` (TCG);
-        ``run_dir`` holds the daemons' pid files and logs when we start them;
         ``shutdown_timeout`` is the ACPI grace of a stop or soft reboot not given one;
         ``migration_uri`` is how other hosts' libvirtd reach this one for a live migration
         (default ``uri``); ``ceph``: this host's Ceph, for RBD volumes and, with
@@ -124,7 +123,6 @@ class LibvirtDriver(VirtDriver):
         self.instances_dir = instances_dir
         self.uri = uri
         self.virt_type = virt_type
-        self.run_dir = run_dir or instances_dir.parent / "libvirt-run"
         self.start_daemons = start_daemons
         self.shutdown_timeout = shutdown_timeout
         self.migration_uri = migration_uri or uri
@@ -153,7 +151,7 @@ class LibvirtDriver(VirtDriver):
             raise HypervisorUnavailable("libvirt-python is not installed") from exc
         try:
             if self.start_daemons:
-                await asyncio.to_thread(libvirt_host.ensure_daemons, self.run_dir, self.uri)
+                await asyncio.to_thread(libvirt_host.ensure_daemons, self.uri)
             self._conn = await asyncio.to_thread(self._libvirt.open, self.uri)
         except (libvirt_host.DaemonError, self._libvirt.libvirtError) as exc:
             raise HypervisorUnavailable(f"libvirt is not usable: {exc}") from exc

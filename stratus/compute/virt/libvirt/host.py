@@ -4,7 +4,7 @@ This machine (and CI) has no systemd, so ``ensure_daemons`` starts ``virtlogd`` 
 ``libvirtd`` itself when they do not answer: daemonised, in the host's
 network namespace (through ``nsenter`` on PID 1's when we run inside another one, so guests'
 taps and libvirt's own sockets live where the l2-agent made them), pid files and logs under
-``run_dir``. It then waits for libvirt to answer (the first start probes QEMU, ~10-15 s) and
+``DAEMON_DIR``. It then waits for libvirt to answer (the first start probes QEMU, ~10-15 s) and
 makes sure libvirt's ``default`` NAT network is neither active nor autostarted: guests only
 ever get the taps the network service made for them.
 
@@ -30,6 +30,8 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_URI = "qemu:///system"
 VIRTLOGD_SOCKET = "/run/libvirt/virtlogd-sock"
+#: Where the daemons we start keep their pid files and logs: as long-lived as they are.
+DAEMON_DIR = Path("/run/stratus/libvirt")
 #: ioctl numbers of /dev/kvm (linux/kvm.h): _IO(0xAE, 0x00) and _IO(0xAE, 0x01).
 _KVM_GET_API_VERSION = 0xAE00
 _KVM_CREATE_VM = 0xAE01
@@ -141,32 +143,36 @@ def _virtlogd_answers() -> bool:
     return True
 
 
-def _ensure_virtlogd(run_dir: Path) -> bool:
+def _ensure_virtlogd() -> bool:
     if _virtlogd_answers():
         return False
     if shutil.which("virtlogd") is None:
         raise DaemonError("virtlogd is not installed (Debian: libvirt-daemon-system)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    DAEMON_DIR.mkdir(parents=True, exist_ok=True)
     LOG.info("virtlogd does not answer at %s: starting it", VIRTLOGD_SOCKET)
-    _start(["virtlogd", "-d", "-p", str(run_dir / "virtlogd.pid")],
-           run_dir / "virtlogd.log", "VIRTLOGD_LOG_OUTPUTS")
+    _start(["virtlogd", "-d", "-p", str(DAEMON_DIR / "virtlogd.pid")],
+           DAEMON_DIR / "virtlogd.log", "VIRTLOGD_LOG_OUTPUTS")
     deadline = time.monotonic() + 10.0
     while not _virtlogd_answers():
         if time.monotonic() > deadline:
             raise DaemonError(f"virtlogd started but {VIRTLOGD_SOCKET} did not answer; see "
-                              f"{run_dir / 'virtlogd.log'}")
+                              f"{DAEMON_DIR / 'virtlogd.log'}")
         time.sleep(0.05)
     return True
 
 
-def ensure_daemons(run_dir: Path, uri: str = DEFAULT_URI, timeout: float = 90.0) -> bool:
+def ensure_daemons(uri: str = DEFAULT_URI, timeout: float = 90.0) -> bool:
     """Make ``uri`` answer, starting virtlogd and libvirtd if needed; True if we started one.
+
+    The daemons serve the whole machine and outlive the cloud or test that started them, so
+    their pid files and logs are in ``DAEMON_DIR``, never in a caller's data directory (one
+    removed under a running libvirtd made every later QEMU start fail on its log file).
 
     virtlogd is checked on its own: libvirtd may answer while virtlogd is gone, and every
     guest's serial console goes through it.
     """
     if _answers(uri):
-        started = uri == DEFAULT_URI and _ensure_virtlogd(run_dir)
+        started = uri == DEFAULT_URI and _ensure_virtlogd()
         disable_default_network(uri)
         return started
     if uri != DEFAULT_URI:
@@ -175,16 +181,16 @@ def ensure_daemons(run_dir: Path, uri: str = DEFAULT_URI, timeout: float = 90.0)
     for daemon in ("virtlogd", "libvirtd"):
         if shutil.which(daemon) is None:
             raise DaemonError(f"{daemon} is not installed (Debian: libvirt-daemon-system)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    DAEMON_DIR.mkdir(parents=True, exist_ok=True)
     LOG.info("libvirt does not answer at %s: starting libvirtd", uri)
-    _ensure_virtlogd(run_dir)
-    _start(["libvirtd", "-d", "-p", str(run_dir / "libvirtd.pid")],
-           run_dir / "libvirtd.log", "LIBVIRT_LOG_OUTPUTS")
+    _ensure_virtlogd()
+    _start(["libvirtd", "-d", "-p", str(DAEMON_DIR / "libvirtd.pid")],
+           DAEMON_DIR / "libvirtd.log", "LIBVIRT_LOG_OUTPUTS")
     deadline = time.monotonic() + timeout
     while not _answers(uri):
         if time.monotonic() > deadline:
             raise DaemonError(f"libvirtd started but {uri} did not answer within {timeout:.0f} "
-                              f"s; see {run_dir / 'libvirtd.log'}")
+                              f"s; see {DAEMON_DIR / 'libvirtd.log'}")
         time.sleep(0.25)
     LOG.info("libvirtd answers at %s", uri)
     disable_default_network(uri)
