@@ -87,6 +87,13 @@ RULES = [
       for action in ("index", "create", "show", "update", "delete", "add_host",
                      "remove_host", "set_metadata")),
     RuleDefault("os_compute_api:os-hypervisors:statistics", ADMIN),
+    # The Placement API's reads (placement's rule names; its defaults: admins only).
+    *(RuleDefault(f"placement:{name}", ADMIN)
+      for name in ("resource_providers:list", "resource_providers:show",
+                   "resource_providers:inventories:list", "resource_providers:inventories:show",
+                   "resource_providers:usages", "resource_providers:allocations:list",
+                   "resource_providers:aggregates:list", "resource_providers:traits:list",
+                   "allocations:list", "usages")),
     RuleDefault("os_compute_api:os-hypervisors:show", ADMIN),
     RuleDefault("os_compute_api:os-quota-sets:show", "rule:project_reader_or_admin"),
     RuleDefault("os_compute_api:os-quota-sets:detail", "rule:project_reader_or_admin"),

@@ -19,6 +19,7 @@ from stratus.compute.instances import Instances
 from stratus.compute.keypairs import KeyPairs
 from stratus.compute.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.compute.placement import Placement
+from stratus.compute.placement_reads import PlacementReads
 from stratus.compute.policy import RULES
 from stratus.compute.quotas import Quotas
 from stratus.compute.request_traces import RequestTraces
@@ -104,6 +105,7 @@ class ComputeService:
         self.server_groups = ServerGroups(txn, self.quotas)
         self.server_metadata = ServerMetadata(txn, self.quotas)
         self.placement = Placement(session)
+        self.placement_reads = PlacementReads(session)
         self.console_tokens = ConsoleTokens(txn)
         self.hosts = Hosts(session, runtime.settings.compute.service_down_time)
         self.aggregates = Aggregates(session)

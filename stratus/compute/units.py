@@ -1,5 +1,6 @@
-"""Compute's units: ``compute-api``, ``conductor``, ``scheduler``, ``compute-agent`` and
-``metadata-api`` and ``console-proxy``, all on one ``ComputeRuntime`` per process."""
+"""Compute's units: ``compute-api``, ``placement-api``, ``conductor``, ``scheduler``,
+``compute-agent``, ``metadata-api`` and ``console-proxy``, all on one ``ComputeRuntime`` per
+process."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ async def build_api(stack: Stack) -> ASGIApp:
                                    images=ImageClient(http), volumes=VolumeClient(http),
                                    network=NetworkClient(http, stack.service_auth())))
     return create_compute_app(runtime, stack.token_validator())
+
+
+async def build_placement_api(stack: Stack) -> ASGIApp:
+    """The Placement API: reads of the tables the scheduler claims in, on compute's runtime."""
+    from stratus.compute.api.placement import create_placement_app
+
+    return create_placement_app(await compute_runtime(stack), stack.token_validator())
 
 
 async def build_scheduler(stack: Stack) -> None:
@@ -164,6 +172,7 @@ async def build_console_proxy(stack: Stack) -> ASGIApp:
 
 UNITS = (
     Unit("compute-api", "/compute", build_api, ("compute", "nova", "/v2.1")),
+    Unit("placement-api", "/placement", build_placement_api, ("placement", "placement", "")),
     Unit("conductor", None, build_conductor),
     Unit("scheduler", None, build_scheduler),
     Unit("compute-agent", None, build_agent),

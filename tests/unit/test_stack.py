@@ -39,6 +39,7 @@ async def test_a_runtime_is_made_and_started_once_and_stopped_with_the_stack(
 
 def test_the_registry_holds_every_unit_in_start_order() -> None:
     assert list(UNITS) == [
-        "identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent",
+        "identity-api", "image-api", "compute-api", "placement-api",
+        "conductor", "scheduler", "compute-agent",
         "metadata-api", "console-proxy", "network-api", "dhcp-agent", "l2-agent", "l3-agent",
         "volume-api", "volume-manager", "dashboard"]

@@ -2,7 +2,8 @@
 
 Identity: ``{"error": {"code", "title", "message"}}``. Compute and block storage:
 ``{"badRequest": {"message", "code"}}`` (the key names the error kind). Network:
-``{"NeutronError": {"type", "message", "detail"}}``.
+``{"NeutronError": {"type", "message", "detail"}}``. Placement: ``{"errors": [{"status",
+"title", "detail", "code", "request_id"}]}`` (a list, as its API-WG error guideline has it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.responses import JSONResponse
+
+from stratus.core.context import current_request_id
 
 _COMPUTE_KEYS = {
     400: "badRequest",
@@ -34,6 +37,7 @@ class ErrorStyle(enum.Enum):
     IDENTITY = "identity"
     COMPUTE = "compute"
     NETWORK = "network"
+    PLACEMENT = "placement"
     PLAIN = "plain"
 
     def body(self, status: int, message: str, *, title: str | None = None,
@@ -47,6 +51,10 @@ class ErrorStyle(enum.Enum):
         if self is ErrorStyle.NETWORK:
             return {"NeutronError": {"type": type_name or phrase.replace(" ", ""),
                                      "message": message, "detail": ""}}
+        if self is ErrorStyle.PLACEMENT:
+            return {"errors": [{"status": status, "title": _phrase(status), "detail": message,
+                                "code": "placement.undefined_code",
+                                "request_id": current_request_id()}]}
         return {"code": status, "title": phrase, "message": message}
 
     def response(self, status: int, message: str, *, title: str | None = None,
