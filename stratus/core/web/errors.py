@@ -41,7 +41,10 @@ class ErrorStyle(enum.Enum):
     PLAIN = "plain"
 
     def body(self, status: int, message: str, *, title: str | None = None,
-             type_name: str | None = None) -> dict[str, Any]:
+             type_name: str | None = None,
+             extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``extra``: more fields for the error; only placement's format has room for them
+        (its clients read ``max_version`` and ``min_version`` from a 406 to negotiate)."""
         phrase = title or _phrase(status)
         if self is ErrorStyle.IDENTITY:
             return {"error": {"code": status, "title": phrase, "message": message}}
@@ -54,14 +57,15 @@ class ErrorStyle(enum.Enum):
         if self is ErrorStyle.PLACEMENT:
             return {"errors": [{"status": status, "title": _phrase(status), "detail": message,
                                 "code": "placement.undefined_code",
-                                "request_id": current_request_id()}]}
+                                "request_id": current_request_id(), **(extra or {})}]}
         return {"code": status, "title": phrase, "message": message}
 
     def response(self, status: int, message: str, *, title: str | None = None,
                  type_name: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> JSONResponse:
+                 headers: Mapping[str, str] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> JSONResponse:
         return JSONResponse(
-            self.body(status, message, title=title, type_name=type_name),
+            self.body(status, message, title=title, type_name=type_name, extra=extra),
             status_code=status,
             headers=headers,
         )

@@ -103,7 +103,9 @@ class MicroversionMiddleware:
             await self.style.response(400, str(exc))(scope, receive, send)
             return
         except LookupError as exc:
-            await self.style.response(406, str(exc))(scope, receive, send)
+            supported = {"min_version": str(self.versions.minimum),
+                         "max_version": str(self.versions.maximum)}
+            await self.style.response(406, str(exc), extra=supported)(scope, receive, send)
             return
         scope.setdefault("state", {})["api_version"] = version
         extra = [(b"openstack-api-version", f"{self.versions.service} {version}".encode()),
