@@ -78,6 +78,9 @@ async def test_every_read_route_shows_a_booted_servers_claim(cloud: Cloud) -> No
         "id": "v1.0", "status": "CURRENT", "min_version": "1.0", "max_version": "1.14",
         "links": [{"rel": "self", "href": ""}]}]}
     assert root.headers["openstack-api-version"] == "placement 1.0"
+    # version discovery: at the catalog's URL as it is (redirected to its slash, as the
+    # image API's), and without a token
+    assert (await cloud.client.get("/placement", follow_redirects=True)).json() == root.json()
 
     listed = await ok(cloud, "/resource_providers")
     base = f"/placement/resource_providers/{rp}"
