@@ -118,8 +118,18 @@ async def test_every_read_route_shows_a_booted_servers_claim(cloud: Cloud) -> No
         "allocations": {server_id: {"resources": claim}},
         "resource_provider_generation": generation}
     assert await ok(cloud, f"/resource_providers/{rp}/aggregates") == {"aggregates": []}
-    assert await ok(cloud, f"/resource_providers/{rp}/traits") == {
+    aggregate = (await cloud.compute("POST", "/os-aggregates", json={
+        "aggregate": {"name": "rack-1"}})).json()["aggregate"]
+    added = await cloud.compute("POST", f"/os-aggregates/{aggregate['id']}/action",
+                                json={"add_host": {"host": "node"}})
+    assert added.status_code == 200, added.text
+    # Horizon's hypervisor page reads these at 1.6
+    assert await ok(cloud, f"/resource_providers/{rp}/aggregates", version="1.6") == {
+        "aggregates": [aggregate["uuid"]]}
+    assert await ok(cloud, f"/resource_providers/{rp}/traits", version="1.6") == {
         "traits": [], "resource_provider_generation": generation}
+    assert_placement_error(await placement(cloud, f"/resource_providers/{rp}/traits",
+                                           version="1.5"), 404)
 
     assert await ok(cloud, f"/allocations/{server_id}") == {
         "allocations": {rp: {"generation": generation, "resources": claim}},
