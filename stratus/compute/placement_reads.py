@@ -24,7 +24,8 @@ from stratus.compute.models import (
 )
 from stratus.core.exceptions import NotFound
 
-__all__ = ["ConsumerAllocations", "PlacementReads"]
+__all__ = ["MIN_UNIT", "STEP_SIZE", "ConsumerAllocations", "Inventory", "PlacementReads",
+           "ResourceProvider"]
 
 #: Placement's fields that Stratus has no use for, at the values that mean "no constraint".
 MIN_UNIT, STEP_SIZE = 1, 1

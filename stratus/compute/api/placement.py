@@ -16,8 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 
 from stratus.compute.api.deps import CallerDep, Service, Version
-from stratus.compute.models import Inventory, ResourceProvider
-from stratus.compute.placement_reads import MIN_UNIT, STEP_SIZE
+from stratus.compute.placement_reads import MIN_UNIT, STEP_SIZE, Inventory, ResourceProvider
 from stratus.compute.service import ComputeRuntime
 from stratus.core.auth import TokenValidator
 from stratus.core.exceptions import BadRequest, NotFound
