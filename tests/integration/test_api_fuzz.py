@@ -1,0 +1,234 @@
+"""Every route of every API driven by schemathesis from the API's own OpenAPI document.
+
+A cloud runs every API unit with ``serve_openapi`` on; its served documents must be the ones
+committed in ``docs/api/`` (``make api-docs``). Then each operation is sent generated bodies,
+queries and path parameters, both valid for the schema (``positive``) and violating it
+(``negative``: wrong types, missing fields, malformed JSON), with huge and unicode strings as
+hypothesis makes them, sometimes an odd microversion or content type. Every answer must be
+below 500, and every 4xx in the API's own error format.
+
+Hypothesis runs derandomized (the same cases every run) and without shrinking; the first
+finding of an operation is reported with the request that caused it. The cloud runs on the
+test's event loop; hypothesis drives it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.generation import GenerationMode
+
+from stratus.core.web import ErrorStyle
+from tests.integration.clouds import ROOT, CloudStarter, TestCloud
+from tools.openapi_docs import API_UNITS, DOCS, fetch_documents, render
+
+ADMIN_PASSWORD = "fuzz-tests-admin-pw"
+
+#: Examples per operation and generation mode: 324 operations x 2 modes x this many requests.
+EXAMPLES = 8
+
+#: Each API's error style, and its mount point.
+SERVICES = {"identity": (ErrorStyle.IDENTITY, "/identity"),
+            "compute": (ErrorStyle.COMPUTE, "/compute"),
+            "image": (ErrorStyle.PLAIN, "/image"),
+            "network": (ErrorStyle.NETWORK, "/network"),
+            "volume": (ErrorStyle.COMPUTE, "/volume")}
+
+#: Headers a case may carry besides its own: microversions odd and wrong, odd content types.
+ODD_HEADERS = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries({"OpenStack-API-Version": st.sampled_from([
+        "compute 2.999", "compute latest", "compute 2.1", "compute 2.a", "volume 3.999",
+        "volume latest", "volume 3.0", "compute", "2.5", "compute 02.001", "image 2.1",
+        "compute 2.96, volume 3.60"])}),
+    st.fixed_dictionaries({"X-OpenStack-Nova-API-Version": st.sampled_from(
+        ["2.90", "latest", "9.9", "x"])}),
+    st.fixed_dictionaries({"Content-Type": st.sampled_from(
+        ["text/plain", "application/xml", "application/json; charset=latin-1",
+         "multipart/form-data", "application/openstack-images-v2.1-json-patch"])}),
+    st.fixed_dictionaries({"Accept": st.sampled_from(["application/xml", "text/html"])}),
+    st.fixed_dictionaries({"X-Auth-Token": st.sampled_from(["", "gAAAAA", "x" * 5000])}),
+)
+
+
+class Finding(Exception):
+    """A response that breaks the rules, with the request that caused it."""
+
+
+def error_shape_problem(style: ErrorStyle, status: int, body: Any) -> str | None:
+    """Why ``body`` is not ``style``'s error body for ``status``, or None when it is."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    if style is ErrorStyle.IDENTITY:
+        error = body.get("error")
+        ok = (list(body) == ["error"] and isinstance(error, dict)
+              and error.get("code") == status and isinstance(error.get("message"), str))
+    elif style is ErrorStyle.COMPUTE:
+        inner = next(iter(body.values()), None) if len(body) == 1 else None
+        ok = (isinstance(inner, dict) and inner.get("code") == status
+              and isinstance(inner.get("message"), str))
+    elif style is ErrorStyle.NETWORK:
+        error = body.get("NeutronError")
+        ok = (list(body) == ["NeutronError"] and isinstance(error, dict)
+              and isinstance(error.get("type"), str) and isinstance(error.get("message"), str))
+    else:
+        ok = body.get("code") == status and isinstance(body.get("message"), str)
+    return None if ok else "not the API's error format"
+
+
+def judge(style: ErrorStyle, method: str, response: httpx.Response) -> str | None:
+    """What is wrong with ``response``, or None."""
+    if response.status_code >= 500:
+        return f"answered {response.status_code}"
+    if response.status_code < 400 or method == "HEAD":
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return f"answered {response.status_code} with a body that is not JSON"
+    problem = error_shape_problem(style, response.status_code, body)
+    return f"answered {response.status_code} {problem}" if problem else None
+
+
+def _shorten(value: Any, limit: int = 600) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def request_kwargs(case: Any, root: str, headers: dict[str, str]) -> dict[str, Any]:
+    """httpx's arguments for a schemathesis case (its own are requests' names)."""
+    kwargs: dict[str, Any] = case.as_transport_kwargs(base_url=f"{ROOT}{root}",
+                                                      headers=headers)
+    kwargs.pop("cookies", None)
+    data = kwargs.pop("data", None)
+    if isinstance(data, (bytes, str)):
+        kwargs["content"] = data
+    elif data is not None:
+        kwargs["data"] = data
+    return kwargs
+
+
+@dataclass
+class Fuzzer:
+    """Sends each operation's cases into the cloud, from a worker thread."""
+
+    cloud: TestCloud
+    loop: asyncio.AbstractEventLoop
+    style: ErrorStyle
+    root: str
+
+    def send(self, kwargs: dict[str, Any]) -> httpx.Response:
+        future = asyncio.run_coroutine_threadsafe(self.cloud.client.request(**kwargs),
+                                                  self.loop)
+        return future.result(timeout=120)
+
+    def operation(self, operation: Any, mode: GenerationMode,
+                  path_parameters: dict[str, str]) -> str | None:
+        """The first finding of ``operation`` in ``mode``, or None."""
+        known = {name: value for name, value in path_parameters.items()
+                 if f"{{{name}}}" in operation.path}
+        cases = operation.as_strategy(mode, path_parameters=known or None)
+
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=cases, odd=ODD_HEADERS)
+        def run(case: Any, odd: dict[str, str]) -> None:
+            kwargs = request_kwargs(case, self.root, {**self.cloud.admin.headers, **odd})
+            response = self.send(kwargs)
+            problem = judge(self.style, kwargs["method"], response)
+            if problem:
+                raise Finding(
+                    f"{operation.label} ({mode.value}) {problem}: "
+                    f"{kwargs['method']} {_shorten(kwargs['url'])} "
+                    f"headers={_shorten({k: v for k, v in kwargs['headers'].items()})} "
+                    f"body={_shorten(kwargs.get('json', kwargs.get('content')))} -> "
+                    f"{_shorten(response.text)}")
+
+        try:
+            run()
+        except Finding as finding:
+            return str(finding)
+        except Unsatisfiable:
+            pass  # nothing in the operation can be made invalid (negative mode)
+        return None
+
+    def all(self, document: dict[str, Any], path_parameters: dict[str, str],
+            progress: Callable[[str], None] = lambda _: None) -> list[str]:
+        schema = schemathesis.openapi.from_dict(document)
+        findings = []
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            progress(operation.label)
+            for mode in GenerationMode:
+                finding = self.operation(operation, mode, path_parameters)
+                if finding:
+                    findings.append(finding)
+        return findings
+
+
+@pytest.fixture
+async def fuzz_cloud(db_url: str, tmp_path: Path) -> Any:
+    starter = CloudStarter(db_url, tmp_path, ADMIN_PASSWORD)
+    try:
+        yield await starter.start(TestCloud, (*API_UNITS, "scheduler", "conductor",
+                                              "volume-manager"),
+                                  f"memory://fuzz-{uuid.uuid4().hex[:8]}",
+                                  serve_openapi=True, volume={"host": "storage-1"})
+    finally:
+        await starter.aclose()
+
+
+async def test_openapi_documents_are_served_and_published(fuzz_cloud: TestCloud) -> None:
+    """``<prefix>/openapi.json`` answers the documents committed in ``docs/api/``."""
+    documents = await fetch_documents(fuzz_cloud.client)
+    assert sorted(documents) == sorted(SERVICES)
+    for service, document in documents.items():
+        committed = (DOCS / f"{service}.json").read_text()
+        assert committed == render(document), (
+            f"docs/api/{service}.json is stale: run make api-docs")
+
+
+async def test_openapi_is_not_served_by_default(db_url: str, tmp_path: Path) -> None:
+    starter = CloudStarter(db_url, tmp_path, ADMIN_PASSWORD)
+    try:
+        cloud = await starter.start(TestCloud, ("identity-api", "network-api"),
+                                    f"memory://fuzz-{uuid.uuid4().hex[:8]}")
+        response = await cloud.client.get("/network/openapi.json",
+                                          headers=cloud.admin.headers)
+        assert response.status_code == 404
+        assert "NeutronError" in response.json()
+    finally:
+        await starter.aclose()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_every_route_answers_below_500_in_its_error_format(
+        fuzz_cloud: TestCloud, service: str) -> None:
+    style, root = SERVICES[service]
+    document = (await fuzz_cloud.client.get(f"{root}/openapi.json")).json()
+    # Block storage's paths carry the project: the admin's, so the bodies get looked at.
+    path_parameters = ({"project_id": fuzz_cloud.admin.project_id}
+                       if service == "volume" else {})
+    fuzzer = Fuzzer(fuzz_cloud, asyncio.get_running_loop(), style, root)
+    findings = await asyncio.to_thread(fuzzer.all, document, path_parameters)
+    assert not findings, "\n".join(findings)
+
+
+def test_error_shapes_are_recognised() -> None:
+    """The judge knows each style's own body (so a finding is never the judge's mistake)."""
+    for style in ErrorStyle:
+        body = json.loads(json.dumps(style.body(404, "gone")))
+        assert error_shape_problem(style, 404, body) is None
+        assert error_shape_problem(style, 404, {"detail": "gone"}) is not None
