@@ -1,0 +1,35 @@
+"""The exact requests the API fuzzing (``test_api_fuzz``) found answered wrongly, each kept as
+a test of its fix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.clouds import CloudStarter, TestCloud
+
+ADMIN_PASSWORD = "fuzz-regressions-admin-pw"
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[TestCloud]:
+    starter = CloudStarter(db_url, tmp_path, ADMIN_PASSWORD)
+    try:
+        yield await starter.start(
+            TestCloud, ("identity-api", "compute-api", "image-api", "network-api",
+                        "volume-api"),
+            f"memory://fuzz-{uuid.uuid4().hex[:8]}", volume={"host": "storage-1"})
+    finally:
+        await starter.aclose()
+
+
+async def test_a_newline_in_the_path_reaches_the_unit(cloud: TestCloud) -> None:
+    """``%0A`` in a path: the root's mount pattern stopped at the newline, and the request got
+    a bare ``Not Found`` text instead of the API's error body."""
+    response = await cloud.client.get("/network/v2.0/%0A%C3%96/x/tags",
+                                      headers=cloud.admin.headers)
+    assert response.status_code == 404
+    assert "NeutronError" in response.json()
