@@ -14,6 +14,10 @@ from tests.integration.clouds import CloudStarter, TestCloud
 ADMIN_PASSWORD = "fuzz-regressions-admin-pw"
 
 
+def on_postgresql(cloud: TestCloud) -> bool:
+    return str(cloud.settings.database_url).startswith("postgresql")
+
+
 @pytest.fixture
 async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[TestCloud]:
     starter = CloudStarter(db_url, tmp_path, ADMIN_PASSWORD)
@@ -33,3 +37,25 @@ async def test_a_newline_in_the_path_reaches_the_unit(cloud: TestCloud) -> None:
                                       headers=cloud.admin.headers)
     assert response.status_code == 404
     assert "NeutronError" in response.json()
+
+
+async def test_a_nul_in_a_filter_is_a_bad_request(cloud: TestCloud) -> None:
+    """``GET /os-services?host=`` with a NUL: PostgreSQL refused the query's text and the
+    request was answered 500 (SQLite stores NUL: no such host there)."""
+    response = await cloud.client.get("/compute/v2.1/os-services",
+                                      params={"host": "\u00b0\x00\u00fd\u00dbt"},
+                                      headers=cloud.admin.headers)
+    if not on_postgresql(cloud):
+        assert response.json() == {"services": []}
+        return
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["badRequest"]["message"]
+
+
+async def test_a_nul_in_a_name_is_a_bad_request(cloud: TestCloud) -> None:
+    """The same NUL in a body's name (``POST /v2.0/networks``)."""
+    response = await cloud.client.post("/network/v2.0/networks", json={
+        "network": {"name": "a\x00b"}}, headers=cloud.admin.headers)
+    assert response.status_code == (400 if on_postgresql(cloud) else 201), response.text
+    if on_postgresql(cloud):
+        assert response.json()["NeutronError"]["type"] == "BadRequest"
