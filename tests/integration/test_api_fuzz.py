@@ -37,6 +37,11 @@ from tools.openapi_docs import API_UNITS, DOCS, fetch_documents, render
 
 ADMIN_PASSWORD = "fuzz-tests-admin-pw"
 
+# The Image API's JSON patch media types are JSON.
+schemathesis.serializer.alias(["application/openstack-images-v2.1-json-patch",
+                               "application/openstack-images-v2.0-json-patch"],
+                              "application/json")
+
 #: Examples per operation and generation mode (``STRATUS_FUZZ_EXAMPLES`` for a longer run).
 EXAMPLES = int(os.environ.get("STRATUS_FUZZ_EXAMPLES", "8"))
 
