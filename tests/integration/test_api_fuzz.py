@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,10 +148,8 @@ class Fuzzer:
         return future.result(timeout=120)
 
     def operation(self, operation: Any, mode: GenerationMode,
-                  path_parameters: dict[str, str]) -> str | None:
+                  known: dict[str, str]) -> str | None:
         """The first finding of ``operation`` in ``mode``, or None."""
-        known = {name: value for name, value in path_parameters.items()
-                 if f"{{{name}}}" in operation.path}
         cases = operation.as_strategy(mode, path_parameters=known or None)
 
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -178,18 +175,117 @@ class Fuzzer:
             pass  # nothing in the operation can be made invalid (negative mode)
         return None
 
-    def all(self, document: dict[str, Any], path_parameters: dict[str, str],
-            progress: Callable[[str], None] = lambda _: None) -> list[str]:
+    def all(self, document: dict[str, Any], ids: RealIds) -> list[str]:
         schema = schemathesis.openapi.from_dict(document)
         findings = []
         for result in schema.get_all_operations():
             operation = result.ok()
-            progress(operation.label)
+            known = ids.for_path(operation.path, operation.method.upper())
             for mode in modes(operation):
-                finding = self.operation(operation, mode, path_parameters)
+                finding = self.operation(operation, mode, known)
                 if finding:
                     findings.append(finding)
         return findings
+
+
+@dataclass
+class RealIds:
+    """Ids of resources made for the fuzzing, so cases reach past the lookup of their path's
+    resource into the route's own work. A path parameter takes one when its name is in
+    ``by_name`` or the collection before it is in ``by_collection``; never for a DELETE
+    (the resource stays for the other operations)."""
+
+    by_name: dict[str, str]
+    by_collection: dict[str, str]
+
+    def for_path(self, path: str, method: str) -> dict[str, str]:
+        if method == "DELETE":
+            return {}
+        known = {}
+        segments = path.strip("/").split("/")
+        for before, segment in zip(["", *segments], segments, strict=False):
+            if not (segment.startswith("{") and segment.endswith("}")):
+                continue
+            name = segment[1:-1]
+            value = self.by_collection.get(before) or self.by_name.get(name)
+            if value is not None:
+                known[name] = value
+        return known
+
+
+async def _made(cloud: TestCloud, method: str, path: str, key: str, body: Any = None,
+                headers: dict[str, str] | None = None, content: bytes | None = None) -> Any:
+    response = await cloud.client.request(method, path, json=body, content=content,
+                                          headers={**cloud.admin.headers, **(headers or {})})
+    assert response.status_code < 300, (path, response.text)
+    return response.json()[key]["id"] if key else None
+
+
+async def real_ids(cloud: TestCloud, service: str) -> RealIds:
+    """Resources of ``service`` made by the admin for the fuzzing, by path parameter."""
+    name = f"fz-{uuid.uuid4().hex[:6]}"
+    if service == "identity":
+        v3 = "/identity/v3"
+        ids = {"user": await _made(cloud, "POST", f"{v3}/users", "user",
+                                   {"user": {"name": name, "password": f"{name}-pw"}}),
+               "project": await _made(cloud, "POST", f"{v3}/projects", "project",
+                                      {"project": {"name": name}}),
+               "group": await _made(cloud, "POST", f"{v3}/groups", "group",
+                                    {"group": {"name": name}}),
+               "role": await _made(cloud, "POST", f"{v3}/roles", "role",
+                                   {"role": {"name": name}}),
+               "domain": await _made(cloud, "POST", f"{v3}/domains", "domain",
+                                     {"domain": {"name": name}})}
+        return RealIds({"user_id": ids["user"], "actor_id": ids["user"],
+                        "project_id": ids["project"], "group_id": ids["group"],
+                        "role_id": ids["role"], "domain_id": ids["domain"]},
+                       {"projects": ids["project"], "domains": ids["domain"]})
+    image = (await cloud.client.post("/image/v2/images", headers=cloud.admin.headers, json={
+        "name": name, "disk_format": "raw", "container_format": "bare"})).json()["id"]
+    if service == "image":
+        return RealIds({"image_id": image}, {})
+    if service == "compute":
+        await _made(cloud, "PUT", f"/image/v2/images/{image}/file", "", content=b"\0" * 512,
+                    headers={"Content-Type": "application/octet-stream"})
+        v21 = "/compute/v2.1"
+        flavor = await _made(cloud, "POST", f"{v21}/flavors", "flavor", {"flavor": {
+            "name": name, "ram": 64, "vcpus": 1, "disk": 1}})
+        await _made(cloud, "POST", f"{v21}/os-keypairs", "", {"keypair": {"name": name}})
+        group = await _made(cloud, "POST", f"{v21}/os-server-groups", "server_group", {
+            "server_group": {"name": name, "policies": ["anti-affinity"]}})
+        server = await _made(cloud, "POST", f"{v21}/servers", "server", {"server": {
+            "name": name, "flavorRef": flavor, "imageRef": image, "networks": "none"}},
+            headers={"OpenStack-API-Version": "compute 2.37"})
+        return RealIds({"server_id": server, "flavor_id": flavor, "name": name,
+                        "group_id": group, "image_id": image,
+                        "project_id": cloud.admin.project_id}, {})
+    if service == "network":
+        v2 = "/network/v2.0"
+        net = await _made(cloud, "POST", f"{v2}/networks", "network", {"network": {
+            "name": name}})
+        subnet = await _made(cloud, "POST", f"{v2}/subnets", "subnet", {"subnet": {
+            "network_id": net, "cidr": "10.9.0.0/24", "ip_version": 4}})
+        port = await _made(cloud, "POST", f"{v2}/ports", "port", {"port": {
+            "network_id": net}})
+        router = await _made(cloud, "POST", f"{v2}/routers", "router", {"router": {
+            "name": name}})
+        group = await _made(cloud, "POST", f"{v2}/security-groups", "security_group", {
+            "security_group": {"name": name}})
+        rule = await _made(cloud, "POST", f"{v2}/security-group-rules",
+                           "security_group_rule", {"security_group_rule": {
+                               "security_group_id": group, "direction": "ingress"}})
+        return RealIds({"router_id": router, "project_id": cloud.admin.project_id,
+                        "collection": "networks", "resource_id": net},
+                       {"networks": net, "subnets": subnet, "ports": port,
+                        "routers": router, "security-groups": group,
+                        "security-group-rules": rule})
+    project = cloud.admin.project_id
+    v3 = f"/volume/v3/{project}"
+    volume = await _made(cloud, "POST", f"{v3}/volumes", "volume", {"volume": {"size": 1}})
+    kind = await _made(cloud, "POST", f"{v3}/types", "volume_type", {"volume_type": {
+        "name": name}})
+    # Block storage's paths carry the project: the admin's, so the bodies get looked at.
+    return RealIds({"project_id": project, "volume_id": volume, "type_id": kind}, {})
 
 
 @pytest.fixture
@@ -232,11 +328,9 @@ async def test_every_route_answers_below_500_in_its_error_format(
         fuzz_cloud: TestCloud, service: str) -> None:
     style, root = SERVICES[service]
     document = (await fuzz_cloud.client.get(f"{root}/openapi.json")).json()
-    # Block storage's paths carry the project: the admin's, so the bodies get looked at.
-    path_parameters = ({"project_id": fuzz_cloud.admin.project_id}
-                       if service == "volume" else {})
+    ids = await real_ids(fuzz_cloud, service)
     fuzzer = Fuzzer(fuzz_cloud, asyncio.get_running_loop(), style, root)
-    findings = await asyncio.to_thread(fuzzer.all, document, path_parameters)
+    findings = await asyncio.to_thread(fuzzer.all, document, ids)
     assert not findings, "\n".join(findings)
 
 
