@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.clouds import CloudStarter, TestCloud
+from tests.integration.test_api_fuzz import real_ids
 
 ADMIN_PASSWORD = "fuzz-regressions-admin-pw"
 
@@ -59,3 +60,16 @@ async def test_a_nul_in_a_name_is_a_bad_request(cloud: TestCloud) -> None:
     assert response.status_code == (400 if on_postgresql(cloud) else 201), response.text
     if on_postgresql(cloud):
         assert response.json()["NeutronError"]["type"] == "BadRequest"
+
+
+async def test_a_server_action_with_bad_arguments_is_a_bad_request(cloud: TestCloud) -> None:
+    """``{"addSecurityGroup": null}`` on a server: its arguments' validation error escaped as a
+    500 (so did reboot's and os-getConsoleOutput's)."""
+    server = (await real_ids(cloud, "compute")).by_name["server_id"]
+    for body in ({"addSecurityGroup": None}, {"removeSecurityGroup": {"name": 5}},
+                 {"reboot": {"type": []}}, {"os-getConsoleOutput": {"length": {}}}):
+        response = await cloud.client.post(f"/compute/v2.1/servers/{server}/action",
+                                           json=body, headers=cloud.admin.headers)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["badRequest"]["message"]
+
