@@ -73,3 +73,13 @@ async def test_a_server_action_with_bad_arguments_is_a_bad_request(cloud: TestCl
         assert response.status_code == 400, (body, response.text)
         assert response.json()["badRequest"]["message"]
 
+
+async def test_a_control_character_in_an_interface_id_is_not_found(cloud: TestCloud) -> None:
+    """``GET /servers/{id}/os-interface/<id with \\r>``: the network client refused to build
+    the URL (httpx.InvalidURL) and the request was answered 500."""
+    server = (await real_ids(cloud, "compute")).by_name["server_id"]
+    response = await cloud.client.get(
+        f"/compute/v2.1/servers/{server}/os-interface/%C3%99%0D%C2%BF",
+        headers=cloud.admin.headers)
+    assert response.status_code == 404, response.text
+    assert response.json()["itemNotFound"]["message"]
