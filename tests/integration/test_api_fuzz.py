@@ -52,8 +52,7 @@ SERVICES = {"identity": (ErrorStyle.IDENTITY, "/identity"),
             "volume": (ErrorStyle.COMPUTE, "/volume")}
 
 #: Headers a case may carry besides its own: microversions odd and wrong, odd content types.
-ODD_HEADERS = st.one_of(
-    st.just({}),
+_ODD = st.one_of(
     st.fixed_dictionaries({"OpenStack-API-Version": st.sampled_from([
         "compute 2.999", "compute latest", "compute 2.1", "compute 2.a", "volume 3.999",
         "volume latest", "volume 3.0", "compute", "2.5", "compute 02.001", "image 2.1",
@@ -66,6 +65,8 @@ ODD_HEADERS = st.one_of(
     st.fixed_dictionaries({"Accept": st.sampled_from(["application/xml", "text/html"])}),
     st.fixed_dictionaries({"X-Auth-Token": st.sampled_from(["", "gAAAAA", "x" * 5000])}),
 )
+#: Half the cases carry none of them, so the rest of the case reaches the route.
+ODD_HEADERS = st.one_of(st.just({}), _ODD)
 
 
 class Finding(Exception):
