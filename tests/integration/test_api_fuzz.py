@@ -10,6 +10,9 @@ below 500, and every 4xx in the API's own error format.
 Hypothesis runs derandomized (the same cases every run) and without shrinking; the first
 finding of an operation is reported with the request that caused it. The cloud runs on the
 test's event loop; hypothesis drives it from a worker thread.
+
+The metadata API is left out: it is no FastAPI app with an OpenAPI document, it serves guests
+only through the metadata proxy's signed headers, and answers plain text, as Nova's does.
 """
 
 from __future__ import annotations
