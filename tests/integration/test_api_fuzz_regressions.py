@@ -83,3 +83,12 @@ async def test_a_control_character_in_an_interface_id_is_not_found(cloud: TestCl
         headers=cloud.admin.headers)
     assert response.status_code == 404, response.text
     assert response.json()["itemNotFound"]["message"]
+
+
+async def test_a_flavor_larger_than_its_columns_is_a_bad_request(cloud: TestCloud) -> None:
+    """``ram: 2199023255553``: past the 32-bit column, PostgreSQL refused it (500)."""
+    response = await cloud.client.post("/compute/v2.1/flavors", json={"flavor": {
+        "vcpus": 13652, "ram": 2199023255553, "name": "big", "disk": 272422}},
+        headers=cloud.admin.headers)
+    assert response.status_code == 400, response.text
+    assert "ram" in response.json()["badRequest"]["message"]
