@@ -92,3 +92,13 @@ async def test_a_flavor_larger_than_its_columns_is_a_bad_request(cloud: TestClou
         headers=cloud.admin.headers)
     assert response.status_code == 400, response.text
     assert "ram" in response.json()["badRequest"]["message"]
+
+
+async def test_a_quota_larger_than_its_column_is_a_bad_request(cloud: TestCloud) -> None:
+    """``server_group_members: 473774692635``: past the 32-bit column (500 on PostgreSQL)."""
+    response = await cloud.client.put(
+        f"/compute/v2.1/os-quota-sets/{cloud.admin.project_id}",
+        json={"quota_set": {"server_group_members": 473774692635}},
+        headers={**cloud.admin.headers, "Content-Type": "application/json; charset=latin-1"})
+    assert response.status_code == 400, response.text
+    assert "server_group_members" in response.json()["badRequest"]["message"]

@@ -26,8 +26,8 @@ KEYPAIR_NAME_PATTERN = r"^[a-zA-Z0-9 _-]+$"
 KEYPAIR_NAME_PATTERN_292 = r"^[a-zA-Z0-9 _@.-]+$"
 
 
-#: The largest size a flavor may name, as Nova's schema bounds it: the columns are 32-bit
-#: integers (PostgreSQL refused a larger one and the request was answered 500).
+#: The largest number a flavor's size or a quota limit may be, as Nova's schemas bound them:
+#: the columns are 32-bit integers (PostgreSQL refused a larger one: a 500).
 MAX_INT = 2**31 - 1
 
 
