@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: up deps test lint typecheck unit clean ceph-bindings interop interop-map
+.PHONY: up deps test lint typecheck unit clean ceph-bindings interop interop-map api-docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,11 @@ interop-map: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
 	    --component $(INTEROP_COMPONENT) --tempest-list .interop/list/tests.txt \
 	    --tempest-version $(TEMPEST_VERSION) \
 	    --out tools/interop/tests/$(INTEROP_GUIDELINE)-$(INTEROP_COMPONENT).json
+
+# The APIs' OpenAPI documents in docs/api/, as a cloud serves them with serve_openapi on
+# (tools/openapi_docs.py); a test fails when the committed ones are stale.
+api-docs: $(VENV)/.installed
+	$(BIN)/python -m tools.openapi_docs
 
 clean:
 	rm -rf $(VENV) $(TEMPEST_VENV) .interop .pytest_cache .mypy_cache .ruff_cache

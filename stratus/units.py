@@ -10,12 +10,14 @@ port; ``stratus serve UNIT`` runs one.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from stratus.compute import units as compute
 from stratus.core.config import Settings
@@ -136,6 +138,15 @@ async def ensure_external_network(stack: Stack) -> list[str]:
     return said
 
 
+def _mount(prefix: str, app: ASGIApp) -> Mount:
+    """A unit's mount. Starlette's pattern stops at a newline (``.``), so a path holding an
+    encoded one (``%0A``) missed every unit and got a bare text 404 from the root; with
+    DOTALL it reaches the unit, which answers in its API's error format."""
+    mount = Mount(prefix, app=app)
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
 async def root_app(stack: Stack, names: list[str]) -> Starlette:
     """One ASGI app with each named unit mounted at its prefix, and the process's
     ``/metrics``; a unit that cannot run here (``Unit.unavailable``) is left out and recorded
@@ -151,7 +162,7 @@ async def root_app(stack: Stack, names: list[str]) -> Starlette:
             continue
         app = await unit.build(stack)
         if app is not None and unit.prefix is not None:
-            mounts.append(Mount(unit.prefix, app=app))
+            mounts.append(_mount(unit.prefix, app))
         endpoints.append({"unit": unit.name, "path": unit.prefix})
 
     async def index(_: Request) -> JSONResponse:

@@ -36,7 +36,7 @@ from stratus.compute import (
     states,
     volume_attach,
 )
-from stratus.compute.action_steps import Reply, at_version, refuse_if_locked
+from stratus.compute.action_steps import Reply, at_version, parse_args, refuse_if_locked
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.exceptions import BadRequest, Conflict
@@ -117,7 +117,7 @@ async def start(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -
 
 
 async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:
-    hard = RebootArgs.model_validate(args or {}).type.upper() == "HARD"
+    hard = parse_args(RebootArgs, args or {}, "reboot").type.upper() == "HARD"
     allowed = ((states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED, states.ERROR)
                if hard else (states.ACTIVE,))
     uuid, host = await action_steps.begin(rt, caller, server_id, "reboot", allowed,
@@ -127,7 +127,7 @@ async def reboot(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
 
 async def console_output(rt: ComputeRuntime, caller: Caller, server_id: str,
                          args: Any) -> dict[str, Any]:
-    requested = ConsoleOutputArgs.model_validate(args or {})
+    requested = parse_args(ConsoleOutputArgs, args or {}, "os-getConsoleOutput")
     length = None
     if requested.length not in (None, ""):
         try:

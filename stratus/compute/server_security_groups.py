@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratus.compute.action_steps import parse_args
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.clients.network import NetworkClient
@@ -75,7 +76,7 @@ async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
 
 async def add_security_group(rt: ComputeRuntime, caller: Caller, server_id: str,
                              args: Any) -> None:
-    name = GroupArgs.model_validate(args or {}).name
+    name = parse_args(GroupArgs, args or {}, "addSecurityGroup").name
     uuid, project_id = await _server(rt, caller, server_id,
                                      "os_compute_api:os-security-groups:add")
     ctx, client = caller.context, _network(rt)
@@ -98,7 +99,7 @@ async def add_security_group(rt: ComputeRuntime, caller: Caller, server_id: str,
 
 async def remove_security_group(rt: ComputeRuntime, caller: Caller, server_id: str,
                                 args: Any) -> None:
-    name = GroupArgs.model_validate(args or {}).name
+    name = parse_args(GroupArgs, args or {}, "removeSecurityGroup").name
     uuid, project_id = await _server(rt, caller, server_id,
                                      "os_compute_api:os-security-groups:remove")
     ctx, client = caller.context, _network(rt)

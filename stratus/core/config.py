@@ -372,6 +372,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     #: Largest request body a JSON API accepts, in bytes.
     max_request_body_size: int = 1024 * 1024
+    #: Serve each API's OpenAPI document at ``<prefix>/openapi.json`` (``/compute/openapi.json``
+    #: ...), a Stratus extension. Off by default: OpenStack's APIs have no such route, and a
+    #: client probing the API sees only theirs. The same documents are in ``docs/api/``.
+    serve_openapi: bool = False
     #: YAML file of policy rules overriding the in-code defaults.
     policy_file: Path | None = None
     admin_password: SecretStr | None = None

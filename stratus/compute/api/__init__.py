@@ -52,6 +52,7 @@ def create_compute_app(runtime: ComputeRuntime, validator: TokenValidator) -> Fa
                  server_tags.router, usage.router, images.router,
                  ips.router, aggregates.router, stratus_trace.router],
         max_body_size=runtime.settings.max_request_body_size,
+        openapi=runtime.settings.serve_openapi,
         extra_request_id_headers=("x-compute-request-id",),
         versions=VERSIONS,
         state={"compute": runtime, "token_validator": validator, "versions": VERSIONS},

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute.api.deps import CallerDep, Context, Service, Version
+from stratus.compute.api.schemas import MAX_INT
 from stratus.compute.quotas import DEFAULTS
 from stratus.core.web.microversions import APIVersion
 
@@ -87,13 +88,13 @@ async def show_defaults(project_id: str, caller: CallerDep,
 class QuotaUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    instances: int | None = Field(default=None, ge=-1)
-    cores: int | None = Field(default=None, ge=-1)
-    ram: int | None = Field(default=None, ge=-1)
-    key_pairs: int | None = Field(default=None, ge=-1)
-    metadata_items: int | None = Field(default=None, ge=-1)
-    server_groups: int | None = Field(default=None, ge=-1)
-    server_group_members: int | None = Field(default=None, ge=-1)
+    instances: int | None = Field(default=None, ge=-1, le=MAX_INT)
+    cores: int | None = Field(default=None, ge=-1, le=MAX_INT)
+    ram: int | None = Field(default=None, ge=-1, le=MAX_INT)
+    key_pairs: int | None = Field(default=None, ge=-1, le=MAX_INT)
+    metadata_items: int | None = Field(default=None, ge=-1, le=MAX_INT)
+    server_groups: int | None = Field(default=None, ge=-1, le=MAX_INT)
+    server_group_members: int | None = Field(default=None, ge=-1, le=MAX_INT)
     force: bool = False
 
 

@@ -26,15 +26,20 @@ KEYPAIR_NAME_PATTERN = r"^[a-zA-Z0-9 _-]+$"
 KEYPAIR_NAME_PATTERN_292 = r"^[a-zA-Z0-9 _@.-]+$"
 
 
+#: The largest number a flavor's size or a quota limit may be, as Nova's schemas bound them:
+#: the columns are 32-bit integers (PostgreSQL refused a larger one: a 500).
+MAX_INT = 2**31 - 1
+
+
 class FlavorCreate(_Strict):
     name: str = Field(min_length=1, max_length=255)
-    ram: int = Field(ge=1)
-    vcpus: int = Field(ge=1)
-    disk: int = Field(ge=0)
+    ram: int = Field(ge=1, le=MAX_INT)
+    vcpus: int = Field(ge=1, le=MAX_INT)
+    disk: int = Field(ge=0, le=MAX_INT)
     id: str | None = Field(default=None, min_length=1, max_length=255,
                            pattern=FLAVOR_ID_PATTERN)
-    swap: int = Field(default=0, ge=0)
-    ephemeral: int = Field(default=0, ge=0, alias="OS-FLV-EXT-DATA:ephemeral")
+    swap: int = Field(default=0, ge=0, le=MAX_INT)
+    ephemeral: int = Field(default=0, ge=0, le=MAX_INT, alias="OS-FLV-EXT-DATA:ephemeral")
     rxtx_factor: float = Field(default=1.0, gt=0)
     is_public: bool = Field(default=True, alias="os-flavor-access:is_public")
     description: str | None = Field(default=None, max_length=65535)

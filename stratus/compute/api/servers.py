@@ -32,7 +32,7 @@ from stratus.compute.server_security_groups import fill_security_groups
 from stratus.compute.servers import ServerPage, ServerUpdate, target, visible
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.policy import Caller
-from stratus.core.web import listing, params
+from stratus.core.web import listing, openapi, params
 from stratus.core.web.listing import ListRequest, ListSpec
 from stratus.core.web.microversions import APIVersion
 
@@ -147,7 +147,12 @@ async def delete_server(server_id: str, rt: Runtime, caller: CallerDep,
     return Response(status_code=204)
 
 
-@router.post("/{server_id}/action")
+#: One action of the table, ``{name: <its arguments>}``; each handler reads its own.
+_ACTION_BODY = openapi.request_body({"oneOf": [openapi.wrapped(name, {})
+                                              for name in lifecycle.ACTIONS]})
+
+
+@router.post("/{server_id}/action", openapi_extra=_ACTION_BODY)
 async def server_action(server_id: str, body: dict[str, Any], rt: Runtime,
                         caller: CallerDep, urls: URLs, version: Version) -> Response:
     answer = await lifecycle.run_action(rt, caller, server_id, body, version)

@@ -22,6 +22,7 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Generator, Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -64,6 +65,16 @@ def endpoint(ctx: RequestContext, service_type: str, interface: str = "public") 
     if url is None:
         raise ServiceUnavailable(f"No {service_type} endpoint in the service catalog.")
     return url
+
+
+#: ASCII control characters, which httpx refuses in a URL (``InvalidURL``, answered 500).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def encode_controls(url: str) -> str:
+    """``url`` with its control characters percent-encoded: an id from a caller holding one
+    (``\r``) reaches the service as the id it is, and is answered as unknown (404)."""
+    return _CONTROLS.sub(lambda match: f"%{ord(match.group()):02X}", url)
 
 
 class ServiceTokens(Protocol):
@@ -215,6 +226,7 @@ class ServiceClient:
                       content: AsyncIterable[bytes] | None = None) -> httpx.Response:
         """Send (``content``: a body streamed from an iterator); a 4xx/5xx answer is raised
         as its ``StratusError`` (``decode_error``)."""
+        url = encode_controls(url)
         try:
             response = await self.client.request(method, url, json=json, params=params,
                                                   headers=headers, auth=auth, content=content)
@@ -229,7 +241,8 @@ class ServiceClient:
                      auth: httpx.Auth) -> AsyncIterator[httpx.Response]:
         """As ``request``, with the body left unread for the caller to stream."""
         try:
-            async with self.client.stream(method, url, auth=auth) as response:
+            async with self.client.stream(method, encode_controls(url),
+                                          auth=auth) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise decode_error(response, self.style, self.service_name)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, event, inspect, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.types import TypeDecorator
 
 from stratus.core.db.txn import AfterCommit, Txn, open_transaction
+from stratus.core.exceptions import BadRequest
 
 LOG = logging.getLogger(__name__)
 
@@ -68,6 +69,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: PostgreSQL's SQLSTATE for a character the database encoding cannot hold: a NUL in text.
+_CHARACTER_NOT_IN_REPERTOIRE = "22021"
+
+
+def _unstorable_text(context: ExceptionContext) -> BaseException | None:
+    """PostgreSQL holds no NUL character in text, even to compare with: a request value with
+    one (a name, a filter) is the caller's bad input, answered 400, not a 500."""
+    error: BaseException | None = context.original_exception
+    while error is not None:
+        if getattr(error, "sqlstate", None) == _CHARACTER_NOT_IN_REPERTOIRE:
+            return BadRequest("Invalid input: a value holds a character that cannot be "
+                              "stored (NUL).")
+        error = error.__cause__
+    return None
+
+
 #: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
 POOL_TIMEOUT = 120.0
 
@@ -90,6 +107,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "handle_error", _unstorable_text)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

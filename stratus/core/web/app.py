@@ -74,16 +74,18 @@ def create_app(
     extra_request_id_headers: Iterable[str] = (),
     versions: VersionRange | None = None,
     state: dict[str, Any] | None = None,
+    openapi: bool = False,
 ) -> FastAPI:
     """Build one API's ASGI app.
 
     ``style`` decides the error body format for every error the app answers, including
     framework ones (unknown route, wrong method, invalid JSON, body too large).
     ``versions`` turns on microversion negotiation (Compute, Block Storage).
+    ``openapi`` serves the API's OpenAPI document at ``/openapi.json`` (``serve_openapi``).
     """
     app = FastAPI(
         title=f"Stratus {service}",
-        openapi_url=None,
+        openapi_url="/openapi.json" if openapi else None,
         docs_url=None,
         redoc_url=None,
         redirect_slashes=False,

@@ -18,5 +18,6 @@ def create_identity_app(runtime: IdentityRuntime, validator: TokenValidator) -> 
         routers=[versions.router, auth.router, resources.router, users.router, roles.router,
                  catalog.router, app_credentials.router],
         max_body_size=runtime.settings.max_request_body_size,
+        openapi=runtime.settings.serve_openapi,
         state={"identity": runtime, "token_validator": validator},
     )

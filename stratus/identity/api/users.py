@@ -75,7 +75,9 @@ def _membership(rule: str, operation: str) -> Callable[..., Awaitable[Response]]
 _MEMBER = "/groups/{group_id}/users/{user_id}"
 router.add_api_route(_MEMBER, _membership("add_user_to_group", "add_member"), methods=["PUT"],
                      status_code=204)
-router.add_api_route(_MEMBER, _membership("check_user_in_group", "check_member"),
-                     methods=["HEAD", "GET"], status_code=204)
+# GET and HEAD are two routes, so each has an operation id of its own in the OpenAPI document.
+for _method in ("GET", "HEAD"):
+    router.add_api_route(_MEMBER, _membership("check_user_in_group", "check_member"),
+                         methods=[_method], status_code=204)
 router.add_api_route(_MEMBER, _membership("remove_user_from_group", "remove_member"),
                      methods=["DELETE"], status_code=204)

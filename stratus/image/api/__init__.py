@@ -21,6 +21,7 @@ def create_image_app(runtime: ImageRuntime, validator: TokenValidator) -> FastAP
         routers=[versions.router, schemas.router, data.router, members.router,
                  images.router],
         max_body_size=runtime.settings.max_request_body_size,
+        openapi=runtime.settings.serve_openapi,
         body_limit_exempt=[data.UPLOAD_PATH_SUFFIX],
         state={"image": runtime, "token_validator": validator},
     )

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from stratus.core.exceptions import BadRequest, UnsupportedMediaType, ValidationError
-from stratus.core.web import listing
+from stratus.core.web import listing, openapi
 from stratus.core.web.listing import ListRequest, ListSpec
 from stratus.core.web.params import GLANCE as GLANCE_PARAMS
 from stratus.image.api import views
@@ -36,7 +36,26 @@ async def json_body(request: Request) -> Any:
         raise BadRequest("Malformed request body: the body is not valid JSON.") from None
 
 
-@router.post("/images", status_code=201)
+#: A create's body: the image's attributes, the known ones typed, any other a property.
+_CREATE_BODY = openapi.request_body({"type": "object", "properties": {
+    "id": {"type": "string"}, "name": {"type": ["string", "null"]},
+    "disk_format": {"type": ["string", "null"]},
+    "container_format": {"type": ["string", "null"]},
+    "visibility": {"type": "string",
+                   "enum": ["public", "private", "shared", "community"]},
+    "min_disk": {"type": "integer"}, "min_ram": {"type": "integer"},
+    "protected": {"type": "boolean"}, "os_hidden": {"type": "boolean"},
+    "tags": {"type": "array", "items": {"type": "string"}}},
+    "additionalProperties": {"type": "string"}})
+
+#: A JSON patch (RFC 6902) of the image's attributes.
+_PATCH_BODY = openapi.request_body({"type": "array", "items": {
+    "type": "object", "required": ["op", "path"], "properties": {
+        "op": {"type": "string", "enum": ["add", "replace", "remove"]},
+        "path": {"type": "string"}, "value": {}}}}, media_type=PATCH_V21)
+
+
+@router.post("/images", status_code=201, openapi_extra=_CREATE_BODY)
 async def create_image(request: Request, svc: Service, caller: CallerDep) -> dict[str, Any]:
     body = await json_body(request)
     if not isinstance(body, dict):
@@ -65,7 +84,7 @@ async def show_image(image_id: str, svc: Service, caller: CallerDep) -> dict[str
                        direct_url=views.shows_direct_url(caller))
 
 
-@router.patch("/images/{image_id}")
+@router.patch("/images/{image_id}", openapi_extra=_PATCH_BODY)
 async def update_image(image_id: str, request: Request, svc: Service,
                        caller: CallerDep) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

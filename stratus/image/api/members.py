@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from stratus.core.exceptions import BadRequest
+from stratus.core.web import openapi
 from stratus.image.api import views
 from stratus.image.api.deps import CallerDep, Service
 from stratus.image.api.images import json_body
@@ -21,7 +22,8 @@ async def _field(request: Request, name: str) -> Any:
     return body[name]
 
 
-@router.post("")
+@router.post("", openapi_extra=openapi.request_body(openapi.wrapped(
+    "member", {"type": "string"})))
 async def add_member(image_id: str, request: Request, svc: Service,
                      caller: CallerDep) -> dict[str, Any]:
     member_id = await _field(request, "member")
@@ -40,7 +42,8 @@ async def show_member(image_id: str, member_id: str, svc: Service,
     return views.member(await svc.members.get(caller, image_id, member_id))
 
 
-@router.put("/{member_id}")
+@router.put("/{member_id}", openapi_extra=openapi.request_body(openapi.wrapped(
+    "status", {"type": "string", "enum": ["pending", "accepted", "rejected"]})))
 async def update_member(image_id: str, member_id: str, request: Request, svc: Service,
                         caller: CallerDep) -> dict[str, Any]:
     status = await _field(request, "status")

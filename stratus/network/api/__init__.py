@@ -19,5 +19,6 @@ def create_network_app(runtime: NetworkRuntime, validator: TokenValidator) -> Fa
         routers=[versions.router, core.router, extra.router, tags.router, routers.router,
                  floating_ips.router],
         max_body_size=runtime.settings.max_request_body_size,
+        openapi=runtime.settings.serve_openapi,
         state={"network": runtime, "token_validator": validator},
     )

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.policy import Caller
+from stratus.core.web import openapi
 from stratus.network.api import listing
 from stratus.network.api.bodies import json_body
 from stratus.network.api.deps import CallerDep, Service, WriteService
@@ -53,7 +54,12 @@ async def show_quota(project_id: str, svc: Service, caller: CallerDep) -> JSONRe
     return JSONResponse({"quota": await svc.quotas.limits(project_id)})
 
 
-@router.put("/quotas/{project_id}")
+#: ``{"quota": {resource: limit}}``; a limit may be a number or its digits.
+_QUOTA_BODY = openapi.request_body(openapi.wrapped("quota", {
+    "type": "object", "additionalProperties": {"type": ["integer", "string"]}}))
+
+
+@router.put("/quotas/{project_id}", openapi_extra=_QUOTA_BODY)
 async def update_quota(project_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
     caller.authorize("update_quota", _quota_target(caller, project_id))

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.policy import Caller
+from stratus.core.web import openapi
 from stratus.network.api import listing
 from stratus.network.api.bodies import single_or_bulk, update_body
 from stratus.network.api.deps import CallerDep, WriteService, read_service, write_service
@@ -92,12 +93,22 @@ def add_routes(router: APIRouter, c: Collection) -> None:
     router.add_api_route(item_path, show_row, methods=["GET"], name=f"show_{c.singular}")
     if c.create is not None:
         router.add_api_route(c.path, _create_route(c, c.create), methods=["POST"],
-                             name=f"create_{c.plural}")
+                             name=f"create_{c.plural}",
+                             openapi_extra=openapi.request_body(create_schema(c, c.create)))
     if c.update is not None:
         router.add_api_route(item_path, _update_route(c, c.update), methods=["PUT"],
-                             name=f"update_{c.singular}")
+                             name=f"update_{c.singular}",
+                             openapi_extra=openapi.request_body(openapi.wrapped(
+                                 c.singular, openapi.model_schema(c.update))))
     router.add_api_route(item_path, delete_row, methods=["DELETE"], status_code=204,
                          name=f"delete_{c.singular}")
+
+
+def create_schema(c: Collection, model: type[Body]) -> dict[str, Any]:
+    """A create's body: ``{singular: {...}}``, or ``{plural: [{...}, ...]}`` (bulk)."""
+    item = openapi.model_schema(model)
+    return {"oneOf": [openapi.wrapped(c.singular, item), openapi.wrapped(
+        c.plural, {"type": "array", "items": item, "minItems": 1})]}
 
 
 def _create_route(c: Collection, model: type[Body]) -> Callable[..., Awaitable[JSONResponse]]:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
 from stratus.core.policy import Caller
+from stratus.core.web import openapi
 from stratus.network.api.bodies import json_body
 from stratus.network.api.deps import CallerDep, WriteService
 from stratus.network.api.resources import Collection, add_routes
@@ -156,6 +157,9 @@ COLLECTION = Collection("router", "routers", lambda svc: svc.routers, router_vie
 add_routes(router, COLLECTION)
 
 
+_INTERFACE_BODY = openapi.request_body(openapi.model_schema(InterfaceBody))
+
+
 async def _interface_body(request: Request) -> InterfaceRequest:
     body = await json_body(request)
     if not isinstance(body, dict):
@@ -164,7 +168,7 @@ async def _interface_body(request: Request) -> InterfaceRequest:
     return parse(InterfaceBody, body, "router").command()
 
 
-@router.put("/routers/{router_id}/add_router_interface")
+@router.put("/routers/{router_id}/add_router_interface", openapi_extra=_INTERFACE_BODY)
 async def add_router_interface(router_id: str, request: Request, svc: WriteService,
                                caller: CallerDep) -> JSONResponse:
     wanted = await _interface_body(request)
@@ -172,7 +176,7 @@ async def add_router_interface(router_id: str, request: Request, svc: WriteServi
         await svc.routers.add_router_interface(caller, router_id, wanted)))
 
 
-@router.put("/routers/{router_id}/remove_router_interface")
+@router.put("/routers/{router_id}/remove_router_interface", openapi_extra=_INTERFACE_BODY)
 async def remove_router_interface(router_id: str, request: Request, svc: WriteService,
                                   caller: CallerDep) -> JSONResponse:
     wanted = await _interface_body(request)

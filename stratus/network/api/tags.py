@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.exceptions import NotFound
 from stratus.core.policy import Caller
+from stratus.core.web import openapi
 from stratus.network.api.bodies import json_body
 from stratus.network.api.deps import CallerDep, Service, WriteService
 from stratus.network.common import set_tags
@@ -78,7 +79,8 @@ async def list_tags(collection: str, resource_id: str, svc: Service,
     return JSONResponse({"tags": list(row.tags)})
 
 
-@router.put("/{collection}/{resource_id}/tags")
+@router.put("/{collection}/{resource_id}/tags", openapi_extra=openapi.request_body(
+    openapi.wrapped("tags", {"type": "array", "items": {"type": "string"}})))
 async def replace_tags(collection: str, resource_id: str, request: Request, svc: WriteService,
                        caller: CallerDep) -> JSONResponse:
     body = await json_body(request)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import BadRequest, NotFound
 from stratus.core.policy import Caller
-from stratus.core.web import listing
+from stratus.core.web import listing, openapi
 from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
 from stratus.volume.api import views
@@ -109,7 +109,8 @@ async def update_attachment(attachment_id: str, body: AttachmentUpdateBody,
     return {"attachment": views.attachment_view(attachment)}
 
 
-@router.post("/{attachment_id}/action", status_code=204)
+@router.post("/{attachment_id}/action", status_code=204,
+             openapi_extra=openapi.request_body(openapi.wrapped("os-complete", {})))
 async def attachment_action(attachment_id: str, request: Request, svc: Service,
                             context: Context, caller: CallerDep,
                             version: Version) -> Response:

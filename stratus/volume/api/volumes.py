@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from stratus.core.clients.image import ImageClient
 from stratus.core.exceptions import BadRequest
-from stratus.core.web import listing
+from stratus.core.web import listing, openapi
 from stratus.core.web.actions import one_action
 from stratus.core.web.listing import ListSpec
 from stratus.core.web.microversions import APIVersion
@@ -193,7 +193,13 @@ async def delete_meta_item(volume_id: str, key: str, svc: Service, context: Cont
 # Actions -------------------------------------------------------------------------------
 
 
-@router.post("/{volume_id}/action")
+#: One action of the table: ``{name: <its arguments>}``.
+_ACTION_BODY = openapi.request_body({"oneOf": [
+    openapi.wrapped(name, openapi.model_schema(action.body))
+    for name, action in ACTIONS.items()]})
+
+
+@router.post("/{volume_id}/action", openapi_extra=_ACTION_BODY)
 async def volume_action(volume_id: str, request: Request, context: Context,
                         caller: CallerDep, version: Version) -> Response:
     """One action of the table in ``volume_actions``: 404, then unknown action, then the
