@@ -24,6 +24,12 @@ from stratus.dashboard.cache import active_images, image_list
 from stratus.dashboard.cache import flavors as flavors_of
 from stratus.dashboard.client import ApiError, gather
 from stratus.dashboard.forms import banners, items
+from stratus.dashboard.instance_detail import (
+    VOLUMES_ATTACHED,
+    attached_volumes,
+    launch_trace,
+    volume_list,
+)
 from stratus.dashboard.servers import ACTIONS, Row, image_names, row_of, since_of
 from stratus.dashboard.web import Page, current, dashboard_of, field, form_of, redirect, render
 
@@ -172,20 +178,27 @@ async def _console(page: Page, server_id: str) -> Any:
 
 @router.get("/instances/{server_id}")
 async def detail(request: Request, server_id: str, page: Page = Depends(current)) -> Response:
-    server, console, actions, images = await gather(
+    server, console, actions, images, volumes, trace = await gather(
         page.api.get("compute", f"/servers/{server_id}"),
         _console(page, server_id),
         page.api.get("compute", f"/servers/{server_id}/os-instance-actions"),
-        image_list(page))
+        image_list(page),
+        volume_list(page),
+        launch_trace(page, server_id))
     if isinstance(server, ApiError):
         return render(request, "message.html", status_code=server.status,
                       message=server.banner)
-    row = row_of(server["server"], image_names(images))
-    return render(request, "detail.html", row=row, banners=banners(actions, images),
+    body = server["server"]
+    row = row_of(body, image_names(images))
+    failed = [actions, images]
+    if body.get(VOLUMES_ATTACHED):
+        failed.append(volumes)
+    return render(request, "detail.html", row=row, banners=banners(*failed),
                   console=console if isinstance(console, str) else None,
                   console_error=console.banner if isinstance(console, ApiError) else None,
                   actions=[] if isinstance(actions, ApiError) else
-                  actions.get("instanceActions", []))
+                  actions.get("instanceActions", []),
+                  volumes=attached_volumes(body, volumes), trace=trace)
 
 
 @router.get("/instances/{server_id}/console")
