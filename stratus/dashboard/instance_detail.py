@@ -43,7 +43,8 @@ async def volume_list(page: Page) -> Any:
 
 
 def attached_volumes(server: dict[str, Any], volumes: Any) -> list[dict[str, Any]]:
-    """One entry per volume the server has: id, name, size, status, device."""
+    """One entry per volume the server has: id, name, size, status, device. (Not whether it
+    goes with the server: the compute API says false for every volume.)"""
     known = {v["id"]: v for v in items(volumes, "volumes") if "id" in v}
     rows = []
     for attached in server.get(VOLUMES_ATTACHED) or []:
@@ -53,8 +54,7 @@ def attached_volumes(server: dict[str, Any], volumes: Any) -> list[dict[str, Any
         rows.append({"id": attached.get("id", ""),
                      "name": volume.get("name") or attached.get("id", ""),
                      "size": volume.get("size"), "status": volume.get("status"),
-                     "device": device,
-                     "delete_on_termination": attached.get("delete_on_termination")})
+                     "device": device})
     return rows
 
 

@@ -1,6 +1,7 @@
 """The instance detail page through the ASGI app: the launch trace (the compute API's admin
 route, as the seeds' step table) for an admin and nothing of it for a member of the same
-project; the attached volumes from the server body and the volume list."""
+project (the attached volumes: tests/unit/test_dashboard_instance_parts.py, and the
+resource pages' browser test)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import re
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
-from stratus.dashboard.instance_detail import attached_volumes
 from tests.integration.dashboard.conftest import Deck, upload_image
 
 
@@ -93,19 +93,3 @@ async def test_an_admin_without_spans_is_told_so_in_the_section(deck: Deck) -> N
     assert section and f"No spans of {server_id}" in section.group(0)
     assert 'role="alert"' not in page.text  # not a banner: the rest of the page is fine
 
-
-def test_attached_volumes_read_the_server_body_and_the_volume_list() -> None:
-    server = {"id": "srv", "os-extended-volumes:volumes_attached": [
-        {"id": "v1", "delete_on_termination": True}, {"id": "v2"}]}
-    volumes = {"volumes": [
-        {"id": "v1", "name": "root", "size": 2, "status": "in-use",
-         "attachments": [{"server_id": "other", "device": "/dev/vdc"},
-                         {"server_id": "srv", "device": "/dev/vda"}]},
-        {"id": "v3", "name": "unrelated", "size": 1, "status": "available"}]}
-    assert attached_volumes(server, volumes) == [
-        {"id": "v1", "name": "root", "size": 2, "status": "in-use", "device": "/dev/vda",
-         "delete_on_termination": True},
-        {"id": "v2", "name": "v2", "size": None, "status": None, "device": None,
-         "delete_on_termination": None}]
-    # The volume list failed or there is no block storage: the ids alone.
-    assert [v["name"] for v in attached_volumes(server, None)] == ["v1", "v2"]
