@@ -109,6 +109,11 @@ class Api:
             raise ApiError(_service(service_type)[0], 503, "it is not in the catalog.")
         return f"{endpoint}{path}"
 
+    def offers(self, service_type: str) -> bool:
+        """Whether the session's catalog has ``service_type`` (a cloud without it: the
+        page leaves out what it would show, rather than a banner)."""
+        return catalog_endpoint(self.session.catalog, service_type) is not None
+
     async def request(self, service_type: str, method: str, path: str, *,
                       json: Any = None, params: Mapping[str, Any] | None = None,
                       headers: Mapping[str, str] | None = None,

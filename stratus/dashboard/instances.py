@@ -20,10 +20,24 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import escape
 
+from stratus.dashboard.boot_sources import (
+    SOURCES,
+    SourceInvalid,
+    available_snapshots,
+    boot_lists,
+    bootable_volumes,
+    server_source,
+)
 from stratus.dashboard.cache import active_images, image_list
 from stratus.dashboard.cache import flavors as flavors_of
 from stratus.dashboard.client import ApiError, gather
 from stratus.dashboard.forms import banners, items
+from stratus.dashboard.instance_detail import (
+    VOLUMES_ATTACHED,
+    attached_volumes,
+    launch_trace,
+    volume_list,
+)
 from stratus.dashboard.servers import ACTIONS, Row, image_names, row_of, since_of
 from stratus.dashboard.web import Page, current, dashboard_of, field, form_of, redirect, render
 
@@ -34,8 +48,10 @@ router = APIRouter()
 #: word found in the API's message wins).
 FIELD_WORDS = (("key pair", "key_name"), ("keypair", "key_name"),
                ("security group", "security_groups"), ("network", "network"),
-               ("flavor", "flavor"), ("image", "image"), ("quota", "count"),
-               ("count", "count"), ("name", "name"))
+               ("flavor", "flavor"), ("volume size", "volume_size"),
+               ("volume_size", "volume_size"), ("snapshot", "snapshot"),
+               ("block device", "source"), ("volume", "volume"), ("image", "image"),
+               ("quota", "count"), ("count", "count"), ("name", "name"))
 
 
 def _poller(since: str | None, delay: float) -> dict[str, Any]:
@@ -172,20 +188,27 @@ async def _console(page: Page, server_id: str) -> Any:
 
 @router.get("/instances/{server_id}")
 async def detail(request: Request, server_id: str, page: Page = Depends(current)) -> Response:
-    server, console, actions, images = await gather(
+    server, console, actions, images, volumes, trace = await gather(
         page.api.get("compute", f"/servers/{server_id}"),
         _console(page, server_id),
         page.api.get("compute", f"/servers/{server_id}/os-instance-actions"),
-        image_list(page))
+        image_list(page),
+        volume_list(page),
+        launch_trace(page, server_id))
     if isinstance(server, ApiError):
         return render(request, "message.html", status_code=server.status,
                       message=server.banner)
-    row = row_of(server["server"], image_names(images))
-    return render(request, "detail.html", row=row, banners=banners(actions, images),
+    body = server["server"]
+    row = row_of(body, image_names(images))
+    failed = [actions, images]
+    if body.get(VOLUMES_ATTACHED):
+        failed.append(volumes)
+    return render(request, "detail.html", row=row, banners=banners(*failed),
                   console=console if isinstance(console, str) else None,
                   console_error=console.banner if isinstance(console, ApiError) else None,
                   actions=[] if isinstance(actions, ApiError) else
-                  actions.get("instanceActions", []))
+                  actions.get("instanceActions", []),
+                  volumes=attached_volumes(body, volumes), trace=trace)
 
 
 @router.get("/instances/{server_id}/console")
@@ -214,13 +237,15 @@ async def summary(request: Request, server_id: str, page: Page = Depends(current
 
 
 async def _launch_lists(page: Page) -> tuple[dict[str, Any], list[str]]:
-    flavors, images, networks, groups, keypairs = await gather(
+    flavors, images, networks, groups, keypairs, volumes, snapshots = await gather(
         flavors_of(page),
         active_images(page),
         page.api.get("network", "/v2.0/networks"),
         page.api.get("network", "/v2.0/security-groups",
                      params={"project_id": page.session.project["id"]}),
-        page.api.get("compute", "/os-keypairs"))
+        page.api.get("compute", "/os-keypairs"),
+        bootable_volumes(page),
+        available_snapshots(page))
 
     lists = {
         "flavors": sorted(items(flavors, "flavors"), key=lambda f: (f.get("ram", 0),
@@ -230,8 +255,10 @@ async def _launch_lists(page: Page) -> tuple[dict[str, Any], list[str]]:
             bool(n.get("router:external")), n.get("name") or "")),
         "groups": sorted(items(groups, "security_groups"), key=lambda g: g.get("name", "")),
         "keypairs": [k["keypair"] for k in items(keypairs, "keypairs")],
+        "boot": boot_lists(volumes, snapshots), "sources": SOURCES,
+        "block_storage": page.api.offers("block-storage"),
     }
-    return lists, banners(flavors, images, networks, groups, keypairs)
+    return lists, banners(flavors, images, networks, groups, keypairs, volumes, snapshots)
 
 
 def _field_of(message: str) -> str | None:
@@ -246,19 +273,22 @@ def _field_of(message: str) -> str | None:
 async def launch_form(request: Request, page: Page = Depends(current)) -> Response:
     lists, banners = await _launch_lists(page)
     return render(request, "launch.html", banners=banners, error=None, error_field=None,
-                  values={"count": "1", "security_groups": ["default"]}, **lists)
+                  values={"count": "1", "security_groups": ["default"], "source": "image"},
+                  **lists)
 
 
 @router.post("/launch")
 async def launch(request: Request, page: Page = Depends(current)) -> Response:
     form = await form_of(request)
     values: dict[str, Any] = {key: field(form, key) for key in (
-        "name", "image", "flavor", "network", "key_name", "count")}
+        "name", "image", "flavor", "network", "key_name", "count", "source", "volume",
+        "snapshot", "volume_size", "delete_on_termination")}
     values["security_groups"] = form.get("security_groups", [])
     error: str | None = None
     error_field: str | None = None
     status = 400
     count = 0
+    source: dict[str, Any] = {}
     try:
         count = int(values["count"] or "1")
     except ValueError:
@@ -268,8 +298,13 @@ async def launch(request: Request, page: Page = Depends(current)) -> Response:
     elif not values["name"]:
         error, error_field = "Give the server a name.", "name"
     else:
+        try:
+            source = server_source(values)
+        except SourceInvalid as exc:
+            error, error_field = str(exc), exc.field
+    if error is None:
         server: dict[str, Any] = {
-            "name": values["name"], "imageRef": values["image"], "flavorRef": values["flavor"],
+            "name": values["name"], **source, "flavorRef": values["flavor"],
             "min_count": count, "max_count": count,
             "networks": [{"uuid": values["network"]}] if values["network"] not in ("", "none")
             else "none"}

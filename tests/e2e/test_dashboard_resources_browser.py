@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from stratus.core.clients.volume import BOOT_FOR, DELETE_ON_TERMINATION
 from tests.conftest import backend_unavailable
 from tests.e2e.cloud import Cloud, base_env, free_port
 
@@ -77,12 +78,17 @@ class Admin:
         key = collection.replace("-", "_")
         return list(body[key])
 
-    def server(self, name: str) -> dict[str, Any]:
-        """A server launched (fake hypervisor) and active, on the private network."""
-        image = self.post("/image/v2/images", {"name": f"{name}-image", "disk_format": "raw",
+    def image(self, name: str) -> dict[str, Any]:
+        """An active image of 64 KiB of zeros."""
+        image = self.post("/image/v2/images", {"name": name, "disk_format": "raw",
                                                "container_format": "bare"})
         self.http.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 65536,
                       headers={"Content-Type": "application/octet-stream"})
+        return dict(image)
+
+    def server(self, name: str) -> dict[str, Any]:
+        """A server launched (fake hypervisor) and active, on the private network."""
+        image = self.image(f"{name}-image")
         (private,) = self.network("networks", name="private")
         flavor = min(self.get("/compute/v2.1/flavors/detail")["flavors"],
                      key=lambda f: f["ram"])
@@ -229,6 +235,68 @@ def test_volumes_create_attach_extend_snapshot_and_delete(page: Any, admin: Admi
     assert admin.volumes()["boot-1"]["volume_image_metadata"]["image_id"] == image["id"]
     boot.get_by_role("button", name="Delete volume boot-1").click()
     expect(boot).to_have_count(0, timeout=60_000)
+
+
+def test_launch_from_a_volume_and_a_volume_snapshot(page: Any, admin: Admin) -> None:
+    """The launch form's boot source: a bootable volume, then a snapshot of it (a new volume
+    deleted with the server); each server's disk checked through the API, and the detail
+    page lists the volume and (admin) the launch trace."""
+    from playwright.sync_api import expect
+
+    image = admin.image("boot-src-image")
+    volumes = f"/volume/v3/{admin.project_id}"
+    root = admin.post(f"{volumes}/volumes", {"volume": {
+        "name": "boot-src", "size": 1, "imageRef": image["id"]}})["volume"]
+    until(lambda: admin.volumes()["boot-src"]["status"] == "available", "boot-src available")
+    snap = admin.post(f"{volumes}/snapshots", {"snapshot": {
+        "volume_id": root["id"], "name": "boot-src-snap"}})["snapshot"]
+    until(lambda: admin.get(f"{volumes}/snapshots/{snap['id']}")["snapshot"]["status"]
+          == "available", "boot-src-snap available")
+
+    def launch(name: str, source: str, pick: str, option: str, delete: bool) -> dict[str, Any]:
+        page.get_by_role("link", name="Launch", exact=True).click()
+        page.get_by_label("Name", exact=True).fill(name)
+        page.get_by_label("Boot source").select_option(label=source)
+        page.get_by_label(pick, exact=True).select_option(label=option)
+        if delete:
+            page.get_by_label("Delete the volume with the instance").check()
+        page.get_by_label("Network").select_option(label="private")
+        page.get_by_role("button", name="Launch").click()
+        expect(page).to_have_url(re.compile(r"/dashboard/instances$"))
+        row = page.locator("tr", has_text=name)
+        expect(row.locator(".state")).to_have_text("ACTIVE", timeout=60_000)
+        (server,) = [s for s in admin.get("/compute/v2.1/servers/detail")["servers"]
+                     if s["name"] == name]
+        return dict(server)
+
+    from_volume = launch("from-vol", "Volume", "Volume", "boot-src (1 GiB)", delete=False)
+    assert not from_volume["image"]  # no image: its root disk is the volume
+    assert from_volume["os-extended-volumes:volumes_attached"] == [
+        {"id": root["id"], "delete_on_termination": False}]
+    (attached,) = admin.volumes()["boot-src"]["attachments"]
+    assert attached["server_id"] == from_volume["id"]
+
+    page.get_by_role("link", name="from-vol").click()
+    disks = page.locator("#attached-volumes")
+    expect(disks.locator(f"#attached-{root['id']}")).to_contain_text("boot-src")
+    expect(disks).to_contain_text(attached["device"])
+    # The spans reach the store about a second after they end.
+    until(lambda: (page.reload(), page.locator("#launch-trace").count())[1],
+          "the launch trace")
+    boot = page.locator("#launch-trace tr", has_text="POST /v2.1/servers").first
+    expect(boot.locator("td").first).to_have_text("4,7")
+    expect(boot).to_contain_text("→ compute-api")
+
+    from_snapshot = launch("from-snap", "Volume snapshot", "Volume snapshot",
+                           "boot-src-snap (1 GiB)", delete=True)
+    assert not from_snapshot["image"]
+    (made,) = from_snapshot["os-extended-volumes:volumes_attached"]
+    new_volume = admin.get(f"{volumes}/volumes/{made['id']}")["volume"]
+    assert new_volume["snapshot_id"] == snap["id"] and new_volume["status"] == "in-use"
+    # The box ticked: compute tagged the new volume to go with its server (the API's
+    # volumes_attached says false for every volume).
+    assert new_volume["metadata"][DELETE_ON_TERMINATION] == "true"
+    assert new_volume["metadata"][BOOT_FOR] == from_snapshot["id"]
 
 
 def test_networks_create_with_a_subnet_show_detail_and_delete(page: Any, admin: Admin,

@@ -7,6 +7,7 @@ Handlers authorize, make one domain call and render a view: the boot flow is
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -96,6 +97,14 @@ def _details(caller: Caller, urls: Links, version: APIVersion,
                                 group_uuids=facts.groups.get(i.uuid)) for i in instances]
 
 
+async def _fill(rt: Runtime, caller: Caller, version: APIVersion,
+                bodies: list[dict[str, Any]]) -> None:
+    """The parts of server views other services hold: volumes (block storage) and security
+    groups (network), asked at once (each bounded, neither fails the view)."""
+    await asyncio.gather(fill_volumes_attached(rt, caller.context, version, bodies),
+                         fill_security_groups(rt, caller.context, bodies))
+
+
 @router.get("/detail")
 async def list_servers_detail(request: Request, rt: Runtime, caller: CallerDep, urls: URLs,
                               version: Version) -> dict[str, Any]:
@@ -103,8 +112,7 @@ async def list_servers_detail(request: Request, rt: Runtime, caller: CallerDep, 
     req, all_tenants = _list_request(caller, request)
     page = await servers.detailed_page(rt, caller, req, version, all_tenants=all_tenants)
     body: dict[str, Any] = {"servers": _details(caller, urls, version, page)}
-    await fill_volumes_attached(rt, caller.context, version, body["servers"])
-    await fill_security_groups(rt, caller.context, body["servers"])
+    await _fill(rt, caller, version, body["servers"])
     return body | listing.NOVA.links(req, SERVERS, urls.url("servers/detail"),
                                      next_marker=page.next_marker)
 
@@ -114,8 +122,7 @@ async def show_server(server_id: str, rt: Runtime, caller: CallerDep,
                       urls: URLs, version: Version) -> dict[str, Any]:
     page = await servers.show(rt, caller, server_id, version)
     (body,) = _details(caller, urls, version, page)
-    await fill_volumes_attached(rt, caller.context, version, [body])
-    await fill_security_groups(rt, caller.context, [body])
+    await _fill(rt, caller, version, [body])
     return {"server": body}
 
 
