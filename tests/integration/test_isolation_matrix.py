@@ -46,8 +46,11 @@ UNITS = ("identity-api", "image-api", "compute-api", "conductor", "scheduler", "
 MARKER = f"owned{uuid.uuid4().hex[:10]}"
 
 API_PREFIX = {"identity": "/identity/v3", "compute": "/compute/v2.1", "image": "/image/v2",
-              "network": "/network/v2.0", "volume": "/volume/v3/{me}"}
-API_VERSION = {"compute": "compute 2.96", "volume": "volume 3.60"}
+              "network": "/network/v2.0", "volume": "/volume/v3/{me}",
+              # The block storage API with the OWNER's project in the URL.
+              "volume@owner": "/volume/v3/{owner}"}
+API_VERSION = {"compute": "compute 2.96", "volume": "volume 3.60",
+               "volume@owner": "volume 3.60"}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 
 
@@ -270,6 +273,97 @@ VOLUME: list[Call] = [
       foreign=FORBIDDEN, watch="/os-quota-sets/{owner}"),
     c("volume", "DELETE", "/os-quota-sets/{owner}", foreign=FORBIDDEN,
       watch="/os-quota-sets/{owner}"),
+]
+
+VO = "volume@owner"
+#: Cinder refuses a URL naming a project that is not the token's with a 400.
+MALFORMED_URL = (400, 403, 404)
+VOLUME_IN_OWNER_URL: list[Call] = [
+    c(VO, "GET", "/volumes/{volume}", foreign=MALFORMED_URL),
+    c(VO, "GET", "/volumes/detail", foreign=MALFORMED_URL),
+    c(VO, "GET", "/snapshots/detail", foreign=MALFORMED_URL),
+    c(VO, "GET", "/attachments/{attachment}", foreign=MALFORMED_URL),
+    c(VO, "PUT", "/volumes/{volume}", {"volume": {"name": "stolen"}}, foreign=MALFORMED_URL,
+      watch="volume /volumes/{volume}"),
+    c(VO, "DELETE", "/volumes/{volume}", foreign=MALFORMED_URL, watch="volume /volumes/{volume}"),
+    c(VO, "POST", "/volumes", {"volume": {"size": 1, "name": "planted"}}, foreign=MALFORMED_URL,
+      watch="volume /volumes/detail"),
+    c(VO, "POST", "/snapshots", {"snapshot": {"volume_id": "{volume}"}}, foreign=MALFORMED_URL,
+      watch="volume /snapshots/detail"),
+    c(VO, "GET", "/os-quota-sets/{owner}", foreign=MALFORMED_URL),
+]
+
+#: The caller's OWN resources made to reference the owner's: refused, and the owner's
+#: resource is not touched.
+REFUSED_REFERENCE = (400, 403, 404, 409)
+CROSS_REFERENCES: list[Call] = [
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "imageRef": "{image}", "flavorRef": "1", "networks": "none"}},
+      foreign=REFUSED_REFERENCE, watch="/servers/detail?all_tenants=0"),
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "imageRef": "{my_image}", "flavorRef": "1", "networks": "none",
+        "key_name": "{keypair}"}}, foreign=REFUSED_REFERENCE),
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "flavorRef": "1", "networks": "none", "block_device_mapping_v2": [{
+            "uuid": "{volume}", "boot_index": 0, "source_type": "volume",
+            "destination_type": "volume"}]}}, foreign=REFUSED_REFERENCE,
+      watch="volume /volumes/{volume}"),
+    c("compute", "POST", "/servers", {
+        "server": {"name": "x", "imageRef": "{my_image}", "flavorRef": "1",
+                   "networks": "none"},
+        "os:scheduler_hints": {"group": "{server_group}"}}, foreign=REFUSED_REFERENCE,
+      watch="/os-server-groups/{server_group}"),
+    c("compute", "POST", "/servers/{my_server}/os-volume_attachments",
+      {"volumeAttachment": {"volumeId": "{volume}"}}, foreign=REFUSED_REFERENCE,
+      watch="volume /volumes/{volume}"),
+    c("compute", "POST", "/servers/{my_server}/os-interface",
+      {"interfaceAttachment": {"net_id": "{network}"}}, foreign=REFUSED_REFERENCE,
+      watch="network /ports?network_id={network}"),
+    c("compute", "POST", "/servers/{my_server}/os-interface",
+      {"interfaceAttachment": {"port_id": "{port}"}}, foreign=REFUSED_REFERENCE,
+      watch="network /ports/{port}"),
+    c("compute", "POST", "/servers/{my_server}/action",
+      {"rebuild": {"imageRef": "{image}"}}, foreign=REFUSED_REFERENCE,
+      watch="image /images/{image}"),
+    c("network", "POST", "/ports", {"port": {"network_id": "{my_network}",
+                                             "security_groups": ["{security_group}"]}},
+      foreign=REFUSED_REFERENCE, watch="/security-groups/{security_group}"),
+    c("network", "POST", "/ports", {"port": {"network_id": "{my_network}", "fixed_ips": [
+        {"subnet_id": "{subnet}"}]}}, foreign=REFUSED_REFERENCE,
+      watch="/ports?network_id={network}"),
+    c("network", "POST", "/ports", {"port": {"network_id": "{network}",
+                                             "project_id": "{me}"}},
+      foreign=REFUSED_REFERENCE, watch="/ports?network_id={network}"),
+    c("network", "POST", "/networks", {"network": {"name": "planted",
+                                                   "project_id": "{owner}"}},
+      foreign=REFUSED_REFERENCE, watch="/networks"),
+    c("network", "POST", "/security-groups", {"security_group": {
+        "name": "planted", "tenant_id": "{owner}"}}, foreign=REFUSED_REFERENCE,
+      watch="/security-groups"),
+    c("network", "POST", "/security-group-rules", {"security_group_rule": {
+        "security_group_id": "{my_security_group}", "direction": "ingress",
+        "remote_group_id": "{security_group}"}}, foreign=REFUSED_REFERENCE,
+      watch="/security-groups/{security_group}"),
+    c("network", "PUT", "/routers/{my_router}/add_router_interface",
+      {"subnet_id": "{subnet}"}, foreign=REFUSED_REFERENCE,
+      watch=("/subnets/{subnet}", "/ports?network_id={network}")),
+    c("network", "PUT", "/routers/{my_router}/add_router_interface",
+      {"port_id": "{port}"}, foreign=REFUSED_REFERENCE, watch="/ports/{port}"),
+    c("network", "POST", "/floatingips", {"floatingip": {
+        "floating_network_id": "{external_network}", "port_id": "{port}"}},
+      foreign=REFUSED_REFERENCE, watch="/ports/{port}"),
+    c("network", "PUT", "/floatingips/{my_floatingip}", {"floatingip": {"port_id": "{port}"}},
+      foreign=REFUSED_REFERENCE, watch="/ports/{port}"),
+    c("network", "PUT", "/ports/{my_port}", {"port": {"security_groups": [
+        "{security_group}"]}}, foreign=REFUSED_REFERENCE,
+      watch="/security-groups/{security_group}"),
+    c("volume", "POST", "/volumes", {"volume": {"size": 1, "imageRef": "{image}"}},
+      foreign=REFUSED_REFERENCE, watch="image /images/{image}"),
+    c("volume", "POST", "/attachments", {"attachment": {
+        "volume_uuid": "{volume}", "instance_uuid": "{my_server}"}},
+      foreign=REFUSED_REFERENCE, watch="/volumes/{volume}"),
+    c("image", "POST", "/images/{image}/members", {"member": "{me}"},
+      foreign=REFUSED_REFERENCE, watch="/images/{image}/members"),
 ]
 
 U = "/users/{owner_user}"
@@ -531,6 +625,39 @@ async def make_resources(world: World, admin: Who) -> None:
     await world.wait("volume", "/snapshots/{snapshot}", "snapshot", "available")
 
 
+async def make_intruders_own(world: World) -> None:
+    """What the other project references the owner's resources from."""
+    me, ids = world.intruder, world.ids
+
+    async def make(api: str, path: str, body: Any, key: str) -> str:
+        answer = await world.ok(me, api, "POST", path, body)
+        return str(answer[key]["id"] if key else answer["id"])
+
+    ids["my_image"] = await make("image", "/images", {
+        "name": "mine", "disk_format": "raw", "container_format": "bare"}, "")
+    await world.ok(me, "image", "PUT", "/images/{my_image}/file", b"\0" * 512)
+    ids["my_network"] = await make("network", "/networks", {"network": {"name": "mine"}},
+                                   "network")
+    await make("network", "/subnets", {"subnet": {
+        "network_id": ids["my_network"], "cidr": "10.9.0.0/24", "ip_version": 4}}, "subnet")
+    ids["my_port"] = await make("network", "/ports", {"port": {
+        "network_id": ids["my_network"]}}, "port")
+    ids["my_router"] = await make("network", "/routers", {"router": {"name": "mine"}},
+                                  "router")
+    ids["my_security_group"] = await make("network", "/security-groups", {
+        "security_group": {"name": "mine"}}, "security_group")
+    ids["my_floatingip"] = await make("network", "/floatingips", {"floatingip": {
+        "floating_network_id": ids["external_network"]}}, "floatingip")
+    ids["my_server"] = await make("compute", "/servers", {"server": {
+        "name": "mine", "imageRef": ids["my_image"], "flavorRef": "1", "networks": "none"}},
+        "server")
+    deadline = time.monotonic() + 60
+    while (await world.ok(me, "compute", "GET", "/servers/{my_server}"))["server"][
+            "status"] != "ACTIVE":
+        assert time.monotonic() < deadline, "the other project's server is not ACTIVE"
+        await asyncio.sleep(0.05)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory,
                 _schema_templates: Any) -> AsyncIterator[World]:
@@ -548,6 +675,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory,
         reader_of_owner = await _user_on(cloud, owner.project_id, "reader")
         world = World(cloud, owner, await cloud.project(), reader_of_owner)
         await make_resources(world, cloud.admin)
+        await make_intruders_own(world)
         yield world
     finally:
         await starter.aclose()
@@ -568,8 +696,9 @@ async def _user_on(cloud: TestCloud, project_id: str, role: str) -> Who:
 
 # The matrix -------------------------------------------------------------------------------
 
-FOREIGN_CALLS = [*COMPUTE, *IMAGE, *NETWORK, *VOLUME, *IDENTITY]
-READER_CALLS = [call for call in FOREIGN_CALLS if call.writes] + READER_CREATES
+OWNED_CALLS = [*COMPUTE, *IMAGE, *NETWORK, *VOLUME, *IDENTITY]
+FOREIGN_CALLS = [*OWNED_CALLS, *VOLUME_IN_OWNER_URL, *CROSS_REFERENCES]
+READER_CALLS = [call for call in OWNED_CALLS if call.writes] + READER_CREATES
 
 
 def echo_removed(response: httpx.Response, path: str) -> str:
@@ -592,7 +721,7 @@ async def refused(world: World, who: Who, call: Call, expected: tuple[int, ...])
     assert after == before, "the owner's resource changed"
 
 
-OWNER_READS = [call for call in FOREIGN_CALLS if not call.writes]
+OWNER_READS = [call for call in OWNED_CALLS if not call.writes]
 
 
 @pytest.mark.parametrize("call", OWNER_READS, ids=[call.id for call in OWNER_READS])
