@@ -301,6 +301,14 @@ CROSS_REFERENCES: list[Call] = [
         "name": "x", "imageRef": "{image}", "flavorRef": "1", "networks": "none"}},
       foreign=REFUSED_REFERENCE, watch="/servers/detail?all_tenants=0"),
     c("compute", "POST", "/servers", {"server": {
+        "name": "x", "imageRef": "{my_image}", "flavorRef": "1",
+        "networks": [{"uuid": "{network}"}]}}, foreign=REFUSED_REFERENCE,
+      watch="network /ports?network_id={network}"),
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "imageRef": "{my_image}", "flavorRef": "1",
+        "networks": [{"port": "{port}"}]}}, foreign=REFUSED_REFERENCE,
+      watch="network /ports/{port}"),
+    c("compute", "POST", "/servers", {"server": {
         "name": "x", "imageRef": "{my_image}", "flavorRef": "1", "networks": "none",
         "key_name": "{keypair}"}}, foreign=REFUSED_REFERENCE),
     c("compute", "POST", "/servers", {"server": {
