@@ -374,6 +374,23 @@ CROSS_REFERENCES: list[Call] = [
       foreign=REFUSED_REFERENCE, watch="/images/{image}/members"),
 ]
 
+#: A project the owner's image is shared with may read it, never change it (Glance: 403).
+IMAGE_MEMBER_WRITES: list[Call] = [
+    c("image", "PATCH", IMG, [{"op": "replace", "path": "/name", "value": "stolen"}],
+      content_type=PATCH_TYPE, foreign=(403, 404), watch=IMAGE_WATCH),
+    c("image", "DELETE", IMG, foreign=(403, 404), watch=IMAGE_WATCH),
+    c("image", "PUT", f"{IMG}/file", b"stolen", content_type="application/octet-stream",
+      foreign=(403, 404), watch=IMAGE_WATCH),
+    c("image", "POST", f"{IMG}/actions/deactivate", foreign=(403, 404), watch=IMAGE_WATCH),
+    c("image", "PUT", f"{IMG}/tags/new", foreign=(403, 404), watch=IMAGE_WATCH),
+    c("image", "DELETE", f"{IMG}/tags/{MARKER}", foreign=(403, 404), watch=IMAGE_WATCH),
+    c("image", "POST", f"{IMG}/members", {"member": "{intruder}"}, foreign=(403, 404),
+      watch=IMAGE_WATCH),
+    c("image", "DELETE", f"{IMG}/members/{{member_project}}", foreign=(403, 404),
+      watch=IMAGE_WATCH),
+    c("compute", "POST", "/servers/{server}/action", {"os-stop": None}, watch=SERVER_WATCH),
+]
+
 U = "/users/{owner_user}"
 IDENTITY: list[Call] = [
     c("identity", "GET", "/projects/{owner}", foreign=KEYSTONE),
@@ -482,11 +499,14 @@ class World:
     owner: Who
     intruder: Who
     reader: Who
+    #: A member of the project the owner's image is shared with (pending).
+    image_member: Who | None = None
     ids: dict[str, str] = field(default_factory=dict)
 
     def fill(self, text: str, who: Who) -> str:
         values = {**self.ids, "owner": self.owner.project_id, "owner_user": self.owner.user_id,
-                  "me": who.project_id, "me_user": who.user_id}
+                  "me": who.project_id, "me_user": who.user_id,
+                  "intruder": self.intruder.project_id}
         for key, value in values.items():
             text = text.replace("{" + key + "}", value)
         return text
@@ -554,7 +574,7 @@ async def make_resources(world: World, admin: Who) -> None:
     ids["member_role"] = world.cloud.roles["member"]
 
     # image: private, with data, a tag and a member (a third project)
-    third = await world.cloud.project()
+    third = world.image_member = await world.cloud.project()
     image = await make("image", "/images", {"name": name, "disk_format": "raw",
                                             "container_format": "bare", "tags": [name]})
     ids["image"] = image["id"]
@@ -742,6 +762,13 @@ async def test_the_owner_reads_what_others_cannot(world: World, call: Call) -> N
 @pytest.mark.parametrize("call", FOREIGN_CALLS, ids=[call.id for call in FOREIGN_CALLS])
 async def test_another_projects_member_is_refused(world: World, call: Call) -> None:
     await refused(world, world.intruder, call, call.foreign)
+
+
+@pytest.mark.parametrize("call", IMAGE_MEMBER_WRITES,
+                         ids=[call.id for call in IMAGE_MEMBER_WRITES])
+async def test_an_image_member_changes_nothing(world: World, call: Call) -> None:
+    assert world.image_member is not None
+    await refused(world, world.image_member, call, call.foreign)
 
 
 @pytest.mark.parametrize("call", READER_CALLS, ids=[call.id for call in READER_CALLS])
