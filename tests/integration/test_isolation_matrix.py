@@ -495,6 +495,25 @@ LISTS: list[tuple[str, str]] = [
     ("identity", "/auth/projects"),
 ]
 
+#: A limit no other project has, set on the owner's project.
+OWNER_LIMIT = 4093
+OWNER_QUOTAS: list[tuple[str, str, dict[str, Any]]] = [
+    ("compute", "/os-quota-sets/{owner}", {"quota_set": {"key_pairs": OWNER_LIMIT}}),
+    ("network", "/quotas/{owner}", {"quota": {"security_group": OWNER_LIMIT}}),
+    ("volume@owner", "/os-quota-sets/{owner}", {"quota_set": {"snapshots": OWNER_LIMIT}}),
+]
+#: Where another project might read the owner's quotas or usage.
+QUOTA_READS: list[tuple[str, str]] = [
+    ("compute", "/limits?tenant_id={owner}"), ("compute", "/limits?project_id={owner}"),
+    ("compute", "/os-quota-sets/{owner}"), ("compute", "/os-quota-sets/{owner}/detail"),
+    ("compute", "/os-quota-sets/{owner}?user_id={owner_user}"),
+    ("network", "/quotas/{owner}"), ("network", "/quotas/{owner}/details"),
+    ("network", "/quotas"), ("network", "/quotas?project_id={owner}"),
+    ("volume", "/limits?project_id={owner}"), ("volume", "/limits?tenant_id={owner}"),
+    ("volume", "/os-quota-sets/{owner}"), ("volume", "/os-quota-sets/{owner}?usage=True"),
+    ("volume@owner", "/limits"),
+]
+
 #: One call an unauthenticated caller might make on each API, to be refused with 401.
 BAD_TOKEN_CALLS: list[tuple[str, str, str]] = [
     ("identity", "GET", "/projects/{owner}"), ("identity", "GET", "/auth/projects"),
@@ -670,6 +689,12 @@ async def make_resources(world: World, admin: Who) -> None:
     ids["snapshot"] = snapshot["id"]
     await world.wait("volume", "/snapshots/{snapshot}", "snapshot", "available")
 
+    # quotas only the owner's project has (the admin's doing): nobody else may see them
+    for api, path, body in OWNER_QUOTAS:
+        await world.ok(admin, api, "PUT", path, body)
+        seen = await world.request(owner, api, "GET", path)
+        assert str(OWNER_LIMIT) in seen.text, seen.text  # the control: its owner sees it
+
 
 async def make_intruders_own(world: World) -> None:
     """What the other project references the owner's resources from."""
@@ -803,6 +828,14 @@ async def test_lists_leave_out_another_projects_resources(world: World, api: str
                                                      response.text[:400])
     assert MARKER not in echo_removed(response, world.fill(path, world.intruder)), \
         response.text[:400]
+
+
+@pytest.mark.parametrize("api,path", QUOTA_READS, ids=[f"{a} {p}" for a, p in QUOTA_READS])
+async def test_another_projects_quotas_are_not_read(world: World, api: str, path: str) -> None:
+    response = await world.request(world.intruder, api, "GET", path)
+    assert response.status_code in (200, 400, 403, 404), (response.status_code,
+                                                          response.text[:400])
+    assert str(OWNER_LIMIT) not in response.text, response.text[:400]
 
 
 def expired_token(world: World, token: str) -> str:
