@@ -865,12 +865,46 @@ async def bad_tokens(world: World) -> dict[str, str]:
         **cloud.admin.headers, "X-Subject-Token": victim.token})
     assert revoked.status_code == 204, revoked.text
     fresh = await _user_on(cloud, world.owner.project_id, "admin")
-    return {"revoked": victim.token, "expired": expired_token(world, fresh.token),
-            "forged": forged_token(world, fresh.token), "garbage": "gAAAAA" + MARKER}
+    tokens = {"revoked": victim.token, "expired": expired_token(world, fresh.token),
+              "forged": forged_token(world, fresh.token), "garbage": "gAAAAA" + MARKER}
+    admin, identity = cloud.admin.headers, "/identity/v3"
+    # Tokens that were good until what they stood on went away.
+    owner_project = world.owner.project_id
+    for kind, (method, path, body) in {
+            "role removed": ("DELETE", "/projects/{p}/users/{u}/roles/" + cloud.roles["member"],
+                             None),
+            "user disabled": ("PATCH", "/users/{u}", {"user": {"enabled": False}}),
+            "user deleted": ("DELETE", "/users/{u}", None),
+            "password changed": ("PATCH", "/users/{u}", {"user": {"password": "Changed-1"}}),
+    }.items():
+        who = await _user_on(cloud, owner_project, "member")
+        url = identity + path.format(p=owner_project, u=who.user_id)
+        done = await cloud.client.request(method, url, headers=admin, json=body)
+        assert done.status_code < 300, (kind, done.text)
+        tokens[kind] = who.token
+    elsewhere = await cloud.project()
+    disabled = await cloud.client.patch(f"{identity}/projects/{elsewhere.project_id}",
+                                        headers=admin, json={"project": {"enabled": False}})
+    assert disabled.status_code == 200, disabled.text
+    tokens["project disabled"] = elsewhere.token
+    holder = await _user_on(cloud, owner_project, "member")
+    credentials = f"{identity}/users/{holder.user_id}/application_credentials"
+    credential = (await cloud.client.post(credentials, headers=holder.headers, json={
+        "application_credential": {"name": "short-lived"}})).json()["application_credential"]
+    issued = await cloud.client.post(f"{identity}/auth/tokens", json={"auth": {"identity": {
+        "methods": ["application_credential"], "application_credential": {
+            "id": credential["id"], "secret": credential["secret"]}}}})
+    assert issued.status_code == 201, issued.text
+    gone = await cloud.client.delete(f"{credentials}/{credential['id']}", headers=admin)
+    assert gone.status_code == 204, gone.text
+    tokens["application credential deleted"] = issued.headers["X-Subject-Token"]
+    return tokens
 
 
-BAD_TOKEN_ROWS = [(kind, *call) for kind in ("revoked", "expired", "forged", "garbage")
-                  for call in BAD_TOKEN_CALLS]
+BAD_TOKEN_KINDS = ("revoked", "expired", "forged", "garbage", "role removed", "user disabled",
+                   "user deleted", "password changed", "project disabled",
+                   "application credential deleted")
+BAD_TOKEN_ROWS = [(kind, *call) for kind in BAD_TOKEN_KINDS for call in BAD_TOKEN_CALLS]
 
 
 @pytest.mark.parametrize("kind,api,method,path", BAD_TOKEN_ROWS,
