@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from stratus.identity.tokens import TokenFormatter
-from tests.integration.clouds import CloudStarter, TestCloud, Who
+from tests.integration.clouds import CloudStarter, TestCloud, Who, auth_body
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -211,10 +211,15 @@ NETWORK: list[Call] = [
       watch=("/routers/{router}", "/subnets/{subnet}")),
     c("network", "PUT", "/routers/{router}/remove_router_interface", {"port_id": "{port}"},
       watch=("/routers/{router}", "/ports/{port}")),
-    c("network", "GET", "/networks/{network}/tags"),
-    c("network", "PUT", "/networks/{network}/tags/new", watch="/networks/{network}"),
-    c("network", "PUT", "/networks/{network}/tags", {"tags": []}, watch="/networks/{network}"),
-    c("network", "DELETE", "/networks/{network}/tags", watch="/networks/{network}"),
+    *[row for kind, ref in (("networks", "network"), ("subnets", "subnet"), ("ports", "port"),
+                            ("routers", "router"), ("floatingips", "floatingip"),
+                            ("security-groups", "security_group"))
+      for row in (
+          c("network", "GET", f"/{kind}/{{{ref}}}/tags"),
+          c("network", "PUT", f"/{kind}/{{{ref}}}/tags/new", watch=f"/{kind}/{{{ref}}}"),
+          c("network", "PUT", f"/{kind}/{{{ref}}}/tags", {"tags": []},
+            watch=f"/{kind}/{{{ref}}}"),
+          c("network", "DELETE", f"/{kind}/{{{ref}}}/tags", watch=f"/{kind}/{{{ref}}}"))],
     c("network", "POST", "/subnets", {"subnet": {
         "network_id": "{network}", "cidr": "10.77.0.0/24", "ip_version": 4}},
       foreign=(403, 404), watch="/subnets?network_id={network}"),
@@ -536,6 +541,9 @@ class World:
     owner: Who
     intruder: Who
     reader: Who
+    #: A member of the owner project through an application credential restricted to
+    #: ``reader``: a reader as well.
+    restricted: Who | None = None
     #: A member of the project the owner's image is shared with (pending).
     image_member: Who | None = None
     ids: dict[str, str] = field(default_factory=dict)
@@ -747,9 +755,27 @@ async def world(tmp_path_factory: pytest.TempPathFactory,
         world = World(cloud, owner, await cloud.project(), reader_of_owner)
         await make_resources(world, cloud.admin)
         await make_intruders_own(world)
+        world.restricted = await _reader_by_credential(cloud, owner.project_id)
         yield world
     finally:
         await starter.aclose()
+
+
+async def _reader_by_credential(cloud: TestCloud, project_id: str) -> Who:
+    """A member of ``project_id`` logged in with an application credential that keeps only
+    its ``reader`` role."""
+    member = await _user_on(cloud, project_id, "member")
+    path = f"/identity/v3/users/{member.user_id}/application_credentials"
+    credential = await cloud.client.post(path, headers=member.headers, json={
+        "application_credential": {"name": "read-only", "roles": [{"name": "reader"}]}})
+    assert credential.status_code == 201, credential.text
+    body = credential.json()["application_credential"]
+    issued = await cloud.client.post("/identity/v3/auth/tokens", json={"auth": {"identity": {
+        "methods": ["application_credential"], "application_credential": {
+            "id": body["id"], "secret": body["secret"]}}}})
+    assert issued.status_code == 201, issued.text
+    assert [r["name"] for r in issued.json()["token"]["roles"]] == ["reader"], issued.text
+    return Who(issued.headers["X-Subject-Token"], project_id, member.user_id)
 
 
 async def _user_on(cloud: TestCloud, project_id: str, role: str) -> Who:
@@ -816,8 +842,29 @@ async def test_an_image_member_changes_nothing(world: World, call: Call) -> None
 
 
 @pytest.mark.parametrize("call", READER_CALLS, ids=[call.id for call in READER_CALLS])
-async def test_a_reader_writes_nothing(world: World, call: Call) -> None:
-    await refused(world, world.reader, call, call.reader)
+@pytest.mark.parametrize("how", ["reader role", "application credential of reader"])
+async def test_a_reader_writes_nothing(world: World, how: str, call: Call) -> None:
+    who = world.reader if how == "reader role" else world.restricted
+    assert who is not None
+    await refused(world, who, call, call.reader)
+
+
+async def test_no_role_beyond_ones_own(world: World) -> None:
+    """A member can neither scope a token to a project it has no role on nor make an
+    application credential with a role it does not hold."""
+    cloud, intruder = world.cloud, world.intruder
+    user = (await cloud.client.get(f"/identity/v3/users/{intruder.user_id}",
+                                   headers=cloud.admin.headers)).json()["user"]
+    owner_project = (await cloud.client.get(f"/identity/v3/projects/{world.owner.project_id}",
+                                            headers=cloud.admin.headers)).json()["project"]
+    scoped = await cloud.client.post("/identity/v3/auth/tokens", json=auth_body(
+        user["name"], f"{user['name']}-pw", owner_project["name"]))
+    assert scoped.status_code == 401, scoped.text
+    path = f"/identity/v3/users/{intruder.user_id}/application_credentials"
+    for roles in ([{"name": "admin"}], [{"id": cloud.roles["admin"]}]):
+        made = await cloud.client.post(path, headers=intruder.headers, json={
+            "application_credential": {"name": "escalate", "roles": roles}})
+        assert made.status_code in (400, 403, 404), made.text
 
 
 @pytest.mark.parametrize("api,path", LISTS, ids=[f"{api} {path}" for api, path in LISTS])
