@@ -371,6 +371,36 @@ CROSS_REFERENCES: list[Call] = [
     c("network", "PUT", "/ports/{my_port}", {"port": {"security_groups": [
         "{security_group}"]}}, foreign=REFUSED_REFERENCE,
       watch="/security-groups/{security_group}"),
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "flavorRef": "1", "networks": "none", "block_device_mapping_v2": [{
+            "uuid": "{snapshot}", "boot_index": 0, "source_type": "snapshot",
+            "destination_type": "volume", "volume_size": 1}]}}, foreign=REFUSED_REFERENCE,
+      watch="volume /snapshots/{snapshot}"),
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "flavorRef": "1", "networks": "none", "block_device_mapping_v2": [{
+            "uuid": "{image}", "boot_index": 0, "source_type": "image",
+            "destination_type": "volume", "volume_size": 1}]}}, foreign=REFUSED_REFERENCE,
+      watch="image /images/{image}"),
+    c("compute", "POST", "/servers", {"server": {
+        "name": "x", "imageRef": "{my_image}", "flavorRef": "1", "networks": "none",
+        "block_device_mapping_v2": [
+            {"uuid": "{my_image}", "boot_index": 0, "source_type": "image",
+             "destination_type": "local"},
+            {"uuid": "{volume}", "boot_index": 1, "source_type": "volume",
+             "destination_type": "volume"}]}}, foreign=REFUSED_REFERENCE,
+      watch="volume /volumes/{volume}"),
+    c("compute", "POST", "/servers/{my_server}/action",
+      {"rebuild": {"imageRef": "{my_image}", "key_name": "{keypair}"}},
+      foreign=REFUSED_REFERENCE),
+    c("compute", "POST", "/servers/{my_server}/action",
+      {"addSecurityGroup": {"name": "{security_group}"}}, foreign=REFUSED_REFERENCE,
+      watch="network /security-groups/{security_group}"),
+    c("network", "PUT", "/routers/{my_router}", {"router": {
+        "external_gateway_info": {"network_id": "{network}"}}}, foreign=REFUSED_REFERENCE,
+      watch="/ports?network_id={network}"),
+    c("image", "POST", "/images", {"id": "{image}", "name": "planted",
+                                   "disk_format": "raw", "container_format": "bare"},
+      foreign=REFUSED_REFERENCE, watch="/images/{image}"),
     c("volume", "POST", "/volumes", {"volume": {"size": 1, "imageRef": "{image}"}},
       foreign=REFUSED_REFERENCE, watch="image /images/{image}"),
     c("volume", "POST", "/attachments", {"attachment": {
@@ -587,8 +617,11 @@ class World:
     async def snapshot(self, watch: tuple[str, ...]) -> dict[str, Any]:
         seen = {}
         for entry in watch:
+            who = self.owner
+            if entry.startswith("admin "):  # what the admin sees: beyond the owner's view
+                who, entry = self.cloud.admin, entry.removeprefix("admin ")
             api, path = entry.split(" ", 1)
-            response = await self.request(self.owner, api, "GET", path)
+            response = await self.request(who, api, "GET", path)
             seen[entry] = (response.status_code, response.json() if response.content else None)
         return seen
 
