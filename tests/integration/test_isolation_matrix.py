@@ -398,6 +398,20 @@ CROSS_REFERENCES: list[Call] = [
     c("network", "PUT", "/routers/{my_router}", {"router": {
         "external_gateway_info": {"network_id": "{network}"}}}, foreign=REFUSED_REFERENCE,
       watch="/ports?network_id={network}"),
+    # A port that claims to be the owner's router's interface (or its DHCP port) would put
+    # the other project's network behind the owner's router.
+    c("network", "POST", "/ports", {"port": {
+        "network_id": "{my_network}", "device_owner": "network:router_interface",
+        "device_id": "{router}"}}, foreign=REFUSED_REFERENCE,
+      watch=("admin network /ports?device_id={router}", "/routers/{router}")),
+    c("network", "POST", "/ports", {"port": {
+        "network_id": "{my_network}", "device_owner": "network:router_gateway",
+        "device_id": "{router}"}}, foreign=REFUSED_REFERENCE,
+      watch=("admin network /ports?device_id={router}", "/routers/{router}")),
+    c("network", "PUT", "/ports/{my_port}", {"port": {
+        "device_owner": "network:router_interface", "device_id": "{router}"}},
+      foreign=REFUSED_REFERENCE,
+      watch=("admin network /ports?device_id={router}", "/routers/{router}")),
     c("image", "POST", "/images", {"id": "{image}", "name": "planted",
                                    "disk_format": "raw", "container_format": "bare"},
       foreign=REFUSED_REFERENCE, watch="/images/{image}"),
