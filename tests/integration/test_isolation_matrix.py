@@ -49,9 +49,11 @@ MARKER = f"owned{uuid.uuid4().hex[:10]}"
 API_PREFIX = {"identity": "/identity/v3", "compute": "/compute/v2.1", "image": "/image/v2",
               "network": "/network/v2.0", "volume": "/volume/v3/{me}",
               # The block storage API with the OWNER's project in the URL.
-              "volume@owner": "/volume/v3/{owner}"}
+              "volume@owner": "/volume/v3/{owner}",
+              # ... and with the other project's (for the admin's reads of its volumes).
+              "volume@mine": "/volume/v3/{intruder}"}
 API_VERSION = {"compute": "compute 2.96", "volume": "volume 3.60",
-               "volume@owner": "volume 3.60"}
+               "volume@owner": "volume 3.60", "volume@mine": "volume 3.60"}
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 
 
@@ -441,6 +443,57 @@ IMAGE_MEMBER_WRITES: list[Call] = [
     c("compute", "POST", "/servers/{server}/action", {"os-stop": None}, watch=SERVER_WATCH),
 ]
 
+#: What only an admin may do, asked by a member (of its own project, on its own resources).
+ADMIN_ONLY: list[Call] = [
+    c("image", "POST", "/images", {"name": "pub", "visibility": "public",
+                                   "disk_format": "raw", "container_format": "bare"},
+      foreign=FORBIDDEN, watch="admin image /images?visibility=public"),
+    c("image", "PATCH", "/images/{my_image}", [
+        {"op": "replace", "path": "/visibility", "value": "public"}],
+      content_type=PATCH_TYPE, foreign=FORBIDDEN, watch="admin image /images/{my_image}"),
+    c("network", "POST", "/networks", {"network": {"name": "x", "shared": True}},
+      foreign=FORBIDDEN, watch="admin network /networks"),
+    c("network", "POST", "/networks", {"network": {"name": "x", "router:external": True}},
+      foreign=FORBIDDEN, watch="admin network /networks"),
+    c("network", "PUT", "/networks/{my_network}", {"network": {"shared": True}},
+      foreign=FORBIDDEN, watch="admin network /networks/{my_network}"),
+    c("network", "POST", "/subnets", {"subnet": {
+        "network_id": "{external_network}", "cidr": "198.51.100.0/24", "ip_version": 4}},
+      foreign=(403, 404), watch="admin network /subnets?network_id={external_network}"),
+    c("network", "POST", "/ports", {"port": {"network_id": "{external_network}"}},
+      foreign=(403, 404), watch="admin network /ports?network_id={external_network}"),
+    c("network", "PUT", "/networks/{external_network}", {"network": {"name": "mine"}},
+      foreign=(403, 404), watch="admin network /networks/{external_network}"),
+    c("network", "PUT", "/quotas/{me}", {"quota": {"network": 1000}}, foreign=FORBIDDEN,
+      watch="admin network /quotas/{intruder}"),
+    c("network", "POST", "/ports", {"port": {"network_id": "{my_network}",
+                                             "binding:host_id": "node1"}},
+      foreign=FORBIDDEN, watch="admin network /ports?network_id={my_network}"),
+    c("compute", "PUT", "/os-quota-sets/{me}", {"quota_set": {"instances": 1000}},
+      foreign=FORBIDDEN, watch="admin compute /os-quota-sets/{intruder}"),
+    c("compute", "POST", "/flavors", {"flavor": {"name": "big", "ram": 1, "vcpus": 1,
+                                                 "disk": 1}},
+      foreign=FORBIDDEN, watch="admin compute /flavors"),
+    c("compute", "POST", "/servers/{my_server}/action", {"migrate": None},
+      foreign=FORBIDDEN, watch="admin compute /servers/{my_server}"),
+    c("compute", "GET", "/os-hypervisors", foreign=FORBIDDEN),
+    c("compute", "GET", "/os-services", foreign=FORBIDDEN),
+    c("compute", "GET", "/servers/{my_server}/diagnostics", foreign=(403, 404)),
+    c("volume", "POST", "/volumes/{my_volume}/action", {"os-reset_status": {
+        "status": "error"}}, foreign=FORBIDDEN, watch="admin volume@mine /volumes/{my_volume}"),
+    c("volume", "POST", "/volumes/{my_volume}/action", {"os-force_delete": None},
+      foreign=FORBIDDEN, watch="admin volume@mine /volumes/{my_volume}"),
+    c("volume", "PUT", "/os-quota-sets/{me}", {"quota_set": {"volumes": 1000}},
+      foreign=FORBIDDEN, watch="admin volume@mine /os-quota-sets/{intruder}"),
+    c("volume", "GET", "/os-services", foreign=FORBIDDEN),
+    c("identity", "POST", "/projects", {"project": {"name": "mine"}}, foreign=FORBIDDEN),
+    c("identity", "POST", "/users", {"user": {"name": "mine"}}, foreign=FORBIDDEN),
+    c("identity", "PUT", "/projects/{me}/users/{me_user}/roles/{admin_role}",
+      foreign=FORBIDDEN),
+    c("identity", "PATCH", "/users/{me_user}", {"user": {"name": "renamed"}},
+      foreign=FORBIDDEN),
+]
+
 U = "/users/{owner_user}"
 IDENTITY: list[Call] = [
     c("identity", "GET", "/projects/{owner}", foreign=KEYSTONE),
@@ -664,6 +717,7 @@ async def make_resources(world: World, admin: Who) -> None:
         "identity", "/users/{owner_user}/application_credentials",
         {"application_credential": {"name": name}}, "application_credential"))["id"]
     ids["member_role"] = world.cloud.roles["member"]
+    ids["admin_role"] = world.cloud.roles["admin"]
 
     # image: private, with data, a tag and a member (a third project)
     third = world.image_member = await world.cloud.project()
@@ -774,6 +828,7 @@ async def make_intruders_own(world: World) -> None:
         "security_group": {"name": "mine"}}, "security_group")
     ids["my_floatingip"] = await make("network", "/floatingips", {"floatingip": {
         "floating_network_id": ids["external_network"]}}, "floatingip")
+    ids["my_volume"] = await make("volume", "/volumes", {"volume": {"size": 1}}, "volume")
     ids["my_server"] = await make("compute", "/servers", {"server": {
         "name": "mine", "imageRef": ids["my_image"], "flavorRef": "1", "networks": "none"}},
         "server")
@@ -878,6 +933,11 @@ async def test_the_owner_reads_what_others_cannot(world: World, call: Call) -> N
 
 @pytest.mark.parametrize("call", FOREIGN_CALLS, ids=[call.id for call in FOREIGN_CALLS])
 async def test_another_projects_member_is_refused(world: World, call: Call) -> None:
+    await refused(world, world.intruder, call, call.foreign)
+
+
+@pytest.mark.parametrize("call", ADMIN_ONLY, ids=[call.id for call in ADMIN_ONLY])
+async def test_a_member_does_not_what_only_an_admin_does(world: World, call: Call) -> None:
     await refused(world, world.intruder, call, call.foreign)
 
 
