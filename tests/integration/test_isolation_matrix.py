@@ -486,6 +486,13 @@ ADMIN_ONLY: list[Call] = [
     c("volume", "PUT", "/os-quota-sets/{me}", {"quota_set": {"volumes": 1000}},
       foreign=FORBIDDEN, watch="admin volume@mine /os-quota-sets/{intruder}"),
     c("volume", "GET", "/os-services", foreign=FORBIDDEN),
+    c("compute", "POST", "/os-server-external-events", {"events": [{
+        "name": "network-vif-plugged", "server_uuid": "{server}", "tag": "{server_port}"}]},
+      foreign=FORBIDDEN, watch="compute /servers/{server}"),
+    c("compute", "POST", "/os-server-external-events", {"events": [{
+        "name": "volume-extended", "server_uuid": "{my_server}", "tag": "{my_volume}"}]},
+      foreign=FORBIDDEN),
+    c("network", "GET", "/agents", foreign=(403, 404)),
     c("identity", "POST", "/projects", {"project": {"name": "mine"}}, foreign=FORBIDDEN),
     c("identity", "POST", "/users", {"user": {"name": "mine"}}, foreign=FORBIDDEN),
     c("identity", "PUT", "/projects/{me}/users/{me_user}/roles/{admin_role}",
@@ -954,6 +961,18 @@ async def test_a_reader_writes_nothing(world: World, how: str, call: Call) -> No
     who = world.reader if how == "reader role" else world.restricted
     assert who is not None
     await refused(world, who, call, call.reader)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+async def test_anothers_token_is_neither_read_nor_revoked(world: World, method: str) -> None:
+    """Keystone: only an admin (or service) or the token's own subject may validate or
+    revoke a token; another project's member is refused and the token still works."""
+    response = await world.cloud.client.request(method, "/identity/v3/auth/tokens", headers={
+        **world.intruder.headers, "X-Subject-Token": world.owner.token})
+    assert response.status_code in (403, 404), (response.status_code, response.text[:400])
+    assert MARKER not in response.text
+    still = await world.request(world.owner, "compute", "GET", "/servers/{server}")
+    assert still.status_code == 200, still.text
 
 
 async def test_no_role_beyond_ones_own(world: World) -> None:
