@@ -424,6 +424,14 @@ CROSS_REFERENCES: list[Call] = [
       foreign=REFUSED_REFERENCE, watch="/volumes/{volume}"),
     c("image", "POST", "/images/{image}/members", {"member": "{me}"},
       foreign=REFUSED_REFERENCE, watch="/images/{image}/members"),
+    c("image", "PUT", "/images/{image}/members/{me}", {"status": "accepted"},
+      foreign=REFUSED_REFERENCE, watch="/images/{image}/members"),
+    c("network", "PUT", "/ports/{my_port}", {"port": {"fixed_ips": [
+        {"subnet_id": "{subnet}"}]}}, foreign=REFUSED_REFERENCE,
+      watch="admin network /ports?fixed_ips=subnet_id%3D{subnet}"),
+    c("network", "PUT", "/ports/{my_port}", {"port": {"fixed_ips": [
+        {"subnet_id": "{subnet}", "ip_address": "10.9.0.77"}]}}, foreign=REFUSED_REFERENCE,
+      watch="admin network /ports?fixed_ips=subnet_id%3D{subnet}"),
 ]
 
 #: A project the owner's image is shared with may read it, never change it (Glance: 403).
