@@ -460,6 +460,11 @@ ADMIN_ONLY: list[Call] = [
     c("image", "PATCH", "/images/{my_image}", [
         {"op": "replace", "path": "/visibility", "value": "public"}],
       content_type=PATCH_TYPE, foreign=FORBIDDEN, watch="admin image /images/{my_image}"),
+    # A location naming another image's data would serve it as one's own.
+    c("image", "PATCH", "/images/{my_image}", [
+        {"op": "add", "path": "/locations/-", "value": {
+            "url": "file:///var/lib/stratus/images/{image}", "metadata": {}}}],
+      content_type=PATCH_TYPE, foreign=(400, 403), watch="admin image /images/{my_image}"),
     c("network", "POST", "/networks", {"network": {"name": "x", "shared": True}},
       foreign=FORBIDDEN, watch="admin network /networks"),
     c("network", "POST", "/networks", {"network": {"name": "x", "router:external": True}},
