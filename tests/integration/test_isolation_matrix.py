@@ -10,8 +10,18 @@ resource type. Then, from tables (one row a call, so a new resource is a row or 
   names), and the owner, reading the resource again afterwards, finds it unchanged;
 * every list, also with the filters that widen a list for an admin (``all_tenants``,
   ``project_id``, ``owner``...), leaves the owner's resources out for the other project;
-* a ``reader`` of the owner project can write nothing (403), and nothing changes;
-* a revoked, an expired and a forged token get 401 from every API.
+* the other project's own resources cannot be made to reference the owner's (boot from its
+  image or volume, plug into its network, port or router, take its security group...);
+* the owner's quotas are read by nobody else;
+* a ``reader`` of the owner project (by role, or a member through an application credential
+  kept to ``reader``) can write nothing (403), and nothing changes; nor can a project the
+  owner's image is shared with; a member does nothing only an admin may;
+* a revoked, expired, forged or garbage token, and one whose role, user, project or
+  application credential went away, gets 401 from every API.
+
+Every refused read has its control: the owner reading the same URL gets it. The metadata
+API (a signed instance id, no token) and the console proxy's one-use tokens have their own
+tests (``compute/test_metadata_api.py``, ``compute/test_remote_consoles.py``).
 """
 
 from __future__ import annotations
