@@ -110,6 +110,8 @@ def c(api: str, method: str, path: str, body: Any = None, *, watch: str | tuple[
 FORBIDDEN = (403,)
 KEYSTONE = (403, 404)  # Keystone: a foreign target is forbidden; an unknown one not found
 
+PLANTED_KEY = Ed25519PrivateKey.generate().public_key().public_bytes(
+    serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
 S = "/servers/{server}"
 SERVER_WATCH = ("compute /servers/{server}", "compute /servers/{server}/metadata",
                 "compute /servers/{server}/tags", "compute /servers/{server}/os-interface",
@@ -169,6 +171,14 @@ COMPUTE: list[Call] = [
     c("compute", "GET", "/os-keypairs/{keypair}", reader=(404,)),
     c("compute", "DELETE", "/os-keypairs/{keypair}", reader=(404,),
       watch="/os-keypairs/{keypair}"),
+    # Another user's key pairs by ``user_id`` (an admin's parameter).
+    c("compute", "GET", "/os-keypairs/{keypair}?user_id={owner_user}", foreign=(403, 404),
+      reader=(403, 404)),
+    c("compute", "DELETE", "/os-keypairs/{keypair}?user_id={owner_user}", foreign=(403, 404),
+      reader=(403, 404), watch="/os-keypairs/{keypair}"),
+    c("compute", "POST", "/os-keypairs", {"keypair": {
+        "name": "planted", "user_id": "{owner_user}", "public_key": PLANTED_KEY}},
+      foreign=(400, 403), reader=(400, 403), watch="/os-keypairs"),
     c("compute", "GET", "/os-server-groups/{server_group}"),
     c("compute", "DELETE", "/os-server-groups/{server_group}",
       watch="/os-server-groups/{server_group}"),
