@@ -554,7 +554,16 @@ IDENTITY: list[Call] = [
     c("identity", "DELETE", f"{U}/application_credentials/{{app_credential}}",
       foreign=KEYSTONE, watch=f"{U}/application_credentials"),
     c("identity", "PUT", "/projects/{owner}/users/{me_user}/roles/{member_role}",
-      foreign=KEYSTONE, watch="/role_assignments?scope.project.id={owner}"),
+      foreign=KEYSTONE, watch="admin identity /role_assignments?scope.project.id={owner}"),
+    c("identity", "GET", "/projects/{owner}/users/{owner_user}/roles", foreign=KEYSTONE,
+      owner=FORBIDDEN),
+    c("identity", "GET", "/projects/{owner}/users/{owner_user}/roles/{member_role}",
+      foreign=KEYSTONE, owner=FORBIDDEN),
+    c("identity", "DELETE", "/projects/{owner}/users/{owner_user}/roles/{member_role}",
+      foreign=KEYSTONE, watch="admin identity /role_assignments?scope.project.id={owner}"),
+    c("identity", "PUT", "/OS-INHERIT/projects/{owner}/users/{me_user}/roles/{member_role}"
+      "/inherited_to_projects", foreign=KEYSTONE,
+      watch="admin identity /role_assignments?scope.project.id={owner}"),
     c("identity", "GET", "/role_assignments?scope.project.id={owner}", foreign=KEYSTONE,
       owner=FORBIDDEN),
 ]
