@@ -31,7 +31,7 @@ from stratus.compute.volume_attach import RootVolume
 from stratus.core.bus import MessagingError
 from stratus.core.clients.base import endpoint
 from stratus.core.context import RequestContext, set_instance
-from stratus.core.exceptions import BadRequest, NotFound, StratusError
+from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
 from stratus.core.metrics import BOOTS
 from stratus.core.tracing import span
 
@@ -112,6 +112,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     await block_devices.check_sources(
         rt.clients.volumes, rt.clients.images, context, _block_storage(context),
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
+    await _check_networks(rt, context, req.requested_networks)
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
     # ``Txn.lock``) from before the checks to the commit of the rows.
     with span("compute.create_rows", step="5"):
@@ -138,6 +139,33 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
                 await svc.instances.set_error(instance.uuid, code=503,
                                               message=f"The scheduler is unreachable: {exc}")
     return instances
+
+
+async def _check_networks(rt: ComputeRuntime, context: RequestContext,
+                          requested: str | list[dict[str, Any]] | None) -> None:
+    """Each network and port asked for exists for the caller (the network service answers
+    with the caller's token: another project's are not found) and a port is free; refused
+    here with a 400 (a 409 for a port in use), as Nova's API does, rather than accepted and
+    left to fail on the host."""
+    if not isinstance(requested, list) or not requested:
+        return
+    network = rt.clients.network
+    base = await network.find_base(context)
+    if base is None:
+        return
+    for item in requested:
+        if item.get("port"):
+            try:
+                port = await network.show_port(context, base, str(item["port"]))
+            except NotFound as exc:
+                raise BadRequest(f"Port {item['port']} could not be found.") from exc
+            if port.get("device_id"):
+                raise Conflict(f"Port {item['port']} is still in use.")
+        elif item.get("uuid"):
+            try:
+                await network.show_network(context, base, str(item["uuid"]))
+            except NotFound as exc:
+                raise BadRequest(f"Network {item['uuid']} could not be found.") from exc
 
 
 def _block_storage(context: RequestContext) -> str | None:

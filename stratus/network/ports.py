@@ -43,12 +43,17 @@ from stratus.network.models import (
     Network,
     Port,
     PortSecurityGroup,
+    Router,
     SecurityGroup,
     Subnet,
 )
 from stratus.network.networks import Networks
 from stratus.network.notify import Notifier
-from stratus.network.objects import DHCP_DEVICE_OWNER
+from stratus.network.objects import (
+    DHCP_DEVICE_OWNER,
+    ROUTER_GATEWAY_OWNER,
+    ROUTER_INTERFACE_OWNER,
+)
 from stratus.network.part import Part
 from stratus.network.quotas import Quotas
 from stratus.network.security_groups import SecurityGroups
@@ -225,6 +230,7 @@ class Ports(Part):
             raise InvalidInput(f"Invalid input for binding:vnic_type: '{vnic}' is not "
                                "supported (only 'normal').")
         device_owner = new.device_owner
+        await self._check_router_claim(caller, device_owner, new.device_id)
         if device_owner != DHCP_DEVICE_OWNER:
             await self.quotas.check(project_id, "port")
         port_security = (net.port_security_enabled if new.port_security_enabled is None
@@ -369,6 +375,11 @@ class Ports(Part):
         if change.binding_vnic_type not in (UNSET, "normal"):
             raise InvalidInput("Invalid input for binding:vnic_type: only 'normal' is "
                                "supported.")
+        if change.device_owner is not UNSET or change.device_id is not UNSET:
+            await self._check_router_claim(
+                caller, port.device_owner if change.device_owner is UNSET
+                else str(change.device_owner),
+                port.device_id if change.device_id is UNSET else str(change.device_id))
         old_host = port.binding_host_id
         old_info = await self.snapshots.port_info(port)
         for column, value in given(change, *PortUpdate.COLUMNS).items():
@@ -392,6 +403,18 @@ class Ports(Part):
             await self._check_ip_for_groups(port, explicit=False)
         await self.notifier.port_changed(port, old_info)
         return port
+
+    async def _check_router_claim(self, caller: Caller, device_owner: str,
+                                  device_id: str) -> None:
+        """A port that says it is a router's interface or gateway is plugged into that router
+        by the L3 service: only the router's project (or an admin) may say so, or another
+        project could put its network behind someone else's router."""
+        if device_owner not in (ROUTER_INTERFACE_OWNER, ROUTER_GATEWAY_OWNER) \
+                or not device_id:
+            return
+        router = await self.session.get(Router, device_id)
+        if router is None or router.project_id != caller.project_id:
+            caller.authorize("admin_only")
 
     # Port security, security groups and allowed address pairs ------------------------------
 
