@@ -92,6 +92,11 @@ def error_shape_problem(style: ErrorStyle, status: int, body: Any) -> str | None
         error = body.get("NeutronError")
         ok = (list(body) == ["NeutronError"] and isinstance(error, dict)
               and isinstance(error.get("type"), str) and isinstance(error.get("message"), str))
+    elif style is ErrorStyle.PLACEMENT:
+        errors = body.get("errors")
+        ok = (list(body) == ["errors"] and isinstance(errors, list) and len(errors) == 1
+              and isinstance(errors[0], dict) and errors[0].get("status") == status
+              and isinstance(errors[0].get("detail"), str))
     else:
         ok = body.get("code") == status and isinstance(body.get("message"), str)
     return None if ok else "not the API's error format"
