@@ -190,8 +190,10 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
 def _freeze_startup_objects() -> None:
     """Keep what start-up made (modules, apps, routes, mappers: ~270,000 objects) out of the
     cyclic collector's full passes. Each full pass would walk them all again (~0.15 s of CPU
-    here, a few per thousand requests) though they live as long as the process. No
-    ``gc.collect()`` first: it would add its own pass to every start."""
+    here, a few per thousand requests) though they live as long as the process. Start-up's
+    garbage is collected first: frozen, what it holds would never be let go (frozen without
+    this, one boot at a time took 113-251 ms instead of 45-85 ms)."""
+    gc.collect()
     gc.freeze()
 
 
