@@ -21,6 +21,7 @@ import importlib
 import json
 import math
 import pkgutil
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ __all__ = [
     "latency_metrics",
     "load",
     "main",
+    "median_metrics",
+    "overhead_rounds",
     "percentile",
     "run_scenario",
     "scenario_names",
@@ -94,6 +97,20 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 _UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}
+
+
+def median_metrics(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each metric's median over ``runs`` (the metrics of repeated runs of one setup)."""
+    names = dict.fromkeys(name for run in runs for name in run)
+    return {name: statistics.median(run[name] for run in runs if name in run)
+            for name in names}
+
+
+def overhead_rounds(rounds: int) -> list[tuple[bool, ...]]:
+    """The order of ``rounds`` off/on pairs of a tracing-overhead run: ``(False, True)``,
+    then ``(True, False)``, alternating, so a drift of the machine's load over the run falls
+    on both sides alike."""
+    return [(False, True) if r % 2 == 0 else (True, False) for r in range(rounds)]
 
 
 def latency_metrics(prefix: str, latencies_s: Sequence[float], elapsed_s: float,

@@ -32,9 +32,11 @@ periodic tasks of every fake host, paid during the runs as well), then:
   agent); unlike the wall-clock figures it hardly moves with other load on the machine, and
   it bounds what one process can do: an all-in-one cloud runs on one core.
 
-``--tracing-overhead`` runs the all-in-one twice, first with tracing off (its metrics prefixed
-``tracing_off_``), then as usual (tracing on, spans into the span store, metrics recorded),
-and reports ``tracing_overhead_boot_p50_ms_percent`` and
+``--tracing-overhead`` runs the all-in-one ``--overhead-rounds`` times with tracing off (its
+metrics prefixed ``tracing_off_``) and as many times as usual (tracing on, spans into the span
+store, metrics recorded), off and on alternated (off-on, on-off, ...) so that a change in the
+machine's load falls on both; every figure is the median of its runs. It reports
+``tracing_overhead_boot_p50_ms_percent`` and
 ``tracing_overhead_concurrent_cpu_ms_per_boot_percent``, the latter with a goal of 5%.
 """
 
@@ -55,7 +57,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import Goal, Result, percentile
+from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, database_info, issue_token, sqlite_info
 from benchmarks._split import SplitCloud, Worker
 
@@ -107,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracing-overhead", action="store_true",
                         help="all-in-one: also run with tracing off (metrics tracing_off_*) "
                              "and report what tracing, the span store and the metrics cost")
+    parser.add_argument("--overhead-rounds", type=int, default=3,
+                        help="--tracing-overhead: off/on pairs, alternated; figures are the "
+                             "medians (default 3)")
 
 
 def _progress(message: str) -> None:
@@ -410,14 +415,19 @@ async def run(args: argparse.Namespace) -> Result:
                                 "network_backend": "noop", "bcrypt_rounds": 4}
     goals: list[Goal] = []
     if args.mode in ("all-in-one", "both"):
-        if args.tracing_overhead:
-            with tempfile.TemporaryDirectory(prefix="stratus-bench-boot-") as tmp:
-                off, _ = await _all_in_one(args, Path(tmp), tracing=False)
-            metrics.update({f"tracing_off_{k}": v for k, v in off.items()})
-        with tempfile.TemporaryDirectory(prefix="stratus-bench-boot-") as tmp:
-            found, backends["all_in_one"] = await _all_in_one(args, Path(tmp))
+        runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+        for order in overhead_rounds(args.overhead_rounds) if args.tracing_overhead else [(True,)]:
+            for tracing in order:
+                with tempfile.TemporaryDirectory(prefix="stratus-bench-boot-") as tmp:
+                    found, backends["all_in_one"] = await _all_in_one(args, Path(tmp),
+                                                                      tracing=tracing)
+                runs[tracing].append(found)
+        found = median_metrics(runs[True])
         metrics.update(found)
         if args.tracing_overhead:
+            off = median_metrics(runs[False])
+            metrics.update({f"tracing_off_{k}": v for k, v in off.items()})
+            metrics["tracing_overhead_rounds"] = args.overhead_rounds
             for name in ("boot_p50_ms", "concurrent_cpu_ms_per_boot"):
                 metrics[f"tracing_overhead_{name}_percent"] = (
                     (found[name] / off[name] - 1) * 100 if off[name] else math.nan)

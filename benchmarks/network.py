@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import Goal, Result, percentile
+from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, issue_token
 
 DESCRIPTION = "port create/delete rate and IPAM allocation under contention (noop backend)"
@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests in flight (default 50)")
     parser.add_argument("--contended", type=int, default=500,
                         help="creates sent at once onto 250 free addresses (default 500)")
+    parser.add_argument("--tracing-overhead", action="store_true",
+                        help="also run with tracing off (metrics tracing_off_*) and report "
+                             "what tracing, the span store and the metrics cost per create")
+    parser.add_argument("--overhead-rounds", type=int, default=3,
+                        help="--tracing-overhead: off/on pairs, alternated; figures are the "
+                             "medians (default 3)")
 
 
 async def _rate(count: int, concurrency: int, action: Any) -> float:
@@ -61,8 +67,37 @@ async def _rate(count: int, concurrency: int, action: Any) -> float:
 
 async def run(args: argparse.Namespace) -> Result:
     os.environ["STRATUS_NETWORK__BACKEND"] = "noop"
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for order in overhead_rounds(args.overhead_rounds) if args.tracing_overhead else [(True,)]:
+        for tracing in order:
+            runs[tracing].append(await _one_cloud(args, tracing))
+    metrics = median_metrics(runs[True])
+    goals = [
+        Goal("port_creates_per_s", CREATE_GOAL, ">=",
+             f"{args.ports} creates, {args.concurrency} in flight, all-in-one SQLite "
+             "(Neutron: ~7/s under load)"),
+        Goal("contended_created", CONTENDED_FREE, "==",
+             f"{args.contended} creates at once for {CONTENDED_FREE} free addresses"),
+        Goal("contended_duplicate_addresses", 0, "==", "an address is never given twice"),
+    ]
+    if args.tracing_overhead:
+        off = median_metrics(runs[False])
+        metrics.update({f"tracing_off_{k}": v for k, v in off.items()})
+        metrics["tracing_overhead_rounds"] = args.overhead_rounds
+        name = "port_create_server_cpu_ms"
+        metrics[f"tracing_overhead_{name}_percent"] = (metrics[name] / off[name] - 1) * 100
+        goals.append(Goal(f"tracing_overhead_{name}_percent", 5.0, "<=",
+                          "server CPU per create with tracing, the span store and metrics on, "
+                          "over the same with tracing off (medians of alternated runs)"))
+    return Result(metrics=metrics, goals=goals, backends={
+        "network_backend": "noop", "bus": "memory://", "database": "sqlite"})
+
+
+async def _one_cloud(args: argparse.Namespace, tracing: bool) -> dict[str, float]:
+    """One ``stratus up`` measured; tracing off sets ``STRATUS_TRACING__ENABLED=false``."""
+    env = {} if tracing else {"STRATUS_TRACING__ENABLED": "false"}
     with tempfile.TemporaryDirectory(prefix="stratus-bench-network-") as tmp:
-        async with StratusUp(Path(tmp) / "data", bcrypt_rounds=4) as cloud:
+        async with StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud:
             await cloud.wait_ready()
             limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
             async with httpx.AsyncClient(base_url=cloud.base_url, timeout=300,
@@ -71,15 +106,7 @@ async def run(args: argparse.Namespace) -> Result:
                 assert password is not None
                 headers = {"X-Auth-Token": await issue_token(client, cloud.identity_url,
                                                              password)}
-                metrics = await _measure(client, headers, args, cloud.pid)
-    return Result(metrics=metrics, goals=[
-        Goal("port_creates_per_s", CREATE_GOAL, ">=",
-             f"{args.ports} creates, {args.concurrency} in flight, all-in-one SQLite "
-             "(Neutron: ~7/s under load)"),
-        Goal("contended_created", CONTENDED_FREE, "==",
-             f"{args.contended} creates at once for {CONTENDED_FREE} free addresses"),
-        Goal("contended_duplicate_addresses", 0, "==", "an address is never given twice"),
-    ], backends={"network_backend": "noop", "bus": "memory://", "database": "sqlite"})
+                return await _measure(client, headers, args, cloud.pid)
 
 
 async def _network(client: httpx.AsyncClient, headers: dict[str, str], cidr: str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -158,6 +159,7 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         if server.started:
+            _freeze_startup_objects()
             if bootstrap:
                 if after_up is not None:  # before "up": ready means ready with it
                     await after_up()
@@ -176,6 +178,16 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         await serving
     finally:
         await stack.aclose()
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start-up made (modules, apps, routes, mappers: ~270,000 objects) out of the
+    cyclic collector's full passes. Each full pass would walk them all again (~0.15 s of CPU
+    here, a few per thousand requests) though they live as long as the process. Start-up's
+    garbage is collected first: frozen, what it holds would never be let go (frozen without
+    this, one boot at a time took 113-251 ms instead of 45-85 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _progress(settings: Settings) -> None:
@@ -212,6 +224,7 @@ async def _serve_bus_only(settings: Settings, names: list[str]) -> None:
         console.print(f"[red]{', '.join(names)}: /metrics could not listen on "
                       f"{settings.host}:{settings.metrics.port}[/]")
         raise typer.Exit(1)
+    _freeze_startup_objects()
     port = server.servers[0].sockets[0].getsockname()[1]
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     console.print(f"[bold green]{', '.join(names)}[/] serving on the bus; metrics at "

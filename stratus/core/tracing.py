@@ -54,8 +54,17 @@ def add_span_processor(processor: SpanProcessor) -> None:
     setup_tracing().add_span_processor(processor)
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("stratus")
+    """The process's tracer, made once: ``get_tracer`` builds a new one on every call (its
+    instrumentation scope, attributes and lock), a third of a short span's cost. Made before
+    ``setup_tracing`` it is OpenTelemetry's proxy, which follows the provider set later."""
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer("stratus")
+    return _tracer
 
 
 @contextmanager

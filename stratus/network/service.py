@@ -84,7 +84,11 @@ class NetworkRuntime:
         ``write=False``: a reading transaction, which on SQLite does not wait for the
         writers' lock."""
         async with self.db.transaction(write=write) as txn:
-            yield NetworkService(self, txn)
+            svc = NetworkService(self, txn)
+            try:
+                yield svc
+            finally:
+                svc.close()
 
     async def read_network(self, network_id: str) -> NetworkInfo | None:
         """A network's snapshot in a transaction of its own (read after a commit)."""
@@ -113,6 +117,14 @@ class NetworkService:
                            notifier, self.snapshots)
         self.agent_sync = AgentSync(txn, ipam, self.ports, self.snapshots, notifier)
         self._wire_l3(runtime, ipam, notifier)
+
+    def close(self) -> None:
+        """Unwire the parts once the transaction is done. The delete hooks tie ports and
+        floating IPs in a reference cycle (each holds the other): left in place, every
+        request's service, session and rows would wait for the cyclic garbage collector,
+        whose passes then cost more CPU than the request (port creates: ~2.5x the
+        collections of a cloud without the cycle)."""
+        self.ports.before_delete.clear()
 
     def _wire_l3(self, runtime: NetworkRuntime, ipam: IPAM, notifier: Notifier) -> None:
         """Routers and floating IPs (the L3 service), and what they ask of ports."""
