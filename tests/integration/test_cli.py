@@ -20,7 +20,7 @@ def test_db_upgrade_reports_the_head_revision(tmp_path: Path) -> None:
     assert (tmp_path / "identity.db").exists()
     assert "image: at revision 0002" in result.stderr  # 0002 drops the unused lock table
     assert (tmp_path / "image.db").exists()
-    assert "volume: at revision 0003" in result.stderr  # 0003: admin metadata (readonly)
+    assert "volume: at revision 0004" in result.stderr  # 0003: admin metadata, 0004: transfers
     assert (tmp_path / "volume.db").exists()
 
 
