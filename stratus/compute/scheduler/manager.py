@@ -58,10 +58,13 @@ def evidence_details(exc: NoValidHost) -> str:
 
 
 def _log_no_valid_host(instance_uuid: str, exc: NoValidHost) -> None:
+    if not exc.evidence:  # not the filters: e.g. every claim attempt conflicted
+        LOG.warning("no valid host for %s: %s", instance_uuid, exc)
+        return
     # The line Nova's operators grep for, with each filter's result.
     LOG.warning("Filtering removed all hosts for the request with instance ID '%s'. "
                 "Filter results: %s", instance_uuid,
-                [line for line in exc.evidence if not line.startswith(" ")] or str(exc))
+                [line for line in exc.evidence if not line.startswith(" ")])
 
 
 def _decided(outcome: str, since: float) -> None:

@@ -66,6 +66,34 @@ async def test_claim_checks_capacity_and_free_releases(db: Database) -> None:
         await Placement(session).claim("vm-5", provider, {VCPU: 1})
 
 
+async def test_claims_on_one_provider_wait_for_each_other_rather_than_conflict(
+        db: Database) -> None:
+    """A claim made while another on the same provider is uncommitted succeeds once that
+    one commits (it read the provider under its lock), instead of failing on a generation
+    that moved under it."""
+    provider = await add_host(db, "h1", vcpus=4)
+    first_claimed, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction() as txn:
+            await Placement(txn.session).claim("vm-a", provider, {VCPU: 1})
+            first_claimed.set()
+            await release.wait()
+
+    async def second() -> None:
+        await first_claimed.wait()
+        async with db.transaction() as txn:
+            await Placement(txn.session).claim("vm-b", provider, {VCPU: 1})
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await first_claimed.wait()
+    await asyncio.sleep(0.2)  # let the second claim reach the provider while the first holds it
+    release.set()
+    await asyncio.gather(*tasks)
+    async with db.session() as session:
+        assert await Placement(session).usage(provider) == {VCPU: 2}
+
+
 async def test_parallel_schedulers_never_overcommit(db: Database) -> None:
     hosts = {await add_host(db, f"host-{i}", vcpus=4, ram=4096, disk=40): f"host-{i}"
              for i in range(5)}
