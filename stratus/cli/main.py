@@ -83,6 +83,14 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
     return settings
 
 
+def http_config(app: Any, settings: Settings, port: int) -> uvicorn.Config:
+    """How every Stratus process serves HTTP on ``settings.host``: our logging, no access
+    log or server header, idle connections kept ``settings.keep_alive_timeout``."""
+    return uvicorn.Config(app, host=settings.host, port=port, log_config=None,
+                          lifespan="off", access_log=False, server_header=False,
+                          timeout_keep_alive=settings.keep_alive_timeout)
+
+
 class _Server(uvicorn.Server):
     """uvicorn, minus its own signal handling: we stop it ourselves, then clean up and exit 0.
 
@@ -149,9 +157,7 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         if all(UNITS[name].prefix is None for name in running):
             await _serve_bus_only(settings, running)
             return
-        config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
-                                lifespan="off", access_log=False, server_header=False)
-        server = _Server(config)
+        server = _Server(http_config(asgi, settings, settings.port))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.request_stop)
@@ -209,10 +215,7 @@ async def _serve_bus_only(settings: Settings, names: list[str]) -> None:
     from stratus.core.metrics import metrics_endpoint
 
     app = Starlette(routes=[Route("/metrics", metrics_endpoint)])
-    config = uvicorn.Config(app, host=settings.host, port=settings.metrics.port,
-                            log_config=None, lifespan="off", access_log=False,
-                            server_header=False)
-    server = _Server(config)
+    server = _Server(http_config(app, settings, settings.metrics.port))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, server.request_stop)

@@ -372,6 +372,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     #: Largest request body a JSON API accepts, in bytes.
     max_request_body_size: int = 1024 * 1024
+    #: Seconds an idle client connection stays open. Longer than clients keep theirs idle
+    #: (httpx 5 s; keystoneauth's requests until the server closes): a server that closes
+    #: first races a client reusing the connection, and that request is lost to a reset
+    #: (uvicorn's own default is 5 s).
+    keep_alive_timeout: int = 75
     #: Serve each API's OpenAPI document at ``<prefix>/openapi.json`` (``/compute/openapi.json``
     #: ...), a Stratus extension. Off by default: OpenStack's APIs have no such route, and a
     #: client probing the API sees only theirs. The same documents are in ``docs/api/``.
