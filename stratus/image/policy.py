@@ -23,6 +23,9 @@ RULES = [
     RuleDefault("communitize_image", OWNER_MEMBER, "Make an image community"),
     RuleDefault("delete_image", OWNER_MEMBER),
     RuleDefault("upload_image", OWNER_MEMBER),
+    RuleDefault("add_image_location", f"{OWNER_MEMBER} or role:service",
+                "Give a queued image the data its store already holds (Glance 2.17's "
+                "add location: services such as compute, and the owner)"),
     RuleDefault("download_image", READER, "Download the data of an image the caller can see"),
     RuleDefault("deactivate", OWNER_MEMBER),
     RuleDefault("reactivate", OWNER_MEMBER),

@@ -105,11 +105,24 @@ class DiskFlows:
 
     async def _image_of_disk(self, ctx: RequestContext, uuid: str, image_id: str,
                              pending_from: str, pending: str, uploading: str) -> None:
-        """The driver's copy of the disk, uploaded into the queued image ``image_id``."""
+        """The driver's copy of the disk, made the queued image ``image_id``'s data: where the
+        image store keeps it when the driver can (``direct_snapshot``), else uploaded."""
         agent = self.agent
         if agent.image_service is None:
             raise VirtError(f"{self.host} cannot reach the image service to upload to.")
         await agent._update(ctx, uuid, InstanceUpdate(task_state=pending), [pending_from])
+        location = await agent.driver.direct_snapshot(uuid, image_id)
+        if location is not None:  # the data is in the image store already: the image takes it
+            await agent._update(ctx, uuid, InstanceUpdate(task_state=uploading), [pending])
+            try:
+                await agent.image_service.add_location(ctx, image_id, location)
+            except BaseException:
+                try:
+                    await agent.driver.remove_direct_snapshot(location)
+                except Exception:  # the image's delete that follows removes it too
+                    LOG.exception("could not remove the snapshot data at %s", location)
+                raise
+            return
         snapshot = await agent.driver.snapshot(uuid)
         try:
             await agent._update(ctx, uuid, InstanceUpdate(task_state=uploading), [pending])

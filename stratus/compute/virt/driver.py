@@ -201,6 +201,16 @@ class VirtDriver(abc.ABC):
         while the guest runs, and the guest keeps its power state. A guest booted from a
         volume has no local disk: ``VirtError``."""
 
+    async def direct_snapshot(self, uuid: str, image_id: str) -> str | None:
+        """The guest's root disk made image ``image_id``'s data where the image store keeps
+        it, no byte passing through this host (RBD: a flattened clone in the store's pool),
+        consistent while the guest runs, which keeps its power state; its location for the
+        image service. None when the driver cannot: the caller takes ``snapshot``."""
+        return None
+
+    async def remove_direct_snapshot(self, location: str) -> None:  # noqa: B027 - optional
+        """Remove what ``direct_snapshot`` made at ``location`` (no image took it)."""
+
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
                             mountpoint: str) -> None:
         """Attach a volume (``connection_info`` from the volume service, e.g.

@@ -30,6 +30,7 @@ from stratus.core.config import CephSettings
 from stratus.core.exceptions import Conflict
 from stratus.image.stores.base import (
     READ_CHUNK,
+    LocationRefused,
     ObjectMissing,
     ObjectReader,
     RangeReader,
@@ -401,6 +402,25 @@ class RbdStore(Store):
                 return False
 
         return await self.ceph.run(present)
+
+    async def adopt(self, image_id: str, location: str) -> str:
+        parsed = core_ceph.rbd_location(location)
+        expected = RbdLocation(self.ceph.fsid, self.pool, image_id, SNAPSHOT)
+        if parsed != expected:
+            raise LocationRefused(f"Location {location!r} is not where this store keeps the "
+                                  f"data of image {image_id} ({expected}).")
+
+        def committed() -> bool:
+            rbd = self.ceph.rbd
+            try:
+                with rbd.Image(self.ceph.ioctx(self.pool), image_id, read_only=True) as image:
+                    return bool(image.is_protected_snap(SNAPSHOT))
+            except (rbd.ImageNotFound, rbd.ObjectNotFound):
+                return False
+
+        if not await self.ceph.run(committed):
+            raise LocationRefused(f"There is no protected snapshot at {location!r}.")
+        return str(expected)
 
     async def clones(self, location: str) -> list[str]:
         """``pool/image`` of every clone of the location's snapshot."""
