@@ -111,16 +111,18 @@ class DiskFlows:
         if agent.image_service is None:
             raise VirtError(f"{self.host} cannot reach the image service to upload to.")
         await agent._update(ctx, uuid, InstanceUpdate(task_state=pending), [pending_from])
-        location = await agent.driver.direct_snapshot(uuid, image_id)
-        if location is not None:  # the data is in the image store already: the image takes it
+        stored = await agent.driver.direct_snapshot(uuid, image_id)
+        if stored is not None:  # the data is in the image store already: the image takes it
             await agent._update(ctx, uuid, InstanceUpdate(task_state=uploading), [pending])
             try:
-                await agent.image_service.add_location(ctx, image_id, location)
+                await agent.image_service.set_disk_format(ctx, image_id, stored.disk_format)
+                await agent.image_service.add_location(ctx, image_id, stored.location)
             except BaseException:
                 try:
-                    await agent.driver.remove_direct_snapshot(location)
+                    await agent.driver.remove_direct_snapshot(stored.location)
                 except Exception:  # the image's delete that follows removes it too
-                    LOG.exception("could not remove the snapshot data at %s", location)
+                    LOG.exception("could not remove the snapshot data at %s",
+                                  stored.location)
                 raise
             return
         snapshot = await agent.driver.snapshot(uuid)

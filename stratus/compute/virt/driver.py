@@ -121,6 +121,14 @@ class DiskSnapshot:
 
 
 @dataclass(frozen=True)
+class StoredSnapshot:
+    """A guest's root disk made an image's data where the image store keeps it."""
+
+    location: str
+    disk_format: str
+
+
+@dataclass(frozen=True)
 class HostResources:
     """What a host offers, reported as the inventories of its resource provider."""
 
@@ -201,11 +209,12 @@ class VirtDriver(abc.ABC):
         while the guest runs, and the guest keeps its power state. A guest booted from a
         volume has no local disk: ``VirtError``."""
 
-    async def direct_snapshot(self, uuid: str, image_id: str) -> str | None:
+    async def direct_snapshot(self, uuid: str, image_id: str) -> StoredSnapshot | None:
         """The guest's root disk made image ``image_id``'s data where the image store keeps
         it, no byte passing through this host (RBD: a flattened clone in the store's pool),
-        consistent while the guest runs, which keeps its power state; its location for the
-        image service. None when the driver cannot: the caller takes ``snapshot``."""
+        consistent while the guest runs, which keeps its power state; its location and
+        format for the image service. None when the driver cannot: the caller takes
+        ``snapshot``."""
         return None
 
     async def remove_direct_snapshot(self, location: str) -> None:  # noqa: B027 - optional

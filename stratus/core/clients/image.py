@@ -121,6 +121,17 @@ class ImageClient(ServiceClient):
         finally:
             handle.close()
 
+    async def set_disk_format(self, ctx: RequestContext, image_id: str,
+                              disk_format: str) -> None:
+        """``PATCH /v2/images/{id}``: the queued image's ``disk_format`` (a snapshot's is
+        known once the host has made it: RBD disks are raw)."""
+        endpoint = await self.endpoint(ctx)
+        await self.request("PATCH", f"{endpoint}/v2/images/{image_id}", auth=self.auth(ctx),
+                           json=[{"op": "replace", "path": "/disk_format",
+                                  "value": disk_format}],
+                           headers={"Content-Type":
+                                    "application/openstack-images-v2.1-json-patch"})
+
     async def add_location(self, ctx: RequestContext, image_id: str, url: str) -> None:
         """``POST /v2/images/{id}/locations`` (Image API 2.17): the queued image takes the
         data its store already holds at ``url`` (a compute host's RBD snapshot)."""

@@ -60,6 +60,7 @@ from stratus.compute.virt.driver import (
     PowerState,
     ProgressCallback,
     RescueSpec,
+    StoredSnapshot,
     VirtDriver,
     VirtError,
 )
@@ -529,7 +530,7 @@ class LibvirtDriver(VirtDriver):
             if paused_here:
                 await self._call(dom.resume)
 
-    async def direct_snapshot(self, uuid: str, image_id: str) -> str | None:
+    async def direct_snapshot(self, uuid: str, image_id: str) -> StoredSnapshot | None:
         """RBD root disks cloned from the image store's pool (so the store is ``rbd`` in
         this cluster): an RBD snapshot taken while the guest is paused for an instant,
         cloned into the store's pool as the image and flattened, the disk's snapshot
@@ -546,7 +547,8 @@ class LibvirtDriver(VirtDriver):
         async with self._held_still(uuid):
             await self.ceph.create_snapshot(uuid, snapshot)
         try:
-            return await self.ceph.flat_clone(uuid, snapshot, pool, image_id)
+            location = await self.ceph.flat_clone(uuid, snapshot, pool, image_id)
+            return StoredSnapshot(location=location, disk_format="raw")  # RBD disks are raw
         finally:
             await self.ceph.remove_snapshot(uuid, snapshot)
 
