@@ -112,6 +112,20 @@ async def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _Once:
+    """A request body handed over once and then let go: httpx's requests and responses
+    reference each other, so a part kept by the request would stay in memory until the
+    cyclic collector ran (10 parts of a 100 MiB upload, measured)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        data, self._data = self._data, None
+        if data is not None:
+            yield data
+
+
 @dataclass(frozen=True)
 class S3Location:
     bucket: str
@@ -167,8 +181,10 @@ class S3Client:
               datetime.datetime.now(datetime.UTC))
         query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params)
         url = self.base.copy_with(raw_path=(path + ("?" + query if query else "")).encode())
-        return self.http.build_request(method, url, headers=headers,
-                                       content=body if body else None)
+        if not body:
+            return self.http.build_request(method, url, headers=headers)
+        headers["Content-Length"] = str(len(body))
+        return self.http.build_request(method, url, headers=headers, content=_Once(body))
 
     async def send(self, request: httpx.Request, *, stream: bool = False,
                    what: str = "request") -> httpx.Response:
@@ -207,7 +223,8 @@ class S3Writer(StoreWriter):
     def __init__(self, store: S3Store, image_id: str) -> None:
         self.store = store
         self.key = image_id
-        self._buffer = bytearray()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
         self._upload_id: str | None = None
         self._etags: dict[int, str] = {}
         self._parts = 0
@@ -254,25 +271,29 @@ class S3Writer(StoreWriter):
     async def write(self, data: bytes) -> None:
         if self._done:
             return
-        self._buffer += data
+        # The pieces are joined once a part is full: the image service's 4 MiB batches make
+        # an 8 MiB part without a copy beyond the join.
+        self._buffer.append(data)
+        self._buffered += len(data)
         self._size += len(data)
         part = self.store.part_size
-        while len(self._buffer) >= part:
-            with memoryview(self._buffer) as view:
-                piece = bytes(view[:part])
-            del self._buffer[:part]
-            await self._send(piece)
+        while self._buffered >= part:
+            joined = b"".join(self._buffer)
+            self._buffer = [joined[part:]] if len(joined) > part else []
+            self._buffered = len(joined) - part
+            await self._send(joined[:part] if len(joined) > part else joined)
+            del joined
 
     async def commit(self) -> str:
         client, bucket = self.client, self.store.bucket
         if self._upload_id is None:  # smaller than a part: one PUT
-            body = bytes(self._buffer)
+            body = b"".join(self._buffer)
             self._buffer.clear()
             await client.call("PUT", bucket, self.key, body=body, what="upload")
             parts = 1
         else:
             if self._buffer:
-                tail = bytes(self._buffer)
+                tail = b"".join(self._buffer)
                 self._buffer.clear()
                 await self._send(tail)
             await self._drain()
@@ -296,6 +317,7 @@ class S3Writer(StoreWriter):
     async def abort(self) -> None:
         self._done = True
         self._buffer.clear()
+        self._buffered = 0
         pending, self._pending = self._pending, set()
         for future in pending:
             future.cancel()
