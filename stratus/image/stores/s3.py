@@ -52,6 +52,8 @@ HASH_IN_THREAD = 1 << 20
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 Params = Sequence[tuple[str, str]]
+#: Headers signed besides ``host`` and ``x-amz-*``.
+SIGNED = frozenset({"content-md5", "content-type", "range"})
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -71,15 +73,15 @@ def _sign(method: str, host: str, path: str, params: Params, headers: dict[str, 
           now: datetime.datetime) -> None:
     """Add AWS Signature Version 4 headers (``Authorization``, ``x-amz-date``,
     ``x-amz-content-sha256``) to ``headers`` for a request to ``path`` (already
-    percent-encoded) with query ``params``, ``host`` and every ``x-amz-*`` header signed."""
+    percent-encoded) with query ``params``; ``host``, ``x-amz-*`` and ``SIGNED`` headers are
+    signed."""
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     day = stamp[:8]
     headers["x-amz-date"] = stamp
     headers["x-amz-content-sha256"] = payload_sha256
     signed = {"host": host.strip()}
     signed.update({k.lower(): " ".join(v.split()) for k, v in headers.items()
-                   if k.lower().startswith("x-amz-") or k.lower() in ("content-md5",
-                                                                      "content-type")})
+                   if k.lower().startswith("x-amz-") or k.lower() in SIGNED})
     names = sorted(signed)
     query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params))
     canonical = "\n".join([
