@@ -66,3 +66,26 @@ async def test_a_gateway_that_does_not_answer_is_a_503_without_credentials() -> 
         assert f"object storage at http://127.0.0.1:{port} did not answer" in str(refused)
         assert ACCESS not in str(refused) and SECRET not in str(refused)
         assert refused.__suppress_context__  # httpx's error (with the request) left out
+
+
+def test_errors_name_the_s3_code_only() -> None:
+    import httpx
+
+    from stratus.image.stores.base import ObjectMissing
+
+    client = S3Store("http://127.0.0.1:1", SecretStr(ACCESS), SecretStr(SECRET)).client
+
+    def answer(status: int, code: str) -> Exception:
+        body = (f"<Error><Code>{code}</Code><Message>key {ACCESS} bad</Message></Error>"
+                if code else "")
+        return client.failure(httpx.Response(status, content=body.encode()), "upload")
+
+    missing = answer(404, "NoSuchKey")
+    assert isinstance(missing, ObjectMissing) and "NoSuchKey" in str(missing)
+    assert isinstance(answer(404, ""), ObjectMissing)  # HEAD: no body
+    for status, code in ((404, "NoSuchBucket"), (404, "NoSuchUpload"),
+                         (403, "SignatureDoesNotMatch"), (500, "InternalError")):
+        refused = answer(status, code)
+        assert isinstance(refused, StoreUnavailable) and refused.status == 503
+        assert code in str(refused) and ACCESS not in str(refused)
+    assert answer(400, "EntityTooLarge").status == 413

@@ -213,8 +213,8 @@ class S3Client:
         code = _error_code(response)
         message = (f"The image store's object storage at {self.endpoint} refused the {what}: "
                    f"{code}.")
-        if response.status_code == 404:
-            return ObjectMissing(message)
+        if response.status_code == 404 and code in ("NoSuchKey", "HTTP 404"):
+            return ObjectMissing(message)  # (NoSuchBucket, NoSuchUpload: the store's fault)
         if code in ("QuotaExceeded", "EntityTooLarge", "InsufficientCapacity") or (
                 response.status_code == 507):
             return StoreFull("Image storage media is full.")
