@@ -253,7 +253,8 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
                                      "with dnsmasq installed, else noop].")
        ] = None,
        storage: Annotated[str | None, typer.Option(
-           "--storage", help="file, or ceph: images in RBD (pool images), volumes in RBD "
+           "--storage", help="file, or ceph: images in RBD (pool images; on the RADOS "
+                             "gateway instead with image.store s3), volumes in RBD "
                              "(pool volumes) and guests' disks in RBD (pool vms) of the "
                              "cluster of ceph.conf (settings ceph.*; else the one "
                              "`stratus ceph up` made in DATA_DIR/ceph).")
@@ -292,11 +293,11 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
             raise typer.Exit(2)
         settings.network.backend = network_backend
     after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
-    from stratus.core.ceph import CephUnavailable
+    from stratus.core.exceptions import ServiceUnavailable
 
     try:
         asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
-    except CephUnavailable as exc:  # the configured cluster is down or refuses the key
+    except ServiceUnavailable as exc:  # Ceph or the object storage is down, or refuses us
         console.print(f"[red]Stratus cannot start:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
 
@@ -330,12 +331,42 @@ def _choose_storage(settings: Settings, storage: str) -> None:
                       "STRATUS_CEPH__CONF (and __KEYRING), or run `stratus ceph up`.",
                       highlight=False)
         raise typer.Exit(2)
-    settings.image.store, settings.volume.backend = "rbd", "rbd"
+    image = settings.image
+    if image.store == "s3":
+        # Images on the cluster's RADOS gateway, as the operator set: volumes and guests'
+        # disks are then imported from a download rather than cloned.
+        _s3_from_dev_cluster(settings)
+        where = f"images in bucket {image.s3_store_bucket} at {image.s3_store_host} (S3)"
+    else:
+        image.store = "rbd"
+        where = f"images in RBD pool {image.rbd_store_pool}"
+    settings.volume.backend = "rbd"
     settings.compute.images_type = "rbd"
-    console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: images in RBD pool "
-                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}, "
-                  f"guests' disks in {settings.compute.images_rbd_pool}",
-                  markup=False, highlight=False)
+    console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: {where}, volumes in "
+                  f"{settings.volume.rbd_pool}, guests' disks in "
+                  f"{settings.compute.images_rbd_pool}", markup=False, highlight=False)
+
+
+def _s3_from_dev_cluster(settings: Settings) -> None:
+    """Image store ``s3`` under ``--storage ceph``: the endpoint and keys not set are the
+    ones ``stratus ceph up`` made next to the cluster's conf; exits when there are none."""
+    import json
+
+    from pydantic import SecretStr
+
+    image = settings.image
+    made = settings.ceph.conf.parent / "s3.json"
+    if made.exists() and not (image.s3_store_host and image.s3_store_access_key
+                              and image.s3_store_secret_key):
+        s3 = json.loads(made.read_text())
+        image.s3_store_host = image.s3_store_host or s3["endpoint"]
+        image.s3_store_access_key = image.s3_store_access_key or SecretStr(s3["access_key"])
+        image.s3_store_secret_key = image.s3_store_secret_key or SecretStr(s3["secret_key"])
+    if not (image.s3_store_host and image.s3_store_access_key and image.s3_store_secret_key):
+        console.print("[red]--storage ceph with image store s3:[/] set STRATUS_IMAGE__"
+                      "S3_STORE_HOST, __S3_STORE_ACCESS_KEY and __S3_STORE_SECRET_KEY (the "
+                      "RADOS gateway's endpoint and an S3 user's keys).", highlight=False)
+        raise typer.Exit(2)
 
 
 async def _publish_test_image(settings: Settings) -> None:
