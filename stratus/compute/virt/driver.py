@@ -182,8 +182,10 @@ class VirtDriver(abc.ABC):
         """Create and start the guest; on failure nothing of it is left behind."""
 
     @abc.abstractmethod
-    async def destroy(self, uuid: str) -> None:
-        """Stop and remove the guest and its local files; no error if it is gone."""
+    async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
+        """Stop and remove the guest and its local files; no error if it is gone. With
+        ``keep_shared_disk`` a root disk on storage the hosts share (RBD) stays: the guest
+        is going back to the host it came from, which uses that disk."""
 
     @abc.abstractmethod
     async def power_off(self, uuid: str, grace_period: float = 60.0) -> None:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,8 @@ from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import GuestSpec, MigrationProgress, PowerState
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.compute.virt.libvirt import host as libvirt_host
-from stratus.core.config import Settings
+from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
+from stratus.core.config import CephSettings, Settings
 from stratus.guest_image.upload import publish
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
@@ -312,3 +314,94 @@ async def test_a_volume_backed_guest_with_a_data_volume_resizes_on_its_volumes(
         await driver.destroy(guest.uuid)
         await driver.cleanup_host()
     assert root.exists() and data.exists()  # volumes outlive the guest
+
+
+# Root disks in RBD: the hosts share them, so nothing is copied --------------------------------
+
+@pytest.fixture
+async def two_rbd_hosts(tmp_path: Path, second_libvirtd: str,
+                        ceph_cluster: Any) -> AsyncIterator[tuple[LibvirtDriver, LibvirtDriver]]:
+    settings = CephSettings(conf=ceph_cluster.conf, user="stratus",
+                            keyring=ceph_cluster.stratus_keyring)
+    a = LibvirtDriver(tmp_path / "a" / "instances", ceph=RbdDisks(settings), images_type="rbd")
+    b = LibvirtDriver(tmp_path / "b" / "instances", uri=second_libvirtd, start_daemons=False,
+                      migration_uri=second_libvirtd, ceph=RbdDisks(settings),
+                      images_type="rbd")
+    await a.init_host("host-a")
+    await b.init_host("host-b")
+    try:
+        yield a, b
+    finally:
+        for driver in (a, b):
+            for guest in await driver.list_guests():
+                await driver.destroy(guest)
+            await driver.cleanup_host()
+
+
+def _rbd_disk(cluster: Any, uuid_: str) -> tuple[int, list[str]] | None:
+    """(size, snapshot names) of the guest's disk in ``vms``, None when there is none."""
+    import rbd
+
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("vms") as vms:
+        try:
+            with rbd.Image(vms, f"{uuid_}_disk", read_only=True) as disk:
+                return disk.size(), [s["name"] for s in disk.list_snaps()]
+        except rbd.ImageNotFound:
+            return None
+
+
+@pytest.mark.timeout(900)
+async def test_an_rbd_backed_guest_live_migrates_resizes_and_reverts_on_its_one_disk(
+        two_rbd_hosts: tuple[LibvirtDriver, LibvirtDriver], ceph_cluster: Any) -> None:
+    a, b = two_rbd_hosts
+    guest = GuestSpec(uuid=str(uuid.uuid4()), name="rbd-mover", vcpus=1, memory_mb=256,
+                      root_gb=1, image_path=guest_image(), image_format="qcow2")
+    await a.spawn(guest)
+
+    def console(driver: LibvirtDriver) -> asyncio.Future[str]:
+        return asyncio.ensure_future(driver.get_console_output(guest.uuid))
+
+    await wait_console(lambda: console(a), r"^STRATUS-READY")
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])
+
+    # Live: no disk copied (no block migration), the same RBD disk opened on host-b by its
+    # own libvirtd with its own Ceph secret; the guest never boots again.
+    source_data = await a.live_migration_source_data(guest.uuid)
+    assert source_data["rbd_disk"] is True
+    migrate_data = await b.pre_live_migration(guest, source_data)
+    assert migrate_data["disk"] is None
+    await a.live_migration(guest.uuid, "host-b", migrate_data)
+    await b.post_live_migration_at_destination(guest.uuid)
+    assert guest.uuid in await b.list_guests()
+    assert guest.uuid not in await a.list_guests()
+    assert (await b.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    assert not a.instance_dir(guest.uuid).exists()
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])  # left where it is
+    assert "STRATUS-INIT" not in await b.get_console_output(guest.uuid)
+
+    # Cold to host-a with a larger flavor: the disk grows in place; a revert (host-a's
+    # guest destroyed keeping the shared disk, host-b's brought back) rolls it back.
+    disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-a")
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, ["stratus-resize"])
+    bigger = GuestSpec(uuid=guest.uuid, name="rbd-mover", vcpus=1, memory_mb=384, root_gb=2,
+                       image_path=guest.image_path, image_format="qcow2")
+    await a.finish_migration(bigger, disk_info, power_on=True)
+    booted = await wait_console(lambda: console(a), r"^STRATUS-READY")
+    assert "STRATUS-DISK name=vda size=2147483648" in booted
+    await a.destroy(guest.uuid, keep_shared_disk=True)
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (2 << 30, ["stratus-resize"])
+    await b.finish_revert_migration(guest.uuid, power_on=True)
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])
+    info = await b.get_info(guest.uuid)
+    assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 256)
+
+    # Again, confirmed this time: the grown disk stays, its snapshot goes.
+    disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-a")
+    await a.finish_migration(bigger, disk_info, power_on=True)
+    await b.confirm_migration(guest.uuid)
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (2 << 30, [])
+    assert (await a.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    await a.destroy(guest.uuid)
+    assert _rbd_disk(ceph_cluster, guest.uuid) is None

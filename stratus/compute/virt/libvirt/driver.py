@@ -315,6 +315,16 @@ class LibvirtDriver(VirtDriver):
                   or (guest is not None and self.images_type == "rbd"))
         if not wanted or self.ceph is None:
             return None
+        return await self._define_ceph_secret()
+
+    async def _ceph_secret_of_host(self) -> None:
+        """(Re)define the Ceph secret when this host's root disks are in RBD (a guest
+        brought back from a move; libvirtd may have restarted since it left)."""
+        if self.images_type == "rbd" and self.ceph is not None:
+            await self._define_ceph_secret()
+
+    async def _define_ceph_secret(self) -> str:
+        assert self.ceph is not None
         require_qemu_rbd()
         uuid, usage, key = await self.ceph.secret()
         await self._call(define_secret, self._c(), self._libvirt, uuid, usage, key)
@@ -403,8 +413,8 @@ class LibvirtDriver(VirtDriver):
 
     # Destroy ------------------------------------------------------------------------------
 
-    async def destroy(self, uuid: str) -> None:
-        await self._remove(uuid)
+    async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
+        await self._remove(uuid, rbd_disk=not keep_shared_disk)
 
     async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None:
         await self._call(self._undefine, uuid)

@@ -201,6 +201,25 @@ class RbdDisks:
         except rbd.ImageNotFound:
             return
 
+    async def roll_back(self, uuid: str, snapshot: str) -> None:
+        """The disk back to ``snapshot`` (its data and size), which is then removed; no
+        error when there is no such snapshot (the disk is left as it is)."""
+        ceph = await self.ceph()
+
+        def roll_back() -> None:
+            with ceph.rbd.Image(ceph.ioctx(self.pool), self.disk_name(uuid)) as disk:
+                if snapshot in {s["name"] for s in disk.list_snaps()}:
+                    disk.rollback_to_snap(snapshot)
+            self._remove_snapshot(ceph, self.disk_name(uuid), snapshot)
+
+        await ceph.run(roll_back)
+
+    async def grown(self, uuid: str, root_gb: int) -> RbdSource:
+        """The existing ``<uuid>_disk`` grown to ``root_gb`` (a move to a larger flavor)."""
+        ceph = await self.ceph()
+        await ceph.run(self._fit, ceph, self.disk_name(uuid), root_gb)
+        return await self.source(self.disk_name(uuid))
+
     def snapshot_target(self, uuid: str, snapshot: str) -> str:
         """QEMU's name of the disk's ``snapshot`` (``qemu-img convert`` reads it)."""
         return core_ceph.qemu_target(self.settings, self.pool,
