@@ -403,5 +403,34 @@ async def test_an_rbd_backed_guest_live_migrates_resizes_and_reverts_on_its_one_
     await b.confirm_migration(guest.uuid)
     assert _rbd_disk(ceph_cluster, guest.uuid) == (2 << 30, [])
     assert (await a.get_info(guest.uuid)).power_state == PowerState.RUNNING
-    await a.destroy(guest.uuid)
+
+    # host-a dies (its guest gone, the disk in Ceph); evacuated to host-b, the guest boots
+    # from that disk, as it was, not from a new copy of its image.
+    await a.power_off(guest.uuid, grace_period=30)
+    await a._call(a._undefine, guest.uuid)
+    _write_at_end(ceph_cluster, guest.uuid, b"written before the evacuation")
+    await b.spawn(bigger)
+    await wait_console(lambda: console(b), r"^STRATUS-READY")
+    assert _read_at_end(ceph_cluster, guest.uuid, 29) == b"written before the evacuation"
+    await b.destroy(guest.uuid)
     assert _rbd_disk(ceph_cluster, guest.uuid) is None
+
+
+def _write_at_end(cluster: Any, uuid_: str, data: bytes) -> None:
+    import rbd
+
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{uuid_}_disk") as disk:
+        disk.write(data, disk.size() - len(data))
+
+
+def _read_at_end(cluster: Any, uuid_: str, length: int) -> bytes:
+    import rbd
+
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{uuid_}_disk", read_only=True) as disk:
+        return bytes(disk.read(disk.size() - length, length))

@@ -334,6 +334,11 @@ class LibvirtDriver(VirtDriver):
         """The root disk in RBD: a clone of the image where it lies, else the host's copy
         of it imported."""
         assert self.ceph is not None
+        if await self.ceph.exists(guest.uuid):
+            # Evacuated from a host that died: the disk the hosts share is the guest's, as
+            # it was (Nova's evacuation on shared storage). A rebuild removed it first.
+            LOG.info("%s: its RBD disk is there already; the guest boots from it", guest.uuid)
+            return await self.ceph.grown(guest.uuid, guest.root_gb)
         if guest.image_location is not None and await self.ceph.clones(
                 guest.image_location, guest.image_format):
             return await self.ceph.clone(guest.uuid, guest.image_location, guest.root_gb)
