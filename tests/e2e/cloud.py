@@ -42,12 +42,14 @@ class Cloud:
 
     @property
     def tls(self) -> bool:
-        """Started with ``--tls``: HTTPS, verified with the CA in ``DIR/tls``."""
-        return "--tls" in self.args
+        """HTTPS: started with ``--tls`` (the CA in ``DIR/tls``) or given a certificate
+        (``STRATUS_TLS__*``)."""
+        return "--tls" in self.args or "STRATUS_TLS__CERT_FILE" in self.env
 
     @property
     def ca_file(self) -> Path:
-        return self.data_dir / "tls" / "ca.pem"
+        given = self.env.get("STRATUS_TLS__CA_FILE")
+        return Path(given) if given else self.data_dir / "tls" / "ca.pem"
 
     def verify(self) -> ssl.SSLContext | bool:
         """What a client trusting this cloud verifies it with (its CA once made)."""

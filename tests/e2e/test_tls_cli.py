@@ -18,9 +18,15 @@ import pytest
 import yaml
 from cryptography import x509
 
+from stratus.core.config import Settings
+from stratus.core.exceptions import ServiceUnavailable
+from stratus.core.tls import TLSFiles, ensure_certificates
+from stratus.stack import Stack
 from tests.e2e.cloud import BIN, Cloud, base_env, free_port
 
 pytestmark = pytest.mark.e2e
+
+SPLIT_PASSWORD = "tls-split-admin-pw"
 
 
 @pytest.fixture
@@ -113,3 +119,54 @@ def a_client_without_the_ca_is_refused(cloud: Cloud, tmp_path: Path) -> None:
     trusted = httpx.get(cloud.auth_url, timeout=10,
                         verify=ssl.create_default_context(cafile=str(cloud.ca_file)))
     assert trusted.status_code == 200
+
+
+@pytest.fixture
+def https_identity(tmp_path: Path) -> Iterator[tuple[Cloud, TLSFiles]]:
+    """``stratus serve identity-api`` given a certificate (``STRATUS_TLS__*``)."""
+    tls = ensure_certificates(tmp_path / "tls", ["127.0.0.1", "localhost"])
+    port = free_port()
+    env = base_env(STRATUS_ADMIN_PASSWORD=SPLIT_PASSWORD, STRATUS_TLS__CERT_FILE=str(tls.cert),
+                   STRATUS_TLS__KEY_FILE=str(tls.key), STRATUS_TLS__CA_FILE=str(tls.ca))
+    data_dir = tmp_path / "identity"
+    subprocess.run([str(BIN / "stratus"), "bootstrap", "--data-dir", str(data_dir),
+                    "--port", str(port)], env=env, check=True, capture_output=True)
+    identity = Cloud(data_dir, port, env, args=["serve", "identity-api"])
+    identity.start()
+    try:
+        yield identity, tls
+    finally:
+        identity.stop()
+
+
+async def test_split_mode_validates_tokens_over_https_with_the_ca(
+        https_identity: tuple[Cloud, TLSFiles], tmp_path: Path) -> None:
+    """Identity in its own process serves HTTPS and names https:// in its catalog; another
+    process's remote token validation (what an API outside identity's process uses)
+    verifies it with ``tls.ca_file``, and without the CA reaches nothing."""
+    identity, tls = https_identity
+    async with httpx.AsyncClient(verify=identity.verify()) as client:
+        issued = await client.post(f"{identity.auth_url}/auth/tokens", json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"}, "password": SPLIT_PASSWORD}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    assert issued.status_code == 201, issued.text
+    token = issued.headers["X-Subject-Token"]
+    catalog = issued.json()["token"]["catalog"]
+    assert catalog and all(e["url"].startswith(f"https://127.0.0.1:{identity.port}/")
+                           for entry in catalog for e in entry["endpoints"])
+
+    for ca_file in (tls.ca, None):
+        stack = Stack(Settings(data_dir=tmp_path / "api", tls={"ca_file": ca_file},
+                               auth={"identity_url": identity.auth_url,
+                                     "service_password": SPLIT_PASSWORD}))
+        try:
+            validator = stack.token_validator()
+            if ca_file is not None:
+                body = await validator.validate(token)
+                assert body["project"]["name"] == "admin"
+            else:
+                with pytest.raises(ServiceUnavailable):
+                    await validator.validate(token)
+        finally:
+            await stack.aclose()
