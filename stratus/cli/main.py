@@ -83,12 +83,53 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
     return settings
 
 
-def http_config(app: Any, settings: Settings, port: int) -> uvicorn.Config:
+def http_config(app: Any, settings: Settings, port: int, *, apis: bool = False) -> uvicorn.Config:
     """How every Stratus process serves HTTP on ``settings.host``: our logging, no access
-    log or server header, idle connections kept ``settings.keep_alive_timeout``."""
+    log or server header, idle connections kept ``settings.keep_alive_timeout``. ``apis``
+    (the APIs' server): HTTPS with ``settings.tls``'s certificate when set; a bus-only
+    process's ``/metrics`` stays plain HTTP for the scrapers that read it."""
+    tls: dict[str, Any] = {}
+    if apis and settings.tls.enabled:
+        tls = {"ssl_certfile": str(settings.tls.cert_file),
+               "ssl_keyfile": str(settings.tls.key_file), "http": _tls_http_protocol()}
     return uvicorn.Config(app, host=settings.host, port=port, log_config=None,
                           lifespan="off", access_log=False, server_header=False,
-                          timeout_keep_alive=settings.keep_alive_timeout)
+                          timeout_keep_alive=settings.keep_alive_timeout, **tls)
+
+
+def _tls_http_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, except that an idle connection is dropped at shutdown rather
+    than closed: a TLS close waits for the peer's close_notify, and a client keeping the
+    connection idle in its pool (this process's own calls between services) reads nothing
+    until its next request, so each stop waited asyncio's 30 s TLS shutdown timeout."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class IdleDroppingProtocol(HttpToolsProtocol):
+        def shutdown(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.abort()
+            else:
+                super().shutdown()
+
+    return IdleDroppingProtocol
+
+
+def _enable_tls(settings: Settings) -> None:
+    """``--tls``: the data directory's CA and a server certificate for every name the cloud
+    is reached at (made or renewed now), set as the cloud's TLS files."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from stratus.core.tls import ensure_certificates
+
+    names = ["localhost", "127.0.0.1", "::1", socket.gethostname()]
+    if settings.host not in ("0.0.0.0", "::", ""):
+        names.append(settings.host)
+    if settings.public_url and urlsplit(settings.public_url).hostname:
+        names.append(str(urlsplit(settings.public_url).hostname))
+    files = ensure_certificates(settings.data_dir / "tls", names)
+    settings.tls.cert_file, settings.tls.key_file = files.cert, files.key
+    settings.tls.ca_file = files.ca
 
 
 class _Server(uvicorn.Server):
@@ -157,7 +198,7 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         if all(UNITS[name].prefix is None for name in running):
             await _serve_bus_only(settings, running)
             return
-        server = _Server(http_config(asgi, settings, settings.port))
+        server = _Server(http_config(asgi, settings, settings.port, apis=True))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.request_stop)
@@ -263,12 +304,18 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
            "--verbose", "-v", help="Log to the console too (the log is always in "
                                    "DIR/stratus.log).")
        ] = False,
+       tls: Annotated[bool, typer.Option(
+           "--tls", help="Serve HTTPS with a certificate of the cloud's own CA, both made in "
+                         "DIR/tls (clouds.yaml names the CA as cacert).")
+       ] = False,
        log_json: LogJson = False) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
     from stratus.units import UNITS
 
     settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose,
                          log_json=log_json, spans=True)
+    if tls:
+        _enable_tls(settings)
     if storage is not None:
         _choose_storage(settings, storage)
     if virt_driver is not None:
@@ -370,14 +417,19 @@ def _s3_from_dev_cluster(settings: Settings) -> None:
 
 
 async def _publish_test_image(settings: Settings) -> None:
+    import httpx
+
+    from stratus.core.http import client_verify
     from stratus.guest_image import GuestImageError, ensure_image
     from stratus.guest_image.upload import publish
     from stratus.stack import admin_password
 
     try:
         path = await asyncio.to_thread(ensure_image, settings.data_dir / "guest-image")
-        image_id = await publish(f"{settings.base_url}/identity/v3", "admin",
-                                 admin_password(settings), path)
+        async with httpx.AsyncClient(timeout=120.0,
+                                     verify=client_verify(settings.tls.ca_file)) as client:
+            image_id = await publish(f"{settings.base_url}/identity/v3", "admin",
+                                     admin_password(settings), path, client=client)
     except (GuestImageError, OSError) as exc:
         console.print(f"[red]The test guest image could not be published:[/] {exc}")
         return

@@ -79,6 +79,21 @@ class MetricsSettings(BaseModel):
     port: int = Field(0, ge=0, le=65535)
 
 
+class TLSSettings(BaseModel):
+    """HTTPS for the APIs (``stratus up --tls`` makes and sets all three in ``DIR/tls``).
+    With ``cert_file`` and ``key_file`` every API of the process serves HTTPS and the cloud's
+    URLs are ``https://``; ``ca_file`` is what this process's calls to other services (and
+    ``clouds.yaml``'s ``cacert``) verify servers with, besides the system's authorities."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
 class CephSettings(BaseModel):
     """The Ceph cluster the ``rbd`` image store and volume backend use (librados)."""
 
@@ -405,6 +420,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     tracing: TracingSettings = TracingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tls: TLSSettings = TLSSettings()
     image: ImageSettings = ImageSettings()
     ceph: CephSettings = CephSettings()
     compute: ComputeSettings = ComputeSettings()
@@ -437,7 +453,8 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls.enabled else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def database_url_for(self, service: str, override: str | None = None) -> str:
         """The SQLAlchemy URL of a service's database."""
