@@ -264,6 +264,11 @@ async def volumes_attached(volumes: VolumeClient,
         return {}
     attached: dict[str, list[str]] = {}
     for item in items:
-        if item.get("status") == "attached" and item.get("instance"):
-            attached.setdefault(item["instance"], []).append(item["volume_id"])
+        # Reserved: a shelved-offloaded server's volumes are held with no host (as Nova's
+        # block device mappings, they are still the server's). A moving server holds a
+        # volume twice: listed once.
+        if item.get("status") in ("attached", "reserved") and item.get("instance"):
+            held = attached.setdefault(item["instance"], [])
+            if item["volume_id"] not in held:
+                held.append(item["volume_id"])
     return attached
