@@ -186,8 +186,13 @@ class HostVolumes:
         base = await self._base(ctx, project_id)
         token = await self.service_auth.token()
         connected: set[str] = set()
-        for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
-                                                           service_token=token):
+        try:
+            found = await self.client.attachments_of(ctx, base, instance_uuid,
+                                                     service_token=token)
+        except NotFound:
+            LOG.debug("no block storage answers at %s: no volumes to connect", base)
+            return connected
+        for attachment in found:
             if attachment.get("status") != "reserved":
                 continue
             device = devices.get(attachment["volume_id"])
