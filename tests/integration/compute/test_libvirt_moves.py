@@ -10,6 +10,7 @@ again on the destination, and answers a disk hot-plug there.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import time
 import uuid
@@ -43,6 +44,8 @@ from tests.realvm import (
 from tests.realvm import second_libvirtd as start_second_libvirtd
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
+
+TICK = re.compile(r"^STRATUS-TICK uptime=([\d.]+)", re.MULTILINE)
 
 @pytest.fixture
 def second_libvirtd() -> Iterator[str]:
@@ -194,7 +197,8 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
         assert response.status_code == 200, response.text
         return str(response.json()["output"])
 
-    await wait_console(console, r"^STRATUS-READY")
+    ticked = await wait_console(console, r"^STRATUS-TICK")
+    uptime_before = max(float(u) for u in TICK.findall(ticked))
     moved = await cloud.compute("POST", f"/servers/{server_id}/action", json={
         "os-migrateLive": {"host": dest, "block_migration": "auto"}})
     assert moved.status_code == 202, moved.text
@@ -216,9 +220,12 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
         held = await Placement(session).allocations_of(server_id)
         assert held == {provider_uuid(dest): {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}
         assert await Placement(session).allocations_of(rows[0]["uuid"]) == {}
-    # The guest kept running over there: no boot on the destination's console, and it
-    # powers itself off there on ACPI (a soft reboot), then boots there.
-    assert "STRATUS-INIT" not in await console()
+    # The guest kept running over there: no boot on the destination's console, its clock
+    # counting on from where it was, and it powers itself off there on ACPI (a soft
+    # reboot), then boots there.
+    there = await wait_console(console, r"^STRATUS-TICK")
+    assert "STRATUS-INIT" not in there
+    assert min(float(u) for u in TICK.findall(there)) > uptime_before, there[-500:]
     rebooted = await cloud.compute("POST", f"/servers/{server_id}/action",
                                    json={"reboot": {"type": "SOFT"}})
     assert rebooted.status_code == 202
