@@ -213,6 +213,14 @@ async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) ->
     assert back["os-extended-volumes:volumes_attached"] == [
         {"id": vid, "delete_on_termination": False}]
 
+    # Offloaded again, then deleted: the reservation goes, the volume is free.
+    await _act(cloud, sid, {"shelve": None})
+    await _server_at(cloud, sid, "SHELVED_OFFLOADED")
+    await _reserved_hostless(cloud, vid, sid)
+    assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
+    await cloud.wait("volume", f"/volumes/{vid}", "volume", "available")
+    assert await _held(cloud, vid) == []
+
 
 async def test_an_offloaded_volume_backed_server_keeps_its_root_reserved(cloud: Cloud) -> None:
     image_id = await upload_image(cloud)  # type: ignore[arg-type]
