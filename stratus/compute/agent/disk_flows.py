@@ -35,7 +35,14 @@ from stratus.compute.agent.guest import guest_spec
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.errors import UnexpectedTaskState
-from stratus.compute.objects import ActionEvent, Fault, InstanceRecord, InstanceUpdate
+from stratus.compute.objects import (
+    VOLUME_DEVICES,
+    ActionEvent,
+    Fault,
+    InstanceRecord,
+    InstanceUpdate,
+    shelved_volume_devices,
+)
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import PowerState, VirtDriver, VirtError
 from stratus.core.clients.image import ImageClient
@@ -88,18 +95,11 @@ OFFLOAD_EVENT = "compute_shelve_offload_instance"
 UNSHELVE_EVENT = "compute_unshelve_instance"
 
 #: System metadata keys a shelve records (Nova's names).
-#: Where an offloaded instance's volumes were attached in the guest (JSON: volume id →
-#: device), for the unshelve to attach them there again.
-VOLUME_DEVICES = "shelved_volume_devices"
 SHELVED_KEYS = ("shelved_at", "shelved_image_id", "shelved_host", VOLUME_DEVICES)
 
 
 def recorded_devices(instance: InstanceRecord) -> dict[str, str]:
-    try:
-        found = json.loads(instance.system_metadata.get(VOLUME_DEVICES) or "{}")
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+    return shelved_volume_devices(instance.system_metadata)
 
 
 class DiskFlows:

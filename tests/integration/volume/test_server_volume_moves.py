@@ -169,9 +169,10 @@ async def test_a_volume_backed_server_resizes_and_evacuates(cloud: Cloud) -> Non
         {"id": root["id"], "delete_on_termination": False}]
 
 
-async def _reserved_hostless(cloud: Cloud, vid: str, sid: str) -> None:
+async def _reserved_hostless(cloud: Cloud, vid: str, sid: str, device: str) -> None:
     """As Nova keeps an offloaded server's volumes: one attachment, the server's, reserved
-    with no host (no connector); the volume ``reserved``, still listed on the server."""
+    with no host (no connector); the volume ``reserved``, still listed on the server at its
+    device."""
     assert await _held(cloud, vid) == [(sid, "not attached", "reserved")]
     (attachment,) = (await cloud.volume("GET", f"/attachments/detail?volume_id={vid}")
                      ).json()["attachments"]
@@ -181,6 +182,9 @@ async def _reserved_hostless(cloud: Cloud, vid: str, sid: str) -> None:
     shown = (await cloud.compute("GET", f"/servers/{sid}", version="2.96")).json()["server"]
     assert shown["os-extended-volumes:volumes_attached"] == [
         {"id": vid, "delete_on_termination": False}]
+    listed = (await cloud.compute("GET", f"/servers/{sid}/os-volume_attachments")).json()
+    assert [(a["volumeId"], a["device"]) for a in listed["volumeAttachments"]] == [
+        (vid, device)]
 
 
 async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) -> None:
@@ -190,7 +194,7 @@ async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) ->
     await _server_at(cloud, sid, "SHELVED_OFFLOADED")
     # Offloaded, the server keeps its volume reserved with no host: the old host's
     # attachment (and connection) gone.
-    await _reserved_hostless(cloud, vid, sid)
+    await _reserved_hostless(cloud, vid, sid, "/dev/vdb")
     # An unshelve that fails on the host leaves it so again.
     _fail_next(cloud, other, "spawn")
     await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
@@ -203,7 +207,7 @@ async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) ->
         await asyncio.sleep(0.05)
     assert failed["status"] == "SHELVED_OFFLOADED", failed
     assert failed["OS-EXT-SRV-ATTR:host"] is None
-    await _reserved_hostless(cloud, vid, sid)
+    await _reserved_hostless(cloud, vid, sid, "/dev/vdb")
     # Unshelved: attached on the new host at its device.
     await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
     back = await _server_at(cloud, sid, "ACTIVE")
@@ -216,7 +220,7 @@ async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) ->
     # Offloaded again, then deleted: the reservation goes, the volume is free.
     await _act(cloud, sid, {"shelve": None})
     await _server_at(cloud, sid, "SHELVED_OFFLOADED")
-    await _reserved_hostless(cloud, vid, sid)
+    await _reserved_hostless(cloud, vid, sid, "/dev/vdb")
     assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
     await cloud.wait("volume", f"/volumes/{vid}", "volume", "available")
     assert await _held(cloud, vid) == []
@@ -231,7 +235,7 @@ async def test_an_offloaded_volume_backed_server_keeps_its_root_reserved(cloud: 
     await _settled(cloud, root["id"], sid, source, "/dev/vda")
     await _act(cloud, sid, {"shelve": None})
     await _server_at(cloud, sid, "SHELVED_OFFLOADED")
-    await _reserved_hostless(cloud, root["id"], sid)
+    await _reserved_hostless(cloud, root["id"], sid, "/dev/vda")
     await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
     back = await _server_at(cloud, sid, "ACTIVE")
     assert back["OS-EXT-SRV-ATTR:host"] == other
