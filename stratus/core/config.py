@@ -224,6 +224,9 @@ class ComputeSettings(BaseModel):
     #: Seconds a shelved server keeps its host before it is offloaded (Nova's
     #: ``shelved_offload_time``): 0 offloads at once, -1 never.
     shelved_offload_time: int = Field(0, ge=-1)
+    #: Whether create, rebuild, rescue and (before 2.14) evacuate answer the server's
+    #: administrator password (``adminPass``), as Nova's ``[api] enable_instance_password``.
+    enable_instance_password: bool = True
 
 
 class NetworkSettings(BaseModel):

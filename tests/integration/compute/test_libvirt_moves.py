@@ -1,10 +1,8 @@
 """Moving real guests (libvirt/QEMU) between two "hosts" on this machine: two libvirt drivers
 with their own instance directories, each on its own libvirtd.
 
-libvirt will not migrate a guest to the daemon it runs on (nor to one with the same host
-UUID), so the second host's libvirtd runs in a mount namespace of its own (its state,
-configuration, logs and pid files private, its own ``host_uuid`` and socket; QEMU writing
-its own logs, as the machine's virtlogd holds the first daemon's), QEMU's migration
+libvirt will not migrate a guest to the daemon it runs on, so the second host's libvirtd
+runs in a mount namespace of its own (``tests.realvm.second_libvirtd``), QEMU's migration
 stream on the loopback. The guest keeps running through the live migration: it never boots
 again on the destination, and answers a disk hot-plug there.
 """
@@ -12,9 +10,8 @@ again on the destination, and answers a disk hot-plug there.
 from __future__ import annotations
 
 import asyncio
-import shutil
+import re
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +26,6 @@ from stratus.compute.placement import Placement, provider_uuid
 from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import GuestSpec, MigrationProgress, PowerState
 from stratus.compute.virt.libvirt import LibvirtDriver
-from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
 from stratus.core.config import CephSettings, Settings
 from stratus.guest_image.upload import publish
@@ -40,69 +36,28 @@ from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
 from tests.integration.compute.test_libvirt_flow import wait_status
-from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
+from tests.realvm import (
+    SecondLibvirtdError,
+    destroy_leftovers,
+    guest_image,
+    libvirt_ready,
+    wait_console,
+)
+from tests.realvm import second_libvirtd as start_second_libvirtd
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
-START = """#!/bin/sh
-set -e
-mount --make-rprivate /
-mount --bind {root}/etc /etc/libvirt
-mount --bind {root}/run /run/libvirt
-mount --bind {root}/lib /var/lib/libvirt
-mount --bind {root}/cache /var/cache/libvirt
-mount --bind {root}/log /var/log/libvirt
-exec /usr/sbin/libvirtd --config {root}/etc/libvirtd.conf -p {root}/libvirtd.pid
-"""
-
+TICK = re.compile(r"^STRATUS-TICK uptime=([\d.]+)", re.MULTILINE)
 
 @pytest.fixture
 def second_libvirtd() -> Iterator[str]:
-    """A second libvirtd on this machine (see the module docstring); its URI."""
+    """A second libvirtd on this machine (``tests.realvm.second_libvirtd``); its URI."""
     libvirt_ready()
-    if shutil.which("unshare") is None:
-        backend_unavailable("a second libvirtd needs unshare(1)")
-    root = Path(tempfile.mkdtemp(prefix="stratus-lv-", dir="/tmp"))  # short: socket paths
-    for name in ("run", "lib", "cache", "sock", "log/qemu"):
-        (root / name).mkdir(parents=True)
-    shutil.copytree("/etc/libvirt", root / "etc", dirs_exist_ok=True)
-    for leftover in ("qemu", "storage", "nwfilter"):  # no domains, pools or filters of the
-        shutil.rmtree(root / "etc" / leftover, ignore_errors=True)  # first daemon's
-    # QEMU writes its logs itself: the machine's virtlogd holds the first daemon's files,
-    # which have the same names.
-    with (root / "etc" / "qemu.conf").open("a") as conf:
-        conf.write('\nstdio_handler = "file"\n')
-    (root / "etc" / "libvirtd.conf").write_text(
-        f'host_uuid = "{uuid.uuid4()}"\nunix_sock_dir = "{root}/sock"\n')
-    script = root / "start.sh"
-    script.write_text(START.format(root=root))
-    script.chmod(0o755)
-    log = (root / "libvirtd.log").open("wb")
-    daemon = subprocess.Popen(["unshare", "-m", str(script)], stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"qemu+unix:///system?socket={root}/sock/libvirt-sock"
     try:
-        deadline = time.monotonic() + 60
-        libvirt = libvirt_host.libvirt_module()
-        while True:
-            try:
-                libvirt.open(uri).close()
-                break
-            except libvirt.libvirtError:
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    backend_unavailable("the second libvirtd did not start: "
-                                        f"{(root / 'libvirtd.log').read_text()[-500:]}")
-                time.sleep(0.2)
-        yield uri
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        with start_second_libvirtd() as uri:
+            yield uri
+    except SecondLibvirtdError as exc:
+        backend_unavailable(str(exc))
 
 
 @pytest.fixture
@@ -244,7 +199,8 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
         assert response.status_code == 200, response.text
         return str(response.json()["output"])
 
-    await wait_console(console, r"^STRATUS-READY")
+    ticked = await wait_console(console, r"^STRATUS-TICK")
+    uptime_before = max(float(u) for u in TICK.findall(ticked))
     moved = await cloud.compute("POST", f"/servers/{server_id}/action", json={
         "os-migrateLive": {"host": dest, "block_migration": "auto"}})
     assert moved.status_code == 202, moved.text
@@ -266,9 +222,12 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
         held = await Placement(session).allocations_of(server_id)
         assert held == {provider_uuid(dest): {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}
         assert await Placement(session).allocations_of(rows[0]["uuid"]) == {}
-    # The guest kept running over there: no boot on the destination's console, and it
-    # powers itself off there on ACPI (a soft reboot), then boots there.
-    assert "STRATUS-INIT" not in await console()
+    # The guest kept running over there: no boot on the destination's console, its clock
+    # counting on from where it was, and it powers itself off there on ACPI (a soft
+    # reboot), then boots there.
+    there = await wait_console(console, r"^STRATUS-TICK")
+    assert "STRATUS-INIT" not in there
+    assert min(float(u) for u in TICK.findall(there)) > uptime_before, there[-500:]
     rebooted = await cloud.compute("POST", f"/servers/{server_id}/action",
                                    json={"reboot": {"type": "SOFT"}})
     assert rebooted.status_code == 202

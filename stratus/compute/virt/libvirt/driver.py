@@ -650,7 +650,14 @@ class LibvirtDriver(VirtDriver):
     async def rescue(self, uuid: str, rescue: RescueSpec) -> None:
         """Nova's libvirt rescue: a fresh overlay of the rescue image (``disk.rescue``) boots
         as ``vda``; the guest's own disk comes second. The domain as it was is kept in
-        ``unrescue.xml`` for ``unrescue``."""
+        ``unrescue.xml`` for ``unrescue``.
+
+        ``rescue.admin_password`` reaches no guest: Nova's libvirt driver gives it to one
+        only through a config drive (``admin_pass`` in its ``meta_data.json``) or by
+        writing it into the rescue disk (``inject_password``, off by default), and Stratus
+        has neither; its metadata service serves no ``admin_pass`` (nor does Nova's), and
+        its ``password`` file is the guest's own, encrypted for the user. It is never
+        logged or written anywhere here."""
         if rescue.image_path is None:
             raise VirtError("The libvirt driver rescues from a local copy of an image.")
         dom = await self._domain(uuid)
