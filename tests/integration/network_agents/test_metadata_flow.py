@@ -7,6 +7,9 @@ through the proxy (a forged signature) is refused.
 
 All units are built by ``stratus.units`` as ``stratus up`` builds them; service-to-service
 HTTP (the proxy's requests to metadata-api included) is routed into the same app.
+
+The guest's DHCP reply and its metadata requests show in the boot's trace (seed steps 31
+and 52-54), as ``stratus trace`` reads it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratus.core.config import Settings
+from stratus.core.spanstore import SpanStore, SpanStoreExporter
+from stratus.core.trace_table import seed_coverage, table
 from stratus.network.objects import bridge_name, tap_name
 from stratus.stack import Stack
 from stratus.units import UNITS, root_app, run_bootstrap
@@ -109,7 +115,8 @@ async def upload_image(cloud: Cloud) -> str:
 
 
 async def test_guest_reads_its_metadata_through_the_proxy(
-        cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None]) -> None:
+        cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None],
+        span_exporter: InMemorySpanExporter) -> None:
     network = (await cloud.call("POST", f"{NET}/networks", json={"network": {
         "name": f"flow-{uuid.uuid4().hex[:6]}"}})).json()["network"]
     kernel_cleanup(network=network["id"], directory=cloud.state_dir / network["id"])
@@ -153,6 +160,38 @@ async def test_guest_reads_its_metadata_through_the_proxy(
         assert data.content == user_data
         versions = await guest.get(f"{base}/openstack")
         assert versions.status_code == 200 and "latest" in versions.text.split("\n")
+
+    # The boot's trace shows the guest's DHCP reply (read from dnsmasq's lease script about
+    # a second later) and its metadata requests through the proxy to metadata-api.
+    await eventually(lambda: any(s.name == "dhcp.reply"
+                                 for s in span_exporter.get_finished_spans()),
+                     message="the DHCP reply's span")
+    store = SpanStore(tmp_path / "spans")
+    SpanStoreExporter(store).export(span_exporter.get_finished_spans())
+    rows = table(store.trace(store.traces_of(server_id)))
+    store.close()
+    boot = rows[0].trace_id
+    assert rows[0].what == "POST /v2.1/servers"
+    (reply,) = [r for r in rows if r.step == "31"]
+    assert (reply.source, reply.target, reply.unit, reply.trace_id) == (
+        "dnsmasq", "dhcp-agent", "dhcp-agent", boot)
+    assert reply.what == f"DHCP reply to {port['mac_address']} {address}"
+    asked = [r for r in rows if r.step == "52,54"]
+    assert [(r.source, r.target, r.what, r.outcome) for r in asked] == [
+        ("guest", "metadata-proxy", "GET /openstack/latest/meta_data.json", "200"),
+        ("guest", "metadata-proxy", "GET /openstack/latest/user_data", "200"),
+        ("guest", "metadata-proxy", "GET /openstack", "200")]
+    forwarded = [r for r in rows if r.step == "53"]
+    assert {(r.source, r.target) for r in forwarded} == {("metadata-proxy", "metadata-api")}
+    served = [r for r in forwarded if r.unit == "metadata-api"]
+    assert [r.what for r in served] == ["GET /metadata/openstack/latest/meta_data.json",
+                                        "GET /metadata/openstack/latest/user_data",
+                                        "GET /metadata/openstack"]
+    assert {r.trace_id for r in [*asked, *forwarded]} == {boot}
+    # Each after the one before: the reply, then the requests in the order the guest sent.
+    assert reply.start_ms < asked[0].start_ms < served[0].start_ms < asked[1].start_ms
+    seen, _ = seed_coverage(rows)
+    assert {31, 52, 53, 54} <= set(seen)
 
     # Straight to metadata-api, not through the proxy: the signature cannot be right.
     forged = await cloud.client.get("/metadata/openstack/latest/meta_data.json", headers={
