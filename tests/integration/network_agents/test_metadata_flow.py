@@ -126,6 +126,7 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     assert subnet.status_code == 201, subnet.text
     image_id = await upload_image(cloud)
     user_data = b"#cloud-config\nhostname: flow-guest\n"
+    started = time.monotonic()
     created = await cloud.call("POST", "/compute/v2.1/servers", json={"server": {
         "name": "flow-vm", "imageRef": image_id, "flavorRef": "1",
         "networks": [{"uuid": network["id"]}],
@@ -133,6 +134,7 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     assert created.status_code == 202, created.text
     server_id = created.json()["server"]["id"]
     await cloud.server_status(server_id, "ACTIVE")
+    client_ms = (time.monotonic() - started) * 1000
 
     ports = (await cloud.call("GET", f"{NET}/ports?device_id={server_id}")).json()["ports"]
     assert len(ports) == 1
@@ -192,6 +194,22 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     assert reply.start_ms < asked[0].start_ms < served[0].start_ms < asked[1].start_ms
     seen, _ = seed_coverage(rows)
     assert {31, 52, 53, 54} <= set(seen)
+    # All in one process with the real network agents: the flow in the seed's order, in one
+    # trace through every unit, the ACTIVE write within the time the client measured.
+    assert len(seen) >= 40, seen
+    flow = [r for r in rows if r.trace_id == boot]
+    steps = [r.step for r in flow]
+    # (Each step here follows the one before it causally; the agents' own steps run beside
+    # the host's, in no fixed order with them.)
+    wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17", "26,37", "27", "28",
+              "38", "43-44", "45", "46-47", "31", "52,54"]
+    positions = [steps.index(step) for step in wanted]
+    assert positions == sorted(positions), steps
+    assert {r.unit for r in flow} >= {"compute-api", "scheduler", "conductor", "compute-agent",
+                                      "network-api", "dhcp-agent", "l2-agent",
+                                      "metadata-proxy", "metadata-api"}
+    activated = next(r for r in flow if r.step == "46-47")
+    assert activated.start_ms + activated.duration_ms <= client_ms
 
     # Straight to metadata-api, not through the proxy: the signature cannot be right.
     forged = await cloud.client.get("/metadata/openstack/latest/meta_data.json", headers={
