@@ -107,7 +107,7 @@ class ProxyApp:
 
     async def handle(self, request: Request) -> Response:
         source = request.client.host if request.client else ""
-        port = self.lookup(source) if request.url.path != "/" else None
+        port = self.lookup(source)
         instance = port.device_id if port is not None and port.device_id else None
         token = set_instance(instance)  # on the span of the call to metadata-api too
         try:

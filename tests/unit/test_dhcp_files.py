@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 
 from stratus.network.agents.dhcp import dnsmasq
@@ -208,3 +209,20 @@ def test_a_guest_joins_the_trace_of_the_request_that_placed_its_port() -> None:
     with tracer.start_as_current_span("boot"):
         stale.port_changed(placed)
     assert stale.parent(placed) is None  # past the window: a trace of its own
+
+
+def test_a_guest_adds_spans_within_its_budget_only() -> None:
+    def sampled(context: Context | None) -> bool:
+        if context is None:
+            return True  # a trace of its own, recorded
+        return bool(trace.get_current_span(context).get_span_context().trace_flags.sampled)
+
+    traces = PortTraces(budget=2, period=3600)
+    guest = port("p", "10.1.2.10", device_id="vm-1")
+    assert [sampled(traces.parent(guest)) for _ in range(3)] == [True, True, False]
+    assert sampled(traces.parent(port("q", "10.1.2.11", device_id="vm-2")))  # its own
+    assert not sampled(traces.parent(None))  # no port holds the address: nothing recorded
+    traces.forget("p")  # the port gone (or placed again): a budget afresh
+    assert sampled(traces.parent(guest))
+    renewed = PortTraces(budget=1, period=-1)  # every request in a period of its own
+    assert sampled(renewed.parent(guest)) and sampled(renewed.parent(guest))

@@ -163,6 +163,16 @@ async def test_guest_reads_its_metadata_through_the_proxy(
         versions = await guest.get(f"{base}/openstack")
         assert versions.status_code == 200 and "latest" in versions.text.split("\n")
 
+        # An address no port holds: answered, and no span (it would name no server).
+        proxied = sum(s.name.startswith("metadata-proxy")
+                      for s in span_exporter.get_finished_spans())
+        await guest.add_address(f"{prefix}.250/24")
+        stranger = await guest.get(f"{base}/openstack/latest/meta_data.json",
+                                   source=f"{prefix}.250")
+        assert stranger.status_code == 404
+        assert sum(s.name.startswith("metadata-proxy")
+                   for s in span_exporter.get_finished_spans()) == proxied
+
     # The boot's trace shows the guest's DHCP reply (read from dnsmasq's lease script about
     # a second later) and its metadata requests through the proxy to metadata-api.
     await eventually(lambda: any(s.name == "dhcp.reply"
