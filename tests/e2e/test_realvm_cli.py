@@ -93,6 +93,7 @@ def trace_until(cloud: Cloud, key: str, ready: Callable[[dict[str, Any]], bool],
         time.sleep(1)
 
 
+@pytest.mark.timeout(900)  # three TCG boots and a restart of the cloud on a shared machine
 def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
         cloud: Cloud, tmp_path: Path) -> None:
     published = cloud.openstack_json("image", "show", "stratus-test-guest")
