@@ -25,7 +25,7 @@ import uvicorn
 from stratus.cli.ceph import ceph_app
 from stratus.cli.options import DataDir, console
 from stratus.core.config import Settings
-from stratus.core.logging import setup_logging
+from stratus.core.logging import LOG_FILE, setup_logging
 from stratus.core.tracing import setup_tracing
 
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
@@ -46,9 +46,6 @@ LogJson = Annotated[bool, typer.Option(
     "--log-json", help="Log one JSON object per line, with the request id, trace id and "
                        "instance uuid where known [default: $STRATUS_LOG_FORMAT or text].")]
 
-
-#: ``stratus up``'s log file in the data directory.
-LOG_FILE = "stratus.log"
 
 
 def _settings(data_dir: Path | None = None, host: str | None = None,
@@ -527,13 +524,20 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
             "--log", help="A log file of a unit (text or --log-json lines), besides "
                           "DIR/stratus.log; repeat for each unit's file.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+        os_cloud: Annotated[str | None, typer.Option(
+            "--os-cloud",
+            help="Ask this cloud of clouds.yaml (its admin route os-stratus-why) instead of "
+                 "reading the database, span store and logs here; the cloud reads its own "
+                 "host's. Never taken from $OS_CLOUD.")] = None,
         data_dir: DataDir = None) -> None:
     """Why a server is in ERROR (or stuck in a task): the step that failed, its error, the
     host, and the evidence: each scheduler filter and the hosts it removed for "No valid
     host", the request's log lines from every unit for a failed build. Reads compute's
-    database (the settings' URL), the data directory's span store and the log files."""
+    database (the settings' URL), the data directory's span store and the log files, or
+    asks the cloud (--os-cloud)."""
     import json
 
+    from stratus.compute.diagnosis import Diagnosis
     from stratus.compute.diagnosis import why as diagnose
     from stratus.core.db import Database
     from stratus.core.exceptions import NotFound
@@ -541,6 +545,10 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
 
     overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
     settings = Settings(**overrides)
+    if os_cloud and log:
+        console.print("[red]--log reads files here; with --os-cloud the cloud reads its "
+                      "own.[/]", highlight=False)
+        raise typer.Exit(2)
     missing = [str(path) for path in log or [] if not path.is_file()]
     if missing:
         console.print(f"[red]No log file {', '.join(missing)}.[/]", highlight=False)
@@ -556,11 +564,25 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
             store.close()
             await db.dispose()
 
-    try:
-        diagnosis = asyncio.run(run())
-    except NotFound as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(1) from None
+    if os_cloud:
+        from urllib.parse import quote
+
+        from stratus.cli.cloud import CloudError, cloud_config, get_json
+
+        route = f"/os-stratus-why/{quote(server, safe='')}"
+        try:
+            document = asyncio.run(get_json(cloud_config(os_cloud, settings.data_dir),
+                                            "compute", route))["why"]
+        except CloudError as exc:
+            console.print(f"[red]{os_cloud}: {exc}[/]", highlight=False)
+            raise typer.Exit(1) from None
+        diagnosis = Diagnosis.from_json(document)
+    else:
+        try:
+            diagnosis = asyncio.run(run())
+        except NotFound as exc:
+            console.print(f"[red]{exc}[/]", highlight=False)
+            raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(diagnosis.as_json(), indent=2))
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import httpx
 from opentelemetry import propagate
@@ -35,11 +36,10 @@ class TracingTransport(httpx.AsyncBaseTransport):
         request_id = current_request_id()
         if request_id and "x-openstack-request-id" not in request.headers:
             request.headers["X-OpenStack-Request-ID"] = request_id
-        with tracing.span(
-            f"HTTP {request.method}",
-            kind=SpanKind.CLIENT,
-            **{"http.method": request.method, "http.url": str(request.url.copy_with(query=None))},
-        ) as current:
+        attributes: dict[str, Any] = {"http.method": request.method,
+                                      "http.url": str(request.url.copy_with(query=None))}
+        with tracing.span(f"HTTP {request.method}", kind=SpanKind.CLIENT,
+                          **attributes) as current:
             propagate.inject(request.headers)
             try:
                 response = await self.inner.handle_async_request(request)

@@ -89,6 +89,10 @@ class Cloud:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Stopped (its agents remove what they made): fixtures stop only a cloud that started,
+        # and a slow start on a loaded machine left clouds running with their namespaces.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(timeout=30)
         raise RuntimeError(f"stratus did not come up in {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 15) -> int:
