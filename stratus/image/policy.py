@@ -36,4 +36,11 @@ RULES = [
                 " or project_id:%(member_id)s))"),
     RuleDefault("modify_member", f"{ADMIN} or (role:member and project_id:%(member_id)s)",
                 "Accept or reject a membership (the member project only)"),
+    # The metadata definitions catalog: read by everyone, written by admins (as Glance).
+    RuleDefault("get_metadef_namespace", READER, "Show a namespace the caller can see"),
+    RuleDefault("get_metadef_namespaces", READER, "List the namespaces the caller can see"),
+    RuleDefault("list_metadef_resource_types", READER),
+    RuleDefault("add_metadef_namespace", ADMIN),
+    RuleDefault("modify_metadef_namespace", ADMIN),
+    RuleDefault("delete_metadef_namespace", ADMIN),
 ]

@@ -1,0 +1,162 @@
+"""``/v2/metadefs``: Glance's metadata definitions catalog (namespaces and resource types),
+which Horizon's "Update Metadata" dialogs and ``openstack image metadef`` read."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+
+from stratus.core.exceptions import BadRequest, NotFound
+from stratus.core.web import listing, openapi
+from stratus.core.web.listing import ListSpec
+from stratus.image.api.deps import CallerDep, Runtime, Service
+from stratus.image.api.images import json_body
+from stratus.image.metadefs import (
+    NAMESPACE_VISIBILITIES,
+    SORT_KEYS,
+    NamespaceQuery,
+    prefixed,
+    timestamp,
+)
+from stratus.image.models import MetadefNamespace
+
+router = APIRouter(prefix="/v2/metadefs")
+
+_NAMESPACE_BODY = openapi.request_body({"type": "object", "required": ["namespace"],
+                                        "properties": {
+    "namespace": {"type": "string", "maxLength": 80},
+    "display_name": {"type": "string", "maxLength": 80},
+    "description": {"type": "string", "maxLength": 500},
+    "visibility": {"type": "string", "enum": list(NAMESPACE_VISIBILITIES)},
+    "protected": {"type": "boolean"},
+    "resource_type_associations": {"type": "array", "items": {"type": "object"}},
+    "properties": {"type": "object"}, "objects": {"type": "array"},
+    "tags": {"type": "array"}}})
+
+
+def namespace_view(row: MetadefNamespace, *, resource_type: str | None = None,
+                   full: bool = False) -> dict[str, Any]:
+    """The namespace as Glance shows it: unset attributes left out; ``full`` (show, create,
+    update) adds its properties, objects and tags when it has any."""
+    body: dict[str, Any] = {
+        "namespace": row.namespace,
+        "display_name": row.display_name,
+        "description": row.description,
+        "visibility": row.visibility,
+        "protected": row.protected,
+        "owner": row.owner,
+        "resource_type_associations": row.resource_type_associations,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+        "schema": "/v2/schemas/metadefs/namespace",
+        "self": f"/v2/metadefs/namespaces/{row.namespace}",
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    if full:
+        if row.properties:
+            body["properties"] = prefixed(row, resource_type)
+        if row.objects:
+            body["objects"] = row.objects
+        if row.tags:
+            body["tags"] = row.tags
+    return body
+
+
+@router.get("/namespaces")
+async def list_namespaces(request: Request, svc: Service, caller: CallerDep,
+                          runtime: Runtime) -> dict[str, Any]:
+    params = list(request.query_params.multi_items())
+    settings = runtime.settings.image
+    spec = ListSpec("namespaces", sort_keys=SORT_KEYS, default_limit=settings.limit_default,
+                    max_limit=settings.limit_max)
+    req = listing.GLANCE.parse(params, spec)
+    # Other parameters are ignored, as Glance's namespace list ignores them.
+    visibility = req.filter("visibility")
+    if visibility is not None and visibility not in NAMESPACE_VISIBILITIES:
+        raise BadRequest(f"Invalid visibility {visibility!r}: one of "
+                         f"{', '.join(NAMESPACE_VISIBILITIES)}.")
+    types = req.filter("resource_types")
+    sort = req.sort[0]
+    query = NamespaceQuery(
+        limit=req.limit if req.limit is not None else settings.limit_default,
+        marker=req.marker, sort_key=sort.column, sort_dir=sort.direction,
+        visibility=visibility,
+        resource_types=tuple(t.strip() for t in (types or "").split(",") if t.strip()))
+    rows, more = await svc.metadefs.list_page(caller, query)
+    body: dict[str, Any] = {"namespaces": [namespace_view(r) for r in rows],
+                            "schema": "/v2/schemas/metadefs/namespaces"}
+    return body | listing.GLANCE.links(
+        req, spec, "/v2/metadefs/namespaces",
+        next_marker=rows[-1].namespace if more and rows else None)
+
+
+@router.post("/namespaces", status_code=201, openapi_extra=_NAMESPACE_BODY)
+async def create_namespace(request: Request, response: Response, svc: Service,
+                           caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.create(caller, await json_body(request))
+    response.headers["Location"] = f"/v2/metadefs/namespaces/{quote(row.namespace, safe=':')}"
+    return namespace_view(row, full=True)
+
+
+@router.get("/namespaces/{namespace}")
+async def show_namespace(namespace: str, svc: Service, caller: CallerDep,
+                         resource_type: str | None = None) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return namespace_view(row, resource_type=resource_type, full=True)
+
+
+@router.put("/namespaces/{namespace}", openapi_extra=_NAMESPACE_BODY)
+async def update_namespace(namespace: str, request: Request, svc: Service,
+                           caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.update(caller, namespace, await json_body(request))
+    return namespace_view(row, full=True)
+
+
+@router.delete("/namespaces/{namespace}", status_code=204)
+async def delete_namespace(namespace: str, svc: Service, caller: CallerDep) -> Response:
+    await svc.metadefs.delete(caller, namespace)
+    return Response(status_code=204)
+
+
+@router.get("/namespaces/{namespace}/resource_types")
+async def namespace_resource_types(namespace: str, svc: Service,
+                                   caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return {"resource_type_associations": row.resource_type_associations}
+
+
+@router.get("/namespaces/{namespace}/properties")
+async def namespace_properties(namespace: str, svc: Service, caller: CallerDep,
+                               resource_type: str | None = None) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return {"properties": prefixed(row, resource_type)}
+
+
+@router.get("/namespaces/{namespace}/properties/{name}")
+async def namespace_property(namespace: str, name: str, svc: Service,
+                             caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    definition = row.properties.get(name)
+    if definition is None:
+        raise NotFound(f"Metadata definition property={name} in namespace={namespace} was "
+                       "not found.")
+    return {"name": name, **definition}
+
+
+@router.get("/namespaces/{namespace}/objects")
+async def namespace_objects(namespace: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return {"objects": row.objects, "schema": "v2/schemas/metadefs/objects"}
+
+
+@router.get("/namespaces/{namespace}/tags")
+async def namespace_tags(namespace: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return {"tags": row.tags}
+
+
+@router.get("/resource_types")
+async def resource_types(svc: Service, caller: CallerDep) -> dict[str, Any]:
+    return {"resource_types": await svc.metadefs.resource_types(caller)}
