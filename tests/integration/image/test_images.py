@@ -75,6 +75,11 @@ async def test_bad_create_bodies(cloud: ImageCloud) -> None:
     assert "read-only" in assert_error(await post({"status": "active"}), 403)
     assert "read-only" in assert_error(await post({"size": 5}), 403)
     assert "reserved" in assert_error(await post({"location": "file:///etc/passwd"}), 403)
+    # os_glance_* is the service's own namespace (Glance's), on create and on update.
+    assert "reserved" in assert_error(await post({"os_glance_foo": "bar"}), 403)
+    image = await cloud.create()
+    assert "reserved" in assert_error(await cloud.patch(image["id"], [
+        {"op": "add", "path": "/os_glance_import_task", "value": "x"}]), 403)
     response = await cloud.client.post(f"{IMAGE}/images", content=b"{nope",
                                        headers={**cloud.admin.headers,
                                                 "Content-Type": "application/json"})
