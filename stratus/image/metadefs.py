@@ -159,6 +159,178 @@ class Metadefs:
         await self.session.delete(row)
         await self.session.flush()
 
+    # A namespace's parts (properties, objects, tags, resource type associations) are JSON
+    # documents of its row: each change assigns a new document (so the ORM sees it) and
+    # touches the namespace's updated_at.
+
+    async def _writable(self, caller: Caller, namespace: str, rule: str) -> MetadefNamespace:
+        row = await self.get(caller, namespace)
+        caller.authorize(rule)
+        return row
+
+    async def add_property(self, caller: Caller, namespace: str,
+                           body: Any) -> tuple[str, dict[str, Any]]:
+        row = await self._writable(caller, namespace, "add_metadef_property")
+        name, definition = _property_body(body)
+        if name in row.properties:
+            raise Conflict(f"A metadata definition property with name={name} already "
+                           f"exists in namespace={namespace}.")
+        row.properties = {**row.properties, name: definition}
+        await self._touch(row)
+        return name, definition
+
+    async def update_property(self, caller: Caller, namespace: str, name: str,
+                              body: Any) -> tuple[str, dict[str, Any]]:
+        row = await self._writable(caller, namespace, "modify_metadef_property")
+        if name not in row.properties:
+            raise _no_such("property", name, namespace)
+        renamed, definition = _property_body(body)
+        if renamed != name and renamed in row.properties:
+            raise Conflict(f"A metadata definition property with name={renamed} already "
+                           f"exists in namespace={namespace}.")
+        kept = {k: v for k, v in row.properties.items() if k != name}
+        row.properties = {**kept, renamed: definition}
+        await self._touch(row)
+        return renamed, definition
+
+    async def delete_property(self, caller: Caller, namespace: str, name: str) -> None:
+        row = await self._writable(caller, namespace, "remove_metadef_property")
+        if name not in row.properties:
+            raise _no_such("property", name, namespace)
+        row.properties = {k: v for k, v in row.properties.items() if k != name}
+        await self._touch(row)
+
+    async def add_object(self, caller: Caller, namespace: str, body: Any) -> dict[str, Any]:
+        row = await self._writable(caller, namespace, "add_metadef_object")
+        found = _object_body(body)
+        if any(o["name"] == found["name"] for o in row.objects):
+            raise Conflict(f"A metadata definition object with name={found['name']} "
+                           f"already exists in namespace={namespace}.")
+        stamp = timestamp(utcnow())
+        made = {**found, "created_at": stamp, "updated_at": stamp}
+        row.objects = [*row.objects, made]
+        await self._touch(row)
+        return made
+
+    def get_object(self, row: MetadefNamespace, name: str) -> dict[str, Any]:
+        for found in row.objects:
+            if found["name"] == name:
+                return dict(found)
+        raise _no_such("object", name, row.namespace)
+
+    async def update_object(self, caller: Caller, namespace: str, name: str,
+                            body: Any) -> dict[str, Any]:
+        row = await self._writable(caller, namespace, "modify_metadef_object")
+        old = self.get_object(row, name)
+        found = _object_body(body)
+        if found["name"] != name and any(o["name"] == found["name"] for o in row.objects):
+            raise Conflict(f"A metadata definition object with name={found['name']} "
+                           f"already exists in namespace={namespace}.")
+        changed = {**found, "created_at": old["created_at"],
+                   "updated_at": timestamp(utcnow())}
+        row.objects = [changed if o["name"] == name else o for o in row.objects]
+        await self._touch(row)
+        return changed
+
+    async def delete_object(self, caller: Caller, namespace: str, name: str) -> None:
+        row = await self._writable(caller, namespace, "delete_metadef_object")
+        self.get_object(row, name)
+        row.objects = [o for o in row.objects if o["name"] != name]
+        await self._touch(row)
+
+    async def add_tags(self, caller: Caller, namespace: str, names: list[str], *,
+                       append: bool) -> list[dict[str, Any]]:
+        """Glance's ``POST .../tags``: the namespace's tags become ``names`` (or gain them,
+        with ``X-Openstack-Append``); a name twice is a conflict."""
+        row = await self._writable(caller, namespace, "add_metadef_tags")
+        kept = list(row.tags) if append else []
+        taken = {t["name"] for t in kept}
+        stamp = timestamp(utcnow())
+        made: list[dict[str, Any]] = []
+        for name in names:
+            _check_tag_name(name)
+            if name in taken:
+                raise Conflict(f"A metadata tag with name={name} already exists in "
+                               f"namespace={namespace}.")
+            taken.add(name)
+            made.append({"name": name, "created_at": stamp, "updated_at": stamp})
+        row.tags = [*kept, *made]
+        await self._touch(row)
+        return made
+
+    async def add_tag(self, caller: Caller, namespace: str, name: str) -> dict[str, Any]:
+        row = await self._writable(caller, namespace, "add_metadef_tag")
+        _check_tag_name(name)
+        if any(t["name"] == name for t in row.tags):
+            raise Conflict(f"A metadata tag with name={name} already exists in "
+                           f"namespace={namespace}.")
+        stamp = timestamp(utcnow())
+        made = {"name": name, "created_at": stamp, "updated_at": stamp}
+        row.tags = [*row.tags, made]
+        await self._touch(row)
+        return made
+
+    def get_tag(self, row: MetadefNamespace, name: str) -> dict[str, Any]:
+        for found in row.tags:
+            if found["name"] == name:
+                return dict(found)
+        raise _no_such("tag", name, row.namespace)
+
+    async def rename_tag(self, caller: Caller, namespace: str, name: str,
+                         body: Any) -> dict[str, Any]:
+        row = await self._writable(caller, namespace, "modify_metadef_tag")
+        old = self.get_tag(row, name)
+        if not isinstance(body, dict) or set(body) - {"name", "created_at", "updated_at"}:
+            raise ValidationError("The request body must be an object with the tag's name.")
+        renamed = body.get("name")
+        _check_tag_name(renamed)
+        if renamed != name and any(t["name"] == renamed for t in row.tags):
+            raise Conflict(f"A metadata tag with name={renamed} already exists in "
+                           f"namespace={namespace}.")
+        changed = {"name": renamed, "created_at": old["created_at"],
+                   "updated_at": timestamp(utcnow())}
+        row.tags = [changed if t["name"] == name else t for t in row.tags]
+        await self._touch(row)
+        return changed
+
+    async def delete_tag(self, caller: Caller, namespace: str, name: str) -> None:
+        row = await self._writable(caller, namespace, "delete_metadef_tag")
+        self.get_tag(row, name)
+        row.tags = [t for t in row.tags if t["name"] != name]
+        await self._touch(row)
+
+    async def delete_tags(self, caller: Caller, namespace: str) -> None:
+        row = await self._writable(caller, namespace, "delete_metadef_tags")
+        row.tags = []
+        await self._touch(row)
+
+    async def associate(self, caller: Caller, namespace: str, body: Any) -> dict[str, Any]:
+        row = await self._writable(caller, namespace, "add_metadef_resource_type_association")
+        _check_associations([body])
+        if any(a["name"] == body["name"] for a in row.resource_type_associations):
+            raise Conflict(f"The metadata definition resource-type association of "
+                           f"resource-type={body['name']} to namespace={namespace} already "
+                           "exists.")
+        (made,) = _stamped([body], utcnow())
+        row.resource_type_associations = [*row.resource_type_associations, made]
+        await self._touch(row)
+        return made
+
+    async def dissociate(self, caller: Caller, namespace: str, resource_type: str) -> None:
+        row = await self._writable(caller, namespace,
+                                   "remove_metadef_resource_type_association")
+        if not any(a["name"] == resource_type for a in row.resource_type_associations):
+            raise NotFound(f"The metadata definition resource-type association of "
+                           f"resource-type={resource_type} to namespace={namespace} was not "
+                           "found.")
+        row.resource_type_associations = [a for a in row.resource_type_associations
+                                          if a["name"] != resource_type]
+        await self._touch(row)
+
+    async def _touch(self, row: MetadefNamespace) -> None:
+        row.updated_at = utcnow()
+        await self.session.flush()
+
     async def resource_types(self, caller: Caller) -> list[dict[str, Any]]:
         """The resource types the visible namespaces are associated with, each once (when
         first associated)."""
@@ -228,14 +400,7 @@ def _checked(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
                               f"{', '.join(NAMESPACE_VISIBILITIES)}.")
     if "protected" in body and not isinstance(body["protected"], bool):
         raise ValidationError("Invalid protected: true or false.")
-    associations = body.get("resource_type_associations", [])
-    if not isinstance(associations, list) or not all(
-            isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"]
-            and set(a) <= ASSOCIATION_KEYS
-            and all(isinstance(a.get(k, ""), str) for k in ("prefix", "properties_target"))
-            for a in associations):
-        raise ValidationError("Invalid resource_type_associations: a list of objects with a "
-                              "name and optionally a prefix and properties_target.")
+    _check_associations(body.get("resource_type_associations", []))
     properties = body.get("properties", {})
     if not isinstance(properties, dict):
         raise ValidationError("Invalid properties: an object of property definitions.")
@@ -250,7 +415,68 @@ def _checked(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             isinstance(t, dict) and isinstance(t.get("name"), str) and set(t) == {"name"}
             for t in tags):
         raise ValidationError("Invalid tags: a list of objects, each with only a name.")
+    stamp = timestamp(utcnow())
+    if "objects" in body:
+        body["objects"] = [{**_object_body(o), "created_at": stamp, "updated_at": stamp}
+                           for o in objects]
+    if "tags" in body:
+        body["tags"] = [{"name": t["name"], "created_at": stamp, "updated_at": stamp}
+                        for t in tags]
     return body
+
+
+def _check_associations(associations: Any) -> None:
+    if not isinstance(associations, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"]
+            and set(a) - {"created_at", "updated_at"} <= ASSOCIATION_KEYS
+            and all(isinstance(a.get(k, ""), str) for k in ("prefix", "properties_target"))
+            for a in associations):
+        raise ValidationError("Invalid resource type association: an object with a name "
+                              "and optionally a prefix and properties_target.")
+
+
+def _property_body(body: Any) -> tuple[str, dict[str, Any]]:
+    """A property create or update body: its name and its definition (without the name)."""
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise ValidationError("The request body must be a property definition with a name.")
+    name = body["name"]
+    _check_property(name, body)
+    return name, {k: v for k, v in body.items() if k != "name"}
+
+
+def _object_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationError("The request body must be an object definition.")
+    body = {k: v for k, v in body.items() if k not in READ_ONLY | {"created_at",
+                                                                  "updated_at"}}
+    unknown = sorted(set(body) - {"name", "description", "properties", "required"})
+    if unknown:
+        raise ValidationError(f"Invalid object: unknown keys {', '.join(unknown)}.")
+    name = body.get("name")
+    if not isinstance(name, str) or not name or len(name) > 80:
+        raise ValidationError("Invalid object: a name of 1 to 80 characters is required.")
+    if not isinstance(body.get("description", ""), str):
+        raise ValidationError("Invalid object: the description is a string.")
+    required = body.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValidationError("Invalid object: 'required' is a list of property names.")
+    properties = body.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValidationError("Invalid object: 'properties' is an object of definitions.")
+    for key, definition in properties.items():
+        _check_property(key, definition)
+    return {"name": name, "description": body.get("description"),
+            "properties": properties, "required": required}
+
+
+def _check_tag_name(name: Any) -> None:
+    if not isinstance(name, str) or not name or len(name) > 255:
+        raise ValidationError("Invalid tag name: 1 to 255 characters.")
+
+
+def _no_such(kind: str, name: str, namespace: str) -> NotFound:
+    return NotFound(f"Metadata definition {kind}={name} in namespace={namespace} was not "
+                    "found.")
 
 
 def _check_property(name: str, definition: Any) -> None:

@@ -43,4 +43,10 @@ RULES = [
     RuleDefault("add_metadef_namespace", ADMIN),
     RuleDefault("modify_metadef_namespace", ADMIN),
     RuleDefault("delete_metadef_namespace", ADMIN),
+    *(RuleDefault(rule, ADMIN) for rule in (
+        "add_metadef_property", "modify_metadef_property", "remove_metadef_property",
+        "add_metadef_object", "modify_metadef_object", "delete_metadef_object",
+        "add_metadef_tag", "add_metadef_tags", "modify_metadef_tag", "delete_metadef_tag",
+        "delete_metadef_tags", "add_metadef_resource_type_association",
+        "remove_metadef_resource_type_association")),
 ]

@@ -134,6 +134,27 @@ async def namespace_properties(namespace: str, svc: Service, caller: CallerDep,
     return {"properties": prefixed(row, resource_type)}
 
 
+@router.post("/namespaces/{namespace}/resource_types", status_code=201)
+async def associate_resource_type(namespace: str, request: Request, svc: Service,
+                                  caller: CallerDep) -> dict[str, Any]:
+    return await svc.metadefs.associate(caller, namespace, await json_body(request))
+
+
+@router.delete("/namespaces/{namespace}/resource_types/{resource_type}", status_code=204)
+async def dissociate_resource_type(namespace: str, resource_type: str, svc: Service,
+                                   caller: CallerDep) -> Response:
+    await svc.metadefs.dissociate(caller, namespace, resource_type)
+    return Response(status_code=204)
+
+
+@router.post("/namespaces/{namespace}/properties", status_code=201)
+async def create_property(namespace: str, request: Request, svc: Service,
+                          caller: CallerDep) -> dict[str, Any]:
+    name, definition = await svc.metadefs.add_property(caller, namespace,
+                                                       await json_body(request))
+    return {"name": name, **definition}
+
+
 @router.get("/namespaces/{namespace}/properties/{name}")
 async def namespace_property(namespace: str, name: str, svc: Service,
                              caller: CallerDep) -> dict[str, Any]:
@@ -145,16 +166,111 @@ async def namespace_property(namespace: str, name: str, svc: Service,
     return {"name": name, **definition}
 
 
+@router.put("/namespaces/{namespace}/properties/{name}")
+async def update_property(namespace: str, name: str, request: Request, svc: Service,
+                          caller: CallerDep) -> dict[str, Any]:
+    renamed, definition = await svc.metadefs.update_property(caller, namespace, name,
+                                                             await json_body(request))
+    return {"name": renamed, **definition}
+
+
+@router.delete("/namespaces/{namespace}/properties/{name}", status_code=204)
+async def delete_property(namespace: str, name: str, svc: Service,
+                          caller: CallerDep) -> Response:
+    await svc.metadefs.delete_property(caller, namespace, name)
+    return Response(status_code=204)
+
+
+def object_view(namespace: str, found: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in found.items() if v is not None}
+    return {**body, "schema": "/v2/schemas/metadefs/object",
+            "self": f"/v2/metadefs/namespaces/{namespace}/objects/{found['name']}"}
+
+
 @router.get("/namespaces/{namespace}/objects")
 async def namespace_objects(namespace: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
     row = await svc.metadefs.get(caller, namespace)
-    return {"objects": row.objects, "schema": "v2/schemas/metadefs/objects"}
+    return {"objects": [object_view(row.namespace, o) for o in row.objects],
+            "schema": "v2/schemas/metadefs/objects"}
+
+
+@router.post("/namespaces/{namespace}/objects", status_code=201)
+async def create_object(namespace: str, request: Request, svc: Service,
+                        caller: CallerDep) -> dict[str, Any]:
+    made = await svc.metadefs.add_object(caller, namespace, await json_body(request))
+    return object_view(namespace, made)
+
+
+@router.get("/namespaces/{namespace}/objects/{name}")
+async def show_object(namespace: str, name: str, svc: Service,
+                      caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return object_view(namespace, svc.metadefs.get_object(row, name))
+
+
+@router.put("/namespaces/{namespace}/objects/{name}")
+async def update_object(namespace: str, name: str, request: Request, svc: Service,
+                        caller: CallerDep) -> dict[str, Any]:
+    changed = await svc.metadefs.update_object(caller, namespace, name,
+                                               await json_body(request))
+    return object_view(namespace, changed)
+
+
+@router.delete("/namespaces/{namespace}/objects/{name}", status_code=204)
+async def delete_object(namespace: str, name: str, svc: Service,
+                        caller: CallerDep) -> Response:
+    await svc.metadefs.delete_object(caller, namespace, name)
+    return Response(status_code=204)
 
 
 @router.get("/namespaces/{namespace}/tags")
 async def namespace_tags(namespace: str, svc: Service, caller: CallerDep) -> dict[str, Any]:
     row = await svc.metadefs.get(caller, namespace)
     return {"tags": row.tags}
+
+
+@router.post("/namespaces/{namespace}/tags", status_code=201)
+async def create_tags(namespace: str, request: Request, svc: Service,
+                      caller: CallerDep) -> dict[str, Any]:
+    body = await json_body(request)
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise BadRequest("The request body must be {\"tags\": [{\"name\": ...}, ...]}.")
+    append = request.headers.get("x-openstack-append", "false").lower() == "true"
+    made = await svc.metadefs.add_tags(caller, namespace, [t.get("name") for t in tags],
+                                       append=append)
+    return {"tags": [{"name": t["name"]} for t in made]}
+
+
+@router.delete("/namespaces/{namespace}/tags", status_code=204)
+async def delete_tags(namespace: str, svc: Service, caller: CallerDep) -> Response:
+    await svc.metadefs.delete_tags(caller, namespace)
+    return Response(status_code=204)
+
+
+@router.post("/namespaces/{namespace}/tags/{name}", status_code=201)
+async def create_tag(namespace: str, name: str, svc: Service,
+                     caller: CallerDep) -> dict[str, Any]:
+    return await svc.metadefs.add_tag(caller, namespace, name)
+
+
+@router.get("/namespaces/{namespace}/tags/{name}")
+async def show_tag(namespace: str, name: str, svc: Service,
+                   caller: CallerDep) -> dict[str, Any]:
+    row = await svc.metadefs.get(caller, namespace)
+    return svc.metadefs.get_tag(row, name)
+
+
+@router.put("/namespaces/{namespace}/tags/{name}")
+async def update_tag(namespace: str, name: str, request: Request, svc: Service,
+                     caller: CallerDep) -> dict[str, Any]:
+    return await svc.metadefs.rename_tag(caller, namespace, name, await json_body(request))
+
+
+@router.delete("/namespaces/{namespace}/tags/{name}", status_code=204)
+async def delete_tag(namespace: str, name: str, svc: Service, caller: CallerDep) -> Response:
+    await svc.metadefs.delete_tag(caller, namespace, name)
+    return Response(status_code=204)
 
 
 @router.get("/resource_types")

@@ -145,3 +145,92 @@ async def test_metadef_schemas(cloud: ImageCloud) -> None:
     assert namespace["required"] == ["namespace"]
     assert namespace["properties"]["visibility"]["enum"] == ["public", "private"]
     assert_error(await get(cloud, f"{IMAGE}/schemas/metadefs/nothing"), 404)
+
+
+async def test_namespace_parts_written_by_admins(cloud: ImageCloud) -> None:
+    admin = cloud.admin.headers
+    member = await cloud.project()
+    base = f"{NS}/Stratus::Parts"
+    assert (await cloud.client.post(NS, headers=admin, json={
+        "namespace": "Stratus::Parts", "visibility": "public"})).status_code == 201
+
+    # Resource type associations.
+    made = await cloud.client.post(f"{base}/resource_types", headers=admin,
+                                   json={"name": "OS::Nova::Flavor", "prefix": "p:"})
+    assert made.status_code == 201 and made.json()["name"] == "OS::Nova::Flavor"
+    assert made.json()["created_at"].endswith("Z")
+    assert_error(await cloud.client.post(f"{base}/resource_types", headers=admin,
+                                         json={"name": "OS::Nova::Flavor"}), 409)
+    assert_error(await cloud.client.post(f"{base}/resource_types", headers=admin,
+                                         json={"prefix": "x"}), 400)
+    types = (await get(cloud, f"{IMAGE}/metadefs/resource_types")).json()["resource_types"]
+    assert "OS::Nova::Flavor" in {t["name"] for t in types}
+
+    # Properties: create, show (with the flavor's prefix in the namespace), rename, delete.
+    prop = await cloud.client.post(f"{base}/properties", headers=admin, json={
+        "name": "speed", "title": "Speed", "type": "string", "enum": ["a", "b"]})
+    assert prop.status_code == 201 and prop.json()["title"] == "Speed"
+    assert_error(await cloud.client.post(f"{base}/properties", headers=admin, json={
+        "name": "speed", "title": "Speed", "type": "string"}), 409)
+    assert_error(await cloud.client.post(f"{base}/properties", headers=admin, json={
+        "name": "bad", "type": "string"}), 400)
+    shown = (await get(cloud, base, resource_type="OS::Nova::Flavor")).json()
+    assert set(shown["properties"]) == {"p:speed"}
+    renamed = await cloud.client.put(f"{base}/properties/speed", headers=admin, json={
+        "name": "pace", "title": "Pace", "type": "string"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "pace"
+    assert_error(await get(cloud, f"{base}/properties/speed"), 404)
+    assert (await cloud.client.delete(f"{base}/properties/pace",
+                                      headers=admin)).status_code == 204
+    assert (await get(cloud, f"{base}/properties")).json() == {"properties": {}}
+
+    # Objects.
+    obj = await cloud.client.post(f"{base}/objects", headers=admin, json={
+        "name": "disk", "description": "A disk", "required": ["size"],
+        "properties": {"size": {"title": "Size", "type": "integer"}}})
+    assert obj.status_code == 201, obj.text
+    assert obj.json()["self"] == "/v2/metadefs/namespaces/Stratus::Parts/objects/disk"
+    listed = (await get(cloud, f"{base}/objects", member)).json()["objects"]
+    assert [o["name"] for o in listed] == ["disk"]
+    moved = await cloud.client.put(f"{base}/objects/disk", headers=admin,
+                                   json={"name": "volume"})
+    assert moved.status_code == 200 and moved.json()["name"] == "volume"
+    assert (await get(cloud, f"{base}/objects/volume")).json()["name"] == "volume"
+    assert_error(await get(cloud, f"{base}/objects/disk"), 404)
+    assert (await cloud.client.delete(f"{base}/objects/volume",
+                                      headers=admin)).status_code == 204
+
+    # Tags: a set replaced or appended to, one created, renamed and deleted.
+    tags = await cloud.client.post(f"{base}/tags", headers=admin,
+                                   json={"tags": [{"name": "a"}, {"name": "b"}]})
+    assert tags.status_code == 201 and tags.json() == {"tags": [{"name": "a"},
+                                                               {"name": "b"}]}
+    assert (await cloud.client.post(f"{base}/tags", headers={**admin,
+                                    "X-Openstack-Append": "True"},
+                                    json={"tags": [{"name": "c"}]})).status_code == 201
+    assert_error(await cloud.client.post(f"{base}/tags", headers=admin,
+                                         json={"tags": [{"name": "x"}, {"name": "x"}]}), 409)
+    assert (await cloud.client.post(f"{base}/tags/d", headers=admin)).status_code == 201
+    renamed_tag = await cloud.client.put(f"{base}/tags/d", headers=admin, json={"name": "e"})
+    assert renamed_tag.json()["name"] == "e"
+    assert (await get(cloud, f"{base}/tags/e", member)).json()["name"] == "e"
+    names = [t["name"] for t in (await get(cloud, f"{base}/tags")).json()["tags"]]
+    assert names == ["a", "b", "c", "e"]
+    assert (await cloud.client.delete(f"{base}/tags/e", headers=admin)).status_code == 204
+    assert_error(await get(cloud, f"{base}/tags/e"), 404)
+    assert (await cloud.client.delete(f"{base}/tags", headers=admin)).status_code == 204
+    assert (await get(cloud, f"{base}/tags")).json() == {"tags": []}
+
+    # Members write none of it.
+    for method, path, body in (("POST", f"{base}/properties", {"name": "m", "title": "M",
+                                                                "type": "string"}),
+                               ("POST", f"{base}/objects", {"name": "m"}),
+                               ("POST", f"{base}/tags/m", None),
+                               ("DELETE", f"{base}/resource_types/OS::Nova::Flavor", None)):
+        response = await cloud.client.request(method, path, json=body,
+                                              headers=member.headers)
+        assert_error(response, 403)
+    assert (await cloud.client.delete(f"{base}/resource_types/OS::Nova::Flavor",
+                                      headers=admin)).status_code == 204
+    assert_error(await cloud.client.delete(f"{base}/resource_types/OS::Nova::Flavor",
+                                           headers=admin), 404)
