@@ -16,11 +16,11 @@ from stratus.image.api.images import json_body
 from stratus.image.metadefs import (
     NAMESPACE_VISIBILITIES,
     SORT_KEYS,
+    MetadefNamespace,
     NamespaceQuery,
     prefixed,
     timestamp,
 )
-from stratus.image.models import MetadefNamespace
 
 router = APIRouter(prefix="/v2/metadefs")
 
