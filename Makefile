@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: up deps test lint typecheck unit clean ceph-bindings interop interop-map api-docs
+.PHONY: up deps test lint typecheck unit clean ceph-bindings interop interop-map api-docs \
+	tempest-full
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +93,14 @@ interop: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
 	$(BIN)/python -m tools.interop.run --check --concurrency $(INTEROP_WORKERS) \
 	    --tests tools/interop/tests/$(INTEROP_GUIDELINE)-$(INTEROP_COMPONENT).json $(ARGS)
 
+# Beyond the guideline: every test of Tempest's five API groups against the same kind of
+# throw-away cloud, counted per group (not in CI: it is long). TEMPEST_FULL_REGEX=... for one
+# group, e.g. '^tempest\.api\.image\.'.
+TEMPEST_FULL_REGEX ?= ^tempest\.api\.(identity|compute|image|network|volume)\.
+tempest-full: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
+	$(BIN)/python -m tools.interop.run --check --concurrency $(INTEROP_WORKERS) \
+	    --workdir .interop-full --regex '$(TEMPEST_FULL_REGEX)' $(ARGS)
+
 # Re-map the guideline's required tests onto the pinned Tempest's test ids (after a new
 # guideline in tools/interop/guidelines/ or a new TEMPEST_VERSION).
 interop-map: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
@@ -110,4 +119,4 @@ api-docs: $(VENV)/.installed
 	$(BIN)/python -m tools.openapi_docs
 
 clean:
-	rm -rf $(VENV) $(TEMPEST_VENV) .interop .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TEMPEST_VENV) .interop .interop-full .pytest_cache .mypy_cache .ruff_cache

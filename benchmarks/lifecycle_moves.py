@@ -13,7 +13,8 @@ and cold migration: the server is ``VERIFY_RESIZE``; ``compute_confirm_resize``;
 The client waits for each step by polling ``GET /servers/{id}`` every ``--poll-interval``;
 that figure is not recorded (it is the polling's, not the cloud's).
 
-``measure_moves`` is the part a combined ``lifecycle`` scenario calls with its own cloud.
+``fake_moves`` (its own cloud, then ``measure_moves``) is what the ``lifecycle`` scenario
+calls.
 """
 
 from __future__ import annotations
@@ -186,26 +187,36 @@ async def measure_moves(session: MoveSession, server_id: str,
     return metrics
 
 
-async def run(args: argparse.Namespace) -> Result:
-    if args.hosts < 2:
-        raise SystemExit("--hosts must be at least 2: the server migrates between hosts")
-    env = {**COMMON_ENV, "STRATUS_COMPUTE__FAKE_HOSTS": str(args.hosts),
+async def fake_moves(rounds: int, hosts: int,
+                     poll_interval: float) -> tuple[dict[str, float], dict[str, Any]]:
+    """Its own ``stratus up`` with ``hosts`` fake hosts; ``measure_moves``'s figures and the
+    backends."""
+    env = {**COMMON_ENV, "STRATUS_COMPUTE__FAKE_HOSTS": str(hosts),
            "STRATUS_COMPUTE__HOST": "bench"}
     with tempfile.TemporaryDirectory(prefix="stratus-bench-moves-") as tmp:
-        _progress(f"stratus up with {args.hosts} fake hosts")
+        _progress(f"stratus up with {hosts} fake hosts")
         async with StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud:
             password = cloud.admin_password()
             assert password is not None
             async with httpx.AsyncClient(base_url=cloud.base_url, timeout=60) as client:
                 session, server_id = await _setup(client, cloud.identity_url, password,
-                                                  args.hosts, args.poll_interval)
-                metrics = await measure_moves(session, server_id, args.rounds)
-            backends = {"virt_driver": "fake", "fake_hosts": args.hosts,
+                                                  hosts, poll_interval)
+                metrics = await measure_moves(session, server_id, rounds)
+            backends = {"virt_driver": "fake", "fake_hosts": hosts,
                         "network_backend": "noop", "bcrypt_rounds": 4, "bus": "memory://",
                         **sqlite_info(Path(tmp) / "data" / "compute.db")}
+    return metrics, backends
+
+
+def goals() -> list[Goal]:
     note = "server-side: the action's start to its last event's finish, fake driver"
-    return Result(metrics=metrics, backends=backends, goals=[
-        Goal("resize_p50_ms", P50_GOAL_MS, "<=", note),
-        Goal("cold_migrate_p50_ms", P50_GOAL_MS, "<=", note),
-        Goal("live_migrate_p50_ms", P50_GOAL_MS, "<=", note),
-    ])
+    return [Goal("resize_p50_ms", P50_GOAL_MS, "<=", note),
+            Goal("cold_migrate_p50_ms", P50_GOAL_MS, "<=", note),
+            Goal("live_migrate_p50_ms", P50_GOAL_MS, "<=", note)]
+
+
+async def run(args: argparse.Namespace) -> Result:
+    if args.hosts < 2:
+        raise SystemExit("--hosts must be at least 2: the server migrates between hosts")
+    metrics, backends = await fake_moves(args.rounds, args.hosts, args.poll_interval)
+    return Result(metrics=metrics, backends=backends, goals=goals())

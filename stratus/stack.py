@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class Stack:
     choices: dict[str, str] = field(default_factory=dict)
     _runtimes: dict[str, Any] = field(default_factory=dict)
     _service_auth: ServiceAuth | None = None
+    _verify: ssl.SSLContext | bool | None = None
 
     def chose(self, what: str, choice: str) -> None:
         """Record (and log) a choice a unit made for this host, for the start-up summary."""
@@ -163,9 +165,11 @@ class Stack:
         self.exits.push_async_callback(rpc.stop)
 
     def http_client(self) -> httpx.AsyncClient:
-        from stratus.core.http import service_http_client
+        from stratus.core.http import client_verify, service_http_client
 
-        client = service_http_client(transport=self.http_transport)
+        if self._verify is None:  # one context for every client of the process
+            self._verify = client_verify(self.settings.tls.ca_file)
+        client = service_http_client(transport=self.http_transport, verify=self._verify)
         self.exits.push_async_callback(client.aclose)
         return client
 
@@ -184,7 +188,8 @@ class Stack:
             remote = RemoteTokenValidator(
                 auth.identity_url, username=auth.service_username,
                 password=auth.service_password.get_secret_value() if auth.service_password
-                else "", project=auth.service_project, domain=auth.service_domain)
+                else "", project=auth.service_project, domain=auth.service_domain,
+                client=self.http_client())
             self.exits.push_async_callback(remote.aclose)
             inner = remote
         else:
@@ -279,6 +284,8 @@ def write_clouds_yaml(settings: Settings, password: str) -> Path:
         "interface": "public",
         "identity_api_version": 3,
     }}}
+    if settings.tls.ca_file is not None:  # the cloud's own CA: clients verify with it
+        clouds["clouds"]["stratus"]["cacert"] = str(settings.tls.ca_file)
     path = settings.data_dir / "clouds.yaml"
     _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
     return path

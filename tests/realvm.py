@@ -3,17 +3,23 @@
 ``guest_image()`` builds the project's test guest once per cache key (under
 ``$STRATUS_TEST_CACHE`` or ``~/.cache/stratus-tests``) and ``libvirt_ready()`` makes
 ``qemu:///system`` answer, starting the daemons as the driver would. Console helpers wait for
-the guest's ``STRATUS-`` marker lines.
+the guest's ``STRATUS-`` marker lines. ``second_libvirtd()`` runs another libvirtd on this
+machine, a second "host" to migrate guests to (tests and the ``lifecycle`` benchmark).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from stratus.compute.virt.libvirt import host as libvirt_host
@@ -90,3 +96,74 @@ async def destroy_leftovers(instances_dir: Path) -> list[str]:
         return left
     finally:
         await driver.cleanup_host()
+
+
+class SecondLibvirtdError(RuntimeError):
+    """The second libvirtd cannot run here (no unshare(1), or it did not start)."""
+
+
+_SECOND_START = """#!/bin/sh
+set -e
+mount --make-rprivate /
+mount --bind {root}/etc /etc/libvirt
+mount --bind {root}/run /run/libvirt
+mount --bind {root}/lib /var/lib/libvirt
+mount --bind {root}/cache /var/cache/libvirt
+mount --bind {root}/log /var/log/libvirt
+exec /usr/sbin/libvirtd --config {root}/etc/libvirtd.conf -p {root}/libvirtd.pid
+"""
+
+
+@contextlib.contextmanager
+def second_libvirtd() -> Iterator[str]:
+    """A second libvirtd on this machine; its URI while the context lasts.
+
+    libvirt will not migrate a guest to the daemon it runs on (nor to one with the same host
+    UUID), so this one runs in a mount namespace of its own (its state, configuration, logs
+    and pid files private, its own ``host_uuid`` and socket; QEMU writing its own logs, as
+    the machine's virtlogd holds the first daemon's). The machine's libvirtd must be running
+    (``libvirt_ready()``)."""
+    if shutil.which("unshare") is None:
+        raise SecondLibvirtdError("a second libvirtd needs unshare(1)")
+    root = Path(tempfile.mkdtemp(prefix="stratus-lv-", dir="/tmp"))  # short: socket paths
+    for name in ("run", "lib", "cache", "sock", "log/qemu"):
+        (root / name).mkdir(parents=True)
+    shutil.copytree("/etc/libvirt", root / "etc", dirs_exist_ok=True)
+    for leftover in ("qemu", "storage", "nwfilter"):  # no domains, pools or filters of the
+        shutil.rmtree(root / "etc" / leftover, ignore_errors=True)  # first daemon's
+    # QEMU writes its logs itself: the machine's virtlogd holds the first daemon's files,
+    # which have the same names.
+    with (root / "etc" / "qemu.conf").open("a") as conf:
+        conf.write('\nstdio_handler = "file"\n')
+    (root / "etc" / "libvirtd.conf").write_text(
+        f'host_uuid = "{uuid.uuid4()}"\nunix_sock_dir = "{root}/sock"\n')
+    script = root / "start.sh"
+    script.write_text(_SECOND_START.format(root=root))
+    script.chmod(0o755)
+    log = (root / "libvirtd.log").open("wb")
+    daemon = subprocess.Popen(["unshare", "-m", str(script)], stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"qemu+unix:///system?socket={root}/sock/libvirt-sock"
+    try:
+        deadline = time.monotonic() + 60
+        libvirt = libvirt_host.libvirt_module()
+        while True:
+            try:
+                libvirt.open(uri).close()
+                break
+            except libvirt.libvirtError:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise SecondLibvirtdError(
+                        "the second libvirtd did not start: "
+                        f"{(root / 'libvirtd.log').read_text()[-500:]}") from None
+                time.sleep(0.2)
+        yield uri
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)

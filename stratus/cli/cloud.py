@@ -11,6 +11,7 @@ in this process.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import httpx
 import yaml
 
 from stratus.core.exceptions import ServiceUnavailable
+from stratus.core.http import client_verify
 from stratus.core.service_auth import ServiceAuth
 
 
@@ -56,7 +58,8 @@ async def get_json(config: dict[str, Any], service_type: str, path: str, *,
     auth_url = str(auth["auth_url"]).rstrip("/")
     if not auth_url.endswith("/v3"):
         auth_url += "/v3"
-    async with httpx.AsyncClient(timeout=60, transport=transport) as client:
+    async with httpx.AsyncClient(timeout=60, transport=transport,
+                                 verify=_verify(config)) as client:
         session = ServiceAuth(auth_url, username=auth["username"], password=auth["password"],
                               project=auth["project_name"],
                               domain=auth.get("user_domain_name") or "Default", client=client)
@@ -72,6 +75,16 @@ async def get_json(config: dict[str, Any], service_type: str, path: str, *,
         raise CloudError(f"{response.status_code}: {_message(response)}")
     body: dict[str, Any] = response.json()
     return body
+
+
+def _verify(config: dict[str, Any]) -> ssl.SSLContext | bool:
+    """A cloud's ``cacert`` (``stratus up --tls`` names its CA) and ``verify: false``, read
+    as the OpenStack clients read them."""
+    if config.get("verify", True) is False:
+        return False
+    if config.get("cacert"):
+        return client_verify(os.path.expanduser(str(config["cacert"])))
+    return True
 
 
 def _message(response: httpx.Response) -> str:

@@ -25,7 +25,7 @@ import uvicorn
 from stratus.cli.ceph import ceph_app
 from stratus.cli.options import DataDir, console
 from stratus.core.config import Settings
-from stratus.core.logging import setup_logging
+from stratus.core.logging import LOG_FILE, setup_logging
 from stratus.core.tracing import setup_tracing
 
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
@@ -46,9 +46,6 @@ LogJson = Annotated[bool, typer.Option(
     "--log-json", help="Log one JSON object per line, with the request id, trace id and "
                        "instance uuid where known [default: $STRATUS_LOG_FORMAT or text].")]
 
-
-#: ``stratus up``'s log file in the data directory.
-LOG_FILE = "stratus.log"
 
 
 def _settings(data_dir: Path | None = None, host: str | None = None,
@@ -83,12 +80,53 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
     return settings
 
 
-def http_config(app: Any, settings: Settings, port: int) -> uvicorn.Config:
+def http_config(app: Any, settings: Settings, port: int, *, apis: bool = False) -> uvicorn.Config:
     """How every Stratus process serves HTTP on ``settings.host``: our logging, no access
-    log or server header, idle connections kept ``settings.keep_alive_timeout``."""
+    log or server header, idle connections kept ``settings.keep_alive_timeout``. ``apis``
+    (the APIs' server): HTTPS with ``settings.tls``'s certificate when set; a bus-only
+    process's ``/metrics`` stays plain HTTP for the scrapers that read it."""
+    tls: dict[str, Any] = {}
+    if apis and settings.tls.enabled:
+        tls = {"ssl_certfile": str(settings.tls.cert_file),
+               "ssl_keyfile": str(settings.tls.key_file), "http": _tls_http_protocol()}
     return uvicorn.Config(app, host=settings.host, port=port, log_config=None,
                           lifespan="off", access_log=False, server_header=False,
-                          timeout_keep_alive=settings.keep_alive_timeout)
+                          timeout_keep_alive=settings.keep_alive_timeout, **tls)
+
+
+def _tls_http_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, except that an idle connection is dropped at shutdown rather
+    than closed: a TLS close waits for the peer's close_notify, and a client keeping the
+    connection idle in its pool (this process's own calls between services) reads nothing
+    until its next request, so each stop waited asyncio's 30 s TLS shutdown timeout."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class IdleDroppingProtocol(HttpToolsProtocol):
+        def shutdown(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.abort()
+            else:
+                super().shutdown()
+
+    return IdleDroppingProtocol
+
+
+def _enable_tls(settings: Settings) -> None:
+    """``--tls``: the data directory's CA and a server certificate for every name the cloud
+    is reached at (made or renewed now), set as the cloud's TLS files."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from stratus.core.tls import ensure_certificates
+
+    names = ["localhost", "127.0.0.1", "::1", socket.gethostname()]
+    if settings.host not in ("0.0.0.0", "::", ""):
+        names.append(settings.host)
+    if settings.public_url and urlsplit(settings.public_url).hostname:
+        names.append(str(urlsplit(settings.public_url).hostname))
+    files = ensure_certificates(settings.data_dir / "tls", names)
+    settings.tls.cert_file, settings.tls.key_file = files.cert, files.key
+    settings.tls.ca_file = files.ca
 
 
 class _Server(uvicorn.Server):
@@ -157,7 +195,7 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         if all(UNITS[name].prefix is None for name in running):
             await _serve_bus_only(settings, running)
             return
-        server = _Server(http_config(asgi, settings, settings.port))
+        server = _Server(http_config(asgi, settings, settings.port, apis=True))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.request_stop)
@@ -253,7 +291,8 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
                                      "with dnsmasq installed, else noop].")
        ] = None,
        storage: Annotated[str | None, typer.Option(
-           "--storage", help="file, or ceph: images in RBD (pool images), volumes in RBD "
+           "--storage", help="file, or ceph: images in RBD (pool images; on the RADOS "
+                             "gateway instead with image.store s3), volumes in RBD "
                              "(pool volumes) and guests' disks in RBD (pool vms) of the "
                              "cluster of ceph.conf (settings ceph.*; else the one "
                              "`stratus ceph up` made in DATA_DIR/ceph).")
@@ -262,12 +301,18 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
            "--verbose", "-v", help="Log to the console too (the log is always in "
                                    "DIR/stratus.log).")
        ] = False,
+       tls: Annotated[bool, typer.Option(
+           "--tls", help="Serve HTTPS with a certificate of the cloud's own CA, both made in "
+                         "DIR/tls (clouds.yaml names the CA as cacert).")
+       ] = False,
        log_json: LogJson = False) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
     from stratus.units import UNITS
 
     settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose,
                          log_json=log_json, spans=True)
+    if tls:
+        _enable_tls(settings)
     if storage is not None:
         _choose_storage(settings, storage)
     if virt_driver is not None:
@@ -292,11 +337,11 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
             raise typer.Exit(2)
         settings.network.backend = network_backend
     after_up = (lambda: _publish_test_image(settings)) if with_test_image else None
-    from stratus.core.ceph import CephUnavailable
+    from stratus.core.exceptions import ServiceUnavailable
 
     try:
         asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
-    except CephUnavailable as exc:  # the configured cluster is down or refuses the key
+    except ServiceUnavailable as exc:  # Ceph or the object storage is down, or refuses us
         console.print(f"[red]Stratus cannot start:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
 
@@ -330,23 +375,58 @@ def _choose_storage(settings: Settings, storage: str) -> None:
                       "STRATUS_CEPH__CONF (and __KEYRING), or run `stratus ceph up`.",
                       highlight=False)
         raise typer.Exit(2)
-    settings.image.store, settings.volume.backend = "rbd", "rbd"
+    image = settings.image
+    if image.store == "s3":
+        # Images on the cluster's RADOS gateway, as the operator set: volumes and guests'
+        # disks are then imported from a download rather than cloned.
+        _s3_from_dev_cluster(settings)
+        where = f"images in bucket {image.s3_store_bucket} at {image.s3_store_host} (S3)"
+    else:
+        image.store = "rbd"
+        where = f"images in RBD pool {image.rbd_store_pool}"
+    settings.volume.backend = "rbd"
     settings.compute.images_type = "rbd"
-    console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: images in RBD pool "
-                  f"{settings.image.rbd_store_pool}, volumes in {settings.volume.rbd_pool}, "
-                  f"guests' disks in {settings.compute.images_rbd_pool}",
-                  markup=False, highlight=False)
+    console.print(f"Storage: Ceph of {ceph.conf} as client.{ceph.user}: {where}, volumes in "
+                  f"{settings.volume.rbd_pool}, guests' disks in "
+                  f"{settings.compute.images_rbd_pool}", markup=False, highlight=False)
+
+
+def _s3_from_dev_cluster(settings: Settings) -> None:
+    """Image store ``s3`` under ``--storage ceph``: the endpoint and keys not set are the
+    ones ``stratus ceph up`` made next to the cluster's conf; exits when there are none."""
+    import json
+
+    from pydantic import SecretStr
+
+    image = settings.image
+    made = settings.ceph.conf.parent / "s3.json"
+    if made.exists() and not (image.s3_store_host and image.s3_store_access_key
+                              and image.s3_store_secret_key):
+        s3 = json.loads(made.read_text())
+        image.s3_store_host = image.s3_store_host or s3["endpoint"]
+        image.s3_store_access_key = image.s3_store_access_key or SecretStr(s3["access_key"])
+        image.s3_store_secret_key = image.s3_store_secret_key or SecretStr(s3["secret_key"])
+    if not (image.s3_store_host and image.s3_store_access_key and image.s3_store_secret_key):
+        console.print("[red]--storage ceph with image store s3:[/] set STRATUS_IMAGE__"
+                      "S3_STORE_HOST, __S3_STORE_ACCESS_KEY and __S3_STORE_SECRET_KEY (the "
+                      "RADOS gateway's endpoint and an S3 user's keys).", highlight=False)
+        raise typer.Exit(2)
 
 
 async def _publish_test_image(settings: Settings) -> None:
+    import httpx
+
+    from stratus.core.http import client_verify
     from stratus.guest_image import GuestImageError, ensure_image
     from stratus.guest_image.upload import publish
     from stratus.stack import admin_password
 
     try:
         path = await asyncio.to_thread(ensure_image, settings.data_dir / "guest-image")
-        image_id = await publish(f"{settings.base_url}/identity/v3", "admin",
-                                 admin_password(settings), path)
+        async with httpx.AsyncClient(timeout=120.0,
+                                     verify=client_verify(settings.tls.ca_file)) as client:
+            image_id = await publish(f"{settings.base_url}/identity/v3", "admin",
+                                     admin_password(settings), path, client=client)
     except (GuestImageError, OSError) as exc:
         console.print(f"[red]The test guest image could not be published:[/] {exc}")
         return
@@ -444,13 +524,20 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
             "--log", help="A log file of a unit (text or --log-json lines), besides "
                           "DIR/stratus.log; repeat for each unit's file.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+        os_cloud: Annotated[str | None, typer.Option(
+            "--os-cloud",
+            help="Ask this cloud of clouds.yaml (its admin route os-stratus-why) instead of "
+                 "reading the database, span store and logs here; the cloud reads its own "
+                 "host's. Never taken from $OS_CLOUD.")] = None,
         data_dir: DataDir = None) -> None:
     """Why a server is in ERROR (or stuck in a task): the step that failed, its error, the
     host, and the evidence: each scheduler filter and the hosts it removed for "No valid
     host", the request's log lines from every unit for a failed build. Reads compute's
-    database (the settings' URL), the data directory's span store and the log files."""
+    database (the settings' URL), the data directory's span store and the log files, or
+    asks the cloud (--os-cloud)."""
     import json
 
+    from stratus.compute.diagnosis import Diagnosis
     from stratus.compute.diagnosis import why as diagnose
     from stratus.core.db import Database
     from stratus.core.exceptions import NotFound
@@ -458,6 +545,10 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
 
     overrides: dict[str, Any] = {"data_dir": data_dir.resolve()} if data_dir else {}
     settings = Settings(**overrides)
+    if os_cloud and log:
+        console.print("[red]--log reads files here; with --os-cloud the cloud reads its "
+                      "own.[/]", highlight=False)
+        raise typer.Exit(2)
     missing = [str(path) for path in log or [] if not path.is_file()]
     if missing:
         console.print(f"[red]No log file {', '.join(missing)}.[/]", highlight=False)
@@ -473,11 +564,25 @@ def why(server: Annotated[str, typer.Argument(help="The server's id.")],
             store.close()
             await db.dispose()
 
-    try:
-        diagnosis = asyncio.run(run())
-    except NotFound as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(1) from None
+    if os_cloud:
+        from urllib.parse import quote
+
+        from stratus.cli.cloud import CloudError, cloud_config, get_json
+
+        route = f"/os-stratus-why/{quote(server, safe='')}"
+        try:
+            document = asyncio.run(get_json(cloud_config(os_cloud, settings.data_dir),
+                                            "compute", route))["why"]
+        except CloudError as exc:
+            console.print(f"[red]{os_cloud}: {exc}[/]", highlight=False)
+            raise typer.Exit(1) from None
+        diagnosis = Diagnosis.from_json(document)
+    else:
+        try:
+            diagnosis = asyncio.run(run())
+        except NotFound as exc:
+            console.print(f"[red]{exc}[/]", highlight=False)
+            raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(diagnosis.as_json(), indent=2))
         return

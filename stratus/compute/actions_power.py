@@ -110,7 +110,8 @@ async def rescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
     uuid, host = await begin(rt, caller, server_id, "rescue", RESCUABLE, states.RESCUING,
                              rule="os_compute_api:os-rescue")
     await rt.clients.agents.rescue_instance(caller.context, host, uuid, image_ref, password)
-    return {"adminPass": password}
+    # Nova answers the password at every microversion, unless the cloud keeps it to itself.
+    return {"adminPass": password} if rt.settings.compute.enable_instance_password else {}
 
 
 async def unrescue(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from stratus.compute import states
 from stratus.compute.errors import FILTER_EVIDENCE_ATTRIBUTE
@@ -31,6 +31,8 @@ from stratus.core.trace_table import Row, table
 
 #: At most this many log lines of the failed request are shown (the newest).
 MAX_LOG_LINES = 200
+
+_Record = TypeVar("_Record", "ServerFacts", Row)
 
 #: OpenTelemetry's error status, as stored.
 _ERROR = 2
@@ -77,6 +79,17 @@ class Diagnosis:
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Diagnosis:
+        """A diagnosis as ``as_json`` gave it (the operator route's answer); fields this
+        version does not know are left out."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in document.items() if k in known}
+        values["server"] = _of(ServerFacts, values["server"])
+        values["step"] = _of(Row, values["step"]) if values.get("step") else None
+        values["earlier"] = [_of(Row, row) for row in values.get("earlier") or []]
+        return cls(**values)
+
     def lines(self) -> list[str]:
         server = self.server
         task = f", task {server.task_state}" if server.task_state else ""
@@ -112,6 +125,11 @@ class Diagnosis:
             lines.append(f"No log line of {', '.join(self.request_ids)} in the log files "
                          "read.")
         return lines
+
+
+def _of(kind: type[_Record], document: dict[str, Any]) -> _Record:
+    known = {f.name for f in fields(kind)}
+    return kind(**{k: v for k, v in document.items() if k in known})
 
 
 def _describe(row: Row) -> str:

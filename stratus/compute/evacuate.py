@@ -76,6 +76,6 @@ async def evacuate(rt: ComputeRuntime, caller: Caller, server_id: str,
                                    event="conductor_rebuild_server")
     await rt.clients.agents.evacuate_instance(caller.context, dest, start.instance_uuid,
                                               start.migration_uuid, stop)
-    if asked.at_least("2.14"):
+    if asked.at_least("2.14") or not rt.settings.compute.enable_instance_password:
         return Reply(status=200)
     return {"adminPass": parsed.admin_pass or secrets.token_urlsafe(9)}

@@ -7,6 +7,8 @@ and applies the ``InstanceUpdate`` it sends back, checking the task state it exp
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field
 #: Builds tried in all (first host and alternates) before an instance goes to ERROR;
 #: ``attempt`` in the build messages counts towards it.
 MAX_BUILD_ATTEMPTS = 3
+
+#: The system metadata key where a shelved-offloaded instance keeps the guest devices of
+#: its volumes (JSON: volume id → device), which are then reserved with no host: the
+#: unshelve attaches them there again, and the API shows them meanwhile.
+VOLUME_DEVICES = "shelved_volume_devices"
+
+
+def shelved_volume_devices(system_metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Volume id → device, as ``VOLUME_DEVICES`` records them (empty when none are)."""
+    try:
+        found = json.loads((system_metadata or {}).get(VOLUME_DEVICES) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 class _Message(BaseModel):

@@ -80,6 +80,8 @@ RULES = [
     RuleDefault("os_compute_api:os-services:list", ADMIN),
     # Stratus's own: a request's path across every unit and host (stratus trace).
     RuleDefault("os_compute_api:os-stratus-trace:show", ADMIN),
+    # Why a server failed: the fault's details, hosts and log lines (stratus why).
+    RuleDefault("os_compute_api:os-stratus-why:show", ADMIN),
     RuleDefault("os_compute_api:os-services:update", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:list", ADMIN),
     RuleDefault("os_compute_api:os-hypervisors:list-detail", ADMIN),

@@ -147,6 +147,8 @@ async def rebuild(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any)
                                           message=f"Rebuild could not reach {host}: {exc}")
             await svc.instances.finish_action(uuid, context.request_id, "Error")
         raise Conflict(f"The server's host {host} could not be reached.") from exc
+    if not rt.settings.compute.enable_instance_password:
+        return Reply(202, show_server=uuid)
     admin_pass = requested.admin_pass or secrets.token_urlsafe(9)
     return Reply(202, show_server=uuid, extra={"adminPass": admin_pass})
 

@@ -56,7 +56,7 @@ class ComputeRuntime:
                                                            settings.compute.database_url))
         self.enforcer = Enforcer(RULES, settings.policy_file)
         #: The spans of this host's span store, as the seeds' step table (operators).
-        self.traces = RequestTraces(settings.data_dir, settings.tracing)
+        self.traces = RequestTraces(settings.data_dir, settings.tracing, self.db)
         self._clients: ComputeClients | None = None
 
     def connect(self, clients: ComputeClients) -> None:

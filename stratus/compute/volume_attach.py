@@ -28,6 +28,7 @@ from typing import Any
 
 from stratus.compute import states
 from stratus.compute.action_steps import refuse_if_locked, require
+from stratus.compute.objects import shelved_volume_devices
 from stratus.compute.servers import target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
@@ -122,15 +123,16 @@ async def _server(rt: ComputeRuntime, caller: Caller, server_id: str,
                   rule: str, *, change: str | None = None) -> tuple[str, str | None, str]:
     """The server's (uuid, host, vm_state); ``change`` (the action's name): refused if it
     is locked or has a task."""
-    uuid, host, vm_state, _ = await _server_and_tags(rt, caller, server_id, rule,
-                                                     change=change)
+    uuid, host, vm_state, _, _ = await _server_and_tags(rt, caller, server_id, rule,
+                                                        change=change)
     return uuid, host, vm_state
 
 
 async def _server_and_tags(rt: ComputeRuntime, caller: Caller, server_id: str, rule: str,
                            *, change: str | None = None,
-                           ) -> tuple[str, str | None, str, dict[str, str]]:
-    """The server's uuid, host and vm state, and the tags its boot request gave devices;
+                           ) -> tuple[str, str | None, str, dict[str, str], dict[str, str]]:
+    """The server's uuid, host and vm state, the tags its boot request gave devices, and
+    (shelved offloaded) its volumes' devices (``shelved_volume_devices``);
     ``change`` (the action's name): refused if the server is locked, or with a task (409,
     as Nova: a volume attached or detached mid-move would be left on the host it left)."""
     async with rt.service() as svc:
@@ -141,7 +143,8 @@ async def _server_and_tags(rt: ComputeRuntime, caller: Caller, server_id: str, r
             require(instance, (instance.vm_state,), change)  # the task state only
         tags = {str(d.get("device_name")): str(d["tag"])
                 for d in instance.block_device_mapping or [] if d.get("tag")}
-        return instance.uuid, instance.host, instance.vm_state, tags
+        return (instance.uuid, instance.host, instance.vm_state, tags,
+                shelved_volume_devices(instance.system_metadata))
 
 
 def _goes_with(volume: dict[str, Any], server_id: str) -> bool:
@@ -152,12 +155,16 @@ def _goes_with(volume: dict[str, Any], server_id: str) -> bool:
 
 
 async def _attachments(volumes: VolumeClient, context: RequestContext, base: str,
-                       server_id: str, tags: dict[str, str] | None = None) -> list[Attached]:
+                       server_id: str, tags: dict[str, str] | None = None,
+                       shelved: dict[str, str] | None = None) -> list[Attached]:
+    """The server's attachments; ``shelved``: the devices of a shelved-offloaded server's
+    volumes, which are reserved with no host (no device in the volume service)."""
     found = []
     for attachment in await volumes.attachments_of(context, base, server_id):
         volume = await volumes.get_volume(context, base, attachment["volume_id"])
         device = next((a.get("device") for a in volume.get("attachments") or []
-                       if a.get("attachment_id") == attachment["id"]), None)
+                       if a.get("attachment_id") == attachment["id"]), None) or (
+            shelved or {}).get(attachment["volume_id"])
         found.append(Attached(server_id, attachment["volume_id"], attachment["id"], device,
                               delete_on_termination=_goes_with(volume, server_id),
                               tag=(tags or {}).get(device or "")))
@@ -167,9 +174,9 @@ async def _attachments(volumes: VolumeClient, context: RequestContext, base: str
 async def attachments(rt: ComputeRuntime, caller: Caller, server_id: str,
                       rule: str) -> list[Attached]:
     """The volumes attached to the server the caller may see (``rule`` authorizes)."""
-    uuid, _, _, tags = await _server_and_tags(rt, caller, server_id, rule)
+    uuid, _, _, tags, shelved = await _server_and_tags(rt, caller, server_id, rule)
     base = endpoint(caller.context, "block-storage")
-    return await _attachments(rt.clients.volumes, caller.context, base, uuid, tags)
+    return await _attachments(rt.clients.volumes, caller.context, base, uuid, tags, shelved)
 
 
 async def attachment(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: str,
@@ -264,6 +271,11 @@ async def volumes_attached(volumes: VolumeClient,
         return {}
     attached: dict[str, list[str]] = {}
     for item in items:
-        if item.get("status") == "attached" and item.get("instance"):
-            attached.setdefault(item["instance"], []).append(item["volume_id"])
+        # Reserved: a shelved-offloaded server's volumes are held with no host (as Nova's
+        # block device mappings, they are still the server's). A moving server holds a
+        # volume twice: listed once.
+        if item.get("status") in ("attached", "reserved") and item.get("instance"):
+            held = attached.setdefault(item["instance"], [])
+            if item["volume_id"] not in held:
+                held.append(item["volume_id"])
     return attached

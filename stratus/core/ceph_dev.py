@@ -133,7 +133,11 @@ class DevCluster:
             s3 = self.s3()
             values.update({"STRATUS_CEPH_S3_ENDPOINT": s3.endpoint,
                            "STRATUS_CEPH_S3_ACCESS_KEY": s3.access_key,
-                           "STRATUS_CEPH_S3_SECRET_KEY": s3.secret_key})
+                           "STRATUS_CEPH_S3_SECRET_KEY": s3.secret_key,
+                           # the image store ``s3`` (chosen by STRATUS_IMAGE__STORE=s3)
+                           "STRATUS_IMAGE__S3_STORE_HOST": s3.endpoint,
+                           "STRATUS_IMAGE__S3_STORE_ACCESS_KEY": s3.access_key,
+                           "STRATUS_IMAGE__S3_STORE_SECRET_KEY": s3.secret_key})
         return values
 
     # -- processes --------------------------------------------------------------------------

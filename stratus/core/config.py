@@ -79,6 +79,21 @@ class MetricsSettings(BaseModel):
     port: int = Field(0, ge=0, le=65535)
 
 
+class TLSSettings(BaseModel):
+    """HTTPS for the APIs (``stratus up --tls`` makes and sets all three in ``DIR/tls``).
+    With ``cert_file`` and ``key_file`` every API of the process serves HTTPS and the cloud's
+    URLs are ``https://``; ``ca_file`` is what this process's calls to other services (and
+    ``clouds.yaml``'s ``cacert``) verify servers with, besides the system's authorities."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
 class CephSettings(BaseModel):
     """The Ceph cluster the ``rbd`` image store and volume backend use (librados)."""
 
@@ -99,12 +114,28 @@ class ImageSettings(BaseModel):
     """The image service (Glance v2 compatible). Sizes are in bytes; ``None`` is unlimited."""
 
     database_url: str | None = None
-    #: Where image data lives: ``file`` (under ``filesystem_store_datadir``) or ``rbd``
-    #: (an RBD image per image in ``rbd_store_pool`` of the ``ceph`` cluster).
-    store: str = Field("file", pattern="^(file|rbd)$")
+    #: Where image data lives: ``file`` (under ``filesystem_store_datadir``), ``rbd`` (an
+    #: RBD image per image in ``rbd_store_pool`` of the ``ceph`` cluster) or ``s3`` (an
+    #: object per image in ``s3_store_bucket`` of the S3 endpoint ``s3_store_host``, e.g.
+    #: Ceph's RADOS gateway). ``stratus up --storage ceph`` picks ``rbd`` unless ``s3`` is
+    #: set here: only RBD images can be cloned by volumes and guests' disks.
+    store: str = Field("file", pattern="^(file|rbd|s3)$")
     rbd_store_pool: str = "images"
     #: RBD object size of image data (Glance's ``rbd_store_chunk_size``, 8 MiB).
     rbd_store_chunk_size: int = Field(8 << 20, ge=4096)
+    #: ``s3``: the endpoint URL (``http://127.0.0.1:7480``; no credentials in it), the keys
+    #: (signed with AWS Signature V4; never in a location, log line or error) and region.
+    #: ``--storage ceph`` takes all three from ``stratus ceph up``'s cluster when unset.
+    s3_store_host: str | None = None
+    s3_store_access_key: SecretStr | None = None
+    s3_store_secret_key: SecretStr | None = None
+    s3_store_region: str = "us-east-1"
+    #: The bucket, created at start when missing.
+    s3_store_bucket: str = Field("images", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    #: Multipart part size (S3's minimum: 5 MiB); images below it are one PUT. An upload
+    #: holds ``s3_store_upload_concurrency`` parts in flight and one filling in memory.
+    s3_store_part_size: int = Field(8 << 20, ge=5 << 20, le=5 << 30)
+    s3_store_upload_concurrency: int = Field(2, ge=1, le=16)
     #: Directory of the ``file`` store; default ``<data_dir>/images``.
     filesystem_store_datadir: Path | None = None
     disk_formats: list[str] = Field(default_factory=lambda: [
@@ -193,6 +224,9 @@ class ComputeSettings(BaseModel):
     #: Seconds a shelved server keeps its host before it is offloaded (Nova's
     #: ``shelved_offload_time``): 0 offloads at once, -1 never.
     shelved_offload_time: int = Field(0, ge=-1)
+    #: Whether create, rebuild, rescue and (before 2.14) evacuate answer the server's
+    #: administrator password (``adminPass``), as Nova's ``[api] enable_instance_password``.
+    enable_instance_password: bool = True
 
 
 class NetworkSettings(BaseModel):
@@ -389,6 +423,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     tracing: TracingSettings = TracingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tls: TLSSettings = TLSSettings()
     image: ImageSettings = ImageSettings()
     ceph: CephSettings = CephSettings()
     compute: ComputeSettings = ComputeSettings()
@@ -421,7 +456,8 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls.enabled else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def database_url_for(self, service: str, override: str | None = None) -> str:
         """The SQLAlchemy URL of a service's database."""

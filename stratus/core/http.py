@@ -7,6 +7,10 @@ the W3C trace context of its span, so the service's spans join the caller's trac
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+from typing import Any
+
 import httpx
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
@@ -24,18 +28,18 @@ class TracingTransport(httpx.AsyncBaseTransport):
     """Adds the request id and a span; sends a safe request once more when the server closed
     the pooled connection just as it was reused (a race with its keep-alive timeout)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None,
+                 verify: ssl.SSLContext | bool = True) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport(verify=verify)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request_id = current_request_id()
         if request_id and "x-openstack-request-id" not in request.headers:
             request.headers["X-OpenStack-Request-ID"] = request_id
-        with tracing.span(
-            f"HTTP {request.method}",
-            kind=SpanKind.CLIENT,
-            **{"http.method": request.method, "http.url": str(request.url.copy_with(query=None))},
-        ) as current:
+        attributes: dict[str, Any] = {"http.method": request.method,
+                                      "http.url": str(request.url.copy_with(query=None))}
+        with tracing.span(f"HTTP {request.method}", kind=SpanKind.CLIENT,
+                          **attributes) as current:
             propagate.inject(request.headers)
             try:
                 response = await self.inner.handle_async_request(request)
@@ -50,6 +54,20 @@ class TracingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def client_verify(ca_file: Path | str | None) -> ssl.SSLContext | bool:
+    """What a client of this cloud verifies servers with: the system's authorities and, when
+    the cloud has its own CA (``tls.ca_file``), that one too (a service URL may name
+    another HTTPS server)."""
+    if ca_file is None:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
 def service_http_client(timeout: float = 30.0,
-                        transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=TracingTransport(transport), timeout=timeout)
+                        transport: httpx.AsyncBaseTransport | None = None,
+                        verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """``verify``: what HTTPS servers are checked with (``client_verify``: the cloud's own
+    CA when it has one)."""
+    return httpx.AsyncClient(transport=TracingTransport(transport, verify), timeout=timeout)

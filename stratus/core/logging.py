@@ -23,6 +23,9 @@ from opentelemetry import trace
 
 from stratus.core.context import current_instance, current_request_id
 
+#: The log file ``stratus up`` and ``stratus serve`` write in the data directory.
+LOG_FILE = "stratus.log"
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 #: What a JSON line holds besides the message, when known (absent otherwise).

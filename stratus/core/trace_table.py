@@ -19,7 +19,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from stratus.core.spanstore import SpanStore, StoredSpan
-from stratus.core.tracing import SEED_STEP_ATTRIBUTE
+from stratus.core.tracing import (
+    SEED_STEP_ATTRIBUTE,
+    SOURCE_ATTRIBUTE,
+    TARGET_ATTRIBUTE,
+    UNIT_ATTRIBUTE,
+    WHAT_ATTRIBUTE,
+)
 
 # OpenTelemetry's SpanKind values, as stored.
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = range(5)
@@ -97,15 +103,17 @@ NOT_AS_IN_SEED: dict[int, str] = {
     21: "no Ceph here: the host downloads the image from the image API into its cache "
         "(steps 23 and 25)",
     22: "no Ceph here", 24: "no Ceph here",
+    31: "no guest asked for its address in this trace (the fake driver runs none, or its "
+        "DHCP reply is not in yet: dnsmasq reports it through the lease script)",
     32: "the DHCP agent answers nothing: it writes dnsmasq's hosts file (the address is the "
         "network server's own choice, made with the port)",
     33: "the DHCP agent answers nothing: the address is the network server's own choice",
     40: "the token was validated in-process or from the validator's cache (no REST call)",
     41: "the token was validated in-process or from the validator's cache (no REST call)",
     49: "no Ceph here", 50: "no Ceph here", 51: "no Ceph here",
-    52: "the metadata proxy and metadata-api record no spans yet",
-    53: "the metadata proxy and metadata-api record no spans yet",
-    54: "the metadata proxy and metadata-api record no spans yet",
+    52: "no guest asked for its metadata in this trace (the fake driver runs none)",
+    53: "no guest asked for its metadata in this trace (the fake driver runs none)",
+    54: "no guest asked for its metadata in this trace (the fake driver runs none)",
 }
 
 #: Topics served per host: a message's queue names the host that took it.
@@ -229,6 +237,9 @@ class _Table:
         return unit
 
     def _unit(self, span: StoredSpan) -> str:
+        named = span.attributes.get(UNIT_ATTRIBUTE)
+        if isinstance(named, str):
+            return named
         if span.kind == SERVER:
             return f"{span.name.split(' ')[0]}-api"
         if span.kind == CONSUMER and (parts := _bus_parts(span)) is not None:
@@ -270,6 +281,8 @@ class _Table:
         if span.kind == SERVER:
             method = str(span.attributes.get("http.method", ""))
             route = str(span.attributes.get("http.route", span.attributes.get("http.target", "")))
+            if unit == "metadata-api":  # one catch-all route: the path says what was asked
+                route = str(span.attributes.get("http.target", route))
             what = f"{method} {route}"
             source = self.caller(span)
             step = _http_steps(unit, method, route)
@@ -294,13 +307,16 @@ class _Table:
         recorded = span.attributes.get(SEED_STEP_ATTRIBUTE)
         if isinstance(recorded, str):
             step = recorded
+        source = str(span.attributes.get(SOURCE_ATTRIBUTE, source))
+        target = str(span.attributes.get(TARGET_ATTRIBUTE, target))
+        what = str(span.attributes.get(WHAT_ATTRIBUTE, what))
         if source == "compute-api" and target == "network-api":
             step = "—"  # the API checking the networks asked for: the seed shows no such step
         if step == "1-3" and source != "client":
             step = "—"  # a unit's own service token, not the client's
         root = self.roots[span.trace_id]
         if root is not span and root.kind == SERVER and root.attributes.get(
-                "http.method") == "GET":
+                "http.method") == "GET" and root.attributes.get(SOURCE_ATTRIBUTE) != "guest":
             step = "—"  # what a read (a poll: 55-58) asks of other services, Stratus's own
         return Row(step=step, source=source, target=target, what=what, unit=unit,
                    host=self.host(span), start_ms=round((span.start_ns - origin) / 1e6, 3),
@@ -329,7 +345,7 @@ def _bus_steps(topic: str, method: str, kind: int, after_spawn: bool) -> str:
     if topic == "compute" and method == "external_instance_event":
         return "38"
     if topic == "dhcp_agent" and method in ("port_updated", "network_updated"):
-        return "27" if sending else "29-31"
+        return "27" if sending else "29-30"  # 31: dnsmasq's reply, its own span
     if topic == "l2_agent" and method == "port_bound":
         return "28" if sending else "34-35"
     if topic == "network" and method in ("get_network", "ensure_dhcp_port"):

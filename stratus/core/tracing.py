@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind
 
 from stratus.core.context import current_instance, current_request_id
 
@@ -26,6 +27,12 @@ REQUEST_ID_ATTRIBUTE = "openstack.request_id"
 INSTANCE_ATTRIBUTE = "stratus.instance_uuid"
 #: The steps of the seeds' launch table (``shared/seeds/004``) a span of the flow is.
 SEED_STEP_ATTRIBUTE = "stratus.seed_step"
+#: For a span the trace table cannot place by its kind and name (a guest's DHCP reply or
+#: metadata request): who talks to whom, what, and the unit that recorded it.
+SOURCE_ATTRIBUTE = "stratus.from"
+TARGET_ATTRIBUTE = "stratus.to"
+WHAT_ATTRIBUTE = "stratus.what"
+UNIT_ATTRIBUTE = "stratus.unit"
 
 _provider: TracerProvider | None = None
 
@@ -67,11 +74,7 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
-@contextmanager
-def span(name: str, kind: SpanKind = SpanKind.INTERNAL, *, step: str | None = None,
-         **attributes: Any) -> Iterator[Span]:
-    """A span stamped with the current request id and instance; ``step``: the seed steps it
-    is (``"9-11"``)."""
+def _stamped(step: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
     if step is not None:
         attributes[SEED_STEP_ATTRIBUTE] = step
     request_id = current_request_id()
@@ -80,6 +83,29 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, *, step: str | None = No
     instance = current_instance()
     if instance:
         attributes.setdefault(INSTANCE_ATTRIBUTE, instance)
-    clean = {k: v for k, v in attributes.items() if v is not None}
-    with tracer().start_as_current_span(name, kind=kind, attributes=clean) as current:
+    return {k: v for k, v in attributes.items() if v is not None}
+
+
+@contextmanager
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, *, step: str | None = None,
+         parent: Context | None = None, **attributes: Any) -> Iterator[Span]:
+    """A span stamped with the current request id and instance; ``step``: the seed steps it
+    is (``"9-11"``); ``parent``: a context to join instead of the current one."""
+    with tracer().start_as_current_span(name, context=parent, kind=kind,
+                                        attributes=_stamped(step, attributes)) as current:
         yield current
+
+
+def record(name: str, start_ns: int, end_ns: int, *, parent: Context | None = None,
+           step: str | None = None, **attributes: Any) -> None:
+    """A span of something seen after it happened (a DHCP reply dnsmasq reported), with
+    its own times; not made current."""
+    done = tracer().start_span(name, context=parent, start_time=start_ns,
+                               attributes=_stamped(step, attributes))
+    done.end(end_time=max(end_ns, start_ns))
+
+
+def context_of(span_context: SpanContext) -> Context:
+    """A context whose current span is ``span_context`` (a span remembered from an earlier
+    message), for ``parent``."""
+    return trace.set_span_in_context(NonRecordingSpan(span_context))

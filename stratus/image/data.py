@@ -132,6 +132,56 @@ class ImageData:
                 await _quietly(self._restore_queued(image_id), "requeueing %s", image_id)
             raise
 
+    async def add_location(self, caller: Caller, image_id: str, location: str,
+                           validation: tuple[str, str] | None = None) -> None:
+        """Glance's add location (Image API 2.17): a queued image takes data its store
+        already holds at ``location`` (compute's clone of a guest's RBD disk): ``queued`` →
+        ``active``, as after an upload. The store decides which locations it takes (only
+        where it would have put this image's data itself, so no image can point at
+        another's); the data is read once for its size, hashes and format check.
+        ``validation`` (``os_hash_algo``, ``os_hash_value``) must match what is read.
+        A failure puts the image back to ``queued`` and leaves the data to its writer."""
+        async with self.transaction() as images:
+            image = await images.get(caller, image_id)
+            caller.authorize("add_image_location", image_target(image))
+            if image.status != "queued":
+                raise Conflict(f"Image {image_id} has status '{image.status}'; a location "
+                               "can only be added to a 'queued' image.")
+            if not image.disk_format or not image.container_format:
+                raise BadRequest("Properties disk_format and container_format must be set "
+                                 "prior to adding a location.")
+            limit, reason = await images.quotas.upload_limit(image)
+            owner, disk_format = image.owner, image.disk_format
+            if not await images.transition(image_id, "queued", "saving"):
+                raise Conflict(f"Image {image_id} is no longer 'queued'.")
+        try:
+            adopted = await self.store.adopt(image_id, location)
+            reader = await self.store.open(adopted)
+            if reader.size > limit:
+                await reader.aclose()
+                raise TooLarge(reason)
+            sink = DataSink(None, limit=limit, limit_message=reason)
+            try:
+                async for chunk in reader.chunks():
+                    await sink.feed(chunk)
+                digest = await sink.finish()
+            except BaseException:
+                await sink.discard()
+                raise
+            finally:
+                await reader.aclose()
+            if validation is not None and validation != (digest.os_hash_algo,
+                                                         digest.os_hash_value):
+                raise BadRequest(f"The data at the location does not match the validation "
+                                 f"data given ({validation[0]}).")
+            inspection = await self.inspector.inspect(None, disk_format, digest.size,
+                                                      digest.head)
+            await self._activate(image_id, owner, digest, inspection, adopted)
+        except BaseException as exc:
+            if not isinstance(exc, Gone):
+                await _quietly(self._restore_queued(image_id), "requeueing %s", image_id)
+            raise
+
     async def _published(self, image_id: str, location: str) -> bool:
         """Whether the image went active with this data (True when that cannot be told:
         better an orphaned file than an active image without its data)."""

@@ -92,6 +92,11 @@ class Inspector:
         if self.require_match and found is not None and found != disk_format:
             raise FormatMismatch(f"Image data is in the {found} format, not the declared "
                                  f"disk_format {disk_format}.")
+        if found is not None and found != disk_format:
+            # Accepted only because the operator switched the match off: the safety checks
+            # on what the data really is still apply (as Glance keeps them), since a
+            # consumer that probes the format would follow its backing file or extents.
+            self._check_found(found, head)
         if disk_format in ("iso", "raw"):
             # The data is the disk: its virtual size is its size, as Glance records it
             # (qemu-img would round a raw file up to whole 512-byte sectors).
@@ -110,10 +115,24 @@ class Inspector:
         if qemu_format is None or path is None or self.qemu_img is None:
             # No qemu-img here (or no local copy, for remote stores): what the header says.
             return Inspection(header_size)
-        info = await self._qemu_img_info(path, qemu_format)
+        try:
+            info = await self._qemu_img_info(path, qemu_format)
+        except FormatMismatch:
+            if self.require_match or found == disk_format:
+                raise
+            # Not this format (nothing announced it, e.g. a VHD footer missing): with the
+            # match switched off it is kept as opaque data, without a virtual size.
+            return Inspection(None)
         self._check_safe(info, disk_format)
         virtual = info.get("virtual-size")
         return Inspection(int(virtual) if isinstance(virtual, int) else None)
+
+    @staticmethod
+    def _check_found(found: str, head: bytes) -> None:
+        if found == "qcow2":
+            check_qcow2_header(head)
+        elif found == "vmdk" and not head.startswith(b"KDMV"):
+            raise FormatMismatch("VMDK descriptor files are refused.")
 
     async def _qemu_img_info(self, path: Path, qemu_format: str) -> dict[str, object]:
         assert self.qemu_img is not None

@@ -40,9 +40,9 @@ from stratus.image.quotas import Quotas
 from stratus.image.targets import image_target
 from stratus.image.validation import (
     READ_ONLY,
-    RESERVED,
     WRITABLE,
     Validator,
+    is_reserved,
     properties_of,
     read_only_error,
 )
@@ -112,7 +112,7 @@ class Images:
         """A new ``queued`` image from a create body (base attributes plus properties)."""
         image_id = body.get("id")
         for key in body:
-            if key in READ_ONLY - {"id"} or key in RESERVED:
+            if key in READ_ONLY - {"id"} or is_reserved(key):
                 raise read_only_error(key)
         if image_id is not None:
             if not isinstance(image_id, str):
@@ -176,7 +176,7 @@ class Images:
             if len(change.path) != 1 or not name:
                 raise BadRequest(f"Invalid JSON pointer for this resource: "
                                  f"'/{'/'.join(change.path)}'.")
-            if name in READ_ONLY or name in RESERVED:
+            if name in READ_ONLY or is_reserved(name):
                 raise read_only_error(name)
             if name in WRITABLE:
                 if change.op == "remove":

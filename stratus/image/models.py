@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -76,4 +77,28 @@ class ImageMember(Base):
     member: Mapped[IdentityId] = mapped_column(primary_key=True, index=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     created_at: Mapped[Created]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MetadefNamespace(Base):
+    """A namespace of Glance's metadata definitions catalog: which properties (keys, types,
+    constraints) a kind of resource may carry, for clients that offer them (Horizon's
+    "Update Metadata"). Its parts are small documents read whole, so they are JSON."""
+
+    __tablename__ = "metadef_namespace"
+
+    id: Mapped[UUIDKey]
+    namespace: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(80))
+    description: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[str] = mapped_column(String(20), default="private")
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[IdentityId | None]
+    #: ``[{"name", "prefix"?, "properties_target"?, "created_at", "updated_at"}]``
+    resource_type_associations: Mapped[list[Any]]
+    #: Property name → its JSON-schema-like definition.
+    properties: Mapped[dict[str, Any]]
+    objects: Mapped[list[Any]]
+    tags: Mapped[list[Any]]
+    created_at: Mapped[Created] = mapped_column(index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

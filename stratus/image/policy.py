@@ -23,6 +23,9 @@ RULES = [
     RuleDefault("communitize_image", OWNER_MEMBER, "Make an image community"),
     RuleDefault("delete_image", OWNER_MEMBER),
     RuleDefault("upload_image", OWNER_MEMBER),
+    RuleDefault("add_image_location", f"{OWNER_MEMBER} or role:service",
+                "Give a queued image the data its store already holds (Glance 2.17's "
+                "add location: services such as compute, and the owner)"),
     RuleDefault("download_image", READER, "Download the data of an image the caller can see"),
     RuleDefault("deactivate", OWNER_MEMBER),
     RuleDefault("reactivate", OWNER_MEMBER),
@@ -36,4 +39,17 @@ RULES = [
                 " or project_id:%(member_id)s))"),
     RuleDefault("modify_member", f"{ADMIN} or (role:member and project_id:%(member_id)s)",
                 "Accept or reject a membership (the member project only)"),
+    # The metadata definitions catalog: read by everyone, written by admins (as Glance).
+    RuleDefault("get_metadef_namespace", READER, "Show a namespace the caller can see"),
+    RuleDefault("get_metadef_namespaces", READER, "List the namespaces the caller can see"),
+    RuleDefault("list_metadef_resource_types", READER),
+    RuleDefault("add_metadef_namespace", ADMIN),
+    RuleDefault("modify_metadef_namespace", ADMIN),
+    RuleDefault("delete_metadef_namespace", ADMIN),
+    *(RuleDefault(rule, ADMIN) for rule in (
+        "add_metadef_property", "modify_metadef_property", "remove_metadef_property",
+        "add_metadef_object", "modify_metadef_object", "delete_metadef_object",
+        "add_metadef_tag", "add_metadef_tags", "modify_metadef_tag", "delete_metadef_tag",
+        "delete_metadef_tags", "add_metadef_resource_type_association",
+        "remove_metadef_resource_type_association")),
 ]

@@ -37,6 +37,14 @@ class Filters:
     created_at: list[tuple[str, dt.datetime]] = field(default_factory=list)
     updated_at: list[tuple[str, dt.datetime]] = field(default_factory=list)
     properties: dict[str, list[str]] = field(default_factory=dict)
+    #: Image attributes compared for equality (``size=1024``, ``checksum=...``), as Glance
+    #: compares any filter that names an image column.
+    attributes: dict[str, int | str] = field(default_factory=dict)
+
+
+#: The columns ``attributes`` may name: integers, then text.
+INTEGER_ATTRIBUTES = ("size", "virtual_size", "min_ram", "min_disk")
+TEXT_ATTRIBUTES = ("checksum", "os_hash_algo", "os_hash_value")
 
 
 SORT_KEYS = ("name", "status", "container_format", "disk_format", "size", "virtual_size",
@@ -104,6 +112,8 @@ def filter_clauses(f: Filters) -> list[ColumnElement[bool]]:
         clauses.append(_compare(Image.created_at, op, when))
     for op, when in f.updated_at:
         clauses.append(_compare(Image.updated_at, op, when))
+    for name, value in f.attributes.items():
+        clauses.append(getattr(Image, name) == value)
     for name, values in f.properties.items():
         clauses.append(Image.id.in_(select(ImageProperty.image_id).where(
             ImageProperty.name == name, ImageProperty.value.in_(values))))

@@ -1,10 +1,10 @@
 """The image service's runtime (what lives as long as the process) and its facade.
 
 Nothing here knows HTTP. ``ImageService`` is one database transaction (core's ``Txn``) and
-the parts that work inside it (``images``, ``members``, ``quotas``), each built with the
-transaction and its named collaborators. The data flows (upload, download, delete) live on
-``ImageRuntime.data`` because they must not hold a transaction open while bytes flow
-(``stratus.image.data``).
+the parts that work inside it (``images``, ``members``, ``quotas``, ``metadefs``), each
+built with the transaction and its named collaborators. The data flows (upload, download,
+delete) live on ``ImageRuntime.data`` because they must not hold a transaction open while
+bytes flow (``stratus.image.data``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from stratus.image.data import ImageData
 from stratus.image.formats import Inspector
 from stratus.image.images import Images
 from stratus.image.members import Members
+from stratus.image.metadefs import Metadefs
 from stratus.image.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.image.policy import RULES
 from stratus.image.quotas import Quotas
@@ -39,6 +40,7 @@ class ImageService:
         self.quotas = Quotas(txn, settings.image)
         self.images = Images(txn.session, settings.image, validator, self.quotas)
         self.members = Members(txn.session, settings.image, self.images)
+        self.metadefs = Metadefs(txn.session)
 
 
 class ImageRuntime:

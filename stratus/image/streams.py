@@ -69,7 +69,7 @@ def _threaded(update: Callable[[bytes], object]) -> Callable[[bytes], Awaitable[
 
 
 class DataSink:
-    def __init__(self, writer: StoreWriter, *, limit: int | None = None,
+    def __init__(self, writer: StoreWriter | None, *, limit: int | None = None,
                  limit_message: str = "") -> None:
         self.writer = writer
         self.limit = limit
@@ -101,8 +101,9 @@ class DataSink:
         self._pending_size = 0
         if self._consumers is None:
             self._consumers = [_Consumer(_threaded(self._md5.update)),
-                               _Consumer(_threaded(self._hash.update)),
-                               _Consumer(self.writer.write)]
+                               _Consumer(_threaded(self._hash.update))]
+            if self.writer is not None:  # None: only counted and hashed
+                self._consumers.append(_Consumer(self.writer.write))
         for consumer in self._consumers:
             await consumer.put(batch)
 

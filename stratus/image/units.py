@@ -20,6 +20,9 @@ async def build_api(stack: Stack) -> ASGIApp:
     elif store == "rbd":
         store += (f": pool {settings.image.rbd_store_pool} of the Ceph cluster of "
                   f"{settings.ceph.conf}, as client.{settings.ceph.user}")
+    elif store == "s3":
+        store += (f": bucket {settings.image.s3_store_bucket} at "
+                  f"{settings.image.s3_store_host}")
     if hosttools.find(settings.image.qemu_img) is None:
         store += (f" (no format checks beyond headers: "
                   f"{hosttools.missing(settings.image.qemu_img)})")

@@ -27,6 +27,9 @@ READ_ONLY = frozenset({"id", "status", "checksum", "os_hash_algo", "os_hash_valu
                        "virtual_size", "created_at", "updated_at", "self", "file", "schema",
                        "direct_url", "locations", "stores"})
 RESERVED = frozenset({"deleted", "deleted_at", "location"})
+#: Glance keeps properties named so for itself (import state, stores): clients may not set
+#: them (Glance's 403).
+RESERVED_PREFIX = "os_glance_"
 MAX_INT = 2**31 - 1
 MAX_PROPERTY_VALUE = 65535
 
@@ -114,8 +117,12 @@ class Validator:
                                   f"({self.image.quota_image_properties}).")
 
 
+def is_reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith(RESERVED_PREFIX)
+
+
 def read_only_error(name: str) -> Forbidden:
-    if name in RESERVED:
+    if is_reserved(name):
         return Forbidden(f"Attribute '{name}' is reserved.")
     return Forbidden(f"Attribute '{name}' is read-only.")
 

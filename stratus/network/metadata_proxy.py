@@ -15,6 +15,12 @@ a body over 64 KiB gets 413. Upstream answers come back as Neutron's proxy maps 
 with its body and content type; 400, 403, 404, 409, 500, 502, 503 and 504 as they are;
 anything else 500; an unreachable metadata-api 503.
 
+Each request is a span (seed steps 52 and 54: the guest's request and its answer) naming
+the instance, in the trace of the request that placed the guest's port when the agent knows
+it (``parent_of``; see ``stratus.network.agents.dhcp.port_traces``); the call to
+metadata-api (step 53) is its child, carrying the trace on. Trace headers a guest sends
+are dropped with the proxy's own: a guest cannot write into the cloud's traces.
+
 The listening socket is made by a worker thread that entered the namespace (sockets keep the
 namespace they were made in); it is then served by uvicorn in the agent's own event loop.
 """
@@ -31,10 +37,14 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import uvicorn
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from stratus.core import tracing
+from stratus.core.context import reset_instance, set_instance
 from stratus.network.agents import linux
 from stratus.network.objects import METADATA_ADDRESS, PortInfo
 
@@ -49,7 +59,11 @@ PROXY_HEADERS = frozenset({
     "x-forwarded-for", "x-instance-id", "x-instance-id-signature", "x-tenant-id",
     "x-neutron-network-id", "x-neutron-router-id", "x-ovn-network-id",
     "x-metadata-provider", "x-metadata-provider-signature",
+    # The cloud's own request id and trace context: not the guest's to choose.
+    "x-openstack-request-id", "traceparent", "tracestate", "baggage",
 })
+#: Longest path recorded on a span (a guest chooses it).
+_MAX_TRACED_PATH = 256
 #: Hop-by-hop headers, and those httpx sets for the upstream request itself.
 _NOT_FORWARDED = frozenset({
     "host", "connection", "keep-alive", "proxy-authorization", "te", "trailer",
@@ -59,6 +73,8 @@ _PASSED_THROUGH = frozenset({200, 400, 403, 404, 409, 500, 502, 503, 504})
 
 #: A guest's source address → the port holding it on the proxy's network, or None.
 PortLookup = Callable[[str], PortInfo | None]
+#: A guest's port → the trace context its requests join, or None.
+TraceParent = Callable[[PortInfo | None], Context | None]
 
 
 def sign_instance_id(secret: str, instance_id: str) -> str:
@@ -70,8 +86,9 @@ class ProxyApp:
     """The ASGI app of one network's proxy."""
 
     def __init__(self, network_id: str, lookup: PortLookup, upstream: str, secret: str,
-                 client: httpx.AsyncClient) -> None:
+                 client: httpx.AsyncClient, *, parent_of: TraceParent | None = None) -> None:
         self.network_id = network_id
+        self.parent_of = parent_of
         self.lookup = lookup
         self.upstream = upstream.rstrip("/")
         self.secret = secret
@@ -90,10 +107,32 @@ class ProxyApp:
 
     async def handle(self, request: Request) -> Response:
         source = request.client.host if request.client else ""
+        port = self.lookup(source)
+        instance = port.device_id if port is not None and port.device_id else None
+        token = set_instance(instance)  # on the span of the call to metadata-api too
+        try:
+            with tracing.span(
+                    f"metadata-proxy {request.method}", SpanKind.SERVER,
+                    parent=self.parent_of(port) if self.parent_of is not None else None,
+                    step="52,54", **{
+                        "http.method": request.method,
+                        "http.target": request.url.path[:_MAX_TRACED_PATH],
+                        tracing.SOURCE_ATTRIBUTE: "guest",
+                        tracing.UNIT_ATTRIBUTE: "metadata-proxy",
+                        "stratus.port_id": port.id if port is not None else None,
+                        "stratus.network_id": self.network_id}) as current:
+                response = await self._handle(request, source, port)
+                current.set_attribute("http.status_code", response.status_code)
+                if response.status_code >= 500:
+                    current.set_status(Status(StatusCode.ERROR))
+                return response
+        finally:
+            reset_instance(token)
+
+    async def _handle(self, request: Request, source: str, port: PortInfo | None) -> Response:
         headers = self._headers(request)
         headers["X-Forwarded-For"] = source
         if request.url.path != "/":
-            port = self.lookup(source)
             if port is None or not port.device_id:
                 LOG.info("metadata request from %s on network %s: no port holds that address",
                          source, self.network_id)

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -40,8 +41,25 @@ class Cloud:
     log_path: Path | None = None
 
     @property
+    def tls(self) -> bool:
+        """HTTPS: started with ``--tls`` (the CA in ``DIR/tls``) or given a certificate
+        (``STRATUS_TLS__*``)."""
+        return "--tls" in self.args or "STRATUS_TLS__CERT_FILE" in self.env
+
+    @property
+    def ca_file(self) -> Path:
+        given = self.env.get("STRATUS_TLS__CA_FILE")
+        return Path(given) if given else self.data_dir / "tls" / "ca.pem"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What a client trusting this cloud verifies it with (its CA once made)."""
+        if self.tls and self.ca_file.exists():
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        return True
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def auth_url(self) -> str:
@@ -63,13 +81,18 @@ class Cloud:
             if self.process.poll() is not None:
                 raise RuntimeError(f"stratus exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.auth_url}", timeout=1).status_code == 200:
+                if httpx.get(f"{self.auth_url}", timeout=1,
+                             verify=self.verify()).status_code == 200:
                     # `up` writes clouds.yaml once serving; wait for it too.
                     if self.args[0] != "up" or self.clouds_yaml.exists():
                         return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Stopped (its agents remove what they made): fixtures stop only a cloud that started,
+        # and a slow start on a loaded machine left clouds running with their namespaces.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(timeout=30)
         raise RuntimeError(f"stratus did not come up in {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 15) -> int:

@@ -4,6 +4,8 @@ boot while Ceph is down."""
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 import time
 import uuid
@@ -19,6 +21,7 @@ from tests.ceph_cluster import admin_connection
 from tests.e2e.cloud import Cloud, libvirt_cloud
 from tests.e2e.test_compute_images_cli import wait_status
 from tests.e2e.test_realvm_cli import console_until, domains
+from tests.e2e.test_realvm_snapshot_cli import MARKER_SCRIPT
 from tests.e2e.test_volume_cli import wait_volume
 from tests.realvm import guest_image, libvirt_ready
 
@@ -57,6 +60,7 @@ def _domain_xml_and_secret(server_id: str) -> tuple[str, Any]:
         conn.close()
 
 
+@pytest.mark.timeout(1200)
 def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothing(
         ceph_vm_cloud: Cloud, ceph_cluster: DevCluster, tmp_path: Path) -> None:
     import rbd
@@ -69,12 +73,17 @@ def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothin
     image = cloud.openstack_json("image", "create", "--file", str(raw), "--disk-format", "raw",
                                  "--container-format", "bare", "guest-raw")
 
+    marker = f"rbd-guest-{secrets.token_hex(4)}"
+    script = tmp_path / "marker.sh"
+    script.write_text(MARKER_SCRIPT.replace("@MARKER@", marker))
     server = cloud.openstack_json("server", "create", "--image", "guest-raw", "--flavor",
-                                  "m1.tiny", "--network", "private", "--wait", "vm-rbd")
+                                  "m1.tiny", "--network", "private", "--user-data",
+                                  str(script), "--wait", "vm-rbd")
     assert server["status"] == "ACTIVE", cloud.log()[-3000:]
     server_id = server["id"]
     booted = console_until(cloud, "vm-rbd", r"^STRATUS-READY", within=300)
     assert "STRATUS-DISK name=vda size=1073741824" in booted  # grown to m1.tiny's root disk
+    assert f"MARKER-WRITTEN {marker}" in booted, booted[-2000:]
 
     # Its root disk is a copy-on-write clone of the image's snapshot: nothing downloaded.
     with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
@@ -97,6 +106,41 @@ def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothin
                if line.strip().startswith("key"))
     for text in (xml, secret_xml, cloud.log()):
         assert key not in text
+
+    # A snapshot is made in Ceph (Nova's direct snapshot): the disk's RBD snapshot cloned
+    # into the image store's pool and flattened; nothing passes through the host, nothing is
+    # left on the guest's disk. A server booted from it is a clone of it and finds the
+    # first guest's marker on its disk.
+    cloud.openstack("server", "image", "create", "--name", "vm-rbd-snap", "--wait", "vm-rbd")
+    snap = cloud.openstack_json("image", "show", "vm-rbd-snap")
+    assert (snap["status"], snap["disk_format"], snap["size"]) == ("active", "raw", 1 << 30)
+    assert snap["properties"]["instance_uuid"] == server_id
+    assert snap["checksum"]
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("images") as images, \
+            rbd.Image(images, snap["id"], read_only=True) as copy:
+        with pytest.raises(rbd.ImageNotFound):
+            copy.get_parent_image_spec()  # flattened: independent of the server's disk
+        assert [s["name"] for s in copy.list_snaps()] == ["snap"]
+        assert copy.is_protected_snap("snap")
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{server_id}_disk", read_only=True) as disk:
+        assert list(disk.list_snaps()) == []
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+    shown = cloud.openstack_json("server", "show", "vm-rbd")
+    assert (shown["status"], shown["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+    second = cloud.openstack_json("server", "create", "--image", "vm-rbd-snap", "--flavor",
+                                  "m1.tiny", "--network", "private", "--user-data",
+                                  str(script), "--wait", "vm-rbd-2")
+    assert second["status"] == "ACTIVE", cloud.log()[-3000:]
+    again = console_until(cloud, "vm-rbd-2", r"^STRATUS-USERDATA-END", within=300)
+    found = re.search(r"^MARKER-FOUND (\S+)", again, re.MULTILINE)
+    assert found is not None and found.group(1) == marker, again[-2000:]
+    with admin_connection(ceph_cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{second['id']}_disk", read_only=True) as disk:
+        assert disk.get_parent_image_spec()["image_name"] == snap["id"]
+    cloud.openstack("server", "delete", "--wait", "vm-rbd-2")
+    cloud.openstack("image", "delete", "vm-rbd-snap")
+    assert not [n for n in _rbd_names(ceph_cluster, "images") if snap["id"] in n]
 
     # An RBD volume attached live is the guest's vdb (librbd again); detached, it goes.
     cloud.openstack("volume", "create", "--size", "1", "data")

@@ -118,8 +118,11 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         await wait_until(lambda: hypervisors_up(client, headers), 3)
         image_id = await upload(client, token)
 
+        started = time.monotonic()
         first = await boot(client, headers, image_id, "one", 4)
         hosts = {s["OS-EXT-SRV-ATTR:host"] for s in await wait_all(client, headers, first)}
+        # The client's POST → ACTIVE (of all four: at least that of each).
+        client_ms = (time.monotonic() - started) * 1000
         assert hosts <= {"split-1", "split-2", "split-3"} and len(hosts) >= 2
         assert await fleet.metric("agent", "stratus_compute_boots_total", outcome="active") == 4
         assert await fleet.metric("scheduler", "stratus_scheduler_decision_seconds_count",
@@ -129,8 +132,19 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         api_metrics = (await client.get("/metrics")).text
         assert exposition_value(api_metrics, "stratus_api_request_duration_seconds_count",
                                 method="POST", route="/v2.1/servers", status="202") == 1
-        units = await traced_units(api, first[0])
+        create = await traced_boot(api, first[0])
+        units = {step["unit"] for step in create}
         assert units >= {"compute-api", "scheduler", "conductor", "compute-agent"}, units
+        # The flow in the seed's order across the processes (each step's first row follows
+        # the first row of the step causing it), the ACTIVE writes within the client's time.
+        steps = [step["step"] for step in create]
+        wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17", "43-44", "45",
+                  "46-47"]
+        positions = [steps.index(step) for step in wanted]
+        assert positions == sorted(positions), steps
+        activations = [s for s in create if s["step"] == "46-47"]
+        assert len(activations) >= 4
+        assert all(s["start_ms"] + s["duration_ms"] <= client_ms for s in activations)
 
         fleet.kill("scheduler-1")
         fleet.kill("conductor-1")
@@ -145,20 +159,26 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
                                          "scheduler-2"]
 
 
-async def traced_units(api: Cloud, server_id: str) -> set[str]:
-    """The units in the boot's trace of ``server_id`` (``stratus trace --json``), once the
-    processes' span stores have the spans up to ACTIVE."""
+async def traced_boot(api: Cloud, server_id: str) -> list[dict[str, Any]]:
+    """The rows of the boot's trace of ``server_id`` (``stratus trace --json``), once the
+    processes' span stores have the spans up to ACTIVE (of all the boot's servers)."""
     deadline = time.monotonic() + 30
+    settled = False
     while True:
         done = await asyncio.to_thread(subprocess.run, [
             str(BIN / "stratus"), "trace", server_id, "--json", "--data-dir",
             str(api.data_dir)], capture_output=True, text=True, env=api.env, timeout=60)
         if done.returncode == 0:
             steps = json.loads(done.stdout)["steps"]
-            if any(step["step"] == "46-47" for step in steps):
-                create = [s for s in steps if s["trace_id"] == steps[0]["trace_id"]]
-                assert create[0]["what"] == "POST /v2.1/servers", create[0]
-                return {step["unit"] for step in create}
+            create = [s for s in steps if s["trace_id"] == steps[0]["trace_id"]]
+            if sum(step["step"] == "43-44" for step in create) == 4 \
+                    and sum(step["step"] == "46-47" for step in create) >= 4:
+                if settled:
+                    assert create[0]["what"] == "POST /v2.1/servers", create[0]
+                    return create
+                settled = True  # once more, when what ended with the last spawns is in
+                await asyncio.sleep(1.5)
+                continue
         assert time.monotonic() < deadline, done.stdout + done.stderr
         await asyncio.sleep(0.5)
 

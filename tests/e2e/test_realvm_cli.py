@@ -4,18 +4,24 @@ libvirt/QEMU (TCG here) runs the project's test guest on the ``private`` network
 the network's namespace gives it its port's address, the metadata proxy brings its requests
 to the metadata API, and the guest reports on its serial console what it learnt: address,
 uuid, hostname and its user-data script's output, read back with ``console log show``.
+``stratus trace`` shows the guest's DHCP reply and its metadata requests through the proxy in
+the boot's trace; ``stratus why --os-cloud`` asks the cloud's operator route.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stratus.compute.virt.libvirt import host as libvirt_host
-from tests.e2e.cloud import Cloud
+from tests.e2e.cloud import BIN, Cloud
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
 
@@ -51,7 +57,10 @@ def running_domains() -> set[str]:
     libvirt = libvirt_host.libvirt_module()
     conn = libvirt.open(libvirt_host.DEFAULT_URI)
     try:
-        return {d.UUIDString() for d in conn.listAllDomains(0) if d.isActive()}
+        # Listed active in one call: asking each domain of the machine (other tests' too)
+        # whether it is active fails for one removed in between.
+        return {d.UUIDString()
+                for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
     finally:
         conn.close()
 
@@ -65,6 +74,26 @@ def wait_status(cloud: Cloud, name: str, status: str, within: float = 120) -> No
     raise AssertionError(f"{name} never reached {status}")
 
 
+def trace_until(cloud: Cloud, key: str, ready: Callable[[dict[str, Any]], bool],
+                within: float = 60) -> dict[str, Any]:
+    """``stratus trace KEY --json`` once ``ready`` says it has what is wanted (spans reach the
+    store about a second after they end; the DHCP reply once the agent read dnsmasq's
+    report)."""
+    deadline = time.monotonic() + within
+    while True:
+        done = subprocess.run([str(BIN / "stratus"), "trace", key, "--json", "--data-dir",
+                               str(cloud.data_dir)], capture_output=True, text=True,
+                              env=cloud.env, timeout=60)
+        if done.returncode == 0:
+            document: dict[str, Any] = json.loads(done.stdout)
+            if ready(document):
+                return document
+        if time.monotonic() > deadline:
+            raise AssertionError(done.stdout[-4000:] + done.stderr)
+        time.sleep(1)
+
+
+@pytest.mark.timeout(900)  # three TCG boots and a restart of the cloud on a shared machine
 def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
         cloud: Cloud, tmp_path: Path) -> None:
     published = cloud.openstack_json("image", "show", "stratus-test-guest")
@@ -97,6 +126,39 @@ def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
     assert f"user-data ran as 0 on {guest.group(3)}" in user_data
     assert "answer=42" in user_data
     assert "STRATUS-USERDATA-END rc=0" in text
+
+    # The boot's trace: the guest's DHCP reply from dnsmasq (seed step 31) and its metadata
+    # requests through the proxy (52, 54) to metadata-api (53), in the boot's own trace.
+    mac = ports[0]["MAC Address"]
+    document = trace_until(cloud, server_id, lambda d: any(
+        r["step"] == "53" and r["unit"] == "metadata-api" and r["what"].endswith("/user_data")
+        for r in d["steps"]) and any(r["step"] == "31" for r in d["steps"]))
+    steps = document["steps"]
+    boot = steps[0]
+    assert boot["what"] == "POST /v2.1/servers" and boot["step"] == "4,7"
+    replies = [r for r in steps if r["step"] == "31"]
+    assert [(r["source"], r["target"], r["what"], r["unit"], r["trace_id"])
+            for r in replies][:1] == [("dnsmasq", "dhcp-agent", f"DHCP reply to {mac} {ip}",
+                                       "dhcp-agent", boot["trace_id"])]
+    for path in ("/openstack/latest/meta_data.json", "/openstack/latest/user_data"):
+        assert any((r["source"], r["target"], r["what"], r["outcome"], r["trace_id"]) == (
+            "guest", "metadata-proxy", f"GET {path}", "200", boot["trace_id"])
+            for r in steps if r["step"] == "52,54"), path
+        assert any((r["source"], r["target"], r["what"], r["outcome"], r["trace_id"]) == (
+            "metadata-proxy", "metadata-api", f"GET /metadata{path}", "200", boot["trace_id"])
+            for r in steps if r["step"] == "53" and r["unit"] == "metadata-api"), path
+    spawn = next(r for r in steps if r["step"] == "43-44")
+    assert spawn["start_ms"] < replies[0]["start_ms"]  # the guest asks once it runs
+    assert {31, 52, 53, 54} <= set(document["seed_steps_seen"])
+    assert len(document["seed_steps_seen"]) >= 40, document["seed_steps_not_seen"]
+
+    # ``stratus why --os-cloud``: the cloud's operator route finds nothing wrong.
+    why = subprocess.run([str(BIN / "stratus"), "why", server_id, "--json", "--os-cloud",
+                          "stratus", "--data-dir", str(cloud.data_dir)], capture_output=True,
+                         text=True, env=cloud.env, timeout=60)
+    assert why.returncode == 0, why.stdout + why.stderr
+    assert json.loads(why.stdout)["verdict"] == "fine"
+    assert json.loads(why.stdout)["server"]["host"] == shown["OS-EXT-SRV-ATTR:host"]
 
     # Power actions reach the real guest: a clean ACPI shutdown, a boot, a hard reset.
     cloud.openstack("server", "stop", "vm1")

@@ -18,7 +18,7 @@ def test_db_upgrade_reports_the_head_revision(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "identity: at revision 0001" in result.stderr
     assert (tmp_path / "identity.db").exists()
-    assert "image: at revision 0002" in result.stderr  # 0002 drops the unused lock table
+    assert "image: at revision 0003" in result.stderr  # 0003: metadefs catalog
     assert (tmp_path / "image.db").exists()
     assert "volume: at revision 0004" in result.stderr  # 0003: admin metadata, 0004: transfers
     assert (tmp_path / "volume.db").exists()

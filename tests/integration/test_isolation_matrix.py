@@ -198,6 +198,10 @@ IMAGE: list[Call] = [
     c("image", "GET", f"{IMG}/file"),
     c("image", "PUT", f"{IMG}/file", b"stolen", content_type="application/octet-stream",
       watch=IMAGE_WATCH),
+    # The owner's image is active: only a queued one takes a location (409 shows the
+    # owner got past the policy).
+    c("image", "POST", f"{IMG}/locations", {"url": "rbd://f/images/{image}/snap"},
+      watch=IMAGE_WATCH, owner=(409,)),
     c("image", "POST", f"{IMG}/actions/deactivate", watch=IMAGE_WATCH),
     c("image", "POST", f"{IMG}/actions/reactivate", watch=IMAGE_WATCH),
     c("image", "PUT", f"{IMG}/tags/new", watch=IMAGE_WATCH),

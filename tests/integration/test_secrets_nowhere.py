@@ -154,6 +154,20 @@ async def test_no_secret_in_logs_spans_or_metrics(
     action = await client.post(f"/compute/v2.1/servers/{server_id}/action", headers=compute,
                                json={"changePassword": {"adminPass": new_admin_pass}})
     assert action.status_code in (202, 409), action.text
+    deadline = time.monotonic() + 30
+    while (await client.get(f"/compute/v2.1/servers/{server_id}", headers=compute)).json()[
+            "server"]["OS-EXT-STS:task_state"] is not None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    rescue_pass = f"ap3-{uuid.uuid4().hex}"
+    secrets["rescue password"] = rescue_pass
+    rescued = await client.post(f"/compute/v2.1/servers/{server_id}/action", headers=compute,
+                                json={"rescue": {"adminPass": rescue_pass}})
+    assert rescued.status_code == 200, rescued.text
+    while (await client.get(f"/compute/v2.1/servers/{server_id}", headers=compute)).json()[
+            "server"]["status"] != "RESCUE":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
 
     exposition = (await client.get("/metrics")).text
     assert "stratus_compute_boots_total" in exposition

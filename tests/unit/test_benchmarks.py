@@ -120,3 +120,24 @@ def test_statistics_and_goals() -> None:
     assert Goal("m", 2, "<=").met(1.5) and not Goal("m", 2, "<=").met(2.1)
     assert Goal("m", 0, "==").met(0) and not Goal("m", 0, "==").met(1)
     assert not Goal("m", 0, ">=").met(None) and not Goal("m", 0, ">=").met(float("nan"))
+
+
+def test_live_migration_downtime_is_the_step_in_the_guests_clock() -> None:
+    """``lifecycle_live``: the guest's clock runs 1 % fast and stops 0.15 s, then 0.30 s, at
+    two switch-overs; ticks arrive 0-20 ms late. One slope and a level per stretch give the
+    stops back, to within the arrival noise."""
+    from benchmarks.lifecycle_live import fit_steps
+
+    delays = [0.0, 0.02, 0.005, 0.015, 0.01, 0.0]
+    stretches, lost = [], 0.0
+    for start, stop in ((100.0, 0.15), (120.0, 0.30), (140.0, 0.0)):
+        ticks = []
+        for n, delay in enumerate(delays):
+            host = start + 2 * n
+            ticks.append((host + delay, (host - 90.0 - lost) * 1.01))
+        stretches.append(ticks)
+        lost += stop
+    steps, slope, residual = fit_steps(stretches)
+    assert steps == [pytest.approx(0.15 * 1.01, abs=0.01), pytest.approx(0.30 * 1.01, abs=0.01)]
+    assert slope == pytest.approx(-0.01, abs=0.001)
+    assert residual < 0.02

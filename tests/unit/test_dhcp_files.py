@@ -1,12 +1,21 @@
-"""dnsmasq's files and command line, and the proxy's signature: pure functions of snapshots."""
+"""dnsmasq's files, command line and lease events, the proxy's signature, and which trace a
+guest's requests join."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+
 from stratus.network.agents.dhcp import dnsmasq
+from stratus.network.agents.dhcp.port_traces import PortTraces
 from stratus.network.metadata_proxy import sign_instance_id
 from stratus.network.objects import FixedIP, HostRoute, NetworkInfo, PortInfo, SubnetInfo
 
@@ -126,3 +135,94 @@ def test_drop_leases(tmp_path: Path) -> None:
     assert not dnsmasq.holds_leases(leases, released)
     assert not dnsmasq.drop_leases(leases, released)
     assert not dnsmasq.drop_leases(tmp_path / "missing", released)
+
+
+def test_the_lease_script_reports_each_lease_given_or_renewed(tmp_path: Path) -> None:
+    dnsmasq.write_lease_script(tmp_path)
+    script = tmp_path / dnsmasq.LEASE_SCRIPT
+    assert f"--dhcp-script={script}" in dnsmasq.command(dnsmasq.DnsmasqOptions(), tmp_path,
+                                                         "ns-dhcp", network())
+    env = {"DNSMASQ_TAGS": "port-a-port subnet-sub-1 ns-dhcp",
+           "DNSMASQ_LEASE_EXPIRES": "1900000000"}
+    for action in ("add", "old", "del"):
+        subprocess.run([str(script), action, "FA:16:3E:00:00:01", "10.1.2.10", "guest-chosen"],
+                       env=env, check=True)
+    events, offset = dnsmasq.read_lease_events(tmp_path, 0)
+    assert [(e.action, e.mac, e.ip, e.expires, e.port_id) for e in events] == [
+        ("add", "fa:16:3e:00:00:01", "10.1.2.10", 1900000000, "a-port"),
+        ("old", "fa:16:3e:00:00:01", "10.1.2.10", 1900000000, "a-port")]
+    assert abs(events[0].time_ns - time.time_ns()) < 60e9
+    assert "guest-chosen" not in (tmp_path / dnsmasq.LEASE_EVENTS).read_text()
+    assert dnsmasq.read_lease_events(tmp_path, offset) == ([], offset)
+
+
+def test_a_lease_read_back_at_a_restart_is_no_reply() -> None:
+    now = 1_800_000_000
+    def event(action: str, expires: int) -> dnsmasq.LeaseEvent:
+        return dnsmasq.LeaseEvent(now * 10**9, action, "fa:16:3e:00:00:01", "10.1.2.10",
+                                  expires, ())
+    assert event("add", now + 600).is_reply(600)
+    assert event("old", now + 600).is_reply(600)  # renewed just now
+    assert not event("old", now + 300).is_reply(600)  # read back from the lease file
+
+
+def test_lease_events_start_afresh_once_read_past_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dnsmasq, "LEASE_EVENTS_ROTATE", 100)
+    line = "1 add fa:16:3e:00:00:01 10.1.2.10 0 port-p\n"
+    (tmp_path / dnsmasq.LEASE_EVENTS).write_text(line * 3 + "2 add fa:16")  # one unfinished
+    events, offset = dnsmasq.read_lease_events(tmp_path, 0)
+    assert len(events) == 3 and offset == 3 * len(line)
+    with (tmp_path / dnsmasq.LEASE_EVENTS).open("a") as events_file:
+        events_file.write(":3e:00:00:02 10.1.2.11 0 port-q\n")
+    events, offset = dnsmasq.read_lease_events(tmp_path, offset)
+    assert [e.ip for e in events] == ["10.1.2.11"] and offset == 0
+    assert not (tmp_path / dnsmasq.LEASE_EVENTS).exists()
+    assert dnsmasq.read_lease_events(tmp_path, 0) == ([], 0)
+
+
+def test_a_guest_joins_the_trace_of_the_request_that_placed_its_port() -> None:
+    provider = TracerProvider()
+    tracer = provider.get_tracer("test")
+    traces = PortTraces(window=60)
+    placed = port("p", "10.1.2.10", device_id="vm-1")
+    assert traces.parent(placed) is None
+    with tracer.start_as_current_span("boot") as boot:
+        traces.port_changed(placed)
+    with tracer.start_as_current_span("a later update"):
+        traces.port_changed(placed)  # same device and host: the boot's trace stays
+
+    def parent_span(p: PortInfo) -> int:
+        context = traces.parent(p)
+        assert context is not None
+        return trace.get_current_span(context).get_span_context().span_id
+
+    assert parent_span(placed) == boot.get_span_context().span_id
+    moved = placed.model_copy(update={"binding_host_id": "host-2"})
+    with tracer.start_as_current_span("move") as move:
+        traces.port_changed(moved)
+    assert parent_span(moved) == move.get_span_context().span_id
+    assert traces.parent(moved.model_copy(update={"device_id": "vm-2"})) is None
+    traces.forget("p")
+    assert traces.parent(moved) is None
+    stale = PortTraces(window=0)
+    with tracer.start_as_current_span("boot"):
+        stale.port_changed(placed)
+    assert stale.parent(placed) is None  # past the window: a trace of its own
+
+
+def test_a_guest_adds_spans_within_its_budget_only() -> None:
+    def sampled(context: Context | None) -> bool:
+        if context is None:
+            return True  # a trace of its own, recorded
+        return bool(trace.get_current_span(context).get_span_context().trace_flags.sampled)
+
+    traces = PortTraces(budget=2, period=3600)
+    guest = port("p", "10.1.2.10", device_id="vm-1")
+    assert [sampled(traces.parent(guest)) for _ in range(3)] == [True, True, False]
+    assert sampled(traces.parent(port("q", "10.1.2.11", device_id="vm-2")))  # its own
+    assert not sampled(traces.parent(None))  # no port holds the address: nothing recorded
+    traces.forget("p")  # the port gone (or placed again): a budget afresh
+    assert sampled(traces.parent(guest))
+    renewed = PortTraces(budget=1, period=-1)  # every request in a period of its own
+    assert sampled(renewed.parent(guest)) and sampled(renewed.parent(guest))

@@ -81,7 +81,9 @@ def render(prepared: Prepared, workspace: Path, *, isolated_networks: bool = Fal
     conf["compute-feature-enabled"] = {k: str(v).lower() for k, v in COMPUTE_FEATURES.items()}
     conf["image"] = {"endpoint_type": "publicURL", "region": admin.region,
                      "build_timeout": "120"}
-    conf["image-feature-enabled"] = {"api_v2": "true"}
+    conf["image-feature-enabled"] = {
+        "api_v2": "true",
+        "image_format_enforcement": str(prepared.image_format_enforcement).lower()}
     conf["network"] = {
         "public_network_id": prepared.external_network_id,
         "project_network_cidr": "10.200.0.0/16",

@@ -13,16 +13,19 @@ clear state with the event saying why:
   booted afresh from its volume). A failure is ERROR, as Nova's.
 - shelve: ``shelving``: powered off (cleanly), then the disk into the shelve image as a
   snapshot → SHELVED; offload (at once, or later): the guest removed, its ports unbound,
-  its root volume's attachment dropped, its claim freed and its host cleared through the
+  its volumes reserved with no host (their attachments here gone, their devices kept in
+  the instance's system metadata), its claim freed and its host cleared through the
   conductor → SHELVED_OFFLOADED. unshelve: a guest still here is powered on; an offloaded
   one is spawned from the shelve image on the host the scheduler claimed on, its ports
-  bound here, and the shelve image deleted. A failed unshelve of an offloaded guest frees
-  the new claim again (SHELVED_OFFLOADED with a fault).
+  bound and its volumes connected here, and the shelve image deleted. A failed unshelve of
+  an offloaded guest frees the new claim again and leaves its volumes reserved with no host
+  (SHELVED_OFFLOADED with a fault).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any, Protocol
 
@@ -32,7 +35,14 @@ from stratus.compute.agent.guest import guest_spec
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.errors import UnexpectedTaskState
-from stratus.compute.objects import ActionEvent, Fault, InstanceRecord, InstanceUpdate
+from stratus.compute.objects import (
+    VOLUME_DEVICES,
+    ActionEvent,
+    Fault,
+    InstanceRecord,
+    InstanceUpdate,
+    shelved_volume_devices,
+)
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import PowerState, VirtDriver, VirtError
 from stratus.core.clients.image import ImageClient
@@ -85,7 +95,11 @@ OFFLOAD_EVENT = "compute_shelve_offload_instance"
 UNSHELVE_EVENT = "compute_unshelve_instance"
 
 #: System metadata keys a shelve records (Nova's names).
-SHELVED_KEYS = ("shelved_at", "shelved_image_id", "shelved_host")
+SHELVED_KEYS = ("shelved_at", "shelved_image_id", "shelved_host", VOLUME_DEVICES)
+
+
+def recorded_devices(instance: InstanceRecord) -> dict[str, str]:
+    return shelved_volume_devices(instance.system_metadata)
 
 
 class DiskFlows:
@@ -105,11 +119,26 @@ class DiskFlows:
 
     async def _image_of_disk(self, ctx: RequestContext, uuid: str, image_id: str,
                              pending_from: str, pending: str, uploading: str) -> None:
-        """The driver's copy of the disk, uploaded into the queued image ``image_id``."""
+        """The driver's copy of the disk, made the queued image ``image_id``'s data: where the
+        image store keeps it when the driver can (``direct_snapshot``), else uploaded."""
         agent = self.agent
         if agent.image_service is None:
             raise VirtError(f"{self.host} cannot reach the image service to upload to.")
         await agent._update(ctx, uuid, InstanceUpdate(task_state=pending), [pending_from])
+        stored = await agent.driver.direct_snapshot(uuid, image_id)
+        if stored is not None:  # the data is in the image store already: the image takes it
+            await agent._update(ctx, uuid, InstanceUpdate(task_state=uploading), [pending])
+            try:
+                await agent.image_service.set_disk_format(ctx, image_id, stored.disk_format)
+                await agent.image_service.add_location(ctx, image_id, stored.location)
+            except BaseException:
+                try:
+                    await agent.driver.remove_direct_snapshot(stored.location)
+                except Exception:  # the image's delete that follows removes it too
+                    LOG.exception("could not remove the snapshot data at %s",
+                                  stored.location)
+                raise
+            return
         snapshot = await agent.driver.snapshot(uuid)
         try:
             await agent._update(ctx, uuid, InstanceUpdate(task_state=uploading), [pending])
@@ -245,7 +274,7 @@ class DiskFlows:
         instance = await agent.conductor.instance_get(ctx, uuid)
         try:
             await agent.driver.destroy(uuid)
-            await self._release_host_side(ctx, instance)
+            await self._release_host_side(ctx, instance, [states.SHELVING_OFFLOADING])
         except Exception as exc:
             await self._failed(ctx, uuid, OFFLOAD_EVENT, exc, [states.SHELVING_OFFLOADING],
                                states.SHELVED)
@@ -253,20 +282,24 @@ class DiskFlows:
         await agent._event(ctx, uuid, OFFLOAD_EVENT, finished=True, result="Success")
         await agent.conductor.instance_offloaded(ctx, uuid, self.host)
 
-    async def _release_host_side(self, ctx: RequestContext, instance: InstanceRecord) -> None:
-        """What ties the instance to this host, other than the guest: port bindings and the
-        root volume's attachment (both come back at unshelve), and the data volumes'
-        attachments made here by an unshelve that failed."""
+    async def _release_host_side(self, ctx: RequestContext, instance: InstanceRecord,
+                                 expected: list[str | None]) -> None:
+        """What ties the instance to this host, other than the guest: its port bindings
+        (bound again at unshelve) and its volumes' attachments, which become reservations
+        with no host, as Nova keeps them (their devices recorded on the instance, which is
+        in one of the task states ``expected``)."""
         agent = self.agent
         if agent.network is not None:
             await agent.network.unbind(ctx, instance.network_info)
         if agent.volumes is not None:
-            if not instance.image_ref:
-                await agent.volumes.disconnect_boot_volumes(ctx, instance.project_id,
-                                                            instance.uuid)
-            # Data volumes stay attached where they were until an unshelve connects them
-            # elsewhere; a failed one gives up what it connected here.
-            await agent.volumes.let_go(ctx, instance.project_id, instance.uuid, self.host)
+            devices = await agent.volumes.reserve_hostless(ctx, instance.project_id,
+                                                           instance.uuid)
+            known = recorded_devices(instance)
+            if devices and {**known, **devices} != known:
+                await agent._update(ctx, instance.uuid, InstanceUpdate(system_metadata={
+                    **instance.system_metadata,
+                    VOLUME_DEVICES: json.dumps({**known, **devices}, sort_keys=True)}),
+                    expected)
 
     # unshelve -----------------------------------------------------------------------------
 
@@ -286,7 +319,8 @@ class DiskFlows:
             if offloaded:
                 await agent._destroy_quietly(uuid)
                 try:
-                    await self._release_host_side(ctx, instance)
+                    await self._release_host_side(ctx, instance,
+                                                  [states.UNSHELVING, states.SPAWNING])
                 except Exception:
                     LOG.exception("could not release the ports and volumes of %s", uuid)
                 await agent._event(ctx, uuid, UNSHELVE_EVENT, finished=True, result="Error",
@@ -329,10 +363,15 @@ class DiskFlows:
                 network_info = [vif.model_dump() for vif in vifs]
             block_devices: list[dict[str, Any]] = []
             if agent.volumes is not None:
-                if not instance.image_ref:
+                # Its volumes, reserved with no host since the offload, connected here.
+                connected = await agent.volumes.connect_reserved(
+                    ctx, instance.project_id, uuid, recorded_devices(instance))
+                if not instance.image_ref and "/dev/vda" not in connected:
+                    # Offloaded before its root volume was kept reserved: attached anew.
                     await agent.volumes.connect_boot_volumes(ctx, instance.project_id, uuid)
-                # Its data volumes too, connected anew here (their old host's go once the
-                # guest runs: ``keep_only`` below).
+                # And any still attached to another host (offloaded before volumes were
+                # kept reserved) connected anew here; theirs go once the guest runs
+                # (``keep_only`` below).
                 block_devices = await agent.volumes.take_over(ctx, instance.project_id, uuid)
             for waiter in plugged:
                 try:

@@ -208,8 +208,8 @@ class HostMoves:
             LOG.warning("finishing the move of %s on %s failed: %s", instance_uuid,
                         self.host, exc)
             if not same_host:
-                try:
-                    await self.driver.destroy(instance_uuid)
+                try:  # the source keeps using a shared disk
+                    await self.driver.destroy(instance_uuid, keep_shared_disk=True)
                 except Exception:
                     LOG.exception("could not remove %s from %s", instance_uuid, self.host)
                 await self._keep_only_quietly(ctx, instance_uuid, migration.source_compute)
@@ -247,7 +247,8 @@ class HostMoves:
         await self.conductor.action_event(ctx, instance_uuid, REVERT_EVENT, host=self.host,
                                           finished=False)
         try:
-            await self.driver.destroy(instance_uuid)
+            # A disk the hosts share (RBD) is the one the source brings the guest back on.
+            await self.driver.destroy(instance_uuid, keep_shared_disk=True)
             if migration.source_compute != self.host and self.network is not None:
                 record = await self.conductor.instance_get(ctx, instance_uuid)
                 if record.network_info:

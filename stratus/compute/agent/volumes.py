@@ -14,7 +14,11 @@ each is attached at its device as root volumes are. A build that fails gives bac
 attachment of the instance and deletes the volumes it made (``undo_build``): nothing of a
 failed build is left in the volume service, and a reschedule starts afresh.
 
-Moves (resize, migrations, evacuation, unshelve elsewhere): the host a guest arrives on
+Shelve offload (``reserve_hostless``): each volume stays the instance's, reserved with no
+host as Nova keeps it, until the unshelve connects it on the new host at its device
+(``connect_reserved``).
+
+Moves (resize, migrations, evacuation): the host a guest arrives on
 connects each of the instance's volumes again with its own connector, at the device the
 volume has (``take_over``: the instance then holds two attachments of the volume, which the
 volume service allows for one instance, as Cinder does); once the guest runs on one host,
@@ -146,20 +150,61 @@ class HostVolumes:
             devices.append({"mountpoint": "/dev/vda", "connection_info": info})
         return devices
 
-    async def disconnect_boot_volumes(self, ctx: RequestContext, project_id: str,
-                                      instance_uuid: str) -> None:
-        """The guest is gone from this host (shelve offload): drop the root volume's
-        attachments, so ``connect_boot_volumes`` attaches it again wherever it is spawned
-        next; the volume itself stays the instance's."""
+    # Shelved offloaded: reserved with no host -------------------------------------------
+
+    async def reserve_hostless(self, ctx: RequestContext, project_id: str,
+                               instance_uuid: str) -> dict[str, str]:
+        """The guest runs on no host any more (shelve offload, or an unshelve that failed):
+        as Nova, each of its volumes stays the instance's, reserved with no host (a new
+        attachment without a connector), and every attachment that named a host goes, its
+        connection with it. Volume id → the device it had, for the unshelve to attach it
+        there again (``connect_reserved``)."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return {}
         base = await self._base(ctx, project_id)
         token = await self.service_auth.token()
-        roots = {v["id"] for v in await self.client.volumes_with_metadata(
-            ctx, base, BOOT_FOR, instance_uuid, service_token=token)}
-        for attachment in await self.client.attachments_of(ctx, base, instance_uuid,
-                                                           service_token=token):
-            if attachment["volume_id"] in roots:
-                await self.client.delete_attachment(ctx, base, attachment["id"],
+        devices: dict[str, str] = {}
+        for volume_id, attachments in (await self._held(ctx, base, token,
+                                                         instance_uuid)).items():
+            device = next((a.device for a in attachments if a.device), None)
+            if device:
+                devices[volume_id] = device
+            # Reserved first: the volume is never free for another server in between.
+            await self.client.create_attachment(ctx, base, volume_id, instance_uuid,
+                                                service_token=token)
+            for gone in attachments:
+                await self.client.delete_attachment(ctx, base, gone.attachment_id,
                                                     service_token=token)
+        return devices
+
+    async def connect_reserved(self, ctx: RequestContext, project_id: str,
+                               instance_uuid: str, devices: dict[str, str]) -> set[str]:
+        """Unshelve: the instance's reservations with no host (``reserve_hostless``) are
+        connected to this host, each at the device its volume had; the devices connected."""
+        if await self.service_auth.find_endpoint("block-storage") is None:
+            return set()
+        base = await self._base(ctx, project_id)
+        token = await self.service_auth.token()
+        connected: set[str] = set()
+        try:
+            found = await self.client.attachments_of(ctx, base, instance_uuid,
+                                                     service_token=token)
+        except NotFound:
+            LOG.debug("no block storage answers at %s: no volumes to connect", base)
+            return connected
+        for attachment in found:
+            if attachment.get("status") != "reserved":
+                continue
+            device = devices.get(attachment["volume_id"])
+            if device is None:
+                raise VirtError(f"Volume {attachment['volume_id']} of {instance_uuid} has no "
+                                "device to be attached at.")
+            await self.client.update_attachment(ctx, base, attachment["id"],
+                                                self.connector(device), service_token=token)
+            await self.client.complete_attachment(ctx, base, attachment["id"],
+                                                  service_token=token)
+            connected.add(device)
+        return connected
 
     # Moves (see stratus.compute.agent.moves) ---------------------------------------------
 

@@ -53,8 +53,9 @@ async def create_server(body: ServerCreateBody, rt: Runtime, caller: CallerDep, 
         return JSONResponse({"reservation_id": first.reservation_id}, status_code=202)
     server = {"id": first.uuid, "links": urls.pair(f"servers/{first.uuid}"),
               "OS-DCF:diskConfig": s.disk_config or "MANUAL",
-              "security_groups": [{"name": n} for n in first.security_groups],
-              "adminPass": s.admin_pass or secrets.token_urlsafe(9)}
+              "security_groups": [{"name": n} for n in first.security_groups]}
+    if rt.settings.compute.enable_instance_password:
+        server["adminPass"] = s.admin_pass or secrets.token_urlsafe(9)
     return JSONResponse({"server": server}, status_code=202,
                         headers={"Location": urls.url(f"servers/{first.uuid}")})
 

@@ -7,6 +7,9 @@ constant time (else 403); the instance must exist, not be deleted and belong to 
 project (else 404). ``GET /`` is answered before any of that. Answers are plain text
 listings or JSON documents, as Nova's metadata service gives them
 (``stratus.compute.metadata.content``).
+
+It runs behind the APIs' request middleware: a request id, a log line and metrics per
+request, and a span (seed step 53) that joins the proxy's trace and names the instance.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from stratus.compute import passwords
 from stratus.compute.metadata import content
 from stratus.compute.metadata.content import Document, InstanceData
 from stratus.compute.metadata.source import MetadataError, MetadataSource
+from stratus.core.context import set_instance
 from stratus.core.db import Database
 from stratus.core.exceptions import Conflict
+from stratus.core.web.errors import ErrorStyle
+from stratus.core.web.middleware import RequestMiddleware
 
 LOG = logging.getLogger(__name__)
 
@@ -112,7 +119,7 @@ def _ec2(data: InstanceData, parts: list[str]) -> Document:
 
 
 def create_metadata_app(db: Database, secret: str, *,
-                        dhcp_domain: str = "novalocal") -> Starlette:
+                        dhcp_domain: str = "novalocal") -> ASGIApp:
     source = MetadataSource(db, dhcp_domain)
 
     async def handle(request: Request) -> Response:
@@ -122,6 +129,7 @@ def create_metadata_app(db: Database, secret: str, *,
                 document = _text([*content.EC2_VERSIONS, "latest"])
             else:
                 instance_id, project_id = _identity(request, secret)
+                set_instance(instance_id)  # signed by the proxy: the request's span names it
                 data = await source.instance(instance_id, project_id)
                 if parts[0] == "openstack":
                     document = await _openstack(source, data, parts[1:], request)
@@ -137,5 +145,6 @@ def create_metadata_app(db: Database, secret: str, *,
         return Response(document.body, media_type=document.content_type)
 
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-    return Starlette(routes=[Route("/", handle, methods=methods),
-                             Route("/{path:path}", handle, methods=methods)])
+    app = Starlette(routes=[Route("/", handle, methods=methods),
+                            Route("/{path:path}", handle, methods=methods)])
+    return RequestMiddleware(app, style=ErrorStyle.PLAIN, service="metadata")

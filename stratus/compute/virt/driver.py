@@ -121,6 +121,14 @@ class DiskSnapshot:
 
 
 @dataclass(frozen=True)
+class StoredSnapshot:
+    """A guest's root disk made an image's data where the image store keeps it."""
+
+    location: str
+    disk_format: str
+
+
+@dataclass(frozen=True)
 class HostResources:
     """What a host offers, reported as the inventories of its resource provider."""
 
@@ -174,8 +182,10 @@ class VirtDriver(abc.ABC):
         """Create and start the guest; on failure nothing of it is left behind."""
 
     @abc.abstractmethod
-    async def destroy(self, uuid: str) -> None:
-        """Stop and remove the guest and its local files; no error if it is gone."""
+    async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
+        """Stop and remove the guest and its local files; no error if it is gone. With
+        ``keep_shared_disk`` a root disk on storage the hosts share (RBD) stays: the guest
+        is going back to the host it came from, which uses that disk."""
 
     @abc.abstractmethod
     async def power_off(self, uuid: str, grace_period: float = 60.0) -> None:
@@ -200,6 +210,17 @@ class VirtDriver(abc.ABC):
         driver's scratch space, for the caller to upload and then remove; consistent even
         while the guest runs, and the guest keeps its power state. A guest booted from a
         volume has no local disk: ``VirtError``."""
+
+    async def direct_snapshot(self, uuid: str, image_id: str) -> StoredSnapshot | None:
+        """The guest's root disk made image ``image_id``'s data where the image store keeps
+        it, no byte passing through this host (RBD: a flattened clone in the store's pool),
+        consistent while the guest runs, which keeps its power state; its location and
+        format for the image service. None when the driver cannot: the caller takes
+        ``snapshot``."""
+        return None
+
+    async def remove_direct_snapshot(self, location: str) -> None:  # noqa: B027 - optional
+        """Remove what ``direct_snapshot`` made at ``location`` (no image took it)."""
 
     async def attach_volume(self, uuid: str, connection_info: dict[str, Any],
                             mountpoint: str) -> None:

@@ -7,7 +7,8 @@ are the raw reads the host image cache (``stratus.core.images_cache``) is built 
 
 Snapshots (compute's ``createImage``, ``shelve``): ``create`` makes a ``queued`` image with
 the caller's token (so it counts against the caller's project), ``upload_file`` streams a
-local file into it (a compute host, with the user's token and its own service token) and
+local file into it (a compute host, with the user's token and its own service token), or
+``add_location`` gives it data the host wrote into the image store's RBD pool itself, and
 ``delete`` removes it again; a quota refusal of either keeps its type (``PayloadTooLarge``).
 """
 
@@ -119,6 +120,24 @@ class ImageClient(ServiceClient):
                                         "Content-Length": str(size)})
         finally:
             handle.close()
+
+    async def set_disk_format(self, ctx: RequestContext, image_id: str,
+                              disk_format: str) -> None:
+        """``PATCH /v2/images/{id}``: the queued image's ``disk_format`` (a snapshot's is
+        known once the host has made it: RBD disks are raw)."""
+        endpoint = await self.endpoint(ctx)
+        await self.request("PATCH", f"{endpoint}/v2/images/{image_id}", auth=self.auth(ctx),
+                           json=[{"op": "replace", "path": "/disk_format",
+                                  "value": disk_format}],
+                           headers={"Content-Type":
+                                    "application/openstack-images-v2.1-json-patch"})
+
+    async def add_location(self, ctx: RequestContext, image_id: str, url: str) -> None:
+        """``POST /v2/images/{id}/locations`` (Image API 2.17): the queued image takes the
+        data its store already holds at ``url`` (a compute host's RBD snapshot)."""
+        endpoint = await self.endpoint(ctx)
+        await self.request("POST", f"{endpoint}/v2/images/{image_id}/locations",
+                           auth=self.auth(ctx), json={"url": url})
 
     async def delete(self, ctx: RequestContext, image_id: str) -> None:
         """``DELETE /v2/images/{id}``; an image already gone is no error."""

@@ -164,8 +164,28 @@ class Database:
             cfg.attributes["version_table"] = version_table
             command.upgrade(cfg, revision)
 
-        async with self.engine.begin() as conn:
-            await conn.run_sync(run)
+        if self.backend != "sqlite":
+            async with self.engine.begin() as conn:
+                await conn.run_sync(run)
+            return
+        # SQLite alters a table in batch mode by copying it and dropping the original, and a
+        # DROP TABLE with foreign keys enforced deletes every row that references the
+        # original ON DELETE CASCADE (altering network_subnets emptied network_ip_allocations
+        # of an upgraded database). So the history runs with enforcement off, as Alembic
+        # advises; the pragma only takes effect outside a transaction, hence first, and the
+        # references are checked before the commit instead.
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                await conn.run_sync(run)
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migrating to {revision} broke references: {broken[:5]}")
+                await conn.commit()
+            finally:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
     async def _stored_revision(self, version_table: str) -> str | None:
         def read(connection: Connection) -> str | None:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from stratus.core.auth import TokenValidator
 from stratus.core.web import ErrorStyle, create_app
-from stratus.image.api import data, images, members, schemas, versions
+from stratus.image.api import data, images, members, metadefs, schemas, versions
 from stratus.image.service import ImageRuntime
 
 
@@ -19,7 +19,7 @@ def create_image_app(runtime: ImageRuntime, validator: TokenValidator) -> FastAP
         service="image",
         style=ErrorStyle.PLAIN,
         routers=[versions.router, schemas.router, data.router, members.router,
-                 images.router],
+                 images.router, metadefs.router],
         max_body_size=runtime.settings.max_request_body_size,
         openapi=runtime.settings.serve_openapi,
         body_limit_exempt=[data.UPLOAD_PATH_SUFFIX],

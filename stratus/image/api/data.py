@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
-from stratus.core.exceptions import UnsupportedMediaType
+from stratus.core.exceptions import BadRequest, UnsupportedMediaType
 from stratus.core.metrics import IMAGE_BYTES, counting
+from stratus.core.web import openapi
 from stratus.image.api.deps import CallerDep, Runtime
+from stratus.image.api.images import json_body
 from stratus.image.data import ByteRange
 from stratus.image.errors import RangeNotSatisfiable
 
@@ -61,6 +64,42 @@ async def upload(image_id: str, request: Request, runtime: Runtime,
         LOG.info("client went away while uploading image %s; upload discarded", image_id)
         return Response(status_code=400)
     return Response(status_code=204)
+
+
+_LOCATION_BODY = openapi.request_body({
+    "type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+        "url": {"type": "string", "maxLength": 2048},
+        "validation_data": {"type": "object", "additionalProperties": False,
+                            "required": ["os_hash_algo", "os_hash_value"], "properties": {
+                                "os_hash_algo": {"type": "string"},
+                                "os_hash_value": {"type": "string"}}}}})
+
+
+def _location_request(body: Any) -> tuple[str, tuple[str, str] | None]:
+    """(url, validation) of an add-location body, Glance's 400 for anything else."""
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str) or not body["url"]:
+        raise BadRequest("The request body must be an object with a non-empty 'url'.")
+    unknown = set(body) - {"url", "validation_data"}
+    if unknown:
+        raise BadRequest(f"Unknown attribute(s) {', '.join(sorted(unknown))}.")
+    validation = body.get("validation_data")
+    if validation is None:
+        return body["url"], None
+    if (not isinstance(validation, dict) or set(validation) != {"os_hash_algo", "os_hash_value"}
+            or not all(isinstance(v, str) and v for v in validation.values())):
+        raise BadRequest("validation_data must have os_hash_algo and os_hash_value, and "
+                         "nothing else.")
+    return body["url"], (validation["os_hash_algo"], validation["os_hash_value"])
+
+
+@router.post("/images/{image_id}/locations", status_code=202, openapi_extra=_LOCATION_BODY)
+async def add_location(image_id: str, request: Request, runtime: Runtime,
+                       caller: CallerDep) -> Response:
+    """Glance 2.17's add location, for data the store already holds (compute's RBD
+    snapshot of a guest)."""
+    url, validation = _location_request(await json_body(request))
+    await runtime.data.add_location(caller, image_id, url, validation)
+    return Response(status_code=202)
 
 
 DOWNLOADED = IMAGE_BYTES.labels("downloaded")

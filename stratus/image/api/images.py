@@ -16,7 +16,14 @@ from stratus.core.web.params import GLANCE as GLANCE_PARAMS
 from stratus.image.api import views
 from stratus.image.api.deps import CallerDep, Runtime, Service
 from stratus.image.images import PatchOp
-from stratus.image.queries import SORT_KEYS, TIME_OPERATORS, Filters, Page
+from stratus.image.queries import (
+    INTEGER_ATTRIBUTES,
+    SORT_KEYS,
+    TEXT_ATTRIBUTES,
+    TIME_OPERATORS,
+    Filters,
+    Page,
+)
 from stratus.image.validation import VISIBILITIES
 
 router = APIRouter(prefix="/v2")
@@ -235,6 +242,10 @@ def parse_filters(params: list[tuple[str, str]]) -> Filters:
             f.size_max = GLANCE_PARAMS.integer(name, value)
         elif name in ("created_at", "updated_at"):
             getattr(f, name).append(_time_condition(name, value))
+        elif name in INTEGER_ATTRIBUTES:
+            f.attributes[name] = GLANCE_PARAMS.integer(name, value)
+        elif name in TEXT_ATTRIBUTES:
+            f.attributes[name] = value
         else:
             f.properties.setdefault(name, []).extend(_values(value))
     return f

@@ -1,4 +1,4 @@
-"""Image data stores behind one interface (``base.Store``): ``file`` and ``rbd``."""
+"""Image data stores behind one interface (``base.Store``): ``file``, ``rbd`` and ``s3``."""
 
 from __future__ import annotations
 
@@ -22,4 +22,16 @@ def create_store(settings: Settings) -> Store:
         return RbdStore(settings.ceph, pool=image.rbd_store_pool,
                         chunk_size=image.rbd_store_chunk_size,
                         stale_upload_seconds=image.stale_upload_seconds)
-    raise ValueError(f"unknown image store {image.store!r} (available: file, rbd)")
+    if image.store == "s3":
+        from stratus.image.stores.s3 import S3Store
+
+        if not (image.s3_store_host and image.s3_store_access_key
+                and image.s3_store_secret_key):
+            raise ValueError("image store s3 needs image.s3_store_host, s3_store_access_key "
+                             "and s3_store_secret_key")
+        return S3Store(image.s3_store_host, image.s3_store_access_key,
+                       image.s3_store_secret_key, bucket=image.s3_store_bucket,
+                       region=image.s3_store_region, part_size=image.s3_store_part_size,
+                       concurrency=image.s3_store_upload_concurrency,
+                       stale_upload_seconds=image.stale_upload_seconds)
+    raise ValueError(f"unknown image store {image.store!r} (available: file, rbd, s3)")

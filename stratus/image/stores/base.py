@@ -21,7 +21,7 @@ import abc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from stratus.core.exceptions import NotFound, PayloadTooLarge
+from stratus.core.exceptions import BadRequest, NotFound, PayloadTooLarge
 
 #: Bytes per read when streaming an object out.
 READ_CHUNK = 1024 * 1024
@@ -33,6 +33,10 @@ class StoreFull(PayloadTooLarge):
 
 class ObjectMissing(NotFound):
     """The location names no object (deleted behind our back, or never committed)."""
+
+
+class LocationRefused(BadRequest):
+    """A location offered for an image is not one this store would have given it."""
 
 
 class StoreWriter(abc.ABC):
@@ -141,6 +145,14 @@ class Store(abc.ABC):
 
     async def undo_prepare_delete(self, location: str) -> None:  # noqa: B027 - optional hook
         """The deletion ``prepare_delete`` was called for did not commit."""
+
+    async def adopt(self, image_id: str, location: str) -> str:
+        """Take data already written at ``location`` (by a service sharing the store's
+        backend, e.g. compute's RBD clone of a guest's disk) as image ``image_id``'s: its
+        location as this store writes it. Only where this store would itself have put that
+        image's data, committed (no other image's data, nothing outside the store):
+        ``LocationRefused`` otherwise."""
+        raise LocationRefused(f"The {self.scheme} image store takes no locations.")
 
     @abc.abstractmethod
     async def delete(self, location: str) -> None:

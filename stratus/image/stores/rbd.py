@@ -30,6 +30,7 @@ from stratus.core.config import CephSettings
 from stratus.core.exceptions import Conflict
 from stratus.image.stores.base import (
     READ_CHUNK,
+    LocationRefused,
     ObjectMissing,
     ObjectReader,
     RangeReader,
@@ -58,7 +59,9 @@ class RbdWriter(StoreWriter):
         self.image_id = image_id
         self.name = image_id + PARTIAL
         self._image: Any = None
-        self._buffer = bytearray()
+        #: Data received but not written yet, less than a chunk (joined once per chunk).
+        self._parts: list[memoryview] = []
+        self._buffered = 0
         self._size = 0  # bytes handed to writes (or skipped as zeros) so far
         self._allocated = 0  # the RBD image's size
         self._committed = False
@@ -139,12 +142,21 @@ class RbdWriter(StoreWriter):
     async def write(self, data: bytes) -> None:
         if self._done:
             return
-        self._buffer += data
+        view = memoryview(data)
         chunk = self.store.chunk_size
-        while len(self._buffer) >= chunk:
-            piece = bytes(self._buffer[:chunk])
-            del self._buffer[:chunk]
-            await self._dispatch(piece)
+        while view:
+            take = min(len(view), chunk - self._buffered)
+            self._parts.append(view[:take])
+            self._buffered += take
+            view = view[take:]
+            if self._buffered == chunk:
+                await self._dispatch(self._take_buffered())
+
+    def _take_buffered(self) -> bytes:
+        piece = b"".join(self._parts)
+        self._parts.clear()
+        self._buffered = 0
+        return piece
 
     def _close_image(self) -> None:
         """Close the image once no write uses it; idempotent."""
@@ -176,10 +188,8 @@ class RbdWriter(StoreWriter):
         return str(RbdLocation(self.ceph.fsid, self.store.pool, self.image_id, SNAPSHOT))
 
     async def commit(self) -> str:
-        if self._buffer:
-            tail = bytes(self._buffer)
-            self._buffer.clear()
-            await self._dispatch(tail)
+        if self._buffered:
+            await self._dispatch(self._take_buffered())
         await self._drain()
         location = await self.ceph.run(self._finish)
         self._done = True
@@ -193,7 +203,8 @@ class RbdWriter(StoreWriter):
 
     async def abort(self) -> None:
         self._done = True
-        self._buffer.clear()
+        self._parts.clear()
+        self._buffered = 0
         with contextlib.suppress(Exception):
             await self._drain()
         await self.ceph.run(self._abort)
@@ -391,6 +402,25 @@ class RbdStore(Store):
                 return False
 
         return await self.ceph.run(present)
+
+    async def adopt(self, image_id: str, location: str) -> str:
+        parsed = core_ceph.rbd_location(location)
+        expected = RbdLocation(self.ceph.fsid, self.pool, image_id, SNAPSHOT)
+        if parsed != expected:
+            raise LocationRefused(f"Location {location!r} is not where this store keeps the "
+                                  f"data of image {image_id} ({expected}).")
+
+        def committed() -> bool:
+            rbd = self.ceph.rbd
+            try:
+                with rbd.Image(self.ceph.ioctx(self.pool), image_id, read_only=True) as image:
+                    return bool(image.is_protected_snap(SNAPSHOT))
+            except (rbd.ImageNotFound, rbd.ObjectNotFound):
+                return False
+
+        if not await self.ceph.run(committed):
+            raise LocationRefused(f"There is no protected snapshot at {location!r}.")
+        return str(expected)
 
     async def clones(self, location: str) -> list[str]:
         """``pool/image`` of every clone of the location's snapshot."""

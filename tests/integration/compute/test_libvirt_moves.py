@@ -1,10 +1,8 @@
 """Moving real guests (libvirt/QEMU) between two "hosts" on this machine: two libvirt drivers
 with their own instance directories, each on its own libvirtd.
 
-libvirt will not migrate a guest to the daemon it runs on (nor to one with the same host
-UUID), so the second host's libvirtd runs in a mount namespace of its own (its state,
-configuration, logs and pid files private, its own ``host_uuid`` and socket; QEMU writing
-its own logs, as the machine's virtlogd holds the first daemon's), QEMU's migration
+libvirt will not migrate a guest to the daemon it runs on, so the second host's libvirtd
+runs in a mount namespace of its own (``tests.realvm.second_libvirtd``), QEMU's migration
 stream on the loopback. The guest keeps running through the live migration: it never boots
 again on the destination, and answers a disk hot-plug there.
 """
@@ -12,13 +10,13 @@ again on the destination, and answers a disk hot-plug there.
 from __future__ import annotations
 
 import asyncio
-import shutil
+import re
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,8 +26,8 @@ from stratus.compute.placement import Placement, provider_uuid
 from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
 from stratus.compute.virt.driver import GuestSpec, MigrationProgress, PowerState
 from stratus.compute.virt.libvirt import LibvirtDriver
-from stratus.compute.virt.libvirt import host as libvirt_host
-from stratus.core.config import Settings
+from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
+from stratus.core.config import CephSettings, Settings
 from stratus.guest_image.upload import publish
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
@@ -38,69 +36,28 @@ from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
 from tests.integration.compute.test_libvirt_flow import wait_status
-from tests.realvm import destroy_leftovers, guest_image, libvirt_ready, wait_console
+from tests.realvm import (
+    SecondLibvirtdError,
+    destroy_leftovers,
+    guest_image,
+    libvirt_ready,
+    wait_console,
+)
+from tests.realvm import second_libvirtd as start_second_libvirtd
 
 pytestmark = [pytest.mark.realvm, pytest.mark.serial]
 
-START = """#!/bin/sh
-set -e
-mount --make-rprivate /
-mount --bind {root}/etc /etc/libvirt
-mount --bind {root}/run /run/libvirt
-mount --bind {root}/lib /var/lib/libvirt
-mount --bind {root}/cache /var/cache/libvirt
-mount --bind {root}/log /var/log/libvirt
-exec /usr/sbin/libvirtd --config {root}/etc/libvirtd.conf -p {root}/libvirtd.pid
-"""
-
+TICK = re.compile(r"^STRATUS-TICK uptime=([\d.]+)", re.MULTILINE)
 
 @pytest.fixture
 def second_libvirtd() -> Iterator[str]:
-    """A second libvirtd on this machine (see the module docstring); its URI."""
+    """A second libvirtd on this machine (``tests.realvm.second_libvirtd``); its URI."""
     libvirt_ready()
-    if shutil.which("unshare") is None:
-        backend_unavailable("a second libvirtd needs unshare(1)")
-    root = Path(tempfile.mkdtemp(prefix="stratus-lv-", dir="/tmp"))  # short: socket paths
-    for name in ("run", "lib", "cache", "sock", "log/qemu"):
-        (root / name).mkdir(parents=True)
-    shutil.copytree("/etc/libvirt", root / "etc", dirs_exist_ok=True)
-    for leftover in ("qemu", "storage", "nwfilter"):  # no domains, pools or filters of the
-        shutil.rmtree(root / "etc" / leftover, ignore_errors=True)  # first daemon's
-    # QEMU writes its logs itself: the machine's virtlogd holds the first daemon's files,
-    # which have the same names.
-    with (root / "etc" / "qemu.conf").open("a") as conf:
-        conf.write('\nstdio_handler = "file"\n')
-    (root / "etc" / "libvirtd.conf").write_text(
-        f'host_uuid = "{uuid.uuid4()}"\nunix_sock_dir = "{root}/sock"\n')
-    script = root / "start.sh"
-    script.write_text(START.format(root=root))
-    script.chmod(0o755)
-    log = (root / "libvirtd.log").open("wb")
-    daemon = subprocess.Popen(["unshare", "-m", str(script)], stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"qemu+unix:///system?socket={root}/sock/libvirt-sock"
     try:
-        deadline = time.monotonic() + 60
-        libvirt = libvirt_host.libvirt_module()
-        while True:
-            try:
-                libvirt.open(uri).close()
-                break
-            except libvirt.libvirtError:
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    backend_unavailable("the second libvirtd did not start: "
-                                        f"{(root / 'libvirtd.log').read_text()[-500:]}")
-                time.sleep(0.2)
-        yield uri
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        with start_second_libvirtd() as uri:
+            yield uri
+    except SecondLibvirtdError as exc:
+        backend_unavailable(str(exc))
 
 
 @pytest.fixture
@@ -242,7 +199,8 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
         assert response.status_code == 200, response.text
         return str(response.json()["output"])
 
-    await wait_console(console, r"^STRATUS-READY")
+    ticked = await wait_console(console, r"^STRATUS-TICK")
+    uptime_before = max(float(u) for u in TICK.findall(ticked))
     moved = await cloud.compute("POST", f"/servers/{server_id}/action", json={
         "os-migrateLive": {"host": dest, "block_migration": "auto"}})
     assert moved.status_code == 202, moved.text
@@ -264,9 +222,12 @@ async def test_live_migration_of_a_real_guest_through_the_api(two_agent_cloud: C
         held = await Placement(session).allocations_of(server_id)
         assert held == {provider_uuid(dest): {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}
         assert await Placement(session).allocations_of(rows[0]["uuid"]) == {}
-    # The guest kept running over there: no boot on the destination's console, and it
-    # powers itself off there on ACPI (a soft reboot), then boots there.
-    assert "STRATUS-INIT" not in await console()
+    # The guest kept running over there: no boot on the destination's console, its clock
+    # counting on from where it was, and it powers itself off there on ACPI (a soft
+    # reboot), then boots there.
+    there = await wait_console(console, r"^STRATUS-TICK")
+    assert "STRATUS-INIT" not in there
+    assert min(float(u) for u in TICK.findall(there)) > uptime_before, there[-500:]
     rebooted = await cloud.compute("POST", f"/servers/{server_id}/action",
                                    json={"reboot": {"type": "SOFT"}})
     assert rebooted.status_code == 202
@@ -312,3 +273,123 @@ async def test_a_volume_backed_guest_with_a_data_volume_resizes_on_its_volumes(
         await driver.destroy(guest.uuid)
         await driver.cleanup_host()
     assert root.exists() and data.exists()  # volumes outlive the guest
+
+
+# Root disks in RBD: the hosts share them, so nothing is copied --------------------------------
+
+@pytest.fixture
+async def two_rbd_hosts(tmp_path: Path, second_libvirtd: str,
+                        ceph_cluster: Any) -> AsyncIterator[tuple[LibvirtDriver, LibvirtDriver]]:
+    settings = CephSettings(conf=ceph_cluster.conf, user="stratus",
+                            keyring=ceph_cluster.stratus_keyring)
+    a = LibvirtDriver(tmp_path / "a" / "instances", ceph=RbdDisks(settings), images_type="rbd")
+    b = LibvirtDriver(tmp_path / "b" / "instances", uri=second_libvirtd, start_daemons=False,
+                      migration_uri=second_libvirtd, ceph=RbdDisks(settings),
+                      images_type="rbd")
+    await a.init_host("host-a")
+    await b.init_host("host-b")
+    try:
+        yield a, b
+    finally:
+        for driver in (a, b):
+            for guest in await driver.list_guests():
+                await driver.destroy(guest)
+            await driver.cleanup_host()
+
+
+def _rbd_disk(cluster: Any, uuid_: str) -> tuple[int, list[str]] | None:
+    """(size, snapshot names) of the guest's disk in ``vms``, None when there is none."""
+    import rbd
+
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("vms") as vms:
+        try:
+            with rbd.Image(vms, f"{uuid_}_disk", read_only=True) as disk:
+                return disk.size(), [s["name"] for s in disk.list_snaps()]
+        except rbd.ImageNotFound:
+            return None
+
+
+@pytest.mark.timeout(900)
+async def test_an_rbd_backed_guest_live_migrates_resizes_and_reverts_on_its_one_disk(
+        two_rbd_hosts: tuple[LibvirtDriver, LibvirtDriver], ceph_cluster: Any) -> None:
+    a, b = two_rbd_hosts
+    guest = GuestSpec(uuid=str(uuid.uuid4()), name="rbd-mover", vcpus=1, memory_mb=256,
+                      root_gb=1, image_path=guest_image(), image_format="qcow2")
+    await a.spawn(guest)
+
+    def console(driver: LibvirtDriver) -> asyncio.Future[str]:
+        return asyncio.ensure_future(driver.get_console_output(guest.uuid))
+
+    await wait_console(lambda: console(a), r"^STRATUS-READY")
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])
+
+    # Live: no disk copied (no block migration), the same RBD disk opened on host-b by its
+    # own libvirtd with its own Ceph secret; the guest never boots again.
+    source_data = await a.live_migration_source_data(guest.uuid)
+    assert source_data["rbd_disk"] is True
+    migrate_data = await b.pre_live_migration(guest, source_data)
+    assert migrate_data["disk"] is None
+    await a.live_migration(guest.uuid, "host-b", migrate_data)
+    await b.post_live_migration_at_destination(guest.uuid)
+    assert guest.uuid in await b.list_guests()
+    assert guest.uuid not in await a.list_guests()
+    assert (await b.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    assert not a.instance_dir(guest.uuid).exists()
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])  # left where it is
+    assert "STRATUS-INIT" not in await b.get_console_output(guest.uuid)
+
+    # Cold to host-a with a larger flavor: the disk grows in place; a revert (host-a's
+    # guest destroyed keeping the shared disk, host-b's brought back) rolls it back.
+    disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-a")
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, ["stratus-resize"])
+    bigger = GuestSpec(uuid=guest.uuid, name="rbd-mover", vcpus=1, memory_mb=384, root_gb=2,
+                       image_path=guest.image_path, image_format="qcow2")
+    await a.finish_migration(bigger, disk_info, power_on=True)
+    booted = await wait_console(lambda: console(a), r"^STRATUS-READY")
+    assert "STRATUS-DISK name=vda size=2147483648" in booted
+    await a.destroy(guest.uuid, keep_shared_disk=True)
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (2 << 30, ["stratus-resize"])
+    await b.finish_revert_migration(guest.uuid, power_on=True)
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])
+    info = await b.get_info(guest.uuid)
+    assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 256)
+
+    # Again, confirmed this time: the grown disk stays, its snapshot goes.
+    disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-a")
+    await a.finish_migration(bigger, disk_info, power_on=True)
+    await b.confirm_migration(guest.uuid)
+    assert _rbd_disk(ceph_cluster, guest.uuid) == (2 << 30, [])
+    assert (await a.get_info(guest.uuid)).power_state == PowerState.RUNNING
+
+    # host-a dies (its guest gone, the disk in Ceph); evacuated to host-b, the guest boots
+    # from that disk, as it was, not from a new copy of its image.
+    await a.power_off(guest.uuid, grace_period=30)
+    await a._call(a._undefine, guest.uuid)
+    _write_at_end(ceph_cluster, guest.uuid, b"written before the evacuation")
+    await b.spawn(bigger)
+    await wait_console(lambda: console(b), r"^STRATUS-READY")
+    assert _read_at_end(ceph_cluster, guest.uuid, 29) == b"written before the evacuation"
+    await b.destroy(guest.uuid)
+    assert _rbd_disk(ceph_cluster, guest.uuid) is None
+
+
+def _write_at_end(cluster: Any, uuid_: str, data: bytes) -> None:
+    import rbd
+
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{uuid_}_disk") as disk:
+        disk.write(data, disk.size() - len(data))
+
+
+def _read_at_end(cluster: Any, uuid_: str, length: int) -> bytes:
+    import rbd
+
+    from tests.ceph_cluster import admin_connection
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("vms") as vms, \
+            rbd.Image(vms, f"{uuid_}_disk", read_only=True) as disk:
+        return bytes(disk.read(disk.size() - length, length))

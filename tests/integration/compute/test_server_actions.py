@@ -340,3 +340,37 @@ async def test_an_agent_restart_ends_an_interrupted_pause_where_the_guest_really
     assert _states(shown) == ("ACTIVE", "active", None, 1, False)
     assert (await _act(cloud, sid, {"pause": None})).status_code == 202
     await cloud.wait_for(sid, "PAUSED")
+
+
+async def test_the_password_is_answered_unless_the_cloud_keeps_it_to_itself(
+        cloud: Cloud) -> None:
+    """Nova's ``enable_instance_password``: on (the default), rescue answers ``adminPass`` at
+    every microversion; off, create, rebuild and rescue answer none, and the rescue still
+    gets a password made for it."""
+    image_id = await upload_image(cloud)
+    sid = (await _boot(cloud, image_id, "pw"))["id"]
+    rescued = await _act(cloud, sid, {"rescue": {"adminPass": "old-style-pw"}}, "2.1")
+    assert (rescued.status_code, rescued.json()) == (200, {"adminPass": "old-style-pw"})
+    await cloud.wait_for(sid, "RESCUE")
+    assert (await _act(cloud, sid, {"unrescue": None}, "2.1")).status_code == 202
+    await cloud.wait_for(sid, "ACTIVE")
+
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    runtime.settings.compute.enable_instance_password = False
+    try:
+        created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="q"))
+        assert created.status_code == 202 and "adminPass" not in created.json()["server"]
+        for version in ("2.1", "2.96"):
+            quiet = await _act(cloud, sid, {"rescue": None}, version)
+            assert (quiet.status_code, quiet.json()) == (200, {}), version
+            shown = await cloud.wait_for(sid, "RESCUE")
+            spec = _driver(cloud, shown).rescued_with(sid)
+            assert spec is not None and len(spec.admin_password) >= 8
+            assert (await _act(cloud, sid, {"unrescue": None}, version)).status_code == 202
+            await cloud.wait_for(sid, "ACTIVE")
+        rebuilt = await _act(cloud, sid, {"rebuild": {"imageRef": image_id}})
+        assert rebuilt.status_code == 202, rebuilt.text
+        assert "adminPass" not in rebuilt.json()["server"]
+    finally:
+        runtime.settings.compute.enable_instance_password = True

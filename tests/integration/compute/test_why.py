@@ -1,6 +1,7 @@
 """``stratus why SERVER`` on servers that failed: the cloud built as ``stratus up`` builds it
 (fake driver), its spans kept in the data directory's span store and its log written as
-``--log-json`` lines to ``DIR/stratus.log``, and the command run on that directory."""
+``--log-json`` lines to ``DIR/stratus.log``, and the command run on that directory; and the
+same diagnosis through the operator route ``os-stratus-why`` (``stratus why --os-cloud``)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typer.testing import CliRunner
 
+from stratus.cli.cloud import CloudError, get_json
 from stratus.cli.main import LOG_FILE, app
+from stratus.compute.diagnosis import Diagnosis
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
-from tests.integration.clouds import CloudStarter, TestCloud
+from tests.integration.asgi import LateASGITransport
+from tests.integration.clouds import ROOT, CloudStarter, TestCloud
 from tests.json_logs import json_lines_to
 
 UNITS = ("identity-api", "image-api", "compute-api", "conductor", "scheduler", "compute-agent")
@@ -135,3 +140,52 @@ async def test_why_failed_spawn_names_the_host_the_step_and_the_error(
     assert any(f"build of {server_id} on {last} failed" in m for m in messages), messages
     loggers = {json.loads(line)["logger"] for line in document["log_lines"]}
     assert any(name.startswith("stratus.compute.agent") for name in loggers), loggers
+
+
+async def test_why_through_the_operator_route_is_the_commands_diagnosis(
+        cloud: TestCloud, span_exporter: InMemorySpanExporter, json_log: Path) -> None:
+    huge = await cloud.client.post("/compute/v2.1/flavors", headers=cloud.admin.headers,
+                                   json={"flavor": {"name": "huge", "ram": 512,
+                                                    "vcpus": 1, "disk": 1_000_000}})
+    server_id = await boot_until_error(cloud, huge.json()["flavor"]["id"])
+    local = json.loads(await stratus_why(cloud, span_exporter, server_id, "--json"))
+    span_exporter.clear()  # in the store now: stored twice, each failure would show twice
+    route = f"/compute/v2.1/os-stratus-why/{server_id}"
+
+    answered = await cloud.client.get(route, headers=cloud.admin.headers)
+    assert answered.status_code == 200, answered.text
+    document = answered.json()["why"]
+    for each in (document, local):  # seconds since the row changed: read at another time
+        assert each["server"].pop("idle_seconds") >= 0
+    assert document == local  # the same diagnosis, read by the API's host
+    assert document["verdict"] == "error" and document["step"]["step"] == "9-11"
+    assert document["evidence"][1] == "ResourceFilter removed 2 of 2 hosts:"
+    assert document["log_lines"]
+
+    # ``stratus why --os-cloud`` prints what the local command prints, from the route.
+    cloud_yaml = {"auth": {"auth_url": f"{ROOT}/identity", "username": "admin",
+                           "password": "why-admin-pw", "project_name": "admin"}}
+    late = cloud.stack.http_transport
+    assert isinstance(late, LateASGITransport)
+    transport = httpx.ASGITransport(app=late.app)
+    fetched = await get_json(cloud_yaml, "compute", f"/os-stratus-why/{server_id}",
+                             transport=transport)
+    text = await stratus_why(cloud, span_exporter, server_id)
+    assert Diagnosis.from_json(fetched["why"]).lines() == text.splitlines()
+
+    # Admins only (the fault's details, hosts and log lines); a member gets 403.
+    member = await cloud.project("member")
+    refused = await cloud.client.get(route, headers=member.headers)
+    assert refused.status_code == 403, refused.text
+    assert "os_compute_api:os-stratus-why:show" in refused.json()["forbidden"]["message"]
+    unknown = await cloud.client.get(f"/compute/v2.1/os-stratus-why/{uuid.uuid4()}",
+                                     headers=cloud.admin.headers)
+    assert unknown.status_code == 404, unknown.text
+    assert "itemNotFound" in unknown.json()
+    with pytest.raises(CloudError, match=r"^404: "):
+        await get_json(cloud_yaml, "compute", f"/os-stratus-why/{uuid.uuid4()}",
+                       transport=transport)
+    too_long = await cloud.client.get(f"/compute/v2.1/os-stratus-why/{'x' * 256}",
+                                      headers=cloud.admin.headers)
+    assert too_long.status_code == 400, too_long.text
+

@@ -140,6 +140,39 @@ async def test_data_that_is_not_its_disk_format_is_refused(cloud: ImageCloud,
     assert (await cloud.show(fake["id"]))["virtual_size"] == 2 * MiB
 
 
+async def test_format_match_switched_off_keeps_the_safety_checks(
+        make_cloud: CloudFactory, tmp_path: Path) -> None:
+    """``require_format_match = false`` (Glance's ``require_image_format_match``): data that
+    is not its disk_format is kept as opaque bytes, but what the data really is still passes
+    the safety checks, and data that announces its format must be valid."""
+    cloud = await make_cloud(require_format_match=False)
+    # Random bytes as every format Tempest's image listing tests upload them as.
+    for disk_format in ("qcow2", "raw", "ami", "ari", "aki", "vhd", "vmdk", "vdi", "vhdx"):
+        image = await cloud.create(disk_format=disk_format)
+        data = os.urandom(3000)
+        assert (await cloud.upload(image["id"], data)).status_code == 204, disk_format
+        shown = await cloud.show(image["id"])
+        assert shown["status"] == "active" and shown["size"] == 3000, shown
+        expected = 3000 if disk_format == "raw" else None
+        assert shown["virtual_size"] == expected, (disk_format, shown)
+    # A real qcow2 named raw is kept; with a backing file it is still refused.
+    disguised = await cloud.create(disk_format="raw")
+    assert (await cloud.upload(disguised["id"], qcow2_bytes(tmp_path, "1M"))).status_code == 204
+    backing = tmp_path / "base.raw"
+    backing.write_bytes(b"\0" * MiB)
+    layered = await cloud.create(disk_format="raw")
+    assert "backing" in assert_error(
+        await cloud.upload(layered["id"], qcow2_bytes(tmp_path, "1M", backing=backing)), 400)
+    descriptor = await cloud.create(disk_format="raw")
+    assert "descriptor" in assert_error(await cloud.upload(
+        descriptor["id"], b'# Disk DescriptorFile\nRW 2048 FLAT "/etc/shadow" 0\n'), 400)
+    # Data that says it is a qcow2 but is not a valid one is refused as before.
+    broken = await cloud.create(disk_format="qcow2")
+    assert_error(await cloud.upload(broken["id"], b"QFI\xfb" + os.urandom(4000)), 400)
+    for image in (layered, descriptor, broken):
+        assert (await cloud.show(image["id"]))["status"] == "queued"
+
+
 async def test_over_quota_uploads_are_413_and_leave_nothing(make_cloud: CloudFactory) -> None:
     cloud = await make_cloud(quota_image_size_total=MiB, image_size_cap=768 * 1024,
                              quota_image_count=4)

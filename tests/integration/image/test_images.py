@@ -75,6 +75,11 @@ async def test_bad_create_bodies(cloud: ImageCloud) -> None:
     assert "read-only" in assert_error(await post({"status": "active"}), 403)
     assert "read-only" in assert_error(await post({"size": 5}), 403)
     assert "reserved" in assert_error(await post({"location": "file:///etc/passwd"}), 403)
+    # os_glance_* is the service's own namespace (Glance's), on create and on update.
+    assert "reserved" in assert_error(await post({"os_glance_foo": "bar"}), 403)
+    image = await cloud.create()
+    assert "reserved" in assert_error(await cloud.patch(image["id"], [
+        {"op": "add", "path": "/os_glance_import_task", "value": "x"}]), 403)
     response = await cloud.client.post(f"{IMAGE}/images", content=b"{nope",
                                        headers={**cloud.admin.headers,
                                                 "Content-Type": "application/json"})
@@ -152,10 +157,16 @@ async def test_filters(cloud: ImageCloud) -> None:
     assert await ids("hw_arch=x86") == [one["id"]]
     assert await ids("size_min=15") == [two["id"]]
     assert await ids("size_max=15") == [one["id"]]
+    # Image attributes are compared as columns, not as additional properties (Tempest's
+    # test_list_images_param_size).
+    assert await ids("size=20") == [two["id"]]
+    assert await ids("size=20&disk_format=raw") == []
+    assert await ids(f"checksum={one['checksum']}") == [one["id"]]
+    assert await ids("min_ram=0&min_disk=0&status=active") == sorted([one["id"], two["id"]])
     assert await ids(f"owner={cloud.admin.id}&protected=true&os_hidden=true") == [three["id"]]
     assert await ids(f"created_at=gte:{one['created_at']}") == sorted([one["id"], two["id"]])
     assert await ids("created_at=lt:2000-01-01T00:00:00Z") == []
-    for bad in ("size_min=big", "os_hidden=maybe", "member_status=happy",
+    for bad in ("size_min=big", "size=big", "os_hidden=maybe", "member_status=happy",
                 "created_at=gt:yesterday", "limit=-1"):
         assert_error(await cloud.client.get(f"{IMAGE}/images?{bad}",
                                             headers=cloud.admin.headers), 400)

@@ -236,3 +236,85 @@ async def test_api_interrupted_upload_leaves_nothing(rbd_cloud: Any, admin_ioctx
                                         headers=cloud.admin.headers)
     assert deleted.status_code == 204
     assert _names(admin_ioctx, image["id"]) == []
+
+
+def _write_committed(ioctx: Any, name: str, data: bytes) -> None:
+    """An RBD image with data and its protected ``snap``, as compute's direct snapshot
+    leaves one in the store's pool."""
+    import rbd
+
+    rbd.RBD().create(ioctx, name, len(data), old_format=False)
+    with rbd.Image(ioctx, name) as image:
+        image.write(data, 0)
+        image.create_snap("snap")
+        image.protect_snap("snap")
+
+
+async def test_api_add_location_takes_only_the_store_s_own_rbd_data_of_that_image(
+        rbd_cloud: Any, admin_ioctx: Any) -> None:
+    """Glance 2.17's add location, as compute's direct snapshot uses it: a queued image
+    takes the data already at its own place in the pool, hashed and checked as an upload
+    is; no other place, no other image's data, no second time."""
+    cloud = rbd_cloud
+    user, other = await cloud.project("member"), await cloud.project("member")
+    fsid = cloud.runtime.store.ceph.fsid
+    data = _data(6 * MiB)
+    image = await cloud.create(user)
+    image_id = image["id"]
+    place = f"rbd://{fsid}/images/{image_id}/snap"
+
+    async def add(body: Any, who: Any = user, target: str = image_id) -> Any:
+        return await cloud.client.post(f"{IMAGE}/images/{target}/locations", json=body,
+                                       headers=who.headers)
+
+    # Nothing written there yet: refused, the image still queued.
+    assert "no protected snapshot" in assert_error(await add({"url": place}), 400)
+    _write_committed(admin_ioctx, image_id, data)
+    donor = await cloud.active_image(b"another image's data", who=other)
+    try:
+        for url in (f"rbd://{fsid}/images/{donor['id']}/snap",  # another image's data
+                    f"rbd://{fsid}/vms/{image_id}/snap",  # outside the store's pool
+                    f"rbd://not-{fsid}/images/{image_id}/snap",  # another cluster
+                    f"rbd://{fsid}/images/{image_id}/other",
+                    f"file:///var/lib/images/{image_id}"):
+            assert "is not where this store keeps" in assert_error(await add({"url": url}),
+                                                                    400)
+        for body in ({}, {"url": ""}, {"url": place, "extra": 1},
+                     {"url": place, "validation_data": {"os_hash_algo": "sha512"}}):
+            assert_error(await add(body), 400)
+        wrong = {"os_hash_algo": "sha512", "os_hash_value": "0" * 128}
+        assert "does not match" in assert_error(
+            await add({"url": place, "validation_data": wrong}), 400)
+        assert (await cloud.show(image_id, user))["status"] == "queued"
+        # Another project's member does not see the image at all.
+        assert_error(await add({"url": place}, who=other), 404)
+
+        right = {"os_hash_algo": "sha512", "os_hash_value": hashlib.sha512(data).hexdigest()}
+        taken = await add({"url": place, "validation_data": right})
+        assert taken.status_code == 202, taken.text
+        shown = await cloud.show(image_id, user)
+        assert (shown["status"], shown["size"], shown["checksum"], shown["os_hash_value"]) == (
+            "active", len(data), hashlib.md5(data).hexdigest(), right["os_hash_value"])
+        got = await cloud.client.get(f"{IMAGE}/images/{image_id}/file", headers=user.headers)
+        assert got.content == data
+        assert "queued" in assert_error(await add({"url": place}), 409)  # once only
+
+        # Deleting the image removes the data it took, as any of the store's.
+        deleted = await cloud.client.delete(f"{IMAGE}/images/{image_id}",
+                                            headers=user.headers)
+        assert deleted.status_code == 204, deleted.text
+        assert _names(admin_ioctx, image_id) == []
+    finally:
+        await cloud.client.delete(f"{IMAGE}/images/{donor['id']}", headers=other.headers)
+        if _names(admin_ioctx, image_id):
+            await cloud.runtime.store.delete(place)
+
+
+async def test_api_add_location_on_a_store_that_takes_none(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud()  # the file store
+    image = await cloud.create()
+    refused = await cloud.client.post(
+        f"{IMAGE}/images/{image['id']}/locations",
+        json={"url": f"file:///tmp/{image['id']}"}, headers=cloud.admin.headers)
+    assert "takes no locations" in assert_error(refused, 400)
+    assert (await cloud.show(image["id"]))["status"] == "queued"

@@ -28,11 +28,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from stratus.core.bus import RPCServer, Target
+from stratus.core.config import Settings
 from stratus.core.context import RequestContext
+from stratus.core.tls import TLSFiles, ensure_certificates
 from stratus.network.agents.dhcp import DhcpAgentManager, DhcpAgentOptions
 from stratus.network.metadata_proxy import ProxyApp, sign_instance_id
 from stratus.network.objects import bridge_name
 from stratus.network.rpcapi import DHCP_AGENT_TOPIC, DhcpAgentAPI
+from stratus.stack import Stack
 from tests.integration.network_agents.conftest import (
     AgentBus,
     eventually,
@@ -84,20 +87,29 @@ class _Server(uvicorn.Server):
         yield
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
+@contextlib.asynccontextmanager
+async def serving_upstream(tls: TLSFiles | None = None) -> AsyncIterator[Upstream]:
     state = Upstream()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    state.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = _Server(uvicorn.Config(state.app(), log_config=None, lifespan="off"))
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
+    https = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}
+    server = _Server(uvicorn.Config(state.app(), log_config=None, lifespan="off", **https))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    yield state
-    server.should_exit = True
-    await task
-    sock.close()
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with serving_upstream() as state:
+        yield state
 
 
 async def test_guest_gets_its_lease_routes_and_metadata(
@@ -209,6 +221,28 @@ async def test_proxy_app_against_a_real_upstream(upstream: Upstream) -> None:
         app.secret = "not-the-secret"
         async with guest(port.fixed_ips[0].ip_address) as client:
             assert (await client.get("/openstack/latest/meta_data.json")).status_code == 403
+
+
+async def test_the_proxy_verifies_an_https_metadata_api_with_the_clouds_ca(
+        tmp_path: Path) -> None:
+    """With TLS (``stratus up --tls``) metadata-api is HTTPS: the client the DHCP agent's
+    proxies get (``Stack.http_client``) verifies it with the cloud's CA; one that does not
+    trust the CA reaches nothing (503, never an unverified answer)."""
+    tls = ensure_certificates(tmp_path / "tls", ["127.0.0.1"])
+    network = make_network()
+    port = make_port(network, 41)
+    by_address = {port.fixed_ips[0].ip_address: port}
+    stack = Stack(Settings(data_dir=tmp_path, tls={"ca_file": tls.ca}))
+    async with serving_upstream(tls) as upstream, stack.exits:
+        for client, status in ((stack.http_client(), 200), (httpx.AsyncClient(), 503)):
+            app = ProxyApp(network.id, by_address.get, upstream.url, SECRET, client)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(
+                    app=app, client=(port.fixed_ips[0].ip_address, 40000)),
+                    base_url="http://169.254.169.254") as guest:
+                meta = await guest.get("/openstack/latest/meta_data.json")
+                assert meta.status_code == status, meta.text
+            await client.aclose()
+        assert len(upstream.seen) == 1
 
 
 async def test_an_address_given_to_a_new_port_is_leased_to_it(

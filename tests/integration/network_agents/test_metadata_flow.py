@@ -7,6 +7,9 @@ through the proxy (a forged signature) is refused.
 
 All units are built by ``stratus.units`` as ``stratus up`` builds them; service-to-service
 HTTP (the proxy's requests to metadata-api included) is routed into the same app.
+
+The guest's DHCP reply and its metadata requests show in the boot's trace (seed steps 31
+and 52-54), as ``stratus trace`` reads it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stratus.core.config import Settings
+from stratus.core.spanstore import SpanStore, SpanStoreExporter
+from stratus.core.trace_table import seed_coverage, table
 from stratus.network.objects import bridge_name, tap_name
 from stratus.stack import Stack
 from stratus.units import UNITS, root_app, run_bootstrap
@@ -109,7 +115,8 @@ async def upload_image(cloud: Cloud) -> str:
 
 
 async def test_guest_reads_its_metadata_through_the_proxy(
-        cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None]) -> None:
+        cloud: Cloud, tmp_path: Path, kernel_cleanup: Callable[..., None],
+        span_exporter: InMemorySpanExporter) -> None:
     network = (await cloud.call("POST", f"{NET}/networks", json={"network": {
         "name": f"flow-{uuid.uuid4().hex[:6]}"}})).json()["network"]
     kernel_cleanup(network=network["id"], directory=cloud.state_dir / network["id"])
@@ -119,6 +126,7 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     assert subnet.status_code == 201, subnet.text
     image_id = await upload_image(cloud)
     user_data = b"#cloud-config\nhostname: flow-guest\n"
+    started = time.monotonic()
     created = await cloud.call("POST", "/compute/v2.1/servers", json={"server": {
         "name": "flow-vm", "imageRef": image_id, "flavorRef": "1",
         "networks": [{"uuid": network["id"]}],
@@ -126,6 +134,7 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     assert created.status_code == 202, created.text
     server_id = created.json()["server"]["id"]
     await cloud.server_status(server_id, "ACTIVE")
+    client_ms = (time.monotonic() - started) * 1000
 
     ports = (await cloud.call("GET", f"{NET}/ports?device_id={server_id}")).json()["ports"]
     assert len(ports) == 1
@@ -153,6 +162,64 @@ async def test_guest_reads_its_metadata_through_the_proxy(
         assert data.content == user_data
         versions = await guest.get(f"{base}/openstack")
         assert versions.status_code == 200 and "latest" in versions.text.split("\n")
+
+        # An address no port holds: answered, and no span (it would name no server).
+        proxied = sum(s.name.startswith("metadata-proxy")
+                      for s in span_exporter.get_finished_spans())
+        await guest.add_address(f"{prefix}.250/24")
+        stranger = await guest.get(f"{base}/openstack/latest/meta_data.json",
+                                   source=f"{prefix}.250")
+        assert stranger.status_code == 404
+        assert sum(s.name.startswith("metadata-proxy")
+                   for s in span_exporter.get_finished_spans()) == proxied
+
+    # The boot's trace shows the guest's DHCP reply (read from dnsmasq's lease script about
+    # a second later) and its metadata requests through the proxy to metadata-api.
+    await eventually(lambda: any(s.name == "dhcp.reply"
+                                 for s in span_exporter.get_finished_spans()),
+                     message="the DHCP reply's span")
+    store = SpanStore(tmp_path / "spans")
+    SpanStoreExporter(store).export(span_exporter.get_finished_spans())
+    rows = table(store.trace(store.traces_of(server_id)))
+    store.close()
+    boot = rows[0].trace_id
+    assert rows[0].what == "POST /v2.1/servers"
+    (reply,) = [r for r in rows if r.step == "31"]
+    assert (reply.source, reply.target, reply.unit, reply.trace_id) == (
+        "dnsmasq", "dhcp-agent", "dhcp-agent", boot)
+    assert reply.what == f"DHCP reply to {port['mac_address']} {address}"
+    asked = [r for r in rows if r.step == "52,54"]
+    assert [(r.source, r.target, r.what, r.outcome) for r in asked] == [
+        ("guest", "metadata-proxy", "GET /openstack/latest/meta_data.json", "200"),
+        ("guest", "metadata-proxy", "GET /openstack/latest/user_data", "200"),
+        ("guest", "metadata-proxy", "GET /openstack", "200")]
+    forwarded = [r for r in rows if r.step == "53"]
+    assert {(r.source, r.target) for r in forwarded} == {("metadata-proxy", "metadata-api")}
+    served = [r for r in forwarded if r.unit == "metadata-api"]
+    assert [r.what for r in served] == ["GET /metadata/openstack/latest/meta_data.json",
+                                        "GET /metadata/openstack/latest/user_data",
+                                        "GET /metadata/openstack"]
+    assert {r.trace_id for r in [*asked, *forwarded]} == {boot}
+    # Each after the one before: the reply, then the requests in the order the guest sent.
+    assert reply.start_ms < asked[0].start_ms < served[0].start_ms < asked[1].start_ms
+    seen, _ = seed_coverage(rows)
+    assert {31, 52, 53, 54} <= set(seen)
+    # All in one process with the real network agents: the flow in the seed's order, in one
+    # trace through every unit, the ACTIVE write within the time the client measured.
+    assert len(seen) >= 40, seen
+    flow = [r for r in rows if r.trace_id == boot]
+    steps = [r.step for r in flow]
+    # (Each step here follows the one before it causally; the agents' own steps run beside
+    # the host's, in no fixed order with them.)
+    wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17", "26,37", "27", "28",
+              "38", "43-44", "45", "46-47", "31", "52,54"]
+    positions = [steps.index(step) for step in wanted]
+    assert positions == sorted(positions), steps
+    assert {r.unit for r in flow} >= {"compute-api", "scheduler", "conductor", "compute-agent",
+                                      "network-api", "dhcp-agent", "l2-agent",
+                                      "metadata-proxy", "metadata-api"}
+    activated = next(r for r in flow if r.step == "46-47")
+    assert activated.start_ms + activated.duration_ms <= client_ms
 
     # Straight to metadata-api, not through the proxy: the signature cannot be right.
     forged = await cloud.client.get("/metadata/openstack/latest/meta_data.json", headers={

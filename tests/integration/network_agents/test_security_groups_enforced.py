@@ -43,6 +43,14 @@ async def api(cloud: Cloud, method: str, path: str, body: Any = None,
     return response.json() if response.content else None
 
 
+async def free_address(cloud: Cloud, network_id: str, prefix: str) -> str:
+    """An address of the /24 ``prefix`` that no port of the network holds."""
+    ports = (await api(cloud, "GET", f"ports?network_id={network_id}"))["ports"]
+    held = {ip["ip_address"] for port in ports for ip in port["fixed_ips"]}
+    return next(f"{prefix}.{host}" for host in range(250, 1, -1)
+                if f"{prefix}.{host}" not in held)
+
+
 def nft_tables(table: str) -> list[str]:
     listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                              check=True).stdout
@@ -117,8 +125,10 @@ async def test_two_guests_reach_each_other_only_as_the_rules_allow(
                 "security_group_id": web["id"], "direction": "ingress",
                 "remote_group_id": web["id"]}}, status=201)
             await until(lambda: a.connect(b_ip, 22, wait=0.2), True)
-            await a.add_address(f"{prefix}.250/24")
-            assert not await a.connect(b_ip, 22, source=f"{prefix}.250")  # forged IP
+            # Addresses are allocated at random: the forged one must be no port's.
+            forged = await free_address(cloud, network["id"], prefix)
+            await a.add_address(f"{forged}/24")
+            assert not await a.connect(b_ip, 22, source=forged)  # forged IP
             await a.set_mac(random_mac())
             assert not await a.connect(b_ip, 22)  # forged MAC
             await a.set_mac(ports[0]["mac_address"])

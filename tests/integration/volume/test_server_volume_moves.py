@@ -169,13 +169,46 @@ async def test_a_volume_backed_server_resizes_and_evacuates(cloud: Cloud) -> Non
         {"id": root["id"], "delete_on_termination": False}]
 
 
+async def _reserved_hostless(cloud: Cloud, vid: str, sid: str, device: str) -> None:
+    """As Nova keeps an offloaded server's volumes: one attachment, the server's, reserved
+    with no host (no connector); the volume ``reserved``, still listed on the server at its
+    device."""
+    assert await _held(cloud, vid) == [(sid, "not attached", "reserved")]
+    (attachment,) = (await cloud.volume("GET", f"/attachments/detail?volume_id={vid}")
+                     ).json()["attachments"]
+    assert not attachment["connection_info"]
+    assert (await cloud.volume("GET", f"/volumes/{vid}")).json()["volume"]["status"] == \
+        "reserved"
+    shown = (await cloud.compute("GET", f"/servers/{sid}", version="2.96")).json()["server"]
+    assert shown["os-extended-volumes:volumes_attached"] == [
+        {"id": vid, "delete_on_termination": False}]
+    listed = (await cloud.compute("GET", f"/servers/{sid}/os-volume_attachments")).json()
+    assert [(a["volumeId"], a["device"]) for a in listed["volumeAttachments"]] == [
+        (vid, device)]
+
+
 async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) -> None:
-    sid, source, other, vid = await _with_a_volume(cloud, "shelved")
+    sid, _, other, vid = await _with_a_volume(cloud, "shelved")
 
     await _act(cloud, sid, {"shelve": None})
     await _server_at(cloud, sid, "SHELVED_OFFLOADED")
-    # Offloaded, the server keeps its volume (attached where it was, until it runs again).
-    await _settled(cloud, vid, sid, source, "/dev/vdb")
+    # Offloaded, the server keeps its volume reserved with no host: the old host's
+    # attachment (and connection) gone.
+    await _reserved_hostless(cloud, vid, sid, "/dev/vdb")
+    # An unshelve that fails on the host leaves it so again.
+    _fail_next(cloud, other, "spawn")
+    await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
+    for _ in range(200):
+        failed = (await cloud.compute("GET", f"/servers/{sid}")).json()["server"]
+        actions = (await cloud.compute("GET", f"/servers/{sid}/os-instance-actions")).json()
+        if failed["OS-EXT-STS:task_state"] is None and \
+                actions["instanceActions"][0]["action"] == "unshelve":
+            break
+        await asyncio.sleep(0.05)
+    assert failed["status"] == "SHELVED_OFFLOADED", failed
+    assert failed["OS-EXT-SRV-ATTR:host"] is None
+    await _reserved_hostless(cloud, vid, sid, "/dev/vdb")
+    # Unshelved: attached on the new host at its device.
     await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
     back = await _server_at(cloud, sid, "ACTIVE")
     assert back["OS-EXT-SRV-ATTR:host"] == other
@@ -183,6 +216,31 @@ async def test_unshelved_elsewhere_a_server_has_its_data_volume(cloud: Cloud) ->
     assert "/dev/vdb" in _guest_volumes(cloud, other, sid)
     assert back["os-extended-volumes:volumes_attached"] == [
         {"id": vid, "delete_on_termination": False}]
+
+    # Offloaded again, then deleted: the reservation goes, the volume is free.
+    await _act(cloud, sid, {"shelve": None})
+    await _server_at(cloud, sid, "SHELVED_OFFLOADED")
+    await _reserved_hostless(cloud, vid, sid, "/dev/vdb")
+    assert (await cloud.compute("DELETE", f"/servers/{sid}")).status_code == 204
+    await cloud.wait("volume", f"/volumes/{vid}", "volume", "available")
+    assert await _held(cloud, vid) == []
+
+
+async def test_an_offloaded_volume_backed_server_keeps_its_root_reserved(cloud: Cloud) -> None:
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    server = await bfv_server(cloud, image_id, "bfv-shelved")
+    sid, source = server["id"], server["OS-EXT-SRV-ATTR:host"]
+    (other,) = [a.host for a in cloud.stack.agents if a.host != source]
+    (root,) = (await cloud.volume("GET", "/volumes/detail")).json()["volumes"]
+    await _settled(cloud, root["id"], sid, source, "/dev/vda")
+    await _act(cloud, sid, {"shelve": None})
+    await _server_at(cloud, sid, "SHELVED_OFFLOADED")
+    await _reserved_hostless(cloud, root["id"], sid, "/dev/vda")
+    await _act(cloud, sid, {"unshelve": {"host": other}}, "2.91")
+    back = await _server_at(cloud, sid, "ACTIVE")
+    assert back["OS-EXT-SRV-ATTR:host"] == other
+    await _settled(cloud, root["id"], sid, other, "/dev/vda")
+    assert "/dev/vda" in _guest_volumes(cloud, other, sid)
 
 
 async def test_no_volume_is_attached_or_detached_mid_move(cloud: Cloud) -> None:

@@ -154,7 +154,7 @@ class FakeDriver(VirtDriver):
         created.log(f"{guest.name} login:")
         self._guests[guest.uuid] = created
 
-    async def destroy(self, uuid: str) -> None:
+    async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
         await self._step("destroy", uuid)
         self._guests.pop(uuid, None)
 

@@ -44,6 +44,7 @@ import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from stratus.compute.virt.driver import (
     PowerState,
     ProgressCallback,
     RescueSpec,
+    StoredSnapshot,
     VirtDriver,
     VirtError,
 )
@@ -313,6 +315,16 @@ class LibvirtDriver(VirtDriver):
                   or (guest is not None and self.images_type == "rbd"))
         if not wanted or self.ceph is None:
             return None
+        return await self._define_ceph_secret()
+
+    async def _ceph_secret_of_host(self) -> None:
+        """(Re)define the Ceph secret when this host's root disks are in RBD (a guest
+        brought back from a move; libvirtd may have restarted since it left)."""
+        if self.images_type == "rbd" and self.ceph is not None:
+            await self._define_ceph_secret()
+
+    async def _define_ceph_secret(self) -> str:
+        assert self.ceph is not None
         require_qemu_rbd()
         uuid, usage, key = await self.ceph.secret()
         await self._call(define_secret, self._c(), self._libvirt, uuid, usage, key)
@@ -322,6 +334,11 @@ class LibvirtDriver(VirtDriver):
         """The root disk in RBD: a clone of the image where it lies, else the host's copy
         of it imported."""
         assert self.ceph is not None
+        if await self.ceph.exists(guest.uuid):
+            # Evacuated from a host that died: the disk the hosts share is the guest's, as
+            # it was (Nova's evacuation on shared storage). A rebuild removed it first.
+            LOG.info("%s: its RBD disk is there already; the guest boots from it", guest.uuid)
+            return await self.ceph.grown(guest.uuid, guest.root_gb)
         if guest.image_location is not None and await self.ceph.clones(
                 guest.image_location, guest.image_format):
             return await self.ceph.clone(guest.uuid, guest.image_location, guest.root_gb)
@@ -401,8 +418,8 @@ class LibvirtDriver(VirtDriver):
 
     # Destroy ------------------------------------------------------------------------------
 
-    async def destroy(self, uuid: str) -> None:
-        await self._remove(uuid)
+    async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
+        await self._remove(uuid, rbd_disk=not keep_shared_disk)
 
     async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None:
         await self._call(self._undefine, uuid)
@@ -512,11 +529,52 @@ class LibvirtDriver(VirtDriver):
 
     # Snapshot -----------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _held_still(self, uuid: str) -> AsyncIterator[None]:
+        """The guest's vCPUs stopped for the body (a consistent disk), then running again
+        if they were."""
+        dom = await self._domain(uuid)
+        paused_here = False
+        if await self._state(dom) in (self._libvirt.VIR_DOMAIN_RUNNING,
+                                      self._libvirt.VIR_DOMAIN_BLOCKED):
+            await self._call(dom.suspend)
+            paused_here = True
+        try:
+            yield
+        finally:
+            if paused_here:
+                await self._call(dom.resume)
+
+    async def direct_snapshot(self, uuid: str, image_id: str) -> StoredSnapshot | None:
+        """RBD root disks cloned from the image store's pool (so the store is ``rbd`` in
+        this cluster): an RBD snapshot taken while the guest is paused for an instant,
+        cloned into the store's pool as the image and flattened, the disk's snapshot
+        removed again, as Nova's direct snapshot."""
+        if self.images_type != "rbd" or self.ceph is None:
+            return None
+        await self._domain(uuid)
+        if not await self.ceph.exists(uuid):  # booted from a volume: ``snapshot`` says so
+            return None
+        pool = await self.ceph.image_pool(uuid)
+        if pool is None:
+            return None
+        snapshot = f"snapshot-{secrets.token_hex(4)}"
+        async with self._held_still(uuid):
+            await self.ceph.create_snapshot(uuid, snapshot)
+        try:
+            location = await self.ceph.flat_clone(uuid, snapshot, pool, image_id)
+            return StoredSnapshot(location=location, disk_format="raw")  # RBD disks are raw
+        finally:
+            await self.ceph.remove_snapshot(uuid, snapshot)
+
+    async def remove_direct_snapshot(self, location: str) -> None:
+        if self.ceph is not None:
+            await self.ceph.remove_image(location)
+
     async def snapshot(self, uuid: str) -> DiskSnapshot:
         if self.images_type == "rbd":
-            raise VirtError(f"Guest {uuid}'s disk is in RBD: the libvirt driver does not "
-                            "snapshot RBD disks yet.")
-        dom = await self._domain(uuid)
+            return await self._rbd_snapshot_file(uuid)
+        await self._domain(uuid)
         disk = self.instance_dir(uuid) / "disk"
         if not await asyncio.to_thread(disk.is_file):
             raise VirtError(f"Guest {uuid} boots from a volume: it has no local disk to "
@@ -524,21 +582,40 @@ class LibvirtDriver(VirtDriver):
         scratch = self.instances_dir / "snapshots"
         await asyncio.to_thread(scratch.mkdir, exist_ok=True)
         target = scratch / f"{uuid}-{secrets.token_hex(4)}.qcow2"
-        paused_here = False
-        if await self._state(dom) in (self._libvirt.VIR_DOMAIN_RUNNING,
-                                      self._libvirt.VIR_DOMAIN_BLOCKED):
-            await self._call(dom.suspend)
-            paused_here = True
+        async with self._held_still(uuid):  # the overlay is copied whole, the guest paused
+            try:
+                await asyncio.to_thread(
+                    _run_tool, ["qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
+                                str(target)], f"Could not copy the disk of {uuid}", None)
+            except BaseException:
+                await asyncio.to_thread(target.unlink, True)
+                raise
+        return DiskSnapshot(path=target, disk_format="qcow2")
+
+    async def _rbd_snapshot_file(self, uuid: str) -> DiskSnapshot:
+        """An RBD root disk copied out of an RBD snapshot (the guest paused only while it is
+        taken) into a qcow2 file, for an image store outside this cluster."""
+        assert self.ceph is not None
+        await self._domain(uuid)
+        if not await self.ceph.exists(uuid):
+            raise VirtError(f"Guest {uuid} boots from a volume: it has no local disk to "
+                            "snapshot.")
+        scratch = self.instances_dir / "snapshots"
+        await asyncio.to_thread(scratch.mkdir, exist_ok=True)
+        target = scratch / f"{uuid}-{secrets.token_hex(4)}.qcow2"
+        snapshot = f"snapshot-{secrets.token_hex(4)}"
+        async with self._held_still(uuid):
+            await self.ceph.create_snapshot(uuid, snapshot)
         try:
             await asyncio.to_thread(
-                _run_tool, ["qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
-                            str(target)], f"Could not copy the disk of {uuid}", None)
+                _run_tool, ["qemu-img", "convert", "-f", "raw", "-O", "qcow2",
+                            self.ceph.snapshot_target(uuid, snapshot), str(target)],
+                f"Could not copy the disk of {uuid}", None)
         except BaseException:
             await asyncio.to_thread(target.unlink, True)
             raise
         finally:
-            if paused_here:
-                await self._call(dom.resume)
+            await self.ceph.remove_snapshot(uuid, snapshot)
         return DiskSnapshot(path=target, disk_format="qcow2")
 
     # Pause, suspend, rescue, NMI, password -----------------------------------------------
@@ -573,7 +650,14 @@ class LibvirtDriver(VirtDriver):
     async def rescue(self, uuid: str, rescue: RescueSpec) -> None:
         """Nova's libvirt rescue: a fresh overlay of the rescue image (``disk.rescue``) boots
         as ``vda``; the guest's own disk comes second. The domain as it was is kept in
-        ``unrescue.xml`` for ``unrescue``."""
+        ``unrescue.xml`` for ``unrescue``.
+
+        ``rescue.admin_password`` reaches no guest: Nova's libvirt driver gives it to one
+        only through a config drive (``admin_pass`` in its ``meta_data.json``) or by
+        writing it into the rescue disk (``inject_password``, off by default), and Stratus
+        has neither; its metadata service serves no ``admin_pass`` (nor does Nova's), and
+        its ``password`` file is the guest's own, encrypted for the user. It is never
+        logged or written anywhere here."""
         if rescue.image_path is None:
             raise VirtError("The libvirt driver rescues from a local copy of an image.")
         dom = await self._domain(uuid)

@@ -18,6 +18,13 @@ refuses a migration between two daemons with the same host UUID, so two agents o
 machine need two libvirtd (each its own ``host_uuid``, state directories and socket); the
 destination tells the source the URI of its daemon (``migration_uri``).
 
+Root disks in RBD (``images_type = rbd``) are shared by the hosts and never copied either:
+a cold move keeps the disk where it is, taking an RBD snapshot (``stratus-resize``) first,
+grows it for a larger flavor, and a revert rolls it back to that snapshot (size included;
+the destination drops its guest keeping the disk), a confirm removes the snapshot; a live
+migration is a plain one (no block migration), the destination's libvirtd given the Ceph
+secret beforehand.
+
 Volumes (``GuestSpec.block_devices``, connected on the destination by the agent) are never
 copied: a moved guest's domain names the same volume files, and a guest booted from a
 volume has no disk of its own to copy (its ``vda`` is the volume, in both directions).
@@ -43,12 +50,21 @@ from stratus.compute.virt.driver import (
     ProgressCallback,
     VirtError,
 )
-from stratus.compute.virt.libvirt.guest_xml import root_volume, volume_file
+from stratus.compute.virt.libvirt.guest_xml import (
+    RbdSource,
+    rbd_source,
+    root_volume,
+    volume_file,
+)
+from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
 from stratus.compute.virt.libvirt.tools import create_local_disk, local_disk_name, run_tool
 
 LOG = logging.getLogger(__name__)
 
 _GIB = 1024**3
+#: The RBD snapshot a cold move of an RBD-backed guest takes of its disk: a revert rolls
+#: the disk back to it (the new flavor may have grown it), a confirm removes it.
+RESIZE_SNAPSHOT = "stratus-resize"
 #: Seconds between reads of a live migration's progress.
 PROGRESS_INTERVAL = 0.5
 
@@ -63,14 +79,20 @@ class LibvirtDriver(Protocol):
     _libvirt: Any
     _aborted: set[str]
 
+    ceph: RbdDisks | None
+
     def _c(self) -> Any: ...
     async def _call(self, fn: Any, *args: Any) -> Any: ...
     async def _domain(self, uuid: str) -> Any: ...
-    async def _remove(self, uuid: str) -> None: ...
+    async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None: ...
+    async def _ceph_secret(self, guest: GuestSpec | None = None,
+                           connection_info: dict[str, Any] | None = None) -> str | None: ...
+    async def _ceph_secret_of_host(self) -> None: ...
     def _undefine(self, uuid: str) -> None: ...
     def _define_and_start(self, xml: str) -> None: ...
-    def domain_xml(self, guest: GuestSpec, disk: Path, disk_format: str = "qcow2",
-                   local_disks: dict[str, Path] | None = None) -> str: ...
+    def domain_xml(self, guest: GuestSpec, disk: Path | RbdSource, disk_format: str = "qcow2",
+                   local_disks: dict[str, Path] | None = None,
+                   rbd_secret: str | None = None) -> str: ...
     def instance_dir(self, uuid: str) -> Path: ...
     async def make_instance_dir(self, uuid: str) -> Path: ...
     def console_log(self, uuid: str) -> Path: ...
@@ -100,28 +122,32 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 # Cold moves ------------------------------------------------------------------------------
 
-def _refuse_rbd_disks(driver: LibvirtDriver, uuid: str) -> None:
-    """Moves copy the instance directory's disk; a root disk in RBD is not there (a move of
-    one would keep the disk where it is): refused before anything changes."""
-    if driver.images_type == "rbd":
-        raise VirtError(f"Guest {uuid}'s disk is in RBD: the libvirt driver does not move "
-                        "RBD-backed guests yet.")
+async def _has_rbd_disk(driver: LibvirtDriver, uuid: str) -> bool:
+    """Whether the guest's root disk is an RBD image (``images_type = rbd``, not booted
+    from a volume): the hosts share it, so a move copies nothing."""
+    return (driver.images_type == "rbd" and driver.ceph is not None
+            and await driver.ceph.exists(uuid))
 
 
 async def migrate_disk_and_power_off(driver: LibvirtDriver, uuid: str,
                                      dest_host: str) -> dict[str, Any]:
-    _refuse_rbd_disks(driver, uuid)
     dom = await driver._domain(uuid)
-    if await driver._call(dom.isActive):
-        await driver.power_off(uuid)
-    xml = await driver._call(dom.XMLDesc, 0)
     directory, aside = driver.instance_dir(uuid), aside_dir(driver, uuid)
     if aside.exists():
         raise VirtError(f"A move of {uuid} is already under way on {driver.host}.")
+    if await driver._call(dom.isActive):
+        await driver.power_off(uuid)
+    xml = await driver._call(dom.XMLDesc, 0)
+    rbd_disk = await _has_rbd_disk(driver, uuid)
+    if rbd_disk:
+        assert driver.ceph is not None
+        # The disk stays where it is for the destination; a revert goes back to this.
+        await driver.ceph.remove_snapshot(uuid, RESIZE_SNAPSHOT)
+        await driver.ceph.create_snapshot(uuid, RESIZE_SNAPSHOT)
     await driver._call(dom.undefine)
     await asyncio.to_thread(directory.rename, aside)
     await asyncio.to_thread((aside / "domain.xml").write_text, xml)
-    return {"source_host": driver.host, "directory": str(aside)}
+    return {"source_host": driver.host, "directory": str(aside), "rbd_disk": rbd_disk}
 
 
 def _make_moved_disk(disk_info: dict[str, Any], directory: Path, root_gb: int) -> Path:
@@ -165,26 +191,36 @@ async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
     directory = await driver.make_instance_dir(guest.uuid)
     root = root_volume(guest)
     try:
+        rbd_secret = await driver._ceph_secret(guest)
+        disk: Path | RbdSource
         if root is not None:  # booted from a volume: vda is the volume, connected here
-            disk, disk_format = volume_file(root)
+            if root.get("driver_volume_type") == "rbd":
+                disk, disk_format = rbd_source(root, rbd_secret), "raw"
+            else:
+                disk, disk_format = volume_file(root)
+        elif disk_info.get("rbd_disk"):  # the same RBD disk, grown to the new flavor
+            assert driver.ceph is not None
+            disk, disk_format = await driver.ceph.grown(guest.uuid, guest.root_gb), "raw"
         else:
             disk = await asyncio.to_thread(_make_moved_disk, disk_info, directory,
                                            guest.root_gb)
             disk_format = "qcow2"
         local = await asyncio.to_thread(_move_local_disks, guest, disk_info, directory)
-        xml = driver.domain_xml(guest, disk, disk_format, local)
+        xml = driver.domain_xml(guest, disk, disk_format, local, rbd_secret)
         if power_on:
             await driver._call(driver._define_and_start, xml)
         else:
             await driver._call(driver._c().defineXML, xml)
     except BaseException:
         with contextlib.suppress(Exception):
-            await driver._remove(guest.uuid)
+            await driver._remove(guest.uuid, rbd_disk=False)  # the source's, for a revert
         raise
 
 
 async def confirm_migration(driver: LibvirtDriver, uuid: str) -> None:
     await asyncio.to_thread(shutil.rmtree, aside_dir(driver, uuid), True)
+    if driver.images_type == "rbd" and driver.ceph is not None:
+        await driver.ceph.remove_snapshot(uuid, RESIZE_SNAPSHOT)
 
 
 async def finish_revert_migration(driver: LibvirtDriver, uuid: str, *,
@@ -196,6 +232,11 @@ async def finish_revert_migration(driver: LibvirtDriver, uuid: str, *,
         await driver._call(driver._undefine, uuid)  # what a destination here left
     await asyncio.to_thread(shutil.rmtree, directory, True)
     await asyncio.to_thread(aside.rename, directory)
+    if await _has_rbd_disk(driver, uuid):
+        assert driver.ceph is not None
+        # Back to the disk as it was when the move began (its size too).
+        await driver.ceph.roll_back(uuid, RESIZE_SNAPSHOT)
+        await driver._ceph_secret_of_host()
     xml = await asyncio.to_thread((directory / "domain.xml").read_text)
     if power_on:
         await driver._call(driver._define_and_start, xml)
@@ -207,10 +248,10 @@ async def finish_revert_migration(driver: LibvirtDriver, uuid: str, *,
 # Live migration ----------------------------------------------------------------------------
 
 async def live_migration_source_data(driver: LibvirtDriver, uuid: str) -> dict[str, Any]:
-    _refuse_rbd_disks(driver, uuid)
     await driver._domain(uuid)
     directory = driver.instance_dir(uuid)
-    return {"source_host": driver.host, "directory": str(directory)}
+    return {"source_host": driver.host, "directory": str(directory),
+            "rbd_disk": await _has_rbd_disk(driver, uuid)}
 
 
 def _prepare_disk(source_data: dict[str, Any], directory: Path) -> Path:
@@ -235,7 +276,10 @@ async def pre_live_migration(driver: LibvirtDriver, guest: GuestSpec,
     directory = await driver.make_instance_dir(guest.uuid)
     disk: Path | None = None
     try:
-        if root_volume(guest) is None:  # a volume root is not copied: it is the volume
+        # QEMU there opens RBD disks (the root or volumes) with this host's Ceph secret.
+        await driver._ceph_secret(guest)
+        # Neither a volume root nor an RBD disk is copied: both hosts open the same one.
+        if root_volume(guest) is None and not source_data.get("rbd_disk"):
             disk = await asyncio.to_thread(_prepare_disk, source_data, directory)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, directory, True)
@@ -337,7 +381,7 @@ async def post_live_migration_at_destination(driver: LibvirtDriver, uuid: str) -
 
 
 async def rollback_live_migration_at_destination(driver: LibvirtDriver, uuid: str) -> None:
-    await driver._remove(uuid)
+    await driver._remove(uuid, rbd_disk=False)  # an RBD disk is the source's, in use there
 
 
 async def live_migration_abort(driver: LibvirtDriver, uuid: str) -> None:

@@ -21,6 +21,7 @@ cluster is down keeps running, and each build that needs Ceph fails with a fault
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -40,6 +41,8 @@ LOG = logging.getLogger(__name__)
 _GIB = 1 << 30
 #: QEMU's block driver for RBD (librbd), a module of its own on Debian.
 QEMU_RBD_MODULE = Path("/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so")
+#: The snapshot an image store's RBD image is read from (as the image service's rbd store).
+IMAGE_SNAPSHOT = "snap"
 #: Tries, one second apart, to remove a disk QEMU has not let go of yet (a guest that was
 #: just destroyed).
 REMOVE_TRIES = 10
@@ -155,6 +158,129 @@ class RbdDisks:
             if wanted > size:
                 image.resize(wanted)
 
+    # Snapshots ----------------------------------------------------------------------------
+
+    async def image_pool(self, uuid: str) -> str | None:
+        """The pool of the image ``<uuid>_disk`` was cloned from (the image store's, in
+        this cluster), or None when the disk is no clone (imported from the host's copy)."""
+        ceph = await self.ceph()
+
+        def parent() -> str | None:
+            with ceph.rbd.Image(ceph.ioctx(self.pool), self.disk_name(uuid),
+                                read_only=True) as disk:
+                try:
+                    return str(disk.get_parent_image_spec()["pool_name"])
+                except ceph.rbd.ImageNotFound:  # librbd's answer for "no parent"
+                    return None
+
+        return await ceph.run(parent)
+
+    async def create_snapshot(self, uuid: str, snapshot: str) -> None:
+        ceph = await self.ceph()
+
+        def create() -> None:
+            with ceph.rbd.Image(ceph.ioctx(self.pool), self.disk_name(uuid)) as disk:
+                disk.create_snap(snapshot)
+
+        await ceph.run(create)
+
+    async def remove_snapshot(self, uuid: str, snapshot: str) -> None:
+        """Remove the disk's ``snapshot`` (unprotected first; gone already is fine)."""
+        ceph = await self.ceph()
+        await ceph.run(self._remove_snapshot, ceph, self.disk_name(uuid), snapshot)
+
+    def _remove_snapshot(self, ceph: Ceph, name: str, snapshot: str) -> None:
+        rbd = ceph.rbd
+        try:
+            with rbd.Image(ceph.ioctx(self.pool), name) as disk:
+                if snapshot not in {s["name"] for s in disk.list_snaps()}:
+                    return
+                if disk.is_protected_snap(snapshot):
+                    disk.unprotect_snap(snapshot)
+                disk.remove_snap(snapshot)
+        except rbd.ImageNotFound:
+            return
+
+    async def roll_back(self, uuid: str, snapshot: str) -> None:
+        """The disk back to ``snapshot`` (its data and size), which is then removed; no
+        error when there is no such snapshot (the disk is left as it is)."""
+        ceph = await self.ceph()
+
+        def roll_back() -> None:
+            with ceph.rbd.Image(ceph.ioctx(self.pool), self.disk_name(uuid)) as disk:
+                if snapshot in {s["name"] for s in disk.list_snaps()}:
+                    disk.rollback_to_snap(snapshot)
+            self._remove_snapshot(ceph, self.disk_name(uuid), snapshot)
+
+        await ceph.run(roll_back)
+
+    async def grown(self, uuid: str, root_gb: int) -> RbdSource:
+        """The existing ``<uuid>_disk`` grown to ``root_gb`` (a move to a larger flavor)."""
+        ceph = await self.ceph()
+        await ceph.run(self._fit, ceph, self.disk_name(uuid), root_gb)
+        return await self.source(self.disk_name(uuid))
+
+    def snapshot_target(self, uuid: str, snapshot: str) -> str:
+        """QEMU's name of the disk's ``snapshot`` (``qemu-img convert`` reads it)."""
+        return core_ceph.qemu_target(self.settings, self.pool,
+                                     f"{self.disk_name(uuid)}@{snapshot}")
+
+    async def flat_clone(self, uuid: str, snapshot: str, pool: str, image_id: str) -> str:
+        """The disk's ``snapshot`` as image ``image_id`` of the image store's ``pool``, as
+        that store writes images: a clone made independent of the disk (flattened: the
+        server may go, the image stays), with its protected snapshot ``snap``; its
+        ``rbd://`` location. Nothing is left when it fails."""
+        ceph = await self.ceph()
+        rbd = ceph.rbd
+
+        def clone() -> str:
+            source, target = ceph.ioctx(self.pool), ceph.ioctx(pool)
+            with rbd.Image(source, self.disk_name(uuid)) as disk:
+                disk.protect_snap(snapshot)
+            try:
+                rbd.RBD().clone(source, self.disk_name(uuid), snapshot, target, image_id,
+                                features=ceph.features())
+                try:
+                    with rbd.Image(target, image_id) as made:
+                        made.flatten()
+                        made.create_snap(IMAGE_SNAPSHOT)
+                        made.protect_snap(IMAGE_SNAPSHOT)
+                except BaseException:
+                    with contextlib.suppress(rbd.Error), rbd.Image(target, image_id) as made:
+                        if IMAGE_SNAPSHOT in {s["name"] for s in made.list_snaps()}:
+                            made.unprotect_snap(IMAGE_SNAPSHOT)
+                            made.remove_snap(IMAGE_SNAPSHOT)
+                    with contextlib.suppress(rbd.ImageNotFound):
+                        rbd.RBD().remove(target, image_id)
+                    raise
+            finally:
+                with contextlib.suppress(rbd.Error), rbd.Image(source,
+                                                               self.disk_name(uuid)) as disk:
+                    disk.unprotect_snap(snapshot)  # refused while a clone still needs it
+            return str(core_ceph.RbdLocation(ceph.fsid, pool, image_id, IMAGE_SNAPSHOT))
+
+        return await ceph.run(clone)
+
+    async def remove_image(self, location: str) -> None:
+        """Remove what ``flat_clone`` made at ``location`` (an image store's RBD image)."""
+        parsed = core_ceph.rbd_location(location)
+        if parsed is None:
+            return
+        ceph = await self.ceph()
+        rbd = ceph.rbd
+
+        def remove() -> None:
+            ioctx = ceph.ioctx(parsed.pool)
+            with contextlib.suppress(rbd.ImageNotFound):
+                with rbd.Image(ioctx, parsed.image) as image:
+                    for snap in list(image.list_snaps()):
+                        if image.is_protected_snap(snap["name"]):
+                            image.unprotect_snap(snap["name"])
+                        image.remove_snap(snap["name"])
+                rbd.RBD().remove(ioctx, parsed.image)
+
+        await ceph.run(remove)
+
     async def exists(self, uuid: str) -> bool:
         ceph = await self.ceph()
         name = self.disk_name(uuid)
@@ -175,14 +301,27 @@ class RbdDisks:
 
     def _remove(self, ceph: Ceph, name: str, *, tries: int = REMOVE_TRIES) -> None:
         rbd = ceph.rbd
-        for attempt in range(tries):
+        busy, purged = 0, False
+        while True:
             try:
                 rbd.RBD().remove(ceph.ioctx(self.pool), name)
                 return
             except rbd.ImageNotFound:
                 return
+            except rbd.ImageHasSnapshots:
+                if purged:
+                    raise VirtError(f"RBD image {self.pool}/{name} keeps snapshots that are "
+                                    "in use; it was not removed") from None
+                # Snapshots an interrupted createImage or move left: nothing else takes them.
+                with rbd.Image(ceph.ioctx(self.pool), name) as disk:
+                    names = [snap["name"] for snap in disk.list_snaps()]
+                for snapshot in names:
+                    with contextlib.suppress(rbd.ImageBusy):  # a clone needs it: said above
+                        self._remove_snapshot(ceph, name, snapshot)
+                purged = True
             except rbd.ImageBusy:
-                if attempt + 1 == tries:
+                busy += 1
+                if busy >= tries:
                     raise VirtError(f"RBD image {self.pool}/{name} is still in use; it "
                                     "was not removed") from None
                 time.sleep(1)

@@ -336,6 +336,13 @@ class AmqpTransport(Transport):
         #: Connections established so far (the first one included).
         self.connections_made = 0
 
+    @property
+    def connected_to(self) -> BrokerHost | None:
+        """The node of the URL this transport is connected to now (None between connections):
+        which node's loss a process would feel, for an operator or a test."""
+        link = self._link
+        return link.host if link is not None and link.alive else None
+
     # Connection life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:

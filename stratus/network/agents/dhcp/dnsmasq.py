@@ -4,7 +4,10 @@ Files, in ``<dhcp_state_dir>/<network id>/``:
 
 * ``host``: one ``dhcp-host`` line per fixed IPv4 address of a port (MAC, tag, IP, hostname);
 * ``opts``: per-subnet options (router, DNS servers, MTU, classless static routes 121/249);
-* ``leases``, ``pid``, ``dnsmasq.log``: dnsmasq's own.
+* ``leases``, ``pid``, ``dnsmasq.log``: dnsmasq's own;
+* ``lease-script``: what dnsmasq runs on each lease change (``--dhcp-script``); it appends a
+  line to ``lease-events`` for each lease given or renewed, which the agent reads to record
+  the DHCP reply in the guest's trace (``read_lease_events``).
 
 ``host`` and ``opts`` are re-read on SIGHUP; a change of the command line (a subnet added or
 removed) needs a restart. Addresses are static: dnsmasq answers only MACs it knows.
@@ -17,6 +20,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,6 +152,7 @@ def command(options: DnsmasqOptions, directory: Path, interface: str,
         f"--dhcp-optsfile={directory / 'opts'}",
         f"--dhcp-leasefile={directory / 'leases'}",
         f"--log-facility={directory / 'dnsmasq.log'}",
+        f"--dhcp-script={directory / LEASE_SCRIPT}",
         f"--domain={options.domain}",
     ]
     size = 0
@@ -158,6 +163,102 @@ def command(options: DnsmasqOptions, directory: Path, interface: str,
                     f"{net.netmask},{options.lease_seconds}s")
     args.append(f"--dhcp-lease-max={max(size, 16)}")
     return args
+
+
+LEASE_SCRIPT = "lease-script"
+LEASE_EVENTS = "lease-events"
+#: ``lease-events`` is started afresh once this much of it has been read.
+LEASE_EVENTS_ROTATE = 256 * 1024
+
+
+def lease_script(directory: Path) -> str:
+    """The ``--dhcp-script``: dnsmasq's helper runs it (as root, one at a time, never holding
+    up a reply) with ``add|old|del MAC IP [HOSTNAME]``; for ``add`` and ``old`` it appends
+    ``<time ns> <action> <mac> <ip> <lease expiry> <tags>``. The guest's hostname is left
+    out (the guest chooses it). A shell line, not a Python process: one ``date`` and one
+    append per lease."""
+    events = shlex.quote(str(directory / LEASE_EVENTS))
+    return ("#!/bin/sh\n"
+            "# Written by the stratus dhcp-agent: a line per lease given or renewed.\n"
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+            'case "$1" in add|old) ;; *) exit 0 ;; esac\n'
+            "printf '%s %s %s %s %s %s\\n' \"$(date +%s%N)\" \"$1\" \"$2\" \"$3\" "
+            f'"${{DNSMASQ_LEASE_EXPIRES:-0}}" "${{DNSMASQ_TAGS:-}}" >> {events}\n')
+
+
+@dataclass(frozen=True)
+class LeaseEvent:
+    """dnsmasq gave (``add``) or renewed (``old``) a lease: it answered the guest's DHCP."""
+
+    time_ns: int
+    action: str
+    mac: str
+    ip: str
+    #: The lease's end (seconds since the epoch; 0 when dnsmasq did not say).
+    expires: int
+    tags: tuple[str, ...]
+
+    @property
+    def port_id(self) -> str | None:
+        """The port the hosts file's ``set:port-<id>`` tag names."""
+        for tag in self.tags:
+            if tag.startswith("port-"):
+                return tag.removeprefix("port-")
+        return None
+
+    def is_reply(self, lease_seconds: int) -> bool:
+        """A lease given, or renewed now; not one dnsmasq read back from its lease file on
+        a restart (it reports those as ``old`` too, with their earlier expiry)."""
+        if self.action == "add" or not self.expires:
+            return True
+        return self.expires >= self.time_ns // 1_000_000_000 + lease_seconds - 10
+
+
+def parse_lease_event(line: str) -> LeaseEvent | None:
+    fields = line.split(None, 5)
+    if len(fields) < 5 or fields[1] not in ("add", "old"):
+        return None
+    try:
+        time_ns, expires = int(fields[0]), int(fields[4])
+    except ValueError:
+        return None
+    tags = tuple(fields[5].split()) if len(fields) > 5 else ()
+    return LeaseEvent(time_ns, fields[1], fields[2].lower(), fields[3], expires, tags)
+
+
+def read_lease_events(directory: Path, offset: int) -> tuple[list[LeaseEvent], int]:
+    """The events ``lease-events`` gained after ``offset``, and the offset to read from next
+    time. A file read up to its end past ``LEASE_EVENTS_ROTATE`` is renamed and what the
+    script appended in the meantime read from the renamed one, so the file stays small."""
+    path = directory / LEASE_EVENTS
+    try:
+        with path.open("rb") as events:
+            events.seek(0, os.SEEK_END)
+            if events.tell() < offset:  # started afresh (a new state directory)
+                offset = 0
+            events.seek(offset)
+            data = events.read()
+    except FileNotFoundError:
+        return [], 0
+    complete = data.rfind(b"\n") + 1  # a line still being written waits
+    offset += complete
+    text = data[:complete].decode(errors="replace")
+    if offset >= LEASE_EVENTS_ROTATE and complete == len(data):
+        old = path.with_name(LEASE_EVENTS + ".old")
+        os.replace(path, old)
+        with old.open("rb") as events:
+            events.seek(offset)
+            text += events.read().decode(errors="replace")
+        old.unlink()
+        offset = 0
+    parsed = (parse_lease_event(line) for line in text.splitlines())
+    return [event for event in parsed if event is not None], offset
+
+
+def write_lease_script(directory: Path) -> None:
+    path = directory / LEASE_SCRIPT
+    write_if_changed(path, lease_script(directory))
+    path.chmod(0o755)
 
 
 def write_if_changed(path: Path, content: str) -> bool:

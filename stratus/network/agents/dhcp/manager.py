@@ -9,6 +9,11 @@ For each admin-up network with a DHCP-enabled IPv4 subnet the agent keeps:
 * ``<dhcp_state_dir>/<network id>/`` with dnsmasq's files, and a dnsmasq in the namespace;
 * a metadata proxy on 169.254.169.254:80 in the namespace.
 
+The guest's DHCP exchange and metadata requests are recorded as spans in the trace of the
+request that placed its port (``port_traces``): dnsmasq reports each lease it gives or
+renews through its lease script, read every ``LEASE_POLL`` seconds (the span keeps the
+time of the reply, not of the read).
+
 Bus events (``DhcpAgentAPI``) update that; ``resync`` makes it match the server's
 ``get_active_networks`` (on start and every ``resync_interval``), removing networks that are
 gone, including ones left behind by an earlier run (their state directory names them). A
@@ -29,11 +34,13 @@ from pathlib import Path
 
 import httpx
 
+from stratus.core import tracing
 from stratus.core.bus import MessagingError
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
 from stratus.network.agents import linux
 from stratus.network.agents.dhcp import dnsmasq
+from stratus.network.agents.dhcp.port_traces import PortTraces
 from stratus.network.metadata_proxy import MetadataProxy, ProxyApp
 from stratus.network.objects import (
     AgentState,
@@ -52,6 +59,8 @@ AGENT_TYPE = "DHCP agent"
 BINARY = "stratus-dhcp-agent"
 METADATA_AGENT_TYPE = "Metadata agent"
 METADATA_BINARY = "stratus-metadata-proxy"
+#: Seconds between reads of the networks' lease events.
+LEASE_POLL = 1.0
 
 
 def inner_device(port_id: str) -> str:
@@ -119,6 +128,11 @@ class DhcpAgentManager:
         self._next_resync = 0.0
         self._client_factory = http_client or (lambda: httpx.AsyncClient(timeout=30.0))
         self._client: httpx.AsyncClient | None = None
+        self.port_traces = PortTraces()
+        #: Network id → how far its ``lease-events`` file has been read.
+        self._lease_offsets: dict[str, int] = {}
+        self._lease_reader = Periodic(f"dhcp-agent {self.host}: lease events", LEASE_POLL,
+                                      self.read_leases)
 
     @staticmethod
     def _context() -> RequestContext:
@@ -145,10 +159,16 @@ class DhcpAgentManager:
         self._synced = synced
         self._next_resync = asyncio.get_running_loop().time() + self.options.resync_interval
         self._periodic.start()
+        self._lease_reader.start()
 
     async def stop(self) -> None:
         """Stop the periodic work and remove every network's namespace, process and files."""
         await self._periodic.stop()
+        await self._lease_reader.stop()
+        try:
+            await self.read_leases()  # the replies since the last read, before the files go
+        except Exception:
+            LOG.exception("dhcp-agent %s: lease events not read", self.host)
 
         async def remove(network_id: str) -> None:
             async with self._lock(network_id):
@@ -252,6 +272,7 @@ class DhcpAgentManager:
 
     async def port_updated(self, ctx: RequestContext, port: PortInfo) -> None:
         self._touch(port.network_id)
+        self.port_traces.port_changed(port)
         if port.network_id not in self.networks:
             network = await self.server.get_network(ctx, port.network_id)
             if network is not None:
@@ -262,6 +283,7 @@ class DhcpAgentManager:
 
     async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
         self._touch(network_id)
+        self.port_traces.forget(port_id)
         await self._change(network_id, lambda n: n.model_copy(update={
             "ports": [p for p in n.ports if p.id != port_id]}))
 
@@ -322,6 +344,9 @@ class DhcpAgentManager:
         self.networks[network.id] = served
         # Names the veth's outer end for a clean-up after a crash (see _teardown_served).
         (directory / "dhcp_port").write_text(dhcp_port.id + "\n")
+        # Replies an earlier run of this agent saw (a network adopted) were recorded then.
+        self._lease_offsets[network.id] = await asyncio.to_thread(
+            _size, directory / dnsmasq.LEASE_EVENTS)
         try:
             await self._refresh(served, network, fresh=True)
         except BaseException:
@@ -366,9 +391,56 @@ class DhcpAgentManager:
             served.proxy = MetadataProxy(
                 namespace, ProxyApp(network.id, functools.partial(self.lookup, network.id),
                                     self.options.metadata_url, self.options.metadata_secret,
-                                    self._http()),
+                                    self._http(), parent_of=self.port_traces.parent),
                 port=self.options.metadata_port)
             await served.proxy.start()
+
+    # The guest's DHCP replies ----------------------------------------------------------------
+
+    async def read_leases(self) -> None:
+        """Record the DHCP replies dnsmasq reported since the last read, one span each."""
+        offsets = {n: self._lease_offsets.get(n, 0) for n in self.networks}
+        if not offsets:
+            return
+        read = await asyncio.to_thread(self._read_lease_files, offsets)
+        for network_id, (events, offset) in read.items():
+            served = self.networks.get(network_id)
+            if served is None:
+                continue
+            self._lease_offsets[network_id] = offset
+            for event in events:
+                if event.is_reply(self.options.dnsmasq.lease_seconds):
+                    self._record_reply(served, event)
+
+    def _read_lease_files(self, offsets: dict[str, int]
+                          ) -> dict[str, tuple[list[dnsmasq.LeaseEvent], int]]:
+        read = {}
+        for network_id, offset in offsets.items():
+            try:
+                read[network_id] = dnsmasq.read_lease_events(self._directory(network_id),
+                                                             offset)
+            except OSError as exc:  # the network being removed meanwhile
+                LOG.debug("lease events of %s not read: %s", network_id, exc)
+        return read
+
+    def _record_reply(self, served: ServedNetwork, event: dnsmasq.LeaseEvent) -> None:
+        port = next((p for p in served.network.ports if p.id == event.port_id), None) \
+            or next((p for p in served.network.ports
+                     if p.mac_address.lower() == event.mac), None)
+        instance = port.device_id if port is not None \
+            and port.device_owner.startswith("compute:") else None
+        renewal = " (renewed)" if event.action == "old" else ""
+        tracing.record("dhcp.reply", event.time_ns, event.time_ns,
+                       parent=self.port_traces.parent(port), step="31", **{
+                           tracing.SOURCE_ATTRIBUTE: "dnsmasq",
+                           tracing.TARGET_ATTRIBUTE: "dhcp-agent",
+                           tracing.WHAT_ATTRIBUTE: f"DHCP reply to {event.mac} "
+                                                   f"{event.ip}{renewal}",
+                           tracing.UNIT_ATTRIBUTE: "dhcp-agent",
+                           tracing.INSTANCE_ATTRIBUTE: instance,
+                           "stratus.port_id": port.id if port is not None else None,
+                           "stratus.network_id": served.network.id,
+                           "stratus.host": self.host})
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -390,6 +462,7 @@ class DhcpAgentManager:
 
     @staticmethod
     def _write_files(directory: Path, network: NetworkInfo, dhcp_port: PortInfo) -> bool:
+        dnsmasq.write_lease_script(directory)
         hosts = dnsmasq.write_if_changed(directory / "host",
                                          dnsmasq.hosts_file(network, dhcp_port.id))
         opts = dnsmasq.write_if_changed(directory / "opts",
@@ -431,6 +504,7 @@ class DhcpAgentManager:
                 outside = tap_name((directory / "dhcp_port").read_text().strip())
         await asyncio.to_thread(self._unwire, network_id, outside)
         await asyncio.to_thread(shutil.rmtree, directory, True)
+        self._lease_offsets.pop(network_id, None)
         if served is not None:
             LOG.info("dhcp-agent %s: network %s removed", self.host, network_id)
 
@@ -444,3 +518,10 @@ class DhcpAgentManager:
         bridge = bridge_name(network_id)
         if not linux.bridge_ports(bridge):
             linux.delete_link(bridge)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
