@@ -93,6 +93,7 @@ def cloud(realvm_cloud: Cloud) -> Iterator[Cloud]:
     cloud.openstack("security", "group", "delete", "web", check=False)
 
 
+@pytest.mark.timeout(900)  # one TCG boot on a shared machine
 def test_a_floating_ip_reaches_the_guests_service_only_once_a_rule_allows_it(
         cloud: Cloud, tmp_path: Path) -> None:
     bridge = cloud.env["STRATUS_NETWORK__PHYSICAL_BRIDGES"].split(":", 1)[1]
