@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
+
+import pytest
 
 from stratus.network.agents.l2.firewall import NoopFirewall, filtered, render
 from stratus.network.objects import (
@@ -155,6 +158,55 @@ def test_conntrack_lines_give_the_original_direction() -> None:
     assert _parse(icmp) == Flow(4, 1, "10.0.0.2", "10.0.0.5", icmp_type=8, icmp_code=0,
                                 icmp_id=77)
     assert _parse("garbage") is None
+
+
+def test_remote_group_members_render_without_overlaps() -> None:
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    members = ["10.0.0.9", "10.0.0.7", "10.0.0.7", "10.1.0.0/24", "10.1.0.5", "10.1.0.0/25",
+               "fd00::1", "fd00::/120", "2001:db8::2"]
+    d = details(rule("ingress", remote_group_id=group_id),
+                rule("ingress", ethertype="IPv6", remote_group_id=group_id),
+                members={group_id: members})
+    script = render("t", [d])
+    key = group_id.replace("-", "")
+    v4 = re.search(rf"set rg4-{key} {{.*?elements = {{ (.*?) }}", script, re.S)
+    v6 = re.search(rf"set rg6-{key} {{.*?elements = {{ (.*?) }}", script, re.S)
+    assert v4 is not None and v6 is not None
+    # Each address once; one inside a CIDR only as the CIDR (nft refuses overlaps).
+    assert v4.group(1).split(", ") == ["10.0.0.7/32", "10.0.0.9/32", "10.1.0.0/24"]
+    assert v6.group(1).split(", ") == ["2001:db8::2/128", "fd00::/120"]
+
+
+def test_only_the_changed_ports_connections_are_read_from_the_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratus.network.agents.l2 import flows
+
+    table = tmp_path / "nf_conntrack"
+    table.write_text(
+        "ipv4     2 tcp      6 100 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=1 dport=2 "
+        "src=127.0.0.1 dst=127.0.0.1 sport=2 dport=1 [ASSURED] mark=0 zone=0 use=2\n"
+        "ipv4     2 tcp      6 100 ESTABLISHED src=10.0.0.2 dst=10.0.0.5 sport=40000 "
+        "dport=23 src=10.0.0.5 dst=10.0.0.2 sport=23 dport=40000 [ASSURED] mark=0 zone=0 "
+        "use=2\n"
+        "ipv4     2 tcp      6 100 ESTABLISHED src=10.0.0.2 dst=10.0.0.5 sport=40001 "
+        "dport=22 src=10.0.0.5 dst=10.0.0.2 sport=22 dport=40001 [ASSURED] mark=0 zone=0 "
+        "use=2\n"
+        # The kernel writes IPv6 addresses in full; a pair's CIDR covers this one.
+        "ipv6     10 tcp      6 100 ESTABLISHED src=2001:0db8:0000:0000:0000:0000:0000:0009 "
+        "dst=fd00:0000:0000:0000:0000:0000:0000:0042 sport=5 dport=80 "
+        "src=fd00:0000:0000:0000:0000:0000:0000:0042 dst=2001:0db8:0000:0000:0000:0000:0000:0009 "
+        "sport=80 dport=5 [ASSURED] mark=0 zone=0 use=2\n")
+    monkeypatch.setattr(flows, "CONNTRACK_TABLE", str(table))
+    port = details(rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22),
+                   allowed_address_pairs=[AddressPair(ip_address="fd00::/120",
+                                                              mac_address="fa:16:3e:12:34:56")])
+    judged = flows._PortRules(port)
+    read = flows._read_table(judged.addresses)
+    assert [(f.saddr, f.dport) for f in read] == [
+        ("10.0.0.2", 23), ("10.0.0.2", 22), ("2001:0db8:0000:0000:0000:0000:0000:0009", 80)]
+    assert len(flows._read_table()) == 4
+    # What forget_stale deletes: the connections the port's rules refuse now.
+    assert [f.dport for f in read if not judged.admits(f)] == [23, 80]
 
 
 def test_a_port_of_stateless_groups_is_judged_before_conntrack_admits() -> None:

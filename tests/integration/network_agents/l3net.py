@@ -58,16 +58,18 @@ def address(network: NetworkInfo, host_part: int) -> str:
 
 @dataclass
 class Outside:
-    """A namespace on the external bridge holding the external subnet's gateway address:
-    what guests reach through their router, and what reaches floating IPs."""
+    """A namespace on the external bridge holding the external subnet's gateway address
+    (or ``host_address``, where the host holds the gateway): what guests reach through their
+    router, and what reaches floating IPs."""
 
     bridge: str
     cidr: str
     namespace: str = field(default_factory=lambda: f"qout-{uuid.uuid4().hex[:10]}")
+    host_address: str | None = None
 
     @property
     def address(self) -> str:
-        return self.cidr.rsplit(".", 1)[0] + ".1"
+        return self.host_address or self.cidr.rsplit(".", 1)[0] + ".1"
 
     @property
     def outer(self) -> str:

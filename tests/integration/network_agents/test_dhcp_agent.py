@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stratus.core.bus import RPCServer, Target
 from stratus.core.context import RequestContext
@@ -252,12 +253,27 @@ async def test_concurrent_port_events_all_land(agent_bus: AgentBus, tmp_path: Pa
     directory = tmp_path / "dhcp" / network.id
     kernel_cleanup(network=network.id, directory=directory)
     agent, rpc = await start_agent(agent_bus, tmp_path / "dhcp")
+    refresh = agent._refresh
+    refreshes = 0
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal refreshes
+        refreshes += 1
+        await refresh(*args, **kwargs)
+
+    agent._refresh = counted  # type: ignore[method-assign]
     try:
         api = DhcpAgentAPI(agent_bus.transport)
         ports = [make_port(network, 100 + i) for i in range(12)]
-        await asyncio.gather(*(api.port_updated(CTX, p) for p in ports))
+        # A refresh under way holds the network's lock while the events arrive: they wait,
+        # and are then applied together, with one refresh.
+        async with agent._lock(network.id):
+            await asyncio.gather(*(api.port_updated(CTX, p) for p in ports))
+            await eventually(lambda: len(agent._queued.get(network.id, [])) == len(ports),
+                             message="every event waiting")
         await eventually(lambda: all(p.mac_address in (directory / "host").read_text()
                                      for p in ports), message="every port in hosts")
+        assert refreshes == 1
         await asyncio.gather(*(api.port_deleted(CTX, network.id, p.id) for p in ports[:6]))
         await eventually(lambda: not any(p.mac_address in (directory / "host").read_text()
                                          for p in ports[:6]), message="six ports gone")

@@ -11,13 +11,15 @@ import contextlib
 import json
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from stratus.network.agents import linux
 from stratus.network.agents.l2.firewall import NftablesFirewall
@@ -442,3 +444,125 @@ async def test_stateless_groups_admit_no_reply_by_conntrack(lab: Lab) -> None:
         lab.firewall.set_port(lab.details(port_a, [answered]))
         await lab.firewall.apply()
         assert await reaches(a, b, 22)
+
+
+def _v6_connect(namespace: str, address: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection over IPv6 from ``namespace`` is answered with ``hi``."""
+    with linux.entered(namespace):
+        sock = socket.socket(socket.AF_INET6)
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((address, port))
+            return sock.recv(16) == b"hi"
+        except OSError:
+            return False
+
+
+@contextlib.contextmanager
+def _dual_stack_listen(namespace: str, port: int) -> Iterator[None]:
+    """A listener on ``port`` over IPv4 and IPv6 at once that says ``hi`` and closes."""
+    with linux.entered(namespace):
+        server = socket.socket(socket.AF_INET6)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.bind(("::", port))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"hi")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def _add_v6(guest: NsGuest, address: str) -> None:
+    # No duplicate address detection: the address is usable at once, not after ~1 s.
+    with linux.ipr_in(guest.namespace) as ns:
+        index = ns.link_lookup(ifname="eth0")[0]
+        ns.addr("add", index=index, address=address, prefixlen=64, flags=IFA_F_NODAD)
+
+
+async def test_ipv6_rules_are_enforced_apart_from_ipv4(lab: Lab) -> None:
+    """Rules of ethertype IPv6 open IPv6 only and IPv4 rules IPv4 only; IPv6 remote
+    prefixes and remote groups (the ``rg6`` sets) hold as IPv4's do; anti-spoofing keeps a
+    guest to its IPv6 fixed IPs."""
+    v6 = f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::"
+    group = SecurityGroupInfo(id=str(uuid.uuid4()))
+    server = group.model_copy(update={"rules": [
+        *EGRESS,
+        rule("ingress", ethertype="IPv6", protocol="tcp", port_range_min=22,
+             port_range_max=22),
+        rule("ingress", ethertype="IPv4", protocol="tcp", port_range_min=80,
+             port_range_max=80),
+        rule("ingress", ethertype="IPv6", protocol="tcp", port_range_min=443,
+             port_range_max=443, remote_ip_prefix=f"{v6}10/128"),
+        rule("ingress", ethertype="IPv6", protocol="tcp", port_range_min=8080,
+             port_range_max=8080, remote_group_id=group.id)]})
+    plain = SecurityGroupInfo(id=str(uuid.uuid4()), rules=list(EGRESS))
+
+    def dual(host_part: int, groups: list[SecurityGroupInfo]) -> PortInfo:
+        return lab.port(host_part, groups, fixed_ips=[
+            FixedIP(subnet_id="s", ip_address=f"{lab.prefix}.{host_part}"),
+            FixedIP(subnet_id="s6", ip_address=f"{v6}{host_part}")])
+
+    port_a, port_b, port_c = dual(10, [plain]), dual(11, [server]), dual(12, [server])
+    for port, groups in ((port_a, [plain]), (port_b, [server]), (port_c, [server])):
+        lab.firewall.set_port(lab.details(port, groups))
+    for port in (port_b, port_c):  # each knows the other as a member
+        lab.firewall.set_port(lab.details(port, [server]))
+    await lab.firewall.apply()
+    a, b, c = (await lab.guest(port_a), await lab.guest(port_b), await lab.guest(port_c))
+    for guest, host_part in ((a, 10), (b, 11), (c, 12)):
+        await asyncio.to_thread(_add_v6, guest, f"{v6}{host_part}")
+
+    async def v6_reaches(client: NsGuest, port: int) -> bool:
+        return await asyncio.to_thread(_v6_connect, client.namespace, f"{v6}11", port)
+
+    with (_dual_stack_listen(b.namespace, 22), _dual_stack_listen(b.namespace, 80),
+          _dual_stack_listen(b.namespace, 443), _dual_stack_listen(b.namespace, 8080)):
+        # The first IPv6 packets wait for neighbour discovery, which the firewall lets by.
+        assert any([await v6_reaches(a, 22) for _ in range(20)])  # the IPv6 rule
+        assert not await reaches(a, b, 22)  # ...is not an IPv4 rule
+        assert await reaches(a, b, 80)  # the IPv4 rule
+        assert not await v6_reaches(a, 80)  # ...is not an IPv6 rule
+        assert await v6_reaches(a, 443)  # a's address is the rule's IPv6 prefix
+        assert not await v6_reaches(c, 443)  # c's is not
+        assert await v6_reaches(c, 8080)  # c is in the remote group, by its IPv6 address
+        assert not await v6_reaches(a, 8080)  # a is not
+
+        # a sends from an IPv6 address that is not its own: dropped before any rule.
+        await asyncio.to_thread(_add_v6, a, f"{v6}99")
+
+        def forged() -> bool:
+            with linux.entered(a.namespace):
+                sock = socket.socket(socket.AF_INET6)
+            with sock:
+                sock.settimeout(0.5)
+                sock.bind((f"{v6}99", 0))
+                try:
+                    sock.connect((f"{v6}11", 22))
+                    return sock.recv(16) == b"hi"
+                except OSError:
+                    return False
+
+        assert not await asyncio.to_thread(forged)
+
+        # The IPv6 rule goes: closed over IPv6, the guests untouched.
+        lab.firewall.set_port(lab.details(port_b, [plain]))
+        await lab.firewall.apply()
+        assert not await v6_reaches(a, 22)

@@ -114,6 +114,9 @@ class DhcpAgentManager:
         #: One per network ever seen, never dropped: a lock dropped while a task waits on
         #: it would let a second holder in beside that task.
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Network id → the port changes waiting for its lock (``_change``).
+        self._queued: dict[str, list[tuple[Callable[[NetworkInfo], NetworkInfo],
+                                           asyncio.Future[None]]]] = {}
         #: A resync succeeded since the start.
         self._synced = False
         #: Network id → loop time of the last bus event about it.
@@ -304,11 +307,32 @@ class DhcpAgentManager:
     async def _change(self, network_id: str,
                       change: Callable[[NetworkInfo], NetworkInfo]) -> None:
         """Apply ``change`` to the served network under its lock (concurrent port events
-        each see the others' results), if it is still served."""
+        each see the others' results), if it is still served. The changes that queued
+        while the lock was held are applied together, in their order, with one refresh
+        (one write of the files, one reload of dnsmasq): a burst of port creates costs a
+        few refreshes, not one per port, each reading and writing every port's line."""
+        queued = self._queued.setdefault(network_id, [])
+        applied = asyncio.get_running_loop().create_future()
+        queued.append((change, applied))
         async with self._lock(network_id):
-            served = self.networks.get(network_id)
-            if served is not None:
-                await self._refresh(served, change(served.network))
+            if applied.done():  # an earlier holder applied it with its own
+                return applied.result()
+            batch = self._queued.pop(network_id)
+            try:
+                served = self.networks.get(network_id)
+                if served is not None:
+                    network = served.network
+                    for each, _ in batch:
+                        network = each(network)
+                    await self._refresh(served, network)
+            except BaseException as exc:
+                for _, waiter in batch:
+                    if waiter is not applied and not waiter.done():
+                        waiter.set_exception(exc)
+                raise
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _enable(self, network: NetworkInfo) -> ServedNetwork:
         ctx = self._context()

@@ -32,6 +32,7 @@ network itself (``network:*`` owners: DHCP, router interfaces), are not filtered
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import shutil
@@ -221,14 +222,30 @@ def _set(name: str, kind: str, members: list[str]) -> str:
     return f"\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n{elements}\t}}\n"
 
 
+@functools.lru_cache(maxsize=65536)
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value, strict=False)
+
+
 def _members(addresses: Iterable[str], version: int) -> list[str]:
-    """Addresses and CIDRs of one version, overlaps merged (an interval set refuses them)."""
-    networks = [ipaddress.ip_network(a, strict=False) for a in addresses]
-    if version == 4:
-        v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
-        return [str(n) for n in ipaddress.collapse_addresses(v4)]
-    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
-    return [str(n) for n in ipaddress.collapse_addresses(v6)]
+    """Addresses and CIDRs of one version, overlaps merged (an interval set refuses them).
+    Rendered with every member change, so plain addresses (all a group has but for address
+    pairs' CIDRs) are only deduplicated: ``collapse_addresses`` over thousands of them was
+    the agent's largest cost while ports were being created."""
+    hosts = set()
+    cidrs = []
+    for value in addresses:
+        network = _network(value)
+        if network.version != version:
+            continue
+        if network.num_addresses == 1:
+            hosts.add(network)
+        else:
+            cidrs.append(network)
+    merged = list(ipaddress.collapse_addresses(cidrs))  # type: ignore[type-var]
+    if merged:
+        hosts = {h for h in hosts if not any(h.network_address in n for n in merged)}
+    return [str(n) for n in sorted([*hosts, *merged])]
 
 
 def render(table: str, ports: Iterable[DeviceDetails]) -> str:
