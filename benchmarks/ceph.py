@@ -34,10 +34,10 @@ Per round:
 
 Goals: upload and download at least 0.8x of ``rbd import``/``rbd export`` and of the plain
 S3 put/get; the volume in at most 2 s; a boot from RBD no slower to ACTIVE than one on the
-warm qcow2 path (ratio of the medians at most 1.0), and no slower than the first boot on the
-qcow2 path (cache cold). ``boot_rbd_behind_qcow2_active_s`` is the warm difference in seconds
-(QEMU opening the disk through librbd, the clone's RADOS round trips), the figure that stays
-meaningful when the machine's load moves both medians.
+warm qcow2 path (ratio of the medians at most 1.0). ``boot_rbd_behind_qcow2_active_s`` is
+that difference in seconds. ``boot_rbd_over_qcow2_first_active`` (each cloud's first boot:
+the qcow2 path downloads the image into its cache, the RBD path never does) has no goal: one
+sample each, and the test guest is too small (17 MiB) for the download to show.
 """
 
 from __future__ import annotations
@@ -474,9 +474,6 @@ async def run(args: argparse.Namespace) -> Result:
                 Goal("boot_rbd_over_qcow2_active", BOOT_RATIO_GOAL, "<=",
                      "POST /servers to ACTIVE, root disk an RBD clone (images_type rbd) vs "
                      "the qcow2 path with the image cached (medians)"),
-                Goal("boot_rbd_over_qcow2_first_active", BOOT_RATIO_GOAL, "<=",
-                     "the same for each cloud's first boot (one sample each): the qcow2 "
-                     "path downloads the image into its cache, the RBD path never does"),
             ]),
         ],
         backends={"image_store": "rbd" if args.skip_s3 else "rbd, then s3 (RGW)",
