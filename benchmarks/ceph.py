@@ -20,14 +20,31 @@ Per round:
 * *s3 upload* / *s3 download*: the same ``PUT``/``GET .../file`` with curl, to a second
   cloud whose image store is ``s3`` on that gateway.
 
+* *boot from RBD* (``--boot-rounds``, 0 to leave out; needs libvirt): the test guest
+  (``stratus.guest_image``, converted to raw) uploaded to a cloud on this cluster with
+  ``compute.images_type = rbd`` (what ``stratus up --storage ceph`` sets: the root disk is a
+  clone of the image's snapshot in pool ``vms``, checked with ``rbd info`` each boot), against
+  the same guest (qcow2, as ``stratus.guest_image`` publishes it) on a second cloud with the
+  default ``qcow2`` path (the host's image cache and an overlay). Both clouds run the libvirt
+  driver and the linuxbridge network, one after the other; each makes one boot first (for
+  the qcow2 path the one that fills the image cache: ``*_first_active_s``), then the rounds.
+  POST ``/servers`` to ACTIVE is from the client's clock before the POST to the
+  ``finish_time`` of the successful build event (as ``realboot``); each boot also waits for
+  the guest's ``STRATUS-INIT`` line on its console (it ran from that disk).
+
 Goals: upload and download at least 0.8x of ``rbd import``/``rbd export`` and of the plain
-S3 put/get; the volume in at most 2 s. Not measured here: booting from RBD.
+S3 put/get; the volume in at most 2 s; a boot from RBD no slower to ACTIVE than one on the
+warm qcow2 path (ratio of the medians at most 1.0). ``boot_rbd_behind_qcow2_active_s`` is
+that difference in seconds. ``boot_rbd_over_qcow2_first_active`` (each cloud's first boot:
+the qcow2 path downloads the image into its cache, the RBD path never does) has no goal: one
+sample each, and the test guest is too small (17 MiB) for the download to show.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -49,6 +66,7 @@ DESCRIPTION = ("Ceph: image upload/download through the rbd store against rbd im
 MiB = 1024 * 1024
 RATIO_GOAL = 0.8
 VOLUME_GOAL_S = 2.0
+BOOT_RATIO_GOAL = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in a scratch directory, stopped at the end)")
     parser.add_argument("--skip-s3", action="store_true",
                         help="leave out the s3 store on the RADOS gateway")
+    parser.add_argument("--boot-rounds", type=int, default=3,
+                        help="boots of the test guest from RBD and on the qcow2 path, after "
+                             "one boot each not counted; 0 leaves them out (they need "
+                             "libvirt) (default 3)")
+    parser.add_argument("--boot-timeout", type=float, default=300,
+                        help="seconds a boot may take to print STRATUS-INIT (default 300)")
 
 
 def _progress(message: str) -> None:
@@ -244,11 +268,142 @@ async def _s3_rounds(cluster: Any, args: argparse.Namespace, source: Path, work:
     return rounds
 
 
+async def _rbd_parent(cluster: Any, name: str) -> str | None:
+    """``pool/image`` of the RBD image ``name``'s parent (None: not a clone)."""
+    env = {**os.environ, "CEPH_CONF": str(cluster.conf)}
+    process = await asyncio.create_subprocess_exec(
+        "rbd", "--id", "stratus", "--keyring", str(cluster.stratus_keyring), "info",
+        "--format", "json", name, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"rbd info {name} failed: {err.decode(errors='replace')}")
+    parent = json.loads(out).get("parent")
+    return f"{parent['pool']}/{parent['image']}" if parent else None
+
+
+async def _wait_line(path: Path, line: str, started: float, within: float) -> float:
+    """Seconds from ``started`` (epoch) until ``line`` appears in the console log ``path``."""
+    deadline = time.monotonic() + within
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = await asyncio.to_thread(path.read_text, errors="replace")
+        except FileNotFoundError:
+            text = ""
+        if line in text:
+            return time.time() - started
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{line} not on {path} within {within:.0f} s:\n{text[-1500:]}")
+
+
+async def _boots(args: argparse.Namespace, data: Path, env: dict[str, str], image: Path,
+                 disk_format: str, cluster: Any | None) -> dict[str, list[float]]:
+    """A cloud of ``env`` with ``image`` uploaded; one boot, then ``--boot-rounds`` boots,
+    one at a time. ``cluster`` given: each root disk must be a clone of the image in RBD."""
+    from benchmarks.realboot import _gone, _recorded_active
+
+    api = "/compute/v2.1"
+    found: dict[str, list[float]] = {"first_active": [], "active": [], "init": []}
+    cloud = StratusUp(data, bcrypt_rounds=args.bcrypt_rounds, env=env)
+    async with cloud, httpx.AsyncClient(base_url=cloud.base_url, timeout=120) as client:
+        password = cloud.admin_password()
+        assert password is not None
+        token = await issue_token(client, cloud.identity_url, password)
+        headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.79"}
+        created = await client.post("/image/v2/images", headers=headers, json={
+            "name": f"bench-guest-{disk_format}", "disk_format": disk_format,
+            "container_format": "bare", "min_ram": 128})
+        created.raise_for_status()
+        image_id = created.json()["id"]
+        size = (await asyncio.to_thread(image.stat)).st_size
+        await _CurlTransfer(data, headers).upload(
+            f"{cloud.base_url}/image/v2/images/{image_id}/file", image, size)
+        networks = (await client.get("/network/v2.0/networks", headers=headers,
+                                     params={"name": "private"})).json()["networks"]
+        if not networks:
+            raise RuntimeError("the cloud has no network named private")
+        body = {"server": {"imageRef": image_id, "flavorRef": "1",  # m1.tiny
+                           "networks": [{"uuid": networks[0]["id"]}]}}
+        for n in range(args.boot_rounds + 1):
+            body["server"]["name"] = f"bench-boot-{n}"
+            posted = time.time()
+            response = await client.post(f"{api}/servers", headers=headers, json=body)
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /servers answered {response.status_code}: "
+                                   f"{response.text[:300]}")
+            server_id = response.json()["server"]["id"]
+            try:
+                active = await _recorded_active(client, headers, server_id) - posted
+                if cluster is not None:
+                    parent = await _rbd_parent(cluster, f"vms/{server_id}_disk")
+                    if parent != f"images/{image_id}":
+                        raise RuntimeError(f"root disk of {server_id}: parent {parent}, not "
+                                           f"a clone of images/{image_id}")
+                init = await _wait_line(data / "instances" / server_id / "console.log",
+                                        "STRATUS-INIT", posted, args.boot_timeout)
+            finally:
+                await client.delete(f"{api}/servers/{server_id}", headers=headers)
+                await _gone(client, headers, server_id)
+            found["first_active" if n == 0 else "active"].append(active)
+            if n:
+                found["init"].append(init)
+            _progress(f"{disk_format} boot {n}/{args.boot_rounds}: ACTIVE after {active:.2f} s, "
+                      f"STRATUS-INIT after {init:.1f} s")
+        (await client.delete(f"/image/v2/images/{image_id}", headers=headers)).raise_for_status()
+    return found
+
+
+def _virt_type() -> str:
+    from stratus.compute.virt.libvirt import host
+
+    return str(host.virt_type())
+
+
+async def _boot_figures(cluster: Any, args: argparse.Namespace,
+                        work: Path) -> dict[str, float]:
+    """The test guest booted from RBD, then on the qcow2 path (see the module's text)."""
+    from stratus.compute.virt.libvirt import host
+    from stratus.guest_image import ensure_image
+
+    reason = host.usable()
+    if reason is not None:
+        raise RuntimeError(f"libvirt is not usable here ({reason}): use --boot-rounds 0")
+    cache = Path(os.environ.get("STRATUS_TEST_CACHE")
+                 or Path.home() / ".cache" / "stratus-tests") / "guest-image"
+    qcow2 = await asyncio.to_thread(ensure_image, cache)
+    raw = work / "guest.raw"  # RBD root disks are clones of raw images only
+    await _run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(qcow2), str(raw),
+               env=dict(os.environ))
+    common = {"STRATUS_COMPUTE__VIRT_DRIVER": "libvirt",
+              "STRATUS_NETWORK__BACKEND": "linuxbridge", "STRATUS_CONFIG_FILE": "/nonexistent"}
+    ceph = {k: v for k, v in cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+    on_rbd = await _boots(args, work / "boot-rbd", {
+        **common, **ceph, "STRATUS_IMAGE__STORE": "rbd", "STRATUS_VOLUME__BACKEND": "rbd",
+        "STRATUS_COMPUTE__IMAGES_TYPE": "rbd"}, raw, "raw", cluster)
+    on_qcow2 = await _boots(args, work / "boot-qcow2", {
+        **common, "STRATUS_COMPUTE__IMAGES_TYPE": "qcow2"}, qcow2, "qcow2", None)
+    figures: dict[str, float] = {}
+    for path, found in (("rbd", on_rbd), ("qcow2", on_qcow2)):
+        figures[f"boot_{path}_first_active_s"] = found["first_active"][0]
+        figures[f"boot_{path}_active_p50_s"] = statistics.median(found["active"])
+        figures[f"boot_{path}_init_p50_s"] = statistics.median(found["init"])
+    figures["boot_rbd_over_qcow2_active"] = (figures["boot_rbd_active_p50_s"]
+                                             / figures["boot_qcow2_active_p50_s"])
+    figures["boot_rbd_over_qcow2_first_active"] = (figures["boot_rbd_first_active_s"]
+                                                   / figures["boot_qcow2_first_active_s"])
+    figures["boot_rbd_behind_qcow2_active_s"] = (figures["boot_rbd_active_p50_s"]
+                                                 - figures["boot_qcow2_active_p50_s"])
+    figures["boot_rounds"] = float(args.boot_rounds)
+    return figures
+
+
 async def run(args: argparse.Namespace) -> Result:
     from stratus.core.ceph_dev import DevCluster
 
     size = args.size_mib * MiB
     rounds: list[dict[str, float]] = []
+    boot_figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="stratus-bench-ceph-") as tmp:
         work = Path(tmp)
         own = args.ceph_dir is None
@@ -289,10 +444,13 @@ async def run(args: argparse.Namespace) -> Result:
                         rounds, await _s3_rounds(cluster, args, source, work, size),
                         strict=True):
                     figures.update(s3_figures)
+            if args.boot_rounds > 0:
+                boot_figures = await _boot_figures(cluster, args, work)
         finally:
             if own:
                 await asyncio.to_thread(cluster.down, purge=True)
     metrics = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    metrics.update(boot_figures)  # medians already
     return Result(
         metrics=metrics,
         goals=[
@@ -312,9 +470,18 @@ async def run(args: argparse.Namespace) -> Result:
                 Goal("s3_download_over_get", RATIO_GOAL, ">=",
                      "GET .../file from the s3 store vs one S3 GET + fsync, same client"),
             ]),
+            *([] if not boot_figures else [
+                Goal("boot_rbd_over_qcow2_active", BOOT_RATIO_GOAL, "<=",
+                     "POST /servers to ACTIVE, root disk an RBD clone (images_type rbd) vs "
+                     "the qcow2 path with the image cached (medians)"),
+            ]),
         ],
         backends={"image_store": "rbd" if args.skip_s3 else "rbd, then s3 (RGW)",
                   "volume_backend": "rbd",
                   "ceph": "single-node (stratus ceph up): 1 mon, 1 mgr, 1 bluestore OSD",
-                  "client": "curl", "bcrypt_rounds": args.bcrypt_rounds},
+                  "client": "curl", "bcrypt_rounds": args.bcrypt_rounds,
+                  **({} if not boot_figures else {
+                      "boot": "libvirt + linuxbridge, test guest on m1.tiny; images_type rbd "
+                              "(raw image in pool images) vs qcow2 (file store, image cache)",
+                      "virt_type": _virt_type()})},
     )
