@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stratus.core.config import DashboardSettings
 from stratus.dashboard import (
     floating_ips,
+    identity_admin,
     images,
     instances,
     keypairs,
@@ -19,6 +20,7 @@ from stratus.dashboard import (
     overview,
     routers,
     security_groups,
+    system_admin,
     volumes,
 )
 from stratus.dashboard.client import SessionExpired
@@ -87,7 +89,8 @@ def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
     app.include_router(images.router)
     app.include_router(keypairs.router)
     app.include_router(overview.router)
-    for pages in (volumes, networks, routers, floating_ips, security_groups):
+    for pages in (volumes, networks, routers, floating_ips, security_groups, identity_admin,
+                  system_admin):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
