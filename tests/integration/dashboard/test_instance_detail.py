@@ -1,7 +1,7 @@
 """The instance detail page through the ASGI app: the launch trace (the compute API's admin
 route, as the seeds' step table) for an admin, starting at the dashboard when the launch
-came from it, and nothing of it for a member of the same project (the attached volumes: tests/unit/test_dashboard_instance_parts.py, and the
-resource pages' browser test)."""
+came from it, and nothing of it for a member of the same project (the attached volumes:
+tests/unit/test_dashboard_instance_parts.py, and the resource pages' browser test)."""
 
 from __future__ import annotations
 
