@@ -78,7 +78,9 @@ def dashboard_admin(dashboard_cloud: Cloud) -> Iterator[Admin]:
 
 
 @pytest.fixture(scope="session")
-def dashboard_browser(dashboard_cloud: Cloud) -> Iterator[Any]:
+def dashboard_browser() -> Iterator[Any]:
+    """Debian's chromium under the one sync Playwright of the process (a second one while
+    it runs is refused), for every dashboard browser test."""
     if not CHROMIUM.exists():
         backend_unavailable("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
