@@ -27,6 +27,9 @@ from stratus.core.tracing import (
     WHAT_ATTRIBUTE,
 )
 
+#: The name the dashboard's request spans start with (``dashboard POST``).
+DASHBOARD = "dashboard"
+
 # OpenTelemetry's SpanKind values, as stored.
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = range(5)
 
@@ -241,7 +244,9 @@ class _Table:
         if isinstance(named, str):
             return named
         if span.kind == SERVER:
-            return f"{span.name.split(' ')[0]}-api"
+            service = span.name.split(" ")[0]
+            # The dashboard is a unit of its own, not an API: a launch's trace starts there.
+            return service if service == DASHBOARD else f"{service}-api"
         if span.kind == CONSUMER and (parts := _bus_parts(span)) is not None:
             return TOPIC_UNITS.get(parts[0], parts[0])
         parent = self.by_id.get(span.parent_id or "")

@@ -5,12 +5,17 @@ from __future__ import annotations
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from opentelemetry.trace import SpanKind
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stratus.core import tracing
 from stratus.core.config import DashboardSettings
+from stratus.core.trace_table import DASHBOARD
+from stratus.core.web.app import fastapi_options
 from stratus.dashboard import (
     floating_ips,
+    identity_admin,
     images,
     instances,
     keypairs,
@@ -19,6 +24,7 @@ from stratus.dashboard import (
     overview,
     routers,
     security_groups,
+    system_admin,
     volumes,
 )
 from stratus.dashboard.client import SessionExpired
@@ -63,6 +69,32 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+class RequestSpans:
+    """A server span per page or form request (``dashboard POST``), so the API calls the
+    request makes (each a client span carrying the trace, ``core.http``) join its trace: a
+    launch's trace starts at the dashboard, not at the compute API. FastAPI's own request
+    spans are off, as in the APIs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        method = str(scope.get("method", ""))
+        with tracing.span(f"{DASHBOARD} {method}", SpanKind.SERVER, **{
+                "http.method": method, "http.target": path}) as current:
+
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    current.set_attribute("http.status_code", message["status"])
+                await send(message)
+
+            await self.app(scope, receive, sending)
+
+
 def _to_login(request: Request) -> Response:
     url = f"{base_path(request)}/login"
     if is_htmx(request):
@@ -77,7 +109,7 @@ def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
     (``.../identity/v3``); ``secure``: cookies always ``Secure`` (an https public URL).
     Sessions live in ``store`` (default: the one ``options`` names; its owner closes it)."""
     app = FastAPI(title="Stratus dashboard", docs_url=None, redoc_url=None,
-                  openapi_url=None, dependencies=[Depends(csrf_guard)])
+                  openapi_url=None, dependencies=[Depends(csrf_guard)], **fastapi_options())
     app.state.dashboard = Dashboard(
         options=options, sessions=Sessions(store if store is not None else store_for(options),
                                            options.session_idle_timeout),
@@ -87,7 +119,8 @@ def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
     app.include_router(images.router)
     app.include_router(keypairs.router)
     app.include_router(overview.router)
-    for pages in (volumes, networks, routers, floating_ips, security_groups):
+    for pages in (volumes, networks, routers, floating_ips, security_groups, identity_admin,
+                  system_admin):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -114,4 +147,5 @@ def create_dashboard_app(options: DashboardSettings, http: httpx.AsyncClient,
                               "Reload the page and try again.")
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestSpans)
     return app

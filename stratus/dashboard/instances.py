@@ -135,6 +135,14 @@ async def poll(request: Request, page: Page = Depends(current)) -> Response:
 # Actions ----------------------------------------------------------------------------------
 
 
+@router.post("/instances/{server_id}")
+async def act_from_row(request: Request, server_id: str,
+                       page: Page = Depends(current)) -> Response:
+    """The table row's one form: the button pressed names the action (``action``)."""
+    action = field(await form_of(request), "action")
+    return await act(request, server_id, action or "none", page)
+
+
 @router.post("/instances/{server_id}/{action}")
 async def act(request: Request, server_id: str, action: str,
               page: Page = Depends(current)) -> Response:

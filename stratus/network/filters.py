@@ -59,6 +59,14 @@ class ListQuery:
     marker: str | None = None
     limit: int | None = None
     page_reverse: bool = False
+    #: The attributes the answer keeps (``fields``; empty: all): a part may leave out
+    #: loading what none of them shows.
+    fields: tuple[str, ...] = ()
+
+    def leaves_out(self, attribute: str) -> bool:
+        """Whether the answer shows nothing of ``attribute`` and no filter reads it."""
+        return bool(self.fields) and attribute not in self.fields \
+            and attribute not in self.filters
 
 
 @dataclass(frozen=True)

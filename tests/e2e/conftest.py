@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.e2e.cloud import Cloud, libvirt_cloud
+from tests.conftest import backend_unavailable
+from tests.e2e.cloud import Cloud, base_env, free_port, libvirt_cloud
+from tests.e2e.dashboard_browser import CHROMIUM, Admin, logged_in
 from tests.realvm import guest_image, libvirt_ready
 
 
@@ -45,3 +48,56 @@ def realvm_cloud(_realvm_up: Cloud) -> Iterator[Cloud]:
         for image in cloud.openstack_json("image", "list"):
             if image["Name"] != "stratus-test-guest":
                 cloud.openstack("image", "delete", image["ID"], check=False)
+
+
+# The dashboard's browser tests: one cloud and one chromium for every module of a process.
+
+
+@pytest.fixture(scope="session")
+def dashboard_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """One ``stratus up`` (fake hypervisor, network backend noop: the APIs and IPAM, no
+    kernel work) with quick dashboard polls."""
+    data = tmp_path_factory.mktemp("dashboard-pages") / "data"
+    instance = Cloud(data, free_port(), base_env(STRATUS_DASHBOARD__POLL_INTERVAL="0.5",
+                                                 STRATUS_DASHBOARD__POLL_MAX_INTERVAL="2"),
+                     args=["up", "--network-backend", "noop"])
+    instance.start(timeout=120)  # (a busy machine starts slowly)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def dashboard_admin(dashboard_cloud: Cloud) -> Iterator[Admin]:
+    made = Admin(dashboard_cloud)
+    try:
+        yield made
+    finally:
+        made.http.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard_browser() -> Iterator[Any]:
+    """Debian's chromium under the one sync Playwright of the process (a second one while
+    it runs is refused), for every dashboard browser test."""
+    if not CHROMIUM.exists():
+        backend_unavailable("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def dashboard_page(dashboard_browser: Any, dashboard_cloud: Cloud,
+                   dashboard_admin: Admin) -> Iterator[Any]:
+    """A fresh context logged in as admin; the admin's password never in the cloud's log."""
+    with logged_in(dashboard_browser, dashboard_cloud, "admin",
+                   dashboard_admin.password) as opened:
+        yield opened
+    assert dashboard_admin.password not in dashboard_cloud.log()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,18 +55,19 @@ def _upload_image(cloud: Cloud, password: str) -> None:
         assert uploaded.status_code == 204, uploaded.text
 
 
-def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
-                                                              tmp_path: Path) -> None:
+def test_launch_watch_build_to_active_stop_start_and_log_out(
+        cloud: Cloud, dashboard_browser: Any, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         backend_unavailable("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import Locator, expect, sync_playwright
+    from playwright.sync_api import Locator, expect
 
     password = _admin_password(cloud)
     _upload_image(cloud, password)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+    # The session's chromium (conftest.py), shared with the other dashboard modules: a
+    # second sync Playwright in the same process while one runs is refused.
+    with nullcontext(dashboard_browser) as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
             page = context.new_page()
             page.set_default_timeout(30_000)
             errors: list[str] = []
@@ -145,25 +148,26 @@ def test_launch_watch_build_to_active_stop_start_and_log_out(cloud: Cloud,
             page.goto(f"{cloud.url}/dashboard/instances")
             expect(page).to_have_url(re.compile(r"/dashboard/login$"))
         finally:
-            browser.close()
+            context.close()
     assert password not in cloud.log()
 
 
 def test_upload_an_image_with_progress_create_a_key_pair_and_see_the_overview(
-        cloud: Cloud, tmp_path: Path) -> None:
+        cloud: Cloud, dashboard_browser: Any, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         backend_unavailable("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     password = _admin_password(cloud)
     disk = tmp_path / "disk.raw"
     with disk.open("wb") as out:  # 20 MiB, not all zeros
         for n in range(20):
             out.write(bytes([n]) * (1 << 20))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+    # The session's chromium (conftest.py), shared with the other dashboard modules: a
+    # second sync Playwright in the same process while one runs is refused.
+    with nullcontext(dashboard_browser) as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
             page = context.new_page()
             page.set_default_timeout(60_000)
             errors: list[str] = []
@@ -206,5 +210,5 @@ def test_upload_an_image_with_progress_create_a_key_pair_and_see_the_overview(
             page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
             assert errors == [], "\n".join(errors)
         finally:
-            browser.close()
+            context.close()
     assert password not in cloud.log()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,12 +90,34 @@ def _unstorable_text(context: ExceptionContext) -> BaseException | None:
 POOL_TIMEOUT = 120.0
 
 
+#: JSON column values that are an empty object or list (most rows' metadata, tags, system
+#: metadata, block device mappings): made without the decoder.
+_EMPTY_JSON = {"{}": dict, "[]": list}
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def json_column_value(value: str) -> Any:
+    """A JSON column's value, as ``json.loads`` reads it, at less cost per value: a list of
+    200 servers decodes eight columns a row, most of them ``{}``/``[]`` or short, where
+    ``json.loads``' own checks (type, whitespace before and after) cost as much as the
+    decoding. Anything but a plain JSON document (whitespace around it, trailing text) goes
+    to ``json.loads``, which says what is wrong."""
+    make = _EMPTY_JSON.get(value)
+    if make is not None:
+        return make()
+    try:
+        decoded, end = _raw_decode(value)
+    except (ValueError, TypeError):
+        return json.loads(value)
+    return decoded if end == len(value) else json.loads(value)
+
+
 class Database:
     """One service's database: an async engine, a session factory and its migrations."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = make_url(url)
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {"echo": echo, "json_deserializer": json_column_value}
         if self.url.get_backend_name() == "sqlite":
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)

@@ -52,12 +52,13 @@ async def _name_instance(request: Request) -> None:
         set_instance(server_id)
 
 
-def _fastapi_options() -> dict[str, Any]:
+def fastapi_options() -> dict[str, Any]:
     """FastAPI's own options we depend on.
 
     FastAPI 0.16x traces every request natively, with a SERVER span of its own that lacks
-    the request id. ``RequestMiddleware`` already opens the one SERVER span per request, so
-    the native one is turned off where it exists (older FastAPI has no such option).
+    the request id. ``RequestMiddleware`` (the dashboard's ``RequestSpans``) already opens
+    the one SERVER span per request, so the native one is turned off where it exists (older
+    FastAPI has no such option).
     """
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         return {"telemetry": {"tracing": False}}
@@ -90,7 +91,7 @@ def create_app(
         redoc_url=None,
         redirect_slashes=False,
         dependencies=[Depends(_name_instance)],
-        **_fastapi_options(),
+        **fastapi_options(),
     )
     for key, value in (state or {}).items():
         setattr(app.state, key, value)

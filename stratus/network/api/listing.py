@@ -48,7 +48,8 @@ class Listing:
         req = self.request
         return ListQuery(filters=req.filters,
                          sort=tuple(SortKey(k.column, k.direction) for k in req.sort),
-                         marker=req.marker, limit=req.limit, page_reverse=req.page_reverse)
+                         marker=req.marker, limit=req.limit, page_reverse=req.page_reverse,
+                         fields=req.fields)
 
     def body(self, items: list[dict[str, Any]], page: Page, id_of: Any = None) -> dict[str, Any]:
         """The list body: ``items`` (the page's rows as views) cut to ``fields``, and links."""

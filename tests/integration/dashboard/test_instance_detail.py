@@ -1,17 +1,21 @@
 """The instance detail page through the ASGI app: the launch trace (the compute API's admin
-route, as the seeds' step table) for an admin and nothing of it for a member of the same
-project (the attached volumes: tests/unit/test_dashboard_instance_parts.py, and the
-resource pages' browser test)."""
+route, as the seeds' step table) for an admin, starting at the dashboard when the launch
+came from it, and nothing of it for a member of the same project (the attached volumes:
+tests/unit/test_dashboard_instance_parts.py, and the resource pages' browser test)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from stratus.core import trace_table
+from stratus.core.config import DashboardSettings
+from stratus.core.http import TracingTransport
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
-from tests.integration.dashboard.conftest import Deck, upload_image
+from tests.integration.dashboard.conftest import Deck, make_deck, upload_image
 
 
 async def _booted(deck: Deck) -> str:
@@ -93,3 +97,30 @@ async def test_an_admin_without_spans_is_told_so_in_the_section(deck: Deck) -> N
     assert section and f"No spans of {server_id}" in section.group(0)
     assert 'role="alert"' not in page.text  # not a banner: the rest of the page is fine
 
+
+
+async def test_a_launch_from_the_dashboard_is_traced_from_the_dashboard(
+        tmp_path: Path, sqlite_template: Path, span_exporter: InMemorySpanExporter) -> None:
+    # The dashboard's calls through the same tracing transport as in `stratus up`.
+    async for deck in make_deck(tmp_path, sqlite_template, DashboardSettings(list_cache_ttl=0),
+                                wrap=TracingTransport):
+        image_id = await upload_image(deck)
+        assert (await deck.login()).status_code == 303
+        launched = await deck.browser.post("/dashboard/launch", data={
+            "csrf_token": await deck.csrf(), "name": "from-the-dashboard", "image": image_id,
+            "flavor": "1", "network": "none", "key_name": "", "count": "1"})
+        assert launched.status_code == 303, launched.text
+        listed = (await deck.api.get("/compute/v2.1/servers", headers=deck.admin())).json()
+        (server_id,) = [s["id"] for s in listed["servers"] if s["name"] == "from-the-dashboard"]
+        store = SpanStore(deck.stack.settings.data_dir)
+        SpanStoreExporter(store).export(span_exporter.get_finished_spans())
+        rows = trace_table.rows_of(store, server_id)
+        store.close()
+        first = rows[0]
+        assert (first.source, first.target, first.unit, first.what) == (
+            "client", "dashboard", "dashboard", "POST /dashboard/launch"), rows[:3]
+        assert first.outcome == "303"
+        boot = next(r for r in rows if r.unit == "compute-api" and r.what == "POST /v2.1/servers")
+        assert (boot.source, boot.step) == ("dashboard", "4,7")
+        assert boot.trace_id == first.trace_id
+        assert not any(r.unit.endswith("POST-api") or r.source == "POST-api" for r in rows)

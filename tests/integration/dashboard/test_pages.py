@@ -410,7 +410,14 @@ async def test_delete_from_the_table_removes_the_row(deck: Deck) -> None:
         if shown.json()["server"]["status"] == "ACTIVE":
             break
         await asyncio.sleep(0.05)
-    answer = await deck.browser.post(f"/dashboard/instances/{server_id}/delete", headers={
+    # The row's one form, as drawn: its URL, and the button pressed names the action.
+    table = (await deck.browser.get("/dashboard/instances")).text
+    cell = re.search(rf'<td id="actions-{server_id}" class="actions">\s*<form method="post" '
+                     r'action="([^"]+)"(.*?)</form>', table, re.S)
+    assert cell and cell.group(1) == f"/dashboard/instances/{server_id}", table[-3000:]
+    assert re.search(r'<button type="submit" name="action" value="delete" hx-post="'
+                     + cell.group(1), cell.group(2)), cell.group(2)
+    answer = await deck.browser.post(cell.group(1), data={"action": "delete"}, headers={
         "X-CSRF-Token": token, "HX-Request": "true"})
     assert answer.status_code == 200, answer.text
     html = answer.text
