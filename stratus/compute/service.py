@@ -80,13 +80,15 @@ class ComputeRuntime:
         await self.db.dispose()
 
     @asynccontextmanager
-    async def service(self, *, serialized: bool = True) -> AsyncIterator[ComputeService]:
+    async def service(self, *, write: bool = True) -> AsyncIterator[ComputeService]:
         """One transaction (a core ``Txn``: committed on success, rolled back on error).
 
-        ``serialized=False``: on SQLite, not one of the file's serialised write transactions
-        (see ``stratus.core.db.txn``); for the conductor, whose every change is guarded by
-        the task state it expects, and which must not queue behind compute-api's."""
-        async with self.db.transaction(write=serialized) as txn:
+        ``write=False``: a transaction that only reads, which on SQLite does not queue for
+        the file's write lock (see ``stratus.core.db.txn``). One that writes must not pass
+        it: its writes would wait for SQLite's lock in SQLite's busy handler instead of in
+        the process's queue of writers, and fail with "database is locked" when that queue
+        keeps the lock longer than ``busy_timeout`` (a burst of boots did)."""
+        async with self.db.transaction(write=write) as txn:
             yield ComputeService(self, txn)
 
 

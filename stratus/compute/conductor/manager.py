@@ -1,4 +1,5 @@
-"""The conductor unit. Several can run at once: each call is one database transaction."""
+"""The conductor unit. Several can run at once: each call is one database transaction, a
+writing one (on SQLite queued with the process's other writers) unless it only reads."""
 
 from __future__ import annotations
 
@@ -52,13 +53,13 @@ class ConductorManager:
         each change is guarded by the instance's current state. Returns the instances it settled.
         """
         settled: list[str] = []
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             hosts = svc.hosts if self.service_down_time is None else \
                 Hosts(svc.session, self.service_down_time)
             down = await hosts.down_hosts()
             stranded = await svc.instances.stranded_on(down)
         for instance_uuid in stranded:
-            async with self.runtime.service(serialized=False) as svc:
+            async with self.runtime.service() as svc:
                 row = await svc.instances.get(instance_uuid, include_deleted=True)
                 if row.deleted_at is not None or row.host not in down:
                     continue
@@ -85,7 +86,7 @@ class ConductorManager:
         takes it) and its host told to offload it. Returns the instances sent off."""
         now = utcnow()
         due: list[tuple[str, str]] = []
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             for instance in await svc.instances.shelved_on_hosts():
                 shelved_at = (instance.system_metadata or {}).get("shelved_at")
                 try:
@@ -103,13 +104,13 @@ class ConductorManager:
         return [uuid for uuid, _ in due]
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             return svc.instances.record(instance)
 
     async def build_started(self, ctx: RequestContext, instance_uuid: str, host: str,
                             event: str) -> InstanceRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             if (instance.deleted_at is None and instance.vm_state == states.BUILDING
                     and instance.task_state in (states.SCHEDULING, None)):
@@ -124,7 +125,7 @@ class ConductorManager:
                               expected_task_state: list[str | None] | None = None,
                               event: ActionEvent | None = None,
                               fault: Fault | None = None) -> InstanceRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             instance = await svc.instances.update(instance_uuid, update, expected_task_state)
             if fault is not None:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,
@@ -141,7 +142,7 @@ class ConductorManager:
     async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str,
                            host: str, finished: bool, result: str | None = None,
                            details: str | None = None) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             await svc.instances.record_event(instance_uuid, ctx.request_id, event, host=host,
                                              finished=finished, result=result,
                                              details=details)
@@ -149,7 +150,7 @@ class ConductorManager:
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
                            fault: Fault, alternates: list[str], attempt: int) -> None:
         """Free the failed host's claim; claim on the next alternate, or set ERROR."""
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
@@ -162,7 +163,7 @@ class ConductorManager:
         while remaining and attempt < MAX_BUILD_ATTEMPTS:
             candidate = remaining.pop(0)
             try:
-                async with self.runtime.service(serialized=False) as svc:
+                async with self.runtime.service() as svc:
                     await svc.placement.claim(instance_uuid, provider_uuid(candidate),
                                               spec.resources)
                     await svc.instances.update(instance_uuid, InstanceUpdate(
@@ -178,7 +179,7 @@ class ConductorManager:
             await self.agents.build_and_run_instance(ctx, candidate, instance_uuid, remaining,
                                                      attempt + 1)
             return
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             message = fault.message
             if attempt > 1 or alternates:
                 message = f"Build of instance {instance_uuid} failed: {fault.message}"
@@ -189,14 +190,14 @@ class ConductorManager:
 
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             await svc.placement.free(instance_uuid)
             await svc.instances.soft_delete(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
 
     async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
                                  fault: Fault | None = None) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
@@ -212,7 +213,7 @@ class ConductorManager:
                                               "Error" if fault is not None else None)
 
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             await svc.hosts.heartbeat(report.host, report.zone)
             await svc.placement.ensure_provider(
                 provider_uuid(report.host), report.host, {
@@ -228,13 +229,13 @@ class ConductorManager:
 
     async def host_instance_states(self, ctx: RequestContext,
                                    host: str) -> list[InstanceStates]:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             return await svc.instances.states_on(host)
 
     # Moves between hosts (see stratus.compute.moves) ----------------------------------------
 
     async def migration_get(self, ctx: RequestContext, migration_uuid: str) -> MigrationRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             return svc.migrations.record(await svc.migrations.get(migration_uuid))
 
     async def migration_update(self, ctx: RequestContext, migration_uuid: str, status: str,
@@ -242,7 +243,7 @@ class ConductorManager:
                                expected_task_state: list[str | None] | None = None,
                                event: ActionEvent | None = None) -> InstanceRecord:
         """A step of a move: the migration's status and the server's states together."""
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             migration = await svc.migrations.set_status(migration_uuid, status)
             instance = await svc.instances.update(migration.instance_uuid,
                                                   update or InstanceUpdate(),
@@ -255,7 +256,7 @@ class ConductorManager:
 
     async def migration_progress(self, ctx: RequestContext, migration_uuid: str,
                                  progress: LiveMigrationProgress) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             await svc.migrations.set_progress(migration_uuid, progress)
 
     async def move_ended(self, ctx: RequestContext, migration_uuid: str, ending: str,
@@ -264,7 +265,7 @@ class ConductorManager:
         """Settle a move (``stratus.compute.moves.ENDINGS``): states, flavor, host and both
         claims in one transaction, with the step's event and fault; the action ends."""
         settle = moves.ENDINGS[ending]
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             instance = await settle(svc, migration_uuid, power_state)
             if fault is not None:
                 await svc.instances.add_fault(instance.uuid, code=fault.code,
@@ -285,7 +286,7 @@ class ConductorManager:
         migrations it began confirming."""
         if window <= 0:
             return []
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service() as svc:
             expired = await svc.migrations.unconfirmed_before(
                 utcnow() - dt.timedelta(seconds=window))
         begun: list[str] = []

@@ -29,7 +29,10 @@ Contracts:
   transaction opened inside another on the same file by the same task would wait for itself:
   that raises ``RuntimeError`` instead of hanging. Read-only transactions
   (``transaction(write=False)``) take no lock and must not call ``lock()`` on SQLite.
-  Writes made outside ``transaction()`` (``Database.session()``) are not serialised.
+  Writes made outside ``transaction()`` (``Database.session()``, ``write=False``) are not
+  serialised: they wait for SQLite's lock in its busy handler, which a busy queue of
+  writers can keep past ``busy_timeout`` ("database is locked"), so every writer of the
+  services uses a writing ``transaction()``.
 
   So, on SQLite: never await another unit that writes to the same file (a bus ``call``, a
   REST request to this process) inside a write transaction; it would wait for the lock
