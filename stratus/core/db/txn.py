@@ -136,7 +136,10 @@ async def _sqlite_writer(key: str | None) -> AsyncIterator[None]:
         raise RuntimeError(f"a write transaction on {key} inside another one of the same "
                            "task would wait for itself")
     try:
-        async with asyncio.timeout(SLOW_WRITER_WAIT):
+        if writer.lock.locked():
+            async with asyncio.timeout(SLOW_WRITER_WAIT):
+                await writer.lock.acquire()
+        else:  # free: taken at once, with no timer to arm and cancel
             await writer.lock.acquire()
     except TimeoutError:
         # Most likely a transaction awaiting another unit that writes to the same file
