@@ -83,11 +83,11 @@ class ComputeRuntime:
     async def service(self, *, write: bool = True) -> AsyncIterator[ComputeService]:
         """One transaction (a core ``Txn``: committed on success, rolled back on error).
 
-        ``write=False``: a transaction that only reads, which on SQLite does not queue for
-        the file's write lock (see ``stratus.core.db.txn``). One that writes must not pass
-        it: its writes would wait for SQLite's lock in SQLite's busy handler instead of in
-        the process's queue of writers, and fail with "database is locked" when that queue
-        keeps the lock longer than ``busy_timeout`` (a burst of boots did)."""
+        ``write=False``: on SQLite, not one of the file's serialised write transactions
+        (see ``stratus.core.db.txn``): one that only reads, or the conductor's, whose every
+        change is guarded by the task state it expects and which must not queue behind a
+        burst of compute-api's writes (``conductor.manager`` retries it in the queue when
+        SQLite's lock stayed busy)."""
         async with self.db.transaction(write=write) as txn:
             yield ComputeService(self, txn)
 
