@@ -1,8 +1,8 @@
 """The conductor's writes while compute-api writes to the same database, on SQLite and
-PostgreSQL: they wait for each other and all land. (On SQLite the conductor's writes once
-waited for the file's lock in SQLite's own busy handler, beside the process's queue of
-writers: under a burst of boots that queue kept the lock past ``busy_timeout`` and an
-``instance_update`` failed with "database is locked", rescheduling its build.)"""
+PostgreSQL: they all land. (On SQLite the conductor's writes wait for the file's lock in
+SQLite's busy handler, beside the process's queue of writers; when that queue kept the lock
+past ``busy_timeout`` an ``instance_update`` failed with "database is locked" and its build
+was rescheduled. Such a call now runs again inside the queue.)"""
 
 from __future__ import annotations
 
