@@ -31,8 +31,8 @@ Contracts:
   (``transaction(write=False)``) take no lock and must not call ``lock()`` on SQLite.
   Writes made outside ``transaction()`` (``Database.session()``, ``write=False``) are not
   serialised: they wait for SQLite's lock in its busy handler, which a busy queue of
-  writers can keep past ``busy_timeout`` ("database is locked"), so every writer of the
-  services uses a writing ``transaction()``.
+  writers can keep past ``busy_timeout`` ("database is locked"). Only the conductor writes
+  so, on purpose (``stratus.compute.conductor.manager``: it retries inside the queue).
 
   So, on SQLite: never await another unit that writes to the same file (a bus ``call``, a
   REST request to this process) inside a write transaction; it would wait for the lock
