@@ -123,6 +123,18 @@ def apply_sql(query: Select[Any], req: ListRequest, version: APIVersion,
     return query
 
 
+def narrow_by_status(query: Select[Any], req: ListRequest) -> Select[Any]:
+    """Only the rows a ``status`` filter may keep: those whose vm_state can show it
+    (``python_filter`` still decides each row by its task state too). Not part of
+    ``apply_sql``: a page's marker is looked up without it, as the server it names may
+    have changed status since the page before."""
+    if status := req.filter("status"):
+        showing = states.vm_states_showing(status.upper())
+        if showing is not None:
+            query = query.where(Instance.vm_state.in_(sorted(showing)))
+    return query
+
+
 def _addresses(instance: Instance, version: int) -> list[str]:
     found = []
     for vif in instance.network_info or []:

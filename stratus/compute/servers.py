@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from stratus.compute import server_filters
 from stratus.compute.hosts import Hosts
@@ -32,6 +33,10 @@ from stratus.core.web.microversions import APIVersion
 
 #: The most rows read per query while filling a page that Python-side filters thin out.
 _MAX_BATCH = 1000
+#: What a brief list reads of each row: the view's id and name, and what
+#: ``server_filters.python_filter`` looks at.
+_BRIEF_COLUMNS = (Instance.uuid, Instance.display_name, Instance.vm_state, Instance.task_state,
+                  Instance.tags, Instance.network_info)
 
 
 def target(instance: Instance) -> dict[str, Any]:
@@ -86,18 +91,24 @@ class Servers:
         return cls(svc.session, svc.instances, svc.hosts, svc.server_groups)
 
     async def page(self, req: ListRequest, version: APIVersion, *, admin: bool,
-                   project_id: str | None, all_tenants: bool) -> ServerPage:
+                   project_id: str | None, all_tenants: bool,
+                   brief: bool = False) -> ServerPage:
         """One page of the servers a list request asks for, read in SQL (keyset paging
         after the marker). Filters and sort keys: ``server_filters``. Filters the database
         cannot apply thin the pages it returns; more are read, in growing batches, until
-        the page is full or the rows run out."""
+        the page is full or the rows run out. ``brief``: the rows hold only what the brief
+        view and the filters read (no flavor, metadata, block devices: the JSON columns a
+        detailed view decodes); reading another column raises."""
         query = select(Instance)
+        if brief:
+            query = query.options(load_only(*_BRIEF_COLUMNS, raiseload=True))
         if all_tenants:
             if project := req.filter("project_id") or req.filter("tenant_id"):
                 query = query.where(Instance.project_id == project)
         else:
             query = query.where(Instance.project_id == project_id)
         query = server_filters.apply_sql(query, req, version, admin)
+        scope, query = query, server_filters.narrow_by_status(query, req)
         # Only admin-only keys asked for by a non-admin: the id order alone, as before.
         sort = [SortKey(k.column, k.direction) for k in req.sort] or [SortKey("uuid", "desc")]
         keep = server_filters.python_filter(req, version)
@@ -107,7 +118,8 @@ class Servers:
         while True:
             try:
                 result = await page(self.session, query, sort_columns=SORT_COLUMNS, sort=sort,
-                                    marker_id=marker, limit=batch, id_column=Instance.uuid)
+                                    marker_id=marker, limit=batch, id_column=Instance.uuid,
+                                    marker_query=scope)
             except MarkerNotFound as exc:
                 raise NOVA.marker_not_found(exc.marker) from exc
             if keep is None:
@@ -169,7 +181,7 @@ class Servers:
 async def detailed_page(rt: ComputeRuntime, caller: Caller, req: ListRequest,
                         version: APIVersion, *, all_tenants: bool) -> ServerPage:
     """One page of the list with what its detailed view shows (``Servers.page``)."""
-    async with rt.service() as svc:
+    async with rt.service(write=False) as svc:
         servers = Servers.of(svc)
         page = await servers.page(req, version, admin=caller.is_admin,
                                   project_id=caller.project_id, all_tenants=all_tenants)
@@ -181,7 +193,7 @@ async def detailed_page(rt: ComputeRuntime, caller: Caller, req: ListRequest,
 async def show(rt: ComputeRuntime, caller: Caller, server_id: str,
                version: APIVersion) -> ServerPage:
     """The server (a page of one) with what its detailed view shows, if the caller may."""
-    async with rt.service() as svc:
+    async with rt.service(write=False) as svc:
         instance = await visible(svc, caller, server_id)
         caller.authorize("os_compute_api:servers:show", target(instance))
         facts = await Servers.of(svc).detail_facts([instance],

@@ -80,13 +80,15 @@ class ComputeRuntime:
         await self.db.dispose()
 
     @asynccontextmanager
-    async def service(self, *, serialized: bool = True) -> AsyncIterator[ComputeService]:
+    async def service(self, *, write: bool = True) -> AsyncIterator[ComputeService]:
         """One transaction (a core ``Txn``: committed on success, rolled back on error).
 
-        ``serialized=False``: on SQLite, not one of the file's serialised write transactions
-        (see ``stratus.core.db.txn``); for the conductor, whose every change is guarded by
-        the task state it expects, and which must not queue behind compute-api's."""
-        async with self.db.transaction(write=serialized) as txn:
+        ``write=False``: on SQLite, not one of the file's serialised write transactions
+        (see ``stratus.core.db.txn``): one that only reads, or the conductor's, whose every
+        change is guarded by the task state it expects and which must not queue behind a
+        burst of compute-api's writes (``conductor.manager`` retries it in the queue when
+        SQLite's lock stayed busy)."""
+        async with self.db.transaction(write=write) as txn:
             yield ComputeService(self, txn)
 
 

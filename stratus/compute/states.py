@@ -70,6 +70,22 @@ _DEFAULT_STATUS = {
 }
 
 
+#: The vm_states a task state can show as another status than their own (``status``).
+_BY_TASK = {"REBUILD": {ACTIVE, STOPPED, ERROR}, "RESIZE": {ACTIVE, STOPPED},
+            "REBOOT": {ACTIVE}, "HARD_REBOOT": {ACTIVE}, "PASSWORD": {ACTIVE},
+            "MIGRATING": {ACTIVE}, "REVERT_RESIZE": {RESIZED}}
+
+
+def vm_states_showing(wanted: str) -> set[str] | None:
+    """Every vm_state whose servers may show ``wanted`` as their ``status`` (a superset:
+    ``status`` decides per row), so that a status filter reads only those rows; None
+    for ``UNKNOWN``, which any unmapped vm_state shows."""
+    if wanted == "UNKNOWN":
+        return None
+    return {vm for vm, shown in _DEFAULT_STATUS.items() if shown == wanted} | \
+        _BY_TASK.get(wanted, set())
+
+
 def status(vm_state: str, task_state: str | None) -> str:
     """The API's ``status`` for a (vm_state, task_state) pair; ``UNKNOWN`` if unmapped."""
     task = task_state or ""

@@ -35,12 +35,29 @@ async def service(request: Request) -> AsyncIterator[ComputeService]:
 Service = Annotated[ComputeService, Depends(service, scope="function")]
 
 
+async def read_service(request: Request) -> AsyncIterator[ComputeService]:
+    """One reading transaction per request: on SQLite it does not queue with the writers
+    (list polls during a burst of boots would wait behind every boot's writes)."""
+    async with runtime(request).service(write=False) as svc:
+        yield svc
+
+
+#: For routes that only read.
+ReadService = Annotated[ComputeService, Depends(read_service, scope="function")]
+
+
 def servers(svc: Service) -> Servers:
     """The API's reads and edits of servers, in the request's transaction."""
     return Servers.of(svc)
 
 
+def read_servers(svc: ReadService) -> Servers:
+    """The API's reads of servers, in the request's reading transaction."""
+    return Servers.of(svc)
+
+
 ServersDep = Annotated[Servers, Depends(servers)]
+ReadServersDep = Annotated[Servers, Depends(read_servers)]
 Context = Annotated[RequestContext, Depends(require_context)]
 Version = Annotated[APIVersion, Depends(api_version)]
 

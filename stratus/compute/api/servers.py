@@ -20,6 +20,7 @@ from stratus.compute.api import server_views
 from stratus.compute.api.deps import (
     CallerDep,
     Links,
+    ReadServersDep,
     Runtime,
     ServersDep,
     Service,
@@ -77,12 +78,12 @@ def _list_request(caller: Caller, request: Request) -> tuple[ListRequest, bool]:
 
 
 @router.get("")
-async def list_servers(request: Request, parts: ServersDep, caller: CallerDep, urls: URLs,
+async def list_servers(request: Request, parts: ReadServersDep, caller: CallerDep, urls: URLs,
                        version: Version) -> dict[str, Any]:
     caller.authorize("os_compute_api:servers:index", {"project_id": caller.project_id})
     req, all_tenants = _list_request(caller, request)
     page = await parts.page(req, version, admin=caller.is_admin,
-                            project_id=caller.project_id, all_tenants=all_tenants)
+                            project_id=caller.project_id, all_tenants=all_tenants, brief=True)
     body: dict[str, Any] = {"servers": [server_views.brief(i, urls) for i in page.instances]}
     return body | listing.NOVA.links(req, SERVERS, urls.url("servers"),
                                      next_marker=page.next_marker)

@@ -1,9 +1,22 @@
-"""The conductor unit. Several can run at once: each call is one database transaction."""
+"""The conductor unit. Several can run at once: each call is one database transaction.
+
+On SQLite the conductor's writes do not queue with compute-api's (a burst of boots would
+hold every build's progress behind every POST): SQLite's busy handler lets them in between.
+When SQLite kept its lock past ``busy_timeout`` ("database is locked", the transaction
+rolled back whole), a call made of one transaction runs again inside the process's queue
+of writers, where it cannot be locked out (``_queued_when_busy``)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy.exc import OperationalError
 
 from stratus.compute import moves, states
 from stratus.compute.errors import ClaimConflict, InsufficientResources
@@ -22,12 +35,49 @@ from stratus.compute.objects import (
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU, InventorySpec, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec
-from stratus.compute.service import ComputeRuntime
+from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.metrics import BOOTS
 
 LOG = logging.getLogger(__name__)
+
+#: Whether this call's transactions queue with the process's SQLite writers (a retry).
+_IN_QUEUE: ContextVar[bool] = ContextVar("conductor_in_writer_queue", default=False)
+#: SQLite's result code for a lock it could not take in ``busy_timeout``.
+_SQLITE_BUSY = 5
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _sqlite_busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_BUSY
+    return "database is locked" in str(exc.orig)
+
+
+def _queued_when_busy(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A call of one transaction run again in the queue of SQLite writers when SQLite
+    reported its lock busy (the transaction rolled back whole, so nothing ran twice)."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except OperationalError as exc:
+            if _IN_QUEUE.get() or not _sqlite_busy(exc):
+                raise
+            LOG.info("%s: SQLite's lock stayed busy; again in the queue of writers",
+                     method.__name__)
+        token = _IN_QUEUE.set(True)
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            _IN_QUEUE.reset(token)
+
+    return call
 
 
 class ConductorManager:
@@ -45,6 +95,12 @@ class ConductorManager:
         self.agents = agents
         self.service_down_time = service_down_time
 
+    @asynccontextmanager
+    async def _txn(self) -> AsyncIterator[ComputeService]:
+        """A transaction that writes: outside SQLite's queue of writers unless retrying."""
+        async with self.runtime.service(write=_IN_QUEUE.get()) as svc:
+            yield svc
+
     async def recover_orphans(self) -> list[str]:
         """Finish what hosts that went down left: builds go to ERROR, deletes complete.
 
@@ -52,13 +108,13 @@ class ConductorManager:
         each change is guarded by the instance's current state. Returns the instances it settled.
         """
         settled: list[str] = []
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             hosts = svc.hosts if self.service_down_time is None else \
                 Hosts(svc.session, self.service_down_time)
             down = await hosts.down_hosts()
             stranded = await svc.instances.stranded_on(down)
         for instance_uuid in stranded:
-            async with self.runtime.service(serialized=False) as svc:
+            async with self._txn() as svc:
                 row = await svc.instances.get(instance_uuid, include_deleted=True)
                 if row.deleted_at is not None or row.host not in down:
                     continue
@@ -85,7 +141,7 @@ class ConductorManager:
         takes it) and its host told to offload it. Returns the instances sent off."""
         now = utcnow()
         due: list[tuple[str, str]] = []
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             for instance in await svc.instances.shelved_on_hosts():
                 shelved_at = (instance.system_metadata or {}).get("shelved_at")
                 try:
@@ -103,13 +159,14 @@ class ConductorManager:
         return [uuid for uuid, _ in due]
 
     async def instance_get(self, ctx: RequestContext, instance_uuid: str) -> InstanceRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             return svc.instances.record(instance)
 
+    @_queued_when_busy
     async def build_started(self, ctx: RequestContext, instance_uuid: str, host: str,
                             event: str) -> InstanceRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             if (instance.deleted_at is None and instance.vm_state == states.BUILDING
                     and instance.task_state in (states.SCHEDULING, None)):
@@ -119,12 +176,13 @@ class ConductorManager:
                                                  host=host, finished=False)
             return svc.instances.record(instance)
 
+    @_queued_when_busy
     async def instance_update(self, ctx: RequestContext, instance_uuid: str,
                               update: InstanceUpdate,
                               expected_task_state: list[str | None] | None = None,
                               event: ActionEvent | None = None,
                               fault: Fault | None = None) -> InstanceRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             instance = await svc.instances.update(instance_uuid, update, expected_task_state)
             if fault is not None:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,
@@ -138,10 +196,11 @@ class ConductorManager:
                 await svc.instances.finish_action(instance_uuid, ctx.request_id)
             return svc.instances.record(instance)
 
+    @_queued_when_busy
     async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str,
                            host: str, finished: bool, result: str | None = None,
                            details: str | None = None) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             await svc.instances.record_event(instance_uuid, ctx.request_id, event, host=host,
                                              finished=finished, result=result,
                                              details=details)
@@ -149,7 +208,7 @@ class ConductorManager:
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
                            fault: Fault, alternates: list[str], attempt: int) -> None:
         """Free the failed host's claim; claim on the next alternate, or set ERROR."""
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
@@ -162,7 +221,7 @@ class ConductorManager:
         while remaining and attempt < MAX_BUILD_ATTEMPTS:
             candidate = remaining.pop(0)
             try:
-                async with self.runtime.service(serialized=False) as svc:
+                async with self._txn() as svc:
                     await svc.placement.claim(instance_uuid, provider_uuid(candidate),
                                               spec.resources)
                     await svc.instances.update(instance_uuid, InstanceUpdate(
@@ -178,7 +237,7 @@ class ConductorManager:
             await self.agents.build_and_run_instance(ctx, candidate, instance_uuid, remaining,
                                                      attempt + 1)
             return
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             message = fault.message
             if attempt > 1 or alternates:
                 message = f"Build of instance {instance_uuid} failed: {fault.message}"
@@ -187,16 +246,18 @@ class ConductorManager:
             await svc.instances.finish_action(instance_uuid, ctx.request_id, "Error")
         BOOTS.labels("error").inc()
 
+    @_queued_when_busy
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             await svc.placement.free(instance_uuid)
             await svc.instances.soft_delete(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
 
+    @_queued_when_busy
     async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
                                  fault: Fault | None = None) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True)
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
@@ -211,8 +272,9 @@ class ConductorManager:
             await svc.instances.finish_action(instance_uuid, ctx.request_id,
                                               "Error" if fault is not None else None)
 
+    @_queued_when_busy
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             await svc.hosts.heartbeat(report.host, report.zone)
             await svc.placement.ensure_provider(
                 provider_uuid(report.host), report.host, {
@@ -228,21 +290,22 @@ class ConductorManager:
 
     async def host_instance_states(self, ctx: RequestContext,
                                    host: str) -> list[InstanceStates]:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             return await svc.instances.states_on(host)
 
     # Moves between hosts (see stratus.compute.moves) ----------------------------------------
 
     async def migration_get(self, ctx: RequestContext, migration_uuid: str) -> MigrationRecord:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self.runtime.service(write=False) as svc:
             return svc.migrations.record(await svc.migrations.get(migration_uuid))
 
+    @_queued_when_busy
     async def migration_update(self, ctx: RequestContext, migration_uuid: str, status: str,
                                update: InstanceUpdate | None = None,
                                expected_task_state: list[str | None] | None = None,
                                event: ActionEvent | None = None) -> InstanceRecord:
         """A step of a move: the migration's status and the server's states together."""
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             migration = await svc.migrations.set_status(migration_uuid, status)
             instance = await svc.instances.update(migration.instance_uuid,
                                                   update or InstanceUpdate(),
@@ -253,18 +316,20 @@ class ConductorManager:
                     finished=event.finished, result=event.result, details=event.details)
             return svc.instances.record(instance)
 
+    @_queued_when_busy
     async def migration_progress(self, ctx: RequestContext, migration_uuid: str,
                                  progress: LiveMigrationProgress) -> None:
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             await svc.migrations.set_progress(migration_uuid, progress)
 
+    @_queued_when_busy
     async def move_ended(self, ctx: RequestContext, migration_uuid: str, ending: str,
                          power_state: int = 0, event: ActionEvent | None = None,
                          fault: Fault | None = None) -> InstanceRecord:
         """Settle a move (``stratus.compute.moves.ENDINGS``): states, flavor, host and both
         claims in one transaction, with the step's event and fault; the action ends."""
         settle = moves.ENDINGS[ending]
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             instance = await settle(svc, migration_uuid, power_state)
             if fault is not None:
                 await svc.instances.add_fault(instance.uuid, code=fault.code,
@@ -285,12 +350,12 @@ class ConductorManager:
         migrations it began confirming."""
         if window <= 0:
             return []
-        async with self.runtime.service(serialized=False) as svc:
+        async with self._txn() as svc:
             expired = await svc.migrations.unconfirmed_before(
                 utcnow() - dt.timedelta(seconds=window))
         begun: list[str] = []
         for migration_uuid in expired:
-            async with self.runtime.service() as svc:
+            async with self._txn() as svc:
                 migration = await svc.migrations.get(migration_uuid)
                 instance = await svc.instances.get(migration.instance_uuid,
                                                    include_deleted=True)

@@ -62,5 +62,5 @@ class MetadataSource:
             return await passwords.get(session, instance_id)
 
     async def set_password(self, instance_id: str, password: str) -> None:
-        async with self.db.session() as session:
-            await passwords.set_once(session, instance_id, password)
+        async with self.db.transaction() as txn:  # on SQLite, in the queue of writers
+            await passwords.set_once(txn.session, instance_id, password)

@@ -29,7 +29,10 @@ Contracts:
   transaction opened inside another on the same file by the same task would wait for itself:
   that raises ``RuntimeError`` instead of hanging. Read-only transactions
   (``transaction(write=False)``) take no lock and must not call ``lock()`` on SQLite.
-  Writes made outside ``transaction()`` (``Database.session()``) are not serialised.
+  Writes made outside ``transaction()`` (``Database.session()``, ``write=False``) are not
+  serialised: they wait for SQLite's lock in its busy handler, which a busy queue of
+  writers can keep past ``busy_timeout`` ("database is locked"). Only the conductor writes
+  so, on purpose (``stratus.compute.conductor.manager``: it retries inside the queue).
 
   So, on SQLite: never await another unit that writes to the same file (a bus ``call``, a
   REST request to this process) inside a write transaction; it would wait for the lock
@@ -133,7 +136,10 @@ async def _sqlite_writer(key: str | None) -> AsyncIterator[None]:
         raise RuntimeError(f"a write transaction on {key} inside another one of the same "
                            "task would wait for itself")
     try:
-        async with asyncio.timeout(SLOW_WRITER_WAIT):
+        if writer.lock.locked():
+            async with asyncio.timeout(SLOW_WRITER_WAIT):
+                await writer.lock.acquire()
+        else:  # free: taken at once, with no timer to arm and cancel
             await writer.lock.acquire()
     except TimeoutError:
         # Most likely a transaction awaiting another unit that writes to the same file

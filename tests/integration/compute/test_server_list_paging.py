@@ -105,3 +105,36 @@ async def test_page_two_of_a_thousand_instance_actions_reads_one_page(cloud: Clo
     # Before 2.58 the list is not paged: every action, no links.
     every = await cloud.client.get(f"{path}?limit={LIMIT}", headers=cloud.headers("2.57"))
     assert len(every.json()["instanceActions"]) == COUNT and "links" not in every.json()
+
+
+async def test_a_status_filter_reads_only_the_servers_that_can_show_it(cloud: Cloud) -> None:
+    """``status=BUILD`` among 1,000 ACTIVE servers and a few building ones reads the
+    building ones (in SQL by vm_state), not every visible row; a page's marker naming a
+    server whose status changed since still pages on."""
+    await _thousand_servers(cloud)
+    project_id, user_id = await _project_and_user(cloud)
+    start = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    building = [{"uuid": str(uuid.uuid4()), "display_name": f"new-{n}", "hostname": "new",
+                 "project_id": project_id, "user_id": user_id, "reservation_id": "r-new",
+                 "flavor_id": "1", "flavor": {}, "vm_state": "building",
+                 "task_state": "spawning", "created_at": start + dt.timedelta(seconds=n)}
+                for n in range(3)]
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    async with runtime.service() as svc:
+        await svc.session.execute(insert(Instance), building)
+    for collection in ("servers", "servers/detail"):
+        with count_loaded(Instance) as loaded:
+            listed = await cloud.client.get(f"/compute/v2.1/{collection}?status=BUILD",
+                                            headers=cloud.headers())
+        assert listed.status_code == 200, listed.text
+        assert [s["name"] for s in listed.json()["servers"]] == ["new-2", "new-1", "new-0"]
+        assert loaded.count <= len(building), f"{collection}: {loaded.count} rows loaded"
+    first = await cloud.client.get("/compute/v2.1/servers?status=BUILD&limit=1",
+                                   headers=cloud.headers())
+    (link,) = first.json()["servers_links"]
+    async with runtime.service() as svc:  # the marker's server finished building
+        (await svc.instances.get(building[2]["uuid"])).vm_state = "active"
+    second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
+    assert second.status_code == 200, second.text
+    assert [s["name"] for s in second.json()["servers"]] == ["new-1"]

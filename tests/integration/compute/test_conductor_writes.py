@@ -1,0 +1,133 @@
+"""The conductor's writes while compute-api writes to the same database, on SQLite and
+PostgreSQL: they all land. (On SQLite the conductor's writes wait for the file's lock in
+SQLite's busy handler, beside the process's queue of writers; when that queue kept the lock
+past ``busy_timeout`` an ``instance_update`` failed with "database is locked" and its build
+was rescheduled. Such a call now runs again inside the queue.)"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid as uuidlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from stratus.compute import states
+from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent
+from stratus.compute.objects import ActionEvent, InstanceUpdate
+from stratus.compute.rpcapi import ConductorAPI
+from stratus.core.config import Settings
+from stratus.core.context import RequestContext
+from stratus.stack import Stack
+from stratus.units import root_app
+
+CTX = RequestContext(user_id="u", project_id="p", roles=["admin"], request_id="req-writes")
+INSTANCES = 40
+#: How long the test keeps a compute-api write open: well past the busy timeout below.
+HOLD = 1.0
+
+
+def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite's own wait for a busy write lock (5 s in Stratus) made 0.1 s, so that a write
+    open for ``HOLD`` outlasts it as a queue of writers does under load."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=100")
+    cursor.close()
+
+
+@pytest.fixture
+async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url,
+                        compute={"fake_hosts": 1, "host": "node", "virt_driver": "fake"})
+    stack = Stack(settings)
+    try:
+        await root_app(stack, ["conductor"])
+        yield stack
+    finally:
+        await stack.aclose()
+
+
+async def _building(stack: Stack, count: int) -> list[str]:
+    uuids = [str(uuidlib.uuid4()) for _ in range(count)]
+    assert stack.compute is not None
+    async with stack.compute.service() as svc:
+        for uuid in uuids:
+            svc.session.add(Instance(
+                uuid=uuid, display_name="vm", hostname="vm", project_id="p", user_id="u",
+                reservation_id="r-1", flavor_id="1", vm_state=states.BUILDING,
+                task_state=states.SCHEDULING,
+                flavor={"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 64, "disk": 1},
+                host="node", node="node"))
+        for uuid in uuids:
+            await svc.instances.start_action(CTX, uuid, "create")
+    return uuids
+
+
+async def test_concurrent_instance_updates_all_land(stack: Stack) -> None:
+    """Every host walks its build through the task states at once (each update reads the
+    instance, then writes it and an action event) while compute-api renames servers: no
+    update fails, and each instance ends ACTIVE with its events recorded."""
+    uuids = await _building(stack, INSTANCES)
+    assert stack.bus is not None and stack.compute is not None
+    conductor = ConductorAPI(stack.bus)
+    compute = stack.compute
+
+    async def build(uuid: str) -> None:
+        for step in (states.NETWORKING, states.BLOCK_DEVICE_MAPPING, states.SPAWNING):
+            await conductor.instance_update(
+                CTX, uuid, InstanceUpdate(task_state=step),
+                event=ActionEvent(name=f"compute_{step}", host="node", finished=True,
+                                  result="Success"))
+        await conductor.instance_update(CTX, uuid, InstanceUpdate(
+            vm_state=states.ACTIVE, power_state=1, clear_task_state=True),
+            expected_task_state=[states.SPAWNING])
+
+    async def rename(uuid: str) -> None:
+        for n in range(3):
+            async with compute.service() as svc:
+                row = await svc.instances.get(uuid)
+                row.display_name = f"vm-{n}"
+
+    results = await asyncio.gather(*(build(u) for u in uuids),
+                                   *(rename(u) for u in uuids), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == []
+    async with compute.service() as svc:
+        for uuid in uuids:
+            row = await svc.instances.get(uuid)
+            assert (row.vm_state, row.task_state, row.display_name) == (
+                states.ACTIVE, None, "vm-2")
+        events = await svc.session.scalar(
+            select(func.count()).select_from(InstanceActionEvent)
+            .join(InstanceAction, InstanceAction.id == InstanceActionEvent.action_id)
+            .where(InstanceAction.instance_uuid.in_(uuids),
+                   InstanceActionEvent.finish_time.is_not(None)))
+        assert events == 3 * INSTANCES
+
+
+async def test_an_update_waits_for_a_write_longer_than_the_busy_timeout(stack: Stack) -> None:
+    """A compute host's update arriving while compute-api holds a write transaction open
+    (longer than SQLite would wait for its lock) lands once that transaction committed."""
+    uuid, other = await _building(stack, 2)
+    assert stack.bus is not None and stack.compute is not None
+    compute = stack.compute
+    if compute.db.backend == "sqlite":
+        event.listen(compute.db.engine.sync_engine, "connect", _short_busy_timeout)
+        await compute.db.engine.dispose()  # every connection from now on has it
+    update = None
+    async with compute.service() as svc:
+        row = await svc.instances.get(other)
+        row.display_name = "renamed"
+        await svc.session.flush()  # this transaction now holds the database's write lock
+        update = asyncio.create_task(ConductorAPI(stack.bus).instance_update(
+            CTX, uuid, InstanceUpdate(task_state=states.NETWORKING),
+            event=ActionEvent(name="compute__do_build_and_run_instance", host="node")))
+        await asyncio.sleep(HOLD)
+    record = await update
+    assert record.task_state == states.NETWORKING
+    async with compute.service() as svc:
+        assert (await svc.instances.get(uuid)).task_state == states.NETWORKING
+        assert (await svc.instances.get(other)).display_name == "renamed"
