@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -84,8 +86,8 @@ class RequestSpans:
             await self.app(scope, receive, send)
             return
         method = str(scope.get("method", ""))
-        with tracing.span(f"{DASHBOARD} {method}", SpanKind.SERVER, **{
-                "http.method": method, "http.target": path}) as current:
+        attributes: dict[str, Any] = {"http.method": method, "http.target": path}
+        with tracing.span(f"{DASHBOARD} {method}", SpanKind.SERVER, **attributes) as current:
 
             async def sending(message: Message) -> None:
                 if message["type"] == "http.response.start":
