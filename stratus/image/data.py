@@ -85,23 +85,8 @@ class ImageData:
         Any failure (too large, wrong format, the client going away, a store error) removes
         the staged data and puts the image back to ``queued``.
         """
-        async with self.transaction() as images:
-            image = await images.get(caller, image_id)
-            caller.authorize("upload_image", image_target(image))
-            if image.status != "queued":
-                raise Conflict(f"Image {image_id} has status '{image.status}'; data can only "
-                               "be uploaded to a 'queued' image.")
-            if not image.disk_format or not image.container_format:
-                raise BadRequest("Properties disk_format and container_format must be set "
-                                 "prior to saving data.")
-            limit, reason = await images.quotas.upload_limit(image)
-            if declared_size is not None and declared_size > limit:
-                raise TooLarge(reason)
-            owner, disk_format = image.owner, image.disk_format
-            # Compare and set: of two uploads racing here, only one gets the image.
-            if not await images.transition(image_id, "queued", "saving"):
-                raise Conflict(f"Image {image_id} is no longer 'queued'; another upload "
-                               "got there first.")
+        saving = await self._start_saving(caller, image_id, "upload_image", declared_size)
+        owner, disk_format, limit, reason = saving
 
         writer = None
         location: str | None = None
@@ -141,19 +126,8 @@ class ImageData:
         another's); the data is read once for its size, hashes and format check.
         ``validation`` (``os_hash_algo``, ``os_hash_value``) must match what is read.
         A failure puts the image back to ``queued`` and leaves the data to its writer."""
-        async with self.transaction() as images:
-            image = await images.get(caller, image_id)
-            caller.authorize("add_image_location", image_target(image))
-            if image.status != "queued":
-                raise Conflict(f"Image {image_id} has status '{image.status}'; a location "
-                               "can only be added to a 'queued' image.")
-            if not image.disk_format or not image.container_format:
-                raise BadRequest("Properties disk_format and container_format must be set "
-                                 "prior to adding a location.")
-            limit, reason = await images.quotas.upload_limit(image)
-            owner, disk_format = image.owner, image.disk_format
-            if not await images.transition(image_id, "queued", "saving"):
-                raise Conflict(f"Image {image_id} is no longer 'queued'.")
+        owner, disk_format, limit, reason = await self._start_saving(
+            caller, image_id, "add_image_location")
         try:
             adopted = await self.store.adopt(image_id, location)
             reader = await self.store.open(adopted)
@@ -181,6 +155,31 @@ class ImageData:
             if not isinstance(exc, Gone):
                 await _quietly(self._restore_queued(image_id), "requeueing %s", image_id)
             raise
+
+    async def _start_saving(self, caller: Caller, image_id: str, action: str,
+                            declared_size: int | None = None) -> tuple[str | None, str, int,
+                                                                       str]:
+        """Check that ``caller`` may give the queued image its data (policy ``action``) and
+        mark it ``saving``; its owner, disk format and how many bytes it may have (and what
+        to say when it has more)."""
+        async with self.transaction() as images:
+            image = await images.get(caller, image_id)
+            caller.authorize(action, image_target(image))
+            if image.status != "queued":
+                raise Conflict(f"Image {image_id} has status '{image.status}'; data can only "
+                               "be given to a 'queued' image.")
+            if not image.disk_format or not image.container_format:
+                raise BadRequest("Properties disk_format and container_format must be set "
+                                 "prior to saving data.")
+            limit, reason = await images.quotas.upload_limit(image)
+            if declared_size is not None and declared_size > limit:
+                raise TooLarge(reason)
+            owner, disk_format = image.owner, image.disk_format
+            # Compare and set: of two uploads racing here, only one gets the image.
+            if not await images.transition(image_id, "queued", "saving"):
+                raise Conflict(f"Image {image_id} is no longer 'queued'; another upload "
+                               "got there first.")
+        return owner, disk_format, limit, reason
 
     async def _published(self, image_id: str, location: str) -> bool:
         """Whether the image went active with this data (True when that cannot be told:
