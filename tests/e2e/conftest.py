@@ -77,10 +77,11 @@ def dashboard_admin(dashboard_cloud: Cloud) -> Iterator[Admin]:
         made.http.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dashboard_browser() -> Iterator[Any]:
-    """Debian's chromium under the one sync Playwright of the process (a second one while
-    it runs is refused), for every dashboard browser test."""
+    """Debian's chromium under a sync Playwright, for the browser tests of one module: no
+    longer, since while it runs the thread has a running event loop (every later test's
+    ``asyncio.run`` would be refused), and one at a time (a second one is refused)."""
     if not CHROMIUM.exists():
         backend_unavailable("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
