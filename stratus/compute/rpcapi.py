@@ -105,11 +105,14 @@ class ConductorAPI(RPCAPI):
         await self.client.call(ctx, "instance_offloaded", instance_uuid=instance_uuid,
                                host=host, fault=fault)
 
-    async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
+    async def host_report(self, ctx: RequestContext, report: HostReport, *,
+                          answer_within: float | None = None) -> list[str]:
         """Heartbeat and inventory; returns the uuids of instances the database puts on the
-        host that are not deleted (for the agent's reconciliation)."""
-        return self.result(list[str], await self.client.call(ctx, "host_report",
-                                                             report=report))
+        host that are not deleted (for the agent's reconciliation). ``answer_within``: seconds
+        to wait for the answer, if not the client's timeout."""
+        client = (self.client if answer_within is None
+                  else self.client.prepare(timeout=answer_within))
+        return self.result(list[str], await client.call(ctx, "host_report", report=report))
 
     async def host_instance_states(self, ctx: RequestContext,
                                    host: str) -> list[InstanceStates]:

@@ -117,7 +117,7 @@ class ComputeAgentManager(GuestStateActions):
         #: createImage, rebuild and shelve on this host (``stratus.compute.agent.disk_flows``).
         self.flows = DiskFlows(self)
         self._heartbeat = Periodic(f"heartbeat of {host}", self.options.report_interval,
-                                   lambda: self.report(RequestContext.for_service(AGENT_USER)))
+                                   self._beat)
         #: Waiters for events other services report (``network-vif-plugged``, ...).
         self.events = InstanceEvents()
         #: One writer of an instance's ``network_info`` at a time (interface attach and
@@ -277,10 +277,20 @@ class ComputeAgentManager(GuestStateActions):
         return (not instance.deleted and instance.host not in (None, self.host)
                 and instance.task_state is None)
 
-    async def report(self, ctx: RequestContext) -> list[str]:
+    async def _beat(self) -> None:
+        """One heartbeat, given up when the next one is due: a heartbeat lost with the broker
+        node that carried it (its reply never comes) must not hold back the next ones until
+        the call's timeout, past ``service_down_time``, when the host would be taken for
+        down and its builds failed."""
+        await self.report(RequestContext.for_service(AGENT_USER),
+                          answer_within=self.options.report_interval)
+
+    async def report(self, ctx: RequestContext, *,
+                     answer_within: float | None = None) -> list[str]:
         resources = await self.driver.get_available_resource()
         o = self.options
-        return await self.conductor.host_report(ctx, HostReport(
+        return await self.conductor.host_report(ctx, answer_within=answer_within,
+                                                report=HostReport(
             host=self.host, zone=o.zone, hypervisor_type=resources.hypervisor_type,
             hypervisor_version=resources.hypervisor_version, cpu_arch=resources.cpu_arch,
             vcpus=resources.vcpus, memory_mb=resources.memory_mb,
