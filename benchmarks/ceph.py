@@ -129,27 +129,37 @@ async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[
             "rbd_export_mb_per_s": size / 1e6 / export_s}
 
 
-async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
-                         project: str, source: Path, work: Path,
-                         size: int) -> dict[str, float]:
-    images = f"{cloud.base_url}/image/v2/images"
+async def _image_round_trip(client: httpx.AsyncClient, images: str, headers: dict[str, str],
+                            source: Path, work: Path, size: int,
+                            name: str) -> tuple[str, float, float]:
+    """A new image ``name`` uploaded from ``source`` and downloaded again (fsync-ed, its MD5
+    checked) with curl: its id and the upload and download seconds."""
     created = await client.post(images, headers=headers, json={
-        "name": "bench", "disk_format": "raw", "container_format": "bare"})
+        "name": name, "disk_format": "raw", "container_format": "bare"})
     created.raise_for_status()
-    image_id = created.json()["id"]
+    image_id = str(created.json()["id"])
     transfer = _CurlTransfer(work, headers)
     url = f"{images}/{image_id}/file"
     started = time.perf_counter()
     await transfer.upload(url, source, size)
     upload_s = time.perf_counter() - started
-    target = work / "download.bin"
+    target = work / f"download-{name}.bin"
     started = time.perf_counter()
     content_md5 = await transfer.download(url, target)
     await asyncio.to_thread(_fsync_path, target)
     download_s = time.perf_counter() - started
     if await asyncio.to_thread(_md5_of, target) != content_md5:
-        raise RuntimeError("download is wrong")
+        raise RuntimeError(f"the download of {name} is wrong")
     target.unlink()
+    return image_id, upload_s, download_s
+
+
+async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
+                         project: str, source: Path, work: Path,
+                         size: int) -> dict[str, float]:
+    images = f"{cloud.base_url}/image/v2/images"
+    image_id, upload_s, download_s = await _image_round_trip(client, images, headers, source,
+                                                             work, size, "bench")
 
     volumes = f"{cloud.base_url}/volume/v3/{project}/volumes"
     gib = max(1, -(-size // (1 << 30)))
@@ -205,23 +215,8 @@ async def _s3_stratus_round(cloud: StratusUp, client: httpx.AsyncClient,
                             headers: dict[str, str], source: Path, work: Path,
                             size: int) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
-    created = await client.post(images, headers=headers, json={
-        "name": "bench-s3", "disk_format": "raw", "container_format": "bare"})
-    created.raise_for_status()
-    image_id = created.json()["id"]
-    transfer = _CurlTransfer(work, headers)
-    url = f"{images}/{image_id}/file"
-    started = time.perf_counter()
-    await transfer.upload(url, source, size)
-    upload_s = time.perf_counter() - started
-    target = work / "download-s3.bin"
-    started = time.perf_counter()
-    content_md5 = await transfer.download(url, target)
-    await asyncio.to_thread(_fsync_path, target)
-    download_s = time.perf_counter() - started
-    if await asyncio.to_thread(_md5_of, target) != content_md5:
-        raise RuntimeError("s3 download is wrong")
-    target.unlink()
+    image_id, upload_s, download_s = await _image_round_trip(client, images, headers, source,
+                                                             work, size, "bench-s3")
     (await client.delete(f"{images}/{image_id}", headers=headers)).raise_for_status()
     return {"s3_upload_mb_per_s": size / 1e6 / upload_s,
             "s3_download_mb_per_s": size / 1e6 / download_s}

@@ -49,6 +49,7 @@ import httpx
 
 from benchmarks import Goal, Result, percentile
 from benchmarks._cloud import StratusUp, issue_token
+from benchmarks.network import _rate
 from stratus.network.agents import linux
 from stratus.network.agents.l2.firewall import FAMILIES
 from stratus.network.agents.l3.router import internal_device
@@ -161,21 +162,6 @@ async def _call(client: httpx.AsyncClient, method: str, path: str, headers: dict
 EXTRA_RULES = ({"protocol": "tcp", "port_range_min": 22, "port_range_max": 22},
                {"protocol": "icmp"},
                {"protocol": "udp", "port_range_min": 53, "port_range_max": 53})
-
-
-async def _rate(count: int, concurrency: int, action: Any) -> float:
-    """Run ``action(i)`` for i < count, ``concurrency`` at a time; the seconds taken."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await action(queue.get_nowait())
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:

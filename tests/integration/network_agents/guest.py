@@ -79,8 +79,9 @@ def tcp_connect(namespace: str, address: str, port: int, source: str | None = No
                 timeout: float = 0.5) -> bool:
     """Whether a TCP connection from inside ``namespace`` to ``address:port`` is answered
     (by a ``tcp_listen``-er's ``hi``) within ``timeout`` seconds."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with linux.entered(namespace):
-        sock = socket.socket()
+        sock = socket.socket(family)
     with sock:
         sock.settimeout(timeout)
         if source is not None:
@@ -93,14 +94,18 @@ def tcp_connect(namespace: str, address: str, port: int, source: str | None = No
 
 
 @contextlib.contextmanager
-def tcp_listen(namespace: str, port: int, echo: bool = False) -> Iterator[None]:
-    """A TCP listener inside ``namespace`` on ``port``, for as long as the context lasts:
-    it says ``hi`` to each connection and closes it, or (``echo``) keeps each connection
-    open and sends back what it receives."""
+def tcp_listen(namespace: str, port: int, echo: bool = False,
+               dual_stack: bool = False) -> Iterator[None]:
+    """A TCP listener inside ``namespace`` on ``port`` (IPv4, or with ``dual_stack`` IPv4
+    and IPv6 at once), for as long as the context lasts: it says ``hi`` to each connection
+    and closes it, or (``echo``) keeps each connection open and sends back what it
+    receives."""
     with linux.entered(namespace):
-        server = socket.socket()
+        server = socket.socket(socket.AF_INET6 if dual_stack else socket.AF_INET)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
+    if dual_stack:
+        server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.bind(("::" if dual_stack else "0.0.0.0", port))
     server.listen(16)
     server.settimeout(0.2)
     stop = threading.Event()

@@ -11,10 +11,9 @@ import contextlib
 import json
 import socket
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -446,50 +445,6 @@ async def test_stateless_groups_admit_no_reply_by_conntrack(lab: Lab) -> None:
         assert await reaches(a, b, 22)
 
 
-def _v6_connect(namespace: str, address: str, port: int, timeout: float = 0.5) -> bool:
-    """Whether a TCP connection over IPv6 from ``namespace`` is answered with ``hi``."""
-    with linux.entered(namespace):
-        sock = socket.socket(socket.AF_INET6)
-    with sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((address, port))
-            return sock.recv(16) == b"hi"
-        except OSError:
-            return False
-
-
-@contextlib.contextmanager
-def _dual_stack_listen(namespace: str, port: int) -> Iterator[None]:
-    """A listener on ``port`` over IPv4 and IPv6 at once that says ``hi`` and closes."""
-    with linux.entered(namespace):
-        server = socket.socket(socket.AF_INET6)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    server.bind(("::", port))
-    server.listen(16)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.sendall(b"hi")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
-
-
 def _add_v6(guest: NsGuest, address: str) -> None:
     # No duplicate address detection: the address is usable at once, not after ~1 s.
     with linux.ipr_in(guest.namespace) as ns:
@@ -531,10 +486,11 @@ async def test_ipv6_rules_are_enforced_apart_from_ipv4(lab: Lab) -> None:
         await asyncio.to_thread(_add_v6, guest, f"{v6}{host_part}")
 
     async def v6_reaches(client: NsGuest, port: int) -> bool:
-        return await asyncio.to_thread(_v6_connect, client.namespace, f"{v6}11", port)
+        return await asyncio.to_thread(tcp_connect, client.namespace, f"{v6}11", port)
 
-    with (_dual_stack_listen(b.namespace, 22), _dual_stack_listen(b.namespace, 80),
-          _dual_stack_listen(b.namespace, 443), _dual_stack_listen(b.namespace, 8080)):
+    with contextlib.ExitStack() as listening:
+        for port in (22, 80, 443, 8080):
+            listening.enter_context(tcp_listen(b.namespace, port, dual_stack=True))
         # The first IPv6 packets wait for neighbour discovery, which the firewall lets by.
         assert any([await v6_reaches(a, 22) for _ in range(20)])  # the IPv6 rule
         assert not await reaches(a, b, 22)  # ...is not an IPv4 rule
@@ -548,19 +504,8 @@ async def test_ipv6_rules_are_enforced_apart_from_ipv4(lab: Lab) -> None:
         # a sends from an IPv6 address that is not its own: dropped before any rule.
         await asyncio.to_thread(_add_v6, a, f"{v6}99")
 
-        def forged() -> bool:
-            with linux.entered(a.namespace):
-                sock = socket.socket(socket.AF_INET6)
-            with sock:
-                sock.settimeout(0.5)
-                sock.bind((f"{v6}99", 0))
-                try:
-                    sock.connect((f"{v6}11", 22))
-                    return sock.recv(16) == b"hi"
-                except OSError:
-                    return False
-
-        assert not await asyncio.to_thread(forged)
+        assert not await asyncio.to_thread(tcp_connect, a.namespace, f"{v6}11", 22,
+                                           f"{v6}99")
 
         # The IPv6 rule goes: closed over IPv6, the guests untouched.
         lab.firewall.set_port(lab.details(port_b, [plain]))
