@@ -35,7 +35,6 @@ from sqlalchemy import (
     or_,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.core.db.paging import Column, Page, SortKey, page
@@ -149,6 +148,8 @@ def nothing(values: list[str], dialect: str) -> ColumnElement[bool]:
 def holds(column: Column, value: str, dialect: str) -> ColumnElement[bool]:
     """The JSON list in ``column`` holds the string ``value``."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB  # not imported by SQLite clouds
+
         return cast(column, JSONB).contains([value])
     items = func.json_each(column).table_valued("value")
     return exists().select_from(items).where(items.c.value == value)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,7 +52,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -97,7 +97,9 @@ class Txn:
     def insert_ignore(self, table: Any) -> Insert:
         """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` (a model or a ``Table``);
         add ``.values(...)``. ``rowcount(result) == 0`` then means the key was taken."""
-        module: Any = postgresql if self.dialect == "postgresql" else sqlite
+        # The dialect's own module, imported when first used: PostgreSQL's pulls in
+        # asyncpg's (a tenth of a second), which a SQLite cloud never needs.
+        module: Any = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}")
         insert: Insert = module.insert(table).on_conflict_do_nothing()
         return insert
 
