@@ -66,6 +66,9 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
         overrides["port"] = port
     settings = Settings(**overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from stratus.core.db import configure_pools
+
+    configure_pools(settings.database_pool_size, settings.database_max_overflow)
     setup_logging(settings.log_level,
                   log_file=settings.data_dir / LOG_FILE if log_to_file else None,
                   console_level=logging.NOTSET if verbose else logging.ERROR,
