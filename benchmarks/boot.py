@@ -106,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conductors", type=int, default=2, help="split: conductor processes")
     parser.add_argument("--agents", type=int, default=2,
                         help="split: compute-agent processes sharing --hosts (default 2)")
+    parser.add_argument("--db-pool", default="4+4", metavar="SIZE+OVERFLOW",
+                        help="split: each process's pool per database engine (default 4+4: "
+                             "with 2 API processes of 3 engines, 2 schedulers and 2 "
+                             "conductors at most 80 connections, under PostgreSQL's default "
+                             "100, which the machine's other users share)")
     parser.add_argument("--rabbit-url", default=DEFAULT_RABBIT_URL,
                         help="split: the local RabbitMQ; a fresh virtual host is made on it")
     parser.add_argument("--database-url", default=DEFAULT_POSTGRES_URL,
@@ -395,9 +400,12 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
     _progress(f"split: {args.api_processes} API processes, {args.schedulers} schedulers, "
               f"{args.conductors} conductors, {args.agents} agent processes for {args.hosts} "
               "fake hosts")
+    pool_size, overflow = (int(n) for n in args.db_pool.split("+"))
     async with SplitCloud(tmp, _workers(args), rabbit_url=args.rabbit_url,
                           database_url=args.database_url, api_processes=args.api_processes,
-                          env={**COMMON_ENV, "STRATUS_IDENTITY__BCRYPT_ROUNDS": "4"}) as cloud:
+                          env={**COMMON_ENV, "STRATUS_IDENTITY__BCRYPT_ROUNDS": "4",
+                               "STRATUS_DATABASE_POOL_SIZE": str(pool_size),
+                               "STRATUS_DATABASE_MAX_OVERFLOW": str(overflow)}) as cloud:
         def cpu() -> dict[str, float]:
             roles: dict[str, float] = {}
             for name, process in cloud.processes.items():
@@ -413,6 +421,7 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
         if dead:
             raise RuntimeError(f"{dead[0]} died during the run:\n{cloud.log_tail(dead[0])}")
         backends = {"bus": "rabbit", **await database_info(cloud.env["STRATUS_DATABASE_URL"]),
+                    "db_pool": args.db_pool,
                     "processes": {"api": args.api_processes, "scheduler": args.schedulers,
                                   "conductor": args.conductors, "compute_agent": args.agents}}
     return {f"split_{k}": v for k, v in metrics.items()}, backends
