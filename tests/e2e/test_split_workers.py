@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.cloud import BIN, Cloud, base_env, free_port
-from tests.e2e.test_compute_split import Fleet
+from tests.e2e.split import Fleet
 
 pytestmark = pytest.mark.e2e
 
