@@ -188,7 +188,8 @@ def run_scenario(name: str, scenario: Scenario, args: argparse.Namespace) -> dic
     metrics = {k: _rounded(v) for k, v in result.metrics.items()}
     goals: dict[str, dict[str, Any]] = {}
     for goal in result.goals:
-        entry: dict[str, Any] = {"target": goal.target, "comparison": goal.comparison,
+        entry: dict[str, Any] = {"value": metrics.get(goal.metric), "target": goal.target,
+                                 "comparison": goal.comparison,
                                  "met": goal.met(result.metrics.get(goal.metric))}
         if goal.note:
             entry["note"] = goal.note

@@ -2,7 +2,8 @@
 
 ``SplitCloud`` makes a fresh RabbitMQ virtual host (with the local ``rabbitmqctl``) and a fresh
 PostgreSQL database (``scratch_database``), runs ``stratus db upgrade`` and ``stratus bootstrap``
-on them, then starts one API process (the API units given) and the bus-only processes
+on them, then starts the API processes (the API units given; ``api_processes`` of them on
+one port, ``stratus serve --workers``) and the bus-only processes
 (schedulers, conductors, compute agents), each in its own process group with its output in a
 log file. Leaving the context terminates every process, then deletes the virtual host and
 drops the database, also on error or Ctrl-C.
@@ -103,13 +104,16 @@ class SplitCloud:
 
     def __init__(self, work_dir: Path, workers: list[Worker], *, rabbit_url: str,
                  database_url: str, api_units: tuple[str, ...] = API_UNITS,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, api_processes: int = 1) -> None:
         self.work_dir = work_dir
         self.data_dir = work_dir / "data"
         self.workers = workers
         self.rabbit_url = rabbit_url
         self.server_database_url = database_url
         self.api_units = api_units
+        #: API processes on the one port (``stratus serve --workers``); their CPU is the
+        #: ``api`` process's and its children's.
+        self.api_processes = api_processes
         self.extra_env = env or {}
         self.port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -160,7 +164,9 @@ class SplitCloud:
                     raise RuntimeError(f"stratus {' '.join(command)} failed:\n"
                                        f"{done.stdout.decode(errors='replace')[-2000:]}"
                                        f"{done.stderr.decode(errors='replace')[-2000:]}")
-            self._start("api", self.api_units, {}, port=self.port)
+            self._start("api", self.api_units, {}, port=self.port,
+                        extra=["--workers", str(self.api_processes)]
+                        if self.api_processes > 1 else [])
             for worker in self.workers:
                 self._start(worker.name, worker.units, worker.env)
             await self._wait_api()
@@ -173,8 +179,9 @@ class SplitCloud:
         await self._stack.aclose()
 
     def _start(self, name: str, units: tuple[str, ...], env: dict[str, str],
-               port: int | None = None) -> None:
-        command = [*stratus_command(), "serve", *units, "--data-dir", str(self.data_dir)]
+               port: int | None = None, extra: list[str] | None = None) -> None:
+        command = [*stratus_command(), "serve", *units, "--data-dir", str(self.data_dir),
+                   *(extra or [])]
         if port is not None:
             command += ["--host", "127.0.0.1", "--port", str(port)]
         with (self.work_dir / f"{name}.log").open("ab") as log:
@@ -186,18 +193,24 @@ class SplitCloud:
         return [name for name, p in self.processes.items() if p.poll() is not None]
 
     async def _wait_api(self, within: float = 120) -> None:
+        """Until identity answers, from every API process (each connection a new one: the
+        kernel picks the process per connection)."""
         deadline = time.monotonic() + within
-        async with httpx.AsyncClient(timeout=2) as client:
-            while True:
-                if dead := self.dead():
-                    raise RuntimeError(f"{dead[0]} exited early:\n{self.log_tail(dead[0])}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.identity_url)).status_code == 200:
+        answered: set[str] = set()
+        while True:
+            if dead := self.dead():
+                raise RuntimeError(f"{dead[0]} exited early:\n{self.log_tail(dead[0])}")
+            with contextlib.suppress(httpx.HTTPError):
+                async with httpx.AsyncClient(timeout=2) as client:
+                    response = await client.get(self.identity_url)
+                if response.status_code == 200:
+                    answered.add(response.headers.get("X-Stratus-Worker", "/").split("/")[0])
+                    if len(answered) >= self.api_processes:
                         return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the API was not up after {within} s:\n"
-                                       f"{self.log_tail('api')}")
-                await asyncio.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API was not up after {within} s:\n"
+                                   f"{self.log_tail('api')}")
+            await asyncio.sleep(0.1)
 
     async def _stop_all(self) -> None:
         for process in self.processes.values():

@@ -4,8 +4,9 @@ Modes (``--mode``, default ``both``, all-in-one first):
 
 * ``all-in-one``: one ``stratus up`` (SQLite, ``memory://`` bus) running ``--hosts`` fake
   compute hosts.
-* ``split``: every unit its own ``stratus serve`` process (``benchmarks._split``): one API
-  process (identity-api, image-api, compute-api), ``--schedulers`` schedulers,
+* ``split``: every unit its own ``stratus serve`` process (``benchmarks._split``):
+  ``--api-processes`` API processes on one port (identity-api, image-api, compute-api;
+  ``stratus serve --workers``), ``--schedulers`` schedulers,
   ``--conductors`` conductors and ``--agents`` compute-agent processes sharing the ``--hosts``
   fake hosts, on a fresh RabbitMQ virtual host and a fresh PostgreSQL database (both removed
   afterwards). Its metrics carry the prefix ``split_``.
@@ -47,6 +48,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -66,6 +68,7 @@ DESCRIPTION = ("POST /servers to ACTIVE latency and concurrent boot throughput, 
 
 P50_GOAL_MS = 50.0
 THROUGHPUT_GOAL = 200.0
+SPLIT_THROUGHPUT_GOAL = 50.0
 API = "/compute/v2.1"
 BUILD_EVENT = "compute__do_build_and_run_instance"
 MICROVERSION = "compute 2.96"
@@ -96,10 +99,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HTTP connections of the concurrent POSTs (default 100)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="give up waiting for the concurrent boots after this long")
+    parser.add_argument("--api-processes", type=int, default=2,
+                        help="split: API processes on the one port (stratus serve --workers; "
+                             "default 2)")
     parser.add_argument("--schedulers", type=int, default=2, help="split: scheduler processes")
     parser.add_argument("--conductors", type=int, default=2, help="split: conductor processes")
     parser.add_argument("--agents", type=int, default=2,
                         help="split: compute-agent processes sharing --hosts (default 2)")
+    parser.add_argument("--db-pool", default="4+4", metavar="SIZE+OVERFLOW",
+                        help="split: each process's pool per database engine (default 4+4: "
+                             "with 2 API processes of 3 engines, 2 schedulers and 2 "
+                             "conductors at most 80 connections, under PostgreSQL's default "
+                             "100, which the machine's other users share)")
     parser.add_argument("--rabbit-url", default=DEFAULT_RABBIT_URL,
                         help="split: the local RabbitMQ; a fresh virtual host is made on it")
     parser.add_argument("--database-url", default=DEFAULT_POSTGRES_URL,
@@ -329,6 +340,8 @@ async def _concurrent(session: Session, args: argparse.Namespace,
         "concurrent_refused": refused,
         "concurrent_hosts_used": len({c[1] for c in active if c[1]}),
         "concurrent_cpu_ms_per_boot": sum(cpu_used.values()) / n * 1e3 if n else math.nan,
+        # The machine's load when the run ended (other work on it slows the wall clock).
+        "concurrent_load_average_1m": os.getloadavg()[0],
     }
     if len(cpu_used) > 1:
         metrics.update({f"concurrent_cpu_ms_per_boot_{role}": used / n * 1e3
@@ -384,11 +397,15 @@ def _workers(args: argparse.Namespace) -> list[Worker]:
 
 async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
                                                                 dict[str, Any]]:
-    _progress(f"split: {args.schedulers} schedulers, {args.conductors} conductors, "
-              f"{args.agents} agent processes for {args.hosts} fake hosts")
+    _progress(f"split: {args.api_processes} API processes, {args.schedulers} schedulers, "
+              f"{args.conductors} conductors, {args.agents} agent processes for {args.hosts} "
+              "fake hosts")
+    pool_size, overflow = (int(n) for n in args.db_pool.split("+"))
     async with SplitCloud(tmp, _workers(args), rabbit_url=args.rabbit_url,
-                          database_url=args.database_url,
-                          env={**COMMON_ENV, "STRATUS_IDENTITY__BCRYPT_ROUNDS": "4"}) as cloud:
+                          database_url=args.database_url, api_processes=args.api_processes,
+                          env={**COMMON_ENV, "STRATUS_IDENTITY__BCRYPT_ROUNDS": "4",
+                               "STRATUS_DATABASE_POOL_SIZE": str(pool_size),
+                               "STRATUS_DATABASE_MAX_OVERFLOW": str(overflow)}) as cloud:
         def cpu() -> dict[str, float]:
             roles: dict[str, float] = {}
             for name, process in cloud.processes.items():
@@ -404,7 +421,8 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
         if dead:
             raise RuntimeError(f"{dead[0]} died during the run:\n{cloud.log_tail(dead[0])}")
         backends = {"bus": "rabbit", **await database_info(cloud.env["STRATUS_DATABASE_URL"]),
-                    "processes": {"api": 1, "scheduler": args.schedulers,
+                    "db_pool": args.db_pool,
+                    "processes": {"api": args.api_processes, "scheduler": args.schedulers,
                                   "conductor": args.conductors, "compute_agent": args.agents}}
     return {f"split_{k}": v for k, v in metrics.items()}, backends
 
@@ -446,4 +464,10 @@ async def run(args: argparse.Namespace) -> Result:
         with tempfile.TemporaryDirectory(prefix="stratus-bench-boot-split-") as tmp:
             found, backends["split"] = await _split(args, Path(tmp))
         metrics.update(found)
+        goals.append(Goal(
+            "split_concurrent_boots_per_s", SPLIT_THROUGHPUT_GOAL, ">=",
+            f"{args.concurrent} boots at once onto {args.hosts} fake hosts, split mode on "
+            f"RabbitMQ and PostgreSQL: {args.api_processes} API processes, {args.schedulers} "
+            f"schedulers, {args.conductors} conductors (wall clock: read it with "
+            "split_concurrent_load_average_1m and the CPU per boot)"))
     return Result(metrics=metrics, goals=goals, backends=backends)

@@ -16,7 +16,8 @@ the server's), else httpx in this process (``--client httpx``: then the client's
 counts too). Each figure is the median of ``--repeats`` rounds; the ratios are
 ``upload / copy`` and ``download / copy``. ``hash_floor_mb_per_s`` is MD5 and SHA-512 of the
 same data computed at once on two threads, in memory: no upload that records both hashes can
-beat it on this machine, so ``upload_over_hash_floor`` says how close the upload comes. The
+beat it on this machine, so ``upload_over_hash_floor`` says how close the upload comes
+(``download_over_hash_floor``: the download against the same floor). The
 server's peak resident memory growth during each transfer (the kernel's ``VmHWM`` after a
 reset through ``/proc/PID/clear_refs``) is reported too.
 """
@@ -276,6 +277,8 @@ async def _round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str,
     figures["download_over_copy"] = copy_s / download_s
     figures["upload_over_hash_floor"] = figures["upload_mb_per_s"] / figures[
         "hash_floor_mb_per_s"]
+    figures["download_over_hash_floor"] = figures["download_mb_per_s"] / figures[
+        "hash_floor_mb_per_s"]
     return figures
 
 
@@ -310,7 +313,8 @@ async def run(args: argparse.Namespace) -> Result:
     for name in ("copy_mb_per_s", "upload_mb_per_s", "download_mb_per_s",
                  "hash_floor_mb_per_s"):
         metrics[name] = statistics.median(r[name] for r in rounds)
-    for name in ("upload_over_copy", "download_over_copy", "upload_over_hash_floor"):
+    for name in ("upload_over_copy", "download_over_copy", "upload_over_hash_floor",
+                 "download_over_hash_floor"):
         metrics[name] = statistics.median(r[name] for r in rounds)
     for name in ("upload_peak_rss_growth_mib", "download_peak_rss_growth_mib"):
         metrics[name] = max(r[name] for r in rounds)

@@ -200,6 +200,30 @@ class Stack:
         self.validator = cache
         return cache
 
+    async def share_token_revocations(self) -> None:
+        """When the bus reaches other processes: this process's token cache is emptied by
+        a revocation recorded in any process, and revocations recorded here are told to
+        the others (``stratus.core.token_caches``)."""
+        from stratus.core.token_caches import shares_processes
+
+        if not shares_processes(self.settings.bus_url):
+            return
+        cache = self.validator
+        identity = self.identity
+        if not isinstance(cache, CachingValidator) and identity is None:
+            return
+        from stratus.core.context import RequestContext
+        from stratus.core.token_caches import TOPIC, TokenCacheListener, TokenCachesAPI
+
+        bus = await self.transport()
+        if isinstance(cache, CachingValidator):
+            listener = TokenCacheListener(cache)
+            await self.serve(TOPIC, None, listener, listener.METHODS)
+        if identity is not None:
+            caches = TokenCachesAPI(bus)
+            ctx = RequestContext.for_service("identity")
+            identity.revocation_listeners.append(lambda: caches.tokens_revoked(ctx))
+
     async def aclose(self) -> None:
         await self.exits.aclose()
 

@@ -147,10 +147,11 @@ def _mount(prefix: str, app: ASGIApp) -> Mount:
     return mount
 
 
-async def root_app(stack: Stack, names: list[str]) -> Starlette:
+async def root_app(stack: Stack, names: list[str], *, worker: str | None = None) -> Starlette:
     """One ASGI app with each named unit mounted at its prefix, and the process's
     ``/metrics``; a unit that cannot run here (``Unit.unavailable``) is left out and recorded
-    in ``stack.not_started``."""
+    in ``stack.not_started``. ``worker``: this process is one of a pool sharing the port
+    (``stratus serve --workers``), and each response names it (``X-Stratus-Worker``)."""
     mounts: list[Route | Mount] = []
     endpoints = []
     for name in names:
@@ -165,8 +166,15 @@ async def root_app(stack: Stack, names: list[str]) -> Starlette:
             mounts.append(_mount(unit.prefix, app))
         endpoints.append({"unit": unit.name, "path": unit.prefix})
 
+    await stack.share_token_revocations()
+
     async def index(_: Request) -> JSONResponse:
         return JSONResponse({"stratus": {"units": endpoints}})
 
     # One /metrics for the process, whichever units it runs.
-    return Starlette(routes=[Route("/", index), Route("/metrics", metrics_endpoint), *mounts])
+    app = Starlette(routes=[Route("/", index), Route("/metrics", metrics_endpoint), *mounts])
+    if worker is not None:
+        from stratus.core.web.middleware import WorkerHeaderMiddleware
+
+        app.add_middleware(WorkerHeaderMiddleware, value=worker)
+    return app

@@ -66,6 +66,9 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
         overrides["port"] = port
     settings = Settings(**overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from stratus.core.db import configure_pools
+
+    configure_pools(settings.database_pool_size, settings.database_max_overflow)
     setup_logging(settings.log_level,
                   log_file=settings.data_dir / LOG_FILE if log_to_file else None,
                   console_level=logging.NOTSET if verbose else logging.ERROR,
@@ -145,9 +148,16 @@ class _Server(uvicorn.Server):
             self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
         self.should_exit = True
 
+    def request_graceful_stop(self) -> None:
+        self.should_exit = True
+
 
 async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
-                 after_up: Callable[[], Awaitable[None]] | None = None) -> None:
+                 after_up: Callable[[], Awaitable[None]] | None = None,
+                 worker: int | None = None) -> None:
+    """Serve ``names`` until signalled. ``worker``: this process is that worker of a pool
+    sharing the port (``serve --workers``): it listens with SO_REUSEPORT and names itself
+    in every response."""
     # Start-up only adds objects that live as long as the process (modules, apps, routes,
     # mappers), yet each full pass of the cyclic collector walks all made so far: they
     # took a tenth of a start's CPU. One pass at the end instead (_freeze_startup_objects).
@@ -183,7 +193,8 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                 console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
         if bootstrap:
             await run_bootstrap(stack)
-        asgi = await root_app(stack, names)
+        asgi = await root_app(stack, names,
+                              worker=None if worker is None else f"{worker}/{os.getpid()}")
         if bootstrap:
             await ensure_default_network(stack)
             for line in await ensure_external_network(stack):
@@ -203,7 +214,15 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.request_stop)
-        serving = asyncio.create_task(server.serve())
+        sockets = None
+        if worker is not None:
+            from stratus.cli.workers import reuse_port_socket
+
+            sockets = [reuse_port_socket(settings.host, settings.port)]
+            # The pool's parent passes its SIGTERM on to workers that had it already (one
+            # process group): asked twice is still a graceful stop.
+            loop.add_signal_handler(signal.SIGTERM, server.request_graceful_stop)
+        serving = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         if server.started:
@@ -222,7 +241,9 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                               "(stratus doctor: what else this machine can run)",
                               markup=False, highlight=False)
             else:
-                console.print(f"[bold green]{', '.join(names)}[/] serving at {settings.base_url}")
+                pool = "" if worker is None else f" (worker {worker}, pid {os.getpid()})"
+                console.print(f"[bold green]{', '.join(names)}[/] serving at "
+                              f"{settings.base_url}{pool}")
         await serving
     finally:
         await stack.aclose()
@@ -461,17 +482,60 @@ def guest_image_build(
 def serve(units: Annotated[list[str], typer.Argument(
               help="The units to run, e.g. identity-api, or scheduler conductor.")],
           data_dir: DataDir = None, host: Host = None, port: Port = None,
-          log_json: LogJson = False) -> None:
+          log_json: LogJson = False,
+          workers: Annotated[int, typer.Option(
+              "--workers", min=1,
+              help="Processes serving these API units on the one port (SO_REUSEPORT), "
+                   "each restarted when it dies; split mode only (a RabbitMQ bus and "
+                   "PostgreSQL databases, which they share).")] = 1,
+          pool_worker: Annotated[int | None, typer.Option(
+              "--pool-worker", hidden=True, help="This process is that worker of a pool.")
+          ] = None) -> None:
     """Run some units in this process (split mode: set bus_url and database_url). Units with
-    an API serve ``/metrics`` on its port; bus-only units on ``metrics.port``."""
+    an API serve ``/metrics`` on its port; bus-only units on ``metrics.port``. With
+    ``--workers N``, N processes serve the API units on one port."""
     from stratus.units import UNITS
 
     unknown = [u for u in units if u not in UNITS]
     if unknown:
         console.print(f"[red]Unknown unit {unknown[0]!r}.[/] Units: {', '.join(UNITS)}")
         raise typer.Exit(2)
+    names = list(dict.fromkeys(units))
+    if workers > 1 and pool_worker is None:
+        _serve_pool(names, workers, _settings(data_dir, host, port, log_json=log_json),
+                    log_json=log_json)
+        return
     settings = _settings(data_dir, host, port, log_json=log_json, spans=True)
-    asyncio.run(_serve(settings, list(dict.fromkeys(units)), bootstrap=False))
+    asyncio.run(_serve(settings, names, bootstrap=False, worker=pool_worker))
+
+
+def _serve_pool(names: list[str], count: int, settings: Settings, *, log_json: bool) -> None:
+    """``serve --workers``: the parent of the pool (``stratus.cli.workers``)."""
+    import sys
+
+    from stratus.cli.workers import Pool, pool_refusal
+
+    refusal = pool_refusal(settings, names)
+    if refusal is not None:
+        console.print(f"[red]--workers:[/] {refusal}", highlight=False)
+        raise typer.Exit(2)
+
+    def command(index: int) -> list[str]:
+        return [sys.executable, "-c", "from stratus.cli.main import main; main()", "serve",
+                *names, "--data-dir", str(settings.data_dir), "--host", settings.host,
+                "--port", str(settings.port), *(["--log-json"] if log_json else []),
+                "--pool-worker", str(index)]
+
+    def say(line: str) -> None:
+        console.print(f"pool of {', '.join(names)}: {line}", markup=False, highlight=False)
+
+    try:
+        code = Pool(command, count, say=say).run(settings.host, settings.port)
+    except OSError as exc:
+        console.print(f"[red]Cannot listen on {settings.host}:{settings.port}:[/] {exc}",
+                      highlight=False)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
 
 
 @app.command()

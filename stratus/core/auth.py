@@ -46,9 +46,14 @@ class CachingValidator:
         self._entries: OrderedDict[tuple[str, bool], tuple[float, dict[str, Any]]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        #: Bumped by each ``invalidate``: a validation that began before it (its read may
+        #: predate the revocation's commit) is not cached when it ends.
+        self._generation = 0
 
     def invalidate(self) -> None:
-        """Forget every cached result (called when identity records a revocation)."""
+        """Forget every cached result (called when identity records a revocation, in this
+        process or, over the bus, in another: ``stratus.core.token_caches``)."""
+        self._generation += 1
         self._entries.clear()
 
     async def validate(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
@@ -61,8 +66,9 @@ class CachingValidator:
                 return entry[1]
             del self._entries[key]
         self.misses += 1
+        generation = self._generation
         body = await self.inner.validate(token, allow_expired=allow_expired)
-        if self.ttl > 0 and self.size > 0:
+        if self.ttl > 0 and self.size > 0 and generation == self._generation:
             lifetime = self.ttl
             if not allow_expired:
                 remaining = (parse_timestamp(body["expires_at"]) - dt.datetime.now(dt.UTC))

@@ -397,6 +397,13 @@ class Settings(BaseSettings):
     region: str = "RegionOne"
     #: Database for every service that has no URL of its own; default SQLite files.
     database_url: str | None = None
+    #: PostgreSQL connections each service's engine keeps open in a process, and how many
+    #: more it opens in a burst. A process's engines (one per service it serves) together
+    #: hold up to (size + overflow) x services; all processes on one server (``serve
+    #: --workers N`` counts N) must stay under its ``max_connections``, or the last are
+    #: refused (503).
+    database_pool_size: int = Field(10, ge=1)
+    database_max_overflow: int = Field(20, ge=0)
     #: Message bus between units: ``memory://`` (in-process, one event loop; the default) or
     #: ``rabbit://user:pass@host:5672[,host2:5672]/vhost`` (see ``stratus.core.bus.url``).
     bus_url: str = "memory://"

@@ -8,7 +8,8 @@ event names matches the token. Events older than the longest a token can live ar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import delete, or_, select
 
@@ -16,17 +17,23 @@ from stratus.core.db import Txn, utcnow
 from stratus.identity.models import RevocationEvent
 from stratus.identity.tokens import TokenPayload
 
+#: Told that some token may no longer be valid (a cache's ``invalidate``, or a coroutine
+#: function that tells other processes).
+RevocationListener = Callable[[], Awaitable[None] | None]
+
 
 class RevocationLog:
     """Records revocation events within one transaction.
 
     A change that can invalidate a token calls each of ``listeners`` (token caches) once,
     after the transaction commits: flushing earlier would let a concurrent request re-cache
-    a token from the old state. On rollback they are not called.
+    a token from the old state. On rollback they are not called. A listener may be async
+    (the one telling other processes' caches over the bus): it is awaited, so the request
+    that revoked answers only after the others were told.
     """
 
     def __init__(self, txn: Txn, retention: dt.timedelta,
-                 listeners: Sequence[Callable[[], None]]) -> None:
+                 listeners: Sequence[RevocationListener]) -> None:
         self.txn = txn
         self.session = txn.session
         self.retention = retention
@@ -55,7 +62,9 @@ class RevocationLog:
 
     async def _flush_caches(self) -> None:
         for listener in self.listeners:
-            listener()
+            done = listener()
+            if inspect.isawaitable(done):
+                await done
 
     async def is_revoked(self, payload: TokenPayload, *, user_domain_id: str | None,
                          project_domain_id: str | None) -> bool:

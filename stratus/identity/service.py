@@ -9,7 +9,7 @@ told of revocations after the commit, never before.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,7 @@ from stratus.identity.fernet import KeyRepository
 from stratus.identity.migrations import HEAD, SCRIPT_LOCATION, VERSION_TABLE
 from stratus.identity.policy import RULES
 from stratus.identity.resources import Resources
-from stratus.identity.revocation import RevocationLog
+from stratus.identity.revocation import RevocationListener, RevocationLog
 from stratus.identity.role_assignments import RoleAssignments
 from stratus.identity.tokens import TokenFormatter
 from stratus.identity.users import Users
@@ -41,7 +41,7 @@ class IdentityRuntime:
         self.formatter = TokenFormatter(self.keys)
         self.enforcer = Enforcer(RULES, settings.policy_file)
         #: Called after any change that can invalidate a token (caches subscribe here).
-        self.revocation_listeners: list[Callable[[], None]] = []
+        self.revocation_listeners: list[RevocationListener] = []
 
     @property
     def revocation_retention(self) -> dt.timedelta:

@@ -208,3 +208,33 @@ async def test_sqlite_enforces_foreign_keys(tmp_path: Path) -> None:
                 await session.execute(child.insert(), [{"id": 1, "parent_id": 42}])
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_connection_refused_for_too_many_clients_is_busy(db_url: str) -> None:
+    """PostgreSQL at its connection limit (here a role's: 0) refuses a new connection: the
+    busy error an API answers 503 with Retry-After, not an error that reads as a bug (the
+    pools of several API processes on one server can ask for more than it serves)."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from stratus.core.db import BUSY_ERRORS
+
+    role = f"stratus_full_{uuid.uuid4().hex[:8]}"
+    admin = Database(db_url)
+    async with admin.engine.connect() as connection:
+        await connection.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
+        await connection.commit()
+    limited = Database(make_url(db_url).set(username=role, password=None)
+                       .render_as_string(hide_password=False))
+    try:
+        with pytest.raises(BUSY_ERRORS, match="too many connections"):
+            async with limited.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    finally:
+        await limited.dispose()
+        async with admin.engine.connect() as connection:
+            await connection.execute(text(f"DROP ROLE {role}"))
+            await connection.commit()
+        await admin.dispose()

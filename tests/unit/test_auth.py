@@ -96,6 +96,26 @@ async def test_allow_expired_is_part_of_the_key(clock: Clock) -> None:
     assert inner.calls == [("t1", False), ("t1", True)]
 
 
+async def test_a_validation_begun_before_an_invalidation_is_not_cached(clock: Clock) -> None:
+    """A revocation committed while a validation was reading: its result may be the old
+    state, so the cache keeps nothing of it (the next request asks again)."""
+    inner = FakeValidator({"t1": token_body()})
+    cache = CachingValidator(inner, ttl=300, size=10)
+    validate = inner.validate
+
+    async def revoked_meanwhile(token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+        body = await validate(token, allow_expired=allow_expired)
+        cache.invalidate()  # the revocation's listener, while this answer is on its way
+        return body
+
+    inner.validate = revoked_meanwhile  # type: ignore[method-assign]
+    await cache.validate("t1")
+    inner.validate = validate  # type: ignore[method-assign]
+    await cache.validate("t1")
+    await cache.validate("t1")
+    assert len(inner.calls) == 2
+
+
 async def test_entry_expires_after_ttl(clock: Clock) -> None:
     inner = FakeValidator({"t1": token_body(expires_in=3600)})
     cache = CachingValidator(inner, ttl=30, size=10)

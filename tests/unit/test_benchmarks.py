@@ -79,10 +79,12 @@ def test_runner_prints_one_json_object(tiny: types.ModuleType, tmp_path: Path,
     for goal in goals.values():
         assert {"target", "comparison", "met"} <= set(goal)
         assert isinstance(goal["met"], bool)
-    assert goals["op_ops_per_s"] == {"target": 1.0, "comparison": ">=", "met": True,
+    assert goals["op_ops_per_s"] == {"value": metrics["op_ops_per_s"], "target": 1.0,
+                                     "comparison": ">=", "met": True,
                                      "note": "always met here"}
     assert goals["errors"]["met"] is True
-    assert goals["not_measured"]["met"] is False  # a goal without its metric is not met
+    # A goal without its metric is not met.
+    assert goals["not_measured"]["met"] is False and goals["not_measured"]["value"] is None
 
 
 def test_list_names_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,3 +143,35 @@ def test_live_migration_downtime_is_the_step_in_the_guests_clock() -> None:
     assert steps == [pytest.approx(0.15 * 1.01, abs=0.01), pytest.approx(0.30 * 1.01, abs=0.01)]
     assert slope == pytest.approx(-0.01, abs=0.001)
     assert residual < 0.02
+
+
+async def test_summary_puts_each_figure_beside_its_goal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks summary``: every run's metrics under its name, issue 21's goals and the
+    scenario's own side by side, a failed run recorded while the others still count."""
+    from benchmarks import summary
+
+    async def one(run: summary.Run, quick: bool) -> dict[str, object]:
+        assert quick
+        if run.label == "network":
+            raise RuntimeError("RabbitMQ is down")
+        return {"environment": {"machine": {"load_average_before_run": [3.5, 2.0, 1.0]},
+                                "backends": {"database": "sqlite"}},
+                "metrics": {"boot_p50_ms": 40.0, "concurrent_boots_per_s": 150.0},
+                "goals": {"boot_p50_ms": {"target": 50.0, "comparison": "<=", "met": True}}}
+
+    monkeypatch.setattr(summary, "_one", one)
+    parser = argparse.ArgumentParser()
+    summary.add_arguments(parser)
+    result = await summary.run(parser.parse_args(["--quick", "--only", "boot,network"]))
+    assert result.metrics["boot.boot_p50_ms"] == 40.0
+    assert result.metrics["boot.load_average_1m_before"] == 3.5
+    assert result.metrics["network.failed"] == 1
+    goals = {goal.metric: goal for goal in result.goals}
+    assert goals["boot.concurrent_boots_per_s"].target == 200.0
+    assert not goals["boot.concurrent_boots_per_s"].met(result.metrics[
+        "boot.concurrent_boots_per_s"])
+    assert goals["boot.boot_p50_ms"].note.startswith("issue 21")  # one goal per metric
+    assert not goals["network.port_creates_per_s"].met(
+        result.metrics.get("network.port_creates_per_s"))
+    assert not [g for g in goals if g.startswith(("startup.", "boot_split."))]

@@ -17,6 +17,7 @@ from stratus.compute.scheduler.manager import SchedulerManager
 from stratus.core.bus import RPCAPI
 from stratus.core.bus.contract import check
 from stratus.core.context import RequestContext
+from stratus.core.token_caches import TokenCacheListener, TokenCachesAPI
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
 from stratus.network.agents.l3.manager import L3AgentManager
@@ -38,6 +39,8 @@ PAIRS: list[tuple[type[RPCAPI], type]] = [
     # The l3-agent serves ``l3_agent.<host>`` for its one host.
     (L3AgentAPI, L3AgentManager),
     (VolumeManagerAPI, VolumeManager),
+    # Every process with a token cache serves it (identity fans out to them all).
+    (TokenCachesAPI, TokenCacheListener),
 ]
 
 

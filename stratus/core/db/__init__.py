@@ -72,22 +72,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 #: PostgreSQL's SQLSTATE for a character the database encoding cannot hold: a NUL in text.
 _CHARACTER_NOT_IN_REPERTOIRE = "22021"
+#: too_many_connections: the server (or the role or database) is at its connection limit.
+_TOO_MANY_CONNECTIONS = "53300"
+
+
+class ServerBusy(PoolTimeout):
+    """PostgreSQL refused a new connection: it serves as many as it may
+    (``max_connections``, or a role's or database's limit). Busy, not broken: with several
+    processes on one server (``serve --workers``) the pools together can ask for more."""
 
 
 def _unstorable_text(context: ExceptionContext) -> BaseException | None:
     """PostgreSQL holds no NUL character in text, even to compare with: a request value with
-    one (a name, a filter) is the caller's bad input, answered 400, not a 500."""
+    one (a name, a filter) is the caller's bad input, answered 400, not a 500. A connection
+    refused for too many clients is the busy error (503 with Retry-After), not a 500."""
     error: BaseException | None = context.original_exception
     while error is not None:
-        if getattr(error, "sqlstate", None) == _CHARACTER_NOT_IN_REPERTOIRE:
+        sqlstate = getattr(error, "sqlstate", None)
+        if sqlstate == _CHARACTER_NOT_IN_REPERTOIRE:
             return BadRequest("Invalid input: a value holds a character that cannot be "
                               "stored (NUL).")
+        if sqlstate == _TOO_MANY_CONNECTIONS:
+            return ServerBusy(f"the database server refused a connection: {error}")
         error = error.__cause__
     return None
 
 
 #: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
 POOL_TIMEOUT = 120.0
+#: Each PostgreSQL engine's pool of this process (``configure_pools``).
+_POOL = {"pool_size": 10, "max_overflow": 20}
+
+
+def configure_pools(size: int, overflow: int) -> None:
+    """The pool of every PostgreSQL engine this process makes from now on
+    (``database_pool_size``, ``database_max_overflow``)."""
+    _POOL.update(pool_size=size, max_overflow=overflow)
 
 
 #: JSON column values that are an empty object or list (most rows' metadata, tags, system
@@ -125,8 +145,7 @@ class Database:
             # A burst of requests queues for a connection rather than failing: writers of one
             # project wait in line on its quota lock holding theirs, so the last of a few
             # hundred at once can wait well past SQLAlchemy's default 30 s. Past this, 503.
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20,
-                          pool_timeout=POOL_TIMEOUT)
+            kwargs.update(pool_pre_ping=True, pool_timeout=POOL_TIMEOUT, **_POOL)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -275,5 +294,5 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
 #: use for the whole pool timeout. An API answers them 503 with Retry-After, not 500.
 BUSY_ERRORS: tuple[type[Exception], ...] = (PoolTimeout,)
 
-__all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "Txn", "UTCDateTime",
-           "run_migrations_online", "utcnow"]
+__all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "ServerBusy", "Txn", "UTCDateTime",
+           "configure_pools", "run_migrations_online", "utcnow"]

@@ -192,3 +192,29 @@ class BodySizeLimitMiddleware:
             return msg
 
         await self.app(scope, limited_receive, send)
+
+
+#: Names the process of a pool that answered (``stratus serve --workers``).
+WORKER_HEADER = b"x-stratus-worker"
+
+
+class WorkerHeaderMiddleware:
+    """Adds ``X-Stratus-Worker: <index>/<pid>`` to every response of one worker of a pool
+    sharing a port, so an operator (and the tests) can tell which process answered and
+    whose ``/metrics`` a scrape read."""
+
+    def __init__(self, app: ASGIApp, *, value: str) -> None:
+        self.app = app
+        self.header = (WORKER_HEADER, value.encode("latin-1"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_named)
