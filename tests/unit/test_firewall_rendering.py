@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from stratus.network.agents.l2.firewall import NoopFirewall, filtered, render
+from stratus.network.agents.l2.firewall import (
+    NoopFirewall,
+    admits_no_less,
+    build,
+    filtered,
+    render,
+)
 from stratus.network.objects import (
     AddressPair,
     DeviceDetails,
@@ -227,3 +233,31 @@ def test_a_port_of_stateless_groups_is_judged_before_conntrack_admits() -> None:
     assert "ct state invalid drop" not in chain(script, "in", untracked)
     assert "ip saddr 169.254.169.254 tcp sport 80 return" in chain(script, "in", untracked)
     assert chain(script, "in", tracked)[0] == "ct state invalid drop"
+
+
+def test_a_members_change_updates_the_set_elements_alone() -> None:
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    remote = rule("ingress", remote_group_id=group_id)
+    before = details(remote, members={group_id: ["10.0.0.5", "10.0.0.9"]})
+    after = details(remote, id=before.port.id, members={group_id: ["10.0.0.5", "10.0.0.7"]})
+    old, new = build("t", [before]), build("t", [after])
+    set_name = f"rg4-{group_id.replace('-', '')}"
+    assert new.update_from(old) == (f"delete element inet t {set_name} {{ 10.0.0.9/32 }}\n"
+                                    f"add element inet t {set_name} {{ 10.0.0.7/32 }}\n")
+    assert new.update_from(new) == ""
+    # Anything else changed, or nothing known in force: the tables are replaced.
+    assert build("t", [after, details()]).update_from(old) is None
+    assert new.update_from(None) is None
+    assert build("u", [after]).update_from(old) is None
+
+
+def test_only_rules_that_admit_less_make_connections_be_forgotten() -> None:
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    remote = rule("ingress", remote_group_id=group_id)
+    base = details(remote, members={group_id: ["10.0.0.5"]})
+    grown = base.model_copy(update={"remote_group_members": {group_id: ["10.0.0.5",
+                                                                         "10.0.0.6"]}})
+    assert admits_no_less(base, grown)
+    assert not admits_no_less(grown, base)  # a member left
+    fewer_rules = base.model_copy(update={"security_groups": []})
+    assert not admits_no_less(base, fewer_rules)

@@ -35,12 +35,12 @@ import asyncio
 import functools
 import ipaddress
 import logging
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stratus.network import protocols
 from stratus.network.agents.l2 import flows
+from stratus.network.agents.l2.nft import NftError, runner
 from stratus.network.objects import (
     METADATA_ADDRESS,
     DeviceDetails,
@@ -245,19 +245,56 @@ def _members(addresses: Iterable[str], version: int) -> list[str]:
     merged = list(ipaddress.collapse_addresses(cidrs))  # type: ignore[type-var]
     if merged:
         hosts = {h for h in hosts if not any(h.network_address in n for n in merged)}
-    return [str(n) for n in sorted([*hosts, *merged])]
+    # By key: ipaddress's own ordering is Python-level comparisons, a large part of a
+    # render with a thousand members.
+    ordered = sorted([*hosts, *merged],
+                     key=lambda n: (int(n.network_address), n.prefixlen))
+    return [str(n) for n in ordered]
 
 
-def render(table: str, ports: Iterable[DeviceDetails]) -> str:
-    """The nft script that replaces our two tables with the ruleset of ``ports`` (the
-    filtered ones); with none, it only deletes the tables."""
+@dataclass(frozen=True)
+class Ruleset:
+    """Our two tables as rendered from the ports: the script that makes them from nothing
+    (replacing whatever is there), and what updating one ruleset into another needs."""
+
+    table: str
+    script: str
+    #: The script with every set declared empty: two rulesets of one shape differ only in
+    #: their sets' members, which an update changes element by element.
+    shape: str
+    #: Each ``inet`` set's members.
+    members: dict[str, frozenset[str]]
+
+    def update_from(self, old: Ruleset | None) -> str | None:
+        """The script that turns ``old`` (in force) into this ruleset by set elements alone
+        (empty: nothing to do); None when more than members changed."""
+        if old is None or old.table != self.table or old.shape != self.shape:
+            return None
+        deletes, adds = [], []
+        for name, members in self.members.items():
+            before = old.members.get(name, frozenset())
+            if gone := before - members:
+                deletes.append(f"delete element inet {self.table} {name} "
+                               f"{_elements(sorted(gone))}\n")
+            if added := members - before:
+                adds.append(f"add element inet {self.table} {name} "
+                            f"{_elements(sorted(added))}\n")
+        # Removals first: a CIDR that swallowed addresses replaces them in one commit
+        # (an interval set refuses overlapping elements).
+        return "".join([*deletes, *adds])
+
+
+def build(table: str, ports: Iterable[DeviceDetails]) -> Ruleset:
+    """The ruleset of ``ports`` (the filtered ones); with none, its script only deletes
+    the tables."""
     chosen = sorted((d for d in ports if filtered(d)), key=lambda d: d.port.id)
     out = []
     for family in FAMILIES:
         # Declaring first makes the delete succeed whether or not the table exists.
         out.append(f"table {family} {table} {{}}\ndelete table {family} {table}\n")
     if not chosen:
-        return "".join(out)
+        script = "".join(out)
+        return Ruleset(table, script, script, {})
 
     spoof_map: list[str] = []
     # Per statefulness (True: stateful), "<bridge> . <mac>" → the port's chain.
@@ -286,10 +323,10 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
                     remote.setdefault(rule.remote_group_id, set()).update(
                         details.remote_group_members.get(rule.remote_group_id, []))
 
-    sets = []
+    sets: list[tuple[str, str, list[str]]] = []
     for group_id in sorted(remote):
-        sets.append(_set(_set_name(group_id, 4), "ipv4_addr", _members(remote[group_id], 4)))
-        sets.append(_set(_set_name(group_id, 6), "ipv6_addr", _members(remote[group_id], 6)))
+        sets.append((_set_name(group_id, 4), "ipv4_addr", _members(remote[group_id], 4)))
+        sets.append((_set_name(group_id, 6), "ipv6_addr", _members(remote[group_id], 6)))
 
     out.append(f"table bridge {table} {{\n")
     out.append(_chain("prerouting", ["type filter hook prerouting priority filter; "
@@ -298,7 +335,7 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
     out.extend(bridge_chains)
     out.append("}\n")
     out.append(f"table inet {table} {{\n")
-    out.extend(sets)
+    tail = []
     forward = ["type filter hook forward priority filter; policy accept;"]
     # Stateless ports first: established traffic is no excuse for them.
     for stateful in (False, True):
@@ -309,10 +346,30 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
             if chains:
                 forward.append(f"{match} vmap "
                                + _elements(f"{k} : {v}" for k, v in chains.items()))
-    out.append(_chain("forward", forward))
-    out.extend(inet_chains)
-    out.append("}\n")
-    return "".join(out)
+    tail.append(_chain("forward", forward))
+    tail.extend(inet_chains)
+    tail.append("}\n")
+    head = "".join(out)
+    rest = "".join(tail)
+    script = head + "".join(_set(n, k, m) for n, k, m in sets) + rest
+    shape = head + "".join(_set(n, k, []) for n, k, _ in sets) + rest
+    return Ruleset(table, script, shape, {n: frozenset(m) for n, _, m in sets})
+
+
+def render(table: str, ports: Iterable[DeviceDetails]) -> str:
+    """The nft script that replaces our two tables with the ruleset of ``ports`` (the
+    filtered ones); with none, it only deletes the tables."""
+    return build(table, ports).script
+
+
+def admits_no_less(old: DeviceDetails, new: DeviceDetails) -> bool:
+    """Whether ``new`` differs from ``old`` only by remote groups that gained members:
+    then every connection the old rules admitted the new ones admit too."""
+    if (old.model_copy(update={"remote_group_members": {}})
+            != new.model_copy(update={"remote_group_members": {}})):
+        return False
+    return all(set(members) <= set(new.remote_group_members.get(group, ()))
+               for group, members in old.remote_group_members.items())
 
 
 # The driver ---------------------------------------------------------------------------------
@@ -332,10 +389,18 @@ class NftablesFirewall:
         #: Each port as last applied: a port whose rules changed has its stale
         #: connections forgotten (``flows``).
         self._applied: dict[str, DeviceDetails] = {}
+        #: The ruleset in force, as this driver made it (None: not known, replace it).
+        self._ruleset: Ruleset | None = None
         self._forgetting: set[asyncio.Task[None]] = set()
+        self._runner = runner(self.nft)
 
     def available(self) -> bool:
-        return shutil.which(self.nft) is not None
+        return self._runner is not None
+
+    @property
+    def runner(self) -> str:
+        """What applies the rulesets: ``libnftables`` (in this process) or ``nft``."""
+        return self._runner.name if self._runner is not None else "none"
 
     def set_port(self, details: DeviceDetails) -> None:
         self.ports[details.port.id] = details
@@ -347,11 +412,25 @@ class NftablesFirewall:
         return render(self.table, self.ports.values())
 
     async def apply(self) -> None:
-        """Replace our tables with the current ports' ruleset in one nft transaction."""
+        """Bring our tables to the current ports' ruleset in one nft transaction: only the
+        sets' elements that changed when nothing else did (members of remote groups come
+        and go with every port created in them), else the whole tables replaced."""
         async with self._lock:
-            await self._run(["-f", "-"], self.render())
+            ruleset = build(self.table, self.ports.values())
+            update = ruleset.update_from(self._ruleset)
+            if update is None:
+                await self._run(ruleset.script)
+            elif update:
+                try:
+                    await self._run(update)
+                except FirewallError as exc:  # not as we left it (or refused): replace it
+                    LOG.warning("firewall: set update failed (%s); replacing the tables", exc)
+                    self._ruleset = None
+                    await self._run(ruleset.script)
+            self._ruleset = ruleset
             changed = [d for port_id, d in self.ports.items()
-                       if port_id in self._applied and self._applied[port_id] != d]
+                       if port_id in self._applied and self._applied[port_id] != d
+                       and not admits_no_less(self._applied[port_id], d)]
             self._applied = dict(self.ports)
             if changed:
                 # After the answer: the rules are in force now, the table walk may be slow.
@@ -378,17 +457,16 @@ class NftablesFirewall:
         async with self._lock:
             self.ports.clear()
             self._applied.clear()
-            await self._run(["-f", "-"], render(self.table, []))
+            self._ruleset = None
+            await self._run(render(self.table, []))
 
-    async def _run(self, args: list[str], script: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            self.nft, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate(script.encode())
-        if process.returncode != 0:
-            raise FirewallError(f"nft failed ({process.returncode}): "
-                                f"{err.decode(errors='replace').strip()[:2000]}")
-        return out.decode()
+    async def _run(self, script: str) -> str:
+        if self._runner is None:
+            raise FirewallError(f"neither libnftables nor {self.nft} is available")
+        try:
+            return await self._runner.run(script)
+        except NftError as exc:
+            raise FirewallError(str(exc)) from exc
 
 
 @dataclass
