@@ -159,10 +159,13 @@ def _rule(rule: SecurityGroupRuleInfo, *, ingress: bool,
         if network.prefixlen:
             parts.append(f"{ip} {remote} {network}")
     elif rule.remote_group_id:
+        version = 6 if v6 else 4
+        names = [_set_name(rule.remote_group_id, version)]
+        cidrs = _set_name(rule.remote_group_id, version, cidrs=True)
+        if cidrs in cidr_sets:
+            names.append(cidrs)
         head = " ".join(parts)
-        names = [_set_name(rule.remote_group_id, 6 if v6 else 4, cidrs=c) for c in (False, True)]
-        return [f"{head} {ip} {remote} @{name} return" for name in names
-                if name in cidr_sets or not name.startswith("rn")]
+        return [f"{head} {ip} {remote} @{name} return" for name in names]
     return [" ".join(parts) + " return"]
 
 
