@@ -26,7 +26,12 @@ external gateway address on the public bridge, so it is "the outside".
   last create's answer → its address in the guest's remote-group set in the kernel;
   ``sg_port_create_server_cpu_ms`` the server's CPU (API and agents) per create and
   ``sg_port_create_nft_cpu_ms`` its ``nft`` runs'; then the ports are deleted
-  (``sg_port_deletes_per_s``).
+  (``sg_port_deletes_per_s``);
+* ``sg_member_apply_cpu_ms``: before the cloud starts, the l2-agent's firewall driver alone
+  (``_firewall.py``): CPU per member added to a 1000-member remote group as it applies now,
+  against ``sg_member_replace_nft_cpu_ms``, the whole ruleset replaced by an ``nft`` process
+  (how it applied before), alternated in one run; ``sg_member_apply_cpu_ratio`` the
+  second over the first.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import httpx
 
 from benchmarks import Goal, Result, percentile
 from benchmarks._cloud import StratusUp, issue_token
+from benchmarks._firewall import member_apply_cpu
 from benchmarks.network import _rate
 from stratus.network.agents import linux
 from stratus.network.agents.l2.firewall import FAMILIES
@@ -73,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 1000)")
     parser.add_argument("--sg-concurrency", type=int, default=50,
                         help="port creates in flight (default 50)")
+    parser.add_argument("--sg-apply-rounds", type=int, default=100,
+                        help="members added one at a time to a 1000-member remote group, "
+                             "the firewall driver alone in this process (0 skips)")
 
 
 class EchoServer:
@@ -252,6 +261,8 @@ async def run(args: argparse.Namespace) -> Result:
     rule_opened: list[float] = []
     rule_closed: list[float] = []
     sg_ports: dict[str, float] = {}
+    # First, on a quiet process: the firewall driver's own cost per member change.
+    sg_apply = await member_apply_cpu(args.sg_apply_rounds) if args.sg_apply_rounds else {}
     try:
         with tempfile.TemporaryDirectory(prefix="stratus-bench-l3-") as tmp:
             async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud,
@@ -340,7 +351,7 @@ async def run(args: argparse.Namespace) -> Result:
         await asyncio.to_thread(linux.delete_link, f"bx{tag}")
     metrics = {**_ms(router_ready, "router_interface_ready"), **_ms(replies, "fip_reply"),
                **_ms(answers, "fip_put_answered"), **_ms(rule_opened, "sg_rule_opens"),
-               **_ms(rule_closed, "sg_rule_closes"), **sg_ports}
+               **_ms(rule_closed, "sg_rule_closes"), **sg_ports, **sg_apply}
     goals = []
     if sg_ports:
         goals.append(Goal("sg_port_creates_per_s", 200.0, ">=",

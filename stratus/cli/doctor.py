@@ -82,6 +82,21 @@ def check_qemu() -> Check:
     return Check(found.name, found.feature, Status.OK, f"{found.detail}; {mode}")
 
 
+def check_nftables() -> Check:
+    """``nft`` (the l3-agent's NAT, the external network's masquerade) and libnftables'
+    Python binding, with which the l2-agent's firewall applies in-process."""
+    found = _tool("nft", "security groups and NAT (nftables)")
+    if not found.ok:
+        return found
+    if importlib.util.find_spec("nftables") is None:
+        return Check(found.name, found.feature, Status.MISSING,
+                     f"{found.detail}; no python3-nftables: the firewall runs nft for every "
+                     "change (then make nft-bindings)",
+                     hosttools.install_command("python3-nftables"), ("python3-nftables",))
+    return Check(found.name, found.feature, Status.OK,
+                 f"{found.detail}; the firewall applies in-process (libnftables)")
+
+
 def check_libvirt() -> list[Check]:
     feature = "the libvirt virt driver (real guests)"
     checks = [_tool("libvirtd", feature)]
@@ -222,7 +237,7 @@ async def run_checks(settings: Settings) -> list[Check]:
                           "guests' disks"),
         *check_libvirt(),
         _tool("dnsmasq", "DHCP for guests (the dhcp-agent)"),
-        _tool("nft", "security groups and NAT (nftables)"),
+        check_nftables(),
         check_bridges_and_namespaces(),
         check_ceph(settings.ceph.conf),
         check_memcached(),

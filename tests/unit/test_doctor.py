@@ -56,6 +56,17 @@ def test_qemu_missing_and_present(bare_path: Path, monkeypatch: pytest.MonkeyPat
     assert "KVM" in doctor.check_qemu().detail
 
 
+def test_nft_without_its_python_binding(bare_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    add_program(bare_path, "nft")
+    monkeypatch.setattr(doctor.importlib.util, "find_spec",
+                        lambda name: None if name == "nftables" else object())
+    check = doctor.check_nftables()
+    assert check.status is Status.MISSING and check.packages == ("python3-nftables",)
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: object())
+    assert doctor.check_nftables().ok
+
+
 async def test_run_checks_and_the_packages_make_deps_installs(bare_path: Path) -> None:
     checks = await doctor.run_checks(Settings(data_dir=bare_path.parent))
     by_name = {c.name: c for c in checks}

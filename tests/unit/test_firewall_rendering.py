@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from stratus.network.agents.l2.firewall import NoopFirewall, filtered, render
+from stratus.network.agents.l2.firewall import (
+    NoopFirewall,
+    admits_no_less,
+    build,
+    filtered,
+    render,
+)
 from stratus.network.objects import (
     AddressPair,
     DeviceDetails,
@@ -83,11 +89,22 @@ def test_remote_groups_are_sets_of_their_members() -> None:
     d = details(rule("ingress", remote_group_id=group_id),
                 members={group_id: ["10.0.0.5", "10.0.0.9", "10.0.0.64/27"]})
     script = render("t", [d])
-    set_name = f"rg4-{group_id.replace('-', '')}"
-    assert f"meta nfproto ipv4 ip saddr @{set_name} return" in chain(script, "in", d)
-    members = re.search(rf"set {set_name} {{.*?elements = {{ (.*?) }}", script, re.S)
-    assert members is not None
-    assert members.group(1).split(", ") == ["10.0.0.5/32", "10.0.0.9/32", "10.0.0.64/27"]
+    key = group_id.replace("-", "")
+    # Addresses in a plain set, the CIDRs of address pairs in an interval set beside it.
+    ingress = chain(script, "in", d)
+    assert f"meta nfproto ipv4 ip saddr @rg4-{key} return" in ingress
+    assert f"meta nfproto ipv4 ip saddr @rn4-{key} return" in ingress
+    hosts = re.search(rf"set rg4-{key} {{\n\t\ttype ipv4_addr\n\t\telements = {{ (.*?) }}",
+                      script)
+    cidrs = re.search(rf"set rn4-{key} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+                      rf"\t\telements = {{ (.*?) }}", script)
+    assert hosts is not None and cidrs is not None
+    assert hosts.group(1).split(", ") == ["10.0.0.5", "10.0.0.9"]
+    assert cidrs.group(1).split(", ") == ["10.0.0.64/27"]
+    # No CIDR member: no interval set, one statement.
+    plain = render("t", [details(rule("ingress", remote_group_id=group_id),
+                                 members={group_id: ["10.0.0.5"]})])
+    assert f"rn4-{key}" not in plain and f"rg4-{key}" in plain
 
 
 def test_anti_spoofing_names_macs_addresses_and_pairs() -> None:
@@ -169,12 +186,17 @@ def test_remote_group_members_render_without_overlaps() -> None:
                 members={group_id: members})
     script = render("t", [d])
     key = group_id.replace("-", "")
-    v4 = re.search(rf"set rg4-{key} {{.*?elements = {{ (.*?) }}", script, re.S)
-    v6 = re.search(rf"set rg6-{key} {{.*?elements = {{ (.*?) }}", script, re.S)
-    assert v4 is not None and v6 is not None
-    # Each address once; one inside a CIDR only as the CIDR (nft refuses overlaps).
-    assert v4.group(1).split(", ") == ["10.0.0.7/32", "10.0.0.9/32", "10.1.0.0/24"]
-    assert v6.group(1).split(", ") == ["2001:db8::2/128", "fd00::/120"]
+
+    def elements(name: str) -> list[str]:
+        found = re.search(rf"set {name}-{key} {{.*?elements = {{ (.*?) }}", script, re.S)
+        assert found is not None, name
+        return found.group(1).split(", ")
+
+    # Each address once; the CIDRs merged (an interval set refuses overlaps).
+    assert elements("rg4") == ["10.0.0.7", "10.0.0.9", "10.1.0.5"]
+    assert elements("rn4") == ["10.1.0.0/24"]
+    assert elements("rg6") == ["2001:db8::2", "fd00::1"]
+    assert elements("rn6") == ["fd00::/120"]
 
 
 def test_only_the_changed_ports_connections_are_read_from_the_table(
@@ -227,3 +249,31 @@ def test_a_port_of_stateless_groups_is_judged_before_conntrack_admits() -> None:
     assert "ct state invalid drop" not in chain(script, "in", untracked)
     assert "ip saddr 169.254.169.254 tcp sport 80 return" in chain(script, "in", untracked)
     assert chain(script, "in", tracked)[0] == "ct state invalid drop"
+
+
+def test_a_members_change_updates_the_set_elements_alone() -> None:
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    remote = rule("ingress", remote_group_id=group_id)
+    before = details(remote, members={group_id: ["10.0.0.5", "10.0.0.9"]})
+    after = details(remote, id=before.port.id, members={group_id: ["10.0.0.5", "10.0.0.7"]})
+    old, new = build("t", [before]), build("t", [after])
+    set_name = f"rg4-{group_id.replace('-', '')}"
+    assert new.update_from(old) == (f"delete element inet t {set_name} {{ 10.0.0.9 }}\n"
+                                    f"add element inet t {set_name} {{ 10.0.0.7 }}\n")
+    assert new.update_from(new) == ""
+    # Anything else changed, or nothing known in force: the tables are replaced.
+    assert build("t", [after, details()]).update_from(old) is None
+    assert new.update_from(None) is None
+    assert build("u", [after]).update_from(old) is None
+
+
+def test_only_rules_that_admit_less_make_connections_be_forgotten() -> None:
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    remote = rule("ingress", remote_group_id=group_id)
+    base = details(remote, members={group_id: ["10.0.0.5"]})
+    grown = base.model_copy(update={"remote_group_members": {group_id: ["10.0.0.5",
+                                                                         "10.0.0.6"]}})
+    assert admits_no_less(base, grown)
+    assert not admits_no_less(grown, base)  # a member left
+    fewer_rules = base.model_copy(update={"security_groups": []})
+    assert not admits_no_less(base, fewer_rules)

@@ -21,7 +21,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from stratus.network.agents import linux
-from stratus.network.agents.l2.firewall import NftablesFirewall
+from stratus.network.agents.l2.firewall import FAMILIES, NftablesFirewall
 from stratus.network.objects import (
     AddressPair,
     DeviceDetails,
@@ -244,6 +244,60 @@ async def test_remote_group_and_prefix(lab: Lab) -> None:
             lab.firewall.set_port(lab.details(port, [group]))
         await lab.firewall.apply()
         assert await reaches(c, b, 22)
+
+
+async def test_members_come_and_go_by_set_elements(lab: Lab) -> None:
+    """A remote group's members change on their own (ports created elsewhere): the set's
+    elements follow, and the tables are replaced when they are not as the driver left
+    them."""
+    group = SecurityGroupInfo(id=str(uuid.uuid4()))
+    group = group.model_copy(update={"rules": [*EGRESS, rule("ingress",
+                                                             remote_group_id=group.id)]})
+    outsider = SecurityGroupInfo(id=str(uuid.uuid4()), rules=list(EGRESS))
+    port_a, port_b = lab.port(10, [outsider]), lab.port(11, [group])
+    b_alone = lab.details(port_b, [group])
+    lab.firewall.set_port(lab.details(port_a, [outsider]))
+    lab.firewall.set_port(b_alone)
+    await lab.firewall.apply()
+    a, b = await lab.guest(port_a), await lab.guest(port_b)
+    with_a = b_alone.model_copy(update={"remote_group_members": {
+        group.id: [*b_alone.remote_group_members[group.id], f"{lab.prefix}.10"]}})
+    scripts = recorded(lab.firewall)
+    with b.listen(22):
+        assert not await reaches(a, b, 22)
+        lab.firewall.set_port(with_a)
+        await lab.firewall.apply()
+        assert await reaches(a, b, 22)
+        lab.firewall.set_port(b_alone)
+        await lab.firewall.apply()
+        assert not await reaches(a, b, 22)
+        assert [s.split(" {")[0] for s in scripts] == [
+            f"add element inet {lab.table} rg4-{group.id.replace('-', '')}",
+            f"delete element inet {lab.table} rg4-{group.id.replace('-', '')}"]
+        # Our tables deleted behind the driver's back: the update fails, the whole
+        # ruleset is made again.
+        for family in FAMILIES:
+            await asyncio.to_thread(subprocess.run, ["nft", "delete", "table", family,
+                                                     lab.table], check=True)
+        lab.firewall.set_port(with_a)
+        await lab.firewall.apply()
+        assert await reaches(a, b, 22)
+        assert scripts[-1].startswith(f"table bridge {lab.table} {{}}")
+
+
+def recorded(firewall: NftablesFirewall) -> list[str]:
+    """The scripts the firewall runs from now on."""
+    scripts: list[str] = []
+    runner = firewall._runner
+    assert runner is not None
+    original = runner.run
+
+    async def run(script: str) -> str:
+        scripts.append(script)
+        return await original(script)
+
+    runner.run = run  # type: ignore[method-assign]
+    return scripts
 
 
 async def test_anti_spoofing(lab: Lab) -> None:

@@ -1,10 +1,13 @@
 """Security groups enforced with nftables: the l2-agent's firewall driver.
 
 The whole ruleset of the host's filtered ports is rendered from what the server sent
-(``DeviceDetails``) and applied with one ``nft -f`` run, which the kernel commits as one
-transaction: the old tables are deleted and the new ones made in the same commit, so no
-packet ever sees a half-made ruleset and nothing is ever duplicated (a restart simply applies
-again). Two tables carry the configurable name (``stratus-sg`` by default):
+(``DeviceDetails``) and applied as one script (in-process through libnftables, or ``nft -f``:
+``nft.py``), which the kernel commits as one transaction: the old tables are deleted and the
+new ones made in the same commit, so no packet ever sees a half-made ruleset and nothing is
+ever duplicated (a restart simply applies again). When only remote groups' members changed
+since the last apply (what every port created in a group does to every port filtered by
+it), the script adds and deletes those set elements instead, also in one transaction. Two
+tables carry the configurable name (``stratus-sg`` by default):
 
 * ``bridge <name>``: anti-spoofing, per tap, before anything else sees the frame (the
   bridge family's prerouting hook matches ``iifname`` on the tap itself): a port sends only
@@ -24,8 +27,9 @@ again). Two tables carry the configurable name (``stratus-sg`` by default):
   Neutron asks); a stateful peer on the other end still has its replies accepted. Their
   connections are still tracked (nothing is exempted from conntrack), only never trusted.
 
-Remote groups are named sets (``rg4-<group>`` / ``rg6-<group>``) of their members'
-addresses, rendered anew with every change. Ports with port security off, and ports of the
+Remote groups are named sets of their members' addresses (``rg4-<group>`` /
+``rg6-<group>``, plain sets) and, when their address pairs bring CIDRs, of those
+(``rn4-``/``rn6-``, interval sets). Ports with port security off, and ports of the
 network itself (``network:*`` owners: DHCP, router interfaces), are not filtered.
 """
 
@@ -35,12 +39,12 @@ import asyncio
 import functools
 import ipaddress
 import logging
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stratus.network import protocols
 from stratus.network.agents.l2 import flows
+from stratus.network.agents.l2.nft import NftError, runner
 from stratus.network.objects import (
     METADATA_ADDRESS,
     DeviceDetails,
@@ -111,8 +115,10 @@ def _key(port_id: str) -> str:
     return port_id.replace("-", "")
 
 
-def _set_name(group_id: str, version: int) -> str:
-    return f"rg{version}-{_key(group_id)}"
+def _set_name(group_id: str, version: int, *, cidrs: bool = False) -> str:
+    """A remote group's members of one IP version: its addresses (``rg``), and the CIDRs
+    of its address pairs (``rn``) when it has any."""
+    return f"{'rn' if cidrs else 'rg'}{version}-{_key(group_id)}"
 
 
 def _elements(values: Iterable[str]) -> str:
@@ -126,8 +132,10 @@ def _quoted(name: str) -> str:
 # Rendering ----------------------------------------------------------------------------------
 
 
-def _rule(rule: SecurityGroupRuleInfo, *, ingress: bool) -> str | None:
-    """One rule as an nft statement ending in ``return`` (None: it can never match)."""
+def _rule(rule: SecurityGroupRuleInfo, *, ingress: bool,
+          cidr_sets: frozenset[str] = frozenset()) -> list[str]:
+    """One rule as nft statements ending in ``return`` (none: it can never match); a remote
+    group with CIDRs among its members (``cidr_sets``) takes one statement per set."""
     v6 = rule.ethertype == "IPv6"
     ip = "ip6" if v6 else "ip"
     parts = [f"meta nfproto {'ipv6' if v6 else 'ipv4'}"]
@@ -147,15 +155,22 @@ def _rule(rule: SecurityGroupRuleInfo, *, ingress: bool) -> str | None:
     if rule.remote_ip_prefix:
         network = ipaddress.ip_network(rule.remote_ip_prefix, strict=False)
         if network.version != (6 if v6 else 4):
-            return None
+            return []
         if network.prefixlen:
             parts.append(f"{ip} {remote} {network}")
     elif rule.remote_group_id:
-        parts.append(f"{ip} {remote} @{_set_name(rule.remote_group_id, 6 if v6 else 4)}")
-    return " ".join(parts) + " return"
+        version = 6 if v6 else 4
+        names = [_set_name(rule.remote_group_id, version)]
+        cidrs = _set_name(rule.remote_group_id, version, cidrs=True)
+        if cidrs in cidr_sets:
+            names.append(cidrs)
+        head = " ".join(parts)
+        return [f"{head} {ip} {remote} @{name} return" for name in names]
+    return [" ".join(parts) + " return"]
 
 
-def _port_chains(details: DeviceDetails) -> tuple[list[str], list[str]]:
+def _port_chains(details: DeviceDetails,
+                 cidr_sets: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """The port's ingress and egress chain bodies."""
     rules = [r for g in details.security_groups for r in g.rules]
     tracked = [] if stateless(details) else ["ct state invalid drop"]
@@ -174,9 +189,8 @@ def _port_chains(details: DeviceDetails) -> tuple[list[str], list[str]]:
               "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
               "nd-neighbor-advert, mld-listener-report, mld2-listener-report } return"]
     for rule in rules:
-        statement = _rule(rule, ingress=rule.direction == "ingress")
-        if statement is not None:
-            (ingress if rule.direction == "ingress" else egress).append(statement)
+        statements = _rule(rule, ingress=rule.direction == "ingress", cidr_sets=cidr_sets)
+        (ingress if rule.direction == "ingress" else egress).extend(statements)
     ingress.append("drop")
     egress.append("drop")
     return list(dict.fromkeys(ingress)), list(dict.fromkeys(egress))
@@ -217,47 +231,99 @@ def _chain(name: str, body: list[str]) -> str:
     return f"\tchain {name} {{\n{inner}\t}}\n"
 
 
-def _set(name: str, kind: str, members: list[str]) -> str:
+def _set(name: str, kind: str, interval: bool, members: list[str]) -> str:
     elements = f"\t\telements = {_elements(members)}\n" if members else ""
-    return f"\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n{elements}\t}}\n"
+    flags = "\t\tflags interval\n" if interval else ""
+    return f"\tset {name} {{\n\t\ttype {kind}\n{flags}{elements}\t}}\n"
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A member address or CIDR as the sets need it, worked out once per value: a render
+    goes over every member of every remote group, with each change of any of them."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    version: int
+    host: bool
+    #: As nft is given it (an address alone: ``10.0.0.5``), and its place in the order.
+    text: str
+    order: tuple[int, int]
 
 
 @functools.lru_cache(maxsize=65536)
-def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(value, strict=False)
+def _member(value: str) -> _Member:
+    network = ipaddress.ip_network(value, strict=False)
+    host = network.num_addresses == 1
+    return _Member(network, network.version, host,
+                   str(network.network_address) if host else str(network),
+                   (int(network.network_address), network.prefixlen))
 
 
-def _members(addresses: Iterable[str], version: int) -> list[str]:
-    """Addresses and CIDRs of one version, overlaps merged (an interval set refuses them).
-    Rendered with every member change, so plain addresses (all a group has but for address
-    pairs' CIDRs) are only deduplicated: ``collapse_addresses`` over thousands of them was
-    the agent's largest cost while ports were being created."""
-    hosts = set()
-    cidrs = []
+def _members(addresses: Iterable[str], version: int) -> tuple[list[str], list[str]]:
+    """A group's addresses and its CIDRs (address pairs') of one IP version, apart: the
+    addresses go to a plain set, which takes an element added or deleted in a fraction of
+    what an interval set does (libnftables reads all of an interval set's elements back
+    first), and the CIDRs, overlaps merged (an interval set refuses them), to one of
+    their own, only made when the group has any."""
+    hosts: dict[str, _Member] = {}
+    cidrs: list[_Member] = []
     for value in addresses:
-        network = _network(value)
-        if network.version != version:
+        member = _member(value)
+        if member.version != version:
             continue
-        if network.num_addresses == 1:
-            hosts.add(network)
+        if member.host:
+            hosts[member.text] = member
         else:
-            cidrs.append(network)
-    merged = list(ipaddress.collapse_addresses(cidrs))  # type: ignore[type-var]
-    if merged:
-        hosts = {h for h in hosts if not any(h.network_address in n for n in merged)}
-    return [str(n) for n in sorted([*hosts, *merged])]
+            cidrs.append(member)
+    merged = [_member(str(n)) for n in ipaddress.collapse_addresses(  # type: ignore[type-var]
+        [c.network for c in cidrs])] if cidrs else []
+    return ([m.text for m in sorted(hosts.values(), key=lambda m: m.order)],
+            [m.text for m in sorted(merged, key=lambda m: m.order)])
 
 
-def render(table: str, ports: Iterable[DeviceDetails]) -> str:
-    """The nft script that replaces our two tables with the ruleset of ``ports`` (the
-    filtered ones); with none, it only deletes the tables."""
+@dataclass(frozen=True)
+class Ruleset:
+    """Our two tables as rendered from the ports: the script that makes them from nothing
+    (replacing whatever is there), and what updating one ruleset into another needs."""
+
+    table: str
+    script: str
+    #: The script with every set declared empty: two rulesets of one shape differ only in
+    #: their sets' members, which an update changes element by element.
+    shape: str
+    #: Each ``inet`` set's members.
+    members: dict[str, frozenset[str]]
+
+    def update_from(self, old: Ruleset | None) -> str | None:
+        """The script that turns ``old`` (in force) into this ruleset by set elements alone
+        (empty: nothing to do); None when more than members changed."""
+        if old is None or old.table != self.table or old.shape != self.shape:
+            return None
+        deletes, adds = [], []
+        for name, members in self.members.items():
+            before = old.members.get(name, frozenset())
+            if gone := before - members:
+                deletes.append(f"delete element inet {self.table} {name} "
+                               f"{_elements(sorted(gone))}\n")
+            if added := members - before:
+                adds.append(f"add element inet {self.table} {name} "
+                            f"{_elements(sorted(added))}\n")
+        # Removals first: CIDRs merged into a wider one are replaced by it in one commit
+        # (an interval set refuses overlapping elements).
+        return "".join([*deletes, *adds])
+
+
+def build(table: str, ports: Iterable[DeviceDetails]) -> Ruleset:
+    """The ruleset of ``ports`` (the filtered ones); with none, its script only deletes
+    the tables."""
     chosen = sorted((d for d in ports if filtered(d)), key=lambda d: d.port.id)
     out = []
     for family in FAMILIES:
         # Declaring first makes the delete succeed whether or not the table exists.
         out.append(f"table {family} {table} {{}}\ndelete table {family} {table}\n")
     if not chosen:
-        return "".join(out)
+        script = "".join(out)
+        return Ruleset(table, script, script, {})
 
     spoof_map: list[str] = []
     # Per statefulness (True: stateful), "<bridge> . <mac>" → the port's chain.
@@ -266,10 +332,24 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
     bridge_chains, inet_chains = [], []
     remote: dict[str, set[str]] = {}
     for details in chosen:
+        for group in details.security_groups:
+            for rule in group.rules:
+                if rule.remote_group_id:
+                    remote.setdefault(rule.remote_group_id, set()).update(
+                        details.remote_group_members.get(rule.remote_group_id, []))
+    sets: list[tuple[str, str, bool, list[str]]] = []
+    for group_id in sorted(remote):
+        for version, kind in ((4, "ipv4_addr"), (6, "ipv6_addr")):
+            hosts, cidrs = _members(remote[group_id], version)
+            sets.append((_set_name(group_id, version), kind, False, hosts))
+            if cidrs:
+                sets.append((_set_name(group_id, version, cidrs=True), kind, True, cidrs))
+    cidr_sets = frozenset(name for name, _, interval, _ in sets if interval)
+    for details in chosen:
         port, key = details.port, _key(details.port.id)
         spoof_map.append(f"{_quoted(tap_name(port.id))} : jump spoof-{key}")
         bridge_chains.append(_chain(f"spoof-{key}", _spoof_chain(details)))
-        ingress, egress = _port_chains(details)
+        ingress, egress = _port_chains(details, cidr_sets)
         inet_chains.append(_chain(f"in-{key}", ingress))
         inet_chains.append(_chain(f"out-{key}", egress))
         bridge = _quoted(bridge_name(port.network_id))
@@ -280,16 +360,6 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
             if all(element not in egress_map[s] for s in (True, False)):
                 egress_map[stateful][element] = f"jump out-{key}"
                 ingress_map[stateful][element] = f"jump in-{key}"
-        for group in details.security_groups:
-            for rule in group.rules:
-                if rule.remote_group_id:
-                    remote.setdefault(rule.remote_group_id, set()).update(
-                        details.remote_group_members.get(rule.remote_group_id, []))
-
-    sets = []
-    for group_id in sorted(remote):
-        sets.append(_set(_set_name(group_id, 4), "ipv4_addr", _members(remote[group_id], 4)))
-        sets.append(_set(_set_name(group_id, 6), "ipv6_addr", _members(remote[group_id], 6)))
 
     out.append(f"table bridge {table} {{\n")
     out.append(_chain("prerouting", ["type filter hook prerouting priority filter; "
@@ -298,7 +368,7 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
     out.extend(bridge_chains)
     out.append("}\n")
     out.append(f"table inet {table} {{\n")
-    out.extend(sets)
+    tail = []
     forward = ["type filter hook forward priority filter; policy accept;"]
     # Stateless ports first: established traffic is no excuse for them.
     for stateful in (False, True):
@@ -309,10 +379,30 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
             if chains:
                 forward.append(f"{match} vmap "
                                + _elements(f"{k} : {v}" for k, v in chains.items()))
-    out.append(_chain("forward", forward))
-    out.extend(inet_chains)
-    out.append("}\n")
-    return "".join(out)
+    tail.append(_chain("forward", forward))
+    tail.extend(inet_chains)
+    tail.append("}\n")
+    head = "".join(out)
+    rest = "".join(tail)
+    script = head + "".join(_set(n, k, i, m) for n, k, i, m in sets) + rest
+    shape = head + "".join(_set(n, k, i, []) for n, k, i, _ in sets) + rest
+    return Ruleset(table, script, shape, {n: frozenset(m) for n, _, _, m in sets})
+
+
+def render(table: str, ports: Iterable[DeviceDetails]) -> str:
+    """The nft script that replaces our two tables with the ruleset of ``ports`` (the
+    filtered ones); with none, it only deletes the tables."""
+    return build(table, ports).script
+
+
+def admits_no_less(old: DeviceDetails, new: DeviceDetails) -> bool:
+    """Whether ``new`` differs from ``old`` only by remote groups that gained members:
+    then every connection the old rules admitted the new ones admit too."""
+    if (old.model_copy(update={"remote_group_members": {}})
+            != new.model_copy(update={"remote_group_members": {}})):
+        return False
+    return all(set(members) <= set(new.remote_group_members.get(group, ()))
+               for group, members in old.remote_group_members.items())
 
 
 # The driver ---------------------------------------------------------------------------------
@@ -332,10 +422,18 @@ class NftablesFirewall:
         #: Each port as last applied: a port whose rules changed has its stale
         #: connections forgotten (``flows``).
         self._applied: dict[str, DeviceDetails] = {}
+        #: The ruleset in force, as this driver made it (None: not known, replace it).
+        self._ruleset: Ruleset | None = None
         self._forgetting: set[asyncio.Task[None]] = set()
+        self._runner = runner(self.nft)
 
     def available(self) -> bool:
-        return shutil.which(self.nft) is not None
+        return self._runner is not None
+
+    @property
+    def runner(self) -> str:
+        """What applies the rulesets: ``libnftables`` (in this process) or ``nft``."""
+        return self._runner.name if self._runner is not None else "none"
 
     def set_port(self, details: DeviceDetails) -> None:
         self.ports[details.port.id] = details
@@ -347,11 +445,25 @@ class NftablesFirewall:
         return render(self.table, self.ports.values())
 
     async def apply(self) -> None:
-        """Replace our tables with the current ports' ruleset in one nft transaction."""
+        """Bring our tables to the current ports' ruleset in one nft transaction: only the
+        sets' elements that changed when nothing else did (members of remote groups come
+        and go with every port created in them), else the whole tables replaced."""
         async with self._lock:
-            await self._run(["-f", "-"], self.render())
+            ruleset = build(self.table, self.ports.values())
+            update = ruleset.update_from(self._ruleset)
+            if update is None:
+                await self._run(ruleset.script)
+            elif update:
+                try:
+                    await self._run(update)
+                except FirewallError as exc:  # not as we left it (or refused): replace it
+                    LOG.warning("firewall: set update failed (%s); replacing the tables", exc)
+                    self._ruleset = None
+                    await self._run(ruleset.script)
+            self._ruleset = ruleset
             changed = [d for port_id, d in self.ports.items()
-                       if port_id in self._applied and self._applied[port_id] != d]
+                       if port_id in self._applied and self._applied[port_id] != d
+                       and not admits_no_less(self._applied[port_id], d)]
             self._applied = dict(self.ports)
             if changed:
                 # After the answer: the rules are in force now, the table walk may be slow.
@@ -378,17 +490,16 @@ class NftablesFirewall:
         async with self._lock:
             self.ports.clear()
             self._applied.clear()
-            await self._run(["-f", "-"], render(self.table, []))
+            self._ruleset = None
+            await self._run(render(self.table, []))
 
-    async def _run(self, args: list[str], script: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            self.nft, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate(script.encode())
-        if process.returncode != 0:
-            raise FirewallError(f"nft failed ({process.returncode}): "
-                                f"{err.decode(errors='replace').strip()[:2000]}")
-        return out.decode()
+    async def _run(self, script: str) -> str:
+        if self._runner is None:
+            raise FirewallError(f"neither libnftables nor {self.nft} is available")
+        try:
+            return await self._runner.run(script)
+        except NftError as exc:
+            raise FirewallError(str(exc)) from exc
 
 
 @dataclass

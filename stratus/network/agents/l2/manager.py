@@ -98,10 +98,11 @@ def make_firewall(options: L2AgentOptions) -> Firewall:
     if options.firewall_table:
         firewall = NftablesFirewall(table=options.firewall_table, nft=options.nft)
         if firewall.available():
-            LOG.info("l2-agent: security groups enforced with nftables (tables %s)",
-                     options.firewall_table)
+            LOG.info("l2-agent: security groups enforced with nftables (tables %s, applied "
+                     "with %s)", options.firewall_table, firewall.runner)
             return firewall
-        LOG.warning("l2-agent: %s not found; security groups are NOT enforced", options.nft)
+        LOG.warning("l2-agent: neither libnftables nor %s found; security groups are NOT "
+                    "enforced", options.nft)
     else:
         LOG.warning("l2-agent: firewall off; security groups are NOT enforced")
     return NoopFirewall()
