@@ -2,7 +2,10 @@
 
 For a port bound to one of its hosts it makes the network's bridge (``brq<network[:11]>``)
 if absent — on one host a flat network needs nothing else; with ``tunnel_ip`` set a
-``vxlan`` network also gets a VXLAN device (``vxlan-<vni>``) in the bridge — then a
+``vxlan`` network also gets a VXLAN device (``vxlan-<vni>``, learning off) in the bridge,
+whose forwarding entries (where each remote MAC is, and the endpoints floods go to) are the
+ones the server sends (``stratus.network.l2pop``: ``fdb_add``/``fdb_remove`` to every agent,
+``fdb_sync`` and ``get_fdb_entries`` for a whole set) — then a
 persistent root-owned tap (``tap<port[:11]>``, the network's MTU) in the bridge, up, and
 reports ``update_device_up``. A guest attaches to the tap later (libvirt
 ``<target dev=... managed='no'/>``).
@@ -58,8 +61,10 @@ from stratus.network.agents.l2.firewall import (
 )
 from stratus.network.agents.ordering import AnswerOrder
 from stratus.network.objects import (
+    L2_AGENT_TYPE,
     AgentState,
     DeviceDetails,
+    FdbEntries,
     NetworkInfo,
     bridge_name,
     network_bridge,
@@ -69,7 +74,7 @@ from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
 
 LOG = logging.getLogger(__name__)
 
-AGENT_TYPE = "Linux bridge agent"
+AGENT_TYPE = L2_AGENT_TYPE
 BINARY = "stratus-l2-agent"
 
 
@@ -110,7 +115,8 @@ def make_firewall(options: L2AgentOptions) -> Firewall:
 class L2AgentManager:
     """Plugs and unplugs taps for ``hosts``; :meth:`endpoint` gives each host's bus manager."""
 
-    METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated")
+    METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated",
+               "fdb_add", "fdb_remove", "fdb_sync")
 
     def __init__(self, hosts: Sequence[str], server: NetworkServerAPI,
                  options: L2AgentOptions | None = None) -> None:
@@ -135,6 +141,8 @@ class L2AgentManager:
         self._refresh_task: asyncio.Task[None] | None = None
         #: Numbers the questions to the server; per port, the answer in force.
         self._order = AnswerOrder()
+        #: Keeps the VXLAN forwarding entries' changes in the order they came.
+        self._fdb_lock = asyncio.Lock()
 
     def endpoint(self, host: str) -> L2HostEndpoint:
         return L2HostEndpoint(self, host)
@@ -162,6 +170,7 @@ class L2AgentManager:
                 continue
             try:
                 await self.resync(host)
+                await self.resync_fdb(host)
                 self._synced.add(host)
             except MessagingError as exc:
                 LOG.warning("l2-agent %s: resync failed (%s); will retry", host, exc)
@@ -272,6 +281,17 @@ class L2AgentManager:
                 LOG.exception("l2-agent %s: port %s could not be plugged", host,
                               details.port.id)
 
+    async def resync_fdb(self, host: str) -> None:
+        """Make the VXLAN forwarding entries of ``host``'s networks the server's."""
+        if not self.options.tunnel_ip:
+            return
+        try:
+            entries = await self.server.get_fdb_entries(self._context(), host)
+        except UnknownMethod as exc:
+            LOG.warning("l2-agent %s: the server gives no forwarding entries (%s)", host, exc)
+            return
+        await self.fdb_sync(entries)
+
     # Work -------------------------------------------------------------------------------------
 
     async def port_bound(self, ctx: RequestContext, host: str, details: DeviceDetails, *,
@@ -331,6 +351,35 @@ class L2AgentManager:
             await asyncio.to_thread(self._drop_bridge, network_id, True)
             await self._apply_firewall()
             await self._save()
+
+    # VXLAN forwarding entries (the server's ``l2pop``) ---------------------------------------
+
+    async def fdb_add(self, entries: FdbEntries) -> None:
+        await self._fdb(entries, "add")
+
+    async def fdb_remove(self, entries: FdbEntries) -> None:
+        await self._fdb(entries, "remove")
+
+    async def fdb_sync(self, entries: FdbEntries) -> None:
+        """These networks' entries become exactly ``entries`` (stale ones go)."""
+        await self._fdb(entries, "sync")
+
+    async def _fdb(self, entries: FdbEntries, mode: str) -> None:
+        if not self.options.tunnel_ip:
+            return
+        async with self._fdb_lock:
+            for network_id, network in entries.networks.items():
+                wanted = {(mac, ip) for ip, macs in network.endpoints.items()
+                          if ip != self.options.tunnel_ip for mac in macs}
+                device = vxlan_name(network.segmentation_id)
+                try:
+                    changed = await asyncio.to_thread(_change_fdb, device, wanted, mode)
+                except Exception:  # one network must not keep the others' entries back
+                    LOG.exception("l2-agent: forwarding entries of %s not changed", device)
+                    continue
+                if changed:
+                    LOG.info("l2-agent: %s forwarding entries of network %s (%s): %s", mode,
+                             network_id, device, sorted(wanted))
 
     # The firewall -----------------------------------------------------------------------------
 
@@ -409,8 +458,9 @@ class L2AgentManager:
         linux.ensure_bridge(bridge)
         if (network.network_type == "vxlan" and self.options.tunnel_ip
                 and network.segmentation_id is not None):
+            # No learning: the server's entries say where every port is (``l2pop``).
             linux.ensure_vxlan(vxlan_name(network.segmentation_id), network.segmentation_id,
-                               self.options.tunnel_ip, bridge, network.mtu)
+                               self.options.tunnel_ip, bridge, network.mtu, learning=False)
         linux.ensure_tap(tap_name(port_id), bridge, network.mtu)
 
     def _unplug(self, port_id: str, network_id: str) -> None:
@@ -433,6 +483,19 @@ class L2AgentManager:
             if port.kind == "vxlan":
                 linux.delete_link(port.name)
         linux.delete_link(bridge)
+
+
+def _change_fdb(device: str, wanted: set[tuple[str, str]], mode: str) -> bool:
+    """Apply ``wanted`` (MAC, tunnel IP) entries to ``device`` by ``mode`` (add, remove or
+    sync); False when this host has no such device (no port of that network here)."""
+    if linux.get_link(device) is None:
+        return False
+    if mode == "add":
+        return linux.fdb_change(device, wanted, set())
+    if mode == "remove":
+        return linux.fdb_change(device, set(), wanted)
+    present = linux.fdb_remote(device)
+    return linux.fdb_change(device, wanted - present, present - wanted)
 
 
 def _write_json(path: Path, content: object) -> None:
@@ -472,3 +535,12 @@ class L2HostEndpoint:
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
         await self.agent.security_groups_updated(ctx, security_group_ids, port_ids)
+
+    async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.agent.fdb_add(entries)
+
+    async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.agent.fdb_remove(entries)
+
+    async def fdb_sync(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.agent.fdb_sync(entries)
