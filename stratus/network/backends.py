@@ -65,8 +65,6 @@ class NetworkBackend(Protocol):
 
     async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None: ...
 
-    async def fdb_sync(self, ctx: RequestContext, host: str, entries: FdbEntries) -> None: ...
-
 
 class NoopBackend:
     name = "noop"
@@ -101,9 +99,6 @@ class NoopBackend:
         return None
 
     async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
-        return None
-
-    async def fdb_sync(self, ctx: RequestContext, host: str, entries: FdbEntries) -> None:
         return None
 
 
@@ -145,9 +140,6 @@ class LinuxBridgeBackend:
 
     async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
         await self.l2.fdb_remove(ctx, entries)
-
-    async def fdb_sync(self, ctx: RequestContext, host: str, entries: FdbEntries) -> None:
-        await self.l2.fdb_sync(ctx, host, entries)
 
 
 @dataclass(frozen=True)

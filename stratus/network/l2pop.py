@@ -13,10 +13,10 @@ admin) have no endpoint: nothing points at them.
 
 Changes travel as differences, worked out in the transaction that makes them and sent after
 its commit: ``fdb_add`` and ``fdb_remove`` to every agent (each applies the networks whose
-VXLAN device it has, never an entry toward its own tunnel IP); an endpoint that just got its
-first member on a network is sent that network's whole set (``fdb_sync`` to the member's
-host: its device exists, as the port went ACTIVE only once its agent wired it). An agent
-starting asks for its hosts' whole set (``get_fdb_entries``).
+VXLAN device it has, never an entry toward its own tunnel IP). An agent asks for its
+host's whole set (``get_fdb_entries``) when it starts and when it has made a network's
+VXLAN device (once its port there is ACTIVE, so that it counts): a device made after a
+notice about its network missed it.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class L2Population(Part):
     async def port_changed(self, port_id: str, network_id: str, before: Member | None,
                            after: Member | None) -> None:
         """A port stopped or started being a member (or moved): the differences to every
-        agent; the whole set to an endpoint new on the network."""
+        agent."""
         if not self.active or before == after:
             return
         endpoints = await self.endpoints()
@@ -191,11 +191,6 @@ class L2Population(Part):
         old = entries([*others, *([before] if before else [])], endpoints)
         new = entries([*others, *([after] if after else [])], endpoints)
         self._send(old, new)
-        if after is not None and after.host in endpoints:
-            tunnel_ip = endpoints[after.host]
-            net = old.networks.get(network_id)
-            if net is None or tunnel_ip not in net.endpoints:
-                self._sync(after.host, for_endpoint(new, tunnel_ip, [network_id]))
 
     async def endpoint_changed(self, host: str, old_ip: str | None,
                                new_ip: str | None) -> None:
@@ -230,7 +225,3 @@ class L2Population(Part):
             self.txn.after_commit(lambda: backend.fdb_remove(ctx, removed))
         if added.networks:
             self.txn.after_commit(lambda: backend.fdb_add(ctx, added))
-
-    def _sync(self, host: str, table: FdbEntries) -> None:
-        backend, ctx = self.backend, _context()
-        self.txn.after_commit(lambda: backend.fdb_sync(ctx, host, table))

@@ -161,10 +161,6 @@ class L2AgentAPI(RPCAPI):
         """Every agent removes these VXLAN forwarding entries."""
         await self.client.fanout(ctx, "fdb_remove", entries=entries)
 
-    async def fdb_sync(self, ctx: RequestContext, host: str, entries: FdbEntries) -> None:
-        """The agent of ``host`` makes the entries of these networks exactly these."""
-        await self.client.prepare(server=host).cast(ctx, "fdb_sync", entries=entries)
-
 
 class L3AgentAPI(RPCAPI):
     TOPIC = L3_AGENT_TOPIC

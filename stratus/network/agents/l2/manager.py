@@ -4,8 +4,8 @@ For a port bound to one of its hosts it makes the network's bridge (``brq<networ
 if absent — on one host a flat network needs nothing else; with ``tunnel_ip`` set a
 ``vxlan`` network also gets a VXLAN device (``vxlan-<vni>``, learning off) in the bridge,
 whose forwarding entries (where each remote MAC is, and the endpoints floods go to) are the
-ones the server sends (``stratus.network.l2pop``: ``fdb_add``/``fdb_remove`` to every agent,
-``fdb_sync`` and ``get_fdb_entries`` for a whole set) — then a
+ones the server sends (``stratus.network.l2pop``: ``fdb_add``/``fdb_remove`` to every agent;
+the whole set, ``get_fdb_entries``, on start and once a VXLAN device is made) — then a
 persistent root-owned tap (``tap<port[:11]>``, the network's MTU) in the bridge, up, and
 reports ``update_device_up``. A guest attaches to the tap later (libvirt
 ``<target dev=... managed='no'/>``).
@@ -116,7 +116,7 @@ class L2AgentManager:
     """Plugs and unplugs taps for ``hosts``; :meth:`endpoint` gives each host's bus manager."""
 
     METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated",
-               "fdb_add", "fdb_remove", "fdb_sync")
+               "fdb_add", "fdb_remove")
 
     def __init__(self, hosts: Sequence[str], server: NetworkServerAPI,
                  options: L2AgentOptions | None = None) -> None:
@@ -310,7 +310,7 @@ class L2AgentManager:
             # Filtered before the tap is up: the guest never sees an open port.
             if self._track(details):
                 await self._apply_firewall()
-            await asyncio.to_thread(self._plug, port.id, network)
+            made_vxlan = await asyncio.to_thread(self._plug, port.id, network)
             self.ports[port.id] = (host, network.id)
             await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
@@ -318,6 +318,13 @@ class L2AgentManager:
         if pushed:
             self._schedule_refresh({port.id})
         await self.server.update_device_up(ctx, port.id, host)
+        if made_vxlan:
+            # Notices about this network sent before the device existed were dropped here;
+            # now that the port is up the server counts this host in.
+            try:
+                await self.resync_fdb(host)
+            except MessagingError as exc:  # the next start's resync asks again
+                LOG.warning("l2-agent %s: forwarding entries not fetched (%s)", host, exc)
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None:
@@ -451,17 +458,22 @@ class L2AgentManager:
                 async with self._lock:
                     await self._apply_firewall()
 
-    def _plug(self, port_id: str, network: NetworkInfo) -> None:
+    def _plug(self, port_id: str, network: NetworkInfo) -> bool:
+        """Wire the port; True when the network's VXLAN device was made for it."""
         # A mapped host bridge (``br-ex``) is never removed here: ``_drop_bridge`` only
         # removes a network's own ``brq`` bridge.
         bridge = network_bridge(network, self.options.physical_bridges)
         linux.ensure_bridge(bridge)
+        made = False
         if (network.network_type == "vxlan" and self.options.tunnel_ip
                 and network.segmentation_id is not None):
+            name = vxlan_name(network.segmentation_id)
+            made = linux.get_link(name) is None
             # No learning: the server's entries say where every port is (``l2pop``).
-            linux.ensure_vxlan(vxlan_name(network.segmentation_id), network.segmentation_id,
-                               self.options.tunnel_ip, bridge, network.mtu, learning=False)
+            linux.ensure_vxlan(name, network.segmentation_id, self.options.tunnel_ip, bridge,
+                               network.mtu, learning=False)
         linux.ensure_tap(tap_name(port_id), bridge, network.mtu)
+        return made
 
     def _unplug(self, port_id: str, network_id: str) -> None:
         link = linux.get_link(tap_name(port_id))
@@ -542,5 +554,3 @@ class L2HostEndpoint:
     async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
         await self.agent.fdb_remove(entries)
 
-    async def fdb_sync(self, ctx: RequestContext, entries: FdbEntries) -> None:
-        await self.agent.fdb_sync(entries)
