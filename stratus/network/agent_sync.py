@@ -101,6 +101,7 @@ class AgentSync(Part):
         port = await self.ports.load(port_id)
         if created:
             await self.notifier.fdb_port_changed(port, before=None)
+            await self.notifier.dhcp_port_bound(port)
         if created or added:
             await self.notifier.port_updated(port)
         return await self.snapshots.port_info(port)

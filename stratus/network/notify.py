@@ -102,6 +102,19 @@ class Notifier:
             host = port.binding_host_id
             self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))
 
+    async def dhcp_port_bound(self, port: Port) -> None:
+        """A DHCP port on a vxlan network: its host's l2-agent makes the network's VXLAN
+        device there (the dhcp-agent makes only the bridge), so a host that serves DHCP
+        without any server port of the network is reached too."""
+        if self.backend.wires_at_once:
+            return
+        network = await self.txn.session.get(Network, port.network_id)
+        if network is None or network.network_type != "vxlan":
+            return
+        details = await self.snapshots.device_details(port)
+        backend, ctx, host = self.backend, system_context(), port.binding_host_id
+        self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))
+
     async def fdb_port_changed(self, port: Port, *, before: Port | PortInfo | None,
                                after: bool = True) -> None:
         """Tell the l2-agents (after commit) what this port's change does to the VXLAN

@@ -212,51 +212,63 @@ async def test_three_hosts_joined_by_vxlan(api: Api, rabbit_url: str,
         network_id, vni = network["id"], network["provider:segmentation_id"]
         await api.request("POST", "/subnets", {"subnet": {
             "network_id": network_id, "cidr": "10.99.0.0/24", "ip_version": 4}}, 201)
-        ports = []
-        for host in hosts:
-            ports.append((await api.request("POST", "/ports", {"port": {
+
+        async def bind(host: Host) -> dict[str, Any]:
+            port: dict[str, Any] = (await api.request("POST", "/ports", {"port": {
                 "network_id": network_id, "device_id": str(uuid.uuid4()),
-                "device_owner": "compute:nova", "binding:host_id": host.name}}, 201))["port"])
+                "device_owner": "compute:nova", "binding:host_id": host.name}}, 201))["port"]
+            return port
 
-        async def statuses() -> set[str]:
-            listed = await api.request("GET", f"/ports?network_id={network_id}")
-            return {p["status"] for p in listed["ports"]}
+        async def all_active(count: int) -> list[dict[str, Any]]:
+            for _ in range(600):
+                ports = (await api.request("GET", f"/ports?network_id={network_id}"))["ports"]
+                if len(ports) == count and {p["status"] for p in ports} == {"ACTIVE"}:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(ports) == count and {p["status"] for p in ports} == {"ACTIVE"}, ports
+            return list(ports)
 
-        for _ in range(600):
-            if await statuses() == {"ACTIVE"} and len(
-                    (await api.request("GET", f"/ports?network_id={network_id}"))["ports"]) == 4:
-                break
-            await asyncio.sleep(0.1)
-        listed = (await api.request("GET", f"/ports?network_id={network_id}"))["ports"]
-        assert {p["status"] for p in listed} == {"ACTIVE"} and len(listed) == 4, listed
+        async def entries_everywhere(ports: list[dict[str, Any]],
+                                     among: list[Host] = hosts) -> None:
+            """Every host holds a flood entry and the port MACs of each other host with
+            ports on the network (the DHCP port's with the first host's), nothing toward
+            itself."""
+            macs = {h.tunnel_ip: {p["mac_address"] for p in ports
+                                  if p["binding:host_id"] == h.name} for h in among}
+            for host in among:
+                await until_equal(functools.partial(fdb, host, vni), {
+                    (mac, ip) for ip, found in macs.items() if ip != host.tunnel_ip and found
+                    for mac in {FLOOD_MAC, *found}})
+
+        # The first host serves DHCP and has no server port yet; the others each have one.
+        ports = [await bind(hosts[1]), await bind(hosts[2])]
+        listed = await all_active(3)
         dhcp = next(p for p in listed if p["device_owner"] == "network:dhcp")
         assert dhcp["binding:host_id"] == hosts[0].name
-
-        # Every host holds a flood entry and the port MACs of each other host (the DHCP
-        # port's with the first host's), and nothing toward itself.
-        macs = {h.tunnel_ip: {p["mac_address"] for p in listed
-                              if p["binding:host_id"] == h.name} for h in hosts}
-
-        def expected(host: Host) -> set[tuple[str, str]]:
-            return {(mac, ip) for ip, found in macs.items() if ip != host.tunnel_ip
-                    for mac in {FLOOD_MAC, *found}}
-
-        for host in hosts:
-            await until_equal(functools.partial(fdb, host, vni), expected(host))
+        await entries_everywhere(listed)
 
         # Guests on the hosts' bridges: each gets its port's address from the dnsmasq on
-        # the first host, and the second host's guest reaches the third's over TCP.
+        # the first host, and reaches the guests on the others over TCP.
         guests = [Guest(bridge_name(network_id), port["mac_address"],
                         tmp_path / f"guest-{i}", host_namespace=host.namespace)
-                  for i, (host, port) in enumerate(zip(hosts, ports, strict=True))]
-        async with guests[0], guests[1], guests[2]:
+                  for i, (host, port) in enumerate(zip(hosts[1:], ports, strict=True))]
+        async with guests[0], guests[1]:
             for guest, port in zip(guests, ports, strict=True):
                 lease = await guest.dhcp()
                 assert lease["ip"] == port["fixed_ips"][0]["ip_address"]
-            with guests[2].listen(7000), guests[0].listen(7000):
-                assert await guests[1].connect(guests[2].lease["ip"], 7000, wait=5)
-                assert await guests[1].connect(guests[0].lease["ip"], 7000, wait=5)
-                assert await guests[2].connect(guests[0].lease["ip"], 7000, wait=5)
+            with guests[1].listen(7000):
+                assert await guests[0].connect(guests[1].lease["ip"], 7000, wait=5)
+
+            # Then a server port on the first host too.
+            ports.append(await bind(hosts[0]))
+            await entries_everywhere(listed := await all_active(4))
+            async with Guest(bridge_name(network_id), ports[2]["mac_address"],
+                             tmp_path / "guest-2", host_namespace=hosts[0].namespace) as third:
+                lease = await third.dhcp()
+                assert lease["ip"] == ports[2]["fixed_ips"][0]["ip_address"]
+                with third.listen(7000):
+                    assert await guests[0].connect(lease["ip"], 7000, wait=5)
+                    assert await guests[1].connect(lease["ip"], 7000, wait=5)
 
         # An admin removes the third host: its agent stopped (nothing tells the server its
         # ports went down: the entries stay), then its agent record deleted.
@@ -265,9 +277,7 @@ async def test_three_hosts_joined_by_vxlan(api: Api, rabbit_url: str,
         for host in hosts[:2]:
             assert gone.tunnel_ip in {ip for _, ip in await fdb(host, vni)}
         await api.request("DELETE", f"/agents/{agents[gone.name]['id']}", expect=204)
-        for host in hosts[:2]:
-            await until_equal(functools.partial(fdb, host, vni),
-                              {e for e in expected(host) if e[1] != gone.tunnel_ip})
+        await entries_everywhere(listed, among=hosts[:2])
     finally:
         for host in hosts:
             if host.agents.process is not None and host.agents.process.poll() is None:

@@ -61,11 +61,13 @@ from stratus.network.agents.l2.firewall import (
 )
 from stratus.network.agents.ordering import AnswerOrder
 from stratus.network.objects import (
+    DHCP_DEVICE_OWNER,
     L2_AGENT_TYPE,
     AgentState,
     DeviceDetails,
     FdbEntries,
     NetworkInfo,
+    PortInfo,
     bridge_name,
     network_bridge,
     tap_name,
@@ -310,7 +312,7 @@ class L2AgentManager:
             # Filtered before the tap is up: the guest never sees an open port.
             if self._track(details):
                 await self._apply_firewall()
-            made_vxlan = await asyncio.to_thread(self._plug, port.id, network)
+            made_vxlan = await asyncio.to_thread(self._plug, port, network)
             self.ports[port.id] = (host, network.id)
             await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
@@ -458,8 +460,10 @@ class L2AgentManager:
                 async with self._lock:
                     await self._apply_firewall()
 
-    def _plug(self, port_id: str, network: NetworkInfo) -> bool:
-        """Wire the port; True when the network's VXLAN device was made for it."""
+    def _plug(self, port: PortInfo, network: NetworkInfo) -> bool:
+        """Wire the port; True when the network's VXLAN device was made for it. A DHCP
+        port's device is the dhcp-agent's veth, which that agent puts in the bridge: only
+        the bridge and VXLAN device are made for it."""
         # A mapped host bridge (``br-ex``) is never removed here: ``_drop_bridge`` only
         # removes a network's own ``brq`` bridge.
         bridge = network_bridge(network, self.options.physical_bridges)
@@ -472,7 +476,8 @@ class L2AgentManager:
             # No learning: the server's entries say where every port is (``l2pop``).
             linux.ensure_vxlan(name, network.segmentation_id, self.options.tunnel_ip, bridge,
                                network.mtu, learning=False)
-        linux.ensure_tap(tap_name(port_id), bridge, network.mtu)
+        if port.device_owner != DHCP_DEVICE_OWNER:
+            linux.ensure_tap(tap_name(port.id), bridge, network.mtu)
         return made
 
     def _unplug(self, port_id: str, network_id: str) -> None:
