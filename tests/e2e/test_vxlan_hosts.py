@@ -22,6 +22,7 @@ import contextlib
 import functools
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -282,7 +283,10 @@ async def test_three_hosts_joined_by_vxlan(api: Api, rabbit_url: str,
         for host in hosts:
             if host.agents.process is not None and host.agents.process.poll() is None:
                 # Off the event loop: the forwarders carry the agents' last bus calls.
-                await asyncio.to_thread(host.agents.signal, signal.SIGTERM)
+                try:
+                    await asyncio.to_thread(host.agents.signal, signal.SIGTERM)
+                except subprocess.TimeoutExpired:
+                    host.agents.signal(signal.SIGKILL)
         for server in forwarders:
             server.close()
         if network_id:
