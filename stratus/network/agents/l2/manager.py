@@ -45,6 +45,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,9 @@ class L2AgentOptions:
     nft: str = "nft"
     #: Seconds to gather security group changes before fetching and applying them.
     firewall_batch_delay: float = 0.02
+    #: Seconds between fetches of the whole set of VXLAN forwarding entries: a notice lost
+    #: (a fanout sent while this agent's bus connection was down) is made good by then.
+    fdb_resync_interval: float = 60.0
 
 
 def make_firewall(options: L2AgentOptions) -> Firewall:
@@ -145,6 +149,7 @@ class L2AgentManager:
         self._order = AnswerOrder()
         #: Keeps the VXLAN forwarding entries' changes in the order they came.
         self._fdb_lock = asyncio.Lock()
+        self._fdb_synced_at = time.monotonic()
 
     def endpoint(self, host: str) -> L2HostEndpoint:
         return L2HostEndpoint(self, host)
@@ -266,6 +271,14 @@ class L2AgentManager:
     async def _heartbeat(self) -> None:
         await self.report()
         await self._resync_pending()
+        if (self.options.tunnel_ip and time.monotonic() - self._fdb_synced_at
+                >= self.options.fdb_resync_interval):
+            self._fdb_synced_at = time.monotonic()
+            for host in self._synced:
+                try:
+                    await self.resync_fdb(host)
+                except MessagingError as exc:
+                    LOG.warning("l2-agent %s: forwarding entries not fetched (%s)", host, exc)
 
     async def resync(self, host: str) -> None:
         """Plug again every port bound to ``host`` whose tap is missing (after a restart)."""
