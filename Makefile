@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# Bytecode is written (into the ignored __pycache__ folders) even where the environment says
+# not to (PYTHONDONTWRITEBYTECODE, set on some machines, CI's among them): otherwise every
+# `stratus` process the tests start and each pytest worker compiles the project again
+# (pytest's collection: 15.4 s of CPU without bytecode, 6.4 s with it).
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: up deps test lint typecheck unit clean ceph-bindings interop interop-map api-docs \
 	tempest-full

@@ -100,6 +100,9 @@ class StratusUp:
                             "STRATUS_HOST", "STRATUS_PUBLIC_URL", "STRATUS_DATABASE_URL")}
         env["STRATUS_IDENTITY__BCRYPT_ROUNDS"] = str(self.bcrypt_rounds)
         env["PYTHONUNBUFFERED"] = "1"
+        # As an installed cloud runs: from bytecode (compiled once), not compiling its
+        # modules on every start where the environment forbids writing bytecode.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if self.database_url:
             env["STRATUS_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)

@@ -41,7 +41,8 @@ class Worker:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any ``STRATUS_*``/``OS_*``, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "OS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATUS_", "OS_"))
+           and k != "PYTHONDONTWRITEBYTECODE"}  # from bytecode, as _cloud.StratusUp
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

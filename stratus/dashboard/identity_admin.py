@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from stratus.dashboard.client import ApiError, gather
-from stratus.dashboard.forms import Refusal, items, names, placed, refuse, submit
+from stratus.dashboard.forms import Again, Refusal, items, names, placed, refuse, submit
 from stratus.dashboard.web import Page, current, field, form_of, render
 
 router = APIRouter(prefix="/identity")
@@ -126,18 +126,8 @@ async def edit_project(request: Request, project_id: str,
 async def toggle_or_delete_project(request: Request, project_id: str, state: str,
                                    page: Page = Depends(current)) -> Response:
     """``enable``, ``disable`` (a PATCH of ``enabled``) or ``delete`` from the list."""
-    again = partial(_projects, request, page)
-    where = f"project-{project_id}"
-    if state == "delete":
-        return await submit(request, lambda: page.api.request(
-            "identity", "DELETE", f"/projects/{project_id}"),
-            where=where, again=again, back="/identity/projects")
-    if state not in ("enable", "disable"):
-        return await refuse(again, "page", f"No action {state!r} on projects.")
-    return await submit(request, lambda: page.api.request(
-        "identity", "PATCH", f"/projects/{project_id}",
-        json={"project": {"enabled": state == "enable"}}),
-        where=where, again=again, back="/identity/projects")
+    return await _toggle_or_delete(request, page, "project", project_id, state,
+                                   again=partial(_projects, request, page))
 
 
 @router.post("/projects/{project_id}/roles/{change}")
@@ -259,14 +249,20 @@ async def edit_user(request: Request, user_id: str, page: Page = Depends(current
 async def toggle_or_delete_user(request: Request, user_id: str, state: str,
                                 page: Page = Depends(current)) -> Response:
     """``enable``, ``disable`` (a PATCH of ``enabled``) or ``delete`` from the list."""
-    again = partial(_users, request, page)
-    where = f"user-{user_id}"
+    return await _toggle_or_delete(request, page, "user", user_id, state,
+                                   again=partial(_users, request, page))
+
+
+async def _toggle_or_delete(request: Request, page: Page, kind: str, item_id: str, state: str,
+                            again: Again) -> Response:
+    """A list row's ``enable``/``disable``/``delete`` of identity's ``kind`` (``project``
+    or ``user``), answered on its list page."""
+    where, back, path = f"{kind}-{item_id}", f"/identity/{kind}s", f"/{kind}s/{item_id}"
     if state == "delete":
-        return await submit(request, lambda: page.api.request(
-            "identity", "DELETE", f"/users/{user_id}"),
-            where=where, again=again, back="/identity/users")
+        return await submit(request, lambda: page.api.request("identity", "DELETE", path),
+                            where=where, again=again, back=back)
     if state not in ("enable", "disable"):
-        return await refuse(again, "page", f"No action {state!r} on users.")
+        return await refuse(again, "page", f"No action {state!r} on {kind}s.")
     return await submit(request, lambda: page.api.request(
-        "identity", "PATCH", f"/users/{user_id}", json={"user": {"enabled": state == "enable"}}),
-        where=where, again=again, back="/identity/users")
+        "identity", "PATCH", path, json={kind: {"enabled": state == "enable"}}),
+        where=where, again=again, back=back)

@@ -1,21 +1,25 @@
-"""Split-mode plumbing shared by the e2e tests that run network agents as a process of
-their own: the ``stratus serve <units>`` process, and (from the network agents' conftest)
-the network server they report to (``ServerDouble`` behind a real ``RPCServer`` on
-``network``)."""
+"""Split-mode plumbing shared by the e2e tests: the ``stratus serve <units>`` process of
+network agents of their own, and (from the network agents' conftest) the network server
+they report to (``ServerDouble`` behind a real ``RPCServer`` on ``network``); a ``Fleet`` of
+bus-only processes with their ``/metrics``; the admin's login."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from stratus.network.agents import linux
-from tests.e2e.cloud import BIN
+from tests.e2e.cloud import BIN, free_port
 from tests.integration.network_agents.conftest import network_server
 
-__all__ = ["AgentProcess", "network_server"]
+__all__ = ["AgentProcess", "Fleet", "exposition_value", "login", "network_server"]
 
 
 @dataclass
@@ -57,3 +61,71 @@ class AgentProcess:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signum)
         return self.process.wait(30)
+
+
+class Fleet:
+    """The bus-only processes, killed at the end whatever happens."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Each process's ``/metrics`` port.
+        self.metrics_ports: dict[str, int] = {}
+
+    def start(self, name: str, *units: str, **env: str) -> None:
+        log = (self.data_dir.parent / f"{name}.log").open("ab")
+        self.metrics_ports[name] = free_port()
+        self.processes[name] = subprocess.Popen(
+            [str(BIN / "stratus"), "serve", *units, "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**self.env, **env, "STRATUS_METRICS__PORT": str(self.metrics_ports[name])})
+
+    async def metric(self, prefix: str, name: str, **labels: str) -> float:
+        """The sum of metric ``name`` (with ``labels``) over the processes named
+        ``prefix-*``, each scraped at its own ``/metrics``."""
+        total = 0.0
+        async with httpx.AsyncClient(timeout=10) as client:
+            for process, port in self.metrics_ports.items():
+                if process.startswith(f"{prefix}-") and process in self.processes:
+                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                    assert response.status_code == 200, response.text
+                    total += exposition_value(response.text, name, **labels)
+        return total
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def alive(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is None]
+
+
+def exposition_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` with ``labels``, read with prometheus-client's parser."""
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name
+               and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+
+async def login(client: httpx.AsyncClient, password: str) -> str:
+    """An admin token (scoped to the admin project) from the identity API at ``client``."""
+    response = await client.post("/identity/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    assert response.status_code == 201, response.text
+    return response.headers["X-Subject-Token"]

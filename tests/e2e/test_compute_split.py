@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -21,63 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cloud import BIN, Cloud, base_env, free_port
+from tests.e2e.split import Fleet, exposition_value, login
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_PASSWORD = "split-compute-admin-pw"
-
-
-class Fleet:
-    """The bus-only processes, killed at the end whatever happens."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.env = env
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        #: Each process's ``/metrics`` port.
-        self.metrics_ports: dict[str, int] = {}
-
-    def start(self, name: str, unit: str, **env: str) -> None:
-        log = (self.data_dir.parent / f"{name}.log").open("ab")
-        self.metrics_ports[name] = free_port()
-        self.processes[name] = subprocess.Popen(
-            [str(BIN / "stratus"), "serve", unit, "--data-dir", str(self.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**self.env, **env, "STRATUS_METRICS__PORT": str(self.metrics_ports[name])})
-
-    async def metric(self, prefix: str, name: str, **labels: str) -> float:
-        """The sum of metric ``name`` (with ``labels``) over the processes named
-        ``prefix-*``, each scraped at its own ``/metrics``."""
-        total = 0.0
-        async with httpx.AsyncClient(timeout=10) as client:
-            for process, port in self.metrics_ports.items():
-                if process.startswith(f"{prefix}-") and process in self.processes:
-                    response = await client.get(f"http://127.0.0.1:{port}/metrics")
-                    assert response.status_code == 200, response.text
-                    total += exposition_value(response.text, name, **labels)
-        return total
-
-    def kill(self, name: str) -> None:
-        process = self.processes.pop(name)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def alive(self) -> list[str]:
-        return [name for name, p in self.processes.items() if p.poll() is None]
 
 
 @pytest.fixture
@@ -113,7 +61,7 @@ async def split(tmp_path: Path, db_url: str, rabbit_url: str) -> AsyncIterator[
 async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> None:
     api, fleet = split
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
-        token = await login(client)
+        token = await login(client, ADMIN_PASSWORD)
         headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
         await wait_until(lambda: hypervisors_up(client, headers), 3)
         image_id = await upload(client, token)
@@ -181,23 +129,6 @@ async def traced_boot(api: Cloud, server_id: str) -> list[dict[str, Any]]:
                 continue
         assert time.monotonic() < deadline, done.stdout + done.stderr
         await asyncio.sleep(0.5)
-
-
-def exposition_value(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples ``name`` with ``labels``, read with prometheus-client's parser."""
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == name
-               and all(sample.labels.get(k) == v for k, v in labels.items()))
-
-
-async def login(client: httpx.AsyncClient) -> str:
-    response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-    assert response.status_code == 201, response.text
-    return response.headers["X-Subject-Token"]
 
 
 async def upload(client: httpx.AsyncClient, token: str) -> str:
