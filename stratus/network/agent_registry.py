@@ -28,8 +28,9 @@ from stratus.core.policy import Caller
 from stratus.network import filters as flt
 from stratus.network.common import UNSET, Unset, given, new_id
 from stratus.network.errors import AgentNotFound
+from stratus.network.l2pop import L2Population
 from stratus.network.models import Agent
-from stratus.network.objects import AgentState
+from stratus.network.objects import L2_AGENT_TYPE, AgentState
 from stratus.network.part import Part
 
 #: How the API shows an agent's times (``2026-01-01 12:00:00``).
@@ -78,11 +79,16 @@ class Agents(Part):
     heartbeat; alive means heard from within ``agent_down_time``."""
 
     options: NetworkSettings
+    l2pop: L2Population
 
     async def report_state(self, state: AgentState) -> None:
         now = utcnow()
         agent = await self.session.scalar(select(Agent).where(
             Agent.agent_type == state.agent_type, Agent.host == state.host))
+        if state.agent_type == L2_AGENT_TYPE:
+            # An l2-agent new here (or with a new tunnel IP) becomes its host's endpoint.
+            await self.l2pop.endpoint_changed(state.host, _tunnel_ip(agent),
+                                              _tunnel_ip(state))
         if agent is None:
             result = await self.session.execute(self.txn.insert_ignore(Agent.__table__).values(
                 id=new_id(), agent_type=state.agent_type, binary=state.binary,
@@ -126,6 +132,9 @@ class Agents(Part):
     async def delete_agent(self, caller: Caller, agent_id: str) -> None:
         agent = await self.get_agent(caller, agent_id)
         caller.authorize("delete_agent")
+        if agent.agent_type == L2_AGENT_TYPE:
+            # As an admin removes a host: nothing points at its endpoint any more.
+            await self.l2pop.endpoint_changed(agent.host, _tunnel_ip(agent), None)
         await self.session.delete(agent)
 
     async def availability_zones(self, caller: Caller, query: flt.ListQuery) -> Page:
@@ -136,6 +145,11 @@ class Agents(Part):
         zones = _zones(self.options.agent_down_time)
         return await self._list_page(caller, _zone_attributes(zones), select(
             zones.c.name, zones.c.resource, zones.c.state, zones.c.id), query)
+
+
+def _tunnel_ip(agent: Agent | AgentState | None) -> str | None:
+    value = agent.configurations.get("tunnel_ip") if agent is not None else None
+    return str(value) if value else None
 
 
 def _recent(down_time: float) -> ColumnElement[bool]:

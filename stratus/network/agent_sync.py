@@ -54,9 +54,11 @@ class AgentSync(Part):
             return port
         status = "ACTIVE" if up else "DOWN"
         if port.status != status:
+            was = await self.snapshots.port_info(port)
             port.status = status
             touch(port)
             await self.session.flush()
+            await self.notifier.fdb_port_changed(port, before=was)
             self.notifier.server_event("network-vif-plugged" if up
                                        else "network-vif-unplugged", port)
             await self.notifier.port_updated(port)
@@ -97,6 +99,9 @@ class AgentSync(Part):
                 added = True
         await self.session.flush()
         port = await self.ports.load(port_id)
+        if created:
+            await self.notifier.fdb_port_changed(port, before=None)
+            await self.notifier.dhcp_port_bound(port)
         if created or added:
             await self.notifier.port_updated(port)
         return await self.snapshots.port_info(port)

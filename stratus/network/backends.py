@@ -26,7 +26,7 @@ from stratus.core import hosttools
 from stratus.core.bus import Transport
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.network.objects import DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.objects import DeviceDetails, FdbEntries, NetworkInfo, PortInfo
 from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ class NetworkBackend(Protocol):
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None: ...
 
+    async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None: ...
+
+    async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None: ...
+
 
 class NoopBackend:
     name = "noop"
@@ -89,6 +93,12 @@ class NoopBackend:
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
         """No firewall: with the noop backend security groups are stored, never enforced."""
+        return None
+
+    async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        return None
+
+    async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
         return None
 
 
@@ -124,6 +134,12 @@ class LinuxBridgeBackend:
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
         await self.l2.security_groups_updated(ctx, security_group_ids, port_ids)
+
+    async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.l2.fdb_add(ctx, entries)
+
+    async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.l2.fdb_remove(ctx, entries)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import logging
 
 from stratus.core.context import RequestContext
-from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo, RouterInfo
+from stratus.network.objects import (
+    AgentState,
+    DeviceDetails,
+    FdbEntries,
+    NetworkInfo,
+    PortInfo,
+    RouterInfo,
+)
 from stratus.network.service import NetworkRuntime
 
 LOG = logging.getLogger(__name__)
@@ -20,7 +27,7 @@ class NetworkServerManager:
     """The server side of ``stratus.network.rpcapi.NetworkServerAPI`` (same method names)."""
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
-               "release_dhcp_port", "get_device_details", "get_bound_ports",
+               "release_dhcp_port", "get_device_details", "get_bound_ports", "get_fdb_entries",
                "update_device_up", "update_device_down",
                "get_routers", "update_floatingip_statuses")
 
@@ -57,6 +64,10 @@ class NetworkServerManager:
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         async with self.runtime.service(write=False) as svc:
             return await svc.agent_sync.bound_ports(host)
+
+    async def get_fdb_entries(self, ctx: RequestContext, host: str) -> FdbEntries:
+        async with self.runtime.service(write=False) as svc:
+            return await svc.l2pop.for_host(host)
 
     async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
         async with self.runtime.service() as svc:

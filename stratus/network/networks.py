@@ -212,7 +212,7 @@ class Networks(Part):
         if busy is not None:
             raise NetworkInUse(net.id)
         for port in await self.session.scalars(select(Port).where(Port.network_id == net.id)):
-            self.notifier.port_deleted(port)  # DHCP ports: their agents are told
+            await self.notifier.port_deleted(port)  # DHCP ports: their agents are told
             await self.session.delete(port)  # its addresses and group links go with it
         await self.session.flush()
         await self.session.delete(net)

@@ -11,7 +11,8 @@ from stratus.core.context import RequestContext
 from stratus.core.db import Txn
 from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.events import EventSink, ServerEvent
-from stratus.network.models import Port
+from stratus.network.l2pop import L2Population, member_of
+from stratus.network.models import Network, Port
 from stratus.network.objects import COMPUTE_DEVICE_OWNER_PREFIX, NetworkInfo, PortInfo
 from stratus.network.snapshots import Snapshots
 
@@ -32,6 +33,7 @@ class Notifier:
     snapshots: Snapshots
     backend: NetworkBackend
     events: EventSink
+    l2pop: L2Population
     read_network: ReadNetwork
 
     def network_changed(self, network_id: str) -> None:
@@ -67,8 +69,9 @@ class Notifier:
         backend, ctx = self.backend, system_context()
         self.txn.after_commit(lambda: backend.port_updated(ctx, info))
 
-    def port_deleted(self, port: Port) -> None:
+    async def port_deleted(self, port: Port) -> None:
         """Call before the row is deleted: its host and network are read here."""
+        await self.fdb_port_changed(port, before=port, after=False)
         host, network_id, port_id = port.binding_host_id, port.network_id, port.id
         backend, ctx = self.backend, system_context()
         self.security_groups_changed([g.security_group_id for g in port.security_groups])
@@ -81,6 +84,7 @@ class Notifier:
         backend that wires at once, a newly bound server port goes ACTIVE here."""
         backend, ctx = self.backend, system_context()
         await self._port_security_changed(port, old)
+        await self.fdb_port_changed(port, before=old)
         old_host = old.binding_host_id if old else ""
         bound = bool(port.binding_host_id) and port.device_owner.startswith(
             COMPUTE_DEVICE_OWNER_PREFIX)
@@ -97,6 +101,31 @@ class Notifier:
             details = await self.snapshots.device_details(port)
             host = port.binding_host_id
             self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))
+
+    async def dhcp_port_bound(self, port: Port) -> None:
+        """A DHCP port on a vxlan network: its host's l2-agent makes the network's VXLAN
+        device there (the dhcp-agent makes only the bridge), so a host that serves DHCP
+        without any server port of the network is reached too."""
+        if self.backend.wires_at_once:
+            return
+        network = await self.txn.session.get(Network, port.network_id)
+        if network is None or network.network_type != "vxlan":
+            return
+        details = await self.snapshots.device_details(port)
+        backend, ctx, host = self.backend, system_context(), port.binding_host_id
+        self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))
+
+    async def fdb_port_changed(self, port: Port, *, before: Port | PortInfo | None,
+                               after: bool = True) -> None:
+        """Tell the l2-agents (after commit) what this port's change does to the VXLAN
+        forwarding entries: ``before`` is the port as it was (None: it was not there),
+        ``after`` False when it is going."""
+        if not self.l2pop.active:
+            return
+        network = await self.txn.session.get(Network, port.network_id)
+        old = None if before is None else member_of(before, network)
+        new = member_of(port, network) if after else None
+        await self.l2pop.port_changed(port.id, port.network_id, old, new)
 
     # Security groups (the l2-agents' firewalls) ---------------------------------------------
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 DHCP_DEVICE_OWNER = "network:dhcp"
 #: ``device_owner`` prefix of ports that belong to servers (``compute:<zone>``).
 COMPUTE_DEVICE_OWNER_PREFIX = "compute:"
+#: ``agent_type`` of the l2-agent (Neutron's name); its reports carry the host's tunnel IP.
+L2_AGENT_TYPE = "Linux bridge agent"
 #: The metadata address every guest reaches through its network's DHCP namespace.
 METADATA_ADDRESS = "169.254.169.254"
 
@@ -159,6 +161,29 @@ class AgentState(_Message):
     configurations: dict[str, Any] = Field(default_factory=dict)
     #: True on the agent's first report after it starts (the server may resync it).
     start_flag: bool = False
+
+
+# VXLAN forwarding entries (l2population) ----------------------------------------------------
+#
+# What the network server tells the l2-agents about where each vxlan network's ports are
+# (``stratus.network.l2pop``): per network, each tunnel endpoint with the MACs behind it.
+
+#: The all-zero MAC of a flood entry: broadcast and unknown unicast go to that endpoint.
+FLOOD_MAC = "00:00:00:00:00:00"
+
+
+class FdbNetwork(_Message):
+    """One vxlan network's entries: tunnel IP → the MACs reached through it (``FLOOD_MAC``
+    among them when that endpoint is to get the network's floods)."""
+
+    segmentation_id: int
+    endpoints: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class FdbEntries(_Message):
+    """Entries of several networks (network id → its entries)."""
+
+    networks: dict[str, FdbNetwork] = Field(default_factory=dict)
 
 
 # Routers (L3) -------------------------------------------------------------------------------

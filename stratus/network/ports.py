@@ -503,6 +503,6 @@ class Ports(Part):
     async def remove(self, port: Port) -> None:
         """Delete the row (its addresses and group links go with it); the backend is told
         after the commit."""
-        self.notifier.port_deleted(port)
+        await self.notifier.port_deleted(port)
         await self.session.delete(port)
         await self.session.flush()

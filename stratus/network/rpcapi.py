@@ -17,6 +17,7 @@ from stratus.core.context import RequestContext
 from stratus.network.objects import (
     AgentState,
     DeviceDetails,
+    FdbEntries,
     NetworkInfo,
     PortInfo,
     RouterInfo,
@@ -69,6 +70,13 @@ class NetworkServerAPI(RPCAPI):
         what the l2-agent of ``host`` plugs again when it starts."""
         return self.result(list[DeviceDetails], await self.client.call(
             ctx, "get_bound_ports", host=host))
+
+    async def get_fdb_entries(self, ctx: RequestContext, host: str) -> FdbEntries:
+        """The VXLAN forwarding entries ``host``'s tunnel endpoint holds: for each vxlan
+        network with a member there, every other endpoint with its MACs and flood entry
+        (``stratus.network.l2pop``)."""
+        return self.result(FdbEntries, await self.client.call(
+            ctx, "get_fdb_entries", host=host))
 
     async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
         """The port's tap is wired on ``host``: the port goes ACTIVE and compute-api gets a
@@ -143,6 +151,15 @@ class L2AgentAPI(RPCAPI):
         await self.client.fanout(ctx, "security_groups_updated",
                                  security_group_ids=security_group_ids,
                                  port_ids=port_ids)
+
+    async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        """Every agent adds these VXLAN forwarding entries, on the networks whose VXLAN
+        device it has (never one toward its own tunnel IP)."""
+        await self.client.fanout(ctx, "fdb_add", entries=entries)
+
+    async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        """Every agent removes these VXLAN forwarding entries."""
+        await self.client.fanout(ctx, "fdb_remove", entries=entries)
 
 
 class L3AgentAPI(RPCAPI):

@@ -33,6 +33,7 @@ from stratus.network.caller import network_caller
 from stratus.network.events import DiscardEvents, EventSink
 from stratus.network.floating_ips import FloatingIPs
 from stratus.network.ipam import IPAM
+from stratus.network.l2pop import L2Population
 from stratus.network.l3_agents import L3Agents
 from stratus.network.l3_ports import L3Ports, refuse_direct_delete
 from stratus.network.l3_sync import L3Sync
@@ -105,9 +106,10 @@ class NetworkService:
         self.backend = runtime.backend
         ipam = IPAM(txn)
         self.quotas = Quotas(txn, runtime.quota_table)
-        self.agents = Agents(txn, runtime.options)
+        self.l2pop = L2Population(txn, runtime.backend)
+        self.agents = Agents(txn, runtime.options, self.l2pop)
         self.snapshots = Snapshots(txn)
-        notifier = Notifier(txn, self.snapshots, runtime.backend, runtime.events,
+        notifier = Notifier(txn, self.snapshots, runtime.backend, runtime.events, self.l2pop,
                             runtime.read_network)
         self.security_groups = SecurityGroups(txn, self.quotas, notifier)
         self.networks = Networks(txn, self.quotas, notifier, runtime.options)

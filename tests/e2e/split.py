@@ -5,6 +5,7 @@ bus-only processes with their ``/metrics``; the admin's login."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from stratus.network.agents import linux
 from tests.e2e.cloud import BIN, free_port
 from tests.integration.network_agents.conftest import network_server
 
@@ -29,15 +31,19 @@ class AgentProcess:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    #: The network namespace the process runs in (a host of its own); None: this one.
+    namespace: str | None = None
     #: Where the current process's output begins in ``log`` (earlier runs' output precedes).
     _since: int = field(default=0, init=False)
 
     def start(self) -> None:
         self._since = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as log:
+        with self.log.open("ab") as log, (linux.preexec_in(self.namespace) if self.namespace
+                                          else contextlib.nullcontext(None)) as enter:
             self.process = subprocess.Popen(
                 [str(BIN / "stratus"), "serve", *self.units, "--data-dir", str(self.data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                preexec_fn=enter)
 
     def serving(self) -> bool:
         """Whether the current process printed that it serves (its signal handlers are set;

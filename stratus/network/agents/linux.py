@@ -148,20 +148,67 @@ def ensure_tap(name: str, bridge: str, mtu: int) -> Link:
         return _link(ipr, name) or link
 
 
-def ensure_vxlan(name: str, vni: int, local_ip: str, bridge: str, mtu: int) -> Link:
-    """VXLAN device ``name`` (VNI ``vni``, tunnels from ``local_ip``, UDP 4789, learning)
-    enslaved to ``bridge`` and up."""
+def ensure_vxlan(name: str, vni: int, local_ip: str, bridge: str, mtu: int,
+                 learning: bool = False) -> Link:
+    """VXLAN device ``name`` (VNI ``vni``, tunnels from ``local_ip``, UDP 4789) enslaved to
+    ``bridge`` and up. Without ``learning`` only the FDB entries written to it (``fdb_*``)
+    say where a MAC is; a device an earlier release made with learning on is switched."""
     with IPRoute() as ipr:
         master = _link(ipr, bridge)
         if master is None:
             raise RuntimeError(f"bridge {bridge} does not exist")
-        link = _link(ipr, name) or _add(ipr, name, kind="vxlan", vxlan_id=vni,
-                                        vxlan_local=local_ip, vxlan_port=4789,
-                                        vxlan_learning=1)
+        existing = _link(ipr, name)
+        link = existing or _add(ipr, name, kind="vxlan", vxlan_id=vni, vxlan_local=local_ip,
+                                vxlan_port=4789, vxlan_learning=int(learning))
         if link.kind != "vxlan":
             raise RuntimeError(f"{name} exists but is a {link.kind or 'plain'} device")
+        if existing is not None:
+            msg = ipr.link("get", index=link.index)[0]
+            data = msg.get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
+            if data is not None and bool(data.get("IFLA_VXLAN_LEARNING")) != learning:
+                ipr.link("set", index=link.index, kind="vxlan",
+                         vxlan_learning=int(learning))
         ipr.link("set", index=link.index, master=master.index, mtu=mtu, state="up")
         return link
+
+
+def fdb_remote(name: str) -> set[tuple[str, str]]:
+    """The (MAC, tunnel IP) entries of VXLAN device ``name`` that point at a remote
+    endpoint (empty when the device is gone)."""
+    with IPRoute() as ipr:
+        link = _link(ipr, name)
+        if link is None:
+            return set()
+        found = set()
+        for msg in ipr.fdb("dump", ifindex=link.index):
+            dst = msg.get("NDA_DST")
+            if msg["ifindex"] == link.index and dst:
+                found.add((msg.get("NDA_LLADDR"), dst))
+        return found
+
+
+def fdb_change(name: str, add: set[tuple[str, str]], remove: set[tuple[str, str]]) -> bool:
+    """Add and remove (MAC, tunnel IP) entries of VXLAN device ``name``; False when the
+    device does not exist. Several entries of one MAC (the all-zero flood MAC: one per
+    endpoint) are kept side by side; adding what exists or removing what is gone is no
+    error."""
+    with IPRoute() as ipr:
+        link = _link(ipr, name)
+        if link is None:
+            return False
+        for mac, dst in sorted(remove):
+            try:
+                ipr.fdb("del", ifindex=link.index, lladdr=mac, dst=dst)
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:
+                    raise
+        for mac, dst in sorted(add):
+            try:
+                ipr.fdb("append", ifindex=link.index, lladdr=mac, dst=dst)
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise
+        return True
 
 
 # Namespaces ---------------------------------------------------------------------------------

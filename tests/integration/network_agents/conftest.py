@@ -33,6 +33,7 @@ from stratus.network.objects import (
     DHCP_DEVICE_OWNER,
     AgentState,
     DeviceDetails,
+    FdbEntries,
     FixedIP,
     NetworkInfo,
     PortInfo,
@@ -91,7 +92,7 @@ class ServerDouble:
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
                "release_dhcp_port", "get_device_details", "get_bound_ports",
-               "update_device_up", "update_device_down", "get_routers",
+               "get_fdb_entries", "update_device_up", "update_device_down", "get_routers",
                "update_floatingip_statuses")
 
     networks: dict[str, NetworkInfo] = field(default_factory=dict)
@@ -161,6 +162,9 @@ class ServerDouble:
         if self.unavailable:
             raise RuntimeError("the server is starting")
         return list(self.bound.get(host, []))
+
+    async def get_fdb_entries(self, ctx: RequestContext, host: str) -> FdbEntries:
+        return FdbEntries()  # one host: no other endpoint
 
     async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
         self.up.append((port_id, host))

@@ -157,12 +157,22 @@ class Guest:
     #: The bridge side's name; a port's tap name makes the guest that port (the l2-agent
     #: then enslaves the veth instead of making a tap, and its firewall filters it).
     outside_name: str | None = None
+    #: The namespace the bridge is in, when it plays a host of its own (None: this one).
+    host_namespace: str | None = None
 
     @property
     def outside(self) -> str:
         return self.outside_name or f"gv{self.namespace[-10:]}"
 
+    def _on_host(self) -> contextlib.AbstractContextManager[None]:
+        return (linux.entered(self.host_namespace) if self.host_namespace
+                else contextlib.nullcontext())
+
     def _plug(self) -> None:
+        with self._on_host():
+            self._plug_here()
+
+    def _plug_here(self) -> None:
         linux.ensure_namespace(self.namespace)
         with IPRoute() as ipr:
             ipr.link("add", ifname=self.outside, kind="veth",
@@ -175,7 +185,8 @@ class Guest:
             ns.link("set", index=index, address=self.mac, state="up")
 
     def _unplug(self) -> None:
-        linux.delete_link(self.outside)
+        with contextlib.suppress(linux.NamespaceNotFound), self._on_host():
+            linux.delete_link(self.outside)
         linux.delete_namespace(self.namespace)
 
     async def __aenter__(self) -> Guest:

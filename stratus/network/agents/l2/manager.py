@@ -2,7 +2,10 @@
 
 For a port bound to one of its hosts it makes the network's bridge (``brq<network[:11]>``)
 if absent — on one host a flat network needs nothing else; with ``tunnel_ip`` set a
-``vxlan`` network also gets a VXLAN device (``vxlan-<vni>``) in the bridge — then a
+``vxlan`` network also gets a VXLAN device (``vxlan-<vni>``, learning off) in the bridge,
+whose forwarding entries (where each remote MAC is, and the endpoints floods go to) are the
+ones the server sends (``stratus.network.l2pop``: ``fdb_add``/``fdb_remove`` to every agent;
+the whole set, ``get_fdb_entries``, on start and once a VXLAN device is made) — then a
 persistent root-owned tap (``tap<port[:11]>``, the network's MTU) in the bridge, up, and
 reports ``update_device_up``. A guest attaches to the tap later (libvirt
 ``<target dev=... managed='no'/>``).
@@ -42,6 +45,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +62,13 @@ from stratus.network.agents.l2.firewall import (
 )
 from stratus.network.agents.ordering import AnswerOrder
 from stratus.network.objects import (
+    DHCP_DEVICE_OWNER,
+    L2_AGENT_TYPE,
     AgentState,
     DeviceDetails,
+    FdbEntries,
     NetworkInfo,
+    PortInfo,
     bridge_name,
     network_bridge,
     tap_name,
@@ -69,7 +77,7 @@ from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
 
 LOG = logging.getLogger(__name__)
 
-AGENT_TYPE = "Linux bridge agent"
+AGENT_TYPE = L2_AGENT_TYPE
 BINARY = "stratus-l2-agent"
 
 
@@ -91,6 +99,9 @@ class L2AgentOptions:
     nft: str = "nft"
     #: Seconds to gather security group changes before fetching and applying them.
     firewall_batch_delay: float = 0.02
+    #: Seconds between fetches of the whole set of VXLAN forwarding entries: a notice lost
+    #: (a fanout sent while this agent's bus connection was down) is made good by then.
+    fdb_resync_interval: float = 60.0
 
 
 def make_firewall(options: L2AgentOptions) -> Firewall:
@@ -111,7 +122,8 @@ def make_firewall(options: L2AgentOptions) -> Firewall:
 class L2AgentManager:
     """Plugs and unplugs taps for ``hosts``; :meth:`endpoint` gives each host's bus manager."""
 
-    METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated")
+    METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated",
+               "fdb_add", "fdb_remove")
 
     def __init__(self, hosts: Sequence[str], server: NetworkServerAPI,
                  options: L2AgentOptions | None = None) -> None:
@@ -136,6 +148,9 @@ class L2AgentManager:
         self._refresh_task: asyncio.Task[None] | None = None
         #: Numbers the questions to the server; per port, the answer in force.
         self._order = AnswerOrder()
+        #: Keeps the VXLAN forwarding entries' changes in the order they came.
+        self._fdb_lock = asyncio.Lock()
+        self._fdb_synced_at = time.monotonic()
 
     def endpoint(self, host: str) -> L2HostEndpoint:
         return L2HostEndpoint(self, host)
@@ -163,6 +178,7 @@ class L2AgentManager:
                 continue
             try:
                 await self.resync(host)
+                await self.resync_fdb(host)
                 self._synced.add(host)
             except MessagingError as exc:
                 LOG.warning("l2-agent %s: resync failed (%s); will retry", host, exc)
@@ -256,6 +272,14 @@ class L2AgentManager:
     async def _heartbeat(self) -> None:
         await self.report()
         await self._resync_pending()
+        if (self.options.tunnel_ip and time.monotonic() - self._fdb_synced_at
+                >= self.options.fdb_resync_interval):
+            self._fdb_synced_at = time.monotonic()
+            for host in self._synced:
+                try:
+                    await self.resync_fdb(host)
+                except MessagingError as exc:
+                    LOG.warning("l2-agent %s: forwarding entries not fetched (%s)", host, exc)
 
     async def resync(self, host: str) -> None:
         """Plug again every port bound to ``host`` whose tap is missing (after a restart)."""
@@ -272,6 +296,17 @@ class L2AgentManager:
             except Exception:  # one port must not keep the others unplugged
                 LOG.exception("l2-agent %s: port %s could not be plugged", host,
                               details.port.id)
+
+    async def resync_fdb(self, host: str) -> None:
+        """Make the VXLAN forwarding entries of ``host``'s networks the server's."""
+        if not self.options.tunnel_ip:
+            return
+        try:
+            entries = await self.server.get_fdb_entries(self._context(), host)
+        except UnknownMethod as exc:
+            LOG.warning("l2-agent %s: the server gives no forwarding entries (%s)", host, exc)
+            return
+        await self.fdb_sync(entries)
 
     # Work -------------------------------------------------------------------------------------
 
@@ -291,7 +326,7 @@ class L2AgentManager:
             # Filtered before the tap is up: the guest never sees an open port.
             if self._track(details):
                 await self._apply_firewall()
-            await asyncio.to_thread(self._plug, port.id, network)
+            made_vxlan = await asyncio.to_thread(self._plug, port, network)
             self.ports[port.id] = (host, network.id)
             await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
@@ -299,6 +334,13 @@ class L2AgentManager:
         if pushed:
             self._schedule_refresh({port.id})
         await self.server.update_device_up(ctx, port.id, host)
+        if made_vxlan:
+            # Notices about this network sent before the device existed were dropped here;
+            # now that the port is up the server counts this host in.
+            try:
+                await self.resync_fdb(host)
+            except MessagingError as exc:  # the next start's resync asks again
+                LOG.warning("l2-agent %s: forwarding entries not fetched (%s)", host, exc)
 
     async def port_unbound(self, ctx: RequestContext, host: str, port_id: str,
                            network_id: str) -> None:
@@ -332,6 +374,35 @@ class L2AgentManager:
             await asyncio.to_thread(self._drop_bridge, network_id, True)
             await self._apply_firewall()
             await self._save()
+
+    # VXLAN forwarding entries (the server's ``l2pop``) ---------------------------------------
+
+    async def fdb_add(self, entries: FdbEntries) -> None:
+        await self._fdb(entries, "add")
+
+    async def fdb_remove(self, entries: FdbEntries) -> None:
+        await self._fdb(entries, "remove")
+
+    async def fdb_sync(self, entries: FdbEntries) -> None:
+        """These networks' entries become exactly ``entries`` (stale ones go)."""
+        await self._fdb(entries, "sync")
+
+    async def _fdb(self, entries: FdbEntries, mode: str) -> None:
+        if not self.options.tunnel_ip:
+            return
+        async with self._fdb_lock:
+            for network_id, network in entries.networks.items():
+                wanted = {(mac, ip) for ip, macs in network.endpoints.items()
+                          if ip != self.options.tunnel_ip for mac in macs}
+                device = vxlan_name(network.segmentation_id)
+                try:
+                    changed = await asyncio.to_thread(_change_fdb, device, wanted, mode)
+                except Exception:  # one network must not keep the others' entries back
+                    LOG.exception("l2-agent: forwarding entries of %s not changed", device)
+                    continue
+                if changed:
+                    LOG.info("l2-agent: %s forwarding entries of network %s (%s): %s", mode,
+                             network_id, device, sorted(wanted))
 
     # The firewall -----------------------------------------------------------------------------
 
@@ -403,16 +474,25 @@ class L2AgentManager:
                 async with self._lock:
                     await self._apply_firewall()
 
-    def _plug(self, port_id: str, network: NetworkInfo) -> None:
+    def _plug(self, port: PortInfo, network: NetworkInfo) -> bool:
+        """Wire the port; True when the network's VXLAN device was made for it. A DHCP
+        port's device is the dhcp-agent's veth, which that agent puts in the bridge: only
+        the bridge and VXLAN device are made for it."""
         # A mapped host bridge (``br-ex``) is never removed here: ``_drop_bridge`` only
         # removes a network's own ``brq`` bridge.
         bridge = network_bridge(network, self.options.physical_bridges)
         linux.ensure_bridge(bridge)
+        made = False
         if (network.network_type == "vxlan" and self.options.tunnel_ip
                 and network.segmentation_id is not None):
-            linux.ensure_vxlan(vxlan_name(network.segmentation_id), network.segmentation_id,
-                               self.options.tunnel_ip, bridge, network.mtu)
-        linux.ensure_tap(tap_name(port_id), bridge, network.mtu)
+            name = vxlan_name(network.segmentation_id)
+            made = linux.get_link(name) is None
+            # No learning: the server's entries say where every port is (``l2pop``).
+            linux.ensure_vxlan(name, network.segmentation_id, self.options.tunnel_ip, bridge,
+                               network.mtu, learning=False)
+        if port.device_owner != DHCP_DEVICE_OWNER:
+            linux.ensure_tap(tap_name(port.id), bridge, network.mtu)
+        return made
 
     def _unplug(self, port_id: str, network_id: str) -> None:
         link = linux.get_link(tap_name(port_id))
@@ -434,6 +514,19 @@ class L2AgentManager:
             if port.kind == "vxlan":
                 linux.delete_link(port.name)
         linux.delete_link(bridge)
+
+
+def _change_fdb(device: str, wanted: set[tuple[str, str]], mode: str) -> bool:
+    """Apply ``wanted`` (MAC, tunnel IP) entries to ``device`` by ``mode`` (add, remove or
+    sync); False when this host has no such device (no port of that network here)."""
+    if linux.get_link(device) is None:
+        return False
+    if mode == "add":
+        return linux.fdb_change(device, wanted, set())
+    if mode == "remove":
+        return linux.fdb_change(device, set(), wanted)
+    present = linux.fdb_remote(device)
+    return linux.fdb_change(device, wanted - present, present - wanted)
 
 
 def _write_json(path: Path, content: object) -> None:
@@ -473,3 +566,10 @@ class L2HostEndpoint:
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
         await self.agent.security_groups_updated(ctx, security_group_ids, port_ids)
+
+    async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.agent.fdb_add(entries)
+
+    async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
+        await self.agent.fdb_remove(entries)
+
