@@ -90,11 +90,12 @@ class Plugs:
         self.plugging = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
-    def plug(self, port_id: str, network: NetworkInfo) -> None:
+    def plug(self, port: PortInfo, network: NetworkInfo) -> bool:
         self.loop.call_soon_threadsafe(self.plugging.set)
         if self.gate is not None:  # _plug runs in a worker thread
             asyncio.run_coroutine_threadsafe(self.gate.wait(), self.loop).result()
-        self.plugged.add(port_id)
+        self.plugged.add(port.id)
+        return False  # no VXLAN device made: these networks are flat
 
     def unplug(self, port_id: str, network_id: str) -> None:
         self.plugged.discard(port_id)
