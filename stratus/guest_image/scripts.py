@@ -15,15 +15,31 @@ Everything the guest learns is printed to the serial console as marker lines tha
 - ``STRATUS-USERDATA-BEGIN``, the user-data script's output, ``STRATUS-USERDATA-END rc=N``
 - ``STRATUS-DISK name=vdX size=BYTES`` for each block device at boot,
   ``STRATUS-DISK-ADDED ...`` / ``STRATUS-DISK-REMOVED name=vdX`` for hot-plugged ones
+- ``STRATUS-SSH key=yes|no``: dropbear listens on port 22; ``yes`` when the metadata had a
+  public key (the server's key pair), written to root's ``authorized_keys``
 - ``STRATUS-READY uptime=S``: init is done; the guest stays up, powering off on ACPI
   power-button presses (``STRATUS-POWEROFF``)
 - ``STRATUS-TICK uptime=S`` every two seconds after that: the guest's clock, seen from
   outside (a paused guest prints none; a suspended and resumed one keeps counting)
 
 busybox 1.35's static ``wget -T`` crashes (SIGSEGV), so time limits come from ``timeout``.
+
+SSH: dropbear (Debian's ``dropbear-bin``) logs root in with the key the metadata service
+serves (EC2's ``public-keys/0/openssh-key``), fetched only when ``meta_data.json`` lists
+public keys; its host key is made on the first connection (``-R``), so a guest nobody logs
+into pays nothing for it at boot.
 """
 
 METADATA_BASE = "http://169.254.169.254/openstack/latest"
+EC2_METADATA_BASE = "http://169.254.169.254/latest/meta-data"
+
+#: The files dropbear needs to know root (its shell, its home) and the shells it accepts.
+SSH_FILES = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/group": "root:x:0:\n",
+    "etc/shells": "/bin/sh\n",
+    "etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\n",
+}
 
 INIT = r"""#!/bin/busybox sh
 # Stratus test guest init (PID 1). See stratus/guest_image/scripts.py.
@@ -34,6 +50,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 exec </dev/console >/dev/console 2>&1
 hostname -F /etc/hostname
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -79,6 +96,9 @@ if [ -n "$IFACE" ]; then
 else
     echo "STRATUS-NET none"
 fi
+# Host keys are made on the first connection (-R): nothing to wait for here.
+dropbear -R -E -P /run/dropbear.pid -p 22 2>/run/dropbear.log
+SSHKEY=no
 
 # The first "key": "value" string of that name in meta_data.json.
 field() {
@@ -99,6 +119,11 @@ if [ "$IP" != none ]; then
         UUID=$(field uuid)
         H=$(field hostname)
         [ -n "$H" ] && HOSTNAME="$H" && hostname "$H"
+        if grep -q '"public_keys": *{ *"' /run/meta_data.json; then
+            mkdir -p /root/.ssh && chmod 700 /root/.ssh
+            timeout 10 wget -q -O /root/.ssh/authorized_keys \
+                @EC2@/public-keys/0/openssh-key 2>/dev/null && SSHKEY=yes
+        fi
         if timeout 10 wget -q -O /run/user_data @METADATA@/user_data 2>/dev/null \
                 && [ -s /run/user_data ]; then
             if head -c2 /run/user_data | grep -q '^#!'; then
@@ -119,6 +144,7 @@ if [ "$IP" != none ]; then
     fi
 fi
 echo "STRATUS-GUEST ip=${IP%/*} uuid=$UUID hostname=$HOSTNAME uptime=$(up)"
+echo "STRATUS-SSH key=$SSHKEY"
 
 disks() { ls /sys/block 2>/dev/null | grep -E '^(vd|sd|xvd)' ; }
 for d in $(disks); do
@@ -143,7 +169,7 @@ while true; do
     done
     known="$now"
 done
-""".replace("@METADATA@", METADATA_BASE)
+""".replace("@METADATA@", METADATA_BASE).replace("@EC2@", EC2_METADATA_BASE)
 
 #: udhcpc's hook: addresses, then the option-121 routes when the server sent them (RFC 3442
 #: says a client that gets option 121 ignores option 3), else the router as default route.
