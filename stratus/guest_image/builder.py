@@ -13,14 +13,17 @@ How (root, no package is installed on the host):
    them into a scratch directory.
 2. The kernel's virtio modules and their dependencies (read from each module's ``depends=``
    modinfo field; the package carries no ``modules.dep``, that is made by depmod at install),
-   busybox, dropbear with its ELF interpreter and the shared libraries it needs (followed
-   through each file's ``DT_NEEDED`` entries, so only those files of ``libc6`` and the
-   others go in) and the guest's init (``scripts.py``) go into a gzip'd newc initramfs
-   written here; the guest runs from it and never mounts a root file system.
+   busybox and the guest's init (``scripts.py``) go into a gzip'd newc initramfs written
+   here; the guest runs from it and never mounts a root file system. Dropbear with its ELF
+   interpreter and the shared libraries it needs (followed through each file's
+   ``DT_NEEDED`` entries, so only those files of ``libc6`` and the others) go under
+   ``/ssh`` of the disk's file system instead: every boot pays for the initramfs's size
+   (the boot loader reads it through the BIOS, the kernel unpacks it), and only a guest
+   given a key pair mounts the disk to start the SSH server.
 3. ``mke2fs -d`` makes an ext2 file system holding ``/boot`` (kernel, initramfs,
-   ``extlinux.conf``) filling the whole disk; ``extlinux --install`` (which needs it mounted:
-   a loop mount for a moment) writes its boot sector at the start of the disk, so SeaBIOS
-   boots it from a virtio disk like any cloud image.
+   ``extlinux.conf``) and ``/ssh``, filling the whole disk; ``extlinux --install`` (which
+   needs it mounted: a loop mount for a moment) writes its boot sector at the start of the
+   disk, so SeaBIOS boots it from a virtio disk like any cloud image.
 4. ``qemu-img convert`` to qcow2, renamed into place once complete.
 """
 
@@ -178,7 +181,12 @@ def _build_into(work: Path, packages: list[Package], target: Path) -> None:
     disk = work / "disk"
     (disk / "boot").mkdir(parents=True)
     shutil.copyfile(kernels[-1], disk / "boot" / "vmlinuz")
-    (disk / "boot" / "initrd.img").write_bytes(_initramfs(busybox, modules, ssh))
+    (disk / "boot" / "initrd.img").write_bytes(_initramfs(busybox, modules))
+    for name, path in ssh:
+        target_file = disk / scripts.SSH_DIR / name
+        target_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target_file)
+        target_file.chmod(0o755)
     (disk / "boot" / "extlinux.conf").write_text(scripts.EXTLINUX_CONF)
     raw = work / "disk.raw"
     _run("mke2fs", "-q", "-F", "-t", "ext2", "-L", IMAGE_NAME, "-d", disk, raw,
@@ -330,12 +338,10 @@ class _Cpio:
         return gzip.compress(self.buffer.getvalue(), compresslevel=6, mtime=0)
 
 
-def _initramfs(busybox: Path, modules: list[tuple[str, Path]],
-               ssh: Iterable[tuple[str, Path]] = ()) -> bytes:
+def _initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
     archive = _Cpio()
     for directory in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "etc/dropbear", "lib",
-                      "lib/modules", "lib64", *LIBRARY_DIRS[:1], "usr", "usr/sbin", "proc",
-                      "run", "sys", "tmp", "mnt", "root"):
+                      "lib/modules", "proc", "run", "sys", "tmp", "mnt", "root"):
         archive.directory(directory)
     # The console must exist before devtmpfs is mounted, or init's first output is lost.
     archive.chardev("dev/console", 5, 1)
@@ -346,8 +352,6 @@ def _initramfs(busybox: Path, modules: list[tuple[str, Path]],
     archive.file("etc/hostname", b"stratus-guest\n")
     for name, text in scripts.SSH_FILES.items():
         archive.file(name, text.encode())
-    for name, path in ssh:
-        archive.file(name, path.read_bytes(), 0o755)
     for name, path in modules:
         archive.file(f"lib/modules/{name}.ko", path.read_bytes())
     archive.file("etc/modules-order", "\n".join(n for n, _ in modules).encode() + b"\n")
