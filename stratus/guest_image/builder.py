@@ -95,29 +95,33 @@ def _run(*args: str | Path, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def _candidate(name: str) -> tuple[str, str]:
-    """(version, Depends) of the package apt would install."""
-    out = _run("apt-cache", "show", "--no-all-versions", name)
-    version = depends = ""
-    for line in out.splitlines():
-        if line.startswith("Version:"):
-            version = line.split(":", 1)[1].strip()
-        elif line.startswith("Depends:"):
-            depends = line.split(":", 1)[1].strip()
-    if not version:
-        raise GuestImageError(f"apt knows no version of {name}; run apt-get update")
-    return version, depends
+def _candidates(*names: str) -> dict[str, tuple[str, str]]:
+    """(version, Depends) of each package apt would install, from one ``apt-cache`` call
+    (each call reads apt's whole cache: seconds on a loaded machine)."""
+    out = _run("apt-cache", "show", "--no-all-versions", *names)
+    found: dict[str, tuple[str, str]] = {}
+    for stanza in out.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in stanza.splitlines()
+                      if ":" in line and not line.startswith(" "))
+        name = fields.get("Package", "").strip()
+        if name and name not in found:
+            found[name] = (fields.get("Version", "").strip(), fields.get("Depends", "").strip())
+    for name in names:
+        if not found.get(name, ("", ""))[0]:
+            raise GuestImageError(f"apt knows no version of {name}; run apt-get update")
+    return found
 
 
 def resolve_packages() -> list[Package]:
     """The exact packages the image is built from (the kernel behind the meta-package)."""
-    _, depends = _candidate(KERNEL_META)
+    known = _candidates(KERNEL_META, BUSYBOX, *SSH_PACKAGES)
+    depends = known[KERNEL_META][1]
     kernel = next((d.split()[0] for d in depends.split(",")
                    if d.strip().startswith("linux-image-")), None)
     if kernel is None:
         raise GuestImageError(f"{KERNEL_META} depends on no linux-image package")
-    return [Package(kernel, _candidate(kernel)[0]), Package(BUSYBOX, _candidate(BUSYBOX)[0]),
-            *(Package(name, _candidate(name)[0]) for name in SSH_PACKAGES)]
+    return [Package(kernel, _candidates(kernel)[kernel][0]),
+            *(Package(name, known[name][0]) for name in (BUSYBOX, *SSH_PACKAGES))]
 
 
 def cache_key(packages: Iterable[Package]) -> str:

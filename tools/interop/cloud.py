@@ -26,6 +26,7 @@ then says so (``image_format_enforcement = false``). The safety checks stay on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -258,7 +259,7 @@ def prepare(cloud: Cloud) -> Prepared:
     """Read the catalog and make the images and networks Tempest's configuration names."""
     admin = cloud.admin()
     client, endpoints = _admin_client(admin)
-    with client:
+    with contextlib.closing(client):
         for needed in ("compute", "image", "network", "volumev3", "identity"):
             if needed not in endpoints:
                 raise CloudError(f"the catalog has no {needed} endpoint")
@@ -315,7 +316,7 @@ def prepare_validation(cloud: Cloud, prepared: Prepared) -> Prepared:
     except GuestImageError as exc:
         raise CloudError(f"the test guest: {exc}") from exc
     client, endpoints = _admin_client(admin)
-    with client:
+    with contextlib.closing(client):
         compute, network = endpoints["compute"], endpoints["network"].rstrip("/")
         flavor = _check(client.post(f"{compute}/flavors", json={"flavor": GUEST_FLAVOR}),
                         "the guest's flavor").json()["flavor"]

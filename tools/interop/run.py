@@ -27,10 +27,11 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.interop.cloud import Cloud, CloudError, prepare, prepare_validation
+from tools.interop.cloud import Cloud, CloudError, Prepared, prepare, prepare_validation
 from tools.interop.tempest_conf import render
 
 HERE = Path(__file__).resolve().parent
@@ -173,17 +174,40 @@ def report(result: Outcome, server_errors: list[str]) -> list[str]:
     return lines
 
 
-def validation_pass(args: argparse.Namespace, tests: list[str]) -> tuple[Outcome, list[str]]:
-    """``tests`` (the main pass skipped them for want of a guest to log into) against a
-    cloud with real guests; their outcome and the 5xx lines of that cloud's log."""
-    with Cloud(args.stratus, args.workdir / "validation-cloud", real_guests=True) as cloud:
-        prepared = prepare_validation(cloud, prepare(cloud))
+def start_validation_cloud(args: argparse.Namespace) -> tuple[Cloud, Prepared]:
+    """The real-guest cloud of the validation pass, started and prepared."""
+    cloud = Cloud(args.stratus, args.workdir / "validation-cloud", real_guests=True)
+    cloud.__enter__()
+    try:
+        return cloud, prepare_validation(cloud, prepare(cloud))
+    except BaseException:
+        cloud.stop()
+        raise
+
+
+def validation_pass(args: argparse.Namespace, starting: Future[tuple[Cloud, Prepared]],
+                    tests: list[str]) -> tuple[Outcome, list[str]]:
+    """``tests`` (the main pass skipped them for want of a guest to log into) against the
+    real-guest cloud ``starting`` brings up; their outcome and the 5xx lines of its log."""
+    cloud, prepared = starting.result()
+    with cloud:
         workspace = args.workdir / "tempest-validation"
         conf = render(prepared, workspace, isolated_networks=args.isolated_networks)
         # One Tempest worker per class: each boots its server in its class set-up.
         results = run_tempest(args.tempest_venv, workspace, conf, tests,
                               min(args.concurrency, 2))
         return outcome(tests, results), cloud.server_errors()
+
+
+def _stop_started(starting: Future[tuple[Cloud, Prepared]] | None) -> None:
+    """Stop the validation cloud if it came up (stopping twice is harmless)."""
+    if starting is None:
+        return
+    try:
+        cloud, _ = starting.result()
+    except Exception:  # it never came up: nothing to stop (the pass said why, if it ran)
+        return
+    cloud.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     tests = [] if args.regex else load_tests(args.tests)
     if args.workdir.exists():
         shutil.rmtree(args.workdir)
+    # The real-guest cloud of the validation pass comes up (and gets its image, flavor and
+    # router) while the main pass runs: only its Tempest run adds to the wall time.
+    background = ThreadPoolExecutor(max_workers=1)
+    starting = (None if args.regex or args.no_validation
+                else background.submit(start_validation_cloud, args))
+    try:
+        return _passes(args, tests, started, starting)
+    finally:
+        _stop_started(starting)
+        background.shutdown()
+
+
+def _passes(args: argparse.Namespace, tests: list[str], started: float,
+            starting: Future[tuple[Cloud, Prepared]] | None) -> int:
+    """The main pass, the validation pass when it has tests, the report; the exit status."""
     try:
         with Cloud(args.stratus, args.workdir / "cloud") as cloud:
             prepared = prepare(cloud)
@@ -234,17 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     main_seconds = time.monotonic() - started
     timings = f"main pass {main_seconds:.0f} s"
     needing = [test for test, reason in result.skipped if VALIDATION_SKIP.search(reason)]
-    if needing and not args.no_validation:
+    if needing and starting is not None:
         second_started = time.monotonic()
         try:
-            second, second_errors = validation_pass(args, needing)
+            second, second_errors = validation_pass(args, starting, needing)
         except CloudError as exc:
             print(f"interop: the validation pass: {exc}", file=sys.stderr)
             return 1
         result = Outcome(result.passed + second.passed, result.failed + second.failed,
                          [s for s in result.skipped if s[0] not in needing] + second.skipped)
         server_errors = server_errors + second_errors
-        timings += (f", validation pass ({len(needing)} tests, real guests) "
+        timings += (f", then the validation pass ({len(needing)} tests, real guests) "
                     f"{time.monotonic() - second_started:.0f} s: {len(second.passed)} passed, "
                     f"{len(second.failed)} failed, {len(second.skipped)} skipped")
     for line in report(result, server_errors):
