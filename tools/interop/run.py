@@ -189,14 +189,12 @@ def validation_pass(args: argparse.Namespace, starting: Future[tuple[Cloud, Prep
                     tests: list[str]) -> tuple[Outcome, list[str]]:
     """``tests`` (the main pass skipped them for want of a guest to log into) against the
     real-guest cloud ``starting`` brings up; their outcome and the 5xx lines of its log."""
-    cloud, prepared = starting.result()
-    with cloud:
-        workspace = args.workdir / "tempest-validation"
-        conf = render(prepared, workspace, isolated_networks=args.isolated_networks)
-        # One Tempest worker per class: each boots its server in its class set-up.
-        results = run_tempest(args.tempest_venv, workspace, conf, tests,
-                              min(args.concurrency, 2))
-        return outcome(tests, results), cloud.server_errors()
+    cloud, prepared = starting.result()  # already running: stopped by the caller
+    workspace = args.workdir / "tempest-validation"
+    conf = render(prepared, workspace, isolated_networks=args.isolated_networks)
+    # One Tempest worker per class: each boots its server in its class set-up.
+    results = run_tempest(args.tempest_venv, workspace, conf, tests, min(args.concurrency, 2))
+    return outcome(tests, results), cloud.server_errors()
 
 
 def _stop_started(starting: Future[tuple[Cloud, Prepared]] | None) -> None:
