@@ -116,12 +116,16 @@ def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
     script.write_text("#!/bin/sh\necho \"user-data ran as $(id -u) on $(hostname)\"\n"
                       "echo answer=$((6 * 7))\n")
 
-    # A key pair the cloud makes: its public key reaches the guest by the metadata service.
+    # A key pair the cloud makes: its public key reaches the guest by the metadata service;
+    # a group of the guest's own lets SSH in (the default one lets in only its members).
     cloud.openstack("keypair", "create", "vm1-key")
+    group = cloud.openstack_json("security", "group", "create", "vm1-ssh")["id"]
+    cloud.openstack("security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
+                    "--dst-port", "22", "--remote-ip", "0.0.0.0/0", group)
     server = cloud.openstack_json("server", "create", "--image", "stratus-test-guest",
                                   "--flavor", "m1.tiny", "--network", "private",
-                                  "--key-name", "vm1-key", "--user-data", str(script),
-                                  "--wait", "vm1")
+                                  "--key-name", "vm1-key", "--security-group", group,
+                                  "--user-data", str(script), "--wait", "vm1")
     assert server["status"] == "ACTIVE"
     server_id = server["id"]
     shown = cloud.openstack_json("server", "show", "vm1")
@@ -206,5 +210,6 @@ def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
 
     cloud.openstack("server", "delete", "--wait", "vm1")
     cloud.openstack("keypair", "delete", "vm1-key")
+    cloud.openstack("security", "group", "delete", group)
     assert server_id not in domains()
     assert cloud.openstack_json("port", "list", "--device-id", server_id) == []
