@@ -174,6 +174,18 @@ def report(result: Outcome, server_errors: list[str]) -> list[str]:
     return lines
 
 
+def needing_validation(result: Outcome) -> list[str]:
+    """The tests Tempest skipped because validation (SSH into the guest) is off."""
+    return [test for test, reason in result.skipped if VALIDATION_SKIP.search(reason)]
+
+
+def merged(main: Outcome, second: Outcome, rerun: list[str]) -> Outcome:
+    """The main pass's outcome, the skips of the ``rerun`` tests replaced by the second
+    pass's results."""
+    return Outcome(main.passed + second.passed, main.failed + second.failed,
+                   [s for s in main.skipped if s[0] not in rerun] + second.skipped)
+
+
 def start_validation_cloud(args: argparse.Namespace) -> tuple[Cloud, Prepared]:
     """The real-guest cloud of the validation pass, started and prepared."""
     cloud = Cloud(args.stratus, args.workdir / "validation-cloud", real_guests=True)
@@ -270,7 +282,7 @@ def _passes(args: argparse.Namespace, tests: list[str], started: float,
     result = outcome(tests, results)
     main_seconds = time.monotonic() - started
     timings = f"main pass {main_seconds:.0f} s"
-    needing = [test for test, reason in result.skipped if VALIDATION_SKIP.search(reason)]
+    needing = needing_validation(result)
     if needing and starting is not None:
         second_started = time.monotonic()
         try:
@@ -278,8 +290,7 @@ def _passes(args: argparse.Namespace, tests: list[str], started: float,
         except CloudError as exc:
             print(f"interop: the validation pass: {exc}", file=sys.stderr)
             return 1
-        result = Outcome(result.passed + second.passed, result.failed + second.failed,
-                         [s for s in result.skipped if s[0] not in needing] + second.skipped)
+        result = merged(result, second, needing)
         server_errors = server_errors + second_errors
         timings += (f", then the validation pass ({len(needing)} tests, real guests) "
                     f"{time.monotonic() - second_started:.0f} s: {len(second.passed)} passed, "
