@@ -86,8 +86,10 @@ test: lint typecheck ceph-bindings nft-bindings
 	$(BIN)/pytest -m serial $(ARGS) || [ $$? -eq 5 ]
 
 # OpenStack Powered: the interoperability guideline's required Tempest tests against a
-# throw-away `stratus up` (tools/interop/run.py). Tempest is pinned and lives in a venv of
-# its own; the stamp names the version, so changing it reinstalls. --check fails when fewer
+# throw-away `stratus up` (tools/interop/run.py), then the tests that log into a guest by
+# SSH against a second one with real guests (libvirt, linuxbridge, the test guest: root,
+# QEMU, libvirt, dnsmasq, nft, as the real-guest tests). Tempest is pinned and lives in a venv
+# of its own; the stamp names the version, so changing it reinstalls. --check fails when fewer
 # tests pass than tools/interop/passing.json records; ARGS=--record raises the record.
 TEMPEST_VERSION ?= 47.0.0
 TEMPEST_VENV ?= .venv-tempest

@@ -1,23 +1,29 @@
-"""Build the project's test guest: a small bootable qcow2 from two Debian packages.
+"""Build the project's test guest: a small bootable qcow2 from a few Debian packages.
 
 ``build(cache_dir)`` returns the path of ``stratus-test-guest-<key>.qcow2`` under
 ``cache_dir``, building it only when no image with the same key exists. The key hashes the
-exact package versions (``linux-image-<abi>-cloud-amd64``, ``busybox-static``, as the
-machine's apt sources offer them) and the guest's scripts, so a kernel update or an init
-change gives a new image and anything else reuses the cached one.
+exact package versions (``linux-image-<abi>-cloud-amd64``, ``busybox-static``, and the SSH
+server's ``dropbear-bin`` with the libraries it links, as the machine's apt sources offer
+them) and the guest's scripts, so a kernel update or an init change gives a new image and
+anything else reuses the cached one.
 
 How (root, no package is installed on the host):
 
-1. ``apt-get download`` the two packages from the configured Debian mirror; ``dpkg-deb -x``
+1. ``apt-get download`` the packages from the configured Debian mirror; ``dpkg-deb -x``
    them into a scratch directory.
 2. The kernel's virtio modules and their dependencies (read from each module's ``depends=``
    modinfo field; the package carries no ``modules.dep``, that is made by depmod at install),
    busybox and the guest's init (``scripts.py``) go into a gzip'd newc initramfs written
-   here; the guest runs from it and never mounts a root file system.
+   here; the guest runs from it and never mounts a root file system. Dropbear with its ELF
+   interpreter and the shared libraries it needs (followed through each file's
+   ``DT_NEEDED`` entries, so only those files of ``libc6`` and the others) go under
+   ``/ssh`` of the disk's file system instead: every boot pays for the initramfs's size
+   (the boot loader reads it through the BIOS, the kernel unpacks it), and only a guest
+   given a key pair mounts the disk to start the SSH server.
 3. ``mke2fs -d`` makes an ext2 file system holding ``/boot`` (kernel, initramfs,
-   ``extlinux.conf``) filling the whole disk; ``extlinux --install`` (which needs it mounted:
-   a loop mount for a moment) writes its boot sector at the start of the disk, so SeaBIOS
-   boots it from a virtio disk like any cloud image.
+   ``extlinux.conf``) and ``/ssh``, filling the whole disk; ``extlinux --install`` (which
+   needs it mounted: a loop mount for a moment) writes its boot sector at the start of the
+   disk, so SeaBIOS boots it from a virtio disk like any cloud image.
 4. ``qemu-img convert`` to qcow2, renamed into place once complete.
 """
 
@@ -30,6 +36,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
@@ -44,6 +51,14 @@ LOG = logging.getLogger(__name__)
 
 KERNEL_META = "linux-image-cloud-amd64"
 BUSYBOX = "busybox-static"
+#: The SSH server (Tempest's validation tests log in as root with the server's key pair) and
+#: the packages holding the libraries it is linked against (dropbear-bin's Depends and
+#: libtomcrypt1's libgmp10).
+SSH_PACKAGES = ("dropbear-bin", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g", "libcrypt1",
+                "libc6")
+DROPBEAR = "usr/sbin/dropbear"
+#: Where the packages keep shared libraries (multiarch), searched in this order.
+LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 IMAGE_NAME = "stratus-test-guest"
 #: Modules the guest loads, in this order after their dependencies: virtio disk and NIC
 #: (the cloud kernel has them as modules), then the ACPI button for soft power-off.
@@ -80,28 +95,33 @@ def _run(*args: str | Path, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def _candidate(name: str) -> tuple[str, str]:
-    """(version, Depends) of the package apt would install."""
-    out = _run("apt-cache", "show", "--no-all-versions", name)
-    version = depends = ""
-    for line in out.splitlines():
-        if line.startswith("Version:"):
-            version = line.split(":", 1)[1].strip()
-        elif line.startswith("Depends:"):
-            depends = line.split(":", 1)[1].strip()
-    if not version:
-        raise GuestImageError(f"apt knows no version of {name}; run apt-get update")
-    return version, depends
+def _candidates(*names: str) -> dict[str, tuple[str, str]]:
+    """(version, Depends) of each package apt would install, from one ``apt-cache`` call
+    (each call reads apt's whole cache: seconds on a loaded machine)."""
+    out = _run("apt-cache", "show", "--no-all-versions", *names)
+    found: dict[str, tuple[str, str]] = {}
+    for stanza in out.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in stanza.splitlines()
+                      if ":" in line and not line.startswith(" "))
+        name = fields.get("Package", "").strip()
+        if name and name not in found:
+            found[name] = (fields.get("Version", "").strip(), fields.get("Depends", "").strip())
+    for name in names:
+        if not found.get(name, ("", ""))[0]:
+            raise GuestImageError(f"apt knows no version of {name}; run apt-get update")
+    return found
 
 
 def resolve_packages() -> list[Package]:
     """The exact packages the image is built from (the kernel behind the meta-package)."""
-    _, depends = _candidate(KERNEL_META)
+    known = _candidates(KERNEL_META, BUSYBOX, *SSH_PACKAGES)
+    depends = known[KERNEL_META][1]
     kernel = next((d.split()[0] for d in depends.split(",")
                    if d.strip().startswith("linux-image-")), None)
     if kernel is None:
         raise GuestImageError(f"{KERNEL_META} depends on no linux-image package")
-    return [Package(kernel, _candidate(kernel)[0]), Package(BUSYBOX, _candidate(BUSYBOX)[0])]
+    return [Package(kernel, _candidates(kernel)[kernel][0]),
+            *(Package(name, known[name][0]) for name in (BUSYBOX, *SSH_PACKAGES))]
 
 
 def cache_key(packages: Iterable[Package]) -> str:
@@ -109,7 +129,8 @@ def cache_key(packages: Iterable[Package]) -> str:
     for package in packages:
         digest.update(package.spec.encode() + b"\n")
     for text in (scripts.INIT, scripts.UDHCPC_SCRIPT, scripts.POWEROFF,
-                 scripts.EXTLINUX_CONF, " ".join(MODULES), str(DISK_MB)):
+                 scripts.EXTLINUX_CONF, *(scripts.SSH_FILES.values()), " ".join(MODULES),
+                 str(DISK_MB)):
         digest.update(text.encode() + b"\n")
     return digest.hexdigest()[:16]
 
@@ -159,11 +180,17 @@ def _build_into(work: Path, packages: list[Package], target: Path) -> None:
     busybox = root / "bin" / "busybox"
     if not busybox.exists():
         raise GuestImageError("busybox-static holds no /bin/busybox")
+    ssh = _elf_closure(root, DROPBEAR)
 
     disk = work / "disk"
     (disk / "boot").mkdir(parents=True)
     shutil.copyfile(kernels[-1], disk / "boot" / "vmlinuz")
     (disk / "boot" / "initrd.img").write_bytes(_initramfs(busybox, modules))
+    for name, path in ssh:
+        target_file = disk / scripts.SSH_DIR / name
+        target_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target_file)
+        target_file.chmod(0o755)
     (disk / "boot" / "extlinux.conf").write_text(scripts.EXTLINUX_CONF)
     raw = work / "disk.raw"
     _run("mke2fs", "-q", "-F", "-t", "ext2", "-L", IMAGE_NAME, "-d", disk, raw,
@@ -214,6 +241,74 @@ def _module_closure(kernel_dir: Path, wanted: Iterable[str]) -> list[tuple[str, 
     return ordered
 
 
+def _inside(root: Path, relative: str) -> Path:
+    """The file ``relative`` names under ``root``, its symlinks followed within ``root``
+    (the packages' absolute links point into the package tree, not at this machine)."""
+    path = root / relative.lstrip("/")
+    for _ in range(16):
+        if not path.is_symlink():
+            return path
+        target = os.readlink(path)
+        path = root / target.lstrip("/") if target.startswith("/") else path.parent / target
+    raise GuestImageError(f"too many symbolic links at {relative}")
+
+
+def _elf_deps(data: bytes) -> tuple[str | None, list[str]]:
+    """(PT_INTERP path, DT_NEEDED sonames) of a little-endian ELF64 file."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise GuestImageError("not a little-endian 64-bit ELF file")
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    interp = None
+    for index in range(phnum):
+        kind, _, offset, _, _, size = struct.unpack_from("<IIQQQQ", data,
+                                                         phoff + index * phentsize)
+        if kind == 3:  # PT_INTERP
+            interp = data[offset:offset + size].rstrip(b"\0").decode()
+    sections = [struct.unpack_from("<IIQQQQII", data, shoff + index * shentsize)
+                for index in range(shnum)]
+    needed: list[str] = []
+    for _, kind, _, _, offset, size, link, _ in sections:
+        if kind != 6:  # SHT_DYNAMIC; its sh_link is the string table of its names
+            continue
+        strtab = sections[link][4]
+        for entry in range(offset, offset + size, 16):
+            tag, value = struct.unpack_from("<qQ", data, entry)
+            if tag == 0:  # DT_NULL
+                break
+            if tag == 1:  # DT_NEEDED
+                end = data.index(b"\0", strtab + value)
+                needed.append(data[strtab + value:end].decode())
+    return interp, needed
+
+
+def _elf_closure(root: Path, program: str) -> list[tuple[str, Path]]:
+    """``program``, its ELF interpreter and every shared library it needs (transitively),
+    as (path in the guest, file in ``root``): libraries under their soname in the first
+    multiarch directory, where the interpreter finds them without a cache."""
+    found: list[tuple[str, Path]] = []
+    pending = [(program, _inside(root, program))]
+    seen: set[str] = set()
+    while pending:
+        name, path = pending.pop()
+        if name in seen:
+            continue
+        if not path.is_file():
+            raise GuestImageError(f"{name} is in none of the guest's packages")
+        seen.add(name)
+        found.append((name, path))
+        interp, needed = _elf_deps(path.read_bytes())
+        if interp is not None:
+            pending.append((interp.lstrip("/"), _inside(root, interp)))
+            # libc names the interpreter too; it is found loaded (by soname), never opened.
+            seen.add(f"{LIBRARY_DIRS[0]}/{Path(interp).name}")
+        for soname in needed:
+            where = next((d for d in LIBRARY_DIRS if _inside(root, f"{d}/{soname}").is_file()),
+                         LIBRARY_DIRS[0])
+            pending.append((f"{LIBRARY_DIRS[0]}/{soname}", _inside(root, f"{where}/{soname}")))
+    return found
+
+
 class _Cpio:
     """A gzip'd newc archive (what the kernel unpacks as initramfs), written in memory."""
 
@@ -249,7 +344,7 @@ class _Cpio:
 
 def _initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
     archive = _Cpio()
-    for directory in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib",
+    for directory in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "etc/dropbear", "lib",
                       "lib/modules", "proc", "run", "sys", "tmp", "mnt", "root"):
         archive.directory(directory)
     # The console must exist before devtmpfs is mounted, or init's first output is lost.
@@ -259,6 +354,8 @@ def _initramfs(busybox: Path, modules: list[tuple[str, Path]]) -> bytes:
     archive.file("etc/udhcpc.script", scripts.UDHCPC_SCRIPT.encode(), 0o755)
     archive.file(scripts.POWEROFF_PATH, scripts.POWEROFF.encode(), 0o755)
     archive.file("etc/hostname", b"stratus-guest\n")
+    for name, text in scripts.SSH_FILES.items():
+        archive.file(name, text.encode())
     for name, path in modules:
         archive.file(f"lib/modules/{name}.ko", path.read_bytes())
     archive.file("etc/modules-order", "\n".join(n for n, _ in modules).encode() + b"\n")

@@ -15,15 +15,35 @@ Everything the guest learns is printed to the serial console as marker lines tha
 - ``STRATUS-USERDATA-BEGIN``, the user-data script's output, ``STRATUS-USERDATA-END rc=N``
 - ``STRATUS-DISK name=vdX size=BYTES`` for each block device at boot,
   ``STRATUS-DISK-ADDED ...`` / ``STRATUS-DISK-REMOVED name=vdX`` for hot-plugged ones
+- ``STRATUS-SSH up`` (or ``STRATUS-SSH failed``): only for a server with a key pair:
+  its public key is root's ``authorized_keys`` and dropbear listens on port 22
 - ``STRATUS-READY uptime=S``: init is done; the guest stays up, powering off on ACPI
   power-button presses (``STRATUS-POWEROFF``)
 - ``STRATUS-TICK uptime=S`` every two seconds after that: the guest's clock, seen from
   outside (a paused guest prints none; a suspended and resumed one keeps counting)
 
 busybox 1.35's static ``wget -T`` crashes (SIGSEGV), so time limits come from ``timeout``.
+
+SSH, for a server with a key pair only (``meta_data.json`` lists public keys): dropbear
+(Debian's ``dropbear-bin``) logs root in with the key the metadata service serves (EC2's
+``public-keys/0/openssh-key``). It and its libraries are on the boot disk's file system
+under ``/ssh`` (the initramfs, which every boot unpacks, stays as small as it was), which
+init mounts read-only; the host key is made on the first connection (``-R``). A guest
+without a key pair boots as before.
 """
 
 METADATA_BASE = "http://169.254.169.254/openstack/latest"
+EC2_METADATA_BASE = "http://169.254.169.254/latest/meta-data"
+#: Where dropbear and its libraries are on the disk's file system (their guest paths below).
+SSH_DIR = "ssh"
+
+#: The files dropbear needs to know root (its shell, its home) and the shells it accepts.
+SSH_FILES = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/group": "root:x:0:\n",
+    "etc/shells": "/bin/sh\n",
+    "etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\n",
+}
 
 INIT = r"""#!/bin/busybox sh
 # Stratus test guest init (PID 1). See stratus/guest_image/scripts.py.
@@ -34,6 +54,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 exec </dev/console >/dev/console 2>&1
 hostname -F /etc/hostname
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -80,6 +101,25 @@ else
     echo "STRATUS-NET none"
 fi
 
+disks() { ls /sys/block 2>/dev/null | grep -E '^(vd|sd|xvd)' ; }
+# dropbear from the disk that holds it (mounted read-only; its paths linked into place).
+start_ssh() {
+    mkdir -p /run/disk
+    for d in $(disks); do
+        mount -o ro "/dev/$d" /run/disk 2>/dev/null || continue
+        if [ -x /run/disk/@SSH@/usr/sbin/dropbear ]; then
+            ln -s /run/disk/@SSH@/lib64 /lib64
+            ln -s /run/disk/@SSH@/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
+            ln -s /run/disk/@SSH@/usr/sbin/dropbear /usr/sbin/dropbear
+            # Host keys are made on the first connection (-R): nothing to wait for here.
+            dropbear -R -E -P /run/dropbear.pid -p 22 2>/run/dropbear.log
+            return
+        fi
+        umount /run/disk
+    done
+    return 1
+}
+
 # The first "key": "value" string of that name in meta_data.json.
 field() {
     grep -o "\"$1\": *\"[^\"]*\"" /run/meta_data.json | head -n1 | sed 's/.*"\([^"]*\)"$/\1/'
@@ -99,6 +139,16 @@ if [ "$IP" != none ]; then
         UUID=$(field uuid)
         H=$(field hostname)
         [ -n "$H" ] && HOSTNAME="$H" && hostname "$H"
+        if grep -q '"public_keys": *{ *"' /run/meta_data.json; then
+            mkdir -p /root/.ssh && chmod 700 /root/.ssh
+            if timeout 10 wget -q -O /root/.ssh/authorized_keys \
+                    @EC2@/public-keys/0/openssh-key 2>/dev/null && start_ssh; then
+                echo "STRATUS-SSH up"
+            else
+                echo "STRATUS-SSH failed"
+                cat /run/dropbear.log 2>/dev/null
+            fi
+        fi
         if timeout 10 wget -q -O /run/user_data @METADATA@/user_data 2>/dev/null \
                 && [ -s /run/user_data ]; then
             if head -c2 /run/user_data | grep -q '^#!'; then
@@ -120,7 +170,6 @@ if [ "$IP" != none ]; then
 fi
 echo "STRATUS-GUEST ip=${IP%/*} uuid=$UUID hostname=$HOSTNAME uptime=$(up)"
 
-disks() { ls /sys/block 2>/dev/null | grep -E '^(vd|sd|xvd)' ; }
 for d in $(disks); do
     echo "STRATUS-DISK name=$d size=$(( $(cat /sys/block/$d/size) * 512 ))"
 done
@@ -143,7 +192,8 @@ while true; do
     done
     known="$now"
 done
-""".replace("@METADATA@", METADATA_BASE)
+""".replace("@METADATA@", METADATA_BASE).replace("@EC2@", EC2_METADATA_BASE).replace(
+    "@SSH@", SSH_DIR)
 
 #: udhcpc's hook: addresses, then the option-121 routes when the server sent them (RFC 3442
 #: says a client that gets option 121 ignores option 3), else the router as default route.

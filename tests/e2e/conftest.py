@@ -32,8 +32,8 @@ def _realvm_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 @pytest.fixture
 def realvm_cloud(_realvm_up: Cloud) -> Iterator[Cloud]:
     """The session's real-guest cloud, running (started again if a test stopped or killed
-    it), handed to one test; what servers and snapshots the test left are deleted after it,
-    so the next test starts from the same cloud (its names free)."""
+    it), handed to one test; what servers, snapshots and key pairs the test left are deleted
+    after it, so the next test starts from the same cloud (its names free)."""
     cloud = _realvm_up
     if cloud.process is None or cloud.process.poll() is not None:
         cloud.start(timeout=180)
@@ -48,6 +48,8 @@ def realvm_cloud(_realvm_up: Cloud) -> Iterator[Cloud]:
         for image in cloud.openstack_json("image", "list"):
             if image["Name"] != "stratus-test-guest":
                 cloud.openstack("image", "delete", image["ID"], check=False)
+        for keypair in cloud.openstack_json("keypair", "list"):
+            cloud.openstack("keypair", "delete", keypair["Name"], check=False)
 
 
 # The dashboard's browser tests: one cloud and one chromium for every module of a process.

@@ -4,6 +4,8 @@ libvirt/QEMU (TCG here) runs the project's test guest on the ``private`` network
 the network's namespace gives it its port's address, the metadata proxy brings its requests
 to the metadata API, and the guest reports on its serial console what it learnt: address,
 uuid, hostname and its user-data script's output, read back with ``console log show``.
+Booted with a key pair, the guest puts the key in root's ``authorized_keys`` and starts its
+SSH server, which answers on port 22 from the network's namespace.
 ``stratus trace`` shows the guest's DHCP reply and its metadata requests through the proxy in
 the boot's trace; ``stratus why --os-cloud`` asks the cloud's operator route.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +24,8 @@ from typing import Any
 import pytest
 
 from stratus.compute.virt.libvirt import host as libvirt_host
+from stratus.network.agents import linux
+from stratus.network.objects import dhcp_namespace
 from tests.e2e.cloud import BIN, Cloud
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realvm, pytest.mark.serial]
@@ -65,6 +70,14 @@ def running_domains() -> set[str]:
         conn.close()
 
 
+def ssh_banner(namespace: str, address: str) -> bytes:
+    """The first line an SSH server at ``address``:22 sends, connecting from ``namespace``."""
+    with linux.entered(namespace):
+        sock = socket.create_connection((address, 22), timeout=15)
+    with sock:
+        return sock.recv(256).split(b"\r\n")[0]
+
+
 def wait_status(cloud: Cloud, name: str, status: str, within: float = 120) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -103,8 +116,15 @@ def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
     script.write_text("#!/bin/sh\necho \"user-data ran as $(id -u) on $(hostname)\"\n"
                       "echo answer=$((6 * 7))\n")
 
+    # A key pair the cloud makes: its public key reaches the guest by the metadata service;
+    # a group of the guest's own lets SSH in (the default one lets in only its members).
+    cloud.openstack("keypair", "create", "vm1-key")
+    group = cloud.openstack_json("security", "group", "create", "vm1-ssh")["id"]
+    cloud.openstack("security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
+                    "--dst-port", "22", "--remote-ip", "0.0.0.0/0", group)
     server = cloud.openstack_json("server", "create", "--image", "stratus-test-guest",
                                   "--flavor", "m1.tiny", "--network", "private",
+                                  "--key-name", "vm1-key", "--security-group", group,
                                   "--user-data", str(script), "--wait", "vm1")
     assert server["status"] == "ACTIVE"
     server_id = server["id"]
@@ -126,6 +146,9 @@ def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
     assert f"user-data ran as 0 on {guest.group(3)}" in user_data
     assert "answer=42" in user_data
     assert "STRATUS-USERDATA-END rc=0" in text
+    assert "STRATUS-SSH up" in text
+    network = cloud.openstack_json("network", "show", "private")["id"]
+    assert ssh_banner(dhcp_namespace(network), ip).startswith(b"SSH-2.0-dropbear")
 
     # The boot's trace: the guest's DHCP reply from dnsmasq (seed step 31) and its metadata
     # requests through the proxy (52, 54) to metadata-api (53), in the boot's own trace.
@@ -186,5 +209,7 @@ def test_guest_gets_its_address_and_metadata_and_runs_its_user_data(
     assert server_id not in running_domains()
 
     cloud.openstack("server", "delete", "--wait", "vm1")
+    cloud.openstack("keypair", "delete", "vm1-key")
+    cloud.openstack("security", "group", "delete", group)
     assert server_id not in domains()
     assert cloud.openstack_json("port", "list", "--device-id", server_id) == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tools.interop.cloud import Admin, Prepared
 from tools.interop.guideline import map_tests
-from tools.interop.run import RECORD, load_tests, outcome
+from tools.interop.run import RECORD, Outcome, load_tests, merged, needing_validation, outcome
+from tools.interop.tempest_conf import render
 
 GUIDELINE = {
     "components": {"c": {"capabilities": {"required": ["cap"]}}},
@@ -68,3 +70,38 @@ def test_the_recorded_count_is_of_the_kept_list() -> None:
     tests = load_tests(Path(RECORD.parent / "tests" / record["tests"]))
     assert len(tests) == 217
     assert 0 < record["passed"] <= len(tests)
+
+
+def test_the_validation_pass_replaces_the_skips_of_the_tests_it_ran() -> None:
+    main = Outcome(["t.A.test_ok"], [], [
+        ("t.S.test_vcpus", "Instance validation tests are disabled."),
+        ("t.S.test_hostname", "Instance validation tests are disabled."),
+        ("t.F.test_x", "no feature")])
+    rerun = needing_validation(main)
+    assert rerun == ["t.S.test_vcpus", "t.S.test_hostname"]
+    second = Outcome(["t.S.test_vcpus"], [("t.S.test_hostname", "ssh timed out")], [])
+    result = merged(main, second, rerun)
+    assert result.passed == ["t.A.test_ok", "t.S.test_vcpus"]
+    assert result.failed == [("t.S.test_hostname", "ssh timed out")]
+    assert result.skipped == [("t.F.test_x", "no feature")]
+
+
+def test_tempest_conf_turns_validation_on_only_for_real_guests(tmp_path: Path) -> None:
+    import configparser
+
+    prepared = Prepared(
+        admin=Admin("http://x/identity/v3", "admin", "pw", "admin", "Default", "RegionOne"),
+        endpoints={}, compute_versions=("2.1", "2.96"), volume_versions=("3.0", "3.60"),
+        network_extensions=["router"], volume_extensions=None, image_ref="i",
+        image_ref_alt="j", flavor_ref="1", flavor_ref_alt="2", shared_network="n",
+        external_network_id="e")
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(render(prepared, tmp_path))
+    assert conf["validation"]["run_validation"] == "false"
+    prepared.validation = True
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(render(prepared, tmp_path))
+    assert {k: conf["validation"][k] for k in ("run_validation", "connect_method",
+                                                "auth_method", "image_ssh_user")} == {
+        "run_validation": "true", "connect_method": "floating", "auth_method": "keypair",
+        "image_ssh_user": "root"}

@@ -211,8 +211,24 @@ def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:
         if name == "TRAILER!!!":
             break
     assert {"init", "bin/busybox", "dev/console", "lib/modules/a.ko", "etc/modules-order",
-            "etc/udhcpc.script", "etc/acpi/PWRF/00000080"} <= set(names)
+            "etc/udhcpc.script", "etc/acpi/PWRF/00000080", "etc/passwd",
+            "etc/dropbear"} <= set(names)
     assert names[-1] == "TRAILER!!!"
+
+
+def test_elf_closure_follows_the_interpreter_and_needed_libraries() -> None:
+    """On this (Debian) machine's own python3: its interpreter at the path the program
+    names, libc under its soname in the multiarch directory, the interpreter not twice."""
+    found = dict(builder._elf_closure(Path("/"), "usr/bin/python3"))
+    interp, needed = builder._elf_deps(found["usr/bin/python3"].read_bytes())
+    assert interp == "/lib64/ld-linux-x86-64.so.2" and "libc.so.6" in needed
+    assert found["lib64/ld-linux-x86-64.so.2"].is_file()
+    assert found["lib/x86_64-linux-gnu/libc.so.6"].is_file()
+    assert "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" not in found
+    with pytest.raises(builder.GuestImageError, match="not a little-endian 64-bit ELF"):
+        builder._elf_deps(b"#!/bin/sh\n")
+    with pytest.raises(builder.GuestImageError, match="in none of the guest's packages"):
+        builder._elf_closure(Path("/"), "usr/sbin/no-such-program")
 
 
 def test_cache_key_follows_packages() -> None:

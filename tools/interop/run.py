@@ -6,7 +6,13 @@ Starts ``stratus up`` (``cloud.Cloud``), makes its images and networks and write
 ``tempest.conf`` (``tempest_conf``), runs the tests of the data file (``guideline`` maps
 them onto the pinned Tempest) with ``tempest run --include-list`` (by name), and prints
 ``N passed, N failed, N skipped`` with each failure's test id and Tempest's reason, and any
-request the cloud answered with a 5xx. ``--check`` exits 1 when fewer tests pass than
+request the cloud answered with a 5xx.
+
+That main pass runs on the fake driver, so the tests Tempest skips there because they log
+into a guest by SSH (``[validation] run_validation``) are run again in a second, small pass
+against a cloud with real guests (``Cloud(real_guests=True)``: libvirt, linuxbridge, the
+project's test guest, floating IPs the host reaches), and its results replace those skips
+(``--no-validation`` leaves them skipped). ``--check`` exits 1 when fewer tests pass than
 ``passing.json`` records (the count only goes up) or when the cloud answered any request
 with a 5xx; ``--record`` raises the record to this run's count. The work directory (cloud
 data, Tempest workspace, logs, ``results.json``) is kept for reading after the run.
@@ -21,10 +27,11 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.interop.cloud import Cloud, CloudError, prepare
+from tools.interop.cloud import Cloud, CloudError, Prepared, prepare, prepare_validation
 from tools.interop.tempest_conf import render
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +39,8 @@ REPO = HERE.parent.parent
 DEFAULT_TESTS = HERE / "tests" / "2020.06-os_powered_compute.json"
 RECORD = HERE / "passing.json"
 _ATTRS = re.compile(r"\[[^\]]*\]$")
+#: Tempest's reason for skipping a test that logs into the guest when validation is off.
+VALIDATION_SKIP = re.compile(r"validation tests are disabled", re.IGNORECASE)
 
 
 @dataclass
@@ -124,7 +133,7 @@ def run_tempest(tempest_venv: Path, workspace: Path, conf: str, tests: list[str]
     # The workspace registry is the run's own (not ~/.tempest), so runs never collide.
     subprocess.run([str(tempest), "init", "--workspace-path",
                     str(workspace.parent / "workspaces.yaml"), "--name",
-                    f"interop-{workspace.parent.name}", str(workspace)],
+                    f"interop-{workspace.parent.name}-{workspace.name}", str(workspace)],
                    check=True, stdout=subprocess.DEVNULL)
     (workspace / "etc" / "tempest.conf").write_text(conf)
     # By name, not by the listed id: a test's attributes can depend on the configuration
@@ -165,6 +174,52 @@ def report(result: Outcome, server_errors: list[str]) -> list[str]:
     return lines
 
 
+def needing_validation(result: Outcome) -> list[str]:
+    """The tests Tempest skipped because validation (SSH into the guest) is off."""
+    return [test for test, reason in result.skipped if VALIDATION_SKIP.search(reason)]
+
+
+def merged(main: Outcome, second: Outcome, rerun: list[str]) -> Outcome:
+    """The main pass's outcome, the skips of the ``rerun`` tests replaced by the second
+    pass's results."""
+    return Outcome(main.passed + second.passed, main.failed + second.failed,
+                   [s for s in main.skipped if s[0] not in rerun] + second.skipped)
+
+
+def start_validation_cloud(args: argparse.Namespace) -> tuple[Cloud, Prepared]:
+    """The real-guest cloud of the validation pass, started and prepared."""
+    cloud = Cloud(args.stratus, args.workdir / "validation-cloud", real_guests=True)
+    cloud.__enter__()
+    try:
+        return cloud, prepare_validation(cloud, prepare(cloud))
+    except BaseException:
+        cloud.stop()
+        raise
+
+
+def validation_pass(args: argparse.Namespace, starting: Future[tuple[Cloud, Prepared]],
+                    tests: list[str]) -> tuple[Outcome, list[str]]:
+    """``tests`` (the main pass skipped them for want of a guest to log into) against the
+    real-guest cloud ``starting`` brings up; their outcome and the 5xx lines of its log."""
+    cloud, prepared = starting.result()  # already running: stopped by the caller
+    workspace = args.workdir / "tempest-validation"
+    conf = render(prepared, workspace, isolated_networks=args.isolated_networks)
+    # One Tempest worker per class: each boots its server in its class set-up.
+    results = run_tempest(args.tempest_venv, workspace, conf, tests, min(args.concurrency, 2))
+    return outcome(tests, results), cloud.server_errors()
+
+
+def _stop_started(starting: Future[tuple[Cloud, Prepared]] | None) -> None:
+    """Stop the validation cloud if it came up (stopping twice is harmless)."""
+    if starting is None:
+        return
+    try:
+        cloud, _ = starting.result()
+    except Exception:  # it never came up: nothing to stop (the pass said why, if it ran)
+        return
+    cloud.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=Path, default=DEFAULT_TESTS)
@@ -175,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isolated-networks", action="store_true",
                         help="a network, subnet and router per test project (Tempest's "
                              "default) instead of the shared network")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="leave the tests that log into a guest by SSH skipped (no "
+                             "second pass on a cloud with real guests)")
     parser.add_argument("--regex", help="run every Tempest test matching this instead of "
                         "the list (make tempest-full); counts per API group, no record")
     parser.add_argument("--check", action="store_true",
@@ -188,6 +246,21 @@ def main(argv: list[str] | None = None) -> int:
     tests = [] if args.regex else load_tests(args.tests)
     if args.workdir.exists():
         shutil.rmtree(args.workdir)
+    # The real-guest cloud of the validation pass comes up (and gets its image, flavor and
+    # router) while the main pass runs: only its Tempest run adds to the wall time.
+    background = ThreadPoolExecutor(max_workers=1)
+    starting = (None if args.regex or args.no_validation
+                else background.submit(start_validation_cloud, args))
+    try:
+        return _passes(args, tests, started, starting)
+    finally:
+        _stop_started(starting)
+        background.shutdown()
+
+
+def _passes(args: argparse.Namespace, tests: list[str], started: float,
+            starting: Future[tuple[Cloud, Prepared]] | None) -> int:
+    """The main pass, the validation pass when it has tests, the report; the exit status."""
     try:
         with Cloud(args.stratus, args.workdir / "cloud") as cloud:
             prepared = prepare(cloud)
@@ -207,10 +280,25 @@ def main(argv: list[str] | None = None) -> int:
               f"logs in {args.workdir})")
         return 1 if args.check and server_errors else 0
     result = outcome(tests, results)
+    main_seconds = time.monotonic() - started
+    timings = f"main pass {main_seconds:.0f} s"
+    needing = needing_validation(result)
+    if needing and starting is not None:
+        second_started = time.monotonic()
+        try:
+            second, second_errors = validation_pass(args, starting, needing)
+        except CloudError as exc:
+            print(f"interop: the validation pass: {exc}", file=sys.stderr)
+            return 1
+        result = merged(result, second, needing)
+        server_errors = server_errors + second_errors
+        timings += (f", then the validation pass ({len(needing)} tests, real guests) "
+                    f"{time.monotonic() - second_started:.0f} s: {len(second.passed)} passed, "
+                    f"{len(second.failed)} failed, {len(second.skipped)} skipped")
     for line in report(result, server_errors):
         print(line)
-    print(f"({len(tests)} tests of {args.tests.name}, {time.monotonic() - started:.0f} s; "
-          f"logs in {args.workdir})")
+    print(f"({len(tests)} tests of {args.tests.name}, {time.monotonic() - started:.0f} s: "
+          f"{timings}; logs in {args.workdir})")
     recorded = json.loads(RECORD.read_text())["passed"] if RECORD.exists() else 0
     passed = len(result.passed)
     if args.record and passed > recorded:

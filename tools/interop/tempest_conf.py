@@ -113,6 +113,15 @@ def render(prepared: Prepared, workspace: Path, *, isolated_networks: bool = Fal
         "swift": "false", "horizon": "false",
     }
     conf["validation"] = {"run_validation": "false"}
+    if prepared.validation:
+        # Real guests under TCG on a loaded machine: a boot takes 10-60 s, and Tempest
+        # waits for SSH only after the server is ACTIVE.
+        conf["validation"] = {
+            "run_validation": "true", "connect_method": "floating", "auth_method": "keypair",
+            "image_ssh_user": "root", "ip_version_for_ssh": "4", "ssh_timeout": "600",
+            "connect_timeout": "60", "ping_timeout": "300"}
+        conf["compute"]["build_timeout"] = "300"
+        conf["network"]["build_timeout"] = "300"
     text = io.StringIO()
     conf.write(text)
     return text.getvalue()
