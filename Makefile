@@ -71,11 +71,16 @@ TEST_WORKERS ?= 3
 # process a test starts imports the whole package (~0.9 s of CPU compiling it each time
 # without .pyc files), and each pytest process rewrites every test module's asserts (~9 s
 # of CPU per collection of the suite without pytest's cached rewrites).
+# The test Ceph (tests/ceph_cluster.py) the parallel part starts is kept for the serial part
+# (a start is ~20-35 s), which stops it when it ends, or else the line after it does.
+STOP_TEST_CEPH = $(BIN)/python -c 'from tests.ceph_cluster import stop_cluster; stop_cluster()'
 test: export PYTHONDONTWRITEBYTECODE :=
 test: lint typecheck ceph-bindings
 	$(BIN)/python -m compileall -q -j 0 stratus tests tools >/dev/null
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
-	$(BIN)/pytest -m serial $(ARGS) || [ $$? -eq 5 ]
+	STRATUS_TEST_KEEP_CEPH=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" \
+	    $(ARGS) || { status=$$?; $(STOP_TEST_CEPH); exit $$status; }
+	status=0; $(BIN)/pytest -m serial $(ARGS) || status=$$?; $(STOP_TEST_CEPH); \
+	    [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
 # OpenStack Powered: the interoperability guideline's required Tempest tests against a
 # throw-away `stratus up` (tools/interop/run.py). Tempest is pinned and lives in a venv of
