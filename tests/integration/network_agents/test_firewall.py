@@ -2,7 +2,9 @@
 behind a veth named as its port's tap, filtered as the rendered ruleset says.
 
 Every test uses its own table name, bridge and namespaces (fresh uuids), so parallel workers
-and other agents never collide; a finalizer deletes what a failed test left."""
+and other agents never collide; a finalizer deletes what a failed test left. They run in the
+parallel part: how fast a change takes effect is ``benchmarks l3``'s to measure, and
+nothing here needs the machine alone."""
 
 from __future__ import annotations
 
@@ -35,8 +37,6 @@ from stratus.network.objects import (
 )
 from tests.integration.network_agents.conftest import random_mac, require_root_and_dnsmasq
 from tests.integration.network_agents.guest import tcp_connect, tcp_listen
-
-pytestmark = pytest.mark.serial
 
 
 def nft_json(*args: str) -> dict[str, object]:
