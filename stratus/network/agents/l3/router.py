@@ -144,14 +144,18 @@ class RouterDriver:
         floating = sorted(f.floating_ip_address for f in router.floating_ips)
         added: list[tuple[str, str, str]] = []
         removed: list[str] = []
+        gateway_addresses: tuple[str, list[str]] | None = None
         with linux.ipr_in(namespace) as ns:
             for device, port in legs.items():
                 addresses = _leg_addresses(port)
                 if device.startswith(GATEWAY_PREFIX):
                     addresses += [f"{a}/32" for a in floating]
-                    new, gone = _sync_addresses(ns, device, addresses)
+                    # Addresses taken away go only once the NAT without them is in force
+                    # (below): gone first, a floating IP would stop answering while the
+                    # guest's new connections still left SNATed to it.
+                    new, _ = _sync_addresses(ns, device, addresses, remove=False)
                     added += [(device, port.mac_address, a) for a in new]
-                    removed += gone
+                    gateway_addresses = (device, addresses)
                 else:
                     _sync_addresses(ns, device, addresses)
             _sync_routes(ns, namespace, _wanted_routes(router))
@@ -164,6 +168,9 @@ class RouterDriver:
         if self._nat.get(router.id) != ruleset:
             self._apply_nat(namespace, ruleset)
             self._nat[router.id] = ruleset
+        if gateway_addresses is not None:
+            with linux.ipr_in(namespace) as ns:
+                _, removed = _sync_addresses(ns, *gateway_addresses)
         # After the new ruleset: a packet of a dropped connection meets no old NAT.
         forget_connections(namespace, removed)
         return AppliedRouter(router.id, tuple(f.id for f in router.floating_ips),
@@ -362,16 +369,17 @@ def _write_sysctl(namespace: str, key: str, value: str) -> None:
         handle.write(value)
 
 
-def _sync_addresses(ns: IPRoute, device: str,
-                    addresses: list[str]) -> tuple[list[str], list[str]]:
+def _sync_addresses(ns: IPRoute, device: str, addresses: list[str], *,
+                    remove: bool = True) -> tuple[list[str], list[str]]:
     """Make ``device``'s IPv4 addresses exactly ``addresses`` (CIDR notation) through the
-    namespace's socket ``ns``; the addresses added and removed (without their prefix)."""
+    namespace's socket ``ns`` (``remove=False``: add the missing ones, keep the others);
+    the addresses added and removed (without their prefix)."""
     wanted = {IPv4Interface(a) for a in addresses}
     index = ns.link_lookup(ifname=device)[0]
     present = {IPv4Interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
                for m in ns.get_addr(index=index, family=2)}
     removed = []
-    for iface in sorted(present - wanted):
+    for iface in sorted(present - wanted if remove else ()):
         ns.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
         removed.append(str(iface.ip))
     added = []
