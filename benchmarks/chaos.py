@@ -3,8 +3,9 @@ fail in turn (split mode, fake hosts, noop network backend).
 
 A stream of boots (``--boots``, paced at ``--rate`` per second; every ``--volume-every``-th
 with a blank 1 GiB volume deleted with the server; every ``--delete-every``-th deleted as soon
-as it is ACTIVE) runs while these faults happen one after the other, ``--fault-gap`` seconds
-apart:
+as it is ACTIVE) runs while these faults happen one after the other: each strikes
+``--fault-gap`` seconds into a batch of its own (``--boots`` shared between the faults, posted
+``--rate`` per second), once the cloud recovered from the fault before:
 
 * SIGKILL of the API process, a scheduler, a conductor, a compute agent, the network API and
   the volume manager, each started again ``--restart-after`` seconds later;
@@ -223,11 +224,12 @@ class Load:
             return
         self.accepted[response.json()["server"]["id"]] = index
 
-    async def run(self) -> None:
+    async def run(self, indices: range) -> None:
+        """Post the boots ``indices``, ``rate`` per second, each retried on its own."""
         tasks: list[asyncio.Task[None]] = []
         started = time.monotonic()
-        for index in range(self.options.boots):
-            delay = started + index / self.options.rate - time.monotonic()
+        for n, index in enumerate(indices):
+            delay = started + n / self.options.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(self.boot(index)))
@@ -395,9 +397,15 @@ async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
             assert await probe(client, load), "the cloud could not boot before any fault"
             stop_deleting = asyncio.Event()
             deleter = asyncio.create_task(load.delete_in_flight(stop_deleting))
-            stream = asyncio.create_task(load.run())
             began = time.monotonic()
-            for fault in options.faults:
+            # Each fault strikes into a batch of boots of its own, posted from
+            # ``fault_gap`` seconds before it on, so every fault finds boots in flight
+            # however long the ones before took to recover from.
+            per_fault = -(-options.boots // max(1, len(options.faults)))
+            batches: list[asyncio.Task[None]] = []
+            for n, fault in enumerate(options.faults):
+                batch = range(n * per_fault, min(options.boots, (n + 1) * per_fault))
+                batches.append(asyncio.create_task(load.run(batch)))
                 await asyncio.sleep(options.fault_gap)
                 _progress(f"{fault}: down for {options.restart_after} s "
                           f"({load.posted}/{options.boots} boots posted)")
@@ -407,7 +415,7 @@ async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
                 report.recover_s[fault] = time.monotonic() - at if recovered else math.inf
                 _progress(f"{fault}: a boot is ACTIVE again after "
                           f"{report.recover_s[fault]:.1f} s")
-            await stream
+            await asyncio.gather(*batches)
             report.counts["stream_s"] = time.monotonic() - began
             servers = await settle(client, options.settle_within)
             stop_deleting.set()
