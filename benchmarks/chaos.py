@@ -420,7 +420,8 @@ async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
                           f"{report.recover_s[fault]:.1f} s")
             await asyncio.gather(*batches)
             report.counts["stream_s"] = time.monotonic() - began
-            servers = await settle(client, options.settle_within)
+            # One last pass of in-flight deletes, then the cloud gets its time to settle.
+            await asyncio.sleep(2)
             stop_deleting.set()
             await deleter
             servers = await settle(client, options.settle_within)

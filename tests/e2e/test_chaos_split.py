@@ -25,14 +25,14 @@ from tests import pg_instance, rabbit_cluster
 pytestmark = [pytest.mark.e2e, pytest.mark.serial]  # a dozen processes and two servers
 
 
-@pytest.mark.timeout(900)  # ~6 min on a loaded 2-core machine: eight faults, each recovered
+@pytest.mark.timeout(1200)  # 8-10 min at load 20 on 2 cores: eight faults, each recovered
 async def test_nothing_lost_stuck_or_leaked_when_every_unit_fails_in_turn(
         tmp_path: Path) -> None:
     if reason := rabbit_cluster.available() or pg_instance.available():
         pytest.skip(reason)
     report = await run_chaos(tmp_path / "chaos", ChaosOptions(
         boots=48, rate=2.0, hosts=4, volume_every=4, delete_every=3, restart_after=2.0,
-        fault_gap=1.0, fake_latency=1.0, settle_within=240.0, log_dir=tmp_path / "logs"))
+        fault_gap=1.0, fake_latency=1.0, settle_within=150.0, log_dir=tmp_path / "logs"))
     counts = report.counts
     assert counts["boots_accepted"] + counts["boots_refused"] == 48
     # A boot may be refused while its API is down (the client retried for minutes), never
