@@ -488,7 +488,14 @@ async def _delete_all(client: Client, report: Report, within: float) -> None:
         left = await client.servers()
         if not left or time.monotonic() > deadline:
             break
-        await asyncio.sleep(2)
+        # A delete that could not release a server's ports or volumes leaves it ERROR
+        # (with why); as a user would, delete it again.
+        failed = [s for s in left if s["status"] == "ERROR"
+                  and s.get("OS-EXT-STS:task_state") is None]
+        report.counts["deletes_repeated"] = report.counts.get("deletes_repeated", 0.0) + len(
+            failed)
+        await asyncio.gather(*(one(s["id"]) for s in failed))
+        await asyncio.sleep(5)
     held = await holdings(client)
     report.counts["left_servers"] = float(len(left))
     for kind, items in held.items():
