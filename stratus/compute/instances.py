@@ -114,8 +114,12 @@ class Instances:
         return created
 
     async def get(self, instance_uuid: str, *, project_id: str | None = None,
-                  include_deleted: bool = False) -> Instance:
-        instance = await self.session.get(Instance, instance_uuid)
+                  include_deleted: bool = False, lock: bool = False) -> Instance:
+        """``lock``: the row locked for this transaction (``FOR UPDATE``) and read afresh,
+        so two writers that decide from its state (a conductor's reschedule, another's
+        watchdog) take turns instead of each writing over the other's change."""
+        instance = await self.session.get(Instance, instance_uuid, with_for_update=lock,
+                                          populate_existing=lock)
         if (instance is None or (instance.deleted_at is not None and not include_deleted)
                 or (project_id is not None and instance.project_id != project_id)):
             raise NotFound(f"Instance {instance_uuid} could not be found.")

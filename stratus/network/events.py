@@ -4,7 +4,10 @@ Port updates only enqueue: a background task posts batches to
 ``{compute endpoint}/os-server-external-events`` with this service's own token
 (``stratus.core.clients.compute.ComputeClient``), so a slow
 or absent compute-api never holds up the network API. A 404 (no such server: nothing waits
-for the event) is normal; other failures are logged and the batch dropped, as Neutron does.
+for the event) is normal; a refusal (another 4xx) is logged and the batch dropped. An
+unreachable or failing compute-api (a restart) is tried again with backoff for
+``retry_for`` seconds, less than a compute host waits for ``network-vif-plugged``: a batch
+dropped then would hold a build until that wait runs out.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stratus.core.clients.compute import ComputeClient
-from stratus.core.exceptions import NotFound, StratusError
+from stratus.core.exceptions import NotFound, ServiceUnavailable, StratusError
 
 LOG = logging.getLogger(__name__)
 
@@ -53,8 +56,11 @@ class DiscardEvents:
 class ComputeEventSender:
     """Queues events and posts them to compute-api in the background."""
 
-    def __init__(self, client: ComputeClient) -> None:
+    def __init__(self, client: ComputeClient, *, retry_for: float = 120.0,
+                 backoff: tuple[float, float] = (0.5, 5.0)) -> None:
         self.client = client
+        self.retry_for = retry_for
+        self.backoff = backoff
         self.queue: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -84,11 +90,27 @@ class ComputeEventSender:
                             len(batch), exc)
 
     async def _post(self, batch: list[ServerEvent]) -> None:
-        try:
-            await self.client.server_external_events([e.body() for e in batch])
-        except NotFound:
-            pass  # no such server: nothing waits for the event
-        except StratusError as exc:  # refused, or compute-api is unreachable
-            LOG.warning("compute refused %d external event(s): %s", len(batch), exc.message)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        delay = self.backoff[0]
+        while True:
+            try:
+                await self.client.server_external_events([e.body() for e in batch])
+            except NotFound:
+                pass  # no such server: nothing waits for the event
+            except ServiceUnavailable as exc:  # compute-api unreachable or failing
+                if loop.time() + delay > deadline:
+                    LOG.warning("compute unreachable for %g s; %d external event(s) dropped: "
+                                "%s", self.retry_for, len(batch), exc.message)
+                    return
+                LOG.info("compute unreachable, %d external event(s) sent again in %g s: %s",
+                         len(batch), delay, exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            except StratusError as exc:  # refused
+                LOG.warning("compute refused %d external event(s): %s", len(batch),
+                            exc.message)
+                return
+            LOG.debug("external events sent: %s", [e.name for e in batch])
             return
-        LOG.debug("external events sent: %s", [e.name for e in batch])

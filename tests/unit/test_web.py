@@ -436,3 +436,34 @@ async def test_a_database_out_of_connections_is_503_with_retry_after(tmp_path: P
             assert (await c.get("/rows")).status_code == 200  # and it recovers
     finally:
         await engine.dispose()
+
+
+async def test_a_database_that_went_away_is_503_with_retry_after(tmp_path: Path) -> None:
+    """A database restarting or down (connection refused, sessions ended by its shutdown)
+    is an outage the client should wait out (503 + Retry-After), not a server bug (500);
+    any other error still is one."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    router = APIRouter()
+    failure: list[BaseException] = []
+
+    @router.get("/rows")
+    async def rows() -> dict[str, object]:
+        raise failure[0]
+
+    wrapped = DBAPIError("SELECT 1", None, asyncpg.exceptions.CannotConnectNowError(
+        "the database system is shutting down"))
+    app = create_app(service="test", style=ErrorStyle.COMPUTE, routers=[router],
+                     max_body_size=LIMIT)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as c:
+        for failed in (ConnectionRefusedError(111, "Connect call failed"), wrapped):
+            failure[:] = [failed]
+            r = await c.get("/rows")
+            assert r.status_code == 503, failed
+            assert r.headers["Retry-After"].isdigit()
+            ((_, fault),) = r.json().items()
+            assert fault["code"] == 503 and "database is unreachable" in fault["message"]
+        failure[:] = [ValueError("a bug")]
+        assert (await c.get("/rows")).status_code == 500

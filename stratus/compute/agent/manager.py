@@ -350,8 +350,15 @@ class ComputeAgentManager(GuestStateActions):
             await self._destroy_quietly(instance_uuid)
             await self._deallocate_quietly(ctx, instance)
             await self._undo_volumes_quietly(ctx, instance, made)
-            await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True, result="Error",
-                              details=str(exc))
+            # The action's record is not worth the instance: the conductor failing to write
+            # it (its database restarting) must not keep build_failed from being sent, or
+            # the instance stays in BUILD for good.
+            try:
+                await self._event(ctx, instance_uuid, BUILD_EVENT, finished=True,
+                                  result="Error", details=str(exc))
+            except Exception as event_exc:
+                LOG.warning("could not record the failed build of %s: %s", instance_uuid,
+                            event_exc)
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
                                               Fault(code=500, message=str(exc) or
                                                     type(exc).__name__),

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from stratus.compute import moves, states
 from stratus.compute.errors import ClaimConflict, InsufficientResources
 from stratus.compute.hosts import Hosts
+from stratus.compute.models import Instance
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
     ActionEvent,
@@ -115,7 +116,7 @@ class ConductorManager:
             stranded = await svc.instances.stranded_on(down)
         for instance_uuid in stranded:
             async with self._txn() as svc:
-                row = await svc.instances.get(instance_uuid, include_deleted=True)
+                row = await svc.instances.get(instance_uuid, include_deleted=True, lock=True)
                 if row.deleted_at is not None or row.host not in down:
                     continue
                 await svc.placement.free(row.uuid)
@@ -209,7 +210,14 @@ class ConductorManager:
                            fault: Fault, alternates: list[str], attempt: int) -> None:
         """Free the failed host's claim; claim on the next alternate, or set ERROR."""
         async with self._txn() as svc:
-            instance = await svc.instances.get(instance_uuid, include_deleted=True)
+            instance = await svc.instances.get(instance_uuid, include_deleted=True, lock=True)
+            if not _still_building_on(instance, host):
+                # Settled meanwhile (a watchdog set ERROR, freeing the claim) or moved on
+                # (a report redelivered): its claim now is not this host's to free.
+                LOG.info("build_failed of %s on %s ignored: it is %s/%s on %s now",
+                         instance_uuid, host, instance.vm_state, instance.task_state,
+                         instance.host)
+                return
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
                 return
@@ -222,6 +230,13 @@ class ConductorManager:
             candidate = remaining.pop(0)
             try:
                 async with self._txn() as svc:
+                    current = await svc.instances.get(instance_uuid, include_deleted=True,
+                                                      lock=True)
+                    if not _still_building_on(current, host) \
+                            or current.task_state == states.DELETING:
+                        LOG.info("%s left %s's build meanwhile: not rescheduled",
+                                 instance_uuid, host)
+                        return
                     await svc.placement.claim(instance_uuid, provider_uuid(candidate),
                                               spec.resources)
                     await svc.instances.update(instance_uuid, InstanceUpdate(
@@ -380,3 +395,11 @@ class ConductorManager:
             LOG.info("confirming %d resize(s) left unconfirmed over %ss: %s", len(begun),
                      window, ", ".join(begun))
         return begun
+
+
+def _still_building_on(instance: Instance, host: str) -> bool:
+    """Whether ``instance`` is still being built on ``host`` (or deleted or being deleted
+    there, which the caller's own checks handle)."""
+    if instance.deleted_at is not None or instance.task_state == states.DELETING:
+        return True
+    return instance.vm_state == states.BUILDING and instance.host == host

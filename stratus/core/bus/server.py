@@ -78,6 +78,10 @@ DEFAULT_DEDUPE_WINDOW = 10_000
 _NEVER_RETRY = (InvalidMessage, UnknownMethod, UnsupportedVersion)
 
 
+#: Seconds a handler is run again while the database is unreachable before it fails.
+DATABASE_OUTAGE_WAIT = 45.0
+
+
 class RPCServer:
     """Serves ``methods`` of ``manager`` on ``target`` (see the module's contracts)."""
 
@@ -236,10 +240,35 @@ class RPCServer:
         try:
             with span(f"bus.{request.kind} {self.target.topic}.{request.method}",
                       SpanKind.CONSUMER, **attributes):
-                return await self.dispatcher.dispatch(request, ctx)
+                return await self._dispatch_through_outages(request, ctx)
         finally:
             if parent is not None:
                 otel_context.detach(parent)
+
+    async def _dispatch_through_outages(self, request: Request, ctx: RequestContext) -> Any:
+        """Run the handler; while it fails because the database went away (a restart), run
+        it again with backoff for up to ``DATABASE_OUTAGE_WAIT`` seconds (and no longer than
+        a call's caller waits). Its transaction was rolled back and handlers are idempotent;
+        failing at once would spend a cast's redeliveries within the outage and leave the
+        instance it was about (a failed build, a delete) in its task state for good."""
+        from stratus.core.db import database_unreachable
+
+        deadline = time.monotonic() + DATABASE_OUTAGE_WAIT
+        delay = 0.25
+        while True:
+            try:
+                return await self.dispatcher.dispatch(request, ctx)
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    raise
+                retry_at = time.monotonic() + delay
+                if retry_at > deadline or (request.expires is not None
+                                           and time.time() + delay > request.expires):
+                    raise
+                LOG.warning("bus: %s: the database is unreachable (%s); running it again in "
+                            "%g s", describe(request), type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
 
     async def _handle_call(self, request: Request, ctx: RequestContext,
                            incoming: Incoming) -> str:

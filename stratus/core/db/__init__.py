@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event, inspect, text
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -294,5 +295,39 @@ def run_migrations_online(context: Any, target_metadata: Any) -> None:
 #: use for the whole pool timeout. An API answers them 503 with Retry-After, not 500.
 BUSY_ERRORS: tuple[type[Exception], ...] = (PoolTimeout,)
 
+
+@functools.cache
+def _outage_errors() -> tuple[type[BaseException], ...]:
+    """Asked on the first error, not at import: asyncpg's exceptions import asyncpg whole,
+    which a SQLite cloud never needs."""
+    found: list[type[BaseException]] = [ConnectionError]
+    try:
+        from asyncpg import exceptions as pg
+    except ImportError:  # SQLite only
+        return tuple(found)
+    # Refused, starting up or shutting down (57P01-03), connection-class errors (08xxx),
+    # a connection that died under the caller.
+    found += [pg.PostgresConnectionError, pg.CannotConnectNowError, pg.AdminShutdownError,
+              pg.CrashShutdownError, pg.ConnectionDoesNotExistError]
+    return tuple(found)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database server could not be reached or went away (refused,
+    shutting down or restarting, the connection lost): an outage, which an API answers 503
+    with Retry-After as it does a busy pool, not a bug (500)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    for _ in range(6):  # SQLAlchemy's and the driver's wrappers, then the cause
+        if seen is None:
+            return False
+        if isinstance(seen, _outage_errors()):
+            return True
+        orig = seen.orig if isinstance(seen, DBAPIError) else None
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__ or seen.__context__
+    return False
+
+
 __all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "ServerBusy", "Txn", "UTCDateTime",
-           "configure_pools", "run_migrations_online", "utcnow"]
+           "configure_pools", "database_unreachable", "run_migrations_online", "utcnow"]

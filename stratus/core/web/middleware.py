@@ -31,7 +31,7 @@ from stratus.core.context import (
     set_instance,
     set_request_id,
 )
-from stratus.core.db import BUSY_ERRORS
+from stratus.core.db import BUSY_ERRORS, database_unreachable
 from stratus.core.web.errors import ErrorStyle
 
 LOG = logging.getLogger("stratus.web")
@@ -126,14 +126,22 @@ class RequestMiddleware:
                              "it shortly.", headers={"Retry-After": str(BUSY_RETRY_AFTER)})
                     await response(scope, receive, send_with_id)
                 except Exception as exc:
-                    LOG.exception("unhandled error in %s %s", method, path)
                     current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    # A database restart or outage is not a bug: the client retries.
+                    unreachable = database_unreachable(exc)
+                    if unreachable:
+                        LOG.warning("database unreachable: %s %s: %s", method, path,
+                                    type(exc).__name__)
+                    else:
+                        LOG.exception("unhandled error in %s %s", method, path)
                     if status_holder["sent"]:
                         raise
                     response = self.style.response(
+                        503, "The database is unreachable; retry the request shortly.",
+                        headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+                    ) if unreachable else self.style.response(
                         500, "An unexpected error prevented the server from fulfilling "
-                             "your request."
-                    )
+                             "your request.")
                     await response(scope, receive, send_with_id)
                 finally:
                     status = status_holder["status"]

@@ -365,3 +365,56 @@ async def test_allowed_remote_errors_are_raised_as_their_type(
     assert isinstance(unknown.value, RemoteError)
     with pytest.raises(InvalidMessage):
         await untyped.call(context(), "add", a=1, unexpected=2)
+
+
+class DatabaseAway:
+    """A manager whose database is restarting for its first ``outage`` runs of each
+    method: the driver's connection refused, as asyncpg raises it."""
+
+    METHODS = ("record", "read")
+
+    def __init__(self, outage: int) -> None:
+        self.outage = outage
+        self.runs: Counter[str] = Counter()
+        self.done: list[str] = []
+
+    def _attempt(self, method: str) -> None:
+        self.runs[method] += 1
+        if self.runs[method] <= self.outage:
+            raise ConnectionRefusedError(111, "Connect call failed")
+
+    async def record(self, ctx: Any, item: str) -> None:
+        self._attempt("record")
+        self.done.append(item)
+
+    async def read(self, ctx: Any) -> int:
+        self._attempt("read")
+        return 7
+
+
+async def test_handlers_wait_out_a_database_restart(transports: TransportFactory,
+                                                    servers: ServerFactory) -> None:
+    # More failed runs than the transport's 3 attempts: redelivery alone would dead-letter
+    # the cast and answer the call with the error, the instance it was about left as is.
+    manager = DatabaseAway(outage=4)
+    await servers(await transports(), Target("db-away"), manager, DatabaseAway.METHODS)
+    client = RPCClient(await transports(), Target("db-away"), timeout=30)
+    assert await client.call(context(), "read") == 7
+    await client.cast(context(), "record", item="after the restart")
+    await eventually(lambda: manager.done == ["after the restart"], within=30)
+    assert manager.runs == {"read": 5, "record": 5}
+
+
+async def test_other_handler_errors_are_not_run_again(transports: TransportFactory,
+                                                      servers: ServerFactory) -> None:
+    class Broken(DatabaseAway):
+        def _attempt(self, method: str) -> None:
+            self.runs[method] += 1
+            raise ValueError("a bug")
+
+    manager = Broken(outage=0)
+    await servers(await transports(), Target("broken"), manager, DatabaseAway.METHODS)
+    client = RPCClient(await transports(), Target("broken"), timeout=30)
+    with pytest.raises(RemoteError, match="a bug"):
+        await client.call(context(), "read")
+    assert manager.runs["read"] == 1

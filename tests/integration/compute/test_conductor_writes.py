@@ -131,3 +131,30 @@ async def test_an_update_waits_for_a_write_longer_than_the_busy_timeout(stack: S
     async with compute.service() as svc:
         assert (await svc.instances.get(uuid)).task_state == states.NETWORKING
         assert (await svc.instances.get(other)).display_name == "renamed"
+
+
+async def test_a_build_failure_report_for_a_settled_instance_changes_nothing(
+        stack: Stack) -> None:
+    """A conductor's watchdog set the build ERROR (its host looked down) while the host's
+    build_failed report was on its way: the report neither reschedules the instance nor
+    touches a claim. (Before, the two writes raced: the chaos run ended with a server in
+    ERROR but still ``scheduling``, claimed on another host.)"""
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.objects import Fault
+    from stratus.compute.rpcapi import ComputeAgentAPI
+
+    (uuid,) = await _building(stack, 1)
+    assert stack.compute is not None and stack.bus is not None
+    compute = stack.compute
+    async with compute.service() as svc:
+        await svc.instances.set_error(uuid, message="Compute host node stopped responding "
+                                                    "while building the instance.")
+    conductor = ConductorManager(compute, ComputeAgentAPI(stack.bus))
+    await conductor.build_failed(CTX, uuid, "node", Fault(message="port failed"),
+                                 alternates=["node"], attempt=1)
+    async with compute.service() as svc:
+        instance = await svc.instances.get(uuid)
+        assert (instance.vm_state, instance.task_state) == (states.ERROR, None)
+        assert await svc.placement.allocations_of(uuid) == {}
+        fault = await svc.instances.fault_of(uuid)
+        assert fault is not None and "stopped responding" in fault.message
