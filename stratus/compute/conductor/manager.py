@@ -81,7 +81,7 @@ def _queued_when_busy(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitabl
 
 
 class ConductorManager:
-    METHODS = ("instance_get", "build_started", "instance_update", "action_event",
+    METHODS = ("instance_get", "begin_build", "build_started", "instance_update", "action_event",
                "build_failed",
                "instance_destroyed", "instance_offloaded", "host_report",
                "host_instance_states",
@@ -174,6 +174,25 @@ class ConductorManager:
             except UnexpectedTaskState:  # deleted, or on its way: the host decides on it
                 return svc.instances.record(
                     await svc.instances.get(instance_uuid, include_deleted=True))
+            await svc.instances.record_event(instance_uuid, ctx.request_id, event,
+                                             host=host, finished=False)
+            return record
+
+    @_queued_when_busy
+    async def begin_build(self, ctx: RequestContext, instance_uuid: str, host: str,
+                          event: str) -> InstanceRecord | None:
+        """A host takes up a build: in one transaction (one bus round trip fewer than
+        ``build_started`` and a first ``instance_update``), a live instance still building
+        and not yet taken up (``scheduling``) moves to ``networking`` and ``event`` starts.
+        None when there is nothing to build: it was deleted, is being deleted, or another
+        delivery of the same build took it up."""
+        async with self._txn() as svc:
+            try:
+                record = await svc.instances.transition(
+                    instance_uuid, InstanceUpdate(task_state=states.NETWORKING),
+                    [states.SCHEDULING, None], building=True)
+            except UnexpectedTaskState:
+                return None
             await svc.instances.record_event(instance_uuid, ctx.request_id, event,
                                              host=host, finished=False)
             return record
