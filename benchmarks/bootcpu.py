@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="write a cProfile of the measured boots here (the main thread "
                              "only: not SQLite's, and coroutines' times include waits)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="run under valgrind --tool=callgrind --instr-atstart=no: "
+                             "instrumentation is switched on for the measured boots only "
+                             "(callgrind_control), so the output's instruction count is "
+                             "theirs, whatever the machine's load")
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="sample the measured boots with py-spy (every thread, CPU only) "
                              "into FILE as collapsed stacks")
@@ -152,6 +157,8 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
 
     profiler = cProfile.Profile() if args.profile else None
     spy = await _start_py_spy(args.py_spy) if args.py_spy else None
+    if args.callgrind:
+        await _callgrind("on")
     threads_before = _thread_cpu()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     if profiler:
@@ -161,6 +168,8 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
+    if args.callgrind:
+        await _callgrind("off")
     cpu = time.process_time() - cpu_before
     wall = time.perf_counter() - wall_before
     threads_after = _thread_cpu()
@@ -183,6 +192,15 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
     }
     return Result(metrics, goals=[Goal("cpu_ms_per_boot", 10.0, "<=",
                                        "issue 21: in-process, profiler off")])
+
+
+async def _callgrind(state: str) -> None:
+    """Switch callgrind's instrumentation of this process on or off."""
+    process = await asyncio.create_subprocess_exec(
+        "callgrind_control", "-i", state, str(os.getpid()),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    if await process.wait() != 0:
+        raise RuntimeError("callgrind_control failed: is this process under callgrind?")
 
 
 def _thread_cpu() -> dict[int, float]:

@@ -346,9 +346,11 @@ class Instances:
     async def record_event(self, instance_uuid: str, request_id: str | None, event: str, *,
                            host: str | None, finished: bool, result: str | None = None,
                            details: str | None = None,
-                           started_at: dt.datetime | None = None) -> None:
+                           started_at: dt.datetime | None = None,
+                           finish_action: bool = False) -> None:
         """Start an event, or finish the started one of the same name (or, when none was
-        started, record it whole, from ``started_at``).
+        started, record it whole, from ``started_at``); ``finish_action``: the action
+        finishes with it (as ``finish_action`` would, in the same statement).
 
         Statements on the tables, not ORM objects: every hop of a boot records one, and
         the unit of work cost more than the SQL. An action or event already loaded as an
@@ -376,6 +378,8 @@ class Instances:
                 result=result if finished else None, details=details if finished else None))
         actions = _ACTIONS
         changes: dict[str, Any] = {"updated_at": now}
+        if finish_action:
+            changes["finish_time"] = now
         if finished and result == "Error":
             changes["message"] = "Error"
         await self.session.execute(sa_update(actions).where(actions.c.id == action_id)

@@ -209,11 +209,14 @@ class ConductorManager:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,
                                               message=fault.message, details=fault.details,
                                               host=record.host)
+            # A new vm state with no task left ends the action (the build's last step).
+            finishing = update.vm_state is not None and record.task_state is None
             if event is not None:
                 await svc.instances.record_event(
                     instance_uuid, ctx.request_id, event.name, host=event.host,
-                    finished=event.finished, result=event.result, details=event.details)
-            if update.vm_state is not None and record.task_state is None:
+                    finished=event.finished, result=event.result, details=event.details,
+                    finish_action=finishing)
+            elif finishing:
                 await svc.instances.finish_action(instance_uuid, ctx.request_id)
             return record
 
