@@ -62,7 +62,8 @@ def main() -> None:
     top = int(sys.argv[2]) if len(sys.argv) > 2 else 15
     total, own, inclusive = summarise(path)
     print(f"{total} samples\n")
-    for title, counter in (("self", own), ("inclusive", inclusive)):
+    ours = Counter({name: count for name, count in inclusive.items() if "stratus/" in name})
+    for title, counter in (("self", own), ("inclusive, Stratus's functions", ours)):
         print(f"| # | {title} % | function (file) |\n|---|---|---|")
         for rank, (name, count) in enumerate(counter.most_common(top), 1):
             print(f"| {rank} | {100 * count / total:.1f} | `{name}` |")
