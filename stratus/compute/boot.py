@@ -117,12 +117,12 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     # ``Txn.lock``) from before the checks to the commit of the rows.
     with span("compute.create_rows", step="5"):
         async with rt.service() as svc:
-            instances, flavor_info = await _create_rows(svc, context, project_id, req, image)
+            instances, flavor = await _create_rows(svc, context, project_id, req, image)
     if len(instances) == 1:  # the request's later log lines name the new server
         set_instance(instances[0].uuid)
     build = BuildRequest(
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
-        flavor=flavor_info, availability_zone=req.availability_zone,
+        flavor=flavor, availability_zone=req.availability_zone,
         group_uuid=req.group_uuid,
         image_properties=image_properties(image))
     to_build = list(instances)
@@ -218,7 +218,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
         tags=req.tags, block_devices=tuple(disks)), count=req.count)
     if group is not None:
         await svc.server_groups.add_members(group, [i.uuid for i in instances])
-    return instances, svc.instances.record(instances[0]).flavor
+    return instances, flavor_info(flavor)
 
 
 async def _root_volumes(rt: ComputeRuntime, context: RequestContext,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, or_, select
+from sqlalchemy import update as sa_update
 
 from stratus.compute import states
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
@@ -36,8 +37,21 @@ from stratus.core.context import RequestContext
 from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound
 
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+    from sqlalchemy.engine import Row
+
 __all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
            "flavor_info", "hostname_of"]
+
+#: The tables the boot's hot path writes with plain statements (no ORM unit of work).
+_INSTANCES = cast(Table, Instance.__table__)
+_ACTIONS = cast(Table, InstanceAction.__table__)
+_EVENTS = cast(Table, InstanceActionEvent.__table__)
+
+#: What ``InstanceUpdate`` may set besides the task state (None: left alone).
+_UPDATABLE = ("vm_state", "power_state", "host", "node", "progress", "launched_at",
+              "network_info", "system_metadata")
 
 #: The rows of a log kept per instance, newest last (by ``id``).
 _Logged = TypeVar("_Logged", InstanceFault, InstanceAction)
@@ -152,8 +166,7 @@ class Instances:
             raise UnexpectedTaskState(
                 f"Instance {instance_uuid} is in task state {instance.task_state}, not one "
                 f"of {expected_task_state}.")
-        for field in ("vm_state", "power_state", "host", "node", "progress", "launched_at",
-                      "network_info", "system_metadata"):
+        for field in _UPDATABLE:
             value = getattr(update, field)
             if value is not None:
                 setattr(instance, field, value)
@@ -162,6 +175,43 @@ class Instances:
         instance.updated_at = utcnow()
         await self.session.flush()
         return instance
+
+    async def transition(self, instance_uuid: str, update: InstanceUpdate,
+                         expected_task_state: list[str | None] | None = None, *,
+                         building: bool = False) -> InstanceRecord:
+        """``update`` as one guarded UPDATE (the expected task states in its WHERE), the row
+        it wrote read back in the same statement: what a compute host's progress costs on
+        the boot's hot path, against a load of the whole ORM object, its flush and a second
+        statement (``update``). The caller must not hold this instance as an ORM object in
+        the same transaction (it would not see the change). ``building``: only a live
+        instance that is building takes it (else ``UnexpectedTaskState`` too)."""
+        values: dict[str, Any] = {field: getattr(update, field) for field in _UPDATABLE
+                                  if getattr(update, field) is not None}
+        if update.task_state is not None or update.clear_task_state:
+            values["task_state"] = update.task_state
+        values["updated_at"] = utcnow()
+        table = _INSTANCES
+        statement = sa_update(table).where(table.c.uuid == instance_uuid)
+        if expected_task_state is not None:
+            named = [state for state in expected_task_state if state is not None]
+            guard: ColumnElement[bool] = table.c.task_state.in_(named)
+            if None in expected_task_state:
+                guard = or_(guard, table.c.task_state.is_(None))
+            statement = statement.where(guard)
+        if building:
+            statement = statement.where(table.c.vm_state == states.BUILDING,
+                                        table.c.deleted_at.is_(None))
+        row = (await self.session.execute(
+            statement.values(values).returning(*table.c))).one_or_none()
+        if row is None:
+            current = (await self.session.execute(
+                select(table.c.task_state).where(table.c.uuid == instance_uuid))).one_or_none()
+            if current is None:
+                raise NotFound(f"Instance {instance_uuid} could not be found.")
+            raise UnexpectedTaskState(
+                f"Instance {instance_uuid} is in task state {current.task_state}, not one "
+                f"of {expected_task_state}.")
+        return self.record(row)
 
     async def add_fault(self, instance_uuid: str, *, code: int, message: str,
                         details: str = "", host: str | None = None) -> None:
@@ -196,13 +246,18 @@ class Instances:
 
         Raises ``InstanceGone`` when it was deleted or left ``scheduling`` meanwhile, and
         ``AlreadyPlaced`` when it has a host already (a redelivered request)."""
-        instance = await self.session.get(Instance, instance_uuid)
-        if (instance is None or instance.deleted_at is not None
-                or instance.task_state != states.SCHEDULING):
+        table = _INSTANCES
+        waiting = (table.c.uuid == instance_uuid, table.c.deleted_at.is_(None),
+                   table.c.task_state == states.SCHEDULING)
+        placed = await self.session.execute(sa_update(table).where(
+            *waiting, or_(table.c.host.is_(None), table.c.host == "")).values(
+            host=host, node=host))
+        if placed.rowcount:  # type: ignore[attr-defined]
+            return
+        current = await self.session.scalar(select(table.c.host).where(*waiting))
+        if current is None:  # no such instance, deleted, or no longer scheduling
             raise InstanceGone(instance_uuid)
-        if instance.host:
-            raise AlreadyPlaced(instance.host)
-        instance.host, instance.node = host, host
+        raise AlreadyPlaced(current)
 
     async def place_unshelved(self, instance_uuid: str, host: str) -> None:
         """Record the host a shelved-offloaded instance is unshelved on, if it still waits
@@ -240,7 +295,8 @@ class Instances:
             Instance.host.in_(hosts), Instance.deleted_at.is_(None),
             (Instance.vm_state == states.BUILDING) | (Instance.task_state == states.DELETING))))
 
-    def record(self, instance: Instance) -> InstanceRecord:
+    def record(self, instance: Instance | Row[Any]) -> InstanceRecord:
+        """The instance as the bus carries it, from its ORM object or a row of its table."""
         return InstanceRecord(
             uuid=instance.uuid, name=instance.display_name, hostname=instance.hostname,
             project_id=instance.project_id, user_id=instance.user_id,
@@ -279,43 +335,69 @@ class Instances:
     async def latest_action(self, instance_uuid: str) -> InstanceAction | None:
         return await self._newest(InstanceAction, instance_uuid)
 
+    async def _action_id(self, instance_uuid: str, request_id: str | None) -> int | None:
+        """The id of the instance's action of ``request_id``, else of its newest action."""
+        table = _ACTIONS
+        found: int | None = None
+        if request_id:
+            found = await self.session.scalar(select(table.c.id).where(
+                table.c.instance_uuid == instance_uuid, table.c.request_id == request_id))
+        if found is None:
+            found = await self.session.scalar(select(table.c.id).where(
+                table.c.instance_uuid == instance_uuid).order_by(table.c.id.desc()).limit(1))
+        return found
+
     async def record_event(self, instance_uuid: str, request_id: str | None, event: str, *,
                            host: str | None, finished: bool, result: str | None = None,
                            details: str | None = None,
-                           started_at: dt.datetime | None = None) -> None:
+                           started_at: dt.datetime | None = None,
+                           finish_action: bool = False) -> None:
         """Start an event, or finish the started one of the same name (or, when none was
-        started, record it whole, from ``started_at``)."""
-        action = None
-        if request_id:
-            action = await self.action_for(instance_uuid, request_id)
-        action = action or await self.latest_action(instance_uuid)
-        if action is None:
+        started, record it whole, from ``started_at``); ``finish_action``: the action
+        finishes with it (as ``finish_action`` would, in the same statement).
+
+        Statements on the tables, not ORM objects: every hop of a boot records one, and
+        the unit of work cost more than the SQL. An action or event already loaded as an
+        ORM object in this transaction does not see these changes."""
+        action_id = await self._action_id(instance_uuid, request_id)
+        if action_id is None:
             return
+        events = _EVENTS
         now = utcnow()
-        if not finished:
-            self.session.add(InstanceActionEvent(action_id=action.id, event=event, host=host,
-                                                 start_time=now))
-        else:
-            row = await self.session.scalar(select(InstanceActionEvent).where(
-                InstanceActionEvent.action_id == action.id, InstanceActionEvent.event == event,
-                InstanceActionEvent.finish_time.is_(None)))
-            if row is None:
-                row = InstanceActionEvent(action_id=action.id, event=event, host=host,
-                                          start_time=started_at or now)
-                self.session.add(row)
-            row.finish_time, row.result, row.details = now, result, details
-            if result == "Error":
-                action.message = "Error"
-        action.updated_at = now
-        await self.session.flush()
+        finished_one = 0
+        if finished:
+            started = (select(events.c.id).where(
+                events.c.action_id == action_id, events.c.event == event,
+                events.c.finish_time.is_(None)).order_by(events.c.id).limit(1)
+                .scalar_subquery())
+            done = await self.session.execute(sa_update(events).where(
+                events.c.id == started).values(finish_time=now, result=result,
+                                               details=details))
+            finished_one = done.rowcount  # type: ignore[attr-defined]
+        if not finished_one:
+            await self.session.execute(events.insert().values(
+                action_id=action_id, event=event, host=host,
+                start_time=(started_at or now) if finished else now,
+                finish_time=now if finished else None,
+                result=result if finished else None, details=details if finished else None))
+        actions = _ACTIONS
+        changes: dict[str, Any] = {"updated_at": now}
+        if finish_action:
+            changes["finish_time"] = now
+        if finished and result == "Error":
+            changes["message"] = "Error"
+        await self.session.execute(sa_update(actions).where(actions.c.id == action_id)
+                                   .values(changes))
 
     async def finish_action(self, instance_uuid: str, request_id: str | None,
                             message: str | None = None) -> None:
-        action = await self.action_for(instance_uuid, request_id) if request_id else None
-        action = action or await self.latest_action(instance_uuid)
-        if action is not None:
-            action.finish_time = utcnow()
-            action.message = message or action.message
-            await self.session.flush()
+        action_id = await self._action_id(instance_uuid, request_id)
+        if action_id is not None:
+            actions = _ACTIONS
+            changes: dict[str, Any] = {"finish_time": utcnow()}
+            if message:
+                changes["message"] = message
+            await self.session.execute(sa_update(actions).where(actions.c.id == action_id)
+                                       .values(changes))
 
 

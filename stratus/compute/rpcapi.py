@@ -60,6 +60,14 @@ class ConductorAPI(RPCAPI):
         return self.result(InstanceRecord, await self.client.call(
             ctx, "instance_get", instance_uuid=instance_uuid))
 
+    async def begin_build(self, ctx: RequestContext, instance_uuid: str, host: str,
+                          event: str) -> InstanceRecord | None:
+        """One transaction as a host takes up a build: a live instance still
+        ``scheduling`` moves to ``networking`` and ``event`` starts; the instance then, or
+        None when there is nothing to build (deleted, being deleted, taken up already)."""
+        return self.result(InstanceRecord | None, await self.client.call(  # type: ignore[arg-type]
+            ctx, "begin_build", instance_uuid=instance_uuid, host=host, event=event))
+
     async def build_started(self, ctx: RequestContext, instance_uuid: str,
                             host: str, event: str) -> InstanceRecord:
         """One transaction as a host takes up a build: the instance as it is, and, when it

@@ -341,7 +341,7 @@ def _bus_steps(topic: str, method: str, kind: int, after_spawn: bool) -> str:
         return "6" if sending else "8"
     if topic == "compute" and method == "build_and_run_instance":
         return "12" if sending else "13"
-    if topic == "conductor" and method == "build_started":
+    if topic == "conductor" and method in ("begin_build", "build_started"):
         return "14" if sending else "15-17"
     if topic == "conductor" and method in ("instance_update", "instance_get"):
         if after_spawn:

@@ -76,7 +76,7 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         assert await fleet.metric("scheduler", "stratus_scheduler_decision_seconds_count",
                                   outcome="placed") == 4
         assert await fleet.metric("conductor", "stratus_bus_messages_handled_total",
-                                  method="build_started", outcome="ok") == 4
+                                  method="begin_build", outcome="ok") == 4
         api_metrics = (await client.get("/metrics")).text
         assert exposition_value(api_metrics, "stratus_api_request_duration_seconds_count",
                                 method="POST", route="/v2.1/servers", status="202") == 1

@@ -319,12 +319,10 @@ class ComputeAgentManager(GuestStateActions):
 
     async def build_and_run_instance(self, ctx: RequestContext, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1) -> None:
-        instance = await self.conductor.build_started(ctx, instance_uuid, self.host,
-                                                      BUILD_EVENT)
-        if instance.deleted or instance.task_state == states.DELETING:
-            return
-        if instance.vm_state != states.BUILDING or instance.task_state is not None:
-            return  # a redelivered build of an instance already built: nothing to do
+        instance = await self.conductor.begin_build(ctx, instance_uuid, self.host,
+                                                    BUILD_EVENT)
+        if instance is None:
+            return  # deleted, being deleted, or a redelivered build taken up already
         with self._builds_in_flight.track_inprogress():
             await self._build_tracked(ctx, instance, alternates, attempt)
 
@@ -366,8 +364,7 @@ class ComputeAgentManager(GuestStateActions):
 
     async def _build(self, ctx: RequestContext, instance: InstanceRecord,
                      made: list[str]) -> None:
-        uuid = instance.uuid
-        await self._update(ctx, uuid, InstanceUpdate(task_state=states.NETWORKING), [None])
+        uuid = instance.uuid  # in task state networking (``begin_build``)
         plugged: list[EventWaiter] = []
         try:
             with span("compute.allocate_network", step="26"):

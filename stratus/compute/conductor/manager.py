@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from stratus.compute import moves, states
-from stratus.compute.errors import ClaimConflict, InsufficientResources
+from stratus.compute.errors import ClaimConflict, InsufficientResources, UnexpectedTaskState
 from stratus.compute.hosts import Hosts
 from stratus.compute.models import Instance
 from stratus.compute.objects import (
@@ -82,7 +82,7 @@ def _queued_when_busy(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitabl
 
 
 class ConductorManager:
-    METHODS = ("instance_get", "build_started", "instance_update", "action_event",
+    METHODS = ("instance_get", "begin_build", "build_started", "instance_update", "action_event",
                "build_failed",
                "instance_destroyed", "instance_offloaded", "host_report",
                "host_instance_states",
@@ -168,14 +168,35 @@ class ConductorManager:
     async def build_started(self, ctx: RequestContext, instance_uuid: str, host: str,
                             event: str) -> InstanceRecord:
         async with self._txn() as svc:
-            instance = await svc.instances.get(instance_uuid, include_deleted=True)
-            if (instance.deleted_at is None and instance.vm_state == states.BUILDING
-                    and instance.task_state in (states.SCHEDULING, None)):
-                instance = await svc.instances.update(
-                    instance_uuid, InstanceUpdate(clear_task_state=True))
-                await svc.instances.record_event(instance_uuid, ctx.request_id, event,
-                                                 host=host, finished=False)
-            return svc.instances.record(instance)
+            try:
+                record = await svc.instances.transition(
+                    instance_uuid, InstanceUpdate(clear_task_state=True),
+                    [states.SCHEDULING, None], building=True)
+            except UnexpectedTaskState:  # deleted, or on its way: the host decides on it
+                return svc.instances.record(
+                    await svc.instances.get(instance_uuid, include_deleted=True))
+            await svc.instances.record_event(instance_uuid, ctx.request_id, event,
+                                             host=host, finished=False)
+            return record
+
+    @_queued_when_busy
+    async def begin_build(self, ctx: RequestContext, instance_uuid: str, host: str,
+                          event: str) -> InstanceRecord | None:
+        """A host takes up a build: in one transaction (one bus round trip fewer than
+        ``build_started`` and a first ``instance_update``), a live instance still building
+        and not yet taken up (``scheduling``) moves to ``networking`` and ``event`` starts.
+        None when there is nothing to build: it was deleted, is being deleted, or another
+        delivery of the same build took it up."""
+        async with self._txn() as svc:
+            try:
+                record = await svc.instances.transition(
+                    instance_uuid, InstanceUpdate(task_state=states.NETWORKING),
+                    [states.SCHEDULING, None], building=True)
+            except UnexpectedTaskState:
+                return None
+            await svc.instances.record_event(instance_uuid, ctx.request_id, event,
+                                             host=host, finished=False)
+            return record
 
     @_queued_when_busy
     async def instance_update(self, ctx: RequestContext, instance_uuid: str,
@@ -184,18 +205,21 @@ class ConductorManager:
                               event: ActionEvent | None = None,
                               fault: Fault | None = None) -> InstanceRecord:
         async with self._txn() as svc:
-            instance = await svc.instances.update(instance_uuid, update, expected_task_state)
+            record = await svc.instances.transition(instance_uuid, update, expected_task_state)
             if fault is not None:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,
                                               message=fault.message, details=fault.details,
-                                              host=instance.host)
+                                              host=record.host)
+            # A new vm state with no task left ends the action (the build's last step).
+            finishing = update.vm_state is not None and record.task_state is None
             if event is not None:
                 await svc.instances.record_event(
                     instance_uuid, ctx.request_id, event.name, host=event.host,
-                    finished=event.finished, result=event.result, details=event.details)
-            if update.vm_state is not None and instance.task_state is None:
+                    finished=event.finished, result=event.result, details=event.details,
+                    finish_action=finishing)
+            elif finishing:
                 await svc.instances.finish_action(instance_uuid, ctx.request_id)
-            return svc.instances.record(instance)
+            return record
 
     @_queued_when_busy
     async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str,

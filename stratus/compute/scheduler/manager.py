@@ -81,7 +81,9 @@ class SchedulerManager:
         self.agents = agents
 
     async def _group(self, group_uuid: str | None) -> tuple[str | None, frozenset[str]]:
-        async with self.runtime.service() as svc:
+        if group_uuid is None:  # most boots: no transaction (it took SQLite's write lock)
+            return None, frozenset()
+        async with self.runtime.service(write=False) as svc:
             return await svc.server_groups.scheduling_hints(group_uuid)
 
     async def schedule_and_build(self, ctx: RequestContext, request: BuildRequest) -> None:

@@ -1,0 +1,238 @@
+"""Boot CPU in one process: the all-in-one's units built in this interpreter, boots sent
+through ASGI, and this process's CPU time (``time.process_time``) per boot.
+
+``boot`` measures a real ``stratus up`` over HTTP; its CPU per boot moves 10-25 % between
+identical runs on a loaded machine (the HTTP server, the polls, idle heartbeats of the fake
+hosts during a long run). This scenario leaves out what is not the boot path (uvicorn, the
+client's polling) so that two trees can be compared, and so that a profile shows the boot
+path itself: ``--profile FILE`` writes a cProfile of the measured boots (``pstats`` format).
+
+The cloud: SQLite, the memory bus, the fake virt driver with ``--hosts`` hosts, the noop
+network backend, tracing and its span store on as in ``stratus up``; the admin project's
+quota lifted, a 4 KiB raw image, ``--warmup`` boots. Then ``--boots`` POSTs at once (no more
+than ``--connections`` in flight) and a wait until none is building, polled every
+``--poll-interval`` with ``GET /servers?status=BUILD`` (that poll's CPU is counted too, as in
+``boot``, and reported apart as ``poll_cpu_ms``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import Goal, Result
+
+DESCRIPTION = "CPU per boot (POST /servers to ACTIVE) of the all-in-one's units in one process"
+
+API = "/compute/v2.1"
+ROOT = "http://bench"
+PASSWORD = "bench-admin-pw"
+UNITS = ("identity-api", "image-api", "compute-api", "scheduler", "conductor", "compute-agent")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--boots", type=int, default=200, help="boots measured (default 200)")
+    parser.add_argument("--hosts", type=int, default=10, help="fake hosts (default 10)")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="boots made first and not counted (default 20)")
+    parser.add_argument("--connections", type=int, default=50,
+                        help="POSTs in flight at most (default 50)")
+    parser.add_argument("--poll-interval", type=float, default=0.5,
+                        help="seconds between GET /servers?status=BUILD (default 0.5)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="write a cProfile of the measured boots here (the main thread "
+                             "only: not SQLite's, and coroutines' times include waits)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="run under valgrind --tool=callgrind --instr-atstart=no: "
+                             "instrumentation is switched on for the measured boots only "
+                             "(callgrind_control), so the output's instruction count is "
+                             "theirs, whatever the machine's load")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE",
+                        help="sample the measured boots with py-spy (every thread, CPU only) "
+                             "into FILE as collapsed stacks")
+
+
+async def _boot_all(client: httpx.AsyncClient, headers: dict[str, str], image_id: str,
+                    count: int, connections: int, prefix: str) -> list[str]:
+    gate = asyncio.Semaphore(connections)
+
+    async def one(index: int) -> str:
+        async with gate:
+            response = await client.post(f"{API}/servers", headers=headers, json={
+                "server": {"name": f"{prefix}-{index}", "imageRef": image_id,
+                           "flavorRef": "1", "networks": "none"}})
+        if response.status_code != 202:
+            raise RuntimeError(f"POST /servers: {response.status_code} {response.text[:300]}")
+        return str(response.json()["server"]["id"])
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def _wait_built(client: httpx.AsyncClient, headers: dict[str, str],
+                      interval: float) -> float:
+    """Poll until nothing is building; the CPU seconds the polls themselves took."""
+    spent = 0.0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        started = time.process_time()
+        response = await client.get(f"{API}/servers?status=BUILD", headers=headers)
+        spent += time.process_time() - started
+        response.raise_for_status()
+        if not response.json()["servers"]:
+            return spent
+        await asyncio.sleep(interval)
+    raise RuntimeError("boots still building after 600 s")
+
+
+async def run(args: argparse.Namespace) -> Result:
+    from stratus.core.config import Settings
+    from stratus.core.logging import setup_logging
+    from stratus.core.spanstore import enable_span_store, set_process_units
+    from stratus.core.tracing import setup_tracing
+    from stratus.stack import Stack
+    from stratus.units import root_app, run_bootstrap
+    from tests.integration.asgi import LateASGITransport
+
+    with tempfile.TemporaryDirectory(prefix="bench-bootcpu-") as tmp:
+        data_dir = Path(tmp)
+        for name in ("STRATUS_CONFIG_FILE",):
+            os.environ[name] = "/nonexistent"
+        settings = Settings(data_dir=data_dir, public_url=ROOT, admin_password=PASSWORD,
+                            identity={"bcrypt_rounds": 4},
+                            compute={"virt_driver": "fake", "fake_hosts": args.hosts},
+                            network={"backend": "noop"})
+        setup_logging(settings.log_level, log_file=data_dir / "stratus.log",
+                      console_level=100, json_lines=False)
+        setup_tracing("stratus", None)
+        enable_span_store(data_dir, max_age=settings.tracing.store_max_age,
+                          max_spans=settings.tracing.store_max_spans)
+        set_process_units(list(UNITS))
+        transport = LateASGITransport()
+        stack = Stack(settings, http_transport=transport)
+        try:
+            await run_bootstrap(stack)
+            app = await root_app(stack, list(UNITS))
+            transport.app = app
+            limits = httpx.Limits(max_connections=args.connections)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url=ROOT, timeout=120, limits=limits) as client:
+                return await _measure(client, args)
+        finally:
+            await stack.aclose()
+
+
+async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Result:
+    auth = await client.post("/identity/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    auth.raise_for_status()
+    token = auth.headers["X-Subject-Token"]
+    project_id = auth.json()["token"]["project"]["id"]
+    headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
+    quota = await client.put(f"{API}/os-quota-sets/{project_id}", headers=headers, json={
+        "quota_set": {"instances": -1, "cores": -1, "ram": -1}})
+    quota.raise_for_status()
+    image = (await client.post("/image/v2/images", headers=headers, json={
+        "name": "bench", "disk_format": "raw", "container_format": "bare"})).json()
+    upload = await client.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 4096,
+                              headers={**headers, "Content-Type": "application/octet-stream"})
+    upload.raise_for_status()
+    await _hosts_up(client, headers, args.hosts)
+    await _boot_all(client, headers, image["id"], args.warmup, args.connections, "warm")
+    await _wait_built(client, headers, args.poll_interval)
+    gc.collect()
+    gc.freeze()  # as `stratus up` does once it serves
+
+    profiler = cProfile.Profile() if args.profile else None
+    spy = await _start_py_spy(args.py_spy) if args.py_spy else None
+    if args.callgrind:
+        await _callgrind("on")
+    threads_before = _thread_cpu()
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    ids = await _boot_all(client, headers, image["id"], args.boots, args.connections, "bench")
+    poll_cpu = await _wait_built(client, headers, args.poll_interval)
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    if args.callgrind:
+        await _callgrind("off")
+    cpu = time.process_time() - cpu_before
+    wall = time.perf_counter() - wall_before
+    threads_after = _thread_cpu()
+    main_cpu = threads_after.get(os.getpid(), 0.0) - threads_before.get(os.getpid(), 0.0)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
+    listing = await client.get(f"{API}/servers/detail", headers=headers)
+    statuses = [s["status"] for s in listing.json()["servers"] if s["id"] in set(ids)]
+    metrics: dict[str, float] = {
+        "cpu_ms_per_boot": 1000 * cpu / args.boots,
+        "poll_cpu_ms": 1000 * poll_cpu,
+        # The event loop's thread; the rest is SQLite's (aiosqlite runs each connection's
+        # statements on a thread of its own) and the span store's writer.
+        "main_thread_cpu_ms_per_boot": 1000 * main_cpu / args.boots,
+        "wall_s": wall,
+        "active": float(statuses.count("ACTIVE")),
+        "error": float(statuses.count("ERROR")),
+        "load_average": os.getloadavg()[0],
+    }
+    return Result(metrics, goals=[Goal("cpu_ms_per_boot", 10.0, "<=",
+                                       "issue 21: in-process, profiler off")])
+
+
+async def _callgrind(state: str) -> None:
+    """Switch callgrind's instrumentation of this process on or off."""
+    process = await asyncio.create_subprocess_exec(
+        "callgrind_control", "-i", state, str(os.getpid()),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    if await process.wait() != 0:
+        raise RuntimeError("callgrind_control failed: is this process under callgrind?")
+
+
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+async def _start_py_spy(output: Path) -> asyncio.subprocess.Process:
+    """``py-spy record`` of this process (from this interpreter's environment), started."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+               str(os.getpid()), "--format", "raw", "--threads", "--rate", "200",
+               "--output", str(output)]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(1.0)  # attached before the first boot
+    return process
+
+
+async def _hosts_up(client: httpx.AsyncClient, headers: dict[str, str], hosts: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        response = await client.get(f"{API}/os-hypervisors/detail", headers=headers)
+        body: dict[str, Any] = response.json()
+        if sum(h["state"] == "up" for h in body["hypervisors"]) >= hosts:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the fake hosts are not up after 60 s")
