@@ -152,11 +152,12 @@ class Instance(Base):
 
     __tablename__ = "instance"
     __table_args__ = (
-        # A project's live servers in id order: a list page (and the page after a marker)
-        # is a range of this index, not a sort of every row; with vcpus and memory_mb, the
-        # quota usage is summed from it alone.
-        Index("ix_instance_project_live", "project_id", "deleted_at", "uuid", "vcpus",
-              "memory_mb"),
+        # A project's live servers in the lists' default order (created_at, then uuid,
+        # both desc): a page, the first or one after a marker, is a range of this index,
+        # not a sort of every row; with vcpus and memory_mb in it, the quota usage is
+        # summed from the index alone.
+        Index("ix_instance_project_live", "project_id", "deleted_at", "created_at", "uuid",
+              "vcpus", "memory_mb"),
         Index("ix_instance_host", "host"),
     )
 

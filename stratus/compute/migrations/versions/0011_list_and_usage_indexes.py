@@ -1,8 +1,8 @@
 """indexes that keep lists, quota usage and claims flat as servers grow
 
 A project's server list is a range of ``ix_instance_project_live`` (project, deleted,
-uuid) in the list's default order, where before every live row of the project was read and
-sorted; its vcpus and memory_mb make the quota usage an index-only sum. The allocation
+created_at, uuid: the list's default order), where before every live row of the project
+was read and sorted; its vcpus and memory_mb make the quota usage an index-only sum. The allocation
 index carries ``used``: a claim's provider usage and the scheduler's host states are
 summed from the index alone.
 
@@ -23,7 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index('ix_instance_project_live', 'instance',
-                    ['project_id', 'deleted_at', 'uuid', 'vcpus', 'memory_mb'], unique=False)
+                    ['project_id', 'deleted_at', 'created_at', 'uuid', 'vcpus',
+                     'memory_mb'], unique=False)
     op.drop_index('ix_instance_project_deleted', table_name='instance')
     op.create_index('ix_allocation_provider_class_used', 'allocation',
                     ['provider_uuid', 'resource_class', 'used'], unique=False)
