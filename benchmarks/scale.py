@@ -22,7 +22,8 @@ process's CPU time per request (``<what>_cpu_ms_<size>``, psutil user + system o
 rounds), which the machine's other load stretches far less; and the ratio of each to the
 first size (``<what>_<kind>_<size>_over_<first>``). Goal: flat, every CPU ratio and the
 boot p50 ratio at the largest size <= 1.2. The scheduler's decision over 10,000 in-memory
-hosts (``benchmarks.scheduler``) is reported beside them with its goal (<= 5 ms).
+hosts (``benchmarks.scheduler``'s hosts, its CPU time) is reported beside them with its goal
+(<= 5 ms).
 """
 
 from __future__ import annotations
@@ -207,12 +208,14 @@ def _scheduler_decision() -> dict[str, float]:
     hosts = HostView(make_hosts(10000, rng))
     options = SchedulerOptions(host_subset_size=3)
     select_hosts(hosts, spec, options, rng)
+    # CPU time of this thread: the decision is pure Python in this process, and on a
+    # machine loaded by other work its wall time is mostly waiting for a core.
     timings = []
     for _ in range(100):
-        started = time.perf_counter()
+        started = time.thread_time()
         select_hosts(hosts, spec, options, rng)
-        timings.append(time.perf_counter() - started)
-    return {"scheduler_decision_10000_hosts_p50_ms": percentile(timings, 50) * 1e3}
+        timings.append(time.thread_time() - started)
+    return {"scheduler_decision_10000_hosts_cpu_p50_ms": percentile(timings, 50) * 1e3}
 
 
 async def run(args: argparse.Namespace) -> Result:
@@ -269,8 +272,9 @@ async def run(args: argparse.Namespace) -> Result:
         goals.append(Goal(f"servers_all_cpu_ms_{last}_over_{base}", FLAT_GOAL, "<=",
                           f"flat: GET /servers without a limit (1,000 rows) at {last:,} "
                           f"servers over {base:,}"))
-    goals.append(Goal("scheduler_decision_10000_hosts_p50_ms", DECISION_GOAL_MS, "<=",
-                      "one decision over 10,000 in-memory hosts, all default filters"))
+    goals.append(Goal("scheduler_decision_10000_hosts_cpu_p50_ms", DECISION_GOAL_MS, "<=",
+                      "one decision over 10,000 in-memory hosts, all default filters (CPU "
+                      "time)"))
     return Result(metrics=metrics, goals=goals, backends=backends)
 
 
