@@ -131,6 +131,10 @@ def clone_servers(data_dir: Path, templates: list[str], count: int, *,
             raise
         network.execute("COMMIT")
         compute.execute("COMMIT")
+        # Into the database files: a write-ahead log left holding megabytes of copies
+        # would make every later read of the cloud's look there first.
+        for conn in (compute, network):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _clone(compute: sqlite3.Connection, network: sqlite3.Connection, t: _Template, n: int,
