@@ -1,4 +1,5 @@
-"""Count the ORM rows the database returned for a model during a block.
+"""Count the ORM rows the database returned for a model during a block; record the SQL an
+engine ran, and how SQLite plans it.
 
     with count_loaded(Image) as loaded:
         response = await client.get("/v2/images?limit=10&marker=...")
@@ -14,12 +15,14 @@ API request opens its own session, so in API tests every returned row is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @dataclass
@@ -46,3 +49,40 @@ def count_loaded(model: type[Any]) -> Iterator[Loaded]:
     finally:
         event.remove(model, "load", on_load)
         event.remove(model, "refresh", on_refresh)
+
+
+@dataclass
+class Statements:
+    """The SQL statements (with their parameters) an engine ran during a block."""
+
+    seen: list[tuple[str, Any]]
+
+    def selecting(self, table: str) -> list[tuple[str, Any]]:
+        reads = re.compile(rf"\bFROM {re.escape(table)}\b")
+        return [(sql, params) for sql, params in self.seen
+                if sql.lstrip().upper().startswith("SELECT") and reads.search(sql)]
+
+
+@contextmanager
+def statements_of(engine: AsyncEngine) -> Iterator[Statements]:
+    """Record what ``engine`` sends to its database while the block runs."""
+    recorded = Statements([])
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                   _many: bool) -> None:
+        recorded.seen.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        yield recorded
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+
+
+async def sqlite_plan(engine: AsyncEngine, statement: str, parameters: Any) -> str:
+    """SQLite's query plan of a recorded statement, its lines joined: ``SEARCH t USING
+    INDEX ix (a=? AND b>?)`` reads a range of an index; ``SCAN t`` reads every row, and
+    ``USE TEMP B-TREE FOR ORDER BY`` sorts every row the WHERE kept before the LIMIT."""
+    async with engine.connect() as conn:
+        rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        return "\n".join(str(row[-1]) for row in rows)

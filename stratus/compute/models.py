@@ -135,7 +135,10 @@ class Allocation(Base):
     """Resources a consumer (an instance) holds on a provider."""
 
     __tablename__ = "allocation"
-    __table_args__ = (Index("ix_allocation_provider_class", "provider_uuid", "resource_class"),)
+    #: With ``used`` in it, a provider's usage (each claim) and every provider's (the
+    #: scheduler's host states) are summed from the index alone, however many servers.
+    __table_args__ = (Index("ix_allocation_provider_class_used", "provider_uuid",
+                            "resource_class", "used"),)
 
     consumer_uuid: Mapped[UUIDKey]
     provider_uuid: Mapped[str] = mapped_column(
@@ -149,7 +152,12 @@ class Instance(Base):
 
     __tablename__ = "instance"
     __table_args__ = (
-        Index("ix_instance_project_deleted", "project_id", "deleted_at"),
+        # A project's live servers in the lists' default order (created_at, then uuid,
+        # both desc): a page, the first or one after a marker, is a range of this index,
+        # not a sort of every row; with vcpus and memory_mb in it, the quota usage is
+        # summed from the index alone.
+        Index("ix_instance_project_live", "project_id", "deleted_at", "created_at", "uuid",
+              "vcpus", "memory_mb"),
         Index("ix_instance_host", "host"),
     )
 

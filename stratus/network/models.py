@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from stratus.core.db import utcnow
@@ -97,7 +97,9 @@ class Subnet(_Standard, Base):
 class Port(_Standard, Base):
     __tablename__ = "network_ports"
     __table_args__ = (UniqueConstraint("network_id", "mac_address",
-                                       name="uq_network_ports_network_mac"),)
+                                       name="uq_network_ports_network_mac"),
+                      # The lists' own order (creation, then id): a page is a range of it.
+                      Index("ix_network_ports_created", "created_at", "id"))
 
     network_id: Mapped[str] = mapped_column(
         ForeignKey("network_networks.id", ondelete="CASCADE"), index=True)

@@ -253,7 +253,14 @@ class ComputeAgentManager(GuestStateActions):
             else:
                 LOG.warning("guest %s runs on %s but no instance here owns it", uuid,
                             self.host)
-        for uuid in expected:
+        # One call for the states of every server here; only those a restart left half
+        # done are read whole (a host with thousands of servers at rest made a call each).
+        wanted = set(expected)
+        for found in await self.conductor.host_instance_states(ctx, self.host):
+            if found.uuid not in wanted or (found.task_state is None
+                                            and found.vm_state != states.BUILDING):
+                continue
+            uuid = found.uuid
             instance = await self.conductor.instance_get(ctx, uuid)
             if instance.task_state == states.DELETING:
                 await self.terminate_instance(ctx, uuid)

@@ -7,10 +7,11 @@ import datetime as dt
 import uuid
 from urllib.parse import urlsplit
 
+import pytest
 from sqlalchemy import insert
 
 from stratus.compute.models import Instance, InstanceAction
-from tests.dbcount import count_loaded
+from tests.dbcount import count_loaded, sqlite_plan, statements_of
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.test_boot_flow import Cloud
 
@@ -61,6 +62,37 @@ async def test_page_two_of_a_thousand_servers_reads_one_page(cloud: Cloud) -> No
         assert [s["name"] for s in second.json()["servers"]] == \
             newest_first[LIMIT:2 * LIMIT]
         assert loaded.count <= LIMIT + 2, f"{collection}: {loaded.count} rows loaded"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_pages_are_ranges_of_an_index_not_sorts(cloud: Cloud) -> None:
+    """The database too reads one page: page 2 of each list in its default order seeks
+    into an index after the marker (no scan of the project's rows, no sort of them), and
+    the quota usage a boot counts is summed from the index. Plans are SQLite's (its
+    planner does not change its mind with the table's size, as PostgreSQL's does)."""
+    await _thousand_servers(cloud)
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    engine = runtime.db.engine
+    for collection in ("servers", "servers/detail"):
+        first = await cloud.client.get(f"/compute/v2.1/{collection}?limit={LIMIT}",
+                                       headers=cloud.headers())
+        (link,) = first.json()["servers_links"]
+        with statements_of(engine) as ran:
+            second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
+        assert second.status_code == 200, second.text
+        plans = [await sqlite_plan(engine, sql, params)
+                 for sql, params in ran.selecting("instance")]
+        assert plans, ran.seen
+        for plan in plans:
+            assert "TEMP B-TREE" not in plan and "SCAN instance" not in plan, plan
+        assert any("created_at<?" in plan for plan in plans), plans  # seeks past the marker
+    project_id, _ = await _project_and_user(cloud)
+    async with runtime.service() as svc:
+        with statements_of(engine) as ran:
+            assert (await svc.quotas.usage(project_id))["instances"] == COUNT
+    (usage,) = ran.selecting("instance")
+    assert "COVERING INDEX" in await sqlite_plan(engine, *usage)
 
 
 async def test_page_two_sorted_by_name_with_a_filter_reads_one_page(cloud: Cloud) -> None:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert
 
 from stratus.network.models import Agent, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
-from tests.dbcount import count_loaded
+from tests.dbcount import count_loaded, sqlite_plan, statements_of
 from tests.integration.network.conftest import NetCloud
 
 ROWS = 1000
@@ -109,3 +109,21 @@ async def test_page_two_of_a_thousand_rows(cloud: NetCloud, name: str) -> None:
     assert shown == [f"r-{i:04d}" for i in range(LIMIT, 2 * LIMIT)]
     # One page and the row that says another follows; never the thousand.
     assert loaded.count <= LIMIT + 2, loaded.count
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_ports_in_their_own_order_are_a_range_of_an_index(cloud: NetCloud) -> None:
+    """Page 2 of an admin's port list in its default order (creation, then id) seeks into
+    an index after the marker: no scan of every port, no sort of them (SQLite's plan)."""
+    await _insert(cloud, FAMILIES["ports"])
+    first = await cloud.call("GET", "/ports", params={"limit": str(LIMIT)})
+    link = next(link["href"] for link in first.json()["ports_links"] if link["rel"] == "next")
+    engine = cloud.runtime.db.engine
+    with statements_of(engine) as ran:
+        second = await cloud.client.get(link, headers=cloud.admin.headers)
+    assert second.status_code == 200, second.text
+    assert len(second.json()["ports"]) == LIMIT
+    (page,) = [s for s in ran.selecting("network_ports") if "ORDER BY" in s[0]]
+    plan = await sqlite_plan(engine, *page)
+    assert "ix_network_ports_created (created_at>?)" in plan and "TEMP B-TREE" not in plan, \
+        plan
