@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from benchmarks._cloud import free_port, password_auth, stratus_command
-from benchmarks._split import clean_env
+from benchmarks._split import clean_env, stop_processes
 from tests.pg_instance import PrivatePostgres
 from tests.rabbit_cluster import RabbitCluster
 
@@ -197,17 +197,6 @@ class ChaosCloud:
         await asyncio.to_thread(self.postgres.start)
 
     async def close(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                await asyncio.to_thread(process.wait, max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await asyncio.to_thread(process.wait)
+        await stop_processes(self.processes.values())
         await asyncio.gather(asyncio.to_thread(self.rabbit.close),
                              asyncio.to_thread(self.postgres.close))

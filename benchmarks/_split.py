@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,25 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+async def stop_processes(processes: Iterable[subprocess.Popen[bytes]],
+                         grace: float = 20) -> None:
+    """SIGTERM to each process's group, then SIGKILL to those still running after
+    ``grace`` seconds (in all)."""
+    stopping = list(processes)
+    for process in stopping:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in stopping:
+        try:
+            await asyncio.to_thread(process.wait, max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
 
 
 async def rabbitmqctl(*args: str) -> str:
@@ -213,16 +232,5 @@ class SplitCloud:
             await asyncio.sleep(0.1)
 
     async def _stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                await asyncio.to_thread(process.wait, max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await asyncio.to_thread(process.wait)
+        await stop_processes(self.processes.values())
         self.processes.clear()
