@@ -193,6 +193,15 @@ class ConductorManager:
                     instance_uuid, InstanceUpdate(task_state=states.NETWORKING),
                     [states.SCHEDULING, None], building=True)
             except UnexpectedTaskState:
+                # This host took the build up already and the answer was lost (the broker or
+                # this conductor went away between the commit and the reply): the cast's
+                # redelivery to the same host takes it up again, or it stays in networking
+                # for good (the chaos test's RabbitMQ stop found one so).
+                current = svc.instances.record(
+                    await svc.instances.get(instance_uuid, include_deleted=True))
+                if (current.task_state == states.NETWORKING and current.host == host
+                        and current.vm_state == states.BUILDING and not current.deleted):
+                    return current
                 return None
             await svc.instances.record_event(instance_uuid, ctx.request_id, event,
                                              host=host, finished=False)

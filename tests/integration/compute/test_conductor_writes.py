@@ -158,3 +158,20 @@ async def test_a_build_failure_report_for_a_settled_instance_changes_nothing(
         assert await svc.placement.allocations_of(uuid) == {}
         fault = await svc.instances.fault_of(uuid)
         assert fault is not None and "stopped responding" in fault.message
+
+
+async def test_a_build_whose_take_up_answer_was_lost_is_taken_up_again_by_its_host(
+        stack: Stack) -> None:
+    """``begin_build`` committed but its answer never reached the host (a broker or
+    conductor restart between the commit and the reply): the cast's redelivery to the same
+    host takes the build up again instead of leaving it in networking for good; another
+    host's delivery does not take it."""
+    (uuid,) = await _building(stack, 1)
+    assert stack.bus is not None
+    conductor = ConductorAPI(stack.bus)
+    first = await conductor.begin_build(CTX, uuid, "node", "compute__do_build_and_run_instance")
+    assert first is not None and first.task_state == states.NETWORKING
+    again = await conductor.begin_build(CTX, uuid, "node", "compute__do_build_and_run_instance")
+    assert again is not None and (again.uuid, again.task_state) == (uuid, states.NETWORKING)
+    assert await conductor.begin_build(CTX, uuid, "other",
+                                       "compute__do_build_and_run_instance") is None
