@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from benchmarks._cloud import free_port, password_auth, stratus_command
-from benchmarks._split import clean_env, stop_processes
+from benchmarks._split import clean_env, copy_logs, log_tail, stop_processes
 from tests.pg_instance import PrivatePostgres
 from tests.rabbit_cluster import RabbitCluster
 
@@ -157,17 +157,11 @@ class ChaosCloud:
         return [name for name, p in self.processes.items() if p.poll() is not None]
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            text = (self.work_dir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.work_dir, name, lines)
 
     def copy_logs(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in self.units:
-            with contextlib.suppress(OSError):
-                shutil.copyfile(self.work_dir / f"{name}.log", directory / f"{name}.log")
+        """Copy every unit's log and PostgreSQL's into ``directory``."""
+        copy_logs(self.work_dir, self.units, directory)
         with contextlib.suppress(OSError):
             shutil.copyfile(self.postgres.directory / "server.log", directory / "postgres.log")
 

@@ -118,6 +118,23 @@ async def _delete_vhost(name: str, within: float = 120) -> None:
         await asyncio.sleep(2)
 
 
+def log_tail(work_dir: Path, name: str, lines: int = 30) -> str:
+    """The last ``lines`` lines of process ``name``'s log in ``work_dir`` ("" if none)."""
+    try:
+        text = (work_dir / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def copy_logs(work_dir: Path, names: Iterable[str], directory: Path) -> None:
+    """Copy each named process's log so far from ``work_dir`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        with contextlib.suppress(OSError):
+            shutil.copyfile(work_dir / f"{name}.log", directory / f"{name}.log")
+
+
 class SplitCloud:
     """The API units in one process on a free port, ``workers`` each in their own process."""
 
@@ -150,18 +167,11 @@ class SplitCloud:
         return (self.data_dir / "admin-password").read_text().strip()
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            text = (self.work_dir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.work_dir, name, lines)
 
     def copy_logs(self, directory: Path) -> None:
         """Copy every process's log so far into ``directory`` (``<name>.log``)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in self.processes:
-            with contextlib.suppress(OSError):
-                shutil.copyfile(self.work_dir / f"{name}.log", directory / f"{name}.log")
+        copy_logs(self.work_dir, self.processes, directory)
 
     async def __aenter__(self) -> SplitCloud:
         try:
