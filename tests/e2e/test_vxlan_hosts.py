@@ -1,18 +1,21 @@
-"""Three hosts on one machine, joined by VXLAN with the entries the network server hands out.
+"""Three compute hosts on one machine, joined by VXLAN with the entries the network server
+hands out.
 
 Each host is a network namespace on an "underlay" bridge of this test, with its own tunnel
-IP and its own agents: ``stratus serve l2-agent`` (and on the first host ``dhcp-agent``)
-started inside it, reaching RabbitMQ through a forwarder this test runs on the namespace's
-127.0.0.1:5672. The network server (identity-api and network-api, in this process) is the
-real one. A port bound to each host is plugged by that host's l2-agent — what the fake
-driver's boots get, as the compute agent only binds the port and waits for it to go ACTIVE
-— and a namespace guest with the port's MAC on the host's bridge plays the server.
+IP and its own agents: ``stratus serve compute-agent l2-agent`` (fake driver; on the first
+host the ``dhcp-agent`` too) started inside it. The control plane runs here in split mode on
+RabbitMQ and PostgreSQL: the APIs in one process, a scheduler and a conductor in another;
+the hosts reach the broker, the database and the APIs through forwarders this test runs on
+each namespace's 127.0.0.1. Servers are booted with the real ``openstack`` CLI into one
+availability zone per host; the fake driver's guest is a namespace guest with its port's
+MAC on the host's bridge (the l2-agent plugs the port's tap there).
 
-Shown: a guest on one host gets its lease from the dnsmasq on another and reaches a guest
-on a third over TCP, through VXLAN devices that learn nothing: every host's FDB holds a
-flood entry and the port MACs of each other host, from the server; an admin removing a host
-(its agent stopped, its agent record deleted through the API) takes its entries away on the
-others.
+Shown: each server is built on its zone's host, its port bound there and ACTIVE; a guest on
+one host gets its lease from the dnsmasq on another and reaches a guest on a third over TCP,
+through VXLAN devices that learn nothing: every host's FDB holds a flood entry and the port
+MACs of each other host with ports on the network, from the server; an admin removing a host
+(its agents stopped, its L2 agent record deleted through the API) takes its entries away on
+the others.
 """
 
 from __future__ import annotations
@@ -25,23 +28,21 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from stratus.core.bus.url import TransportURL
-from stratus.core.config import Settings
 from stratus.network.agents import linux
 from stratus.network.agents.l2.manager import vxlan_name
 from stratus.network.objects import FLOOD_MAC, bridge_name, dhcp_namespace
-from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.e2e.cloud import base_env
-from tests.e2e.split import AgentProcess
+from tests.e2e.cloud import BIN, Cloud, base_env, free_port
+from tests.e2e.split import AgentProcess, Fleet, login
 from tests.integration.network_agents.conftest import (
     random_mac,
     require_root_and_dnsmasq,
@@ -131,164 +132,201 @@ async def until_equal(read: Callable[[], Awaitable[object]], wanted: object,
     assert found == wanted
 
 
+API_UNITS = ["identity-api", "image-api", "placement-api", "compute-api", "network-api"]
+
+
 @dataclass
 class Api:
+    """The admin's HTTP client of the cloud (the polling; boots go through the real CLI)."""
+
+    cloud: Cloud
     client: httpx.AsyncClient
     headers: dict[str, str]
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                       expect: int = 200) -> dict[str, Any]:
-        response = await self.client.request(method, f"{NET}{path}", headers=self.headers,
-                                              json=body)
+        response = await self.client.request(method, path, headers=self.headers, json=body)
         assert response.status_code == expect, response.text
         return response.json() if response.content else {}
 
+    async def openstack(self, *args: str) -> Any:
+        """The real CLI, off the event loop: the forwarders run on it."""
+        return await asyncio.to_thread(self.cloud.openstack_json, *args)
 
-@pytest.fixture
-async def api(rabbit_url: str, tmp_path: Path) -> AsyncIterator[Api]:
-    """identity-api and network-api (linuxbridge) on SQLite and the test's RabbitMQ vhost."""
+
+def _host(tag: str, i: int, env: dict[str, str], work: Path) -> Host:
+    name, namespace, tunnel_ip = f"vx{tag}-{i}", f"vxhost-{tag}-{i}", f"172.31.250.{10 + i}"
+    host_env = {**env, "STRATUS_COMPUTE__HOST": name, "STRATUS_COMPUTE__FAKE_HOSTS": "1",
+                "STRATUS_NETWORK__TUNNEL_IP": tunnel_ip}
+    units = ("compute-agent", "dhcp-agent", "l2-agent") if i == 0 else ("compute-agent",
+                                                                        "l2-agent")
+    return Host(name, namespace, tunnel_ip, f"vxo{tag}{i}",
+                AgentProcess(units, work / name, host_env, work / f"{name}.log",
+                             namespace=namespace))
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_three_compute_hosts_joined_by_vxlan(db_url: str, rabbit_url: str,
+                                                   tmp_path: Path) -> None:
     require_root_and_dnsmasq()
-    settings = Settings(data_dir=tmp_path / "server", public_url=ROOT, bus_url=rabbit_url,
-                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'server.db'}",
-                        admin_password=PASSWORD, identity={"bcrypt_rounds": 4},
-                        compute={"host": f"vxs-{uuid.uuid4().hex[:8]}"},
-                        network={"backend": "linuxbridge", "agent_report_interval": 1.0})
-    stack = Stack(settings)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, ["identity-api", "network-api"])
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            assert response.status_code == 201, response.text
-            yield Api(client, {"X-Auth-Token": response.headers["X-Subject-Token"]})
-    finally:
-        await stack.aclose()
-
-
-async def test_three_hosts_joined_by_vxlan(api: Api, rabbit_url: str,
-                                           tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:7]
     underlay = f"vxu{tag}"
-    rabbit_port = TransportURL.parse(rabbit_url).hosts[0].port
-    hosts = []
-    for i in range(3):
-        name, namespace = f"vx{tag}-{i}", f"vxhost-{tag}-{i}"
-        env = base_env(STRATUS_BUS_URL=rabbit_url, STRATUS_NETWORK__BACKEND="linuxbridge",
-                       STRATUS_COMPUTE__HOST=name, STRATUS_COMPUTE__FAKE_HOSTS="1",
-                       STRATUS_NETWORK__TUNNEL_IP=f"172.31.250.{10 + i}",
-                       STRATUS_NETWORK__AGENT_REPORT_INTERVAL="0.5",
-                       STRATUS_NETWORK__FIREWALL_TABLE="",
-                       STRATUS_METADATA__URL="http://127.0.0.1:9",
-                       STRATUS_METADATA__SHARED_SECRET="s")
-        units = ("dhcp-agent", "l2-agent") if i == 0 else ("l2-agent",)
-        hosts.append(Host(name, namespace, f"172.31.250.{10 + i}", f"vxo{tag}{i}",
-                          AgentProcess(units, tmp_path / name, env, tmp_path / f"{name}.log",
-                                       namespace=namespace)))
+    port = free_port()
+    password = uuid.uuid4().hex
+    env = base_env(STRATUS_DATABASE_URL=db_url, STRATUS_BUS_URL=rabbit_url,
+                   STRATUS_ADMIN_PASSWORD=password, STRATUS_AUTH__SERVICE_PASSWORD=password,
+                   STRATUS_AUTH__IDENTITY_URL=f"http://127.0.0.1:{port}/identity/v3",
+                   STRATUS_COMPUTE__REPORT_INTERVAL="1",
+                   STRATUS_NETWORK__BACKEND="linuxbridge",
+                   STRATUS_NETWORK__AGENT_REPORT_INTERVAL="0.5",
+                   # The guests here are veths beside the ports' taps: no firewall to pass.
+                   STRATUS_NETWORK__FIREWALL_TABLE="",
+                   STRATUS_METADATA__URL="http://127.0.0.1:9",
+                   STRATUS_METADATA__SHARED_SECRET=uuid.uuid4().hex)
+    data_dir = tmp_path / "control"
+    for command in (["db", "upgrade"], ["bootstrap", "--port", str(port)]):
+        await asyncio.to_thread(
+            subprocess.run, [str(BIN / "stratus"), *command, "--data-dir", str(data_dir)],
+            env=env, check=True, capture_output=True, timeout=120)
+    cloud = Cloud(data_dir, port, env, args=["serve", *API_UNITS])
+    control = Fleet(data_dir, env)
+    hosts = [_host(tag, i, env, tmp_path) for i in range(3)]
     forwarders: list[asyncio.Server] = []
-    network_id = ""
+    made: dict[str, str] = {}
     try:
+        await asyncio.to_thread(cloud.start, 60)
+        control.start("control", "scheduler", "conductor")
         await asyncio.to_thread(make_underlay, underlay, hosts)
+        # The hosts' broker, database and APIs: this machine's loopback, carried into each.
+        upstream = [TransportURL.parse(rabbit_url).hosts[0].port or 5672,
+                    make_url(db_url).port or 5432, port]
         for host in hosts:
-            forwarders.append(await forward_into(host.namespace, rabbit_port))
+            for carried in upstream:
+                forwarders.append(await forward_into(host.namespace, carried))
             host.agents.start()
-
-        async def l2_agents() -> dict[str, dict[str, Any]]:
-            listed = (await api.request("GET", "/agents?agent_type=Linux bridge agent"))
-            return {a["host"]: a for a in listed["agents"]}
-
-        for _ in range(600):
-            if len(await l2_agents()) == 3:
-                break
-            await asyncio.sleep(0.1)
-        agents = await l2_agents()
-        assert {h: a["configurations"]["tunnel_ip"] for h, a in agents.items()} == {
-            h.name: h.tunnel_ip for h in hosts}, [h.agents.log.read_text() for h in hosts]
-
-        network = (await api.request("POST", "/networks", {"network": {
-            "name": f"vx-{tag}", "provider:network_type": "vxlan"}}, 201))["network"]
-        network_id, vni = network["id"], network["provider:segmentation_id"]
-        await api.request("POST", "/subnets", {"subnet": {
-            "network_id": network_id, "cidr": "10.99.0.0/24", "ip_version": 4}}, 201)
-
-        async def bind(host: Host) -> dict[str, Any]:
-            port: dict[str, Any] = (await api.request("POST", "/ports", {"port": {
-                "network_id": network_id, "device_id": str(uuid.uuid4()),
-                "device_owner": "compute:nova", "binding:host_id": host.name}}, 201))["port"]
-            return port
-
-        async def all_active(count: int) -> list[dict[str, Any]]:
-            for _ in range(600):
-                ports = (await api.request("GET", f"/ports?network_id={network_id}"))["ports"]
-                if len(ports) == count and {p["status"] for p in ports} == {"ACTIVE"}:
-                    break
-                await asyncio.sleep(0.1)
-            assert len(ports) == count and {p["status"] for p in ports} == {"ACTIVE"}, ports
-            return list(ports)
-
-        async def entries_everywhere(ports: list[dict[str, Any]],
-                                     among: list[Host] = hosts) -> None:
-            """Every host holds a flood entry and the port MACs of each other host with
-            ports on the network (the DHCP port's with the first host's), nothing toward
-            itself."""
-            macs = {h.tunnel_ip: {p["mac_address"] for p in ports
-                                  if p["binding:host_id"] == h.name} for h in among}
-            for host in among:
-                await until_equal(functools.partial(fdb, host, vni), {
-                    (mac, ip) for ip, found in macs.items() if ip != host.tunnel_ip and found
-                    for mac in {FLOOD_MAC, *found}})
-
-        # The first host serves DHCP and has no server port yet; the others each have one.
-        ports = [await bind(hosts[1]), await bind(hosts[2])]
-        listed = await all_active(3)
-        dhcp = next(p for p in listed if p["device_owner"] == "network:dhcp")
-        assert dhcp["binding:host_id"] == hosts[0].name
-        await entries_everywhere(listed)
-
-        # Guests on the hosts' bridges: each gets its port's address from the dnsmasq on
-        # the first host, and reaches the guests on the others over TCP.
-        guests = [Guest(bridge_name(network_id), port["mac_address"],
-                        tmp_path / f"guest-{i}", host_namespace=host.namespace)
-                  for i, (host, port) in enumerate(zip(hosts[1:], ports, strict=True))]
-        async with guests[0], guests[1]:
-            for guest, port in zip(guests, ports, strict=True):
-                lease = await guest.dhcp()
-                assert lease["ip"] == port["fixed_ips"][0]["ip_address"]
-            with guests[1].listen(7000):
-                assert await guests[0].connect(guests[1].lease["ip"], 7000, wait=5)
-
-            # Then a server port on the first host too.
-            ports.append(await bind(hosts[0]))
-            await entries_everywhere(listed := await all_active(4))
-            async with Guest(bridge_name(network_id), ports[2]["mac_address"],
-                             tmp_path / "guest-2", host_namespace=hosts[0].namespace) as third:
-                lease = await third.dhcp()
-                assert lease["ip"] == ports[2]["fixed_ips"][0]["ip_address"]
-                with third.listen(7000):
-                    assert await guests[0].connect(lease["ip"], 7000, wait=5)
-                    assert await guests[1].connect(lease["ip"], 7000, wait=5)
-
-        # An admin removes the third host: its agent stopped (nothing tells the server its
-        # ports went down: the entries stay), then its agent record deleted.
-        gone = hosts[2]
-        assert await asyncio.to_thread(gone.agents.signal, signal.SIGTERM) == 0
-        for host in hosts[:2]:
-            assert gone.tunnel_ip in {ip for _, ip in await fdb(host, vni)}
-        await api.request("DELETE", f"/agents/{agents[gone.name]['id']}", expect=204)
-        await entries_everywhere(listed, among=hosts[:2])
+        async with httpx.AsyncClient(base_url=cloud.url, timeout=30) as client:
+            api = Api(cloud, client, {"X-Auth-Token": await login(client, password)})
+            await _run(api, hosts, tmp_path, made)
     finally:
         for host in hosts:
             if host.agents.process is not None and host.agents.process.poll() is None:
-                # Off the event loop: the forwarders carry the agents' last bus calls.
+                # Off the event loop: the forwarders carry the agents' last calls.
                 try:
                     await asyncio.to_thread(host.agents.signal, signal.SIGTERM)
                 except subprocess.TimeoutExpired:
                     host.agents.signal(signal.SIGKILL)
         for server in forwarders:
             server.close()
-        if network_id:
-            await asyncio.to_thread(linux.delete_namespace, dhcp_namespace(network_id))
+        control.stop_all()
+        if cloud.process is not None:
+            await asyncio.to_thread(cloud.stop)
+        if "network" in made:
+            await asyncio.to_thread(linux.delete_namespace, dhcp_namespace(made["network"]))
         await asyncio.to_thread(remove_underlay, underlay, hosts)
+
+
+async def _wait_for_hosts(api: Api, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+    """Until each host's compute service is up and its agents alive; its L2 agent record
+    by host name."""
+    names = {h.name for h in hosts}
+    for _ in range(600):
+        services = (await api.request("GET", "/compute/v2.1/os-services?binary=nova-compute")
+                    )["services"]
+        agents = (await api.request("GET", "/network/v2.0/agents"))["agents"]
+        up = {s["host"] for s in services if s["state"] == "up"}
+        l2 = {a["host"]: a for a in agents
+              if a["agent_type"] == "Linux bridge agent" and a["alive"]}
+        dhcp = {a["host"] for a in agents if a["agent_type"] == "DHCP agent" and a["alive"]}
+        if names <= up and names <= set(l2) and hosts[0].name in dhcp:
+            return l2
+        await asyncio.sleep(0.1)
+    raise AssertionError(([h.agents.log.read_text() for h in hosts], services, agents))
+
+
+async def _run(api: Api, hosts: list[Host], tmp_path: Path, made: dict[str, str]) -> None:
+    l2_agents = await _wait_for_hosts(api, hosts)
+    assert {h: a["configurations"]["tunnel_ip"] for h, a in l2_agents.items()} == {
+        h.name: h.tunnel_ip for h in hosts}
+    for i, host in enumerate(hosts):  # a zone per host: where each boot goes
+        aggregate = (await api.request("POST", "/compute/v2.1/os-aggregates", {"aggregate": {
+            "name": f"agg-{i}", "availability_zone": f"zone-{host.name}"}}))["aggregate"]
+        await api.request("POST", f"/compute/v2.1/os-aggregates/{aggregate['id']}/action",
+                          {"add_host": {"host": host.name}})
+    network = await api.openstack("network", "create", "--provider-network-type", "vxlan",
+                                  "vx-net")
+    network_id = made["network"] = network["id"]
+    await api.openstack("subnet", "create", "--network", network_id, "--subnet-range",
+                        "10.99.0.0/24", "vx-subnet")
+    vni = (await api.request("GET", f"/network/v2.0/networks/{network_id}")
+           )["network"]["provider:segmentation_id"]
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 65536)
+    await api.openstack("image", "create", "--file", str(disk), "--disk-format", "raw",
+                        "--container-format", "bare", "vx-image")
+
+    async def boot(host: Host) -> dict[str, Any]:
+        """A server in ``host``'s zone: built there, its port bound there; the port."""
+        server = await api.openstack(
+            "server", "create", "--image", "vx-image", "--flavor", "m1.tiny", "--nic",
+            f"net-id={network_id}", "--availability-zone", f"zone-{host.name}", "--wait",
+            f"vm-{host.name}")
+        assert server["status"] == "ACTIVE", server
+        assert server["OS-EXT-SRV-ATTR:host"] == host.name, server
+        ports = (await api.request("GET", f"/network/v2.0/ports?device_id={server['id']}")
+                 )["ports"]
+        assert [(p["binding:host_id"], p["status"]) for p in ports] == [(host.name, "ACTIVE")]
+        return dict(ports[0])
+
+    async def network_ports() -> list[dict[str, Any]]:
+        return list((await api.request("GET", f"/network/v2.0/ports?network_id={network_id}")
+                     )["ports"])
+
+    async def entries_everywhere(among: list[Host] = hosts) -> None:
+        """Every host holds a flood entry and the port MACs of each other host with ports on
+        the network (the DHCP port's with the first host's), nothing toward itself."""
+        ports = await network_ports()
+        macs = {h.tunnel_ip: {p["mac_address"] for p in ports if p["binding:host_id"] == h.name}
+                for h in among}
+        for host in among:
+            await until_equal(functools.partial(fdb, host, vni), {
+                (mac, ip) for ip, found in macs.items() if ip != host.tunnel_ip and found
+                for mac in {FLOOD_MAC, *found}})
+
+    # The first host serves DHCP and has no server yet; the others each get one.
+    ports = [await boot(hosts[1]), await boot(hosts[2])]
+    dhcp = [p for p in await network_ports() if p["device_owner"] == "network:dhcp"]
+    assert [p["binding:host_id"] for p in dhcp] == [hosts[0].name]
+    await entries_everywhere()
+
+    # Guests on the hosts' bridges: each gets its port's address from the dnsmasq on the
+    # first host, and reaches the guest on the other over TCP.
+    guests = [Guest(bridge_name(network_id), port["mac_address"], tmp_path / f"guest-{i}",
+                    host_namespace=host.namespace)
+              for i, (host, port) in enumerate(zip(hosts[1:], ports, strict=True))]
+    async with guests[0], guests[1]:
+        for guest, port in zip(guests, ports, strict=True):
+            lease = await guest.dhcp()
+            assert lease["ip"] == port["fixed_ips"][0]["ip_address"]
+        with guests[1].listen(7000):
+            assert await guests[0].connect(guests[1].lease["ip"], 7000, wait=5)
+
+        # Then a server on the first host too.
+        ports.append(await boot(hosts[0]))
+        await entries_everywhere()
+        async with Guest(bridge_name(network_id), ports[2]["mac_address"],
+                         tmp_path / "guest-2", host_namespace=hosts[0].namespace) as third:
+            lease = await third.dhcp()
+            assert lease["ip"] == ports[2]["fixed_ips"][0]["ip_address"]
+            with third.listen(7000):
+                assert await guests[0].connect(lease["ip"], 7000, wait=5)
+                assert await guests[1].connect(lease["ip"], 7000, wait=5)
+
+    # An admin removes the third host: its agents stopped (nothing tells the server its
+    # ports went down: the entries stay), then its L2 agent record deleted.
+    gone = hosts[2]
+    assert await asyncio.to_thread(gone.agents.signal, signal.SIGTERM) == 0
+    for host in hosts[:2]:
+        assert gone.tunnel_ip in {ip for _, ip in await fdb(host, vni)}
+    await api.request("DELETE", f"/network/v2.0/agents/{l2_agents[gone.name]['id']}",
+                      expect=204)
+    await entries_everywhere(among=hosts[:2])
