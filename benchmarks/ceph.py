@@ -9,6 +9,12 @@ Per round:
   ``images`` as an RBD image and reads it back into a file (fsync-ed), as client.stratus;
 * *upload* / *download*: ``PUT`` / ``GET /image/v2/images/{id}/file`` with curl (image store
   ``rbd``: the same pool, through librbd in the server);
+* *CPU*: user + system seconds per GiB, which other load on the machine hardly changes
+  (the MB/s ratios move with it): the server's processes during the upload
+  (``upload_server_cpu_s_per_gib``) against ``rbd import``'s plus ``md5sum``'s and
+  ``sha512sum``'s of the file (``rbd_import_hashed_cpu_s_per_gib``: the hash floor's work);
+  ``upload_cpu_over_hashed_rbd_import`` is their ratio (no goal; the OSD's CPU is in
+  neither);
 * *volume from image*: ``POST /volume/v3/{project}/volumes`` with the image, until the volume
   is ``available`` (a copy-on-write clone of the image's snapshot: the goal holds for any
   size).
@@ -46,6 +52,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -89,6 +96,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a boot may take to print STRATUS-INIT (default 300)")
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's ended (waited-for) children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) so far of process ``pid`` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+    return total
+
+
 def _progress(message: str) -> None:
     print(f"[ceph] {message}", file=sys.stderr, flush=True)
 
@@ -105,9 +138,10 @@ async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[
     env = {**os.environ, "CEPH_CONF": str(cluster.conf)}
     auth = ["--id", "stratus", "--keyring", str(cluster.stratus_keyring)]
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     await _run("rbd", *auth, "import", "--no-progress", str(source), f"images/{name}", env=env)
     import_s = time.perf_counter() - started
+    import_cpu = _children_cpu() - cpu
     target = work / "export.bin"
     started = time.perf_counter()
     await _run("rbd", *auth, "export", "--no-progress", f"images/{name}", str(target), env=env)
@@ -124,25 +158,36 @@ async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[
                *auth, env=env)
     hashed_s = time.perf_counter() - started
     await _run("rbd", *auth, "rm", "--no-progress", f"images/{hashed}", env=env)
+    # The same work's CPU, which the machine's load does not change: rbd import's, then
+    # md5sum's and sha512sum's of the file (each run alone, so each is waited for).
+    cpu = _children_cpu()
+    await _run("md5sum", str(source), env=env)
+    await _run("sha512sum", str(source), env=env)
+    floor_cpu = import_cpu + _children_cpu() - cpu
+    gib = size / (1 << 30)
     return {"rbd_import_mb_per_s": size / 1e6 / import_s,
             "rbd_import_hashed_mb_per_s": size / 1e6 / hashed_s,
-            "rbd_export_mb_per_s": size / 1e6 / export_s}
+            "rbd_export_mb_per_s": size / 1e6 / export_s,
+            "rbd_import_cpu_s_per_gib": import_cpu / gib,
+            "rbd_import_hashed_cpu_s_per_gib": floor_cpu / gib}
 
 
 async def _image_round_trip(client: httpx.AsyncClient, images: str, headers: dict[str, str],
-                            source: Path, work: Path, size: int,
-                            name: str) -> tuple[str, float, float]:
+                            source: Path, work: Path, size: int, name: str,
+                            pid: int) -> tuple[str, float, float, float]:
     """A new image ``name`` uploaded from ``source`` and downloaded again (fsync-ed, its MD5
-    checked) with curl: its id and the upload and download seconds."""
+    checked) with curl: its id, the upload and download seconds, and the CPU seconds the
+    server (process ``pid`` and its children) spent during the upload."""
     created = await client.post(images, headers=headers, json={
         "name": name, "disk_format": "raw", "container_format": "bare"})
     created.raise_for_status()
     image_id = str(created.json()["id"])
     transfer = _CurlTransfer(work, headers)
     url = f"{images}/{image_id}/file"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), await asyncio.to_thread(_tree_cpu, pid)
     await transfer.upload(url, source, size)
     upload_s = time.perf_counter() - started
+    upload_cpu = await asyncio.to_thread(_tree_cpu, pid) - cpu
     target = work / f"download-{name}.bin"
     started = time.perf_counter()
     content_md5 = await transfer.download(url, target)
@@ -151,15 +196,15 @@ async def _image_round_trip(client: httpx.AsyncClient, images: str, headers: dic
     if await asyncio.to_thread(_md5_of, target) != content_md5:
         raise RuntimeError(f"the download of {name} is wrong")
     target.unlink()
-    return image_id, upload_s, download_s
+    return image_id, upload_s, download_s, upload_cpu
 
 
 async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
                          project: str, source: Path, work: Path,
                          size: int) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
-    image_id, upload_s, download_s = await _image_round_trip(client, images, headers, source,
-                                                             work, size, "bench")
+    image_id, upload_s, download_s, upload_cpu = await _image_round_trip(
+        client, images, headers, source, work, size, "bench", cloud.pid)
 
     volumes = f"{cloud.base_url}/volume/v3/{project}/volumes"
     gib = max(1, -(-size // (1 << 30)))
@@ -183,6 +228,7 @@ async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: d
     (await client.delete(f"{images}/{image_id}", headers=headers)).raise_for_status()
     return {"upload_mb_per_s": size / 1e6 / upload_s,
             "download_mb_per_s": size / 1e6 / download_s,
+            "upload_server_cpu_s_per_gib": upload_cpu / (size / (1 << 30)),
             "volume_from_image_s": volume_s}
 
 
@@ -215,8 +261,8 @@ async def _s3_stratus_round(cloud: StratusUp, client: httpx.AsyncClient,
                             headers: dict[str, str], source: Path, work: Path,
                             size: int) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
-    image_id, upload_s, download_s = await _image_round_trip(client, images, headers, source,
-                                                             work, size, "bench-s3")
+    image_id, upload_s, download_s, _ = await _image_round_trip(
+        client, images, headers, source, work, size, "bench-s3", cloud.pid)
     (await client.delete(f"{images}/{image_id}", headers=headers)).raise_for_status()
     return {"s3_upload_mb_per_s": size / 1e6 / upload_s,
             "s3_download_mb_per_s": size / 1e6 / download_s}
@@ -429,6 +475,9 @@ async def run(args: argparse.Namespace) -> Result:
                                                          / figures["rbd_import_mb_per_s"])
                     figures["upload_over_hashed_rbd_import"] = (
                         figures["upload_mb_per_s"] / figures["rbd_import_hashed_mb_per_s"])
+                    figures["upload_cpu_over_hashed_rbd_import"] = (
+                        figures["upload_server_cpu_s_per_gib"]
+                        / figures["rbd_import_hashed_cpu_s_per_gib"])
                     figures["download_over_rbd_export"] = (figures["download_mb_per_s"]
                                                            / figures["rbd_export_mb_per_s"])
                     _progress(f"round {i + 1}/{args.repeats}: " + ", ".join(

@@ -142,6 +142,8 @@ def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothin
     cloud.openstack("image", "delete", "vm-rbd-snap")
     assert not [n for n in _rbd_names(ceph_cluster, "images") if snap["id"] in n]
 
+    _boot_from_an_rbd_volume(cloud, ceph_cluster, image["id"], script, marker)
+
     # An RBD volume attached live is the guest's vdb (librbd again); detached, it goes.
     cloud.openstack("volume", "create", "--size", "1", "data")
     volume_id = wait_volume(cloud, "data", "available")["id"]
@@ -172,6 +174,55 @@ def test_a_guest_boots_from_a_clone_in_vms_takes_an_rbd_volume_and_leaves_nothin
     assert not [n for n in _rbd_names(ceph_cluster, "vms") if server_id in n]
     cloud.openstack("image", "delete", "guest-raw")  # no clone holds it any more
     assert not [n for n in _rbd_names(ceph_cluster, "images") if image["id"] in n]
+
+
+def _boot_from_an_rbd_volume(cloud: Cloud, cluster: DevCluster, image_id: str, script: Path,
+                             marker: str) -> None:
+    """Boot from volume (block_device_mapping_v2: image → volume, boot_index 0): the root
+    volume is a copy-on-write clone of the image's snapshot in ``volumes``, QEMU opens it
+    through librbd as vda, and the server's delete takes the volume with it."""
+    import rbd
+
+    vms_before = set(_rbd_names(cluster, "vms"))
+    server = cloud.openstack_json(
+        "server", "create", "--flavor", "m1.tiny", "--network", "private", "--block-device",
+        f"uuid={image_id},source_type=image,destination_type=volume,volume_size=1,"
+        "boot_index=0,delete_on_termination=true",
+        "--user-data", str(script), "--wait", "vm-bfv")
+    assert server["status"] == "ACTIVE", cloud.log()[-3000:]
+    server_id = server["id"]
+    (attached,) = cloud.openstack_json("server", "volume", "list", "vm-bfv")
+    assert attached["Device"] == "/dev/vda"
+    volume_id = attached["Volume ID"]
+    volume = cloud.openstack_json("volume", "show", volume_id)
+    assert (volume["status"], volume["size"]) == ("in-use", 1)
+    assert volume["bootable"] in (True, "true")
+
+    with admin_connection(cluster) as conn, conn.open_ioctx("volumes") as volumes, \
+            rbd.Image(volumes, f"volume-{volume_id}", read_only=True) as disk:
+        parent = disk.get_parent_image_spec()
+        assert (parent["pool_name"], parent["image_name"], parent["snap_name"]) == (
+            "images", image_id, "snap")
+        assert disk.size() == 1 << 30
+    # The volume is the root disk: the host made no disk of its own in vms.
+    assert set(_rbd_names(cluster, "vms")) == vms_before
+
+    booted = console_until(cloud, "vm-bfv", r"^STRATUS-READY", within=300)
+    assert "STRATUS-METADATA ok" in booted, booted[-2000:]
+    assert "STRATUS-GUEST ip=" in booted and f"uuid={server_id}" in booted, booted[-2000:]
+    assert "STRATUS-DISK name=vda size=1073741824" in booted
+    assert f"MARKER-WRITTEN {marker}" in booted, booted[-2000:]  # a fresh clone of the image
+    xml, _ = _domain_xml_and_secret(server_id)
+    assert f"<source protocol='rbd' name='volumes/volume-{volume_id}'" in xml
+
+    cloud.openstack("server", "delete", "--wait", "vm-bfv")
+    assert server_id not in domains()
+    deadline = time.monotonic() + 60
+    while volume_id in [v["ID"] for v in cloud.openstack_json("volume", "list")]:
+        assert time.monotonic() < deadline, "the root volume was not deleted with the server"
+        time.sleep(0.5)
+    assert not [n for n in _rbd_names(cluster, "volumes") if volume_id in n]
+    assert set(_rbd_names(cluster, "vms")) == vms_before
 
 
 def _boot(cloud: Cloud, name: str) -> str:

@@ -220,6 +220,29 @@ def _kill_rgw(work: Path) -> None:
     pid_file.unlink()
 
 
+def _stream_killing_rgw(cluster: DevCluster, bucket: str, endpoint: str, work: Path,
+                        total: int, kill_after: int) -> Iterator[bytes]:
+    """``total`` random bytes in 1 MiB pieces; once ``kill_after`` bytes are out and the
+    multipart upload shows in the bucket, the gateway is killed (SIGKILL: no goodbye)."""
+    sent = 0
+    while sent < total:
+        if sent == kill_after:
+            deadline = time.monotonic() + 60
+            while not _uploads(cluster, bucket, endpoint):
+                assert time.monotonic() < deadline, "the multipart upload never began"
+                time.sleep(0.1)
+            _kill_rgw(work)
+        yield os.urandom(MiB)
+        sent += MiB
+
+
+def _put_during_outage(url: str, headers: dict[str, str],
+                       body: Iterator[bytes] | bytes) -> httpx.Response:
+    """The PUT of ``body``; the server may answer before it read it all (and close)."""
+    with httpx.Client(timeout=120) as client:
+        return client.put(url, headers=headers, content=body)
+
+
 def test_rgw_down_is_a_503_and_no_half_image(tmp_path: Path,
                                               ceph_cluster: DevCluster) -> None:
     work = tmp_path / "rgw"
@@ -241,10 +264,30 @@ def test_rgw_down_is_a_503_and_no_half_image(tmp_path: Path,
             url = f"{cloud.url}/image/v2/images/{made.json()['id']}/file"
             headers = {"X-Auth-Token": token, "Content-Type": "application/octet-stream"}
 
+            # The gateway dies mid-upload: parts went up, more were streaming.
+            started = time.monotonic()
+            cut = _put_during_outage(url, headers, _stream_killing_rgw(
+                ceph_cluster, bucket, endpoint, work, total=96 * MiB, kill_after=32 * MiB))
+            assert time.monotonic() - started < 60  # an error, not a hang
+            assert cut.status_code == 503, cut.text
+            fault = cut.json()  # the image API's error form
+            assert (fault["code"], fault["title"]) == (503, "Service Unavailable"), fault
+            assert "object storage" in fault["message"] and "did not answer" in fault["message"]
+            assert cloud.openstack_json("image", "show", "lost")["status"] == "queued"
+            assert "could not abort the multipart upload" in cloud.log()
+
+            # Back, with no restart of Stratus: the store aborts the cut upload by itself.
+            _start_rgw(command, endpoint)
+            deadline = time.monotonic() + 120
+            while _uploads(ceph_cluster, bucket, endpoint):
+                assert time.monotonic() < deadline, "the cut multipart upload stayed"
+                time.sleep(0.5)
+            assert _keys(ceph_cluster, bucket, endpoint) == []  # no half object
+
+            # Down before an upload begins: refused at once.
             _kill_rgw(work)
             started = time.monotonic()
-            refused = httpx.put(url, headers=headers, content=os.urandom(20 * MiB),
-                                timeout=120)
+            refused = _put_during_outage(url, headers, os.urandom(20 * MiB))
             assert time.monotonic() - started < 30  # an error, not a hang
             assert refused.status_code == 503, refused.text
             assert "object storage" in refused.text
@@ -253,10 +296,13 @@ def test_rgw_down_is_a_503_and_no_half_image(tmp_path: Path,
             _start_rgw(command, endpoint)  # back: nothing half-written, nothing to clean
             assert _keys(ceph_cluster, bucket, endpoint) == []
             assert _uploads(ceph_cluster, bucket, endpoint) == []
-            data = os.urandom(9 * MiB)
+            data = os.urandom(20 * MiB)  # multipart again (8 MiB parts)
             assert httpx.put(url, headers=headers, content=data,
                              timeout=120).status_code == 204
             assert httpx.get(url, headers=headers, timeout=60).content == data
+            assert cloud.openstack_json("image", "show", "lost")["status"] == "active"
+            assert _uploads(ceph_cluster, bucket, endpoint) == []
             cloud.openstack("image", "delete", "lost")
             assert _keys(ceph_cluster, bucket, endpoint) == []
-        _no_credentials(ceph_cluster, refused.text, cloud.console(), data_dir=cloud.data_dir)
+        _no_credentials(ceph_cluster, cut.text, refused.text, cloud.console(),
+                        data_dir=cloud.data_dir)

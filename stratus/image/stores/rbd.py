@@ -49,6 +49,20 @@ WRITE_DEPTH = 3
 MIN_READ = 4 << 20
 
 
+_ZEROS = b""
+
+
+def _zeros(data: bytes) -> bool:
+    """Whether ``data`` is all zero bytes: one ``memcmp`` against a block of zeros, which
+    stops at the first byte that is not (at once, for most data); ``bytes.count(0)`` read
+    every byte (about an eighth of an upload's CPU beside its MD5 and SHA-512)."""
+    global _ZEROS
+    zeros = _ZEROS
+    if len(data) > len(zeros):
+        zeros = _ZEROS = bytes(len(data))
+    return data == zeros if len(data) == len(zeros) else data == zeros[:len(data)]
+
+
 class InUse(Conflict):
     """The image's data is cloned by volumes or servers (Glance's ``InUseByStore``)."""
 
@@ -104,7 +118,7 @@ class RbdWriter(StoreWriter):
         try:
             if grow_to:
                 image.resize(grow_to)
-            if data.count(0) != len(data):  # all zeros: a hole, nothing written
+            if not _zeros(data):  # all zeros: a hole, nothing written
                 image.write(data, offset)
         except self.ceph.rbd.NoSpace as exc:
             raise StoreFull("Image storage media is full.") from exc

@@ -50,6 +50,10 @@ MIN_PART = 5 << 20
 #: Hashing a part off the event loop pays from this size on (hashlib drops the GIL).
 HASH_IN_THREAD = 1 << 20
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+#: The first pause before retrying the abort of an upload the storage did not answer for,
+#: doubled each round up to ``ABORT_RETRY_MAX``.
+ABORT_RETRY_SECONDS = 1.0
+ABORT_RETRY_MAX = 60.0
 
 Params = Sequence[tuple[str, str]]
 #: Headers signed besides ``host`` and ``x-amz-*``.
@@ -325,10 +329,13 @@ class S3Writer(StoreWriter):
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if self._upload_id is not None and not self._committed:
-            await self.client.call("DELETE", self.store.bucket, self.key,
-                                   [("uploadId", self._upload_id)], what="upload abort",
-                                   ok=(200, 204, 404))
-            self._upload_id = None
+            upload_id, self._upload_id = self._upload_id, None
+            try:
+                await self.store.abort_upload(self.key, upload_id)
+            except StoreUnavailable:
+                # The storage went away mid-upload (the usual reason for this abort): its
+                # parts stay until it answers again; the store retries meanwhile.
+                self.store.abort_later(self.key, upload_id)
         if self._committed:
             await self.store.delete(str(S3Location(self.store.bucket, self.key)))
 
@@ -381,6 +388,11 @@ class S3Store(Store):
                                connections=max(4, 2 * self.concurrency))
         #: Parts of the uploads this store committed (a single PUT counts one).
         self.parts_uploaded = 0
+        #: Multipart uploads whose abort failed (the storage did not answer): (key, upload
+        #: id), aborted by ``_retry_aborts`` once it answers again.
+        self._unaborted: set[tuple[str, str]] = set()
+        self._retrying: asyncio.Task[None] | None = None
+        self.abort_retry_seconds = ABORT_RETRY_SECONDS
 
     async def start(self) -> None:
         response = await self.client.call("HEAD", self.bucket, what="bucket check",
@@ -393,7 +405,47 @@ class S3Store(Store):
             LOG.info("aborted %d multipart upload(s) left over from an earlier run", aborted)
 
     async def stop(self) -> None:
+        retrying, self._retrying = self._retrying, None
+        if retrying is not None:
+            retrying.cancel()
+            with contextlib.suppress(BaseException):
+                await retrying
+        if self._unaborted:  # a later start's sweep aborts them once stale
+            LOG.warning("%d multipart upload(s) in %s could not be aborted yet",
+                        len(self._unaborted), self.bucket)
         await self.client.aclose()
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        await self.client.call("DELETE", self.bucket, key, [("uploadId", upload_id)],
+                               what="upload abort", ok=(200, 204, 404))
+
+    def abort_later(self, key: str, upload_id: str) -> None:
+        """Abort the multipart upload of ``key`` as soon as the storage answers again
+        (retried with a growing pause, up to ``ABORT_RETRY_MAX`` seconds), so an upload cut
+        by an outage leaves no parts behind, without a restart."""
+        LOG.warning("could not abort the multipart upload of %s/%s: the object storage did "
+                    "not answer; retrying until it does", self.bucket, key)
+        self._unaborted.add((key, upload_id))
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry_aborts())
+
+    async def _retry_aborts(self) -> None:
+        pause = self.abort_retry_seconds
+        while self._unaborted:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, ABORT_RETRY_MAX)
+            for key, upload_id in sorted(self._unaborted):
+                try:
+                    await self.abort_upload(key, upload_id)
+                except StoreUnavailable:
+                    break  # still away: all wait for the next round
+                except Exception:
+                    LOG.exception("could not abort the multipart upload of %s/%s",
+                                  self.bucket, key)
+                else:
+                    LOG.info("aborted the multipart upload of %s/%s left by an outage",
+                             self.bucket, key)
+                self._unaborted.discard((key, upload_id))
 
     async def abort_stale(self, older_than: float) -> int:
         """Abort the bucket's multipart uploads begun ``older_than`` seconds ago or more."""
@@ -421,8 +473,7 @@ class S3Store(Store):
                       ("key-marker", root.findtext(f"{_NS}NextKeyMarker") or ""),
                       ("upload-id-marker", root.findtext(f"{_NS}NextUploadIdMarker") or "")]
         for key, upload_id in stale:
-            await self.client.call("DELETE", self.bucket, key, [("uploadId", upload_id)],
-                                   what="upload abort", ok=(200, 204, 404))
+            await self.abort_upload(key, upload_id)
         return len(stale)
 
     def _location(self, location: str) -> S3Location:
