@@ -247,11 +247,13 @@ class ComputeAgentAPI(RPCAPI):
             ctx, "snapshot_instance", instance_uuid=instance_uuid, image_id=image_id)
 
     async def rebuild_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
-                               preserve_ephemeral: bool = False) -> None:
-        """Re-create the guest's disk from its (new) image and boot it on the same ports."""
+                               preserve_ephemeral: bool = False,
+                               admin_password: str | None = None) -> None:
+        """Re-create the guest's disk from its (new) image and boot it on the same ports
+        (``admin_password``: the rebuild's, for a config drive)."""
         await self.client.prepare(server=host).cast(
             ctx, "rebuild_instance", instance_uuid=instance_uuid,
-            preserve_ephemeral=preserve_ephemeral)
+            preserve_ephemeral=preserve_ephemeral, admin_password=admin_password)
 
     async def shelve_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                               image_id: str | None, offload: bool) -> None:

@@ -191,7 +191,8 @@ class DiskFlows:
 
     # rebuild ------------------------------------------------------------------------------
 
-    async def rebuild(self, ctx: RequestContext, uuid: str, preserve_ephemeral: bool) -> None:
+    async def rebuild(self, ctx: RequestContext, uuid: str, preserve_ephemeral: bool,
+                      admin_password: str | None = None) -> None:
         agent = self.agent
         await agent._event(ctx, uuid, REBUILD_EVENT, finished=False)
         instance = await agent.conductor.instance_get(ctx, uuid)
@@ -208,7 +209,8 @@ class DiskFlows:
                 image, location = await agent.boot_image(ctx, instance.image_ref)
                 await agent.driver.spawn(guest_spec(instance, image, instance.network_info,
                                                     [], image_location=location,
-                                                    drive=agent.drive_options()))
+                                                    drive=agent.drive_options(),
+                                                    admin_pass=admin_password))
             else:  # the volume is the disk, kept as it is: boot it afresh
                 await agent.driver.reboot(uuid, hard=True)
             if was_stopped:  # Nova gives a stopped server back stopped

@@ -601,8 +601,9 @@ class ComputeAgentManager(GuestStateActions):
         await self.flows.snapshot(ctx, instance_uuid, image_id)
 
     async def rebuild_instance(self, ctx: RequestContext, instance_uuid: str,
-                               preserve_ephemeral: bool = False) -> None:
-        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral)
+                               preserve_ephemeral: bool = False,
+                               admin_password: str | None = None) -> None:
+        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral, admin_password)
 
     async def shelve_instance(self, ctx: RequestContext, instance_uuid: str,
                               image_id: str | None, offload: bool) -> None:

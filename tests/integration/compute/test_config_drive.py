@@ -1,6 +1,6 @@
 """Config drives through the API of a whole in-process cloud (fake hypervisor): the
 server's ``config_drive`` as Nova shows it, ``force_config_drive`` and an image that needs
-one, and the password the drive carries on a boot and on a rescue."""
+one, and the password the drive carries on a boot, a rebuild and a rescue."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ async def test_a_drive_on_request_with_the_boot_and_rescue_passwords(cloud: Clou
     assert drive is not None and drive["openstack/latest/user_data"] == b"#!/bin/sh\n"
     listed = await cloud.compute("GET", "/servers/detail?config_drive=True")
     assert [s["id"] for s in listed.json()["servers"]] == [server["id"]]
+
+    # A rebuild makes the drive again, with the rebuild's password.
+    rebuilt = await _act(cloud, server["id"], {"rebuild": {"imageRef": image_id,
+                                                           "adminPass": "R3build-pass"}})
+    assert rebuilt.status_code == 202, rebuilt.text
+    assert rebuilt.json()["server"]["adminPass"] == "R3build-pass"
+    await cloud.wait_for(server["id"], "ACTIVE")
+    assert _meta(driver.config_drive(server["id"]))["admin_pass"] == "R3build-pass"
 
     # A rescue brings a drive of its own, with the rescue's password (made or given).
     rescued = await _act(cloud, server["id"], {"rescue": None})
