@@ -32,13 +32,14 @@ def _scratch_path(root: Path, relative: str) -> Path:
 
 def write_iso(files: Mapping[str, bytes], target: Path, *, timeout: float = 60) -> Path:
     """``files`` (path → bytes) as an ISO 9660 image at ``target`` (replaced if there)."""
-    old_umask = os.umask(0o077)
-    try:
-        scratch = Path(tempfile.mkdtemp(prefix=".config-drive-", dir=target.parent))
-    finally:
-        os.umask(old_umask)
+    # mkdtemp makes the directory mode 0700; the image is made 0600 before anything is
+    # written into it (genisoimage writes into the file as it is). The process's umask is
+    # left alone: other threads create files meanwhile.
+    scratch = Path(tempfile.mkdtemp(prefix=".config-drive-", dir=target.parent))
     partial = target.with_name(f".{target.name}.partial")
     try:
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         for relative, data in files.items():
             path = _scratch_path(scratch, relative)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,6 @@ def write_iso(files: Mapping[str, bytes], target: Path, *, timeout: float = 60) 
             # Its messages name files, never their contents.
             raise VirtError("Could not make the config drive: "
                             f"{done.stderr.strip()[-300:] or MKISOFS + ' failed'}")
-        partial.chmod(0o600)
         partial.replace(target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
