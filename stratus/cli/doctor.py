@@ -236,6 +236,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         _tool("qemu-img", "volumes from qcow2/vmdk/... images; image format checks; "
                           "guests' disks"),
         *check_libvirt(),
+        _tool("genisoimage", "config drives of libvirt guests (config_drive: true)"),
         _tool("dnsmasq", "DHCP for guests (the dhcp-agent)"),
         check_nftables(),
         check_bridges_and_namespaces(),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stratus.compute import block_devices, server_metadata, volume_attach
@@ -60,6 +60,9 @@ class BootRequest:
     access_ip_v4: str | None = None
     access_ip_v6: str | None = None
     config_drive: bool = False
+    #: The administrator password (``adminPass``, given or made): for a config drive's
+    #: ``meta_data.json``; stored nowhere.
+    admin_pass: str | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
     group_uuid: str | None = None
 
@@ -109,6 +112,10 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
     recorded = snapshot_root_volume(image) if req.root_volume is None else None
     if recorded is not None:  # an image recording volume snapshots (a volume-backed
         req = replace(req, root_volume=recorded)  # server's createImage): boot as it did
+    if not req.config_drive and (rt.settings.compute.force_config_drive or str(
+            image.get("img_config_drive", "")).lower() == "mandatory"):
+        # Nova's ``force_config_drive`` and an image that cannot boot without one.
+        req = replace(req, config_drive=True)
     await block_devices.check_sources(
         rt.clients.volumes, rt.clients.images, context, _block_storage(context),
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
@@ -124,7 +131,7 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         instance_uuids=[i.uuid for i in instances], project_id=project_id,
         flavor=flavor, availability_zone=req.availability_zone,
         group_uuid=req.group_uuid,
-        image_properties=image_properties(image))
+        image_properties=image_properties(image), admin_password=req.admin_pass)
     to_build = list(instances)
     if req.root_volume is not None:
         to_build = await _root_volumes(rt, context, instances, req.root_volume)

@@ -312,7 +312,10 @@ class Instances:
             vm_state=instance.vm_state,
             task_state=instance.task_state, power_state=instance.power_state,
             host=instance.host, deleted=instance.deleted_at is not None,
-            system_metadata=dict(instance.system_metadata or {}))
+            system_metadata=dict(instance.system_metadata or {}),
+            config_drive=instance.config_drive == "True", key_name=instance.key_name,
+            launch_index=instance.launch_index or 0,
+            reservation_id=instance.reservation_id or "")
 
     # Instance actions ---------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class BuildRequest(_Message):
     image_properties: dict[str, str] = Field(default_factory=dict)
     availability_zone: str | None = None
     group_uuid: str | None = None
+    #: The boot's ``adminPass``, for the servers' config drives (never stored).
+    admin_password: str | None = Field(default=None, repr=False)
 
 
 class UnshelveRequest(_Message):
@@ -123,6 +125,12 @@ class InstanceRecord(_Message):
     #: Nova's system metadata: what compute keeps about the instance for itself
     #: (``shelved_image_id``, ...).
     system_metadata: dict[str, str] = Field(default_factory=dict)
+    #: Whether the guest gets a config drive (the server's ``config_drive``).
+    config_drive: bool = False
+    #: What a config drive's documents name besides the above.
+    key_name: str | None = None
+    launch_index: int = 0
+    reservation_id: str = ""
 
 
 class VifIP(_Message):

@@ -138,9 +138,11 @@ async def rebuild(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any)
         instance.task_state = states.REBUILDING
         await svc.instances.start_action(context, uuid, "rebuild")
         host = instance.host
+    # The password answered is the one a config drive made afresh carries.
+    admin_pass = requested.admin_pass or secrets.token_urlsafe(9)
     try:
         await rt.clients.agents.rebuild_instance(context, host, uuid,
-                                                 requested.preserve_ephemeral)
+                                                 requested.preserve_ephemeral, admin_pass)
     except MessagingError as exc:
         async with rt.service() as svc:
             await svc.instances.set_error(uuid, code=503, host=host,
@@ -149,7 +151,6 @@ async def rebuild(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any)
         raise Conflict(f"The server's host {host} could not be reached.") from exc
     if not rt.settings.compute.enable_instance_password:
         return Reply(202, show_server=uuid)
-    admin_pass = requested.admin_pass or secrets.token_urlsafe(9)
     return Reply(202, show_server=uuid, extra={"adminPass": admin_pass})
 
 

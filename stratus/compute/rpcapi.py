@@ -95,10 +95,13 @@ class ConductorAPI(RPCAPI):
                                host=host, finished=finished, result=result, details=details)
 
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
-                           fault: Fault, alternates: list[str], attempt: int) -> None:
-        """The build failed on ``host``: free its claim, then reschedule or set ERROR."""
+                           fault: Fault, alternates: list[str], attempt: int,
+                           admin_password: str | None = None) -> None:
+        """The build failed on ``host``: free its claim, then reschedule or set ERROR
+        (``admin_password``: the boot's, for the next host)."""
         await self.client.cast(ctx, "build_failed", instance_uuid=instance_uuid, host=host,
-                               fault=fault, alternates=alternates, attempt=attempt)
+                               fault=fault, alternates=alternates, attempt=attempt,
+                               admin_password=admin_password)
 
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:
@@ -164,10 +167,12 @@ class ComputeAgentAPI(RPCAPI):
     ERRORS = (GuestAgentNotEnabled, ConsoleUnavailable)
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
-                                     alternates: list[str], attempt: int = 1) -> None:
+                                     alternates: list[str], attempt: int = 1,
+                                     admin_password: str | None = None) -> None:
+        """``admin_password``: the boot's, for a config drive (as Nova's build passes it)."""
         await self.client.prepare(server=host).cast(
             ctx, "build_and_run_instance", instance_uuid=instance_uuid, alternates=alternates,
-            attempt=attempt)
+            attempt=attempt, admin_password=admin_password)
 
     async def terminate_instance(self, ctx: RequestContext, host: str,
                                  instance_uuid: str) -> None:
@@ -242,11 +247,13 @@ class ComputeAgentAPI(RPCAPI):
             ctx, "snapshot_instance", instance_uuid=instance_uuid, image_id=image_id)
 
     async def rebuild_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
-                               preserve_ephemeral: bool = False) -> None:
-        """Re-create the guest's disk from its (new) image and boot it on the same ports."""
+                               preserve_ephemeral: bool = False,
+                               admin_password: str | None = None) -> None:
+        """Re-create the guest's disk from its (new) image and boot it on the same ports
+        (``admin_password``: the rebuild's, for a config drive)."""
         await self.client.prepare(server=host).cast(
             ctx, "rebuild_instance", instance_uuid=instance_uuid,
-            preserve_ephemeral=preserve_ephemeral)
+            preserve_ephemeral=preserve_ephemeral, admin_password=admin_password)
 
     async def shelve_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                               image_id: str | None, offload: bool) -> None:

@@ -112,7 +112,8 @@ async def build_agent(stack: Stack) -> None:
                            ram_allocation_ratio=settings.ram_allocation_ratio,
                            disk_allocation_ratio=settings.disk_allocation_ratio,
                            reserved_host_memory_mb=settings.reserved_host_memory_mb,
-                           vif_plugging_timeout=stack.settings.network.vif_plugging_timeout)
+                           vif_plugging_timeout=stack.settings.network.vif_plugging_timeout,
+                           dhcp_domain=stack.settings.metadata.dhcp_domain)
     network = None
     # Hosts reach the network service through the catalog, so they need identity: here,
     # or at ``auth.identity_url``. Without either they build guests without networking.

@@ -227,6 +227,9 @@ class ComputeSettings(BaseModel):
     #: Whether create, rebuild, rescue and (before 2.14) evacuate answer the server's
     #: administrator password (``adminPass``), as Nova's ``[api] enable_instance_password``.
     enable_instance_password: bool = True
+    #: Every new server gets a config drive (Nova's ``force_config_drive``), as if its boot
+    #: request had asked for one (``config_drive: true``; the server shows ``"True"``).
+    force_config_drive: bool = False
 
 
 class NetworkSettings(BaseModel):

@@ -43,6 +43,7 @@ TOOLS: dict[str, HostTool] = {tool.command: tool for tool in (
     HostTool("pkg-config", "pkg-config", "building libvirt-python"),
     HostTool("extlinux", "extlinux", "the test guest's boot loader"),
     HostTool("mke2fs", "e2fsprogs", "the test guest's file system"),
+    HostTool("genisoimage", "genisoimage", "config drives (ISO 9660) for libvirt guests"),
 )}
 
 

@@ -61,10 +61,11 @@ DROPBEAR = "usr/sbin/dropbear"
 LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 IMAGE_NAME = "stratus-test-guest"
 #: Modules the guest loads, in this order after their dependencies: virtio disk and NIC
-#: (the cloud kernel has them as modules), then the ACPI button for soft power-off.
+#: (the cloud kernel has them as modules), the ACPI button for soft power-off, then the IDE
+#: cdrom and ISO 9660 for a config drive (Nova's libvirt driver attaches it as ``hdd``).
 MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
            "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk",
-           "button", "evdev")
+           "button", "evdev", "ata_piix", "sr_mod", "isofs")
 DISK_MB = 64
 _DEPENDS_RE = re.compile(rb"(?:^|\x00)depends=([^\x00]*)\x00")
 

@@ -8,6 +8,13 @@ Everything the guest learns is printed to the serial console as marker lines tha
   the SMBIOS product name and serial the hypervisor gave
 - ``STRATUS-MEM total_kb=K``: the memory the guest's kernel has (``MemTotal``), which
   follows the flavor's RAM (a resize to a larger flavor shows more)
+- ``STRATUS-CONFIGDRIVE device=D``: a config drive (ISO 9660 labelled ``config-2``) is
+  mounted; then, when its ``meta_data.json`` has an ``admin_pass``, root's password is
+  set to it (a SHA-512 crypt in ``/etc/shadow``) and ``STRATUS-PASSWORD user=root
+  sha256=H shadow=ok`` says so: ``H`` is the SHA-256 of the password applied (never the
+  password itself), ``shadow=ok`` that the shadow entry, hashed again from the drive's
+  password with its own salt, matches (``shadow=bad`` if not). The password is read as a
+  plain JSON string (what compute generates: no escapes)
 - ``STRATUS-NET iface=eth0 ip=A/P`` or ``STRATUS-NET none``: DHCP result
 - ``STRATUS-METADATA ok`` / ``STRATUS-METADATA unreachable``
 - ``STRATUS-GUEST ip=A uuid=U hostname=H uptime=S``: what the guest knows about itself
@@ -68,6 +75,28 @@ for m in $(cat /etc/modules-order); do
     insmod "/lib/modules/$m.ko" 2>/dev/null
 done
 echo 0 > /proc/sys/kernel/printk 2>/dev/null
+
+# A config drive (Nova's: ISO 9660 labelled config-2, a cdrom): root's password from it.
+CONFIG=$(findfs LABEL=config-2 2>/dev/null)
+if [ -n "$CONFIG" ] && mkdir -p /run/config \
+        && mount -t iso9660 -o ro "$CONFIG" /run/config 2>/dev/null; then
+    echo "STRATUS-CONFIGDRIVE device=${CONFIG#/dev/}"
+    PASS=$(grep -o '"admin_pass": *"[^"\\]*"' /run/config/openstack/latest/meta_data.json \
+           | head -n1 | sed 's/.*"\([^"]*\)"$/\1/')
+    if [ -n "$PASS" ]; then
+        HASH=$(printf '%s' "$PASS" | mkpasswd -m sha512 -P 0)
+        echo "root:$HASH:0:0:99999:7:::" > /etc/shadow
+        chmod 600 /etc/shadow
+        # The entry checked: the drive's password hashed again with the entry's own salt.
+        STORED=$(grep '^root:' /etc/shadow | cut -d: -f2)
+        SALT=$(echo "$STORED" | cut -d'$' -f3)
+        AGAIN=$(printf '%s' "$PASS" | mkpasswd -m sha512 -S "$SALT" -P 0)
+        [ -n "$STORED" ] && [ "$AGAIN" = "$STORED" ] && SHADOW=ok || SHADOW=bad
+        echo "STRATUS-PASSWORD user=root" \
+             "sha256=$(printf '%s' "$PASS" | sha256sum | cut -d' ' -f1) shadow=$SHADOW"
+    fi
+    unset PASS HASH AGAIN
+fi
 
 # ACPI power button -> clean power off (the compute host's soft shutdown).
 acpid -c /etc/acpi -l /run/acpid.log 2>/dev/null

@@ -9,6 +9,12 @@ still; unpaused it counts on from where it stopped. A suspended guest (libvirt's
 save) comes back without booting again, its uptime going on. A rescued guest boots the
 rescue image with its own disk as ``vdb``; unrescued it boots its own disk alone again.
 
+Config drive: the server has one (``--use-config-drive``) and a password (``--password``);
+each boot's init mounts the drive labelled ``config-2`` and sets root's password from its
+``admin_pass``, printing ``STRATUS-PASSWORD user=root sha256=H shadow=ok`` (H: the SHA-256
+of the password it applied). The first boot applies the boot's password, the rescue boot
+the rescue's (the rescue's own drive), the boot after unrescue the boot's again.
+
 Consoles: the noVNC URL's websocket, through the ``console-proxy`` unit, speaks the guest's
 VNC (QEMU's RFB handshake), once per token; the serial URL's websocket reaches the guest's
 serial port (the guest's tty echoes what is typed).
@@ -17,6 +23,7 @@ serial port (the guest's tty echoes what is typed).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -93,6 +100,22 @@ async def _serial_echo(ws_url: str, word: bytes) -> bytes:
     return seen
 
 
+PASSWORD = re.compile(r"^STRATUS-PASSWORD user=root sha256=([0-9a-f]{64}) shadow=(\w+)",
+                      re.MULTILINE)
+
+
+def applied_password(boot: str) -> tuple[str, str]:
+    """(SHA-256 of the password the guest applied, whether its shadow entry checked) of one
+    boot's console."""
+    assert "STRATUS-CONFIGDRIVE device=sr0" in boot, boot[-2000:]
+    (found,) = PASSWORD.findall(boot)
+    return found
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def has_managed_save(server_id: str) -> bool:
     libvirt = libvirt_host.libvirt_module()
     conn = libvirt.open(libvirt_host.DEFAULT_URI)
@@ -105,12 +128,18 @@ def has_managed_save(server_id: str) -> bool:
 @pytest.mark.timeout(1200)  # one TCG boot and two rescue boots on a shared machine
 def test_consoles_open_once_pause_stops_the_clock_suspend_keeps_uptime_rescue_boots_rescue(
         cloud: Cloud) -> None:
+    boot_password, rescue_password = "B00t-Passw0rd-cd", "R3scue-Passw0rd-cd"
     server = cloud.openstack_json("server", "create", "--image", "stratus-test-guest",
-                                  "--flavor", "m1.tiny", "--nic", "none", "--wait", "vm1")
-    assert server["status"] == "ACTIVE"
+                                  "--flavor", "m1.tiny", "--nic", "none", "--use-config-drive",
+                                  "--password", boot_password, "--wait", "vm1")
+    assert server["status"] == "ACTIVE" and server["config_drive"] == "True"
     server_id = server["id"]
     text = console_until(cloud, "vm1", r"^STRATUS-READY")
     assert "STRATUS-DISK name=vda" in text and "name=vdb" not in text
+    # The config drive (a cdrom, never a vdX) set root's password to the boot's.
+    assert applied_password(text) == (sha256(boot_password), "ok")
+    instance_dir = cloud.data_dir / "instances" / server_id
+    assert (instance_dir / "disk.config").is_file()
 
     # Its consoles: a noVNC URL whose websocket reaches the guest's VNC server, a serial one
     # that echoes what is typed; each token opens one connection, and none is logged.
@@ -180,24 +209,32 @@ def test_consoles_open_once_pause_stops_the_clock_suspend_keeps_uptime_rescue_bo
     more_ticks(cloud, "vm1", len(ticks(console(cloud, "vm1"))))
 
     # Rescue: the rescue image (the server's own, by default) boots with the guest's disk
-    # as vdb; unrescued, the guest boots its own disk alone.
-    cloud.openstack("server", "rescue", "vm1")
+    # as vdb and a config drive of its own, with the rescue password; unrescued, the guest
+    # boots its own disk alone, with its own drive.
+    cloud.openstack("server", "rescue", "--password", rescue_password, "vm1")
     wait_status(cloud, "vm1", "RESCUE", within=300)
     text = console_until(cloud, "vm1", rf"(?s)(STRATUS-INIT.*){{{boots + 1}}}.*STRATUS-READY",
                          within=300)
     rescue_boot = text.rsplit("STRATUS-INIT", 1)[1]
     assert "STRATUS-DISK name=vda" in rescue_boot and "STRATUS-DISK name=vdb" in rescue_boot
+    assert applied_password(rescue_boot) == (sha256(rescue_password), "ok")
     cloud.openstack("server", "unrescue", "vm1")
     wait_status(cloud, "vm1", "ACTIVE", within=300)
     text = console_until(cloud, "vm1", rf"(?s)(STRATUS-INIT.*){{{boots + 2}}}.*STRATUS-READY",
                          within=300)
     own_boot = text.rsplit("STRATUS-INIT", 1)[1]
     assert "STRATUS-DISK name=vda" in own_boot and "name=vdb" not in own_boot
+    assert applied_password(own_boot) == (sha256(boot_password), "ok")
+    assert not (instance_dir / "disk.config.rescue").exists()
+    # Neither password is in the cloud's log or on the console.
+    for password in (boot_password, rescue_password):
+        assert password not in cloud.log() and password not in console(cloud, "vm1")
 
     events = [e["Action"] for e in cloud.openstack_json("server", "event", "list", "vm1")]
     assert events == ["unrescue", "rescue", "trigger_crash_dump", "changePassword", "resume",
                       "suspend", "unpause", "pause", "create"]
     cloud.openstack("server", "delete", "--wait", "vm1")
+    assert not instance_dir.exists()  # the drives went with the server
 
 
 MEM = re.compile(r"^STRATUS-MEM total_kb=(\d+)", re.MULTILINE)

@@ -141,7 +141,9 @@ async def test_no_secret_in_logs_spans_or_metrics(
     compute = {**member.headers, "OpenStack-API-Version": "compute 2.37"}
     created = await client.post("/compute/v2.1/servers", headers=compute, json={"server": {
         "name": "s", "imageRef": image["id"], "flavorRef": "1", "networks": "none",
-        "key_name": "k", "adminPass": admin_pass}})
+        "key_name": "k", "adminPass": admin_pass,
+        # The password goes to the host with the build, into the config drive's files.
+        "config_drive": True}})
     assert created.status_code == 202, created.text
     server_id = created.json()["server"]["id"]
     deadline = time.monotonic() + 30

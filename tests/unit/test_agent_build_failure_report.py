@@ -29,7 +29,8 @@ class Conductor:
         raise RemoteError("ConnectionRefusedError", "[Errno 111] Connect call failed")
 
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
-                           fault: Any, alternates: list[str], attempt: int) -> None:
+                           fault: Any, alternates: list[str], attempt: int,
+                           admin_password: str | None = None) -> None:
         self.failed.append({"uuid": instance_uuid, "host": host, "fault": fault.message})
 
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from stratus.compute import states
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
-from stratus.compute.agent.guest import guest_spec
+from stratus.compute.agent.guest import DriveOptions, guest_spec
 from stratus.compute.agent.network import HostNetwork
 from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.errors import UnexpectedTaskState
@@ -84,6 +84,8 @@ class Agent(Protocol):
 
     async def boot_image(self, ctx: RequestContext, image_ref: str
                          ) -> tuple[CachedImage | None, tuple[str, str] | None]: ...
+
+    def drive_options(self) -> DriveOptions: ...
 
 
 LOG = logging.getLogger(__name__)
@@ -189,7 +191,8 @@ class DiskFlows:
 
     # rebuild ------------------------------------------------------------------------------
 
-    async def rebuild(self, ctx: RequestContext, uuid: str, preserve_ephemeral: bool) -> None:
+    async def rebuild(self, ctx: RequestContext, uuid: str, preserve_ephemeral: bool,
+                      admin_password: str | None = None) -> None:
         agent = self.agent
         await agent._event(ctx, uuid, REBUILD_EVENT, finished=False)
         instance = await agent.conductor.instance_get(ctx, uuid)
@@ -205,7 +208,9 @@ class DiskFlows:
             if image_backed:
                 image, location = await agent.boot_image(ctx, instance.image_ref)
                 await agent.driver.spawn(guest_spec(instance, image, instance.network_info,
-                                                    [], image_location=location))
+                                                    [], image_location=location,
+                                                    drive=agent.drive_options(),
+                                                    admin_pass=admin_password))
             else:  # the volume is the disk, kept as it is: boot it afresh
                 await agent.driver.reboot(uuid, hard=True)
             if was_stopped:  # Nova gives a stopped server back stopped
@@ -382,7 +387,8 @@ class DiskFlows:
             for waiter in plugged:
                 waiter.close()
         image = await agent.local_image(ctx, image_id or "")
-        await agent.driver.spawn(guest_spec(instance, image, network_info, block_devices))
+        await agent.driver.spawn(guest_spec(instance, image, network_info, block_devices,
+                                            drive=agent.drive_options()))
         if agent.volumes is not None:
             await agent.volumes.keep_only(ctx, instance.project_id, uuid, self.host)
         return network_info

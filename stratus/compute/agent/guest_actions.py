@@ -14,7 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from stratus.compute import states
+from stratus.compute.agent.guest import DriveOptions, instance_data
 from stratus.compute.errors import GuestAgentNotEnabled, UnexpectedTaskState
+from stratus.compute.metadata import config_drive
 from stratus.compute.objects import ActionEvent, Fault, InstanceUpdate
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.driver import AgentNotEnabled, RescueSpec, VirtDriver, VirtError
@@ -40,6 +42,8 @@ class GuestStateActions:
     driver: VirtDriver
     conductor: ConductorAPI
     images: HostImages | None
+    #: What a config drive's documents are made of on this host (the manager's).
+    drive_options: Callable[[], DriveOptions]
 
     async def settle_interrupted(self, ctx: RequestContext, instance_uuid: str,
                                  task_state: str) -> bool:
@@ -110,7 +114,13 @@ class GuestStateActions:
     async def rescue_instance(self, ctx: RequestContext, instance_uuid: str,
                               rescue_image_ref: str, rescue_password: str) -> None:
         async def rescue() -> None:
-            spec = RescueSpec(admin_password=rescue_password)
+            # Nova's libvirt rescue: a guest with a config drive is rescued with one of its
+            # own, whose meta_data.json has the rescue password (``admin_pass``).
+            instance = await self.conductor.instance_get(ctx, instance_uuid)
+            drive = (config_drive.files(instance_data(instance, self.drive_options()),
+                                        rescue_password)
+                     if instance.config_drive else None)
+            spec = RescueSpec(admin_password=rescue_password, config_drive=drive)
             if self.driver.needs_image_file:
                 if self.images is None:
                     raise VirtError(f"{self.host} has no image cache for the rescue image.")
@@ -119,7 +129,7 @@ class GuestStateActions:
                 except ImageCacheError as exc:
                     raise VirtError(f"Rescue image {rescue_image_ref}: {exc}") from exc
                 spec = RescueSpec(image_path=image.path, image_format=image.disk_format,
-                                  admin_password=rescue_password)
+                                  admin_password=rescue_password, config_drive=drive)
             await self.driver.rescue(instance_uuid, spec)
 
         await self._drive(ctx, instance_uuid, "compute_rescue_instance", states.RESCUING,

@@ -19,7 +19,7 @@ from stratus.compute import states
 from stratus.compute.agent import AGENT_USER
 from stratus.compute.agent.disk_flows import DiskFlows
 from stratus.compute.agent.events import EventsCancelled, EventWaiter, InstanceEvents
-from stratus.compute.agent.guest import guest_spec
+from stratus.compute.agent.guest import DriveOptions, guest_spec
 from stratus.compute.agent.guest_actions import GuestStateActions
 from stratus.compute.agent.moves import HostMoves
 from stratus.compute.agent.network import HostNetwork
@@ -76,6 +76,8 @@ class AgentOptions:
     reserved_host_memory_mb: int = 512
     #: Seconds to wait for the network service's ``network-vif-plugged`` before failing.
     vif_plugging_timeout: float = 300.0
+    #: What config drives' host names end with (the metadata service's ``dhcp_domain``).
+    dhcp_domain: str = "novalocal"
 
 
 class ComputeAgentManager(GuestStateActions):
@@ -325,20 +327,22 @@ class ComputeAgentManager(GuestStateActions):
     # Build --------------------------------------------------------------------------------
 
     async def build_and_run_instance(self, ctx: RequestContext, instance_uuid: str,
-                                     alternates: list[str], attempt: int = 1) -> None:
+                                     alternates: list[str], attempt: int = 1,
+                                     admin_password: str | None = None) -> None:
         instance = await self.conductor.begin_build(ctx, instance_uuid, self.host,
                                                     BUILD_EVENT)
         if instance is None:
             return  # deleted, being deleted, or a redelivered build taken up already
         with self._builds_in_flight.track_inprogress():
-            await self._build_tracked(ctx, instance, alternates, attempt)
+            await self._build_tracked(ctx, instance, alternates, attempt, admin_password)
 
     async def _build_tracked(self, ctx: RequestContext, instance: InstanceRecord,
-                             alternates: list[str], attempt: int) -> None:
+                             alternates: list[str], attempt: int,
+                             admin_password: str | None = None) -> None:
         instance_uuid = instance.uuid
         made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
-            await self._build(ctx, instance, made)
+            await self._build(ctx, instance, made, admin_password)
             BOOTS.labels("active").inc()
         except BuildCancelled:
             BOOTS.labels("cancelled").inc()
@@ -367,10 +371,11 @@ class ComputeAgentManager(GuestStateActions):
             await self.conductor.build_failed(ctx, instance_uuid, self.host,
                                               Fault(code=500, message=str(exc) or
                                                     type(exc).__name__),
-                                              alternates, attempt)
+                                              alternates, attempt,
+                                              admin_password=admin_password)
 
     async def _build(self, ctx: RequestContext, instance: InstanceRecord,
-                     made: list[str]) -> None:
+                     made: list[str], admin_password: str | None = None) -> None:
         uuid = instance.uuid  # in task state networking (``begin_build``)
         plugged: list[EventWaiter] = []
         try:
@@ -407,7 +412,9 @@ class ComputeAgentManager(GuestStateActions):
         with span("compute.spawn", step="43-44") as spawning:
             spawning.set_attribute("stratus.virt_driver", self.driver.name)
             await self.driver.spawn(guest_spec(instance, image, network_info, block_devices,
-                                               image_location=location))
+                                               image_location=location,
+                                               drive=self.drive_options(),
+                                               admin_pass=admin_password))
             info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
@@ -422,7 +429,12 @@ class ComputeAgentManager(GuestStateActions):
         fetched into this host's cache where the driver needs it), with its volumes as
         connected here (``block_devices``)."""
         image = await self._local_image(ctx, instance)
-        return guest_spec(instance, image, network_info, block_devices, flavor=flavor)
+        return guest_spec(instance, image, network_info, block_devices, flavor=flavor,
+                          drive=self.drive_options())
+
+    def drive_options(self) -> DriveOptions:
+        """What ``guest_spec`` makes a config drive's documents with on this host."""
+        return DriveOptions(dhcp_domain=self.options.dhcp_domain, zone=self.options.zone)
 
     async def boot_image(self, ctx: RequestContext, image_ref: str
                          ) -> tuple[CachedImage | None, tuple[str, str] | None]:
@@ -589,8 +601,9 @@ class ComputeAgentManager(GuestStateActions):
         await self.flows.snapshot(ctx, instance_uuid, image_id)
 
     async def rebuild_instance(self, ctx: RequestContext, instance_uuid: str,
-                               preserve_ephemeral: bool = False) -> None:
-        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral)
+                               preserve_ephemeral: bool = False,
+                               admin_password: str | None = None) -> None:
+        await self.flows.rebuild(ctx, instance_uuid, preserve_ephemeral, admin_password)
 
     async def shelve_instance(self, ctx: RequestContext, instance_uuid: str,
                               image_id: str | None, offload: bool) -> None:

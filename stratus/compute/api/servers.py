@@ -8,6 +8,7 @@ Handlers authorize, make one domain call and render a view: the boot flow is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from typing import Any
 
@@ -49,14 +50,17 @@ async def create_server(body: ServerCreateBody, rt: Runtime, caller: CallerDep, 
                         version: Version) -> JSONResponse:
     caller.authorize("os_compute_api:servers:create", {"project_id": caller.project_id})
     s = body.server
-    first = (await boot.boot(rt, caller.context, boot_request(body, version)))[0]
+    # Made here, so that a config drive holds the password the answer gives.
+    password = s.admin_pass or secrets.token_urlsafe(9)
+    request = dataclasses.replace(boot_request(body, version), admin_pass=password)
+    first = (await boot.boot(rt, caller.context, request))[0]
     if s.return_reservation_id:
         return JSONResponse({"reservation_id": first.reservation_id}, status_code=202)
     server = {"id": first.uuid, "links": urls.pair(f"servers/{first.uuid}"),
               "OS-DCF:diskConfig": s.disk_config or "MANUAL",
               "security_groups": [{"name": n} for n in first.security_groups]}
     if rt.settings.compute.enable_instance_password:
-        server["adminPass"] = s.admin_pass or secrets.token_urlsafe(9)
+        server["adminPass"] = password
     return JSONResponse({"server": server}, status_code=202,
                         headers={"Location": urls.url(f"servers/{first.uuid}")})
 

@@ -240,7 +240,8 @@ class ConductorManager:
                                              details=details)
 
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
-                           fault: Fault, alternates: list[str], attempt: int) -> None:
+                           fault: Fault, alternates: list[str], attempt: int,
+                           admin_password: str | None = None) -> None:
         """Free the failed host's claim; claim on the next alternate, or set ERROR."""
         async with self._txn() as svc:
             instance = await svc.instances.get(instance_uuid, include_deleted=True, lock=True)
@@ -283,7 +284,7 @@ class ConductorManager:
             LOG.info("rescheduling %s from %s to %s (attempt %d): %s", instance_uuid, host,
                      candidate, attempt + 1, fault.message)
             await self.agents.build_and_run_instance(ctx, candidate, instance_uuid, remaining,
-                                                     attempt + 1)
+                                                     attempt + 1, admin_password)
             return
         async with self._txn() as svc:
             message = fault.message

@@ -123,7 +123,8 @@ class SchedulerManager:
                 _decided("placed", deciding)
                 # The scheduler that placed it may have died before the cast: send it again
                 # (a host ignores a build it has already taken up).
-                await self.agents.build_and_run_instance(ctx, placed.host, instance_uuid, [])
+                await self.agents.build_and_run_instance(ctx, placed.host, instance_uuid, [],
+                                                         admin_password=request.admin_password)
                 continue
             except NoValidHost as exc:
                 _decided("no_valid_host", deciding)
@@ -142,7 +143,8 @@ class SchedulerManager:
                 continue
             _decided("placed", deciding)
             chosen, alternates = hosts[0], hosts[1:]
-            await self.agents.build_and_run_instance(ctx, chosen, instance_uuid, alternates)
+            await self.agents.build_and_run_instance(ctx, chosen, instance_uuid, alternates,
+                                                     admin_password=request.admin_password)
 
     async def move_claim(self, ctx: RequestContext, claim: MoveClaim) -> MoveClaimResult:
         """A destination for a moving server, claimed in one transaction with the hand-over

@@ -80,6 +80,9 @@ class GuestSpec:
     image_location: str | None = None
     #: For a config drive or injection; the metadata service serves the same.
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The files of the guest's config drive by path (``openstack/latest/meta_data.json``,
+    #: ...; ``stratus.compute.metadata.config_drive``); None: the guest has none.
+    config_drive: dict[str, bytes] | None = field(default=None, repr=False)
 
 
 class MigrationAborted(VirtError):
@@ -109,7 +112,10 @@ class RescueSpec:
 
     image_path: Path | None = None
     image_format: str | None = None
-    admin_password: str = ""
+    admin_password: str = field(default="", repr=False)
+    #: The rescue's own config drive (its ``meta_data.json`` with ``admin_pass``), for a
+    #: guest that has one; None: the rescue boots without one.
+    config_drive: dict[str, bytes] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ again on the destination, and answers a disk hot-plug there.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import subprocess
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,13 @@ def second_libvirtd() -> Iterator[str]:
         backend_unavailable(str(exc))
 
 
+def cdrom_sources(driver: LibvirtDriver, uuid_: str) -> list[str | None]:
+    """The files of the guest's cdroms as its running domain has them."""
+    dom = driver._lookup(uuid_)
+    found = ET.fromstring(dom.XMLDesc(0)).iterfind("./devices/disk[@device='cdrom']/source")
+    return [source.get("file") for source in found]
+
+
 @pytest.fixture
 async def two_hosts(tmp_path: Path,
                     second_libvirtd: str) -> AsyncIterator[tuple[LibvirtDriver, LibvirtDriver]]:
@@ -86,16 +96,23 @@ async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
     data.write_bytes(b"\0" * (8 * 1024 * 1024))
     volumes = [{"mountpoint": "/dev/vdb", "connection_info": {
         "driver_volume_type": "file", "data": {"path": str(data), "format": "raw"}}}]
+    # A config drive too: made again on each host the guest moves to (libvirt copies vda
+    # only), its cdrom re-pointed there.
+    drive = {"openstack/latest/meta_data.json": json.dumps(
+        {"uuid": "mover", "admin_pass": "M0ver-pass"}).encode()}
     guest = GuestSpec(uuid=str(uuid.uuid4()), name="mover", vcpus=1, memory_mb=256,
                       root_gb=1, image_path=guest_image(), image_format="qcow2",
-                      block_devices=volumes)
+                      block_devices=volumes, config_drive=drive)
     await a.spawn(guest)
+    password_line = ("STRATUS-PASSWORD user=root "
+                     f"sha256={hashlib.sha256(b'M0ver-pass').hexdigest()} shadow=ok")
 
     def console(driver: LibvirtDriver) -> asyncio.Future[str]:
         return asyncio.ensure_future(driver.get_console_output(guest.uuid))
 
     booted = await wait_console(lambda: console(a), r"^STRATUS-READY")
     assert "STRATUS-DISK name=vdb size=8388608" in booted
+    assert password_line in booted
 
     progress: list[MigrationProgress] = []
 
@@ -111,6 +128,7 @@ async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
     assert guest.uuid not in await a.list_guests()
     assert not a.instance_dir(guest.uuid).exists()
     assert (await b.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    assert cdrom_sources(b, guest.uuid) == [str(b.instance_dir(guest.uuid) / "disk.config")]
     # The same guest, still running: it did not boot again on host-b, and it sees a disk
     # plugged in there.
     volume = b.instance_dir(guest.uuid) / "extra.raw"
@@ -127,13 +145,14 @@ async def test_live_migration_keeps_the_guest_running_then_a_cold_resize(
     disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-b")
     bigger = GuestSpec(uuid=guest.uuid, name="mover", vcpus=1, memory_mb=384, root_gb=2,
                        image_path=guest.image_path, image_format="qcow2",
-                       block_devices=volumes)
+                       block_devices=volumes, config_drive=drive)
     await b.finish_migration(bigger, disk_info, power_on=True)
     info = await b.get_info(guest.uuid)
     assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 384)
     booted = await wait_console(lambda: console(b), r"^STRATUS-READY")
     assert "STRATUS-DISK name=vda size=2147483648" in booted
     assert "STRATUS-DISK name=vdb size=8388608" in booted
+    assert password_line in booted.rsplit("STRATUS-INIT", 1)[1]  # the resized boot's
     await b.confirm_migration(guest.uuid)
     assert not (b.instances_dir / f"{guest.uuid}_resize").exists()
 

@@ -259,6 +259,11 @@ class FakeDriver(VirtDriver):
         self._guest(uuid)
         self.admin_passwords[uuid] = password
 
+    def config_drive(self, uuid: str) -> dict[str, bytes] | None:
+        """The files of the config drive the guest was spawned with (None: it has none);
+        tests read it."""
+        return self._guest(uuid).spec.config_drive
+
     def rescued_with(self, uuid: str) -> RescueSpec | None:
         """What the guest's rescue booted (None when not rescued); tests read it."""
         return self._guest(uuid).rescue

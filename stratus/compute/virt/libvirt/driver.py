@@ -11,7 +11,9 @@ Contracts beyond ``VirtDriver``'s:
   the cache never pulls a guest's base from under it; with ``images_type = rbd`` the root
   disk is the RBD image ``vms/<uuid>_disk`` instead, see ``rbd_disks``), ``disk.eph<N>`` and
   ``disk.swap``
-  (the ephemeral and swap disks, qcow2) and ``console.log`` (the serial port,
+  (the ephemeral and swap disks, qcow2), ``disk.config`` (the config drive of a guest
+  that has one: an ISO 9660 image labelled ``config-2``, a read-only cdrom; a rescue's is
+  ``disk.config.rescue``) and ``console.log`` (the serial port,
   written by virtlogd, what ``get_console_output`` returns). ``destroy`` removes the domain
   and that directory; a failed ``spawn`` does the same before raising.
 - ``snapshot`` copies ``disk`` (with its base) into one standalone qcow2 under
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
+from stratus.compute.virt.config_drive import write_iso
 from stratus.compute.virt.driver import (
     AgentNotEnabled,
     DiskSnapshot,
@@ -91,6 +94,9 @@ MAX_CONSOLE_BYTES = 100 * 1024
 #: The guest agent's virtio-serial channel, as Nova's libvirt driver names it.
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 _GIB = 1024**3
+#: The config drive's image in the instance directory, and the rescue's (Nova's names).
+CONFIG_DRIVE = "disk.config"
+RESCUE_CONFIG_DRIVE = "disk.config.rescue"
 
 
 def _power_state(libvirt: Any, state: int) -> PowerState:
@@ -273,7 +279,8 @@ class LibvirtDriver(VirtDriver):
                 disk_format = "qcow2"
             local = {d.device: await asyncio.to_thread(create_local_disk, d, directory, i)
                      for i, d in enumerate(guest.local_disks)}
-            xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret)
+            drive = await self.write_config_drive(guest)
+            xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret, drive)
             await self._call(self._define_and_start, xml)
         except BaseException as exc:
             try:
@@ -288,16 +295,25 @@ class LibvirtDriver(VirtDriver):
 
     def domain_xml(self, guest: GuestSpec, disk: Path | RbdSource, disk_format: str = "qcow2",
                    local_disks: dict[str, Path] | None = None,
-                   rbd_secret: str | None = None) -> str:
+                   rbd_secret: str | None = None, config_drive: Path | None = None) -> str:
         """The domain of ``guest`` on this host, booting ``disk`` (``local_disks``: the
         files of its ephemeral and swap disks by device; ``rbd_secret``: the libvirt secret
-        of this host's Ceph user)."""
+        of this host's Ceph user; ``config_drive``: its config drive's image)."""
         return domain_xml(guest, virt_type=self.virt_type or "qemu",
                           domain_name=DOMAIN_PREFIX + guest.uuid, disk_path=disk,
                           disk_format=disk_format, local_disks=local_disks,
                           console_log=self.console_log(guest.uuid),
                           metadata_ns=METADATA_NS, host=self.host,
-                          instances_dir=self.instances_dir, rbd_secret=rbd_secret)
+                          instances_dir=self.instances_dir, rbd_secret=rbd_secret,
+                          config_drive=config_drive)
+
+    async def write_config_drive(self, guest: GuestSpec) -> Path | None:
+        """The guest's config drive image (``disk.config`` in its directory, made now from
+        ``guest.config_drive``); None for a guest without one."""
+        if guest.config_drive is None:
+            return None
+        return await asyncio.to_thread(write_iso, guest.config_drive,
+                                       self.instance_dir(guest.uuid) / CONFIG_DRIVE)
 
     # Ceph ---------------------------------------------------------------------------------
 
@@ -652,12 +668,14 @@ class LibvirtDriver(VirtDriver):
         as ``vda``; the guest's own disk comes second. The domain as it was is kept in
         ``unrescue.xml`` for ``unrescue``.
 
-        ``rescue.admin_password`` reaches no guest: Nova's libvirt driver gives it to one
-        only through a config drive (``admin_pass`` in its ``meta_data.json``) or by
-        writing it into the rescue disk (``inject_password``, off by default), and Stratus
-        has neither; its metadata service serves no ``admin_pass`` (nor does Nova's), and
-        its ``password`` file is the guest's own, encrypted for the user. It is never
-        logged or written anywhere here."""
+        ``rescue.admin_password`` reaches the guest as Nova's libvirt driver gives it: on a
+        config drive of the rescue's own (``disk.config.rescue``, ``admin_pass`` in its
+        ``meta_data.json``) when ``rescue.config_drive`` is given (the guest has a config
+        drive), attached instead of the guest's. Without one it reaches no guest: the
+        metadata service serves no ``admin_pass`` (nor does Nova's), and Stratus does not
+        write it into the rescue disk (Nova's ``inject_password``, off by default). It is
+        never logged, and written nowhere but that drive (mode 0600, removed by
+        ``unrescue`` and with the guest)."""
         if rescue.image_path is None:
             raise VirtError("The libvirt driver rescues from a local copy of an image.")
         dom = await self._domain(uuid)
@@ -665,7 +683,16 @@ class LibvirtDriver(VirtDriver):
         original = (await asyncio.to_thread(saved.read_text) if saved.exists() else
                     await self._call(dom.XMLDesc, self._libvirt.VIR_DOMAIN_XML_INACTIVE))
         disk = await asyncio.to_thread(self._create_rescue_disk, uuid, rescue)
-        xml = rescue_domain_xml(original, disk, METADATA_NS)
+        drive = None
+        if rescue.config_drive is not None:
+            try:
+                drive = await asyncio.to_thread(
+                    write_iso, rescue.config_drive,
+                    self.instance_dir(uuid) / RESCUE_CONFIG_DRIVE)
+            except BaseException:
+                await asyncio.to_thread(self._drop_rescue_files, uuid, saved.exists())
+                raise
+        xml = rescue_domain_xml(original, disk, METADATA_NS, drive)
         await asyncio.to_thread(saved.write_text, original)
         try:
             await self._call(self._redefine_and_start, uuid, xml)
@@ -704,9 +731,12 @@ class LibvirtDriver(VirtDriver):
                    str(disk)], f"Could not create the rescue disk of {uuid}")
         return disk
 
-    def _drop_rescue_files(self, uuid: str) -> None:
+    def _drop_rescue_files(self, uuid: str, keep_saved: bool = False) -> None:
+        """The rescue's files gone (``keep_saved``: but ``unrescue.xml``, the guest's own
+        domain while it is still rescued)."""
         directory = self.instance_dir(uuid)
-        for name in ("disk.rescue", "rescue-base", "unrescue.xml"):
+        for name in ("disk.rescue", "rescue-base", RESCUE_CONFIG_DRIVE,
+                     *(() if keep_saved else ("unrescue.xml",))):
             (directory / name).unlink(missing_ok=True)
 
     def _redefine_and_start(self, uuid: str, xml: str) -> None:

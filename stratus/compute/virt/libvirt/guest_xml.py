@@ -85,11 +85,13 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str,
                console_log: Path, metadata_ns: str, host: str,
                instances_dir: Path | None = None, disk_format: str = "qcow2",
                local_disks: dict[str, Path] | None = None,
-               rbd_secret: str | None = None) -> str:
+               rbd_secret: str | None = None, config_drive: Path | None = None) -> str:
     """The domain booting ``disk_path`` (a file, or an RBD image); ``local_disks`` maps
     each of ``guest.local_disks``' devices to its file (qcow2, made by the driver);
     ``guest.block_devices`` other than ``/dev/vda`` become virtio disks on their volumes
-    (``rbd_secret``: this host's secret for rbd volumes that name none)."""
+    (``rbd_secret``: this host's secret for rbd volumes that name none); ``config_drive``:
+    the guest's config drive image, a read-only IDE cdrom (``hdd``, as Nova's libvirt
+    driver attaches it on a ``pc`` machine)."""
     dom = ET.Element("domain", type=virt_type)
     _sub(dom, "name", domain_name)
     _sub(dom, "uuid", guest.uuid)
@@ -146,6 +148,8 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str,
         if device.get("mountpoint") != "/dev/vda":
             devices.append(_volume_disk(device.get("connection_info") or {},
                                         str(device.get("mountpoint", "")), rbd_secret))
+    if config_drive is not None:
+        devices.append(config_drive_xml(config_drive))
     for vif in guest.network_info:
         devices.append(_interface(vif, guest.name))
     serial = _sub(devices, "serial", type="pty")
@@ -165,6 +169,27 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str,
     seclabel = _sub(dom, "seclabel", type="static", model="dac", relabel="no")
     _sub(seclabel, "label", "+0:+0")
     return ET.tostring(dom, encoding="unicode")
+
+
+#: The config drive's device: the last IDE one (Nova's ``hdd`` on a ``pc`` machine), so it
+#: never takes a name the guest's virtio disks are given.
+CONFIG_DRIVE_TARGET = "hdd"
+
+
+def config_drive_xml(path: Path) -> ET.Element:
+    """The config drive image at ``path`` as a read-only cdrom."""
+    disk = ET.Element("disk", type="file", device="cdrom")
+    _sub(disk, "driver", name="qemu", type="raw")
+    _sub(disk, "source", file=str(path))
+    _sub(disk, "target", dev=CONFIG_DRIVE_TARGET, bus="ide")
+    _sub(disk, "readonly")
+    return disk
+
+
+def is_config_drive(disk: ET.Element) -> bool:
+    target = disk.find("target")
+    return disk.get("device") == "cdrom" and target is not None \
+        and target.get("dev") == CONFIG_DRIVE_TARGET
 
 
 def interface_xml(vif: dict[str, Any], guest_name: str) -> str:
@@ -240,10 +265,13 @@ def _disk(path: Path, disk_format: str, mountpoint: str, serial: str | None) -> 
     return disk
 
 
-def rescue_domain_xml(original: str, rescue_disk: Path, metadata_ns: str) -> str:
+def rescue_domain_xml(original: str, rescue_disk: Path, metadata_ns: str,
+                      config_drive: Path | None = None) -> str:
     """The domain ``original`` (its persistent XML) booting ``rescue_disk`` (a qcow2) as
     ``vda``, its own root disk moved to the first free ``vdX`` after the others: per-device
-    boot order (rescue first), so the BIOS never boots the disk being rescued."""
+    boot order (rescue first), so the BIOS never boots the disk being rescued. The guest's
+    own config drive is not attached; ``config_drive``, the rescue's, is (as Nova's
+    ``disk.config.rescue``)."""
     ET.register_namespace("stratus", metadata_ns)
     dom = ET.fromstring(original)
     os_ = dom.find("os")
@@ -253,6 +281,8 @@ def rescue_domain_xml(original: str, rescue_disk: Path, metadata_ns: str) -> str
     devices = dom.find("devices")
     if devices is None:
         raise VirtError("The domain has no devices to rescue.")
+    for drive in [d for d in devices.findall("disk") if is_config_drive(d)]:
+        devices.remove(drive)
     disks = devices.findall("disk")
     targets = {d: d.find("target") for d in disks}
     root = next((d for d, t in targets.items() if t is not None and t.get("dev") == "vda"),
@@ -274,4 +304,7 @@ def rescue_domain_xml(original: str, rescue_disk: Path, metadata_ns: str) -> str
     _sub(rescue, "target", dev="vda", bus="virtio")
     _sub(rescue, "boot", order="1")
     devices.insert(list(devices).index(root), rescue)
+    if config_drive is not None:
+        last_disk = devices.findall("disk")[-1]
+        devices.insert(list(devices).index(last_disk) + 1, config_drive_xml(config_drive))
     return ET.tostring(dom, encoding="unicode")

@@ -52,6 +52,7 @@ from stratus.compute.virt.driver import (
 )
 from stratus.compute.virt.libvirt.guest_xml import (
     RbdSource,
+    is_config_drive,
     rbd_source,
     root_volume,
     volume_file,
@@ -90,9 +91,11 @@ class LibvirtDriver(Protocol):
     async def _ceph_secret_of_host(self) -> None: ...
     def _undefine(self, uuid: str) -> None: ...
     def _define_and_start(self, xml: str) -> None: ...
+    async def write_config_drive(self, guest: GuestSpec) -> Path | None: ...
     def domain_xml(self, guest: GuestSpec, disk: Path | RbdSource, disk_format: str = "qcow2",
                    local_disks: dict[str, Path] | None = None,
-                   rbd_secret: str | None = None) -> str: ...
+                   rbd_secret: str | None = None,
+                   config_drive: Path | None = None) -> str: ...
     def instance_dir(self, uuid: str) -> Path: ...
     async def make_instance_dir(self, uuid: str) -> Path: ...
     def console_log(self, uuid: str) -> Path: ...
@@ -206,7 +209,8 @@ async def finish_migration(driver: LibvirtDriver, guest: GuestSpec,
                                            guest.root_gb)
             disk_format = "qcow2"
         local = await asyncio.to_thread(_move_local_disks, guest, disk_info, directory)
-        xml = driver.domain_xml(guest, disk, disk_format, local, rbd_secret)
+        drive = await driver.write_config_drive(guest)  # made afresh here, as at a spawn
+        xml = driver.domain_xml(guest, disk, disk_format, local, rbd_secret, drive)
         if power_on:
             await driver._call(driver._define_and_start, xml)
         else:
@@ -281,6 +285,9 @@ async def pre_live_migration(driver: LibvirtDriver, guest: GuestSpec,
         # Neither a volume root nor an RBD disk is copied: both hosts open the same one.
         if root_volume(guest) is None and not source_data.get("rbd_disk"):
             disk = await asyncio.to_thread(_prepare_disk, source_data, directory)
+        # The config drive is made afresh here (libvirt copies only vda): the cdrom is
+        # re-pointed at it.
+        drive = await driver.write_config_drive(guest)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, directory, True)
         raise
@@ -288,6 +295,7 @@ async def pre_live_migration(driver: LibvirtDriver, guest: GuestSpec,
             "disk": str(disk) if disk is not None else None,
             "volumes": [str(d.get("mountpoint")) for d in guest.block_devices],
             "console_log": str(driver.console_log(guest.uuid)),
+            "config_drive": str(drive) if drive is not None else None,
             "instances_dir": str(driver.instances_dir)}
 
 
@@ -302,6 +310,8 @@ def destination_xml(xml: str, migrate_data: dict[str, Any], metadata_ns: str) ->
             backing = disk.find("backingStore")
             if backing is not None:
                 disk.remove(backing)
+        if is_config_drive(disk) and source is not None and migrate_data.get("config_drive"):
+            source.set("file", migrate_data["config_drive"])
     for log in root.iterfind("./devices/serial/log"):
         log.set("file", migrate_data["console_log"])
     instance = root.find(f"./metadata/{{{metadata_ns}}}instance")
