@@ -14,7 +14,13 @@ from stratus.network.errors import NetworkNotFound
 from stratus.network.ipam import IPAM
 from stratus.network.models import Network, Port
 from stratus.network.notify import Notifier
-from stratus.network.objects import DHCP_DEVICE_OWNER, DeviceDetails, NetworkInfo, PortInfo
+from stratus.network.objects import (
+    DHCP_DEVICE_OWNER,
+    DeviceDetails,
+    NetworkInfo,
+    PortInfo,
+    SecurityGroupsSnapshot,
+)
 from stratus.network.part import Part
 from stratus.network.ports import Ports
 from stratus.network.snapshots import Snapshots
@@ -40,6 +46,9 @@ class AgentSync(Part):
     async def device_details(self, port_id: str) -> DeviceDetails | None:
         port = await self.session.get(Port, port_id)
         return None if port is None else await self.snapshots.device_details(port)
+
+    async def security_groups(self, group_ids: list[str]) -> SecurityGroupsSnapshot:
+        return await self.snapshots.security_groups(group_ids)
 
     async def bound_ports(self, host: str) -> list[DeviceDetails]:
         return await self.snapshots.bound_ports(host)

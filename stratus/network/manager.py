@@ -17,6 +17,7 @@ from stratus.network.objects import (
     NetworkInfo,
     PortInfo,
     RouterInfo,
+    SecurityGroupsSnapshot,
 )
 from stratus.network.service import NetworkRuntime
 
@@ -27,7 +28,8 @@ class NetworkServerManager:
     """The server side of ``stratus.network.rpcapi.NetworkServerAPI`` (same method names)."""
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
-               "release_dhcp_port", "get_device_details", "get_bound_ports", "get_fdb_entries",
+               "release_dhcp_port", "get_device_details", "get_security_groups",
+               "get_bound_ports", "get_fdb_entries",
                "update_device_up", "update_device_down",
                "get_routers", "update_floatingip_statuses")
 
@@ -60,6 +62,11 @@ class NetworkServerManager:
                                  host: str) -> DeviceDetails | None:
         async with self.runtime.service(write=False) as svc:
             return await svc.agent_sync.device_details(port_id)
+
+    async def get_security_groups(self, ctx: RequestContext,
+                                  group_ids: list[str]) -> SecurityGroupsSnapshot:
+        async with self.runtime.service(write=False) as svc:
+            return await svc.agent_sync.security_groups(group_ids)
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         async with self.runtime.service(write=False) as svc:

@@ -148,6 +148,28 @@ class DeviceDetails(_Message):
     remote_group_members: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class SecurityGroupsSnapshot(_Message):
+    """Security groups with their rules as written, and the members (addresses and CIDRs)
+    of every group those rules name as ``remote_group_id``: what an l2-agent fetches again
+    when only groups changed (a rule, or a member joining or leaving), once for all of its
+    ports that use them (``security_details`` makes each port's part of it)."""
+
+    security_groups: list[SecurityGroupInfo] = Field(default_factory=list)
+    remote_group_members: dict[str, list[str]] = Field(default_factory=dict)
+
+
+def security_details(details: DeviceDetails, groups: SecurityGroupsSnapshot) -> DeviceDetails:
+    """``details`` with its port's groups and their remote groups' members taken from
+    ``groups`` (a snapshot of at least the port's groups): what ``get_device_details``
+    would now answer for a port whose own state is unchanged."""
+    own = set(details.port.security_group_ids)
+    infos = [g for g in groups.security_groups if g.id in own]
+    remote = sorted({r.remote_group_id for g in infos for r in g.rules if r.remote_group_id})
+    members = {g: list(groups.remote_group_members.get(g, [])) for g in remote}
+    update = {"security_groups": infos, "remote_group_members": members}
+    return details.model_copy(update=update)
+
+
 class AgentState(_Message):
     """An agent's heartbeat; the server lists agents from these (``network agent list``)."""
 

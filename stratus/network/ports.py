@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, delete, false, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, noload, selectinload
 
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
@@ -274,7 +274,7 @@ class Ports(Part):
             self.session.add(PortSecurityGroup(port_id=port_id, security_group_id=group_id))
         await self._allocate(net, port_id, new.fixed_ips)
         await self.session.flush()
-        port = await self.load(port_id)
+        port = await self.load(port_id, new=True)
         if new.security_groups:
             await self._check_ip_for_groups(port, explicit=True)
         if new.allowed_address_pairs:
@@ -320,10 +320,13 @@ class Ports(Part):
                                "unicast MAC address.")
         return ":".join(parts)
 
-    async def load(self, port_id: str) -> Port:
-        """The port as the database now has it, addresses and groups in the same query."""
+    async def load(self, port_id: str, *, new: bool = False) -> Port:
+        """The port as the database now has it, addresses and groups in the same query.
+        ``new``: a port just inserted, without address pairs yet, whose (empty) pairs are
+        not asked of the database (one statement less per create)."""
+        options = (*_PORT_JOINED, noload(Port.allowed_address_pairs)) if new else _PORT_JOINED
         port = (await self.session.scalars(
-            select(Port).where(Port.id == port_id).options(*_PORT_JOINED)
+            select(Port).where(Port.id == port_id).options(*options)
             .execution_options(populate_existing=True))).unique().one_or_none()
         assert port is not None
         return port

@@ -21,6 +21,7 @@ from stratus.network.objects import (
     NetworkInfo,
     PortInfo,
     RouterInfo,
+    SecurityGroupsSnapshot,
 )
 
 NETWORK_TOPIC = "network"
@@ -64,6 +65,14 @@ class NetworkServerAPI(RPCAPI):
         port is gone."""
         return self.result(DeviceDetails | None, await self.client.call(  # type: ignore[arg-type]
             ctx, "get_device_details", port_id=port_id, host=host))
+
+    async def get_security_groups(self, ctx: RequestContext,
+                                  group_ids: list[str]) -> SecurityGroupsSnapshot:
+        """The groups (rules as written) and the members of every group their rules name as
+        remote group: what the l2-agent fetches again, once for all its ports that use
+        them, when only groups changed."""
+        return self.result(SecurityGroupsSnapshot, await self.client.call(
+            ctx, "get_security_groups", group_ids=group_ids))
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         """Every port bound to ``host`` (``binding_host_id``), with its network's segment:

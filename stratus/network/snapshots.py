@@ -27,6 +27,7 @@ from stratus.network.objects import (
     PortInfo,
     SecurityGroupInfo,
     SecurityGroupRuleInfo,
+    SecurityGroupsSnapshot,
     SubnetInfo,
 )
 from stratus.network.part import Part
@@ -124,8 +125,16 @@ class Snapshots(Part):
         ids = details.port.security_group_ids
         if not ids:
             return details
+        groups = await self.security_groups(ids)
+        return details.model_copy(update={
+            "security_groups": groups.security_groups,
+            "remote_group_members": groups.remote_group_members})
+
+    async def security_groups(self, group_ids: list[str]) -> SecurityGroupsSnapshot:
+        """The groups (rules as written; the ones that exist, by id) and the members of
+        every group their rules name as remote group."""
         groups = (await self.session.scalars(select(SecurityGroup).where(
-            SecurityGroup.id.in_(ids)).order_by(SecurityGroup.id))).all()
+            SecurityGroup.id.in_(group_ids)).order_by(SecurityGroup.id))).all()
         infos = [SecurityGroupInfo(id=g.id, stateful=g.stateful, rules=[
             SecurityGroupRuleInfo(
                 id=r.id, direction=r.direction, ethertype=r.ethertype, protocol=r.protocol,
@@ -134,9 +143,8 @@ class Snapshots(Part):
             for r in g.rules]) for g in groups]
         remote = sorted({r.remote_group_id for g in infos for r in g.rules
                          if r.remote_group_id})
-        return details.model_copy(update={
-            "security_groups": infos,
-            "remote_group_members": await self.group_members(remote)})
+        return SecurityGroupsSnapshot(security_groups=infos,
+                                      remote_group_members=await self.group_members(remote))
 
     async def group_members(self, group_ids: list[str]) -> dict[str, list[str]]:
         """Each group's members as addresses: the fixed IPs and allowed address pairs of

@@ -121,6 +121,16 @@ def test_stale_leases_are_those_of_ports_gone_or_changed() -> None:
     assert dnsmasq.stale_leases(after, before) == {("fa:16:3e:00:00:0a", "10.1.2.10"),
                                                    ("fa:16:3e:00:00:0b", "10.1.2.11")}
     assert dnsmasq.stale_leases(before, before) == set()
+    # The same ports as other objects (a snapshot from the server), and a port handing its
+    # address to another: only what no port of the new snapshot holds is stale.
+    same = [p.model_copy() for p in (a, b)]
+    assert dnsmasq.stale_leases(network().model_copy(update={"ports": same}), before) == set()
+    taken = port("c", "10.1.2.10", mac_address="fa:16:3e:00:00:0a")
+    handed = network().model_copy(update={"ports": [taken, b]})
+    assert dnsmasq.stale_leases(handed, before) == set()
+    # Ports added by events (the others kept as they were): nothing to release.
+    grown = before.model_copy(update={"ports": [a, b, port("d", "10.1.2.13")]})
+    assert dnsmasq.stale_leases(grown, before) == set()
 
 
 def test_drop_leases(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from stratus.network.objects import (
     PortInfo,
     SecurityGroupInfo,
     SecurityGroupRuleInfo,
+    SecurityGroupsSnapshot,
 )
 
 HOST = "h1"
@@ -48,6 +49,8 @@ class Server:
         self.hold: asyncio.Event | None = None
         self.asked = asyncio.Event()
         self.up: list[str] = []
+        #: The questions asked, by method name.
+        self.questions: list[str] = []
 
     async def _answer(self) -> dict[str, DeviceDetails]:
         state, gate = dict(self.current), self.hold
@@ -58,10 +61,20 @@ class Server:
 
     async def get_device_details(self, ctx: RequestContext, port_id: str,
                                  host: str) -> DeviceDetails | None:
+        self.questions.append("get_device_details")
         return (await self._answer()).get(port_id)
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         return list((await self._answer()).values())
+
+    async def get_security_groups(self, ctx: RequestContext,
+                                  group_ids: list[str]) -> SecurityGroupsSnapshot:
+        self.questions.append("get_security_groups")
+        details = list((await self._answer()).values())
+        groups = {g.id: g for d in details for g in d.security_groups if g.id in group_ids}
+        members = {g: m for d in details for g, m in d.remote_group_members.items()}
+        return SecurityGroupsSnapshot(security_groups=[groups[g] for g in sorted(groups)],
+                                      remote_group_members=members)
 
     async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
         self.up.append(port_id)
@@ -179,3 +192,68 @@ async def test_a_stale_answer_does_not_plug_an_unbound_port_again(
     await resync
     assert PORT.id not in plugs.plugged
     assert PORT.id not in firewall.in_force
+
+
+def member_of_g1(port: PortInfo, members: list[str]) -> DeviceDetails:
+    """``port`` in g1, whose rule admits SSH from g1's members ``members``."""
+    rule = SSH.model_copy(update={"remote_group_id": "g1"})
+    return DeviceDetails(port=port, network=NETWORK,
+                         security_groups=[SecurityGroupInfo(id="g1", rules=[rule])],
+                         remote_group_members={"g1": members})
+
+
+async def test_a_member_change_is_one_question_for_every_port_of_the_group(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    """A port joining a group changes its members only: the agent asks once for the
+    group, not for each of its ports that use it, and every port's ruleset follows."""
+    manager, server, firewall, _ = agent
+    second = PORT.model_copy(update={"id": "port2", "mac_address": "fa:16:3e:00:00:02",
+                                     "fixed_ips": [FixedIP(subnet_id="s1",
+                                                           ip_address="10.0.0.6")]})
+    members = ["10.0.0.5", "10.0.0.6"]
+    for port in (PORT, second):
+        server.current[port.id] = member_of_g1(port, members)
+        await manager.port_bound(CTX, HOST, server.current[port.id])
+    await manager.settled()
+    server.questions.clear()
+    joined = [*members, "10.0.0.7"]  # a third port joined g1 on another host
+    for port in (PORT, second):
+        server.current[port.id] = member_of_g1(port, joined)
+    await manager.security_groups_updated(CTX, ["g1"], [])
+    await manager.settled()
+    assert server.questions == ["get_security_groups"]
+    for port in (PORT, second):
+        assert firewall.in_force[port.id].remote_group_members == {"g1": joined}
+        assert firewall.in_force[port.id].port == port
+
+
+async def test_a_port_named_by_a_change_is_fetched_whole(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    manager, server, firewall, _ = agent
+    server.current[PORT.id] = BEFORE
+    await manager.port_bound(CTX, HOST, BEFORE)
+    await manager.settled()
+    server.questions.clear()
+    moved = PORT.model_copy(update={"fixed_ips": [FixedIP(subnet_id="s1",
+                                                          ip_address="10.0.0.9")]})
+    server.current[PORT.id] = BEFORE.model_copy(update={"port": moved})
+    await manager.security_groups_updated(CTX, ["g1"], [PORT.id])
+    await manager.settled()
+    assert server.questions == ["get_device_details"]
+    assert firewall.in_force[PORT.id].port == moved
+
+
+async def test_a_group_answer_asked_before_a_binding_does_not_undo_it(
+        agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
+    manager, server, firewall, _ = agent
+    server.current[PORT.id] = BEFORE
+    await manager.port_bound(CTX, HOST, BEFORE, as_of=manager._order.ask())
+    held = server.hold = asyncio.Event()
+    server.asked.clear()
+    await manager.security_groups_updated(CTX, ["g1"], [])  # answers BEFORE, held
+    await server.asked.wait()
+    server.hold, server.current[PORT.id] = None, AFTER
+    await manager.port_bound(CTX, HOST, AFTER, as_of=manager._order.ask())
+    held.set()
+    await manager.settled()
+    assert rules_in_force(firewall) == [SSH]

@@ -298,6 +298,10 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
     fetched = await api.get_device_details(ctx, port["id"], HOST)
     assert fetched is not None
     assert other["fixed_ips"][0]["ip_address"] in fetched.remote_group_members[web["id"]]
+    # What the l2-agent asks once for all its ports of the group: the same groups and members.
+    groups = await api.get_security_groups(ctx, [web["id"]])
+    assert groups.security_groups == fetched.security_groups
+    assert groups.remote_group_members == fetched.remote_group_members
     # The port leaves its groups: the port itself is named.
     l2.calls.clear()
     await cloud.call("PUT", f"/ports/{port['id']}", json={"port": {"security_groups": []}})

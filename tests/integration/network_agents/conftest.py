@@ -38,6 +38,7 @@ from stratus.network.objects import (
     NetworkInfo,
     PortInfo,
     RouterInfo,
+    SecurityGroupsSnapshot,
     SubnetInfo,
     bridge_name,
     dhcp_namespace,
@@ -86,14 +87,24 @@ def make_port(network: NetworkInfo, host_part: int, **fields: object) -> PortInf
     return PortInfo.model_validate(base)
 
 
+def groups_of(details: list[DeviceDetails], group_ids: list[str]) -> SecurityGroupsSnapshot:
+    """``get_security_groups`` answered from ports' details: the groups asked for that
+    they hold, and the members of the remote groups those groups' rules name."""
+    groups = {g.id: g for d in details for g in d.security_groups if g.id in group_ids}
+    infos = [groups[g] for g in sorted(groups)]
+    remote = {r.remote_group_id for g in infos for r in g.rules if r.remote_group_id}
+    members = {g: m for d in details for g, m in d.remote_group_members.items() if g in remote}
+    return SecurityGroupsSnapshot(security_groups=infos, remote_group_members=members)
+
+
 @dataclass
 class ServerDouble:
     """The network server's agent RPC, in memory: what the agents ask for and report."""
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
-               "release_dhcp_port", "get_device_details", "get_bound_ports",
-               "get_fdb_entries", "update_device_up", "update_device_down", "get_routers",
-               "update_floatingip_statuses")
+               "release_dhcp_port", "get_device_details", "get_security_groups",
+               "get_bound_ports", "get_fdb_entries", "update_device_up", "update_device_down",
+               "get_routers", "update_floatingip_statuses")
 
     networks: dict[str, NetworkInfo] = field(default_factory=dict)
     bound: dict[str, list[DeviceDetails]] = field(default_factory=dict)
@@ -157,6 +168,10 @@ class ServerDouble:
             if details.port.id == port_id:
                 return details
         return None
+
+    async def get_security_groups(self, ctx: RequestContext,
+                                  group_ids: list[str]) -> SecurityGroupsSnapshot:
+        return groups_of([d for ds in self.bound.values() for d in ds], group_ids)
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         if self.unavailable:

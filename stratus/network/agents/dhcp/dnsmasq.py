@@ -22,7 +22,7 @@ import os
 import re
 import shlex
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path
@@ -274,11 +274,19 @@ def write_if_changed(path: Path, content: str) -> bool:
 
 def stale_leases(network: NetworkInfo, before: NetworkInfo) -> set[tuple[str, str]]:
     """(MAC, address) pairs ``before`` handed out that ``network`` no longer does (a port
-    deleted, or its address or MAC changed)."""
-    def pairs(net: NetworkInfo) -> set[tuple[str, str]]:
-        return {(p.mac_address.lower(), f.ip_address) for p in net.ports for f in p.fixed_ips}
+    deleted, or its address or MAC changed).
 
-    return pairs(before) - pairs(network)
+    Only the ports of ``before`` that ``network`` does not hold as the same object can
+    have any (a snapshot changed by port events keeps the other ports' objects): a batch
+    of port creates costs nothing here, however many ports the network has."""
+    def pairs(ports: Iterable[PortInfo]) -> set[tuple[str, str]]:
+        return {(p.mac_address.lower(), f.ip_address) for p in ports for f in p.fixed_ips}
+
+    kept = {id(p) for p in network.ports}
+    gone = [p for p in before.ports if id(p) not in kept]
+    if not gone:
+        return set()
+    return pairs(gone) - pairs(network.ports)
 
 
 def drop_leases(path: Path, released: set[tuple[str, str]]) -> bool:

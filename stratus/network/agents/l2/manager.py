@@ -71,6 +71,7 @@ from stratus.network.objects import (
     PortInfo,
     bridge_name,
     network_bridge,
+    security_details,
     tap_name,
 )
 from stratus.network.rpcapi import L2_AGENT_TOPIC, NetworkServerAPI
@@ -143,8 +144,10 @@ class L2AgentManager:
         #: False until a full resync gave the server's state: until then the ruleset an
         #: earlier run left stays in force untouched.
         self._firewall_live = False
-        #: Ports whose security the server says changed, fetched again in one batch.
+        #: Ports whose security the server says changed, fetched again in one batch: whole,
+        #: and (``_refresh_security``) only their groups' rules and members.
         self._refresh_ports: set[str] = set()
+        self._refresh_security: set[str] = set()
         self._refresh_task: asyncio.Task[None] | None = None
         #: Numbers the questions to the server; per port, the answer in force.
         self._order = AnswerOrder()
@@ -425,20 +428,25 @@ class L2AgentManager:
 
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
-        """Fetch again (soon, in one batch with changes arriving meanwhile) the ports the
-        change touches, and apply."""
+        """Fetch again (soon, in one batch with changes arriving meanwhile) what the change
+        touches, and apply: the ports it names whole, and for the other ports that use or
+        name the groups only their groups (one question for all of them)."""
         groups = set(security_group_ids)
-        touched = {p for p in port_ids if p in self.ports}
+        named = {p for p in port_ids if p in self.ports}
+        users: set[str] = set()
         for port_id, details in self.firewall.ports.items():
-            named = set(details.port.security_group_ids) | set(details.remote_group_members)
-            if named & groups:
-                touched.add(port_id)
-        self._schedule_refresh(touched)
+            used = set(details.port.security_group_ids) | set(details.remote_group_members)
+            if used & groups:
+                users.add(port_id)
+        self._schedule_refresh(named, security=users - named)
 
-    def _schedule_refresh(self, port_ids: set[str]) -> None:
-        if not port_ids:
+    def _schedule_refresh(self, port_ids: set[str], *, security: set[str] | None = None
+                          ) -> None:
+        """``port_ids`` are fetched again whole, ``security`` only their groups."""
+        if not port_ids and not security:
             return
         self._refresh_ports |= port_ids
+        self._refresh_security |= security or set()
         if self._refresh_task is None or self._refresh_task.done():
             self._refresh_task = asyncio.create_task(self._refresh())
 
@@ -449,8 +457,9 @@ class L2AgentManager:
 
     async def _refresh(self) -> None:
         await asyncio.sleep(self.options.firewall_batch_delay)
-        while self._refresh_ports:
+        while self._refresh_ports or self._refresh_security:
             wanted, self._refresh_ports = self._refresh_ports, set()
+            security, self._refresh_security = self._refresh_security - wanted, set()
             ctx = self._context()
             changed = False
             for port_id in sorted(wanted):
@@ -470,9 +479,37 @@ class L2AgentManager:
                         changed |= self.firewall.remove_port(port_id)
                     else:
                         changed |= self._track(details)
+            if security:
+                changed |= await self._refresh_security_of(ctx, security)
             if changed:
                 async with self._lock:
                     await self._apply_firewall()
+
+    async def _refresh_security_of(self, ctx: RequestContext, port_ids: set[str]) -> bool:
+        """Fetch again the groups of these plugged, filtered ports (whose own state did not
+        change), once for all of them, and track each port with them; True when the
+        ruleset must change."""
+        ports = sorted(p for p in port_ids if p in self.ports and p in self.firewall.ports)
+        group_ids = sorted({g for p in ports
+                            for g in self.firewall.ports[p].port.security_group_ids})
+        if not ports:
+            return False
+        asked = self._order.ask()
+        try:
+            groups = await self.server.get_security_groups(ctx, group_ids)
+        except MessagingError as exc:
+            LOG.warning("l2-agent: security groups %s not refreshed (%s)", group_ids, exc)
+            return False
+        changed = False
+        async with self._lock:
+            for port_id in ports:
+                details = self.firewall.ports.get(port_id)
+                if details is None or port_id not in self.ports:
+                    continue  # unplugged or unfiltered meanwhile: nothing to refresh
+                if self._order.outdated(port_id, asked):
+                    continue
+                changed |= self._track(security_details(details, groups))
+        return changed
 
     def _plug(self, port: PortInfo, network: NetworkInfo) -> bool:
         """Wire the port; True when the network's VXLAN device was made for it. A DHCP
