@@ -525,8 +525,7 @@ class ComputeAgentManager(GuestStateActions):
         try:
             if self.network is not None or self.volumes is not None:
                 instance = await self.conductor.instance_get(ctx, instance_uuid)
-                await self._release(ctx, instance_uuid, instance.project_id,
-                                    instance.network_info)
+                await self._release(ctx, instance)
         except Exception as exc:
             # The guest is gone but its ports or volumes are not, and the service that holds
             # them refused or stayed away through every try: ERROR (with why), not a delete
@@ -544,11 +543,17 @@ class ComputeAgentManager(GuestStateActions):
                           result="Success")
         await self.conductor.instance_destroyed(ctx, instance_uuid, self.host)
 
-    async def _release(self, ctx: RequestContext, instance_uuid: str, project_id: str,
-                       network_info: list[dict[str, Any]] | None) -> None:
+    async def _release(self, ctx: RequestContext, instance: InstanceRecord) -> None:
         """Give back the deleted guest's ports, then its volume attachments and the volumes
         that go with it; each tried again with backoff while its service fails transiently
-        (both are idempotent: what a try released stays released, a retry finds the rest)."""
+        (both are idempotent: what a try released stays released, a retry finds the rest).
+        Volumes made or tagged to go with the instance are looked for only when its boot
+        request had any (a root volume, a volume mapping): most deletes ask block storage
+        one question, not three."""
+        instance_uuid, project_id = instance.uuid, instance.project_id
+        network_info = instance.network_info
+        owned_volumes = not instance.image_ref or any(
+            disk.kind == "volume" for disk in instance.block_devices)
         backoff = self.options.release_backoff
         if self.network is not None:
             network = self.network
@@ -559,7 +564,8 @@ class ComputeAgentManager(GuestStateActions):
         if self.volumes is not None:
             volumes = self.volumes
             await with_backoff(
-                lambda: volumes.release_all(ctx, project_id, instance_uuid),
+                lambda: volumes.release_all(ctx, project_id, instance_uuid,
+                                            owned_volumes=owned_volumes),
                 what=f"releasing the volumes of {instance_uuid}", backoff=backoff,
                 on_retry=self._count_release_retry)
 

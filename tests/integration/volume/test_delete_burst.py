@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from stratus.core.config import Settings
 from tests.integration.compute.test_boot_flow import boot_body, upload_image
@@ -152,3 +154,75 @@ async def test_a_burst_of_deletes_against_overloaded_services_leaves_no_server_i
     ports = (await cloud.client.get(f"/network/v2.0/ports?network_id={network_id}",
                                     headers=cloud.headers())).json()["ports"]
     assert [p for p in ports if p["device_owner"].startswith("compute:")] == []
+
+
+class Recorded:
+    """The calls the hosts' clients made (method, path without the project)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/volume/v3/"):
+            self.calls.append((request.method, path.split("/", 4)[-1].split("/")[0]))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_deleting_a_server_with_no_volume_asks_block_storage_once(
+        cloud: Cloud) -> None:
+    """A server booted from an image with no volume in its mappings can hold attachments
+    (volumes attached later), never volumes made to go with it: its delete asks block
+    storage for its attachments only; one that booted with a volume also looks for those."""
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    network_id = await _network(cloud)
+    plain = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="plain"))
+    assert plain.status_code == 202, plain.text
+    plain_id = plain.json()["server"]["id"]
+    with_volume = await _boot(cloud, image_id, network_id, 0)
+    for server_id in (plain_id, with_volume):
+        await cloud.wait("compute", f"/servers/{server_id}", "server", "ACTIVE")
+    recorded = Recorded(cloud.stack.http_transport)  # type: ignore[arg-type]
+    for agent in cloud.stack.agents:
+        assert agent.volumes is not None
+        agent.volumes.client.client._transport.inner = recorded  # type: ignore[attr-defined]
+
+    assert (await cloud.compute("DELETE", f"/servers/{plain_id}")).status_code == 204
+    assert await _gone_or_error(cloud, plain_id) is None
+    assert recorded.calls == [("GET", "attachments")]
+
+    recorded.calls.clear()
+    assert (await cloud.compute("DELETE", f"/servers/{with_volume}")).status_code == 204
+    assert await _gone_or_error(cloud, with_volume) is None
+    assert ("DELETE", "volumes") in recorded.calls, recorded.calls
+
+
+async def test_a_volume_delete_is_one_transaction(cloud: Cloud) -> None:
+    """The policy check sees the volume in the delete's own transaction, not in one of its
+    own before it: under a burst of deletes each round trip to the database waited its
+    turn on the API process's event loop (11-28 s per delete in ``benchmarks chaos``)."""
+    created = await cloud.volume("POST", "/volumes", json={"volume": {"size": 1}})
+    volume_id = created.json()["volume"]["id"]
+    await cloud.wait("volume", f"/volumes/{volume_id}", "volume", "available")
+    runtime = cloud.stack.volume
+    assert runtime is not None
+    begun: list[int] = []
+
+    def on_begin(connection: Any) -> None:
+        begun.append(1)
+
+    engine = runtime.db.engine.sync_engine
+    event.listen(engine, "begin", on_begin)
+    try:
+        response = await cloud.volume("DELETE", f"/volumes/{volume_id}")
+    finally:
+        event.remove(engine, "begin", on_begin)
+    assert response.status_code == 202, response.text
+    assert len(begun) == 1
+    # A volume of nobody's is still a 404 (a reader's 403: test_isolation_matrix).
+    missing = await cloud.volume("DELETE", f"/volumes/{uuid.uuid4()}")
+    assert missing.status_code == 404 and "itemNotFound" in missing.json()
