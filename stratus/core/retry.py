@@ -30,11 +30,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Backoff:
-    #: Tries in all (1: no retry).
-    tries: int = 6
+    #: Tries in all (1: no retry). 8 tries wait 1+2+4+8+16+30+30 = 91 s in all: through a
+    #: restart of the callee under load (50-80 s in ``benchmarks chaos``).
+    tries: int = 8
     #: Seconds before the second try; each wait doubles up to ``cap``.
     first: float = 1.0
-    cap: float = 16.0
+    cap: float = 30.0
 
     def delays(self) -> list[float]:
         """The waits between the tries, before jitter."""

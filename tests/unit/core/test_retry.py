@@ -100,3 +100,4 @@ async def test_after_the_last_try_the_last_failure_is_raised(waits: list[float])
     assert call.calls == 5 and len(told) == 4
     assert Backoff(tries=5, first=1, cap=4).delays() == [1, 2, 4, 4]
     assert Backoff(tries=1).delays() == []
+    assert sum(Backoff().delays()) == 91  # the default: through a restart under load
