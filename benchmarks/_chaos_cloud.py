@@ -156,6 +156,12 @@ class ChaosCloud:
     def dead(self) -> list[str]:
         return [name for name, p in self.processes.items() if p.poll() is not None]
 
+    def log_text(self, name: str) -> str:
+        try:
+            return (self.work_dir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         return log_tail(self.work_dir, name, lines)
 

@@ -428,6 +428,11 @@ async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
             report.dead_processes = cloud.dead()
             await _check(client, load, servers, report)
             await _delete_all(client, report, options.settle_within)
+            report.counts.setdefault("deletes_repeated", 0.0)
+            # A compute host tried a delete's release again (a service failed transiently).
+            report.counts["release_retries"] = float(sum(
+                cloud.log_text(name).count("trying again")
+                for name in cloud.units if name.startswith("agent-")))
             if options.log_dir is not None:
                 cloud.copy_logs(options.log_dir)
         finally:

@@ -95,6 +95,7 @@ async def build_agent(stack: Stack) -> None:
     from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
     from stratus.compute.virt import select
     from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
+    from stratus.core.retry import Backoff
 
     settings = stack.settings.compute
     choice = select.embedded_choice(stack.settings)
@@ -113,7 +114,9 @@ async def build_agent(stack: Stack) -> None:
                            disk_allocation_ratio=settings.disk_allocation_ratio,
                            reserved_host_memory_mb=settings.reserved_host_memory_mb,
                            vif_plugging_timeout=stack.settings.network.vif_plugging_timeout,
-                           dhcp_domain=stack.settings.metadata.dhcp_domain)
+                           dhcp_domain=stack.settings.metadata.dhcp_domain,
+                           release_backoff=Backoff(tries=settings.release_tries,
+                                                   first=settings.release_retry_delay))
     network = None
     # Hosts reach the network service through the catalog, so they need identity: here,
     # or at ``auth.identity_url``. Without either they build guests without networking.

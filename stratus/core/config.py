@@ -211,6 +211,11 @@ class ComputeSettings(BaseModel):
     #: Seconds compute-api waits for a host to attach or detach a volume; past it the
     #: volume's reservation is given back (a dead host never leaves it ``attaching``).
     volume_attach_timeout: float = Field(60.0, gt=0)
+    #: A delete's release of the guest's ports and volumes: tries in all, and the seconds
+    #: before the second (doubling, at most 30) while the network or block storage service
+    #: fails transiently (no answer, a timeout, a 5xx); then the delete ends in ERROR.
+    release_tries: int = Field(8, ge=1)
+    release_retry_delay: float = Field(1.0, ge=0)
     #: Resize (and cold migration) may pick the server's own host: on a one-host cloud the
     #: only one (Nova's ``allow_resize_to_same_host``, whose default is false there).
     allow_resize_to_same_host: bool = True

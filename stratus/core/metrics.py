@@ -93,6 +93,10 @@ AGENT_BUILDS_IN_FLIGHT = Gauge(
 AGENT_DELETES_IN_FLIGHT = Gauge(
     "stratus_compute_agent_deletes_in_flight", "Deletes a compute host is running now.",
     ["host"])
+AGENT_RELEASE_RETRIES = Counter(
+    "stratus_compute_agent_release_retries_total",
+    "A deleted guest's ports or volumes asked again of a service that failed transiently.",
+    ["host"])
 
 # Bytes moved ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stratus.compute import states
@@ -51,8 +51,14 @@ from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
 from stratus.core.exceptions import StratusError
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
-from stratus.core.metrics import AGENT_BUILDS_IN_FLIGHT, AGENT_DELETES_IN_FLIGHT, BOOTS
+from stratus.core.metrics import (
+    AGENT_BUILDS_IN_FLIGHT,
+    AGENT_DELETES_IN_FLIGHT,
+    AGENT_RELEASE_RETRIES,
+    BOOTS,
+)
 from stratus.core.periodic import Periodic
+from stratus.core.retry import Backoff, with_backoff
 from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
@@ -78,6 +84,10 @@ class AgentOptions:
     vif_plugging_timeout: float = 300.0
     #: What config drives' host names end with (the metadata service's ``dhcp_domain``).
     dhcp_domain: str = "novalocal"
+    #: How a delete's release of ports and volumes is tried again while the network or
+    #: block storage service fails transiently (no answer, a timeout, a 5xx: overloaded,
+    #: restarting) before the delete ends in ERROR.
+    release_backoff: Backoff = field(default_factory=Backoff)
 
 
 class ComputeAgentManager(GuestStateActions):
@@ -527,13 +537,11 @@ class ComputeAgentManager(GuestStateActions):
         try:
             if self.network is not None or self.volumes is not None:
                 instance = await self.conductor.instance_get(ctx, instance_uuid)
-                if self.network is not None:
-                    await self.network.deallocate(ctx, instance_uuid, instance.network_info)
-                if self.volumes is not None:
-                    await self.volumes.release_all(ctx, instance.project_id, instance_uuid)
+                await self._release(ctx, instance)
         except Exception as exc:
-            # The guest is gone but its ports or volumes are not: ERROR (with why), not a
-            # delete stuck in ``deleting``; deleting again retries the release.
+            # The guest is gone but its ports or volumes are not, and the service that holds
+            # them refused or stayed away through every try: ERROR (with why), not a delete
+            # stuck in ``deleting``; deleting again retries the release.
             LOG.warning("delete of %s on %s could not release its resources: %s",
                         instance_uuid, self.host, exc)
             await self.conductor.instance_update(
@@ -546,6 +554,35 @@ class ComputeAgentManager(GuestStateActions):
         await self._event(ctx, instance_uuid, "compute_terminate_instance", finished=True,
                           result="Success")
         await self.conductor.instance_destroyed(ctx, instance_uuid, self.host)
+
+    async def _release(self, ctx: RequestContext, instance: InstanceRecord) -> None:
+        """Give back the deleted guest's ports, then its volume attachments and the volumes
+        that go with it; each tried again with backoff while its service fails transiently
+        (both are idempotent: what a try released stays released, a retry finds the rest).
+        Volumes made or tagged to go with the instance are looked for only when its boot
+        request had any (a root volume, a volume mapping): most deletes ask block storage
+        one question, not three."""
+        instance_uuid, project_id = instance.uuid, instance.project_id
+        network_info = instance.network_info
+        owned_volumes = not instance.image_ref or any(
+            disk.kind == "volume" for disk in instance.block_devices)
+        backoff = self.options.release_backoff
+        if self.network is not None:
+            network = self.network
+            await with_backoff(
+                lambda: network.deallocate(ctx, instance_uuid, network_info),
+                what=f"releasing the ports of {instance_uuid}", backoff=backoff,
+                on_retry=self._count_release_retry)
+        if self.volumes is not None:
+            volumes = self.volumes
+            await with_backoff(
+                lambda: volumes.release_all(ctx, project_id, instance_uuid,
+                                            owned_volumes=owned_volumes),
+                what=f"releasing the volumes of {instance_uuid}", backoff=backoff,
+                on_retry=self._count_release_retry)
+
+    def _count_release_retry(self, exc: BaseException) -> None:
+        AGENT_RELEASE_RETRIES.labels(self.host).inc()
 
     async def _power_action(self, ctx: RequestContext, uuid: str, event: str,
                             expected: str, final_vm_state: str) -> None:

@@ -110,9 +110,10 @@ class HostVolumes:
         await self.client.delete_attachment(ctx, base, attachment_id, service_token=token)
 
     async def release_all(self, ctx: RequestContext, project_id: str,
-                          instance_uuid: str) -> None:
+                          instance_uuid: str, *, owned_volumes: bool = True) -> None:
         """The guest is gone: delete every attachment it held, so its volumes are
-        ``available`` again, then the root volumes made for it to be deleted with it.
+        ``available`` again, then the root and data volumes made for it to be deleted with
+        it (``owned_volumes=False``: its boot request had none, so none are looked for).
         Raises when the volume service cannot be reached or refuses: the delete then ends
         in ERROR and deleting again retries, rather than leaving volumes attached to a
         server that no longer exists. A cloud without block storage (none in the catalog,
@@ -122,7 +123,8 @@ class HostVolumes:
         base = await self._base(ctx, project_id)
         token = await self.service_auth.token()
         try:
-            await self.client.release_instance(ctx, base, instance_uuid, service_token=token)
+            await self.client.release_instance(ctx, base, instance_uuid, service_token=token,
+                                               owned_volumes=owned_volumes)
         except NotFound:
             LOG.debug("no block storage answers at %s: no volumes to release", base)
 

@@ -184,16 +184,21 @@ class VolumeClient(ServiceClient):
 
     async def release_instance(self, ctx: RequestContext, base: str, instance_uuid: str, *,
                                service_token: str | None = None,
-                               settle_within: float = 600.0) -> None:
+                               settle_within: float = 600.0,
+                               owned_volumes: bool = True) -> None:
         """Give back what ``instance_uuid`` held: its attachments are deleted (its volumes
         are ``available`` again), then the root and data volumes made to go with it
         (``BOOT_FOR``/``DATA_FOR`` with ``DELETE_ON_TERMINATION``) are deleted, once one
-        still being made has settled. Raises on the first failure; what was released
-        stays released."""
+        still being made has settled. ``owned_volumes=False``: the instance's boot request
+        made or tagged none (booted from an image with no volume in its block device
+        mappings), so they are not looked for. Raises on the first failure; what was
+        released stays released."""
         for attachment in await self.attachments_of(ctx, base, instance_uuid,
                                                     service_token=service_token):
             await self.delete_attachment(ctx, base, attachment["id"],
                                          service_token=service_token)
+        if not owned_volumes:
+            return
         deadline = time.monotonic() + settle_within
         owned = [*await self.volumes_with_metadata(ctx, base, BOOT_FOR, instance_uuid,
                                                    service_token=service_token),

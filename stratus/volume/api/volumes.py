@@ -126,14 +126,15 @@ async def delete_volume(volume_id: str, request: Request, context: Context,
     params = request.query_params
     cascade = parse_bool(params.get("cascade", "false"), "cascade")
     force = parse_bool(params.get("force", "false"), "force")
-    async with runtime(request).service() as svc:
-        volume = await svc.volumes.get_visible(context, volume_id)
-    caller.authorize("volume:delete", {"project_id": volume.project_id})
-    if force:
-        caller.authorize("volume:force_delete", {"project_id": volume.project_id})
-    await runtime(request).delete_volume(context, volume.id,
+
+    def authorize(volume: Any) -> None:
+        caller.authorize("volume:delete", {"project_id": volume.project_id})
+        if force:
+            caller.authorize("volume:force_delete", {"project_id": volume.project_id})
+
+    await runtime(request).delete_volume(context, volume_id,
                                          None if context.is_admin else context.project_id,
-                                         cascade=cascade, force=force)
+                                         cascade=cascade, force=force, authorize=authorize)
     return Response(status_code=202)
 
 

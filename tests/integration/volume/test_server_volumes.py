@@ -100,7 +100,7 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
                         network={"backend": "noop"}, volume={"host": "storage"},
                         compute={"fake_hosts": 2, "host": "node",
-                                 "volume_attach_timeout": 30.0})
+                                 "volume_attach_timeout": 30.0, "release_retry_delay": 0.01})
     async with started_cloud(settings, UNITS) as started:
         yield started
 
@@ -275,13 +275,18 @@ async def test_a_delete_that_cannot_release_its_volumes_ends_in_error_and_can_be
     assert agent.volumes is not None
     client = agent.volumes.client
 
+    tries = []
+
     async def unreachable(*args: Any, **kwargs: Any) -> None:
+        tries.append(args)
         raise ServiceUnavailable("The block storage service is unreachable.")
 
     monkeypatch.setattr(client, "release_instance", unreachable)
     assert (await cloud.compute("DELETE", f"/servers/{server['id']}")).status_code == 204
     failed = await cloud.wait("compute", f"/servers/{server['id']}", "server", "ERROR")
     assert "block storage service is unreachable" in failed["fault"]["message"]
+    # Tried again with backoff (compute.release_tries, 8) before it gave up, no more.
+    assert len(tries) == 8
     assert (await cloud.volume("GET", f"/volumes/{volume['id']}")).json()["volume"][
         "status"] == "in-use", "nothing was released: the attachment still says so"
 
