@@ -77,26 +77,35 @@ done
 echo 0 > /proc/sys/kernel/printk 2>/dev/null
 
 # A config drive (Nova's: ISO 9660 labelled config-2, a cdrom): root's password from it.
-CONFIG=$(findfs LABEL=config-2 2>/dev/null)
-if [ -n "$CONFIG" ] && mkdir -p /run/config \
-        && mount -t iso9660 -o ro "$CONFIG" /run/config 2>/dev/null; then
-    echo "STRATUS-CONFIGDRIVE device=${CONFIG#/dev/}"
-    PASS=$(grep -o '"admin_pass": *"[^"\\]*"' /run/config/openstack/latest/meta_data.json \
-           | head -n1 | sed 's/.*"\([^"]*\)"$/\1/')
-    if [ -n "$PASS" ]; then
-        HASH=$(printf '%s' "$PASS" | mkpasswd -m sha512 -P 0)
-        echo "root:$HASH:0:0:99999:7:::" > /etc/shadow
-        chmod 600 /etc/shadow
-        # The entry checked: the drive's password hashed again with the entry's own salt.
-        STORED=$(grep '^root:' /etc/shadow | cut -d: -f2)
-        SALT=$(echo "$STORED" | cut -d'$' -f3)
-        AGAIN=$(printf '%s' "$PASS" | mkpasswd -m sha512 -S "$SALT" -P 0)
-        [ -n "$STORED" ] && [ "$AGAIN" = "$STORED" ] && SHADOW=ok || SHADOW=bad
-        echo "STRATUS-PASSWORD user=root" \
-             "sha256=$(printf '%s' "$PASS" | sha256sum | cut -d' ' -f1) shadow=$SHADOW"
+# Its modules probe the IDE bus for a while: that runs while the network comes up, and
+# init waits for it before it says it is ready.
+config_drive() {
+    for m in $(cat /etc/modules-config-drive); do
+        insmod "/lib/modules/$m.ko" 2>/dev/null
+    done
+    CONFIG=$(findfs LABEL=config-2 2>/dev/null)
+    if [ -n "$CONFIG" ] && mkdir -p /run/config \
+            && mount -t iso9660 -o ro "$CONFIG" /run/config 2>/dev/null; then
+        echo "STRATUS-CONFIGDRIVE device=${CONFIG#/dev/}"
+        PASS=$(grep -o '"admin_pass": *"[^"\\]*"' \
+               /run/config/openstack/latest/meta_data.json | head -n1 \
+               | sed 's/.*"\([^"]*\)"$/\1/')
+        if [ -n "$PASS" ]; then
+            HASH=$(printf '%s' "$PASS" | mkpasswd -m sha512 -P 0)
+            echo "root:$HASH:0:0:99999:7:::" > /etc/shadow
+            chmod 600 /etc/shadow
+            # The entry checked: the drive's password hashed again with the entry's salt.
+            STORED=$(grep '^root:' /etc/shadow | cut -d: -f2)
+            SALT=$(echo "$STORED" | cut -d'$' -f3)
+            AGAIN=$(printf '%s' "$PASS" | mkpasswd -m sha512 -S "$SALT" -P 0)
+            [ -n "$STORED" ] && [ "$AGAIN" = "$STORED" ] && SHADOW=ok || SHADOW=bad
+            echo "STRATUS-PASSWORD user=root" \
+                 "sha256=$(printf '%s' "$PASS" | sha256sum | cut -d' ' -f1) shadow=$SHADOW"
+        fi
     fi
-    unset PASS HASH AGAIN
-fi
+}
+config_drive &
+CONFIG_DRIVE=$!
 
 # ACPI power button -> clean power off (the compute host's soft shutdown).
 acpid -c /etc/acpi -l /run/acpid.log 2>/dev/null
@@ -202,6 +211,7 @@ echo "STRATUS-GUEST ip=${IP%/*} uuid=$UUID hostname=$HOSTNAME uptime=$(up)"
 for d in $(disks); do
     echo "STRATUS-DISK name=$d size=$(( $(cat /sys/block/$d/size) * 512 ))"
 done
+wait "$CONFIG_DRIVE"
 echo "STRATUS-READY uptime=$(up)"
 
 known=" $(disks | tr '\n' ' ') "
