@@ -8,7 +8,8 @@ reverse order.
 
 Lazy imports: here and in every ``stratus/<service>/units.py``, service modules are imported
 inside the functions that need them, so a process pays at start-up only for the units it
-runs (the ``startup`` benchmark measures it).
+runs (the ``startup`` benchmark measures it); the APIs but identity's are mounted as
+``stratus.core.web.lazy.LazyApp`` and built by their first request.
 """
 
 from __future__ import annotations

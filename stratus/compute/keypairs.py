@@ -2,7 +2,8 @@
 
 Two types (Nova's, from microversion 2.2): ``ssh`` (an OpenSSH public key, MD5
 fingerprint) and ``x509`` (a PEM certificate, SHA-1 fingerprint of its DER form; a
-generated one is self-signed for the user).
+generated one is self-signed for the user). ``cryptography.x509`` is imported by the x509
+functions, not with the module: most clouds never see an x509 key pair.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from stratus.compute.models import KeyPair
 from stratus.core.db import Txn
 from stratus.core.db.paging import SortKey, page
 from stratus.core.exceptions import Conflict, MarkerNotFound, NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = ["SUPPORTED_TYPES", "KeyPair", "KeyPairs", "fingerprint", "generate_key_pair",
            "generate_x509", "validate_public_key", "validate_x509", "x509_fingerprint"]
@@ -65,6 +68,8 @@ def _colons(hexdigest: str) -> str:
 
 def validate_x509(certificate: str) -> x509.Certificate:
     """The PEM certificate of an ``x509`` key pair, parsed."""
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificate(certificate.strip().encode())
     except ValueError as exc:
@@ -80,6 +85,9 @@ def x509_fingerprint(certificate: x509.Certificate) -> str:
 def generate_x509(common_name: str) -> tuple[str, str]:
     """(certificate in PEM, private key in PKCS#8 PEM): RSA-2048, self-signed for
     ``common_name``."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)

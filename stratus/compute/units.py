@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp
 
 from stratus.core.periodic import Periodic
+from stratus.core.web.lazy import LazyApp
 from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ async def compute_runtime(stack: Stack) -> ComputeRuntime:
 
 
 async def build_api(stack: Stack) -> ASGIApp:
-    from stratus.compute.api import create_compute_app
     from stratus.compute.rpcapi import ComputeAgentAPI, SchedulerAPI
     from stratus.compute.service import ComputeClients
     from stratus.core.clients.image import ImageClient
@@ -36,14 +36,27 @@ async def build_api(stack: Stack) -> ASGIApp:
     runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
                                    images=ImageClient(http), volumes=VolumeClient(http),
                                    network=NetworkClient(http, stack.service_auth())))
-    return create_compute_app(runtime, stack.token_validator())
+    validator = stack.token_validator()
+
+    def build() -> ASGIApp:
+        from stratus.compute.api import create_compute_app
+
+        return create_compute_app(runtime, validator)
+
+    return LazyApp(build)
 
 
 async def build_placement_api(stack: Stack) -> ASGIApp:
     """The Placement API: reads of the tables the scheduler claims in, on compute's runtime."""
-    from stratus.compute.api.placement import create_placement_app
+    runtime = await compute_runtime(stack)
+    validator = stack.token_validator()
 
-    return create_placement_app(await compute_runtime(stack), stack.token_validator())
+    def build() -> ASGIApp:
+        from stratus.compute.api.placement import create_placement_app
+
+        return create_placement_app(runtime, validator)
+
+    return LazyApp(build)
 
 
 async def build_scheduler(stack: Stack) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
+from stratus.core.web.lazy import LazyApp
 from stratus.stack import Stack, Unit
 
 
 async def build_dashboard(stack: Stack) -> ASGIApp:
-    from stratus.dashboard.app import create_dashboard_app
     from stratus.dashboard.sessions import store_for
 
     settings = stack.settings
@@ -16,8 +16,15 @@ async def build_dashboard(stack: Stack) -> ASGIApp:
     stack.chose("dashboard sessions", settings.dashboard.session_store)
     store = store_for(settings.dashboard)
     stack.exits.push_async_callback(store.aclose)
-    return create_dashboard_app(settings.dashboard, stack.http_client(), identity_url,
-                                secure=settings.base_url.startswith("https:"), store=store)
+    http = stack.http_client()
+
+    def build() -> ASGIApp:
+        from stratus.dashboard.app import create_dashboard_app
+
+        return create_dashboard_app(settings.dashboard, http, identity_url,
+                                    secure=settings.base_url.startswith("https:"), store=store)
+
+    return LazyApp(build)
 
 
 UNITS = (

@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.types import ASGIApp
 
 from stratus.core import hosttools
+from stratus.core.web.lazy import LazyApp
 from stratus.stack import Stack, Unit
 
 
 async def build_api(stack: Stack) -> ASGIApp:
-    from stratus.image.api import create_image_app
     from stratus.image.service import ImageRuntime
 
     settings = stack.settings
@@ -27,7 +27,14 @@ async def build_api(stack: Stack) -> ASGIApp:
         store += (f" (no format checks beyond headers: "
                   f"{hosttools.missing(settings.image.qemu_img)})")
     stack.chose("image store", store)
-    return create_image_app(runtime, stack.token_validator())
+    validator = stack.token_validator()
+
+    def build() -> ASGIApp:
+        from stratus.image.api import create_image_app
+
+        return create_image_app(runtime, validator)
+
+    return LazyApp(build)
 
 
 UNITS = (

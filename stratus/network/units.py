@@ -9,12 +9,12 @@ import socket
 from starlette.types import ASGIApp
 
 from stratus.core.config import Settings
+from stratus.core.web.lazy import LazyApp
 from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
 
 
 async def build_api(stack: Stack) -> ASGIApp:
     from stratus.core.clients.compute import ComputeClient
-    from stratus.network.api import create_network_app
     from stratus.network.backends import backend_choice, create_backend
     from stratus.network.events import ComputeEventSender
     from stratus.network.manager import NetworkServerManager
@@ -32,7 +32,14 @@ async def build_api(stack: Stack) -> ASGIApp:
     stack.exits.push_async_callback(events.stop)
     manager = NetworkServerManager(runtime)
     await stack.serve(NETWORK_TOPIC, None, manager, manager.METHODS)
-    return create_network_app(runtime, stack.token_validator())
+    validator = stack.token_validator()
+
+    def build() -> ASGIApp:
+        from stratus.network.api import create_network_app
+
+        return create_network_app(runtime, validator)
+
+    return LazyApp(build)
 
 
 def agents_unavailable(settings: Settings) -> str | None:

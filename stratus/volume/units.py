@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp
 
 from stratus.core import hosttools
+from stratus.core.web.lazy import LazyApp
 from stratus.stack import Stack, Unit
 
 if TYPE_CHECKING:
@@ -26,11 +27,16 @@ async def volume_runtime(stack: Stack) -> VolumeRuntime:
 
 
 async def build_api(stack: Stack) -> ASGIApp:
-    from stratus.volume.api import create_volume_app
-
     runtime = await volume_runtime(stack)
-    return create_volume_app(runtime, stack.token_validator(),
-                             http_client=stack.http_client())
+    validator = stack.token_validator()
+    http = stack.http_client()
+
+    def build() -> ASGIApp:
+        from stratus.volume.api import create_volume_app
+
+        return create_volume_app(runtime, validator, http_client=http)
+
+    return LazyApp(build)
 
 
 async def build_manager(stack: Stack) -> None:

@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from pydantic import BaseModel
 
+from stratus.core.bus import dispatcher as dispatcher_module
 from stratus.core.bus.dispatcher import Dispatcher
 from stratus.core.bus.envelope import (
     MAX_MESSAGE_BYTES,
@@ -136,6 +137,32 @@ async def test_dispatch_validates_arguments_and_dumps_results() -> None:
             await _dispatch(dispatcher, "build", bad)
     with pytest.raises(UnknownMethod):
         await _dispatch(dispatcher, "sync", {})
+
+
+async def test_a_methods_models_are_made_by_its_first_message_not_by_the_server() -> None:
+    made: list[str] = []
+    real = dispatcher_module.create_model
+
+    def counting(name: str, **kwargs: Any) -> Any:
+        made.append(name)
+        return real(name, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dispatcher_module, "create_model", counting)
+        dispatcher = Dispatcher(Manager(), ["build", "untyped"])
+        assert made == []  # a start builds no model for methods nobody called yet
+        await _dispatch(dispatcher, "untyped", {"value": 1})
+        await _dispatch(dispatcher, "untyped", {"value": 2})
+        assert made == ["Manager_untyped_arguments"]  # once, on its first message
+
+
+def test_a_method_whose_annotations_do_not_resolve_is_refused_at_once() -> None:
+    class Broken:
+        async def method(self, ctx: RequestContext, value: NoSuchType) -> None:  # type: ignore[name-defined]  # noqa: F821
+            pass
+
+    with pytest.raises(ValueError, match="cannot resolve its annotations"):
+        Dispatcher(Broken(), ["method"])
 
 
 def test_only_public_async_methods_can_be_exposed() -> None:

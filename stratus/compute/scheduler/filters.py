@@ -4,24 +4,29 @@ A filter is a named predicate over (host, request). Filters that a request canno
 affected by (no zone asked, no server group, ...) are skipped for it, so a decision over
 thousands of hosts only pays for what applies. The common filters also have a column form
 (``mask``) that decides for every host of a ``HostView`` at once.
+
+NumPy is imported where a mask is computed, not with the module: a scheduler that has not
+decided yet (every ``stratus up`` until its first boot) does not load it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from stratus.compute.scheduler.host_state import HostState
-from stratus.compute.scheduler.host_view import HostView, Mask
 from stratus.compute.scheduler.request_spec import RequestSpec
+
+if TYPE_CHECKING:
+    from stratus.compute.scheduler.host_view import HostView, Mask
+
+    ColumnPredicate = Callable[[HostView, RequestSpec], Mask]
 
 Predicate = Callable[[HostState, RequestSpec], bool]
 #: Why a host did not pass a filter, in words for an operator.
 Reason = Callable[[HostState, RequestSpec], str]
 Applies = Callable[[RequestSpec], bool]
-ColumnPredicate = Callable[[HostView, RequestSpec], Mask]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
         if (i := view.index.get(name)) is not None:
             mask[i] = False
     if spec.requested_host is not None:
+        import numpy as np
+
         only = view.index.get(spec.requested_host)
         kept = np.zeros_like(mask)
         if only is not None:
@@ -92,6 +99,8 @@ def _resources_reason(host: HostState, spec: RequestSpec) -> str:
 
 
 def _resources_mask(view: HostView, spec: RequestSpec) -> Mask:
+    import numpy as np
+
     mask = np.ones(len(view), dtype=bool)
     for rc, amount in spec.flavor.resources.items():
         if amount > 0:

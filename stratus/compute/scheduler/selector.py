@@ -2,7 +2,9 @@
 
 ``select_hosts`` is the pure decision over an in-memory view of the hosts.
 ``HostSelector`` keeps that view, claims the chosen host's resources atomically, and
-moves on to the next best host when a claim loses a race or no longer fits.
+moves on to the next best host when a claim loses a race or no longer fits. The view's
+arrays (NumPy) are made at the first decision, so a scheduler that has not decided yet has
+not loaded NumPy.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy.exc import OperationalError
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources, NoValidHost
@@ -22,10 +24,12 @@ from stratus.compute.hosts import DEFAULT_DOWN_TIME
 from stratus.compute.placement import Placement
 from stratus.compute.scheduler.filters import DEFAULT_FILTERS, HostFilter, resolve
 from stratus.compute.scheduler.host_state import HostState, load_host_states
-from stratus.compute.scheduler.host_view import HostView
 from stratus.compute.scheduler.request_spec import RequestSpec
 from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
 from stratus.core.db import Database, Txn
+
+if TYPE_CHECKING:
+    from stratus.compute.scheduler.host_view import HostView
 
 __all__ = ["HostSelector", "NoValidHost", "SchedulerOptions", "select_hosts"]
 
@@ -88,6 +92,10 @@ def select_hosts(hosts: HostView | list[HostState], spec: RequestSpec,
                  options: SchedulerOptions,
                  rng: random.Random | None = None) -> list[HostState]:
     """The chosen host first, then up to ``max_alternates`` others, best first."""
+    import numpy as np
+
+    from stratus.compute.scheduler.host_view import HostView
+
     view = hosts if isinstance(hosts, HostView) else HostView(hosts)
     filters = [f for f in resolve(options.filters) if f.applies(spec)]
     mask = np.ones(len(view), dtype=bool)
@@ -119,18 +127,25 @@ class HostSelector:
         self.db = db
         self.options = options or SchedulerOptions()
         self.rng = rng or random.Random()
-        self._view = HostView([])
+        #: Made by the first decision's ``refresh``.
+        self._view: HostView | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> HostView:
+        """Every host's state, loaded again into a new view."""
+        from stratus.compute.scheduler.host_view import HostView
+
         async with self.db.transaction(write=False) as txn:
             states = await load_host_states(txn.session,
                                             down_after=self.options.service_down_time)
-        self._view = HostView(states)
+        view = self._view = HostView(states)
         self._loaded_at = time.monotonic()
+        return view
 
     async def _reload(self, host: str) -> None:
+        if self._view is None:  # nothing decided yet: the first decision loads every host
+            return
         async with self.db.transaction(write=False) as txn:
             states = await load_host_states(txn.session,
                                             down_after=self.options.service_down_time,
@@ -159,12 +174,14 @@ class HostSelector:
             # Decide under the lock and count the claim in the shared view at once, so
             # concurrent decisions see it; the database claim itself runs unlocked.
             async with self._lock:
-                if time.monotonic() - self._loaded_at > self.options.refresh_interval:
-                    await self.refresh()
+                view = self._view
+                if (view is None
+                        or time.monotonic() - self._loaded_at > self.options.refresh_interval):
+                    view = await self.refresh()
                 attempt = replace(spec, ignore_hosts=spec.ignore_hosts | tried)
-                ordered = select_hosts(self._view, attempt, self.options, self.rng)
+                ordered = select_hosts(view, attempt, self.options, self.rng)
                 chosen = ordered[0]
-                self._view.consume(chosen, resources)
+                view.consume(chosen, resources)
             try:
                 async with self.db.transaction() as txn:
                     if before_claim is not None:

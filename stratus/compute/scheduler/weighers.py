@@ -3,23 +3,26 @@
 Each weigher scores every candidate, the scores are scaled to 0..1 across the candidates and
 multiplied by the weigher's multiplier; the host with the highest sum wins. A positive
 multiplier spreads instances (most free first), a negative one packs them. Resource
-weighers read a ``HostView`` column; the others score host by host.
+weighers read a ``HostView`` column; the others score host by host. NumPy is imported by
+``weigh``, not with the module (see ``filters``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
 from stratus.compute.scheduler.host_state import HostState
-from stratus.compute.scheduler.host_view import Floats, HostView
 from stratus.compute.scheduler.request_spec import RequestSpec
 
+if TYPE_CHECKING:
+    from stratus.compute.scheduler.host_view import Floats, HostView
+
+    Column = Callable[[HostView], Floats]
+
 Score = Callable[[HostState, RequestSpec], float]
-Column = Callable[[HostView], Floats]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ DEFAULT_MULTIPLIERS = {"RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0,
 def weigh(view: HostView, candidates: Sequence[int], spec: RequestSpec,
           multipliers: dict[str, float], best: int | None = None) -> list[int]:
     """Indexes into ``view`` of the best candidates, best first (ties keep view order)."""
+    import numpy as np
+
     idx = np.asarray(candidates, dtype=np.int64)
     totals = np.zeros(len(idx))
     for name, multiplier in multipliers.items():

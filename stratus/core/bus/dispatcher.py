@@ -11,6 +11,10 @@ Arguments are validated against those annotations on receipt (pydantic, strictly
 missing arguments fail); the result is converted to JSON through its return annotation.
 A message that fails validation, names a method outside the allow-list or an API version the
 server cannot serve is an error of the sender: it is never retried.
+
+A server checks its methods' signatures and annotations when it starts; the pydantic model
+of a method's arguments and its result's adapter are built by the method's first message
+(a process with every unit serves ~85 methods, most of which a start never calls).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -34,15 +39,31 @@ _NO_RESULT = (inspect.Signature.empty, None, type(None), Any)
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One exposed method: its arguments' model and how its result is dumped."""
+    """One exposed method: its arguments' model and how its result is dumped (both made
+    on first use)."""
 
     name: str
     func: Callable[..., Awaitable[Any]]
-    arguments: type[BaseModel]
+    #: ``{owner}_{name}``: the arguments model's name.
+    qualified: str
+    #: Field name in ``arguments`` → (its type, its pydantic ``Field``).
+    definitions: dict[str, Any]
     #: Parameter name → field name in ``arguments`` (fields are prefixed so that argument
     #: names never clash with pydantic's own attributes).
     fields: tuple[tuple[str, str], ...]
-    result: TypeAdapter[Any] | None
+    returns: Any
+
+    @cached_property
+    def arguments(self) -> type[BaseModel]:
+        return create_model(
+            f"{self.qualified}_arguments",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True,
+                                  populate_by_name=False),
+            **self.definitions)
+
+    @cached_property
+    def result(self) -> TypeAdapter[Any] | None:
+        return None if self.returns in _NO_RESULT else TypeAdapter(self.returns)
 
     def bind(self, args: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -79,14 +100,9 @@ def _endpoint(owner: str, name: str, func: Callable[..., Awaitable[Any]]) -> End
         definitions[field_name] = (hints.get(param.name, Any),
                                    Field(default, alias=param.name))
         fields.append((param.name, field_name))
-    model = create_model(
-        f"{owner}_{name}_arguments",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True,
-                              populate_by_name=False),
-        **definitions)
     returns = hints.get("return", inspect.Signature.empty)
-    result = None if returns in _NO_RESULT else TypeAdapter(returns)
-    return Endpoint(name=name, func=func, arguments=model, fields=tuple(fields), result=result)
+    return Endpoint(name=name, func=func, qualified=f"{owner}_{name}", definitions=definitions,
+                    fields=tuple(fields), returns=returns)
 
 
 class Dispatcher:
