@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.compute.action_steps import parse_args
-from stratus.compute.servers import target, visible
+from stratus.compute.servers import SERVERS_PER_REQUEST, target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.clients.network import NetworkClient
 from stratus.core.context import RequestContext
@@ -28,8 +28,6 @@ LOG = logging.getLogger(__name__)
 
 #: Server views wait this long for the network service before showing the stored names.
 VIEW_TIMEOUT = 5.0
-#: Servers asked about per ports request (keeps the query string short on big pages).
-PORTS_PER_REQUEST = 100
 
 
 class GroupArgs(BaseModel):
@@ -168,9 +166,9 @@ async def fill_security_groups(rt: ComputeRuntime, context: RequestContext,
             ids_of_page = [s["id"] for s in servers]
             # The page's chunks at once: a page of 200 servers is one round trip, not two.
             chunks = await asyncio.gather(*(client.list_ports(context, base, {
-                "device_id": ids_of_page[start:start + PORTS_PER_REQUEST],
+                "device_id": ids_of_page[start:start + SERVERS_PER_REQUEST],
                 "fields": ["device_id", "security_groups"]})
-                for start in range(0, len(ids_of_page), PORTS_PER_REQUEST)))
+                for start in range(0, len(ids_of_page), SERVERS_PER_REQUEST)))
             ports = [port for chunk in chunks for port in chunk]
             ids = sorted({g for p in ports for g in p.get("security_groups", [])})
             names: dict[str, str] = {}

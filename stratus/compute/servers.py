@@ -31,6 +31,10 @@ from stratus.core.policy import Caller
 from stratus.core.web.listing import NOVA, ListRequest
 from stratus.core.web.microversions import APIVersion
 
+#: Servers a page's view asks another service about per request (their ports, their volume
+#: attachments): a page of up to 200 is one request each; the query string of 200 ids is
+#: ~10 KB, well within what the HTTP servers parse. Chunks of a larger page go at once.
+SERVERS_PER_REQUEST = 200
 #: The most rows read per query while filling a page that Python-side filters thin out.
 _MAX_BATCH = 1000
 #: What a brief list reads of each row: the view's id and name, and what

@@ -29,7 +29,7 @@ from typing import Any
 from stratus.compute import states
 from stratus.compute.action_steps import refuse_if_locked, require
 from stratus.compute.objects import shelved_volume_devices
-from stratus.compute.servers import target, visible
+from stratus.compute.servers import SERVERS_PER_REQUEST, target, visible
 from stratus.compute.service import ComputeRuntime
 from stratus.core.bus import MessagingError, RemoteError
 from stratus.core.clients.base import endpoint
@@ -256,16 +256,21 @@ async def detach(rt: ComputeRuntime, caller: Caller, server_id: str, volume_id: 
                        f"{type(exc).__name__}.") from exc
 
 
-async def volumes_attached(volumes: VolumeClient,
-                           context: RequestContext) -> dict[str, list[str]]:
-    """Server id → ids of its attached volumes, from one request to the volume service.
-    Empty without a reachable block storage service: a server shows without its volumes
-    rather than failing."""
+async def volumes_attached(volumes: VolumeClient, context: RequestContext,
+                           server_ids: list[str]) -> dict[str, list[str]]:
+    """Server id → ids of its attached volumes, for the servers ``server_ids`` (a page):
+    their attachments only, never the whole project's, by chunks of ``SERVERS_PER_REQUEST``
+    asked at once. Empty without a reachable block storage service: a server shows without
+    its volumes rather than failing."""
     try:
         base = endpoint(context, "block-storage")
         # Bounded: a block storage service that hangs must not hold up server views.
         async with asyncio.timeout(VIEW_TIMEOUT):
-            items = await volumes.list_attachments(context, base)
+            chunks = await asyncio.gather(*(
+                volumes.list_attachments(context, base,
+                                         server_ids[start:start + SERVERS_PER_REQUEST])
+                for start in range(0, len(server_ids), SERVERS_PER_REQUEST)))
+        items = [item for chunk in chunks for item in chunk]
     except Exception as exc:  # the server view must not fail for want of volume details
         LOG.debug("volumes_attached left empty: %s", exc)
         return {}

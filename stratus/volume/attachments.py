@@ -10,7 +10,7 @@ volume that is not multiattach, exactly one succeeds (``Volumes.transition``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -60,17 +60,19 @@ class Attachments:
         return found
 
     async def list_page(self, q: ListQuery, *, volume_id: str | None = None,
-                        instance_id: str | None = None) -> tuple[list[Attachment], bool]:
+                        instance_ids: Sequence[str] | None = None,
+                        ) -> tuple[list[Attachment], bool]:
         """The page of live attachments ``q`` asks for (of ``q.project_id``'s volumes, or of
-        every project's when None), narrowed to one volume or instance, in SQL."""
+        every project's when None), narrowed to one volume or to the instances
+        ``instance_ids`` (any of them), in SQL."""
         query = select(Attachment).join(Volume, Volume.id == Attachment.volume_id).where(
             Attachment.deleted_at.is_(None))
         if q.project_id is not None:
             query = query.where(Volume.project_id == q.project_id)
         if volume_id is not None:
             query = query.where(Attachment.volume_id == volume_id)
-        if instance_id is not None:
-            query = query.where(Attachment.instance_uuid == instance_id)
+        if instance_ids:
+            query = query.where(Attachment.instance_uuid.in_(instance_ids))
         return await page_of(self.session, query, q, sort_columns=SORT_COLUMNS,
                              default=DEFAULT_SORT, id_column=Attachment.id)
 

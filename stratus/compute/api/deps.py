@@ -22,7 +22,13 @@ def runtime(request: Request) -> ComputeRuntime:
     return rt
 
 
-Runtime = Annotated[ComputeRuntime, Depends(runtime)]
+async def _runtime(request: Request) -> ComputeRuntime:
+    return runtime(request)
+
+
+# Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a hop per dependency per request that costs more than the work it does.
+Runtime = Annotated[ComputeRuntime, Depends(_runtime)]
 
 
 async def service(request: Request) -> AsyncIterator[ComputeService]:
@@ -46,12 +52,12 @@ async def read_service(request: Request) -> AsyncIterator[ComputeService]:
 ReadService = Annotated[ComputeService, Depends(read_service, scope="function")]
 
 
-def servers(svc: Service) -> Servers:
+async def servers(svc: Service) -> Servers:
     """The API's reads and edits of servers, in the request's transaction."""
     return Servers.of(svc)
 
 
-def read_servers(svc: ReadService) -> Servers:
+async def read_servers(svc: ReadService) -> Servers:
     """The API's reads of servers, in the request's reading transaction."""
     return Servers.of(svc)
 
@@ -80,4 +86,8 @@ class Links:
         return f"{self.root}/v2.1/{path}"
 
 
-URLs = Annotated[Links, Depends(Links)]
+async def links(request: Request) -> Links:
+    return Links(request)
+
+
+URLs = Annotated[Links, Depends(links)]

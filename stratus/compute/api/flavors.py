@@ -40,7 +40,7 @@ def _is_public(value: str | None) -> bool | None:
     return None if value.strip().lower() == "none" else IS_PUBLIC.boolean("is_public", value)
 
 
-def flavor_query(is_public: Q = None,
+async def flavor_query(is_public: Q = None,
                  min_ram: Annotated[str | None, Query(alias="minRam")] = None,
                  min_disk: Annotated[str | None, Query(alias="minDisk")] = None,
                  sort_key: Q = None, sort_dir: Q = None, limit: Q = None,

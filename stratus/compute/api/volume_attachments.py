@@ -80,11 +80,13 @@ async def detach_volume(server_id: str, volume_id: str, rt: Runtime,
 
 async def fill_volumes_attached(rt: Runtime, context: RequestContext, version: APIVersion,
                                 servers: list[dict[str, Any]]) -> None:
-    """Set each server body's ``os-extended-volumes:volumes_attached`` (one request to the
-    volume service for the page; empty lists when it cannot answer)."""
+    """Set each server body's ``os-extended-volumes:volumes_attached`` (the page's servers'
+    attachments, in one request to the volume service up to ``SERVERS_PER_REQUEST``
+    servers; empty lists when it cannot answer)."""
     if not servers:
         return
-    attached = await volume_attach.volumes_attached(rt.clients.volumes, context)
+    attached = await volume_attach.volumes_attached(rt.clients.volumes, context,
+                                                    [server["id"] for server in servers])
     for server in servers:
         server["os-extended-volumes:volumes_attached"] = [
             {"id": vid, "delete_on_termination": False} if version.at_least("2.3")

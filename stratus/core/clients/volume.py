@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from stratus.core.clients.base import ServiceClient
 from stratus.core.context import RequestContext
@@ -107,9 +108,11 @@ class VolumeClient(ServiceClient):
         await self._call(ctx, base, "POST", f"/volumes/{volume_id}/metadata",
                          {"metadata": metadata}, service_token=service_token)
 
-    async def list_attachments(self, ctx: RequestContext, base: str) -> list[dict[str, Any]]:
-        """Every attachment the caller may see (summary form)."""
-        body = await self._call(ctx, base, "GET", "/attachments")
+    async def list_attachments(self, ctx: RequestContext, base: str,
+                               instance_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The attachments (summary form) the caller may see of any of ``instance_ids``."""
+        query = urlencode([("instance_id", uuid) for uuid in instance_ids])
+        body = await self._call(ctx, base, "GET", f"/attachments?{query}")
         return list(body.get("attachments") or [])
 
     async def create_attachment(self, ctx: RequestContext, base: str, volume_id: str,

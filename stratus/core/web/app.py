@@ -31,6 +31,11 @@ def api_root(request: Request) -> str:
     return str(request.url.replace(path=request.scope.get("root_path", ""), query=""))
 
 
+async def api_root_dependency(request: Request) -> str:
+    """``api_root`` as a dependency (``async``: on the event loop, no worker thread)."""
+    return api_root(request)
+
+
 def describe_validation_error(exc: RequestValidationError) -> str:
     """A one-line, human account of what is wrong with the request."""
     parts = []

@@ -8,7 +8,7 @@ the FastAPI dependency that builds it per request::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -22,12 +22,12 @@ from stratus.core.policy import Caller, Denial, Enforcer, denied
 
 
 def caller_dependency(enforcer: Callable[[Request], Enforcer], *,
-                      denial: Denial = denied) -> Callable[..., Caller]:
+                      denial: Denial = denied) -> Callable[..., Awaitable[Caller]]:
     """A FastAPI dependency: the request's ``Caller`` (the token is required), checked
     against the enforcer ``enforcer(request)`` returns, refusing with ``denial``."""
 
-    def caller(request: Request,
-               context: Annotated[RequestContext, Depends(require_context)]) -> Caller:
+    async def caller(request: Request,
+                     context: Annotated[RequestContext, Depends(require_context)]) -> Caller:
         return Caller(context, enforcer(request), denial=denial)
 
     return caller

@@ -128,6 +128,8 @@ class MicroversionMiddleware:
         await self.app(scope, receive, send_with_version)
 
 
-def api_version(request: Request) -> APIVersion:
+async def api_version(request: Request) -> APIVersion:
+    """The request's negotiated version (a dependency: ``async``, so FastAPI calls it on
+    the event loop rather than through a worker thread)."""
     version: APIVersion = request.state.api_version
     return version

@@ -20,11 +20,11 @@ router = APIRouter(prefix="/v3/auth")
 Flag = Annotated[str | None, Query()]
 
 
-def _nocatalog(nocatalog: Flag = None) -> bool:
+async def _nocatalog(nocatalog: Flag = None) -> bool:
     return params.KEYSTONE_FLAG.flag("nocatalog", nocatalog)
 
 
-def _allow_expired(allow_expired: Flag = None) -> bool:
+async def _allow_expired(allow_expired: Flag = None) -> bool:
     return params.KEYSTONE_FLAG.flag("allow_expired", allow_expired)
 
 
@@ -128,7 +128,7 @@ async def catalog(svc: Reader, context: Context, base: BaseURL) -> dict[str, Any
             "links": {"self": f"{base}/v3/auth/catalog", "previous": None, "next": None}}
 
 
-def _user_id(context: Context) -> str:
+async def _user_id(context: Context) -> str:
     """The caller's user: every token names one (the validator checked it)."""
     assert context.user_id is not None
     return context.user_id

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from stratus.core.auth import require_context
 from stratus.core.context import RequestContext
 from stratus.core.policy import Caller
-from stratus.core.web.app import api_root
+from stratus.core.web.app import api_root_dependency
 from stratus.core.web.deps import caller_dependency, duplicates_as_conflict
 from stratus.identity.service import IdentityRuntime, IdentityService
 
@@ -37,4 +37,4 @@ Service = Annotated[IdentityService, Depends(_write, scope="function")]
 Reader = Annotated[IdentityService, Depends(_read, scope="function")]
 Context = Annotated[RequestContext, Depends(require_context)]
 CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
-BaseURL = Annotated[str, Depends(api_root)]
+BaseURL = Annotated[str, Depends(api_root_dependency)]

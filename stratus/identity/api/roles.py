@@ -78,7 +78,7 @@ for _actor in ("user", "group"):
 
 # GET /v3/role_assignments -----------------------------------------------------------------
 
-def _raw_filters(
+async def _raw_filters(
     user_id: Annotated[str | None, Query(alias="user.id")] = None,
     group_id: Annotated[str | None, Query(alias="group.id")] = None,
     role_id: Annotated[str | None, Query(alias="role.id")] = None,

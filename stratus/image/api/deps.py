@@ -24,12 +24,18 @@ async def service(request: Request) -> AsyncIterator[ImageService]:
         yield svc
 
 
-Runtime = Annotated[ImageRuntime, Depends(runtime)]
+async def _runtime(request: Request) -> ImageRuntime:
+    return runtime(request)
+
+
+# Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a hop per dependency per request.
+Runtime = Annotated[ImageRuntime, Depends(_runtime)]
 CallerDep = Annotated[Caller, Depends(caller_dependency(lambda r: runtime(r).enforcer))]
 Service = Annotated[ImageService, Depends(service, scope="function")]
 
 
-def base_url(request: Request) -> str:
+async def base_url(request: Request) -> str:
     """This API's root as the client reached it, e.g. ``http://h:8080/image``."""
     return api_root(request)
 

@@ -55,4 +55,8 @@ Service = Annotated[NetworkService, Depends(read_service, scope="function")]
 #: project's default group).
 WriteService = Annotated[NetworkService, Depends(write_service, scope="function")]
 CallerDep = Annotated[Caller, Depends(caller)]
-Runtime = Annotated[NetworkRuntime, Depends(runtime)]
+async def _runtime(request: Request) -> NetworkRuntime:
+    return runtime(request)
+
+
+Runtime = Annotated[NetworkRuntime, Depends(_runtime)]

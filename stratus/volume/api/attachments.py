@@ -26,8 +26,9 @@ from stratus.volume.service import VolumeService
 
 router = APIRouter(prefix="/v3/{project_id}/attachments")
 
-#: The list pages only when asked (``limit``/``marker``): compute reads a project's whole
-#: list in one request.
+#: The list pages only when asked (``limit``/``marker``): compute reads the attachments of
+#: a page of servers in one request, ``instance_id`` given once per server (an extension:
+#: Cinder reads one; several list the attachments of any of them).
 _LIST = ListSpec("attachments", sort_keys=("id", "volume_id", "instance_uuid",
                                            "attach_status", "created_at"))
 
@@ -69,7 +70,7 @@ async def _list(request: Request, svc: VolumeService, context: RequestContext,
     rows, more = await svc.attachments.list_page(
         ListQuery(_project(context), sort=list_sort(req), limit=req.limit, marker=req.marker,
                   offset=req.offset),
-        volume_id=req.filter("volume_id"), instance_id=req.filter("instance_id"))
+        volume_id=req.filter("volume_id"), instance_ids=req.filters.get("instance_id"))
     body = {"attachments": [views.attachment_view(a, detail=detail) for a in rows]}
     return body | listing.CINDER.links(req, _LIST, url,
                                        next_marker=listing.CINDER.next_marker(

@@ -43,7 +43,7 @@ Context = Annotated[RequestContext, Depends(project_context)]
 Version = Annotated[APIVersion, Depends(api_version)]
 
 
-def caller(request: Request, context: Context) -> Caller:
+async def caller(request: Request, context: Context) -> Caller:
     """Core's ``Caller`` for the project-scoped caller (``project_context``)."""
     return Caller(context, runtime(request).enforcer)
 
@@ -66,5 +66,11 @@ class Links:
         return f"{self.root}/v3/{self.project_id}/{path}"
 
 
-URLs = Annotated[Links, Depends(Links)]
+async def links(request: Request, project_id: str) -> Links:
+    return Links(request, project_id)
+
+
+# Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a hop per dependency per request.
+URLs = Annotated[Links, Depends(links)]
 

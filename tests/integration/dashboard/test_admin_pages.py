@@ -69,6 +69,7 @@ async def test_projects_users_and_role_assignments_through_the_identity_api(
     member = await _by_name(deck, "roles", "member")
     project_page = await _page(deck, f"/identity/projects/{web['id']}", 4)
     assert "No user has a role on this project." in project_page
+    assert f'action="/dashboard/identity/projects/{web["id"]}"' in project_page  # the edit
     await _post(deck, f"/identity/projects/{web['id']}/roles/assign", user=carol["id"],
                 role=member["id"])
     granted = (await deck.api.get(f"/identity/v3/projects/{web['id']}/users/{carol['id']}"

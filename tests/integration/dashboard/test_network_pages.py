@@ -48,6 +48,11 @@ async def test_each_page_is_one_round_of_the_projects_and_a_refusal_shows_at_its
         page = await deck.browser.get(path)
         assert page.status_code == 200, (path, page.text[-2000:])
         assert len(deck.calls) == calls, (path, deck.calls.made)
+        # Every form posts to a page of the dashboard (its action a path, no template text).
+        for action in re.findall(r'<form [^>]*action="([^"]*)"', page.text):
+            assert re.fullmatch(r"/dashboard/[\w/-]+", action), (path, action)
+    group_page = (await deck.browser.get(f"/dashboard/security-groups/{groups[0]['id']}")).text
+    assert f'action="/dashboard/security-groups/{groups[0]["id"]}/rules"' in group_page
     routers_page = (await deck.browser.get("/dashboard/routers")).text
     assert "their-router" not in routers_page
     networks_page = (await deck.browser.get("/dashboard/networks")).text

@@ -185,3 +185,23 @@ async def test_delete_racing_attach(cloud: VolCloud) -> None:
             assert (await cloud.wait_volume(vid, "reserved"))["status"] == "reserved"
             await cloud.call("DELETE", f"/attachments/{attach.json()['attachment']['id']}")
             await cloud.wait_volume(vid, "available")
+
+
+async def test_attachments_of_several_servers_in_one_list(cloud: VolCloud) -> None:
+    """``instance_id`` given once per server lists the attachments of any of them (what
+    compute asks for a page of server views), and only theirs."""
+    servers = [str(uuid.uuid4()) for _ in range(3)]
+    made: dict[str, str] = {}
+    for server in servers:
+        volume = await _available(cloud)
+        created = await cloud.call("POST", "/attachments", json={"attachment": {
+            "volume_uuid": volume["id"], "instance_uuid": server, "connector": None}})
+        assert created.status_code == 200, created.text
+        made[server] = created.json()["attachment"]["id"]
+    listed = await cloud.call("GET", "/attachments", params=[
+        ("instance_id", servers[0]), ("instance_id", servers[2])])
+    assert listed.status_code == 200, listed.text
+    assert sorted(a["id"] for a in listed.json()["attachments"]) == sorted(
+        [made[servers[0]], made[servers[2]]])
+    one = (await cloud.call("GET", f"/attachments?instance_id={servers[1]}")).json()
+    assert [a["id"] for a in one["attachments"]] == [made[servers[1]]]
