@@ -196,7 +196,8 @@ def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:
 
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"#!busybox")
-    archive = gzip.decompress(builder._initramfs(busybox, [("a", kernel / "drivers" / "a.ko")]))
+    archive = gzip.decompress(builder._initramfs(busybox, [("a", kernel / "drivers" / "a.ko")],
+                                                 [("b", kernel / "drivers" / "b.ko")]))
     names = []
     offset = 0
     while offset < len(archive):
@@ -211,7 +212,7 @@ def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:
         if name == "TRAILER!!!":
             break
     assert {"init", "bin/busybox", "dev/console", "lib/modules/a.ko", "etc/modules-order",
-            "etc/udhcpc.script", "etc/acpi/PWRF/00000080", "etc/passwd",
+            "lib/modules/b.ko", "etc/modules-config-drive", "etc/udhcpc.script", "etc/acpi/PWRF/00000080", "etc/passwd",
             "etc/dropbear"} <= set(names)
     assert names[-1] == "TRAILER!!!"
 
