@@ -142,6 +142,10 @@ class Database:
         if self.url.get_backend_name() == "sqlite":
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            if self.url.get_driver_name() == "aiosqlite":  # one thread hand-off a statement
+                from stratus.core.db.sqlite_driver import aiosqlite_module
+
+                kwargs["module"] = aiosqlite_module()
         else:
             # A burst of requests queues for a connection rather than failing: writers of one
             # project wait in line on its quota lock holding theirs, so the last of a few
