@@ -35,7 +35,7 @@ from stratus.compute.objects import (
     InstanceUpdate,
 )
 from stratus.core.context import RequestContext
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import Txn, statement_connection, utcnow
 from stratus.core.exceptions import NotFound
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class Instances:
                 access_ip_v6=spec.access_ip_v6, vm_state=states.BUILDING,
                 task_state=states.SCHEDULING, power_state=0, progress=0, created_at=now,
                 system_metadata={}))
-        connection = await self.session.connection()
+        connection = await statement_connection(self.session)
         await connection.execute(_INSERT_INSTANCE, rows)
         await connection.execute(_INSERT_ACTION, [
             {"instance_uuid": row["uuid"], "request_id": ctx.request_id, "action": "create",
@@ -206,7 +206,7 @@ class Instances:
         statement = _transition_statement(
             tuple(params), None if expected_task_state is None else len(named),
             expected_task_state is not None and None in expected_task_state, building)
-        connection = await self.session.connection()
+        connection = await statement_connection(self.session)
         row = (await connection.execute(statement, params)).one_or_none()
         table = _INSTANCES
         if row is None:
@@ -357,7 +357,7 @@ class Instances:
         subquery of each), not ORM objects: every hop of a boot records one, and the unit of
         work and the statements' construction cost more than the SQL. An action or event
         already loaded as an ORM object in this transaction does not see these changes."""
-        connection = await self.session.connection()
+        connection = await statement_connection(self.session)
         now = utcnow()
         params: dict[str, Any] = _action_params(instance_uuid, request_id)
         params.update(v_event=event, v_now=now, v_result=result, v_details=details)
@@ -376,7 +376,7 @@ class Instances:
 
     async def finish_action(self, instance_uuid: str, request_id: str | None,
                             message: str | None = None) -> None:
-        connection = await self.session.connection()
+        connection = await statement_connection(self.session)
         params = _action_params(instance_uuid, request_id)
         params.update(v_now=utcnow(), v_message=message)
         await connection.execute(_FINISH_ACTION[bool(message)], params)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -60,6 +61,16 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC)
+
+
+async def statement_connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, to run prebuilt Core statements on without the ORM's
+    execution path (a hot path's statements: their SQL compiled once, their parameters
+    given apart). The session's pending ORM changes are flushed first, as its own
+    ``execute`` would (autoflush), so the statements see them."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    return await session.connection()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
