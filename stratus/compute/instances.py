@@ -252,15 +252,12 @@ class Instances:
 
         Raises ``InstanceGone`` when it was deleted or left ``scheduling`` meanwhile, and
         ``AlreadyPlaced`` when it has a host already (a redelivered request)."""
-        table = _INSTANCES
-        waiting = (table.c.uuid == instance_uuid, table.c.deleted_at.is_(None),
-                   table.c.task_state == states.SCHEDULING)
-        placed = await self.session.execute(sa_update(table).where(
-            *waiting, or_(table.c.host.is_(None), table.c.host == "")).values(
-            host=host, node=host))
-        if placed.rowcount:  # type: ignore[attr-defined]
+        connection = await statement_connection(self.session)
+        params = {"w_uuid": instance_uuid, "v_host": host}
+        placed = await connection.execute(_PLACE, params)
+        if placed.rowcount:
             return
-        current = await self.session.scalar(select(table.c.host).where(*waiting))
+        current = (await connection.execute(_WAITING_HOST, params)).scalar()
         if current is None:  # no such instance, deleted, or no longer scheduling
             raise InstanceGone(instance_uuid)
         raise AlreadyPlaced(current)
@@ -420,6 +417,14 @@ def _action_of() -> ScalarSelect[Any]:
 
 
 _ACTION_OF = _action_of()
+#: ``place``: the instance still scheduling, live, with no host yet, takes ``v_host``.
+_WAITING = (_INSTANCES.c.uuid == bindparam("w_uuid"), _INSTANCES.c.deleted_at.is_(None),
+            _INSTANCES.c.task_state == states.SCHEDULING)
+_PLACE = sa_update(_INSTANCES).where(
+    *_WAITING, or_(_INSTANCES.c.host.is_(None), _INSTANCES.c.host == "")).values(
+    host=bindparam("v_host", type_=_INSTANCES.c.host.type),
+    node=bindparam("v_host", type_=_INSTANCES.c.node.type))
+_WAITING_HOST = select(_INSTANCES.c.host).where(*_WAITING)
 _INSERT_INSTANCE = _INSTANCES.insert()
 _INSERT_ACTION = _ACTIONS.insert()
 
