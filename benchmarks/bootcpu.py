@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import gc
 import os
+import pstats
 import signal
 import sys
 import tempfile
@@ -159,6 +161,7 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
     spy = await _start_py_spy(args.py_spy) if args.py_spy else None
     if args.callgrind:
         await _callgrind("on")
+    counts = _SqlCounter()
     threads_before = _thread_cpu()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     if profiler:
@@ -172,6 +175,9 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
         await _callgrind("off")
     cpu = time.process_time() - cpu_before
     wall = time.perf_counter() - wall_before
+    counts.stop()
+    for statement, seen in counts.kinds.most_common():  # what the statements were
+        print(f"{seen / args.boots:7.2f}  {statement}", file=sys.stderr)
     threads_after = _thread_cpu()
     main_cpu = threads_after.get(os.getpid(), 0.0) - threads_before.get(os.getpid(), 0.0)
     if spy is not None:
@@ -189,9 +195,43 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
         "active": float(statuses.count("ACTIVE")),
         "error": float(statuses.count("ERROR")),
         "load_average": os.getloadavg()[0],
+        # Load-independent: SQL statements and COMMITs per boot (every engine of the
+        # process, the fake hosts' heartbeats and reports in the run included).
+        "sql_statements_per_boot": counts.statements / args.boots,
+        "commits_per_boot": counts.commits / args.boots,
     }
+    if profiler:
+        metrics["python_calls_per_boot"] = pstats.Stats(profiler).total_calls / args.boots
     return Result(metrics, goals=[Goal("cpu_ms_per_boot", 10.0, "<=",
                                        "issue 21: in-process, profiler off")])
+
+
+class _SqlCounter:
+    """Counts the statements and COMMITs of every SQLAlchemy engine until ``stop``."""
+
+    def __init__(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        self.statements = 0
+        self.commits = 0
+        self.kinds: collections.Counter[str] = collections.Counter()
+        self._engine = Engine
+        event.listen(Engine, "before_cursor_execute", self._statement)
+        event.listen(Engine, "commit", self._commit)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements += 1
+        self.kinds[" ".join(statement.split())[:90]] += 1
+
+    def _commit(self, *args: Any) -> None:
+        self.commits += 1
+
+    def stop(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._engine, "before_cursor_execute", self._statement)
+        event.remove(self._engine, "commit", self._commit)
 
 
 async def _callgrind(state: str) -> None:

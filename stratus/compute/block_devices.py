@@ -20,6 +20,7 @@ the volumes and the driver the local disks (``stratus.compute.agent.volumes``).
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Sequence
@@ -177,11 +178,13 @@ def _device(name: str) -> str:
     return f"/dev/vd{found.group(1)}"
 
 
-def _device_names() -> list[str]:
-    """/dev/vdb .. /dev/vdz, then /dev/vdaa ...: the names the guest sees, in order."""
+@functools.cache
+def _device_names() -> tuple[str, ...]:
+    """/dev/vdb .. /dev/vdz, then /dev/vdaa ...: the names the guest sees, in order (made
+    once: every boot asks)."""
     letters = string.ascii_lowercase
     singles = [f"/dev/vd{c}" for c in letters[1:]]
-    return singles + [f"/dev/vd{a}{b}" for a in letters for b in letters]
+    return tuple(singles + [f"/dev/vd{a}{b}" for a in letters for b in letters])
 
 
 def devices(extra: Sequence[Mapping], flavor: FlavorInfo) -> list[BlockDevice]:

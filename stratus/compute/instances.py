@@ -8,11 +8,12 @@ they expect; an instance that has moved on (a delete began, say) refuses the cha
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Table, delete, or_, select
+from sqlalchemy import Table, bindparam, case, delete, or_, select
 from sqlalchemy import update as sa_update
 
 from stratus.compute import states
@@ -34,11 +35,11 @@ from stratus.compute.objects import (
     InstanceUpdate,
 )
 from stratus.core.context import RequestContext
-from stratus.core.db import Txn, utcnow
+from stratus.core.db import Txn, statement_connection, utcnow
 from stratus.core.exceptions import NotFound
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement
+    from sqlalchemy import ColumnElement, ScalarSelect
     from sqlalchemy.engine import Row
 
 __all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
@@ -97,20 +98,25 @@ class Instances:
 
     async def create(self, ctx: RequestContext, spec: NewInstance,
                      count: int = 1) -> list[Instance]:
-        """Rows for ``count`` instances of one request, building and scheduling."""
+        """Rows for ``count`` instances of one request, building and scheduling, and their
+        ``create`` actions: two INSERTs (not the ORM's unit of work: every boot makes them).
+        The instances returned are not in the session (what the caller reads of them is
+        what was inserted)."""
         project_id = ctx.require_project()
         assert ctx.user_id is not None  # an authenticated request has a user
         reservation = f"r-{uuidlib.uuid4().hex[:8]}"
-        created = []
+        now = utcnow()
+        flavor = flavor_info(spec.flavor).model_dump()
+        rows: list[dict[str, Any]] = []
         for index in range(count):
             name = spec.name if count == 1 else f"{spec.name}-{index + 1}"
-            instance = Instance(
+            rows.append(dict(
                 uuid=str(uuidlib.uuid4()), display_name=name,
                 display_description=spec.description, hostname=hostname_of(name),
                 project_id=project_id, user_id=ctx.user_id, reservation_id=reservation,
                 launch_index=index, image_ref=spec.image_ref, flavor_id=spec.flavor.id,
                 vcpus=spec.flavor.vcpus, memory_mb=spec.flavor.ram,
-                flavor=flavor_info(spec.flavor).model_dump(), key_name=spec.key_name,
+                flavor=dict(flavor), key_name=spec.key_name,
                 key_data=spec.key_data, user_data=spec.user_data,
                 server_metadata=dict(spec.metadata or {}), tags=list(spec.tags),
                 availability_zone=spec.availability_zone,
@@ -119,13 +125,15 @@ class Instances:
                 block_device_mapping=[d.model_dump() for d in spec.block_devices],
                 config_drive=spec.config_drive, access_ip_v4=spec.access_ip_v4,
                 access_ip_v6=spec.access_ip_v6, vm_state=states.BUILDING,
-                task_state=states.SCHEDULING, power_state=0, progress=0)
-            self.session.add(instance)
-            created.append(instance)
-        await self.session.flush()
-        for instance in created:
-            await self.start_action(ctx, instance.uuid, "create")
-        return created
+                task_state=states.SCHEDULING, power_state=0, progress=0, created_at=now,
+                system_metadata={}))
+        connection = await statement_connection(self.session)
+        await connection.execute(_INSERT_INSTANCE, rows)
+        await connection.execute(_INSERT_ACTION, [
+            {"instance_uuid": row["uuid"], "request_id": ctx.request_id, "action": "create",
+             "project_id": project_id, "user_id": ctx.user_id, "start_time": now}
+            for row in rows])
+        return [Instance(**row) for row in rows]
 
     async def get(self, instance_uuid: str, *, project_id: str | None = None,
                   include_deleted: bool = False, lock: bool = False) -> Instance:
@@ -185,24 +193,22 @@ class Instances:
         statement (``update``). The caller must not hold this instance as an ORM object in
         the same transaction (it would not see the change). ``building``: only a live
         instance that is building takes it (else ``UnexpectedTaskState`` too)."""
-        values: dict[str, Any] = {field: getattr(update, field) for field in _UPDATABLE
-                                  if getattr(update, field) is not None}
+        params: dict[str, Any] = {f"v_{field}": getattr(update, field)
+                                  for field in _UPDATABLE if getattr(update, field) is not None}
         if update.task_state is not None or update.clear_task_state:
-            values["task_state"] = update.task_state
-        values["updated_at"] = utcnow()
-        table = _INSTANCES
-        statement = sa_update(table).where(table.c.uuid == instance_uuid)
+            params["v_task_state"] = update.task_state
+        params["v_updated_at"] = utcnow()
+        params["w_uuid"] = instance_uuid
+        named: tuple[str, ...] = ()
         if expected_task_state is not None:
-            named = [state for state in expected_task_state if state is not None]
-            guard: ColumnElement[bool] = table.c.task_state.in_(named)
-            if None in expected_task_state:
-                guard = or_(guard, table.c.task_state.is_(None))
-            statement = statement.where(guard)
-        if building:
-            statement = statement.where(table.c.vm_state == states.BUILDING,
-                                        table.c.deleted_at.is_(None))
-        row = (await self.session.execute(
-            statement.values(values).returning(*table.c))).one_or_none()
+            named = tuple(state for state in expected_task_state if state is not None)
+            params.update({f"w_task_{n}": state for n, state in enumerate(named)})
+        statement = _transition_statement(
+            tuple(params), None if expected_task_state is None else len(named),
+            expected_task_state is not None and None in expected_task_state, building)
+        connection = await statement_connection(self.session)
+        row = (await connection.execute(statement, params)).one_or_none()
+        table = _INSTANCES
         if row is None:
             current = (await self.session.execute(
                 select(table.c.task_state).where(table.c.uuid == instance_uuid))).one_or_none()
@@ -246,15 +252,12 @@ class Instances:
 
         Raises ``InstanceGone`` when it was deleted or left ``scheduling`` meanwhile, and
         ``AlreadyPlaced`` when it has a host already (a redelivered request)."""
-        table = _INSTANCES
-        waiting = (table.c.uuid == instance_uuid, table.c.deleted_at.is_(None),
-                   table.c.task_state == states.SCHEDULING)
-        placed = await self.session.execute(sa_update(table).where(
-            *waiting, or_(table.c.host.is_(None), table.c.host == "")).values(
-            host=host, node=host))
-        if placed.rowcount:  # type: ignore[attr-defined]
+        connection = await statement_connection(self.session)
+        params = {"w_uuid": instance_uuid, "v_host": host}
+        placed = await connection.execute(_PLACE, params)
+        if placed.rowcount:
             return
-        current = await self.session.scalar(select(table.c.host).where(*waiting))
+        current = (await connection.execute(_WAITING_HOST, params)).scalar()
         if current is None:  # no such instance, deleted, or no longer scheduling
             raise InstanceGone(instance_uuid)
         raise AlreadyPlaced(current)
@@ -338,69 +341,136 @@ class Instances:
     async def latest_action(self, instance_uuid: str) -> InstanceAction | None:
         return await self._newest(InstanceAction, instance_uuid)
 
-    async def _action_id(self, instance_uuid: str, request_id: str | None) -> int | None:
-        """The id of the instance's action of ``request_id``, else of its newest action."""
-        table = _ACTIONS
-        found: int | None = None
-        if request_id:
-            found = await self.session.scalar(select(table.c.id).where(
-                table.c.instance_uuid == instance_uuid, table.c.request_id == request_id))
-        if found is None:
-            found = await self.session.scalar(select(table.c.id).where(
-                table.c.instance_uuid == instance_uuid).order_by(table.c.id.desc()).limit(1))
-        return found
-
     async def record_event(self, instance_uuid: str, request_id: str | None, event: str, *,
                            host: str | None, finished: bool, result: str | None = None,
                            details: str | None = None,
                            started_at: dt.datetime | None = None,
                            finish_action: bool = False) -> None:
         """Start an event, or finish the started one of the same name (or, when none was
-        started, record it whole, from ``started_at``); ``finish_action``: the action
-        finishes with it (as ``finish_action`` would, in the same statement).
+        started, record it whole); ``started_at``: an event never started (the
+        scheduler's), recorded whole from then without looking for a started one;
+        ``finish_action``: the action finishes with it (as ``finish_action`` would, in the
+        same statement). The event belongs to the instance's action of ``request_id``, else
+        to its newest; with no action nothing is recorded.
 
-        Statements on the tables, not ORM objects: every hop of a boot records one, and
-        the unit of work cost more than the SQL. An action or event already loaded as an
-        ORM object in this transaction does not see these changes."""
-        action_id = await self._action_id(instance_uuid, request_id)
-        if action_id is None:
-            return
-        events = _EVENTS
+        Prebuilt statements on the tables (their SQL compiled once, the action found by a
+        subquery of each), not ORM objects: every hop of a boot records one, and the unit of
+        work and the statements' construction cost more than the SQL. An action or event
+        already loaded as an ORM object in this transaction does not see these changes."""
+        connection = await statement_connection(self.session)
         now = utcnow()
+        params: dict[str, Any] = _action_params(instance_uuid, request_id)
+        params.update(v_event=event, v_now=now, v_result=result, v_details=details)
         finished_one = 0
-        if finished:
-            started = (select(events.c.id).where(
-                events.c.action_id == action_id, events.c.event == event,
-                events.c.finish_time.is_(None)).order_by(events.c.id).limit(1)
-                .scalar_subquery())
-            done = await self.session.execute(sa_update(events).where(
-                events.c.id == started).values(finish_time=now, result=result,
-                                               details=details))
-            finished_one = done.rowcount  # type: ignore[attr-defined]
+        if finished and started_at is None:
+            done = await connection.execute(_FINISH_EVENT, params)
+            finished_one = done.rowcount
         if not finished_one:
-            await self.session.execute(events.insert().values(
-                action_id=action_id, event=event, host=host,
-                start_time=(started_at or now) if finished else now,
-                finish_time=now if finished else None,
-                result=result if finished else None, details=details if finished else None))
-        actions = _ACTIONS
-        changes: dict[str, Any] = {"updated_at": now}
-        if finish_action:
-            changes["finish_time"] = now
-        if finished and result == "Error":
-            changes["message"] = "Error"
-        await self.session.execute(sa_update(actions).where(actions.c.id == action_id)
-                                   .values(changes))
+            params.update(v_host=host, v_start=(started_at or now) if finished else now,
+                          v_finish=now if finished else None,
+                          v_result=result if finished else None,
+                          v_details=details if finished else None)
+            await connection.execute(_INSERT_EVENT, params)
+        await connection.execute(
+            _touch_action(finish_action, finished and result == "Error"), params)
 
     async def finish_action(self, instance_uuid: str, request_id: str | None,
                             message: str | None = None) -> None:
-        action_id = await self._action_id(instance_uuid, request_id)
-        if action_id is not None:
-            actions = _ACTIONS
-            changes: dict[str, Any] = {"finish_time": utcnow()}
-            if message:
-                changes["message"] = message
-            await self.session.execute(sa_update(actions).where(actions.c.id == action_id)
-                                       .values(changes))
+        connection = await statement_connection(self.session)
+        params = _action_params(instance_uuid, request_id)
+        params.update(v_now=utcnow(), v_message=message)
+        await connection.execute(_FINISH_ACTION[bool(message)], params)
 
 
+@functools.cache
+def _transition_statement(keys: tuple[str, ...], expected: int | None, or_none: bool,
+                          building: bool) -> Any:
+    """``transition``'s UPDATE ... RETURNING for one shape of it, built (and its SQL
+    compiled) once: ``keys`` its parameters (``v_<column>`` to set, ``w_...`` of the
+    guard), ``expected`` how many named task states the guard takes (None: no guard),
+    ``or_none`` whether no task state passes it too."""
+    table = _INSTANCES
+    statement = sa_update(table).where(table.c.uuid == bindparam("w_uuid"))
+    if expected is not None:
+        guard: ColumnElement[bool] = table.c.task_state.in_(
+            [bindparam(f"w_task_{n}", type_=table.c.task_state.type) for n in range(expected)])
+        if or_none:
+            guard = or_(guard, table.c.task_state.is_(None))
+        statement = statement.where(guard)
+    if building:
+        statement = statement.where(table.c.vm_state == states.BUILDING,
+                                    table.c.deleted_at.is_(None))
+    values = {key[2:]: bindparam(key, type_=table.c[key[2:]].type)
+              for key in keys if key.startswith("v_")}
+    return statement.values(values).returning(*table.c)
+
+
+def _action_params(instance_uuid: str, request_id: str | None) -> dict[str, Any]:
+    return {"a_uuid": instance_uuid, "a_request": request_id or None}
+
+
+def _action_of() -> ScalarSelect[Any]:
+    """The id of the action of ``a_request`` of instance ``a_uuid``, else of its newest
+    (a NULL ``a_request`` matches none)."""
+    actions = _ACTIONS
+    return (select(actions.c.id).where(actions.c.instance_uuid == bindparam("a_uuid"))
+            .order_by(case((actions.c.request_id == bindparam("a_request"), 0), else_=1),
+                      actions.c.id.desc())
+            .limit(1).scalar_subquery())
+
+
+_ACTION_OF = _action_of()
+#: ``place``: the instance still scheduling, live, with no host yet, takes ``v_host``.
+_WAITING = (_INSTANCES.c.uuid == bindparam("w_uuid"), _INSTANCES.c.deleted_at.is_(None),
+            _INSTANCES.c.task_state == states.SCHEDULING)
+_PLACE = sa_update(_INSTANCES).where(
+    *_WAITING, or_(_INSTANCES.c.host.is_(None), _INSTANCES.c.host == "")).values(
+    host=bindparam("v_host", type_=_INSTANCES.c.host.type),
+    node=bindparam("v_host", type_=_INSTANCES.c.node.type))
+_WAITING_HOST = select(_INSTANCES.c.host).where(*_WAITING)
+_INSERT_INSTANCE = _INSTANCES.insert()
+_INSERT_ACTION = _ACTIONS.insert()
+
+#: The oldest started and unfinished event of the name, finished.
+_FINISH_EVENT = sa_update(_EVENTS).where(_EVENTS.c.id == (
+    select(_EVENTS.c.id).where(_EVENTS.c.action_id == _ACTION_OF,
+                               _EVENTS.c.event == bindparam("v_event"),
+                               _EVENTS.c.finish_time.is_(None))
+    .order_by(_EVENTS.c.id).limit(1).scalar_subquery())).values(
+    finish_time=bindparam("v_now", type_=_EVENTS.c.finish_time.type),
+    result=bindparam("v_result", type_=_EVENTS.c.result.type),
+    details=bindparam("v_details", type_=_EVENTS.c.details.type))
+
+#: An event of the action (none when the instance has no action).
+_INSERT_EVENT = _EVENTS.insert().from_select(
+    ["action_id", "event", "host", "start_time", "finish_time", "result", "details"],
+    select(_ACTIONS.c.id,
+           bindparam("v_event", type_=_EVENTS.c.event.type),
+           bindparam("v_host", type_=_EVENTS.c.host.type),
+           bindparam("v_start", type_=_EVENTS.c.start_time.type),
+           bindparam("v_finish", type_=_EVENTS.c.finish_time.type),
+           bindparam("v_result", type_=_EVENTS.c.result.type),
+           bindparam("v_details", type_=_EVENTS.c.details.type))
+    .where(_ACTIONS.c.id == _ACTION_OF))
+
+
+def _action_update(**values: Any) -> Any:
+    return sa_update(_ACTIONS).where(_ACTIONS.c.id == _ACTION_OF).values(**values)
+
+
+_NOW = bindparam("v_now", type_=_ACTIONS.c.updated_at.type)
+#: The action's update by an event: (finishing it, the event failed) -> statement.
+_TOUCH_ACTION = {
+    (finishing, failed): _action_update(
+        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
+        **({"message": "Error"} if failed else {}))
+    for finishing in (False, True) for failed in (False, True)}
+#: ``finish_action``: (with a message) -> statement.
+_FINISH_ACTION = {
+    False: _action_update(finish_time=_NOW),
+    True: _action_update(finish_time=_NOW, message=bindparam(
+        "v_message", type_=_ACTIONS.c.message.type))}
+
+
+def _touch_action(finishing: bool, failed: bool) -> Any:
+    return _TOUCH_ACTION[finishing, failed]

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources
 from stratus.compute.models import Allocation, Inventory, ResourceProvider
-from stratus.core.db import utcnow
+from stratus.core.db import statement_connection, utcnow
 
 __all__ = ["DISK_GB", "MEMORY_MB", "RESOURCE_CLASSES", "VCPU", "ClaimConflict",
            "InsufficientResources", "InventorySpec", "Placement", "capacity_of",
@@ -29,6 +29,22 @@ VCPU, MEMORY_MB, DISK_GB = "VCPU", "MEMORY_MB", "DISK_GB"
 _PROVIDERS = cast(Table, ResourceProvider.__table__)
 _INVENTORIES = cast(Table, Inventory.__table__)
 _ALLOCATIONS = cast(Table, Allocation.__table__)
+
+#: The claim's statements, built (and their SQL compiled) once: every boot claims.
+_CLAIM_PROVIDER = (select(_PROVIDERS.c.name, _PROVIDERS.c.generation)
+                   .where(_PROVIDERS.c.uuid == bindparam("p_uuid")).with_for_update())
+_CLAIM_INVENTORY = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
+                           _INVENTORIES.c.reserved, _INVENTORIES.c.allocation_ratio,
+                           _INVENTORIES.c.max_unit)
+                    .where(_INVENTORIES.c.provider_uuid == bindparam("p_uuid")))
+_USAGE = (select(_ALLOCATIONS.c.resource_class, func.sum(_ALLOCATIONS.c.used))
+          .where(_ALLOCATIONS.c.provider_uuid == bindparam("p_uuid"))
+          .group_by(_ALLOCATIONS.c.resource_class))
+_INSERT_ALLOCATIONS = _ALLOCATIONS.insert()
+_BUMP_GENERATION = (update(_PROVIDERS)
+                    .where(_PROVIDERS.c.uuid == bindparam("p_uuid"),
+                           _PROVIDERS.c.generation == bindparam("p_generation"))
+                    .values(generation=bindparam("p_next", type_=_PROVIDERS.c.generation.type)))
 RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
 
 
@@ -87,10 +103,8 @@ class Placement:
         await self.session.flush()
 
     async def usage(self, provider_uuid: str) -> dict[str, int]:
-        rows = await self.session.execute(
-            select(Allocation.resource_class, func.sum(Allocation.used))
-            .where(Allocation.provider_uuid == provider_uuid)
-            .group_by(Allocation.resource_class))
+        rows = await (await statement_connection(self.session)).execute(
+            _USAGE, {"p_uuid": provider_uuid})
         return {rc: int(used or 0) for rc, used in rows.all()}
 
     async def claim(self, consumer_uuid: str, provider_uuid: str,
@@ -105,17 +119,14 @@ class Placement:
         """
         # Plain statements on the tables, not ORM objects: every boot claims once, and
         # the unit of work cost more than the SQL (the same reads and guarded writes).
-        providers, inventory = _PROVIDERS.c, _INVENTORIES.c
-        provider = (await self.session.execute(
-            select(providers.name, providers.generation)
-            .where(providers.uuid == provider_uuid).with_for_update())).one_or_none()
+        connection = await statement_connection(self.session)
+        where = {"p_uuid": provider_uuid}
+        provider = (await connection.execute(_CLAIM_PROVIDER, where)).one_or_none()
         if provider is None:
             raise InsufficientResources(f"resource provider {provider_uuid} is gone")
         generation = provider.generation
-        inventories = {row.resource_class: row for row in await self.session.execute(
-            select(inventory.resource_class, inventory.total, inventory.reserved,
-                   inventory.allocation_ratio, inventory.max_unit)
-            .where(inventory.provider_uuid == provider_uuid))}
+        inventories = {row.resource_class: row
+                       for row in await connection.execute(_CLAIM_INVENTORY, where)}
         used = await self.usage(provider_uuid)
         for rc, amount in resources.items():
             if amount <= 0:
@@ -133,12 +144,10 @@ class Placement:
                         "resource_class": rc, "used": amount}
                        for rc, amount in resources.items() if amount > 0]
         if allocations:
-            await self.session.execute(_ALLOCATIONS.insert(), allocations)
-        bumped = await self.session.execute(
-            update(_PROVIDERS)
-            .where(providers.uuid == provider_uuid, providers.generation == generation)
-            .values(generation=generation + 1))
-        if bumped.rowcount != 1:  # type: ignore[attr-defined]
+            await connection.execute(_INSERT_ALLOCATIONS, allocations)
+        bumped = await connection.execute(_BUMP_GENERATION, {
+            "p_uuid": provider_uuid, "p_generation": generation, "p_next": generation + 1})
+        if bumped.rowcount != 1:
             raise ClaimConflict(f"{provider.name} changed while claiming")
 
     async def free(self, consumer_uuid: str) -> list[str]:

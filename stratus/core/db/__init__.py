@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -60,6 +61,16 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC)
+
+
+async def statement_connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, to run prebuilt Core statements on without the ORM's
+    execution path (a hot path's statements: their SQL compiled once, their parameters
+    given apart). The session's pending ORM changes are flushed first, as its own
+    ``execute`` would (autoflush), so the statements see them."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    return await session.connection()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -142,6 +153,10 @@ class Database:
         if self.url.get_backend_name() == "sqlite":
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            if self.url.get_driver_name() == "aiosqlite":  # one thread hand-off a statement
+                from stratus.core.db.sqlite_driver import aiosqlite_module
+
+                kwargs["module"] = aiosqlite_module()
         else:
             # A burst of requests queues for a connection rather than failing: writers of one
             # project wait in line on its quota lock holding theirs, so the last of a few

@@ -17,7 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from stratus.compute import states
+from stratus.compute.objects import InstanceUpdate
 from stratus.compute.placement import Placement
+from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
 from stratus.stack import Stack
@@ -174,6 +177,36 @@ async def test_boot_to_active_then_stop_start_reboot_console_delete(cloud: Cloud
     deleted = await cloud.compute("DELETE", f"/servers/{server_id}")
     assert deleted.status_code == 204 and deleted.content == b""
     await cloud.wait_for(server_id, "DELETED")
+
+
+async def test_a_build_without_volumes_goes_from_networking_to_spawning_in_one_call(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no volume to connect the host asks the conductor for networking → spawning in
+    one call (one bus round trip and one transaction fewer), not through
+    block_device_mapping; the create action's events and the server are as before."""
+    updates: list[tuple[str | None, list[str | None] | None]] = []
+    sent = ConductorAPI.instance_update
+
+    async def recorded(self: ConductorAPI, ctx: Any, instance_uuid: str,
+                       update: InstanceUpdate, *args: Any, **kwargs: Any) -> Any:
+        expected = args[0] if args else kwargs.get("expected_task_state")
+        updates.append((update.task_state, expected))
+        return await sent(self, ctx, instance_uuid, update, *args, **kwargs)
+
+    monkeypatch.setattr(ConductorAPI, "instance_update", recorded)
+    image_id = await upload_image(cloud)
+    created = await cloud.compute("POST", "/servers", json=boot_body(image_id))
+    assert created.status_code == 202, created.text
+    server_id = created.json()["server"]["id"]
+    await cloud.wait_for(server_id, "ACTIVE")
+    assert updates == [(states.SPAWNING, [states.NETWORKING]), (None, [states.SPAWNING])]
+    actions = (await cloud.compute("GET", f"/servers/{server_id}/os-instance-actions")).json()
+    request_id = actions["instanceActions"][0]["request_id"]
+    create = (await cloud.compute(
+        "GET", f"/servers/{server_id}/os-instance-actions/{request_id}")).json()
+    assert sorted((e["event"], e["result"]) for e in create["instanceAction"]["events"]) == [
+        ("compute__do_build_and_run_instance", "Success"),
+        ("conductor_schedule_and_build_instances", "Success")]
 
 
 async def test_no_valid_host_is_an_error_with_a_fault(cloud: Cloud) -> None:
