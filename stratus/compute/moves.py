@@ -51,7 +51,7 @@ async def resized(svc: ComputeService, migration_uuid: str, power_state: int) ->
     instance.host = instance.node = migration.dest_compute
     instance.vm_state, instance.task_state = states.RESIZED, None
     instance.power_state, instance.updated_at = power_state, utcnow()
-    await svc.migrations.set_status(migration_uuid, "finished")
+    await svc.migrations.set_status(migration, "finished")
     return instance
 
 
@@ -60,7 +60,7 @@ async def confirmed(svc: ComputeService, migration_uuid: str, power_state: int) 
     await svc.placement.free(migration.uuid)
     instance.vm_state = _stopped_or_active(migration.old_vm_state)
     instance.task_state, instance.updated_at = None, utcnow()
-    await svc.migrations.set_status(migration_uuid, "confirmed")
+    await svc.migrations.set_status(migration, "confirmed")
     return instance
 
 
@@ -77,7 +77,7 @@ async def roll_back(svc: ComputeService, migration_uuid: str, power_state: int, 
     instance.task_state, instance.updated_at = None, utcnow()
     if power_state:
         instance.power_state = power_state
-    await svc.migrations.set_status(migration_uuid, status)
+    await svc.migrations.set_status(migration, status)
     return instance
 
 
@@ -97,7 +97,7 @@ async def live_migrated(svc: ComputeService, migration_uuid: str,
     instance.task_state, instance.updated_at = None, utcnow()
     if power_state:
         instance.power_state = power_state
-    await svc.migrations.set_status(migration_uuid, "completed")
+    await svc.migrations.set_status(migration, "completed")
     return instance
 
 
@@ -108,7 +108,7 @@ async def evacuated(svc: ComputeService, migration_uuid: str, power_state: int) 
                          else states.STOPPED)
     instance.task_state, instance.power_state = None, power_state
     instance.updated_at = utcnow()
-    await svc.migrations.set_status(migration_uuid, "done")
+    await svc.migrations.set_status(migration, "done")
     return instance
 
 
@@ -116,11 +116,11 @@ async def evacuation_failed(svc: ComputeService, migration_uuid: str,
                             power_state: int) -> Instance:
     """The rebuild on the destination failed: its claim freed, the server ERROR (it has
     nowhere to run)."""
-    _, instance = await _load(svc, migration_uuid)
+    migration, instance = await _load(svc, migration_uuid)
     await svc.placement.free(instance.uuid)
     instance.vm_state, instance.task_state = states.ERROR, None
     instance.updated_at = utcnow()
-    await svc.migrations.set_status(migration_uuid, "failed")
+    await svc.migrations.set_status(migration, "failed")
     return instance
 
 

@@ -205,7 +205,7 @@ async def confirm_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
         caller.authorize("os_compute_api:servers:confirm_resize", target(instance))
         require_state(instance, (states.RESIZED,), "confirmResize")
         migration = await _finished_move(svc, instance)
-        await svc.migrations.set_status(migration.uuid, "confirming")
+        await svc.migrations.set_status(migration, "confirming")
         await svc.instances.start_action(caller.context, instance.uuid, "confirmResize")
         source = migration.source_compute or ""
         source_up = (await svc.hosts.up_states({source})).get(source, False)
@@ -234,7 +234,7 @@ async def revert_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
         new = FlavorInfo.model_validate(migration.new_flavor)
         await svc.quotas.check_growth(instance.project_id, old.vcpus - new.vcpus,
                                       old.ram - new.ram)
-        await svc.migrations.set_status(migration.uuid, "reverting")
+        await svc.migrations.set_status(migration, "reverting")
         instance.task_state = states.RESIZE_REVERTING
         instance.vcpus, instance.memory_mb = old.vcpus, old.ram
         await svc.instances.start_action(caller.context, instance.uuid, "revertResize")
