@@ -147,10 +147,11 @@ async def resize(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
         new = FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram,
                          disk=flavor.disk, ephemeral=flavor.ephemeral, swap=flavor.swap,
                          extra_specs=dict(flavor.extra_specs or {}))
+        # The quota counts the new flavor from now on (a revert gives the old one back);
+        # the migration keeps the old one (``instance.flavor``, unchanged until it lands).
+        instance.vcpus, instance.memory_mb = new.vcpus, new.ram
         start = await begin_move(svc, caller, instance, RESIZE, new, action="resize",
                                  task_state=states.RESIZE_PREP, status="pre-migrating")
-        # The quota counts the new flavor from now on (a revert gives the old one back).
-        instance.vcpus, instance.memory_mb = new.vcpus, new.ram
     await claim_destination(rt, caller, start,
                             allow_same_host=rt.settings.compute.allow_resize_to_same_host)
     await rt.clients.agents.resize_instance(caller.context, start.source_host,

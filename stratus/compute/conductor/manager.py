@@ -425,6 +425,8 @@ class ConductorManager:
             if not with_event:
                 await svc.instances.finish_action(instance.uuid, ctx.request_id,
                                                   "Error" if fault is not None else None)
+            if isinstance(instance, InstanceRecord):
+                return instance
             return svc.instances.record(instance)
 
     async def confirm_expired_resizes(self, window: float) -> list[str]:
