@@ -219,6 +219,27 @@ class Instances:
                 f"of {expected_task_state}.")
         return self.record(row)
 
+    async def write(self, instance_uuid: str, values: dict[str, Any]) -> InstanceRecord:
+        """``values`` (columns of the instance's row) written unguarded in one statement
+        that reads the row back (as ``transition``, and with its caveat: the caller must not
+        hold this instance as an ORM object in the same transaction)."""
+        table = _INSTANCES
+        row = (await self.session.execute(
+            sa_update(table).where(table.c.uuid == instance_uuid).values(values)
+            .returning(*table.c))).one_or_none()
+        if row is None:
+            raise NotFound(f"Instance {instance_uuid} could not be found.")
+        return self.record(row)
+
+    async def record_of(self, instance_uuid: str) -> InstanceRecord:
+        """The instance (deleted or not) as the bus carries it, read as one row (no ORM
+        object); ``NotFound`` when there is none."""
+        row = (await self.session.execute(
+            select(_INSTANCES).where(_INSTANCES.c.uuid == instance_uuid))).one_or_none()
+        if row is None:
+            raise NotFound(f"Instance {instance_uuid} could not be found.")
+        return self.record(row)
+
     async def add_fault(self, instance_uuid: str, *, code: int, message: str,
                         details: str = "", host: str | None = None) -> None:
         self.session.add(InstanceFault(instance_uuid=instance_uuid, code=code,

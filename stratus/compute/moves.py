@@ -17,22 +17,28 @@ here settles both in one transaction with the server's and the migration's state
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from stratus.compute import states
 from stratus.compute.models import Instance, Migration
-from stratus.compute.objects import FlavorInfo
+from stratus.compute.objects import FlavorInfo, InstanceRecord
 from stratus.compute.service import ComputeService
 from stratus.compute.virt.driver import PowerState
 from stratus.core.db import utcnow
 
-__all__ = ["ENDINGS", "apply_flavor", "roll_back"]
+__all__ = ["ENDINGS", "apply_flavor", "flavor_columns", "roll_back"]
+
+
+def flavor_columns(flavor: FlavorInfo) -> dict[str, Any]:
+    """The server's columns that say its flavor: the embedded copy and what quotas sum."""
+    return {"flavor": flavor.model_dump(), "flavor_id": flavor.id, "vcpus": flavor.vcpus,
+            "memory_mb": flavor.ram}
 
 
 def apply_flavor(instance: Instance, flavor: FlavorInfo) -> None:
-    """The server takes ``flavor``: the embedded copy and the columns quotas sum."""
-    instance.flavor = flavor.model_dump()
-    instance.flavor_id = flavor.id
-    instance.vcpus, instance.memory_mb = flavor.vcpus, flavor.ram
+    """The server takes ``flavor`` (``flavor_columns``)."""
+    for column, value in flavor_columns(flavor).items():
+        setattr(instance, column, value)
 
 
 def _stopped_or_active(vm_state: str) -> str:
@@ -45,14 +51,14 @@ async def _load(svc: ComputeService, migration_uuid: str) -> tuple[Migration, In
     return migration, instance
 
 
-async def resized(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
-    migration, instance = await _load(svc, migration_uuid)
-    apply_flavor(instance, FlavorInfo.model_validate(migration.new_flavor))
-    instance.host = instance.node = migration.dest_compute
-    instance.vm_state, instance.task_state = states.RESIZED, None
-    instance.power_state, instance.updated_at = power_state, utcnow()
-    await svc.migrations.set_status(migration_uuid, "finished")
-    return instance
+async def resized(svc: ComputeService, migration_uuid: str,
+                  power_state: int) -> InstanceRecord:
+    # Only a host ends a move so (``move_ended``): two statements, no ORM objects.
+    migration = await svc.migrations.step(migration_uuid, "finished")
+    return await svc.instances.write(migration.instance_uuid, {
+        **flavor_columns(migration.new_flavor), "host": migration.dest_compute,
+        "node": migration.dest_compute, "vm_state": states.RESIZED, "task_state": None,
+        "power_state": power_state, "updated_at": utcnow()})
 
 
 async def confirmed(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
@@ -60,7 +66,7 @@ async def confirmed(svc: ComputeService, migration_uuid: str, power_state: int) 
     await svc.placement.free(migration.uuid)
     instance.vm_state = _stopped_or_active(migration.old_vm_state)
     instance.task_state, instance.updated_at = None, utcnow()
-    await svc.migrations.set_status(migration_uuid, "confirmed")
+    await svc.migrations.set_status(migration, "confirmed")
     return instance
 
 
@@ -77,7 +83,7 @@ async def roll_back(svc: ComputeService, migration_uuid: str, power_state: int, 
     instance.task_state, instance.updated_at = None, utcnow()
     if power_state:
         instance.power_state = power_state
-    await svc.migrations.set_status(migration_uuid, status)
+    await svc.migrations.set_status(migration, status)
     return instance
 
 
@@ -90,15 +96,16 @@ async def cancelled(svc: ComputeService, migration_uuid: str, power_state: int) 
 
 
 async def live_migrated(svc: ComputeService, migration_uuid: str,
-                        power_state: int) -> Instance:
-    migration, instance = await _load(svc, migration_uuid)
+                        power_state: int) -> InstanceRecord:
+    # Only a host ends a move so (``move_ended``): statements, no ORM objects.
+    migration = await svc.migrations.step(migration_uuid, "completed")
     await svc.placement.free(migration.uuid)
-    instance.host = instance.node = migration.dest_compute
-    instance.task_state, instance.updated_at = None, utcnow()
+    values: dict[str, Any] = {"host": migration.dest_compute,
+                              "node": migration.dest_compute, "task_state": None,
+                              "updated_at": utcnow()}
     if power_state:
-        instance.power_state = power_state
-    await svc.migrations.set_status(migration_uuid, "completed")
-    return instance
+        values["power_state"] = power_state
+    return await svc.instances.write(migration.instance_uuid, values)
 
 
 async def evacuated(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:
@@ -108,7 +115,7 @@ async def evacuated(svc: ComputeService, migration_uuid: str, power_state: int) 
                          else states.STOPPED)
     instance.task_state, instance.power_state = None, power_state
     instance.updated_at = utcnow()
-    await svc.migrations.set_status(migration_uuid, "done")
+    await svc.migrations.set_status(migration, "done")
     return instance
 
 
@@ -116,15 +123,15 @@ async def evacuation_failed(svc: ComputeService, migration_uuid: str,
                             power_state: int) -> Instance:
     """The rebuild on the destination failed: its claim freed, the server ERROR (it has
     nowhere to run)."""
-    _, instance = await _load(svc, migration_uuid)
+    migration, instance = await _load(svc, migration_uuid)
     await svc.placement.free(instance.uuid)
     instance.vm_state, instance.task_state = states.ERROR, None
     instance.updated_at = utcnow()
-    await svc.migrations.set_status(migration_uuid, "failed")
+    await svc.migrations.set_status(migration, "failed")
     return instance
 
 
-Ending = Callable[[ComputeService, str, int], Awaitable[Instance]]
+Ending = Callable[[ComputeService, str, int], Awaitable[Instance | InstanceRecord]]
 
 #: The ending's name (as a host reports it) → what it does.
 ENDINGS: dict[str, Ending] = {

@@ -260,6 +260,14 @@ class MigrationRecord(_Message):
     old_vm_state: str
 
 
+class MoveStep(_Message):
+    """conductor → a host moving a server: the migration and the server after one step
+    (``ConductorAPI.move_step``), so the host needs no other read."""
+
+    migration: MigrationRecord
+    instance: InstanceRecord
+
+
 class MoveClaim(_Message):
     """compute-api → scheduler: find a host for a moving server and claim on it.
 

@@ -147,10 +147,11 @@ async def resize(rt: ComputeRuntime, caller: Caller, server_id: str, args: Any) 
         new = FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram,
                          disk=flavor.disk, ephemeral=flavor.ephemeral, swap=flavor.swap,
                          extra_specs=dict(flavor.extra_specs or {}))
+        # The quota counts the new flavor from now on (a revert gives the old one back);
+        # the migration keeps the old one (``instance.flavor``, unchanged until it lands).
+        instance.vcpus, instance.memory_mb = new.vcpus, new.ram
         start = await begin_move(svc, caller, instance, RESIZE, new, action="resize",
                                  task_state=states.RESIZE_PREP, status="pre-migrating")
-        # The quota counts the new flavor from now on (a revert gives the old one back).
-        instance.vcpus, instance.memory_mb = new.vcpus, new.ram
     await claim_destination(rt, caller, start,
                             allow_same_host=rt.settings.compute.allow_resize_to_same_host)
     await rt.clients.agents.resize_instance(caller.context, start.source_host,
@@ -205,7 +206,7 @@ async def confirm_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
         caller.authorize("os_compute_api:servers:confirm_resize", target(instance))
         require_state(instance, (states.RESIZED,), "confirmResize")
         migration = await _finished_move(svc, instance)
-        await svc.migrations.set_status(migration.uuid, "confirming")
+        await svc.migrations.set_status(migration, "confirming")
         await svc.instances.start_action(caller.context, instance.uuid, "confirmResize")
         source = migration.source_compute or ""
         source_up = (await svc.hosts.up_states({source})).get(source, False)
@@ -234,7 +235,7 @@ async def revert_resize(rt: ComputeRuntime, caller: Caller, server_id: str,
         new = FlavorInfo.model_validate(migration.new_flavor)
         await svc.quotas.check_growth(instance.project_id, old.vcpus - new.vcpus,
                                       old.ram - new.ram)
-        await svc.migrations.set_status(migration.uuid, "reverting")
+        await svc.migrations.set_status(migration, "reverting")
         instance.task_state = states.RESIZE_REVERTING
         instance.vcpus, instance.memory_mb = old.vcpus, old.ram
         await svc.instances.start_action(caller.context, instance.uuid, "revertResize")

@@ -23,6 +23,7 @@ from stratus.compute.objects import (
     MigrationRecord,
     MoveClaim,
     MoveClaimResult,
+    MoveStep,
     UnshelveRequest,
     VifInfo,
 )
@@ -146,6 +147,17 @@ class ConductorAPI(RPCAPI):
         return self.result(InstanceRecord, await self.client.call(
             ctx, "migration_update", migration_uuid=migration_uuid, status=status,
             update=update, expected_task_state=expected_task_state, event=event))
+
+    async def move_step(self, ctx: RequestContext, migration_uuid: str,
+                        status: str | None = None, update: InstanceUpdate | None = None,
+                        expected_task_state: list[str | None] | None = None,
+                        event: ActionEvent | None = None) -> MoveStep:
+        """``migration_update`` with ``status`` and ``update`` optional, answered with the
+        migration and the server as the step left them (a host's read and its first step
+        in one call)."""
+        return self.result(MoveStep, await self.client.call(
+            ctx, "move_step", migration_uuid=migration_uuid, status=status, update=update,
+            expected_task_state=expected_task_state, event=event))
 
     async def migration_progress(self, ctx: RequestContext, migration_uuid: str,
                                  progress: LiveMigrationProgress) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, Table, or_, select
+from sqlalchemy import update as sa_update
 
 from stratus.compute.models import Instance, Migration
 from stratus.compute.objects import FlavorInfo, LiveMigrationProgress, MigrationRecord
@@ -25,8 +26,13 @@ from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import SortKey, page
 from stratus.core.exceptions import BadRequest, NotFound
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
+
 __all__ = ["COLD", "EVACUATION", "IN_PROGRESS_LIVE", "LIVE", "RESIZE", "MigrationFilter",
            "Migrations"]
+
+_MIGRATIONS = cast(Table, Migration.__table__)
 
 RESIZE, COLD, LIVE, EVACUATION = "resize", "migration", "live-migration", "evacuation"
 TYPES = (RESIZE, COLD, LIVE, EVACUATION)
@@ -100,24 +106,44 @@ class Migrations:
             .order_by(Migration.id.desc()).limit(1))
         return row
 
-    async def set_status(self, migration_uuid: str, status: str, *,
+    async def set_status(self, migration: str | Migration, status: str, *,
                          expected: tuple[str, ...] | None = None) -> Migration:
-        """Move a migration on; with ``expected``, only from one of those statuses
-        (``BadRequest`` otherwise: another request moved it first)."""
-        row = await self.get(migration_uuid)
+        """Move a migration (its uuid, or its row loaded in this transaction) on; with
+        ``expected``, only from one of those statuses (``BadRequest`` otherwise: another
+        request moved it first)."""
+        row = await self.get(migration) if isinstance(migration, str) else migration
         if expected is not None and row.status not in expected:
-            raise BadRequest(f"Migration {migration_uuid} is {row.status}, not "
+            raise BadRequest(f"Migration {row.uuid} is {row.status}, not "
                              f"{' or '.join(expected)}.")
         row.status = status
         row.updated_at = utcnow()
         await self.session.flush()
         return row
 
+    async def step(self, migration_uuid: str, status: str | None = None) -> MigrationRecord:
+        """A move's step: its status set (None: left as it is) in one statement that reads
+        the row back (no ORM object: the caller must not hold this migration as one in the
+        same transaction); ``NotFound`` when there is no such migration."""
+        table = _MIGRATIONS
+        if status is None:
+            statement: Any = select(table).where(table.c.uuid == migration_uuid)
+        else:
+            statement = (sa_update(table).where(table.c.uuid == migration_uuid)
+                         .values(status=status, updated_at=utcnow()).returning(*table.c))
+        row = (await self.session.execute(statement)).one_or_none()
+        if row is None:
+            raise NotFound(f"Migration {migration_uuid} could not be found.")
+        return self.record(row)
+
     async def set_destination(self, migration_uuid: str, host: str) -> None:
-        row = await self.get(migration_uuid)
-        row.dest_compute = row.dest_node = host
-        row.updated_at = utcnow()
-        await self.session.flush()
+        """The destination the scheduler claimed, as one statement (in the claim's
+        transaction, which holds no ORM object of the migration)."""
+        table = _MIGRATIONS
+        done = await self.session.execute(
+            sa_update(table).where(table.c.uuid == migration_uuid)
+            .values(dest_compute=host, dest_node=host, updated_at=utcnow()))
+        if not done.rowcount:  # type: ignore[attr-defined]
+            raise NotFound(f"Migration {migration_uuid} could not be found.")
 
     async def set_progress(self, migration_uuid: str, progress: LiveMigrationProgress) -> None:
         row = await self.get(migration_uuid)
@@ -174,7 +200,9 @@ class Migrations:
             Migration.status.in_(IN_PROGRESS_LIVE)).order_by(Migration.id)))
 
     @staticmethod
-    def record(row: Migration) -> MigrationRecord:
+    def record(row: Migration | Row[Any]) -> MigrationRecord:
+        """The migration as the bus carries it, from its ORM object or a row of its
+        table."""
         return MigrationRecord(
             uuid=row.uuid, instance_uuid=row.instance_uuid, migration_type=row.migration_type,
             status=row.status, source_compute=row.source_compute,

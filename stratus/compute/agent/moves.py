@@ -122,10 +122,12 @@ class HostMoves:
 
     async def _keep_only_quietly(self, ctx: RequestContext, instance_uuid: str,
                                  host: str | None = None, *,
-                                 source_of: str | None = None) -> None:
+                                 source_of: str | None = None,
+                                 project_id: str | None = None) -> None:
         """The instance's volumes stay connected to ``host`` only (or, given a migration's
-        uuid as ``source_of``, to that move's source): ``HostVolumes.keep_only``. Never
-        raises: the move's ending must still be told."""
+        uuid as ``source_of``, to that move's source): ``HostVolumes.keep_only``
+        (``project_id``: the instance's, when the caller has it). Never raises: the move's
+        ending must still be told."""
         if self.volumes is None:
             return
         try:
@@ -133,8 +135,9 @@ class HostMoves:
                 host = (await self.conductor.migration_get(ctx, source_of)).source_compute
             if not host:
                 return
-            record = await self.conductor.instance_get(ctx, instance_uuid)
-            await self.volumes.keep_only(ctx, record.project_id, instance_uuid, host)
+            if project_id is None:
+                project_id = (await self.conductor.instance_get(ctx, instance_uuid)).project_id
+            await self.volumes.keep_only(ctx, project_id, instance_uuid, host)
         except Exception:
             LOG.exception("could not settle the volume connections of %s on %s",
                           instance_uuid, host)
@@ -144,15 +147,15 @@ class HostMoves:
     async def resize_instance(self, ctx: RequestContext, instance_uuid: str,
                               migration_uuid: str) -> None:
         """Source: stop the guest, keep it aside, tell the destination to finish."""
-        migration = await self.conductor.migration_get(ctx, migration_uuid)
-        dest = migration.dest_compute
+        migration: MigrationRecord | None = None
         aside = False
         try:
-            assert dest is not None, "the scheduler chose no destination"
-            await self.conductor.migration_update(
+            migration = (await self.conductor.move_step(
                 ctx, migration_uuid, "migrating",
                 InstanceUpdate(task_state=states.RESIZE_MIGRATING), [states.RESIZE_PREP],
-                self._started(RESIZE_EVENT))
+                self._started(RESIZE_EVENT))).migration
+            dest = migration.dest_compute
+            assert dest is not None, "the scheduler chose no destination"
             disk_info = await self.driver.migrate_disk_and_power_off(instance_uuid, dest)
             aside = True
             await self.conductor.migration_update(
@@ -162,6 +165,8 @@ class HostMoves:
                 [states.RESIZE_MIGRATING], self._done(RESIZE_EVENT))
         except Exception as exc:
             LOG.warning("moving %s off %s failed: %s", instance_uuid, self.host, exc)
+            if migration is None:
+                migration = await self.conductor.migration_get(ctx, migration_uuid)
             await self._give_back(ctx, migration, aside, exc, RESIZE_EVENT)
             return
         await self.peers.finish_resize(ctx, dest, instance_uuid, migration_uuid, disk_info)
@@ -184,13 +189,15 @@ class HostMoves:
     async def finish_resize(self, ctx: RequestContext, instance_uuid: str,
                             migration_uuid: str, disk_info: dict[str, Any]) -> None:
         """Destination: the guest of the new flavor from the source's disk."""
-        migration = await self.conductor.migration_get(ctx, migration_uuid)
-        same_host = migration.source_compute == self.host
+        migration: MigrationRecord | None = None
+        same_host = False
         try:
-            instance = await self.conductor.migration_update(
+            step = await self.conductor.move_step(
                 ctx, migration_uuid, "post-migrating",
                 InstanceUpdate(task_state=states.RESIZE_FINISH), [states.RESIZE_MIGRATED],
                 self._started(FINISH_RESIZE_EVENT))
+            migration, instance = step.migration, step.instance
+            same_host = migration.source_compute == self.host
             network_info = list(instance.network_info)
             if not same_host and self.network is not None and network_info:
                 network_info = [vif.model_dump() for vif in await self.network.rebind(
@@ -207,6 +214,9 @@ class HostMoves:
         except Exception as exc:
             LOG.warning("finishing the move of %s on %s failed: %s", instance_uuid,
                         self.host, exc)
+            if migration is None:
+                migration = await self.conductor.migration_get(ctx, migration_uuid)
+                same_host = migration.source_compute == self.host
             if not same_host:
                 try:  # the source keeps using a shared disk
                     await self.driver.destroy(instance_uuid, keep_shared_disk=True)
@@ -221,8 +231,11 @@ class HostMoves:
             await self.peers.finish_revert_resize(ctx, migration.source_compute,
                                                   instance_uuid, migration_uuid)
             return
-        if not same_host:  # the source's connections end with the guest it has stopped
-            await self._keep_only_quietly(ctx, instance_uuid, self.host)
+        if not same_host and block_devices:
+            # The source's connections end with the guest it has stopped (a server with no
+            # volume has none: take_over found none of its attachments anywhere).
+            await self._keep_only_quietly(ctx, instance_uuid, self.host,
+                                          project_id=instance.project_id)
         await self.conductor.move_ended(ctx, migration_uuid, "resized", power,
                                         self._done(FINISH_RESIZE_EVENT))
 
@@ -243,14 +256,13 @@ class HostMoves:
     async def revert_resize(self, ctx: RequestContext, instance_uuid: str,
                             migration_uuid: str) -> None:
         """Destination: remove the new guest; the source brings the old one back."""
-        migration = await self.conductor.migration_get(ctx, migration_uuid)
-        await self.conductor.action_event(ctx, instance_uuid, REVERT_EVENT, host=self.host,
-                                          finished=False)
+        step = await self.conductor.move_step(ctx, migration_uuid,
+                                              event=self._started(REVERT_EVENT))
+        migration, record = step.migration, step.instance
         try:
             # A disk the hosts share (RBD) is the one the source brings the guest back on.
             await self.driver.destroy(instance_uuid, keep_shared_disk=True)
             if migration.source_compute != self.host and self.network is not None:
-                record = await self.conductor.instance_get(ctx, instance_uuid)
                 if record.network_info:
                     network_info = [vif.model_dump() for vif in await self.network.rebind(
                         ctx, record.network_info, migration.source_compute or "")]
@@ -271,14 +283,16 @@ class HostMoves:
                                    migration_uuid: str) -> None:
         """Source: the guest kept aside runs again; the move is undone (``reverted``), or
         rolled back when the destination failed."""
-        migration = await self.conductor.migration_get(ctx, migration_uuid)
+        step = await self.conductor.move_step(ctx, migration_uuid,
+                                              event=self._started(FINISH_REVERT_EVENT))
+        migration, instance = step.migration, step.instance
         ending = "reverted" if migration.status == "reverting" else "rolled_back"
-        await self.conductor.action_event(ctx, instance_uuid, FINISH_REVERT_EVENT,
-                                          host=self.host, finished=False)
         fault = None
         power = 0
+        #: The volumes connected here (None: not known, the take-over failed).
+        volumes: list[dict[str, Any]] | None = None
         try:
-            await self._take_over(ctx, await self.conductor.instance_get(ctx, instance_uuid))
+            volumes = await self._take_over(ctx, instance)
             await self.driver.finish_revert_migration(
                 instance_uuid, power_on=migration.old_vm_state != states.STOPPED)
             power = int((await self.driver.get_info(instance_uuid)).power_state)
@@ -286,7 +300,9 @@ class HostMoves:
         except Exception as exc:
             event = self._done(FINISH_REVERT_EVENT, exc)
             fault = _fault(exc, "Bringing the guest back")
-        await self._keep_only_quietly(ctx, instance_uuid, self.host)
+        if volumes is None or volumes:  # none: the server has no volume anywhere
+            await self._keep_only_quietly(ctx, instance_uuid, self.host,
+                                          project_id=instance.project_id)
         if ending == "rolled_back" and fault is None:
             fault = Fault(code=500, message="The move failed on its destination; the server "
                                             "is back on its source.")
@@ -297,8 +313,8 @@ class HostMoves:
     async def live_migration(self, ctx: RequestContext, instance_uuid: str,
                              migration_uuid: str) -> None:
         """Source: move the running guest to the destination the scheduler claimed."""
-        migration = await self.conductor.migration_get(ctx, migration_uuid)
-        dest = migration.dest_compute
+        dest: str | None = None
+        project_id: str | None = None
         prepared = False
 
         async def progress(p: MigrationProgress) -> None:
@@ -308,9 +324,11 @@ class HostMoves:
                 disk_processed=p.disk_processed, disk_remaining=p.disk_remaining))
 
         try:
-            assert dest is not None, "the scheduler chose no destination"
-            await self.conductor.migration_update(ctx, migration_uuid, "preparing",
+            step = await self.conductor.move_step(ctx, migration_uuid, "preparing",
+                                                  InstanceUpdate(),
                                                   event=self._started(LIVE_EVENT))
+            dest, project_id = step.migration.dest_compute, step.instance.project_id
+            assert dest is not None, "the scheduler chose no destination"
             source_data = await self.driver.live_migration_source_data(instance_uuid)
             migrate_data = await self.peers.pre_live_migration(
                 ctx, dest, instance_uuid, migration_uuid, source_data)
@@ -347,7 +365,7 @@ class HostMoves:
         except Exception as exc:
             # The guest has left this host: the server is the destination's, with a fault.
             fault = _fault(exc, f"Taking the guest over on {dest}")
-        await self._keep_only_quietly(ctx, instance_uuid, dest)
+        await self._keep_only_quietly(ctx, instance_uuid, dest, project_id=project_id)
         await self.conductor.move_ended(ctx, migration_uuid, "live_migrated", power,
                                         self._done(LIVE_EVENT), fault)
 
@@ -355,16 +373,16 @@ class HostMoves:
                                  migration_uuid: str,
                                  source_data: dict[str, Any]) -> dict[str, Any]:
         """Destination: ready to receive the guest (its files, its disk)."""
-        await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT, host=self.host,
-                                          finished=False)
+        instance = (await self.conductor.move_step(
+            ctx, migration_uuid, event=self._started(PRE_LIVE_EVENT))).instance
         try:
-            instance = await self.conductor.instance_get(ctx, instance_uuid)
             block_devices = await self._take_over(ctx, instance)
             spec = await self.guest_spec(ctx, instance, instance.flavor, instance.network_info,
                                          block_devices)
             migrate_data = await self.driver.pre_live_migration(spec, source_data)
         except Exception as exc:
-            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid)
+            await self._keep_only_quietly(ctx, instance_uuid, source_of=migration_uuid,
+                                          project_id=instance.project_id)
             await self.conductor.action_event(ctx, instance_uuid, PRE_LIVE_EVENT,
                                               host=self.host, finished=True, result="Error",
                                               details=str(exc))
@@ -377,11 +395,10 @@ class HostMoves:
                                                  instance_uuid: str,
                                                  migration_uuid: str) -> int:
         """Destination: the guest is here; its ports are bound here. Its power state."""
-        await self.conductor.action_event(ctx, instance_uuid, POST_LIVE_EVENT, host=self.host,
-                                          finished=False)
+        instance = (await self.conductor.move_step(
+            ctx, migration_uuid, event=self._started(POST_LIVE_EVENT))).instance
         await self.driver.post_live_migration_at_destination(instance_uuid)
         if self.network is not None:
-            instance = await self.conductor.instance_get(ctx, instance_uuid)
             if instance.network_info:
                 network_info = [vif.model_dump() for vif in await self.network.rebind(
                     ctx, instance.network_info, self.host)]
@@ -449,6 +466,7 @@ class HostMoves:
                                             self._done(REBUILD_EVENT, exc),
                                             _fault(exc, "The evacuation"))
             return
-        await self._keep_only_quietly(ctx, instance_uuid, self.host)
+        await self._keep_only_quietly(ctx, instance_uuid, self.host,
+                                      project_id=instance.project_id)
         await self.conductor.move_ended(ctx, migration_uuid, "evacuated", power,
                                         self._done(REBUILD_EVENT))

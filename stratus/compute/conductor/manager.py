@@ -32,6 +32,7 @@ from stratus.compute.objects import (
     InstanceUpdate,
     LiveMigrationProgress,
     MigrationRecord,
+    MoveStep,
 )
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU, InventorySpec, provider_uuid
 from stratus.compute.rpcapi import ComputeAgentAPI
@@ -86,7 +87,8 @@ class ConductorManager:
                "build_failed",
                "instance_destroyed", "instance_offloaded", "host_report",
                "host_instance_states",
-               "migration_get", "migration_update", "migration_progress", "move_ended")
+               "migration_get", "migration_update", "move_step", "migration_progress",
+               "move_ended")
 
     def __init__(self, runtime: ComputeRuntime, agents: ComputeAgentAPI, *,
                  service_down_time: float | None = None) -> None:
@@ -355,15 +357,44 @@ class ConductorManager:
                                event: ActionEvent | None = None) -> InstanceRecord:
         """A step of a move: the migration's status and the server's states together."""
         async with self._txn() as svc:
-            migration = await svc.migrations.set_status(migration_uuid, status)
-            instance = await svc.instances.update(migration.instance_uuid,
-                                                  update or InstanceUpdate(),
-                                                  expected_task_state)
-            if event is not None:
-                await svc.instances.record_event(
-                    instance.uuid, ctx.request_id, event.name, host=event.host,
-                    finished=event.finished, result=event.result, details=event.details)
-            return svc.instances.record(instance)
+            step = await self._step(svc, ctx, migration_uuid, status,
+                                    update or InstanceUpdate(), expected_task_state, event)
+            return step.instance
+
+    @_queued_when_busy
+    async def move_step(self, ctx: RequestContext, migration_uuid: str,
+                        status: str | None = None, update: InstanceUpdate | None = None,
+                        expected_task_state: list[str | None] | None = None,
+                        event: ActionEvent | None = None) -> MoveStep:
+        """A step of a move as ``migration_update`` (``status`` or ``update`` None: left as
+        they are), answered with the migration too: what a host reads as it takes a step
+        up, in the step's own transaction."""
+        async with self._txn() as svc:
+            return await self._step(svc, ctx, migration_uuid, status, update,
+                                    expected_task_state, event)
+
+    @staticmethod
+    async def _step(svc: ComputeService, ctx: RequestContext, migration_uuid: str,
+                    status: str | None, update: InstanceUpdate | None,
+                    expected_task_state: list[str | None] | None,
+                    event: ActionEvent | None) -> MoveStep:
+        # Statements, no ORM objects: each host's step of every move is one of these.
+        migration = await svc.migrations.step(migration_uuid, status)
+        uuid = migration.instance_uuid
+        if update is not None:
+            instance = await svc.instances.transition(uuid, update, expected_task_state)
+        else:
+            instance = await svc.instances.record_of(uuid)
+            if expected_task_state is not None \
+                    and instance.task_state not in expected_task_state:
+                raise UnexpectedTaskState(
+                    f"Instance {uuid} is in task state {instance.task_state}, not one of "
+                    f"{expected_task_state}.")
+        if event is not None:
+            await svc.instances.record_event(
+                uuid, ctx.request_id, event.name, host=event.host, finished=event.finished,
+                result=event.result, details=event.details)
+        return MoveStep(migration=migration, instance=instance)
 
     @_queued_when_busy
     async def migration_progress(self, ctx: RequestContext, migration_uuid: str,
@@ -384,12 +415,19 @@ class ConductorManager:
                 await svc.instances.add_fault(instance.uuid, code=fault.code,
                                               message=fault.message, details=fault.details,
                                               host=event.host if event else instance.host)
+            # The action ends with the step's event (in its statement), or on its own when
+            # there is none or the event does not say Error and the fault does.
+            with_event = event is not None and (fault is None or event.result == "Error")
             if event is not None:
                 await svc.instances.record_event(
                     instance.uuid, ctx.request_id, event.name, host=event.host,
-                    finished=event.finished, result=event.result, details=event.details)
-            await svc.instances.finish_action(instance.uuid, ctx.request_id,
-                                              "Error" if fault is not None else None)
+                    finished=event.finished, result=event.result, details=event.details,
+                    finish_action=with_event)
+            if not with_event:
+                await svc.instances.finish_action(instance.uuid, ctx.request_id,
+                                                  "Error" if fault is not None else None)
+            if isinstance(instance, InstanceRecord):
+                return instance
             return svc.instances.record(instance)
 
     async def confirm_expired_resizes(self, window: float) -> list[str]:

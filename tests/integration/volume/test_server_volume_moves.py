@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
+
+from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.models import Instance
 from tests.integration.compute.test_boot_flow import upload_image
 from tests.integration.compute.test_server_moves import force_down
@@ -265,3 +269,50 @@ async def test_no_volume_is_attached_or_detached_mid_move(cloud: Cloud) -> None:
     assert (await cloud.volume("GET", f"/volumes/{spare}")).json()["volume"][
         "status"] == "available"
     await _settled(cloud, vid, sid, source, "/dev/vdb")
+
+
+def _conductor_reads() -> float:
+    """Read-only conductor calls sent so far in this process (``migration_get``,
+    ``instance_get``)."""
+    return sum(REGISTRY.get_sample_value("stratus_bus_messages_sent_total", {
+        "kind": "call", "topic": "conductor", "method": method}) or 0.0
+        for method in ("migration_get", "instance_get"))
+
+
+async def test_a_move_reads_in_its_steps_and_asks_for_volumes_once_per_arrival(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each host's step of a move gets the migration and the server from the step's own
+    conductor call (no read apart), and the volume service is asked for the server's
+    attachments once per host it arrives on (``take_over``): a server found with no volume
+    there has no other host's attachments for ``keep_only`` to settle. Only a live
+    migration's source, which does not see what its destination found, asks again."""
+    image_id = await upload_image(cloud)  # type: ignore[arg-type]
+    sid = (await _server(cloud, image_id, "light"))["id"]
+    asked: list[str] = []
+    held = HostVolumes._held
+
+    async def counted(self: HostVolumes, *args: Any) -> Any:
+        asked.append(self.host)
+        return await held(self, *args)
+
+    monkeypatch.setattr(HostVolumes, "_held", counted)
+    reads = _conductor_reads()
+
+    await _act(cloud, sid, {"resize": {"flavorRef": "2"}})  # arrives: 1
+    await _server_at(cloud, sid, "VERIFY_RESIZE")
+    await _act(cloud, sid, {"revertResize": None})  # back on the source: 2
+    await _server_at(cloud, sid, "ACTIVE")
+    await _act(cloud, sid, {"migrate": None})  # 3
+    await _server_at(cloud, sid, "VERIFY_RESIZE")
+    await _act(cloud, sid, {"confirmResize": None})
+    host = (await _server_at(cloud, sid, "ACTIVE"))["OS-EXT-SRV-ATTR:host"]
+    await _act(cloud, sid, {"os-migrateLive": {"host": None, "block_migration": "auto"}})
+    for _ in range(200):  # 4, and the source's after it
+        if (await _server_at(cloud, sid, "ACTIVE"))["OS-EXT-SRV-ATTR:host"] != host:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"{sid} stayed on {host}")
+
+    assert _conductor_reads() == reads
+    assert len(asked) == 5, asked
