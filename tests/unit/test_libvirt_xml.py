@@ -212,8 +212,8 @@ def test_initramfs_archive_and_module_order(tmp_path: Path) -> None:
         if name == "TRAILER!!!":
             break
     assert {"init", "bin/busybox", "dev/console", "lib/modules/a.ko", "etc/modules-order",
-            "lib/modules/b.ko", "etc/modules-config-drive", "etc/udhcpc.script", "etc/acpi/PWRF/00000080", "etc/passwd",
-            "etc/dropbear"} <= set(names)
+            "lib/modules/b.ko", "etc/modules-config-drive", "etc/udhcpc.script",
+            "etc/acpi/PWRF/00000080", "etc/passwd", "etc/dropbear"} <= set(names)
     assert names[-1] == "TRAILER!!!"
 
 
