@@ -26,7 +26,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "api"
 
 #: The units whose APIs have a document, and the file each is published as.
 API_UNITS = {"identity-api": "identity", "compute-api": "compute", "image-api": "image",
-             "network-api": "network", "volume-api": "volume"}
+             "network-api": "network", "volume-api": "volume", "placement-api": "placement"}
 
 
 def render(document: dict[str, Any]) -> str:

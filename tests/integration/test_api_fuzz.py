@@ -52,7 +52,8 @@ SERVICES = {"identity": (ErrorStyle.IDENTITY, "/identity"),
             "compute": (ErrorStyle.COMPUTE, "/compute"),
             "image": (ErrorStyle.PLAIN, "/image"),
             "network": (ErrorStyle.NETWORK, "/network"),
-            "volume": (ErrorStyle.COMPUTE, "/volume")}
+            "volume": (ErrorStyle.COMPUTE, "/volume"),
+            "placement": (ErrorStyle.PLACEMENT, "/placement")}
 
 #: Headers a case may carry besides its own: microversions odd and wrong, odd content types.
 _ODD = st.one_of(
@@ -249,6 +250,8 @@ async def real_ids(cloud: TestCloud, service: str) -> RealIds:
                         "project_id": ids["project"], "group_id": ids["group"],
                         "role_id": ids["role"], "domain_id": ids["domain"]},
                        {"projects": ids["project"], "domains": ids["domain"]})
+    if service == "placement":  # read-only; the fuzz cloud has no host, so no provider
+        return RealIds({"project_id": cloud.admin.project_id}, {})
     image = (await cloud.client.post("/image/v2/images", headers=cloud.admin.headers, json={
         "name": name, "disk_format": "raw", "container_format": "bare"})).json()["id"]
     if service == "image":

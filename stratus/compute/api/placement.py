@@ -196,4 +196,5 @@ def create_placement_app(runtime: ComputeRuntime, validator: TokenValidator) -> 
         max_body_size=runtime.settings.max_request_body_size,
         versions=VERSIONS,
         state={"compute": runtime, "token_validator": validator, "versions": VERSIONS},
+        openapi=runtime.settings.serve_openapi,
     )
