@@ -139,6 +139,8 @@ class Report:
     dead_processes: list[str] = field(default_factory=list)
     #: (port id, IP) of ACTIVE servers' ports the DHCP hosts files lack (network agents).
     missing_dhcp_hosts: list[tuple[str, str]] = field(default_factory=list)
+    #: The networks the run made.
+    network_ids: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -446,6 +448,7 @@ async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
             await client.login()
             image_id, network_id = await prepare(client)
             cloud.network_ids.add(network_id)
+            report.network_ids.append(network_id)
             await _wait_hypervisors(client, hosts)
             load = Load(client, options, image_id, network_id)
             _progress("cloud up; first boot (probe) …")
