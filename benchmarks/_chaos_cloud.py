@@ -7,17 +7,26 @@ hosts, and a volume manager. The broker is a private single RabbitMQ node
 (``tests.rabbit_cluster``) and the database a private PostgreSQL server
 (``tests.pg_instance``), so they can be stopped and restarted without touching the
 machine's shared ones. Each process can be SIGKILLed and started again by name.
+
+With ``network_agents``, the network backend is linuxbridge and one compute agent serves one
+fake host, beside a ``dhcp-agent`` and an ``l2-agent`` process for that host on this machine
+(in the root namespace: a second l2-agent here would fight over the same bridge names), each
+its own process; the firewall tables are named for this cloud. Leaving removes what they may
+have left after a SIGKILL: dnsmasq processes, ``qdhcp-`` namespaces, bridges and taps, and
+the firewall tables.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,7 @@ class ChaosCloud:
     and leaving stops and removes them all (also on error)."""
 
     def __init__(self, work_dir: Path, *, hosts: int, fake_latency: float,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, network_agents: bool = False) -> None:
         self.work_dir = work_dir
         self.data_dir = work_dir / "data"
         self.hosts = hosts
@@ -47,7 +56,23 @@ class ChaosCloud:
         self.postgres = PrivatePostgres()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.units: dict[str, tuple[tuple[str, ...], dict[str, str], int | None]] = {}
-        self.extra_env = {"STRATUS_COMPUTE__FAKE_LATENCY": str(fake_latency), **(env or {})}
+        self.network_agents = network_agents
+        suffix = uuid.uuid4().hex[:8]
+        #: The one compute host of the network agents' mode, which they serve.
+        self.agent_host = f"chaos-net-{suffix}"
+        self.firewall_table = f"sg-chaos-{suffix}"
+        #: Networks made on this cloud (for the clean-up of the agents' devices).
+        self.network_ids: set[str] = set()
+        network_env = {
+            "STRATUS_NETWORK__BACKEND": "linuxbridge",
+            "STRATUS_NETWORK__FIREWALL_TABLE": self.firewall_table,
+            "STRATUS_NETWORK__AGENT_REPORT_INTERVAL": "2",
+            # Every process agrees on these before any would make one up in the data dir.
+            "STRATUS_METADATA__URL": f"{self.base_url}/metadata",
+            "STRATUS_METADATA__SHARED_SECRET": uuid.uuid4().hex,
+        } if network_agents else {"STRATUS_NETWORK__BACKEND": "noop"}
+        self.extra_env = {"STRATUS_COMPUTE__FAKE_LATENCY": str(fake_latency), **network_env,
+                          **(env or {})}
         self.env: dict[str, str] = {}
 
     @property
@@ -81,7 +106,6 @@ class ChaosCloud:
             "STRATUS_IDENTITY__BCRYPT_ROUNDS": "4",
             "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
             "STRATUS_COMPUTE__REPORT_INTERVAL": "2",
-            "STRATUS_NETWORK__BACKEND": "noop",
             "STRATUS_AUTH__IDENTITY_URL": f"{self.base_url}/identity/v3",
             "STRATUS_AUTH__SERVICE_PASSWORD": ADMIN_PASSWORD,
             **self.extra_env})
@@ -103,11 +127,18 @@ class ChaosCloud:
         for n in (1, 2):
             self.define(f"scheduler-{n}", ("scheduler",))
             self.define(f"conductor-{n}", ("conductor",))
-        per_agent, extra = divmod(self.hosts, 2)
-        for n in (1, 2):
-            self.define(f"agent-{n}", ("compute-agent",), {
-                "STRATUS_COMPUTE__FAKE_HOSTS": str(per_agent + (1 if n <= extra else 0)),
-                "STRATUS_COMPUTE__HOST": f"chaos-{'ab'[n - 1]}"})
+        if self.network_agents:
+            host = {"STRATUS_COMPUTE__HOST": self.agent_host}
+            self.define("agent-1", ("compute-agent",), {"STRATUS_COMPUTE__FAKE_HOSTS": "1",
+                                                        **host})
+            self.define("dhcp-agent", ("dhcp-agent",), host)
+            self.define("l2-agent", ("l2-agent",), host)
+        else:
+            per_agent, extra = divmod(self.hosts, 2)
+            for n in (1, 2):
+                self.define(f"agent-{n}", ("compute-agent",), {
+                    "STRATUS_COMPUTE__FAKE_HOSTS": str(per_agent + (1 if n <= extra else 0)),
+                    "STRATUS_COMPUTE__HOST": f"chaos-{'ab'[n - 1]}"})
         self.define("volume-manager", ("volume-manager",), {"STRATUS_VOLUME__HOST": "chaos-vol"})
         for name in self.units:
             if name not in self.processes:
@@ -196,7 +227,56 @@ class ChaosCloud:
     async def database_start(self) -> None:
         await asyncio.to_thread(self.postgres.start)
 
+    # The network agents' DHCP host entries ---------------------------------------------------
+
+    def dhcp_hosts(self) -> list[tuple[str, str, str]]:
+        """(network id, port id, IP address) of each entry in the dnsmasq hosts files the
+        dhcp-agent keeps (``<data dir>/dhcp/<network id>/host``)."""
+        entries = []
+        for path in sorted((self.data_dir / "dhcp").glob("*/host")):
+            with contextlib.suppress(OSError):
+                for line in path.read_text().splitlines():
+                    fields = line.split(",")
+                    if len(fields) >= 3 and fields[1].startswith("set:port-"):
+                        entries.append((path.parent.name, fields[1][len("set:port-"):],
+                                        fields[2]))
+        return entries
+
+    def _remove_network_leftovers(self) -> None:
+        """What the agents may leave once SIGKILLed and then stopped: dnsmasq processes,
+        ``qdhcp-`` namespaces, taps and veths on the networks' bridges, the bridges, and the
+        firewall tables."""
+        from stratus.network.agents import linux
+        from stratus.network.agents.dhcp import dnsmasq
+        from stratus.network.objects import bridge_name, dhcp_namespace, tap_name
+
+        dhcp_dir = self.data_dir / "dhcp"
+        networks = set(self.network_ids)
+        if dhcp_dir.is_dir():
+            networks |= {d.name for d in dhcp_dir.iterdir() if d.is_dir()}
+        for network_id in sorted(networks):
+            pid = dnsmasq._pid_of(dhcp_dir / network_id)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                linux.delete_namespace(dhcp_namespace(network_id))
+            bridge = bridge_name(network_id)
+            with contextlib.suppress(Exception):
+                for link in linux.bridge_ports(bridge):
+                    linux.delete_link(link.name)
+                linux.delete_link(bridge)
+        with contextlib.suppress(Exception):  # taps the l2-agent recorded, on a bridge or not
+            recorded = json.loads((self.data_dir / "l2-agent.json").read_text())
+            for port_id in recorded:
+                linux.delete_link(tap_name(port_id))
+        for family in ("bridge", "inet"):
+            subprocess.run(["nft", "delete", "table", family, self.firewall_table],
+                           capture_output=True, check=False)
+
     async def close(self) -> None:
         await stop_processes(self.processes.values())
+        if self.network_agents:
+            await asyncio.to_thread(self._remove_network_leftovers)
         await asyncio.gather(asyncio.to_thread(self.rabbit.close),
                              asyncio.to_thread(self.postgres.close))

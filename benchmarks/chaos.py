@@ -14,8 +14,16 @@ as it is ACTIVE) runs while these faults happen one after the other: each strike
 * a PostgreSQL stop (``pg_ctl stop -m fast``: every session closed) and start (a private
   server).
 
-The DHCP and L2 agents run only on the linuxbridge backend, which needs real taps: on fake
-hosts with the noop backend there are none to kill, and no DHCP host entries to check.
+The DHCP and L2 agents run only on the linuxbridge backend (real bridges, taps, a dnsmasq per
+network in a namespace: root and dnsmasq needed). With ``--network-agents`` the cloud uses it:
+one compute agent with one fake host (``--hosts`` is ignored), a ``dhcp-agent`` and an
+``l2-agent`` process for that host on this machine, and two more faults after the network
+API's: SIGKILL of the DHCP agent and of the L2 agent, each started again ``--restart-after``
+seconds later. Compute waits for the L2 agent's ``network-vif-plugged`` on this backend, so
+boots in flight wait for the L2 agent's return. After the settle, the dnsmasq hosts files the
+DHCP agent keeps are checked too (given ``--settle-within`` to converge): ``leaked_dhcp_hosts``
+(entries for no port of a live server, or for a DHCP port) and ``missing_dhcp_hosts`` (a port
+of an ACTIVE server without its entry); after the delete-all, ``left_dhcp_hosts``.
 
 Figures: ``recover_s_<fault>``, seconds from the fault until a new boot (with a port and a
 volume) is ACTIVE again; and after the stream and the faults, once every server settled (or
@@ -23,7 +31,8 @@ volume) is ACTIVE again; and after the stream and the faults, once every server 
 (BUILD, a task state, or ERROR without a fault), ``errored`` (ERROR with a fault; their faults
 in ``fault_messages``), and what does not belong to a live server: ``leaked_claims``
 (placement allocations), ``leaked_ports``, ``leaked_ips``, ``leaked_attachments``,
-``leaked_volumes``; then every server is deleted and ``left_*`` counts what remains (all 0).
+``leaked_volumes`` (and ``leaked_dhcp_hosts``); then every server is deleted and ``left_*``
+counts what remains (all 0).
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -52,9 +63,12 @@ DESCRIPTION = ("chaos under load: boots and deletes in flight while every unit, 
 
 FAULTS = ("api", "scheduler", "conductor", "compute-agent", "network-api", "volume-manager",
           "rabbitmq", "postgresql")
+#: The faults ``--network-agents`` adds, after ``network-api``'s.
+AGENT_FAULTS = ("dhcp-agent", "l2-agent")
 #: The process each kill fault SIGKILLs.
 VICTIMS = {"api": "api", "scheduler": "scheduler-1", "conductor": "conductor-1",
            "compute-agent": "agent-1", "network-api": "network-api",
+           "dhcp-agent": "dhcp-agent", "l2-agent": "l2-agent",
            "volume-manager": "volume-manager"}
 TRANSIENT_STATUSES = {"BUILD", "REBUILD", "RESIZE", "MIGRATING", "REBOOT", "HARD_REBOOT"}
 COMPUTE = {"OpenStack-API-Version": "compute 2.96"}
@@ -76,8 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds each fake-driver operation takes (1)")
     parser.add_argument("--settle-within", type=float, default=300.0,
                         help="seconds the cloud gets to settle after the last fault (300)")
-    parser.add_argument("--faults", default=",".join(FAULTS),
-                        help=f"the faults, in order (default {','.join(FAULTS)})")
+    parser.add_argument("--faults", default=None,
+                        help=f"the faults, in order (default {','.join(FAULTS)}; with "
+                             f"--network-agents, {','.join(AGENT_FAULTS)} after network-api)")
+    parser.add_argument("--network-agents", action="store_true",
+                        help="linuxbridge backend with a DHCP and an L2 agent (root, dnsmasq; "
+                             "one fake host); their kills among the faults")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="keep each process's log here (default: discarded)")
 
@@ -99,6 +117,14 @@ class ChaosOptions:
     settle_within: float = 300.0
     faults: tuple[str, ...] = FAULTS
     log_dir: Path | None = None
+    network_agents: bool = False
+
+
+def default_faults(network_agents: bool) -> tuple[str, ...]:
+    if not network_agents:
+        return FAULTS
+    at = FAULTS.index("network-api") + 1
+    return FAULTS[:at] + AGENT_FAULTS + FAULTS[at:]
 
 
 @dataclass
@@ -111,6 +137,10 @@ class Report:
     stuck_servers: list[dict[str, Any]] = field(default_factory=list)
     leaks: dict[str, list[Any]] = field(default_factory=dict)
     dead_processes: list[str] = field(default_factory=list)
+    #: (port id, IP) of ACTIVE servers' ports the DHCP hosts files lack (network agents).
+    missing_dhcp_hosts: list[tuple[str, str]] = field(default_factory=list)
+    #: The networks the run made.
+    network_ids: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -370,7 +400,15 @@ async def holdings(client: Client) -> dict[str, list[tuple[str, Any]]]:
     compute_ports = [p for p in ports if not p["device_owner"].startswith("network:")]
     volumes = await client.all_pages(
         f"/volume/v3/{client.project_id}/volumes/detail?all_tenants=1", "volumes")
-    return {
+    found: dict[str, list[tuple[str, Any]]] = {}
+    if client.cloud.network_agents:
+        # An entry belongs to the server its port's device is; one for a DHCP port, or
+        # for a port that is gone, to nobody.
+        owners = {p["id"]: ("" if p["device_owner"].startswith("network:") else
+                            p["device_id"]) for p in ports}
+        found["dhcp_hosts"] = [(owners.get(port_id, ""), (port_id, address))
+                               for _, port_id, address in client.cloud.dhcp_hosts()]
+    return found | {
         "claims": claims,
         "ports": [(p["device_id"], p["id"]) for p in compute_ports],
         "ips": [(p["device_id"], ip["ip_address"]) for p in compute_ports
@@ -385,16 +423,33 @@ async def holdings(client: Client) -> dict[str, list[tuple[str, Any]]]:
     }
 
 
+def network_agents_unavailable() -> str | None:
+    """Why the DHCP and L2 agents cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the DHCP and L2 agents need root (namespaces, bridges, taps, nftables)"
+    for tool in ("dnsmasq", "nft"):
+        if shutil.which(tool) is None:
+            return f"the DHCP and L2 agents need {tool}"
+    return None
+
+
 async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
     """One chaos run in ``work_dir``: the cloud, the stream, the faults, the checks."""
     report = Report()
-    async with ChaosCloud(work_dir, hosts=options.hosts,
-                          fake_latency=options.fake_latency) as cloud:
+    hosts = options.hosts
+    if options.network_agents:
+        if reason := network_agents_unavailable():
+            raise RuntimeError(reason)
+        hosts = 1
+    async with ChaosCloud(work_dir, hosts=hosts, fake_latency=options.fake_latency,
+                          network_agents=options.network_agents) as cloud:
         client = Client(cloud)
         try:
             await client.login()
             image_id, network_id = await prepare(client)
-            await _wait_hypervisors(client, options.hosts)
+            cloud.network_ids.add(network_id)
+            report.network_ids.append(network_id)
+            await _wait_hypervisors(client, hosts)
             load = Load(client, options, image_id, network_id)
             _progress("cloud up; first boot (probe) …")
             assert await probe(client, load), "the cloud could not boot before any fault"
@@ -424,7 +479,11 @@ async def run_chaos(work_dir: Path, options: ChaosOptions) -> Report:
             await asyncio.sleep(2)
             stop_deleting.set()
             await deleter
+            settle_began = time.monotonic()
             servers = await settle(client, options.settle_within)
+            if options.network_agents:
+                await _dhcp_converged(client, servers, report, max(
+                    30.0, options.settle_within - (time.monotonic() - settle_began)))
             report.dead_processes = cloud.dead()
             await _check(client, load, servers, report)
             await _delete_all(client, report, options.settle_within)
@@ -478,6 +537,35 @@ async def _check(client: Client, load: Load, servers: list[dict[str, Any]],
     report.counts["leaked"] = float(sum(len(items) for items in leaks.values()))
 
 
+def _missing_dhcp_hosts(servers: list[dict[str, Any]], ports: list[dict[str, Any]],
+                        held: dict[str, list[tuple[str, Any]]]) -> list[tuple[str, str]]:
+    """(port id, IP) of each ACTIVE server's port IP with no entry in a DHCP hosts file."""
+    active = {s["id"] for s in servers if s["status"] == "ACTIVE"}
+    entries = {entry for _, entry in held.get("dhcp_hosts", [])}
+    return [(p["id"], ip["ip_address"]) for p in ports if p["device_id"] in active
+            and not p["device_owner"].startswith("network:") for ip in p["fixed_ips"]
+            if (p["id"], ip["ip_address"]) not in entries]
+
+
+async def _dhcp_converged(client: Client, servers: list[dict[str, Any]], report: Report,
+                          within: float) -> None:
+    """Wait until the DHCP hosts files match the live servers' ports (none leaked, none
+    missing), or ``within`` seconds passed; record how long that took."""
+    began = time.monotonic()
+    live = {s["id"] for s in servers}
+    while True:
+        held = await holdings(client)
+        ports = await client.all_pages("/ports", "ports", base=client.network)
+        leaked = [entry for owner, entry in held["dhcp_hosts"] if owner not in live]
+        missing = _missing_dhcp_hosts(servers, ports, held)
+        if (not leaked and not missing) or time.monotonic() - began > within:
+            break
+        await asyncio.sleep(2)
+    report.counts["dhcp_converge_s"] = time.monotonic() - began
+    report.counts["missing_dhcp_hosts"] = float(len(missing))
+    report.missing_dhcp_hosts = missing
+
+
 async def _delete_all(client: Client, report: Report, within: float) -> None:
     servers = await client.servers()
     semaphore = asyncio.Semaphore(20)
@@ -502,6 +590,10 @@ async def _delete_all(client: Client, report: Report, within: float) -> None:
         await asyncio.gather(*(one(s["id"]) for s in failed))
         await asyncio.sleep(5)
     held = await holdings(client)
+    while held.get("dhcp_hosts") and time.monotonic() < deadline + 60:
+        # The DHCP agent drops a deleted port's entry on the port's event (or its resync).
+        await asyncio.sleep(2)
+        held = await holdings(client)
     report.counts["left_servers"] = float(len(left))
     for kind, items in held.items():
         report.counts[f"left_{kind}"] = float(len(items))
@@ -524,7 +616,9 @@ async def run(args: argparse.Namespace) -> Result:
         delete_every=args.delete_every, restart_after=args.restart_after,
         fault_gap=args.fault_gap, fake_latency=args.fake_latency,
         settle_within=args.settle_within,
-        faults=tuple(f for f in args.faults.split(",") if f), log_dir=args.log_dir)
+        faults=(tuple(f for f in args.faults.split(",") if f) if args.faults is not None
+                else default_faults(args.network_agents)),
+        log_dir=args.log_dir, network_agents=args.network_agents)
     with tempfile.TemporaryDirectory(prefix="stratus-bench-chaos-") as tmp:
         report = await run_chaos(Path(tmp), options)
     for message, count in report.fault_messages.most_common(5):
@@ -534,13 +628,24 @@ async def run(args: argparse.Namespace) -> Result:
     for kind, items in report.leaks.items():
         if items:
             _progress(f"leaked {kind}: {items[:5]}")
+    if report.missing_dhcp_hosts:
+        _progress(f"missing DHCP hosts: {report.missing_dhcp_hosts[:5]}")
     if report.dead_processes:
         _progress(f"processes that died: {report.dead_processes}")
     goals = GOALS + [Goal(f"recover_s_{f.replace('-', '_')}", 60, "<=",
                           "seconds from the fault until a new boot is ACTIVE again")
                      for f in options.faults]
+    if options.network_agents:
+        goals.append(Goal("missing_dhcp_hosts", 0, "<=",
+                          "ports of ACTIVE servers without a DHCP host entry, once settled"))
+        backends: dict[str, Any] = {
+            "network_backend": "linuxbridge", "fake_hosts": 1,
+            "dhcp_l2_agents": "one dhcp-agent and one l2-agent process (root namespace)"}
+    else:
+        backends = {"network_backend": "noop", "fake_hosts": options.hosts,
+                    "dhcp_l2_agents": "not run: they serve the linuxbridge backend only "
+                                      "(--network-agents)"}
     return Result(metrics=report.metrics, goals=goals, backends={
-        "virt_driver": "fake", "network_backend": "noop", "database": "postgresql (private)",
-        "bus": "rabbit (private node)", "fake_hosts": options.hosts,
-        "dhcp_l2_agents": "not run: they serve the linuxbridge backend only"})
+        "virt_driver": "fake", "database": "postgresql (private)",
+        "bus": "rabbit (private node)", **backends})
 

@@ -174,6 +174,10 @@ class ConductorAPI(RPCAPI):
             power_state=power_state, event=event, fault=fault))
 
 
+#: Seconds compute-api waits for a host to take an instance's external events.
+EVENT_CALL_TIMEOUT = 30.0
+
+
 class ComputeAgentAPI(RPCAPI):
     TOPIC = COMPUTE_TOPIC
     ERRORS = (GuestAgentNotEnabled, ConsoleUnavailable)
@@ -301,8 +305,15 @@ class ComputeAgentAPI(RPCAPI):
 
     async def external_instance_event(self, ctx: RequestContext, host: str,
                                       instance_uuid: str, events: list[ExternalEvent]) -> None:
-        """Hand events other services reported about the instance to its host."""
-        await self.client.prepare(server=host).cast(
+        """Hand events other services reported about the instance to its host.
+
+        A call, not a cast: a host's builds are casts that hold their delivery while they
+        wait for ``network-vif-plugged``, so with as many builds waiting as the host's cast
+        queue lets it hold (its prefetch), an event cast behind them would wait until their
+        timeout, and so would they. Calls have a queue of their own; the handler only wakes
+        waiters (and refreshes the network info on ``network-changed``), so it answers
+        quickly, and an error (no host answering) reaches the sender, which tries again."""
+        await self.client.prepare(server=host, timeout=EVENT_CALL_TIMEOUT).call(
             ctx, "external_instance_event", instance_uuid=instance_uuid, events=events)
 
     async def attach_volume(self, ctx: RequestContext, host: str, instance_uuid: str,
