@@ -1,14 +1,16 @@
 """Events other services report about servers (``os-server-external-events``), passed on to
 the servers' compute hosts.
 
-Each event names a server and gets a code: 200 accepted (and cast to the server's host),
+Each event names a server and gets a code: 200 accepted (and handed to the server's host),
 404 no such server, 422 the server has no host yet. The events of one server go to its host
-in one cast, after the lookup's transaction ended. None accepted is a 404; an undelivered
-cast a 503, so the sender tries again rather than believe it.
+in one call (``ComputeAgentAPI.external_instance_event`` says why not a cast), after the
+lookup's transaction ended; the servers' calls run at once. None accepted is a 404; an
+undelivered call a 503, so the sender tries again rather than believe it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from stratus.compute.objects import ExternalEvent
@@ -42,7 +44,7 @@ async def deliver(rt: ComputeRuntime, context: RequestContext,
         else:
             codes.append(200)
             accepted.setdefault(r.server_uuid, []).append(r.event)
-    for uuid, events in accepted.items():
+    async def hand_over(uuid: str, events: list[ExternalEvent]) -> None:
         host = hosts[uuid]
         assert host is not None
         try:
@@ -50,6 +52,14 @@ async def deliver(rt: ComputeRuntime, context: RequestContext,
         except MessagingError as exc:
             raise ServiceUnavailable(f"Could not pass the events on to compute host {host}: "
                                      f"{exc}") from exc
+
+    # Each hand-over is a call to the server's host: all at once, so a batch waits for its
+    # slowest host, not for the sum of them.
+    results = await asyncio.gather(*(hand_over(u, e) for u, e in accepted.items()),
+                                   return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
     if not accepted:
         raise NotFound("No instances found for any event.")
     return codes
