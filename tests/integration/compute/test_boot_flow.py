@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from stratus.compute import states
 from stratus.compute.objects import InstanceUpdate
@@ -349,6 +350,13 @@ async def test_a_host_that_dies_mid_build_leaves_nothing_stuck(cloud: Cloud) -> 
         assert await Placement(session).allocations_of(stuck) == {}
     assert await watchdog.recover_orphans() == []  # nothing more to do
     gate.set()
+    # The released build runs to its end (refused: the instance is no longer its to finish)
+    # before the row is made to look mid-build again, or it would finish that row.
+    deadline = time.monotonic() + 20
+    while REGISTRY.get_sample_value("stratus_compute_agent_builds_in_flight",
+                                    {"host": victim.host}):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
 
     # A restarted agent reconciles: a build it had in flight fails cleanly. (The row is
     # put back in the state a crash mid-build leaves it in.)
