@@ -166,9 +166,14 @@ async def test_guest_reads_its_metadata_through_the_proxy(
         # An address no port holds: answered, and no span (it would name no server).
         proxied = sum(s.name.startswith("metadata-proxy")
                       for s in span_exporter.get_finished_spans())
-        await guest.add_address(f"{prefix}.250/24")
-        stranger = await guest.get(f"{base}/openstack/latest/meta_data.json",
-                                   source=f"{prefix}.250")
+        # Not a fixed address: IPAM picks at random, and a port may hold any of them.
+        held = {ip["ip_address"] for p in (await cloud.call(
+            "GET", f"{NET}/ports?network_id={network['id']}")).json()["ports"]
+            for ip in p["fixed_ips"]}
+        unheld = next(f"{prefix}.{n}" for n in range(250, 1, -1)
+                      if f"{prefix}.{n}" not in held)
+        await guest.add_address(f"{unheld}/24")
+        stranger = await guest.get(f"{base}/openstack/latest/meta_data.json", source=unheld)
         assert stranger.status_code == 404
         assert sum(s.name.startswith("metadata-proxy")
                    for s in span_exporter.get_finished_spans()) == proxied
