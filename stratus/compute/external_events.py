@@ -3,9 +3,11 @@ the servers' compute hosts.
 
 Each event names a server and gets a code: 200 accepted (and handed to the server's host),
 404 no such server, 422 the server has no host yet. The events of one server go to its host
-in one call (``ComputeAgentAPI.external_instance_event`` says why not a cast), after the
-lookup's transaction ended; the servers' calls run at once. None accepted is a 404; an
-undelivered call a 503, so the sender tries again rather than believe it.
+in one cast on the host's events topic (``ComputeAgentAPI.external_instance_event`` says
+why), after the lookup's transaction ended; the servers' casts are sent at once. A cast
+returns once the broker holds it, so a dead or busy host never holds the answer (its events
+wait in its queue). None accepted is a 404; a cast the broker did not take a 503, so the
+sender tries again rather than believe it.
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ async def deliver(rt: ComputeRuntime, context: RequestContext,
         try:
             await rt.clients.agents.external_instance_event(context, host, uuid, events)
         except MessagingError as exc:
-            raise ServiceUnavailable(f"Could not pass the events on to compute host {host}: "
+            raise ServiceUnavailable(f"Could not queue the events for compute host {host}: "
                                      f"{exc}") from exc
 
-    # Each hand-over is a call to the server's host: all at once, so a batch waits for its
-    # slowest host, not for the sum of them.
+    # Each hand-over is a cast the broker confirms: all at once, so a batch waits for one
+    # confirmation round, not for one per server.
     results = await asyncio.gather(*(hand_over(u, e) for u, e in accepted.items()),
                                    return_exceptions=True)
     for result in results:

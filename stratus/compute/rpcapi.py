@@ -33,6 +33,9 @@ from stratus.core.context import RequestContext
 SCHEDULER_TOPIC = "scheduler"
 CONDUCTOR_TOPIC = "conductor"
 COMPUTE_TOPIC = "compute"
+#: Each compute host's external events (``compute-events.<host>``): a queue and consumer of
+#: their own, so they never wait behind the host's builds (``external_instance_event``).
+COMPUTE_EVENTS_TOPIC = "compute-events"
 
 
 class SchedulerAPI(RPCAPI):
@@ -174,10 +177,6 @@ class ConductorAPI(RPCAPI):
             power_state=power_state, event=event, fault=fault))
 
 
-#: Seconds compute-api waits for a host to take an instance's external events.
-EVENT_CALL_TIMEOUT = 30.0
-
-
 class ComputeAgentAPI(RPCAPI):
     TOPIC = COMPUTE_TOPIC
     ERRORS = (GuestAgentNotEnabled, ConsoleUnavailable)
@@ -305,15 +304,18 @@ class ComputeAgentAPI(RPCAPI):
 
     async def external_instance_event(self, ctx: RequestContext, host: str,
                                       instance_uuid: str, events: list[ExternalEvent]) -> None:
-        """Hand events other services reported about the instance to its host.
+        """Hand events other services reported about the instance to its host; returns once
+        the broker holds them (``DeliveryFailed`` when it does not take them in time).
 
-        A call, not a cast: a host's builds are casts that hold their delivery while they
-        wait for ``network-vif-plugged``, so with as many builds waiting as the host's cast
-        queue lets it hold (its prefetch), an event cast behind them would wait until their
-        timeout, and so would they. Calls have a queue of their own; the handler only wakes
-        waiters (and refreshes the network info on ``network-changed``), so it answers
-        quickly, and an error (no host answering) reaches the sender, which tries again."""
-        await self.client.prepare(server=host, timeout=EVENT_CALL_TIMEOUT).call(
+        A cast on the host's own events topic (``compute-events.<host>``), not on its
+        ``compute`` queue: a host's builds are casts that hold their delivery while they wait
+        for ``network-vif-plugged``, so with as many builds waiting as the host takes at
+        once (its prefetch) an event queued behind them would wait until their timeout, and
+        so would they. Not a call either: a dead host would hold the sender until the call
+        timed out. The events wait in the host's durable queue until it takes them (at
+        once while it lives; when it comes back otherwise), and the handler is idempotent
+        (it wakes waiters and refreshes the network info), so redelivery is harmless."""
+        await self.client.prepare(topic=COMPUTE_EVENTS_TOPIC, server=host).cast(
             ctx, "external_instance_event", instance_uuid=instance_uuid, events=events)
 
     async def attach_volume(self, ctx: RequestContext, host: str, instance_uuid: str,

@@ -14,6 +14,7 @@ from stratus.core.web.lazy import LazyApp
 from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
 
 if TYPE_CHECKING:
+    from stratus.compute.agent.manager import ComputeAgentManager
     from stratus.compute.service import ComputeRuntime
 
 
@@ -103,9 +104,20 @@ async def build_conductor(stack: Stack) -> None:
         stack.exits.push_async_callback(offloader.stop)
 
 
+async def serve_agent(stack: Stack, agent: ComputeAgentManager) -> None:
+    """Serve ``agent`` on the bus, stopped with the stack: its host's ``compute`` queues, and
+    its external events on ``compute-events.<host>``, a consumer of their own so they are
+    taken while every build slot of the ``compute`` queue holds a build that waits for one."""
+    from stratus.compute.rpcapi import COMPUTE_EVENTS_TOPIC, COMPUTE_TOPIC
+
+    await stack.serve(COMPUTE_EVENTS_TOPIC, agent.host, agent, agent.EVENT_METHODS,
+                      prefetch=agent.EVENT_PREFETCH)
+    await stack.serve(COMPUTE_TOPIC, agent.host, agent, agent.METHODS)
+
+
 async def build_agent(stack: Stack) -> None:
     from stratus.compute.agent.manager import AgentOptions, ComputeAgentManager
-    from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
+    from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
     from stratus.compute.virt import select
     from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
     from stratus.core.retry import Backoff
@@ -167,7 +179,7 @@ async def build_agent(stack: Stack) -> None:
             image_service = ImageClient(stack.http_client(), stack.service_auth())
         agent = ComputeAgentManager(host, driver, ConductorAPI(bus), options, network, images,
                                     volumes, image_service, peers=ComputeAgentAPI(bus))
-        await stack.serve(COMPUTE_TOPIC, host, agent, agent.METHODS)
+        await serve_agent(stack, agent)
         await agent.start()
         stack.exits.push_async_callback(agent.stop)
         stack.agents.append(agent)

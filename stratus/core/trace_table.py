@@ -120,10 +120,11 @@ NOT_AS_IN_SEED: dict[int, str] = {
 }
 
 #: Topics served per host: a message's queue names the host that took it.
-HOST_TOPICS = frozenset({"compute", "l2_agent", "l3_agent", "volume"})
+HOST_TOPICS = frozenset({"compute", "compute-events", "l2_agent", "l3_agent", "volume"})
 
 #: A bus topic → the unit serving it.
 TOPIC_UNITS = {"scheduler": "scheduler", "conductor": "conductor", "compute": "compute-agent",
+               "compute-events": "compute-agent",
                "network": "network-api", "dhcp_agent": "dhcp-agent", "l2_agent": "l2-agent",
                "l3_agent": "l3-agent", "volume": "volume-manager"}
 
@@ -347,7 +348,7 @@ def _bus_steps(topic: str, method: str, kind: int, after_spawn: bool) -> str:
         if after_spawn:
             return "45" if sending else "46-47"
         return "18" if sending else "16-17"
-    if topic == "compute" and method == "external_instance_event":
+    if topic in ("compute", "compute-events") and method == "external_instance_event":
         return "38"
     if topic == "dhcp_agent" and method in ("port_updated", "network_updated"):
         return "27" if sending else "29-30"  # 31: dnsmasq's reply, its own span

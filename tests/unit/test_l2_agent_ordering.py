@@ -132,6 +132,14 @@ def rules_in_force(firewall: Firewall) -> list[SecurityGroupRuleInfo]:
     return [r for g in details.security_groups for r in g.rules]
 
 
+async def bound(manager: L2AgentManager, server: Server, details: DeviceDetails) -> None:
+    """The server holds ``details`` for its port and has told the agent, which has handled
+    the binding (plugged, filtered, reported up)."""
+    server.current[details.port.id] = details
+    await manager.port_bound(CTX, HOST, details)
+    await manager.settled()
+
+
 async def test_a_rule_change_before_the_binding_arrives(
         agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
     manager, server, firewall, _ = agent
@@ -180,9 +188,7 @@ async def test_a_resync_listed_before_a_change_does_not_undo_it(
 async def test_a_stale_answer_does_not_plug_an_unbound_port_again(
         agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
     manager, server, firewall, plugs = agent
-    server.current[PORT.id] = BEFORE
-    await manager.port_bound(CTX, HOST, BEFORE)
-    await manager.settled()
+    await bound(manager, server, BEFORE)
     listed = server.hold = asyncio.Event()
     resync = asyncio.create_task(manager.resync(HOST))  # lists the port still bound
     await server.asked.wait()
@@ -230,9 +236,7 @@ async def test_a_member_change_is_one_question_for_every_port_of_the_group(
 async def test_a_port_named_by_a_change_is_fetched_whole(
         agent: tuple[L2AgentManager, Server, Firewall, Plugs]) -> None:
     manager, server, firewall, _ = agent
-    server.current[PORT.id] = BEFORE
-    await manager.port_bound(CTX, HOST, BEFORE)
-    await manager.settled()
+    await bound(manager, server, BEFORE)
     server.questions.clear()
     moved = PORT.model_copy(update={"fixed_ips": [FixedIP(subnet_id="s1",
                                                           ip_address="10.0.0.9")]})

@@ -119,3 +119,34 @@ def test_max_unit_bounds_a_single_request() -> None:
     with pytest.raises(NoValidHost):
         select_hosts([wide], spec(flavor=FlavorSpec(vcpus=32, memory_mb=1, root_gb=0)),
                      SchedulerOptions())
+
+
+LAZY_NUMPY = """
+import json, sys
+from stratus.compute.scheduler import arrays, host_view, manager, selector
+loaded = {"imported": "numpy" in sys.modules}
+from stratus.compute.placement import MEMORY_MB
+from stratus.compute.scheduler.host_state import HostState
+from stratus.compute.scheduler.request_spec import FlavorSpec, RequestSpec
+hosts = [HostState(provider_uuid=f"u-{n}", host=n, capacity={MEMORY_MB: 1024},
+                   max_unit={MEMORY_MB: 1024}, used={}) for n in ("a", "b")]
+spec = RequestSpec(instance_uuid="i", project_id="p",
+                   flavor=FlavorSpec(vcpus=0, memory_mb=512, root_gb=0))
+chosen = selector.select_hosts(hosts, spec, selector.SchedulerOptions())
+loaded["decided"] = "numpy" in sys.modules
+import numpy
+loaded["same"] = arrays.np is numpy and "np" in vars(arrays)
+print(json.dumps(loaded))
+"""
+
+
+def test_numpy_is_loaded_by_the_first_decision_not_by_the_scheduler_modules() -> None:
+    """In a fresh interpreter (this one has NumPy already): importing every scheduler module
+    leaves NumPy unloaded; the first decision loads it, through ``arrays.np``, kept there."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", LAZY_NUMPY], capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert json.loads(result.stdout) == {"imported": False, "decided": True, "same": True}

@@ -103,6 +103,13 @@ class ComputeAgentManager(GuestStateActions):
                "post_live_migration_at_destination", "rollback_live_migration_at_destination",
                "live_migration_abort", "live_migration_force_complete", "evacuate_instance",
                *GuestStateActions.METHODS)
+    #: Served on the host's events topic (``compute-events.<host>``), which takes at most
+    #: ``EVENT_PREFETCH`` at a time, apart from the builds that wait for them. Still on
+    #: ``METHODS`` too: a compute-api that predates the events topic sends them there.
+    EVENT_METHODS = ("external_instance_event",)
+    #: Events handled at once: waking waiters is instant; a ``network-changed`` refresh
+    #: reads and writes the instance through the conductor and asks the network service.
+    EVENT_PREFETCH = 64
 
     def __init__(self, host: str, driver: VirtDriver, conductor: ConductorAPI,
                  options: AgentOptions | None = None,

@@ -5,8 +5,9 @@ affected by (no zone asked, no server group, ...) are skipped for it, so a decis
 thousands of hosts only pays for what applies. The common filters also have a column form
 (``mask``) that decides for every host of a ``HostView`` at once.
 
-NumPy is imported where a mask is computed, not with the module: a scheduler that has not
-decided yet (every ``stratus up`` until its first boot) does not load it.
+NumPy is ``arrays.np``, loaded where a mask is first computed, not with the module: a
+scheduler that has not decided yet (every ``stratus up`` until its first boot) does not load
+it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from stratus.compute.scheduler import arrays
 from stratus.compute.scheduler.host_state import HostState
 from stratus.compute.scheduler.request_spec import RequestSpec
 
 if TYPE_CHECKING:
-    from stratus.compute.scheduler.host_view import HostView, Mask
+    from stratus.compute.scheduler.arrays import Mask
+    from stratus.compute.scheduler.host_view import HostView
 
     ColumnPredicate = Callable[[HostView, RequestSpec], Mask]
 
@@ -59,10 +62,8 @@ def _compute_mask(view: HostView, spec: RequestSpec) -> Mask:
         if (i := view.index.get(name)) is not None:
             mask[i] = False
     if spec.requested_host is not None:
-        import numpy as np
-
         only = view.index.get(spec.requested_host)
-        kept = np.zeros_like(mask)
+        kept = arrays.np.zeros_like(mask)
         if only is not None:
             kept[only] = mask[only]
         mask = kept
@@ -99,9 +100,7 @@ def _resources_reason(host: HostState, spec: RequestSpec) -> str:
 
 
 def _resources_mask(view: HostView, spec: RequestSpec) -> Mask:
-    import numpy as np
-
-    mask = np.ones(len(view), dtype=bool)
+    mask = arrays.np.ones(len(view), dtype=bool)
     for rc, amount in spec.flavor.resources.items():
         if amount > 0:
             mask &= (view.available[rc] >= amount) & (view.max_unit[rc] >= amount)

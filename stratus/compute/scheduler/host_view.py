@@ -9,15 +9,14 @@ plain predicates, on the hosts the array filters left.
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from stratus.compute.placement import RESOURCE_CLASSES
+from stratus.compute.scheduler import arrays
 from stratus.compute.scheduler.host_state import HostState
 
-Mask = npt.NDArray[np.bool_]
-Floats = npt.NDArray[np.float64]
+if TYPE_CHECKING:
+    from stratus.compute.scheduler.arrays import Floats, Ints, Mask
 
 
 class HostView:
@@ -26,10 +25,10 @@ class HostView:
         self.index = {h.host: i for i, h in enumerate(self.hosts)}
         self._zone_codes: dict[str, int] = {}
         count = len(self.hosts)
-        self.usable: Mask = np.zeros(count, dtype=bool)
-        self.zone: npt.NDArray[np.int64] = np.zeros(count, dtype=np.int64)
-        self.available: dict[str, Floats] = {rc: np.zeros(count) for rc in RESOURCE_CLASSES}
-        self.max_unit: dict[str, Floats] = {rc: np.zeros(count) for rc in RESOURCE_CLASSES}
+        self.usable: Mask = arrays.np.zeros(count, dtype=bool)
+        self.zone: Ints = arrays.np.zeros(count, dtype=arrays.np.int64)
+        self.available: dict[str, Floats] = {rc: arrays.np.zeros(count) for rc in RESOURCE_CLASSES}
+        self.max_unit: dict[str, Floats] = {rc: arrays.np.zeros(count) for rc in RESOURCE_CLASSES}
         for i, host in enumerate(self.hosts):
             self._fill(i, host)
 
@@ -52,11 +51,11 @@ class HostView:
         if i is None:
             self.hosts.append(host)
             self.index[host.host] = len(self.hosts) - 1
-            self.usable = np.append(self.usable, False)
-            self.zone = np.append(self.zone, 0)
+            self.usable = arrays.np.append(self.usable, False)
+            self.zone = arrays.np.append(self.zone, 0)
             for rc in RESOURCE_CLASSES:
-                self.available[rc] = np.append(self.available[rc], 0.0)
-                self.max_unit[rc] = np.append(self.max_unit[rc], 0.0)
+                self.available[rc] = arrays.np.append(self.available[rc], 0.0)
+                self.max_unit[rc] = arrays.np.append(self.max_unit[rc], 0.0)
             i = len(self.hosts) - 1
         self.hosts[i] = host
         self._fill(i, host)

@@ -3,8 +3,8 @@
 ``select_hosts`` is the pure decision over an in-memory view of the hosts.
 ``HostSelector`` keeps that view, claims the chosen host's resources atomically, and
 moves on to the next best host when a claim loses a race or no longer fits. The view's
-arrays (NumPy) are made at the first decision, so a scheduler that has not decided yet has
-not loaded NumPy.
+arrays (NumPy, ``arrays.np``) are made at the first decision, so a scheduler that has not
+decided yet has not loaded NumPy.
 """
 
 from __future__ import annotations
@@ -15,21 +15,19 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources, NoValidHost
 from stratus.compute.hosts import DEFAULT_DOWN_TIME
 from stratus.compute.placement import Placement
+from stratus.compute.scheduler import arrays
 from stratus.compute.scheduler.filters import DEFAULT_FILTERS, HostFilter, resolve
 from stratus.compute.scheduler.host_state import HostState, load_host_states
+from stratus.compute.scheduler.host_view import HostView
 from stratus.compute.scheduler.request_spec import RequestSpec
 from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
 from stratus.core.db import Database, Txn
-
-if TYPE_CHECKING:
-    from stratus.compute.scheduler.host_view import HostView
 
 __all__ = ["HostSelector", "NoValidHost", "SchedulerOptions", "select_hosts"]
 
@@ -92,20 +90,16 @@ def select_hosts(hosts: HostView | list[HostState], spec: RequestSpec,
                  options: SchedulerOptions,
                  rng: random.Random | None = None) -> list[HostState]:
     """The chosen host first, then up to ``max_alternates`` others, best first."""
-    import numpy as np
-
-    from stratus.compute.scheduler.host_view import HostView
-
     view = hosts if isinstance(hosts, HostView) else HostView(hosts)
     filters = [f for f in resolve(options.filters) if f.applies(spec)]
-    mask = np.ones(len(view), dtype=bool)
+    mask = arrays.np.ones(len(view), dtype=bool)
     per_host = []
     for host_filter in filters:
         if host_filter.mask is not None:
             mask &= host_filter.mask(view, spec)
         else:
             per_host.append(host_filter.passes)
-    candidates = [int(i) for i in np.flatnonzero(mask)]
+    candidates = [int(i) for i in arrays.np.flatnonzero(mask)]
     for passes in per_host:
         candidates = [i for i in candidates if passes(view.hosts[i], spec)]
     if not candidates:
@@ -134,8 +128,6 @@ class HostSelector:
 
     async def refresh(self) -> HostView:
         """Every host's state, loaded again into a new view."""
-        from stratus.compute.scheduler.host_view import HostView
-
         async with self.db.transaction(write=False) as txn:
             states = await load_host_states(txn.session,
                                             down_after=self.options.service_down_time)

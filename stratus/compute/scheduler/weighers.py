@@ -3,8 +3,8 @@
 Each weigher scores every candidate, the scores are scaled to 0..1 across the candidates and
 multiplied by the weigher's multiplier; the host with the highest sum wins. A positive
 multiplier spreads instances (most free first), a negative one packs them. Resource
-weighers read a ``HostView`` column; the others score host by host. NumPy is imported by
-``weigh``, not with the module (see ``filters``).
+weighers read a ``HostView`` column; the others score host by host. NumPy
+(``arrays.np``) is loaded by the first ``weigh``, not with the module (see ``filters``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
+from stratus.compute.scheduler import arrays
 from stratus.compute.scheduler.host_state import HostState
 from stratus.compute.scheduler.request_spec import RequestSpec
 
 if TYPE_CHECKING:
-    from stratus.compute.scheduler.host_view import Floats, HostView
+    from stratus.compute.scheduler.arrays import Floats
+    from stratus.compute.scheduler.host_view import HostView
 
     Column = Callable[[HostView], Floats]
 
@@ -58,10 +60,8 @@ DEFAULT_MULTIPLIERS = {"RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0,
 def weigh(view: HostView, candidates: Sequence[int], spec: RequestSpec,
           multipliers: dict[str, float], best: int | None = None) -> list[int]:
     """Indexes into ``view`` of the best candidates, best first (ties keep view order)."""
-    import numpy as np
-
-    idx = np.asarray(candidates, dtype=np.int64)
-    totals = np.zeros(len(idx))
+    idx = arrays.np.asarray(candidates, dtype=arrays.np.int64)
+    totals = arrays.np.zeros(len(idx))
     for name, multiplier in multipliers.items():
         if not multiplier:
             continue
@@ -69,11 +69,11 @@ def weigh(view: HostView, candidates: Sequence[int], spec: RequestSpec,
         if weigher.column is not None:
             raw = weigher.column(view)[idx]
         else:
-            raw = np.array([weigher.score(view.hosts[i], spec) for i in idx], dtype=float)
+            raw = arrays.np.array([weigher.score(view.hosts[i], spec) for i in idx], dtype=float)
         low, high = raw.min(), raw.max()
         if high > low:  # equal scores rank nothing
             totals += multiplier * (raw - low) / (high - low)
-    order = np.argsort(-totals, kind="stable")
+    order = arrays.np.argsort(-totals, kind="stable")
     if best is not None:
         order = order[:best]
     return [int(idx[j]) for j in order]

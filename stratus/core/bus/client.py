@@ -119,12 +119,16 @@ class RPCClient:
         self._cast_queue = QueueSpec.cast(target.topic, target.server)
         self._call_queue = QueueSpec.call(target.topic, target.server)
 
-    def prepare(self, *, server: str | None = _UNSET, fanout: bool | None = None,
-                version: str | None = None, timeout: float | None = None,
+    def prepare(self, *, topic: str | None = None, server: str | None = _UNSET,
+                fanout: bool | None = None, version: str | None = None,
+                timeout: float | None = None,
                 send_timeout: float | None = _UNSET) -> RPCClient:
-        """A client for a variant of this target (one server, fanout, another version) or
-        with other timeouts. The original is unchanged."""
+        """A client for a variant of this target (another topic of the same unit, one
+        server, fanout, another version) or with other timeouts. The original is
+        unchanged."""
         changes: dict[str, Any] = {}
+        if topic is not None:
+            changes["topic"] = topic
         if server is not _UNSET:
             changes["server"] = server
         if fanout is not None:

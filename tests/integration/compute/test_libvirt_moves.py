@@ -26,7 +26,8 @@ import pytest
 
 from stratus.compute.agent.manager import ComputeAgentManager
 from stratus.compute.placement import Placement, provider_uuid
-from stratus.compute.rpcapi import COMPUTE_TOPIC, ComputeAgentAPI, ConductorAPI
+from stratus.compute.rpcapi import ComputeAgentAPI, ConductorAPI
+from stratus.compute.units import serve_agent
 from stratus.compute.virt.driver import GuestSpec, MigrationProgress, PowerState
 from stratus.compute.virt.libvirt import LibvirtDriver
 from stratus.compute.virt.libvirt.rbd_disks import RbdDisks
@@ -183,7 +184,7 @@ async def two_agent_cloud(db_url: str, tmp_path: Path,
         second = ComputeAgentManager("realvm-b", driver, ConductorAPI(bus), first.options,
                                      first.network, first.images, None,
                                      peers=ComputeAgentAPI(bus))
-        await stack.serve(COMPUTE_TOPIC, "realvm-b", second, second.METHODS)
+        await serve_agent(stack, second)
         await second.start()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url=ROOT, timeout=60) as client:

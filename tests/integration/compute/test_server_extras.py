@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from stratus.compute.objects import ExternalEvent
+from stratus.compute.rpcapi import COMPUTE_EVENTS_TOPIC
+from stratus.core.bus.target import cast_queue
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.conftest import assert_compute_error
 from tests.integration.compute.test_boot_flow import Cloud, boot_body, upload_image
@@ -298,6 +300,26 @@ async def test_external_events_reach_the_waiter_on_the_instance_host(cloud: Clou
     none = await cloud.compute("POST", "/os-server-external-events", json={"events": [
         {"name": "network-changed", "server_uuid": "0" * 36}]})
     assert_compute_error(none, 404, "itemNotFound")
+
+
+async def test_external_events_for_a_dead_host_are_answered_at_once(cloud: Cloud) -> None:
+    """The server's host is gone (no agent takes its events): compute-api answers 200 as
+    soon as the broker holds the event, which waits in the host's events queue (a call to
+    the host would hold the answer until it timed out, then answer 503)."""
+    image_id = await upload_image(cloud)
+    server = await _boot_active(cloud, image_id)
+    assert cloud.stack.compute is not None and cloud.stack.bus is not None
+    async with cloud.stack.compute.service() as svc:
+        row = await svc.instances.get(server["id"])
+        row.host = "gone-host"
+    event = {"name": "network-vif-plugged", "server_uuid": server["id"], "tag": "p",
+             "status": "completed"}
+    response = await cloud.compute("POST", "/os-server-external-events",
+                                   json={"events": [event]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"events": [{**event, "code": 200}]}
+    queue = cast_queue(COMPUTE_EVENTS_TOPIC, "gone-host")
+    assert await cloud.stack.bus.pending(queue) == 1
 
 
 async def test_external_events_for_unplaced_servers_and_bad_requests(cloud: Cloud) -> None:
