@@ -24,6 +24,7 @@ from pathlib import Path
 
 from stratus.compute.virt.libvirt import host as libvirt_host
 from stratus.guest_image import GuestImageError, ensure_image
+from stratus.network.agents import linux
 from tests.conftest import backend_unavailable
 
 
@@ -98,6 +99,24 @@ async def destroy_leftovers(instances_dir: Path) -> list[str]:
         await driver.cleanup_host()
 
 
+def _destroy_all(uri: str) -> None:
+    """Destroy and undefine every domain of the (private) daemon at ``uri``."""
+    libvirt = libvirt_host.libvirt_module()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return
+    try:
+        for domain in conn.listAllDomains(0):
+            with contextlib.suppress(libvirt.libvirtError):
+                if domain.isActive():
+                    domain.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                domain.undefine()
+    finally:
+        conn.close()
+
+
 class SecondLibvirtdError(RuntimeError):
     """The second libvirtd cannot run here (no unshare(1), or it did not start)."""
 
@@ -115,14 +134,20 @@ exec /usr/sbin/libvirtd --config {root}/etc/libvirtd.conf -p {root}/libvirtd.pid
 
 
 @contextlib.contextmanager
-def second_libvirtd() -> Iterator[str]:
+def second_libvirtd(namespace: str | None = None) -> Iterator[str]:
     """A second libvirtd on this machine; its URI while the context lasts.
 
     libvirt will not migrate a guest to the daemon it runs on (nor to one with the same host
     UUID), so this one runs in a mount namespace of its own (its state, configuration, logs
     and pid files private, its own ``host_uuid`` and socket; QEMU writing its own logs, as
     the machine's virtlogd holds the first daemon's). The machine's libvirtd must be running
-    (``libvirt_ready()``)."""
+    (``libvirt_ready()``).
+
+    With ``namespace`` (a network namespace: a host of a test) the daemon runs in it, and
+    so do its QEMU processes: a guest's NIC is the tap of that name in the namespace (the
+    l2-agent of that host made it there), as on a host of its own. Its socket is a file, so
+    it answers from any network namespace. Guests it still runs at the end are destroyed
+    (they would outlive it: QEMU keeps running without libvirtd)."""
     if shutil.which("unshare") is None:
         raise SecondLibvirtdError("a second libvirtd needs unshare(1)")
     root = Path(tempfile.mkdtemp(prefix="stratus-lv-", dir="/tmp"))  # short: socket paths
@@ -141,8 +166,10 @@ def second_libvirtd() -> Iterator[str]:
     script.write_text(_SECOND_START.format(root=root))
     script.chmod(0o755)
     log = (root / "libvirtd.log").open("wb")
-    daemon = subprocess.Popen(["unshare", "-m", str(script)], stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    with (linux.preexec_in(namespace) if namespace else contextlib.nullcontext(None)) as enter:
+        daemon = subprocess.Popen(["unshare", "-m", str(script)], stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=enter)
     uri = f"qemu+unix:///system?socket={root}/sock/libvirt-sock"
     try:
         deadline = time.monotonic() + 60
@@ -159,6 +186,8 @@ def second_libvirtd() -> Iterator[str]:
                 time.sleep(0.2)
         yield uri
     finally:
+        if daemon.poll() is None:
+            _destroy_all(uri)
         daemon.terminate()
         try:
             daemon.wait(30)

@@ -28,7 +28,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,8 @@ async def until_equal(read: Callable[[], Awaitable[object]], wanted: object,
     assert found == wanted
 
 
-API_UNITS = ["identity-api", "image-api", "placement-api", "compute-api", "network-api"]
+API_UNITS = ["identity-api", "image-api", "placement-api", "compute-api", "network-api",
+             "metadata-api"]
 
 
 @dataclass
@@ -165,24 +166,43 @@ def _host(tag: str, i: int, env: dict[str, str], work: Path) -> Host:
                              namespace=namespace))
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-async def test_three_compute_hosts_joined_by_vxlan(db_url: str, rabbit_url: str,
-                                                   tmp_path: Path) -> None:
-    require_root_and_dnsmasq()
+#: Entered for each host once its namespace is on the underlay, before its agents start;
+#: left after they stopped. What it gives is added to the host's agents' environment.
+HostSetup = Callable[[Host], contextlib.AbstractContextManager[dict[str, str]]]
+
+
+@dataclass
+class Joined:
+    """Three hosts joined by VXLAN, their agents started, and the admin's client."""
+
+    api: Api
+    hosts: list[Host]
+    #: The network the test makes (``"network"``: its id), whose DHCP namespace goes after.
+    made: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def joined_hosts(db_url: str, rabbit_url: str, tmp_path: Path, *,
+                       host_setup: HostSetup | None = None,
+                       **settings: str) -> AsyncIterator[Joined]:
+    """The control plane here (split, on ``rabbit_url`` and ``db_url``) and three namespace
+    hosts on an underlay bridge, each with its compute and L2 agents (the first with the
+    DHCP agent and its metadata proxies, which reach this cloud's metadata-api); everything
+    stopped and removed after. ``settings``: environment of every process over the
+    defaults."""
     tag = uuid.uuid4().hex[:7]
     underlay = f"vxu{tag}"
     port = free_port()
     password = uuid.uuid4().hex
-    env = base_env(STRATUS_DATABASE_URL=db_url, STRATUS_BUS_URL=rabbit_url,
-                   STRATUS_ADMIN_PASSWORD=password, STRATUS_AUTH__SERVICE_PASSWORD=password,
-                   STRATUS_AUTH__IDENTITY_URL=f"http://127.0.0.1:{port}/identity/v3",
-                   STRATUS_COMPUTE__REPORT_INTERVAL="1",
-                   STRATUS_NETWORK__BACKEND="linuxbridge",
-                   STRATUS_NETWORK__AGENT_REPORT_INTERVAL="0.5",
-                   # The guests here are veths beside the ports' taps: no firewall to pass.
-                   STRATUS_NETWORK__FIREWALL_TABLE="",
-                   STRATUS_METADATA__URL="http://127.0.0.1:9",
-                   STRATUS_METADATA__SHARED_SECRET=uuid.uuid4().hex)
+    env = base_env(**{
+        "STRATUS_DATABASE_URL": db_url, "STRATUS_BUS_URL": rabbit_url,
+        "STRATUS_ADMIN_PASSWORD": password, "STRATUS_AUTH__SERVICE_PASSWORD": password,
+        "STRATUS_AUTH__IDENTITY_URL": f"http://127.0.0.1:{port}/identity/v3",
+        "STRATUS_COMPUTE__REPORT_INTERVAL": "1",
+        "STRATUS_NETWORK__BACKEND": "linuxbridge",
+        "STRATUS_NETWORK__AGENT_REPORT_INTERVAL": "0.5",
+        "STRATUS_METADATA__URL": f"http://127.0.0.1:{port}/metadata",
+        "STRATUS_METADATA__SHARED_SECRET": uuid.uuid4().hex, **settings})
     data_dir = tmp_path / "control"
     for command in (["db", "upgrade"], ["bootstrap", "--port", str(port)]):
         await asyncio.to_thread(
@@ -193,39 +213,54 @@ async def test_three_compute_hosts_joined_by_vxlan(db_url: str, rabbit_url: str,
     hosts = [_host(tag, i, env, tmp_path) for i in range(3)]
     forwarders: list[asyncio.Server] = []
     made: dict[str, str] = {}
-    try:
-        await asyncio.to_thread(cloud.start, 60)
-        control.start("control", "scheduler", "conductor")
-        await asyncio.to_thread(make_underlay, underlay, hosts)
-        # The hosts' broker, database and APIs: this machine's loopback, carried into each.
-        upstream = [TransportURL.parse(rabbit_url).hosts[0].port or 5672,
-                    make_url(db_url).port or 5432, port]
-        for host in hosts:
-            for carried in upstream:
-                forwarders.append(await forward_into(host.namespace, carried))
-            host.agents.start()
-        async with httpx.AsyncClient(base_url=cloud.url, timeout=30) as client:
-            api = Api(cloud, client, {"X-Auth-Token": await login(client, password)})
-            await _run(api, hosts, tmp_path, made)
-    finally:
-        for host in hosts:
-            if host.agents.process is not None and host.agents.process.poll() is None:
-                # Off the event loop: the forwarders carry the agents' last calls.
-                try:
-                    await asyncio.to_thread(host.agents.signal, signal.SIGTERM)
-                except subprocess.TimeoutExpired:
-                    host.agents.signal(signal.SIGKILL)
-        for server in forwarders:
-            server.close()
-        control.stop_all()
-        if cloud.process is not None:
-            await asyncio.to_thread(cloud.stop)
-        if "network" in made:
-            await asyncio.to_thread(linux.delete_namespace, dhcp_namespace(made["network"]))
-        await asyncio.to_thread(remove_underlay, underlay, hosts)
+    with contextlib.ExitStack() as setups:
+        try:
+            await asyncio.to_thread(cloud.start, 60)
+            control.start("control", "scheduler", "conductor")
+            await asyncio.to_thread(make_underlay, underlay, hosts)
+            # The hosts' broker, database and APIs: this machine's loopback, carried into
+            # each.
+            upstream = [TransportURL.parse(rabbit_url).hosts[0].port or 5672,
+                        make_url(db_url).port or 5432, port]
+            for host in hosts:
+                if host_setup is not None:
+                    host.agents.env.update(setups.enter_context(host_setup(host)))
+                for carried in upstream:
+                    forwarders.append(await forward_into(host.namespace, carried))
+                host.agents.start()
+            async with httpx.AsyncClient(base_url=cloud.url, timeout=30) as client:
+                yield Joined(Api(cloud, client, {"X-Auth-Token": await login(client, password)}),
+                             hosts, made)
+        finally:
+            for host in hosts:
+                if host.agents.process is not None and host.agents.process.poll() is None:
+                    # Off the event loop: the forwarders carry the agents' last calls.
+                    try:
+                        await asyncio.to_thread(host.agents.signal, signal.SIGTERM)
+                    except subprocess.TimeoutExpired:
+                        host.agents.signal(signal.SIGKILL)
+            for server in forwarders:
+                server.close()
+            control.stop_all()
+            if cloud.process is not None:
+                await asyncio.to_thread(cloud.stop)
+            setups.close()  # the hosts' own parts go before their namespaces
+            if "network" in made:
+                await asyncio.to_thread(linux.delete_namespace, dhcp_namespace(made["network"]))
+            await asyncio.to_thread(remove_underlay, underlay, hosts)
 
 
-async def _wait_for_hosts(api: Api, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_three_compute_hosts_joined_by_vxlan(db_url: str, rabbit_url: str,
+                                                   tmp_path: Path) -> None:
+    require_root_and_dnsmasq()
+    # The guests here are veths beside the ports' taps: no firewall to pass.
+    async with joined_hosts(db_url, rabbit_url, tmp_path,
+                            STRATUS_NETWORK__FIREWALL_TABLE="") as joined:
+        await _run(joined, tmp_path)
+
+
+async def wait_for_hosts(api: Api, hosts: list[Host]) -> dict[str, dict[str, Any]]:
     """Until each host's compute service is up and its agents alive; its L2 agent record
     by host name."""
     names = {h.name for h in hosts}
@@ -243,22 +278,57 @@ async def _wait_for_hosts(api: Api, hosts: list[Host]) -> dict[str, dict[str, An
     raise AssertionError(([h.agents.log.read_text() for h in hosts], services, agents))
 
 
-async def _run(api: Api, hosts: list[Host], tmp_path: Path, made: dict[str, str]) -> None:
-    l2_agents = await _wait_for_hosts(api, hosts)
+@dataclass
+class VxlanNetwork:
+    id: str
+    vni: int
+    #: Each host's L2 agent record, by host name.
+    l2_agents: dict[str, dict[str, Any]]
+
+
+async def zones_and_network(joined: Joined) -> VxlanNetwork:
+    """Once the hosts are up: an availability zone per host (``zone-<host>``: where each
+    boot goes) and a VXLAN network with a subnet (10.99.0.0/24), made with the real CLI."""
+    api, hosts = joined.api, joined.hosts
+    l2_agents = await wait_for_hosts(api, hosts)
     assert {h: a["configurations"]["tunnel_ip"] for h, a in l2_agents.items()} == {
         h.name: h.tunnel_ip for h in hosts}
-    for i, host in enumerate(hosts):  # a zone per host: where each boot goes
+    for i, host in enumerate(hosts):
         aggregate = (await api.request("POST", "/compute/v2.1/os-aggregates", {"aggregate": {
             "name": f"agg-{i}", "availability_zone": f"zone-{host.name}"}}))["aggregate"]
         await api.request("POST", f"/compute/v2.1/os-aggregates/{aggregate['id']}/action",
                           {"add_host": {"host": host.name}})
     network = await api.openstack("network", "create", "--provider-network-type", "vxlan",
                                   "vx-net")
-    network_id = made["network"] = network["id"]
+    network_id = joined.made["network"] = network["id"]
     await api.openstack("subnet", "create", "--network", network_id, "--subnet-range",
                         "10.99.0.0/24", "vx-subnet")
     vni = (await api.request("GET", f"/network/v2.0/networks/{network_id}")
            )["network"]["provider:segmentation_id"]
+    return VxlanNetwork(network_id, vni, l2_agents)
+
+
+async def network_ports(api: Api, network_id: str) -> list[dict[str, Any]]:
+    return list((await api.request("GET", f"/network/v2.0/ports?network_id={network_id}")
+                 )["ports"])
+
+
+async def entries_everywhere(api: Api, network: VxlanNetwork, among: list[Host]) -> None:
+    """Every host holds a flood entry and the port MACs of each other host with ports on
+    the network (the DHCP port's with the first host's), nothing toward itself."""
+    ports = await network_ports(api, network.id)
+    macs = {h.tunnel_ip: {p["mac_address"] for p in ports if p["binding:host_id"] == h.name}
+            for h in among}
+    for host in among:
+        await until_equal(functools.partial(fdb, host, network.vni), {
+            (mac, ip) for ip, found in macs.items() if ip != host.tunnel_ip and found
+            for mac in {FLOOD_MAC, *found}})
+
+
+async def _run(joined: Joined, tmp_path: Path) -> None:
+    api, hosts = joined.api, joined.hosts
+    network = await zones_and_network(joined)
+    network_id, vni = network.id, network.vni
     disk = tmp_path / "disk.raw"
     disk.write_bytes(b"\0" * 65536)
     await api.openstack("image", "create", "--file", str(disk), "--disk-format", "raw",
@@ -277,26 +347,12 @@ async def _run(api: Api, hosts: list[Host], tmp_path: Path, made: dict[str, str]
         assert [(p["binding:host_id"], p["status"]) for p in ports] == [(host.name, "ACTIVE")]
         return dict(ports[0])
 
-    async def network_ports() -> list[dict[str, Any]]:
-        return list((await api.request("GET", f"/network/v2.0/ports?network_id={network_id}")
-                     )["ports"])
-
-    async def entries_everywhere(among: list[Host] = hosts) -> None:
-        """Every host holds a flood entry and the port MACs of each other host with ports on
-        the network (the DHCP port's with the first host's), nothing toward itself."""
-        ports = await network_ports()
-        macs = {h.tunnel_ip: {p["mac_address"] for p in ports if p["binding:host_id"] == h.name}
-                for h in among}
-        for host in among:
-            await until_equal(functools.partial(fdb, host, vni), {
-                (mac, ip) for ip, found in macs.items() if ip != host.tunnel_ip and found
-                for mac in {FLOOD_MAC, *found}})
-
     # The first host serves DHCP and has no server yet; the others each get one.
     ports = [await boot(hosts[1]), await boot(hosts[2])]
-    dhcp = [p for p in await network_ports() if p["device_owner"] == "network:dhcp"]
+    dhcp = [p for p in await network_ports(api, network_id)
+            if p["device_owner"] == "network:dhcp"]
     assert [p["binding:host_id"] for p in dhcp] == [hosts[0].name]
-    await entries_everywhere()
+    await entries_everywhere(api, network, hosts)
 
     # Guests on the hosts' bridges: each gets its port's address from the dnsmasq on the
     # first host, and reaches the guest on the other over TCP.
@@ -312,7 +368,7 @@ async def _run(api: Api, hosts: list[Host], tmp_path: Path, made: dict[str, str]
 
         # Then a server on the first host too.
         ports.append(await boot(hosts[0]))
-        await entries_everywhere()
+        await entries_everywhere(api, network, hosts)
         async with Guest(bridge_name(network_id), ports[2]["mac_address"],
                          tmp_path / "guest-2", host_namespace=hosts[0].namespace) as third:
             lease = await third.dhcp()
@@ -327,6 +383,6 @@ async def _run(api: Api, hosts: list[Host], tmp_path: Path, made: dict[str, str]
     assert await asyncio.to_thread(gone.agents.signal, signal.SIGTERM) == 0
     for host in hosts[:2]:
         assert gone.tunnel_ip in {ip for _, ip in await fdb(host, vni)}
-    await api.request("DELETE", f"/network/v2.0/agents/{l2_agents[gone.name]['id']}",
+    await api.request("DELETE", f"/network/v2.0/agents/{network.l2_agents[gone.name]['id']}",
                       expect=204)
-    await entries_everywhere(among=hosts[:2])
+    await entries_everywhere(api, network, hosts[:2])
