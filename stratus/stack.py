@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
     from stratus.compute.agent.manager import ComputeAgentManager
     from stratus.compute.service import ComputeRuntime
+    from stratus.core.image_caches import ImageRecords
     from stratus.core.service_auth import ServiceAuth
     from stratus.identity.service import IdentityRuntime
+    from stratus.image.service import ImageRuntime
     from stratus.network.service import NetworkRuntime
     from stratus.volume.service import VolumeRuntime
 
@@ -96,6 +98,7 @@ class Stack:
     _runtimes: dict[str, Any] = field(default_factory=dict)
     _service_auth: ServiceAuth | None = None
     _verify: ssl.SSLContext | bool | None = None
+    _image_records: ImageRecords | None = None
 
     def chose(self, what: str, choice: str) -> None:
         """Record (and log) a choice a unit made for this host, for the start-up summary."""
@@ -119,6 +122,7 @@ class Stack:
     #: The runtimes other code reaches for by name (None until a unit started them).
     identity: ClassVar[_Running[IdentityRuntime]] = _Running()
     compute: ClassVar[_Running[ComputeRuntime]] = _Running()
+    image: ClassVar[_Running[ImageRuntime]] = _Running()
     network: ClassVar[_Running[NetworkRuntime]] = _Running()
     volume: ClassVar[_Running[VolumeRuntime]] = _Running()
 
@@ -227,6 +231,49 @@ class Stack:
             caches = TokenCachesAPI(bus)
             ctx = RequestContext.for_service("identity")
             identity.revocation_listeners.append(lambda: caches.tokens_revoked(ctx))
+
+    def image_records(self) -> ImageRecords:
+        """The image records of this process's compute-api (``stratus.core.image_caches``);
+        off until ``share_image_changes`` finds what will tell them of changes."""
+        if self._image_records is None:
+            from stratus.core.image_caches import ImageRecords
+
+            self._image_records = ImageRecords()
+        return self._image_records
+
+    async def share_image_changes(self) -> None:
+        """Once the units are built: the image service of this process tells this
+        process's image records of every change directly, and, when the bus reaches other
+        processes, tells the others' over the bus and this process's records listen to
+        theirs. The records are used only when something will tell them of changes."""
+        from stratus.core.token_caches import shares_processes
+
+        records = self._image_records
+        image = self.image
+        shared = shares_processes(self.settings.bus_url)
+        if records is not None and image is not None:
+            image.change_listeners.append(records.invalidate)
+            records.enabled = True
+        if not shared:
+            return
+        from stratus.core.context import RequestContext
+        from stratus.core.image_caches import TOPIC, ImageCacheListener, ImageCachesAPI
+
+        bus = await self.transport()
+        if records is not None:
+            listener = ImageCacheListener(records)
+            await self.serve(TOPIC, None, listener, listener.METHODS)
+            # What other processes tell reaches this one only while it is connected.
+            records.epoch = lambda: bus.connection_epoch
+            records.enabled = True
+        if image is not None:
+            caches = ImageCachesAPI(bus)
+            ctx = RequestContext.for_service("image")
+
+            async def tell_others(image_ids: list[str]) -> None:
+                await caches.images_changed(ctx, image_ids)
+
+            image.change_listeners.append(tell_others)
 
     async def aclose(self) -> None:
         await self.exits.aclose()

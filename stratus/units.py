@@ -167,6 +167,7 @@ async def root_app(stack: Stack, names: list[str], *, worker: str | None = None)
         endpoints.append({"unit": unit.name, "path": unit.prefix})
 
     await stack.share_token_revocations()
+    await stack.share_image_changes()
 
     async def index(_: Request) -> JSONResponse:
         return JSONResponse({"stratus": {"units": endpoints}})

@@ -35,7 +35,8 @@ async def build_api(stack: Stack) -> ASGIApp:
     bus = await stack.transport()
     http = stack.http_client()
     runtime.connect(ComputeClients(scheduler=SchedulerAPI(bus), agents=ComputeAgentAPI(bus),
-                                   images=ImageClient(http), volumes=VolumeClient(http),
+                                   images=ImageClient(http, records=stack.image_records()),
+                                   volumes=VolumeClient(http),
                                    network=NetworkClient(http, stack.service_auth())))
     validator = stack.token_validator()
 

@@ -213,6 +213,7 @@ class ImageData:
             image.location = location
             image.status = "active"
             image.updated_at = utcnow()
+            images.changes.changed(image_id)
 
     async def _restore_queued(self, image_id: str) -> None:
         async with self.transaction() as images:
@@ -259,6 +260,7 @@ class ImageData:
                                        f"in use: {exc}") from exc
                     prepared = location
                 await images.session.delete(image)
+                images.changes.changed(image_id)
         except BaseException:
             if prepared is not None:
                 await _quietly(self.store.undo_prepare_delete(prepared),

@@ -27,6 +27,7 @@ from stratus.core.exceptions import (
     ValidationError,
 )
 from stratus.core.policy import Caller
+from stratus.image.changes import ImageChanges
 from stratus.image.models import Image, ImageMember, ImageProperty, ImageTag
 from stratus.image.queries import (
     SORT_COLUMNS,
@@ -65,6 +66,8 @@ class Images:
     settings: ImageSettings
     validate: Validator
     quotas: Quotas
+    #: Told of every change of an image (compute's image records).
+    changes: ImageChanges
 
     async def transition(self, image_id: str, before: str, after: str) -> bool:
         """Move the image from status ``before`` to ``after``, atomically; False if not in
@@ -212,6 +215,7 @@ class Images:
         self._set_tags(image, tags)
         image.updated_at = utcnow()
         await self.session.flush()
+        self.changes.changed(image.id)
         return image
 
     @staticmethod
@@ -249,6 +253,7 @@ class Images:
                                   f"({self.settings.quota_image_tags}).")
         image.tags.append(ImageTag(value=tag))
         image.updated_at = utcnow()
+        self.changes.changed(image.id)
 
     async def delete_tag(self, caller: Caller, image_id: str, tag: str) -> None:
         image = await self.get(caller, image_id)
@@ -257,6 +262,7 @@ class Images:
             if existing.value == tag:
                 image.tags.remove(existing)
                 image.updated_at = utcnow()
+                self.changes.changed(image.id)
                 return
         raise NotFound(f"Tag {tag} not found on image {image_id}.")
 
@@ -277,6 +283,7 @@ class Images:
             raise BadRequest(f"Not allowed to {action} image in status '{image.status}'.")
         image.status = after
         image.updated_at = utcnow()
+        self.changes.changed(image.id)
 
     # Listing ------------------------------------------------------------------------------
 

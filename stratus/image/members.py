@@ -53,6 +53,7 @@ class Members:
                              created_at=now, updated_at=now)
         self.session.add(member)
         await self.session.flush()
+        self.images.changes.changed(image_id)  # the member project may now see it
         return member
 
     async def list_all(self, caller: Caller, image_id: str) -> list[ImageMember]:
@@ -94,6 +95,7 @@ class Members:
         member.status = status
         member.updated_at = utcnow()
         await self.session.flush()
+        self.images.changes.changed(image_id)
         return member
 
     async def delete(self, caller: Caller, image_id: str, member_id: str) -> None:
@@ -101,3 +103,4 @@ class Members:
         image = await self.images.get(caller, image_id)
         caller.authorize("delete_member", image_target(image, member_id))
         await self.session.delete(member)
+        self.images.changes.changed(image_id)  # the member project may no longer see it

@@ -19,6 +19,7 @@ from stratus.core.context import RequestContext
 from stratus.core.db import Database, Txn
 from stratus.core.exceptions import Conflict
 from stratus.core.policy import Caller, Enforcer
+from stratus.image.changes import ChangeListener, ImageChanges
 from stratus.image.data import ImageData
 from stratus.image.formats import Inspector
 from stratus.image.images import Images
@@ -34,11 +35,14 @@ from stratus.image.validation import Validator
 class ImageService:
     """The image service's parts within one database transaction."""
 
-    def __init__(self, txn: Txn, settings: Settings, validator: Validator) -> None:
+    def __init__(self, txn: Txn, settings: Settings, validator: Validator,
+                 change_listeners: list[ChangeListener] | None = None) -> None:
         self.txn = txn
         self.session = txn.session
         self.quotas = Quotas(txn, settings.image)
-        self.images = Images(txn.session, settings.image, validator, self.quotas)
+        self.changes = ImageChanges(txn, change_listeners or [])
+        self.images = Images(txn.session, settings.image, validator, self.quotas,
+                             self.changes)
         self.members = Members(txn.session, settings.image, self.images)
         self.metadefs = Metadefs(txn.session)
 
@@ -56,6 +60,9 @@ class ImageRuntime:
                                    require_match=settings.image.require_format_match)
         self.validator = Validator(settings)
         self.data = ImageData(self._images, self.store, self.inspector)
+        #: Told which images changed after each transaction that changed some (compute's
+        #: image records, here and over the bus: ``stratus.core.image_caches``).
+        self.change_listeners: list[ChangeListener] = []
 
     async def start(self) -> None:
         await self.db.upgrade(SCRIPT_LOCATION, VERSION_TABLE, known_head=HEAD)
@@ -73,7 +80,8 @@ class ImageRuntime:
         """A service bound to one transaction: committed on success, rolled back on error."""
         try:
             async with self.db.transaction() as txn:
-                yield ImageService(txn, self.settings, self.validator)
+                yield ImageService(txn, self.settings, self.validator,
+                                   self.change_listeners)
         except IntegrityError as exc:
             raise Conflict("Conflict occurred attempting to store the resource: "
                            "duplicate entry.") from exc

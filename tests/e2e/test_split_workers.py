@@ -4,7 +4,8 @@ Two workers serve identity, image, compute and network on one port (SO_REUSEPORT
 a scheduler, a conductor and a compute agent (fake driver), on RabbitMQ and PostgreSQL.
 Requests land on both (each response names its worker); a token revoked through one is
 refused by the other long before the token cache's lifetime; the real ``openstack`` CLI
-boots a server; a worker killed leaves the port answering, and the pool starts it again.
+boots a server; a worker killed leaves the port answering, and the pool starts it again; an
+image deactivated through one worker is refused by both, though each kept its record.
 """
 
 from __future__ import annotations
@@ -135,6 +136,40 @@ async def test_two_api_workers_share_a_port(pool: Cloud) -> None:
     assert [s["Name"] for s in listed] == ["one"]
     again = await each_worker(api, version, within=90)
     assert worker_of(again[1])[1] != pids[1] and worker_of(again[2])[1] == pids[2]
+
+    # The image checked by a boot on each worker (each keeps its record), deactivated
+    # through one: the other refuses the next boot too, without an expiry to wait for.
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        token = (await client.post("/identity/v3/auth/tokens", json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+                 ).headers["X-Subject-Token"]
+        image_id = (await client.get("/image/v2/images?name=tiny",
+                                     headers={"X-Auth-Token": token})).json()["images"][0]["id"]
+    boot_headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
+
+    def boot(client: httpx.AsyncClient) -> object:
+        return client.post("/compute/v2.1/servers", headers=boot_headers, json={"server": {
+            "name": "warm", "imageRef": image_id, "flavorRef": "1", "networks": "none"}})
+
+    assert {r.status_code for r in (await each_worker(api, boot)).values()} == {202}
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        deactivated = await client.post(f"/image/v2/images/{image_id}/actions/deactivate",
+                                        headers={"X-Auth-Token": token})
+    assert deactivated.status_code == 204
+    # The other worker hears of it a few milliseconds after the deactivation answered (the
+    # fanout's delivery), as of a token revoked elsewhere; its record never expires alone.
+    refused: set[int] = set()
+    deadline = time.monotonic() + 30
+    while refused != {1, 2}:
+        assert time.monotonic() < deadline, f"still booted by a worker; refused: {refused}"
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+            response = await boot(client)  # type: ignore[misc]
+        if response.status_code == 400:
+            assert "is not active" in response.text
+            refused.add(worker_of(response)[0])
+        await asyncio.sleep(0.05)
 
 
 def tmp_image(api: Cloud) -> Path:

@@ -17,6 +17,7 @@ from stratus.compute.scheduler.manager import SchedulerManager
 from stratus.core.bus import RPCAPI
 from stratus.core.bus.contract import check
 from stratus.core.context import RequestContext
+from stratus.core.image_caches import ImageCacheListener, ImageCachesAPI
 from stratus.core.token_caches import TokenCacheListener, TokenCachesAPI
 from stratus.network.agents.dhcp.manager import DhcpAgentManager
 from stratus.network.agents.l2.manager import L2HostEndpoint
@@ -41,6 +42,8 @@ PAIRS: list[tuple[type[RPCAPI], type]] = [
     (VolumeManagerAPI, VolumeManager),
     # Every process with a token cache serves it (identity fans out to them all).
     (TokenCachesAPI, TokenCacheListener),
+    # Every process with image records serves it (the image service fans out to them all).
+    (ImageCachesAPI, ImageCacheListener),
 ]
 
 

@@ -20,11 +20,11 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from stratus.core.clients.base import ServiceClient
+from stratus.core.clients.base import ServiceClient, ServiceTokens
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import (
     BadRequest,
@@ -35,6 +35,9 @@ from stratus.core.exceptions import (
 )
 from stratus.core.web.errors import ErrorStyle
 
+if TYPE_CHECKING:
+    from stratus.core.image_caches import ImageRecords
+
 LOG = logging.getLogger(__name__)
 
 
@@ -43,10 +46,29 @@ class ImageClient(ServiceClient):
     style = ErrorStyle.PLAIN
     service_name = "image service"
 
+    def __init__(self, client: httpx.AsyncClient | None = None,
+                 service_auth: ServiceTokens | None = None, *,
+                 records: ImageRecords | None = None) -> None:
+        super().__init__(client, service_auth)
+        #: The records ``get`` answers from while the image service has told of no change
+        #: (compute-api's: ``stratus.core.image_caches``); None: always asked.
+        self.records = records
+
     async def get(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
-        """The image as its owner sees it; ``BadRequest`` if the caller cannot use it."""
+        """The image as its owner sees it; ``BadRequest`` if the caller cannot use it.
+
+        With ``records``, a record kept for this image and caller answers until the image
+        service tells of a change of the image; only a usable image's record is kept."""
+        records = self.records
+        generation = 0
         try:
-            image = await self.show(await self.endpoint(ctx), image_id, self.auth(ctx))
+            endpoint = await self.endpoint(ctx)
+            if records is not None:
+                kept = records.get(image_id, endpoint, ctx)
+                if kept is not None:
+                    return kept
+                generation = records.generation
+            image = await self.show(endpoint, image_id, self.auth(ctx))
         except (BadRequest, NotFound) as exc:
             raise BadRequest(f"Image {image_id} could not be found.") from exc
         except ServiceUnavailable:
@@ -55,6 +77,8 @@ class ImageClient(ServiceClient):
             raise ServiceUnavailable(f"The image service answered {exc.status}.") from exc
         if image.get("status") != "active":
             raise BadRequest(f"Image {image_id} is not active.")
+        if records is not None:
+            records.put(image_id, endpoint, ctx, image, generation)
         return image
 
     async def show(self, endpoint: str, image_id: str, auth: httpx.Auth) -> dict[str, Any]:

@@ -343,6 +343,15 @@ class AmqpTransport(Transport):
         link = self._link
         return link.host if link is not None and link.alive else None
 
+    @property
+    def connection_epoch(self) -> int | None:
+        # Subscriptions are attached again before ``connections_made`` counts the new
+        # connection: a fanout sent from then on reaches this process.
+        link = self._link
+        if self._closed or link is None or not link.alive:
+            return None
+        return self.connections_made
+
     # Connection life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:

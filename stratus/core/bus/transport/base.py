@@ -161,6 +161,15 @@ class Transport(ABC):
         """Disconnect. Unacknowledged deliveries go back to their queues; waiting calls fail
         with :class:`~stratus.core.bus.errors.TransportClosed`."""
 
+    @property
+    def connection_epoch(self) -> int | None:
+        """The connection this transport is on now: None while it has none (fanouts sent
+        meanwhile do not reach this process), and a number that changes with each new
+        connection, so that what was learnt from fanouts on an older one can be dropped
+        (``stratus.core.image_caches``). A transport that is never disconnected while
+        started keeps one number."""
+        return None
+
     async def __aenter__(self) -> Transport:
         await self.start()
         return self

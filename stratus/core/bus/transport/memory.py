@@ -231,6 +231,10 @@ class MemoryTransport(Transport):
         #: Queues this transport sent to, by name (skips the declaration check per message).
         self._declared: dict[str, tuple[QueueSpec, _Queue]] = {}
 
+    @property
+    def connection_epoch(self) -> int | None:
+        return None if self._broker is None else 0
+
     async def start(self) -> None:
         if self._broker is None:
             self._broker = _Broker.attach(self.url.name)
