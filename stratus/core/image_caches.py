@@ -27,6 +27,11 @@ filled on is replaced (``Transport.connection_epoch``): a record from before the
 never served after it. A connection that died without the process noticing yet (up to about
 two heartbeats) is the limit of what it can tell.
 
+A record is also never served once it is ``max_age`` seconds old (60 by default): the backstop
+for a notice that never came (a fan-out the broker did not take, an image service of an
+older release during an upgrade), so such a miss is bounded in time, not kept for as long as
+the record stays in use.
+
 With the in-process ``memory://`` bus nothing reaches another process: the cache is kept only
 when the image service runs in the same process (its direct notice is then enough), and is
 not kept at all otherwise.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -49,6 +55,8 @@ TOPIC = "image_caches"
 
 #: Image records kept per process, by default (a few KB each).
 DEFAULT_SIZE = 1024
+#: Seconds after which a record is fetched again even if no change was told.
+DEFAULT_MAX_AGE_S = 60.0
 
 
 def caller_key(ctx: RequestContext) -> Hashable:
@@ -72,13 +80,18 @@ class ImageRecords:
     A new instance is off (``enabled`` False) until something will tell it of changes.
     """
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, *, max_age: float = DEFAULT_MAX_AGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if size < 1:
             raise ValueError("the cache needs room for at least one record")
         self.size = size
+        self.max_age = max_age
+        self._clock = clock
         self.enabled = False
         self.epoch: Callable[[], int | None] | None = None
-        self._records: OrderedDict[tuple[str, str, Hashable], dict[str, Any]] = OrderedDict()
+        #: (image, endpoint, caller) → (when it was kept, the record).
+        self._records: OrderedDict[tuple[str, str, Hashable],
+                                   tuple[float, dict[str, Any]]] = OrderedDict()
         self._by_image: dict[str, set[tuple[str, str, Hashable]]] = {}
         self._filled_on: int | None = None
         #: Changes told so far: a fetch that saw another number at its start is not kept.
@@ -108,8 +121,13 @@ class ImageRecords:
         if not self._current():
             return None
         key = (image_id, endpoint, caller_key(ctx))
-        record = self._records.get(key)
-        if record is None:
+        kept = self._records.get(key)
+        if kept is None:
+            return None
+        kept_at, record = kept
+        if self._clock() - kept_at >= self.max_age:
+            del self._records[key]
+            self._forget_key(key)
             return None
         self._records.move_to_end(key)
         return copy.deepcopy(record)  # the caller may change its copy
@@ -120,7 +138,7 @@ class ImageRecords:
         if generation != self.generation or not self._current():
             return
         key = (image_id, endpoint, caller_key(ctx))
-        self._records[key] = copy.deepcopy(record)
+        self._records[key] = (self._clock(), copy.deepcopy(record))
         self._records.move_to_end(key)
         self._by_image.setdefault(image_id, set()).add(key)
         while len(self._records) > self.size:

@@ -106,3 +106,16 @@ def test_nothing_served_while_disconnected_nor_kept_across_a_reconnection() -> N
 def test_needs_room() -> None:
     with pytest.raises(ValueError):
         ImageRecords(0)
+
+
+def test_a_record_is_not_served_past_its_age_even_with_no_change_told() -> None:
+    now = [100.0]
+    kept = ImageRecords(8, max_age=60.0, clock=lambda: now[0])
+    kept.enabled = True
+    put(kept, "i1")
+    now[0] = 159.9
+    assert kept.get("i1", EP, ALICE) is not None
+    now[0] = 160.0
+    assert kept.get("i1", EP, ALICE) is None and len(kept) == 0
+    put(kept, "i1")  # fetched again: kept from now on
+    assert kept.get("i1", EP, ALICE) is not None
