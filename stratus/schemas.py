@@ -69,24 +69,27 @@ async def services_behind(urls: Mapping[str, str]) -> list[str]:
     """The services whose database is not at their schema's head (missing, older, or newer):
     one query each, without Alembic. A SQLite file is read with the standard library (no
     engine, not even SQLAlchemy's import: ``stratus up`` asks before it has loaded it); a
-    file that cannot be read counts as behind (the migration says what is wrong)."""
-    behind = []
+    file that cannot be read counts as behind (the migration says what is wrong). Services
+    sharing another database (PostgreSQL) are asked on one connection."""
+    stored: dict[str, str | None] = {}
+    elsewhere: dict[str, list[str]] = {}
     for service, url in urls.items():
-        schema = schema_of(service)
         path = _sqlite_file(url)
-        if path is not None:
-            stored = _sqlite_revision(path, schema.version_table)
+        if path is None:
+            elsewhere.setdefault(url, []).append(service)
         else:
-            from stratus.core.db import Database
+            stored[service] = _sqlite_revision(path, schema_of(service).version_table)
+    if elsewhere:
+        from stratus.core.db import Database
 
+        for url, services in elsewhere.items():
             db = Database(url)
             try:
-                stored = await db._stored_revision(schema.version_table)
+                for service in services:
+                    stored[service] = await db._stored_revision(schema_of(service).version_table)
             finally:
                 await db.dispose()
-        if stored != schema.head:
-            behind.append(service)
-    return behind
+    return [service for service in urls if stored[service] != schema_of(service).head]
 
 
 def _sqlite_file(url: str) -> str | None:

@@ -111,3 +111,12 @@ async def test_a_failed_migration_says_which_and_why(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"migrating identity failed \(status 1\)") as error:
         await Migration({"identity": url}).wait()
     assert "identity: not migrated: FileExistsError" in str(error.value)
+
+
+async def test_services_sharing_one_database(empty_db_url: str) -> None:
+    """Every service in one database (SQLite file, or PostgreSQL as a deployment shares
+    one): asked on one connection there, migrated by the child, then all at head."""
+    urls = dict.fromkeys(SERVICES, empty_db_url)
+    assert await services_behind(urls) == list(SERVICES)
+    await Migration(urls).wait()
+    assert await services_behind(urls) == []
