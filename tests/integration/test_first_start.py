@@ -5,11 +5,14 @@ bootstrap creates with that hash logs in with the password."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,22 @@ async def test_services_sharing_one_database(empty_db_url: str) -> None:
     assert await services_behind(urls) == list(SERVICES)
     await Migration(urls).wait()
     assert await services_behind(urls) == []
+
+
+async def test_a_cancelled_wait_kills_the_child(tmp_path: Path) -> None:
+    """Start-up stopped while migrating (Ctrl-C): the child goes too, and its reader thread
+    ends without an error of its own."""
+    errors: list[threading.ExceptHookArgs] = []
+    hook, threading.excepthook = threading.excepthook, errors.append
+    try:
+        migration = Migration(database_urls(_settings(tmp_path)))
+        waiting = asyncio.create_task(migration.wait())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await asyncio.to_thread(migration.process.wait, 60) == -signal.SIGKILL
+        await asyncio.to_thread(migration._output.exception, 60)  # the thread has finished
+    finally:
+        threading.excepthook = hook
+    assert errors == []
