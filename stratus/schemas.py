@@ -2,15 +2,34 @@
 
 Each service keeps its migrations in its own package (``stratus.<service>.migrations``) and
 its own version table, so services can share one database or each have their own. This is
-the one list of them, for the tools that work on all at once (``stratus db upgrade``).
+the one list of them, for the tools that work on all at once (``stratus db upgrade``, and
+``stratus up``'s first start, which migrates in a child process: ``upgrade_in_child``).
+
+Run as ``python -m stratus.schemas`` it is that child: it reads ``{service: database URL}``
+as JSON on stdin, brings each to its head and exits 0, or says why not on stderr and exits 1.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import importlib
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from stratus.core.db import Database
+if TYPE_CHECKING:
+    from stratus.core.config import Settings
+    from stratus.core.db import Database
+
+LOG = logging.getLogger(__name__)
 
 SERVICES = ("identity", "image", "compute", "network", "volume")
 
@@ -38,3 +57,143 @@ def schema_of(service: str) -> Schema:
 
 def all_schemas() -> list[Schema]:
     return [schema_of(service) for service in SERVICES]
+
+
+def database_urls(settings: Settings) -> dict[str, str]:
+    """Each service's database URL, as its runtime opens it."""
+    return {service: settings.database_url_for(service, getattr(settings, service).database_url)
+            for service in SERVICES}
+
+
+async def services_behind(urls: Mapping[str, str]) -> list[str]:
+    """The services whose database is not at their schema's head (missing, older, or newer):
+    one query each, without Alembic. A SQLite file is read with the standard library (no
+    engine, not even SQLAlchemy's import: ``stratus up`` asks before it has loaded it); a
+    file that cannot be read counts as behind (the migration says what is wrong). Services
+    sharing another database (PostgreSQL) are asked on one connection."""
+    stored: dict[str, str | None] = {}
+    elsewhere: dict[str, list[str]] = {}
+    for service, url in urls.items():
+        path = _sqlite_file(url)
+        if path is None:
+            elsewhere.setdefault(url, []).append(service)
+        else:
+            stored[service] = _sqlite_revision(path, schema_of(service).version_table)
+    if elsewhere:
+        from stratus.core.db import Database
+
+        for url, services in elsewhere.items():
+            db = Database(url)
+            try:
+                for service in services:
+                    stored[service] = await db._stored_revision(schema_of(service).version_table)
+            finally:
+                await db.dispose()
+    return [service for service in urls if stored[service] != schema_of(service).head]
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (``sqlite+aiosqlite:///PATH``); None for any other URL, an
+    in-memory database or one with options (left to SQLAlchemy to read)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] != "sqlite" or not rest.startswith("/") or "?" in rest:
+        return None
+    path = rest[1:]
+    return path if path and path != ":memory:" else None
+
+
+def _sqlite_revision(path: str, version_table: str) -> str | None:
+    try:  # mode=rw: a missing file is not created here, it is behind
+        connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        rows = connection.execute(f"SELECT version_num FROM {version_table}").fetchall()
+    except sqlite3.Error:  # no version table yet
+        return None
+    finally:
+        connection.close()
+    return rows[0][0] if len(rows) == 1 else None
+
+
+class Migration:
+    """``python -m stratus.schemas`` upgrading ``urls``, started at once; ``wait()`` for it.
+
+    Alembic (with Mako, Pygments and every dialect's DDL) and the migration scripts stay in
+    the child, so the process that serves never imports them: on a first start they were
+    ~18 MB of its resident memory for good and ~0.5 s of its CPU, and the child runs while
+    the server imports its own modules (another core). The child runs the same
+    ``Database.upgrade`` as a process migrating itself would, so a database it brings to
+    head is exactly that one; the caller must not open these databases before ``wait()``.
+    The child's output (Alembic's lines, a traceback) goes to this process's log; a failure
+    is a ``RuntimeError`` naming the service and the error.
+    """
+
+    def __init__(self, urls: Mapping[str, str]) -> None:
+        self.services = list(urls)
+        # In this process's group: a Ctrl-C or a stop of the group stops it too.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stratus.schemas"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # URLs may hold passwords: on stdin, not the command line others can read. Fed by
+        # a thread from now on, so the child starts at once whatever this process does
+        # (imports holding the event loop) before it waits.
+        self._output: concurrent.futures.Future[tuple[bytes, bytes]] = (
+            concurrent.futures.Future())
+        # Running from now: a cancelled wait() cannot cancel it under the thread (which
+        # could then not hand over the result); wait() kills the child instead.
+        self._output.set_running_or_notify_cancel()
+        payload = json.dumps(dict(urls)).encode()
+        threading.Thread(target=self._communicate, args=(payload,), daemon=True,
+                         name="stratus-migrations").start()
+
+    def _communicate(self, payload: bytes) -> None:
+        try:
+            self._output.set_result(self.process.communicate(payload))
+        except BaseException as exc:  # handed to wait()
+            self._output.set_exception(exc)
+
+    async def wait(self) -> None:
+        """Wait for the child; ``RuntimeError`` if it failed. Cancelled, the child is
+        killed."""
+        try:
+            out, err = await asyncio.wrap_future(self._output)
+        except BaseException:
+            self.process.kill()
+            raise
+        failed = self.process.returncode != 0
+        for line in (out + err).decode(errors="replace").splitlines():
+            LOG.log(logging.ERROR if failed else logging.INFO, "migrations: %s", line)
+        if failed:
+            said = err.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RuntimeError(f"migrating {', '.join(self.services)} failed "
+                               f"(status {self.process.returncode}): {said[-1]}")
+
+
+async def _upgrade_all(urls: Mapping[str, str]) -> None:
+    from stratus.core.db import Database
+
+    for service, url in urls.items():
+        try:
+            db = Database(url)
+            try:
+                revision = await schema_of(service).upgrade(db)
+            finally:
+                await db.dispose()
+        except Exception as exc:
+            traceback.print_exc()
+            # The last line, what the parent's error says.
+            print(f"{service}: not migrated: {type(exc).__name__}: {exc}", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(1) from None
+        print(f"{service}: at revision {revision}", flush=True)
+
+
+def _main() -> None:  # pragma: no cover - runs as the child of Migration
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    urls = json.loads(sys.stdin.read())
+    asyncio.run(_upgrade_all(urls))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -175,8 +175,11 @@ class Stack:
     def http_client(self) -> httpx.AsyncClient:
         from stratus.core.http import client_verify, service_http_client
 
-        if self._verify is None:  # one context for every client of the process
-            self._verify = client_verify(self.settings.tls.ca_file)
+        ca_file = self.settings.tls.ca_file
+        if self._verify is None and ca_file is not None:  # one context for every client
+            self._verify = client_verify(ca_file)
+        # Without the cloud's own CA: the system's authorities, loaded by the first HTTPS
+        # call of any client (``TracingTransport``), not by making the clients.
         client = service_http_client(transport=self.http_transport, verify=self._verify)
         self.exits.push_async_callback(client.aclose)
         return client

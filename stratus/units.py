@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -58,8 +59,11 @@ def catalog_entries(settings: Settings) -> list[CatalogEntry]:
     return entries
 
 
-async def run_bootstrap(stack: Stack) -> None:
-    """The Default domain, the admin project and user, the roles and the catalog; idempotent."""
+async def run_bootstrap(stack: Stack, *,
+                        admin_password_hash: Awaitable[str] | None = None) -> None:
+    """The Default domain, the admin project and user, the roles and the catalog; idempotent.
+    ``admin_password_hash``: the admin password's bcrypt hash at ``identity.bcrypt_rounds``,
+    already under way (``stratus up`` starts it beside its imports on a first start)."""
     from stratus.identity.bootstrap import bootstrap
 
     runtime = await identity.identity_runtime(stack)
@@ -68,6 +72,7 @@ async def run_bootstrap(stack: Stack) -> None:
         # is ours, so there is nothing to check.
         await bootstrap(svc, admin_password=admin_password(stack.settings),
                         enforce_password=stack.settings.admin_password is not None,
+                        admin_password_hash=admin_password_hash,
                         region=stack.settings.region, catalog=catalog_entries(stack.settings))
 
 

@@ -17,7 +17,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -27,6 +27,9 @@ from stratus.cli.options import DataDir, console
 from stratus.core.config import Settings
 from stratus.core.logging import LOG_FILE, setup_logging
 from stratus.core.tracing import setup_tracing
+
+if TYPE_CHECKING:
+    from stratus.schemas import Migration
 
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -162,6 +165,10 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
     # mappers), yet each full pass of the cyclic collector walks all made so far: they
     # took a tenth of a start's CPU. One pass at the end instead (_freeze_startup_objects).
     gc.disable()
+    # A first start's migrations (in a child: ``Migration``) and the admin's bcrypt hash (in
+    # a thread; it lets go of the GIL) begin before this process imports its units, and
+    # run beside it.
+    migration, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
     from stratus.cli.banner import up_lines
     from stratus.stack import Stack, admin_password, write_clouds_yaml
     from stratus.units import (
@@ -191,8 +198,11 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                 stack.chose("virt driver", f"{choice.name} ({choice.reason})")
             if not bootstrap:
                 console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
+        if migration is not None:  # before any unit opens its database
+            await migration.wait()
+            migration = None
         if bootstrap:
-            await run_bootstrap(stack)
+            await run_bootstrap(stack, admin_password_hash=admin_hash)
         asgi = await root_app(stack, names,
                               worker=None if worker is None else f"{worker}/{os.getpid()}")
         if bootstrap:
@@ -246,7 +256,34 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
                               f"{settings.base_url}{pool}")
         await serving
     finally:
+        if migration is not None:  # start-up failed before waiting for it
+            migration.process.kill()
         await stack.aclose()
+
+
+async def _first_start_work(settings: Settings) -> tuple[Migration | None,
+                                                       asyncio.Future[str] | None]:
+    """What ``stratus up`` starts before importing its units, when a database is not at its
+    schema's head: the migrations of those databases (``stratus.schemas.Migration``), and,
+    when identity's is one of them (a first start: no admin yet), the bcrypt hash of the
+    admin password that bootstrap gives the admin it creates. (None, None) when every
+    database is at its head."""
+    from stratus.schemas import Migration, database_urls, services_behind
+
+    urls = database_urls(settings)
+    behind = await services_behind(urls)
+    if not behind:
+        return None, None
+    migration = Migration({service: urls[service] for service in behind})
+    if "identity" not in behind:
+        return migration, None
+    from stratus.identity.passwords import hash_secret_sync
+    from stratus.stack import admin_password
+
+    # run_in_executor hands it to a thread now, not when the event loop next runs.
+    admin_hash = asyncio.get_running_loop().run_in_executor(
+        None, hash_secret_sync, admin_password(settings), settings.identity.bcrypt_rounds)
+    return migration, admin_hash
 
 
 def _freeze_startup_objects() -> None:

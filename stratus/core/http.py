@@ -31,8 +31,27 @@ class TracingTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None,
                  verify: ssl.SSLContext | bool | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport(
-            verify=default_verify() if verify is None or verify is True else verify)
+        #: Sends every request when given (tests route calls to an app); else HTTP and
+        #: HTTPS each get a connection pool of their own, made at their first request.
+        self.inner = inner
+        self._verify = verify
+        self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    def _sender(self, request: httpx.Request) -> httpx.AsyncBaseTransport:
+        if self.inner is not None:
+            return self.inner
+        scheme = request.url.scheme
+        pool = self._pools.get(scheme)
+        if pool is None:
+            # The authorities (certifi's bundle: ~1.8 MB resident, ~25 ms) are loaded by the
+            # first HTTPS request, not by every process that only calls over plain HTTP (an
+            # all-in-one without TLS). A plain request never verifies anything.
+            verify: ssl.SSLContext | bool = False
+            if scheme == "https":
+                verify = (default_verify() if self._verify is None or self._verify is True
+                          else self._verify)
+            pool = self._pools[scheme] = httpx.AsyncHTTPTransport(verify=verify)
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request_id = current_request_id()
@@ -43,17 +62,21 @@ class TracingTransport(httpx.AsyncBaseTransport):
         with tracing.span(f"HTTP {request.method}", kind=SpanKind.CLIENT,
                           **attributes) as current:
             propagate.inject(request.headers)
+            sender = self._sender(request)
             try:
-                response = await self.inner.handle_async_request(request)
+                response = await sender.handle_async_request(request)
             except _STALE_CONNECTION:
                 if request.method not in _IDEMPOTENT:
                     raise
-                response = await self.inner.handle_async_request(request)
+                response = await sender.handle_async_request(request)
             current.set_attribute("http.status_code", response.status_code)
             return response
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self.inner is not None:
+            await self.inner.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
 
 
 @functools.cache

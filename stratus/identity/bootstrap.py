@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -36,11 +37,14 @@ class CatalogEntry:
 
 
 async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
-                    catalog: list[CatalogEntry], enforce_password: bool = True) -> None:
+                    catalog: list[CatalogEntry], enforce_password: bool = True,
+                    admin_password_hash: Awaitable[str] | None = None) -> None:
     """Create what is missing.
 
     ``enforce_password`` resets an existing admin's password when it no longer matches;
     callers that generated the password themselves skip that bcrypt check on every start.
+    ``admin_password_hash``: ``admin_password``'s bcrypt hash at the service's cost, begun
+    earlier by the caller; awaited (instead of hashing here) if the admin is created.
     """
     session = svc.session
     if await session.get(Domain, DEFAULT_DOMAIN_ID) is None:
@@ -68,6 +72,7 @@ async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
     if admin is None:
         admin = await svc.users.create_user(name="admin", domain_id=DEFAULT_DOMAIN_ID,
                                             password=admin_password,
+                                            password_hash=admin_password_hash,
                                             default_project_id=projects["admin"].id)
         LOG.info("created the admin user")
     elif enforce_password and not await verify_secret(admin_password, admin.password_hash):

@@ -7,6 +7,7 @@ flushes token caches (the roles held through it end).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,10 @@ class Users:
     async def create_user(self, *, name: str, domain_id: str, password: str | None = None,
                           enabled: bool = True, default_project_id: str | None = None,
                           description: str = "", user_id: str | None = None,
-                          extra: dict[str, Any] | None = None) -> User:
+                          extra: dict[str, Any] | None = None,
+                          password_hash: Awaitable[str] | None = None) -> User:
+        """``password_hash``: ``password``'s bcrypt hash at this service's cost, begun by
+        the caller beforehand (bootstrap's admin); awaited instead of hashing here."""
         await self.resources.get_domain(domain_id)
         if default_project_id:
             await self.resources.get_project(default_project_id)
@@ -65,7 +69,8 @@ class Users:
                     default_project_id=default_project_id, description=description,
                     extra=extra or {})
         if password is not None:
-            user.password_hash = await hash_secret(password, self.bcrypt_rounds)
+            user.password_hash = await (password_hash if password_hash is not None
+                                        else hash_secret(password, self.bcrypt_rounds))
             user.password_created_at = utcnow()
         return await insert(self.txn.session, user, row_id=user_id)
 

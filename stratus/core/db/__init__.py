@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import importlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -271,17 +272,22 @@ class Database:
         await self.engine.dispose()
 
 
-def run_migrations_online(context: Any, target_metadata: Any) -> None:
+def run_migrations_online(context: Any, models: str) -> None:
     """Body of each service's ``env.py``: migrate on the connection handed in by ``upgrade``.
 
     Alembic's command line is supported too: without a connection an engine is made from
-    the ``sqlalchemy.url`` option.
+    the ``sqlalchemy.url`` option, and the service's ``models`` module (its ``Base``) is
+    the target metadata that ``revision --autogenerate`` compares with. An upgrade handed a
+    connection uses no metadata (each migration says what it does), so it does not import
+    the models: ``stratus up``'s migrating child starts that much sooner.
     """
     config = context.config
     version_table = config.attributes.get("version_table") or config.get_main_option(
         "version_table"
     )
     connection = config.attributes.get("connection")
+    target_metadata = (None if connection is not None
+                       else importlib.import_module(models).Base.metadata)
 
     def configure_and_run(conn: Connection) -> None:
         context.configure(

@@ -3,6 +3,5 @@
 from alembic import context
 
 from stratus.core.db import run_migrations_online
-from stratus.identity.models import Base
 
-run_migrations_online(context, Base.metadata)
+run_migrations_online(context, "stratus.identity.models")

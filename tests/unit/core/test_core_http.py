@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+import stratus.core.http
 from stratus.core.context import generate_request_id, reset_request_id, set_request_id
-from stratus.core.http import service_http_client
+from stratus.core.http import client_verify, service_http_client
+from stratus.core.tls import ensure_certificates
 
 
 class Recorder:
@@ -96,3 +101,42 @@ async def test_transport_error_still_ends_the_span(request_id: str,
     spans = [s for s in span_exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
     assert len(spans) == 1
     assert not spans[0].status.is_ok
+
+
+async def _serve_200(ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
+    """A loopback HTTP(S) server answering every request 200 with an empty body."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0, ssl=ssl_context)
+
+
+async def test_plain_http_loads_no_authorities(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system's authorities (~1.8 MB) wait for the first HTTPS call: a process calling
+    only over plain HTTP never loads them."""
+    def refuse() -> ssl.SSLContext:
+        raise AssertionError("authorities loaded for a plain HTTP call")
+
+    monkeypatch.setattr(stratus.core.http, "default_verify", refuse)
+    server = await _serve_200()
+    port = server.sockets[0].getsockname()[1]
+    async with server, service_http_client() as client:
+        assert (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
+
+
+async def test_https_still_verifies_the_server(tmp_path: Path) -> None:
+    files = ensure_certificates(tmp_path, ["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    server = await _serve_200(context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    async with server:
+        async with service_http_client(verify=client_verify(files.ca)) as client:
+            assert (await client.get(url)).status_code == 200
+        async with service_http_client() as client:  # the system's: not this cloud's CA
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(url)

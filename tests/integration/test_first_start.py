@@ -1,0 +1,144 @@
+"""``stratus up``'s first start: the databases behind their schema's head are migrated by a
+child process (``stratus.schemas.Migration``), so the serving process never imports Alembic,
+while the admin password's bcrypt hash is made in a thread beside the imports; the admin
+bootstrap creates with that hash logs in with the password."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from stratus.core.config import Settings
+from stratus.schemas import SERVICES, Migration, database_urls, schema_of, services_behind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+
+import httpx
+
+from stratus.cli.main import _first_start_work
+from stratus.core.config import Settings
+from stratus.stack import Stack, admin_password
+from stratus.units import UNITS, root_app, run_bootstrap
+
+
+async def main():
+    settings = Settings(data_dir=Path(sys.argv[1]), public_url="http://test",
+                        bus_url="memory://", identity={"bcrypt_rounds": 4},
+                        compute={"virt_driver": "fake"}, network={"backend": "noop"})
+    report = {}
+    migration, admin_hash = await _first_start_work(settings)
+    report["migrated"] = migration.services
+    report["hash_begun"] = admin_hash is not None
+    await migration.wait()
+    stack = Stack(settings)
+    try:
+        await run_bootstrap(stack, admin_password_hash=admin_hash)
+        app = await root_app(stack, list(UNITS))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://test", timeout=60) as client:
+            auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"},
+                "password": admin_password(settings)}}},
+                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+            report["token"] = (await client.post("/identity/v3/auth/tokens",
+                                                 json=auth)).status_code
+        report["again"] = [x is None for x in await _first_start_work(settings)]
+        report["alembic"] = sorted(m for m in sys.modules
+                                   if m == "alembic" or m.startswith(("alembic.", "mako")))
+    finally:
+        await stack.aclose()
+    print(json.dumps(report))
+
+
+asyncio.run(main())
+"""
+
+
+def test_first_start_migrates_in_a_child_and_never_imports_alembic(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["migrated"] == list(SERVICES)
+    assert report["hash_begun"] is True
+    assert report["token"] == 201  # the admin's hash, made beforehand, is the password's
+    assert report["again"] == [True, True]  # at head: no child, no hash
+    assert report["alembic"] == []
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, bus_url="memory://")
+
+
+async def test_services_behind_reads_each_database_without_creating_it(tmp_path: Path) -> None:
+    urls = database_urls(_settings(tmp_path))
+    assert await services_behind(urls) == list(SERVICES)
+    assert not [name for name in os.listdir(tmp_path) if ".db" in name]  # asking made none
+
+    await Migration(urls).wait()
+    assert await services_behind(urls) == []
+
+    # A database at another revision than this code's head is behind, alone.
+    table = schema_of("image").version_table
+    with sqlite3.connect(tmp_path / "image.db") as connection:
+        connection.execute(f"UPDATE {table} SET version_num = '0001'")
+    assert await services_behind(urls) == ["image"]
+    with sqlite3.connect(tmp_path / "image.db") as connection:
+        connection.execute(f"UPDATE {table} SET version_num = ?", (schema_of("image").head,))
+    # A missing one too; migrated alone, the rest untouched.
+    for name in os.listdir(tmp_path):
+        if name.startswith("compute.db"):
+            os.unlink(tmp_path / name)
+    assert await services_behind(urls) == ["compute"]
+    await Migration({"compute": urls["compute"]}).wait()
+    assert await services_behind(urls) == []
+
+
+async def test_a_failed_migration_says_which_and_why(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    url = f"sqlite+aiosqlite:///{blocker / 'identity.db'}"
+    with pytest.raises(RuntimeError, match=r"migrating identity failed \(status 1\)") as error:
+        await Migration({"identity": url}).wait()
+    assert "identity: not migrated: FileExistsError" in str(error.value)
+
+
+async def test_services_sharing_one_database(empty_db_url: str) -> None:
+    """Every service in one database (SQLite file, or PostgreSQL as a deployment shares
+    one): asked on one connection there, migrated by the child, then all at head."""
+    urls = dict.fromkeys(SERVICES, empty_db_url)
+    assert await services_behind(urls) == list(SERVICES)
+    await Migration(urls).wait()
+    assert await services_behind(urls) == []
+
+
+async def test_a_cancelled_wait_kills_the_child(tmp_path: Path) -> None:
+    """Start-up stopped while migrating (Ctrl-C): the child goes too, and its reader thread
+    ends without an error of its own."""
+    errors: list[threading.ExceptHookArgs] = []
+    hook, threading.excepthook = threading.excepthook, errors.append
+    try:
+        migration = Migration(database_urls(_settings(tmp_path)))
+        waiting = asyncio.create_task(migration.wait())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await asyncio.to_thread(migration.process.wait, 60) == -signal.SIGKILL
+        await asyncio.to_thread(migration._output.exception, 60)  # the thread has finished
+    finally:
+        threading.excepthook = hook
+    assert errors == []
