@@ -41,7 +41,7 @@ def port(port_id: str, ip: str, **fields: object) -> PortInfo:
 DHCP_PORT = port("dhcp-port", "10.1.2.2", device_owner="network:dhcp")
 
 
-def test_hosts_file_lists_ports_but_not_the_dhcp_port() -> None:
+def test_host_files_list_ports_but_not_the_dhcp_port() -> None:
     net = network().model_copy(update={"ports": [
         port("b-port", "10.1.2.11", mac_address="fa:16:3e:00:00:0b"),
         port("a-port", "10.1.2.10", hostname="Web-1"),
@@ -49,11 +49,50 @@ def test_hosts_file_lists_ports_but_not_the_dhcp_port() -> None:
         DHCP_PORT,
         port("v6-only", "fd00::5", fixed_ips=[FixedIP(subnet_id="sub-6",
                                                        ip_address="fd00::5")]),
+        port("two", "10.1.2.20", mac_address="fa:16:3e:00:00:0d", fixed_ips=[
+            FixedIP(subnet_id="sub-1", ip_address="10.1.2.20"),
+            FixedIP(subnet_id="sub-6", ip_address="fd00::20"),
+            FixedIP(subnet_id="sub-1", ip_address="10.1.2.21")]),
     ]})
-    assert dnsmasq.hosts_file(net, DHCP_PORT.id) == (
-        "fa:16:3e:00:00:01,set:port-a-port,10.1.2.10,web-1\n"
-        "fa:16:3e:00:00:0b,set:port-b-port,10.1.2.11,host-10-1-2-11\n"
-        "fa:16:3e:00:00:0c,set:port-bad-name,10.1.2.12,host-10-1-2-12\n")
+    assert dnsmasq.host_files(net, DHCP_PORT.id) == {
+        "a-port": "fa:16:3e:00:00:01,set:port-a-port,10.1.2.10,web-1\n",
+        "b-port": "fa:16:3e:00:00:0b,set:port-b-port,10.1.2.11,host-10-1-2-11\n",
+        "bad-name": "fa:16:3e:00:00:0c,set:port-bad-name,10.1.2.12,host-10-1-2-12\n",
+        "two": "fa:16:3e:00:00:0d,set:port-two,10.1.2.20,host-10-1-2-20\n"
+               "fa:16:3e:00:00:0d,set:port-two,10.1.2.21,host-10-1-2-21\n"}
+
+
+def test_host_file_names_stay_inside_the_directory_and_are_read_by_dnsmasq() -> None:
+    uuid = "0b6f3a8e-9f38-4a57-9d6c-7a1f2b3c4d5e"
+    assert dnsmasq.host_file_name(uuid) == uuid
+    for odd in (".hidden", "../escape", "a/b", "", "x~", "#x#"):
+        name = dnsmasq.host_file_name(odd)
+        assert name.startswith("port-") and "/" not in name and name.isascii()
+    assert dnsmasq.host_file_name("../a") != dnsmasq.host_file_name("../b")
+
+
+def test_hosts_dir_converges_and_says_when_a_reload_is_due(tmp_path: Path) -> None:
+    hosts = dnsmasq.HostsDir(tmp_path / "hosts")
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "stale").write_text("old\n")
+    (tmp_path / "hosts" / "kept").write_text("k\n")
+    (tmp_path / "hosts" / ".kept.tmp").write_text("half a write")
+    change = hosts.converge({"kept": "k\n", "new": "n\n"})
+    assert (change.added, change.rewritten, change.removed) == (["new"], [], ["stale"])
+    assert change.needs_reload
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == ["kept", "new"]
+    # Adding files needs no reload: dnsmasq reads them by itself.
+    change = hosts.apply({"more": "m\n", "kept": "k\n"})
+    assert change.added == ["more"] and not change.needs_reload
+    # Rewriting or removing one does.
+    change = hosts.apply({"more": "m2\n"})
+    assert change.rewritten == ["more"] and change.needs_reload
+    assert (tmp_path / "hosts" / "more").read_text() == "m2\n"
+    change = hosts.apply({"more": None, "absent": None})
+    assert change.removed == ["more"] and change.needs_reload
+    assert not hosts.apply({"kept": "k\n", "absent": ""})
+    assert hosts.files == {"kept": "k\n", "new": "n\n"}
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == ["kept", "new"]
 
 
 def test_opts_file_routes_metadata_via_the_dhcp_port_then_host_routes_then_default() -> None:
@@ -87,7 +126,7 @@ def test_command_serves_dhcp_subnets_only(tmp_path: Path) -> None:
     assert "--port=0" in args and "--interface=ns-dhcp" in args
     ranges = [a for a in args if a.startswith("--dhcp-range=")]
     assert ranges == ["--dhcp-range=set:subnet-sub-1,10.1.2.0,static,255.255.255.0,600s"]
-    assert f"--dhcp-hostsfile={tmp_path / 'host'}" in args
+    assert f"--dhcp-hostsdir={tmp_path / 'hosts'}" in args
     off = network(enable_dhcp=False)
     assert dnsmasq.dhcp_subnets(off) == []
 

@@ -39,6 +39,7 @@ from stratus.stack import Stack
 from tests.integration.network_agents.conftest import (
     AgentBus,
     eventually,
+    hosts_text,
     make_network,
     make_port,
 )
@@ -268,8 +269,8 @@ async def test_an_address_given_to_a_new_port_is_leased_to_it(
         await api.port_deleted(CTX, network.id, old.id)
         new = make_port(network, 33)
         await api.port_updated(CTX, new)
-        hosts = tmp_path / "dhcp" / network.id / "host"
-        await eventually(lambda: new.mac_address in hosts.read_text(), message="new port")
+        await eventually(lambda: new.mac_address in hosts_text(tmp_path / "dhcp" / network.id),
+                         message="new port")
         async with Guest(bridge_name(network.id), new.mac_address, tmp_path / "g2") as guest:
             assert (await guest.dhcp())["ip"] == new.fixed_ips[0].ip_address
     finally:

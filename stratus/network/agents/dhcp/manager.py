@@ -91,6 +91,7 @@ class ServedNetwork:
     network: NetworkInfo
     dhcp_port: PortInfo
     process: dnsmasq.Dnsmasq
+    hosts: dnsmasq.HostsDir
     proxy: MetadataProxy | None = None
     #: Source address → port, for the proxy.
     by_address: dict[str, PortInfo] = field(default_factory=dict)
@@ -98,6 +99,36 @@ class ServedNetwork:
     def index(self) -> None:
         self.by_address = {f.ip_address: p for p in self.network.ports
                            if p.id != self.dhcp_port.id for f in p.fixed_ips}
+
+    def reindex(self, gone: list[PortInfo], new: list[PortInfo]) -> None:
+        """``index`` after ``gone`` ports were replaced by ``new`` ones (the others kept)."""
+        for port in gone:
+            for fixed in port.fixed_ips:
+                if self.by_address.get(fixed.ip_address) is port:
+                    del self.by_address[fixed.ip_address]
+        for port in new:
+            if port.id != self.dhcp_port.id:
+                for fixed in port.fixed_ips:
+                    self.by_address[fixed.ip_address] = port
+
+
+@dataclass(frozen=True)
+class PortDelta:
+    """How a network's new snapshot differs from the one served, by object identity: a
+    snapshot changed by port events keeps the other ports' objects (``_change``), so a batch
+    of events costs its own ports' work, not every port's."""
+
+    #: Ports of the new snapshot that the served one does not hold as the same object.
+    new: list[PortInfo]
+    #: Ports of the served snapshot that the new one does not hold as the same object.
+    gone: list[PortInfo]
+
+    @classmethod
+    def between(cls, network: NetworkInfo, before: NetworkInfo) -> PortDelta:
+        kept = {id(p) for p in network.ports}
+        held = {id(p) for p in before.ports}
+        return cls(new=[p for p in network.ports if id(p) not in held],
+                   gone=[p for p in before.ports if id(p) not in kept])
 
 
 class DhcpAgentManager:
@@ -340,7 +371,8 @@ class DhcpAgentManager:
         directory.mkdir(parents=True, exist_ok=True)
         dhcp_port = await self.server.ensure_dhcp_port(ctx, network.id, self.host)
         served = ServedNetwork(network=network, dhcp_port=dhcp_port,
-                               process=dnsmasq.Dnsmasq(dhcp_namespace(network.id), directory))
+                               process=dnsmasq.Dnsmasq(dhcp_namespace(network.id), directory),
+                               hosts=dnsmasq.HostsDir(directory / dnsmasq.HOSTS_DIR))
         self.networks[network.id] = served
         # Names the veth's outer end for a clean-up after a crash (see _teardown_served).
         (directory / "dhcp_port").write_text(dhcp_port.id + "\n")
@@ -371,21 +403,32 @@ class DhcpAgentManager:
         rewire = (fresh or dhcp_port != served.dhcp_port or subnets_before != subnets_now
                   or network.mtu != served.network.mtu)
         released = set() if fresh else dnsmasq.stale_leases(network, served.network)
+        # Every port's lines are rendered again only when they may all have changed (the
+        # served subnets or the DHCP port did); otherwise only the ports that changed.
+        whole = fresh or dhcp_port != served.dhcp_port or subnets_before != subnets_now
+        delta = None if whole else PortDelta.between(network, served.network)
         served.network, served.dhcp_port = network, dhcp_port
-        served.index()
+        if delta is None:
+            served.index()
+        else:
+            served.reindex(delta.gone, delta.new)
         namespace = dhcp_namespace(network.id)
         if rewire:
             await asyncio.to_thread(self._wire, network, dhcp_port,
                                     self.options.physical_bridges)
         directory = self._directory(network.id)
-        changed = await asyncio.to_thread(self._write_files, directory, network, dhcp_port)
+        opts_changed, hosts = await asyncio.to_thread(
+            self._write_files, directory, served.hosts, network, dhcp_port, delta)
         args = dnsmasq.command(self.options.dnsmasq, directory, inner_device(dhcp_port.id),
                                network)
+        restarted = False
         if released:
-            await served.process.release(released)
+            restarted = await served.process.release(released)
         if served.process.pid is None or args != served.process.args:
             await served.process.start(args)
-        elif changed:
+        elif not restarted and (opts_changed or hosts.needs_reload):
+            # New files in hosts/ dnsmasq reads by itself; a removed or rewritten one, or a
+            # change of options, only on a SIGHUP (a burst of deletes: one per batch).
             served.process.reload()
         if self.options.metadata_url and served.proxy is None:
             served.proxy = MetadataProxy(
@@ -461,13 +504,29 @@ class DhcpAgentManager:
                             dnsmasq.interface_addresses(network, dhcp_port))
 
     @staticmethod
-    def _write_files(directory: Path, network: NetworkInfo, dhcp_port: PortInfo) -> bool:
-        dnsmasq.write_lease_script(directory)
-        hosts = dnsmasq.write_if_changed(directory / "host",
-                                         dnsmasq.hosts_file(network, dhcp_port.id))
+    def _write_files(directory: Path, hosts: dnsmasq.HostsDir, network: NetworkInfo,
+                     dhcp_port: PortInfo, delta: PortDelta | None
+                     ) -> tuple[bool, dnsmasq.HostsChange]:
+        """Write the lease script, ``opts`` and ``hosts/``: all of it when ``delta`` is None
+        (the directory made to match ``network``, stale files removed), else the files of
+        the ports ``delta`` names. Whether ``opts`` changed, and what ``hosts/`` did."""
+        if delta is None:
+            dnsmasq.write_lease_script(directory)
+            # The single hosts file of agents before hosts/ (dnsmasq is restarted anyway:
+            # its command line changed).
+            (directory / "host").unlink(missing_ok=True)
+            change = hosts.converge(dnsmasq.host_files(network, dhcp_port.id))
+        else:
+            served = dnsmasq.served_subnet_ids(network)
+            files: dict[str, str | None] = {
+                dnsmasq.host_file_name(p.id): None for p in delta.gone}
+            for port in delta.new:
+                files[dnsmasq.host_file_name(port.id)] = dnsmasq.port_hosts(
+                    port, served, dhcp_port.id)
+            change = hosts.apply(files)
         opts = dnsmasq.write_if_changed(directory / "opts",
                                         dnsmasq.opts_file(network, dhcp_port))
-        return hosts or opts
+        return opts, change
 
     async def _remove(self, network_id: str, *, release: bool) -> None:
         async with self._lock(network_id):
