@@ -55,11 +55,11 @@ def test_host_files_list_ports_but_not_the_dhcp_port() -> None:
             FixedIP(subnet_id="sub-1", ip_address="10.1.2.21")]),
     ]})
     assert dnsmasq.host_files(net, DHCP_PORT.id) == {
-        "a-port": "fa:16:3e:00:00:01,set:port-a-port,10.1.2.10,web-1\n",
-        "b-port": "fa:16:3e:00:00:0b,set:port-b-port,10.1.2.11,host-10-1-2-11\n",
-        "bad-name": "fa:16:3e:00:00:0c,set:port-bad-name,10.1.2.12,host-10-1-2-12\n",
-        "two": "fa:16:3e:00:00:0d,set:port-two,10.1.2.20,host-10-1-2-20\n"
-               "fa:16:3e:00:00:0d,set:port-two,10.1.2.21,host-10-1-2-21\n"}
+        "a-port": "fa:16:3e:00:00:01,10.1.2.10,web-1\n",
+        "b-port": "fa:16:3e:00:00:0b,10.1.2.11,host-10-1-2-11\n",
+        "bad-name": "fa:16:3e:00:00:0c,10.1.2.12,host-10-1-2-12\n",
+        "two": "fa:16:3e:00:00:0d,10.1.2.20,host-10-1-2-20\n"
+               "fa:16:3e:00:00:0d,10.1.2.21,host-10-1-2-21\n"}
 
 
 def test_host_file_names_stay_inside_the_directory_and_are_read_by_dnsmasq() -> None:

@@ -89,7 +89,7 @@ async def test_network_lifecycle(agent_bus: AgentBus, tmp_path: Path,
         prefix = network.subnets[0].cidr.rsplit(".", 1)[0]
         assert [p.name for p in (directory / "hosts").iterdir()] == [vm1.id]
         hosts = (directory / "hosts" / vm1.id).read_text()
-        assert hosts == f"{vm1.mac_address},set:port-{vm1.id},{prefix}.10,vm-one\n"
+        assert hosts == f"{vm1.mac_address},{prefix}.10,vm-one\n"
         opts = (directory / "opts").read_text()
         tag = f"tag:subnet-{network.subnets[0].id}"
         assert f"{tag},option:router,{prefix}.1\n" in opts

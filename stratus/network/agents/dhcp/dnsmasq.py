@@ -3,7 +3,7 @@
 Files, in ``<dhcp_state_dir>/<network id>/``:
 
 * ``hosts/<port id>``: the ``dhcp-host`` lines of one port, one per fixed IPv4 address on a
-  served subnet (MAC, tag, IP, hostname); the directory is dnsmasq's ``--dhcp-hostsdir``;
+  served subnet (MAC, IP, hostname); the directory is dnsmasq's ``--dhcp-hostsdir``;
 * ``opts``: per-subnet options (router, DNS servers, MTU, classless static routes 121/249);
 * ``leases``, ``pid``, ``dnsmasq.log``: dnsmasq's own;
 * ``lease-script``: what dnsmasq runs on each lease change (``--dhcp-script``); it appends a
@@ -75,12 +75,16 @@ def served_subnet_ids(network: NetworkInfo) -> frozenset[str]:
 
 
 def port_hosts(port: PortInfo, served: frozenset[str], dhcp_port_id: str) -> str:
-    """The port's ``<mac>,set:port-<id>,<ip>,<hostname>`` lines, one per fixed IP on a served
-    subnet, in the order of its addresses; '' for the DHCP port and a port with none."""
+    """The port's ``<mac>,<ip>,<hostname>`` lines, one per fixed IP on a served subnet, in
+    the order of its addresses; '' for the DHCP port and a port with none.
+
+    No ``set:`` tag: dnsmasq (2.86 to 2.90 at least, Debian's 2.90 here) frees a host's tag
+    wrongly on a SIGHUP while that host holds a lease, and crashes (SIGSEGV); the agent
+    finds a lease's port by its MAC instead."""
     if port.id == dhcp_port_id or port.device_owner == DHCP_DEVICE_OWNER:
         return ""
     mac = port.mac_address.lower()
-    return "".join(f"{mac},set:port-{port.id},{fixed.ip_address},"
+    return "".join(f"{mac},{fixed.ip_address},"
                    f"{port_hostname(port, fixed.ip_address)}\n"
                    for fixed in port.fixed_ips if fixed.subnet_id in served)
 
@@ -153,6 +157,18 @@ class HostsDir:
                 found[entry.name] = "\0"  # unreadable: rewritten or removed below
         return found
 
+    def _remove(self, name: str) -> None:
+        """Move the file out of the directory, then delete it: dnsmasq (2.90) answers an
+        ``IN_DELETE`` in its directory by reading the file gone ("cannot read" in its log),
+        while a move out (``IN_MOVED_FROM``) is not among the events it watches. Either way
+        its entries stay until the SIGHUP that ``HostsChange.needs_reload`` asks for."""
+        out = self.path.parent / f".{self.path.name}-removed-{name}"
+        try:
+            os.replace(self.path / name, out)
+        except FileNotFoundError:
+            return
+        out.unlink(missing_ok=True)
+
     def converge(self, wanted: dict[str, str]) -> HostsChange:
         """Make the directory hold exactly ``wanted`` (file name → content): stale files
         removed, missing or different ones written."""
@@ -172,8 +188,7 @@ class HostsDir:
             if not content:
                 if held is None:
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    (self.path / name).unlink()
+                self._remove(name)
                 del self.files[name]
                 done.removed.append(name)
                 continue
@@ -314,7 +329,9 @@ class LeaseEvent:
 
     @property
     def port_id(self) -> str | None:
-        """The port the hosts file's ``set:port-<id>`` tag names."""
+        """The port a ``set:port-<id>`` tag names: only in leases given by the dnsmasq of an
+        agent before ``hosts/`` (whose lines had the tag; see ``port_hosts``); else None,
+        and the port is found by MAC."""
         for tag in self.tags:
             if tag.startswith("port-"):
                 return tag.removeprefix("port-")
