@@ -189,9 +189,19 @@ async def test_restart_after_crash(agent_bus: AgentBus, tmp_path: Path,
     assert all(alive(pid) for pid in orphans.values())
 
     del agent_bus.server.networks[deleted.id]
+    # Meanwhile the kept network lost its port and gained another; a write was cut short.
+    hosts = state_dir / kept.id / "hosts"
+    (gone,) = agent_bus.server.networks[kept.id].ports
+    assert [p.name for p in hosts.iterdir()] == [gone.id]
+    added = make_port(kept, 21)
+    agent_bus.server.networks[kept.id] = kept.model_copy(update={"ports": [added]})
+    (hosts / f".{added.id}.tmp").write_text("half a line")
     agent, rpc = await start_agent(agent_bus, state_dir)
     try:
         assert set(agent.networks) == {kept.id}
+        # The resync made hosts/ the truth: the stale file and the cut write are gone.
+        assert [p.name for p in hosts.iterdir()] == [added.id]
+        assert added.mac_address in hosts_text(state_dir / kept.id)
         assert not any(alive(pid) for pid in orphans.values())
         assert alive(agent.networks[kept.id].process.pid)
         assert await asyncio.to_thread(linux.namespace_exists, dhcp_namespace(kept.id))
