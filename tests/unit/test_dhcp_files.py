@@ -150,26 +150,24 @@ def test_signature_is_hex_hmac_sha256_of_the_instance_id() -> None:
     assert len(expected) == 64 and expected == expected.lower()
 
 
-def test_stale_leases_are_those_of_ports_gone_or_changed() -> None:
+def test_released_leases_are_those_of_ports_gone_or_changed() -> None:
     a = port("a", "10.1.2.10", mac_address="fa:16:3e:00:00:0a")
-    b = port("b", "10.1.2.11", mac_address="fa:16:3e:00:00:0b")
-    before = network().model_copy(update={"ports": [a, b]})
+    b = port("b", "10.1.2.11", mac_address="FA:16:3E:00:00:0B")
     moved = b.model_copy(update={"fixed_ips": [FixedIP(subnet_id="sub-1",
                                                        ip_address="10.1.2.12")]})
-    after = network().model_copy(update={"ports": [moved]})
-    assert dnsmasq.stale_leases(after, before) == {("fa:16:3e:00:00:0a", "10.1.2.10"),
-                                                   ("fa:16:3e:00:00:0b", "10.1.2.11")}
-    assert dnsmasq.stale_leases(before, before) == set()
-    # The same ports as other objects (a snapshot from the server), and a port handing its
-    # address to another: only what no port of the new snapshot holds is stale.
-    same = [p.model_copy() for p in (a, b)]
-    assert dnsmasq.stale_leases(network().model_copy(update={"ports": same}), before) == set()
+    # a deleted, b moved to another address: both old pairs go.
+    assert dnsmasq.released_leases([a, b], {"10.1.2.12": moved}) == {
+        ("fa:16:3e:00:00:0a", "10.1.2.10"), ("fa:16:3e:00:00:0b", "10.1.2.11")}
+    # The same port as another object (a snapshot from the server): nothing.
+    assert dnsmasq.released_leases([b], {"10.1.2.11": b.model_copy()}) == set()
+    # An address handed to another port with the same MAC keeps its lease; with another
+    # MAC it does not.
     taken = port("c", "10.1.2.10", mac_address="fa:16:3e:00:00:0a")
-    handed = network().model_copy(update={"ports": [taken, b]})
-    assert dnsmasq.stale_leases(handed, before) == set()
-    # Ports added by events (the others kept as they were): nothing to release.
-    grown = before.model_copy(update={"ports": [a, b, port("d", "10.1.2.13")]})
-    assert dnsmasq.stale_leases(grown, before) == set()
+    assert dnsmasq.released_leases([a], {"10.1.2.10": taken}) == set()
+    other = port("d", "10.1.2.10", mac_address="fa:16:3e:00:00:0d")
+    assert dnsmasq.released_leases([a], {"10.1.2.10": other}) == {
+        ("fa:16:3e:00:00:0a", "10.1.2.10")}
+    assert dnsmasq.released_leases([], {"10.1.2.10": a}) == set()
 
 
 def test_drop_leases(tmp_path: Path) -> None:
@@ -275,3 +273,28 @@ def test_a_guest_adds_spans_within_its_budget_only() -> None:
     assert sampled(traces.parent(guest))
     renewed = PortTraces(budget=1, period=-1)  # every request in a period of its own
     assert sampled(renewed.parent(guest)) and sampled(renewed.parent(guest))
+
+
+def test_a_batch_of_port_changes_names_only_its_own_ports(tmp_path: Path) -> None:
+    from stratus.network.agents.dhcp.manager import ServedNetwork
+
+    a, b, c = (port(i, f"10.1.2.{n}", mac_address=f"fa:16:3e:00:00:{n:02x}")
+               for i, n in (("a", 10), ("b", 11), ("c", 12)))
+    served = ServedNetwork(network=network().model_copy(update={"ports": [DHCP_PORT, a, b]}),
+                           dhcp_port=DHCP_PORT, process=dnsmasq.Dnsmasq("ns", tmp_path),
+                           hosts=dnsmasq.HostsDir(tmp_path / "hosts"))
+    served.index()
+    assert served.by_address == {"10.1.2.10": a, "10.1.2.11": b}
+    b1 = b.model_copy(update={"hostname": "one"})
+    b2 = b.model_copy(update={"fixed_ips": [FixedIP(subnet_id="sub-1",
+                                                    ip_address="10.1.2.13")]})
+    changed, delta = served.changed([("a", None), ("b", b1), ("c", c), ("b", b2)])
+    assert [p.id for p in changed.ports] == ["dhcp-port", "c", "b"]
+    assert changed.ports[2] is b2 and changed.ports[0] is DHCP_PORT
+    # b1 was new and replaced within the batch: gone, like a and b's first object.
+    assert delta.new == [c, b2] and delta.gone == [a, b, b1]
+    served.network = changed
+    served.reindex(delta.gone, delta.new)
+    assert served.by_address == {"10.1.2.12": c, "10.1.2.13": b2}
+    assert dnsmasq.released_leases(delta.gone, served.by_address) == {
+        ("fa:16:3e:00:00:0a", "10.1.2.10"), ("fa:16:3e:00:00:0b", "10.1.2.11")}

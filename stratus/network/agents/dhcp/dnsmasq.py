@@ -31,7 +31,7 @@ import os
 import re
 import shlex
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path
@@ -403,21 +403,21 @@ def write_if_changed(path: Path, content: str) -> bool:
     return True
 
 
-def stale_leases(network: NetworkInfo, before: NetworkInfo) -> set[tuple[str, str]]:
-    """(MAC, address) pairs ``before`` handed out that ``network`` no longer does (a port
-    deleted, or its address or MAC changed).
-
-    Only the ports of ``before`` that ``network`` does not hold as the same object can
-    have any (a snapshot changed by port events keeps the other ports' objects): a batch
-    of port creates costs nothing here, however many ports the network has."""
-    def pairs(ports: Iterable[PortInfo]) -> set[tuple[str, str]]:
-        return {(p.mac_address.lower(), f.ip_address) for p in ports for f in p.fixed_ips}
-
-    kept = {id(p) for p in network.ports}
-    gone = [p for p in before.ports if id(p) not in kept]
-    if not gone:
-        return set()
-    return pairs(gone) - pairs(network.ports)
+def released_leases(gone: Iterable[PortInfo],
+                    holders: Mapping[str, PortInfo]) -> set[tuple[str, str]]:
+    """The leases to drop when ``gone`` ports were removed or replaced (a port updated is
+    gone as its old object): the (MAC, address) pairs of ``gone`` that the address's holder
+    now (``holders``: address → port, after the change) does not have. An address is held
+    by one port of a network at most, so the other ports need not be looked at: a batch
+    of port events costs its own ports' work."""
+    released = set()
+    for port in gone:
+        mac = port.mac_address.lower()
+        for fixed in port.fixed_ips:
+            holder = holders.get(fixed.ip_address)
+            if holder is None or holder.mac_address.lower() != mac:
+                released.add((mac, fixed.ip_address))
+    return released
 
 
 def drop_leases(path: Path, released: set[tuple[str, str]]) -> bool:
