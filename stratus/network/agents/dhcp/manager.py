@@ -138,9 +138,10 @@ class ServedNetwork:
 
 @dataclass(frozen=True)
 class PortDelta:
-    """How a network's new snapshot differs from the one served, by object identity: a
-    snapshot changed by port events keeps the other ports' objects (``_change``), so a batch
-    of events costs its own ports' work, not every port's."""
+    """How a network's new snapshot differs from the one served: the ports whose files and
+    leases may have to change. Port events name theirs (``ServedNetwork.changed``: a batch
+    costs its own ports' work, not every port's); a snapshot from the server is compared
+    object by object (``between``: every port, as none is kept)."""
 
     #: Ports of the new snapshot that the served one does not hold as the same object.
     new: list[PortInfo]
@@ -149,6 +150,7 @@ class PortDelta:
 
     @classmethod
     def between(cls, network: NetworkInfo, before: NetworkInfo) -> PortDelta:
+        """By object identity: O(ports); for whole snapshots (a resync, a network event)."""
         kept = {id(p) for p in network.ports}
         held = {id(p) for p in before.ports}
         return cls(new=[p for p in network.ports if id(p) not in held],
