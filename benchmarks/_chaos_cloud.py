@@ -230,16 +230,18 @@ class ChaosCloud:
     # The network agents' DHCP host entries ---------------------------------------------------
 
     def dhcp_hosts(self) -> list[tuple[str, str, str]]:
-        """(network id, port id, IP address) of each entry in the dnsmasq hosts files the
-        dhcp-agent keeps (``<data dir>/dhcp/<network id>/host``)."""
+        """(network id, port id, IP address) of each entry in the dnsmasq hosts directories
+        the dhcp-agent keeps (``<data dir>/dhcp/<network id>/hosts/<port id>``, a
+        ``<mac>,<ip>,<hostname>`` line per address)."""
         entries = []
-        for path in sorted((self.data_dir / "dhcp").glob("*/host")):
+        for path in sorted((self.data_dir / "dhcp").glob("*/hosts/*")):
+            if path.name.startswith("."):  # a write under way
+                continue
             with contextlib.suppress(OSError):
                 for line in path.read_text().splitlines():
                     fields = line.split(",")
-                    if len(fields) >= 3 and fields[1].startswith("set:port-"):
-                        entries.append((path.parent.name, fields[1][len("set:port-"):],
-                                        fields[2]))
+                    if len(fields) >= 2:
+                        entries.append((path.parent.parent.name, path.name, fields[1]))
         return entries
 
     def _remove_network_leftovers(self) -> None:

@@ -3,8 +3,9 @@ virt driver), timed as a guest and a user see them. Needs root and dnsmasq.
 
 * ``network_ready``: ``POST /subnets`` answered → the network's dnsmasq runs (its pid file
   is written in its namespace), for ``--networks`` networks one after another;
-* ``port_in_hosts``: ``POST /ports`` answered → the port's address is in the network's
-  dnsmasq hosts file (the bus event, the file rewritten, SIGHUP);
+* ``port_in_hosts``: ``POST /ports`` answered → the port's address is in its file in the
+  network's dnsmasq hosts directory (the bus event, the file written; dnsmasq reads it by
+  itself, no SIGHUP);
 * ``lease``: a namespace guest on the network's bridge with a port's MAC runs busybox
   ``udhcpc`` until it holds the lease and has installed its routes (``--guests`` guests,
   one after another);
@@ -32,6 +33,7 @@ import httpx
 from benchmarks import Goal, Result, percentile
 from benchmarks._cloud import StratusUp, issue_token
 from stratus.network.agents import linux
+from stratus.network.agents.dhcp import dnsmasq
 from stratus.network.objects import bridge_name, dhcp_namespace
 from tests.integration.network_agents.guest import Guest
 
@@ -119,7 +121,7 @@ async def run(args: argparse.Namespace) -> Result:
                 net = await _create(client, headers, "network", {"name": "bench-guests"})
                 await _create(client, headers, "subnet", {
                     "network_id": net["id"], "cidr": "10.201.0.0/22", "ip_version": 4})
-                hosts = state / net["id"] / "host"
+                hosts = state / net["id"] / dnsmasq.HOSTS_DIR
                 image = (await client.post("/image/v2/images", headers=headers, json={
                     "name": "bench", "disk_format": "raw", "container_format": "bare"})).json()
                 await client.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 4096,
@@ -143,8 +145,8 @@ async def run(args: argparse.Namespace) -> Result:
                         "network_id": net["id"], "device_id": f"bench-{n}",
                         "device_owner": "compute:bench"})
                     address = port["fixed_ips"][0]["ip_address"]
-                    await _poll(lambda a=address: hosts.exists()
-                                and a in hosts.read_text())
+                    await _poll(lambda a=address, f=hosts / port["id"]: f.exists()
+                                and a in f.read_text())
                     in_hosts.append(time.perf_counter() - started)
                     ports.append(port)
                 for n, port in enumerate(ports):

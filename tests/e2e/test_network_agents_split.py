@@ -28,6 +28,7 @@ from tests.e2e.split import AgentProcess, network_server
 from tests.integration.network_agents.conftest import (
     ServerDouble,
     eventually,
+    hosts_text,
     make_network,
     make_port,
 )
@@ -71,7 +72,7 @@ async def test_agents_as_a_process_of_their_own(server: ServerDouble, rabbit_url
         server.bound[host] = [DeviceDetails(port=port, network=network)]
         vm2 = make_port(network, 31)
         await DhcpAgentAPI(transport).port_updated(CTX, vm2)
-        await eventually(lambda: vm2.mac_address in (state / "host").read_text(),
+        await eventually(lambda: vm2.mac_address in hosts_text(state),
                          message="vm2 in the hosts file")
 
         # A crash: nothing is cleaned up; the next process takes over.

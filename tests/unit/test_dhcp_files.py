@@ -41,7 +41,7 @@ def port(port_id: str, ip: str, **fields: object) -> PortInfo:
 DHCP_PORT = port("dhcp-port", "10.1.2.2", device_owner="network:dhcp")
 
 
-def test_hosts_file_lists_ports_but_not_the_dhcp_port() -> None:
+def test_host_files_list_ports_but_not_the_dhcp_port() -> None:
     net = network().model_copy(update={"ports": [
         port("b-port", "10.1.2.11", mac_address="fa:16:3e:00:00:0b"),
         port("a-port", "10.1.2.10", hostname="Web-1"),
@@ -49,11 +49,50 @@ def test_hosts_file_lists_ports_but_not_the_dhcp_port() -> None:
         DHCP_PORT,
         port("v6-only", "fd00::5", fixed_ips=[FixedIP(subnet_id="sub-6",
                                                        ip_address="fd00::5")]),
+        port("two", "10.1.2.20", mac_address="fa:16:3e:00:00:0d", fixed_ips=[
+            FixedIP(subnet_id="sub-1", ip_address="10.1.2.20"),
+            FixedIP(subnet_id="sub-6", ip_address="fd00::20"),
+            FixedIP(subnet_id="sub-1", ip_address="10.1.2.21")]),
     ]})
-    assert dnsmasq.hosts_file(net, DHCP_PORT.id) == (
-        "fa:16:3e:00:00:01,set:port-a-port,10.1.2.10,web-1\n"
-        "fa:16:3e:00:00:0b,set:port-b-port,10.1.2.11,host-10-1-2-11\n"
-        "fa:16:3e:00:00:0c,set:port-bad-name,10.1.2.12,host-10-1-2-12\n")
+    assert dnsmasq.host_files(net, DHCP_PORT.id) == {
+        "a-port": "fa:16:3e:00:00:01,10.1.2.10,web-1\n",
+        "b-port": "fa:16:3e:00:00:0b,10.1.2.11,host-10-1-2-11\n",
+        "bad-name": "fa:16:3e:00:00:0c,10.1.2.12,host-10-1-2-12\n",
+        "two": "fa:16:3e:00:00:0d,10.1.2.20,host-10-1-2-20\n"
+               "fa:16:3e:00:00:0d,10.1.2.21,host-10-1-2-21\n"}
+
+
+def test_host_file_names_stay_inside_the_directory_and_are_read_by_dnsmasq() -> None:
+    uuid = "0b6f3a8e-9f38-4a57-9d6c-7a1f2b3c4d5e"
+    assert dnsmasq.host_file_name(uuid) == uuid
+    for odd in (".hidden", "../escape", "a/b", "", "x~", "#x#"):
+        name = dnsmasq.host_file_name(odd)
+        assert name.startswith("port-") and "/" not in name and name.isascii()
+    assert dnsmasq.host_file_name("../a") != dnsmasq.host_file_name("../b")
+
+
+def test_hosts_dir_converges_and_says_when_a_reload_is_due(tmp_path: Path) -> None:
+    hosts = dnsmasq.HostsDir(tmp_path / "hosts")
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "stale").write_text("old\n")
+    (tmp_path / "hosts" / "kept").write_text("k\n")
+    (tmp_path / "hosts" / ".kept.tmp").write_text("half a write")
+    change = hosts.converge({"kept": "k\n", "new": "n\n"})
+    assert (change.added, change.rewritten, change.removed) == (["new"], [], ["stale"])
+    assert change.needs_reload
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == ["kept", "new"]
+    # Adding files needs no reload: dnsmasq reads them by itself.
+    change = hosts.apply({"more": "m\n", "kept": "k\n"})
+    assert change.added == ["more"] and not change.needs_reload
+    # Rewriting or removing one does.
+    change = hosts.apply({"more": "m2\n"})
+    assert change.rewritten == ["more"] and change.needs_reload
+    assert (tmp_path / "hosts" / "more").read_text() == "m2\n"
+    change = hosts.apply({"more": None, "absent": None})
+    assert change.removed == ["more"] and change.needs_reload
+    assert not hosts.apply({"kept": "k\n", "absent": ""})
+    assert hosts.files == {"kept": "k\n", "new": "n\n"}
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == ["kept", "new"]
 
 
 def test_opts_file_routes_metadata_via_the_dhcp_port_then_host_routes_then_default() -> None:
@@ -87,7 +126,7 @@ def test_command_serves_dhcp_subnets_only(tmp_path: Path) -> None:
     assert "--port=0" in args and "--interface=ns-dhcp" in args
     ranges = [a for a in args if a.startswith("--dhcp-range=")]
     assert ranges == ["--dhcp-range=set:subnet-sub-1,10.1.2.0,static,255.255.255.0,600s"]
-    assert f"--dhcp-hostsfile={tmp_path / 'host'}" in args
+    assert f"--dhcp-hostsdir={tmp_path / 'hosts'}" in args
     off = network(enable_dhcp=False)
     assert dnsmasq.dhcp_subnets(off) == []
 
@@ -111,26 +150,24 @@ def test_signature_is_hex_hmac_sha256_of_the_instance_id() -> None:
     assert len(expected) == 64 and expected == expected.lower()
 
 
-def test_stale_leases_are_those_of_ports_gone_or_changed() -> None:
+def test_released_leases_are_those_of_ports_gone_or_changed() -> None:
     a = port("a", "10.1.2.10", mac_address="fa:16:3e:00:00:0a")
-    b = port("b", "10.1.2.11", mac_address="fa:16:3e:00:00:0b")
-    before = network().model_copy(update={"ports": [a, b]})
+    b = port("b", "10.1.2.11", mac_address="FA:16:3E:00:00:0B")
     moved = b.model_copy(update={"fixed_ips": [FixedIP(subnet_id="sub-1",
                                                        ip_address="10.1.2.12")]})
-    after = network().model_copy(update={"ports": [moved]})
-    assert dnsmasq.stale_leases(after, before) == {("fa:16:3e:00:00:0a", "10.1.2.10"),
-                                                   ("fa:16:3e:00:00:0b", "10.1.2.11")}
-    assert dnsmasq.stale_leases(before, before) == set()
-    # The same ports as other objects (a snapshot from the server), and a port handing its
-    # address to another: only what no port of the new snapshot holds is stale.
-    same = [p.model_copy() for p in (a, b)]
-    assert dnsmasq.stale_leases(network().model_copy(update={"ports": same}), before) == set()
+    # a deleted, b moved to another address: both old pairs go.
+    assert dnsmasq.released_leases([a, b], {"10.1.2.12": moved}) == {
+        ("fa:16:3e:00:00:0a", "10.1.2.10"), ("fa:16:3e:00:00:0b", "10.1.2.11")}
+    # The same port as another object (a snapshot from the server): nothing.
+    assert dnsmasq.released_leases([b], {"10.1.2.11": b.model_copy()}) == set()
+    # An address handed to another port with the same MAC keeps its lease; with another
+    # MAC it does not.
     taken = port("c", "10.1.2.10", mac_address="fa:16:3e:00:00:0a")
-    handed = network().model_copy(update={"ports": [taken, b]})
-    assert dnsmasq.stale_leases(handed, before) == set()
-    # Ports added by events (the others kept as they were): nothing to release.
-    grown = before.model_copy(update={"ports": [a, b, port("d", "10.1.2.13")]})
-    assert dnsmasq.stale_leases(grown, before) == set()
+    assert dnsmasq.released_leases([a], {"10.1.2.10": taken}) == set()
+    other = port("d", "10.1.2.10", mac_address="fa:16:3e:00:00:0d")
+    assert dnsmasq.released_leases([a], {"10.1.2.10": other}) == {
+        ("fa:16:3e:00:00:0a", "10.1.2.10")}
+    assert dnsmasq.released_leases([], {"10.1.2.10": a}) == set()
 
 
 def test_drop_leases(tmp_path: Path) -> None:
@@ -236,3 +273,28 @@ def test_a_guest_adds_spans_within_its_budget_only() -> None:
     assert sampled(traces.parent(guest))
     renewed = PortTraces(budget=1, period=-1)  # every request in a period of its own
     assert sampled(renewed.parent(guest)) and sampled(renewed.parent(guest))
+
+
+def test_a_batch_of_port_changes_names_only_its_own_ports(tmp_path: Path) -> None:
+    from stratus.network.agents.dhcp.manager import ServedNetwork
+
+    a, b, c = (port(i, f"10.1.2.{n}", mac_address=f"fa:16:3e:00:00:{n:02x}")
+               for i, n in (("a", 10), ("b", 11), ("c", 12)))
+    served = ServedNetwork(network=network().model_copy(update={"ports": [DHCP_PORT, a, b]}),
+                           dhcp_port=DHCP_PORT, process=dnsmasq.Dnsmasq("ns", tmp_path),
+                           hosts=dnsmasq.HostsDir(tmp_path / "hosts"))
+    served.index()
+    assert served.by_address == {"10.1.2.10": a, "10.1.2.11": b}
+    b1 = b.model_copy(update={"hostname": "one"})
+    b2 = b.model_copy(update={"fixed_ips": [FixedIP(subnet_id="sub-1",
+                                                    ip_address="10.1.2.13")]})
+    changed, delta = served.changed([("a", None), ("b", b1), ("c", c), ("b", b2)])
+    assert [p.id for p in changed.ports] == ["dhcp-port", "c", "b"]
+    assert changed.ports[2] is b2 and changed.ports[0] is DHCP_PORT
+    # b1 was new and replaced within the batch: gone, like a and b's first object.
+    assert delta.new == [c, b2] and delta.gone == [a, b, b1]
+    served.network = changed
+    served.reindex(delta.gone, delta.new)
+    assert served.by_address == {"10.1.2.12": c, "10.1.2.13": b2}
+    assert dnsmasq.released_leases(delta.gone, served.by_address) == {
+        ("fa:16:3e:00:00:0a", "10.1.2.10"), ("fa:16:3e:00:00:0b", "10.1.2.11")}

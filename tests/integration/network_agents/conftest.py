@@ -61,6 +61,21 @@ async def eventually(predicate: Callable[[], object], within: float = 30.0,
         await asyncio.sleep(0.02)
 
 
+def hosts_text(state: Path) -> str:
+    """Every ``dhcp-host`` line of a network's dnsmasq (its ``hosts/`` directory, one file
+    per port; '' while there is none)."""
+    try:
+        files = sorted((state / dnsmasq.HOSTS_DIR).iterdir())
+    except FileNotFoundError:
+        return ""
+    text = []
+    for path in files:
+        if not path.name.startswith("."):
+            with contextlib.suppress(FileNotFoundError):
+                text.append(path.read_text())
+    return "".join(text)
+
+
 def make_network(cidr: str | None = None, **fields: object) -> NetworkInfo:
     """A flat network with one DHCP-enabled /24 subnet (gateway .1), no ports yet."""
     network_id = str(uuid.uuid4())

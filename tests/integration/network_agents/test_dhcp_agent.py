@@ -19,6 +19,7 @@ from stratus.network.rpcapi import DHCP_AGENT_TOPIC, DhcpAgentAPI
 from tests.integration.network_agents.conftest import (
     AgentBus,
     eventually,
+    hosts_text,
     make_network,
     make_port,
 )
@@ -83,11 +84,12 @@ async def test_network_lifecycle(agent_bus: AgentBus, tmp_path: Path,
         assert pid is not None
         args = cmdline(pid)
         directory = tmp_path / "dhcp" / network.id
-        assert f"--dhcp-hostsfile={directory / 'host'}" in args
+        assert f"--dhcp-hostsdir={directory / 'hosts'}" in args
         assert f"--interface={inner_device(dhcp_port.id)}" in args
         prefix = network.subnets[0].cidr.rsplit(".", 1)[0]
-        hosts = (directory / "host").read_text()
-        assert hosts == f"{vm1.mac_address},set:port-{vm1.id},{prefix}.10,vm-one\n"
+        assert [p.name for p in (directory / "hosts").iterdir()] == [vm1.id]
+        hosts = (directory / "hosts" / vm1.id).read_text()
+        assert hosts == f"{vm1.mac_address},{prefix}.10,vm-one\n"
         opts = (directory / "opts").read_text()
         tag = f"tag:subnet-{network.subnets[0].id}"
         assert f"{tag},option:router,{prefix}.1\n" in opts
@@ -103,17 +105,18 @@ async def test_network_lifecycle(agent_bus: AgentBus, tmp_path: Path,
         assert agent_bus.server.states[0].binary == "stratus-dhcp-agent"
         assert agent_bus.server.states[0].start_flag
 
-        # Port events over the bus rewrite the hosts file; dnsmasq is reloaded, not restarted.
+        # Port events over the bus write or remove the port's file in hosts/: dnsmasq reads
+        # a new one by itself, and is reloaded (not restarted) for one removed.
         api = DhcpAgentAPI(agent_bus.transport)
         vm2 = make_port(network, 11)
         await api.port_updated(CTX, vm2)
         await eventually(lambda: f"{prefix}.11,host-{prefix.replace('.', '-')}-11"
-                         in (directory / "host").read_text(), message="vm2 in hosts")
-        assert served.process.pid == pid
+                         in hosts_text(directory), message="vm2 in hosts")
+        assert served.process.pid == pid and served.process.reloads == 0
         await api.port_deleted(CTX, network.id, vm1.id)
-        await eventually(lambda: vm1.mac_address not in (directory / "host").read_text(),
+        await eventually(lambda: vm1.mac_address not in hosts_text(directory),
                          message="vm1 gone from hosts")
-        assert served.process.pid == pid
+        assert served.process.pid == pid and served.process.reloads == 1
 
         # A dnsmasq that dies is started again.
         os.kill(pid, signal.SIGKILL)
@@ -186,9 +189,19 @@ async def test_restart_after_crash(agent_bus: AgentBus, tmp_path: Path,
     assert all(alive(pid) for pid in orphans.values())
 
     del agent_bus.server.networks[deleted.id]
+    # Meanwhile the kept network lost its port and gained another; a write was cut short.
+    hosts = state_dir / kept.id / "hosts"
+    (gone,) = agent_bus.server.networks[kept.id].ports
+    assert [p.name for p in hosts.iterdir()] == [gone.id]
+    added = make_port(kept, 21)
+    agent_bus.server.networks[kept.id] = kept.model_copy(update={"ports": [added]})
+    (hosts / f".{added.id}.tmp").write_text("half a line")
     agent, rpc = await start_agent(agent_bus, state_dir)
     try:
         assert set(agent.networks) == {kept.id}
+        # The resync made hosts/ the truth: the stale file and the cut write are gone.
+        assert [p.name for p in hosts.iterdir()] == [added.id]
+        assert added.mac_address in hosts_text(state_dir / kept.id)
         assert not any(alive(pid) for pid in orphans.values())
         assert alive(agent.networks[kept.id].process.pid)
         assert await asyncio.to_thread(linux.namespace_exists, dhcp_namespace(kept.id))
@@ -271,13 +284,16 @@ async def test_concurrent_port_events_all_land(agent_bus: AgentBus, tmp_path: Pa
             await asyncio.gather(*(api.port_updated(CTX, p) for p in ports))
             await eventually(lambda: len(agent._queued.get(network.id, [])) == len(ports),
                              message="every event waiting")
-        await eventually(lambda: all(p.mac_address in (directory / "host").read_text()
+        await eventually(lambda: all(p.mac_address in hosts_text(directory)
                                      for p in ports), message="every port in hosts")
         assert refreshes == 1
+        assert agent.networks[network.id].process.reloads == 0
         await asyncio.gather(*(api.port_deleted(CTX, network.id, p.id) for p in ports[:6]))
-        await eventually(lambda: not any(p.mac_address in (directory / "host").read_text()
+        await eventually(lambda: not any(p.mac_address in hosts_text(directory)
                                          for p in ports[:6]), message="six ports gone")
-        assert all(p.mac_address in (directory / "host").read_text() for p in ports[6:])
+        assert all(p.mac_address in hosts_text(directory) for p in ports[6:])
+        assert sorted(p.name for p in (directory / "hosts").iterdir()) == sorted(
+            p.id for p in ports[6:])
     finally:
         await rpc.stop()
         await agent.stop()

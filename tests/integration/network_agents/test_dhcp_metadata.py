@@ -39,6 +39,7 @@ from stratus.stack import Stack
 from tests.integration.network_agents.conftest import (
     AgentBus,
     eventually,
+    hosts_text,
     make_network,
     make_port,
 )
@@ -268,10 +269,84 @@ async def test_an_address_given_to_a_new_port_is_leased_to_it(
         await api.port_deleted(CTX, network.id, old.id)
         new = make_port(network, 33)
         await api.port_updated(CTX, new)
-        hosts = tmp_path / "dhcp" / network.id / "host"
-        await eventually(lambda: new.mac_address in hosts.read_text(), message="new port")
+        await eventually(lambda: new.mac_address in hosts_text(tmp_path / "dhcp" / network.id),
+                         message="new port")
         async with Guest(bridge_name(network.id), new.mac_address, tmp_path / "g2") as guest:
             assert (await guest.dhcp())["ip"] == new.fixed_ips[0].ip_address
+    finally:
+        await rpc.stop()
+        await agent.stop()
+
+
+async def _no_lease(guest: Guest) -> str:
+    """udhcpc's output when it got no lease (it gives up after its ten tries)."""
+    try:
+        lease = await guest.dhcp()
+    except AssertionError as exc:
+        return str(exc)
+    raise AssertionError(f"a lease was offered: {lease}")
+
+
+async def test_a_port_made_while_dnsmasq_runs_is_leased_without_a_reload(
+        agent_bus: AgentBus, tmp_path: Path, kernel_cleanup: Callable[..., None]) -> None:
+    """A port created after dnsmasq started is in its own file of ``hosts/``, which dnsmasq
+    reads by itself (inotify): the guest gets its lease from the same process, never
+    signalled. A deleted port's address is no longer offered: one that held a lease is
+    released (dnsmasq restarted without it), one that did not is dropped by a SIGHUP."""
+    network = make_network()
+    first = make_port(network, 40)
+    agent_bus.server.networks[network.id] = network.model_copy(update={"ports": [first]})
+    state = tmp_path / "dhcp" / network.id
+    kernel_cleanup(network=network.id, directory=state)
+    agent = DhcpAgentManager("inotify-host", agent_bus.api,
+                             DhcpAgentOptions(state_dir=tmp_path / "dhcp"))
+    rpc = RPCServer(agent_bus.transport, Target(DHCP_AGENT_TOPIC, server="inotify-host"),
+                    agent, agent.METHODS)
+    await rpc.start()
+    await agent.start()
+    try:
+        api = DhcpAgentAPI(agent_bus.transport)
+        process = agent.networks[network.id].process
+        pid = process.pid
+        assert pid is not None
+        log = state / "dnsmasq.log"
+        await eventually(lambda: log.exists() and "read " in log.read_text(),
+                         message="dnsmasq read its files")
+        # dnsmasq logs "read <file>" for the options file each time it (re)reads its files:
+        # once at start, once more for every SIGHUP.
+        opts_reads = log.read_text().count(f"read {state / 'opts'}")
+        assert opts_reads == 1
+
+        late, quiet = make_port(network, 41), make_port(network, 42)
+        await asyncio.gather(api.port_updated(CTX, late), api.port_updated(CTX, quiet))
+        await eventually(lambda: all(f"{state / 'hosts' / p.id}" in log.read_text()
+                                     for p in (late, quiet)),
+                         message="dnsmasq saw both new files")
+        async with Guest(bridge_name(network.id), late.mac_address, tmp_path / "g1") as guest:
+            assert (await guest.dhcp())["ip"] == late.fixed_ips[0].ip_address
+        assert process.pid == pid and process.reloads == 0
+        assert log.read_text().count(f"read {state / 'opts'}") == opts_reads
+        assert late.mac_address in (state / "leases").read_text()
+
+        # Deleted without a lease: its file goes and dnsmasq is reloaded, not restarted.
+        await api.port_deleted(CTX, network.id, quiet.id)
+        await eventually(lambda: process.reloads == 1, message="a reload")
+        assert not (state / "hosts" / quiet.id).exists()
+        assert process.pid == pid
+        async with Guest(bridge_name(network.id), quiet.mac_address, tmp_path / "g2") as guest:
+            await _no_lease(guest)
+        assert log.read_text().count(f"read {state / 'opts'}") == opts_reads + 1
+        assert "cannot read" not in log.read_text()  # the file was moved out, not deleted
+
+        # Deleted with a lease: released (dnsmasq restarted without it), and not offered.
+        await api.port_deleted(CTX, network.id, late.id)
+        await eventually(lambda: process.pid not in (None, pid), message="restarted")
+        assert late.mac_address not in (state / "leases").read_text()
+        async with Guest(bridge_name(network.id), late.mac_address, tmp_path / "g3") as guest:
+            await _no_lease(guest)
+        # The first port, untouched, still gets its address.
+        async with Guest(bridge_name(network.id), first.mac_address, tmp_path / "g4") as guest:
+            assert (await guest.dhcp())["ip"] == first.fixed_ips[0].ip_address
     finally:
         await rpc.stop()
         await agent.stop()

@@ -34,7 +34,11 @@ from stratus.network.objects import bridge_name, tap_name
 from stratus.stack import Stack
 from stratus.units import UNITS, root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
-from tests.integration.network_agents.conftest import eventually, require_root_and_dnsmasq
+from tests.integration.network_agents.conftest import (
+    eventually,
+    hosts_text,
+    require_root_and_dnsmasq,
+)
 from tests.integration.network_agents.guest import Guest
 
 ADMIN_PASSWORD = "metadata-flow-admin-pw"
@@ -142,9 +146,8 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     kernel_cleanup(device=tap_name(port["id"]))
     assert port["status"] == "ACTIVE"
     address = port["fixed_ips"][0]["ip_address"]
-    hosts = cloud.state_dir / network["id"] / "host"
-    await eventually(lambda: hosts.exists() and address in hosts.read_text(),
-                     message="the server's port in the hosts file")
+    await eventually(lambda: address in hosts_text(cloud.state_dir / network["id"]),
+                     message="the server's port in the hosts directory")
 
     async with Guest(bridge_name(network["id"]), port["mac_address"],
                      tmp_path / "guest") as guest:
@@ -235,7 +238,8 @@ async def test_guest_reads_its_metadata_through_the_proxy(
     deleted = await cloud.call("DELETE", f"/compute/v2.1/servers/{server_id}")
     assert deleted.status_code == 204
     await cloud.server_status(server_id, "DELETED")
-    await eventually(lambda: address not in hosts.read_text(), message="port out of hosts")
+    await eventually(lambda: address not in hosts_text(cloud.state_dir / network["id"]),
+                     message="port out of hosts")
     removed = await cloud.call("DELETE", f"{NET}/networks/{network['id']}")
     assert removed.status_code == 204, removed.text
     await eventually(lambda: not (cloud.state_dir / network["id"]).exists(),

@@ -23,6 +23,7 @@ from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.network_agents.conftest import (
     eventually,
+    hosts_text,
     require_root_and_dnsmasq,
 )
 from tests.integration.network_agents.guest import Guest
@@ -108,8 +109,8 @@ async def test_network_port_and_lease_through_the_api(
         "device_owner": "compute:nova", "binding:host_id": cloud.host})
     kernel_cleanup(device=tap_name(port["id"]))
     address = port["fixed_ips"][0]["ip_address"]
-    hosts = cloud.state_dir / network["id"] / "host"
-    await eventually(lambda: address in hosts.read_text(), message="port in the hosts file")
+    await eventually(lambda: address in hosts_text(cloud.state_dir / network["id"]),
+                     message="port in the hosts directory")
 
     # The l2-agent plugged the tap and reported it: the port is ACTIVE.
     async def status() -> str:
@@ -135,7 +136,8 @@ async def test_network_port_and_lease_through_the_api(
         assert routes["169.254.169.254/32"] == dhcp_ports[0]["fixed_ips"][0]["ip_address"]
 
     await cloud.delete("port", port["id"])
-    await eventually(lambda: address not in hosts.read_text(), message="port out of hosts")
+    await eventually(lambda: address not in hosts_text(cloud.state_dir / network["id"]),
+                     message="port out of hosts")
     deadline = time.monotonic() + 30
     while await link(tap_name(port["id"])) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)

@@ -2,28 +2,37 @@
 
 Files, in ``<dhcp_state_dir>/<network id>/``:
 
-* ``host``: one ``dhcp-host`` line per fixed IPv4 address of a port (MAC, tag, IP, hostname);
+* ``hosts/<port id>``: the ``dhcp-host`` lines of one port, one per fixed IPv4 address on a
+  served subnet (MAC, IP, hostname); the directory is dnsmasq's ``--dhcp-hostsdir``;
 * ``opts``: per-subnet options (router, DNS servers, MTU, classless static routes 121/249);
 * ``leases``, ``pid``, ``dnsmasq.log``: dnsmasq's own;
 * ``lease-script``: what dnsmasq runs on each lease change (``--dhcp-script``); it appends a
   line to ``lease-events`` for each lease given or renewed, which the agent reads to record
   the DHCP reply in the guest's trace (``read_lease_events``).
 
-``host`` and ``opts`` are re-read on SIGHUP; a change of the command line (a subnet added or
-removed) needs a restart. Addresses are static: dnsmasq answers only MACs it knows.
+dnsmasq watches ``hosts/`` with inotify (``IN_CLOSE_WRITE``, ``IN_MOVED_TO``) and reads a new
+or changed file there by itself: a port added costs one small file and no signal, however
+many ports the network has. It only ever *adds* what it reads that way (dnsmasq(8),
+``--dhcp-hostsdir``): a file removed, or rewritten with other lines, leaves its old entries
+in force until a SIGHUP, which re-reads ``opts`` and the whole directory. So a port deleted
+or changed costs a SIGHUP (``HostsDir`` says when one is due), a port added none. Files are
+replaced by a rename from a dotfile in the same directory: dnsmasq ignores dotfiles, and the
+rename is one ``IN_MOVED_TO`` of a complete file. A change of the command line (a subnet
+added or removed) needs a restart. Addresses are static: dnsmasq answers only MACs it knows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import shlex
 import signal
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path
 
@@ -39,6 +48,9 @@ from stratus.network.objects import (
 LOG = logging.getLogger(__name__)
 
 _HOSTNAME_OK = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+#: The ``--dhcp-hostsdir`` in a network's state directory: one file per port.
+HOSTS_DIR = "hosts"
 
 
 def dhcp_subnets(network: NetworkInfo) -> list[SubnetInfo]:
@@ -58,19 +70,136 @@ def port_hostname(port: PortInfo, address: str) -> str:
     return "host-" + address.replace(".", "-").replace(":", "-")
 
 
-def hosts_file(network: NetworkInfo, dhcp_port_id: str) -> str:
-    """``<mac>,set:port-<id>,<ip>,<hostname>`` for each fixed IP of each port on a served
-    subnet, except the DHCP port's own; sorted, so the same ports give the same bytes."""
-    served = {s.id for s in dhcp_subnets(network)}
-    lines = []
+def served_subnet_ids(network: NetworkInfo) -> frozenset[str]:
+    return frozenset(s.id for s in dhcp_subnets(network))
+
+
+def port_hosts(port: PortInfo, served: frozenset[str], dhcp_port_id: str) -> str:
+    """The port's ``<mac>,<ip>,<hostname>`` lines, one per fixed IP on a served subnet, in
+    the order of its addresses; '' for the DHCP port and a port with none.
+
+    No ``set:`` tag: dnsmasq (2.86 to 2.90 at least, Debian's 2.90 here) frees a host's tag
+    wrongly on a SIGHUP while that host holds a lease, and crashes (SIGSEGV); the agent
+    finds a lease's port by its MAC instead."""
+    if port.id == dhcp_port_id or port.device_owner == DHCP_DEVICE_OWNER:
+        return ""
+    mac = port.mac_address.lower()
+    return "".join(f"{mac},{fixed.ip_address},"
+                   f"{port_hostname(port, fixed.ip_address)}\n"
+                   for fixed in port.fixed_ips if fixed.subnet_id in served)
+
+
+_FILE_NAME_OK = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,127}$")
+
+
+def host_file_name(port_id: str) -> str:
+    """The port's file in ``hosts/``: its id, which the server makes a UUID. Anything else
+    (a dotfile, a path) gets a digest, so no id can name a file outside the directory or one
+    dnsmasq skips."""
+    if _FILE_NAME_OK.match(port_id):
+        return port_id
+    return "port-" + hashlib.sha256(port_id.encode()).hexdigest()[:32]
+
+
+def host_files(network: NetworkInfo, dhcp_port_id: str) -> dict[str, str]:
+    """What ``hosts/`` holds for ``network``: file name → that port's lines, for every port
+    that has any (``port_hosts``)."""
+    served = served_subnet_ids(network)
+    files = {}
     for port in network.ports:
-        if port.id == dhcp_port_id or port.device_owner == DHCP_DEVICE_OWNER:
-            continue
-        for fixed in port.fixed_ips:
-            if fixed.subnet_id in served:
-                lines.append(f"{port.mac_address.lower()},set:port-{port.id},"
-                             f"{fixed.ip_address},{port_hostname(port, fixed.ip_address)}")
-    return "".join(line + "\n" for line in sorted(lines))
+        if content := port_hosts(port, served, dhcp_port_id):
+            files[host_file_name(port.id)] = content
+    return files
+
+
+@dataclass
+class HostsChange:
+    """What a write did to ``hosts/``: files made, files rewritten with other lines, files
+    removed (names)."""
+
+    added: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def needs_reload(self) -> bool:
+        """dnsmasq drops entries only on a SIGHUP: one is due when a file went or changed."""
+        return bool(self.rewritten or self.removed)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.rewritten or self.removed)
+
+
+class HostsDir:
+    """``hosts/``, the ``--dhcp-hostsdir`` of a network's dnsmasq, and what it holds.
+
+    The agent is the directory's only writer, so what it holds is kept in memory (``files``)
+    and a change compares only the files it names. ``converge`` (a network served anew, or
+    adopted after a restart) reads the directory once and makes it exactly what it is
+    given. Blocking file I/O: run in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: File name → content, as on disk; None until read (``converge``).
+        self.files: dict[str, str] | None = None
+
+    def _read(self) -> dict[str, str]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        found = {}
+        for entry in os.scandir(self.path):
+            if entry.name.startswith("."):  # a write cut short by a crash: never read
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                continue
+            try:
+                found[entry.name] = Path(entry.path).read_text()
+            except (OSError, UnicodeDecodeError):
+                found[entry.name] = "\0"  # unreadable: rewritten or removed below
+        return found
+
+    def _remove(self, name: str) -> None:
+        """Move the file out of the directory, then delete it: dnsmasq (2.90) answers an
+        ``IN_DELETE`` in its directory by reading the file gone ("cannot read" in its log),
+        while a move out (``IN_MOVED_FROM``) is not among the events it watches. Either way
+        its entries stay until the SIGHUP that ``HostsChange.needs_reload`` asks for."""
+        out = self.path.parent / f".{self.path.name}-removed-{name}"
+        try:
+            os.replace(self.path / name, out)
+        except FileNotFoundError:
+            return
+        out.unlink(missing_ok=True)
+
+    def converge(self, wanted: dict[str, str]) -> HostsChange:
+        """Make the directory hold exactly ``wanted`` (file name → content): stale files
+        removed, missing or different ones written."""
+        self.files = self._read()
+        changes: dict[str, str | None] = {n: None for n in self.files if n not in wanted}
+        changes.update(wanted)
+        return self.apply(changes)
+
+    def apply(self, changes: dict[str, str | None]) -> HostsChange:
+        """Write each named file's content (None or '': remove it); files not named are
+        left alone."""
+        if self.files is None:
+            self.files = self._read()
+        done = HostsChange()
+        for name, content in changes.items():
+            held = self.files.get(name)
+            if not content:
+                if held is None:
+                    continue
+                self._remove(name)
+                del self.files[name]
+                done.removed.append(name)
+                continue
+            if held == content:
+                continue
+            tmp = self.path / f".{name}.tmp"
+            tmp.write_text(content)
+            os.replace(tmp, self.path / name)
+            self.files[name] = content
+            (done.added if held is None else done.rewritten).append(name)
+        return done
 
 
 def _static_routes(subnet: SubnetInfo, dhcp_address: str | None) -> list[tuple[str, str]]:
@@ -148,7 +277,7 @@ def command(options: DnsmasqOptions, directory: Path, interface: str,
         # that dnsmasq's usual unprivileged user could not read after it drops privileges.
         "--user=root", "--group=root",
         f"--pid-file={directory / 'pid'}",
-        f"--dhcp-hostsfile={directory / 'host'}",
+        f"--dhcp-hostsdir={directory / HOSTS_DIR}",
         f"--dhcp-optsfile={directory / 'opts'}",
         f"--dhcp-leasefile={directory / 'leases'}",
         f"--log-facility={directory / 'dnsmasq.log'}",
@@ -200,7 +329,9 @@ class LeaseEvent:
 
     @property
     def port_id(self) -> str | None:
-        """The port the hosts file's ``set:port-<id>`` tag names."""
+        """The port a ``set:port-<id>`` tag names: only in leases given by the dnsmasq of an
+        agent before ``hosts/`` (whose lines had the tag; see ``port_hosts``); else None,
+        and the port is found by MAC."""
         for tag in self.tags:
             if tag.startswith("port-"):
                 return tag.removeprefix("port-")
@@ -272,21 +403,21 @@ def write_if_changed(path: Path, content: str) -> bool:
     return True
 
 
-def stale_leases(network: NetworkInfo, before: NetworkInfo) -> set[tuple[str, str]]:
-    """(MAC, address) pairs ``before`` handed out that ``network`` no longer does (a port
-    deleted, or its address or MAC changed).
-
-    Only the ports of ``before`` that ``network`` does not hold as the same object can
-    have any (a snapshot changed by port events keeps the other ports' objects): a batch
-    of port creates costs nothing here, however many ports the network has."""
-    def pairs(ports: Iterable[PortInfo]) -> set[tuple[str, str]]:
-        return {(p.mac_address.lower(), f.ip_address) for p in ports for f in p.fixed_ips}
-
-    kept = {id(p) for p in network.ports}
-    gone = [p for p in before.ports if id(p) not in kept]
-    if not gone:
-        return set()
-    return pairs(gone) - pairs(network.ports)
+def released_leases(gone: Iterable[PortInfo],
+                    holders: Mapping[str, PortInfo]) -> set[tuple[str, str]]:
+    """The leases to drop when ``gone`` ports were removed or replaced (a port updated is
+    gone as its old object): the (MAC, address) pairs of ``gone`` that the address's holder
+    now (``holders``: address → port, after the change) does not have. An address is held
+    by one port of a network at most, so the other ports need not be looked at: a batch
+    of port events costs its own ports' work."""
+    released = set()
+    for port in gone:
+        mac = port.mac_address.lower()
+        for fixed in port.fixed_ips:
+            holder = holders.get(fixed.ip_address)
+            if holder is None or holder.mac_address.lower() != mac:
+                released.add((mac, fixed.ip_address))
+    return released
 
 
 def drop_leases(path: Path, released: set[tuple[str, str]]) -> bool:
@@ -356,7 +487,8 @@ async def kill_stale(directory: Path, grace: float = 5.0) -> bool:
 class Dnsmasq:
     """The dnsmasq of one network, run in its namespace and restarted when it dies.
 
-    ``start`` is idempotent; ``reload`` (SIGHUP) makes it re-read ``host`` and ``opts``;
+    ``start`` is idempotent; ``reload`` (SIGHUP) makes it re-read ``opts`` and ``hosts/``
+    (new files in ``hosts/`` it reads by itself);
     ``stop`` ends it and the watcher. A dnsmasq that exits on its own is started again after
     a back-off that grows from 0.2 s to 10 s while it keeps failing quickly.
     """
@@ -366,6 +498,8 @@ class Dnsmasq:
         self.directory = directory
         self.args: list[str] = []
         self.restarts = 0
+        #: SIGHUPs sent (to any of its processes).
+        self.reloads = 0
         self._process: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -444,23 +578,25 @@ class Dnsmasq:
                 LOG.exception("dnsmasq of %s could not be started; trying again",
                               self.namespace)
 
-    async def release(self, released: set[tuple[str, str]]) -> None:
+    async def release(self, released: set[tuple[str, str]]) -> bool:
         """Forget the leases of ``released`` (MAC, address) pairs, so their addresses can be
         leased to other ports at once: dnsmasq is stopped, its lease file edited, and
         started again (it reads leases only at start; Debian's dhcp_release is not used,
-        as it is not installed with dnsmasq)."""
+        as it is not installed with dnsmasq). True when it was restarted (it read every
+        file anew: no reload is due)."""
         leases = self.directory / "leases"
         if not released or not await asyncio.to_thread(holds_leases, leases, released):
-            return
+            return False
         args = self.args
         await self.stop()
         await asyncio.to_thread(drop_leases, leases, released)
         if args:
             await self.start(args)
+        return True
 
     def reload(self) -> None:
-        """SIGHUP: dnsmasq re-reads its hosts and options files (for one still starting,
-        once it handles SIGHUP)."""
+        """SIGHUP: dnsmasq re-reads ``opts`` and every file of ``hosts/``, dropping what
+        they no longer hold (for one still starting, once it handles SIGHUP)."""
         pid = self.pid
         if pid is not None and not self._ready:
             self._reload_pending = True
@@ -469,6 +605,7 @@ class Dnsmasq:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)
+                self.reloads += 1
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping = True

@@ -91,13 +91,70 @@ class ServedNetwork:
     network: NetworkInfo
     dhcp_port: PortInfo
     process: dnsmasq.Dnsmasq
+    hosts: dnsmasq.HostsDir
     proxy: MetadataProxy | None = None
-    #: Source address → port, for the proxy.
+    #: Source address → port, for the proxy (the DHCP port left out).
     by_address: dict[str, PortInfo] = field(default_factory=dict)
+    #: ``network.ports`` by id, in their order.
+    ports: dict[str, PortInfo] = field(default_factory=dict)
 
     def index(self) -> None:
+        self.ports = {p.id: p for p in self.network.ports}
         self.by_address = {f.ip_address: p for p in self.network.ports
                            if p.id != self.dhcp_port.id for f in p.fixed_ips}
+
+    def changed(self, changes: list[tuple[str, PortInfo | None]]
+                ) -> tuple[NetworkInfo, PortDelta]:
+        """The served network with ``changes`` (port id → its new port, None: gone) made,
+        in their order, and what differs. ``ports`` is updated; ``network`` and
+        ``by_address`` stay until ``_refresh`` takes the result (``reindex``)."""
+        gone: list[PortInfo] = []
+        new: list[PortInfo] = []
+        for port_id, port in changes:
+            old = self.ports.pop(port_id, None)
+            if old is not None:
+                gone.append(old)
+            if port is not None:
+                self.ports[port_id] = port  # last, as a port updated moves to the end
+                new.append(port)
+        # A port changed twice in the batch: only its last object is new; the first is
+        # gone (its addresses unindexed, its file rewritten).
+        delta = PortDelta(new=[p for p in new if self.ports.get(p.id) is p],
+                          gone=[p for p in gone if self.ports.get(p.id) is not p])
+        return self.network.model_copy(update={"ports": list(self.ports.values())}), delta
+
+    def reindex(self, gone: list[PortInfo], new: list[PortInfo]) -> None:
+        """``by_address`` after ``gone`` ports were replaced by ``new`` ones (the others
+        kept; ``ports`` already updated)."""
+        for port in gone:
+            for fixed in port.fixed_ips:
+                if self.by_address.get(fixed.ip_address) is port:
+                    del self.by_address[fixed.ip_address]
+        for port in new:
+            if port.id != self.dhcp_port.id:
+                for fixed in port.fixed_ips:
+                    self.by_address[fixed.ip_address] = port
+
+
+@dataclass(frozen=True)
+class PortDelta:
+    """How a network's new snapshot differs from the one served: the ports whose files and
+    leases may have to change. Port events name theirs (``ServedNetwork.changed``: a batch
+    costs its own ports' work, not every port's); a snapshot from the server is compared
+    object by object (``between``: every port, as none is kept)."""
+
+    #: Ports of the new snapshot that the served one does not hold as the same object.
+    new: list[PortInfo]
+    #: Ports of the served snapshot that the new one does not hold as the same object.
+    gone: list[PortInfo]
+
+    @classmethod
+    def between(cls, network: NetworkInfo, before: NetworkInfo) -> PortDelta:
+        """By object identity: O(ports); for whole snapshots (a resync, a network event)."""
+        kept = {id(p) for p in network.ports}
+        held = {id(p) for p in before.ports}
+        return cls(new=[p for p in network.ports if id(p) not in held],
+                   gone=[p for p in before.ports if id(p) not in kept])
 
 
 class DhcpAgentManager:
@@ -115,8 +172,7 @@ class DhcpAgentManager:
         #: it would let a second holder in beside that task.
         self._locks: dict[str, asyncio.Lock] = {}
         #: Network id → the port changes waiting for its lock (``_change``).
-        self._queued: dict[str, list[tuple[Callable[[NetworkInfo], NetworkInfo],
-                                           asyncio.Future[None]]]] = {}
+        self._queued: dict[str, list[tuple[str, PortInfo | None, asyncio.Future[None]]]] = {}
         #: A resync succeeded since the start.
         self._synced = False
         #: Network id → loop time of the last bus event about it.
@@ -278,14 +334,12 @@ class DhcpAgentManager:
             if network is not None:
                 await self._apply(network)
             return
-        await self._change(port.network_id, lambda n: n.model_copy(update={
-            "ports": [p for p in n.ports if p.id != port.id] + [port]}))
+        await self._change(port.network_id, port.id, port)
 
     async def port_deleted(self, ctx: RequestContext, network_id: str, port_id: str) -> None:
         self._touch(network_id)
         self.port_traces.forget(port_id)
-        await self._change(network_id, lambda n: n.model_copy(update={
-            "ports": [p for p in n.ports if p.id != port_id]}))
+        await self._change(network_id, port_id, None)
 
     # Work -------------------------------------------------------------------------------------
 
@@ -304,16 +358,17 @@ class DhcpAgentManager:
             else:
                 await self._refresh(served, network)
 
-    async def _change(self, network_id: str,
-                      change: Callable[[NetworkInfo], NetworkInfo]) -> None:
-        """Apply ``change`` to the served network under its lock (concurrent port events
-        each see the others' results), if it is still served. The changes that queued
-        while the lock was held are applied together, in their order, with one refresh
-        (one write of the files, one reload of dnsmasq): a burst of port creates costs a
-        few refreshes, not one per port, each reading and writing every port's line."""
+    async def _change(self, network_id: str, port_id: str, port: PortInfo | None) -> None:
+        """Make ``port`` the served network's port ``port_id`` (None: it has none), under
+        the network's lock (concurrent port events each see the others' results), if the
+        network is still served. The changes that queued while the lock was held are
+        applied together, in their order, with one refresh (one write of the files, at most
+        one reload of dnsmasq). A batch costs the work of its own ports: the other ports'
+        objects are kept, and the network's port list is rebuilt from ``ServedNetwork.ports``
+        without looking at them."""
         queued = self._queued.setdefault(network_id, [])
         applied = asyncio.get_running_loop().create_future()
-        queued.append((change, applied))
+        queued.append((port_id, port, applied))
         async with self._lock(network_id):
             if applied.done():  # an earlier holder applied it with its own
                 return applied.result()
@@ -321,16 +376,18 @@ class DhcpAgentManager:
             try:
                 served = self.networks.get(network_id)
                 if served is not None:
-                    network = served.network
-                    for each, _ in batch:
-                        network = each(network)
-                    await self._refresh(served, network)
+                    network, delta = served.changed([(i, p) for i, p, _ in batch])
+                    try:
+                        await self._refresh(served, network, delta=delta)
+                    except BaseException:
+                        served.index()  # ``ports`` back in step with ``network``
+                        raise
             except BaseException as exc:
-                for _, waiter in batch:
+                for _, _, waiter in batch:
                     if waiter is not applied and not waiter.done():
                         waiter.set_exception(exc)
                 raise
-            for _, waiter in batch:
+            for _, _, waiter in batch:
                 if not waiter.done():
                     waiter.set_result(None)
 
@@ -340,7 +397,8 @@ class DhcpAgentManager:
         directory.mkdir(parents=True, exist_ok=True)
         dhcp_port = await self.server.ensure_dhcp_port(ctx, network.id, self.host)
         served = ServedNetwork(network=network, dhcp_port=dhcp_port,
-                               process=dnsmasq.Dnsmasq(dhcp_namespace(network.id), directory))
+                               process=dnsmasq.Dnsmasq(dhcp_namespace(network.id), directory),
+                               hosts=dnsmasq.HostsDir(directory / dnsmasq.HOSTS_DIR))
         self.networks[network.id] = served
         # Names the veth's outer end for a clean-up after a crash (see _teardown_served).
         (directory / "dhcp_port").write_text(dhcp_port.id + "\n")
@@ -358,8 +416,10 @@ class DhcpAgentManager:
         return served
 
     async def _refresh(self, served: ServedNetwork, network: NetworkInfo, *,
-                       fresh: bool = False) -> None:
-        """Make the kernel, files and processes match ``network``."""
+                       fresh: bool = False, delta: PortDelta | None = None) -> None:
+        """Make the kernel, files and processes match ``network``; ``delta``, when given,
+        says which of its ports differ from the served ones (``ServedNetwork.changed``),
+        else it is found by comparing them."""
         dhcp_port = served.dhcp_port
         subnets_before = {s.id for s in dnsmasq.dhcp_subnets(served.network)}
         subnets_now = {s.id for s in dnsmasq.dhcp_subnets(network)}
@@ -370,22 +430,39 @@ class DhcpAgentManager:
                                                            self.host)
         rewire = (fresh or dhcp_port != served.dhcp_port or subnets_before != subnets_now
                   or network.mtu != served.network.mtu)
-        released = set() if fresh else dnsmasq.stale_leases(network, served.network)
+        given = delta is not None
+        if delta is None and not fresh:
+            delta = PortDelta.between(network, served.network)
+        # Every port's lines are rendered again only when they may all have changed (the
+        # served subnets or the DHCP port did); otherwise only the ports that changed.
+        whole = fresh or dhcp_port != served.dhcp_port or subnets_before != subnets_now
         served.network, served.dhcp_port = network, dhcp_port
-        served.index()
+        if given and not whole:
+            assert delta is not None
+            served.reindex(delta.gone, delta.new)
+        else:
+            served.index()
+        # The (MAC, address) pairs of ports gone or changed that no port holds now.
+        released = set() if fresh or delta is None else dnsmasq.released_leases(
+            delta.gone, served.by_address)
         namespace = dhcp_namespace(network.id)
         if rewire:
             await asyncio.to_thread(self._wire, network, dhcp_port,
                                     self.options.physical_bridges)
         directory = self._directory(network.id)
-        changed = await asyncio.to_thread(self._write_files, directory, network, dhcp_port)
+        opts_changed, hosts = await asyncio.to_thread(
+            self._write_files, directory, served.hosts, network, dhcp_port,
+            None if whole else delta)
         args = dnsmasq.command(self.options.dnsmasq, directory, inner_device(dhcp_port.id),
                                network)
+        restarted = False
         if released:
-            await served.process.release(released)
+            restarted = await served.process.release(released)
         if served.process.pid is None or args != served.process.args:
             await served.process.start(args)
-        elif changed:
+        elif not restarted and (opts_changed or hosts.needs_reload):
+            # New files in hosts/ dnsmasq reads by itself; a removed or rewritten one, or a
+            # change of options, only on a SIGHUP (a burst of deletes: one per batch).
             served.process.reload()
         if self.options.metadata_url and served.proxy is None:
             served.proxy = MetadataProxy(
@@ -461,13 +538,29 @@ class DhcpAgentManager:
                             dnsmasq.interface_addresses(network, dhcp_port))
 
     @staticmethod
-    def _write_files(directory: Path, network: NetworkInfo, dhcp_port: PortInfo) -> bool:
-        dnsmasq.write_lease_script(directory)
-        hosts = dnsmasq.write_if_changed(directory / "host",
-                                         dnsmasq.hosts_file(network, dhcp_port.id))
+    def _write_files(directory: Path, hosts: dnsmasq.HostsDir, network: NetworkInfo,
+                     dhcp_port: PortInfo, delta: PortDelta | None
+                     ) -> tuple[bool, dnsmasq.HostsChange]:
+        """Write the lease script, ``opts`` and ``hosts/``: all of it when ``delta`` is None
+        (the directory made to match ``network``, stale files removed), else the files of
+        the ports ``delta`` names. Whether ``opts`` changed, and what ``hosts/`` did."""
+        if delta is None:
+            dnsmasq.write_lease_script(directory)
+            # The single hosts file of agents before hosts/ (dnsmasq is restarted anyway:
+            # its command line changed).
+            (directory / "host").unlink(missing_ok=True)
+            change = hosts.converge(dnsmasq.host_files(network, dhcp_port.id))
+        else:
+            served = dnsmasq.served_subnet_ids(network)
+            files: dict[str, str | None] = {
+                dnsmasq.host_file_name(p.id): None for p in delta.gone}
+            for port in delta.new:
+                files[dnsmasq.host_file_name(port.id)] = dnsmasq.port_hosts(
+                    port, served, dhcp_port.id)
+            change = hosts.apply(files)
         opts = dnsmasq.write_if_changed(directory / "opts",
                                         dnsmasq.opts_file(network, dhcp_port))
-        return hosts or opts
+        return opts, change
 
     async def _remove(self, network_id: str, *, release: bool) -> None:
         async with self._lock(network_id):
