@@ -6,7 +6,8 @@ The whole ruleset of the host's filtered ports is rendered from what the server 
 new ones made in the same commit, so no packet ever sees a half-made ruleset and nothing is
 ever duplicated (a restart simply applies again). When only remote groups' members changed
 since the last apply (what every port created in a group does to every port filtered by
-it), the script adds and deletes those set elements instead, also in one transaction. Two
+it), the script adds and deletes those set elements instead, also in one transaction, and
+only those groups' sets are worked out again (the ports' chains are not rendered). Two
 tables carry the configurable name (``stratus-sg`` by default):
 
 * ``bridge <name>``: anti-spoofing, per tap, before anything else sees the frame (the

@@ -22,7 +22,12 @@ Security groups are enforced by the firewall driver (``firewall``: nftables, or 
 ``nft`` is missing or filtering is turned off): the ruleset of every filtered port is
 rendered from the server's ``DeviceDetails`` and applied atomically whenever a port comes,
 goes or changes, and when the server says groups changed (``security_groups_updated``: the
-touched ports are fetched again, changes arriving together are applied together). The
+touched ports are fetched again, changes arriving together are applied together). A change
+of members alone (a port created, deleted or re-addressed in a group) comes as the
+addresses that joined or left (``security_group_members_changed``): the agent asks which of
+those are members now (``get_group_members``, however many members the group has), puts
+them in its ports' members, and the firewall adds or deletes those set elements without
+rendering anything else; the full resync on start stays the source of truth. The
 firewall's tables outlive the agent like the taps do: after a restart the old ruleset stays
 in force until the first full resync has the server's current state, which then replaces it
 in one transaction.
