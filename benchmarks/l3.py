@@ -219,7 +219,11 @@ class _Counted:
             await asyncio.sleep(0.05)
         else:
             raise RuntimeError("the counted server never wrote its counts")
-        return int(json.loads(self.out.with_suffix(".json").read_text())["sql"])
+        counts = json.loads(self.out.with_suffix(".json").read_text())
+        # Which statements, for whoever looks for the next thing to cut (progress: stderr).
+        for text, count in counts["stmts"][:15]:
+            print(f"  sql x{count}: {text}", file=sys.stderr)
+        return int(counts["sql"])
 
 
 async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id: str,
