@@ -132,8 +132,8 @@ class Notifier:
 
     def security_groups_changed(self, group_ids: list[str],
                                 port_ids: list[str] | None = None) -> None:
-        """After commit, tell every l2-agent that these groups' rules or members (or these
-        ports' security) changed."""
+        """After commit, tell every l2-agent that these groups' rules (or these ports'
+        security) changed; members alone go by ``members_changed``."""
         if isinstance(self.backend, NoopBackend) or not (group_ids or port_ids):
             return
         backend, ctx = self.backend, system_context()

@@ -161,7 +161,7 @@ class L2AgentAPI(RPCAPI):
     async def security_groups_updated(self, ctx: RequestContext,
                                       security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
-        """Rules or members of these groups changed, or these ports' security did (their
+        """Rules of these groups changed, or these ports' security did (their
         groups, addresses, address pairs, port security): every agent fetches again the
         ports it filters that the change touches (a port in the groups, or whose rules name
         one of them as remote group, or one of ``port_ids``) and applies their firewall."""
