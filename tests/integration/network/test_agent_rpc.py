@@ -284,6 +284,9 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
                               allowed_address_pairs=[{"ip_address": "10.31.0.200"}],
                               **{"binding:host_id": HOST})
     bound = await l2.wait_for("port_bound", lambda k: k["details"]["port"]["id"] == port["id"])
+    # Its addresses, fixed and pairs', joined the group.
+    await l2.wait_for("security_group_members_changed", lambda k: k["members"] == {
+        web["id"]: sorted([port["fixed_ips"][0]["ip_address"], "10.31.0.200"])})
     details = DeviceDetails.model_validate(bound["details"])
     assert details.port.security_group_ids == [web["id"]]
     assert details.port.port_security_enabled is True
