@@ -230,6 +230,10 @@ def test_only_the_changed_ports_connections_are_read_from_the_table(
     assert len(flows._read_table()) == 4
     # What forget_stale deletes: the connections the port's rules refuse now.
     assert [f.dport for f in read if not judged.admits(f)] == [23, 80]
+    # Only members left: only the lines naming one of them are read (the whole address:
+    # 10.0.0.2 is not 10.0.0.22).
+    assert [f.dport for f in flows._read_table(judged.addresses, {"10.0.0.2"})] == [23, 22]
+    assert flows._read_table(judged.addresses, {"10.0.0.22", "10.0.0.20"}) == []
 
 
 def test_a_port_of_stateless_groups_is_judged_before_conntrack_admits() -> None:

@@ -463,6 +463,23 @@ def render(table: str, ports: Iterable[DeviceDetails]) -> str:
     return build(table, ports).script
 
 
+def _members_gone(old: Ruleset | None, new: Ruleset) -> set[str] | None:
+    """The addresses that left the remote groups' sets from ``old`` to ``new`` (of one
+    shape); None when CIDRs did (a connection's peer may be in a narrower one)."""
+    if old is None:
+        return None
+    gone: set[str] = set()
+    for name, members in new.members.items():
+        before = old.members.get(name, frozenset())
+        if before is members:
+            continue
+        if left := before - members:
+            if name.startswith("rn"):
+                return None
+            gone |= left
+    return gone
+
+
 def _same_but_members(old: DeviceDetails, new: DeviceDetails) -> bool:
     """Whether the port differs at most by its remote groups' members."""
     return (old.port == new.port and old.network == new.network
@@ -550,9 +567,11 @@ class NftablesFirewall:
         sets' elements that changed when nothing else did (members of remote groups come
         and go with every port created in them), else the whole tables replaced."""
         async with self._lock:
+            members_only = not self._reshaped and self._ruleset is not None
             ruleset = self._next_ruleset()
             self._reshaped, self._members_changed = False, set()
-            update = ruleset.update_from(self._ruleset)
+            old = self._ruleset
+            update = ruleset.update_from(old)
             try:
                 if update is None:
                     await self._run(ruleset.script)
@@ -575,14 +594,15 @@ class NftablesFirewall:
                        and not admits_no_less(self._applied[port_id], d)]
             self._applied = dict(self.ports)
             if changed:
+                peers = _members_gone(old, ruleset) if members_only else None
                 # After the answer: the rules are in force now, the table walk may be slow.
-                task = asyncio.create_task(self._forget(changed))
+                task = asyncio.create_task(self._forget(changed, peers))
                 self._forgetting.add(task)
                 task.add_done_callback(self._forgetting.discard)
 
-    async def _forget(self, changed: list[DeviceDetails]) -> None:
+    async def _forget(self, changed: list[DeviceDetails], peers: set[str] | None) -> None:
         try:
-            forgotten = await asyncio.to_thread(flows.forget_stale, changed)
+            forgotten = await asyncio.to_thread(flows.forget_stale, changed, peers)
         except Exception:  # the rules hold for new connections all the same
             LOG.exception("firewall: stale connections could not be forgotten")
             return
