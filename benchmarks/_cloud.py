@@ -61,8 +61,11 @@ class StratusUp:
     """
 
     def __init__(self, data_dir: Path, *, port: int | None = None, bcrypt_rounds: int = 12,
-                 database_url: str | None = None, env: dict[str, str] | None = None) -> None:
+                 database_url: str | None = None, env: dict[str, str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        #: What runs ``stratus`` (its arguments follow); default the venv's script.
+        self.command = command
         self.extra_env = env or {}
         self.port = port or free_port()
         self.bcrypt_rounds = bcrypt_rounds
@@ -110,7 +113,7 @@ class StratusUp:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [*stratus_command(), "up", "--data-dir", str(self.data_dir),
+        command = [*(self.command or stratus_command()), "up", "--data-dir", str(self.data_dir),
                    "--host", "127.0.0.1", "--port", str(self.port)]
         self.started_at = time.perf_counter()
         self.process = await asyncio.create_subprocess_exec(

@@ -39,10 +39,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -82,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sg-apply-rounds", type=int, default=100,
                         help="members added one at a time to a 1000-member remote group, "
                              "the firewall driver alone in this process (0 skips)")
+    parser.add_argument("--sg-count-statements", action="store_true",
+                        help="run the server under benchmarks/profiles/counted_server.py and "
+                             "report the SQL statements per port create")
 
 
 class EchoServer:
@@ -189,8 +195,40 @@ def _in_remote_group_set(table: str, group_id: str, address: str) -> bool:
                            f"{{ {address} }}"], capture_output=True).returncode == 0
 
 
+class _Counted:
+    """The server's SQL statements, counted by ``counted_server.py`` between two signals
+    (None: the server runs plain)."""
+
+    def __init__(self, out: Path | None, pid: int) -> None:
+        self.out, self.pid = out, pid
+
+    def start(self) -> None:
+        if self.out is not None:
+            os.kill(self.pid, signal.SIGUSR1)
+
+    async def stop(self) -> int | None:
+        """Statements sent since ``start``, those of the work that followed included
+        (the agents' fetches and applies are done by the time the last member converged)."""
+        if self.out is None:
+            return None
+        os.kill(self.pid, signal.SIGUSR2)
+        done = self.out.with_suffix(".done")
+        for _ in range(1200):
+            if done.exists():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("the counted server never wrote its counts")
+        counts = json.loads(self.out.with_suffix(".json").read_text())
+        # Which statements, for whoever looks for the next thing to cut (progress: stderr).
+        for text, count in counts["stmts"][:15]:
+            print(f"  sql x{count}: {text}", file=sys.stderr)
+        return int(counts["sql"])
+
+
 async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id: str,
-                    table: str, args: argparse.Namespace, server_pid: int) -> dict[str, float]:
+                    table: str, args: argparse.Namespace, server_pid: int,
+                    counted: _Counted) -> dict[str, float]:
     """Port creates/s with the default group (and its rules) on every port, the l2-agent's
     firewall and the dhcp-agent following; then the deletes."""
     for rule in EXTRA_RULES:
@@ -211,6 +249,7 @@ async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id
         created.append(port)
         last.append(time.perf_counter())
 
+    counted.start()
     cpu_before, children_before = _cpu_seconds(server_pid)
     create_s = await _rate(args.sg_ports, args.sg_concurrency, create)
     cpu_after, children_after = _cpu_seconds(server_pid)
@@ -221,12 +260,17 @@ async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id
             raise RuntimeError(f"{address} never reached the remote group's set")
         await asyncio.sleep(0.005)
     converged = time.perf_counter() - last[-1]
+    statements = await counted.stop()
 
     async def delete(i: int) -> None:
         await _call(client, "DELETE", f"/ports/{created[i]['id']}", headers)
 
     delete_s = await _rate(len(created), args.sg_concurrency, delete)
-    return {"sg_port_creates_per_s": len(created) / create_s,
+    if statements is not None:
+        sql = {"sg_port_create_sql_statements": statements / len(created)}
+    else:
+        sql = {}
+    return {**sql,"sg_port_creates_per_s": len(created) / create_s,
             # The rate follows the machine's load; the CPU per create hardly does:
             # 1000 / it is the rate one idle core would sustain.
             "sg_port_create_server_cpu_ms": (cpu_after - cpu_before) / len(created) * 1e3,
@@ -265,7 +309,14 @@ async def run(args: argparse.Namespace) -> Result:
     sg_apply = await member_apply_cpu(args.sg_apply_rounds) if args.sg_apply_rounds else {}
     try:
         with tempfile.TemporaryDirectory(prefix="stratus-bench-l3-") as tmp:
-            async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env) as cloud,
+            counted_out = Path(tmp) / "counted" if args.sg_count_statements else None
+            if counted_out is not None:
+                env["PROF_OUT"] = str(counted_out)
+            command = ([sys.executable, str(Path(__file__).parent / "profiles"
+                                            / "counted_server.py")]
+                       if counted_out is not None else None)
+            async with (StratusUp(Path(tmp) / "data", bcrypt_rounds=4, env=env,
+                                  command=command) as cloud,
                         httpx.AsyncClient(base_url=cloud.base_url, timeout=120) as client):
                 password = cloud.admin_password()
                 assert password is not None
@@ -344,7 +395,8 @@ async def run(args: argparse.Namespace) -> Result:
                             rule_opened.append(time.perf_counter() - started)
                         if args.sg_ports:
                             sg_ports = await _sg_ports(client, headers, group_id, table, args,
-                                                       cloud.pid)
+                                                       cloud.pid,
+                                                       _Counted(counted_out, cloud.pid))
                     finally:
                         echo.close()
     finally:  # the public network's bridge is the host's: stratus up leaves it

@@ -47,6 +47,9 @@ class AgentSync(Part):
         port = await self.session.get(Port, port_id)
         return None if port is None else await self.snapshots.device_details(port)
 
+    async def group_members_among(self, touched: dict[str, list[str]]) -> dict[str, list[str]]:
+        return await self.snapshots.members_among(touched)
+
     async def security_groups(self, group_ids: list[str]) -> SecurityGroupsSnapshot:
         return await self.snapshots.security_groups(group_ids)
 

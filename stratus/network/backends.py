@@ -16,6 +16,7 @@ process is root and dnsmasq is found, else noop) and says which on start-up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -61,6 +62,9 @@ class NetworkBackend(Protocol):
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None: ...
 
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None: ...
+
     async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None: ...
 
     async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None: ...
@@ -95,6 +99,10 @@ class NoopBackend:
         """No firewall: with the noop backend security groups are stored, never enforced."""
         return None
 
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None:
+        return None
+
     async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
         return None
 
@@ -110,6 +118,7 @@ class LinuxBridgeBackend:
     def __init__(self, transport: Transport) -> None:
         self.dhcp = DhcpAgentAPI(transport)
         self.l2 = L2AgentAPI(transport)
+        self._members = _MemberNotices(self.l2)
 
     async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
         await self.dhcp.network_updated(ctx, network)
@@ -134,6 +143,10 @@ class LinuxBridgeBackend:
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
         await self.l2.security_groups_updated(ctx, security_group_ids, port_ids)
+
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None:
+        await self._members.add(ctx, members)
 
     async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
         await self.l2.fdb_add(ctx, entries)
@@ -183,3 +196,35 @@ def create_backend(name: str, transport: Transport | None) -> NetworkBackend:
     if transport is None:
         raise ValueError("the linuxbridge backend needs the message bus")
     return LinuxBridgeBackend(transport)
+
+
+class _MemberNotices:
+    """Member changes to the l2-agents, gathered: those arriving while a notice is being
+    sent go together as the next one, so a burst of port creates in a group makes a few
+    notices (and a few questions from each agent), not one for each create."""
+
+    def __init__(self, l2: L2AgentAPI) -> None:
+        self.l2 = l2
+        self._pending: dict[str, set[str]] = {}
+        #: The notice gathering changes (not sent yet), and the one sent last.
+        self._next: asyncio.Task[None] | None = None
+        self._last: asyncio.Task[None] | None = None
+
+    async def add(self, ctx: RequestContext, members: dict[str, list[str]]) -> None:
+        """Returns once a notice with these changes went out (as the other notices of a
+        commit do)."""
+        for group_id, addresses in members.items():
+            self._pending.setdefault(group_id, set()).update(addresses)
+        if self._next is None:
+            self._next = self._last = asyncio.create_task(self._send(ctx, self._last))
+        # Shielded: a caller going away must not drop the changes of the others.
+        await asyncio.shield(self._next)
+
+    async def _send(self, ctx: RequestContext, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # changes gather meanwhile
+        else:
+            await asyncio.sleep(0)  # the commits finishing in this turn of the loop join
+        batch, self._pending, self._next = self._pending, {}, None
+        await self.l2.security_group_members_changed(
+            ctx, {g: sorted(a) for g, a in sorted(batch.items())})

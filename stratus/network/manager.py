@@ -29,6 +29,7 @@ class NetworkServerManager:
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
                "release_dhcp_port", "get_device_details", "get_security_groups",
+               "get_group_members",
                "get_bound_ports", "get_fdb_entries",
                "update_device_up", "update_device_down",
                "get_routers", "update_floatingip_statuses")
@@ -67,6 +68,11 @@ class NetworkServerManager:
                                   group_ids: list[str]) -> SecurityGroupsSnapshot:
         async with self.runtime.service(write=False) as svc:
             return await svc.agent_sync.security_groups(group_ids)
+
+    async def get_group_members(self, ctx: RequestContext,
+                                members: dict[str, list[str]]) -> dict[str, list[str]]:
+        async with self.runtime.service(write=False) as svc:
+            return await svc.agent_sync.group_members_among(members)
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         async with self.runtime.service(write=False) as svc:

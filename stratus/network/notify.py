@@ -74,7 +74,8 @@ class Notifier:
         await self.fdb_port_changed(port, before=port, after=False)
         host, network_id, port_id = port.binding_host_id, port.network_id, port.id
         backend, ctx = self.backend, system_context()
-        self.security_groups_changed([g.security_group_id for g in port.security_groups])
+        if not isinstance(backend, NoopBackend):
+            self.members_changed(_members_of(await self.snapshots.port_info(port)))
         self.txn.after_commit(lambda: backend.port_deleted(ctx, network_id, port_id))
         if host and not backend.wires_at_once:
             self.txn.after_commit(lambda: backend.port_unbound(ctx, host, port_id, network_id))
@@ -131,22 +132,48 @@ class Notifier:
 
     def security_groups_changed(self, group_ids: list[str],
                                 port_ids: list[str] | None = None) -> None:
-        """After commit, tell every l2-agent that these groups' rules or members (or these
-        ports' security) changed."""
+        """After commit, tell every l2-agent that these groups' rules (or these ports'
+        security) changed; members alone go by ``members_changed``."""
         if isinstance(self.backend, NoopBackend) or not (group_ids or port_ids):
             return
         backend, ctx = self.backend, system_context()
         groups, ports = sorted(set(group_ids)), list(port_ids or [])
         self.txn.after_commit(lambda: backend.security_groups_updated(ctx, groups, ports))
 
+    def members_changed(self, members: dict[str, set[str]]) -> None:
+        """After commit, tell every l2-agent that these addresses (or CIDRs) joined or left
+        these groups, and nothing else about them changed (each agent asks which are
+        members now). The notices of transactions committed close together go as one."""
+        if isinstance(self.backend, NoopBackend):
+            return
+        changed = {g: sorted(a) for g, a in sorted(members.items()) if a}
+        if changed:
+            backend, ctx = self.backend, system_context()
+            self.txn.after_commit(lambda: backend.security_group_members_changed(ctx, changed))
+
     async def _port_security_changed(self, port: Port, old: PortInfo | None) -> None:
         """A port's groups, addresses, address pairs or port security changed: its groups'
-        members did, and its own firewall must follow."""
+        members did (their old and new addresses), and its own firewall must follow (a
+        port just created has no firewall yet: its binding brings it)."""
+        if isinstance(self.backend, NoopBackend):
+            return
         new = await self.snapshots.port_info(port)
         if old is not None and _security_view(old) == _security_view(new):
             return
-        groups = set(new.security_group_ids) | set(old.security_group_ids if old else [])
-        self.security_groups_changed(sorted(groups), [port.id] if old is not None else [])
+        touched = _members_of(new)
+        if old is not None:
+            for group_id, addresses in _members_of(old).items():
+                touched.setdefault(group_id, set()).update(addresses)
+            self.security_groups_changed([], [port.id])
+        self.members_changed(touched)
+
+
+def _members_of(port: PortInfo) -> dict[str, set[str]]:
+    """What the port makes of its groups' members: its fixed IPs and address pairs (with
+    port security off too, as in Neutron), in each of its groups."""
+    addresses = {a.ip_address for a in port.fixed_ips}
+    addresses.update(p.ip_address for p in port.allowed_address_pairs)
+    return {g: set(addresses) for g in port.security_group_ids}
 
 
 def _security_view(port: PortInfo) -> tuple[object, ...]:

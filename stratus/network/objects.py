@@ -151,8 +151,9 @@ class DeviceDetails(_Message):
 class SecurityGroupsSnapshot(_Message):
     """Security groups with their rules as written, and the members (addresses and CIDRs)
     of every group those rules name as ``remote_group_id``: what an l2-agent fetches again
-    when only groups changed (a rule, or a member joining or leaving), once for all of its
-    ports that use them (``security_details`` makes each port's part of it)."""
+    when only groups changed (a rule; a member joining or leaving is asked about alone,
+    ``get_group_members``), once for all of its ports that use them (``security_details``
+    makes each port's part of it)."""
 
     security_groups: list[SecurityGroupInfo] = Field(default_factory=list)
     remote_group_members: dict[str, list[str]] = Field(default_factory=dict)

@@ -74,6 +74,14 @@ class NetworkServerAPI(RPCAPI):
         return self.result(SecurityGroupsSnapshot, await self.client.call(
             ctx, "get_security_groups", group_ids=group_ids))
 
+    async def get_group_members(self, ctx: RequestContext,
+                                members: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Of each group's addresses (or CIDRs) given, those that are its members now
+        (group id → addresses): what the l2-agent asks when a change touched only these
+        members (``security_group_members_changed``), instead of every member again."""
+        return self.result(dict[str, list[str]], await self.client.call(
+            ctx, "get_group_members", members=members))
+
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         """Every port bound to ``host`` (``binding_host_id``), with its network's segment:
         what the l2-agent of ``host`` plugs again when it starts."""
@@ -153,13 +161,21 @@ class L2AgentAPI(RPCAPI):
     async def security_groups_updated(self, ctx: RequestContext,
                                       security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
-        """Rules or members of these groups changed, or these ports' security did (their
+        """Rules of these groups changed, or these ports' security did (their
         groups, addresses, address pairs, port security): every agent fetches again the
         ports it filters that the change touches (a port in the groups, or whose rules name
         one of them as remote group, or one of ``port_ids``) and applies their firewall."""
         await self.client.fanout(ctx, "security_groups_updated",
                                  security_group_ids=security_group_ids,
                                  port_ids=port_ids)
+
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None:
+        """These addresses (or CIDRs) joined or left these groups (group id → addresses)
+        and nothing else changed: every agent asks which of them are members now
+        (``get_group_members``) for the groups its ports' rules name as remote group, and
+        adds or deletes those elements of their sets."""
+        await self.client.fanout(ctx, "security_group_members_changed", members=members)
 
     async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
         """Every agent adds these VXLAN forwarding entries, on the networks whose VXLAN

@@ -14,6 +14,7 @@ from stratus.network.agents.l2.firewall import (
     admits_no_less,
     build,
     filtered,
+    member_sets,
     render,
 )
 from stratus.network.objects import (
@@ -229,6 +230,10 @@ def test_only_the_changed_ports_connections_are_read_from_the_table(
     assert len(flows._read_table()) == 4
     # What forget_stale deletes: the connections the port's rules refuse now.
     assert [f.dport for f in read if not judged.admits(f)] == [23, 80]
+    # Only members left: only the lines naming one of them are read (the whole address:
+    # 10.0.0.2 is not 10.0.0.22).
+    assert [f.dport for f in flows._read_table(judged.addresses, {"10.0.0.2"})] == [23, 22]
+    assert flows._read_table(judged.addresses, {"10.0.0.22", "10.0.0.20"}) == []
 
 
 def test_a_port_of_stateless_groups_is_judged_before_conntrack_admits() -> None:
@@ -265,6 +270,63 @@ def test_a_members_change_updates_the_set_elements_alone() -> None:
     assert build("t", [after, details()]).update_from(old) is None
     assert new.update_from(None) is None
     assert build("u", [after]).update_from(old) is None
+
+
+def test_new_members_alone_give_what_a_whole_build_gives() -> None:
+    """The driver's shortcut when only members changed (the changed groups' sets worked
+    out again, nothing rendered) ends where building the whole ruleset ends, or says it
+    cannot (the sets themselves would change)."""
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    remote = rule("ingress", remote_group_id=group_id)
+    before = details(remote, members={group_id: ["10.0.0.5", "10.0.0.9"]})
+    old = build("t", [before])
+    for members in (["10.0.0.5", "10.0.0.7", "fd00::7"], [], ["10.0.0.9"]):
+        after = before.model_copy(update={"remote_group_members": {group_id: members}})
+        sets = member_sets(old, [after], [group_id])
+        assert sets is not None
+        shortcut, whole = old.with_members(sets), build("t", [after])
+        assert shortcut.same_shape(whole) and shortcut.members == whole.members
+        assert shortcut.script == whole.script
+        assert shortcut.update_from(old) == whole.update_from(old)
+    # A CIDR among the members needs a set of its own; a group no rule names any more
+    # has no set: only a build makes those.
+    cidr = before.model_copy(update={"remote_group_members": {group_id: ["10.1.0.0/16"]}})
+    assert member_sets(old, [cidr], [group_id]) is None
+    assert member_sets(old, [details(members={group_id: ["10.0.0.5"]})], [group_id]) is None
+    assert member_sets(old, [before], []) == {}
+
+
+async def test_the_driver_renders_again_only_when_more_than_members_changed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratus.network.agents.l2 import firewall as module
+
+    group_id = "9a8b7c6d-0000-0000-0000-000000000000"
+    remote = rule("ingress", remote_group_id=group_id)
+    port = details(remote, members={group_id: ["10.0.0.5"]})
+    driver = module.NftablesFirewall(table="t")
+    scripts: list[str] = []
+
+    class Runner:
+        name = "recorded"
+
+        async def run(self, script: str) -> str:
+            scripts.append(script)
+            return ""
+
+    driver._runner = Runner()  # type: ignore[assignment]
+    builds: list[int] = []
+    original = module.build
+    monkeypatch.setattr(module, "build", lambda *a: builds.append(1) or original(*a))
+    driver.set_port(port)
+    await driver.apply()
+    driver.set_port(port.model_copy(update={"remote_group_members": {
+        group_id: ["10.0.0.5", "10.0.0.6"]}}))
+    await driver.apply()
+    assert len(builds) == 1 and scripts[-1].startswith("add element inet t rg4-")
+    assert driver._ruleset == original("t", driver.ports.values())
+    driver.set_port(details(rule("ingress"), id=port.port.id))  # its rules changed
+    await driver.apply()
+    assert len(builds) == 2 and scripts[-1].startswith("table bridge t {}")
 
 
 def test_only_rules_that_admit_less_make_connections_be_forgotten() -> None:

@@ -56,3 +56,30 @@ def test_noop_backend_wires_at_once_and_tells_no_one() -> None:
     asyncio.run(every_call())  # no bus: nothing to send to, nothing raised
     with pytest.raises(ValueError, match="bus"):
         backends.create_backend("linuxbridge", None)
+
+
+async def test_member_changes_arriving_while_one_is_sent_go_as_the_next_notice() -> None:
+    """A burst of creates in a group: the first change goes at once, those arriving while
+    it is on its way go together as the next notice, and every caller returns once its
+    own change went out."""
+    sent: list[dict[str, list[str]]] = []
+    gate, sending = asyncio.Event(), asyncio.Event()
+
+    class L2:
+        async def security_group_members_changed(self, ctx: RequestContext,
+                                                 members: dict[str, list[str]]) -> None:
+            sent.append(members)
+            sending.set()
+            await gate.wait()
+
+    notices = backends._MemberNotices(L2())  # type: ignore[arg-type]
+    ctx = RequestContext()
+    first = asyncio.create_task(notices.add(ctx, {"g": ["10.0.0.5"]}))
+    await sending.wait()
+    later = [asyncio.create_task(notices.add(ctx, members)) for members in (
+        {"g": ["10.0.0.6"]}, {"g": ["10.0.0.7"], "h": ["10.0.0.7"]}, {"g": ["10.0.0.6"]})]
+    await asyncio.sleep(0.01)
+    assert sent == [{"g": ["10.0.0.5"]}] and not any(t.done() for t in [first, *later])
+    gate.set()
+    await asyncio.gather(first, *later)
+    assert sent == [{"g": ["10.0.0.5"]}, {"g": ["10.0.0.6", "10.0.0.7"], "h": ["10.0.0.7"]}]

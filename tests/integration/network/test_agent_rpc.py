@@ -80,9 +80,14 @@ class L2Recorder(Recorder):
         await self.record("security_groups_updated", security_group_ids=security_group_ids,
                           port_ids=port_ids)
 
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None:
+        await self.record("security_group_members_changed", members=members)
+
 
 DHCP_METHODS = ("network_updated", "network_deleted", "port_updated", "port_deleted")
-L2_METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated")
+L2_METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated",
+              "security_group_members_changed")
 
 
 @pytest.fixture
@@ -279,6 +284,9 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
                               allowed_address_pairs=[{"ip_address": "10.31.0.200"}],
                               **{"binding:host_id": HOST})
     bound = await l2.wait_for("port_bound", lambda k: k["details"]["port"]["id"] == port["id"])
+    # Its addresses, fixed and pairs', joined the group.
+    await l2.wait_for("security_group_members_changed", lambda k: k["members"] == {
+        web["id"]: sorted([port["fixed_ips"][0]["ip_address"], "10.31.0.200"])})
     details = DeviceDetails.model_validate(bound["details"])
     assert details.port.security_group_ids == [web["id"]]
     assert details.port.port_security_enabled is True
@@ -290,23 +298,36 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
         ("ingress", web["id"]), ("egress", None)}
     assert sorted(details.remote_group_members[web["id"]]) == sorted(
         [port["fixed_ips"][0]["ip_address"], "10.31.0.200"])
-    # A new member: agents hear the group changed.
+    # A new member: agents hear which address joined which group, and nothing more.
     l2.calls.clear()
     other = await cloud.create("port", network_id=net["id"], security_groups=[web["id"]])
-    await l2.wait_for("security_groups_updated",
-                      lambda k: k["security_group_ids"] == [web["id"]])
+    joined = other["fixed_ips"][0]["ip_address"]
+    await l2.wait_for("security_group_members_changed",
+                      lambda k: k["members"] == {web["id"]: [joined]})
+    assert not [c for c in l2.calls if c[0] == "security_groups_updated"]
     fetched = await api.get_device_details(ctx, port["id"], HOST)
     assert fetched is not None
-    assert other["fixed_ips"][0]["ip_address"] in fetched.remote_group_members[web["id"]]
+    assert joined in fetched.remote_group_members[web["id"]]
+    # What the agents ask then: of those addresses, the members now (and of no others).
+    assert await api.get_group_members(ctx, {web["id"]: [joined, "10.31.0.99"]}) == {
+        web["id"]: [joined]}
     # What the l2-agent asks once for all its ports of the group: the same groups and members.
     groups = await api.get_security_groups(ctx, [web["id"]])
     assert groups.security_groups == fetched.security_groups
     assert groups.remote_group_members == fetched.remote_group_members
-    # The port leaves its groups: the port itself is named.
+    # The port leaves its groups: the port itself is named, its addresses left the group.
     l2.calls.clear()
     await cloud.call("PUT", f"/ports/{port['id']}", json={"port": {"security_groups": []}})
-    await l2.wait_for("security_groups_updated", lambda k: k["port_ids"] == [port["id"]]
-                      and k["security_group_ids"] == [web["id"]])
+    await l2.wait_for("security_groups_updated", lambda k: k["port_ids"] == [port["id"]])
+    left = sorted([port["fixed_ips"][0]["ip_address"], "10.31.0.200"])
+    await l2.wait_for("security_group_members_changed",
+                      lambda k: k["members"] == {web["id"]: left})
+    assert await api.get_group_members(ctx, {web["id"]: left}) == {web["id"]: []}
+    # A member deleted: its address left the group.
+    l2.calls.clear()
+    await cloud.call("DELETE", f"/ports/{other['id']}")
+    await l2.wait_for("security_group_members_changed",
+                      lambda k: k["members"] == {web["id"]: [joined]})
     # A rule goes: its group changed.
     l2.calls.clear()
     rule = next(r for r in web["security_group_rules"] if r["direction"] == "egress")

@@ -19,6 +19,7 @@ import shutil
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,8 +119,8 @@ class ServerDouble:
 
     METHODS = ("report_state", "get_active_networks", "get_network", "ensure_dhcp_port",
                "release_dhcp_port", "get_device_details", "get_security_groups",
-               "get_bound_ports", "get_fdb_entries", "update_device_up", "update_device_down",
-               "get_routers", "update_floatingip_statuses")
+               "get_group_members", "get_bound_ports", "get_fdb_entries", "update_device_up",
+               "update_device_down", "get_routers", "update_floatingip_statuses")
 
     networks: dict[str, NetworkInfo] = field(default_factory=dict)
     bound: dict[str, list[DeviceDetails]] = field(default_factory=dict)
@@ -136,6 +137,8 @@ class ServerDouble:
     #: The routers scheduled per host (l3-agent), and the floating IP statuses reported.
     routers: dict[str, list[RouterInfo]] = field(default_factory=dict)
     fip_statuses: dict[str, str] = field(default_factory=dict)
+    #: How many times each question about ports' security was asked.
+    asked: Counter[str] = field(default_factory=Counter)
 
     async def report_state(self, ctx: RequestContext, state: AgentState) -> None:
         self.states.append(state)
@@ -179,6 +182,7 @@ class ServerDouble:
 
     async def get_device_details(self, ctx: RequestContext, port_id: str,
                                  host: str) -> DeviceDetails | None:
+        self.asked["get_device_details"] += 1
         for details in self.bound.get(host, []):
             if details.port.id == port_id:
                 return details
@@ -186,7 +190,18 @@ class ServerDouble:
 
     async def get_security_groups(self, ctx: RequestContext,
                                   group_ids: list[str]) -> SecurityGroupsSnapshot:
+        self.asked["get_security_groups"] += 1
         return groups_of([d for ds in self.bound.values() for d in ds], group_ids)
+
+    async def get_group_members(self, ctx: RequestContext,
+                                members: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Of the addresses asked about, those the bound ports' details hold as members."""
+        self.asked["get_group_members"] += 1
+        held: dict[str, set[str]] = {}
+        for details in (d for ds in self.bound.values() for d in ds):
+            for group_id, addresses in details.remote_group_members.items():
+                held.setdefault(group_id, set()).update(addresses)
+        return {g: sorted(set(a) & held.get(g, set())) for g, a in members.items()}
 
     async def get_bound_ports(self, ctx: RequestContext, host: str) -> list[DeviceDetails]:
         if self.unavailable:

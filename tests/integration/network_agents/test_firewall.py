@@ -476,6 +476,41 @@ async def test_connections_no_rule_admits_any_more_are_cut(lab: Lab) -> None:
             assert await asyncio.to_thread(echoes, other)
 
 
+async def test_a_member_leaving_cuts_its_connections_alone(lab: Lab) -> None:
+    """Only members changed (set elements deleted): the connections from the address that
+    left are forgotten, those of the members still in the group keep working."""
+    group = SecurityGroupInfo(id=str(uuid.uuid4()))
+    group = group.model_copy(update={"rules": [*EGRESS, rule(
+        "ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+        remote_group_id=group.id)]})
+    outsider = SecurityGroupInfo(id=str(uuid.uuid4()), rules=list(EGRESS))
+    port_a, port_c, port_b = lab.port(10, [outsider]), lab.port(12, [outsider]), lab.port(
+        11, [group])
+    for port in (port_a, port_c):
+        lab.firewall.set_port(lab.details(port, [outsider]))
+    both = [f"{lab.prefix}.10", f"{lab.prefix}.11", f"{lab.prefix}.12"]
+    served = lab.details(port_b, [group]).model_copy(update={
+        "remote_group_members": {group.id: both}})
+    lab.firewall.set_port(served)
+    await lab.firewall.apply()
+    a, c, b = await lab.guest(port_a), await lab.guest(port_c), await lab.guest(port_b)
+    scripts = recorded(lab.firewall)
+    with echo_server(b, 22):
+        from_a = await asyncio.to_thread(held_connection, a, b.address, 22)
+        from_c = await asyncio.to_thread(held_connection, c, b.address, 22)
+        with from_a, from_c:
+            assert await asyncio.to_thread(echoes, from_a)
+            assert await asyncio.to_thread(echoes, from_c)
+            lab.firewall.set_port(served.model_copy(update={
+                "remote_group_members": {group.id: [m for m in both if m != a.address]}}))
+            await lab.firewall.apply()
+            await lab.firewall.settled()
+            assert [s.split(" {")[0] for s in scripts] == [
+                f"delete element inet {lab.table} rg4-{group.id.replace('-', '')}"]
+            assert not await asyncio.to_thread(echoes, from_a)
+            assert await asyncio.to_thread(echoes, from_c)
+
+
 async def test_stateless_groups_admit_no_reply_by_conntrack(lab: Lab) -> None:
     """Neutron's stateless groups (``stateful`` false): every packet of the port, replies
     included, must match one of its rules; a stateful peer's replies still pass."""

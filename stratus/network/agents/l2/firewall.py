@@ -6,7 +6,8 @@ The whole ruleset of the host's filtered ports is rendered from what the server 
 new ones made in the same commit, so no packet ever sees a half-made ruleset and nothing is
 ever duplicated (a restart simply applies again). When only remote groups' members changed
 since the last apply (what every port created in a group does to every port filtered by
-it), the script adds and deletes those set elements instead, also in one transaction. Two
+it), the script adds and deletes those set elements instead, also in one transaction, and
+only those groups' sets are worked out again (the ports' chains are not rendered). Two
 tables carry the configurable name (``stratus-sg`` by default):
 
 * ``bridge <name>``: anti-spoofing, per tap, before anything else sees the frame (the
@@ -281,27 +282,51 @@ def _members(addresses: Iterable[str], version: int) -> tuple[list[str], list[st
             [m.text for m in sorted(merged, key=lambda m: m.order)])
 
 
+def _ordered(members: Iterable[str]) -> list[str]:
+    """Members in address order (as a set's elements are listed)."""
+    return sorted(members, key=lambda m: _member(m).order)
+
+
 @dataclass(frozen=True)
 class Ruleset:
     """Our two tables as rendered from the ports: the script that makes them from nothing
-    (replacing whatever is there), and what updating one ruleset into another needs."""
+    (replacing whatever is there), and what updating one ruleset into another needs.
+
+    Two rulesets of one shape (``head``, ``sets`` declared empty, ``rest``) differ only in
+    their sets' members, which an update changes element by element."""
 
     table: str
-    script: str
-    #: The script with every set declared empty: two rulesets of one shape differ only in
-    #: their sets' members, which an update changes element by element.
-    shape: str
+    #: The tables up to the ``inet`` table's sets, and everything after them.
+    head: str
+    rest: str
+    #: Each ``inet`` set as declared: (name, type, interval).
+    sets: tuple[tuple[str, str, bool], ...]
     #: Each ``inet`` set's members.
     members: dict[str, frozenset[str]]
+
+    @functools.cached_property
+    def script(self) -> str:
+        return self.head + "".join(_set(n, k, i, _ordered(self.members[n]))
+                                   for n, k, i in self.sets) + self.rest
+
+    def same_shape(self, other: Ruleset) -> bool:
+        return (self.table == other.table and self.sets == other.sets
+                and self.head == other.head and self.rest == other.rest)
+
+    def with_members(self, members: dict[str, frozenset[str]]) -> Ruleset:
+        """This ruleset with these sets' members instead (sets it declares)."""
+        return Ruleset(self.table, self.head, self.rest, self.sets, {**self.members, **members})
 
     def update_from(self, old: Ruleset | None) -> str | None:
         """The script that turns ``old`` (in force) into this ruleset by set elements alone
         (empty: nothing to do); None when more than members changed."""
-        if old is None or old.table != self.table or old.shape != self.shape:
+        if old is None or not self.same_shape(old):
             return None
         deletes, adds = [], []
         for name, members in self.members.items():
             before = old.members.get(name, frozenset())
+            if before is members:
+                continue
             if gone := before - members:
                 deletes.append(f"delete element inet {self.table} {name} "
                                f"{_elements(sorted(gone))}\n")
@@ -313,6 +338,47 @@ class Ruleset:
         return "".join([*deletes, *adds])
 
 
+def _remote_groups(details: DeviceDetails) -> set[str]:
+    """The groups the port's rules name as remote group."""
+    return {r.remote_group_id for g in details.security_groups for r in g.rules
+            if r.remote_group_id}
+
+
+def member_sets(ruleset: Ruleset, ports: Iterable[DeviceDetails],
+                groups: Iterable[str]) -> dict[str, frozenset[str]] | None:
+    """The members ``ruleset``'s sets of ``groups`` take from ``ports`` (what ``build``
+    would give them); None when that changes which sets there are (a group named or no
+    longer named, CIDRs among its members or none any more): then only a ``build`` will do.
+    """
+    wanted = set(groups)
+    if not wanted:
+        return {}
+    union: dict[str, set[str]] = {g: set() for g in wanted}
+    named: set[str] = set()
+    for details in ports:
+        if not filtered(details):
+            continue
+        for group_id in _remote_groups(details) & wanted:
+            named.add(group_id)
+            union[group_id].update(details.remote_group_members.get(group_id, ()))
+    result: dict[str, frozenset[str]] = {}
+    for group_id in sorted(wanted):
+        present = _set_name(group_id, 4) in ruleset.members
+        if (group_id in named) != present:
+            return None
+        if not present:
+            continue
+        for version in (4, 6):
+            hosts, cidrs = _members(union[group_id], version)
+            cidr_set = _set_name(group_id, version, cidrs=True)
+            if bool(cidrs) != (cidr_set in ruleset.members):
+                return None
+            result[_set_name(group_id, version)] = frozenset(hosts)
+            if cidrs:
+                result[cidr_set] = frozenset(cidrs)
+    return result
+
+
 def build(table: str, ports: Iterable[DeviceDetails]) -> Ruleset:
     """The ruleset of ``ports`` (the filtered ones); with none, its script only deletes
     the tables."""
@@ -322,8 +388,7 @@ def build(table: str, ports: Iterable[DeviceDetails]) -> Ruleset:
         # Declaring first makes the delete succeed whether or not the table exists.
         out.append(f"table {family} {table} {{}}\ndelete table {family} {table}\n")
     if not chosen:
-        script = "".join(out)
-        return Ruleset(table, script, script, {})
+        return Ruleset(table, "".join(out), "", (), {})
 
     spoof_map: list[str] = []
     # Per statefulness (True: stateful), "<bridge> . <mac>" → the port's chain.
@@ -384,15 +449,42 @@ def build(table: str, ports: Iterable[DeviceDetails]) -> Ruleset:
     tail.append("}\n")
     head = "".join(out)
     rest = "".join(tail)
-    script = head + "".join(_set(n, k, i, m) for n, k, i, m in sets) + rest
-    shape = head + "".join(_set(n, k, i, []) for n, k, i, _ in sets) + rest
-    return Ruleset(table, script, shape, {n: frozenset(m) for n, _, _, m in sets})
+    ruleset = Ruleset(table, head, rest, tuple((n, k, i) for n, k, i, _ in sets),
+                      {n: frozenset(m) for n, _, _, m in sets})
+    # Rendered now, from the members already in order.
+    ruleset.__dict__["script"] = (head + "".join(_set(n, k, i, m) for n, k, i, m in sets)
+                                  + rest)
+    return ruleset
 
 
 def render(table: str, ports: Iterable[DeviceDetails]) -> str:
     """The nft script that replaces our two tables with the ruleset of ``ports`` (the
     filtered ones); with none, it only deletes the tables."""
     return build(table, ports).script
+
+
+def _members_gone(old: Ruleset | None, new: Ruleset) -> set[str] | None:
+    """The addresses that left the remote groups' sets from ``old`` to ``new`` (of one
+    shape); None when CIDRs did (a connection's peer may be in a narrower one)."""
+    if old is None:
+        return None
+    gone: set[str] = set()
+    for name, members in new.members.items():
+        before = old.members.get(name, frozenset())
+        if before is members:
+            continue
+        if left := before - members:
+            if name.startswith("rn"):
+                return None
+            gone |= left
+    return gone
+
+
+def _same_but_members(old: DeviceDetails, new: DeviceDetails) -> bool:
+    """Whether the port differs at most by its remote groups' members."""
+    return (old.port == new.port and old.network == new.network
+            and old.security_groups == new.security_groups
+            and old.remote_group_members.keys() == new.remote_group_members.keys())
 
 
 def admits_no_less(old: DeviceDetails, new: DeviceDetails) -> bool:
@@ -426,6 +518,11 @@ class NftablesFirewall:
         self._ruleset: Ruleset | None = None
         self._forgetting: set[asyncio.Task[None]] = set()
         self._runner = runner(self.nft)
+        #: Since the last apply: a port came, went or changed more than its remote
+        #: groups' members (the tables are rendered again), and the groups whose members
+        #: may have changed (else only their sets are worked out again).
+        self._reshaped = True
+        self._members_changed: set[str] = set()
 
     def available(self) -> bool:
         return self._runner is not None
@@ -436,10 +533,31 @@ class NftablesFirewall:
         return self._runner.name if self._runner is not None else "none"
 
     def set_port(self, details: DeviceDetails) -> None:
+        old = self.ports.get(details.port.id)
         self.ports[details.port.id] = details
+        if old is None or not _same_but_members(old, details):
+            self._reshaped = True
+            return
+        before, after = old.remote_group_members, details.remote_group_members
+        if before is not after:
+            self._members_changed.update(g for g in before.keys() | after.keys()
+                                         if before.get(g) != after.get(g))
 
     def remove_port(self, port_id: str) -> bool:
-        return self.ports.pop(port_id, None) is not None
+        if self.ports.pop(port_id, None) is None:
+            return False
+        self._reshaped = True
+        return True
+
+    def _next_ruleset(self) -> Ruleset:
+        """The ruleset of the current ports: the one in force with new members when only
+        members changed (no rendering of the ports' chains, only the changed groups'
+        members gathered again), else built whole."""
+        if not self._reshaped and self._ruleset is not None:
+            members = member_sets(self._ruleset, self.ports.values(), self._members_changed)
+            if members is not None:
+                return self._ruleset.with_members(members)
+        return build(self.table, self.ports.values())
 
     def render(self) -> str:
         return render(self.table, self.ports.values())
@@ -449,31 +567,42 @@ class NftablesFirewall:
         sets' elements that changed when nothing else did (members of remote groups come
         and go with every port created in them), else the whole tables replaced."""
         async with self._lock:
-            ruleset = build(self.table, self.ports.values())
-            update = ruleset.update_from(self._ruleset)
-            if update is None:
-                await self._run(ruleset.script)
-            elif update:
-                try:
-                    await self._run(update)
-                except FirewallError as exc:  # not as we left it (or refused): replace it
-                    LOG.warning("firewall: set update failed (%s); replacing the tables", exc)
-                    self._ruleset = None
+            members_only = not self._reshaped and self._ruleset is not None
+            ruleset = self._next_ruleset()
+            self._reshaped, self._members_changed = False, set()
+            old = self._ruleset
+            update = ruleset.update_from(old)
+            try:
+                if update is None:
                     await self._run(ruleset.script)
+                elif update:
+                    try:
+                        await self._run(update)
+                    except FirewallError as exc:  # not as we left it (or refused): replace
+                        LOG.warning("firewall: set update failed (%s); replacing the tables",
+                                    exc)
+                        self._ruleset = None
+                        await self._run(ruleset.script)
+            except BaseException:
+                # What is in force is not known: the next apply replaces the tables.
+                self._ruleset = None
+                self._reshaped = True
+                raise
             self._ruleset = ruleset
             changed = [d for port_id, d in self.ports.items()
                        if port_id in self._applied and self._applied[port_id] != d
                        and not admits_no_less(self._applied[port_id], d)]
             self._applied = dict(self.ports)
             if changed:
+                peers = _members_gone(old, ruleset) if members_only else None
                 # After the answer: the rules are in force now, the table walk may be slow.
-                task = asyncio.create_task(self._forget(changed))
+                task = asyncio.create_task(self._forget(changed, peers))
                 self._forgetting.add(task)
                 task.add_done_callback(self._forgetting.discard)
 
-    async def _forget(self, changed: list[DeviceDetails]) -> None:
+    async def _forget(self, changed: list[DeviceDetails], peers: set[str] | None) -> None:
         try:
-            forgotten = await asyncio.to_thread(flows.forget_stale, changed)
+            forgotten = await asyncio.to_thread(flows.forget_stale, changed, peers)
         except Exception:  # the rules hold for new connections all the same
             LOG.exception("firewall: stale connections could not be forgotten")
             return
@@ -491,6 +620,7 @@ class NftablesFirewall:
             self.ports.clear()
             self._applied.clear()
             self._ruleset = None
+            self._reshaped = True
             await self._run(render(self.table, []))
 
     async def _run(self, script: str) -> str:

@@ -22,7 +22,12 @@ Security groups are enforced by the firewall driver (``firewall``: nftables, or 
 ``nft`` is missing or filtering is turned off): the ruleset of every filtered port is
 rendered from the server's ``DeviceDetails`` and applied atomically whenever a port comes,
 goes or changes, and when the server says groups changed (``security_groups_updated``: the
-touched ports are fetched again, changes arriving together are applied together). The
+touched ports are fetched again, changes arriving together are applied together). A change
+of members alone (a port created, deleted or re-addressed in a group) comes as the
+addresses that joined or left (``security_group_members_changed``): the agent asks which of
+those are members now (``get_group_members``, however many members the group has), puts
+them in its ports' members, and the firewall adds or deletes those set elements without
+rendering anything else; the full resync on start stays the source of truth. The
 firewall's tables outlive the agent like the taps do: after a restart the old ruleset stays
 in force until the first full resync has the server's current state, which then replaces it
 in one transaction.
@@ -124,7 +129,7 @@ class L2AgentManager:
     """Plugs and unplugs taps for ``hosts``; :meth:`endpoint` gives each host's bus manager."""
 
     METHODS = ("port_bound", "port_unbound", "network_deleted", "security_groups_updated",
-               "fdb_add", "fdb_remove")
+               "security_group_members_changed", "fdb_add", "fdb_remove")
 
     def __init__(self, hosts: Sequence[str], server: NetworkServerAPI,
                  options: L2AgentOptions | None = None) -> None:
@@ -148,6 +153,9 @@ class L2AgentManager:
         #: and (``_refresh_security``) only their groups' rules and members.
         self._refresh_ports: set[str] = set()
         self._refresh_security: set[str] = set()
+        #: Group id → addresses whose membership changed: asked about (only they) in the
+        #: same batch.
+        self._refresh_members: dict[str, set[str]] = {}
         self._refresh_task: asyncio.Task[None] | None = None
         #: Numbers the questions to the server; per port, the answer in force.
         self._order = AnswerOrder()
@@ -440,13 +448,27 @@ class L2AgentManager:
                 users.add(port_id)
         self._schedule_refresh(named, security=users - named)
 
-    def _schedule_refresh(self, port_ids: set[str], *, security: set[str] | None = None
-                          ) -> None:
-        """``port_ids`` are fetched again whole, ``security`` only their groups."""
-        if not port_ids and not security:
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None:
+        """These addresses joined or left these groups: ask (soon, in one batch with the
+        changes arriving meanwhile) which of them are members now, for the groups our
+        ports' rules name as remote group, and change only those elements of the sets."""
+        named: set[str] = set()
+        for details in self.firewall.ports.values():
+            named.update(details.remote_group_members)
+        touched = {g: set(a) for g, a in members.items() if g in named and a}
+        self._schedule_refresh(set(), members=touched)
+
+    def _schedule_refresh(self, port_ids: set[str], *, security: set[str] | None = None,
+                          members: dict[str, set[str]] | None = None) -> None:
+        """``port_ids`` are fetched again whole, ``security`` only their groups, and of
+        ``members``' groups only whether those addresses are members."""
+        if not port_ids and not security and not members:
             return
         self._refresh_ports |= port_ids
         self._refresh_security |= security or set()
+        for group_id, addresses in (members or {}).items():
+            self._refresh_members.setdefault(group_id, set()).update(addresses)
         if self._refresh_task is None or self._refresh_task.done():
             self._refresh_task = asyncio.create_task(self._refresh())
 
@@ -457,9 +479,10 @@ class L2AgentManager:
 
     async def _refresh(self) -> None:
         await asyncio.sleep(self.options.firewall_batch_delay)
-        while self._refresh_ports or self._refresh_security:
+        while self._refresh_ports or self._refresh_security or self._refresh_members:
             wanted, self._refresh_ports = self._refresh_ports, set()
             security, self._refresh_security = self._refresh_security - wanted, set()
+            members, self._refresh_members = self._refresh_members, {}
             ctx = self._context()
             changed = False
             for port_id in sorted(wanted):
@@ -481,6 +504,8 @@ class L2AgentManager:
                         changed |= self._track(details)
             if security:
                 changed |= await self._refresh_security_of(ctx, security)
+            if members:
+                changed |= await self._refresh_members_of(ctx, members)
             if changed:
                 async with self._lock:
                     await self._apply_firewall()
@@ -509,6 +534,43 @@ class L2AgentManager:
                 if self._order.outdated(port_id, asked):
                     continue
                 changed |= self._track(security_details(details, groups))
+        return changed
+
+    async def _refresh_members_of(self, ctx: RequestContext,
+                                  touched: dict[str, set[str]]) -> bool:
+        """Ask which of the ``touched`` addresses are members of their groups now, and put
+        them in (or take them out of) the members every filtered port has of those groups;
+        True when the ruleset must change. The firewall then adds and deletes those set
+        elements alone."""
+        asked = self._order.ask()
+        try:
+            present = await self.server.get_group_members(
+                ctx, {g: sorted(a) for g, a in sorted(touched.items())})
+        except UnknownMethod:  # an older server: fetch the groups whole instead
+            users = {p for p, d in self.firewall.ports.items()
+                     if touched.keys() & d.remote_group_members.keys()}
+            return await self._refresh_security_of(ctx, users)
+        except MessagingError as exc:
+            LOG.warning("l2-agent: members of %s not refreshed (%s)", sorted(touched), exc)
+            return False
+        now = {g: set(present.get(g, ())) for g in touched}
+        changed = False
+        async with self._lock:
+            for port_id, details in list(self.firewall.ports.items()):
+                groups = touched.keys() & details.remote_group_members.keys()
+                if not groups or port_id not in self.ports:
+                    continue
+                if self._order.outdated(port_id, asked):
+                    continue
+                update: dict[str, list[str]] = {}
+                for group_id in groups:
+                    before = details.remote_group_members[group_id]
+                    after = {a for a in before if a not in touched[group_id]} | now[group_id]
+                    if len(after) != len(before) or not after.issuperset(before):
+                        update[group_id] = sorted(after)
+                if update:
+                    changed |= self._track(details.model_copy(update={
+                        "remote_group_members": {**details.remote_group_members, **update}}))
         return changed
 
     def _plug(self, port: PortInfo, network: NetworkInfo) -> bool:
@@ -603,6 +665,10 @@ class L2HostEndpoint:
     async def security_groups_updated(self, ctx: RequestContext, security_group_ids: list[str],
                                       port_ids: list[str]) -> None:
         await self.agent.security_groups_updated(ctx, security_group_ids, port_ids)
+
+    async def security_group_members_changed(self, ctx: RequestContext,
+                                             members: dict[str, list[str]]) -> None:
+        await self.agent.security_group_members_changed(ctx, members)
 
     async def fdb_add(self, ctx: RequestContext, entries: FdbEntries) -> None:
         await self.agent.fdb_add(entries)
