@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources
 from stratus.compute.models import Allocation, Inventory, ResourceProvider
-from stratus.core.db import statement_connection, utcnow
+from stratus.core.db import Txn, statement_connection, utcnow
 
 __all__ = ["DISK_GB", "MEMORY_MB", "RESOURCE_CLASSES", "VCPU", "ClaimConflict",
            "InsufficientResources", "InventorySpec", "Placement", "capacity_of",
@@ -70,10 +70,22 @@ def capacity_of(row: Inventory) -> float:
 
 
 class Placement:
-    """Placement operations within the caller's transaction."""
+    """Placement operations within the caller's transaction: a ``Txn`` (its session made
+    only if an operation needs the ORM: a claim does not) or a session."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, within: Txn | AsyncSession) -> None:
+        self._within = within
+
+    @property
+    def session(self) -> AsyncSession:
+        within = self._within
+        return within.session if isinstance(within, Txn) else within
+
+    async def _connection(self) -> AsyncConnection:
+        within = self._within
+        if isinstance(within, Txn):
+            return await within.connection()
+        return await statement_connection(within)
 
     async def ensure_provider(self, uuid: str, name: str,
                               inventories: Mapping[str, InventorySpec], *,
@@ -103,7 +115,7 @@ class Placement:
         await self.session.flush()
 
     async def usage(self, provider_uuid: str) -> dict[str, int]:
-        rows = await (await statement_connection(self.session)).execute(
+        rows = await (await self._connection()).execute(
             _USAGE, {"p_uuid": provider_uuid})
         return {rc: int(used or 0) for rc, used in rows.all()}
 
@@ -119,7 +131,7 @@ class Placement:
         """
         # Plain statements on the tables, not ORM objects: every boot claims once, and
         # the unit of work cost more than the SQL (the same reads and guarded writes).
-        connection = await statement_connection(self.session)
+        connection = await self._connection()
         where = {"p_uuid": provider_uuid}
         provider = (await connection.execute(_CLAIM_PROVIDER, where)).one_or_none()
         if provider is None:

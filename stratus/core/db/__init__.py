@@ -185,7 +185,7 @@ class Database:
         after-commit actions run. ``write=False`` (read only) takes no SQLite write lock;
         see ``txn.py`` for the locking contract."""
         writer = self._sqlite_writer_key if write else None
-        async with open_transaction(self.sessionmaker, self.backend,
+        async with open_transaction(self.engine, self.sessionmaker, self.backend,
                                     sqlite_writer=writer) as txn:
             yield txn
 
