@@ -33,9 +33,18 @@ _ALLOCATIONS = cast(Table, Allocation.__table__)
 #: The claim's statements, built (and their SQL compiled) once: every boot claims.
 _CLAIM_PROVIDER = (select(_PROVIDERS.c.name, _PROVIDERS.c.generation)
                    .where(_PROVIDERS.c.uuid == bindparam("p_uuid")).with_for_update())
+#: Each inventory of the provider with what its consumers hold of it: one statement, after
+#: the provider's lock (a new snapshot in PostgreSQL's read committed, so the claims that
+#: held the lock before are counted; not in the locking statement, whose snapshot predates
+#: the wait). The index on (provider, class, used) answers each sum.
 _CLAIM_INVENTORY = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
                            _INVENTORIES.c.reserved, _INVENTORIES.c.allocation_ratio,
-                           _INVENTORIES.c.max_unit)
+                           _INVENTORIES.c.max_unit,
+                           select(func.coalesce(func.sum(_ALLOCATIONS.c.used), 0))
+                           .where(_ALLOCATIONS.c.provider_uuid == _INVENTORIES.c.provider_uuid,
+                                  _ALLOCATIONS.c.resource_class
+                                  == _INVENTORIES.c.resource_class)
+                           .scalar_subquery().label("used"))
                     .where(_INVENTORIES.c.provider_uuid == bindparam("p_uuid")))
 _USAGE = (select(_ALLOCATIONS.c.resource_class, func.sum(_ALLOCATIONS.c.used))
           .where(_ALLOCATIONS.c.provider_uuid == bindparam("p_uuid"))
@@ -139,7 +148,6 @@ class Placement:
         generation = provider.generation
         inventories = {row.resource_class: row
                        for row in await connection.execute(_CLAIM_INVENTORY, where)}
-        used = await self.usage(provider_uuid)
         for rc, amount in resources.items():
             if amount <= 0:
                 continue
@@ -150,7 +158,7 @@ class Placement:
                 raise InsufficientResources(f"{provider.name}: {rc} {amount} is over the "
                                             f"largest unit {limits.max_unit}")
             capacity = (limits.total - limits.reserved) * limits.allocation_ratio
-            if used.get(rc, 0) + amount > capacity:
+            if int(limits.used or 0) + amount > capacity:
                 raise InsufficientResources(f"{provider.name}: not enough {rc}")
         allocations = [{"consumer_uuid": consumer_uuid, "provider_uuid": provider_uuid,
                         "resource_class": rc, "used": amount}
