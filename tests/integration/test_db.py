@@ -257,15 +257,17 @@ async def test_a_pooled_connection_the_server_closed_is_not_handed_out(db_url: s
             first = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None
+            closed = asyncio.Event()
+            driver.add_termination_listener(lambda _connection: closed.set())
         assert db.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
         async with admin.engine.connect() as other:
             ended = (await other.execute(text("SELECT pg_terminate_backend(:pid)"),
                                          {"pid": first})).scalar_one()
         assert ended is True
-        # Until the server's goodbye reached the pooled connection (asked of asyncpg's
-        # connection itself: a checkout would replace it).
-        while not driver.is_closed():
-            await asyncio.sleep(0.02)
+        # Until the server's goodbye reached the pooled connection (asyncpg's own listener:
+        # a checkout to look would replace it).
+        await closed.wait()
+        assert driver.is_closed()
         try:
             async with db.transaction(write=False) as txn:
                 connection = await txn.connection()
