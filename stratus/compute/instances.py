@@ -395,14 +395,19 @@ class Instances:
         if finished and started_at is None:
             done = await connection.execute(_FINISH_EVENT, params)
             finished_one = done.rowcount
+        failed = finished and result == "Error"
         if not finished_one:
             params.update(v_host=host, v_start=(started_at or now) if finished else now,
                           v_finish=now if finished else None,
                           v_result=result if finished else None,
                           v_details=details if finished else None)
+            if self.txn.dialect == "postgresql":
+                # The event and its action's update in one statement (a data-modifying CTE,
+                # which SQLite has not): every hop of a boot records an event.
+                await connection.execute(_INSERT_EVENT_TOUCHING[finish_action, failed], params)
+                return
             await connection.execute(_INSERT_EVENT, params)
-        await connection.execute(
-            _touch_action(finish_action, finished and result == "Error"), params)
+        await connection.execute(_touch_action(finish_action, failed), params)
 
     async def finish_action(self, instance_uuid: str, request_id: str | None,
                             message: str | None = None) -> None:
@@ -495,6 +500,15 @@ _TOUCH_ACTION = {
     (finishing, failed): _action_update(
         updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
         **({"message": "Error"} if failed else {}))
+    for finishing in (False, True) for failed in (False, True)}
+#: PostgreSQL: ``_INSERT_EVENT`` and the action's update by it in one statement, the update
+#: made only when the event was (as both statements do: no action, neither writes).
+_INSERTED_EVENT = _INSERT_EVENT.returning(_EVENTS.c.action_id).cte("inserted_event")
+_INSERT_EVENT_TOUCHING = {
+    (finishing, failed): sa_update(_ACTIONS).where(
+        _ACTIONS.c.id.in_(select(_INSERTED_EVENT.c.action_id))).values(
+        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
+        **({"message": "Error"} if failed else {})).add_cte(_INSERTED_EVENT)
     for finishing in (False, True) for failed in (False, True)}
 #: ``finish_action``: (with a message) -> statement.
 _FINISH_ACTION = {
