@@ -92,6 +92,9 @@ class Txn:
         #: SQLite only: whether this transaction holds its file's write lock.
         self._exclusive = exclusive
         self._after: list[AfterCommit] = []
+        #: PostgreSQL: the advisory locks this transaction holds (a second ``lock`` of one
+        #: key, as a boot's quota lock then its quota check make, needs no statement).
+        self._held: set[int] = set()
 
     @property
     def session(self) -> AsyncSession:
@@ -135,8 +138,12 @@ class Txn:
         if not key:
             raise ValueError("a lock needs a key")
         if self.dialect == "postgresql":
+            number = lock_number(*key)
+            if number in self._held:  # held until the transaction ends
+                return
             connection = await self.connection()
-            await connection.execute(_ADVISORY_LOCK, {"k": lock_number(*key)})
+            await connection.execute(_ADVISORY_LOCK, {"k": number})
+            self._held.add(number)
         elif not self._exclusive:
             raise RuntimeError("lock() in a read-only SQLite transaction: open it with "
                                "transaction(write=True)")
