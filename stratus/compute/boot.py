@@ -23,7 +23,7 @@ from typing import Any
 
 from stratus.compute import block_devices, server_metadata, volume_attach
 from stratus.compute.block_devices import BootDisks, Mapping
-from stratus.compute.instances import NewInstance, flavor_info
+from stratus.compute.instances import NewInstance
 from stratus.compute.models import Instance
 from stratus.compute.objects import BuildRequest, FlavorInfo
 from stratus.compute.service import ComputeRuntime, ComputeService
@@ -190,8 +190,8 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
     assert context.user_id is not None
     await svc.quotas.lock_project(project_id)
     try:
-        flavor = await svc.flavors.get(req.flavor_ref, project_id=project_id,
-                                       admin=context.is_admin)
+        flavor = await svc.flavors.info(req.flavor_ref, project_id=project_id,
+                                        admin=context.is_admin)
     except NotFound as exc:
         raise BadRequest(f"Flavor {req.flavor_ref} could not be found.") from exc
     if (image.get("min_ram") or 0) > flavor.ram:
@@ -213,7 +213,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
     if req.metadata:
         server_metadata.validate(req.metadata)
         await svc.server_metadata.check_quota(project_id, len(req.metadata))
-    disks = block_devices.devices(req.extra_disks, flavor_info(flavor))
+    disks = block_devices.devices(req.extra_disks, flavor)
     await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,
@@ -225,7 +225,7 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
         tags=req.tags, block_devices=tuple(disks)), count=req.count)
     if group is not None:
         await svc.server_groups.add_members(group, [i.uuid for i in instances])
-    return instances, flavor_info(flavor)
+    return instances, flavor
 
 
 async def _root_volumes(rt: ComputeRuntime, context: RequestContext,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, case, delete, or_, select
 from sqlalchemy import update as sa_update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute import states
 from stratus.compute.errors import AlreadyPlaced, InstanceGone, UnexpectedTaskState
@@ -35,7 +36,7 @@ from stratus.compute.objects import (
     InstanceUpdate,
 )
 from stratus.core.context import RequestContext
-from stratus.core.db import Txn, statement_connection, utcnow
+from stratus.core.db import Txn, utcnow
 from stratus.core.exceptions import NotFound
 
 if TYPE_CHECKING:
@@ -58,7 +59,9 @@ _UPDATABLE = ("vm_state", "power_state", "host", "node", "progress", "launched_a
 _Logged = TypeVar("_Logged", InstanceFault, InstanceAction)
 
 
-def flavor_info(flavor: Flavor) -> FlavorInfo:
+def flavor_info(flavor: Flavor | FlavorInfo) -> FlavorInfo:
+    if isinstance(flavor, FlavorInfo):
+        return flavor
     return FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram,
                       disk=flavor.disk, ephemeral=flavor.ephemeral, swap=flavor.swap,
                       extra_specs=dict(flavor.extra_specs or {}))
@@ -68,7 +71,7 @@ def flavor_info(flavor: Flavor) -> FlavorInfo:
 class NewInstance:
     name: str
     image_ref: str
-    flavor: Flavor
+    flavor: Flavor | FlavorInfo
     key_name: str | None = None
     key_data: str | None = None
     user_data: str | None = None
@@ -94,7 +97,12 @@ class Instances:
 
     def __init__(self, txn: Txn) -> None:
         self.txn = txn
-        self.session = txn.session
+
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's ORM session (made on first use: the hot paths' prebuilt
+        statements run on ``txn.connection()`` without one)."""
+        return self.txn.session
 
     async def create(self, ctx: RequestContext, spec: NewInstance,
                      count: int = 1) -> list[Instance]:
@@ -127,7 +135,7 @@ class Instances:
                 access_ip_v6=spec.access_ip_v6, vm_state=states.BUILDING,
                 task_state=states.SCHEDULING, power_state=0, progress=0, created_at=now,
                 system_metadata={}))
-        connection = await statement_connection(self.session)
+        connection = await self.txn.connection()
         await connection.execute(_INSERT_INSTANCE, rows)
         await connection.execute(_INSERT_ACTION, [
             {"instance_uuid": row["uuid"], "request_id": ctx.request_id, "action": "create",
@@ -206,11 +214,11 @@ class Instances:
         statement = _transition_statement(
             tuple(params), None if expected_task_state is None else len(named),
             expected_task_state is not None and None in expected_task_state, building)
-        connection = await statement_connection(self.session)
+        connection = await self.txn.connection()
         row = (await connection.execute(statement, params)).one_or_none()
         table = _INSTANCES
         if row is None:
-            current = (await self.session.execute(
+            current = (await connection.execute(
                 select(table.c.task_state).where(table.c.uuid == instance_uuid))).one_or_none()
             if current is None:
                 raise NotFound(f"Instance {instance_uuid} could not be found.")
@@ -224,7 +232,8 @@ class Instances:
         that reads the row back (as ``transition``, and with its caveat: the caller must not
         hold this instance as an ORM object in the same transaction)."""
         table = _INSTANCES
-        row = (await self.session.execute(
+        connection = await self.txn.connection()
+        row = (await connection.execute(
             sa_update(table).where(table.c.uuid == instance_uuid).values(values)
             .returning(*table.c))).one_or_none()
         if row is None:
@@ -234,8 +243,8 @@ class Instances:
     async def record_of(self, instance_uuid: str) -> InstanceRecord:
         """The instance (deleted or not) as the bus carries it, read as one row (no ORM
         object); ``NotFound`` when there is none."""
-        row = (await self.session.execute(
-            select(_INSTANCES).where(_INSTANCES.c.uuid == instance_uuid))).one_or_none()
+        connection = await self.txn.connection()
+        row = (await connection.execute(_RECORD_OF, {"w_uuid": instance_uuid})).one_or_none()
         if row is None:
             raise NotFound(f"Instance {instance_uuid} could not be found.")
         return self.record(row)
@@ -273,7 +282,7 @@ class Instances:
 
         Raises ``InstanceGone`` when it was deleted or left ``scheduling`` meanwhile, and
         ``AlreadyPlaced`` when it has a host already (a redelivered request)."""
-        connection = await statement_connection(self.session)
+        connection = await self.txn.connection()
         params = {"w_uuid": instance_uuid, "v_host": host}
         placed = await connection.execute(_PLACE, params)
         if placed.rowcount:
@@ -378,7 +387,7 @@ class Instances:
         subquery of each), not ORM objects: every hop of a boot records one, and the unit of
         work and the statements' construction cost more than the SQL. An action or event
         already loaded as an ORM object in this transaction does not see these changes."""
-        connection = await statement_connection(self.session)
+        connection = await self.txn.connection()
         now = utcnow()
         params: dict[str, Any] = _action_params(instance_uuid, request_id)
         params.update(v_event=event, v_now=now, v_result=result, v_details=details)
@@ -386,18 +395,23 @@ class Instances:
         if finished and started_at is None:
             done = await connection.execute(_FINISH_EVENT, params)
             finished_one = done.rowcount
+        failed = finished and result == "Error"
         if not finished_one:
             params.update(v_host=host, v_start=(started_at or now) if finished else now,
                           v_finish=now if finished else None,
                           v_result=result if finished else None,
                           v_details=details if finished else None)
+            if self.txn.dialect == "postgresql":
+                # The event and its action's update in one statement (a data-modifying CTE,
+                # which SQLite has not): every hop of a boot records an event.
+                await connection.execute(_INSERT_EVENT_TOUCHING[finish_action, failed], params)
+                return
             await connection.execute(_INSERT_EVENT, params)
-        await connection.execute(
-            _touch_action(finish_action, finished and result == "Error"), params)
+        await connection.execute(_touch_action(finish_action, failed), params)
 
     async def finish_action(self, instance_uuid: str, request_id: str | None,
                             message: str | None = None) -> None:
-        connection = await statement_connection(self.session)
+        connection = await self.txn.connection()
         params = _action_params(instance_uuid, request_id)
         params.update(v_now=utcnow(), v_message=message)
         await connection.execute(_FINISH_ACTION[bool(message)], params)
@@ -450,6 +464,7 @@ _PLACE = sa_update(_INSTANCES).where(
     node=bindparam("v_host", type_=_INSTANCES.c.node.type))
 _WAITING_HOST = select(_INSTANCES.c.host).where(*_WAITING)
 _INSERT_INSTANCE = _INSTANCES.insert()
+_RECORD_OF = select(_INSTANCES).where(_INSTANCES.c.uuid == bindparam("w_uuid"))
 _INSERT_ACTION = _ACTIONS.insert()
 
 #: The oldest started and unfinished event of the name, finished.
@@ -485,6 +500,15 @@ _TOUCH_ACTION = {
     (finishing, failed): _action_update(
         updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
         **({"message": "Error"} if failed else {}))
+    for finishing in (False, True) for failed in (False, True)}
+#: PostgreSQL: ``_INSERT_EVENT`` and the action's update by it in one statement, the update
+#: made only when the event was (as both statements do: no action, neither writes).
+_INSERTED_EVENT = _INSERT_EVENT.returning(_EVENTS.c.action_id).cte("inserted_event")
+_INSERT_EVENT_TOUCHING = {
+    (finishing, failed): sa_update(_ACTIONS).where(
+        _ACTIONS.c.id.in_(select(_INSERTED_EVENT.c.action_id))).values(
+        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
+        **({"message": "Error"} if failed else {})).add_cte(_INSERTED_EVENT)
     for finishing in (False, True) for failed in (False, True)}
 #: ``finish_action``: (with a message) -> statement.
 _FINISH_ACTION = {

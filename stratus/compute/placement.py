@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources
 from stratus.compute.models import Allocation, Inventory, ResourceProvider
-from stratus.core.db import statement_connection, utcnow
+from stratus.core.db import Txn, statement_connection, utcnow
 
 __all__ = ["DISK_GB", "MEMORY_MB", "RESOURCE_CLASSES", "VCPU", "ClaimConflict",
            "InsufficientResources", "InventorySpec", "Placement", "capacity_of",
@@ -33,9 +33,18 @@ _ALLOCATIONS = cast(Table, Allocation.__table__)
 #: The claim's statements, built (and their SQL compiled) once: every boot claims.
 _CLAIM_PROVIDER = (select(_PROVIDERS.c.name, _PROVIDERS.c.generation)
                    .where(_PROVIDERS.c.uuid == bindparam("p_uuid")).with_for_update())
+#: Each inventory of the provider with what its consumers hold of it: one statement, after
+#: the provider's lock (a new snapshot in PostgreSQL's read committed, so the claims that
+#: held the lock before are counted; not in the locking statement, whose snapshot predates
+#: the wait). The index on (provider, class, used) answers each sum.
 _CLAIM_INVENTORY = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
                            _INVENTORIES.c.reserved, _INVENTORIES.c.allocation_ratio,
-                           _INVENTORIES.c.max_unit)
+                           _INVENTORIES.c.max_unit,
+                           select(func.coalesce(func.sum(_ALLOCATIONS.c.used), 0))
+                           .where(_ALLOCATIONS.c.provider_uuid == _INVENTORIES.c.provider_uuid,
+                                  _ALLOCATIONS.c.resource_class
+                                  == _INVENTORIES.c.resource_class)
+                           .scalar_subquery().label("used"))
                     .where(_INVENTORIES.c.provider_uuid == bindparam("p_uuid")))
 _USAGE = (select(_ALLOCATIONS.c.resource_class, func.sum(_ALLOCATIONS.c.used))
           .where(_ALLOCATIONS.c.provider_uuid == bindparam("p_uuid"))
@@ -70,10 +79,22 @@ def capacity_of(row: Inventory) -> float:
 
 
 class Placement:
-    """Placement operations within the caller's transaction."""
+    """Placement operations within the caller's transaction: a ``Txn`` (its session made
+    only if an operation needs the ORM: a claim does not) or a session."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, within: Txn | AsyncSession) -> None:
+        self._within = within
+
+    @property
+    def session(self) -> AsyncSession:
+        within = self._within
+        return within.session if isinstance(within, Txn) else within
+
+    async def _connection(self) -> AsyncConnection:
+        within = self._within
+        if isinstance(within, Txn):
+            return await within.connection()
+        return await statement_connection(within)
 
     async def ensure_provider(self, uuid: str, name: str,
                               inventories: Mapping[str, InventorySpec], *,
@@ -103,7 +124,7 @@ class Placement:
         await self.session.flush()
 
     async def usage(self, provider_uuid: str) -> dict[str, int]:
-        rows = await (await statement_connection(self.session)).execute(
+        rows = await (await self._connection()).execute(
             _USAGE, {"p_uuid": provider_uuid})
         return {rc: int(used or 0) for rc, used in rows.all()}
 
@@ -119,7 +140,7 @@ class Placement:
         """
         # Plain statements on the tables, not ORM objects: every boot claims once, and
         # the unit of work cost more than the SQL (the same reads and guarded writes).
-        connection = await statement_connection(self.session)
+        connection = await self._connection()
         where = {"p_uuid": provider_uuid}
         provider = (await connection.execute(_CLAIM_PROVIDER, where)).one_or_none()
         if provider is None:
@@ -127,7 +148,6 @@ class Placement:
         generation = provider.generation
         inventories = {row.resource_class: row
                        for row in await connection.execute(_CLAIM_INVENTORY, where)}
-        used = await self.usage(provider_uuid)
         for rc, amount in resources.items():
             if amount <= 0:
                 continue
@@ -138,7 +158,7 @@ class Placement:
                 raise InsufficientResources(f"{provider.name}: {rc} {amount} is over the "
                                             f"largest unit {limits.max_unit}")
             capacity = (limits.total - limits.reserved) * limits.allocation_ratio
-            if used.get(rc, 0) + amount > capacity:
+            if int(limits.used or 0) + amount > capacity:
                 raise InsufficientResources(f"{provider.name}: not enough {rc}")
         allocations = [{"consumer_uuid": consumer_uuid, "provider_uuid": provider_uuid,
                         "resource_class": rc, "used": amount}

@@ -9,7 +9,10 @@ PostgreSQL; on SQLite every write transaction is already exclusive). Over quota 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.errors import QuotaExceeded
 from stratus.compute.models import Instance, KeyPair, QuotaLimit, ServerGroup
@@ -30,13 +33,23 @@ def _exceeded(over: core.Overage) -> QuotaExceeded:
 
 TABLE = core.QuotaTable(QuotaLimit, DEFAULTS, scope="compute", over=_exceeded)
 
+_INSTANCES = cast(Table, Instance.__table__)
+#: A project's live instances, cores and RAM: built once (a boot under a set quota counts).
+_USAGE: Any = select(func.count(), func.coalesce(func.sum(_INSTANCES.c.vcpus), 0),
+                     func.coalesce(func.sum(_INSTANCES.c.memory_mb), 0)).where(
+    _INSTANCES.c.project_id == bindparam("p_project"), _INSTANCES.c.deleted_at.is_(None))
+
 
 class Quotas:
     """A project's limits and use, within one transaction."""
 
     def __init__(self, txn: Txn) -> None:
-        self.session = txn.session
+        self.txn = txn
         self.table = core.Quotas(txn, TABLE)
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def limits(self, project_id: str) -> dict[str, int]:
         return await self.table.limits(project_id)
@@ -45,10 +58,8 @@ class Quotas:
         return await self.table.set(project_id, changes)
 
     async def usage(self, project_id: str) -> dict[str, int]:
-        row = (await self.session.execute(
-            select(func.count(), func.coalesce(func.sum(Instance.vcpus), 0),
-                   func.coalesce(func.sum(Instance.memory_mb), 0))
-            .where(Instance.project_id == project_id, Instance.deleted_at.is_(None)))).one()
+        connection = await self.txn.connection()
+        row = (await connection.execute(_USAGE, {"p_project": project_id})).one()
         return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
 
     async def server_groups_of(self, project_id: str) -> int:

@@ -7,9 +7,12 @@ transactions and services (``boot``, ``lifecycle``, ``volume_attach``) take the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute.aggregates import Aggregates
 from stratus.compute.console_tokens import ConsoleTokens
@@ -94,21 +97,63 @@ class ComputeRuntime:
 
 class ComputeService:
     """Compute's operations within one database transaction: the parts, wired in order
-    (each gets the transaction and the parts it uses, never this facade)."""
+    (each gets the transaction and the parts it uses, never this facade). Each part is made
+    when first used, and the transaction's ORM session only when a part asks for it: a boot's
+    hops use one or two parts and prebuilt statements, and making every part and a session
+    per transaction cost more than their SQL."""
 
     def __init__(self, runtime: ComputeRuntime, txn: Txn) -> None:
         self.runtime = runtime
         self.txn = txn
-        self.session = session = txn.session
-        self.quotas = Quotas(txn)
-        self.flavors = Flavors(txn)
-        self.keypairs = KeyPairs(txn)
-        self.instances = Instances(txn)
-        self.server_groups = ServerGroups(txn, self.quotas)
-        self.server_metadata = ServerMetadata(txn, self.quotas)
-        self.placement = Placement(session)
-        self.placement_reads = PlacementReads(session)
-        self.console_tokens = ConsoleTokens(txn)
-        self.hosts = Hosts(session, runtime.settings.compute.service_down_time)
-        self.aggregates = Aggregates(session)
-        self.migrations = Migrations(txn)
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
+
+    @functools.cached_property
+    def quotas(self) -> Quotas:
+        return Quotas(self.txn)
+
+    @functools.cached_property
+    def flavors(self) -> Flavors:
+        return Flavors(self.txn)
+
+    @functools.cached_property
+    def keypairs(self) -> KeyPairs:
+        return KeyPairs(self.txn)
+
+    @functools.cached_property
+    def instances(self) -> Instances:
+        return Instances(self.txn)
+
+    @functools.cached_property
+    def server_groups(self) -> ServerGroups:
+        return ServerGroups(self.txn, self.quotas)
+
+    @functools.cached_property
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(self.txn, self.quotas)
+
+    @functools.cached_property
+    def placement(self) -> Placement:
+        return Placement(self.txn)
+
+    @functools.cached_property
+    def placement_reads(self) -> PlacementReads:
+        return PlacementReads(self.session)
+
+    @functools.cached_property
+    def console_tokens(self) -> ConsoleTokens:
+        return ConsoleTokens(self.txn)
+
+    @functools.cached_property
+    def hosts(self) -> Hosts:
+        return Hosts(self.session, self.runtime.settings.compute.service_down_time)
+
+    @functools.cached_property
+    def aggregates(self) -> Aggregates:
+        return Aggregates(self.session)
+
+    @functools.cached_property
+    def migrations(self) -> Migrations:
+        return Migrations(self.txn)

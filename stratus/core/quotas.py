@@ -24,11 +24,14 @@ Contracts:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 
 from stratus.core.db.txn import Txn
 from stratus.core.exceptions import Forbidden, StratusError
@@ -67,9 +70,12 @@ class Quotas:
 
     def __init__(self, txn: Txn, table: QuotaTable) -> None:
         self.txn = txn
-        self.session = txn.session
         self.table = table
         self.model = table.model
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.txn.session
 
     async def lock(self, project_id: str) -> None:
         """Hold the project's quota lock until the transaction ends."""
@@ -78,9 +84,10 @@ class Quotas:
     async def limits(self, project_id: str) -> dict[str, int]:
         """The defaults, overridden by the project's rows."""
         limits = dict(self.table.defaults)
-        for row in await self.session.scalars(
-                select(self.model).where(self.model.project_id == project_id)):
-            limits[row.resource] = row.hard_limit
+        connection = await self.txn.connection()
+        for resource, hard_limit in await connection.execute(_limits_of(self.model),
+                                                             {"p_project": project_id}):
+            limits[resource] = hard_limit
         return limits
 
     async def set(self, project_id: str, changes: Mapping[str, int]) -> dict[str, int]:
@@ -117,6 +124,15 @@ class Quotas:
             limit = limits.get(resource, -1)
             if limit >= 0 and usage.get(resource, 0) + amount > limit:
                 raise self.table.over(Overage(resource, amount, usage.get(resource, 0), limit))
+
+
+@functools.cache
+def _limits_of(model: Any) -> Select[Any]:
+    """A project's override rows of ``model``'s table as (resource, limit): a Core statement
+    built (and its SQL compiled) once, not an ORM load per check (every boot checks)."""
+    table = model.__table__
+    return select(table.c.resource, table.c.hard_limit).where(
+        table.c.project_id == bindparam("p_project"))
 
 
 __all__ = ["Overage", "QuotaTable", "Quotas", "Usage"]

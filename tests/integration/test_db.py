@@ -238,3 +238,43 @@ async def test_a_connection_refused_for_too_many_clients_is_busy(db_url: str) ->
             await connection.execute(text(f"DROP ROLE {role}"))
             await connection.commit()
         await admin.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_pooled_connection_the_server_closed_is_not_handed_out(db_url: str) -> None:
+    """A pooled connection whose backend the server ended (a restart, ``pg_ctl stop``, a
+    terminated backend) is replaced at checkout, without a round trip to ask: the next
+    transaction runs on a new connection instead of failing."""
+    import asyncio
+
+    from sqlalchemy.exc import DBAPIError
+
+    db = Database(db_url)
+    admin = Database(db_url)
+    try:
+        async with db.transaction(write=False) as txn:
+            connection = await txn.connection()
+            first = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            closed = asyncio.Event()
+            driver.add_termination_listener(lambda _connection: closed.set())
+        assert db.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+        async with admin.engine.connect() as other:
+            ended = (await other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                         {"pid": first})).scalar_one()
+        assert ended is True
+        # Until the server's goodbye reached the pooled connection (asyncpg's own listener:
+        # a checkout to look would replace it).
+        await closed.wait()
+        assert driver.is_closed()
+        try:
+            async with db.transaction(write=False) as txn:
+                connection = await txn.connection()
+                second = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        except DBAPIError as exc:  # the closed connection was handed out
+            pytest.fail(f"a closed pooled connection was used: {exc}")
+        assert second != first
+    finally:
+        await db.dispose()
+        await admin.dispose()

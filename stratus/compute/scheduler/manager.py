@@ -154,7 +154,7 @@ class SchedulerManager:
         started = utcnow()
 
         async def hand_over(txn: Txn) -> None:
-            placement = Placement(txn.session)
+            placement = Placement(txn)
             if claim.free_source:
                 await placement.free(claim.instance_uuid)
             else:
@@ -172,7 +172,7 @@ class SchedulerManager:
             try:
                 async with self.runtime.db.transaction() as txn:
                     await hand_over(txn)
-                    await Placement(txn.session).claim(claim.instance_uuid,
+                    await Placement(txn).claim(claim.instance_uuid,
                                                        provider_uuid(host), flavor.resources)
                     await record(txn, host)
             except (InsufficientResources, ClaimConflict) as exc:

@@ -178,7 +178,7 @@ class HostSelector:
                 async with self.db.transaction() as txn:
                     if before_claim is not None:
                         await before_claim(txn)
-                    await Placement(txn.session).claim(spec.instance_uuid,
+                    await Placement(txn).claim(spec.instance_uuid,
                                                        chosen.provider_uuid, resources)
                     if on_claim is not None:
                         await on_claim(txn, chosen.host)

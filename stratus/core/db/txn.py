@@ -1,7 +1,13 @@
-"""The one transaction primitive: a ``Txn`` (session, locks, after-commit actions, inserts
-that yield on a taken key), opened by ``Database.transaction()``.
+"""The one transaction primitive: a ``Txn`` (connection, session, locks, after-commit
+actions, inserts that yield on a taken key), opened by ``Database.transaction()``.
 
 Contracts:
+
+- The transaction is a Core connection's (``await txn.connection()``, for prebuilt
+  statements); its ORM session (``txn.session``) is made on first use, bound to that
+  connection and joined to its transaction, so both see each other's changes (pending ORM
+  changes are flushed before ``connection()`` answers, and before the commit). A
+  transaction whose work is all prebuilt statements (the boot's hops) makes no session.
 
 - The transaction commits when the ``async with`` body ends normally and rolls back when it
   raises; the error propagates.
@@ -51,8 +57,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 LOG = logging.getLogger(__name__)
@@ -67,16 +73,60 @@ def lock_number(*key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class Txn:
-    """One database transaction: its session, its dialect, its locks and what runs after
-    it committed. Made by ``Database.transaction()``; see the module docstring."""
+#: ``lock()`` on PostgreSQL, its SQL compiled once.
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k"))
 
-    def __init__(self, session: AsyncSession, dialect: str, *, exclusive: bool) -> None:
-        self.session = session
+
+class Txn:
+    """One database transaction: its connection, its session (made when first asked for),
+    its dialect, its locks and what runs after it committed. Made by
+    ``Database.transaction()``; see the module docstring."""
+
+    def __init__(self, connection: AsyncConnection,
+                 sessionmaker: async_sessionmaker[AsyncSession], dialect: str, *,
+                 exclusive: bool) -> None:
+        self._connection = connection
+        self._sessionmaker = sessionmaker
+        self._session: AsyncSession | None = None
         self.dialect = dialect
         #: SQLite only: whether this transaction holds its file's write lock.
         self._exclusive = exclusive
         self._after: list[AfterCommit] = []
+        #: PostgreSQL: the advisory locks this transaction holds (a second ``lock`` of one
+        #: key, as a boot's quota lock then its quota check make, needs no statement).
+        self._held: set[int] = set()
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of this transaction, made on first use: bound to its connection
+        and joined to its transaction ("rollback_only": the session never commits it; a
+        failed flush rolls it back, and the error ends the transaction anyway)."""
+        session = self._session
+        if session is None:
+            session = self._session = self._sessionmaker(
+                bind=self._connection, join_transaction_mode="rollback_only")
+        return session
+
+    async def connection(self) -> AsyncConnection:
+        """The transaction's connection, to run prebuilt Core statements on without the
+        ORM's execution path; the session's pending changes (if it was made) are flushed
+        first, as its own ``execute`` would (autoflush), so the statements see them."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        return self._connection
+
+    async def _flush(self) -> None:
+        """Before the commit: the session's pending changes written (a session's own
+        commit would flush them)."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+
+    async def _close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def after_commit(self, action: AfterCommit) -> None:
         """Run ``action`` after this transaction committed (in queueing order; a failure is
@@ -88,8 +138,12 @@ class Txn:
         if not key:
             raise ValueError("a lock needs a key")
         if self.dialect == "postgresql":
-            await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                                       {"k": lock_number(*key)})
+            number = lock_number(*key)
+            if number in self._held:  # held until the transaction ends
+                return
+            connection = await self.connection()
+            await connection.execute(_ADVISORY_LOCK, {"k": number})
+            self._held.add(number)
         elif not self._exclusive:
             raise RuntimeError("lock() in a read-only SQLite transaction: open it with "
                                "transaction(write=True)")
@@ -167,14 +221,20 @@ async def run_after_commit(actions: list[AfterCommit]) -> None:
 
 
 @asynccontextmanager
-async def open_transaction(sessionmaker: async_sessionmaker[AsyncSession], dialect: str, *,
-                           sqlite_writer: str | None) -> AsyncIterator[Txn]:
+async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession],
+                           dialect: str, *, sqlite_writer: str | None) -> AsyncIterator[Txn]:
     """Body of ``Database.transaction()``: ``sqlite_writer`` names the SQLite file whose
-    write lock to hold (None: no lock, PostgreSQL or a read-only transaction)."""
-    async with _sqlite_writer(sqlite_writer):
-        async with sessionmaker() as session, session.begin():
-            txn = Txn(session, dialect, exclusive=sqlite_writer is not None)
-            yield txn
+    write lock to hold (None: no lock, PostgreSQL or a read-only transaction). The
+    transaction is a Core connection's (no session unless the body asks for one: a session
+    per transaction cost more than the hot paths' statements)."""
+    async with _sqlite_writer(sqlite_writer), engine.connect() as connection:
+        txn = Txn(connection, sessionmaker, dialect, exclusive=sqlite_writer is not None)
+        try:
+            async with connection.begin():
+                yield txn
+                await txn._flush()
+        finally:
+            await txn._close()
     await run_after_commit(txn._after)
 
 
