@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, false, insert, or_, select
-from sqlalchemy.orm import joinedload, noload, selectinload
+from sqlalchemy.orm import joinedload, lazyload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
@@ -68,7 +69,8 @@ _PORT_JOINED = (joinedload(Port.fixed_ips), joinedload(Port.security_groups))
 #: parameter).
 _LOAD = (select(Port).where(Port.id == bindparam("port_id")).options(*_PORT_JOINED)
          .execution_options(populate_existing=True))
-_LOAD_NEW = _LOAD.options(noload(Port.allowed_address_pairs))
+#: A port just inserted has no address pairs: not asked (``load`` sets them empty).
+_LOAD_NEW = _LOAD.options(lazyload(Port.allowed_address_pairs))
 #: A new port's security group links, written without the unit of work (a Core insert of
 #: the rows; nothing in the session holds them).
 _INSERT_GROUPS = insert(cast(Table, PortSecurityGroup.__table__))
@@ -337,6 +339,8 @@ class Ports(Part):
         port = (await self.session.scalars(_LOAD_NEW if new else _LOAD,
                                            {"port_id": port_id})).unique().one_or_none()
         assert port is not None
+        if new:  # loaded as empty, not lazily (no I/O on first read)
+            set_committed_value(port, "allowed_address_pairs", [])
         return port
 
     async def _allocate(self, net: Network, port_id: str,
