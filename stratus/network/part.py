@@ -31,9 +31,11 @@ class Part:
     def session(self) -> AsyncSession:
         return self.txn.session
 
-    async def _one(self, query: Select[_Row], missing: Exception) -> _Row:
-        """The row ``query`` finds (eager joins allowed); ``missing`` raised if none."""
-        row = (await self.session.scalars(query)).unique().one_or_none()
+    async def _one(self, query: Select[_Row], missing: Exception,
+                   params: dict[str, Any] | None = None) -> _Row:
+        """The row ``query`` finds (eager joins allowed; ``params``: its bound parameters);
+        ``missing`` raised if none."""
+        row = (await self.session.scalars(query, params)).unique().one_or_none()
         if row is None:
             raise missing
         return row

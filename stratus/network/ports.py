@@ -6,10 +6,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import ColumnElement, Select, delete, false, or_, select
-from sqlalchemy.orm import joinedload, noload, selectinload
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, false, insert, or_, select
+from sqlalchemy.orm import joinedload, lazyload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
@@ -63,6 +64,16 @@ MAC_TRIES = 16
 
 #: One query for a port with its addresses and groups (instead of one per relationship).
 _PORT_JOINED = (joinedload(Port.fixed_ips), joinedload(Port.security_groups))
+#: ``Ports.load``'s statements, built once: building a select with its loader options and
+#: its cache key on each call cost more Python than executing it (the id is a bound
+#: parameter).
+_LOAD = (select(Port).where(Port.id == bindparam("port_id")).options(*_PORT_JOINED)
+         .execution_options(populate_existing=True))
+#: A port just inserted has no address pairs: not asked (``load`` sets them empty).
+_LOAD_NEW = _LOAD.options(lazyload(Port.allowed_address_pairs))
+#: A new port's security group links, written without the unit of work (a Core insert of
+#: the rows; nothing in the session holds them).
+_INSERT_GROUPS = insert(cast(Table, PortSecurityGroup.__table__))
 #: A port's related rows by the attribute of its view that shows them.
 _PORT_RELATIONS = {"fixed_ips": Port.fixed_ips, "security_groups": Port.security_groups,
                    "allowed_address_pairs": Port.allowed_address_pairs}
@@ -270,8 +281,9 @@ class Ports(Part):
             "revision_number": 1, "created_at": now, "updated_at": now,
         }
         await self.insert_row(row, new.mac_address)
-        for group_id in groups:
-            self.session.add(PortSecurityGroup(port_id=port_id, security_group_id=group_id))
+        if groups:
+            links = [{"port_id": port_id, "security_group_id": g} for g in groups]
+            await self.session.execute(_INSERT_GROUPS, links[0] if len(links) == 1 else links)
         await self._allocate(net, port_id, new.fixed_ips)
         await self.session.flush()
         port = await self.load(port_id, new=True)
@@ -324,11 +336,11 @@ class Ports(Part):
         """The port as the database now has it, addresses and groups in the same query.
         ``new``: a port just inserted, without address pairs yet, whose (empty) pairs are
         not asked of the database (one statement less per create)."""
-        options = (*_PORT_JOINED, noload(Port.allowed_address_pairs)) if new else _PORT_JOINED
-        port = (await self.session.scalars(
-            select(Port).where(Port.id == port_id).options(*options)
-            .execution_options(populate_existing=True))).unique().one_or_none()
+        port = (await self.session.scalars(_LOAD_NEW if new else _LOAD,
+                                           {"port_id": port_id})).unique().one_or_none()
         assert port is not None
+        if new:  # loaded as empty, not lazily (no I/O on first read)
+            set_committed_value(port, "allowed_address_pairs", [])
         return port
 
     async def _allocate(self, net: Network, port_id: str,

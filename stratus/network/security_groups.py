@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, false, not_, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, delete, false, not_, or_, select
 
 from stratus.core.db import Txn, utcnow
 from stratus.core.db.paging import Page
@@ -128,6 +128,12 @@ def _visible(model: type[_Owned], caller: Caller) -> Select[_Owned]:
     return query
 
 
+#: The project's default group: asked by every port create, so built once, and of the
+#: table's columns (a Core select: no ORM compile step for one string).
+_DEFAULT_GROUP = select(DefaultSecurityGroup.__table__.c.security_group_id).where(
+    DefaultSecurityGroup.__table__.c.project_id == bindparam("project_id"))
+
+
 @dataclass
 class SecurityGroups(Part):
     """Security groups and rules within one transaction. Rules are told apart by their
@@ -145,9 +151,7 @@ class SecurityGroups(Part):
         """The project's ``default`` group, made with its default rules on first use; two
         first uses racing end with one group (the row in network_default_security_groups
         decides)."""
-        existing = await self.session.scalar(select(DefaultSecurityGroup.security_group_id)
-                                             .where(DefaultSecurityGroup.project_id
-                                                    == project_id))
+        existing = await self.session.scalar(_DEFAULT_GROUP, {"project_id": project_id})
         if existing is not None:
             return existing
         await self.txn.lock("default-sg", project_id)

@@ -49,6 +49,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib
 import logging
@@ -75,6 +76,18 @@ def lock_number(*key: str) -> int:
 
 #: ``lock()`` on PostgreSQL, its SQL compiled once.
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k"))
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_ignore(dialect: str, table: Any) -> Insert:
+    """``Txn.insert_ignore``'s statement, built once per dialect and table: statements are
+    immutable (``.values`` makes a new one), and a port create makes two, whose building
+    and cache keys cost more Python than their execution."""
+    # The dialect's own module, imported when first used: PostgreSQL's pulls in
+    # asyncpg's (a tenth of a second), which a SQLite cloud never needs.
+    module: Any = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
+    insert: Insert = module.insert(table).on_conflict_do_nothing()
+    return insert
 
 
 class Txn:
@@ -151,11 +164,7 @@ class Txn:
     def insert_ignore(self, table: Any) -> Insert:
         """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` (a model or a ``Table``);
         add ``.values(...)``. ``rowcount(result) == 0`` then means the key was taken."""
-        # The dialect's own module, imported when first used: PostgreSQL's pulls in
-        # asyncpg's (a tenth of a second), which a SQLite cloud never needs.
-        module: Any = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}")
-        insert: Insert = module.insert(table).on_conflict_do_nothing()
-        return insert
+        return _insert_ignore(self.dialect, table)
 
     @staticmethod
     def rowcount(result: Any) -> int:

@@ -63,10 +63,12 @@ def fastapi_options() -> dict[str, Any]:
     FastAPI 0.16x traces every request natively, with a SERVER span of its own that lacks
     the request id. ``RequestMiddleware`` (the dashboard's ``RequestSpans``) already opens
     the one SERVER span per request, so the native one is turned off where it exists (older
-    FastAPI has no such option).
+    FastAPI has no such option). Its native metrics and logs are off too: the services
+    count requests in their own metrics and log one line each (``RequestMiddleware``), and
+    with them on FastAPI asks OpenTelemetry's meter and logger providers on every request.
     """
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
-        return {"telemetry": {"tracing": False}}
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     return {}
 
 
