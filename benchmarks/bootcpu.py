@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import gc
 import os
 import pstats
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -129,12 +131,13 @@ async def run(args: argparse.Namespace) -> Result:
             limits = httpx.Limits(max_connections=args.connections)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                          base_url=ROOT, timeout=120, limits=limits) as client:
-                return await _measure(client, args)
+                return await _measure(client, args, data_dir)
         finally:
             await stack.aclose()
 
 
-async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Result:
+async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
+                   data_dir: Path) -> Result:
     auth = await client.post("/identity/v3/auth/tokens", json={"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
@@ -161,6 +164,7 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
     spy = await _start_py_spy(args.py_spy) if args.py_spy else None
     if args.callgrind:
         await _callgrind("on")
+    spans_before = _stored_spans(data_dir)
     counts = _SqlCounter()
     threads_before = _thread_cpu()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
@@ -179,6 +183,9 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
     for statement, seen in counts.kinds.most_common():  # what the statements were
         print(f"{seen / args.boots:7.2f}  {statement}", file=sys.stderr)
     threads_after = _thread_cpu()
+    spans = _stored_spans(data_dir) - spans_before
+    for name, seen in spans.most_common():  # what the spans were
+        print(f"{seen / args.boots:7.2f}  span {name}", file=sys.stderr)
     main_cpu = threads_after.get(os.getpid(), 0.0) - threads_before.get(os.getpid(), 0.0)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
@@ -199,11 +206,27 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace) -> Resul
         # process, the fake hosts' heartbeats and reports in the run included).
         "sql_statements_per_boot": counts.statements / args.boots,
         "commits_per_boot": counts.commits / args.boots,
+        # Load-independent: the spans the span store got over the measured boots (the
+        # listing and polling requests included).
+        "spans_per_boot": spans.total() / args.boots,
     }
     if profiler:
         metrics["python_calls_per_boot"] = pstats.Stats(profiler).total_calls / args.boots
     return Result(metrics, goals=[Goal("cpu_ms_per_boot", 10.0, "<=",
                                        "issue 21: in-process, profiler off")])
+
+
+def _stored_spans(data_dir: Path) -> collections.Counter[str]:
+    """The span store's spans so far, by name (the pending ones written first)."""
+    from opentelemetry import trace
+
+    from stratus.core.spanstore import FILE_NAME
+
+    provider = trace.get_tracer_provider()
+    provider.force_flush()  # type: ignore[attr-defined]
+    with contextlib.closing(sqlite3.connect(data_dir / FILE_NAME)) as db:
+        rows = db.execute("SELECT name, count(*) FROM spans GROUP BY name").fetchall()
+    return collections.Counter({name: seen for name, seen in rows})
 
 
 class _SqlCounter:

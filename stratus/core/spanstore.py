@@ -4,9 +4,10 @@ collector.
 
 Contracts:
 
-* Off the hot path: a finished span goes into the SDK's ``BatchSpanProcessor`` queue (bounded;
-  when full, spans are dropped rather than a request slowed); its worker thread hands
-  batches to ``SpanStoreExporter``, which writes each batch in one transaction.
+* Off the hot path: a finished span is appended to ``SpanStoreProcessor``'s queue (bounded;
+  when full, the oldest pending spans are dropped rather than a request slowed); its worker
+  thread hands batches to ``SpanStoreExporter``, which converts them and writes each batch
+  in one transaction.
 * Bounded by age and size: each write removes the spans older than ``max_age`` seconds and
   the oldest beyond ``max_spans`` (by the order they were written in).
 * Several processes of one host (split mode) share the file: SQLite's WAL and a busy timeout
@@ -25,13 +26,15 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from stratus.core.tracing import INSTANCE_ATTRIBUTE, REQUEST_ID_ATTRIBUTE, add_span_processor
 
@@ -67,6 +70,10 @@ CREATE INDEX IF NOT EXISTS spans_instance ON spans (instance_uuid)
 Row = tuple[str, str, str | None, str, int, int, int, int, str | None, str | None,
             str | None, str, int, str, str]
 
+
+#: Attributes as JSON (what JSON cannot hold, as its ``str``): one encoder for every span,
+#: where ``json.dumps(..., default=str)`` builds one per call.
+_to_json = json.JSONEncoder(default=str).encode
 
 _COLUMNS = ("trace_id", "span_id", "parent_id", "name", "kind", "start_ns", "end_ns", "status",
             "status_message", "request_id", "instance_uuid", "host", "pid", "units")
@@ -127,7 +134,7 @@ class SpanStore:
         """Store ``spans`` in one transaction, then drop what is too old or too many."""
         self.write_rows([(s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns,
                           s.end_ns, s.status, s.status_message, s.request_id, s.instance_uuid,
-                          s.host, s.pid, s.units, json.dumps(s.attributes, default=str))
+                          s.host, s.pid, s.units, _to_json(s.attributes))
                          for s in spans])
 
     def write_rows(self, rows: Sequence[Row]) -> None:
@@ -196,7 +203,7 @@ class SpanStoreExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         units = ",".join(_process_units) or "-"
-        host, pid = self.host, self.pid
+        host, pid, to_json = self.host, self.pid, _to_json
         rows: list[Row] = []
         for span in spans:
             context = span.context
@@ -215,7 +222,7 @@ class SpanStoreExporter(SpanExporter):
                 status.status_code.value, status.description,
                 request_id if isinstance(request_id, str) else None,
                 instance if isinstance(instance, str) else None,
-                host, pid, units, json.dumps(attributes, default=str)))
+                host, pid, units, to_json(attributes)))
         try:
             self.store.write_rows(rows)
         except sqlite3.Error as exc:
@@ -230,10 +237,78 @@ class SpanStoreExporter(SpanExporter):
         return True
 
 
+class SpanStoreProcessor(SpanProcessor):
+    """Hands finished spans to ``exporter`` in batches, from a thread of its own.
+
+    What a span's end costs is one bounded ``deque`` append (when ``max_queue_size`` spans
+    are pending, the oldest is dropped): the SDK's ``BatchSpanProcessor`` does the same
+    with several more calls per span (a fork check by ``getpid``, a sampled check, its
+    metrics), which is the most often run code of tracing. The worker wakes every
+    ``schedule_delay`` seconds, or when a batch is full, and exports what is pending in
+    batches of at most ``max_batch_size``. ``force_flush`` exports what is pending in the
+    calling thread; ``shutdown`` exports the rest and stops the worker. A process forked
+    after this was made gets a worker of its own and none of its parent's pending spans.
+    """
+
+    def __init__(self, exporter: SpanExporter, *, max_queue_size: int = 8192,
+                 schedule_delay: float = 1.0, max_batch_size: int = 1024) -> None:
+        self._exporter = exporter
+        self._queue: deque[ReadableSpan] = deque(maxlen=max_queue_size)
+        self._schedule_delay = schedule_delay
+        self._max_batch_size = max_batch_size
+        self._stopped = False
+        self._start_worker()
+        if hasattr(os, "register_at_fork"):
+            reinit = weakref.WeakMethod(self._start_worker)
+            os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+
+    def _start_worker(self) -> None:
+        self._queue.clear()  # a forked child's copy of its parent's pending spans
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="span-store", daemon=True)
+        self._worker.start()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        queue = self._queue
+        queue.append(span)
+        if len(queue) == self._max_batch_size:
+            self._wake.set()
+
+    def _work(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._schedule_delay)
+            self._wake.clear()
+            self._export_pending()
+
+    def _export_pending(self) -> None:
+        with self._export_lock:
+            queue, size = self._queue, self._max_batch_size
+            while queue:
+                batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+                try:
+                    self._exporter.export(batch)
+                except Exception:  # a bug in the exporter must not end the worker
+                    LOG.exception("span store: %d span(s) not written", len(batch))
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self._stopped:
+            return False
+        self._export_pending()
+        return True
+
+    def shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake.set()
+        self._worker.join()
+        self._export_pending()
+        self._exporter.shutdown()
+
+
 def enable_span_store(directory: Path, *, max_age: float, max_spans: int) -> None:
     """Keep this process's finished spans in ``directory``'s span store, written in batches
     by the processor's worker thread."""
     store = SpanStore(directory, max_age=max_age, max_spans=max_spans)
-    add_span_processor(BatchSpanProcessor(SpanStoreExporter(store), max_queue_size=8192,
-                                          schedule_delay_millis=1000,
-                                          max_export_batch_size=1024))
+    add_span_processor(SpanStoreProcessor(SpanStoreExporter(store)))

@@ -10,7 +10,13 @@ from pathlib import Path
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from stratus.core.spanstore import Row, SpanStore, SpanStoreExporter, StoredSpan
+from stratus.core.spanstore import (
+    Row,
+    SpanStore,
+    SpanStoreExporter,
+    SpanStoreProcessor,
+    StoredSpan,
+)
 from stratus.core.trace_table import table
 
 
@@ -87,3 +93,42 @@ def test_finished_spans_are_written_in_batches_by_a_worker_thread(tmp_path: Path
     (row,) = [r for r in table(spans) if r.what == "compute.spawn"]
     assert (row.step, row.target) == ("43-44", "virt driver")
     reader.close()
+
+
+def test_the_store_processor_writes_from_its_worker_in_batches(tmp_path: Path) -> None:
+    store = _ThreadRecordingStore(tmp_path)
+    provider = TracerProvider()
+    provider.add_span_processor(SpanStoreProcessor(SpanStoreExporter(store), max_batch_size=2))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("outer", attributes={"stratus.instance_uuid": "inst-y"}):
+        for name in ("one", "two", "three"):
+            with tracer.start_as_current_span(name):
+                pass
+    # A full batch wakes the worker before its (default, one second) schedule.
+    deadline = time.monotonic() + 10
+    while not store.threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.threads and threading.get_ident() not in store.threads
+    provider.shutdown()  # the rest
+    reader = SpanStore(tmp_path)
+    assert [s.name for s in reader.trace(reader.traces_of("inst-y"))] == [
+        "outer", "one", "two", "three"]
+    reader.close()
+
+
+def test_the_store_processor_drops_the_oldest_when_full(tmp_path: Path) -> None:
+    store = _ThreadRecordingStore(tmp_path)
+    processor = SpanStoreProcessor(SpanStoreExporter(store), max_queue_size=2,
+                                   schedule_delay=3600, max_batch_size=10)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    for name in ("first", "second", "third"):
+        with tracer.start_as_current_span(name, attributes={"stratus.instance_uuid": name}):
+            pass
+    assert processor.force_flush()
+    assert store.threads == {threading.get_ident()}  # flushed by the caller, not the worker
+    assert [SpanStore(tmp_path).traces_of(name) != [] for name in ("first", "second", "third")
+            ] == [False, True, True]
+    provider.shutdown()
+    assert not processor.force_flush()
