@@ -22,7 +22,15 @@ Per round:
 * *s3 put* / *s3 get*: the file straight to the cluster's RADOS gateway and back with the
   ``s3`` store's own client (httpx, SigV4): a multipart upload read from disk in the store's
   parts (8 MiB, two at once: how any S3 client puts a large object) and one streamed ``GET``
-  into a file (fsync-ed);
+  into a file (fsync-ed). That put computes SigV4's sha256 of each part (so does the s3
+  store) but neither of Glance's hashes, which every upload must: *s3 put hashed* is the same
+  put while ``md5sum`` and ``sha512sum`` read the file (``s3_upload_over_hashed_put``, the
+  fair comparison, as ``upload_over_hashed_rbd_import`` is for RBD). CPU seconds per GiB:
+  the put's (this process: read from the page cache, sha256, send; ``s3_put_cpu_s_per_gib``)
+  plus md5sum's and sha512sum's (``s3_put_hashed_cpu_s_per_gib``) against the server's
+  during the upload (``s3_upload_server_cpu_s_per_gib``: receiving from curl as well);
+  ``s3_upload_cpu_over_hashed_put`` is their ratio (no goal; RGW's and the OSD's CPU are in
+  neither);
 * *s3 upload* / *s3 download*: the same ``PUT``/``GET .../file`` with curl, to a second
   cloud whose image store is ``s3`` on that gateway.
 

@@ -4,8 +4,11 @@ or any S3), named by the image id, as Glance's s3 store.
 An upload is buffered up to one part (``s3_store_part_size``, 8 MiB); an image smaller than
 that is one ``PUT`` at commit, a larger one a multipart upload whose parts go out as they fill,
 at most ``s3_store_upload_concurrency`` at once: memory holds those parts and the one filling,
-never the image. ``commit`` completes the upload (an object is invisible until then: S3's
-atomic publish), ``abort`` aborts it; ``start`` creates the bucket when missing and aborts
+never the image. A part is the list of the pieces written (the image service's 4 MiB
+batches), sent one after the other and hashed (SigV4's sha256) in a worker thread, never
+joined into one buffer: each copy of the data would cost about a third of its MD5's CPU.
+``commit`` completes the upload (an object is invisible until then: S3's atomic publish),
+``abort`` aborts it; ``start`` creates the bucket when missing and aborts
 multipart uploads older than ``stale_upload_seconds``, left by a crash. Downloads are one
 ``GET`` (``Range`` for a part) streamed through.
 
