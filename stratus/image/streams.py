@@ -90,10 +90,19 @@ class DataSink:
             raise TooLarge(self.limit_message or f"Image data exceeds {self.limit} bytes.")
         if len(self.head) < HEAD_SIZE:
             self.head += chunk[:HEAD_SIZE - len(self.head)]
-        self._pending.append(chunk)
-        self._pending_size += len(chunk)
-        if self._pending_size >= BATCH:
+        # Batches are exactly ``BATCH`` (the chunk across a batch's end is cut in two, a
+        # copy of that chunk only), so a store whose unit is a multiple of it (the s3
+        # store's 8 MiB parts) takes them as they are instead of cutting (copying) each.
+        offset = 0
+        while self._pending_size + len(chunk) - offset >= BATCH:
+            room = BATCH - self._pending_size
+            self._pending.append(chunk if not offset and len(chunk) == room
+                                 else chunk[offset:offset + room])
+            offset += room
             await self._dispatch()
+        if offset < len(chunk):
+            self._pending.append(chunk[offset:] if offset else chunk)
+            self._pending_size += len(chunk) - offset
 
     async def _dispatch(self) -> None:
         batch = b"".join(self._pending)

@@ -1,8 +1,10 @@
 """The ``rbd`` store: one RBD image per image in a Ceph pool (default ``images``), as Glance's.
 
 An upload is written to the RBD image ``<image id>.partial``, grown as the data comes and cut
-to its size at the end, in object-sized writes (``rbd_store_chunk_size``, 8 MiB: one object
-each); chunks that are all zeros are not written (thin, as Glance's ``rbd_thin_provisioning``).
+to its size at the end, a chunk (``rbd_store_chunk_size``, 8 MiB: one object) at a time, each
+chunk as the pieces it came in (the image service's 4 MiB batches: never joined, which would
+copy the data once more), each at its offset; pieces that are all zeros are not written
+(thin, as Glance's ``rbd_thin_provisioning``).
 ``commit`` renames it ``<image id>``, creates the snapshot ``snap`` and protects it: compute
 hosts and the volume service clone that snapshot (copy-on-write, no bytes copied). The
 location is ``rbd://<fsid>/<pool>/<image id>/snap``, Glance's form, which the image API shows
@@ -73,8 +75,10 @@ class RbdWriter(StoreWriter):
         self.image_id = image_id
         self.name = image_id + PARTIAL
         self._image: Any = None
-        #: Data received but not written yet, less than a chunk (joined once per chunk).
-        self._parts: list[memoryview] = []
+        #: Data received but not written yet, less than a chunk: the pieces as written
+        #: (never joined: each is written at its offset, so no copy of the data is made;
+        #: only a piece across a chunk's end is cut in two).
+        self._parts: list[bytes] = []
         self._buffered = 0
         self._size = 0  # bytes handed to writes (or skipped as zeros) so far
         self._allocated = 0  # the RBD image's size
@@ -111,23 +115,25 @@ class RbdWriter(StoreWriter):
             self._inflight -= 1
             self._cond.notify_all()
 
-    def _write_at(self, data: bytes, offset: int, grow_to: int) -> None:
+    def _write_at(self, pieces: list[bytes], offset: int, grow_to: int) -> None:
         image = self._use()
         if image is None:  # aborted already: drop the data
             return
         try:
             if grow_to:
                 image.resize(grow_to)
-            if not _zeros(data):  # all zeros: a hole, nothing written
-                image.write(data, offset)
+            for piece in pieces:
+                if not _zeros(piece):  # all zeros: a hole, nothing written
+                    image.write(piece, offset)
+                offset += len(piece)
         except self.ceph.rbd.NoSpace as exc:
             raise StoreFull("Image storage media is full.") from exc
         finally:
             self._release()
 
-    async def _dispatch(self, data: bytes) -> None:
+    async def _dispatch(self, pieces: list[bytes]) -> None:
         offset = self._size
-        self._size += len(data)
+        self._size += sum(len(piece) for piece in pieces)
         grow_to = 0
         if self._size > self._allocated:
             # Grow ahead in doubling steps (at least 64 objects): few resizes for any size.
@@ -140,7 +146,8 @@ class RbdWriter(StoreWriter):
             for future in done:
                 self._pending.discard(future)
                 future.result()
-        future = asyncio.ensure_future(self.ceph.run(self._write_at, data, offset, grow_to))
+        future = asyncio.ensure_future(self.ceph.run(self._write_at, pieces, offset,
+                                                     grow_to))
         self._pending.add(future)
         if grow_to:
             await self._drain()
@@ -156,21 +163,20 @@ class RbdWriter(StoreWriter):
     async def write(self, data: bytes) -> None:
         if self._done:
             return
-        view = memoryview(data)
-        chunk = self.store.chunk_size
-        while view:
-            take = min(len(view), chunk - self._buffered)
-            self._parts.append(view[:take])
-            self._buffered += take
-            view = view[take:]
+        chunk, offset = self.store.chunk_size, 0
+        while offset < len(data):
+            room = chunk - self._buffered
+            piece = data if not offset and len(data) <= room else data[offset:offset + room]
+            offset += len(piece)
+            self._parts.append(piece)
+            self._buffered += len(piece)
             if self._buffered == chunk:
                 await self._dispatch(self._take_buffered())
 
-    def _take_buffered(self) -> bytes:
-        piece = b"".join(self._parts)
-        self._parts.clear()
+    def _take_buffered(self) -> list[bytes]:
+        pieces, self._parts = self._parts, []
         self._buffered = 0
-        return piece
+        return pieces
 
     def _close_image(self) -> None:
         """Close the image once no write uses it; idempotent."""
