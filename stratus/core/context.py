@@ -93,10 +93,14 @@ class RequestContext:
     token: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
-    def for_service(cls, name: str) -> RequestContext:
+    def for_service(cls, name: str, *, request_id: str | None = None) -> RequestContext:
         """The context a service acts under on its own behalf (an agent's periodic task, a
-        manager's clean-up): user ``name``, the ``service`` project and role."""
-        return cls(user_id=name, project_id=SERVICE_PROJECT, roles=["service"])
+        manager's clean-up): user ``name``, the ``service`` project and role. ``request_id``:
+        the id of the request it acts for (its calls are logged under it); None, a new one."""
+        if request_id is None:
+            return cls(user_id=name, project_id=SERVICE_PROJECT, roles=["service"])
+        return cls(request_id=request_id, user_id=name, project_id=SERVICE_PROJECT,
+                   roles=["service"])
 
     def require_project(self) -> str:
         """The project this request is scoped to; ``Forbidden`` when it has none (an

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from stratus.core.context import RequestContext
+from stratus.core.context import RequestContext, current_request_id
 from stratus.core.db import Txn
 from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.events import EventSink, ServerEvent
@@ -21,8 +21,10 @@ ReadNetwork = Callable[[str], Awaitable[NetworkInfo | None]]
 
 
 def system_context() -> RequestContext:
-    """The context backend calls carry: the service itself."""
-    return RequestContext.for_service("network-api")
+    """The context backend calls carry: the service itself, under the id of the API request
+    that made the change (so the agents' lines follow it, and a request's notices cost no
+    fresh uuid each), or a new id outside a request."""
+    return RequestContext.for_service("network-api", request_id=current_request_id())
 
 
 @dataclass
