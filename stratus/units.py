@@ -14,11 +14,12 @@ import re
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.routing import Match, Mount, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stratus.compute import units as compute
 from stratus.core.config import Settings
@@ -152,6 +153,38 @@ def _mount(prefix: str, app: ASGIApp) -> Mount:
     return mount
 
 
+class _PrefixRouter(Router):
+    """The root's router. A request under a unit's one-segment prefix (``/network/...``)
+    goes straight to that unit's mount by a dict lookup of its first path segment, instead
+    of Starlette testing each route in turn on every request; the mount still checks the
+    path (``Mount.matches``) and sets the child scope exactly as Starlette would. Anything
+    else (``/``, ``/metrics``, a bare ``/network``, a path no unit takes, a websocket) is
+    routed by Starlette's route list as before, so its answers do not change."""
+
+    def __init__(self, routes: list[Route | Mount]) -> None:
+        super().__init__(routes=routes)
+        self.by_segment: dict[str, Mount] = {}
+        for route in routes:
+            segment = route.path[1:]
+            if isinstance(route, Mount) and segment and not any(c in segment for c in "/{"):
+                self.by_segment.setdefault(segment, route)  # the first, as the list's order
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = get_route_path(scope)
+            end = path.find("/", 1)
+            mount = self.by_segment.get(path[1:end]) if end > 0 else None
+            if mount is not None:
+                match, child_scope = mount.matches(scope)
+                if match is Match.FULL:
+                    scope.setdefault("router", self)
+                    scope["route"] = mount
+                    scope.update(child_scope)
+                    await mount.handle(scope, receive, send)
+                    return
+        await super().app(scope, receive, send)
+
+
 async def root_app(stack: Stack, names: list[str], *, worker: str | None = None) -> Starlette:
     """One ASGI app with each named unit mounted at its prefix, and the process's
     ``/metrics``; a unit that cannot run here (``Unit.unavailable``) is left out and recorded
@@ -178,7 +211,8 @@ async def root_app(stack: Stack, names: list[str], *, worker: str | None = None)
         return JSONResponse({"stratus": {"units": endpoints}})
 
     # One /metrics for the process, whichever units it runs.
-    app = Starlette(routes=[Route("/", index), Route("/metrics", metrics_endpoint), *mounts])
+    app = Starlette()
+    app.router = _PrefixRouter([Route("/", index), Route("/metrics", metrics_endpoint), *mounts])
     if worker is not None:
         from stratus.core.web.middleware import WorkerHeaderMiddleware
 
