@@ -155,9 +155,12 @@ class RequestMiddleware:
                     metrics.child(metrics.API_REQUESTS, self.service,
                                   method if method in _METHODS else "other", template,
                                   str(status)).observe(elapsed)
-                    # Inside the span, so the line carries its trace id.
-                    LOG.info("%s %s status: %s time: %.4f%s", method, path, status, elapsed,
-                             f" global: {global_request_id}" if global_request_id else "")
+                    # Inside the span, so the line carries its trace id. Its arguments are
+                    # made only when the line is logged at all.
+                    if LOG.isEnabledFor(logging.INFO):
+                        LOG.info("%s %s status: %s time: %.4f%s", method, path, status,
+                                 elapsed, f" global: {global_request_id}"
+                                 if global_request_id else "")
         finally:
             if parent is not None:
                 otel_context.detach(parent)
