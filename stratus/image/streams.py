@@ -10,8 +10,9 @@ batches behind the event loop before ``feed`` waits for it, so the slower hash n
 while the store or the other hash catches up; that wait in turn stops reading from the
 client. So memory stays bounded whatever the image size: a batch is held until its slowest
 consumer is done with it, i.e. at most ``QUEUE_DEPTH + 1`` batches per consumer plus the
-one being gathered, ``(QUEUE_DEPTH + 2) * (BATCH + one chunk)`` (about 25 MiB with 256 KiB
-chunks), besides what the store's writer buffers.
+one being gathered, ``(QUEUE_DEPTH + 2) * (BATCH + one chunk)`` (30 MiB with the HTTP
+server's pieces of at most 1 MiB), besides what the store's writer buffers (the file store:
+one 4 MiB aligned buffer).
 """
 
 from __future__ import annotations
