@@ -20,6 +20,17 @@ beat it on this machine, so ``upload_over_hash_floor`` says how close the upload
 (``download_over_hash_floor``: the download against the same floor). The
 server's peak resident memory growth during each transfer (the kernel's ``VmHWM`` after a
 reset through ``/proc/PID/clear_refs``) is reported too.
+
+Wall-clock figures move with other work on the machine; the CPU figures hardly do:
+``upload_server_cpu_s_per_gib`` (and ``download_...``) is the server process's user + system
+CPU time (all its threads, ``/proc/PID/stat``) over the transfer, per GiB;
+``upload_client_cpu_s_per_gib`` is curl's (NaN with httpx); ``hash_cpu_s_per_gib`` is what
+the two threads of the hash floor spent (each thread's own clock). The hashes alone need
+``hash_cpu_s_per_gib`` of CPU whatever the server does, so
+``upload_server_cpu_over_hash_cpu`` (at best a little above 1) says how much the rest of the
+upload path costs beside them; and since client and server share the machine's cores,
+``upload_cpu_bound_mb_per_s`` is the upload rate the measured CPU of both would allow if
+every core of the machine (``os.cpu_count()``) were kept busy with nothing else.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import asyncio
 import hashlib
 import math
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -134,6 +146,19 @@ class _Peak:
         return (self._field("VmHWM") - self.start) / MiB
 
 
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (``/proc/PID/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after the command name, from field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished, reaped children (curl)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -205,18 +230,22 @@ class _HttpxTransfer:
             handle.close()
 
 
-def _hash_floor(source: Path, size: int) -> float:
-    """MB/s of MD5 and SHA-512 over ``size`` bytes at once on two threads (data in memory)."""
+def _hash_floor(source: Path, size: int) -> tuple[float, float]:
+    """MB/s of MD5 and SHA-512 over ``size`` bytes at once on two threads (data in memory),
+    and the CPU seconds per GiB the two threads spent."""
     import threading
 
     with source.open("rb") as handle:
         block = handle.read(4 * MiB)
     count = size // len(block)
+    cpu: list[float] = []
 
     def run(name: str) -> None:
+        started = time.thread_time()
         digest = hashlib.new(name)
         for _ in range(count):
             digest.update(block)
+        cpu.append(time.thread_time() - started)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in ("md5", "sha512")]
     started = time.perf_counter()
@@ -224,7 +253,9 @@ def _hash_floor(source: Path, size: int) -> float:
         thread.start()
     for thread in threads:
         thread.join()
-    return count * len(block) / 1e6 / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    gib = count * len(block) / (1024 * MiB)
+    return count * len(block) / 1e6 / elapsed, sum(cpu) / gib
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -251,28 +282,42 @@ async def _round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str,
     transfer = _CurlTransfer(work, headers) if client_kind == "curl" else \
         _HttpxTransfer(client, headers)
     with _Peak(cloud.pid) as upload_peak:
+        server_cpu, client_cpu = _process_cpu_s(cloud.pid), _children_cpu_s()
         started = time.perf_counter()
         await transfer.upload(url, source, size)
         upload_s = time.perf_counter() - started
+        upload_server_cpu = _process_cpu_s(cloud.pid) - server_cpu
+        upload_client_cpu = _children_cpu_s() - client_cpu
     with _Peak(cloud.pid) as download_peak:
+        server_cpu = _process_cpu_s(cloud.pid)
         started = time.perf_counter()
         content_md5 = await transfer.download(url, target)
         await asyncio.to_thread(_fsync_path, target)
         download_s = time.perf_counter() - started
+        download_server_cpu = _process_cpu_s(cloud.pid) - server_cpu
     received = target.stat().st_size
     if received != size or await asyncio.to_thread(_md5_of, target) != content_md5:
         raise RuntimeError(f"download is wrong: {received} bytes, Content-MD5 {content_md5}")
     target.unlink()
     (await client.delete(f"{images}/{image_id}", headers=headers)).raise_for_status()
-    mb = size / 1e6
+    mb, gib = size / 1e6, size / (1024 * MiB)
+    hash_floor, hash_cpu = await asyncio.to_thread(_hash_floor, source, size)
     figures = {
         "copy_mb_per_s": mb / copy_s,
         "upload_mb_per_s": mb / upload_s,
         "download_mb_per_s": mb / download_s,
         "upload_peak_rss_growth_mib": upload_peak.growth_mib,
         "download_peak_rss_growth_mib": download_peak.growth_mib,
-        "hash_floor_mb_per_s": await asyncio.to_thread(_hash_floor, source, size),
+        "hash_floor_mb_per_s": hash_floor,
+        "hash_cpu_s_per_gib": hash_cpu,
+        "upload_server_cpu_s_per_gib": upload_server_cpu / gib,
+        "upload_client_cpu_s_per_gib": (upload_client_cpu / gib if client_kind == "curl"
+                                        else math.nan),
+        "download_server_cpu_s_per_gib": download_server_cpu / gib,
     }
+    figures["upload_server_cpu_over_hash_cpu"] = upload_server_cpu / gib / hash_cpu
+    both = upload_server_cpu + (upload_client_cpu if client_kind == "curl" else 0.0)
+    figures["upload_cpu_bound_mb_per_s"] = mb / (both / (os.cpu_count() or 1))
     figures["upload_over_copy"] = copy_s / upload_s
     figures["download_over_copy"] = copy_s / download_s
     figures["upload_over_hash_floor"] = figures["upload_mb_per_s"] / figures[
@@ -305,13 +350,18 @@ async def run(args: argparse.Namespace) -> Result:
                     _progress(f"round {i + 1}/{args.repeats}: copy "
                               f"{figures['copy_mb_per_s']:.0f} MB/s, upload "
                               f"{figures['upload_mb_per_s']:.0f} MB/s, download "
-                              f"{figures['download_mb_per_s']:.0f} MB/s")
+                              f"{figures['download_mb_per_s']:.0f} MB/s; server CPU "
+                              f"{figures['upload_server_cpu_s_per_gib']:.2f} s/GiB up, "
+                              f"{figures['download_server_cpu_s_per_gib']:.2f} down; hashes "
+                              f"{figures['hash_cpu_s_per_gib']:.2f}")
                     rounds.append(figures)
             backends = await database_info(database_url, work / "data" / "image.db")
         backends["filesystem"] = _filesystem(work)
     metrics: dict[str, float] = {}
     for name in ("copy_mb_per_s", "upload_mb_per_s", "download_mb_per_s",
-                 "hash_floor_mb_per_s"):
+                 "hash_floor_mb_per_s", "hash_cpu_s_per_gib", "upload_server_cpu_s_per_gib",
+                 "upload_client_cpu_s_per_gib", "download_server_cpu_s_per_gib",
+                 "upload_server_cpu_over_hash_cpu", "upload_cpu_bound_mb_per_s"):
         metrics[name] = statistics.median(r[name] for r in rounds)
     for name in ("upload_over_copy", "download_over_copy", "upload_over_hash_floor",
                  "download_over_hash_floor"):

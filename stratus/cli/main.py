@@ -88,33 +88,20 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
 
 def http_config(app: Any, settings: Settings, port: int, *, apis: bool = False) -> uvicorn.Config:
     """How every Stratus process serves HTTP on ``settings.host``: our logging, no access
-    log or server header, idle connections kept ``settings.keep_alive_timeout``. ``apis``
-    (the APIs' server): HTTPS with ``settings.tls``'s certificate when set; a bus-only
-    process's ``/metrics`` stays plain HTTP for the scrapers that read it."""
-    tls: dict[str, Any] = {}
+    log or server header, idle connections kept ``settings.keep_alive_timeout``, request
+    bodies read as ``stratus.core.web.http_protocol`` says. ``apis`` (the APIs' server):
+    HTTPS with ``settings.tls``'s certificate when set (idle connections then dropped rather
+    than closed at shutdown); a bus-only process's ``/metrics`` stays plain HTTP for the
+    scrapers that read it."""
+    from stratus.core.web.http_protocol import HttpProtocol, IdleDroppingProtocol
+
+    options: dict[str, Any] = {"http": HttpProtocol}
     if apis and settings.tls.enabled:
-        tls = {"ssl_certfile": str(settings.tls.cert_file),
-               "ssl_keyfile": str(settings.tls.key_file), "http": _tls_http_protocol()}
+        options = {"ssl_certfile": str(settings.tls.cert_file),
+                   "ssl_keyfile": str(settings.tls.key_file), "http": IdleDroppingProtocol}
     return uvicorn.Config(app, host=settings.host, port=port, log_config=None,
                           lifespan="off", access_log=False, server_header=False,
-                          timeout_keep_alive=settings.keep_alive_timeout, **tls)
-
-
-def _tls_http_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, except that an idle connection is dropped at shutdown rather
-    than closed: a TLS close waits for the peer's close_notify, and a client keeping the
-    connection idle in its pool (this process's own calls between services) reads nothing
-    until its next request, so each stop waited asyncio's 30 s TLS shutdown timeout."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class IdleDroppingProtocol(HttpToolsProtocol):
-        def shutdown(self) -> None:
-            if self.cycle is None or self.cycle.response_complete:
-                self.transport.abort()
-            else:
-                super().shutdown()
-
-    return IdleDroppingProtocol
+                          timeout_keep_alive=settings.keep_alive_timeout, **options)
 
 
 def _enable_tls(settings: Settings) -> None:

@@ -1,11 +1,18 @@
 """Image data on its way into a store: counted, hashed and written while it streams.
 
-``DataSink`` gathers incoming chunks into batches of ``BATCH`` bytes. Each batch goes to
-three independent consumers, each working through its own short queue in a worker thread:
-MD5, SHA-512 and the store write. They run at the same time (hashlib releases the GIL on
-large buffers) and none waits for the others, while the event loop already receives the next
-batch; a full queue makes ``feed`` wait, which in turn stops reading from the client. So
-memory stays bounded (about ``(QUEUE_DEPTH + 2) * BATCH``) whatever the image size.
+``DataSink`` gathers incoming chunks into batches of about ``BATCH`` bytes, kept as the list
+of chunks they arrived in (no copy). Each batch goes to three independent consumers, MD5,
+SHA-512 and the store write, and every consumer works through its own queue: the two hashes
+each in a thread of their own for the whole upload (hashlib releases the GIL on large
+buffers), the store write as a task that awaits the store. None waits for the others, and
+the event loop meanwhile receives the next batch. A consumer may fall ``QUEUE_DEPTH``
+batches behind the event loop before ``feed`` waits for it, so the slower hash never idles
+while the store or the other hash catches up; that wait in turn stops reading from the
+client. So memory stays bounded whatever the image size: a batch is held until its slowest
+consumer is done with it, i.e. at most ``QUEUE_DEPTH + 1`` batches per consumer plus the
+one being gathered, ``(QUEUE_DEPTH + 2) * (BATCH + one chunk)`` (30 MiB with the HTTP
+server's pieces of at most 1 MiB), besides what the store's writer buffers (the file store:
+one 4 MiB aligned buffer).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stratus.core.exceptions import PayloadTooLarge
@@ -21,8 +30,11 @@ from stratus.image.formats import HEAD_SIZE
 from stratus.image.stores.base import StoreWriter
 
 BATCH = 4 * 1024 * 1024
-QUEUE_DEPTH = 1
+#: Batches a consumer may have waiting, besides the one it works on.
+QUEUE_DEPTH = 4
 HASH_ALGO = "sha512"
+
+Batch = list[bytes]
 
 
 class TooLarge(PayloadTooLarge):
@@ -38,34 +50,94 @@ class Digest:
     head: bytes
 
 
-class _Consumer:
-    """Feeds batches, in order, to one step (a hash update or the store write)."""
+class _HashThread:
+    """One thread feeding every batch, in order, to ``update`` (one hash) until closed.
 
-    def __init__(self, step: Callable[[bytes], Awaitable[None]]) -> None:
-        self.step = step
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_DEPTH)
+    The event loop hands batches over with ``put``, which waits while ``QUEUE_DEPTH + 1``
+    are not done yet; the thread reports each one done back on the loop.
+    """
+
+    def __init__(self, update: Callable[[bytes], object], name: str) -> None:
+        self._update = update
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(QUEUE_DEPTH + 1)
+        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._error: BaseException | None = None
+        self._dropped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._queue.get()) is not None:
+                if self._error is None and not self._dropped:
+                    try:
+                        for chunk in batch:
+                            self._update(chunk)
+                    except BaseException as exc:  # reported to the loop by put/close
+                        self._error = exc
+                del batch
+                self._call(self._slots.release)
+        finally:
+            self._call(self._finished)
+
+    def _call(self, callback: Callable[[], object]) -> None:
+        # The loop may be gone already when an abandoned upload's thread ends (shutdown).
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback)
+
+    def _finished(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    async def put(self, batch: Batch) -> None:
+        self._raise()
+        await self._slots.acquire()
+        self._queue.put(batch)
+
+    async def close(self) -> None:
+        """Wait until every batch put has been hashed; raises what hashing raised."""
+        self._queue.put(None)
+        await asyncio.shield(self._done)
+        self._raise()
+
+    def drop(self) -> None:
+        """Skip what is still queued and end the thread (the digest is no longer wanted)."""
+        self._dropped = True
+        self._queue.put(None)
+
+
+class _StoreConsumer:
+    """Writes every batch, in order, to the store in a task of its own."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self.writer = writer
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(QUEUE_DEPTH)
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while (batch := await self.queue.get()) is not None:
-            await self.step(batch)
+            await self.writer.write_chunks(batch)
+            del batch
 
-    async def put(self, batch: bytes | None) -> None:
+    async def put(self, batch: Batch | None) -> None:
         if self.task.done():
-            self.task.result()  # raises the step's error
-            raise RuntimeError("consumer stopped")  # pragma: no cover
+            self.task.result()  # raises the write's error
+            raise RuntimeError("store writer stopped")  # pragma: no cover
         put = asyncio.ensure_future(self.queue.put(batch))
         done, _ = await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
         if put not in done:
             put.cancel()
             self.task.result()
 
-
-def _threaded(update: Callable[[bytes], object]) -> Callable[[bytes], Awaitable[None]]:
-    async def step(batch: bytes) -> None:
-        await asyncio.to_thread(update, batch)
-
-    return step
+    async def close(self) -> None:
+        await self.put(None)
+        await self.task
 
 
 class DataSink:
@@ -78,9 +150,10 @@ class DataSink:
         self.head = bytearray()
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._hash = hashlib.new(HASH_ALGO)
-        self._pending: list[bytes] = []
+        self._pending: Batch = []
         self._pending_size = 0
-        self._consumers: list[_Consumer] | None = None
+        self._hashers: list[_HashThread] | None = None
+        self._store: _StoreConsumer | None = None
 
     async def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -105,36 +178,50 @@ class DataSink:
             self._pending_size += len(chunk) - offset
 
     async def _dispatch(self) -> None:
-        batch = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_size = 0
-        if self._consumers is None:
-            self._consumers = [_Consumer(_threaded(self._md5.update)),
-                               _Consumer(_threaded(self._hash.update))]
+        batch, self._pending, self._pending_size = self._pending, [], 0
+        if self._hashers is None:
+            self._hashers = [_HashThread(self._md5.update, "image-md5"),
+                             _HashThread(self._hash.update, f"image-{HASH_ALGO}")]
             if self.writer is not None:  # None: only counted and hashed
-                self._consumers.append(_Consumer(self.writer.write))
-        for consumer in self._consumers:
-            await consumer.put(batch)
+                self._store = _StoreConsumer(self.writer)
+        for hasher in self._hashers:
+            await hasher.put(batch)
+        if self._store is not None:
+            await self._store.put(batch)
 
     async def finish(self) -> Digest:
         """Write what is left and return the size and digests of everything fed."""
         if self._pending:
             await self._dispatch()
-        for consumer in self._consumers or ():
-            await consumer.put(None)
-        for consumer in self._consumers or ():
-            await consumer.task
-        self._consumers = None
+        hashers, self._hashers = self._hashers or [], None
+        store, self._store = self._store, None
+        try:
+            if store is not None:
+                await store.close()
+            for hasher in hashers:
+                await hasher.close()
+        except BaseException:
+            for hasher in hashers:
+                hasher.drop()
+            if store is not None:
+                await _stopped(store)
+            raise
         return Digest(size=self.size, checksum=self._md5.hexdigest(),
                       os_hash_algo=HASH_ALGO, os_hash_value=self._hash.hexdigest(),
                       head=bytes(self.head))
 
     async def discard(self) -> None:
         """Stop the consumers, waiting for any batch being written (an abort follows)."""
-        consumers, self._consumers = self._consumers or [], None
+        hashers, self._hashers = self._hashers or [], None
+        store, self._store = self._store, None
         self._pending.clear()
-        for consumer in consumers:
-            consumer.task.cancel()
-        for consumer in consumers:
-            with contextlib.suppress(BaseException):
-                await consumer.task
+        for hasher in hashers:
+            hasher.drop()
+        if store is not None:
+            await _stopped(store)
+
+
+async def _stopped(store: _StoreConsumer) -> None:
+    store.task.cancel()
+    with contextlib.suppress(BaseException):
+        await store.task

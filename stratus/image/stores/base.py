@@ -18,7 +18,7 @@ requests without reading what it does not send.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from stratus.core.exceptions import BadRequest, NotFound, PayloadTooLarge
@@ -53,6 +53,11 @@ class StoreWriter(abc.ABC):
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:
         """Append ``data``; raises ``StoreFull`` when the store has no room."""
+
+    async def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        """Append ``chunks`` in order, as ``write`` of them joined would (which this does
+        unless the store can take them apart without the copy)."""
+        await self.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def written(self) -> None:  # noqa: B027 - optional hook
         """All data has been written: make it readable at ``local_path`` for inspection."""

@@ -26,6 +26,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from stratus.image.stores.base import (
@@ -126,12 +127,18 @@ class FileWriter(StoreWriter):
             self._buffer.move(0, aligned, rest)
         self._filled = rest
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, chunks: Sequence[bytes]) -> None:
         with self._lock:
-            if self._file is not None:  # else aborted already: drop the data
-                self._write_locked(data)
+            if self._file is None:  # aborted already: drop the data
+                return
+            for chunk in chunks:
+                self._write_locked(chunk)
+            if self._buffer is not None:
+                self._flush_aligned()
 
     def _write_locked(self, data: bytes) -> None:
+        """Append ``data``: straight to the file when buffered, else through the aligned
+        buffer, written out each time it fills (the caller flushes what is left)."""
         if self._buffer is None:
             with memoryview(data) as view:
                 self._raw_write(view)
@@ -145,11 +152,15 @@ class FileWriter(StoreWriter):
                 self._buffer[self._filled:self._filled + take] = view[:take]
                 self._filled += take
                 view = view[take:]
-                if self._filled == DIRECT_BUFFER or not view:
+                if self._filled == DIRECT_BUFFER:
                     self._flush_aligned()
 
     async def write(self, data: bytes) -> None:
-        await asyncio.to_thread(self._write, data)
+        await asyncio.to_thread(self._write, (data,))
+
+    async def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        # Each chunk goes into the aligned buffer as it is: no joined copy first.
+        await asyncio.to_thread(self._write, chunks)
 
     def _written(self) -> None:
         with self._lock:

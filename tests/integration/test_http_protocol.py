@@ -1,0 +1,81 @@
+"""Request bodies through Stratus's HTTP protocol (``stratus.core.web.http_protocol``): whole
+and in order whatever the pieces they arrive in, handed over as ``bytes``, with a request on
+the same connection after a large body read as before."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from stratus.cli.main import _Server, http_config
+from stratus.core.config import Settings
+
+MiB = 1024 * 1024
+
+
+async def _digest(request: Request) -> PlainTextResponse:
+    digest = hashlib.sha256()
+    async for chunk in request.stream():
+        assert type(chunk) is bytes  # as ASGI says, whichever way it was gathered
+        digest.update(chunk)
+    return PlainTextResponse(digest.hexdigest())
+
+
+@contextlib.asynccontextmanager
+async def _serving() -> AsyncIterator[int]:
+    app = Starlette(routes=[Route("/", _digest, methods=["PUT"])])
+    server = _Server(http_config(app, Settings(), 0))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done()
+            await asyncio.sleep(0.01)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.request_stop()
+        await serving
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return head.split(b"\r\n")[0] + b" " + await reader.readexactly(length)
+
+
+async def test_bodies_arrive_whole_in_any_pieces_and_the_connection_goes_on() -> None:
+    large = os.urandom(24 * MiB + 123)
+    # Chunked encoding in small chunks: many pieces in one read, joined for the app.
+    pieces = [large[i:i + 1000] for i in range(0, 2 * MiB, 1000)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    small = b'{"a": 1}'
+    async with _serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(large))
+            # Written in uneven pieces, some while the server reads.
+            for i in range(0, len(large), 3 * MiB + 17):
+                writer.write(large[i:i + 3 * MiB + 17])
+                await writer.drain()
+            expected = hashlib.sha256(large).hexdigest().encode()
+            assert await _answer(reader) == b"HTTP/1.1 200 OK " + expected
+
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + chunked + b"0\r\n\r\n")
+            expected = hashlib.sha256(b"".join(pieces)).hexdigest().encode()
+            assert await _answer(reader) == b"HTTP/1.1 200 OK " + expected
+
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(small), small))
+            expected = hashlib.sha256(small).hexdigest().encode()
+            assert await _answer(reader) == b"HTTP/1.1 200 OK " + expected
+        finally:
+            writer.close()
