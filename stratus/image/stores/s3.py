@@ -312,6 +312,11 @@ class S3Writer(StoreWriter):
                 pieces, self._buffer, self._buffered = self._buffer, [], 0
                 await self._send(pieces)
 
+    async def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        # The chunks as received become the part's pieces: no join (see ``write``).
+        for chunk in chunks:
+            await self.write(chunk)
+
     async def commit(self) -> str:
         client, bucket = self.client, self.store.bucket
         if self._upload_id is None:  # smaller than a part: one PUT
