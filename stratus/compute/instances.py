@@ -303,8 +303,9 @@ class Instances:
         instance.host, instance.node = host, host
 
     async def on_host(self, host: str) -> list[str]:
-        return list(await self.session.scalars(select(Instance.uuid).where(
-            Instance.host == host, Instance.deleted_at.is_(None))))
+        """The live instances on ``host`` (a prebuilt statement: every host report asks)."""
+        connection = await self.txn.connection()
+        return list((await connection.execute(_ON_HOST, {"w_host": host})).scalars())
 
     async def states_on(self, host: str) -> list[InstanceStates]:
         """The states of the live instances on ``host`` (for its power-state sync)."""
@@ -464,6 +465,8 @@ _PLACE = sa_update(_INSTANCES).where(
     node=bindparam("v_host", type_=_INSTANCES.c.node.type))
 _WAITING_HOST = select(_INSTANCES.c.host).where(*_WAITING)
 _INSERT_INSTANCE = _INSTANCES.insert()
+_ON_HOST = select(_INSTANCES.c.uuid).where(_INSTANCES.c.host == bindparam("w_host"),
+                                           _INSTANCES.c.deleted_at.is_(None))
 _RECORD_OF = select(_INSTANCES).where(_INSTANCES.c.uuid == bindparam("w_uuid"))
 _INSERT_ACTION = _ACTIONS.insert()
 
