@@ -393,16 +393,25 @@ class Instances:
         params: dict[str, Any] = _action_params(instance_uuid, request_id)
         params.update(v_event=event, v_now=now, v_result=result, v_details=details)
         finished_one = 0
-        if finished and started_at is None:
-            done = await connection.execute(_FINISH_EVENT, params)
-            finished_one = done.rowcount
         failed = finished and result == "Error"
+        postgresql = self.txn.dialect == "postgresql"
+        if finished and started_at is None:
+            if postgresql:
+                # The started event finished and its action updated in one statement (a
+                # data-modifying CTE): the last hop of every boot finishes its spawn event.
+                touched = await connection.execute(
+                    _FINISH_EVENT_TOUCHING[finish_action, failed], params)
+                if touched.first() is not None:
+                    return
+            else:
+                done = await connection.execute(_FINISH_EVENT, params)
+                finished_one = done.rowcount
         if not finished_one:
             params.update(v_host=host, v_start=(started_at or now) if finished else now,
                           v_finish=now if finished else None,
                           v_result=result if finished else None,
                           v_details=details if finished else None)
-            if self.txn.dialect == "postgresql":
+            if postgresql:
                 # The event and its action's update in one statement (a data-modifying CTE,
                 # which SQLite has not): every hop of a boot records an event.
                 await connection.execute(_INSERT_EVENT_TOUCHING[finish_action, failed], params)
@@ -512,6 +521,17 @@ _INSERT_EVENT_TOUCHING = {
         _ACTIONS.c.id.in_(select(_INSERTED_EVENT.c.action_id))).values(
         updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
         **({"message": "Error"} if failed else {})).add_cte(_INSERTED_EVENT)
+    for finishing in (False, True) for failed in (False, True)}
+#: PostgreSQL: ``_FINISH_EVENT`` and the action's update by it in one statement, the update
+#: made only when an event was finished (its action is the one ``_touch_action`` updates:
+#: both are ``_ACTION_OF``); a row back says one was.
+_FINISHED_EVENT = _FINISH_EVENT.returning(_EVENTS.c.action_id).cte("finished_event")
+_FINISH_EVENT_TOUCHING = {
+    (finishing, failed): sa_update(_ACTIONS).where(
+        _ACTIONS.c.id.in_(select(_FINISHED_EVENT.c.action_id))).values(
+        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
+        **({"message": "Error"} if failed else {})).add_cte(_FINISHED_EVENT)
+    .returning(_ACTIONS.c.id)
     for finishing in (False, True) for failed in (False, True)}
 #: ``finish_action``: (with a message) -> statement.
 _FINISH_ACTION = {
