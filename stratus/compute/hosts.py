@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuidlib
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from stratus.compute.models import Allocation, ComputeServiceRecord, Inventory, ResourceProvider
 from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
@@ -71,6 +72,24 @@ class Hypervisor:
     memory_mb_used: int
     local_gb_used: int
     running_vms: int
+
+
+_SERVICES = cast(Table, ComputeServiceRecord.__table__)
+#: A known compute host's heartbeat in one prebuilt statement (``seen``).
+_SEEN_AT = bindparam("v_now", type_=_SERVICES.c.last_seen_up.type)
+_SEEN = (update(_SERVICES)
+         .where(_SERVICES.c.host == bindparam("w_host"),
+                _SERVICES.c.binary == COMPUTE_BINARY)
+         .values(last_seen_up=_SEEN_AT, updated_at=_SEEN_AT,
+                 report_count=func.coalesce(_SERVICES.c.report_count, 0) + 1))
+
+
+async def seen(connection: AsyncConnection, host: str) -> bool:
+    """A compute host's report on its service row, if it has one, as one UPDATE (no ORM
+    object): what ``Hosts.heartbeat`` does to a known host, the count incremented in SQL.
+    False when the host has no row yet (its first report: ``Hosts.heartbeat`` makes it)."""
+    done = await connection.execute(_SEEN, {"w_host": host, "v_now": utcnow()})
+    return done.rowcount == 1
 
 
 class Hosts:

@@ -303,8 +303,9 @@ class Instances:
         instance.host, instance.node = host, host
 
     async def on_host(self, host: str) -> list[str]:
-        return list(await self.session.scalars(select(Instance.uuid).where(
-            Instance.host == host, Instance.deleted_at.is_(None))))
+        """The live instances on ``host`` (a prebuilt statement: every host report asks)."""
+        connection = await self.txn.connection()
+        return list((await connection.execute(_ON_HOST, {"w_host": host})).scalars())
 
     async def states_on(self, host: str) -> list[InstanceStates]:
         """The states of the live instances on ``host`` (for its power-state sync)."""
@@ -392,16 +393,25 @@ class Instances:
         params: dict[str, Any] = _action_params(instance_uuid, request_id)
         params.update(v_event=event, v_now=now, v_result=result, v_details=details)
         finished_one = 0
-        if finished and started_at is None:
-            done = await connection.execute(_FINISH_EVENT, params)
-            finished_one = done.rowcount
         failed = finished and result == "Error"
+        postgresql = self.txn.dialect == "postgresql"
+        if finished and started_at is None:
+            if postgresql:
+                # The started event finished and its action updated in one statement (a
+                # data-modifying CTE): the last hop of every boot finishes its spawn event.
+                touched = await connection.execute(
+                    _FINISH_EVENT_TOUCHING[finish_action, failed], params)
+                if touched.first() is not None:
+                    return
+            else:
+                done = await connection.execute(_FINISH_EVENT, params)
+                finished_one = done.rowcount
         if not finished_one:
             params.update(v_host=host, v_start=(started_at or now) if finished else now,
                           v_finish=now if finished else None,
                           v_result=result if finished else None,
                           v_details=details if finished else None)
-            if self.txn.dialect == "postgresql":
+            if postgresql:
                 # The event and its action's update in one statement (a data-modifying CTE,
                 # which SQLite has not): every hop of a boot records an event.
                 await connection.execute(_INSERT_EVENT_TOUCHING[finish_action, failed], params)
@@ -464,6 +474,8 @@ _PLACE = sa_update(_INSTANCES).where(
     node=bindparam("v_host", type_=_INSTANCES.c.node.type))
 _WAITING_HOST = select(_INSTANCES.c.host).where(*_WAITING)
 _INSERT_INSTANCE = _INSTANCES.insert()
+_ON_HOST = select(_INSTANCES.c.uuid).where(_INSTANCES.c.host == bindparam("w_host"),
+                                           _INSTANCES.c.deleted_at.is_(None))
 _RECORD_OF = select(_INSTANCES).where(_INSTANCES.c.uuid == bindparam("w_uuid"))
 _INSERT_ACTION = _ACTIONS.insert()
 
@@ -509,6 +521,17 @@ _INSERT_EVENT_TOUCHING = {
         _ACTIONS.c.id.in_(select(_INSERTED_EVENT.c.action_id))).values(
         updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
         **({"message": "Error"} if failed else {})).add_cte(_INSERTED_EVENT)
+    for finishing in (False, True) for failed in (False, True)}
+#: PostgreSQL: ``_FINISH_EVENT`` and the action's update by it in one statement, the update
+#: made only when an event was finished (its action is the one ``_touch_action`` updates:
+#: both are ``_ACTION_OF``); a row back says one was.
+_FINISHED_EVENT = _FINISH_EVENT.returning(_EVENTS.c.action_id).cte("finished_event")
+_FINISH_EVENT_TOUCHING = {
+    (finishing, failed): sa_update(_ACTIONS).where(
+        _ACTIONS.c.id.in_(select(_FINISHED_EVENT.c.action_id))).values(
+        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
+        **({"message": "Error"} if failed else {})).add_cte(_FINISHED_EVENT)
+    .returning(_ACTIONS.c.id)
     for finishing in (False, True) for failed in (False, True)}
 #: ``finish_action``: (with a message) -> statement.
 _FINISH_ACTION = {

@@ -54,6 +54,16 @@ _BUMP_GENERATION = (update(_PROVIDERS)
                     .where(_PROVIDERS.c.uuid == bindparam("p_uuid"),
                            _PROVIDERS.c.generation == bindparam("p_generation"))
                     .values(generation=bindparam("p_next", type_=_PROVIDERS.c.generation.type)))
+#: A known provider's report (``refresh_provider``): its attributes written, its
+#: inventories read to compare; built once, every host reports every few seconds.
+_TOUCH_PROVIDER = (update(_PROVIDERS).where(_PROVIDERS.c.uuid == bindparam("p_uuid"))
+                   .values(hypervisor_type=bindparam("v_hypervisor_type"),
+                           cpu_arch=bindparam("v_cpu_arch"),
+                           updated_at=bindparam("v_now", type_=_PROVIDERS.c.updated_at.type)))
+_INVENTORY_OF = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
+                        _INVENTORIES.c.reserved, _INVENTORIES.c.allocation_ratio,
+                        _INVENTORIES.c.max_unit)
+                 .where(_INVENTORIES.c.provider_uuid == bindparam("p_uuid")))
 RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
 
 
@@ -122,6 +132,28 @@ class Placement:
         for row in existing.values():
             await self.session.delete(row)
         await self.session.flush()
+
+    async def refresh_provider(self, uuid: str, inventories: Mapping[str, InventorySpec], *,
+                               hypervisor_type: str, cpu_arch: str) -> bool:
+        """A known provider's report as two prebuilt statements (no ORM objects): its
+        attributes written and its inventories read. True when that was all of it: the
+        provider exists and its inventories are ``inventories`` already (what nearly every
+        periodic report finds). False when the provider is missing or an inventory differs;
+        the caller then runs ``ensure_provider``, in the same transaction, which creates
+        or corrects it (the attributes written here stay; it writes the same)."""
+        connection = await self._connection()
+        touched = await connection.execute(_TOUCH_PROVIDER, {
+            "p_uuid": uuid, "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch,
+            "v_now": utcnow()})
+        if touched.rowcount != 1:
+            return False
+        current = {row.resource_class: (row.total, row.reserved, row.allocation_ratio,
+                                        row.max_unit)
+                   for row in await connection.execute(_INVENTORY_OF, {"p_uuid": uuid})}
+        wanted = {rc: (spec.total, spec.reserved, spec.allocation_ratio,
+                       spec.max_unit if spec.max_unit is not None else spec.total)
+                  for rc, spec in inventories.items()}
+        return current == wanted
 
     async def usage(self, provider_uuid: str) -> dict[str, int]:
         rows = await (await self._connection()).execute(

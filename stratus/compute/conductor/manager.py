@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from stratus.compute import moves, states
 from stratus.compute.errors import ClaimConflict, InsufficientResources, UnexpectedTaskState
-from stratus.compute.hosts import Hosts
+from stratus.compute.hosts import Hosts, seen
 from stratus.compute.models import Instance
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
@@ -325,18 +325,27 @@ class ConductorManager:
 
     @_queued_when_busy
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
+        """A host's periodic report: its heartbeat, its provider and inventories, answered
+        with the live instances it should have. A known host whose inventories did not change
+        (nearly every report) costs four prebuilt statements and no ORM session; a new
+        host, or changed inventories, take the ORM path in the same transaction."""
+        inventories = {
+            VCPU: InventorySpec(report.vcpus, allocation_ratio=report.cpu_allocation_ratio),
+            MEMORY_MB: InventorySpec(report.memory_mb, reserved=report.reserved_host_memory_mb,
+                                     allocation_ratio=report.ram_allocation_ratio),
+            DISK_GB: InventorySpec(report.local_gb,
+                                   allocation_ratio=report.disk_allocation_ratio),
+        }
+        provider = provider_uuid(report.host)
         async with self._txn() as svc:
-            await svc.hosts.heartbeat(report.host, report.zone)
-            await svc.placement.ensure_provider(
-                provider_uuid(report.host), report.host, {
-                    VCPU: InventorySpec(report.vcpus,
-                                        allocation_ratio=report.cpu_allocation_ratio),
-                    MEMORY_MB: InventorySpec(report.memory_mb,
-                                             reserved=report.reserved_host_memory_mb,
-                                             allocation_ratio=report.ram_allocation_ratio),
-                    DISK_GB: InventorySpec(report.local_gb,
-                                           allocation_ratio=report.disk_allocation_ratio),
-                }, hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch)
+            if not await seen(await svc.txn.connection(), report.host):
+                await svc.hosts.heartbeat(report.host, report.zone)
+            if not await svc.placement.refresh_provider(
+                    provider, inventories, hypervisor_type=report.hypervisor_type,
+                    cpu_arch=report.cpu_arch):
+                await svc.placement.ensure_provider(
+                    provider, report.host, inventories,
+                    hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch)
             return await svc.instances.on_host(report.host)
 
     async def host_instance_states(self, ctx: RequestContext,

@@ -175,3 +175,46 @@ async def test_a_build_whose_take_up_answer_was_lost_is_taken_up_again_by_its_ho
     assert again is not None and (again.uuid, again.task_state) == (uuid, states.NETWORKING)
     assert await conductor.begin_build(CTX, uuid, "other",
                                        "compute__do_build_and_run_instance") is None
+
+
+async def test_a_builds_last_update_finishes_its_event_and_action(stack: Stack) -> None:
+    """The build's last ``instance_update`` finishes the event ``begin_build`` started and
+    the action with it: the instance's update and, on PostgreSQL, the event's finish and the
+    action's in one more statement (a data-modifying CTE); on SQLite two. A second finish
+    of the same event (a redelivered report) finds none started and records it whole."""
+    from tests.dbcount import statements_of
+
+    (uuid,) = await _building(stack, 1)
+    assert stack.bus is not None and stack.compute is not None
+    conductor = ConductorAPI(stack.bus)
+    name = "compute__do_build_and_run_instance"
+    assert await conductor.begin_build(CTX, uuid, "node", name) is not None
+    done = ActionEvent(name=name, host="node", finished=True, result="Success")
+    with statements_of(stack.compute.db.engine) as seen:
+        record = await conductor.instance_update(
+            CTX, uuid, InstanceUpdate(vm_state=states.ACTIVE, power_state=1,
+                                      clear_task_state=True),
+            expected_task_state=[states.NETWORKING], event=done)
+    assert (record.vm_state, record.task_state) == (states.ACTIVE, None)
+    written = [sql for sql, _ in seen.seen
+               if sql.split(None, 1)[0].upper() in ("SELECT", "UPDATE", "INSERT", "WITH")]
+    assert len(written) == (2 if stack.compute.db.engine.dialect.name == "postgresql" else 3), \
+        written
+    async with stack.compute.service() as svc:
+        action = await svc.session.scalar(select(InstanceAction).where(
+            InstanceAction.instance_uuid == uuid))
+        assert action is not None and action.finish_time is not None
+        events = list(await svc.session.scalars(select(InstanceActionEvent).where(
+            InstanceActionEvent.action_id == action.id)))
+    assert [(e.event, e.result, e.finish_time is not None) for e in events] == [
+        (name, "Success", True)]
+
+    await conductor.action_event(CTX, uuid, name, host="node", finished=True, result="Error")
+    async with stack.compute.service() as svc:
+        action = await svc.session.scalar(select(InstanceAction).where(
+            InstanceAction.instance_uuid == uuid))
+        assert action is not None and action.message == "Error"
+        results = sorted(r or "" for r in await svc.session.scalars(
+            select(InstanceActionEvent.result).where(
+                InstanceActionEvent.action_id == action.id)))
+    assert results == ["Error", "Success"]

@@ -1,0 +1,106 @@
+"""A compute host's periodic report handled by the conductor, on SQLite and PostgreSQL: the
+first makes the host's service row, provider and inventories; later ones count the
+heartbeat and correct what changed; an unchanged report of a known host is four statements
+(its heartbeat, its provider, its inventories read, its instances)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from stratus.compute.conductor.manager import ConductorManager
+from stratus.compute.hosts import COMPUTE_BINARY
+from stratus.compute.models import ComputeServiceRecord, Inventory, ResourceProvider
+from stratus.compute.objects import HostReport
+from stratus.compute.placement import provider_uuid
+from stratus.core.config import Settings
+from stratus.core.context import RequestContext
+from stratus.stack import Stack
+from stratus.units import root_app
+from tests.dbcount import statements_of
+
+CTX = RequestContext.for_service("compute")
+
+
+@pytest.fixture
+async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = Settings(data_dir=tmp_path, database_url=db_url,
+                        compute={"fake_hosts": 1, "host": "node", "virt_driver": "fake"})
+    stack = Stack(settings)
+    try:
+        await root_app(stack, ["conductor"])
+        yield stack
+    finally:
+        await stack.aclose()
+
+
+def _report(**changes: object) -> HostReport:
+    values: dict[str, object] = {"host": "reporter", "zone": "az-r", "hypervisor_type": "fake",
+                                 "hypervisor_version": 1, "vcpus": 8, "memory_mb": 4096,
+                                 "local_gb": 50}
+    values.update(changes)
+    return HostReport.model_validate(values)
+
+
+async def _state(stack: Stack) -> tuple[ComputeServiceRecord, ResourceProvider,
+                                         dict[str, tuple[int, int, float, int]]]:
+    assert stack.compute is not None
+    async with stack.compute.service(write=False) as svc:
+        service = await svc.session.scalar(select(ComputeServiceRecord).where(
+            ComputeServiceRecord.host == "reporter",
+            ComputeServiceRecord.binary == COMPUTE_BINARY))
+        provider = await svc.session.get(ResourceProvider, provider_uuid("reporter"))
+        inventories = {row.resource_class: (row.total, row.reserved, row.allocation_ratio,
+                                            row.max_unit)
+                       for row in await svc.session.scalars(select(Inventory).where(
+                           Inventory.provider_uuid == provider_uuid("reporter")))}
+    assert service is not None and provider is not None
+    return service, provider, inventories
+
+
+async def test_reports_make_then_keep_the_host_and_its_inventories(stack: Stack) -> None:
+    assert stack.compute is not None
+    conductor = ConductorManager(stack.compute, None)  # type: ignore[arg-type]
+    assert await conductor.host_report(CTX, _report()) == []
+    service, provider, inventories = await _state(stack)
+    assert (service.report_count, service.zone) == (1, "az-r")
+    assert provider.name == "reporter"
+    assert inventories == {"VCPU": (8, 0, 16.0, 8), "MEMORY_MB": (4096, 512, 1.5, 4096),
+                           "DISK_GB": (50, 0, 1.0, 50)}
+    first_seen = service.last_seen_up
+    assert first_seen is not None
+
+    with statements_of(stack.compute.db.engine) as unchanged:
+        await conductor.host_report(CTX, _report())
+    service, provider, after = await _state(stack)
+    assert service.report_count == 2
+    assert service.last_seen_up is not None and service.last_seen_up >= first_seen
+    assert after == inventories
+    writes = [sql for sql, _ in unchanged.seen
+              if sql.split(None, 1)[0].upper() in ("SELECT", "UPDATE", "INSERT", "DELETE")]
+    assert len(writes) == 4, writes
+
+    # Changed inventories and hypervisor attributes are written.
+    await conductor.host_report(CTX, _report(memory_mb=8192, ram_allocation_ratio=1.0,
+                                             cpu_arch="aarch64"))
+    service, provider, after = await _state(stack)
+    assert service.report_count == 3
+    assert provider.cpu_arch == "aarch64"
+    assert after["MEMORY_MB"] == (8192, 512, 1.0, 8192)
+    assert after["VCPU"] == inventories["VCPU"]
+
+
+async def test_a_missing_inventory_row_is_made_again(stack: Stack) -> None:
+    assert stack.compute is not None
+    conductor = ConductorManager(stack.compute, None)  # type: ignore[arg-type]
+    await conductor.host_report(CTX, _report())
+    async with stack.compute.service() as svc:
+        row = await svc.session.get(Inventory, (provider_uuid("reporter"), "DISK_GB"))
+        assert row is not None
+        await svc.session.delete(row)
+    await conductor.host_report(CTX, _report())
+    _service, _provider, inventories = await _state(stack)
+    assert inventories["DISK_GB"] == (50, 0, 1.0, 50)
