@@ -75,10 +75,14 @@ def check_qemu() -> Check:
     found = _tool("qemu-system-x86_64", "real guests (the libvirt driver runs QEMU)")
     if not found.ok:
         return found
-    from stratus.compute.virt.libvirt.host import kvm_usable
+    from stratus.compute.virt.libvirt.host import KVM_DEVICE, kvm_device_problem, kvm_usable
 
     mode = ("KVM (hardware virtualisation)" if kvm_usable()
             else "TCG only: no usable /dev/kvm, guests run emulated (slower)")
+    problem = kvm_device_problem()
+    if problem is not None:  # the libvirt driver mends it when it starts as root
+        return Check(found.name, found.feature, Status.FAILING, f"{found.detail}; {problem}",
+                     f"chgrp kvm {KVM_DEVICE} && chmod 660 {KVM_DEVICE}")
     return Check(found.name, found.feature, Status.OK, f"{found.detail}; {mode}")
 
 

@@ -50,10 +50,15 @@ def test_qemu_missing_and_present(bare_path: Path, monkeypatch: pytest.MonkeyPat
     add_program(bare_path, "qemu-system-x86_64")
     from stratus.compute.virt.libvirt import host
 
+    monkeypatch.setattr(host, "kvm_device_problem", lambda: None)
     monkeypatch.setattr(host, "kvm_usable", lambda: False)
     assert "TCG only" in doctor.check_qemu().detail
     monkeypatch.setattr(host, "kvm_usable", lambda: True)
     assert "KVM" in doctor.check_qemu().detail
+    monkeypatch.setattr(host, "kvm_device_problem", lambda: "/dev/kvm is not open to them")
+    failing = doctor.check_qemu()
+    assert failing.status is Status.FAILING and "not open" in failing.detail
+    assert failing.fix == "chgrp kvm /dev/kvm && chmod 660 /dev/kvm"
 
 
 def test_nft_without_its_python_binding(bare_path: Path,

@@ -278,3 +278,28 @@ def test_a_dead_virtlogd_is_started_again_while_libvirtd_answers(tmp_path: Path)
     # Its pid file is the machine's, not the caller's: the daemon outlives every test.
     pid = int((libvirt_host.DAEMON_DIR / "virtlogd.pid").read_text().strip())
     os.kill(pid, 0)
+
+
+def test_libvirt_keeps_its_probe_of_qemu_between_calls() -> None:
+    """libvirt caches what QEMU can do and must trust that cache from one call to the next.
+
+    With /dev/kvm root's alone (no udev) libvirt 9 threw it away at nearly every call and
+    probed QEMU again (each define, start or ``getVersion`` waited; a build took 76 s):
+    ``ensure_daemons`` gives the device udev's group and mode, so the cache file stays put.
+    """
+    libvirt_ready()
+    assert libvirt_host.kvm_device_problem() is None
+    libvirt = libvirt_host.libvirt_module()
+    conn = libvirt.open(libvirt_host.DEFAULT_URI)
+    try:
+        conn.getDomainCapabilities("/usr/bin/qemu-system-x86_64", "x86_64", None, "qemu")
+        cached = [path for path in Path("/var/cache/libvirt/qemu/capabilities").glob("*.xml")
+                  if "<emulator>/usr/bin/qemu-system-x86_64<" in path.read_text()]
+        assert len(cached) == 1, cached
+        written = cached[0].stat().st_mtime_ns
+        for _ in range(3):
+            conn.getVersion()
+            conn.getDomainCapabilities("/usr/bin/qemu-system-x86_64", "x86_64", None, "qemu")
+        assert cached[0].exists() and cached[0].stat().st_mtime_ns == written
+    finally:
+        conn.close()

@@ -6,7 +6,8 @@ network namespace (through ``nsenter`` on PID 1's when we run inside another one
 taps and libvirt's own sockets live where the l2-agent made them), pid files and logs under
 ``DAEMON_DIR``. It then waits for libvirt to answer (the first start probes QEMU, ~10-15 s) and
 makes sure libvirt's ``default`` NAT network is neither active nor autostarted: guests only
-ever get the taps the network service made for them.
+ever get the taps the network service made for them. Without udev, /dev/kvm is also given the
+group and mode udev would give it (``ensure_kvm_device_access``: libvirt misbehaves otherwise).
 
 Everything here blocks; the driver calls it through ``asyncio.to_thread``.
 """
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
 import logging
 import os
+import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +39,12 @@ DAEMON_DIR = Path("/run/stratus/libvirt")
 #: ioctl numbers of /dev/kvm (linux/kvm.h): _IO(0xAE, 0x00) and _IO(0xAE, 0x01).
 _KVM_GET_API_VERSION = 0xAE00
 _KVM_CREATE_VM = 0xAE01
+KVM_DEVICE = Path("/dev/kvm")
+#: Who the system libvirtd runs QEMU as in Debian's build (``user``/``group`` in qemu.conf).
+QEMU_USER = "libvirt-qemu"
+#: The group and mode udev gives /dev/kvm (systemd's and Debian's rules).
+KVM_GROUP = "kvm"
+KVM_MODE = 0o660
 
 
 class DaemonError(Exception):
@@ -91,6 +101,62 @@ def kvm_usable() -> bool:
 
 def virt_type() -> str:
     return "kvm" if kvm_usable() else "qemu"
+
+
+def may_open_read_write(mode: int, owner: int, group: int, uid: int, gids: set[int]) -> bool:
+    """True when a process of ``uid`` with groups ``gids`` may open a file of ``mode``,
+    ``owner`` and ``group`` for reading and writing (the permission bits; no ACLs)."""
+    if uid == 0:
+        return True
+    if uid == owner:
+        bits = stat.S_IRUSR | stat.S_IWUSR
+    elif group in gids:
+        bits = stat.S_IRGRP | stat.S_IWGRP
+    else:
+        bits = stat.S_IROTH | stat.S_IWOTH
+    return mode & bits == bits
+
+
+def kvm_device_problem(device: Path = KVM_DEVICE, user: str = QEMU_USER) -> str | None:
+    """Why libvirt would probe QEMU again at nearly every call, or None.
+
+    libvirt (9.0 here) keeps what QEMU can do in a cache and trusts it only while the cache's
+    record of KVM agrees with whether the QEMU user may open /dev/kvm. On a machine without
+    udev the device stays root's alone (``crw------- root root``) and the two never agree:
+    every define, start or even ``getVersion`` then waits for a fresh probe of QEMU, and a
+    real guest's build took 76 s instead of ~1 s. udev gives the device to group ``kvm``,
+    which the QEMU user is in; this says when that was not done.
+    """
+    try:
+        info = device.stat()
+        account = pwd.getpwnam(user)
+    except (OSError, KeyError):
+        return None  # no device (TCG only, libvirt agrees) or no such user to run QEMU
+    gids = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {account.pw_gid}
+    if may_open_read_write(info.st_mode, info.st_uid, info.st_gid, account.pw_uid, gids):
+        return None
+    return (f"{device} is not open to {user} (mode {stat.filemode(info.st_mode)}, owner "
+            f"{info.st_uid}, group {info.st_gid}): libvirt then probes QEMU again at nearly "
+            f"every call (a build takes minutes); udev's rule makes it group {KVM_GROUP}, mode "
+            f"{KVM_MODE:o}")
+
+
+def ensure_kvm_device_access(device: Path = KVM_DEVICE, user: str = QEMU_USER) -> None:
+    """Give ``device`` the group and mode udev would when libvirt would otherwise keep
+    probing QEMU (see ``kvm_device_problem``); only as root, and said in the log."""
+    problem = kvm_device_problem(device, user)
+    if problem is None:
+        return
+    if os.geteuid() != 0:
+        LOG.warning("%s; not root, so left as it is", problem)
+        return
+    try:
+        os.chown(device, -1, grp.getgrnam(KVM_GROUP).gr_gid)
+        os.chmod(device, KVM_MODE)
+    except (OSError, KeyError) as error:
+        LOG.warning("%s; could not change it: %s", problem, error)
+        return
+    LOG.info("%s: set to group %s, mode %o as udev would", device, KVM_GROUP, KVM_MODE)
 
 
 def _answers(uri: str) -> bool:
@@ -171,6 +237,7 @@ def ensure_daemons(uri: str = DEFAULT_URI, timeout: float = 90.0) -> bool:
     virtlogd is checked on its own: libvirtd may answer while virtlogd is gone, and every
     guest's serial console goes through it.
     """
+    ensure_kvm_device_access()  # the device is the machine's: every libvirtd on it sees it
     if _answers(uri):
         started = uri == DEFAULT_URI and _ensure_virtlogd()
         disable_default_network(uri)
