@@ -160,15 +160,17 @@ class Stack:
         return self.bus
 
     async def serve(self, topic: str, server: str | None, manager: Any,
-                    methods: tuple[str, ...], *, prefetch: int | None = None) -> None:
+                    methods: tuple[str, ...], *, prefetch: int | None = None,
+                    host_only: bool = False) -> None:
         """Serve ``manager``'s ``methods`` on the bus at ``topic`` (``server``: one host's
-        queue; ``prefetch``: messages handled at once per queue, if not the bus's default);
-        stopped with the stack."""
+        queue; ``prefetch``: messages handled at once per queue, if not the bus's default;
+        ``host_only``: that host's queues only, not the topic's shared ones nor its
+        fanouts); stopped with the stack."""
         from stratus.core.bus import RPCServer, Target
         from stratus.core.bus.server import DEFAULT_PREFETCH
 
         rpc = RPCServer(await self.transport(), Target(topic, server=server), manager, methods,
-                        prefetch=prefetch or DEFAULT_PREFETCH)
+                        prefetch=prefetch or DEFAULT_PREFETCH, host_only=host_only)
         await rpc.start()
         self.exits.push_async_callback(rpc.stop)
 

@@ -108,11 +108,12 @@ async def build_conductor(stack: Stack) -> None:
 async def serve_agent(stack: Stack, agent: ComputeAgentManager) -> None:
     """Serve ``agent`` on the bus, stopped with the stack: its host's ``compute`` queues, and
     its external events on ``compute-events.<host>``, a consumer of their own so they are
-    taken while every build slot of the ``compute`` queue holds a build that waits for one."""
+    taken while every build slot of the ``compute`` queue holds a build that waits for one.
+    Events are always sent to their host: the topic's shared queues are not served."""
     from stratus.compute.rpcapi import COMPUTE_EVENTS_TOPIC, COMPUTE_TOPIC
 
     await stack.serve(COMPUTE_EVENTS_TOPIC, agent.host, agent, agent.EVENT_METHODS,
-                      prefetch=agent.EVENT_PREFETCH)
+                      prefetch=agent.EVENT_PREFETCH, host_only=True)
     await stack.serve(COMPUTE_TOPIC, agent.host, agent, agent.METHODS)
 
 

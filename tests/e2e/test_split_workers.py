@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.e2e.cloud import BIN, Cloud, base_env, free_port
-from tests.e2e.split import Fleet
+from tests.e2e.split import Fleet, login
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,12 @@ def worker_of(response: httpx.Response) -> tuple[int, int]:
     return int(index), int(pid)
 
 
+async def admin_token(api: Cloud) -> str:
+    """A token of the admin user scoped to the admin project (from whichever worker)."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        return await login(client, ADMIN_PASSWORD)
+
+
 async def each_worker(api: Cloud, request: Callable[[httpx.AsyncClient], object],
                       want: set[int] = frozenset({1, 2}), within: float = 60,
                       ) -> dict[int, httpx.Response]:
@@ -90,12 +96,7 @@ async def test_two_api_workers_share_a_port(pool: Cloud) -> None:
     assert len(set(pids.values())) == 2 and all(r.status_code == 200 for r in first.values())
 
     # A token cached by both workers, revoked through one: the other refuses it too.
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
-        token = (await client.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-                 ).headers["X-Subject-Token"]
+    token = await admin_token(api)
     headers = {"X-Auth-Token": token}
 
     def flavors(client: httpx.AsyncClient) -> object:
@@ -139,12 +140,8 @@ async def test_two_api_workers_share_a_port(pool: Cloud) -> None:
 
     # The image checked by a boot on each worker (each keeps its record), deactivated
     # through one: the other refuses the next boot too, without an expiry to wait for.
+    token = await admin_token(api)
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
-        token = (await client.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-                 ).headers["X-Subject-Token"]
         image_id = (await client.get("/image/v2/images?name=tiny",
                                      headers={"X-Auth-Token": token})).json()["images"][0]["id"]
     boot_headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}

@@ -5,18 +5,15 @@ the same connection after a large body read as before."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from stratus.cli.main import _Server, http_config
-from stratus.core.config import Settings
+from tests.integration.http_server import read_answer, serving
 
 MiB = 1024 * 1024
 
@@ -29,35 +26,13 @@ async def _digest(request: Request) -> PlainTextResponse:
     return PlainTextResponse(digest.hexdigest())
 
 
-@contextlib.asynccontextmanager
-async def _serving() -> AsyncIterator[int]:
-    app = Starlette(routes=[Route("/", _digest, methods=["PUT"])])
-    server = _Server(http_config(app, Settings(), 0))
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done()
-            await asyncio.sleep(0.01)
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.request_stop()
-        await serving
-
-
-async def _answer(reader: asyncio.StreamReader) -> bytes:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    return head.split(b"\r\n")[0] + b" " + await reader.readexactly(length)
-
-
 async def test_bodies_arrive_whole_in_any_pieces_and_the_connection_goes_on() -> None:
     large = os.urandom(24 * MiB + 123)
     # Chunked encoding in small chunks: many pieces in one read, joined for the app.
     pieces = [large[i:i + 1000] for i in range(0, 2 * MiB, 1000)]
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
     small = b'{"a": 1}'
-    async with _serving() as port:
+    async with serving(Starlette(routes=[Route("/", _digest, methods=["PUT"])])) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(large))
@@ -66,16 +41,16 @@ async def test_bodies_arrive_whole_in_any_pieces_and_the_connection_goes_on() ->
                 writer.write(large[i:i + 3 * MiB + 17])
                 await writer.drain()
             expected = hashlib.sha256(large).hexdigest().encode()
-            assert await _answer(reader) == b"HTTP/1.1 200 OK " + expected
+            assert await read_answer(reader, 60) == b"HTTP/1.1 200 OK " + expected
 
             writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                          + chunked + b"0\r\n\r\n")
             expected = hashlib.sha256(b"".join(pieces)).hexdigest().encode()
-            assert await _answer(reader) == b"HTTP/1.1 200 OK " + expected
+            assert await read_answer(reader, 60) == b"HTTP/1.1 200 OK " + expected
 
             writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
                          % (len(small), small))
             expected = hashlib.sha256(small).hexdigest().encode()
-            assert await _answer(reader) == b"HTTP/1.1 200 OK " + expected
+            assert await read_answer(reader, 60) == b"HTTP/1.1 200 OK " + expected
         finally:
             writer.close()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from stratus.core.bus import InvalidTarget, InvalidTransportURL, Target, TransportOptions
+from stratus.core.bus import (
+    InvalidTarget,
+    InvalidTransportURL,
+    RPCServer,
+    Target,
+    TransportOptions,
+)
 from stratus.core.bus.target import (
     call_queue,
     cast_queue,
@@ -30,6 +36,11 @@ def test_target_names_and_validation() -> None:
         Target("compute", server="h1", fanout=True)
     with pytest.raises(InvalidTarget):
         Target("compute", version="1")
+
+    # A server of one host's queues only (``host_only``) needs that host.
+    with pytest.raises(InvalidTarget, match="needs the target's server"):
+        RPCServer(get_transport("memory://names"), Target("compute-events"), object(), (),
+                  host_only=True)
 
 
 def test_queue_names() -> None:

@@ -2,8 +2,9 @@
 
 A server for ``Target(topic, server=host)`` consumes the topic's cast and call queues
 (competing with the topic's other servers), its own ``topic.host`` cast and call queues, and
-the topic's fanouts. Each delivery is handled in its own task, at most ``prefetch`` at a time
-per queue.
+the topic's fanouts; a ``host_only`` server only its own queues (a topic whose senders always
+name the host: the shared queues would be declared and consumed for nothing). Each delivery
+is handled in its own task, at most ``prefetch`` at a time per queue.
 
 Contracts:
 
@@ -83,19 +84,23 @@ DATABASE_OUTAGE_WAIT = 45.0
 
 
 class RPCServer:
-    """Serves ``methods`` of ``manager`` on ``target`` (see the module's contracts)."""
+    """Serves ``methods`` of ``manager`` on ``target`` (see the module's contracts);
+    ``host_only``: on the target server's own queues only."""
 
     def __init__(self, transport: Transport, target: Target, manager: object,
                  methods: Iterable[str], *, prefetch: int = DEFAULT_PREFETCH,
-                 dedupe_window: int = DEFAULT_DEDUPE_WINDOW) -> None:
+                 dedupe_window: int = DEFAULT_DEDUPE_WINDOW, host_only: bool = False) -> None:
         if target.fanout:
             raise InvalidTarget("a server listens on a topic (and server), not a fanout")
+        if host_only and target.server is None:
+            raise InvalidTarget("a host-only server needs the target's server")
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.transport = transport
         self.target = target
         self.dispatcher = Dispatcher(manager, methods, version=target.version)
         self.prefetch = prefetch
+        self.host_only = host_only
         self._dedupe_window = dedupe_window
         self._recent: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
         self._subscriptions: list[Subscription] = []
@@ -116,15 +121,16 @@ class RPCServer:
         if self._running:
             return
         topic, server = self.target.topic, self.target.server
-        queues = [QueueSpec.cast(topic), QueueSpec.call(topic)]
+        queues = [] if self.host_only else [QueueSpec.cast(topic), QueueSpec.call(topic)]
         if server is not None:
             queues += [QueueSpec.cast(topic, server), QueueSpec.call(topic, server)]
         try:
             for queue in queues:
                 self._subscriptions.append(await self.transport.subscribe(
                     queue, self._on_message, prefetch=self.prefetch))
-            self._subscriptions.append(await self.transport.subscribe_fanout(
-                topic, self._on_message, prefetch=self.prefetch))
+            if not self.host_only:
+                self._subscriptions.append(await self.transport.subscribe_fanout(
+                    topic, self._on_message, prefetch=self.prefetch))
         except BaseException:
             await self._close_subscriptions()
             raise

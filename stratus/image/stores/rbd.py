@@ -39,6 +39,7 @@ from stratus.image.stores.base import (
     Store,
     StoreFull,
     StoreWriter,
+    UnitBuffer,
 )
 
 LOG = logging.getLogger(__name__)
@@ -76,10 +77,8 @@ class RbdWriter(StoreWriter):
         self.name = image_id + PARTIAL
         self._image: Any = None
         #: Data received but not written yet, less than a chunk: the pieces as written
-        #: (never joined: each is written at its offset, so no copy of the data is made;
-        #: only a piece across a chunk's end is cut in two).
-        self._parts: list[bytes] = []
-        self._buffered = 0
+        #: (each is written at its offset, so no copy of the data is made).
+        self._chunks = UnitBuffer(store.chunk_size)
         self._size = 0  # bytes handed to writes (or skipped as zeros) so far
         self._allocated = 0  # the RBD image's size
         self._committed = False
@@ -163,20 +162,8 @@ class RbdWriter(StoreWriter):
     async def write(self, data: bytes) -> None:
         if self._done:
             return
-        chunk, offset = self.store.chunk_size, 0
-        while offset < len(data):
-            room = chunk - self._buffered
-            piece = data if not offset and len(data) <= room else data[offset:offset + room]
-            offset += len(piece)
-            self._parts.append(piece)
-            self._buffered += len(piece)
-            if self._buffered == chunk:
-                await self._dispatch(self._take_buffered())
-
-    def _take_buffered(self) -> list[bytes]:
-        pieces, self._parts = self._parts, []
-        self._buffered = 0
-        return pieces
+        for chunk in self._chunks.add(data):
+            await self._dispatch(chunk)
 
     def _close_image(self) -> None:
         """Close the image once no write uses it; idempotent."""
@@ -208,8 +195,8 @@ class RbdWriter(StoreWriter):
         return str(RbdLocation(self.ceph.fsid, self.store.pool, self.image_id, SNAPSHOT))
 
     async def commit(self) -> str:
-        if self._buffered:
-            await self._dispatch(self._take_buffered())
+        if self._chunks.buffered:
+            await self._dispatch(self._chunks.take())
         await self._drain()
         location = await self.ceph.run(self._finish)
         self._done = True
@@ -223,8 +210,7 @@ class RbdWriter(StoreWriter):
 
     async def abort(self) -> None:
         self._done = True
-        self._parts.clear()
-        self._buffered = 0
+        self._chunks.take()
         with contextlib.suppress(Exception):
             await self._drain()
         await self.ceph.run(self._abort)

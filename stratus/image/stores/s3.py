@@ -43,6 +43,7 @@ from stratus.image.stores.base import (
     Store,
     StoreFull,
     StoreWriter,
+    UnitBuffer,
 )
 
 LOG = logging.getLogger(__name__)
@@ -248,8 +249,8 @@ class S3Writer(StoreWriter):
     def __init__(self, store: S3Store, image_id: str) -> None:
         self.store = store
         self.key = image_id
-        self._buffer: list[bytes] = []
-        self._buffered = 0
+        #: The part being filled: the pieces written, never joined (see ``UnitBuffer``).
+        self._filling_part = UnitBuffer(store.part_size)
         self._upload_id: str | None = None
         self._etags: dict[int, str] = {}
         self._parts = 0
@@ -296,21 +297,11 @@ class S3Writer(StoreWriter):
     async def write(self, data: bytes) -> None:
         if self._done:
             return
-        # A part is the list of the pieces written, sent one after the other: never joined
-        # (each copy of the data costs as much CPU as a third of its MD5). Only a piece
-        # across a part's end is cut in two (a copy of it); the image service's 4 MiB
-        # batches fill the default 8 MiB parts exactly.
+        # A part is the list of the pieces written, sent one after the other; the image
+        # service's 4 MiB batches fill the default 8 MiB parts exactly.
         self._size += len(data)
-        part, offset = self.store.part_size, 0
-        while offset < len(data):
-            room = part - self._buffered
-            piece = data if not offset and len(data) <= room else data[offset:offset + room]
-            offset += len(piece)
-            self._buffer.append(piece)
-            self._buffered += len(piece)
-            if self._buffered == part:
-                pieces, self._buffer, self._buffered = self._buffer, [], 0
-                await self._send(pieces)
+        for part in self._filling_part.add(data):
+            await self._send(part)
 
     async def write_chunks(self, chunks: Sequence[bytes]) -> None:
         # The chunks as received become the part's pieces: no join (see ``write``).
@@ -320,13 +311,12 @@ class S3Writer(StoreWriter):
     async def commit(self) -> str:
         client, bucket = self.client, self.store.bucket
         if self._upload_id is None:  # smaller than a part: one PUT
-            pieces, self._buffer = self._buffer, []
-            await client.call("PUT", bucket, self.key, body=pieces, what="upload")
+            await client.call("PUT", bucket, self.key, body=self._filling_part.take(),
+                              what="upload")
             parts = 1
         else:
-            if self._buffer:
-                pieces, self._buffer = self._buffer, []
-                await self._send(pieces)
+            if self._filling_part.buffered:
+                await self._send(self._filling_part.take())
             await self._drain()
             parts = self._parts
             listing = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{self._etags[n]}"
@@ -347,8 +337,7 @@ class S3Writer(StoreWriter):
 
     async def abort(self) -> None:
         self._done = True
-        self._buffer.clear()
-        self._buffered = 0
+        self._filling_part.take()
         pending, self._pending = self._pending, set()
         for future in pending:
             future.cancel()

@@ -11,14 +11,23 @@ on the host's own events topic, served apart from its builds (as ``serve_agent``
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from stratus.compute.agent.manager import ComputeAgentManager
 from stratus.compute.objects import ExternalEvent
 from stratus.compute.rpcapi import COMPUTE_EVENTS_TOPIC, COMPUTE_TOPIC, ComputeAgentAPI
+from stratus.compute.units import serve_agent
 from stratus.core.bus import RPCClient, Target, Transport
-from stratus.core.bus.target import cast_queue
+from stratus.core.bus.target import call_queue, cast_queue, fanout_exchange
+from stratus.core.bus.url import TransportURL
+from stratus.core.config import Settings
 from stratus.core.context import RequestContext
+from stratus.stack import Stack
+from tests.conftest import rabbitmqctl
 from tests.integration.bus.conftest import (
     ServerFactory,
     TransportFactory,
@@ -57,7 +66,7 @@ async def _serve(servers: ServerFactory, transport: Transport, host: WaitingHost
     their own. The build queue's server does not take events: one sent there would be
     refused (and the build waiting for it would never finish)."""
     await servers(transport, Target(COMPUTE_EVENTS_TOPIC, server=name), host,
-                  WaitingHost.EVENT_METHODS)
+                  WaitingHost.EVENT_METHODS, host_only=True)
     await servers(transport, Target(COMPUTE_TOPIC, server=name), host,
                   WaitingHost.BUILD_METHODS, prefetch=2)
 
@@ -94,3 +103,51 @@ async def test_an_event_for_a_dead_host_waits_in_its_queue_not_in_the_sender(
     await _serve(servers, await transports(), host, "host-2")
     await eventually(waiting.is_set, message="the queued event handled")
     await wait_pending(sender, cast_queue(COMPUTE_EVENTS_TOPIC, "host-2"), 0)
+
+
+class WaitingAgent(WaitingHost):
+    """A ``WaitingHost`` as ``serve_agent`` takes a compute host's manager."""
+
+    METHODS = WaitingHost.BUILD_METHODS
+    EVENT_PREFETCH = ComputeAgentManager.EVENT_PREFETCH
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+
+
+async def _declared(vhost: str, what: str) -> set[str]:
+    """The names of ``what`` (``queues``, ``exchanges``) in ``vhost``, as the broker lists
+    them."""
+    listed = await rabbitmqctl(f"list_{what}", "-p", vhost, "--formatter", "json", "name")
+    return {entry["name"] for entry in json.loads(listed)}
+
+
+@pytest.mark.rabbitmq
+async def test_a_hosts_events_topic_is_its_own_queues_only(rabbit_url: str,
+                                                           tmp_path: Path) -> None:
+    """``serve_agent`` serves ``compute-events`` for its host only: events are always sent
+    to a host, so the topic's shared queues and its fanout are not declared on RabbitMQ
+    (nor consumed), while the ``compute`` topic's are; the host's events still arrive."""
+    stack = Stack(Settings(data_dir=tmp_path, bus_url=rabbit_url))
+    host = WaitingAgent("host-1")
+    try:
+        await serve_agent(stack, host)  # type: ignore[arg-type]
+        vhost = TransportURL.parse(rabbit_url).virtual_host
+        queues = await _declared(vhost, "queues")
+        assert {cast_queue(COMPUTE_EVENTS_TOPIC, "host-1"),
+                call_queue(COMPUTE_EVENTS_TOPIC, "host-1")} <= queues
+        assert not queues & {cast_queue(COMPUTE_EVENTS_TOPIC), call_queue(COMPUTE_EVENTS_TOPIC)}
+        assert not any(name.startswith(fanout_exchange(COMPUTE_EVENTS_TOPIC))
+                       for name in queues)  # a fanout's queues are named after its exchange
+        assert fanout_exchange(COMPUTE_EVENTS_TOPIC) not in await _declared(vhost, "exchanges")
+        # The builds' topic, served as before: shared queues beside the host's.
+        assert {cast_queue(COMPUTE_TOPIC), cast_queue(COMPUTE_TOPIC, "host-1")} <= queues
+
+        assert stack.bus is not None
+        waiting = host._event("i-0")
+        await ComputeAgentAPI(stack.bus).external_instance_event(
+            RequestContext.for_service("compute-api"), "host-1", "i-0", PLUGGED)
+        await eventually(waiting.is_set, message="the event handled")
+    finally:
+        await stack.aclose()

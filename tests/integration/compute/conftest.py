@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -14,6 +15,9 @@ from stratus.core.config import Settings
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.clouds import auth_body
+
+if TYPE_CHECKING:
+    from tests.integration.compute.test_boot_flow import Cloud
 
 ADMIN_PASSWORD = "compute-tests-admin-pw"
 ROOT = "http://test"
@@ -73,6 +77,44 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[ComputeCloud]:
             instance = ComputeCloud(client, "", stack)
             instance.admin_token = await instance.token("admin", ADMIN_PASSWORD, "admin")
             yield instance
+    finally:
+        await stack.aclose()
+
+
+#: Starts a whole in-process cloud: ``(compute settings, units=..., **other sections)``.
+CloudStarter = Callable[..., Awaitable["Cloud"]]
+
+
+@pytest.fixture
+async def start_cloud(db_url: str, tmp_path: Path) -> AsyncIterator[CloudStarter]:
+    """Starts the test's whole cloud in this process (``test_boot_flow.started_cloud``, every
+    unit unless ``units`` says): its database and data directory, the fake driver's hosts as
+    ``compute`` says, no network backend, quick password hashing; other sections of the
+    settings as keywords (``image={...}``). Stopped after the test."""
+    from tests.integration.compute.test_boot_flow import UNITS, started_cloud
+
+    async with contextlib.AsyncExitStack() as clouds:
+        async def start(compute: dict[str, Any], units: list[str] = UNITS,
+                        **sections: Any) -> Cloud:
+            settings = Settings(**{
+                "data_dir": tmp_path, "database_url": db_url, "public_url": ROOT,
+                "admin_password": ADMIN_PASSWORD, "identity": {"bcrypt_rounds": 4},
+                "network": {"backend": "noop"}, "compute": compute, **sections})
+            return await clouds.enter_async_context(started_cloud(settings, units))
+
+        yield start
+
+
+@pytest.fixture
+async def conductor_stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack running the conductor alone (one fake host in its settings), on the test's
+    database: for tests that call the conductor and read what it wrote."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url,
+                        compute={"fake_hosts": 1, "host": "node", "virt_driver": "fake"})
+    stack = Stack(settings)
+    try:
+        await root_app(stack, ["conductor"])
+        yield stack
     finally:
         await stack.aclose()
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid as uuidlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +17,8 @@ from stratus.compute import states
 from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent
 from stratus.compute.objects import ActionEvent, InstanceUpdate
 from stratus.compute.rpcapi import ConductorAPI
-from stratus.core.config import Settings
 from stratus.core.context import RequestContext
 from stratus.stack import Stack
-from stratus.units import root_app
 
 CTX = RequestContext(user_id="u", project_id="p", roles=["admin"], request_id="req-writes")
 INSTANCES = 40
@@ -39,15 +35,8 @@ def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
 
 
 @pytest.fixture
-async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url,
-                        compute={"fake_hosts": 1, "host": "node", "virt_driver": "fake"})
-    stack = Stack(settings)
-    try:
-        await root_app(stack, ["conductor"])
-        yield stack
-    finally:
-        await stack.aclose()
+def stack(conductor_stack: Stack) -> Stack:
+    return conductor_stack
 
 
 async def _building(stack: Stack, count: int) -> list[str]:

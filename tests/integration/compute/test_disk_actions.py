@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,29 +15,14 @@ import pytest
 
 from stratus.compute.placement import Placement
 from stratus.compute.virt.fake import FakeDriver
-from stratus.core.config import Settings
-from tests.integration.compute.conftest import (
-    ADMIN_PASSWORD,
-    ROOT,
-    assert_compute_error,
-)
-from tests.integration.compute.test_boot_flow import (
-    Cloud,
-    boot_body,
-    started_cloud,
-    upload_image,
-)
+from tests.integration.compute.conftest import ROOT, CloudStarter, assert_compute_error
+from tests.integration.compute.test_boot_flow import Cloud, boot_body, upload_image
 
 
 @pytest.fixture
-async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
-                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
-                        network={"backend": "noop"}, image={"quota_image_count": 3},
-                        compute={"fake_hosts": 2, "host": "node",
-                                 "shelved_offload_time": -1})
-    async with started_cloud(settings) as started:
-        yield started
+async def cloud(start_cloud: CloudStarter) -> Cloud:
+    return await start_cloud({"fake_hosts": 2, "host": "node", "shelved_offload_time": -1},
+                             image={"quota_image_count": 3})
 
 
 async def _settled(cloud: Cloud, server_id: str, status: str) -> dict[str, Any]:

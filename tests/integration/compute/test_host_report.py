@@ -5,9 +5,6 @@ heartbeat and correct what changed; an unchanged report of a known host is four 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -16,25 +13,16 @@ from stratus.compute.hosts import COMPUTE_BINARY
 from stratus.compute.models import ComputeServiceRecord, Inventory, ResourceProvider
 from stratus.compute.objects import HostReport
 from stratus.compute.placement import provider_uuid
-from stratus.core.config import Settings
 from stratus.core.context import RequestContext
 from stratus.stack import Stack
-from stratus.units import root_app
 from tests.dbcount import statements_of
 
 CTX = RequestContext.for_service("compute")
 
 
 @pytest.fixture
-async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url,
-                        compute={"fake_hosts": 1, "host": "node", "virt_driver": "fake"})
-    stack = Stack(settings)
-    try:
-        await root_app(stack, ["conductor"])
-        yield stack
-    finally:
-        await stack.aclose()
+def stack(conductor_stack: Stack) -> Stack:
+    return conductor_stack
 
 
 def _report(**changes: object) -> HostReport:

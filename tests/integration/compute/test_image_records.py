@@ -8,34 +8,20 @@ and the boot that must be refused.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from stratus.core.clients.image import ImageClient
-from stratus.core.config import Settings
-from tests.integration.compute.conftest import ROOT, ComputeCloud, assert_compute_error
-from tests.integration.compute.test_boot_flow import (
-    ADMIN_PASSWORD,
-    Cloud,
-    boot_body,
-    started_cloud,
-    upload_image,
-)
+from tests.integration.compute.conftest import CloudStarter, ComputeCloud, assert_compute_error
+from tests.integration.compute.test_boot_flow import Cloud, boot_body, upload_image
 
 
 @pytest.fixture
-async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
-                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
-                        network={"backend": "noop"},
-                        compute={"fake_hosts": 2, "host": "node", "fake_memory_mb": 65536,
-                                 "fake_vcpus": 64, "reserved_host_memory_mb": 0})
-    async with started_cloud(settings) as started:
-        yield started
+async def cloud(start_cloud: CloudStarter) -> Cloud:
+    return await start_cloud({"fake_hosts": 2, "host": "node", "fake_memory_mb": 65536,
+                              "fake_vcpus": 64, "reserved_host_memory_mb": 0})
 
 
 @pytest.fixture

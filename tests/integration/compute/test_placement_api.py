@@ -6,35 +6,22 @@ error format."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from stratus.compute.placement import provider_uuid
-from stratus.core.config import Settings
-from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
-from tests.integration.compute.test_boot_flow import (
-    UNITS,
-    Cloud,
-    boot_body,
-    started_cloud,
-    upload_image,
-)
+from tests.integration.compute.conftest import CloudStarter
+from tests.integration.compute.test_boot_flow import UNITS, Cloud, boot_body, upload_image
 from tests.integration.compute.test_server_actions import _member_token
 
 
 @pytest.fixture
-async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
-    settings = Settings(data_dir=tmp_path, database_url=db_url, public_url=ROOT,
-                        admin_password=ADMIN_PASSWORD, identity={"bcrypt_rounds": 4},
-                        network={"backend": "noop"},
-                        compute={"fake_hosts": 1, "host": "node", "fake_memory_mb": 4096,
-                                 "fake_vcpus": 4, "reserved_host_memory_mb": 0})
-    async with started_cloud(settings, [*UNITS, "placement-api"]) as started:
-        yield started
+async def cloud(start_cloud: CloudStarter) -> Cloud:
+    return await start_cloud({"fake_hosts": 1, "host": "node", "fake_memory_mb": 4096,
+                              "fake_vcpus": 4, "reserved_host_memory_mb": 0},
+                             [*UNITS, "placement-api"])
 
 
 async def placement(cloud: Cloud, path: str, version: str | None = "1.14",
