@@ -487,17 +487,14 @@ class L2AgentManager:
 
     async def _refresh(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = self.options.firewall_batch_delay
-        while True:
+        while self._refresh_ports or self._refresh_security or self._refresh_members:
             # Not sooner than a round interval after the last round began: under a stream
             # of changes a round takes all that came meanwhile.
             next_round = self._round_started + self.options.firewall_round_interval
-            await asyncio.sleep(max(delay, next_round - loop.time()))
-            if not (self._refresh_ports or self._refresh_security or self._refresh_members):
-                return
+            await asyncio.sleep(max(self.options.firewall_batch_delay,
+                                    next_round - loop.time()))
             self._round_started = loop.time()
             await self._refresh_round()
-            delay = 0.0
 
     async def _refresh_round(self) -> None:
         """Fetch and apply what the changes gathered so far touch."""
