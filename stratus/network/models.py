@@ -133,7 +133,9 @@ class IPAllocation(Base):
 
     subnet_id: Mapped[str] = mapped_column(
         ForeignKey("network_subnets.id", ondelete="CASCADE"), primary_key=True)
-    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Indexed alone too: who holds these addresses (the l2-agents' member questions) is
+    #: asked without the subnet.
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     port_id: Mapped[str] = mapped_column(
         ForeignKey("network_ports.id", ondelete="CASCADE"), index=True)
     network_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -202,7 +204,7 @@ class PortAllowedAddressPair(Base):
     port_id: Mapped[str] = mapped_column(
         ForeignKey("network_ports.id", ondelete="CASCADE"), primary_key=True)
     mac_address: Mapped[str] = mapped_column(String(32), primary_key=True)
-    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     #: Order of the pair in the port's ``allowed_address_pairs``.
     position: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -8,7 +8,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, false, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    false,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.orm import joinedload, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,6 +51,7 @@ from stratus.network.errors import (
 )
 from stratus.network.ipam import IPAM
 from stratus.network.models import (
+    DefaultSecurityGroup,
     IPAllocation,
     Network,
     Port,
@@ -74,6 +86,12 @@ _LOAD_NEW = _LOAD.options(lazyload(Port.allowed_address_pairs))
 #: A new port's security group links, written without the unit of work (a Core insert of
 #: the rows; nothing in the session holds them).
 _INSERT_GROUPS = insert(cast(Table, PortSecurityGroup.__table__))
+#: A new port's link to its project's default group, the group read by the insert itself.
+_DEFAULT_GROUPS = cast(Table, DefaultSecurityGroup.__table__)
+_LINK_DEFAULT_GROUP = insert(cast(Table, PortSecurityGroup.__table__)).from_select(
+    ["port_id", "security_group_id"],
+    select(bindparam("port_id", type_=String), _DEFAULT_GROUPS.c.security_group_id).where(
+        _DEFAULT_GROUPS.c.project_id == bindparam("project_id")))
 #: A port's related rows by the attribute of its view that shows them.
 _PORT_RELATIONS = {"fixed_ips": Port.fixed_ips, "security_groups": Port.security_groups,
                    "allowed_address_pairs": Port.allowed_address_pairs}
@@ -259,10 +277,11 @@ class Ports(Part):
             await self.quotas.check(project_id, "port")
         port_security = (net.port_security_enabled if new.port_security_enabled is None
                          else new.port_security_enabled)
-        if new.security_groups is None:
-            groups = ([] if device_owner.startswith("network:") or not port_security
-                      else [await self.groups.default_security_group(project_id)])
-        else:
+        #: The project's default group, linked by the insert that looks it up (below).
+        default_group = (new.security_groups is None and port_security
+                         and not device_owner.startswith("network:"))
+        groups: list[str] = []
+        if new.security_groups is not None:
             groups = await self._check_groups(caller, project_id, new.security_groups)
             if groups and not port_security:
                 raise PortSecurityAndIPRequiredForSecurityGroups()
@@ -281,6 +300,9 @@ class Ports(Part):
             "revision_number": 1, "created_at": now, "updated_at": now,
         }
         await self.insert_row(row, new.mac_address)
+        if default_group and not await self._link_default_group(port_id, project_id):
+            # The project has none yet: made now (with its rules), then linked.
+            groups = [await self.groups.default_security_group(project_id)]
         if groups:
             links = [{"port_id": port_id, "security_group_id": g} for g in groups]
             await self.session.execute(_INSERT_GROUPS, links[0] if len(links) == 1 else links)
@@ -296,6 +318,14 @@ class Ports(Part):
             port = await self.load(port_id)
         await self.notifier.port_changed(port, None)
         return port
+
+    async def _link_default_group(self, port_id: str, project_id: str) -> bool:
+        """Put the new port in its project's default group by one insert that reads which
+        group that is (instead of a lookup, then the link); False when the project has no
+        default group yet (nothing written)."""
+        result = await self.session.execute(_LINK_DEFAULT_GROUP,
+                                            {"port_id": port_id, "project_id": project_id})
+        return Txn.rowcount(result) == 1
 
     async def insert_row(self, row: dict[str, Any], mac: str | None) -> None:
         """Insert the port with its MAC; a generated MAC that another port of the network

@@ -22,7 +22,7 @@ def test_db_upgrade_reports_the_head_revision(tmp_path: Path) -> None:
     assert (tmp_path / "image.db").exists()
     assert "volume: at revision 0004" in result.stderr  # 0003: admin metadata, 0004: transfers
     assert "compute: at revision 0011" in result.stderr  # 0011: list and usage indexes
-    assert "network: at revision 0005" in result.stderr  # 0005: the ports' list index
+    assert "network: at revision 0006" in result.stderr  # 0006: member address indexes
     assert (tmp_path / "volume.db").exists()
 
 

@@ -51,6 +51,8 @@ class Server:
         self.up: list[str] = []
         #: The questions asked, by method name.
         self.questions: list[str] = []
+        #: What each ``get_group_members`` asked about.
+        self.asked_members: list[dict[str, list[str]]] = []
 
     async def _answer(self) -> dict[str, DeviceDetails]:
         state, gate = dict(self.current), self.hold
@@ -75,6 +77,14 @@ class Server:
         members = {g: m for d in details for g, m in d.remote_group_members.items()}
         return SecurityGroupsSnapshot(security_groups=[groups[g] for g in sorted(groups)],
                                       remote_group_members=members)
+
+    async def get_group_members(self, ctx: RequestContext,
+                                members: dict[str, list[str]]) -> dict[str, list[str]]:
+        self.questions.append("get_group_members")
+        self.asked_members.append(members)
+        details = list((await self._answer()).values())
+        now = {g: set(m) for d in details for g, m in d.remote_group_members.items()}
+        return {g: sorted(set(a) & now.get(g, set())) for g, a in members.items()}
 
     async def update_device_up(self, ctx: RequestContext, port_id: str, host: str) -> None:
         self.up.append(port_id)
@@ -231,6 +241,34 @@ async def test_a_member_change_is_one_question_for_every_port_of_the_group(
     for port in (PORT, second):
         assert firewall.in_force[port.id].remote_group_members == {"g1": joined}
         assert firewall.in_force[port.id].port == port
+
+
+async def test_member_changes_coming_fast_are_gathered_into_one_round() -> None:
+    """A stream of member changes (a burst of port creates in a group): the changes that
+    arrive within a round interval of the last round are asked about together, while the
+    first change is asked about at once."""
+    server, firewall, plugs = Server(), Firewall(), Plugs()
+    manager = L2AgentManager([HOST], server,  # type: ignore[arg-type]
+                             L2AgentOptions(firewall_batch_delay=0,
+                                            firewall_round_interval=1.0))
+    manager.firewall, manager._firewall_live = firewall, True
+    manager._plug = plugs.plug  # type: ignore[method-assign]
+    manager._unplug = plugs.unplug  # type: ignore[method-assign]
+    await bound(manager, server, member_of_g1(PORT, ["10.0.0.5"]))
+    server.questions.clear()
+    created = ["10.0.0.7", "10.0.0.8", "10.0.0.9"]
+    server.current[PORT.id] = member_of_g1(PORT, ["10.0.0.5", *created])
+    await manager.security_group_members_changed(CTX, {"g1": created[:1]})
+    await manager.settled()
+    assert server.asked_members == [{"g1": created[:1]}]
+    for address in created[1:]:  # the next creates' notices, one after the other
+        await manager.security_group_members_changed(CTX, {"g1": [address]})
+        for _ in range(5):
+            await asyncio.sleep(0)
+    await manager.settled()
+    assert server.asked_members == [{"g1": created[:1]}, {"g1": created[1:]}]
+    assert firewall.in_force[PORT.id].remote_group_members == {
+        "g1": ["10.0.0.5", *created]}
 
 
 async def test_a_port_named_by_a_change_is_fetched_whole(

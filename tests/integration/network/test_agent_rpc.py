@@ -308,9 +308,11 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
     fetched = await api.get_device_details(ctx, port["id"], HOST)
     assert fetched is not None
     assert joined in fetched.remote_group_members[web["id"]]
-    # What the agents ask then: of those addresses, the members now (and of no others).
-    assert await api.get_group_members(ctx, {web["id"]: [joined, "10.31.0.99"]}) == {
-        web["id"]: [joined]}
+    # What the agents ask then: of those addresses, the members now (and of no others),
+    # an address pair's among them.
+    assert await api.get_group_members(ctx, {web["id"]: [joined, "10.31.0.99",
+                                                         "10.31.0.200"]}) == {
+        web["id"]: sorted([joined, "10.31.0.200"])}
     # What the l2-agent asks once for all its ports of the group: the same groups and members.
     groups = await api.get_security_groups(ctx, [web["id"]])
     assert groups.security_groups == fetched.security_groups

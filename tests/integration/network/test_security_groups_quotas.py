@@ -7,6 +7,26 @@ import asyncio
 from tests.integration.network.conftest import CloudFactory, NetCloud, assert_neutron_error
 
 
+async def test_a_first_port_makes_the_default_group_and_the_next_ones_join_it(
+        cloud: NetCloud) -> None:
+    """A project's first port (no default group yet) makes the group and is in it; the
+    ports after it are put in that same group, and a port with port security off in none."""
+    member = await cloud.project()
+    net = await cloud.create("network", member, name="first-ports")
+    await cloud.create("subnet", member, network_id=net["id"], cidr="10.44.0.0/24")
+    first = await cloud.create("port", member, network_id=net["id"])
+    groups = (await cloud.call("GET", "/security-groups", member)).json()["security_groups"]
+    assert [g["name"] for g in groups] == ["default"]
+    assert first["security_groups"] == [groups[0]["id"]]
+    second = await cloud.create("port", member, network_id=net["id"])
+    assert second["security_groups"] == [groups[0]["id"]]
+    shown = (await cloud.call("GET", f"/ports/{second['id']}", member)).json()["port"]
+    assert shown["security_groups"] == [groups[0]["id"]]
+    bare = await cloud.create("port", member, network_id=net["id"],
+                              port_security_enabled=False)
+    assert bare["security_groups"] == []
+
+
 async def test_default_group_is_made_once_with_its_rules(cloud: NetCloud) -> None:
     member = await cloud.project()
     # Many first requests at once still make one default group.

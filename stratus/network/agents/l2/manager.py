@@ -105,6 +105,12 @@ class L2AgentOptions:
     nft: str = "nft"
     #: Seconds to gather security group changes before fetching and applying them.
     firewall_batch_delay: float = 0.02
+    #: Seconds at least from one fetch-and-apply round to the next while changes keep
+    #: coming (a burst of port creates in a group): what arrives meanwhile gathers into the
+    #: next round, so the server is asked and the ruleset changed a few times a second
+    #: however many creates there are, while a lone change still waits only
+    #: ``firewall_batch_delay``.
+    firewall_round_interval: float = 0.1
     #: Seconds between fetches of the whole set of VXLAN forwarding entries: a notice lost
     #: (a fanout sent while this agent's bus connection was down) is made good by then.
     fdb_resync_interval: float = 60.0
@@ -157,6 +163,8 @@ class L2AgentManager:
         #: same batch.
         self._refresh_members: dict[str, set[str]] = {}
         self._refresh_task: asyncio.Task[None] | None = None
+        #: When the last round of fetching and applying began (``loop.time()``).
+        self._round_started = -float("inf")
         #: Numbers the questions to the server; per port, the answer in force.
         self._order = AnswerOrder()
         #: Keeps the VXLAN forwarding entries' changes in the order they came.
@@ -478,37 +486,47 @@ class L2AgentManager:
             await asyncio.shield(self._refresh_task)
 
     async def _refresh(self) -> None:
-        await asyncio.sleep(self.options.firewall_batch_delay)
+        loop = asyncio.get_running_loop()
         while self._refresh_ports or self._refresh_security or self._refresh_members:
-            wanted, self._refresh_ports = self._refresh_ports, set()
-            security, self._refresh_security = self._refresh_security - wanted, set()
-            members, self._refresh_members = self._refresh_members, {}
-            ctx = self._context()
-            changed = False
-            for port_id in sorted(wanted):
-                owner = self.ports.get(port_id)
-                if owner is None:  # not plugged (yet: once plugged it is fetched again)
+            # Not sooner than a round interval after the last round began: under a stream
+            # of changes a round takes all that came meanwhile.
+            next_round = self._round_started + self.options.firewall_round_interval
+            await asyncio.sleep(max(self.options.firewall_batch_delay,
+                                    next_round - loop.time()))
+            self._round_started = loop.time()
+            await self._refresh_round()
+
+    async def _refresh_round(self) -> None:
+        """Fetch and apply what the changes gathered so far touch."""
+        wanted, self._refresh_ports = self._refresh_ports, set()
+        security, self._refresh_security = self._refresh_security - wanted, set()
+        members, self._refresh_members = self._refresh_members, {}
+        ctx = self._context()
+        changed = False
+        for port_id in sorted(wanted):
+            owner = self.ports.get(port_id)
+            if owner is None:  # not plugged (yet: once plugged it is fetched again)
+                continue
+            asked = self._order.ask()
+            try:
+                details = await self.server.get_device_details(ctx, port_id, owner[0])
+            except MessagingError as exc:
+                LOG.warning("l2-agent: port %s not refreshed (%s)", port_id, exc)
+                continue
+            async with self._lock:
+                if self._order.outdated(port_id, asked):
                     continue
-                asked = self._order.ask()
-                try:
-                    details = await self.server.get_device_details(ctx, port_id, owner[0])
-                except MessagingError as exc:
-                    LOG.warning("l2-agent: port %s not refreshed (%s)", port_id, exc)
-                    continue
-                async with self._lock:
-                    if self._order.outdated(port_id, asked):
-                        continue
-                    if details is None or port_id not in self.ports:
-                        changed |= self.firewall.remove_port(port_id)
-                    else:
-                        changed |= self._track(details)
-            if security:
-                changed |= await self._refresh_security_of(ctx, security)
-            if members:
-                changed |= await self._refresh_members_of(ctx, members)
-            if changed:
-                async with self._lock:
-                    await self._apply_firewall()
+                if details is None or port_id not in self.ports:
+                    changed |= self.firewall.remove_port(port_id)
+                else:
+                    changed |= self._track(details)
+        if security:
+            changed |= await self._refresh_security_of(ctx, security)
+        if members:
+            changed |= await self._refresh_members_of(ctx, members)
+        if changed:
+            async with self._lock:
+                await self._apply_firewall()
 
     async def _refresh_security_of(self, ctx: RequestContext, port_ids: set[str]) -> bool:
         """Fetch again the groups of these plugged, filtered ports (whose own state did not
