@@ -250,19 +250,21 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
 
 async def _first_start_work(settings: Settings) -> tuple[Migration | None,
                                                        asyncio.Future[str] | None]:
-    """What ``stratus up`` starts before importing its units, when a database is not at its
-    schema's head: the migrations of those databases (``stratus.schemas.Migration``), and,
-    when identity's is one of them (a first start: no admin yet), the bcrypt hash of the
-    admin password that bootstrap gives the admin it creates. (None, None) when every
-    database is at its head."""
-    from stratus.schemas import Migration, database_urls, services_behind
+    """What ``stratus up`` does before importing its units, when a database is not at its
+    schema's head: a missing SQLite database is made at head from its snapshot at once
+    (``stratus.schemas.make_fresh_sqlite``, milliseconds); the others behind are migrated
+    by a child (``stratus.schemas.Migration``, None when there are none); and, when
+    identity's was one of them (a first start: no admin yet), the bcrypt hash of the admin
+    password that bootstrap gives the admin it creates is begun. (None, None) when every
+    database was at its head."""
+    from stratus.schemas import Migration, database_urls, make_fresh_sqlite, services_behind
 
     urls = database_urls(settings)
-    behind = await services_behind(urls)
-    if not behind:
-        return None, None
-    migration = Migration({service: urls[service] for service in behind})
-    if "identity" not in behind:
+    made = make_fresh_sqlite(urls)
+    behind = await services_behind({service: url for service, url in urls.items()
+                                    if service not in made})
+    migration = Migration({service: urls[service] for service in behind}) if behind else None
+    if "identity" not in behind + made:
         return migration, None
     from stratus.identity.passwords import hash_secret_sync
     from stratus.stack import admin_password
