@@ -199,50 +199,6 @@ def make_fresh_sqlite(urls: Mapping[str, str]) -> list[str]:
     return made
 
 
-def missing_sqlite(urls: Mapping[str, str]) -> list[str]:
-    """The services of ``urls`` whose SQLite file does not exist yet and whose snapshot is of
-    this code's head: those ``make_fresh_sqlite`` would make (a stat and a file read each)."""
-    return [service for service, url in urls.items()
-            if (path := _sqlite_file(url)) is not None and not os.path.exists(path)
-            and sqlite_head_statements(service) is not None]
-
-
-class FreshSqlite:
-    """``make_fresh_sqlite(urls)`` in a thread, begun at once; ``wait()`` for it.
-
-    SQLite lets go of the GIL while it writes and syncs the files (most of the ~0.1 s it
-    takes: the commits' and checkpoints' fsyncs), so they are made beside whatever this
-    process does meanwhile (``stratus up`` imports its units). A database it did not make
-    (another start made it first, or it failed) is migrated by a child when still behind.
-    The caller must not open these databases before ``wait()``.
-    """
-
-    def __init__(self, urls: Mapping[str, str]) -> None:
-        self.urls = dict(urls)
-        self.migration: Migration | None = None
-        self._made: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
-        self._made.set_running_or_notify_cancel()
-        threading.Thread(target=self._make, daemon=True, name="stratus-fresh-sqlite").start()
-
-    def _make(self) -> None:
-        try:
-            self._made.set_result(make_fresh_sqlite(self.urls))
-        except BaseException as exc:  # handed to wait()
-            self._made.set_exception(exc)
-
-    async def wait(self) -> None:
-        made = await asyncio.wrap_future(self._made)
-        behind = await services_behind({service: url for service, url in self.urls.items()
-                                        if service not in made})
-        if behind:
-            self.migration = Migration({service: self.urls[service] for service in behind})
-            await self.migration.wait()
-
-    def stop(self) -> None:
-        if self.migration is not None:
-            self.migration.stop()
-
-
 def _make_if_empty(path: str, statements: list[str]) -> bool:
     connection = sqlite3.connect(path, timeout=5, isolation_level=None)
     try:
@@ -300,10 +256,6 @@ class Migration:
             self._output.set_result(self.process.communicate(payload))
         except BaseException as exc:  # handed to wait()
             self._output.set_exception(exc)
-
-    def stop(self) -> None:
-        """Kill the child (start-up failed before waiting for it)."""
-        self.process.kill()
 
     async def wait(self) -> None:
         """Wait for the child; ``RuntimeError`` if it failed. Cancelled, the child is

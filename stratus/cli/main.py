@@ -29,7 +29,7 @@ from stratus.core.logging import LOG_FILE, setup_logging
 from stratus.core.tracing import setup_tracing
 
 if TYPE_CHECKING:
-    from stratus.schemas import FreshSqlite, Migration
+    from stratus.schemas import Migration
 
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -152,11 +152,10 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
     # mappers), yet each full pass of the cyclic collector walks all made so far: they
     # took a tenth of a start's CPU. One pass at the end instead (_freeze_startup_objects).
     gc.disable()
-    # A first start's databases (made from snapshots in a thread: ``FreshSqlite``, or
-    # migrated in a child: ``Migration``) and the admin's bcrypt hash (in a thread; it lets
-    # go of the GIL) begin before this process imports its units (most of a start's CPU:
-    # ``up`` has not imported them either), and run beside them.
-    preparing, admin_hash = (await _first_start_work(settings)) if bootstrap else ([], None)
+    # A first start's migrations (in a child: ``Migration``) and the admin's bcrypt hash (in
+    # a thread; it lets go of the GIL) begin before this process imports its units (most
+    # of a start's CPU: ``up`` has not imported them either), and run beside them.
+    migration, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
     from stratus.cli.banner import up_lines
     from stratus.stack import Stack, admin_password, write_clouds_yaml
     from stratus.units import (
@@ -189,9 +188,9 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
                 stack.chose("virt driver", f"{choice.name} ({choice.reason})")
             if not bootstrap:
                 console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
-        while preparing:  # before any unit opens its database
-            await preparing[0].wait()
-            preparing.pop(0)
+        if migration is not None:  # before any unit opens its database
+            await migration.wait()
+            migration = None
         if bootstrap:
             await run_bootstrap(stack, admin_password_hash=admin_hash)
         asgi = await root_app(stack, names,
@@ -247,46 +246,36 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
                               f"{settings.base_url}{pool}")
         await serving
     finally:
-        for waiting in preparing:  # start-up failed before waiting for it
-            waiting.stop()
+        if migration is not None:  # start-up failed before waiting for it
+            migration.process.kill()
         await stack.aclose()
 
 
-async def _first_start_work(settings: Settings) -> tuple[list[FreshSqlite | Migration],
+async def _first_start_work(settings: Settings) -> tuple[Migration | None,
                                                        asyncio.Future[str] | None]:
-    """What ``stratus up`` begins before importing its units, when a database is not at its
-    schema's head: a missing SQLite database is made at head from its snapshot in a thread
-    (``stratus.schemas.FreshSqlite``), the other databases behind are migrated by a child
-    (``stratus.schemas.Migration``) — each to ``wait()`` for before a unit opens its
-    database — and, when identity's is one of them (a first start: no admin yet), the
-    bcrypt hash of the admin password that bootstrap gives the admin it creates is begun.
-    ([], None) when every database is at its head."""
-    from stratus.schemas import (
-        FreshSqlite,
-        Migration,
-        database_urls,
-        missing_sqlite,
-        services_behind,
-    )
+    """What ``stratus up`` does before importing its units, when a database is not at its
+    schema's head: a missing SQLite database is made at head from its snapshot at once
+    (``stratus.schemas.make_fresh_sqlite``, milliseconds); the others behind are migrated
+    by a child (``stratus.schemas.Migration``, None when there are none); and, when
+    identity's was one of them (a first start: no admin yet), the bcrypt hash of the admin
+    password that bootstrap gives the admin it creates is begun. (None, None) when every
+    database was at its head."""
+    from stratus.schemas import Migration, database_urls, make_fresh_sqlite, services_behind
 
     urls = database_urls(settings)
-    missing = missing_sqlite(urls)
-    preparing: list[FreshSqlite | Migration] = []
-    if missing:
-        preparing.append(FreshSqlite({service: urls[service] for service in missing}))
+    made = make_fresh_sqlite(urls)
     behind = await services_behind({service: url for service, url in urls.items()
-                                    if service not in missing})
-    if behind:
-        preparing.append(Migration({service: urls[service] for service in behind}))
-    if "identity" not in missing + behind:
-        return preparing, None
+                                    if service not in made})
+    migration = Migration({service: urls[service] for service in behind}) if behind else None
+    if "identity" not in behind + made:
+        return migration, None
     from stratus.identity.passwords import hash_secret_sync
     from stratus.stack import admin_password
 
     # run_in_executor hands it to a thread now, not when the event loop next runs.
     admin_hash = asyncio.get_running_loop().run_in_executor(
         None, hash_secret_sync, admin_password(settings), settings.identity.bcrypt_rounds)
-    return preparing, admin_hash
+    return migration, admin_hash
 
 
 def _freeze_startup_objects() -> None:

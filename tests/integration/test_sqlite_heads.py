@@ -18,10 +18,8 @@ import stratus.schemas
 from stratus.core.db import Database
 from stratus.schemas import (
     SERVICES,
-    FreshSqlite,
     Schema,
     make_fresh_sqlite,
-    missing_sqlite,
     schema_of,
     services_behind,
     sqlite_head_statements,
@@ -112,29 +110,6 @@ async def test_a_database_with_tables_is_left_to_the_migrations(tmp_path: Path) 
     assert make_fresh_sqlite({"image": _url(path)}) == []
     assert dump(path) == before
     assert await services_behind({"image": _url(path)}) == ["image"]
-
-
-async def test_fresh_sqlite_migrates_what_it_could_not_make(tmp_path: Path) -> None:
-    """In a thread from ``stratus up``'s first moments: a database found with tables by the
-    time it runs (an older one) is migrated by a child instead; one another start made at
-    head meanwhile is left as it is."""
-    urls = {service: _url(tmp_path / f"{service}.db") for service in ("image", "volume")}
-    assert missing_sqlite(urls) == ["image", "volume"]
-    db = Database(urls["image"])
-    try:
-        await db.upgrade(schema_of("image").script_location,
-                         schema_of("image").version_table, "0001")
-    finally:
-        await db.dispose()
-    _made(tmp_path / "volume.db", ("volume",))
-    volume_rows = dump(tmp_path / "volume.db")
-
-    fresh = FreshSqlite(urls)
-    await fresh.wait()
-    assert fresh.migration is not None and fresh.migration.services == ["image"]
-    assert await services_behind(urls) == []
-    assert dump(tmp_path / "volume.db") == volume_rows
-    assert missing_sqlite(urls) == []
 
 
 async def test_an_empty_file_is_made_and_other_databases_are_not(tmp_path: Path) -> None:
