@@ -13,7 +13,7 @@ ARGS ?=
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: up deps test lint typecheck unit clean ceph-bindings nft-bindings interop interop-map \
-	api-docs tempest-full tempest-venv
+	api-docs sqlite-heads tempest-full tempest-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -146,6 +146,11 @@ interop-map: $(VENV)/.installed $(TEMPEST_VENV)/.installed-$(TEMPEST_VERSION)
 # (tools/openapi_docs.py); a test fails when the committed ones are stale.
 api-docs: $(VENV)/.installed
 	$(BIN)/python -m tools.openapi_docs
+
+# Each service's schema at head on SQLite (stratus/<service>/migrations/sqlite_head.sql),
+# which a first start makes its databases from; write them again after adding a migration.
+sqlite-heads: $(VENV)/.installed
+	$(BIN)/python -m tools.sqlite_heads
 
 clean:
 	rm -rf $(VENV) $(TEMPEST_VENV) .interop .interop-full .pytest_cache .mypy_cache .ruff_cache

@@ -28,6 +28,7 @@ from benchmarks._cloud import (
     database_info,
     issue_token,
     password_auth,
+    process_cpu_seconds,
     process_rss_bytes,
     scratch_database,
 )
@@ -93,6 +94,7 @@ async def one_start(args: argparse.Namespace, data_dir: Path,
             await cloud.start()
             seconds, token, password = await first_token(
                 cloud, client, interval=args.poll_interval, within=args.timeout)
+            cpu = process_cpu_seconds(cloud.pid)
             ready = (cloud.ready_at or time.perf_counter()) - cloud.started_at
             other = await issue_token(client, cloud.identity_url, password)
             headers = {"X-Auth-Token": token, "X-Subject-Token": other}
@@ -104,7 +106,8 @@ async def one_start(args: argparse.Namespace, data_dir: Path,
         rss = process_rss_bytes(cloud.pid)
     finally:
         await cloud.stop()
-    return {"first_token_s": seconds, "ready_s": ready, "idle_rss_mb": rss / 2**20}
+    return {"first_token_s": seconds, "ready_s": ready, "idle_rss_mb": rss / 2**20,
+            "cpu_to_first_token_s": cpu}
 
 
 async def run(args: argparse.Namespace) -> Result:
@@ -124,7 +127,7 @@ async def run(args: argparse.Namespace) -> Result:
                     backends = await database_info(database_url, data_dir / "identity.db")
     metrics: dict[str, float] = {}
     for kind, starts in runs.items():
-        for name in ("first_token_s", "ready_s", "idle_rss_mb"):
+        for name in ("first_token_s", "ready_s", "idle_rss_mb", "cpu_to_first_token_s"):
             metrics[f"{kind}_{name}"] = statistics.median(f[name] for f in starts)
     metrics["cold_over_warm_first_token"] = (metrics["cold_first_token_s"]
                                              / metrics["warm_first_token_s"])

@@ -7,20 +7,30 @@ the one list of them, for the tools that work on all at once (``stratus db upgra
 
 Run as ``python -m stratus.schemas`` it is that child: it reads ``{service: database URL}``
 as JSON on stdin, brings each to its head and exits 0, or says why not on stderr and exits 1.
+
+A first start on SQLite needs neither the child nor Alembic: a missing or empty SQLite
+database is made at head from the SQL kept beside the service's migrations
+(``sqlite_head.sql``, ``make_fresh_sqlite``), a dump of a database that ``upgrade head``
+made, written by ``python -m tools.sqlite_heads``; a test keeps it equal to what
+``upgrade head`` makes (tables, indexes, constraints and the rows migrations insert).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import importlib
 import json
 import logging
+import os
+import re
 import sqlite3
 import subprocess
 import sys
 import threading
 import traceback
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +43,9 @@ LOG = logging.getLogger(__name__)
 
 SERVICES = ("identity", "image", "compute", "network", "volume")
 
+#: Beside each service's migrations: the SQL that makes a SQLite database at its head.
+SQLITE_HEAD = "sqlite_head.sql"
+
 
 @dataclass(frozen=True)
 class Schema:
@@ -40,6 +53,7 @@ class Schema:
     script_location: str
     version_table: str
     head: str
+    directory: str
 
     async def upgrade(self, db: Database) -> str | None:
         """Bring ``db`` to this schema's head; the revision it is at afterwards."""
@@ -52,7 +66,7 @@ def schema_of(service: str) -> Schema:
     its ``migrations`` package (which imports nothing of the service's domain)."""
     migrations = importlib.import_module(f"stratus.{service}.migrations")
     return Schema(service, migrations.SCRIPT_LOCATION, migrations.VERSION_TABLE,
-                  migrations.HEAD)
+                  migrations.HEAD, os.path.dirname(migrations.__file__ or ""))
 
 
 def all_schemas() -> list[Schema]:
@@ -114,6 +128,96 @@ def _sqlite_revision(path: str, version_table: str) -> str | None:
     finally:
         connection.close()
     return rows[0][0] if len(rows) == 1 else None
+
+
+#: A value a migration makes as it runs, in a head snapshot's rows: ``@@uuid:N@@`` (the Nth
+#: distinct random id) or ``@@now|FORMAT@@`` (the migration's clock, as ``strftime(FORMAT)``).
+#: Each database made from the snapshot gets its own ids and its own time, as a database
+#: migrated at that moment would.
+_RUN_VALUE = re.compile(r"@@uuid:(\d+)@@|@@now\|([^@]*)@@")
+
+
+def sqlite_head_statements(service: str) -> list[str] | None:
+    """The statements that make ``service``'s schema at head in an empty SQLite database,
+    with fresh run values; None when there is no snapshot of this code's head (a migration
+    added without ``python -m tools.sqlite_heads``): Alembic makes it then."""
+    schema = schema_of(service)
+    try:
+        with open(os.path.join(schema.directory, SQLITE_HEAD), encoding="utf-8") as file:
+            text = file.read()
+    except OSError:
+        return None
+    # The first line names the revision the snapshot is of: ``-- <service> at <revision>``.
+    first_line = text.split("\n", 1)[0]
+    if first_line != f"-- {service} at {schema.head}":
+        return None
+    ids: dict[str, str] = {}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+    def fresh(match: re.Match[str]) -> str:
+        if match[1] is not None:
+            return ids.setdefault(match[1], str(uuid.uuid4()))
+        return now.strftime(match[2])
+
+    statements: list[str] = []
+    pending = ""
+    for line in _RUN_VALUE.sub(fresh, text).splitlines(keepends=True):
+        if not pending and line.startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
+def make_fresh_sqlite(urls: Mapping[str, str]) -> list[str]:
+    """Make each missing or empty SQLite database of ``urls`` at its schema's head from the
+    services' snapshots (``sqlite_head_statements``), with the standard library only: no
+    child, no Alembic, not even SQLAlchemy. The services made; the others (another
+    database, one with tables, no snapshot at head, an error) are left to the migrations.
+
+    A database is made in one exclusive transaction that first checks it is still empty: a
+    start beside this one waits and then sees it made, and one stopped half-way leaves an
+    empty database, made again next time."""
+    files: dict[str, list[str]] = {}
+    for service, url in urls.items():
+        path = _sqlite_file(url)
+        if path is not None:
+            files.setdefault(path, []).append(service)
+    made: list[str] = []
+    for path, services in files.items():
+        snapshots = [sqlite_head_statements(service) for service in services]
+        if any(snapshot is None for snapshot in snapshots) or not os.path.isdir(
+                os.path.dirname(path) or "."):
+            continue
+        try:
+            if _make_if_empty(path, [s for snapshot in snapshots for s in snapshot or ()]):
+                made.extend(services)
+        except sqlite3.Error as exc:  # the migration will say what is wrong, if anything
+            LOG.info("%s: not made from its snapshot (%s); migrating it", path, exc)
+    return made
+
+
+def _make_if_empty(path: str, statements: list[str]) -> bool:
+    connection = sqlite3.connect(path, timeout=5, isolation_level=None)
+    try:
+        # As every database Stratus opens (core.db): WAL, which an empty file takes for good.
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("BEGIN EXCLUSIVE")
+        try:
+            if connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                return False
+            for statement in statements:
+                connection.execute(statement)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return True
+    finally:
+        connection.close()
 
 
 class Migration:

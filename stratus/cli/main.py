@@ -142,19 +142,19 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
+async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool,
                  after_up: Callable[[], Awaitable[None]] | None = None,
                  worker: int | None = None) -> None:
-    """Serve ``names`` until signalled. ``worker``: this process is that worker of a pool
-    sharing the port (``serve --workers``): it listens with SO_REUSEPORT and names itself
-    in every response."""
+    """Serve ``names`` (None: every unit) until signalled. ``worker``: this process is that
+    worker of a pool sharing the port (``serve --workers``): it listens with SO_REUSEPORT
+    and names itself in every response."""
     # Start-up only adds objects that live as long as the process (modules, apps, routes,
     # mappers), yet each full pass of the cyclic collector walks all made so far: they
     # took a tenth of a start's CPU. One pass at the end instead (_freeze_startup_objects).
     gc.disable()
     # A first start's migrations (in a child: ``Migration``) and the admin's bcrypt hash (in
-    # a thread; it lets go of the GIL) begin before this process imports its units, and
-    # run beside it.
+    # a thread; it lets go of the GIL) begin before this process imports its units (most
+    # of a start's CPU: ``up`` has not imported them either), and run beside them.
     migration, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
     from stratus.cli.banner import up_lines
     from stratus.stack import Stack, admin_password, write_clouds_yaml
@@ -165,6 +165,9 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
         root_app,
         run_bootstrap,
     )
+
+    if names is None:
+        names = list(UNITS)
 
     if bootstrap:
         _progress(settings)
@@ -250,19 +253,21 @@ async def _serve(settings: Settings, names: list[str], *, bootstrap: bool,
 
 async def _first_start_work(settings: Settings) -> tuple[Migration | None,
                                                        asyncio.Future[str] | None]:
-    """What ``stratus up`` starts before importing its units, when a database is not at its
-    schema's head: the migrations of those databases (``stratus.schemas.Migration``), and,
-    when identity's is one of them (a first start: no admin yet), the bcrypt hash of the
-    admin password that bootstrap gives the admin it creates. (None, None) when every
-    database is at its head."""
-    from stratus.schemas import Migration, database_urls, services_behind
+    """What ``stratus up`` does before importing its units, when a database is not at its
+    schema's head: a missing SQLite database is made at head from its snapshot at once
+    (``stratus.schemas.make_fresh_sqlite``, milliseconds); the others behind are migrated
+    by a child (``stratus.schemas.Migration``, None when there are none); and, when
+    identity's was one of them (a first start: no admin yet), the bcrypt hash of the admin
+    password that bootstrap gives the admin it creates is begun. (None, None) when every
+    database was at its head."""
+    from stratus.schemas import Migration, database_urls, make_fresh_sqlite, services_behind
 
     urls = database_urls(settings)
-    behind = await services_behind(urls)
-    if not behind:
-        return None, None
-    migration = Migration({service: urls[service] for service in behind})
-    if "identity" not in behind:
+    made = make_fresh_sqlite(urls)
+    behind = await services_behind({service: url for service, url in urls.items()
+                                    if service not in made})
+    migration = Migration({service: urls[service] for service in behind}) if behind else None
+    if "identity" not in behind + made:
         return migration, None
     from stratus.identity.passwords import hash_secret_sync
     from stratus.stack import admin_password
@@ -358,8 +363,6 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
        ] = False,
        log_json: LogJson = False) -> None:
     """Run every unit in one process, one port; bootstrap on first start. Ctrl-C stops it."""
-    from stratus.units import UNITS
-
     settings = _settings(data_dir, host, port, log_to_file=True, verbose=verbose,
                          log_json=log_json, spans=True)
     if tls:
@@ -391,7 +394,7 @@ def up(data_dir: DataDir = None, host: Host = None, port: Port = None,
     from stratus.core.exceptions import ServiceUnavailable
 
     try:
-        asyncio.run(_serve(settings, list(UNITS), bootstrap=True, after_up=after_up))
+        asyncio.run(_serve(settings, None, bootstrap=True, after_up=after_up))
     except ServiceUnavailable as exc:  # Ceph or the object storage is down, or refuses us
         console.print(f"[red]Stratus cannot start:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
