@@ -1,10 +1,10 @@
--- network at 0005
+-- network at 0006
 -- Written by python -m tools.sqlite_heads: do not edit.
 CREATE TABLE alembic_version_network (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_network_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version_network" VALUES('0005');
+INSERT INTO "alembic_version_network" VALUES('0006');
 CREATE TABLE network_agents (
 	id VARCHAR(36) NOT NULL, 
 	agent_type VARCHAR(255) NOT NULL, 
@@ -231,11 +231,13 @@ CREATE INDEX ix_network_floatingips_floating_ip_address ON network_floatingips (
 CREATE INDEX ix_network_floatingips_floating_network_id ON network_floatingips (floating_network_id);
 CREATE INDEX ix_network_floatingips_project_id ON network_floatingips (project_id);
 CREATE INDEX ix_network_floatingips_router_id ON network_floatingips (router_id);
+CREATE INDEX ix_network_ip_allocations_ip_address ON network_ip_allocations (ip_address);
 CREATE INDEX ix_network_ip_allocations_network_id ON network_ip_allocations (network_id);
 CREATE INDEX ix_network_ip_allocations_port_id ON network_ip_allocations (port_id);
 CREATE INDEX ix_network_networks_name ON network_networks (name);
 CREATE INDEX ix_network_networks_project_id ON network_networks (project_id);
 CREATE INDEX ix_network_networks_shared ON network_networks (shared);
+CREATE INDEX ix_network_port_allowed_address_pairs_ip_address ON network_port_allowed_address_pairs (ip_address);
 CREATE INDEX ix_network_port_security_groups_security_group_id ON network_port_security_groups (security_group_id);
 CREATE INDEX ix_network_ports_binding_host_id ON network_ports (binding_host_id);
 CREATE INDEX ix_network_ports_created ON network_ports (created_at, id);
