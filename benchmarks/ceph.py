@@ -95,6 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ceph-dir", type=Path, default=None,
                         help="a cluster `stratus ceph up` made and runs (default: a new one "
                              "in a scratch directory, stopped at the end)")
+    parser.add_argument("--skip-rbd", action="store_true",
+                        help="leave out the rbd store (upload, download, volume)")
     parser.add_argument("--skip-s3", action="store_true",
                         help="leave out the s3 store on the RADOS gateway")
     parser.add_argument("--boot-rounds", type=int, default=3,
@@ -537,6 +539,45 @@ async def _boot_figures(cluster: Any, args: argparse.Namespace,
     return figures
 
 
+async def _rbd_rounds(cluster: Any, args: argparse.Namespace, source: Path, work: Path,
+                      size: int) -> list[dict[str, float]]:
+    rounds: list[dict[str, float]] = []
+    env = {k: v for k, v in cluster.env().items() if k.startswith("STRATUS_CEPH__")}
+    env.update({"STRATUS_IMAGE__STORE": "rbd", "STRATUS_VOLUME__BACKEND": "rbd",
+                "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
+                "STRATUS_NETWORK__BACKEND": "noop"})
+    cloud = StratusUp(work / "data", bcrypt_rounds=args.bcrypt_rounds, env=env)
+    async with cloud, httpx.AsyncClient(timeout=600) as client:
+        password = cloud.admin_password()
+        assert password is not None
+        token = await issue_token(client, cloud.identity_url, password)
+        headers = {"X-Auth-Token": token}
+        project = (await client.get(f"{cloud.identity_url}/auth/tokens", headers={
+            **headers, "X-Subject-Token": token})).json()["token"]["project"]["id"]
+        for i in range(args.repeats):
+            figures = await _rbd_round(cluster, source, work, size)
+            figures.update(await _stratus_round(cloud, client, headers, project,
+                                                source, work, size))
+            figures["upload_over_rbd_import"] = (figures["upload_mb_per_s"]
+                                                 / figures["rbd_import_mb_per_s"])
+            figures["rbd_upload_ceiling_over_import"] = (
+                figures["rbd_import_with_hashes_mb_per_s"]
+                / figures["rbd_import_mb_per_s"])
+            figures["upload_over_rbd_ceiling"] = (
+                figures["upload_mb_per_s"] / figures["rbd_import_with_hashes_mb_per_s"])
+            figures["upload_over_hashed_rbd_import"] = (
+                figures["upload_mb_per_s"] / figures["rbd_import_hashed_mb_per_s"])
+            figures["upload_cpu_over_hashed_rbd_import"] = (
+                figures["upload_server_cpu_s_per_gib"]
+                / figures["rbd_import_hashed_cpu_s_per_gib"])
+            figures["download_over_rbd_export"] = (figures["download_mb_per_s"]
+                                                   / figures["rbd_export_mb_per_s"])
+            _progress(f"round {i + 1}/{args.repeats}: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in figures.items()))
+            rounds.append(figures)
+    return rounds
+
+
 async def run(args: argparse.Namespace) -> Result:
     from stratus.core.ceph_dev import DevCluster
 
@@ -553,43 +594,13 @@ async def run(args: argparse.Namespace) -> Result:
             source = work / "source.bin"
             _progress(f"writing a {args.size_mib} MiB source file")
             await asyncio.to_thread(_write_source, source, size)
-            env = {k: v for k, v in cluster.env().items() if k.startswith("STRATUS_CEPH__")}
-            env.update({"STRATUS_IMAGE__STORE": "rbd", "STRATUS_VOLUME__BACKEND": "rbd",
-                        "STRATUS_COMPUTE__VIRT_DRIVER": "fake",
-                        "STRATUS_NETWORK__BACKEND": "noop"})
-            cloud = StratusUp(work / "data", bcrypt_rounds=args.bcrypt_rounds, env=env)
-            async with cloud, httpx.AsyncClient(timeout=600) as client:
-                password = cloud.admin_password()
-                assert password is not None
-                token = await issue_token(client, cloud.identity_url, password)
-                headers = {"X-Auth-Token": token}
-                project = (await client.get(f"{cloud.identity_url}/auth/tokens", headers={
-                    **headers, "X-Subject-Token": token})).json()["token"]["project"]["id"]
-                for i in range(args.repeats):
-                    figures = await _rbd_round(cluster, source, work, size)
-                    figures.update(await _stratus_round(cloud, client, headers, project,
-                                                        source, work, size))
-                    figures["upload_over_rbd_import"] = (figures["upload_mb_per_s"]
-                                                         / figures["rbd_import_mb_per_s"])
-                    figures["rbd_upload_ceiling_over_import"] = (
-                        figures["rbd_import_with_hashes_mb_per_s"]
-                        / figures["rbd_import_mb_per_s"])
-                    figures["upload_over_rbd_ceiling"] = (
-                        figures["upload_mb_per_s"] / figures["rbd_import_with_hashes_mb_per_s"])
-                    figures["upload_over_hashed_rbd_import"] = (
-                        figures["upload_mb_per_s"] / figures["rbd_import_hashed_mb_per_s"])
-                    figures["upload_cpu_over_hashed_rbd_import"] = (
-                        figures["upload_server_cpu_s_per_gib"]
-                        / figures["rbd_import_hashed_cpu_s_per_gib"])
-                    figures["download_over_rbd_export"] = (figures["download_mb_per_s"]
-                                                           / figures["rbd_export_mb_per_s"])
-                    _progress(f"round {i + 1}/{args.repeats}: " + ", ".join(
-                        f"{k} {v:.2f}" for k, v in figures.items()))
-                    rounds.append(figures)
+            if not args.skip_rbd:
+                rounds = await _rbd_rounds(cluster, args, source, work, size)
             if not args.skip_s3:
-                for figures, s3_figures in zip(
-                        rounds, await _s3_rounds(cluster, args, source, work, size),
-                        strict=True):
+                s3_rounds = await _s3_rounds(cluster, args, source, work, size)
+                if not rounds:
+                    rounds = [{} for _ in s3_rounds]
+                for figures, s3_figures in zip(rounds, s3_rounds, strict=True):
                     figures.update(s3_figures)
             if args.boot_rounds > 0:
                 boot_figures = await _boot_figures(cluster, args, work)
@@ -601,15 +612,17 @@ async def run(args: argparse.Namespace) -> Result:
     return Result(
         metrics=metrics,
         goals=[
-            Goal("upload_over_rbd_import", RATIO_GOAL, ">=",
-                 "PUT .../file into the rbd store vs rbd import of the same file"),
-            Goal("upload_over_hashed_rbd_import", RATIO_GOAL, ">=",
-                 "the same upload vs rbd import while md5sum and sha512sum read the file "
-                 "(the hashes every image upload computes)"),
-            Goal("download_over_rbd_export", RATIO_GOAL, ">=",
-                 "GET .../file from the rbd store vs rbd export + fsync"),
-            Goal("volume_from_image_s", VOLUME_GOAL_S, "<=",
-                 "POST volume with imageRef until available: a clone, any size"),
+            *([] if args.skip_rbd else [
+                Goal("upload_over_rbd_import", RATIO_GOAL, ">=",
+                     "PUT .../file into the rbd store vs rbd import of the same file"),
+                Goal("upload_over_hashed_rbd_import", RATIO_GOAL, ">=",
+                     "the same upload vs rbd import while md5sum and sha512sum read the file "
+                     "(the hashes every image upload computes)"),
+                Goal("download_over_rbd_export", RATIO_GOAL, ">=",
+                     "GET .../file from the rbd store vs rbd export + fsync"),
+                Goal("volume_from_image_s", VOLUME_GOAL_S, "<=",
+                     "POST volume with imageRef until available: a clone, any size"),
+            ]),
             *([] if args.skip_s3 else [
                 Goal("s3_upload_over_put", RATIO_GOAL, ">=",
                      "PUT .../file into the s3 store (RGW) vs the store client's own "
@@ -627,7 +640,8 @@ async def run(args: argparse.Namespace) -> Result:
                      "the qcow2 path with the image cached (medians)"),
             ]),
         ],
-        backends={"image_store": "rbd" if args.skip_s3 else "rbd, then s3 (RGW)",
+        backends={"image_store": ("s3 (RGW)" if args.skip_rbd else "rbd" if args.skip_s3
+                                  else "rbd, then s3 (RGW)"),
                   "volume_backend": "rbd",
                   "ceph": "single-node (stratus ceph up): 1 mon, 1 mgr, 1 bluestore OSD",
                   "client": "curl", "bcrypt_rounds": args.bcrypt_rounds,
