@@ -133,6 +133,14 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def _cluster_cpu(cluster: Any) -> float:
+    """CPU seconds so far of the ``cluster``'s RADOS gateway and OSD (0 without one)."""
+    if cluster is None:
+        return 0.0
+    return sum(_tree_cpu(pid) for pid, name in cluster.pids().items()
+               if name.startswith(("osd.", "client.rgw.")))
+
+
 def _progress(message: str) -> None:
     print(f"[ceph] {message}", file=sys.stderr, flush=True)
 
@@ -218,21 +226,24 @@ async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[
 
 
 async def _image_round_trip(client: httpx.AsyncClient, images: str, headers: dict[str, str],
-                            source: Path, work: Path, size: int, name: str,
-                            pid: int) -> tuple[str, float, float, float]:
+                            source: Path, work: Path, size: int, name: str, pid: int,
+                            cluster: Any = None) -> tuple[str, float, float, float, float]:
     """A new image ``name`` uploaded from ``source`` and downloaded again (fsync-ed, its MD5
     checked) with curl: its id, the upload and download seconds, and the CPU seconds the
-    server (process ``pid`` and its children) spent during the upload."""
+    server (process ``pid`` and its children) and the ``cluster``'s gateway and OSD spent
+    during the upload."""
     created = await client.post(images, headers=headers, json={
         "name": name, "disk_format": "raw", "container_format": "bare"})
     created.raise_for_status()
     image_id = str(created.json()["id"])
     transfer = _CurlTransfer(work, headers)
     url = f"{images}/{image_id}/file"
+    cluster_cpu = await asyncio.to_thread(_cluster_cpu, cluster)
     started, cpu = time.perf_counter(), await asyncio.to_thread(_tree_cpu, pid)
     await transfer.upload(url, source, size)
     upload_s = time.perf_counter() - started
     upload_cpu = await asyncio.to_thread(_tree_cpu, pid) - cpu
+    cluster_cpu = await asyncio.to_thread(_cluster_cpu, cluster) - cluster_cpu
     target = work / f"download-{name}.bin"
     started = time.perf_counter()
     content_md5 = await transfer.download(url, target)
@@ -241,14 +252,14 @@ async def _image_round_trip(client: httpx.AsyncClient, images: str, headers: dic
     if await asyncio.to_thread(_md5_of, target) != content_md5:
         raise RuntimeError(f"the download of {name} is wrong")
     target.unlink()
-    return image_id, upload_s, download_s, upload_cpu
+    return image_id, upload_s, download_s, upload_cpu, cluster_cpu
 
 
 async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
                          project: str, source: Path, work: Path,
                          size: int) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
-    image_id, upload_s, download_s, upload_cpu = await _image_round_trip(
+    image_id, upload_s, download_s, upload_cpu, _ = await _image_round_trip(
         client, images, headers, source, work, size, "bench", cloud.pid)
 
     volumes = f"{cloud.base_url}/volume/v3/{project}/volumes"
@@ -288,12 +299,14 @@ async def _s3_put(store: Any, source: Path) -> str:
 
 
 async def _s3_plain_round(store: Any, unsigned: Any, source: Path, work: Path,
-                          size: int) -> dict[str, float]:
+                          size: int, cluster: Any) -> dict[str, float]:
     gib = size / (1 << 30)
+    cluster_cpu = await asyncio.to_thread(_cluster_cpu, cluster)
     started, cpu = time.perf_counter(), time.process_time()
     location = await _s3_put(store, source)
     put_s = time.perf_counter() - started
     put_cpu = time.process_time() - cpu
+    cluster_cpu = await asyncio.to_thread(_cluster_cpu, cluster) - cluster_cpu
     target = work / "s3-get.bin"
     started = time.perf_counter()
     reader = await store.open(location)
@@ -331,6 +344,7 @@ async def _s3_plain_round(store: Any, unsigned: Any, source: Path, work: Path,
             "s3_put_hashed_mb_per_s": size / 1e6 / hashed_s,
             "s3_put_unsigned_mb_per_s": size / 1e6 / unsigned_s,
             "s3_put_cpu_s_per_gib": put_cpu / gib,
+            "s3_put_cluster_cpu_s_per_gib": cluster_cpu / gib,
             "s3_put_hashed_cpu_s_per_gib": (put_cpu + hashes_cpu) / gib}
 
 
@@ -345,14 +359,15 @@ async def _rgw_gc(cluster: Any) -> None:
 
 async def _s3_stratus_round(cloud: StratusUp, client: httpx.AsyncClient,
                             headers: dict[str, str], source: Path, work: Path,
-                            size: int) -> dict[str, float]:
+                            size: int, cluster: Any) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
-    image_id, upload_s, download_s, upload_cpu = await _image_round_trip(
-        client, images, headers, source, work, size, "bench-s3", cloud.pid)
+    image_id, upload_s, download_s, upload_cpu, cluster_cpu = await _image_round_trip(
+        client, images, headers, source, work, size, "bench-s3", cloud.pid, cluster)
     (await client.delete(f"{images}/{image_id}", headers=headers)).raise_for_status()
     return {"s3_upload_mb_per_s": size / 1e6 / upload_s,
             "s3_download_mb_per_s": size / 1e6 / download_s,
-            "s3_upload_server_cpu_s_per_gib": upload_cpu / (size / (1 << 30))}
+            "s3_upload_server_cpu_s_per_gib": upload_cpu / (size / (1 << 30)),
+            "s3_upload_cluster_cpu_s_per_gib": cluster_cpu / (size / (1 << 30))}
 
 
 async def _s3_rounds(cluster: Any, args: argparse.Namespace, source: Path, work: Path,
@@ -385,9 +400,9 @@ async def _s3_rounds(cluster: Any, args: argparse.Namespace, source: Path, work:
             headers = {"X-Auth-Token": token}
             for i in range(args.repeats):
                 await _rgw_gc(cluster)  # what earlier rounds (and runs on --ceph-dir) deleted
-                figures = await _s3_plain_round(store, unsigned, source, work, size)
+                figures = await _s3_plain_round(store, unsigned, source, work, size, cluster)
                 figures.update(await _s3_stratus_round(cloud, client, headers, source, work,
-                                                       size))
+                                                       size, cluster))
                 figures["s3_upload_over_put"] = (figures["s3_upload_mb_per_s"]
                                                  / figures["s3_put_mb_per_s"])
                 figures["s3_upload_over_unsigned_put"] = (
@@ -397,6 +412,12 @@ async def _s3_rounds(cluster: Any, args: argparse.Namespace, source: Path, work:
                 figures["s3_upload_cpu_over_hashed_put"] = (
                     figures["s3_upload_server_cpu_s_per_gib"]
                     / figures["s3_put_hashed_cpu_s_per_gib"])
+                # What the MB/s ratio tends to on a machine whose cores are all busy: the
+                # put's CPU (client, gateway, OSD) over the upload's (server, gateway, OSD).
+                figures["s3_put_over_upload_total_cpu"] = (
+                    (figures["s3_put_cpu_s_per_gib"] + figures["s3_put_cluster_cpu_s_per_gib"])
+                    / (figures["s3_upload_server_cpu_s_per_gib"]
+                       + figures["s3_upload_cluster_cpu_s_per_gib"]))
                 figures["s3_download_over_get"] = (figures["s3_download_mb_per_s"]
                                                    / figures["s3_get_mb_per_s"])
                 _progress(f"s3 round {i + 1}/{args.repeats}: " + ", ".join(
