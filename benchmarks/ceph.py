@@ -153,33 +153,38 @@ async def _run(*command: str, env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(command[:3])} failed: {err.decode(errors='replace')}")
 
 
-def _hash_with(name: str, source: Path) -> None:
+def _hash_with(name: str, source: Path) -> float:
+    """Hash ``source`` with ``name``: the CPU seconds this thread spent."""
+    started = time.thread_time()
     digest = hashlib.new(name)
     buffer = bytearray(4 * MiB)
     view = memoryview(buffer)
     with source.open("rb", buffering=0) as handle:
         while count := handle.readinto(buffer):
             digest.update(view[:count])
+    return time.thread_time() - started
 
 
-async def _hash_file(source: Path) -> float:
+async def _hash_file(source: Path) -> tuple[float, float]:
     """Seconds to hash ``source`` with MD5 and SHA-512 (Glance's two), each read by a
     thread of its own (the page cache's copy, one buffer reused): as the server's two hash
-    threads do."""
+    threads do; and the two threads' CPU seconds."""
     started = time.perf_counter()
-    await asyncio.gather(asyncio.to_thread(_hash_with, "md5", source),
-                         asyncio.to_thread(_hash_with, "sha512", source))
-    return time.perf_counter() - started
+    cpu = await asyncio.gather(asyncio.to_thread(_hash_with, "md5", source),
+                               asyncio.to_thread(_hash_with, "sha512", source))
+    return time.perf_counter() - started, sum(cpu)
 
 
 async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[str, float]:
     env = {**os.environ, "CEPH_CONF": str(cluster.conf)}
     auth = ["--id", "stratus", "--keyring", str(cluster.stratus_keyring)]
     name = f"bench-{uuid.uuid4().hex[:8]}"
+    osd_cpu = await asyncio.to_thread(_cluster_cpu, cluster)
     started, cpu = time.perf_counter(), _children_cpu()
     await _run("rbd", *auth, "import", "--no-progress", str(source), f"images/{name}", env=env)
     import_s = time.perf_counter() - started
     import_cpu = _children_cpu() - cpu
+    osd_cpu = await asyncio.to_thread(_cluster_cpu, cluster) - osd_cpu
     target = work / "export.bin"
     started = time.perf_counter()
     await _run("rbd", *auth, "export", "--no-progress", f"images/{name}", str(target), env=env)
@@ -208,7 +213,7 @@ async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[
     await hashing
     ceiling_s = time.perf_counter() - started
     await _run("rbd", *auth, "rm", "--no-progress", f"images/{hashed}-ceiling", env=env)
-    hashes_s = await _hash_file(source)
+    hashes_s, hashes_cpu = await _hash_file(source)
     # The same work's CPU, which the machine's load does not change: rbd import's, then
     # md5sum's and sha512sum's of the file (each run alone, so each is waited for).
     cpu = _children_cpu()
@@ -222,6 +227,8 @@ async def _rbd_round(cluster: Any, source: Path, work: Path, size: int) -> dict[
             "hashes_only_mb_per_s": size / 1e6 / hashes_s,
             "rbd_export_mb_per_s": size / 1e6 / export_s,
             "rbd_import_cpu_s_per_gib": import_cpu / gib,
+            "rbd_import_osd_cpu_s_per_gib": osd_cpu / gib,
+            "hashes_only_cpu_s_per_gib": hashes_cpu / gib,
             "rbd_import_hashed_cpu_s_per_gib": floor_cpu / gib}
 
 
@@ -256,11 +263,11 @@ async def _image_round_trip(client: httpx.AsyncClient, images: str, headers: dic
 
 
 async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
-                         project: str, source: Path, work: Path,
-                         size: int) -> dict[str, float]:
+                         project: str, source: Path, work: Path, size: int,
+                         cluster: Any) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
-    image_id, upload_s, download_s, upload_cpu, _ = await _image_round_trip(
-        client, images, headers, source, work, size, "bench", cloud.pid)
+    image_id, upload_s, download_s, upload_cpu, osd_cpu = await _image_round_trip(
+        client, images, headers, source, work, size, "bench", cloud.pid, cluster)
 
     volumes = f"{cloud.base_url}/volume/v3/{project}/volumes"
     gib = max(1, -(-size // (1 << 30)))
@@ -285,6 +292,7 @@ async def _stratus_round(cloud: StratusUp, client: httpx.AsyncClient, headers: d
     return {"upload_mb_per_s": size / 1e6 / upload_s,
             "download_mb_per_s": size / 1e6 / download_s,
             "upload_server_cpu_s_per_gib": upload_cpu / (size / (1 << 30)),
+            "upload_osd_cpu_s_per_gib": osd_cpu / (size / (1 << 30)),
             "volume_from_image_s": volume_s}
 
 
@@ -578,7 +586,7 @@ async def _rbd_rounds(cluster: Any, args: argparse.Namespace, source: Path, work
         for i in range(args.repeats):
             figures = await _rbd_round(cluster, source, work, size)
             figures.update(await _stratus_round(cloud, client, headers, project,
-                                                source, work, size))
+                                                source, work, size, cluster))
             figures["upload_over_rbd_import"] = (figures["upload_mb_per_s"]
                                                  / figures["rbd_import_mb_per_s"])
             figures["rbd_upload_ceiling_over_import"] = (
@@ -586,6 +594,15 @@ async def _rbd_rounds(cluster: Any, args: argparse.Namespace, source: Path, work
                 / figures["rbd_import_mb_per_s"])
             figures["upload_over_rbd_ceiling"] = (
                 figures["upload_mb_per_s"] / figures["rbd_import_with_hashes_mb_per_s"])
+            # The same in CPU (what the MB/s ratios tend to when every core is busy):
+            # import's (rbd + OSD) over the ceiling's (plus the two hashes) and over the
+            # upload's (server + OSD).
+            import_total = (figures["rbd_import_cpu_s_per_gib"]
+                            + figures["rbd_import_osd_cpu_s_per_gib"])
+            figures["rbd_upload_ceiling_over_import_cpu"] = import_total / (
+                import_total + figures["hashes_only_cpu_s_per_gib"])
+            figures["rbd_import_over_upload_total_cpu"] = import_total / (
+                figures["upload_server_cpu_s_per_gib"] + figures["upload_osd_cpu_s_per_gib"])
             figures["upload_over_hashed_rbd_import"] = (
                 figures["upload_mb_per_s"] / figures["rbd_import_hashed_mb_per_s"])
             figures["upload_cpu_over_hashed_rbd_import"] = (
