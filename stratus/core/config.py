@@ -136,6 +136,11 @@ class ImageSettings(BaseModel):
     #: holds ``s3_store_upload_concurrency`` parts in flight and one filling in memory.
     s3_store_part_size: int = Field(8 << 20, ge=5 << 20, le=5 << 30)
     s3_store_upload_concurrency: int = Field(2, ge=1, le=16)
+    #: Sign request bodies (SigV4's sha256 of each part, computed here and checked by the
+    #: gateway) or send them as ``UNSIGNED-PAYLOAD`` (headers still signed). Unset: sign
+    #: over plain HTTP to another host; not over HTTPS (TLS protects the body, as AWS's
+    #: clients assume) nor to a loopback address.
+    s3_store_sign_payload: bool | None = None
     #: Directory of the ``file`` store; default ``<data_dir>/images``.
     filesystem_store_datadir: Path | None = None
     disk_formats: list[str] = Field(default_factory=lambda: [

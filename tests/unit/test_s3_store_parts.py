@@ -9,7 +9,14 @@ import socket
 import pytest
 from pydantic import SecretStr
 
-from stratus.image.stores.s3 import EMPTY_SHA256, S3Store, StoreUnavailable, _sign, s3_location
+from stratus.image.stores.s3 import (
+    EMPTY_SHA256,
+    S3Store,
+    StoreUnavailable,
+    _sign,
+    s3_location,
+    signs_payload_by_default,
+)
 
 ACCESS = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -89,3 +96,30 @@ def test_errors_name_the_s3_code_only() -> None:
         assert isinstance(refused, StoreUnavailable) and refused.status == 503
         assert code in str(refused) and ACCESS not in str(refused)
     assert answer(400, "EntityTooLarge").status == 413
+
+
+@pytest.mark.parametrize(("endpoint", "signs"), [
+    ("http://127.0.0.1:7480", False), ("http://[::1]:7480", False),
+    ("http://localhost:7480", False), ("https://s3.example.org", False),
+    ("http://10.0.0.5:7480", True), ("http://rgw.example.org", True),
+])
+def test_bodies_are_signed_unless_loopback_or_tls(endpoint: str, signs: bool) -> None:
+    assert signs_payload_by_default(endpoint) is signs
+
+
+@pytest.mark.parametrize("sign", [True, False])
+def test_a_part_is_sent_signed_or_as_unsigned_payload(sign: bool) -> None:
+    import hashlib
+
+    client = S3Store("http://127.0.0.1:1", SecretStr(ACCESS), SecretStr(SECRET),
+                     sign_payload=sign).client
+    part = [b"a" * 100, b"b" * 50]
+    request = client.build("PUT", "images", "key", [("partNumber", "1")], part)
+    expected = hashlib.sha256(b"a" * 100 + b"b" * 50).hexdigest() if sign else (
+        "UNSIGNED-PAYLOAD")
+    assert request.headers["x-amz-content-sha256"] == expected
+    assert "x-amz-content-sha256" in request.headers["Authorization"]  # a signed header
+    assert request.headers["Content-Length"] == "150"
+    # A request without a body carries the empty body's hash either way.
+    empty = client.build("GET", "images", "key")
+    assert empty.headers["x-amz-content-sha256"] == EMPTY_SHA256

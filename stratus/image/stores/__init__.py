@@ -33,5 +33,6 @@ def create_store(settings: Settings) -> Store:
                        image.s3_store_secret_key, bucket=image.s3_store_bucket,
                        region=image.s3_store_region, part_size=image.s3_store_part_size,
                        concurrency=image.s3_store_upload_concurrency,
+                       sign_payload=image.s3_store_sign_payload,
                        stale_upload_seconds=image.stale_upload_seconds)
     raise ValueError(f"unknown image store {image.store!r} (available: file, rbd, s3)")
