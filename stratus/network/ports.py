@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, false, insert, or_, select
-from sqlalchemy.orm import joinedload, lazyload, selectinload
+from sqlalchemy.orm import joinedload, lazyload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from stratus.core.db import Txn, utcnow
@@ -280,13 +280,13 @@ class Ports(Part):
             "port_security_enabled": port_security, "tags": [],
             "revision_number": 1, "created_at": now, "updated_at": now,
         }
-        await self.insert_row(row, new.mac_address)
-        if groups:
-            links = [{"port_id": port_id, "security_group_id": g} for g in groups]
+        row["mac_address"] = await self.insert_row(row, new.mac_address)
+        links = [{"port_id": port_id, "security_group_id": g} for g in groups]
+        if links:
             await self.session.execute(_INSERT_GROUPS, links[0] if len(links) == 1 else links)
         await self._allocate(net, port_id, new.fixed_ips)
-        await self.session.flush()
-        port = await self.load(port_id, new=True)
+        port = self._as_loaded(row, [a for a in self.ipam.inserted if a["port_id"] == port_id],
+                               links)
         if new.security_groups:
             await self._check_ip_for_groups(port, explicit=True)
         if new.allowed_address_pairs:
@@ -297,22 +297,45 @@ class Ports(Part):
         await self.notifier.port_changed(port, None)
         return port
 
-    async def insert_row(self, row: dict[str, Any], mac: str | None) -> None:
-        """Insert the port with its MAC; a generated MAC that another port of the network
-        holds (the unique key says so) is drawn again."""
+    async def insert_row(self, row: dict[str, Any], mac: str | None) -> str:
+        """Insert the port with its MAC, which it returns; a generated MAC that another
+        port of the network holds (the unique key says so) is drawn again."""
         if mac is not None:
             mac = self._mac(mac)
             result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
                                                 {**row, "mac_address": mac})
             if Txn.rowcount(result) != 1:
                 raise MacAddressInUse(mac, row["network_id"])
-            return
+            return mac
         for _ in range(MAC_TRIES):
+            drawn = random_mac()
             result = await self.session.execute(self.txn.insert_ignore(Port.__table__),
-                                                {**row, "mac_address": random_mac()})
+                                                {**row, "mac_address": drawn})
             if Txn.rowcount(result) == 1:
-                return
+                return drawn
         raise MacAddressGenerationFailure(row["network_id"])
+
+    def _as_loaded(self, row: dict[str, Any], addresses: list[dict[str, Any]],
+                   links: list[dict[str, str]]) -> Port:
+        """The port just inserted as loading it would give it: in the session, nothing
+        pending, from the rows this transaction wrote (every column of the port is in
+        ``row``, nothing is filled in by the database), without reading it back (a joined
+        load was a third of a create's CPU). Addresses in their ``position`` order, groups
+        in their key's order, as the load returns them; a new port has no address pairs."""
+        port = Port(**row)
+        fixed_ips = [IPAllocation(**a) for a in sorted(addresses, key=lambda a: a["position"])]
+        groups = [PortSecurityGroup(**link)
+                  for link in sorted(links, key=lambda link: link["security_group_id"])]
+        for child in (*fixed_ips, *groups):
+            make_transient_to_detached(child)
+        # Set as loaded values (no history, no events: assigning a collection first
+        # initialises the old one through its loader, most of this method's cost).
+        set_committed_value(port, "fixed_ips", fixed_ips)
+        set_committed_value(port, "security_groups", groups)
+        set_committed_value(port, "allowed_address_pairs", [])
+        make_transient_to_detached(port)  # its columns as if loaded
+        self.session.add(port)  # persistent (it has an identity): no INSERT at a flush
+        return port
 
     @staticmethod
     def _mac(value: Any) -> str:
