@@ -320,12 +320,12 @@ class Ports(Part):
         """The port just inserted as loading it would give it: in the session, nothing
         pending, from the rows this transaction wrote (every column of the port is in
         ``row``, nothing is filled in by the database), without reading it back (a joined
-        load was a third of a create's CPU). Addresses in their ``position`` order, groups
-        in their key's order, as the load returns them; a new port has no address pairs."""
+        load was a third of a create's CPU). Addresses in their ``position`` order, as a load
+        orders them; groups as the request named them (a load gives no order); a new port
+        has no address pairs."""
         port = Port(**row)
         fixed_ips = [IPAllocation(**a) for a in sorted(addresses, key=lambda a: a["position"])]
-        groups = [PortSecurityGroup(**link)
-                  for link in sorted(links, key=lambda link: link["security_group_id"])]
+        groups = [PortSecurityGroup(**link) for link in links]
         for child in (*fixed_ips, *groups):
             make_transient_to_detached(child)
         # Set as loaded values (no history, no events: assigning a collection first
