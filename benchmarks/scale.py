@@ -170,10 +170,6 @@ async def _measure(session: Session, pid: int, network: str, size: int,
         "ports": await _timed(pid, args.rounds, lambda: get(
             f"{NETWORK_API}/ports", {"limit": args.limit})),
         "servers_all": await _timed(pid, args.rounds, lambda: get(f"{API}/servers")),
-        # The same size at every size (one network shown): how much the machine's other
-        # load stretched this size's CPU figures, to read the ratios against.
-        "reference": await _timed(pid, args.rounds, lambda: get(
-            f"{NETWORK_API}/networks/{network}")),
     }
     recorded: list[float] = []
     cpu = cpu_seconds([pid])
@@ -193,9 +189,6 @@ async def _measure(session: Session, pid: int, network: str, size: int,
         # Less what the server spends meanwhile on its own (``idle``, which grows with the
         # servers: heartbeats list them): the request's own CPU.
         metrics[f"{what}_cpu_net_ms_{size}"] = cpu_ms - idle * wall_ms / 1e3
-    for what in ("detail", "detail_next", "ports", "servers_all"):
-        metrics[f"{what}_cpu_over_reference_{size}"] = (metrics[f"{what}_cpu_ms_{size}"]
-                                                       / metrics[f"reference_cpu_ms_{size}"])
     metrics[f"boot_p50_ms_{size}"] = percentile(recorded, 50) * 1e3
     metrics[f"boot_cpu_ms_{size}"] = boot_cpu
     _progress(f"{size} servers: " + ", ".join(f"{k.rsplit('_', 1)[0]} {v:.1f}"
@@ -207,9 +200,7 @@ def _ratios(metrics: dict[str, float], sizes: list[int]) -> dict[str, float]:
     kinds = ("detail_p50_ms", "detail_cpu_ms", "detail_cpu_net_ms", "detail_next_p50_ms",
              "detail_next_cpu_ms", "detail_next_cpu_net_ms", "ports_p50_ms", "ports_cpu_ms",
              "ports_cpu_net_ms", "servers_all_p50_ms", "servers_all_cpu_ms",
-             "servers_all_cpu_net_ms", "boot_p50_ms", "boot_cpu_ms", "idle_cpu_ms_per_s",
-             "reference_cpu_ms", "detail_cpu_over_reference", "detail_next_cpu_over_reference",
-             "ports_cpu_over_reference", "servers_all_cpu_over_reference")
+             "servers_all_cpu_net_ms", "boot_p50_ms", "boot_cpu_ms", "idle_cpu_ms_per_s")
     ratios = {}
     for kind in kinds:
         # GET /servers shows every server up to 1,000: compared from the first size of
