@@ -18,12 +18,14 @@ allocations, port, address, port groups) and, each ``--rounds`` times:
   ``boot``).
 
 Each figure has its wall-clock p50 (``<what>_p50_ms_<size>``) and the ``stratus up``
-process's CPU time per request (``<what>_cpu_ms_<size>``, psutil user + system over the
-rounds), which the machine's other load stretches far less; and the ratio of each to the
-first size (``<what>_<kind>_<size>_over_<first>``). Goal: flat, every CPU ratio and the
-boot p50 ratio at the largest size <= 1.2. The scheduler's decision over 10,000 in-memory
-hosts (``benchmarks.scheduler``'s hosts, its CPU time) is reported beside them with its goal
-(<= 5 ms).
+process's CPU time per request (``<what>_cpu_ms_<size>``, its CPU clock in nanoseconds over
+the rounds, ``benchmarks._cpu``), which the machine's other load stretches far less; the
+server's CPU per second with no request (``idle_cpu_ms_per_s_<size>``: its periodic work,
+which grows with the servers) and each request's CPU net of it (``<what>_cpu_net_ms_<size>``);
+and the ratio of each to the first size (``<what>_<kind>_<size>_over_<first>``). Goal:
+flat, every CPU ratio and the boot p50 ratio at the largest size <= 1.2. The scheduler's
+decision over 10,000 in-memory hosts (``benchmarks.scheduler``'s hosts, its CPU time) is
+reported beside them with its goal (<= 5 ms).
 """
 
 from __future__ import annotations
