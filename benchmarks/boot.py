@@ -135,8 +135,11 @@ def _body(image_id: str, name: str) -> dict[str, Any]:
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU time so far of these processes and all their descendants."""
+    """CPU time so far of these processes and all their descendants (nanosecond
+    accounting, ``benchmarks._cpu``; a process that is gone counts nothing)."""
     import psutil
+
+    from benchmarks._cpu import process_cpu_seconds
 
     total = 0.0
     for pid in pids:
@@ -147,10 +150,9 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             continue
         for process in family:
             try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
+                total += process_cpu_seconds(process.pid)
+            except ProcessLookupError:
                 continue
-            total += times.user + times.system
     return total
 
 

@@ -25,6 +25,7 @@ import httpx
 
 from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, issue_token
+from benchmarks._cpu import process_cpu_seconds
 
 DESCRIPTION = "port create/delete rate and IPAM allocation under contention (noop backend)"
 
@@ -120,11 +121,8 @@ async def _network(client: httpx.AsyncClient, headers: dict[str, str], cidr: str
 
 
 def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the server process has used so far."""
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU time the server process has used so far (to the nanosecond, ``_cpu``)."""
+    return process_cpu_seconds(pid)
 
 
 async def _measure(client: httpx.AsyncClient, headers: dict[str, str],

@@ -86,3 +86,16 @@ async def sqlite_plan(engine: AsyncEngine, statement: str, parameters: Any) -> s
     async with engine.connect() as conn:
         rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
         return "\n".join(str(row[-1]) for row in rows)
+
+
+async def postgres_plan_unsorted(engine: AsyncEngine, statement: str, parameters: Any) -> str:
+    """PostgreSQL's plan of a recorded statement with sorting priced out (``enable_sort``
+    off), its lines joined: a ``Sort`` still in it means no index gives the statement's
+    ORDER BY, so the database sorts every row its WHERE keeps, whatever the table's size or
+    statistics (the planner's choice between an index and a sort otherwise depends on both)."""
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SET LOCAL enable_sort = off")
+        rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        plan = "\n".join(str(row[0]) for row in rows)
+        await conn.rollback()
+        return plan

@@ -18,7 +18,7 @@ import ipaddress
 import itertools
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -167,11 +167,19 @@ def first_free(pools: Sequence[Pool], taken: set[int], start_index: int) -> int 
 class IPAM(Part):
     """Allocates and frees addresses inside the caller's transaction."""
 
+    #: The allocation rows this transaction inserted, in order (a port just created is
+    #: shown from them instead of being read back).
+    inserted: list[dict[str, Any]] = field(default_factory=list)
+
     async def _try(self, subnet: Subnet, address: str, port_id: str, position: int) -> bool:
-        result = await self.session.execute(self.txn.insert_ignore(IPAllocation.__table__), {
-            "subnet_id": subnet.id, "ip_address": address, "port_id": port_id,
-            "network_id": subnet.network_id, "position": position})
-        return Txn.rowcount(result) == 1
+        row = {"subnet_id": subnet.id, "ip_address": address, "port_id": port_id,
+               "network_id": subnet.network_id, "position": position}
+        result = await self.session.execute(self.txn.insert_ignore(IPAllocation.__table__),
+                                            row)
+        if Txn.rowcount(result) != 1:
+            return False
+        self.inserted.append(row)
+        return True
 
     async def allocated(self, subnet_id: str) -> set[int]:
         rows = await self.session.scalars(

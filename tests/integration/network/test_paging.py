@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert
 
 from stratus.network.models import Agent, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
-from tests.dbcount import count_loaded, sqlite_plan, statements_of
+from tests.dbcount import count_loaded, postgres_plan_unsorted, sqlite_plan, statements_of
 from tests.integration.network.conftest import NetCloud
 
 ROWS = 1000
@@ -127,3 +127,18 @@ async def test_ports_in_their_own_order_are_a_range_of_an_index(cloud: NetCloud)
     plan = await sqlite_plan(engine, *page)
     assert "ix_network_ports_created (created_at>?)" in plan and "TEMP B-TREE" not in plan, \
         plan
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_ports_first_page_on_postgresql_is_read_off_an_index(cloud: NetCloud) -> None:
+    """PostgreSQL reads an admin's first page of ports in their default order off the
+    index (creation, then id) rather than sorting every port: the ORDER BY names no NULLS
+    FIRST on columns that cannot be NULL, which a default index could not give."""
+    await _insert(cloud, FAMILIES["ports"])
+    engine = cloud.runtime.db.engine
+    with statements_of(engine) as ran:
+        first = await cloud.call("GET", "/ports", params={"limit": str(LIMIT)})
+    assert first.status_code == 200, first.text
+    (page,) = [s for s in ran.selecting("network_ports") if "ORDER BY" in s[0]]
+    plan = await postgres_plan_unsorted(engine, *page)
+    assert "ix_network_ports_created" in plan and "Sort" not in plan, plan

@@ -67,3 +67,29 @@ async def test_a_few_fields_load_only_the_relations_they_show(cloud: NetCloud) -
     assert port["allowed_address_pairs"][0]["ip_address"] == "10.1.0.200"
     assert port["fixed_ips"] and port["security_groups"] == [group["id"]]
     assert sub["id"] == port["fixed_ips"][0]["subnet_id"]
+
+
+async def test_a_created_port_shows_what_the_database_then_holds(cloud: NetCloud) -> None:
+    """A create answers from the rows it wrote, not from a read-back: the answer is what a
+    GET of the port shows afterwards, with two addresses (given out of order), two groups
+    and the MAC drawn for it; and the port changes as any other in the same request's
+    session would (an update right after sees one revision)."""
+    net, sub = await cloud.network_with_subnet(cidr="10.7.0.0/24")
+    second = await cloud.create("subnet", network_id=net["id"], cidr="10.8.0.0/24",
+                                ip_version=4)
+    groups = sorted([(await cloud.create("security-group", name=f"g{n}"))["id"]
+                     for n in range(2)], reverse=True)
+    created = await cloud.create("port", network_id=net["id"], name="shown",
+                                 security_groups=groups, fixed_ips=[
+                                     {"subnet_id": second["id"], "ip_address": "10.8.0.9"},
+                                     {"subnet_id": sub["id"]}])
+    shown = (await cloud.call("GET", f"/ports/{created['id']}")).json()["port"]
+    # The groups' order is the database's on a read (none is defined): compared as sets.
+    assert {**created, "security_groups": sorted(created["security_groups"])} == \
+        {**shown, "security_groups": sorted(shown["security_groups"])}
+    assert created["fixed_ips"][0]["ip_address"] == "10.8.0.9"
+    assert created["security_groups"] == groups
+    assert created["revision_number"] == 1 and created["mac_address"]
+    default = await cloud.create("port", network_id=net["id"])
+    assert default == (await cloud.call("GET", f"/ports/{default['id']}")).json()["port"]
+    assert len(default["fixed_ips"]) == 1 and len(default["security_groups"]) == 1
