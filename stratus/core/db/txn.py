@@ -18,8 +18,14 @@ Contracts:
   actions are dropped.
 - ``lock(*key)`` holds a lock on ``key`` until the transaction ends, so a count or a
   lookup-then-create under it cannot race with another transaction taking the same key.
+  ``lock(*key, shared=True)`` holds it shared: any number of transactions together, none
+  while another holds it exclusively (what a write that counts nothing takes, so that the
+  writes that count wait for it to commit and count it). A transaction that holds a key
+  shared cannot then take it exclusively (two doing so would wait for each other):
+  ``RuntimeError``.
 
-  PostgreSQL: ``pg_advisory_xact_lock`` on a stable 64-bit hash of the key.
+  PostgreSQL: ``pg_advisory_xact_lock`` (``..._lock_shared``) on a stable 64-bit hash of
+  the key.
 
   SQLite: every write transaction on one database file is serialised inside the process by
   one asyncio lock per file, taken *before* ``BEGIN``; ``lock()`` is then a no-op, as the
@@ -74,8 +80,10 @@ def lock_number(*key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-#: ``lock()`` on PostgreSQL, its SQL compiled once.
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k"))
+#: ``lock()`` on PostgreSQL, its SQL compiled once: (shared) -> statement.
+_ADVISORY_LOCK = {
+    False: text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k")),
+    True: text("SELECT pg_advisory_xact_lock_shared(:k)").bindparams(bindparam("k"))}
 
 
 @functools.lru_cache(maxsize=256)
@@ -105,9 +113,11 @@ class Txn:
         #: SQLite only: whether this transaction holds its file's write lock.
         self._exclusive = exclusive
         self._after: list[AfterCommit] = []
-        #: PostgreSQL: the advisory locks this transaction holds (a second ``lock`` of one
-        #: key, as a boot's quota lock then its quota check make, needs no statement).
+        #: PostgreSQL: the advisory locks this transaction holds, exclusive and shared (a
+        #: second ``lock`` of one key, as a boot's quota lock then its quota check make,
+        #: needs no statement).
         self._held: set[int] = set()
+        self._held_shared: set[int] = set()
 
     @property
     def session(self) -> AsyncSession:
@@ -146,17 +156,23 @@ class Txn:
         logged and does not stop the next action). Dropped if the transaction rolls back."""
         self._after.append(action)
 
-    async def lock(self, *key: str) -> None:
-        """Hold a lock on ``key`` until this transaction ends (see the module docstring)."""
+    async def lock(self, *key: str, shared: bool = False) -> None:
+        """Hold a lock on ``key`` until this transaction ends, exclusive or ``shared`` (see
+        the module docstring)."""
         if not key:
             raise ValueError("a lock needs a key")
         if self.dialect == "postgresql":
             number = lock_number(*key)
-            if number in self._held:  # held until the transaction ends
+            if number in self._held:  # held (exclusively) until the transaction ends
                 return
+            if shared and number in self._held_shared:
+                return
+            if not shared and number in self._held_shared:
+                raise RuntimeError(f"lock {key!r}: this transaction holds it shared; taking "
+                                   "it exclusively could wait for another doing the same")
             connection = await self.connection()
-            await connection.execute(_ADVISORY_LOCK, {"k": number})
-            self._held.add(number)
+            await connection.execute(_ADVISORY_LOCK[shared], {"k": number})
+            (self._held_shared if shared else self._held).add(number)
         elif not self._exclusive:
             raise RuntimeError("lock() in a read-only SQLite transaction: open it with "
                                "transaction(write=True)")
