@@ -99,9 +99,12 @@ class ConductorManager:
         self.service_down_time = service_down_time
 
     @asynccontextmanager
-    async def _txn(self) -> AsyncIterator[ComputeService]:
-        """A transaction that writes: outside SQLite's queue of writers unless retrying."""
-        async with self.runtime.service(write=_IN_QUEUE.get()) as svc:
+    async def _txn(self, *, one_statement: bool = False) -> AsyncIterator[ComputeService]:
+        """A transaction that writes: outside SQLite's queue of writers unless retrying;
+        ``one_statement``: its one write is its only statement (no BEGIN/COMMIT round trips
+        on PostgreSQL)."""
+        async with self.runtime.service(write=_IN_QUEUE.get(),
+                                        one_statement=one_statement) as svc:
             yield svc
 
     async def recover_orphans(self) -> list[str]:
@@ -215,7 +218,10 @@ class ConductorManager:
                               expected_task_state: list[str | None] | None = None,
                               event: ActionEvent | None = None,
                               fault: Fault | None = None) -> InstanceRecord:
-        async with self._txn() as svc:
+        # A step with no event, fault or new vm state (a build's move to spawning) is the
+        # guarded UPDATE alone: one statement, committed on its own.
+        alone = event is None and fault is None and update.vm_state is None
+        async with self._txn(one_statement=alone) as svc:
             record = await svc.instances.transition(instance_uuid, update, expected_task_state)
             if fault is not None:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,

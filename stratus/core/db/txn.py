@@ -11,6 +11,11 @@ Contracts:
 
 - The transaction commits when the ``async with`` body ends normally and rolls back when it
   raises; the error propagates.
+- ``one_statement=True`` (PostgreSQL): the body's work is one statement, which commits on
+  its own (the connection in autocommit): no ``BEGIN`` and ``COMMIT`` round trips around it,
+  three round trips made one. Only for a body whose writes are one statement (a guarded
+  ``UPDATE ... RETURNING``), and reads after it that need not see a snapshot with it; no
+  ``lock()``, which would end with its statement. SQLite ignores it.
 - ``after_commit`` actions run in the order they were queued, only after a successful
   commit, and after the transaction's locks are released. A failing action is logged and
   the next one still runs: the commit stands, so nothing is raised to the caller (the
@@ -105,8 +110,10 @@ class Txn:
 
     def __init__(self, connection: AsyncConnection,
                  sessionmaker: async_sessionmaker[AsyncSession], dialect: str, *,
-                 exclusive: bool) -> None:
+                 exclusive: bool, one_statement: bool = False) -> None:
         self._connection = connection
+        #: PostgreSQL: each statement commits on its own (``one_statement``).
+        self._one_statement = one_statement
         self._sessionmaker = sessionmaker
         self._session: AsyncSession | None = None
         self.dialect = dialect
@@ -162,6 +169,9 @@ class Txn:
         if not key:
             raise ValueError("a lock needs a key")
         if self.dialect == "postgresql":
+            if self._one_statement:
+                raise RuntimeError("lock() in a one-statement transaction would end with its "
+                                   "own statement")
             number = lock_number(*key)
             if number in self._held:  # held (exclusively) until the transaction ends
                 return
@@ -247,13 +257,20 @@ async def run_after_commit(actions: list[AfterCommit]) -> None:
 
 @asynccontextmanager
 async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession],
-                           dialect: str, *, sqlite_writer: str | None) -> AsyncIterator[Txn]:
+                           dialect: str, *, sqlite_writer: str | None,
+                           one_statement: bool = False) -> AsyncIterator[Txn]:
     """Body of ``Database.transaction()``: ``sqlite_writer`` names the SQLite file whose
     write lock to hold (None: no lock, PostgreSQL or a read-only transaction). The
     transaction is a Core connection's (no session unless the body asks for one: a session
-    per transaction cost more than the hot paths' statements)."""
+    per transaction cost more than the hot paths' statements). ``one_statement``: see the
+    module docstring."""
     async with _sqlite_writer(sqlite_writer), engine.connect() as connection:
-        txn = Txn(connection, sessionmaker, dialect, exclusive=sqlite_writer is not None)
+        if one_statement and dialect == "postgresql":
+            # The driver then sends no BEGIN/COMMIT; the pool puts the connection back to
+            # its own isolation level when it is returned (no round trip either).
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        txn = Txn(connection, sessionmaker, dialect, exclusive=sqlite_writer is not None,
+                  one_statement=one_statement and dialect == "postgresql")
         try:
             async with connection.begin():
                 yield txn
