@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stratus.compute import block_devices, server_metadata, volume_attach
+from stratus.compute import block_devices, quotas, server_metadata, volume_attach
 from stratus.compute.block_devices import BootDisks, Mapping
 from stratus.compute.instances import NewInstance
 from stratus.compute.models import Instance
@@ -33,6 +33,7 @@ from stratus.core.clients.base import endpoint
 from stratus.core.context import RequestContext, set_instance
 from stratus.core.exceptions import BadRequest, Conflict, NotFound, StratusError
 from stratus.core.metrics import BOOTS
+from stratus.core.quotas import NeedsExclusiveLock
 from stratus.core.tracing import span
 
 
@@ -121,10 +122,22 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     await _check_networks(rt, context, req.requested_networks)
     # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
-    # ``Txn.lock``) from before the checks to the commit of the rows.
+    # ``Txn.lock``) from before the checks to the commit of the rows. Shared when the
+    # project's last check here counted nothing (unlimited; no server group, whose members
+    # are counted): one project's boots then run side by side, not one at a time; a limit
+    # found under it runs the transaction again under the exclusive lock.
+    shared = req.group_uuid is None and quotas.TABLE.probably_unlimited(project_id)
     with span("compute.create_rows", step="5"):
-        async with rt.service() as svc:
-            instances, flavor = await _create_rows(svc, context, project_id, req, image)
+        while True:
+            try:
+                async with rt.service() as svc:
+                    instances, flavor = await _create_rows(svc, context, project_id, req,
+                                                           image, shared=shared)
+                break
+            except NeedsExclusiveLock:
+                if not shared:
+                    raise
+                shared = False
     if len(instances) == 1:  # the request's later log lines name the new server
         set_instance(instances[0].uuid)
     build = BuildRequest(
@@ -184,11 +197,12 @@ def _block_storage(context: RequestContext) -> str | None:
 
 
 async def _create_rows(svc: ComputeService, context: RequestContext, project_id: str,
-                       req: BootRequest,
-                       image: dict[str, Any]) -> tuple[list[Instance], FlavorInfo]:
-    """The checks that need the database, and the rows; within the quota lock."""
+                       req: BootRequest, image: dict[str, Any], *,
+                       shared: bool = False) -> tuple[list[Instance], FlavorInfo]:
+    """The checks that need the database, and the rows; within the quota lock (``shared``:
+    see ``stratus.core.quotas``)."""
     assert context.user_id is not None
-    await svc.quotas.lock_project(project_id)
+    await svc.quotas.lock_project(project_id, shared=shared)
     try:
         flavor = await svc.flavors.info(req.flavor_ref, project_id=project_id,
                                         admin=context.is_admin)
@@ -214,7 +228,8 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
         server_metadata.validate(req.metadata)
         await svc.server_metadata.check_quota(project_id, len(req.metadata))
     disks = block_devices.devices(req.extra_disks, flavor)
-    await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram)
+    await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram,
+                                     shared=shared)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,
         key_name=req.key_name, key_data=key_data, user_data=_user_data(req.user_data),

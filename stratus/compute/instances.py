@@ -13,7 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, case, delete, or_, select
+from sqlalchemy import Table, bindparam, case, delete, or_, select, union_all
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from stratus.compute.models import (
     ServerGroupMember,
 )
 from stratus.compute.objects import (
+    ActionEvent,
     BlockDevice,
     FlavorInfo,
     InstanceRecord,
@@ -194,13 +195,20 @@ class Instances:
 
     async def transition(self, instance_uuid: str, update: InstanceUpdate,
                          expected_task_state: list[str | None] | None = None, *,
-                         building: bool = False) -> InstanceRecord:
+                         building: bool = False, event: ActionEvent | None = None,
+                         request_id: str | None = None) -> InstanceRecord:
         """``update`` as one guarded UPDATE (the expected task states in its WHERE), the row
         it wrote read back in the same statement: what a compute host's progress costs on
         the boot's hot path, against a load of the whole ORM object, its flush and a second
         statement (``update``). The caller must not hold this instance as an ORM object in
         the same transaction (it would not see the change). ``building``: only a live
-        instance that is building takes it (else ``UnexpectedTaskState`` too)."""
+        instance that is building takes it (else ``UnexpectedTaskState`` too).
+
+        ``event`` (only where ``folds_event``: PostgreSQL): in the same statement, the
+        event recorded as ``record_event`` would (of the action of ``request_id``), and
+        the action finished when the update ends it (``_finishes``); nothing of it when
+        the guard refuses the update. A build's first and last steps are each then one
+        statement, which the conductor sends with no BEGIN/COMMIT."""
         params: dict[str, Any] = {f"v_{field}": getattr(update, field)
                                   for field in _UPDATABLE if getattr(update, field) is not None}
         if update.task_state is not None or update.clear_task_state:
@@ -211,9 +219,23 @@ class Instances:
         if expected_task_state is not None:
             named = tuple(state for state in expected_task_state if state is not None)
             params.update({f"w_task_{n}": state for n, state in enumerate(named)})
-        statement = _transition_statement(
-            tuple(params), None if expected_task_state is None else len(named),
-            expected_task_state is not None and None in expected_task_state, building)
+        shape = (tuple(params), None if expected_task_state is None else len(named),
+                 expected_task_state is not None and None in expected_task_state, building)
+        if event is not None:
+            if not folds_event(self.txn.dialect, update):
+                raise ValueError("this transition and its event are not one statement here: "
+                                 "record the event on its own (folds_event)")
+            params.update(_action_params(instance_uuid, request_id))
+            now = params["v_updated_at"]
+            params.update(v_event=event.name, v_now=now, v_host=event.host, v_start=now,
+                          v_finish=now if event.finished else None,
+                          v_result=event.result if event.finished else None,
+                          v_details=event.details if event.finished else None)
+            statement = _transition_event_statement(
+                *shape, event.finished, _finishes(update), event.finished and
+                event.result == "Error")
+        else:
+            statement = _transition_statement(*shape)
         connection = await self.txn.connection()
         row = (await connection.execute(statement, params)).one_or_none()
         table = _INSTANCES
@@ -448,6 +470,73 @@ def _transition_statement(keys: tuple[str, ...], expected: int | None, or_none: 
     values = {key[2:]: bindparam(key, type_=table.c[key[2:]].type)
               for key in keys if key.startswith("v_")}
     return statement.values(values).returning(*table.c)
+
+
+def _finishes(update: InstanceUpdate) -> bool:
+    """Whether ``update`` ends the instance's action (a new vm state, no task left), as
+    far as it says alone (``folds_event``)."""
+    return update.vm_state is not None and update.clear_task_state
+
+
+def folds_event(dialect: str, update: InstanceUpdate) -> bool:
+    """Whether ``transition(update, event=...)`` is one statement here: on PostgreSQL
+    (data-modifying CTEs), for an update that says alone whether it ends the action (a
+    new vm state with the task cleared or set, or no new vm state) and names no host
+    (the event's own parameter)."""
+    return (dialect == "postgresql" and update.host is None
+            and (update.vm_state is None or update.clear_task_state
+                 or update.task_state is not None))
+
+
+@functools.cache
+def _transition_event_statement(keys: tuple[str, ...], expected: int | None, or_none: bool,
+                                building: bool, finished: bool, finish_action: bool,
+                                failed: bool) -> Any:
+    """PostgreSQL: ``_transition_statement`` with ``record_event``'s statements in the same
+    one (data-modifying CTEs, each run only when the instance's update was: the guard
+    refusing it leaves the event unrecorded, as the rollback of the two statements did).
+    A finished event finishes the started one of its name, or is recorded whole when
+    none was started; the action is updated (finished: ``finish_action``) by either."""
+    moved = _transition_statement(keys, expected, or_none, building).cte("moved_instance")
+    went = select(moved.c.uuid).exists()
+    ctes: list[Any] = []
+    if finished:
+        finished_event = sa_update(_EVENTS).where(_EVENTS.c.id == (
+            select(_EVENTS.c.id).where(_EVENTS.c.action_id == _ACTION_OF,
+                                       _EVENTS.c.event == bindparam("v_event"),
+                                       _EVENTS.c.finish_time.is_(None))
+            .order_by(_EVENTS.c.id).limit(1).scalar_subquery()), went).values(
+            finish_time=bindparam("v_now", type_=_EVENTS.c.finish_time.type),
+            result=bindparam("v_result", type_=_EVENTS.c.result.type),
+            details=bindparam("v_details", type_=_EVENTS.c.details.type)).returning(
+            _EVENTS.c.action_id).cte("finished_event")
+        ctes.append(finished_event)
+        inserted = _event_insert(went, ~select(finished_event.c.action_id).exists())
+        touched_ids: Any = union_all(select(finished_event.c.action_id),
+                                     select(inserted.c.action_id))
+    else:
+        inserted = _event_insert(went)
+        touched_ids = select(inserted.c.action_id)
+    ctes.append(inserted)
+    touched = sa_update(_ACTIONS).where(_ACTIONS.c.id.in_(touched_ids)).values(
+        updated_at=_NOW, **({"finish_time": _NOW} if finish_action else {}),
+        **({"message": "Error"} if failed else {})).cte("touched_action")
+    return select(moved).add_cte(*ctes, touched)
+
+
+def _event_insert(*conditions: Any) -> Any:
+    """``_INSERT_EVENT`` made only under ``conditions``, as a CTE giving its action."""
+    return _EVENTS.insert().from_select(
+        ["action_id", "event", "host", "start_time", "finish_time", "result", "details"],
+        select(_ACTIONS.c.id,
+               bindparam("v_event", type_=_EVENTS.c.event.type),
+               bindparam("v_host", type_=_EVENTS.c.host.type),
+               bindparam("v_start", type_=_EVENTS.c.start_time.type),
+               bindparam("v_finish", type_=_EVENTS.c.finish_time.type),
+               bindparam("v_result", type_=_EVENTS.c.result.type),
+               bindparam("v_details", type_=_EVENTS.c.details.type))
+        .where(_ACTIONS.c.id == _ACTION_OF, *conditions)).returning(
+        _EVENTS.c.action_id).cte("inserted_event")
 
 
 def _action_params(instance_uuid: str, request_id: str | None) -> dict[str, Any]:

@@ -91,16 +91,17 @@ class Quotas:
         return int(await self.session.scalar(
             select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id)) or 0)
 
-    async def lock_project(self, project_id: str) -> None:
-        """Hold the project's quota lock until this transaction ends."""
-        await self.table.lock(project_id)
+    async def lock_project(self, project_id: str, *, shared: bool = False) -> None:
+        """Hold the project's quota lock (or ``shared``) until this transaction ends."""
+        await self.table.lock(project_id, shared=shared)
 
     async def check_instances(self, project_id: str, count: int, vcpus: int,
-                              ram: int) -> None:
-        """Raise ``QuotaExceeded`` unless ``count`` more such instances fit the quota."""
+                              ram: int, *, shared: bool = False) -> None:
+        """Raise ``QuotaExceeded`` unless ``count`` more such instances fit the quota;
+        ``shared``: under the shared lock (``core.NeedsExclusiveLock`` if one is set)."""
         await self.table.check(
             project_id, {"instances": count, "cores": count * vcpus, "ram": count * ram},
-            lambda: self.usage(project_id))
+            lambda: self.usage(project_id), shared=shared)
 
     async def check_growth(self, project_id: str, cores: int, ram: int) -> None:
         """Raise ``QuotaExceeded`` unless a server may grow by ``cores`` and ``ram`` (a

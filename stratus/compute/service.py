@@ -83,15 +83,16 @@ class ComputeRuntime:
         await self.db.dispose()
 
     @asynccontextmanager
-    async def service(self, *, write: bool = True) -> AsyncIterator[ComputeService]:
+    async def service(self, *, write: bool = True,
+                      one_statement: bool = False) -> AsyncIterator[ComputeService]:
         """One transaction (a core ``Txn``: committed on success, rolled back on error).
 
         ``write=False``: on SQLite, not one of the file's serialised write transactions
         (see ``stratus.core.db.txn``): one that only reads, or the conductor's, whose every
         change is guarded by the task state it expects and which must not queue behind a
         burst of compute-api's writes (``conductor.manager`` retries it in the queue when
-        SQLite's lock stayed busy)."""
-        async with self.db.transaction(write=write) as txn:
+        SQLite's lock stayed busy). ``one_statement``: see ``stratus.core.db.txn``."""
+        async with self.db.transaction(write=write, one_statement=one_statement) as txn:
             yield ComputeService(self, txn)
 
 

@@ -16,6 +16,13 @@ Contracts:
   end of the transaction, so the rows made after a successful check are counted by the
   next check. Usage is counted by the service (``used``), from its own rows, after the
   lock is taken; with every checked limit unlimited it is not counted at all.
+- ``check(..., shared=True)`` takes that lock shared (``Txn.lock``): checks that find every
+  checked limit unlimited (they count nothing) run side by side, where under the exclusive
+  lock one project's creates ran one at a time; a check that counts still takes the lock
+  exclusively, so it waits for those to commit and counts their rows. A shared check that
+  finds a limit set raises ``NeedsExclusiveLock``: its transaction is rolled back and run
+  again with ``shared=False`` (a limit set meanwhile). ``table.probably_unlimited`` says
+  what the last check of the project in this process found, to choose with.
 - Every resource in ``adding`` is checked, 0 included (a project already over a lowered
   limit stays over); the first resource over its limit raises ``table.over(Overage)``.
 - ``set`` and ``reset`` write override rows only; they do not validate resource names or
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
@@ -54,6 +61,15 @@ def _forbidden(over: Overage) -> StratusError:
                      f"already used {over.used} of {over.limit} {over.resource}")
 
 
+class NeedsExclusiveLock(Exception):
+    """A check under the shared quota lock found a limit to count against: roll the
+    transaction back and run it again under the exclusive lock."""
+
+
+#: Projects ``QuotaTable`` remembers as unlimited at most (then it forgets them all).
+_UNLIMITED_REMEMBERED = 10_000
+
+
 @dataclass(frozen=True)
 class QuotaTable:
     """A service's quotas: its override ``model``, its ``defaults``, the ``scope`` naming
@@ -63,6 +79,21 @@ class QuotaTable:
     defaults: Mapping[str, int]
     scope: str
     over: Callable[[Overage], Exception] = _forbidden
+    #: Projects whose last check in this process found the checked limits unlimited.
+    _unlimited: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    def probably_unlimited(self, project_id: str) -> bool:
+        """Whether the last check of the project in this process counted nothing (a hint
+        for ``check(shared=...)``: the check itself reads the limits under the lock)."""
+        return project_id in self._unlimited
+
+    def _found(self, project_id: str, unlimited: bool) -> None:
+        if not unlimited:
+            self._unlimited.discard(project_id)
+            return
+        if len(self._unlimited) >= _UNLIMITED_REMEMBERED:
+            self._unlimited.clear()
+        self._unlimited.add(project_id)
 
 
 class Quotas:
@@ -77,9 +108,9 @@ class Quotas:
     def session(self) -> AsyncSession:
         return self.txn.session
 
-    async def lock(self, project_id: str) -> None:
-        """Hold the project's quota lock until the transaction ends."""
-        await self.txn.lock("quota", self.table.scope, project_id)
+    async def lock(self, project_id: str, *, shared: bool = False) -> None:
+        """Hold the project's quota lock (or ``shared``) until the transaction ends."""
+        await self.txn.lock("quota", self.table.scope, project_id, shared=shared)
 
     async def limits(self, project_id: str) -> dict[str, int]:
         """The defaults, overridden by the project's rows."""
@@ -111,14 +142,20 @@ class Quotas:
         return list(await self.session.scalars(
             select(self.model.project_id).distinct().order_by(self.model.project_id)))
 
-    async def check(self, project_id: str, adding: Mapping[str, int], used: Usage) -> None:
+    async def check(self, project_id: str, adding: Mapping[str, int], used: Usage, *,
+                    shared: bool = False) -> None:
         """Raise ``table.over(...)`` unless ``adding`` more of each resource fit; under the
         project's lock (see the module docstring). ``used``: the usage, or a coroutine
-        function counting it (called only when some checked limit is set)."""
-        await self.lock(project_id)
+        function counting it (called only when some checked limit is set). ``shared``:
+        under the shared lock, raising ``NeedsExclusiveLock`` when there is a limit."""
+        await self.lock(project_id, shared=shared)
         limits = await self.limits(project_id)
-        if all(limits.get(resource, -1) < 0 for resource in adding):
+        unlimited = all(limits.get(resource, -1) < 0 for resource in adding)
+        self.table._found(project_id, unlimited)
+        if unlimited:
             return
+        if shared:
+            raise NeedsExclusiveLock(project_id)
         usage = used if isinstance(used, Mapping) else await used()
         for resource, amount in adding.items():
             limit = limits.get(resource, -1)
@@ -135,4 +172,4 @@ def _limits_of(model: Any) -> Select[Any]:
         table.c.project_id == bindparam("p_project"))
 
 
-__all__ = ["Overage", "QuotaTable", "Quotas", "Usage"]
+__all__ = ["NeedsExclusiveLock", "Overage", "QuotaTable", "Quotas", "Usage"]

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from stratus.compute import moves, states
 from stratus.compute.errors import ClaimConflict, InsufficientResources, UnexpectedTaskState
 from stratus.compute.hosts import Hosts, seen
+from stratus.compute.instances import folds_event
 from stratus.compute.models import Instance
 from stratus.compute.objects import (
     MAX_BUILD_ATTEMPTS,
@@ -99,9 +100,12 @@ class ConductorManager:
         self.service_down_time = service_down_time
 
     @asynccontextmanager
-    async def _txn(self) -> AsyncIterator[ComputeService]:
-        """A transaction that writes: outside SQLite's queue of writers unless retrying."""
-        async with self.runtime.service(write=_IN_QUEUE.get()) as svc:
+    async def _txn(self, *, one_statement: bool = False) -> AsyncIterator[ComputeService]:
+        """A transaction that writes: outside SQLite's queue of writers unless retrying;
+        ``one_statement``: its one write is its only statement (no BEGIN/COMMIT round trips
+        on PostgreSQL)."""
+        async with self.runtime.service(write=_IN_QUEUE.get(),
+                                        one_statement=one_statement) as svc:
             yield svc
 
     async def recover_orphans(self) -> list[str]:
@@ -189,11 +193,15 @@ class ConductorManager:
         and not yet taken up (``scheduling``) moves to ``networking`` and ``event`` starts.
         None when there is nothing to build: it was deleted, is being deleted, or another
         delivery of the same build took it up."""
-        async with self._txn() as svc:
+        update = InstanceUpdate(task_state=states.NETWORKING)
+        # PostgreSQL: the update and the event are one statement, sent alone.
+        folded = folds_event(self.runtime.db.backend, update)
+        async with self._txn(one_statement=folded) as svc:
             try:
                 record = await svc.instances.transition(
-                    instance_uuid, InstanceUpdate(task_state=states.NETWORKING),
-                    [states.SCHEDULING, None], building=True)
+                    instance_uuid, update, [states.SCHEDULING, None], building=True,
+                    event=ActionEvent(name=event, host=host) if folded else None,
+                    request_id=ctx.request_id)
             except UnexpectedTaskState:
                 # This host took the build up already and the answer was lost (the broker or
                 # this conductor went away between the commit and the reply): the cast's
@@ -205,8 +213,9 @@ class ConductorManager:
                         and current.vm_state == states.BUILDING and not current.deleted):
                     return current
                 return None
-            await svc.instances.record_event(instance_uuid, ctx.request_id, event,
-                                             host=host, finished=False)
+            if not folded:
+                await svc.instances.record_event(instance_uuid, ctx.request_id, event,
+                                                 host=host, finished=False)
             return record
 
     @_queued_when_busy
@@ -215,8 +224,18 @@ class ConductorManager:
                               expected_task_state: list[str | None] | None = None,
                               event: ActionEvent | None = None,
                               fault: Fault | None = None) -> InstanceRecord:
-        async with self._txn() as svc:
-            record = await svc.instances.transition(instance_uuid, update, expected_task_state)
+        # A step with no fault, and either no event and no new vm state (a build's move
+        # to spawning) or an event the update's statement records too (PostgreSQL: a
+        # build's last step), is one statement, committed on its own.
+        folded = event is not None and fault is None and folds_event(
+            self.runtime.db.backend, update)
+        alone = folded or (event is None and fault is None and update.vm_state is None)
+        async with self._txn(one_statement=alone) as svc:
+            record = await svc.instances.transition(
+                instance_uuid, update, expected_task_state,
+                event=event if folded else None, request_id=ctx.request_id)
+            if folded:
+                return record
             if fault is not None:
                 await svc.instances.add_fault(instance_uuid, code=fault.code,
                                               message=fault.message, details=fault.details,

@@ -198,13 +198,16 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[Txn]:
+    async def transaction(self, *, write: bool = True,
+                          one_statement: bool = False) -> AsyncIterator[Txn]:
         """One transaction as a ``Txn``: committed on success, rolled back on error, then its
         after-commit actions run. ``write=False`` (read only) takes no SQLite write lock;
-        see ``txn.py`` for the locking contract."""
+        ``one_statement``: its work is one statement, sent with no BEGIN/COMMIT on
+        PostgreSQL. See ``txn.py`` for both contracts."""
         writer = self._sqlite_writer_key if write else None
         async with open_transaction(self.engine, self.sessionmaker, self.backend,
-                                    sqlite_writer=writer) as txn:
+                                    sqlite_writer=writer,
+                                    one_statement=one_statement) as txn:
             yield txn
 
     @functools.cached_property

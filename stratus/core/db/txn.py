@@ -11,6 +11,11 @@ Contracts:
 
 - The transaction commits when the ``async with`` body ends normally and rolls back when it
   raises; the error propagates.
+- ``one_statement=True`` (PostgreSQL): the body's work is one statement, which commits on
+  its own (the connection in autocommit): no ``BEGIN`` and ``COMMIT`` round trips around it,
+  three round trips made one. Only for a body whose writes are one statement (a guarded
+  ``UPDATE ... RETURNING``), and reads after it that need not see a snapshot with it; no
+  ``lock()``, which would end with its statement. SQLite ignores it.
 - ``after_commit`` actions run in the order they were queued, only after a successful
   commit, and after the transaction's locks are released. A failing action is logged and
   the next one still runs: the commit stands, so nothing is raised to the caller (the
@@ -18,8 +23,14 @@ Contracts:
   actions are dropped.
 - ``lock(*key)`` holds a lock on ``key`` until the transaction ends, so a count or a
   lookup-then-create under it cannot race with another transaction taking the same key.
+  ``lock(*key, shared=True)`` holds it shared: any number of transactions together, none
+  while another holds it exclusively (what a write that counts nothing takes, so that the
+  writes that count wait for it to commit and count it). A transaction that holds a key
+  shared cannot then take it exclusively (two doing so would wait for each other):
+  ``RuntimeError``.
 
-  PostgreSQL: ``pg_advisory_xact_lock`` on a stable 64-bit hash of the key.
+  PostgreSQL: ``pg_advisory_xact_lock`` (``..._lock_shared``) on a stable 64-bit hash of
+  the key.
 
   SQLite: every write transaction on one database file is serialised inside the process by
   one asyncio lock per file, taken *before* ``BEGIN``; ``lock()`` is then a no-op, as the
@@ -74,8 +85,10 @@ def lock_number(*key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-#: ``lock()`` on PostgreSQL, its SQL compiled once.
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k"))
+#: ``lock()`` on PostgreSQL, its SQL compiled once: (shared) -> statement.
+_ADVISORY_LOCK = {
+    False: text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k")),
+    True: text("SELECT pg_advisory_xact_lock_shared(:k)").bindparams(bindparam("k"))}
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,17 +110,21 @@ class Txn:
 
     def __init__(self, connection: AsyncConnection,
                  sessionmaker: async_sessionmaker[AsyncSession], dialect: str, *,
-                 exclusive: bool) -> None:
+                 exclusive: bool, one_statement: bool = False) -> None:
         self._connection = connection
+        #: PostgreSQL: each statement commits on its own (``one_statement``).
+        self._one_statement = one_statement
         self._sessionmaker = sessionmaker
         self._session: AsyncSession | None = None
         self.dialect = dialect
         #: SQLite only: whether this transaction holds its file's write lock.
         self._exclusive = exclusive
         self._after: list[AfterCommit] = []
-        #: PostgreSQL: the advisory locks this transaction holds (a second ``lock`` of one
-        #: key, as a boot's quota lock then its quota check make, needs no statement).
+        #: PostgreSQL: the advisory locks this transaction holds, exclusive and shared (a
+        #: second ``lock`` of one key, as a boot's quota lock then its quota check make,
+        #: needs no statement).
         self._held: set[int] = set()
+        self._held_shared: set[int] = set()
 
     @property
     def session(self) -> AsyncSession:
@@ -146,17 +163,26 @@ class Txn:
         logged and does not stop the next action). Dropped if the transaction rolls back."""
         self._after.append(action)
 
-    async def lock(self, *key: str) -> None:
-        """Hold a lock on ``key`` until this transaction ends (see the module docstring)."""
+    async def lock(self, *key: str, shared: bool = False) -> None:
+        """Hold a lock on ``key`` until this transaction ends, exclusive or ``shared`` (see
+        the module docstring)."""
         if not key:
             raise ValueError("a lock needs a key")
         if self.dialect == "postgresql":
+            if self._one_statement:
+                raise RuntimeError("lock() in a one-statement transaction would end with its "
+                                   "own statement")
             number = lock_number(*key)
-            if number in self._held:  # held until the transaction ends
+            if number in self._held:  # held (exclusively) until the transaction ends
                 return
+            if shared and number in self._held_shared:
+                return
+            if not shared and number in self._held_shared:
+                raise RuntimeError(f"lock {key!r}: this transaction holds it shared; taking "
+                                   "it exclusively could wait for another doing the same")
             connection = await self.connection()
-            await connection.execute(_ADVISORY_LOCK, {"k": number})
-            self._held.add(number)
+            await connection.execute(_ADVISORY_LOCK[shared], {"k": number})
+            (self._held_shared if shared else self._held).add(number)
         elif not self._exclusive:
             raise RuntimeError("lock() in a read-only SQLite transaction: open it with "
                                "transaction(write=True)")
@@ -231,13 +257,20 @@ async def run_after_commit(actions: list[AfterCommit]) -> None:
 
 @asynccontextmanager
 async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession],
-                           dialect: str, *, sqlite_writer: str | None) -> AsyncIterator[Txn]:
+                           dialect: str, *, sqlite_writer: str | None,
+                           one_statement: bool = False) -> AsyncIterator[Txn]:
     """Body of ``Database.transaction()``: ``sqlite_writer`` names the SQLite file whose
     write lock to hold (None: no lock, PostgreSQL or a read-only transaction). The
     transaction is a Core connection's (no session unless the body asks for one: a session
-    per transaction cost more than the hot paths' statements)."""
+    per transaction cost more than the hot paths' statements). ``one_statement``: see the
+    module docstring."""
     async with _sqlite_writer(sqlite_writer), engine.connect() as connection:
-        txn = Txn(connection, sessionmaker, dialect, exclusive=sqlite_writer is not None)
+        if one_statement and dialect == "postgresql":
+            # The driver then sends no BEGIN/COMMIT; the pool puts the connection back to
+            # its own isolation level when it is returned (no round trip either).
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        txn = Txn(connection, sessionmaker, dialect, exclusive=sqlite_writer is not None,
+                  one_statement=one_statement and dialect == "postgresql")
         try:
             async with connection.begin():
                 yield txn

@@ -280,6 +280,30 @@ async def test_quota_and_bad_input(cloud: Cloud) -> None:
     assert (await cloud.compute("GET", "/servers")).json()["servers"] == []
 
 
+async def test_a_limit_set_after_unlimited_boots_is_enforced(cloud: Cloud) -> None:
+    """Once a project's boots found its quota unlimited, they take its quota lock shared;
+    a limit set afterwards is still counted against (the shared check finds it and the
+    boot runs again under the exclusive lock)."""
+    image_id = await upload_image(cloud)
+    token = await cloud.client.get("/identity/v3/auth/tokens", headers={
+        **cloud.headers(None), "X-Subject-Token": cloud.token})
+    project_id = token.json()["token"]["project"]["id"]
+    unlimited = {"quota_set": {"instances": -1, "cores": -1, "ram": -1}}
+    set_unlimited = await cloud.compute("PUT", f"/os-quota-sets/{project_id}", json=unlimited)
+    assert set_unlimited.status_code == 200, set_unlimited.text
+    for name in ("a", "b"):
+        created = await cloud.compute("POST", "/servers", json=boot_body(image_id, name=name))
+        assert created.status_code == 202, created.text
+    limited = await cloud.compute("PUT", f"/os-quota-sets/{project_id}",
+                                  json={"quota_set": {"instances": 3}})
+    assert limited.status_code == 200, limited.text
+    third = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="c"))
+    assert third.status_code == 202, third.text
+    over = await cloud.compute("POST", "/servers", json=boot_body(image_id, name="d"))
+    assert "Quota exceeded for instances" in assert_compute_error(over, 403, "forbidden")
+    assert len((await cloud.compute("GET", "/servers")).json()["servers"]) == 3
+
+
 async def test_access_addresses_are_kept_in_their_shortest_form(cloud: Cloud) -> None:
     image_id = await upload_image(cloud)
     created = await cloud.compute("POST", "/servers", json=boot_body(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from stratus.core.db import Database, Txn
 from stratus.core.exceptions import Conflict, Forbidden
-from stratus.core.quotas import Overage, Quotas, QuotaTable
+from stratus.core.quotas import NeedsExclusiveLock, Overage, Quotas, QuotaTable
 from tests.integration.core.conftest import Item, QuotaRow
 
 TABLE = QuotaTable(QuotaRow, {"items": 3, "bytes": -1}, scope="core-test")
@@ -88,3 +88,80 @@ async def test_concurrent_checks_cannot_both_take_the_last_unit(db: Database) ->
     assert sorted(results) == ["made", "over"]
     async with db.session() as session:
         assert await session.scalar(select(func.count()).select_from(Item)) == 3
+
+
+UNLIMITED = QuotaTable(QuotaRow, {"items": -1}, scope="core-test-unlimited")
+
+
+async def test_a_shared_check_that_finds_a_limit_asks_for_the_exclusive_lock(
+        db: Database) -> None:
+    table = QuotaTable(QuotaRow, {"items": -1}, scope="core-test-hint")
+    assert not table.probably_unlimited("p1")
+    async with db.transaction() as txn:
+        await Quotas(txn, table).check("p1", {"items": 1}, {"items": 0}, shared=True)
+    assert table.probably_unlimited("p1")
+    async with db.transaction() as txn:
+        await Quotas(txn, table).set("p1", {"items": 5})
+    with pytest.raises(NeedsExclusiveLock):
+        async with db.transaction() as txn:
+            await Quotas(txn, table).check("p1", {"items": 1}, {"items": 0}, shared=True)
+    assert not table.probably_unlimited("p1")
+    async with db.transaction() as txn:  # the same check again under the exclusive lock
+        await Quotas(txn, table).check("p1", {"items": 1}, {"items": 0})
+
+
+async def test_a_counting_check_waits_for_shared_checks_to_commit(db: Database) -> None:
+    async with db.transaction() as txn:
+        for i in range(2):
+            txn.session.add(Item(id=f"i{i}", owner="p1"))
+    locked = asyncio.Event()
+
+    async def create_unlimited() -> None:
+        async with db.transaction() as txn:
+            await Quotas(txn, UNLIMITED).check("p1", {"items": 1}, {}, shared=True)
+            locked.set()
+            await asyncio.sleep(0.2)  # a limit is set and counted against meanwhile
+            txn.session.add(Item(id="a", owner="p1"))
+
+    async def create_counted() -> str:
+        await locked.wait()
+        async with db.transaction() as txn:
+            await Quotas(txn, UNLIMITED).set("p1", {"items": 3})
+        try:
+            async with db.transaction() as txn:
+                await Quotas(txn, UNLIMITED).check("p1", {"items": 1},
+                                                   lambda: _usage(txn, "p1"))
+                txn.session.add(Item(id="b", owner="p1"))
+        except Forbidden:
+            return "over"
+        return "made"
+
+    _, counted = await asyncio.gather(create_unlimited(), create_counted())
+    assert counted == "over"  # it counted the shared check's row: 3 of 3
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Item)) == 3
+
+
+async def test_shared_checks_hold_the_lock_together(db: Database) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time anyway")
+    both = asyncio.Barrier(2)
+
+    async def create() -> None:
+        async with db.transaction() as txn:
+            await Quotas(txn, UNLIMITED).check("p1", {"items": 1}, {}, shared=True)
+            # Exclusive, the second would wait for the first's commit, which waits here.
+            async with asyncio.timeout(30):
+                await both.wait()
+
+    await asyncio.gather(create(), create())
+
+
+async def test_a_key_held_shared_is_not_then_taken_exclusively(db: Database) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("SQLite's lock() is the transaction's own write lock")
+    async with db.transaction() as txn:
+        await txn.lock("k", shared=True)
+        await txn.lock("k", shared=True)  # held: no second statement
+        with pytest.raises(RuntimeError):
+            await txn.lock("k")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from stratus.core.db import Database, Txn
 from stratus.core.db.txn import lock_number
@@ -176,3 +176,21 @@ def test_lock_number_is_stable_and_signed_64_bit() -> None:
     assert lock_number("quota", "p1") != lock_number("quota", "p2")
     assert lock_number("a/b") != lock_number("a", "b")
     assert -(2**63) <= lock_number("x") < 2**63
+
+
+async def test_a_one_statement_transaction_commits_each_statement_alone(db: Database) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("SQLite ignores one_statement")
+    # In one transaction every statement has the transaction's id; alone, each statement
+    # is a transaction of its own.
+    txid = text("SELECT txid_current()")
+    async with db.transaction(one_statement=True) as txn:
+        connection = await txn.connection()
+        first, second = [(await connection.execute(txid)).scalar() for _ in range(2)]
+        assert first != second
+        with pytest.raises(RuntimeError):
+            await txn.lock("k")
+    async with db.transaction() as txn:  # the pooled connection is back in transactions
+        connection = await txn.connection()
+        first, second = [(await connection.execute(txid)).scalar() for _ in range(2)]
+        assert first == second
