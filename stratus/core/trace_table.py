@@ -138,6 +138,12 @@ INTERNAL_TARGETS: dict[str, str] = {
     "compute.connect_volumes": "volume-api",
     "compute.fetch_image": "image-api",
     "compute.spawn": "virt driver",
+    # The libvirt driver's parts of a spawn.
+    "libvirt.root_disk": "qemu-img",
+    "libvirt.local_disks": "qemu-img",
+    "libvirt.config_drive": "genisoimage",
+    "libvirt.define": "libvirtd",
+    "libvirt.start": "libvirtd",
 }
 
 _BUS_NAME = re.compile(r"^bus\.(cast|call|fanout) (?P<dest>\S+)\.(?P<method>[A-Za-z0-9_]+)$")

@@ -395,6 +395,10 @@ class ComputeAgentManager(GuestStateActions):
                      made: list[str], admin_password: str | None = None) -> None:
         uuid = instance.uuid  # in task state networking (``begin_build``)
         plugged: list[EventWaiter] = []
+        # The image does not depend on the network: it is fetched (or found in this host's
+        # cache) while the ports are made and wired, as Nova prepares a server's block
+        # devices while its networks are allocated.
+        fetching = asyncio.create_task(self._fetch_boot_image(ctx, instance.image_ref))
         try:
             with span("compute.allocate_network", step="26"):
                 network_info = await self._allocate_network(ctx, instance, plugged)
@@ -432,11 +436,19 @@ class ComputeAgentManager(GuestStateActions):
                         await waiter.wait(self.options.vif_plugging_timeout)
                     except EventsCancelled as exc:
                         raise BuildCancelled(str(exc)) from exc
+        except BaseException:
+            # The build fails (or is cancelled) before the image is needed: its fetch is
+            # stopped (the cache removes a partial download) and its own error, if any, is
+            # not the build's.
+            fetching.cancel()
+            await asyncio.wait([fetching])
+            if not fetching.cancelled():
+                fetching.exception()  # retrieved: it is the network's failure we report
+            raise
         finally:
             for waiter in plugged:
                 waiter.close()
-        with span("compute.fetch_image", step="23,25"):
-            image, location = await self.boot_image(ctx, instance.image_ref)
+        image, location = await fetching
         with span("compute.spawn", step="43-44") as spawning:
             spawning.set_attribute("stratus.virt_driver", self.driver.name)
             await self.driver.spawn(guest_spec(instance, image, network_info, block_devices,
@@ -463,6 +475,11 @@ class ComputeAgentManager(GuestStateActions):
     def drive_options(self) -> DriveOptions:
         """What ``guest_spec`` makes a config drive's documents with on this host."""
         return DriveOptions(dhcp_domain=self.options.dhcp_domain, zone=self.options.zone)
+
+    async def _fetch_boot_image(self, ctx: RequestContext, image_ref: str
+                                ) -> tuple[CachedImage | None, tuple[str, str] | None]:
+        with span("compute.fetch_image", step="23,25"):
+            return await self.boot_image(ctx, image_ref)
 
     async def boot_image(self, ctx: RequestContext, image_ref: str
                          ) -> tuple[CachedImage | None, tuple[str, str] | None]:

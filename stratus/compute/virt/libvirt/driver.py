@@ -84,6 +84,7 @@ from stratus.compute.virt.libvirt.rbd_disks import RbdDisks, define_secret, requ
 from stratus.compute.virt.libvirt.tools import create_local_disk
 from stratus.compute.virt.libvirt.tools import run_tool as _run_tool
 from stratus.core.ceph import CephUnavailable
+from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
 
@@ -267,19 +268,27 @@ class LibvirtDriver(VirtDriver):
         try:
             disk: Path | RbdSource
             rbd_secret = await self._ceph_secret(guest)
-            if root is not None:  # boot from volume: the volume itself is vda
-                if root.get("driver_volume_type") == "rbd":
-                    disk, disk_format = rbd_source(root, rbd_secret), "raw"
+            with span("libvirt.root_disk", images_type=self.images_type):
+                if root is not None:  # boot from volume: the volume itself is vda
+                    if root.get("driver_volume_type") == "rbd":
+                        disk, disk_format = rbd_source(root, rbd_secret), "raw"
+                    else:
+                        disk, disk_format = volume_file(root)
+                elif self.images_type == "rbd":
+                    disk, disk_format = await self._create_rbd_root(guest), "raw"
                 else:
-                    disk, disk_format = volume_file(root)
-            elif self.images_type == "rbd":
-                disk, disk_format = await self._create_rbd_root(guest), "raw"
-            else:
-                disk = await asyncio.to_thread(self._create_overlay, guest, directory)
-                disk_format = "qcow2"
-            local = {d.device: await asyncio.to_thread(create_local_disk, d, directory, i)
-                     for i, d in enumerate(guest.local_disks)}
-            drive = await self.write_config_drive(guest)
+                    disk = await asyncio.to_thread(self._create_overlay, guest, directory)
+                    disk_format = "qcow2"
+            local: dict[str, Path] = {}
+            if guest.local_disks:
+                with span("libvirt.local_disks"):
+                    local = {d.device: await asyncio.to_thread(create_local_disk, d,
+                                                               directory, i)
+                             for i, d in enumerate(guest.local_disks)}
+            drive = None
+            if guest.config_drive is not None:
+                with span("libvirt.config_drive"):
+                    drive = await self.write_config_drive(guest)
             xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret, drive)
             await self._call(self._define_and_start, xml)
         except BaseException as exc:
@@ -366,9 +375,13 @@ class LibvirtDriver(VirtDriver):
         return await self.ceph.import_file(guest.uuid, base, fmt, guest.root_gb)
 
     def _define_and_start(self, xml: str) -> None:
-        dom = self._c().defineXML(xml)
+        # In a worker thread: asyncio.to_thread carries the context, so these spans are the
+        # children of the caller's (compute.spawn).
+        with span("libvirt.define"):
+            dom = self._c().defineXML(xml)
         try:
-            dom.create()
+            with span("libvirt.start"):
+                dom.create()
         except self._libvirt.libvirtError:
             with contextlib.suppress(self._libvirt.libvirtError):
                 dom.undefine()
