@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="write a cProfile of the measured boots here (the main thread "
                              "only: not SQLite's, and coroutines' times include waits)")
+    parser.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall",
+                        help="--profile's clock: wall (default) or the main thread's CPU "
+                             "time (time.thread_time: what a function costs in CPU, not the "
+                             "time it waited or stood preempted on a loaded machine)")
+    parser.add_argument("--gc-thresholds", type=_thresholds, default=None, metavar="A,B,C",
+                        help="the cyclic collector's thresholds over the measured boots "
+                             "(default: stratus's, COLLECTOR_THRESHOLDS)")
     parser.add_argument("--callgrind", action="store_true",
                         help="run under valgrind --tool=callgrind --instr-atstart=no: "
                              "instrumentation is switched on for the measured boots only "
@@ -65,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="sample the measured boots with py-spy (every thread, CPU only) "
                              "into FILE as collapsed stacks")
+
+
+def _thresholds(text: str) -> tuple[int, int, int]:
+    first, second, third = (int(part) for part in text.split(","))
+    return first, second, third
 
 
 async def _boot_all(client: httpx.AsyncClient, headers: dict[str, str], image_id: str,
@@ -100,6 +112,10 @@ async def _wait_built(client: httpx.AsyncClient, headers: dict[str, str],
 
 
 async def run(args: argparse.Namespace) -> Result:
+    if args.gc_thresholds is None:
+        from stratus.cli.main import COLLECTOR_THRESHOLDS
+
+        args.gc_thresholds = COLLECTOR_THRESHOLDS
     from stratus.core.config import Settings
     from stratus.core.logging import setup_logging
     from stratus.core.spanstore import enable_span_store, set_process_units
@@ -157,10 +173,16 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
     await _hosts_up(client, headers, args.hosts)
     await _boot_all(client, headers, image["id"], args.warmup, args.connections, "warm")
     await _wait_built(client, headers, args.poll_interval)
+    # As `stratus up` does once it serves: start-up's objects frozen, the serving thresholds.
     gc.collect()
-    gc.freeze()  # as `stratus up` does once it serves
+    gc.freeze()
+    gc.set_threshold(*args.gc_thresholds)
+    collector = _CollectorClock()
 
-    profiler = cProfile.Profile() if args.profile else None
+    profiler = None
+    if args.profile:
+        profiler = (cProfile.Profile(time.thread_time) if args.profile_clock == "cpu"
+                    else cProfile.Profile())
     spy = await _start_py_spy(args.py_spy) if args.py_spy else None
     if args.callgrind:
         await _callgrind("on")
@@ -179,6 +201,7 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
         await _callgrind("off")
     cpu = time.process_time() - cpu_before
     wall = time.perf_counter() - wall_before
+    collector.stop()
     counts.stop()
     for statement, seen in counts.kinds.most_common():  # what the statements were
         print(f"{seen / args.boots:7.2f}  {statement}", file=sys.stderr)
@@ -209,6 +232,10 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
         # Load-independent: the spans the span store got over the measured boots (the
         # listing and polling requests included).
         "spans_per_boot": spans.total() / args.boots,
+        # The cyclic garbage collector's CPU (the loop's thread, where it runs) and its
+        # passes, per boot.
+        "gc_cpu_ms_per_boot": 1000 * collector.cpu / args.boots,
+        "gc_passes_per_boot": collector.passes / args.boots,
     }
     if profiler:
         metrics["python_calls_per_boot"] = pstats.Stats(profiler).total_calls / args.boots
@@ -255,6 +282,27 @@ class _SqlCounter:
 
         event.remove(self._engine, "before_cursor_execute", self._statement)
         event.remove(self._engine, "commit", self._commit)
+
+
+class _CollectorClock:
+    """The CPU time (``time.thread_time``) the cyclic garbage collector spends, and its
+    passes, from now until ``stop()``."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.passes = 0
+        self._began = 0.0
+        gc.callbacks.append(self._phase)
+
+    def _phase(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.thread_time()
+        else:
+            self.cpu += time.thread_time() - self._began
+            self.passes += 1
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._phase)
 
 
 async def _callgrind(state: str) -> None:

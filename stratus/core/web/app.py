@@ -18,6 +18,7 @@ from stratus.core.exceptions import StratusError
 from stratus.core.web.errors import ErrorStyle
 from stratus.core.web.microversions import MicroversionMiddleware, VersionRange
 from stratus.core.web.middleware import BodySizeLimitMiddleware, RequestMiddleware
+from stratus.core.web.routing import install_route_table
 
 LOG = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    install_route_table(app)
 
     if versions is not None:
         app.add_middleware(MicroversionMiddleware, versions=versions, style=style)
