@@ -70,6 +70,7 @@ def _apps(style: ErrorStyle) -> list[FastAPI]:
     """The same API twice: with the route table, and routed by FastAPI alone."""
     table = create_app(service="test", style=style, routers=_routers())
     assert isinstance(table.router.middleware_stack, RouteTable)
+    table.router.middleware_stack.requests_before_table = 0
     plain = create_app(service="test", style=style, routers=_routers())
     plain.router.middleware_stack = plain.router.app
     return [table, plain]
@@ -234,3 +235,18 @@ async def test_every_route_of_every_api_is_the_one_fastapi_picks() -> None:
                 assert ours == theirs, f"{name}: {method} {path}"
                 checked += 1
     assert checked > 200
+
+
+async def test_the_table_is_built_only_after_the_first_requests() -> None:
+    """An app that answered a few requests keeps FastAPI's own dispatch (and memory)."""
+    app = create_app(service="test", style=ErrorStyle.COMPUTE, routers=_routers())
+    table = app.router.middleware_stack
+    assert isinstance(table, RouteTable)
+    table.requests_before_table = 2
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        for _ in range(2):
+            assert (await client.get("/v1/things/t1")).json()["route"] == "show"
+            assert table._table is None
+        assert (await client.get("/v1/things/t1")).json()["route"] == "show"
+    assert table._table is not None

@@ -7,13 +7,13 @@ matches its routes a second time to pick the handler: ~300 Python calls, ~0.3 ms
 every request of the Compute API (95 routes in 22 routers).
 
 ``RouteTable`` replaces that search for the requests it can answer exactly as FastAPI would.
-Built on the first request from the app's routes in their order, it holds, per HTTP method,
-one regular expression: the alternation of the path patterns of the routes that take the
-method, each alternative the route's own pattern (Starlette's ``compile_path``), so the
-regular expression engine finds, in C, the first route in order that matches both path and
-method: Starlette's and FastAPI's first full match. The route's own pattern then reads the
-path parameters, and the request goes on as FastAPI's dispatch would send it (the same scope
-keys, the same handler app).
+Built once the app has answered ``TABLE_AFTER_REQUESTS`` requests, from its routes in order,
+it holds, per HTTP method, one regular expression: the alternation of the path patterns of
+the routes that take the method, each alternative the route's own pattern (Starlette's
+``compile_path``), so the regular expression engine finds, in C, the first route in order
+that matches both path and method: Starlette's and FastAPI's first full match. The route's
+own pattern then reads the path parameters, and the request goes on as FastAPI's dispatch
+would send it (the same scope keys, the same handler app).
 
 Anything else goes through FastAPI's own dispatch, unchanged: a path no route takes (the 404),
 a method the path's routes do not take (the 405 with its ``Allow``), another scope type, and
@@ -178,14 +178,24 @@ def _build(router: Any) -> _Table | None:
     return _Table(entries, by_method, len(router.routes))
 
 
+#: Requests an app answers through FastAPI's dispatch before its table is built. Building it
+#: makes FastAPI's route context for every route of every included router at once (FastAPI
+#: makes each router's as a request first reaches it): ~2 MB more for identity's routes in a
+#: process that answered one token (idle RSS 149.5 -> 151.7 MB). An API that serves
+#: requests earns it back within them; one that answers a handful never pays for it.
+TABLE_AFTER_REQUESTS = 100
+
+
 class RouteTable:
     """The app's router's dispatch (``Router.middleware_stack``): the table's match for the
-    requests it answers, FastAPI's own (``fallback``) for the rest."""
+    requests it answers, FastAPI's own (``fallback``) for the rest, and for the first
+    ``requests_before_table``."""
 
-    def __init__(self, router: Any, fallback: Callable[[Scope, Receive, Send], Awaitable[None]]
-                 ) -> None:
+    def __init__(self, router: Any, fallback: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 requests_before_table: int = TABLE_AFTER_REQUESTS) -> None:
         self.router = router
         self.fallback = fallback
+        self.requests_before_table = requests_before_table
         self._table: _Table | None = None
         #: The route count a build found uncompilable: FastAPI routes until it changes.
         self._refused: int | None = None
@@ -223,6 +233,10 @@ class RouteTable:
         return entry, params
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.requests_before_table:
+            self.requests_before_table -= 1
+            await self.fallback(scope, receive, send)
+            return
         # FastAPI's own telemetry records the route as its dispatch goes: it routes then.
         matched = (self.match(scope) if scope["type"] == "http"
                    and "fastapi.telemetry" not in scope else None)
@@ -249,8 +263,9 @@ class RouteTable:
 
 
 def install_route_table(app: FastAPI) -> None:
-    """``app``'s router dispatches through a ``RouteTable`` (built on the first request).
-    Left as it is when the router has a middleware stack of its own."""
+    """``app``'s router dispatches through a ``RouteTable`` (built after
+    ``TABLE_AFTER_REQUESTS`` requests). Left as it is when the router has a middleware stack
+    of its own."""
     router = app.router
     if router.middleware_stack != router.app:
         return
