@@ -142,9 +142,9 @@ async def test_a_counting_check_waits_for_shared_checks_to_commit(db: Database) 
         assert await session.scalar(select(func.count()).select_from(Item)) == 3
 
 
+# SQLite runs one write transaction at a time anyway.
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
 async def test_shared_checks_hold_the_lock_together(db: Database) -> None:
-    if db.backend != "postgresql":
-        pytest.skip("SQLite runs one write transaction at a time anyway")
     both = asyncio.Barrier(2)
 
     async def create() -> None:
@@ -157,9 +157,9 @@ async def test_shared_checks_hold_the_lock_together(db: Database) -> None:
     await asyncio.gather(create(), create())
 
 
+# SQLite's lock() is the transaction's own write lock.
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
 async def test_a_key_held_shared_is_not_then_taken_exclusively(db: Database) -> None:
-    if db.backend != "postgresql":
-        pytest.skip("SQLite's lock() is the transaction's own write lock")
     async with db.transaction() as txn:
         await txn.lock("k", shared=True)
         await txn.lock("k", shared=True)  # held: no second statement

@@ -178,9 +178,9 @@ def test_lock_number_is_stable_and_signed_64_bit() -> None:
     assert -(2**63) <= lock_number("x") < 2**63
 
 
+# SQLite ignores one_statement.
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
 async def test_a_one_statement_transaction_commits_each_statement_alone(db: Database) -> None:
-    if db.backend != "postgresql":
-        pytest.skip("SQLite ignores one_statement")
     # In one transaction every statement has the transaction's id; alone, each statement
     # is a transaction of its own.
     txid = text("SELECT txid_current()")
