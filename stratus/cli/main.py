@@ -31,6 +31,8 @@ from stratus.core.tracing import setup_tracing
 if TYPE_CHECKING:
     from stratus.schemas import Migration
 
+LOG = logging.getLogger(__name__)
+
 app = typer.Typer(help="Operate a Stratus cloud.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 db_app = typer.Typer(help="Databases.", no_args_is_help=True)
@@ -264,6 +266,9 @@ async def _first_start_work(settings: Settings) -> tuple[Migration | None,
 
     urls = database_urls(settings)
     made = make_fresh_sqlite(urls)
+    if made:
+        LOG.info("%s: made at their schemas' heads from snapshots (no migration to run)",
+                 ", ".join(made))
     behind = await services_behind({service: url for service, url in urls.items()
                                     if service not in made})
     migration = Migration({service: urls[service] for service in behind}) if behind else None
