@@ -159,7 +159,9 @@ async def test_a_guest_that_cannot_start_ends_in_error_and_leaves_nothing(
     diagnosis = await why(cloud.stack.compute.db, store, server_id)  # type: ignore[union-attr]
     store.close()
     assert diagnosis.verdict == "error" and diagnosis.host == "realvm-node"
-    assert diagnosis.step is not None and diagnosis.step.what == "compute.spawn", diagnosis
+    # The spawn's own step that failed: making the root disk over the image, by qemu-img.
+    assert diagnosis.step is not None and diagnosis.step.what == "libvirt.root_disk", diagnosis
+    assert diagnosis.step.target == "qemu-img"
     assert diagnosis.step.unit == "compute-agent" and diagnosis.step.host == "realvm-node"
     assert diagnosis.error is not None and "corrupt" in diagnosis.error.lower(), diagnosis
     assert set(await agent.driver.list_guests()) == before
