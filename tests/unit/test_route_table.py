@@ -13,7 +13,6 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from starlette.types import Message, Scope
 
-from stratus.compute.api import VERSIONS as COMPUTE_VERSIONS
 from stratus.core.web import ErrorStyle, create_app
 from stratus.core.web.routing import RouteTable
 
@@ -122,49 +121,17 @@ async def test_the_first_route_in_order_that_takes_path_and_method_answers() -> 
 
 def _every_api() -> dict[str, FastAPI]:
     """Every API app as its unit makes it (the routes; their state is not needed here)."""
-    from stratus.compute.api import (
-        aggregates,
-        availability_zones,
-        flavors,
-        hosts,
-        images,
-        interfaces,
-        ips,
-        keypairs,
-        migrations,
-        quotas,
-        remote_consoles,
-        server_external_events,
-        server_groups,
-        server_metadata,
-        server_password,
-        server_security_groups,
-        server_tags,
-        servers,
-        stratus_trace,
-        usage,
-        versions,
-        volume_attachments,
-    )
+    from stratus.compute.api import create_compute_app
     from stratus.compute.api.placement import create_placement_app
     from stratus.identity.api import create_identity_app
     from stratus.image.api import create_image_app
     from stratus.network.api import create_network_app
     from stratus.volume.api import create_volume_app
 
-    compute = create_app(service="compute", style=ErrorStyle.COMPUTE, versions=COMPUTE_VERSIONS,
-                         routers=[m.router for m in (
-                             versions, flavors, keypairs, servers, hosts, quotas,
-                             server_metadata, server_groups, server_external_events,
-                             availability_zones, server_password, volume_attachments,
-                             interfaces, server_security_groups, remote_consoles, migrations,
-                             server_tags, usage, images, ips, aggregates, stratus_trace)])
-    apps: dict[str, Any] = {"compute": compute}
-    for name, factory in (("identity", create_identity_app), ("image", create_image_app),
-                          ("network", create_network_app), ("volume", create_volume_app),
-                          ("placement", create_placement_app)):
-        apps[name] = _made_without_state(factory)
-    return apps
+    return {name: _made_without_state(factory) for name, factory in (
+        ("compute", create_compute_app), ("identity", create_identity_app),
+        ("image", create_image_app), ("network", create_network_app),
+        ("volume", create_volume_app), ("placement", create_placement_app))}
 
 
 def _made_without_state(factory: Any) -> FastAPI:
