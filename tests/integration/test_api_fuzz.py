@@ -17,9 +17,11 @@ only through the metadata proxy's signed headers, and answers plain text, as Nov
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,7 +337,29 @@ async def test_openapi_is_not_served_by_default(db_url: str, tmp_path: Path) -> 
         await starter.aclose()
 
 
+@pytest.fixture
+def one_ast_parse_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialise ``ast.parse`` across threads for the test.
+
+    CPython 3.11 counts the AST constructor's recursion depth in interpreter-wide state, so two
+    threads parsing at once can fail one of them with ``SystemError: AST constructor recursion
+    depth mismatch`` (python/cpython#106905 and kin). Here two threads parse: the fuzzing worker,
+    when schemathesis and hypothesis import modules lazily and pytest rewrites them, and the
+    loop's thread, when Python 3.11 formats a traceback (it parses the failing line to place
+    its carets). Both go through ``ast.parse``.
+    """
+    lock = threading.Lock()
+    parse = ast.parse
+
+    def parse_alone(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return parse(*args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", parse_alone)
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.usefixtures("one_ast_parse_at_a_time")
 async def test_every_route_answers_below_500_in_its_error_format(
         fuzz_cloud: TestCloud, service: str) -> None:
     style, root = SERVICES[service]
