@@ -231,8 +231,14 @@ class _Table:
         self.spans = sorted(spans, key=lambda s: s.start_ns)
         self.by_id = {s.span_id: s for s in self.spans}
         self._units: dict[str, str] = {}
-        spawns = [s.start_ns for s in self.spans if s.name == "compute.spawn"]
-        self.spawned_at = min(spawns) if spawns else None
+        #: When each trace's guests began to spawn: per instance, and under None the
+        #: trace's first (for a span naming no instance). Spans are by start time: the
+        #: first one seen is the earliest.
+        self._spawned: dict[tuple[str, str | None], int] = {}
+        for span in self.spans:
+            if span.name == "compute.spawn":
+                self._spawned.setdefault((span.trace_id, span.instance_uuid), span.start_ns)
+                self._spawned.setdefault((span.trace_id, None), span.start_ns)
         #: Each trace's first span (its root, as far as the store has it).
         self.roots: dict[str, StoredSpan] = {}
         for span in self.spans:
@@ -307,8 +313,7 @@ class _Table:
                 source, target = self.caller(span), unit
             else:
                 source, target = unit, served_by
-            step = _bus_steps(topic, method, span.kind, self.spawned_at is not None
-                              and span.start_ns > self.spawned_at)
+            step = _bus_steps(topic, method, span.kind, self._after_spawn(span))
         elif span.kind == CLIENT and "http.url" in span.attributes:
             target, path = _url_unit(str(span.attributes["http.url"]))
             method = str(span.attributes.get("http.method", ""))
@@ -334,6 +339,13 @@ class _Table:
                    host=self.host(span), start_ms=round((span.start_ns - origin) / 1e6, 3),
                    duration_ms=round(span.duration_ns / 1e6, 3), outcome=outcome,
                    trace_id=span.trace_id, span_id=span.span_id)
+
+    def _after_spawn(self, span: StoredSpan) -> bool:
+        """Whether ``span`` began after its guest's spawn (in its own trace: a boot of
+        several guests spawns each in its time, and a message about one guest's build is
+        not past the spawn because another guest's began)."""
+        spawned = self._spawned.get((span.trace_id, span.instance_uuid))
+        return spawned is not None and span.start_ns > spawned
 
     def rows(self) -> list[Row]:
         if not self.spans:

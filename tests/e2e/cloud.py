@@ -83,8 +83,10 @@ class Cloud:
             try:
                 if httpx.get(f"{self.auth_url}", timeout=1,
                              verify=self.verify()).status_code == 200:
-                    # `up` writes clouds.yaml once serving; wait for it too.
-                    if self.args[0] != "up" or self.clouds_yaml.exists():
+                    # `up` writes clouds.yaml once every unit has started (identity serves
+                    # before that): wait for the one naming this start's address, since a
+                    # restart on another port finds the last start's file still there.
+                    if self.args[0] != "up" or self._clouds_yaml_names_this_start():
                         return
             except httpx.HTTPError:
                 pass
@@ -94,6 +96,12 @@ class Cloud:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.stop(timeout=30)
         raise RuntimeError(f"stratus did not come up in {timeout}s:\n{self.log()}")
+
+    def _clouds_yaml_names_this_start(self) -> bool:
+        try:
+            return f"auth_url: {self.auth_url}\n" in self.clouds_yaml.read_text()
+        except FileNotFoundError:
+            return False
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM and wait; returns the exit status."""

@@ -89,7 +89,8 @@ async def test_split_mode_boots_across_processes(split: tuple[Cloud, Fleet]) -> 
         wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17", "43-44", "45",
                   "46-47"]
         positions = [steps.index(step) for step in wanted]
-        assert positions == sorted(positions), steps
+        assert positions == sorted(positions), "\n".join(
+            f"{s['step']:>6} {s['start_ms']:>10} {s['unit']:<14} {s['what']}" for s in create)
         activations = [s for s in create if s["step"] == "46-47"]
         assert len(activations) >= 4
         assert all(s["start_ms"] + s["duration_ms"] <= client_ms for s in activations)
