@@ -10,29 +10,26 @@ The service calls a ``NetworkBackend`` after each committed change. Two exist:
   at once (ACTIVE, and the server gets ``network-vif-plugged``), so fake-driver clouds and
   scale tests run without kernel work.
 
-``backend_choice`` picks one from ``settings.network.backend`` (None = linuxbridge when this
-process is root and dnsmasq is found, else noop) and says which on start-up.
+``stratus.network.choice.backend_choice`` picks one from ``settings.network.backend`` (None =
+linuxbridge when this process is root and dnsmasq is found, else noop) and says which on
+start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
-from dataclasses import dataclass
 from typing import Protocol
 
-from stratus.core import hosttools
 from stratus.core.bus import Transport
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
+from stratus.network.choice import backend_choice
 from stratus.network.objects import DeviceDetails, FdbEntries, NetworkInfo, PortInfo
 from stratus.network.rpcapi import DhcpAgentAPI, L2AgentAPI
 
 LOG = logging.getLogger(__name__)
 
-BACKENDS = ("linuxbridge", "noop")
 
 
 class NetworkBackend(Protocol):
@@ -153,33 +150,6 @@ class LinuxBridgeBackend:
 
     async def fdb_remove(self, ctx: RequestContext, entries: FdbEntries) -> None:
         await self.l2.fdb_remove(ctx, entries)
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """The backend this process runs, and why (shown on start-up and by ``stratus doctor``)."""
-
-    name: str
-    reason: str
-
-
-def backend_choice(settings: Settings) -> BackendChoice:
-    """The configured backend, or the automatic choice: linuxbridge when this process is
-    root and dnsmasq is found, else noop, with what is missing and how to add it."""
-    chosen = settings.network.backend
-    if chosen is not None:
-        if chosen not in BACKENDS:
-            raise ValueError(f"network backend {chosen!r} is unknown; use one of "
-                             f"{', '.join(BACKENDS)}")
-        return BackendChoice(chosen, "configured")
-    lacking = []
-    if os.geteuid() != 0:
-        lacking.append("not root (bridges, namespaces and DHCP need root)")
-    if shutil.which(settings.network.dnsmasq) is None:
-        lacking.append(hosttools.missing(settings.network.dnsmasq))
-    if lacking:
-        return BackendChoice("noop", "; ".join(lacking))
-    return BackendChoice("linuxbridge", "root, dnsmasq found")
 
 
 def backend_name(settings: Settings) -> str:

@@ -117,14 +117,23 @@ def for_endpoint(table: FdbEntries, tunnel_ip: str,
     return FdbEntries(networks=networks)
 
 
+def may_be_member(port: Port | PortInfo, status: str | None = None,
+                  host: str | None = None) -> bool:
+    """Whether the port is a member on a vxlan network: bound to a host and ACTIVE (what
+    ``member_of`` asks of the port itself, before its network is needed)."""
+    status = port.status if status is None else status
+    host = port.binding_host_id if host is None else host
+    return bool(host) and status == "ACTIVE"
+
+
 def member_of(port: Port | PortInfo, network: Network | None, status: str | None = None,
               host: str | None = None, mac: str | None = None) -> Member | None:
     """The port as a member (its current state unless ``status``/``host``/``mac`` say
     what it was), or None when it is not one."""
     status = port.status if status is None else status
     host = port.binding_host_id if host is None else host
-    if (network is None or network.network_type != "vxlan"
-            or network.segmentation_id is None or not host or status != "ACTIVE"):
+    if (not may_be_member(port, status=status, host=host) or network is None
+            or network.network_type != "vxlan" or network.segmentation_id is None):
         return None
     return Member(network.id, network.segmentation_id, host,
                   (port.mac_address if mac is None else mac).lower())

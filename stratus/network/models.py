@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, query_expression, relationship
 
 from stratus.core.db import utcnow
 from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, UUIDKey
@@ -124,6 +124,9 @@ class Port(_Standard, Base):
     allowed_address_pairs: Mapped[list[PortAllowedAddressPair]] = relationship(
         lazy="selectin", order_by="PortAllowedAddressPair.position",
         cascade="all, delete-orphan", passive_deletes=True)
+    #: The port's security group ids joined by commas, when a list asks for them with its
+    #: page (``with_expression``; ``stratus.network.ports``): no column of the table.
+    listed_group_ids: Mapped[str | None] = query_expression()
 
 
 class IPAllocation(Base):

@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, bindparam, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Select, bindparam, or_, outerjoin, select
+from sqlalchemy.orm import class_mapper, joinedload
 
 from stratus.core.config import NetworkSettings
-from stratus.core.db import utcnow
+from stratus.core.db import as_loaded, utcnow
 from stratus.core.db.paging import Page
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
@@ -114,6 +114,22 @@ _GET_ANY = select(Network).where(Network.id == bindparam("network_id")).options(
     joinedload(Network.subnets))
 _GET_VISIBLE = _visible(_GET_ANY, bindparam("project_id"))
 
+#: Each model's attributes and their columns, in one order (a Core row read by position).
+_NETWORK_COLUMNS = [(prop.key, prop.columns[0]) for prop in class_mapper(Network).column_attrs]
+_SUBNET_COLUMNS = [(prop.key, prop.columns[0]) for prop in class_mapper(Subnet).column_attrs]
+#: ``read_network``'s statement: the network and its subnets (in creation order, as the
+#: relationship orders them), one row per subnet, by Core (no ORM load).
+_READ_ANY = (select(*(c for _, c in _NETWORK_COLUMNS), *(c for _, c in _SUBNET_COLUMNS))
+             .select_from(outerjoin(Network, Subnet, Subnet.network_id == Network.id))
+             .where(Network.id == bindparam("network_id"))
+             .order_by(Subnet.created_at))
+_READ_VISIBLE = _visible(_READ_ANY, bindparam("project_id"))
+#: Where a row's subnet part starts, and its id (None: a network without subnets).
+_SUBNET_AT = len(_NETWORK_COLUMNS)
+_SUBNET_ID_AT = _SUBNET_AT + [key for key, _ in _SUBNET_COLUMNS].index("id")
+_NETWORK_KEYS = tuple(key for key, _ in _NETWORK_COLUMNS)
+_SUBNET_KEYS = tuple(key for key, _ in _SUBNET_COLUMNS)
+
 
 @dataclass
 class Networks(Part):
@@ -146,6 +162,30 @@ class Networks(Part):
         query = _GET_ANY if caller.is_admin else _GET_VISIBLE
         return await self._one(query, NetworkNotFound(network_id),
                                {"network_id": network_id, "project_id": caller.project_id})
+
+    async def read_network(self, caller: Caller, network_id: str) -> Network:
+        """``get_network``'s network (the same visibility, the same 404) with its subnets,
+        read by one Core statement and not put in the session: for reading only (a port
+        create reads a network's policy attributes and its subnets' pools; the ORM's joined
+        load and identity map were a sixth of that create's Python calls). Its ``subnets``
+        are plain instances too, in creation order."""
+        if not caller.is_admin and caller.project_id is None:
+            return await self.get_network(caller, network_id)
+        query = _READ_ANY if caller.is_admin else _READ_VISIBLE
+        connection = await self.txn.connection()
+        rows = (await connection.execute(query, {"network_id": network_id,
+                                                 "project_id": caller.project_id})).all()
+        if not rows:
+            raise NetworkNotFound(network_id)
+        net = as_loaded(Network, dict(zip(_NETWORK_KEYS, rows[0][:_SUBNET_AT], strict=True)))
+        subnets = []
+        for row in rows:
+            if row[_SUBNET_ID_AT] is None:  # the outer join's row of a network without any
+                continue
+            subnets.append(as_loaded(Subnet, dict(zip(_SUBNET_KEYS, row[_SUBNET_AT:],
+                                                      strict=True))))
+        net.__dict__["subnets"] = subnets
+        return net
 
     async def list_networks(self, caller: Caller, query: flt.ListQuery) -> Page:
         return await self._list_page(caller, ATTRIBUTES, self._visible_networks(caller), query)

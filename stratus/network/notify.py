@@ -11,7 +11,7 @@ from stratus.core.context import RequestContext, current_request_id
 from stratus.core.db import Txn
 from stratus.network.backends import NetworkBackend, NoopBackend
 from stratus.network.events import EventSink, ServerEvent
-from stratus.network.l2pop import L2Population, member_of
+from stratus.network.l2pop import L2Population, may_be_member, member_of
 from stratus.network.models import Network, Port
 from stratus.network.objects import COMPUTE_DEVICE_OWNER_PREFIX, NetworkInfo, PortInfo
 from stratus.network.snapshots import Snapshots
@@ -66,9 +66,16 @@ class Notifier:
 
             self.txn.after_commit(send)
 
-    async def port_updated(self, port: Port) -> None:
-        info = await self.snapshots.port_info(port)
-        backend, ctx = self.backend, system_context()
+    async def port_updated(self, port: Port, info: PortInfo | None = None) -> None:
+        """After commit, the port as it is now (``info``: its snapshot, when the caller has
+        just taken it) goes to the backend (the dhcp-agents); the noop backend, which
+        ignores it, is not handed one (a snapshot is ~50 Python calls of a port create)."""
+        backend = self.backend
+        if isinstance(backend, NoopBackend):
+            return
+        if info is None:
+            info = await self.snapshots.port_info(port)
+        ctx = system_context()
         self.txn.after_commit(lambda: backend.port_updated(ctx, info))
 
     async def port_deleted(self, port: Port) -> None:
@@ -85,8 +92,10 @@ class Notifier:
     async def port_changed(self, port: Port, old: PortInfo | None) -> None:
         """Tell the backend (after commit) what changed; bind or unbind on hosts. With a
         backend that wires at once, a newly bound server port goes ACTIVE here."""
-        backend, ctx = self.backend, system_context()
-        await self._port_security_changed(port, old)
+        backend = self.backend
+        # The port's snapshot, taken once for its groups' members and the backend's notice
+        # (the port does not change between them unless it goes ACTIVE below).
+        info = await self._port_security_changed(port, old)
         await self.fdb_port_changed(port, before=old)
         old_host = old.binding_host_id if old else ""
         bound = bool(port.binding_host_id) and port.device_owner.startswith(
@@ -96,14 +105,16 @@ class Notifier:
             port.status = "ACTIVE"
             await self.txn.session.flush()
             self.server_event("network-vif-plugged", port)
-        await self.port_updated(port)
+            info = None  # its status changed: taken again
+        await self.port_updated(port, info)
         if old_host and old_host != port.binding_host_id and not backend.wires_at_once:
+            ctx = system_context()
             self.txn.after_commit(lambda: backend.port_unbound(ctx, old_host, port.id,
                                                                port.network_id))
         if newly_bound and not backend.wires_at_once:
             details = await self.snapshots.device_details(port)
-            host = port.binding_host_id
-            self.txn.after_commit(lambda: backend.port_bound(ctx, host, details))
+            host, bound_ctx = port.binding_host_id, system_context()
+            self.txn.after_commit(lambda: backend.port_bound(bound_ctx, host, details))
 
     async def dhcp_port_bound(self, port: Port) -> None:
         """A DHCP port on a vxlan network: its host's l2-agent makes the network's VXLAN
@@ -124,6 +135,11 @@ class Notifier:
         forwarding entries: ``before`` is the port as it was (None: it was not there),
         ``after`` False when it is going."""
         if not self.l2pop.active:
+            return
+        if not ((before is not None and may_be_member(before))
+                or (after and may_be_member(port))):
+            # Neither was nor is a member (a port just created, unbound): no entry
+            # changes, and the network need not be read (two statements with its subnets).
             return
         network = await self.txn.session.get(Network, port.network_id)
         old = None if before is None else member_of(before, network)
@@ -153,21 +169,24 @@ class Notifier:
             backend, ctx = self.backend, system_context()
             self.txn.after_commit(lambda: backend.security_group_members_changed(ctx, changed))
 
-    async def _port_security_changed(self, port: Port, old: PortInfo | None) -> None:
+    async def _port_security_changed(self, port: Port,
+                                     old: PortInfo | None) -> PortInfo | None:
         """A port's groups, addresses, address pairs or port security changed: its groups'
         members did (their old and new addresses), and its own firewall must follow (a
-        port just created has no firewall yet: its binding brings it)."""
+        port just created has no firewall yet: its binding brings it). The port's snapshot
+        it took (None with the noop backend, which takes none)."""
         if isinstance(self.backend, NoopBackend):
-            return
+            return None
         new = await self.snapshots.port_info(port)
         if old is not None and _security_view(old) == _security_view(new):
-            return
+            return new
         touched = _members_of(new)
         if old is not None:
             for group_id, addresses in _members_of(old).items():
                 touched.setdefault(group_id, set()).update(addresses)
             self.security_groups_changed([], [port.id])
         self.members_changed(touched)
+        return new
 
 
 def _members_of(port: PortInfo) -> dict[str, set[str]]:

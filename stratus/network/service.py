@@ -17,8 +17,8 @@ DHCP ports, VXLAN ids) the parts take ``txn.lock``; callers say whether they wri
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 from sqlalchemy import select
 
@@ -78,23 +78,47 @@ class NetworkRuntime:
     async def stop(self) -> None:
         await self.db.dispose()
 
-    @asynccontextmanager
-    async def service(self, *, write: bool = True) -> AsyncIterator[NetworkService]:
+    def service(self, *, write: bool = True) -> ServiceTransaction:
         """One transaction (``Database.transaction``): committed on success, rolled back
         on error; then what the parts queued for after the commit runs (failures logged).
         ``write=False``: a reading transaction, which on SQLite does not wait for the
         writers' lock."""
-        async with self.db.transaction(write=write) as txn:
-            svc = NetworkService(self, txn)
-            try:
-                yield svc
-            finally:
-                svc.close()
+        return ServiceTransaction(self, write=write)
 
     async def read_network(self, network_id: str) -> NetworkInfo | None:
         """A network's snapshot in a transaction of its own (read after a commit)."""
         async with self.service(write=False) as svc:
             return await svc.snapshots.network_info_by_id(network_id)
+
+
+class ServiceTransaction:
+    """``NetworkRuntime.service``: ``async with`` it for a ``NetworkService`` in a
+    transaction of its own. A plain context manager, not a generator's: every API request
+    enters one, and each generator layer costs ~10 Python calls to enter and leave."""
+
+    __slots__ = ("_inner", "_runtime", "_svc", "_write")
+
+    def __init__(self, runtime: NetworkRuntime, *, write: bool) -> None:
+        self._runtime = runtime
+        self._write = write
+        self._inner: AbstractAsyncContextManager[Txn] | None = None
+        self._svc: NetworkService | None = None
+
+    async def __aenter__(self) -> NetworkService:
+        self._inner = self._runtime.db.transaction(write=self._write)
+        txn = await self._inner.__aenter__()
+        try:
+            self._svc = NetworkService(self._runtime, txn)
+        except BaseException as exc:  # the transaction (and its writers' lock) let go
+            await self._inner.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self._svc
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        assert self._inner is not None and self._svc is not None
+        self._svc.close()
+        return await self._inner.__aexit__(exc_type, exc, tb)
 
 
 class NetworkService:

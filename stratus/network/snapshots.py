@@ -175,7 +175,9 @@ class Snapshots(Part):
             return {g: [] for g in touched}
         addresses = sorted({a for g in groups for a in touched[g]})
         wanted = {"groups": groups, "addresses": addresses}
-        members = list((await self.session.execute(_FIXED_AMONG, wanted)).tuples())
+        members: list[tuple[str, str]] = [
+            (group_id, address) for group_id, address in
+            await self.session.execute(_FIXED_AMONG, wanted)]
         holders: dict[str, set[str]] = {}
         for port_id, address in await self.session.execute(_PAIRS_HOLDING,
                                                              {"addresses": addresses}):

@@ -15,7 +15,8 @@ from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
 
 async def build_api(stack: Stack) -> ASGIApp:
     from stratus.core.clients.compute import ComputeClient
-    from stratus.network.backends import backend_choice, create_backend
+    from stratus.network.backends import create_backend
+    from stratus.network.choice import backend_choice
     from stratus.network.events import ComputeEventSender
     from stratus.network.manager import NetworkServerManager
     from stratus.network.rpcapi import NETWORK_TOPIC, L3AgentAPI
@@ -44,7 +45,7 @@ async def build_api(stack: Stack) -> ASGIApp:
 
 def agents_unavailable(settings: Settings) -> str | None:
     """Why the network agents do not run here: they serve the linuxbridge backend only."""
-    from stratus.network.backends import backend_choice
+    from stratus.network.choice import backend_choice
 
     choice = backend_choice(settings)
     if choice.name == "linuxbridge":

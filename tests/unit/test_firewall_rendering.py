@@ -294,6 +294,17 @@ def test_new_members_alone_give_what_a_whole_build_gives() -> None:
     assert member_sets(old, [cidr], [group_id]) is None
     assert member_sets(old, [details(members={group_id: ["10.0.0.5"]})], [group_id]) is None
     assert member_sets(old, [before], []) == {}
+    # Groups with CIDRs (address pairs') keep them apart, overlaps merged, addresses
+    # written as /32 or /128 among the hosts, in either version.
+    with_cidrs = details(remote, members={group_id: ["10.0.0.5", "10.1.0.0/16", "fd00::/64"]})
+    old = build("t", [with_cidrs])
+    for members in (["10.1.2.0/24", "10.1.0.0/16", "10.0.0.7/32", "fd00::/64", "fd00::9/128"],
+                    ["10.0.0.0/8", "10.1.0.0/16", "fd00::/48", "fd00::/64", "10.0.0.5"]):
+        after = with_cidrs.model_copy(update={"remote_group_members": {group_id: members}})
+        sets = member_sets(old, [after], [group_id])
+        assert sets is not None
+        shortcut, whole = old.with_members(sets), build("t", [after])
+        assert shortcut.members == whole.members and shortcut.script == whole.script
 
 
 async def test_the_driver_renders_again_only_when_more_than_members_changed(

@@ -1,4 +1,4 @@
-"""Choosing the network backend, and the noop backend as a backend."""
+"""Choosing the network backend (``stratus.network.choice``), and the noop backend as a backend."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
-from stratus.network import backends
+from stratus.network import backends, choice
 from stratus.network.objects import DeviceDetails, NetworkInfo, PortInfo
 
 
@@ -17,10 +17,10 @@ def settings(backend: str | None) -> Settings:
 
 
 def test_configured_backend_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(backends.shutil, "which", lambda name: "/usr/sbin/dnsmasq")
+    monkeypatch.setattr(choice.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(choice.shutil, "which", lambda name: "/usr/sbin/dnsmasq")
     assert backends.backend_name(settings("noop")) == "noop"
-    monkeypatch.setattr(backends.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(choice.os, "geteuid", lambda: 1000)
     assert backends.backend_name(settings("linuxbridge")) == "linuxbridge"
     with pytest.raises(ValueError, match="unknown"):
         backends.backend_name(settings("ovs"))
@@ -33,8 +33,8 @@ def test_configured_backend_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_automatic_choice(monkeypatch: pytest.MonkeyPatch, uid: int, dnsmasq: str | None,
                           expected: str) -> None:
-    monkeypatch.setattr(backends.os, "geteuid", lambda: uid)
-    monkeypatch.setattr(backends.shutil, "which", lambda name: dnsmasq)
+    monkeypatch.setattr(choice.os, "geteuid", lambda: uid)
+    monkeypatch.setattr(choice.shutil, "which", lambda name: dnsmasq)
     assert backends.backend_name(settings(None)) == expected
 
 

@@ -21,4 +21,5 @@ def create_network_app(runtime: NetworkRuntime, validator: TokenValidator) -> Fa
         max_body_size=runtime.settings.max_request_body_size,
         openapi=runtime.settings.serve_openapi,
         state={"network": runtime, "token_validator": validator},
+        server_routes=False,  # no route names a server
     )

@@ -7,21 +7,24 @@ part's methods follow one naming rule (``list_<plural>``, ``get_<singular>``,
 ``create_<singular>``, ``update_<singular>``, ``delete_<singular>``), so the routes find them
 by name. A collection without a create or update body has no such route.
 
-This module does not use postponed annotations: FastAPI reads the routes' signatures, and
-the read dependency is chosen per collection (a closure variable)."""
+This module does not use postponed annotations: FastAPI reads the routes' signatures. A
+route opens its transaction itself (``deps.Transaction``: reading, or writing for a write
+and for a collection whose reads write), once FastAPI has solved the caller: not as a
+FastAPI dependency, whose exit stack cost more Python calls than the rest of the
+dependency solving."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from stratus.core.policy import Caller
 from stratus.core.web import openapi
 from stratus.network.api import listing
 from stratus.network.api.bodies import single_or_bulk, update_body
-from stratus.network.api.deps import CallerDep, WriteService, read_service, write_service
+from stratus.network.api.deps import CallerDep, Transaction
 from stratus.network.api.schemas import Body
 from stratus.network.service import NetworkService
 
@@ -69,24 +72,27 @@ class Collection:
 
 def add_routes(router: APIRouter, c: Collection) -> None:
     """Add ``c``'s list, show, create, update and delete routes to ``router``."""
-    reader = Annotated[NetworkService, Depends(write_service if c.reads_write else read_service,
-                                                scope="function")]
+    reads_write = c.reads_write
     item_path = c.path + "/{resource_id}"
 
-    async def list_rows(request: Request, svc: reader, caller: CallerDep) -> JSONResponse:
-        lst = listing.of(request, c.plural)
-        page = await c.method(svc, "list", many=True)(caller, lst.query)
-        return JSONResponse(lst.body(await c.views(svc, caller, page.rows), page))
+    async def list_rows(request: Request, caller: CallerDep) -> JSONResponse:
+        async with Transaction(request, write=reads_write) as svc:
+            lst = listing.of(request, c.plural)
+            page = await c.method(svc, "list", many=True)(caller, lst.query)
+            body = lst.body(await c.views(svc, caller, page.rows), page)
+        return JSONResponse(body)
 
-    async def show_row(resource_id: str, request: Request, svc: reader,
-                       caller: CallerDep) -> JSONResponse:
-        await c.before_show(svc, caller)
-        row = await c.method(svc, "get")(caller, resource_id)
-        return JSONResponse({c.singular: listing.cut(await c.shown(svc, caller, row),
-                                                     listing.fields(request))})
+    async def show_row(resource_id: str, request: Request, caller: CallerDep) -> JSONResponse:
+        async with Transaction(request, write=reads_write) as svc:
+            await c.before_show(svc, caller)
+            row = await c.method(svc, "get")(caller, resource_id)
+            body = {c.singular: listing.cut(await c.shown(svc, caller, row),
+                                            listing.fields(request))}
+        return JSONResponse(body)
 
-    async def delete_row(resource_id: str, svc: WriteService, caller: CallerDep) -> Response:
-        await c.method(svc, "delete")(caller, resource_id)
+    async def delete_row(resource_id: str, request: Request, caller: CallerDep) -> Response:
+        async with Transaction(request, write=True) as svc:
+            await c.method(svc, "delete")(caller, resource_id)
         return Response(status_code=204)
 
     router.add_api_route(c.path, list_rows, methods=["GET"], name=f"list_{c.plural}")
@@ -112,21 +118,23 @@ def create_schema(c: Collection, model: type[Body]) -> dict[str, Any]:
 
 
 def _create_route(c: Collection, model: type[Body]) -> Callable[..., Awaitable[JSONResponse]]:
-    async def create_rows(request: Request, svc: WriteService,
-                          caller: CallerDep) -> JSONResponse:
-        items, bulk = await single_or_bulk(request, c.singular, c.plural, model)
-        create = c.method(svc, "create")
-        created = [await create(caller, item.command()) for item in items]
-        body = await c.views(svc, caller, created)
+    async def create_rows(request: Request, caller: CallerDep) -> JSONResponse:
+        async with Transaction(request, write=True) as svc:
+            items, bulk = await single_or_bulk(request, c.singular, c.plural, model)
+            create = c.method(svc, "create")
+            created = [await create(caller, item.command()) for item in items]
+            body = await c.views(svc, caller, created)
         return JSONResponse({c.plural: body} if bulk else {c.singular: body[0]},
                             status_code=201)
     return create_rows
 
 
 def _update_route(c: Collection, model: type[Body]) -> Callable[..., Awaitable[JSONResponse]]:
-    async def update_row(resource_id: str, request: Request, svc: WriteService,
+    async def update_row(resource_id: str, request: Request,
                          caller: CallerDep) -> JSONResponse:
-        body = await update_body(request, c.singular, model)
-        row = await c.method(svc, "update")(caller, resource_id, body.command())
-        return JSONResponse({c.singular: await c.shown(svc, caller, row)})
+        async with Transaction(request, write=True) as svc:
+            body = await update_body(request, c.singular, model)
+            row = await c.method(svc, "update")(caller, resource_id, body.command())
+            shown = {c.singular: await c.shown(svc, caller, row)}
+        return JSONResponse(shown)
     return update_row

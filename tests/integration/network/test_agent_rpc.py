@@ -18,6 +18,7 @@ from stratus.core.context import RequestContext
 from stratus.network.events import DiscardEvents
 from stratus.network.objects import AgentState, DeviceDetails, NetworkInfo, PortInfo
 from stratus.network.rpcapi import DHCP_AGENT_TOPIC, L2_AGENT_TOPIC, NetworkServerAPI
+from tests.dbcount import statements_of
 from tests.integration.network.conftest import CloudFactory, NetCloud
 
 HOST = "node1"
@@ -309,8 +310,11 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
     assert fetched is not None
     assert joined in fetched.remote_group_members[web["id"]]
     # What the agents ask then: of those addresses, the members now (and of no others),
-    # an address pair's among them.
-    assert await api.get_group_members(ctx, {web["id"]: [joined, "10.31.0.99",
+    # an address pair's among them. The outsider is an address no port holds (IPAM picks
+    # addresses at random, so no fixed one is sure to be free).
+    held = {port["fixed_ips"][0]["ip_address"], joined, "10.31.0.200"}
+    outsider = next(f"10.31.0.{n}" for n in range(2, 255) if f"10.31.0.{n}" not in held)
+    assert await api.get_group_members(ctx, {web["id"]: [joined, outsider,
                                                          "10.31.0.200"]}) == {
         web["id"]: sorted([joined, "10.31.0.200"])}
     # What the l2-agent asks once for all its ports of the group: the same groups and members.
@@ -336,3 +340,19 @@ async def test_security_groups_reach_the_l2_agents(wired: Any) -> None:
     await cloud.call("DELETE", f"/security-group-rules/{rule['id']}")
     await l2.wait_for("security_groups_updated",
                       lambda k: k["security_group_ids"] == [web["id"]])
+
+
+async def test_an_unbound_port_create_reads_its_network_once(wired: Any) -> None:
+    """With agents, a port created unbound is no VXLAN forwarding member before or after:
+    its create reads its network (and subnets) once, for the request, not again for the
+    forwarding entries; a port bound at create still reaches its l2-agent."""
+    cloud: NetCloud
+    cloud, _, _, l2, _ = wired
+    net, _ = await cloud.network_with_subnet(cidr="10.32.0.0/24")
+    with statements_of(cloud.runtime.db.engine) as ran:
+        await cloud.create("port", network_id=net["id"])
+    assert len(ran.selecting("network_networks")) == 1, ran.seen
+    assert ran.selecting("network_subnets") == [], ran.seen
+    bound = await cloud.create("port", network_id=net["id"], device_owner="compute:nova",
+                               device_id=str(uuid.uuid4()), **{"binding:host_id": HOST})
+    await l2.wait_for("port_bound", lambda k: k["details"]["port"]["id"] == bound["id"])

@@ -10,9 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
-from stratus.network.models import Agent, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
+from stratus.network.models import (
+    Agent,
+    Network,
+    Port,
+    PortSecurityGroup,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 from tests.dbcount import count_loaded, postgres_plan_unsorted, sqlite_plan, statements_of
 from tests.integration.network.conftest import NetCloud
 
@@ -142,3 +150,56 @@ async def test_ports_first_page_on_postgresql_is_read_off_an_index(cloud: NetClo
     (page,) = [s for s in ran.selecting("network_ports") if "ORDER BY" in s[0]]
     plan = await postgres_plan_unsorted(engine, *page)
     assert "ix_network_ports_created" in plan and "Sort" not in plan, plan
+
+
+async def test_a_ports_page_reads_the_security_groups_of_its_own_ports(
+        cloud: NetCloud) -> None:
+    """A page of ports reads its ports' security groups with the page, by a subquery of each
+    row it returns (a lookup by the port's id), not by a statement of their own: PostgreSQL
+    answered a select-in of the page's ids (``port_id IN (...)``) by reading every port's
+    links until the table was many pages bigger than the page. Each port still shows its
+    own groups: two, one or none."""
+    ids = await _insert(cloud, FAMILIES["ports"])
+    second = str(uuid.uuid4())
+    async with cloud.runtime.db.transaction() as txn:
+        await txn.session.execute(insert(SecurityGroup), [
+            {"id": second, "project_id": ids["project"], "name": "second"}])
+        ports = (await txn.session.execute(
+            select(Port.id).where(Port.project_id == ids["project"]))).scalars().all()
+        await txn.session.execute(insert(PortSecurityGroup), [
+            *({"port_id": port, "security_group_id": ids["group"]}
+              for n, port in enumerate(ports) if n % 5),
+            *({"port_id": port, "security_group_id": second} for port in ports[1::2])])
+    expected = {port: {ids["group"]} if n % 5 else set() for n, port in enumerate(ports)}
+    for port in ports[1::2]:
+        expected[port].add(second)
+    engine = cloud.runtime.db.engine
+    with statements_of(engine) as ran:
+        page = await cloud.call("GET", "/ports", params={
+            "project_id": ids["project"], "limit": str(LIMIT)})
+    assert page.status_code == 200, page.text
+    shown = page.json()["ports"]
+    assert len(shown) == LIMIT
+    assert {p["id"]: set(p["security_groups"]) for p in shown} == {
+        p["id"]: expected[p["id"]] for p in shown}
+    assert {len(p["security_groups"]) for p in shown} == {0, 1, 2}
+    (statement, parameters), = ran.selecting("network_port_security_groups")
+    assert ran.selecting("network_ports")[0][0] == statement
+    assert "network_port_security_groups.port_id = network_ports.id" in statement, statement
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            plan = "\n".join(str(row[0]) for row in await conn.exec_driver_sql(
+                f"EXPLAIN {statement}", parameters))
+        assert "SubPlan" in plan and "Seq Scan on network_port_security_groups" not in plan, \
+            plan
+    else:
+        plan = await sqlite_plan(engine, statement, parameters)
+        assert "CORRELATED SCALAR SUBQUERY" in plan and "SCAN network_port_security" not in plan, \
+            plan
+
+    with statements_of(engine) as ran:
+        fields = await cloud.call("GET", "/ports", params={
+            "project_id": ids["project"], "limit": str(LIMIT), "fields": "id"})
+    assert fields.status_code == 200, fields.text
+    # A list that does not show the groups does not read them with its page.
+    assert "network_port_security_groups" not in ran.selecting("network_ports")[0][0]

@@ -116,7 +116,9 @@ async def test_network_lifecycle(agent_bus: AgentBus, tmp_path: Path,
         await api.port_deleted(CTX, network.id, vm1.id)
         await eventually(lambda: vm1.mac_address not in hosts_text(directory),
                          message="vm1 gone from hosts")
-        assert served.process.pid == pid and served.process.reloads == 1
+        # The file goes before the leases are released and dnsmasq reloaded.
+        await eventually(lambda: served.process.reloads == 1, message="dnsmasq reloaded")
+        assert served.process.pid == pid
 
         # A dnsmasq that dies is started again.
         os.kill(pid, signal.SIGKILL)

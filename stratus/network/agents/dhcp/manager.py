@@ -61,6 +61,9 @@ METADATA_AGENT_TYPE = "Metadata agent"
 METADATA_BINARY = "stratus-metadata-proxy"
 #: Seconds between reads of the networks' lease events.
 LEASE_POLL = 1.0
+#: A batch of port changes naming at most this many ports writes their host files on the
+#: event loop; a larger one (a resync, a burst of deletes) in a thread.
+INLINE_HOST_FILES = 4
 
 
 def inner_device(port_id: str) -> str:
@@ -450,9 +453,16 @@ class DhcpAgentManager:
             await asyncio.to_thread(self._wire, network, dhcp_port,
                                     self.options.physical_bridges)
         directory = self._directory(network.id)
-        opts_changed, hosts = await asyncio.to_thread(
-            self._write_files, directory, served.hosts, network, dhcp_port,
-            None if whole else delta)
+        write = functools.partial(self._write_files, directory, served.hosts, network,
+                                  dhcp_port, None if whole else delta)
+        if not whole and delta is not None \
+                and len(delta.new) + len(delta.gone) <= INLINE_HOST_FILES:
+            # A few small files (and ``opts`` read back): less work than handing them to a
+            # thread, whose hop and the GIL's hand-over back cost the loop more than the
+            # writes under a loaded machine (a create's batch is one or two ports).
+            opts_changed, hosts = write()
+        else:
+            opts_changed, hosts = await asyncio.to_thread(write)
         args = dnsmasq.command(self.options.dnsmasq, directory, inner_device(dhcp_port.id),
                                network)
         restarted = False

@@ -282,6 +282,25 @@ def _members(addresses: Iterable[str], version: int) -> tuple[list[str], list[st
             [m.text for m in sorted(merged, key=lambda m: m.order)])
 
 
+def _members_unordered(addresses: Iterable[str]) -> dict[int, tuple[set[str], list[str]]]:
+    """A group's addresses and CIDRs (overlaps merged) by IP version, as ``_members`` gives
+    them but in one pass for both versions and in no order: what a set's elements are
+    compared by (``member_sets``, after every burst of creates in a group), where sorting
+    every member with a Python key was most of the work."""
+    found: dict[int, tuple[set[str], list[str]]] = {4: (set(), []), 6: (set(), [])}
+    for value in addresses:
+        member = _member(value)
+        hosts, cidrs = found[member.version]
+        if member.host:
+            hosts.add(member.text)
+        else:
+            cidrs.append(value)
+    for version, (_, cidrs) in found.items():
+        if cidrs:
+            cidrs[:] = _members(cidrs, version)[1]
+    return found
+
+
 def _ordered(members: Iterable[str]) -> list[str]:
     """Members in address order (as a set's elements are listed)."""
     return sorted(members, key=lambda m: _member(m).order)
@@ -368,8 +387,9 @@ def member_sets(ruleset: Ruleset, ports: Iterable[DeviceDetails],
             return None
         if not present:
             continue
+        by_version = _members_unordered(union[group_id])
         for version in (4, 6):
-            hosts, cidrs = _members(union[group_id], version)
+            hosts, cidrs = by_version[version]
             cidr_set = _set_name(group_id, version, cidrs=True)
             if bool(cidrs) != (cidr_set in ruleset.members):
                 return None
