@@ -68,6 +68,12 @@ class Flavors:
         return self.txn.session
 
     async def seed_defaults(self) -> None:
+        """The default flavors, on a database that has none. Processes starting together on
+        a new database (split mode's schedulers, conductors and API processes) seed in turn
+        under a lock: the second one, waiting for the first's commit, then finds its rows
+        (each statement of a PostgreSQL transaction reads what was committed before it)
+        instead of inserting them again and exiting on the duplicate key."""
+        await self.txn.lock("flavor", "seed_defaults")
         if await self.session.scalar(select(Flavor.id).limit(1)) is not None:
             return
         for flavor_id, name, vcpus, ram, disk in DEFAULT_FLAVORS:

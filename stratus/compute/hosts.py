@@ -12,14 +12,29 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuidlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import JSON, Table, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from stratus.compute.models import Allocation, ComputeServiceRecord, Inventory, ResourceProvider
-from stratus.compute.placement import DISK_GB, MEMORY_MB, VCPU
+from stratus.compute.models import (
+    Allocation,
+    ComputeServiceRecord,
+    Instance,
+    Inventory,
+    ResourceProvider,
+)
+from stratus.compute.placement import (
+    DISK_GB,
+    MEMORY_MB,
+    TOUCH_PROVIDER,
+    VCPU,
+    InventorySpec,
+    inventory_rows,
+)
 from stratus.core.config import ComputeSettings
 from stratus.core.db import utcnow
 from stratus.core.db.paging import SortKey, page
@@ -90,6 +105,54 @@ async def seen(connection: AsyncConnection, host: str) -> bool:
     False when the host has no row yet (its first report: ``Hosts.heartbeat`` makes it)."""
     done = await connection.execute(_SEEN, {"w_host": host, "v_now": utcnow()})
     return done.rowcount == 1
+
+
+_PROVIDER_TOUCHED = TOUCH_PROVIDER.returning(ResourceProvider.uuid).cte("touched_provider")
+_SERVICE_SEEN = _SEEN.returning(_SERVICES.c.id).cte("seen_service")
+#: PostgreSQL (``report_known_host``): ``seen``, ``Placement.refresh_provider`` and
+#: ``Instances.on_host`` in one statement (data-modifying CTEs), read back as one row.
+_KNOWN_HOST_REPORT = select(
+    select(func.count()).select_from(_SERVICE_SEEN).scalar_subquery().label("seen"),
+    select(func.count()).select_from(_PROVIDER_TOUCHED).scalar_subquery().label("touched"),
+    select(func.json_agg(func.json_build_array(
+        Inventory.resource_class, Inventory.total, Inventory.reserved,
+        Inventory.allocation_ratio, Inventory.max_unit), type_=JSON))
+    .where(Inventory.provider_uuid == bindparam("p_uuid")).scalar_subquery()
+    .label("inventories"),
+    select(func.array_agg(Instance.uuid, type_=ARRAY(Instance.uuid.type)))
+    .where(Instance.host == bindparam("w_host"), Instance.deleted_at.is_(None))
+    .scalar_subquery().label("instances"))
+
+
+@dataclass(frozen=True)
+class KnownHostReport:
+    """What ``report_known_host`` did: whether the host's service row and its provider
+    were there (and so written), and the live instances on it when its inventories were
+    those reported too (None: the report needs the rest of ``host_report``)."""
+
+    seen: bool
+    touched: bool
+    instances: list[str] | None
+
+
+async def report_known_host(connection: AsyncConnection, host: str, provider: str,
+                            inventories: Mapping[str, InventorySpec], *,
+                            hypervisor_type: str, cpu_arch: str) -> KnownHostReport:
+    """PostgreSQL: a host's report as one statement, sent alone (no BEGIN/COMMIT): its
+    heartbeat (``seen``), its provider's attributes written and its inventories read
+    (``Placement.refresh_provider``), its live instances read (``Instances.on_host``).
+    Nearly every report of a known host is then all of it, where the four statements and
+    the transaction around them cost six round trips."""
+    now = utcnow()
+    row = (await connection.execute(_KNOWN_HOST_REPORT, {
+        "w_host": host, "v_now": now, "p_uuid": provider,
+        "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch})).one()
+    current = {rc: (total, reserved, ratio, max_unit)
+               for rc, total, reserved, ratio, max_unit in row.inventories or ()}
+    unchanged = bool(row.seen) and bool(row.touched) \
+        and current == inventory_rows(inventories)
+    return KnownHostReport(seen=bool(row.seen), touched=bool(row.touched),
+                           instances=list(row.instances or ()) if unchanged else None)
 
 
 class Hosts:

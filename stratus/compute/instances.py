@@ -13,7 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, case, delete, or_, select, union_all
+from sqlalchemy import Table, bindparam, case, delete, func, or_, select, union_all
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -195,14 +195,16 @@ class Instances:
 
     async def transition(self, instance_uuid: str, update: InstanceUpdate,
                          expected_task_state: list[str | None] | None = None, *,
-                         building: bool = False, event: ActionEvent | None = None,
+                         building: bool = False, on_host: str | None = None,
+                         event: ActionEvent | None = None,
                          request_id: str | None = None) -> InstanceRecord:
         """``update`` as one guarded UPDATE (the expected task states in its WHERE), the row
         it wrote read back in the same statement: what a compute host's progress costs on
         the boot's hot path, against a load of the whole ORM object, its flush and a second
         statement (``update``). The caller must not hold this instance as an ORM object in
         the same transaction (it would not see the change). ``building``: only a live
-        instance that is building takes it (else ``UnexpectedTaskState`` too).
+        instance that is building takes it (else ``UnexpectedTaskState`` too); ``on_host``:
+        only an instance placed on that host (else ``UnexpectedTaskState`` too).
 
         ``event`` (only where ``folds_event``: PostgreSQL): in the same statement, the
         event recorded as ``record_event`` would (of the action of ``request_id``), and
@@ -215,6 +217,8 @@ class Instances:
             params["v_task_state"] = update.task_state
         params["v_updated_at"] = utcnow()
         params["w_uuid"] = instance_uuid
+        if on_host is not None:
+            params["w_host"] = on_host
         named: tuple[str, ...] = ()
         if expected_task_state is not None:
             named = tuple(state for state in expected_task_state if state is not None)
@@ -314,10 +318,37 @@ class Instances:
             raise InstanceGone(instance_uuid)
         raise AlreadyPlaced(current)
 
+    async def place_scheduled(self, instance_uuid: str, host: str, request_id: str | None,
+                              event: str, started_at: dt.datetime) -> None:
+        """``place``, and the scheduler's event of it recorded whole (as ``record_event``
+        with ``started_at``, its result Success) with its action's update: on PostgreSQL
+        one statement (data-modifying CTEs, the event written only when the placement
+        was), where the two cost three; every boot's claim transaction runs it. Raises as
+        ``place`` does, having written nothing."""
+        if self.txn.dialect != "postgresql":
+            await self.place(instance_uuid, host)
+            await self.record_event(instance_uuid, request_id, event, host=None,
+                                    finished=True, result="Success", started_at=started_at)
+            return
+        connection = await self.txn.connection()
+        now = utcnow()
+        params: dict[str, Any] = _action_params(instance_uuid, request_id)
+        params.update(w_uuid=instance_uuid, p_host=host, v_event=event, v_host=None,
+                      v_start=started_at, v_finish=now, v_result="Success", v_details=None,
+                      v_now=now)
+        if (await connection.execute(_PLACE_RECORDING, params)).scalar_one():
+            return
+        current = (await connection.execute(_WAITING_HOST, params)).scalar()
+        if current is None:
+            raise InstanceGone(instance_uuid)
+        raise AlreadyPlaced(current)
+
     async def place_unshelved(self, instance_uuid: str, host: str) -> None:
         """Record the host a shelved-offloaded instance is unshelved on, if it still waits
-        for one (``InstanceGone`` otherwise)."""
-        instance = await self.session.get(Instance, instance_uuid)
+        for one (``InstanceGone`` otherwise). The row is locked (read afresh) before the
+        claim's provider is, as ``place`` locks it with its update."""
+        instance = await self.session.get(Instance, instance_uuid, with_for_update=True,
+                                          populate_existing=True)
         if (instance is None or instance.deleted_at is not None or instance.host
                 or instance.vm_state != states.SHELVED_OFFLOADED
                 or instance.task_state != states.UNSHELVING):
@@ -454,10 +485,12 @@ def _transition_statement(keys: tuple[str, ...], expected: int | None, or_none: 
                           building: bool) -> Any:
     """``transition``'s UPDATE ... RETURNING for one shape of it, built (and its SQL
     compiled) once: ``keys`` its parameters (``v_<column>`` to set, ``w_...`` of the
-    guard), ``expected`` how many named task states the guard takes (None: no guard),
-    ``or_none`` whether no task state passes it too."""
+    guard, ``w_host`` the host it must be on), ``expected`` how many named task states the
+    guard takes (None: no guard), ``or_none`` whether no task state passes it too."""
     table = _INSTANCES
     statement = sa_update(table).where(table.c.uuid == bindparam("w_uuid"))
+    if "w_host" in keys:
+        statement = statement.where(table.c.host == bindparam("w_host"))
     if expected is not None:
         guard: ColumnElement[bool] = table.c.task_state.in_(
             [bindparam(f"w_task_{n}", type_=table.c.task_state.type) for n in range(expected)])
@@ -562,6 +595,20 @@ _PLACE = sa_update(_INSTANCES).where(
     host=bindparam("v_host", type_=_INSTANCES.c.host.type),
     node=bindparam("v_host", type_=_INSTANCES.c.node.type))
 _WAITING_HOST = select(_INSTANCES.c.host).where(*_WAITING)
+#: PostgreSQL (``place_scheduled``): ``_PLACE`` (its host ``p_host``), the event inserted
+#: and its action updated only when the placement was made, in one statement whose one
+#: row counts the placements (1 or 0).
+_PLACED = sa_update(_INSTANCES).where(
+    *_WAITING, or_(_INSTANCES.c.host.is_(None), _INSTANCES.c.host == "")).values(
+    host=bindparam("p_host", type_=_INSTANCES.c.host.type),
+    node=bindparam("p_host", type_=_INSTANCES.c.node.type)).returning(
+    _INSTANCES.c.uuid).cte("placed_instance")
+_PLACED_EVENT = _event_insert(select(_PLACED.c.uuid).exists())
+_PLACE_RECORDING = select(func.count()).select_from(_PLACED).add_cte(
+    _PLACED_EVENT,
+    sa_update(_ACTIONS).where(_ACTIONS.c.id.in_(select(_PLACED_EVENT.c.action_id))).values(
+        updated_at=bindparam("v_now", type_=_ACTIONS.c.updated_at.type))
+    .cte("touched_action"))
 _INSERT_INSTANCE = _INSTANCES.insert()
 _ON_HOST = select(_INSTANCES.c.uuid).where(_INSTANCES.c.host == bindparam("w_host"),
                                            _INSTANCES.c.deleted_at.is_(None))

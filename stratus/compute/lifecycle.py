@@ -56,7 +56,10 @@ class Deleted:
 async def delete(rt: ComputeRuntime, caller: Caller, server_id: str) -> Deleted:
     context = caller.context
     async with rt.service() as svc:
-        instance = await visible(svc, caller, server_id)
+        # Locked: a scheduler placing it meanwhile either commits first (the delete then
+        # sees its host) or finds it deleted and claims nothing; unlocked, the claim it
+        # committed between this read and the delete's write outlived the server.
+        instance = await visible(svc, caller, server_id, lock=True)
         caller.authorize("os_compute_api:servers:delete", target(instance))
         refuse_if_locked(instance, caller)
         if instance.task_state == states.DELETING:

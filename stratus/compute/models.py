@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -154,10 +155,21 @@ class Instance(Base):
     __table_args__ = (
         # A project's live servers in the lists' default order (created_at, then uuid,
         # both desc): a page, the first or one after a marker, is a range of this index,
-        # not a sort of every row; with vcpus and memory_mb in it, the quota usage is
-        # summed from the index alone.
+        # not a sort of every row.
         Index("ix_instance_project_live", "project_id", "deleted_at", "created_at", "uuid",
               "vcpus", "memory_mb"),
+        # The quota usage (count, vcpus and memory_mb of the live servers) from the live
+        # servers' entries alone, each only what the sum reads: at 10,000 servers 11 pages
+        # (entries alike within a flavor are deduplicated) where the one above is 289.
+        # PostgreSQL only: SQLite's sum costs per row, not per page, and is no faster.
+        Index("ix_instance_project_usage", "project_id", "vcpus", "memory_mb",
+              postgresql_where=text("deleted_at IS NULL")).ddl_if(dialect="postgresql"),
+        # The same order over the live servers alone, for PostgreSQL: its planner does not
+        # take ``deleted_at IS NULL`` as fixing that column of the index above, so it would
+        # sort the project's live servers for every page; this one it reads backwards.
+        # PostgreSQL only: SQLite pages off the index above and would only write this one.
+        Index("ix_instance_project_live_order", "project_id", "created_at", "uuid",
+              postgresql_where=text("deleted_at IS NULL")).ddl_if(dialect="postgresql"),
         Index("ix_instance_host", "host"),
     )
 

@@ -46,8 +46,12 @@ def _stopped_or_active(vm_state: str) -> str:
 
 
 async def _load(svc: ComputeService, migration_uuid: str) -> tuple[Migration, Instance]:
+    """The migration and its instance, the instance's row locked: an ending frees or moves
+    claims after it, and every writer locks an instance before its providers (the
+    conductor's ``build_failed``, the scheduler's claim), or two could deadlock."""
     migration = await svc.migrations.get(migration_uuid)
-    instance = await svc.instances.get(migration.instance_uuid, include_deleted=True)
+    instance = await svc.instances.get(migration.instance_uuid, include_deleted=True,
+                                       lock=True)
     return migration, instance
 
 
@@ -99,13 +103,14 @@ async def live_migrated(svc: ComputeService, migration_uuid: str,
                         power_state: int) -> InstanceRecord:
     # Only a host ends a move so (``move_ended``): statements, no ORM objects.
     migration = await svc.migrations.step(migration_uuid, "completed")
-    await svc.placement.free(migration.uuid)
     values: dict[str, Any] = {"host": migration.dest_compute,
                               "node": migration.dest_compute, "task_state": None,
                               "updated_at": utcnow()}
     if power_state:
         values["power_state"] = power_state
-    return await svc.instances.write(migration.instance_uuid, values)
+    instance = await svc.instances.write(migration.instance_uuid, values)
+    await svc.placement.free(migration.uuid)  # the instance's row first, as ``_load``
+    return instance
 
 
 async def evacuated(svc: ComputeService, migration_uuid: str, power_state: int) -> Instance:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources
@@ -55,16 +56,40 @@ _BUMP_GENERATION = (update(_PROVIDERS)
                            _PROVIDERS.c.generation == bindparam("p_generation"))
                     .values(generation=bindparam("p_next", type_=_PROVIDERS.c.generation.type)))
 #: A known provider's report (``refresh_provider``): its attributes written, its
-#: inventories read to compare; built once, every host reports every few seconds.
-_TOUCH_PROVIDER = (update(_PROVIDERS).where(_PROVIDERS.c.uuid == bindparam("p_uuid"))
-                   .values(hypervisor_type=bindparam("v_hypervisor_type"),
-                           cpu_arch=bindparam("v_cpu_arch"),
-                           updated_at=bindparam("v_now", type_=_PROVIDERS.c.updated_at.type)))
+#: inventories read to compare; built once, every host reports every few seconds. Public:
+#: the conductor's statement for a known host builds on it (``hosts.report_known_host``).
+TOUCH_PROVIDER = (update(_PROVIDERS).where(_PROVIDERS.c.uuid == bindparam("p_uuid"))
+                  .values(hypervisor_type=bindparam("v_hypervisor_type"),
+                          cpu_arch=bindparam("v_cpu_arch"),
+                          updated_at=bindparam("v_now", type_=_PROVIDERS.c.updated_at.type)))
 _INVENTORY_OF = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
                         _INVENTORIES.c.reserved, _INVENTORIES.c.allocation_ratio,
                         _INVENTORIES.c.max_unit)
                  .where(_INVENTORIES.c.provider_uuid == bindparam("p_uuid")))
 RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
+
+
+def _allocate_and_bump() -> Any:
+    """PostgreSQL: the allocations of consumer ``c_uuid`` on provider ``p_uuid`` (the
+    arrays ``rcs`` and ``useds``, one entry each) inserted by a data-modifying CTE of
+    ``_BUMP_GENERATION``: one statement, whose rowcount is the bump's (0: the provider
+    changed, and the caller's rollback takes the allocations back with it). The arrays
+    keep one shape of it for any number of classes (SQLAlchemy compiles a multi-row
+    ``VALUES`` again for each execution: it does not cache them)."""
+    rows = func.unnest(
+        bindparam("rcs", type_=ARRAY(_ALLOCATIONS.c.resource_class.type)),
+        bindparam("useds", type_=ARRAY(_ALLOCATIONS.c.used.type))).table_valued(
+        "resource_class", "used").render_derived(with_types=False).alias("held")
+    inserted = _ALLOCATIONS.insert().from_select(
+        ["consumer_uuid", "provider_uuid", "resource_class", "used"],
+        select(bindparam("c_uuid", type_=_ALLOCATIONS.c.consumer_uuid.type),
+               bindparam("p_uuid", type_=_ALLOCATIONS.c.provider_uuid.type),
+               rows.c.resource_class, rows.c.used)).returning(
+        _ALLOCATIONS.c.resource_class).cte("allocated")
+    return _BUMP_GENERATION.add_cte(inserted)
+
+
+_ALLOCATE_AND_BUMP = _allocate_and_bump()
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,14 @@ class InventorySpec:
     @property
     def capacity(self) -> float:
         return (self.total - self.reserved) * self.allocation_ratio
+
+
+def inventory_rows(inventories: Mapping[str, InventorySpec]
+                   ) -> dict[str, tuple[int, int, float, int]]:
+    """Each inventory as its row holds it: (total, reserved, allocation ratio, max unit)."""
+    return {rc: (spec.total, spec.reserved, spec.allocation_ratio,
+                 spec.max_unit if spec.max_unit is not None else spec.total)
+            for rc, spec in inventories.items()}
 
 
 def provider_uuid(host: str) -> str:
@@ -142,7 +175,7 @@ class Placement:
         the caller then runs ``ensure_provider``, in the same transaction, which creates
         or corrects it (the attributes written here stay; it writes the same)."""
         connection = await self._connection()
-        touched = await connection.execute(_TOUCH_PROVIDER, {
+        touched = await connection.execute(TOUCH_PROVIDER, {
             "p_uuid": uuid, "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch,
             "v_now": utcnow()})
         if touched.rowcount != 1:
@@ -150,10 +183,7 @@ class Placement:
         current = {row.resource_class: (row.total, row.reserved, row.allocation_ratio,
                                         row.max_unit)
                    for row in await connection.execute(_INVENTORY_OF, {"p_uuid": uuid})}
-        wanted = {rc: (spec.total, spec.reserved, spec.allocation_ratio,
-                       spec.max_unit if spec.max_unit is not None else spec.total)
-                  for rc, spec in inventories.items()}
-        return current == wanted
+        return current == inventory_rows(inventories)
 
     async def usage(self, provider_uuid: str) -> dict[str, int]:
         rows = await (await self._connection()).execute(
@@ -192,13 +222,20 @@ class Placement:
             capacity = (limits.total - limits.reserved) * limits.allocation_ratio
             if int(limits.used or 0) + amount > capacity:
                 raise InsufficientResources(f"{provider.name}: not enough {rc}")
-        allocations = [{"consumer_uuid": consumer_uuid, "provider_uuid": provider_uuid,
-                        "resource_class": rc, "used": amount}
-                       for rc, amount in resources.items() if amount > 0]
-        if allocations:
-            await connection.execute(_INSERT_ALLOCATIONS, allocations)
-        bumped = await connection.execute(_BUMP_GENERATION, {
-            "p_uuid": provider_uuid, "p_generation": generation, "p_next": generation + 1})
+        held = [(rc, amount) for rc, amount in resources.items() if amount > 0]
+        bump = {"p_uuid": provider_uuid, "p_generation": generation, "p_next": generation + 1}
+        if held and connection.dialect.name == "postgresql":
+            # The allocations and the generation's bump in one statement (one round trip
+            # of the claim's transaction fewer): every boot claims once.
+            bump.update(c_uuid=consumer_uuid, rcs=[rc for rc, _ in held],
+                        useds=[amount for _, amount in held])
+            bumped = await connection.execute(_ALLOCATE_AND_BUMP, bump)
+        else:
+            if held:
+                await connection.execute(_INSERT_ALLOCATIONS, [
+                    {"consumer_uuid": consumer_uuid, "provider_uuid": provider_uuid,
+                     "resource_class": rc, "used": amount} for rc, amount in held])
+            bumped = await connection.execute(_BUMP_GENERATION, bump)
         if bumped.rowcount != 1:
             raise ClaimConflict(f"{provider.name} changed while claiming")
 

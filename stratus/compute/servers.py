@@ -48,9 +48,11 @@ def target(instance: Instance) -> dict[str, Any]:
     return {"project_id": instance.project_id, "user_id": instance.user_id}
 
 
-async def visible(svc: ComputeService, caller: Caller, server_id: str) -> Instance:
-    """The server, if the caller's project owns it (admins see every project's)."""
-    return await svc.instances.get(server_id,
+async def visible(svc: ComputeService, caller: Caller, server_id: str, *,
+                  lock: bool = False) -> Instance:
+    """The server, if the caller's project owns it (admins see every project's); ``lock``:
+    its row locked for the transaction (``Instances.get``)."""
+    return await svc.instances.get(server_id, lock=lock,
                                    project_id=None if caller.is_admin else caller.project_id)
 
 

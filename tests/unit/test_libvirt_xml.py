@@ -57,6 +57,28 @@ def test_domain_identity_size_and_smbios() -> None:
     assert make(virt_type="kvm").find("cpu").get("mode") == "host-passthrough"  # type: ignore[union-attr]
 
 
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+
+def test_a_tcg_domain_has_libvirt_check_its_cpu_by_cpuid_words_not_per_property() -> None:
+    """libvirt 9.0 reads a started guest's CPU back one QMP ``qom-get`` per feature (~410
+    round trips, most of the start) unless told QEMU lacks ``cpu-unavailable-features``; the
+    element is in libvirt's QEMU namespace, under the ``qemu`` prefix, and survives the
+    rescue's re-serialisation (it must still reach libvirt then)."""
+    xml = domain_xml(GuestSpec(uuid=UUID, name="g", vcpus=1, memory_mb=512, root_gb=1),
+                     virt_type="qemu", domain_name="instance-c", disk_path=Path("/i/disk"),
+                     console_log=Path("/i/console.log"), metadata_ns=NS, host="node1")
+    assert f'xmlns:qemu="{QEMU_NS}"' in xml
+    for text in (xml, rescue_domain_xml(xml, Path("/i/rescue"), NS)):
+        dom = ET.fromstring(text)
+        removed = [d.get("capability") for d in
+                   dom.iterfind(f"./{{{QEMU_NS}}}capabilities/{{{QEMU_NS}}}del")]
+        assert removed == ["cpu-unavailable-features"]
+        assert dom.find("cpu") is None  # the guest's CPU itself is QEMU's default, as before
+    kvm = make(virt_type="kvm")
+    assert kvm.find(f"{{{QEMU_NS}}}capabilities") is None
+
+
 def test_disk_console_and_no_user_networking() -> None:
     dom = make()
     disk = dom.find("./devices/disk")

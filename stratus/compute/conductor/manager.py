@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from stratus.compute import moves, states
 from stratus.compute.errors import ClaimConflict, InsufficientResources, UnexpectedTaskState
-from stratus.compute.hosts import Hosts, seen
+from stratus.compute.hosts import Hosts, report_known_host, seen
 from stratus.compute.instances import folds_event
 from stratus.compute.models import Instance
 from stratus.compute.objects import (
@@ -190,9 +190,11 @@ class ConductorManager:
                           event: str) -> InstanceRecord | None:
         """A host takes up a build: in one transaction (one bus round trip fewer than
         ``build_started`` and a first ``instance_update``), a live instance still building
-        and not yet taken up (``scheduling``) moves to ``networking`` and ``event`` starts.
-        None when there is nothing to build: it was deleted, is being deleted, or another
-        delivery of the same build took it up."""
+        and not yet taken up (``scheduling``), placed on ``host``, moves to ``networking``
+        and ``event`` starts. None when there is nothing to build: it was deleted, is being
+        deleted, another delivery of the same build took it up, or it is no longer placed
+        on ``host`` (a reschedule moved it, and its claim, to another host while this cast
+        was on its way)."""
         update = InstanceUpdate(task_state=states.NETWORKING)
         # PostgreSQL: the update and the event are one statement, sent alone.
         folded = folds_event(self.runtime.db.backend, update)
@@ -200,6 +202,7 @@ class ConductorManager:
             try:
                 record = await svc.instances.transition(
                     instance_uuid, update, [states.SCHEDULING, None], building=True,
+                    on_host=host,
                     event=ActionEvent(name=event, host=host) if folded else None,
                     request_id=ctx.request_id)
             except UnexpectedTaskState:
@@ -320,15 +323,20 @@ class ConductorManager:
     async def instance_destroyed(self, ctx: RequestContext, instance_uuid: str,
                                  host: str) -> None:
         async with self._txn() as svc:
-            await svc.placement.free(instance_uuid)
+            # The instance's row (written first by ``soft_delete``) before its providers',
+            # the order of ``build_failed`` and the scheduler's claim: a host's report of
+            # the destroy racing its report of a failed build cannot deadlock.
             await svc.instances.soft_delete(instance_uuid)
+            await svc.placement.free(instance_uuid)
             await svc.instances.finish_action(instance_uuid, ctx.request_id)
 
     @_queued_when_busy
     async def instance_offloaded(self, ctx: RequestContext, instance_uuid: str, host: str,
                                  fault: Fault | None = None) -> None:
         async with self._txn() as svc:
-            instance = await svc.instances.get(instance_uuid, include_deleted=True)
+            # Locked before its claim is freed: the order of ``build_failed``.
+            instance = await svc.instances.get(instance_uuid, include_deleted=True,
+                                               lock=True)
             await svc.placement.free(instance_uuid)
             if instance.deleted_at is not None or instance.task_state == states.DELETING:
                 return  # the delete owns it now (and finds nothing left on the host)
@@ -346,8 +354,9 @@ class ConductorManager:
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         """A host's periodic report: its heartbeat, its provider and inventories, answered
         with the live instances it should have. A known host whose inventories did not change
-        (nearly every report) costs four prebuilt statements and no ORM session; a new
-        host, or changed inventories, take the ORM path in the same transaction."""
+        (nearly every report) costs four prebuilt statements and no ORM session (on
+        PostgreSQL one, sent alone); a new host, or changed inventories, take the ORM path
+        in the same transaction (on PostgreSQL a second one, its heartbeat counted once)."""
         inventories = {
             VCPU: InventorySpec(report.vcpus, allocation_ratio=report.cpu_allocation_ratio),
             MEMORY_MB: InventorySpec(report.memory_mb, reserved=report.reserved_host_memory_mb,
@@ -356,8 +365,17 @@ class ConductorManager:
                                    allocation_ratio=report.disk_allocation_ratio),
         }
         provider = provider_uuid(report.host)
+        counted = False  # the heartbeat written already (PostgreSQL's one statement)
+        if self.runtime.db.backend == "postgresql":
+            async with self._txn(one_statement=True) as svc:
+                known = await report_known_host(
+                    await svc.txn.connection(), report.host, provider, inventories,
+                    hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch)
+            if known.instances is not None:
+                return known.instances
+            counted = known.seen
         async with self._txn() as svc:
-            if not await seen(await svc.txn.connection(), report.host):
+            if not counted and not await seen(await svc.txn.connection(), report.host):
                 await svc.hosts.heartbeat(report.host, report.zone)
             if not await svc.placement.refresh_provider(
                     provider, inventories, hypervisor_type=report.hypervisor_type,

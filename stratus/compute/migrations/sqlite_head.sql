@@ -1,10 +1,10 @@
--- compute at 0011
+-- compute at 0014
 -- Written by python -m tools.sqlite_heads: do not edit.
 CREATE TABLE alembic_version_compute (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_compute_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version_compute" VALUES('0011');
+INSERT INTO "alembic_version_compute" VALUES('0014');
 CREATE TABLE allocation (
 	consumer_uuid VARCHAR(36) NOT NULL, 
 	provider_uuid VARCHAR(36) NOT NULL, 

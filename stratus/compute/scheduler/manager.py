@@ -99,13 +99,12 @@ class SchedulerManager:
             async def place(txn: Txn, host: str, uuid: str = instance_uuid,
                             started: dt.datetime = started) -> None:
                 # The placement, the claim and the action event commit together, so a
-                # deleted instance never keeps a claim and a placed one always has its host;
-                # ``AlreadyPlaced`` (a redelivery) undoes this second claim.
-                instances = Instances(txn)
-                await instances.place(uuid, host)
-                await instances.record_event(
-                    uuid, ctx.request_id, SCHEDULE_EVENT, host=None, finished=True,
-                    result="Success", started_at=started)
+                # deleted instance never keeps a claim and a placed one always has its host.
+                # The placement comes first (``select_and_claim``): it locks the instance's
+                # row before the provider's, and a redelivered request finds it placed
+                # (``AlreadyPlaced``) or past scheduling (``InstanceGone``) before it claims.
+                await Instances(txn).place_scheduled(uuid, host, ctx.request_id,
+                                                     SCHEDULE_EVENT, started)
 
             deciding = time.perf_counter()
             try:
@@ -117,7 +116,9 @@ class SchedulerManager:
                         raise
             except InstanceGone:
                 _decided("gone", deciding)
-                LOG.info("instance %s was deleted before it was scheduled", instance_uuid)
+                # Deleted meanwhile, or a redelivered request whose build went further.
+                LOG.info("instance %s was deleted or is past scheduling: not scheduled",
+                         instance_uuid)
                 continue
             except AlreadyPlaced as placed:
                 _decided("placed", deciding)
@@ -171,10 +172,11 @@ class SchedulerManager:
             host = claim.requested_host
             try:
                 async with self.runtime.db.transaction() as txn:
+                    # The migration's row before the providers', as ``select_and_claim``.
+                    await record(txn, host)
                     await hand_over(txn)
                     await Placement(txn).claim(claim.instance_uuid,
                                                        provider_uuid(host), flavor.resources)
-                    await record(txn, host)
             except (InsufficientResources, ClaimConflict) as exc:
                 return MoveClaimResult(reason=f"No valid host was found. {exc}")
             return MoveClaimResult(host=host)

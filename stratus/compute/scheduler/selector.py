@@ -156,9 +156,15 @@ class HostSelector:
 
         Returns the host claimed on, then the alternates. Raises ``NoValidHost`` when no
         host can take the request. ``on_claim(txn, host)`` runs in the claim's own
-        transaction (to record the placement with it); whatever it raises undoes the claim
-        and propagates. ``before_claim(txn)`` runs in it first (a moving server hands its
-        source's claim to its migration, so that the new claim counts both).
+        transaction (to record the placement with it), before the claim's statements:
+        the consumer's own rows (the instance's, its migration's) are locked before the
+        provider's, the order of every writer that decides on an instance and then frees
+        or claims on its host (the conductor's ``build_failed``: the reverse deadlocks on
+        PostgreSQL); and a consumer already placed (a redelivered request) is refused
+        before it claims a second time (a duplicate allocation's key). Whatever it raises
+        undoes the transaction and propagates. ``before_claim(txn)`` runs after it, just
+        before the claim (a moving server hands its source's claim to its migration, so
+        that the new claim counts both).
         """
         resources = spec.flavor.resources
         tried: set[str] = set()
@@ -176,12 +182,12 @@ class HostSelector:
                 view.consume(chosen, resources)
             try:
                 async with self.db.transaction() as txn:
+                    if on_claim is not None:
+                        await on_claim(txn, chosen.host)
                     if before_claim is not None:
                         await before_claim(txn)
                     await Placement(txn).claim(spec.instance_uuid,
                                                        chosen.provider_uuid, resources)
-                    if on_claim is not None:
-                        await on_claim(txn, chosen.host)
             except (ClaimConflict, InsufficientResources, OperationalError) as exc:
                 LOG.info("claim on %s failed (%s); trying again", chosen.host, exc)
                 await self._reload(chosen.host)

@@ -166,6 +166,23 @@ async def test_a_build_whose_take_up_answer_was_lost_is_taken_up_again_by_its_ho
                                        "compute__do_build_and_run_instance") is None
 
 
+async def test_a_build_cast_to_a_host_the_instance_is_not_placed_on_is_not_taken_up(
+        stack: Stack) -> None:
+    """A cast that reaches a host the instance is not (or no longer) placed on, while it
+    still waits to be taken up (a redelivered request re-cast to the host a failed build
+    left, while the reschedule moves it): that host does not take the build up, which would
+    build it where it holds no claim; the host it is placed on still does."""
+    (uuid,) = await _building(stack, 1)
+    assert stack.bus is not None and stack.compute is not None
+    conductor = ConductorAPI(stack.bus)
+    name = "compute__do_build_and_run_instance"
+    assert await conductor.begin_build(CTX, uuid, "other", name) is None
+    async with stack.compute.service() as svc:
+        assert (await svc.instances.get(uuid)).task_state == states.SCHEDULING
+    taken = await conductor.begin_build(CTX, uuid, "node", name)
+    assert taken is not None and (taken.host, taken.task_state) == ("node", states.NETWORKING)
+
+
 async def test_a_builds_last_update_finishes_its_event_and_action(stack: Stack) -> None:
     """The build's last ``instance_update`` finishes the event ``begin_build`` started and
     the action with it: on PostgreSQL all in the instance's update (data-modifying CTEs),

@@ -1,19 +1,24 @@
 """A compute host's periodic report handled by the conductor, on SQLite and PostgreSQL: the
 first makes the host's service row, provider and inventories; later ones count the
-heartbeat and correct what changed; an unchanged report of a known host is four statements
-(its heartbeat, its provider, its inventories read, its instances)."""
+heartbeat (once) and correct what changed; an unchanged report of a known host is four
+statements (its heartbeat, its provider, its inventories read, its instances), on
+PostgreSQL one; each is answered with the host's live instances."""
 
 from __future__ import annotations
+
+import uuid as uuidlib
 
 import pytest
 from sqlalchemy import select
 
+from stratus.compute import states
 from stratus.compute.conductor.manager import ConductorManager
 from stratus.compute.hosts import COMPUTE_BINARY
-from stratus.compute.models import ComputeServiceRecord, Inventory, ResourceProvider
+from stratus.compute.models import ComputeServiceRecord, Instance, Inventory, ResourceProvider
 from stratus.compute.objects import HostReport
 from stratus.compute.placement import provider_uuid
 from stratus.core.context import RequestContext
+from stratus.core.db import utcnow
 from stratus.stack import Stack
 from tests.dbcount import statements_of
 
@@ -67,9 +72,11 @@ async def test_reports_make_then_keep_the_host_and_its_inventories(stack: Stack)
     assert service.report_count == 2
     assert service.last_seen_up is not None and service.last_seen_up >= first_seen
     assert after == inventories
-    writes = [sql for sql, _ in unchanged.seen
-              if sql.split(None, 1)[0].upper() in ("SELECT", "UPDATE", "INSERT", "DELETE")]
-    assert len(writes) == 4, writes
+    writes = [sql for sql, _ in unchanged.seen if sql.split(None, 1)[0].upper() in (
+        "SELECT", "UPDATE", "INSERT", "DELETE", "WITH")]
+    # PostgreSQL: one statement (data-modifying CTEs), sent with no BEGIN/COMMIT.
+    postgresql = stack.compute.db.backend == "postgresql"
+    assert len(writes) == (1 if postgresql else 4), writes
 
     # Changed inventories and hypervisor attributes are written.
     await conductor.host_report(CTX, _report(memory_mb=8192, ram_allocation_ratio=1.0,
@@ -92,3 +99,25 @@ async def test_a_missing_inventory_row_is_made_again(stack: Stack) -> None:
     await conductor.host_report(CTX, _report())
     _service, _provider, inventories = await _state(stack)
     assert inventories["DISK_GB"] == (50, 0, 1.0, 50)
+
+
+async def test_a_report_is_answered_with_the_hosts_live_instances(stack: Stack) -> None:
+    assert stack.compute is not None
+    conductor = ConductorManager(stack.compute, None)  # type: ignore[arg-type]
+    await conductor.host_report(CTX, _report())
+    async with stack.compute.service() as svc:
+        for name, deleted in (("live", None), ("gone", utcnow())):
+            svc.session.add(Instance(
+                uuid=str(uuidlib.uuid4()), display_name=name, hostname=name, project_id="p",
+                user_id="u", reservation_id="r-1", flavor_id="1", vm_state=states.ACTIVE,
+                flavor={"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 64, "disk": 1},
+                host="reporter", node="reporter", deleted_at=deleted))
+        await svc.session.flush()
+        live = await svc.session.scalar(select(Instance.uuid).where(
+            Instance.display_name == "live"))
+    assert await conductor.host_report(CTX, _report()) == [live]
+    # Changed inventories (the longer path) get the same answer.
+    assert await conductor.host_report(CTX, _report(vcpus=16)) == [live]
+    service, _provider, inventories = await _state(stack)
+    assert service.report_count == 3
+    assert inventories["VCPU"][0] == 16

@@ -34,8 +34,9 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 async def add_host(db: Database, name: str, *, vcpus: int = 4, ram: int = 4096,
-                   disk: int = 40, cpu_ratio: float = 1.0) -> str:
-    provider = str(uuid.uuid4())
+                   disk: int = 40, cpu_ratio: float = 1.0, provider: str | None = None) -> str:
+    """``provider``: its resource provider's id (a random one by default)."""
+    provider = provider or str(uuid.uuid4())
     async with db.session() as session:
         await Placement(session).ensure_provider(provider, name, {
             VCPU: InventorySpec(vcpus, allocation_ratio=cpu_ratio),

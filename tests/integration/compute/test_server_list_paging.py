@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import insert
 
 from stratus.compute.models import Instance, InstanceAction
-from tests.dbcount import count_loaded, sqlite_plan, statements_of
+from tests.dbcount import count_loaded, postgres_plan_unsorted, sqlite_plan, statements_of
 from tests.integration.compute import test_boot_flow
 from tests.integration.compute.test_boot_flow import Cloud
 
@@ -95,6 +95,35 @@ async def test_pages_are_ranges_of_an_index_not_sorts(cloud: Cloud) -> None:
     assert "COVERING INDEX" in await sqlite_plan(engine, *usage)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_pages_on_postgresql_are_read_off_an_index(cloud: Cloud) -> None:
+    """PostgreSQL reads the first page and the page after a marker of both lists in their
+    default order (created_at, uuid, desc) off an index of the project's live servers, not
+    by sorting every one of them: ``deleted_at IS NULL`` is not an equality, so an index
+    with ``deleted_at`` before ``created_at`` cannot give that order; one whose rows are
+    only the live servers can. Sorting is priced out of the plans (``enable_sort`` off), so
+    a ``Sort`` left in one means no index gives the order, whatever the table's size."""
+    await _thousand_servers(cloud)
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    engine = runtime.db.engine
+    for collection in ("servers", "servers/detail"):
+        with statements_of(engine) as ran_first:
+            first = await cloud.client.get(f"/compute/v2.1/{collection}?limit={LIMIT}",
+                                           headers=cloud.headers())
+        assert first.status_code == 200, first.text
+        (link,) = first.json()["servers_links"]
+        with statements_of(engine) as ran_second:
+            second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
+        assert second.status_code == 200, second.text
+        pages = [s for s in [*ran_first.selecting("instance"), *ran_second.selecting("instance")]
+                 if "ORDER BY" in s[0]]
+        assert len(pages) == 2, ran_first.seen + ran_second.seen
+        for page in pages:
+            plan = await postgres_plan_unsorted(engine, *page)
+            assert "ix_instance_project_live_order" in plan and "Sort" not in plan, plan
+
+
 async def test_page_two_sorted_by_name_with_a_filter_reads_one_page(cloud: Cloud) -> None:
     oldest_first = list(reversed(await _thousand_servers(cloud)))
     query = f"limit={LIMIT}&sort_key=display_name&sort_dir=asc&status=ACTIVE"
@@ -170,3 +199,30 @@ async def test_a_status_filter_reads_only_the_servers_that_can_show_it(cloud: Cl
     second = await cloud.client.get(_path(link["href"]), headers=cloud.headers())
     assert second.status_code == 200, second.text
     assert [s["name"] for s in second.json()["servers"]] == ["new-1"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_quota_usage_on_postgresql_reads_the_live_servers_usage_index(
+        cloud: Cloud) -> None:
+    """The usage a boot checks (count, vCPUs, RAM of the project's live servers) is an
+    index-only scan of ``ix_instance_project_usage`` (the live servers' entries alone, only
+    what the sum reads), not of the lists' wider ``ix_instance_project_live``. Scans of
+    the table are priced out (``enable_seqscan``, ``enable_bitmapscan`` off): at 1,000 rows
+    the planner may read the table whole, which past some size it no longer does."""
+    await _thousand_servers(cloud)
+    runtime = cloud.stack.compute
+    assert runtime is not None
+    engine = runtime.db.engine
+    project_id, _ = await _project_and_user(cloud)
+    async with runtime.service() as svc:
+        with statements_of(engine) as ran:
+            assert (await svc.quotas.usage(project_id))["instances"] == COUNT
+    (usage,) = ran.selecting("instance")
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("ANALYZE instance")
+        await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        await conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(str(row[0]) for row in
+                         await conn.exec_driver_sql(f"EXPLAIN {usage[0]}", usage[1]))
+        await conn.rollback()
+    assert "Index Only Scan using ix_instance_project_usage" in plan, plan
