@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -188,9 +191,65 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None
             busy_timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
         assert mode.lower() == "wal"
         assert foreign_keys == 1
-        assert busy_timeout == 5000
+        # The driver's statements never wait on the loop's thread: a busy one waits on
+        # aiosqlite's (stratus.core.db.sqlite_driver).
+        assert busy_timeout == 0
         assert path.is_file()  # the parent directories were created
     finally:
+        await db.dispose()
+
+
+async def test_sqlite_statements_run_on_the_event_loops_thread(tmp_path: Path) -> None:
+    """A statement is one plain call on the loop's thread, with no hand-off to aiosqlite's
+    thread and back (which cost more CPU than SQLite's work on a boot's statements)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'thread.db'}")
+    try:
+        async with db.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            await raw.create_function("thread_id", 0, threading.get_ident)
+            ran_on = (await conn.execute(text("SELECT thread_id()"))).scalar_one()
+        assert ran_on == threading.get_ident()
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_statement_waits_for_a_busy_lock_without_stalling_the_loop(
+        tmp_path: Path) -> None:
+    """Another connection (another process's, or a writer outside the process's queue)
+    holds SQLite's write lock: the statement waits for it, as SQLite's busy handler did
+    before, and the loop goes on meanwhile (here the other connection's commit is itself
+    run by the loop, so a statement that waited on the loop's thread would never see it)."""
+    path = tmp_path / "busy.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (id) VALUES (1)")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, other.execute, "COMMIT")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (id) VALUES (2)"))
+        finally:
+            ticker.cancel()
+        assert ticks >= 5  # the loop ran while the statement waited for the lock
+        async with db.engine.connect() as conn:
+            ids = (await conn.execute(text("SELECT id FROM t ORDER BY id"))).scalars().all()
+        assert ids == [1, 2]
+    finally:
+        other.close()
         await db.dispose()
 
 

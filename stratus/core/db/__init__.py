@@ -17,10 +17,10 @@ import functools
 import importlib
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, event, inspect, text
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
@@ -38,7 +38,28 @@ from sqlalchemy.types import TypeDecorator
 from stratus.core.db.txn import AfterCommit, Txn, open_transaction
 from stratus.core.exceptions import BadRequest
 
+_Model = TypeVar("_Model")
+
 LOG = logging.getLogger(__name__)
+
+
+def as_loaded(model: type[_Model], values: Mapping[str, Any]) -> _Model:
+    """An instance of the mapped ``model`` holding ``values`` as a load from the database
+    sets them: in its ``__dict__``, with its ORM state, not in any session, without the
+    mapped constructor (whose instrumented assignment of each attribute, an event and a
+    history entry apiece, cost several times the rest on a hot path)."""
+    new_instance = _NEW_INSTANCE.get(model)
+    if new_instance is None:
+        from sqlalchemy.orm import class_mapper
+
+        new_instance = _NEW_INSTANCE[model] = class_mapper(model).class_manager.new_instance
+    instance: _Model = new_instance()
+    instance.__dict__.update(values)
+    return instance
+
+
+#: Each mapped model's bare-instance factory (its ORM state, no ``__init__``).
+_NEW_INSTANCE: dict[type[Any], Callable[[], Any]] = {}
 
 
 def utcnow() -> dt.datetime:
@@ -75,11 +96,14 @@ async def statement_connection(session: AsyncSession) -> AsyncConnection:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # A connection of the loop-thread driver waits for no lock on the loop's thread: it
+    # says how long (``sqlite_driver``: 0, a busy statement then waits on its own thread).
+    busy_timeout = getattr(dbapi_connection, "busy_timeout_ms", 5000)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
     cursor.close()
 
 
@@ -125,6 +149,16 @@ def _closed_connection_check(dbapi_connection: Any, _record: Any, _proxy: Any) -
         raise DisconnectionError("the database server closed this connection")
 
 
+#: A SQLite file's pool: as many connections at most as SQLAlchemy's default (5 + 10
+#: overflow), but every one kept once opened. With the default, a connection opened past
+#: the fifth was closed again when returned to a full pool, so a burst opened and closed
+#: them all the time (1,000 concurrent boots: ~300 of each), mostly by a write transaction
+#: holding the file's write lock (``txn.py``): a new aiosqlite connection is a new thread
+#: and three trips to it (connect, two functions registered), a close one more and a join,
+#: and SQLite then reads the schema and prepares every statement afresh. Meanwhile every
+#: other writer of the file waited. An idle connection costs its thread (blocked on its
+#: queue) and its page cache.
+_SQLITE_POOL = {"pool_size": 15, "max_overflow": 0}
 #: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
 POOL_TIMEOUT = 120.0
 #: Each PostgreSQL engine's pool of this process (``configure_pools``).
@@ -172,6 +206,9 @@ class Database:
                 from stratus.core.db.sqlite_driver import aiosqlite_module
 
                 kwargs["module"] = aiosqlite_module()
+                if (self.url.database and self.url.database != ":memory:"
+                        and self.url.query.get("mode") != "memory"):  # a file: a queue pool
+                    kwargs.update(_SQLITE_POOL)
         else:
             # A burst of requests queues for a connection rather than failing: writers of one
             # project wait in line on its quota lock holding theirs, so the last of a few
@@ -197,18 +234,17 @@ class Database:
         async with self.sessionmaker() as session, session.begin():
             yield session
 
-    @asynccontextmanager
-    async def transaction(self, *, write: bool = True,
-                          one_statement: bool = False) -> AsyncIterator[Txn]:
+    def transaction(self, *, write: bool = True,
+                    one_statement: bool = False) -> AbstractAsyncContextManager[Txn]:
         """One transaction as a ``Txn``: committed on success, rolled back on error, then its
         after-commit actions run. ``write=False`` (read only) takes no SQLite write lock;
         ``one_statement``: its work is one statement, sent with no BEGIN/COMMIT on
-        PostgreSQL. See ``txn.py`` for both contracts."""
+        PostgreSQL. See ``txn.py`` for both contracts. ``open_transaction``'s own context
+        manager, not one wrapping it: every API request enters one, and a generator layer
+        costs ~10 Python calls to enter and leave."""
         writer = self._sqlite_writer_key if write else None
-        async with open_transaction(self.engine, self.sessionmaker, self.backend,
-                                    sqlite_writer=writer,
-                                    one_statement=one_statement) as txn:
-            yield txn
+        return open_transaction(self.engine, self.sessionmaker, self.backend,
+                                sqlite_writer=writer, one_statement=one_statement)
 
     @functools.cached_property
     def _sqlite_writer_key(self) -> str | None:
