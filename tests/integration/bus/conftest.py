@@ -8,10 +8,11 @@ the broker sees when a process dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from stratus.core.exceptions import NotFound
 TEST_OPTIONS: dict[str, Any] = {"reconnect_max": 1.0, "max_attempts": 3}
 
 TransportFactory = Callable[..., Awaitable[Transport]]
+T = TypeVar("T")
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 10.0,
@@ -33,6 +35,19 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0,
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not reached within {within}s")
+        await asyncio.sleep(0.005)
+
+
+async def answered(call: Callable[[], Awaitable[T]], within: float = 15.0,
+                   message: str = "a call") -> T:
+    """The first result of ``call()``, called again while it fails (the failure is what the
+    test waits out); fail the test if no call has returned after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(Exception):
+            return await call()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not answered within {within}s")
         await asyncio.sleep(0.005)
 
 

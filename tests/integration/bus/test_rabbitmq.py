@@ -29,7 +29,7 @@ from stratus.core.bus import (
 from stratus.core.bus.url import TransportURL
 from stratus.core.context import RequestContext
 from tests.conftest import rabbitmqctl
-from tests.integration.bus.conftest import Recorder, context, eventually
+from tests.integration.bus.conftest import Recorder, answered, context, eventually
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -244,3 +244,133 @@ async def test_several_nodes_in_the_url_are_tried_in_turn(rabbit_url: str) -> No
         async with started(f"rabbit://guest:guest@127.0.0.1:1/{parsed.virtual_host}",
                            connect_timeout=0.5):
             pass
+
+
+async def test_a_queue_deleted_behind_a_transports_back_is_declared_again_on_subscribe(
+        rabbit_url: str) -> None:
+    """The transport remembers which queues it declared; a consumer's queue deleted by an
+    operator is answered 404 on ``basic.consume`` until it is declared again."""
+    manager = Recorder()
+    manager.release.set()
+    async with started(rabbit_url) as transport:
+        server = RPCServer(transport, Target("vanishing"), manager, Recorder.METHODS)
+        await server.start()
+        await server.stop(drain_timeout=1)
+        await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), "stratus.cast.vanishing")
+        async with RPCServer(transport, Target("vanishing"), manager, Recorder.METHODS):
+            await RPCClient(transport, Target("vanishing")).cast(context(), "record", item=5)
+            await eventually(lambda: manager.items[5] == 1, within=10,
+                             message="the cast reached the consumer of the new queue")
+
+
+async def test_a_consumer_cancelled_by_the_broker_subscribes_again(rabbit_url: str) -> None:
+    """RabbitMQ cancels the consumers of a queue that goes away: deleted by an operator, or
+    a classic call queue hosted on a cluster node that stopped. The server declares its queue
+    again and consumes it: calls are answered again, without a reconnection (the periodic
+    queue check turned off, so the cancel alone does it)."""
+    manager = Recorder()
+    manager.release.set()
+    async with started(rabbit_url, queue_check_interval=0) as server_transport, \
+            started(rabbit_url) as client_transport:
+        async with RPCServer(server_transport, Target("cancelled"), manager, Recorder.METHODS):
+            client = RPCClient(client_transport, Target("cancelled"), timeout=1)
+            assert await client.call(context(), "add", a=1) == 2
+            await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), "stratus.call.cancelled")
+            assert await answered(lambda: client.call(context(), "add", a=2),
+                                  message="a call after the queue went") == 3
+        assert server_transport.connections_made == 1, "no reconnection was needed"
+
+
+async def test_a_call_queue_gone_without_a_cancel_is_subscribed_again(
+        rabbit_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call queue hosted on a cluster node that stops can take its consumers on other
+    nodes with it without RabbitMQ telling them (no Basic.Cancel). Here the Basic.Cancel
+    of a deleted queue is ignored to stand for that: the transport's periodic check finds
+    the queue gone and subscribes again, and calls are answered again."""
+    from stratus.core.bus.transport import amqp
+
+    monkeypatch.setattr(amqp._AmqpSubscription, "_on_broker_cancel", lambda self, frame: None)
+    manager = Recorder()
+    async with started(rabbit_url, queue_check_interval=0.5) as server_transport, \
+            started(rabbit_url) as client_transport:
+        async with RPCServer(server_transport, Target("silent"), manager, Recorder.METHODS):
+            client = RPCClient(client_transport, Target("silent"), timeout=1)
+            assert await client.call(context(), "add", a=1) == 2
+            await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), "stratus.call.silent")
+            assert await answered(lambda: client.call(context(), "add", a=2),
+                                  message="a call after the queue went") == 3
+        assert server_transport.connections_made == 1, "no reconnection was needed"
+
+
+async def test_the_queue_check_leaves_healthy_consumers_alone(rabbit_url: str) -> None:
+    """The periodic check subscribes again only where a queue is gone or has no consumer: a
+    served call and cast queue keep their consumers through many checks (subscribing again
+    would give their unacknowledged deliveries back, counting towards the dead-letter
+    limit)."""
+    from stratus.core.bus.transport import amqp
+
+    manager = Recorder()
+    async with started(rabbit_url, queue_check_interval=0.2) as transport:
+        assert isinstance(transport, amqp.AmqpTransport)
+        async with RPCServer(transport, Target("healthy"), manager, Recorder.METHODS):
+            consumers = {s.queue_name: s._tag for s in transport._subscriptions}
+            assert {"stratus.call.healthy", "stratus.cast.healthy"} <= set(consumers)
+            await asyncio.sleep(2)  # about ten checks
+            assert {s.queue_name: s._tag for s in transport._subscriptions} == consumers
+
+
+async def test_a_consumer_channel_closed_by_the_broker_subscribes_again(
+        rabbit_url: str) -> None:
+    """A channel error (here an acknowledgement of a delivery the channel never had) makes
+    RabbitMQ close that consumer's channel while the connection lives on: the server consumes
+    again on a new channel."""
+    from stratus.core.bus.transport import amqp
+
+    manager = Recorder()
+    async with started(rabbit_url) as server_transport, \
+            started(rabbit_url) as client_transport:
+        assert isinstance(server_transport, amqp.AmqpTransport)
+        async with RPCServer(server_transport, Target("channel-error"), manager,
+                             Recorder.METHODS):
+            client = RPCClient(client_transport, Target("channel-error"), timeout=2)
+            assert await client.call(context(), "add", a=1) == 2
+            (subscription,) = [s for s in server_transport._subscriptions
+                               if s.queue_name == "stratus.call.channel-error"]
+            broken = subscription._raw
+            assert broken is not None
+            await broken.basic_ack(424242)
+            await eventually(lambda: broken.is_closed, within=10,
+                             message="the broker closed the channel")
+            assert await answered(lambda: client.call(context(), "add", a=2),
+                                  message="a call after the channel closed") == 3
+        assert server_transport.connections_made == 1, "no reconnection was needed"
+
+
+async def test_a_connection_lost_while_subscribing_is_tried_again(
+        rabbit_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What RabbitMQ does when two processes declare and consume the same new quorum queue
+    at once: the second ``basic.consume`` can find the queue's replica not yet running and
+    the broker closes that connection (INTERNAL_ERROR). The subscription must come up on
+    the next connection, not fail the process that asked for it."""
+    from stratus.core.bus.transport import amqp
+
+    attach = amqp._AmqpSubscription.attach
+    closed: list[int] = []
+
+    async def attach_on_a_dying_connection(self: amqp._AmqpSubscription,
+                                           link: amqp._Link) -> None:
+        if self.queue_name == "stratus.cast.flaky" and not closed:
+            closed.append(1)
+            await link.connection.close()
+        await attach(self, link)
+
+    monkeypatch.setattr(amqp._AmqpSubscription, "attach", attach_on_a_dying_connection)
+    manager = Recorder()
+    manager.release.set()
+    async with started(rabbit_url) as transport:
+        async with RPCServer(transport, Target("flaky"), manager, Recorder.METHODS):
+            assert closed, "the first attach ran on a closed connection"
+            assert transport.connections_made == 2
+            await RPCClient(transport, Target("flaky")).cast(context(), "record", item=7)
+            await eventually(lambda: manager.items[7] == 1, within=10,
+                             message="the cast reached the consumer")

@@ -88,6 +88,33 @@ _RETRY_CONNECT: tuple[type[BaseException], ...] = (BusUnavailable, *_TRANSIENT)
 _RETRY_SEND: tuple[type[BaseException], ...] = (_Unroutable, *_TRANSIENT)
 
 
+class _Backoff:
+    """The waits of one retry loop: ``first`` seconds, doubled after each wait up to ``cap``,
+    each jittered by ±20% when ``jitter`` (processes that lost the same node should not all
+    come back at the same instant). ``deadline`` (loop time, None: none) is when the loop
+    gives up."""
+
+    def __init__(self, first: float, cap: float, *, deadline: float | None = None,
+                 jitter: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._delay = first
+        self._cap = cap
+        self._deadline = deadline
+        self._jitter = jitter
+
+    def expired(self) -> bool:
+        """Whether the next wait would end at or past the deadline: time to give up."""
+        return self._deadline is not None and self._loop.time() + self._delay >= self._deadline
+
+    async def wait(self, warning: str | None = None, *args: object) -> None:
+        """Log ``warning % args`` (if given) with the coming wait, then wait."""
+        if warning is not None:
+            LOG.warning(warning + "; retrying in %.2fs", *args, self._delay)
+        await asyncio.sleep(self._delay * random.uniform(0.8, 1.2) if self._jitter
+                            else self._delay)
+        self._delay = min(self._delay * 2, self._cap)
+
+
 def queue_declaration(spec: QueueSpec, options: TransportOptions) -> dict[str, Any]:
     """Keyword arguments of ``declare_queue`` for ``spec``. Every process must agree on
     them, or RabbitMQ refuses the second declaration (PRECONDITION_FAILED)."""
@@ -176,6 +203,18 @@ class _Link:
                 self.declared.add(name)
         return name
 
+    async def consumers_of(self, name: str) -> int | None:
+        """How many consumers queue ``name`` has; None if it does not exist (a passive
+        declaration; RabbitMQ answers a missing queue by closing the channel, which is
+        opened again next time)."""
+        channel = await self.channel("check")
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            self.declared.discard(name)
+            return None
+        return int(queue.declaration_result.consumer_count or 0)
+
     @property
     def alive(self) -> bool:
         return not self.connection.is_closed
@@ -233,9 +272,21 @@ class _AmqpSubscription(Subscription):
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.abc.AbstractChannel | None = None
         self._tag: str | None = None
+        self._attach_lock = asyncio.Lock()
         self.cancelled = False
 
+    @property
+    def queue_name(self) -> str | None:
+        """The work queue consumed (None for fanout and reply queues, named per attach)."""
+        if self._fanout_topic is not None or self._spec is None:
+            return None
+        return self._spec.name
+
     async def attach(self, link: _Link) -> None:
+        async with self._attach_lock:
+            await self._attach(link)
+
+    async def _attach(self, link: _Link) -> None:
         channel = await _open_channel(link.connection)
         try:
             raw = await channel.get_underlay_channel()
@@ -267,8 +318,33 @@ class _AmqpSubscription(Subscription):
             await _close_quietly(channel)
             raise
         old, self._channel, self._raw, self._tag = self._channel, channel, raw, ok.consumer_tag
+        raw.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+        channel.close_callbacks.add(
+            lambda _channel, exc, link=link: self._on_channel_closed(link, channel, exc))
         if old is not None:
             await _close_quietly(old)
+
+    def _on_broker_cancel(self, frame: Basic.Cancel) -> None:
+        # RabbitMQ cancels a consumer whose queue went away: deleted, or hosted on a node that
+        # stopped (a classic queue this process consumed through another node). The queue is
+        # declared again and consumed, or calls to it would go unanswered for good.
+        if self.cancelled or frame.consumer_tag != self._tag:
+            return
+        LOG.warning("bus: RabbitMQ cancelled the consumer of %s; subscribing again",
+                    self._spec.name if self._spec is not None else self._reply_name)
+        self._transport._reattach_soon(self)
+
+    def _on_channel_closed(self, link: _Link, channel: AbstractChannel,
+                           exc: BaseException | None) -> None:
+        # The broker closed this consumer's channel while the connection lives on (a channel
+        # error); a lost connection (its channels close with a connection error) is the
+        # reconnection's to mend, and a replaced or closed subscription needs nothing.
+        if self.cancelled or channel is not self._channel or not link.alive \
+                or not isinstance(exc, aiormq.exceptions.AMQPChannelError):
+            return
+        LOG.warning("bus: the channel consuming %s was closed (%r); subscribing again",
+                    self._spec.name if self._spec is not None else self._reply_name, exc)
+        self._transport._reattach_soon(self)
 
     async def _on_deliver(self, message: DeliveredMessage) -> None:
         delivery = message.delivery
@@ -333,6 +409,8 @@ class AmqpTransport(Transport):
         self._subscriptions: list[_AmqpSubscription] = []
         self._reply: _AmqpSubscription | None = None
         self._reply_lock = asyncio.Lock()
+        self._reattaching: set[asyncio.Task[None]] = set()
+        self._queue_checker: asyncio.Task[None] | None = None
         #: Connections established so far (the first one included).
         self.connections_made = 0
 
@@ -372,6 +450,11 @@ class AmqpTransport(Transport):
         if self._reconnector is not None:
             self._reconnector.cancel()
             self._reconnector = None
+        for task in list(self._reattaching):
+            task.cancel()
+        if self._queue_checker is not None:
+            self._queue_checker.cancel()
+            self._queue_checker = None
         self._connected.clear()
         link, self._link = self._link, None
         self._subscriptions.clear()
@@ -410,7 +493,8 @@ class AmqpTransport(Transport):
     async def _establish(self, deadline: float | None) -> None:
         """Connect, restore subscriptions and the reply queue, then let senders go."""
         loop = asyncio.get_running_loop()
-        delay = self.options.reconnect_min
+        backoff = _Backoff(self.options.reconnect_min, self.options.reconnect_max,
+                           deadline=deadline)
         while True:
             if self._closed:
                 raise TransportClosed("the bus transport was closed")
@@ -424,13 +508,10 @@ class AmqpTransport(Transport):
             except _RETRY_CONNECT as exc:
                 if link is not None:
                     await link.close()
-                if deadline is not None and loop.time() + delay > deadline:
+                if backoff.expired():
                     raise BusUnavailable(
                         f"no RabbitMQ node of {self.url} could be reached: {exc}") from None
-                LOG.warning("bus: RabbitMQ %s unavailable (%s); retrying in %.1fs",
-                            self.url, exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.options.reconnect_max)
+                await backoff.wait("bus: RabbitMQ %s unavailable (%s)", self.url, exc)
                 continue
             if self._closed:
                 await link.close()
@@ -440,6 +521,8 @@ class AmqpTransport(Transport):
                 lambda _sender, exc, link=link: self._on_connection_lost(link, exc))
             self.connections_made += 1
             self._connected.set()
+            if self._queue_checker is None and self.options.queue_check_interval > 0:
+                self._queue_checker = loop.create_task(self._check_work_queues())
             LOG.info("bus: connected to RabbitMQ %s (vhost %s)", link.host,
                      self.url.virtual_host)
             return
@@ -486,6 +569,64 @@ class AmqpTransport(Transport):
             if self._link is None:
                 await asyncio.sleep(0.01)
 
+    def _reattach_soon(self, subscription: _AmqpSubscription) -> None:
+        task = asyncio.get_running_loop().create_task(self._reattach(subscription))
+        self._reattaching.add(task)
+        task.add_done_callback(self._reattaching.discard)
+
+    async def _reattach(self, subscription: _AmqpSubscription) -> None:
+        """Attach ``subscription`` again on the current connection, with backoff, until it
+        is attached, cancelled, or the connection is lost (the reconnection then attaches
+        every subscription)."""
+        backoff = _Backoff(self.options.reconnect_min, self.options.reconnect_max)
+        while not self._closed and not subscription.cancelled \
+                and subscription in self._restorable():
+            link = self._link
+            if link is None or not link.alive:
+                return
+            if subscription.queue_name is not None:
+                link.declared.discard(subscription.queue_name)
+            try:
+                await subscription.attach(link)
+                return
+            except _PERMANENT as exc:
+                LOG.error("bus: subscribing to %s again refused: %s",
+                          subscription.queue_name, exc)
+                return
+            except _TRANSIENT as exc:
+                await backoff.wait("bus: subscribing to %s again failed (%r)",
+                                   subscription.queue_name, exc)
+
+    async def _check_work_queues(self) -> None:
+        """Every ``queue_check_interval``: subscribe again to each consumed work queue that
+        no longer exists or has no consumer at all (so not this one either). RabbitMQ can
+        drop a consumer without a Basic.Cancel: a classic call queue is hosted on the node
+        that first declared it, and a process that reconnects to another node while that
+        one stops can consume the dying queue; a deleted quorum queue's consumers are not
+        always told either. Calls or casts to it would go unhandled until the next
+        reconnection."""
+        interval = self.options.queue_check_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            link = self._link
+            if link is None or not link.alive:
+                continue
+            for subscription in list(self._subscriptions):
+                name = subscription.queue_name
+                if name is None or subscription.cancelled:
+                    continue
+                try:
+                    consumers = await link.consumers_of(name)
+                except _TRANSIENT:
+                    break  # the connection is going; the reconnection subscribes again
+                except Exception:  # the check must outlive any one surprise
+                    LOG.exception("bus: checking queue %s failed", name)
+                    continue
+                if not consumers and not subscription.cancelled:
+                    LOG.warning("bus: queue %s %s; subscribing again", name,
+                                "went away" if consumers is None else "lost its consumer")
+                    self._reattach_soon(subscription)
+
     def _forget(self, subscription: _AmqpSubscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
@@ -498,7 +639,7 @@ class AmqpTransport(Transport):
         loop = asyncio.get_running_loop()
         budget = give_up_after if give_up_after is not None else self.options.send_timeout
         deadline = loop.time() + budget
-        delay = 0.02
+        backoff = _Backoff(0.02, 0.5, deadline=deadline, jitter=False)
         last: BaseException | None = None
         while True:
             link = await self._wait_link(deadline, what)
@@ -518,12 +659,11 @@ class AmqpTransport(Transport):
                 raise MessagingError(f"{what}: RabbitMQ refused: {exc}") from None
             except _RETRY_SEND as exc:
                 last = exc
-            if loop.time() + delay >= deadline:
+            if backoff.expired():
                 raise DeliveryFailed(
                     f"{what} was not confirmed by RabbitMQ {self.url} within {budget:g}s "
                     f"(last error: {last!r})")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            await backoff.wait()
 
     async def send(self, queue: QueueSpec, body: bytes, *, msg_id: str,
                    ttl: float | None = None, give_up_after: float | None = None) -> None:
@@ -594,11 +734,36 @@ class AmqpTransport(Transport):
     # Receiving ------------------------------------------------------------------------------
 
     async def _add(self, subscription: _AmqpSubscription) -> Subscription:
+        """Attach ``subscription`` and keep it attached across reconnections.
+
+        A failed attach is tried again (on the next connection, if the broker closed this
+        one) until ``send_timeout``: RabbitMQ may refuse a ``basic.consume`` on a quorum queue
+        that another process declared a moment earlier, before the queue's replica runs
+        (an INTERNAL_ERROR that closes the connection), and a queue deleted behind our back
+        is answered 404 until it is declared again. A refusal no retry can fix (arguments
+        that differ from the queue's, access refused) fails at once."""
         loop = asyncio.get_running_loop()
-        link = await self._wait_link(loop.time() + self.options.send_timeout, "subscribe")
-        await subscription.attach(link)
-        self._subscriptions.append(subscription)
-        return subscription
+        deadline = loop.time() + self.options.send_timeout
+        backoff = _Backoff(0.02, 0.5, deadline=deadline)
+        while True:
+            link = await self._wait_link(deadline, "subscribe")
+            try:
+                await subscription.attach(link)
+            except _PERMANENT as exc:
+                raise MessagingError(f"subscribe: RabbitMQ refused: {exc}") from None
+            except _TRANSIENT as exc:
+                if subscription.queue_name is not None:
+                    link.declared.discard(subscription.queue_name)
+                if backoff.expired():
+                    raise DeliveryFailed(
+                        f"subscribe to {subscription.queue_name}: RabbitMQ {self.url} "
+                        f"refused within {self.options.send_timeout:g}s "
+                        f"(last error: {exc!r})") from None
+                await backoff.wait("bus: subscribing to %s failed (%r)",
+                                   subscription.queue_name, exc)
+                continue
+            self._subscriptions.append(subscription)
+            return subscription
 
     async def subscribe(self, queue: QueueSpec, on_message: OnMessage, *,
                         prefetch: int) -> Subscription:

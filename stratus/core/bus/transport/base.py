@@ -59,6 +59,10 @@ class TransportOptions(BaseModel):
     reconnect_max: float = Field(5.0, gt=0)
     #: AMQP heartbeat in seconds (a dead peer is noticed after about twice this).
     heartbeat: int = Field(30, ge=0)
+    #: Seconds between checks that each consumed work queue still exists and has a
+    #: consumer (0: never): RabbitMQ does not always tell a consumer it dropped (a call
+    #: queue's node stopped, a quorum queue deleted).
+    queue_check_interval: float = Field(5.0, ge=0)
 
     @classmethod
     def from_url(cls, url: TransportURL) -> TransportOptions:
