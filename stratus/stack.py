@@ -8,8 +8,9 @@ reverse order.
 
 Lazy imports: here and in every ``stratus/<service>/units.py``, service modules are imported
 inside the functions that need them, so a process pays at start-up only for the units it
-runs (the ``startup`` benchmark measures it); the APIs but identity's are mounted as
-``stratus.core.web.lazy.LazyApp`` and built by their first request.
+runs (the ``startup`` benchmark measures it); the APIs are mounted as
+``stratus.core.web.lazy.LazyApp`` and built by their first request, but for identity's token
+routes (``EagerRoutes``: the first token needs them).
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, overload
 
-import yaml
 from starlette.types import ASGIApp
 
 from stratus.core.auth import CachingValidator, TokenValidator
-from stratus.core.bus.transport.base import Transport
 from stratus.core.config import Settings
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
 
     from stratus.compute.agent.manager import ComputeAgentManager
     from stratus.compute.service import ComputeRuntime
+    from stratus.core.bus.transport.base import Transport
     from stratus.core.image_caches import ImageRecords
     from stratus.core.service_auth import ServiceAuth
     from stratus.identity.service import IdentityRuntime
@@ -366,6 +366,8 @@ def write_clouds_yaml(settings: Settings, password: str) -> Path:
     }}}
     if settings.tls.ca_file is not None:  # the cloud's own CA: clients verify with it
         clouds["clouds"]["stratus"]["cacert"] = str(settings.tls.ca_file)
+    import yaml  # written once a start is done, not needed before
+
     path = settings.data_dir / "clouds.yaml"
     _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
     return path

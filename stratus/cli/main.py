@@ -162,9 +162,9 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
     from stratus.stack import Stack, admin_password, write_clouds_yaml
     from stratus.units import (
         UNITS,
+        UnitsStart,
         ensure_default_network,
         ensure_external_network,
-        root_app,
         run_bootstrap,
     )
 
@@ -177,7 +177,12 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
 
     set_process_units(names)
     stack = Stack(settings)
-    try:
+    # Which units can run here (``Unit.unavailable``): quick checks, nothing started yet.
+    start = UnitsStart(stack, names,
+                       worker=None if worker is None else f"{worker}/{os.getpid()}")
+    finishing: asyncio.Task[None] | None = None
+
+    async def choose_virt_driver() -> None:
         if "compute-agent" in names and settings.compute.virt_driver is None:
             from stratus.compute.virt.select import choose_driver
 
@@ -190,18 +195,24 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
                 stack.chose("virt driver", f"{choice.name} ({choice.reason})")
             if not bootstrap:
                 console.print(f"Compute: the {choice.name} virt driver ({choice.reason})")
-        if migration is not None:  # before any unit opens its database
-            await migration.wait()
-            migration = None
-        if bootstrap:
-            await run_bootstrap(stack, admin_password_hash=admin_hash)
-        asgi = await root_app(stack, names,
-                              worker=None if worker is None else f"{worker}/{os.getpid()}")
+
+    async def first_start_networks() -> None:
         if bootstrap:
             await ensure_default_network(stack)
             for line in await ensure_external_network(stack):
                 console.print(line)
-        running = [name for name in names if name not in stack.not_started]
+
+    async def start_the_rest() -> None:
+        """With identity served first: what it does not need, done while it serves (the
+        virt driver's choice, with libvirt's probe: seconds on a first start; the other
+        units; a first start's networks). Requests to the other units wait for it."""
+        await choose_virt_driver()
+        await start.rest()
+        await first_start_networks()
+        start.open()
+
+    try:
+        running = [unit.name for unit in start.running]
         if not bootstrap:
             for name, reason in stack.not_started.items():
                 console.print(f"{name}: not started: {reason}", markup=False,
@@ -209,6 +220,16 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
             if not running:
                 console.print("[red]None of the units can run here.[/]")
                 raise typer.Exit(1)
+        if migration is not None:  # before any unit opens its database
+            await migration.wait()
+            migration = None
+        if bootstrap:
+            await run_bootstrap(stack, admin_password_hash=admin_hash)
+        if not start.serves_early:
+            await choose_virt_driver()
+        asgi = await start.first()
+        if not start.serves_early:
+            await first_start_networks()
         if all(UNITS[name].prefix is None for name in running):
             await _serve_bus_only(settings, running)
             return
@@ -227,7 +248,16 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
         serving = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
-        if server.started:
+        started = server.started
+        if started and start.serves_early:
+            finishing = asyncio.create_task(start_the_rest())
+            await asyncio.wait([finishing, serving], return_when=asyncio.FIRST_COMPLETED)
+            started = finishing.done() and finishing.exception() is None
+            if not finishing.done():  # stopped (signalled) while starting
+                finishing.cancel()
+            elif not started:
+                server.should_exit = True  # and the error is raised below, once stopped
+        if started:
             _freeze_startup_objects()
             if bootstrap:
                 if after_up is not None:  # before "up": ready means ready with it
@@ -247,7 +277,13 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
                 console.print(f"[bold green]{', '.join(names)}[/] serving at "
                               f"{settings.base_url}{pool}")
         await serving
+        if finishing is not None and finishing.done() and not finishing.cancelled():
+            finishing.result()  # the start's failure, if it failed
     finally:
+        if finishing is not None:
+            finishing.cancel()
+            await asyncio.gather(finishing, return_exceptions=True)
+        start.fail(RuntimeError("the process stopped before it had started"))
         if migration is not None:  # start-up failed before waiting for it
             migration.process.kill()
         await stack.aclose()
@@ -303,6 +339,19 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
     gc.enable()
+    _return_freed_heap()
+
+
+def _return_freed_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``): start-up
+    freed much of what it allocated (imports' temporaries, the apps' construction), which
+    glibc otherwise keeps resident for the process's whole life (~2 MB here). Elsewhere
+    (another libc) nothing."""
+    import ctypes
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own symbols
+    if trim is not None:
+        trim(0)
 
 
 def _progress(settings: Settings) -> None:

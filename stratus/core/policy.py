@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stratus.core.context import RequestContext
 from stratus.core.exceptions import Forbidden, StratusError
 
@@ -174,6 +172,8 @@ class Enforcer:
         self.defaults = {rule.name: rule for rule in defaults}
         texts = {rule.name: rule.check_str for rule in defaults}
         if policy_file is not None and policy_file.is_file():
+            import yaml  # only for a policy file: most clouds have none
+
             overrides = yaml.safe_load(policy_file.read_text()) or {}
             if not isinstance(overrides, dict):
                 raise PolicySyntaxError(f"{policy_file}: expected a mapping of rule names")

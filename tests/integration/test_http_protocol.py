@@ -54,3 +54,45 @@ async def test_bodies_arrive_whole_in_any_pieces_and_the_connection_goes_on() ->
             assert await read_answer(reader, 60) == b"HTTP/1.1 200 OK " + expected
         finally:
             writer.close()
+
+
+async def test_a_body_ending_in_the_read_that_starts_the_next_request() -> None:
+    """A sized body read past the parser ends where its length says, mid-read: the rest of
+    that read is the next request (pipelined), parsed as usual."""
+    first, second = os.urandom(3 * MiB + 5), os.urandom(1000)
+    async with serving(Starlette(routes=[Route("/", _digest, methods=["PUT"])])) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(first))
+            writer.write(first[:MiB])
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the server has the head and a part of the body
+            writer.write(first[MiB:] + b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d"
+                         b"\r\n\r\n%s" % (len(second), second))
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK " + hashlib.sha256(first).hexdigest().encode())
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK " + hashlib.sha256(second).hexdigest().encode())
+        finally:
+            writer.close()
+
+
+async def test_a_body_read_past_the_parser_still_ends_with_a_bad_request_after_it() -> None:
+    """What follows a sized body goes to a fresh parser, which still refuses garbage."""
+    body = os.urandom(2 * MiB)
+    async with serving(Starlette(routes=[Route("/", _digest, methods=["PUT"])])) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(body)
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK " + hashlib.sha256(body).hexdigest().encode())
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+            assert (await read_answer(reader, 60)).startswith(b"HTTP/1.1 400 ")
+        finally:
+            writer.close()

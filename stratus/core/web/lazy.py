@@ -9,15 +9,20 @@ which builds it when the first request reaches it: the first call of each API pa
 The build runs in a worker thread, not on the event loop: while one API is being built the
 loop goes on serving the others (and the bus, and heartbeats). It still holds the GIL for
 most of its work, so other requests are slowed meanwhile, not stopped.
+
+An API a start itself needs part of (identity: the first token) is an ``EagerRoutes``: a small
+app of those routes built at once, in front of a ``LazyApp`` of the whole API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from starlette._utils import get_route_path
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -87,3 +92,36 @@ class LazyApp:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.app, name)
+
+
+class EagerRoutes:
+    """An API whose few routes needed at once are served by ``front``, a small app of just
+    those routes (``routes``) built now, and every other request by ``rest``: the whole
+    API, usually a ``LazyApp`` built by the first request that needs it.
+
+    An HTTP request whose path one of ``routes`` matches goes to ``front``, whatever its
+    method: it answers it as the whole API would (the handler, or the 405 with its
+    ``Allow``) when, in the whole API, the routes matching those paths are the same routes
+    and come first. Every other request (another path: a 404 comes from ``rest``, in the
+    API's own error format) goes to ``rest``.
+    """
+
+    def __init__(self, front: ASGIApp, routes: Iterable[BaseRoute], rest: ASGIApp) -> None:
+        self.front = front
+        self.rest = rest
+        patterns = []
+        for route in routes:
+            if not isinstance(route, Route):  # a mount or a websocket: not what this is for
+                raise TypeError(f"EagerRoutes takes HTTP routes, not {route!r}")
+            patterns.append(route.path_regex)
+        self._patterns = tuple(dict.fromkeys(patterns))
+
+    def takes(self, path: str) -> bool:
+        """Whether ``front`` answers a request for ``path`` (under the API's mount)."""
+        return any(pattern.match(path) for pattern in self._patterns)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.takes(get_route_path(scope)):
+            await self.front(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
