@@ -224,7 +224,7 @@ def process_cpu_seconds(pid: int) -> float:
 # Databases ---------------------------------------------------------------------------------
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -245,7 +245,7 @@ async def scratch_database(server_url: str | None) -> AsyncIterator[str | None]:
     import asyncpg
 
     name = f"stratus_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url), timeout=10)
+    admin = await asyncpg.connect(asyncpg_dsn(server_url), timeout=10)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -253,7 +253,7 @@ async def scratch_database(server_url: str | None) -> AsyncIterator[str | None]:
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        admin = await asyncpg.connect(_asyncpg_dsn(server_url), timeout=10)
+        admin = await asyncpg.connect(asyncpg_dsn(server_url), timeout=10)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
@@ -276,7 +276,7 @@ async def database_info(database_url: str | None,
         return sqlite_info(sqlite_file)
     import asyncpg
 
-    conn = await asyncpg.connect(_asyncpg_dsn(database_url), timeout=10)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
     try:
         version = await conn.fetchval("SHOW server_version")
     finally:

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._cloud import free_port, scratch_database, stratus_command
+from stratus.core import spanstore
 
 API_UNITS = ("identity-api", "image-api", "compute-api")
 
@@ -80,8 +82,9 @@ async def rabbitmqctl(*args: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def scratch_vhost(server_url: str) -> AsyncIterator[str]:
-    """A bus URL on a new virtual host of ``server_url``'s broker, deleted afterwards.
+async def scratch_vhost(server_url: str, existing: str | None = None) -> AsyncIterator[str]:
+    """A bus URL on a new virtual host of ``server_url``'s broker, deleted afterwards
+    (``existing``: on that virtual host instead, neither made nor deleted).
 
     The virtual host is made with the local ``rabbitmqctl``, so the broker must be this
     machine's; the URL's user gets full permissions on it.
@@ -93,6 +96,9 @@ async def scratch_vhost(server_url: str) -> AsyncIterator[str]:
         raise ValueError("split mode needs a RabbitMQ bus URL (rabbit:// or amqp://)")
     host = parsed.hosts[0]
     user = host.username or "guest"
+    if existing is not None:
+        yield f"rabbit://{user}:{host.password or 'guest'}@{host.host}:{host.port}/{existing}"
+        return
     name = f"stratus-bench-{uuid.uuid4().hex[:12]}"
     await rabbitmqctl("add_vhost", name)
     try:
@@ -135,13 +141,28 @@ def copy_logs(work_dir: Path, names: Iterable[str], directory: Path) -> None:
             shutil.copyfile(work_dir / f"{name}.log", directory / f"{name}.log")
 
 
+def copy_span_store(data_dir: Path, directory: Path) -> None:
+    """A consistent copy of ``data_dir``'s span store into ``directory`` (SQLite's backup:
+    the processes may still be writing to it), if there is one."""
+    source = data_dir / spanstore.FILE_NAME
+    if not source.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(source, timeout=30)) as reader, \
+            contextlib.closing(sqlite3.connect(directory / spanstore.FILE_NAME)) as writer:
+        reader.backup(writer)
+
+
 class SplitCloud:
     """The API units in one process on a free port, ``workers`` each in their own process."""
 
     def __init__(self, work_dir: Path, workers: list[Worker], *, rabbit_url: str,
                  database_url: str, api_units: tuple[str, ...] = API_UNITS,
-                 env: dict[str, str] | None = None, api_processes: int = 1) -> None:
+                 env: dict[str, str] | None = None, api_processes: int = 1,
+                 vhost: str | None = None) -> None:
         self.work_dir = work_dir
+        #: An existing virtual host to run on (None: a fresh one, deleted afterwards).
+        self.vhost = vhost
         self.data_dir = work_dir / "data"
         self.workers = workers
         self.rabbit_url = rabbit_url
@@ -170,12 +191,16 @@ class SplitCloud:
         return log_tail(self.work_dir, name, lines)
 
     def copy_logs(self, directory: Path) -> None:
-        """Copy every process's log so far into ``directory`` (``<name>.log``)."""
+        """Copy every process's log so far into ``directory`` (``<name>.log``), and the
+        span store the processes share (``traces.db``: ``stratus trace --data-dir
+        DIRECTORY``, or SQL over its ``spans``, shows where each boot waited)."""
         copy_logs(self.work_dir, self.processes, directory)
+        copy_span_store(self.data_dir, directory)
 
     async def __aenter__(self) -> SplitCloud:
         try:
-            bus_url = await self._stack.enter_async_context(scratch_vhost(self.rabbit_url))
+            bus_url = await self._stack.enter_async_context(scratch_vhost(self.rabbit_url,
+                                                                             self.vhost))
             db_url = await self._stack.enter_async_context(
                 scratch_database(self.server_database_url))
             assert db_url is not None

@@ -31,7 +31,11 @@ periodic tasks of every fake host, paid during the runs as well), then:
   stops. ``concurrent_cpu_ms_per_boot`` is the CPU time (user + system) the cloud's processes
   spent during that run, per boot (in split mode also by role: api, scheduler, conductor,
   agent); unlike the wall-clock figures it hardly moves with other load on the machine, and
-  it bounds what one process can do: an all-in-one cloud runs on one core.
+  it bounds what one process can do: an all-in-one cloud runs on one core. In split mode
+  ``concurrent_runqueue_wait_ms_per_boot`` (and by role) is the time the processes' threads
+  were runnable but waited for a CPU (``/proc/PID/task/TID/schedstat``), per boot: on a
+  machine shared with other work, what the boots waited on that no change to the cloud's
+  locks, pools or round trips removes.
 
 ``--tracing-overhead`` runs the all-in-one ``--overhead-rounds`` times with tracing off (its
 metrics prefixed ``tracing_off_``) and as many times as usual (tracing on, spans into the span
@@ -113,6 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "100, which the machine's other users share)")
     parser.add_argument("--rabbit-url", default=DEFAULT_RABBIT_URL,
                         help="split: the local RabbitMQ; a fresh virtual host is made on it")
+    parser.add_argument("--rabbit-vhost", metavar="NAME",
+                        help="split: run on this existing virtual host of --rabbit-url (kept "
+                             "afterwards) instead of a fresh one: under load `rabbitmqctl "
+                             "add_vhost` took minutes on this machine")
     parser.add_argument("--database-url", default=DEFAULT_POSTGRES_URL,
                         help="split: a PostgreSQL server; a fresh database is made on it")
     parser.add_argument("--log-dir", type=Path, metavar="DIR",
@@ -134,13 +142,15 @@ def _body(image_id: str, name: str) -> dict[str, Any]:
                        "networks": "none"}}
 
 
-def cpu_seconds(pids: Iterable[int]) -> float:
+def cpu_seconds(pids: Iterable[int], *, waiting: bool = False) -> float:
     """CPU time so far of these processes and all their descendants (nanosecond
-    accounting, ``benchmarks._cpu``; a process that is gone counts nothing)."""
+    accounting, ``benchmarks._cpu``; a process that is gone counts nothing); ``waiting``:
+    their living threads' time runnable but waiting for a CPU instead."""
     import psutil
 
-    from benchmarks._cpu import process_cpu_seconds
+    from benchmarks._cpu import process_cpu_seconds, run_queue_wait_seconds
 
+    measure = run_queue_wait_seconds if waiting else process_cpu_seconds
     total = 0.0
     for pid in pids:
         try:
@@ -150,7 +160,7 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             continue
         for process in family:
             try:
-                total += process_cpu_seconds(process.pid)
+                total += measure(process.pid)
             except ProcessLookupError:
                 continue
     return total
@@ -289,9 +299,10 @@ async def _sequential(session: Session, args: argparse.Namespace) -> dict[str, f
 
 
 async def _concurrent(session: Session, args: argparse.Namespace,
-                      cpu: CpuProbe) -> dict[str, float]:
+                      cpu: CpuProbe, waits: CpuProbe | None = None) -> dict[str, float]:
     n = args.concurrent
     cpu_before = cpu()
+    waits_before = waits() if waits is not None else {}
     sent_at = time.time()
     started = time.perf_counter()
     results = await asyncio.gather(*(session.post(f"c{i}") for i in range(n)),
@@ -312,6 +323,8 @@ async def _concurrent(session: Session, args: argparse.Namespace,
             break
         await asyncio.sleep(args.concurrent_poll_interval)
     cpu_used = {role: used - cpu_before.get(role, 0.0) for role, used in cpu().items()}
+    waited = ({role: w - waits_before.get(role, 0.0) for role, w in waits().items()}
+              if waits is not None else {})
     # After the clock: each server's status, host and recorded ACTIVE time.
     limit = asyncio.Semaphore(16)
 
@@ -348,6 +361,10 @@ async def _concurrent(session: Session, args: argparse.Namespace,
     if len(cpu_used) > 1:
         metrics.update({f"concurrent_cpu_ms_per_boot_{role}": used / n * 1e3
                         for role, used in cpu_used.items()})
+    if waited and n:
+        metrics["concurrent_runqueue_wait_ms_per_boot"] = sum(waited.values()) / n * 1e3
+        metrics.update({f"concurrent_runqueue_wait_ms_per_boot_{role}": w / n * 1e3
+                        for role, w in waited.items()})
     _progress(f"concurrent: {metrics['concurrent_active']} ACTIVE, "
               f"{metrics['concurrent_error']} ERROR, {metrics['concurrent_boots_per_s']:.1f} "
               f"boots/s recorded, {metrics['concurrent_polled_boots_per_s']:.1f} polled")
@@ -355,7 +372,8 @@ async def _concurrent(session: Session, args: argparse.Namespace,
 
 
 async def _measure(base_url: str, identity_url: str, password: str,
-                   args: argparse.Namespace, cpu: CpuProbe) -> dict[str, float]:
+                   args: argparse.Namespace, cpu: CpuProbe,
+                   waits: CpuProbe | None = None) -> dict[str, float]:
     limits = httpx.Limits(max_connections=args.connections,
                           max_keepalive_connections=args.connections)
     async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as client:
@@ -364,7 +382,7 @@ async def _measure(base_url: str, identity_url: str, password: str,
             await session.wait_done(await session.post(f"warm{n}"), args.poll_interval)
         metrics = await _idle(cpu, args.idle)
         metrics.update(await _sequential(session, args))
-        metrics.update(await _concurrent(session, args, cpu))
+        metrics.update(await _concurrent(session, args, cpu, waits))
     # On stderr at once: a failure later (another mode, clean-up) must not lose them.
     _progress(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
     return metrics
@@ -404,19 +422,21 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
               "fake hosts")
     pool_size, overflow = (int(n) for n in args.db_pool.split("+"))
     async with SplitCloud(tmp, _workers(args), rabbit_url=args.rabbit_url,
+                          vhost=args.rabbit_vhost,
                           database_url=args.database_url, api_processes=args.api_processes,
                           env={**COMMON_ENV, "STRATUS_IDENTITY__BCRYPT_ROUNDS": "4",
                                "STRATUS_DATABASE_POOL_SIZE": str(pool_size),
                                "STRATUS_DATABASE_MAX_OVERFLOW": str(overflow)}) as cloud:
-        def cpu() -> dict[str, float]:
+        def by_role(waiting: bool) -> dict[str, float]:
             roles: dict[str, float] = {}
             for name, process in cloud.processes.items():
                 role = name.split("-")[0]
-                roles[role] = roles.get(role, 0.0) + cpu_seconds([process.pid])
+                roles[role] = roles.get(role, 0.0) + cpu_seconds([process.pid],
+                                                                 waiting=waiting)
             return roles
 
         metrics = await _measure(cloud.base_url, cloud.identity_url, cloud.admin_password(),
-                                 args, cpu)
+                                 args, lambda: by_role(False), lambda: by_role(True))
         dead = cloud.dead()
         if args.log_dir is not None:
             cloud.copy_logs(args.log_dir)

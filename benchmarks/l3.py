@@ -57,6 +57,7 @@ import httpx
 
 from benchmarks import Goal, Result, percentile
 from benchmarks._cloud import StratusUp, issue_token
+from benchmarks._cpu import scheduler_seconds
 from benchmarks._firewall import member_apply_cpu
 from benchmarks.network import _rate
 from stratus.network.agents import linux
@@ -188,6 +189,14 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
             float(times.children_user + times.children_system))
 
 
+async def _bus_messages_sent(client: httpx.AsyncClient) -> float:
+    """Messages the server sent on its bus so far (``/metrics``), every kind and method."""
+    response = await client.get("/metrics")
+    response.raise_for_status()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
+               if line.startswith("stratus_bus_messages_sent_total{"))
+
+
 def _in_remote_group_set(table: str, group_id: str, address: str) -> bool:
     """Whether the l2-agent's ruleset has ``address`` among the group's IPv4 members."""
     name = f"rg4-{group_id.replace('-', '')}"
@@ -226,6 +235,14 @@ class _Counted:
         return int(counts["sql"])
 
 
+def _phase(name: str) -> None:
+    """Say which phase of the creates runs (``$L3_PHASE_FILE``), for a profiler started
+    and stopped around it."""
+    path = os.environ.get("L3_PHASE_FILE")
+    if path:
+        Path(path).write_text(name)
+
+
 async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id: str,
                     table: str, args: argparse.Namespace, server_pid: int,
                     counted: _Counted) -> dict[str, float]:
@@ -249,10 +266,18 @@ async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id
         created.append(port)
         last.append(time.perf_counter())
 
+    _phase("creates")
+    messages_before = await _bus_messages_sent(client)
     counted.start()
     cpu_before, children_before = _cpu_seconds(server_pid)
+    loop_before = scheduler_seconds(server_pid, main_thread_only=True)
+    threads_before = scheduler_seconds(server_pid)
+    client_before = time.process_time()
     create_s = await _rate(args.sg_ports, args.sg_concurrency, create)
+    client_cpu = time.process_time() - client_before
     cpu_after, children_after = _cpu_seconds(server_pid)
+    loop_after = scheduler_seconds(server_pid, main_thread_only=True)
+    threads_after = scheduler_seconds(server_pid)
     # The last port answered: its address reaches the guest's firewall.
     address = created[-1]["fixed_ips"][0]["ip_address"]
     while not await asyncio.to_thread(_in_remote_group_set, table, group_id, address):
@@ -261,11 +286,14 @@ async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id
         await asyncio.sleep(0.005)
     converged = time.perf_counter() - last[-1]
     statements = await counted.stop()
+    messages = await _bus_messages_sent(client) - messages_before
 
     async def delete(i: int) -> None:
         await _call(client, "DELETE", f"/ports/{created[i]['id']}", headers)
 
+    _phase("deletes")
     delete_s = await _rate(len(created), args.sg_concurrency, delete)
+    _phase("done")
     if statements is not None:
         sql = {"sg_port_create_sql_statements": statements / len(created)}
     else:
@@ -274,17 +302,33 @@ async def _sg_ports(client: httpx.AsyncClient, headers: dict[str, str], group_id
             # The rate follows the machine's load; the CPU per create hardly does:
             # 1000 / it is the rate one idle core would sustain.
             "sg_port_create_server_cpu_ms": (cpu_after - cpu_before) / len(created) * 1e3,
+            # Bus messages sent in the server's process (it runs the agents too): the API's
+            # notices to the agents and the agents' questions back, until the last converged.
+            "sg_port_create_bus_messages": messages / len(created),
             "sg_port_create_nft_cpu_ms": (children_after - children_before) / len(created)
                                          * 1e3,
             "sg_members_converged_ms": converged * 1e3,
+            # Where the creates' wall time went in the server's event loop: running, and
+            # runnable but kept off the CPUs by the machine's other load; the rest it waited
+            # (on its database thread, its agents' timers, the client).
+            "sg_port_create_loop_run_share": (loop_after[0] - loop_before[0]) / create_s,
+            "sg_port_create_loop_runq_share": (loop_after[1] - loop_before[1]) / create_s,
+            "sg_port_create_server_runq_ms": (threads_after[1] - threads_before[1])
+                                             / len(created) * 1e3,
+            "sg_port_create_client_cpu_ms": client_cpu / len(created) * 1e3,
             "sg_port_deletes_per_s": len(created) / delete_s}
 
 
 def _has_leg(namespace: str, device: str) -> bool:
     if not linux.namespace_exists(namespace):
         return False
-    with linux.ipr_in(namespace) as ns:
-        return bool(ns.link_lookup(ifname=device))
+    try:
+        with linux.ipr_in(namespace) as ns:
+            return bool(ns.link_lookup(ifname=device))
+    except OSError:
+        # The namespace's file is there before its mount: setns refuses it (EINVAL) for a
+        # moment while the agent makes it.
+        return False
 
 
 async def run(args: argparse.Namespace) -> Result:

@@ -1,7 +1,8 @@
 """Scale: what a list and a boot cost as a project's servers grow from 100 to 10,000.
 
-One all-in-one ``stratus up`` (SQLite, ``memory://`` bus, fake driver on ``--hosts`` fake
-hosts, noop network backend). After the admin project's quota is lifted, a 4 KiB image
+One all-in-one ``stratus up`` (SQLite, or a fresh database on the PostgreSQL server of
+``--database-url``; ``memory://`` bus, fake driver on ``--hosts`` fake hosts, noop network
+backend). After the admin project's quota is lifted, a 4 KiB image
 uploaded and a network with a /16 subnet made, ``--templates`` servers are booted for
 real onto it (one multi-create); then, for each size of ``--sizes`` in turn, the project
 is filled up to that many servers by the bulk-load path (``benchmarks._bulk``: copies of
@@ -22,6 +23,11 @@ process's CPU time per request (``<what>_cpu_ms_<size>``, its CPU clock in nanos
 the rounds, ``benchmarks._cpu``), which the machine's other load stretches far less; the
 server's CPU per second with no request (``idle_cpu_ms_per_s_<size>``: its periodic work,
 which grows with the servers) and each request's CPU net of it (``<what>_cpu_net_ms_<size>``);
+on PostgreSQL also the CPU of the database's server processes (its backends serving the
+cloud's connections) per request (``<what>_db_cpu_ms_<size>``), where a query's sort or scan
+is spent and the ``stratus up`` process only waits, their CPU per second with no request
+(``idle_db_cpu_ms_per_s_<size>``: the periodic work's queries) and each request's net of it
+(``<what>_db_cpu_net_ms_<size>``);
 and the ratio of each to the first size (``<what>_<kind>_<size>_over_<first>``). Goal:
 flat, every CPU ratio and the boot p50 ratio at the largest size <= 1.2. The scheduler's
 decision over 10,000 in-memory hosts (``benchmarks.scheduler``'s hosts, its CPU time) is
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import tempfile
@@ -44,7 +51,7 @@ import httpx
 
 from benchmarks import Goal, Result, percentile
 from benchmarks._bulk import clone_servers, live_servers
-from benchmarks._cloud import StratusUp, sqlite_info
+from benchmarks._cloud import StratusUp, database_info, scratch_database
 from benchmarks.boot import API, Session, _prepare, cpu_seconds
 
 DESCRIPTION = ("list latency (servers/detail, ports, GET /servers) and boot p50 at 100, "
@@ -77,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-seconds", type=float, default=10.0,
                         help="seconds of no requests over which the server's own CPU per "
                              "second is measured at each size (default 10)")
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server URL (postgresql+asyncpg://user@host:5432/"
+                             "postgres): the run's databases are a new one there, dropped "
+                             "afterwards (default: SQLite files in the data dir)")
     parser.add_argument("--bcrypt-rounds", type=int, default=4,
                         help="bcrypt cost (token issues are not measured; default 4)")
 
@@ -126,35 +137,84 @@ async def _templates(session: Session, network: str, count: int) -> list[str]:
     return active
 
 
-Request = Callable[[], Awaitable[None]]
+Request = Callable[[], Awaitable[Any]]
 
 
-async def _timed(pid: int, rounds: int, request: Request) -> tuple[float, float, float]:
-    """p50 wall time, server CPU per request and mean wall time, in ms (after one request
-    not counted)."""
+class _Clocks:
+    """CPU seconds so far of the ``stratus up`` process (with its children) and, on
+    PostgreSQL, of the backends serving the run's database (each request's SQL runs there:
+    the API process only waits for it). A backend that exits within a window loses its
+    CPU from it; the cloud's pooled connections outlive the windows."""
+
+    def __init__(self, pid: int, database_url: str | None) -> None:
+        self.pid = pid
+        self.database_url = database_url
+        self.conn: Any = None
+
+    async def __aenter__(self) -> _Clocks:
+        if self.database_url:
+            import asyncpg
+
+            from benchmarks._cloud import asyncpg_dsn
+
+            self.conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def read(self) -> tuple[float, dict[int, float]]:
+        """The server's CPU seconds and each database backend's."""
+        backends: dict[int, float] = {}
+        if self.conn is not None:
+            from benchmarks._cpu import process_cpu_seconds
+
+            for row in await self.conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"):
+                with contextlib.suppress(ProcessLookupError):
+                    backends[row["pid"]] = process_cpu_seconds(row["pid"])
+        return cpu_seconds([self.pid]), backends
+
+    @staticmethod
+    def used(before: tuple[float, dict[int, float]],
+             after: tuple[float, dict[int, float]]) -> tuple[float, float]:
+        """Seconds of the server's CPU and of the database's between two reads."""
+        database = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items())
+        return after[0] - before[0], database
+
+
+async def _timed(clocks: _Clocks, rounds: int,
+                 request: Request) -> tuple[float, float, float, float]:
+    """p50 wall time, server CPU per request, mean wall time and database CPU per request,
+    in ms (after one request not counted)."""
     await request()
     times: list[float] = []
-    cpu = cpu_seconds([pid])
+    before = await clocks.read()
     for _ in range(rounds):
         started = time.perf_counter()
         await request()
         times.append(time.perf_counter() - started)
-    used = cpu_seconds([pid]) - cpu
-    return percentile(times, 50) * 1e3, used / rounds * 1e3, sum(times) / rounds * 1e3
+    used, database = _Clocks.used(before, await clocks.read())
+    return (percentile(times, 50) * 1e3, used / rounds * 1e3, sum(times) / rounds * 1e3,
+            database / rounds * 1e3)
 
 
-async def _idle_cpu(pid: int, seconds: float) -> float:
+async def _idle_cpu(clocks: _Clocks, seconds: float) -> tuple[float, float]:
     """The server's CPU per second with no request in flight (its periodic work: heartbeats,
-    host reports, the scheduler's host states), in ms: it is in every request's CPU too."""
-    cpu = cpu_seconds([pid])
+    host reports, the scheduler's host states) and the database's for it, in ms: both are in
+    every request's CPU too."""
+    before = await clocks.read()
     await asyncio.sleep(seconds)
-    return (cpu_seconds([pid]) - cpu) / seconds * 1e3
+    used, database = _Clocks.used(before, await clocks.read())
+    return used / seconds * 1e3, database / seconds * 1e3
 
 
-async def _measure(session: Session, pid: int, network: str, size: int,
+async def _measure(session: Session, clocks: _Clocks, network: str, size: int,
                    args: argparse.Namespace) -> dict[str, float]:
     client, headers = session.client, session.headers
-    idle = await _idle_cpu(pid, args.idle_seconds)
+    idle, idle_database = await _idle_cpu(clocks, args.idle_seconds)
 
     async def get(path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await client.get(path, headers=headers, params=params)
@@ -164,17 +224,17 @@ async def _measure(session: Session, pid: int, network: str, size: int,
 
     first = await get(f"{API}/servers/detail", {"limit": args.limit})
     marker = first["servers"][-1]["id"]
-    found: dict[str, tuple[float, float, float]] = {
-        "detail": await _timed(pid, args.rounds, lambda: get(
+    found: dict[str, tuple[float, float, float, float]] = {
+        "detail": await _timed(clocks, args.rounds, lambda: get(
             f"{API}/servers/detail", {"limit": args.limit})),
-        "detail_next": await _timed(pid, args.rounds, lambda: get(
+        "detail_next": await _timed(clocks, args.rounds, lambda: get(
             f"{API}/servers/detail", {"limit": args.limit, "marker": marker})),
-        "ports": await _timed(pid, args.rounds, lambda: get(
+        "ports": await _timed(clocks, args.rounds, lambda: get(
             f"{NETWORK_API}/ports", {"limit": args.limit})),
-        "servers_all": await _timed(pid, args.rounds, lambda: get(f"{API}/servers")),
+        "servers_all": await _timed(clocks, args.rounds, lambda: get(f"{API}/servers")),
     }
     recorded: list[float] = []
-    cpu = cpu_seconds([pid])
+    before = await clocks.read()
     for n in range(args.boots):
         sent_at = time.time()
         server = await _boot(session, network, f"timed-{size}-{n}")
@@ -183,16 +243,23 @@ async def _measure(session: Session, pid: int, network: str, size: int,
         active_at = await session.recorded_active(server)
         if active_at is not None:
             recorded.append(active_at - sent_at)
-    boot_cpu = (cpu_seconds([pid]) - cpu) / max(args.boots, 1) * 1e3
+    boot_used, boot_database = _Clocks.used(before, await clocks.read())
     metrics = {f"idle_cpu_ms_per_s_{size}": idle}
-    for what, (p50, cpu_ms, wall_ms) in found.items():
+    if clocks.database_url:
+        metrics[f"idle_db_cpu_ms_per_s_{size}"] = idle_database
+    for what, (p50, cpu_ms, wall_ms, database_ms) in found.items():
         metrics[f"{what}_p50_ms_{size}"] = p50
         metrics[f"{what}_cpu_ms_{size}"] = cpu_ms
         # Less what the server spends meanwhile on its own (``idle``, which grows with the
         # servers: heartbeats list them): the request's own CPU.
         metrics[f"{what}_cpu_net_ms_{size}"] = cpu_ms - idle * wall_ms / 1e3
+        if clocks.database_url:
+            metrics[f"{what}_db_cpu_ms_{size}"] = database_ms
+            metrics[f"{what}_db_cpu_net_ms_{size}"] = database_ms - idle_database * wall_ms / 1e3
     metrics[f"boot_p50_ms_{size}"] = percentile(recorded, 50) * 1e3
-    metrics[f"boot_cpu_ms_{size}"] = boot_cpu
+    metrics[f"boot_cpu_ms_{size}"] = boot_used / max(args.boots, 1) * 1e3
+    if clocks.database_url:
+        metrics[f"boot_db_cpu_ms_{size}"] = boot_database / max(args.boots, 1) * 1e3
     _progress(f"{size} servers: " + ", ".join(f"{k.rsplit('_', 1)[0]} {v:.1f}"
                                               for k, v in metrics.items()))
     return metrics
@@ -202,7 +269,11 @@ def _ratios(metrics: dict[str, float], sizes: list[int]) -> dict[str, float]:
     kinds = ("detail_p50_ms", "detail_cpu_ms", "detail_cpu_net_ms", "detail_next_p50_ms",
              "detail_next_cpu_ms", "detail_next_cpu_net_ms", "ports_p50_ms", "ports_cpu_ms",
              "ports_cpu_net_ms", "servers_all_p50_ms", "servers_all_cpu_ms",
-             "servers_all_cpu_net_ms", "boot_p50_ms", "boot_cpu_ms", "idle_cpu_ms_per_s")
+             "servers_all_cpu_net_ms", "boot_p50_ms", "boot_cpu_ms", "idle_cpu_ms_per_s",
+             "detail_db_cpu_ms", "detail_next_db_cpu_ms", "ports_db_cpu_ms",
+             "servers_all_db_cpu_ms", "boot_db_cpu_ms", "idle_db_cpu_ms_per_s",
+             "detail_db_cpu_net_ms", "detail_next_db_cpu_net_ms", "ports_db_cpu_net_ms",
+             "servers_all_db_cpu_net_ms")
     ratios = {}
     for kind in kinds:
         # GET /servers shows every server up to 1,000: compared from the first size of
@@ -255,7 +326,9 @@ async def run(args: argparse.Namespace) -> Result:
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="stratus-bench-scale-") as tmp:
         data = Path(tmp) / "data"
-        async with StratusUp(data, bcrypt_rounds=args.bcrypt_rounds, env=env) as cloud:
+        async with scratch_database(args.database_url) as database_url, \
+                StratusUp(data, bcrypt_rounds=args.bcrypt_rounds, database_url=database_url,
+                          env=env) as cloud, contextlib.AsyncExitStack() as stack:
             password = cloud.admin_password()
             assert password is not None
             limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
@@ -267,17 +340,20 @@ async def run(args: argparse.Namespace) -> Result:
                 network = await _network(session)
                 _progress(f"booting {args.templates} template servers")
                 templates = await _templates(session, network, args.templates)
+                clocks = await stack.enter_async_context(_Clocks(cloud.pid, database_url))
                 for size in sizes:
-                    missing = size - live_servers(data, project)
+                    missing = size - await live_servers(data, project,
+                                                        database_url=database_url)
                     started = time.perf_counter()
-                    clone_servers(data, templates, missing, seed=size)
+                    await clone_servers(data, templates, missing, database_url=database_url,
+                                        seed=size)
                     _progress(f"bulk-loaded {missing} servers in "
                               f"{time.perf_counter() - started:.1f} s")
-                    metrics.update(await _measure(session, cloud.pid, network, size, args))
-        backends = {**sqlite_info(data / "compute.db"), "bus": "memory://",
-                    "virt_driver": "fake", "network_backend": "noop",
-                    "fake_hosts": args.hosts, "bcrypt_rounds": args.bcrypt_rounds,
-                    "populated_by": "bulk load of copied rows (benchmarks._bulk)"}
+                    metrics.update(await _measure(session, clocks, network, size, args))
+            backends = {**await database_info(database_url, data / "compute.db"),
+                        "bus": "memory://", "virt_driver": "fake", "network_backend": "noop",
+                        "fake_hosts": args.hosts, "bcrypt_rounds": args.bcrypt_rounds,
+                        "populated_by": "bulk load of copied rows (benchmarks._bulk)"}
     metrics.update(_ratios(metrics, sizes))
     metrics.update(_scheduler_decision())
     last, first = sizes[-1], sizes[0]

@@ -2,7 +2,7 @@
 port create costs a tree, counted where the load of the machine does not reach.
 
 ``TREE``'s venv runs ``stratus up`` (noop network backend, SQLite, memory bus) under
-``counted_server``; after 40 creates of warm-up, ``N`` creates (default 200,
+``counted_server``; after 120 creates of warm-up, ``N`` creates (default 200,
 ``CONCURRENCY`` in flight, default 1) are counted: SQL statements and CPU time per create,
 and with ``PROF=1`` a cProfile (``OUT.prof``, Python calls per create). With ``VG=1`` in
 the environment the server runs under ``valgrind --tool=callgrind`` with instrumentation on
@@ -29,6 +29,8 @@ import httpx
 
 API = "/network/v2.0"
 SERVER = str(Path(__file__).with_name("counted_server.py"))
+#: Creates before counting.
+WARM_UP = 120
 
 
 def _free_port() -> int:
@@ -105,7 +107,11 @@ def measure(tree: str, out: str, count: int, concurrency: int, profile: str) -> 
 async def _creates(pid: int, port: int, data: Path, count: int, concurrency: int,
                    valgrind: bool) -> float:
     """Warm up, then the counted creates between SIGUSR1 and SIGUSR2; their seconds."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
+    # As ``benchmarks network`` holds its connections: every one kept alive (httpx keeps 20
+    # by default, so with more in flight the server would accept and close connections).
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300,
+                                 limits=limits) as c:
         headers = {"X-Auth-Token": await _token(c, data)}
         net = (await c.post(f"{API}/networks", headers=headers,
                             json={"network": {"name": "counted"}})).json()["network"]
@@ -118,7 +124,9 @@ async def _creates(pid: int, port: int, data: Path, count: int, concurrency: int
             answer = await c.post(f"{API}/ports", headers=headers, json=body)
             assert answer.status_code == 201, answer.text
 
-        for _ in range(40):
+        # Past the first ``TABLE_AFTER_REQUESTS`` (100) requests, which FastAPI routes
+        # before the app's route table is built (the build would be counted otherwise).
+        for _ in range(WARM_UP):
             await create()
         await asyncio.sleep(0.5)
         if valgrind:
