@@ -40,7 +40,7 @@ from stratus.compute.rpcapi import ComputeAgentAPI
 from stratus.compute.scheduler.request_spec import FlavorSpec
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.core.context import RequestContext
-from stratus.core.db import utcnow
+from stratus.core.db import GroupCommit, Txn, utcnow
 from stratus.core.metrics import BOOTS
 
 LOG = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ LOG = logging.getLogger(__name__)
 _IN_QUEUE: ContextVar[bool] = ContextVar("conductor_in_writer_queue", default=False)
 #: SQLite's result code for a lock it could not take in ``busy_timeout``.
 _SQLITE_BUSY = 5
+
+#: Batches of builds' steps one conductor commits at once on PostgreSQL (``_grouped``).
+POSTGRESQL_LANES = 4
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -98,6 +101,30 @@ class ConductorManager:
         self.runtime = runtime
         self.agents = agents
         self.service_down_time = service_down_time
+        #: The builds' steps of concurrent boots, committed together (``_grouped``). Not in
+        #: SQLite's queue of writers, as ``_txn``; one batch at a time on SQLite (one
+        #: writer), a few on PostgreSQL (a batch waiting on a row lock holds up no other).
+        backend = runtime.db.backend
+        self._group = GroupCommit(runtime.db, write=False,
+                                  lanes=1 if backend == "sqlite" else POSTGRESQL_LANES)
+
+    async def _grouped(self, work: Callable[[ComputeService], Awaitable[R]], *, key: str,
+                       one_statement: bool = False) -> R:
+        """One instance's step of a build (``key``: its uuid), in a transaction shared with
+        the steps of other builds that arrive together (``GroupCommit``: one commit for
+        them all under a burst; alone, the transaction ``_txn`` makes). ``work`` may run
+        more than once (a batch that failed runs again unit by unit), each run but the
+        last rolled back: it only reads and writes in its transaction. A retry in the
+        queue of SQLite writers (``_queued_when_busy``) runs alone."""
+        if _IN_QUEUE.get():
+            async with self._txn(one_statement=one_statement) as svc:
+                return await work(svc)
+        runtime = self.runtime
+
+        async def unit(txn: Txn) -> R:
+            return await work(ComputeService(runtime, txn))
+
+        return await self._group.run(unit, key=key, one_statement=one_statement)
 
     @asynccontextmanager
     async def _txn(self, *, one_statement: bool = False) -> AsyncIterator[ComputeService]:
@@ -173,7 +200,7 @@ class ConductorManager:
     @_queued_when_busy
     async def build_started(self, ctx: RequestContext, instance_uuid: str, host: str,
                             event: str) -> InstanceRecord:
-        async with self._txn() as svc:
+        async def work(svc: ComputeService) -> InstanceRecord:
             try:
                 record = await svc.instances.transition(
                     instance_uuid, InstanceUpdate(clear_task_state=True),
@@ -184,6 +211,8 @@ class ConductorManager:
             await svc.instances.record_event(instance_uuid, ctx.request_id, event,
                                              host=host, finished=False)
             return record
+
+        return await self._grouped(work, key=instance_uuid)
 
     @_queued_when_busy
     async def begin_build(self, ctx: RequestContext, instance_uuid: str, host: str,
@@ -198,7 +227,8 @@ class ConductorManager:
         update = InstanceUpdate(task_state=states.NETWORKING)
         # PostgreSQL: the update and the event are one statement, sent alone.
         folded = folds_event(self.runtime.db.backend, update)
-        async with self._txn(one_statement=folded) as svc:
+
+        async def work(svc: ComputeService) -> InstanceRecord | None:
             try:
                 record = await svc.instances.transition(
                     instance_uuid, update, [states.SCHEDULING, None], building=True,
@@ -221,6 +251,8 @@ class ConductorManager:
                                                  host=host, finished=False)
             return record
 
+        return await self._grouped(work, key=instance_uuid, one_statement=folded)
+
     @_queued_when_busy
     async def instance_update(self, ctx: RequestContext, instance_uuid: str,
                               update: InstanceUpdate,
@@ -233,7 +265,8 @@ class ConductorManager:
         folded = event is not None and fault is None and folds_event(
             self.runtime.db.backend, update)
         alone = folded or (event is None and fault is None and update.vm_state is None)
-        async with self._txn(one_statement=alone) as svc:
+
+        async def work(svc: ComputeService) -> InstanceRecord:
             record = await svc.instances.transition(
                 instance_uuid, update, expected_task_state,
                 event=event if folded else None, request_id=ctx.request_id)
@@ -254,14 +287,18 @@ class ConductorManager:
                 await svc.instances.finish_action(instance_uuid, ctx.request_id)
             return record
 
+        return await self._grouped(work, key=instance_uuid, one_statement=alone)
+
     @_queued_when_busy
     async def action_event(self, ctx: RequestContext, instance_uuid: str, event: str,
                            host: str, finished: bool, result: str | None = None,
                            details: str | None = None) -> None:
-        async with self._txn() as svc:
+        async def work(svc: ComputeService) -> None:
             await svc.instances.record_event(instance_uuid, ctx.request_id, event, host=host,
                                              finished=finished, result=result,
                                              details=details)
+
+        await self._grouped(work, key=instance_uuid)
 
     async def build_failed(self, ctx: RequestContext, instance_uuid: str, host: str,
                            fault: Fault, alternates: list[str], attempt: int,

@@ -5,7 +5,8 @@ is named after the service (``alembic_version_identity``) so several services ca
 one PostgreSQL database without sharing tables. SQLite databases run in WAL mode.
 
 ``Database.transaction()`` yields the one transaction primitive, a ``Txn`` (``txn.py``:
-locks, after-commit actions, insert-ignore); ``paging.py`` pages a query in SQL;
+locks, after-commit actions, insert-ignore); ``group.py``'s ``GroupCommit`` runs concurrent
+callers' small units of work in one transaction (group commit); ``paging.py`` pages a query in SQL;
 ``columns.py`` names the column kinds the services' models share (ids, timestamps).
 """
 
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from stratus.core.db.group import GroupCommit
 from stratus.core.db.txn import AfterCommit, Txn, open_transaction
 from stratus.core.exceptions import BadRequest
 
@@ -406,5 +408,6 @@ def database_unreachable(exc: BaseException) -> bool:
     return False
 
 
-__all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "ServerBusy", "Txn", "UTCDateTime",
+__all__ = ["BUSY_ERRORS", "AfterCommit", "Database", "GroupCommit", "ServerBusy", "Txn",
+           "UTCDateTime",
            "configure_pools", "database_unreachable", "run_migrations_online", "utcnow"]

@@ -153,6 +153,16 @@ class Txn:
         if session is not None and (session.new or session.dirty or session.deleted):
             await session.flush()
 
+    async def forget_objects(self) -> None:
+        """The session's pending changes flushed and its objects forgotten (if it was
+        made): what the next unit of a group commit's batch (``group.py``) loads comes from
+        the database, not from the identity map of another unit's objects, which that unit's
+        prebuilt statements may have made stale."""
+        session = self._session
+        if session is not None:
+            await self._flush()
+            session.expunge_all()
+
     async def _close(self) -> None:
         session, self._session = self._session, None
         if session is not None:

@@ -227,3 +227,49 @@ async def test_a_builds_last_update_finishes_its_event_and_action(stack: Stack) 
             select(InstanceActionEvent.result).where(
                 InstanceActionEvent.action_id == action.id)))
     assert results == ["Error", "Success"]
+
+
+async def test_concurrent_builds_steps_commit_together_and_fail_alone(stack: Stack) -> None:
+    """Hosts taking up builds at once: their ``begin_build`` calls share commits (group
+    commit), each host gets its own instance back, and the one whose instance is no
+    longer placed on it (refused) or gone (``instance_update`` of a deleted instance) fails
+    no other's step."""
+    from stratus.compute.conductor.manager import ConductorManager
+    from stratus.compute.errors import UnexpectedTaskState
+    from stratus.compute.rpcapi import ComputeAgentAPI
+
+    uuids = await _building(stack, 12)
+    assert stack.compute is not None and stack.bus is not None
+    compute = stack.compute
+    async with compute.service() as svc:
+        await svc.instances.soft_delete(uuids[-1])
+    conductor = ConductorManager(compute, ComputeAgentAPI(stack.bus))
+    name = "compute__do_build_and_run_instance"
+    commits: list[int] = []
+
+    def count(*_: Any) -> None:
+        commits.append(1)
+
+    event.listen(compute.db.engine.sync_engine, "commit", count)
+    try:
+        taken = await asyncio.gather(*(
+            conductor.begin_build(CTX, uuid, "other" if n == 0 else "node", name)
+            for n, uuid in enumerate(uuids[:-1])))
+        updated = await asyncio.gather(*(
+            conductor.instance_update(CTX, uuid, InstanceUpdate(task_state=states.SPAWNING),
+                                      expected_task_state=[states.NETWORKING])
+            for uuid in uuids), return_exceptions=True)
+    finally:
+        event.remove(compute.db.engine.sync_engine, "commit", count)
+    assert taken[0] is None  # not placed on "other"
+    assert [record.uuid for record in taken[1:] if record is not None] == uuids[1:-1]
+    # The first instance was never taken up, the last is deleted: those two fail alone.
+    assert isinstance(updated[0], UnexpectedTaskState)
+    assert isinstance(updated[-1], UnexpectedTaskState)
+    assert [getattr(r, "uuid", None) for r in updated[1:-1]] == uuids[1:-1]
+    assert all(getattr(r, "task_state", None) == states.SPAWNING for r in updated[1:-1])
+    # 23 steps, alone 21 commits (the two refused commit nothing); together, a handful:
+    # the first steps of 11 builds in one, the second steps in another (after the two
+    # refused ones were taken out and run alone).
+    assert len(commits) <= 4, len(commits)
+    assert conductor._group.batches >= 2

@@ -1,0 +1,331 @@
+"""``GroupCommit`` on both backends: concurrent units share one transaction, each caller
+gets its own outcome, one failing unit fails no other, a cancelled caller's unit does not
+run, and on PostgreSQL a batch gives way on a lock rather than deadlock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from stratus.core.db import Database, GroupCommit, Txn
+from tests.integration.core.conftest import Counter
+
+
+@pytest.fixture
+def commits(db: Database) -> Iterator[list[int]]:
+    """How many COMMITs the database's engine made (one entry each)."""
+    seen: list[int] = []
+
+    def count(*_: Any) -> None:
+        seen.append(1)
+
+    event.listen(db.engine.sync_engine, "commit", count)
+    yield seen
+    event.remove(db.engine.sync_engine, "commit", count)
+
+
+def insert(key: str, value: int = 0) -> Callable[[Txn], Awaitable[str]]:
+    async def unit(txn: Txn) -> str:
+        connection = await txn.connection()
+        await connection.execute(Counter.__table__.insert().values(key=key, value=value))
+        return key
+
+    return unit
+
+
+async def keys(db: Database) -> list[str]:
+    async with db.transaction(write=False) as txn:
+        connection = await txn.connection()
+        return sorted((await connection.execute(select(Counter.key))).scalars())
+
+
+async def test_a_lone_caller_is_one_plain_transaction(db: Database,
+                                                      commits: list[int]) -> None:
+    group = GroupCommit(db)
+    assert await group.run(insert("a")) == "a"
+    assert len(commits) == 1
+    assert group.batches == 0
+    assert await keys(db) == ["a"]
+
+
+async def test_concurrent_callers_share_one_commit(db: Database, commits: list[int]) -> None:
+    group = GroupCommit(db)
+    results = await asyncio.gather(*(group.run(insert(f"k{n}"), key=f"k{n}")
+                                     for n in range(10)))
+    assert results == [f"k{n}" for n in range(10)]  # each caller its own result
+    assert len(commits) == 1
+    assert (group.batches, group.batched_units, group.retried_alone) == (1, 10, 0)
+    assert await keys(db) == sorted(f"k{n}" for n in range(10))
+
+
+async def test_units_that_arrive_while_a_batch_runs_form_the_next(db: Database) -> None:
+    group = GroupCommit(db)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def held(txn: Txn) -> str:
+        await insert("first")(txn)
+        started.set()
+        await release.wait()
+        return "first"
+
+    first = asyncio.create_task(group.run(held))
+    await started.wait()
+    later = [asyncio.create_task(group.run(insert(f"l{n}"))) for n in range(5)]
+    await asyncio.sleep(0.05)
+    assert not any(task.done() for task in later)  # queued behind the running one
+    release.set()
+    assert await first == "first"
+    assert await asyncio.gather(*later) == [f"l{n}" for n in range(5)]
+    assert (group.batches, group.batched_units) == (1, 5)
+
+
+async def test_a_unit_sees_the_units_before_it_of_the_same_key(db: Database) -> None:
+    async with db.transaction() as txn:
+        txn.session.add(Counter(key="c", value=0))
+    group = GroupCommit(db)
+
+    async def increment(txn: Txn) -> int:
+        connection = await txn.connection()
+        await connection.execute(update(Counter).where(Counter.key == "c")
+                                 .values(value=Counter.value + 1))
+        return int((await connection.execute(
+            select(Counter.value).where(Counter.key == "c"))).scalar_one())
+
+    # Arrival order kept for one key (the batch's sort is stable).
+    assert await asyncio.gather(*(group.run(increment, key="c") for _ in range(5))) == [
+        1, 2, 3, 4, 5]
+
+
+async def test_a_batch_runs_its_units_in_key_order(db: Database) -> None:
+    group = GroupCommit(db)
+    order: list[str] = []
+
+    def noting(key: str) -> Callable[[Txn], Awaitable[str]]:
+        async def unit(txn: Txn) -> str:
+            order.append(key)
+            return key
+        return unit
+
+    results = await asyncio.gather(*(group.run(noting(k), key=k) for k in "dbca"))
+    assert results == list("dbca")
+    # The first caller gathers; all four run as one batch, sorted.
+    assert order == list("abcd")
+
+
+async def test_one_failing_unit_fails_no_other(db: Database, commits: list[int]) -> None:
+    group = GroupCommit(db)
+
+    async def failing(txn: Txn) -> str:
+        await insert("bad")(txn)  # written, then undone with its failure
+        raise ValueError("this unit fails")
+
+    outcomes = await asyncio.gather(
+        group.run(insert("a"), key="a"), group.run(failing, key="b"),
+        group.run(insert("c"), key="c"), return_exceptions=True)
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], ValueError)
+    # The batch rolled back; the failing unit ran again alone (and failed again, nothing
+    # committed), the other two together: one commit.
+    assert len(commits) == 1
+    assert group.retried_alone == 1
+    assert await keys(db) == ["a", "c"]
+
+
+async def test_failing_units_are_taken_out_one_by_one(db: Database,
+                                                       commits: list[int]) -> None:
+    group = GroupCommit(db)
+
+    async def failing(txn: Txn) -> str:
+        raise LookupError("gone")
+
+    outcomes = await asyncio.gather(*(
+        group.run(failing if n in (2, 5) else insert(f"k{n}"), key=f"k{n}")
+        for n in range(8)), return_exceptions=True)
+    assert [type(o).__name__ for o in outcomes] == [
+        "str", "str", "LookupError", "str", "str", "LookupError", "str", "str"]
+    assert len(commits) == 1  # the six others still together
+    assert group.retried_alone == 2
+    assert await keys(db) == [f"k{n}" for n in (0, 1, 3, 4, 6, 7)]
+
+
+async def test_a_database_error_runs_every_unit_alone(db: Database) -> None:
+    async with db.transaction() as txn:
+        txn.session.add(Counter(key="taken", value=0))
+    group = GroupCommit(db)
+    outcomes = await asyncio.gather(
+        group.run(insert("a"), key="a"), group.run(insert("taken"), key="b"),
+        group.run(insert("c"), key="c"), return_exceptions=True)
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], IntegrityError)
+    assert await keys(db) == ["a", "c", "taken"]
+    assert group.retried_alone == 3
+
+
+async def test_nothing_is_committed_before_the_batch_commits(db: Database) -> None:
+    group = GroupCommit(db)
+    seen_by_others: list[list[str]] = []
+    reader = Database(str(db.url.render_as_string(hide_password=False)))
+
+    async def second(txn: Txn) -> str:
+        await insert("b")(txn)
+        # The first unit of the batch wrote already; another connection sees nothing.
+        async with reader.transaction(write=False) as other:
+            connection = await other.connection()
+            seen_by_others.append(list((await connection.execute(
+                select(Counter.key))).scalars()))
+        return "b"
+
+    try:
+        assert await asyncio.gather(group.run(insert("a"), key="a"),
+                                    group.run(second, key="b")) == ["a", "b"]
+    finally:
+        await reader.dispose()
+    assert seen_by_others == [[]]
+    assert await keys(db) == ["a", "b"]
+
+
+async def test_a_caller_cancelled_before_its_turn_has_its_unit_not_run(
+        db: Database) -> None:
+    group = GroupCommit(db)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def held(txn: Txn) -> str:
+        started.set()
+        await release.wait()
+        return "held"
+
+    first = asyncio.create_task(group.run(held))
+    await started.wait()
+    cancelled = asyncio.create_task(group.run(insert("cancelled")))
+    kept = asyncio.create_task(group.run(insert("kept")))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    release.set()
+    assert await first == "held"
+    assert await kept == "kept"
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await keys(db) == ["kept"]
+
+
+async def test_a_caller_cancelled_mid_batch_fails_no_other(db: Database) -> None:
+    group = GroupCommit(db)
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(txn: Txn) -> str:
+        await insert("a")(txn)
+        inside.set()
+        await release.wait()
+        return "a"
+
+    lead = asyncio.create_task(group.run(insert("0"), key="0"))
+    waiting = asyncio.create_task(group.run(slow, key="a"))
+    later = asyncio.create_task(group.run(insert("b"), key="b"))
+    after = asyncio.create_task(group.run(insert("c"), key="c"))
+    await inside.wait()  # the batch (0, a, b, c) is at "a"
+    waiting.cancel()  # its unit runs on, and commits with the batch
+    later.cancel()  # not run yet: skipped
+    await asyncio.sleep(0)
+    release.set()
+    assert await lead == "0"
+    assert await after == "c"
+    for task in (waiting, later):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await keys(db) == ["0", "a", "c"]
+
+
+async def test_a_gathering_caller_cancelled_still_runs_the_others(db: Database) -> None:
+    group = GroupCommit(db)
+    lead = asyncio.create_task(group.run(insert("lead"), key="a"))
+    other = asyncio.create_task(group.run(insert("other"), key="b"))
+    await asyncio.sleep(0)  # the lead is gathering, the other joined it
+    assert group._gathering is not None and len(group._gathering) == 2
+    lead.cancel()
+    assert await other == "other"
+    with pytest.raises(asyncio.CancelledError):
+        await lead
+    assert await keys(db) == ["other"]
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+async def test_postgresql_batches_lock_in_key_order_and_do_not_deadlock(
+        db: Database) -> None:
+    """Two processes' batches (two ``Database``s) taking the same two rows, their callers
+    arriving in opposite orders: sorted by key, both lock ``a`` first, so neither gives
+    way (a deadlock would show as units run again alone)."""
+    async with db.transaction() as txn:
+        txn.session.add_all([Counter(key="a", value=0), Counter(key="b", value=0)])
+    other = Database(db.url.render_as_string(hide_password=False))
+    groups = [GroupCommit(db), GroupCommit(other)]
+
+    def locking(key: str) -> Callable[[Txn], Awaitable[str]]:
+        async def unit(txn: Txn) -> str:
+            connection = await txn.connection()
+            await connection.execute(select(Counter.value).where(Counter.key == key)
+                                     .with_for_update())
+            await asyncio.sleep(0.05)
+            await connection.execute(update(Counter).where(Counter.key == key)
+                                     .values(value=Counter.value + 1))
+            return key
+        return unit
+
+    try:
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(
+                groups[0].run(locking("a"), key="a"), groups[0].run(locking("b"), key="b"),
+                groups[1].run(locking("b"), key="b"), groups[1].run(locking("a"), key="a"))
+    finally:
+        await other.dispose()
+    assert results == ["a", "b", "b", "a"]
+    assert [g.retried_alone for g in groups] == [0, 0]
+    assert [g.batches for g in groups] == [1, 1]
+    async with db.transaction(write=False) as txn:
+        connection = await txn.connection()
+        assert dict((await connection.execute(select(Counter.key, Counter.value))).all()) \
+            == {"a": 2, "b": 2}
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+async def test_postgresql_a_batch_gives_way_on_a_held_lock(db: Database) -> None:
+    """A row locked by another transaction past the batch's lock timeout: the batch rolls
+    back and its units run alone, the one on that row waiting as a transaction would."""
+    async with db.transaction() as txn:
+        txn.session.add(Counter(key="x", value=0))
+    group = GroupCommit(db, lock_timeout_ms=100)
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as txn:
+            connection = await txn.connection()
+            await connection.execute(text(
+                "SELECT value FROM core_test_counter WHERE key = 'x' FOR UPDATE"))
+            locked.set()
+            await release.wait()
+
+    async def bump(txn: Txn) -> int:
+        connection = await txn.connection()
+        return int((await connection.execute(text(
+            "UPDATE core_test_counter SET value = value + 1 WHERE key = 'x' "
+            "RETURNING value"))).scalar_one())
+
+    holding = asyncio.create_task(holder())
+    await locked.wait()
+    units = [asyncio.create_task(group.run(insert("a"), key="a")),
+             asyncio.create_task(group.run(bump, key="x"))]
+    await asyncio.sleep(0.4)  # past the lock timeout: the batch gave way
+    assert group.retried_alone >= 1
+    release.set()
+    async with asyncio.timeout(10):
+        assert await asyncio.gather(*units) == ["a", 1]
+        await holding
+    assert await keys(db) == ["a", "x"]
