@@ -27,7 +27,7 @@ from stratus.compute.scheduler.host_state import HostState, load_host_states
 from stratus.compute.scheduler.host_view import HostView
 from stratus.compute.scheduler.request_spec import RequestSpec
 from stratus.compute.scheduler.weighers import DEFAULT_MULTIPLIERS, weigh
-from stratus.core.db import Database, Txn
+from stratus.core.db import Database, GroupCommit, Txn
 
 __all__ = ["HostSelector", "NoValidHost", "SchedulerOptions", "select_hosts"]
 
@@ -50,6 +50,9 @@ class SchedulerOptions:
     refresh_interval: float = 10.0
     max_claim_attempts: int = 10
 
+
+#: Batches of claims one scheduler commits at once on PostgreSQL.
+CLAIM_LANES = 4
 
 #: Hosts named per filter in the evidence (the rest are counted): a fault's details and a
 #: span stay small when thousands of hosts were removed.
@@ -125,6 +128,9 @@ class HostSelector:
         self._view: HostView | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        #: The claims' transactions: concurrent ones commit together (``GroupCommit``).
+        #: One batch at a time on SQLite (one writer); a few on PostgreSQL.
+        self._claims = GroupCommit(db, lanes=1 if db.backend == "sqlite" else CLAIM_LANES)
 
     async def refresh(self) -> HostView:
         """Every host's state, loaded again into a new view."""
@@ -180,14 +186,21 @@ class HostSelector:
                 ordered = select_hosts(view, attempt, self.options, self.rng)
                 chosen = ordered[0]
                 view.consume(chosen, resources)
+
+            async def claim(txn: Txn, chosen: HostState = chosen) -> None:
+                if on_claim is not None:
+                    await on_claim(txn, chosen.host)
+                if before_claim is not None:
+                    await before_claim(txn)
+                await Placement(txn).claim(spec.instance_uuid, chosen.provider_uuid,
+                                           resources)
+
             try:
-                async with self.db.transaction() as txn:
-                    if on_claim is not None:
-                        await on_claim(txn, chosen.host)
-                    if before_claim is not None:
-                        await before_claim(txn)
-                    await Placement(txn).claim(spec.instance_uuid,
-                                                       chosen.provider_uuid, resources)
+                # Committed with the claims of concurrent decisions (group commit), each
+                # claim checked against the provider's generation and usage as its batch
+                # left them: exact as alone. Keyed by provider, so batches lock providers
+                # in one order.
+                await self._claims.run(claim, key=chosen.provider_uuid)
             except (ClaimConflict, InsufficientResources, OperationalError) as exc:
                 LOG.info("claim on %s failed (%s); trying again", chosen.host, exc)
                 await self._reload(chosen.host)

@@ -19,10 +19,10 @@ Contracts:
   statements on the loop's thread, so without that turn no two units would ever meet).
 - No unit's effects are seen as committed before its batch commits, and a caller is
   answered only after that commit. ``after_commit`` actions run after the batch's commit.
-- One unit's failure fails no other. When a unit raises, the batch is rolled back; that
-  unit runs again alone, in a transaction of its own, whose outcome (result or exception)
-  its caller gets; the others run again as a batch (up to ``MAX_PEELS`` times; then
-  each alone).
+- One unit's failure fails no other. When a unit raises, the batch is rolled back; the
+  others run again as a batch (up to ``MAX_PEELS`` times; then each alone), and then
+  that unit alone, in a transaction of its own, whose outcome (result or exception) its
+  caller gets.
   When the batch fails for the database's sake (a deadlock, a lock wait over
   ``lock_timeout_ms``, a busy SQLite lock, a failed COMMIT), every unit runs again alone.
   So a unit may run more than once, each run but the last rolled back: it must do nothing
@@ -217,12 +217,14 @@ class GroupCommit:
                          failed.error)
                 await self._settle_alone(batch)
                 return
-            # One unit's own failure: it alone, the others together again.
-            await self._settle_alone([batch[failed.index]])
+            # One unit's own failure: the others together again, then it alone (after
+            # them, as it ran in the batch: a claim refused for the ones before it is
+            # refused again, not granted ahead of them).
             rest = [unit for n, unit in enumerate(batch)
                     if n != failed.index and not unit.future.done()]
             if rest:
                 await self._settle(rest, peels=peels - 1)
+            await self._settle_alone([batch[failed.index]])
             return
         except Exception as exc:  # the COMMIT failed: nothing of the batch stands
             LOG.info("a batch of %d units did not commit (%s); each runs alone", len(batch),

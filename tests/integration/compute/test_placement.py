@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -120,6 +120,73 @@ async def test_parallel_schedulers_never_overcommit(db: Database) -> None:
         limit = {VCPU: 4, MEMORY_MB: 4096, DISK_GB: 40}[rc]
         assert used <= limit, (hosts[provider], rc, used)
     assert {hosts[p] for p, _, _ in rows} == set(hosts.values())
+
+
+async def test_claims_committed_together_count_each_other_exactly(db: Database) -> None:
+    """Claims in one group-commit batch each see the ones before them (the provider's
+    generation and usage as the batch left them): six claims of one VCPU on four fit four,
+    the other two are refused, with one commit for the four."""
+    from sqlalchemy import event
+
+    from stratus.compute.models import ResourceProvider
+    from stratus.core.db import GroupCommit, Txn
+
+    provider = await add_host(db, "h1", vcpus=4)
+    group = GroupCommit(db)
+    commits: list[int] = []
+
+    def count(*_: object) -> None:
+        commits.append(1)
+
+    def claim(n: int) -> Callable[[Txn], Awaitable[None]]:
+        async def unit(txn: Txn) -> None:
+            await Placement(txn).claim(f"vm-{n}", provider, {VCPU: 1, MEMORY_MB: 1})
+        return unit
+
+    event.listen(db.engine.sync_engine, "commit", count)
+    try:
+        outcomes = await asyncio.gather(*(group.run(claim(n), key=provider)
+                                          for n in range(6)), return_exceptions=True)
+    finally:
+        event.remove(db.engine.sync_engine, "commit", count)
+    assert outcomes[:4] == [None] * 4
+    assert all(isinstance(o, InsufficientResources) for o in outcomes[4:])
+    assert len(commits) == 1
+    async with db.session() as session:
+        assert await Placement(session).usage(provider) == {VCPU: 4, MEMORY_MB: 4}
+        row = await session.get(ResourceProvider, provider)
+        assert row is not None and row.generation == 4  # from 0: bumped by each claim
+
+
+async def test_one_scheduler_s_concurrent_claims_share_commits(db: Database) -> None:
+    """Decisions of one scheduler made together commit their claims together, and still
+    fill the hosts exactly."""
+    from sqlalchemy import event
+
+    for i in range(3):
+        await add_host(db, f"host-{i}", vcpus=4, ram=4096, disk=40)
+    selector = HostSelector(db)
+    flavor = FlavorSpec(vcpus=1, memory_mb=1024, root_gb=5)
+    commits: list[int] = []
+
+    def count(*_: object) -> None:
+        commits.append(1)
+
+    async def boot(n: int) -> str | None:
+        try:
+            return (await selector.select_and_claim(RequestSpec(f"vm-{n}", "p", flavor)))[0]
+        except NoValidHost:
+            return None
+
+    await selector.refresh()
+    event.listen(db.engine.sync_engine, "commit", count)
+    try:
+        results = await asyncio.gather(*(boot(n) for n in range(14)))
+    finally:
+        event.remove(db.engine.sync_engine, "commit", count)
+    assert sorted(r for r in results if r is not None) == sorted(
+        f"host-{i}" for i in range(3) for _ in range(4))
+    assert len(commits) < 12, len(commits)
 
 
 async def test_down_or_disabled_hosts_get_nothing(db: Database) -> None:
