@@ -188,6 +188,7 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
         await _callgrind("on")
     spans_before = _stored_spans(data_dir)
     counts = _SqlCounter()
+    grouped_before = _grouped()
     threads_before = _thread_cpu()
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     if profiler:
@@ -203,6 +204,7 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
     wall = time.perf_counter() - wall_before
     collector.stop()
     counts.stop()
+    grouped = _grouped() - grouped_before
     for statement, seen in counts.kinds.most_common():  # what the statements were
         print(f"{seen / args.boots:7.2f}  {statement}", file=sys.stderr)
     threads_after = _thread_cpu()
@@ -237,10 +239,22 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
         "gc_cpu_ms_per_boot": 1000 * collector.cpu / args.boots,
         "gc_passes_per_boot": collector.passes / args.boots,
     }
+    # Load-dependent: units of work committed in batches of several (group commit), those
+    # batches, and the units a failed batch ran again alone, per boot.
+    metrics["grouped_units_per_boot"] = grouped["batched_units"] / args.boots
+    metrics["group_batches_per_boot"] = grouped["batches"] / args.boots
+    metrics["group_retried_alone_per_boot"] = grouped["retried_alone"] / args.boots
     if profiler:
         metrics["python_calls_per_boot"] = pstats.Stats(profiler).total_calls / args.boots
     return Result(metrics, goals=[Goal("cpu_ms_per_boot", 10.0, "<=",
                                        "issue 21: in-process, profiler off")])
+
+
+def _grouped() -> collections.Counter[str]:
+    """Every group commit's counts so far (``stratus.core.db.group.TOTALS``)."""
+    from stratus.core.db.group import TOTALS
+
+    return collections.Counter(TOTALS)
 
 
 def _stored_spans(data_dir: Path) -> collections.Counter[str]:

@@ -24,7 +24,8 @@ Contracts:
   that unit alone, in a transaction of its own, whose outcome (result or exception) its
   caller gets.
   When the batch fails for the database's sake (a deadlock, a lock wait over
-  ``lock_timeout_ms``, a busy SQLite lock, a failed COMMIT), every unit runs again alone.
+  ``lock_timeout_ms``, a busy SQLite lock, a failed COMMIT), every unit runs again alone,
+  all at once, as their transactions would have run without the group.
   So a unit may run more than once, each run but the last rolled back: it must do nothing
   outside its transaction (queue anything else with ``txn.after_commit``) and keep no
   state between runs. A unit sees the effects of the units before it in its batch, as it
@@ -49,6 +50,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -73,6 +75,11 @@ MAX_BATCH = 64
 MAX_PEELS = 3
 #: PostgreSQL: the longest a batch waits for a lock before it gives way (milliseconds).
 LOCK_TIMEOUT_MS = 200
+
+
+#: Every group commit's counts in this process (benchmarks read them): batches of more than
+#: one unit, the units they held, the units run again alone.
+TOTALS: collections.Counter[str] = collections.Counter()
 
 
 class _Unit(Generic[T]):
@@ -192,10 +199,16 @@ class GroupCommit:
                     return
                 batch = [self._pending.popleft()
                          for _ in range(min(self.max_batch, len(self._pending)))]
-        except BaseException:
-            # This lane's task was cancelled (the loop is closing): nobody is left waiting.
+        except BaseException as exc:
+            # This lane's task was cancelled (the loop is closing), or a bug: nobody is left
+            # waiting for ever.
             for unit in (*batch, *self._pending):
-                unit.future.cancel()
+                if unit.future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    unit.future.set_exception(exc)
+                else:
+                    unit.future.cancel()
             self._pending.clear()
             raise
         finally:
@@ -210,11 +223,15 @@ class GroupCommit:
         try:
             results = await self._together(batch)
         except _UnitFailed as failed:
-            if isinstance(failed.error, DBAPIError) or peels == 0:
-                # The database's failure (a deadlock, a lock timeout, a busy lock), or one
-                # unit's failure too many: every unit alone.
+            if isinstance(failed.error, DBAPIError):
+                # The database's failure (a deadlock, a lock timeout, a busy lock): every
+                # unit alone, at once, as their transactions would have run without the
+                # group (one waiting on a lock holds up no other).
                 LOG.info("a batch of %d units failed (%s); each runs alone", len(batch),
                          failed.error)
+                await asyncio.gather(*(self._settle_alone([unit]) for unit in batch))
+                return
+            if peels == 0:  # one unit's failure too many: every unit alone, in order
                 await self._settle_alone(batch)
                 return
             # One unit's own failure: the others together again, then it alone (after
@@ -229,7 +246,7 @@ class GroupCommit:
         except Exception as exc:  # the COMMIT failed: nothing of the batch stands
             LOG.info("a batch of %d units did not commit (%s); each runs alone", len(batch),
                      exc)
-            await self._settle_alone(batch)
+            await asyncio.gather(*(self._settle_alone([unit]) for unit in batch))
             return
         for unit, result in zip(batch, results, strict=True):
             if not unit.future.done():
@@ -239,6 +256,8 @@ class GroupCommit:
         results: list[Any] = []
         self.batches += 1
         self.batched_units += len(batch)
+        TOTALS["batches"] += 1
+        TOTALS["batched_units"] += len(batch)
         async with self.db.transaction(write=self.write) as txn:
             if txn.dialect == "postgresql" and self.lock_timeout_ms > 0:
                 connection = await txn.connection()
@@ -262,6 +281,7 @@ class GroupCommit:
             if unit.future.done():
                 continue
             self.retried_alone += retry
+            TOTALS["retried_alone"] += retry
             try:
                 result = await self._alone(unit.work, unit.one_statement)
             except Exception as exc:
@@ -280,4 +300,4 @@ def _unit_key(unit: _Unit[Any]) -> str:
     return unit.key
 
 
-__all__ = ["LOCK_TIMEOUT_MS", "MAX_BATCH", "MAX_PEELS", "GroupCommit"]
+__all__ = ["LOCK_TIMEOUT_MS", "MAX_BATCH", "MAX_PEELS", "TOTALS", "GroupCommit"]
