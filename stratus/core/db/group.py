@@ -25,7 +25,8 @@ Contracts:
   caller gets.
   When the batch fails for the database's sake (a deadlock, a lock wait over
   ``lock_timeout_ms``, a busy SQLite lock, a failed COMMIT), every unit runs again alone,
-  all at once, as their transactions would have run without the group.
+  all at once, each in a task of its own, as their transactions would have run without
+  the group (the lane goes on meanwhile).
   So a unit may run more than once, each run but the last rolled back: it must do nothing
   outside its transaction (queue anything else with ``txn.after_commit``) and keep no
   state between runs. A unit sees the effects of the units before it in its batch, as it
@@ -119,7 +120,7 @@ class GroupCommit:
         self.lanes = lanes
         self.max_batch = max_batch
         self.lock_timeout_ms = lock_timeout_ms
-        #: Lanes in use: a caller gathering or running alone, or a batch's task.
+        #: Lanes in use: a caller gathering, or a batch's task.
         self._busy = 0
         #: The batch being gathered in this turn of the loop (None: none is).
         self._gathering: list[_Unit[Any]] | None = None
@@ -156,12 +157,12 @@ class GroupCommit:
             self._launch(batch)  # those who joined still run
             raise
         self._close_gathering(batch)
-        if len(batch) == 1:  # alone: today's transaction, in the caller's task
-            try:
-                return await self._alone(work, one_statement)
-            finally:
-                self._busy -= 1
-                self._next()
+        if len(batch) == 1:
+            # Alone: today's transaction, in the caller's task, holding no lane (whatever
+            # it waits for, a row lock held for long, holds up no batch).
+            self._busy -= 1
+            self._next()
+            return await self._alone(work, one_statement)
         self._launch(batch)
         return await own.future
 
@@ -216,8 +217,8 @@ class GroupCommit:
 
     async def _settle(self, batch: list[_Unit[Any]], *, peels: int = MAX_PEELS) -> None:
         """Each unit of ``batch`` answered: together if they can be, else alone."""
-        if len(batch) == 1:
-            await self._settle_alone(batch, retry=False)
+        if len(batch) == 1:  # as a caller alone: in a task of its own, holding no lane
+            self._alone_soon(batch, retry=False)
             return
         batch.sort(key=_unit_key)
         try:
@@ -229,10 +230,10 @@ class GroupCommit:
                 # group (one waiting on a lock holds up no other).
                 LOG.info("a batch of %d units failed (%s); each runs alone", len(batch),
                          failed.error)
-                await asyncio.gather(*(self._settle_alone([unit]) for unit in batch))
+                self._alone_soon(batch)
                 return
-            if peels == 0:  # one unit's failure too many: every unit alone, in order
-                await self._settle_alone(batch)
+            if peels == 0:  # one unit's failure too many: every unit alone
+                self._alone_soon(batch)
                 return
             # One unit's own failure: the others together again, then it alone (after
             # them, as it ran in the batch: a claim refused for the ones before it is
@@ -241,12 +242,12 @@ class GroupCommit:
                     if n != failed.index and not unit.future.done()]
             if rest:
                 await self._settle(rest, peels=peels - 1)
-            await self._settle_alone([batch[failed.index]])
+            self._alone_soon([batch[failed.index]])
             return
         except Exception as exc:  # the COMMIT failed: nothing of the batch stands
             LOG.info("a batch of %d units did not commit (%s); each runs alone", len(batch),
                      exc)
-            await asyncio.gather(*(self._settle_alone([unit]) for unit in batch))
+            self._alone_soon(batch)
             return
         for unit, result in zip(batch, results, strict=True):
             if not unit.future.done():
@@ -274,22 +275,36 @@ class GroupCommit:
                     raise _UnitFailed(index, exc) from exc
         return results
 
+    def _alone_soon(self, units: list[_Unit[Any]], *, retry: bool = True) -> None:
+        """Each unit run again alone in a task of its own, at once, as its transaction
+        would have run without the group: the lane goes on with the next batch meanwhile,
+        whatever one of them waits for (a row lock held for long)."""
+        loop = asyncio.get_running_loop()
+        for unit in units:
+            task = loop.create_task(self._settle_alone([unit], retry=retry))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def _settle_alone(self, units: list[_Unit[Any]], *, retry: bool = True) -> None:
         """Each unit in a transaction of its own (``retry``: after its batch failed); its
         caller gets that outcome."""
         for unit in units:
-            if unit.future.done():
+            future = unit.future
+            if future.done():
                 continue
             self.retried_alone += retry
             TOTALS["retried_alone"] += retry
             try:
                 result = await self._alone(unit.work, unit.one_statement)
             except Exception as exc:
-                if not unit.future.done():
-                    unit.future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(exc)
+            except BaseException:  # this task cancelled (the loop is closing)
+                future.cancel()
+                raise
             else:
-                if not unit.future.done():
-                    unit.future.set_result(result)
+                if not future.done():
+                    future.set_result(result)
 
     async def _alone(self, work: Callable[[Txn], Awaitable[T]], one_statement: bool) -> T:
         async with self.db.transaction(write=self.write, one_statement=one_statement) as txn:

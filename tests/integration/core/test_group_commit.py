@@ -74,15 +74,17 @@ async def test_units_that_arrive_while_a_batch_runs_form_the_next(db: Database) 
         await release.wait()
         return "first"
 
-    first = asyncio.create_task(group.run(held))
+    # A batch of two (one lane: SQLite's), held open by its first unit.
+    first = asyncio.create_task(group.run(held, key="a"))
+    beside = asyncio.create_task(group.run(insert("second"), key="b"))
     await started.wait()
     later = [asyncio.create_task(group.run(insert(f"l{n}"))) for n in range(5)]
     await asyncio.sleep(0.05)
-    assert not any(task.done() for task in later)  # queued behind the running one
+    assert not any(task.done() for task in later)  # queued behind the running batch
     release.set()
-    assert await first == "first"
+    assert (await first, await beside) == ("first", "second")
     assert await asyncio.gather(*later) == [f"l{n}" for n in range(5)]
-    assert (group.batches, group.batched_units) == (1, 5)
+    assert (group.batches, group.batched_units) == (2, 7)
 
 
 async def test_a_unit_sees_the_units_before_it_of_the_same_key(db: Database) -> None:
@@ -201,18 +203,19 @@ async def test_a_caller_cancelled_before_its_turn_has_its_unit_not_run(
         await release.wait()
         return "held"
 
-    first = asyncio.create_task(group.run(held))
-    await started.wait()
+    first = asyncio.create_task(group.run(held, key="a"))
+    beside = asyncio.create_task(group.run(insert("beside"), key="b"))
+    await started.wait()  # a batch of two runs, holding the one lane
     cancelled = asyncio.create_task(group.run(insert("cancelled")))
     kept = asyncio.create_task(group.run(insert("kept")))
     await asyncio.sleep(0.01)
     cancelled.cancel()
     release.set()
-    assert await first == "held"
+    assert (await first, await beside) == ("held", "beside")
     assert await kept == "kept"
     with pytest.raises(asyncio.CancelledError):
         await cancelled
-    assert await keys(db) == ["kept"]
+    assert await keys(db) == ["beside", "kept"]
 
 
 async def test_a_caller_cancelled_mid_batch_fails_no_other(db: Database) -> None:
