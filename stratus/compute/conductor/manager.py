@@ -1,4 +1,7 @@
-"""The conductor unit. Several can run at once: each call is one database transaction.
+"""The conductor unit. Several can run at once: each call is one database transaction, or
+(a build's steps: ``begin_build``, ``build_started``, ``instance_update``, ``action_event``)
+one unit of a transaction shared with the concurrent calls' (``GroupCommit``), whose
+outcome is the call's own as if alone.
 
 On SQLite the conductor's writes do not queue with compute-api's (a burst of boots would
 hold every build's progress behind every POST): SQLite's busy handler lets them in between.

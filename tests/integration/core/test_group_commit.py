@@ -332,3 +332,40 @@ async def test_postgresql_a_batch_gives_way_on_a_held_lock(db: Database) -> None
         assert await asyncio.gather(*units) == ["a", 1]
         await holding
     assert await keys(db) == ["a", "x"]
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+async def test_postgresql_a_lone_unit_waiting_on_a_lock_holds_up_no_batch(
+        db: Database) -> None:
+    async with db.transaction() as txn:
+        txn.session.add(Counter(key="x", value=0))
+    group = GroupCommit(db)
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as txn:
+            connection = await txn.connection()
+            await connection.execute(text(
+                "SELECT value FROM core_test_counter WHERE key = 'x' FOR UPDATE"))
+            locked.set()
+            await release.wait()
+
+    async def bump(txn: Txn) -> str:
+        connection = await txn.connection()
+        await connection.execute(text(
+            "UPDATE core_test_counter SET value = value + 1 WHERE key = 'x'"))
+        return "x"
+
+    holding = asyncio.create_task(holder())
+    await locked.wait()
+    waiting = asyncio.create_task(group.run(bump, key="x"))  # alone, waits for the lock
+    await asyncio.sleep(0.1)
+    async with asyncio.timeout(5):  # the one lane is free: these commit meanwhile
+        assert await asyncio.gather(group.run(insert("a"), key="a"),
+                                    group.run(insert("b"), key="b")) == ["a", "b"]
+    assert not waiting.done()
+    release.set()
+    async with asyncio.timeout(10):
+        assert await waiting == "x"
+        await holding
