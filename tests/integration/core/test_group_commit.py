@@ -369,3 +369,49 @@ async def test_postgresql_a_lone_unit_waiting_on_a_lock_holds_up_no_batch(
     async with asyncio.timeout(10):
         assert await waiting == "x"
         await holding
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("lock_timeout_ms", [0, 200])
+async def test_postgresql_a_deadlocked_batch_falls_back_to_single_units(
+        db: Database, lock_timeout_ms: int) -> None:
+    """Two batches (two processes' groups) whose units lock two rows in opposite orders:
+    a deadlock. The batch PostgreSQL's detector picks (``lock_timeout_ms`` 0), or the one
+    whose lock wait times out first, rolls back and its units run alone: every caller
+    gets its result, none an error."""
+    async with db.transaction() as txn:
+        txn.session.add_all([Counter(key="a", value=0), Counter(key="b", value=0)])
+    other = Database(db.url.render_as_string(hide_password=False))
+    groups = [GroupCommit(db, lock_timeout_ms=lock_timeout_ms),
+              GroupCommit(other, lock_timeout_ms=lock_timeout_ms)]
+    both_locked = asyncio.Barrier(2)
+
+    def crossing(first: str, second: str) -> Callable[[Txn], Awaitable[str]]:
+        runs = 0
+
+        async def unit(txn: Txn) -> str:
+            nonlocal runs
+            runs += 1
+            connection = await txn.connection()
+            for n, key in enumerate((first, second)):
+                await connection.execute(update(Counter).where(Counter.key == key)
+                                         .values(value=Counter.value + 1))
+                if n == 0 and runs == 1:
+                    await both_locked.wait()  # each batch holds its first row
+            return first + second
+
+        return unit
+
+    try:
+        async with asyncio.timeout(20):
+            results = await asyncio.gather(
+                groups[0].run(crossing("a", "b"), key="1"), groups[0].run(insert("x"), key="2"),
+                groups[1].run(crossing("b", "a"), key="1"), groups[1].run(insert("y"), key="2"))
+    finally:
+        await other.dispose()
+    assert results == ["ab", "x", "ba", "y"]
+    assert sorted(g.retried_alone for g in groups) == [0, 2]
+    async with db.transaction(write=False) as txn:
+        connection = await txn.connection()
+        assert dict((await connection.execute(select(Counter.key, Counter.value))).all()) \
+            == {"a": 2, "b": 2, "x": 0, "y": 0}
