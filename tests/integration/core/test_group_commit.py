@@ -372,18 +372,19 @@ async def test_postgresql_a_lone_unit_waiting_on_a_lock_holds_up_no_batch(
 
 
 @pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("lock_timeout_ms", [0, 200])
+@pytest.mark.parametrize("lock_timeouts_ms", [(0, 0), (200, 0)])
 async def test_postgresql_a_deadlocked_batch_falls_back_to_single_units(
-        db: Database, lock_timeout_ms: int) -> None:
+        db: Database, lock_timeouts_ms: tuple[int, int]) -> None:
     """Two batches (two processes' groups) whose units lock two rows in opposite orders:
-    a deadlock. The batch PostgreSQL's detector picks (``lock_timeout_ms`` 0), or the one
-    whose lock wait times out first, rolls back and its units run alone: every caller
-    gets its result, none an error."""
+    a deadlock. The batch PostgreSQL's detector picks (lock timeouts 0), or the one whose
+    lock wait times out, rolls back and its units run alone: every caller gets its result,
+    none an error. (Not both timing out at once: their units, run alone at the same time,
+    would then deadlock as any two transactions locking in opposite orders do.)"""
     async with db.transaction() as txn:
         txn.session.add_all([Counter(key="a", value=0), Counter(key="b", value=0)])
     other = Database(db.url.render_as_string(hide_password=False))
-    groups = [GroupCommit(db, lock_timeout_ms=lock_timeout_ms),
-              GroupCommit(other, lock_timeout_ms=lock_timeout_ms)]
+    groups = [GroupCommit(db, lock_timeout_ms=lock_timeouts_ms[0]),
+              GroupCommit(other, lock_timeout_ms=lock_timeouts_ms[1])]
     both_locked = asyncio.Barrier(2)
 
     def crossing(first: str, second: str) -> Callable[[Txn], Awaitable[str]]:
