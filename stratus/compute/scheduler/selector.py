@@ -51,8 +51,11 @@ class SchedulerOptions:
     max_claim_attempts: int = 10
 
 
-#: Batches of claims one scheduler commits at once on PostgreSQL.
-CLAIM_LANES = 4
+#: Batches of claims one scheduler commits at once on PostgreSQL. One: two batches of one
+#: process claiming on the same provider wait for each other's row lock, and under load past
+#: the batch's lock timeout (bootcpu on PostgreSQL with 4: 0.45 units a boot run again
+#: alone; with 1: none, and fewer commits).
+CLAIM_LANES = 1
 
 #: Hosts named per filter in the evidence (the rest are counted): a fault's details and a
 #: span stay small when thousands of hosts were removed.
@@ -128,8 +131,8 @@ class HostSelector:
         self._view: HostView | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
-        #: The claims' transactions: concurrent ones commit together (``GroupCommit``).
-        #: One batch at a time on SQLite (one writer); a few on PostgreSQL.
+        #: The claims' transactions: concurrent ones commit together (``GroupCommit``),
+        #: one batch at a time (SQLite has one writer; see ``CLAIM_LANES``).
         self._claims = GroupCommit(db, lanes=1 if db.backend == "sqlite" else CLAIM_LANES)
 
     async def refresh(self) -> HostView:
