@@ -144,23 +144,22 @@ class BrokerProbe:
         self.pid = pid
 
     @classmethod
-    def find(cls) -> BrokerProbe | None:
-        """The probe of this machine's RabbitMQ node; None when none runs here (or it is
-        not readable)."""
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+    def find(cls, port: int) -> BrokerProbe | None:
+        """The probe of this machine's RabbitMQ node listening on ``port``; None when none
+        runs here (or it is not readable)."""
+        import psutil
+
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] != "beam.smp":
                 continue
             try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() != "beam.smp":
-                        continue
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"rabbit" not in f.read():
-                        continue
-                process_cpu_seconds(int(entry))
-            except (OSError, ProcessLookupError):
+                listening = any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                                for c in process.net_connections(kind="tcp"))
+                if listening:
+                    process_cpu_seconds(process.pid)
+                    return cls(process.pid)
+            except (psutil.Error, ProcessLookupError):
                 continue
-            return cls(int(entry))
         return None
 
     def cpu(self) -> float:

@@ -176,6 +176,12 @@ def cpu_seconds(pids: Iterable[int], *, waiting: bool = False) -> float:
 CpuProbe = Callable[[], dict[str, float]]
 
 
+def _amqp_port(url: str) -> int:
+    from stratus.core.bus.url import TransportURL
+
+    return TransportURL.parse(url).hosts[0].port
+
+
 #: The broker's counters reported per boot: messages published (``received``), confirmed,
 #: routed, and delivered and acknowledged by queue type (quorum: the casts; classic: calls
 #: and replies).
@@ -478,7 +484,7 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
 
         metrics = await _measure(cloud.base_url, cloud.identity_url, cloud.admin_password(),
                                  args, lambda: by_role(False), lambda: by_role(True),
-                                 BrokerProbe.find())
+                                 BrokerProbe.find(_amqp_port(args.rabbit_url)))
         dead = cloud.dead()
         if args.log_dir is not None:
             cloud.copy_logs(args.log_dir)
