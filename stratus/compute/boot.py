@@ -121,23 +121,8 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
         rt.clients.volumes, rt.clients.images, context, _block_storage(context),
         BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     await _check_networks(rt, context, req.requested_networks)
-    # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
-    # ``Txn.lock``) from before the checks to the commit of the rows. Shared when the
-    # project's last check here counted nothing (unlimited; no server group, whose members
-    # are counted): one project's boots then run side by side, not one at a time; a limit
-    # found under it runs the transaction again under the exclusive lock.
-    shared = req.group_uuid is None and quotas.TABLE.probably_unlimited(project_id)
     with span("compute.create_rows", step="5"):
-        while True:
-            try:
-                async with rt.service() as svc:
-                    instances, flavor = await _create_rows(svc, context, project_id, req,
-                                                           image, shared=shared)
-                break
-            except NeedsExclusiveLock:
-                if not shared:
-                    raise
-                shared = False
+        instances, flavor = await create_rows(rt, context, req, image)
     if len(instances) == 1:  # the request's later log lines name the new server
         set_instance(instances[0].uuid)
     build = BuildRequest(
@@ -194,6 +179,28 @@ def _block_storage(context: RequestContext) -> str | None:
         return endpoint(context, "block-storage")
     except StratusError:
         return None
+
+
+async def create_rows(rt: ComputeRuntime, context: RequestContext, req: BootRequest,
+                      image: dict[str, Any]) -> tuple[list[Instance], FlavorInfo]:
+    """The checks that need the database and the rows, committed (``image``: the image
+    as the image service answered, ``{}`` for none)."""
+    project_id = context.require_project()
+    # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
+    # ``Txn.lock``) from before the checks to the commit of the rows. Shared when the
+    # project's last check here counted nothing (unlimited; no server group, whose members
+    # are counted): one project's boots then run side by side, not one at a time; a limit
+    # found under it runs the transaction again under the exclusive lock.
+    shared = req.group_uuid is None and quotas.TABLE.probably_unlimited(project_id)
+    while True:
+        try:
+            async with rt.service() as svc:
+                return await _create_rows(svc, context, project_id, req, image,
+                                          shared=shared)
+        except NeedsExclusiveLock:
+            if not shared:
+                raise
+            shared = False
 
 
 async def _create_rows(svc: ComputeService, context: RequestContext, project_id: str,
