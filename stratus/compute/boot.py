@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stratus.compute import block_devices, quotas, server_metadata, volume_attach
+from stratus.compute import block_devices, boot_facts, quotas, server_metadata, volume_attach
 from stratus.compute.block_devices import BootDisks, Mapping
 from stratus.compute.instances import NewInstance
 from stratus.compute.models import Instance
@@ -209,12 +209,13 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
     """The checks that need the database, and the rows; within the quota lock (``shared``:
     see ``stratus.core.quotas``)."""
     assert context.user_id is not None
-    await svc.quotas.lock_project(project_id, shared=shared)
-    try:
-        flavor = await svc.flavors.info(req.flavor_ref, project_id=project_id,
-                                        admin=context.is_admin)
+    try:  # with the quota lock and the limits (see ``boot_facts``)
+        facts = await boot_facts.read(svc.txn, svc.quotas, flavor_id=req.flavor_ref,
+                                      project_id=project_id, admin=context.is_admin,
+                                      shared=shared)
     except NotFound as exc:
         raise BadRequest(f"Flavor {req.flavor_ref} could not be found.") from exc
+    flavor = facts.flavor
     if (image.get("min_ram") or 0) > flavor.ram:
         raise BadRequest("Flavor's memory is too small for requested image.")
     if (image.get("min_disk") or 0) > flavor.disk and flavor.disk:
@@ -233,10 +234,11 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
             raise BadRequest(f"Invalid server group {req.group_uuid}.") from exc
     if req.metadata:
         server_metadata.validate(req.metadata)
-        await svc.server_metadata.check_quota(project_id, len(req.metadata))
+        await svc.server_metadata.check_quota(project_id, len(req.metadata),
+                                              limits=facts.limits)
     disks = block_devices.devices(req.extra_disks, flavor)
     await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram,
-                                     shared=shared)
+                                     shared=shared, limits=facts.limits, usage=facts.usage)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,
         key_name=req.key_name, key_data=key_data, user_data=_user_data(req.user_data),

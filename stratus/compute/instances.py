@@ -13,7 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, or_, select, union_all
+from sqlalchemy import Table, bindparam, case, delete, func, literal, or_, select, union_all
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -137,11 +137,16 @@ class Instances:
                 task_state=states.SCHEDULING, power_state=0, progress=0, created_at=now,
                 system_metadata={}))
         connection = await self.txn.connection()
-        await connection.execute(_INSERT_INSTANCE, rows)
-        await connection.execute(_INSERT_ACTION, [
-            {"instance_uuid": row["uuid"], "request_id": ctx.request_id, "action": "create",
-             "project_id": project_id, "user_id": ctx.user_id, "start_time": now}
-            for row in rows])
+        if self.txn.dialect == "postgresql":  # one statement: the action a CTE's INSERT
+            await connection.execute(_insert_created(tuple(rows[0])), [
+                {"a_request_id": ctx.request_id, **{f"i_{k}": v for k, v in row.items()}}
+                for row in rows])
+        else:
+            await connection.execute(_INSERT_INSTANCE, rows)
+            await connection.execute(_INSERT_ACTION, [
+                {"instance_uuid": row["uuid"], "request_id": ctx.request_id,
+                 "action": "create", "project_id": project_id, "user_id": ctx.user_id,
+                 "start_time": now} for row in rows])
         return [Instance(**row) for row in rows]
 
     async def get(self, instance_uuid: str, *, project_id: str | None = None,
@@ -614,6 +619,25 @@ _ON_HOST = select(_INSTANCES.c.uuid).where(_INSTANCES.c.host == bindparam("w_hos
                                            _INSTANCES.c.deleted_at.is_(None))
 _RECORD_OF = select(_INSTANCES).where(_INSTANCES.c.uuid == bindparam("w_uuid"))
 _INSERT_ACTION = _ACTIONS.insert()
+
+
+
+@functools.cache
+def _insert_created(columns: tuple[str, ...]) -> Any:
+    """PostgreSQL: an instance's row (``columns``, bound as ``i_<column>``) and its
+    ``create`` action (request ``a_request_id``) in one statement, the row's INSERT a
+    data-modifying CTE: a round trip and a statement fewer per boot than two INSERTs.
+    Built once (a boot's rows always name the same columns)."""
+    new = _INSTANCES.insert().values(
+        {c: bindparam(f"i_{c}", type_=_INSTANCES.c[c].type) for c in columns}).returning(
+        _INSTANCES.c.uuid, _INSTANCES.c.project_id, _INSTANCES.c.user_id,
+        _INSTANCES.c.created_at).cte("new_instance")
+    return _ACTIONS.insert().from_select(
+        ["instance_uuid", "request_id", "action", "project_id", "user_id", "start_time"],
+        select(new.c.uuid, bindparam("a_request_id", type_=_ACTIONS.c.request_id.type),
+               literal("create", _ACTIONS.c.action.type), new.c.project_id, new.c.user_id,
+               new.c.created_at))
+
 
 #: The oldest started and unfinished event of the name, finished.
 _FINISH_EVENT = sa_update(_EVENTS).where(_EVENTS.c.id == (

@@ -18,12 +18,16 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from stratus.compute import states
+from stratus.compute import boot, states
+from stratus.compute.boot import BootRequest
+from stratus.compute.errors import QuotaExceeded
+from stratus.compute.models import Instance
 from stratus.compute.objects import InstanceUpdate
 from stratus.compute.placement import Placement
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
+from stratus.core.context import RequestContext
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
@@ -488,3 +492,78 @@ async def test_a_redelivered_schedule_after_a_lost_cast_builds_once(cloud: Cloud
     assert list(held) and len(held) == 1  # one provider: the host it was placed on
     assert held[next(iter(held))]["MEMORY_MB"] == 512
     assert server["OS-EXT-SRV-ATTR:host"]
+
+
+def _boot_context(project_id: str) -> RequestContext:
+    return RequestContext(user_id="u-rows", project_id=project_id, roles=["member"])
+
+
+def _queries(seen: list[tuple[str, Any]]) -> list[str]:
+    """The statements that read or write (no BEGIN, COMMIT or pragma)."""
+    return [sql for sql, _ in seen
+            if sql.split(None, 1)[0].upper() in ("SELECT", "INSERT", "UPDATE", "WITH")]
+
+
+async def test_a_boots_checks_and_rows_are_few_statements(cloud: Cloud) -> None:
+    """The flavor, the quota limits (and on PostgreSQL the quota lock) are one statement;
+    the usage, when a limit is set, is counted in it on SQLite (whose write transaction is
+    the lock) and after it on PostgreSQL (whose statement's snapshot predates its wait for
+    the lock); on PostgreSQL the instance and its action are one INSERT. The rows are
+    what the boot answered with."""
+    from tests.dbcount import statements_of
+
+    compute = cloud.stack.compute
+    assert compute is not None
+    postgresql = compute.db.backend == "postgresql"
+    request = BootRequest(name="rows", image_id="", flavor_ref="1", metadata={"k": "v"})
+    limited = _boot_context("p-limited")  # the defaults: 10 instances, 20 cores
+    with statements_of(compute.db.engine) as seen:
+        (made,), flavor = await boot.create_rows(compute, limited, request, {})
+    # SQLite: the read with the usage, two INSERTs; PostgreSQL: the read with the lock,
+    # the usage, one INSERT (before: 6 and 7, the limits read twice with metadata).
+    assert len(_queries(seen.seen)) == 3, seen.seen
+    assert flavor.id == "1"
+
+    unlimited = _boot_context("p-unlimited")
+    async with compute.service() as svc:
+        await svc.quotas.set_limits("p-unlimited", {"instances": -1, "cores": -1, "ram": -1})
+    await boot.create_rows(compute, unlimited, request, {})  # learns: nothing is counted
+    with statements_of(compute.db.engine) as seen:
+        await boot.create_rows(compute, unlimited, request, {})
+    assert len(_queries(seen.seen)) == (2 if postgresql else 3), seen.seen  # before: 6, 5
+
+    async with compute.service() as svc:
+        stored = await svc.instances.get(made.uuid)
+        action = await svc.instances.action_for(made.uuid, limited.request_id)
+    for column in Instance.__table__.columns:
+        answered = getattr(made, column.key)
+        if answered is not None:
+            assert getattr(stored, column.key) == answered, column.key
+    assert (stored.vm_state, stored.task_state, stored.locked) == (
+        states.BUILDING, states.SCHEDULING, False)
+    assert stored.server_metadata == {"k": "v"} and stored.flavor["name"] == "m1.tiny"
+    assert action is not None
+    assert (action.action, action.project_id, action.user_id, action.start_time) == (
+        "create", "p-limited", "u-rows", stored.created_at)
+
+
+async def test_concurrent_boots_take_exactly_the_quota(cloud: Cloud) -> None:
+    """Boots of one project at once, under a limit: each counts the others' rows (counted
+    after the quota lock, which the flavor's statement takes on PostgreSQL)."""
+    compute = cloud.stack.compute
+    assert compute is not None
+    async with compute.service() as svc:
+        await svc.quotas.set_limits("p-race", {"instances": 3})
+    request = BootRequest(name="race", image_id="", flavor_ref="1")
+
+    async def one() -> str:
+        try:
+            await boot.create_rows(compute, _boot_context("p-race"), request, {})
+        except QuotaExceeded:
+            return "over"
+        return "made"
+
+    results = await asyncio.gather(*(one() for _ in range(8)))
+    assert sorted(results) == ["made"] * 3 + ["over"] * 5
+    async with compute.service() as svc:
+        assert (await svc.quotas.usage("p-race"))["instances"] == 3
