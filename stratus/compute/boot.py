@@ -23,8 +23,7 @@ from typing import Any
 
 from stratus.compute import block_devices, boot_facts, quotas, server_metadata, volume_attach
 from stratus.compute.block_devices import BootDisks, Mapping
-from stratus.compute.instances import NewInstance
-from stratus.compute.models import Instance
+from stratus.compute.instances import CreatedInstance, NewInstance
 from stratus.compute.objects import BuildRequest, FlavorInfo
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.compute.volume_attach import RootVolume
@@ -104,7 +103,7 @@ def snapshot_root_volume(image: dict[str, Any]) -> RootVolume | None:
 
 
 async def boot(rt: ComputeRuntime, context: RequestContext,
-               req: BootRequest) -> list[Instance]:
+               req: BootRequest) -> list[CreatedInstance]:
     """Create the instances and cast their build to the scheduler; the first is the one
     the API answers with."""
     project_id = context.require_project()
@@ -182,7 +181,7 @@ def _block_storage(context: RequestContext) -> str | None:
 
 
 async def create_rows(rt: ComputeRuntime, context: RequestContext, req: BootRequest,
-                      image: dict[str, Any]) -> tuple[list[Instance], FlavorInfo]:
+                      image: dict[str, Any]) -> tuple[list[CreatedInstance], FlavorInfo]:
     """The checks that need the database and the rows, committed (``image``: the image
     as the image service answered, ``{}`` for none)."""
     project_id = context.require_project()
@@ -205,7 +204,7 @@ async def create_rows(rt: ComputeRuntime, context: RequestContext, req: BootRequ
 
 async def _create_rows(svc: ComputeService, context: RequestContext, project_id: str,
                        req: BootRequest, image: dict[str, Any], *,
-                       shared: bool = False) -> tuple[list[Instance], FlavorInfo]:
+                       shared: bool = False) -> tuple[list[CreatedInstance], FlavorInfo]:
     """The checks that need the database, and the rows; within the quota lock (``shared``:
     see ``stratus.core.quotas``)."""
     assert context.user_id is not None
@@ -253,7 +252,8 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
 
 
 async def _root_volumes(rt: ComputeRuntime, context: RequestContext,
-                        instances: list[Instance], root: RootVolume) -> list[Instance]:
+                        instances: list[CreatedInstance],
+                        root: RootVolume) -> list[CreatedInstance]:
     """Ask for each instance's root volume; the instances that got one (the others go to
     ERROR: without a root volume a server cannot be built)."""
     ready = []
