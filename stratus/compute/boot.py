@@ -116,9 +116,10 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
             image.get("img_config_drive", "")).lower() == "mandatory"):
         # Nova's ``force_config_drive`` and an image that cannot boot without one.
         req = replace(req, config_drive=True)
-    await block_devices.check_sources(
-        rt.clients.volumes, rt.clients.images, context, _block_storage(context),
-        BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
+    if req.root_volume is not None or req.extra_disks:  # else nothing to check, and no
+        await block_devices.check_sources(  # catalog to search for block storage
+            rt.clients.volumes, rt.clients.images, context, _block_storage(context),
+            BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     await _check_networks(rt, context, req.requested_networks)
     with span("compute.create_rows", step="5"):
         instances, flavor = await create_rows(rt, context, req, image)

@@ -8,7 +8,6 @@ Handlers authorize, make one domain call and render a view: the boot flow is
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import secrets
 from typing import Any
 
@@ -52,7 +51,7 @@ async def create_server(body: ServerCreateBody, rt: Runtime, caller: CallerDep, 
     s = body.server
     # Made here, so that a config drive holds the password the answer gives.
     password = s.admin_pass or secrets.token_urlsafe(9)
-    request = dataclasses.replace(boot_request(body, version), admin_pass=password)
+    request = boot_request(body, version, admin_pass=password)
     first = (await boot.boot(rt, caller.context, request))[0]
     if s.return_reservation_id:
         return JSONResponse({"reservation_id": first.reservation_id}, status_code=202)
