@@ -568,3 +568,21 @@ async def test_concurrent_boots_take_exactly_the_quota(cloud: Cloud) -> None:
     assert sorted(results) == ["made"] * 3 + ["over"] * 5
     async with compute.service() as svc:
         assert (await svc.quotas.usage("p-race"))["instances"] == 3
+
+
+async def test_a_boot_of_several_makes_a_row_and_an_action_each(cloud: Cloud) -> None:
+    compute = cloud.stack.compute
+    assert compute is not None
+    context = _boot_context("p-several")
+    made, _ = await boot.create_rows(
+        compute, context, BootRequest(name="many", image_id="", flavor_ref="1", count=3), {})
+    assert [m.display_name for m in made] == ["many-1", "many-2", "many-3"]
+    assert len({m.reservation_id for m in made}) == 1
+    async with compute.service() as svc:
+        for index, created in enumerate(made):
+            stored = await svc.instances.get(created.uuid)
+            action = await svc.instances.action_for(created.uuid, context.request_id)
+            assert (stored.display_name, stored.launch_index, stored.reservation_id) == (
+                created.display_name, index, created.reservation_id)
+            assert action is not None and action.start_time == stored.created_at
+        assert (await svc.quotas.usage("p-several"))["instances"] == 3
