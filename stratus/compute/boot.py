@@ -186,11 +186,12 @@ async def create_rows(rt: ComputeRuntime, context: RequestContext, req: BootRequ
     """The checks that need the database and the rows, committed (``image``: the image
     as the image service answered, ``{}`` for none)."""
     project_id = context.require_project()
-    # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
-    # ``Txn.lock``) from before the checks to the commit of the rows. Shared when the
-    # project's last check here counted nothing (unlimited; no server group, whose members
-    # are counted): one project's boots then run side by side, not one at a time; a limit
-    # found under it runs the transaction again under the exclusive lock.
+    # One transaction holding the project's quota lock (core's ``Txn.lock``, taken by its
+    # first statement: ``boot_facts``) from before the checks to the commit of the rows.
+    # Shared when the project's last check here counted nothing (unlimited; no server
+    # group, whose members are counted): one project's boots then run side by side, not
+    # one at a time; a limit found under it runs the transaction again under the
+    # exclusive lock.
     shared = req.group_uuid is None and quotas.TABLE.probably_unlimited(project_id)
     while True:
         try:

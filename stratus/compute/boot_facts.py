@@ -65,8 +65,8 @@ def _statement(lock: bool | None, usage: bool) -> Select[Any]:
 
 async def read(txn: Txn, quotas: Quotas, *, flavor_id: str, project_id: str, admin: bool,
                shared: bool) -> BootFacts:
-    """The flavor a boot names (``NotFound`` if the caller may not use it, as
-    ``Flavors.info``), with the project's quota lock (``shared`` or not) taken and its
+    """The flavor a boot names (``NotFound`` if the caller may not use it,
+    ``flavors.info_of``), with the project's quota lock (``shared`` or not) taken and its
     limits read; its usage too where that costs no statement of its own (see the module
     docstring). If this raises, the transaction must end."""
     table = quotas.table.table

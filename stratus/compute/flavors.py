@@ -35,22 +35,21 @@ SORT_KEYS = {"flavorid": Flavor.id, "id": Flavor.id, "name": Flavor.name,
 
 _FLAVORS = cast(Table, Flavor.__table__)
 _ACCESS = cast(Table, FlavorAccess.__table__)
-#: ``Flavors.info``: what a boot reads of a flavor, and whether project ``p_project`` is one
-#: it is shared with; one Core statement built once, not an ORM load (every boot reads one).
-#: (``INFO_COLUMNS``: its columns, which another statement reading the flavor
-#: ``f_id`` of table ``FLAVORS`` selects for ``info_of``.)
+#: What a boot reads of a flavor (``info_of``), and whether project ``p_project`` is one it
+#: is shared with: columns of a statement reading the flavor of table ``FLAVORS``
+#: (``stratus.compute.boot_facts``, which reads the quota limits with it).
 INFO_COLUMNS: tuple[Any, ...] = (
     _FLAVORS.c.id, _FLAVORS.c.name, _FLAVORS.c.vcpus, _FLAVORS.c.ram, _FLAVORS.c.disk,
     _FLAVORS.c.ephemeral, _FLAVORS.c.swap, _FLAVORS.c.extra_specs, _FLAVORS.c.is_public,
     exists().where(_ACCESS.c.flavor_id == _FLAVORS.c.id,
                    _ACCESS.c.project_id == bindparam("p_project")).label("shared"))
 FLAVORS = _FLAVORS
-_INFO: Any = select(*INFO_COLUMNS).where(_FLAVORS.c.id == bindparam("f_id"))
 
 
 def info_of(row: Any, flavor_id: str, *, project_id: str | None, admin: bool) -> FlavorInfo:
-    """``Flavors.info``'s answer from a row of ``INFO_COLUMNS`` (None: no such flavor),
-    whichever statement read it."""
+    """The flavor as a boot records it, from a row of ``INFO_COLUMNS`` (None: no such
+    flavor), if the caller may use it (as ``Flavors.get``: public, shared with
+    ``project_id``, or ``admin``); ``NotFound`` otherwise."""
     if row is None or not (row.is_public or admin or (project_id is not None
                                                       and row.shared)):
         raise NotFound(f"Flavor {flavor_id} could not be found.")
@@ -107,16 +106,6 @@ class Flavors:
         if flavor is None or not await self._accessible(flavor, project_id, admin):
             raise NotFound(f"Flavor {flavor_id} could not be found.")
         return flavor
-
-    async def info(self, flavor_id: str, *, project_id: str | None,
-                   admin: bool) -> FlavorInfo:
-        """The flavor as a boot records it, if the caller may use it (as ``get``: public,
-        shared with ``project_id``, or ``admin``); ``NotFound`` otherwise. One prebuilt
-        statement, no ORM object."""
-        connection = await self.txn.connection()
-        row = (await connection.execute(_INFO, {"f_id": flavor_id,
-                                                "p_project": project_id})).one_or_none()
-        return info_of(row, flavor_id, project_id=project_id, admin=admin)
 
     async def list_flavors(self, query: FlavorQuery, *, project_id: str | None,
                            admin: bool) -> list[Flavor]:
