@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._cloud import free_port, scratch_database, stratus_command
+from benchmarks._cpu import process_cpu_seconds
 from stratus.core import spanstore
 
 API_UNITS = ("identity-api", "image-api", "compute-api")
@@ -122,6 +123,65 @@ async def _delete_vhost(name: str, within: float = 120) -> None:
                       f"`rabbitmqctl delete_vhost {name}`: {exc}", file=sys.stderr, flush=True)
                 return
         await asyncio.sleep(2)
+
+
+#: The broker's global counters (``rabbit_global_counters``, RabbitMQ 3.9+) that are not 0,
+#: one ``<labels> <counter> <value>`` line each (labels: protocol, then queue type).
+_COUNTERS_EVAL = (
+    'lists:flatten([io_lib:format("~s ~s ~b~n", [string:join([atom_to_list(V) || {_, V} <- '
+    'Ls], "."), K, N]) || {Ls, C} <- maps:to_list(rabbit_global_counters:overview()), '
+    '{K, N} <- maps:to_list(C), N =/= 0]).')
+
+
+class BrokerProbe:
+    """The local RabbitMQ node as a run sees it: its CPU time so far (``beam.smp``, every
+    scheduler thread: the broker's work for every connection, ours and other users') and its
+    message counters (published, routed, confirmed; delivered and acknowledged by queue
+    type). Both are the node's, not the virtual host's: other traffic on a shared broker
+    counts too (read the idle figures beside them)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    @classmethod
+    def find(cls, port: int) -> BrokerProbe | None:
+        """The probe of this machine's RabbitMQ node listening on ``port``; None when none
+        runs here (or it is not readable)."""
+        import psutil
+
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] != "beam.smp":
+                continue
+            try:
+                listening = any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                                for c in process.net_connections(kind="tcp"))
+                if listening:
+                    process_cpu_seconds(process.pid)
+                    return cls(process.pid)
+            except (psutil.Error, ProcessLookupError):
+                continue
+        return None
+
+    def cpu(self) -> float:
+        """Seconds of CPU the node has used so far (nan once it is gone: restarted)."""
+        try:
+            return process_cpu_seconds(self.pid)
+        except ProcessLookupError:
+            return float("nan")
+
+    async def counters(self) -> dict[str, int]:
+        """``{"<labels>.<counter>": value}`` of the node's global counters; {} when
+        ``rabbitmqctl`` cannot read them."""
+        try:
+            out = await rabbitmqctl("eval", _COUNTERS_EVAL)
+        except (RuntimeError, OSError, TimeoutError):
+            return {}
+        found: dict[str, int] = {}
+        for line in out.strip().strip('"').split("\\n"):
+            parts = line.split()
+            if len(parts) == 3 and parts[2].lstrip("-").isdigit():
+                found[f"{parts[0]}.{parts[1]}"] = int(parts[2])
+        return found
 
 
 def log_tail(work_dir: Path, name: str, lines: int = 30) -> str:

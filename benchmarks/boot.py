@@ -35,7 +35,12 @@ periodic tasks of every fake host, paid during the runs as well), then:
   ``concurrent_runqueue_wait_ms_per_boot`` (and by role) is the time the processes' threads
   were runnable but waited for a CPU (``/proc/PID/task/TID/schedstat``), per boot: on a
   machine shared with other work, what the boots waited on that no change to the cloud's
-  locks, pools or round trips removes.
+  locks, pools or round trips removes. ``concurrent_broker_cpu_ms_per_boot`` is the local
+  RabbitMQ node's CPU (``beam.smp``) over the same run, per boot, and
+  ``concurrent_broker_*_per_boot`` its message counters (published as ``received``,
+  ``confirmed``, ``routed``; ``quorum_``/``classic_`` ``delivered`` and ``acknowledged``) per
+  boot; ``idle_broker_cpu_percent`` the node's CPU during the idle phase. They are the node's
+  own figures: other users of a shared broker count in them too.
 
 ``--tracing-overhead`` runs the all-in-one ``--overhead-rounds`` times with tracing off (its
 metrics prefixed ``tracing_off_``) and as many times as usual (tracing on, spans into the span
@@ -53,6 +58,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -65,7 +71,7 @@ import httpx
 
 from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, database_info, issue_token, sqlite_info
-from benchmarks._split import SplitCloud, Worker
+from benchmarks._split import BrokerProbe, SplitCloud, Worker
 
 DESCRIPTION = ("POST /servers to ACTIVE latency and concurrent boot throughput, all-in-one "
                "and split mode")
@@ -170,6 +176,26 @@ def cpu_seconds(pids: Iterable[int], *, waiting: bool = False) -> float:
 CpuProbe = Callable[[], dict[str, float]]
 
 
+def _amqp_port(url: str) -> int:
+    from stratus.core.bus.url import TransportURL
+
+    return TransportURL.parse(url).hosts[0].port
+
+
+#: The broker's counters reported per boot: messages published (``received``), confirmed,
+#: routed, and delivered and acknowledged by queue type (quorum: the casts; classic: calls
+#: and replies).
+_COUNTED = re.compile(r"messages_(received|confirmed|routed|delivered|acknowledged)_total$")
+
+
+def _counter_metric(name: str) -> str:
+    """``amqp091.rabbit_quorum_queue.messages_delivered_total`` -> ``quorum_delivered``."""
+    labels, _, counter = name.rpartition(".")
+    kind = labels.rpartition(".")[2].removeprefix("rabbit_").removesuffix("_queue")
+    counter = counter.removeprefix("messages_").removesuffix("_total")
+    return counter if kind == "amqp091" else f"{kind}_{counter}"
+
+
 def _epoch(timestamp: str) -> float:
     """An instance action time (UTC, no zone, microseconds) as seconds since the epoch."""
     return dt.datetime.fromisoformat(timestamp).replace(tzinfo=dt.UTC).timestamp()
@@ -258,15 +284,23 @@ async def _prepare(client: httpx.AsyncClient, identity_url: str, password: str,
         await asyncio.sleep(0.5)
 
 
-async def _idle(cpu: CpuProbe, seconds: float) -> dict[str, float]:
+async def _idle(cpu: CpuProbe, seconds: float,
+                broker: BrokerProbe | None = None) -> dict[str, float]:
     """CPU the cloud uses doing nothing (heartbeats, periodic tasks of every fake host), as a
-    percentage of one CPU: it is paid during the runs too, whatever the boots cost."""
+    percentage of one CPU: it is paid during the runs too, whatever the boots cost. With
+    ``broker``, the broker's too (``idle_broker_cpu_percent``: the cloud's idle traffic and
+    whatever else uses the broker)."""
     if seconds <= 0:
         return {}
     before, started = sum(cpu().values()), time.perf_counter()
+    broker_before = broker.cpu() if broker is not None else 0.0
     await asyncio.sleep(seconds)
     used = sum(cpu().values()) - before
-    return {"idle_cpu_percent": used / (time.perf_counter() - started) * 100}
+    elapsed = time.perf_counter() - started
+    metrics = {"idle_cpu_percent": used / elapsed * 100}
+    if broker is not None:
+        metrics["idle_broker_cpu_percent"] = (broker.cpu() - broker_before) / elapsed * 100
+    return metrics
 
 
 async def _sequential(session: Session, args: argparse.Namespace) -> dict[str, float]:
@@ -299,8 +333,12 @@ async def _sequential(session: Session, args: argparse.Namespace) -> dict[str, f
 
 
 async def _concurrent(session: Session, args: argparse.Namespace,
-                      cpu: CpuProbe, waits: CpuProbe | None = None) -> dict[str, float]:
+                      cpu: CpuProbe, waits: CpuProbe | None = None,
+                      broker: BrokerProbe | None = None) -> dict[str, float]:
     n = args.concurrent
+    # Read before the clock starts: ``rabbitmqctl`` takes a second or so.
+    counters_before = await broker.counters() if broker is not None else {}
+    broker_before = broker.cpu() if broker is not None else 0.0
     cpu_before = cpu()
     waits_before = waits() if waits is not None else {}
     sent_at = time.time()
@@ -323,6 +361,7 @@ async def _concurrent(session: Session, args: argparse.Namespace,
             break
         await asyncio.sleep(args.concurrent_poll_interval)
     cpu_used = {role: used - cpu_before.get(role, 0.0) for role, used in cpu().items()}
+    broker_used = broker.cpu() - broker_before if broker is not None else math.nan
     waited = ({role: w - waits_before.get(role, 0.0) for role, w in waits().items()}
               if waits is not None else {})
     # After the clock: each server's status, host and recorded ACTIVE time.
@@ -361,6 +400,13 @@ async def _concurrent(session: Session, args: argparse.Namespace,
     if len(cpu_used) > 1:
         metrics.update({f"concurrent_cpu_ms_per_boot_{role}": used / n * 1e3
                         for role, used in cpu_used.items()})
+    if broker is not None and n:
+        metrics["concurrent_broker_cpu_ms_per_boot"] = broker_used / n * 1e3
+        counters_after = await broker.counters()
+        for name, value in counters_after.items():
+            if name in counters_before and _COUNTED.search(name):
+                metrics[f"concurrent_broker_{_counter_metric(name)}_per_boot"] = (
+                    value - counters_before[name]) / n
     if waited and n:
         metrics["concurrent_runqueue_wait_ms_per_boot"] = sum(waited.values()) / n * 1e3
         metrics.update({f"concurrent_runqueue_wait_ms_per_boot_{role}": w / n * 1e3
@@ -373,16 +419,17 @@ async def _concurrent(session: Session, args: argparse.Namespace,
 
 async def _measure(base_url: str, identity_url: str, password: str,
                    args: argparse.Namespace, cpu: CpuProbe,
-                   waits: CpuProbe | None = None) -> dict[str, float]:
+                   waits: CpuProbe | None = None,
+                   broker: BrokerProbe | None = None) -> dict[str, float]:
     limits = httpx.Limits(max_connections=args.connections,
                           max_keepalive_connections=args.connections)
     async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as client:
         session = await _prepare(client, identity_url, password, args.hosts)
         for n in range(args.warmup):
             await session.wait_done(await session.post(f"warm{n}"), args.poll_interval)
-        metrics = await _idle(cpu, args.idle)
+        metrics = await _idle(cpu, args.idle, broker)
         metrics.update(await _sequential(session, args))
-        metrics.update(await _concurrent(session, args, cpu, waits))
+        metrics.update(await _concurrent(session, args, cpu, waits, broker))
     # On stderr at once: a failure later (another mode, clean-up) must not lose them.
     _progress(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
     return metrics
@@ -436,7 +483,8 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
             return roles
 
         metrics = await _measure(cloud.base_url, cloud.identity_url, cloud.admin_password(),
-                                 args, lambda: by_role(False), lambda: by_role(True))
+                                 args, lambda: by_role(False), lambda: by_role(True),
+                                 BrokerProbe.find(_amqp_port(args.rabbit_url)))
         dead = cloud.dead()
         if args.log_dir is not None:
             cloud.copy_logs(args.log_dir)

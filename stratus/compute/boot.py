@@ -21,10 +21,9 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stratus.compute import block_devices, quotas, server_metadata, volume_attach
+from stratus.compute import block_devices, boot_facts, quotas, server_metadata, volume_attach
 from stratus.compute.block_devices import BootDisks, Mapping
-from stratus.compute.instances import NewInstance
-from stratus.compute.models import Instance
+from stratus.compute.instances import CreatedInstance, NewInstance
 from stratus.compute.objects import BuildRequest, FlavorInfo
 from stratus.compute.service import ComputeRuntime, ComputeService
 from stratus.compute.volume_attach import RootVolume
@@ -104,7 +103,7 @@ def snapshot_root_volume(image: dict[str, Any]) -> RootVolume | None:
 
 
 async def boot(rt: ComputeRuntime, context: RequestContext,
-               req: BootRequest) -> list[Instance]:
+               req: BootRequest) -> list[CreatedInstance]:
     """Create the instances and cast their build to the scheduler; the first is the one
     the API answers with."""
     project_id = context.require_project()
@@ -117,27 +116,13 @@ async def boot(rt: ComputeRuntime, context: RequestContext,
             image.get("img_config_drive", "")).lower() == "mandatory"):
         # Nova's ``force_config_drive`` and an image that cannot boot without one.
         req = replace(req, config_drive=True)
-    await block_devices.check_sources(
-        rt.clients.volumes, rt.clients.images, context, _block_storage(context),
-        BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
+    if req.root_volume is not None or req.extra_disks:  # else nothing to check, and no
+        await block_devices.check_sources(  # catalog to search for block storage
+            rt.clients.volumes, rt.clients.images, context, _block_storage(context),
+            BootDisks(req.image_id, req.root_volume, req.extra_disks), req.count)
     await _check_networks(rt, context, req.requested_networks)
-    # One transaction holding the project's quota lock (``Quotas.lock_project``: core's
-    # ``Txn.lock``) from before the checks to the commit of the rows. Shared when the
-    # project's last check here counted nothing (unlimited; no server group, whose members
-    # are counted): one project's boots then run side by side, not one at a time; a limit
-    # found under it runs the transaction again under the exclusive lock.
-    shared = req.group_uuid is None and quotas.TABLE.probably_unlimited(project_id)
     with span("compute.create_rows", step="5"):
-        while True:
-            try:
-                async with rt.service() as svc:
-                    instances, flavor = await _create_rows(svc, context, project_id, req,
-                                                           image, shared=shared)
-                break
-            except NeedsExclusiveLock:
-                if not shared:
-                    raise
-                shared = False
+        instances, flavor = await create_rows(rt, context, req, image)
     if len(instances) == 1:  # the request's later log lines name the new server
         set_instance(instances[0].uuid)
     build = BuildRequest(
@@ -196,18 +181,42 @@ def _block_storage(context: RequestContext) -> str | None:
         return None
 
 
+async def create_rows(rt: ComputeRuntime, context: RequestContext, req: BootRequest,
+                      image: dict[str, Any]) -> tuple[list[CreatedInstance], FlavorInfo]:
+    """The checks that need the database and the rows, committed (``image``: the image
+    as the image service answered, ``{}`` for none)."""
+    project_id = context.require_project()
+    # One transaction holding the project's quota lock (core's ``Txn.lock``, taken by its
+    # first statement: ``boot_facts``) from before the checks to the commit of the rows.
+    # Shared when the project's last check here counted nothing (unlimited; no server
+    # group, whose members are counted): one project's boots then run side by side, not
+    # one at a time; a limit found under it runs the transaction again under the
+    # exclusive lock.
+    shared = req.group_uuid is None and quotas.TABLE.probably_unlimited(project_id)
+    while True:
+        try:
+            async with rt.service() as svc:
+                return await _create_rows(svc, context, project_id, req, image,
+                                          shared=shared)
+        except NeedsExclusiveLock:
+            if not shared:
+                raise
+            shared = False
+
+
 async def _create_rows(svc: ComputeService, context: RequestContext, project_id: str,
                        req: BootRequest, image: dict[str, Any], *,
-                       shared: bool = False) -> tuple[list[Instance], FlavorInfo]:
+                       shared: bool = False) -> tuple[list[CreatedInstance], FlavorInfo]:
     """The checks that need the database, and the rows; within the quota lock (``shared``:
     see ``stratus.core.quotas``)."""
     assert context.user_id is not None
-    await svc.quotas.lock_project(project_id, shared=shared)
-    try:
-        flavor = await svc.flavors.info(req.flavor_ref, project_id=project_id,
-                                        admin=context.is_admin)
+    try:  # with the quota lock and the limits (see ``boot_facts``)
+        facts = await boot_facts.read(svc.txn, svc.quotas, flavor_id=req.flavor_ref,
+                                      project_id=project_id, admin=context.is_admin,
+                                      shared=shared)
     except NotFound as exc:
         raise BadRequest(f"Flavor {req.flavor_ref} could not be found.") from exc
+    flavor = facts.flavor
     if (image.get("min_ram") or 0) > flavor.ram:
         raise BadRequest("Flavor's memory is too small for requested image.")
     if (image.get("min_disk") or 0) > flavor.disk and flavor.disk:
@@ -226,10 +235,11 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
             raise BadRequest(f"Invalid server group {req.group_uuid}.") from exc
     if req.metadata:
         server_metadata.validate(req.metadata)
-        await svc.server_metadata.check_quota(project_id, len(req.metadata))
+        await svc.server_metadata.check_quota(project_id, len(req.metadata),
+                                              limits=facts.limits)
     disks = block_devices.devices(req.extra_disks, flavor)
     await svc.quotas.check_instances(project_id, req.count, flavor.vcpus, flavor.ram,
-                                     shared=shared)
+                                     shared=shared, limits=facts.limits, usage=facts.usage)
     instances = await svc.instances.create(context, NewInstance(
         name=req.name, image_ref="" if req.root_volume else req.image_id, flavor=flavor,
         key_name=req.key_name, key_data=key_data, user_data=_user_data(req.user_data),
@@ -244,7 +254,8 @@ async def _create_rows(svc: ComputeService, context: RequestContext, project_id:
 
 
 async def _root_volumes(rt: ComputeRuntime, context: RequestContext,
-                        instances: list[Instance], root: RootVolume) -> list[Instance]:
+                        instances: list[CreatedInstance],
+                        root: RootVolume) -> list[CreatedInstance]:
     """Ask for each instance's root volume; the instances that got one (the others go to
     ERROR: without a root volume a server cannot be built)."""
     ready = []

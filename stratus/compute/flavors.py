@@ -35,14 +35,27 @@ SORT_KEYS = {"flavorid": Flavor.id, "id": Flavor.id, "name": Flavor.name,
 
 _FLAVORS = cast(Table, Flavor.__table__)
 _ACCESS = cast(Table, FlavorAccess.__table__)
-#: ``Flavors.info``: what a boot reads of a flavor, and whether project ``p_project`` is one
-#: it is shared with; one Core statement built once, not an ORM load (every boot reads one).
-_INFO: Any = select(
+#: What a boot reads of a flavor (``info_of``), and whether project ``p_project`` is one it
+#: is shared with: columns of a statement reading the flavor of table ``FLAVORS``
+#: (``stratus.compute.boot_facts``, which reads the quota limits with it).
+INFO_COLUMNS: tuple[Any, ...] = (
     _FLAVORS.c.id, _FLAVORS.c.name, _FLAVORS.c.vcpus, _FLAVORS.c.ram, _FLAVORS.c.disk,
     _FLAVORS.c.ephemeral, _FLAVORS.c.swap, _FLAVORS.c.extra_specs, _FLAVORS.c.is_public,
     exists().where(_ACCESS.c.flavor_id == _FLAVORS.c.id,
-                   _ACCESS.c.project_id == bindparam("p_project")).label("shared"),
-).where(_FLAVORS.c.id == bindparam("f_id"))
+                   _ACCESS.c.project_id == bindparam("p_project")).label("shared"))
+FLAVORS = _FLAVORS
+
+
+def info_of(row: Any, flavor_id: str, *, project_id: str | None, admin: bool) -> FlavorInfo:
+    """The flavor as a boot records it, from a row of ``INFO_COLUMNS`` (None: no such
+    flavor), if the caller may use it (as ``Flavors.get``: public, shared with
+    ``project_id``, or ``admin``); ``NotFound`` otherwise."""
+    if row is None or not (row.is_public or admin or (project_id is not None
+                                                      and row.shared)):
+        raise NotFound(f"Flavor {flavor_id} could not be found.")
+    return FlavorInfo(id=row.id, name=row.name, vcpus=row.vcpus, ram=row.ram,
+                      disk=row.disk, ephemeral=row.ephemeral or 0, swap=row.swap or 0,
+                      extra_specs=dict(row.extra_specs or {}))
 
 
 @dataclass(frozen=True)
@@ -93,21 +106,6 @@ class Flavors:
         if flavor is None or not await self._accessible(flavor, project_id, admin):
             raise NotFound(f"Flavor {flavor_id} could not be found.")
         return flavor
-
-    async def info(self, flavor_id: str, *, project_id: str | None,
-                   admin: bool) -> FlavorInfo:
-        """The flavor as a boot records it, if the caller may use it (as ``get``: public,
-        shared with ``project_id``, or ``admin``); ``NotFound`` otherwise. One prebuilt
-        statement, no ORM object."""
-        connection = await self.txn.connection()
-        row = (await connection.execute(_INFO, {"f_id": flavor_id,
-                                                "p_project": project_id})).one_or_none()
-        if row is None or not (row.is_public or admin or (project_id is not None
-                                                          and row.shared)):
-            raise NotFound(f"Flavor {flavor_id} could not be found.")
-        return FlavorInfo(id=row.id, name=row.name, vcpus=row.vcpus, ram=row.ram,
-                          disk=row.disk, ephemeral=row.ephemeral or 0, swap=row.swap or 0,
-                          extra_specs=dict(row.extra_specs or {}))
 
     async def list_flavors(self, query: FlavorQuery, *, project_id: str | None,
                            admin: bool) -> list[Flavor]:

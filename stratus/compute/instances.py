@@ -13,7 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, or_, select, union_all
+from sqlalchemy import Table, bindparam, case, delete, func, literal, or_, select, union_all
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, ScalarSelect
     from sqlalchemy.engine import Row
 
-__all__ = ["Instance", "InstanceFault", "Instances", "NewInstance", "UnexpectedTaskState",
-           "flavor_info", "hostname_of"]
+__all__ = ["CreatedInstance", "Instance", "InstanceFault", "Instances", "NewInstance",
+           "UnexpectedTaskState", "flavor_info", "hostname_of"]
 
 #: The tables the boot's hot path writes with plain statements (no ORM unit of work).
 _INSTANCES = cast(Table, Instance.__table__)
@@ -88,6 +88,19 @@ class NewInstance:
     block_devices: tuple[BlockDevice, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedInstance:
+    """What a boot answers with of an instance it just inserted (``Instances.create``): an
+    ORM object built from the row cost ~270 Python calls (its attributes' instrumentation),
+    for the three fields the API's answer shows."""
+
+    uuid: str
+    display_name: str
+    reservation_id: str
+    launch_index: int
+    security_groups: list[str]
+
+
 def hostname_of(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
     return cleaned[:63] or "server"
@@ -106,11 +119,10 @@ class Instances:
         return self.txn.session
 
     async def create(self, ctx: RequestContext, spec: NewInstance,
-                     count: int = 1) -> list[Instance]:
+                     count: int = 1) -> list[CreatedInstance]:
         """Rows for ``count`` instances of one request, building and scheduling, and their
-        ``create`` actions: two INSERTs (not the ORM's unit of work: every boot makes them).
-        The instances returned are not in the session (what the caller reads of them is
-        what was inserted)."""
+        ``create`` actions: two INSERTs, one on PostgreSQL (not the ORM's unit of work:
+        every boot makes them)."""
         project_id = ctx.require_project()
         assert ctx.user_id is not None  # an authenticated request has a user
         reservation = f"r-{uuidlib.uuid4().hex[:8]}"
@@ -137,12 +149,18 @@ class Instances:
                 task_state=states.SCHEDULING, power_state=0, progress=0, created_at=now,
                 system_metadata={}))
         connection = await self.txn.connection()
-        await connection.execute(_INSERT_INSTANCE, rows)
-        await connection.execute(_INSERT_ACTION, [
-            {"instance_uuid": row["uuid"], "request_id": ctx.request_id, "action": "create",
-             "project_id": project_id, "user_id": ctx.user_id, "start_time": now}
-            for row in rows])
-        return [Instance(**row) for row in rows]
+        if self.txn.dialect == "postgresql":  # one statement: the action a CTE's INSERT
+            await connection.execute(_insert_created(tuple(rows[0])), [
+                {"a_request_id": ctx.request_id, **{f"i_{k}": v for k, v in row.items()}}
+                for row in rows])
+        else:
+            await connection.execute(_INSERT_INSTANCE, rows)
+            await connection.execute(_INSERT_ACTION, [
+                {"instance_uuid": row["uuid"], "request_id": ctx.request_id,
+                 "action": "create", "project_id": project_id, "user_id": ctx.user_id,
+                 "start_time": now} for row in rows])
+        return [CreatedInstance(row["uuid"], row["display_name"], reservation, row["launch_index"],
+                                row["security_groups"]) for row in rows]
 
     async def get(self, instance_uuid: str, *, project_id: str | None = None,
                   include_deleted: bool = False, lock: bool = False) -> Instance:
@@ -614,6 +632,25 @@ _ON_HOST = select(_INSTANCES.c.uuid).where(_INSTANCES.c.host == bindparam("w_hos
                                            _INSTANCES.c.deleted_at.is_(None))
 _RECORD_OF = select(_INSTANCES).where(_INSTANCES.c.uuid == bindparam("w_uuid"))
 _INSERT_ACTION = _ACTIONS.insert()
+
+
+
+@functools.cache
+def _insert_created(columns: tuple[str, ...]) -> Any:
+    """PostgreSQL: an instance's row (``columns``, bound as ``i_<column>``) and its
+    ``create`` action (request ``a_request_id``) in one statement, the row's INSERT a
+    data-modifying CTE: a round trip and a statement fewer per boot than two INSERTs.
+    Built once (a boot's rows always name the same columns)."""
+    new = _INSTANCES.insert().values(
+        {c: bindparam(f"i_{c}", type_=_INSTANCES.c[c].type) for c in columns}).returning(
+        _INSTANCES.c.uuid, _INSTANCES.c.project_id, _INSTANCES.c.user_id,
+        _INSTANCES.c.created_at).cte("new_instance")
+    return _ACTIONS.insert().from_select(
+        ["instance_uuid", "request_id", "action", "project_id", "user_id", "start_time"],
+        select(new.c.uuid, bindparam("a_request_id", type_=_ACTIONS.c.request_id.type),
+               literal("create", _ACTIONS.c.action.type), new.c.project_id, new.c.user_id,
+               new.c.created_at))
+
 
 #: The oldest started and unfinished event of the name, finished.
 _FINISH_EVENT = sa_update(_EVENTS).where(_EVENTS.c.id == (

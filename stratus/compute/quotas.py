@@ -9,6 +9,7 @@ PostgreSQL; on SQLite every write transaction is already exclusive). Over quota 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select
@@ -34,10 +35,13 @@ def _exceeded(over: core.Overage) -> QuotaExceeded:
 TABLE = core.QuotaTable(QuotaLimit, DEFAULTS, scope="compute", over=_exceeded)
 
 _INSTANCES = cast(Table, Instance.__table__)
-#: A project's live instances, cores and RAM: built once (a boot under a set quota counts).
-_USAGE: Any = select(func.count(), func.coalesce(func.sum(_INSTANCES.c.vcpus), 0),
-                     func.coalesce(func.sum(_INSTANCES.c.memory_mb), 0)).where(
-    _INSTANCES.c.project_id == bindparam("p_project"), _INSTANCES.c.deleted_at.is_(None))
+#: A project's (``p_project``) live instances, cores and RAM: built once (a boot under a
+#: set quota counts).
+USAGE: Any = select(
+    func.count().label("used_instances"),
+    func.coalesce(func.sum(_INSTANCES.c.vcpus), 0).label("used_cores"),
+    func.coalesce(func.sum(_INSTANCES.c.memory_mb), 0).label("used_ram"),
+).where(_INSTANCES.c.project_id == bindparam("p_project"), _INSTANCES.c.deleted_at.is_(None))
 
 
 class Quotas:
@@ -59,7 +63,7 @@ class Quotas:
 
     async def usage(self, project_id: str) -> dict[str, int]:
         connection = await self.txn.connection()
-        row = (await connection.execute(_USAGE, {"p_project": project_id})).one()
+        row = (await connection.execute(USAGE, {"p_project": project_id})).one()
         return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
 
     async def server_groups_of(self, project_id: str) -> int:
@@ -95,13 +99,23 @@ class Quotas:
         """Hold the project's quota lock (or ``shared``) until this transaction ends."""
         await self.table.lock(project_id, shared=shared)
 
+    def lock_by_statement(self, project_id: str, *, shared: bool = False) -> int | None:
+        """``lock_project`` taken by the caller's next statement
+        (``stratus.core.db.Txn.lock_by_statement``): its ``lock_key``, or None."""
+        return self.table.lock_by_statement(project_id, shared=shared)
+
     async def check_instances(self, project_id: str, count: int, vcpus: int,
-                              ram: int, *, shared: bool = False) -> None:
+                              ram: int, *, shared: bool = False,
+                              limits: Mapping[str, int] | None = None,
+                              usage: Mapping[str, int] | None = None) -> None:
         """Raise ``QuotaExceeded`` unless ``count`` more such instances fit the quota;
-        ``shared``: under the shared lock (``core.NeedsExclusiveLock`` if one is set)."""
+        ``shared``: under the shared lock (``core.NeedsExclusiveLock`` if one is set).
+        ``limits`` and ``usage``: the project's, if read already in this transaction
+        under the lock (``usage``: after it was taken); counted here otherwise."""
         await self.table.check(
             project_id, {"instances": count, "cores": count * vcpus, "ram": count * ram},
-            lambda: self.usage(project_id), shared=shared)
+            usage if usage is not None else (lambda: self.usage(project_id)), shared=shared,
+            limits=limits)
 
     async def check_growth(self, project_id: str, cores: int, ram: int) -> None:
         """Raise ``QuotaExceeded`` unless a server may grow by ``cores`` and ``ram`` (a

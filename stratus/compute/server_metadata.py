@@ -7,7 +7,10 @@ the server is at rest (active, stopped, paused, suspended, no task running), els
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratus.compute import states
 from stratus.compute.errors import QuotaExceeded
@@ -50,13 +53,21 @@ class ServerMetadata:
 
     def __init__(self, txn: Txn, quotas: Quotas) -> None:
         self.txn = txn
-        self.session = txn.session
         self.quotas = quotas
 
-    async def check_quota(self, project_id: str, count: int) -> None:
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's ORM session, made when first used (a boot's metadata check
+        needs none)."""
+        return self.txn.session
+
+    async def check_quota(self, project_id: str, count: int, *,
+                          limits: Mapping[str, int] | None = None) -> None:
         """Raise ``QuotaExceeded`` (403) when ``count`` items on a server are more than the
-        quota allows."""
-        limit = (await self.quotas.limits(project_id))["metadata_items"]
+        quota allows; ``limits``: the project's, if read already in this transaction."""
+        if limits is None:
+            limits = await self.quotas.limits(project_id)
+        limit = limits["metadata_items"]
         if 0 <= limit < count:
             raise QuotaExceeded(f"Quota exceeded for metadata_items: Requested {count}, but "
                                 f"the limit is {limit} per server.")

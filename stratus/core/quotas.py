@@ -32,7 +32,7 @@ Contracts:
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,13 @@ class QuotaTable:
         for ``check(shared=...)``: the check itself reads the limits under the lock)."""
         return project_id in self._unlimited
 
+    def with_overrides(self, rows: Iterable[tuple[str, int]]) -> dict[str, int]:
+        """The defaults, overridden by a project's ``(resource, hard_limit)`` rows."""
+        limits = dict(self.defaults)
+        for resource, hard_limit in rows:
+            limits[resource] = hard_limit
+        return limits
+
     def _found(self, project_id: str, unlimited: bool) -> None:
         if not unlimited:
             self._unlimited.discard(project_id)
@@ -112,14 +119,17 @@ class Quotas:
         """Hold the project's quota lock (or ``shared``) until the transaction ends."""
         await self.txn.lock("quota", self.table.scope, project_id, shared=shared)
 
+    def lock_by_statement(self, project_id: str, *, shared: bool = False) -> int | None:
+        """``lock`` taken by the caller's next statement (``Txn.lock_by_statement``): the
+        ``lock_key`` it binds, or None when it need not take it."""
+        return self.txn.lock_by_statement("quota", self.table.scope, project_id,
+                                          shared=shared)
+
     async def limits(self, project_id: str) -> dict[str, int]:
         """The defaults, overridden by the project's rows."""
-        limits = dict(self.table.defaults)
         connection = await self.txn.connection()
-        for resource, hard_limit in await connection.execute(_limits_of(self.model),
-                                                             {"p_project": project_id}):
-            limits[resource] = hard_limit
-        return limits
+        return self.table.with_overrides(
+            await connection.execute(_limits_of(self.model), {"p_project": project_id}))
 
     async def set(self, project_id: str, changes: Mapping[str, int]) -> dict[str, int]:
         """Store ``changes`` as the project's overrides; the limits after the change."""
@@ -143,13 +153,16 @@ class Quotas:
             select(self.model.project_id).distinct().order_by(self.model.project_id)))
 
     async def check(self, project_id: str, adding: Mapping[str, int], used: Usage, *,
-                    shared: bool = False) -> None:
+                    shared: bool = False, limits: Mapping[str, int] | None = None) -> None:
         """Raise ``table.over(...)`` unless ``adding`` more of each resource fit; under the
         project's lock (see the module docstring). ``used``: the usage, or a coroutine
         function counting it (called only when some checked limit is set). ``shared``:
-        under the shared lock, raising ``NeedsExclusiveLock`` when there is a limit."""
+        under the shared lock, raising ``NeedsExclusiveLock`` when there is a limit.
+        ``limits``: the project's limits (``limits()``), read by the caller in this
+        transaction with the lock held or taken (a boot reads them with its flavor)."""
         await self.lock(project_id, shared=shared)
-        limits = await self.limits(project_id)
+        if limits is None:
+            limits = await self.limits(project_id)
         unlimited = all(limits.get(resource, -1) < 0 for resource in adding)
         self.table._found(project_id, unlimited)
         if unlimited:

@@ -41,6 +41,9 @@ class NetworkBackend(Protocol):
     bound_vif_type: str
     #: True: a port bound to a host is wired at once (no agent reports it up).
     wires_at_once: bool
+    #: True: agents follow the state (snapshots, firewalls, forwarding entries); False: the
+    #: backend ignores every notice, so the service need not read what they would carry.
+    follows_state: bool
 
     async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None: ...
 
@@ -71,6 +74,7 @@ class NoopBackend:
     name = "noop"
     bound_vif_type = "unbound"
     wires_at_once = True
+    follows_state = False
 
     async def network_updated(self, ctx: RequestContext, network: NetworkInfo) -> None:
         return None
@@ -111,6 +115,7 @@ class LinuxBridgeBackend:
     name = "linuxbridge"
     bound_vif_type = "bridge"
     wires_at_once = False
+    follows_state = True
 
     def __init__(self, transport: Transport) -> None:
         self.dhcp = DhcpAgentAPI(transport)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from stratus.core.context import RequestContext
-from stratus.network.backends import NetworkBackend, NoopBackend
+from stratus.network.backends import NetworkBackend
 from stratus.network.models import Agent, Network, Port
 from stratus.network.objects import (
     FLOOD_MAC,
@@ -155,7 +155,7 @@ class L2Population(Part):
     @property
     def active(self) -> bool:
         """Only agents need entries: with the noop backend nothing is read or sent."""
-        return not isinstance(self.backend, NoopBackend)
+        return self.backend.follows_state
 
     async def endpoints(self) -> dict[str, str]:
         """host → tunnel IP, from the l2-agents' reports."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from stratus.core.context import RequestContext, current_request_id
 from stratus.core.db import Txn
-from stratus.network.backends import NetworkBackend, NoopBackend
+from stratus.network.backends import NetworkBackend
 from stratus.network.events import EventSink, ServerEvent
 from stratus.network.l2pop import L2Population, may_be_member, member_of
 from stratus.network.models import Network, Port
@@ -41,7 +41,7 @@ class Notifier:
     def network_changed(self, network_id: str) -> None:
         """After commit, send the network's full snapshot to the backend (read then, so
         the snapshot includes everything this transaction did)."""
-        if isinstance(self.backend, NoopBackend):
+        if not self.backend.follows_state:
             return
         backend, read_network = self.backend, self.read_network
 
@@ -68,10 +68,10 @@ class Notifier:
 
     async def port_updated(self, port: Port, info: PortInfo | None = None) -> None:
         """After commit, the port as it is now (``info``: its snapshot, when the caller has
-        just taken it) goes to the backend (the dhcp-agents); the noop backend, which
-        ignores it, is not handed one (a snapshot is ~50 Python calls of a port create)."""
+        just taken it) goes to the backend (the dhcp-agents); a backend that follows no
+        state is not handed one (a snapshot is ~50 Python calls of a port create)."""
         backend = self.backend
-        if isinstance(backend, NoopBackend):
+        if not backend.follows_state:
             return
         if info is None:
             info = await self.snapshots.port_info(port)
@@ -83,7 +83,7 @@ class Notifier:
         await self.fdb_port_changed(port, before=port, after=False)
         host, network_id, port_id = port.binding_host_id, port.network_id, port.id
         backend, ctx = self.backend, system_context()
-        if not isinstance(backend, NoopBackend):
+        if backend.follows_state:
             self.members_changed(_members_of(await self.snapshots.port_info(port)))
         self.txn.after_commit(lambda: backend.port_deleted(ctx, network_id, port_id))
         if host and not backend.wires_at_once:
@@ -152,7 +152,7 @@ class Notifier:
                                 port_ids: list[str] | None = None) -> None:
         """After commit, tell every l2-agent that these groups' rules (or these ports'
         security) changed; members alone go by ``members_changed``."""
-        if isinstance(self.backend, NoopBackend) or not (group_ids or port_ids):
+        if not self.backend.follows_state or not (group_ids or port_ids):
             return
         backend, ctx = self.backend, system_context()
         groups, ports = sorted(set(group_ids)), list(port_ids or [])
@@ -162,7 +162,7 @@ class Notifier:
         """After commit, tell every l2-agent that these addresses (or CIDRs) joined or left
         these groups, and nothing else about them changed (each agent asks which are
         members now). The notices of transactions committed close together go as one."""
-        if isinstance(self.backend, NoopBackend):
+        if not self.backend.follows_state:
             return
         changed = {g: sorted(a) for g, a in sorted(members.items()) if a}
         if changed:
@@ -175,7 +175,7 @@ class Notifier:
         members did (their old and new addresses), and its own firewall must follow (a
         port just created has no firewall yet: its binding brings it). The port's snapshot
         it took (None with the noop backend, which takes none)."""
-        if isinstance(self.backend, NoopBackend):
+        if not self.backend.follows_state:
             return None
         new = await self.snapshots.port_info(port)
         if old is not None and _security_view(old) == _security_view(new):

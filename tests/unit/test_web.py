@@ -467,3 +467,26 @@ async def test_a_database_that_went_away_is_503_with_retry_after(tmp_path: Path)
             assert fault["code"] == 503 and "database is unreachable" in fault["message"]
         failure[:] = [ValueError("a bug")]
         assert (await c.get("/rows")).status_code == 500
+
+
+def test_the_api_root_is_the_url_the_client_reached_cut_to_the_mount() -> None:
+    from starlette.requests import Request
+
+    from stratus.core.web.app import api_root
+
+    def root(scheme: str, host: bytes | None, server: tuple[str, int] | None,
+             root_path: str) -> str:
+        headers = [(b"accept", b"*/*")] + ([(b"host", host)] if host is not None else [])
+        return api_root(Request({"type": "http", "scheme": scheme, "server": server,
+                                 "path": f"{root_path}/v2.1/servers", "root_path": root_path,
+                                 "query_string": b"a=1", "headers": headers}))
+
+    for _ in range(2):  # made, then as kept
+        assert root("http", b"h:8080", ("10.0.0.1", 80), "/compute") == "http://h:8080/compute"
+        assert root("https", b"h:8080", ("10.0.0.1", 80), "/compute") == \
+            "https://h:8080/compute"
+        assert root("http", b"other", ("10.0.0.1", 80), "/compute") == "http://other/compute"
+        assert root("http", None, ("10.0.0.1", 8774), "/compute") == \
+            "http://10.0.0.1:8774/compute"
+        assert root("http", None, ("10.0.0.1", 80), "") == "http://10.0.0.1"
+        assert root("http", b"h:8080", ("10.0.0.1", 80), "/image") == "http://h:8080/image"

@@ -242,8 +242,10 @@ def _check_microversion_fields(s: ServerCreate, version: APIVersion) -> None:
                          "microversion 2.37.")
 
 
-def boot_request(body: ServerCreateBody, version: APIVersion) -> BootRequest:
-    """The domain's ``BootRequest`` for a boot body, checked for ``version``."""
+def boot_request(body: ServerCreateBody, version: APIVersion, *,
+                 admin_pass: str | None = None) -> BootRequest:
+    """The domain's ``BootRequest`` for a boot body, checked for ``version``;
+    ``admin_pass``: the password the servers get (``adminPass`` or one made for them)."""
     s = body.server
     _check_microversion_fields(s, version)
     disks = block_devices.plan(s.image_ref, [m.mapping(version)
@@ -261,5 +263,6 @@ def boot_request(body: ServerCreateBody, version: APIVersion) -> BootRequest:
         security_groups=tuple(g.name for g in s.security_groups or []) or ("default",),
         description=s.description, access_ip_v4=s.access_ip_v4,
         access_ip_v6=s.access_ip_v6, config_drive=s.config_drive in (True, "True", "true"),
-        tags=tuple(s.tags or ()), group_uuid=body.hints.group if body.hints else None)
+        tags=tuple(s.tags or ()), group_uuid=body.hints.group if body.hints else None,
+        admin_pass=admin_pass)
 

@@ -123,8 +123,11 @@ class SchedulerManager:
             except AlreadyPlaced as placed:
                 _decided("placed", deciding)
                 # The scheduler that placed it may have died before the cast: send it again
-                # (a host ignores a build it has already taken up).
-                await self.agents.build_and_run_instance(ctx, placed.host, instance_uuid, [],
+                # (a host ignores a build it has already taken up), with alternates to
+                # reschedule to, as the first cast had.
+                alternates = await self.selector.alternates(spec, besides=placed.host)
+                await self.agents.build_and_run_instance(ctx, placed.host, instance_uuid,
+                                                         alternates,
                                                          admin_password=request.admin_password)
                 continue
             except NoValidHost as exc:

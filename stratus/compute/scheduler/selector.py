@@ -156,6 +156,22 @@ class HostSelector:
         else:
             self._view.remove(host)
 
+    async def alternates(self, spec: RequestSpec, besides: str) -> list[str]:
+        """The hosts a build placed on ``besides`` may be rescheduled to, best first, as
+        ``select_and_claim`` would have returned them after it; none claimed or counted.
+        For a redelivered request whose placement was already made: its first cast carried
+        these, and the cast sent again must too, should it be the one the host takes up."""
+        async with self._lock:
+            view = self._view
+            if view is None or time.monotonic() - self._loaded_at > self.options.refresh_interval:
+                view = await self.refresh()
+            others = replace(spec, ignore_hosts=spec.ignore_hosts | {besides})
+            try:
+                ordered = select_hosts(view, others, self.options, self.rng)
+            except NoValidHost:
+                return []
+        return [h.host for h in ordered][:self.options.max_alternates]
+
     async def select_and_claim(
             self, spec: RequestSpec,
             on_claim: Callable[[Txn, str], Awaitable[None]] | None = None,

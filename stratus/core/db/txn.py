@@ -69,7 +69,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import BigInteger, ColumnElement, bindparam, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -89,6 +89,13 @@ def lock_number(*key: str) -> int:
 _ADVISORY_LOCK = {
     False: text("SELECT pg_advisory_xact_lock(:k)").bindparams(bindparam("k")),
     True: text("SELECT pg_advisory_xact_lock_shared(:k)").bindparams(bindparam("k"))}
+
+#: ``Txn.lock`` as a column of another statement (PostgreSQL), the key's number its bound
+#: parameter ``lock_key``: (shared) -> column. See ``Txn.lock_by_statement``.
+LOCK_COLUMNS: dict[bool, ColumnElement[Any]] = {
+    False: func.pg_advisory_xact_lock(bindparam("lock_key", type_=BigInteger)).label("lock"),
+    True: func.pg_advisory_xact_lock_shared(
+        bindparam("lock_key", type_=BigInteger)).label("lock")}
 
 
 @functools.lru_cache(maxsize=256)
@@ -176,6 +183,33 @@ class Txn:
     async def lock(self, *key: str, shared: bool = False) -> None:
         """Hold a lock on ``key`` until this transaction ends, exclusive or ``shared`` (see
         the module docstring)."""
+        number = self._to_lock(key, shared)
+        if number is not None:
+            connection = await self.connection()
+            await connection.execute(_ADVISORY_LOCK[shared], {"k": number})
+            (self._held_shared if shared else self._held).add(number)
+
+    def lock_by_statement(self, *key: str, shared: bool = False) -> int | None:
+        """``lock(*key, shared=...)`` left to the caller's next statement, a round trip
+        fewer: that statement selects ``LOCK_COLUMNS[shared]`` with the number returned as
+        its ``lock_key``. None: no statement needs to take the lock (SQLite, whose write
+        transaction is exclusive already, or a lock held already): run the statement
+        without that column. The lock counts as held from here on, so the statement must
+        return at least one row (PostgreSQL calls the column's function per row returned)
+        or the transaction must end with an error.
+
+        The statement's reads see the database as it was before it waited for the lock
+        (under read committed a statement's snapshot is taken before its functions run):
+        only for reads of what the lock's other holders do not write. A count the lock
+        guards goes in a statement after it."""
+        number = self._to_lock(key, shared)
+        if number is not None:
+            (self._held_shared if shared else self._held).add(number)
+        return number
+
+    def _to_lock(self, key: tuple[str, ...], shared: bool) -> int | None:
+        """The number of the advisory lock ``key`` to take, or None when there is none to
+        take (held already, or SQLite); raises where the lock cannot be taken."""
         if not key:
             raise ValueError("a lock needs a key")
         if self.dialect == "postgresql":
@@ -184,18 +218,17 @@ class Txn:
                                    "own statement")
             number = lock_number(*key)
             if number in self._held:  # held (exclusively) until the transaction ends
-                return
+                return None
             if shared and number in self._held_shared:
-                return
+                return None
             if not shared and number in self._held_shared:
                 raise RuntimeError(f"lock {key!r}: this transaction holds it shared; taking "
                                    "it exclusively could wait for another doing the same")
-            connection = await self.connection()
-            await connection.execute(_ADVISORY_LOCK[shared], {"k": number})
-            (self._held_shared if shared else self._held).add(number)
-        elif not self._exclusive:
+            return number
+        if not self._exclusive:
             raise RuntimeError("lock() in a read-only SQLite transaction: open it with "
                                "transaction(write=True)")
+        return None
 
     def insert_ignore(self, table: Any) -> Insert:
         """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` (a model or a ``Table``);
@@ -290,4 +323,5 @@ async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker
     await run_after_commit(txn._after)
 
 
-__all__ = ["AfterCommit", "Txn", "lock_number", "open_transaction", "run_after_commit"]
+__all__ = ["LOCK_COLUMNS", "AfterCommit", "Txn", "lock_number", "open_transaction",
+           "run_after_commit"]

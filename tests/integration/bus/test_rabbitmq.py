@@ -302,6 +302,49 @@ async def test_a_call_queue_gone_without_a_cancel_is_subscribed_again(
         assert server_transport.connections_made == 1, "no reconnection was needed"
 
 
+async def test_the_queue_check_looks_at_each_queue_once_for_all_its_servers(
+        rabbit_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers of one process sharing a queue (a compute agent's hosts all consume their
+    topic's shared queues) cost the broker one passive declaration per check, not one each;
+    when that queue goes without a word, every one of them consumes it again."""
+    from stratus.core.bus.transport import amqp
+
+    looked: list[str] = []
+    consumers_of = amqp._Link.consumers_of
+
+    async def counted(self: amqp._Link, name: str) -> int | None:
+        looked.append(name)
+        return await consumers_of(self, name)
+
+    monkeypatch.setattr(amqp._Link, "consumers_of", counted)
+    monkeypatch.setattr(amqp._AmqpSubscription, "_on_broker_cancel", lambda self, frame: None)
+    managers = [Recorder(f"host-{n}") for n in range(3)]
+    async with started(rabbit_url, queue_check_interval=0.3) as transport, \
+            started(rabbit_url) as client_transport:
+        servers = [RPCServer(transport, Target("shared", server=m.name), m, Recorder.METHODS)
+                   for m in managers]
+        for server in servers:
+            await server.start()
+        try:
+            await eventually(lambda: len(looked) >= 3 * 7, within=10)
+            rounds = Counter(looked)
+            # Each host's own cast and call queue, and the two shared ones: once a round.
+            assert len(rounds) == 8
+            assert max(rounds.values()) - min(rounds.values()) <= 1
+            shared = "stratus.call.shared"
+            before = {s._tag for s in transport._subscriptions if s.queue_name == shared}
+            assert len(before) == 3
+            await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), shared)
+            await eventually(lambda: len({s._tag for s in transport._subscriptions
+                                          if s.queue_name == shared} - before) == 3,
+                             within=10, message="every server consuming the queue again")
+            client = RPCClient(client_transport, Target("shared"), timeout=2)
+            assert await answered(lambda: client.call(context(), "add", a=2)) == 3
+        finally:
+            for server in servers:
+                await server.stop(drain_timeout=1)
+
+
 async def test_the_queue_check_leaves_healthy_consumers_alone(rabbit_url: str) -> None:
     """The periodic check subscribes again only where a queue is gone or has no consumer: a
     served call and cast queue keep their consumers through many checks (subscribing again

@@ -18,12 +18,15 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from stratus.compute import states
+from stratus.compute import boot, states
+from stratus.compute.boot import BootRequest
+from stratus.compute.errors import QuotaExceeded
 from stratus.compute.objects import InstanceUpdate
 from stratus.compute.placement import Placement
 from stratus.compute.rpcapi import ConductorAPI
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
+from stratus.core.context import RequestContext
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.integration.asgi import LateASGITransport
@@ -451,7 +454,7 @@ async def test_ports_follow_the_server_and_a_failed_release_is_an_error_not_a_st
 async def test_a_redelivered_schedule_after_a_lost_cast_builds_once(cloud: Cloud) -> None:
     """The scheduler placed and claimed, then died before casting the build: the request is
     delivered again, and the instance is built on the host it holds, with one claim."""
-    from stratus.compute.instances import NewInstance
+    from stratus.compute.instances import NewInstance, flavor_info
     from stratus.compute.objects import BuildRequest
     from stratus.compute.rpcapi import ComputeAgentAPI
     from stratus.compute.scheduler.manager import SchedulerManager
@@ -471,7 +474,7 @@ async def test_a_redelivered_schedule_after_a_lost_cast_builds_once(cloud: Cloud
         [instance] = await svc.instances.create(ctx, NewInstance(
             name="redelivered", image_ref=image, flavor=flavor, requested_networks="none"))
         request = BuildRequest(instance_uuids=[instance.uuid], project_id=ctx.project_id,
-                               flavor=svc.instances.record(instance).flavor)
+                               flavor=flavor_info(flavor))
 
     class LostCast(ComputeAgentAPI):
         async def build_and_run_instance(self, *args: Any, **kwargs: Any) -> None:
@@ -488,3 +491,98 @@ async def test_a_redelivered_schedule_after_a_lost_cast_builds_once(cloud: Cloud
     assert list(held) and len(held) == 1  # one provider: the host it was placed on
     assert held[next(iter(held))]["MEMORY_MB"] == 512
     assert server["OS-EXT-SRV-ATTR:host"]
+
+
+def _boot_context(project_id: str) -> RequestContext:
+    return RequestContext(user_id="u-rows", project_id=project_id, roles=["member"])
+
+
+def _queries(seen: list[tuple[str, Any]]) -> list[str]:
+    """The statements that read or write (no BEGIN, COMMIT or pragma)."""
+    return [sql for sql, _ in seen
+            if sql.split(None, 1)[0].upper() in ("SELECT", "INSERT", "UPDATE", "WITH")]
+
+
+async def test_a_boots_checks_and_rows_are_few_statements(cloud: Cloud) -> None:
+    """The flavor, the quota limits (and on PostgreSQL the quota lock) are one statement;
+    the usage, when a limit is set, is counted in it on SQLite (whose write transaction is
+    the lock) and after it on PostgreSQL (whose statement's snapshot predates its wait for
+    the lock); on PostgreSQL the instance and its action are one INSERT. The rows are
+    what the boot answered with."""
+    from tests.dbcount import statements_of
+
+    compute = cloud.stack.compute
+    assert compute is not None
+    postgresql = compute.db.backend == "postgresql"
+    request = BootRequest(name="rows", image_id="", flavor_ref="1", metadata={"k": "v"})
+    limited = _boot_context("p-limited")  # the defaults: 10 instances, 20 cores
+    with statements_of(compute.db.engine) as seen:
+        (made,), flavor = await boot.create_rows(compute, limited, request, {})
+    # SQLite: the read with the usage, two INSERTs; PostgreSQL: the read with the lock,
+    # the usage, one INSERT (before: 6 and 7, the limits read twice with metadata).
+    assert len(_queries(seen.seen)) == 3, seen.seen
+    assert flavor.id == "1"
+
+    unlimited = _boot_context("p-unlimited")
+    async with compute.service() as svc:
+        await svc.quotas.set_limits("p-unlimited", {"instances": -1, "cores": -1, "ram": -1})
+    await boot.create_rows(compute, unlimited, request, {})  # learns: nothing is counted
+    with statements_of(compute.db.engine) as seen:
+        await boot.create_rows(compute, unlimited, request, {})
+    assert len(_queries(seen.seen)) == (2 if postgresql else 3), seen.seen  # before: 6, 5
+
+    async with compute.service() as svc:
+        stored = await svc.instances.get(made.uuid)
+        action = await svc.instances.action_for(made.uuid, limited.request_id)
+    assert (stored.display_name, stored.reservation_id, stored.launch_index,
+            stored.security_groups) == (made.display_name, made.reservation_id,
+                                        made.launch_index, made.security_groups)
+    assert (stored.project_id, stored.user_id, stored.hostname, stored.vcpus,
+            stored.memory_mb, stored.flavor_id, stored.image_ref) == (
+        "p-limited", "u-rows", "rows", 1, 512, "1", "")
+    assert (stored.vm_state, stored.task_state, stored.locked, stored.deleted_at) == (
+        states.BUILDING, states.SCHEDULING, False, None)
+    assert stored.server_metadata == {"k": "v"} and stored.flavor["name"] == "m1.tiny"
+    assert action is not None
+    assert (action.action, action.project_id, action.user_id, action.start_time) == (
+        "create", "p-limited", "u-rows", stored.created_at)
+
+
+async def test_concurrent_boots_take_exactly_the_quota(cloud: Cloud) -> None:
+    """Boots of one project at once, under a limit: each counts the others' rows (counted
+    after the quota lock, which the flavor's statement takes on PostgreSQL)."""
+    compute = cloud.stack.compute
+    assert compute is not None
+    async with compute.service() as svc:
+        await svc.quotas.set_limits("p-race", {"instances": 3})
+    request = BootRequest(name="race", image_id="", flavor_ref="1")
+
+    async def one() -> str:
+        try:
+            await boot.create_rows(compute, _boot_context("p-race"), request, {})
+        except QuotaExceeded:
+            return "over"
+        return "made"
+
+    results = await asyncio.gather(*(one() for _ in range(8)))
+    assert sorted(results) == ["made"] * 3 + ["over"] * 5
+    async with compute.service() as svc:
+        assert (await svc.quotas.usage("p-race"))["instances"] == 3
+
+
+async def test_a_boot_of_several_makes_a_row_and_an_action_each(cloud: Cloud) -> None:
+    compute = cloud.stack.compute
+    assert compute is not None
+    context = _boot_context("p-several")
+    made, _ = await boot.create_rows(
+        compute, context, BootRequest(name="many", image_id="", flavor_ref="1", count=3), {})
+    assert [m.display_name for m in made] == ["many-1", "many-2", "many-3"]
+    assert len({m.reservation_id for m in made}) == 1
+    async with compute.service() as svc:
+        for index, created in enumerate(made):
+            stored = await svc.instances.get(created.uuid)
+            action = await svc.instances.action_for(created.uuid, context.request_id)
+            assert (stored.display_name, stored.launch_index, stored.reservation_id) == (
+                created.display_name, index, created.reservation_id)
+            assert action is not None and action.start_time == stored.created_at
+        assert (await svc.quotas.usage("p-several"))["instances"] == 3

@@ -37,10 +37,12 @@ class Agents:
 
     def __init__(self) -> None:
         self.builds: list[tuple[str, str]] = []
+        self.alternates: list[list[str]] = []
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                                      alternates: list[str], *args: Any, **kwargs: Any) -> None:
         self.builds.append((host, instance_uuid))
+        self.alternates.append(alternates)
 
 
 @pytest.fixture
@@ -148,16 +150,20 @@ async def test_a_redelivered_build_on_the_host_it_holds_is_cast_there_again(
         runtime: ComputeRuntime) -> None:
     """The scheduler placed and claimed, then died before its cast (or the broker delivered
     the request again): a new scheduler, whose view is the database's, chooses the same
-    host (the only one). It recognises the placement, keeps the one claim and event, and
-    casts the build to that host; it neither raises (the request would go to the
+    host (it weighs the other, smaller, lower). It recognises the placement, keeps the one claim
+    and event, and casts the build to that host with the alternates the first cast had (a
+    failed build reschedules from them); it neither raises (the request would go to the
     dead-letter queue, the instance left ``scheduling`` for good) nor claims twice."""
+    await add_host(runtime.db, "h2", vcpus=2, ram=1024)
     uuid = await _scheduling(runtime)
     first = await _schedule(runtime, uuid)
     assert first.builds == [("h1", uuid)]
+    assert first.alternates == [["h2"]]
     claims = await _held(runtime, uuid)
 
     again = await _schedule(runtime, uuid)  # a new HostSelector: a restarted scheduler
     assert again.builds == [("h1", uuid)]
+    assert again.alternates == [["h2"]]
     assert await _held(runtime, uuid) == claims
     assert await _events(runtime, uuid) == [(SCHEDULE_EVENT, "Success")]
     async with runtime.service(write=False) as svc:

@@ -73,3 +73,13 @@ async def test_errors_are_novas_shape(cloud: ComputeCloud) -> None:
     malformed = await cloud.compute("POST", "/flavors", content=b"{nope",
                                     headers={"Content-Type": "application/json"})
     assert_compute_error(malformed, 400, "badRequest")
+
+
+async def test_a_boot_without_a_token_is_refused_before_its_body_is_checked(
+        cloud: ComputeCloud) -> None:
+    """401 for a body of any shape: nothing about the schema is told to a caller without a
+    token (``create_server`` keeps the caller a dependency for it, solved before the
+    body's validation; a body that is not JSON at all FastAPI refuses first, 400)."""
+    for body in ({"server": {}}, {"bogus": 1}, []):
+        refused = await cloud.client.post("/compute/v2.1/servers", json=body)
+        assert_compute_error(refused, 401, "unauthorized")

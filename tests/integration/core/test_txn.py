@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select, text
 
 from stratus.core.db import Database, Txn
-from stratus.core.db.txn import lock_number
+from stratus.core.db.txn import LOCK_COLUMNS, lock_number
+from tests.dbcount import statements_of
 from tests.integration.core.conftest import Counter, scratch_database
 
 
@@ -194,3 +195,54 @@ async def test_a_one_statement_transaction_commits_each_statement_alone(db: Data
         connection = await txn.connection()
         first, second = [(await connection.execute(txid)).scalar() for _ in range(2)]
         assert first == second
+
+
+# SQLite's write transaction is exclusive already: no statement takes a lock there.
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+async def test_a_lock_taken_by_a_statement_is_held_to_the_end(db: Database) -> None:
+    """``lock_by_statement``: the statement selecting ``LOCK_COLUMNS`` takes the lock (a
+    second transaction's ``lock`` waits for the first's commit), and the transaction knows
+    it holds it (its own ``lock`` of the key sends nothing; the shared one cannot then be
+    taken exclusively)."""
+    inside = asyncio.Event()
+    order: list[str] = []
+
+    async def first() -> None:
+        async with db.transaction() as txn:
+            key = txn.lock_by_statement("k", "1")
+            assert key is not None
+            connection = await txn.connection()
+            await connection.execute(select(LOCK_COLUMNS[False]), {"lock_key": key})
+            with statements_of(db.engine) as seen:
+                await txn.lock("k", "1")
+                assert txn.lock_by_statement("k", "1") is None
+            assert seen.seen == []
+            inside.set()
+            await asyncio.sleep(0.3)
+            order.append("first:done")
+
+    async def second() -> None:
+        await inside.wait()
+        async with db.transaction() as txn:
+            await txn.lock("k", "1")
+            order.append("second:locked")
+
+    async with asyncio.timeout(10):
+        await asyncio.gather(first(), second())
+    assert order == ["first:done", "second:locked"]
+    async with db.transaction() as txn:
+        key = txn.lock_by_statement("k", "2", shared=True)
+        connection = await txn.connection()
+        await connection.execute(select(LOCK_COLUMNS[True]), {"lock_key": key})
+        with pytest.raises(RuntimeError):
+            await txn.lock("k", "2")
+
+
+async def test_no_statement_takes_a_lock_on_sqlite(db: Database) -> None:
+    if db.backend != "sqlite":
+        pytest.skip("SQLite's write transaction is the lock")
+    async with db.transaction() as txn:
+        assert txn.lock_by_statement("k") is None
+    async with db.transaction(write=False) as txn:
+        with pytest.raises(RuntimeError):
+            txn.lock_by_statement("k")

@@ -611,10 +611,15 @@ class AmqpTransport(Transport):
             link = self._link
             if link is None or not link.alive:
                 continue
-            for subscription in list(self._subscriptions):
+            # One look per queue, however many of this process's servers consume it (a
+            # compute agent's hosts all consume the topic's shared queues): each look is a
+            # passive declaration the broker answers, ~0.3 ms of its CPU.
+            by_queue: dict[str, list[_AmqpSubscription]] = {}
+            for subscription in self._subscriptions:
                 name = subscription.queue_name
-                if name is None or subscription.cancelled:
-                    continue
+                if name is not None and not subscription.cancelled:
+                    by_queue.setdefault(name, []).append(subscription)
+            for name, subscriptions in by_queue.items():
                 try:
                     consumers = await link.consumers_of(name)
                 except _TRANSIENT:
@@ -622,10 +627,14 @@ class AmqpTransport(Transport):
                 except Exception:  # the check must outlive any one surprise
                     LOG.exception("bus: checking queue %s failed", name)
                     continue
-                if not consumers and not subscription.cancelled:
-                    LOG.warning("bus: queue %s %s; subscribing again", name,
-                                "went away" if consumers is None else "lost its consumer")
-                    self._reattach_soon(subscription)
+                if consumers:
+                    continue
+                for subscription in subscriptions:
+                    if not subscription.cancelled:
+                        LOG.warning("bus: queue %s %s; subscribing again", name,
+                                    "went away" if consumers is None
+                                    else "lost its consumer")
+                        self._reattach_soon(subscription)
 
     def _forget(self, subscription: _AmqpSubscription) -> None:
         if subscription in self._subscriptions:
@@ -711,8 +720,11 @@ class AmqpTransport(Transport):
         properties = Basic.Properties(correlation_id=msg_id, delivery_mode=1,
                                       content_type="application/json")
         try:
-            channel = await link.raw("fast")
-            await channel.basic_publish(body, routing_key=reply_to, properties=properties)
+            channel = link.ready("fast") or await link.raw("fast")
+            # Not waiting for the frame to be written: the server's ack of the call, queued
+            # next, then leaves in the same turn of the writer, after it.
+            await channel.basic_publish(body, routing_key=reply_to, properties=properties,
+                                        wait=False)
         except _TRANSIENT as exc:
             LOG.info("bus: reply %s to %s not sent: %r", msg_id, reply_to, exc)
 
