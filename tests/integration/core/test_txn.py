@@ -238,9 +238,9 @@ async def test_a_lock_taken_by_a_statement_is_held_to_the_end(db: Database) -> N
             await txn.lock("k", "2")
 
 
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 async def test_no_statement_takes_a_lock_on_sqlite(db: Database) -> None:
-    if db.backend != "sqlite":
-        pytest.skip("SQLite's write transaction is the lock")
+    """SQLite's write transaction is the lock: no statement takes one."""
     async with db.transaction() as txn:
         assert txn.lock_by_statement("k") is None
     async with db.transaction(write=False) as txn:
