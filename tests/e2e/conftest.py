@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import backend_unavailable
+from tests.e2e.browser_netns import isolated_chromium
 from tests.e2e.cloud import Cloud, base_env, free_port, libvirt_cloud
 from tests.e2e.dashboard_browser import CHROMIUM, Admin, logged_in
 from tests.realvm import guest_image, libvirt_ready
@@ -80,16 +81,19 @@ def dashboard_admin(dashboard_cloud: Cloud) -> Iterator[Admin]:
 
 
 @pytest.fixture(scope="module")
-def dashboard_browser() -> Iterator[Any]:
+def dashboard_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Debian's chromium under a sync Playwright, for the browser tests of one module: no
     longer, since while it runs the thread has a running event loop (every later test's
-    ``asyncio.run`` would be refused), and one at a time (a second one is refused)."""
+    ``asyncio.run`` would be refused), and one at a time (a second one is refused). It runs
+    in a network namespace of its own (``browser_netns``), where the links the tests beside
+    it make and remove cannot fail its requests with ``ERR_NETWORK_CHANGED``."""
     if not CHROMIUM.exists():
         backend_unavailable("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+    with isolated_chromium(CHROMIUM, tmp_path_factory.mktemp("chromium")) as chromium, \
+            sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium))
         try:
             yield launched
         finally:
