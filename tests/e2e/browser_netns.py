@@ -63,7 +63,8 @@ class LoopbackRelay:
         port = struct.unpack_from("!H", original, 2)[0]
         try:
             outside = socket.create_connection(("127.0.0.1", port), timeout=30)
-        except OSError:  # nothing listens there: the browser sees the connection refused
+        except OSError:  # nothing listens there: reset, as near as can be to a refusal
+            inside.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             inside.close()
             return
         outside.settimeout(None)
