@@ -44,17 +44,22 @@ Contracts:
   never runs). A caller cancelled while its batch runs gets ``CancelledError`` at once;
   the batch goes on, and its unit's effects commit or not with it, as a transaction's do
   when its caller is cancelled after its COMMIT was sent. Nobody else's unit is affected.
-- Units run in the batch's task, not their caller's: context variables read inside a unit
-  are that task's.
+- Context: a unit runs in its caller's context (``contextvars``: the request id and
+  instance its log lines name, the OpenTelemetry span its spans are children of), as a
+  copy taken when it was handed over, as a task of its own would have it; so do the
+  ``after_commit`` actions it queued. What a batch does for all its units (BEGIN, COMMIT,
+  its own log lines) runs in a context of its own, empty: it is no one caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import text
@@ -84,7 +89,7 @@ TOTALS: collections.Counter[str] = collections.Counter()
 
 
 class _Unit(Generic[T]):
-    __slots__ = ("future", "key", "one_statement", "work")
+    __slots__ = ("context", "future", "key", "one_statement", "work")
 
     def __init__(self, work: Callable[[Txn], Awaitable[T]], key: str, one_statement: bool,
                  future: asyncio.Future[T]) -> None:
@@ -92,6 +97,9 @@ class _Unit(Generic[T]):
         self.key = key
         self.one_statement = one_statement
         self.future = future
+        #: The caller's context when it handed the unit over (a copy: what the unit sets
+        #: stays its own, as in a task); the unit runs in it wherever it runs.
+        self.context = contextvars.copy_context()
 
 
 class _UnitFailed(Exception):
@@ -180,7 +188,10 @@ class GroupCommit:
 
     def _launch(self, batch: list[_Unit[Any]]) -> None:
         """``batch`` run in a task of its own (this lane's), then whatever is pending."""
-        task = asyncio.get_running_loop().create_task(self._lane(batch))
+        # Its own empty context: a batch's work is no one caller's (each unit's runs in its
+        # caller's, ``_together``), and a lane goes on with later callers' batches.
+        task = asyncio.get_running_loop().create_task(self._lane(batch),
+                                                      context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -269,7 +280,13 @@ class GroupCommit:
                     results.append(None)
                     continue
                 try:
-                    results.append(await unit.work(txn))
+                    # In its caller's context, and so are the actions it queues to run
+                    # after the commit (its bus calls' spans and log lines are its own).
+                    context, queued = unit.context, len(txn._after)
+                    results.append(await _stepped_in(context, context.run(unit.work, txn)))
+                    if len(txn._after) > queued:
+                        txn._after[queued:] = [_bound(context, action)
+                                               for action in txn._after[queued:]]
                     await txn.forget_objects()
                 except Exception as exc:
                     raise _UnitFailed(index, exc) from exc
@@ -281,7 +298,8 @@ class GroupCommit:
         whatever one of them waits for (a row lock held for long)."""
         loop = asyncio.get_running_loop()
         for unit in units:
-            task = loop.create_task(self._settle_alone([unit], retry=retry))
+            task = loop.create_task(self._settle_alone([unit], retry=retry),
+                                    context=unit.context)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -313,6 +331,44 @@ class GroupCommit:
 
 def _unit_key(unit: _Unit[Any]) -> str:
     return unit.key
+
+
+@types.coroutine
+def _stepped_in(context: contextvars.Context,
+                awaitable: Awaitable[T]) -> Generator[Any, Any, T]:
+    """``await awaitable``, each of its steps run in ``context``: what a task made with
+    ``context=`` does, in the awaiting task (``_together``'s), without a task of its own
+    and the turn of the event loop it waits to start and to hand its result back. What the
+    awaitable yields (the future it waits for) is the awaiting task's to wait on; what that
+    task gets (the wake-up, a cancellation) is thrown or sent on into the awaitable."""
+    steps = awaitable.__await__()
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                waited = context.run(steps.send, value)
+            else:
+                waited, error = context.run(steps.throw, error), None
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        try:
+            value = yield waited
+        except GeneratorExit:  # closed early: the awaitable's clean-up in its context too
+            context.run(steps.close)
+            raise
+        except BaseException as exc:  # a cancellation: the awaitable's to handle
+            value, error = None, exc
+
+
+def _bound(context: contextvars.Context,
+           action: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``action`` run in ``context``."""
+    def run() -> Awaitable[None]:
+        return _stepped_in(context, context.run(action))
+
+    return run
 
 
 __all__ = ["LOCK_TIMEOUT_MS", "MAX_BATCH", "MAX_PEELS", "TOTALS", "GroupCommit"]

@@ -83,3 +83,30 @@ async def test_a_boot_without_a_token_is_refused_before_its_body_is_checked(
     for body in ({"server": {}}, {"bogus": 1}, []):
         refused = await cloud.client.post("/compute/v2.1/servers", json=body)
         assert_compute_error(refused, 401, "unauthorized")
+
+
+async def test_the_version_is_checked_before_the_body(cloud: ComputeCloud) -> None:
+    """As Nova (whose ``Resource`` checks the version before it reads the body): a request
+    asking for a version out of range is a 406 naming the range, a malformed version a
+    400 naming the version, whatever its body; so for the boot (``create_server`` reads the
+    negotiated version in its handler, after FastAPI checked the body: the negotiation is
+    ``MicroversionMiddleware``'s, before the route is found) and the other writes."""
+    writes = [("POST", "/servers"), ("PUT", "/servers/no-such"),
+              ("POST", "/servers/no-such/action"), ("POST", "/flavors"),
+              ("POST", "/os-keypairs"), ("POST", "/os-server-groups")]
+    bodies: list[tuple[dict[str, object], dict[str, str]]] = [
+        ({"json": {"bogus": 1}}, {}), ({"json": []}, {}),
+        ({"content": b"{nope"}, {"Content-Type": "application/json"})]
+    for method, path in writes:
+        for body, headers in bodies:
+            for asked, named in (("compute 2.97", "2.97"), (None, "2.0")):
+                version = {"OpenStack-API-Version": asked} if asked else {
+                    "X-OpenStack-Nova-API-Version": named}
+                refused = await cloud.compute(method, path, headers={**headers, **version},
+                                              **body)
+                message = assert_compute_error(refused, 406, "notAcceptable")
+                assert message == (f"Version {named} is not supported by the API. "
+                                   "Minimum is 2.1 and maximum is 2.96."), (method, path)
+            malformed = await cloud.compute(method, path, version="two", headers=headers,
+                                            **body)
+            assert "'two'" in assert_compute_error(malformed, 400, "badRequest")

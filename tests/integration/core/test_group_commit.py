@@ -1,18 +1,24 @@
 """``GroupCommit`` on both backends: concurrent units share one transaction, each caller
 gets its own outcome, one failing unit fails no other, a cancelled caller's unit does not
-run, and on PostgreSQL a batch gives way on a lock rather than deadlock."""
+run, each unit runs in its own caller's context (request id, span), and on PostgreSQL a
+batch gives way on a lock rather than deadlock."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from stratus.core import tracing
+from stratus.core.context import current_request_id, set_request_id
 from stratus.core.db import Database, GroupCommit, Txn
+from stratus.core.logging import RequestIdFilter
 from tests.integration.core.conftest import Counter
 
 
@@ -416,3 +422,133 @@ async def test_postgresql_a_deadlocked_batch_falls_back_to_single_units(
         connection = await txn.connection()
         assert dict((await connection.execute(select(Counter.key, Counter.value))).all()) \
             == {"a": 2, "b": 2, "x": 0, "y": 0}
+
+
+class _Seen:
+    """What units of a group commit saw of their callers' context: for each run of a unit
+    (and of the after-commit action it queued), the request id it read and logged."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.runs: list[tuple[str, str | None]] = []
+        self.after: list[tuple[str, str | None]] = []
+        caplog.set_level(logging.INFO)
+        caplog.handler.addFilter(RequestIdFilter())  # stamps each record as it is logged
+        self.caplog = caplog
+        self.log = logging.getLogger("tests.group_commit")
+
+    def logged(self, message: str) -> list[str]:
+        return [record.request_id for record in self.caplog.records  # type: ignore[attr-defined]
+                if record.getMessage() == message]
+
+    def unit(self, name: str, *, fails: bool = False) -> Callable[[Txn], Awaitable[str]]:
+        async def work(txn: Txn) -> str:
+            self.runs.append((name, current_request_id()))
+            self.log.info("unit %s", name)
+            with tracing.span(f"unit {name}"):
+                await insert(name)(txn)
+
+            async def after() -> None:
+                self.after.append((name, current_request_id()))
+                with tracing.span(f"after {name}"):
+                    pass
+
+            txn.after_commit(after)
+            return name
+
+        return work
+
+    async def caller(self, group: GroupCommit, name: str) -> str:
+        """``name``'s unit run under request ``req-<name>``, inside span ``caller <name>``."""
+        set_request_id(f"req-{name}")  # this caller's task's context only
+        with tracing.span(f"caller {name}"):
+            return await group.run(self.unit(name), key=name)
+
+
+def _parents(spans: InMemorySpanExporter) -> dict[str, str]:
+    """Each finished span's name -> its parent's name; request ids stamped as expected."""
+    finished = spans.get_finished_spans()
+    names = {s.context.span_id: s.name for s in finished}
+    for s in finished:
+        assert s.attributes is not None
+        name = s.name.split()[-1]
+        assert s.attributes[tracing.REQUEST_ID_ATTRIBUTE] == f"req-{name}", s.name
+    return {s.name: names.get(s.parent.span_id, "?") if s.parent else "-" for s in finished}
+
+
+async def test_each_unit_of_a_batch_runs_in_its_callers_context(
+        db: Database, span_exporter: InMemorySpanExporter,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Units batched together each see, log and trace under their own caller's request id
+    and span, and so do the after-commit actions they queue (they all ran in the batch's
+    task, whose context was its first caller's)."""
+    seen = _Seen(caplog)
+    group = GroupCommit(db)
+    names = ["a", "b", "c"]
+    assert await asyncio.gather(*(seen.caller(group, n) for n in names)) == names
+    assert (group.batches, group.batched_units, group.retried_alone) == (1, 3, 0)
+    assert seen.runs == seen.after == [(n, f"req-{n}") for n in names]
+    assert [seen.logged(f"unit {n}") for n in names] == [[f"req-{n}"] for n in names]
+    assert _parents(span_exporter) == {
+        **{f"unit {n}": f"caller {n}" for n in names},
+        **{f"after {n}": f"caller {n}" for n in names},
+        **{f"caller {n}": "-" for n in names}}
+    assert current_request_id() is None  # nothing leaked into the test's own context
+
+
+async def test_a_unit_run_again_alone_runs_in_its_callers_context(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """A batch that fails for the database's sake runs each unit again alone, in a task of
+    its own: in its caller's context too. The batch's own log line names no caller."""
+    async with db.transaction() as txn:
+        txn.session.add(Counter(key="taken", value=0))
+    seen = _Seen(caplog)
+    group = GroupCommit(db)
+
+    async def caller(name: str, work: Callable[[Txn], Awaitable[str]]) -> str:
+        set_request_id(f"req-{name}")
+        return await group.run(work, key=name)
+
+    outcomes = await asyncio.gather(
+        caller("a", seen.unit("a")), caller("taken", seen.unit("taken")),
+        caller("c", seen.unit("c")), return_exceptions=True)
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], IntegrityError)
+    assert group.retried_alone == 3
+    # In the batch, then each alone; every run under its own caller's id.
+    assert sorted(seen.runs) == sorted(2 * [(n, f"req-{n}") for n in ("a", "taken", "c")])
+    assert sorted(seen.after) == [("a", "req-a"), ("c", "req-c")]
+    failed = [r for r in caplog.records if r.name == "stratus.core.db.group"]
+    assert [r.request_id for r in failed] == ["-"]  # type: ignore[attr-defined]
+
+
+async def test_a_batch_cancelled_mid_unit_cancels_the_unit_in_its_context(
+        db: Database) -> None:
+    """The batch's task cancelled (the loop closing) while a unit waits: the cancellation
+    reaches the unit where it waits, in its caller's context, and every caller is answered."""
+    group = GroupCommit(db)
+    inside = asyncio.Event()
+    cancelled_in: list[str | None] = []
+
+    async def waits(txn: Txn) -> str:
+        inside.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled_in.append(current_request_id())
+            raise
+        return "never"
+
+    async def caller(name: str, work: Callable[[Txn], Awaitable[str]]) -> str:
+        set_request_id(f"req-{name}")
+        return await group.run(work, key=name)
+
+    first = asyncio.create_task(caller("a", insert("a")))
+    waiting = asyncio.create_task(caller("b", waits))
+    await inside.wait()
+    (lane,) = group._tasks
+    lane.cancel()
+    for task in (first, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert cancelled_in == ["req-b"]
+    assert await keys(db) == []
