@@ -41,9 +41,7 @@ async def in_process_cloud(units: Sequence[str], *, prefix: str, connections: in
     from stratus.core.logging import setup_logging
     from stratus.core.spanstore import enable_span_store, set_process_units
     from stratus.core.tracing import setup_tracing
-    from stratus.stack import Stack
-    from stratus.units import root_app, run_bootstrap
-    from tests.integration.asgi import LateASGITransport
+    from tests.integration.asgi import served_stack
 
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         data_dir = Path(tmp)
@@ -57,18 +55,10 @@ async def in_process_cloud(units: Sequence[str], *, prefix: str, connections: in
         enable_span_store(data_dir, max_age=config.tracing.store_max_age,
                           max_spans=config.tracing.store_max_spans)
         set_process_units(list(units))
-        transport = LateASGITransport()
-        stack = Stack(config, http_transport=transport)
-        try:
-            await run_bootstrap(stack)
-            app = await root_app(stack, list(units))
-            transport.app = app  # service-to-service HTTP goes into the app, too
-            async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url=ROOT, timeout=120,
-                    limits=httpx.Limits(max_connections=connections)) as client:
-                yield InProcessCloud(app, client, data_dir)
-        finally:
-            await stack.aclose()
+        async with served_stack(config, units) as (_, app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=ROOT, timeout=120,
+                limits=httpx.Limits(max_connections=connections)) as client:
+            yield InProcessCloud(app, client, data_dir)
 
 
 async def admin_with_image(client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
