@@ -28,7 +28,6 @@ import pstats
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,10 @@ from typing import Any
 import httpx
 
 from benchmarks import Goal, Result
+from benchmarks._inprocess import API, admin_with_image, in_process_cloud
 
 DESCRIPTION = "CPU per boot (POST /servers to ACTIVE) of the all-in-one's units in one process"
 
-API = "/compute/v2.1"
-ROOT = "http://bench"
-PASSWORD = "bench-admin-pw"
 UNITS = ("identity-api", "image-api", "compute-api", "scheduler", "conductor", "compute-agent")
 
 
@@ -116,62 +113,17 @@ async def run(args: argparse.Namespace) -> Result:
         from stratus.cli.main import COLLECTOR_THRESHOLDS
 
         args.gc_thresholds = COLLECTOR_THRESHOLDS
-    from stratus.core.config import Settings
-    from stratus.core.logging import setup_logging
-    from stratus.core.spanstore import enable_span_store, set_process_units
-    from stratus.core.tracing import setup_tracing
-    from stratus.stack import Stack
-    from stratus.units import root_app, run_bootstrap
-    from tests.integration.asgi import LateASGITransport
-
-    with tempfile.TemporaryDirectory(prefix="bench-bootcpu-") as tmp:
-        data_dir = Path(tmp)
-        for name in ("STRATUS_CONFIG_FILE",):
-            os.environ[name] = "/nonexistent"
-        settings = Settings(data_dir=data_dir, public_url=ROOT, admin_password=PASSWORD,
-                            identity={"bcrypt_rounds": 4},
-                            compute={"virt_driver": "fake", "fake_hosts": args.hosts},
-                            network={"backend": "noop"})
-        setup_logging(settings.log_level, log_file=data_dir / "stratus.log",
-                      console_level=100, json_lines=False)
-        setup_tracing("stratus", None)
-        enable_span_store(data_dir, max_age=settings.tracing.store_max_age,
-                          max_spans=settings.tracing.store_max_spans)
-        set_process_units(list(UNITS))
-        transport = LateASGITransport()
-        stack = Stack(settings, http_transport=transport)
-        try:
-            await run_bootstrap(stack)
-            app = await root_app(stack, list(UNITS))
-            transport.app = app
-            limits = httpx.Limits(max_connections=args.connections)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url=ROOT, timeout=120, limits=limits) as client:
-                return await _measure(client, args, data_dir)
-        finally:
-            await stack.aclose()
+    async with in_process_cloud(UNITS, prefix="bench-bootcpu-", connections=args.connections,
+                                compute={"virt_driver": "fake",
+                                         "fake_hosts": args.hosts}) as cloud:
+        return await _measure(cloud.client, args, cloud.data_dir)
 
 
 async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
                    data_dir: Path) -> Result:
-    auth = await client.post("/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-    auth.raise_for_status()
-    token = auth.headers["X-Subject-Token"]
-    project_id = auth.json()["token"]["project"]["id"]
-    headers = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
-    quota = await client.put(f"{API}/os-quota-sets/{project_id}", headers=headers, json={
-        "quota_set": {"instances": -1, "cores": -1, "ram": -1}})
-    quota.raise_for_status()
-    image = (await client.post("/image/v2/images", headers=headers, json={
-        "name": "bench", "disk_format": "raw", "container_format": "bare"})).json()
-    upload = await client.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 4096,
-                              headers={**headers, "Content-Type": "application/octet-stream"})
-    upload.raise_for_status()
+    headers, image_id = await admin_with_image(client)
     await _hosts_up(client, headers, args.hosts)
-    await _boot_all(client, headers, image["id"], args.warmup, args.connections, "warm")
+    await _boot_all(client, headers, image_id, args.warmup, args.connections, "warm")
     await _wait_built(client, headers, args.poll_interval)
     # As `stratus up` does once it serves: start-up's objects frozen, the serving thresholds.
     gc.collect()
@@ -193,7 +145,7 @@ async def _measure(client: httpx.AsyncClient, args: argparse.Namespace,
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    ids = await _boot_all(client, headers, image["id"], args.boots, args.connections, "bench")
+    ids = await _boot_all(client, headers, image_id, args.boots, args.connections, "bench")
     poll_cpu = await _wait_built(client, headers, args.poll_interval)
     if profiler:
         profiler.disable()

@@ -24,14 +24,12 @@ import json
 import os
 import pstats
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.bootcpu import API, PASSWORD, ROOT, _boot_all, _SqlCounter, _stored_spans
+from benchmarks._inprocess import API, admin_with_image, in_process_cloud
+from benchmarks.bootcpu import _boot_all, _SqlCounter, _stored_spans
 
 UNITS = ("identity-api", "image-api", "compute-api")
 #: POSTs made first and not counted: past ``routing.TABLE_AFTER_REQUESTS``, after which an
@@ -41,52 +39,24 @@ WARMUP = 120
 
 async def main(url: str | None, posts: int, profile: Path | None) -> dict[str, Any]:
     from stratus.cli.main import COLLECTOR_THRESHOLDS
-    from stratus.core.config import Settings
-    from stratus.core.logging import setup_logging
-    from stratus.core.spanstore import enable_span_store, set_process_units
-    from stratus.core.tracing import setup_tracing
-    from stratus.stack import Stack
-    from stratus.units import root_app, run_bootstrap
-    from tests.integration.asgi import LateASGITransport
 
-    with tempfile.TemporaryDirectory(prefix="bench-posts-") as tmp:
-        data_dir = Path(tmp)
-        os.environ["STRATUS_CONFIG_FILE"] = "/nonexistent"
-        settings = Settings(data_dir=data_dir, public_url=ROOT, admin_password=PASSWORD,
-                            identity={"bcrypt_rounds": 4}, network={"backend": "noop"},
-                            **({"database_url": url} if url else {}))
-        setup_logging(settings.log_level, log_file=data_dir / "stratus.log",
-                      console_level=100, json_lines=False)
-        setup_tracing("stratus", None)
-        enable_span_store(data_dir, max_age=settings.tracing.store_max_age,
-                          max_spans=settings.tracing.store_max_spans)
-        set_process_units(list(UNITS))
-        transport = LateASGITransport()
-        stack = Stack(settings, http_transport=transport)
-        try:
-            await run_bootstrap(stack)
-            app = await root_app(stack, list(UNITS))
-            transport.app = app
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url=ROOT, timeout=120,
-                                         limits=httpx.Limits(max_connections=50)) as client:
-                headers, image_id = await _prepare(client)
-                await _boot_all(client, headers, image_id, WARMUP, 50, "warm")
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(*COLLECTOR_THRESHOLDS)
-                profiler = cProfile.Profile(time.thread_time)
-                spans_before = _stored_spans(data_dir)
-                counts = _SqlCounter()
-                cpu = time.process_time()
-                profiler.enable()
-                await _post_all(app, headers, image_id, posts, 50)
-                profiler.disable()
-                cpu = time.process_time() - cpu
-                counts.stop()
-                spans = _stored_spans(data_dir) - spans_before
-        finally:
-            await stack.aclose()
+    async with in_process_cloud(UNITS, prefix="bench-posts-", connections=50,
+                                **({"database_url": url} if url else {})) as cloud:
+        headers, image_id = await admin_with_image(cloud.client)
+        await _boot_all(cloud.client, headers, image_id, WARMUP, 50, "warm")
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*COLLECTOR_THRESHOLDS)
+        profiler = cProfile.Profile(time.thread_time)
+        spans_before = _stored_spans(cloud.data_dir)
+        counts = _SqlCounter()
+        cpu = time.process_time()
+        profiler.enable()
+        await _post_all(cloud.app, headers, image_id, posts, 50)
+        profiler.disable()
+        cpu = time.process_time() - cpu
+        counts.stop()
+        spans = _stored_spans(cloud.data_dir) - spans_before
     for statement, seen in counts.kinds.most_common():
         print(f"{seen / posts:7.2f}  {statement}", file=sys.stderr)
     for name, seen in spans.most_common():
@@ -140,27 +110,6 @@ async def _post_all(app: Any, headers: dict[str, str], image_id: str, count: int
             raise RuntimeError(f"POST /servers: {status}")
 
     await asyncio.gather(*(one(i) for i in range(count)))
-
-
-async def _prepare(client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
-    """The admin's headers (quota lifted) and an active image's id."""
-    auth = await client.post("/identity/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": PASSWORD}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-    auth.raise_for_status()
-    headers = {"X-Auth-Token": auth.headers["X-Subject-Token"],
-               "OpenStack-API-Version": "compute 2.96"}
-    project_id = auth.json()["token"]["project"]["id"]
-    quota = await client.put(f"{API}/os-quota-sets/{project_id}", headers=headers, json={
-        "quota_set": {"instances": -1, "cores": -1, "ram": -1}})
-    quota.raise_for_status()
-    image = (await client.post("/image/v2/images", headers=headers, json={
-        "name": "bench", "disk_format": "raw", "container_format": "bare"})).json()
-    upload = await client.put(f"/image/v2/images/{image['id']}/file", content=b"\0" * 4096,
-                              headers={**headers, "Content-Type": "application/octet-stream"})
-    upload.raise_for_status()
-    return headers, str(image["id"])
 
 
 if __name__ == "__main__":

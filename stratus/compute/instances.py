@@ -680,32 +680,36 @@ def _action_update(**values: Any) -> Any:
 
 
 _NOW = bindparam("v_now", type_=_ACTIONS.c.updated_at.type)
+#: The cases of an event's update of its action: (finishing it, the event failed).
+_TOUCH_CASES = [(finishing, failed) for finishing in (False, True) for failed in (False, True)]
+
+
+def _touched(finishing: bool, failed: bool) -> dict[str, Any]:
+    """What an event writes on its action: when it was last updated, when it finished (the
+    event finishing it), and that it failed (the event failing)."""
+    return {"updated_at": _NOW, **({"finish_time": _NOW} if finishing else {}),
+            **({"message": "Error"} if failed else {})}
+
+
+def _touching(event: Any, finishing: bool, failed: bool) -> Any:
+    """PostgreSQL: the update of the action of the event a data-modifying CTE wrote, in
+    the statement of that CTE."""
+    return sa_update(_ACTIONS).where(_ACTIONS.c.id.in_(select(event.c.action_id))).values(
+        **_touched(finishing, failed)).add_cte(event)
+
+
 #: The action's update by an event: (finishing it, the event failed) -> statement.
-_TOUCH_ACTION = {
-    (finishing, failed): _action_update(
-        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
-        **({"message": "Error"} if failed else {}))
-    for finishing in (False, True) for failed in (False, True)}
+_TOUCH_ACTION = {case: _action_update(**_touched(*case)) for case in _TOUCH_CASES}
 #: PostgreSQL: ``_INSERT_EVENT`` and the action's update by it in one statement, the update
 #: made only when the event was (as both statements do: no action, neither writes).
 _INSERTED_EVENT = _INSERT_EVENT.returning(_EVENTS.c.action_id).cte("inserted_event")
-_INSERT_EVENT_TOUCHING = {
-    (finishing, failed): sa_update(_ACTIONS).where(
-        _ACTIONS.c.id.in_(select(_INSERTED_EVENT.c.action_id))).values(
-        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
-        **({"message": "Error"} if failed else {})).add_cte(_INSERTED_EVENT)
-    for finishing in (False, True) for failed in (False, True)}
+_INSERT_EVENT_TOUCHING = {case: _touching(_INSERTED_EVENT, *case) for case in _TOUCH_CASES}
 #: PostgreSQL: ``_FINISH_EVENT`` and the action's update by it in one statement, the update
 #: made only when an event was finished (its action is the one ``_touch_action`` updates:
 #: both are ``_ACTION_OF``); a row back says one was.
 _FINISHED_EVENT = _FINISH_EVENT.returning(_EVENTS.c.action_id).cte("finished_event")
-_FINISH_EVENT_TOUCHING = {
-    (finishing, failed): sa_update(_ACTIONS).where(
-        _ACTIONS.c.id.in_(select(_FINISHED_EVENT.c.action_id))).values(
-        updated_at=_NOW, **({"finish_time": _NOW} if finishing else {}),
-        **({"message": "Error"} if failed else {})).add_cte(_FINISHED_EVENT)
-    .returning(_ACTIONS.c.id)
-    for finishing in (False, True) for failed in (False, True)}
+_FINISH_EVENT_TOUCHING = {case: _touching(_FINISHED_EVENT, *case).returning(_ACTIONS.c.id)
+                          for case in _TOUCH_CASES}
 #: ``finish_action``: (with a message) -> statement.
 _FINISH_ACTION = {
     False: _action_update(finish_time=_NOW),

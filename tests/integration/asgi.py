@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
+
+from stratus.core.config import Settings
+from stratus.stack import Stack
+from stratus.units import root_app, run_bootstrap
 
 
 class LateASGITransport(httpx.AsyncBaseTransport):
@@ -15,3 +21,19 @@ class LateASGITransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+
+
+@contextlib.asynccontextmanager
+async def served_stack(settings: Settings,
+                       units: Sequence[str]) -> AsyncIterator[tuple[Stack, Any]]:
+    """The stack of ``units`` bootstrapped, and its root ASGI app, through which its services
+    reach each other; the stack closed on leaving (whatever the bootstrap got to)."""
+    transport = LateASGITransport()
+    stack = Stack(settings, http_transport=transport)
+    try:
+        await run_bootstrap(stack)
+        app = await root_app(stack, list(units))
+        transport.app = app
+        yield stack, app
+    finally:
+        await stack.aclose()

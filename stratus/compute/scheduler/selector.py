@@ -144,6 +144,14 @@ class HostSelector:
         self._loaded_at = time.monotonic()
         return view
 
+    async def _current_view(self) -> HostView:
+        """The view decisions are made on: loaded again when none is yet or it is older
+        than ``refresh_interval``. Called under ``_lock``."""
+        view = self._view
+        if view is None or time.monotonic() - self._loaded_at > self.options.refresh_interval:
+            view = await self.refresh()
+        return view
+
     async def _reload(self, host: str) -> None:
         if self._view is None:  # nothing decided yet: the first decision loads every host
             return
@@ -162,9 +170,7 @@ class HostSelector:
         For a redelivered request whose placement was already made: its first cast carried
         these, and the cast sent again must too, should it be the one the host takes up."""
         async with self._lock:
-            view = self._view
-            if view is None or time.monotonic() - self._loaded_at > self.options.refresh_interval:
-                view = await self.refresh()
+            view = await self._current_view()
             others = replace(spec, ignore_hosts=spec.ignore_hosts | {besides})
             try:
                 ordered = select_hosts(view, others, self.options, self.rng)
@@ -197,10 +203,7 @@ class HostSelector:
             # Decide under the lock and count the claim in the shared view at once, so
             # concurrent decisions see it; the database claim itself runs unlocked.
             async with self._lock:
-                view = self._view
-                if (view is None
-                        or time.monotonic() - self._loaded_at > self.options.refresh_interval):
-                    view = await self.refresh()
+                view = await self._current_view()
                 attempt = replace(spec, ignore_hosts=spec.ignore_hosts | tried)
                 ordered = select_hosts(view, attempt, self.options, self.rng)
                 chosen = ordered[0]

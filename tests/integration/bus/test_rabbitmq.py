@@ -268,17 +268,8 @@ async def test_a_consumer_cancelled_by_the_broker_subscribes_again(rabbit_url: s
     a classic call queue hosted on a cluster node that stopped. The server declares its queue
     again and consumes it: calls are answered again, without a reconnection (the periodic
     queue check turned off, so the cancel alone does it)."""
-    manager = Recorder()
-    manager.release.set()
-    async with started(rabbit_url, queue_check_interval=0) as server_transport, \
-            started(rabbit_url) as client_transport:
-        async with RPCServer(server_transport, Target("cancelled"), manager, Recorder.METHODS):
-            client = RPCClient(client_transport, Target("cancelled"), timeout=1)
-            assert await client.call(context(), "add", a=1) == 2
-            await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), "stratus.call.cancelled")
-            assert await answered(lambda: client.call(context(), "add", a=2),
-                                  message="a call after the queue went") == 3
-        assert server_transport.connections_made == 1, "no reconnection was needed"
+    await _answered_again_once_its_call_queue_is_deleted(rabbit_url, "cancelled",
+                                                         queue_check_interval=0)
 
 
 async def test_a_call_queue_gone_without_a_cancel_is_subscribed_again(
@@ -290,13 +281,21 @@ async def test_a_call_queue_gone_without_a_cancel_is_subscribed_again(
     from stratus.core.bus.transport import amqp
 
     monkeypatch.setattr(amqp._AmqpSubscription, "_on_broker_cancel", lambda self, frame: None)
+    await _answered_again_once_its_call_queue_is_deleted(rabbit_url, "silent",
+                                                         queue_check_interval=0.5)
+
+
+async def _answered_again_once_its_call_queue_is_deleted(
+        rabbit_url: str, topic: str, *, queue_check_interval: float) -> None:
+    """A server of ``topic`` answers a call, its call queue is deleted behind its back,
+    and calls are answered again, on the server transport's first connection."""
     manager = Recorder()
-    async with started(rabbit_url, queue_check_interval=0.5) as server_transport, \
-            started(rabbit_url) as client_transport:
-        async with RPCServer(server_transport, Target("silent"), manager, Recorder.METHODS):
-            client = RPCClient(client_transport, Target("silent"), timeout=1)
+    async with started(rabbit_url, queue_check_interval=queue_check_interval) \
+            as server_transport, started(rabbit_url) as client_transport:
+        async with RPCServer(server_transport, Target(topic), manager, Recorder.METHODS):
+            client = RPCClient(client_transport, Target(topic), timeout=1)
             assert await client.call(context(), "add", a=1) == 2
-            await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), "stratus.call.silent")
+            await rabbitmqctl("delete_queue", "-p", _vhost(rabbit_url), f"stratus.call.{topic}")
             assert await answered(lambda: client.call(context(), "add", a=2),
                                   message="a call after the queue went") == 3
         assert server_transport.connections_made == 1, "no reconnection was needed"

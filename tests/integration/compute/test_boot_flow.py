@@ -28,8 +28,7 @@ from stratus.compute.virt.fake import FakeDriver
 from stratus.core.config import Settings
 from stratus.core.context import RequestContext
 from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
+from tests.integration.asgi import served_stack
 from tests.integration.compute.conftest import (
     ADMIN_PASSWORD,
     ROOT,
@@ -89,19 +88,12 @@ async def started_cloud(settings: Settings, units: list[str] = UNITS,
     """A cloud of ``units`` in this process (bootstrapped, one ASGI app through which the
     services reach each other) with an admin token scoped to the admin project; closed on
     exit. ``http_timeout``: the client's per-request timeout."""
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, units)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT, timeout=http_timeout) as client:
-            response = await client.post("/identity/v3/auth/tokens",
-                                         json=auth_body("admin", ADMIN_PASSWORD, "admin"))
-            yield Cloud(client, response.headers["X-Subject-Token"], stack)
-    finally:
-        await stack.aclose()
+    async with served_stack(settings, units) as (stack, app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ROOT,
+            timeout=http_timeout) as client:
+        response = await client.post("/identity/v3/auth/tokens",
+                                     json=auth_body("admin", ADMIN_PASSWORD, "admin"))
+        yield Cloud(client, response.headers["X-Subject-Token"], stack)
 
 
 async def upload_image(cloud: Cloud) -> str:

@@ -36,9 +36,10 @@ from stratus.guest_image.upload import publish
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
 from tests.conftest import backend_unavailable
+from tests.integration.asgi import LateASGITransport
 from tests.integration.clouds import auth_body
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
-from tests.integration.compute.test_boot_flow import UNITS, Cloud, LateASGITransport
+from tests.integration.compute.test_boot_flow import UNITS, Cloud
 from tests.integration.compute.test_libvirt_flow import wait_status
 from tests.realvm import (
     SecondLibvirtdError,

@@ -68,6 +68,31 @@ async def migrations(cloud: Cloud, query: str = "", version: str = "2.96") -> li
     return rows
 
 
+async def migration_reaching(cloud: Cloud, server_id: str, status: str) -> dict[str, Any]:
+    """The server's latest migration (``/os-migrations``), once it is ``status``."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = await migrations(cloud, f"?instance_uuid={server_id}")
+        if rows and rows[0]["status"] == status:
+            latest: dict[str, Any] = rows[0]
+            return latest
+        assert time.monotonic() < deadline, rows
+        await asyncio.sleep(0.02)
+
+
+async def running_live_migration(cloud: Cloud, server_id: str) -> dict[str, Any]:
+    """The server's live migration as ``/servers/{id}/migrations`` lists it, once running."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = (await cloud.compute("GET", f"/servers/{server_id}/migrations")).json()[
+            "migrations"]
+        if listed and listed[0]["status"] == "running":
+            running: dict[str, Any] = listed[0]
+            return running
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
 async def action_names(cloud: Cloud, server_id: str) -> list[str]:
     response = await cloud.compute("GET", f"/servers/{server_id}/os-instance-actions")
     return [a["action"] for a in response.json()["instanceActions"]]
@@ -174,13 +199,7 @@ async def test_resize_over_quota_is_403_and_a_failed_move_rolls_back(cloud: Clou
         assert isinstance(agent.driver, FakeDriver)
         agent.driver.fail_next("finish_migration", "no room for the disk")
     assert (await action(cloud, sid, {"resize": {"flavorRef": "2"}})).status_code == 202
-    deadline = time.monotonic() + 10
-    while True:
-        rows = await migrations(cloud, f"?instance_uuid={sid}")
-        if rows and rows[0]["status"] == "error":
-            break
-        assert time.monotonic() < deadline, rows
-        await asyncio.sleep(0.02)
+    failed_move = await migration_reaching(cloud, sid, "error")
     back = await cloud.wait_for(sid, "ACTIVE")
     assert back["flavor"]["original_name"] == "m1.tiny"
     assert back["OS-EXT-SRV-ATTR:host"] == source
@@ -193,7 +212,7 @@ async def test_resize_over_quota_is_403_and_a_failed_move_rolls_back(cloud: Clou
     failed = {e["event"]: e for e in events if e["result"] == "Error"}
     assert "no room for the disk" in failed["compute_finish_resize"]["details"]
     assert await claims(cloud, sid) == {source: TINY}
-    assert await claims(cloud, rows[0]["uuid"]) == {}
+    assert await claims(cloud, failed_move["uuid"]) == {}
     for agent in cloud.stack.agents:
         agent.driver._failures.clear()  # type: ignore[attr-defined]
 
@@ -261,25 +280,14 @@ async def test_cold_and_live_migration_and_the_lists(cloud: Cloud) -> None:
         driver.options = FakeDriverOptions(latency={"live_migration_round": 0.5})
     assert (await action(cloud, sid, {"os-migrateLive": {
         "host": None, "block_migration": "auto"}})).status_code == 202
-    deadline = time.monotonic() + 10
-    while True:
-        listed = (await cloud.compute("GET", f"/servers/{sid}/migrations")).json()[
-            "migrations"]
-        if listed and listed[0]["status"] == "running":
-            break
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
-    running = listed[0]
+    running = await running_live_migration(cloud, sid)
     assert running["server_uuid"] == sid and running["source_compute"] == live_dest
     shown_one = await cloud.compute("GET", f"/servers/{sid}/migrations/{running['id']}")
     assert shown_one.json()["migration"]["uuid"] == running["uuid"]
     assert_compute_error(await action(cloud, sid, {"os-stop": None}), 409, "conflictingRequest")
     aborted = await cloud.compute("DELETE", f"/servers/{sid}/migrations/{running['id']}")
     assert aborted.status_code == 202
-    deadline = time.monotonic() + 10
-    while (await migrations(cloud, f"?instance_uuid={sid}"))[0]["status"] != "cancelled":
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await migration_reaching(cloud, sid, "cancelled")
     after = await cloud.wait_for(sid, "ACTIVE")
     assert after["OS-EXT-SRV-ATTR:host"] == live_dest
     assert await claims(cloud, sid) == {live_dest: TINY}
@@ -289,21 +297,11 @@ async def test_cold_and_live_migration_and_the_lists(cloud: Cloud) -> None:
     # And one forced to complete.
     assert (await action(cloud, sid, {"os-migrateLive": {
         "host": None, "block_migration": "auto"}})).status_code == 202
-    deadline = time.monotonic() + 10
-    while True:
-        listed = (await cloud.compute("GET", f"/servers/{sid}/migrations")).json()[
-            "migrations"]
-        if listed and listed[0]["status"] == "running":
-            break
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
-    forced = await cloud.compute("POST", f"/servers/{sid}/migrations/{listed[0]['id']}/action",
+    running = await running_live_migration(cloud, sid)
+    forced = await cloud.compute("POST", f"/servers/{sid}/migrations/{running['id']}/action",
                                  json={"force_complete": None})
     assert forced.status_code == 202
-    deadline = time.monotonic() + 10
-    while (await migrations(cloud, f"?instance_uuid={sid}"))[0]["status"] != "completed":
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await migration_reaching(cloud, sid, "completed")
     final = await cloud.wait_for(sid, "ACTIVE")
     assert final["OS-EXT-SRV-ATTR:host"] != live_dest
     assert await claims(cloud, sid) == {final["OS-EXT-SRV-ATTR:host"]: TINY}

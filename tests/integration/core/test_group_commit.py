@@ -6,8 +6,9 @@ batch gives way on a lock rather than deadlock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -42,6 +43,37 @@ def insert(key: str, value: int = 0) -> Callable[[Txn], Awaitable[str]]:
         return key
 
     return unit
+
+
+async def seed(db: Database, *row_keys: str) -> None:
+    """A counter row of value 0 for each key, committed."""
+    async with db.transaction() as txn:
+        txn.session.add_all([Counter(key=key, value=0) for key in row_keys])
+
+
+@contextlib.asynccontextmanager
+async def row_locked(db: Database, key: str) -> AsyncIterator[None]:
+    """Another transaction holds ``key``'s row ``FOR UPDATE`` over the block; it commits
+    (and is waited for) on leaving."""
+    locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as txn:
+            connection = await txn.connection()
+            await connection.execute(select(Counter.value).where(Counter.key == key)
+                                     .with_for_update())
+            locked.set()
+            await release.wait()
+
+    holding = asyncio.create_task(holder())
+    await locked.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        async with asyncio.timeout(10):
+            await holding
 
 
 async def keys(db: Database) -> list[str]:
@@ -94,8 +126,7 @@ async def test_units_that_arrive_while_a_batch_runs_form_the_next(db: Database) 
 
 
 async def test_a_unit_sees_the_units_before_it_of_the_same_key(db: Database) -> None:
-    async with db.transaction() as txn:
-        txn.session.add(Counter(key="c", value=0))
+    await seed(db, "c")
     group = GroupCommit(db)
 
     async def increment(txn: Txn) -> int:
@@ -163,8 +194,7 @@ async def test_failing_units_are_taken_out_one_by_one(db: Database,
 
 
 async def test_a_database_error_runs_every_unit_alone(db: Database) -> None:
-    async with db.transaction() as txn:
-        txn.session.add(Counter(key="taken", value=0))
+    await seed(db, "taken")
     group = GroupCommit(db)
     outcomes = await asyncio.gather(
         group.run(insert("a"), key="a"), group.run(insert("taken"), key="b"),
@@ -271,8 +301,7 @@ async def test_postgresql_batches_lock_in_key_order_and_do_not_deadlock(
     """Two processes' batches (two ``Database``s) taking the same two rows, their callers
     arriving in opposite orders: sorted by key, both lock ``a`` first, so neither gives
     way (a deadlock would show as units run again alone)."""
-    async with db.transaction() as txn:
-        txn.session.add_all([Counter(key="a", value=0), Counter(key="b", value=0)])
+    await seed(db, "a", "b")
     other = Database(db.url.render_as_string(hide_password=False))
     groups = [GroupCommit(db), GroupCommit(other)]
 
@@ -307,74 +336,44 @@ async def test_postgresql_batches_lock_in_key_order_and_do_not_deadlock(
 async def test_postgresql_a_batch_gives_way_on_a_held_lock(db: Database) -> None:
     """A row locked by another transaction past the batch's lock timeout: the batch rolls
     back and its units run alone, the one on that row waiting as a transaction would."""
-    async with db.transaction() as txn:
-        txn.session.add(Counter(key="x", value=0))
+    await seed(db, "x")
     group = GroupCommit(db, lock_timeout_ms=100)
-    locked = asyncio.Event()
-    release = asyncio.Event()
-
-    async def holder() -> None:
-        async with db.transaction() as txn:
-            connection = await txn.connection()
-            await connection.execute(text(
-                "SELECT value FROM core_test_counter WHERE key = 'x' FOR UPDATE"))
-            locked.set()
-            await release.wait()
-
     async def bump(txn: Txn) -> int:
         connection = await txn.connection()
         return int((await connection.execute(text(
             "UPDATE core_test_counter SET value = value + 1 WHERE key = 'x' "
             "RETURNING value"))).scalar_one())
 
-    holding = asyncio.create_task(holder())
-    await locked.wait()
-    units = [asyncio.create_task(group.run(insert("a"), key="a")),
-             asyncio.create_task(group.run(bump, key="x"))]
-    await asyncio.sleep(0.4)  # past the lock timeout: the batch gave way
-    assert group.retried_alone >= 1
-    release.set()
+    async with row_locked(db, "x"):
+        units = [asyncio.create_task(group.run(insert("a"), key="a")),
+                 asyncio.create_task(group.run(bump, key="x"))]
+        await asyncio.sleep(0.4)  # past the lock timeout: the batch gave way
+        assert group.retried_alone >= 1
     async with asyncio.timeout(10):
         assert await asyncio.gather(*units) == ["a", 1]
-        await holding
     assert await keys(db) == ["a", "x"]
 
 
 @pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
 async def test_postgresql_a_lone_unit_waiting_on_a_lock_holds_up_no_batch(
         db: Database) -> None:
-    async with db.transaction() as txn:
-        txn.session.add(Counter(key="x", value=0))
+    await seed(db, "x")
     group = GroupCommit(db)
-    locked = asyncio.Event()
-    release = asyncio.Event()
-
-    async def holder() -> None:
-        async with db.transaction() as txn:
-            connection = await txn.connection()
-            await connection.execute(text(
-                "SELECT value FROM core_test_counter WHERE key = 'x' FOR UPDATE"))
-            locked.set()
-            await release.wait()
-
     async def bump(txn: Txn) -> str:
         connection = await txn.connection()
         await connection.execute(text(
             "UPDATE core_test_counter SET value = value + 1 WHERE key = 'x'"))
         return "x"
 
-    holding = asyncio.create_task(holder())
-    await locked.wait()
-    waiting = asyncio.create_task(group.run(bump, key="x"))  # alone, waits for the lock
-    await asyncio.sleep(0.1)
-    async with asyncio.timeout(5):  # the one lane is free: these commit meanwhile
-        assert await asyncio.gather(group.run(insert("a"), key="a"),
-                                    group.run(insert("b"), key="b")) == ["a", "b"]
-    assert not waiting.done()
-    release.set()
+    async with row_locked(db, "x"):
+        waiting = asyncio.create_task(group.run(bump, key="x"))  # alone, waits for the lock
+        await asyncio.sleep(0.1)
+        async with asyncio.timeout(5):  # the one lane is free: these commit meanwhile
+            assert await asyncio.gather(group.run(insert("a"), key="a"),
+                                        group.run(insert("b"), key="b")) == ["a", "b"]
+        assert not waiting.done()
     async with asyncio.timeout(10):
         assert await waiting == "x"
-        await holding
 
 
 @pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
@@ -386,8 +385,7 @@ async def test_postgresql_a_deadlocked_batch_falls_back_to_single_units(
     lock wait times out, rolls back and its units run alone: every caller gets its result,
     none an error. (Not both timing out at once: their units, run alone at the same time,
     would then deadlock as any two transactions locking in opposite orders do.)"""
-    async with db.transaction() as txn:
-        txn.session.add_all([Counter(key="a", value=0), Counter(key="b", value=0)])
+    await seed(db, "a", "b")
     other = Database(db.url.render_as_string(hide_password=False))
     groups = [GroupCommit(db, lock_timeout_ms=lock_timeouts_ms[0]),
               GroupCommit(other, lock_timeout_ms=lock_timeouts_ms[1])]

@@ -22,8 +22,7 @@ from stratus.core.config import DashboardSettings, Settings
 from stratus.dashboard.app import create_dashboard_app
 from stratus.dashboard.sessions import store_for
 from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
+from tests.integration.asgi import served_stack
 from tests.integration.clouds import auth_body
 
 ROOT = "http://test"
@@ -98,12 +97,7 @@ async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSet
                         public_url=ROOT, admin_password=ADMIN_PASSWORD,
                         identity={"bcrypt_rounds": 4}, network={"backend": "noop"},
                         compute={"fake_hosts": 1, "host": "node"})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        cloud_app = await root_app(stack, units or UNITS)
-        transport.app = cloud_app
+    async with served_stack(settings, units or UNITS) as (stack, cloud_app):
         calls = Calls()
         inner: httpx.AsyncBaseTransport = httpx.ASGITransport(app=cloud_app)
         api_http = httpx.AsyncClient(transport=wrap(inner) if wrap else inner,
@@ -120,8 +114,6 @@ async def make_deck(tmp_path: Path, sqlite_template: Path, options: DashboardSet
             token = (await api.post("/identity/v3/auth/tokens", json=auth_body(
                 "admin", ADMIN_PASSWORD, "admin"))).headers["X-Subject-Token"]
             yield Deck(api, browser, calls, stack, token, cloud_app, api_http, store)
-    finally:
-        await stack.aclose()
 
 
 def _free_port() -> int:

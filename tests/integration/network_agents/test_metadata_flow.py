@@ -31,9 +31,8 @@ from stratus.core.config import Settings
 from stratus.core.spanstore import SpanStore, SpanStoreExporter
 from stratus.core.trace_table import seed_coverage, table
 from stratus.network.objects import bridge_name, tap_name
-from stratus.stack import Stack
-from stratus.units import UNITS, root_app, run_bootstrap
-from tests.integration.asgi import LateASGITransport
+from stratus.units import UNITS
+from tests.integration.asgi import served_stack
 from tests.integration.network_agents.conftest import (
     eventually,
     hosts_text,
@@ -86,24 +85,16 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         network={"backend": "linuxbridge",
                                  "firewall_table": f"sgtest-{uuid.uuid4().hex[:8]}"},
                         metadata={"shared_secret": SECRET})
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, ALL_UNITS)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"},
-                    "password": ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            assert response.status_code == 201, response.text
-            yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]},
-                        response.json()["token"]["project"]["id"], settings.dhcp_state_dir)
-    finally:
-        await stack.aclose()
+    async with served_stack(settings, ALL_UNITS) as (_, app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ROOT) as client:
+        response = await client.post("/identity/v3/auth/tokens", json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"},
+                "password": ADMIN_PASSWORD}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+        assert response.status_code == 201, response.text
+        yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]},
+                    response.json()["token"]["project"]["id"], settings.dhcp_state_dir)
 
 
 async def upload_image(cloud: Cloud) -> str:

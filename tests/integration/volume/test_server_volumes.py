@@ -19,10 +19,10 @@ from stratus.compute.virt.fake import FakeDriver, FakeDriverOptions
 from stratus.core.config import Settings
 from stratus.core.exceptions import ServiceUnavailable
 from stratus.stack import Stack
-from stratus.units import root_app, run_bootstrap
 from stratus.volume.hosts import HostCapabilities
+from tests.integration.asgi import served_stack
 from tests.integration.compute.test_boot_flow import boot_body, upload_image
-from tests.integration.volume.conftest import LateASGITransport, assert_cinder_error
+from tests.integration.volume.conftest import assert_cinder_error
 
 ADMIN_PASSWORD = "server-volumes-admin-pw"
 ROOT = "http://test"
@@ -75,23 +75,16 @@ async def started_cloud(settings: Settings, units: list[str],
     """A cloud of ``units`` in this process (bootstrapped, one ASGI app; services reach each
     other through it) and an admin token scoped to the admin project; closed on exit.
     ``http_timeout``: the client's per-request timeout."""
-    transport = LateASGITransport()
-    stack = Stack(settings, http_transport=transport)
-    try:
-        await run_bootstrap(stack)
-        app = await root_app(stack, units)
-        transport.app = app
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=ROOT, timeout=http_timeout) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"},
-                    "password": ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            yield Cloud(client, response.headers["X-Subject-Token"],
-                        response.json()["token"]["project"]["id"], stack)
-    finally:
-        await stack.aclose()
+    async with served_stack(settings, units) as (stack, app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ROOT,
+            timeout=http_timeout) as client:
+        response = await client.post("/identity/v3/auth/tokens", json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"},
+                "password": ADMIN_PASSWORD}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+        yield Cloud(client, response.headers["X-Subject-Token"],
+                    response.json()["token"]["project"]["id"], stack)
 
 
 @pytest.fixture
