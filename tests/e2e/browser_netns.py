@@ -41,10 +41,15 @@ class LoopbackRelay:
             self._listener = socket.create_server(("127.0.0.1", 0))
         port = self._listener.getsockname()[1]
         run_in(namespace, ["nft", "-f", "-"], _redirect_to(port))
-        threading.Thread(target=self._accept, name="browser-relay", daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, name="browser-relay",
+                                           daemon=True)
+        self._accepting.start()
 
     def close(self) -> None:
+        # A shutdown wakes the thread blocked in accept(); a close alone would not on Linux.
+        self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._accepting.join(timeout=10)
         with self._lock:
             for sock in self._open:
                 sock.close()

@@ -135,6 +135,7 @@ def test_the_relay_carries_both_ways_and_half_closes() -> None:
     finally:
         relay.close()
         linux.delete_namespace(namespace)
+    assert not [t for t in threading.enumerate() if t.name == "browser-relay"]
 
 
 def test_the_browser_keeps_loading_while_the_host_links_change(
