@@ -361,6 +361,39 @@ class Instances:
             raise InstanceGone(instance_uuid)
         raise AlreadyPlaced(current)
 
+    async def place_taking_up(self, instance_uuid: str, host: str, request_id: str | None,
+                              event: str, started_at: dt.datetime,
+                              build_event: str) -> InstanceRecord:
+        """``place_scheduled``, and in the same write what the host's ``begin_build`` did
+        on taking the build up: the instance moves to ``networking`` and ``build_event``
+        starts (on the host). The scheduler's claim runs it, and its cast carries the
+        record back, so the host starts building with no call to the conductor: a bus
+        round trip and a transaction fewer per boot. PostgreSQL: one statement (the
+        placement's UPDATE ... RETURNING and both events as data-modifying CTEs); SQLite:
+        three. Raises as ``place`` does, having written nothing; ``AlreadyPlaced`` also
+        for an instance placed and moved on to ``networking`` (its build cast may be lost
+        with the scheduler that sent it: a redelivered request sends it again)."""
+        connection = await self.txn.connection()
+        now = utcnow()
+        params: dict[str, Any] = _action_params(instance_uuid, request_id)
+        params.update(w_uuid=instance_uuid, p_host=host, p_now=now, v_event=event,
+                      v_host=None, v_start=started_at, v_finish=now, v_result="Success",
+                      v_details=None, v_now=now, b_event=build_event, b_host=host)
+        if self.txn.dialect == "postgresql":
+            row = (await connection.execute(_PLACE_TAKING_UP, params)).one_or_none()
+        else:
+            row = (await connection.execute(_PLACE_NETWORKING, params)).one_or_none()
+            if row is not None:
+                await connection.execute(_INSERT_EVENT, params)
+                await connection.execute(_INSERT_BUILD_EVENT, params)
+                await connection.execute(_touch_action(False, False), params)
+        if row is not None:
+            return self.record(row)
+        current = (await connection.execute(_PLACED_HOST, params)).scalar()
+        if current is None:  # no such instance, deleted, or past its take-up
+            raise InstanceGone(instance_uuid)
+        raise AlreadyPlaced(current)
+
     async def place_unshelved(self, instance_uuid: str, host: str) -> None:
         """Record the host a shelved-offloaded instance is unshelved on, if it still waits
         for one (``InstanceGone`` otherwise). The row is locked (read afresh) before the
@@ -627,6 +660,50 @@ _PLACE_RECORDING = select(func.count()).select_from(_PLACED).add_cte(
     sa_update(_ACTIONS).where(_ACTIONS.c.id.in_(select(_PLACED_EVENT.c.action_id))).values(
         updated_at=bindparam("v_now", type_=_ACTIONS.c.updated_at.type))
     .cte("touched_action"))
+#: ``place_taking_up``: ``_PLACE`` (host ``p_host``) with the move to ``networking`` that a
+#: host's ``begin_build`` made, the row read back.
+_PLACE_NETWORKING = sa_update(_INSTANCES).where(
+    *_WAITING, or_(_INSTANCES.c.host.is_(None), _INSTANCES.c.host == "")).values(
+    host=bindparam("p_host", type_=_INSTANCES.c.host.type),
+    node=bindparam("p_host", type_=_INSTANCES.c.node.type),
+    task_state=states.NETWORKING,
+    updated_at=bindparam("p_now", type_=_INSTANCES.c.updated_at.type)).returning(*_INSTANCES.c)
+#: The build's event started on the host (``b_event``, ``b_host``) at ``v_now``.
+_INSERT_BUILD_EVENT = _EVENTS.insert().from_select(
+    ["action_id", "event", "host", "start_time"],
+    select(_ACTIONS.c.id, bindparam("b_event", type_=_EVENTS.c.event.type),
+           bindparam("b_host", type_=_EVENTS.c.host.type),
+           bindparam("v_now", type_=_EVENTS.c.start_time.type))
+    .where(_ACTIONS.c.id == _ACTION_OF))
+#: The host of a live instance placed and waiting for its host (``scheduling``, or
+#: ``networking`` from ``place_taking_up``): a redelivered request sends its cast again.
+_PLACED_HOST = select(_INSTANCES.c.host).where(
+    _INSTANCES.c.uuid == bindparam("w_uuid"), _INSTANCES.c.deleted_at.is_(None),
+    _INSTANCES.c.vm_state == states.BUILDING,
+    _INSTANCES.c.task_state.in_([states.SCHEDULING, states.NETWORKING]),
+    _INSTANCES.c.host.is_not(None), _INSTANCES.c.host != "")
+
+
+def _place_taking_up() -> Any:
+    """PostgreSQL (``place_taking_up``): ``_PLACE_NETWORKING``, the scheduler's event
+    recorded whole, the build's started and their action updated, each written only when
+    the placement was, in one statement giving the placed row (none: nothing written)."""
+    placed = _PLACE_NETWORKING.cte("placed_instance")
+    went = select(placed.c.uuid).exists()
+    scheduled = _event_insert(went)
+    building = _EVENTS.insert().from_select(
+        ["action_id", "event", "host", "start_time"],
+        select(_ACTIONS.c.id, bindparam("b_event", type_=_EVENTS.c.event.type),
+               bindparam("b_host", type_=_EVENTS.c.host.type),
+               bindparam("v_now", type_=_EVENTS.c.start_time.type))
+        .where(_ACTIONS.c.id == _ACTION_OF, went)).returning(
+        _EVENTS.c.action_id).cte("build_event")
+    touched = sa_update(_ACTIONS).where(_ACTIONS.c.id.in_(union_all(
+        select(scheduled.c.action_id), select(building.c.action_id)))).values(
+        updated_at=_NOW).cte("touched_action")
+    return select(placed).add_cte(scheduled, building, touched)
+
+
 _INSERT_INSTANCE = _INSTANCES.insert()
 _ON_HOST = select(_INSTANCES.c.uuid).where(_INSTANCES.c.host == bindparam("w_host"),
                                            _INSTANCES.c.deleted_at.is_(None))
@@ -715,3 +792,6 @@ _FINISH_ACTION = {
 
 def _touch_action(finishing: bool, failed: bool) -> Any:
     return _TOUCH_ACTION[finishing, failed]
+
+
+_PLACE_TAKING_UP = _place_taking_up()
