@@ -3,8 +3,8 @@ carries the record (``Instances.place_taking_up``): on the message's first deliv
 host builds from it with no ``begin_build`` call. A delivery that may not be the first (the
 broker's redelivery, a cast without a record) asks ``begin_build``; a second message for a
 build under way in the process is not run; and a build from a record that finds its
-instance moved on without a delete (a sender's duplicate of the cast) leaves the guest the
-other delivery made."""
+instance moved on without a delete before it spawned (a sender's duplicate of the cast)
+leaves the guest the other delivery made."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class Conductor:
         self.deleted = deleted
         self.calls: list[str] = []
         self.events: list[tuple[str, bool, str | None]] = []
+        #: Set ERROR (as a watchdog would) when the build's last update comes.
+        self.fail_before_active = False
 
     def record(self) -> InstanceRecord:
         return _record(self.task_state, self.vm_state, deleted=self.deleted)
@@ -53,6 +55,8 @@ class Conductor:
                               expected: list[str | None] | None = None,
                               event: Any = None, *args: Any, **kwargs: Any) -> InstanceRecord:
         self.calls.append(f"instance_update {update.task_state or update.vm_state}")
+        if self.fail_before_active and update.vm_state == states.ACTIVE:
+            self.vm_state, self.task_state = states.ERROR, None
         if self.deleted or (expected is not None and self.task_state not in expected):
             raise UnexpectedTaskState(f"{instance_uuid} is {self.task_state}")
         self.task_state = None if update.clear_task_state else update.task_state
@@ -151,5 +155,17 @@ async def test_a_build_from_a_record_of_a_server_deleted_meanwhile_is_cancelled(
     agent = _agent(conductor)
     await agent.build_and_run_instance(CTX, UUID, [], instance=_record())
     assert conductor.calls == ["instance_update spawning", "instance_get"]
+    assert conductor.events == [("compute__do_build_and_run_instance", True, "Error")]
+    assert await agent.driver.list_guests() == []
+
+
+async def test_a_build_from_a_record_refused_after_its_spawn_removes_its_guest() -> None:
+    """Its last update refused (the instance set ERROR meanwhile, not deleted): the guest
+    this build spawned is its own, and is removed as a cancelled build's always was."""
+    conductor = Conductor()
+    conductor.fail_before_active = True
+    agent = _agent(conductor)
+    await agent.build_and_run_instance(CTX, UUID, [], instance=_record())
+    assert conductor.calls == ["instance_update spawning", "instance_update active"]
     assert conductor.events == [("compute__do_build_and_run_instance", True, "Error")]
     assert await agent.driver.list_guests() == []

@@ -71,6 +71,9 @@ LOG = logging.getLogger(__name__)
 class BuildCancelled(Exception):
     """The instance left the expected task state (it is being deleted)."""
 
+    #: Raised before the guest was spawned (by this build).
+    before_spawn = False
+
 
 @dataclass(frozen=True)
 class AgentOptions:
@@ -387,11 +390,13 @@ class ComputeAgentManager(GuestStateActions):
         try:
             await self._build(ctx, instance, made, admin_password)
             BOOTS.labels("active").inc()
-        except BuildCancelled:
-            if trusted and not await self._being_deleted(ctx, instance_uuid):
-                # A build taken up from the scheduler's record found the instance moved on
-                # without a delete: a duplicate of its cast (a sender's retry), another
-                # delivery of which built it. That guest is not this build's to remove.
+        except BuildCancelled as cancelled:
+            if trusted and cancelled.before_spawn and not await self._being_deleted(
+                    ctx, instance_uuid):
+                # A build taken up from the scheduler's record found the instance moved on,
+                # before it spawned anything, without a delete: a duplicate of its cast (a
+                # sender's retry), another delivery of which built it. That guest is not
+                # this build's to remove.
                 LOG.info("build of %s on %s was taken up by another delivery", instance_uuid,
                          self.host)
                 return
@@ -480,7 +485,9 @@ class ComputeAgentManager(GuestStateActions):
                         await waiter.wait(self.options.vif_plugging_timeout)
                     except EventsCancelled as exc:
                         raise BuildCancelled(str(exc)) from exc
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, BuildCancelled):
+                exc.before_spawn = True
             # The build fails (or is cancelled) before the image is needed: its fetch is
             # stopped (the cache removes a partial download) and its own error, if any, is
             # not the build's.
