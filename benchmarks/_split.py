@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -182,6 +183,45 @@ class BrokerProbe:
             if len(parts) == 3 and parts[2].lstrip("-").isdigit():
                 found[f"{parts[0]}.{parts[1]}"] = int(parts[2])
         return found
+
+
+class DatabaseProbe:
+    """The PostgreSQL backends serving one database, as a run sees them: their CPU time so
+    far (each backend's POSIX CPU clock, read as root or as the server's user) and the
+    database's transactions committed (``pg_stat_database.xact_commit``; the statistics
+    collector reports them within ~0.5 s, so read after the cloud is idle). A backend that
+    exits within a window loses its CPU from it; the cloud's pooled connections outlive
+    the windows. The probe's own connection is left out of the CPU."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.conn: Any = None
+
+    async def __aenter__(self) -> DatabaseProbe:
+        import asyncpg
+
+        from benchmarks._cloud import asyncpg_dsn
+
+        self.conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def read(self) -> tuple[float, int]:
+        """(CPU seconds of the database's backends, its commits so far)."""
+        cpu = 0.0
+        for row in await self.conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                cpu += process_cpu_seconds(row["pid"])
+        await asyncio.sleep(1.0)  # the collector's report of the last commits
+        await self.conn.execute("SELECT pg_stat_clear_snapshot()")
+        commits = await self.conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        return cpu, int(commits or 0)
 
 
 def log_tail(work_dir: Path, name: str, lines: int = 30) -> str:

@@ -71,7 +71,7 @@ import httpx
 
 from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, database_info, issue_token, sqlite_info
-from benchmarks._split import BrokerProbe, SplitCloud, Worker
+from benchmarks._split import BrokerProbe, DatabaseProbe, SplitCloud, Worker
 
 DESCRIPTION = ("POST /servers to ACTIVE latency and concurrent boot throughput, all-in-one "
                "and split mode")
@@ -334,11 +334,13 @@ async def _sequential(session: Session, args: argparse.Namespace) -> dict[str, f
 
 async def _concurrent(session: Session, args: argparse.Namespace,
                       cpu: CpuProbe, waits: CpuProbe | None = None,
-                      broker: BrokerProbe | None = None) -> dict[str, float]:
+                      broker: BrokerProbe | None = None,
+                      database: DatabaseProbe | None = None) -> dict[str, float]:
     n = args.concurrent
     # Read before the clock starts: ``rabbitmqctl`` takes a second or so.
     counters_before = await broker.counters() if broker is not None else {}
     broker_before = broker.cpu() if broker is not None else 0.0
+    database_before = await database.read() if database is not None else (0.0, 0)
     cpu_before = cpu()
     waits_before = waits() if waits is not None else {}
     sent_at = time.time()
@@ -362,6 +364,7 @@ async def _concurrent(session: Session, args: argparse.Namespace,
         await asyncio.sleep(args.concurrent_poll_interval)
     cpu_used = {role: used - cpu_before.get(role, 0.0) for role, used in cpu().items()}
     broker_used = broker.cpu() - broker_before if broker is not None else math.nan
+    database_after = await database.read() if database is not None else (0.0, 0)
     waited = ({role: w - waits_before.get(role, 0.0) for role, w in waits().items()}
               if waits is not None else {})
     # After the clock: each server's status, host and recorded ACTIVE time.
@@ -407,6 +410,11 @@ async def _concurrent(session: Session, args: argparse.Namespace,
             if name in counters_before and _COUNTED.search(name):
                 metrics[f"concurrent_broker_{_counter_metric(name)}_per_boot"] = (
                     value - counters_before[name]) / n
+    if database is not None and n:
+        metrics["concurrent_database_cpu_ms_per_boot"] = (
+            database_after[0] - database_before[0]) / n * 1e3
+        metrics["concurrent_database_commits_per_boot"] = (
+            database_after[1] - database_before[1]) / n
     if waited and n:
         metrics["concurrent_runqueue_wait_ms_per_boot"] = sum(waited.values()) / n * 1e3
         metrics.update({f"concurrent_runqueue_wait_ms_per_boot_{role}": w / n * 1e3
@@ -420,7 +428,8 @@ async def _concurrent(session: Session, args: argparse.Namespace,
 async def _measure(base_url: str, identity_url: str, password: str,
                    args: argparse.Namespace, cpu: CpuProbe,
                    waits: CpuProbe | None = None,
-                   broker: BrokerProbe | None = None) -> dict[str, float]:
+                   broker: BrokerProbe | None = None,
+                   database: DatabaseProbe | None = None) -> dict[str, float]:
     limits = httpx.Limits(max_connections=args.connections,
                           max_keepalive_connections=args.connections)
     async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as client:
@@ -429,7 +438,7 @@ async def _measure(base_url: str, identity_url: str, password: str,
             await session.wait_done(await session.post(f"warm{n}"), args.poll_interval)
         metrics = await _idle(cpu, args.idle, broker)
         metrics.update(await _sequential(session, args))
-        metrics.update(await _concurrent(session, args, cpu, waits, broker))
+        metrics.update(await _concurrent(session, args, cpu, waits, broker, database))
     # On stderr at once: a failure later (another mode, clean-up) must not lose them.
     _progress(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
     return metrics
@@ -482,9 +491,11 @@ async def _split(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float],
                                                                  waiting=waiting)
             return roles
 
-        metrics = await _measure(cloud.base_url, cloud.identity_url, cloud.admin_password(),
-                                 args, lambda: by_role(False), lambda: by_role(True),
-                                 BrokerProbe.find(_amqp_port(args.rabbit_url)))
+        async with DatabaseProbe(cloud.env["STRATUS_DATABASE_URL"]) as database:
+            metrics = await _measure(cloud.base_url, cloud.identity_url,
+                                     cloud.admin_password(), args, lambda: by_role(False),
+                                     lambda: by_role(True),
+                                     BrokerProbe.find(_amqp_port(args.rabbit_url)), database)
         dead = cloud.dead()
         if args.log_dir is not None:
             cloud.copy_logs(args.log_dir)

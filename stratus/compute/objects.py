@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 #: ``attempt`` in the build messages counts towards it.
 MAX_BUILD_ATTEMPTS = 3
 
+#: The build's event on its host (Nova's name), started when the host takes the build up.
+BUILD_EVENT = "compute__do_build_and_run_instance"
+
 #: The system metadata key where a shelved-offloaded instance keeps the guest devices of
 #: its volumes (JSON: volume id → device), which are then reserved with no host: the
 #: unshelve attaches them there again, and the API shows them meanwhile.

@@ -183,11 +183,16 @@ class ComputeAgentAPI(RPCAPI):
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1,
-                                     admin_password: str | None = None) -> None:
-        """``admin_password``: the boot's, for a config drive (as Nova's build passes it)."""
+                                     admin_password: str | None = None,
+                                     instance: InstanceRecord | None = None) -> None:
+        """``admin_password``: the boot's, for a config drive (as Nova's build passes it).
+        ``instance``: the record of a build the scheduler took up for the host
+        (``Instances.place_taking_up``); without it the host takes the build up itself
+        (``begin_build``)."""
+        extra: dict[str, Any] = {} if instance is None else {"instance": instance}
         await self.client.prepare(server=host).cast(
             ctx, "build_and_run_instance", instance_uuid=instance_uuid, alternates=alternates,
-            attempt=attempt, admin_password=admin_password)
+            attempt=attempt, admin_password=admin_password, **extra)
 
     async def terminate_instance(self, ctx: RequestContext, host: str,
                                  instance_uuid: str) -> None:

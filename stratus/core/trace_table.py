@@ -106,6 +106,11 @@ NOT_AS_IN_SEED: dict[int, str] = {
     21: "no Ceph here: the host downloads the image from the image API into its cache "
         "(steps 23 and 25)",
     22: "no Ceph here", 24: "no Ceph here",
+    14: "the scheduler's claim took the build up for the host and its cast carries the "
+        "instance (as Nova's build_and_run_instance does): the host calls the conductor for "
+        "it only on a delivery that may not be the first (begin_build)",
+    15: "the scheduler's claim took the build up for the host and its cast carries the "
+        "instance: the conductor is not asked for it",
     31: "no guest asked for its address in this trace (the fake driver runs none, or its "
         "DHCP reply is not in yet: dnsmasq reports it through the lease script)",
     32: "the DHCP agent answers nothing: it writes dnsmasq's hosts file (the address is the "

@@ -182,14 +182,16 @@ async def test_metrics_logs_and_trace_of_a_boot_and_no_secret_anywhere(cloud: Cl
     create = [r for r in document["steps"] if r["trace_id"] == document["steps"][0]["trace_id"]]
     assert create[0]["what"] == "POST /v2.1/servers" and create[0]["outcome"] == "202"
     steps = [r["step"] for r in create]
-    wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "14", "15-17", "43-44", "45", "46-47"]
+    wanted = ["4,7", "5", "6", "8", "9-11", "12", "13", "43-44", "45", "46-47"]
     positions = [steps.index(step) for step in wanted]
     assert positions == sorted(positions), steps
     assert {r["unit"] for r in create} >= {"compute-api", "scheduler", "compute-agent",
                                            "conductor"}
     activating = next(r for r in create if r["step"] == "45")
     assert activating["start_ms"] <= client_ms
-    assert len(document["seed_steps_seen"]) >= 30
+    # Not 14 and 15: the scheduler's claim took the build up, its cast carries the instance.
+    assert len(document["seed_steps_seen"]) >= 28
+    assert {"14", "15"} <= set(document["seed_steps_not_seen"])
     assert document["seed_steps_not_seen"]["49"] == "no Ceph here"
     text = await asyncio.to_thread(subprocess.run, [
         str(BIN / "stratus"), "trace", post_request, "--data-dir", str(cloud.data_dir)],

@@ -28,6 +28,7 @@ from stratus.compute.agent.volumes import HostVolumes
 from stratus.compute.console_types import ConsoleEndpoint, ConsoleKind, ConsoleUnavailable
 from stratus.compute.errors import UnexpectedTaskState
 from stratus.compute.objects import (
+    BUILD_EVENT,
     MAX_BUILD_ATTEMPTS,
     ActionEvent,
     ExternalEvent,
@@ -46,6 +47,7 @@ from stratus.compute.virt.driver import (
     VirtDriver,
     VirtError,
 )
+from stratus.core.bus.server import first_delivery
 from stratus.core.clients.image import ImageClient
 from stratus.core.context import RequestContext
 from stratus.core.db import utcnow
@@ -63,12 +65,14 @@ from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
 
-BUILD_EVENT = "compute__do_build_and_run_instance"
 
 
 
 class BuildCancelled(Exception):
     """The instance left the expected task state (it is being deleted)."""
+
+    #: Raised before the guest was spawned (by this build).
+    before_spawn = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class ComputeAgentManager(GuestStateActions):
         self.driver = driver
         self.conductor = conductor
         self._builds_in_flight = AGENT_BUILDS_IN_FLIGHT.labels(host)
+        #: The instances this process is building (taken up, not yet ended).
+        self._building: set[str] = set()
         self._deletes_in_flight = AGENT_DELETES_IN_FLIGHT.labels(host)
         self.options = options or AgentOptions()
         #: The network service's client; None runs without networking (bare compute).
@@ -345,23 +351,55 @@ class ComputeAgentManager(GuestStateActions):
 
     async def build_and_run_instance(self, ctx: RequestContext, instance_uuid: str,
                                      alternates: list[str], attempt: int = 1,
-                                     admin_password: str | None = None) -> None:
-        instance = await self.conductor.begin_build(ctx, instance_uuid, self.host,
-                                                    BUILD_EVENT)
-        if instance is None:
-            return  # deleted, being deleted, or a redelivered build taken up already
-        with self._builds_in_flight.track_inprogress():
-            await self._build_tracked(ctx, instance, alternates, attempt, admin_password)
+                                     admin_password: str | None = None,
+                                     instance: InstanceRecord | None = None) -> None:
+        """Build the instance. ``instance``: the scheduler took the build up for this host
+        in its claim (``Instances.place_taking_up``: ``networking``, the build's event
+        started) and this is its record: on the message's first delivery the build starts
+        from it with no call to the conductor. Otherwise (a redelivery, a cast sent again
+        for an instance placed already, a reschedule) ``begin_build`` takes it up, or says
+        there is nothing to build."""
+        if instance_uuid in self._building:
+            # Another message for this build (a scheduler's cast sent again) while this
+            # process builds it: one build is enough.
+            LOG.info("build of %s on %s is under way here already", instance_uuid, self.host)
+            return
+        trusted = instance is not None and instance.uuid == instance_uuid and first_delivery()
+        if not trusted:
+            instance = await self.conductor.begin_build(ctx, instance_uuid, self.host,
+                                                        BUILD_EVENT)
+            if instance is None:
+                return  # deleted, being deleted, or a redelivered build taken up already
+            if instance_uuid in self._building:  # taken up here while we asked
+                return
+        assert instance is not None
+        self._building.add(instance_uuid)
+        try:
+            with self._builds_in_flight.track_inprogress():
+                await self._build_tracked(ctx, instance, alternates, attempt, admin_password,
+                                          trusted=trusted)
+        finally:
+            self._building.discard(instance_uuid)
 
     async def _build_tracked(self, ctx: RequestContext, instance: InstanceRecord,
                              alternates: list[str], attempt: int,
-                             admin_password: str | None = None) -> None:
+                             admin_password: str | None = None,
+                             trusted: bool = False) -> None:
         instance_uuid = instance.uuid
         made: list[str] = []  # volumes this build made: deleted again if it fails
         try:
             await self._build(ctx, instance, made, admin_password)
             BOOTS.labels("active").inc()
-        except BuildCancelled:
+        except BuildCancelled as cancelled:
+            if trusted and cancelled.before_spawn and not await self._being_deleted(
+                    ctx, instance_uuid):
+                # A build taken up from the scheduler's record found the instance moved on,
+                # before it spawned anything, without a delete: a duplicate of its cast (a
+                # sender's retry), another delivery of which built it. That guest is not
+                # this build's to remove.
+                LOG.info("build of %s on %s was taken up by another delivery", instance_uuid,
+                         self.host)
+                return
             BOOTS.labels("cancelled").inc()
             LOG.info("build of %s on %s cancelled: it is being deleted", instance_uuid,
                      self.host)
@@ -390,6 +428,17 @@ class ComputeAgentManager(GuestStateActions):
                                                     type(exc).__name__),
                                               alternates, attempt,
                                               admin_password=admin_password)
+
+    async def _being_deleted(self, ctx: RequestContext, instance_uuid: str) -> bool:
+        """Whether the instance is gone or being deleted (a cancelled build's cause); when
+        that cannot be read, True: the cancelled build then cleans up, as it always did."""
+        try:
+            current = await self.conductor.instance_get(ctx, instance_uuid)
+        except Exception as exc:
+            LOG.warning("could not read %s to see why its build stopped: %s", instance_uuid,
+                        exc)
+            return True
+        return current.deleted or current.task_state == states.DELETING
 
     async def _build(self, ctx: RequestContext, instance: InstanceRecord,
                      made: list[str], admin_password: str | None = None) -> None:
@@ -436,7 +485,9 @@ class ComputeAgentManager(GuestStateActions):
                         await waiter.wait(self.options.vif_plugging_timeout)
                     except EventsCancelled as exc:
                         raise BuildCancelled(str(exc)) from exc
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, BuildCancelled):
+                exc.before_spawn = True
             # The build fails (or is cancelled) before the image is needed: its fetch is
             # stopped (the cache removes a partial download) and its own error, if any, is
             # not the build's.

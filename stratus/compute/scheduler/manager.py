@@ -16,8 +16,10 @@ from stratus.compute.errors import (
 )
 from stratus.compute.instances import Instances
 from stratus.compute.objects import (
+    BUILD_EVENT,
     BuildRequest,
     FlavorInfo,
+    InstanceRecord,
     MoveClaim,
     MoveClaimResult,
     UnshelveRequest,
@@ -95,16 +97,23 @@ class SchedulerManager:
                                availability_zone=request.availability_zone,
                                group_policy=policy, group_hosts=group_hosts)
             started = utcnow()
+            taken: list[InstanceRecord] = []
 
             async def place(txn: Txn, host: str, uuid: str = instance_uuid,
-                            started: dt.datetime = started) -> None:
+                            started: dt.datetime = started,
+                            taken: list[InstanceRecord] = taken) -> None:
                 # The placement, the claim and the action event commit together, so a
                 # deleted instance never keeps a claim and a placed one always has its host.
                 # The placement comes first (``select_and_claim``): it locks the instance's
                 # row before the provider's, and a redelivered request finds it placed
                 # (``AlreadyPlaced``) or past scheduling (``InstanceGone``) before it claims.
-                await Instances(txn).place_scheduled(uuid, host, ctx.request_id,
-                                                     SCHEDULE_EVENT, started)
+                # It also takes the build up for the host (``networking``, the build's
+                # event started), as the host's ``begin_build`` call did: the cast carries
+                # the record, and the host calls the conductor only to check a delivery
+                # that may not be the first (``ComputeAgentManager.build_and_run_instance``).
+                # A unit may run again (its batch failed): the last run's record is kept.
+                taken[:] = [await Instances(txn).place_taking_up(
+                    uuid, host, ctx.request_id, SCHEDULE_EVENT, started, BUILD_EVENT)]
 
             deciding = time.perf_counter()
             try:
@@ -148,7 +157,8 @@ class SchedulerManager:
             _decided("placed", deciding)
             chosen, alternates = hosts[0], hosts[1:]
             await self.agents.build_and_run_instance(ctx, chosen, instance_uuid, alternates,
-                                                     admin_password=request.admin_password)
+                                                     admin_password=request.admin_password,
+                                                     instance=taken[-1])
 
     async def move_claim(self, ctx: RequestContext, claim: MoveClaim) -> MoveClaimResult:
         """A destination for a moving server, claimed in one transaction with the hand-over

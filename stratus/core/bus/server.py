@@ -34,6 +34,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -70,6 +71,20 @@ from stratus.core.metrics import BUS_HANDLED, BUS_IN_FLIGHT, UNKNOWN_METHOD, chi
 from stratus.core.tracing import span
 
 LOG = logging.getLogger(__name__)
+
+#: Whether the handler running is the first run of its message's first delivery (False: the
+#: broker delivered it before, or the handler ran before in this delivery, through a database
+#: outage). Outside a handler: True.
+_FIRST_DELIVERY: ContextVar[bool] = ContextVar("bus_first_delivery", default=True)
+
+
+def first_delivery() -> bool:
+    """Whether the message being handled is seen for the first time, as far as the bus
+    can tell: its first delivery, first run. A handler may then skip a check that only a
+    repeated message needs; a sender's duplicate (a publish retried after a lost confirm)
+    is a first delivery too, so what it skips must be safe to find done already."""
+    return _FIRST_DELIVERY.get()
+
 
 DEFAULT_PREFETCH = 32
 #: Message ids remembered for duplicate suppression.
@@ -210,6 +225,7 @@ class RPCServer:
         ctx = request.context.to_context()
         token = set_request_id(ctx.request_id)
         instance_token = set_instance(_instance_of(request.args))
+        first_token = _FIRST_DELIVERY.set(incoming.delivery_count == 0)
         outcome = "error"
         try:
             if request.kind == "call":
@@ -220,6 +236,7 @@ class RPCServer:
             method = (request.method if request.method in self.dispatcher.endpoints
                       else UNKNOWN_METHOD)
             self._count(request.kind, method, outcome)
+            _FIRST_DELIVERY.reset(first_token)
             reset_instance(instance_token)
             reset_request_id(token)
 
@@ -273,6 +290,7 @@ class RPCServer:
                     raise
                 LOG.warning("bus: %s: the database is unreachable (%s); running it again in "
                             "%g s", describe(request), type(exc).__name__, delay)
+                _FIRST_DELIVERY.set(False)  # the run again may find its own work done
             await asyncio.sleep(delay)
             delay = min(delay * 2, 4.0)
 

@@ -17,7 +17,7 @@ from stratus.compute import lifecycle, states
 from stratus.compute.conductor.manager import ConductorManager
 from stratus.compute.instances import Instances
 from stratus.compute.models import Instance, InstanceAction, InstanceActionEvent
-from stratus.compute.objects import BuildRequest, Fault, FlavorInfo
+from stratus.compute.objects import BUILD_EVENT, BuildRequest, Fault, FlavorInfo, InstanceRecord
 from stratus.compute.placement import Placement, provider_uuid
 from stratus.compute.scheduler.manager import SCHEDULE_EVENT, SchedulerManager
 from stratus.compute.scheduler.selector import HostSelector
@@ -38,11 +38,16 @@ class Agents:
     def __init__(self) -> None:
         self.builds: list[tuple[str, str]] = []
         self.alternates: list[list[str]] = []
+        #: The record each cast carried (None: the host takes the build up itself).
+        self.records: list[InstanceRecord | None] = []
 
     async def build_and_run_instance(self, ctx: RequestContext, host: str, instance_uuid: str,
-                                     alternates: list[str], *args: Any, **kwargs: Any) -> None:
+                                     alternates: list[str], *args: Any,
+                                     instance: InstanceRecord | None = None,
+                                     **kwargs: Any) -> None:
         self.builds.append((host, instance_uuid))
         self.alternates.append(alternates)
+        self.records.append(instance)
 
 
 @pytest.fixture
@@ -92,11 +97,17 @@ async def _held(runtime: ComputeRuntime, uuid: str) -> dict[str, dict[str, int]]
         return await Placement(svc.session).allocations_of(uuid)
 
 
+#: A placed instance's events: the scheduler's (whole), the build's started on its host.
+PLACED_EVENTS = [(SCHEDULE_EVENT, "Success"), (BUILD_EVENT, None)]
+
+
 async def test_a_placement_commits_with_its_claim_and_event(runtime: ComputeRuntime) -> None:
-    """The instance gets its host, its claim and its scheduling event (Success); scheduled
-    again by a scheduler whose view counts that claim (a redelivered request: the other
-    host is chosen), it keeps its one claim and one event, and the build is cast to the
-    host it holds."""
+    """The instance gets its host, its claim and its scheduling event (Success), and is
+    taken up for its host as the host's ``begin_build`` did (``networking``, the build's
+    event started on the host), the cast carrying its record; scheduled again by a
+    scheduler whose view counts that claim (a redelivered request: the other host is
+    chosen), it keeps its one claim and its events, and the build is cast to the host it
+    holds, without a record (the host checks it with ``begin_build``)."""
     await add_host(runtime.db, "h2")
     selector = HostSelector(runtime.db)
     uuid = await _scheduling(runtime)
@@ -104,15 +115,26 @@ async def test_a_placement_commits_with_its_claim_and_event(runtime: ComputeRunt
     [(host, built)] = agents.builds
     assert built == uuid
     async with runtime.service(write=False) as svc:
-        assert (await svc.instances.get(uuid)).host == host
+        instance = await svc.instances.get(uuid)
+    assert (instance.host, instance.task_state) == (host, states.NETWORKING)
+    [record] = agents.records
+    assert record is not None
+    assert (record.uuid, record.host, record.task_state, record.vm_state) == (
+        uuid, host, states.NETWORKING, states.BUILDING)
+    assert record.flavor == FLAVOR
     claims = await _held(runtime, uuid)
     assert list(claims.values()) == [{"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}]
-    assert await _events(runtime, uuid) == [(SCHEDULE_EVENT, "Success")]
+    assert await _events(runtime, uuid) == PLACED_EVENTS
+    async with runtime.service(write=False) as svc:
+        started = await svc.session.scalar(select(InstanceActionEvent.host).where(
+            InstanceActionEvent.event == BUILD_EVENT))
+    assert started == host
 
     again = await _schedule(runtime, uuid, selector)
     assert again.builds == [(host, uuid)]
+    assert again.records == [None]
     assert await _held(runtime, uuid) == claims
-    assert await _events(runtime, uuid) == [(SCHEDULE_EVENT, "Success")]
+    assert await _events(runtime, uuid) == PLACED_EVENTS
 
 
 async def test_an_instance_deleted_before_its_placement_keeps_no_claim(
@@ -143,7 +165,7 @@ async def test_the_claim_transaction_is_four_statements_on_postgresql(
     claim = [sql for sql, _ in seen.seen if sql.split(None, 1)[0].upper() in (
         "SELECT", "UPDATE", "INSERT", "WITH", "DELETE")]
     assert len(claim) == 4, claim
-    assert await _events(runtime, second) == [(SCHEDULE_EVENT, "Success")]
+    assert await _events(runtime, second) == PLACED_EVENTS
 
 
 async def test_a_redelivered_build_on_the_host_it_holds_is_cast_there_again(
@@ -164,30 +186,31 @@ async def test_a_redelivered_build_on_the_host_it_holds_is_cast_there_again(
     again = await _schedule(runtime, uuid)  # a new HostSelector: a restarted scheduler
     assert again.builds == [("h1", uuid)]
     assert again.alternates == [["h2"]]
+    assert again.records == [None]
     assert await _held(runtime, uuid) == claims
-    assert await _events(runtime, uuid) == [(SCHEDULE_EVENT, "Success")]
+    assert await _events(runtime, uuid) == PLACED_EVENTS
     async with runtime.service(write=False) as svc:
         instance = await svc.instances.get(uuid)
-    assert (instance.host, instance.task_state) == ("h1", states.SCHEDULING)
+    assert (instance.host, instance.task_state) == ("h1", states.NETWORKING)
 
 
 async def test_a_redelivered_build_its_host_took_up_is_left_alone(
         runtime: ComputeRuntime) -> None:
-    """The build went further (its host took it up) before the request came again: the
-    redelivery changes nothing and casts nothing."""
+    """The build went further (its host moved it on to ``spawning``) before the request
+    came again: the redelivery changes nothing and casts nothing."""
     uuid = await _scheduling(runtime)
     await _schedule(runtime, uuid)
     claims = await _held(runtime, uuid)
     async with runtime.service() as svc:
-        (await svc.instances.get(uuid)).task_state = states.NETWORKING
+        (await svc.instances.get(uuid)).task_state = states.SPAWNING
 
     again = await _schedule(runtime, uuid)
     assert again.builds == []
     assert await _held(runtime, uuid) == claims
-    assert await _events(runtime, uuid) == [(SCHEDULE_EVENT, "Success")]
+    assert await _events(runtime, uuid) == PLACED_EVENTS
     async with runtime.service(write=False) as svc:
         instance = await svc.instances.get(uuid)
-    assert (instance.host, instance.task_state) == ("h1", states.NETWORKING)
+    assert (instance.host, instance.task_state) == ("h1", states.SPAWNING)
 
 
 #: A statement reading or writing the instance's table, the resource provider's.
