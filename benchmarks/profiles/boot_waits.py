@@ -54,7 +54,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     async def concurrent(session: Any, a: argparse.Namespace, cpu: Any,
-                         waits: Any = None) -> dict[str, float]:
+                         waits: Any = None, broker: Any = None) -> dict[str, float]:
         pid = CLOUDS[-1].pid
         client0 = time.process_time()
         ran0, waited0 = scheduler_seconds(pid, main_thread_only=True)
@@ -62,7 +62,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         load0 = os.getloadavg()[0]
         os.kill(pid, signal.SIGUSR1)
         try:
-            return await original_concurrent(session, a, cpu, waits)
+            return await original_concurrent(session, a, cpu, waits, broker)
         finally:
             os.kill(pid, signal.SIGUSR2)
             ran1, waited1 = scheduler_seconds(pid, main_thread_only=True)

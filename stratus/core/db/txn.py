@@ -307,7 +307,23 @@ async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker
     transaction is a Core connection's (no session unless the body asks for one: a session
     per transaction cost more than the hot paths' statements). ``one_statement``: see the
     module docstring."""
-    async with _sqlite_writer(sqlite_writer), engine.connect() as connection:
+    # The file's write lock is let go as soon as the transaction has ended (committed or
+    # rolled back), before the connection goes back to the pool: SQLAlchemy's
+    # ``AsyncConnection.__aexit__`` runs ``close()`` in a task of its own and awaits it
+    # shielded (so that a cancelled caller cannot abandon it half-way), which takes three
+    # turns of the event loop however little the close does. Held through them, the lock
+    # made every SQLite write transaction four turns long (with the hand-off to the next
+    # writer) and a burst's writers, queued on it, went at one per four turns of a loop
+    # busy with everything else (``benchmarks/profiles/aio-2026-12-07.md``).
+    writer = _sqlite_writer(sqlite_writer)
+    await writer.__aenter__()
+    writing = True
+    try:
+        connection = await engine.connect()
+    except BaseException:
+        await writer.__aexit__(None, None, None)
+        raise
+    try:
         if one_statement and dialect == "postgresql":
             # The driver then sends no BEGIN/COMMIT; the pool puts the connection back to
             # its own isolation level when it is returned (no round trip either).
@@ -319,8 +335,28 @@ async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker
                 yield txn
                 await txn._flush()
         finally:
-            await txn._close()
+            try:
+                await txn._close()
+            finally:
+                writing = False
+                await writer.__aexit__(None, None, None)
+    finally:
+        if writing:  # the transaction never began (a failed isolation level)
+            await writer.__aexit__(None, None, None)
+        await _close(connection, dialect)
     await run_after_commit(txn._after)
+
+
+async def _close(connection: AsyncConnection, dialect: str) -> None:
+    """``connection`` back to its pool. SQLite's close has nothing to wait for (the pool's
+    rollback of a connection with no transaction open makes no call: ``sqlite_driver``), so
+    it runs in the caller's task, with no task of its own, no shield and no turns of the
+    loop. PostgreSQL's may wait on the server (the pool's reset): it keeps SQLAlchemy's
+    shielded close, which a cancelled caller cannot cut short."""
+    if dialect == "sqlite":
+        await connection.close()
+    else:
+        await connection.__aexit__(None, None, None)
 
 
 __all__ = ["LOCK_COLUMNS", "AfterCommit", "Txn", "lock_number", "open_transaction",

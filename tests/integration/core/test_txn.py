@@ -246,3 +246,92 @@ async def test_no_statement_takes_a_lock_on_sqlite(db: Database) -> None:
     async with db.transaction(write=False) as txn:
         with pytest.raises(RuntimeError):
             txn.lock_by_statement("k")
+
+
+class _Turns:
+    """Counts the event loop's turns: a task that yields once a turn."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.count += 1
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+async def test_a_sqlite_write_transaction_ends_without_a_turn_of_the_loop(
+        db: Database) -> None:
+    """The end of a SQLite write transaction (its COMMIT, the connection back to the pool)
+    yields nothing to the loop, so it holds the file's write lock for no turn: SQLAlchemy's
+    own ``async with`` close took three (its close in a task of its own, shielded), and
+    every queued writer of a burst waited for them."""
+    turns = _Turns()
+    try:
+        async with db.transaction() as txn:
+            txn.session.add(Counter(key="t", value=1))
+            await asyncio.sleep(0)  # the ticker has started
+            before = turns.count
+        assert turns.count == before
+        async with db.transaction() as txn:
+            await (await txn.connection()).execute(text(
+                "UPDATE core_test_counter SET value = 2 WHERE key = 't'"))
+            before = turns.count
+        assert turns.count == before
+    finally:
+        turns.stop()
+    async with db.transaction(write=False) as txn:
+        assert await txn.session.get(Counter, "t") is not None
+
+
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+async def test_a_queued_sqlite_writer_has_the_lock_a_turn_after_the_last_one_ended(
+        db: Database) -> None:
+    """The next writer in the queue of a SQLite file is woken by the end of the
+    transaction, not after the connection's return to the pool: it runs in the next turn."""
+    turns = _Turns()
+    release = asyncio.Event()
+    ended: list[int] = []
+    began: list[int] = []
+
+    async def first() -> None:
+        async with db.transaction():
+            await release.wait()
+            ended.append(turns.count)  # the body's end
+
+    async def second() -> None:
+        async with db.transaction():
+            began.append(turns.count)
+
+    try:
+        one = asyncio.create_task(first())
+        await asyncio.sleep(0.05)
+        two = asyncio.create_task(second())
+        await asyncio.sleep(0.05)
+        assert not began  # queued behind the first
+        release.set()
+        async with asyncio.timeout(5):
+            await asyncio.gather(one, two)
+        assert began[0] - ended[0] <= 1
+    finally:
+        turns.stop()
+
+
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+async def test_a_failed_sqlite_write_transaction_lets_the_lock_go(db: Database) -> None:
+    """A body that raises: the transaction rolls back, the lock is let go and the
+    connection goes back to the pool (the next writer gets both)."""
+    with pytest.raises(ZeroDivisionError):
+        async with db.transaction() as txn:
+            txn.session.add(Counter(key="r", value=1))
+            await txn.connection()
+            raise ZeroDivisionError
+    async with asyncio.timeout(5):
+        async with db.transaction() as txn:
+            assert await txn.session.get(Counter, "r") is None
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
