@@ -177,10 +177,31 @@ class Receive:
 
 async def receive(body: Body, write: Callable[[memoryview], None] | None, *,
                   limit: int | None = None, limit_message: str = "") -> Digest:
-    """Receive ``body`` as ``Receive`` says, in a worker thread; when this is cancelled
-    or fails, every thread has ended (no read or write under way) before it raises."""
+    """Receive ``body`` as ``Receive`` says, reading in a thread of its own (not the event
+    loop's executor, which many long uploads would fill); when this is cancelled or fails,
+    every thread has ended (no read or write under way) before it raises."""
     job = Receive(body, write, limit=limit, limit_message=limit_message)
-    future = asyncio.get_running_loop().run_in_executor(None, job.run)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Digest] = loop.create_future()
+
+    def settle(result: Digest | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = job.run(), None
+        except BaseException as exc:  # handed to the event loop
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone (shutdown)
+            loop.call_soon_threadsafe(settle, result, error)
+
+    reader = threading.Thread(target=run, name="image-receive", daemon=True)
+    reader.start()
     try:
         return await asyncio.shield(future)
     except BaseException:
@@ -188,4 +209,9 @@ async def receive(body: Body, write: Callable[[memoryview], None] | None, *,
         while not future.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({future})
+        with contextlib.suppress(BaseException):
+            future.exception()  # retrieved: the error raised is the one that got here
         raise
+    finally:
+        # Its result is settled as the thread's last act: what is left is its return.
+        reader.join(1)
