@@ -176,3 +176,35 @@ async def test_a_body_taken_and_left_unread_is_dropped_before_the_next_request()
                 b"HTTP/1.1 200 OK not taken " + hashlib.sha256(b"abc").hexdigest().encode())
         finally:
             writer.close()
+
+
+async def _partly(request: Request) -> PlainTextResponse:
+    """Receives the first piece of the body, then asks for the rest as a ``SocketBody``."""
+    first = await request.receive()
+    taken = take_from(request.scope)
+    digest = hashlib.sha256(first["body"])
+    more = first.get("more_body", False)
+    while more:
+        message = await request.receive()
+        digest.update(message.get("body", b""))
+        more = message.get("more_body", False)
+    return PlainTextResponse(f"{'taken' if taken else 'not taken'} {digest.hexdigest()}")
+
+
+async def test_a_body_partly_received_is_not_offered_as_a_socket() -> None:
+    """The rest of a body the application has begun to ``receive`` is not a whole body:
+    it is not handed over (the application would miss the piece it has)."""
+    body = os.urandom(3 * MiB)
+    async with serving(Starlette(routes=[Route("/", _partly, methods=["PUT"])])) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body[:1000]))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(body[1000:])
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK not taken " + hashlib.sha256(body).hexdigest().encode())
+        finally:
+            writer.close()

@@ -50,8 +50,10 @@ class HttpProtocol(HttpToolsProtocol):
     #: TLS's), and whether it now reads ``BODY_READ_SIZE``.
     _resizable = False
     _large_reads = False
-    #: Bytes of the current request's body not received yet, when its length is known.
+    #: Bytes of the current request's body not received yet, when its length is known,
+    #: and that length.
     _body_left = 0
+    _body_size = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -68,6 +70,7 @@ class HttpProtocol(HttpToolsProtocol):
         # anything but one plain length here keeps the parser reading the body.
         if len(lengths) == 1 and not chunked and lengths[0].isdigit():
             self._body_left = int(lengths[0])
+        self._body_size = self._body_left
         cycle = self.cycle
         if not self._resizable or cycle is None:
             return
@@ -103,6 +106,8 @@ class HttpProtocol(HttpToolsProtocol):
         if (cycle is not self.cycle or cycle.disconnected or cycle.response_complete
                 or self._body_left <= 0 or self.transport.is_closing()):
             return None
+        if self._body_size - self._body_left != len(cycle.body):
+            return None  # the application has received a part already: not the whole rest
         raw = self.transport.get_extra_info("socket")
         try:
             sock = socket.socket(fileno=os.dup(raw.fileno()))
