@@ -19,11 +19,13 @@ from stratus.core.db import utcnow
 from stratus.core.exceptions import BadRequest, Conflict, Forbidden
 from stratus.core.metrics import IMAGE_BYTES, counting
 from stratus.core.policy import Caller
+from stratus.core.web.socket_body import SocketBody
 from stratus.image.errors import Gone, RangeNotSatisfiable
 from stratus.image.formats import Inspection, Inspector
 from stratus.image.images import Images
 from stratus.image.models import Image
 from stratus.image.quotas import STORED
+from stratus.image.receive import receive
 from stratus.image.stores import ObjectReader, Store
 from stratus.image.streams import DataSink, Digest, TooLarge
 from stratus.image.targets import image_target
@@ -32,6 +34,8 @@ LOG = logging.getLogger(__name__)
 
 #: Opens one transaction and gives its ``Images`` (committed on success).
 Transaction = Callable[[], AbstractAsyncContextManager[Images]]
+#: Takes the request's body past the event loop (``stratus.core.web.socket_body``), or None.
+TakeBody = Callable[[], "SocketBody | None"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,11 @@ class ImageData:
         self.inspector = inspector
 
     async def upload(self, caller: Caller, image_id: str, chunks: AsyncIterator[bytes],
-                     declared_size: int | None = None) -> None:
+                     declared_size: int | None = None, take_body: TakeBody | None = None
+                     ) -> None:
         """Stream ``chunks`` into the store as the image's data: ``queued`` → ``active``.
+        Where the store writes from worker threads, the body is rather taken with
+        ``take_body`` when it can be (``stratus.image.receive``: off the event loop).
 
         Any failure (too large, wrong format, the client going away, a store error) removes
         the staged data and puts the image back to ``queued``.
@@ -92,14 +99,23 @@ class ImageData:
         location: str | None = None
         try:
             writer = await self.store.writer(image_id)
-            sink = DataSink(writer, limit=limit, limit_message=reason)
-            try:
-                async for chunk in counting(chunks, _UPLOADED):
-                    await sink.feed(chunk)
-                digest = await sink.finish()
-            except BaseException:
-                await sink.discard()
-                raise
+            write = writer.thread_writer()
+            body = take_body() if take_body is not None and write is not None else None
+            if body is not None:
+                try:
+                    digest = await receive(body, write, limit=limit, limit_message=reason)
+                finally:
+                    _UPLOADED.inc(body.length - body.left)
+                    body.close()
+            else:
+                sink = DataSink(writer, limit=limit, limit_message=reason)
+                try:
+                    async for chunk in counting(chunks, _UPLOADED):
+                        await sink.feed(chunk)
+                    digest = await sink.finish()
+                except BaseException:
+                    await sink.discard()
+                    raise
             if declared_size is not None and digest.size != declared_size:
                 raise BadRequest(f"Received {digest.size} bytes, but Content-Length declared "
                                  f"{declared_size}.")

@@ -1,5 +1,10 @@
 """Image data on its way into a store: counted, hashed and written while it streams.
 
+(An upload whose body the HTTP server hands over as its socket, into a store that writes
+from worker threads, takes ``stratus.image.receive`` instead: no event loop per piece. This
+is the path of every other upload: the rbd and s3 stores, TLS, chunked bodies, and data
+read from a store for ``add_location``.)
+
 ``DataSink`` gathers incoming chunks into batches of about ``BATCH`` bytes, kept as the list
 of chunks they arrived in (no copy). Each batch goes to three independent consumers, MD5,
 SHA-512 and the store write, and every consumer works through its own queue: the two hashes

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from stratus.core.web.socket_body import take_from
 from tests.integration.http_server import read_answer, serving
 
 MiB = 1024 * 1024
@@ -94,5 +95,116 @@ async def test_a_body_read_past_the_parser_still_ends_with_a_bad_request_after_i
             writer.write(b"NOT HTTP AT ALL\r\n\r\n")
             await writer.drain()
             assert (await read_answer(reader, 60)).startswith(b"HTTP/1.1 400 ")
+        finally:
+            writer.close()
+
+
+async def _taken(request: Request) -> PlainTextResponse:
+    """Reads the body as a ``SocketBody`` (from a worker thread), up to ``?stop=N`` bytes
+    when given: the digest of what it read, and ``taken`` or ``not taken``."""
+    body = take_from(request.scope)
+    if body is None:
+        digest = hashlib.sha256()
+        async for chunk in request.stream():
+            digest.update(chunk)
+        return PlainTextResponse(f"not taken {digest.hexdigest()}")
+    stop = int(request.query_params.get("stop", body.length))
+
+    def read() -> str:
+        digest, buffer = hashlib.sha256(), bytearray(MiB)
+        read = 0
+        with memoryview(buffer) as view:
+            while read < stop and (count := body.readinto(view[:min(MiB, stop - read)])):
+                digest.update(view[:count])
+                read += count
+        return digest.hexdigest()
+
+    try:
+        digest = await asyncio.to_thread(read)
+    finally:
+        body.close()
+    return PlainTextResponse(f"taken {digest}")
+
+
+async def test_a_body_taken_past_the_event_loop_and_the_connection_goes_on() -> None:
+    """A sized body handed over as a ``SocketBody`` (the part received with the head first),
+    read whole; the next request on the connection is read as usual. A body that came whole
+    with its head, and a chunked one, are not offered (``receive`` has them)."""
+    first, second = os.urandom(9 * MiB + 7), os.urandom(1000)
+    pieces = [second[i:i + 100] for i in range(0, len(second), 100)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    async with serving(Starlette(routes=[Route("/", _taken, methods=["PUT"])])) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(first), first[:1000]))
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the head and a part of the body are in
+            writer.write(first[1000:] + b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d"
+                         b"\r\n\r\n%s" % (len(second), second))
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK taken " + hashlib.sha256(first).hexdigest().encode())
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK not taken " + hashlib.sha256(second).hexdigest().encode())
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + chunked + b"0\r\n\r\n")
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK not taken " + hashlib.sha256(second).hexdigest().encode())
+        finally:
+            writer.close()
+
+
+async def test_a_body_taken_and_left_unread_is_dropped_before_the_next_request() -> None:
+    """A ``SocketBody`` closed before its end: the rest of the body is read and dropped
+    (as uvicorn drops a body the application did not read), never parsed as a request, and
+    the next request on the connection is answered."""
+    body = os.urandom(4 * MiB)
+    async with serving(Starlette(routes=[Route("/", _taken, methods=["PUT"])])) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT /?stop=%d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                         % (MiB, len(body)))
+            writer.write(body[:2 * MiB])
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK taken " + hashlib.sha256(body[:MiB]).hexdigest().encode())
+            writer.write(body[2 * MiB:] + b"PUT / HTTP/1.1\r\nHost: t\r\n"
+                         b"Content-Length: 3\r\n\r\nabc")
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK not taken " + hashlib.sha256(b"abc").hexdigest().encode())
+        finally:
+            writer.close()
+
+
+async def _partly(request: Request) -> PlainTextResponse:
+    """Receives the first piece of the body, then asks for the rest as a ``SocketBody``."""
+    first = await request.receive()
+    taken = take_from(request.scope)
+    digest = hashlib.sha256(first["body"])
+    more = first.get("more_body", False)
+    while more:
+        message = await request.receive()
+        digest.update(message.get("body", b""))
+        more = message.get("more_body", False)
+    return PlainTextResponse(f"{'taken' if taken else 'not taken'} {digest.hexdigest()}")
+
+
+async def test_a_body_partly_received_is_not_offered_as_a_socket() -> None:
+    """The rest of a body the application has begun to ``receive`` is not a whole body:
+    it is not handed over (the application would miss the piece it has)."""
+    body = os.urandom(3 * MiB)
+    async with serving(Starlette(routes=[Route("/", _partly, methods=["PUT"])])) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body[:1000]))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(body[1000:])
+            await writer.drain()
+            assert await read_answer(reader, 60) == (
+                b"HTTP/1.1 200 OK not taken " + hashlib.sha256(body).hexdigest().encode())
         finally:
             writer.close()

@@ -8,7 +8,12 @@ answer single ``Range`` requests with ``206``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import io
 import logging
+import os
 import re
 from typing import Any
 
@@ -20,10 +25,12 @@ from starlette.responses import StreamingResponse
 from stratus.core.exceptions import BadRequest, UnsupportedMediaType
 from stratus.core.metrics import IMAGE_BYTES, counting
 from stratus.core.web import openapi
+from stratus.core.web.socket_body import SENDFILE, take_from
 from stratus.image.api.deps import CallerDep, Runtime
 from stratus.image.api.images import json_body
 from stratus.image.data import ByteRange
 from stratus.image.errors import RangeNotSatisfiable
+from stratus.image.stores import ObjectReader
 
 LOG = logging.getLogger(__name__)
 
@@ -59,7 +66,8 @@ async def upload(image_id: str, request: Request, runtime: Runtime,
         length = request.headers.get("content-length")
         declared = int(length) if length and length.isdigit() else None
     try:
-        await runtime.data.upload(caller, image_id, request.stream(), declared)
+        await runtime.data.upload(caller, image_id, request.stream(), declared,
+                                  functools.partial(take_from, request.scope))
     except ClientDisconnect:
         LOG.info("client went away while uploading image %s; upload discarded", image_id)
         return Response(status_code=400)
@@ -105,6 +113,65 @@ async def add_location(image_id: str, request: Request, runtime: Runtime,
 DOWNLOADED = IMAGE_BYTES.labels("downloaded")
 
 
+#: Bytes per ``os.sendfile`` of a download; the next two pieces are read ahead meanwhile.
+SEND_PIECE = 8 * 1024 * 1024
+
+
+def _will_need(fd: int, offset: int, length: int) -> None:
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+
+
+class _SentFile(Response):
+    """The image's data sent with ``os.sendfile`` where the server offers it and the store
+    has a local file (``stratus.core.web.socket_body.SENDFILE``): the kernel copies it from
+    the page cache to the socket, none of it passing through Python (streamed in chunks,
+    each was read into a buffer, copied into ``bytes`` and written by the event loop:
+    ``benchmarks/profiles/image-2026-12-07.md``). Should the server not send it (a middleware
+    holding the response's head), it is streamed from the file after all."""
+
+    def __init__(self, reader: ObjectReader, sendfile: Any, where: tuple[int, int, int],
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reader = reader
+        self.sendfile = sendfile
+        self.where = where
+
+    async def _send_pieces(self, file: io.FileIO, fd: int, offset: int, length: int) -> bool:
+        """Send the range ``SEND_PIECE`` bytes at a time, the disk asked for the next piece
+        (``POSIX_FADV_WILLNEED``, in a worker thread) before the current one is sent: the
+        kernel's own readahead is far smaller, and sendfile waits for each read it starts."""
+        start, end = offset, offset + length
+        await asyncio.to_thread(_will_need, fd, offset, min(2 * SEND_PIECE, length))
+        while offset < end:
+            count = min(SEND_PIECE, end - offset)
+            ahead = offset + 2 * SEND_PIECE
+            if ahead < end:
+                await asyncio.to_thread(_will_need, fd, ahead, min(SEND_PIECE, end - ahead))
+            if not await self.sendfile(file, offset, count):
+                if offset == start:
+                    return False  # nothing sent: the caller streams it all
+                raise RuntimeError("sendfile refused the rest of a response")
+            DOWNLOADED.inc(count)
+            offset += count
+        return True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            fd, offset, length = self.where
+            with io.FileIO(fd, "rb", closefd=False) as file:  # the reader's descriptor
+                sent = await self._send_pieces(file, fd, offset, length)
+            if not sent:
+                async for chunk in counting(self.reader.chunks(), DOWNLOADED):
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.reader.aclose()
+
+
 @router.get("/images/{image_id}/file")
 async def download(image_id: str, request: Request, runtime: Runtime,
                    caller: CallerDep) -> Response:
@@ -125,6 +192,10 @@ async def download(image_id: str, request: Request, runtime: Runtime,
                                     f"/{data.size}")
     elif data.checksum:
         headers["Content-MD5"] = data.checksum
+    sendfile = request.scope.get("extensions", {}).get(SENDFILE, {}).get("send")
+    if sendfile is not None and (where := await data.reader.sendfile_range()) is not None:
+        return _SentFile(data.reader, sendfile, where, status_code=status, headers=headers,
+                         media_type="application/octet-stream")
     return StreamingResponse(counting(data.reader.chunks(), DOWNLOADED), status_code=status,
                              headers=headers, media_type="application/octet-stream",
                              background=BackgroundTask(data.reader.aclose))

@@ -18,7 +18,7 @@ requests without reading what it does not send.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from stratus.core.exceptions import BadRequest, NotFound, PayloadTooLarge
@@ -96,6 +96,12 @@ class StoreWriter(abc.ABC):
         unless the store can take them apart without the copy)."""
         await self.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
+    def thread_writer(self) -> Callable[[memoryview], None] | None:
+        """A function appending data from a worker thread (one thread at a time, in order;
+        the view is the caller's again once it returns), for a writer that can (the file
+        store); None: data only through ``write``/``write_chunks`` on the event loop."""
+        return None
+
     async def written(self) -> None:  # noqa: B027 - optional hook
         """All data has been written: make it readable at ``local_path`` for inspection."""
 
@@ -121,6 +127,12 @@ class ObjectReader(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release what the reader holds; idempotent."""
+
+    async def sendfile_range(self) -> tuple[int, int, int] | None:
+        """(descriptor, offset, length) of the requested range in a local file, for
+        ``os.sendfile`` instead of ``chunks`` (the file store); None: only ``chunks``. The
+        descriptor stays the reader's (``aclose`` closes it)."""
+        return None
 
 
 class RangeReader(ObjectReader):

@@ -10,13 +10,16 @@ aligned buffers: it is large, written once and read by compute hosts that keep t
 copies, so it is kept out of the page cache, and the kernel's copy into freshly allocated cache
 pages (the largest CPU cost of buffered I/O, worst on virtual machines) is saved. The unaligned
 tail of an upload is written buffered at commit; file systems without ``O_DIRECT`` (tmpfs), or
-``direct_io=False``, get plain buffered I/O.
+``direct_io=False``, get plain buffered I/O. A download the HTTP server sends with
+``os.sendfile`` (``FileReader.sendfile_range``) is the exception: it reads through the page
+cache, for the kernel's readahead, and drops the pages it read when the reader closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -26,7 +29,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stratus.image.stores.base import (
@@ -47,6 +50,11 @@ STAGING = ".staging"
 ALIGN = 4096
 DIRECT_BUFFER = 4 * 1024 * 1024
 O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def _address(view: memoryview) -> int:
+    """Where a writable view's bytes start in memory."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -136,7 +144,7 @@ class FileWriter(StoreWriter):
             if self._buffer is not None:
                 self._flush_aligned()
 
-    def _write_locked(self, data: bytes) -> None:
+    def _write_locked(self, data: bytes | memoryview) -> None:
         """Append ``data``: straight to the file when buffered, else through the aligned
         buffer, written out each time it fills (the caller flushes what is left)."""
         if self._buffer is None:
@@ -154,6 +162,29 @@ class FileWriter(StoreWriter):
                 view = view[take:]
                 if self._filled == DIRECT_BUFFER:
                     self._flush_aligned()
+
+    def _write_view(self, view: memoryview) -> None:
+        """Append ``view`` from a worker thread: a page-aligned whole number of blocks
+        (``receive``'s full buffers) is written with ``O_DIRECT`` as it is, without the copy
+        into the aligned buffer, when nothing is buffered before it."""
+        with self._lock:
+            if self._file is None:  # aborted already: drop the data
+                return
+            if (self._buffer is not None and not self._filled and len(view)
+                    and len(view) % ALIGN == 0 and _address(view) % ALIGN == 0):
+                try:
+                    self._raw_write(view)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._buffered()  # the file system refused O_DIRECT after all
+            self._write_locked(view)
+            if self._buffer is not None:
+                self._flush_aligned()
+
+    def thread_writer(self) -> Callable[[memoryview], None]:
+        return self._write_view
 
     async def write(self, data: bytes) -> None:
         await asyncio.to_thread(self._write, (data,))
@@ -230,6 +261,8 @@ class FileReader(RangeReader):
             self._buffer = mmap.mmap(-1, chunk_size - chunk_size % ALIGN + 2 * ALIGN)
         #: A read under way in a thread; closing waits for it.
         self._lock = threading.Lock()
+        #: Whether the range went out with sendfile (through the page cache).
+        self._sent = False
 
     def _read(self, position: int, count: int) -> bytes:
         with self._lock:
@@ -259,6 +292,24 @@ class FileReader(RangeReader):
     async def read_at(self, position: int, count: int) -> bytes:
         return await asyncio.to_thread(self._read, position, count)
 
+    def _sendfile_range(self) -> tuple[int, int, int] | None:
+        with self._lock:
+            if self._fd is None:
+                return None
+            if self._buffer is not None:
+                # sendfile reads through the page cache, with its readahead (O_DIRECT would
+                # read each of its pieces from the disk in turn); the pages are dropped again
+                # at close, as the store keeps image data out of the cache.
+                self._buffered()
+            self._sent = True
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._fd, self.offset, self.length,
+                                 os.POSIX_FADV_SEQUENTIAL)
+            return self._fd, self.offset, self.length
+
+    async def sendfile_range(self) -> tuple[int, int, int] | None:
+        return await asyncio.to_thread(self._sendfile_range)
+
     @property
     def is_open(self) -> bool:
         return self._fd is not None
@@ -270,6 +321,10 @@ class FileReader(RangeReader):
                 self._buffer.close()
                 self._buffer = None
             if fd is not None:
+                if self._sent:
+                    with contextlib.suppress(OSError):
+                        os.posix_fadvise(fd, self.offset, self.length,
+                                         os.POSIX_FADV_DONTNEED)
                 os.close(fd)
 
     async def aclose(self) -> None:
