@@ -66,8 +66,6 @@ from stratus.core.tracing import span
 LOG = logging.getLogger(__name__)
 
 
-
-
 class BuildCancelled(Exception):
     """The instance left the expected task state (it is being deleted)."""
 
