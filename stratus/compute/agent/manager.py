@@ -398,7 +398,7 @@ class ComputeAgentManager(GuestStateActions):
         # The image does not depend on the network: it is fetched (or found in this host's
         # cache) while the ports are made and wired, as Nova prepares a server's block
         # devices while its networks are allocated.
-        fetching = asyncio.create_task(self._fetch_boot_image(ctx, instance.image_ref))
+        fetching = asyncio.create_task(self._fetch_and_prepare(ctx, instance))
         try:
             with span("compute.allocate_network", step="26"):
                 network_info = await self._allocate_network(ctx, instance, plugged)
@@ -475,6 +475,16 @@ class ComputeAgentManager(GuestStateActions):
     def drive_options(self) -> DriveOptions:
         """What ``guest_spec`` makes a config drive's documents with on this host."""
         return DriveOptions(dhcp_domain=self.options.dhcp_domain, zone=self.options.zone)
+
+    async def _fetch_and_prepare(self, ctx: RequestContext, instance: InstanceRecord
+                                 ) -> tuple[CachedImage | None, tuple[str, str] | None]:
+        """The image to boot, then the driver told to make what needs no network (the
+        root disk) while the ports are made and wired; a failed build's destroy removes
+        it, as it would the spawn's."""
+        image, location = await self._fetch_boot_image(ctx, instance.image_ref)
+        await self.driver.prepare(guest_spec(instance, image, [], [],
+                                             image_location=location))
+        return image, location
 
     async def _fetch_boot_image(self, ctx: RequestContext, image_ref: str
                                 ) -> tuple[CachedImage | None, tuple[str, str] | None]:

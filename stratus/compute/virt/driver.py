@@ -183,6 +183,14 @@ class VirtDriver(abc.ABC):
     async def list_guests(self) -> list[str]:
         """The uuids of every guest the hypervisor has, whatever the database says."""
 
+    async def prepare(self, guest: GuestSpec) -> None:  # noqa: B027 - optional hook
+        """Start making, in the background, what ``spawn`` of ``guest`` will need that does
+        not depend on its network or volumes (a driver's local root disk), while the host
+        allocates them; returns at once. ``guest`` has no ``network_info`` or
+        ``block_devices`` yet. ``spawn`` of the same guest uses (and waits for) what was
+        made, and reports its failure as its own; ``destroy`` waits for it, then removes
+        it. A driver that has nothing to get ahead with does nothing."""
+
     @abc.abstractmethod
     async def spawn(self, guest: GuestSpec) -> None:
         """Create and start the guest; on failure nothing of it is left behind."""

@@ -100,6 +100,13 @@ CONFIG_DRIVE = "disk.config"
 RESCUE_CONFIG_DRIVE = "disk.config.rescue"
 
 
+async def _finished(task: asyncio.Task[Any]) -> None:
+    """Once ``task`` is done, however it ended (its error, if any, is no one's now)."""
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
+
+
 def _power_state(libvirt: Any, state: int) -> PowerState:
     return {
         libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,
@@ -147,6 +154,9 @@ class LibvirtDriver(VirtDriver):
         #: qemu-img's description. A base file never changes in place (the image cache
         #: renames new data in), so each is read and checked once per process.
         self._inspected: dict[tuple[str, int, int, int, str | None], dict[str, Any]] = {}
+        #: Root disks made ahead of their spawn (``prepare``), by guest: the task making the
+        #: instance's directory and overlay, and the image file it is made from.
+        self._ahead: dict[str, tuple[asyncio.Task[Path], Path]] = {}
 
     # Connection ---------------------------------------------------------------------------
 
@@ -253,6 +263,36 @@ class LibvirtDriver(VirtDriver):
 
     # Spawn --------------------------------------------------------------------------------
 
+    async def prepare(self, guest: GuestSpec) -> None:
+        """The root disk's overlay (and the instance's directory), made now in the
+        background: a build's ``qemu-img create`` then runs while the host makes and wires
+        the guest's ports, not after. Only a file root disk made from the image is."""
+        if (guest.image_path is None or self.images_type == "rbd"
+                or root_volume(guest) is not None or guest.uuid in self._ahead):
+            return
+        self._ahead[guest.uuid] = (asyncio.create_task(self._root_disk_ahead(guest)),
+                                   guest.image_path)
+
+    async def _root_disk_ahead(self, guest: GuestSpec) -> Path:
+        directory = await self.make_instance_dir(guest.uuid)
+        with span("libvirt.root_disk", images_type=self.images_type, ahead=True):
+            return await asyncio.to_thread(self._create_overlay, guest, directory)
+
+    async def _taken_ahead(self, guest: GuestSpec, root: dict[str, Any] | None
+                           ) -> asyncio.Task[Path] | None:
+        """The making of the root disk ``prepare`` started for the guest, when it is the
+        disk ``spawn`` needs now; one made for another boot is removed (directory and
+        all) and None returned."""
+        entry = self._ahead.pop(guest.uuid, None)
+        if entry is None:
+            return None
+        task, image = entry
+        if root is None and self.images_type != "rbd" and image == guest.image_path:
+            return task
+        await _finished(task)
+        await asyncio.to_thread(shutil.rmtree, self.instance_dir(guest.uuid), True)
+        return None
+
     async def spawn(self, guest: GuestSpec) -> None:
         root = root_volume(guest)
         if guest.image_path is None and root is None and guest.image_location is None:
@@ -264,21 +304,19 @@ class LibvirtDriver(VirtDriver):
             pass
         else:
             raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
-        directory = await self.make_instance_dir(guest.uuid)
+        ahead = await self._taken_ahead(guest, root)
+        directory = (self.instance_dir(guest.uuid) if ahead is not None
+                     else await self.make_instance_dir(guest.uuid))
         try:
             disk: Path | RbdSource
             rbd_secret = await self._ceph_secret(guest)
-            with span("libvirt.root_disk", images_type=self.images_type):
-                if root is not None:  # boot from volume: the volume itself is vda
-                    if root.get("driver_volume_type") == "rbd":
-                        disk, disk_format = rbd_source(root, rbd_secret), "raw"
-                    else:
-                        disk, disk_format = volume_file(root)
-                elif self.images_type == "rbd":
-                    disk, disk_format = await self._create_rbd_root(guest), "raw"
-                else:
-                    disk = await asyncio.to_thread(self._create_overlay, guest, directory)
-                    disk_format = "qcow2"
+            if ahead is not None:  # made by ``prepare``: its failure is the spawn's
+                with span("libvirt.root_disk_wait"):
+                    disk, disk_format = await ahead, "qcow2"
+            else:
+                with span("libvirt.root_disk", images_type=self.images_type):
+                    disk, disk_format = await self._root_disk(guest, root, directory,
+                                                              rbd_secret)
             local: dict[str, Path] = {}
             if guest.local_disks:
                 with span("libvirt.local_disks"):
@@ -301,6 +339,18 @@ class LibvirtDriver(VirtDriver):
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
         LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
+
+    async def _root_disk(self, guest: GuestSpec, root: dict[str, Any] | None,
+                         directory: Path, rbd_secret: str | None
+                         ) -> tuple[Path | RbdSource, str]:
+        """The guest's root disk (made now unless it is a volume) and its format."""
+        if root is not None:  # boot from volume: the volume itself is vda
+            if root.get("driver_volume_type") == "rbd":
+                return rbd_source(root, rbd_secret), "raw"
+            return volume_file(root)
+        if self.images_type == "rbd":
+            return await self._create_rbd_root(guest), "raw"
+        return await asyncio.to_thread(self._create_overlay, guest, directory), "qcow2"
 
     def domain_xml(self, guest: GuestSpec, disk: Path | RbdSource, disk_format: str = "qcow2",
                    local_disks: dict[str, Path] | None = None,
@@ -451,6 +501,9 @@ class LibvirtDriver(VirtDriver):
         await self._remove(uuid, rbd_disk=not keep_shared_disk)
 
     async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None:
+        ahead = self._ahead.pop(uuid, None)
+        if ahead is not None:  # a build that failed before its spawn: its disk goes too
+            await _finished(ahead[0])
         await self._call(self._undefine, uuid)
         directory = self.instance_dir(uuid)
         await asyncio.to_thread(shutil.rmtree, directory, True)
