@@ -7,6 +7,7 @@ while the ports are still being made; a build failing then has the driver remove
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -183,3 +184,29 @@ async def test_a_build_failing_after_prepare_has_the_driver_remove_it() -> None:
     await agent._build_tracked(RequestContext(), _instance(), alternates=[], attempt=1)
     assert len(conductor.failed) == 1 and "no more addresses" in conductor.failed[0]
     assert driver.ahead and driver.destroyed == ["vm-1"]
+
+
+class WiringDriver(FileDriver):
+    """Records that the agent let it spawn while the ports are wired (``spawn_when``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[GuestSpec] = []
+
+    async def spawn_when(self, guest: GuestSpec,
+                         wired: Callable[[], Awaitable[None]]) -> None:
+        self.handed.append(guest)
+        await super().spawn_when(guest, wired)
+
+
+async def test_the_driver_is_given_the_wait_for_the_ports_with_the_guest() -> None:
+    driver = WiringDriver()
+    conductor = Conductor()
+    agent = ComputeAgentManager("host-1", driver, cast(ConductorAPI, conductor),
+                                network=cast(HostNetwork, Network()),
+                                images=cast(HostImages, Images()))
+    await agent._build_tracked(RequestContext(), _instance(), alternates=[], attempt=1)
+    assert conductor.failed == []
+    [guest] = driver.handed
+    assert [vif["id"] for vif in guest.network_info] == ["port-1"]
+    assert (await driver.get_info("vm-1")).power_state.name == "RUNNING"

@@ -121,3 +121,33 @@ async def test_a_root_volume_or_a_spawn_without_prepare_is_as_before(driver: Lib
     plain = guest(image)
     await driver.spawn(plain)
     assert vda_source(driver, plain.uuid) == str(driver.instance_dir(plain.uuid) / "disk")
+
+
+# ``spawn_when``: started paused while the ports are wired once the taps exist (libvirt's
+# test hypervisor has no paused start: that is tests/integration/compute/test_libvirt_driver's)
+
+
+def wired_guest(image: Path, tap: str) -> GuestSpec:
+    vif = {"id": "port-1", "address": "fa:16:3e:00:00:01", "type": "bridge",
+           "devname": tap, "mtu": 1500}
+    return GuestSpec(**{**guest(image).__dict__, "network_info": [vif]})
+
+
+def state(driver: LibvirtDriver, uuid_: str) -> str:
+    return str(driver._c().lookupByUUIDString(uuid_).state()[0])
+
+
+async def test_without_its_taps_the_guest_is_made_once_the_ports_are_wired(
+        driver: LibvirtDriver, image: Path) -> None:
+    spec = wired_guest(image, "tapnosuchport")  # not made here yet (or out of sight)
+    made_before: list[bool] = []
+
+    async def ports_wired() -> None:
+        await asyncio.sleep(0.05)  # the spawn looks for the tap meanwhile
+        made_before.append(driver.instance_dir(spec.uuid).joinpath("disk").exists()
+                           and spec.uuid in [d.UUIDString()
+                                             for d in driver._c().listAllDomains()])
+
+    await driver.spawn_when(spec, ports_wired)
+    assert made_before == [False]
+    assert state(driver, spec.uuid) == str(driver._libvirt.VIR_DOMAIN_RUNNING)

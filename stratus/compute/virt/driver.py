@@ -195,6 +195,15 @@ class VirtDriver(abc.ABC):
     async def spawn(self, guest: GuestSpec) -> None:
         """Create and start the guest; on failure nothing of it is left behind."""
 
+    async def spawn_when(self, guest: GuestSpec,
+                         wired: Callable[[], Awaitable[None]]) -> None:
+        """``spawn`` the guest once ``wired()`` returns (its ports are plugged; its error is
+        the spawn's). A driver may make the guest meanwhile, as Nova's libvirt driver starts
+        it paused, as long as none of the guest's code runs before ``wired()`` returned;
+        a failure leaves what was made to ``destroy``. Default: wait, then spawn."""
+        await wired()
+        await self.spawn(guest)
+
     @abc.abstractmethod
     async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
         """Stop and remove the guest and its local files; no error if it is gone. With

@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,30 @@ CONFIG_DRIVE = "disk.config"
 RESCUE_CONFIG_DRIVE = "disk.config.rescue"
 
 
-async def _finished(task: asyncio.Task[Any]) -> None:
+#: How often a spawn looks for the guest's taps while their ports are being wired.
+TAP_POLL_S = 0.005
+
+
+def _taps_exist(taps: list[str]) -> bool:
+    # A stat in sysfs, which never waits on a disk: no worker thread for it.
+    return all(os.path.exists(f"/sys/class/net/{tap}") for tap in taps)
+
+
+async def _taps_appear(taps: list[str], plugged: asyncio.Future[Any]) -> bool:
+    """True once every tap in ``taps`` exists on this host; False if ``plugged`` is done
+    first."""
+    while not plugged.done():
+        if _taps_exist(taps):
+            return True
+        await asyncio.wait([plugged], timeout=TAP_POLL_S)
+    return False
+
+
+def _succeeded(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+async def _finished(task: asyncio.Future[Any]) -> None:
     """Once ``task`` is done, however it ended (its error, if any, is no one's now)."""
     await asyncio.wait([task])
     if not task.cancelled():
@@ -294,6 +317,47 @@ class LibvirtDriver(VirtDriver):
         return None
 
     async def spawn(self, guest: GuestSpec) -> None:
+        await self._spawn(guest)
+
+    async def spawn_when(self, guest: GuestSpec,
+                         wired: Callable[[], Awaitable[None]]) -> None:
+        """As Nova's libvirt driver: the guest is made and its QEMU started paused while its
+        ports are being wired, then resumed once they are, so QEMU's start (most of a
+        build's spawn) no longer follows the network-vif-plugged event's way back. QEMU
+        opens the l2-agent's taps (``managed='no'``): the paused start waits until they
+        exist on this host; when ``wired()`` returns first, or the taps are out of this
+        process's sight (another network namespace than libvirtd's), the guest is spawned
+        after it as before. Its vCPUs run only after ``wired()`` returned."""
+        taps = [str(vif["devname"]) for vif in guest.network_info if vif.get("devname")]
+        if not taps or not libvirt_host.in_host_netns():
+            await super().spawn_when(guest, wired)
+            return
+        plugged = asyncio.ensure_future(wired())
+        try:
+            if not await _taps_appear(taps, plugged):
+                await plugged  # its error is the spawn's
+                await self._spawn(guest)
+                return
+            # Paused unless the ports are wired by the time QEMU starts (the disk and the
+            # definition may take that long): a resume costs a call of its own. Ports that
+            # failed to wire: paused too, and the build's failure removes it.
+            paused = await self._spawn(guest, paused=lambda: not _succeeded(plugged))
+            await plugged  # failing, the paused guest is left to destroy
+            if paused:
+                with span("libvirt.resume"):
+                    await self._call(self._resume, guest.uuid)
+        finally:
+            if not plugged.done():
+                plugged.cancel()
+                await _finished(plugged)
+
+    def _resume(self, uuid: str) -> None:
+        self._lookup(uuid).resume()
+
+    async def _spawn(self, guest: GuestSpec, *,
+                     paused: Callable[[], bool] = lambda: False) -> bool:
+        """Make and start the guest, paused when ``paused()`` says so as QEMU is about to
+        start; True if it was."""
         root = root_volume(guest)
         if guest.image_path is None and root is None and guest.image_location is None:
             raise VirtError(f"No image file or root volume for {guest.name}: the libvirt "
@@ -328,7 +392,8 @@ class LibvirtDriver(VirtDriver):
                 with span("libvirt.config_drive"):
                     drive = await self.write_config_drive(guest)
             xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret, drive)
-            await self._call(self._define_and_start, xml)
+            started_paused = paused()
+            await self._call(self._define_and_start, xml, started_paused)
         except BaseException as exc:
             try:
                 # Ceph that did not answer would not answer the removal either (another
@@ -338,7 +403,9 @@ class LibvirtDriver(VirtDriver):
             except Exception:  # the spawn's own error is the one to report
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
-        LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
+        LOG.info("spawned %s (%s) on %s%s", guest.uuid, guest.name, self.host,
+                 " (paused until its ports are wired)" if started_paused else "")
+        return started_paused
 
     async def _root_disk(self, guest: GuestSpec, root: dict[str, Any] | None,
                          directory: Path, rbd_secret: str | None
@@ -424,14 +491,14 @@ class LibvirtDriver(VirtDriver):
         fmt = await asyncio.to_thread(self._checked_base, guest, base)
         return await self.ceph.import_file(guest.uuid, base, fmt, guest.root_gb)
 
-    def _define_and_start(self, xml: str) -> None:
+    def _define_and_start(self, xml: str, paused: bool = False) -> None:
         # In a worker thread: asyncio.to_thread carries the context, so these spans are the
         # children of the caller's (compute.spawn).
         with span("libvirt.define"):
             dom = self._c().defineXML(xml)
         try:
-            with span("libvirt.start"):
-                dom.create()
+            with span("libvirt.start", paused=paused):
+                dom.createWithFlags(self._libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
         except self._libvirt.libvirtError:
             with contextlib.suppress(self._libvirt.libvirtError):
                 dom.undefine()
