@@ -26,6 +26,9 @@ Contracts beyond ``VirtDriver``'s:
 - QEMU runs as root for our domains (a static DAC label with relabelling off), so libvirt
   never chowns the shared base images (a second guest's stop would hand them back) and
   instance files may live under a private data directory.
+- A build's root disk is made ahead (``prepare``, while the ports are made) and its guest
+  started paused once its taps exist, resumed when its ports are wired (``spawn_when``):
+  its vCPUs never run before network-vif-plugged.
 - NICs are the taps the l2-agent made (``<interface type='ethernet'>``, ``managed='no'``):
   never QEMU user networking, never libvirt's networks. Volumes and NICs attached later are
   hot-plugged live and into the definition (``VIR_DOMAIN_AFFECT_LIVE|CONFIG``).
