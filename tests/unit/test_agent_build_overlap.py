@@ -1,10 +1,13 @@
 """A build fetches its image while its ports are made and wired (the image does not depend
 on the network), and a failure of either leaves nothing behind: the ports are given back,
-a fetch the build no longer needs is stopped, and the failure reported is the step's own."""
+a fetch the build no longer needs is stopped, and the failure reported is the step's own.
+Once the image is there the driver is told to make what needs no network (the root disk)
+while the ports are still being made; a build failing then has the driver remove it."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +15,7 @@ from stratus.compute.agent.manager import ComputeAgentManager
 from stratus.compute.agent.network import HostNetwork, NetworkError
 from stratus.compute.objects import FlavorInfo, InstanceRecord, VifInfo
 from stratus.compute.rpcapi import ConductorAPI
+from stratus.compute.virt.driver import GuestSpec
 from stratus.compute.virt.fake import FakeDriver
 from stratus.core.context import RequestContext
 from stratus.core.images_cache import CachedImage, HostImages, ImageCacheError
@@ -135,3 +139,74 @@ async def test_a_failed_fetch_gives_the_ports_back() -> None:
     assert len(conductor.failed) == 1 and "not found" in conductor.failed[0]
     assert network.allocated == ["vm-1"] and network.deallocated == ["vm-1"]
     assert await agent.driver.list_guests() == []
+
+
+class PreparingDriver(FileDriver):
+    """Records what ``prepare`` was asked to make ahead, and sets ``prepared`` then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared = asyncio.Event()
+        self.ahead: list[GuestSpec] = []
+        self.destroyed: list[str] = []
+
+    async def prepare(self, guest: GuestSpec) -> None:
+        self.ahead.append(guest)
+        self.prepared.set()
+
+    async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:
+        self.destroyed.append(uuid)
+        await super().destroy(uuid, keep_shared_disk=keep_shared_disk)
+
+
+async def test_the_driver_prepares_the_root_disk_while_the_ports_are_made() -> None:
+    driver = PreparingDriver()
+    network = Network(wait_for=driver.prepared)  # a serial build would never get past it
+    conductor = Conductor()
+    agent = ComputeAgentManager("host-1", driver, cast(ConductorAPI, conductor),
+                                network=cast(HostNetwork, network),
+                                images=cast(HostImages, Images()))
+    await agent._build_tracked(RequestContext(), _instance(), alternates=[], attempt=1)
+    assert conductor.failed == []
+    [ahead] = driver.ahead
+    assert ahead.uuid == "vm-1" and ahead.image_path == Path("/nonexistent/image")
+    assert ahead.network_info == []  # none yet: what is made ahead must not need it
+    assert (await driver.get_info("vm-1")).power_state.name == "RUNNING"
+
+
+async def test_a_build_failing_after_prepare_has_the_driver_remove_it() -> None:
+    driver = PreparingDriver()
+    network = Network(wait_for=driver.prepared, fails=True)
+    conductor = Conductor()
+    agent = ComputeAgentManager("host-1", driver, cast(ConductorAPI, conductor),
+                                network=cast(HostNetwork, network),
+                                images=cast(HostImages, Images()))
+    await agent._build_tracked(RequestContext(), _instance(), alternates=[], attempt=1)
+    assert len(conductor.failed) == 1 and "no more addresses" in conductor.failed[0]
+    assert driver.ahead and driver.destroyed == ["vm-1"]
+
+
+class WiringDriver(FileDriver):
+    """Records that the agent let it spawn while the ports are wired (``spawn_when``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[GuestSpec] = []
+
+    async def spawn_when(self, guest: GuestSpec,
+                         wired: Callable[[], Awaitable[None]]) -> None:
+        self.handed.append(guest)
+        await super().spawn_when(guest, wired)
+
+
+async def test_the_driver_is_given_the_wait_for_the_ports_with_the_guest() -> None:
+    driver = WiringDriver()
+    conductor = Conductor()
+    agent = ComputeAgentManager("host-1", driver, cast(ConductorAPI, conductor),
+                                network=cast(HostNetwork, Network()),
+                                images=cast(HostImages, Images()))
+    await agent._build_tracked(RequestContext(), _instance(), alternates=[], attempt=1)
+    assert conductor.failed == []
+    [guest] = driver.handed
+    assert [vif["id"] for vif in guest.network_info] == ["port-1"]
+    assert (await driver.get_info("vm-1")).power_state.name == "RUNNING"

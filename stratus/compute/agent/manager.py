@@ -445,66 +445,72 @@ class ComputeAgentManager(GuestStateActions):
         # The image does not depend on the network: it is fetched (or found in this host's
         # cache) while the ports are made and wired, as Nova prepares a server's block
         # devices while its networks are allocated.
-        fetching = asyncio.create_task(self._fetch_boot_image(ctx, instance.image_ref))
+        fetching = asyncio.create_task(self._fetch_and_prepare(ctx, instance))
         try:
-            with span("compute.allocate_network", step="26"):
-                network_info = await self._allocate_network(ctx, instance, plugged)
-            block_devices: list[dict[str, Any]] = []
-            boot_volume = self.volumes is not None and not instance.image_ref
-            data_volumes = any(d.kind == "volume" for d in instance.block_devices)
-            if not boot_volume and not data_volumes:
-                # No volume to connect: straight on to spawning, in one conductor call (one
-                # bus round trip and one transaction fewer than through
-                # block_device_mapping, which would last no time at all).
-                await self._update(ctx, uuid, InstanceUpdate(
-                    task_state=states.SPAWNING, network_info=network_info),
-                    [states.NETWORKING])
-            else:
-                await self._update(ctx, uuid, InstanceUpdate(
-                    task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
-                    [states.NETWORKING])
-                with span("compute.connect_volumes", step="39,42,48"):
-                    if boot_volume:
-                        assert self.volumes is not None
-                        block_devices = await self.volumes.connect_boot_volumes(
-                            ctx, instance.project_id, uuid)
-                    if data_volumes:
-                        if self.volumes is None:
-                            raise VirtError(f"{self.host} cannot reach the volume service "
-                                            "for the server's volumes.")
-                        block_devices += await self.volumes.connect_data_volumes(
-                            ctx, instance.project_id, uuid, instance.block_devices, made)
-                await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
-                                   [states.BLOCK_DEVICE_MAPPING])
-            # As Nova's libvirt driver does: the guest starts only once its ports are wired.
-            with span("compute.wait_vif_plugged", step="38"):
-                for waiter in plugged:
-                    try:
-                        await waiter.wait(self.options.vif_plugging_timeout)
-                    except EventsCancelled as exc:
-                        raise BuildCancelled(str(exc)) from exc
-        except BaseException as exc:
-            if isinstance(exc, BuildCancelled):
-                exc.before_spawn = True
-            # The build fails (or is cancelled) before the image is needed: its fetch is
-            # stopped (the cache removes a partial download) and its own error, if any, is
-            # not the build's.
-            fetching.cancel()
-            await asyncio.wait([fetching])
-            if not fetching.cancelled():
-                fetching.exception()  # retrieved: it is the network's failure we report
-            raise
+            try:
+                with span("compute.allocate_network", step="26"):
+                    network_info = await self._allocate_network(ctx, instance, plugged)
+                block_devices: list[dict[str, Any]] = []
+                boot_volume = self.volumes is not None and not instance.image_ref
+                data_volumes = any(d.kind == "volume" for d in instance.block_devices)
+                if not boot_volume and not data_volumes:
+                    # No volume to connect: straight on to spawning, in one conductor call
+                    # (one bus round trip and one transaction fewer than through
+                    # block_device_mapping, which would last no time at all).
+                    await self._update(ctx, uuid, InstanceUpdate(
+                        task_state=states.SPAWNING, network_info=network_info),
+                        [states.NETWORKING])
+                else:
+                    await self._update(ctx, uuid, InstanceUpdate(
+                        task_state=states.BLOCK_DEVICE_MAPPING, network_info=network_info),
+                        [states.NETWORKING])
+                    with span("compute.connect_volumes", step="39,42,48"):
+                        if boot_volume:
+                            assert self.volumes is not None
+                            block_devices = await self.volumes.connect_boot_volumes(
+                                ctx, instance.project_id, uuid)
+                        if data_volumes:
+                            if self.volumes is None:
+                                raise VirtError(f"{self.host} cannot reach the volume "
+                                                "service for the server's volumes.")
+                            block_devices += await self.volumes.connect_data_volumes(
+                                ctx, instance.project_id, uuid, instance.block_devices,
+                                made)
+                    await self._update(ctx, uuid, InstanceUpdate(task_state=states.SPAWNING),
+                                       [states.BLOCK_DEVICE_MAPPING])
+            except BaseException as exc:
+                if isinstance(exc, BuildCancelled):
+                    exc.before_spawn = True
+                # The build fails (or is cancelled) before the image is needed: its fetch
+                # is stopped (the cache removes a partial download) and its own error, if
+                # any, is not the build's.
+                fetching.cancel()
+                await asyncio.wait([fetching])
+                if not fetching.cancelled():
+                    fetching.exception()  # retrieved: it is the network's failure we report
+                raise
+            image, location = await fetching
+
+            async def wired() -> None:
+                # As Nova's libvirt driver does: the guest runs only once its ports are
+                # wired (the driver may start it paused meanwhile).
+                with span("compute.wait_vif_plugged", step="38"):
+                    for waiter in plugged:
+                        try:
+                            await waiter.wait(self.options.vif_plugging_timeout)
+                        except EventsCancelled as exc:
+                            raise BuildCancelled(str(exc)) from exc
+
+            with span("compute.spawn", step="43-44") as spawning:
+                spawning.set_attribute("stratus.virt_driver", self.driver.name)
+                await self.driver.spawn_when(
+                    guest_spec(instance, image, network_info, block_devices,
+                               image_location=location, drive=self.drive_options(),
+                               admin_pass=admin_password), wired)
+                info = await self.driver.get_info(uuid)
         finally:
             for waiter in plugged:
                 waiter.close()
-        image, location = await fetching
-        with span("compute.spawn", step="43-44") as spawning:
-            spawning.set_attribute("stratus.virt_driver", self.driver.name)
-            await self.driver.spawn(guest_spec(instance, image, network_info, block_devices,
-                                               image_location=location,
-                                               drive=self.drive_options(),
-                                               admin_pass=admin_password))
-            info = await self.driver.get_info(uuid)
         await self._update(ctx, uuid, InstanceUpdate(
             vm_state=states.ACTIVE, power_state=int(info.power_state), clear_task_state=True,
             launched_at=utcnow(), progress=100), [states.SPAWNING],
@@ -524,6 +530,16 @@ class ComputeAgentManager(GuestStateActions):
     def drive_options(self) -> DriveOptions:
         """What ``guest_spec`` makes a config drive's documents with on this host."""
         return DriveOptions(dhcp_domain=self.options.dhcp_domain, zone=self.options.zone)
+
+    async def _fetch_and_prepare(self, ctx: RequestContext, instance: InstanceRecord
+                                 ) -> tuple[CachedImage | None, tuple[str, str] | None]:
+        """The image to boot, then the driver told to make what needs no network (the
+        root disk) while the ports are made and wired; a failed build's destroy removes
+        it, as it would the spawn's."""
+        image, location = await self._fetch_boot_image(ctx, instance.image_ref)
+        await self.driver.prepare(guest_spec(instance, image, [], [],
+                                             image_location=location))
+        return image, location
 
     async def _fetch_boot_image(self, ctx: RequestContext, image_ref: str
                                 ) -> tuple[CachedImage | None, tuple[str, str] | None]:

@@ -183,9 +183,26 @@ class VirtDriver(abc.ABC):
     async def list_guests(self) -> list[str]:
         """The uuids of every guest the hypervisor has, whatever the database says."""
 
+    async def prepare(self, guest: GuestSpec) -> None:  # noqa: B027 - optional hook
+        """Start making, in the background, what ``spawn`` of ``guest`` will need that does
+        not depend on its network or volumes (a driver's local root disk), while the host
+        allocates them; returns at once. ``guest`` has no ``network_info`` or
+        ``block_devices`` yet. ``spawn`` of the same guest uses (and waits for) what was
+        made, and reports its failure as its own; ``destroy`` waits for it, then removes
+        it. A driver that has nothing to get ahead with does nothing."""
+
     @abc.abstractmethod
     async def spawn(self, guest: GuestSpec) -> None:
         """Create and start the guest; on failure nothing of it is left behind."""
+
+    async def spawn_when(self, guest: GuestSpec,
+                         wired: Callable[[], Awaitable[None]]) -> None:
+        """``spawn`` the guest once ``wired()`` returns (its ports are plugged; its error is
+        the spawn's). A driver may make the guest meanwhile, as Nova's libvirt driver starts
+        it paused, as long as none of the guest's code runs before ``wired()`` returned;
+        a failure leaves what was made to ``destroy``. Default: wait, then spawn."""
+        await wired()
+        await self.spawn(guest)
 
     @abc.abstractmethod
     async def destroy(self, uuid: str, *, keep_shared_disk: bool = False) -> None:

@@ -223,6 +223,37 @@ async def _hot_plug_a_nic(driver: LibvirtDriver, uuid_: str) -> None:
         await asyncio.to_thread(linux.delete_link, bridge)
 
 
+async def test_started_paused_while_its_ports_are_wired(driver: LibvirtDriver) -> None:
+    """``spawn_when``: once the guest's tap exists, QEMU starts paused (the guest's code does
+    not run: nothing on its console) and the guest runs once its ports are wired."""
+    suffix = uuid.uuid4().hex[:6]
+    bridge, tap = f"brqpw{suffix}", f"tappw{suffix}"
+    await asyncio.to_thread(linux.ensure_bridge, bridge)
+    try:
+        await asyncio.to_thread(linux.ensure_tap, tap, bridge, 1500)
+        guest = spec(driver, guest_image(), network_info=[{
+            "id": "p-paused", "address": "fa:16:3e:70:00:01", "devname": tap,
+            "bridge": bridge, "type": "bridge", "mtu": 1500}])
+        while_wiring: list[tuple[PowerState, str]] = []
+
+        async def wired() -> None:
+            for _ in range(600):  # the spawn makes the disk and starts QEMU meanwhile
+                if guest.uuid in await driver.list_guests():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # a guest let run would print by now
+            while_wiring.append(((await driver.get_info(guest.uuid)).power_state,
+                                 await driver.get_console_output(guest.uuid)))
+
+        await driver.spawn_when(guest, wired)
+        assert while_wiring == [(PowerState.PAUSED, "")]
+        assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING
+        await wait_console(lambda: driver.get_console_output(guest.uuid), r"^STRATUS-INIT")
+    finally:
+        await asyncio.to_thread(linux.delete_link, tap)
+        await asyncio.to_thread(linux.delete_link, bridge)
+
+
 async def test_corrupt_image_fails_cleanly(driver: LibvirtDriver, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.qcow2"
     garbage.write_bytes(b"QFI\xfb" + bytes(range(256)) * 64)

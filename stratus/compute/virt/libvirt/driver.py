@@ -26,6 +26,9 @@ Contracts beyond ``VirtDriver``'s:
 - QEMU runs as root for our domains (a static DAC label with relabelling off), so libvirt
   never chowns the shared base images (a second guest's stop would hand them back) and
   instance files may live under a private data directory.
+- A build's root disk is made ahead (``prepare``, while the ports are made) and its guest
+  started paused once its taps exist, resumed when its ports are wired (``spawn_when``):
+  its vCPUs never run before network-vif-plugged.
 - NICs are the taps the l2-agent made (``<interface type='ethernet'>``, ``managed='no'``):
   never QEMU user networking, never libvirt's networks. Volumes and NICs attached later are
   hot-plugged live and into the definition (``VIR_DOMAIN_AFFECT_LIVE|CONFIG``).
@@ -46,7 +49,7 @@ import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,36 @@ CONFIG_DRIVE = "disk.config"
 RESCUE_CONFIG_DRIVE = "disk.config.rescue"
 
 
+#: How often a spawn looks for the guest's taps while their ports are being wired.
+TAP_POLL_S = 0.005
+
+
+def _taps_exist(taps: list[str]) -> bool:
+    # A stat in sysfs, which never waits on a disk: no worker thread for it.
+    return all(os.path.exists(f"/sys/class/net/{tap}") for tap in taps)
+
+
+async def _taps_appear(taps: list[str], plugged: asyncio.Future[Any]) -> bool:
+    """True once every tap in ``taps`` exists on this host; False if ``plugged`` is done
+    first."""
+    while not plugged.done():
+        if _taps_exist(taps):
+            return True
+        await asyncio.wait([plugged], timeout=TAP_POLL_S)
+    return False
+
+
+def _succeeded(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+async def _finished(task: asyncio.Future[Any]) -> None:
+    """Once ``task`` is done, however it ended (its error, if any, is no one's now)."""
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
+
+
 def _power_state(libvirt: Any, state: int) -> PowerState:
     return {
         libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,
@@ -147,6 +180,9 @@ class LibvirtDriver(VirtDriver):
         #: qemu-img's description. A base file never changes in place (the image cache
         #: renames new data in), so each is read and checked once per process.
         self._inspected: dict[tuple[str, int, int, int, str | None], dict[str, Any]] = {}
+        #: Root disks made ahead of their spawn (``prepare``), by guest: the task making the
+        #: instance's directory and overlay, and the image file it is made from.
+        self._ahead: dict[str, tuple[asyncio.Task[Path], Path]] = {}
 
     # Connection ---------------------------------------------------------------------------
 
@@ -253,7 +289,78 @@ class LibvirtDriver(VirtDriver):
 
     # Spawn --------------------------------------------------------------------------------
 
+    async def prepare(self, guest: GuestSpec) -> None:
+        """The root disk's overlay (and the instance's directory), made now in the
+        background: a build's ``qemu-img create`` then runs while the host makes and wires
+        the guest's ports, not after. Only a file root disk made from the image is."""
+        if (guest.image_path is None or self.images_type == "rbd"
+                or root_volume(guest) is not None or guest.uuid in self._ahead):
+            return
+        self._ahead[guest.uuid] = (asyncio.create_task(self._root_disk_ahead(guest)),
+                                   guest.image_path)
+
+    async def _root_disk_ahead(self, guest: GuestSpec) -> Path:
+        directory = await self.make_instance_dir(guest.uuid)
+        with span("libvirt.root_disk", images_type=self.images_type, ahead=True):
+            return await asyncio.to_thread(self._create_overlay, guest, directory)
+
+    async def _taken_ahead(self, guest: GuestSpec, root: dict[str, Any] | None
+                           ) -> asyncio.Task[Path] | None:
+        """The making of the root disk ``prepare`` started for the guest, when it is the
+        disk ``spawn`` needs now; one made for another boot is removed (directory and
+        all) and None returned."""
+        entry = self._ahead.pop(guest.uuid, None)
+        if entry is None:
+            return None
+        task, image = entry
+        if root is None and self.images_type != "rbd" and image == guest.image_path:
+            return task
+        await _finished(task)
+        await asyncio.to_thread(shutil.rmtree, self.instance_dir(guest.uuid), True)
+        return None
+
     async def spawn(self, guest: GuestSpec) -> None:
+        await self._spawn(guest)
+
+    async def spawn_when(self, guest: GuestSpec,
+                         wired: Callable[[], Awaitable[None]]) -> None:
+        """As Nova's libvirt driver: the guest is made and its QEMU started paused while its
+        ports are being wired, then resumed once they are, so QEMU's start (most of a
+        build's spawn) no longer follows the network-vif-plugged event's way back. QEMU
+        opens the l2-agent's taps (``managed='no'``): the paused start waits until they
+        exist on this host; when ``wired()`` returns first, or the taps are out of this
+        process's sight (another network namespace than libvirtd's), the guest is spawned
+        after it as before. Its vCPUs run only after ``wired()`` returned."""
+        taps = [str(vif["devname"]) for vif in guest.network_info if vif.get("devname")]
+        if not taps or not libvirt_host.in_host_netns():
+            await super().spawn_when(guest, wired)
+            return
+        plugged = asyncio.ensure_future(wired())
+        try:
+            if not await _taps_appear(taps, plugged):
+                await plugged  # its error is the spawn's
+                await self._spawn(guest)
+                return
+            # Paused unless the ports are wired by the time QEMU starts (the disk and the
+            # definition may take that long): a resume costs a call of its own. Ports that
+            # failed to wire: paused too, and the build's failure removes it.
+            paused = await self._spawn(guest, paused=lambda: not _succeeded(plugged))
+            await plugged  # failing, the paused guest is left to destroy
+            if paused:
+                with span("libvirt.resume"):
+                    await self._call(self._resume, guest.uuid)
+        finally:
+            if not plugged.done():
+                plugged.cancel()
+                await _finished(plugged)
+
+    def _resume(self, uuid: str) -> None:
+        self._lookup(uuid).resume()
+
+    async def _spawn(self, guest: GuestSpec, *,
+                     paused: Callable[[], bool] = lambda: False) -> bool:
+        """Make and start the guest, paused when ``paused()`` says so as QEMU is about to
+        start; True if it was."""
         root = root_volume(guest)
         if guest.image_path is None and root is None and guest.image_location is None:
             raise VirtError(f"No image file or root volume for {guest.name}: the libvirt "
@@ -264,21 +371,19 @@ class LibvirtDriver(VirtDriver):
             pass
         else:
             raise VirtError(f"Guest {guest.uuid} already exists on {self.host}.")
-        directory = await self.make_instance_dir(guest.uuid)
+        ahead = await self._taken_ahead(guest, root)
+        directory = (self.instance_dir(guest.uuid) if ahead is not None
+                     else await self.make_instance_dir(guest.uuid))
         try:
             disk: Path | RbdSource
             rbd_secret = await self._ceph_secret(guest)
-            with span("libvirt.root_disk", images_type=self.images_type):
-                if root is not None:  # boot from volume: the volume itself is vda
-                    if root.get("driver_volume_type") == "rbd":
-                        disk, disk_format = rbd_source(root, rbd_secret), "raw"
-                    else:
-                        disk, disk_format = volume_file(root)
-                elif self.images_type == "rbd":
-                    disk, disk_format = await self._create_rbd_root(guest), "raw"
-                else:
-                    disk = await asyncio.to_thread(self._create_overlay, guest, directory)
-                    disk_format = "qcow2"
+            if ahead is not None:  # made by ``prepare``: its failure is the spawn's
+                with span("libvirt.root_disk_wait"):
+                    disk, disk_format = await ahead, "qcow2"
+            else:
+                with span("libvirt.root_disk", images_type=self.images_type):
+                    disk, disk_format = await self._root_disk(guest, root, directory,
+                                                              rbd_secret)
             local: dict[str, Path] = {}
             if guest.local_disks:
                 with span("libvirt.local_disks"):
@@ -290,7 +395,8 @@ class LibvirtDriver(VirtDriver):
                 with span("libvirt.config_drive"):
                     drive = await self.write_config_drive(guest)
             xml = self.domain_xml(guest, disk, disk_format, local, rbd_secret, drive)
-            await self._call(self._define_and_start, xml)
+            started_paused = paused()
+            await self._call(self._define_and_start, xml, started_paused)
         except BaseException as exc:
             try:
                 # Ceph that did not answer would not answer the removal either (another
@@ -300,7 +406,21 @@ class LibvirtDriver(VirtDriver):
             except Exception:  # the spawn's own error is the one to report
                 LOG.exception("could not clean up after the failed spawn of %s", guest.uuid)
             raise
-        LOG.info("spawned %s (%s) on %s", guest.uuid, guest.name, self.host)
+        LOG.info("spawned %s (%s) on %s%s", guest.uuid, guest.name, self.host,
+                 " (paused until its ports are wired)" if started_paused else "")
+        return started_paused
+
+    async def _root_disk(self, guest: GuestSpec, root: dict[str, Any] | None,
+                         directory: Path, rbd_secret: str | None
+                         ) -> tuple[Path | RbdSource, str]:
+        """The guest's root disk (made now unless it is a volume) and its format."""
+        if root is not None:  # boot from volume: the volume itself is vda
+            if root.get("driver_volume_type") == "rbd":
+                return rbd_source(root, rbd_secret), "raw"
+            return volume_file(root)
+        if self.images_type == "rbd":
+            return await self._create_rbd_root(guest), "raw"
+        return await asyncio.to_thread(self._create_overlay, guest, directory), "qcow2"
 
     def domain_xml(self, guest: GuestSpec, disk: Path | RbdSource, disk_format: str = "qcow2",
                    local_disks: dict[str, Path] | None = None,
@@ -374,14 +494,14 @@ class LibvirtDriver(VirtDriver):
         fmt = await asyncio.to_thread(self._checked_base, guest, base)
         return await self.ceph.import_file(guest.uuid, base, fmt, guest.root_gb)
 
-    def _define_and_start(self, xml: str) -> None:
+    def _define_and_start(self, xml: str, paused: bool = False) -> None:
         # In a worker thread: asyncio.to_thread carries the context, so these spans are the
         # children of the caller's (compute.spawn).
         with span("libvirt.define"):
             dom = self._c().defineXML(xml)
         try:
-            with span("libvirt.start"):
-                dom.create()
+            with span("libvirt.start", paused=paused):
+                dom.createWithFlags(self._libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
         except self._libvirt.libvirtError:
             with contextlib.suppress(self._libvirt.libvirtError):
                 dom.undefine()
@@ -451,6 +571,9 @@ class LibvirtDriver(VirtDriver):
         await self._remove(uuid, rbd_disk=not keep_shared_disk)
 
     async def _remove(self, uuid: str, *, rbd_disk: bool = True) -> None:
+        ahead = self._ahead.pop(uuid, None)
+        if ahead is not None:  # a build that failed before its spawn: its disk goes too
+            await _finished(ahead[0])
         await self._call(self._undefine, uuid)
         directory = self.instance_dir(uuid)
         await asyncio.to_thread(shutil.rmtree, directory, True)

@@ -175,7 +175,9 @@ def _answers(uri: str) -> bool:
             conn.close()
 
 
-def _in_host_netns() -> bool:
+def in_host_netns() -> bool:
+    """True when this process is in PID 1's network namespace, where libvirtd (started
+    here or by the machine) sees the taps."""
     try:
         return os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
     except OSError:
@@ -186,7 +188,7 @@ def _start(argv: list[str], log_file: Path, env_log_var: str) -> None:
     env = dict(os.environ)
     # libvirt's own logging: warnings and errors into our file, not the console.
     env[env_log_var] = f"3:file:{log_file}"
-    if not _in_host_netns():
+    if not in_host_netns():
         argv = ["nsenter", "-t", "1", "-n", "--", *argv]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
                           timeout=60)

@@ -58,6 +58,7 @@ from pathlib import Path
 from stratus.core.bus import MessagingError, UnknownMethod
 from stratus.core.context import RequestContext
 from stratus.core.periodic import Periodic
+from stratus.core.tracing import span
 from stratus.network.agents import linux
 from stratus.network.agents.l2.firewall import (
     Firewall,
@@ -345,12 +346,16 @@ class L2AgentManager:
             if self._order.outdated(port.id, as_of):
                 LOG.debug("l2-agent %s: an outdated state of port %s ignored", host, port.id)
                 return
-            # Filtered before the tap is up: the guest never sees an open port.
+            # Filtered before the tap is up: the guest never sees an open port. The spans
+            # show what of a build's wait for network-vif-plugged is this agent's.
             if self._track(details):
-                await self._apply_firewall()
-            made_vxlan = await asyncio.to_thread(self._plug, port, network)
+                with span("l2.firewall"):
+                    await self._apply_firewall()
+            with span("l2.plug"):
+                made_vxlan = await asyncio.to_thread(self._plug, port, network)
             self.ports[port.id] = (host, network.id)
-            await self._save()
+            with span("l2.save"):
+                await self._save()
         LOG.info("l2-agent %s: port %s plugged (%s in %s)", host, port.id, tap_name(port.id),
                  network_bridge(network, self.options.physical_bridges))
         if pushed:
