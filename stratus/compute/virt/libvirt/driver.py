@@ -378,7 +378,10 @@ class LibvirtDriver(VirtDriver):
             disk: Path | RbdSource
             rbd_secret = await self._ceph_secret(guest)
             if ahead is not None:  # made by ``prepare``: its failure is the spawn's
-                with span("libvirt.root_disk_wait"):
+                # The spawn's root-disk step is its wait for the disk made ahead: named as
+                # the step (its error qemu-img's), so ``stratus why`` names that step, not
+                # the spawn it unwound through.
+                with span("libvirt.root_disk", images_type=self.images_type, waited=True):
                     disk, disk_format = await ahead, "qcow2"
             else:
                 with span("libvirt.root_disk", images_type=self.images_type):
