@@ -37,3 +37,14 @@ async def served_stack(settings: Settings,
         yield stack, app
     finally:
         await stack.aclose()
+
+
+async def admin_token(client: httpx.AsyncClient, password: str) -> tuple[str, str]:
+    """A token of the bootstrap admin scoped to the admin project, and that project's id,
+    asked of the identity API ``client`` reaches."""
+    response = await client.post("/identity/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    assert response.status_code == 201, response.text
+    return response.headers["X-Subject-Token"], str(response.json()["token"]["project"]["id"])

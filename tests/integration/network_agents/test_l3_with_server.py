@@ -27,6 +27,7 @@ from stratus.network.agents.l3.router import gateway_device, internal_device, ou
 from stratus.network.objects import bridge_name, router_namespace, tap_name
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
+from tests.integration.asgi import admin_token
 from tests.integration.network_agents.conftest import require_root_and_dnsmasq
 from tests.integration.network_agents.guest import Guest
 from tests.integration.network_agents.l3net import Listener, Outside, reachable
@@ -78,13 +79,8 @@ async def cloud(db_url: str, bus_url: str, tmp_path: Path) -> AsyncIterator[Clou
                                      "l2-agent", "l3-agent"])
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"},
-                    "password": ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            assert response.status_code == 201, response.text
-            yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]}, host,
+            token, _ = await admin_token(client, ADMIN_PASSWORD)
+            yield Cloud(client, {"X-Auth-Token": token}, host,
                         physnet, bridge, settings.network.firewall_table)
     finally:
         await stack.aclose()

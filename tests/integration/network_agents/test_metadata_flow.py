@@ -32,7 +32,7 @@ from stratus.core.spanstore import SpanStore, SpanStoreExporter
 from stratus.core.trace_table import seed_coverage, table
 from stratus.network.objects import bridge_name, tap_name
 from stratus.units import UNITS
-from tests.integration.asgi import served_stack
+from tests.integration.asgi import admin_token, served_stack
 from tests.integration.network_agents.conftest import (
     eventually,
     hosts_text,
@@ -87,14 +87,8 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:
                         metadata={"shared_secret": SECRET})
     async with served_stack(settings, ALL_UNITS) as (_, app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=ROOT) as client:
-        response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"id": "default"},
-                "password": ADMIN_PASSWORD}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-        assert response.status_code == 201, response.text
-        yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]},
-                    response.json()["token"]["project"]["id"], settings.dhcp_state_dir)
+        token, project_id = await admin_token(client, ADMIN_PASSWORD)
+        yield Cloud(client, {"X-Auth-Token": token}, project_id, settings.dhcp_state_dir)
 
 
 async def upload_image(cloud: Cloud) -> str:

@@ -21,6 +21,7 @@ from stratus.network.agents import linux
 from stratus.network.objects import bridge_name, dhcp_namespace, tap_name
 from stratus.stack import Stack
 from stratus.units import root_app, run_bootstrap
+from tests.integration.asgi import admin_token
 from tests.integration.network_agents.conftest import (
     eventually,
     hosts_text,
@@ -72,13 +73,8 @@ async def cloud(db_url: str, bus_url: str, tmp_path: Path) -> AsyncIterator[Clou
         app = await root_app(stack, ["identity-api", "network-api", "dhcp-agent", "l2-agent"])
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url=ROOT) as client:
-            response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"id": "default"},
-                    "password": ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-            assert response.status_code == 201, response.text
-            yield Cloud(client, {"X-Auth-Token": response.headers["X-Subject-Token"]}, host,
+            token, _ = await admin_token(client, ADMIN_PASSWORD)
+            yield Cloud(client, {"X-Auth-Token": token}, host,
                         settings.dhcp_state_dir, settings.network.firewall_table)
     finally:
         await stack.aclose()

@@ -20,7 +20,7 @@ from stratus.core.config import Settings
 from stratus.core.exceptions import ServiceUnavailable
 from stratus.stack import Stack
 from stratus.volume.hosts import HostCapabilities
-from tests.integration.asgi import served_stack
+from tests.integration.asgi import admin_token, served_stack
 from tests.integration.compute.test_boot_flow import boot_body, upload_image
 from tests.integration.volume.conftest import assert_cinder_error
 
@@ -78,13 +78,8 @@ async def started_cloud(settings: Settings, units: list[str],
     async with served_stack(settings, units) as (stack, app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=ROOT,
             timeout=http_timeout) as client:
-        response = await client.post("/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"id": "default"},
-                "password": ADMIN_PASSWORD}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-        yield Cloud(client, response.headers["X-Subject-Token"],
-                    response.json()["token"]["project"]["id"], stack)
+        token, project_id = await admin_token(client, ADMIN_PASSWORD)
+        yield Cloud(client, token, project_id, stack)
 
 
 @pytest.fixture
