@@ -225,7 +225,17 @@ _MNT_DETACH = 2
 
 
 def namespace_exists(name: str) -> bool:
-    return os.path.exists(os.path.join(NETNS_DIR, name))
+    """Whether ``name`` is a namespace: its file under ``/run/netns`` exists *and* has the
+    namespace mounted on it (a namespace being made is a plain empty file for a moment)."""
+    try:
+        return _is_namespace(os.stat(os.path.join(NETNS_DIR, name)))
+    except FileNotFoundError:
+        return False
+
+
+def _is_namespace(stat: os.stat_result) -> bool:
+    # Every namespace file is on the kernel's one nsfs, whatever namespace it names.
+    return stat.st_dev == os.stat("/proc/thread-self/ns/net").st_dev
 
 
 def _libc_check(result: int, what: str) -> None:
@@ -396,6 +406,9 @@ def entered(namespace: str) -> Iterator[None]:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NamespaceNotFound(namespace) from None
+    if not _is_namespace(os.fstat(target)):
+        os.close(target)
+        raise NamespaceNotFound(namespace)  # still being made: not a namespace yet
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target)
