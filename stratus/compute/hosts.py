@@ -109,16 +109,18 @@ async def seen(connection: AsyncConnection, host: str) -> bool:
 
 _PROVIDER_TOUCHED = TOUCH_PROVIDER.returning(ResourceProvider.uuid).cte("touched_provider")
 _SERVICE_SEEN = _SEEN.returning(_SERVICES.c.id).cte("seen_service")
-#: PostgreSQL (``report_known_host``): ``seen``, ``Placement.refresh_provider`` and
-#: ``Instances.on_host`` in one statement (data-modifying CTEs), read back as one row.
-_KNOWN_HOST_REPORT = select(
+#: PostgreSQL (``report_known_host``): ``seen`` and ``Placement.refresh_provider`` in one
+#: statement (data-modifying CTEs), read back as one row; ``_KNOWN_HOST_REPORT`` adds
+#: ``Instances.on_host`` (the report that asks for the host's instances).
+_KNOWN_HOST_HEARTBEAT = select(
     select(func.count()).select_from(_SERVICE_SEEN).scalar_subquery().label("seen"),
     select(func.count()).select_from(_PROVIDER_TOUCHED).scalar_subquery().label("touched"),
     select(func.json_agg(func.json_build_array(
         Inventory.resource_class, Inventory.total, Inventory.reserved,
         Inventory.allocation_ratio, Inventory.max_unit), type_=JSON))
     .where(Inventory.provider_uuid == bindparam("p_uuid")).scalar_subquery()
-    .label("inventories"),
+    .label("inventories"))
+_KNOWN_HOST_REPORT = _KNOWN_HOST_HEARTBEAT.add_columns(
     select(func.array_agg(Instance.uuid, type_=ARRAY(Instance.uuid.type)))
     .where(Instance.host == bindparam("w_host"), Instance.deleted_at.is_(None))
     .scalar_subquery().label("instances"))
@@ -128,7 +130,8 @@ _KNOWN_HOST_REPORT = select(
 class KnownHostReport:
     """What ``report_known_host`` did: whether the host's service row and its provider
     were there (and so written), and the live instances on it when its inventories were
-    those reported too (None: the report needs the rest of ``host_report``)."""
+    those reported too (None: the report needs the rest of ``host_report``; empty when
+    the report did not ask for them)."""
 
     seen: bool
     touched: bool
@@ -137,22 +140,26 @@ class KnownHostReport:
 
 async def report_known_host(connection: AsyncConnection, host: str, provider: str,
                             inventories: Mapping[str, InventorySpec], *,
-                            hypervisor_type: str, cpu_arch: str) -> KnownHostReport:
+                            hypervisor_type: str, cpu_arch: str,
+                            with_instances: bool = True) -> KnownHostReport:
     """PostgreSQL: a host's report as one statement, sent alone (no BEGIN/COMMIT): its
     heartbeat (``seen``), its provider's attributes written and its inventories read
-    (``Placement.refresh_provider``), its live instances read (``Instances.on_host``).
-    Nearly every report of a known host is then all of it, where the four statements and
-    the transaction around them cost six round trips."""
+    (``Placement.refresh_provider``), with ``with_instances`` its live instances read
+    (``Instances.on_host``; otherwise none: ``instances`` is empty). Nearly every report
+    of a known host is then all of it, where the four statements and the transaction
+    around them cost six round trips."""
     now = utcnow()
-    row = (await connection.execute(_KNOWN_HOST_REPORT, {
-        "w_host": host, "v_now": now, "p_uuid": provider,
-        "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch})).one()
+    row = (await connection.execute(
+        _KNOWN_HOST_REPORT if with_instances else _KNOWN_HOST_HEARTBEAT, {
+            "w_host": host, "v_now": now, "p_uuid": provider,
+            "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch})).one()
     current = {rc: (total, reserved, ratio, max_unit)
                for rc, total, reserved, ratio, max_unit in row.inventories or ()}
     unchanged = bool(row.seen) and bool(row.touched) \
         and current == inventory_rows(inventories)
+    listed = list(row.instances or ()) if with_instances else []
     return KnownHostReport(seen=bool(row.seen), touched=bool(row.touched),
-                           instances=list(row.instances or ()) if unchanged else None)
+                           instances=listed if unchanged else None)
 
 
 class Hosts:

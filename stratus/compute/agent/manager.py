@@ -312,11 +312,14 @@ class ComputeAgentManager(GuestStateActions):
         node that carried it (its reply never comes) must not hold back the next ones until
         the call's timeout, past ``service_down_time``, when the host would be taken for
         down and its builds failed."""
+        # Without the host's instances: only the start's report uses them (reconcile).
         await self.report(RequestContext.for_service(AGENT_USER),
-                          answer_within=self.options.report_interval)
+                          answer_within=self.options.report_interval, with_instances=False)
 
-    async def report(self, ctx: RequestContext, *,
-                     answer_within: float | None = None) -> list[str]:
+    async def report(self, ctx: RequestContext, *, answer_within: float | None = None,
+                     with_instances: bool = True) -> list[str]:
+        """Report in; the answer lists the host's live instances (empty unless
+        ``with_instances``)."""
         resources = await self.driver.get_available_resource()
         o = self.options
         return await self.conductor.host_report(ctx, answer_within=answer_within,
@@ -328,7 +331,7 @@ class ComputeAgentManager(GuestStateActions):
             ram_allocation_ratio=o.ram_allocation_ratio,
             disk_allocation_ratio=o.disk_allocation_ratio,
             reserved_host_memory_mb=o.reserved_host_memory_mb,
-            running_guests=await self.driver.list_guests()))
+            running_guests=await self.driver.list_guests(), with_instances=with_instances))
 
     # Helpers ------------------------------------------------------------------------------
 

@@ -393,10 +393,13 @@ class ConductorManager:
     @_queued_when_busy
     async def host_report(self, ctx: RequestContext, report: HostReport) -> list[str]:
         """A host's periodic report: its heartbeat, its provider and inventories, answered
-        with the live instances it should have. A known host whose inventories did not change
-        (nearly every report) costs four prebuilt statements and no ORM session (on
-        PostgreSQL one, sent alone); a new host, or changed inventories, take the ORM path
-        in the same transaction (on PostgreSQL a second one, its heartbeat counted once)."""
+        with the live instances it should have (if ``report.with_instances``: the start's
+        report; a periodic one is answered with none, so its cost does not grow with the
+        host's servers). A known host whose inventories did not change (nearly every
+        report) costs four prebuilt statements (three without the instances) and no ORM
+        session (on PostgreSQL one, sent alone); a new host, or changed inventories, take
+        the ORM path in the same transaction (on PostgreSQL a second one, its heartbeat
+        counted once)."""
         inventories = {
             VCPU: InventorySpec(report.vcpus, allocation_ratio=report.cpu_allocation_ratio),
             MEMORY_MB: InventorySpec(report.memory_mb, reserved=report.reserved_host_memory_mb,
@@ -410,7 +413,8 @@ class ConductorManager:
             async with self._txn(one_statement=True) as svc:
                 known = await report_known_host(
                     await svc.txn.connection(), report.host, provider, inventories,
-                    hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch)
+                    hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch,
+                    with_instances=report.with_instances)
             if known.instances is not None:
                 return known.instances
             counted = known.seen
@@ -423,6 +427,8 @@ class ConductorManager:
                 await svc.placement.ensure_provider(
                     provider, report.host, inventories,
                     hypervisor_type=report.hypervisor_type, cpu_arch=report.cpu_arch)
+            if not report.with_instances:
+                return []  # a heartbeat: not a read of every server of the host
             return await svc.instances.on_host(report.host)
 
     async def host_instance_states(self, ctx: RequestContext,

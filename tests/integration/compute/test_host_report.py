@@ -2,7 +2,8 @@
 first makes the host's service row, provider and inventories; later ones count the
 heartbeat (once) and correct what changed; an unchanged report of a known host is four
 statements (its heartbeat, its provider, its inventories read, its instances), on
-PostgreSQL one; each is answered with the host's live instances."""
+PostgreSQL one; each is answered with the host's live instances, but a periodic heartbeat,
+which asks for none and reads none."""
 
 from __future__ import annotations
 
@@ -121,3 +122,29 @@ async def test_a_report_is_answered_with_the_hosts_live_instances(stack: Stack) 
     service, _provider, inventories = await _state(stack)
     assert service.report_count == 3
     assert inventories["VCPU"][0] == 16
+
+
+async def test_a_heartbeat_does_not_read_the_hosts_instances(stack: Stack) -> None:
+    """A periodic report (``with_instances=False``) is answered with no instances and sends
+    no statement that reads the ``instance`` table: its cost does not grow with the host's
+    servers (it read every live one of them on each report), on the short path of an
+    unchanged host and on the ORM path of changed inventories alike."""
+    assert stack.compute is not None
+    conductor = ConductorManager(stack.compute, None)  # type: ignore[arg-type]
+    await conductor.host_report(CTX, _report())
+    async with stack.compute.service() as svc:
+        svc.session.add(Instance(
+            uuid=str(uuidlib.uuid4()), display_name="live", hostname="live", project_id="p",
+            user_id="u", reservation_id="r-1", flavor_id="1", vm_state=states.ACTIVE,
+            flavor={"id": "1", "name": "m1.tiny", "vcpus": 1, "ram": 64, "disk": 1},
+            host="reporter", node="reporter"))
+    for report in (_report(with_instances=False), _report(vcpus=16, with_instances=False)):
+        with statements_of(stack.compute.db.engine) as sent:
+            assert await conductor.host_report(CTX, report) == []
+        reads = [sql for sql, _ in sent.seen if "instance" in sql.lower()]
+        assert reads == []
+    service, _provider, inventories = await _state(stack)
+    assert service.report_count == 3
+    assert inventories["VCPU"][0] == 16
+    # The start's report still lists them.
+    assert len(await conductor.host_report(CTX, _report())) == 1
