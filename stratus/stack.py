@@ -217,9 +217,7 @@ class Stack:
         """When the bus reaches other processes: this process's token cache is emptied by
         a revocation recorded in any process, and revocations recorded here are told to
         the others (``stratus.core.token_caches``)."""
-        from stratus.core.token_caches import shares_processes
-
-        if not shares_processes(self.settings.bus_url):
+        if not self.settings.bus_shared:
             return
         cache = self.validator
         identity = self.identity
@@ -251,11 +249,9 @@ class Stack:
         process's image records of every change directly, and, when the bus reaches other
         processes, tells the others' over the bus and this process's records listen to
         theirs. The records are used only when something will tell them of changes."""
-        from stratus.core.token_caches import shares_processes
-
         records = self._image_records
         image = self.image
-        shared = shares_processes(self.settings.bus_url)
+        shared = self.settings.bus_shared
         if records is not None and image is not None:
             image.change_listeners.append(records.invalidate)
             records.enabled = True

@@ -63,7 +63,6 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 
 def pool_refusal(settings: Settings, names: list[str]) -> str | None:
     """Why these units cannot run as a pool with these settings; None: they can."""
-    from stratus.core.token_caches import shares_processes
     from stratus.units import UNITS
 
     if not any(UNITS[name].prefix is not None for name in names):
@@ -71,7 +70,7 @@ def pool_refusal(settings: Settings, names: list[str]) -> str | None:
                 "share their queues) instead")
     if settings.port == 0:
         return "the workers share one port: give it (--port or STRATUS_PORT)"
-    if not shares_processes(settings.bus_url):
+    if not settings.bus_shared:
         return ("the workers share state over the bus: set STRATUS_BUS_URL to RabbitMQ "
                 "(rabbit://...), not the in-process memory:// bus")
     for name in names:

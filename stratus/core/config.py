@@ -488,6 +488,13 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{self.data_dir / (service + '.db')}"
 
     @property
+    def bus_shared(self) -> bool:
+        """Whether the bus reaches other processes: anything but the in-process ``memory://``
+        (a check here, not in ``stratus.core.bus``: a process that serves before it starts
+        its other units asks it before anything else needs the bus's modules)."""
+        return not self.bus_url.startswith("memory:")
+
+    @property
     def metadata_url(self) -> str:
         return (self.metadata.url or f"{self.base_url}/metadata").rstrip("/")
 

@@ -52,8 +52,3 @@ class TokenCacheListener:
     async def tokens_revoked(self, ctx: RequestContext) -> None:
         LOG.debug("a token was revoked elsewhere: emptying this process's token cache")
         self.cache.invalidate()
-
-
-def shares_processes(bus_url: str) -> bool:
-    """Whether the bus reaches other processes (anything but ``memory://``)."""
-    return not bus_url.startswith("memory:")

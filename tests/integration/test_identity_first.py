@@ -10,9 +10,10 @@ from pathlib import Path
 
 from tests.integration.fresh import run_fresh
 
-#: What the units other than identity import when they start.
+#: What the units other than identity import when they start (the bus too: identity's
+#: start asks only whether it reaches other processes, a setting).
 OTHERS = ["stratus.compute.service", "stratus.image.service", "stratus.network.service",
-          "stratus.network.backends",
+          "stratus.network.backends", "stratus.core.bus",
           "stratus.volume.service", "stratus.compute.scheduler.manager",
           "stratus.compute.conductor.manager", "stratus.compute.agent.manager",
           "stratus.volume.manager", "stratus.dashboard.sessions"]

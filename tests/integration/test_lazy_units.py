@@ -11,11 +11,13 @@ from tests.integration.fresh import run_fresh
 
 #: What each unit's API brings in, and a request to that API (path, expected status).
 #: Identity's token routes are built at start (the first token needs them); the rest of
-#: its API (users, projects, roles, the catalog's records, application credentials) is not.
+#: its API (users, projects, roles, the catalog's records, application credentials, and
+#: their request schemas) is not.
 LAZY = {
     "identity-api": (["stratus.identity.api.app_credentials", "stratus.identity.api.catalog",
                       "stratus.identity.api.resources", "stratus.identity.api.roles",
-                      "stratus.identity.api.users"], "/identity/v3/users", 200),
+                      "stratus.identity.api.schemas", "stratus.identity.api.users"],
+                     "/identity/v3/users", 200),
     "compute-api": (["stratus.compute.api"], "/compute/v2.1/flavors", 200),
     "placement-api": (["stratus.compute.api.placement"], "/placement/resource_providers",
                       200),

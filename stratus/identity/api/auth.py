@@ -11,9 +11,9 @@ from stratus.core.exceptions import ValidationError
 from stratus.core.web import params
 from stratus.identity import authentication as authn
 from stratus.identity.api import views
+from stratus.identity.api.auth_schemas import AuthBody, AuthRequestBody, DomainRef
+from stratus.identity.api.auth_schemas import UserRef as UserRefBody
 from stratus.identity.api.deps import BaseURL, CallerDep, Context, Reader, Service
-from stratus.identity.api.schemas import AuthBody, AuthRequestBody, DomainRef
-from stratus.identity.api.schemas import UserRef as UserRefBody
 
 router = APIRouter(prefix="/v3/auth")
 

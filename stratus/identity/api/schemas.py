@@ -1,4 +1,5 @@
-"""Request bodies of the Identity v3 API, validated strictly as Keystone's JSON schemas do.
+"""Request bodies of the Identity v3 API's resources, validated strictly as Keystone's JSON
+schemas do; the auth request's are in ``auth_schemas``.
 
 Resources accept extra attributes (Keystone keeps them and returns them); the auth request
 does not, so an unknown scope or a mistyped key is a 400.
@@ -6,15 +7,12 @@ does not, so an unknown scope or a mistyped key is a 400.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratus.core.exceptions import Forbidden
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+from stratus.identity.api.auth_schemas import _Strict
 
 
 class _Extensible(BaseModel):
@@ -48,70 +46,6 @@ def _name(required: bool = True) -> Any:
     if required:
         return Field(min_length=1, max_length=255)
     return Field(default=None, min_length=1, max_length=255)
-
-
-# Authentication ---------------------------------------------------------------------------
-
-class DomainRef(_Strict):
-    id: str | None = None
-    name: str | None = None
-
-
-class DomainScopedRef(_Strict):
-    """A reference by ``id``, or by ``name`` within a ``domain`` (itself an id or a name)."""
-
-    id: str | None = None
-    name: str | None = None
-    domain: DomainRef | None = None
-
-
-class UserRef(DomainScopedRef):
-    password: str | None = Field(default=None, repr=False)
-
-
-class PasswordMethod(_Strict):
-    user: UserRef
-
-
-class TokenMethod(_Strict):
-    id: str = Field(repr=False)
-
-
-class AppCredentialMethod(_Strict):
-    id: str | None = None
-    name: str | None = None
-    secret: str = Field(repr=False)
-    user: UserRef | None = None
-
-
-class Identity(_Strict):
-    methods: list[str] = Field(min_length=1)
-    password: PasswordMethod | None = None
-    token: TokenMethod | None = None
-    application_credential: AppCredentialMethod | None = None
-
-
-class ProjectScope(DomainScopedRef):
-    """The project a token is scoped to."""
-
-
-class SystemScope(_Strict):
-    all: bool
-
-
-class ScopeBody(_Strict):
-    project: ProjectScope | None = None
-    domain: DomainRef | None = None
-    system: SystemScope | None = None
-
-
-class AuthBody(_Strict):
-    identity: Identity
-    scope: ScopeBody | Literal["unscoped"] | None = None
-
-
-class AuthRequestBody(_Strict):
-    auth: AuthBody
 
 
 # Resources --------------------------------------------------------------------------------
