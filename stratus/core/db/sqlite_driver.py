@@ -54,7 +54,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.util import EMPTY_DICT
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.concurrency import await_, in_greenlet
+
+from stratus.core.db.prepared import MustWait
 
 LOG = logging.getLogger(__name__)
 
@@ -234,6 +236,28 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def nextset(self) -> None:
         return None
 
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        if in_greenlet():
+            return super().execute(operation, parameters)
+        self._keep(self._at_once(operation, parameters))
+        return None
+
+    def _at_once(self, operation: Any, parameters: Any) -> _Outcome:
+        """Outside a greenlet (``prepared.PreparedConnection``, which runs only a single
+        execution so): the statement on this thread, or ``MustWait`` having done nothing
+        when it would have to wait (the connection busy with another statement on
+        aiosqlite's thread, or SQLite's lock taken)."""
+        if self._adapt_connection._execute_mutex.locked():
+            raise MustWait
+        try:
+            return _run(self._connection._conn, operation, parameters, False)
+        except sqlite3.OperationalError as exc:
+            if lock_was_busy(exc):
+                raise MustWait from exc
+            self._adapt_connection._handle_exception(exc)
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
     async def _trip(self, operation: Any, parameters: Any, many: bool) -> _Outcome:
         """Under the connection's mutex: the statement on this thread or, when the lock it
         needs is taken, on aiosqlite's thread waiting for it (off the loop's thread).
@@ -308,6 +332,9 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
 
 
 class _DBAPI(AsyncAdapt_aiosqlite_dbapi):
+    #: Its cursors run a single execution outside a greenlet (``_OneTripCursor.execute``).
+    statements_without_greenlet = True
+
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         creator_fn = kw.pop("async_creator_fn", None)
         if creator_fn:

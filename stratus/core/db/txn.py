@@ -73,6 +73,8 @@ from sqlalchemy import BigInteger, ColumnElement, bindparam, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
+from stratus.core.db.prepared import PreparedConnection
+
 LOG = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
@@ -319,7 +321,9 @@ async def open_transaction(engine: AsyncEngine, sessionmaker: async_sessionmaker
     await writer.__aenter__()
     writing = True
     try:
-        connection = await engine.connect()
+        # Its statements run from their compiled form, on SQLite with no greenlet
+        # (``prepared.py``).
+        connection = await PreparedConnection(engine)
     except BaseException:
         await writer.__aexit__(None, None, None)
         raise
