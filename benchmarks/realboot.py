@@ -17,6 +17,11 @@ with dnsmasq and a static HTTP server on 169.254.169.254 in a namespace (option 
 cloud sends it): ``control_*`` are from the QEMU launch to the same markers in its serial
 file. ``metadata_behind_control_s`` = p50 metadata (cloud) - p50 metadata (control): what the
 cloud costs on top of the hypervisor's boot. ``virt_type`` is stated in the backends.
+
+``kernel``: from the POST (control: the launch) to the guest kernel's clock starting, i.e.
+``init`` less the ``uptime=`` the guest prints in its init line: the cloud's part before
+QEMU runs, QEMU's start, the firmware and the boot loader; the rest of ``init`` is the
+guest's kernel. ``--keep-consoles DIR`` keeps every boot's console log.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -46,6 +52,8 @@ DESCRIPTION = ("Real guests under libvirt: POST to ACTIVE and to the guest's con
 API = "/compute/v2.1"
 MARKERS = {"init": "STRATUS-INIT", "net": "STRATUS-NET", "metadata": "STRATUS-METADATA ok",
            "guest": "STRATUS-GUEST"}
+#: The guest's uptime in its init line: what of POST (or launch) → init is its kernel's.
+INIT_UPTIME = re.compile(r"STRATUS-INIT uptime=([0-9.]+)")
 ACTIVE_GOAL_S = 0.5
 METADATA_BEHIND_GOAL_S = 0.0
 FLAVOR = "1"  # m1.tiny
@@ -61,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a boot may take to show every marker (default 180)")
     parser.add_argument("--memory-mb", type=int, default=512,
                         help="control guest memory; the cloud uses m1.tiny (512 MB)")
+    parser.add_argument("--keep-consoles", metavar="DIR",
+                        help="copy each boot's console log there (cloud-N.log, control-N.log)")
 
 
 async def _watch_markers(path: Path, started: float, within: float) -> dict[str, float]:
@@ -81,6 +91,9 @@ async def _watch_markers(path: Path, started: float, within: float) -> dict[str,
     if missing:
         tail = text[-1500:] if text else "(empty)"
         raise RuntimeError(f"markers {missing} not on {path} within {within:.0f} s:\n{tail}")
+    uptime = INIT_UPTIME.search(text)
+    if uptime is not None:  # the guest's kernel clock started this long before init
+        seen["kernel"] = seen["init"] - float(uptime.group(1))
     return seen
 
 
@@ -99,7 +112,7 @@ async def _cloud_boots(args: argparse.Namespace, work: Path, image: Path,
     data = work / "cloud"
     env = {"STRATUS_COMPUTE__VIRT_DRIVER": "libvirt", "STRATUS_NETWORK__BACKEND": "linuxbridge",
            "STRATUS_CONFIG_FILE": "/nonexistent"}
-    found: dict[str, list[float]] = {"active": [], **{k: [] for k in MARKERS}}
+    found: dict[str, list[float]] = {"active": [], "kernel": [], **{k: [] for k in MARKERS}}
     spans: dict[str, list[float]] = {}
     async with StratusUp(data, bcrypt_rounds=4, env=env) as cloud, httpx.AsyncClient(
             base_url=cloud.base_url, timeout=60) as client:
@@ -128,6 +141,8 @@ async def _cloud_boots(args: argparse.Namespace, work: Path, image: Path,
             try:
                 markers = await _watch_markers(console, posted, args.timeout)
                 active = await _recorded_active(client, headers, server_id)
+                if args.keep_consoles:
+                    shutil.copy(console, Path(args.keep_consoles) / f"cloud-{n}.log")
             finally:
                 await client.delete(f"{API}/servers/{server_id}", headers=headers)
                 await _gone(client, headers, server_id)
@@ -272,6 +287,8 @@ async def _control_boot(args: argparse.Namespace, control: Path, image: Path,
     try:
         return await _watch_markers(serial, started, args.timeout)
     finally:
+        if args.keep_consoles:
+            shutil.copy(serial, Path(args.keep_consoles) / f"control-{n}.log")
         qemu.kill()
         await qemu.wait()
 
@@ -292,7 +309,7 @@ async def run(args: argparse.Namespace) -> Result:
     image = await asyncio.to_thread(ensure_image, cache)
     if shutil.which("dnsmasq") is None:
         raise RuntimeError("dnsmasq is not installed")
-    control: dict[str, list[float]] = {k: [] for k in MARKERS}
+    control: dict[str, list[float]] = {"kernel": [], **{k: [] for k in MARKERS}}
     with tempfile.TemporaryDirectory(prefix="stratus-realboot-") as tmp:
         work = Path(tmp)
         control_dir = work / "control"
@@ -310,10 +327,13 @@ async def run(args: argparse.Namespace) -> Result:
             _control_network_down(servers)
     metrics: dict[str, float] = {}
     for key, values in cloud.items():
+        if not values:
+            continue
         metrics[f"{key}_p50_s"] = percentile(values, 50)
         metrics[f"{key}_max_s"] = max(values)
     for key, values in control.items():
-        metrics[f"control_{key}_p50_s"] = percentile(values, 50)
+        if values:
+            metrics[f"control_{key}_p50_s"] = percentile(values, 50)
     for name, values in sorted(spans.items()):
         metrics[f"span_{name.replace('.', '_')}_p50_ms"] = percentile(values, 50)
     metrics["metadata_behind_control_s"] = (metrics["metadata_p50_s"]

@@ -145,6 +145,22 @@ def test_live_migration_downtime_is_the_step_in_the_guests_clock() -> None:
     assert residual < 0.02
 
 
+async def test_realboot_splits_init_at_the_guest_kernels_clock(tmp_path: Path) -> None:
+    """``realboot``: the guest's ``uptime=`` in its init line is its kernel's part of the
+    time to init; ``kernel`` is the rest (the cloud's part, QEMU's start, the firmware)."""
+    import time
+
+    from benchmarks.realboot import _watch_markers
+
+    console = tmp_path / "console.log"
+    console.write_text('STRATUS-INIT uptime=3.25 product="OpenStack Nova" serial=x\r\n'
+                       "STRATUS-NET iface=eth0 ip=10.0.0.5/24\r\nSTRATUS-METADATA ok\r\n"
+                       "STRATUS-GUEST ip=10.0.0.5 uptime=4.00\r\n")
+    seen = await _watch_markers(console, time.time() - 10.0, 5.0)
+    assert set(seen) == {"init", "net", "metadata", "guest", "kernel"}
+    assert seen["kernel"] == pytest.approx(seen["init"] - 3.25)
+
+
 async def test_summary_puts_each_figure_beside_its_goal(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``benchmarks summary``: every run's metrics under its name, issue 21's goals and the
