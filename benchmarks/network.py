@@ -54,8 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "medians (default 3)")
 
 
-async def _rate(clients: list[httpx.AsyncClient], count: int,
-                action: Callable[[httpx.AsyncClient, int], Awaitable[None]]) -> float:
+async def _rate(count: int, concurrency: int, action: Any) -> float:
+    """Run ``action(i)`` for i < count, ``concurrency`` at a time; the seconds taken."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await action(queue.get_nowait())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def _rate_each(clients: list[httpx.AsyncClient], count: int,
+                     action: Callable[[httpx.AsyncClient, int], Awaitable[None]]) -> float:
     """Run ``action(client, i)`` for i < count, one worker per client (each of its own
     connection), so ``len(clients)`` at a time; the seconds taken."""
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -197,7 +212,7 @@ async def _measure(client: httpx.AsyncClient, headers: dict[str, str],
         server_loop_before = scheduler_seconds(server_pid, main_thread_only=True)
         client_loop_before = scheduler_seconds(os.getpid(), main_thread_only=True)
         client_cpu_before = time.process_time()
-        create_s = await _rate(clients, args.ports, create)
+        create_s = await _rate_each(clients, args.ports, create)
         create_cpu = _cpu_seconds(server_pid) - cpu_before
         client_cpu = time.process_time() - client_cpu_before
         server_loop = [after - before for after, before in zip(
@@ -211,7 +226,7 @@ async def _measure(client: httpx.AsyncClient, headers: dict[str, str],
             response = await client.delete(f"{API}/ports/{created[i]}", headers=headers)
             assert response.status_code == 204, response.text
 
-        delete_s = await _rate(clients, len(created), delete)
+        delete_s = await _rate_each(clients, len(created), delete)
 
     small = await _network(client, headers, "10.101.0.0/24", allocation_pools=[
         {"start": "10.101.0.2", "end": f"10.101.0.{CONTENDED_FREE + 1}"}])
