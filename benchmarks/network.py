@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ import httpx
 
 from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, issue_token
-from benchmarks._cpu import process_cpu_seconds
+from benchmarks._cpu import process_cpu_seconds, scheduler_seconds
 
 DESCRIPTION = "port create/delete rate and IPAM allocation under contention (noop backend)"
 
@@ -66,7 +69,52 @@ async def _rate(count: int, concurrency: int, action: Any) -> float:
     return time.perf_counter() - started
 
 
+async def _rate_each(clients: list[httpx.AsyncClient], count: int,
+                     action: Callable[[httpx.AsyncClient, int], Awaitable[None]]) -> float:
+    """Run ``action(client, i)`` for i < count, one worker per client (each of its own
+    connection), so ``len(clients)`` at a time; the seconds taken."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            await action(client, queue.get_nowait())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(client) for client in clients))
+    return time.perf_counter() - started
+
+
+def _no_sniffio() -> None:
+    """httpcore asks which async library runs it with ``import sniffio`` on every lock and
+    event it sets up (several per request); sniffio is not installed here, and a failed
+    import searches the whole ``sys.path`` again each time (a quarter of this client's CPU
+    per create). A None in ``sys.modules`` fails that import at once, as it fails anyway:
+    httpcore then assumes asyncio, as it does without sniffio."""
+    try:
+        import sniffio  # noqa: F401
+    except ImportError:
+        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def _worker_clients(client: httpx.AsyncClient,
+                          count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """``count`` clients of ``client``'s server, one connection each (kept alive): a
+    worker's requests go one after the other on its own connection. One pool shared by
+    every worker made the client's pool bookkeeping (httpcore scans its connections, and
+    asks each whether its socket is readable, on every request's start and end) grow with
+    the requests in flight: this client's CPU per create was more than the server's."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(httpx.AsyncClient(
+            base_url=client.base_url, timeout=300, limits=limits, verify=False))
+            for _ in range(count)]
+
+
 async def run(args: argparse.Namespace) -> Result:
+    _no_sniffio()
     os.environ["STRATUS_NETWORK__BACKEND"] = "noop"
     runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for order in overhead_rounds(args.overhead_rounds) if args.tracing_overhead else [(True,)]:
@@ -139,7 +187,7 @@ async def _measure(client: httpx.AsyncClient, headers: dict[str, str],
     created: list[str] = []
     transport_errors = 0
 
-    async def create(_: int) -> None:
+    async def create(client: httpx.AsyncClient, _: int) -> None:
         nonlocal transport_errors
         try:
             response = await client.post(f"{API}/ports", headers=headers, json=body)
@@ -151,15 +199,34 @@ async def _measure(client: httpx.AsyncClient, headers: dict[str, str],
         assert response.status_code == 201, response.text
         created.append(response.json()["port"]["id"])
 
-    cpu_before = _cpu_seconds(server_pid)
-    create_s = await _rate(args.ports, args.concurrency, create)
-    create_cpu = _cpu_seconds(server_pid) - cpu_before
+    async with _worker_clients(client, args.concurrency) as clients:
+        for each in clients:  # each worker's connection opened before the clock starts
+            response = await each.get(f"{API}/ports", headers=headers,
+                                      params={"limit": 1, "fields": "id"})
+            assert response.status_code == 200, response.text
+        cpu_before = _cpu_seconds(server_pid)
+        # Which side bounds the rate: the server's event loop (its thread on a CPU, or
+        # runnable and waiting for one, over the phase's wall time) or this client, which
+        # shares the machine's CPUs with it (its CPU per create, its loop's share of the
+        # wall).
+        server_loop_before = scheduler_seconds(server_pid, main_thread_only=True)
+        client_loop_before = scheduler_seconds(os.getpid(), main_thread_only=True)
+        client_cpu_before = time.process_time()
+        create_s = await _rate_each(clients, args.ports, create)
+        create_cpu = _cpu_seconds(server_pid) - cpu_before
+        client_cpu = time.process_time() - client_cpu_before
+        server_loop = [after - before for after, before in zip(
+            scheduler_seconds(server_pid, main_thread_only=True), server_loop_before,
+            strict=True)]
+        client_loop = [after - before for after, before in zip(
+            scheduler_seconds(os.getpid(), main_thread_only=True), client_loop_before,
+            strict=True)]
 
-    async def delete(i: int) -> None:
-        response = await client.delete(f"{API}/ports/{created[i]}", headers=headers)
-        assert response.status_code == 204, response.text
+        async def delete(client: httpx.AsyncClient, i: int) -> None:
+            response = await client.delete(f"{API}/ports/{created[i]}", headers=headers)
+            assert response.status_code == 204, response.text
 
-    delete_s = await _rate(len(created), args.concurrency, delete)
+        delete_s = await _rate_each(clients, len(created), delete)
 
     small = await _network(client, headers, "10.101.0.0/24", allocation_pools=[
         {"start": "10.101.0.2", "end": f"10.101.0.{CONTENDED_FREE + 1}"}])
@@ -179,6 +246,14 @@ async def _measure(client: httpx.AsyncClient, headers: dict[str, str],
         # The server's CPU per create hardly moves with other load on the machine, unlike
         # the rate: 1000 / this is the rate one idle core would sustain.
         "port_create_server_cpu_ms": create_cpu / max(len(created), 1) * 1e3,
+        "port_create_client_cpu_ms": client_cpu / max(len(created), 1) * 1e3,
+        # Shares of the create phase's wall time: the server's loop thread on a CPU and
+        # runnable waiting for one (near 1 together: the server's loop bounds the rate);
+        # the same of this client's loop.
+        "port_create_server_loop_ran": server_loop[0] / create_s,
+        "port_create_server_loop_waited": server_loop[1] / create_s,
+        "port_create_client_loop_ran": client_loop[0] / create_s,
+        "port_create_client_loop_waited": client_loop[1] / create_s,
         "port_deletes_per_s": len(created) / delete_s,
         "contended_total_s": contended_s,
         "contended_requests_per_s": args.contended / contended_s,

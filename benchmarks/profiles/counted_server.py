@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 _CLOCK = time.thread_time if os.environ.get("PROF_CLOCK") == "thread" else None
 PROFILE = ((cProfile.Profile(_CLOCK) if _CLOCK else cProfile.Profile())
            if os.environ.get("PROF") == "1" else None)
-STATE: dict[str, Any] = {"on": False, "sql": 0, "cpu0": 0.0, "wall0": 0.0}
+STATE: dict[str, Any] = {"on": False, "sql": 0, "commits": 0, "cpu0": 0.0, "wall0": 0.0}
 STATEMENTS: Counter[str] = Counter()
 
 
@@ -42,9 +42,16 @@ def _count(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
         STATEMENTS[" ".join(statement.split())[:160]] += 1
 
 
+@event.listens_for(Engine, "commit")
+def _commit(conn: Any) -> None:
+    # A transaction's COMMIT (the driver's, not a statement: not in ``sql``).
+    if STATE["on"]:
+        STATE["commits"] += 1
+
+
 def _on(signum: int, frame: FrameType | None) -> None:
     STATEMENTS.clear()
-    STATE.update(sql=0, cpu0=time.process_time(), wall0=time.perf_counter(), on=True)
+    STATE.update(sql=0, commits=0, cpu0=time.process_time(), wall0=time.perf_counter(), on=True)
     if PROFILE is not None:
         PROFILE.enable()
 
@@ -57,6 +64,7 @@ def _off(signum: int, frame: FrameType | None) -> None:
     with open(out + ".json", "w") as f:
         json.dump({"cpu_s": time.process_time() - STATE["cpu0"],
                    "wall_s": time.perf_counter() - STATE["wall0"], "sql": STATE["sql"],
+                   "commits": STATE["commits"],
                    "stmts": STATEMENTS.most_common()}, f, indent=1)
     if PROFILE is not None:
         PROFILE.dump_stats(out + ".prof")

@@ -94,6 +94,7 @@ def measure(tree: str, out: str, count: int, concurrency: int, profile: str) -> 
         print(json.dumps({"tree": tree, "creates": count, "concurrency": concurrency,
                           "cpu_ms_per_create": counted["cpu_s"] / count * 1e3,
                           "sql_per_create": counted["sql"] / count,
+                          "commits_per_create": counted.get("commits", 0) / count,
                           "creates_per_s": count / took, "load_average": os.getloadavg()}))
     finally:
         os.killpg(server.pid, signal.SIGTERM)

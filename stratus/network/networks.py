@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -12,12 +13,13 @@ from sqlalchemy.orm import class_mapper, joinedload
 from stratus.core.config import NetworkSettings
 from stratus.core.db import as_loaded, utcnow
 from stratus.core.db.paging import Page
+from stratus.core.db.txn import LOCK_COLUMNS
 from stratus.core.policy import Caller
 from stratus.network import filters as flt
 from stratus.network.caller import network_target
 from stratus.network.common import UNSET, Unset, given, new_id, touch
 from stratus.network.errors import InvalidInput, NetworkInUse, NetworkNotFound
-from stratus.network.models import Network, Port, Subnet
+from stratus.network.models import Network, Port, Quota, Subnet
 from stratus.network.notify import Notifier
 from stratus.network.objects import DHCP_DEVICE_OWNER
 from stratus.network.part import Part
@@ -117,18 +119,39 @@ _GET_VISIBLE = _visible(_GET_ANY, bindparam("project_id"))
 #: Each model's attributes and their columns, in one order (a Core row read by position).
 _NETWORK_COLUMNS = [(prop.key, prop.columns[0]) for prop in class_mapper(Network).column_attrs]
 _SUBNET_COLUMNS = [(prop.key, prop.columns[0]) for prop in class_mapper(Subnet).column_attrs]
-#: ``read_network``'s statement: the network and its subnets (in creation order, as the
-#: relationship orders them), one row per subnet, by Core (no ORM load).
-_READ_ANY = (select(*(c for _, c in _NETWORK_COLUMNS), *(c for _, c in _SUBNET_COLUMNS))
-             .select_from(outerjoin(Network, Subnet, Subnet.network_id == Network.id))
-             .where(Network.id == bindparam("network_id"))
-             .order_by(Subnet.created_at))
-_READ_VISIBLE = _visible(_READ_ANY, bindparam("project_id"))
 #: Where a row's subnet part starts, and its id (None: a network without subnets).
 _SUBNET_AT = len(_NETWORK_COLUMNS)
 _SUBNET_ID_AT = _SUBNET_AT + [key for key, _ in _SUBNET_COLUMNS].index("id")
 _NETWORK_KEYS = tuple(key for key, _ in _NETWORK_COLUMNS)
 _SUBNET_KEYS = tuple(key for key, _ in _SUBNET_COLUMNS)
+#: Project ``quota_project``'s own limit on resource ``quota_resource`` (NULL: none, the
+#: default applies), as a column of ``read_network``'s statement.
+_QUOTA_OVERRIDE = select(Quota.hard_limit).where(
+    Quota.project_id == bindparam("quota_project"),
+    Quota.resource == bindparam("quota_resource")).scalar_subquery().label("quota_limit")
+
+
+@functools.cache
+def _read_statement(visible: bool, quota: bool, lock: bool) -> Select[Any]:
+    """``read_network``'s statement: the network and its subnets (in creation order, as the
+    relationship orders them), one row per subnet, by Core (no ORM load); ``visible``: only
+    if a non-admin of ``project_id`` sees it. ``quota``: each row also carries a project's
+    override of one quota limit (``_QUOTA_OVERRIDE``) after the subnet's columns; ``lock``:
+    then the (exclusive) quota lock's column (``LOCK_COLUMNS``, its key ``lock_key``).
+    Built and compiled once per variant."""
+    columns: list[Any] = [*(c for _, c in _NETWORK_COLUMNS), *(c for _, c in _SUBNET_COLUMNS)]
+    if quota:
+        columns.append(_QUOTA_OVERRIDE)
+    if lock:
+        columns.append(LOCK_COLUMNS[False])
+    query = (select(*columns)
+             .select_from(outerjoin(Network, Subnet, Subnet.network_id == Network.id))
+             .where(Network.id == bindparam("network_id"))
+             .order_by(Subnet.created_at))
+    return _visible(query, bindparam("project_id")) if visible else query
+
+
+_SUBNET_END = _SUBNET_AT + len(_SUBNET_COLUMNS)
 
 
 @dataclass
@@ -171,10 +194,41 @@ class Networks(Part):
         are plain instances too, in creation order."""
         if not caller.is_admin and caller.project_id is None:
             return await self.get_network(caller, network_id)
-        query = _READ_ANY if caller.is_admin else _READ_VISIBLE
+        return (await self._read(caller, network_id, None, None))[0]
+
+    async def read_network_and_limit(self, caller: Caller, network_id: str, project_id: str,
+                                     resource: str) -> tuple[Network, dict[str, int] | None]:
+        """``read_network``'s network, and by the same statement project ``project_id``'s
+        quota limit on ``resource`` (``Quotas.check``'s ``limits``; None: left to ``check``
+        to read, for a caller whose networks the ORM reads), with the project's
+        quota lock taken on PostgreSQL (``Quotas.lock_by_statement``): a port create's
+        first two statements (three on PostgreSQL) made one.
+
+        Why the lock may be taken by this statement, whose snapshot predates its wait for
+        it: what it reads of the lock's other holders' writes (a subnet another request of
+        the project adds meanwhile) it read before without the lock too, and a read taken
+        before another's commit is what a request ordered before it would see; the usage
+        the lock guards is counted after it, by ``check``. The quota lock is the only lock
+        a port create takes (the SQLite write transaction is exclusive already)."""
+        if not caller.is_admin and caller.project_id is None:
+            return await self.get_network(caller, network_id), None
+        lock_key = self.quotas.lock_by_statement(project_id)
+        net, override = await self._read(caller, network_id, (project_id, resource), lock_key)
+        return net, {resource: self.quotas.limit_of(resource, override)}
+
+    async def _read(self, caller: Caller, network_id: str, quota: tuple[str, str] | None,
+                    lock_key: int | None) -> tuple[Network, int | None]:
+        """The network as ``read_network`` gives it; with ``quota`` (project, resource) also
+        that project's override of that limit (None: none), and ``lock_key`` the quota lock
+        to take by the statement (``_read_statement``)."""
+        params: dict[str, Any] = {"network_id": network_id, "project_id": caller.project_id}
+        if quota is not None:
+            params["quota_project"], params["quota_resource"] = quota
+        if lock_key is not None:
+            params["lock_key"] = lock_key
         connection = await self.txn.connection()
-        rows = (await connection.execute(query, {"network_id": network_id,
-                                                 "project_id": caller.project_id})).all()
+        rows = (await connection.execute(_read_statement(
+            not caller.is_admin, quota is not None, lock_key is not None), params)).all()
         if not rows:
             raise NetworkNotFound(network_id)
         net = as_loaded(Network, dict(zip(_NETWORK_KEYS, rows[0][:_SUBNET_AT], strict=True)))
@@ -182,10 +236,10 @@ class Networks(Part):
         for row in rows:
             if row[_SUBNET_ID_AT] is None:  # the outer join's row of a network without any
                 continue
-            subnets.append(as_loaded(Subnet, dict(zip(_SUBNET_KEYS, row[_SUBNET_AT:],
+            subnets.append(as_loaded(Subnet, dict(zip(_SUBNET_KEYS, row[_SUBNET_AT:_SUBNET_END],
                                                       strict=True))))
         net.__dict__["subnets"] = subnets
-        return net
+        return net, (rows[0][_SUBNET_END] if quota is not None else None)
 
     async def list_networks(self, caller: Caller, query: flt.ListQuery) -> Page:
         return await self._list_page(caller, ATTRIBUTES, self._visible_networks(caller), query)

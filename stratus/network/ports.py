@@ -276,7 +276,17 @@ class Ports(Part):
     async def create_port(self, caller: Caller, new: NewPort) -> Port:
         if not new.network_id:
             raise InvalidInput("Invalid input for operation: network_id is required.")
-        net = await self.networks.read_network(caller, new.network_id)
+        # A counted port's network and its project's port limit (with the quota lock, on
+        # PostgreSQL) in one statement; the check itself stays where it was, after the
+        # request's other refusals.
+        counted = new.device_owner != DHCP_DEVICE_OWNER
+        limits: dict[str, int] | None = None
+        known_project = new.project_id or caller.project_id
+        if counted and known_project:
+            net, limits = await self.networks.read_network_and_limit(
+                caller, new.network_id, known_project, "port")
+        else:
+            net = await self.networks.read_network(caller, new.network_id)
         project_id = new.project_id or caller.require_project()
         if project_id != caller.project_id:
             caller.authorize("admin_only")
@@ -297,8 +307,8 @@ class Ports(Part):
                                "supported (only 'normal').")
         device_owner = new.device_owner
         await self._check_router_claim(caller, device_owner, new.device_id)
-        if device_owner != DHCP_DEVICE_OWNER:
-            await self.quotas.check(project_id, "port")
+        if counted:
+            await self.quotas.check(project_id, "port", limits=limits)
         port_security = (net.port_security_enabled if new.port_security_enabled is None
                          else new.port_security_enabled)
         #: The project's default group, linked by the insert that looks it up (below).

@@ -72,14 +72,27 @@ class Quotas:
     async def usage(self, project_id: str) -> dict[str, int]:
         return {resource: await self._used(project_id, resource) for resource in _COUNTED}
 
-    async def check(self, project_id: str, resource: str, adding: int = 1) -> None:
+    def lock_by_statement(self, project_id: str) -> int | None:
+        """The project's (exclusive) quota lock, taken by the caller's next statement
+        (``Txn.lock_by_statement``): the ``lock_key`` it binds, or None when it need not."""
+        return self.rows.lock_by_statement(project_id)
+
+    def limit_of(self, resource: str, override: int | None) -> int:
+        """The limit on ``resource`` of a project whose override of it is ``override``
+        (None: it has none)."""
+        return self.table.defaults[resource] if override is None else int(override)
+
+    async def check(self, project_id: str, resource: str, adding: int = 1, *,
+                    limits: Mapping[str, int] | None = None) -> None:
         """Raise ``OverQuota`` unless ``adding`` more fit; the project's lock is held to the
-        end of the transaction, so two requests cannot both take the last unit."""
+        end of the transaction, so two requests cannot both take the last unit. ``limits``:
+        the project's limit on ``resource`` read by the caller in this transaction, with the
+        lock held or taken (``Networks.read_network_and_limit``); else read here."""
 
         async def used() -> dict[str, int]:
             return {resource: await self._used(project_id, resource)}
 
-        await self.rows.check(project_id, {resource: adding}, used)
+        await self.rows.check(project_id, {resource: adding}, used, limits=limits)
 
     async def set(self, project_id: str, changes: Mapping[str, int]) -> dict[str, int]:
         for resource, value in changes.items():

@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from tests.integration.network.conftest import CloudFactory, NetCloud, assert_neutron_error
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """The SQL statements every engine of the process sends meanwhile."""
+    seen: list[str] = []
+
+    def sent(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", sent)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", sent)
 
 
 async def test_a_first_port_makes_the_default_group_and_the_next_ones_join_it(
@@ -177,3 +198,46 @@ async def test_quotas_are_enforced_and_reported(make_cloud: CloudFactory) -> Non
     other = await cloud.project()
     assert (await cloud.call("GET", f"/quotas/{member.project_id}",
                              other)).status_code == 403
+
+
+async def test_a_port_create_reads_its_network_and_its_port_limit_in_one_statement(
+        make_cloud: CloudFactory) -> None:
+    """A port create's first statement reads the network, its subnets and the project's own
+    port limit, and on PostgreSQL takes the project's quota lock: no statement of its own
+    for either (four in all: that read, the port, its default group link, its address). The
+    limit it reads is the project's override of the port limit, not another resource's or
+    another project's, and the check still refuses at the limit."""
+    cloud = await make_cloud()  # ports unlimited by default
+    member, other = await cloud.project(), await cloud.project()
+    net, _ = await cloud.network_with_subnet(member, cidr="10.42.0.0/24")
+    await cloud.create("port", member, network_id=net["id"])  # the default group made
+    for project, quota in ((other.project_id, {"port": 0}),
+                           (member.project_id, {"network": 0, "subnet": 0})):
+        changed = await cloud.call("PUT", f"/quotas/{project}", json={"quota": quota})
+        assert changed.status_code == 200, changed.text
+    with _statements() as sent:
+        await cloud.create("port", member, network_id=net["id"])
+    # The create's own (not the token's check, nor a timer's meanwhile).
+    seen = [s for s in sent if any(name in s for name in (
+        "network_networks", "network_quotas", "network_ports", "network_port_security",
+        "network_ip_allocations", "pg_advisory"))]
+    assert len(seen) == 4, seen
+    assert "network_quotas" in seen[0] and "network_subnets" in seen[0]
+    assert not any("network_quotas" in s or "pg_advisory" in s for s in seen[1:]), seen
+
+    limited = await cloud.call("PUT", f"/quotas/{member.project_id}",
+                               json={"quota": {"port": 2}})
+    assert limited.status_code == 200, limited.text
+    refused = await cloud.call("POST", "/ports", member, json={"port": {
+        "network_id": net["id"]}})
+    assert_neutron_error(refused, 409, "OverQuota")
+    raised = await cloud.call("PUT", f"/quotas/{member.project_id}",
+                              json={"quota": {"port": 3}})
+    assert raised.status_code == 200, raised.text
+    assert (await cloud.call("POST", "/ports", member, json={"port": {
+        "network_id": net["id"]}})).status_code == 201
+    shared = await cloud.create("network", name="shared", shared=True)
+    await cloud.create("subnet", network_id=shared["id"], cidr="10.43.0.0/24")
+    none_left = await cloud.call("POST", "/ports", other, json={"port": {
+        "network_id": shared["id"]}})
+    assert_neutron_error(none_left, 409, "OverQuota")
