@@ -10,8 +10,9 @@ span store on as in ``stratus up`` (no OTLP exporter).
 Prints one JSON line: Python calls per span on the calling thread (cProfile: load-
 independent), and CPU µs per span over every thread (``time.process_time``, the span
 store's writes included; load-dependent: compare trees alternated). ``PROFILE``: a second,
-profiled pass's cProfile is written there. Another tree's code is measured with
-``PYTHONPATH=<tree>``.
+profiled pass's cProfile is written there; ``-``: no profiled pass (under callgrind, whose
+instruction counts of two ``GROUPS`` differ by what their spans cost, whatever the load).
+Another tree's code is measured with ``PYTHONPATH=<tree>``.
 """
 
 from __future__ import annotations
@@ -87,17 +88,19 @@ def main(groups: int, profile: Path | None) -> dict[str, Any]:
         _groups(groups)
         provider.force_flush()  # the store's writes of these spans, counted
         cpu = time.process_time() - cpu
-        profiler = cProfile.Profile()
-        profiler.enable()
-        _groups(groups)
-        profiler.disable()
-        provider.force_flush()
-        if profile is not None:
-            profiler.dump_stats(profile)
-        calls = pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
         spans = groups * SPANS_PER_GROUP
+        calls = None
+        if profile != Path("-"):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            _groups(groups)
+            profiler.disable()
+            provider.force_flush()
+            if profile is not None:
+                profiler.dump_stats(profile)
+            calls = pstats.Stats(profiler).total_calls / spans  # type: ignore[attr-defined]
         return {"groups": groups, "spans": spans,
-                "python_calls_per_span": calls / spans,
+                "python_calls_per_span": calls,
                 "cpu_us_per_span": 1e6 * cpu / spans,
                 "load_average": os.getloadavg()[0]}
 
