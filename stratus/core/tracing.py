@@ -5,7 +5,9 @@ Spans go through OpenTelemetry. The trace context travels in the bus envelope an
 headers (W3C ``traceparent``), so one request's spans share one trace id across processes.
 The CLI's processes keep their spans in the embedded span store
 (``stratus.core.spanstore.enable_span_store``) and, with an OTLP endpoint, export them in
-batches; tests attach an in-memory exporter.
+batches; tests attach an in-memory exporter. Without an OTLP endpoint the spans are made by
+``stratus.core.lean_tracer`` (the same spans to every reader, at a fraction of the SDK's
+Python calls); with one, by the SDK's tracer.
 """
 
 from __future__ import annotations
