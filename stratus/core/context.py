@@ -29,6 +29,11 @@ _current_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
+#: The variables themselves, for tracing's hot path (a ``get`` without a call around it).
+REQUEST_ID_VARIABLE = _current_request_id
+INSTANCE_VARIABLE = _current_instance
+
+
 def generate_request_id() -> str:
     return f"req-{uuid.uuid4()}"
 

@@ -7,7 +7,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, StatusCode, TraceFlags
 
+from stratus.core import tracing
 from stratus.core.context import reset_instance, reset_request_id, set_instance, set_request_id
+from stratus.core.lean_tracer import LeanTracer
 from stratus.core.tracing import (
     INSTANCE_ATTRIBUTE,
     REQUEST_ID_ATTRIBUTE,
@@ -15,6 +17,18 @@ from stratus.core.tracing import (
     context_of,
     span,
 )
+
+
+@pytest.fixture(autouse=True, params=["lean", "sdk"])
+def process_tracer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with the tracer ``setup_tracing`` makes without an OTLP endpoint (lean),
+    and with the SDK's own (as with one)."""
+    provider = tracing.setup_tracing()
+    assert isinstance(tracing.tracer(), LeanTracer)
+    if request.param == "sdk":
+        monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("stratus"))
+        monkeypatch.setattr(tracing, "_lean", None)
+    return str(request.param)
 
 
 def test_a_span_is_current_inside_and_stamped(span_exporter: InMemorySpanExporter) -> None:
