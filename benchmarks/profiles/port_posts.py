@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmarks._inprocess import PASSWORD, in_process_cloud
 from benchmarks.bootcpu import _SqlCounter, _stored_spans
+from benchmarks.profiles.asgi_posts import post_many
 
 UNITS = ("identity-api", "network-api")
 API = "/network/v2.0"
@@ -127,39 +128,8 @@ async def main(url: str | None, creates: int, in_flight: int,
 
 async def _post_all(app: Any, headers: dict[str, str], body: bytes, count: int,
                     in_flight: int) -> None:
-    """``count`` port creates, ``in_flight`` at most at once, each a ``POST /v2.0/ports``
-    sent to the ASGI app as an HTTP server would."""
-    gate = asyncio.Semaphore(in_flight)
-    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [
-        (b"host", b"bench"), (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode())]
-    path = f"{API}/ports"
-
-    async def one() -> None:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "root_path": "", "query_string": b"", "client": ("127.0.0.1", 40000),
-                 "server": ("bench", 80), "headers": raw_headers}
-        sent = False
-        status: list[int] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.Event().wait()  # a client that stays connected
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-
-        async with gate:
-            await app(scope, receive, send)
-        if status != [201]:
-            raise RuntimeError(f"POST /v2.0/ports: {status}")
-
-    await asyncio.gather(*(one() for _ in range(count)))
+    """``count`` port creates, ``in_flight`` at most at once, each a ``POST /v2.0/ports``."""
+    await post_many(app, f"{API}/ports", headers, lambda _: body, count, in_flight, 201)
 
 
 if __name__ == "__main__":

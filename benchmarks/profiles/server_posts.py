@@ -30,6 +30,7 @@ from typing import Any
 
 from benchmarks._inprocess import API, admin_with_image, in_process_cloud
 from benchmarks.bootcpu import _boot_all, _SqlCounter, _stored_spans
+from benchmarks.profiles.asgi_posts import post_many
 
 UNITS = ("identity-api", "image-api", "compute-api")
 #: POSTs made first and not counted: past ``routing.TABLE_AFTER_REQUESTS``, after which an
@@ -74,42 +75,13 @@ async def main(url: str | None, posts: int, profile: Path | None) -> dict[str, A
 
 async def _post_all(app: Any, headers: dict[str, str], image_id: str, count: int,
                     in_flight: int) -> None:
-    """``count`` boots, ``in_flight`` at most at once, each a ``POST /servers`` sent to the
-    ASGI app as an HTTP server would (no HTTP client in the process: its calls would be
-    counted with the API's)."""
-    gate = asyncio.Semaphore(in_flight)
-    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [
-        (b"host", b"bench"), (b"content-type", b"application/json")]
-    path = f"{API}/servers"
+    """``count`` boots, ``in_flight`` at most at once, each a ``POST /servers``."""
 
-    async def one(index: int) -> None:
-        body = json.dumps({"server": {"name": f"bench-{index}", "imageRef": image_id,
+    def body_of(index: int) -> bytes:
+        return json.dumps({"server": {"name": f"bench-{index}", "imageRef": image_id,
                                       "flavorRef": "1", "networks": "none"}}).encode()
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "root_path": "", "query_string": b"", "client": ("127.0.0.1", 40000),
-                 "server": ("bench", 80),
-                 "headers": [*raw_headers, (b"content-length", str(len(body)).encode())]}
-        sent = False
-        status: list[int] = []
 
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.Event().wait()  # a client that stays connected
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-
-        async with gate:
-            await app(scope, receive, send)
-        if status != [202]:
-            raise RuntimeError(f"POST /servers: {status}")
-
-    await asyncio.gather(*(one(i) for i in range(count)))
+    await post_many(app, f"{API}/servers", headers, body_of, count, in_flight, 202)
 
 
 if __name__ == "__main__":
