@@ -78,8 +78,9 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 # Most tests wait on subprocesses, databases and the broker, not on the CPU: they run in
-# TEST_WORKERS processes. Tests marked `serial` (they stop the broker, kill libvirt's
-# daemons or boot real guests) run afterwards, alone. Exit code 5 = none selected.
+# TEST_WORKERS processes. Tests marked `serial` (they stop the broker, kill libvirt's daemons
+# or boot real guests) run afterwards, alone. Exit code 5 = none selected. The slowest tests'
+# times are printed (every serial one's), so that a CI log says where its time went.
 TEST_WORKERS ?= 3
 
 # The tree is compiled once first, with bytecode kept (see PYTHONDONTWRITEBYTECODE above):
@@ -91,8 +92,8 @@ STOP_TEST_CEPH = $(BIN)/python -c 'from tests.ceph_cluster import stop_cluster; 
 test: lint typecheck ceph-bindings nft-bindings
 	$(BIN)/python -m compileall -q -j 0 stratus tests tools >/dev/null
 	STRATUS_TEST_KEEP_CEPH=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" \
-	    $(ARGS) || { status=$$?; $(STOP_TEST_CEPH); exit $$status; }
-	status=0; $(BIN)/pytest -m serial $(ARGS) || status=$$?; $(STOP_TEST_CEPH); \
+	    --durations=40 $(ARGS) || { status=$$?; $(STOP_TEST_CEPH); exit $$status; }
+	status=0; $(BIN)/pytest -m serial --durations=0 $(ARGS) || status=$$?; $(STOP_TEST_CEPH); \
 	    [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
 # OpenStack Powered: the interoperability guideline's required Tempest tests against a
