@@ -20,7 +20,7 @@ from stratus.network.l3_agents import L3_AGENT_BINARY, L3_AGENT_TYPE
 from stratus.network.objects import AgentState
 from stratus.network.rpcapi import L3_AGENT_TOPIC, NetworkServerAPI
 from tests.integration.network.conftest import CloudFactory, NetCloud
-from tests.integration.network.test_agent_rpc import Recorder
+from tests.integration.network.test_agent_rpc import WAIT, Recorder
 from tests.integration.network.test_routers import external_network
 
 HOST = "l3-host"
@@ -56,7 +56,7 @@ async def l3(make_cloud: CloudFactory, bus_url: str) -> Any:
 async def report(cloud: NetCloud, api: NetworkServerAPI, host: str) -> None:
     """An l3-agent's heartbeat (a cast), waited for until the agent is listed."""
     await api.report_state(RequestContext(), l3_state(host))
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(WAIT):
         while True:
             agents = (await cloud.call("GET", "/agents", params={
                 "agent_type": L3_AGENT_TYPE})).json()["agents"]
