@@ -79,6 +79,8 @@ async def test_reports_make_then_keep_the_host_and_its_inventories(stack: Stack)
     # PostgreSQL: one statement (data-modifying CTEs), sent with no BEGIN/COMMIT.
     postgresql = stack.compute.db.backend == "postgresql"
     assert len(writes) == (1 if postgresql else 4), writes
+    # Its one write is the heartbeat: the provider's row, which claims lock, is only read.
+    assert not [sql for sql in writes if "UPDATE resource_provider" in sql], writes
 
     # Changed inventories and hypervisor attributes are written.
     await conductor.host_report(CTX, _report(memory_mb=8192, ram_allocation_ratio=1.0,
