@@ -30,7 +30,7 @@ from stratus.compute.models import (
 from stratus.compute.placement import (
     DISK_GB,
     MEMORY_MB,
-    TOUCH_PROVIDER,
+    PROVIDER_AS_REPORTED,
     VCPU,
     InventorySpec,
     inventory_rows,
@@ -107,14 +107,15 @@ async def seen(connection: AsyncConnection, host: str) -> bool:
     return done.rowcount == 1
 
 
-_PROVIDER_TOUCHED = TOUCH_PROVIDER.returning(ResourceProvider.uuid).cte("touched_provider")
 _SERVICE_SEEN = _SEEN.returning(_SERVICES.c.id).cte("seen_service")
-#: PostgreSQL (``report_known_host``): ``seen`` and ``Placement.refresh_provider`` in one
-#: statement (data-modifying CTEs), read back as one row; ``_KNOWN_HOST_REPORT`` adds
-#: ``Instances.on_host`` (the report that asks for the host's instances).
+#: PostgreSQL (``report_known_host``): ``seen`` and ``Placement.refresh_provider``'s reads in
+#: one statement (a data-modifying CTE), read back as one row; ``_KNOWN_HOST_REPORT`` adds
+#: ``Instances.on_host`` (the report that asks for the host's instances). Its one write is
+#: the host's service row: the provider's row, which claims lock, is only read (a report that
+#: wrote it waited for the claims on its host before its heartbeat counted).
 _KNOWN_HOST_HEARTBEAT = select(
     select(func.count()).select_from(_SERVICE_SEEN).scalar_subquery().label("seen"),
-    select(func.count()).select_from(_PROVIDER_TOUCHED).scalar_subquery().label("touched"),
+    PROVIDER_AS_REPORTED.exists().label("as_reported"),
     select(func.json_agg(func.json_build_array(
         Inventory.resource_class, Inventory.total, Inventory.reserved,
         Inventory.allocation_ratio, Inventory.max_unit), type_=JSON))
@@ -128,13 +129,13 @@ _KNOWN_HOST_REPORT = _KNOWN_HOST_HEARTBEAT.add_columns(
 
 @dataclass(frozen=True)
 class KnownHostReport:
-    """What ``report_known_host`` did: whether the host's service row and its provider
-    were there (and so written), and the live instances on it when its inventories were
-    those reported too (None: the report needs the rest of ``host_report``; empty when
-    the report did not ask for them)."""
+    """What ``report_known_host`` did: whether the host's service row was there (and so
+    written), whether its provider was there with the reported attributes, and the live
+    instances on it when its inventories were those reported too (None: the report needs
+    the rest of ``host_report``; empty when the report did not ask for them)."""
 
     seen: bool
-    touched: bool
+    as_reported: bool
     instances: list[str] | None
 
 
@@ -143,7 +144,7 @@ async def report_known_host(connection: AsyncConnection, host: str, provider: st
                             hypervisor_type: str, cpu_arch: str,
                             with_instances: bool = True) -> KnownHostReport:
     """PostgreSQL: a host's report as one statement, sent alone (no BEGIN/COMMIT): its
-    heartbeat (``seen``), its provider's attributes written and its inventories read
+    heartbeat (``seen``), its provider's attributes and inventories read and compared
     (``Placement.refresh_provider``), with ``with_instances`` its live instances read
     (``Instances.on_host``; otherwise none: ``instances`` is empty). Nearly every report
     of a known host is then all of it, where the four statements and the transaction
@@ -155,10 +156,10 @@ async def report_known_host(connection: AsyncConnection, host: str, provider: st
             "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch})).one()
     current = {rc: (total, reserved, ratio, max_unit)
                for rc, total, reserved, ratio, max_unit in row.inventories or ()}
-    unchanged = bool(row.seen) and bool(row.touched) \
+    unchanged = bool(row.seen) and bool(row.as_reported) \
         and current == inventory_rows(inventories)
     listed = list(row.instances or ()) if with_instances else []
-    return KnownHostReport(seen=bool(row.seen), touched=bool(row.touched),
+    return KnownHostReport(seen=bool(row.seen), as_reported=bool(row.as_reported),
                            instances=listed if unchanged else None)
 
 

@@ -55,13 +55,16 @@ _BUMP_GENERATION = (update(_PROVIDERS)
                     .where(_PROVIDERS.c.uuid == bindparam("p_uuid"),
                            _PROVIDERS.c.generation == bindparam("p_generation"))
                     .values(generation=bindparam("p_next", type_=_PROVIDERS.c.generation.type)))
-#: A known provider's report (``refresh_provider``): its attributes written, its
-#: inventories read to compare; built once, every host reports every few seconds. Public:
-#: the conductor's statement for a known host builds on it (``hosts.report_known_host``).
-TOUCH_PROVIDER = (update(_PROVIDERS).where(_PROVIDERS.c.uuid == bindparam("p_uuid"))
-                  .values(hypervisor_type=bindparam("v_hypervisor_type"),
-                          cpu_arch=bindparam("v_cpu_arch"),
-                          updated_at=bindparam("v_now", type_=_PROVIDERS.c.updated_at.type)))
+#: A known provider as its host reports it (``refresh_provider``): its row when its
+#: attributes are those reported. A read, not a write of the row: every claim on the host
+#: locks that row (``_CLAIM_PROVIDER``) until its transaction ends, and under a burst of boots
+#: claims hold it one after another; a report that wrote it waited for them all, and with it
+#: the host's heartbeat (a live host taken for down because it was busy). Public: the
+#: conductor's statement for a known host builds on it (``hosts.report_known_host``).
+PROVIDER_AS_REPORTED = (select(_PROVIDERS.c.uuid)
+                        .where(_PROVIDERS.c.uuid == bindparam("p_uuid"),
+                               _PROVIDERS.c.hypervisor_type == bindparam("v_hypervisor_type"),
+                               _PROVIDERS.c.cpu_arch == bindparam("v_cpu_arch")))
 _INVENTORY_OF = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
                         _INVENTORIES.c.reserved, _INVENTORIES.c.allocation_ratio,
                         _INVENTORIES.c.max_unit)
@@ -168,17 +171,17 @@ class Placement:
 
     async def refresh_provider(self, uuid: str, inventories: Mapping[str, InventorySpec], *,
                                hypervisor_type: str, cpu_arch: str) -> bool:
-        """A known provider's report as two prebuilt statements (no ORM objects): its
-        attributes written and its inventories read. True when that was all of it: the
-        provider exists and its inventories are ``inventories`` already (what nearly every
-        periodic report finds). False when the provider is missing or an inventory differs;
-        the caller then runs ``ensure_provider``, in the same transaction, which creates
-        or corrects it (the attributes written here stay; it writes the same)."""
+        """A known provider's report as two prebuilt reads (no ORM objects, no write): True
+        when that was all of it, the provider existing with the reported attributes and
+        ``inventories`` already (what nearly every periodic report finds). False when the
+        provider is missing or an attribute or inventory differs; the caller then runs
+        ``ensure_provider``, in the same transaction, which creates or corrects it. Nothing
+        is written when nothing changed: claims lock the provider's row (see
+        ``PROVIDER_AS_REPORTED``)."""
         connection = await self._connection()
-        touched = await connection.execute(TOUCH_PROVIDER, {
-            "p_uuid": uuid, "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch,
-            "v_now": utcnow()})
-        if touched.rowcount != 1:
+        found = await connection.execute(PROVIDER_AS_REPORTED, {
+            "p_uuid": uuid, "v_hypervisor_type": hypervisor_type, "v_cpu_arch": cpu_arch})
+        if found.first() is None:
             return False
         current = {row.resource_class: (row.total, row.reserved, row.allocation_ratio,
                                         row.max_unit)

@@ -397,9 +397,11 @@ class ConductorManager:
         report; a periodic one is answered with none, so its cost does not grow with the
         host's servers). A known host whose inventories did not change (nearly every
         report) costs four prebuilt statements (three without the instances) and no ORM
-        session (on PostgreSQL one, sent alone); a new host, or changed inventories, take
-        the ORM path in the same transaction (on PostgreSQL a second one, its heartbeat
-        counted once)."""
+        session (on PostgreSQL one, sent alone), and writes only its service row: never the
+        provider's, which the claims on the host lock, so the heartbeat does not wait for
+        them (``placement.PROVIDER_AS_REPORTED``). A new host, or changed attributes or
+        inventories, take the ORM path in the same transaction (on PostgreSQL a second one,
+        its heartbeat counted once, already written)."""
         inventories = {
             VCPU: InventorySpec(report.vcpus, allocation_ratio=report.cpu_allocation_ratio),
             MEMORY_MB: InventorySpec(report.memory_mb, reserved=report.reserved_host_memory_mb,

@@ -7,10 +7,11 @@ which asks for none and reads none."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid as uuidlib
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from stratus.compute import states
 from stratus.compute.conductor.manager import ConductorManager
@@ -78,6 +79,8 @@ async def test_reports_make_then_keep_the_host_and_its_inventories(stack: Stack)
     # PostgreSQL: one statement (data-modifying CTEs), sent with no BEGIN/COMMIT.
     postgresql = stack.compute.db.backend == "postgresql"
     assert len(writes) == (1 if postgresql else 4), writes
+    # Its one write is the heartbeat: the provider's row, which claims lock, is only read.
+    assert not [sql for sql in writes if "UPDATE resource_provider" in sql], writes
 
     # Changed inventories and hypervisor attributes are written.
     await conductor.host_report(CTX, _report(memory_mb=8192, ram_allocation_ratio=1.0,
@@ -148,3 +151,41 @@ async def test_a_heartbeat_does_not_read_the_hosts_instances(stack: Stack) -> No
     assert inventories["VCPU"][0] == 16
     # The start's report still lists them.
     assert len(await conductor.host_report(CTX, _report())) == 1
+
+
+async def _lock_waiters(stack: Stack) -> int:
+    """Backends of this database waiting for a lock another transaction holds (PostgreSQL)."""
+    assert stack.compute is not None
+    async with stack.compute.db.engine.connect() as connection:
+        return int(await connection.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")) or 0)
+
+
+# PostgreSQL: a claim locks its provider's row (SQLite has one writer for everything).
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_heartbeat_does_not_wait_for_the_claims_on_its_host(stack: Stack) -> None:
+    """Under a burst of boots, claims on a host hold its provider's row locked one after
+    another (``Placement.claim``: ``FOR UPDATE``, until their batch commits; seconds on a
+    loaded machine). A heartbeat that wrote that row too waited for them all before its
+    service row was written: live hosts were taken for down (by the scheduler, by the
+    conductor's watchdog, which failed their builds) because they were busy. An unchanged
+    report writes only the host's service row, so it goes through while a claim holds the
+    provider; whether it waited is asked of PostgreSQL (no clock in the test)."""
+    assert stack.compute is not None
+    conductor = ConductorManager(stack.compute, None)  # type: ignore[arg-type]
+    await conductor.host_report(CTX, _report())
+    seen_before = (await _state(stack))[0].report_count
+    waited = False
+    async with stack.compute.db.engine.connect() as claim, claim.begin():
+        await claim.execute(select(ResourceProvider.generation).where(
+            ResourceProvider.uuid == provider_uuid("reporter")).with_for_update())
+        beat = asyncio.ensure_future(conductor.host_report(CTX, _report(with_instances=False)))
+        while not beat.done():
+            if await _lock_waiters(stack):
+                waited = True
+                break
+            await asyncio.sleep(0.01)
+    assert await beat == []  # the claim's transaction ended: a heartbeat that waited ends too
+    assert not waited, "the heartbeat waited for the claim's lock on the host's provider"
+    assert (await _state(stack))[0].report_count == seen_before + 1
