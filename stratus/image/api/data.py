@@ -113,13 +113,27 @@ async def add_location(image_id: str, request: Request, runtime: Runtime,
 DOWNLOADED = IMAGE_BYTES.labels("downloaded")
 
 
-#: Bytes per ``os.sendfile`` of a download; the next two pieces are read ahead meanwhile.
+#: Bytes per ``os.sendfile`` of a download.
 SEND_PIECE = 8 * 1024 * 1024
+#: Pieces asked of the disk ahead of the one being sent (``POSIX_FADV_WILLNEED``): sendfile
+#: waits for each page it finds still on the disk, and the kernel's own readahead is smaller.
+#: Six ahead read no faster than two here (``benchmarks/profiles/image-2026-12-07b.md``).
+AHEAD_PIECES = 2
+#: Pieces kept in the page cache behind the one being sent before they are dropped
+#: (``POSIX_FADV_DONTNEED``): the kernel skips a page still referenced by a socket buffer,
+#: so a margin behind the piece under way saves it looking at pages it cannot drop yet.
+BEHIND_PIECES = 2
 
 
-def _will_need(fd: int, offset: int, length: int) -> None:
+def _advise(fd: int, ahead: tuple[int, int] | None, behind: tuple[int, int] | None) -> None:
+    """Ask the disk for ``ahead`` (offset, length) and drop ``behind`` from the page cache:
+    image data is kept out of the cache (the file store writes it with ``O_DIRECT``), so a
+    download uses a window of it, not the whole image until it ends."""
     with contextlib.suppress(OSError):
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        if ahead is not None and ahead[1] > 0:
+            os.posix_fadvise(fd, ahead[0], ahead[1], os.POSIX_FADV_WILLNEED)
+        if behind is not None and behind[1] > 0:
+            os.posix_fadvise(fd, behind[0], behind[1], os.POSIX_FADV_DONTNEED)
 
 
 class _SentFile(Response):
@@ -138,16 +152,27 @@ class _SentFile(Response):
         self.where = where
 
     async def _send_pieces(self, file: io.FileIO, fd: int, offset: int, length: int) -> bool:
-        """Send the range ``SEND_PIECE`` bytes at a time, the disk asked for the next piece
-        (``POSIX_FADV_WILLNEED``, in a worker thread) before the current one is sent: the
-        kernel's own readahead is far smaller, and sendfile waits for each read it starts."""
+        """Send the range ``SEND_PIECE`` bytes at a time, the disk asked for the next
+        ``AHEAD_PIECES`` pieces before the current one is sent and the pieces sent
+        ``BEHIND_PIECES`` before it dropped from the page cache (one worker-thread call per
+        piece for both)."""
         start, end = offset, offset + length
-        await asyncio.to_thread(_will_need, fd, offset, min(2 * SEND_PIECE, length))
+        window = AHEAD_PIECES * SEND_PIECE
+        asked = min(start + window, end)  # asked of the disk up to here
+        dropped = start  # dropped from the page cache up to here
+        await asyncio.to_thread(_advise, fd, (start, asked - start), None)
         while offset < end:
             count = min(SEND_PIECE, end - offset)
-            ahead = offset + 2 * SEND_PIECE
-            if ahead < end:
-                await asyncio.to_thread(_will_need, fd, ahead, min(SEND_PIECE, end - ahead))
+            ahead = None
+            if asked < end:
+                until = min(offset + count + window, end)
+                ahead, asked = (asked, until - asked), until
+            behind = None
+            if offset - BEHIND_PIECES * SEND_PIECE > dropped:
+                until = offset - BEHIND_PIECES * SEND_PIECE
+                behind, dropped = (dropped, until - dropped), until
+            if ahead is not None or behind is not None:
+                await asyncio.to_thread(_advise, fd, ahead, behind)
             if not await self.sendfile(file, offset, count):
                 if offset == start:
                     return False  # nothing sent: the caller streams it all
