@@ -95,6 +95,8 @@ def test_disk_console_and_no_user_networking() -> None:
 
 
 def test_tap_interfaces() -> None:
+    """Virtio NICs on the taps, without an option ROM (the guest boots from its disk only:
+    SeaBIOS need not run iPXE's init on every boot)."""
     dom = make([{"id": "p1", "address": "fa:16:3e:00:00:01", "devname": "tapp1",
                  "bridge": "brq1", "mtu": 1450, "type": "bridge"}])
     iface = dom.find("./devices/interface")
@@ -103,6 +105,7 @@ def test_tap_interfaces() -> None:
     assert iface.find("target").attrib == {"dev": "tapp1", "managed": "no"}  # type: ignore[union-attr]
     assert iface.find("model").get("type") == "virtio"  # type: ignore[union-attr]
     assert iface.find("mtu").get("size") == "1450"  # type: ignore[union-attr]
+    assert iface.find("rom").attrib == {"enabled": "no"}  # type: ignore[union-attr]
     assert all(i.get("type") != "user" for i in dom.iterfind("./devices/interface"))
     with pytest.raises(VirtError, match="without a tap"):
         make([{"id": "p2", "address": "fa:16:3e:00:00:02", "devname": ""}])
@@ -160,6 +163,7 @@ def test_interface_xml_for_hot_plugging() -> None:
                                          "devname": "tapp1", "type": "bridge"}, "vm"))
     assert iface.tag == "interface" and iface.get("type") == "ethernet"
     assert iface.find("target").attrib == {"dev": "tapp1", "managed": "no"}  # type: ignore[union-attr]
+    assert iface.find("rom").attrib == {"enabled": "no"}  # type: ignore[union-attr]
     with pytest.raises(VirtError, match="without a tap"):
         interface_xml({"id": "p2", "address": "fa:16:3e:00:00:0a"}, "vm")
 

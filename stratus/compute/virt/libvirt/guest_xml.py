@@ -5,9 +5,10 @@ information that cloud-init recognises as OpenStack (``product=OpenStack Nova``,
 ``serial`` = the instance uuid), one virtio disk (the overlay) then the ephemeral, swap and
 data volume disks at their devices (``vdb``, ...), one virtio NIC per VIF on the
 l2-agent's tap (``type='ethernet'``, ``managed='no'``: libvirt opens the tap, creates
-nothing), the serial console on a pty (interactive, for the console proxy) and logged to a
-file through virtlogd, and a VNC server on the host's loopback with a port libvirt picks
-(the console proxy bridges noVNC's websocket to it). ACPI is on, so a shutdown request
+nothing; no option ROM: nothing boots from the network), the serial console on a pty
+(interactive, for the console proxy) and logged to a file through virtlogd, and a VNC
+server on the host's loopback with a port libvirt picks (the console proxy bridges noVNC's
+websocket to it). ACPI is on, so a shutdown request
 reaches the guest as a power-button press.
 
 A TCG domain also tells libvirt, in its ``qemu:capabilities``, to check the started guest's
@@ -230,6 +231,12 @@ def _interface(vif: dict[str, Any], guest_name: str) -> ET.Element:
     _sub(iface, "mac", address=str(vif["address"]))
     _sub(iface, "target", dev=str(devname), managed="no")
     _sub(iface, "model", type="virtio")
+    # No option ROM: our guests boot only from their disk (``<boot dev='hd'/>``: libvirt
+    # gives QEMU ``-boot strict=on`` and the disk the only bootindex), so the NIC's iPXE ROM
+    # (250 KB read by QEMU at every start) was never booted, yet SeaBIOS ran its init on
+    # every boot: ~0.5 M of the ~11.8 M guest instructions before the kernel loads (TCG,
+    # counted; benchmarks/profiles/realboot-2026-12-07b.md). PXE boot is not offered.
+    _sub(iface, "rom", enabled="no")
     if vif.get("mtu"):
         _sub(iface, "mtu", size=str(int(vif["mtu"])))
     return iface
