@@ -8,8 +8,8 @@ l2-agent's tap (``type='ethernet'``, ``managed='no'``: libvirt opens the tap, cr
 nothing; no option ROM: nothing boots from the network), the serial console on a pty
 (interactive, for the console proxy) and logged to a file through virtlogd, and a VNC
 server on the host's loopback with a port libvirt picks (the console proxy bridges noVNC's
-websocket to it). ACPI is on, so a shutdown request
-reaches the guest as a power-button press.
+websocket to it). ACPI is on, so a shutdown request reaches the guest as a power-button
+press.
 
 A TCG domain also tells libvirt, in its ``qemu:capabilities``, to check the started guest's
 CPU the x86 way (see ``SKIPPED_QEMU_CAPABILITIES``): the guest's CPU is the same, libvirt's
