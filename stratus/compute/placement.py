@@ -8,12 +8,13 @@ claiming at once can never over-commit a provider.
 
 from __future__ import annotations
 
+import functools
 import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -47,6 +48,15 @@ _CLAIM_INVENTORY = (select(_INVENTORIES.c.resource_class, _INVENTORIES.c.total,
                                   == _INVENTORIES.c.resource_class)
                            .scalar_subquery().label("used"))
                     .where(_INVENTORIES.c.provider_uuid == bindparam("p_uuid")))
+#: SQLite: ``_CLAIM_PROVIDER`` and ``_CLAIM_INVENTORY`` in one statement (one row per
+#: inventory, one with NULL inventory columns for a provider with none, none for a provider
+#: gone). SQLite's write transaction holds the file's lock from its first statement, so
+#: nothing can come between the two reads there: there is no lock to take first.
+_CLAIM_ON_SQLITE = (select(_PROVIDERS.c.name, _PROVIDERS.c.generation,
+                           *_CLAIM_INVENTORY.selected_columns)
+                    .select_from(_PROVIDERS.outerjoin(
+                        _INVENTORIES, _INVENTORIES.c.provider_uuid == _PROVIDERS.c.uuid))
+                    .where(_PROVIDERS.c.uuid == bindparam("p_uuid")))
 _USAGE = (select(_ALLOCATIONS.c.resource_class, func.sum(_ALLOCATIONS.c.used))
           .where(_ALLOCATIONS.c.provider_uuid == bindparam("p_uuid"))
           .group_by(_ALLOCATIONS.c.resource_class))
@@ -93,6 +103,22 @@ def _allocate_and_bump() -> Any:
 
 
 _ALLOCATE_AND_BUMP = _allocate_and_bump()
+
+
+@functools.cache
+def _insert_allocations(classes: int) -> Any:
+    """The allocations of consumer ``c_uuid`` on provider ``p_uuid``, ``classes`` of them
+    (``rc0``/``used0``, ...), in one ``INSERT ... SELECT ... UNION ALL SELECT ...``: a plain
+    execution (an ``executemany`` runs in a greenlet of its own) whose shape SQLAlchemy
+    caches, unlike a multi-row ``VALUES``. Built once per number of classes."""
+    rows = [select(bindparam("c_uuid", type_=_ALLOCATIONS.c.consumer_uuid.type),
+                   bindparam("p_uuid", type_=_ALLOCATIONS.c.provider_uuid.type),
+                   bindparam(f"rc{i}", type_=_ALLOCATIONS.c.resource_class.type),
+                   bindparam(f"used{i}", type_=_ALLOCATIONS.c.used.type))
+            for i in range(classes)]
+    return _ALLOCATIONS.insert().from_select(
+        ["consumer_uuid", "provider_uuid", "resource_class", "used"],
+        rows[0] if classes == 1 else union_all(*rows))
 
 
 @dataclass(frozen=True)
@@ -206,13 +232,22 @@ class Placement:
         # Plain statements on the tables, not ORM objects: every boot claims once, and
         # the unit of work cost more than the SQL (the same reads and guarded writes).
         connection = await self._connection()
+        dialect = connection.dialect.name
         where = {"p_uuid": provider_uuid}
-        provider = (await connection.execute(_CLAIM_PROVIDER, where)).one_or_none()
+        if dialect == "sqlite":  # both reads in one statement (see _CLAIM_ON_SQLITE)
+            rows = (await connection.execute(_CLAIM_ON_SQLITE, where)).all()
+            provider = rows[0] if rows else None
+            inventories = {row.resource_class: row for row in rows
+                           if row.resource_class is not None}
+        else:
+            provider = (await connection.execute(_CLAIM_PROVIDER, where)).one_or_none()
+            inventories = {}
         if provider is None:
             raise InsufficientResources(f"resource provider {provider_uuid} is gone")
         generation = provider.generation
-        inventories = {row.resource_class: row
-                       for row in await connection.execute(_CLAIM_INVENTORY, where)}
+        if dialect != "sqlite":  # after the provider's lock: see _CLAIM_INVENTORY
+            inventories = {row.resource_class: row
+                           for row in await connection.execute(_CLAIM_INVENTORY, where)}
         for rc, amount in resources.items():
             if amount <= 0:
                 continue
@@ -227,14 +262,19 @@ class Placement:
                 raise InsufficientResources(f"{provider.name}: not enough {rc}")
         held = [(rc, amount) for rc, amount in resources.items() if amount > 0]
         bump = {"p_uuid": provider_uuid, "p_generation": generation, "p_next": generation + 1}
-        if held and connection.dialect.name == "postgresql":
+        if held and dialect == "postgresql":
             # The allocations and the generation's bump in one statement (one round trip
             # of the claim's transaction fewer): every boot claims once.
             bump.update(c_uuid=consumer_uuid, rcs=[rc for rc, _ in held],
                         useds=[amount for _, amount in held])
             bumped = await connection.execute(_ALLOCATE_AND_BUMP, bump)
         else:
-            if held:
+            if held and dialect == "sqlite":
+                values: dict[str, Any] = {"c_uuid": consumer_uuid, "p_uuid": provider_uuid}
+                for i, (rc, amount) in enumerate(held):
+                    values[f"rc{i}"], values[f"used{i}"] = rc, amount
+                await connection.execute(_insert_allocations(len(held)), values)
+            elif held:
                 await connection.execute(_INSERT_ALLOCATIONS, [
                     {"consumer_uuid": consumer_uuid, "provider_uuid": provider_uuid,
                      "resource_class": rc, "used": amount} for rc, amount in held])

@@ -35,15 +35,25 @@ the record stays in use.
 With the in-process ``memory://`` bus nothing reaches another process: the cache is kept only
 when the image service runs in the same process (its direct notice is then enough), and is
 not kept at all otherwise.
+
+Concurrent misses of one record share one fetch (``fetched``): under a burst of boots, a
+cold or expired record was fetched once per request in flight (a hundred ``GET`` of the
+same image through the image service's whole request path), then kept a hundred times.
+A request joins a fetch only while records are served and no change was told since that
+fetch started, so what it gets is what a fetch of its own could have answered: a change
+answered before the request started has bumped the generation, and the request fetches
+anew. A failed fetch, or a record not to keep (an image not usable), is not shared: each
+waiter asks again for itself, as a refusal is asked each time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any
 
 from stratus.core.bus import RPCAPI
@@ -98,6 +108,10 @@ class ImageRecords:
         self._filled_on: int | None = None
         #: Changes told so far: a fetch that saw another number at its start is not kept.
         self.generation = 0
+        #: Fetches under way (``fetched``), per key: the generation each started under and
+        #: what it will tell its joiners (the record as JSON text, or None: ask yourself).
+        self._flights: dict[tuple[str, str, Hashable],
+                            tuple[int, asyncio.Future[str | None]]] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -135,14 +149,55 @@ class ImageRecords:
         copied: dict[str, Any] = json.loads(record)  # the caller may change its copy
         return copied
 
+    async def fetched(self, image_id: str, endpoint: str, ctx: RequestContext,
+                      fetch: Callable[[], Awaitable[dict[str, Any]]],
+                      keep: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The record kept for this image and caller (a copy), else ``fetch()``'s answer,
+        kept if ``keep`` says so. While records are served, concurrent callers missing the
+        same record await one fetch (the first's) instead of one each: see the module
+        docstring for when one joins. ``fetch``'s exceptions reach its own caller only;
+        the ones that joined it then fetch for themselves."""
+        kept = self.get(image_id, endpoint, ctx)
+        if kept is not None:
+            return kept
+        if not self._current():  # served by no record: nothing to share either
+            return await fetch()
+        generation = self.generation
+        key = (image_id, endpoint, caller_key(ctx))
+        flight = self._flights.get(key)
+        if flight is not None and flight[0] == generation:
+            # Shielded: a joiner cancelled must not cancel what the others await.
+            text = await asyncio.shield(flight[1])
+            if text is not None:
+                copied: dict[str, Any] = json.loads(text)
+                return copied
+            return await fetch()  # the first failed, or its answer is not to keep
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._flights[key] = (generation, future)
+        text = None
+        try:
+            record = await fetch()
+            if keep(record):
+                text = json.dumps(record)
+                self._keep(key, text, generation)
+            return record
+        finally:  # whatever happened (an error, a cancel), nobody is left waiting
+            current = self._flights.get(key)
+            if current is not None and current[1] is future:
+                del self._flights[key]
+            future.set_result(text)
+
     def put(self, image_id: str, endpoint: str, ctx: RequestContext, record: dict[str, Any],
             generation: int) -> None:
         """Keep ``record`` (JSON, as the image service answered it), fetched since
         ``generation``, unless a change was told since."""
+        self._keep((image_id, endpoint, caller_key(ctx)), json.dumps(record), generation)
+
+    def _keep(self, key: tuple[str, str, Hashable], text: str, generation: int) -> None:
         if generation != self.generation or not self._current():
             return
-        key = (image_id, endpoint, caller_key(ctx))
-        self._records[key] = (self._clock(), json.dumps(record))
+        image_id = key[0]
+        self._records[key] = (self._clock(), text)
         self._records.move_to_end(key)
         self._by_image.setdefault(image_id, set()).add(key)
         while len(self._records) > self.size:

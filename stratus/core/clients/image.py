@@ -60,25 +60,22 @@ class ImageClient(ServiceClient):
         With ``records``, a record kept for this image and caller answers until the image
         service tells of a change of the image; only a usable image's record is kept."""
         records = self.records
-        generation = 0
         try:
             endpoint = await self.endpoint(ctx)
-            if records is not None:
-                kept = records.get(image_id, endpoint, ctx)
-                if kept is not None:
-                    return kept
-                generation = records.generation
-            image = await self.show(endpoint, image_id, self.auth(ctx))
+            if records is None:
+                image = await self.show(endpoint, image_id, self.auth(ctx))
+            else:  # a kept record, or one fetch shared by the concurrent misses
+                image = await records.fetched(
+                    image_id, endpoint, ctx,
+                    lambda: self.show(endpoint, image_id, self.auth(ctx)), _usable)
         except (BadRequest, NotFound) as exc:
             raise BadRequest(f"Image {image_id} could not be found.") from exc
         except ServiceUnavailable:
             raise
         except StratusError as exc:  # the caller's request was fine: the callee failed it
             raise ServiceUnavailable(f"The image service answered {exc.status}.") from exc
-        if image.get("status") != "active":
+        if not _usable(image):
             raise BadRequest(f"Image {image_id} is not active.")
-        if records is not None:
-            records.put(image_id, endpoint, ctx, image, generation)
         return image
 
     async def show(self, endpoint: str, image_id: str, auth: httpx.Auth) -> dict[str, Any]:
@@ -195,3 +192,9 @@ class ImageClient(ServiceClient):
             return await self.show(await self.endpoint(ctx), image_id, self.auth(ctx))
         except NotFound:
             return None
+
+
+def _usable(image: dict[str, Any]) -> bool:
+    """Whether a boot may use the image as the image service answered it (and so whether
+    its record is kept)."""
+    return image.get("status") == "active"

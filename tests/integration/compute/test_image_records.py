@@ -8,6 +8,7 @@ and the boot that must be refused.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -77,6 +78,16 @@ async def test_a_second_boot_of_an_image_does_not_ask_the_image_service(
     for _ in range(2):
         assert (await boot(cloud, image_id)).status_code == 202
     assert image_reads == [image_id, image_id]
+
+
+async def test_a_burst_of_boots_of_an_image_not_kept_asks_the_image_service_once(
+        cloud: Cloud, image_reads: list[str]) -> None:
+    # A cold (or expired) record under a burst: the POSTs in flight share one fetch rather
+    # than each asking the image service for the same image.
+    image_id = await upload_image(cloud)
+    answers = await asyncio.gather(*(boot(cloud, image_id) for _ in range(8)))
+    assert [a.status_code for a in answers] == [202] * 8, [a.text for a in answers]
+    assert image_reads == [image_id]
 
 
 async def test_an_image_deactivated_after_a_boot_refuses_the_next_one(
