@@ -72,6 +72,7 @@ import httpx
 
 from benchmarks import Goal, Result, median_metrics, overhead_rounds, percentile
 from benchmarks._cloud import StratusUp, database_info, issue_token, sqlite_info
+from benchmarks._rawhttp import RawPoster
 from benchmarks._split import BrokerProbe, DatabaseProbe, SplitCloud, Worker
 
 DESCRIPTION = ("POST /servers to ACTIVE latency and concurrent boot throughput, all-in-one "
@@ -211,12 +212,14 @@ class Session:
     connections spent more CPU than the boots it sent (~13 ms per POST at load 17 against
     ~3 ms spread): httpcore's pool looks at every connection for every queued request each
     time a request starts or ends, so 300 requests queued on 100 connections cost it
-    O(requests x connections) per step, on the cores the cloud runs on."""
+    O(requests x connections) per step, on the cores the cloud runs on. They are bare
+    HTTP/1.1 posters (``benchmarks._rawhttp``): a one-connection httpx client still spent
+    ~3.8 ms of this process's CPU per POST, on the same cores."""
 
     client: httpx.AsyncClient
     headers: dict[str, str]
     image_id: str = ""
-    posters: list[httpx.AsyncClient] = field(default_factory=list)
+    posters: list[RawPoster] = field(default_factory=list)
 
     async def server(self, server_id: str) -> dict[str, Any]:
         response = await self.client.get(f"{API}/servers/{server_id}", headers=self.headers)
@@ -227,10 +230,15 @@ class Session:
     async def post(self, name: str, n: int | None = None) -> str:
         """POST one server; ``n``: the ``n``-th of a concurrent run, sent on poster
         ``n`` modulo their number."""
-        client = (self.posters[n % len(self.posters)] if n is not None and self.posters
-                  else self.client)
-        response = await client.post(f"{API}/servers", headers=self.headers,
-                                     json=_body(self.image_id, name))
+        if n is not None and self.posters:
+            status, content = await self.posters[n % len(self.posters)].post(
+                f"{API}/servers", self.headers, _body(self.image_id, name))
+            if status != 202:
+                raise RuntimeError(f"POST /servers answered {status}: "
+                                   f"{content[:300].decode(errors='replace')}")
+            return str(json.loads(content)["server"]["id"])
+        response = await self.client.post(f"{API}/servers", headers=self.headers,
+                                          json=_body(self.image_id, name))
         if response.status_code != 202:
             raise RuntimeError(f"POST /servers answered {response.status_code}: "
                                f"{response.text[:300]}")
@@ -456,10 +464,8 @@ async def _measure(base_url: str, identity_url: str, password: str,
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits))
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        posters = [await stack.enter_async_context(
-            httpx.AsyncClient(base_url=base_url, timeout=300, limits=one))
-            for _ in range(args.connections)]
+        posters = [await stack.enter_async_context(RawPoster(base_url))
+                   for _ in range(args.connections)]
         session = await _prepare(client, identity_url, password, args.hosts)
         session.posters = posters
         for n in range(args.warmup):
