@@ -15,11 +15,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stratus.core.db.columns import TYPE_MAP, Created, IdentityId, Name, SerialKey, UUIDKey
+from stratus.core.db.partial_index import PostgresqlPartialIndex
 
 
 class Base(DeclarativeBase):
@@ -162,14 +162,14 @@ class Instance(Base):
         # servers' entries alone, each only what the sum reads: at 10,000 servers 11 pages
         # (entries alike within a flavor are deduplicated) where the one above is 289.
         # PostgreSQL only: SQLite's sum costs per row, not per page, and is no faster.
-        Index("ix_instance_project_usage", "project_id", "vcpus", "memory_mb",
-              postgresql_where=text("deleted_at IS NULL")).ddl_if(dialect="postgresql"),
+        PostgresqlPartialIndex("ix_instance_project_usage", "project_id", "vcpus", "memory_mb",
+                               where="deleted_at IS NULL"),
         # The same order over the live servers alone, for PostgreSQL: its planner does not
         # take ``deleted_at IS NULL`` as fixing that column of the index above, so it would
         # sort the project's live servers for every page; this one it reads backwards.
         # PostgreSQL only: SQLite pages off the index above and would only write this one.
-        Index("ix_instance_project_live_order", "project_id", "created_at", "uuid",
-              postgresql_where=text("deleted_at IS NULL")).ddl_if(dialect="postgresql"),
+        PostgresqlPartialIndex("ix_instance_project_live_order", "project_id", "created_at", "uuid",
+                               where="deleted_at IS NULL"),
         Index("ix_instance_host", "host"),
     )
 

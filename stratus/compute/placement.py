@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, union_all, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ARRAY, Table, bindparam, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from stratus.compute.errors import ClaimConflict, InsufficientResources
