@@ -572,16 +572,7 @@ def _transition_event_statement(keys: tuple[str, ...], expected: int | None, or_
 
 def _event_insert(*conditions: Any) -> Any:
     """``_INSERT_EVENT`` made only under ``conditions``, as a CTE giving its action."""
-    return _EVENTS.insert().from_select(
-        ["action_id", "event", "host", "start_time", "finish_time", "result", "details"],
-        select(_ACTIONS.c.id,
-               bindparam("v_event", type_=_EVENTS.c.event.type),
-               bindparam("v_host", type_=_EVENTS.c.host.type),
-               bindparam("v_start", type_=_EVENTS.c.start_time.type),
-               bindparam("v_finish", type_=_EVENTS.c.finish_time.type),
-               bindparam("v_result", type_=_EVENTS.c.result.type),
-               bindparam("v_details", type_=_EVENTS.c.details.type))
-        .where(_ACTIONS.c.id == _ACTION_OF, *conditions)).returning(
+    return _EVENTS.insert().from_select(_EVENT_COLUMNS, _EVENT_ROW.where(*conditions)).returning(
         _EVENTS.c.action_id).cte("inserted_event")
 
 
