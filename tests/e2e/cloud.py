@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from tests.e2e import openstack_cli
+
 BIN = Path(sys.executable).parent
 
 
@@ -134,9 +136,8 @@ class Cloud:
         if cloud:
             run_env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
         run_env.update(env or {})
-        command = [str(BIN / "openstack"), *(["--os-cloud", "stratus"] if cloud else []), *args]
-        result = subprocess.run(command, capture_output=True, text=True, env=run_env,
-                                timeout=120)
+        result = openstack_cli.run([*(["--os-cloud", "stratus"] if cloud else []), *args],
+                                   run_env, timeout=120)
         if check and result.returncode != 0:
             raise AssertionError(f"openstack {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout}\n{result.stderr}")
