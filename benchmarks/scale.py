@@ -383,7 +383,7 @@ def _paired_ratios(samples: dict[tuple[str, int], _Samples], sizes: list[int],
                 if size <= base:
                     continue
                 high: list[float] = getattr(samples[what, size], attribute)
-                paired = [h / b for h, b in zip(high, low, strict=True) if b > 0]
+                paired = [h / b for h, b in zip(high, low, strict=False) if b > 0]
                 if not paired:
                     continue
                 name = f"{what}_{kind}_{size}_over_{base}"
