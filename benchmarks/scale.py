@@ -77,7 +77,7 @@ NETWORK_API = "/network/v2.0"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="100,1000,10000",
-                        help="servers in the project at each measurement (default "
+                        help="servers in the project, one cloud per size (default "
                              "100,1000,10000)")
     parser.add_argument("--rounds", type=int, default=100,
                         help="requests of each kind per size (default 100), in --passes "
@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between GETs of a timed boot (default 0.02)")
     parser.add_argument("--idle-seconds", type=float, default=10.0,
                         help="seconds of no requests over which the server's own CPU per "
-                             "second is measured at each size (default 10)")
+                             "second is measured, every size's cloud at once (default 10)")
     parser.add_argument("--database-url", default=None,
                         help="a PostgreSQL server URL (postgresql+asyncpg://user@host:5432/"
                              "postgres): the run's databases are a new one there, dropped "
