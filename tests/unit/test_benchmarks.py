@@ -191,3 +191,39 @@ async def test_summary_puts_each_figure_beside_its_goal(
     assert not goals["network.port_creates_per_s"].met(
         result.metrics.get("network.port_creates_per_s"))
     assert not [g for g in goals if g.startswith(("startup.", "boot_split."))]
+
+
+def test_scale_splits_rounds_into_even_blocks() -> None:
+    from benchmarks.scale import _blocks
+
+    assert _blocks(100, 10) == [10] * 10
+    assert _blocks(23, 4) == [6, 6, 6, 5]
+    assert _blocks(3, 10) == [1, 1, 1]  # never an empty block
+    assert _blocks(5, 0) == [5]
+
+
+def test_scale_ratio_is_the_median_of_per_pass_ratios() -> None:
+    """A ratio is taken pass by pass (blocks seconds apart, so the machine's drift over
+    the run cancels) and the median of those kept: one pass at 10,000 that fell in a noisy
+    moment does not move it."""
+    from benchmarks.scale import _paired_ratios, _Samples
+
+    samples = {(what, size): _Samples() for what in
+               ("detail", "detail_next", "ports", "servers_all", "boot")
+               for size in (100, 1000, 10000)}
+    # The machine's load drifts over the passes (both sizes alike); one pass at 10,000
+    # is twice as slow.
+    samples["ports", 100].cpu = [8.0, 10.0, 12.0, 14.0, 16.0]
+    samples["ports", 10000].cpu = [8.0, 10.0, 24.0, 14.0, 16.0]
+    samples["servers_all", 1000].cpu = [30.0, 40.0, 50.0]
+    samples["servers_all", 10000].cpu = [33.0, 44.0, 55.0]
+    samples["boot", 100].cpu = [60.0, 120.0, 60.0]
+    samples["boot", 10000].cpu = [66.0, 60.0, 66.0]
+    ratios = _paired_ratios(samples, [100, 1000, 10000], postgres=False)
+    assert ratios["ports_cpu_ms_10000_over_100"] == pytest.approx(1.0)
+    assert ratios["ports_cpu_ms_10000_over_100_iqr"] == pytest.approx(0.0)
+    # GET /servers is compared from 1,000 (a full page of 1,000 rows).
+    assert ratios["servers_all_cpu_ms_10000_over_1000"] == pytest.approx(1.1)
+    assert "servers_all_cpu_ms_1000_over_100" not in ratios
+    assert ratios["boot_cpu_ms_10000_over_100"] == pytest.approx(1.1)
+    assert not any("db_cpu" in name for name in ratios)
