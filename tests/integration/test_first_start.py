@@ -89,6 +89,62 @@ def test_a_first_start_on_sqlite_needs_no_child_and_never_imports_alembic(
     assert report["postgresql"] == []
 
 
+EARLY_SCRIPT = """
+import asyncio, concurrent.futures, json, os, sys
+from pathlib import Path
+
+import stratus.schemas
+from stratus.cli.main import _first_start_work, _settings
+
+data_dir = Path(sys.argv[1])
+handed = []
+
+
+class Recording(concurrent.futures.ThreadPoolExecutor):
+    def submit(self, fn, /, *args, **kwargs):
+        handed.append({"what": fn.__name__, "sqlalchemy": "sqlalchemy" in sys.modules,
+                       "databases": sorted(n for n in os.listdir(data_dir) if ".db" in n)})
+        return super().submit(fn, *args, **kwargs)
+
+
+make_fresh_sqlite = stratus.schemas.make_fresh_sqlite
+
+
+def making(urls):
+    handed.append({"what": "make_fresh_sqlite", "services": sorted(urls)})
+    return make_fresh_sqlite(urls)
+
+
+stratus.schemas.make_fresh_sqlite = making
+
+
+async def main():
+    asyncio.get_running_loop().set_default_executor(Recording())
+    settings = _settings(data_dir)
+    settings.identity.bcrypt_rounds = 4
+    migration, admin_hash = await _first_start_work(settings)
+    await admin_hash
+    print(json.dumps({"handed": handed, "child": migration is not None}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_first_start_begins_the_admin_hash_before_the_rest(tmp_path: Path) -> None:
+    """The admin password's bcrypt hash (~0.25 s of a core) is a first start's longest
+    work: it is handed to a thread before the databases are made and before the process
+    has imported SQLAlchemy (the settings do not need it), so it runs beside all of it."""
+    result = subprocess.run([sys.executable, "-c", EARLY_SCRIPT, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["handed"][0] == {"what": "hash_secret_sync", "sqlalchemy": False,
+                                   "databases": []}
+    assert report["handed"][1] == {"what": "make_fresh_sqlite", "services": sorted(SERVICES)}
+    assert report["child"] is False
+
+
 def _settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, bus_url="memory://")
 
