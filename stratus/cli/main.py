@@ -41,7 +41,7 @@ finally:
         gc.enable()
 
 if TYPE_CHECKING:
-    from stratus.schemas import Migration
+    from stratus.schemas import Databases
 
 LOG = logging.getLogger(__name__)
 
@@ -166,10 +166,11 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
     # mappers), yet each full pass of the cyclic collector walks all made so far: they
     # took a tenth of a start's CPU. One pass at the end instead (_freeze_startup_objects).
     gc.disable()
-    # A first start's migrations (in a child: ``Migration``) and the admin's bcrypt hash (in
-    # a thread; it lets go of the GIL) begin before this process imports its units (most
-    # of a start's CPU: ``up`` has not imported them either), and run beside them.
-    migration, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
+    # A first start's databases (``Databases``: made in a thread or migrated in a child) and
+    # the admin's bcrypt hash (in a thread; it lets go of the GIL) begin before this process
+    # imports its units (most of a start's CPU: ``up`` has not imported them either), and
+    # run beside them.
+    databases, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
     from stratus.cli.banner import up_lines
     from stratus.stack import Stack, admin_password, write_clouds_yaml
     from stratus.units import (
@@ -232,9 +233,9 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
             if not running:
                 console.print("[red]None of the units can run here.[/]")
                 raise typer.Exit(1)
-        if migration is not None:  # before any unit opens its database
-            await migration.wait()
-            migration = None
+        if databases is not None:  # before any unit opens its database
+            await databases.wait()
+            databases = None
         if bootstrap:
             await run_bootstrap(stack, admin_password_hash=admin_hash)
         if not start.serves_early:
@@ -296,24 +297,23 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
             finishing.cancel()
             await asyncio.gather(finishing, return_exceptions=True)
         start.fail(RuntimeError("the process stopped before it had started"))
-        if migration is not None:  # start-up failed before waiting for it
-            migration.process.kill()
+        if databases is not None:  # start-up failed before waiting for it
+            databases.stop()
         await stack.aclose()
 
 
-async def _first_start_work(settings: Settings) -> tuple[Migration | None,
+async def _first_start_work(settings: Settings) -> tuple[Databases | None,
                                                        asyncio.Future[str] | None]:
-    """What ``stratus up`` does before importing its units (the SQLAlchemy it runs on
+    """What ``stratus up`` begins before importing its units (the SQLAlchemy it runs on
     included), when a database is not at its schema's head (``services_behind``: SQLite
     files read with the standard library). When identity's is one of them (a first start:
     no admin yet), the bcrypt hash of the admin password that bootstrap gives the admin it
-    creates is begun first, in a thread: the longest of a first start's work, it then runs
-    beside all of the rest (~0.25 s of a core at cost 12). Then a missing SQLite database is
-    made at head from its snapshot (``stratus.schemas.make_fresh_sqlite``, milliseconds,
-    while the hash runs); the others behind are migrated by a child
-    (``stratus.schemas.Migration``, None when there are none). (None, None) when every
-    database was at its head."""
-    from stratus.schemas import Migration, database_urls, make_fresh_sqlite, services_behind
+    creates is begun first, in a thread: the longest of a first start's work (~0.25 s of a
+    core at cost 12), it then runs beside all of the rest. Then the databases are brought
+    to their heads (``stratus.schemas.Databases``: a missing SQLite database made from its
+    snapshot in another thread, the others migrated by a child), to be waited for before
+    any unit opens one. (None, None) when every database was at its head."""
+    from stratus.schemas import Databases, database_urls, services_behind
 
     urls = database_urls(settings)
     behind = await services_behind(urls)
@@ -327,16 +327,7 @@ async def _first_start_work(settings: Settings) -> tuple[Migration | None,
         # run_in_executor hands it to a thread now, not when the event loop next runs.
         admin_hash = asyncio.get_running_loop().run_in_executor(
             None, hash_secret_sync, admin_password(settings), settings.identity.bcrypt_rounds)
-    made = make_fresh_sqlite({service: urls[service] for service in behind})
-    if made:
-        LOG.info("%s: made at their schemas' heads from snapshots (no migration to run)",
-                 ", ".join(made))
-    # Asked again: one that another start made meanwhile is at its head now.
-    rest = [service for service in behind if service not in made]
-    if rest:
-        rest = await services_behind({service: urls[service] for service in rest})
-    migration = Migration({service: urls[service] for service in rest}) if rest else None
-    return migration, admin_hash
+    return Databases({service: urls[service] for service in behind}), admin_hash
 
 
 #: The cyclic collector's thresholds once serving (``gc.set_threshold``): a first-generation
