@@ -202,8 +202,10 @@ def make_fresh_sqlite(urls: Mapping[str, str]) -> list[str]:
 def _make_if_empty(path: str, statements: list[str]) -> bool:
     connection = sqlite3.connect(path, timeout=5, isolation_level=None)
     try:
-        # As every database Stratus opens (core.db): WAL, which an empty file takes for good.
+        # As every database Stratus opens (core.db): WAL, which an empty file takes for good,
+        # and no sync at the commit (closing checkpoints the file: synced then, in order).
         connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("BEGIN EXCLUSIVE")
         try:
             if connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
@@ -272,6 +274,79 @@ class Migration:
             said = err.decode(errors="replace").strip().splitlines() or ["no output"]
             raise RuntimeError(f"migrating {', '.join(self.services)} failed "
                                f"(status {self.process.returncode}): {said[-1]}")
+
+
+def _snapshot_at_head(service: str) -> bool:
+    """Whether ``service`` has a SQLite snapshot of this code's head (its first line)."""
+    schema = schema_of(service)
+    try:
+        with open(os.path.join(schema.directory, SQLITE_HEAD), encoding="utf-8") as file:
+            return file.readline().rstrip("\n") == f"-- {service} at {schema.head}"
+    except OSError:
+        return False
+
+
+class Databases:
+    """The databases of ``urls`` (each behind its schema's head) brought there, begun at
+    once; ``wait()`` for it before any is opened, ``stop()`` if the start ends first.
+
+    A SQLite file with a snapshot of this code's head is made from it in a thread
+    (``make_fresh_sqlite``: most of its time is the files' fsyncs, during which SQLite lets
+    go of the GIL), so the caller's imports run meanwhile; one the thread did not make (it
+    has tables: an older revision) is migrated by a child the thread starts. The other
+    databases (PostgreSQL, SQLite without a snapshot at head) are migrated by a child
+    started now. ``migrations``: the children started (``Migration``).
+    """
+
+    def __init__(self, urls: Mapping[str, str]) -> None:
+        fresh = {service: url for service, url in urls.items()
+                 if _sqlite_file(url) is not None and _snapshot_at_head(service)}
+        others = {service: url for service, url in urls.items() if service not in fresh}
+        self.migrations: list[Migration] = [Migration(others)] if others else []
+        self._stopped = False
+        # run_in_executor hands it to a thread now, not when the event loop next runs.
+        self._fresh: asyncio.Future[Migration | None] | None = (
+            asyncio.get_running_loop().run_in_executor(None, _make_or_migrate, fresh)
+            if fresh else None)
+        if self._fresh is not None:
+            self._fresh.add_done_callback(self._started)
+
+    def _started(self, made: asyncio.Future[Migration | None]) -> None:
+        if made.cancelled() or made.exception() is not None or made.result() is None:
+            return
+        migration = made.result()
+        assert migration is not None
+        self.migrations.append(migration)
+        if self._stopped:
+            migration.process.kill()
+
+    async def wait(self) -> None:
+        """Until every database is at its head; ``RuntimeError`` if a migration failed."""
+        if self._fresh is not None:
+            await asyncio.shield(self._fresh)  # the thread finishes, whatever the caller
+            self._fresh = None
+        for migration in list(self.migrations):
+            await migration.wait()
+
+    def stop(self) -> None:
+        """The start ended before ``wait()``: kill the children (one the thread starts
+        later too)."""
+        self._stopped = True
+        for migration in self.migrations:
+            migration.process.kill()
+
+
+def _make_or_migrate(urls: Mapping[str, str]) -> Migration | None:
+    """``make_fresh_sqlite(urls)`` (SQLite files only), and a child migrating those it did
+    not make that are still behind (another start may have made them meanwhile)."""
+    made = make_fresh_sqlite(urls)
+    if made:
+        LOG.info("%s: made at their schemas' heads from snapshots (no migration to run)",
+                 ", ".join(made))
+    behind = {service: url for service, url in urls.items() if service not in made
+              and _sqlite_revision(_sqlite_file(url) or "", schema_of(service).version_table)
+              != schema_of(service).head}
+    return Migration(behind) if behind else None
 
 
 async def _upgrade_all(urls: Mapping[str, str]) -> None:

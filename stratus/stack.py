@@ -1,5 +1,5 @@
 """What the units of one process share while it runs: the ``Stack``, what a ``Unit`` is,
-and this cloud's generated secrets.
+and (from ``stratus.core.generated_secrets``) the admin password.
 
 A ``Stack`` holds the settings, the message bus, HTTP clients for calls between services,
 the service credentials, the token validator, each service's runtime (made and started once
@@ -16,8 +16,6 @@ routes (``EagerRoutes``: the first token needs them).
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -30,6 +28,7 @@ from starlette.types import ASGIApp
 
 from stratus.core.auth import CachingValidator, TokenValidator
 from stratus.core.config import Settings
+from stratus.core.generated_secrets import admin_password, write_private
 
 if TYPE_CHECKING:
     import httpx
@@ -309,42 +308,6 @@ def compute_hosts(settings: Settings) -> list[str]:
     return [base if i == 0 else f"{base}-{i + 1}" for i in range(settings.compute.fake_hosts)]
 
 
-# This cloud's secrets, generated on first start ------------------------------------------
-
-
-def admin_password(settings: Settings) -> str:
-    """``STRATUS_ADMIN_PASSWORD``, else the one generated on first start (kept 0600)."""
-    if settings.admin_password is not None:
-        return settings.admin_password.get_secret_value()
-    return _generated_once(settings.data_dir / "admin-password",
-                           lambda: secrets.token_urlsafe(18))
-
-
-def metadata_secret(settings: Settings) -> str:
-    """The metadata proxies' HMAC key: configured, else generated once and kept (0600)."""
-    if settings.metadata.shared_secret is not None:
-        return settings.metadata.shared_secret.get_secret_value()
-    return _generated_once(settings.data_dir / "metadata-secret", lambda: secrets.token_hex(32))
-
-
-def _generated_once(path: Path, make: Callable[[], str]) -> str:
-    """The secret kept at ``path``; made and written (0600) the first time."""
-    if path.exists():
-        return path.read_text().strip()
-    secret = make()
-    _write_private(path, secret + "\n")
-    return secret
-
-
-def _write_private(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
-
-
 def write_clouds_yaml(settings: Settings, password: str) -> Path:
     """Write ``<data_dir>/clouds.yaml`` for the cloud ``stratus``; 0600, as it holds a password."""
     clouds: dict[str, Any] = {"clouds": {"stratus": {
@@ -365,5 +328,5 @@ def write_clouds_yaml(settings: Settings, password: str) -> Path:
     import yaml  # written once a start is done, not needed before
 
     path = settings.data_dir / "clouds.yaml"
-    _write_private(path, yaml.safe_dump(clouds, sort_keys=False))
+    write_private(path, yaml.safe_dump(clouds, sort_keys=False))
     return path

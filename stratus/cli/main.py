@@ -9,27 +9,39 @@ request's path as the seeds' step table and ``stratus why`` why a server failed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
-import logging
-import os
-import signal
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-import uvicorn
+# The command's own imports (typer, uvicorn, pydantic, the settings: a quarter of a warm
+# start's CPU) only make objects that live as long as the process, yet the cyclic
+# collector's passes walked them as they came: ~4% of the imports' instructions
+# (callgrind). Off while importing; back as it was after, for every command (``_serve``
+# turns it off again for the rest of a start).
+_COLLECTING = gc.isenabled()
+gc.disable()
+try:
+    import asyncio
+    import contextlib
+    import logging
+    import os
+    import signal
+    from collections.abc import Awaitable, Callable, Iterator
+    from pathlib import Path
+    from typing import TYPE_CHECKING, Annotated, Any
 
-from stratus.cli.ceph import ceph_app
-from stratus.cli.options import DataDir, console
-from stratus.core.config import Settings
-from stratus.core.logging import LOG_FILE, setup_logging
-from stratus.core.tracing import setup_tracing
+    import typer
+    import uvicorn
+
+    from stratus.cli.ceph import ceph_app
+    from stratus.cli.options import DataDir, console
+    from stratus.core.config import Settings
+    from stratus.core.logging import LOG_FILE, setup_logging
+    from stratus.core.tracing import setup_tracing
+finally:
+    if _COLLECTING:
+        gc.enable()
 
 if TYPE_CHECKING:
-    from stratus.schemas import Migration
+    from stratus.schemas import Databases
 
 LOG = logging.getLogger(__name__)
 
@@ -71,7 +83,7 @@ def _settings(data_dir: Path | None = None, host: str | None = None,
         overrides["port"] = port
     settings = Settings(**overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    from stratus.core.db import configure_pools
+    from stratus.core.db_pool import configure_pools
 
     configure_pools(settings.database_pool_size, settings.database_max_overflow)
     setup_logging(settings.log_level,
@@ -154,10 +166,11 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
     # mappers), yet each full pass of the cyclic collector walks all made so far: they
     # took a tenth of a start's CPU. One pass at the end instead (_freeze_startup_objects).
     gc.disable()
-    # A first start's migrations (in a child: ``Migration``) and the admin's bcrypt hash (in
-    # a thread; it lets go of the GIL) begin before this process imports its units (most
-    # of a start's CPU: ``up`` has not imported them either), and run beside them.
-    migration, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
+    # A first start's databases (``Databases``: made in a thread or migrated in a child) and
+    # the admin's bcrypt hash (in a thread; it lets go of the GIL) begin before this process
+    # imports its units (most of a start's CPU: ``up`` has not imported them either), and
+    # run beside them.
+    databases, admin_hash = (await _first_start_work(settings)) if bootstrap else (None, None)
     from stratus.cli.banner import up_lines
     from stratus.stack import Stack, admin_password, write_clouds_yaml
     from stratus.units import (
@@ -220,9 +233,9 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
             if not running:
                 console.print("[red]None of the units can run here.[/]")
                 raise typer.Exit(1)
-        if migration is not None:  # before any unit opens its database
-            await migration.wait()
-            migration = None
+        if databases is not None:  # before any unit opens its database
+            await databases.wait()
+            databases = None
         if bootstrap:
             await run_bootstrap(stack, admin_password_hash=admin_hash)
         if not start.serves_early:
@@ -284,39 +297,37 @@ async def _serve(settings: Settings, names: list[str] | None, *, bootstrap: bool
             finishing.cancel()
             await asyncio.gather(finishing, return_exceptions=True)
         start.fail(RuntimeError("the process stopped before it had started"))
-        if migration is not None:  # start-up failed before waiting for it
-            migration.process.kill()
+        if databases is not None:  # start-up failed before waiting for it
+            databases.stop()
         await stack.aclose()
 
 
-async def _first_start_work(settings: Settings) -> tuple[Migration | None,
+async def _first_start_work(settings: Settings) -> tuple[Databases | None,
                                                        asyncio.Future[str] | None]:
-    """What ``stratus up`` does before importing its units, when a database is not at its
-    schema's head: a missing SQLite database is made at head from its snapshot at once
-    (``stratus.schemas.make_fresh_sqlite``, milliseconds); the others behind are migrated
-    by a child (``stratus.schemas.Migration``, None when there are none); and, when
-    identity's was one of them (a first start: no admin yet), the bcrypt hash of the admin
-    password that bootstrap gives the admin it creates is begun. (None, None) when every
-    database was at its head."""
-    from stratus.schemas import Migration, database_urls, make_fresh_sqlite, services_behind
+    """What ``stratus up`` begins before importing its units (the SQLAlchemy it runs on
+    included), when a database is not at its schema's head (``services_behind``: SQLite
+    files read with the standard library). When identity's is one of them (a first start:
+    no admin yet), the bcrypt hash of the admin password that bootstrap gives the admin it
+    creates is begun first, in a thread: the longest of a first start's work (~0.25 s of a
+    core at cost 12), it then runs beside all of the rest. Then the databases are brought
+    to their heads (``stratus.schemas.Databases``: a missing SQLite database made from its
+    snapshot in another thread, the others migrated by a child), to be waited for before
+    any unit opens one. (None, None) when every database was at its head."""
+    from stratus.schemas import Databases, database_urls, services_behind
 
     urls = database_urls(settings)
-    made = make_fresh_sqlite(urls)
-    if made:
-        LOG.info("%s: made at their schemas' heads from snapshots (no migration to run)",
-                 ", ".join(made))
-    behind = await services_behind({service: url for service, url in urls.items()
-                                    if service not in made})
-    migration = Migration({service: urls[service] for service in behind}) if behind else None
-    if "identity" not in behind + made:
-        return migration, None
-    from stratus.identity.passwords import hash_secret_sync
-    from stratus.stack import admin_password
+    behind = await services_behind(urls)
+    if not behind:
+        return None, None
+    admin_hash = None
+    if "identity" in behind:
+        from stratus.core.generated_secrets import admin_password
+        from stratus.identity.passwords import hash_secret_sync
 
-    # run_in_executor hands it to a thread now, not when the event loop next runs.
-    admin_hash = asyncio.get_running_loop().run_in_executor(
-        None, hash_secret_sync, admin_password(settings), settings.identity.bcrypt_rounds)
-    return migration, admin_hash
+        # run_in_executor hands it to a thread now, not when the event loop next runs.
+        admin_hash = asyncio.get_running_loop().run_in_executor(
+            None, hash_secret_sync, admin_password(settings), settings.identity.bcrypt_rounds)
+    return Databases({service: urls[service] for service in behind}), admin_hash
 
 
 #: The cyclic collector's thresholds once serving (``gc.set_threshold``): a first-generation

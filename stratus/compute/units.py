@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp
 
+from stratus.core.generated_secrets import metadata_secret
 from stratus.core.periodic import Periodic
 from stratus.core.web.lazy import LazyApp
-from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
+from stratus.stack import Stack, Unit, compute_hosts
 
 if TYPE_CHECKING:
     from stratus.compute.agent.manager import ComputeAgentManager

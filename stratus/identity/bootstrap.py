@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from stratus.core.exceptions import NotFound
 from stratus.identity.catalog import INTERFACES
-from stratus.identity.models import Domain, Endpoint, Project, Region, Role, Service, User
+from stratus.identity.models import Domain, Endpoint, Project, Region, Role, Service, User, new_id
 from stratus.identity.passwords import verify_secret
 from stratus.identity.resources import DEFAULT_DOMAIN_ID
 from stratus.identity.service import IdentityService
@@ -47,9 +47,12 @@ async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
     earlier by the caller; awaited (instead of hashing here) if the admin is created.
     """
     session = svc.session
-    if await session.get(Domain, DEFAULT_DOMAIN_ID) is None:
-        await svc.resources.create_domain(name="Default", domain_id=DEFAULT_DOMAIN_ID,
-                                          description="The default domain")
+    # Held (the session's identity map holds rows weakly): the projects' and the admin's
+    # checks of their domain, and the endpoints' of their region, find them there.
+    domain = await session.get(Domain, DEFAULT_DOMAIN_ID)
+    if domain is None:
+        domain = await svc.resources.create_domain(name="Default", domain_id=DEFAULT_DOMAIN_ID,
+                                                   description="The default domain")
     roles: dict[str, Role] = {}
     for name in (*ROLE_CHAIN, *EXTRA_ROLES):
         try:
@@ -86,25 +89,43 @@ async def bootstrap(svc: IdentityService, *, admin_password: str, region: str,
     await svc.assignments.grant("user", admin.id, "domain", DEFAULT_DOMAIN_ID,
                                 roles["admin"].id)
 
-    if await session.get(Region, region) is None:
-        await svc.catalog.create_region(region_id=region)
-    for entry in catalog:
-        await ensure_endpoints(svc, entry, region)
+    held = await session.get(Region, region) or await svc.catalog.create_region(region_id=region)
+    await ensure_endpoints(svc, catalog, held.id)
 
 
-async def ensure_endpoints(svc: IdentityService, entry: CatalogEntry, region: str) -> None:
-    """One service of ``entry.type`` with a public, internal and admin endpoint at its URL."""
+async def ensure_endpoints(svc: IdentityService, catalog: list[CatalogEntry],
+                           region: str) -> None:
+    """For each entry, one service of its type with a public, internal and admin endpoint in
+    ``region`` at its URL: what is missing is made, an endpoint at another URL re-pointed.
+    The services and their endpoints are read in one query each, the missing ones inserted
+    in one statement each (a first start: 7 services and 21 endpoints, ~75 statements one
+    at a time before)."""
     session = svc.session
-    service = await session.scalar(select(Service).where(Service.type == entry.type))
-    if service is None:
-        service = await svc.catalog.create_service(type=entry.type, name=entry.name)
-    for interface in INTERFACES:
-        endpoint = await session.scalar(select(Endpoint).where(
-            Endpoint.service_id == service.id, Endpoint.interface == interface,
-            Endpoint.region_id == region))
-        if endpoint is None:
-            await svc.catalog.create_endpoint(service_id=service.id, interface=interface,
-                                              url=entry.url, region_id=region)
-        elif endpoint.url != entry.url:
-            endpoint.url = entry.url
+    services: dict[str, Service] = {}
+    for row in await session.scalars(select(Service).where(
+            Service.type.in_({entry.type for entry in catalog}))):
+        services.setdefault(row.type, row)
+    endpoints: dict[tuple[str, str], Endpoint] = {}
+    if services:
+        for found in await session.scalars(select(Endpoint).where(
+                Endpoint.service_id.in_([row.id for row in services.values()]),
+                Endpoint.region_id == region)):
+            endpoints.setdefault((found.service_id, found.interface), found)
+    for entry in catalog:
+        if entry.type not in services:  # as CatalogService.create_service makes it
+            services[entry.type] = Service(id=new_id(), type=entry.type, name=entry.name,
+                                           description="", enabled=True, extra={})
+            session.add(services[entry.type])
+    await session.flush()  # the services before their endpoints (no relationship orders them)
+    for entry in catalog:
+        service = services[entry.type]
+        for interface in INTERFACES:
+            endpoint = endpoints.get((service.id, interface))
+            if endpoint is None:  # as CatalogService.create_endpoint makes it
+                endpoints[service.id, interface] = endpoint = Endpoint(
+                    id=new_id(), service_id=service.id, interface=interface, url=entry.url,
+                    region_id=region, enabled=True, extra={})
+                session.add(endpoint)
+            elif endpoint.url != entry.url:
+                endpoint.url = entry.url
     await session.flush()

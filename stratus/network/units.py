@@ -9,8 +9,9 @@ import socket
 from starlette.types import ASGIApp
 
 from stratus.core.config import Settings
+from stratus.core.generated_secrets import metadata_secret
 from stratus.core.web.lazy import LazyApp
-from stratus.stack import Stack, Unit, compute_hosts, metadata_secret
+from stratus.stack import Stack, Unit, compute_hosts
 
 
 async def build_api(stack: Stack) -> ASGIApp:

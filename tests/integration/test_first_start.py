@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from stratus.core.config import Settings
-from stratus.schemas import SERVICES, Migration, database_urls, schema_of, services_behind
+from stratus.core.db import Database
+from stratus.schemas import (
+    SERVICES,
+    Databases,
+    Migration,
+    database_urls,
+    schema_of,
+    services_behind,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +49,9 @@ async def main():
                         bus_url="memory://", identity={"bcrypt_rounds": 4},
                         compute={"virt_driver": "fake"}, network={"backend": "noop"})
     report = {}
-    migration, admin_hash = await _first_start_work(settings)
-    report["child"] = migration is not None
+    databases, admin_hash = await _first_start_work(settings)
+    await databases.wait()
+    report["child"] = bool(databases.migrations)
     report["hash_begun"] = admin_hash is not None
     from stratus.schemas import database_urls, services_behind
     report["behind"] = await services_behind(database_urls(settings))
@@ -87,6 +96,71 @@ def test_a_first_start_on_sqlite_needs_no_child_and_never_imports_alembic(
     # Nor SQLAlchemy's PostgreSQL dialect (every driver's module, ~2 MB) on SQLite: the
     # compute models' PostgreSQL-only partial indexes and array types do not load it.
     assert report["postgresql"] == []
+
+
+EARLY_SCRIPT = """
+import asyncio, concurrent.futures, json, os, sys, threading
+from pathlib import Path
+
+import stratus.schemas
+from stratus.cli.main import _first_start_work, _settings
+
+data_dir = Path(sys.argv[1])
+handed = []
+
+
+class Recording(concurrent.futures.ThreadPoolExecutor):
+    def submit(self, fn, /, *args, **kwargs):
+        handed.append({"what": fn.__name__, "sqlalchemy": "sqlalchemy" in sys.modules,
+                       "databases": sorted(n for n in os.listdir(data_dir) if ".db" in n)})
+        return super().submit(fn, *args, **kwargs)
+
+
+make_fresh_sqlite = stratus.schemas.make_fresh_sqlite
+
+
+def making(urls):
+    handed.append({"what": "make_fresh_sqlite", "services": sorted(urls),
+                   "main_thread": threading.current_thread() is threading.main_thread()})
+    return make_fresh_sqlite(urls)
+
+
+stratus.schemas.make_fresh_sqlite = making
+
+
+async def main():
+    asyncio.get_running_loop().set_default_executor(Recording())
+    settings = _settings(data_dir)
+    settings.identity.bcrypt_rounds = 4
+    databases, admin_hash = await _first_start_work(settings)
+    await databases.wait()
+    await admin_hash
+    print(json.dumps({"handed": handed, "child": bool(databases.migrations),
+                      "behind": await stratus.schemas.services_behind(
+                          stratus.schemas.database_urls(settings))}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_first_start_begins_its_work_in_threads_before_the_rest(tmp_path: Path) -> None:
+    """The admin password's bcrypt hash (~0.25 s of a core) is a first start's longest
+    work: it is handed to a thread before the databases are made and before the process
+    has imported SQLAlchemy (the settings do not need it), so it runs beside all of it.
+    The databases are made from their snapshots in another thread (their fsyncs are most
+    of that time), not on the main thread, which imports the units meanwhile."""
+    result = subprocess.run([sys.executable, "-c", EARLY_SCRIPT, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["handed"] == [
+        {"what": "hash_secret_sync", "sqlalchemy": False, "databases": []},
+        {"what": "_make_or_migrate", "sqlalchemy": False, "databases": []},
+        {"what": "make_fresh_sqlite", "services": sorted(SERVICES), "main_thread": False},
+    ]
+    assert report["child"] is False
+    assert report["behind"] == []
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -152,3 +226,46 @@ async def test_a_cancelled_wait_kills_the_child(tmp_path: Path) -> None:
     finally:
         threading.excepthook = hook
     assert errors == []
+
+
+async def _at_revision(url: str, service: str, revision: str) -> None:
+    db = Database(url)
+    try:
+        await db.upgrade(schema_of(service).script_location, schema_of(service).version_table,
+                         revision)
+    finally:
+        await db.dispose()
+
+
+async def test_databases_made_in_a_thread_and_the_rest_migrated(tmp_path: Path) -> None:
+    """``Databases``: a missing SQLite file is made from its snapshot (no child), one at an
+    older revision is migrated by a child the thread starts; then all are at head."""
+    urls = database_urls(_settings(tmp_path))
+    await _at_revision(urls["image"], "image", "0001")
+    databases = Databases(urls)
+    await databases.wait()
+    assert [migration.services for migration in databases.migrations] == [["image"]]
+    assert await services_behind(urls) == []
+
+
+async def test_databases_sharing_one(empty_db_url: str) -> None:
+    """Every service in one database: one SQLite file made from the five snapshots, or a
+    PostgreSQL database migrated by a child at once."""
+    urls = dict.fromkeys(SERVICES, empty_db_url)
+    databases = Databases(urls)
+    await databases.wait()
+    assert bool(databases.migrations) == empty_db_url.startswith("postgresql")
+    assert await services_behind(urls) == []
+
+
+async def test_a_start_stopped_first_kills_the_child_the_thread_starts(tmp_path: Path) -> None:
+    """The start ends (Ctrl-C, a failure) before waiting: a child the thread starts after
+    that is killed as soon as it is known."""
+    url = database_urls(_settings(tmp_path))["image"]
+    await _at_revision(url, "image", "0001")
+    databases = Databases({"image": url})
+    databases.stop()
+    with pytest.raises(RuntimeError, match="migrating image failed"):
+        await databases.wait()
+    assert [migration.process.returncode for migration in databases.migrations] == [
+        -signal.SIGKILL]

@@ -38,6 +38,7 @@ from sqlalchemy.types import TypeDecorator
 
 from stratus.core.db.group import GroupCommit
 from stratus.core.db.txn import AfterCommit, Txn, open_transaction
+from stratus.core.db_pool import POOL, configure_pools
 from stratus.core.exceptions import BadRequest
 
 _Model = TypeVar("_Model")
@@ -163,14 +164,7 @@ def _closed_connection_check(dbapi_connection: Any, _record: Any, _proxy: Any) -
 _SQLITE_POOL = {"pool_size": 15, "max_overflow": 0}
 #: Seconds a request waits for a pooled PostgreSQL connection before it is answered 503.
 POOL_TIMEOUT = 120.0
-#: Each PostgreSQL engine's pool of this process (``configure_pools``).
-_POOL = {"pool_size": 10, "max_overflow": 20}
-
-
-def configure_pools(size: int, overflow: int) -> None:
-    """The pool of every PostgreSQL engine this process makes from now on
-    (``database_pool_size``, ``database_max_overflow``)."""
-    _POOL.update(pool_size=size, max_overflow=overflow)
+# Each PostgreSQL engine's pool: ``stratus.core.db_pool.POOL`` (``configure_pools``).
 
 
 #: JSON column values that are an empty object or list (most rows' metadata, tags, system
@@ -217,7 +211,7 @@ class Database:
             # hundred at once can wait well past SQLAlchemy's default 30 s. Past this, 503.
             # No ``pool_pre_ping``: a closed connection is found without a round trip
             # (``_closed_connection_check``).
-            kwargs.update(pool_timeout=POOL_TIMEOUT, **_POOL)
+            kwargs.update(pool_timeout=POOL_TIMEOUT, **POOL)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from stratus.compute.metadata.api import sign
 from stratus.compute.objects import VifInfo, VifIP
 from stratus.core.config import Settings
-from stratus.stack import metadata_secret
+from stratus.core.generated_secrets import metadata_secret
 from tests.integration.compute.conftest import ADMIN_PASSWORD, ROOT
 from tests.integration.compute.test_boot_flow import (
     UNITS,
