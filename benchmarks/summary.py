@@ -52,7 +52,6 @@ RUNS = (
          "100", "--hosts", "10")),
     Run("network", "network", (), ("--sequential", "20", "--ports", "400")),
     Run("startup", "startup", (), ("--repeats", "1")),
-    # The scale scenario's options go here once it is written.
     Run("scale", "scale"),
     Run("realboot", "realboot", ("--boots", "3"), ("--boots", "1")),
     Run("image", "image", (), ("--size-mib", "128", "--repeats", "1")),
