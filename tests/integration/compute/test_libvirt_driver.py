@@ -286,6 +286,7 @@ async def test_spawn_without_image_file_or_twice(driver: LibvirtDriver) -> None:
     assert (await driver.get_info(guest.uuid)).power_state == PowerState.RUNNING
 
 
+@pytest.mark.exclusive  # kills the machine's virtlogd: no guest beside it could start
 def test_a_dead_virtlogd_is_started_again_while_libvirtd_answers(tmp_path: Path) -> None:
     """libvirtd answering is not enough: without virtlogd no guest can start (stale socket)."""
     import os
@@ -313,6 +314,7 @@ def test_a_dead_virtlogd_is_started_again_while_libvirtd_answers(tmp_path: Path)
     os.kill(pid, 0)
 
 
+@pytest.mark.exclusive  # the machine's libvirtd's cache, which no test beside it may touch
 def test_libvirt_keeps_its_probe_of_qemu_between_calls() -> None:
     """libvirt caches what QEMU can do and must trust that cache from one call to the next.
 
