@@ -12,8 +12,8 @@ ARGS ?=
 # without bytecode, 6.4 s with it).
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: up deps test test-serial lint typecheck unit clean ceph-bindings nft-bindings interop interop-map \
-	api-docs sqlite-heads tempest-full tempest-venv
+.PHONY: up deps test test-serial lint typecheck unit clean ceph-bindings nft-bindings interop \
+	interop-map api-docs sqlite-heads tempest-full tempest-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
