@@ -12,8 +12,8 @@ ARGS ?=
 # without bytecode, 6.4 s with it).
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: up deps test lint typecheck unit clean ceph-bindings nft-bindings interop interop-map \
-	api-docs sqlite-heads tempest-full tempest-venv
+.PHONY: up deps test test-serial lint typecheck unit clean ceph-bindings nft-bindings interop \
+	interop-map api-docs sqlite-heads tempest-full tempest-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,23 +78,37 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 # Most tests wait on subprocesses, databases and the broker, not on the CPU: they run in
-# TEST_WORKERS processes. Tests marked `serial` (they stop the broker, kill libvirt's daemons
-# or boot real guests) run afterwards, alone. Exit code 5 = none selected. The slowest tests'
+# TEST_WORKERS processes. Tests marked `serial` (real guests under TCG, a dozen processes)
+# run afterwards, two at a time (SERIAL_WORKERS; real guests: never more than two at once),
+# a module's tests in one worker (`--dist loadfile`: a module's cluster started once, one
+# second libvirtd at a time in the machine's namespace; xdist's loadgroup cannot group
+# under pytest 9); then those marked `exclusive` (they stop the machine's broker, kill
+# libvirt's daemons) one at a time, alone. Exit code 5 = none selected. The slowest tests'
 # times are printed (every serial one's), so that a CI log says where its time went.
 TEST_WORKERS ?= 3
+SERIAL_WORKERS ?= 2
 
 # The tree is compiled once first, with bytecode kept (see PYTHONDONTWRITEBYTECODE above):
 # each pytest process also keeps its rewrites of the test modules' asserts (~9 s of CPU per
 # collection of the suite without them).
 # The test Ceph (tests/ceph_cluster.py) the parallel part starts is kept for the serial part
-# (a start is ~20-35 s), which stops it when it ends, or else the line after it does.
+# (a start is ~20-35 s), which stops it when it ends, or else the line after it does. Both
+# serial runs run whatever the first found; either failing fails the target.
 STOP_TEST_CEPH = $(BIN)/python -c 'from tests.ceph_cluster import stop_cluster; stop_cluster()'
+SERIAL_PART = paired=0; STRATUS_TEST_KEEP_CEPH=1 $(BIN)/pytest -n $(SERIAL_WORKERS) \
+	    --dist loadfile -m "serial and not exclusive" --durations=0 $(ARGS) || paired=$$?; \
+	alone=0; $(BIN)/pytest -m exclusive --durations=0 $(ARGS) || alone=$$?; $(STOP_TEST_CEPH); \
+	{ [ $$paired -eq 0 ] || [ $$paired -eq 5 ]; } && { [ $$alone -eq 0 ] || [ $$alone -eq 5 ]; }
 test: lint typecheck ceph-bindings nft-bindings
 	$(BIN)/python -m compileall -q -j 0 stratus tests tools >/dev/null
 	STRATUS_TEST_KEEP_CEPH=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" \
 	    --durations=40 $(ARGS) || { status=$$?; $(STOP_TEST_CEPH); exit $$status; }
-	status=0; $(BIN)/pytest -m serial --durations=0 $(ARGS) || status=$$?; $(STOP_TEST_CEPH); \
-	    [ $$status -eq 0 ] || [ $$status -eq 5 ]
+	$(SERIAL_PART)
+
+# The serial part alone (after changing a real-guest test, or to time it): as `make test`
+# runs it, on a Ceph it starts if no test Ceph is running.
+test-serial:
+	$(SERIAL_PART)
 
 # OpenStack Powered: the interoperability guideline's required Tempest tests against a
 # throw-away `stratus up` (tools/interop/run.py), then the tests that log into a guest by

@@ -114,9 +114,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Real guests run in the serial part: under TCG they need the CPUs to themselves."""
+    """Real guests run in the serial part: under TCG they need the CPUs (two such tests at a
+    time at most, see the Makefile's ``test``). So do the ``exclusive`` tests, which run
+    there alone (they change what every test beside them would use)."""
     for item in items:
-        if item.get_closest_marker("realvm") and not item.get_closest_marker("serial"):
+        if ((item.get_closest_marker("realvm") or item.get_closest_marker("exclusive"))
+                and not item.get_closest_marker("serial")):
             item.add_marker(pytest.mark.serial)
 
 

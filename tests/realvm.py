@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -157,9 +158,18 @@ def second_libvirtd(namespace: str | None = None) -> Iterator[str]:
     for leftover in ("qemu", "storage", "nwfilter"):  # no domains, pools or filters of the
         shutil.rmtree(root / "etc" / leftover, ignore_errors=True)  # first daemon's
     # QEMU writes its logs itself: the machine's virtlogd holds the first daemon's files,
-    # which have the same names.
+    # which have the same names. Its guests' VNC and incoming migration ports come from a
+    # block of its own: each daemon picks the lowest port it can bind at that moment, so
+    # two daemons in one network namespace starting guests at once (a real-guest test on
+    # each of the serial part's two workers) could otherwise both pick the one QEMU of
+    # either has not bound yet. Below the kernel's ephemeral range: no client takes them.
+    block = random.randrange(64)
     with (root / "etc" / "qemu.conf").open("a") as conf:
-        conf.write('\nstdio_handler = "file"\n')
+        conf.write('\nstdio_handler = "file"\n'
+                   f"remote_display_port_min = {7000 + 64 * block}\n"
+                   f"remote_display_port_max = {7000 + 64 * block + 63}\n"
+                   f"migration_port_min = {12000 + 64 * block}\n"
+                   f"migration_port_max = {12000 + 64 * block + 63}\n")
     (root / "etc" / "libvirtd.conf").write_text(
         f'host_uuid = "{uuid.uuid4()}"\nunix_sock_dir = "{root}/sock"\n')
     script = root / "start.sh"

@@ -143,7 +143,7 @@ async def test_connections_closed_by_the_broker_during_a_stream_of_casts(
     assert max(stream.manager.invocations.values()) == 1, "no message handled twice"
 
 
-@pytest.mark.serial  # stops the broker every other test uses
+@pytest.mark.exclusive  # stops the broker every other test uses
 async def test_broker_restart_during_a_stream_of_casts(rabbit_url: str) -> None:
     async def restart() -> None:
         try:
@@ -162,7 +162,7 @@ async def test_broker_restart_during_a_stream_of_casts(rabbit_url: str) -> None:
     assert max(stream.manager.invocations.values()) == 1, "no message handled twice"
 
 
-@pytest.mark.serial  # stops the broker every other test uses
+@pytest.mark.exclusive  # stops the broker every other test uses
 async def test_cast_during_a_long_outage_fails_clearly_and_the_bus_recovers(
         rabbit_url: str) -> None:
     manager = Recorder()

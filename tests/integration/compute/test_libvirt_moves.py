@@ -376,6 +376,12 @@ async def test_an_rbd_backed_guest_live_migrates_resizes_and_reverts_on_its_one_
     assert _rbd_disk(ceph_cluster, guest.uuid) == (1 << 30, [])
     info = await b.get_info(guest.uuid)
     assert (info.power_state, info.memory_mb) == (PowerState.RUNNING, 256)
+    # Back on host-b it boots its own disk (its console log there kept, the power-off of
+    # the move in it). Powered off only once it is up: a guest still booting has no ACPI
+    # handler yet and would sit out the whole grace period before the plug is pulled.
+    reverted = await wait_console(lambda: console(b),
+                                  r"(?s)STRATUS-POWEROFF.*STRATUS-INIT.*^STRATUS-READY")
+    assert "STRATUS-DISK name=vda size=1073741824" in reverted.rsplit("STRATUS-INIT", 1)[1]
 
     # Again, confirmed this time: the grown disk stays, its snapshot goes.
     disk_info = await b.migrate_disk_and_power_off(guest.uuid, "host-a")
@@ -383,10 +389,12 @@ async def test_an_rbd_backed_guest_live_migrates_resizes_and_reverts_on_its_one_
     await b.confirm_migration(guest.uuid)
     assert _rbd_disk(ceph_cluster, guest.uuid) == (2 << 30, [])
     assert (await a.get_info(guest.uuid)).power_state == PowerState.RUNNING
+    await wait_console(lambda: console(a), r"^STRATUS-READY")
 
     # host-a dies (its guest gone, the disk in Ceph); evacuated to host-b, the guest boots
     # from that disk, as it was, not from a new copy of its image.
     await a.power_off(guest.uuid, grace_period=30)
+    assert "STRATUS-POWEROFF" in await a.get_console_output(guest.uuid)  # on ACPI, itself
     await a._call(a._undefine, guest.uuid)
     _write_at_end(ceph_cluster, guest.uuid, b"written before the evacuation")
     await b.spawn(bigger)
