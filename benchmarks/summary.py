@@ -53,7 +53,7 @@ RUNS = (
     Run("network", "network", (), ("--sequential", "20", "--ports", "400")),
     Run("startup", "startup", (), ("--repeats", "1")),
     Run("scale", "scale"),
-    Run("realboot", "realboot", ("--boots", "3"), ("--boots", "1")),
+    Run("realboot", "realboot", ("--boots", "5"), ("--boots", "1")),
     Run("image", "image", (), ("--size-mib", "128", "--repeats", "1")),
 )
 
