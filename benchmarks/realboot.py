@@ -22,6 +22,10 @@ cloud costs on top of the hypervisor's boot. ``virt_type`` is stated in the back
 ``init`` less the ``uptime=`` the guest prints in its init line: the cloud's part before
 QEMU runs, QEMU's start, the firmware and the boot loader; the rest of ``init`` is the
 guest's kernel. ``--keep-consoles DIR`` keeps every boot's console log.
+
+``--busy-loops N`` keeps N processes spinning on the CPU (plain Python loops, at the default
+priority) from before the cloud starts until the last boot ends: the same figures with the
+machine's cores contended, for both the cloud's boots and the control's alike.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +76,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="control guest memory; the cloud uses m1.tiny (512 MB)")
     parser.add_argument("--keep-consoles", metavar="DIR",
                         help="copy each boot's console log there (cloud-N.log, control-N.log)")
+    parser.add_argument("--busy-loops", type=int, default=0, metavar="N",
+                        help="processes spinning on the CPU throughout (default 0: none)")
+
+
+@contextlib.contextmanager
+def _busy_loops(count: int) -> Iterator[None]:
+    """``count`` processes spinning on the CPU while the block runs, killed after it."""
+    spinning = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
 
 
 async def _watch_markers(path: Path, started: float, within: float) -> dict[str, float]:
@@ -322,7 +342,9 @@ async def run(args: argparse.Namespace) -> Result:
 
         servers = _control_network_up(control_dir)
         try:
-            cloud, spans, seen = await _cloud_boots(args, work, image, control_boot)
+            with _busy_loops(args.busy_loops):
+                cloud, spans, seen = await _cloud_boots(args, work, image, control_boot)
+                load_after_boots = os.getloadavg()[0]
         finally:
             _control_network_down(servers)
     metrics: dict[str, float] = {}
@@ -339,6 +361,8 @@ async def run(args: argparse.Namespace) -> Result:
     metrics["metadata_behind_control_s"] = (metrics["metadata_p50_s"]
                                             - metrics["control_metadata_p50_s"])
     metrics["boots"] = float(args.boots)
+    metrics["busy_loops"] = float(args.busy_loops)
+    metrics["load_average_1m_after_boots"] = load_after_boots
     goals = [
         Goal("active_p50_s", ACTIVE_GOAL_S, "<=", "POST to ACTIVE, image cached"),
         Goal("metadata_behind_control_s", METADATA_BEHIND_GOAL_S, "<=",

@@ -161,6 +161,33 @@ async def test_realboot_splits_init_at_the_guest_kernels_clock(tmp_path: Path) -
     assert seen["kernel"] == pytest.approx(seen["init"] - 3.25)
 
 
+def test_realboot_busy_loops_spin_while_the_block_runs_and_are_gone_after() -> None:
+    """``realboot --busy-loops N``: N processes of this one's own spin on the CPU during the
+    boots and none is left once they end, whatever ended them."""
+    import os
+
+    from benchmarks.realboot import _busy_loops
+
+    def spinning_children() -> int:
+        count = 0
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, NotADirectoryError):
+                continue
+            # The parent's pid is the 4th field, after the command's name in parentheses.
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and cmdline.endswith(b"-c\0while True: pass\0"):
+                count += 1
+        return count
+
+    with pytest.raises(RuntimeError), _busy_loops(2):
+        assert spinning_children() == 2
+        raise RuntimeError("a boot failed")
+    assert spinning_children() == 0
+
+
 async def test_summary_puts_each_figure_beside_its_goal(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``benchmarks summary``: every run's metrics under its name, issue 21's goals and the
