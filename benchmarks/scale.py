@@ -284,6 +284,11 @@ def _blocks(total: int, passes: int) -> list[int]:
     return [total // passes + (n < total % passes) for n in range(passes)]
 
 
+def _rotated(clouds: list[_Cloud], n: int) -> list[_Cloud]:
+    """The sizes' order in pass ``n``: rotated by ``n``, so that none always goes first."""
+    return clouds[n % len(clouds):] + clouds[:n % len(clouds)]
+
+
 async def _measure(clouds: list[_Cloud], args: argparse.Namespace) -> dict[str, float]:
     """Every size's figures, the sizes interleaved: each pass runs one block of each kind
     on every size's cloud in turn (the order of the sizes rotated from pass to pass), so a
@@ -306,15 +311,13 @@ async def _measure(clouds: list[_Cloud], args: argparse.Namespace) -> dict[str, 
     samples: dict[tuple[str, int], _Samples] = defaultdict(_Samples)
     blocks = _blocks(args.rounds, args.passes)
     for n, count in enumerate(blocks):
-        order = clouds[n % len(clouds):] + clouds[:n % len(clouds)]
         for what in KINDS:
-            for cloud in order:
+            for cloud in _rotated(clouds, n):
                 await _block(cloud, count, requests[cloud.size][what],
                              samples[what, cloud.size])
         _progress(f"pass {n + 1} of {len(blocks)}")
     for n in range(args.boots):
-        order = clouds[n % len(clouds):] + clouds[:n % len(clouds)]
-        for cloud in order:
+        for cloud in _rotated(clouds, n):
             await _boot_once(cloud, f"timed-{cloud.size}-{n}", args,
                              samples["boot", cloud.size])
     metrics: dict[str, float] = {}

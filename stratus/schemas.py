@@ -137,19 +137,24 @@ def _sqlite_revision(path: str, version_table: str) -> str | None:
 _RUN_VALUE = re.compile(r"@@uuid:(\d+)@@|@@now\|([^@]*)@@")
 
 
+def _head_snapshot(service: str) -> tuple[str, str]:
+    """``service``'s SQLite snapshot file, and the first line it has when it is of this
+    code's head: ``-- <service> at <revision>``."""
+    schema = schema_of(service)
+    return os.path.join(schema.directory, SQLITE_HEAD), f"-- {service} at {schema.head}"
+
+
 def sqlite_head_statements(service: str) -> list[str] | None:
     """The statements that make ``service``'s schema at head in an empty SQLite database,
     with fresh run values; None when there is no snapshot of this code's head (a migration
     added without ``python -m tools.sqlite_heads``): Alembic makes it then."""
-    schema = schema_of(service)
+    path, at_head = _head_snapshot(service)
     try:
-        with open(os.path.join(schema.directory, SQLITE_HEAD), encoding="utf-8") as file:
+        with open(path, encoding="utf-8") as file:
             text = file.read()
     except OSError:
         return None
-    # The first line names the revision the snapshot is of: ``-- <service> at <revision>``.
-    first_line = text.split("\n", 1)[0]
-    if first_line != f"-- {service} at {schema.head}":
+    if text.split("\n", 1)[0] != at_head:
         return None
     ids: dict[str, str] = {}
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -277,11 +282,11 @@ class Migration:
 
 
 def _snapshot_at_head(service: str) -> bool:
-    """Whether ``service`` has a SQLite snapshot of this code's head (its first line)."""
-    schema = schema_of(service)
+    """Whether ``service`` has a SQLite snapshot of this code's head (its first line only)."""
+    path, at_head = _head_snapshot(service)
     try:
-        with open(os.path.join(schema.directory, SQLITE_HEAD), encoding="utf-8") as file:
-            return file.readline().rstrip("\n") == f"-- {service} at {schema.head}"
+        with open(path, encoding="utf-8") as file:
+            return file.readline().rstrip("\n") == at_head
     except OSError:
         return False
 
