@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -111,7 +112,7 @@ def _listen(namespace: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", port))
     sock.listen(8)
-    sock.settimeout(15)
+    sock.settimeout(35)  # outlasts seen_from's tries (15 s) and its wait for the accept
     return sock
 
 
@@ -121,6 +122,17 @@ def _connect(namespace: str, address: str, port: int, timeout: float) -> str:
     with sock:
         sock.sendall(b"hello\n")
         return str(sock.getsockname()[0])
+
+
+def _connect_retrying(namespace: str, address: str, port: int, within: float) -> str:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return _connect(namespace, address, port, min(1.0, deadline - time.monotonic()))
+        except OSError:
+            if time.monotonic() + 0.1 >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _accept(sock: socket.socket) -> str:
@@ -148,12 +160,17 @@ class Listener:
         if self.sock is not None:
             self.sock.close()
 
-    async def seen_from(self, namespace: str, address: str, within: float = 5.0) -> str:
-        """Connect from ``namespace`` to ``address``:port; the peer address accepted."""
+    async def seen_from(self, namespace: str, address: str, within: float = 15.0) -> str:
+        """Connect from ``namespace`` to ``address``:port; the peer address accepted.
+
+        Each try is a new connection: a first SYN that crossed a router before its NAT
+        rules were in place leaves a conntrack entry without NAT, which that connection's
+        retransmissions keep; a new source port meets the rules as they are now. Only a
+        connection that completes reaches the accept queue."""
         assert self.sock is not None
         accepting = asyncio.ensure_future(asyncio.to_thread(_accept, self.sock))
         try:
-            await asyncio.to_thread(_connect, namespace, address, self.port, within)
+            await asyncio.to_thread(_connect_retrying, namespace, address, self.port, within)
             return await asyncio.wait_for(accepting, 15)
         finally:
             if not accepting.done():

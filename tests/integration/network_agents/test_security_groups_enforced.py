@@ -131,7 +131,7 @@ async def test_two_guests_reach_each_other_only_as_the_rules_allow(
             await a.set_mac(random_mac())
             assert not await a.connect(b_ip, 22)  # forged MAC
             await a.set_mac(ports[0]["mac_address"])
-            assert await a.connect(b_ip, 22, wait=2.0)
+            assert await a.connect(b_ip, 22, wait=5.0)
 
             # b leaves filtering: no groups, no port security; 23 answers though no
             # rule opens it.
