@@ -206,9 +206,37 @@ def _virtlogd_answers() -> bool:
         probe.settimeout(2.0)
         try:
             probe.connect(VIRTLOGD_SOCKET)
+        except BlockingIOError:
+            # A listener whose backlog is full (a busy virtlogd): alive, it answers in turn;
+            # a dead one refuses, or has no socket file.
+            return True
         except OSError:
             return False
     return True
+
+
+def _process_runs(name: str) -> bool:
+    """True when a process of this command name runs on the machine."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == name:
+                return True
+    return False
+
+
+def _start_unless_starting(daemon: str, log_file: Path, env_log_var: str) -> None:
+    """Start ``daemon`` (virtlogd or libvirtd) with its pid file in ``DAEMON_DIR``.
+
+    Two callers may find it not answering at once (two test workers, two services starting
+    on one machine): the second start fails on the pid file the first one holds. That is
+    no failure while a daemon of that name runs: the caller then waits for it to answer."""
+    try:
+        _start([daemon, "-d", "-p", str(DAEMON_DIR / f"{daemon}.pid")], log_file,
+               env_log_var)
+    except DaemonError:
+        if not _process_runs(daemon):
+            raise
+        LOG.info("%s is already starting: waiting for it to answer", daemon)
 
 
 def _ensure_virtlogd() -> bool:
@@ -218,8 +246,7 @@ def _ensure_virtlogd() -> bool:
         raise DaemonError("virtlogd is not installed (Debian: libvirt-daemon-system)")
     DAEMON_DIR.mkdir(parents=True, exist_ok=True)
     LOG.info("virtlogd does not answer at %s: starting it", VIRTLOGD_SOCKET)
-    _start(["virtlogd", "-d", "-p", str(DAEMON_DIR / "virtlogd.pid")],
-           DAEMON_DIR / "virtlogd.log", "VIRTLOGD_LOG_OUTPUTS")
+    _start_unless_starting("virtlogd", DAEMON_DIR / "virtlogd.log", "VIRTLOGD_LOG_OUTPUTS")
     deadline = time.monotonic() + 10.0
     while not _virtlogd_answers():
         if time.monotonic() > deadline:
@@ -253,8 +280,7 @@ def ensure_daemons(uri: str = DEFAULT_URI, timeout: float = 90.0) -> bool:
     DAEMON_DIR.mkdir(parents=True, exist_ok=True)
     LOG.info("libvirt does not answer at %s: starting libvirtd", uri)
     _ensure_virtlogd()
-    _start(["libvirtd", "-d", "-p", str(DAEMON_DIR / "libvirtd.pid")],
-           DAEMON_DIR / "libvirtd.log", "LIBVIRT_LOG_OUTPUTS")
+    _start_unless_starting("libvirtd", DAEMON_DIR / "libvirtd.log", "LIBVIRT_LOG_OUTPUTS")
     deadline = time.monotonic() + timeout
     while not _answers(uri):
         if time.monotonic() > deadline:
