@@ -1,5 +1,6 @@
 """The machine side of libvirt: starting its daemons (a busy daemon is not a dead one, and a
-start that loses the race to another caller's waits for that daemon instead of failing)."""
+start that loses the race to another caller's waits for that daemon instead of failing) and
+the guests' CPU weight in the cgroup partition libvirt puts them in."""
 
 from __future__ import annotations
 
@@ -62,3 +63,31 @@ def test_a_start_that_fails_is_no_failure_while_a_daemon_of_that_name_runs(
         running.kill()
         running.wait()
 
+
+def _cgroup(path: Path, name: str, weight: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / name).write_text(f"{weight}\n")
+
+
+@pytest.mark.parametrize(("version", "top", "name", "default"), [
+    (1, "cpu/machine", "cpu.shares", 1024), (2, "machine", "cpu.weight", 100)])
+def test_the_guests_partition_weighs_as_its_guests(tmp_path: Path, version: int, top: str,
+                                                   name: str, default: int) -> None:
+    """libvirt's partition (no systemd) is one cgroup: by default all guests together weigh
+    as one host task. It is given the sum of its guests' weights, never below the default
+    nor above the controller's largest; without the partition (systemd's machine.slice is
+    the operator's) nothing is written."""
+    assert host.weigh_guest_partition(version, tmp_path) is None
+    partition = tmp_path / top
+    _cgroup(partition, name, default)
+    assert host.weigh_guest_partition(version, tmp_path) == default  # no guests
+    _cgroup(partition / "qemu-1-instance-a.libvirt-qemu", name, 2 * default)
+    _cgroup(partition / "qemu-2-instance-b.libvirt-qemu", name, 5 * default)
+    assert host.weigh_guest_partition(version, tmp_path) == 7 * default
+    assert (partition / name).read_text().strip() == str(7 * default)
+    for guest in partition.glob("qemu-1-*"):  # a guest stopped: libvirt removed its cgroup
+        (guest / name).unlink()
+        guest.rmdir()
+    assert host.weigh_guest_partition(version, tmp_path) == 5 * default
+    _cgroup(partition / "qemu-3-instance-c.libvirt-qemu", name, host.CPU_WEIGHT_MAX[version])
+    assert host.weigh_guest_partition(version, tmp_path) == host.CPU_WEIGHT_MAX[version]

@@ -12,12 +12,14 @@ from stratus.compute.virt.driver import GuestSpec, LocalDisk, VirtError
 from stratus.compute.virt.libvirt.driver import without_secrets
 from stratus.compute.virt.libvirt.guest_xml import (
     RbdSource,
+    cpu_shares,
     domain_xml,
     interface_xml,
     rescue_domain_xml,
     root_volume,
     volume_xml,
 )
+from stratus.compute.virt.libvirt.host import cgroup_cpu_version
 from stratus.compute.virt.libvirt.moves import destination_xml
 from stratus.compute.virt.libvirt.rbd_disks import secret_xml
 from stratus.guest_image import builder
@@ -55,6 +57,36 @@ def test_domain_identity_size_and_smbios() -> None:
     assert dom.find("./features/acpi") is not None
     assert dom.find("cpu") is None  # TCG: QEMU's default model
     assert make(virt_type="kvm").find("cpu").get("mode") == "host-passthrough"  # type: ignore[union-attr]
+
+
+V1_MOUNTS = """\
+sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,nosuid,nodev,noexec,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpuacct 0 0
+"""
+V2_MOUNTS = """\
+cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpuacct 0 0
+"""
+
+
+def test_a_guest_weighs_on_the_host_cpu_as_its_vcpus_and_its_emulator() -> None:
+    """libvirt puts all of a guest's threads in one cgroup, which by default weighs as one
+    task: the domain's shares are one task's weight per vCPU plus one for QEMU's own
+    threads, in the units of the host's cgroup version and within its range."""
+    assert cgroup_cpu_version(V1_MOUNTS) == 1
+    assert cgroup_cpu_version(V2_MOUNTS) == 2  # cpuacct alone is not the cpu controller
+    assert cgroup_cpu_version("cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0") == 1
+    assert (cpu_shares(1, 1), cpu_shares(4, 1)) == (2048, 5120)
+    assert (cpu_shares(1, 2), cpu_shares(4, 2)) == (200, 500)
+    assert cpu_shares(128, 2) == 10000  # cpu.weight's largest
+    xml = domain_xml(GuestSpec(uuid=UUID, name="g", vcpus=2, memory_mb=512, root_gb=1),
+                     virt_type="qemu", domain_name="instance-c", disk_path=Path("/i/disk"),
+                     console_log=Path("/i/console.log"), metadata_ns=NS, host="node1",
+                     cpu_shares=cpu_shares(2, 1))
+    assert ET.fromstring(xml).findtext("./cputune/shares") == "3072"
+    assert make().find("cputune") is None  # not given: libvirt's default
 
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"

@@ -162,9 +162,19 @@ async def test_domain_definition(driver: LibvirtDriver, tmp_path: Path) -> None:
     libvirt = libvirt_host.libvirt_module()
     conn = libvirt.open(libvirt_host.DEFAULT_URI)
     try:
-        dom = ET.fromstring(conn.lookupByUUIDString(guest.uuid).XMLDesc(0))
+        live = conn.lookupByUUIDString(guest.uuid)
+        dom = ET.fromstring(live.XMLDesc(0))
+        shares = live.schedulerParameters()["cpu_shares"]
     finally:
         conn.close()
+    # Two vCPUs and the emulator weigh as three host tasks, and so much at least weighs
+    # the partition libvirt puts guests in (other tests' guests may add to it).
+    version = libvirt_host.cgroup_cpu_version()
+    assert shares == 3 * libvirt_host.CPU_TASK_WEIGHT[version]
+    top = libvirt_host.CGROUP_ROOT / ("cpu" if version == 1 else "")
+    weight = top / libvirt_host.GUEST_PARTITION / ("cpu.shares" if version == 1
+                                                   else "cpu.weight")
+    assert not weight.exists() or int(weight.read_text()) >= shares  # set by the spawn
     assert dom.get("type") == driver.virt_type == ("kvm" if libvirt_host.kvm_usable()
                                                    else "qemu")
     assert dom.findtext("name") == f"instance-{guest.uuid}"

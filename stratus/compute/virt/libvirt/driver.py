@@ -75,6 +75,7 @@ from stratus.compute.virt.libvirt import moves
 from stratus.compute.virt.libvirt.consoles import console_endpoint
 from stratus.compute.virt.libvirt.guest_xml import (
     RbdSource,
+    cpu_shares,
     domain_xml,
     interface_xml,
     rbd_source,
@@ -176,6 +177,8 @@ class LibvirtDriver(VirtDriver):
         self.host = os.uname().nodename
         self._conn: Any = None
         self._libvirt: Any = None
+        #: The host's cgroup version for the ``cpu`` controller (read by ``init_host``).
+        self._cgroup_version: int | None = None
         #: Base images already inspected: (path, inode, size, mtime_ns, declared format) →
         #: qemu-img's description. A base file never changes in place (the image cache
         #: renames new data in), so each is read and checked once per process.
@@ -202,6 +205,7 @@ class LibvirtDriver(VirtDriver):
             raise HypervisorUnavailable(f"libvirt is not usable: {exc}") from exc
         if self.virt_type is None:
             self.virt_type = await asyncio.to_thread(libvirt_host.virt_type)
+        self._cgroup_version = await asyncio.to_thread(libvirt_host.cgroup_cpu_version)
         await asyncio.to_thread(self.instances_dir.mkdir, parents=True, exist_ok=True)
         LOG.info("libvirt driver on %s: %s, virt_type=%s (%s)", host, self.uri, self.virt_type,
                  "hardware virtualisation" if self.virt_type == "kvm"
@@ -262,6 +266,7 @@ class LibvirtDriver(VirtDriver):
         info = await self._call(conn.getInfo)
         version = await self._call(conn.getVersion)
         disk = await asyncio.to_thread(shutil.disk_usage, self.instances_dir)
+        await asyncio.to_thread(self._weigh_guests)
         return HostResources(hostname=self.host, vcpus=int(info[2]), memory_mb=int(info[1]),
                              local_gb=max(1, disk.total // _GIB), hypervisor_type="QEMU",
                              hypervisor_version=int(version), cpu_arch=str(info[0]))
@@ -437,7 +442,9 @@ class LibvirtDriver(VirtDriver):
                           console_log=self.console_log(guest.uuid),
                           metadata_ns=METADATA_NS, host=self.host,
                           instances_dir=self.instances_dir, rbd_secret=rbd_secret,
-                          config_drive=config_drive)
+                          config_drive=config_drive,
+                          cpu_shares=None if self._cgroup_version is None
+                          else cpu_shares(guest.vcpus, self._cgroup_version))
 
     async def write_config_drive(self, guest: GuestSpec) -> Path | None:
         """The guest's config drive image (``disk.config`` in its directory, made now from
@@ -509,6 +516,17 @@ class LibvirtDriver(VirtDriver):
             with contextlib.suppress(self._libvirt.libvirtError):
                 dom.undefine()
             raise
+        self._weigh_guests()
+
+    def _weigh_guests(self) -> None:
+        """The guests' partition weighs as the guests in it (``weigh_guest_partition``);
+        a host where that cannot be done runs its guests as libvirt placed them."""
+        if self._cgroup_version is None:
+            return
+        try:
+            libvirt_host.weigh_guest_partition(self._cgroup_version)
+        except OSError as exc:
+            LOG.debug("the guests' cgroup partition keeps its weight: %s", exc)
 
     def _create_overlay(self, guest: GuestSpec, directory: Path) -> Path:
         assert guest.image_path is not None
@@ -645,6 +663,7 @@ class LibvirtDriver(VirtDriver):
         if await self._state(dom) in (self._libvirt.VIR_DOMAIN_SHUTOFF,
                                       self._libvirt.VIR_DOMAIN_CRASHED):
             await self._call(dom.create)
+            await asyncio.to_thread(self._weigh_guests)
 
     async def reboot(self, uuid: str, *, hard: bool) -> None:
         """Hard: pull the plug and start again. Soft: ACPI power-off within
@@ -884,6 +903,7 @@ class LibvirtDriver(VirtDriver):
             dom.destroy()
         self._c().defineXML(xml)
         self._lookup(uuid).create()
+        self._weigh_guests()
 
     async def trigger_crash_dump(self, uuid: str) -> None:
         dom = await self._domain(uuid)

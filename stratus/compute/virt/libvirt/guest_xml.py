@@ -26,6 +26,7 @@ from typing import Any
 
 import stratus
 from stratus.compute.virt.driver import GuestSpec, VirtError
+from stratus.compute.virt.libvirt import host as libvirt_host
 
 MANUFACTURER = "Stratus"
 PRODUCT = "OpenStack Nova"  # what cloud-init's OpenStack data source looks for
@@ -48,6 +49,17 @@ ET.register_namespace("qemu", QEMU_NS)  # keep the prefix when a domain's XML is
 #: and refuses MSR features in a ``<cpu>`` we never write. KVM guests (host-passthrough)
 #: keep libvirt's default until measured there.
 SKIPPED_QEMU_CAPABILITIES = ("cpu-unavailable-features",)
+
+
+def cpu_shares(vcpus: int, cgroup_version: int) -> int:
+    """The domain's ``<cputune><shares>``: one host task's CPU weight per vCPU, and one more
+    for QEMU's own threads (its main loop and I/O workers, which the guest's disk and network
+    wait on). libvirt puts all of a guest's threads in one cgroup, and a cgroup of default
+    weight counts as a single task: on a busy host a 4-vCPU guest would get one task's CPU,
+    and a 1-vCPU guest's vCPU would share that one task's slice with its own emulator,
+    behind a plain QEMU process whose threads each weigh as a task."""
+    weight = (vcpus + 1) * libvirt_host.CPU_TASK_WEIGHT[cgroup_version]
+    return min(weight, libvirt_host.CPU_WEIGHT_MAX[cgroup_version])
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -105,13 +117,15 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str,
                console_log: Path, metadata_ns: str, host: str,
                instances_dir: Path | None = None, disk_format: str = "qcow2",
                local_disks: dict[str, Path] | None = None,
-               rbd_secret: str | None = None, config_drive: Path | None = None) -> str:
+               rbd_secret: str | None = None, config_drive: Path | None = None,
+               cpu_shares: int | None = None) -> str:
     """The domain booting ``disk_path`` (a file, or an RBD image); ``local_disks`` maps
     each of ``guest.local_disks``' devices to its file (qcow2, made by the driver);
     ``guest.block_devices`` other than ``/dev/vda`` become virtio disks on their volumes
     (``rbd_secret``: this host's secret for rbd volumes that name none); ``config_drive``:
     the guest's config drive image, a read-only IDE cdrom (``hdd``, as Nova's libvirt
-    driver attaches it on a ``pc`` machine)."""
+    driver attaches it on a ``pc`` machine); ``cpu_shares``: the guest's CPU weight on the
+    host (see ``cpu_shares``), else libvirt's default."""
     dom = ET.Element("domain", type=virt_type)
     _sub(dom, "name", domain_name)
     _sub(dom, "uuid", guest.uuid)
@@ -128,6 +142,8 @@ def domain_xml(guest: GuestSpec, *, virt_type: str, domain_name: str,
     _sub(dom, "memory", str(guest.memory_mb), unit="MiB")
     _sub(dom, "currentMemory", str(guest.memory_mb), unit="MiB")
     _sub(dom, "vcpu", str(guest.vcpus))
+    if cpu_shares is not None:
+        _sub(_sub(dom, "cputune"), "shares", str(cpu_shares))
 
     sysinfo = _sub(dom, "sysinfo", type="smbios")
     system = _sub(sysinfo, "system")

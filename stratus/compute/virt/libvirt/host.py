@@ -103,6 +103,65 @@ def virt_type() -> str:
     return "kvm" if kvm_usable() else "qemu"
 
 
+#: One nice-0 task's weight in the ``cpu`` controller: ``cpu.shares`` in cgroup v1,
+#: ``cpu.weight`` in v2 (libvirt writes a domain's ``<shares>`` to whichever the host has),
+#: and the largest value each takes.
+CPU_TASK_WEIGHT = {1: 1024, 2: 100}
+CPU_WEIGHT_MAX = {1: 262144, 2: 10000}
+
+
+#: Where libvirt puts guests on a machine without systemd: its default resource partition,
+#: a cgroup at the top of the ``cpu`` hierarchy (under systemd it is ``machine.slice``,
+#: which systemd weighs and the operator configures: left alone).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GUEST_PARTITION = "machine"
+
+
+def _cpu_weight_file(version: int) -> str:
+    return "cpu.shares" if version == 1 else "cpu.weight"
+
+
+def weigh_guest_partition(version: int, root: Path = CGROUP_ROOT) -> int | None:
+    """Give libvirt's guest partition the CPU weight of the guests in it; the weight set, or
+    None where there is no such partition.
+
+    A cgroup weighs as one task against its siblings whatever it holds, so with the default
+    weight every guest on the host together would get the CPU of a single busy host
+    process. The partition is made to weigh what its guests' cgroups weigh (each its
+    ``<cputune><shares>``: a task per vCPU and one for the emulator), never less than the
+    default. Called as guests start, and from the periodic resource report, which catches
+    up with guests that stopped or migrated in."""
+    partition = (root / "cpu" if version == 1 else root) / GUEST_PARTITION
+    name = _cpu_weight_file(version)
+    own = partition / name
+    if not own.exists():
+        return None
+    guests = 0
+    for child in partition.iterdir():
+        with contextlib.suppress(OSError, ValueError):  # a guest's cgroup going away
+            if child.is_dir():
+                guests += int((child / name).read_text())
+    weight = min(max(guests, CPU_TASK_WEIGHT[version]), CPU_WEIGHT_MAX[version])
+    if int(own.read_text()) != weight:
+        own.write_text(str(weight))
+    return weight
+
+
+def cgroup_cpu_version(mounts: str | None = None) -> int:
+    """1 when the ``cpu`` controller is mounted as a cgroup v1 hierarchy (``mounts``: the
+    text of ``/proc/self/mounts``), else 2 (the unified hierarchy holds it)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return 2
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "cgroup" and "cpu" in fields[3].split(","):
+            return 1
+    return 2
+
+
 def may_open_read_write(mode: int, owner: int, group: int, uid: int, gids: set[int]) -> bool:
     """True when a process of ``uid`` with groups ``gids`` may open a file of ``mode``,
     ``owner`` and ``group`` for reading and writing (the permission bits; no ACLs)."""
@@ -202,6 +261,11 @@ def _virtlogd_answers() -> bool:
     The socket file alone proves nothing: a virtlogd that died leaves it behind, and libvirtd
     then fails every domain start with "Connection refused".
     """
+    return _virtlogd_refusal() is None
+
+
+def _virtlogd_refusal() -> OSError | None:
+    """Why a connection to virtlogd's socket fails (None: it does not)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(2.0)
         try:
@@ -209,10 +273,10 @@ def _virtlogd_answers() -> bool:
         except BlockingIOError:
             # A listener whose backlog is full (a busy virtlogd): alive, it answers in turn;
             # a dead one refuses, or has no socket file.
-            return True
-        except OSError:
-            return False
-    return True
+            return None
+        except OSError as exc:
+            return exc
+    return None
 
 
 def _process_runs(name: str) -> bool:
@@ -248,10 +312,10 @@ def _ensure_virtlogd() -> bool:
     LOG.info("virtlogd does not answer at %s: starting it", VIRTLOGD_SOCKET)
     _start_unless_starting("virtlogd", DAEMON_DIR / "virtlogd.log", "VIRTLOGD_LOG_OUTPUTS")
     deadline = time.monotonic() + 10.0
-    while not _virtlogd_answers():
+    while (refusal := _virtlogd_refusal()) is not None:
         if time.monotonic() > deadline:
-            raise DaemonError(f"virtlogd started but {VIRTLOGD_SOCKET} did not answer; see "
-                              f"{DAEMON_DIR / 'virtlogd.log'}")
+            raise DaemonError(f"virtlogd started but {VIRTLOGD_SOCKET} did not answer "
+                              f"({refusal.strerror}); see {DAEMON_DIR / 'virtlogd.log'}")
         time.sleep(0.05)
     return True
 
