@@ -31,6 +31,20 @@ the two threads of the hash floor spent (each thread's own clock). The hashes al
 upload path costs beside them; and since client and server share the machine's cores,
 ``upload_cpu_bound_mb_per_s`` is the upload rate the measured CPU of both would allow if
 every core of the machine (``os.cpu_count()``) were kept busy with nothing else.
+
+The bounds no server can beat on this machine with this client, and the goals against them:
+
+* ``upload_bound_mb_per_s``: the slower of the hash floor and ``upload_cpu_bound_mb_per_s``.
+  Where the client shares the cores, the hashes and the client's sending together need
+  more CPU than the floor's two threads have: with 2 cores the CPU bound is the lower one,
+  and ``upload_over_hash_floor`` cannot reach 0.9 whatever the server does.
+  ``upload_over_bound`` >= 0.9 says the server keeps the machine's cores at the work, and
+  ``upload_server_cpu_over_hash_cpu`` <= 1.2 that its CPU is the hashes' and a fifth more at most
+  (else a wasteful server would raise its own bound);
+* ``download_bound_mb_per_s``: the client's own CPU for the transfer (curl receives and
+  writes on one thread: ``download_client_cpu_s_per_gib``) followed by its fsync
+  (``download_fsync_s_per_gib``); ``download_over_bound`` >= 0.9 says the server keeps the
+  client busy. The server's CPU is not in this bound (``download_server_cpu_s_per_gib``).
 """
 
 from __future__ import annotations
@@ -60,6 +74,8 @@ DESCRIPTION = ("image upload and download MB/s of a 1 GiB file through stratus u
 
 MiB = 1024 * 1024
 RATIO_GOAL = 0.5
+BOUND_GOAL = 0.9
+SERVER_CPU_OVER_HASHES_GOAL = 1.2
 RSS_GROWTH_GOAL_MIB = 64.0
 
 
@@ -267,6 +283,18 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
         handle.close()
 
 
+def bounds(mb: float, hash_floor: float, upload_cpu_s: float, download_client_cpu_s: float,
+           download_fsync_s: float, cores: int) -> dict[str, float]:
+    """The fastest transfers of ``mb`` MB this machine allows (MB/s): the upload can beat
+    neither the hash floor nor its measured CPU (server and client, ``upload_cpu_s``) spread
+    on every core; the download can beat neither its client's CPU (one thread) nor that
+    followed by the client's fsync."""
+    cpu_bound = mb / (upload_cpu_s / cores)
+    return {"upload_cpu_bound_mb_per_s": cpu_bound,
+            "upload_bound_mb_per_s": min(hash_floor, cpu_bound),
+            "download_bound_mb_per_s": mb / (download_client_cpu_s + download_fsync_s)}
+
+
 async def _round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str, str],
                  source: Path, work: Path, size: int, client_kind: str) -> dict[str, float]:
     images = f"{cloud.base_url}/image/v2/images"
@@ -289,12 +317,15 @@ async def _round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str,
         upload_server_cpu = _process_cpu_s(cloud.pid) - server_cpu
         upload_client_cpu = _children_cpu_s() - client_cpu
     with _Peak(cloud.pid) as download_peak:
-        server_cpu = _process_cpu_s(cloud.pid)
+        server_cpu, client_cpu = _process_cpu_s(cloud.pid), _children_cpu_s()
         started = time.perf_counter()
         content_md5 = await transfer.download(url, target)
+        received_at = time.perf_counter()
         await asyncio.to_thread(_fsync_path, target)
         download_s = time.perf_counter() - started
+        download_fsync_s = time.perf_counter() - received_at
         download_server_cpu = _process_cpu_s(cloud.pid) - server_cpu
+        download_client_cpu = _children_cpu_s() - client_cpu
     received = target.stat().st_size
     if received != size or await asyncio.to_thread(_md5_of, target) != content_md5:
         raise RuntimeError(f"download is wrong: {received} bytes, Content-MD5 {content_md5}")
@@ -314,10 +345,17 @@ async def _round(cloud: StratusUp, client: httpx.AsyncClient, headers: dict[str,
         "upload_client_cpu_s_per_gib": (upload_client_cpu / gib if client_kind == "curl"
                                         else math.nan),
         "download_server_cpu_s_per_gib": download_server_cpu / gib,
+        "download_client_cpu_s_per_gib": (download_client_cpu / gib if client_kind == "curl"
+                                          else math.nan),
+        "download_fsync_s_per_gib": download_fsync_s / gib,
     }
     figures["upload_server_cpu_over_hash_cpu"] = upload_server_cpu / gib / hash_cpu
-    both = upload_server_cpu + (upload_client_cpu if client_kind == "curl" else 0.0)
-    figures["upload_cpu_bound_mb_per_s"] = mb / (both / (os.cpu_count() or 1))
+    curl = client_kind == "curl"
+    figures.update(bounds(
+        mb, hash_floor, upload_server_cpu + (upload_client_cpu if curl else 0.0),
+        download_client_cpu if curl else math.nan, download_fsync_s, os.cpu_count() or 1))
+    figures["upload_over_bound"] = mb / upload_s / figures["upload_bound_mb_per_s"]
+    figures["download_over_bound"] = mb / download_s / figures["download_bound_mb_per_s"]
     figures["upload_over_copy"] = copy_s / upload_s
     figures["download_over_copy"] = copy_s / download_s
     figures["upload_over_hash_floor"] = figures["upload_mb_per_s"] / figures[
@@ -361,10 +399,12 @@ async def run(args: argparse.Namespace) -> Result:
     for name in ("copy_mb_per_s", "upload_mb_per_s", "download_mb_per_s",
                  "hash_floor_mb_per_s", "hash_cpu_s_per_gib", "upload_server_cpu_s_per_gib",
                  "upload_client_cpu_s_per_gib", "download_server_cpu_s_per_gib",
-                 "upload_server_cpu_over_hash_cpu", "upload_cpu_bound_mb_per_s"):
+                 "download_client_cpu_s_per_gib", "download_fsync_s_per_gib",
+                 "upload_server_cpu_over_hash_cpu", "upload_cpu_bound_mb_per_s",
+                 "upload_bound_mb_per_s", "download_bound_mb_per_s"):
         metrics[name] = statistics.median(r[name] for r in rounds)
     for name in ("upload_over_copy", "download_over_copy", "upload_over_hash_floor",
-                 "download_over_hash_floor"):
+                 "download_over_hash_floor", "upload_over_bound", "download_over_bound"):
         metrics[name] = statistics.median(r[name] for r in rounds)
     for name in ("upload_peak_rss_growth_mib", "download_peak_rss_growth_mib"):
         metrics[name] = max(r[name] for r in rounds)
@@ -378,6 +418,13 @@ async def run(args: argparse.Namespace) -> Result:
                  "upload (hashing MD5 + SHA-512, fsync) vs copyfile + fsync, same disk"),
             Goal("download_over_copy", RATIO_GOAL, ">=",
                  "download into a file + fsync vs copyfile + fsync, same disk"),
+            Goal("upload_over_bound", BOUND_GOAL, ">=",
+                 "upload against the faster of the hash floor and what the measured CPU of "
+                 "server and client allows on this machine's cores"),
+            Goal("upload_server_cpu_over_hash_cpu", SERVER_CPU_OVER_HASHES_GOAL, "<=",
+                 "the server's CPU for an upload beside the two hashes it must compute"),
+            Goal("download_over_bound", BOUND_GOAL, ">=",
+                 "download against the client's own CPU (one thread) and its fsync"),
             Goal("upload_peak_rss_growth_mib", RSS_GROWTH_GOAL_MIB, "<=",
                  "server process, largest over the rounds"),
             Goal("download_peak_rss_growth_mib", RSS_GROWTH_GOAL_MIB, "<=",

@@ -124,6 +124,20 @@ def test_statistics_and_goals() -> None:
     assert not Goal("m", 0, ">=").met(None) and not Goal("m", 0, ">=").met(float("nan"))
 
 
+def test_image_bounds_are_the_slowest_constraint_of_each_transfer() -> None:
+    """The upload is bound by the hash floor or, where server and client share too few
+    cores, by their CPU; the download by its client's one thread and then its fsync."""
+    from benchmarks.image import bounds
+
+    two_cores = bounds(1000.0, 750.0, upload_cpu_s=3.5, download_client_cpu_s=1.4,
+                       download_fsync_s=0.5, cores=2)
+    assert two_cores["upload_cpu_bound_mb_per_s"] == pytest.approx(1000 / 1.75)
+    assert two_cores["upload_bound_mb_per_s"] == pytest.approx(1000 / 1.75)  # under 750
+    assert two_cores["download_bound_mb_per_s"] == pytest.approx(1000 / 1.9)
+    four_cores = bounds(1000.0, 750.0, 3.5, 1.4, 0.5, cores=4)
+    assert four_cores["upload_bound_mb_per_s"] == 750.0  # the hashes bind again
+
+
 def test_live_migration_downtime_is_the_step_in_the_guests_clock() -> None:
     """``lifecycle_live``: the guest's clock runs 1 % fast and stops 0.15 s, then 0.30 s, at
     two switch-overs; ticks arrive 0-20 ms late. One slope and a level per stretch give the
