@@ -117,7 +117,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 GUEST_PARTITION = "machine"
 
 
-def _cpu_weight_file(version: int) -> str:
+def cpu_weight_file(version: int) -> str:
+    """The name of a cgroup's CPU weight file in the ``cpu`` controller of ``version``."""
     return "cpu.shares" if version == 1 else "cpu.weight"
 
 
@@ -132,7 +133,7 @@ def weigh_guest_partition(version: int, root: Path = CGROUP_ROOT) -> int | None:
     default. Called as guests start, and from the periodic resource report, which catches
     up with guests that stopped or migrated in."""
     partition = (root / "cpu" if version == 1 else root) / GUEST_PARTITION
-    name = _cpu_weight_file(version)
+    name = cpu_weight_file(version)
     own = partition / name
     if not own.exists():
         return None
