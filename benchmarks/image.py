@@ -419,8 +419,8 @@ async def run(args: argparse.Namespace) -> Result:
             Goal("download_over_copy", RATIO_GOAL, ">=",
                  "download into a file + fsync vs copyfile + fsync, same disk"),
             Goal("upload_over_bound", BOUND_GOAL, ">=",
-                 "upload against the faster of the hash floor and what the measured CPU of "
-                 "server and client allows on this machine's cores"),
+                 "upload against the lower of the hash floor and the rate the measured CPU "
+                 "of server and client allows on this machine's cores"),
             Goal("upload_server_cpu_over_hash_cpu", SERVER_CPU_OVER_HASHES_GOAL, "<=",
                  "the server's CPU for an upload beside the two hashes it must compute"),
             Goal("download_over_bound", BOUND_GOAL, ">=",
