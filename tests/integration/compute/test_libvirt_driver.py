@@ -171,8 +171,7 @@ async def test_domain_definition(driver: LibvirtDriver, tmp_path: Path) -> None:
     # the partition libvirt puts guests in (other tests' guests may add to it).
     version = libvirt_host.cgroup_cpu_version()
     assert shares == 3 * libvirt_host.CPU_TASK_WEIGHT[version]
-    top = libvirt_host.CGROUP_ROOT / ("cpu" if version == 1 else "")
-    weight = top / libvirt_host.GUEST_PARTITION / libvirt_host.cpu_weight_file(version)
+    weight = libvirt_host.guest_partition(version) / libvirt_host.cpu_weight_file(version)
     assert not weight.exists() or int(weight.read_text()) >= shares  # set by the spawn
     assert dom.get("type") == driver.virt_type == ("kvm" if libvirt_host.kvm_usable()
                                                    else "qemu")

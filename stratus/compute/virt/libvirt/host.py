@@ -122,6 +122,11 @@ def cpu_weight_file(version: int) -> str:
     return "cpu.shares" if version == 1 else "cpu.weight"
 
 
+def guest_partition(version: int, root: Path = CGROUP_ROOT) -> Path:
+    """libvirt's guest partition cgroup in the ``cpu`` controller of ``version``."""
+    return (root / "cpu" if version == 1 else root) / GUEST_PARTITION
+
+
 def weigh_guest_partition(version: int, root: Path = CGROUP_ROOT) -> int | None:
     """Give libvirt's guest partition the CPU weight of the guests in it; the weight set, or
     None where there is no such partition.
@@ -132,7 +137,7 @@ def weigh_guest_partition(version: int, root: Path = CGROUP_ROOT) -> int | None:
     ``<cputune><shares>``: a task per vCPU and one for the emulator), never less than the
     default. Called as guests start, and from the periodic resource report, which catches
     up with guests that stopped or migrated in."""
-    partition = (root / "cpu" if version == 1 else root) / GUEST_PARTITION
+    partition = guest_partition(version, root)
     name = cpu_weight_file(version)
     own = partition / name
     if not own.exists():
